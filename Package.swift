@@ -1,0 +1,35 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Data flows one way through the targets:
+//   COpenBLAS, CMPI (C shims)  ->  NN (tensors, kernels, layers, optimizers), Communication
+//   -> Data (CSV, featurizers, text encoder, feature store) -> Model (CLaDMoP) -> Training -> cladmop (CLI)
+let optimize: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
+
+let package = Package(
+    name: "cladmop",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "cladmop", targets: ["cladmop"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c",
+                       providers: [.apt(["libopenmpi-dev"])]),
+        .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS",
+                       providers: [.apt(["libopenblas-dev"])]),
+        .target(name: "NN", dependencies: ["COpenBLAS"], swiftSettings: optimize),
+        .target(name: "Communication", dependencies: ["CMPI"], swiftSettings: optimize),
+        .executableTarget(name: "MPISelfTest", dependencies: ["Communication", "NN"], swiftSettings: optimize),
+        .executableTarget(name: "cladmop",
+                          dependencies: ["NN", "Communication",
+                                         .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          swiftSettings: optimize),
+        .testTarget(name: "NNTests", dependencies: ["NN"]),
+        .testTarget(name: "CommunicationTests", dependencies: ["Communication"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

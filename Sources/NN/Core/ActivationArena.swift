@@ -1,0 +1,49 @@
+/// Bump allocator for activations and scratch buffers of one training step.
+///
+/// `allocate` hands out 64-byte aligned Float buffers from large blocks; `reset()` at the start of a
+/// step makes all of it reusable. Blocks are never freed or moved while the arena lives, so after the
+/// first step of a given shape the training loop allocates nothing.
+public final class ActivationArena {
+    private var blocks: [(base: UnsafeMutablePointer<Float>, capacity: Int)] = []
+    private var block = 0
+    private var used = 0
+    private let blockFloats: Int
+    /// High-water mark of floats handed out in one step.
+    public private(set) var peakFloats = 0
+    private var inStep = 0
+
+    public init(blockFloats: Int = 1 << 22) { self.blockFloats = blockFloats }
+
+    deinit { for b in blocks { b.base.deallocate() } }
+
+    public func reset() { block = 0; used = 0; inStep = 0 }
+
+    /// Total floats reserved by the arena's blocks.
+    public var reservedFloats: Int { blocks.reduce(0) { $0 + $1.capacity } }
+
+    /// `count` floats, uninitialised.
+    public func allocate(_ count: Int) -> UnsafeMutablePointer<Float> {
+        let n = (max(count, 1) + 15) & ~15
+        while block < blocks.count {
+            if used + n <= blocks[block].capacity {
+                let p = blocks[block].base + used
+                used += n; inStep += n; peakFloats = max(peakFloats, inStep)
+                return p
+            }
+            block += 1; used = 0
+        }
+        let cap = max(blockFloats, n)
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: cap * 4, alignment: 64)
+        blocks.append((raw.bindMemory(to: Float.self, capacity: cap), cap))
+        block = blocks.count - 1
+        used = n; inStep += n; peakFloats = max(peakFloats, inStep)
+        return blocks[block].base
+    }
+
+    /// `count` floats set to zero (for gradient accumulators).
+    public func zeros(_ count: Int) -> UnsafeMutablePointer<Float> {
+        let p = allocate(count)
+        p.update(repeating: 0, count: count)
+        return p
+    }
+}

@@ -1,0 +1,94 @@
+public typealias FloatPtr = UnsafeMutablePointer<Float>
+public typealias ConstFloatPtr = UnsafePointer<Float>
+
+/// Low-rank adapter of a frozen Linear (LoRA, Hu et al. 2021):
+/// y += (alpha / r) * (x A^T) B^T, A is (r, in) ~ U(-1/sqrt(in), 1/sqrt(in)), B is (out, r) = 0.
+public struct LoRAAdapter {
+    public let rank: Int
+    public let scaling: Float
+    public let a: ParamRef
+    public let b: ParamRef
+}
+
+/// What `Linear.forward` keeps for backward: the LoRA intermediate t = x A^T, (N, r).
+public struct LinearCache { public var t: FloatPtr? = nil }
+
+/// y = x W^T + b, W is (out, in) as in PyTorch, optionally with a LoRA adapter.
+public struct Linear {
+    public let inFeatures: Int
+    public let outFeatures: Int
+    public let weight: ParamRef
+    public let bias: ParamRef?
+    public private(set) var adapter: LoRAAdapter?
+
+    public init(_ params: ParameterArena, _ name: String, inFeatures: Int, outFeatures: Int,
+                bias: Bool = true, group: Int = 0) {
+        self.inFeatures = inFeatures
+        self.outFeatures = outFeatures
+        weight = params.register("\(name).weight", shape: [outFeatures, inFeatures],
+                                 initializer: .uniformFanIn(inFeatures), group: group)
+        self.bias = bias ? params.register("\(name).bias", shape: [outFeatures],
+                                           initializer: .uniformFanIn(inFeatures), group: group) : nil
+    }
+
+    /// Adds a LoRA adapter of rank `rank` whose parameters live in group `group`.
+    public mutating func addLoRA(_ params: ParameterArena, _ name: String, rank: Int, alpha: Float, group: Int) {
+        let a = params.register("\(name).lora_a", shape: [rank, inFeatures],
+                                initializer: .uniformFanIn(inFeatures), group: group)
+        let b = params.register("\(name).lora_b", shape: [outFeatures, rank], initializer: .zeros, group: group)
+        adapter = LoRAAdapter(rank: rank, scaling: alpha / Float(rank), a: a, b: b)
+    }
+
+    /// x is (N, in), y is (N, out). y = x W^T + b [+ scaling (x A^T) B^T].
+    @discardableResult
+    public func forward(_ p: ParameterArena, _ x: ConstFloatPtr, _ y: FloatPtr, rows n: Int,
+                        arena: ActivationArena? = nil) -> LinearCache {
+        if let bias {
+            let bv = p.value(bias)
+            for r in 0..<n { (y + r * outFeatures).update(from: bv, count: outFeatures) }
+        }
+        sgemm(transB: true, m: n, n: outFeatures, k: inFeatures, a: x, b: p.value(weight),
+              beta: bias == nil ? 0 : 1, c: y)
+        guard let ad = adapter else { return LinearCache() }
+        let t = arena!.allocate(n * ad.rank)
+        sgemm(transB: true, m: n, n: ad.rank, k: inFeatures, a: x, b: p.value(ad.a), c: t)
+        sgemm(transB: true, m: n, n: outFeatures, k: ad.rank, alpha: ad.scaling, a: t, b: p.value(ad.b),
+              beta: 1, c: y)
+        return LinearCache(t: t)
+    }
+
+    /// Accumulates: dx += dy W (when dx is given), dW += dy^T x, db += sum over rows of dy
+    /// (skipped for frozen groups), and for LoRA dB += s dy^T t, dA += s (dy B)^T x, dx += s (dy B) A.
+    public func backward(_ p: ParameterArena, _ x: ConstFloatPtr, _ cache: LinearCache, _ dy: ConstFloatPtr,
+                         _ dx: FloatPtr?, rows n: Int, arena: ActivationArena? = nil) {
+        if !p.isFrozen(weight) {
+            sgemm(transA: true, m: outFeatures, n: inFeatures, k: n, a: dy, b: x, beta: 1, c: p.grad(weight))
+        }
+        if let bias, !p.isFrozen(bias) {
+            let gb = p.grad(bias)
+            for r in 0..<n {
+                let row = dy + r * outFeatures
+                for j in 0..<outFeatures { gb[j] += row[j] }
+            }
+        }
+        if let dx {
+            sgemm(m: n, n: inFeatures, k: outFeatures, a: dy, b: p.value(weight), beta: 1, c: dx)
+        }
+        guard let ad = adapter, let t = cache.t else { return }
+        // dt = s dy B, (N, r)
+        let dt = arena!.allocate(n * ad.rank)
+        sgemm(m: n, n: ad.rank, k: outFeatures, alpha: ad.scaling, a: dy, b: p.value(ad.b), c: dt)
+        if !p.isFrozen(ad.b) {
+            sgemm(transA: true, m: outFeatures, n: ad.rank, k: n, alpha: ad.scaling, a: dy, b: t,
+                  beta: 1, c: p.grad(ad.b))
+        }
+        if !p.isFrozen(ad.a) {
+            sgemm(transA: true, m: ad.rank, n: inFeatures, k: n, a: dt, b: x, beta: 1, c: p.grad(ad.a))
+        }
+        if let dx { sgemm(m: n, n: inFeatures, k: ad.rank, a: dt, b: p.value(ad.a), beta: 1, c: dx) }
+    }
+}
+
+extension ParameterArena {
+    @inline(__always) public func isFrozen(_ ref: ParamRef) -> Bool { groups[entries[ref.index].group].frozen }
+}

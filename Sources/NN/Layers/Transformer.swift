@@ -1,0 +1,122 @@
+/// What `FeedForward.forward` keeps.
+public struct FeedForwardCache { public var hidden, activated: FloatPtr; public var c1, c2: LinearCache }
+
+/// FFN(x) = W2 GELU(W1 x + b1) + b2, hidden width `hiddenDim` (4d in CLaDMoP).
+public struct FeedForward {
+    public let dim: Int
+    public let hiddenDim: Int
+    public var fc1, fc2: Linear
+
+    public init(_ params: ParameterArena, _ name: String, dim: Int, hiddenDim: Int, group: Int = 0) {
+        self.dim = dim; self.hiddenDim = hiddenDim
+        fc1 = Linear(params, "\(name).fc1", inFeatures: dim, outFeatures: hiddenDim, group: group)
+        fc2 = Linear(params, "\(name).fc2", inFeatures: hiddenDim, outFeatures: dim, group: group)
+    }
+
+    /// x (N, d) -> y (N, d).
+    public func forward(_ p: ParameterArena, _ x: ConstFloatPtr, _ y: FloatPtr, rows n: Int,
+                        arena: ActivationArena) -> FeedForwardCache {
+        let hidden = arena.allocate(n * hiddenDim), act = arena.allocate(n * hiddenDim)
+        let c1 = fc1.forward(p, x, hidden, rows: n, arena: arena)
+        geluForward(hidden, act, count: n * hiddenDim)
+        let c2 = fc2.forward(p, act, y, rows: n, arena: arena)
+        return FeedForwardCache(hidden: hidden, activated: act, c1: c1, c2: c2)
+    }
+
+    /// Accumulates dx += dFFN/dx^T dy and the parameter gradients.
+    public func backward(_ p: ParameterArena, _ x: ConstFloatPtr, _ c: FeedForwardCache, _ dy: ConstFloatPtr,
+                         _ dx: FloatPtr, rows n: Int, arena: ActivationArena) {
+        let dAct = arena.zeros(n * hiddenDim), dHidden = arena.zeros(n * hiddenDim)
+        fc2.backward(p, c.activated, c.c2, dy, dAct, rows: n, arena: arena)
+        geluBackward(c.hidden, dAct, dHidden, count: n * hiddenDim)
+        fc1.backward(p, x, c.c1, dHidden, dx, rows: n, arena: arena)
+    }
+}
+
+/// What `TransformerLayer.forward` keeps.
+public struct TransformerCache {
+    public var ln1Out: FloatPtr, ln1: LayerNormCache
+    public var kvOut: FloatPtr?, lnKV: LayerNormCache?
+    public var attn: AttentionCache
+    public var mid: FloatPtr                 // x + MHA(...), (B, Lq, d)
+    public var ln2Out: FloatPtr, ln2: LayerNormCache
+    public var ffn: FeedForwardCache
+}
+
+/// Pre-LN transformer layer.
+/// Self-attention: x = x + MHA(LN1(x)); x = x + FFN(LN2(x)).
+/// Cross-attention (Perceiver style): q = q + MHA(LN_q(q), LN_kv(kv)); q = q + FFN(LN2(q)).
+public struct TransformerLayer {
+    public let dim: Int
+    public let isCross: Bool
+    public var ln1: LayerNorm
+    public var lnKV: LayerNorm?
+    public var attention: MultiHeadAttention
+    public var ln2: LayerNorm
+    public var ffn: FeedForward
+
+    public init(_ params: ParameterArena, _ name: String, dim: Int, heads: Int, ffnDim: Int,
+                cross: Bool = false, group: Int = 0) {
+        self.dim = dim; isCross = cross
+        ln1 = LayerNorm(params, "\(name).ln_q", dim: dim, group: group)
+        lnKV = cross ? LayerNorm(params, "\(name).ln_kv", dim: dim, group: group) : nil
+        attention = MultiHeadAttention(params, "\(name).attn", dim: dim, heads: heads, group: group)
+        ln2 = LayerNorm(params, "\(name).ln_ffn", dim: dim, group: group)
+        ffn = FeedForward(params, "\(name).ffn", dim: dim, hiddenDim: ffnDim, group: group)
+    }
+
+    /// x (B, Lq, d) -> y (B, Lq, d). Cross layers read keys/values from kv (B, Lk, d) with keyMask (B, Lk);
+    /// self layers use x itself with keyMask (B, Lq).
+    public func forward(_ p: ParameterArena, _ x: ConstFloatPtr, kv: ConstFloatPtr? = nil,
+                        keyMask: UnsafePointer<UInt8>?, batch: Int, length lq: Int, keyLength: Int? = nil,
+                        _ y: FloatPtr, arena: ActivationArena) -> TransformerCache {
+        let n = batch * lq, d = dim
+        let lk = isCross ? keyLength! : lq
+        let ln1Out = arena.allocate(n * d)
+        let ln1c = ln1.forward(p, x, ln1Out, rows: n, arena: arena)
+        var kvOut: FloatPtr? = nil
+        var lnKVc: LayerNormCache? = nil
+        if isCross {
+            kvOut = arena.allocate(batch * lk * d)
+            lnKVc = lnKV!.forward(p, kv!, kvOut!, rows: batch * lk, arena: arena)
+        }
+        let mid = arena.allocate(n * d)
+        let ac = attention.forward(p, xq: ln1Out, xkv: kvOut.map { ConstFloatPtr($0) } ?? ConstFloatPtr(ln1Out),
+                                   keyMask: keyMask, batch: batch, queryLength: lq, keyLength: lk, mid, arena: arena)
+        for i in 0..<n * d { mid[i] += x[i] }
+        let ln2Out = arena.allocate(n * d)
+        let ln2c = ln2.forward(p, mid, ln2Out, rows: n, arena: arena)
+        let fc = ffn.forward(p, ln2Out, y, rows: n, arena: arena)
+        for i in 0..<n * d { y[i] += mid[i] }
+        return TransformerCache(ln1Out: ln1Out, ln1: ln1c, kvOut: kvOut, lnKV: lnKVc, attn: ac, mid: mid,
+                                ln2Out: ln2Out, ln2: ln2c, ffn: fc)
+    }
+
+    /// Accumulates dx (B, Lq, d) and, for cross layers, dkv (B, Lk, d).
+    public func backward(_ p: ParameterArena, _ c: TransformerCache, _ x: ConstFloatPtr, kv: ConstFloatPtr? = nil,
+                         batch: Int, length lq: Int, keyLength: Int? = nil, dy: ConstFloatPtr,
+                         dx: FloatPtr, dkv: FloatPtr? = nil, arena: ActivationArena) {
+        let n = batch * lq, d = dim
+        let lk = isCross ? keyLength! : lq
+        // y = mid + FFN(LN2(mid))
+        let dMid = arena.allocate(n * d)
+        dMid.update(from: dy, count: n * d)
+        let dLn2 = arena.zeros(n * d)
+        ffn.backward(p, c.ln2Out, c.ffn, dy, dLn2, rows: n, arena: arena)
+        ln2.backward(p, c.mid, c.ln2, dLn2, dMid, rows: n)
+        // mid = x + MHA(LN1(x), kv')
+        for i in 0..<n * d { dx[i] += dMid[i] }
+        let dLn1 = arena.zeros(n * d)
+        if isCross {
+            let dKVOut = arena.zeros(batch * lk * d)
+            attention.backward(p, c.attn, xq: c.ln1Out, xkv: c.kvOut!, batch: batch, queryLength: lq, keyLength: lk,
+                               dout: dMid, dxq: dLn1, dxkv: dKVOut, arena: arena)
+            if let dkv { lnKV!.backward(p, kv!, c.lnKV!, dKVOut, dkv, rows: batch * lk) }
+            else { lnKV!.backward(p, kv!, c.lnKV!, dKVOut, arena.zeros(batch * lk * d), rows: batch * lk) }
+        } else {
+            attention.backward(p, c.attn, xq: c.ln1Out, xkv: c.ln1Out, batch: batch, queryLength: lq, keyLength: lk,
+                               dout: dMid, dxq: dLn1, dxkv: dLn1, arena: arena)
+        }
+        ln1.backward(p, x, c.ln1, dLn1, dx, rows: n)
+    }
+}

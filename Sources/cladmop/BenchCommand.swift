@@ -1,0 +1,107 @@
+import ArgumentParser
+import Communication
+import Foundation
+import NN
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Benchmarks: kernels (sgemm GFLOP/s, all-reduce / all-gather bandwidth).")
+
+    @Flag(help: "Measure sgemm on one rank and the collectives' bandwidth across ranks.")
+    var kernels = false
+
+    @Flag(help: "Print one JSON object (rank 0) instead of a table.")
+    var json = false
+
+    @Option(help: "Seconds spent per measurement.")
+    var seconds: Double = 0.5
+
+    func validate() throws {
+        guard kernels else { throw ValidationError("choose what to benchmark: --kernels") }
+        guard seconds > 0 else { throw ValidationError("--seconds must be > 0") }
+    }
+
+    func run() throws {
+        runJob { comm in
+            let result = kernelBenchmark(comm: comm, seconds: seconds)
+            guard comm.isRoot else { return }
+            if json { print(jsonString(result)) } else { printKernelTable(result) }
+        }
+    }
+}
+
+/// sgemm GFLOP/s for square sizes on rank 0 (other ranks idle at a barrier, so a lone core is measured),
+/// then all-reduce and all-gatherv bandwidth across all ranks.
+func kernelBenchmark(comm: Communicator, seconds: Double) -> [String: Any] {
+    var result: [String: Any] = ["world_size": comm.size, "blas_threads": blasThreadCount()]
+    var rows: [[String: Any]] = []
+    if comm.isRoot {
+        for n in [128, 256, 512, 1024, 2048] {
+            let a = FloatPtr.allocate(capacity: n * n), b = FloatPtr.allocate(capacity: n * n)
+            let c = FloatPtr.allocate(capacity: n * n)
+            var rng = RNG(seed: 1)
+            for i in 0..<n * n { a[i] = rng.normal(); b[i] = rng.normal() }
+            sgemm(m: n, n: n, k: n, a: a, b: b, c: c)   // warm-up
+            var reps = 0
+            let t0 = now()
+            repeat { sgemm(m: n, n: n, k: n, a: a, b: b, c: c); reps += 1 } while now() - t0 < seconds
+            let gflops = 2 * Double(n * n * n) * Double(reps) / (now() - t0) / 1e9
+            result["sgemm_\(n)_gflops"] = gflops
+            rows.append(["size": n, "gflops": gflops])
+            a.deallocate(); b.deallocate(); c.deallocate()
+        }
+        result["sgemm"] = rows
+    }
+    comm.barrier()
+    var comms: [[String: Any]] = []
+    for floats in [1 << 12, 1 << 16, 1 << 20, 1 << 22] {
+        let buf = FloatPtr.allocate(capacity: floats * max(comm.size, 1))
+        buf.update(repeating: 1, count: floats * comm.size)
+        // all-reduce: same repetitions on every rank (decided by rank 0's timing of a first pass).
+        comm.allReduceSum(buf, count: floats)
+        var t0 = now()
+        var reps = 0
+        var go = [1.0]
+        repeat {
+            comm.allReduceSum(buf, count: floats); reps += 1
+            go[0] = now() - t0 < seconds / 4 ? 1 : 0
+            go.withUnsafeMutableBufferPointer { comm.allReduceMax($0.baseAddress!, count: 1) }
+        } while go[0] > 0
+        let reduceSec = (now() - t0) / Double(reps)
+        // all-gatherv: every rank sends floats / size, gathers floats.
+        let per = floats / comm.size
+        let counts = [Int](repeating: per, count: comm.size)
+        t0 = now(); reps = 0
+        repeat {
+            comm.allGatherV(send: buf, receive: buf + per * comm.size, counts: counts); reps += 1
+            go[0] = now() - t0 < seconds / 4 ? 1 : 0
+            go.withUnsafeMutableBufferPointer { comm.allReduceMax($0.baseAddress!, count: 1) }
+        } while go[0] > 0
+        let gatherSec = (now() - t0) / Double(reps)
+        // Algorithm bandwidth: bytes of the buffer / time.
+        let bytes = Double(floats * 4)
+        comms.append(["floats": floats,
+                      "allreduce_ms": reduceSec * 1e3, "allreduce_gbytes_per_s": bytes / reduceSec / 1e9,
+                      "allgather_ms": gatherSec * 1e3, "allgather_gbytes_per_s": bytes / gatherSec / 1e9])
+        buf.deallocate()
+    }
+    result["collectives"] = comms
+    result["transport"] = comm.name
+    return result
+}
+
+func printKernelTable(_ r: [String: Any]) {
+    print("sgemm, one rank, \(r["blas_threads"]!) BLAS thread(s)")
+    print(String(format: "%8@ %10@", "size" as NSString, "GFLOP/s" as NSString))
+    for row in r["sgemm"] as? [[String: Any]] ?? [] {
+        print(String(format: "%8d %10.1f", row["size"] as! Int, row["gflops"] as! Double))
+    }
+    print("\ncollectives, \(r["world_size"]!) rank(s) (\(r["transport"]!)), bandwidth = buffer bytes / time")
+    print(String(format: "%10@ %14@ %14@ %14@ %14@", "floats" as NSString, "allreduce ms" as NSString,
+                 "allreduce GB/s" as NSString, "allgather ms" as NSString, "allgather GB/s" as NSString))
+    for row in r["collectives"] as? [[String: Any]] ?? [] {
+        print(String(format: "%10d %14.3f %14.2f %14.3f %14.2f", row["floats"] as! Int,
+                     row["allreduce_ms"] as! Double, row["allreduce_gbytes_per_s"] as! Double,
+                     row["allgather_ms"] as! Double, row["allgather_gbytes_per_s"] as! Double))
+    }
+}
