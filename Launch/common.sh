@@ -1,0 +1,20 @@
+# Shared by the Launch/ scripts: paths and the mpirun line. Source it, don't run it.
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CLADMOP="$ROOT/.build/release/cladmop"
+export OPENBLAS_NUM_THREADS=1
+
+# mpirun_line NP [HOSTFILE]: prints the mpirun command line (as words) for NP ranks, one BLAS thread
+# each, bound to cores when there are enough, oversubscribed when NP exceeds the local cores.
+mpirun_line() {
+    local np="$1" hostfile="${2:-}"
+    local line=(mpirun -np "$np" -x OPENBLAS_NUM_THREADS=1)
+    [ "$(id -u)" = 0 ] && line+=(--allow-run-as-root)
+    if [ -n "$hostfile" ]; then
+        line+=(--hostfile "$hostfile" --bind-to core)
+    elif [ "$np" -gt "$(nproc)" ]; then
+        line+=(--oversubscribe --bind-to none)
+    else
+        line+=(--bind-to core)
+    fi
+    printf '%s\n' "${line[@]}"
+}

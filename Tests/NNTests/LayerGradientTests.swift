@@ -1,0 +1,265 @@
+import NN
+import XCTest
+
+/// Finite-difference checks of every layer and loss, inputs and parameters, masks included.
+final class LayerGradientTests: XCTestCase {
+    func testLinear() {
+        let p = ParameterArena(seed: 1)
+        let lin = Linear(p, "lin", inFeatures: 5, outFeatures: 7)
+        p.finalize()
+        let n = 6
+        let x = randomBuffer(n * 5, seed: 2), dx = zeroBuffer(n * 5)
+        var c = GradCheckCase(params: p) { arena in
+            let y = arena.allocate(n * 7)
+            let cache = lin.forward(p, x, y, rows: n, arena: arena)
+            return (y, n * 7, { dy in lin.backward(p, x, cache, dy, dx, rows: n, arena: arena) })
+        }
+        c.inputs = [("x", x, dx, n * 5)]
+        assertGradCheck(c)
+    }
+
+    func testLinearWithLoRAFrozenBase() {
+        let p = ParameterArena(seed: 3)
+        p.groups = [ParamGroup(name: "base", frozen: true), ParamGroup(name: "lora")]
+        var lin = Linear(p, "lin", inFeatures: 6, outFeatures: 4, group: 0)
+        lin.addLoRA(p, "lin", rank: 2, alpha: 4, group: 1)
+        p.finalize()
+        // B starts at zero (so the adapter is the identity at init); give it values to test all terms.
+        let b = p.value(lin.adapter!.b)
+        for i in 0..<8 { b[i] = Float(i) * 0.1 - 0.3 }
+        let n = 5
+        let x = randomBuffer(n * 6, seed: 4), dx = zeroBuffer(n * 6)
+        var c = GradCheckCase(params: p) { arena in
+            let y = arena.allocate(n * 4)
+            let cache = lin.forward(p, x, y, rows: n, arena: arena)
+            return (y, n * 4, { dy in lin.backward(p, x, cache, dy, dx, rows: n, arena: arena) })
+        }
+        c.inputs = [("x", x, dx, n * 6)]
+        let report = gradCheck(c)
+        XCTAssertEqual(Set(report.relativeErrors.keys), ["lin.lora_a", "lin.lora_b", "input:x"])
+        for (name, err) in report.relativeErrors { XCTAssertLessThan(err, 1e-2, name) }
+        // Frozen base: no gradient accumulated.
+        XCTAssertTrue((0..<24).allSatisfy { p.grad(lin.weight)[$0] == 0 })
+    }
+
+    func testLayerNorm() {
+        let p = ParameterArena(seed: 5)
+        let ln = LayerNorm(p, "ln", dim: 8)
+        p.finalize()
+        for i in 0..<8 { p.value(ln.gamma)[i] = 1 + 0.1 * Float(i); p.value(ln.beta)[i] = 0.05 * Float(i) }
+        let n = 4
+        let x = randomBuffer(n * 8, seed: 6), dx = zeroBuffer(n * 8)
+        var c = GradCheckCase(params: p) { arena in
+            let y = arena.allocate(n * 8)
+            let cache = ln.forward(p, x, y, rows: n, arena: arena)
+            return (y, n * 8, { dy in ln.backward(p, x, cache, dy, dx, rows: n) })
+        }
+        c.inputs = [("x", x, dx, n * 8)]
+        assertGradCheck(c)
+    }
+
+    func testGELUAndReLU() {
+        let p = ParameterArena(seed: 0); p.finalize()
+        let n = 40
+        let x = randomBuffer(n, seed: 8, std: 2), dx = zeroBuffer(n)
+        var g = GradCheckCase(params: p) { arena in
+            let y = arena.allocate(n)
+            geluForward(x, y, count: n)
+            return (y, n, { dy in geluBackward(x, dy, dx, count: n) })
+        }
+        g.inputs = [("x", x, dx, n)]
+        assertGradCheck(g)
+        // ReLU: keep inputs away from the kink at 0, where the derivative is undefined.
+        for i in 0..<n where abs(x[i]) < 0.05 { x[i] = 0.3 }
+        let dx2 = zeroBuffer(n)
+        var r = GradCheckCase(params: p) { arena in
+            let y = arena.allocate(n)
+            reluForward(x, y, count: n)
+            return (y, n, { dy in reluBackward(x, dy, dx2, count: n) })
+        }
+        r.inputs = [("x", x, dx2, n)]
+        assertGradCheck(r)
+    }
+
+    func testEmbeddingSumWithSkippedIds() {
+        let p = ParameterArena(seed: 9)
+        let tables = [Embedding(p, "t0", count: 5, dim: 3, std: 1), Embedding(p, "t1", count: 4, dim: 3, std: 1)]
+        p.finalize()
+        let ids: [Int32] = [0, 1, 4, -1, 2, 3, 0, 0]   // (4 rows, 2 tables); -1 skips
+        var c = GradCheckCase(params: p) { arena in
+            let y = arena.allocate(4 * 3)
+            ids.withUnsafeBufferPointer { embeddingSumForward(p, tables: tables, ids: $0.baseAddress!, rows: 4, y) }
+            return (y, 12, { dy in ids.withUnsafeBufferPointer { embeddingSumBackward(p, tables: tables, ids: $0.baseAddress!, rows: 4, dy) } })
+        }
+        c.inputs = []
+        assertGradCheck(c)
+    }
+
+    func testMaskedMeanPooling() {
+        let p = ParameterArena(seed: 0); p.finalize()
+        let b = 3, l = 4, d = 2
+        let mask: [UInt8] = [1, 1, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0]   // last row fully masked -> zeros
+        let x = randomBuffer(b * l * d, seed: 10), dx = zeroBuffer(b * l * d)
+        var c = GradCheckCase(params: p) { arena in
+            let y = arena.allocate(b * d)
+            mask.withUnsafeBufferPointer { maskedMeanForward(x, mask: $0.baseAddress!, batch: b, length: l, dim: d, y) }
+            return (y, b * d, { dy in mask.withUnsafeBufferPointer { maskedMeanBackward(dy, mask: $0.baseAddress!, batch: b, length: l, dim: d, dx) } })
+        }
+        c.inputs = [("x", x, dx, b * l * d)]
+        assertGradCheck(c)
+    }
+
+    func testSelfAttentionWithKeyPaddingMask() {
+        let p = ParameterArena(seed: 11)
+        let attn = MultiHeadAttention(p, "attn", dim: 8, heads: 2)
+        p.finalize()
+        let b = 2, l = 5, d = 8
+        let mask: [UInt8] = [1, 1, 1, 0, 0, 1, 1, 1, 1, 1]
+        let x = randomBuffer(b * l * d, seed: 12), dx = zeroBuffer(b * l * d)
+        var c = GradCheckCase(params: p) { arena in
+            let y = arena.allocate(b * l * d)
+            let cache = mask.withUnsafeBufferPointer {
+                attn.forward(p, xq: x, xkv: x, keyMask: $0.baseAddress!, batch: b, queryLength: l, keyLength: l, y, arena: arena)
+            }
+            return (y, b * l * d, { dy in
+                attn.backward(p, cache, xq: x, xkv: x, batch: b, queryLength: l, keyLength: l, dout: dy, dxq: dx, dxkv: dx, arena: arena)
+            })
+        }
+        c.inputs = [("x", x, dx, b * l * d)]
+        assertGradCheck(c)
+    }
+
+    func testCrossAttentionWithFullyMaskedSample() {
+        let p = ParameterArena(seed: 13)
+        let attn = MultiHeadAttention(p, "attn", dim: 6, heads: 3)
+        p.finalize()
+        let b = 3, lq = 2, lk = 4, d = 6
+        let mask: [UInt8] = [1, 0, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1]   // sample 1 has no key at all
+        let xq = randomBuffer(b * lq * d, seed: 14), dxq = zeroBuffer(b * lq * d)
+        let xkv = randomBuffer(b * lk * d, seed: 15), dxkv = zeroBuffer(b * lk * d)
+        var c = GradCheckCase(params: p) { arena in
+            let y = arena.allocate(b * lq * d)
+            let cache = mask.withUnsafeBufferPointer {
+                attn.forward(p, xq: xq, xkv: xkv, keyMask: $0.baseAddress!, batch: b, queryLength: lq, keyLength: lk, y, arena: arena)
+            }
+            return (y, b * lq * d, { dy in
+                attn.backward(p, cache, xq: xq, xkv: xkv, batch: b, queryLength: lq, keyLength: lk, dout: dy, dxq: dxq, dxkv: dxkv, arena: arena)
+            })
+        }
+        c.inputs = [("xq", xq, dxq, b * lq * d), ("xkv", xkv, dxkv, b * lk * d)]
+        assertGradCheck(c)
+        // The fully masked sample's output is finite (the output bias), never NaN.
+        let arena = ActivationArena()
+        let (y, n, _) = c.run(arena)
+        XCTAssertTrue((0..<n).allSatisfy { y[$0].isFinite })
+    }
+
+    func testFeedForward() {
+        let p = ParameterArena(seed: 16)
+        let ffn = FeedForward(p, "ffn", dim: 4, hiddenDim: 16)
+        p.finalize()
+        let n = 5
+        let x = randomBuffer(n * 4, seed: 17), dx = zeroBuffer(n * 4)
+        var c = GradCheckCase(params: p) { arena in
+            let y = arena.allocate(n * 4)
+            let cache = ffn.forward(p, x, y, rows: n, arena: arena)
+            return (y, n * 4, { dy in ffn.backward(p, x, cache, dy, dx, rows: n, arena: arena) })
+        }
+        c.inputs = [("x", x, dx, n * 4)]
+        assertGradCheck(c)
+    }
+
+    func testPreLNSelfAttentionLayer() {
+        let p = ParameterArena(seed: 18)
+        let layer = TransformerLayer(p, "layer", dim: 8, heads: 2, ffnDim: 32)
+        p.finalize()
+        let b = 2, l = 3, d = 8
+        let mask: [UInt8] = [1, 1, 0, 1, 1, 1]
+        let x = randomBuffer(b * l * d, seed: 19), dx = zeroBuffer(b * l * d)
+        var c = GradCheckCase(params: p) { arena in
+            let y = arena.allocate(b * l * d)
+            let cache = mask.withUnsafeBufferPointer {
+                layer.forward(p, x, keyMask: $0.baseAddress!, batch: b, length: l, y, arena: arena)
+            }
+            return (y, b * l * d, { dy in layer.backward(p, cache, x, batch: b, length: l, dy: dy, dx: dx, arena: arena) })
+        }
+        c.inputs = [("x", x, dx, b * l * d)]
+        assertGradCheck(c)
+    }
+
+    func testPreLNCrossAttentionLayer() {
+        let p = ParameterArena(seed: 20)
+        let layer = TransformerLayer(p, "layer", dim: 8, heads: 4, ffnDim: 16, cross: true)
+        p.finalize()
+        let b = 2, lq = 3, lk = 5, d = 8
+        let mask: [UInt8] = [1, 1, 1, 0, 1, 0, 1, 1, 1, 1]
+        let q = randomBuffer(b * lq * d, seed: 21), dq = zeroBuffer(b * lq * d)
+        let kv = randomBuffer(b * lk * d, seed: 22), dkv = zeroBuffer(b * lk * d)
+        var c = GradCheckCase(params: p) { arena in
+            let y = arena.allocate(b * lq * d)
+            let cache = mask.withUnsafeBufferPointer {
+                layer.forward(p, q, kv: kv, keyMask: $0.baseAddress!, batch: b, length: lq, keyLength: lk, y, arena: arena)
+            }
+            return (y, b * lq * d, { dy in
+                layer.backward(p, cache, q, kv: kv, batch: b, length: lq, keyLength: lk, dy: dy, dx: dq, dkv: dkv, arena: arena)
+            })
+        }
+        c.inputs = [("q", q, dq, b * lq * d), ("kv", kv, dkv, b * lk * d)]
+        assertGradCheck(c)
+    }
+
+    func testSymmetricInfoNCE() {
+        for normalize in [true, false] {
+            let p = ParameterArena(seed: 0)
+            let logScale = p.register("log_scale", shape: [1], initializer: .zeros)
+            p.finalize()
+            p.value(logScale)[0] = 0.6
+            let n = 5, d = 4
+            let a = randomBuffer(n * d, seed: 23, std: normalize ? 1 : 0.5), da = zeroBuffer(n * d)
+            let b = randomBuffer(n * d, seed: 24, std: normalize ? 1 : 0.5), db = zeroBuffer(n * d)
+            var c = GradCheckCase(params: p) { arena in
+                let out = arena.allocate(1)
+                let ga = arena.allocate(n * d), gb = arena.allocate(n * d)
+                let r = symmetricInfoNCE(a: a, b: b, batch: n, dim: d, logScale: p.value(logScale)[0], normalize: normalize,
+                                         da: ga, db: gb, arena: arena)
+                out[0] = r.loss
+                return (out, 1, { dy in
+                    for i in 0..<n * d { da[i] += dy[0] * ga[i]; db[i] += dy[0] * gb[i] }
+                    p.grad(logScale)[0] += dy[0] * r.dLogScale
+                })
+            }
+            c.inputs = [("a", a, da, n * d), ("b", b, db, n * d)]
+            assertGradCheck(c)
+        }
+    }
+
+    func testInfoNCEKnownValue() {
+        // Two orthogonal unit pairs, s = 1: each row is softmax([1, 0]) -> CE = log(1 + e^-1).
+        let a: [Float] = [1, 0, 0, 1], b: [Float] = [1, 0, 0, 1]
+        let arena = ActivationArena()
+        let r = a.withUnsafeBufferPointer { pa in b.withUnsafeBufferPointer { pb in
+            symmetricInfoNCE(a: pa.baseAddress!, b: pb.baseAddress!, batch: 2, dim: 2, logScale: 0, normalize: true,
+                             da: nil, db: nil, arena: arena)
+        } }
+        XCTAssertEqual(Double(r.loss), log(1 + exp(-1.0)), accuracy: 1e-6)
+    }
+
+    func testWeightedBCE() {
+        let p = ParameterArena(seed: 0); p.finalize()
+        let n = 6
+        let z = randomBuffer(n, seed: 25, std: 2), dz = zeroBuffer(n)
+        let y: [Float] = [1, 0, 1, 1, 0, 0]
+        var c = GradCheckCase(params: p) { arena in
+            let out = arena.allocate(1), g = arena.allocate(n)
+            out[0] = y.withUnsafeBufferPointer { weightedBCE(logits: z, labels: $0.baseAddress!, count: n, positiveWeight: 2, negativeWeight: 0.5, dz: g) }
+            return (out, 1, { dy in for i in 0..<n { dz[i] += dy[0] * g[i] } })
+        }
+        c.inputs = [("z", z, dz, n)]
+        assertGradCheck(c)
+        // Known value: z = 0 gives p = 1/2, L = (w1 * #pos + w0 * #neg) log 2 / N.
+        let zeros = [Float](repeating: 0, count: n)
+        let l = zeros.withUnsafeBufferPointer { zp in y.withUnsafeBufferPointer {
+            weightedBCE(logits: zp.baseAddress!, labels: $0.baseAddress!, count: n, positiveWeight: 2, negativeWeight: 0.5, dz: nil) } }
+        XCTAssertEqual(Double(l), (2 * 3 + 0.5 * 3) * log(2.0) / 6, accuracy: 1e-6)
+    }
+}
