@@ -23,13 +23,15 @@ let package = Package(
                        providers: [.apt(["libopenblas-dev"])]),
         .target(name: "NN", dependencies: ["COpenBLAS"], swiftSettings: optimize),
         .target(name: "Communication", dependencies: ["CMPI"], swiftSettings: optimize),
+        .target(name: "TextEncoder", dependencies: ["NN"], swiftSettings: optimize),
         .executableTarget(name: "MPISelfTest", dependencies: ["Communication", "NN"], swiftSettings: optimize),
         .executableTarget(name: "cladmop",
-                          dependencies: ["NN", "Communication",
+                          dependencies: ["NN", "Communication", "TextEncoder",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: optimize),
         .testTarget(name: "NNTests", dependencies: ["NN"]),
         .testTarget(name: "CommunicationTests", dependencies: ["Communication"]),
+        .testTarget(name: "TextEncoderTests", dependencies: ["TextEncoder", "NN"]),
     ],
     swiftLanguageModes: [.v5]
 )

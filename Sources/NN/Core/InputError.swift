@@ -1,0 +1,13 @@
+/// An error in what the user gave (a file, a row, a config key, a checkpoint): the CLI prints it
+/// and exits with status 2. `description` names the file, line, column or key and what was expected.
+public struct InputError: Error, CustomStringConvertible, Equatable {
+    public let description: String
+    public init(_ message: String) { description = message }
+    /// "file:line:column: message" (line and column 1-based; omitted when nil).
+    public init(file: String, line: Int? = nil, column: Int? = nil, _ message: String) {
+        var where_ = file
+        if let line { where_ += ":\(line)" }
+        if let column { where_ += ":\(column)" }
+        description = "\(where_): \(message)"
+    }
+}

@@ -1,0 +1,73 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A read-only memory map of a whole file (MAP_SHARED: ranks on one node share the page cache).
+public final class MappedFile {
+    public let path: String
+    public let bytes: UnsafeRawBufferPointer
+
+    public init(path: String) throws {
+        self.path = path
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { throw InputError(file: path, "cannot open: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw InputError(file: path, "cannot stat") }
+        let size = Int(st.st_size)
+        if size == 0 {
+            bytes = UnsafeRawBufferPointer(start: nil, count: 0)
+            return
+        }
+        guard let p = mmap(nil, size, PROT_READ, MAP_SHARED, fd, 0), p != MAP_FAILED else {
+            throw InputError(file: path, "cannot map: \(String(cString: strerror(errno)))")
+        }
+        bytes = UnsafeRawBufferPointer(start: p, count: size)
+    }
+
+    deinit { if let b = bytes.baseAddress { munmap(UnsafeMutableRawPointer(mutating: b), bytes.count) } }
+}
+
+/// 64-bit FNV-1a variant over 8-byte words (fast enough for hundreds of MB), then the tail bytes.
+public func checksum64(_ data: UnsafeRawBufferPointer, seed: UInt64 = 0xCBF2_9CE4_8422_2325) -> UInt64 {
+    var h = seed
+    let words = data.count / 8
+    if let base = data.baseAddress {
+        for i in 0..<words {
+            h = (h ^ base.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self)) &* 0x0000_0100_0000_01B3
+            h ^= h >> 29
+        }
+        for i in words * 8..<data.count { h = (h ^ UInt64(data[i])) &* 0x0000_0100_0000_01B3 }
+    }
+    return h
+}
+
+/// Writes `data` to `path` atomically: a temporary file in the same folder, fsync, rename, fsync of the
+/// folder. A crash at any moment leaves either the old file or the new one, never a partial file.
+public func writeFileAtomically(_ path: String, _ write: (FileHandle) throws -> Void) throws {
+    let url = URL(fileURLWithPath: path)
+    let dir = url.deletingLastPathComponent().path
+    let tmp = dir + "/." + url.lastPathComponent + ".tmp-\(getpid())"
+    guard FileManager.default.createFile(atPath: tmp, contents: nil) else {
+        throw InputError(file: path, "cannot create \(tmp): \(String(cString: strerror(errno)))")
+    }
+    do {
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: tmp))
+        do {
+            try write(handle)
+            try handle.synchronize()
+            try handle.close()
+        } catch {
+            try? handle.close()
+            throw error
+        }
+        guard rename(tmp, path) == 0 else { throw InputError(file: path, "cannot rename: \(String(cString: strerror(errno)))") }
+    } catch {
+        unlink(tmp)
+        if let e = error as? InputError { throw e }
+        throw InputError(file: path, "write failed: \(error.localizedDescription)")
+    }
+    let dfd = open(dir.isEmpty ? "." : dir, O_RDONLY)
+    if dfd >= 0 { fsync(dfd); close(dfd) }
+}

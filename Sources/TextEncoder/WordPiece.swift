@@ -1,0 +1,128 @@
+import Foundation
+import NN
+
+/// BERT tokenization: basic tokenization (clean-up, CJK splitting, lower-casing and accent stripping,
+/// punctuation splitting) then greedy longest-match WordPiece over `vocab.txt`, wrapped in [CLS] ... [SEP]
+/// and truncated to `maxLength` ids, as HuggingFace's BertTokenizer does.
+public struct WordPieceTokenizer {
+    public let vocab: [String: Int32]
+    public let lowercase: Bool
+    public let stripAccents: Bool
+    public let maxLength: Int
+    public let cls: Int32, sep: Int32, unk: Int32, pad: Int32
+    let maxCharsPerWord = 100
+
+    public init(vocabPath: String, lowercase: Bool, stripAccents: Bool? = nil, maxLength: Int) throws {
+        guard let text = try? String(contentsOfFile: vocabPath, encoding: .utf8) else {
+            throw InputError(file: vocabPath, "cannot read the WordPiece vocabulary")
+        }
+        var vocab: [String: Int32] = [:]
+        var id: Int32 = 0
+        text.enumerateLines { line, _ in
+            let token = line.trimmingCharacters(in: CharacterSet(charactersIn: "\r"))
+            if vocab[token] == nil { vocab[token] = id }
+            id += 1
+        }
+        func special(_ s: String) throws -> Int32 {
+            guard let v = vocab[s] else { throw InputError(file: vocabPath, "vocabulary lacks \(s)") }
+            return v
+        }
+        self.vocab = vocab
+        self.lowercase = lowercase
+        self.stripAccents = stripAccents ?? lowercase   // BERT: accents stripped when lower-casing unless set
+        self.maxLength = maxLength
+        cls = try special("[CLS]"); sep = try special("[SEP]"); unk = try special("[UNK]"); pad = try special("[PAD]")
+    }
+
+    /// Token ids of one text: [CLS] wordpieces... [SEP], at most `maxLength`.
+    public func encode(_ text: String) -> [Int32] {
+        var ids: [Int32] = [cls]
+        let budget = maxLength - 2
+        outer: for word in basicTokens(text) {
+            for piece in wordPieces(word) {
+                if ids.count - 1 >= budget { break outer }
+                ids.append(piece)
+            }
+        }
+        ids.append(sep)
+        return ids
+    }
+
+    /// Basic tokenization into words and punctuation marks.
+    func basicTokens(_ text: String) -> [String] {
+        var cleaned = String.UnicodeScalarView()
+        for s in text.unicodeScalars {
+            let v = s.value
+            if v == 0 || v == 0xFFFD || (isControl(s)) { continue }
+            if isWhitespace(s) { cleaned.append(" ") }
+            else if isCJK(v) { cleaned.append(" "); cleaned.append(s); cleaned.append(" ") }
+            else { cleaned.append(s) }
+        }
+        var out: [String] = []
+        for raw in String(cleaned).split(separator: " ", omittingEmptySubsequences: true) {
+            var word = String(raw)
+            if lowercase { word = word.lowercased() }
+            if stripAccents {
+                word = String(String.UnicodeScalarView(word.decomposedStringWithCanonicalMapping.unicodeScalars.filter {
+                    $0.properties.generalCategory != .nonspacingMark }))
+            }
+            // Split off every punctuation character as its own token.
+            var current = String.UnicodeScalarView()
+            for s in word.unicodeScalars {
+                if isPunctuation(s) {
+                    if !current.isEmpty { out.append(String(current)); current = String.UnicodeScalarView() }
+                    out.append(String(s))
+                } else { current.append(s) }
+            }
+            if !current.isEmpty { out.append(String(current)) }
+        }
+        return out
+    }
+
+    /// Greedy longest-match-first WordPiece; a word with no segmentation becomes [UNK].
+    func wordPieces(_ word: String) -> [Int32] {
+        let scalars = Array(word.unicodeScalars)
+        if scalars.count > maxCharsPerWord { return [unk] }
+        var pieces: [Int32] = []
+        var start = 0
+        while start < scalars.count {
+            var end = scalars.count
+            var found: Int32? = nil
+            while start < end {
+                var sub = String(String.UnicodeScalarView(scalars[start..<end]))
+                if start > 0 { sub = "##" + sub }
+                if let id = vocab[sub] { found = id; break }
+                end -= 1
+            }
+            guard let id = found else { return [unk] }
+            pieces.append(id)
+            start = end
+        }
+        return pieces
+    }
+
+    func isWhitespace(_ s: Unicode.Scalar) -> Bool {
+        s == " " || s == "\t" || s == "\n" || s == "\r" || s.properties.generalCategory == .spaceSeparator
+    }
+    func isControl(_ s: Unicode.Scalar) -> Bool {
+        if s == "\t" || s == "\n" || s == "\r" { return false }
+        switch s.properties.generalCategory {
+        case .control, .format: return true
+        default: return false
+        }
+    }
+    func isPunctuation(_ s: Unicode.Scalar) -> Bool {
+        let v = s.value
+        if (33...47).contains(v) || (58...64).contains(v) || (91...96).contains(v) || (123...126).contains(v) { return true }
+        switch s.properties.generalCategory {
+        case .connectorPunctuation, .dashPunctuation, .openPunctuation, .closePunctuation,
+             .initialPunctuation, .finalPunctuation, .otherPunctuation: return true
+        default: return false
+        }
+    }
+    func isCJK(_ v: UInt32) -> Bool {
+        (0x4E00...0x9FFF).contains(v) || (0x3400...0x4DBF).contains(v) || (0x20000...0x2A6DF).contains(v) ||
+        (0x2A700...0x2B73F).contains(v) || (0x2B740...0x2B81F).contains(v) || (0x2B820...0x2CEAF).contains(v) ||
+        (0xF900...0xFAFF).contains(v) || (0x2F800...0x2FA1F).contains(v)
+    }
+}
