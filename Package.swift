@@ -24,14 +24,16 @@ let package = Package(
         .target(name: "NN", dependencies: ["COpenBLAS"], swiftSettings: optimize),
         .target(name: "Communication", dependencies: ["CMPI"], swiftSettings: optimize),
         .target(name: "TextEncoder", dependencies: ["NN"], swiftSettings: optimize),
+        .target(name: "Data", dependencies: ["NN", "TextEncoder", "Communication"], swiftSettings: optimize),
         .executableTarget(name: "MPISelfTest", dependencies: ["Communication", "NN"], swiftSettings: optimize),
         .executableTarget(name: "cladmop",
-                          dependencies: ["NN", "Communication", "TextEncoder",
+                          dependencies: ["NN", "Communication", "TextEncoder", "Data",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: optimize),
         .testTarget(name: "NNTests", dependencies: ["NN"]),
         .testTarget(name: "CommunicationTests", dependencies: ["Communication"]),
         .testTarget(name: "TextEncoderTests", dependencies: ["TextEncoder", "NN"]),
+        .testTarget(name: "DataTests", dependencies: ["Data", "NN"]),
     ],
     swiftLanguageModes: [.v5]
 )

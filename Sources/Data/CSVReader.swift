@@ -1,0 +1,139 @@
+import Foundation
+import NN
+
+/// One CSV record: its fields and the 1-based line where each field starts.
+public struct CSVRecord {
+    public var fields: [String]
+    public var lines: [Int]
+    public var columns: [Int]
+    public var line: Int { lines.first ?? 0 }
+}
+
+/// RFC 4180 CSV: comma-separated, fields optionally in double quotes, "" for a quote inside quotes,
+/// quoted fields may span lines (\n or \r\n). Errors name file:line:column.
+public func readCSV(path: String) throws -> [CSVRecord] {
+    guard let data = FileManager.default.contents(atPath: path) else {
+        throw InputError(file: path, "cannot read (missing or unreadable)")
+    }
+    return try parseCSV(data: data, name: path)
+}
+
+public func parseCSV(data: Data, name: String) throws -> [CSVRecord] {
+    let bytes = [UInt8](data)
+    var records: [CSVRecord] = []
+    var fields: [String] = [], lines: [Int] = [], cols: [Int] = []
+    var field: [UInt8] = []
+    var line = 1, col = 1
+    var i = 0
+    var fieldStartLine = 1, fieldStartCol = 1
+    var atFieldStart = true
+    func endField() throws {
+        guard let s = String(validating: field, as: UTF8.self) else {
+            throw InputError(file: name, line: fieldStartLine, column: fieldStartCol, "field is not valid UTF-8")
+        }
+        fields.append(s); lines.append(fieldStartLine); cols.append(fieldStartCol)
+        field.removeAll(keepingCapacity: true)
+        atFieldStart = true
+    }
+    if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { i = 3 }   // UTF-8 byte-order mark
+    while i < bytes.count {
+        let c = bytes[i]
+        if atFieldStart { fieldStartLine = line; fieldStartCol = col; atFieldStart = false }
+        if c == UInt8(ascii: "\"") && field.isEmpty {
+            // Quoted field.
+            let qLine = line, qCol = col
+            i += 1; col += 1
+            var closed = false
+            while i < bytes.count {
+                let q = bytes[i]
+                if q == UInt8(ascii: "\"") {
+                    if i + 1 < bytes.count && bytes[i + 1] == UInt8(ascii: "\"") { field.append(q); i += 2; col += 2; continue }
+                    i += 1; col += 1; closed = true; break
+                }
+                if q == UInt8(ascii: "\n") { line += 1; col = 1 } else { col += 1 }
+                field.append(q); i += 1
+            }
+            if !closed { throw InputError(file: name, line: qLine, column: qCol, "unterminated quoted field (a \" opened here is never closed)") }
+            if i < bytes.count, bytes[i] != UInt8(ascii: ","), bytes[i] != UInt8(ascii: "\n"), bytes[i] != UInt8(ascii: "\r") {
+                throw InputError(file: name, line: line, column: col, "unexpected character after a closing quote (expected , or end of line)")
+            }
+            continue
+        }
+        if c == UInt8(ascii: ",") { try endField(); i += 1; col += 1; continue }
+        if c == UInt8(ascii: "\r") && i + 1 < bytes.count && bytes[i + 1] == UInt8(ascii: "\n") { i += 1; continue }
+        if c == UInt8(ascii: "\n") {
+            try endField()
+            if !(fields.count == 1 && fields[0].isEmpty) {
+                records.append(CSVRecord(fields: fields, lines: lines, columns: cols))
+            }
+            fields = []; lines = []; cols = []
+            i += 1; line += 1; col = 1
+            continue
+        }
+        if c == UInt8(ascii: "\"") {
+            throw InputError(file: name, line: line, column: col, "stray quote inside an unquoted field")
+        }
+        field.append(c); i += 1; col += 1
+    }
+    if !atFieldStart || !fields.isEmpty {
+        try endField()
+        if !(fields.count == 1 && fields[0].isEmpty) { records.append(CSVRecord(fields: fields, lines: lines, columns: cols)) }
+    }
+    return records
+}
+
+/// Parses a Python list literal of strings: `['a', "b's", 'c\'d']`, `[]`.
+/// Escapes: \\ \' \" \n \t \r \xNN \uNNNN. Throws a message with the 1-based character offset.
+public func parsePythonStringList(_ text: String) throws -> [String] {
+    let s = Array(text.unicodeScalars)
+    var i = 0
+    func skipSpace() { while i < s.count, s[i] == " " || s[i] == "\n" || s[i] == "\t" || s[i] == "\r" { i += 1 } }
+    func fail(_ m: String) -> Error { ListLiteralError(message: m, offset: i + 1) }
+    skipSpace()
+    guard i < s.count, s[i] == "[" else { throw fail("expected '[' to open a list") }
+    i += 1
+    var out: [String] = []
+    skipSpace()
+    if i < s.count, s[i] == "]" { i += 1; skipSpace(); if i != s.count { throw fail("text after the closing ']'") }; return out }
+    while true {
+        skipSpace()
+        guard i < s.count, s[i] == "'" || s[i] == "\"" else { throw fail("expected a quoted string") }
+        let quote = s[i]; i += 1
+        var v = String.UnicodeScalarView()
+        var closed = false
+        while i < s.count {
+            let ch = s[i]
+            if ch == quote { i += 1; closed = true; break }
+            if ch == "\\" {
+                guard i + 1 < s.count else { break }
+                let e = s[i + 1]
+                switch e {
+                case "n": v.append("\n"); i += 2
+                case "t": v.append("\t"); i += 2
+                case "r": v.append("\r"); i += 2
+                case "\\", "'", "\"": v.append(e); i += 2
+                case "x", "u":
+                    let n = e == "x" ? 2 : 4
+                    guard i + 2 + n <= s.count, let code = UInt32(String(String.UnicodeScalarView(s[(i + 2)..<(i + 2 + n)])), radix: 16),
+                          let u = Unicode.Scalar(code) else { throw fail("bad \\\(e) escape") }
+                    v.append(u); i += 2 + n
+                default: v.append("\\"); v.append(e); i += 2   // Python keeps unknown escapes as written
+                }
+                continue
+            }
+            v.append(ch); i += 1
+        }
+        if !closed { throw fail("unterminated string") }
+        out.append(String(v))
+        skipSpace()
+        guard i < s.count else { throw fail("expected ',' or ']'") }
+        if s[i] == "," { i += 1; skipSpace(); if i < s.count, s[i] == "]" { i += 1; break }; continue }
+        if s[i] == "]" { i += 1; break }
+        throw fail("expected ',' or ']'")
+    }
+    skipSpace()
+    if i != s.count { throw fail("text after the closing ']'") }
+    return out
+}
+
+public struct ListLiteralError: Error { public let message: String; public let offset: Int }

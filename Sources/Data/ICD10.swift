@@ -1,0 +1,71 @@
+import Foundation
+import NN
+
+/// The ICD-10-CM tree from `icd10cm_2025_hierarchy.tsv` (`id<TAB>parent<TAB>depth<TAB>description`;
+/// depth 1 chapter, 2 block, 3 category, 4+ subcategories). Each node has an index within its depth,
+/// which is its row in that depth's embedding table.
+public final class ICD10Hierarchy {
+    public let path: String
+    public private(set) var parent: [String: String] = [:]
+    public private(set) var depth: [String: Int] = [:]
+    /// nodeIndex[d - 1][id] = row of node `id` in the depth-d table.
+    public private(set) var nodeIndex: [[String: Int32]] = []
+    public var maxDepth: Int { nodeIndex.count }
+    public var nodesPerDepth: [Int] { nodeIndex.map(\.count) }
+
+    public init(path: String) throws {
+        self.path = path
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw InputError(file: path, "cannot read the ICD-10 hierarchy")
+        }
+        var lineNumber = 0
+        var order: [(String, Int)] = []
+        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            lineNumber += 1
+            if lineNumber == 1 || line.isEmpty { continue }
+            let cols = line.split(separator: "\t", omittingEmptySubsequences: false)
+            guard cols.count >= 3, let d = Int(cols[2]), d >= 1, d <= 16 else {
+                throw InputError(file: path, line: lineNumber, "expected id<TAB>parent<TAB>depth<TAB>description with depth 1-16")
+            }
+            let id = String(cols[0])
+            parent[id] = String(cols[1]); depth[id] = d
+            order.append((id, d))
+        }
+        let deepest = order.map(\.1).max() ?? 0
+        nodeIndex = Array(repeating: [:], count: deepest)
+        for (id, d) in order { nodeIndex[d - 1][id] = Int32(nodeIndex[d - 1].count) }
+    }
+
+    /// The code itself if known, else its longest known prefix (an unseen leaf maps to its known
+    /// ancestors: "C34.901" -> "C34.90" -> "C34.9" -> "C34"), else nil.
+    public func resolve(_ code: String) -> String? {
+        var c = code.uppercased()
+        while !c.isEmpty {
+            if depth[c] != nil && depth[c]! >= 3 { return c }
+            c.removeLast()
+            if c.hasSuffix(".") { c.removeLast() }
+        }
+        return nil
+    }
+
+    /// Row of each ancestor (the code included) per depth, -1 below the code's depth: (maxDepth).
+    public func ancestorRows(_ code: String, maxDepth limit: Int) -> [Int32] {
+        var rows = [Int32](repeating: -1, count: limit)
+        var node: String? = code
+        while let n = node, let d = depth[n] {
+            if d <= limit { rows[d - 1] = nodeIndex[d - 1][n]! }
+            node = parent[n]
+        }
+        return rows
+    }
+
+    /// The depth-3 ancestor (3-character category), e.g. "C34" for "C34.90".
+    public func category(_ code: String) -> String? {
+        var node: String? = code
+        while let n = node, let d = depth[n] {
+            if d == 3 { return n }
+            node = parent[n]
+        }
+        return nil
+    }
+}

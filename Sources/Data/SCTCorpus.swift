@@ -1,0 +1,59 @@
+import Foundation
+import NN
+
+/// The Successful Clinical Trials pretraining corpus (SPEC 4.2): label 1 only, de-duplicated by nctid,
+/// without any excluded id, split by registration order (the latest `validationFraction` to validation).
+public struct SCTCorpus {
+    public var train: [Trial]
+    public var validation: [Trial]
+    public var report: [String]
+
+    public init(trials: [Trial], excluded: Set<String>, validationFraction: Double) {
+        // A trial labelled 1 in one file and 0 in another is not a reliable success: left out, and counted.
+        var labels: [String: Set<Int>] = [:]
+        for t in trials { labels[t.nctid, default: []].insert(t.label) }
+        let conflicting = Set(labels.filter { $0.value.count > 1 }.keys)
+        var seen = Set<String>()
+        var pool: [Trial] = []
+        var perSource: [String: (read: Int, successful: Int, excluded: Int, duplicate: Int, conflicting: Int)] = [:]
+        for t in trials {
+            let file = String(t.source.split(separator: ":").dropLast().joined(separator: ":"))
+            var c = perSource[file] ?? (0, 0, 0, 0, 0)
+            c.read += 1
+            if t.label == 1 {
+                if excluded.contains(t.nctid) { c.excluded += 1 }
+                else if conflicting.contains(t.nctid) { c.conflicting += 1 }
+                else if seen.contains(t.nctid) { c.duplicate += 1 }
+                else { c.successful += 1; seen.insert(t.nctid); pool.append(t) }
+            }
+            perSource[file] = c
+        }
+        pool.sort { $0.nctNumber < $1.nctNumber }
+        let nValid = Int((Double(pool.count) * validationFraction).rounded())
+        train = Array(pool.prefix(pool.count - nValid))
+        validation = Array(pool.suffix(nValid))
+        var lines = ["SCT corpus: \(pool.count) successful trials (\(train.count) train, \(validation.count) validation, split at \(validation.first?.nctid ?? "-"))"]
+        for (file, c) in perSource.sorted(by: { $0.key < $1.key }) {
+            lines.append("  \(URL(fileURLWithPath: file).lastPathComponent): \(c.read) rows, \(c.successful) used, \(c.excluded) held out, \(c.duplicate) duplicates, \(c.conflicting) with conflicting labels")
+        }
+        var phases: [String: Int] = [:]
+        for t in pool { phases[t.phase, default: 0] += 1 }
+        lines.append("  phases: " + phases.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+        report = lines
+    }
+}
+
+/// Reads an exclusion list: one NCT id per line, # comments and blank lines ignored.
+public func readExclusionList(_ path: String) throws -> Set<String> {
+    guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+        throw InputError(file: path, "cannot read the exclusion list")
+    }
+    var ids = Set<String>()
+    for (n, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        let t = line.trimmingCharacters(in: .whitespaces)
+        if t.isEmpty || t.hasPrefix("#") { continue }
+        guard t.hasPrefix("NCT") else { throw InputError(file: path, line: n + 1, "expected an NCT id, found \"\(t.prefix(30))\"") }
+        ids.insert(t)
+    }
+    return ids
+}

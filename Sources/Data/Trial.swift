@@ -1,0 +1,95 @@
+import Foundation
+import NN
+
+/// One row of a TOP benchmark CSV.
+public struct Trial: Sendable {
+    public var nctid: String
+    public var status: String
+    public var whyStop: String
+    public var label: Int
+    public var phase: String
+    public var diseases: [String]
+    /// One inner list of ICD-10 codes per disease.
+    public var icdCodes: [[String]]
+    public var drugs: [String]
+    public var smiles: [String]
+    public var criteria: String
+    /// Where it was read: "file:line".
+    public var source: String
+    /// Numeric part of the NCT id (temporal order of registration).
+    public var nctNumber: Int { Int(nctid.dropFirst(3)) ?? 0 }
+}
+
+/// What reading a set of CSV files produced, with counts for the report.
+public struct TrialReadReport {
+    public var rowsPerFile: [String: Int] = [:]
+    public var skipped: [String] = []          // "file:line:col: reason" of each skipped row
+}
+
+public let topColumns = ["nctid", "status", "why_stop", "label", "phase", "diseases", "icdcodes", "drugs", "smiless", "criteria"]
+
+/// Reads TOP-format CSV files. A malformed row is an InputError naming file:line:column, or, with
+/// `skipBadRows`, is skipped and listed in the report. `validateRow` runs extra checks (SMILES, ICD codes).
+public func readTrials(paths: [String], skipBadRows: Bool = false,
+                       validateRow: ((Trial) throws -> Void)? = nil) throws -> ([Trial], TrialReadReport) {
+    var trials: [Trial] = []
+    var report = TrialReadReport()
+    for path in paths {
+        let records = try readCSV(path: path)
+        guard let header = records.first else { throw InputError(file: path, "empty file (expected a header line with \(topColumns.joined(separator: ",")))") }
+        var index: [String: Int] = [:]
+        for (i, name) in header.fields.enumerated() { index[name.trimmingCharacters(in: .whitespaces)] = i }
+        let missing = topColumns.filter { index[$0] == nil }
+        guard missing.isEmpty else {
+            throw InputError(file: path, line: 1, "header lacks column(s) \(missing.joined(separator: ", ")); expected \(topColumns.joined(separator: ","))")
+        }
+        var count = 0
+        for record in records.dropFirst() {
+            do {
+                let t = try parseTrial(record, index: index, columnCount: header.fields.count, file: path)
+                try validateRow?(t)
+                trials.append(t); count += 1
+            } catch let e as InputError where skipBadRows {
+                report.skipped.append(e.description)
+            }
+        }
+        report.rowsPerFile[path] = count
+    }
+    return (trials, report)
+}
+
+func parseTrial(_ r: CSVRecord, index: [String: Int], columnCount: Int, file: String) throws -> Trial {
+    guard r.fields.count == columnCount else {
+        throw InputError(file: file, line: r.line, "expected \(columnCount) columns, found \(r.fields.count) (a missing column or an unquoted comma)")
+    }
+    func field(_ name: String) -> (String, Int, Int) {
+        let i = index[name]!
+        return (r.fields[i], r.lines[i], r.columns[i])
+    }
+    func list(_ name: String) throws -> [String] {
+        let (text, line, col) = field(name)
+        do { return try parsePythonStringList(text) } catch let e as ListLiteralError {
+            throw InputError(file: file, line: line, column: col, "column \(name): unparsable list literal: \(e.message) at character \(e.offset)")
+        }
+    }
+    let (nctid, nLine, nCol) = field("nctid")
+    guard nctid.hasPrefix("NCT"), nctid.count == 11, nctid.dropFirst(3).allSatisfy(\.isNumber) else {
+        throw InputError(file: file, line: nLine, column: nCol, "column nctid: \"\(nctid.prefix(40))\" is not an id like NCT01234567")
+    }
+    let (labelText, lLine, lCol) = field("label")
+    guard let label = Int(labelText.trimmingCharacters(in: .whitespaces)), label == 0 || label == 1 else {
+        throw InputError(file: file, line: lLine, column: lCol, "column label: \"\(labelText.prefix(20))\" (expected 0 or 1)")
+    }
+    var icd: [[String]] = []
+    let (_, iLine, iCol) = field("icdcodes")
+    for inner in try list("icdcodes") {
+        do { icd.append(try parsePythonStringList(inner).map { $0.trimmingCharacters(in: .whitespaces) }) }
+        catch let e as ListLiteralError {
+            throw InputError(file: file, line: iLine, column: iCol, "column icdcodes: inner list \"\(inner.prefix(40))\" is unparsable: \(e.message)")
+        }
+    }
+    return Trial(nctid: nctid, status: field("status").0, whyStop: field("why_stop").0, label: label,
+                 phase: field("phase").0.trimmingCharacters(in: .whitespaces), diseases: try list("diseases"), icdCodes: icd,
+                 drugs: try list("drugs"), smiles: try list("smiless"), criteria: field("criteria").0,
+                 source: "\(file):\(r.line)")
+}
