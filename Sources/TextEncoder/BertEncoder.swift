@@ -107,7 +107,7 @@ public final class BertEncoder {
             try loadLinear(n + "output.dense", layer.ffn.fc2)
             try loadNorm(n + "output.LayerNorm", layer.outputNorm)
         }
-        var h = checksum64(UnsafeRawBufferPointer(start: (configData as NSData).bytes, count: configData.count))
+        var h = configData.withUnsafeBytes { checksum64($0) }
         let vocabData = try Data(contentsOf: URL(fileURLWithPath: vocabPath))
         h = vocabData.withUnsafeBytes { checksum64($0, seed: h) }
         let header = weights.tensors.keys.sorted().map { "\($0)\(weights.tensors[$0]!.shape)\(weights.tensors[$0]!.begin)" }.joined()
@@ -174,13 +174,17 @@ public final class BertEncoder {
         }
     }
 
-    /// Encodes one batch of `indices` into their rows of `out`.
-    public func encode(indices: [Int], tokens: [[Int32]], into out: FloatPtr) {
+    /// Encodes one batch of `indices` into their rows of `out` (row i of out for sentence i), or, with
+    /// `rowOffset`, into consecutive rows starting there.
+    public func encode(indices: [Int], tokens: [[Int32]], into out: FloatPtr, rowOffset: Int? = nil) {
         let arena = scratch
         arena.reset()
         let rows = arena.allocate(indices.count * 3 * hidden)
         encode(tokenBatch: indices.map { tokens[$0] }, into: rows, arena: arena)
-        for (k, i) in indices.enumerated() { (out + i * 3 * hidden).update(from: rows + k * 3 * hidden, count: 3 * hidden) }
+        for (k, i) in indices.enumerated() {
+            let row = rowOffset.map { $0 + k } ?? i
+            (out + row * 3 * hidden).update(from: rows + k * 3 * hidden, count: 3 * hidden)
+        }
     }
     private let scratch = ActivationArena()
 

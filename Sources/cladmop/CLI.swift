@@ -1,20 +1,28 @@
 import ArgumentParser
 import Communication
+import Config
 import Foundation
+import NN
 
 @main
 struct Cladmop: ParsableCommand {
+    /// Like ParsableCommand.main, but every usage or input error exits with status 2.
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            if exitCode(for: error) == .success { exit(withError: error) }
+            FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+            Foundation.exit(2)
+        }
+    }
+
     static let configuration = CommandConfiguration(
         commandName: "cladmop",
         abstract: "Distributed CLaDMoP contrastive pretraining and trial outcome prediction on OpenMPI + OpenBLAS.",
         discussion: "Run under `mpirun -np N cladmop ...` for N ranks; without mpirun it runs as one rank.",
-        subcommands: [Bench.self])
-}
-
-/// An error in what the user gave (a file, a flag, a config key): exit status 2.
-struct UserError: Error, CustomStringConvertible {
-    let description: String
-    init(_ message: String) { description = message }
+        subcommands: [Featurize.self, Encode.self, Bench.self, ShowConfig.self])
 }
 
 /// Runs `body` on this rank; any error ends the whole job with its message (MPI_Abort under mpirun):
@@ -23,7 +31,7 @@ func runJob(_ body: (Communicator) throws -> Void) {
     let comm = makeCommunicator()
     do {
         try body(comm)
-    } catch let error as UserError {
+    } catch let error as InputError {
         comm.abort(message: error.description, code: 2)
     } catch {
         comm.abort(message: "\(error)", code: 1)
@@ -48,4 +56,21 @@ func now() -> Double {
 func jsonString(_ object: Any) -> String {
     let data = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
     return String(decoding: data, as: UTF8.self)
+}
+
+/// Options every subcommand that reads a configuration takes.
+struct ConfigOptions: ParsableArguments {
+    @Option(name: .long, help: "YAML configuration file (configs/*.yaml).")
+    var config: String?
+
+    @Option(name: .customLong("set"), help: ArgumentHelp("Override one key: --set section.key=value (repeatable).", valueName: "key=value"))
+    var overrides: [String] = []
+
+    func load() throws -> Config { try Config(file: config, overrides: overrides) }
+}
+
+/// Prints a line on rank 0's stderr-free log (stdout), flushed.
+func log(_ line: String) {
+    print(line)
+    fflush(stdout)
 }

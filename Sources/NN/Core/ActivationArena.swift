@@ -16,7 +16,17 @@ public final class ActivationArena {
 
     deinit { for b in blocks { b.base.deallocate() } }
 
-    public func reset() { block = 0; used = 0; inStep = 0 }
+    /// Starts a new step. If the last step needed more than one block, the blocks are replaced by a single
+    /// one of 1.5 x the step's peak size, so that steady state is one block and no allocation.
+    public func reset() {
+        if blocks.count > 1 {
+            let cap = max(peakFloats + peakFloats / 2, blockFloats)
+            for b in blocks { b.base.deallocate() }
+            let raw = UnsafeMutableRawPointer.allocate(byteCount: cap * 4, alignment: 64)
+            blocks = [(raw.bindMemory(to: Float.self, capacity: cap), cap)]
+        }
+        block = 0; used = 0; inStep = 0
+    }
 
     /// Total floats reserved by the arena's blocks.
     public var reservedFloats: Int { blocks.reduce(0) { $0 + $1.capacity } }

@@ -1,4 +1,4 @@
-import Data
+import TrialData
 import Foundation
 import NN
 import XCTest

@@ -1,0 +1,172 @@
+import Foundation
+import NN
+import Yams
+
+/// The type and allowed values of one configuration key.
+public enum ConfigKind: Sendable {
+    case int(ClosedRange<Int>)
+    case double(ClosedRange<Double>)
+    case bool
+    case string(allowed: [String]?)
+    case stringList
+
+    public var expectedText: String { expected }
+    var expected: String {
+        switch self {
+        case .int(let r): return "an integer in [\(r.lowerBound), \(r.upperBound)]"
+        case .double(let r): return "a number in [\(r.lowerBound), \(r.upperBound)]"
+        case .bool: return "true or false"
+        case .string(let allowed): return allowed.map { "one of \($0.joined(separator: ", "))" } ?? "a string"
+        case .stringList: return "a list of strings"
+        }
+    }
+}
+
+/// A resolved configuration value.
+public enum ConfigValue: Equatable, Sendable, CustomStringConvertible {
+    case int(Int), double(Double), bool(Bool), string(String), strings([String])
+    public var description: String {
+        switch self {
+        case .int(let v): return "\(v)"
+        case .double(let v): return "\(v)"
+        case .bool(let v): return "\(v)"
+        case .string(let v): return v
+        case .strings(let v): return "[" + v.joined(separator: ", ") + "]"
+        }
+    }
+}
+
+/// One documented key: `section.name`, its kind, its default and what it does.
+public struct ConfigKey: Sendable {
+    public let path: String
+    public let kind: ConfigKind
+    public let defaultValue: ConfigValue
+    public let doc: String
+}
+
+/// A configuration: defaults from `ConfigSchema.keys`, overridden by a YAML file, overridden by
+/// `--set key.path=value`. Unknown keys, wrong types and out-of-range values are InputErrors that name
+/// the key and the allowed values.
+public struct Config: Sendable {
+    public private(set) var values: [String: ConfigValue]
+    public private(set) var sourceFile: String?
+
+    public init(file: String?, overrides: [String] = []) throws {
+        values = Dictionary(uniqueKeysWithValues: ConfigSchema.keys.map { ($0.path, $0.defaultValue) })
+        sourceFile = file
+        if let file {
+            guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+                throw InputError(file: file, "cannot read the config file")
+            }
+            let node: Any?
+            do { node = try Yams.load(yaml: text) } catch {
+                throw InputError(file: file, "not valid YAML: \(error)")
+            }
+            if let node {
+                guard let map = node as? [String: Any] else { throw InputError(file: file, "expected a mapping of sections at the top level") }
+                try apply(map, prefix: "", file: file)
+            }
+        }
+        for o in overrides {
+            guard let eq = o.firstIndex(of: "=") else {
+                throw InputError("--set \(o): expected key.path=value")
+            }
+            let key = String(o[..<eq]).trimmingCharacters(in: .whitespaces)
+            let raw = String(o[o.index(after: eq)...])
+            let parsed: Any
+            if let y = try? Yams.load(yaml: raw), !(y is [String: Any]) { parsed = y } else { parsed = raw }
+            try set(key, parsed, origin: "--set \(key)")
+        }
+    }
+
+    private mutating func apply(_ map: [String: Any], prefix: String, file: String) throws {
+        for (k, v) in map {
+            let path = prefix.isEmpty ? k : prefix + "." + k
+            if let sub = v as? [String: Any] {
+                guard ConfigSchema.keys.contains(where: { $0.path.hasPrefix(path + ".") }) else {
+                    throw unknown(path, origin: file)
+                }
+                try apply(sub, prefix: path, file: file)
+            } else {
+                try set(path, v, origin: "\(file): key \(path)")
+            }
+        }
+    }
+
+    private func unknown(_ path: String, origin: String) -> InputError {
+        let section = path.split(separator: ".").first.map(String.init) ?? path
+        let known = ConfigSchema.keys.filter { $0.path.hasPrefix(section + ".") }.map(\.path)
+        let hint = known.isEmpty ? "sections: \(Set(ConfigSchema.keys.map { String($0.path.split(separator: ".")[0]) }).sorted().joined(separator: ", "))"
+                                 : "keys of \(section): \(known.joined(separator: ", "))"
+        return InputError("\(origin): unknown key \(path) (\(hint))")
+    }
+
+    /// Sets one key from a YAML scalar or list, checking type and range.
+    public mutating func set(_ path: String, _ raw: Any, origin: String) throws {
+        guard let spec = ConfigSchema.keys.first(where: { $0.path == path }) else { throw unknown(path, origin: origin) }
+        func bad() -> InputError { InputError("\(origin): \(path) = \(raw) is invalid (expected \(spec.kind.expected))") }
+        switch spec.kind {
+        case .int(let range):
+            var v: Int? = raw as? Int
+            if v == nil, let s = raw as? String { v = Int(s) }
+            if v == nil, let d = raw as? Double, d == d.rounded(), abs(d) < 1e15 { v = Int(d) }
+            guard let v, range.contains(v) else { throw bad() }
+            values[path] = .int(v)
+        case .double(let range):
+            var v: Double? = raw as? Double
+            if v == nil, let i = raw as? Int { v = Double(i) }
+            if v == nil, let s = raw as? String { v = Double(s) }
+            guard let v, v.isFinite, range.contains(v) else { throw bad() }
+            values[path] = .double(v)
+        case .bool:
+            var v: Bool? = raw as? Bool
+            if v == nil, let s = raw as? String { v = ["true": true, "false": false][s.lowercased()] }
+            guard let v else { throw bad() }
+            values[path] = .bool(v)
+        case .string(let allowed):
+            guard !(raw is [Any]), !(raw is Bool) || allowed == nil else { throw bad() }
+            let s = "\(raw)"
+            if let allowed, !allowed.contains(s) { throw bad() }
+            values[path] = .string(s)
+        case .stringList:
+            if let list = raw as? [Any] { values[path] = .strings(list.map { "\($0)" }) }
+            else if let s = raw as? String { values[path] = .strings(s.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }) }
+            else { throw bad() }
+        }
+    }
+
+    public func int(_ path: String) -> Int { if case .int(let v) = values[path]! { return v }; fatalError(path) }
+    public func double(_ path: String) -> Double { if case .double(let v) = values[path]! { return v }; fatalError(path) }
+    public func float(_ path: String) -> Float { Float(double(path)) }
+    public func bool(_ path: String) -> Bool { if case .bool(let v) = values[path]! { return v }; fatalError(path) }
+    public func string(_ path: String) -> String { if case .string(let v) = values[path]! { return v }; fatalError(path) }
+    public func strings(_ path: String) -> [String] { if case .strings(let v) = values[path]! { return v }; fatalError(path) }
+
+    /// The resolved configuration as YAML, sections in schema order.
+    public var yaml: String {
+        var out = "# resolved cladmop configuration\n"
+        var section = ""
+        for key in ConfigSchema.keys {
+            let parts = key.path.split(separator: ".", maxSplits: 1).map(String.init)
+            if parts[0] != section { section = parts[0]; out += "\(section):\n" }
+            let v = values[key.path]!
+            switch v {
+            case .string(let s): out += "  \(parts[1]): \(yamlQuote(s))\n"
+            case .strings(let l): out += "  \(parts[1]): [\(l.map(yamlQuote).joined(separator: ", "))]\n"
+            default: out += "  \(parts[1]): \(v)\n"
+            }
+        }
+        return out
+    }
+
+    /// Stable hash of the values that change what a model computes (for checkpoints).
+    public func hash(sections: [String]) -> String {
+        let text = ConfigSchema.keys.filter { k in sections.contains { k.path.hasPrefix($0 + ".") } }
+            .map { "\($0.path)=\(values[$0.path]!)" }.joined(separator: "\n")
+        return String(Data(text.utf8).withUnsafeBytes { checksum64($0) }, radix: 16)
+    }
+}
+
+func yamlQuote(_ s: String) -> String {
+    "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+}

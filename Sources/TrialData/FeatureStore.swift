@@ -1,0 +1,169 @@
+import Foundation
+import NN
+
+/// One featurized CSV row.
+public struct StoredTrial: Codable, Sendable {
+    public var nctid: String
+    public var label: Int
+    public var phase: String
+    /// Source CSV file name (last path component) and line.
+    public var source: String
+    /// ICD-10 codes, one inner list per disease, each resolved to a node of the hierarchy.
+    public var icd: [[String]]
+    /// SMILES tokens, one list per drug.
+    public var smiles: [[String]]
+    /// Rows of the sentence table, in criteria order, and their inclusion (true) / exclusion tags.
+    public var sentences: [Int]
+    public var inclusion: [Bool]
+}
+
+/// What a store was built from: consumers compare it with what they would build now.
+public struct StoreIdentity: Codable, Equatable, Sendable {
+    public var encoder: String
+    public var maxTokens: Int
+    public var featurizerVersion: Int
+    /// file name -> checksum of its bytes
+    public var sources: [String: String]
+}
+
+struct StoreMeta: Codable {
+    var identity: StoreIdentity
+    var dim: Int
+    var levels: [String]
+    var sentenceCount: Int
+    var trials: [StoredTrial]
+    var sourcePaths: [String]
+    var skipped: [String]
+}
+
+/// Versioned, memory-mapped feature store (SPEC 4.5).
+///
+/// Layout: "CLADMOPF" | u32 version | u32 levels | u64 dim | u64 sentences | u64 meta bytes | u64 payload offset
+/// | u64 checksum (of meta and payload) | meta JSON | zero padding to 64 bytes | Float32 payload
+/// (sentences, levels, dim): the coarse, medium, fine vectors of every unique criterion sentence.
+public final class FeatureStore {
+    public static let version: UInt32 = 1
+    public static let featurizerVersion = 1
+    static let magic = Array("CLADMOPF".utf8)
+    static let headerBytes = 8 + 4 + 4 + 8 * 5
+
+    public let path: String
+    public let identity: StoreIdentity
+    public let dim: Int
+    public let levelCount = 3
+    public let sentenceCount: Int
+    public let trials: [StoredTrial]
+    public let sourcePaths: [String]
+    public let skipped: [String]
+    private let file: MappedFile
+    private let payload: UnsafePointer<Float>
+
+    /// The rebuild command named in every refusal.
+    public static func rebuildHint(_ path: String, sources: [String]) -> String {
+        "rebuild it with: cladmop featurize " + sources.map { "--data \($0)" }.joined(separator: " ") + " --output \(path)"
+    }
+
+    /// Opens and verifies a store: magic, version, sizes, checksum; then, when `expected` is given,
+    /// that it was built by the same encoder and featurizer from the same file contents.
+    public init(path: String, expected: StoreIdentity? = nil, sourcesForHint: [String] = []) throws {
+        self.path = path
+        let hint = Self.rebuildHint(path, sources: sourcesForHint.isEmpty ? ["FILE.csv"] : sourcesForHint)
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw InputError(file: path, "feature store not found; \(hint)")
+        }
+        file = try MappedFile(path: path)
+        let b = file.bytes
+        func refuse(_ m: String) -> InputError { InputError(file: path, "\(m); \(hint)") }
+        guard b.count >= Self.headerBytes, Array(b[0..<8]) == Self.magic else { throw refuse("not a cladmop feature store (bad magic)") }
+        let version = b.loadUnaligned(fromByteOffset: 8, as: UInt32.self)
+        guard version == Self.version else { throw refuse("feature store version \(version), this cladmop reads version \(Self.version)") }
+        let levels = Int(b.loadUnaligned(fromByteOffset: 12, as: UInt32.self))
+        let dim = Int(b.loadUnaligned(fromByteOffset: 16, as: UInt64.self))
+        let sentences = Int(b.loadUnaligned(fromByteOffset: 24, as: UInt64.self))
+        let metaBytes = Int(b.loadUnaligned(fromByteOffset: 32, as: UInt64.self))
+        let payloadOffset = Int(b.loadUnaligned(fromByteOffset: 40, as: UInt64.self))
+        let checksum = b.loadUnaligned(fromByteOffset: 48, as: UInt64.self)
+        guard levels == 3, dim > 0, dim < 1 << 16, sentences >= 0, sentences < 1 << 32, metaBytes >= 0, metaBytes < 1 << 34,
+              payloadOffset >= Self.headerBytes + metaBytes, payloadOffset % 64 == 0,
+              b.count == payloadOffset + sentences * levels * dim * 4 else {
+            throw refuse("truncated or corrupt feature store (header sizes do not match the file's \(b.count) bytes)")
+        }
+        let meta = UnsafeRawBufferPointer(rebasing: b[Self.headerBytes..<(Self.headerBytes + metaBytes)])
+        let data = UnsafeRawBufferPointer(rebasing: b[payloadOffset...])
+        guard checksum64(data, seed: checksum64(meta)) == checksum else { throw refuse("corrupt feature store (checksum mismatch)") }
+        let decoded: StoreMeta
+        do { decoded = try JSONDecoder().decode(StoreMeta.self, from: Data(meta)) }
+        catch { throw refuse("corrupt feature store metadata") }
+        guard decoded.sentenceCount == sentences, decoded.dim == dim,
+              decoded.trials.allSatisfy({ $0.sentences.allSatisfy { $0 >= 0 && $0 < sentences } && $0.sentences.count == $0.inclusion.count }) else {
+            throw refuse("corrupt feature store (metadata disagrees with the payload)")
+        }
+        if let expected, expected != decoded.identity {
+            var why: [String] = []
+            if expected.encoder != decoded.identity.encoder { why.append("encoder \(decoded.identity.encoder) != \(expected.encoder)") }
+            if expected.maxTokens != decoded.identity.maxTokens { why.append("max_tokens \(decoded.identity.maxTokens) != \(expected.maxTokens)") }
+            if expected.featurizerVersion != decoded.identity.featurizerVersion { why.append("featurizer version changed") }
+            for (name, sum) in expected.sources where decoded.identity.sources[name] != sum {
+                why.append(decoded.identity.sources[name] == nil ? "\(name) not in the store" : "\(name) changed since featurization")
+            }
+            throw refuse("stale feature store (\(why.joined(separator: "; ")))")
+        }
+        identity = decoded.identity
+        self.dim = dim
+        sentenceCount = sentences
+        trials = decoded.trials
+        sourcePaths = decoded.sourcePaths
+        skipped = decoded.skipped
+        payload = data.baseAddress!.assumingMemoryBound(to: Float.self)
+    }
+
+    /// The vector of sentence `s` at level `level` (0 coarse, 1 medium, 2 fine): (dim) floats.
+    @inline(__always) public func vector(sentence s: Int, level: Int) -> UnsafePointer<Float> {
+        payload + (s * levelCount + level) * dim
+    }
+
+    /// The Float32 payload (sentences, 3, dim), for content comparisons.
+    public var payloadBytes: UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(start: payload, count: sentenceCount * levelCount * dim * 4)
+    }
+
+    /// Writes a store atomically (temporary file, fsync, rename).
+    static func write(path: String, identity: StoreIdentity, dim: Int, trials: [StoredTrial], sourcePaths: [String],
+                      skipped: [String], vectors: UnsafePointer<Float>, sentenceCount: Int) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let meta = try encoder.encode(StoreMeta(identity: identity, dim: dim, levels: ["coarse", "medium", "fine"],
+                                                      sentenceCount: sentenceCount, trials: trials, sourcePaths: sourcePaths, skipped: skipped))
+        let payloadOffset = (headerBytes + meta.count + 63) / 64 * 64
+        let data = UnsafeRawBufferPointer(start: vectors, count: sentenceCount * 3 * dim * 4)
+        let sum = meta.withUnsafeBytes { checksum64(data, seed: checksum64($0)) }
+        var header = Data(magic)
+        func append<T>(_ v: T) { withUnsafeBytes(of: v) { header.append(contentsOf: $0) } }
+        append(version); append(UInt32(3)); append(UInt64(dim)); append(UInt64(sentenceCount))
+        append(UInt64(meta.count)); append(UInt64(payloadOffset)); append(sum)
+        let dir = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try writeFileAtomically(path) { h in
+            try h.write(contentsOf: header)
+            try h.write(contentsOf: meta)
+            try h.write(contentsOf: Data(count: payloadOffset - headerBytes - meta.count))
+            var offset = 0
+            let chunk = 64 << 20
+            while offset < data.count {
+                let n = min(chunk, data.count - offset)
+                try h.write(contentsOf: Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: data.baseAddress! + offset), count: n, deallocator: .none))
+                offset += n
+            }
+        }
+    }
+}
+
+/// The identity a store built now from `paths` with this encoder would have.
+public func currentStoreIdentity(paths: [String], encoderIdentity: String, maxTokens: Int) throws -> StoreIdentity {
+    var sources: [String: String] = [:]
+    for p in paths {
+        guard let d = FileManager.default.contents(atPath: p) else { throw InputError(file: p, "cannot read") }
+        sources[URL(fileURLWithPath: p).lastPathComponent] = String(d.withUnsafeBytes { checksum64($0) }, radix: 16)
+    }
+    return StoreIdentity(encoder: encoderIdentity, maxTokens: maxTokens, featurizerVersion: FeatureStore.featurizerVersion, sources: sources)
+}

@@ -1,0 +1,104 @@
+import Communication
+import Foundation
+import NN
+import TextEncoder
+
+/// Counts of one featurization, for the report.
+public struct FeaturizeReport {
+    public var rows = 0
+    public var rowsPerFile: [String: Int] = [:]
+    public var skipped: [String] = []
+    public var sentences = 0
+    public var uniqueSentences = 0
+    public var tokens = 0
+    public var seconds = 0.0
+}
+
+/// Reads and validates TOP CSVs (SMILES must tokenize; ICD codes must resolve in the hierarchy), splits
+/// criteria, encodes every distinct criterion sentence once with the frozen encoder, and writes one
+/// feature store. Under mpirun the sentence batches are dealt round-robin to the ranks (a fixed batching
+/// that does not depend on the world size, so the store is identical for any W); rank 0 writes the file.
+public func featurize(comm: Communicator, paths: [String], output: String, encoder: BertEncoder,
+                      hierarchy: ICD10Hierarchy, skipBadRows: Bool, batchTokens: Int,
+                      log: (String) -> Void) throws -> FeaturizeReport {
+    let start = Date()
+    var report = FeaturizeReport()
+    let (trials, readReport) = try readTrials(paths: paths, skipBadRows: skipBadRows) { t in
+        for s in t.smiles {
+            do { _ = try tokenizeSMILES(s) } catch let e as SMILESError {
+                throw InputError(file: t.source, "column smiless: invalid SMILES \"\(s.prefix(60))\": \(e.message)")
+            }
+        }
+        for code in t.icdCodes.joined() where hierarchy.resolve(code) == nil {
+            throw InputError(file: t.source, "column icdcodes: unknown ICD-10 code \"\(code)\" (not in \(hierarchy.path), nor any prefix of it)")
+        }
+    }
+    report.rows = trials.count
+    report.rowsPerFile = readReport.rowsPerFile
+    report.skipped = readReport.skipped
+
+    // Distinct sentences in order of first occurrence.
+    var sentenceIndex: [String: Int] = [:]
+    var texts: [String] = []
+    var stored: [StoredTrial] = []
+    for t in trials {
+        let criteria = splitCriteria(t.criteria)
+        var rows: [Int] = []
+        for c in criteria {
+            if let i = sentenceIndex[c.text] { rows.append(i) } else { sentenceIndex[c.text] = texts.count; rows.append(texts.count); texts.append(c.text) }
+        }
+        report.sentences += criteria.count
+        let file = URL(fileURLWithPath: String(t.source.split(separator: ":").first!)).lastPathComponent
+        let line = t.source.split(separator: ":").last.map(String.init) ?? ""
+        stored.append(StoredTrial(nctid: t.nctid, label: t.label, phase: t.phase, source: "\(file):\(line)",
+                                  icd: t.icdCodes.map { $0.compactMap { hierarchy.resolve($0) } },
+                                  smiles: try t.smiles.map { try tokenizeSMILES($0) },
+                                  sentences: rows, inclusion: criteria.map(\.inclusion)))
+    }
+    report.uniqueSentences = texts.count
+    let tokens = texts.map { encoder.tokenizer.encode($0) }
+    report.tokens = tokens.reduce(0) { $0 + $1.count }
+    let batches = BertEncoder.batches(lengths: tokens.map(\.count), maxBatchTokens: batchTokens)
+    let mine = batches.indices.filter { $0 % comm.size == comm.rank }
+    if comm.isRoot {
+        log("featurize: \(trials.count) rows, \(report.sentences) criterion sentences, \(texts.count) distinct, \(report.tokens) tokens, \(batches.count) batches over \(comm.size) rank(s)")
+    }
+
+    // Each rank encodes its batches into a contiguous block (rank order, then batch order).
+    let width = 3 * encoder.hidden
+    let counts = (0..<comm.size).map { r in batches.indices.filter { $0 % comm.size == r }.reduce(0) { $0 + batches[$1].count } * width }
+    let local = FloatPtr.allocate(capacity: max(counts[comm.rank], 1))
+    defer { local.deallocate() }
+    var localOrder: [Int] = []
+    var done = 0
+    let t0 = Date()
+    for (k, b) in mine.enumerated() {
+        encoder.encode(indices: batches[b], tokens: tokens, into: local, rowOffset: localOrder.count)
+        localOrder += batches[b]
+        done += batches[b].count
+        if comm.isRoot && (k % 20 == 19 || k == mine.count - 1) {
+            let rate = Double(done) / Date().timeIntervalSince(t0)
+            log(String(format: "featurize: rank 0 encoded %d/%d sentences (%.0f sentences/s per rank)", done, counts[0] / width, rate))
+        }
+    }
+    let all = FloatPtr.allocate(capacity: max(texts.count * width, 1))
+    defer { all.deallocate() }
+    comm.allGatherV(send: local, receive: all, counts: counts)
+    if comm.isRoot {
+        // Undo the rank-major order: the gathered block of rank r lists its batches' sentences in order.
+        let ordered = FloatPtr.allocate(capacity: max(texts.count * width, 1))
+        defer { ordered.deallocate() }
+        var row = 0
+        for r in 0..<comm.size {
+            for b in batches.indices where b % comm.size == r {
+                for s in batches[b] { (ordered + s * width).update(from: all + row * width, count: width); row += 1 }
+            }
+        }
+        let identity = try currentStoreIdentity(paths: paths, encoderIdentity: encoder.identity, maxTokens: encoder.tokenizer.maxLength)
+        try FeatureStore.write(path: output, identity: identity, dim: encoder.hidden, trials: stored, sourcePaths: paths,
+                               skipped: report.skipped, vectors: ordered, sentenceCount: texts.count)
+    }
+    comm.barrier()
+    report.seconds = Date().timeIntervalSince(start)
+    return report
+}

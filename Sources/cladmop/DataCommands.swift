@@ -1,0 +1,108 @@
+import ArgumentParser
+import Communication
+import Config
+import TrialData
+import Foundation
+import NN
+import TextEncoder
+
+struct Featurize: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Featurize TOP CSV files into a feature store (runs under mpirun: ranks encode disjoint shards).")
+
+    @Option(name: .customLong("data"), help: "TOP-format CSV file (repeatable; default: config data.files).")
+    var data: [String] = []
+
+    @Option(help: "Feature store to write (default: config data.feature_store).")
+    var output: String?
+
+    @OptionGroup var options: ConfigOptions
+
+    func run() throws {
+        runJob { comm in
+            let config = try options.load()
+            let paths = data.isEmpty ? config.strings("data.files") : data
+            let output = output ?? config.string("data.feature_store")
+            let encoder = try BertEncoder(modelDir: config.string("encoder.model_dir"), maxLength: config.int("encoder.max_tokens"))
+            let hierarchy = try ICD10Hierarchy(path: config.string("data.icd_hierarchy"))
+            let report = try TrialData.featurize(comm: comm, paths: paths, output: output, encoder: encoder, hierarchy: hierarchy,
+                                            skipBadRows: config.bool("data.skip_bad_rows"), batchTokens: config.int("encoder.batch_tokens"),
+                                            log: { if comm.isRoot { log($0) } })
+            guard comm.isRoot else { return }
+            for (file, n) in report.rowsPerFile.sorted(by: { $0.key < $1.key }) { log("  \(file): \(n) rows") }
+            if !report.skipped.isEmpty {
+                log("  skipped \(report.skipped.count) malformed row(s) (data.skip_bad_rows):")
+                for s in report.skipped { log("    \(s)") }
+            }
+            log(String(format: "featurize: wrote %@ (%d rows, %d distinct sentences, %d tokens) in %.1f s",
+                       output, report.rows, report.uniqueSentences, report.tokens, report.seconds))
+        }
+    }
+}
+
+struct Encode: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Embed text lines with the frozen encoder: one JSON object per line with coarse, medium, fine vectors.")
+
+    @Option(help: "Text file, one text per line.")
+    var input: String
+
+    @Option(help: "JSON-lines output: {\"text\", \"coarse\", \"medium\", \"fine\"} per input line.")
+    var output: String
+
+    @Option(help: "Encoder folder (config.json, vocab.txt, model.safetensors).")
+    var modelDir: String = "models/all-MiniLM-L6-v2"
+
+    @Option(help: "Maximum WordPiece tokens per text, [CLS] and [SEP] included.")
+    var maxTokens: Int = 256
+
+    func run() throws {
+        runJob { comm in
+            guard let text = try? String(contentsOfFile: input, encoding: .utf8) else {
+                throw InputError(file: input, "cannot read (missing, unreadable or not UTF-8)")
+            }
+            var lines = text.components(separatedBy: "\n")
+            if lines.last == "" { lines.removeLast() }
+            lines = lines.map { $0.hasSuffix("\r") ? String($0.dropLast()) : $0 }
+            let encoder = try BertEncoder(modelDir: modelDir, maxLength: maxTokens)
+            let d = encoder.hidden
+            let out = FloatPtr.allocate(capacity: max(lines.count * 3 * d, 1))
+            defer { out.deallocate() }
+            encoder.encode(texts: lines, into: out)
+            guard comm.isRoot else { return }
+            try writeFileAtomically(output) { h in
+                for (i, line) in lines.enumerated() {
+                    func vec(_ level: Int) -> [Double] { (0..<d).map { Double(out[(i * 3 + level) * d + $0]) } }
+                    let obj: [String: Any] = ["text": line, "coarse": vec(0), "medium": vec(1), "fine": vec(2)]
+                    try h.write(contentsOf: JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]))
+                    try h.write(contentsOf: Data("\n".utf8))
+                }
+            }
+        }
+    }
+}
+
+struct ShowConfig: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "config",
+        abstract: "Print the resolved configuration (YAML), or with --markdown the reference of every key.")
+
+    @Flag(help: "Print docs/configuration.md's table of every key.")
+    var markdown = false
+
+    @OptionGroup var options: ConfigOptions
+
+    func run() throws {
+        runJob { _ in
+            if markdown { print(configurationMarkdown(), terminator: "") } else { print(try options.load().yaml, terminator: "") }
+        }
+    }
+}
+
+/// The key reference of docs/configuration.md, generated from the schema.
+func configurationMarkdown() -> String {
+    var out = "| key | type / allowed | default | meaning |\n|---|---|---|---|\n"
+    for k in ConfigSchema.keys {
+        out += "| `\(k.path)` | \(k.kind.expectedText) | `\(k.defaultValue)` | \(k.doc) |\n"
+    }
+    return out
+}
