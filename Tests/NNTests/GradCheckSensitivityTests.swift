@@ -1,5 +1,6 @@
 import Foundation
 import NN
+import TestSupport
 import XCTest
 
 /// Negative controls: the gradient check must fail when a backward is broken in the ways bugs look.

@@ -1,4 +1,5 @@
 import NN
+import TestSupport
 import XCTest
 
 /// Finite-difference checks of every layer and loss, inputs and parameters, masks included.

@@ -11,7 +11,7 @@ public struct LoRAAdapter {
 }
 
 /// What `Linear.forward` keeps for backward: the LoRA intermediate t = x A^T, (N, r).
-public struct LinearCache { public var t: FloatPtr? = nil }
+public struct LinearCache { public var t: FloatPtr? = nil; public init(t: FloatPtr? = nil) { self.t = t } }
 
 /// y = x W^T + b, W is (out, in) as in PyTorch, optionally with a LoRA adapter.
 public struct Linear {

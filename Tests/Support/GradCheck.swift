@@ -1,21 +1,23 @@
 import NN
-import XCTest
 
 /// A differentiable computation under test: `run` does the forward pass into the arena and returns the
 /// output and a closure that, given dL/dout, runs the backward pass (accumulating into `inputGrads` and the
 /// parameter gradients of `params`).
-struct GradCheckCase {
-    let params: ParameterArena
+public struct GradCheckCase {
+    public init(params: ParameterArena, run: @escaping (ActivationArena) -> (output: FloatPtr, count: Int, backward: (ConstFloatPtr) -> Void)) {
+        self.params = params; self.run = run
+    }
+    public let params: ParameterArena
     /// Inputs whose gradients are checked: (name, values, gradient accumulator, count).
-    var inputs: [(name: String, value: FloatPtr, grad: FloatPtr, count: Int)] = []
-    let run: (ActivationArena) -> (output: FloatPtr, count: Int, backward: (ConstFloatPtr) -> Void)
+    public var inputs: [(name: String, value: FloatPtr, grad: FloatPtr, count: Int)] = []
+    public let run: (ActivationArena) -> (output: FloatPtr, count: Int, backward: (ConstFloatPtr) -> Void)
 }
 
 /// Outcome of comparing analytic and central-difference gradients, per tensor.
-struct GradCheckReport {
+public struct GradCheckReport {
     /// tensor name -> ||analytic - numeric|| / max(||numeric||, 1e-3) over the checked coordinates.
-    var relativeErrors: [String: Double] = [:]
-    var worst: (name: String, error: Double) { relativeErrors.max { $0.value < $1.value }.map { ($0.key, $0.value) } ?? ("", 0) }
+    public var relativeErrors: [String: Double] = [:]
+    public var worst: (name: String, error: Double) { relativeErrors.max { $0.value < $1.value }.map { ($0.key, $0.value) } ?? ("", 0) }
 }
 
 /// Central differences with step `eps` on L = sum_i out_i R_i (R fixed random, L accumulated in Float64),
@@ -24,7 +26,7 @@ struct GradCheckReport {
 /// Tolerance: every tensor's relative error (norm of the difference over the norm of the numeric gradient,
 /// floored as explained below) must be below `tolerance` (default 1e-2). Float32 forward rounding gives about 1e-4 here; a wrong transpose,
 /// a missing term or a wrong scale gives 1e-1 or more (see GradCheckSensitivityTests).
-func gradCheck(_ c: GradCheckCase, eps: Float = 1e-3, samples: Int = 24, seed: UInt64 = 7) -> GradCheckReport {
+public func gradCheck(_ c: GradCheckCase, eps: Float = 1e-3, samples: Int = 24, seed: UInt64 = 7) -> GradCheckReport {
     let arena = ActivationArena(blockFloats: 1 << 16)
     var rng = RNG(seed: seed)
     // Analytic gradients.
@@ -81,24 +83,16 @@ func gradCheck(_ c: GradCheckCase, eps: Float = 1e-3, samples: Int = 24, seed: U
 }
 
 /// A buffer of `count` N(0, std) floats that the test owns.
-func randomBuffer(_ count: Int, seed: UInt64, std: Float = 1) -> FloatPtr {
+public func randomBuffer(_ count: Int, seed: UInt64, std: Float = 1) -> FloatPtr {
     var rng = RNG(seed: seed)
     let p = FloatPtr.allocate(capacity: count)
     for i in 0..<count { p[i] = rng.normal() * std }
     return p
 }
 
-func zeroBuffer(_ count: Int) -> FloatPtr {
+public func zeroBuffer(_ count: Int) -> FloatPtr {
     let p = FloatPtr.allocate(capacity: count)
     p.update(repeating: 0, count: count)
     return p
 }
 
-func assertGradCheck(_ c: GradCheckCase, tolerance: Double = 1e-2, file: StaticString = #filePath, line: UInt = #line) {
-    let report = gradCheck(c)
-    print("gradcheck worst relative error: \(report.worst.error) (\(report.worst.name))")
-    XCTAssertFalse(report.relativeErrors.isEmpty, file: file, line: line)
-    for (name, err) in report.relativeErrors.sorted(by: { $0.key < $1.key }) {
-        XCTAssertLessThan(err, tolerance, "gradient of \(name): relative error \(err)", file: file, line: line)
-    }
-}
