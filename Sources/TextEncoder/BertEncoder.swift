@@ -107,12 +107,20 @@ public final class BertEncoder {
             try loadLinear(n + "output.dense", layer.ffn.fc2)
             try loadNorm(n + "output.LayerNorm", layer.outputNorm)
         }
+        identity = try Self.identity(modelDir: modelDir)
+    }
+
+    /// Names an encoder without loading it: folder name plus a hash of config.json, vocab.txt and the
+    /// safetensors header (tensor names, shapes and offsets).
+    public static func identity(modelDir: String) throws -> String {
+        let configData = try Data(contentsOf: URL(fileURLWithPath: modelDir + "/config.json"))
         var h = configData.withUnsafeBytes { checksum64($0) }
-        let vocabData = try Data(contentsOf: URL(fileURLWithPath: vocabPath))
+        let vocabData = try Data(contentsOf: URL(fileURLWithPath: modelDir + "/vocab.txt"))
         h = vocabData.withUnsafeBytes { checksum64($0, seed: h) }
+        let weights = try SafetensorsFile(path: modelDir + "/model.safetensors")
         let header = weights.tensors.keys.sorted().map { "\($0)\(weights.tensors[$0]!.shape)\(weights.tensors[$0]!.begin)" }.joined()
         h = Data(header.utf8).withUnsafeBytes { checksum64($0, seed: h) }
-        identity = URL(fileURLWithPath: modelDir).standardizedFileURL.lastPathComponent + "@" + String(h, radix: 16)
+        return URL(fileURLWithPath: modelDir).standardizedFileURL.lastPathComponent + "@" + String(h, radix: 16)
     }
 
     /// Encodes sentences given as token ids (each from `tokenizer.encode`) as one padded batch.

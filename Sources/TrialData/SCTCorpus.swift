@@ -3,18 +3,35 @@ import NN
 
 /// The Successful Clinical Trials pretraining corpus (SPEC 4.2): label 1 only, de-duplicated by nctid,
 /// without any excluded id, split by registration order (the latest `validationFraction` to validation).
-public struct SCTCorpus {
-    public var train: [Trial]
-    public var validation: [Trial]
+/// What the corpus builder needs of a trial (a CSV row or a feature-store row).
+public protocol TrialRecord {
+    var nctid: String { get }
+    var label: Int { get }
+    var phase: String { get }
+    /// "file:line"
+    var source: String { get }
+}
+
+extension TrialRecord {
+    /// Numeric part of the NCT id (registration order).
+    public var nctNumber: Int { Int(nctid.dropFirst(3)) ?? 0 }
+}
+
+extension Trial: TrialRecord {}
+extension StoredTrial: TrialRecord {}
+
+public struct SCTCorpus<T: TrialRecord> {
+    public var train: [T]
+    public var validation: [T]
     public var report: [String]
 
-    public init(trials: [Trial], excluded: Set<String>, validationFraction: Double) {
+    public init(trials: [T], excluded: Set<String>, validationFraction: Double) {
         // A trial labelled 1 in one file and 0 in another is not a reliable success: left out, and counted.
         var labels: [String: Set<Int>] = [:]
         for t in trials { labels[t.nctid, default: []].insert(t.label) }
         let conflicting = Set(labels.filter { $0.value.count > 1 }.keys)
         var seen = Set<String>()
-        var pool: [Trial] = []
+        var pool: [T] = []
         var perSource: [String: (read: Int, successful: Int, excluded: Int, duplicate: Int, conflicting: Int)] = [:]
         for t in trials {
             let file = String(t.source.split(separator: ":").dropLast().joined(separator: ":"))

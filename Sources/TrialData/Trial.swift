@@ -16,8 +16,6 @@ public struct Trial: Sendable {
     public var criteria: String
     /// Where it was read: "file:line".
     public var source: String
-    /// Numeric part of the NCT id (temporal order of registration).
-    public var nctNumber: Int { Int(nctid.dropFirst(3)) ?? 0 }
 }
 
 /// What reading a set of CSV files produced, with counts for the report.

@@ -14,8 +14,11 @@ public struct InfoNCEResult {
 /// a, b are (B, D). Writes dL/da into `da` and dL/db into `db` (overwritten, not accumulated) when given.
 /// `arena` gives the (B, B) scratch. The gradient is the exact gradient of the whole loss: with a
 /// global batch gathered from all ranks, a rank takes the rows of `db` that belong to it.
+/// `onlyRows` exists for fault-injection tests: it zeroes dL/dz outside those rows before the gradients,
+/// the bug of a rank that forgets the remote rows' part of its columns' gradient.
 public func symmetricInfoNCE(a: ConstFloatPtr, b: ConstFloatPtr, batch n: Int, dim: Int, logScale: Float,
-                             normalize: Bool, da: FloatPtr?, db: FloatPtr?, arena: ActivationArena) -> InfoNCEResult {
+                             normalize: Bool, da: FloatPtr?, db: FloatPtr?, arena: ActivationArena,
+                             onlyRows: Range<Int>? = nil) -> InfoNCEResult {
     let s = expf(logScale)
     let ah = arena.allocate(n * dim), bh = arena.allocate(n * dim)
     let aNorm = arena.allocate(n), bNorm = arena.allocate(n)
@@ -52,6 +55,9 @@ public func symmetricInfoNCE(a: ConstFloatPtr, b: ConstFloatPtr, batch n: Int, d
     let gs = 1 / Float(2 * n)
     var dLogScale = 0.0
     for i in 0..<n * n { g[i] *= gs; dLogScale += Double(g[i]) * Double(z[i]) }
+    if let keep = onlyRows {
+        for i in 0..<n where !keep.contains(i) { (g + i * n).update(repeating: 0, count: n) }
+    }
     // d a_hat = s G b_hat, d b_hat = s G^T a_hat
     if let da {
         sgemm(m: n, n: dim, k: n, alpha: s, a: g, b: bh, c: da)
@@ -65,7 +71,7 @@ public func symmetricInfoNCE(a: ConstFloatPtr, b: ConstFloatPtr, batch n: Int, d
 }
 
 /// y = x / max(||x||, 1e-12) per row (or a copy when disabled); norms receive ||x||.
-func normalizeRows(_ x: ConstFloatPtr, _ y: FloatPtr, _ norms: FloatPtr, rows: Int, dim: Int, enabled: Bool) {
+public func normalizeRows(_ x: ConstFloatPtr, _ y: FloatPtr, _ norms: FloatPtr, rows: Int, dim: Int, enabled: Bool) {
     for r in 0..<rows {
         let xr = x + r * dim, yr = y + r * dim
         guard enabled else { yr.update(from: xr, count: dim); norms[r] = 1; continue }

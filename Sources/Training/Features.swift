@@ -1,0 +1,116 @@
+import Foundation
+import Model
+import NN
+import TrialData
+
+/// How stored trials become model inputs: the SMILES vocabulary (built from the training split) and the
+/// truncation limits. Saved in every checkpoint so that fine-tuning and evaluation map inputs identically.
+public struct FeatureSpace: Codable, Equatable, Sendable {
+    public var smilesVocabulary: Vocabulary
+    public var icdDepth: Int
+    public var maxSentences: Int
+    public var maxMolTokens: Int
+    public var maxMolecules: Int
+    public var maxCodes: Int
+    public static let noneToken = "<none>"
+
+    /// Vocabulary from the SMILES tokens of `trials` (first-seen order), with the <none> token at id 2.
+    public init(trials: [StoredTrial], icdDepth: Int, maxSentences: Int, maxMolTokens: Int, maxMolecules: Int, maxCodes: Int) {
+        var v = Vocabulary()
+        v.add(Self.noneToken)
+        for t in trials { for m in t.smiles { for tok in m { v.add(tok) } } }
+        smilesVocabulary = v
+        self.icdDepth = icdDepth; self.maxSentences = maxSentences; self.maxMolTokens = maxMolTokens
+        self.maxMolecules = maxMolecules; self.maxCodes = maxCodes
+    }
+}
+
+/// Builds padded `ModelBatch`es from stored trials: sentence vectors are read from the memory-mapped store.
+public final class BatchBuilder {
+    public let store: FeatureStore
+    public let hierarchy: ICD10Hierarchy
+    public let space: FeatureSpace
+    public let tableSizes: [Int]
+    public let categoryCount: Int
+
+    public init(store: FeatureStore, hierarchy: ICD10Hierarchy, space: FeatureSpace) {
+        self.store = store; self.hierarchy = hierarchy; self.space = space
+        tableSizes = Array(hierarchy.nodesPerDepth.prefix(space.icdDepth))
+        categoryCount = hierarchy.nodesPerDepth[2] + 1
+    }
+
+    /// Molecule tokens (id, molecule position) of a trial; [<none>] when it has no SMILES.
+    func molecules(_ t: StoredTrial) -> [(Int32, Int32)] {
+        var out: [(Int32, Int32)] = []
+        outer: for (m, tokens) in t.smiles.enumerated() {
+            for tok in tokens {
+                if out.count >= space.maxMolTokens { break outer }
+                out.append((space.smilesVocabulary.id(tok), Int32(min(m, space.maxMolecules - 1))))
+            }
+        }
+        return out.isEmpty ? [(space.smilesVocabulary.id(FeatureSpace.noneToken), Int32(0))] : out
+    }
+
+    /// Per code: ancestor row at each depth 1...icdDepth and the category row; the "none" category
+    /// row (and no ancestor) when the trial has no code.
+    func codes(_ t: StoredTrial) -> [[Int32]] {
+        var seen = Set<String>(), out: [[Int32]] = []
+        for code in t.icd.joined() where !seen.contains(code) && out.count < space.maxCodes {
+            seen.insert(code)
+            guard let resolved = hierarchy.resolve(code) else { continue }
+            var rows = hierarchy.ancestorRows(resolved, maxDepth: space.icdDepth)
+            let cat = hierarchy.category(resolved).flatMap { hierarchy.nodeIndex[2][$0] } ?? Int32(categoryCount - 1)
+            rows.append(cat)
+            out.append(rows)
+        }
+        if out.isEmpty { out.append([Int32](repeating: -1, count: space.icdDepth) + [Int32(categoryCount - 1)]) }
+        return out
+    }
+
+    /// The padded batch of `trials` (in order).
+    public func batch(_ trials: [StoredTrial]) -> ModelBatch {
+        var b = ModelBatch()
+        let n = trials.count
+        b.count = n
+        let mols = trials.map(molecules), codeRows = trials.map(codes)
+        let sentences = trials.map { Array($0.sentences.prefix(space.maxSentences)) }
+        b.molLength = max(mols.map(\.count).max() ?? 1, 1)
+        b.codeLength = max(codeRows.map(\.count).max() ?? 1, 1)
+        b.sentenceLength = max(sentences.map(\.count).max() ?? 1, 1)
+        let lm = b.molLength, lc = b.codeLength, ls = b.sentenceLength, e = store.dim, w = space.icdDepth + 1
+        b.molIds = [Int32](repeating: 0, count: n * lm * 2)
+        b.molMask = [UInt8](repeating: 0, count: n * lm)
+        b.codeIds = [Int32](repeating: -1, count: n * lc * w)
+        b.codeMask = [UInt8](repeating: 0, count: n * lc)
+        b.criteria = [Float](repeating: 0, count: 3 * n * ls * e)
+        b.sentenceMask = [UInt8](repeating: 0, count: n * ls)
+        for i in 0..<n {
+            for (j, (tok, pos)) in mols[i].enumerated() {
+                b.molIds[(i * lm + j) * 2] = tok; b.molIds[(i * lm + j) * 2 + 1] = pos; b.molMask[i * lm + j] = 1
+            }
+            for (j, rows) in codeRows[i].enumerated() {
+                for k in 0..<w { b.codeIds[(i * lc + j) * w + k] = rows[k] }
+                b.codeMask[i * lc + j] = 1
+            }
+            for (j, s) in sentences[i].enumerated() {
+                b.sentenceMask[i * ls + j] = 1
+                for level in 0..<3 {
+                    let v = store.vector(sentence: s, level: level)
+                    let base = ((level * n + i) * ls + j) * e
+                    for k in 0..<e { b.criteria[base + k] = v[k] }
+                }
+            }
+        }
+        return b
+    }
+
+    /// f_C: masked mean of the fine-level sentence vectors of the batch, (n, E).
+    public func criteriaEmbedding(_ b: ModelBatch, into out: FloatPtr) {
+        let e = store.dim, ls = b.sentenceLength, n = b.count
+        b.criteria.withUnsafeBufferPointer { c in
+            b.sentenceMask.withUnsafeBufferPointer { m in
+                maskedMeanForward(c.baseAddress! + 2 * n * ls * e, mask: m.baseAddress!, batch: n, length: ls, dim: e, out)
+            }
+        }
+    }
+}

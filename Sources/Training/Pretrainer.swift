@@ -1,0 +1,370 @@
+import Communication
+import Config
+import Foundation
+import Model
+import NN
+import TrialData
+
+/// Everything pretraining needs, resolved from the config and the feature store.
+public struct PretrainSetup {
+    public let config: Config
+    public let store: FeatureStore
+    public let hierarchy: ICD10Hierarchy
+    public let train: [StoredTrial]
+    public let validation: [StoredTrial]
+    public let corpusReport: [String]
+
+    /// Opens the feature store (refusing a stale one), builds the SCT corpus from its rows.
+    public init(config: Config, encoderIdentity: String?, log: (String) -> Void) throws {
+        self.config = config
+        let files = config.strings("data.files")
+        let storePath = config.string("data.feature_store")
+        let expected = try encoderIdentity.map {
+            try currentStoreIdentity(paths: files, encoderIdentity: $0, maxTokens: config.int("encoder.max_tokens"))
+        }
+        store = try FeatureStore(path: storePath, expected: expected, sourcesForHint: files)
+        hierarchy = try ICD10Hierarchy(path: config.string("data.icd_hierarchy"))
+        let excludeFile = config.string("data.exclude_file")
+        let excluded = excludeFile.isEmpty ? [] : try readExclusionList(excludeFile)
+        let wanted = Set(files.map { URL(fileURLWithPath: $0).lastPathComponent })
+        let rows = store.trials.filter { wanted.contains(String($0.source.split(separator: ":")[0])) }
+        let corpus = SCTCorpus(trials: rows, excluded: excluded, validationFraction: config.double("data.validation_fraction"))
+        train = corpus.train
+        validation = corpus.validation
+        corpusReport = corpus.report
+    }
+}
+
+/// Test and reliability hooks, from the environment:
+/// CLADMOP_FAULT = drop_remote_columns | no_world_scale (wrong gradients, for negative-control tests),
+/// crash:RANK:STEP | throw:RANK:STEP | stall:RANK:STEP, checkpoint_crash:before|between;
+/// CLADMOP_DUMP_GRADIENT = FILE: rank 0 writes the averaged gradient of the first step (Float32, raw).
+struct Faults {
+    var dropRemoteColumns = false
+    var noWorldScale = false
+    var crash: (rank: Int, step: Int)?
+    var throwAt: (rank: Int, step: Int)?
+    var stall: (rank: Int, step: Int)?
+    var dumpGradient: String?
+
+    init() {
+        let env = ProcessInfo.processInfo.environment
+        dumpGradient = env["CLADMOP_DUMP_GRADIENT"]
+        guard let f = env["CLADMOP_FAULT"] else { return }
+        let parts = f.split(separator: ":").map(String.init)
+        func at() -> (Int, Int)? {
+            guard parts.count == 3, let r = Int(parts[1]), let s = Int(parts[2]) else { return nil }
+            return (r, s)
+        }
+        switch parts[0] {
+        case "drop_remote_columns": dropRemoteColumns = true
+        case "no_world_scale": noWorldScale = true
+        case "crash": crash = at()
+        case "throw": throwAt = at()
+        case "stall": stall = at()
+        default: break
+        }
+    }
+}
+
+/// Distributed pair-matching pretraining (SPEC 5): every rank holds a replica, embeds its rows of each
+/// global batch, all-gathers f_C and f_DM, computes the InfoNCE loss over the whole global batch and
+/// backpropagates the exact gradient of that loss for its own rows; gradients are averaged across ranks.
+public final class Pretrainer {
+    let comm: Communicator
+    let setup: PretrainSetup
+    let config: Config
+    let runDir: String
+    public let model: CLaDMoP
+    public let params: ParameterArena
+    let optimizer: Optimizer
+    let builder: BatchBuilder
+    let space: FeatureSpace
+    let arena = ActivationArena()
+    let faults = Faults()
+    let log: (String) -> Void
+    let globalBatch: Int
+    let stepsPerEpoch: Int
+    let totalSteps: Int
+    var step = 0
+    var bestValLoss = Double.infinity
+    var bestCheckpoint: String?
+    var evalsWithoutImprovement = 0
+    let metrics: MetricsLog?
+    var history: [[String: Double]] = []
+
+    public init(setup: PretrainSetup, comm: Communicator, runDir: String, log: @escaping (String) -> Void) throws {
+        self.setup = setup
+        self.comm = comm
+        self.config = setup.config
+        self.runDir = runDir
+        self.log = log
+        let c = setup.config
+        globalBatch = c.int("train.global_batch")
+        guard globalBatch >= comm.size else {
+            throw InputError("train.global_batch = \(globalBatch) is smaller than the world size \(comm.size) (every rank needs at least one row)")
+        }
+        guard setup.train.count >= globalBatch else {
+            throw InputError("train.global_batch = \(globalBatch) exceeds the \(setup.train.count) trials of the SCT training split")
+        }
+        guard c.int("model.dim") % c.int("model.heads") == 0 else {
+            throw InputError("model.dim = \(c.int("model.dim")) must be divisible by model.heads = \(c.int("model.heads"))")
+        }
+        stepsPerEpoch = setup.train.count / globalBatch
+        let maxSteps = c.int("train.max_steps")
+        totalSteps = maxSteps > 0 ? min(maxSteps, stepsPerEpoch * c.int("train.epochs")) : stepsPerEpoch * c.int("train.epochs")
+        space = FeatureSpace(trials: setup.train, icdDepth: min(c.int("model.icd_depth"), setup.hierarchy.maxDepth),
+                             maxSentences: c.int("data.max_sentences"), maxMolTokens: c.int("data.max_mol_tokens"),
+                             maxMolecules: c.int("data.max_molecules"), maxCodes: c.int("data.max_codes"))
+        builder = BatchBuilder(store: setup.store, hierarchy: setup.hierarchy, space: space)
+        let learnable = c.string("loss.logit_scale") == "learnable"
+        let mc = ModelConfig(dim: c.int("model.dim"), heads: c.int("model.heads"), molLayers: c.int("model.mol_layers"),
+                             disLayers: c.int("model.dis_layers"), groupingLayers: c.int("model.grouping_layers"),
+                             selfLayers: c.int("model.self_layers"), centroids: c.int("model.centroids"),
+                             encoderDim: setup.store.dim, molVocab: space.smilesVocabulary.count, maxMolecules: space.maxMolecules,
+                             icdTableSizes: builder.tableSizes, categoryCount: builder.categoryCount,
+                             learnableScale: learnable, initialLogScale: learnable ? Float(Foundation.log(1 / 0.07)) : Float(c.double("loss.tau")))
+        params = ParameterArena(seed: UInt64(c.int("model.seed")))
+        let lr = c.float("optimizer.lr"), wd = c.float("optimizer.weight_decay")
+        params.groups = [ParamGroup(name: "model", learningRate: lr, weightDecay: wd),
+                         ParamGroup(name: "logit_scale", learningRate: lr, weightDecay: 0, frozen: !learnable)]
+        model = CLaDMoP(mc, params: params)
+        params.assign(prefix: "loss.log_scale", toGroup: 1)
+        params.finalize()
+        model.initializeLogScale()
+        optimizer = Optimizer(kind: OptimizerKind(rawValue: c.string("optimizer.name"))!, params: params,
+                              beta1: c.float("optimizer.beta1"), beta2: c.float("optimizer.beta2"), eps: c.float("optimizer.eps"))
+        metrics = comm.isRoot ? try MetricsLog(path: runDir + "/metrics.jsonl") : nil
+    }
+
+    var checkpointDir: String { runDir + "/checkpoints" }
+    var configHash: String { config.hash(sections: ["model", "loss", "data"]) }
+
+    /// Rows of the global batch owned by `rank`: [rank B / W, (rank + 1) B / W).
+    func shard(_ count: Int, rank: Int) -> Range<Int> { (rank * count / comm.size)..<((rank + 1) * count / comm.size) }
+
+    /// Trial indices of global step `step` (0-based): epoch order seeded by (seed, epoch), same for any W.
+    func batchIndices(step: Int) -> [Int] {
+        let epoch = step / stepsPerEpoch, position = step % stepsPerEpoch
+        var rng = RNG(seed: UInt64(config.int("train.seed")) &* 1_000_003 &+ UInt64(epoch))
+        let order = rng.permutation(setup.train.count)
+        return Array(order[(position * globalBatch)..<((position + 1) * globalBatch)])
+    }
+
+    /// Resumes from the newest valid checkpoint of the run directory, if any.
+    public func resume() throws {
+        guard let (path, meta, tensors) = Checkpoints.newestValid(dir: checkpointDir, log: { [comm] m in if comm.isRoot { self.log(m) } }) else {
+            if comm.isRoot { log("resume: no valid checkpoint in \(checkpointDir); starting from scratch") }
+            return
+        }
+        guard meta.configHash == configHash, meta.model == model.config else {
+            throw InputError(file: path, "checkpoint was trained with another model/loss/data configuration (hash \(meta.configHash), now \(configHash))")
+        }
+        guard meta.globalBatch == globalBatch else {
+            throw InputError(file: path, "checkpoint used train.global_batch = \(meta.globalBatch); resuming needs the same global batch (now \(globalBatch))")
+        }
+        try Checkpoints.restore(tensors, into: params, optimizer: optimizer)
+        optimizer.restore(step: meta.optimizerStep)
+        step = meta.step
+        bestValLoss = meta.metrics["best_val_loss"] ?? .infinity
+        bestCheckpoint = meta.extra["best_checkpoint"]
+        evalsWithoutImprovement = Int(meta.metrics["evals_without_improvement"] ?? 0)
+        if comm.isRoot { log("resume: \(path) (step \(meta.step), epoch \(meta.epoch), written by \(meta.worldSize) rank(s)) on \(comm.size) rank(s)") }
+    }
+
+    /// Trains to the end (epochs, max_steps or early stopping), evaluating and checkpointing on the way.
+    public func run() throws {
+        // Same starting point on every rank.
+        comm.broadcast(params.values, count: params.count, root: 0)
+        comm.broadcast(optimizer.m, count: params.count, root: 0)
+        comm.broadcast(optimizer.v, count: params.count, root: 0)
+        if comm.isRoot {
+            for line in setup.corpusReport { log(line) }
+            log("pretrain: \(params.count) parameters, \(comm.size) rank(s), global batch \(globalBatch), \(stepsPerEpoch) steps per epoch, \(totalSteps) steps")
+        }
+        let schedule: LearningRateSchedule = config.string("optimizer.schedule") == "warmup_cosine"
+            ? .warmupCosine(warmupSteps: config.int("optimizer.warmup_steps"), totalSteps: totalSteps, minRatio: config.float("optimizer.min_lr_ratio"))
+            : .constant
+        let progress = ProgressLine(enabled: comm.isRoot)
+        var windowStart = Date(), windowSamples = 0
+        let runStart = Date()
+        while step < totalSteps {
+            try injectFaults()
+            let t0 = Date()
+            let (loss, gradNorm) = try trainStep(lrScale: schedule.factor(step: step + 1))
+            step += 1
+            windowSamples += globalBatch
+            let checkEvery = config.int("train.checksum_every")
+            if checkEvery > 0 && step % checkEvery == 0 { try verifyReplicas() }
+            if comm.isRoot && (step % config.int("train.log_every") == 0 || step == totalSteps) {
+                let rate = Double(windowSamples) / Date().timeIntervalSince(windowStart)
+                windowStart = Date(); windowSamples = 0
+                let eta = Double(totalSteps - step) * Date().timeIntervalSince(t0)
+                let epoch = Double(step) / Double(stepsPerEpoch)
+                try metrics?.write(["type": "train", "step": step, "epoch": epoch, "loss": Double(loss), "grad_norm": Double(gradNorm),
+                                    "lr": Double(config.float("optimizer.lr") * schedule.factor(step: step)), "samples_per_second": rate,
+                                    "world_size": comm.size, "global_batch": globalBatch])
+                history.append(["step": Double(step), "loss": Double(loss)])
+                progress.update(String(format: "epoch %.2f  step %d/%d  loss %.4f  %.1f samples/s  ETA %@", epoch, step, totalSteps, loss, rate,
+                                       formatDuration(eta)))
+            }
+            let endOfEpoch = step % stepsPerEpoch == 0
+            let every = config.int("checkpoint.every_steps")
+            var stop = false
+            if endOfEpoch && (step / stepsPerEpoch) % config.int("train.eval_every") == 0 || step == totalSteps {
+                stop = try evaluateAndTrack()
+            }
+            if endOfEpoch || step == totalSteps || stop || (every > 0 && step % every == 0) { try saveCheckpoint() }
+            if stop {
+                if comm.isRoot { log("early stopping: no better validation loss in \(config.int("train.patience")) evaluation(s)") }
+                break
+            }
+        }
+        progress.finish()
+        if comm.isRoot {
+            log(String(format: "pretrain: done, %d steps in %@", step, formatDuration(Date().timeIntervalSince(runStart))))
+            try writeReport()
+        }
+    }
+
+    /// One distributed optimizer step. Returns (global loss, gradient norm before clipping).
+    func trainStep(lrScale: Float) throws -> (Float, Float) {
+        let indices = batchIndices(step: step)
+        let mine = shard(globalBatch, rank: comm.rank)
+        let batch = builder.batch(mine.map { setup.train[indices[$0]] })
+        arena.reset()
+        params.zeroGrads()
+        let e = setup.store.dim, n = batch.count
+        let state = model.forward(batch, arena: arena)
+        let fC = arena.allocate(n * e)
+        builder.criteriaEmbedding(batch, into: fC)
+        // Gather both sides of every pair of the global batch.
+        let counts = (0..<comm.size).map { shard(globalBatch, rank: $0).count * e }
+        let allC = arena.allocate(globalBatch * e), allDM = arena.allocate(globalBatch * e)
+        comm.allGatherV(send: fC, receive: allC, counts: counts)
+        comm.allGatherV(send: state.fDM!, receive: allDM, counts: counts)
+        let dDM = arena.allocate(globalBatch * e)
+        let result = symmetricInfoNCE(a: allC, b: allDM, batch: globalBatch, dim: e, logScale: params.value(model.logScale)[0],
+                                      normalize: config.bool("loss.normalize"), da: nil, db: dDM, arena: arena,
+                                      onlyRows: faults.dropRemoteColumns ? mine : nil)
+        // Each rank backpropagates the exact gradient of the global loss for its rows; scaled by W so that
+        // the average over ranks is the sum (the gradient of the global loss).
+        let local = dDM + mine.lowerBound * e
+        if !faults.noWorldScale { for i in 0..<n * e { local[i] *= Float(comm.size) } }
+        model.backward(state, dFDM: local, dPooled: nil, arena: arena)
+        if !params.isFrozen(model.logScale) { params.grad(model.logScale)[0] = result.dLogScale }
+        comm.allReduceAverage(params.grads, count: params.count)
+        if step == 0, let path = faults.dumpGradient, comm.isRoot {
+            try Data(bytes: params.grads, count: params.count * 4).write(to: URL(fileURLWithPath: path))
+        }
+        let norm = clipGradientNorm(params, maxNorm: config.float("train.grad_clip"))
+        optimizer.update(params, lrScale: lrScale)
+        guard result.loss.isFinite else { throw TrainingError("loss is \(result.loss) at step \(step + 1)") }
+        return (result.loss, norm)
+    }
+
+    /// Compares a parameter checksum across ranks; a mismatch means the replicas diverged.
+    func verifyReplicas() throws {
+        let c = params.checksum()
+        var v = [c, -c]
+        v.withUnsafeMutableBufferPointer { comm.allReduceMax($0.baseAddress!, count: 2) }
+        if v[0] != -v[1] || v[0] != c {
+            throw TrainingError("parameter replicas diverged at step \(step): checksum \(c) on rank \(comm.rank), range [\(-v[1]), \(v[0])]")
+        }
+    }
+
+    func injectFaults() throws {
+        if let f = faults.crash, f.rank == comm.rank, f.step == step + 1 { kill(getpid(), SIGKILL) }
+        if let f = faults.throwAt, f.rank == comm.rank, f.step == step + 1 {
+            throw InputError("injected error on rank \(comm.rank) at step \(step + 1) (CLADMOP_FAULT)")
+        }
+        if let f = faults.stall, f.rank == comm.rank, f.step == step + 1 { while true { sleep(60) } }
+    }
+
+    /// Validation metrics of the current parameters (all ranks take part; every rank gets the result).
+    public func evaluate() -> RetrievalMetrics {
+        let val = setup.validation
+        let e = setup.store.dim
+        let mine = shard(val.count, rank: comm.rank)
+        let fC = FloatPtr.allocate(capacity: max(mine.count * e, 1)), fDM = FloatPtr.allocate(capacity: max(mine.count * e, 1))
+        defer { fC.deallocate(); fDM.deallocate() }
+        let chunk = max(globalBatch / comm.size, 1)
+        var start = mine.lowerBound
+        while start < mine.upperBound {
+            let end = min(start + chunk, mine.upperBound)
+            let batch = builder.batch(Array(val[start..<end]))
+            arena.reset()
+            let state = model.forward(batch, arena: arena)
+            let off = (start - mine.lowerBound) * e
+            (fDM + off).update(from: state.fDM!, count: batch.count * e)
+            builder.criteriaEmbedding(batch, into: fC + off)
+            start = end
+        }
+        let counts = (0..<comm.size).map { shard(val.count, rank: $0).count * e }
+        let allC = FloatPtr.allocate(capacity: max(val.count * e, 1)), allDM = FloatPtr.allocate(capacity: max(val.count * e, 1))
+        defer { allC.deallocate(); allDM.deallocate() }
+        comm.allGatherV(send: fC, receive: allC, counts: counts)
+        comm.allGatherV(send: fDM, receive: allDM, counts: counts)
+        arena.reset()
+        return retrievalMetrics(fC: allC, fDM: allDM, count: val.count, dim: e, logScale: params.value(model.logScale)[0],
+                                normalize: config.bool("loss.normalize"), arena: arena)
+    }
+
+    /// Evaluates, logs, tracks the best; returns true when early stopping triggers.
+    func evaluateAndTrack() throws -> Bool {
+        let m = evaluate()
+        let epoch = Double(step) / Double(stepsPerEpoch)
+        let improved = m.loss < bestValLoss
+        if improved { bestValLoss = m.loss; evalsWithoutImprovement = 0; bestCheckpoint = Checkpoints.name(step: step) }
+        else { evalsWithoutImprovement += 1 }
+        if comm.isRoot {
+            try metrics?.write(["type": "eval", "step": step, "epoch": epoch, "val_loss": m.loss, "val_top1_c2dm": m.top1CtoDM,
+                                "val_top5_c2dm": m.top5CtoDM, "val_top1_dm2c": m.top1DMtoC, "val_top5_dm2c": m.top5DMtoC,
+                                "val_size": m.count, "chance_top1": 1 / Double(max(m.count, 1)), "best": improved])
+            history.append(["step": Double(step), "epoch": epoch, "val_loss": m.loss, "top1_c2dm": m.top1CtoDM, "top5_c2dm": m.top5CtoDM,
+                            "top1_dm2c": m.top1DMtoC, "top5_dm2c": m.top5DMtoC])
+            log(String(format: "eval epoch %.2f: val loss %.4f, top-1 %.3f / %.3f, top-5 %.3f / %.3f (C->DM / DM->C; chance %.4f over %d)%@",
+                       epoch, m.loss, m.top1CtoDM, m.top1DMtoC, m.top5CtoDM, m.top5DMtoC, 1 / Double(max(m.count, 1)), m.count, improved ? "  best" : ""))
+        }
+        let patience = config.int("train.patience")
+        return patience > 0 && evalsWithoutImprovement >= patience
+    }
+
+    func saveCheckpoint() throws {
+        guard comm.isRoot else { comm.barrier(); return }
+        let meta = CheckpointMeta(kind: "pretrain", step: step, epoch: step / stepsPerEpoch, stepInEpoch: step % stepsPerEpoch,
+                                  worldSize: comm.size, globalBatch: globalBatch, configHash: configHash, optimizerStep: optimizer.step,
+                                  model: model.config, features: space, storeIdentity: setup.store.identity.encoder,
+                                  metrics: ["best_val_loss": bestValLoss, "evals_without_improvement": Double(evalsWithoutImprovement)],
+                                  tensorsFile: "", tensorsChecksum: "", tensorsBytes: 0,
+                                  extra: bestCheckpoint.map { ["best_checkpoint": $0] } ?? [:])
+        do {
+            _ = try Checkpoints.save(dir: checkpointDir, meta: meta, params: params, optimizer: optimizer)
+            if let best = bestCheckpoint {
+                try writeFileAtomically(checkpointDir + "/best.json") {
+                    try $0.write(contentsOf: Data("{\"checkpoint\": \"checkpoints/\(best).safetensors\", \"val_loss\": \(bestValLoss)}\n".utf8))
+                }
+            }
+            Checkpoints.prune(dir: checkpointDir, keep: config.int("checkpoint.keep_last"), protected: bestCheckpoint)
+        } catch {
+            comm.abort(message: "writing checkpoint at step \(step) failed: \(error) (previous checkpoints are intact)", code: 1)
+        }
+        comm.barrier()
+    }
+
+    func writeReport() throws {
+        try writePretrainReport(runDir: runDir, history: history, config: config, corpus: setup.corpusReport,
+                                parameters: params.count, worldSize: comm.size, steps: step)
+    }
+}
+
+public struct TrainingError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ d: String) { description = d }
+}
+
+func formatDuration(_ s: Double) -> String {
+    guard s.isFinite, s >= 0 else { return "-" }
+    let t = Int(s)
+    return t >= 3600 ? String(format: "%dh%02dm", t / 3600, t / 60 % 60) : String(format: "%dm%02ds", t / 60, t % 60)
+}

@@ -1,0 +1,39 @@
+import ArgumentParser
+import Communication
+import Config
+import Foundation
+import NN
+import TextEncoder
+import Training
+
+struct Pretrain: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Distributed pair-matching InfoNCE pretraining on the SCT corpus (run under mpirun for several ranks).")
+
+    @OptionGroup var options: ConfigOptions
+
+    @Option(help: "Run directory: config.yaml, metrics.jsonl, checkpoints/, report.md and plots.")
+    var runDir: String
+
+    @Option(help: "auto: continue from the newest valid checkpoint of the run directory (falls back past damaged ones).")
+    var resume: String?
+
+    func validate() throws {
+        if let resume, resume != "auto" { throw ValidationError("--resume takes only 'auto' (got '\(resume)')") }
+    }
+
+    func run() throws {
+        runJob { comm in
+            let config = try options.load()
+            if comm.isRoot {
+                try FileManager.default.createDirectory(atPath: runDir, withIntermediateDirectories: true)
+                try writeFileAtomically(runDir + "/config.yaml") { try $0.write(contentsOf: Data(config.yaml.utf8)) }
+            }
+            let identity = try BertEncoder.identity(modelDir: config.string("encoder.model_dir"))
+            let setup = try PretrainSetup(config: config, encoderIdentity: identity, log: log)
+            let trainer = try Pretrainer(setup: setup, comm: comm, runDir: runDir, log: log)
+            if resume == "auto" { try trainer.resume() }
+            try trainer.run()
+        }
+    }
+}
