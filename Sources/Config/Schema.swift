@@ -8,6 +8,8 @@ public enum ConfigSchema {
         // data
         ConfigKey(path: "data.files", kind: .stringList, defaultValue: .strings(bundled),
                   doc: "TOP-format CSV files that are featurized and from which the SCT pretraining corpus is drawn."),
+        ConfigKey(path: "data.synthetic", kind: .bool, defaultValue: .bool(false),
+                  doc: "Train on a synthetic store written by `cladmop synth` (data.files and the exclusion list are then ignored)."),
         ConfigKey(path: "data.exclude_file", kind: .string(allowed: nil), defaultValue: .string("data/top/heldout_nctids.txt"),
                   doc: "NCT ids never used in pretraining or training (the benchmark's test trials). Empty string: none."),
         ConfigKey(path: "data.icd_hierarchy", kind: .string(allowed: nil), defaultValue: .string("data/icd10/icd10cm_2025_hierarchy.tsv"),

@@ -19,14 +19,18 @@ public struct PretrainSetup {
         self.config = config
         let files = config.strings("data.files")
         let storePath = config.string("data.feature_store")
-        let expected = try encoderIdentity.map {
+        let synthetic = config.bool("data.synthetic")
+        let expected = synthetic ? nil : try encoderIdentity.map {
             try currentStoreIdentity(paths: files, encoderIdentity: $0, maxTokens: config.int("encoder.max_tokens"))
         }
         store = try FeatureStore(path: storePath, expected: expected, sourcesForHint: files)
+        if synthetic && store.identity.encoder != "synthetic" {
+            throw InputError(file: storePath, "data.synthetic is true but this store was featurized from CSV files")
+        }
         hierarchy = try ICD10Hierarchy(path: config.string("data.icd_hierarchy"))
         let excludeFile = config.string("data.exclude_file")
-        let excluded = excludeFile.isEmpty ? [] : try readExclusionList(excludeFile)
-        let wanted = Set(files.map { URL(fileURLWithPath: $0).lastPathComponent })
+        let excluded = excludeFile.isEmpty || synthetic ? [] : try readExclusionList(excludeFile)
+        let wanted = Set(synthetic ? ["synthetic"] : files.map { URL(fileURLWithPath: $0).lastPathComponent })
         let rows = store.trials.filter { wanted.contains(String($0.source.split(separator: ":")[0])) }
         let corpus = SCTCorpus(trials: rows, excluded: excluded, validationFraction: config.double("data.validation_fraction"))
         train = corpus.train

@@ -1,5 +1,6 @@
 import Communication
 import Foundation
+import TestSupport
 import XCTest
 
 /// Every collective under real `mpirun` with 2 and 3 ranks (3 oversubscribes this 2-core machine),

@@ -1,0 +1,70 @@
+import Foundation
+
+/// Runs `mpirun -np N [flags] EXECUTABLE ARGS` with a wall-clock limit and returns its status, output
+/// and duration. Root and oversubscription flags are added as Launch/ adds them.
+public func mpirun(np: Int, executable: String, arguments: [String], extraFlags: [String] = [],
+                   environment: [String: String] = [:], timeout: Double = 120) throws -> (status: Int32, output: String, seconds: Double) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    var flags = ["mpirun", "-np", "\(np)", "--oversubscribe"]
+    if getuid() == 0 { flags.append("--allow-run-as-root") }
+    var env = ProcessInfo.processInfo.environment
+    env["OPENBLAS_NUM_THREADS"] = "1"
+    var exports = ["-x", "OPENBLAS_NUM_THREADS"]
+    for (k, v) in environment { env[k] = v; exports += ["-x", k] }
+    process.environment = env
+    process.arguments = flags + extraFlags + exports + [executable] + arguments
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = pipe
+    let start = Date()
+    try process.run()
+    let reader = DispatchQueue(label: "mpirun-output")
+    let done = DispatchSemaphore(value: 0)
+    let box = OutputBox()
+    reader.async { box.data = pipe.fileHandleForReading.readDataToEndOfFile(); done.signal() }
+    while process.isRunning && Date().timeIntervalSince(start) < timeout { usleep(20_000) }
+    if process.isRunning { process.terminate(); kill(process.processIdentifier, SIGKILL) }
+    process.waitUntilExit()
+    done.wait()
+    return (process.terminationStatus, String(decoding: box.data, as: UTF8.self), Date().timeIntervalSince(start))
+}
+
+final class OutputBox: @unchecked Sendable { var data = Data() }
+
+/// Runs a built product without mpirun (one rank).
+public func runProduct(_ name: String, _ arguments: [String], environment: [String: String] = [:], timeout: Double = 120)
+    throws -> (status: Int32, output: String) {
+    let process = Process()
+    process.executableURL = productsFolder.appendingPathComponent(name)
+    process.arguments = arguments
+    var env = ProcessInfo.processInfo.environment
+    env["OPENBLAS_NUM_THREADS"] = "1"
+    for (k, v) in environment { env[k] = v }
+    process.environment = env
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = pipe
+    try process.run()
+    let box = OutputBox()
+    let done = DispatchSemaphore(value: 0)
+    DispatchQueue(label: "product-output").async { box.data = pipe.fileHandleForReading.readDataToEndOfFile(); done.signal() }
+    let start = Date()
+    while process.isRunning && Date().timeIntervalSince(start) < timeout { usleep(20_000) }
+    if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    process.waitUntilExit()
+    done.wait()
+    return (process.terminationStatus, String(decoding: box.data, as: UTF8.self))
+}
+
+/// The repository root (tests run from anywhere).
+public let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+
+/// Folder of the built products (.build/debug or .build/release), found from the test binary's path.
+public var productsFolder: URL {
+    var url = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+    while url.path != "/" && !FileManager.default.fileExists(atPath: url.appendingPathComponent("MPISelfTest").path) {
+        url.deleteLastPathComponent()
+    }
+    return url
+}
