@@ -37,6 +37,7 @@ let package = Package(
         .testTarget(name: "NNTests", dependencies: ["NN", "TestSupport"]),
         .testTarget(name: "CommunicationTests", dependencies: ["Communication", "TestSupport"]),
         .testTarget(name: "TrainingTests", dependencies: ["NN", "TestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["NN", "TestSupport"]),
         .testTarget(name: "TextEncoderTests", dependencies: ["TextEncoder", "NN"]),
         .testTarget(name: "ModelTests", dependencies: ["Model", "NN", "TestSupport"]),
         .testTarget(name: "TrialDataTests", dependencies: ["TrialData", "NN"]),

@@ -2,6 +2,7 @@
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CLADMOP="$ROOT/.build/release/cladmop"
 export OPENBLAS_NUM_THREADS=1
+MPI_FLAGS="${MPI_FLAGS:-}"
 
 # mpirun_line NP [HOSTFILE]: prints the mpirun command line (as words) for NP ranks, one BLAS thread
 # each, bound to cores when there are enough, oversubscribed when NP exceeds the local cores.

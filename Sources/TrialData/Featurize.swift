@@ -18,21 +18,12 @@ public struct FeaturizeReport {
 /// criteria, encodes every distinct criterion sentence once with the frozen encoder, and writes one
 /// feature store. Under mpirun the sentence batches are dealt round-robin to the ranks (a fixed batching
 /// that does not depend on the world size, so the store is identical for any W); rank 0 writes the file.
-public func featurize(comm: Communicator, paths: [String], output: String, encoder: BertEncoder,
+public func featurize(comm: Communicator, paths: [String], output: String, makeEncoder: () throws -> BertEncoder,
                       hierarchy: ICD10Hierarchy, skipBadRows: Bool, batchTokens: Int,
                       log: (String) -> Void) throws -> FeaturizeReport {
     let start = Date()
     var report = FeaturizeReport()
-    let (trials, readReport) = try readTrials(paths: paths, skipBadRows: skipBadRows) { t in
-        for s in t.smiles {
-            do { _ = try tokenizeSMILES(s) } catch let e as SMILESError {
-                throw InputError(file: t.source, "column smiless: invalid SMILES \"\(s.prefix(60))\": \(e.message)")
-            }
-        }
-        for code in t.icdCodes.joined() where hierarchy.resolve(code) == nil {
-            throw InputError(file: t.source, "column icdcodes: unknown ICD-10 code \"\(code)\" (not in \(hierarchy.path), nor any prefix of it)")
-        }
-    }
+    let (trials, readReport) = try readValidatedTrials(paths: paths, hierarchy: hierarchy, skipBadRows: skipBadRows)
     report.rows = trials.count
     report.rowsPerFile = readReport.rowsPerFile
     report.skipped = readReport.skipped
@@ -56,6 +47,7 @@ public func featurize(comm: Communicator, paths: [String], output: String, encod
                                   sentences: rows, inclusion: criteria.map(\.inclusion)))
     }
     report.uniqueSentences = texts.count
+    let encoder = try makeEncoder()
     let tokens = texts.map { encoder.tokenizer.encode($0) }
     report.tokens = tokens.reduce(0) { $0 + $1.count }
     let batches = BertEncoder.batches(lengths: tokens.map(\.count), maxBatchTokens: batchTokens)
@@ -101,4 +93,19 @@ public func featurize(comm: Communicator, paths: [String], output: String, encod
     comm.barrier()
     report.seconds = Date().timeIntervalSince(start)
     return report
+}
+
+/// Reads TOP CSVs and checks what featurization needs: every SMILES tokenizes and every ICD code (or a
+/// prefix of it) is in the hierarchy. Errors name file:line; with `skipBadRows` bad rows are counted instead.
+public func readValidatedTrials(paths: [String], hierarchy: ICD10Hierarchy, skipBadRows: Bool) throws -> ([Trial], TrialReadReport) {
+    try readTrials(paths: paths, skipBadRows: skipBadRows) { t in
+        for s in t.smiles {
+            do { _ = try tokenizeSMILES(s) } catch let e as SMILESError {
+                throw InputError(file: t.source, "column smiless: invalid SMILES \"\(s.prefix(60))\": \(e.message)")
+            }
+        }
+        for code in t.icdCodes.joined() where hierarchy.resolve(code) == nil {
+            throw InputError(file: t.source, "column icdcodes: unknown ICD-10 code \"\(code)\" (not in \(URL(fileURLWithPath: hierarchy.path).lastPathComponent), nor any prefix of it)")
+        }
+    }
 }

@@ -16,6 +16,9 @@ struct Featurize: ParsableCommand {
     @Option(help: "Feature store to write (default: config data.feature_store).")
     var output: String?
 
+    @Flag(help: "Do nothing when the store exists and was built from the same files with the same encoder.")
+    var skipIfCurrent = false
+
     @OptionGroup var options: ConfigOptions
 
     func run() throws {
@@ -23,9 +26,18 @@ struct Featurize: ParsableCommand {
             let config = try options.load()
             let paths = data.isEmpty ? config.strings("data.files") : data
             let output = output ?? config.string("data.feature_store")
-            let encoder = try BertEncoder(modelDir: config.string("encoder.model_dir"), maxLength: config.int("encoder.max_tokens"))
+            if skipIfCurrent, FileManager.default.fileExists(atPath: output) {
+                let expected = try currentStoreIdentity(paths: paths, encoderIdentity: try BertEncoder.identity(modelDir: config.string("encoder.model_dir")),
+                                                        maxTokens: config.int("encoder.max_tokens"))
+                if (try? FeatureStore(path: output, expected: expected)) != nil {
+                    if comm.isRoot { log("featurize: \(output) is up to date") }
+                    return
+                }
+                if comm.isRoot { log("featurize: \(output) is stale or damaged; rebuilding") }
+            }
             let hierarchy = try ICD10Hierarchy(path: config.string("data.icd_hierarchy"))
-            let report = try TrialData.featurize(comm: comm, paths: paths, output: output, encoder: encoder, hierarchy: hierarchy,
+            let makeEncoder = { try BertEncoder(modelDir: config.string("encoder.model_dir"), maxLength: config.int("encoder.max_tokens")) }
+            let report = try TrialData.featurize(comm: comm, paths: paths, output: output, makeEncoder: makeEncoder, hierarchy: hierarchy,
                                             skipBadRows: config.bool("data.skip_bad_rows"), batchTokens: config.int("encoder.batch_tokens"),
                                             log: { if comm.isRoot { log($0) } })
             guard comm.isRoot else { return }

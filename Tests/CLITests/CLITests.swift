@@ -1,0 +1,103 @@
+import Foundation
+import NN
+import TestSupport
+import XCTest
+
+/// The command-line surface: help text, config validation (exit 2, key and allowed values named),
+/// feature store refusals naming the rebuild command, and the encode output format.
+final class CLITests: XCTestCase {
+    func cladmop(_ args: [String], env: [String: String] = [:]) throws -> (status: Int32, output: String) {
+        try runProduct("cladmop", args, environment: env)
+    }
+
+    func testHelpListsEverySubcommand() throws {
+        let r = try cladmop(["--help"])
+        XCTAssertEqual(r.status, 0)
+        for sub in ["featurize", "pretrain", "encode", "synth", "bench", "config"] { XCTAssertTrue(r.output.contains(sub), sub) }
+        let p = try cladmop(["pretrain", "--help"])
+        XCTAssertTrue(p.output.contains("--run-dir") && p.output.contains("--resume") && p.output.contains("--set"), p.output)
+    }
+
+    func testConfigErrorsNameTheKeyAndExitWith2() throws {
+        let cases: [([String], String)] = [
+            (["--set", "train.global_bach=64"], "unknown key train.global_bach (keys of train: train.global_batch"),
+            (["--set", "train.global_batch=many"], "train.global_batch = many is invalid (expected an integer in [1, 1000000])"),
+            (["--set", "optimizer.name=lion"], "optimizer.name = lion is invalid (expected one of adam, adamw, sgd)"),
+            (["--set", "optimizer.lr=-1"], "optimizer.lr = -1"),
+            (["--set", "loss.normalize=maybe"], "expected true or false"),
+            (["--set", "modle.dim=3"], "unknown key modle.dim"),
+            (["--set", "novalue"], "expected key.path=value"),
+        ]
+        for (args, expected) in cases {
+            let r = try cladmop(["config"] + args)
+            XCTAssertEqual(r.status, 2, "\(args): \(r.output)")
+            XCTAssertTrue(r.output.contains(expected), "\(args): expected '\(expected)' in \(r.output)")
+        }
+        let dir = NSTemporaryDirectory() + "cladmop-cli-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let yaml = dir + "/bad.yaml"
+        try "train:\n  global_batch: 64\n  warmup: 3\n".write(toFile: yaml, atomically: true, encoding: .utf8)
+        let r = try cladmop(["config", "--config", yaml])
+        XCTAssertEqual(r.status, 2)
+        XCTAssertTrue(r.output.contains("\(yaml): key train.warmup: unknown key train.warmup"), r.output)
+        try "train: [1, 2".write(toFile: yaml, atomically: true, encoding: .utf8)
+        XCTAssertTrue(try cladmop(["config", "--config", yaml]).output.contains("\(yaml): not valid YAML"))
+        // Resolved config round-trips.
+        let ok = try cladmop(["config", "--config", repositoryRoot + "/configs/paper.yaml", "--set", "train.global_batch=256"])
+        XCTAssertEqual(ok.status, 0)
+        XCTAssertTrue(ok.output.contains("  global_batch: 256"), ok.output)
+    }
+
+    func testDocsListEveryConfigKey() throws {
+        let md = try cladmop(["config", "--markdown"]).output
+        let doc = try String(contentsOfFile: repositoryRoot + "/docs/configuration.md", encoding: .utf8)
+        XCTAssertTrue(doc.contains(md), "docs/configuration.md is out of date: regenerate its table with `cladmop config --markdown`")
+    }
+
+    func testGlobalBatchSmallerThanWorldSizeIsAnError() throws {
+        let dir = NSTemporaryDirectory() + "cladmop-cli-ws-\(getpid())"
+        let store = dir + "/s.store"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let hierarchy = "data.icd_hierarchy=\(repositoryRoot)/data/icd10/icd10cm_2025_hierarchy.tsv"
+        XCTAssertEqual(try cladmop(["synth", "--trials", "40", "--dim", "8", "--output", store, "--set", hierarchy]).status, 0)
+        let r = try mpirun(np: 2, executable: productsFolder.appendingPathComponent("cladmop").path,
+                           arguments: ["pretrain", "--config", repositoryRoot + "/configs/smoke.yaml", "--run-dir", dir + "/run",
+                                       "--set", "data.synthetic=true", "--set", "data.feature_store=\(store)", "--set", hierarchy,
+                                       "--set", "train.global_batch=1"])
+        XCTAssertEqual(r.status, 2, r.output)
+        XCTAssertTrue(r.output.contains("train.global_batch = 1 is smaller than the world size 2"), r.output)
+    }
+
+    func testCorruptStaleAndMissingStoresAreRefusedWithTheRebuildCommand() throws {
+        let dir = NSTemporaryDirectory() + "cladmop-cli-store-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let store = dir + "/s.store"
+        let hierarchy = "data.icd_hierarchy=\(repositoryRoot)/data/icd10/icd10cm_2025_hierarchy.tsv"
+        XCTAssertEqual(try cladmop(["synth", "--trials", "40", "--dim", "8", "--output", store, "--set", hierarchy]).status, 0)
+        func pretrain(_ s: String, synthetic: Bool = true) throws -> (status: Int32, output: String) {
+            try cladmop(["pretrain", "--config", repositoryRoot + "/configs/smoke.yaml", "--run-dir", dir + "/run",
+                         "--set", "data.synthetic=\(synthetic)", "--set", "data.feature_store=\(s)", "--set", hierarchy])
+        }
+        XCTAssertEqual(try pretrain(store).status, 0)
+        // Flip one payload byte: checksum mismatch.
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: store))
+        bytes[bytes.count - 5] ^= 0x40
+        try bytes.write(to: URL(fileURLWithPath: dir + "/corrupt.store"))
+        var r = try pretrain(dir + "/corrupt.store")
+        XCTAssertEqual(r.status, 2)
+        XCTAssertTrue(r.output.contains("corrupt feature store (checksum mismatch); rebuild it with: cladmop featurize"), r.output)
+        // Truncated.
+        try bytes.prefix(bytes.count / 2).write(to: URL(fileURLWithPath: dir + "/short.store"))
+        r = try pretrain(dir + "/short.store")
+        XCTAssertEqual(r.status, 2)
+        XCTAssertTrue(r.output.contains("truncated or corrupt feature store"), r.output)
+        // Missing.
+        r = try pretrain(dir + "/none.store")
+        XCTAssertEqual(r.status, 2)
+        XCTAssertTrue(r.output.contains("feature store not found; rebuild it with: cladmop featurize"), r.output)
+        // Synthetic store used as a CSV store: stale (its sources are not the configured files).
+        r = try pretrain(store, synthetic: false)
+        XCTAssertEqual(r.status, 2)
+        XCTAssertTrue(r.output.contains("stale feature store"), r.output)
+    }
+}
