@@ -95,6 +95,7 @@ public final class Pretrainer {
     var bestCheckpoint: String?
     var evalsWithoutImprovement = 0
     let metrics: MetricsLog?
+    lazy var progress = ProgressLine(enabled: comm.isRoot)
     var history: [[String: Double]] = []
 
     public init(setup: PretrainSetup, comm: Communicator, runDir: String, log: @escaping (String) -> Void) throws {
@@ -189,7 +190,6 @@ public final class Pretrainer {
         let schedule: LearningRateSchedule = config.string("optimizer.schedule") == "warmup_cosine"
             ? .warmupCosine(warmupSteps: config.int("optimizer.warmup_steps"), totalSteps: totalSteps, minRatio: config.float("optimizer.min_lr_ratio"))
             : .constant
-        let progress = ProgressLine(enabled: comm.isRoot)
         var windowStart = Date(), windowSamples = 0
         let runStart = Date()
         while step < totalSteps {
@@ -317,6 +317,7 @@ public final class Pretrainer {
     /// Evaluates, logs, tracks the best; returns true when early stopping triggers.
     func evaluateAndTrack() throws -> Bool {
         let m = evaluate()
+        progress.finish()
         let epoch = Double(step) / Double(stepsPerEpoch)
         let improved = m.loss < bestValLoss
         if improved { bestValLoss = m.loss; evalsWithoutImprovement = 0; bestCheckpoint = Checkpoints.name(step: step) }
