@@ -317,7 +317,9 @@ public final class CLaDMoP {
             if let gPrev { gA = gPrev }
             _ = hasPrev
         }
-        // Enrichment layers, then the embedding tables.
+        // Enrichment layers, then the embedding tables: skipped when frozen (fine-tuning puts LoRA only in
+        // the fusion blocks), as nothing below them needs a gradient.
+        if p.isFrozen(molToken.table) && p.isFrozen(icdTables[0].table) { return }
         var gX = gUD
         for k in stride(from: disLayers.count - 1, through: 0, by: -1) {
             let gIn = arena.zeros(n * lc * d)

@@ -1,0 +1,47 @@
+import Foundation
+import Training
+import XCTest
+
+/// Metric implementations against values computed by hand (scikit-learn's definitions).
+final class MetricsTests: XCTestCase {
+    func testROCAUCWithTies() {
+        // Pairs (pos, neg): (0.8 > 0.3), (0.8 > 0.5), (0.5 = 0.5) -> 1/2, (0.5 > 0.3): (1 + 1 + 0.5 + 1) / 4.
+        XCTAssertEqual(Metrics.rocAUC([0.8, 0.5, 0.5, 0.3], [1, 1, 0, 0]), 0.875, accuracy: 1e-12)
+        XCTAssertEqual(Metrics.rocAUC([0.1, 0.9], [1, 0]), 0)
+        XCTAssertEqual(Metrics.rocAUC([0.2, 0.2, 0.2], [1, 0, 1]), 0.5)
+        XCTAssertTrue(Metrics.rocAUC([0.1, 0.2], [1, 1]).isNaN, "one class only: undefined")
+    }
+
+    func testAveragePrecision() {
+        // sklearn: average_precision_score([1, 0, 1, 0], [0.9, 0.8, 0.7, 0.1]) = (1 * 0.5 + 2/3 * 0.5) = 0.8333
+        XCTAssertEqual(Metrics.averagePrecision([0.9, 0.8, 0.7, 0.1], [1, 0, 1, 0]), 0.5 + 0.5 * 2 / 3, accuracy: 1e-12)
+        // All scores tied: one threshold, precision = base rate.
+        XCTAssertEqual(Metrics.averagePrecision([0.5, 0.5, 0.5, 0.5], [1, 0, 0, 0]), 0.25, accuracy: 1e-12)
+        XCTAssertEqual(Metrics.averagePrecision([0.3], [1]), 1)
+        XCTAssertTrue(Metrics.averagePrecision([0.3, 0.4], [0, 0]).isNaN)
+    }
+
+    func testF1AccuracyAndThreshold() {
+        let s = [0.9, 0.6, 0.4, 0.2], y = [1, 0, 1, 0]
+        // threshold 0.5: predictions 1,1,0,0 -> tp 1, fp 1, fn 1 -> F1 = 2/(2+1+1) = 0.5; accuracy 2/4.
+        XCTAssertEqual(Metrics.f1(s, y, threshold: 0.5), 0.5, accuracy: 1e-12)
+        XCTAssertEqual(Metrics.accuracy(s, y, threshold: 0.5), 0.5, accuracy: 1e-12)
+        XCTAssertEqual(Metrics.f1(s, [0, 0, 0, 0], threshold: 0.5), 0)
+        // Best threshold 0.4: predictions 1,1,1,0 -> tp 2, fp 1 -> F1 = 4/5.
+        XCTAssertEqual(Metrics.bestF1Threshold(s, y), 0.4)
+        XCTAssertEqual(Metrics.f1(s, y, threshold: 0.4), 0.8, accuracy: 1e-12)
+    }
+
+    func testBootstrapReportShape() {
+        let s = (0..<50).map { Double($0) / 50 }, y = (0..<50).map { $0 % 3 == 0 ? 1 : 0 }
+        let r = Metrics.report(s, y, threshold: 0.5)
+        XCTAssertEqual(r["n"] as? Int, 50)
+        for key in ["f1", "pr_auc", "roc_auc", "accuracy"] {
+            let m = r[key] as! [String: Any]
+            XCTAssertNotNil(m["mean"] as? Double, key); XCTAssertNotNil(m["std"] as? Double, key)
+        }
+        // Deterministic for a given seed.
+        XCTAssertEqual((Metrics.report(s, y, threshold: 0.5)["roc_auc"] as! [String: Any])["mean"] as? Double,
+                       (r["roc_auc"] as! [String: Any])["mean"] as? Double)
+    }
+}
