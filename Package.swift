@@ -36,7 +36,7 @@ let package = Package(
                           swiftSettings: optimize),
         .testTarget(name: "NNTests", dependencies: ["NN", "TestSupport"]),
         .testTarget(name: "CommunicationTests", dependencies: ["Communication", "TestSupport"]),
-        .testTarget(name: "TrainingTests", dependencies: ["NN", "TestSupport"]),
+        .testTarget(name: "TrainingTests", dependencies: ["NN", "Training", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["NN", "TestSupport"]),
         .testTarget(name: "TextEncoderTests", dependencies: ["TextEncoder", "NN"]),
         .testTarget(name: "ModelTests", dependencies: ["Model", "NN", "TestSupport"]),

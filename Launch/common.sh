@@ -3,12 +3,15 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CLADMOP="$ROOT/.build/release/cladmop"
 export OPENBLAS_NUM_THREADS=1
 MPI_FLAGS="${MPI_FLAGS:-}"
+# Ranks write to a pseudo-terminal under mpirun: tell rank 0 whether the script's output really is one.
+if [ -t 1 ]; then export CLADMOP_TTY=1; else export CLADMOP_TTY=0; fi
 
 # mpirun_line NP [HOSTFILE]: prints the mpirun command line (as words) for NP ranks, one BLAS thread
 # each, bound to cores when there are enough, oversubscribed when NP exceeds the local cores.
 mpirun_line() {
     local np="$1" hostfile="${2:-}"
     local line=(mpirun -np "$np" -x OPENBLAS_NUM_THREADS=1)
+    line+=(-x CLADMOP_TTY)
     [ "$(id -u)" = 0 ] && line+=(--allow-run-as-root)
     if [ -n "$hostfile" ]; then
         line+=(--hostfile "$hostfile" --bind-to core)

@@ -53,9 +53,9 @@ public enum Checkpoints {
                 tensors.append(("optimizer.v." + e.name, e.shape, UnsafePointer(optimizer.v + e.offset)))
             }
         }
-        try maybeInjectCheckpointFault(stage: "before")
+        try maybeInjectCheckpointFault(stage: "before", step: meta.step)
         try writeSafetensors(path: base + ".safetensors", tensors: tensors, metadata: ["format": "cladmop", "step": "\(meta.step)"])
-        try maybeInjectCheckpointFault(stage: "between")
+        try maybeInjectCheckpointFault(stage: "between", step: meta.step)
         var m = meta
         m.tensorsFile = URL(fileURLWithPath: base + ".safetensors").lastPathComponent
         (m.tensorsChecksum, m.tensorsBytes) = try fileChecksum(base + ".safetensors")
@@ -115,8 +115,12 @@ public enum Checkpoints {
         }
     }
 
-    /// Deletes all but the newest `keep` checkpoints, never the one named `protected`.
+    /// Deletes all but the newest `keep` checkpoints, never the one named `protected`, and the temporary
+    /// files that a crash in the middle of a write left behind.
     public static func prune(dir: String, keep: Int, protected: String?) {
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] where name.hasPrefix(".") && name.contains(".tmp-") {
+            unlink(dir + "/" + name)
+        }
         for path in list(dir: dir).dropFirst(keep) {
             let base = String(path.dropLast(5))
             if let protected, URL(fileURLWithPath: base).lastPathComponent == protected { continue }
@@ -126,8 +130,9 @@ public enum Checkpoints {
     }
 }
 
-/// CLADMOP_FAULT=checkpoint_crash:before|between kills the process while writing a checkpoint (tests).
-func maybeInjectCheckpointFault(stage: String) throws {
-    guard let f = ProcessInfo.processInfo.environment["CLADMOP_FAULT"], f == "checkpoint_crash:" + stage else { return }
-    kill(getpid(), SIGKILL)
+/// CLADMOP_FAULT=checkpoint_crash:before|between[:STEP] kills the process while writing a checkpoint
+/// (of step STEP, or any): "between" is after the tensors file is complete and before its JSON.
+func maybeInjectCheckpointFault(stage: String, step: Int) throws {
+    guard let f = ProcessInfo.processInfo.environment["CLADMOP_FAULT"] else { return }
+    if f == "checkpoint_crash:" + stage || f == "checkpoint_crash:\(stage):\(step)" { kill(getpid(), SIGKILL) }
 }

@@ -42,7 +42,9 @@ public struct PretrainSetup {
 /// Test and reliability hooks, from the environment:
 /// CLADMOP_FAULT = drop_remote_columns | no_world_scale (wrong gradients, for negative-control tests),
 /// crash:RANK:STEP | throw:RANK:STEP | stall:RANK:STEP, checkpoint_crash:before|between;
-/// CLADMOP_DUMP_GRADIENT = FILE: rank 0 writes the averaged gradient of the first step (Float32, raw).
+/// CLADMOP_DUMP_GRADIENT = FILE: rank 0 writes the averaged gradient of the first step (Float32, raw);
+/// CLADMOP_FAULT_ONCE = FILE: the fault fires only if FILE does not exist, and creates it (so that a
+/// supervised restart does not crash again at the same step).
 struct Faults {
     var dropRemoteColumns = false
     var noWorldScale = false
@@ -50,11 +52,21 @@ struct Faults {
     var throwAt: (rank: Int, step: Int)?
     var stall: (rank: Int, step: Int)?
     var dumpGradient: String?
+    var onceMarker: String?
+
+    func fired() { if let m = onceMarker { FileManager.default.createFile(atPath: m, contents: nil) } }
 
     init() {
         let env = ProcessInfo.processInfo.environment
         dumpGradient = env["CLADMOP_DUMP_GRADIENT"]
         guard let f = env["CLADMOP_FAULT"] else { return }
+        if let once = env["CLADMOP_FAULT_ONCE"] {
+            if FileManager.default.fileExists(atPath: once) { return }
+            if f.hasPrefix("crash") || f.hasPrefix("throw") || f.hasPrefix("stall") {
+                // Armed: the marker is written when the fault fires (see Pretrainer.injectFaults).
+                onceMarker = once
+            }
+        }
         let parts = f.split(separator: ":").map(String.init)
         func at() -> (Int, Int)? {
             guard parts.count == 3, let r = Int(parts[1]), let s = Int(parts[2]) else { return nil }
@@ -96,6 +108,7 @@ public final class Pretrainer {
     var evalsWithoutImprovement = 0
     let metrics: MetricsLog?
     lazy var progress = ProgressLine(enabled: comm.isRoot)
+    var heartbeat: () -> Void = {}
     var history: [[String: Double]] = []
 
     public init(setup: PretrainSetup, comm: Communicator, runDir: String, log: @escaping (String) -> Void) throws {
@@ -179,6 +192,9 @@ public final class Pretrainer {
 
     /// Trains to the end (epochs, max_steps or early stopping), evaluating and checkpointing on the way.
     public func run() throws {
+        let watchdog = Watchdog(timeout: Double(config.int("train.stall_timeout")), comm: comm)
+        defer { watchdog.stop() }
+        heartbeat = { watchdog.beat() }
         // Same starting point on every rank.
         comm.broadcast(params.values, count: params.count, root: 0)
         comm.broadcast(optimizer.m, count: params.count, root: 0)
@@ -193,6 +209,7 @@ public final class Pretrainer {
         var windowStart = Date(), windowSamples = 0
         let runStart = Date()
         while step < totalSteps {
+            heartbeat()
             try injectFaults()
             let t0 = Date()
             let (loss, gradNorm) = try trainStep(lrScale: schedule.factor(step: step + 1))
@@ -217,6 +234,7 @@ public final class Pretrainer {
             var stop = false
             if endOfEpoch && (step / stepsPerEpoch) % config.int("train.eval_every") == 0 || step == totalSteps {
                 stop = try evaluateAndTrack()
+                heartbeat()
             }
             if endOfEpoch || step == totalSteps || stop || (every > 0 && step % every == 0) { try saveCheckpoint() }
             if stop {
@@ -278,11 +296,12 @@ public final class Pretrainer {
     }
 
     func injectFaults() throws {
-        if let f = faults.crash, f.rank == comm.rank, f.step == step + 1 { kill(getpid(), SIGKILL) }
+        if let f = faults.crash, f.rank == comm.rank, f.step == step + 1 { faults.fired(); kill(getpid(), SIGKILL) }
         if let f = faults.throwAt, f.rank == comm.rank, f.step == step + 1 {
+            faults.fired()
             throw InputError("injected error on rank \(comm.rank) at step \(step + 1) (CLADMOP_FAULT)")
         }
-        if let f = faults.stall, f.rank == comm.rank, f.step == step + 1 { while true { sleep(60) } }
+        if let f = faults.stall, f.rank == comm.rank, f.step == step + 1 { faults.fired(); while true { sleep(60) } }
     }
 
     /// Validation metrics of the current parameters (all ranks take part; every rank gets the result).
@@ -340,7 +359,8 @@ public final class Pretrainer {
         let meta = CheckpointMeta(kind: "pretrain", step: step, epoch: step / stepsPerEpoch, stepInEpoch: step % stepsPerEpoch,
                                   worldSize: comm.size, globalBatch: globalBatch, configHash: configHash, optimizerStep: optimizer.step,
                                   model: model.config, features: space, storeIdentity: setup.store.identity.encoder,
-                                  metrics: ["best_val_loss": bestValLoss, "evals_without_improvement": Double(evalsWithoutImprovement)],
+                                  metrics: (bestValLoss.isFinite ? ["best_val_loss": bestValLoss] : [:])
+                                      .merging(["evals_without_improvement": Double(evalsWithoutImprovement)]) { a, _ in a },
                                   tensorsFile: "", tensorsChecksum: "", tensorsBytes: 0,
                                   extra: bestCheckpoint.map { ["best_checkpoint": $0] } ?? [:])
         do {
@@ -372,4 +392,31 @@ func formatDuration(_ s: Double) -> String {
     guard s.isFinite, s >= 0 else { return "-" }
     let t = Int(s)
     return t >= 3600 ? String(format: "%dh%02dm", t / 3600, t / 60 % 60) : String(format: "%dm%02ds", t / 60, t % 60)
+}
+
+/// Ends the job when a rank makes no progress for `timeout` seconds (a stalled peer leaves the others
+/// waiting in a collective forever): MPI_Abort with a message saying so. 0 disables it.
+final class Watchdog: @unchecked Sendable {
+    private var last = Date()
+    private let lock = NSLock()
+    private var running = true
+    private let timeout: Double
+
+    init(timeout: Double, comm: Communicator) {
+        self.timeout = timeout
+        guard timeout > 0 else { running = false; return }
+        let thread = Thread { [self] in
+            while true {
+                sleep(1)
+                lock.lock(); let idle = Date().timeIntervalSince(last); let on = running; lock.unlock()
+                if !on { return }
+                if idle > timeout {
+                    comm.abort(message: String(format: "no training progress for %.0f s on rank %d (a rank stalled or a collective is stuck; train.stall_timeout)", idle, comm.rank), code: 1)
+                }
+            }
+        }
+        thread.start()
+    }
+    func beat() { lock.lock(); last = Date(); lock.unlock() }
+    func stop() { lock.lock(); running = false; lock.unlock() }
 }

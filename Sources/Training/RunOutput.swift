@@ -19,10 +19,16 @@ public final class MetricsLog {
     }
 }
 
-/// Rank 0's progress: an updating line on a terminal, plain lines otherwise.
+/// Rank 0's progress: an updating line on a terminal, plain lines otherwise. Under mpirun a rank's stdout is
+/// a pseudo-terminal even when mpirun's output goes to a file, so there the Launch/ scripts say whether
+/// theirs is a terminal (CLADMOP_TTY=1).
 final class ProgressLine {
     let enabled: Bool
-    let tty = isatty(STDOUT_FILENO) != 0
+    let tty: Bool = {
+        let env = ProcessInfo.processInfo.environment
+        let underMPI = env["OMPI_COMM_WORLD_SIZE"] != nil
+        return isatty(STDOUT_FILENO) != 0 && (!underMPI || env["CLADMOP_TTY"] == "1")
+    }()
     var open = false
     init(enabled: Bool) { self.enabled = enabled }
     func update(_ text: String) {

@@ -68,3 +68,36 @@ public var productsFolder: URL {
     }
     return url
 }
+
+/// The release build of a product when Launch/setup made one (heavy end-to-end tests), else the debug one.
+public func releaseOrDebugProduct(_ name: String) -> String {
+    let release = repositoryRoot + "/.build/release/" + name
+    return FileManager.default.isExecutableFile(atPath: release) ? release : productsFolder.appendingPathComponent(name).path
+}
+
+/// Runs a command (no mpirun) with a wall-clock limit.
+public func runCommand(_ executable: String, _ arguments: [String], environment: [String: String] = [:], timeout: Double = 300)
+    throws -> (status: Int32, output: String, seconds: Double) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    process.currentDirectoryURL = URL(fileURLWithPath: repositoryRoot)
+    var env = ProcessInfo.processInfo.environment
+    env["OPENBLAS_NUM_THREADS"] = "1"
+    env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"; env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
+    for (k, v) in environment { env[k] = v }
+    process.environment = env
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = pipe
+    let start = Date()
+    try process.run()
+    let box = OutputBox()
+    let done = DispatchSemaphore(value: 0)
+    DispatchQueue(label: "command-output").async { box.data = pipe.fileHandleForReading.readDataToEndOfFile(); done.signal() }
+    while process.isRunning && Date().timeIntervalSince(start) < timeout { usleep(20_000) }
+    if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    process.waitUntilExit()
+    done.wait()
+    return (process.terminationStatus, String(decoding: box.data, as: UTF8.self), Date().timeIntervalSince(start))
+}

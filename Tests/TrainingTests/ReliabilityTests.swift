@@ -1,0 +1,101 @@
+import Foundation
+import NN
+import TestSupport
+import XCTest
+
+/// Faults under mpirun: a killed rank, an error on one rank, a stalled rank, a crash while writing a
+/// checkpoint, a damaged newest checkpoint, and a supervised restart that must end where a clean run ends.
+final class ReliabilityTests: XCTestCase {
+    static let work = NSTemporaryDirectory() + "cladmop-reliability-\(getpid())"
+    static var store: String { work + "/synthetic.store" }
+    var cladmop: String { productsFolder.appendingPathComponent("cladmop").path }
+    static let hierarchy = "data.icd_hierarchy=\(repositoryRoot)/data/icd10/icd10cm_2025_hierarchy.tsv"
+
+    override class func setUp() {
+        try? FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+        let r = try! runProduct("cladmop", ["synth", "--trials", "200", "--dim", "16", "--output", store, "--set", hierarchy])
+        precondition(r.status == 0, r.output)
+    }
+    override class func tearDown() { try? FileManager.default.removeItem(atPath: work) }
+
+    func args(_ run: String, steps: Int = 12, resume: Bool = false) -> [String] {
+        ["pretrain", "--config", repositoryRoot + "/configs/smoke.yaml", "--run-dir", Self.work + "/" + run,
+         "--set", "data.synthetic=true", "--set", "data.feature_store=\(Self.store)", "--set", Self.hierarchy,
+         "--set", "train.max_steps=\(steps)", "--set", "train.epochs=20", "--set", "checkpoint.every_steps=4",
+         "--set", "checkpoint.keep_last=5", "--set", "train.stall_timeout=8"] + (resume ? ["--resume", "auto"] : [])
+    }
+
+    func parameters(_ run: String, step: Int) throws -> [Float] {
+        let file = try SafetensorsFile(path: Self.work + "/\(run)/checkpoints/" + String(format: "step-%08d.safetensors", step))
+        return try file.tensors.keys.sorted().filter { !$0.hasPrefix("optimizer.") }.flatMap { try file.floats($0) }
+    }
+
+    func testKilledRankEndsTheJobQuickly() throws {
+        let r = try mpirun(np: 2, executable: cladmop, arguments: args("kill"), environment: ["CLADMOP_FAULT": "crash:1:3"], timeout: 60)
+        XCTAssertNotEqual(r.status, 0, r.output)
+        XCTAssertLessThan(r.seconds, 30)
+    }
+
+    func testErrorOnOneRankAbortsWithItsMessage() throws {
+        let r = try mpirun(np: 2, executable: cladmop, arguments: args("throw"), environment: ["CLADMOP_FAULT": "throw:1:3"], timeout: 60)
+        XCTAssertEqual(r.status, 2, r.output)
+        XCTAssertTrue(r.output.contains("injected error on rank 1 at step 3"), r.output)
+        XCTAssertLessThan(r.seconds, 30)
+    }
+
+    func testStalledRankIsDetectedByTheWatchdog() throws {
+        let r = try mpirun(np: 2, executable: cladmop, arguments: args("stall"), environment: ["CLADMOP_FAULT": "stall:1:3"], timeout: 60)
+        XCTAssertNotEqual(r.status, 0, r.output)
+        XCTAssertTrue(r.output.contains("no training progress for"), r.output)
+        XCTAssertLessThan(r.seconds, 30)
+    }
+
+    func testCrashWhileWritingACheckpointKeepsThePreviousOne() throws {
+        // The crash hits the step-8 checkpoint after its tensors file is on disk but before its JSON.
+        let r = try mpirun(np: 2, executable: cladmop, arguments: args("ckpt"), environment: ["CLADMOP_FAULT": "checkpoint_crash:between:8"], timeout: 60)
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertLessThan(r.seconds, 30)
+        let dir = Self.work + "/ckpt/checkpoints"
+        let jsons = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.hasSuffix(".json") && $0.hasPrefix("step-") }
+        XCTAssertEqual(jsons, ["step-00000004.json"], "only the previous checkpoint looks complete")
+        // Resume continues from step 4 and the run completes like an uninterrupted one.
+        let again = try mpirun(np: 2, executable: cladmop, arguments: args("ckpt", resume: true), timeout: 120)
+        XCTAssertEqual(again.status, 0, again.output)
+        XCTAssertTrue(again.output.contains("step-00000004.json (step 4"), again.output)
+    }
+
+    func testDamagedNewestCheckpointFallsBackToThePreviousOne() throws {
+        let clean = try mpirun(np: 2, executable: cladmop, arguments: args("clean", steps: 12))
+        XCTAssertEqual(clean.status, 0, clean.output)
+        let r1 = try mpirun(np: 2, executable: cladmop, arguments: args("damaged", steps: 8))
+        XCTAssertEqual(r1.status, 0, r1.output)
+        // Damage the payload of the newest checkpoint (step 8).
+        let newest = Self.work + "/damaged/checkpoints/step-00000008.safetensors"
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: newest))
+        bytes[bytes.count - 3] ^= 0xFF
+        try bytes.write(to: URL(fileURLWithPath: newest))
+        let r2 = try mpirun(np: 2, executable: cladmop, arguments: args("damaged", steps: 12, resume: true))
+        XCTAssertEqual(r2.status, 0, r2.output)
+        XCTAssertTrue(r2.output.contains("skipping damaged checkpoint"), r2.output)
+        XCTAssertTrue(r2.output.contains("step-00000004.json (step 4"), r2.output)
+        // From step 4 to 12 again: the same end as the clean run.
+        let a = try parameters("damaged", step: 12), b = try parameters("clean", step: 12)
+        XCTAssertEqual(a, b)
+    }
+
+    func testSupervisorRestartsAfterACrashAndEndsLikeACleanRun() throws {
+        let clean = try mpirun(np: 2, executable: cladmop, arguments: args("sup-clean", steps: 12))
+        XCTAssertEqual(clean.status, 0, clean.output)
+        let marker = Self.work + "/crash-once"
+        let launch = repositoryRoot + "/Launch/pretrain"
+        let r = try runCommand(launch, ["-np", "2", "--max-restarts", "2", "--"] + Array(args("sup").dropFirst()),
+                               environment: ["CLADMOP_FAULT": "crash:1:7", "CLADMOP_FAULT_ONCE": marker], timeout: 240)
+        XCTAssertEqual(r.status, 0, r.output)
+        XCTAssertTrue(r.output.contains("restart 1 of 2"), r.output)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: marker))
+        let a = try parameters("sup", step: 12), b = try parameters("sup-clean", step: 12)
+        var d = 0.0, n = 0.0
+        for i in a.indices { d += Double(a[i] - b[i]) * Double(a[i] - b[i]); n += Double(b[i]) * Double(b[i]) }
+        XCTAssertLessThan((d / n).squareRoot(), 1e-6)
+    }
+}
