@@ -87,6 +87,15 @@ public enum ConfigSchema {
         ConfigKey(path: "finetune.select_metric", kind: .string(allowed: ["pr_auc", "roc_auc", "f1"]), defaultValue: .string("pr_auc"),
                   doc: "Validation metric that selects the fine-tuned model."),
         ConfigKey(path: "finetune.seed", kind: .int(0...Int(Int32.max)), defaultValue: .int(1), doc: "Seed of head/LoRA initialisation and data order."),
+        // bench
+        ConfigKey(path: "bench.variable_lengths", kind: .bool, defaultValue: .bool(true),
+                  doc: "Draw per-row lengths (molecule tokens in [mol_tokens/4, mol_tokens], codes in [2, codes], sentences in [sentences/8, sentences]) and pad to the batch maximum; false: every row at full length."),
+        ConfigKey(path: "bench.mol_tokens", kind: .int(1...4096), defaultValue: .int(128), doc: "Molecule tokens per row (maximum when variable)."),
+        ConfigKey(path: "bench.codes", kind: .int(1...256), defaultValue: .int(16), doc: "ICD codes per row (maximum when variable)."),
+        ConfigKey(path: "bench.sentences", kind: .int(1...512), defaultValue: .int(32), doc: "Criterion sentences per level per row (maximum when variable)."),
+        ConfigKey(path: "bench.encoder_dim", kind: .int(8...4096), defaultValue: .int(384), doc: "Width of the synthetic sentence vectors."),
+        ConfigKey(path: "bench.steps", kind: .int(1...100_000), defaultValue: .int(6), doc: "Timed training steps."),
+        ConfigKey(path: "bench.warmup", kind: .int(0...1000), defaultValue: .int(2), doc: "Untimed steps first (arena sizing, caches)."),
         // checkpoint
         ConfigKey(path: "checkpoint.every_steps", kind: .int(0...10_000_000), defaultValue: .int(0), doc: "Steps between checkpoints (0: at the end of every epoch only)."),
         ConfigKey(path: "checkpoint.keep_last", kind: .int(1...1000), defaultValue: .int(3), doc: "Newest checkpoints kept (the best one is kept as well)."),

@@ -2,13 +2,16 @@ import ArgumentParser
 import Communication
 import Foundation
 import NN
+import Training
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Benchmarks: kernels (sgemm GFLOP/s, all-reduce / all-gather bandwidth).")
+        abstract: "Benchmarks: training throughput at a synthetic shape (--config configs/bench.yaml), or kernels (--kernels: sgemm GFLOP/s, collective bandwidth).")
 
     @Flag(help: "Measure sgemm on one rank and the collectives' bandwidth across ranks.")
     var kernels = false
+
+    @OptionGroup var options: ConfigOptions
 
     @Flag(help: "Print one JSON object (rank 0) instead of a table.")
     var json = false
@@ -17,15 +20,32 @@ struct Bench: ParsableCommand {
     var seconds: Double = 0.5
 
     func validate() throws {
-        guard kernels else { throw ValidationError("choose what to benchmark: --kernels") }
+        guard kernels || options.config != nil else { throw ValidationError("choose what to benchmark: --config configs/bench.yaml or --kernels") }
         guard seconds > 0 else { throw ValidationError("--seconds must be > 0") }
     }
 
     func run() throws {
         runJob { comm in
-            let result = kernelBenchmark(comm: comm, seconds: seconds)
+            if kernels {
+                let result = kernelBenchmark(comm: comm, seconds: seconds)
+                guard comm.isRoot else { return }
+                if json { print(jsonString(result)) } else { printKernelTable(result) }
+                return
+            }
+            let result = runTrainingBenchmark(config: try options.load(), comm: comm)
             guard comm.isRoot else { return }
-            if json { print(jsonString(result)) } else { printKernelTable(result) }
+            if json { print(jsonString(result)); return }
+            let r = result
+            func d(_ k: String) -> Double { r[k] as! Double }
+            print("training benchmark: \(r["world_size"]!) rank(s), global batch \(r["global_batch"]!), \((r["variable_lengths"] as! Bool) ? "variable" : "full") lengths, \(r["parameters"]!) parameters")
+            print(String(format: "  samples/s          %10.1f", d("samples_per_second")))
+            print(String(format: "  ms per step        %10.1f  (forward %.1f, all-gather + loss %.1f, backward %.1f, all-reduce %.1f, optimizer %.1f)",
+                         d("ms_step"), d("ms_forward"), d("ms_allgather_loss"), d("ms_backward"), d("ms_allreduce"), d("ms_optimizer")))
+            print(String(format: "  communication      %10.1f %% of the step", 100 * d("comm_share")))
+            print(String(format: "  model FLOPs        %10.3f GFLOP per sample at full length (forward %.3f; useful %.3f per sample here)",
+                         d("flops_per_sample") / 1e9, d("forward_flops_per_sample") / 1e9, d("useful_flops_per_sample") / 1e9))
+            print(String(format: "  achieved           %10.1f GFLOP/s useful (%.1f counting padding)", d("achieved_gflops"), d("padded_gflops")))
+            print(String(format: "  peak RSS per rank  %10.0f MiB", d("peak_rss_mb")))
         }
     }
 }
@@ -45,12 +65,12 @@ func kernelBenchmark(comm: Communicator, seconds: Double) -> [String: Any] {
             // Time calls one by one: the best call is the kernel's peak, the median its typical rate
             // (this VM's cores are shared, so single calls are sometimes slowed by neighbours).
             var times: [Double] = []
-            let t0 = now()
+            let t0 = wallClock()
             repeat {
-                let t = now()
+                let t = wallClock()
                 sgemm(m: n, n: n, k: n, a: a, b: b, c: c)
-                times.append(now() - t)
-            } while now() - t0 < seconds || times.count < 3
+                times.append(wallClock() - t)
+            } while wallClock() - t0 < seconds || times.count < 3
             times.sort()
             let flop = 2 * Double(n * n * n)
             let best = flop / times[0] / 1e9, median = flop / times[times.count / 2] / 1e9
@@ -69,25 +89,25 @@ func kernelBenchmark(comm: Communicator, seconds: Double) -> [String: Any] {
         buf.update(repeating: 1, count: 2 * floats)
         // all-reduce: same repetitions on every rank (decided by rank 0's timing of a first pass).
         comm.allReduceSum(buf, count: floats)
-        var t0 = now()
+        var t0 = wallClock()
         var reps = 0
         var go = [1.0]
         repeat {
             comm.allReduceSum(buf, count: floats); reps += 1
-            go[0] = now() - t0 < seconds / 4 ? 1 : 0
+            go[0] = wallClock() - t0 < seconds / 4 ? 1 : 0
             go.withUnsafeMutableBufferPointer { comm.allReduceMax($0.baseAddress!, count: 1) }
         } while go[0] > 0
-        let reduceSec = (now() - t0) / Double(reps)
+        let reduceSec = (wallClock() - t0) / Double(reps)
         // all-gatherv: every rank sends floats / size, gathers floats.
         let per = floats / comm.size
         let counts = [Int](repeating: per, count: comm.size)
-        t0 = now(); reps = 0
+        t0 = wallClock(); reps = 0
         repeat {
             comm.allGatherV(send: buf, receive: buf + floats, counts: counts); reps += 1
-            go[0] = now() - t0 < seconds / 4 ? 1 : 0
+            go[0] = wallClock() - t0 < seconds / 4 ? 1 : 0
             go.withUnsafeMutableBufferPointer { comm.allReduceMax($0.baseAddress!, count: 1) }
         } while go[0] > 0
-        let gatherSec = (now() - t0) / Double(reps)
+        let gatherSec = (wallClock() - t0) / Double(reps)
         // Algorithm bandwidth: bytes of the buffer / time.
         let bytes = Double(floats * 4)
         comms.append(["floats": floats,

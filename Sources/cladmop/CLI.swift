@@ -46,7 +46,7 @@ func peakRSSMiB() -> Double {
 }
 
 /// Monotonic seconds.
-func now() -> Double {
+func wallClock() -> Double {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
