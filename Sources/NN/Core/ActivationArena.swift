@@ -50,6 +50,12 @@ public final class ActivationArena {
         return blocks[block].base
     }
 
+    /// A position in the arena: everything allocated after `mark()` is released by `release(to:)`
+    /// (stack discipline). Backward passes use it to reuse one layer's temporaries for the next layer.
+    public struct Mark { let block: Int; let used: Int; let inStep: Int }
+    public func mark() -> Mark { Mark(block: block, used: used, inStep: inStep) }
+    public func release(to m: Mark) { block = m.block; used = m.used; inStep = m.inStep }
+
     /// `count` floats set to zero (for gradient accumulators).
     public func zeros(_ count: Int) -> UnsafeMutablePointer<Float> {
         let p = allocate(count)

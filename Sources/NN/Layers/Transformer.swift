@@ -98,6 +98,9 @@ public struct TransformerLayer {
                          dx: FloatPtr, dkv: FloatPtr? = nil, arena: ActivationArena) {
         let n = batch * lq, d = dim
         let lk = isCross ? keyLength! : lq
+        // Temporaries of this layer's backward are released at the end (dx and dkv belong to the caller).
+        let start = arena.mark()
+        defer { arena.release(to: start) }
         // y = mid + FFN(LN2(mid))
         let dMid = arena.allocate(n * d)
         dMid.update(from: dy, count: n * d)
