@@ -2,7 +2,10 @@ import ArgumentParser
 import Communication
 import Foundation
 import NN
+import Config
+import TextEncoder
 import Training
+import TrialData
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -10,6 +13,12 @@ struct Bench: ParsableCommand {
 
     @Flag(help: "Measure sgemm on one rank and the collectives' bandwidth across ranks.")
     var kernels = false
+
+    @Flag(help: "Measure the frozen text encoder: sentences/s and tokens/s (under mpirun: ranks share the sentences).")
+    var encoder = false
+
+    @Option(help: "With --encoder: CSV whose criterion sentences are encoded.")
+    var data: String = "data/top/phase_I_valid.csv"
 
     @OptionGroup var options: ConfigOptions
 
@@ -20,7 +29,9 @@ struct Bench: ParsableCommand {
     var seconds: Double = 0.5
 
     func validate() throws {
-        guard kernels || options.config != nil else { throw ValidationError("choose what to benchmark: --config configs/bench.yaml or --kernels") }
+        guard kernels || encoder || options.config != nil else {
+            throw ValidationError("choose what to benchmark: --config configs/bench.yaml, --kernels or --encoder")
+        }
         guard seconds > 0 else { throw ValidationError("--seconds must be > 0") }
     }
 
@@ -30,6 +41,15 @@ struct Bench: ParsableCommand {
                 let result = kernelBenchmark(comm: comm, seconds: seconds)
                 guard comm.isRoot else { return }
                 if json { print(jsonString(result)) } else { printKernelTable(result) }
+                return
+            }
+            if encoder {
+                let result = try encoderBenchmark(config: try options.load(), csv: data, comm: comm)
+                guard comm.isRoot else { return }
+                if json { print(jsonString(result)); return }
+                print(String(format: "encoder %@: %d distinct sentences (%d tokens) on %d rank(s), one BLAS thread each: %.1f sentences/s, %.0f tokens/s (%.1f s)",
+                             result["encoder"] as! String, result["sentences"] as! Int, result["tokens"] as! Int, comm.size,
+                             result["sentences_per_second"] as! Double, result["tokens_per_second"] as! Double, result["seconds"] as! Double))
                 return
             }
             let result = runTrainingBenchmark(config: try options.load(), comm: comm)
@@ -135,4 +155,25 @@ func printKernelTable(_ r: [String: Any]) {
                      row["allreduce_ms"] as! Double, row["allreduce_gbytes_per_s"] as! Double,
                      row["allgather_ms"] as! Double, row["allgather_gbytes_per_s"] as! Double))
     }
+}
+
+/// Encodes the distinct criterion sentences of `csv` with the configured encoder; ranks take batches
+/// round-robin (as featurize does). Model loading is not timed.
+func encoderBenchmark(config: Config, csv: String, comm: Communicator) throws -> [String: Any] {
+    let (trials, _) = try readTrials(paths: [csv])
+    var seen = Set<String>(), texts: [String] = []
+    for t in trials { for c in splitCriteria(t.criteria) where !seen.contains(c.text) { seen.insert(c.text); texts.append(c.text) } }
+    let enc = try BertEncoder(modelDir: config.string("encoder.model_dir"), maxLength: config.int("encoder.max_tokens"))
+    let tokens = texts.map { enc.tokenizer.encode($0) }
+    let batches = BertEncoder.batches(lengths: tokens.map(\.count), maxBatchTokens: config.int("encoder.batch_tokens"))
+    let out = FloatPtr.allocate(capacity: max(texts.count * 3 * enc.hidden, 1))
+    defer { out.deallocate() }
+    comm.barrier()
+    let t0 = wallClock()
+    for (k, b) in batches.enumerated() where k % comm.size == comm.rank { enc.encode(indices: b, tokens: tokens, into: out) }
+    comm.barrier()
+    let seconds = wallClock() - t0
+    let tokenCount = tokens.reduce(0) { $0 + $1.count }
+    return ["encoder": enc.identity, "sentences": texts.count, "tokens": tokenCount, "world_size": comm.size, "seconds": seconds,
+            "sentences_per_second": Double(texts.count) / seconds, "tokens_per_second": Double(tokenCount) / seconds]
 }
