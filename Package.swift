@@ -40,7 +40,7 @@ let package = Package(
         .testTarget(name: "CLITests", dependencies: ["NN", "TestSupport"]),
         .testTarget(name: "TextEncoderTests", dependencies: ["TextEncoder", "NN"]),
         .testTarget(name: "ModelTests", dependencies: ["Model", "NN", "TestSupport"]),
-        .testTarget(name: "TrialDataTests", dependencies: ["TrialData", "NN"]),
+        .testTarget(name: "TrialDataTests", dependencies: ["TrialData", "NN", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -20,6 +20,9 @@ struct Bench: ParsableCommand {
     @Option(help: "With --encoder: CSV whose criterion sentences are encoded.")
     var data: String = "data/top/phase_I_valid.csv"
 
+    @Option(help: "With --encoder: also write the sentences, one per line (input of benchmarks/encoder_torch.py).")
+    var sentencesOut: String?
+
     @OptionGroup var options: ConfigOptions
 
     @Flag(help: "Print one JSON object (rank 0) instead of a table.")
@@ -44,7 +47,7 @@ struct Bench: ParsableCommand {
                 return
             }
             if encoder {
-                let result = try encoderBenchmark(config: try options.load(), csv: data, comm: comm)
+                let result = try encoderBenchmark(config: try options.load(), csv: data, comm: comm, sentencesOut: comm.isRoot ? sentencesOut : nil)
                 guard comm.isRoot else { return }
                 if json { print(jsonString(result)); return }
                 print(String(format: "encoder %@: %d distinct sentences (%d tokens) on %d rank(s), one BLAS thread each: %.1f sentences/s, %.0f tokens/s (%.1f s)",
@@ -159,10 +162,13 @@ func printKernelTable(_ r: [String: Any]) {
 
 /// Encodes the distinct criterion sentences of `csv` with the configured encoder; ranks take batches
 /// round-robin (as featurize does). Model loading is not timed.
-func encoderBenchmark(config: Config, csv: String, comm: Communicator) throws -> [String: Any] {
+func encoderBenchmark(config: Config, csv: String, comm: Communicator, sentencesOut: String?) throws -> [String: Any] {
     let (trials, _) = try readTrials(paths: [csv])
     var seen = Set<String>(), texts: [String] = []
     for t in trials { for c in splitCriteria(t.criteria) where !seen.contains(c.text) { seen.insert(c.text); texts.append(c.text) } }
+    if let sentencesOut {
+        try writeFileAtomically(sentencesOut) { try $0.write(contentsOf: Data(texts.map { $0.replacingOccurrences(of: "\n", with: " ") }.joined(separator: "\n").utf8 + [0x0A])) }
+    }
     let enc = try BertEncoder(modelDir: config.string("encoder.model_dir"), maxLength: config.int("encoder.max_tokens"))
     let tokens = texts.map { enc.tokenizer.encode($0) }
     let batches = BertEncoder.batches(lengths: tokens.map(\.count), maxBatchTokens: config.int("encoder.batch_tokens"))
