@@ -106,7 +106,8 @@ func kernelBenchmark(comm: Communicator, seconds: Double) -> [String: Any] {
     }
     comm.barrier()
     var comms: [[String: Any]] = []
-    for floats in [1 << 12, 1 << 16, 1 << 20, 1 << 22] {
+    // Collectives only mean something across ranks (run under mpirun -np 2 or more).
+    for floats in [1 << 12, 1 << 16, 1 << 20, 1 << 22] where comm.size > 1 {
         // [0, floats): all-reduce buffer and all-gather send block; [floats, 2 floats): all-gather output.
         let buf = FloatPtr.allocate(capacity: 2 * floats)
         buf.update(repeating: 1, count: 2 * floats)
@@ -150,6 +151,7 @@ func printKernelTable(_ r: [String: Any]) {
         print(String(format: "%8d %14.1f %16.1f", row["size"] as! Int, row["gflops"] as! Double,
                      row["median_gflops"] as! Double))
     }
+    guard (r["world_size"] as! Int) > 1 else { print("\n(collectives: run under mpirun -np 2 or more)"); return }
     print("\ncollectives, \(r["world_size"]!) rank(s) (\(r["transport"]!)), bandwidth = buffer bytes / time")
     print(String(format: "%10@ %14@ %14@ %14@ %14@", "floats" as NSString, "allreduce ms" as NSString,
                  "allreduce GB/s" as NSString, "allgather ms" as NSString, "allgather GB/s" as NSString))
