@@ -54,7 +54,7 @@ struct Faults {
     var dumpGradient: String?
     var onceMarker: String?
 
-    func fired() { if let m = onceMarker { FileManager.default.createFile(atPath: m, contents: nil) } }
+    func fired() { if let m = onceMarker { _ = FileManager.default.createFile(atPath: m, contents: nil) } }
 
     init() {
         let env = ProcessInfo.processInfo.environment

@@ -249,3 +249,63 @@ func writeOutcomeReport(_ r: [String: Any], path: String, phase: Int?, data: Str
     md += "\n![ROC](roc.svg)\n\n![PR](pr.svg)\n"
     try md.write(toFile: path, atomically: true, encoding: .utf8)
 }
+
+struct Baseline: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Logistic-regression baseline (mean criteria vector, bag of ICD categories, bag of SMILES tokens): train on one TOP CSV, evaluate on another.")
+
+    @OptionGroup var options: ConfigOptions
+    @Option(help: "Labelled TOP CSV to fit on.") var train: String
+    @Option(help: "Labelled TOP CSV to evaluate on.") var data: String
+    @Option(help: "Write the metrics as one JSON object to this file.") var json: String?
+
+    func run() throws {
+        runJob { comm in
+            let config = try options.load()
+            let hierarchy = try ICD10Hierarchy(path: config.string("data.icd_hierarchy"))
+            let store = try storeContaining([train, data], config: config, hierarchy: hierarchy, comm: comm)
+            guard comm.isRoot else { return }
+            func rows(_ f: String) -> [StoredTrial] { store.trials.filter { $0.source.hasPrefix(URL(fileURLWithPath: f).lastPathComponent + ":") } }
+            let model = LogisticBaseline(train: rows(train), store: store, hierarchy: hierarchy)
+            let test = rows(data)
+            let scores = model.predict(test)
+            var report = Metrics.report(scores, test.map(\.label), threshold: 0.5)
+            report["method"] = "logistic regression"
+            printMetricsTable(report, title: "logistic-regression baseline on \(data) (\(test.count) trials)")
+            if let json {
+                let d = try JSONSerialization.data(withJSONObject: report, options: [.prettyPrinted, .sortedKeys])
+                try writeFileAtomically(json) { try $0.write(contentsOf: d) }
+            }
+        }
+    }
+}
+
+struct Compare: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Markdown table of several evaluation JSON files (cladmop evaluate/baseline --json).")
+
+    @Option(name: .customLong("eval"), help: ArgumentHelp("LABEL=FILE.json (repeatable, in table order).", valueName: "label=file"))
+    var evals: [String] = []
+    @Option(help: "Markdown file to write (printed as well).") var output: String?
+
+    func run() throws {
+        runJob { comm in
+            var md = "| method | n | F1 (0.5) | PR-AUC | ROC-AUC | accuracy |\n|---|---|---|---|---|---|\n"
+            for e in evals {
+                guard let eq = e.firstIndex(of: "=") else { throw InputError("--eval \(e): expected LABEL=FILE.json") }
+                let label = String(e[..<eq]), file = String(e[e.index(after: eq)...])
+                guard let d = FileManager.default.contents(atPath: file),
+                      let r = (try? JSONSerialization.jsonObject(with: d)) as? [String: Any] else {
+                    throw InputError(file: file, "not an evaluation JSON (cladmop evaluate --json)")
+                }
+                func cell(_ k: String) -> String {
+                    guard let m = r[k] as? [String: Any], let mean = m["mean"] as? Double, let std = m["std"] as? Double else { return "n/a" }
+                    return String(format: "%.3f ± %.3f", mean, std)
+                }
+                md += "| \(label) | \(r["n"] ?? "") | \(cell("f1")) | \(cell("pr_auc")) | \(cell("roc_auc")) | \(cell("accuracy")) |\n"
+            }
+            guard comm.isRoot else { return }
+            print(md, terminator: "")
+            if let output { try writeFileAtomically(output) { try $0.write(contentsOf: Data(md.utf8)) } }
+        }
+    }
+}

@@ -1,0 +1,78 @@
+import Foundation
+import NN
+import TrialData
+
+/// Logistic-regression baseline on simple features (issue 5's floor): the mean fine-level criteria vector,
+/// a bag of ICD-10 categories and a bag of SMILES tokens (vocabularies from the training rows, counts
+/// normalised per trial), standardised with the training statistics; class-weighted log loss with L2,
+/// full-batch Adam.
+public struct LogisticBaseline {
+    var categories: [String: Int] = [:]
+    var tokens: [String: Int] = [:]
+    var mean: [Float] = [], scale: [Float] = []
+    public var weights: [Float] = []
+    let hierarchy: ICD10Hierarchy
+    let store: FeatureStore
+
+    public init(train: [StoredTrial], store: FeatureStore, hierarchy: ICD10Hierarchy, l2: Float = 1e-3, iterations: Int = 400) {
+        self.store = store; self.hierarchy = hierarchy
+        for t in train {
+            for c in t.icd.joined() { if let cat = hierarchy.category(c), categories[cat] == nil { categories[cat] = categories.count } }
+            for m in t.smiles { for tok in m where tokens[tok] == nil { tokens[tok] = tokens.count } }
+        }
+        var x = train.map(features)
+        let f = x.first?.count ?? 0
+        mean = (0..<f).map { j in x.reduce(0) { $0 + $1[j] } / Float(max(x.count, 1)) }
+        scale = (0..<f).map { j in
+            let v = x.reduce(0) { $0 + ($1[j] - mean[j]) * ($1[j] - mean[j]) } / Float(max(x.count, 1))
+            return v > 1e-12 ? 1 / v.squareRoot() : 0
+        }
+        x = x.map(standardize)
+        let y = train.map { Float($0.label) }
+        let pos = y.reduce(0, +), n = Float(y.count)
+        let w1 = n / (2 * max(pos, 1)), w0 = n / (2 * max(n - pos, 1))
+        var w = [Float](repeating: 0, count: f + 1)   // last: bias
+        var m = w, v = w
+        for step in 1...iterations {
+            var g = [Float](repeating: 0, count: f + 1)
+            for (xi, yi) in zip(x, y) {
+                var z = w[f]
+                for j in 0..<f { z += w[j] * xi[j] }
+                let d = (yi == 1 ? w1 : w0) * (sigmoid(z) - yi) / n
+                for j in 0..<f { g[j] += d * xi[j] }
+                g[f] += d
+            }
+            for j in 0..<f { g[j] += l2 * w[j] }
+            let b1: Float = 0.9, b2: Float = 0.999, lr: Float = 0.05
+            for j in 0...f {
+                m[j] = b1 * m[j] + (1 - b1) * g[j]; v[j] = b2 * v[j] + (1 - b2) * g[j] * g[j]
+                w[j] -= lr * (m[j] / (1 - powf(b1, Float(step)))) / ((v[j] / (1 - powf(b2, Float(step)))).squareRoot() + 1e-8)
+            }
+        }
+        weights = w
+    }
+
+    func features(_ t: StoredTrial) -> [Float] {
+        let e = store.dim
+        var out = [Float](repeating: 0, count: e + categories.count + tokens.count)
+        for s in t.sentences { let v = store.vector(sentence: s, level: 2); for k in 0..<e { out[k] += v[k] / Float(t.sentences.count) } }
+        let codes = Array(t.icd.joined())
+        for c in codes { if let cat = hierarchy.category(c), let i = categories[cat] { out[e + i] += 1 / Float(codes.count) } }
+        let toks = t.smiles.joined()
+        for tok in toks { if let i = tokens[tok] { out[e + categories.count + i] += 1 / Float(max(toks.count, 1)) } }
+        return out
+    }
+
+    func standardize(_ x: [Float]) -> [Float] { x.indices.map { (x[$0] - mean[$0]) * scale[$0] } }
+
+    /// Success probabilities.
+    public func predict(_ trials: [StoredTrial]) -> [Double] {
+        let f = weights.count - 1
+        return trials.map { t in
+            let x = standardize(features(t))
+            var z = weights[f]
+            for j in 0..<f { z += weights[j] * x[j] }
+            return Double(sigmoid(z))
+        }
+    }
+}
