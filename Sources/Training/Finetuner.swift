@@ -77,7 +77,7 @@ public final class OutcomeModel {
 }
 
 /// Sorted, joined ICD codes of a trial: its disease combination.
-func diseaseSet(_ t: StoredTrial) -> String { Set(t.icd.joined()).sorted().joined(separator: "|") }
+public func diseaseSet(_ t: StoredTrial) -> String { Set(t.icd.joined()).sorted().joined(separator: "|") }
 
 /// PEFT fine-tuning on one phase (SPEC 6): frozen pretrained model, LoRA + head, class-weighted BCE,
 /// model selection on the validation file, distributed like pretraining (trainable gradients all-reduced).
@@ -273,8 +273,8 @@ public func scoreTrials(_ trials: [StoredTrial], outcome: OutcomeModel, builder:
     return gatherScores(local, total: trials.count, comm: comm)
 }
 
-/// All-gathers per-rank score blocks (rank order).
-func gatherScores(_ local: [Float], total: Int, comm: Communicator) -> [Double] {
+/// All-gathers per-rank score blocks (rank order; rank r holds rows [r n / W, (r + 1) n / W)).
+public func gatherScores(_ local: [Float], total: Int, comm: Communicator) -> [Double] {
     let counts = (0..<comm.size).map { r in (r + 1) * total / comm.size - r * total / comm.size }
     var all = [Float](repeating: 0, count: max(total, 1))
     local.withUnsafeBufferPointer { l in

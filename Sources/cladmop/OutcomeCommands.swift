@@ -59,7 +59,7 @@ struct Evaluate: ParsableCommand {
             report["checkpoint"] = checkpoint
             if let sets = trainingSets {
                 let known = Set(sets)
-                let idx = trials.indices.filter { !known.contains(diseaseSetOf(trials[$0])) }
+                let idx = trials.indices.filter { !known.contains(diseaseSet(trials[$0])) }
                 report["new_diseases"] = Metrics.report(idx.map { scores[$0] }, idx.map { labels[$0] }, threshold: threshold)
             } else {
                 report["zero_shot"] = true
@@ -95,8 +95,6 @@ struct Predict: ParsableCommand {
         }
     }
 }
-
-func diseaseSetOf(_ t: StoredTrial) -> String { Set(t.icd.joined()).sorted().joined(separator: "|") }
 
 /// A feature store holding every file of `csvs`: the configured store when it has them (same content),
 /// else a cache store in data/features/cache/ built now (under mpirun the ranks share the encoding).
@@ -173,12 +171,7 @@ func scoreCSV(checkpoint: String, csv: String, config: Config, comm: Communicato
         }
         start = end
     }
-    let counts = (0..<comm.size).map { r in (r + 1) * trials.count / comm.size - r * trials.count / comm.size }
-    var all = [Float](repeating: 0, count: max(trials.count, 1))
-    local.withUnsafeBufferPointer { l in
-        all.withUnsafeMutableBufferPointer { comm.allGatherV(send: l.baseAddress ?? UnsafePointer(bitPattern: 64)!, receive: $0.baseAddress!, counts: counts) }
-    }
-    let scores = all.prefix(trials.count).map(Double.init)
+    let scores = gatherScores(local, total: trials.count, comm: comm)
     return (trials, scores, Metrics.bestF1Threshold(scores, trials.map(\.label)), nil)
 }
 
