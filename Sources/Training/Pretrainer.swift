@@ -31,7 +31,11 @@ public struct PretrainSetup {
         let excludeFile = config.string("data.exclude_file")
         let excluded = excludeFile.isEmpty || synthetic ? [] : try readExclusionList(excludeFile)
         let wanted = Set(synthetic ? ["synthetic"] : files.map { URL(fileURLWithPath: $0).lastPathComponent })
-        let rows = store.trials.filter { wanted.contains(String($0.source.split(separator: ":")[0])) }
+        let phases = config.strings("data.sct_phases")
+        let rows = store.trials.filter { t in
+            wanted.contains(String(t.source.split(separator: ":")[0]))
+                && (phases.isEmpty || phases.contains { p in t.phase.split(separator: "/").contains { $0.hasSuffix("phase " + p) } })
+        }
         let corpus = SCTCorpus(trials: rows, excluded: excluded, validationFraction: config.double("data.validation_fraction"))
         train = corpus.train
         validation = corpus.validation
