@@ -18,6 +18,8 @@ public enum ConfigSchema {
                   doc: "Feature store written by `cladmop featurize` and read by training."),
         ConfigKey(path: "data.validation_fraction", kind: .double(0.01...0.5), defaultValue: .double(0.12),
                   doc: "Share of the SCT corpus, latest NCT ids first, held out for validation (SPEC: 10-15 %)."),
+        ConfigKey(path: "data.exclude_csvs", kind: .stringList, defaultValue: .strings([]),
+                  doc: "TOP CSVs whose trials are also kept out of pretraining (e.g. the validation file a fine-tuned model is reported on: SCT holds only successes, so a pretrained model has seen them)."),
         ConfigKey(path: "data.sct_phases", kind: .stringList, defaultValue: .strings([]),
                   doc: "Pretrain only on SCT trials of these phases (e.g. [1]; a trial of `phase 1/phase 2` counts for both). Empty: all (SCT full)."),
         ConfigKey(path: "data.skip_bad_rows", kind: .bool, defaultValue: .bool(false),

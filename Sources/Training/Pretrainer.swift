@@ -29,7 +29,8 @@ public struct PretrainSetup {
         }
         hierarchy = try ICD10Hierarchy(path: config.string("data.icd_hierarchy"))
         let excludeFile = config.string("data.exclude_file")
-        let excluded = excludeFile.isEmpty || synthetic ? [] : try readExclusionList(excludeFile)
+        var excluded = excludeFile.isEmpty || synthetic ? [] : try readExclusionList(excludeFile)
+        for csv in config.strings("data.exclude_csvs") { excluded.formUnion(try readTrials(paths: [csv]).0.map(\.nctid)) }
         let wanted = Set(synthetic ? ["synthetic"] : files.map { URL(fileURLWithPath: $0).lastPathComponent })
         let phases = config.strings("data.sct_phases")
         let rows = store.trials.filter { t in
