@@ -74,3 +74,10 @@ func log(_ line: String) {
     print(line)
     fflush(stdout)
 }
+
+/// Rank 0 creates the run directory and writes the resolved configuration into it.
+func prepareRunDirectory(_ runDir: String, config: Config, comm: Communicator) throws {
+    guard comm.isRoot else { return }
+    try FileManager.default.createDirectory(atPath: runDir, withIntermediateDirectories: true)
+    try writeFileAtomically(runDir + "/config.yaml") { try $0.write(contentsOf: Data(config.yaml.utf8)) }
+}

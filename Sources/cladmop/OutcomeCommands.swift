@@ -22,10 +22,7 @@ struct Finetune: ParsableCommand {
     func run() throws {
         runJob { comm in
             let config = try options.load()
-            if comm.isRoot {
-                try FileManager.default.createDirectory(atPath: runDir, withIntermediateDirectories: true)
-                try writeFileAtomically(runDir + "/config.yaml") { try $0.write(contentsOf: Data(config.yaml.utf8)) }
-            }
+            try prepareRunDirectory(runDir, config: config, comm: comm)
             let hierarchy = try ICD10Hierarchy(path: config.string("data.icd_hierarchy"))
             let store = try storeContaining([train, valid], config: config, hierarchy: hierarchy, comm: comm)
             let tuner = try Finetuner(config: config, comm: comm, pretrained: pretrained == "none" ? nil : pretrained, trainFile: train,

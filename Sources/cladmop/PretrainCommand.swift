@@ -25,10 +25,7 @@ struct Pretrain: ParsableCommand {
     func run() throws {
         runJob { comm in
             let config = try options.load()
-            if comm.isRoot {
-                try FileManager.default.createDirectory(atPath: runDir, withIntermediateDirectories: true)
-                try writeFileAtomically(runDir + "/config.yaml") { try $0.write(contentsOf: Data(config.yaml.utf8)) }
-            }
+            try prepareRunDirectory(runDir, config: config, comm: comm)
             let identity = try BertEncoder.identity(modelDir: config.string("encoder.model_dir"))
             let setup = try PretrainSetup(config: config, encoderIdentity: identity, log: log)
             let trainer = try Pretrainer(setup: setup, comm: comm, runDir: runDir, log: log)
