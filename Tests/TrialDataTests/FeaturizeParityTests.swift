@@ -11,13 +11,8 @@ final class FeaturizeParityTests: XCTestCase {
         let dir = NSTemporaryDirectory() + "cladmop-featurize-\(getpid())"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        // The first 12 rows of a bundled file (records end at a line that starts with NCT).
         let csv = dir + "/small.csv"
-        let records = try readCSV(path: repoRoot + "/data/top/phase_I_valid.csv")
-        let lines = records.prefix(13).map { $0.fields.map { f in
-            f.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" }) ? "\"" + f.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : f
-        }.joined(separator: ",") }
-        try (lines.joined(separator: "\n") + "\n").write(toFile: csv, atomically: true, encoding: .utf8)
+        try writeCSVSubset(from: repoRoot + "/data/top/phase_I_valid.csv", rows: 0..<12, to: csv)
         let cladmop = releaseOrDebugProduct("cladmop")
         let common = ["featurize", "--data", csv, "--set", "encoder.model_dir=\(repoRoot)/models/all-MiniLM-L6-v2",
                       "--set", "data.icd_hierarchy=\(repoRoot)/data/icd10/icd10cm_2025_hierarchy.tsv", "--set", "encoder.batch_tokens=512"]
@@ -32,4 +27,14 @@ final class FeaturizeParityTests: XCTestCase {
         XCTAssertEqual(store.trials.count, 12)
         XCTAssertEqual(store.dim, 384)
     }
+}
+
+/// Writes the header and the given data rows of a bundled TOP CSV to `path` (RFC 4180 quoting).
+func writeCSVSubset(from source: String, rows: Range<Int>, to path: String) throws {
+    let records = try readCSV(path: source)
+    let chosen = [records[0]] + records.dropFirst().enumerated().filter { rows.contains($0.offset) }.map(\.element)
+    let lines = chosen.map { $0.fields.map { f in
+        f.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" }) ? "\"" + f.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : f
+    }.joined(separator: ",") }
+    try (lines.joined(separator: "\n") + "\n").write(toFile: path, atomically: true, encoding: .utf8)
 }

@@ -1,0 +1,51 @@
+import Foundation
+import NN
+import TestSupport
+import XCTest
+
+/// Fine-tune (no-pretraining ablation, one epoch) on a small labelled CSV, then `evaluate` and `predict` on a
+/// CSV that no feature store holds: it is featurized on the fly, and the JSON and CSV surfaces are complete.
+final class OutcomeEndToEndTests: XCTestCase {
+    func testFinetuneEvaluatePredictOnAnUnseenCSV() throws {
+        let dir = NSTemporaryDirectory() + "cladmop-outcome-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try writeCSVSubset(from: repoRoot + "/data/top/phase_I_train.csv", rows: 0..<24, to: dir + "/train.csv")
+        try writeCSVSubset(from: repoRoot + "/data/top/phase_I_valid.csv", rows: 0..<12, to: dir + "/valid.csv")
+        try writeCSVSubset(from: repoRoot + "/data/top/toy_test.csv", rows: 0..<10, to: dir + "/unseen.csv")
+        let cladmop = releaseOrDebugProduct("cladmop")
+        let sets = ["--config", repoRoot + "/configs/finetune-phase1.yaml",
+                    "--set", "encoder.model_dir=\(repoRoot)/models/all-MiniLM-L6-v2",
+                    "--set", "data.icd_hierarchy=\(repoRoot)/data/icd10/icd10cm_2025_hierarchy.tsv",
+                    "--set", "data.exclude_file=\(repoRoot)/data/top/heldout_nctids.txt",
+                    "--set", "data.feature_store=\(dir)/features/none.store",
+                    "--set", "finetune.epochs=1", "--set", "finetune.batch=8"]
+        let ft = try mpirun(np: 2, executable: cladmop, arguments: ["finetune", "--pretrained", "none", "--train", dir + "/train.csv",
+                                                                   "--valid", dir + "/valid.csv", "--run-dir", dir + "/run"] + sets, timeout: 600)
+        XCTAssertEqual(ft.status, 0, ft.output)
+        let best = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/run/best.json"))) as! [String: Any]
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/run/" + (best["checkpoint"] as! String)))
+
+        let ev = try mpirun(np: 2, executable: cladmop, arguments: ["evaluate", "--checkpoint", dir + "/run", "--data", dir + "/unseen.csv",
+                                                                   "--json", dir + "/eval.json"] + sets, timeout: 600)
+        XCTAssertEqual(ev.status, 0, ev.output)
+        XCTAssertTrue(ev.output.contains("not in"), "the unseen CSV is featurized on the fly: \(ev.output)")
+        let report = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/eval.json"))) as! [String: Any]
+        XCTAssertEqual(report["n"] as? Int, 10)
+        for key in ["f1", "pr_auc", "roc_auc", "accuracy"] {
+            let m = report[key] as? [String: Any]
+            XCTAssertNotNil(m?["mean"], key); XCTAssertNotNil(m?["std"], key)
+        }
+
+        let pr = try mpirun(np: 1, executable: cladmop, arguments: ["predict", "--checkpoint", dir + "/run", "--data", dir + "/unseen.csv",
+                                                                   "--output", dir + "/predictions.csv"] + sets, timeout: 600)
+        XCTAssertEqual(pr.status, 0, pr.output)
+        let lines = try String(contentsOfFile: dir + "/predictions.csv", encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(lines.first, "nctid,probability")
+        XCTAssertEqual(lines.count, 11)
+        for line in lines.dropFirst() {
+            let p = Double(line.split(separator: ",")[1])!
+            XCTAssertTrue(line.hasPrefix("NCT") && p >= 0 && p <= 1, String(line))
+        }
+    }
+}
