@@ -289,9 +289,9 @@ public final class CLaDMoP {
                 gY = gKV
             }
             // gY is dL/dK_x (n, Lk, d): split into the parts and the source-type embeddings.
-            let lk = s.keyLengths[level], hasPrev = level > 0
+            let lk = s.keyLengths[level]
             let gPC = arena.zeros(n * ls * d)
-            let gPrev = hasPrev ? arena.zeros(n * la * d) : nil
+            let gPrev = level > 0 ? arena.zeros(n * la * d) : nil
             let trainableType = !p.isFrozen(block.typeEmbedding)
             let gt = p.grad(block.typeEmbedding)
             for i in 0..<n {
@@ -315,7 +315,6 @@ public final class CLaDMoP {
                                                 rows: n * ls, arena: arena)
             }
             if let gPrev { gA = gPrev }
-            _ = hasPrev
         }
         // Enrichment layers, then the embedding tables: skipped when frozen (fine-tuning puts LoRA only in
         // the fusion blocks), as nothing below them needs a gradient.

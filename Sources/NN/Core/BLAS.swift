@@ -23,4 +23,3 @@ public func sgemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k:
 
 /// Number of threads OpenBLAS uses (set OPENBLAS_NUM_THREADS=1 per rank).
 public func blasThreadCount() -> Int { Int(openblas_get_num_threads()) }
-public func setBLASThreadCount(_ n: Int) { openblas_set_num_threads(Int32(n)) }

@@ -99,8 +99,6 @@ public final class ParameterArena {
 
     public func zeroGrads() { grads.update(repeating: 0, count: max(count, 1)) }
 
-    public func entry(named name: String) -> Entry? { byName[name].map { entries[$0] } }
-
     /// Moves every parameter whose name starts with `prefix` into group `group`.
     public func assign(prefix: String, toGroup group: Int) {
         precondition(group < groups.count)
