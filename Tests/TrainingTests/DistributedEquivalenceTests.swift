@@ -114,11 +114,12 @@ final class DistributedEquivalenceTests: XCTestCase {
         let same = relativeDifference(try resume("resumed2", ranks: 2, steps: 16), straight.parameters)
         print("resume on the same world size (8 + 8 steps on W=2 vs 16 straight): parameters rel diff \(same)")
         XCTAssertLessThan(same, 1e-6)
-        // Another world size: 8 steps on W=2, then 8 on W=3. A different split of the batch rounds differently
-        // (gradients agree to ~1e-6, and Adam amplifies that), so this meets the W-equivalence bound of 1e-4.
+        // Another world size: 8 steps on W=2, then 8 on W=3. The split of the batch changes the float rounding of
+        // the gradient (~1e-7); the bound holds because no parameter gets a pure-noise gradient that Adam would
+        // amplify (the attention key bias's gradient is exactly 0, see MultiHeadAttention.backward).
         _ = try train(ranks: 2, steps: 8, name: "resumed23")
         let other = relativeDifference(try resume("resumed23", ranks: 3, steps: 16), straight.parameters)
         print("resume on another world size (8 on W=2 + 8 on W=3 vs 16 straight on W=2): parameters rel diff \(other)")
-        XCTAssertLessThan(other, 1e-4)
+        XCTAssertLessThan(other, 1e-6)
     }
 }

@@ -96,7 +96,10 @@ public struct MultiHeadAttention {
             }
         }
         query.backward(p, xq, c.qc, dq, dxq, rows: batch * lq, arena: arena)
-        key.backward(p, xkv, c.kc, dk, dxkv, rows: batch * lk, arena: arena)
+        // The key bias adds q . b_k to every score of a query's row, a constant that softmax removes: its
+        // gradient is exactly 0 (the row sums of dS are 0). Summing dK would only accumulate rounding noise,
+        // which Adam then amplifies into a random walk that differs between world sizes.
+        key.backward(p, xkv, c.kc, dk, dxkv, rows: batch * lk, arena: arena, biasGradientIsZero: true)
         value.backward(p, xkv, c.vc, dv, dxkv, rows: batch * lk, arena: arena)
     }
 }

@@ -59,12 +59,14 @@ public struct Linear {
 
     /// Accumulates: dx += dy W (when dx is given), dW += dy^T x, db += sum over rows of dy
     /// (skipped for frozen groups), and for LoRA dB += s dy^T t, dA += s (dy B)^T x, dx += s (dy B) A.
+    /// `biasGradientIsZero`: the caller knows db = 0 exactly (see `MultiHeadAttention.backward`), so the
+    /// rounding noise of the row sum is not accumulated.
     public func backward(_ p: ParameterArena, _ x: ConstFloatPtr, _ cache: LinearCache, _ dy: ConstFloatPtr,
-                         _ dx: FloatPtr?, rows n: Int, arena: ActivationArena? = nil) {
+                         _ dx: FloatPtr?, rows n: Int, arena: ActivationArena? = nil, biasGradientIsZero: Bool = false) {
         if !p.isFrozen(weight) {
             sgemm(transA: true, m: outFeatures, n: inFeatures, k: n, a: dy, b: x, beta: 1, c: p.grad(weight))
         }
-        if let bias, !p.isFrozen(bias) {
+        if let bias, !p.isFrozen(bias), !biasGradientIsZero {
             let gb = p.grad(bias)
             for r in 0..<n {
                 let row = dy + r * outFeatures
