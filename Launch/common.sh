@@ -22,3 +22,10 @@ mpirun_line() {
     fi
     printf '%s\n' "${line[@]}"
 }
+
+# check_hostfile NP HOSTFILE: exits with status 2 and the file:line of the problem when HOSTFILE is
+# malformed or has fewer slots than NP (mpirun's own messages do not say where).
+check_hostfile() {
+    [ -z "${2:-}" ] && return 0
+    "$CLADMOP" check-hostfile "$2" -np "$1" >/dev/null || exit 2
+}

@@ -33,27 +33,36 @@ public func readTrials(paths: [String], skipBadRows: Bool = false,
     var trials: [Trial] = []
     var report = TrialReadReport()
     for path in paths {
-        let records = try readCSV(path: path)
-        guard let header = records.first else { throw InputError(file: path, "empty file (expected a header line with \(topColumns.joined(separator: ",")))") }
-        var index: [String: Int] = [:]
-        for (i, name) in header.fields.enumerated() { index[name.trimmingCharacters(in: .whitespaces)] = i }
-        let missing = topColumns.filter { index[$0] == nil }
-        guard missing.isEmpty else {
-            throw InputError(file: path, line: 1, "header lacks column(s) \(missing.joined(separator: ", ")); expected \(topColumns.joined(separator: ","))")
-        }
-        var count = 0
-        for record in records.dropFirst() {
-            do {
-                let t = try parseTrial(record, index: index, columnCount: header.fields.count, file: path)
-                try validateRow?(t)
-                trials.append(t); count += 1
-            } catch let e as InputError where skipBadRows {
-                report.skipped.append(e.description)
-            }
-        }
-        report.rowsPerFile[path] = count
+        let parsed = try parseTrials(records: try readCSV(path: path), file: path, skipBadRows: skipBadRows, validateRow: validateRow,
+                                     skipped: &report.skipped)
+        trials += parsed
+        report.rowsPerFile[path] = parsed.count
     }
     return (trials, report)
+}
+
+/// The trials of one CSV file's records (the first is the header); bad rows throw or, with `skipBadRows`,
+/// are appended to `skipped`.
+public func parseTrials(records: [CSVRecord], file path: String, skipBadRows: Bool = false,
+                        validateRow: ((Trial) throws -> Void)? = nil, skipped: inout [String]) throws -> [Trial] {
+    guard let header = records.first else { throw InputError(file: path, "empty file (expected a header line with \(topColumns.joined(separator: ",")))") }
+    var index: [String: Int] = [:]
+    for (i, name) in header.fields.enumerated() { index[name.trimmingCharacters(in: .whitespaces)] = i }
+    let missing = topColumns.filter { index[$0] == nil }
+    guard missing.isEmpty else {
+        throw InputError(file: path, line: 1, "header lacks column(s) \(missing.joined(separator: ", ")); expected \(topColumns.joined(separator: ","))")
+    }
+    var trials: [Trial] = []
+    for record in records.dropFirst() {
+        do {
+            let t = try parseTrial(record, index: index, columnCount: header.fields.count, file: path)
+            try validateRow?(t)
+            trials.append(t)
+        } catch let e as InputError where skipBadRows {
+            skipped.append(e.description)
+        }
+    }
+    return trials
 }
 
 func parseTrial(_ r: CSVRecord, index: [String: Int], columnCount: Int, file: String) throws -> Trial {

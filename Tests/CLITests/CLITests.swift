@@ -101,3 +101,43 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(r.output.contains("stale feature store"), r.output)
     }
 }
+
+/// Hostfiles are checked before mpirun sees them: every malformed one is refused with its line and exit 2.
+final class HostfileTests: XCTestCase {
+    func testMalformedHostfilesAreRefusedWithTheLine() throws {
+        let dir = NSTemporaryDirectory() + "cladmop-hostfile-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let file = dir + "/hosts"
+        let cases: [(text: String, ranks: Int, expected: String)] = [
+            ("", 1, "hostfile lists no host"),
+            ("# only a comment\n\n", 1, "hostfile lists no host"),
+            ("node01 slots=0\n", 1, ":1: slots=0 for host node01: expected a whole number >= 1"),
+            ("node01 slots=four\n", 1, ":1: slots=four for host node01: expected a whole number >= 1"),
+            ("node01\nnode02 cpus=4\n", 1, ":2: \"cpus=4\" after host node02: expected slots=N or max_slots=N"),
+            ("node01 slots=2\nnode01 slots=2\n", 1, ":2: host node01 is already listed on line 1"),
+            ("node01 slots=4 max_slots=2\n", 1, ":1: max_slots=2 is below slots=4 for host node01"),
+            ("node01 slots=2 slots=3\n", 1, ":1: slots given twice for host node01"),
+            ("node 01=x slots=2\n", 1, "\"01=x\" after host node"),
+            ("no/de slots=2\n", 1, ":1: \"no/de\" is not a host name"),
+            ("node01 slots=2 # two cores\nnode02 slots=2\n", 5, "-np 5 needs more slots than the 4 this hostfile gives"),
+        ]
+        for c in cases {
+            try c.text.write(toFile: file, atomically: true, encoding: .utf8)
+            let r = try runProduct("cladmop", ["check-hostfile", file, "-np", "\(c.ranks)"])
+            XCTAssertEqual(r.status, 2, "\(c.text): \(r.output)")
+            XCTAssertTrue(r.output.contains(file) && r.output.contains(c.expected), "expected '\(c.expected)' in \(r.output)")
+        }
+        let missing = try runProduct("cladmop", ["check-hostfile", dir + "/none"])
+        XCTAssertEqual(missing.status, 2)
+        XCTAssertTrue(missing.output.contains("cannot read the hostfile"), missing.output)
+        let ok = try runProduct("cladmop", ["check-hostfile", repositoryRoot + "/hostfiles/localhost", "-np", "2"])
+        XCTAssertEqual(ok.status, 0, ok.output)
+        // The launcher refuses a bad hostfile before starting mpirun.
+        try "node01 slots=x\n".write(toFile: file, atomically: true, encoding: .utf8)
+        let launch = try runCommand(repositoryRoot + "/Launch/pretrain", ["-np", "2", "--hostfile", file, "--", "--run-dir", dir + "/run"])
+        XCTAssertEqual(launch.status, 2, launch.output)
+        XCTAssertTrue(launch.output.contains("\(file):1: slots=x"), launch.output)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/run"), "nothing may be written for a refused launch")
+    }
+}

@@ -23,14 +23,20 @@ public final class SafetensorsFile {
     public init(path: String) throws {
         self.path = path
         file = try MappedFile(path: path)
-        let bytes = file.bytes
+        (tensors, metadata, dataStart) = try Self.parseHeader(file.bytes, path: path)
+    }
+
+    /// Validates the header of a whole safetensors file held in `bytes` (`path` only names it in errors):
+    /// the tensors, the metadata and where the payload starts.
+    public static func parseHeader(_ bytes: UnsafeRawBufferPointer, path: String) throws
+        -> (tensors: [String: Tensor], metadata: [String: String], dataStart: Int) {
         func bad(_ m: String) -> InputError { InputError(file: path, "not a valid safetensors file: \(m)") }
         guard bytes.count >= 8 else { throw bad("shorter than the 8-byte header length") }
         let headerLength = bytes.loadUnaligned(as: UInt64.self)
         guard headerLength <= UInt64(bytes.count - 8), headerLength <= 100_000_000 else {
             throw bad("header length \(headerLength) exceeds the file size \(bytes.count)")
         }
-        dataStart = 8 + Int(headerLength)
+        let dataStart = 8 + Int(headerLength)
         let json = Data(bytes[8..<dataStart])
         guard let header = (try? JSONSerialization.jsonObject(with: json)) as? [String: Any] else {
             throw bad("header is not a JSON object")
@@ -51,7 +57,7 @@ public final class SafetensorsFile {
                   let shape = t["shape"] as? [Int], let offsets = t["data_offsets"] as? [Int], offsets.count == 2 else {
                 throw bad("tensor \(name): needs dtype, shape and data_offsets [begin, end]")
             }
-            guard let size = Self.sizes[dtype] else { throw bad("tensor \(name): unknown dtype \(dtype)") }
+            guard let size = sizes[dtype] else { throw bad("tensor \(name): unknown dtype \(dtype)") }
             guard shape.allSatisfy({ $0 >= 0 && $0 < 1 << 40 }) else { throw bad("tensor \(name): invalid shape \(shape)") }
             let (count, overflow) = shape.reduce((1, false)) { acc, d in
                 let (p, o) = acc.0.multipliedReportingOverflow(by: d); return (p, acc.1 || o)
@@ -69,8 +75,7 @@ public final class SafetensorsFile {
         for (a, b) in zip(sorted, sorted.dropFirst()) where b.begin < a.end {
             throw bad("tensors \(a.name) and \(b.name) overlap")
         }
-        self.tensors = tensors
-        self.metadata = metadata
+        return (tensors, metadata, dataStart)
     }
 
     /// The tensor's values converted to Float32 (F32, F16, BF16 and F64 are accepted).

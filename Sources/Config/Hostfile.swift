@@ -1,0 +1,66 @@
+import Foundation
+import NN
+
+/// An OpenMPI hostfile, checked before `mpirun` sees it (mpirun's own errors do not name the line).
+/// Each non-blank line is `HOST [slots=N] [max_slots=M]`; `#` starts a comment; N >= 1 (default 1),
+/// M >= N; a host appears once.
+public struct Hostfile {
+    public struct Host: Equatable { public var name: String; public var slots: Int; public var maxSlots: Int? }
+    public let path: String
+    public let hosts: [Host]
+    public var totalSlots: Int { hosts.reduce(0) { $0 + $1.slots } }
+
+    public init(path: String) throws {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw InputError(file: path, "cannot read the hostfile (missing or unreadable)")
+        }
+        guard let text = String(data: data, encoding: .utf8) else { throw InputError(file: path, "hostfile is not UTF-8 text") }
+        try self.init(text: text, path: path)
+    }
+
+    public init(text: String, path: String) throws {
+        self.path = path
+        var hosts: [Host] = [], firstLine: [String: Int] = [:]
+        let hostCharacters = CharacterSet.alphanumerics.union(CharacterSet(charactersIn: ".-_:[]"))
+        for (i, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let line = i + 1
+            let words = raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false)[0]
+                .split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" }).map(String.init)
+            guard let name = words.first else { continue }
+            guard name.unicodeScalars.allSatisfy(hostCharacters.contains), !name.contains("=") else {
+                throw InputError(file: path, line: line, "\"\(name)\" is not a host name (letters, digits, '.', '-', '_', ':')")
+            }
+            if let previous = firstLine[name] {
+                throw InputError(file: path, line: line, "host \(name) is already listed on line \(previous); give it one line with its total slots")
+            }
+            var host = Host(name: name, slots: 1, maxSlots: nil), seen = Set<String>()
+            for word in words.dropFirst() {
+                let kv = word.split(separator: "=", maxSplits: 1).map(String.init)
+                guard kv.count == 2, ["slots", "max_slots"].contains(kv[0]) else {
+                    throw InputError(file: path, line: line, "\"\(word)\" after host \(name): expected slots=N or max_slots=N")
+                }
+                guard !seen.contains(kv[0]) else { throw InputError(file: path, line: line, "\(kv[0]) given twice for host \(name)") }
+                seen.insert(kv[0])
+                guard let n = Int(kv[1]), n >= 1 else {
+                    throw InputError(file: path, line: line, "\(kv[0])=\(kv[1]) for host \(name): expected a whole number >= 1")
+                }
+                if kv[0] == "slots" { host.slots = n } else { host.maxSlots = n }
+            }
+            if let m = host.maxSlots, m < host.slots {
+                throw InputError(file: path, line: line, "max_slots=\(m) is below slots=\(host.slots) for host \(name)")
+            }
+            firstLine[name] = line
+            hosts.append(host)
+        }
+        guard !hosts.isEmpty else { throw InputError(file: path, "hostfile lists no host (expected lines like `node01 slots=32`)") }
+        self.hosts = hosts
+    }
+
+    /// Checks that `ranks` processes fit in the slots (mpirun refuses more without --oversubscribe).
+    public func check(ranks: Int) throws {
+        guard ranks >= 1 else { throw InputError("-np \(ranks): expected at least 1 rank") }
+        guard ranks <= totalSlots else {
+            throw InputError(file: path, "-np \(ranks) needs more slots than the \(totalSlots) this hostfile gives (\(hosts.map { "\($0.name) slots=\($0.slots)" }.joined(separator: ", ")))")
+        }
+    }
+}
