@@ -46,7 +46,8 @@ public struct PretrainSetup {
 
 /// Test and reliability hooks, from the environment:
 /// CLADMOP_FAULT = drop_remote_columns | no_world_scale (wrong gradients, for negative-control tests),
-/// crash:RANK:STEP | throw:RANK:STEP | stall:RANK:STEP, checkpoint_crash:before|between;
+/// crash:RANK:STEP | throw:RANK:STEP | stall:RANK:STEP, checkpoint_crash:before|between,
+/// file_size_limit:BYTES (RLIMIT_FSIZE set once MPI is up: a write past BYTES fails with EFBIG, as on a full disk);
 /// CLADMOP_DUMP_GRADIENT = FILE: rank 0 writes the averaged gradient of the first step (Float32, raw);
 /// CLADMOP_FAULT_ONCE = FILE: the fault fires only if FILE does not exist, and creates it (so that a
 /// supervised restart does not crash again at the same step).
@@ -56,6 +57,7 @@ struct Faults {
     var crash: (rank: Int, step: Int)?
     var throwAt: (rank: Int, step: Int)?
     var stall: (rank: Int, step: Int)?
+    var fileSizeLimit: Int?
     var dumpGradient: String?
     var onceMarker: String?
 
@@ -83,6 +85,7 @@ struct Faults {
         case "crash": crash = at()
         case "throw": throwAt = at()
         case "stall": stall = at()
+        case "file_size_limit": fileSizeLimit = parts.count == 2 ? Int(parts[1]) : nil
         default: break
         }
     }
@@ -200,6 +203,10 @@ public final class Pretrainer {
         let watchdog = Watchdog(timeout: Double(config.int("train.stall_timeout")), comm: comm)
         defer { watchdog.stop() }
         heartbeat = { watchdog.beat() }
+        if let bytes = faults.fileSizeLimit {
+            var limit = rlimit(rlim_cur: rlim_t(bytes), rlim_max: rlim_t(bytes))
+            setrlimit(__rlimit_resource_t(RLIMIT_FSIZE.rawValue), &limit)
+        }
         // Same starting point on every rank.
         comm.broadcast(params.values, count: params.count, root: 0)
         comm.broadcast(optimizer.m, count: params.count, root: 0)

@@ -8,6 +8,8 @@ import NN
 struct Cladmop: ParsableCommand {
     /// Like ParsableCommand.main, but every usage or input error exits with status 2.
     static func main() {
+        // A write past RLIMIT_FSIZE then fails with EFBIG, reported like a full disk, instead of killing the rank.
+        signal(SIGXFSZ, SIG_IGN)
         do {
             var command = try parseAsRoot()
             try command.run()

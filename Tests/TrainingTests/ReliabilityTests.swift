@@ -18,8 +18,9 @@ final class ReliabilityTests: XCTestCase {
     }
     override class func tearDown() { try? FileManager.default.removeItem(atPath: work) }
 
+    /// Arguments of a pretraining run in `run` (a name under the work folder, or an absolute path).
     func args(_ run: String, steps: Int = 12, resume: Bool = false) -> [String] {
-        ["pretrain", "--config", repositoryRoot + "/configs/smoke.yaml", "--run-dir", Self.work + "/" + run,
+        ["pretrain", "--config", repositoryRoot + "/configs/smoke.yaml", "--run-dir", run.hasPrefix("/") ? run : Self.work + "/" + run,
          "--set", "data.synthetic=true", "--set", "data.feature_store=\(Self.store)", "--set", Self.hierarchy,
          "--set", "train.max_steps=\(steps)", "--set", "train.epochs=20", "--set", "checkpoint.every_steps=4",
          "--set", "checkpoint.keep_last=5", "--set", "train.stall_timeout=8"] + (resume ? ["--resume", "auto"] : [])
@@ -97,5 +98,51 @@ final class ReliabilityTests: XCTestCase {
         var d = 0.0, n = 0.0
         for i in a.indices { d += Double(a[i] - b[i]) * Double(a[i] - b[i]); n += Double(b[i]) * Double(b[i]) }
         XCTAssertLessThan((d / n).squareRoot(), 1e-6)
+    }
+
+    func testFullDiskWhileWritingACheckpointKeepsThePreviousOne() throws {
+        let first = try mpirun(np: 2, executable: cladmop, arguments: args("full", steps: 4))
+        XCTAssertEqual(first.status, 0, first.output)
+        let dir = Self.work + "/full/checkpoints"
+        let size = try FileManager.default.attributesOfItem(atPath: dir + "/step-00000004.safetensors")[.size] as! Int
+        // Every file may grow to half a checkpoint (RLIMIT_FSIZE): the step-8 checkpoint cannot be written.
+        let r = try mpirun(np: 2, executable: cladmop, arguments: args("full", steps: 8, resume: true),
+                           environment: ["CLADMOP_FAULT": "file_size_limit:\(size / 2)"], timeout: 60)
+        XCTAssertNotEqual(r.status, 0, r.output)
+        XCTAssertLessThan(r.seconds, 30)
+        XCTAssertTrue(r.output.contains("writing checkpoint at step 8 failed") && r.output.contains("previous checkpoints are intact"), r.output)
+        print("full disk: \(String(format: "%.1f", r.seconds)) s: " + (r.output.split(separator: "\n").first { $0.contains("writing checkpoint") } ?? ""))
+        let left = try FileManager.default.contentsOfDirectory(atPath: dir).sorted()
+        XCTAssertEqual(left, ["best.json", "step-00000004.json", "step-00000004.safetensors"], "no partial file may be left behind")
+        // With space again, the run resumes from step 4 and ends like a run that never failed.
+        let again = try mpirun(np: 2, executable: cladmop, arguments: args("full", steps: 8, resume: true))
+        XCTAssertEqual(again.status, 0, again.output)
+        XCTAssertTrue(again.output.contains("step-00000004.json (step 4"), again.output)
+        let clean = try mpirun(np: 2, executable: cladmop, arguments: args("full-clean", steps: 8))
+        XCTAssertEqual(clean.status, 0, clean.output)
+        XCTAssertEqual(try parameters("full", step: 8), try parameters("full-clean", step: 8))
+    }
+
+    /// The same on a real full disk: a tmpfs with room for one and a half checkpoints (needs the right to mount,
+    /// as root on the development machine and in CI's container; skipped, and said so, elsewhere).
+    func testFullTmpfsWhileWritingACheckpointKeepsThePreviousOne() throws {
+        let first = try mpirun(np: 2, executable: cladmop, arguments: args("tmpfs-src", steps: 4))
+        XCTAssertEqual(first.status, 0, first.output)
+        let size = try FileManager.default.attributesOfItem(atPath: Self.work + "/tmpfs-src/checkpoints/step-00000004.safetensors")[.size] as! Int
+        let mountPoint = Self.work + "/tmpfs"
+        try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
+        let mount = try runCommand("/bin/mount", ["-t", "tmpfs", "-o", "size=\(size * 3 / 2 + 65536)", "tmpfs", mountPoint])
+        guard mount.status == 0 else { throw XCTSkip("cannot mount a tmpfs here: \(mount.output)") }
+        defer { _ = try? runCommand("/bin/umount", [mountPoint]) }
+        try FileManager.default.copyItem(atPath: Self.work + "/tmpfs-src", toPath: mountPoint + "/full")
+        let r = try mpirun(np: 2, executable: cladmop, arguments: args(mountPoint + "/full", steps: 8, resume: true), timeout: 60)
+        XCTAssertNotEqual(r.status, 0, r.output)
+        XCTAssertLessThan(r.seconds, 30)
+        XCTAssertTrue(r.output.contains("writing checkpoint at step 8 failed") && r.output.contains("No space left on device"), r.output)
+        print("full tmpfs: \(String(format: "%.1f", r.seconds)) s: " + (r.output.split(separator: "\n").first { $0.contains("writing checkpoint") } ?? ""))
+        let left = try FileManager.default.contentsOfDirectory(atPath: mountPoint + "/full/checkpoints").sorted()
+        XCTAssertEqual(left, ["best.json", "step-00000004.json", "step-00000004.safetensors"], "no partial file may be left behind")
+        XCTAssertEqual(try SafetensorsFile(path: mountPoint + "/full/checkpoints/step-00000004.safetensors").tensors.count,
+                       try SafetensorsFile(path: Self.work + "/tmpfs-src/checkpoints/step-00000004.safetensors").tensors.count)
     }
 }

@@ -66,8 +66,18 @@ public func writeFileAtomically(_ path: String, _ write: (FileHandle) throws -> 
     } catch {
         unlink(tmp)
         if let e = error as? InputError { throw e }
-        throw InputError(file: path, "write failed: \(error.localizedDescription)")
+        throw InputError(file: path, "write failed: \(describeWriteError(error))")
     }
     let dfd = open(dir.isEmpty ? "." : dir, O_RDONLY)
     if dfd >= 0 { fsync(dfd); close(dfd) }
+}
+
+/// The system's reason for a failed write ("No space left on device", "File too large"), not Foundation's
+/// generic "The operation could not be completed".
+func describeWriteError(_ error: Error) -> String {
+    let ns = error as NSError
+    for e in [ns, ns.userInfo[NSUnderlyingErrorKey] as? NSError].compactMap({ $0 }) where e.domain == NSPOSIXErrorDomain {
+        return String(cString: strerror(Int32(e.code)))
+    }
+    return ns.localizedDescription + " (\(ns.domain) \(ns.code))"
 }
