@@ -141,3 +141,13 @@ final class HostfileTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/run"), "nothing may be written for a refused launch")
     }
 }
+
+/// The libFuzzer harnesses keep compiling against the parsers and run clean on a short budget
+/// (the 10^6-execution runs are in docs/reliability.md: `Tests/Fuzz/run 1000000`).
+final class FuzzSmokeTests: XCTestCase {
+    func testFuzzHarnessesBuildAndRun() throws {
+        let r = try runCommand(repositoryRoot + "/Tests/Fuzz/run", ["3000"], timeout: 600)
+        XCTAssertEqual(r.status, 0, r.output)
+        XCTAssertEqual(r.output.components(separatedBy: "stat::number_of_executed_units: 3000").count, 3, r.output)
+    }
+}
