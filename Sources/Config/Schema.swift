@@ -56,6 +56,10 @@ public enum ConfigSchema {
         ConfigKey(path: "loss.tau", kind: .double(-10...10), defaultValue: .double(0.6), doc: "tau of the fixed logit scale s = exp(tau) (the paper's 0.6)."),
         // train
         ConfigKey(path: "train.global_batch", kind: .int(1...1_000_000), defaultValue: .int(128), doc: "Global batch B over all ranks (rank r owns rows [rB/W, (r+1)B/W))."),
+        ConfigKey(path: "train.chunk_size", kind: .int(0...1_000_000), defaultValue: .int(0),
+                  doc: "Rows per forward/backward chunk on each rank (GradCache two-pass step: the same update, memory set by the chunk); 0: all local rows at once."),
+        ConfigKey(path: "train.loss_tile_rows", kind: .int(1...1_000_000), defaultValue: .int(512),
+                  doc: "Rows per block of the B x B logits: the loss and its gradient are computed block by block (running column log-sum-exp), so scratch is tile_rows x B."),
         ConfigKey(path: "train.epochs", kind: .int(1...100_000), defaultValue: .int(10), doc: "Epochs over the SCT training split (the last incomplete batch of an epoch is dropped)."),
         ConfigKey(path: "train.max_steps", kind: .int(0...100_000_000), defaultValue: .int(0), doc: "Stop after this many optimizer steps in total (0: no limit)."),
         ConfigKey(path: "train.seed", kind: .int(0...Int(Int32.max)), defaultValue: .int(1), doc: "Seed of the data order: epoch e's order is a permutation seeded by (seed, e), the same for any world size."),

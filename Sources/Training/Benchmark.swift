@@ -71,11 +71,11 @@ public func runTrainingBenchmark(config c: Config, comm: Communicator) -> [Strin
                               length: batch.sentenceLength, dim: e, fC)
         } }
         let t1 = now()
-        let allC = arena.allocate(globalBatch * e), allDM = arena.allocate(globalBatch * e), dDM = arena.allocate(globalBatch * e)
+        let allC = arena.allocate(globalBatch * e), allDM = arena.allocate(globalBatch * e), local = arena.allocate(batch.count * e)
         comm.allGatherV(send: fC, receive: allC, counts: counts)
         comm.allGatherV(send: state.fDM!, receive: allDM, counts: counts)
-        _ = symmetricInfoNCE(a: allC, b: allDM, batch: globalBatch, dim: e, logScale: 0.6, normalize: true, da: nil, db: dDM, arena: arena)
-        let local = dDM + mine.lowerBound * e
+        _ = symmetricInfoNCE(a: allC, b: allDM, batch: globalBatch, dim: e, logScale: 0.6, normalize: true, gradientRows: mine,
+                             da: nil, db: local, arena: arena)
         for i in 0..<batch.count * e { local[i] *= Float(comm.size) }
         let t2 = now()
         model.backward(state, dFDM: local, dPooled: nil, arena: arena)

@@ -108,6 +108,10 @@ public final class Pretrainer {
     let faults = Faults()
     let log: (String) -> Void
     let globalBatch: Int
+    /// Rows per forward/backward chunk (train.chunk_size; 0: all local rows at once).
+    let chunkSize: Int
+    /// Rows per block of the loss logits (train.loss_tile_rows).
+    let lossTileRows: Int
     let stepsPerEpoch: Int
     let totalSteps: Int
     var step = 0
@@ -127,6 +131,8 @@ public final class Pretrainer {
         self.log = log
         let c = setup.config
         globalBatch = c.int("train.global_batch")
+        chunkSize = c.int("train.chunk_size")
+        lossTileRows = c.int("train.loss_tile_rows")
         guard globalBatch >= comm.size else {
             throw InputError("train.global_batch = \(globalBatch) is smaller than the world size \(comm.size) (every rank needs at least one row)")
         }
@@ -262,30 +268,53 @@ public final class Pretrainer {
     }
 
     /// One distributed optimizer step. Returns (global loss, gradient norm before clipping).
+    ///
+    /// With `train.chunk_size` = c > 0 smaller than the rank's rows, the step runs in two passes (GradCache,
+    /// Gao et al. 2021): pass 1 embeds the rows c at a time and drops each chunk's activations; the loss over
+    /// the gathered global batch gives dL/df_DM for every local row; pass 2 re-runs each chunk with its
+    /// activations and backpropagates its slice. The update is the one-pass update; memory is set by c.
     func trainStep(lrScale: Float) throws -> (Float, Float) {
         let indices = batchIndices(step: step)
         let mine = shard(globalBatch, rank: comm.rank)
-        let batch = builder.batch(mine.map { setup.train[indices[$0]] })
+        let trials = mine.map { setup.train[indices[$0]] }
+        let e = setup.store.dim, n = trials.count
+        let chunk = chunkSize > 0 ? min(chunkSize, n) : n
         arena.reset()
         params.zeroGrads()
-        let e = setup.store.dim, n = batch.count
-        let state = model.forward(batch, arena: arena)
-        let fC = arena.allocate(n * e)
-        builder.criteriaEmbedding(batch, into: fC)
+        // Pass 1: f_C and f_DM of the local rows, (n, E) each.
+        let fC = arena.allocate(n * e), fDM = arena.allocate(n * e)
+        var onePass: CLaDMoP.State?
+        for c0 in stride(from: 0, to: n, by: chunk) {
+            let batch = builder.batch(Array(trials[c0..<min(c0 + chunk, n)]))
+            builder.criteriaEmbedding(batch, into: fC + c0 * e)
+            let mark = arena.mark()
+            let state = model.forward(batch, arena: arena)
+            (fDM + c0 * e).update(from: state.fDM!, count: batch.count * e)
+            if chunk == n { onePass = state } else { arena.release(to: mark) }
+        }
         // Gather both sides of every pair of the global batch.
         let counts = (0..<comm.size).map { shard(globalBatch, rank: $0).count * e }
         let allC = arena.allocate(globalBatch * e), allDM = arena.allocate(globalBatch * e)
         comm.allGatherV(send: fC, receive: allC, counts: counts)
-        comm.allGatherV(send: state.fDM!, receive: allDM, counts: counts)
-        let dDM = arena.allocate(globalBatch * e)
+        comm.allGatherV(send: fDM, receive: allDM, counts: counts)
+        let dDM = arena.allocate(n * e)
         let result = symmetricInfoNCE(a: allC, b: allDM, batch: globalBatch, dim: e, logScale: params.value(model.logScale)[0],
-                                      normalize: config.bool("loss.normalize"), da: nil, db: dDM, arena: arena,
-                                      onlyRows: faults.dropRemoteColumns ? mine : nil)
+                                      normalize: config.bool("loss.normalize"), gradientRows: mine, da: nil, db: dDM,
+                                      tileRows: lossTileRows, arena: arena, onlyRows: faults.dropRemoteColumns ? mine : nil)
         // Each rank backpropagates the exact gradient of the global loss for its rows; scaled by W so that
         // the average over ranks is the sum (the gradient of the global loss).
-        let local = dDM + mine.lowerBound * e
-        if !faults.noWorldScale { for i in 0..<n * e { local[i] *= Float(comm.size) } }
-        model.backward(state, dFDM: local, dPooled: nil, arena: arena)
+        if !faults.noWorldScale { for i in 0..<n * e { dDM[i] *= Float(comm.size) } }
+        if let state = onePass {
+            model.backward(state, dFDM: dDM, dPooled: nil, arena: arena)
+        } else {
+            // Pass 2: each chunk again, with activations, and its slice of dL/df_DM.
+            for c0 in stride(from: 0, to: n, by: chunk) {
+                let mark = arena.mark()
+                let state = model.forward(builder.batch(Array(trials[c0..<min(c0 + chunk, n)])), arena: arena)
+                model.backward(state, dFDM: dDM + c0 * e, dPooled: nil, arena: arena)
+                arena.release(to: mark)
+            }
+        }
         if !params.isFrozen(model.logScale) { params.grad(model.logScale)[0] = result.dLogScale }
         comm.allReduceAverage(params.grads, count: params.count)
         if step == 0, let path = faults.dumpGradient, comm.isRoot {
@@ -323,7 +352,7 @@ public final class Pretrainer {
         let mine = shard(val.count, rank: comm.rank)
         let fC = FloatPtr.allocate(capacity: max(mine.count * e, 1)), fDM = FloatPtr.allocate(capacity: max(mine.count * e, 1))
         defer { fC.deallocate(); fDM.deallocate() }
-        let chunk = max(globalBatch / comm.size, 1)
+        let chunk = chunkSize > 0 ? chunkSize : max(globalBatch / comm.size, 1)
         var start = mine.lowerBound
         while start < mine.upperBound {
             let end = min(start + chunk, mine.upperBound)
@@ -342,7 +371,7 @@ public final class Pretrainer {
         comm.allGatherV(send: fDM, receive: allDM, counts: counts)
         arena.reset()
         return retrievalMetrics(fC: allC, fDM: allDM, count: val.count, dim: e, logScale: params.value(model.logScale)[0],
-                                normalize: config.bool("loss.normalize"), arena: arena)
+                                normalize: config.bool("loss.normalize"), tileRows: lossTileRows, arena: arena)
     }
 
     /// Evaluates, logs, tracks the best; returns true when early stopping triggers.

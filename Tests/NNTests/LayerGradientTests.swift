@@ -234,6 +234,29 @@ final class LayerGradientTests: XCTestCase {
         }
     }
 
+    /// Blocked logits (running column log-sum-exp) and gradients for a subset of rows give what the one-block
+    /// computation gives for the whole batch.
+    func testInfoNCETilesAndGradientRowsMatchTheWholeBatch() {
+        let n = 11, d = 6
+        let a = randomBuffer(n * d, seed: 31, std: 1), b = randomBuffer(n * d, seed: 32, std: 1)
+        let arena = ActivationArena()
+        let fullA = zeroBuffer(n * d), fullB = zeroBuffer(n * d)
+        let full = symmetricInfoNCE(a: a, b: b, batch: n, dim: d, logScale: 1.2, normalize: true, da: fullA, db: fullB, arena: arena)
+        for tile in [1, 3, 4, 11] {
+            for rows in [0..<n, 2..<7, 10..<11] {
+                let ga = zeroBuffer(rows.count * d), gb = zeroBuffer(rows.count * d)
+                let r = symmetricInfoNCE(a: a, b: b, batch: n, dim: d, logScale: 1.2, normalize: true, gradientRows: rows,
+                                         da: ga, db: gb, tileRows: tile, arena: arena)
+                XCTAssertEqual(r.loss, full.loss, accuracy: 1e-6 * abs(full.loss), "tile \(tile)")
+                XCTAssertEqual(r.dLogScale, full.dLogScale, accuracy: 1e-5, "tile \(tile)")
+                for i in 0..<rows.count * d {
+                    XCTAssertEqual(ga[i], fullA[rows.lowerBound * d + i], accuracy: 1e-6, "da tile \(tile) rows \(rows)")
+                    XCTAssertEqual(gb[i], fullB[rows.lowerBound * d + i], accuracy: 1e-6, "db tile \(tile) rows \(rows)")
+                }
+            }
+        }
+    }
+
     func testInfoNCEKnownValue() {
         // Two orthogonal unit pairs, s = 1: each row is softmax([1, 0]) -> CE = log(1 + e^-1).
         let a: [Float] = [1, 0, 0, 1], b: [Float] = [1, 0, 0, 1]

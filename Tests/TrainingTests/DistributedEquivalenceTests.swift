@@ -74,6 +74,18 @@ final class DistributedEquivalenceTests: XCTestCase {
         XCTAssertLessThan(p, 1e-4)
     }
 
+    /// GradCache: two passes over chunks of 2 rows (of the 6 per rank), the loss in blocks of 5 rows of the 12 x 12
+    /// logits, give the one-pass step: same gradient, same parameters after 10 Adam steps (W = 2).
+    func testChunkedTwoPassTrainingMatchesOnePass() throws {
+        let one = try train(ranks: 2, steps: 10, name: "onepass")
+        let chunked = try train(ranks: 2, steps: 10, extra: ["--set", "train.chunk_size=2", "--set", "train.loss_tile_rows=5"], name: "chunked")
+        let g = relativeDifference(chunked.gradient, one.gradient), p = relativeDifference(chunked.parameters, one.parameters)
+        print("chunked (chunk 2, loss tiles of 5) vs one pass, W=2: loss \(chunked.loss) vs \(one.loss), gradient rel diff \(g), parameters after 10 steps rel diff \(p)")
+        XCTAssertEqual(chunked.loss, one.loss, accuracy: 1e-6 * abs(one.loss))
+        XCTAssertLessThan(g, 1e-5)
+        XCTAssertLessThan(p, 1e-5)
+    }
+
     func testOverTCPTransport() throws {
         let a = try train(ranks: 1, steps: 1, name: "tcp1")
         let b = try train(ranks: 2, steps: 1, mpiFlags: ["--mca", "btl", "self,tcp"], name: "tcp2")
