@@ -95,8 +95,7 @@ public func runTrainingBenchmark(config c: Config, comm: Communicator) -> [Strin
     times.withUnsafeMutableBufferPointer { comm.allReduceMax($0.baseAddress!, count: 6) }
     var sums = [usefulFlops, paddedFlops]
     sums.withUnsafeMutableBufferPointer { comm.allReduceSum($0.baseAddress!, count: 2) }
-    var usage = rusage(); getrusage(RUSAGE_SELF.rawValue, &usage)
-    var rss = [Double(usage.ru_maxrss) / 1024]
+    var rss = [peakRSSMiB()]
     rss.withUnsafeMutableBufferPointer { comm.allReduceMax($0.baseAddress!, count: 1) }
     let stepTime = times[5]
     let fullFlops = 3 * model.forwardFLOPs(molLength: lmMax, codeLength: lcMax, sentenceLength: lsMax)

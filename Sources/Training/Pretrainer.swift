@@ -225,12 +225,14 @@ public final class Pretrainer {
             ? .warmupCosine(warmupSteps: config.int("optimizer.warmup_steps"), totalSteps: totalSteps, minRatio: config.float("optimizer.min_lr_ratio"))
             : .constant
         var windowStart = Date(), windowSamples = 0
-        let runStart = Date()
+        let runStart = Date(), firstStep = step
+        var stepSeconds = 0.0
         while step < totalSteps {
             heartbeat()
             try injectFaults()
             let t0 = Date()
             let (loss, gradNorm) = try trainStep(lrScale: schedule.factor(step: step + 1))
+            stepSeconds += Date().timeIntervalSince(t0)
             step += 1
             windowSamples += globalBatch
             let checkEvery = config.int("train.checksum_every")
@@ -261,7 +263,14 @@ public final class Pretrainer {
             }
         }
         progress.finish()
+        // Summary over ranks: the largest peak RSS, the slowest rank's time in training steps.
+        var summary = [peakRSSMiB(), stepSeconds]
+        summary.withUnsafeMutableBufferPointer { comm.allReduceMax($0.baseAddress!, count: 2) }
         if comm.isRoot {
+            try metrics?.write(["type": "summary", "step": step, "steps_run": step - firstStep, "world_size": comm.size,
+                                "global_batch": globalBatch, "chunk_size": chunkSize, "peak_rss_mb": summary[0],
+                                "train_seconds": summary[1], "best_val_loss": bestValLoss.isFinite ? bestValLoss : -1,
+                                "samples_per_second": summary[1] > 0 ? Double((step - firstStep) * globalBatch) / summary[1] : 0])
             log(String(format: "pretrain: done, %d steps in %@", step, formatDuration(Date().timeIntervalSince(runStart))))
             try writeReport()
         }

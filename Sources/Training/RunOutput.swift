@@ -1,6 +1,13 @@
 import Config
 import Foundation
 
+/// Peak resident set size of this process in MiB (getrusage).
+public func peakRSSMiB() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return Double(usage.ru_maxrss) / 1024
+}
+
 /// Appends one JSON object per line to metrics.jsonl (flushed after each line; resumed runs append).
 public final class MetricsLog {
     let handle: FileHandle

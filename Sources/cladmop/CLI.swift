@@ -24,7 +24,7 @@ struct Cladmop: ParsableCommand {
         commandName: "cladmop",
         abstract: "Distributed CLaDMoP contrastive pretraining and trial outcome prediction on OpenMPI + OpenBLAS.",
         discussion: "Run under `mpirun -np N cladmop ...` for N ranks; without mpirun it runs as one rank.",
-        subcommands: [Featurize.self, Pretrain.self, Finetune.self, Evaluate.self, Predict.self, Baseline.self, Compare.self, Encode.self, Synth.self, Split.self, Bench.self, ShowConfig.self, CheckHostfile.self])
+        subcommands: [Featurize.self, Pretrain.self, Finetune.self, Evaluate.self, Predict.self, Baseline.self, Compare.self, Encode.self, Synth.self, Split.self, Bench.self, ShowConfig.self, CheckHostfile.self, SweepReport.self])
 }
 
 /// Runs `body` on this rank; any error ends the whole job with its message (MPI_Abort under mpirun):
@@ -38,13 +38,6 @@ func runJob(_ body: (Communicator) throws -> Void) {
     } catch {
         comm.abort(message: "\(error)", code: 1)
     }
-}
-
-/// Peak resident set size of this process in MiB (getrusage).
-func peakRSSMiB() -> Double {
-    var usage = rusage()
-    getrusage(RUSAGE_SELF.rawValue, &usage)
-    return Double(usage.ru_maxrss) / 1024
 }
 
 /// Monotonic seconds.

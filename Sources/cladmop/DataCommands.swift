@@ -101,11 +101,23 @@ struct ShowConfig: ParsableCommand {
     @Flag(help: "Print docs/configuration.md's table of every key.")
     var markdown = false
 
+    @Option(help: ArgumentHelp("Print only the resolved value of this key (for scripts).", valueName: "section.key"))
+    var get: String?
+
     @OptionGroup var options: ConfigOptions
 
     func run() throws {
         runJob { _ in
-            if markdown { print(configurationMarkdown(), terminator: "") } else { print(try options.load().yaml, terminator: "") }
+            if markdown { print(configurationMarkdown(), terminator: ""); return }
+            let config = try options.load()
+            if let key = get {
+                guard let value = config.values[key] else {
+                    throw InputError("--get \(key): unknown key (see docs/configuration.md)")
+                }
+                print(value)
+            } else {
+                print(config.yaml, terminator: "")
+            }
         }
     }
 }

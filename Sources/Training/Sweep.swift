@@ -1,0 +1,99 @@
+import Config
+import Foundation
+import NN
+
+/// One point of a batch-size sweep, read back from its pretraining run directory.
+public struct SweepPoint {
+    public var globalBatch: Int
+    public var learningRate: Double
+    public var status: String
+    public var bestValLoss: Double?
+    public var epochsToBest: Double?
+    public var samplesToBest: Int?
+    public var finalTop1: Double?
+    public var chanceTop1: Double?
+    public var samplesPerSecond: Double?
+    public var peakRSSMiB: Double?
+
+    /// Reads `runDir/metrics.jsonl` of a run that exited with `exitStatus`; a run that failed or left no
+    /// evaluation and summary is marked failed.
+    public init(globalBatch: Int, learningRate: Double, exitStatus: Int, runDir: String) {
+        self.globalBatch = globalBatch
+        self.learningRate = learningRate
+        var evals: [[String: Any]] = [], summary: [String: Any]?
+        if let text = try? String(contentsOfFile: runDir + "/metrics.jsonl", encoding: .utf8) {
+            for line in text.split(separator: "\n") {
+                guard let o = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any] else { continue }
+                if o["type"] as? String == "eval" { evals.append(o) }
+                if o["type"] as? String == "summary" { summary = o }
+            }
+        }
+        let ok = exitStatus == 0 && !evals.isEmpty && summary != nil
+        status = ok ? "ok" : "failed"
+        guard ok, let summary else { return }
+        let best = evals.min { ($0["val_loss"] as? Double ?? .infinity) < ($1["val_loss"] as? Double ?? .infinity) }!
+        bestValLoss = best["val_loss"] as? Double
+        epochsToBest = best["epoch"] as? Double
+        samplesToBest = (best["step"] as? Int).map { $0 * globalBatch }
+        finalTop1 = evals.last!["val_top1_c2dm"] as? Double
+        chanceTop1 = evals.last!["chance_top1"] as? Double
+        samplesPerSecond = summary["samples_per_second"] as? Double
+        peakRSSMiB = summary["peak_rss_mb"] as? Double
+    }
+}
+
+/// Writes `sweep.csv` (global_batch,lr,best_val_loss,epochs_to_best,samples_per_second,peak_rss_mb,status),
+/// `sweep.svg` (the paper's figure 8: best validation loss against batch size, the ball's area growing with
+/// the epochs to that best, the learning rate under each batch) and `summary.md`, atomically, into `dir`.
+public func writeSweepReport(dir: String, points: [SweepPoint], title: String) throws {
+    func f(_ v: Double?, _ format: String) -> String { v.map { String(format: format, $0) } ?? "" }
+    var csv = "global_batch,lr,best_val_loss,epochs_to_best,samples_per_second,peak_rss_mb,status\n"
+    var md = "# \(title)\n\n| global batch | lr | best val loss | epochs to best | samples to best | final top-1 C->DM (chance) | samples/s | peak RSS/rank (MiB) | status |\n|---|---|---|---|---|---|---|---|---|\n"
+    for p in points {
+        csv += "\(p.globalBatch),\(p.learningRate),\(f(p.bestValLoss, "%.6f")),\(f(p.epochsToBest, "%.3f")),\(f(p.samplesPerSecond, "%.2f")),\(f(p.peakRSSMiB, "%.1f")),\(p.status)\n"
+        let top1 = p.finalTop1.map { String(format: "%.3f (%.4f)", $0, p.chanceTop1 ?? 0) } ?? ""
+        md += "| \(p.globalBatch) | \(String(format: "%.3g", p.learningRate)) | \(f(p.bestValLoss, "%.4f")) | \(f(p.epochsToBest, "%.2f")) | \(p.samplesToBest.map(String.init) ?? "") | \(top1) | \(f(p.samplesPerSecond, "%.1f")) | \(f(p.peakRSSMiB, "%.0f")) | \(p.status) |\n"
+    }
+    md += "\n![batch size vs validation loss](sweep.svg)\n\nThe ball's area grows with the epochs to the best validation loss; the learning rate of each point is under its batch size.\n"
+    try writeFileAtomically(dir + "/sweep.csv") { try $0.write(contentsOf: Data(csv.utf8)) }
+    try writeFileAtomically(dir + "/sweep.svg") { try $0.write(contentsOf: Data(batchScalingPlot(points, title: title).utf8)) }
+    try writeFileAtomically(dir + "/summary.md") { try $0.write(contentsOf: Data(md.utf8)) }
+}
+
+/// Figure 8 of the paper as SVG: x = log2 global batch, y = best validation loss, ball radius ~ sqrt(epochs).
+func batchScalingPlot(_ points: [SweepPoint], title: String) -> String {
+    let w = 720.0, h = 440.0, left = 70.0, right = 30.0, top = 40.0, bottom = 80.0
+    let done = points.filter { $0.bestValLoss != nil }
+    let xs = points.map { log2(Double($0.globalBatch)) }, ys = done.map { $0.bestValLoss! }
+    var x0 = (xs.min() ?? 0) - 0.5, x1 = (xs.max() ?? 1) + 0.5, y0 = ys.min() ?? 0, y1 = ys.max() ?? 1
+    if x1 - x0 < 1 { x0 -= 0.5; x1 += 0.5 }
+    if y1 - y0 < 1e-9 { y0 -= 0.5; y1 += 0.5 }
+    let pad = (y1 - y0) * 0.15; y0 -= pad; y1 += pad
+    func px(_ b: Int) -> Double { left + (log2(Double(b)) - x0) / (x1 - x0) * (w - left - right) }
+    func py(_ y: Double) -> Double { h - bottom - (y - y0) / (y1 - y0) * (h - top - bottom) }
+    let maxEpochs = done.compactMap(\.epochsToBest).max() ?? 1
+    var s = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(w))\" height=\"\(Int(h))\" font-family=\"sans-serif\" font-size=\"12\">\n"
+    s += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+    s += "<text x=\"\(w / 2)\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">\(title)</text>\n"
+    s += "<line x1=\"\(left)\" y1=\"\(h - bottom)\" x2=\"\(w - right)\" y2=\"\(h - bottom)\" stroke=\"black\"/>\n"
+    s += "<line x1=\"\(left)\" y1=\"\(top)\" x2=\"\(left)\" y2=\"\(h - bottom)\" stroke=\"black\"/>\n"
+    for k in 0...4 {
+        let yv = y0 + (y1 - y0) * Double(k) / 4
+        s += String(format: "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%.3f</text>\n", left - 6, py(yv) + 4, yv)
+    }
+    for p in points {
+        let x = px(p.globalBatch)
+        s += String(format: "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%d</text>\n", x, h - bottom + 18, p.globalBatch)
+        s += String(format: "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" fill=\"#555\">lr %.2g</text>\n", x, h - bottom + 34, p.learningRate)
+        guard let y = p.bestValLoss, let e = p.epochsToBest else {
+            s += String(format: "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" fill=\"#d62728\">failed</text>\n", x, h - bottom - 10)
+            continue
+        }
+        let r = 4 + 18 * (max(e, 0) / max(maxEpochs, 1e-9)).squareRoot()
+        s += String(format: "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"%.1f\" fill=\"#1f77b4\" fill-opacity=\"0.45\" stroke=\"#1f77b4\"/>\n", x, py(y), r)
+        s += String(format: "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"10\">%.1f ep</text>\n", x, py(y) - r - 4, e)
+    }
+    s += "<text x=\"\(w / 2)\" y=\"\(h - 22)\" text-anchor=\"middle\">global batch size (log scale); learning rate below</text>\n"
+    s += "<text x=\"16\" y=\"\((h - bottom + top) / 2)\" text-anchor=\"middle\" transform=\"rotate(-90 16 \((h - bottom + top) / 2))\">best validation InfoNCE loss</text>\n"
+    return s + "</svg>\n"
+}
