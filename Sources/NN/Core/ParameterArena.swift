@@ -67,7 +67,6 @@ public final class ParameterArena {
         let ref = ParamRef(index: entries.count, offset: count, count: n)
         entries.append(Entry(name: name, shape: shape, offset: count, count: n, group: group))
         byName[name] = ref.index
-        staging.reserveCapacity(count + n)
         switch initializer {
         case .zeros: staging.append(contentsOf: repeatElement(0, count: n))
         case .ones: staging.append(contentsOf: repeatElement(1, count: n))
