@@ -103,21 +103,3 @@ public struct MultiHeadAttention {
         value.backward(p, xkv, c.vc, dv, dxkv, rows: batch * lk, arena: arena)
     }
 }
-
-/// Row-wise softmax in place over (rows, cols); masked columns (mask[j] == 0) get 0,
-/// and a row with no unmasked column becomes all zeros.
-@inline(__always)
-func maskedSoftmaxRows(_ s: FloatPtr, rows: Int, cols: Int, mask: UnsafePointer<UInt8>?) {
-    for i in 0..<rows {
-        let r = s + i * cols
-        var mx = -Float.infinity
-        for j in 0..<cols where mask == nil || mask![j] != 0 { mx = max(mx, r[j]) }
-        if mx == -Float.infinity { r.update(repeating: 0, count: cols); continue }
-        var sum: Float = 0
-        for j in 0..<cols {
-            if mask == nil || mask![j] != 0 { let e = expf(r[j] - mx); r[j] = e; sum += e } else { r[j] = 0 }
-        }
-        let inv = 1 / sum
-        for j in 0..<cols { r[j] *= inv }
-    }
-}

@@ -1,0 +1,79 @@
+#include "ckernels.h"
+
+// On x86-64 each kernel is compiled twice, for AVX2+FMA and for the baseline, and the loader picks one.
+#if defined(__x86_64__) && defined(__clang__)
+#define VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define VECTOR_CLONES
+#endif
+
+// exp(x) = 2^n e^r, n = round(x / ln 2), r = x - n ln 2 (Cody-Waite split), e^r by Cephes' degree-6
+// polynomial on [-ln2/2, ln2/2]. Branch-free so that loops over it vectorise.
+static inline float exp_poly(float x) {
+    x = x < -87.0f ? -87.0f : x;
+    x = x > 88.0f ? 88.0f : x;
+    float n = __builtin_floorf(x * 1.44269504088896341f + 0.5f);
+    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    union { int32_t i; float f; } scale = { .i = ((int32_t)n + 127) << 23 };
+    return p * scale.f;
+}
+
+// Phi(x) = (1 + erf(x / sqrt 2)) / 2 with erf(u) = sign(u) (1 - t (a1 + t (a2 + ... t a5)) e^{-u^2}),
+// t = 1 / (1 + p |u|); e = e^{-x^2/2} is passed in (the backward pass reuses it for phi).
+static inline float normal_cdf(float x, float e) {
+    float u = x * 0.70710678118654752f;
+    float au = u < 0 ? -u : u;
+    float t = 1.0f / (1.0f + 0.3275911f * au);
+    float poly = t * (0.254829592f + t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f + t * 1.061405429f))));
+    float erf_abs = 1.0f - poly * e;
+    return 0.5f * (1.0f + (u < 0 ? -erf_abs : erf_abs));
+}
+
+VECTOR_CLONES
+void ck_gelu_forward(const float *x, float *y, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i];
+        y[i] = v * normal_cdf(v, exp_poly(-0.5f * v * v));
+    }
+}
+
+VECTOR_CLONES
+void ck_gelu_backward(const float *x, const float *dy, float *dx, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i];
+        float e = exp_poly(-0.5f * v * v);
+        dx[i] += dy[i] * (normal_cdf(v, e) + v * e * 0.39894228040143268f);
+    }
+}
+
+VECTOR_CLONES
+void ck_masked_softmax_rows(float *s, size_t rows, size_t cols, const uint8_t *mask) {
+    for (size_t i = 0; i < rows; i++) {
+        float *r = s + i * cols;
+        float mx = -__builtin_inff();
+        if (mask) {
+            for (size_t j = 0; j < cols; j++) { float v = mask[j] ? r[j] : -__builtin_inff(); mx = v > mx ? v : mx; }
+        } else {
+            for (size_t j = 0; j < cols; j++) mx = r[j] > mx ? r[j] : mx;
+        }
+        if (mx == -__builtin_inff()) {
+            for (size_t j = 0; j < cols; j++) r[j] = 0;
+            continue;
+        }
+        float sum = 0;
+        if (mask) {
+            for (size_t j = 0; j < cols; j++) { float e = mask[j] ? exp_poly(r[j] - mx) : 0.0f; r[j] = e; sum += e; }
+        } else {
+            for (size_t j = 0; j < cols; j++) { float e = exp_poly(r[j] - mx); r[j] = e; sum += e; }
+        }
+        float inv = 1.0f / sum;
+        for (size_t j = 0; j < cols; j++) r[j] *= inv;
+    }
+}
