@@ -11,7 +11,7 @@ global batch with the local rows keeping their autograd graph, backpropagates W 
 gradient average is the gradient of the global loss), and DDP all-reduces the gradients in buckets while
 backward runs. Adam. One thread per process.
 
-    python3 benchmarks/train_torch.py --processes 2 [--variable] [--global-batch 128] [--steps 6] [--warmup 2]
+    python3 benchmarks/train_torch.py --processes 2 [--variable] [--attention mha|sdpa] [--global-batch 128] [--steps 6]
 
 Prints one JSON object: samples_per_second, ms_per_step, world_size, global_batch, peak_rss_mb (largest
 over processes), parameters. Needs torch (pip install torch); not used by the product or its tests.
@@ -29,6 +29,23 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 ICD_SIZES = [22, 284, 1917, 10262, 17924, 27407, 40074]
+ATTENTION = "mha"   # set from --attention before the model is built
+
+
+class SDPAttention(nn.Module):
+    """Multi-head attention on F.scaled_dot_product_attention (the same parameters as nn.MultiheadAttention)."""
+
+    def __init__(self, d, heads):
+        super().__init__()
+        self.heads = heads
+        self.q, self.k, self.v, self.o = (nn.Linear(d, d) for _ in range(4))
+
+    def forward(self, x, kv, ignore):
+        n, lq, d = x.shape
+        split = lambda t: t.view(n, -1, self.heads, d // self.heads).transpose(1, 2)
+        mask = None if ignore is None else ~ignore[:, None, None, :]
+        a = F.scaled_dot_product_attention(split(self.q(x)), split(self.k(kv)), split(self.v(kv)), attn_mask=mask)
+        return self.o(a.transpose(1, 2).reshape(n, lq, d))
 
 
 class Layer(nn.Module):
@@ -38,14 +55,18 @@ class Layer(nn.Module):
         super().__init__()
         self.ln_q = nn.LayerNorm(d)
         self.ln_kv = nn.LayerNorm(d) if cross else None
-        self.attn = nn.MultiheadAttention(d, heads, batch_first=True)
+        self.sdpa = ATTENTION == "sdpa"
+        self.attn = SDPAttention(d, heads) if self.sdpa else nn.MultiheadAttention(d, heads, batch_first=True)
         self.ln_ffn = nn.LayerNorm(d)
         self.ffn = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
 
     def forward(self, x, kv=None, ignore=None):
         q = self.ln_q(x)
         k = self.ln_kv(kv) if self.ln_kv is not None else q
-        a, _ = self.attn(q, k, k, key_padding_mask=ignore, need_weights=False)
+        if self.sdpa:
+            a = self.attn(q, k, ignore)
+        else:
+            a, _ = self.attn(q, k, k, key_padding_mask=ignore, need_weights=False)
         x = x + a
         return x + self.ffn(self.ln_ffn(x))
 
@@ -135,6 +156,8 @@ def gather_rows(t, rank, world):
 
 
 def worker(rank, world, args, port, out):
+    global ATTENTION
+    ATTENTION = args.attention
     torch.set_num_threads(1)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
@@ -172,7 +195,7 @@ def worker(rank, world, args, port, out):
     rss = torch.tensor([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0])
     dist.all_reduce(rss, op=dist.ReduceOp.MAX)
     if rank == 0:
-        out.put({"implementation": f"pytorch {torch.__version__} eager, gloo DDP", "world_size": world,
+        out.put({"implementation": f"pytorch {torch.__version__} eager, gloo DDP, attention {args.attention}", "world_size": world,
                  "global_batch": args.global_batch, "variable_lengths": args.variable, "steps": args.steps,
                  "ms_per_step": 1000 * float(step_seconds), "samples_per_second": args.global_batch / float(step_seconds),
                  "peak_rss_mb": float(rss), "parameters": parameters})
@@ -183,6 +206,8 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--processes", type=int, default=2)
     p.add_argument("--variable", action="store_true", help="lengths vary per row (configs/bench.yaml); default: full lengths")
+    p.add_argument("--attention", choices=["mha", "sdpa"], default="mha",
+                   help="nn.MultiheadAttention (default) or F.scaled_dot_product_attention")
     p.add_argument("--global-batch", type=int, default=128)
     p.add_argument("--steps", type=int, default=6)
     p.add_argument("--warmup", type=int, default=2)
