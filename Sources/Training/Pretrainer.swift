@@ -267,10 +267,12 @@ public final class Pretrainer {
         var summary = [peakRSSMiB(), stepSeconds]
         summary.withUnsafeMutableBufferPointer { comm.allReduceMax($0.baseAddress!, count: 2) }
         if comm.isRoot {
-            try metrics?.write(["type": "summary", "step": step, "steps_run": step - firstStep, "world_size": comm.size,
-                                "global_batch": globalBatch, "chunk_size": chunkSize, "peak_rss_mb": summary[0],
-                                "train_seconds": summary[1], "best_val_loss": bestValLoss.isFinite ? bestValLoss : -1,
-                                "samples_per_second": summary[1] > 0 ? Double((step - firstStep) * globalBatch) / summary[1] : 0])
+            var record: [String: Any] = ["type": "summary", "step": step, "steps_run": step - firstStep, "world_size": comm.size,
+                                         "global_batch": globalBatch, "chunk_size": chunkSize, "peak_rss_mb": summary[0],
+                                         "train_seconds": summary[1],
+                                         "samples_per_second": summary[1] > 0 ? Double((step - firstStep) * globalBatch) / summary[1] : 0]
+            if bestValLoss.isFinite { record["best_val_loss"] = bestValLoss }
+            try metrics?.write(record)
             log(String(format: "pretrain: done, %d steps in %@", step, formatDuration(Date().timeIntervalSince(runStart))))
             try writeReport()
         }
