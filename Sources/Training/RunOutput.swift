@@ -46,6 +46,15 @@ final class ProgressLine {
     func finish() { if enabled && open { print(""); open = false } }
 }
 
+/// The opening of an SVG plot: white background, title, x and y axes along the plot area's left and bottom.
+func svgFrame(width w: Double, height h: Double, left: Double, right: Double, top: Double, bottom: Double, title: String) -> String {
+    var s = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(w))\" height=\"\(Int(h))\" font-family=\"sans-serif\" font-size=\"12\">\n"
+    s += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+    s += "<text x=\"\(w / 2)\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">\(title)</text>\n"
+    s += "<line x1=\"\(left)\" y1=\"\(h - bottom)\" x2=\"\(w - right)\" y2=\"\(h - bottom)\" stroke=\"black\"/>\n"
+    return s + "<line x1=\"\(left)\" y1=\"\(top)\" x2=\"\(left)\" y2=\"\(h - bottom)\" stroke=\"black\"/>\n"
+}
+
 /// A line plot as SVG: each series is (label, [(x, y)]).
 public func svgLinePlot(title: String, xLabel: String, yLabel: String, series: [(String, [(Double, Double)])],
                         logX: Bool = false) -> String {
@@ -60,11 +69,7 @@ public func svgLinePlot(title: String, xLabel: String, yLabel: String, series: [
     func px(_ x: Double) -> Double { left + (tx(x) - x0) / (x1 - x0) * (w - left - right) }
     func py(_ y: Double) -> Double { h - bottom - (y - y0) / (y1 - y0) * (h - top - bottom) }
     let colors = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#17becf"]
-    var s = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(w))\" height=\"\(Int(h))\" font-family=\"sans-serif\" font-size=\"12\">\n"
-    s += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
-    s += "<text x=\"\(w / 2)\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">\(title)</text>\n"
-    s += "<line x1=\"\(left)\" y1=\"\(h - bottom)\" x2=\"\(w - right)\" y2=\"\(h - bottom)\" stroke=\"black\"/>\n"
-    s += "<line x1=\"\(left)\" y1=\"\(top)\" x2=\"\(left)\" y2=\"\(h - bottom)\" stroke=\"black\"/>\n"
+    var s = svgFrame(width: w, height: h, left: left, right: right, top: top, bottom: bottom, title: title)
     for k in 0...4 {
         let yv = y0 + (y1 - y0) * Double(k) / 4, xv = x0 + (x1 - x0) * Double(k) / 4
         let xShown = logX ? pow(10, xv) : xv

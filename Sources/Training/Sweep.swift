@@ -72,11 +72,7 @@ func batchScalingPlot(_ points: [SweepPoint], title: String) -> String {
     func px(_ b: Int) -> Double { left + (log2(Double(b)) - x0) / (x1 - x0) * (w - left - right) }
     func py(_ y: Double) -> Double { h - bottom - (y - y0) / (y1 - y0) * (h - top - bottom) }
     let maxEpochs = done.compactMap(\.epochsToBest).max() ?? 1
-    var s = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(w))\" height=\"\(Int(h))\" font-family=\"sans-serif\" font-size=\"12\">\n"
-    s += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
-    s += "<text x=\"\(w / 2)\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">\(title)</text>\n"
-    s += "<line x1=\"\(left)\" y1=\"\(h - bottom)\" x2=\"\(w - right)\" y2=\"\(h - bottom)\" stroke=\"black\"/>\n"
-    s += "<line x1=\"\(left)\" y1=\"\(top)\" x2=\"\(left)\" y2=\"\(h - bottom)\" stroke=\"black\"/>\n"
+    var s = svgFrame(width: w, height: h, left: left, right: right, top: top, bottom: bottom, title: title)
     for k in 0...4 {
         let yv = y0 + (y1 - y0) * Double(k) / 4
         s += String(format: "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%.3f</text>\n", left - 6, py(yv) + 4, yv)
