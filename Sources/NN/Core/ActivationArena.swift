@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Bump allocator for activations and scratch buffers of one training step.
 ///
 /// `allocate` hands out 64-byte aligned Float buffers from large blocks; `reset()` at the start of a
@@ -14,16 +18,24 @@ public final class ActivationArena {
 
     public init(blockFloats: Int = 1 << 22) { self.blockFloats = blockFloats }
 
-    deinit { for b in blocks { b.base.deallocate() } }
+    deinit { for b in blocks { Self.unmap(b) } }
+
+    /// Blocks are mapped directly (not malloc'd): an unmapped block leaves the resident set at once, where
+    /// malloc would keep freed mid-size blocks in its heap and the step's high-water mark would count twice.
+    private static func map(_ floats: Int) -> (base: UnsafeMutablePointer<Float>, capacity: Int) {
+        guard let raw = mmap(nil, floats * 4, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), raw != MAP_FAILED else {
+            fatalError("activation arena: cannot map \(floats * 4) bytes: \(String(cString: strerror(errno)))")
+        }
+        return (raw.bindMemory(to: Float.self, capacity: floats), floats)
+    }
+    private static func unmap(_ b: (base: UnsafeMutablePointer<Float>, capacity: Int)) { munmap(b.base, b.capacity * 4) }
 
     /// Starts a new step. If the last step needed more than one block, the blocks are replaced by a single
     /// one of 1.5 x the step's peak size, so that steady state is one block and no allocation.
     public func reset() {
         if blocks.count > 1 {
-            let cap = max(peakFloats + peakFloats / 2, blockFloats)
-            for b in blocks { b.base.deallocate() }
-            let raw = UnsafeMutableRawPointer.allocate(byteCount: cap * 4, alignment: 64)
-            blocks = [(raw.bindMemory(to: Float.self, capacity: cap), cap)]
+            for b in blocks { Self.unmap(b) }
+            blocks = [Self.map(max(peakFloats + peakFloats / 2, blockFloats))]
         }
         block = 0; used = 0; inStep = 0
     }
@@ -42,9 +54,7 @@ public final class ActivationArena {
             }
             block += 1; used = 0
         }
-        let cap = max(blockFloats, n)
-        let raw = UnsafeMutableRawPointer.allocate(byteCount: cap * 4, alignment: 64)
-        blocks.append((raw.bindMemory(to: Float.self, capacity: cap), cap))
+        blocks.append(Self.map(max(blockFloats, n)))
         block = blocks.count - 1
         used = n; inStep += n; peakFloats = max(peakFloats, inStep)
         return blocks[block].base
