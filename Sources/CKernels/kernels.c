@@ -52,28 +52,3 @@ void ck_gelu_backward(const float *x, const float *dy, float *dx, size_t n) {
         dx[i] += dy[i] * (normal_cdf(v, e) + v * e * 0.39894228040143268f);
     }
 }
-
-VECTOR_CLONES
-void ck_masked_softmax_rows(float *s, size_t rows, size_t cols, const uint8_t *mask) {
-    for (size_t i = 0; i < rows; i++) {
-        float *r = s + i * cols;
-        float mx = -__builtin_inff();
-        if (mask) {
-            for (size_t j = 0; j < cols; j++) { float v = mask[j] ? r[j] : -__builtin_inff(); mx = v > mx ? v : mx; }
-        } else {
-            for (size_t j = 0; j < cols; j++) mx = r[j] > mx ? r[j] : mx;
-        }
-        if (mx == -__builtin_inff()) {
-            for (size_t j = 0; j < cols; j++) r[j] = 0;
-            continue;
-        }
-        float sum = 0;
-        if (mask) {
-            for (size_t j = 0; j < cols; j++) { float e = mask[j] ? exp_poly(r[j] - mx) : 0.0f; r[j] = e; sum += e; }
-        } else {
-            for (size_t j = 0; j < cols; j++) { float e = exp_poly(r[j] - mx); r[j] = e; sum += e; }
-        }
-        float inv = 1.0f / sum;
-        for (size_t j = 0; j < cols; j++) r[j] *= inv;
-    }
-}

@@ -138,10 +138,15 @@ public final class CLaDMoP {
     /// Everything the forward pass keeps for backward.
     public final class State {
         var batch: ModelBatch
+        /// Real tokens only, packed back to back (rows where the batch's mask is 1).
+        var molLayout = SequenceLayout(lengths: []), disLayout = SequenceLayout(lengths: []), sentenceLayout = SequenceLayout(lengths: [])
+        var molIds: [Int32] = [], codeIds: [Int32] = []
+        var criteria: [FloatPtr] = []           // per level, (sentence rows, E)
+        var keyLayouts: [SequenceLayout] = []
         var molX: [FloatPtr] = [], molCaches: [TransformerCache] = []
         var disX: [FloatPtr] = [], disCaches: [TransformerCache] = []
         var projected: [FloatPtr] = [], projCaches: [LinearCache] = []
-        var keys: [FloatPtr] = [], keyMasks: [[UInt8]] = [], keyLengths: [Int] = []
+        var keys: [FloatPtr] = []
         /// Per block, per grouping layer: queries, cross cache, self-layer inputs/caches, output.
         var queries: [[FloatPtr]] = [], crossCaches: [[TransformerCache]] = []
         var selfInputs: [[[FloatPtr]]] = [], selfCaches: [[[TransformerCache]]] = []
@@ -154,93 +159,114 @@ public final class CLaDMoP {
         init(batch: ModelBatch) { self.batch = batch }
     }
 
+    /// The rows of a padded (n, L, width) array whose mask byte is 1, back to back, and their layout.
+    static func pack<T>(_ values: [T], mask: [UInt8], batch n: Int, length l: Int, width w: Int) -> ([T], SequenceLayout) {
+        var packed: [T] = []
+        packed.reserveCapacity(values.count)
+        var lengths = [Int](repeating: 0, count: n)
+        for i in 0..<n {
+            for j in 0..<l where mask[i * l + j] != 0 {
+                packed.append(contentsOf: values[((i * l + j) * w)..<((i * l + j + 1) * w)])
+                lengths[i] += 1
+            }
+        }
+        return (packed, SequenceLayout(lengths: lengths))
+    }
+
     /// Forward pass: returns the state; `state.fDM` is f_DM (n, E) and `state.pooled` mean(U^{D,M}) (n, d).
+    /// Padding never enters the computation: each modality's real tokens are packed back to back
+    /// (`SequenceLayout`), and attention runs within each trial's rows.
     public func forward(_ b: ModelBatch, arena: ActivationArena) -> State {
         let s = State(batch: b)
-        let p = params, d = config.dim, n = b.count
-        let lm = b.molLength, lc = b.codeLength, ls = b.sentenceLength, e = config.encoderDim
-        // 1. Molecules: token + molecule-position embeddings -> self-attention layers.  x is (n, Lm, d)
-        var x = arena.allocate(n * lm * d)
-        b.molIds.withUnsafeBufferPointer { embeddingSumForward(p, tables: [molToken, molPosition], ids: $0.baseAddress!, rows: n * lm, x) }
+        let p = params, d = config.dim, n = b.count, e = config.encoderDim
+        let w = config.icdTableSizes.count + 1
+        (s.molIds, s.molLayout) = Self.pack(b.molIds, mask: b.molMask, batch: n, length: b.molLength, width: 2)
+        (s.codeIds, s.disLayout) = Self.pack(b.codeIds, mask: b.codeMask, batch: n, length: b.codeLength, width: w)
+        let molL = s.molLayout, disL = s.disLayout
+        // 1. Molecules: token + molecule-position embeddings -> self-attention layers.  x is (molecule rows, d)
+        var x = arena.allocate(molL.rows * d)
+        if molL.rows > 0 { s.molIds.withUnsafeBufferPointer { embeddingSumForward(p, tables: [molToken, molPosition], ids: $0.baseAddress!, rows: molL.rows, x) } }
         s.molX.append(x)
-        b.molMask.withUnsafeBufferPointer { mask in
-            for layer in molLayers {
-                let y = arena.allocate(n * lm * d)
-                s.molCaches.append(layer.forward(p, x, keyMask: mask.baseAddress!, batch: n, length: lm, y, arena: arena))
-                x = y; s.molX.append(y)
-            }
+        for layer in molLayers {
+            let y = arena.allocate(molL.rows * d)
+            s.molCaches.append(layer.forward(p, x, keyMask: nil, layout: molL, y, arena: arena))
+            x = y; s.molX.append(y)
         }
         // 2. Diseases: sum of ancestor embeddings per depth + category embedding -> self-attention layers.
-        x = arena.allocate(n * lc * d)
-        b.codeIds.withUnsafeBufferPointer { embeddingSumForward(p, tables: icdTables + [category], ids: $0.baseAddress!, rows: n * lc, x) }
+        x = arena.allocate(disL.rows * d)
+        if disL.rows > 0 { s.codeIds.withUnsafeBufferPointer { embeddingSumForward(p, tables: icdTables + [category], ids: $0.baseAddress!, rows: disL.rows, x) } }
         s.disX.append(x)
-        b.codeMask.withUnsafeBufferPointer { mask in
-            for layer in disLayers {
-                let y = arena.allocate(n * lc * d)
-                s.disCaches.append(layer.forward(p, x, keyMask: mask.baseAddress!, batch: n, length: lc, y, arena: arena))
-                x = y; s.disX.append(y)
-            }
+        for layer in disLayers {
+            let y = arena.allocate(disL.rows * d)
+            s.disCaches.append(layer.forward(p, x, keyMask: nil, layout: disL, y, arena: arena))
+            x = y; s.disX.append(y)
         }
         let uM = s.molX.last!, uD = s.disX.last!
-        // 3. Multi-level fusion.
+        // 3. Multi-level fusion. Criterion sentences of each level, packed: (sentence rows, E).
+        var sentenceLengths = [Int](repeating: 0, count: n)
+        for i in 0..<n { for j in 0..<b.sentenceLength where b.sentenceMask[i * b.sentenceLength + j] != 0 { sentenceLengths[i] += 1 } }
+        let sentL = SequenceLayout(lengths: sentenceLengths)
+        s.sentenceLayout = sentL
         var previous: FloatPtr? = nil
-        b.criteria.withUnsafeBufferPointer { crit in
-            for level in 0..<ModelConfig.levels {
-                let pc = arena.allocate(n * ls * d)
-                s.projCaches.append(levelProjection[level].forward(p, crit.baseAddress! + level * n * ls * e, pc, rows: n * ls, arena: arena))
-                s.projected.append(pc)
-                let la = previous == nil ? 0 : config.centroidCount(config.groupingLayers - 1)
-                let lk = lm + lc + ls + la
-                // K_x = [U_M; U_D; proj(U_x^C); A_{x-1}], each part plus its source-type embedding.  (n, Lk, d)
-                let keys = arena.allocate(n * lk * d)
-                var mask = [UInt8](repeating: 1, count: n * lk)
-                let t = p.value(blocks[level].typeEmbedding)
-                for i in 0..<n {
-                    let ki = keys + i * lk * d
-                    func put(_ src: ConstFloatPtr, rows: Int, at: Int, type: Int) {
-                        for r in 0..<rows { for c in 0..<d { ki[(at + r) * d + c] = src[r * d + c] + t[type * d + c] } }
-                    }
-                    put(uM + i * lm * d, rows: lm, at: 0, type: 0)
-                    put(uD + i * lc * d, rows: lc, at: lm, type: 1)
-                    put(pc + i * ls * d, rows: ls, at: lm + lc, type: 2)
-                    if let prev = previous { put(prev + i * la * d, rows: la, at: lm + lc + ls, type: 3) }
-                    for j in 0..<lm { mask[i * lk + j] = b.molMask[i * lm + j] }
-                    for j in 0..<lc { mask[i * lk + lm + j] = b.codeMask[i * lc + j] }
-                    for j in 0..<ls { mask[i * lk + lm + lc + j] = b.sentenceMask[i * ls + j] }
+        let la = config.centroidCount(config.groupingLayers - 1)
+        for level in 0..<ModelConfig.levels {
+            let crit = arena.allocate(sentL.rows * e)
+            var row = 0
+            for i in 0..<n {
+                for j in 0..<b.sentenceLength where b.sentenceMask[i * b.sentenceLength + j] != 0 {
+                    let src = ((level * n + i) * b.sentenceLength + j) * e
+                    b.criteria.withUnsafeBufferPointer { (crit + row * e).update(from: $0.baseAddress! + src, count: e) }
+                    row += 1
                 }
-                s.keys.append(keys); s.keyMasks.append(mask); s.keyLengths.append(lk)
-                // Grouping layers: centroids cross-attend to K_x (g = 0) or to the previous layer's tokens.
-                var kv = ConstFloatPtr(keys), kvLength = lk
-                var queries: [FloatPtr] = [], crossCaches: [TransformerCache] = [], inputs: [[FloatPtr]] = []
-                var caches: [[TransformerCache]] = [], outputs: [FloatPtr] = []
-                let block = blocks[level]
-                for g in 0..<config.groupingLayers {
-                    let cg = config.centroidCount(g)
-                    let q = arena.allocate(n * cg * d)
-                    for i in 0..<n { (q + i * cg * d).update(from: p.value(block.centroids[g]), count: cg * d) }
-                    var y = arena.allocate(n * cg * d)
-                    let cc = mask.withUnsafeBufferPointer { m in
-                        block.cross[g].forward(p, q, kv: kv, keyMask: g == 0 ? m.baseAddress! : nil, batch: n, length: cg,
-                                               keyLength: kvLength, y, arena: arena)
-                    }
-                    queries.append(q); crossCaches.append(cc)
-                    var gi: [FloatPtr] = [], gc: [TransformerCache] = []
-                    for layer in block.selfLayers[g] {
-                        let z = arena.allocate(n * cg * d)
-                        gi.append(y)
-                        gc.append(layer.forward(p, y, keyMask: nil, batch: n, length: cg, z, arena: arena))
-                        y = z
-                    }
-                    inputs.append(gi); caches.append(gc); outputs.append(y)
-                    kv = ConstFloatPtr(y); kvLength = cg
-                }
-                s.queries.append(queries); s.crossCaches.append(crossCaches)
-                s.selfInputs.append(inputs); s.selfCaches.append(caches); s.groupOutputs.append(outputs)
-                previous = outputs.last!
             }
+            s.criteria.append(crit)
+            let pc = arena.allocate(sentL.rows * d)
+            s.projCaches.append(levelProjection[level].forward(p, crit, pc, rows: sentL.rows, arena: arena))
+            s.projected.append(pc)
+            // K_x = [U_M; U_D; proj(U_x^C); A_{x-1}] per trial, each part plus its source-type embedding.  (key rows, d)
+            let prevRows = previous == nil ? 0 : la
+            let keyL = SequenceLayout(lengths: (0..<n).map { molL.length($0) + disL.length($0) + sentL.length($0) + prevRows })
+            let keys = arena.allocate(keyL.rows * d)
+            let t = p.value(blocks[level].typeEmbedding)
+            for i in 0..<n {
+                var at = keyL.rowOffsets[i]
+                func put(_ src: ConstFloatPtr, rows: Int, type: Int) {
+                    for r in 0..<rows { for c in 0..<d { keys[(at + r) * d + c] = src[r * d + c] + t[type * d + c] } }
+                    at += rows
+                }
+                put(uM + molL.rowOffsets[i] * d, rows: molL.length(i), type: 0)
+                put(uD + disL.rowOffsets[i] * d, rows: disL.length(i), type: 1)
+                put(pc + sentL.rowOffsets[i] * d, rows: sentL.length(i), type: 2)
+                if let prev = previous { put(prev + i * la * d, rows: la, type: 3) }
+            }
+            s.keys.append(keys); s.keyLayouts.append(keyL)
+            // Grouping layers: centroids cross-attend to K_x (g = 0) or to the previous layer's tokens.
+            var kv = ConstFloatPtr(keys), kvLayout = keyL
+            var queries: [FloatPtr] = [], crossCaches: [TransformerCache] = [], inputs: [[FloatPtr]] = []
+            var caches: [[TransformerCache]] = [], outputs: [FloatPtr] = []
+            let block = blocks[level]
+            for g in 0..<config.groupingLayers {
+                let cg = config.centroidCount(g), layout = SequenceLayout(batch: n, length: cg)
+                let q = arena.allocate(n * cg * d)
+                for i in 0..<n { (q + i * cg * d).update(from: p.value(block.centroids[g]), count: cg * d) }
+                var y = arena.allocate(n * cg * d)
+                crossCaches.append(block.cross[g].forward(p, q, kv: kv, keyMask: nil, layout: layout, keyLayout: kvLayout, y, arena: arena))
+                queries.append(q)
+                var gi: [FloatPtr] = [], gc: [TransformerCache] = []
+                for layer in block.selfLayers[g] {
+                    let z = arena.allocate(n * cg * d)
+                    gi.append(y)
+                    gc.append(layer.forward(p, y, keyMask: nil, layout: layout, z, arena: arena))
+                    y = z
+                }
+                inputs.append(gi); caches.append(gc); outputs.append(y)
+                kv = ConstFloatPtr(y); kvLayout = layout
+            }
+            s.queries.append(queries); s.crossCaches.append(crossCaches)
+            s.selfInputs.append(inputs); s.selfCaches.append(caches); s.groupOutputs.append(outputs)
+            previous = outputs.last!
         }
         // 4. U^{D,M} = LayerNorm(A_fine); f_DM = Linear(mean over tokens).
-        let la = config.centroidCount(config.groupingLayers - 1)
         let normOut = arena.allocate(n * la * d)
         s.normCache = finalNorm.forward(p, previous!, normOut, rows: n * la, arena: arena)
         s.normOut = normOut
@@ -255,8 +281,8 @@ public final class CLaDMoP {
 
     /// Backward pass from dL/df_DM (n, E) and/or dL/d pooled (n, d); accumulates parameter gradients.
     public func backward(_ s: State, dFDM: ConstFloatPtr?, dPooled: ConstFloatPtr?, arena: ActivationArena) {
-        let p = params, d = config.dim, b = s.batch, n = b.count
-        let lm = b.molLength, lc = b.codeLength, ls = b.sentenceLength
+        let p = params, d = config.dim, n = s.batch.count
+        let molL = s.molLayout, disL = s.disLayout, sentL = s.sentenceLayout
         let la = config.centroidCount(config.groupingLayers - 1)
         let gPooled = arena.zeros(n * d)
         if let dFDM { output.backward(p, s.pooled!, s.outCache, dFDM, gPooled, rows: n, arena: arena) }
@@ -265,7 +291,7 @@ public final class CLaDMoP {
         maskedMeanBackward(gPooled, mask: nil, batch: n, length: la, dim: d, gNorm)
         var gA = arena.zeros(n * la * d)
         finalNorm.backward(p, s.groupOutputs.last!.last!, s.normCache!, gNorm, gA, rows: n * la)
-        let gUM = arena.zeros(n * lm * d), gUD = arena.zeros(n * lc * d)
+        let gUM = arena.zeros(molL.rows * d), gUD = arena.zeros(disL.rows * d)
         for level in stride(from: ModelConfig.levels - 1, through: 0, by: -1) {
             let block = blocks[level]
             var gY = gA
@@ -273,47 +299,43 @@ public final class CLaDMoP {
                 let cg = config.centroidCount(g)
                 for k in stride(from: block.selfLayers[g].count - 1, through: 0, by: -1) {
                     let gIn = arena.zeros(n * cg * d)
-                    block.selfLayers[g][k].backward(p, s.selfCaches[level][g][k], s.selfInputs[level][g][k], batch: n, length: cg,
-                                                    dy: gY, dx: gIn, arena: arena)
+                    block.selfLayers[g][k].backward(p, s.selfCaches[level][g][k], s.selfInputs[level][g][k], dy: gY, dx: gIn, arena: arena)
                     gY = gIn
                 }
                 let kv: FloatPtr = g == 0 ? s.keys[level] : s.groupOutputs[level][g - 1]
-                let kvLength = g == 0 ? s.keyLengths[level] : config.centroidCount(g - 1)
-                let gQ = arena.zeros(n * cg * d), gKV = arena.zeros(n * kvLength * d)
-                block.cross[g].backward(p, s.crossCaches[level][g], s.queries[level][g], kv: kv, batch: n, length: cg,
-                                        keyLength: kvLength, dy: gY, dx: gQ, dkv: gKV, arena: arena)
+                let kvRows = g == 0 ? s.keyLayouts[level].rows : n * config.centroidCount(g - 1)
+                let gQ = arena.zeros(n * cg * d), gKV = arena.zeros(kvRows * d)
+                block.cross[g].backward(p, s.crossCaches[level][g], s.queries[level][g], kv: kv, dy: gY, dx: gQ, dkv: gKV, arena: arena)
                 if !p.isFrozen(block.centroids[g]) {
                     let gc = p.grad(block.centroids[g])
                     for i in 0..<n { for j in 0..<cg * d { gc[j] += gQ[i * cg * d + j] } }
                 }
                 gY = gKV
             }
-            // gY is dL/dK_x (n, Lk, d): split into the parts and the source-type embeddings.
-            let lk = s.keyLengths[level]
-            let gPC = arena.zeros(n * ls * d)
+            // gY is dL/dK_x (key rows, d): split into the parts and the source-type embeddings.
+            let keyL = s.keyLayouts[level]
+            let gPC = arena.zeros(sentL.rows * d)
             let gPrev = level > 0 ? arena.zeros(n * la * d) : nil
             let trainableType = !p.isFrozen(block.typeEmbedding)
             let gt = p.grad(block.typeEmbedding)
             for i in 0..<n {
-                let gk = gY + i * lk * d
-                func take(_ dst: FloatPtr, rows: Int, at: Int, type: Int) {
+                var at = keyL.rowOffsets[i]
+                func take(_ dst: FloatPtr, rows: Int, type: Int) {
                     for r in 0..<rows {
                         for c in 0..<d {
-                            let v = gk[(at + r) * d + c]
+                            let v = gY[(at + r) * d + c]
                             dst[r * d + c] += v
                             if trainableType { gt[type * d + c] += v }
                         }
                     }
+                    at += rows
                 }
-                take(gUM + i * lm * d, rows: lm, at: 0, type: 0)
-                take(gUD + i * lc * d, rows: lc, at: lm, type: 1)
-                take(gPC + i * ls * d, rows: ls, at: lm + lc, type: 2)
-                if let gPrev { take(gPrev + i * la * d, rows: la, at: lm + lc + ls, type: 3) }
+                take(gUM + molL.rowOffsets[i] * d, rows: molL.length(i), type: 0)
+                take(gUD + disL.rowOffsets[i] * d, rows: disL.length(i), type: 1)
+                take(gPC + sentL.rowOffsets[i] * d, rows: sentL.length(i), type: 2)
+                if let gPrev { take(gPrev + i * la * d, rows: la, type: 3) }
             }
-            b.criteria.withUnsafeBufferPointer { crit in
-                levelProjection[level].backward(p, crit.baseAddress! + level * n * ls * config.encoderDim, s.projCaches[level], gPC, nil,
-                                                rows: n * ls, arena: arena)
-            }
+            levelProjection[level].backward(p, s.criteria[level], s.projCaches[level], gPC, nil, rows: sentL.rows, arena: arena)
             if let gPrev { gA = gPrev }
         }
         // Enrichment layers, then the embedding tables: skipped when frozen (fine-tuning puts LoRA only in
@@ -321,18 +343,18 @@ public final class CLaDMoP {
         if p.isFrozen(molToken.table) && p.isFrozen(icdTables[0].table) { return }
         var gX = gUD
         for k in stride(from: disLayers.count - 1, through: 0, by: -1) {
-            let gIn = arena.zeros(n * lc * d)
-            disLayers[k].backward(p, s.disCaches[k], s.disX[k], batch: n, length: lc, dy: gX, dx: gIn, arena: arena)
+            let gIn = arena.zeros(disL.rows * d)
+            disLayers[k].backward(p, s.disCaches[k], s.disX[k], dy: gX, dx: gIn, arena: arena)
             gX = gIn
         }
-        b.codeIds.withUnsafeBufferPointer { embeddingSumBackward(p, tables: icdTables + [category], ids: $0.baseAddress!, rows: n * lc, gX) }
+        if disL.rows > 0 { s.codeIds.withUnsafeBufferPointer { embeddingSumBackward(p, tables: icdTables + [category], ids: $0.baseAddress!, rows: disL.rows, gX) } }
         gX = gUM
         for k in stride(from: molLayers.count - 1, through: 0, by: -1) {
-            let gIn = arena.zeros(n * lm * d)
-            molLayers[k].backward(p, s.molCaches[k], s.molX[k], batch: n, length: lm, dy: gX, dx: gIn, arena: arena)
+            let gIn = arena.zeros(molL.rows * d)
+            molLayers[k].backward(p, s.molCaches[k], s.molX[k], dy: gX, dx: gIn, arena: arena)
             gX = gIn
         }
-        b.molIds.withUnsafeBufferPointer { embeddingSumBackward(p, tables: [molToken, molPosition], ids: $0.baseAddress!, rows: n * lm, gX) }
+        if molL.rows > 0 { s.molIds.withUnsafeBufferPointer { embeddingSumBackward(p, tables: [molToken, molPosition], ids: $0.baseAddress!, rows: molL.rows, gX) } }
     }
 
     /// Forward FLOPs of one sample at the given padded lengths, counted from the layer shapes

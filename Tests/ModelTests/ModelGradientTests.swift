@@ -69,6 +69,38 @@ final class ModelGradientTests: XCTestCase {
         XCTAssertTrue((0..<3 * config.encoderDim).allSatisfy { s.fDM![$0].isFinite })
     }
 
+    /// Padding is packed away, never computed on: each trial's f_DM is the same whether it is encoded in a
+    /// padded batch next to longer trials or alone at its own lengths.
+    func testPaddingDoesNotChangeATrialsEmbedding() {
+        let config = tinyModelConfig(), e = config.encoderDim, w = config.icdTableSizes.count + 1
+        let p = ParameterArena(seed: 6)
+        let model = CLaDMoP(config, params: p)
+        p.finalize()
+        let batch = tinyBatch(encoderDim: e)
+        let arena = ActivationArena(), aloneArena = ActivationArena()   // the states point into them
+        let padded = model.forward(batch, arena: arena)
+        for i in 0..<batch.count {
+            // Trial i alone, cropped to its real (prefix) lengths.
+            let lm = (0..<batch.molLength).filter { batch.molMask[i * batch.molLength + $0] == 1 }.count
+            let lc = (0..<batch.codeLength).filter { batch.codeMask[i * batch.codeLength + $0] == 1 }.count
+            let ls = (0..<batch.sentenceLength).filter { batch.sentenceMask[i * batch.sentenceLength + $0] == 1 }.count
+            var one = ModelBatch()
+            one.count = 1
+            one.molLength = lm; one.molMask = [UInt8](repeating: 1, count: lm)
+            one.molIds = Array(batch.molIds[(i * batch.molLength * 2)..<((i * batch.molLength + lm) * 2)])
+            one.codeLength = lc; one.codeMask = [UInt8](repeating: 1, count: lc)
+            one.codeIds = Array(batch.codeIds[(i * batch.codeLength * w)..<((i * batch.codeLength + lc) * w)])
+            one.sentenceLength = ls; one.sentenceMask = [UInt8](repeating: 1, count: ls)
+            for level in 0..<3 {
+                let start = ((level * batch.count + i) * batch.sentenceLength) * e
+                one.criteria += batch.criteria[start..<(start + ls * e)]
+            }
+            aloneArena.reset()
+            let alone = model.forward(one, arena: aloneArena)
+            for j in 0..<e { XCTAssertEqual(alone.fDM![j], padded.fDM![i * e + j], accuracy: 1e-5, "trial \(i), component \(j)") }
+        }
+    }
+
     func testPaperShapeFLOPsAndParameterCount() {
         // SPEC 8: 1.002 GFLOP forward per sample at (128, 16, 32), 11.37 M parameters with a depth-5 ICD tree.
         let config = ModelConfig(dim: 128, heads: 8, molLayers: 4, disLayers: 4, groupingLayers: 3, selfLayers: 2, centroids: 100,

@@ -1,4 +1,4 @@
-import NN
+@testable import NN
 import TestSupport
 import XCTest
 
@@ -123,11 +123,119 @@ final class LayerGradientTests: XCTestCase {
                 attn.forward(p, xq: x, xkv: x, keyMask: $0.baseAddress!, batch: b, queryLength: l, keyLength: l, y, arena: arena)
             }
             return (y, b * l * d, { dy in
-                attn.backward(p, cache, xq: x, xkv: x, batch: b, queryLength: l, keyLength: l, dout: dy, dxq: dx, dxkv: dx, arena: arena)
+                attn.backward(p, cache, xq: x, xkv: x, dout: dy, dxq: dx, dxkv: dx, arena: arena)
             })
         }
         c.inputs = [("x", x, dx, b * l * d)]
         assertGradCheck(c)
+    }
+
+    /// Head widths 8, 16, 24 and 32 take the vector kernels of CKernels/attention.c (others the scalar path);
+    /// 11 keys exercise the padding of the probability rows to a multiple of 8, and 5 queries the row tails.
+    func testCrossAttentionVectorKernelsAtEveryHeadWidth() {
+        for headDim in [8, 16, 24, 32] {
+            let p = ParameterArena(seed: 40)
+            let attn = MultiHeadAttention(p, "attn", dim: 2 * headDim, heads: 2)
+            p.finalize()
+            let b = 2, lq = 5, lk = 11, d = 2 * headDim
+            let mask: [UInt8] = (0..<b * lk).map { $0 % 7 == 3 ? 0 : 1 }
+            let xq = randomBuffer(b * lq * d, seed: 41), dxq = zeroBuffer(b * lq * d)
+            let xkv = randomBuffer(b * lk * d, seed: 42), dxkv = zeroBuffer(b * lk * d)
+            var c = GradCheckCase(params: p) { arena in
+                let y = arena.allocate(b * lq * d)
+                let cache = mask.withUnsafeBufferPointer {
+                    attn.forward(p, xq: xq, xkv: xkv, keyMask: $0.baseAddress!, batch: b, queryLength: lq, keyLength: lk, y, arena: arena)
+                }
+                return (y, b * lq * d, { dy in
+                    attn.backward(p, cache, xq: xq, xkv: xkv, dout: dy, dxq: dxq, dxkv: dxkv, arena: arena)
+                })
+            }
+            c.inputs = [("xq", xq, dxq, b * lq * d), ("xkv", xkv, dxkv, b * lk * d)]
+            assertGradCheck(c)
+        }
+    }
+
+    /// The attention core against its formula written out in Double: P = softmax(Q_h K_h^T / sqrt(d_h)) over
+    /// the unmasked keys, context_h = P V_h, for a vector-path (16) and a scalar-path (6) head width.
+    func testAttentionCoreMatchesTheFormula() {
+        for headDim in [16, 6] {
+            let arena = ActivationArena()
+            let b = 2, heads = 3, lq = 7, lk = 13, d = heads * headDim
+            let q = randomBuffer(b * lq * d, seed: 50), k = randomBuffer(b * lk * d, seed: 51), v = randomBuffer(b * lk * d, seed: 52)
+            let mask: [UInt8] = (0..<b * lk).map { $0 % 5 == 1 ? 0 : 1 }
+            let lkp = (lk + 7) / 8 * 8
+            let queries = SequenceLayout(batch: b, length: lq), keys = SequenceLayout(batch: b, length: lk)
+            XCTAssertEqual(attentionProbabilityCount(heads: heads, queries: queries, keys: keys), b * heads * lq * lkp)
+            let probs = arena.allocate(b * heads * lq * lkp), context = arena.allocate(b * lq * d)
+            mask.withUnsafeBufferPointer {
+                attentionForward(heads: heads, headDim: headDim, queries: queries, keys: keys, q: q, k: k, v: v,
+                                 mask: $0.baseAddress!, scale: 1 / Float(headDim).squareRoot(), probs: probs, context: context, arena: arena)
+            }
+            var worst = 0.0
+            for s in 0..<b { for h in 0..<heads { for i in 0..<lq {
+                var scores = [Double](repeating: -.infinity, count: lk)
+                for j in 0..<lk where mask[s * lk + j] == 1 {
+                    var dot = 0.0
+                    for t in 0..<headDim { dot += Double(q[(s * lq + i) * d + h * headDim + t]) * Double(k[(s * lk + j) * d + h * headDim + t]) }
+                    scores[j] = dot / Double(headDim).squareRoot()
+                }
+                let m = scores.max()!
+                let e = scores.map { exp($0 - m) }, z = e.reduce(0, +)
+                let row = probs + ((s * heads + h) * lq + i) * lkp
+                for j in 0..<lkp {
+                    let expected: Double = j < lk ? e[j] / z : 0
+                    worst = max(worst, abs(expected - Double(row[j])))
+                }
+                for t in 0..<headDim {
+                    var o = 0.0
+                    for j in 0..<lk {
+                        let value = Double(v[(s * lk + j) * d + h * headDim + t])
+                        o += e[j] / z * value
+                    }
+                    worst = max(worst, abs(o - Double(context[(s * lq + i) * d + h * headDim + t])))
+                }
+            } } }
+            XCTAssertLessThan(worst, 1e-5, "head width \(headDim)")
+        }
+    }
+
+    /// A packed batch (real rows only, `SequenceLayout(lengths:)`) gives the padded-and-masked batch's outputs
+    /// and gradients on the real rows: padding can be dropped without changing the result.
+    func testPackedSequencesMatchPaddedWithMask() {
+        let lengths = [5, 2, 7, 1], b = lengths.count, l = lengths.max()!, d = 32
+        let p = ParameterArena(seed: 60)
+        let layer = TransformerLayer(p, "layer", dim: d, heads: 2, ffnDim: 64)
+        p.finalize()
+        let packed = SequenceLayout(lengths: lengths)
+        let mask: [UInt8] = (0..<b * l).map { $0 % l < lengths[$0 / l] ? 1 : 0 }
+        let realRows = (0..<b * l).filter { mask[$0] == 1 }     // padded row of each packed row
+        let xPad = randomBuffer(b * l * d, seed: 61), dyPad = randomBuffer(b * l * d, seed: 62)
+        for r in 0..<b * l where mask[r] == 0 { for c in 0..<d { dyPad[r * d + c] = 0 } }
+        let xPack = zeroBuffer(packed.rows * d), dyPack = zeroBuffer(packed.rows * d)
+        for (i, r) in realRows.enumerated() {
+            (xPack + i * d).update(from: xPad + r * d, count: d); (dyPack + i * d).update(from: dyPad + r * d, count: d)
+        }
+        func run(_ x: FloatPtr, _ dy: FloatPtr, rows: Int, padded: Bool) -> (y: [Float], dx: [Float], grads: [Float]) {
+            let arena = ActivationArena()
+            p.zeroGrads()
+            let y = arena.allocate(rows * d), dx = zeroBuffer(rows * d)
+            let cache = mask.withUnsafeBufferPointer {
+                padded ? layer.forward(p, x, keyMask: $0.baseAddress!, batch: b, length: l, y, arena: arena)
+                       : layer.forward(p, x, keyMask: nil, layout: packed, y, arena: arena)
+            }
+            layer.backward(p, cache, x, dy: dy, dx: dx, arena: arena)
+            return (Array(UnsafeBufferPointer(start: y, count: rows * d)), Array(UnsafeBufferPointer(start: dx, count: rows * d)),
+                    Array(UnsafeBufferPointer(start: p.grads, count: p.count)))
+        }
+        let pad = run(xPad, dyPad, rows: b * l, padded: true), pack = run(xPack, dyPack, rows: packed.rows, padded: false)
+        var worst: Float = 0
+        for (i, r) in realRows.enumerated() {
+            for c in 0..<d {
+                worst = max(worst, abs(pad.y[r * d + c] - pack.y[i * d + c]), abs(pad.dx[r * d + c] - pack.dx[i * d + c]))
+            }
+        }
+        for j in 0..<p.count { worst = max(worst, abs(pad.grads[j] - pack.grads[j])) }
+        XCTAssertLessThan(worst, 1e-4)
     }
 
     func testCrossAttentionWithFullyMaskedSample() {
@@ -144,7 +252,7 @@ final class LayerGradientTests: XCTestCase {
                 attn.forward(p, xq: xq, xkv: xkv, keyMask: $0.baseAddress!, batch: b, queryLength: lq, keyLength: lk, y, arena: arena)
             }
             return (y, b * lq * d, { dy in
-                attn.backward(p, cache, xq: xq, xkv: xkv, batch: b, queryLength: lq, keyLength: lk, dout: dy, dxq: dxq, dxkv: dxkv, arena: arena)
+                attn.backward(p, cache, xq: xq, xkv: xkv, dout: dy, dxq: dxq, dxkv: dxkv, arena: arena)
             })
         }
         c.inputs = [("xq", xq, dxq, b * lq * d), ("xkv", xkv, dxkv, b * lk * d)]
@@ -182,7 +290,7 @@ final class LayerGradientTests: XCTestCase {
             let cache = mask.withUnsafeBufferPointer {
                 layer.forward(p, x, keyMask: $0.baseAddress!, batch: b, length: l, y, arena: arena)
             }
-            return (y, b * l * d, { dy in layer.backward(p, cache, x, batch: b, length: l, dy: dy, dx: dx, arena: arena) })
+            return (y, b * l * d, { dy in layer.backward(p, cache, x, dy: dy, dx: dx, arena: arena) })
         }
         c.inputs = [("x", x, dx, b * l * d)]
         assertGradCheck(c)
@@ -202,7 +310,7 @@ final class LayerGradientTests: XCTestCase {
                 layer.forward(p, q, kv: kv, keyMask: $0.baseAddress!, batch: b, length: lq, keyLength: lk, y, arena: arena)
             }
             return (y, b * lq * d, { dy in
-                layer.backward(p, cache, q, kv: kv, batch: b, length: lq, keyLength: lk, dy: dy, dx: dq, dkv: dkv, arena: arena)
+                layer.backward(p, cache, q, kv: kv, dy: dy, dx: dq, dkv: dkv, arena: arena)
             })
         }
         c.inputs = [("q", q, dq, b * lq * d), ("kv", kv, dkv, b * lk * d)]

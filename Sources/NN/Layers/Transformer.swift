@@ -65,24 +65,24 @@ public struct TransformerLayer {
         ffn = FeedForward(params, "\(name).ffn", dim: dim, hiddenDim: ffnDim, group: group)
     }
 
-    /// x (B, Lq, d) -> y (B, Lq, d). Cross layers read keys/values from kv (B, Lk, d) with keyMask (B, Lk);
-    /// self layers use x itself with keyMask (B, Lq).
-    public func forward(_ p: ParameterArena, _ x: ConstFloatPtr, kv: ConstFloatPtr? = nil,
-                        keyMask: UnsafePointer<UInt8>?, batch: Int, length lq: Int, keyLength: Int? = nil,
-                        _ y: FloatPtr, arena: ActivationArena) -> TransformerCache {
-        let n = batch * lq, d = dim
-        let lk = isCross ? keyLength! : lq
+    /// x (rows of `layout`, d) -> y (same rows). Cross layers read keys/values from kv (rows of `keyLayout`, d)
+    /// with keyMask (a byte per kv row, or nil); self layers attend within each sequence of x.
+    public func forward(_ p: ParameterArena, _ x: ConstFloatPtr, kv: ConstFloatPtr? = nil, keyMask: UnsafePointer<UInt8>?,
+                        layout: SequenceLayout, keyLayout: SequenceLayout? = nil, _ y: FloatPtr,
+                        arena: ActivationArena) -> TransformerCache {
+        let n = layout.rows, d = dim
+        let keys = isCross ? keyLayout! : layout
         let ln1Out = arena.allocate(n * d)
         let ln1c = ln1.forward(p, x, ln1Out, rows: n, arena: arena)
         var kvOut: FloatPtr? = nil
         var lnKVc: LayerNormCache? = nil
         if isCross {
-            kvOut = arena.allocate(batch * lk * d)
-            lnKVc = lnKV!.forward(p, kv!, kvOut!, rows: batch * lk, arena: arena)
+            kvOut = arena.allocate(keys.rows * d)
+            lnKVc = lnKV!.forward(p, kv!, kvOut!, rows: keys.rows, arena: arena)
         }
         let mid = arena.allocate(n * d)
         let ac = attention.forward(p, xq: ln1Out, xkv: kvOut.map { ConstFloatPtr($0) } ?? ConstFloatPtr(ln1Out),
-                                   keyMask: keyMask, batch: batch, queryLength: lq, keyLength: lk, mid, arena: arena)
+                                   keyMask: keyMask, queries: layout, keys: keys, mid, arena: arena)
         for i in 0..<n * d { mid[i] += x[i] }
         let ln2Out = arena.allocate(n * d)
         let ln2c = ln2.forward(p, mid, ln2Out, rows: n, arena: arena)
@@ -92,12 +92,18 @@ public struct TransformerLayer {
                                 ln2Out: ln2Out, ln2: ln2c, ffn: fc)
     }
 
-    /// Accumulates dx (B, Lq, d) and, for cross layers, dkv (B, Lk, d).
+    /// Padded batch: x (B, Lq, d), kv (B, Lk, d), keyMask (B, Lk) (self layers: (B, Lq)) -> y (B, Lq, d).
+    public func forward(_ p: ParameterArena, _ x: ConstFloatPtr, kv: ConstFloatPtr? = nil,
+                        keyMask: UnsafePointer<UInt8>?, batch: Int, length lq: Int, keyLength: Int? = nil,
+                        _ y: FloatPtr, arena: ActivationArena) -> TransformerCache {
+        forward(p, x, kv: kv, keyMask: keyMask, layout: SequenceLayout(batch: batch, length: lq),
+                keyLayout: isCross ? SequenceLayout(batch: batch, length: keyLength!) : nil, y, arena: arena)
+    }
+
+    /// Accumulates dx (rows of x, d) and, for cross layers, dkv (rows of kv, d).
     public func backward(_ p: ParameterArena, _ c: TransformerCache, _ x: ConstFloatPtr, kv: ConstFloatPtr? = nil,
-                         batch: Int, length lq: Int, keyLength: Int? = nil, dy: ConstFloatPtr,
-                         dx: FloatPtr, dkv: FloatPtr? = nil, arena: ActivationArena) {
-        let n = batch * lq, d = dim
-        let lk = isCross ? keyLength! : lq
+                         dy: ConstFloatPtr, dx: FloatPtr, dkv: FloatPtr? = nil, arena: ActivationArena) {
+        let n = c.attn.queries.rows, nk = c.attn.keys.rows, d = dim
         // Temporaries of this layer's backward are released at the end (dx and dkv belong to the caller).
         let start = arena.mark()
         defer { arena.release(to: start) }
@@ -111,14 +117,11 @@ public struct TransformerLayer {
         for i in 0..<n * d { dx[i] += dMid[i] }
         let dLn1 = arena.zeros(n * d)
         if isCross {
-            let dKVOut = arena.zeros(batch * lk * d)
-            attention.backward(p, c.attn, xq: c.ln1Out, xkv: c.kvOut!, batch: batch, queryLength: lq, keyLength: lk,
-                               dout: dMid, dxq: dLn1, dxkv: dKVOut, arena: arena)
-            if let dkv { lnKV!.backward(p, kv!, c.lnKV!, dKVOut, dkv, rows: batch * lk) }
-            else { lnKV!.backward(p, kv!, c.lnKV!, dKVOut, arena.zeros(batch * lk * d), rows: batch * lk) }
+            let dKVOut = arena.zeros(nk * d)
+            attention.backward(p, c.attn, xq: c.ln1Out, xkv: c.kvOut!, dout: dMid, dxq: dLn1, dxkv: dKVOut, arena: arena)
+            lnKV!.backward(p, kv!, c.lnKV!, dKVOut, dkv ?? arena.zeros(nk * d), rows: nk)
         } else {
-            attention.backward(p, c.attn, xq: c.ln1Out, xkv: c.ln1Out, batch: batch, queryLength: lq, keyLength: lk,
-                               dout: dMid, dxq: dLn1, dxkv: dLn1, arena: arena)
+            attention.backward(p, c.attn, xq: c.ln1Out, xkv: c.ln1Out, dout: dMid, dxq: dLn1, dxkv: dLn1, arena: arena)
         }
         ln1.backward(p, x, c.ln1, dLn1, dx, rows: n)
     }

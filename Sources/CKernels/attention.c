@@ -1,0 +1,241 @@
+#include "ckernels.h"
+#include <math.h>
+
+// Attention over narrow heads (d_h = 16 in CLaDMoP, 32 in MiniLM). BLAS packs both operands of every call,
+// which at an inner dimension of 16 costs more than the multiply; these loops keep a block of outputs in
+// vector registers and read the operands in place. Matrices are row-major with explicit row strides.
+
+#if defined(__x86_64__) && defined(__clang__)
+#define VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define VECTOR_CLONES
+#endif
+
+// Vectors of 8 floats; the helpers are macros (no vector passes a function boundary outside the AVX2 clone),
+// and every helper function is always inlined into the two clones of the entry points.
+typedef float v8 __attribute__((ext_vector_type(8)));
+#define load8(p) ({ v8 v_; __builtin_memcpy(&v_, (p), sizeof v_); v_; })
+#define store8(p, x) do { v8 x_ = (x); __builtin_memcpy((p), &x_, sizeof x_); } while (0)
+#define splat(x) ((v8)(x))
+#define INLINE static inline __attribute__((always_inline))
+
+size_t ck_attention_padded(size_t lk) { return (lk + 7) & ~(size_t)7; }
+
+size_t ck_attention_work_floats(size_t lq, size_t lk, size_t head_dim) {
+    size_t lkp = ck_attention_padded(lk);
+    return head_dim * lkp + lkp + lq * lkp;
+}
+
+// C[i, j] = alpha sum_t A[i, t] Bt[t, j] for i < m, j < np (np % 8 == 0); Bt is (kd, np), dense.
+INLINE void nt_block(const float *a, size_t lda, const float *bt, size_t np, size_t m, size_t kd,
+                            float alpha, float *c, size_t ldc) {
+    size_t i = 0;
+    for (; i + 4 <= m; i += 4) {
+        const float *a0 = a + i * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;
+        size_t j = 0;
+        for (; j + 16 <= np; j += 16) {
+            v8 c00 = 0, c01 = 0, c10 = 0, c11 = 0, c20 = 0, c21 = 0, c30 = 0, c31 = 0;
+            for (size_t t = 0; t < kd; t++) {
+                v8 b0 = load8(bt + t * np + j), b1 = load8(bt + t * np + j + 8);
+                v8 x0 = splat(a0[t]), x1 = splat(a1[t]), x2 = splat(a2[t]), x3 = splat(a3[t]);
+                c00 += x0 * b0; c01 += x0 * b1; c10 += x1 * b0; c11 += x1 * b1;
+                c20 += x2 * b0; c21 += x2 * b1; c30 += x3 * b0; c31 += x3 * b1;
+            }
+            float *r = c + i * ldc + j;
+            store8(r, alpha * c00); store8(r + 8, alpha * c01); r += ldc;
+            store8(r, alpha * c10); store8(r + 8, alpha * c11); r += ldc;
+            store8(r, alpha * c20); store8(r + 8, alpha * c21); r += ldc;
+            store8(r, alpha * c30); store8(r + 8, alpha * c31);
+        }
+        for (; j < np; j += 8) {
+            v8 c0 = 0, c1 = 0, c2 = 0, c3 = 0;
+            for (size_t t = 0; t < kd; t++) {
+                v8 b0 = load8(bt + t * np + j);
+                c0 += splat(a0[t]) * b0; c1 += splat(a1[t]) * b0; c2 += splat(a2[t]) * b0; c3 += splat(a3[t]) * b0;
+            }
+            float *r = c + i * ldc + j;
+            store8(r, alpha * c0); store8(r + ldc, alpha * c1); store8(r + 2 * ldc, alpha * c2); store8(r + 3 * ldc, alpha * c3);
+        }
+    }
+    for (; i < m; i++) {
+        const float *a0 = a + i * lda;
+        for (size_t j = 0; j < np; j += 8) {
+            v8 c0 = 0;
+            for (size_t t = 0; t < kd; t++) c0 += splat(a0[t]) * load8(bt + t * np + j);
+            store8(c + i * ldc + j, alpha * c0);
+        }
+    }
+}
+
+// C[i, :] = alpha sum_j A(i, j) B[j, :] for i < m, j < k, where A(i, j) = a[i * ars + j * acs] (so A may be
+// a transposed view) and rows of B and C are NV vectors of 8. R rows of C are kept in registers at a time.
+INLINE void nn_rows(const int NV, const int R, const float *a, size_t ars, size_t acs, const float *b, size_t ldb,
+                           size_t m, size_t k, float alpha, float *c, size_t ldc) {
+    size_t i = 0;
+    for (; i + R <= m; i += R) {
+        v8 acc[4][4];
+        for (int r = 0; r < R; r++) for (int v = 0; v < NV; v++) acc[r][v] = 0;
+        for (size_t j = 0; j < k; j++) {
+            v8 bv[4];
+            for (int v = 0; v < NV; v++) bv[v] = load8(b + j * ldb + 8 * v);
+            for (int r = 0; r < R; r++) {
+                v8 x = splat(a[(i + r) * ars + j * acs]);
+                for (int v = 0; v < NV; v++) acc[r][v] += x * bv[v];
+            }
+        }
+        for (int r = 0; r < R; r++) for (int v = 0; v < NV; v++) store8(c + (i + r) * ldc + 8 * v, alpha * acc[r][v]);
+    }
+    for (; i < m; i++) {
+        v8 acc[4];
+        for (int v = 0; v < NV; v++) acc[v] = 0;
+        for (size_t j = 0; j < k; j++) {
+            v8 x = splat(a[i * ars + j * acs]);
+            for (int v = 0; v < NV; v++) acc[v] += x * load8(b + j * ldb + 8 * v);
+        }
+        for (int v = 0; v < NV; v++) store8(c + i * ldc + 8 * v, alpha * acc[v]);
+    }
+}
+
+// Same product for any width n (scalar), for heads whose width is not 8, 16, 24 or 32.
+INLINE void nn_any(const float *a, size_t ars, size_t acs, const float *b, size_t ldb, size_t m, size_t k, size_t n,
+                   float alpha, float *c, size_t ldc) {
+    for (size_t i = 0; i < m; i++) {
+        float *ci = c + i * ldc;
+        for (size_t x = 0; x < n; x++) ci[x] = 0;
+        for (size_t j = 0; j < k; j++) {
+            float s = a[i * ars + j * acs];
+            for (size_t x = 0; x < n; x++) ci[x] += s * b[j * ldb + x];
+        }
+        for (size_t x = 0; x < n; x++) ci[x] *= alpha;
+    }
+}
+
+INLINE void nn(const float *a, size_t ars, size_t acs, const float *b, size_t ldb, size_t m, size_t k, size_t n,
+                      float alpha, float *c, size_t ldc) {
+    switch (n) {
+    case 8: nn_rows(1, 4, a, ars, acs, b, ldb, m, k, alpha, c, ldc); break;
+    case 16: nn_rows(2, 4, a, ars, acs, b, ldb, m, k, alpha, c, ldc); break;
+    case 24: nn_rows(3, 2, a, ars, acs, b, ldb, m, k, alpha, c, ldc); break;
+    case 32: nn_rows(4, 2, a, ars, acs, b, ldb, m, k, alpha, c, ldc); break;
+    default: nn_any(a, ars, acs, b, ldb, m, k, n, alpha, c, ldc);
+    }
+}
+
+// C (m, np) = alpha A B^T with A (m, kd) and B (n, kd): B is transposed into bt (kd, np), zero-padded.
+INLINE void nt(const float *a, size_t lda, const float *b, size_t ldb, size_t m, size_t n, size_t kd,
+                      float alpha, float *bt, float *c, size_t ldc) {
+    size_t np = ck_attention_padded(n);
+    for (size_t t = 0; t < kd; t++) {
+        float *row = bt + t * np;
+        for (size_t j = 0; j < n; j++) row[j] = b[j * ldb + t];
+        for (size_t j = n; j < np; j++) row[j] = 0;
+    }
+    nt_block(a, lda, bt, np, m, kd, alpha, c, ldc);
+}
+
+// exp(x) for x <= 0 (Cody-Waite reduction, Cephes polynomial), as in kernels.c; branch-free.
+INLINE float exp_neg(float x) {
+    x = x < -87.0f ? -87.0f : x;
+    float n = __builtin_floorf(x * 1.44269504088896341f + 0.5f);
+    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    union { int32_t i; float f; } scale = { .i = ((int32_t)n + 127) << 23 };
+    return p * scale.f;
+}
+
+INLINE float hmax8(const v8 *v) {
+    float m = (*v)[0];
+    for (int l = 1; l < 8; l++) m = (*v)[l] > m ? (*v)[l] : m;
+    return m;
+}
+INLINE float hsum8(const v8 *v) { return (((*v)[0] + (*v)[1]) + ((*v)[2] + (*v)[3])) + (((*v)[4] + (*v)[5]) + ((*v)[6] + (*v)[7])); }
+
+// Row softmax over np columns (np % 8 == 0) where keep[j] is 1 for a real key and 0 for a masked or padding
+// column: those get exactly 0, and a row without a real key becomes all zeros.
+INLINE void softmax_row(float *r, const float *keep, const float *bias, size_t np) {
+    v8 mx = splat(-INFINITY);
+    for (size_t j = 0; j < np; j += 8) {
+        v8 x = load8(r + j) + load8(bias + j);
+        mx = __builtin_elementwise_max(mx, x);
+    }
+    float m = hmax8(&mx);
+    if (m == -INFINITY) { for (size_t j = 0; j < np; j++) r[j] = 0; return; }
+    for (size_t j = 0; j < np; j++) r[j] = keep[j] * exp_neg(r[j] + bias[j] - m);
+    v8 s = 0;
+    for (size_t j = 0; j < np; j += 8) s += load8(r + j);
+    v8 inv = splat(1.0f / hsum8(&s));
+    for (size_t j = 0; j < np; j += 8) store8(r + j, load8(r + j) * inv);
+}
+
+VECTOR_CLONES
+void ck_attention_forward(size_t batch, size_t heads, size_t head_dim, const ptrdiff_t *q_rows, const ptrdiff_t *k_rows,
+                          const float *q, const float *k, const float *v, const uint8_t *mask, float scale,
+                          float *probs, float *context, float *work) {
+    size_t d = heads * head_dim;
+    for (size_t b = 0; b < batch; b++) {
+        size_t q0 = q_rows[b], lq = q_rows[b + 1] - q0, k0 = k_rows[b], lk = k_rows[b + 1] - k0;
+        size_t lkp = ck_attention_padded(lk);
+        float *bt = work, *keep = work + head_dim * lkp, *bias = keep + lkp;
+        for (size_t j = 0; j < lkp; j++) {
+            int real = j < lk && (!mask || mask[k0 + j]);
+            keep[j] = real ? 1.0f : 0.0f;
+            bias[j] = real ? 0.0f : -INFINITY;
+        }
+        for (size_t h = 0; h < heads; h++) {
+            const float *qh = q + q0 * d + h * head_dim, *kh = k + k0 * d + h * head_dim, *vh = v + k0 * d + h * head_dim;
+            float *p = probs, *out = context + q0 * d + h * head_dim;
+            probs += lq * lkp;
+            if (lk == 0) {  // no keys at all: P is empty and the output 0
+                for (size_t i = 0; i < lq; i++) for (size_t t = 0; t < head_dim; t++) out[i * d + t] = 0;
+                continue;
+            }
+            // S = scale Q_h K_h^T (lq, lkp); P = softmax over the real keys
+            nt(qh, d, kh, d, lq, lk, head_dim, scale, bt, p, lkp);
+            for (size_t i = 0; i < lq; i++) softmax_row(p + i * lkp, keep, bias, lkp);
+            // O_h = P V_h into the head's columns of the context
+            nn(p, lkp, 1, vh, d, lq, lk, head_dim, 1.0f, out, d);
+        }
+    }
+}
+
+VECTOR_CLONES
+void ck_attention_backward(size_t batch, size_t heads, size_t head_dim, const ptrdiff_t *q_rows, const ptrdiff_t *k_rows,
+                           const float *q, const float *k, const float *v, const float *probs, const float *dcontext,
+                           float scale, float *dq, float *dk, float *dv, float *work) {
+    size_t d = heads * head_dim;
+    for (size_t b = 0; b < batch; b++) {
+        size_t q0 = q_rows[b], lq = q_rows[b + 1] - q0, k0 = k_rows[b], lk = k_rows[b + 1] - k0;
+        size_t lkp = ck_attention_padded(lk);
+        float *bt = work, *dp = work + head_dim * lkp + lkp;
+        for (size_t h = 0; h < heads; h++) {
+            size_t qo = q0 * d + h * head_dim, ko = k0 * d + h * head_dim;
+            const float *p = probs, *dob = dcontext + qo;
+            probs += lq * lkp;
+            if (lk == 0) {
+                for (size_t i = 0; i < lq; i++) for (size_t t = 0; t < head_dim; t++) dq[qo + i * d + t] = 0;
+                continue;
+            }
+            // dP = dO_h V_h^T (lq, lkp); dV_h = P^T dO_h
+            nt(dob, d, v + ko, d, lq, lk, head_dim, 1.0f, bt, dp, lkp);
+            nn(p, 1, lkp, dob, d, lk, lq, head_dim, 1.0f, dv + ko, d);
+            // dS = P * (dP - rowsum(P * dP)); padding columns have P = 0
+            for (size_t i = 0; i < lq; i++) {
+                const float *pr = p + i * lkp;
+                float *dr = dp + i * lkp;
+                v8 acc = 0;
+                for (size_t j = 0; j < lkp; j += 8) acc += load8(pr + j) * load8(dr + j);
+                v8 s = splat(hsum8(&acc));
+                for (size_t j = 0; j < lkp; j += 8) store8(dr + j, load8(pr + j) * (load8(dr + j) - s));
+            }
+            // dQ_h = scale dS K_h; dK_h = scale dS^T Q_h
+            nn(dp, lkp, 1, k + ko, d, lq, lk, head_dim, scale, dq + qo, d);
+            nn(dp, 1, lkp, q + qo, d, lk, lq, head_dim, scale, dk + ko, d);
+        }
+    }
+}
