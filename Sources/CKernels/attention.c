@@ -23,7 +23,7 @@ size_t ck_attention_padded(size_t lk) { return (lk + 7) & ~(size_t)7; }
 
 size_t ck_attention_work_floats(size_t lq, size_t lk, size_t head_dim) {
     size_t lkp = ck_attention_padded(lk);
-    return head_dim * lkp + lkp + lq * lkp;
+    return head_dim * lkp + 2 * lkp + 2 * lq * lkp;
 }
 
 // C[i, j] = alpha sum_t A[i, t] Bt[t, j] for i < m, j < np (np % 8 == 0); Bt is (kd, np), dense.
@@ -157,47 +157,54 @@ INLINE float hmax8(const v8 *v) {
 INLINE float hsum8(const v8 *v) { return (((*v)[0] + (*v)[1]) + ((*v)[2] + (*v)[3])) + (((*v)[4] + (*v)[5]) + ((*v)[6] + (*v)[7])); }
 
 // Row softmax over np columns (np % 8 == 0) where keep[j] is 1 for a real key and 0 for a masked or padding
-// column: those get exactly 0, and a row without a real key becomes all zeros.
-INLINE void softmax_row(float *r, const float *keep, const float *bias, size_t np) {
+// column (bias[j] 0 or -inf): those get exactly 0, and a row without a real key becomes all zeros.
+// Returns the row's log-sum-exp over the real keys (+inf without any), from which backward recomputes it.
+INLINE float softmax_row(float *r, const float *keep, const float *bias, size_t np) {
     v8 mx = splat(-INFINITY);
     for (size_t j = 0; j < np; j += 8) {
         v8 x = load8(r + j) + load8(bias + j);
         mx = __builtin_elementwise_max(mx, x);
     }
     float m = hmax8(&mx);
-    if (m == -INFINITY) { for (size_t j = 0; j < np; j++) r[j] = 0; return; }
+    if (m == -INFINITY) { for (size_t j = 0; j < np; j++) r[j] = 0; return INFINITY; }
     for (size_t j = 0; j < np; j++) r[j] = keep[j] * exp_neg(r[j] + bias[j] - m);
     v8 s = 0;
     for (size_t j = 0; j < np; j += 8) s += load8(r + j);
-    v8 inv = splat(1.0f / hsum8(&s));
+    float sum = hsum8(&s);
+    v8 inv = splat(1.0f / sum);
     for (size_t j = 0; j < np; j += 8) store8(r + j, load8(r + j) * inv);
+    return m + logf(sum);
+}
+
+// keep and bias of sample's keys k0 ..< k0 + lk (key_keep: 1 or 0 per key row, NULL = all real), padded to lkp.
+INLINE void key_flags(const float *key_keep, size_t k0, size_t lk, size_t lkp, float *keep, float *bias) {
+    for (size_t j = 0; j < lkp; j++) {
+        float real = j < lk ? (key_keep ? key_keep[k0 + j] : 1.0f) : 0.0f;
+        keep[j] = real;
+        bias[j] = real != 0.0f ? 0.0f : -INFINITY;
+    }
 }
 
 VECTOR_CLONES
 void ck_attention_forward(size_t batch, size_t heads, size_t head_dim, const ptrdiff_t *q_rows, const ptrdiff_t *k_rows,
-                          const float *q, const float *k, const float *v, const uint8_t *mask, float scale,
-                          float *probs, float *context, float *work) {
+                          const float *q, const float *k, const float *v, const float *key_keep, float scale,
+                          float *lse, float *context, float *work) {
     size_t d = heads * head_dim;
     for (size_t b = 0; b < batch; b++) {
         size_t q0 = q_rows[b], lq = q_rows[b + 1] - q0, k0 = k_rows[b], lk = k_rows[b + 1] - k0;
         size_t lkp = ck_attention_padded(lk);
-        float *bt = work, *keep = work + head_dim * lkp, *bias = keep + lkp;
-        for (size_t j = 0; j < lkp; j++) {
-            int real = j < lk && (!mask || mask[k0 + j]);
-            keep[j] = real ? 1.0f : 0.0f;
-            bias[j] = real ? 0.0f : -INFINITY;
-        }
+        float *bt = work, *keep = work + head_dim * lkp, *bias = keep + lkp, *p = bias + lkp;
+        key_flags(key_keep, k0, lk, lkp, keep, bias);
         for (size_t h = 0; h < heads; h++) {
             const float *qh = q + q0 * d + h * head_dim, *kh = k + k0 * d + h * head_dim, *vh = v + k0 * d + h * head_dim;
-            float *p = probs, *out = context + q0 * d + h * head_dim;
-            probs += lq * lkp;
-            if (lk == 0) {  // no keys at all: P is empty and the output 0
-                for (size_t i = 0; i < lq; i++) for (size_t t = 0; t < head_dim; t++) out[i * d + t] = 0;
+            float *out = context + q0 * d + h * head_dim, *l = lse + (q0 * heads + h * lq);
+            if (lk == 0) {  // no keys at all: the output is 0
+                for (size_t i = 0; i < lq; i++) { l[i] = INFINITY; for (size_t t = 0; t < head_dim; t++) out[i * d + t] = 0; }
                 continue;
             }
-            // S = scale Q_h K_h^T (lq, lkp); P = softmax over the real keys
+            // S = scale Q_h K_h^T (lq, lkp); P = softmax over the real keys, kept only as each row's log-sum-exp
             nt(qh, d, kh, d, lq, lk, head_dim, scale, bt, p, lkp);
-            for (size_t i = 0; i < lq; i++) softmax_row(p + i * lkp, keep, bias, lkp);
+            for (size_t i = 0; i < lq; i++) l[i] = softmax_row(p + i * lkp, keep, bias, lkp);
             // O_h = P V_h into the head's columns of the context
             nn(p, lkp, 1, vh, d, lq, lk, head_dim, 1.0f, out, d);
         }
@@ -206,20 +213,26 @@ void ck_attention_forward(size_t batch, size_t heads, size_t head_dim, const ptr
 
 VECTOR_CLONES
 void ck_attention_backward(size_t batch, size_t heads, size_t head_dim, const ptrdiff_t *q_rows, const ptrdiff_t *k_rows,
-                           const float *q, const float *k, const float *v, const float *probs, const float *dcontext,
-                           float scale, float *dq, float *dk, float *dv, float *work) {
+                           const float *q, const float *k, const float *v, const float *key_keep, const float *lse,
+                           const float *dcontext, float scale, float *dq, float *dk, float *dv, float *work) {
     size_t d = heads * head_dim;
     for (size_t b = 0; b < batch; b++) {
         size_t q0 = q_rows[b], lq = q_rows[b + 1] - q0, k0 = k_rows[b], lk = k_rows[b + 1] - k0;
         size_t lkp = ck_attention_padded(lk);
-        float *bt = work, *dp = work + head_dim * lkp + lkp;
+        float *bt = work, *keep = work + head_dim * lkp, *bias = keep + lkp, *p = bias + lkp, *dp = p + lq * lkp;
+        key_flags(key_keep, k0, lk, lkp, keep, bias);
         for (size_t h = 0; h < heads; h++) {
             size_t qo = q0 * d + h * head_dim, ko = k0 * d + h * head_dim;
-            const float *p = probs, *dob = dcontext + qo;
-            probs += lq * lkp;
+            const float *dob = dcontext + qo, *l = lse + (q0 * heads + h * lq);
             if (lk == 0) {
                 for (size_t i = 0; i < lq; i++) for (size_t t = 0; t < head_dim; t++) dq[qo + i * d + t] = 0;
                 continue;
+            }
+            // P recomputed: exp(scale Q_h K_h^T - lse) on the real keys
+            nt(q + qo, d, k + ko, d, lq, lk, head_dim, scale, bt, p, lkp);
+            for (size_t i = 0; i < lq; i++) {
+                float *r = p + i * lkp, li = l[i];
+                for (size_t j = 0; j < lkp; j++) r[j] = keep[j] * exp_neg(r[j] + bias[j] - li);
             }
             // dP = dO_h V_h^T (lq, lkp); dV_h = P^T dO_h
             nt(dob, d, v + ko, d, lq, lk, head_dim, 1.0f, bt, dp, lkp);

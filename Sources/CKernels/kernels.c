@@ -52,3 +52,17 @@ void ck_gelu_backward(const float *x, const float *dy, float *dx, size_t n) {
         dx[i] += dy[i] * (normal_cdf(v, e) + v * e * 0.39894228040143268f);
     }
 }
+
+VECTOR_CLONES
+void ck_adam_update(float *restrict p, const float *restrict g, float *restrict m, float *restrict v, size_t n,
+                    float lr, float beta1, float beta2, float eps, float bias1, float bias2, float weight_decay,
+                    int decoupled) {
+    for (size_t i = 0; i < n; i++) {
+        float gi = g[i], pi = p[i];
+        if (decoupled) pi -= lr * weight_decay * pi; else gi += weight_decay * pi;
+        float mi = beta1 * m[i] + (1 - beta1) * gi;
+        float vi = beta2 * v[i] + (1 - beta2) * gi * gi;
+        m[i] = mi; v[i] = vi;
+        p[i] = pi - lr * (mi / bias1) / (__builtin_sqrtf(vi / bias2) + eps);
+    }
+}

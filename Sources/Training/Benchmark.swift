@@ -85,14 +85,22 @@ public func runTrainingBenchmark(config c: Config, comm: Communicator) -> [Strin
         optimizer.update(params)
         let t5 = now()
         if s >= warmup {
-            t.forward += t1 - t0; t.gatherLoss += t2 - t1; t.backward += t3 - t2; t.reduce += t4 - t3; t.optimizer += t5 - t4; t.step += t5 - t0
+            // The phases of this step's slowest rank (the critical path): with packed variable-length rows the
+            // ranks' compute differs, and a faster rank's wait in the all-gather is imbalance, not transfer.
+            var slowest = [t5 - t0]
+            slowest.withUnsafeMutableBufferPointer { comm.allReduceMax($0.baseAddress!, count: 1) }
+            var candidate = [t5 - t0 == slowest[0] ? -Double(comm.rank) : -Double(comm.size)]
+            candidate.withUnsafeMutableBufferPointer { comm.allReduceMax($0.baseAddress!, count: 1) }
+            var phases = Int(-candidate[0]) == comm.rank ? [t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t5 - t0] : [Double](repeating: 0, count: 6)
+            phases.withUnsafeMutableBufferPointer { comm.allReduceSum($0.baseAddress!, count: 6) }
+            t.forward += phases[0]; t.gatherLoss += phases[1]; t.backward += phases[2]; t.reduce += phases[3]
+            t.optimizer += phases[4]; t.step += phases[5]
             usefulFlops += 3 * flops
             paddedFlops += 3 * Double(batch.count) * model.forwardFLOPs(molLength: batch.molLength, codeLength: batch.codeLength, sentenceLength: batch.sentenceLength)
         }
     }
-    // Across ranks: the slowest rank's times, the sum of useful FLOPs, the largest RSS.
-    var times = [t.forward, t.gatherLoss, t.backward, t.reduce, t.optimizer, t.step].map { $0 / Double(steps) }
-    times.withUnsafeMutableBufferPointer { comm.allReduceMax($0.baseAddress!, count: 6) }
+    // Across ranks: the slowest rank's times (already combined per step), the sum of useful FLOPs, the largest RSS.
+    let times = [t.forward, t.gatherLoss, t.backward, t.reduce, t.optimizer, t.step].map { $0 / Double(steps) }
     var sums = [usefulFlops, paddedFlops]
     sums.withUnsafeMutableBufferPointer { comm.allReduceSum($0.baseAddress!, count: 2) }
     var rss = [peakRSSMiB()]

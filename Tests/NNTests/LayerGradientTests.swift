@@ -156,36 +156,31 @@ final class LayerGradientTests: XCTestCase {
     }
 
     /// The attention core against its formula written out in Double: P = softmax(Q_h K_h^T / sqrt(d_h)) over
-    /// the unmasked keys, context_h = P V_h, for a vector-path (16) and a scalar-path (6) head width.
+    /// the unmasked keys, context_h = P V_h and the row log-sum-exp kept for backward, for a vector-path (16)
+    /// and a scalar-path (6) head width.
     func testAttentionCoreMatchesTheFormula() {
         for headDim in [16, 6] {
             let arena = ActivationArena()
             let b = 2, heads = 3, lq = 7, lk = 13, d = heads * headDim
             let q = randomBuffer(b * lq * d, seed: 50), k = randomBuffer(b * lk * d, seed: 51), v = randomBuffer(b * lk * d, seed: 52)
-            let mask: [UInt8] = (0..<b * lk).map { $0 % 5 == 1 ? 0 : 1 }
-            let lkp = (lk + 7) / 8 * 8
+            let keep: [Float] = (0..<b * lk).map { $0 % 5 == 1 ? 0 : 1 }
             let queries = SequenceLayout(batch: b, length: lq), keys = SequenceLayout(batch: b, length: lk)
-            XCTAssertEqual(attentionProbabilityCount(heads: heads, queries: queries, keys: keys), b * heads * lq * lkp)
-            let probs = arena.allocate(b * heads * lq * lkp), context = arena.allocate(b * lq * d)
-            mask.withUnsafeBufferPointer {
+            let lse = arena.allocate(b * lq * heads), context = arena.allocate(b * lq * d)
+            keep.withUnsafeBufferPointer {
                 attentionForward(heads: heads, headDim: headDim, queries: queries, keys: keys, q: q, k: k, v: v,
-                                 mask: $0.baseAddress!, scale: 1 / Float(headDim).squareRoot(), probs: probs, context: context, arena: arena)
+                                 keyKeep: $0.baseAddress!, scale: 1 / Float(headDim).squareRoot(), lse: lse, context: context, arena: arena)
             }
             var worst = 0.0
             for s in 0..<b { for h in 0..<heads { for i in 0..<lq {
                 var scores = [Double](repeating: -.infinity, count: lk)
-                for j in 0..<lk where mask[s * lk + j] == 1 {
+                for j in 0..<lk where keep[s * lk + j] == 1 {
                     var dot = 0.0
                     for t in 0..<headDim { dot += Double(q[(s * lq + i) * d + h * headDim + t]) * Double(k[(s * lk + j) * d + h * headDim + t]) }
                     scores[j] = dot / Double(headDim).squareRoot()
                 }
                 let m = scores.max()!
                 let e = scores.map { exp($0 - m) }, z = e.reduce(0, +)
-                let row = probs + ((s * heads + h) * lq + i) * lkp
-                for j in 0..<lkp {
-                    let expected: Double = j < lk ? e[j] / z : 0
-                    worst = max(worst, abs(expected - Double(row[j])))
-                }
+                worst = max(worst, abs(m + log(z) - Double(lse[(s * lq) * heads + h * lq + i])))
                 for t in 0..<headDim {
                     var o = 0.0
                     for j in 0..<lk {

@@ -18,6 +18,16 @@ public final class ActivationArena {
 
     public init(blockFloats: Int = 1 << 22) { self.blockFloats = blockFloats }
 
+    /// A second arena for a layer's transient buffers (LayerNorm outputs, activated FFN hidden units) that
+    /// backward recomputes instead of keeping: take `mark()` before and `release(to:)` after the layer.
+    public var scratch: ActivationArena {
+        if let s = scratchArena { return s }
+        let s = ActivationArena(blockFloats: 1 << 20)
+        scratchArena = s
+        return s
+    }
+    private var scratchArena: ActivationArena?
+
     deinit { for b in blocks { Self.unmap(b) } }
 
     /// Blocks are mapped directly (not malloc'd): an unmapped block leaves the resident set at once, where
@@ -33,6 +43,7 @@ public final class ActivationArena {
     /// Starts a new step. If the last step needed more than one block, the blocks are replaced by a single
     /// one of 1.5 x the step's peak size, so that steady state is one block and no allocation.
     public func reset() {
+        scratchArena?.reset()
         if blocks.count > 1 {
             for b in blocks { Self.unmap(b) }
             blocks = [Self.map(max(peakFloats + peakFloats / 2, blockFloats))]

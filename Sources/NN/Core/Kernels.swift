@@ -11,30 +11,33 @@ public func geluBackward(_ x: ConstFloatPtr, _ dy: ConstFloatPtr, _ dx: FloatPtr
 }
 
 /// Multi-head attention core (CKernels/attention.c): for each sequence and head,
-/// P = softmax(scale Q_h K_h^T over the unmasked keys) and context_h = P V_h. q and context have the rows of
-/// `queries`, k and v those of `keys`; `probs` holds `attentionProbabilityCount` floats; mask is per key row.
+/// P = softmax(scale Q_h K_h^T over the real keys) and context_h = P V_h. q and context have the rows of
+/// `queries`, k and v those of `keys`; `keyKeep` (1 or 0 per key row, nil = all real) masks keys.
+/// P is not stored: `lse` (query rows x heads) gets each row's log-sum-exp, from which backward recomputes it.
 func attentionForward(heads: Int, headDim: Int, queries: SequenceLayout, keys: SequenceLayout,
-                      q: ConstFloatPtr, k: ConstFloatPtr, v: ConstFloatPtr, mask: UnsafePointer<UInt8>?, scale: Float,
-                      probs: FloatPtr, context: FloatPtr, arena: ActivationArena) {
+                      q: ConstFloatPtr, k: ConstFloatPtr, v: ConstFloatPtr, keyKeep: ConstFloatPtr?, scale: Float,
+                      lse: FloatPtr, context: FloatPtr, arena: ActivationArena) {
     let work = arena.allocate(ck_attention_work_floats(queries.maxLength, keys.maxLength, headDim))
     queries.rowOffsets.withUnsafeBufferPointer { qr in keys.rowOffsets.withUnsafeBufferPointer { kr in
-        ck_attention_forward(queries.count, heads, headDim, qr.baseAddress!, kr.baseAddress!, q, k, v, mask, scale, probs, context, work)
+        ck_attention_forward(queries.count, heads, headDim, qr.baseAddress!, kr.baseAddress!, q, k, v, keyKeep, scale, lse, context, work)
     } }
 }
 
-/// Backward of `attentionForward`: dV_h = P^T dO_h, dS = P (dP - rowsum(P dP)) with dP = dO_h V_h^T,
-/// dQ_h = scale dS K_h, dK_h = scale dS^T Q_h. dq, dk, dv are overwritten.
+/// Backward of `attentionForward`, with P = exp(scale Q_h K_h^T - lse) recomputed: dV_h = P^T dO_h,
+/// dS = P (dP - rowsum(P dP)) with dP = dO_h V_h^T, dQ_h = scale dS K_h, dK_h = scale dS^T Q_h.
+/// dq, dk, dv are overwritten.
 func attentionBackward(heads: Int, headDim: Int, queries: SequenceLayout, keys: SequenceLayout,
-                       q: ConstFloatPtr, k: ConstFloatPtr, v: ConstFloatPtr, probs: ConstFloatPtr, dContext: ConstFloatPtr,
-                       scale: Float, dq: FloatPtr, dk: FloatPtr, dv: FloatPtr, arena: ActivationArena) {
+                       q: ConstFloatPtr, k: ConstFloatPtr, v: ConstFloatPtr, keyKeep: ConstFloatPtr?, lse: ConstFloatPtr,
+                       dContext: ConstFloatPtr, scale: Float, dq: FloatPtr, dk: FloatPtr, dv: FloatPtr, arena: ActivationArena) {
     let work = arena.allocate(ck_attention_work_floats(queries.maxLength, keys.maxLength, headDim))
     queries.rowOffsets.withUnsafeBufferPointer { qr in keys.rowOffsets.withUnsafeBufferPointer { kr in
-        ck_attention_backward(queries.count, heads, headDim, qr.baseAddress!, kr.baseAddress!, q, k, v, probs, dContext, scale,
+        ck_attention_backward(queries.count, heads, headDim, qr.baseAddress!, kr.baseAddress!, q, k, v, keyKeep, lse, dContext, scale,
                               dq, dk, dv, work)
     } }
 }
 
-/// Floats of the stored attention probabilities: per sequence and head, (Lq, Lk rounded up to 8).
-func attentionProbabilityCount(heads: Int, queries: SequenceLayout, keys: SequenceLayout) -> Int {
-    (0..<queries.count).reduce(0) { $0 + heads * queries.length($1) * ck_attention_padded(keys.length($1)) }
+/// One Adam step over `count` parameters (see `Optimizer`): weight decay as L2 on the gradient, or decoupled.
+func adamUpdate(_ p: FloatPtr, _ g: ConstFloatPtr, _ m: FloatPtr, _ v: FloatPtr, count: Int, learningRate: Float,
+                beta1: Float, beta2: Float, eps: Float, bias1: Float, bias2: Float, weightDecay: Float, decoupled: Bool) {
+    ck_adam_update(p, g, m, v, count, learningRate, beta1, beta2, eps, bias1, bias2, weightDecay, decoupled ? 1 : 0)
 }

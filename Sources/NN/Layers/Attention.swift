@@ -4,7 +4,8 @@ import Foundation
 public struct AttentionCache {
     public var queries, keys: SequenceLayout
     public var q, k, v: FloatPtr          // (query rows, d), (key rows, d), (key rows, d)
-    public var probs: FloatPtr            // per sequence and head (Lq, Lk rounded up to 8), 0 on masked keys
+    public var keyKeep: FloatPtr?         // (key rows) 1 for a real key, 0 for a masked one; nil: all real
+    public var lse: FloatPtr              // (query rows, h) log-sum-exp of each softmax row (P is recomputed)
     public var context: FloatPtr          // (query rows, d) heads concatenated, input of the output projection
     public var qc, kc, vc, oc: LinearCache
 }
@@ -45,14 +46,19 @@ public struct MultiHeadAttention {
         let qc = query.forward(p, xq, q, rows: nq, arena: arena)
         let kc = key.forward(p, xkv, k, rows: nk, arena: arena)
         let vc = value.forward(p, xkv, v, rows: nk, arena: arena)
-        let probs = arena.allocate(attentionProbabilityCount(heads: heads, queries: queries, keys: keys))
-        let context = arena.allocate(nq * d)
+        var keyKeep: FloatPtr? = nil
+        if let keyMask {
+            let keep = arena.allocate(nk)
+            for j in 0..<nk { keep[j] = keyMask[j] != 0 ? 1 : 0 }
+            keyKeep = keep
+        }
+        let lse = arena.allocate(nq * heads), context = arena.allocate(nq * d)
         let scratch = arena.mark()
         attentionForward(heads: heads, headDim: headDim, queries: queries, keys: keys, q: q, k: k, v: v,
-                         mask: keyMask, scale: 1 / Float(headDim).squareRoot(), probs: probs, context: context, arena: arena)
+                         keyKeep: keyKeep, scale: 1 / Float(headDim).squareRoot(), lse: lse, context: context, arena: arena)
         arena.release(to: scratch)
         let oc = output.forward(p, context, out, rows: nq, arena: arena)
-        return AttentionCache(queries: queries, keys: keys, q: q, k: k, v: v, probs: probs, context: context,
+        return AttentionCache(queries: queries, keys: keys, q: q, k: k, v: v, keyKeep: keyKeep, lse: lse, context: context,
                               qc: qc, kc: kc, vc: vc, oc: oc)
     }
 
@@ -73,8 +79,8 @@ public struct MultiHeadAttention {
         output.backward(p, c.context, c.oc, dout, dContext, rows: nq, arena: arena)
         let dq = arena.allocate(nq * d), dk = arena.allocate(nk * d), dv = arena.allocate(nk * d)
         attentionBackward(heads: heads, headDim: headDim, queries: c.queries, keys: c.keys, q: c.q, k: c.k, v: c.v,
-                          probs: c.probs, dContext: dContext, scale: 1 / Float(headDim).squareRoot(), dq: dq, dk: dk, dv: dv,
-                          arena: arena)
+                          keyKeep: c.keyKeep, lse: c.lse, dContext: dContext, scale: 1 / Float(headDim).squareRoot(),
+                          dq: dq, dk: dk, dv: dv, arena: arena)
         query.backward(p, xq, c.qc, dq, dxq, rows: nq, arena: arena)
         // The key bias adds q . b_k to every score of a query's row, a constant that softmax removes: its
         // gradient is exactly 0 (the row sums of dS are 0). Summing dK would only accumulate rounding noise,

@@ -35,6 +35,16 @@ public struct LayerNorm {
         return cache
     }
 
+    /// y = LayerNorm(x) again from the statistics forward kept (bit-identical to forward's y), for backward
+    /// passes that recompute the output instead of storing it.
+    public func recompute(_ p: ParameterArena, _ x: ConstFloatPtr, _ cache: LayerNormCache, _ y: FloatPtr, rows n: Int) {
+        let g = p.value(gamma), b = p.value(beta)
+        for r in 0..<n {
+            let xr = x + r * dim, yr = y + r * dim, m = cache.mean[r], rs = cache.rstd[r]
+            for i in 0..<dim { yr[i] = (xr[i] - m) * rs * g[i] + b[i] }
+        }
+    }
+
     /// Accumulates dx += rstd * (dy*g - mean(dy*g) - xhat * mean(dy*g*xhat)), dgamma += dy*xhat, dbeta += dy.
     public func backward(_ p: ParameterArena, _ x: ConstFloatPtr, _ cache: LayerNormCache, _ dy: ConstFloatPtr,
                          _ dx: FloatPtr, rows n: Int) {

@@ -1,5 +1,5 @@
-/// What `FeedForward.forward` keeps.
-public struct FeedForwardCache { public var hidden, activated: FloatPtr; public var c1, c2: LinearCache }
+/// What `FeedForward.forward` keeps (GELU(hidden) is recomputed in backward).
+public struct FeedForwardCache { public var hidden: FloatPtr; public var c1, c2: LinearCache }
 
 /// FFN(x) = W2 GELU(W1 x + b1) + b2, hidden width `hiddenDim` (4d in CLaDMoP).
 public struct FeedForward {
@@ -16,30 +16,33 @@ public struct FeedForward {
     /// x (N, d) -> y (N, d).
     public func forward(_ p: ParameterArena, _ x: ConstFloatPtr, _ y: FloatPtr, rows n: Int,
                         arena: ActivationArena) -> FeedForwardCache {
-        let hidden = arena.allocate(n * hiddenDim), act = arena.allocate(n * hiddenDim)
+        let hidden = arena.allocate(n * hiddenDim)
         let c1 = fc1.forward(p, x, hidden, rows: n, arena: arena)
+        let scratch = arena.scratch, start = scratch.mark()
+        defer { scratch.release(to: start) }
+        let act = scratch.allocate(n * hiddenDim)
         geluForward(hidden, act, count: n * hiddenDim)
         let c2 = fc2.forward(p, act, y, rows: n, arena: arena)
-        return FeedForwardCache(hidden: hidden, activated: act, c1: c1, c2: c2)
+        return FeedForwardCache(hidden: hidden, c1: c1, c2: c2)
     }
 
     /// Accumulates dx += dFFN/dx^T dy and the parameter gradients.
     public func backward(_ p: ParameterArena, _ x: ConstFloatPtr, _ c: FeedForwardCache, _ dy: ConstFloatPtr,
                          _ dx: FloatPtr, rows n: Int, arena: ActivationArena) {
-        let dAct = arena.zeros(n * hiddenDim), dHidden = arena.zeros(n * hiddenDim)
-        fc2.backward(p, c.activated, c.c2, dy, dAct, rows: n, arena: arena)
+        let act = arena.allocate(n * hiddenDim), dAct = arena.zeros(n * hiddenDim), dHidden = arena.zeros(n * hiddenDim)
+        geluForward(c.hidden, act, count: n * hiddenDim)
+        fc2.backward(p, act, c.c2, dy, dAct, rows: n, arena: arena)
         geluBackward(c.hidden, dAct, dHidden, count: n * hiddenDim)
         fc1.backward(p, x, c.c1, dHidden, dx, rows: n, arena: arena)
     }
 }
 
-/// What `TransformerLayer.forward` keeps.
+/// What `TransformerLayer.forward` keeps (the LayerNorm outputs are recomputed in backward).
 public struct TransformerCache {
-    public var ln1Out: FloatPtr, ln1: LayerNormCache
-    public var kvOut: FloatPtr?, lnKV: LayerNormCache?
+    public var ln1: LayerNormCache, lnKV: LayerNormCache?
     public var attn: AttentionCache
-    public var mid: FloatPtr                 // x + MHA(...), (B, Lq, d)
-    public var ln2Out: FloatPtr, ln2: LayerNormCache
+    public var mid: FloatPtr                 // x + MHA(...), (rows, d)
+    public var ln2: LayerNormCache
     public var ffn: FeedForwardCache
 }
 
@@ -72,24 +75,25 @@ public struct TransformerLayer {
                         arena: ActivationArena) -> TransformerCache {
         let n = layout.rows, d = dim
         let keys = isCross ? keyLayout! : layout
-        let ln1Out = arena.allocate(n * d)
+        let scratch = arena.scratch, start = scratch.mark()
+        defer { scratch.release(to: start) }
+        let ln1Out = scratch.allocate(n * d)
         let ln1c = ln1.forward(p, x, ln1Out, rows: n, arena: arena)
         var kvOut: FloatPtr? = nil
         var lnKVc: LayerNormCache? = nil
         if isCross {
-            kvOut = arena.allocate(keys.rows * d)
+            kvOut = scratch.allocate(keys.rows * d)
             lnKVc = lnKV!.forward(p, kv!, kvOut!, rows: keys.rows, arena: arena)
         }
         let mid = arena.allocate(n * d)
         let ac = attention.forward(p, xq: ln1Out, xkv: kvOut.map { ConstFloatPtr($0) } ?? ConstFloatPtr(ln1Out),
                                    keyMask: keyMask, queries: layout, keys: keys, mid, arena: arena)
         for i in 0..<n * d { mid[i] += x[i] }
-        let ln2Out = arena.allocate(n * d)
+        let ln2Out = scratch.allocate(n * d)
         let ln2c = ln2.forward(p, mid, ln2Out, rows: n, arena: arena)
         let fc = ffn.forward(p, ln2Out, y, rows: n, arena: arena)
         for i in 0..<n * d { y[i] += mid[i] }
-        return TransformerCache(ln1Out: ln1Out, ln1: ln1c, kvOut: kvOut, lnKV: lnKVc, attn: ac, mid: mid,
-                                ln2Out: ln2Out, ln2: ln2c, ffn: fc)
+        return TransformerCache(ln1: ln1c, lnKV: lnKVc, attn: ac, mid: mid, ln2: ln2c, ffn: fc)
     }
 
     /// Padded batch: x (B, Lq, d), kv (B, Lk, d), keyMask (B, Lk) (self layers: (B, Lq)) -> y (B, Lq, d).
@@ -110,18 +114,21 @@ public struct TransformerLayer {
         // y = mid + FFN(LN2(mid))
         let dMid = arena.allocate(n * d)
         dMid.update(from: dy, count: n * d)
-        let dLn2 = arena.zeros(n * d)
-        ffn.backward(p, c.ln2Out, c.ffn, dy, dLn2, rows: n, arena: arena)
+        let dLn2 = arena.zeros(n * d), ln2Out = arena.allocate(n * d)
+        ln2.recompute(p, c.mid, c.ln2, ln2Out, rows: n)
+        ffn.backward(p, ln2Out, c.ffn, dy, dLn2, rows: n, arena: arena)
         ln2.backward(p, c.mid, c.ln2, dLn2, dMid, rows: n)
         // mid = x + MHA(LN1(x), kv')
         for i in 0..<n * d { dx[i] += dMid[i] }
-        let dLn1 = arena.zeros(n * d)
+        let dLn1 = arena.zeros(n * d), ln1Out = arena.allocate(n * d)
+        ln1.recompute(p, x, c.ln1, ln1Out, rows: n)
         if isCross {
-            let dKVOut = arena.zeros(nk * d)
-            attention.backward(p, c.attn, xq: c.ln1Out, xkv: c.kvOut!, dout: dMid, dxq: dLn1, dxkv: dKVOut, arena: arena)
+            let dKVOut = arena.zeros(nk * d), kvOut = arena.allocate(nk * d)
+            lnKV!.recompute(p, kv!, c.lnKV!, kvOut, rows: nk)
+            attention.backward(p, c.attn, xq: ln1Out, xkv: kvOut, dout: dMid, dxq: dLn1, dxkv: dKVOut, arena: arena)
             lnKV!.backward(p, kv!, c.lnKV!, dKVOut, dkv ?? arena.zeros(nk * d), rows: nk)
         } else {
-            attention.backward(p, c.attn, xq: c.ln1Out, xkv: c.ln1Out, dout: dMid, dxq: dLn1, dxkv: dLn1, arena: arena)
+            attention.backward(p, c.attn, xq: ln1Out, xkv: ln1Out, dout: dMid, dxq: dLn1, dxkv: dLn1, arena: arena)
         }
         ln1.backward(p, x, c.ln1, dLn1, dx, rows: n)
     }

@@ -50,15 +50,8 @@ public final class Optimizer {
             case .sgd:
                 for i in lo..<hi { p[i] -= lr * (g[i] + wd * p[i]) }
             case .adam, .adamw:
-                let decoupled = kind == .adamw
-                let b1 = beta1, b2 = beta2, eps = eps
-                for i in lo..<hi {
-                    var gi = g[i]
-                    if decoupled { p[i] -= lr * wd * p[i] } else { gi += wd * p[i] }
-                    m[i] = b1 * m[i] + (1 - b1) * gi
-                    v[i] = b2 * v[i] + (1 - b2) * gi * gi
-                    p[i] -= lr * (m[i] / bc1) / ((v[i] / bc2).squareRoot() + eps)
-                }
+                adamUpdate(p + lo, g + lo, m + lo, v + lo, count: hi - lo, learningRate: lr, beta1: beta1, beta2: beta2,
+                           eps: eps, bias1: bc1, bias2: bc2, weightDecay: wd, decoupled: kind == .adamw)
             }
         }
     }
