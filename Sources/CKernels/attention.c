@@ -214,7 +214,7 @@ void ck_attention_forward(size_t batch, size_t heads, size_t head_dim, const ptr
 VECTOR_CLONES
 void ck_attention_backward(size_t batch, size_t heads, size_t head_dim, const ptrdiff_t *q_rows, const ptrdiff_t *k_rows,
                            const float *q, const float *k, const float *v, const float *key_keep, const float *lse,
-                           const float *dcontext, float scale, float *dq, float *dk, float *dv, float *work) {
+                           const float *dcontext, float scale, float *context, float *dq, float *dk, float *dv, float *work) {
     size_t d = heads * head_dim;
     for (size_t b = 0; b < batch; b++) {
         size_t q0 = q_rows[b], lq = q_rows[b + 1] - q0, k0 = k_rows[b], lk = k_rows[b + 1] - k0;
@@ -225,7 +225,7 @@ void ck_attention_backward(size_t batch, size_t heads, size_t head_dim, const pt
             size_t qo = q0 * d + h * head_dim, ko = k0 * d + h * head_dim;
             const float *dob = dcontext + qo, *l = lse + (q0 * heads + h * lq);
             if (lk == 0) {
-                for (size_t i = 0; i < lq; i++) for (size_t t = 0; t < head_dim; t++) dq[qo + i * d + t] = 0;
+                for (size_t i = 0; i < lq; i++) for (size_t t = 0; t < head_dim; t++) dq[qo + i * d + t] = context[qo + i * d + t] = 0;
                 continue;
             }
             // P recomputed: exp(scale Q_h K_h^T - lse) on the real keys
@@ -234,6 +234,8 @@ void ck_attention_backward(size_t batch, size_t heads, size_t head_dim, const pt
                 float *r = p + i * lkp, li = l[i];
                 for (size_t j = 0; j < lkp; j++) r[j] = keep[j] * exp_neg(r[j] + bias[j] - li);
             }
+            // context_h = P V_h again (the output projection's weight gradient needs it; forward did not keep it)
+            nn(p, lkp, 1, v + ko, d, lq, lk, head_dim, 1.0f, context + qo, d);
             // dP = dO_h V_h^T (lq, lkp); dV_h = P^T dO_h
             nt(dob, d, v + ko, d, lq, lk, head_dim, 1.0f, bt, dp, lkp);
             nn(p, 1, lkp, dob, d, lk, lq, head_dim, 1.0f, dv + ko, d);

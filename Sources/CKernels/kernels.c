@@ -66,3 +66,54 @@ void ck_adam_update(float *restrict p, const float *restrict g, float *restrict 
         p[i] = pi - lr * (mi / bias1) / (__builtin_sqrtf(vi / bias2) + eps);
     }
 }
+
+// Sum of n floats in 8 lanes (the lanes let the compiler vectorise the reduction), then the tail.
+#define LANES 8
+static inline float lane_sum(const float *x, size_t n) {
+    float acc[LANES] = {0};
+    size_t i = 0;
+    for (; i + LANES <= n; i += LANES) for (int l = 0; l < LANES; l++) acc[l] += x[i + l];
+    float s = 0;
+    for (int l = 0; l < LANES; l++) s += acc[l];
+    for (; i < n; i++) s += x[i];
+    return s;
+}
+
+VECTOR_CLONES
+void ck_layernorm_apply(const float *x, float *y, const float *gamma, const float *beta, const float *mean,
+                        const float *rstd, size_t rows, size_t dim) {
+    for (size_t r = 0; r < rows; r++) {
+        const float *xr = x + r * dim;
+        float *yr = y + r * dim, m = mean[r], rs = rstd[r];
+        for (size_t i = 0; i < dim; i++) yr[i] = (xr[i] - m) * rs * gamma[i] + beta[i];
+    }
+}
+
+VECTOR_CLONES
+void ck_layernorm_forward(const float *x, float *y, const float *gamma, const float *beta, float *mean, float *rstd,
+                          size_t rows, size_t dim, float eps, float *work) {
+    for (size_t r = 0; r < rows; r++) {
+        const float *xr = x + r * dim;
+        float m = lane_sum(xr, dim) / (float)dim;
+        for (size_t i = 0; i < dim; i++) { float c = xr[i] - m; work[i] = c * c; }
+        mean[r] = m;
+        rstd[r] = 1.0f / __builtin_sqrtf(lane_sum(work, dim) / (float)dim + eps);
+    }
+    ck_layernorm_apply(x, y, gamma, beta, mean, rstd, rows, dim);
+}
+
+VECTOR_CLONES
+void ck_layernorm_backward(const float *x, const float *dy, const float *gamma, const float *mean, const float *rstd,
+                           float *dx, float *dgamma, float *dbeta, size_t rows, size_t dim, float *work) {
+    float *xhat = work, *dyg = work + dim;
+    for (size_t r = 0; r < rows; r++) {
+        const float *xr = x + r * dim, *dyr = dy + r * dim;
+        float *dxr = dx + r * dim, m = mean[r], rs = rstd[r];
+        for (size_t i = 0; i < dim; i++) { xhat[i] = (xr[i] - m) * rs; dyg[i] = dyr[i] * gamma[i]; }
+        if (dgamma) for (size_t i = 0; i < dim; i++) { dgamma[i] += dyr[i] * xhat[i]; dbeta[i] += dyr[i]; }
+        float mean_dyg = lane_sum(dyg, dim) / (float)dim;
+        for (size_t i = 0; i < dim; i++) dyg[i + dim] = dyg[i] * xhat[i];
+        float mean_dyg_xhat = lane_sum(dyg + dim, dim) / (float)dim;
+        for (size_t i = 0; i < dim; i++) dxr[i] += rs * (dyr[i] * gamma[i] - mean_dyg - xhat[i] * mean_dyg_xhat);
+    }
+}

@@ -147,6 +147,11 @@ public final class CLaDMoP {
         var disX: [FloatPtr] = [], disCaches: [TransformerCache] = []
         var projected: [FloatPtr] = [], projCaches: [LinearCache] = []
         var keys: [FloatPtr] = []
+        /// dL/dU_M and dL/dU_D, allocated below the fusion activations, and the arena position after them:
+        /// backward releases everything above it (fusion activations, the caller's loss buffers) before the
+        /// enrichment layers' backward, whose temporaries then reuse that memory.
+        var gUM: FloatPtr? = nil, gUD: FloatPtr? = nil
+        var fusionStart: ActivationArena.Mark? = nil
         /// Per block, per grouping layer: queries, cross cache, self-layer inputs/caches, output.
         var queries: [[FloatPtr]] = [], crossCaches: [[TransformerCache]] = []
         var selfInputs: [[[FloatPtr]]] = [], selfCaches: [[[TransformerCache]]] = []
@@ -202,6 +207,8 @@ public final class CLaDMoP {
             x = y; s.disX.append(y)
         }
         let uM = s.molX.last!, uD = s.disX.last!
+        s.gUM = arena.zeros(molL.rows * d); s.gUD = arena.zeros(disL.rows * d)
+        s.fusionStart = arena.mark()
         // 3. Multi-level fusion. Criterion sentences of each level, packed: (sentence rows, E).
         var sentenceLengths = [Int](repeating: 0, count: n)
         for i in 0..<n { for j in 0..<b.sentenceLength where b.sentenceMask[i * b.sentenceLength + j] != 0 { sentenceLengths[i] += 1 } }
@@ -280,6 +287,8 @@ public final class CLaDMoP {
     }
 
     /// Backward pass from dL/df_DM (n, E) and/or dL/d pooled (n, d); accumulates parameter gradients.
+    /// Once the fusion blocks are done it releases the arena down to the end of the enrichment layers'
+    /// activations: what was allocated after `forward` (the loss buffers) must not be read after backward.
     public func backward(_ s: State, dFDM: ConstFloatPtr?, dPooled: ConstFloatPtr?, arena: ActivationArena) {
         let p = params, d = config.dim, n = s.batch.count
         let molL = s.molLayout, disL = s.disLayout, sentL = s.sentenceLayout
@@ -291,16 +300,16 @@ public final class CLaDMoP {
         maskedMeanBackward(gPooled, mask: nil, batch: n, length: la, dim: d, gNorm)
         var gA = arena.zeros(n * la * d)
         finalNorm.backward(p, s.groupOutputs.last!.last!, s.normCache!, gNorm, gA, rows: n * la)
-        let gUM = arena.zeros(molL.rows * d), gUD = arena.zeros(disL.rows * d)
+        let gUM = s.gUM!, gUD = s.gUD!
         for level in stride(from: ModelConfig.levels - 1, through: 0, by: -1) {
             let block = blocks[level]
             var gY = gA
             for g in stride(from: config.groupingLayers - 1, through: 0, by: -1) {
                 let cg = config.centroidCount(g)
                 for k in stride(from: block.selfLayers[g].count - 1, through: 0, by: -1) {
-                    let gIn = arena.zeros(n * cg * d)
-                    block.selfLayers[g][k].backward(p, s.selfCaches[level][g][k], s.selfInputs[level][g][k], dy: gY, dx: gIn, arena: arena)
-                    gY = gIn
+                    backwardInPlace(gY, count: n * cg * d, arena: arena) { gIn in
+                        block.selfLayers[g][k].backward(p, s.selfCaches[level][g][k], s.selfInputs[level][g][k], dy: gY, dx: gIn, arena: arena)
+                    }
                 }
                 let kv: FloatPtr = g == 0 ? s.keys[level] : s.groupOutputs[level][g - 1]
                 let kvRows = g == 0 ? s.keyLayouts[level].rows : n * config.centroidCount(g - 1)
@@ -341,20 +350,29 @@ public final class CLaDMoP {
         // Enrichment layers, then the embedding tables: skipped when frozen (fine-tuning puts LoRA only in
         // the fusion blocks), as nothing below them needs a gradient.
         if p.isFrozen(molToken.table) && p.isFrozen(icdTables[0].table) { return }
-        var gX = gUD
+        arena.release(to: s.fusionStart!)
         for k in stride(from: disLayers.count - 1, through: 0, by: -1) {
-            let gIn = arena.zeros(disL.rows * d)
-            disLayers[k].backward(p, s.disCaches[k], s.disX[k], dy: gX, dx: gIn, arena: arena)
-            gX = gIn
+            backwardInPlace(gUD, count: disL.rows * d, arena: arena) { gIn in
+                disLayers[k].backward(p, s.disCaches[k], s.disX[k], dy: gUD, dx: gIn, arena: arena)
+            }
         }
-        if disL.rows > 0 { s.codeIds.withUnsafeBufferPointer { embeddingSumBackward(p, tables: icdTables + [category], ids: $0.baseAddress!, rows: disL.rows, gX) } }
-        gX = gUM
+        if disL.rows > 0 { s.codeIds.withUnsafeBufferPointer { embeddingSumBackward(p, tables: icdTables + [category], ids: $0.baseAddress!, rows: disL.rows, gUD) } }
         for k in stride(from: molLayers.count - 1, through: 0, by: -1) {
-            let gIn = arena.zeros(molL.rows * d)
-            molLayers[k].backward(p, s.molCaches[k], s.molX[k], dy: gX, dx: gIn, arena: arena)
-            gX = gIn
+            backwardInPlace(gUM, count: molL.rows * d, arena: arena) { gIn in
+                molLayers[k].backward(p, s.molCaches[k], s.molX[k], dy: gUM, dx: gIn, arena: arena)
+            }
         }
-        if molL.rows > 0 { s.molIds.withUnsafeBufferPointer { embeddingSumBackward(p, tables: [molToken, molPosition], ids: $0.baseAddress!, rows: molL.rows, gX) } }
+        if molL.rows > 0 { s.molIds.withUnsafeBufferPointer { embeddingSumBackward(p, tables: [molToken, molPosition], ids: $0.baseAddress!, rows: molL.rows, gUM) } }
+    }
+
+    /// Runs `body(dx)` with a zeroed temporary dx, then overwrites `gradient` (the layer's dy) with it and
+    /// releases the temporary: a chain of layers needs one gradient buffer, not one per layer.
+    func backwardInPlace(_ gradient: FloatPtr, count: Int, arena: ActivationArena, _ body: (FloatPtr) -> Void) {
+        let start = arena.mark()
+        let dx = arena.zeros(count)
+        body(dx)
+        gradient.update(from: dx, count: count)
+        arena.release(to: start)
     }
 
     /// Forward FLOPs of one sample at the given padded lengths, counted from the layer shapes

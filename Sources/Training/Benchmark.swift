@@ -103,8 +103,8 @@ public func runTrainingBenchmark(config c: Config, comm: Communicator) -> [Strin
     let times = [t.forward, t.gatherLoss, t.backward, t.reduce, t.optimizer, t.step].map { $0 / Double(steps) }
     var sums = [usefulFlops, paddedFlops]
     sums.withUnsafeMutableBufferPointer { comm.allReduceSum($0.baseAddress!, count: 2) }
-    var rss = [peakRSSMiB()]
-    rss.withUnsafeMutableBufferPointer { comm.allReduceMax($0.baseAddress!, count: 1) }
+    var rss = [peakRSSMiB(), Double(arena.peakFloats * 4) / 1_048_576]
+    rss.withUnsafeMutableBufferPointer { comm.allReduceMax($0.baseAddress!, count: 2) }
     let stepTime = times[5]
     let fullFlops = 3 * model.forwardFLOPs(molLength: lmMax, codeLength: lcMax, sentenceLength: lsMax)
     return ["world_size": comm.size, "global_batch": globalBatch, "variable_lengths": variable, "parameters": params.count,
@@ -116,7 +116,7 @@ public func runTrainingBenchmark(config c: Config, comm: Communicator) -> [Strin
             "useful_flops_per_sample": sums[0] / Double(steps * globalBatch),
             "achieved_gflops": sums[0] / Double(steps) / stepTime / 1e9,
             "padded_gflops": sums[1] / Double(steps) / stepTime / 1e9,
-            "peak_rss_mb": rss[0], "steps": steps]
+            "peak_rss_mb": rss[0], "activation_mb": rss[1], "steps": steps]
 }
 
 @inline(__always) func now() -> Double {

@@ -68,7 +68,7 @@ struct Bench: ParsableCommand {
             print(String(format: "  model FLOPs        %10.3f GFLOP per sample at full length (forward %.3f; useful %.3f per sample here)",
                          d("flops_per_sample") / 1e9, d("forward_flops_per_sample") / 1e9, d("useful_flops_per_sample") / 1e9))
             print(String(format: "  achieved           %10.1f GFLOP/s useful (%.1f counting padding)", d("achieved_gflops"), d("padded_gflops")))
-            print(String(format: "  peak RSS per rank  %10.0f MiB", d("peak_rss_mb")))
+            print(String(format: "  peak RSS per rank  %10.0f MiB (activations and scratch of a step: %.0f MiB)", d("peak_rss_mb"), d("activation_mb")))
         }
     }
 }

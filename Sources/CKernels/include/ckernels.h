@@ -22,14 +22,27 @@ size_t ck_attention_work_floats(size_t lq, size_t lk, size_t head_dim);
 void ck_attention_forward(size_t batch, size_t heads, size_t head_dim, const ptrdiff_t *q_rows, const ptrdiff_t *k_rows,
                           const float *q, const float *k, const float *v, const float *key_keep, float scale,
                           float *lse, float *context, float *work);
-// From dcontext, with P = exp(scale Q_h K_h^T - lse): dV_h = P^T dO_h, dS = P (dP - rowsum(P dP)) with
-// dP = dO_h V_h^T, dQ_h = scale dS K_h, dK_h = scale dS^T Q_h. dq, dk, dv are written (not accumulated).
+// From dcontext, with P = exp(scale Q_h K_h^T - lse) recomputed: context_h = P V_h again, dV_h = P^T dO_h,
+// dS = P (dP - rowsum(P dP)) with dP = dO_h V_h^T, dQ_h = scale dS K_h, dK_h = scale dS^T Q_h.
+// context, dq, dk, dv are written (not accumulated).
 void ck_attention_backward(size_t batch, size_t heads, size_t head_dim, const ptrdiff_t *q_rows, const ptrdiff_t *k_rows,
                            const float *q, const float *k, const float *v, const float *key_keep, const float *lse,
-                           const float *dcontext, float scale, float *dq, float *dk, float *dv, float *work);
+                           const float *dcontext, float scale, float *context, float *dq, float *dk, float *dv, float *work);
 
 // One Adam step over n parameters: g += wd p (L2) or p -= lr wd p (decoupled, AdamW); m = b1 m + (1 - b1) g;
 // v = b2 v + (1 - b2) g^2; p -= lr (m / bias1) / (sqrt(v / bias2) + eps), bias_k = 1 - b_k^t.
 void ck_adam_update(float *restrict p, const float *restrict g, float *restrict m, float *restrict v, size_t n,
                     float lr, float beta1, float beta2, float eps, float bias1, float bias2, float weight_decay,
                     int decoupled);
+
+// LayerNorm over rows of dim floats: mean, rstd = 1 / sqrt(var + eps) per row, y = (x - mean) rstd gamma + beta.
+// work holds dim floats (forward) or 3 dim floats (backward).
+void ck_layernorm_forward(const float *x, float *y, const float *gamma, const float *beta, float *mean, float *rstd,
+                          size_t rows, size_t dim, float eps, float *work);
+// y from the kept statistics, bit-identical to forward's.
+void ck_layernorm_apply(const float *x, float *y, const float *gamma, const float *beta, const float *mean,
+                        const float *rstd, size_t rows, size_t dim);
+// dx += rstd (dy gamma - mean(dy gamma) - xhat mean(dy gamma xhat)); dgamma += dy xhat, dbeta += dy unless
+// dgamma is NULL (frozen).
+void ck_layernorm_backward(const float *x, const float *dy, const float *gamma, const float *mean, const float *rstd,
+                           float *dx, float *dgamma, float *dbeta, size_t rows, size_t dim, float *work);

@@ -23,16 +23,17 @@ func attentionForward(heads: Int, headDim: Int, queries: SequenceLayout, keys: S
     } }
 }
 
-/// Backward of `attentionForward`, with P = exp(scale Q_h K_h^T - lse) recomputed: dV_h = P^T dO_h,
-/// dS = P (dP - rowsum(P dP)) with dP = dO_h V_h^T, dQ_h = scale dS K_h, dK_h = scale dS^T Q_h.
-/// dq, dk, dv are overwritten.
+/// Backward of `attentionForward`, with P = exp(scale Q_h K_h^T - lse) recomputed: context_h = P V_h again
+/// (forward does not keep it), dV_h = P^T dO_h, dS = P (dP - rowsum(P dP)) with dP = dO_h V_h^T,
+/// dQ_h = scale dS K_h, dK_h = scale dS^T Q_h. context, dq, dk, dv are overwritten.
 func attentionBackward(heads: Int, headDim: Int, queries: SequenceLayout, keys: SequenceLayout,
                        q: ConstFloatPtr, k: ConstFloatPtr, v: ConstFloatPtr, keyKeep: ConstFloatPtr?, lse: ConstFloatPtr,
-                       dContext: ConstFloatPtr, scale: Float, dq: FloatPtr, dk: FloatPtr, dv: FloatPtr, arena: ActivationArena) {
+                       dContext: ConstFloatPtr, scale: Float, context: FloatPtr, dq: FloatPtr, dk: FloatPtr, dv: FloatPtr,
+                       arena: ActivationArena) {
     let work = arena.allocate(ck_attention_work_floats(queries.maxLength, keys.maxLength, headDim))
     queries.rowOffsets.withUnsafeBufferPointer { qr in keys.rowOffsets.withUnsafeBufferPointer { kr in
         ck_attention_backward(queries.count, heads, headDim, qr.baseAddress!, kr.baseAddress!, q, k, v, keyKeep, lse, dContext, scale,
-                              dq, dk, dv, work)
+                              context, dq, dk, dv, work)
     } }
 }
 
@@ -40,4 +41,28 @@ func attentionBackward(heads: Int, headDim: Int, queries: SequenceLayout, keys: 
 func adamUpdate(_ p: FloatPtr, _ g: ConstFloatPtr, _ m: FloatPtr, _ v: FloatPtr, count: Int, learningRate: Float,
                 beta1: Float, beta2: Float, eps: Float, bias1: Float, bias2: Float, weightDecay: Float, decoupled: Bool) {
     ck_adam_update(p, g, m, v, count, learningRate, beta1, beta2, eps, bias1, bias2, weightDecay, decoupled ? 1 : 0)
+}
+
+/// LayerNorm rows of `dim`: mean and rstd = 1 / sqrt(var + eps) per row into `mean`, `rstd`;
+/// y = (x - mean) rstd gamma + beta.
+func layerNormForward(_ x: ConstFloatPtr, _ y: FloatPtr, gamma: ConstFloatPtr, beta: ConstFloatPtr, mean: FloatPtr, rstd: FloatPtr,
+                      rows: Int, dim: Int, eps: Float) {
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: dim) {
+        ck_layernorm_forward(x, y, gamma, beta, mean, rstd, rows, dim, eps, $0.baseAddress!)
+    }
+}
+
+/// y = (x - mean) rstd gamma + beta from kept statistics (bit-identical to `layerNormForward`'s y).
+func layerNormApply(_ x: ConstFloatPtr, _ y: FloatPtr, gamma: ConstFloatPtr, beta: ConstFloatPtr, mean: ConstFloatPtr,
+                    rstd: ConstFloatPtr, rows: Int, dim: Int) {
+    ck_layernorm_apply(x, y, gamma, beta, mean, rstd, rows, dim)
+}
+
+/// dx += rstd (dy gamma - mean(dy gamma) - xhat mean(dy gamma xhat)); dgamma += dy xhat and dbeta += dy
+/// when `dgamma` is given.
+func layerNormBackward(_ x: ConstFloatPtr, _ dy: ConstFloatPtr, gamma: ConstFloatPtr, mean: ConstFloatPtr, rstd: ConstFloatPtr,
+                       _ dx: FloatPtr, dgamma: FloatPtr?, dbeta: FloatPtr?, rows: Int, dim: Int) {
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: 3 * dim) {
+        ck_layernorm_backward(x, dy, gamma, mean, rstd, dx, dgamma, dbeta, rows, dim, $0.baseAddress!)
+    }
 }

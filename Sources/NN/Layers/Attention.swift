@@ -6,7 +6,6 @@ public struct AttentionCache {
     public var q, k, v: FloatPtr          // (query rows, d), (key rows, d), (key rows, d)
     public var keyKeep: FloatPtr?         // (key rows) 1 for a real key, 0 for a masked one; nil: all real
     public var lse: FloatPtr              // (query rows, h) log-sum-exp of each softmax row (P is recomputed)
-    public var context: FloatPtr          // (query rows, d) heads concatenated, input of the output projection
     public var qc, kc, vc, oc: LinearCache
 }
 
@@ -52,13 +51,15 @@ public struct MultiHeadAttention {
             for j in 0..<nk { keep[j] = keyMask[j] != 0 ? 1 : 0 }
             keyKeep = keep
         }
-        let lse = arena.allocate(nq * heads), context = arena.allocate(nq * d)
-        let scratch = arena.mark()
+        // The heads' outputs (query rows, d) are the output projection's input; backward recomputes them.
+        let lse = arena.allocate(nq * heads)
+        let scratch = arena.scratch, start = scratch.mark()
+        defer { scratch.release(to: start) }
+        let context = scratch.allocate(nq * d)
         attentionForward(heads: heads, headDim: headDim, queries: queries, keys: keys, q: q, k: k, v: v,
-                         keyKeep: keyKeep, scale: 1 / Float(headDim).squareRoot(), lse: lse, context: context, arena: arena)
-        arena.release(to: scratch)
+                         keyKeep: keyKeep, scale: 1 / Float(headDim).squareRoot(), lse: lse, context: context, arena: scratch)
         let oc = output.forward(p, context, out, rows: nq, arena: arena)
-        return AttentionCache(queries: queries, keys: keys, q: q, k: k, v: v, keyKeep: keyKeep, lse: lse, context: context,
+        return AttentionCache(queries: queries, keys: keys, q: q, k: k, v: v, keyKeep: keyKeep, lse: lse,
                               qc: qc, kc: kc, vc: vc, oc: oc)
     }
 
@@ -76,11 +77,13 @@ public struct MultiHeadAttention {
                          dxq: FloatPtr?, dxkv: FloatPtr?, arena: ActivationArena) {
         let d = dim, nq = c.queries.rows, nk = c.keys.rows
         let dContext = arena.zeros(nq * d)
-        output.backward(p, c.context, c.oc, dout, dContext, rows: nq, arena: arena)
+        output.backwardInput(p, c.oc, dout, dContext, rows: nq, arena: arena)
+        let context = arena.allocate(nq * d)
         let dq = arena.allocate(nq * d), dk = arena.allocate(nk * d), dv = arena.allocate(nk * d)
         attentionBackward(heads: heads, headDim: headDim, queries: c.queries, keys: c.keys, q: c.q, k: c.k, v: c.v,
                           keyKeep: c.keyKeep, lse: c.lse, dContext: dContext, scale: 1 / Float(headDim).squareRoot(),
-                          dq: dq, dk: dk, dv: dv, arena: arena)
+                          context: context, dq: dq, dk: dk, dv: dv, arena: arena)
+        output.backwardParameters(p, context, c.oc, dout, rows: nq, arena: arena)
         query.backward(p, xq, c.qc, dq, dxq, rows: nq, arena: arena)
         // The key bias adds q . b_k to every score of a query's row, a constant that softmax removes: its
         // gradient is exactly 0 (the row sums of dS are 0). Summing dK would only accumulate rounding noise,

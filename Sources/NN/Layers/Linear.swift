@@ -63,6 +63,23 @@ public struct Linear {
     /// rounding noise of the row sum is not accumulated.
     public func backward(_ p: ParameterArena, _ x: ConstFloatPtr, _ cache: LinearCache, _ dy: ConstFloatPtr,
                          _ dx: FloatPtr?, rows n: Int, arena: ActivationArena? = nil, biasGradientIsZero: Bool = false) {
+        backwardParameters(p, x, cache, dy, rows: n, arena: arena, biasGradientIsZero: biasGradientIsZero)
+        if let dx { backwardInput(p, cache, dy, dx, rows: n, arena: arena) }
+    }
+
+    /// The input half of `backward`: dx += dy W (+ s (dy B) A with LoRA). Needs no x.
+    public func backwardInput(_ p: ParameterArena, _ cache: LinearCache, _ dy: ConstFloatPtr, _ dx: FloatPtr, rows n: Int,
+                              arena: ActivationArena? = nil) {
+        sgemm(m: n, n: inFeatures, k: outFeatures, a: dy, b: p.value(weight), beta: 1, c: dx)
+        guard let ad = adapter, cache.t != nil else { return }
+        let dt = arena!.allocate(n * ad.rank)    // dt = s dy B, (N, r)
+        sgemm(m: n, n: ad.rank, k: outFeatures, alpha: ad.scaling, a: dy, b: p.value(ad.b), c: dt)
+        sgemm(m: n, n: inFeatures, k: ad.rank, a: dt, b: p.value(ad.a), beta: 1, c: dx)
+    }
+
+    /// The parameter half of `backward`: dW += dy^T x, db += sum of dy, LoRA dB and dA.
+    public func backwardParameters(_ p: ParameterArena, _ x: ConstFloatPtr, _ cache: LinearCache, _ dy: ConstFloatPtr,
+                                   rows n: Int, arena: ActivationArena? = nil, biasGradientIsZero: Bool = false) {
         if !p.isFrozen(weight) {
             sgemm(transA: true, m: outFeatures, n: inFeatures, k: n, a: dy, b: x, beta: 1, c: p.grad(weight))
         }
@@ -73,21 +90,16 @@ public struct Linear {
                 for j in 0..<outFeatures { gb[j] += row[j] }
             }
         }
-        if let dx {
-            sgemm(m: n, n: inFeatures, k: outFeatures, a: dy, b: p.value(weight), beta: 1, c: dx)
-        }
         guard let ad = adapter, let t = cache.t else { return }
-        // dt = s dy B, (N, r)
-        let dt = arena!.allocate(n * ad.rank)
-        sgemm(m: n, n: ad.rank, k: outFeatures, alpha: ad.scaling, a: dy, b: p.value(ad.b), c: dt)
         if !p.isFrozen(ad.b) {
             sgemm(transA: true, m: outFeatures, n: ad.rank, k: n, alpha: ad.scaling, a: dy, b: t,
                   beta: 1, c: p.grad(ad.b))
         }
         if !p.isFrozen(ad.a) {
+            let dt = arena!.allocate(n * ad.rank)    // dt = s dy B, (N, r)
+            sgemm(m: n, n: ad.rank, k: outFeatures, alpha: ad.scaling, a: dy, b: p.value(ad.b), c: dt)
             sgemm(transA: true, m: ad.rank, n: inFeatures, k: n, a: dt, b: x, beta: 1, c: p.grad(ad.a))
         }
-        if let dx { sgemm(m: n, n: inFeatures, k: ad.rank, a: dt, b: p.value(ad.a), beta: 1, c: dx) }
     }
 }
 
