@@ -55,7 +55,7 @@ public func runTrainingBenchmark(config c: Config, comm: Communicator) -> [Strin
         return (b, flops)
     }
 
-    var t = (forward: 0.0, gatherLoss: 0.0, backward: 0.0, reduce: 0.0, optimizer: 0.0, step: 0.0)
+    var t = (forward: 0.0, gatherLoss: 0.0, backward: 0.0, reduce: 0.0, optimizer: 0.0, wait: 0.0, step: 0.0)
     var usefulFlops = 0.0, paddedFlops = 0.0
     let counts = (0..<comm.size).map { r in ((r + 1) * globalBatch / comm.size - r * globalBatch / comm.size) * e }
     let warmup = c.int("bench.warmup"), steps = c.int("bench.steps")
@@ -85,22 +85,20 @@ public func runTrainingBenchmark(config c: Config, comm: Communicator) -> [Strin
         optimizer.update(params)
         let t5 = now()
         if s >= warmup {
-            // The phases of this step's slowest rank (the critical path): with packed variable-length rows the
-            // ranks' compute differs, and a faster rank's wait in the all-gather is imbalance, not transfer.
-            var slowest = [t5 - t0]
-            slowest.withUnsafeMutableBufferPointer { comm.allReduceMax($0.baseAddress!, count: 1) }
-            var candidate = [t5 - t0 == slowest[0] ? -Double(comm.rank) : -Double(comm.size)]
-            candidate.withUnsafeMutableBufferPointer { comm.allReduceMax($0.baseAddress!, count: 1) }
-            var phases = Int(-candidate[0]) == comm.rank ? [t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t5 - t0] : [Double](repeating: 0, count: 6)
-            phases.withUnsafeMutableBufferPointer { comm.allReduceSum($0.baseAddress!, count: 6) }
-            t.forward += phases[0]; t.gatherLoss += phases[1]; t.backward += phases[2]; t.reduce += phases[3]
-            t.optimizer += phases[4]; t.step += phases[5]
+            // Across ranks: compute phases at their slowest rank; a collective at the rank that reached it last,
+            // whose time in it is the transfer itself (the others also wait there for the slowest rank: that
+            // wait, imbalance of packed variable-length rows, is reported apart).
+            var worst = [t1 - t0, t3 - t2, t5 - t4, -(t2 - t1), -(t4 - t3), t2 - t1, t4 - t3, t5 - t0]
+            worst.withUnsafeMutableBufferPointer { comm.allReduceMax($0.baseAddress!, count: 8) }
+            t.forward += worst[0]; t.backward += worst[1]; t.optimizer += worst[2]
+            t.gatherLoss += -worst[3]; t.reduce += -worst[4]; t.wait += worst[5] + worst[3] + worst[6] + worst[4]
+            t.step += worst[7]
             usefulFlops += 3 * flops
             paddedFlops += 3 * Double(batch.count) * model.forwardFLOPs(molLength: batch.molLength, codeLength: batch.codeLength, sentenceLength: batch.sentenceLength)
         }
     }
-    // Across ranks: the slowest rank's times (already combined per step), the sum of useful FLOPs, the largest RSS.
-    let times = [t.forward, t.gatherLoss, t.backward, t.reduce, t.optimizer, t.step].map { $0 / Double(steps) }
+    // Across ranks: the phases combined per step (above), the sum of useful FLOPs, the largest RSS.
+    let times = [t.forward, t.gatherLoss, t.backward, t.reduce, t.optimizer, t.step, t.wait].map { $0 / Double(steps) }
     var sums = [usefulFlops, paddedFlops]
     sums.withUnsafeMutableBufferPointer { comm.allReduceSum($0.baseAddress!, count: 2) }
     var rss = [peakRSSMiB(), Double(arena.peakFloats * 4) / 1_048_576]
@@ -110,7 +108,7 @@ public func runTrainingBenchmark(config c: Config, comm: Communicator) -> [Strin
     return ["world_size": comm.size, "global_batch": globalBatch, "variable_lengths": variable, "parameters": params.count,
             "samples_per_second": Double(globalBatch) / stepTime,
             "ms_step": stepTime * 1e3, "ms_forward": times[0] * 1e3, "ms_allgather_loss": times[1] * 1e3, "ms_backward": times[2] * 1e3,
-            "ms_allreduce": times[3] * 1e3, "ms_optimizer": times[4] * 1e3,
+            "ms_allreduce": times[3] * 1e3, "ms_optimizer": times[4] * 1e3, "ms_imbalance_wait": times[6] * 1e3,
             "comm_share": (times[1] + times[3]) / stepTime,
             "flops_per_sample": fullFlops, "forward_flops_per_sample": fullFlops / 3,
             "useful_flops_per_sample": sums[0] / Double(steps * globalBatch),

@@ -64,7 +64,8 @@ struct Bench: ParsableCommand {
             print(String(format: "  samples/s          %10.1f", d("samples_per_second")))
             print(String(format: "  ms per step        %10.1f  (forward %.1f, all-gather + loss %.1f, backward %.1f, all-reduce %.1f, optimizer %.1f)",
                          d("ms_step"), d("ms_forward"), d("ms_allgather_loss"), d("ms_backward"), d("ms_allreduce"), d("ms_optimizer")))
-            print(String(format: "  communication      %10.1f %% of the step", 100 * d("comm_share")))
+            print(String(format: "  communication      %10.1f %% of the step (waiting for the slowest rank: %.1f ms)",
+                         100 * d("comm_share"), d("ms_imbalance_wait")))
             print(String(format: "  model FLOPs        %10.3f GFLOP per sample at full length (forward %.3f; useful %.3f per sample here)",
                          d("flops_per_sample") / 1e9, d("forward_flops_per_sample") / 1e9, d("useful_flops_per_sample") / 1e9))
             print(String(format: "  achieved           %10.1f GFLOP/s useful (%.1f counting padding)", d("achieved_gflops"), d("padded_gflops")))
