@@ -1,4 +1,5 @@
 #include "ckernels.h"
+#include "exp_poly.h"
 #include <math.h>
 
 // Attention over narrow heads (d_h = 16 in CLaDMoP, 32 in MiniLM). BLAS packs both operands of every call,
@@ -133,22 +134,6 @@ INLINE void nt(const float *a, size_t lda, const float *b, size_t ldb, size_t m,
     nt_block(a, lda, bt, np, m, kd, alpha, c, ldc);
 }
 
-// exp(x) for x <= 0 (Cody-Waite reduction, Cephes polynomial), as in kernels.c; branch-free.
-INLINE float exp_neg(float x) {
-    x = x < -87.0f ? -87.0f : x;
-    float n = __builtin_floorf(x * 1.44269504088896341f + 0.5f);
-    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    union { int32_t i; float f; } scale = { .i = ((int32_t)n + 127) << 23 };
-    return p * scale.f;
-}
-
 INLINE float hmax8(const v8 *v) {
     float m = (*v)[0];
     for (int l = 1; l < 8; l++) m = (*v)[l] > m ? (*v)[l] : m;
@@ -167,7 +152,7 @@ INLINE float softmax_row(float *r, const float *keep, const float *bias, size_t 
     }
     float m = hmax8(&mx);
     if (m == -INFINITY) { for (size_t j = 0; j < np; j++) r[j] = 0; return INFINITY; }
-    for (size_t j = 0; j < np; j++) r[j] = keep[j] * exp_neg(r[j] + bias[j] - m);
+    for (size_t j = 0; j < np; j++) r[j] = keep[j] * exp_poly(r[j] + bias[j] - m);
     v8 s = 0;
     for (size_t j = 0; j < np; j += 8) s += load8(r + j);
     float sum = hsum8(&s);
@@ -232,7 +217,7 @@ void ck_attention_backward(size_t batch, size_t heads, size_t head_dim, const pt
             nt(q + qo, d, k + ko, d, lq, lk, head_dim, scale, bt, p, lkp);
             for (size_t i = 0; i < lq; i++) {
                 float *r = p + i * lkp, li = l[i];
-                for (size_t j = 0; j < lkp; j++) r[j] = keep[j] * exp_neg(r[j] + bias[j] - li);
+                for (size_t j = 0; j < lkp; j++) r[j] = keep[j] * exp_poly(r[j] + bias[j] - li);
             }
             // context_h = P V_h again (the output projection's weight gradient needs it; forward did not keep it)
             nn(p, lkp, 1, v + ko, d, lq, lk, head_dim, 1.0f, context + qo, d);

@@ -1,4 +1,5 @@
 #include "ckernels.h"
+#include "exp_poly.h"
 
 // On x86-64 each kernel is compiled twice, for AVX2+FMA and for the baseline, and the loader picks one.
 #if defined(__x86_64__) && defined(__clang__)
@@ -6,24 +7,6 @@
 #else
 #define VECTOR_CLONES
 #endif
-
-// exp(x) = 2^n e^r, n = round(x / ln 2), r = x - n ln 2 (Cody-Waite split), e^r by Cephes' degree-6
-// polynomial on [-ln2/2, ln2/2]. Branch-free so that loops over it vectorise.
-static inline float exp_poly(float x) {
-    x = x < -87.0f ? -87.0f : x;
-    x = x > 88.0f ? 88.0f : x;
-    float n = __builtin_floorf(x * 1.44269504088896341f + 0.5f);
-    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    union { int32_t i; float f; } scale = { .i = ((int32_t)n + 127) << 23 };
-    return p * scale.f;
-}
 
 // Phi(x) = (1 + erf(x / sqrt 2)) / 2 with erf(u) = sign(u) (1 - t (a1 + t (a2 + ... t a5)) e^{-u^2}),
 // t = 1 / (1 + p |u|); e = e^{-x^2/2} is passed in (the backward pass reuses it for phi).

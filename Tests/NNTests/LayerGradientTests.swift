@@ -130,28 +130,34 @@ final class LayerGradientTests: XCTestCase {
         assertGradCheck(c)
     }
 
+    /// Cross-attention (heads of `headDim`) over a padded batch with `mask` (B, lk): the gradient-check case.
+    func crossAttentionCase(seed: UInt64, heads: Int, headDim: Int, batch b: Int, queryLength lq: Int, keyLength lk: Int,
+                            mask: [UInt8]) -> GradCheckCase {
+        let p = ParameterArena(seed: seed)
+        let attn = MultiHeadAttention(p, "attn", dim: heads * headDim, heads: heads)
+        p.finalize()
+        let d = heads * headDim
+        let xq = randomBuffer(b * lq * d, seed: seed + 1), dxq = zeroBuffer(b * lq * d)
+        let xkv = randomBuffer(b * lk * d, seed: seed + 2), dxkv = zeroBuffer(b * lk * d)
+        var c = GradCheckCase(params: p) { arena in
+            let y = arena.allocate(b * lq * d)
+            let cache = mask.withUnsafeBufferPointer {
+                attn.forward(p, xq: xq, xkv: xkv, keyMask: $0.baseAddress!, batch: b, queryLength: lq, keyLength: lk, y, arena: arena)
+            }
+            return (y, b * lq * d, { dy in
+                attn.backward(p, cache, xq: xq, xkv: xkv, dout: dy, dxq: dxq, dxkv: dxkv, arena: arena)
+            })
+        }
+        c.inputs = [("xq", xq, dxq, b * lq * d), ("xkv", xkv, dxkv, b * lk * d)]
+        return c
+    }
+
     /// Head widths 8, 16, 24 and 32 take the vector kernels of CKernels/attention.c (others the scalar path);
     /// 11 keys exercise the padding of the probability rows to a multiple of 8, and 5 queries the row tails.
     func testCrossAttentionVectorKernelsAtEveryHeadWidth() {
         for headDim in [8, 16, 24, 32] {
-            let p = ParameterArena(seed: 40)
-            let attn = MultiHeadAttention(p, "attn", dim: 2 * headDim, heads: 2)
-            p.finalize()
-            let b = 2, lq = 5, lk = 11, d = 2 * headDim
-            let mask: [UInt8] = (0..<b * lk).map { $0 % 7 == 3 ? 0 : 1 }
-            let xq = randomBuffer(b * lq * d, seed: 41), dxq = zeroBuffer(b * lq * d)
-            let xkv = randomBuffer(b * lk * d, seed: 42), dxkv = zeroBuffer(b * lk * d)
-            var c = GradCheckCase(params: p) { arena in
-                let y = arena.allocate(b * lq * d)
-                let cache = mask.withUnsafeBufferPointer {
-                    attn.forward(p, xq: xq, xkv: xkv, keyMask: $0.baseAddress!, batch: b, queryLength: lq, keyLength: lk, y, arena: arena)
-                }
-                return (y, b * lq * d, { dy in
-                    attn.backward(p, cache, xq: xq, xkv: xkv, dout: dy, dxq: dxq, dxkv: dxkv, arena: arena)
-                })
-            }
-            c.inputs = [("xq", xq, dxq, b * lq * d), ("xkv", xkv, dxkv, b * lk * d)]
-            assertGradCheck(c)
+            let mask: [UInt8] = (0..<2 * 11).map { $0 % 7 == 3 ? 0 : 1 }
+            assertGradCheck(crossAttentionCase(seed: 40, heads: 2, headDim: headDim, batch: 2, queryLength: 5, keyLength: 11, mask: mask))
         }
     }
 
@@ -234,23 +240,8 @@ final class LayerGradientTests: XCTestCase {
     }
 
     func testCrossAttentionWithFullyMaskedSample() {
-        let p = ParameterArena(seed: 13)
-        let attn = MultiHeadAttention(p, "attn", dim: 6, heads: 3)
-        p.finalize()
-        let b = 3, lq = 2, lk = 4, d = 6
         let mask: [UInt8] = [1, 0, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1]   // sample 1 has no key at all
-        let xq = randomBuffer(b * lq * d, seed: 14), dxq = zeroBuffer(b * lq * d)
-        let xkv = randomBuffer(b * lk * d, seed: 15), dxkv = zeroBuffer(b * lk * d)
-        var c = GradCheckCase(params: p) { arena in
-            let y = arena.allocate(b * lq * d)
-            let cache = mask.withUnsafeBufferPointer {
-                attn.forward(p, xq: xq, xkv: xkv, keyMask: $0.baseAddress!, batch: b, queryLength: lq, keyLength: lk, y, arena: arena)
-            }
-            return (y, b * lq * d, { dy in
-                attn.backward(p, cache, xq: xq, xkv: xkv, dout: dy, dxq: dxq, dxkv: dxkv, arena: arena)
-            })
-        }
-        c.inputs = [("xq", xq, dxq, b * lq * d), ("xkv", xkv, dxkv, b * lk * d)]
+        let c = crossAttentionCase(seed: 13, heads: 3, headDim: 2, batch: 3, queryLength: 2, keyLength: 4, mask: mask)
         assertGradCheck(c)
         // The fully masked sample's output is finite (the output bias), never NaN.
         let arena = ActivationArena()
