@@ -20,10 +20,10 @@ typedef float v8 __attribute__((ext_vector_type(8)));
 #define splat(x) ((v8)(x))
 #define INLINE static inline __attribute__((always_inline))
 
-size_t ck_attention_padded(size_t lk) { return (lk + 7) & ~(size_t)7; }
+static size_t padded_length(size_t lk) { return (lk + 7) & ~(size_t)7; }
 
 size_t ck_attention_work_floats(size_t lq, size_t lk, size_t head_dim) {
-    size_t lkp = ck_attention_padded(lk);
+    size_t lkp = padded_length(lk);
     return head_dim * lkp + 2 * lkp + 2 * lq * lkp;
 }
 
@@ -125,7 +125,7 @@ INLINE void nn(const float *a, size_t ars, size_t acs, const float *b, size_t ld
 // C (m, np) = alpha A B^T with A (m, kd) and B (n, kd): B is transposed into bt (kd, np), zero-padded.
 INLINE void nt(const float *a, size_t lda, const float *b, size_t ldb, size_t m, size_t n, size_t kd,
                       float alpha, float *bt, float *c, size_t ldc) {
-    size_t np = ck_attention_padded(n);
+    size_t np = padded_length(n);
     for (size_t t = 0; t < kd; t++) {
         float *row = bt + t * np;
         for (size_t j = 0; j < n; j++) row[j] = b[j * ldb + t];
@@ -177,7 +177,7 @@ void ck_attention_forward(size_t batch, size_t heads, size_t head_dim, const ptr
     size_t d = heads * head_dim;
     for (size_t b = 0; b < batch; b++) {
         size_t q0 = q_rows[b], lq = q_rows[b + 1] - q0, k0 = k_rows[b], lk = k_rows[b + 1] - k0;
-        size_t lkp = ck_attention_padded(lk);
+        size_t lkp = padded_length(lk);
         float *bt = work, *keep = work + head_dim * lkp, *bias = keep + lkp, *p = bias + lkp;
         key_flags(key_keep, k0, lk, lkp, keep, bias);
         for (size_t h = 0; h < heads; h++) {
@@ -203,7 +203,7 @@ void ck_attention_backward(size_t batch, size_t heads, size_t head_dim, const pt
     size_t d = heads * head_dim;
     for (size_t b = 0; b < batch; b++) {
         size_t q0 = q_rows[b], lq = q_rows[b + 1] - q0, k0 = k_rows[b], lk = k_rows[b + 1] - k0;
-        size_t lkp = ck_attention_padded(lk);
+        size_t lkp = padded_length(lk);
         float *bt = work, *keep = work + head_dim * lkp, *bias = keep + lkp, *p = bias + lkp, *dp = p + lq * lkp;
         key_flags(key_keep, k0, lk, lkp, keep, bias);
         for (size_t h = 0; h < heads; h++) {

@@ -16,7 +16,6 @@ void ck_gelu_backward(const float *x, const float *dy, float *dx, size_t n);
 // floats, sample after sample, head-major within a sample) and backward recomputes P from it.
 // key_keep (1 = real key, 0 = ignore; a float per key row) may be NULL; work holds
 // ck_attention_work_floats(max lq_b, max lk_b, head_dim) floats.
-size_t ck_attention_padded(size_t lk);
 size_t ck_attention_work_floats(size_t lq, size_t lk, size_t head_dim);
 // P = softmax(scale Q_h K_h^T over the real keys), context_h = P V_h (a query without keys gets P = 0).
 void ck_attention_forward(size_t batch, size_t heads, size_t head_dim, const ptrdiff_t *q_rows, const ptrdiff_t *k_rows,

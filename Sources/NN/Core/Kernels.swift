@@ -1,6 +1,6 @@
 import CKernels
 
-// The C kernels of CKernels for the layers: vectorised GELU (polynomial exp and erf) and the attention core.
+// The C kernels of CKernels for the layers: GELU (polynomial exp and erf), LayerNorm, Adam and the attention core.
 
 /// GELU, erf form: y = x/2 (1 + erf(x/sqrt 2)). x, y are (count).
 public func geluForward(_ x: ConstFloatPtr, _ y: FloatPtr, count: Int) { ck_gelu_forward(x, y, count) }
