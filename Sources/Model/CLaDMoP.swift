@@ -137,7 +137,7 @@ public final class CLaDMoP {
 
     /// Everything the forward pass keeps for backward.
     public final class State {
-        var batch: ModelBatch
+        let count: Int
         /// Real tokens only, packed back to back (rows where the batch's mask is 1).
         var molLayout = SequenceLayout(lengths: []), disLayout = SequenceLayout(lengths: []), sentenceLayout = SequenceLayout(lengths: [])
         var molIds: [Int32] = [], codeIds: [Int32] = []
@@ -161,28 +161,22 @@ public final class CLaDMoP {
         public var pooled: FloatPtr? = nil     // mean over tokens of U^{D,M}, (n, d)
         var outCache = LinearCache()
         public var fDM: FloatPtr? = nil        // (n, E)
-        init(batch: ModelBatch) { self.batch = batch }
+        init(count: Int) { self.count = count }
     }
 
     /// The rows of a padded (n, L, width) array whose mask byte is 1, back to back, and their layout.
     static func pack<T>(_ values: [T], mask: [UInt8], batch n: Int, length l: Int, width w: Int) -> ([T], SequenceLayout) {
         var packed: [T] = []
         packed.reserveCapacity(values.count)
-        var lengths = [Int](repeating: 0, count: n)
-        for i in 0..<n {
-            for j in 0..<l where mask[i * l + j] != 0 {
-                packed.append(contentsOf: values[((i * l + j) * w)..<((i * l + j + 1) * w)])
-                lengths[i] += 1
-            }
-        }
-        return (packed, SequenceLayout(lengths: lengths))
+        for r in 0..<n * l where mask[r] != 0 { packed.append(contentsOf: values[(r * w)..<((r + 1) * w)]) }
+        return (packed, SequenceLayout(mask: mask, batch: n, length: l))
     }
 
     /// Forward pass: returns the state; `state.fDM` is f_DM (n, E) and `state.pooled` mean(U^{D,M}) (n, d).
     /// Padding never enters the computation: each modality's real tokens are packed back to back
     /// (`SequenceLayout`), and attention runs within each trial's rows.
     public func forward(_ b: ModelBatch, arena: ActivationArena) -> State {
-        let s = State(batch: b)
+        let s = State(count: b.count)
         let p = params, d = config.dim, n = b.count, e = config.encoderDim
         let w = config.icdTableSizes.count + 1
         (s.molIds, s.molLayout) = Self.pack(b.molIds, mask: b.molMask, batch: n, length: b.molLength, width: 2)
@@ -210,19 +204,16 @@ public final class CLaDMoP {
         s.gUM = arena.zeros(molL.rows * d); s.gUD = arena.zeros(disL.rows * d)
         s.fusionStart = arena.mark()
         // 3. Multi-level fusion. Criterion sentences of each level, packed: (sentence rows, E).
-        var sentenceLengths = [Int](repeating: 0, count: n)
-        for i in 0..<n { for j in 0..<b.sentenceLength where b.sentenceMask[i * b.sentenceLength + j] != 0 { sentenceLengths[i] += 1 } }
-        let sentL = SequenceLayout(lengths: sentenceLengths)
+        let sentL = SequenceLayout(mask: b.sentenceMask, batch: n, length: b.sentenceLength)
         s.sentenceLayout = sentL
         var previous: FloatPtr? = nil
         let la = config.centroidCount(config.groupingLayers - 1)
         for level in 0..<ModelConfig.levels {
             let crit = arena.allocate(sentL.rows * e)
-            var row = 0
-            for i in 0..<n {
-                for j in 0..<b.sentenceLength where b.sentenceMask[i * b.sentenceLength + j] != 0 {
-                    let src = ((level * n + i) * b.sentenceLength + j) * e
-                    b.criteria.withUnsafeBufferPointer { (crit + row * e).update(from: $0.baseAddress! + src, count: e) }
+            b.criteria.withUnsafeBufferPointer { all in
+                var row = 0
+                for r in 0..<n * b.sentenceLength where b.sentenceMask[r] != 0 {
+                    (crit + row * e).update(from: all.baseAddress! + (level * n * b.sentenceLength + r) * e, count: e)
                     row += 1
                 }
             }
@@ -290,7 +281,7 @@ public final class CLaDMoP {
     /// Once the fusion blocks are done it releases the arena down to the end of the enrichment layers'
     /// activations: what was allocated after `forward` (the loss buffers) must not be read after backward.
     public func backward(_ s: State, dFDM: ConstFloatPtr?, dPooled: ConstFloatPtr?, arena: ActivationArena) {
-        let p = params, d = config.dim, n = s.batch.count
+        let p = params, d = config.dim, n = s.count
         let molL = s.molLayout, disL = s.disLayout, sentL = s.sentenceLayout
         let la = config.centroidCount(config.groupingLayers - 1)
         let gPooled = arena.zeros(n * d)

@@ -14,6 +14,12 @@ public struct SequenceLayout: Equatable, Sendable {
         maxLength = lengths.max() ?? 0
     }
 
+    /// The real rows of a padded batch: sequence i has as many rows as `mask[i * length ..< (i + 1) * length]`
+    /// has non-zero bytes.
+    public init(mask: [UInt8], batch: Int, length: Int) {
+        self.init(lengths: (0..<batch).map { i in (0..<length).reduce(0) { $0 + (mask[i * length + $1] != 0 ? 1 : 0) } })
+    }
+
     /// B sequences of L rows each (a padded batch).
     public init(batch: Int, length: Int) { self.init(lengths: [Int](repeating: length, count: batch)) }
 
