@@ -23,16 +23,22 @@ public func runTrainingBenchmark(config c: Config, comm: Communicator) -> [Strin
     model.initializeLogScale()
     let optimizer = Optimizer(kind: OptimizerKind(rawValue: c.string("optimizer.name"))!, params: params)
     let arena = ActivationArena()
-    let mine = (comm.rank * globalBatch / comm.size)..<((comm.rank + 1) * globalBatch / comm.size)
-    var rng = RNG(seed: 7 &+ UInt64(comm.rank))
+    let mine = shard(globalBatch, rank: comm.rank, of: comm.size)
+    var lengthRNG = RNG(seed: 7)                       // the same on every rank: the global batch's lengths
+    var rng = RNG(seed: 8 &+ UInt64(comm.rank))        // the contents of this rank's rows
 
-    /// A synthetic local batch; returns it and the useful forward FLOPs of its rows.
+    /// This rank's rows of a synthetic global batch, dealt by compute as the pretrainer deals them
+    /// (`balancedOrder`); returns them and the useful forward FLOPs of its rows.
     func makeBatch() -> (ModelBatch, Double) {
         let n = mine.count
-        let lengths = (0..<n).map { _ -> (Int, Int, Int) in
-            variable ? (lmMax / 4 + rng.int(below: lmMax - lmMax / 4 + 1), min(2, lcMax) + rng.int(below: max(lcMax - min(2, lcMax), 0) + 1),
-                        max(lsMax / 8, 1) + rng.int(below: lsMax - max(lsMax / 8, 1) + 1)) : (lmMax, lcMax, lsMax)
+        let global = (0..<globalBatch).map { _ -> (Int, Int, Int) in
+            variable ? (lmMax / 4 + lengthRNG.int(below: lmMax - lmMax / 4 + 1),
+                        min(2, lcMax) + lengthRNG.int(below: max(lcMax - min(2, lcMax), 0) + 1),
+                        max(lsMax / 8, 1) + lengthRNG.int(below: lsMax - max(lsMax / 8, 1) + 1)) : (lmMax, lcMax, lsMax)
         }
+        let order = balancedOrder(costs: global.map { model.forwardFLOPs(molLength: $0.0, codeLength: $0.1, sentenceLength: $0.2) },
+                                  ranks: comm.size)
+        let lengths = mine.map { global[order[$0]] }
         var b = ModelBatch()
         b.count = n
         b.molLength = lengths.map(\.0).max()!; b.codeLength = lengths.map(\.1).max()!; b.sentenceLength = lengths.map(\.2).max()!
@@ -57,7 +63,7 @@ public func runTrainingBenchmark(config c: Config, comm: Communicator) -> [Strin
 
     var t = (forward: 0.0, gatherLoss: 0.0, backward: 0.0, reduce: 0.0, optimizer: 0.0, wait: 0.0, step: 0.0)
     var usefulFlops = 0.0, paddedFlops = 0.0
-    let counts = (0..<comm.size).map { r in ((r + 1) * globalBatch / comm.size - r * globalBatch / comm.size) * e }
+    let counts = (0..<comm.size).map { shard(globalBatch, rank: $0, of: comm.size).count * e }
     let warmup = c.int("bench.warmup"), steps = c.int("bench.steps")
     for s in 0..<(warmup + steps) {
         let (batch, flops) = makeBatch()

@@ -67,6 +67,13 @@ public final class BatchBuilder {
         return out
     }
 
+    /// Forward FLOPs of the model for one trial at its own lengths (what `batch` gives it): the cost by which
+    /// the pretrainer deals a global batch to the ranks (`balancedOrder`).
+    func cost(_ t: StoredTrial, model: CLaDMoP) -> Double {
+        model.forwardFLOPs(molLength: molecules(t).count, codeLength: codes(t).count,
+                           sentenceLength: min(t.sentences.count, space.maxSentences))
+    }
+
     /// The padded batch of `trials` (in order).
     public func batch(_ trials: [StoredTrial]) -> ModelBatch {
         var b = ModelBatch()

@@ -180,9 +180,8 @@ public final class Finetuner {
             while start + max(comm.size, 1) <= train.count {
                 let end = min(start + batchSize, train.count)
                 let b = end - start
-                let mine = (start + comm.rank * b / comm.size)..<(start + (comm.rank + 1) * b / comm.size)
+                let rows = shard(b, rank: comm.rank, of: comm.size).map { train[order[start + $0]] }
                 start = end
-                let rows = mine.map { train[order[$0]] }
                 arena.reset(); p.zeroGrads()
                 let batch = builder.batch(rows)
                 let (logits, backward) = outcome.forward(batch, builder: builder, arena: arena)
@@ -260,7 +259,7 @@ func jsonSafe(_ v: Double) -> Any { v.isFinite ? v : NSNull() }
 /// Probabilities sigmoid(logit) of the fine-tuned model for `trials`, sharded over ranks and gathered.
 public func scoreTrials(_ trials: [StoredTrial], outcome: OutcomeModel, builder: BatchBuilder, comm: Communicator,
                         arena: ActivationArena, chunk: Int = 64) -> [Double] {
-    let mine = (comm.rank * trials.count / comm.size)..<((comm.rank + 1) * trials.count / comm.size)
+    let mine = shard(trials.count, rank: comm.rank, of: comm.size)
     var local = [Float](repeating: 0, count: mine.count)
     var start = mine.lowerBound
     while start < mine.upperBound {
@@ -275,7 +274,7 @@ public func scoreTrials(_ trials: [StoredTrial], outcome: OutcomeModel, builder:
 
 /// All-gathers per-rank score blocks (rank order; rank r holds rows [r n / W, (r + 1) n / W)).
 public func gatherScores(_ local: [Float], total: Int, comm: Communicator) -> [Double] {
-    let counts = (0..<comm.size).map { r in (r + 1) * total / comm.size - r * total / comm.size }
+    let counts = (0..<comm.size).map { shard(total, rank: $0, of: comm.size).count }
     var all = [Float](repeating: 0, count: max(total, 1))
     local.withUnsafeBufferPointer { l in
         all.withUnsafeMutableBufferPointer { comm.allGatherV(send: l.baseAddress ?? UnsafePointer(bitPattern: 64)!, receive: $0.baseAddress!, counts: counts) }

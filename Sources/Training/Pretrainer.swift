@@ -172,9 +172,6 @@ public final class Pretrainer {
     var checkpointDir: String { runDir + "/checkpoints" }
     var configHash: String { config.hash(sections: ["model", "loss", "data"]) }
 
-    /// Rows of the global batch owned by `rank`: [rank B / W, (rank + 1) B / W).
-    func shard(_ count: Int, rank: Int) -> Range<Int> { (rank * count / comm.size)..<((rank + 1) * count / comm.size) }
-
     /// Trial indices of global step `step` (0-based): epoch order seeded by (seed, epoch), same for any W.
     func batchIndices(step: Int) -> [Int] {
         let epoch = step / stepsPerEpoch, position = step % stepsPerEpoch
@@ -285,9 +282,12 @@ public final class Pretrainer {
     /// the gathered global batch gives dL/df_DM for every local row; pass 2 re-runs each chunk with its
     /// activations and backpropagates its slice. The update is the one-pass update; memory is set by c.
     func trainStep(lrScale: Float) throws -> (Float, Float) {
+        // The global batch, dealt to the ranks by compute (`balancedOrder`); rank r's rows are slots
+        // shard(B, r) of the gathered batch.
         let indices = batchIndices(step: step)
-        let mine = shard(globalBatch, rank: comm.rank)
-        let trials = mine.map { setup.train[indices[$0]] }
+        let order = balancedOrder(costs: indices.map { builder.cost(setup.train[$0], model: model) }, ranks: comm.size)
+        let mine = shard(globalBatch, rank: comm.rank, of: comm.size)
+        let trials = mine.map { setup.train[indices[order[$0]]] }
         let e = setup.store.dim, n = trials.count
         let chunk = chunkSize > 0 ? min(chunkSize, n) : n
         arena.reset()
@@ -304,7 +304,7 @@ public final class Pretrainer {
             if chunk == n { onePass = state } else { arena.release(to: mark) }
         }
         // Gather both sides of every pair of the global batch.
-        let counts = (0..<comm.size).map { shard(globalBatch, rank: $0).count * e }
+        let counts = (0..<comm.size).map { shard(globalBatch, rank: $0, of: comm.size).count * e }
         let allC = arena.allocate(globalBatch * e), allDM = arena.allocate(globalBatch * e)
         comm.allGatherV(send: fC, receive: allC, counts: counts)
         comm.allGatherV(send: fDM, receive: allDM, counts: counts)
@@ -360,7 +360,7 @@ public final class Pretrainer {
     public func evaluate() -> RetrievalMetrics {
         let val = setup.validation
         let e = setup.store.dim
-        let mine = shard(val.count, rank: comm.rank)
+        let mine = shard(val.count, rank: comm.rank, of: comm.size)
         let fC = FloatPtr.allocate(capacity: max(mine.count * e, 1)), fDM = FloatPtr.allocate(capacity: max(mine.count * e, 1))
         defer { fC.deallocate(); fDM.deallocate() }
         let chunk = chunkSize > 0 ? chunkSize : max(globalBatch / comm.size, 1)
@@ -375,7 +375,7 @@ public final class Pretrainer {
             builder.criteriaEmbedding(batch, into: fC + off)
             start = end
         }
-        let counts = (0..<comm.size).map { shard(val.count, rank: $0).count * e }
+        let counts = (0..<comm.size).map { shard(val.count, rank: $0, of: comm.size).count * e }
         let allC = FloatPtr.allocate(capacity: max(val.count * e, 1)), allDM = FloatPtr.allocate(capacity: max(val.count * e, 1))
         defer { allC.deallocate(); allDM.deallocate() }
         comm.allGatherV(send: fC, receive: allC, counts: counts)
