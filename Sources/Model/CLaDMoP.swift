@@ -152,8 +152,8 @@ public final class CLaDMoP {
         /// enrichment layers' backward, whose temporaries then reuse that memory.
         var gUM: FloatPtr? = nil, gUD: FloatPtr? = nil
         var fusionStart: ActivationArena.Mark? = nil
-        /// Per block, per grouping layer: queries, cross cache, self-layer inputs/caches, output.
-        var queries: [[FloatPtr]] = [], crossCaches: [[TransformerCache]] = []
+        /// Per block, per grouping layer: cross cache (its queries are the centroids), self-layer inputs/caches, output.
+        var crossCaches: [[TransformerCache]] = []
         var selfInputs: [[[FloatPtr]]] = [], selfCaches: [[[TransformerCache]]] = []
         var groupOutputs: [[FloatPtr]] = []
         var normCache: LayerNormCache? = nil
@@ -240,16 +240,14 @@ public final class CLaDMoP {
             s.keys.append(keys); s.keyLayouts.append(keyL)
             // Grouping layers: centroids cross-attend to K_x (g = 0) or to the previous layer's tokens.
             var kv = ConstFloatPtr(keys), kvLayout = keyL
-            var queries: [FloatPtr] = [], crossCaches: [TransformerCache] = [], inputs: [[FloatPtr]] = []
+            var crossCaches: [TransformerCache] = [], inputs: [[FloatPtr]] = []
             var caches: [[TransformerCache]] = [], outputs: [FloatPtr] = []
             let block = blocks[level]
             for g in 0..<config.groupingLayers {
                 let cg = config.centroidCount(g), layout = SequenceLayout(batch: n, length: cg)
-                let q = arena.allocate(n * cg * d)
-                for i in 0..<n { (q + i * cg * d).update(from: p.value(block.centroids[g]), count: cg * d) }
                 var y = arena.allocate(n * cg * d)
-                crossCaches.append(block.cross[g].forward(p, q, kv: kv, keyMask: nil, layout: layout, keyLayout: kvLayout, y, arena: arena))
-                queries.append(q)
+                crossCaches.append(block.cross[g].forward(p, p.value(block.centroids[g]), kv: kv, keyMask: nil, layout: layout,
+                                                          keyLayout: kvLayout, sharedQueries: true, y, arena: arena))
                 var gi: [FloatPtr] = [], gc: [TransformerCache] = []
                 for layer in block.selfLayers[g] {
                     let z = arena.allocate(n * cg * d)
@@ -260,7 +258,7 @@ public final class CLaDMoP {
                 inputs.append(gi); caches.append(gc); outputs.append(y)
                 kv = ConstFloatPtr(y); kvLayout = layout
             }
-            s.queries.append(queries); s.crossCaches.append(crossCaches)
+            s.crossCaches.append(crossCaches)
             s.selfInputs.append(inputs); s.selfCaches.append(caches); s.groupOutputs.append(outputs)
             previous = outputs.last!
         }
@@ -304,12 +302,10 @@ public final class CLaDMoP {
                 }
                 let kv: FloatPtr = g == 0 ? s.keys[level] : s.groupOutputs[level][g - 1]
                 let kvRows = g == 0 ? s.keyLayouts[level].rows : n * config.centroidCount(g - 1)
-                let gQ = arena.zeros(n * cg * d), gKV = arena.zeros(kvRows * d)
-                block.cross[g].backward(p, s.crossCaches[level][g], s.queries[level][g], kv: kv, dy: gY, dx: gQ, dkv: gKV, arena: arena)
-                if !p.isFrozen(block.centroids[g]) {
-                    let gc = p.grad(block.centroids[g])
-                    for i in 0..<n { for j in 0..<cg * d { gc[j] += gQ[i * cg * d + j] } }
-                }
+                // Every trial's queries are the centroids: their gradient (summed over trials) goes straight to dC.
+                let centroids = block.centroids[g]
+                let gCentroids = p.isFrozen(centroids) ? arena.zeros(cg * d) : p.grad(centroids), gKV = arena.zeros(kvRows * d)
+                block.cross[g].backward(p, s.crossCaches[level][g], p.value(centroids), kv: kv, dy: gY, dx: gCentroids, dkv: gKV, arena: arena)
                 gY = gKV
             }
             // gY is dL/dK_x (key rows, d): split into the parts and the source-type embeddings.

@@ -303,6 +303,24 @@ final class LayerGradientTests: XCTestCase {
         assertGradCheck(c)
     }
 
+    /// Learned queries shared by every sequence (the centroids): LN_q and the query projection run once on
+    /// their rows; the gradient of those rows sums over the sequences. Keys packed at different lengths.
+    func testCrossAttentionLayerWithSharedQueries() {
+        let p = ParameterArena(seed: 23)
+        let layer = TransformerLayer(p, "layer", dim: 32, heads: 2, ffnDim: 64, cross: true)
+        p.finalize()
+        let lq = 3, d = 32, keys = SequenceLayout(lengths: [5, 2, 7]), queries = SequenceLayout(batch: 3, length: lq)
+        let q = randomBuffer(lq * d, seed: 24), dq = zeroBuffer(lq * d)
+        let kv = randomBuffer(keys.rows * d, seed: 25), dkv = zeroBuffer(keys.rows * d)
+        var c = GradCheckCase(params: p) { arena in
+            let y = arena.allocate(queries.rows * d)
+            let cache = layer.forward(p, q, kv: kv, keyMask: nil, layout: queries, keyLayout: keys, sharedQueries: true, y, arena: arena)
+            return (y, queries.rows * d, { dy in layer.backward(p, cache, q, kv: kv, dy: dy, dx: dq, dkv: dkv, arena: arena) })
+        }
+        c.inputs = [("q", q, dq, lq * d), ("kv", kv, dkv, keys.rows * d)]
+        assertGradCheck(c)
+    }
+
     func testSymmetricInfoNCE() {
         for normalize in [true, false] {
             let p = ParameterArena(seed: 0)

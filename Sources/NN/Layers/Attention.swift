@@ -6,6 +6,7 @@ public struct AttentionCache {
     public var q, k, v: FloatPtr          // (query rows, d), (key rows, d), (key rows, d)
     public var keyKeep: FloatPtr?         // (key rows) 1 for a real key, 0 for a masked one; nil: all real
     public var lse: FloatPtr              // (query rows, h) log-sum-exp of each softmax row (P is recomputed)
+    public var sharedQueryRows: Int?      // xq's rows when every sequence shares them (see `forward`)
     public var qc, kc, vc, oc: LinearCache
 }
 
@@ -37,12 +38,19 @@ public struct MultiHeadAttention {
     }
 
     /// xq (query rows, d), xkv (key rows, d) -> out (query rows, d).
+    /// `sharedQueries`: every sequence of `queries` has the same length L and the same query inputs, the L rows
+    /// of xq (learned latent queries such as centroids); Q = xq W_q^T + b_q is computed once and repeated.
     public func forward(_ p: ParameterArena, xq: ConstFloatPtr, xkv: ConstFloatPtr, keyMask: UnsafePointer<UInt8>?,
-                        queries: SequenceLayout, keys: SequenceLayout, _ out: FloatPtr,
+                        queries: SequenceLayout, keys: SequenceLayout, sharedQueries: Bool = false, _ out: FloatPtr,
                         arena: ActivationArena) -> AttentionCache {
         let d = dim, nq = queries.rows, nk = keys.rows
         let q = arena.allocate(nq * d), k = arena.allocate(nk * d), v = arena.allocate(nk * d)
-        let qc = query.forward(p, xq, q, rows: nq, arena: arena)
+        let shared = sharedQueries ? queries.maxLength : nil
+        let qc = query.forward(p, xq, q, rows: shared ?? nq, arena: arena)
+        if let shared {
+            precondition(queries.rows == queries.count * shared, "shared queries need sequences of equal length")
+            for i in 1..<max(queries.count, 1) { (q + i * shared * d).update(from: q, count: shared * d) }
+        }
         let kc = key.forward(p, xkv, k, rows: nk, arena: arena)
         let vc = value.forward(p, xkv, v, rows: nk, arena: arena)
         var keyKeep: FloatPtr? = nil
@@ -60,7 +68,7 @@ public struct MultiHeadAttention {
                          keyKeep: keyKeep, scale: 1 / Float(headDim).squareRoot(), lse: lse, context: context, arena: scratch)
         let oc = output.forward(p, context, out, rows: nq, arena: arena)
         return AttentionCache(queries: queries, keys: keys, q: q, k: k, v: v, keyKeep: keyKeep, lse: lse,
-                              qc: qc, kc: kc, vc: vc, oc: oc)
+                              sharedQueryRows: shared, qc: qc, kc: kc, vc: vc, oc: oc)
     }
 
     /// Padded batch: xq (B, Lq, d), xkv (B, Lk, d), keyMask (B, Lk) -> out (B, Lq, d).
@@ -71,8 +79,8 @@ public struct MultiHeadAttention {
                 keys: SequenceLayout(batch: batch, length: lk), out, arena: arena)
     }
 
-    /// Accumulates into dxq (query rows, d) and dxkv (key rows, d) (they may be the same buffer for
-    /// self-attention) and into the parameter gradients.
+    /// Accumulates into dxq (query rows, d; with shared queries xq's rows, each the sum over the sequences) and
+    /// dxkv (key rows, d) (they may be the same buffer for self-attention) and into the parameter gradients.
     public func backward(_ p: ParameterArena, _ c: AttentionCache, xq: ConstFloatPtr, xkv: ConstFloatPtr, dout: ConstFloatPtr,
                          dxq: FloatPtr?, dxkv: FloatPtr?, arena: ActivationArena) {
         let d = dim, nq = c.queries.rows, nk = c.keys.rows
@@ -84,7 +92,13 @@ public struct MultiHeadAttention {
                           keyKeep: c.keyKeep, lse: c.lse, dContext: dContext, scale: 1 / Float(headDim).squareRoot(),
                           context: context, dq: dq, dk: dk, dv: dv, arena: arena)
         output.backwardParameters(p, context, c.oc, dout, rows: nq, arena: arena)
-        query.backward(p, xq, c.qc, dq, dxq, rows: nq, arena: arena)
+        if let shared = c.sharedQueryRows {    // dQ of the shared rows: the sum over the sequences
+            for i in 1..<max(c.queries.count, 1) {
+                let di = dq + i * shared * d
+                for j in 0..<shared * d { dq[j] += di[j] }
+            }
+        }
+        query.backward(p, xq, c.qc, dq, dxq, rows: c.sharedQueryRows ?? nq, arena: arena)
         // The key bias adds q . b_k to every score of a query's row, a constant that softmax removes: its
         // gradient is exactly 0 (the row sums of dS are 0). Summing dK would only accumulate rounding noise,
         // which Adam then amplifies into a random walk that differs between world sizes.

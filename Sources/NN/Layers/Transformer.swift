@@ -72,15 +72,18 @@ public struct TransformerLayer {
 
     /// x (rows of `layout`, d) -> y (same rows). Cross layers read keys/values from kv (rows of `keyLayout`, d)
     /// with keyMask (a byte per kv row, or nil); self layers attend within each sequence of x.
+    /// `sharedQueries` (cross layers): x is one sequence of L rows that every sequence of `layout` (all of
+    /// length L) starts from, such as learned centroids; LN_q and the query projection run on those L rows once.
     public func forward(_ p: ParameterArena, _ x: ConstFloatPtr, kv: ConstFloatPtr? = nil, keyMask: UnsafePointer<UInt8>?,
-                        layout: SequenceLayout, keyLayout: SequenceLayout? = nil, _ y: FloatPtr,
+                        layout: SequenceLayout, keyLayout: SequenceLayout? = nil, sharedQueries: Bool = false, _ y: FloatPtr,
                         arena: ActivationArena) -> TransformerCache {
-        let n = layout.rows, d = dim
+        precondition(!sharedQueries || isCross, "shared queries are for cross-attention layers")
+        let n = layout.rows, d = dim, xRows = sharedQueries ? layout.maxLength : n
         let keys = isCross ? keyLayout! : layout
         let scratch = arena.scratch, start = scratch.mark()
         defer { scratch.release(to: start) }
-        let ln1Out = scratch.allocate(n * d)
-        let ln1c = ln1.forward(p, x, ln1Out, rows: n, arena: arena)
+        let ln1Out = scratch.allocate(xRows * d)
+        let ln1c = ln1.forward(p, x, ln1Out, rows: xRows, arena: arena)
         var kvOut: FloatPtr? = nil
         var lnKVc: LayerNormCache? = nil
         if isCross {
@@ -89,8 +92,8 @@ public struct TransformerLayer {
         }
         let mid = arena.allocate(n * d)
         let ac = attention.forward(p, xq: ln1Out, xkv: kvOut.map { ConstFloatPtr($0) } ?? ConstFloatPtr(ln1Out),
-                                   keyMask: keyMask, queries: layout, keys: keys, mid, arena: arena)
-        for i in 0..<n * d { mid[i] += x[i] }
+                                   keyMask: keyMask, queries: layout, keys: keys, sharedQueries: sharedQueries, mid, arena: arena)
+        for r in stride(from: 0, to: n, by: xRows) { for i in 0..<xRows * d { mid[r * d + i] += x[i] } }
         let ln2Out = scratch.allocate(n * d)
         let ln2c = ln2.forward(p, mid, ln2Out, rows: n, arena: arena)
         let fc = ffn.forward(p, ln2Out, y, rows: n, arena: arena)
@@ -109,7 +112,7 @@ public struct TransformerLayer {
     /// Accumulates dx (rows of x, d) and, for cross layers, dkv (rows of kv, d).
     public func backward(_ p: ParameterArena, _ c: TransformerCache, _ x: ConstFloatPtr, kv: ConstFloatPtr? = nil,
                          dy: ConstFloatPtr, dx: FloatPtr, dkv: FloatPtr? = nil, arena: ActivationArena) {
-        let n = c.attn.queries.rows, nk = c.attn.keys.rows, d = dim
+        let n = c.attn.queries.rows, nk = c.attn.keys.rows, d = dim, xRows = c.attn.sharedQueryRows ?? n
         // Temporaries of this layer's backward are released at the end (dx and dkv belong to the caller).
         let start = arena.mark()
         defer { arena.release(to: start) }
@@ -121,9 +124,9 @@ public struct TransformerLayer {
         ffn.backward(p, ln2Out, c.ffn, dy, dLn2, rows: n, arena: arena)
         ln2.backward(p, c.mid, c.ln2, dLn2, dMid, rows: n)
         // mid = x + MHA(LN1(x), kv')
-        for i in 0..<n * d { dx[i] += dMid[i] }
-        let dLn1 = arena.zeros(n * d), ln1Out = arena.allocate(n * d)
-        ln1.recompute(p, x, c.ln1, ln1Out, rows: n)
+        for r in stride(from: 0, to: n, by: xRows) { for i in 0..<xRows * d { dx[i] += dMid[r * d + i] } }
+        let dLn1 = arena.zeros(xRows * d), ln1Out = arena.allocate(xRows * d)
+        ln1.recompute(p, x, c.ln1, ln1Out, rows: xRows)
         if isCross {
             let dKVOut = arena.zeros(nk * d), kvOut = arena.allocate(nk * d)
             lnKV!.recompute(p, kv!, c.lnKV!, kvOut, rows: nk)
@@ -132,6 +135,6 @@ public struct TransformerLayer {
         } else {
             attention.backward(p, c.attn, xq: ln1Out, xkv: ln1Out, dout: dMid, dxq: dLn1, dxkv: dLn1, arena: arena)
         }
-        ln1.backward(p, x, c.ln1, dLn1, dx, rows: n)
+        ln1.backward(p, x, c.ln1, dLn1, dx, rows: xRows)
     }
 }
