@@ -141,23 +141,35 @@ INLINE float hmax8(const v8 *v) {
 }
 INLINE float hsum8(const v8 *v) { return (((*v)[0] + (*v)[1]) + ((*v)[2] + (*v)[3])) + (((*v)[4] + (*v)[5]) + ((*v)[6] + (*v)[7])); }
 
-// Row softmax over np columns (np % 8 == 0) where keep[j] is 1 for a real key and 0 for a masked or padding
-// column (bias[j] 0 or -inf): those get exactly 0, and a row without a real key becomes all zeros.
-// Returns the row's log-sum-exp over the real keys (+inf without any), from which backward recomputes it.
-INLINE float softmax_row(float *r, const float *keep, const float *bias, size_t np) {
+// exp_poly on 8 lanes (a macro, like the vector helpers above).
+typedef int32_t v8i __attribute__((ext_vector_type(8)));
+#define exp_poly8(x) ({ v8 x_ = (x), n_, p_; EXP_POLY_PARTS(v8, x_, n_, p_); p_ * (v8)((__builtin_convertvector(n_, v8i) + 127) << 23); })
+
+// r[j] = keep[j] exp(r[j] + bias[j] - shift) over np columns (np % 8 == 0); returns the sum.
+INLINE float exp_row(float *r, const float *keep, const float *bias, float shift, size_t np) {
+    v8 s = 0;
+    for (size_t j = 0; j < np; j += 8) {
+        v8 e = load8(keep + j) * exp_poly8(load8(r + j) + load8(bias + j) - shift);
+        store8(r + j, e);
+        s += e;
+    }
+    return hsum8(&s);
+}
+
+// Row softmax numerators over np columns (np % 8 == 0) where keep[j] is 1 for a real key and 0 for a masked or
+// padding column (bias[j] 0 or -inf): r becomes exp(r - max) on the real keys and exactly 0 elsewhere; the
+// row is not normalised (the caller scales P V by *inv_sum). Returns the row's log-sum-exp over the real keys
+// (+inf without any, then r = 0 and *inv_sum = 0), from which backward recomputes the normalised row.
+INLINE float softmax_row(float *r, const float *keep, const float *bias, size_t np, float *inv_sum) {
     v8 mx = splat(-INFINITY);
     for (size_t j = 0; j < np; j += 8) {
         v8 x = load8(r + j) + load8(bias + j);
         mx = __builtin_elementwise_max(mx, x);
     }
     float m = hmax8(&mx);
-    if (m == -INFINITY) { for (size_t j = 0; j < np; j++) r[j] = 0; return INFINITY; }
-    for (size_t j = 0; j < np; j++) r[j] = keep[j] * exp_poly(r[j] + bias[j] - m);
-    v8 s = 0;
-    for (size_t j = 0; j < np; j += 8) s += load8(r + j);
-    float sum = hsum8(&s);
-    v8 inv = splat(1.0f / sum);
-    for (size_t j = 0; j < np; j += 8) store8(r + j, load8(r + j) * inv);
+    if (m == -INFINITY) { for (size_t j = 0; j < np; j++) r[j] = 0; *inv_sum = 0; return INFINITY; }
+    float sum = exp_row(r, keep, bias, m, np);
+    *inv_sum = 1.0f / sum;
     return m + logf(sum);
 }
 
@@ -189,9 +201,11 @@ void ck_attention_forward(size_t batch, size_t heads, size_t head_dim, const ptr
             }
             // S = scale Q_h K_h^T (lq, lkp); P = softmax over the real keys, kept only as each row's log-sum-exp
             nt(qh, d, kh, d, lq, lk, head_dim, scale, bt, p, lkp);
-            for (size_t i = 0; i < lq; i++) l[i] = softmax_row(p + i * lkp, keep, bias, lkp);
-            // O_h = P V_h into the head's columns of the context
+            float *inv_sum = p + lq * lkp;
+            for (size_t i = 0; i < lq; i++) l[i] = softmax_row(p + i * lkp, keep, bias, lkp, inv_sum + i);
+            // O_h = P V_h into the head's columns of the context: the numerators times V_h, each row / its sum
             nn(p, lkp, 1, vh, d, lq, lk, head_dim, 1.0f, out, d);
+            for (size_t i = 0; i < lq; i++) for (size_t t = 0; t < head_dim; t++) out[i * d + t] *= inv_sum[i];
         }
     }
 }
@@ -215,22 +229,19 @@ void ck_attention_backward(size_t batch, size_t heads, size_t head_dim, const pt
             }
             // P recomputed: exp(scale Q_h K_h^T - lse) on the real keys
             nt(q + qo, d, k + ko, d, lq, lk, head_dim, scale, bt, p, lkp);
-            for (size_t i = 0; i < lq; i++) {
-                float *r = p + i * lkp, li = l[i];
-                for (size_t j = 0; j < lkp; j++) r[j] = keep[j] * exp_poly(r[j] + bias[j] - li);
-            }
+            for (size_t i = 0; i < lq; i++) exp_row(p + i * lkp, keep, bias, l[i], lkp);
             // context_h = P V_h again (the output projection's weight gradient needs it; forward did not keep it)
             nn(p, lkp, 1, v + ko, d, lq, lk, head_dim, 1.0f, context + qo, d);
             // dP = dO_h V_h^T (lq, lkp); dV_h = P^T dO_h
             nt(dob, d, v + ko, d, lq, lk, head_dim, 1.0f, bt, dp, lkp);
             nn(p, 1, lkp, dob, d, lk, lq, head_dim, 1.0f, dv + ko, d);
-            // dS = P * (dP - rowsum(P * dP)); padding columns have P = 0
+            // dS = P * (dP - D), D_i = rowsum(P_i * dP_i) = dO_i . O_i (head_dim terms instead of lk); padding
+            // columns have P = 0
             for (size_t i = 0; i < lq; i++) {
-                const float *pr = p + i * lkp;
-                float *dr = dp + i * lkp;
-                v8 acc = 0;
-                for (size_t j = 0; j < lkp; j += 8) acc += load8(pr + j) * load8(dr + j);
-                v8 s = splat(hsum8(&acc));
+                const float *pr = p + i * lkp, *o = context + qo + i * d, *g = dob + i * d;
+                float *dr = dp + i * lkp, di = 0;
+                for (size_t t = 0; t < head_dim; t++) di += g[t] * o[t];
+                v8 s = splat(di);
                 for (size_t j = 0; j < lkp; j += 8) store8(dr + j, load8(pr + j) * (load8(dr + j) - s));
             }
             // dQ_h = scale dS K_h; dK_h = scale dS^T Q_h
