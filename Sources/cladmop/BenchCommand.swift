@@ -74,36 +74,63 @@ struct Bench: ParsableCommand {
     }
 }
 
-/// sgemm GFLOP/s for square sizes on rank 0 (other ranks idle at a barrier, so a lone core is measured),
-/// then all-reduce and all-gatherv bandwidth across all ranks.
+/// Best and median GFLOP/s of C = op(A) op(B) over about `seconds` of calls timed one by one: the best call
+/// is the kernel's peak, the median its typical rate (this VM's cores are shared, so single calls are
+/// sometimes slowed by neighbours).
+func sgemmRate(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int, seconds: Double) -> (best: Double, median: Double, calls: Int) {
+    let a = FloatPtr.allocate(capacity: m * k), b = FloatPtr.allocate(capacity: k * n), c = FloatPtr.allocate(capacity: m * n)
+    defer { a.deallocate(); b.deallocate(); c.deallocate() }
+    var rng = RNG(seed: 1)
+    for i in 0..<m * k { a[i] = rng.normal() }
+    for i in 0..<k * n { b[i] = rng.normal() }
+    sgemm(transA: transA, transB: transB, m: m, n: n, k: k, a: a, b: b, c: c)   // warm-up
+    var times: [Double] = []
+    let t0 = wallClock()
+    repeat {
+        let t = wallClock()
+        sgemm(transA: transA, transB: transB, m: m, n: n, k: k, a: a, b: b, c: c)
+        times.append(wallClock() - t)
+    } while wallClock() - t0 < seconds || times.count < 3
+    times.sort()
+    let flop = 2 * Double(m) * Double(n) * Double(k)
+    return (flop / times[0] / 1e9, flop / times[times.count / 2] / 1e9, times.count)
+}
+
+/// The GEMMs of a transformer layer of the paper model on one rank's rows of a step (N = 6,400: 64 trials
+/// x 100 centroid tokens, d = 128, FFN 4d), with how many of each a layer runs (forward y = x W^T, input
+/// gradient dx = dy W, weight gradient dW = dy^T x).
+let modelGEMMs: [(name: String, transA: Bool, transB: Bool, m: Int, n: Int, k: Int, perLayer: Int)] = [
+    ("y = x W^T, d -> d", false, true, 6400, 128, 128, 4), ("y = x W^T, d -> 4d", false, true, 6400, 512, 128, 1),
+    ("y = x W^T, 4d -> d", false, true, 6400, 128, 512, 1), ("dx = dy W, d <- d", false, false, 6400, 128, 128, 4),
+    ("dx = dy W, d <- 4d", false, false, 6400, 128, 512, 1), ("dx = dy W, 4d <- d", false, false, 6400, 512, 128, 1),
+    ("dW = dy^T x, d x d", true, false, 128, 128, 6400, 4), ("dW = dy^T x, 4d x d", true, false, 512, 128, 6400, 1),
+    ("dW = dy^T x, d x 4d", true, false, 128, 512, 6400, 1),
+]
+
+/// sgemm GFLOP/s for square sizes and for the model's own GEMM shapes on rank 0 (other ranks idle at a
+/// barrier, so a lone core is measured), then all-reduce and all-gatherv bandwidth across all ranks.
 func kernelBenchmark(comm: Communicator, seconds: Double) -> [String: Any] {
     var result: [String: Any] = ["world_size": comm.size, "blas_threads": blasThreadCount()]
-    var rows: [[String: Any]] = []
     if comm.isRoot {
+        var rows: [[String: Any]] = []
         for n in [128, 256, 512, 1024, 2048] {
-            let a = FloatPtr.allocate(capacity: n * n), b = FloatPtr.allocate(capacity: n * n)
-            let c = FloatPtr.allocate(capacity: n * n)
-            var rng = RNG(seed: 1)
-            for i in 0..<n * n { a[i] = rng.normal(); b[i] = rng.normal() }
-            sgemm(m: n, n: n, k: n, a: a, b: b, c: c)   // warm-up
-            // Time calls one by one: the best call is the kernel's peak, the median its typical rate
-            // (this VM's cores are shared, so single calls are sometimes slowed by neighbours).
-            var times: [Double] = []
-            let t0 = wallClock()
-            repeat {
-                let t = wallClock()
-                sgemm(m: n, n: n, k: n, a: a, b: b, c: c)
-                times.append(wallClock() - t)
-            } while wallClock() - t0 < seconds || times.count < 3
-            times.sort()
-            let flop = 2 * Double(n * n * n)
-            let best = flop / times[0] / 1e9, median = flop / times[times.count / 2] / 1e9
-            result["sgemm_\(n)_gflops"] = best
-            result["sgemm_\(n)_median_gflops"] = median
-            rows.append(["size": n, "gflops": best, "median_gflops": median, "calls": times.count])
-            a.deallocate(); b.deallocate(); c.deallocate()
+            let r = sgemmRate(m: n, n: n, k: n, seconds: seconds)
+            result["sgemm_\(n)_gflops"] = r.best
+            result["sgemm_\(n)_median_gflops"] = r.median
+            rows.append(["size": n, "gflops": r.best, "median_gflops": r.median, "calls": r.calls])
         }
         result["sgemm"] = rows
+        // The model's shapes; their mix weights each by its FLOPs in a layer (total FLOPs / total time).
+        var shapes: [[String: Any]] = [], flops = 0.0, bestTime = 0.0, medianTime = 0.0
+        for g in modelGEMMs {
+            let r = sgemmRate(transA: g.transA, transB: g.transB, m: g.m, n: g.n, k: g.k, seconds: seconds / 2)
+            let f = 2 * Double(g.m * g.n * g.k * g.perLayer)
+            flops += f; bestTime += f / r.best; medianTime += f / r.median
+            shapes.append(["gemm": g.name, "m": g.m, "n": g.n, "k": g.k, "per_layer": g.perLayer, "gflops": r.best, "median_gflops": r.median])
+        }
+        result["sgemm_model_shapes"] = shapes
+        result["sgemm_model_mix_gflops"] = flops / bestTime
+        result["sgemm_model_mix_median_gflops"] = flops / medianTime
     }
     comm.barrier()
     var comms: [[String: Any]] = []
@@ -145,17 +172,32 @@ func kernelBenchmark(comm: Communicator, seconds: Double) -> [String: Any] {
     return result
 }
 
+/// `text` padded with spaces to |width| characters: on the left for width > 0, on the right for width < 0.
+func padded(_ text: String, _ width: Int) -> String {
+    let fill = String(repeating: " ", count: max(abs(width) - text.count, 0))
+    return width > 0 ? fill + text : text + fill
+}
+
 func printKernelTable(_ r: [String: Any]) {
     print("sgemm, one rank, \(r["blas_threads"]!) BLAS thread(s)")
-    print(String(format: "%8@ %14@ %16@", "size" as NSString, "best GFLOP/s" as NSString, "median GFLOP/s" as NSString))
+    print(padded("size", 8) + padded("best GFLOP/s", 15) + padded("median GFLOP/s", 17))
     for row in r["sgemm"] as? [[String: Any]] ?? [] {
         print(String(format: "%8d %14.1f %16.1f", row["size"] as! Int, row["gflops"] as! Double,
                      row["median_gflops"] as! Double))
     }
+    print("\nthe model's GEMMs (one rank's rows of a step; per layer)")
+    print(padded("gemm", -22) + padded("m", 7) + padded("n", 7) + padded("k", 7) + padded("count", 6) + padded("best GFLOP/s", 15)
+          + padded("median GFLOP/s", 17))
+    for row in r["sgemm_model_shapes"] as? [[String: Any]] ?? [] {
+        print(padded(row["gemm"] as! String, -22) + String(format: " %6d %6d %6d %5d %14.1f %16.1f", row["m"] as! Int, row["n"] as! Int,
+                     row["k"] as! Int, row["per_layer"] as! Int, row["gflops"] as! Double, row["median_gflops"] as! Double))
+    }
+    print(padded("a layer's mix (FLOP-weighted)", -48) + String(format: " %14.1f %16.1f",
+                 r["sgemm_model_mix_gflops"] as! Double, r["sgemm_model_mix_median_gflops"] as! Double))
     guard (r["world_size"] as! Int) > 1 else { print("\n(collectives: run under mpirun -np 2 or more)"); return }
     print("\ncollectives, \(r["world_size"]!) rank(s) (\(r["transport"]!)), bandwidth = buffer bytes / time")
-    print(String(format: "%10@ %14@ %14@ %14@ %14@", "floats" as NSString, "allreduce ms" as NSString,
-                 "allreduce GB/s" as NSString, "allgather ms" as NSString, "allgather GB/s" as NSString))
+    print(padded("floats", 10) + padded("allreduce ms", 15) + padded("allreduce GB/s", 15) + padded("allgather ms", 15)
+          + padded("allgather GB/s", 15))
     for row in r["collectives"] as? [[String: Any]] ?? [] {
         print(String(format: "%10d %14.3f %14.2f %14.3f %14.2f", row["floats"] as! Int,
                      row["allreduce_ms"] as! Double, row["allreduce_gbytes_per_s"] as! Double,

@@ -151,3 +151,38 @@ final class FuzzSmokeTests: XCTestCase {
         XCTAssertEqual(r.output.components(separatedBy: "stat::number_of_executed_units: 3000").count, 3, r.output)
     }
 }
+
+/// `cladmop bench` at a tiny shape (a smoke test, not a timing: the figures are in docs/performance.md):
+/// the training benchmark under mpirun with 2 ranks prints one JSON object with the keys outside checks
+/// read, and the kernel benchmark measures the squares, the model's GEMM shapes and the collectives.
+final class BenchSmokeTests: XCTestCase {
+    var cladmop: String { productsFolder.appendingPathComponent("cladmop").path }
+
+    func testTrainingBenchmarkJSONUnderTwoRanks() throws {
+        let tiny = ["model.dim=16", "model.heads=2", "model.mol_layers=1", "model.dis_layers=1", "model.grouping_layers=2",
+                    "model.self_layers=1", "model.centroids=8", "model.icd_depth=3", "train.global_batch=6",
+                    "bench.mol_tokens=12", "bench.codes=4", "bench.sentences=5", "bench.encoder_dim=24", "bench.steps=2", "bench.warmup=1"]
+        let r = try mpirun(np: 2, executable: cladmop,
+                           arguments: ["bench", "--config", repositoryRoot + "/configs/bench.yaml", "--json"] + tiny.flatMap { ["--set", $0] })
+        XCTAssertEqual(r.status, 0, r.output)
+        let line = try XCTUnwrap(r.output.split(separator: "\n").first { $0.hasPrefix("{") }, r.output)
+        let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        XCTAssertEqual(json["world_size"] as? Int, 2)
+        XCTAssertEqual(json["global_batch"] as? Int, 6)
+        for key in ["samples_per_second", "flops_per_sample", "achieved_gflops", "peak_rss_mb"] {
+            XCTAssertGreaterThan(json[key] as? Double ?? 0, 0, key)
+        }
+        XCTAssertLessThanOrEqual(json["useful_flops_per_sample"] as! Double, json["flops_per_sample"] as! Double)
+    }
+
+    func testKernelBenchmarkMeasuresTheModelsGEMMShapes() throws {
+        let r = try mpirun(np: 2, executable: cladmop, arguments: ["bench", "--kernels", "--seconds", "0.01", "--json"])
+        XCTAssertEqual(r.status, 0, r.output)
+        let line = try XCTUnwrap(r.output.split(separator: "\n").first { $0.hasPrefix("{") }, r.output)
+        let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        XCTAssertGreaterThan(json["sgemm_1024_gflops"] as? Double ?? 0, 0)
+        XCTAssertEqual((json["sgemm_model_shapes"] as? [[String: Any]])?.count, 9)
+        XCTAssertGreaterThan(json["sgemm_model_mix_gflops"] as? Double ?? 0, 0)
+        XCTAssertEqual((json["collectives"] as? [[String: Any]])?.count, 4)
+    }
+}
