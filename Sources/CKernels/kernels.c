@@ -28,11 +28,12 @@ void ck_gelu_forward(const float *x, float *y, size_t n) {
 }
 
 VECTOR_CLONES
-void ck_gelu_backward(const float *x, const float *dy, float *dx, size_t n) {
+void ck_gelu_forward_derivative(const float *x, float *y, float *dydx, size_t n) {
     for (size_t i = 0; i < n; i++) {
         float v = x[i];
-        float e = exp_poly(-0.5f * v * v);
-        dx[i] += dy[i] * (normal_cdf(v, e) + v * e * 0.39894228040143268f);
+        float e = exp_poly(-0.5f * v * v), cdf = normal_cdf(v, e);
+        y[i] = v * cdf;
+        dydx[i] = cdf + v * e * 0.39894228040143268f;
     }
 }
 

@@ -6,8 +6,8 @@
 
 // y = x/2 (1 + erf(x / sqrt 2)), erf by Abramowitz-Stegun 7.1.26 (|error| <= 1.5e-7).
 void ck_gelu_forward(const float *x, float *y, size_t n);
-// dx += dy (Phi(x) + x phi(x)).
-void ck_gelu_backward(const float *x, const float *dy, float *dx, size_t n);
+// y = GELU(x) and dydx = GELU'(x) = Phi(x) + x phi(x) (one exp for both).
+void ck_gelu_forward_derivative(const float *x, float *y, float *dydx, size_t n);
 
 // Multi-head attention over a batch of sequences stored back to back: sample b's queries are rows
 // q_rows[b] ..< q_rows[b + 1] of q (rows of d = heads * head_dim floats), its keys and values rows

@@ -5,9 +5,10 @@ import CKernels
 /// GELU, erf form: y = x/2 (1 + erf(x/sqrt 2)). x, y are (count).
 public func geluForward(_ x: ConstFloatPtr, _ y: FloatPtr, count: Int) { ck_gelu_forward(x, y, count) }
 
-/// dx += dy * (Phi(x) + x phi(x)), Phi the normal CDF and phi its density.
-public func geluBackward(_ x: ConstFloatPtr, _ dy: ConstFloatPtr, _ dx: FloatPtr, count: Int) {
-    ck_gelu_backward(x, dy, dx, count)
+/// y = GELU(x) and its derivative dydx = Phi(x) + x phi(x), Phi the normal CDF and phi its density (backward
+/// needs both: y for the next layer's weight gradient, dydx for dx = dy * dydx).
+public func geluForwardWithDerivative(_ x: ConstFloatPtr, _ y: FloatPtr, _ dydx: FloatPtr, count: Int) {
+    ck_gelu_forward_derivative(x, y, dydx, count)
 }
 
 /// Multi-head attention core (CKernels/attention.c): for each sequence and head,

@@ -29,12 +29,10 @@ public struct FeedForward {
     /// Accumulates dx += dFFN/dx^T dy and the parameter gradients.
     public func backward(_ p: ParameterArena, _ x: ConstFloatPtr, _ c: FeedForwardCache, _ dy: ConstFloatPtr,
                          _ dx: FloatPtr, rows n: Int, arena: ActivationArena) {
-        let act = arena.allocate(n * hiddenDim), dAct = arena.zeros(n * hiddenDim)
-        geluForward(c.hidden, act, count: n * hiddenDim)
+        let act = arena.allocate(n * hiddenDim), dAct = arena.zeros(n * hiddenDim), dHidden = arena.allocate(n * hiddenDim)
+        geluForwardWithDerivative(c.hidden, act, dHidden, count: n * hiddenDim)     // dHidden holds GELU'(hidden) first
         fc2.backward(p, act, c.c2, dy, dAct, rows: n, arena: arena)
-        let dHidden = act     // GELU(hidden) is not needed any more
-        dHidden.update(repeating: 0, count: n * hiddenDim)
-        geluBackward(c.hidden, dAct, dHidden, count: n * hiddenDim)
+        for i in 0..<n * hiddenDim { dHidden[i] *= dAct[i] }
         fc1.backward(p, x, c.c1, dHidden, dx, rows: n, arena: arena)
     }
 }
