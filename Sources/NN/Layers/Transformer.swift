@@ -91,7 +91,7 @@ public struct TransformerLayer {
         let mid = arena.allocate(n * d)
         let ac = attention.forward(p, xq: ln1Out, xkv: kvOut.map { ConstFloatPtr($0) } ?? ConstFloatPtr(ln1Out),
                                    keyMask: keyMask, queries: layout, keys: keys, sharedQueries: sharedQueries, mid, arena: arena)
-        for r in stride(from: 0, to: n, by: xRows) { for i in 0..<xRows * d { mid[r * d + i] += x[i] } }
+        for r in stride(from: 0, to: n, by: max(xRows, 1)) { for i in 0..<xRows * d { mid[r * d + i] += x[i] } }
         let ln2Out = scratch.allocate(n * d)
         let ln2c = ln2.forward(p, mid, ln2Out, rows: n, arena: arena)
         let fc = ffn.forward(p, ln2Out, y, rows: n, arena: arena)
@@ -122,7 +122,7 @@ public struct TransformerLayer {
         ffn.backward(p, ln2Out, c.ffn, dy, dLn2, rows: n, arena: arena)
         ln2.backward(p, c.mid, c.ln2, dLn2, dMid, rows: n)
         // mid = x + MHA(LN1(x), kv')
-        for r in stride(from: 0, to: n, by: xRows) { for i in 0..<xRows * d { dx[i] += dMid[r * d + i] } }
+        for r in stride(from: 0, to: n, by: max(xRows, 1)) { for i in 0..<xRows * d { dx[i] += dMid[r * d + i] } }
         let dLn1 = arena.zeros(xRows * d), ln1Out = arena.allocate(xRows * d)
         ln1.recompute(p, x, c.ln1, ln1Out, rows: xRows)
         if isCross {
