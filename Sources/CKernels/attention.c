@@ -28,53 +28,47 @@ size_t ck_attention_work_floats(size_t lq, size_t lk, size_t head_dim) {
 }
 
 // C[i, j] = alpha sum_t A[i, t] Bt[t, j] for i < m, j < np (np % 8 == 0); Bt is (kd, np), dense.
-INLINE void nt_block(const float *a, size_t lda, const float *bt, size_t np, size_t m, size_t kd,
-                            float alpha, float *c, size_t ldc) {
-    size_t i = 0;
-    for (; i + 4 <= m; i += 4) {
-        const float *a0 = a + i * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;
+// R rows of A at a time against 16 columns of Bt (2 R accumulators).
+INLINE size_t nt_rows(const int R, const float *a, size_t lda, const float *bt, size_t np, size_t i, size_t m, size_t kd,
+                      float alpha, float *c, size_t ldc) {
+    for (; i + R <= m; i += R) {
         size_t j = 0;
         for (; j + 16 <= np; j += 16) {
-            v8 c00 = 0, c01 = 0, c10 = 0, c11 = 0, c20 = 0, c21 = 0, c30 = 0, c31 = 0;
+            v8 acc[6][2];
+            for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = 0;
             for (size_t t = 0; t < kd; t++) {
                 v8 b0 = load8(bt + t * np + j), b1 = load8(bt + t * np + j + 8);
-                v8 x0 = splat(a0[t]), x1 = splat(a1[t]), x2 = splat(a2[t]), x3 = splat(a3[t]);
-                c00 += x0 * b0; c01 += x0 * b1; c10 += x1 * b0; c11 += x1 * b1;
-                c20 += x2 * b0; c21 += x2 * b1; c30 += x3 * b0; c31 += x3 * b1;
+                for (int r = 0; r < R; r++) { v8 x = splat(a[(i + r) * lda + t]); acc[r][0] += x * b0; acc[r][1] += x * b1; }
             }
-            float *r = c + i * ldc + j;
-            store8(r, alpha * c00); store8(r + 8, alpha * c01); r += ldc;
-            store8(r, alpha * c10); store8(r + 8, alpha * c11); r += ldc;
-            store8(r, alpha * c20); store8(r + 8, alpha * c21); r += ldc;
-            store8(r, alpha * c30); store8(r + 8, alpha * c31);
+            for (int r = 0; r < R; r++) { float *o = c + (i + r) * ldc + j; store8(o, alpha * acc[r][0]); store8(o + 8, alpha * acc[r][1]); }
         }
         for (; j < np; j += 8) {
-            v8 c0 = 0, c1 = 0, c2 = 0, c3 = 0;
+            v8 acc[6];
+            for (int r = 0; r < R; r++) acc[r] = 0;
             for (size_t t = 0; t < kd; t++) {
                 v8 b0 = load8(bt + t * np + j);
-                c0 += splat(a0[t]) * b0; c1 += splat(a1[t]) * b0; c2 += splat(a2[t]) * b0; c3 += splat(a3[t]) * b0;
+                for (int r = 0; r < R; r++) acc[r] += splat(a[(i + r) * lda + t]) * b0;
             }
-            float *r = c + i * ldc + j;
-            store8(r, alpha * c0); store8(r + ldc, alpha * c1); store8(r + 2 * ldc, alpha * c2); store8(r + 3 * ldc, alpha * c3);
+            for (int r = 0; r < R; r++) store8(c + (i + r) * ldc + j, alpha * acc[r]);
         }
     }
-    for (; i < m; i++) {
-        const float *a0 = a + i * lda;
-        for (size_t j = 0; j < np; j += 8) {
-            v8 c0 = 0;
-            for (size_t t = 0; t < kd; t++) c0 += splat(a0[t]) * load8(bt + t * np + j);
-            store8(c + i * ldc + j, alpha * c0);
-        }
-    }
+    return i;
+}
+
+INLINE void nt_block(const float *a, size_t lda, const float *bt, size_t np, size_t m, size_t kd,
+                     float alpha, float *c, size_t ldc) {
+    size_t i = nt_rows(6, a, lda, bt, np, 0, m, kd, alpha, c, ldc);
+    i = nt_rows(3, a, lda, bt, np, i, m, kd, alpha, c, ldc);
+    nt_rows(1, a, lda, bt, np, i, m, kd, alpha, c, ldc);
 }
 
 // C[i, :] = alpha sum_j A(i, j) B[j, :] for i < m, j < k, where A(i, j) = a[i * ars + j * acs] (so A may be
-// a transposed view) and rows of B and C are NV vectors of 8. R rows of C are kept in registers at a time.
-INLINE void nn_rows(const int NV, const int R, const float *a, size_t ars, size_t acs, const float *b, size_t ldb,
-                           size_t m, size_t k, float alpha, float *c, size_t ldc) {
-    size_t i = 0;
+// a transposed view) and rows of B and C are NV vectors of 8. R rows of C are kept in registers at a time,
+// from row i; returns the first row not done.
+INLINE size_t nn_rows(const int NV, const int R, const float *a, size_t ars, size_t acs, const float *b, size_t ldb,
+                      size_t i, size_t m, size_t k, float alpha, float *c, size_t ldc) {
     for (; i + R <= m; i += R) {
-        v8 acc[4][4];
+        v8 acc[6][4];
         for (int r = 0; r < R; r++) for (int v = 0; v < NV; v++) acc[r][v] = 0;
         for (size_t j = 0; j < k; j++) {
             v8 bv[4];
@@ -86,15 +80,15 @@ INLINE void nn_rows(const int NV, const int R, const float *a, size_t ars, size_
         }
         for (int r = 0; r < R; r++) for (int v = 0; v < NV; v++) store8(c + (i + r) * ldc + 8 * v, alpha * acc[r][v]);
     }
-    for (; i < m; i++) {
-        v8 acc[4];
-        for (int v = 0; v < NV; v++) acc[v] = 0;
-        for (size_t j = 0; j < k; j++) {
-            v8 x = splat(a[i * ars + j * acs]);
-            for (int v = 0; v < NV; v++) acc[v] += x * load8(b + j * ldb + 8 * v);
-        }
-        for (int v = 0; v < NV; v++) store8(c + i * ldc + 8 * v, alpha * acc[v]);
-    }
+    return i;
+}
+
+// nn_rows over all m rows: blocks of R, then of R / 2, then single rows.
+INLINE void nn_all(const int NV, const int R, const float *a, size_t ars, size_t acs, const float *b, size_t ldb,
+                   size_t m, size_t k, float alpha, float *c, size_t ldc) {
+    size_t i = nn_rows(NV, R, a, ars, acs, b, ldb, 0, m, k, alpha, c, ldc);
+    if (R >= 4) i = nn_rows(NV, R / 2, a, ars, acs, b, ldb, i, m, k, alpha, c, ldc);
+    nn_rows(NV, 1, a, ars, acs, b, ldb, i, m, k, alpha, c, ldc);
 }
 
 // Same product for any width n (scalar), for heads whose width is not 8, 16, 24 or 32.
@@ -114,10 +108,10 @@ INLINE void nn_any(const float *a, size_t ars, size_t acs, const float *b, size_
 INLINE void nn(const float *a, size_t ars, size_t acs, const float *b, size_t ldb, size_t m, size_t k, size_t n,
                       float alpha, float *c, size_t ldc) {
     switch (n) {
-    case 8: nn_rows(1, 4, a, ars, acs, b, ldb, m, k, alpha, c, ldc); break;
-    case 16: nn_rows(2, 4, a, ars, acs, b, ldb, m, k, alpha, c, ldc); break;
-    case 24: nn_rows(3, 2, a, ars, acs, b, ldb, m, k, alpha, c, ldc); break;
-    case 32: nn_rows(4, 2, a, ars, acs, b, ldb, m, k, alpha, c, ldc); break;
+    case 8: nn_all(1, 6, a, ars, acs, b, ldb, m, k, alpha, c, ldc); break;
+    case 16: nn_all(2, 6, a, ars, acs, b, ldb, m, k, alpha, c, ldc); break;
+    case 24: nn_all(3, 4, a, ars, acs, b, ldb, m, k, alpha, c, ldc); break;
+    case 32: nn_all(4, 2, a, ars, acs, b, ldb, m, k, alpha, c, ldc); break;
     default: nn_any(a, ars, acs, b, ldb, m, k, n, alpha, c, ldc);
     }
 }
