@@ -107,6 +107,42 @@ let modelGEMMs: [(name: String, transA: Bool, transB: Bool, m: Int, n: Int, k: I
     ("dW = dy^T x, d x 4d", true, false, 128, 512, 6400, 1),
 ]
 
+/// The attention core (CKernels/attention.c) at the paper model's first grouping layer: 32 trials of 100
+/// centroid queries and 176 keys (128 molecule tokens, 16 codes, 32 sentences), 8 heads of 16. Best and
+/// median ms of forward and of backward, and GFLOP/s counting 4 lq lk d FLOPs forward (Q K^T and P V) and
+/// 8 lq lk d backward per trial (backward also recomputes P and P V, which is not counted).
+func attentionCoreRate(seconds: Double) -> [String: Any] {
+    let trials = 32, lq = 100, lk = 176, heads = 8, headDim = 16, d = heads * headDim
+    let queries = SequenceLayout(batch: trials, length: lq), keys = SequenceLayout(batch: trials, length: lk)
+    let arena = ActivationArena()
+    let q = arena.allocate(queries.rows * d), k = arena.allocate(keys.rows * d), v = arena.allocate(keys.rows * d)
+    let dContext = arena.allocate(queries.rows * d), context = arena.allocate(queries.rows * d), lse = arena.allocate(queries.rows * heads)
+    let dq = arena.allocate(queries.rows * d), dk = arena.allocate(keys.rows * d), dv = arena.allocate(keys.rows * d)
+    var rng = RNG(seed: 2)
+    for i in 0..<queries.rows * d { q[i] = rng.normal(); dContext[i] = rng.normal() }
+    for i in 0..<keys.rows * d { k[i] = rng.normal(); v[i] = rng.normal() }
+    let mark = arena.mark(), scale = 1 / Float(headDim).squareRoot()
+    var forward: [Double] = [], backward: [Double] = []
+    let t0 = wallClock()
+    repeat {
+        var t = wallClock()
+        attentionForward(heads: heads, headDim: headDim, queries: queries, keys: keys, q: q, k: k, v: v, keyKeep: nil,
+                         scale: scale, lse: lse, context: context, arena: arena)
+        forward.append(wallClock() - t)
+        t = wallClock()
+        attentionBackward(heads: heads, headDim: headDim, queries: queries, keys: keys, q: q, k: k, v: v, keyKeep: nil, lse: lse,
+                          dContext: dContext, scale: scale, context: context, dq: dq, dk: dk, dv: dv, arena: arena)
+        backward.append(wallClock() - t)
+        arena.release(to: mark)
+    } while wallClock() - t0 < seconds || forward.count < 3
+    forward.sort(); backward.sort()
+    let flop = Double(4 * trials * lq * lk * d)
+    return ["trials": trials, "queries": lq, "keys": lk, "heads": heads, "head_dim": headDim,
+            "forward_ms": forward[0] * 1e3, "forward_median_ms": forward[forward.count / 2] * 1e3,
+            "backward_ms": backward[0] * 1e3, "backward_median_ms": backward[backward.count / 2] * 1e3,
+            "forward_gflops": flop / forward[0] / 1e9, "backward_gflops": 2 * flop / backward[0] / 1e9]
+}
+
 /// sgemm GFLOP/s for square sizes and for the model's own GEMM shapes on rank 0 (other ranks idle at a
 /// barrier, so a lone core is measured), then all-reduce and all-gatherv bandwidth across all ranks.
 func kernelBenchmark(comm: Communicator, seconds: Double) -> [String: Any] {
@@ -131,6 +167,7 @@ func kernelBenchmark(comm: Communicator, seconds: Double) -> [String: Any] {
         result["sgemm_model_shapes"] = shapes
         result["sgemm_model_mix_gflops"] = flops / bestTime
         result["sgemm_model_mix_median_gflops"] = flops / medianTime
+        result["attention"] = attentionCoreRate(seconds: seconds)
     }
     comm.barrier()
     var comms: [[String: Any]] = []
@@ -194,6 +231,12 @@ func printKernelTable(_ r: [String: Any]) {
     }
     print(padded("a layer's mix (FLOP-weighted)", -48) + String(format: " %14.1f %16.1f",
                  r["sgemm_model_mix_gflops"] as! Double, r["sgemm_model_mix_median_gflops"] as! Double))
+    if let a = r["attention"] as? [String: Any] {
+        print(String(format: "\nattention core, %d trials x %d queries x %d keys, %d heads of %d: forward %.2f ms (median %.2f, %.1f GFLOP/s), backward %.2f ms (median %.2f, %.1f GFLOP/s)",
+                     a["trials"] as! Int, a["queries"] as! Int, a["keys"] as! Int, a["heads"] as! Int, a["head_dim"] as! Int,
+                     a["forward_ms"] as! Double, a["forward_median_ms"] as! Double, a["forward_gflops"] as! Double,
+                     a["backward_ms"] as! Double, a["backward_median_ms"] as! Double, a["backward_gflops"] as! Double))
+    }
     guard (r["world_size"] as! Int) > 1 else { print("\n(collectives: run under mpirun -np 2 or more)"); return }
     print("\ncollectives, \(r["world_size"]!) rank(s) (\(r["transport"]!)), bandwidth = buffer bytes / time")
     print(padded("floats", 10) + padded("allreduce ms", 15) + padded("allreduce GB/s", 15) + padded("allgather ms", 15)

@@ -154,7 +154,8 @@ final class FuzzSmokeTests: XCTestCase {
 
 /// `cladmop bench` at a tiny shape (a smoke test, not a timing: the figures are in docs/performance.md):
 /// the training benchmark under mpirun with 2 ranks prints one JSON object with the keys outside checks
-/// read, and the kernel benchmark measures the squares, the model's GEMM shapes and the collectives.
+/// read, and the kernel benchmark measures the squares, the model's GEMM shapes, the attention core and the
+/// collectives.
 final class BenchSmokeTests: XCTestCase {
     var cladmop: String { productsFolder.appendingPathComponent("cladmop").path }
 
@@ -183,6 +184,7 @@ final class BenchSmokeTests: XCTestCase {
         XCTAssertGreaterThan(json["sgemm_1024_gflops"] as? Double ?? 0, 0)
         XCTAssertEqual((json["sgemm_model_shapes"] as? [[String: Any]])?.count, 9)
         XCTAssertGreaterThan(json["sgemm_model_mix_gflops"] as? Double ?? 0, 0)
+        XCTAssertGreaterThan((json["attention"] as? [String: Any])?["backward_gflops"] as? Double ?? 0, 0)
         XCTAssertEqual((json["collectives"] as? [[String: Any]])?.count, 4)
     }
 }

@@ -15,7 +15,7 @@ public func geluForwardWithDerivative(_ x: ConstFloatPtr, _ y: FloatPtr, _ dydx:
 /// P = softmax(scale Q_h K_h^T over the real keys) and context_h = P V_h. q and context have the rows of
 /// `queries`, k and v those of `keys`; `keyKeep` (1 or 0 per key row, nil = all real) masks keys.
 /// P is not stored: `lse` (query rows x heads) gets each row's log-sum-exp, from which backward recomputes it.
-func attentionForward(heads: Int, headDim: Int, queries: SequenceLayout, keys: SequenceLayout,
+public func attentionForward(heads: Int, headDim: Int, queries: SequenceLayout, keys: SequenceLayout,
                       q: ConstFloatPtr, k: ConstFloatPtr, v: ConstFloatPtr, keyKeep: ConstFloatPtr?, scale: Float,
                       lse: FloatPtr, context: FloatPtr, arena: ActivationArena) {
     let work = arena.allocate(ck_attention_work_floats(queries.maxLength, keys.maxLength, headDim))
@@ -27,7 +27,7 @@ func attentionForward(heads: Int, headDim: Int, queries: SequenceLayout, keys: S
 /// Backward of `attentionForward`, with P = exp(scale Q_h K_h^T - lse) recomputed: context_h = P V_h again
 /// (forward does not keep it), dV_h = P^T dO_h, dS = P (dP - rowsum(P dP)) with dP = dO_h V_h^T,
 /// dQ_h = scale dS K_h, dK_h = scale dS^T Q_h. context, dq, dk, dv are overwritten.
-func attentionBackward(heads: Int, headDim: Int, queries: SequenceLayout, keys: SequenceLayout,
+public func attentionBackward(heads: Int, headDim: Int, queries: SequenceLayout, keys: SequenceLayout,
                        q: ConstFloatPtr, k: ConstFloatPtr, v: ConstFloatPtr, keyKeep: ConstFloatPtr?, lse: ConstFloatPtr,
                        dContext: ConstFloatPtr, scale: Float, context: FloatPtr, dq: FloatPtr, dk: FloatPtr, dv: FloatPtr,
                        arena: ActivationArena) {
