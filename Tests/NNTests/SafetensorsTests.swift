@@ -11,7 +11,7 @@ final class SafetensorsTests: XCTestCase {
         d.append(Data(bytes: &n, count: 8))
         d.append(Data(header.utf8))
         d.append(Data(count: payload))
-        FileManager.default.createFile(atPath: path, contents: d)
+        XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: d), path)
         return path
     }
 

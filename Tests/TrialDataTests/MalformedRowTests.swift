@@ -19,7 +19,7 @@ final class MalformedRowTests: XCTestCase {
 
     func file(_ text: String, _ name: String) -> String {
         let path = NSTemporaryDirectory() + "cladmop-bad-\(getpid())-\(name).csv"
-        FileManager.default.createFile(atPath: path, contents: Data(text.utf8))
+        XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data(text.utf8)), path)
         return path
     }
 
@@ -59,7 +59,7 @@ final class MalformedRowTests: XCTestCase {
         for (name, text, expected, line) in cases { expectError(text, name, contains: expected, line: line) }
         // Not UTF-8.
         let path = NSTemporaryDirectory() + "cladmop-bad-\(getpid())-latin1.csv"
-        FileManager.default.createFile(atPath: path, contents: Data(header.utf8) + Data(good.utf8) + Data([0x4E, 0x43, 0x54, 0xE9, 0x2C, 0x0A]))
+        XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data(header.utf8) + Data(good.utf8) + Data([0x4E, 0x43, 0x54, 0xE9, 0x2C, 0x0A])), path)
         XCTAssertThrowsError(try readValidatedTrials(paths: [path], hierarchy: Self.hierarchy, skipBadRows: false)) {
             XCTAssertTrue("\($0)".contains("\(path):5:1: field is not valid UTF-8"), "\($0)")
         }
