@@ -139,10 +139,16 @@ INLINE float hsum8(const v8 *v) { return (((*v)[0] + (*v)[1]) + ((*v)[2] + (*v)[
 typedef int32_t v8i __attribute__((ext_vector_type(8)));
 #define exp_poly8(x) ({ v8 x_ = (x), n_, p_; EXP_POLY_PARTS(v8, x_, n_, p_); p_ * (v8)((__builtin_convertvector(n_, v8i) + 127) << 23); })
 
-// r[j] = keep[j] exp(r[j] + bias[j] - shift) over np columns (np % 8 == 0); returns the sum.
-INLINE float exp_row(float *r, const float *keep, const float *bias, float shift, size_t np) {
+// r[j] = keep[j] exp(r[j] + bias[j] - shift) over np columns (np % 8 == 0); returns the sum. Columns before
+// `plain` (a multiple of 8) are real keys (keep 1, bias 0), for which that is exp(r[j] - shift).
+INLINE float exp_row(float *r, const float *keep, const float *bias, float shift, size_t plain, size_t np) {
     v8 s = 0;
-    for (size_t j = 0; j < np; j += 8) {
+    for (size_t j = 0; j < plain; j += 8) {
+        v8 e = exp_poly8(load8(r + j) - shift);
+        store8(r + j, e);
+        s += e;
+    }
+    for (size_t j = plain; j < np; j += 8) {
         v8 e = load8(keep + j) * exp_poly8(load8(r + j) + load8(bias + j) - shift);
         store8(r + j, e);
         s += e;
@@ -151,29 +157,30 @@ INLINE float exp_row(float *r, const float *keep, const float *bias, float shift
 }
 
 // Row softmax numerators over np columns (np % 8 == 0) where keep[j] is 1 for a real key and 0 for a masked or
-// padding column (bias[j] 0 or -inf): r becomes exp(r - max) on the real keys and exactly 0 elsewhere; the
-// row is not normalised (the caller scales P V by *inv_sum). Returns the row's log-sum-exp over the real keys
-// (+inf without any, then r = 0 and *inv_sum = 0), from which backward recomputes the normalised row.
-INLINE float softmax_row(float *r, const float *keep, const float *bias, size_t np, float *inv_sum) {
+// padding column (bias[j] 0 or -inf), all real before column `plain`: r becomes exp(r - max) on the real keys
+// and exactly 0 elsewhere; the row is not normalised (the caller scales P V by *inv_sum). Returns the row's
+// log-sum-exp over the real keys (+inf without any, then r = 0 and *inv_sum = 0), from which backward
+// recomputes the normalised row.
+INLINE float softmax_row(float *r, const float *keep, const float *bias, size_t plain, size_t np, float *inv_sum) {
     v8 mx = splat(-INFINITY);
-    for (size_t j = 0; j < np; j += 8) {
-        v8 x = load8(r + j) + load8(bias + j);
-        mx = __builtin_elementwise_max(mx, x);
-    }
+    for (size_t j = 0; j < plain; j += 8) mx = __builtin_elementwise_max(mx, load8(r + j));
+    for (size_t j = plain; j < np; j += 8) mx = __builtin_elementwise_max(mx, load8(r + j) + load8(bias + j));
     float m = hmax8(&mx);
     if (m == -INFINITY) { for (size_t j = 0; j < np; j++) r[j] = 0; *inv_sum = 0; return INFINITY; }
-    float sum = exp_row(r, keep, bias, m, np);
+    float sum = exp_row(r, keep, bias, m, plain, np);
     *inv_sum = 1.0f / sum;
     return m + logf(sum);
 }
 
-// keep and bias of sample's keys k0 ..< k0 + lk (key_keep: 1 or 0 per key row, NULL = all real), padded to lkp.
-INLINE void key_flags(const float *key_keep, size_t k0, size_t lk, size_t lkp, float *keep, float *bias) {
+// keep and bias of sample's keys k0 ..< k0 + lk (key_keep: 1 or 0 per key row, NULL = all real), padded to lkp;
+// returns the columns before which every key is real in whole vectors of 8 (0 with a key mask).
+INLINE size_t key_flags(const float *key_keep, size_t k0, size_t lk, size_t lkp, float *keep, float *bias) {
     for (size_t j = 0; j < lkp; j++) {
         float real = j < lk ? (key_keep ? key_keep[k0 + j] : 1.0f) : 0.0f;
         keep[j] = real;
         bias[j] = real != 0.0f ? 0.0f : -INFINITY;
     }
+    return key_keep ? 0 : lk & ~(size_t)7;
 }
 
 VECTOR_CLONES
@@ -185,7 +192,7 @@ void ck_attention_forward(size_t batch, size_t heads, size_t head_dim, const ptr
         size_t q0 = q_rows[b], lq = q_rows[b + 1] - q0, k0 = k_rows[b], lk = k_rows[b + 1] - k0;
         size_t lkp = padded_length(lk);
         float *bt = work, *keep = work + head_dim * lkp, *bias = keep + lkp, *p = bias + lkp;
-        key_flags(key_keep, k0, lk, lkp, keep, bias);
+        size_t plain = key_flags(key_keep, k0, lk, lkp, keep, bias);
         for (size_t h = 0; h < heads; h++) {
             const float *qh = q + q0 * d + h * head_dim, *kh = k + k0 * d + h * head_dim, *vh = v + k0 * d + h * head_dim;
             float *out = context + q0 * d + h * head_dim, *l = lse + (q0 * heads + h * lq);
@@ -196,7 +203,7 @@ void ck_attention_forward(size_t batch, size_t heads, size_t head_dim, const ptr
             // S = scale Q_h K_h^T (lq, lkp); P = softmax over the real keys, kept only as each row's log-sum-exp
             nt(qh, d, kh, d, lq, lk, head_dim, scale, bt, p, lkp);
             float *inv_sum = p + lq * lkp;
-            for (size_t i = 0; i < lq; i++) l[i] = softmax_row(p + i * lkp, keep, bias, lkp, inv_sum + i);
+            for (size_t i = 0; i < lq; i++) l[i] = softmax_row(p + i * lkp, keep, bias, plain, lkp, inv_sum + i);
             // O_h = P V_h into the head's columns of the context: the numerators times V_h, each row / its sum
             nn(p, lkp, 1, vh, d, lq, lk, head_dim, 1.0f, out, d);
             for (size_t i = 0; i < lq; i++) for (size_t t = 0; t < head_dim; t++) out[i * d + t] *= inv_sum[i];
@@ -213,7 +220,7 @@ void ck_attention_backward(size_t batch, size_t heads, size_t head_dim, const pt
         size_t q0 = q_rows[b], lq = q_rows[b + 1] - q0, k0 = k_rows[b], lk = k_rows[b + 1] - k0;
         size_t lkp = padded_length(lk);
         float *bt = work, *keep = work + head_dim * lkp, *bias = keep + lkp, *p = bias + lkp, *dp = p + lq * lkp;
-        key_flags(key_keep, k0, lk, lkp, keep, bias);
+        size_t plain = key_flags(key_keep, k0, lk, lkp, keep, bias);
         for (size_t h = 0; h < heads; h++) {
             size_t qo = q0 * d + h * head_dim, ko = k0 * d + h * head_dim;
             const float *dob = dcontext + qo, *l = lse + (q0 * heads + h * lq);
@@ -223,7 +230,7 @@ void ck_attention_backward(size_t batch, size_t heads, size_t head_dim, const pt
             }
             // P recomputed: exp(scale Q_h K_h^T - lse) on the real keys
             nt(q + qo, d, k + ko, d, lq, lk, head_dim, scale, bt, p, lkp);
-            for (size_t i = 0; i < lq; i++) exp_row(p + i * lkp, keep, bias, l[i], lkp);
+            for (size_t i = 0; i < lq; i++) exp_row(p + i * lkp, keep, bias, l[i], plain, lkp);
             // context_h = P V_h again (the output projection's weight gradient needs it; forward did not keep it)
             nn(p, lkp, 1, v + ko, d, lq, lk, head_dim, 1.0f, context + qo, d);
             // dP = dO_h V_h^T (lq, lkp); dV_h = P^T dO_h
