@@ -185,8 +185,8 @@ INLINE size_t key_flags(const float *key_keep, size_t k0, size_t lk, size_t lkp,
 
 VECTOR_CLONES
 void ck_attention_forward(size_t batch, size_t heads, size_t head_dim, const ptrdiff_t *q_rows, const ptrdiff_t *k_rows,
-                          const float *q, const float *k, const float *v, const float *key_keep, float scale,
-                          float *lse, float *context, float *work) {
+                          int shared_queries, const float *q, const float *k, const float *v, const float *key_keep,
+                          float scale, float *lse, float *context, float *work) {
     size_t d = heads * head_dim;
     for (size_t b = 0; b < batch; b++) {
         size_t q0 = q_rows[b], lq = q_rows[b + 1] - q0, k0 = k_rows[b], lk = k_rows[b + 1] - k0;
@@ -194,7 +194,7 @@ void ck_attention_forward(size_t batch, size_t heads, size_t head_dim, const ptr
         float *bt = work, *keep = work + head_dim * lkp, *bias = keep + lkp, *p = bias + lkp;
         size_t plain = key_flags(key_keep, k0, lk, lkp, keep, bias);
         for (size_t h = 0; h < heads; h++) {
-            const float *qh = q + q0 * d + h * head_dim, *kh = k + k0 * d + h * head_dim, *vh = v + k0 * d + h * head_dim;
+            const float *qh = q + (shared_queries ? 0 : q0 * d) + h * head_dim, *kh = k + k0 * d + h * head_dim, *vh = v + k0 * d + h * head_dim;
             float *out = context + q0 * d + h * head_dim, *l = lse + (q0 * heads + h * lq);
             if (lk == 0) {  // no keys at all: the output is 0
                 for (size_t i = 0; i < lq; i++) { l[i] = INFINITY; for (size_t t = 0; t < head_dim; t++) out[i * d + t] = 0; }
@@ -213,7 +213,7 @@ void ck_attention_forward(size_t batch, size_t heads, size_t head_dim, const ptr
 
 VECTOR_CLONES
 void ck_attention_backward(size_t batch, size_t heads, size_t head_dim, const ptrdiff_t *q_rows, const ptrdiff_t *k_rows,
-                           const float *q, const float *k, const float *v, const float *key_keep, const float *lse,
+                           int shared_queries, const float *q, const float *k, const float *v, const float *key_keep, const float *lse,
                            const float *dcontext, float scale, float *context, float *dq, float *dk, float *dv, float *work) {
     size_t d = heads * head_dim;
     for (size_t b = 0; b < batch; b++) {
@@ -223,13 +223,14 @@ void ck_attention_backward(size_t batch, size_t heads, size_t head_dim, const pt
         size_t plain = key_flags(key_keep, k0, lk, lkp, keep, bias);
         for (size_t h = 0; h < heads; h++) {
             size_t qo = q0 * d + h * head_dim, ko = k0 * d + h * head_dim;
+            const float *qh = q + (shared_queries ? 0 : q0 * d) + h * head_dim;
             const float *dob = dcontext + qo, *l = lse + (q0 * heads + h * lq);
             if (lk == 0) {
                 for (size_t i = 0; i < lq; i++) for (size_t t = 0; t < head_dim; t++) dq[qo + i * d + t] = context[qo + i * d + t] = 0;
                 continue;
             }
             // P recomputed: exp(scale Q_h K_h^T - lse) on the real keys
-            nt(q + qo, d, k + ko, d, lq, lk, head_dim, scale, bt, p, lkp);
+            nt(qh, d, k + ko, d, lq, lk, head_dim, scale, bt, p, lkp);
             for (size_t i = 0; i < lq; i++) exp_row(p + i * lkp, keep, bias, l[i], plain, lkp);
             // context_h = P V_h again (the output projection's weight gradient needs it; forward did not keep it)
             nn(p, lkp, 1, v + ko, d, lq, lk, head_dim, 1.0f, context + qo, d);
@@ -247,7 +248,7 @@ void ck_attention_backward(size_t batch, size_t heads, size_t head_dim, const pt
             }
             // dQ_h = scale dS K_h; dK_h = scale dS^T Q_h
             nn(dp, lkp, 1, k + ko, d, lq, lk, head_dim, scale, dq + qo, d);
-            nn(dp, 1, lkp, q + qo, d, lk, lq, head_dim, scale, dk + ko, d);
+            nn(dp, 1, lkp, qh, d, lk, lq, head_dim, scale, dk + ko, d);
         }
     }
 }

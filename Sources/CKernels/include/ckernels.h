@@ -14,18 +14,20 @@ void ck_gelu_forward_derivative(const float *x, float *y, float *dydx, size_t n)
 // k_rows[b] ..< k_rows[b + 1] of k and v; context has q's rows. Head widths 8/16/24/32 take the vector path.
 // The probabilities are not stored: lse keeps each query row's log-sum-exp per head (query rows x heads
 // floats, sample after sample, head-major within a sample) and backward recomputes P from it.
-// key_keep (1 = real key, 0 = ignore; a float per key row) may be NULL; work holds
+// With shared_queries nonzero every sample's queries are rows 0 ..< lq_b of q (learned queries such as
+// centroids); q_rows still places lse, context and dq. key_keep (1 = real key, 0 = ignore; a float per key row)
+// may be NULL; work holds
 // ck_attention_work_floats(max lq_b, max lk_b, head_dim) floats.
 size_t ck_attention_work_floats(size_t lq, size_t lk, size_t head_dim);
 // P = softmax(scale Q_h K_h^T over the real keys), context_h = P V_h (a query without keys gets P = 0).
 void ck_attention_forward(size_t batch, size_t heads, size_t head_dim, const ptrdiff_t *q_rows, const ptrdiff_t *k_rows,
-                          const float *q, const float *k, const float *v, const float *key_keep, float scale,
+                          int shared_queries, const float *q, const float *k, const float *v, const float *key_keep, float scale,
                           float *lse, float *context, float *work);
 // From dcontext, with P = exp(scale Q_h K_h^T - lse) recomputed: context_h = P V_h again, dV_h = P^T dO_h,
-// dS = P (dP - rowsum(P dP)) with dP = dO_h V_h^T, dQ_h = scale dS K_h, dK_h = scale dS^T Q_h.
+// dS = P (dP - D) with dP = dO_h V_h^T and D_i = rowsum(P_i dP_i) = dO_i . context_i, dQ_h = scale dS K_h, dK_h = scale dS^T Q_h.
 // context, dq, dk, dv are written (not accumulated).
 void ck_attention_backward(size_t batch, size_t heads, size_t head_dim, const ptrdiff_t *q_rows, const ptrdiff_t *k_rows,
-                           const float *q, const float *k, const float *v, const float *key_keep, const float *lse,
+                           int shared_queries, const float *q, const float *k, const float *v, const float *key_keep, const float *lse,
                            const float *dcontext, float scale, float *context, float *dq, float *dk, float *dv, float *work);
 
 // One Adam step over n parameters: g += wd p (L2) or p -= lr wd p (decoupled, AdamW); m = b1 m + (1 - b1) g;

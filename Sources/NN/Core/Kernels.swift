@@ -13,27 +13,29 @@ public func geluForwardWithDerivative(_ x: ConstFloatPtr, _ y: FloatPtr, _ dydx:
 
 /// Multi-head attention core (CKernels/attention.c): for each sequence and head,
 /// P = softmax(scale Q_h K_h^T over the real keys) and context_h = P V_h. q and context have the rows of
-/// `queries`, k and v those of `keys`; `keyKeep` (1 or 0 per key row, nil = all real) masks keys.
+/// `queries`, k and v those of `keys`; `keyKeep` (1 or 0 per key row, nil = all real) masks keys. With
+/// `sharedQueries` q holds only `queries.maxLength` rows, the queries of every sequence (all of that length).
 /// P is not stored: `lse` (query rows x heads) gets each row's log-sum-exp, from which backward recomputes it.
-public func attentionForward(heads: Int, headDim: Int, queries: SequenceLayout, keys: SequenceLayout,
+public func attentionForward(heads: Int, headDim: Int, queries: SequenceLayout, keys: SequenceLayout, sharedQueries: Bool = false,
                       q: ConstFloatPtr, k: ConstFloatPtr, v: ConstFloatPtr, keyKeep: ConstFloatPtr?, scale: Float,
                       lse: FloatPtr, context: FloatPtr, arena: ActivationArena) {
     let work = arena.allocate(ck_attention_work_floats(queries.maxLength, keys.maxLength, headDim))
     queries.rowOffsets.withUnsafeBufferPointer { qr in keys.rowOffsets.withUnsafeBufferPointer { kr in
-        ck_attention_forward(queries.count, heads, headDim, qr.baseAddress!, kr.baseAddress!, q, k, v, keyKeep, scale, lse, context, work)
+        ck_attention_forward(queries.count, heads, headDim, qr.baseAddress!, kr.baseAddress!, sharedQueries ? 1 : 0, q, k, v, keyKeep, scale, lse, context, work)
     } }
 }
 
 /// Backward of `attentionForward`, with P = exp(scale Q_h K_h^T - lse) recomputed: context_h = P V_h again
 /// (forward does not keep it), dV_h = P^T dO_h, dS = P (dP - rowsum(P dP)) with dP = dO_h V_h^T,
-/// dQ_h = scale dS K_h, dK_h = scale dS^T Q_h. context, dq, dk, dv are overwritten.
-public func attentionBackward(heads: Int, headDim: Int, queries: SequenceLayout, keys: SequenceLayout,
+/// dQ_h = scale dS K_h, dK_h = scale dS^T Q_h. context, dq, dk, dv are overwritten; dq has the rows of
+/// `queries` (one block per sequence) also with `sharedQueries`.
+public func attentionBackward(heads: Int, headDim: Int, queries: SequenceLayout, keys: SequenceLayout, sharedQueries: Bool = false,
                        q: ConstFloatPtr, k: ConstFloatPtr, v: ConstFloatPtr, keyKeep: ConstFloatPtr?, lse: ConstFloatPtr,
                        dContext: ConstFloatPtr, scale: Float, context: FloatPtr, dq: FloatPtr, dk: FloatPtr, dv: FloatPtr,
                        arena: ActivationArena) {
     let work = arena.allocate(ck_attention_work_floats(queries.maxLength, keys.maxLength, headDim))
     queries.rowOffsets.withUnsafeBufferPointer { qr in keys.rowOffsets.withUnsafeBufferPointer { kr in
-        ck_attention_backward(queries.count, heads, headDim, qr.baseAddress!, kr.baseAddress!, q, k, v, keyKeep, lse, dContext, scale,
+        ck_attention_backward(queries.count, heads, headDim, qr.baseAddress!, kr.baseAddress!, sharedQueries ? 1 : 0, q, k, v, keyKeep, lse, dContext, scale,
                               context, dq, dk, dv, work)
     } }
 }

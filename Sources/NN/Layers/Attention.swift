@@ -3,7 +3,7 @@ import Foundation
 /// What `MultiHeadAttention.forward` keeps for backward.
 public struct AttentionCache {
     public var queries, keys: SequenceLayout
-    public var q, k, v: FloatPtr          // (query rows, d), (key rows, d), (key rows, d)
+    public var q, k, v: FloatPtr          // (query rows or the shared rows, d), (key rows, d), (key rows, d)
     public var keyKeep: FloatPtr?         // (key rows) 1 for a real key, 0 for a masked one; nil: all real
     public var lse: FloatPtr              // (query rows, h) log-sum-exp of each softmax row (P is recomputed)
     public var sharedQueryRows: Int?      // xq's rows when every sequence shares them (see `forward`)
@@ -39,18 +39,15 @@ public struct MultiHeadAttention {
 
     /// xq (query rows, d), xkv (key rows, d) -> out (query rows, d).
     /// `sharedQueries`: every sequence of `queries` has the same length L and the same query inputs, the L rows
-    /// of xq (learned latent queries such as centroids); Q = xq W_q^T + b_q is computed once and repeated.
+    /// of xq (learned latent queries such as centroids); Q = xq W_q^T + b_q is computed and kept once.
     public func forward(_ p: ParameterArena, xq: ConstFloatPtr, xkv: ConstFloatPtr, keyMask: UnsafePointer<UInt8>?,
                         queries: SequenceLayout, keys: SequenceLayout, sharedQueries: Bool = false, _ out: FloatPtr,
                         arena: ActivationArena) -> AttentionCache {
         let d = dim, nq = queries.rows, nk = keys.rows
-        let q = arena.allocate(nq * d), k = arena.allocate(nk * d), v = arena.allocate(nk * d)
         let shared = sharedQueries ? queries.maxLength : nil
+        precondition(shared == nil || nq == queries.count * shared!, "shared queries need sequences of equal length")
+        let q = arena.allocate((shared ?? nq) * d), k = arena.allocate(nk * d), v = arena.allocate(nk * d)
         let qc = query.forward(p, xq, q, rows: shared ?? nq, arena: arena)
-        if let shared {
-            precondition(queries.rows == queries.count * shared, "shared queries need sequences of equal length")
-            for i in 1..<max(queries.count, 1) { (q + i * shared * d).update(from: q, count: shared * d) }
-        }
         let kc = key.forward(p, xkv, k, rows: nk, arena: arena)
         let vc = value.forward(p, xkv, v, rows: nk, arena: arena)
         var keyKeep: FloatPtr? = nil
@@ -64,7 +61,7 @@ public struct MultiHeadAttention {
         let scratch = arena.scratch, start = scratch.mark()
         defer { scratch.release(to: start) }
         let context = scratch.allocate(nq * d)
-        attentionForward(heads: heads, headDim: headDim, queries: queries, keys: keys, q: q, k: k, v: v,
+        attentionForward(heads: heads, headDim: headDim, queries: queries, keys: keys, sharedQueries: shared != nil, q: q, k: k, v: v,
                          keyKeep: keyKeep, scale: 1 / Float(headDim).squareRoot(), lse: lse, context: context, arena: scratch)
         let oc = output.forward(p, context, out, rows: nq, arena: arena)
         return AttentionCache(queries: queries, keys: keys, q: q, k: k, v: v, keyKeep: keyKeep, lse: lse,
@@ -88,7 +85,8 @@ public struct MultiHeadAttention {
         output.backwardInput(p, c.oc, dout, dContext, rows: nq, arena: arena)
         let context = arena.allocate(nq * d)
         let dq = arena.allocate(nq * d), dk = arena.allocate(nk * d), dv = arena.allocate(nk * d)
-        attentionBackward(heads: heads, headDim: headDim, queries: c.queries, keys: c.keys, q: c.q, k: c.k, v: c.v,
+        attentionBackward(heads: heads, headDim: headDim, queries: c.queries, keys: c.keys, sharedQueries: c.sharedQueryRows != nil,
+                          q: c.q, k: c.k, v: c.v,
                           keyKeep: c.keyKeep, lse: c.lse, dContext: dContext, scale: 1 / Float(headDim).squareRoot(),
                           context: context, dq: dq, dk: dk, dv: dv, arena: arena)
         output.backwardParameters(p, context, c.oc, dout, rows: nq, arena: arena)
