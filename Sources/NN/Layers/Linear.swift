@@ -63,23 +63,33 @@ public struct Linear {
     /// rounding noise of the row sum is not accumulated.
     public func backward(_ p: ParameterArena, _ x: ConstFloatPtr, _ cache: LinearCache, _ dy: ConstFloatPtr,
                          _ dx: FloatPtr?, rows n: Int, arena: ActivationArena? = nil, biasGradientIsZero: Bool = false) {
-        backwardParameters(p, x, cache, dy, rows: n, arena: arena, biasGradientIsZero: biasGradientIsZero)
-        if let dx { backwardInput(p, cache, dy, dx, rows: n, arena: arena) }
+        let dt = backwardParameters(p, x, cache, dy, rows: n, arena: arena, biasGradientIsZero: biasGradientIsZero)
+        if let dx { backwardInput(p, cache, dy, dx, rows: n, arena: arena, loraDt: dt) }
     }
 
-    /// The input half of `backward`: dx += dy W (+ s (dy B) A with LoRA). Needs no x.
+    /// The input half of `backward`: dx += dy W (+ s (dy B) A with LoRA). Needs no x. `loraDt`: s dy B when
+    /// `backwardParameters` already computed it.
     public func backwardInput(_ p: ParameterArena, _ cache: LinearCache, _ dy: ConstFloatPtr, _ dx: FloatPtr, rows n: Int,
-                              arena: ActivationArena? = nil) {
+                              arena: ActivationArena? = nil, loraDt: FloatPtr? = nil) {
         sgemm(m: n, n: inFeatures, k: outFeatures, a: dy, b: p.value(weight), beta: 1, c: dx)
         guard let ad = adapter, cache.t != nil else { return }
-        let dt = arena!.allocate(n * ad.rank)    // dt = s dy B, (N, r)
-        sgemm(m: n, n: ad.rank, k: outFeatures, alpha: ad.scaling, a: dy, b: p.value(ad.b), c: dt)
+        let dt = loraDt ?? loraInputGradient(p, ad, dy, rows: n, arena: arena!)
         sgemm(m: n, n: inFeatures, k: ad.rank, a: dt, b: p.value(ad.a), beta: 1, c: dx)
     }
 
-    /// The parameter half of `backward`: dW += dy^T x, db += sum of dy, LoRA dB and dA.
+    /// dt = s dy B, (N, r): the gradient at the LoRA intermediate t = x A^T.
+    private func loraInputGradient(_ p: ParameterArena, _ ad: LoRAAdapter, _ dy: ConstFloatPtr, rows n: Int,
+                                   arena: ActivationArena) -> FloatPtr {
+        let dt = arena.allocate(n * ad.rank)
+        sgemm(m: n, n: ad.rank, k: outFeatures, alpha: ad.scaling, a: dy, b: p.value(ad.b), c: dt)
+        return dt
+    }
+
+    /// The parameter half of `backward`: dW += dy^T x, db += sum of dy, LoRA dB and dA. Returns dt = s dy B
+    /// when it computed it (A trainable), for `backwardInput`.
+    @discardableResult
     public func backwardParameters(_ p: ParameterArena, _ x: ConstFloatPtr, _ cache: LinearCache, _ dy: ConstFloatPtr,
-                                   rows n: Int, arena: ActivationArena? = nil, biasGradientIsZero: Bool = false) {
+                                   rows n: Int, arena: ActivationArena? = nil, biasGradientIsZero: Bool = false) -> FloatPtr? {
         if !p.isFrozen(weight) {
             sgemm(transA: true, m: outFeatures, n: inFeatures, k: n, a: dy, b: x, beta: 1, c: p.grad(weight))
         }
@@ -90,16 +100,15 @@ public struct Linear {
                 for j in 0..<outFeatures { gb[j] += row[j] }
             }
         }
-        guard let ad = adapter, let t = cache.t else { return }
+        guard let ad = adapter, let t = cache.t else { return nil }
         if !p.isFrozen(ad.b) {
             sgemm(transA: true, m: outFeatures, n: ad.rank, k: n, alpha: ad.scaling, a: dy, b: t,
                   beta: 1, c: p.grad(ad.b))
         }
-        if !p.isFrozen(ad.a) {
-            let dt = arena!.allocate(n * ad.rank)    // dt = s dy B, (N, r)
-            sgemm(m: n, n: ad.rank, k: outFeatures, alpha: ad.scaling, a: dy, b: p.value(ad.b), c: dt)
-            sgemm(transA: true, m: ad.rank, n: inFeatures, k: n, a: dt, b: x, beta: 1, c: p.grad(ad.a))
-        }
+        guard !p.isFrozen(ad.a) else { return nil }
+        let dt = loraInputGradient(p, ad, dy, rows: n, arena: arena!)
+        sgemm(transA: true, m: ad.rank, n: inFeatures, k: n, a: dt, b: x, beta: 1, c: p.grad(ad.a))
+        return dt
     }
 }
 
