@@ -73,9 +73,11 @@ class Layer(nn.Module):
 
 class DMBranch(nn.Module):
     def __init__(self, d, heads, mol_layers, dis_layers, groups, selfs, centroids, encoder_dim, icd_depth,
-                 mol_vocab=100, max_molecules=8):
+                 mol_vocab=100, max_molecules=8, icd_sizes=None):
         super().__init__()
-        sizes = ICD_SIZES[:icd_depth]
+        # icd_sizes: rows per ICD depth (default the ICD-10-CM tree's, ICD_SIZES); Tests/Fixtures/make_golden.py
+        # passes small ones.
+        sizes = list(icd_sizes or ICD_SIZES)[:icd_depth]
         self.mol_token = nn.Embedding(mol_vocab, d)
         self.mol_position = nn.Embedding(max_molecules, d)
         self.mol = nn.ModuleList(Layer(d, heads) for _ in range(mol_layers))
