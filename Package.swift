@@ -1,9 +1,17 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Data flows one way through the targets:
-//   COpenBLAS, CMPI (C shims)  ->  NN (tensors, kernels, layers, optimizers), Communication
-//   -> Data (CSV, featurizers, text encoder, feature store) -> Model (CLaDMoP) -> Training -> cladmop (CLI)
+// One module per concern; data flows one way through the targets (each line depends only on lines above it):
+//   Support                  errors naming file/line/key, checksums, atomic writes, mapped files, clocks
+//   Config (Yams)            YAML + --set -> typed, validated RunSpec; hostfiles
+//   COpenBLAS, CKernels -> NN   tensors in arenas, kernels, layers, losses, optimizers, safetensors
+//   CMPI -> Communication    collectives (MPI or a single process)
+//   TextEncoder (NN)         the frozen BERT-family sentence encoder
+//   TrialData (NN, TextEncoder, Communication)   CSV, ICD-10, SMILES, featurization, feature stores
+//   Model (NN)               the CLaDMoP DM branch and the prediction head
+//   Reporting                metrics (AUCs, F1, bootstrap), SVG plots, markdown tables
+//   Training (all above)     the distributed step, pretraining, fine-tuning, scoring, checkpoints, benchmarks
+//   cladmop (Training, ArgumentParser)   one thin file per command
 let optimize: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
 
 let package = Package(
@@ -22,26 +30,29 @@ let package = Package(
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS",
                        providers: [.apt(["libopenblas-dev"])]),
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
-        .target(name: "NN", dependencies: ["COpenBLAS", "CKernels"], swiftSettings: optimize),
-        .target(name: "Communication", dependencies: ["CMPI"], swiftSettings: optimize),
-        .target(name: "TextEncoder", dependencies: ["NN"], swiftSettings: optimize),
-        .target(name: "Config", dependencies: ["NN", .product(name: "Yams", package: "Yams")], swiftSettings: optimize),
-        .target(name: "TrialData", dependencies: ["NN", "TextEncoder", "Communication"], swiftSettings: optimize),
-        .target(name: "Model", dependencies: ["NN"], swiftSettings: optimize),
-        .target(name: "Training", dependencies: ["NN", "Communication", "Config", "TrialData", "Model"], swiftSettings: optimize),
-        .target(name: "TestSupport", dependencies: ["NN"], path: "Tests/Support"),
+        .target(name: "Support", swiftSettings: optimize),
+        .target(name: "Config", dependencies: ["Support", .product(name: "Yams", package: "Yams")], swiftSettings: optimize),
+        .target(name: "NN", dependencies: ["Support", "COpenBLAS", "CKernels"], swiftSettings: optimize),
+        .target(name: "Communication", dependencies: ["Support", "CMPI"], swiftSettings: optimize),
+        .target(name: "TextEncoder", dependencies: ["Support", "NN"], swiftSettings: optimize),
+        .target(name: "TrialData", dependencies: ["Support", "NN", "TextEncoder", "Communication"], swiftSettings: optimize),
+        .target(name: "Model", dependencies: ["Support", "NN"], swiftSettings: optimize),
+        .target(name: "Reporting", dependencies: ["Support"], swiftSettings: optimize),
+        .target(name: "Training", dependencies: ["Support", "Config", "NN", "Communication", "TextEncoder", "TrialData", "Model", "Reporting"],
+                swiftSettings: optimize),
+        .target(name: "TestSupport", dependencies: ["Support", "NN"], path: "Tests/Support"),
         .executableTarget(name: "MPISelfTest", dependencies: ["Communication", "NN"], swiftSettings: optimize),
         .executableTarget(name: "cladmop",
-                          dependencies: ["NN", "Communication", "TextEncoder", "TrialData", "Config", "Model", "Training",
+                          dependencies: ["Support", "Config", "NN", "Communication", "TextEncoder", "TrialData", "Model", "Reporting", "Training",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: optimize),
-        .testTarget(name: "NNTests", dependencies: ["NN", "TestSupport"]),
+        .testTarget(name: "NNTests", dependencies: ["Support", "NN", "TestSupport"]),
         .testTarget(name: "CommunicationTests", dependencies: ["Communication", "TestSupport"]),
-        .testTarget(name: "TrainingTests", dependencies: ["NN", "Training", "TestSupport"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Support", "Config", "NN", "Model", "Reporting", "Training", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["NN", "TestSupport"]),
         .testTarget(name: "TextEncoderTests", dependencies: ["TextEncoder", "NN"]),
-        .testTarget(name: "ModelTests", dependencies: ["Model", "NN", "TestSupport"]),
-        .testTarget(name: "TrialDataTests", dependencies: ["TrialData", "NN", "TestSupport"]),
+        .testTarget(name: "ModelTests", dependencies: ["Support", "Config", "Communication", "Model", "NN", "Training", "TestSupport"]),
+        .testTarget(name: "TrialDataTests", dependencies: ["Support", "TrialData", "NN", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -1,5 +1,5 @@
 import Foundation
-import NN
+import Support
 import Yams
 
 /// The type and allowed values of one configuration key.
@@ -135,12 +135,12 @@ public struct Config: Sendable {
         }
     }
 
-    public func int(_ path: String) -> Int { if case .int(let v) = values[path]! { return v }; fatalError(path) }
-    public func double(_ path: String) -> Double { if case .double(let v) = values[path]! { return v }; fatalError(path) }
-    public func float(_ path: String) -> Float { Float(double(path)) }
-    public func bool(_ path: String) -> Bool { if case .bool(let v) = values[path]! { return v }; fatalError(path) }
-    public func string(_ path: String) -> String { if case .string(let v) = values[path]! { return v }; fatalError(path) }
-    public func strings(_ path: String) -> [String] { if case .strings(let v) = values[path]! { return v }; fatalError(path) }
+    func int(_ path: String) -> Int { if case .int(let v) = values[path]! { return v }; fatalError(path) }
+    func double(_ path: String) -> Double { if case .double(let v) = values[path]! { return v }; fatalError(path) }
+    func float(_ path: String) -> Float { Float(double(path)) }
+    func bool(_ path: String) -> Bool { if case .bool(let v) = values[path]! { return v }; fatalError(path) }
+    func string(_ path: String) -> String { if case .string(let v) = values[path]! { return v }; fatalError(path) }
+    func strings(_ path: String) -> [String] { if case .strings(let v) = values[path]! { return v }; fatalError(path) }
 
     /// The resolved configuration as YAML, sections in schema order.
     public var yaml: String {

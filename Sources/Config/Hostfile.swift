@@ -1,5 +1,5 @@
+import Support
 import Foundation
-import NN
 
 /// An OpenMPI hostfile, checked before `mpirun` sees it (mpirun's own errors do not name the line).
 /// Each non-blank line is `HOST [slots=N] [max_slots=M]`; `#` starts a comment; N >= 1 (default 1),

@@ -4,6 +4,9 @@ public enum ConfigSchema {
     static let bundled = ["data/top/phase_I_train.csv", "data/top/phase_I_valid.csv", "data/top/phase_II_valid.csv",
                           "data/top/phase_III_valid.csv", "data/top/toy_train.csv", "data/top/toy_valid.csv", "data/top/toy_test.csv"]
 
+    /// The key at `path`, if the schema has one.
+    public static func key(_ path: String) -> ConfigKey? { keys.first { $0.path == path } }
+
     public static let keys: [ConfigKey] = [
         // data
         ConfigKey(path: "data.files", kind: .stringList, defaultValue: .strings(bundled),

@@ -1,3 +1,4 @@
+import Support
 import Foundation
 import NN
 
@@ -7,7 +8,7 @@ public struct StoredTrial: Codable, Sendable {
     public var label: Int
     public var phase: String
     /// Source CSV file name (last path component) and line.
-    public var source: String
+    public var source: TrialSource
     /// ICD-10 codes, one inner list per disease, each resolved to a node of the hierarchy.
     public var icd: [[String]]
     /// SMILES tokens, one list per drug.
@@ -59,6 +60,12 @@ public final class FeatureStore {
     private let payload: UnsafePointer<Float>
 
     /// The rebuild command named in every refusal.
+    /// The rows read from `csv` (matched by its file name, as the store keeps it), in store order.
+    public func trials(of csv: String) -> [StoredTrial] {
+        let name = URL(fileURLWithPath: csv).lastPathComponent
+        return trials.filter { $0.source.file == name }
+    }
+
     public static func rebuildHint(_ path: String, sources: [String]) -> String {
         "rebuild it with: cladmop featurize " + sources.map { "--data \($0)" }.joined(separator: " ") + " --output \(path)"
     }

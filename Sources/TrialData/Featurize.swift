@@ -1,3 +1,4 @@
+import Support
 import Communication
 import Foundation
 import NN
@@ -39,9 +40,7 @@ public func featurize(comm: Communicator, paths: [String], output: String, makeE
             if let i = sentenceIndex[c.text] { rows.append(i) } else { sentenceIndex[c.text] = texts.count; rows.append(texts.count); texts.append(c.text) }
         }
         report.sentences += criteria.count
-        let file = URL(fileURLWithPath: String(t.source.split(separator: ":").first!)).lastPathComponent
-        let line = t.source.split(separator: ":").last.map(String.init) ?? ""
-        stored.append(StoredTrial(nctid: t.nctid, label: t.label, phase: t.phase, source: "\(file):\(line)",
+        stored.append(StoredTrial(nctid: t.nctid, label: t.label, phase: t.phase, source: t.source.basename,
                                   icd: t.icdCodes.map { $0.compactMap { hierarchy.resolve($0) } },
                                   smiles: try t.smiles.map { try tokenizeSMILES($0) },
                                   sentences: rows, inclusion: criteria.map(\.inclusion)))
@@ -101,11 +100,11 @@ public func readValidatedTrials(paths: [String], hierarchy: ICD10Hierarchy, skip
     try readTrials(paths: paths, skipBadRows: skipBadRows) { t in
         for s in t.smiles {
             do { _ = try tokenizeSMILES(s) } catch let e as SMILESError {
-                throw InputError(file: t.source, "column smiless: invalid SMILES \"\(s.prefix(60))\": \(e.message)")
+                throw InputError(file: t.source.file, line: t.source.line, "column smiless: invalid SMILES \"\(s.prefix(60))\": \(e.message)")
             }
         }
         for code in t.icdCodes.joined() where hierarchy.resolve(code) == nil {
-            throw InputError(file: t.source, "column icdcodes: unknown ICD-10 code \"\(code)\" (not in \(URL(fileURLWithPath: hierarchy.path).lastPathComponent), nor any prefix of it)")
+            throw InputError(file: t.source.file, line: t.source.line, "column icdcodes: unknown ICD-10 code \"\(code)\" (not in \(URL(fileURLWithPath: hierarchy.path).lastPathComponent), nor any prefix of it)")
         }
     }
 }

@@ -1,3 +1,4 @@
+import Support
 import Foundation
 import NN
 
@@ -9,7 +10,7 @@ public protocol TrialRecord {
     var label: Int { get }
     var phase: String { get }
     /// "file:line"
-    var source: String { get }
+    var source: TrialSource { get }
 }
 
 extension TrialRecord {
@@ -34,7 +35,7 @@ public struct SCTCorpus<T: TrialRecord> {
         var pool: [T] = []
         var perSource: [String: (read: Int, successful: Int, excluded: Int, duplicate: Int, conflicting: Int)] = [:]
         for t in trials {
-            let file = String(t.source.split(separator: ":").dropLast().joined(separator: ":"))
+            let file = t.source.file
             var c = perSource[file] ?? (0, 0, 0, 0, 0)
             c.read += 1
             if t.label == 1 {

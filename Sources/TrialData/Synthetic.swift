@@ -1,3 +1,4 @@
+import Support
 import Foundation
 import NN
 
@@ -42,7 +43,7 @@ public func writeSyntheticStore(path: String, trials count: Int, dim: Int, hiera
             rows.append(sentenceCount); sentenceCount += 1
         }
         trials.append(StoredTrial(nctid: String(format: "NCT%08d", 10_000_000 + i), label: 1, phase: "synthetic",
-                                  source: "synthetic:\(i + 2)", icd: [cs.map { diseases[$0] }], smiles: ds.map { drugs[$0] },
+                                  source: TrialSource(file: "synthetic", line: i + 2), icd: [cs.map { diseases[$0] }], smiles: ds.map { drugs[$0] },
                                   sentences: rows, inclusion: rows.map { _ in true }))
     }
     let identity = StoreIdentity(encoder: "synthetic", maxTokens: 0, featurizerVersion: FeatureStore.featurizerVersion,

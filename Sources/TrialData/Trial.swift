@@ -1,3 +1,4 @@
+import Support
 import Foundation
 import NN
 
@@ -14,8 +15,30 @@ public struct Trial: Sendable {
     public var drugs: [String]
     public var smiles: [String]
     public var criteria: String
-    /// Where it was read: "file:line".
-    public var source: String
+    /// Where it was read (the CSV path as given, and the line).
+    public var source: TrialSource
+}
+
+/// Where a trial was read: a CSV file and a 1-based line. Stored (feature stores, messages) as "file:line".
+public struct TrialSource: Codable, Hashable, Sendable, CustomStringConvertible {
+    public var file: String
+    public var line: Int
+    public init(file: String, line: Int) { self.file = file; self.line = line }
+    /// The same source with the file's last path component only (what a feature store keeps).
+    public var basename: TrialSource { TrialSource(file: URL(fileURLWithPath: file).lastPathComponent, line: line) }
+    public var description: String { "\(file):\(line)" }
+
+    public init(from decoder: Decoder) throws {
+        let text = try decoder.singleValueContainer().decode(String.self)
+        guard let colon = text.lastIndex(of: ":"), let line = Int(text[text.index(after: colon)...]) else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "expected file:line, got \(text.prefix(80))"))
+        }
+        file = String(text[..<colon]); self.line = line
+    }
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(description)
+    }
 }
 
 /// What reading a set of CSV files produced, with counts for the report.
@@ -98,5 +121,5 @@ func parseTrial(_ r: CSVRecord, index: [String: Int], columnCount: Int, file: St
     return Trial(nctid: nctid, status: field("status").0, whyStop: field("why_stop").0, label: label,
                  phase: field("phase").0.trimmingCharacters(in: .whitespaces), diseases: try list("diseases"), icdCodes: icd,
                  drugs: try list("drugs"), smiles: try list("smiless"), criteria: field("criteria").0,
-                 source: "\(file):\(r.line)")
+                 source: TrialSource(file: file, line: r.line))
 }

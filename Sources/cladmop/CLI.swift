@@ -1,3 +1,4 @@
+import Support
 import ArgumentParser
 import Communication
 import Config
@@ -40,17 +41,17 @@ func runJob(_ body: (Communicator) throws -> Void) {
     }
 }
 
-/// Monotonic seconds.
-func wallClock() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
-}
-
 /// JSON text of a dictionary with sorted keys.
 func jsonString(_ object: Any) -> String {
     let data = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
     return String(decoding: data, as: UTF8.self)
+}
+
+/// JSON text of a typed result, keys sorted.
+func jsonText<T: Encodable>(_ value: T) throws -> String {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    return String(decoding: try encoder.encode(value), as: UTF8.self)
 }
 
 /// Options every subcommand that reads a configuration takes.
@@ -61,7 +62,14 @@ struct ConfigOptions: ParsableArguments {
     @Option(name: .customLong("set"), help: ArgumentHelp("Override one key: --set section.key=value (repeatable).", valueName: "key=value"))
     var overrides: [String] = []
 
-    func load() throws -> Config { try Config(file: config, overrides: overrides) }
+    /// The resolved configuration (defaults < YAML < --set) and its typed, validated specification.
+    func resolve() throws -> (Config, RunSpec) {
+        let c = try Config(file: config, overrides: overrides)
+        return (c, try RunSpec(c))
+    }
+
+    /// The typed, validated specification (the only way commands read configuration values).
+    func load() throws -> RunSpec { try resolve().1 }
 }
 
 /// Prints a line on rank 0's stderr-free log (stdout), flushed.

@@ -1,3 +1,4 @@
+import Support
 import ArgumentParser
 import Communication
 import Config
@@ -23,22 +24,22 @@ struct Featurize: ParsableCommand {
 
     func run() throws {
         runJob { comm in
-            let config = try options.load()
-            let paths = data.isEmpty ? config.strings("data.files") : data
-            let output = output ?? config.string("data.feature_store")
+            let spec = try options.load()
+            let paths = data.isEmpty ? spec.data.files : data
+            let output = output ?? spec.data.featureStore
             if skipIfCurrent, FileManager.default.fileExists(atPath: output) {
-                let expected = try currentStoreIdentity(paths: paths, encoderIdentity: try BertEncoder.identity(modelDir: config.string("encoder.model_dir")),
-                                                        maxTokens: config.int("encoder.max_tokens"))
+                let expected = try currentStoreIdentity(paths: paths, encoderIdentity: try BertEncoder.identity(modelDir: spec.encoder.modelDir),
+                                                        maxTokens: spec.encoder.maxTokens)
                 if (try? FeatureStore(path: output, expected: expected)) != nil {
                     if comm.isRoot { log("featurize: \(output) is up to date") }
                     return
                 }
                 if comm.isRoot { log("featurize: \(output) is stale or damaged; rebuilding") }
             }
-            let hierarchy = try ICD10Hierarchy(path: config.string("data.icd_hierarchy"))
-            let makeEncoder = { try BertEncoder(modelDir: config.string("encoder.model_dir"), maxLength: config.int("encoder.max_tokens")) }
+            let hierarchy = try ICD10Hierarchy(path: spec.data.icdHierarchy)
+            let makeEncoder = { try BertEncoder(modelDir: spec.encoder.modelDir, maxLength: spec.encoder.maxTokens) }
             let report = try TrialData.featurize(comm: comm, paths: paths, output: output, makeEncoder: makeEncoder, hierarchy: hierarchy,
-                                            skipBadRows: config.bool("data.skip_bad_rows"), batchTokens: config.int("encoder.batch_tokens"),
+                                            skipBadRows: spec.data.skipBadRows, batchTokens: spec.encoder.batchTokens,
                                             log: { if comm.isRoot { log($0) } })
             guard comm.isRoot else { return }
             for (file, n) in report.rowsPerFile.sorted(by: { $0.key < $1.key }) { log("  \(file): \(n) rows") }
@@ -109,7 +110,7 @@ struct ShowConfig: ParsableCommand {
     func run() throws {
         runJob { _ in
             if markdown { print(configurationMarkdown(), terminator: ""); return }
-            let config = try options.load()
+            let (config, _) = try options.resolve()
             if let key = get {
                 guard let value = config.values[key] else {
                     throw InputError("--get \(key): unknown key (see docs/configuration.md)")
@@ -150,9 +151,9 @@ struct Synth: ParsableCommand {
 
     func run() throws {
         runJob { comm in
-            let config = try options.load()
+            let spec = try options.load()
             if comm.isRoot {
-                let hierarchy = try ICD10Hierarchy(path: config.string("data.icd_hierarchy"))
+                let hierarchy = try ICD10Hierarchy(path: spec.data.icdHierarchy)
                 try writeSyntheticStore(path: output, trials: trials, dim: dim, hierarchy: hierarchy, seed: UInt64(seed), noise: Float(noise))
                 log("synth: wrote \(output) (\(trials) trials, dim \(dim), noise \(noise))")
             }

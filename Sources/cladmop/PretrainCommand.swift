@@ -24,11 +24,11 @@ struct Pretrain: ParsableCommand {
 
     func run() throws {
         runJob { comm in
-            let config = try options.load()
+            let (config, spec) = try options.resolve()
             try prepareRunDirectory(runDir, config: config, comm: comm)
-            let identity = try BertEncoder.identity(modelDir: config.string("encoder.model_dir"))
-            let setup = try PretrainSetup(config: config, encoderIdentity: identity, log: log)
-            let trainer = try Pretrainer(setup: setup, comm: comm, runDir: runDir, log: log)
+            let identity = try BertEncoder.identity(modelDir: spec.encoder.modelDir)
+            let setup = try PretrainSetup(spec: spec, encoderIdentity: identity)
+            let trainer = try Pretrainer(setup: setup, comm: comm, runDir: runDir, faults: .fromEnvironment(), log: log)
             if resume == "auto" { try trainer.resume() }
             try trainer.run()
         }

@@ -1,6 +1,9 @@
 import Foundation
+import Communication
+import Config
 import Model
 import NN
+import Training
 import XCTest
 
 /// The golden whole-model test (the pattern of llm.c's test_gpt2): cladmop's CLaDMoP, loaded with the weights
@@ -66,7 +69,7 @@ final class GoldenModelTests: XCTestCase {
     }
 
     /// Builds CLaDMoP from the fixture's config and weights (every parameter must come from the fixture and every
-    /// fixture weight must be used), runs the training step of `Pretrainer.trainStep` at W = 1 on `batch` with
+    /// fixture weight must be used), runs the training step (`ContrastiveStep`) at W = 1 on `batch` with
     /// log s = `logScale` (default: the fixture's) and compares with PyTorch.
     static func compare(_ f: Fixture, batch: ModelBatch? = nil, logScale: Float? = nil) throws -> Comparison {
         let config = f.config, b = batch ?? f.batch, n = b.count, e = config.encoderDim
@@ -87,24 +90,19 @@ final class GoldenModelTests: XCTestCase {
         }
         if let logScale { p.value(model.logScale)[0] = logScale }
 
-        // Pretrainer.trainStep, one rank, one pass.
+        // The forward alone: f_DM and f_C.
         let arena = ActivationArena()
-        p.zeroGrads()
-        let fC = arena.allocate(n * e)
-        b.criteria.withUnsafeBufferPointer { c in
-            b.sentenceMask.withUnsafeBufferPointer { m in
-                maskedMeanForward(c.baseAddress! + 2 * n * b.sentenceLength * e, mask: m.baseAddress!, batch: n,
-                                  length: b.sentenceLength, dim: e, fC)
-            }
-        }
         let state = model.forward(b, arena: arena)
-        let fDM = Array(UnsafeBufferPointer(start: state.fDM!, count: n * e))   // backward releases the forward's memory
-        let dDM = arena.allocate(n * e)
-        let result = symmetricInfoNCE(a: fC, b: state.fDM!, batch: n, dim: e, logScale: p.value(model.logScale)[0],
-                                      normalize: true, da: nil, db: dDM, arena: arena)
-        let fCValues = Array(UnsafeBufferPointer(start: fC, count: n * e))
-        model.backward(state, dFDM: dDM, dPooled: nil, arena: arena)
-        if !p.isFrozen(model.logScale) { p.grad(model.logScale)[0] = result.dLogScale }
+        let fDM = Array(UnsafeBufferPointer(start: state.fDM, count: n * e))
+        let fCBuffer = arena.allocate(n * e)
+        b.criteriaEmbedding(dim: e, into: fCBuffer)
+        let fCValues = Array(UnsafeBufferPointer(start: fCBuffer, count: n * e))
+        // The training step itself (`ContrastiveStep`, as pretraining and bench run it) on one rank: loss and
+        // gradients. No clipping and lr 0, so the gradients are left as computed and the weights unchanged.
+        let spec = try RunSpec(Config(file: nil, overrides: ["train.grad_clip=0", "optimizer.lr=0", "loss.normalize=true"]))
+        let step = ContrastiveStep(model: model, optimizer: Optimizer(kind: .adam, params: p), comm: SingleProcessCommunicator(),
+                                   loss: spec.loss, train: spec.train, faults: .none)
+        let result = try step.run(globalBatch: n, mine: 0..<n, rows: { XCTAssertEqual($0, 0..<n); return b }, lrScale: 0)
 
         var c = Comparison()
         c.fDM = relative(fDM, f.floats("output.f_dm"))

@@ -1,3 +1,4 @@
+import Support
 import Model
 import NN
 import TestSupport
@@ -43,8 +44,8 @@ final class ModelGradientTests: XCTestCase {
             let s = model.forward(batch, arena: arena)
             // Output: f_DM (n, E) and mean(U^{D,M}) (n, d), both differentiated.
             let out = arena.allocate(n * (config.encoderDim + config.dim))
-            out.update(from: s.fDM!, count: n * config.encoderDim)
-            (out + n * config.encoderDim).update(from: s.pooled!, count: n * config.dim)
+            out.update(from: s.fDM, count: n * config.encoderDim)
+            (out + n * config.encoderDim).update(from: s.pooled, count: n * config.dim)
             return (out, n * (config.encoderDim + config.dim), { dy in
                 model.backward(s, dFDM: dy, dPooled: dy + n * config.encoderDim, arena: arena)
             })
@@ -66,7 +67,7 @@ final class ModelGradientTests: XCTestCase {
         p.finalize()
         let arena = ActivationArena()
         let s = model.forward(tinyBatch(encoderDim: config.encoderDim), arena: arena)
-        XCTAssertTrue((0..<3 * config.encoderDim).allSatisfy { s.fDM![$0].isFinite })
+        XCTAssertTrue((0..<3 * config.encoderDim).allSatisfy { s.fDM[$0].isFinite })
     }
 
     /// Padding is packed away, never computed on: each trial's f_DM is the same whether it is encoded in a
@@ -97,7 +98,7 @@ final class ModelGradientTests: XCTestCase {
             }
             aloneArena.reset()
             let alone = model.forward(one, arena: aloneArena)
-            for j in 0..<e { XCTAssertEqual(alone.fDM![j], padded.fDM![i * e + j], accuracy: 1e-5, "trial \(i), component \(j)") }
+            for j in 0..<e { XCTAssertEqual(alone.fDM[j], padded.fDM[i * e + j], accuracy: 1e-5, "trial \(i), component \(j)") }
         }
     }
 

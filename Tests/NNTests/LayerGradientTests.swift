@@ -334,7 +334,7 @@ final class LayerGradientTests: XCTestCase {
             let b = randomBuffer(n * d, seed: 24, std: normalize ? 1 : 0.5), db = zeroBuffer(n * d)
             var c = GradCheckCase(params: p) { arena in
                 let out = arena.allocate(1)
-                let ga = arena.allocate(n * d), gb = arena.allocate(n * d)
+                let ga = arena.zeros(n * d), gb = arena.zeros(n * d)
                 let r = symmetricInfoNCE(a: a, b: b, batch: n, dim: d, logScale: p.value(logScale)[0], normalize: normalize,
                                          da: ga, db: gb, arena: arena)
                 out[0] = r.loss

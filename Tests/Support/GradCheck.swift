@@ -1,3 +1,4 @@
+import Support
 import NN
 
 /// A differentiable computation under test: `run` does the forward pass into the arena and returns the

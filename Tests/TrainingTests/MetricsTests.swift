@@ -1,5 +1,5 @@
 import Foundation
-import Training
+import Reporting
 import XCTest
 
 /// Metric implementations against values computed by hand (scikit-learn's definitions).

@@ -1,3 +1,4 @@
+import Support
 import NN
 import Training
 import XCTest

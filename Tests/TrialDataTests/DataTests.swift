@@ -1,3 +1,4 @@
+import Support
 import TrialData
 import Foundation
 import NN

@@ -1,3 +1,4 @@
+import Support
 import Foundation
 import NN
 import TrialData
@@ -78,6 +79,6 @@ final class MalformedRowTests: XCTestCase {
         let (trials, _) = try readValidatedTrials(paths: [path], hierarchy: Self.hierarchy, skipBadRows: false)
         XCTAssertEqual(trials.count, 2)
         XCTAssertEqual(trials[0].icdCodes, [["J45.909"]])
-        XCTAssertEqual(trials[1].source, "\(path):5")
+        XCTAssertEqual(trials[1].source.description, "\(path):5")
     }
 }

@@ -1,3 +1,5 @@
+import Support
+
 /// A named parameter: a view of `count` floats at `offset` in a `ParameterArena`.
 public struct ParamRef: Sendable, Hashable {
     public let index: Int

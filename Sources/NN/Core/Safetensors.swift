@@ -1,3 +1,4 @@
+import Support
 import Foundation
 
 /// The safetensors format (https://huggingface.co/docs/safetensors): an 8-byte little-endian header length,

@@ -17,13 +17,11 @@ public struct InfoNCEResult {
 /// each row's log-sum-exp and merging the block into running column log-sum-exps; pass 2 recomputes the
 /// blocks it needs for the gradient. Scratch is O(tileRows x B).
 /// The gradient is exact for the whole loss, but only produced for the rows in `gradientRows` (default all):
-/// dL/da and dL/db of those rows go into `da` and `db` (|gradientRows| x D, overwritten) when given. With a
-/// global batch gathered from all ranks, a rank asks for its own rows.
-/// `onlyRows` exists for fault-injection tests: it zeroes G outside those rows before the gradients,
-/// the bug of a rank that forgets the remote rows' part of its columns' gradient.
+/// dL/da and dL/db of those rows are added to `da` and `db` (|gradientRows| x D, accumulated, like every
+/// backward) when given. With a global batch gathered from all ranks, a rank asks for its own rows.
 public func symmetricInfoNCE(a: ConstFloatPtr, b: ConstFloatPtr, batch n: Int, dim: Int, logScale: Float,
                              normalize: Bool, gradientRows: Range<Int>? = nil, da: FloatPtr?, db: FloatPtr?,
-                             tileRows: Int = 512, arena: ActivationArena, onlyRows: Range<Int>? = nil) -> InfoNCEResult {
+                             tileRows: Int = 512, arena: ActivationArena) -> InfoNCEResult {
     let s = expf(logScale)
     let mark = arena.mark()
     defer { arena.release(to: mark) }
@@ -83,7 +81,6 @@ public func symmetricInfoNCE(a: ConstFloatPtr, b: ConstFloatPtr, batch n: Int, d
     func gradientBlock(r0: Int, rows: Int, c0: Int, cols: Int) {
         for i in 0..<rows {
             let zr = z + i * cols, gi = r0 + i
-            if let keep = onlyRows, !keep.contains(gi) { zr.update(repeating: 0, count: cols); continue }
             let lr = rowLSE[gi]
             for j in 0..<cols { zr[j] = (expf(zr[j] - lr) + expf(zr[j] - colLSE[c0 + j])) * gs }
             if gi >= c0 && gi < c0 + cols { zr[gi - c0] -= 2 * gs }
@@ -92,25 +89,28 @@ public func symmetricInfoNCE(a: ConstFloatPtr, b: ConstFloatPtr, batch n: Int, d
     let m = wanted.count
     // Pass 2. d a_hat[wanted] = s G[wanted, :] b_hat, in row blocks.
     if let da {
+        let ga = arena.allocate(m * dim)
         for r0 in stride(from: wanted.lowerBound, to: wanted.upperBound, by: tile) {
             let rows = min(tile, wanted.upperBound - r0)
             sgemm(transB: true, m: rows, n: n, k: dim, alpha: s, a: ah + r0 * dim, b: bh, c: z)
             gradientBlock(r0: r0, rows: rows, c0: 0, cols: n)
-            sgemm(m: rows, n: dim, k: n, alpha: s, a: z, b: bh, c: da + (r0 - wanted.lowerBound) * dim)
+            sgemm(m: rows, n: dim, k: n, alpha: s, a: z, b: bh, c: ga + (r0 - wanted.lowerBound) * dim)
         }
-        normalizeBackward(ah + wanted.lowerBound * dim, aNorm + wanted.lowerBound, da, rows: m, dim: dim, enabled: normalize)
+        normalizeBackward(ah + wanted.lowerBound * dim, aNorm + wanted.lowerBound, ga, rows: m, dim: dim, enabled: normalize)
+        for i in 0..<m * dim { da[i] += ga[i] }
     }
     // d b_hat[wanted] = s G[:, wanted]^T a_hat, accumulated over row blocks of G[:, wanted] (tile x m).
     if let db {
         let rowsPerBlock = max(1, tile * n / max(m, 1))
-        db.update(repeating: 0, count: m * dim)
+        let gb = arena.zeros(m * dim)
         for r0 in stride(from: 0, to: n, by: rowsPerBlock) {
             let rows = min(rowsPerBlock, n - r0)
             sgemm(transB: true, m: rows, n: m, k: dim, alpha: s, a: ah + r0 * dim, b: bh + wanted.lowerBound * dim, c: z)
             gradientBlock(r0: r0, rows: rows, c0: wanted.lowerBound, cols: m)
-            sgemm(transA: true, m: m, n: dim, k: rows, alpha: s, a: z, b: ah + r0 * dim, beta: 1, c: db)
+            sgemm(transA: true, m: m, n: dim, k: rows, alpha: s, a: z, b: ah + r0 * dim, beta: 1, c: gb)
         }
-        normalizeBackward(bh + wanted.lowerBound * dim, bNorm + wanted.lowerBound, db, rows: m, dim: dim, enabled: normalize)
+        normalizeBackward(bh + wanted.lowerBound * dim, bNorm + wanted.lowerBound, gb, rows: m, dim: dim, enabled: normalize)
+        for i in 0..<m * dim { db[i] += gb[i] }
     }
     return result
 }

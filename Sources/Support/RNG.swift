@@ -6,7 +6,7 @@ public struct RNG: Sendable {
     public var state: UInt64
     public init(seed: UInt64) { state = seed &+ 0x9E37_79B9_7F4A_7C15 }
 
-    @inline(__always) public mutating func next() -> UInt64 {
+    @inlinable public mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
@@ -14,17 +14,17 @@ public struct RNG: Sendable {
         return z ^ (z >> 31)
     }
     /// Uniform in [0, 1).
-    @inline(__always) public mutating func uniform() -> Double { Double(next() >> 11) * 0x1p-53 }
-    public mutating func uniform(_ lo: Float, _ hi: Float) -> Float { lo + (hi - lo) * Float(uniform()) }
+    @inlinable public mutating func uniform() -> Double { Double(next() >> 11) * 0x1p-53 }
+    @inlinable public mutating func uniform(_ lo: Float, _ hi: Float) -> Float { lo + (hi - lo) * Float(uniform()) }
     /// Uniform integer in 0..<n.
-    public mutating func int(below n: Int) -> Int { Int(next() % UInt64(n)) }
+    @inlinable public mutating func int(below n: Int) -> Int { Int(next() % UInt64(n)) }
     /// Standard normal (Box-Muller).
-    public mutating func normal() -> Float {
+    @inlinable public mutating func normal() -> Float {
         let u1 = max(uniform(), 1e-300), u2 = uniform()
         return Float((-2 * log(u1)).squareRoot() * cos(2 * .pi * u2))
     }
     /// A permutation of 0..<n (Fisher-Yates).
-    public mutating func permutation(_ n: Int) -> [Int] {
+    @inlinable public mutating func permutation(_ n: Int) -> [Int] {
         var p = Array(0..<n)
         if n > 1 { for i in stride(from: n - 1, to: 0, by: -1) { p.swapAt(i, int(below: i + 1)) } }
         return p

@@ -1,5 +1,6 @@
+import Support
 import Foundation
-import NN
+import Support
 
 /// Binary classification metrics of scores against 0/1 labels.
 public enum Metrics {

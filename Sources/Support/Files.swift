@@ -74,7 +74,7 @@ public func writeFileAtomically(_ path: String, _ write: (FileHandle) throws -> 
 
 /// The system's reason for a failed write ("No space left on device", "File too large"), not Foundation's
 /// generic "The operation could not be completed".
-func describeWriteError(_ error: Error) -> String {
+public func describeWriteError(_ error: Error) -> String {
     let ns = error as NSError
     for e in [ns, ns.userInfo[NSUnderlyingErrorKey] as? NSError].compactMap({ $0 }) where e.domain == NSPOSIXErrorDomain {
         return String(cString: strerror(Int32(e.code)))

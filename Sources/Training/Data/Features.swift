@@ -110,14 +110,4 @@ public final class BatchBuilder {
         }
         return b
     }
-
-    /// f_C: masked mean of the fine-level sentence vectors of the batch, (n, E).
-    public func criteriaEmbedding(_ b: ModelBatch, into out: FloatPtr) {
-        let e = store.dim, ls = b.sentenceLength, n = b.count
-        b.criteria.withUnsafeBufferPointer { c in
-            b.sentenceMask.withUnsafeBufferPointer { m in
-                maskedMeanForward(c.baseAddress! + 2 * n * ls * e, mask: m.baseAddress!, batch: n, length: ls, dim: e, out)
-            }
-        }
-    }
 }

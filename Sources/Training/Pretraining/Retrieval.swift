@@ -1,5 +1,8 @@
 import Foundation
+import Communication
+import Model
 import NN
+import TrialData
 
 /// Pair-matching quality over a whole split: InfoNCE loss and retrieval accuracy in both directions.
 public struct RetrievalMetrics {
@@ -48,4 +51,31 @@ public func retrievalMetrics(fC: ConstFloatPtr, fDM: ConstFloatPtr, count n: Int
     let d = Double(n)
     return RetrievalMetrics(count: n, loss: Double(loss), top1CtoDM: Double(r1) / d, top5CtoDM: Double(r5) / d,
                             top1DMtoC: Double(c1) / d, top5DMtoC: Double(c5) / d)
+}
+
+/// f_C and f_DM of `trials` embedded by `model` (rows sharded over the ranks, `chunk` trials per forward),
+/// gathered, and compared: the retrieval metrics of the whole list (every rank gets them).
+func embedAndCompare(_ trials: [StoredTrial], builder: BatchBuilder, model: CLaDMoP, comm: Communicator, arena: ActivationArena,
+                     chunk: Int, normalize: Bool, tileRows: Int) -> RetrievalMetrics {
+    let e = model.config.encoderDim
+    let mine = shard(trials.count, rank: comm.rank, of: comm.size)
+    let fC = FloatPtr.allocate(capacity: max(mine.count * e, 1)), fDM = FloatPtr.allocate(capacity: max(mine.count * e, 1))
+    defer { fC.deallocate(); fDM.deallocate() }
+    for start in stride(from: mine.lowerBound, to: mine.upperBound, by: chunk) {
+        let end = min(start + chunk, mine.upperBound)
+        let batch = builder.batch(Array(trials[start..<end]))
+        arena.reset()
+        let state = model.forward(batch, arena: arena)
+        let off = (start - mine.lowerBound) * e
+        (fDM + off).update(from: state.fDM, count: batch.count * e)
+        batch.criteriaEmbedding(dim: e, into: fC + off)
+    }
+    let counts = (0..<comm.size).map { shard(trials.count, rank: $0, of: comm.size).count * e }
+    let allC = FloatPtr.allocate(capacity: max(trials.count * e, 1)), allDM = FloatPtr.allocate(capacity: max(trials.count * e, 1))
+    defer { allC.deallocate(); allDM.deallocate() }
+    comm.allGatherV(send: fC, receive: allC, counts: counts)
+    comm.allGatherV(send: fDM, receive: allDM, counts: counts)
+    arena.reset()
+    return retrievalMetrics(fC: allC, fDM: allDM, count: trials.count, dim: e, logScale: model.params.value(model.logScale)[0],
+                            normalize: normalize, tileRows: tileRows, arena: arena)
 }

@@ -1,0 +1,243 @@
+import Foundation
+import Support
+
+// The typed run specification: built once per command from YAML + `--set` (`RunSpec(config)`) and
+// validated once, relations between keys included. Nothing outside this file reads a configuration key by
+// name. A checkpoint stores the `RunSpec` it was trained with; loading one calls the same `validate()`.
+// Every error names the key (`section.name`) and what was expected.
+
+/// `data.*`: which trials, where their features live, how many tokens of each modality the model sees.
+public struct DataSpec: Codable, Equatable, Sendable {
+    public var files: [String]
+    public var synthetic: Bool
+    /// NCT ids never used (the benchmark's test trials); nil: none.
+    public var excludeFile: String?
+    public var icdHierarchy: String
+    public var featureStore: String
+    public var validationFraction: Double
+    public var excludeCSVs: [String]
+    public var sctPhases: [String]
+    public var skipBadRows: Bool
+    public var maxSentences: Int
+    public var maxMolTokens: Int
+    public var maxMolecules: Int
+    public var maxCodes: Int
+}
+
+/// `encoder.*`: the frozen text encoder.
+public struct EncoderSpec: Codable, Equatable, Sendable {
+    public var modelDir: String
+    public var maxTokens: Int
+    public var batchTokens: Int
+}
+
+/// `model.*`: the sizes of the DM branch chosen by the user (the data adds vocabulary and table sizes).
+public struct ModelSpec: Codable, Equatable, Sendable {
+    public var dim: Int
+    public var heads: Int
+    public var molLayers: Int
+    public var disLayers: Int
+    public var groupingLayers: Int
+    public var selfLayers: Int
+    public var centroids: Int
+    public var icdDepth: Int
+    public var seed: Int
+}
+
+/// `loss.*`: the InfoNCE logits z = s a_hat b_hat^T.
+public struct LossSpec: Codable, Equatable, Sendable {
+    public enum LogitScale: String, Codable, Sendable { case fixed, learnable }
+    public var normalize: Bool
+    public var logitScale: LogitScale
+    public var tau: Double
+    /// log s at initialisation: tau (fixed) or log(1/0.07) (learnable, CLIP).
+    public var initialLogScale: Double { logitScale == .learnable ? Foundation.log(1 / 0.07) : tau }
+}
+
+/// `train.*`: the pretraining loop.
+public struct TrainSpec: Codable, Equatable, Sendable {
+    public var globalBatch: Int
+    public var chunkSize: Int
+    public var lossTileRows: Int
+    public var epochs: Int
+    public var maxSteps: Int
+    public var seed: Int
+    public var gradClip: Double
+    public var logEvery: Int
+    public var checksumEvery: Int
+    public var evalEvery: Int
+    public var stallTimeout: Int
+    public var patience: Int
+}
+
+/// `optimizer.*`: the update rule and the learning-rate schedule of pretraining.
+public struct OptimizerSpec: Codable, Equatable, Sendable {
+    public enum Name: String, Codable, Sendable { case adam, adamw, sgd }
+    public enum Schedule: String, Codable, Sendable { case constant, warmupCosine = "warmup_cosine" }
+    public var name: Name
+    public var lr: Double
+    public var weightDecay: Double
+    public var beta1: Double
+    public var beta2: Double
+    public var eps: Double
+    public var schedule: Schedule
+    public var warmupSteps: Int
+    public var minLRRatio: Double
+}
+
+/// `finetune.*`: PEFT on a labelled phase file.
+public struct FinetuneSpec: Codable, Equatable, Sendable {
+    public enum SelectMetric: String, Codable, Sendable { case prAUC = "pr_auc", rocAUC = "roc_auc", f1 }
+    public var loraRank: Int
+    public var loraAlpha: Double
+    public var loraCross: Bool
+    public var loraSelf: Bool
+    public var headHidden: Int
+    public var headLR: Double
+    public var loraLR: Double
+    public var weightDecay: Double
+    public var epochs: Int
+    public var batch: Int
+    public var selectMetric: SelectMetric
+    public var seed: Int
+}
+
+/// `bench.*`: the synthetic shape of `cladmop bench`.
+public struct BenchSpec: Codable, Equatable, Sendable {
+    public var variableLengths: Bool
+    public var molTokens: Int
+    public var codes: Int
+    public var sentences: Int
+    public var encoderDim: Int
+    public var steps: Int
+    public var warmup: Int
+}
+
+/// `checkpoint.*`.
+public struct CheckpointSpec: Codable, Equatable, Sendable {
+    public var everySteps: Int
+    public var keepLast: Int
+}
+
+/// Every section, typed and validated.
+public struct RunSpec: Codable, Equatable, Sendable {
+    public var data: DataSpec
+    public var encoder: EncoderSpec
+    public var model: ModelSpec
+    public var loss: LossSpec
+    public var train: TrainSpec
+    public var optimizer: OptimizerSpec
+    public var finetune: FinetuneSpec
+    public var bench: BenchSpec
+    public var checkpoint: CheckpointSpec
+
+    /// The specification of a resolved configuration (defaults < YAML < --set), validated.
+    public init(_ c: Config) throws {
+        data = DataSpec(files: c.strings("data.files"), synthetic: c.bool("data.synthetic"),
+                        excludeFile: c.string("data.exclude_file").isEmpty ? nil : c.string("data.exclude_file"),
+                        icdHierarchy: c.string("data.icd_hierarchy"), featureStore: c.string("data.feature_store"),
+                        validationFraction: c.double("data.validation_fraction"), excludeCSVs: c.strings("data.exclude_csvs"),
+                        sctPhases: c.strings("data.sct_phases"), skipBadRows: c.bool("data.skip_bad_rows"),
+                        maxSentences: c.int("data.max_sentences"), maxMolTokens: c.int("data.max_mol_tokens"),
+                        maxMolecules: c.int("data.max_molecules"), maxCodes: c.int("data.max_codes"))
+        encoder = EncoderSpec(modelDir: c.string("encoder.model_dir"), maxTokens: c.int("encoder.max_tokens"),
+                              batchTokens: c.int("encoder.batch_tokens"))
+        model = ModelSpec(dim: c.int("model.dim"), heads: c.int("model.heads"), molLayers: c.int("model.mol_layers"),
+                          disLayers: c.int("model.dis_layers"), groupingLayers: c.int("model.grouping_layers"),
+                          selfLayers: c.int("model.self_layers"), centroids: c.int("model.centroids"),
+                          icdDepth: c.int("model.icd_depth"), seed: c.int("model.seed"))
+        loss = LossSpec(normalize: c.bool("loss.normalize"), logitScale: LossSpec.LogitScale(rawValue: c.string("loss.logit_scale"))!,
+                        tau: c.double("loss.tau"))
+        train = TrainSpec(globalBatch: c.int("train.global_batch"), chunkSize: c.int("train.chunk_size"),
+                          lossTileRows: c.int("train.loss_tile_rows"), epochs: c.int("train.epochs"), maxSteps: c.int("train.max_steps"),
+                          seed: c.int("train.seed"), gradClip: c.double("train.grad_clip"), logEvery: c.int("train.log_every"),
+                          checksumEvery: c.int("train.checksum_every"), evalEvery: c.int("train.eval_every"),
+                          stallTimeout: c.int("train.stall_timeout"), patience: c.int("train.patience"))
+        optimizer = OptimizerSpec(name: OptimizerSpec.Name(rawValue: c.string("optimizer.name"))!, lr: c.double("optimizer.lr"),
+                                  weightDecay: c.double("optimizer.weight_decay"), beta1: c.double("optimizer.beta1"),
+                                  beta2: c.double("optimizer.beta2"), eps: c.double("optimizer.eps"),
+                                  schedule: OptimizerSpec.Schedule(rawValue: c.string("optimizer.schedule"))!,
+                                  warmupSteps: c.int("optimizer.warmup_steps"), minLRRatio: c.double("optimizer.min_lr_ratio"))
+        finetune = FinetuneSpec(loraRank: c.int("finetune.lora_rank"), loraAlpha: c.double("finetune.lora_alpha"),
+                                loraCross: c.bool("finetune.lora_cross"), loraSelf: c.bool("finetune.lora_self"),
+                                headHidden: c.int("finetune.head_hidden"), headLR: c.double("finetune.head_lr"),
+                                loraLR: c.double("finetune.lora_lr"), weightDecay: c.double("finetune.weight_decay"),
+                                epochs: c.int("finetune.epochs"), batch: c.int("finetune.batch"),
+                                selectMetric: FinetuneSpec.SelectMetric(rawValue: c.string("finetune.select_metric"))!,
+                                seed: c.int("finetune.seed"))
+        bench = BenchSpec(variableLengths: c.bool("bench.variable_lengths"), molTokens: c.int("bench.mol_tokens"),
+                          codes: c.int("bench.codes"), sentences: c.int("bench.sentences"), encoderDim: c.int("bench.encoder_dim"),
+                          steps: c.int("bench.steps"), warmup: c.int("bench.warmup"))
+        checkpoint = CheckpointSpec(everySteps: c.int("checkpoint.every_steps"), keepLast: c.int("checkpoint.keep_last"))
+        try validate(origin: c.sourceFile.map { "\($0) (with --set)" } ?? "configuration")
+    }
+
+    /// Every range of the schema and every relation between keys. `origin` prefixes the message (the
+    /// config file, or the checkpoint whose stored specification is checked).
+    public func validate(origin: String) throws {
+        var v = SpecValidator(origin: origin)
+        // Each key against the schema's range (a stored specification never went through the parser).
+        v.range("data.validation_fraction", data.validationFraction)
+        v.range("data.max_sentences", data.maxSentences); v.range("data.max_mol_tokens", data.maxMolTokens)
+        v.range("data.max_molecules", data.maxMolecules); v.range("data.max_codes", data.maxCodes)
+        v.require(data.files.allSatisfy { !$0.isEmpty }, "data.files", data.files.description, "no empty file names")
+        v.require(data.excludeFile.map { !$0.isEmpty } ?? true, "data.exclude_file", "\"\"", "a path, or the empty string for none")
+        v.require(!data.icdHierarchy.isEmpty, "data.icd_hierarchy", "\"\"", "a path")
+        v.require(!data.featureStore.isEmpty, "data.feature_store", "\"\"", "a path")
+        v.range("encoder.max_tokens", encoder.maxTokens); v.range("encoder.batch_tokens", encoder.batchTokens)
+        v.require(!encoder.modelDir.isEmpty, "encoder.model_dir", "\"\"", "a folder")
+        v.require(encoder.batchTokens >= encoder.maxTokens, "encoder.batch_tokens", "\(encoder.batchTokens)",
+                  "at least encoder.max_tokens = \(encoder.maxTokens) (one sentence must fit a batch)")
+        v.range("model.dim", model.dim); v.range("model.heads", model.heads)
+        v.range("model.mol_layers", model.molLayers); v.range("model.dis_layers", model.disLayers)
+        v.range("model.grouping_layers", model.groupingLayers); v.range("model.self_layers", model.selfLayers)
+        v.range("model.centroids", model.centroids); v.range("model.icd_depth", model.icdDepth); v.range("model.seed", model.seed)
+        v.require(model.heads > 0 && model.dim % model.heads == 0, "model.heads", "\(model.heads)",
+                  "a divisor of model.dim = \(model.dim)")
+        v.require(model.groupingLayers < 1 || model.centroids >> (model.groupingLayers - 1) >= 1, "model.centroids", "\(model.centroids)",
+                  "at least 2^(model.grouping_layers - 1) = \(1 << max(model.groupingLayers - 1, 0)) (each grouping layer halves the centroids)")
+        v.range("loss.tau", loss.tau)
+        v.range("train.global_batch", train.globalBatch); v.range("train.chunk_size", train.chunkSize)
+        v.range("train.loss_tile_rows", train.lossTileRows); v.range("train.epochs", train.epochs)
+        v.range("train.max_steps", train.maxSteps); v.range("train.seed", train.seed); v.range("train.grad_clip", train.gradClip)
+        v.range("train.log_every", train.logEvery); v.range("train.checksum_every", train.checksumEvery)
+        v.range("train.eval_every", train.evalEvery); v.range("train.stall_timeout", train.stallTimeout)
+        v.range("train.patience", train.patience)
+        v.range("optimizer.lr", optimizer.lr); v.range("optimizer.weight_decay", optimizer.weightDecay)
+        v.range("optimizer.beta1", optimizer.beta1); v.range("optimizer.beta2", optimizer.beta2)
+        v.range("optimizer.eps", optimizer.eps)
+        v.require(optimizer.eps > 0 || optimizer.name == .sgd, "optimizer.eps", "\(optimizer.eps)", "> 0 (Adam divides by sqrt(v) + eps)")
+        v.range("optimizer.warmup_steps", optimizer.warmupSteps); v.range("optimizer.min_lr_ratio", optimizer.minLRRatio)
+        v.range("finetune.lora_rank", finetune.loraRank); v.range("finetune.lora_alpha", finetune.loraAlpha)
+        v.range("finetune.head_hidden", finetune.headHidden); v.range("finetune.head_lr", finetune.headLR)
+        v.range("finetune.lora_lr", finetune.loraLR); v.range("finetune.weight_decay", finetune.weightDecay)
+        v.range("finetune.epochs", finetune.epochs); v.range("finetune.batch", finetune.batch); v.range("finetune.seed", finetune.seed)
+        v.range("bench.mol_tokens", bench.molTokens); v.range("bench.codes", bench.codes); v.range("bench.sentences", bench.sentences)
+        v.range("bench.encoder_dim", bench.encoderDim); v.range("bench.steps", bench.steps); v.range("bench.warmup", bench.warmup)
+        v.range("checkpoint.every_steps", checkpoint.everySteps); v.range("checkpoint.keep_last", checkpoint.keepLast)
+        try v.finish()
+    }
+}
+
+/// Collects the first violation; its message names the key, the value and what was expected.
+struct SpecValidator {
+    let origin: String
+    var error: InputError?
+
+    mutating func require(_ ok: Bool, _ key: String, _ value: String, _ expected: String) {
+        guard !ok, error == nil else { return }
+        error = InputError("\(origin): \(key) = \(value) is invalid (expected \(expected))")
+    }
+
+    mutating func range(_ key: String, _ value: Int) {
+        guard case .int(let r)? = ConfigSchema.key(key)?.kind else { preconditionFailure("\(key) is not an integer key") }
+        require(r.contains(value), key, "\(value)", "an integer in [\(r.lowerBound), \(r.upperBound)]")
+    }
+
+    mutating func range(_ key: String, _ value: Double) {
+        guard case .double(let r)? = ConfigSchema.key(key)?.kind else { preconditionFailure("\(key) is not a number key") }
+        require(value.isFinite && r.contains(value), key, "\(value)", "a number in [\(r.lowerBound), \(r.upperBound)]")
+    }
+
+    func finish() throws { if let error { throw error } }
+}

@@ -1,0 +1,31 @@
+import Communication
+import Config
+import Foundation
+import NN
+import Support
+import TextEncoder
+import TrialData
+
+/// Encodes the distinct criterion sentences of `csv` with the configured encoder; ranks take batches
+/// round-robin (as featurize does). Model loading is not timed.
+public func encoderBenchmark(spec: RunSpec, csv: String, comm: Communicator, sentencesOut: String?) throws -> [String: Any] {
+    let (trials, _) = try readTrials(paths: [csv])
+    var seen = Set<String>(), texts: [String] = []
+    for t in trials { for c in splitCriteria(t.criteria) where !seen.contains(c.text) { seen.insert(c.text); texts.append(c.text) } }
+    if let sentencesOut {
+        try writeFileAtomically(sentencesOut) { try $0.write(contentsOf: Data(texts.map { $0.replacingOccurrences(of: "\n", with: " ") }.joined(separator: "\n").utf8 + [0x0A])) }
+    }
+    let enc = try BertEncoder(modelDir: spec.encoder.modelDir, maxLength: spec.encoder.maxTokens)
+    let tokens = texts.map { enc.tokenizer.encode($0) }
+    let batches = BertEncoder.batches(lengths: tokens.map(\.count), maxBatchTokens: spec.encoder.batchTokens)
+    let out = FloatPtr.allocate(capacity: max(texts.count * 3 * enc.hidden, 1))
+    defer { out.deallocate() }
+    comm.barrier()
+    let t0 = monotonicSeconds()
+    for (k, b) in batches.enumerated() where k % comm.size == comm.rank { enc.encode(indices: b, tokens: tokens, into: out) }
+    comm.barrier()
+    let seconds = monotonicSeconds() - t0
+    let tokenCount = tokens.reduce(0) { $0 + $1.count }
+    return ["encoder": enc.identity, "sentences": texts.count, "tokens": tokenCount, "world_size": comm.size, "seconds": seconds,
+            "sentences_per_second": Double(texts.count) / seconds, "tokens_per_second": Double(tokenCount) / seconds]
+}

@@ -1,0 +1,139 @@
+import Communication
+import Foundation
+import NN
+import Support
+
+/// Best and median GFLOP/s of C = op(A) op(B) over about `seconds` of calls timed one by one: the best call
+/// is the kernel's peak, the median its typical rate (this VM's cores are shared, so single calls are
+/// sometimes slowed by neighbours).
+public func sgemmRate(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int, seconds: Double) -> (best: Double, median: Double, calls: Int) {
+    let a = FloatPtr.allocate(capacity: m * k), b = FloatPtr.allocate(capacity: k * n), c = FloatPtr.allocate(capacity: m * n)
+    defer { a.deallocate(); b.deallocate(); c.deallocate() }
+    var rng = RNG(seed: 1)
+    for i in 0..<m * k { a[i] = rng.normal() }
+    for i in 0..<k * n { b[i] = rng.normal() }
+    sgemm(transA: transA, transB: transB, m: m, n: n, k: k, a: a, b: b, c: c)   // warm-up
+    var times: [Double] = []
+    let t0 = monotonicSeconds()
+    repeat {
+        let t = monotonicSeconds()
+        sgemm(transA: transA, transB: transB, m: m, n: n, k: k, a: a, b: b, c: c)
+        times.append(monotonicSeconds() - t)
+    } while monotonicSeconds() - t0 < seconds || times.count < 3
+    times.sort()
+    let flop = 2 * Double(m) * Double(n) * Double(k)
+    return (flop / times[0] / 1e9, flop / times[times.count / 2] / 1e9, times.count)
+}
+
+/// The GEMMs of a transformer layer of the paper model on one rank's rows of a step (N = 6,400: 64 trials
+/// x 100 centroid tokens, d = 128, FFN 4d), with how many of each a layer runs (forward y = x W^T, input
+/// gradient dx = dy W, weight gradient dW = dy^T x).
+public let modelGEMMs: [(name: String, transA: Bool, transB: Bool, m: Int, n: Int, k: Int, perLayer: Int)] = [
+    ("y = x W^T, d -> d", false, true, 6400, 128, 128, 4), ("y = x W^T, d -> 4d", false, true, 6400, 512, 128, 1),
+    ("y = x W^T, 4d -> d", false, true, 6400, 128, 512, 1), ("dx = dy W, d <- d", false, false, 6400, 128, 128, 4),
+    ("dx = dy W, d <- 4d", false, false, 6400, 128, 512, 1), ("dx = dy W, 4d <- d", false, false, 6400, 512, 128, 1),
+    ("dW = dy^T x, d x d", true, false, 128, 128, 6400, 4), ("dW = dy^T x, 4d x d", true, false, 512, 128, 6400, 1),
+    ("dW = dy^T x, d x 4d", true, false, 128, 512, 6400, 1),
+]
+
+/// The attention core (CKernels/attention.c) at the paper model's first grouping layer: 32 trials of 100
+/// centroid queries and 176 keys (128 molecule tokens, 16 codes, 32 sentences), 8 heads of 16. Best and
+/// median ms of forward and of backward, and GFLOP/s counting 4 lq lk d FLOPs forward (Q K^T and P V) and
+/// 8 lq lk d backward per trial (backward also recomputes P and P V, which is not counted).
+public func attentionCoreRate(seconds: Double) -> [String: Any] {
+    let trials = 32, lq = 100, lk = 176, heads = 8, headDim = 16, d = heads * headDim
+    let queries = SequenceLayout(batch: trials, length: lq), keys = SequenceLayout(batch: trials, length: lk)
+    let arena = ActivationArena()
+    let q = arena.allocate(queries.rows * d), k = arena.allocate(keys.rows * d), v = arena.allocate(keys.rows * d)
+    let dContext = arena.allocate(queries.rows * d), context = arena.allocate(queries.rows * d), lse = arena.allocate(queries.rows * heads)
+    let dq = arena.allocate(queries.rows * d), dk = arena.allocate(keys.rows * d), dv = arena.allocate(keys.rows * d)
+    var rng = RNG(seed: 2)
+    for i in 0..<queries.rows * d { q[i] = rng.normal(); dContext[i] = rng.normal() }
+    for i in 0..<keys.rows * d { k[i] = rng.normal(); v[i] = rng.normal() }
+    let mark = arena.mark(), scale = 1 / Float(headDim).squareRoot()
+    var forward: [Double] = [], backward: [Double] = []
+    let t0 = monotonicSeconds()
+    repeat {
+        var t = monotonicSeconds()
+        attentionForward(heads: heads, headDim: headDim, queries: queries, keys: keys, q: q, k: k, v: v, keyKeep: nil,
+                         scale: scale, lse: lse, context: context, arena: arena)
+        forward.append(monotonicSeconds() - t)
+        t = monotonicSeconds()
+        attentionBackward(heads: heads, headDim: headDim, queries: queries, keys: keys, q: q, k: k, v: v, keyKeep: nil, lse: lse,
+                          dContext: dContext, scale: scale, context: context, dq: dq, dk: dk, dv: dv, arena: arena)
+        backward.append(monotonicSeconds() - t)
+        arena.release(to: mark)
+    } while monotonicSeconds() - t0 < seconds || forward.count < 3
+    forward.sort(); backward.sort()
+    let flop = Double(4 * trials * lq * lk * d)
+    return ["trials": trials, "queries": lq, "keys": lk, "heads": heads, "head_dim": headDim,
+            "forward_ms": forward[0] * 1e3, "forward_median_ms": forward[forward.count / 2] * 1e3,
+            "backward_ms": backward[0] * 1e3, "backward_median_ms": backward[backward.count / 2] * 1e3,
+            "forward_gflops": flop / forward[0] / 1e9, "backward_gflops": 2 * flop / backward[0] / 1e9]
+}
+
+/// sgemm GFLOP/s for square sizes and for the model's own GEMM shapes on rank 0 (other ranks idle at a
+/// barrier, so a lone core is measured), then all-reduce and all-gatherv bandwidth across all ranks.
+public func kernelBenchmark(comm: Communicator, seconds: Double) -> [String: Any] {
+    var result: [String: Any] = ["world_size": comm.size, "blas_threads": blasThreadCount()]
+    if comm.isRoot {
+        var rows: [[String: Any]] = []
+        for n in [128, 256, 512, 1024, 2048] {
+            let r = sgemmRate(m: n, n: n, k: n, seconds: seconds)
+            result["sgemm_\(n)_gflops"] = r.best
+            result["sgemm_\(n)_median_gflops"] = r.median
+            rows.append(["size": n, "gflops": r.best, "median_gflops": r.median, "calls": r.calls])
+        }
+        result["sgemm"] = rows
+        // The model's shapes; their mix weights each by its FLOPs in a layer (total FLOPs / total time).
+        var shapes: [[String: Any]] = [], flops = 0.0, bestTime = 0.0, medianTime = 0.0
+        for g in modelGEMMs {
+            let r = sgemmRate(transA: g.transA, transB: g.transB, m: g.m, n: g.n, k: g.k, seconds: seconds / 2)
+            let f = 2 * Double(g.m * g.n * g.k * g.perLayer)
+            flops += f; bestTime += f / r.best; medianTime += f / r.median
+            shapes.append(["gemm": g.name, "m": g.m, "n": g.n, "k": g.k, "per_layer": g.perLayer, "gflops": r.best, "median_gflops": r.median])
+        }
+        result["sgemm_model_shapes"] = shapes
+        result["sgemm_model_mix_gflops"] = flops / bestTime
+        result["sgemm_model_mix_median_gflops"] = flops / medianTime
+        result["attention"] = attentionCoreRate(seconds: seconds)
+    }
+    comm.barrier()
+    var comms: [[String: Any]] = []
+    // Collectives only mean something across ranks (run under mpirun -np 2 or more).
+    for floats in [1 << 12, 1 << 16, 1 << 20, 1 << 22] where comm.size > 1 {
+        // [0, floats): all-reduce buffer and all-gather send block; [floats, 2 floats): all-gather output.
+        let buf = FloatPtr.allocate(capacity: 2 * floats)
+        buf.update(repeating: 1, count: 2 * floats)
+        // all-reduce: same repetitions on every rank (decided by rank 0's timing of a first pass).
+        comm.allReduceSum(buf, count: floats)
+        var t0 = monotonicSeconds()
+        var reps = 0
+        var go = [1.0]
+        repeat {
+            comm.allReduceSum(buf, count: floats); reps += 1
+            go[0] = monotonicSeconds() - t0 < seconds / 4 ? 1 : 0
+            go.withUnsafeMutableBufferPointer { comm.allReduceMax($0.baseAddress!, count: 1) }
+        } while go[0] > 0
+        let reduceSec = (monotonicSeconds() - t0) / Double(reps)
+        // all-gatherv: every rank sends floats / size, gathers floats.
+        let per = floats / comm.size
+        let counts = [Int](repeating: per, count: comm.size)
+        t0 = monotonicSeconds(); reps = 0
+        repeat {
+            comm.allGatherV(send: buf, receive: buf + floats, counts: counts); reps += 1
+            go[0] = monotonicSeconds() - t0 < seconds / 4 ? 1 : 0
+            go.withUnsafeMutableBufferPointer { comm.allReduceMax($0.baseAddress!, count: 1) }
+        } while go[0] > 0
+        let gatherSec = (monotonicSeconds() - t0) / Double(reps)
+        // Algorithm bandwidth: bytes of the buffer / time.
+        let bytes = Double(floats * 4)
+        comms.append(["floats": floats,
+                      "allreduce_ms": reduceSec * 1e3, "allreduce_gbytes_per_s": bytes / reduceSec / 1e9,
+                      "allgather_ms": gatherSec * 1e3, "allgather_gbytes_per_s": bytes / gatherSec / 1e9])
+        buf.deallocate()
+    }
+    result["collectives"] = comms
+    result["transport"] = comm.name
+    return result
+}

@@ -1,0 +1,207 @@
+import Support
+import Config
+import Foundation
+import Model
+import NN
+
+/// Metadata written next to each checkpoint's safetensors file (docs/checkpoints.md). Read back only through
+/// `Checkpoints.load`, which validates it like a configuration (`validate(path:)`).
+public struct CheckpointMeta: Codable {
+    public enum Kind: String, Codable { case pretrain, finetune }
+    public var format = "cladmop-checkpoint"
+    public var version = CheckpointMeta.currentVersion
+    public var kind: Kind
+    public var step: Int
+    public var epoch: Int
+    /// Steps already taken within `epoch` (the sampler position to resume from).
+    public var stepInEpoch: Int
+    public var worldSize: Int
+    public var globalBatch: Int
+    /// Hash of the model, loss and data sections of `spec` (what resuming must not change).
+    public var configHash: String
+    public var optimizerStep: Int
+    /// The run specification the checkpoint was trained with.
+    public var spec: RunSpec
+    public var model: ModelConfig
+    public var features: FeatureSpace
+    public var storeIdentity: String
+    public var metrics: [String: Double]
+    public var tensorsFile = ""
+    public var tensorsChecksum = ""
+    public var tensorsBytes = 0
+    /// Fine-tuning: the pretrained checkpoint this one adds to, and that file's checksum.
+    public var pretrained: String?
+    public var pretrainedChecksum: String?
+    /// Pretraining: the best checkpoint so far (by validation loss).
+    public var bestCheckpoint: String?
+    /// Fine-tuning: the LoRA adapters and head this checkpoint holds, and the decision threshold.
+    public var head: OutcomeHeadSpec?
+
+    public static let currentVersion = 2
+
+    public init(kind: Kind, step: Int, epoch: Int, stepInEpoch: Int, worldSize: Int, globalBatch: Int, optimizerStep: Int,
+                spec: RunSpec, model: ModelConfig, features: FeatureSpace, storeIdentity: String, metrics: [String: Double],
+                pretrained: String? = nil, pretrainedChecksum: String? = nil, bestCheckpoint: String? = nil, head: OutcomeHeadSpec? = nil) {
+        self.kind = kind; self.step = step; self.epoch = epoch; self.stepInEpoch = stepInEpoch; self.worldSize = worldSize
+        self.globalBatch = globalBatch; self.optimizerStep = optimizerStep; self.spec = spec; self.model = model
+        self.features = features; self.storeIdentity = storeIdentity; self.metrics = metrics; self.pretrained = pretrained
+        self.pretrainedChecksum = pretrainedChecksum; self.bestCheckpoint = bestCheckpoint; self.head = head
+        configHash = Self.trainingIdentity(spec).hash
+    }
+
+    /// The sections of a specification that a resumed run must keep: model, loss and data.
+    public struct TrainingIdentity: Codable, Equatable {
+        public var model: ModelSpec, loss: LossSpec, data: DataSpec
+        var hash: String {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = .sortedKeys
+            let bytes = (try? encoder.encode(self)) ?? Data()
+            return String(bytes.withUnsafeBytes { checksum64($0) }, radix: 16)
+        }
+    }
+    public static func trainingIdentity(_ spec: RunSpec) -> TrainingIdentity {
+        TrainingIdentity(model: spec.model, loss: spec.loss, data: spec.data)
+    }
+
+    /// Every value that sizes, divides or positions something, checked; errors name the file and the key.
+    public func validate(path: String) throws {
+        func require(_ ok: Bool, _ key: String, _ value: Any, _ expected: String) throws {
+            guard ok else { throw InputError(file: path, "\(key) = \(value) is invalid (expected \(expected))") }
+        }
+        try require(step >= 0, "step", step, "a step count >= 0")
+        try require(epoch >= 0, "epoch", epoch, "an epoch >= 0")
+        try require(stepInEpoch >= 0, "stepInEpoch", stepInEpoch, "a step count >= 0")
+        try require(worldSize >= 1, "worldSize", worldSize, "a rank count >= 1")
+        try require(globalBatch >= 1, "globalBatch", globalBatch, "a batch size >= 1")
+        try require(optimizerStep >= 0, "optimizerStep", optimizerStep, "a step count >= 0")
+        try require(tensorsBytes >= 0, "tensorsBytes", tensorsBytes, "a size >= 0")
+        try require(!tensorsFile.isEmpty && !tensorsFile.contains("/"), "tensorsFile", tensorsFile, "a file name in the checkpoint's folder")
+        try spec.validate(origin: "\(path): spec")
+        try model.validate(origin: path)
+        let f = features
+        try require(f.icdDepth == model.icdTableSizes.count, "features.icdDepth", f.icdDepth,
+                    "the number of ICD tables of the model (\(model.icdTableSizes.count))")
+        try require(f.smilesVocabulary.count == model.molVocab, "features.smilesVocabulary", "\(f.smilesVocabulary.count) tokens",
+                    "model.molVocab = \(model.molVocab) tokens")
+        try require(f.maxMolecules == model.maxMolecules, "features.maxMolecules", f.maxMolecules, "model.maxMolecules = \(model.maxMolecules)")
+        try require((1...512).contains(f.maxSentences), "features.maxSentences", f.maxSentences, "an integer in [1, 512]")
+        try require((1...4096).contains(f.maxMolTokens), "features.maxMolTokens", f.maxMolTokens, "an integer in [1, 4096]")
+        try require((1...256).contains(f.maxCodes), "features.maxCodes", f.maxCodes, "an integer in [1, 256]")
+        try require(configHash == Self.trainingIdentity(spec).hash, "configHash", configHash,
+                    "the hash of the stored spec's model, loss and data sections (\(Self.trainingIdentity(spec).hash)); the metadata was edited")
+        switch kind {
+        case .pretrain:
+            try require(head == nil, "head", "present", "none in a pretraining checkpoint")
+        case .finetune:
+            guard let head else { throw InputError(file: path, "head: missing (a fine-tuning checkpoint describes its LoRA adapters and head)") }
+            try head.validate(path: path)
+        }
+    }
+}
+
+/// Checkpoint files: `DIR/step-00000120.safetensors` (parameters by name, optimizer moments as
+/// `optimizer.m.NAME` / `optimizer.v.NAME`) and `DIR/step-00000120.json` (CheckpointMeta). Each file is
+/// written to a temporary name, fsynced and renamed, the JSON last: a checkpoint whose JSON exists and whose
+/// tensors match its recorded checksum is complete.
+public enum Checkpoints {
+    public static func name(step: Int) -> String { String(format: "step-%08d", step) }
+
+    public static func fileChecksum(_ path: String) throws -> (String, Int) {
+        let f = try MappedFile(path: path)
+        return (String(checksum64(f.bytes), radix: 16), f.bytes.count)
+    }
+
+    /// Writes parameters (only those `include` accepts) and optionally the optimizer moments.
+    public static func save(dir: String, meta: CheckpointMeta, params: ParameterArena, optimizer: Optimizer?, faults: FaultPlan = .none,
+                            include: (ParameterArena.Entry) -> Bool = { _ in true }) throws -> String {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let base = dir + "/" + name(step: meta.step)
+        var tensors: [(name: String, shape: [Int], data: UnsafePointer<Float>)] = []
+        for e in params.entries where include(e) { tensors.append((e.name, e.shape, UnsafePointer(params.values + e.offset))) }
+        if let optimizer {
+            for e in params.entries where include(e) && !params.groups[e.group].frozen {
+                tensors.append(("optimizer.m." + e.name, e.shape, UnsafePointer(optimizer.m + e.offset)))
+                tensors.append(("optimizer.v." + e.name, e.shape, UnsafePointer(optimizer.v + e.offset)))
+            }
+        }
+        faults.duringCheckpoint(.before, step: meta.step)
+        try writeSafetensors(path: base + ".safetensors", tensors: tensors, metadata: ["format": "cladmop", "step": "\(meta.step)"])
+        faults.duringCheckpoint(.between, step: meta.step)
+        var m = meta
+        m.tensorsFile = URL(fileURLWithPath: base + ".safetensors").lastPathComponent
+        (m.tensorsChecksum, m.tensorsBytes) = try fileChecksum(base + ".safetensors")
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let json = try encoder.encode(m)
+        try writeFileAtomically(base + ".json") { try $0.write(contentsOf: json) }
+        return base
+    }
+
+    /// Reads and verifies one checkpoint: its metadata decoded and validated (`CheckpointMeta.validate`), its
+    /// tensors against the recorded checksum. Throws an InputError naming the file and the problem.
+    public static func load(jsonPath: String) throws -> (CheckpointMeta, SafetensorsFile) {
+        let data = try readRegularFile(jsonPath, what: "checkpoint metadata", limit: 64 << 20)
+        if let probe = try? JSONDecoder().decode(FormatProbe.self, from: data),
+           probe.format != "cladmop-checkpoint" || probe.version != CheckpointMeta.currentVersion {
+            throw InputError(file: jsonPath, "unsupported checkpoint format \(probe.format ?? "-") version \(probe.version.map(String.init) ?? "-") (this cladmop reads cladmop-checkpoint version \(CheckpointMeta.currentVersion); retrain or use the cladmop that wrote it)")
+        }
+        let meta: CheckpointMeta
+        do { meta = try JSONDecoder().decode(CheckpointMeta.self, from: data) }
+        catch { throw InputError(file: jsonPath, "not a cladmop checkpoint metadata file: \(describeDecodingError(error))") }
+        try meta.validate(path: jsonPath)
+        let tensorsPath = URL(fileURLWithPath: jsonPath).deletingLastPathComponent().appendingPathComponent(meta.tensorsFile).path
+        guard FileManager.default.fileExists(atPath: tensorsPath) else { throw InputError(file: tensorsPath, "missing (named by \(jsonPath))") }
+        let (sum, bytes) = try fileChecksum(tensorsPath)
+        guard sum == meta.tensorsChecksum, bytes == meta.tensorsBytes else {
+            throw InputError(file: tensorsPath, "damaged: checksum \(sum) (\(bytes) bytes) differs from the recorded \(meta.tensorsChecksum) (\(meta.tensorsBytes) bytes)")
+        }
+        return (meta, try SafetensorsFile(path: tensorsPath))
+    }
+
+    private struct FormatProbe: Decodable { var format: String?; var version: Int? }
+
+    /// The checkpoint JSON paths of `dir`, newest step first.
+    public static func list(dir: String) -> [String] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
+        return names.filter { $0.hasPrefix("step-") && $0.hasSuffix(".json") }.sorted(by: >).map { dir + "/" + $0 }
+    }
+
+    /// Newest valid checkpoint of `dir`; damaged newer ones are skipped and reported through `log`.
+    public static func newestValid(dir: String, log: (String) -> Void) -> (String, CheckpointMeta, SafetensorsFile)? {
+        for path in list(dir: dir) {
+            do {
+                let (meta, tensors) = try load(jsonPath: path)
+                return (path, meta, tensors)
+            } catch {
+                log("resume: skipping damaged checkpoint \(path): \(error); falling back to the previous one")
+            }
+        }
+        return nil
+    }
+
+    /// Copies tensors into the arena by name (shapes checked); `optimizer` receives the moments when present.
+    public static func restore(_ file: SafetensorsFile, into params: ParameterArena, optimizer: Optimizer?,
+                               only: (ParameterArena.Entry) -> Bool = { _ in true }) throws {
+        for e in params.entries where only(e) {
+            try file.copy(e.name, shape: e.shape, into: params.values + e.offset)
+            if let optimizer, !params.groups[e.group].frozen, file.tensors["optimizer.m." + e.name] != nil {
+                try file.copy("optimizer.m." + e.name, shape: e.shape, into: optimizer.m + e.offset)
+                try file.copy("optimizer.v." + e.name, shape: e.shape, into: optimizer.v + e.offset)
+            }
+        }
+    }
+
+    /// Deletes all but the newest `keep` checkpoints, never the one named `protected`, and the temporary
+    /// files that a crash in the middle of a write left behind.
+    public static func prune(dir: String, keep: Int, protected: String?) {
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] where name.hasPrefix(".") && name.contains(".tmp-") {
+            unlink(dir + "/" + name)
+        }
+        for path in list(dir: dir).dropFirst(keep) {
+            let base = String(path.dropLast(5))
+            if let protected, URL(fileURLWithPath: base).lastPathComponent == protected { continue }
+            unlink(path)
+            unlink(base + ".safetensors")
+        }
+    }
+}

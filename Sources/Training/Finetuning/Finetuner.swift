@@ -1,0 +1,178 @@
+import Communication
+import Config
+import Foundation
+import Model
+import NN
+import Reporting
+import Support
+import TrialData
+
+/// Sorted, joined ICD codes of a trial: its disease combination.
+public func diseaseSet(_ t: StoredTrial) -> String { Set(t.icd.joined()).sorted().joined(separator: "|") }
+
+/// PEFT fine-tuning on one phase (SPEC 6): frozen pretrained model, LoRA + head, class-weighted BCE,
+/// model selection on the validation file, distributed like pretraining (trainable gradients all-reduced).
+public final class Finetuner {
+    let comm: Communicator
+    let spec: RunSpec
+    let runDir: String
+    let log: (String) -> Void
+    public let outcome: OutcomeModel
+    let builder: BatchBuilder
+    let train: [StoredTrial]
+    let valid: [StoredTrial]
+    let optimizer: Optimizer
+    let arena = ActivationArena()
+    let pretrainedPath: String?
+    let pretrainedChecksum: String?
+    let storeIdentity: String
+
+    public init(spec: RunSpec, comm: Communicator, pretrained: String?, trainFile: String, validFile: String,
+                runDir: String, store: FeatureStore, hierarchy: ICD10Hierarchy, log: @escaping (String) -> Void) throws {
+        self.spec = spec; self.comm = comm; self.runDir = runDir; self.log = log
+        storeIdentity = store.identity.encoder
+        let excluded = try spec.data.excludeFile.map { try readExclusionList($0) } ?? []
+        func rows(_ file: String) throws -> [StoredTrial] {
+            let r = store.trials(of: file)
+            guard !r.isEmpty else {
+                throw InputError(file: store.path, "has no rows of \(URL(fileURLWithPath: file).lastPathComponent); \(FeatureStore.rebuildHint(store.path, sources: spec.data.files + [file]))")
+            }
+            return r
+        }
+        let trainAll = try rows(trainFile)
+        train = trainAll.filter { !excluded.contains($0.nctid) }
+        valid = try rows(validFile).filter { !excluded.contains($0.nctid) }
+        if comm.isRoot && train.count < trainAll.count { log("finetune: \(trainAll.count - train.count) held-out trial(s) removed from \(trainFile)") }
+        var modelConfig: ModelConfig
+        var space: FeatureSpace
+        var tensors: SafetensorsFile?
+        if let pretrained {
+            let jsonPath = try resolveCheckpointJSON(pretrained)
+            let (meta, file) = try Checkpoints.load(jsonPath: jsonPath)
+            guard meta.kind == .pretrain else { throw InputError(file: jsonPath, "is a \(meta.kind) checkpoint; --pretrained needs a pretraining checkpoint") }
+            modelConfig = meta.model; space = meta.features; tensors = file
+            pretrainedPath = URL(fileURLWithPath: jsonPath).standardizedFileURL.path
+            pretrainedChecksum = meta.tensorsChecksum
+        } else {
+            // Ablation: the same PEFT on a randomly initialised DM branch (fixed logit scale: it is not used).
+            let b = BatchBuilder(store: store, hierarchy: hierarchy,
+                                 space: FeatureSpace(trials: train, data: spec.data, model: spec.model, hierarchy: hierarchy))
+            space = b.space
+            var loss = spec.loss
+            loss.logitScale = .fixed
+            modelConfig = ModelConfig(spec.model, loss: loss, builder: b)
+            pretrainedPath = nil; pretrainedChecksum = nil
+        }
+        guard store.dim == modelConfig.encoderDim else {
+            throw InputError(file: store.path, "sentence vectors have width \(store.dim), the pretrained model expects \(modelConfig.encoderDim)")
+        }
+        builder = BatchBuilder(store: store, hierarchy: hierarchy, space: space)
+        let f = spec.finetune
+        let head = OutcomeHeadSpec(loraRank: f.loraRank, loraAlpha: Float(f.loraAlpha), loraCross: f.loraCross, loraSelf: f.loraSelf,
+                                   headHidden: f.headHidden, threshold: 0.5, trainFile: trainFile, validFile: validFile,
+                                   trainingDiseaseSets: Set(train.map(diseaseSet)).sorted())
+        outcome = OutcomeModel(model: modelConfig, space: space, spec: head, seed: UInt64(f.seed), loraLR: Float(f.loraLR),
+                               headLR: Float(f.headLR), weightDecay: Float(f.weightDecay), trainBase: false)
+        if let tensors { try Checkpoints.restore(tensors, into: outcome.params, optimizer: nil, only: { $0.group == 0 }) }
+        optimizer = Optimizer(kind: .adamw, params: outcome.params)
+    }
+
+    /// Trains, selects the best epoch on validation, writes its checkpoint and `best.json`.
+    public func run() throws {
+        let p = outcome.params
+        comm.broadcast(p.values, count: p.count, root: 0)
+        let batchSize = spec.finetune.batch, epochs = spec.finetune.epochs
+        let positives = train.filter { $0.label == 1 }.count, negatives = train.count - positives
+        guard positives > 0, negatives > 0 else { throw InputError("the fine-tuning training file has only one class (\(positives) positive, \(negatives) negative)") }
+        // Eq. 7 class weights: w_c = N / (2 N_c), so both classes weigh the same in total.
+        let w1 = Float(train.count) / Float(2 * positives), w0 = Float(train.count) / Float(2 * negatives)
+        let metric = spec.finetune.selectMetric.rawValue
+        if comm.isRoot {
+            log("finetune: \(train.count) training trials (\(positives) successful), \(valid.count) validation; \(p.count - outcome.trainableOffset) trainable parameters (LoRA cross \(outcome.spec.loraCross), self \(outcome.spec.loraSelf)), \(comm.size) rank(s)")
+        }
+        let metrics = comm.isRoot ? try MetricsLog(path: runDir + "/metrics.jsonl") : nil
+        var best = -Double.infinity, bestEpoch = 0
+        var bestValues: [Float] = []
+        var bestThreshold = 0.5
+        var history: [[String: Double]] = []
+        for epoch in 1...epochs {
+            var rng = RNG(seed: UInt64(spec.finetune.seed) &* 7919 &+ UInt64(epoch))
+            let order = rng.permutation(train.count)
+            var lossSum = 0.0, batches = 0
+            var start = 0
+            while start + max(comm.size, 1) <= train.count {
+                let end = min(start + batchSize, train.count)
+                let b = end - start
+                let rows = shard(b, rank: comm.rank, of: comm.size).map { train[order[start + $0]] }
+                start = end
+                arena.reset(); p.zeroGrads()
+                let batch = builder.batch(rows)
+                let (logits, backward) = outcome.forward(batch, arena: arena)
+                let labels = rows.map { Float($0.label) }
+                let dz = arena.allocate(rows.count)
+                var loss = [Double(labels.withUnsafeBufferPointer {
+                    weightedBCE(logits: logits, labels: $0.baseAddress!, count: rows.count, positiveWeight: w1, negativeWeight: w0, dz: dz)
+                } * Float(rows.count) / Float(b))]
+                for i in 0..<rows.count { dz[i] *= Float(rows.count) / Float(b) }   // mean over the global batch
+                backward(dz)
+                comm.allReduceSum(p.grads + outcome.trainableOffset, count: p.count - outcome.trainableOffset)
+                loss.withUnsafeMutableBufferPointer { comm.allReduceSum($0.baseAddress!, count: 1) }
+                clipGradientNorm(p, maxNorm: Float(spec.train.gradClip))
+                optimizer.update(p)
+                lossSum += loss[0]; batches += 1
+            }
+            let scores = predict(valid)
+            let labels = valid.map(\.label)
+            let threshold = Metrics.bestF1Threshold(scores, labels)
+            let values: [String: Double] = ["pr_auc": Metrics.averagePrecision(scores, labels), "roc_auc": Metrics.rocAUC(scores, labels),
+                                            "f1": Metrics.f1(scores, labels, threshold: 0.5), "f1_at_threshold": Metrics.f1(scores, labels, threshold: threshold)]
+            let selected = metric == "f1" ? values["f1_at_threshold"]! : values[metric]!
+            if comm.isRoot {
+                try metrics?.write(["type": "finetune", "epoch": epoch, "train_loss": lossSum / Double(max(batches, 1)),
+                                    "valid_pr_auc": values["pr_auc"]!, "valid_roc_auc": values["roc_auc"]!, "valid_f1": values["f1"]!,
+                                    "valid_f1_at_threshold": values["f1_at_threshold"]!, "threshold": threshold])
+                log(String(format: "finetune epoch %d: train loss %.4f, valid PR-AUC %.4f ROC-AUC %.4f F1 %.4f (F1 %.4f at %.3f)%@", epoch,
+                           lossSum / Double(max(batches, 1)), values["pr_auc"]!, values["roc_auc"]!, values["f1"]!, values["f1_at_threshold"]!,
+                           threshold, selected > best ? "  best" : ""))
+            }
+            history.append(["epoch": Double(epoch), "loss": lossSum / Double(max(batches, 1)), "pr_auc": values["pr_auc"]!, "roc_auc": values["roc_auc"]!])
+            if selected > best {
+                best = selected; bestEpoch = epoch; bestThreshold = threshold
+                bestValues = Array(UnsafeBufferPointer(start: p.values, count: p.count))
+            }
+        }
+        // Keep the selected epoch's parameters.
+        bestValues.withUnsafeBufferPointer { p.values.update(from: $0.baseAddress!, count: p.count) }
+        if comm.isRoot {
+            var head = outcome.spec
+            head.threshold = bestThreshold
+            let meta = CheckpointMeta(kind: .finetune, step: bestEpoch, epoch: bestEpoch, stepInEpoch: 0, worldSize: comm.size,
+                                      globalBatch: spec.finetune.batch, optimizerStep: optimizer.step, spec: spec,
+                                      model: outcome.model.config, features: outcome.space, storeIdentity: storeIdentity,
+                                      metrics: ["valid_\(metric)": best], pretrained: pretrainedPath,
+                                      pretrainedChecksum: pretrainedChecksum, head: head)
+            let offset = outcome.trainableOffset
+            let base = try Checkpoints.save(dir: runDir + "/checkpoints", meta: meta, params: p, optimizer: nil,
+                                            include: { pretrainedPath == nil || $0.offset >= offset })
+            let relative = "checkpoints/" + URL(fileURLWithPath: base + ".safetensors").lastPathComponent
+            let selection = ["checkpoint": relative, "epoch": bestEpoch, "select_metric": metric, "valid": jsonSafe(best),
+                        "threshold": bestThreshold, "pretrained": pretrainedPath ?? NSNull()] as [String: Any]
+            let data = try JSONSerialization.data(withJSONObject: selection, options: [.prettyPrinted, .sortedKeys])
+            try writeFileAtomically(runDir + "/best.json") { try $0.write(contentsOf: data) }
+            try svgLinePlot(title: "Fine-tuning", xLabel: "epoch", yLabel: "value",
+                            series: [("train BCE", history.map { ($0["epoch"]!, $0["loss"]!) }),
+                                     ("valid PR-AUC", history.map { ($0["epoch"]!, $0["pr_auc"]!) }),
+                                     ("valid ROC-AUC", history.map { ($0["epoch"]!, $0["roc_auc"]!) })])
+                .write(toFile: runDir + "/finetune.svg", atomically: true, encoding: .utf8)
+            log("finetune: selected epoch \(bestEpoch) (valid \(metric) \(String(format: "%.4f", best))), \(base).safetensors")
+        }
+        comm.barrier()
+    }
+
+    /// Success probabilities of `trials` (all ranks take part; every rank gets all scores).
+    func predict(_ trials: [StoredTrial]) -> [Double] {
+        scoreTrials(trials, scorer: outcome, builder: builder, comm: comm, arena: arena)
+    }
+}
+
+func jsonSafe(_ v: Double) -> Any { v.isFinite ? v : NSNull() }

@@ -1,0 +1,40 @@
+import Config
+import Foundation
+import Support
+import TrialData
+
+/// Everything pretraining reads: the feature store (refusing a stale one), the ICD-10 tree and the SCT
+/// corpus built from the store's rows (training and validation splits).
+public struct PretrainSetup {
+    public let spec: RunSpec
+    public let store: FeatureStore
+    public let hierarchy: ICD10Hierarchy
+    public let train: [StoredTrial]
+    public let validation: [StoredTrial]
+    public let corpusReport: [String]
+
+    public init(spec: RunSpec, encoderIdentity: String?) throws {
+        self.spec = spec
+        let data = spec.data
+        let expected = data.synthetic ? nil : try encoderIdentity.map {
+            try currentStoreIdentity(paths: data.files, encoderIdentity: $0, maxTokens: spec.encoder.maxTokens)
+        }
+        store = try FeatureStore(path: data.featureStore, expected: expected, sourcesForHint: data.files)
+        if data.synthetic && store.identity.encoder != "synthetic" {
+            throw InputError(file: data.featureStore, "data.synthetic is true but this store was featurized from CSV files")
+        }
+        hierarchy = try ICD10Hierarchy(path: data.icdHierarchy)
+        var excluded = data.synthetic ? [] : try data.excludeFile.map(readExclusionList) ?? []
+        for csv in data.excludeCSVs { excluded.formUnion(try readTrials(paths: [csv]).0.map(\.nctid)) }
+        let wanted = Set(data.synthetic ? ["synthetic"] : data.files.map { URL(fileURLWithPath: $0).lastPathComponent })
+        let phases = data.sctPhases
+        let rows = store.trials.filter { t in
+            wanted.contains(t.source.file)
+                && (phases.isEmpty || phases.contains { p in t.phase.split(separator: "/").contains { $0.hasSuffix("phase " + p) } })
+        }
+        let corpus = SCTCorpus(trials: rows, excluded: excluded, validationFraction: data.validationFraction)
+        train = corpus.train
+        validation = corpus.validation
+        corpusReport = corpus.report
+    }
+}

@@ -1,0 +1,241 @@
+import Communication
+import Config
+import Foundation
+import Model
+import NN
+import Support
+import TrialData
+
+/// Distributed pair-matching pretraining (SPEC 5): every rank holds a replica and runs `ContrastiveStep` on
+/// its rows of each global batch; the loop around it orders the data, evaluates, checkpoints and reports.
+public final class Pretrainer {
+    let comm: Communicator
+    let setup: PretrainSetup
+    let spec: RunSpec
+    let runDir: String
+    public let model: CLaDMoP
+    public let params: ParameterArena
+    let optimizer: Optimizer
+    let step: ContrastiveStep
+    let builder: BatchBuilder
+    let space: FeatureSpace
+    let faults: FaultPlan
+    let log: (String) -> Void
+    let globalBatch: Int
+    let stepsPerEpoch: Int
+    let totalSteps: Int
+    var stepsDone = 0
+    var bestValLoss = Double.infinity
+    var bestCheckpoint: String?
+    var evalsWithoutImprovement = 0
+    let metrics: MetricsLog?
+    lazy var progress = ProgressLine(enabled: comm.isRoot)
+    var history: [[String: Double]] = []
+
+    public init(setup: PretrainSetup, comm: Communicator, runDir: String, faults: FaultPlan, log: @escaping (String) -> Void) throws {
+        self.setup = setup; self.comm = comm; self.spec = setup.spec; self.runDir = runDir; self.faults = faults; self.log = log
+        let train = spec.train
+        globalBatch = train.globalBatch
+        guard globalBatch >= comm.size else {
+            throw InputError("train.global_batch = \(globalBatch) is smaller than the world size \(comm.size) (every rank needs at least one row)")
+        }
+        guard setup.train.count >= globalBatch else {
+            throw InputError("train.global_batch = \(globalBatch) exceeds the \(setup.train.count) trials of the SCT training split")
+        }
+        stepsPerEpoch = setup.train.count / globalBatch
+        let epochSteps = stepsPerEpoch * train.epochs
+        totalSteps = train.maxSteps > 0 ? min(train.maxSteps, epochSteps) : epochSteps
+        space = FeatureSpace(trials: setup.train, data: spec.data, model: spec.model, hierarchy: setup.hierarchy)
+        builder = BatchBuilder(store: setup.store, hierarchy: setup.hierarchy, space: space)
+        step = ContrastiveStep(ModelConfig(spec.model, loss: spec.loss, builder: builder), spec: spec, comm: comm, faults: faults)
+        model = step.model; params = step.params; optimizer = step.optimizer
+        metrics = comm.isRoot ? try MetricsLog(path: runDir + "/metrics.jsonl") : nil
+    }
+
+    var checkpointDir: String { runDir + "/checkpoints" }
+
+    /// Trial indices of global step `step` (0-based): epoch order seeded by (seed, epoch), same for any W.
+    func batchIndices(step: Int) -> [Int] {
+        let epoch = step / stepsPerEpoch, position = step % stepsPerEpoch
+        var rng = RNG(seed: UInt64(spec.train.seed) &* 1_000_003 &+ UInt64(epoch))
+        let order = rng.permutation(setup.train.count)
+        return Array(order[(position * globalBatch)..<((position + 1) * globalBatch)])
+    }
+
+    /// Resumes from the newest valid checkpoint of the run directory, if any.
+    public func resume() throws {
+        guard let (path, meta, tensors) = Checkpoints.newestValid(dir: checkpointDir, log: { [comm] m in if comm.isRoot { self.log(m) } }) else {
+            if comm.isRoot { log("resume: no valid checkpoint in \(checkpointDir); starting from scratch") }
+            return
+        }
+        let now = CheckpointMeta.trainingIdentity(spec)
+        guard meta.kind == .pretrain, CheckpointMeta.trainingIdentity(meta.spec) == now, meta.model == model.config else {
+            throw InputError(file: path, "checkpoint was trained with another model/loss/data configuration; resume needs the same model, loss and data sections")
+        }
+        guard meta.globalBatch == globalBatch else {
+            throw InputError(file: path, "checkpoint used train.global_batch = \(meta.globalBatch); resuming needs the same global batch (now \(globalBatch))")
+        }
+        try Checkpoints.restore(tensors, into: params, optimizer: optimizer)
+        optimizer.restore(step: meta.optimizerStep)
+        stepsDone = meta.step
+        bestValLoss = meta.metrics["best_val_loss"] ?? .infinity
+        bestCheckpoint = meta.bestCheckpoint
+        evalsWithoutImprovement = Int(meta.metrics["evals_without_improvement"] ?? 0)
+        if comm.isRoot { log("resume: \(path) (step \(meta.step), epoch \(meta.epoch), written by \(meta.worldSize) rank(s)) on \(comm.size) rank(s)") }
+    }
+
+    /// Trains to the end (epochs, max_steps or early stopping), evaluating and checkpointing on the way.
+    public func run() throws {
+        let train = spec.train
+        let watchdog = Watchdog(timeout: Double(train.stallTimeout), comm: comm)
+        defer { watchdog.stop() }
+        faults.applyLimits()
+        // Same starting point on every rank.
+        comm.broadcast(params.values, count: params.count, root: 0)
+        comm.broadcast(optimizer.m, count: params.count, root: 0)
+        comm.broadcast(optimizer.v, count: params.count, root: 0)
+        if comm.isRoot {
+            for line in setup.corpusReport { log(line) }
+            log("pretrain: \(params.count) parameters, \(comm.size) rank(s), global batch \(globalBatch), \(stepsPerEpoch) steps per epoch, \(totalSteps) steps")
+        }
+        let o = spec.optimizer
+        let schedule: LearningRateSchedule = o.schedule == .warmupCosine
+            ? .warmupCosine(warmupSteps: o.warmupSteps, totalSteps: totalSteps, minRatio: Float(o.minLRRatio))
+            : .constant
+        var windowStart = Date(), windowSamples = 0
+        let runStart = Date(), firstStep = stepsDone
+        var stepSeconds = 0.0
+        while stepsDone < totalSteps {
+            watchdog.beat()
+            try faults.beforeStep(stepsDone + 1, rank: comm.rank)
+            let t0 = Date()
+            let (loss, gradNorm) = try trainStep(lrScale: schedule.factor(step: stepsDone + 1))
+            stepSeconds += Date().timeIntervalSince(t0)
+            stepsDone += 1
+            windowSamples += globalBatch
+            if train.checksumEvery > 0 && stepsDone % train.checksumEvery == 0 { try verifyReplicas() }
+            if comm.isRoot && (stepsDone % train.logEvery == 0 || stepsDone == totalSteps) {
+                let rate = Double(windowSamples) / Date().timeIntervalSince(windowStart)
+                windowStart = Date(); windowSamples = 0
+                let eta = Double(totalSteps - stepsDone) * Date().timeIntervalSince(t0)
+                let epoch = Double(stepsDone) / Double(stepsPerEpoch)
+                try metrics?.write(["type": "train", "step": stepsDone, "epoch": epoch, "loss": Double(loss), "grad_norm": Double(gradNorm),
+                                    "lr": Double(Float(o.lr) * schedule.factor(step: stepsDone)), "samples_per_second": rate,
+                                    "world_size": comm.size, "global_batch": globalBatch])
+                history.append(["step": Double(stepsDone), "loss": Double(loss)])
+                progress.update(String(format: "epoch %.2f  step %d/%d  loss %.4f  %.1f samples/s  ETA %@", epoch, stepsDone, totalSteps, loss, rate,
+                                       formatDuration(eta)))
+            }
+            let endOfEpoch = stepsDone % stepsPerEpoch == 0
+            let every = spec.checkpoint.everySteps
+            var stop = false
+            if endOfEpoch && (stepsDone / stepsPerEpoch) % train.evalEvery == 0 || stepsDone == totalSteps {
+                stop = try evaluateAndTrack()
+                watchdog.beat()
+            }
+            if endOfEpoch || stepsDone == totalSteps || stop || (every > 0 && stepsDone % every == 0) { try saveCheckpoint() }
+            if stop {
+                if comm.isRoot { log("early stopping: no better validation loss in \(train.patience) evaluation(s)") }
+                break
+            }
+        }
+        progress.finish()
+        // Summary over ranks: the largest peak RSS, the slowest rank's time in training steps.
+        var summary = [peakRSSMiB(), stepSeconds]
+        summary.withUnsafeMutableBufferPointer { comm.allReduceMax($0.baseAddress!, count: 2) }
+        if comm.isRoot {
+            var record: [String: Any] = ["type": "summary", "step": stepsDone, "steps_run": stepsDone - firstStep, "world_size": comm.size,
+                                         "global_batch": globalBatch, "chunk_size": train.chunkSize, "peak_rss_mb": summary[0],
+                                         "train_seconds": summary[1],
+                                         "samples_per_second": summary[1] > 0 ? Double((stepsDone - firstStep) * globalBatch) / summary[1] : 0]
+            if bestValLoss.isFinite { record["best_val_loss"] = bestValLoss }
+            try metrics?.write(record)
+            log(String(format: "pretrain: done, %d steps in %@", stepsDone, formatDuration(Date().timeIntervalSince(runStart))))
+            try writePretrainReport(runDir: runDir, history: history, globalBatch: globalBatch, corpus: setup.corpusReport,
+                                    parameters: params.count, worldSize: comm.size, steps: stepsDone)
+        }
+    }
+
+    /// One distributed optimizer step on global batch `stepsDone` (see `ContrastiveStep`); the global batch is
+    /// dealt to the ranks by compute (`balancedOrder`) and rank r's rows are slots shard(B, r) of the gathered
+    /// batch. Returns (global loss, gradient norm before clipping).
+    func trainStep(lrScale: Float) throws -> (Float, Float) {
+        let indices = batchIndices(step: stepsDone)
+        let order = balancedOrder(costs: indices.map { builder.cost(setup.train[$0], model: model) }, ranks: comm.size)
+        let mine = shard(globalBatch, rank: comm.rank, of: comm.size)
+        let trials = mine.map { setup.train[indices[order[$0]]] }
+        do {
+            let r = try step.run(globalBatch: globalBatch, mine: mine, rows: { builder.batch(Array(trials[$0])) }, lrScale: lrScale,
+                                 firstStep: stepsDone == 0)
+            return (r.loss, r.gradNorm)
+        } catch let e as TrainingError {
+            throw TrainingError("\(e.description) at step \(stepsDone + 1)")
+        }
+    }
+
+    /// Compares a parameter checksum across ranks; a mismatch means the replicas diverged.
+    func verifyReplicas() throws {
+        let c = params.checksum()
+        var v = [c, -c]
+        v.withUnsafeMutableBufferPointer { comm.allReduceMax($0.baseAddress!, count: 2) }
+        if v[0] != -v[1] || v[0] != c {
+            throw TrainingError("parameter replicas diverged at step \(stepsDone): checksum \(c) on rank \(comm.rank), range [\(-v[1]), \(v[0])]")
+        }
+    }
+
+    /// Validation metrics of the current parameters (all ranks take part; every rank gets the result).
+    public func evaluate() -> RetrievalMetrics {
+        let chunk = spec.train.chunkSize > 0 ? spec.train.chunkSize : max(globalBatch / comm.size, 1)
+        return embedAndCompare(setup.validation, builder: builder, model: model, comm: comm, arena: step.arena, chunk: chunk,
+                               normalize: spec.loss.normalize, tileRows: spec.train.lossTileRows)
+    }
+
+    /// Evaluates, logs, tracks the best; returns true when early stopping triggers.
+    func evaluateAndTrack() throws -> Bool {
+        let m = evaluate()
+        progress.finish()
+        let epoch = Double(stepsDone) / Double(stepsPerEpoch)
+        let improved = m.loss < bestValLoss
+        if improved { bestValLoss = m.loss; evalsWithoutImprovement = 0; bestCheckpoint = Checkpoints.name(step: stepsDone) }
+        else { evalsWithoutImprovement += 1 }
+        if comm.isRoot {
+            try metrics?.write(["type": "eval", "step": stepsDone, "epoch": epoch, "val_loss": m.loss, "val_top1_c2dm": m.top1CtoDM,
+                                "val_top5_c2dm": m.top5CtoDM, "val_top1_dm2c": m.top1DMtoC, "val_top5_dm2c": m.top5DMtoC,
+                                "val_size": m.count, "chance_top1": 1 / Double(max(m.count, 1)), "best": improved])
+            history.append(["step": Double(stepsDone), "epoch": epoch, "val_loss": m.loss, "top1_c2dm": m.top1CtoDM, "top5_c2dm": m.top5CtoDM,
+                            "top1_dm2c": m.top1DMtoC, "top5_dm2c": m.top5DMtoC])
+            log(String(format: "eval epoch %.2f: val loss %.4f, top-1 %.3f / %.3f, top-5 %.3f / %.3f (C->DM / DM->C; chance %.4f over %d)%@",
+                       epoch, m.loss, m.top1CtoDM, m.top1DMtoC, m.top5CtoDM, m.top5DMtoC, 1 / Double(max(m.count, 1)), m.count, improved ? "  best" : ""))
+        }
+        let patience = spec.train.patience
+        return patience > 0 && evalsWithoutImprovement >= patience
+    }
+
+    func saveCheckpoint() throws {
+        guard comm.isRoot else { comm.barrier(); return }
+        let meta = CheckpointMeta(kind: .pretrain, step: stepsDone, epoch: stepsDone / stepsPerEpoch, stepInEpoch: stepsDone % stepsPerEpoch,
+                                  worldSize: comm.size, globalBatch: globalBatch, optimizerStep: optimizer.step,
+                                  spec: spec, model: model.config, features: space, storeIdentity: setup.store.identity.encoder,
+                                  metrics: (bestValLoss.isFinite ? ["best_val_loss": bestValLoss] : [:])
+                                      .merging(["evals_without_improvement": Double(evalsWithoutImprovement)]) { a, _ in a },
+                                  bestCheckpoint: bestCheckpoint)
+        do {
+            _ = try Checkpoints.save(dir: checkpointDir, meta: meta, params: params, optimizer: optimizer, faults: faults)
+            if let best = bestCheckpoint {
+                try writeFileAtomically(checkpointDir + "/best.json") {
+                    try $0.write(contentsOf: Data("{\"checkpoint\": \"checkpoints/\(best).safetensors\", \"val_loss\": \(bestValLoss)}\n".utf8))
+                }
+            }
+            Checkpoints.prune(dir: checkpointDir, keep: spec.checkpoint.keepLast, protected: bestCheckpoint)
+        } catch {
+            comm.abort(message: "writing checkpoint at step \(stepsDone) failed: \(error) (previous checkpoints are intact)", code: 1)
+        }
+        comm.barrier()
+    }
+}
+
+func formatDuration(_ s: Double) -> String {
+    guard s.isFinite, s >= 0 else { return "-" }
+    let t = Int(s)
+    return t >= 3600 ? String(format: "%dh%02dm", t / 3600, t / 60 % 60) : String(format: "%dm%02ds", t / 60, t % 60)
+}

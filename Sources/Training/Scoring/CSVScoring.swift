@@ -1,0 +1,79 @@
+import Communication
+import Config
+import Foundation
+import Model
+import NN
+import Reporting
+import Support
+import TextEncoder
+import TrialData
+
+/// A feature store holding every file of `csvs`: the configured store when it has them (same content),
+/// else a cache store in data/features/cache/ built now (under mpirun the ranks share the encoding).
+public func storeContaining(_ csvs: [String], spec: RunSpec, hierarchy: ICD10Hierarchy, comm: Communicator,
+                            log: @escaping (String) -> Void) throws -> FeatureStore {
+    let main = spec.data.featureStore
+    let identity = try BertEncoder.identity(modelDir: spec.encoder.modelDir)
+    let wanted = try currentStoreIdentity(paths: csvs, encoderIdentity: identity, maxTokens: spec.encoder.maxTokens)
+    func holds(_ s: FeatureStore) -> Bool {
+        s.identity.encoder == identity && wanted.sources.allSatisfy { s.identity.sources[$0.key] == $0.value }
+    }
+    if let s = try? FeatureStore(path: main), holds(s) { return s }
+    let key = String(Data(wanted.sources.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined().utf8).withUnsafeBytes { checksum64($0) }, radix: 16)
+    let cache = URL(fileURLWithPath: main).deletingLastPathComponent().path + "/cache/\(key).store"
+    if let s = try? FeatureStore(path: cache), holds(s) { return s }
+    if comm.isRoot { log("featurize: \(csvs.joined(separator: ", ")) not in \(main); featurizing into \(cache)") }
+    _ = try featurize(comm: comm, paths: csvs, output: cache,
+                      makeEncoder: { try BertEncoder(modelDir: spec.encoder.modelDir, maxLength: spec.encoder.maxTokens) },
+                      hierarchy: hierarchy, skipBadRows: spec.data.skipBadRows, batchTokens: spec.encoder.batchTokens,
+                      log: { if comm.isRoot { log($0) } })
+    return try FeatureStore(path: cache)
+}
+
+/// Every row of a CSV scored by a checkpoint.
+public struct ScoredCSV {
+    public var trials: [StoredTrial]
+    public var scores: [Double]
+    /// The decision threshold: the one chosen on validation (fine-tuned), or the F1-best one here (zero-shot).
+    public var threshold: Double
+    /// Fine-tuned: the disease combinations of its training file (for the "new diseases" subset); nil: zero-shot.
+    public var trainingDiseaseSets: [String]?
+}
+
+/// Scores every row of `csv` with a checkpoint: fine-tuned -> head probability; pretraining -> zero-shot
+/// sigmoid(s cos(f_C, f_DM)). One scorer interface (`TrialScorer`) and one sharded loop (`scoreTrials`).
+public func scoreCSV(checkpoint: String, csv: String, spec: RunSpec, comm: Communicator, log: @escaping (String) -> Void) throws -> ScoredCSV {
+    let jsonPath = try resolveCheckpointJSON(checkpoint)
+    let (meta, tensors) = try Checkpoints.load(jsonPath: jsonPath)
+    let hierarchy = try ICD10Hierarchy(path: spec.data.icdHierarchy)
+    let store = try storeContaining([csv], spec: spec, hierarchy: hierarchy, comm: comm, log: log)
+    let trials = store.trials(of: csv)
+    guard store.dim == meta.model.encoderDim else {
+        throw InputError(file: store.path, "sentence vectors have width \(store.dim), the checkpoint expects \(meta.model.encoderDim)")
+    }
+    let builder = BatchBuilder(store: store, hierarchy: hierarchy, space: meta.features)
+    let arena = ActivationArena()
+    switch meta.kind {
+    case .finetune:
+        let head = meta.head!     // validated by Checkpoints.load
+        let outcome = OutcomeModel(model: meta.model, space: meta.features, spec: head, seed: 0, loraLR: 0, headLR: 0, weightDecay: 0, trainBase: false)
+        if let pre = meta.pretrained {
+            let (preMeta, preTensors) = try Checkpoints.load(jsonPath: pre)
+            guard preMeta.tensorsChecksum == meta.pretrainedChecksum else {
+                throw InputError(file: pre, "pretrained checkpoint changed since fine-tuning (checksum \(preMeta.tensorsChecksum), recorded \(meta.pretrainedChecksum ?? "-"))")
+            }
+            try Checkpoints.restore(preTensors, into: outcome.params, optimizer: nil, only: { $0.group == 0 })
+        }
+        try Checkpoints.restore(tensors, into: outcome.params, optimizer: nil, only: { tensors.tensors[$0.name] != nil })
+        return ScoredCSV(trials: trials, scores: scoreTrials(trials, scorer: outcome, builder: builder, comm: comm, arena: arena),
+                         threshold: head.threshold, trainingDiseaseSets: head.trainingDiseaseSets)
+    case .pretrain:
+        let params = ParameterArena(seed: 0)
+        let model = CLaDMoP(meta.model, params: params)
+        params.finalize()
+        try Checkpoints.restore(tensors, into: params, optimizer: nil)
+        let scores = scoreTrials(trials, scorer: ZeroShotScorer(model: model), builder: builder, comm: comm, arena: arena)
+        return ScoredCSV(trials: trials, scores: scores, threshold: Metrics.bestF1Threshold(scores, trials.map(\.label)),
+                         trainingDiseaseSets: nil)
+    }
+}

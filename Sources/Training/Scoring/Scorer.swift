@@ -1,0 +1,63 @@
+import Communication
+import Foundation
+import Model
+import TrialData
+import NN
+
+/// Success probabilities of a batch of trials: a fine-tuned `OutcomeModel` (sigmoid of the head's logit) or a
+/// pretrained model scored zero-shot (`ZeroShotScorer`). `scoreTrials` runs either over a sharded list.
+public protocol TrialScorer {
+    func probabilities(_ batch: ModelBatch, arena: ActivationArena) -> [Float]
+}
+
+extension OutcomeModel: TrialScorer {
+    /// sigmoid(logit) of the prediction head.
+    public func probabilities(_ batch: ModelBatch, arena: ActivationArena) -> [Float] {
+        let (logits, _) = forward(batch, arena: arena)
+        return (0..<batch.count).map { sigmoid(logits[$0]) }
+    }
+}
+
+/// The pair-matching score of a pretrained model: sigmoid(s cos(f_C, f_DM)).
+public struct ZeroShotScorer: TrialScorer {
+    public let model: CLaDMoP
+    public init(model: CLaDMoP) { self.model = model }
+
+    public func probabilities(_ batch: ModelBatch, arena: ActivationArena) -> [Float] {
+        let e = model.config.encoderDim
+        let state = model.forward(batch, arena: arena)
+        let fC = arena.allocate(batch.count * e)
+        batch.criteriaEmbedding(dim: e, into: fC)
+        let s = expf(model.params.value(model.logScale)[0])
+        return (0..<batch.count).map { i in
+            var dot: Float = 0, na: Float = 0, nb: Float = 0
+            for k in 0..<e { let a = fC[i * e + k], b = state.fDM[i * e + k]; dot += a * b; na += a * a; nb += b * b }
+            return sigmoid(s * dot / max((na * nb).squareRoot(), 1e-12))
+        }
+    }
+}
+
+/// Probabilities of `scorer` for `trials`, sharded over ranks (`shard`), `chunk` trials per forward, and
+/// gathered: every rank gets all scores, in the order of `trials`.
+public func scoreTrials(_ trials: [StoredTrial], scorer: TrialScorer, builder: BatchBuilder, comm: Communicator,
+                        arena: ActivationArena, chunk: Int = 64) -> [Double] {
+    let mine = shard(trials.count, rank: comm.rank, of: comm.size)
+    var local: [Float] = []
+    local.reserveCapacity(mine.count)
+    for start in stride(from: mine.lowerBound, to: mine.upperBound, by: chunk) {
+        let end = min(start + chunk, mine.upperBound)
+        arena.reset()
+        local += scorer.probabilities(builder.batch(Array(trials[start..<end])), arena: arena)
+    }
+    return gatherScores(local, total: trials.count, comm: comm)
+}
+
+/// All-gathers per-rank score blocks (rank order; rank r holds rows [r n / W, (r + 1) n / W)).
+public func gatherScores(_ local: [Float], total: Int, comm: Communicator) -> [Double] {
+    let counts = (0..<comm.size).map { shard(total, rank: $0, of: comm.size).count }
+    var all = [Float](repeating: 0, count: max(total, 1))
+    local.withUnsafeBufferPointer { l in
+        all.withUnsafeMutableBufferPointer { comm.allGatherV(send: l.baseAddress ?? UnsafePointer(bitPattern: 64)!, receive: $0.baseAddress!, counts: counts) }
+    }
+    return all.prefix(total).map(Double.init)
+}

@@ -1,0 +1,141 @@
+import Communication
+import Foundation
+import Config
+import Model
+import NN
+import Support
+
+/// One distributed optimizer step of pair-matching pretraining (SPEC 5), the only one: `Pretrainer` trains
+/// with it and `cladmop bench` times it.
+///
+///   embed (f_C, f_DM of the local rows) -> all-gather both over the global batch -> symmetric InfoNCE over
+///   the B x B logits, dL/df_DM for the local rows -> backward -> all-reduce (average) of the gradients ->
+///   clip -> update.
+///
+/// With `train.chunk_size` = c > 0 smaller than the rank's rows, the step runs in two passes (GradCache,
+/// Gao et al. 2021): pass 1 embeds the rows c at a time and drops each chunk's activations; the loss over
+/// the gathered global batch gives dL/df_DM for every local row; pass 2 re-runs each chunk with its
+/// activations and backpropagates its slice. The update is the one-pass update; memory is set by c.
+public final class ContrastiveStep {
+    public let model: CLaDMoP
+    public let params: ParameterArena
+    public let optimizer: Optimizer
+    let comm: Communicator
+    let loss: LossSpec
+    let chunkSize: Int
+    let lossTileRows: Int
+    let gradClip: Float
+    let faults: FaultPlan
+    public let arena = ActivationArena()
+
+    /// Seconds this rank spent in each phase of the last step.
+    public struct Timing {
+        public var embed = 0.0, gatherLoss = 0.0, backward = 0.0, allReduce = 0.0, update = 0.0
+        public var total: Double { embed + gatherLoss + backward + allReduce + update }
+    }
+
+    public struct Result {
+        /// The InfoNCE loss over the global batch and the gradient norm before clipping.
+        public var loss: Float, gradNorm: Float
+        public var timing: Timing
+    }
+
+    public init(model: CLaDMoP, optimizer: Optimizer, comm: Communicator, loss: LossSpec, train: TrainSpec, faults: FaultPlan) {
+        self.model = model; self.params = model.params; self.optimizer = optimizer; self.comm = comm
+        self.loss = loss; chunkSize = train.chunkSize; lossTileRows = train.lossTileRows
+        gradClip = Float(train.gradClip); self.faults = faults
+    }
+
+    /// One step on a global batch of `globalBatch` rows, of which this rank holds slots `mine` of the gathered
+    /// batch; `rows(range)` builds the model inputs of local rows `range` (0-based within `mine`).
+    /// `firstStep` makes rank 0 dump the averaged gradient when the fault plan asks for it.
+    public func run(globalBatch: Int, mine: Range<Int>, rows: (Range<Int>) -> ModelBatch, lrScale: Float,
+                    firstStep: Bool = false) throws -> Result {
+        let e = model.config.encoderDim, n = mine.count, W = comm.size
+        let chunk = chunkSize > 0 ? min(chunkSize, n) : n
+        var timing = Timing()
+        var t = monotonicSeconds()
+        func lap(_ phase: WritableKeyPath<Timing, Double>) { let now = monotonicSeconds(); timing[keyPath: phase] += now - t; t = now }
+
+        arena.reset()
+        params.zeroGrads()
+        // Pass 1: f_C and f_DM of the local rows, (n, E) each.
+        let fC = arena.allocate(n * e), fDM = arena.allocate(n * e)
+        var onePass: CLaDMoP.State?
+        for c0 in stride(from: 0, to: n, by: max(chunk, 1)) {
+            let batch = rows(c0..<min(c0 + chunk, n))
+            batch.criteriaEmbedding(dim: e, into: fC + c0 * e)
+            let mark = arena.mark()
+            let state = model.forward(batch, arena: arena)
+            (fDM + c0 * e).update(from: state.fDM, count: batch.count * e)
+            if chunk == n { onePass = state } else { arena.release(to: mark) }
+        }
+        lap(\.embed)
+        // Both sides of every pair of the global batch, in the ranks' slot order.
+        let counts = (0..<W).map { shard(globalBatch, rank: $0, of: W).count * e }
+        let allC = arena.allocate(globalBatch * e), allDM = arena.allocate(globalBatch * e)
+        comm.allGatherV(send: fC, receive: allC, counts: counts)
+        comm.allGatherV(send: fDM, receive: allDM, counts: counts)
+        let dDM = arena.zeros(n * e)
+        let logScale = params.value(model.logScale)[0]
+        let result = symmetricInfoNCE(a: allC, b: allDM, batch: globalBatch, dim: e, logScale: logScale, normalize: loss.normalize,
+                                      gradientRows: mine, da: nil, db: faults.localGradientOnly ? nil : dDM, tileRows: lossTileRows,
+                                      arena: arena)
+        if faults.localGradientOnly {
+            // Negative control: the gradient of the local pairs' loss only (the other ranks' columns are missing).
+            _ = symmetricInfoNCE(a: fC, b: fDM, batch: n, dim: e, logScale: logScale, normalize: loss.normalize, da: nil, db: dDM,
+                                 tileRows: lossTileRows, arena: arena)
+        }
+        // Each rank backpropagates the exact gradient of the global loss for its rows, scaled by W so that
+        // the average over ranks is the sum (the gradient of the global loss).
+        if !faults.noWorldScale { for i in 0..<n * e { dDM[i] *= Float(W) } }
+        lap(\.gatherLoss)
+        if let state = onePass {
+            model.backward(state, dFDM: dDM, dPooled: nil, arena: arena)
+        } else {
+            // Pass 2: each chunk again, with activations, and its slice of dL/df_DM.
+            for c0 in stride(from: 0, to: n, by: chunk) {
+                let mark = arena.mark()
+                let state = model.forward(rows(c0..<min(c0 + chunk, n)), arena: arena)
+                model.backward(state, dFDM: dDM + c0 * e, dPooled: nil, arena: arena)
+                arena.release(to: mark)
+            }
+        }
+        if !params.isFrozen(model.logScale) { params.grad(model.logScale)[0] = result.dLogScale }
+        lap(\.backward)
+        comm.allReduceAverage(params.grads, count: params.count)
+        lap(\.allReduce)
+        if firstStep, let path = faults.dumpGradient, comm.isRoot {
+            try writeFileAtomically(path) { try $0.write(contentsOf: Data(bytes: params.grads, count: params.count * 4)) }
+        }
+        let norm = clipGradientNorm(params, maxNorm: gradClip)
+        optimizer.update(params, lrScale: lrScale)
+        lap(\.update)
+        guard result.loss.isFinite else { throw TrainingError("loss is \(result.loss)") }
+        return Result(loss: result.loss, gradNorm: norm, timing: timing)
+    }
+}
+
+public struct TrainingError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ d: String) { description = d }
+}
+
+extension ContrastiveStep {
+    /// A pretraining replica as `Pretrainer` and `cladmop bench` build it: parameters in two groups (the
+    /// model; log s, frozen unless `loss.logit_scale: learnable`), the model at its initial values, the
+    /// optimizer of `spec.optimizer`, and the step.
+    public convenience init(_ config: ModelConfig, spec: RunSpec, comm: Communicator, faults: FaultPlan) {
+        let params = ParameterArena(seed: UInt64(spec.model.seed))
+        let lr = Float(spec.optimizer.lr), wd = Float(spec.optimizer.weightDecay)
+        params.groups = [ParamGroup(name: "model", learningRate: lr, weightDecay: wd),
+                         ParamGroup(name: "logit_scale", learningRate: lr, weightDecay: 0, frozen: !config.learnableScale)]
+        let model = CLaDMoP(config, params: params)
+        params.assign(prefix: "loss.log_scale", toGroup: 1)
+        params.finalize()
+        model.initializeLogScale()
+        let o = spec.optimizer
+        let optimizer = Optimizer(kind: OptimizerKind(o.name), params: params, beta1: Float(o.beta1), beta2: Float(o.beta2), eps: Float(o.eps))
+        self.init(model: model, optimizer: optimizer, comm: comm, loss: spec.loss, train: spec.train, faults: faults)
+    }
+}

@@ -1,0 +1,88 @@
+import Foundation
+import Support
+
+/// Faults injected on purpose, for the reliability and negative-control tests; parsed once per command from
+/// the environment (`FaultPlan.fromEnvironment()`) and handed to the code that acts on them.
+///
+/// CLADMOP_FAULT =
+/// - `drop_remote_columns`: the step reports the global loss but backpropagates the loss of its own pairs only
+///   (the bug of a rank whose gradient never sees the other ranks' columns); `no_world_scale`: the step forgets to scale dL/df_DM by W (the average of
+///   the ranks' gradients is then 1/W of the true one). Both are wrong on purpose: negative controls.
+/// - `crash:RANK:STEP`, `throw:RANK:STEP`, `stall:RANK:STEP`: before global step STEP (1-based) the rank is
+///   killed, throws an input error, or stops making progress.
+/// - `checkpoint_crash:before|between[:STEP]`: the process is killed while writing a checkpoint (of step
+///   STEP, or any): "between" is after the tensors file is complete and before its JSON.
+/// - `file_size_limit:BYTES`: RLIMIT_FSIZE once MPI is up (a write past BYTES fails with EFBIG, as on a full disk).
+/// CLADMOP_FAULT_ONCE = FILE: the crash/throw/stall fault fires only if FILE does not exist, and creates it
+/// (a supervised restart does not fail again at the same step).
+/// CLADMOP_DUMP_GRADIENT = FILE: rank 0 writes the averaged gradient of the first step (Float32, raw).
+public struct FaultPlan: Sendable {
+    public enum StepFault: Sendable, Equatable { case crash, throwError, stall }
+    public enum CheckpointStage: String, Sendable { case before, between }
+
+    public var localGradientOnly = false
+    public var noWorldScale = false
+    public var stepFault: (kind: StepFault, rank: Int, step: Int)?
+    public var checkpointCrash: (stage: CheckpointStage, step: Int?)?
+    public var fileSizeLimit: Int?
+    public var dumpGradient: String?
+    public var onceMarker: String?
+
+    /// No fault: what every real run uses.
+    public static let none = FaultPlan()
+
+    public init() {}
+
+    public static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) -> FaultPlan {
+        var plan = FaultPlan()
+        plan.dumpGradient = env["CLADMOP_DUMP_GRADIENT"]
+        guard let f = env["CLADMOP_FAULT"] else { return plan }
+        let parts = f.split(separator: ":").map(String.init)
+        func at() -> (Int, Int)? {
+            guard parts.count == 3, let r = Int(parts[1]), let s = Int(parts[2]) else { return nil }
+            return (r, s)
+        }
+        switch parts[0] {
+        case "drop_remote_columns": plan.localGradientOnly = true
+        case "no_world_scale": plan.noWorldScale = true
+        case "crash", "throw", "stall":
+            if let once = env["CLADMOP_FAULT_ONCE"] {
+                if FileManager.default.fileExists(atPath: once) { return plan }
+                plan.onceMarker = once
+            }
+            let kind: StepFault = parts[0] == "crash" ? .crash : parts[0] == "throw" ? .throwError : .stall
+            if let (r, s) = at() { plan.stepFault = (kind, r, s) }
+        case "checkpoint_crash":
+            if parts.count >= 2, let stage = CheckpointStage(rawValue: parts[1]) {
+                plan.checkpointCrash = (stage, parts.count == 3 ? Int(parts[2]) : nil)
+            }
+        case "file_size_limit": plan.fileSizeLimit = parts.count == 2 ? Int(parts[1]) : nil
+        default: break
+        }
+        return plan
+    }
+
+    /// Applies the process-wide limits (call once, after MPI is up).
+    public func applyLimits() {
+        guard let bytes = fileSizeLimit else { return }
+        var limit = rlimit(rlim_cur: rlim_t(bytes), rlim_max: rlim_t(bytes))
+        setrlimit(__rlimit_resource_t(RLIMIT_FSIZE.rawValue), &limit)
+    }
+
+    /// Fires the crash/throw/stall fault planned for this rank before global step `step` (1-based).
+    public func beforeStep(_ step: Int, rank: Int) throws {
+        guard let f = stepFault, f.rank == rank, f.step == step else { return }
+        if let m = onceMarker { _ = FileManager.default.createFile(atPath: m, contents: nil) }
+        switch f.kind {
+        case .crash: kill(getpid(), SIGKILL)
+        case .throwError: throw InputError("injected error on rank \(rank) at step \(step) (CLADMOP_FAULT)")
+        case .stall: while true { sleep(60) }
+        }
+    }
+
+    /// Kills the process at `stage` of writing the checkpoint of `step`, when planned.
+    public func duringCheckpoint(_ stage: CheckpointStage, step: Int) {
+        guard let c = checkpointCrash, c.stage == stage, c.step == nil || c.step == step else { return }
+        kill(getpid(), SIGKILL)
+    }
+}

@@ -1,0 +1,36 @@
+import ArgumentParser
+import Config
+import Foundation
+import Reporting
+import Support
+import Training
+import TrialData
+
+struct Baseline: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Logistic-regression baseline (mean criteria vector, bag of ICD categories, bag of SMILES tokens): train on one TOP CSV, evaluate on another.")
+
+    @OptionGroup var options: ConfigOptions
+    @Option(help: "Labelled TOP CSV to fit on.") var train: String
+    @Option(help: "Labelled TOP CSV to evaluate on.") var data: String
+    @Option(help: "Write the metrics as one JSON object to this file.") var json: String?
+
+    func run() throws {
+        runJob { comm in
+            let spec = try options.load()
+            let hierarchy = try ICD10Hierarchy(path: spec.data.icdHierarchy)
+            let store = try storeContaining([train, data], spec: spec, hierarchy: hierarchy, comm: comm, log: log)
+            guard comm.isRoot else { return }
+            let model = LogisticBaseline(train: store.trials(of: train), store: store, hierarchy: hierarchy)
+            let test = store.trials(of: data)
+            let scores = model.predict(test)
+            var report = Metrics.report(scores, test.map(\.label), threshold: 0.5)
+            report["method"] = "logistic regression"
+            printMetricsTable(report, log: log, title: "logistic-regression baseline on \(data) (\(test.count) trials)")
+            if let json {
+                let d = try JSONSerialization.data(withJSONObject: report, options: [.prettyPrinted, .sortedKeys])
+                try writeFileAtomically(json) { try $0.write(contentsOf: d) }
+            }
+        }
+    }
+}

@@ -1,0 +1,47 @@
+import ArgumentParser
+import Config
+import Foundation
+import Reporting
+import Support
+import Training
+import TrialData
+
+struct Evaluate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "F1 / PR-AUC / ROC-AUC / accuracy of a checkpoint on a labelled TOP CSV (bootstrap: 10 resamples of 80 %). A pretraining checkpoint is scored zero-shot (pair-matching score).")
+
+    @OptionGroup var options: ConfigOptions
+    @Option(help: "Fine-tuned or pretraining checkpoint (.safetensors, .json or run directory).") var checkpoint: String
+    @Option(help: "Labelled TOP-format CSV (featurized on the fly when the feature store does not hold it).") var data: String
+    @Option(help: "Write the metrics as one JSON object to this file.") var json: String?
+    @Option(help: "Write ROC and precision-recall curves (roc.svg, pr.svg) into this folder.") var plots: String?
+    @Option(help: "Write a markdown report (table in the layout of the paper's Table 2, with the paper's figures beside ours).")
+    var report: String?
+    @Option(help: "Trial phase (1, 2, 3) whose published figures the report shows.") var phase: Int?
+
+    func run() throws {
+        runJob { comm in
+            let scored = try scoreCSV(checkpoint: checkpoint, csv: data, spec: try options.load(), comm: comm, log: log)
+            guard comm.isRoot else { return }
+            let (trials, scores, threshold, trainingSets) = (scored.trials, scored.scores, scored.threshold, scored.trainingDiseaseSets)
+            let labels = trials.map(\.label)
+            var report = Metrics.report(scores, labels, threshold: threshold)
+            report["data"] = data
+            report["checkpoint"] = checkpoint
+            if let sets = trainingSets {
+                let known = Set(sets)
+                let idx = trials.indices.filter { !known.contains(diseaseSet(trials[$0])) }
+                report["new_diseases"] = Metrics.report(idx.map { scores[$0] }, idx.map { labels[$0] }, threshold: threshold)
+            } else {
+                report["zero_shot"] = true
+            }
+            printMetricsTable(report, log: log, title: "\(data) (\(trials.count) trials)")
+            if let plots { try writeCurves(scores: scores, labels: labels, dir: plots) }
+            if let reportPath = self.report { try writeOutcomeReport(report, path: reportPath, phase: phase, data: data, checkpoint: checkpoint) }
+            if let json {
+                let d = try JSONSerialization.data(withJSONObject: report, options: [.prettyPrinted, .sortedKeys])
+                try writeFileAtomically(json) { try $0.write(contentsOf: d) }
+            }
+        }
+    }
+}

@@ -1,0 +1,31 @@
+import ArgumentParser
+import Config
+import Foundation
+import Reporting
+import Support
+import Training
+import TrialData
+
+struct Finetune: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "PEFT fine-tuning (LoRA + prediction head) of a pretrained checkpoint on a labelled TOP file, selected on a validation file.")
+
+    @OptionGroup var options: ConfigOptions
+    @Option(help: "Pretraining checkpoint (.safetensors, .json or run directory), or 'none' for the no-pretraining ablation.")
+    var pretrained: String
+    @Option(help: "Labelled TOP CSV to fine-tune on.") var train: String
+    @Option(help: "Labelled TOP CSV for model selection.") var valid: String
+    @Option(help: "Run directory: checkpoints/, best.json, metrics.jsonl.") var runDir: String
+
+    func run() throws {
+        runJob { comm in
+            let (config, spec) = try options.resolve()
+            try prepareRunDirectory(runDir, config: config, comm: comm)
+            let hierarchy = try ICD10Hierarchy(path: spec.data.icdHierarchy)
+            let store = try storeContaining([train, valid], spec: spec, hierarchy: hierarchy, comm: comm, log: log)
+            let tuner = try Finetuner(spec: spec, comm: comm, pretrained: pretrained == "none" ? nil : pretrained, trainFile: train,
+                                      validFile: valid, runDir: runDir, store: store, hierarchy: hierarchy, log: log)
+            try tuner.run()
+        }
+    }
+}

@@ -1,0 +1,27 @@
+import ArgumentParser
+import Config
+import Foundation
+import Reporting
+import Support
+import Training
+
+struct Predict: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Success probability of every trial of a TOP CSV -> CSV (nctid,probability).")
+
+    @OptionGroup var options: ConfigOptions
+    @Option(help: "Fine-tuned checkpoint (.safetensors, .json or run directory).") var checkpoint: String
+    @Option(help: "TOP-format CSV (the label column may be 0 or 1; it is not used).") var data: String
+    @Option(help: "Output CSV.") var output: String
+
+    func run() throws {
+        runJob { comm in
+            let scored = try scoreCSV(checkpoint: checkpoint, csv: data, spec: try options.load(), comm: comm, log: log)
+            guard comm.isRoot else { return }
+            let (trials, scores) = (scored.trials, scored.scores)
+            var text = "nctid,probability\n"
+            for (t, s) in zip(trials, scores) { text += "\(t.nctid),\(String(format: "%.6f", s))\n" }
+            try writeFileAtomically(output) { try $0.write(contentsOf: Data(text.utf8)) }
+            log("predict: \(trials.count) trials -> \(output)")
+        }
+    }
+}
