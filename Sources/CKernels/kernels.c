@@ -101,3 +101,15 @@ void ck_layernorm_backward(const float *x, const float *dy, const float *gamma, 
         for (size_t i = 0; i < dim; i++) dxr[i] += rs * (dyr[i] * gamma[i] - mean_dyg - xhat[i] * mean_dyg_xhat);
     }
 }
+
+// sum_i x_i^2 in double, eight independent accumulators (the loop vectorises; one chain would be latency-bound).
+VECTOR_CLONES
+double ck_sum_squares(const float *x, size_t n) {
+    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) acc[j] += (double)x[i + j] * (double)x[i + j];
+    double total = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    for (; i < n; i++) total += (double)x[i] * (double)x[i];
+    return total;
+}

@@ -68,31 +68,82 @@ public enum Metrics {
     /// Every metric on the whole set and as mean +- std over `resamples` subsets of `fraction` of the rows
     /// drawn without replacement (the paper's protocol: 10 resamples of 80 %).
     public static func report(_ scores: [Double], _ labels: [Int], threshold: Double, resamples: Int = 10,
-                              fraction: Double = 0.8, seed: UInt64 = 0) -> [String: Any] {
-        func all(_ s: [Double], _ y: [Int]) -> [String: Double] {
-            ["f1": f1(s, y, threshold: 0.5), "f1_at_threshold": f1(s, y, threshold: threshold),
-             "pr_auc": averagePrecision(s, y), "roc_auc": rocAUC(s, y), "accuracy": accuracy(s, y, threshold: 0.5)]
+                              fraction: Double = 0.8, seed: UInt64 = 0) -> OutcomeMetrics {
+        func all(_ s: [Double], _ y: [Int]) -> [Double] {
+            [f1(s, y, threshold: 0.5), f1(s, y, threshold: threshold), averagePrecision(s, y), rocAUC(s, y), accuracy(s, y, threshold: 0.5)]
         }
         var rng = RNG(seed: seed)
         let k = max(1, Int((Double(scores.count) * fraction).rounded()))
-        var samples: [[String: Double]] = []
+        var samples: [[Double]] = []
         if !scores.isEmpty {
             for _ in 0..<resamples {
                 let idx = rng.permutation(scores.count).prefix(k)
                 samples.append(all(idx.map { scores[$0] }, idx.map { labels[$0] }))
             }
         }
-        var out: [String: Any] = ["n": scores.count, "positives": labels.filter { $0 == 1 }.count, "threshold": threshold]
         let full = all(scores, labels)
-        for key in full.keys.sorted() {
-            let v = samples.map { $0[key]! }.filter { $0.isFinite }
+        let summaries = full.indices.map { m -> MetricSummary in
+            let v = samples.map { $0[m] }.filter { $0.isFinite }
             let mean = v.isEmpty ? Double.nan : v.reduce(0, +) / Double(v.count)
             let std = v.count < 2 ? 0 : (v.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(v.count - 1)).squareRoot()
-            out[key] = ["mean": jsonNumber(mean), "std": jsonNumber(std), "full": jsonNumber(full[key]!)]
+            return MetricSummary(mean: mean, std: std, full: full[m])
         }
-        return out
+        return OutcomeMetrics(n: scores.count, positives: labels.filter { $0 == 1 }.count, threshold: threshold, f1: summaries[0],
+                              f1AtThreshold: summaries[1], prAUC: summaries[2], rocAUC: summaries[3], accuracy: summaries[4])
+    }
+}
+
+/// One metric: mean and standard deviation over the bootstrap resamples, and its value on the whole set.
+/// Undefined values (one class only: NaN) are nil, written as JSON null.
+public struct MetricSummary: Codable, Equatable {
+    public var mean: Double?, std: Double?, full: Double?
+    public init(mean: Double, std: Double, full: Double) {
+        self.mean = mean.isFinite ? mean : nil; self.std = std.isFinite ? std : nil; self.full = full.isFinite ? full : nil
+    }
+    enum CodingKeys: String, CodingKey { case mean, std, full }
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        for (key, v) in [(CodingKeys.mean, mean), (.std, std), (.full, full)] {
+            if let v { try c.encode(v, forKey: key) } else { try c.encodeNil(forKey: key) }
+        }
+    }
+}
+
+/// The outcome metrics of a set of scored trials (`Metrics.report`); JSON keys as `evaluate --json` writes them.
+public struct OutcomeMetrics: Codable, Equatable {
+    public var n: Int, positives: Int, threshold: Double
+    public var f1: MetricSummary, f1AtThreshold: MetricSummary, prAUC: MetricSummary, rocAUC: MetricSummary, accuracy: MetricSummary
+    enum CodingKeys: String, CodingKey {
+        case n, positives, threshold, f1, f1AtThreshold = "f1_at_threshold", prAUC = "pr_auc", rocAUC = "roc_auc", accuracy
+    }
+}
+
+/// What `evaluate --json` and `baseline --json` write: the metrics, the subset of trials with unseen disease
+/// combinations, and where they came from.
+public struct EvaluationReport: Encodable {
+    public var metrics: OutcomeMetrics
+    public var newDiseases: OutcomeMetrics?
+    public var data: String?, checkpoint: String?, method: String?
+    public var zeroShot: Bool?
+    public init(metrics: OutcomeMetrics, newDiseases: OutcomeMetrics? = nil, data: String? = nil, checkpoint: String? = nil,
+                method: String? = nil, zeroShot: Bool? = nil) {
+        self.metrics = metrics; self.newDiseases = newDiseases; self.data = data; self.checkpoint = checkpoint
+        self.method = method; self.zeroShot = zeroShot
+    }
+    enum CodingKeys: String, CodingKey { case newDiseases = "new_diseases", data, checkpoint, method, zeroShot = "zero_shot" }
+    /// The metrics' keys at the top level, beside the others.
+    public func encode(to encoder: Encoder) throws {
+        try metrics.encode(to: encoder)
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encodeIfPresent(newDiseases, forKey: .newDiseases); try c.encodeIfPresent(data, forKey: .data)
+        try c.encodeIfPresent(checkpoint, forKey: .checkpoint); try c.encodeIfPresent(method, forKey: .method)
+        try c.encodeIfPresent(zeroShot, forKey: .zeroShot)
     }
 
-    /// NaN is not JSON: written as null.
-    static func jsonNumber(_ v: Double) -> Any { v.isFinite ? v : NSNull() }
+    /// Pretty-printed JSON, keys sorted.
+    public func json() throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return try encoder.encode(self)
+    }
 }

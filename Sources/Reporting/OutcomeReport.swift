@@ -1,18 +1,22 @@
 import Foundation
 import Support
 
-public func printMetricsTable(_ r: [String: Any], log: (String) -> Void, title: String) {
-    func cell(_ d: [String: Any], _ k: String) -> String {
-        guard let m = d[k] as? [String: Any], let mean = m["mean"] as? Double, let std = m["std"] as? Double else { return "   n/a" }
-        return String(format: "%.4f +- %.4f", mean, std)
-    }
+/// "mean +- std" of a metric (n/a when undefined).
+func cell(_ m: MetricSummary, _ format: String) -> String {
+    guard let mean = m.mean, let std = m.std else { return "n/a" }
+    return String(format: format, mean, std)
+}
+
+/// The terminal table of an evaluation: all trials, and the new-disease subset when there is one.
+public func printMetricsTable(_ r: EvaluationReport, log: (String) -> Void, title: String) {
+    func c(_ m: MetricSummary) -> String { m.mean == nil ? "   n/a" : cell(m, "%.4f +- %.4f") }
     log(title)
     log("| subset | n | PR-AUC | ROC-AUC | F1 (0.5) | F1 (thr) | accuracy |")
     log("|---|---|---|---|---|---|---|")
-    var rows: [(String, [String: Any])] = [("all", r)]
-    if let nd = r["new_diseases"] as? [String: Any] { rows.append(("new diseases", nd)) }
+    var rows = [("all", r.metrics)]
+    if let nd = r.newDiseases { rows.append(("new diseases", nd)) }
     for (name, d) in rows {
-        log("| \(name) | \(d["n"] ?? 0) | \(cell(d, "pr_auc")) | \(cell(d, "roc_auc")) | \(cell(d, "f1")) | \(cell(d, "f1_at_threshold")) | \(cell(d, "accuracy")) |")
+        log("| \(name) | \(d.n) | \(c(d.prAUC)) | \(c(d.rocAUC)) | \(c(d.f1)) | \(c(d.f1AtThreshold)) | \(c(d.accuracy)) |")
     }
 }
 
@@ -46,18 +50,16 @@ let paperTable2: [Int: [(String, String, String, String)]] = [
         ("CLaDMoP", ".861 ± .014", ".860 ± .011", ".702 ± .018")],
 ]
 
-public func writeOutcomeReport(_ r: [String: Any], path: String, phase: Int?, data: String, checkpoint: String) throws {
-    func cell(_ d: [String: Any], _ k: String) -> String {
-        guard let m = d[k] as? [String: Any], let mean = m["mean"] as? Double, let std = m["std"] as? Double else { return "n/a" }
-        return String(format: "%.3f ± %.3f", mean, std)
-    }
+public func writeOutcomeReport(_ report: EvaluationReport, path: String, phase: Int?, data: String, checkpoint: String) throws {
+    let r = report.metrics
+    func c(_ m: MetricSummary) -> String { cell(m, "%.3f ± %.3f") }
     var md = "# Outcome prediction\(phase.map { ", phase \($0)" } ?? "")\n\n"
-    md += "Checkpoint `\(checkpoint)`, evaluated on `\(data)` (\(r["n"] ?? 0) trials, \(r["positives"] ?? 0) successful); "
+    md += "Checkpoint `\(checkpoint)`, evaluated on `\(data)` (\(r.n) trials, \(r.positives) successful); "
     md += "mean ± std over 10 resamples of 80 % of the rows. F1 at 0.5; F1 (thr) at the threshold chosen on validation.\n\n"
     md += "| Method | F1 | F1 (thr) | PR-AUC | ROC-AUC | ACC |\n|---|---|---|---|---|---|\n"
-    md += "| **this run** | \(cell(r, "f1")) | \(cell(r, "f1_at_threshold")) | \(cell(r, "pr_auc")) | \(cell(r, "roc_auc")) | \(cell(r, "accuracy")) |\n"
-    if let nd = r["new_diseases"] as? [String: Any] {
-        md += "| this run, new diseases (n = \(nd["n"] ?? 0)) | \(cell(nd, "f1")) | \(cell(nd, "f1_at_threshold")) | \(cell(nd, "pr_auc")) | \(cell(nd, "roc_auc")) | \(cell(nd, "accuracy")) |\n"
+    md += "| **this run** | \(c(r.f1)) | \(c(r.f1AtThreshold)) | \(c(r.prAUC)) | \(c(r.rocAUC)) | \(c(r.accuracy)) |\n"
+    if let nd = report.newDiseases {
+        md += "| this run, new diseases (n = \(nd.n)) | \(c(nd.f1)) | \(c(nd.f1AtThreshold)) | \(c(nd.prAUC)) | \(c(nd.rocAUC)) | \(c(nd.accuracy)) |\n"
     }
     if let phase, let rows = paperTable2[phase] {
         for (m, f1, pr, roc) in rows { md += "| \(m) (published, paper's Table 2) | \(f1) | | \(pr) | \(roc) | |\n" }

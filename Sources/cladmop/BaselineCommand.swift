@@ -24,11 +24,11 @@ struct Baseline: ParsableCommand {
             let model = LogisticBaseline(train: store.trials(of: train), store: store, hierarchy: hierarchy)
             let test = store.trials(of: data)
             let scores = model.predict(test)
-            var report = Metrics.report(scores, test.map(\.label), threshold: 0.5)
-            report["method"] = "logistic regression"
+            let report = EvaluationReport(metrics: Metrics.report(scores, test.map(\.label), threshold: 0.5), data: data,
+                                          method: "logistic regression")
             printMetricsTable(report, log: log, title: "logistic-regression baseline on \(data) (\(test.count) trials)")
             if let json {
-                let d = try JSONSerialization.data(withJSONObject: report, options: [.prettyPrinted, .sortedKeys])
+                let d = try report.json()
                 try writeFileAtomically(json) { try $0.write(contentsOf: d) }
             }
         }

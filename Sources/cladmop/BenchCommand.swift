@@ -44,16 +44,16 @@ struct Bench: ParsableCommand {
             if kernels {
                 let result = kernelBenchmark(comm: comm, seconds: seconds)
                 guard comm.isRoot else { return }
-                if json { print(jsonString(result)) } else { printKernelTable(result) }
+                if json { print(try jsonText(result)) } else { printKernelTable(result) }
                 return
             }
             if encoder {
                 let result = try encoderBenchmark(spec: try options.load(), csv: data, comm: comm, sentencesOut: comm.isRoot ? sentencesOut : nil)
                 guard comm.isRoot else { return }
-                if json { print(jsonString(result)); return }
+                if json { print(try jsonText(result)); return }
                 print(String(format: "encoder %@: %d distinct sentences (%d tokens) on %d rank(s), one BLAS thread each: %.1f sentences/s, %.0f tokens/s (%.1f s)",
-                             result["encoder"] as! String, result["sentences"] as! Int, result["tokens"] as! Int, comm.size,
-                             result["sentences_per_second"] as! Double, result["tokens_per_second"] as! Double, result["seconds"] as! Double))
+                             result.encoder, result.sentences, result.tokens, comm.size, result.sentencesPerSecond, result.tokensPerSecond,
+                             result.seconds))
                 return
             }
             let r = try runTrainingBenchmark(spec: try options.load(), comm: comm)
@@ -79,36 +79,31 @@ func padded(_ text: String, _ width: Int) -> String {
     return width > 0 ? fill + text : text + fill
 }
 
-func printKernelTable(_ r: [String: Any]) {
-    print("sgemm, one rank, \(r["blas_threads"]!) BLAS thread(s)")
+func printKernelTable(_ r: KernelBenchmarkResult) {
+    print("sgemm, one rank, \(r.blasThreads) BLAS thread(s)")
     print(padded("size", 8) + padded("best GFLOP/s", 15) + padded("median GFLOP/s", 17))
-    for row in r["sgemm"] as? [[String: Any]] ?? [] {
-        print(String(format: "%8d %14.1f %16.1f", row["size"] as! Int, row["gflops"] as! Double,
-                     row["median_gflops"] as! Double))
-    }
+    for row in r.sgemm ?? [] { print(String(format: "%8d %14.1f %16.1f", row.size, row.gflops, row.medianGflops)) }
     print("\nthe model's GEMMs (one rank's rows of a step; per layer)")
     print(padded("gemm", -22) + padded("m", 7) + padded("n", 7) + padded("k", 7) + padded("count", 6) + padded("best GFLOP/s", 15)
           + padded("median GFLOP/s", 17))
-    for row in r["sgemm_model_shapes"] as? [[String: Any]] ?? [] {
-        print(padded(row["gemm"] as! String, -22) + String(format: " %6d %6d %6d %5d %14.1f %16.1f", row["m"] as! Int, row["n"] as! Int,
-                     row["k"] as! Int, row["per_layer"] as! Int, row["gflops"] as! Double, row["median_gflops"] as! Double))
+    for row in r.modelShapes ?? [] {
+        print(padded(row.gemm, -22) + String(format: " %6d %6d %6d %5d %14.1f %16.1f", row.m, row.n, row.k, row.perLayer, row.gflops,
+                                             row.medianGflops))
     }
-    print(padded("a layer's mix (FLOP-weighted)", -48) + String(format: " %14.1f %16.1f",
-                 r["sgemm_model_mix_gflops"] as! Double, r["sgemm_model_mix_median_gflops"] as! Double))
-    if let a = r["attention"] as? [String: Any] {
+    if let mix = r.modelMixGflops, let median = r.modelMixMedianGflops {
+        print(padded("a layer's mix (FLOP-weighted)", -48) + String(format: " %14.1f %16.1f", mix, median))
+    }
+    if let a = r.attention {
         print(String(format: "\nattention core, %d trials x %d queries x %d keys, %d heads of %d: forward %.2f ms (median %.2f, %.1f GFLOP/s), backward %.2f ms (median %.2f, %.1f GFLOP/s)",
-                     a["trials"] as! Int, a["queries"] as! Int, a["keys"] as! Int, a["heads"] as! Int, a["head_dim"] as! Int,
-                     a["forward_ms"] as! Double, a["forward_median_ms"] as! Double, a["forward_gflops"] as! Double,
-                     a["backward_ms"] as! Double, a["backward_median_ms"] as! Double, a["backward_gflops"] as! Double))
+                     a.trials, a.queries, a.keys, a.heads, a.headDim, a.forwardMs, a.forwardMedianMs, a.forwardGflops,
+                     a.backwardMs, a.backwardMedianMs, a.backwardGflops))
     }
-    guard (r["world_size"] as! Int) > 1 else { print("\n(collectives: run under mpirun -np 2 or more)"); return }
-    print("\ncollectives, \(r["world_size"]!) rank(s) (\(r["transport"]!)), bandwidth = buffer bytes / time")
+    guard r.worldSize > 1 else { print("\n(collectives: run under mpirun -np 2 or more)"); return }
+    print("\ncollectives, \(r.worldSize) rank(s) (\(r.transport)), bandwidth = buffer bytes / time")
     print(padded("floats", 10) + padded("allreduce ms", 15) + padded("allreduce GB/s", 15) + padded("allgather ms", 15)
           + padded("allgather GB/s", 15))
-    for row in r["collectives"] as? [[String: Any]] ?? [] {
-        print(String(format: "%10d %14.3f %14.2f %14.3f %14.2f", row["floats"] as! Int,
-                     row["allreduce_ms"] as! Double, row["allreduce_gbytes_per_s"] as! Double,
-                     row["allgather_ms"] as! Double, row["allgather_gbytes_per_s"] as! Double))
+    for row in r.collectives {
+        print(String(format: "%10d %14.3f %14.2f %14.3f %14.2f", row.floats, row.allreduceMs, row.allreduceGbytesPerS, row.allgatherMs,
+                     row.allgatherGbytesPerS))
     }
 }
-

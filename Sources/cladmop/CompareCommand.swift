@@ -18,15 +18,12 @@ struct Compare: ParsableCommand {
             for e in evals {
                 guard let eq = e.firstIndex(of: "=") else { throw InputError("--eval \(e): expected LABEL=FILE.json") }
                 let label = String(e[..<eq]), file = String(e[e.index(after: eq)...])
-                guard let d = FileManager.default.contents(atPath: file),
-                      let r = (try? JSONSerialization.jsonObject(with: d)) as? [String: Any] else {
-                    throw InputError(file: file, "not an evaluation JSON (cladmop evaluate --json)")
-                }
-                func cell(_ k: String) -> String {
-                    guard let m = r[k] as? [String: Any], let mean = m["mean"] as? Double, let std = m["std"] as? Double else { return "n/a" }
-                    return String(format: "%.3f ± %.3f", mean, std)
-                }
-                md += "| \(label) | \(r["n"] ?? "") | \(cell("f1")) | \(cell("pr_auc")) | \(cell("roc_auc")) | \(cell("accuracy")) |\n"
+                let r: OutcomeMetrics
+                do { r = try JSONDecoder().decode(OutcomeMetrics.self, from: try readRegularFile(file, what: "evaluation JSON", limit: 64 << 20)) }
+                catch let e as InputError { throw e }
+                catch { throw InputError(file: file, "not an evaluation JSON (cladmop evaluate --json): \(describeDecodingError(error))") }
+                func c(_ m: MetricSummary) -> String { m.mean.flatMap { mean in m.std.map { String(format: "%.3f ± %.3f", mean, $0) } } ?? "n/a" }
+                md += "| \(label) | \(r.n) | \(c(r.f1)) | \(c(r.prAUC)) | \(c(r.rocAUC)) | \(c(r.accuracy)) |\n"
             }
             guard comm.isRoot else { return }
             print(md, terminator: "")

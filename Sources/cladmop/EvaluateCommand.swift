@@ -25,21 +25,19 @@ struct Evaluate: ParsableCommand {
             guard comm.isRoot else { return }
             let (trials, scores, threshold, trainingSets) = (scored.trials, scored.scores, scored.threshold, scored.trainingDiseaseSets)
             let labels = trials.map(\.label)
-            var report = Metrics.report(scores, labels, threshold: threshold)
-            report["data"] = data
-            report["checkpoint"] = checkpoint
+            var report = EvaluationReport(metrics: Metrics.report(scores, labels, threshold: threshold), data: data, checkpoint: checkpoint)
             if let sets = trainingSets {
                 let known = Set(sets)
                 let idx = trials.indices.filter { !known.contains(diseaseSet(trials[$0])) }
-                report["new_diseases"] = Metrics.report(idx.map { scores[$0] }, idx.map { labels[$0] }, threshold: threshold)
+                report.newDiseases = Metrics.report(idx.map { scores[$0] }, idx.map { labels[$0] }, threshold: threshold)
             } else {
-                report["zero_shot"] = true
+                report.zeroShot = true
             }
             printMetricsTable(report, log: log, title: "\(data) (\(trials.count) trials)")
             if let plots { try writeCurves(scores: scores, labels: labels, dir: plots) }
             if let reportPath = self.report { try writeOutcomeReport(report, path: reportPath, phase: phase, data: data, checkpoint: checkpoint) }
             if let json {
-                let d = try JSONSerialization.data(withJSONObject: report, options: [.prettyPrinted, .sortedKeys])
+                let d = try report.json()
                 try writeFileAtomically(json) { try $0.write(contentsOf: d) }
             }
         }

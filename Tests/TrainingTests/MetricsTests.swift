@@ -35,13 +35,14 @@ final class MetricsTests: XCTestCase {
     func testBootstrapReportShape() {
         let s = (0..<50).map { Double($0) / 50 }, y = (0..<50).map { $0 % 3 == 0 ? 1 : 0 }
         let r = Metrics.report(s, y, threshold: 0.5)
-        XCTAssertEqual(r["n"] as? Int, 50)
-        for key in ["f1", "pr_auc", "roc_auc", "accuracy"] {
-            let m = r[key] as! [String: Any]
-            XCTAssertNotNil(m["mean"] as? Double, key); XCTAssertNotNil(m["std"] as? Double, key)
-        }
+        XCTAssertEqual(r.n, 50)
+        for m in [r.f1, r.prAUC, r.rocAUC, r.accuracy] { XCTAssertNotNil(m.mean); XCTAssertNotNil(m.std) }
         // Deterministic for a given seed.
-        XCTAssertEqual((Metrics.report(s, y, threshold: 0.5)["roc_auc"] as! [String: Any])["mean"] as? Double,
-                       (r["roc_auc"] as! [String: Any])["mean"] as? Double)
+        XCTAssertEqual(Metrics.report(s, y, threshold: 0.5).rocAUC, r.rocAUC)
+        // JSON keys as evaluate --json writes them; an undefined metric (one class) is null, not a crash.
+        let one = Metrics.report([0.2, 0.7], [1, 1], threshold: 0.5)
+        let json = try! JSONSerialization.jsonObject(with: EvaluationReport(metrics: one, data: "x.csv").json()) as! [String: Any]
+        XCTAssertEqual(Set(json.keys), ["n", "positives", "threshold", "f1", "f1_at_threshold", "pr_auc", "roc_auc", "accuracy", "data"])
+        XCTAssertTrue((json["roc_auc"] as! [String: Any])["mean"] is NSNull)
     }
 }

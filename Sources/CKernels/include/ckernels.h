@@ -47,3 +47,6 @@ void ck_layernorm_apply(const float *x, float *y, const float *gamma, const floa
 // dgamma is NULL (frozen).
 void ck_layernorm_backward(const float *x, const float *dy, const float *gamma, const float *mean, const float *rstd,
                            float *dx, float *dgamma, float *dbeta, size_t rows, size_t dim, float *work);
+
+// sum_i x_i^2, accumulated in double (gradient norms).
+double ck_sum_squares(const float *x, size_t n);

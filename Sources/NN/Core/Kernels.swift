@@ -46,6 +46,9 @@ func adamUpdate(_ p: FloatPtr, _ g: ConstFloatPtr, _ m: FloatPtr, _ v: FloatPtr,
     ck_adam_update(p, g, m, v, count, learningRate, beta1, beta2, eps, bias1, bias2, weightDecay, decoupled ? 1 : 0)
 }
 
+/// sum_i x_i^2 over `count` floats, in double.
+func sumOfSquares(_ x: ConstFloatPtr, count: Int) -> Double { ck_sum_squares(x, count) }
+
 /// LayerNorm rows of `dim`: mean and rstd = 1 / sqrt(var + eps) per row into `mean`, `rstd`;
 /// y = (x - mean) rstd gamma + beta.
 func layerNormForward(_ x: ConstFloatPtr, _ y: FloatPtr, gamma: ConstFloatPtr, beta: ConstFloatPtr, mean: FloatPtr, rstd: FloatPtr,

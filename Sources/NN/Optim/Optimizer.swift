@@ -62,10 +62,7 @@ public final class Optimizer {
 @discardableResult
 public func clipGradientNorm(_ params: ParameterArena, maxNorm: Float) -> Float {
     var ss = 0.0
-    for e in params.entries where !params.groups[e.group].frozen {
-        let g = params.grads + e.offset
-        for i in 0..<e.count { ss += Double(g[i]) * Double(g[i]) }
-    }
+    for e in params.entries where !params.groups[e.group].frozen { ss += sumOfSquares(params.grads + e.offset, count: e.count) }
     let norm = Float(ss.squareRoot())
     if maxNorm > 0 && norm > maxNorm {
         let c = maxNorm / (norm + 1e-6)

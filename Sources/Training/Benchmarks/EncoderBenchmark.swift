@@ -8,7 +8,17 @@ import TrialData
 
 /// Encodes the distinct criterion sentences of `csv` with the configured encoder; ranks take batches
 /// round-robin (as featurize does). Model loading is not timed.
-public func encoderBenchmark(spec: RunSpec, csv: String, comm: Communicator, sentencesOut: String?) throws -> [String: Any] {
+/// What `cladmop bench --encoder` measured (JSON keys as written by `--json`).
+public struct EncoderBenchmarkResult: Codable {
+    public var encoder: String, sentences: Int, tokens: Int, worldSize: Int, seconds: Double
+    public var sentencesPerSecond: Double, tokensPerSecond: Double
+    enum CodingKeys: String, CodingKey {
+        case encoder, sentences, tokens, worldSize = "world_size", seconds, sentencesPerSecond = "sentences_per_second"
+        case tokensPerSecond = "tokens_per_second"
+    }
+}
+
+public func encoderBenchmark(spec: RunSpec, csv: String, comm: Communicator, sentencesOut: String?) throws -> EncoderBenchmarkResult {
     let (trials, _) = try readTrials(paths: [csv])
     var seen = Set<String>(), texts: [String] = []
     for t in trials { for c in splitCriteria(t.criteria) where !seen.contains(c.text) { seen.insert(c.text); texts.append(c.text) } }
@@ -26,6 +36,6 @@ public func encoderBenchmark(spec: RunSpec, csv: String, comm: Communicator, sen
     comm.barrier()
     let seconds = monotonicSeconds() - t0
     let tokenCount = tokens.reduce(0) { $0 + $1.count }
-    return ["encoder": enc.identity, "sentences": texts.count, "tokens": tokenCount, "world_size": comm.size, "seconds": seconds,
-            "sentences_per_second": Double(texts.count) / seconds, "tokens_per_second": Double(tokenCount) / seconds]
+    return EncoderBenchmarkResult(encoder: enc.identity, sentences: texts.count, tokens: tokenCount, worldSize: comm.size, seconds: seconds,
+                                  sentencesPerSecond: Double(texts.count) / seconds, tokensPerSecond: Double(tokenCount) / seconds)
 }

@@ -3,6 +3,62 @@ import Foundation
 import NN
 import Support
 
+/// What `cladmop bench --kernels` measured (JSON keys as written by `--json`).
+public struct KernelBenchmarkResult: Encodable {
+    public struct SgemmRate: Codable {
+        public var size: Int, gflops: Double, medianGflops: Double, calls: Int
+        enum CodingKeys: String, CodingKey { case size, gflops, medianGflops = "median_gflops", calls }
+    }
+    public struct ShapeRate: Codable {
+        public var gemm: String, m: Int, n: Int, k: Int, perLayer: Int, gflops: Double, medianGflops: Double
+        enum CodingKeys: String, CodingKey { case gemm, m, n, k, perLayer = "per_layer", gflops, medianGflops = "median_gflops" }
+    }
+    public struct AttentionRate: Codable {
+        public var trials, queries, keys, heads, headDim: Int
+        public var forwardMs, forwardMedianMs, backwardMs, backwardMedianMs, forwardGflops, backwardGflops: Double
+        enum CodingKeys: String, CodingKey {
+            case trials, queries, keys, heads, headDim = "head_dim", forwardMs = "forward_ms", forwardMedianMs = "forward_median_ms"
+            case backwardMs = "backward_ms", backwardMedianMs = "backward_median_ms", forwardGflops = "forward_gflops"
+            case backwardGflops = "backward_gflops"
+        }
+    }
+    public struct CollectiveRate: Codable {
+        public var floats: Int, allreduceMs, allreduceGbytesPerS, allgatherMs, allgatherGbytesPerS: Double
+        enum CodingKeys: String, CodingKey {
+            case floats, allreduceMs = "allreduce_ms", allreduceGbytesPerS = "allreduce_gbytes_per_s", allgatherMs = "allgather_ms"
+            case allgatherGbytesPerS = "allgather_gbytes_per_s"
+        }
+    }
+    public var worldSize: Int, blasThreads: Int, transport: String
+    /// Rank 0's kernels (nil on other ranks).
+    public var sgemm: [SgemmRate]?, modelShapes: [ShapeRate]?, modelMixGflops: Double?, modelMixMedianGflops: Double?
+    public var attention: AttentionRate?
+    public var collectives: [CollectiveRate] = []
+
+    struct Key: CodingKey {
+        var stringValue: String; var intValue: Int? { nil }
+        init(_ s: String) { stringValue = s }
+        init?(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
+    /// Flat keys `sgemm_N_gflops` / `sgemm_N_median_gflops` per square size besides the `sgemm` table.
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: Key.self)
+        try c.encode(worldSize, forKey: Key("world_size")); try c.encode(blasThreads, forKey: Key("blas_threads"))
+        try c.encode(transport, forKey: Key("transport")); try c.encode(collectives, forKey: Key("collectives"))
+        if let sgemm {
+            try c.encode(sgemm, forKey: Key("sgemm"))
+            for r in sgemm {
+                try c.encode(r.gflops, forKey: Key("sgemm_\(r.size)_gflops")); try c.encode(r.medianGflops, forKey: Key("sgemm_\(r.size)_median_gflops"))
+            }
+        }
+        try c.encodeIfPresent(modelShapes, forKey: Key("sgemm_model_shapes"))
+        try c.encodeIfPresent(modelMixGflops, forKey: Key("sgemm_model_mix_gflops"))
+        try c.encodeIfPresent(modelMixMedianGflops, forKey: Key("sgemm_model_mix_median_gflops"))
+        try c.encodeIfPresent(attention, forKey: Key("attention"))
+    }
+}
+
 /// Best and median GFLOP/s of C = op(A) op(B) over about `seconds` of calls timed one by one: the best call
 /// is the kernel's peak, the median its typical rate (this VM's cores are shared, so single calls are
 /// sometimes slowed by neighbours).
@@ -40,7 +96,7 @@ public let modelGEMMs: [(name: String, transA: Bool, transB: Bool, m: Int, n: In
 /// centroid queries and 176 keys (128 molecule tokens, 16 codes, 32 sentences), 8 heads of 16. Best and
 /// median ms of forward and of backward, and GFLOP/s counting 4 lq lk d FLOPs forward (Q K^T and P V) and
 /// 8 lq lk d backward per trial (backward also recomputes P and P V, which is not counted).
-public func attentionCoreRate(seconds: Double) -> [String: Any] {
+public func attentionCoreRate(seconds: Double) -> KernelBenchmarkResult.AttentionRate {
     let trials = 32, lq = 100, lk = 176, heads = 8, headDim = 16, d = heads * headDim
     let queries = SequenceLayout(batch: trials, length: lq), keys = SequenceLayout(batch: trials, length: lk)
     let arena = ActivationArena()
@@ -66,40 +122,38 @@ public func attentionCoreRate(seconds: Double) -> [String: Any] {
     } while monotonicSeconds() - t0 < seconds || forward.count < 3
     forward.sort(); backward.sort()
     let flop = Double(4 * trials * lq * lk * d)
-    return ["trials": trials, "queries": lq, "keys": lk, "heads": heads, "head_dim": headDim,
-            "forward_ms": forward[0] * 1e3, "forward_median_ms": forward[forward.count / 2] * 1e3,
-            "backward_ms": backward[0] * 1e3, "backward_median_ms": backward[backward.count / 2] * 1e3,
-            "forward_gflops": flop / forward[0] / 1e9, "backward_gflops": 2 * flop / backward[0] / 1e9]
+    return .init(trials: trials, queries: lq, keys: lk, heads: heads, headDim: headDim, forwardMs: forward[0] * 1e3,
+                 forwardMedianMs: forward[forward.count / 2] * 1e3, backwardMs: backward[0] * 1e3,
+                 backwardMedianMs: backward[backward.count / 2] * 1e3, forwardGflops: flop / forward[0] / 1e9,
+                 backwardGflops: 2 * flop / backward[0] / 1e9)
 }
 
 /// sgemm GFLOP/s for square sizes and for the model's own GEMM shapes on rank 0 (other ranks idle at a
 /// barrier, so a lone core is measured), then all-reduce and all-gatherv bandwidth across all ranks.
-public func kernelBenchmark(comm: Communicator, seconds: Double) -> [String: Any] {
-    var result: [String: Any] = ["world_size": comm.size, "blas_threads": blasThreadCount()]
+public func kernelBenchmark(comm: Communicator, seconds: Double) -> KernelBenchmarkResult {
+    var result = KernelBenchmarkResult(worldSize: comm.size, blasThreads: blasThreadCount(), transport: comm.name)
     if comm.isRoot {
-        var rows: [[String: Any]] = []
+        var rows: [KernelBenchmarkResult.SgemmRate] = []
         for n in [128, 256, 512, 1024, 2048] {
             let r = sgemmRate(m: n, n: n, k: n, seconds: seconds)
-            result["sgemm_\(n)_gflops"] = r.best
-            result["sgemm_\(n)_median_gflops"] = r.median
-            rows.append(["size": n, "gflops": r.best, "median_gflops": r.median, "calls": r.calls])
+            rows.append(.init(size: n, gflops: r.best, medianGflops: r.median, calls: r.calls))
         }
-        result["sgemm"] = rows
+        result.sgemm = rows
         // The model's shapes; their mix weights each by its FLOPs in a layer (total FLOPs / total time).
-        var shapes: [[String: Any]] = [], flops = 0.0, bestTime = 0.0, medianTime = 0.0
+        var shapes: [KernelBenchmarkResult.ShapeRate] = [], flops = 0.0, bestTime = 0.0, medianTime = 0.0
         for g in modelGEMMs {
             let r = sgemmRate(transA: g.transA, transB: g.transB, m: g.m, n: g.n, k: g.k, seconds: seconds / 2)
             let f = 2 * Double(g.m * g.n * g.k * g.perLayer)
             flops += f; bestTime += f / r.best; medianTime += f / r.median
-            shapes.append(["gemm": g.name, "m": g.m, "n": g.n, "k": g.k, "per_layer": g.perLayer, "gflops": r.best, "median_gflops": r.median])
+            shapes.append(.init(gemm: g.name, m: g.m, n: g.n, k: g.k, perLayer: g.perLayer, gflops: r.best, medianGflops: r.median))
         }
-        result["sgemm_model_shapes"] = shapes
-        result["sgemm_model_mix_gflops"] = flops / bestTime
-        result["sgemm_model_mix_median_gflops"] = flops / medianTime
-        result["attention"] = attentionCoreRate(seconds: seconds)
+        result.modelShapes = shapes
+        result.modelMixGflops = flops / bestTime
+        result.modelMixMedianGflops = flops / medianTime
+        result.attention = attentionCoreRate(seconds: seconds)
     }
     comm.barrier()
-    var comms: [[String: Any]] = []
+    var comms: [KernelBenchmarkResult.CollectiveRate] = []
     // Collectives only mean something across ranks (run under mpirun -np 2 or more).
     for floats in [1 << 12, 1 << 16, 1 << 20, 1 << 22] where comm.size > 1 {
         // [0, floats): all-reduce buffer and all-gather send block; [floats, 2 floats): all-gather output.
@@ -128,12 +182,10 @@ public func kernelBenchmark(comm: Communicator, seconds: Double) -> [String: Any
         let gatherSec = (monotonicSeconds() - t0) / Double(reps)
         // Algorithm bandwidth: bytes of the buffer / time.
         let bytes = Double(floats * 4)
-        comms.append(["floats": floats,
-                      "allreduce_ms": reduceSec * 1e3, "allreduce_gbytes_per_s": bytes / reduceSec / 1e9,
-                      "allgather_ms": gatherSec * 1e3, "allgather_gbytes_per_s": bytes / gatherSec / 1e9])
+        comms.append(.init(floats: floats, allreduceMs: reduceSec * 1e3, allreduceGbytesPerS: bytes / reduceSec / 1e9,
+                           allgatherMs: gatherSec * 1e3, allgatherGbytesPerS: bytes / gatherSec / 1e9))
         buf.deallocate()
     }
-    result["collectives"] = comms
-    result["transport"] = comm.name
+    result.collectives = comms
     return result
 }

@@ -1,0 +1,45 @@
+import Support
+import ArgumentParser
+import Communication
+import Config
+import TrialData
+import Foundation
+import NN
+import TextEncoder
+
+struct ShowConfig: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "config",
+        abstract: "Print the resolved configuration (YAML), or with --markdown the reference of every key.")
+
+    @Flag(help: "Print docs/configuration.md's table of every key.")
+    var markdown = false
+
+    @Option(help: ArgumentHelp("Print only the resolved value of this key (for scripts).", valueName: "section.key"))
+    var get: String?
+
+    @OptionGroup var options: ConfigOptions
+
+    func run() throws {
+        runJob { _ in
+            if markdown { print(configurationMarkdown(), terminator: ""); return }
+            let (config, _) = try options.resolve()
+            if let key = get {
+                guard let value = config.values[key] else {
+                    throw InputError("--get \(key): unknown key (see docs/configuration.md)")
+                }
+                print(value)
+            } else {
+                print(config.yaml, terminator: "")
+            }
+        }
+    }
+}
+
+/// The key reference of docs/configuration.md, generated from the schema.
+func configurationMarkdown() -> String {
+    var out = "| key | type / allowed | default | meaning |\n|---|---|---|---|\n"
+    for k in ConfigSchema.keys {
+        out += "| `\(k.path)` | \(k.kind.expectedText) | `\(k.defaultValue)` | \(k.doc) |\n"
+    }
+    return out
+}

@@ -1,0 +1,50 @@
+import Support
+import ArgumentParser
+import Communication
+import Config
+import TrialData
+import Foundation
+import NN
+import TextEncoder
+
+struct Encode: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Embed text lines with the frozen encoder: one JSON object per line with coarse, medium, fine vectors.")
+
+    @Option(help: "Text file, one text per line.")
+    var input: String
+
+    @Option(help: "JSON-lines output: {\"text\", \"coarse\", \"medium\", \"fine\"} per input line.")
+    var output: String
+
+    @Option(help: "Encoder folder (config.json, vocab.txt, model.safetensors).")
+    var modelDir: String = "models/all-MiniLM-L6-v2"
+
+    @Option(help: "Maximum WordPiece tokens per text, [CLS] and [SEP] included.")
+    var maxTokens: Int = 256
+
+    func run() throws {
+        runJob { comm in
+            guard let text = try? String(contentsOfFile: input, encoding: .utf8) else {
+                throw InputError(file: input, "cannot read (missing, unreadable or not UTF-8)")
+            }
+            var lines = text.components(separatedBy: "\n")
+            if lines.last == "" { lines.removeLast() }
+            lines = lines.map { $0.hasSuffix("\r") ? String($0.dropLast()) : $0 }
+            let encoder = try BertEncoder(modelDir: modelDir, maxLength: maxTokens)
+            let d = encoder.hidden
+            let out = FloatPtr.allocate(capacity: max(lines.count * 3 * d, 1))
+            defer { out.deallocate() }
+            encoder.encode(texts: lines, into: out)
+            guard comm.isRoot else { return }
+            try writeFileAtomically(output) { h in
+                for (i, line) in lines.enumerated() {
+                    func vec(_ level: Int) -> [Double] { (0..<d).map { Double(out[(i * 3 + level) * d + $0]) } }
+                    let obj: [String: Any] = ["text": line, "coarse": vec(0), "medium": vec(1), "fine": vec(2)]
+                    try h.write(contentsOf: JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]))
+                    try h.write(contentsOf: Data("\n".utf8))
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,54 @@
+import Support
+import ArgumentParser
+import Communication
+import Config
+import TrialData
+import Foundation
+import NN
+import TextEncoder
+
+struct Featurize: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Featurize TOP CSV files into a feature store (runs under mpirun: ranks encode disjoint shards).")
+
+    @Option(name: .customLong("data"), help: "TOP-format CSV file (repeatable; default: config data.files).")
+    var data: [String] = []
+
+    @Option(help: "Feature store to write (default: config data.feature_store).")
+    var output: String?
+
+    @Flag(help: "Do nothing when the store exists and was built from the same files with the same encoder.")
+    var skipIfCurrent = false
+
+    @OptionGroup var options: ConfigOptions
+
+    func run() throws {
+        runJob { comm in
+            let spec = try options.load()
+            let paths = data.isEmpty ? spec.data.files : data
+            let output = output ?? spec.data.featureStore
+            if skipIfCurrent, FileManager.default.fileExists(atPath: output) {
+                let expected = try currentStoreIdentity(paths: paths, encoderIdentity: try BertEncoder.identity(modelDir: spec.encoder.modelDir),
+                                                        maxTokens: spec.encoder.maxTokens)
+                if (try? FeatureStore(path: output, expected: expected)) != nil {
+                    if comm.isRoot { log("featurize: \(output) is up to date") }
+                    return
+                }
+                if comm.isRoot { log("featurize: \(output) is stale or damaged; rebuilding") }
+            }
+            let hierarchy = try ICD10Hierarchy(path: spec.data.icdHierarchy)
+            let makeEncoder = { try BertEncoder(modelDir: spec.encoder.modelDir, maxLength: spec.encoder.maxTokens) }
+            let report = try TrialData.featurize(comm: comm, paths: paths, output: output, makeEncoder: makeEncoder, hierarchy: hierarchy,
+                                            skipBadRows: spec.data.skipBadRows, batchTokens: spec.encoder.batchTokens,
+                                            log: { if comm.isRoot { log($0) } })
+            guard comm.isRoot else { return }
+            for (file, n) in report.rowsPerFile.sorted(by: { $0.key < $1.key }) { log("  \(file): \(n) rows") }
+            if !report.skipped.isEmpty {
+                log("  skipped \(report.skipped.count) malformed row(s) (data.skip_bad_rows):")
+                for s in report.skipped { log("    \(s)") }
+            }
+            log(String(format: "featurize: wrote %@ (%d rows, %d distinct sentences, %d tokens) in %.1f s",
+                       output, report.rows, report.uniqueSentences, report.tokens, report.seconds))
+        }
+    }
+}

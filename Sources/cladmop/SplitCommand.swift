@@ -1,0 +1,47 @@
+import Support
+import ArgumentParser
+import Communication
+import Config
+import TrialData
+import Foundation
+import NN
+import TextEncoder
+
+struct Split: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Split a TOP CSV by NCT-id order: the earliest FRACTION of the rows to --train, the rest to --valid.")
+
+    @Option(help: "TOP-format CSV.") var data: String
+    @Option(help: "Share of rows (earliest NCT ids) for the training file.") var fraction: Double = 0.8
+    @Option(help: "Output training CSV.") var train: String
+    @Option(help: "Output validation CSV.") var valid: String
+
+    func validate() throws {
+        guard fraction > 0 && fraction < 1 else { throw ValidationError("--fraction must be in (0, 1)") }
+    }
+
+    func run() throws {
+        runJob { _ in
+            let records = try readCSV(path: data)
+            guard let header = records.first, let id = header.fields.firstIndex(of: "nctid") else {
+                throw InputError(file: data, line: 1, "header lacks the nctid column")
+            }
+            let rows = records.dropFirst().sorted { ($0.fields[safe: id] ?? "") < ($1.fields[safe: id] ?? "") }
+            let cut = Int((Double(rows.count) * fraction).rounded())
+            func csv(_ r: [CSVRecord]) -> Data {
+                let lines = ([header] + r).map { $0.fields.map(csvQuote).joined(separator: ",") }
+                return Data((lines.joined(separator: "\n") + "\n").utf8)
+            }
+            try writeFileAtomically(train) { try $0.write(contentsOf: csv(Array(rows.prefix(cut)))) }
+            try writeFileAtomically(valid) { try $0.write(contentsOf: csv(Array(rows.dropFirst(cut)))) }
+            log("split: \(cut) rows -> \(train), \(rows.count - cut) rows -> \(valid)")
+        }
+    }
+}
+
+/// RFC 4180 quoting when a field needs it.
+func csvQuote(_ f: String) -> String {
+    f.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) ? "\"" + f.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : f
+}
+
+extension Array { subscript(safe i: Int) -> Element? { indices.contains(i) ? self[i] : nil } }

@@ -1,0 +1,38 @@
+import Support
+import ArgumentParser
+import Communication
+import Config
+import TrialData
+import Foundation
+import NN
+import TextEncoder
+
+struct Synth: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write a synthetic SCT feature store with planted pair structure (for tests and batch-size studies).")
+
+    @Option(help: "Number of trials.") var trials: Int = 1000
+    @Option(help: "Width of the synthetic sentence vectors.") var dim: Int = 64
+    @Option(help: "Noise added to each sentence vector (larger: harder pairing).") var noise: Double = 0.5
+    @Option(help: "Random seed.") var seed: Int = 1
+    @Option(help: "Feature store to write.") var output: String
+    @OptionGroup var options: ConfigOptions
+
+    func validate() throws {
+        guard trials >= 2 else { throw ValidationError("--trials must be >= 2") }
+        guard (1...4096).contains(dim) else { throw ValidationError("--dim must be in 1...4096") }
+        guard noise >= 0 else { throw ValidationError("--noise must be >= 0") }
+    }
+
+    func run() throws {
+        runJob { comm in
+            let spec = try options.load()
+            if comm.isRoot {
+                let hierarchy = try ICD10Hierarchy(path: spec.data.icdHierarchy)
+                try writeSyntheticStore(path: output, trials: trials, dim: dim, hierarchy: hierarchy, seed: UInt64(seed), noise: Float(noise))
+                log("synth: wrote \(output) (\(trials) trials, dim \(dim), noise \(noise))")
+            }
+            comm.barrier()
+        }
+    }
+}

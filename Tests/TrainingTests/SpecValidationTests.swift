@@ -1,0 +1,118 @@
+import Config
+import Foundation
+import Support
+import TestSupport
+import Training
+import XCTest
+
+/// Typed specifications: every relation between keys is checked once, whether the values come from YAML and
+/// --set or from a checkpoint's metadata; errors name the key and exit with status 2.
+final class SpecValidationTests: XCTestCase {
+    static let work = NSTemporaryDirectory() + "cladmop-spec-\(getpid())"
+    static let hierarchy = "\(repositoryRoot)/data/icd10/icd10cm_2025_hierarchy.tsv"
+    static var checkpoint: String { work + "/run/checkpoints/step-00000002.json" }
+    static var setupError: String?
+
+    /// A 2-step smoke pretraining on a synthetic store, one rank: a real checkpoint to edit.
+    override class func setUp() {
+        try? FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+        do {
+            let store = work + "/synthetic.store"
+            let s = try runProduct("cladmop", ["synth", "--trials", "60", "--dim", "12", "--output", store, "--set", "data.icd_hierarchy=\(hierarchy)"])
+            guard s.status == 0 else { setupError = s.output; return }
+            let p = try runProduct("cladmop", ["pretrain", "--config", repositoryRoot + "/configs/smoke.yaml", "--run-dir", work + "/run",
+                                               "--set", "data.synthetic=true", "--set", "data.feature_store=\(store)",
+                                               "--set", "data.icd_hierarchy=\(hierarchy)", "--set", "train.max_steps=2"])
+            if p.status != 0 { setupError = p.output }
+        } catch { setupError = "\(error)" }
+    }
+
+    override class func tearDown() { try? FileManager.default.removeItem(atPath: work) }
+
+    func cladmop(_ args: [String]) throws -> (status: Int32, output: String) { try runProduct("cladmop", args) }
+
+    func testRelationsBetweenKeysAreCheckedForEveryCommand() throws {
+        let cases: [([String], [String], String)] = [
+            (["bench", "--config", repositoryRoot + "/configs/bench.yaml"], ["model.dim=10", "model.heads=3"],
+             "model.heads = 3 is invalid (expected a divisor of model.dim = 10)"),
+            (["config"], ["model.grouping_layers=4", "model.centroids=4"], "model.centroids = 4 is invalid"),
+            (["config"], ["optimizer.eps=0"], "optimizer.eps = 0.0 is invalid"),
+            (["config"], ["encoder.max_tokens=512", "encoder.batch_tokens=256"], "encoder.batch_tokens = 256 is invalid"),
+            (["config"], ["data.exclude_file=\"\""], ""),   // the empty string is allowed: no exclusion list
+        ]
+        for (command, sets, expected) in cases {
+            let r = try cladmop(command + sets.flatMap { ["--set", $0] })
+            if expected.isEmpty { XCTAssertEqual(r.status, 0, r.output); continue }
+            XCTAssertEqual(r.status, 2, "\(sets): \(r.output)")
+            XCTAssertTrue(r.output.contains(expected), "\(sets): expected '\(expected)' in \(r.output)")
+        }
+    }
+
+    /// Copies the smoke checkpoint into a folder of its own with its metadata edited by `edit`.
+    func editedCheckpoint(_ name: String, _ edit: (inout [String: Any]) -> Void) throws -> String {
+        let dir = Self.work + "/" + name
+        try? FileManager.default.removeItem(atPath: dir)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        var meta = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: Self.checkpoint))) as? [String: Any])
+        let tensors = meta["tensorsFile"] as! String
+        try FileManager.default.copyItem(atPath: Self.work + "/run/checkpoints/" + tensors, toPath: dir + "/" + tensors)
+        edit(&meta)
+        let path = dir + "/step-00000002.json"
+        try JSONSerialization.data(withJSONObject: meta).write(to: URL(fileURLWithPath: path))
+        return path
+    }
+
+    func testCheckpointMetadataIsValidatedLikeAConfiguration() throws {
+        if let e = Self.setupError { XCTFail("setup: \(e)"); return }
+        // The checkpoint as written loads.
+        let (meta, _) = try Checkpoints.load(jsonPath: Self.checkpoint)
+        XCTAssertEqual(meta.spec.train.maxSteps, 2)
+        XCTAssertEqual(meta.kind, .pretrain)
+        func nested(_ m: inout [String: Any], _ section: String, _ key: String, _ value: Any) {
+            var s = m[section] as! [String: Any]; s[key] = value; m[section] = s
+        }
+        let cases: [(String, (inout [String: Any]) -> Void, String)] = [
+            ("heads0", { nested(&$0, "model", "heads", 0) }, "model.heads = 0 is invalid"),
+            ("heads5", { nested(&$0, "model", "heads", 5) }, "model.heads = 5 is invalid (expected a divisor of model.dim = 16"),
+            ("groups0", { nested(&$0, "model", "groupingLayers", 0) }, "model.groupingLayers = 0 is invalid"),
+            ("step", { $0["step"] = -5 }, "step = -5 is invalid"),
+            ("vocab", { nested(&$0, "model", "molVocab", 7) }, "features.smilesVocabulary"),
+            ("kind", { $0["kind"] = "bogus" }, "key kind"),
+            ("missing", { $0["model"] = nil }, "key model is missing"),
+            ("version", { $0["version"] = 1 }, "version 1"),
+            ("edited-spec", { m in var spec = m["spec"] as! [String: Any]; var model = spec["model"] as! [String: Any]
+                              model["dim"] = 32; spec["model"] = model; m["spec"] = spec }, "configHash"),
+            ("spec-range", { m in var spec = m["spec"] as! [String: Any]; var t = spec["train"] as! [String: Any]
+                             t["globalBatch"] = 0; spec["train"] = t; m["spec"] = spec }, "spec: train.global_batch = 0 is invalid"),
+        ]
+        for (name, edit, expected) in cases {
+            let path = try editedCheckpoint(name, edit)
+            XCTAssertThrowsError(try Checkpoints.load(jsonPath: path), name) { error in
+                XCTAssertTrue(error is InputError, "\(name): \(error)")
+                XCTAssertTrue("\(error)".contains(path), "\(name): the file is named: \(error)")
+                XCTAssertTrue("\(error)".contains(expected), "\(name): expected '\(expected)' in \(error)")
+            }
+        }
+        // The command line: exit status 2 and the key, before any data is read.
+        let path = try editedCheckpoint("cli-heads0", { nested(&$0, "model", "heads", 0) })
+        let r = try cladmop(["evaluate", "--checkpoint", path, "--data", Self.work + "/none.csv"])
+        XCTAssertEqual(r.status, 2, r.output)
+        XCTAssertTrue(r.output.contains("model.heads = 0"), r.output)
+    }
+
+    func testBestJSONLinksAreBoundedAndCyclesRefused() throws {
+        let a = Self.work + "/cycle-a", b = Self.work + "/cycle-b"
+        for (dir, other) in [(a, b), (b, a)] {
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            try "{\"checkpoint\": \"\(other)\"}".write(toFile: dir + "/best.json", atomically: true, encoding: .utf8)
+        }
+        XCTAssertThrowsError(try resolveCheckpointJSON(a)) { XCTAssertTrue("\($0)".contains("cycle"), "\($0)") }
+        let r = try cladmop(["evaluate", "--checkpoint", a, "--data", Self.work + "/none.csv"])
+        XCTAssertEqual(r.status, 2, r.output)
+        XCTAssertTrue(r.output.contains("cycle"), r.output)
+        // A run directory resolves through its best.json.
+        if Self.setupError == nil {
+            XCTAssertEqual(URL(fileURLWithPath: try resolveCheckpointJSON(Self.work + "/run")).lastPathComponent, "step-00000002.json")
+        }
+    }
+}
