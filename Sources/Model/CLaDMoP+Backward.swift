@@ -12,12 +12,12 @@ extension CLaDMoP {
         let la = config.centroidCount(config.groupingLayers - 1)
         // Head: f_DM = W mean(U) + b, U = LayerNorm(A_fine).
         let gPooled = arena.zeros(n * d)
-        if let dFDM { output.backward(p, s.pooled, s.outCache, dFDM, gPooled, rows: n, arena: arena) }
+        if let dFDM { output.backward(p, s.outCache, s.pooled, dy: dFDM, dx: gPooled, rows: n, arena: arena) }
         if let dPooled { for i in 0..<n * d { gPooled[i] += dPooled[i] } }
         let gNorm = arena.zeros(n * la * d)
         maskedMeanBackward(gPooled, mask: nil, batch: n, length: la, dim: d, gNorm)
         var gA = arena.zeros(n * la * d)
-        finalNorm.backward(p, s.levels.last!.outputs.last!, s.normCache, gNorm, gA, rows: n * la)
+        finalNorm.backward(p, s.normCache, s.levels.last!.outputs.last!, dy: gNorm, dx: gA, rows: n * la)
         for level in stride(from: ModelConfig.levels - 1, through: 0, by: -1) {
             if let gPrevious = fuseBackward(level: level, s, dA: gA, arena: arena) { gA = gPrevious }
         }
@@ -75,7 +75,7 @@ extension CLaDMoP {
             take(gPC + sentL.rowOffsets[i] * d, rows: sentL.length(i), type: 2)
             if let gPrev { take(gPrev + i * la * d, rows: la, type: 3) }
         }
-        levelProjection[level].backward(p, ls.criteria, ls.projCache, gPC, nil, rows: sentL.rows, arena: arena)
+        levelProjection[level].backward(p, ls.projCache, ls.criteria, dy: gPC, dx: nil, rows: sentL.rows, arena: arena)
         return gPrev
     }
 

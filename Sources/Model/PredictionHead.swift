@@ -43,14 +43,14 @@ public struct PredictionHead {
     /// Accumulates dx (n, inputDim) when given and the head's parameter gradients from dlogits (n).
     public func backward(_ p: ParameterArena, _ c: HeadCache, dLogits: ConstFloatPtr, dx: FloatPtr?, rows n: Int, arena: ActivationArena) {
         var dz = arena.zeros(n * hiddenDim)
-        output.backward(p, c.z[2], c.caches[3], dLogits, dz, rows: n, arena: arena)
+        output.backward(p, c.caches[3], c.z[2], dy: dLogits, dx: dz, rows: n, arena: arena)
         for k in stride(from: 2, through: 0, by: -1) {
             let input: ConstFloatPtr = k == 0 ? ConstFloatPtr(c.x) : ConstFloatPtr(c.z[k - 1])
             let dPre = arena.zeros(n * hiddenDim)
             reluBackward(c.pre[k], dz, dPre, count: n * hiddenDim)
             let dIn = k == 0 ? dx : arena.zeros(n * hiddenDim)
             if k > 0, let dIn { dIn.update(from: dz, count: n * hiddenDim) }   // residual path
-            layers[k].backward(p, input, c.caches[k], dPre, dIn, rows: n, arena: arena)
+            layers[k].backward(p, c.caches[k], input, dy: dPre, dx: dIn, rows: n, arena: arena)
             if let dIn { dz = dIn }
         }
     }

@@ -15,7 +15,7 @@ final class GradCheckSensitivityTests: XCTestCase {
             let y = arena.allocate(n * 3)
             let cache = lin.forward(p, x, y, rows: n, arena: arena)
             return (y, n * 3, { dy in
-                lin.backward(p, x, cache, dy, dx, rows: n, arena: arena)
+                lin.backward(p, cache, x, dy: dy, dx: dx, rows: n, arena: arena)
                 corrupt(p, lin)
             })
         }

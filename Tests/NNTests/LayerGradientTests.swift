@@ -13,7 +13,7 @@ final class LayerGradientTests: XCTestCase {
         var c = GradCheckCase(params: p) { arena in
             let y = arena.allocate(n * 7)
             let cache = lin.forward(p, x, y, rows: n, arena: arena)
-            return (y, n * 7, { dy in lin.backward(p, x, cache, dy, dx, rows: n, arena: arena) })
+            return (y, n * 7, { dy in lin.backward(p, cache, x, dy: dy, dx: dx, rows: n, arena: arena) })
         }
         c.inputs = [("x", x, dx, n * 5)]
         assertGradCheck(c)
@@ -33,7 +33,7 @@ final class LayerGradientTests: XCTestCase {
         var c = GradCheckCase(params: p) { arena in
             let y = arena.allocate(n * 4)
             let cache = lin.forward(p, x, y, rows: n, arena: arena)
-            return (y, n * 4, { dy in lin.backward(p, x, cache, dy, dx, rows: n, arena: arena) })
+            return (y, n * 4, { dy in lin.backward(p, cache, x, dy: dy, dx: dx, rows: n, arena: arena) })
         }
         c.inputs = [("x", x, dx, n * 6)]
         let report = gradCheck(c)
@@ -53,7 +53,7 @@ final class LayerGradientTests: XCTestCase {
         var c = GradCheckCase(params: p) { arena in
             let y = arena.allocate(n * 8)
             let cache = ln.forward(p, x, y, rows: n, arena: arena)
-            return (y, n * 8, { dy in ln.backward(p, x, cache, dy, dx, rows: n) })
+            return (y, n * 8, { dy in ln.backward(p, cache, x, dy: dy, dx: dx, rows: n) })
         }
         c.inputs = [("x", x, dx, n * 8)]
         assertGradCheck(c)
@@ -125,7 +125,7 @@ final class LayerGradientTests: XCTestCase {
                 attn.forward(p, xq: x, xkv: x, keyMask: $0.baseAddress!, batch: b, queryLength: l, keyLength: l, y, arena: arena)
             }
             return (y, b * l * d, { dy in
-                attn.backward(p, cache, xq: x, xkv: x, dout: dy, dxq: dx, dxkv: dx, arena: arena)
+                attn.backward(p, cache, x, kv: x, dy: dy, dx: dx, dkv: dx, arena: arena)
             })
         }
         c.inputs = [("x", x, dx, b * l * d)]
@@ -147,7 +147,7 @@ final class LayerGradientTests: XCTestCase {
                 attn.forward(p, xq: xq, xkv: xkv, keyMask: $0.baseAddress!, batch: b, queryLength: lq, keyLength: lk, y, arena: arena)
             }
             return (y, b * lq * d, { dy in
-                attn.backward(p, cache, xq: xq, xkv: xkv, dout: dy, dxq: dxq, dxkv: dxkv, arena: arena)
+                attn.backward(p, cache, xq, kv: xkv, dy: dy, dx: dxq, dkv: dxkv, arena: arena)
             })
         }
         c.inputs = [("xq", xq, dxq, b * lq * d), ("xkv", xkv, dxkv, b * lk * d)]
@@ -260,7 +260,7 @@ final class LayerGradientTests: XCTestCase {
         var c = GradCheckCase(params: p) { arena in
             let y = arena.allocate(n * 4)
             let cache = ffn.forward(p, x, y, rows: n, arena: arena)
-            return (y, n * 4, { dy in ffn.backward(p, x, cache, dy, dx, rows: n, arena: arena) })
+            return (y, n * 4, { dy in ffn.backward(p, cache, x, dy: dy, dx: dx, rows: n, arena: arena) })
         }
         c.inputs = [("x", x, dx, n * 4)]
         assertGradCheck(c)

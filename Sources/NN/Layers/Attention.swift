@@ -76,31 +76,32 @@ public struct MultiHeadAttention {
                 keys: SequenceLayout(batch: batch, length: lk), out, arena: arena)
     }
 
-    /// Accumulates into dxq (query rows, d; with shared queries xq's rows, each the sum over the sequences) and
-    /// dxkv (key rows, d) (they may be the same buffer for self-attention) and into the parameter gradients.
-    public func backward(_ p: ParameterArena, _ c: AttentionCache, xq: ConstFloatPtr, xkv: ConstFloatPtr, dout: ConstFloatPtr,
-                         dxq: FloatPtr?, dxkv: FloatPtr?, arena: ActivationArena) {
+    /// Accumulates into dx (query rows, d; with shared queries xq's rows, each the sum over the sequences) and
+    /// dkv (key rows, d) (they may be the same buffer for self-attention) and into the parameter gradients.
+    /// xq (query rows, d), xkv (key rows, d), dy (query rows, d).
+    public func backward(_ p: ParameterArena, _ c: AttentionCache, _ xq: ConstFloatPtr, kv xkv: ConstFloatPtr, dy dout: ConstFloatPtr,
+                         dx dxq: FloatPtr?, dkv dxkv: FloatPtr?, arena: ActivationArena) {
         let d = dim, nq = c.queries.rows, nk = c.keys.rows
         let dContext = arena.zeros(nq * d)
-        output.backwardInput(p, c.oc, dout, dContext, rows: nq, arena: arena)
+        output.backwardInput(p, c.oc, dy: dout, dx: dContext, rows: nq, arena: arena)
         let context = arena.allocate(nq * d)
         let dq = arena.allocate(nq * d), dk = arena.allocate(nk * d), dv = arena.allocate(nk * d)
         attentionBackward(heads: heads, headDim: headDim, queries: c.queries, keys: c.keys, sharedQueries: c.sharedQueryRows != nil,
                           q: c.q, k: c.k, v: c.v,
                           keyKeep: c.keyKeep, lse: c.lse, dContext: dContext, scale: 1 / Float(headDim).squareRoot(),
                           context: context, dq: dq, dk: dk, dv: dv, arena: arena)
-        output.backwardParameters(p, context, c.oc, dout, rows: nq, arena: arena)
+        output.backwardParameters(p, c.oc, context, dy: dout, rows: nq, arena: arena)
         if let shared = c.sharedQueryRows {    // dQ of the shared rows: the sum over the sequences
             for i in 1..<max(c.queries.count, 1) {
                 let di = dq + i * shared * d
                 for j in 0..<shared * d { dq[j] += di[j] }
             }
         }
-        query.backward(p, xq, c.qc, dq, dxq, rows: c.sharedQueryRows ?? nq, arena: arena)
+        query.backward(p, c.qc, xq, dy: dq, dx: dxq, rows: c.sharedQueryRows ?? nq, arena: arena)
         // The key bias adds q . b_k to every score of a query's row, a constant that softmax removes: its
         // gradient is exactly 0 (the row sums of dS are 0). Summing dK would only accumulate rounding noise,
         // which Adam then amplifies into a random walk that differs between world sizes.
-        key.backward(p, xkv, c.kc, dk, dxkv, rows: nk, arena: arena, biasGradientIsZero: true)
-        value.backward(p, xkv, c.vc, dv, dxkv, rows: nk, arena: arena)
+        key.backward(p, c.kc, xkv, dy: dk, dx: dxkv, rows: nk, arena: arena, biasGradientIsZero: true)
+        value.backward(p, c.vc, xkv, dy: dv, dx: dxkv, rows: nk, arena: arena)
     }
 }

@@ -31,8 +31,9 @@ public struct LayerNorm {
     }
 
     /// Accumulates dx += rstd * (dy*g - mean(dy*g) - xhat * mean(dy*g*xhat)), dgamma += dy*xhat, dbeta += dy.
-    public func backward(_ p: ParameterArena, _ x: ConstFloatPtr, _ cache: LayerNormCache, _ dy: ConstFloatPtr,
-                         _ dx: FloatPtr, rows n: Int) {
+    /// x, dy, dx: (N, d).
+    public func backward(_ p: ParameterArena, _ cache: LayerNormCache, _ x: ConstFloatPtr, dy: ConstFloatPtr,
+                         dx: FloatPtr, rows n: Int) {
         let trainable = !p.isFrozen(gamma)
         layerNormBackward(x, dy, gamma: p.value(gamma), mean: cache.mean, rstd: cache.rstd, dx,
                           dgamma: trainable ? p.grad(gamma) : nil, dbeta: trainable ? p.grad(beta) : nil, rows: n, dim: dim)

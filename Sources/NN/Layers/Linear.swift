@@ -61,15 +61,16 @@ public struct Linear {
     /// (skipped for frozen groups), and for LoRA dB += s dy^T t, dA += s (dy B)^T x, dx += s (dy B) A.
     /// `biasGradientIsZero`: the caller knows db = 0 exactly (see `MultiHeadAttention.backward`), so the
     /// rounding noise of the row sum is not accumulated.
-    public func backward(_ p: ParameterArena, _ x: ConstFloatPtr, _ cache: LinearCache, _ dy: ConstFloatPtr,
-                         _ dx: FloatPtr?, rows n: Int, arena: ActivationArena? = nil, biasGradientIsZero: Bool = false) {
-        let dt = backwardParameters(p, x, cache, dy, rows: n, arena: arena, biasGradientIsZero: biasGradientIsZero)
-        if let dx { backwardInput(p, cache, dy, dx, rows: n, arena: arena, loraDt: dt) }
+    /// x (N, in), dy (N, out), dx (N, in).
+    public func backward(_ p: ParameterArena, _ cache: LinearCache, _ x: ConstFloatPtr, dy: ConstFloatPtr,
+                         dx: FloatPtr?, rows n: Int, arena: ActivationArena? = nil, biasGradientIsZero: Bool = false) {
+        let dt = backwardParameters(p, cache, x, dy: dy, rows: n, arena: arena, biasGradientIsZero: biasGradientIsZero)
+        if let dx { backwardInput(p, cache, dy: dy, dx: dx, rows: n, arena: arena, loraDt: dt) }
     }
 
     /// The input half of `backward`: dx += dy W (+ s (dy B) A with LoRA). Needs no x. `loraDt`: s dy B when
     /// `backwardParameters` already computed it.
-    public func backwardInput(_ p: ParameterArena, _ cache: LinearCache, _ dy: ConstFloatPtr, _ dx: FloatPtr, rows n: Int,
+    public func backwardInput(_ p: ParameterArena, _ cache: LinearCache, dy: ConstFloatPtr, dx: FloatPtr, rows n: Int,
                               arena: ActivationArena? = nil, loraDt: FloatPtr? = nil) {
         sgemm(m: n, n: inFeatures, k: outFeatures, a: dy, b: p.value(weight), beta: 1, c: dx)
         guard let ad = adapter, cache.t != nil else { return }
@@ -88,7 +89,7 @@ public struct Linear {
     /// The parameter half of `backward`: dW += dy^T x, db += sum of dy, LoRA dB and dA. Returns dt = s dy B
     /// when it computed it (A trainable), for `backwardInput`.
     @discardableResult
-    public func backwardParameters(_ p: ParameterArena, _ x: ConstFloatPtr, _ cache: LinearCache, _ dy: ConstFloatPtr,
+    public func backwardParameters(_ p: ParameterArena, _ cache: LinearCache, _ x: ConstFloatPtr, dy: ConstFloatPtr,
                                    rows n: Int, arena: ActivationArena? = nil, biasGradientIsZero: Bool = false) -> FloatPtr? {
         if !p.isFrozen(weight) {
             sgemm(transA: true, m: outFeatures, n: inFeatures, k: n, a: dy, b: x, beta: 1, c: p.grad(weight))

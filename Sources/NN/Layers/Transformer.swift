@@ -26,14 +26,14 @@ public struct FeedForward {
         return FeedForwardCache(hidden: hidden, c1: c1, c2: c2)
     }
 
-    /// Accumulates dx += dFFN/dx^T dy and the parameter gradients.
-    public func backward(_ p: ParameterArena, _ x: ConstFloatPtr, _ c: FeedForwardCache, _ dy: ConstFloatPtr,
-                         _ dx: FloatPtr, rows n: Int, arena: ActivationArena) {
+    /// Accumulates dx += dFFN/dx^T dy and the parameter gradients. x, dy, dx: (N, d).
+    public func backward(_ p: ParameterArena, _ c: FeedForwardCache, _ x: ConstFloatPtr, dy: ConstFloatPtr,
+                         dx: FloatPtr, rows n: Int, arena: ActivationArena) {
         let act = arena.allocate(n * hiddenDim), dAct = arena.zeros(n * hiddenDim), dHidden = arena.allocate(n * hiddenDim)
         geluForwardWithDerivative(c.hidden, act, dHidden, count: n * hiddenDim)     // dHidden holds GELU'(hidden) first
-        fc2.backward(p, act, c.c2, dy, dAct, rows: n, arena: arena)
+        fc2.backward(p, c.c2, act, dy: dy, dx: dAct, rows: n, arena: arena)
         for i in 0..<n * hiddenDim { dHidden[i] *= dAct[i] }
-        fc1.backward(p, x, c.c1, dHidden, dx, rows: n, arena: arena)
+        fc1.backward(p, c.c1, x, dy: dHidden, dx: dx, rows: n, arena: arena)
     }
 }
 
@@ -119,8 +119,8 @@ public struct TransformerLayer {
         dMid.update(from: dy, count: n * d)
         let dLn2 = arena.zeros(n * d), ln2Out = arena.allocate(n * d)
         ln2.recompute(p, c.mid, c.ln2, ln2Out, rows: n)
-        ffn.backward(p, ln2Out, c.ffn, dy, dLn2, rows: n, arena: arena)
-        ln2.backward(p, c.mid, c.ln2, dLn2, dMid, rows: n)
+        ffn.backward(p, c.ffn, ln2Out, dy: dy, dx: dLn2, rows: n, arena: arena)
+        ln2.backward(p, c.ln2, c.mid, dy: dLn2, dx: dMid, rows: n)
         // mid = x + MHA(LN1(x), kv')
         for r in stride(from: 0, to: n, by: max(xRows, 1)) { for i in 0..<xRows * d { dx[i] += dMid[r * d + i] } }
         let dLn1 = arena.zeros(xRows * d), ln1Out = arena.allocate(xRows * d)
@@ -128,11 +128,11 @@ public struct TransformerLayer {
         if isCross {
             let dKVOut = arena.zeros(nk * d), kvOut = arena.allocate(nk * d)
             lnKV!.recompute(p, kv!, c.lnKV!, kvOut, rows: nk)
-            attention.backward(p, c.attn, xq: ln1Out, xkv: kvOut, dout: dMid, dxq: dLn1, dxkv: dKVOut, arena: arena)
-            lnKV!.backward(p, kv!, c.lnKV!, dKVOut, dkv ?? arena.zeros(nk * d), rows: nk)
+            attention.backward(p, c.attn, ln1Out, kv: kvOut, dy: dMid, dx: dLn1, dkv: dKVOut, arena: arena)
+            lnKV!.backward(p, c.lnKV!, kv!, dy: dKVOut, dx: dkv ?? arena.zeros(nk * d), rows: nk)
         } else {
-            attention.backward(p, c.attn, xq: ln1Out, xkv: ln1Out, dout: dMid, dxq: dLn1, dxkv: dLn1, arena: arena)
+            attention.backward(p, c.attn, ln1Out, kv: ln1Out, dy: dMid, dx: dLn1, dkv: dLn1, arena: arena)
         }
-        ln1.backward(p, x, c.ln1, dLn1, dx, rows: xRows)
+        ln1.backward(p, c.ln1, x, dy: dLn1, dx: dx, rows: xRows)
     }
 }
