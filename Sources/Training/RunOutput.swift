@@ -14,8 +14,10 @@ public final class MetricsLog {
         handle = h
         handle.seekToEndOfFile()
     }
-    public func write(_ object: [String: Any]) throws {
-        var data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+    public func write<Record: Encodable>(_ record: Record) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        var data = try encoder.encode(record)
         data.append(0x0A)
         try handle.write(contentsOf: data)
     }

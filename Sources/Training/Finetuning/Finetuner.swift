@@ -42,6 +42,14 @@ public final class Finetuner {
         let trainAll = try rows(trainFile)
         train = trainAll.filter { !excluded.contains($0.nctid) }
         valid = try rows(validFile).filter { !excluded.contains($0.nctid) }
+        // Both files need both classes: the class weights divide by each class's count, and the validation
+        // metrics that select the epoch (PR-AUC, ROC-AUC) are undefined on one class.
+        for (file, rows) in [(trainFile, train), (validFile, valid)] {
+            let positives = rows.filter { $0.label == 1 }.count
+            guard positives > 0, positives < rows.count else {
+                throw InputError(file: file, "has only one class after removing held-out trials (\(positives) successful, \(rows.count - positives) failed); fine-tuning and model selection need both")
+            }
+        }
         if comm.isRoot && train.count < trainAll.count { log("finetune: \(trainAll.count - train.count) held-out trial(s) removed from \(trainFile)") }
         var modelConfig: ModelConfig
         var space: FeatureSpace
@@ -83,7 +91,6 @@ public final class Finetuner {
         comm.broadcast(p.values, count: p.count, root: 0)
         let batchSize = spec.finetune.batch, epochs = spec.finetune.epochs
         let positives = train.filter { $0.label == 1 }.count, negatives = train.count - positives
-        guard positives > 0, negatives > 0 else { throw InputError("the fine-tuning training file has only one class (\(positives) positive, \(negatives) negative)") }
         // Eq. 7 class weights: w_c = N / (2 N_c), so both classes weigh the same in total.
         let w1 = Float(train.count) / Float(2 * positives), w0 = Float(train.count) / Float(2 * negatives)
         let metric = spec.finetune.selectMetric.rawValue
@@ -94,7 +101,7 @@ public final class Finetuner {
         var best = -Double.infinity, bestEpoch = 0
         var bestValues: [Float] = []
         var bestThreshold = 0.5
-        var history: [[String: Double]] = []
+        var records: [FinetuneRecord] = []
         for epoch in 1...epochs {
             var rng = RNG(seed: UInt64(spec.finetune.seed) &* 7919 &+ UInt64(epoch))
             let order = rng.permutation(train.count)
@@ -124,18 +131,23 @@ public final class Finetuner {
             let scores = predict(valid)
             let labels = valid.map(\.label)
             let threshold = Metrics.bestF1Threshold(scores, labels)
-            let values: [String: Double] = ["pr_auc": Metrics.averagePrecision(scores, labels), "roc_auc": Metrics.rocAUC(scores, labels),
-                                            "f1": Metrics.f1(scores, labels, threshold: 0.5), "f1_at_threshold": Metrics.f1(scores, labels, threshold: threshold)]
-            let selected = metric == "f1" ? values["f1_at_threshold"]! : values[metric]!
-            if comm.isRoot {
-                try metrics?.write(["type": "finetune", "epoch": epoch, "train_loss": lossSum / Double(max(batches, 1)),
-                                    "valid_pr_auc": values["pr_auc"]!, "valid_roc_auc": values["roc_auc"]!, "valid_f1": values["f1"]!,
-                                    "valid_f1_at_threshold": values["f1_at_threshold"]!, "threshold": threshold])
-                log(String(format: "finetune epoch %d: train loss %.4f, valid PR-AUC %.4f ROC-AUC %.4f F1 %.4f (F1 %.4f at %.3f)%@", epoch,
-                           lossSum / Double(max(batches, 1)), values["pr_auc"]!, values["roc_auc"]!, values["f1"]!, values["f1_at_threshold"]!,
-                           threshold, selected > best ? "  best" : ""))
+            let prAUC = Metrics.averagePrecision(scores, labels), rocAUC = Metrics.rocAUC(scores, labels)
+            let f1 = Metrics.f1(scores, labels, threshold: 0.5), f1AtThreshold = Metrics.f1(scores, labels, threshold: threshold)
+            let trainLoss = lossSum / Double(max(batches, 1))
+            let selected: Double
+            switch spec.finetune.selectMetric {
+            case .prAUC: selected = prAUC
+            case .rocAUC: selected = rocAUC
+            case .f1: selected = f1AtThreshold
             }
-            history.append(["epoch": Double(epoch), "loss": lossSum / Double(max(batches, 1)), "pr_auc": values["pr_auc"]!, "roc_auc": values["roc_auc"]!])
+            let record = FinetuneRecord(epoch: epoch, trainLoss: finite(trainLoss), validPrAuc: finite(prAUC), validRocAuc: finite(rocAUC),
+                                        validF1: finite(f1), validF1AtThreshold: finite(f1AtThreshold), threshold: threshold)
+            records.append(record)
+            if comm.isRoot {
+                try metrics?.write(record)
+                log(String(format: "finetune epoch %d: train loss %.4f, valid PR-AUC %.4f ROC-AUC %.4f F1 %.4f (F1 %.4f at %.3f)%@", epoch,
+                           trainLoss, prAUC, rocAUC, f1, f1AtThreshold, threshold, selected > best ? "  best" : ""))
+            }
             if selected > best {
                 best = selected; bestEpoch = epoch; bestThreshold = threshold
                 bestValues = Array(UnsafeBufferPointer(start: p.values, count: p.count))
@@ -155,14 +167,16 @@ public final class Finetuner {
             let base = try Checkpoints.save(dir: runDir + "/checkpoints", meta: meta, params: p, optimizer: nil,
                                             include: { pretrainedPath == nil || $0.offset >= offset })
             let relative = "checkpoints/" + URL(fileURLWithPath: base + ".safetensors").lastPathComponent
-            let selection = ["checkpoint": relative, "epoch": bestEpoch, "select_metric": metric, "valid": jsonSafe(best),
-                        "threshold": bestThreshold, "pretrained": pretrainedPath ?? NSNull()] as [String: Any]
-            let data = try JSONSerialization.data(withJSONObject: selection, options: [.prettyPrinted, .sortedKeys])
+            let selection = FinetuneSelection(checkpoint: relative, epoch: bestEpoch, selectMetric: metric, valid: finite(best),
+                                              threshold: bestThreshold, pretrained: pretrainedPath)
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            let data = try encoder.encode(selection)
             try writeFileAtomically(runDir + "/best.json") { try $0.write(contentsOf: data) }
+            func series(_ value: (FinetuneRecord) -> Double?) -> [(Double, Double)] { records.map { (Double($0.epoch), value($0) ?? .nan) } }
             try svgLinePlot(title: "Fine-tuning", xLabel: "epoch", yLabel: "value",
-                            series: [("train BCE", history.map { ($0["epoch"]!, $0["loss"]!) }),
-                                     ("valid PR-AUC", history.map { ($0["epoch"]!, $0["pr_auc"]!) }),
-                                     ("valid ROC-AUC", history.map { ($0["epoch"]!, $0["roc_auc"]!) })])
+                            series: [("train BCE", series(\.trainLoss)), ("valid PR-AUC", series(\.validPrAuc)),
+                                     ("valid ROC-AUC", series(\.validRocAuc))])
                 .write(toFile: runDir + "/finetune.svg", atomically: true, encoding: .utf8)
             log("finetune: selected epoch \(bestEpoch) (valid \(metric) \(String(format: "%.4f", best))), \(base).safetensors")
         }
@@ -175,4 +189,13 @@ public final class Finetuner {
     }
 }
 
-func jsonSafe(_ v: Double) -> Any { v.isFinite ? v : NSNull() }
+/// best.json of a fine-tuning run: the selected checkpoint and why.
+public struct FinetuneSelection: Codable {
+    public var checkpoint: String, epoch: Int, selectMetric: String, valid: Double?, threshold: Double, pretrained: String?
+    enum CodingKeys: String, CodingKey { case checkpoint, epoch, selectMetric = "select_metric", valid, threshold, pretrained }
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(checkpoint, forKey: .checkpoint); try c.encode(epoch, forKey: .epoch); try c.encode(selectMetric, forKey: .selectMetric)
+        try c.encode(valid, forKey: .valid); try c.encode(threshold, forKey: .threshold); try c.encode(pretrained, forKey: .pretrained)
+    }
+}

@@ -2,32 +2,28 @@ import Foundation
 import Reporting
 import Support
 
-/// report.md with the loss and retrieval plots of a pretraining run.
-func writePretrainReport(runDir: String, history: [[String: Double]], globalBatch: Int, corpus: [String],
+/// report.md with the loss and retrieval plots of a pretraining run, from its metrics records.
+func writePretrainReport(runDir: String, train: [TrainRecord], evals: [EvalRecord], globalBatch: Int, corpus: [String],
                          parameters: Int, worldSize: Int, steps: Int) throws {
-    let train = history.filter { $0["loss"] != nil }.map { ($0["step"]!, $0["loss"]!) }
-    let evals = history.filter { $0["val_loss"] != nil }
+    func points(_ x: (EvalRecord) -> Double, _ y: (EvalRecord) -> Double?) -> [(Double, Double)] { evals.map { (x($0), y($0) ?? .nan) } }
     try svgLinePlot(title: "InfoNCE loss", xLabel: "step", yLabel: "loss",
-                    series: [("train (global batch)", train), ("validation", evals.map { ($0["step"]!, $0["val_loss"]!) })])
+                    series: [("train (global batch)", train.map { (Double($0.step), $0.loss ?? .nan) }),
+                             ("validation", points({ Double($0.step) }, \.valLoss))])
         .write(toFile: runDir + "/loss.svg", atomically: true, encoding: .utf8)
     try svgLinePlot(title: "Validation retrieval accuracy", xLabel: "epoch", yLabel: "accuracy",
-                    series: [("top-1 C->DM", evals.map { ($0["epoch"]!, $0["top1_c2dm"]!) }),
-                             ("top-5 C->DM", evals.map { ($0["epoch"]!, $0["top5_c2dm"]!) }),
-                             ("top-1 DM->C", evals.map { ($0["epoch"]!, $0["top1_dm2c"]!) }),
-                             ("top-5 DM->C", evals.map { ($0["epoch"]!, $0["top5_dm2c"]!) })])
+                    series: [("top-1 C->DM", points(\.epoch, \.valTop1C2dm)), ("top-5 C->DM", points(\.epoch, \.valTop5C2dm)),
+                             ("top-1 DM->C", points(\.epoch, \.valTop1Dm2c)), ("top-5 DM->C", points(\.epoch, \.valTop5Dm2c))])
         .write(toFile: runDir + "/retrieval.svg", atomically: true, encoding: .utf8)
     var md = "# Pretraining report\n\n"
     md += "\(parameters) parameters, \(worldSize) rank(s), global batch \(globalBatch), \(steps) steps.\n\n"
     md += "```\n" + corpus.joined(separator: "\n") + "\n```\n\n"
-    if let last = evals.last, let best = evals.min(by: { $0["val_loss"]! < $1["val_loss"]! }) {
-        let n = Double(corpus.first.flatMap { line -> Int? in
-            guard let r = line.range(of: "train, ") else { return nil }
-            return Int(line[r.upperBound...].split(separator: " ").first ?? "")
-        } ?? 0)
+    let scored = evals.filter { $0.valLoss != nil }
+    if let last = scored.last, let best = scored.min(by: { $0.valLoss! < $1.valLoss! }) {
+        let n = Double(last.valSize)
         md += "| validation | loss | top-1 C->DM | top-5 C->DM | top-1 DM->C | top-5 DM->C |\n|---|---|---|---|---|---|\n"
-        for (name, e) in [("best (epoch \(String(format: "%.0f", best["epoch"]!)))", best), ("last", last)] {
-            md += String(format: "| %@ | %.4f | %.3f | %.3f | %.3f | %.3f |\n", name, e["val_loss"]!, e["top1_c2dm"]!, e["top5_c2dm"]!,
-                         e["top1_dm2c"]!, e["top5_dm2c"]!)
+        for (name, e) in [("best (epoch \(String(format: "%.0f", best.epoch)))", best), ("last", last)] {
+            md += String(format: "| %@ | %.4f | %.3f | %.3f | %.3f | %.3f |\n", name, e.valLoss!, e.valTop1C2dm ?? .nan, e.valTop5C2dm ?? .nan,
+                         e.valTop1Dm2c ?? .nan, e.valTop5Dm2c ?? .nan)
         }
         if n > 0 { md += String(format: "| chance | | %.4f | %.4f | %.4f | %.4f |\n", 1 / n, 5 / n, 1 / n, 5 / n) }
         md += "\n"

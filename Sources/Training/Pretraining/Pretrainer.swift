@@ -30,7 +30,7 @@ public final class Pretrainer {
     var evalsWithoutImprovement = 0
     let metrics: MetricsLog?
     lazy var progress = ProgressLine(enabled: comm.isRoot)
-    var history: [[String: Double]] = []
+    var trainRecords: [TrainRecord] = [], evalRecords: [EvalRecord] = []
 
     public init(setup: PretrainSetup, comm: Communicator, runDir: String, faults: FaultPlan, log: @escaping (String) -> Void) throws {
         self.setup = setup; self.comm = comm; self.spec = setup.spec; self.runDir = runDir; self.faults = faults; self.log = log
@@ -119,10 +119,11 @@ public final class Pretrainer {
                 windowStart = Date(); windowSamples = 0
                 let eta = Double(totalSteps - stepsDone) * Date().timeIntervalSince(t0)
                 let epoch = Double(stepsDone) / Double(stepsPerEpoch)
-                try metrics?.write(["type": "train", "step": stepsDone, "epoch": epoch, "loss": Double(loss), "grad_norm": Double(gradNorm),
-                                    "lr": Double(Float(o.lr) * schedule.factor(step: stepsDone)), "samples_per_second": rate,
-                                    "world_size": comm.size, "global_batch": globalBatch])
-                history.append(["step": Double(stepsDone), "loss": Double(loss)])
+                let record = TrainRecord(step: stepsDone, epoch: epoch, loss: finite(Double(loss)), gradNorm: finite(Double(gradNorm)),
+                                         lr: Double(Float(o.lr) * schedule.factor(step: stepsDone)), samplesPerSecond: rate,
+                                         worldSize: comm.size, globalBatch: globalBatch)
+                try metrics?.write(record)
+                trainRecords.append(record)
                 progress.update(String(format: "epoch %.2f  step %d/%d  loss %.4f  %.1f samples/s  ETA %@", epoch, stepsDone, totalSteps, loss, rate,
                                        formatDuration(eta)))
             }
@@ -144,14 +145,12 @@ public final class Pretrainer {
         var summary = [peakRSSMiB(), stepSeconds]
         summary.withUnsafeMutableBufferPointer { comm.allReduceMax($0.baseAddress!, count: 2) }
         if comm.isRoot {
-            var record: [String: Any] = ["type": "summary", "step": stepsDone, "steps_run": stepsDone - firstStep, "world_size": comm.size,
-                                         "global_batch": globalBatch, "chunk_size": train.chunkSize, "peak_rss_mb": summary[0],
-                                         "train_seconds": summary[1],
-                                         "samples_per_second": summary[1] > 0 ? Double((stepsDone - firstStep) * globalBatch) / summary[1] : 0]
-            if bestValLoss.isFinite { record["best_val_loss"] = bestValLoss }
-            try metrics?.write(record)
+            try metrics?.write(SummaryRecord(step: stepsDone, stepsRun: stepsDone - firstStep, worldSize: comm.size, globalBatch: globalBatch,
+                                             chunkSize: train.chunkSize, peakRssMb: summary[0], trainSeconds: summary[1],
+                                             samplesPerSecond: summary[1] > 0 ? Double((stepsDone - firstStep) * globalBatch) / summary[1] : 0,
+                                             bestValLoss: finite(bestValLoss)))
             log(String(format: "pretrain: done, %d steps in %@", stepsDone, formatDuration(Date().timeIntervalSince(runStart))))
-            try writePretrainReport(runDir: runDir, history: history, globalBatch: globalBatch, corpus: setup.corpusReport,
+            try writePretrainReport(runDir: runDir, train: trainRecords, evals: evalRecords, globalBatch: globalBatch, corpus: setup.corpusReport,
                                     parameters: params.count, worldSize: comm.size, steps: stepsDone)
         }
     }
@@ -199,11 +198,11 @@ public final class Pretrainer {
         if improved { bestValLoss = m.loss; evalsWithoutImprovement = 0; bestCheckpoint = Checkpoints.name(step: stepsDone) }
         else { evalsWithoutImprovement += 1 }
         if comm.isRoot {
-            try metrics?.write(["type": "eval", "step": stepsDone, "epoch": epoch, "val_loss": m.loss, "val_top1_c2dm": m.top1CtoDM,
-                                "val_top5_c2dm": m.top5CtoDM, "val_top1_dm2c": m.top1DMtoC, "val_top5_dm2c": m.top5DMtoC,
-                                "val_size": m.count, "chance_top1": 1 / Double(max(m.count, 1)), "best": improved])
-            history.append(["step": Double(stepsDone), "epoch": epoch, "val_loss": m.loss, "top1_c2dm": m.top1CtoDM, "top5_c2dm": m.top5CtoDM,
-                            "top1_dm2c": m.top1DMtoC, "top5_dm2c": m.top5DMtoC])
+            let record = EvalRecord(step: stepsDone, epoch: epoch, valLoss: finite(m.loss), valTop1C2dm: finite(m.top1CtoDM),
+                                    valTop5C2dm: finite(m.top5CtoDM), valTop1Dm2c: finite(m.top1DMtoC), valTop5Dm2c: finite(m.top5DMtoC),
+                                    valSize: m.count, chanceTop1: 1 / Double(max(m.count, 1)), best: improved)
+            try metrics?.write(record)
+            evalRecords.append(record)
             log(String(format: "eval epoch %.2f: val loss %.4f, top-1 %.3f / %.3f, top-5 %.3f / %.3f (C->DM / DM->C; chance %.4f over %d)%@",
                        epoch, m.loss, m.top1CtoDM, m.top1DMtoC, m.top5CtoDM, m.top5DMtoC, 1 / Double(max(m.count, 1)), m.count, improved ? "  best" : ""))
         }

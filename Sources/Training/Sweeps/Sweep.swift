@@ -22,25 +22,26 @@ public struct SweepPoint {
     public init(globalBatch: Int, learningRate: Double, exitStatus: Int, runDir: String) {
         self.globalBatch = globalBatch
         self.learningRate = learningRate
-        var evals: [[String: Any]] = [], summary: [String: Any]?
+        var evals: [EvalRecord] = [], summary: SummaryRecord?
         if let text = try? String(contentsOfFile: runDir + "/metrics.jsonl", encoding: .utf8) {
+            let decoder = JSONDecoder()
             for line in text.split(separator: "\n") {
-                guard let o = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any] else { continue }
-                if o["type"] as? String == "eval" { evals.append(o) }
-                if o["type"] as? String == "summary" { summary = o }
+                let data = Data(line.utf8)
+                if let e = try? decoder.decode(EvalRecord.self, from: data), e.type == "eval" { evals.append(e) }
+                if let s = try? decoder.decode(SummaryRecord.self, from: data), s.type == "summary" { summary = s }
             }
         }
         let ok = exitStatus == 0 && !evals.isEmpty && summary != nil
         status = ok ? "ok" : "failed"
         guard ok, let summary else { return }
-        let best = evals.min { ($0["val_loss"] as? Double ?? .infinity) < ($1["val_loss"] as? Double ?? .infinity) }!
-        bestValLoss = best["val_loss"] as? Double
-        epochsToBest = best["epoch"] as? Double
-        samplesToBest = (best["step"] as? Int).map { $0 * globalBatch }
-        finalTop1 = evals.last!["val_top1_c2dm"] as? Double
-        chanceTop1 = evals.last!["chance_top1"] as? Double
-        samplesPerSecond = summary["samples_per_second"] as? Double
-        peakRSSMiB = summary["peak_rss_mb"] as? Double
+        let best = evals.min { ($0.valLoss ?? .infinity) < ($1.valLoss ?? .infinity) }!
+        bestValLoss = best.valLoss
+        epochsToBest = best.epoch
+        samplesToBest = best.step * globalBatch
+        finalTop1 = evals.last!.valTop1C2dm
+        chanceTop1 = evals.last!.chanceTop1
+        samplesPerSecond = summary.samplesPerSecond
+        peakRSSMiB = summary.peakRssMb
     }
 }
 

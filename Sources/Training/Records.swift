@@ -1,0 +1,53 @@
+import Foundation
+
+// The lines of metrics.jsonl, one JSON object each, keys as written (docs/checkpoints.md's run layout).
+// Values that can be undefined (a loss over an empty split) are optional and written as null.
+
+/// A pretraining step (every train.log_every steps).
+public struct TrainRecord: Codable, Equatable {
+    public var type = "train"
+    public var step: Int, epoch: Double, loss: Double?, gradNorm: Double?, lr: Double, samplesPerSecond: Double
+    public var worldSize: Int, globalBatch: Int
+    enum CodingKeys: String, CodingKey {
+        case type, step, epoch, loss, gradNorm = "grad_norm", lr, samplesPerSecond = "samples_per_second", worldSize = "world_size"
+        case globalBatch = "global_batch"
+    }
+}
+
+/// A validation evaluation of pretraining (retrieval over the SCT validation split).
+public struct EvalRecord: Codable, Equatable {
+    public var type = "eval"
+    public var step: Int, epoch: Double, valLoss: Double?
+    public var valTop1C2dm: Double?, valTop5C2dm: Double?, valTop1Dm2c: Double?, valTop5Dm2c: Double?
+    public var valSize: Int, chanceTop1: Double, best: Bool
+    enum CodingKeys: String, CodingKey {
+        case type, step, epoch, valLoss = "val_loss", valTop1C2dm = "val_top1_c2dm", valTop5C2dm = "val_top5_c2dm"
+        case valTop1Dm2c = "val_top1_dm2c", valTop5Dm2c = "val_top5_dm2c", valSize = "val_size", chanceTop1 = "chance_top1", best
+    }
+}
+
+/// The end of a pretraining run: its size, speed and memory.
+public struct SummaryRecord: Codable, Equatable {
+    public var type = "summary"
+    public var step: Int, stepsRun: Int, worldSize: Int, globalBatch: Int, chunkSize: Int
+    public var peakRssMb: Double, trainSeconds: Double, samplesPerSecond: Double, bestValLoss: Double?
+    enum CodingKeys: String, CodingKey {
+        case type, step, stepsRun = "steps_run", worldSize = "world_size", globalBatch = "global_batch", chunkSize = "chunk_size"
+        case peakRssMb = "peak_rss_mb", trainSeconds = "train_seconds", samplesPerSecond = "samples_per_second"
+        case bestValLoss = "best_val_loss"
+    }
+}
+
+/// A fine-tuning epoch: training loss and the validation metrics that select the epoch.
+public struct FinetuneRecord: Codable, Equatable {
+    public var type = "finetune"
+    public var epoch: Int, trainLoss: Double?
+    public var validPrAuc: Double?, validRocAuc: Double?, validF1: Double?, validF1AtThreshold: Double?, threshold: Double
+    enum CodingKeys: String, CodingKey {
+        case type, epoch, trainLoss = "train_loss", validPrAuc = "valid_pr_auc", validRocAuc = "valid_roc_auc", validF1 = "valid_f1"
+        case validF1AtThreshold = "valid_f1_at_threshold", threshold
+    }
+}
+
+/// `v` when finite, else nil (JSON has no NaN).
+@inline(__always) func finite(_ v: Double) -> Double? { v.isFinite ? v : nil }
