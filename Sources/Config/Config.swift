@@ -9,6 +9,8 @@ public enum ConfigKind: Sendable {
     case bool
     case string(allowed: [String]?)
     case stringList
+    /// Trial phases: a list of 1, 2, 3 or 4 (numbers or strings).
+    case phaseList
 
     public var expectedText: String { expected }
     var expected: String {
@@ -18,6 +20,7 @@ public enum ConfigKind: Sendable {
         case .bool: return "true or false"
         case .string(let allowed): return allowed.map { "one of \($0.joined(separator: ", "))" } ?? "a string"
         case .stringList: return "a list of strings"
+        case .phaseList: return "a list of phases among 1, 2, 3, 4"
         }
     }
 }
@@ -55,15 +58,9 @@ public struct Config: Sendable {
         values = Dictionary(uniqueKeysWithValues: ConfigSchema.keys.map { ($0.path, $0.defaultValue) })
         sourceFile = file
         if let file {
-            guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
-                throw InputError(file: file, "cannot read the config file")
-            }
-            let node: Any?
-            do { node = try Yams.load(yaml: text) } catch {
-                throw InputError(file: file, "not valid YAML: \(error)")
-            }
-            if let node {
-                guard let map = node as? [String: Any] else { throw InputError(file: file, "expected a mapping of sections at the top level") }
+            let data = try readRegularFile(file, what: "YAML configuration", limit: YAMLInput.maxBytes)
+            if let node = try YAMLInput.parse(data, origin: file) {
+                guard let map = node as? [(String, Any)] else { throw InputError(file: file, "expected a mapping of sections at the top level") }
                 try apply(map, prefix: "", file: file)
             }
         }
@@ -73,16 +70,20 @@ public struct Config: Sendable {
             }
             let key = String(o[..<eq]).trimmingCharacters(in: .whitespaces)
             let raw = String(o[o.index(after: eq)...])
-            let parsed: Any
-            if let y = try? Yams.load(yaml: raw), !(y is [String: Any]) { parsed = y } else { parsed = raw }
+            guard !key.isEmpty else { throw InputError("--set \(o): expected key.path=value") }
+            // The value is YAML (a number, true, [a, b], "quoted"); anything that does not parse as a scalar or a
+            // flat list is taken as the literal string.
+            var parsed: Any = raw
+            if let y = try? YAMLInput.parse(Data(raw.utf8), origin: "--set \(key)"), !(y is [(String, Any)]) { parsed = y }
+            if raw.trimmingCharacters(in: .whitespaces).isEmpty { throw InputError("--set \(key): no value (write \(key)=\"\" for an empty string)") }
             try set(key, parsed, origin: "--set \(key)")
         }
     }
 
-    private mutating func apply(_ map: [String: Any], prefix: String, file: String) throws {
+    private mutating func apply(_ map: [(String, Any)], prefix: String, file: String) throws {
         for (k, v) in map {
             let path = prefix.isEmpty ? k : prefix + "." + k
-            if let sub = v as? [String: Any] {
+            if let sub = v as? [(String, Any)] {
                 guard ConfigSchema.keys.contains(where: { $0.path.hasPrefix(path + ".") }) else {
                     throw unknown(path, origin: file)
                 }
@@ -129,9 +130,17 @@ public struct Config: Sendable {
             if let allowed, !allowed.contains(s) { throw bad() }
             values[path] = .string(s)
         case .stringList:
-            if let list = raw as? [Any] { values[path] = .strings(list.map { "\($0)" }) }
-            else if let s = raw as? String { values[path] = .strings(s.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }) }
-            else { throw bad() }
+            if let list = raw as? [Any] {
+                guard list.allSatisfy({ $0 is String }) else { throw bad() }
+                values[path] = .strings(list.map { "\($0)" })
+            } else if let s = raw as? String {
+                values[path] = .strings(s.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+            } else { throw bad() }
+        case .phaseList:
+            let items: [Any] = (raw as? [Any]) ?? ((raw as? String).map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } } ?? [raw])
+            let phases = items.map { "\($0)" }
+            guard items.allSatisfy({ $0 is String || $0 is Int }), phases.allSatisfy({ ["1", "2", "3", "4"].contains($0) }) else { throw bad() }
+            values[path] = .strings(phases)
         }
     }
 

@@ -23,7 +23,7 @@ public enum ConfigSchema {
                   doc: "Share of the SCT corpus, latest NCT ids first, held out for validation (SPEC: 10-15 %)."),
         ConfigKey(path: "data.exclude_csvs", kind: .stringList, defaultValue: .strings([]),
                   doc: "TOP CSVs whose trials are also kept out of pretraining (e.g. the validation file a fine-tuned model is reported on: SCT holds only successes, so a pretrained model has seen them)."),
-        ConfigKey(path: "data.sct_phases", kind: .stringList, defaultValue: .strings([]),
+        ConfigKey(path: "data.sct_phases", kind: .phaseList, defaultValue: .strings([]),
                   doc: "Pretrain only on SCT trials of these phases (e.g. [1]; a trial of `phase 1/phase 2` counts for both). Empty: all (SCT full)."),
         ConfigKey(path: "data.skip_bad_rows", kind: .bool, defaultValue: .bool(false),
                   doc: "Skip malformed CSV rows (counted and reported) instead of stopping with an error."),

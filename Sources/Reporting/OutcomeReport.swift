@@ -22,7 +22,7 @@ public func printMetricsTable(_ r: EvaluationReport, log: (String) -> Void, titl
 
 /// ROC and precision-recall curves of `scores` as SVG files.
 public func writeCurves(scores: [Double], labels: [Int], dir: String) throws {
-    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    try makeDirectory(dir, option: "--plots")
     let order = scores.indices.sorted { scores[$0] > scores[$1] }
     let pos = Double(labels.filter { $0 == 1 }.count), neg = Double(labels.count) - pos
     var tp = 0.0, fp = 0.0
@@ -32,12 +32,10 @@ public func writeCurves(scores: [Double], labels: [Int], dir: String) throws {
         roc.append((neg > 0 ? fp / neg : 0, pos > 0 ? tp / pos : 0))
         pr.append((pos > 0 ? tp / pos : 0, tp / (tp + fp)))
     }
-    try svgLinePlot(title: String(format: "ROC (AUC %.3f)", Metrics.rocAUC(scores, labels)), xLabel: "false positive rate",
-                    yLabel: "true positive rate", series: [("model", roc), ("chance", [(0, 0), (1, 1)])])
-        .write(toFile: dir + "/roc.svg", atomically: true, encoding: .utf8)
-    try svgLinePlot(title: String(format: "Precision-recall (AP %.3f)", Metrics.averagePrecision(scores, labels)), xLabel: "recall",
-                    yLabel: "precision", series: [("model", pr), ("base rate", [(0, pos / max(Double(labels.count), 1)), (1, pos / max(Double(labels.count), 1))])])
-        .write(toFile: dir + "/pr.svg", atomically: true, encoding: .utf8)
+    try writeTextFile(dir + "/roc.svg", svgLinePlot(title: String(format: "ROC (AUC %.3f)", Metrics.rocAUC(scores, labels)), xLabel: "false positive rate",
+                    yLabel: "true positive rate", series: [("model", roc), ("chance", [(0, 0), (1, 1)])]))
+    try writeTextFile(dir + "/pr.svg", svgLinePlot(title: String(format: "Precision-recall (AP %.3f)", Metrics.averagePrecision(scores, labels)), xLabel: "recall",
+                    yLabel: "precision", series: [("model", pr), ("base rate", [(0, pos / max(Double(labels.count), 1)), (1, pos / max(Double(labels.count), 1))])]))
 }
 
 /// The paper's Table 2 (TOP *test* sets, mean +- std over 10 bootstraps): (method, F1, PR-AUC, ROC-AUC) per phase.
@@ -68,5 +66,5 @@ public func writeOutcomeReport(_ report: EvaluationReport, path: String, phase: 
         md += "budget (configs/pretrain.yaml). They are context, not a like-for-like comparison.\n"
     }
     md += "\n![ROC](roc.svg)\n\n![PR](pr.svg)\n"
-    try md.write(toFile: path, atomically: true, encoding: .utf8)
+    try writeTextFile(path, md)
 }

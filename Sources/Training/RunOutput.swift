@@ -8,9 +8,11 @@ public final class MetricsLog {
     let handle: FileHandle
     public init(path: String) throws {
         let dir = URL(fileURLWithPath: path).deletingLastPathComponent().path
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try makeDirectory(dir, option: "--run-dir")
         if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
-        guard let h = FileHandle(forWritingAtPath: path) else { throw TrainingError("cannot write \(path)") }
+        guard let h = FileHandle(forWritingAtPath: path) else {
+            throw InputError(file: path, "cannot open for writing: \(String(cString: strerror(errno)))")
+        }
         handle = h
         handle.seekToEndOfFile()
     }

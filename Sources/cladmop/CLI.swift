@@ -78,9 +78,27 @@ func log(_ line: String) {
     fflush(stdout)
 }
 
-/// Rank 0 creates the run directory and writes the resolved configuration into it.
-func prepareRunDirectory(_ runDir: String, config: Config, comm: Communicator) throws {
+/// What a run directory holds: files whose presence means a run was written there.
+let runArtifacts = ["config.yaml", "metrics.jsonl", "checkpoints", "best.json", "report.md", "loss.svg", "retrieval.svg",
+                    "finetune.svg", "eval.json", "roc.svg", "pr.svg"]
+
+/// Rank 0 creates the run directory and writes the resolved configuration into it. A directory that already
+/// holds a run is refused unless the command continues it (`resume`) or replaces it (`overwrite`: its run
+/// files are deleted first; other files are left alone). Every rank reaches the same decision: an error on
+/// rank 0 ends the job.
+func prepareRunDirectory(_ runDir: String, config: Config, comm: Communicator, resume: Bool = false, overwrite: Bool = false,
+                         hint: String = "continue it with --resume auto, replace it with --overwrite, or choose another --run-dir") throws {
     guard comm.isRoot else { return }
-    try FileManager.default.createDirectory(atPath: runDir, withIntermediateDirectories: true)
-    try writeFileAtomically(runDir + "/config.yaml") { try $0.write(contentsOf: Data(config.yaml.utf8)) }
+    try makeDirectory(runDir, option: "--run-dir")
+    let present = runArtifacts.filter { FileManager.default.fileExists(atPath: runDir + "/" + $0) }
+    if !present.isEmpty && !resume {
+        guard overwrite else {
+            throw InputError(file: runDir, "already holds a run (\(present.joined(separator: ", "))); \(hint)")
+        }
+        for name in present {
+            do { try FileManager.default.removeItem(atPath: runDir + "/" + name) }
+            catch { throw InputError(file: runDir + "/" + name, "cannot remove it for --overwrite: \(describeWriteError(error))") }
+        }
+    }
+    try writeTextFile(runDir + "/config.yaml", config.yaml)
 }

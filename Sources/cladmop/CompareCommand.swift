@@ -14,6 +14,8 @@ struct Compare: ParsableCommand {
 
     func run() throws {
         runJob { comm in
+            let files = evals.compactMap { e in e.firstIndex(of: "=").map { ("--eval", String(e[e.index(after: $0)...])) } }
+            try checkOutputs(output.map { [("--output", $0)] } ?? [], inputs: files)
             var md = "| method | n | F1 (0.5) | PR-AUC | ROC-AUC | accuracy |\n|---|---|---|---|---|---|\n"
             for e in evals {
                 guard let eq = e.firstIndex(of: "=") else { throw InputError("--eval \(e): expected LABEL=FILE.json") }

@@ -25,6 +25,7 @@ struct Encode: ParsableCommand {
 
     func run() throws {
         runJob { comm in
+            try checkOutputs([("--output", output)], inputs: [("--input", input)])
             guard let text = try? String(contentsOfFile: input, encoding: .utf8) else {
                 throw InputError(file: input, "cannot read (missing, unreadable or not UTF-8)")
             }

@@ -21,6 +21,13 @@ struct Evaluate: ParsableCommand {
 
     func run() throws {
         runJob { comm in
+            try checkOutputs([json.map { ("--json", $0) }, report.map { ("--report", $0) }].compactMap { $0 },
+                             inputs: [("--data", data), ("--checkpoint", checkpoint)])
+            if let plots {
+                try checkOutputs([], inputs: [("--data", data)])
+                var st = stat()
+                if stat(plots, &st) == 0 && (st.st_mode & S_IFMT) != S_IFDIR { throw InputError(file: plots, "--plots names an existing file, not a folder") }
+            }
             let scored = try scoreCSV(checkpoint: checkpoint, csv: data, spec: try options.load(), comm: comm, log: log)
             guard comm.isRoot else { return }
             let (trials, scores, threshold, trainingSets) = (scored.trials, scored.scores, scored.threshold, scored.trainingDiseaseSets)

@@ -27,6 +27,7 @@ struct Featurize: ParsableCommand {
             let spec = try options.load()
             let paths = data.isEmpty ? spec.data.files : data
             let output = output ?? spec.data.featureStore
+            try checkOutputs([("--output", output)], inputs: paths.map { ("--data", $0) } + [("data.icd_hierarchy", spec.data.icdHierarchy)])
             if skipIfCurrent, FileManager.default.fileExists(atPath: output) {
                 let expected = try currentStoreIdentity(paths: paths, encoderIdentity: try BertEncoder.identity(modelDir: spec.encoder.modelDir),
                                                         maxTokens: spec.encoder.maxTokens)

@@ -16,11 +16,13 @@ struct Finetune: ParsableCommand {
     @Option(help: "Labelled TOP CSV to fine-tune on.") var train: String
     @Option(help: "Labelled TOP CSV for model selection.") var valid: String
     @Option(help: "Run directory: checkpoints/, best.json, metrics.jsonl.") var runDir: String
+    @Flag(help: "Replace the fine-tuning run that --run-dir already holds (its files are deleted first).") var overwrite = false
 
     func run() throws {
         runJob { comm in
             let (config, spec) = try options.resolve()
-            try prepareRunDirectory(runDir, config: config, comm: comm)
+            try prepareRunDirectory(runDir, config: config, comm: comm, overwrite: overwrite,
+                                    hint: "replace it with --overwrite or choose another --run-dir")
             let hierarchy = try ICD10Hierarchy(path: spec.data.icdHierarchy)
             let store = try storeContaining([train, valid], spec: spec, hierarchy: hierarchy, comm: comm, log: log)
             let tuner = try Finetuner(spec: spec, comm: comm, pretrained: pretrained == "none" ? nil : pretrained, trainFile: train,

@@ -18,14 +18,18 @@ struct Pretrain: ParsableCommand {
     @Option(help: "auto: continue from the newest valid checkpoint of the run directory (falls back past damaged ones).")
     var resume: String?
 
+    @Flag(help: "Replace the run that --run-dir already holds (its config, metrics, checkpoints, report and plots are deleted first).")
+    var overwrite = false
+
     func validate() throws {
         if let resume, resume != "auto" { throw ValidationError("--resume takes only 'auto' (got '\(resume)')") }
+        if resume != nil && overwrite { throw ValidationError("--resume auto continues the run in --run-dir and --overwrite replaces it: choose one") }
     }
 
     func run() throws {
         runJob { comm in
             let (config, spec) = try options.resolve()
-            try prepareRunDirectory(runDir, config: config, comm: comm)
+            try prepareRunDirectory(runDir, config: config, comm: comm, resume: resume == "auto", overwrite: overwrite)
             let identity = try BertEncoder.identity(modelDir: spec.encoder.modelDir)
             let setup = try PretrainSetup(spec: spec, encoderIdentity: identity)
             let trainer = try Pretrainer(setup: setup, comm: comm, runDir: runDir, faults: .fromEnvironment(), log: log)

@@ -22,6 +22,7 @@ struct Split: ParsableCommand {
 
     func run() throws {
         runJob { _ in
+            try checkOutputs([("--train", train), ("--valid", valid)], inputs: [("--data", data)])
             let records = try readCSV(path: data)
             guard let header = records.first, let id = header.fields.firstIndex(of: "nctid") else {
                 throw InputError(file: data, line: 1, "header lacks the nctid column")

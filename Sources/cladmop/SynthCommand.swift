@@ -19,13 +19,19 @@ struct Synth: ParsableCommand {
     @OptionGroup var options: ConfigOptions
 
     func validate() throws {
-        guard trials >= 2 else { throw ValidationError("--trials must be >= 2") }
+        // Bounded up front: the store holds trials x sentences x 3 levels x dim floats.
+        guard (2...1_000_000).contains(trials) else { throw ValidationError("--trials must be in 2...1000000 (got \(trials))") }
         guard (1...4096).contains(dim) else { throw ValidationError("--dim must be in 1...4096") }
-        guard noise >= 0 else { throw ValidationError("--noise must be >= 0") }
+        guard trials * dim <= 1 << 28 else {
+            throw ValidationError("--trials x --dim = \(trials * dim) exceeds 2^28 (the store would need more than ~16 GiB); use fewer trials or a smaller --dim")
+        }
+        guard noise.isFinite, noise >= 0 else { throw ValidationError("--noise must be a finite number >= 0") }
+        guard seed >= 0 else { throw ValidationError("--seed must be >= 0") }
     }
 
     func run() throws {
         runJob { comm in
+            try checkOutputs([("--output", output)], inputs: [])
             let spec = try options.load()
             if comm.isRoot {
                 let hierarchy = try ICD10Hierarchy(path: spec.data.icdHierarchy)

@@ -114,7 +114,7 @@ public enum Checkpoints {
     /// Writes parameters (only those `include` accepts) and optionally the optimizer moments.
     public static func save(dir: String, meta: CheckpointMeta, params: ParameterArena, optimizer: Optimizer?, faults: FaultPlan = .none,
                             include: (ParameterArena.Entry) -> Bool = { _ in true }) throws -> String {
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try makeDirectory(dir, option: "the checkpoint folder")
         let base = dir + "/" + name(step: meta.step)
         var tensors: [(name: String, shape: [Int], data: UnsafePointer<Float>)] = []
         for e in params.entries where include(e) { tensors.append((e.name, e.shape, UnsafePointer(params.values + e.offset))) }

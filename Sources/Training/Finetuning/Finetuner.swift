@@ -174,10 +174,9 @@ public final class Finetuner {
             let data = try encoder.encode(selection)
             try writeFileAtomically(runDir + "/best.json") { try $0.write(contentsOf: data) }
             func series(_ value: (FinetuneRecord) -> Double?) -> [(Double, Double)] { records.map { (Double($0.epoch), value($0) ?? .nan) } }
-            try svgLinePlot(title: "Fine-tuning", xLabel: "epoch", yLabel: "value",
+            try writeTextFile(runDir + "/finetune.svg", svgLinePlot(title: "Fine-tuning", xLabel: "epoch", yLabel: "value",
                             series: [("train BCE", series(\.trainLoss)), ("valid PR-AUC", series(\.validPrAuc)),
-                                     ("valid ROC-AUC", series(\.validRocAuc))])
-                .write(toFile: runDir + "/finetune.svg", atomically: true, encoding: .utf8)
+                                     ("valid ROC-AUC", series(\.validRocAuc))]))
             log("finetune: selected epoch \(bestEpoch) (valid \(metric) \(String(format: "%.4f", best))), \(base).safetensors")
         }
         comm.barrier()

@@ -6,14 +6,12 @@ import Support
 func writePretrainReport(runDir: String, train: [TrainRecord], evals: [EvalRecord], globalBatch: Int, corpus: [String],
                          parameters: Int, worldSize: Int, steps: Int) throws {
     func points(_ x: (EvalRecord) -> Double, _ y: (EvalRecord) -> Double?) -> [(Double, Double)] { evals.map { (x($0), y($0) ?? .nan) } }
-    try svgLinePlot(title: "InfoNCE loss", xLabel: "step", yLabel: "loss",
+    try writeTextFile(runDir + "/loss.svg", svgLinePlot(title: "InfoNCE loss", xLabel: "step", yLabel: "loss",
                     series: [("train (global batch)", train.map { (Double($0.step), $0.loss ?? .nan) }),
-                             ("validation", points({ Double($0.step) }, \.valLoss))])
-        .write(toFile: runDir + "/loss.svg", atomically: true, encoding: .utf8)
-    try svgLinePlot(title: "Validation retrieval accuracy", xLabel: "epoch", yLabel: "accuracy",
+                             ("validation", points({ Double($0.step) }, \.valLoss))]))
+    try writeTextFile(runDir + "/retrieval.svg", svgLinePlot(title: "Validation retrieval accuracy", xLabel: "epoch", yLabel: "accuracy",
                     series: [("top-1 C->DM", points(\.epoch, \.valTop1C2dm)), ("top-5 C->DM", points(\.epoch, \.valTop5C2dm)),
-                             ("top-1 DM->C", points(\.epoch, \.valTop1Dm2c)), ("top-5 DM->C", points(\.epoch, \.valTop5Dm2c))])
-        .write(toFile: runDir + "/retrieval.svg", atomically: true, encoding: .utf8)
+                             ("top-1 DM->C", points(\.epoch, \.valTop1Dm2c)), ("top-5 DM->C", points(\.epoch, \.valTop5Dm2c))]))
     var md = "# Pretraining report\n\n"
     md += "\(parameters) parameters, \(worldSize) rank(s), global batch \(globalBatch), \(steps) steps.\n\n"
     md += "```\n" + corpus.joined(separator: "\n") + "\n```\n\n"
@@ -29,5 +27,5 @@ func writePretrainReport(runDir: String, train: [TrainRecord], evals: [EvalRecor
         md += "\n"
     }
     md += "![loss](loss.svg)\n\n![retrieval](retrieval.svg)\n\nResolved configuration: `config.yaml`. Every logged step and evaluation: `metrics.jsonl`.\n"
-    try md.write(toFile: runDir + "/report.md", atomically: true, encoding: .utf8)
+    try writeTextFile(runDir + "/report.md", md)
 }

@@ -1,0 +1,111 @@
+import Foundation
+import Support
+import Yams
+
+/// The YAML boundary of configurations. The parser recurses and expands aliases, so the text is checked
+/// before it sees it: size, UTF-8 (the first bad byte's offset named), nesting depth, anchors and aliases
+/// (refused: a config has no use for them, and an alias bomb would exhaust memory). The parsed tree is then
+/// turned into plain values with duplicate keys, null values and nested lists refused, each naming the key.
+enum YAMLInput {
+    static let maxBytes = 1 << 20, maxDepth = 16
+
+    /// Parses `data` (from `origin`: a file, or `--set KEY`) into nested `[(key, value)]` maps, lists of
+    /// scalars and scalars (String, Int, Double, Bool).
+    static func parse(_ data: Data, origin: String) throws -> Any? {
+        guard data.count <= maxBytes else { throw InputError("\(origin): \(data.count) bytes; a configuration is at most \(maxBytes) bytes") }
+        let text = try decodeUTF8(data, origin: origin)
+        try scan(text, origin: origin)
+        let node: Node?
+        do { node = try Yams.compose(yaml: text) } catch { throw InputError("\(origin): not valid YAML: \(error)") }
+        return try node.map { try value($0, path: "", origin: origin, depth: 0) }
+    }
+
+    /// The text, or an error naming the byte offset (and line) of the first byte that is not UTF-8.
+    static func decodeUTF8(_ data: Data, origin: String) throws -> String {
+        if let s = String(data: data, encoding: .utf8) { return s.hasPrefix("\u{FEFF}") ? String(s.dropFirst()) : s }
+        let bytes = [UInt8](data)
+        var i = 0, line = 1
+        while i < bytes.count {
+            let b = bytes[i]
+            let n = b < 0x80 ? 1 : b >> 5 == 0b110 ? 2 : b >> 4 == 0b1110 ? 3 : b >> 3 == 0b11110 ? 4 : 0
+            guard n > 0, i + n <= bytes.count, (1..<n).allSatisfy({ bytes[i + $0] >> 6 == 0b10 }),
+                  String(bytes: bytes[i..<(i + n)], encoding: .utf8) != nil else {
+                throw InputError("\(origin): line \(line): byte offset \(i) (0x\(String(b, radix: 16))) is not valid UTF-8; configurations are UTF-8 text")
+            }
+            if b == 0x0A { line += 1 }
+            i += n
+        }
+        throw InputError("\(origin): not valid UTF-8")
+    }
+
+    /// Nesting depth (indentation levels, "- " sequence entries, flow brackets) and anchors/aliases, outside
+    /// quoted scalars and comments.
+    static func scan(_ text: String, origin: String) throws {
+        var indents: [Int] = []
+        for (number, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let line = Array(rawLine.replacingOccurrences(of: "\r", with: ""))
+            let lineNo = number + 1
+            var i = 0
+            while i < line.count && line[i] == " " { i += 1 }
+            guard i < line.count, line[i] != "#" else { continue }
+            while let last = indents.last, last >= i { indents.removeLast() }
+            indents.append(i)
+            var depth = indents.count, flow = 0, quote: Character? = nil, previous: Character = " "
+            var j = i
+            while j < line.count {
+                let c = line[j]
+                if let q = quote {
+                    if c == q { quote = nil }
+                } else if c == "\"" || c == "'" {
+                    if " [{,:-".contains(previous) { quote = c }
+                } else if c == "#" && previous == " " {
+                    break
+                } else if c == "[" || c == "{" {
+                    flow += 1; depth += 1
+                } else if c == "]" || c == "}" {
+                    flow -= 1
+                } else if c == "-" && " [{,".contains(previous) && (j + 1 == line.count || line[j + 1] == " ") {
+                    depth += 1
+                } else if (c == "&" || c == "*") && " [{,:-".contains(previous) && j + 1 < line.count && line[j + 1] != " " {
+                    throw InputError("\(origin): line \(lineNo): YAML anchors and aliases (&name, *name) are not supported in configurations")
+                }
+                guard depth <= maxDepth else {
+                    throw InputError("\(origin): line \(lineNo): nested deeper than \(maxDepth) levels; a configuration is sections of keys")
+                }
+                previous = c
+                j += 1
+            }
+        }
+    }
+
+    /// A plain value of the composed tree; duplicate keys, nulls and non-scalar list items refused.
+    static func value(_ node: Node, path: String, origin: String, depth: Int) throws -> Any {
+        let name = path.isEmpty ? "the top level" : "key \(path)"
+        guard depth <= maxDepth else { throw InputError("\(origin): \(name): nested deeper than \(maxDepth) levels") }
+        switch node {
+        case .mapping(let mapping):
+            var seen = Set<String>(), pairs: [(String, Any)] = []
+            for (k, v) in mapping {
+                guard case .scalar(let ks) = k else { throw InputError("\(origin): \(name): a key that is not a string") }
+                let key = ks.string, sub = path.isEmpty ? key : path + "." + key
+                guard seen.insert(key).inserted else { throw InputError("\(origin): key \(sub) appears twice") }
+                pairs.append((key, try value(v, path: sub, origin: origin, depth: depth + 1)))
+            }
+            return pairs
+        case .sequence(let sequence):
+            return try sequence.enumerated().map { (i, item) -> Any in
+                guard case .scalar = item else { throw InputError("\(origin): \(name): list item \(i + 1) is not a single value") }
+                return try value(item, path: path, origin: origin, depth: depth + 1)
+            }
+        case .scalar(let s):
+            if s.style != .plain { return s.string }
+            if node.null != nil { throw InputError("\(origin): \(name) has no value (write \"\" for an empty string)") }
+            if let b = node.bool { return b }
+            if let i = node.int { return i }
+            if let d = node.float { return d }
+            return s.string
+        default:
+            throw InputError("\(origin): \(name): unsupported YAML node")
+        }
+    }
+}

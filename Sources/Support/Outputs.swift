@@ -1,0 +1,49 @@
+import Foundation
+
+/// `text` written to `path` atomically (temporary file, fsync, rename); errors name the path and the reason.
+public func writeTextFile(_ path: String, _ text: String) throws {
+    try writeFileAtomically(path) { try $0.write(contentsOf: Data(text.utf8)) }
+}
+
+/// Creates the folder `path` (and its parents) unless it exists; a file, FIFO or device there is an error
+/// naming `option` (the flag that named it) and the path. Errors name the path and the system's reason.
+public func makeDirectory(_ path: String, option: String) throws {
+    var st = stat()
+    if stat(path, &st) == 0 {
+        guard (st.st_mode & S_IFMT) == S_IFDIR else { throw InputError(file: path, "\(option) names an existing file, not a folder") }
+        return
+    }
+    do { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) }
+    catch { throw InputError(file: path, "cannot create the folder (\(option)): \(describeWriteError(error))") }
+}
+
+/// The path with links and `.`/`..` resolved as far as it exists (the rest appended), for comparing paths.
+public func resolvedPath(_ path: String) -> String {
+    let url = URL(fileURLWithPath: path).standardizedFileURL
+    var existing = url, rest: [String] = []
+    while !FileManager.default.fileExists(atPath: existing.path) && existing.path != "/" {
+        rest.insert(existing.lastPathComponent, at: 0)
+        existing = existing.deletingLastPathComponent()
+    }
+    var base = existing.resolvingSymlinksInPath()
+    for part in rest { base.appendPathComponent(part) }
+    return base.path
+}
+
+/// Refuses outputs that would replace an input (the same file after resolving links and relative paths) or
+/// another output, and outputs that name an existing folder, FIFO or device. Each pair is (option, path).
+public func checkOutputs(_ outputs: [(String, String)], inputs: [(String, String)]) throws {
+    var seen: [String: String] = [:]
+    for (option, path) in inputs { seen[resolvedPath(path)] = option }
+    for (option, path) in outputs {
+        let key = resolvedPath(path)
+        if let other = seen[key] {
+            throw InputError(file: path, "\(option) would overwrite the file given to \(other); choose another output path")
+        }
+        seen[key] = option
+        var st = stat()
+        if stat(path, &st) == 0 && (st.st_mode & S_IFMT) != S_IFREG {
+            throw InputError(file: path, "\(option) names \((st.st_mode & S_IFMT) == S_IFDIR ? "a folder" : "a file that is not a regular file"); expected a file path")
+        }
+    }
+}
