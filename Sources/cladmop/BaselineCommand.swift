@@ -17,7 +17,7 @@ struct Baseline: ParsableCommand {
 
     func run() throws {
         runJob { comm in
-            let spec = try options.load()
+            let spec = try options.load(comm)
             let hierarchy = try ICD10Hierarchy(path: spec.data.icdHierarchy)
             let store = try storeContaining([train, data], spec: spec, hierarchy: hierarchy, comm: comm, log: log)
             guard comm.isRoot else { return }

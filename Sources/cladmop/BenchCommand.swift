@@ -48,7 +48,7 @@ struct Bench: ParsableCommand {
                 return
             }
             if encoder {
-                let result = try encoderBenchmark(spec: try options.load(), csv: data, comm: comm, sentencesOut: comm.isRoot ? sentencesOut : nil)
+                let result = try encoderBenchmark(spec: try options.load(comm), csv: data, comm: comm, sentencesOut: comm.isRoot ? sentencesOut : nil)
                 guard comm.isRoot else { return }
                 if json { print(try jsonText(result)); return }
                 print(String(format: "encoder %@: %d distinct sentences (%d tokens) on %d rank(s), one BLAS thread each: %.1f sentences/s, %.0f tokens/s (%.1f s)",
@@ -56,7 +56,7 @@ struct Bench: ParsableCommand {
                              result.seconds))
                 return
             }
-            let r = try runTrainingBenchmark(spec: try options.load(), comm: comm)
+            let r = try runTrainingBenchmark(spec: try options.load(comm), comm: comm)
             guard comm.isRoot else { return }
             if json { print(try jsonText(r)); return }
             print("training benchmark: \(r.worldSize) rank(s), global batch \(r.globalBatch), \(r.variableLengths ? "variable" : "full") lengths, \(r.parameters) parameters")

@@ -4,6 +4,7 @@ import Communication
 import Config
 import Foundation
 import NN
+import Training
 
 @main
 struct Cladmop: ParsableCommand {
@@ -62,14 +63,21 @@ struct ConfigOptions: ParsableArguments {
     @Option(name: .customLong("set"), help: ArgumentHelp("Override one key: --set section.key=value (repeatable).", valueName: "key=value"))
     var overrides: [String] = []
 
-    /// The resolved configuration (defaults < YAML < --set) and its typed, validated specification.
-    func resolve() throws -> (Config, RunSpec) {
+    /// The resolved configuration (defaults < YAML < --set) and its typed, validated specification. Under
+    /// mpirun every rank must have resolved the same values, with the same command line and binary
+    /// (`requireAgreement`): a difference ends the job naming the keys.
+    func resolve(_ comm: Communicator) throws -> (Config, RunSpec) {
         let c = try Config(file: config, overrides: overrides)
-        return (c, try RunSpec(c))
+        let spec = try RunSpec(c)
+        try requireAgreement(ConfigSchema.keys.map { ($0.path, c.values[$0.path]!.description) }
+                                 + [("command line", CommandLine.arguments.dropFirst().joined(separator: " ")),
+                                    ("executable", executableIdentity())],
+                             comm: comm, what: "configurations")
+        return (c, spec)
     }
 
     /// The typed, validated specification (the only way commands read configuration values).
-    func load() throws -> RunSpec { try resolve().1 }
+    func load(_ comm: Communicator) throws -> RunSpec { try resolve(comm).1 }
 }
 
 /// Prints a line on rank 0's stderr-free log (stdout), flushed.

@@ -20,9 +20,9 @@ struct ShowConfig: ParsableCommand {
     @OptionGroup var options: ConfigOptions
 
     func run() throws {
-        runJob { _ in
+        runJob { comm in
             if markdown { print(configurationMarkdown(), terminator: ""); return }
-            let (config, _) = try options.resolve()
+            let (config, _) = try options.resolve(comm)
             if let key = get {
                 guard let value = config.values[key] else {
                     throw InputError("--get \(key): unknown key (see docs/configuration.md)")

@@ -28,7 +28,7 @@ struct Evaluate: ParsableCommand {
                 var st = stat()
                 if stat(plots, &st) == 0 && (st.st_mode & S_IFMT) != S_IFDIR { throw InputError(file: plots, "--plots names an existing file, not a folder") }
             }
-            let scored = try scoreCSV(checkpoint: checkpoint, csv: data, spec: try options.load(), comm: comm, log: log)
+            let scored = try scoreCSV(checkpoint: checkpoint, csv: data, spec: try options.load(comm), comm: comm, log: log)
             guard comm.isRoot else { return }
             let (trials, scores, threshold, trainingSets) = (scored.trials, scored.scores, scored.threshold, scored.trainingDiseaseSets)
             let labels = trials.map(\.label)

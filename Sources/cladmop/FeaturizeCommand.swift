@@ -24,7 +24,7 @@ struct Featurize: ParsableCommand {
 
     func run() throws {
         runJob { comm in
-            let spec = try options.load()
+            let spec = try options.load(comm)
             let paths = data.isEmpty ? spec.data.files : data
             let output = output ?? spec.data.featureStore
             try checkOutputs([("--output", output)], inputs: paths.map { ("--data", $0) } + [("data.icd_hierarchy", spec.data.icdHierarchy)])

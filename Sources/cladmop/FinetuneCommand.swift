@@ -20,7 +20,7 @@ struct Finetune: ParsableCommand {
 
     func run() throws {
         runJob { comm in
-            let (config, spec) = try options.resolve()
+            let (config, spec) = try options.resolve(comm)
             try prepareRunDirectory(runDir, config: config, comm: comm, overwrite: overwrite,
                                     hint: "replace it with --overwrite or choose another --run-dir")
             let hierarchy = try ICD10Hierarchy(path: spec.data.icdHierarchy)

@@ -16,7 +16,7 @@ struct Predict: ParsableCommand {
     func run() throws {
         runJob { comm in
             try checkOutputs([("--output", output)], inputs: [("--data", data), ("--checkpoint", checkpoint)])
-            let scored = try scoreCSV(checkpoint: checkpoint, csv: data, spec: try options.load(), comm: comm, log: log)
+            let scored = try scoreCSV(checkpoint: checkpoint, csv: data, spec: try options.load(comm), comm: comm, log: log)
             guard comm.isRoot else { return }
             let (trials, scores) = (scored.trials, scored.scores)
             var text = "nctid,probability\n"

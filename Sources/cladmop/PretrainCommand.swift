@@ -28,10 +28,10 @@ struct Pretrain: ParsableCommand {
 
     func run() throws {
         runJob { comm in
-            let (config, spec) = try options.resolve()
+            let (config, spec) = try options.resolve(comm)
             try prepareRunDirectory(runDir, config: config, comm: comm, resume: resume == "auto", overwrite: overwrite)
             let identity = try BertEncoder.identity(modelDir: spec.encoder.modelDir)
-            let setup = try PretrainSetup(spec: spec, encoderIdentity: identity)
+            let setup = try PretrainSetup(spec: spec, encoderIdentity: identity, comm: comm)
             let trainer = try Pretrainer(setup: setup, comm: comm, runDir: runDir, faults: .fromEnvironment(), log: log)
             if resume == "auto" { try trainer.resume() }
             try trainer.run()

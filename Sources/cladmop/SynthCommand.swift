@@ -32,7 +32,7 @@ struct Synth: ParsableCommand {
     func run() throws {
         runJob { comm in
             try checkOutputs([("--output", output)], inputs: [])
-            let spec = try options.load()
+            let spec = try options.load(comm)
             if comm.isRoot {
                 let hierarchy = try ICD10Hierarchy(path: spec.data.icdHierarchy)
                 try writeSyntheticStore(path: output, trials: trials, dim: dim, hierarchy: hierarchy, seed: UInt64(seed), noise: Float(noise))

@@ -75,7 +75,7 @@ final class CLITests: XCTestCase {
         let hierarchy = "data.icd_hierarchy=\(repositoryRoot)/data/icd10/icd10cm_2025_hierarchy.tsv"
         XCTAssertEqual(try cladmop(["synth", "--trials", "40", "--dim", "8", "--output", store, "--set", hierarchy]).status, 0)
         func pretrain(_ s: String, synthetic: Bool = true) throws -> (status: Int32, output: String) {
-            try cladmop(["pretrain", "--config", repositoryRoot + "/configs/smoke.yaml", "--run-dir", dir + "/run",
+            try cladmop(["pretrain", "--config", repositoryRoot + "/configs/smoke.yaml", "--run-dir", dir + "/run", "--overwrite",
                          "--set", "data.synthetic=\(synthetic)", "--set", "data.feature_store=\(s)", "--set", hierarchy])
         }
         XCTAssertEqual(try pretrain(store).status, 0)

@@ -101,3 +101,16 @@ public func runCommand(_ executable: String, _ arguments: [String], environment:
     done.wait()
     return (process.terminationStatus, String(decoding: box.data, as: UTF8.self), Date().timeIntervalSince(start))
 }
+
+/// A class-level fixture (class `setUp`) whose failure is recorded, so that every test of the class fails
+/// with its message (`check()` in the instance `setUpWithError`) instead of a crash ending the whole test run.
+public final class SuiteFixture: @unchecked Sendable {
+    public private(set) var failure: String?
+    public init() {}
+    /// Runs `body`; a thrown error or a false result with a message is recorded.
+    public func run(_ body: () throws -> String?) {
+        do { if let message = try body() { failure = message } } catch { failure = "\(error)" }
+    }
+    public struct Failure: Error, CustomStringConvertible { public let description: String }
+    public func check() throws { if let failure { throw Failure(description: "class setUp failed: \(failure)") } }
+}

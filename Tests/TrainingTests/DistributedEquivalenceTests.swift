@@ -11,12 +11,16 @@ final class DistributedEquivalenceTests: XCTestCase {
     static var store: String { work + "/synthetic.store" }
     var cladmop: String { productsFolder.appendingPathComponent("cladmop").path }
 
+    static let fixture = SuiteFixture()
     override class func setUp() {
         try? FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
-        let r = try! runProduct("cladmop", ["synth", "--trials", "240", "--dim", "24", "--output", store, "--seed", "3",
-                                            "--set", "data.icd_hierarchy=\(repositoryRoot)/data/icd10/icd10cm_2025_hierarchy.tsv"])
-        precondition(r.status == 0, r.output)
+        fixture.run {
+            let r = try runProduct("cladmop", ["synth", "--trials", "240", "--dim", "24", "--output", store, "--seed", "3",
+                                               "--set", "data.icd_hierarchy=\(repositoryRoot)/data/icd10/icd10cm_2025_hierarchy.tsv"])
+            return r.status == 0 ? nil : r.output
+        }
     }
+    override func setUpWithError() throws { try Self.fixture.check() }
 
     override class func tearDown() { try? FileManager.default.removeItem(atPath: work) }
 

@@ -11,11 +11,15 @@ final class ReliabilityTests: XCTestCase {
     var cladmop: String { productsFolder.appendingPathComponent("cladmop").path }
     static let hierarchy = "data.icd_hierarchy=\(repositoryRoot)/data/icd10/icd10cm_2025_hierarchy.tsv"
 
+    static let fixture = SuiteFixture()
     override class func setUp() {
         try? FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
-        let r = try! runProduct("cladmop", ["synth", "--trials", "200", "--dim", "16", "--output", store, "--set", hierarchy])
-        precondition(r.status == 0, r.output)
+        fixture.run {
+            let r = try runProduct("cladmop", ["synth", "--trials", "200", "--dim", "16", "--output", store, "--set", hierarchy])
+            return r.status == 0 ? nil : r.output
+        }
     }
+    override func setUpWithError() throws { try Self.fixture.check() }
     override class func tearDown() { try? FileManager.default.removeItem(atPath: work) }
 
     /// Arguments of a pretraining run in `run` (a name under the work folder, or an absolute path).

@@ -11,20 +11,20 @@ final class SpecValidationTests: XCTestCase {
     static let work = NSTemporaryDirectory() + "cladmop-spec-\(getpid())"
     static let hierarchy = "\(repositoryRoot)/data/icd10/icd10cm_2025_hierarchy.tsv"
     static var checkpoint: String { work + "/run/checkpoints/step-00000002.json" }
-    static var setupError: String?
+    static let fixture = SuiteFixture()
 
     /// A 2-step smoke pretraining on a synthetic store, one rank: a real checkpoint to edit.
     override class func setUp() {
         try? FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
-        do {
+        fixture.run {
             let store = work + "/synthetic.store"
             let s = try runProduct("cladmop", ["synth", "--trials", "60", "--dim", "12", "--output", store, "--set", "data.icd_hierarchy=\(hierarchy)"])
-            guard s.status == 0 else { setupError = s.output; return }
+            guard s.status == 0 else { return s.output }
             let p = try runProduct("cladmop", ["pretrain", "--config", repositoryRoot + "/configs/smoke.yaml", "--run-dir", work + "/run",
                                                "--set", "data.synthetic=true", "--set", "data.feature_store=\(store)",
                                                "--set", "data.icd_hierarchy=\(hierarchy)", "--set", "train.max_steps=2"])
-            if p.status != 0 { setupError = p.output }
-        } catch { setupError = "\(error)" }
+            return p.status == 0 ? nil : p.output
+        }
     }
 
     override class func tearDown() { try? FileManager.default.removeItem(atPath: work) }
@@ -63,7 +63,7 @@ final class SpecValidationTests: XCTestCase {
     }
 
     func testCheckpointMetadataIsValidatedLikeAConfiguration() throws {
-        if let e = Self.setupError { XCTFail("setup: \(e)"); return }
+        try Self.fixture.check()
         // The checkpoint as written loads.
         let (meta, _) = try Checkpoints.load(jsonPath: Self.checkpoint)
         XCTAssertEqual(meta.spec.train.maxSteps, 2)
@@ -82,6 +82,8 @@ final class SpecValidationTests: XCTestCase {
             ("version", { $0["version"] = 1 }, "version 1"),
             ("edited-spec", { m in var spec = m["spec"] as! [String: Any]; var model = spec["model"] as! [String: Any]
                               model["dim"] = 32; spec["model"] = model; m["spec"] = spec }, "configHash"),
+            ("heads-valid-edit", { nested(&$0, "model", "heads", 4) }, "metadataChecksum"),
+            ("maxlen-edit", { nested(&$0, "features", "maxMolTokens", 12) }, "metadataChecksum"),
             ("spec-range", { m in var spec = m["spec"] as! [String: Any]; var t = spec["train"] as! [String: Any]
                              t["globalBatch"] = 0; spec["train"] = t; m["spec"] = spec }, "spec: train.global_batch = 0 is invalid"),
         ]
@@ -111,8 +113,26 @@ final class SpecValidationTests: XCTestCase {
         XCTAssertEqual(r.status, 2, r.output)
         XCTAssertTrue(r.output.contains("cycle"), r.output)
         // A run directory resolves through its best.json.
-        if Self.setupError == nil {
+        if Self.fixture.failure == nil {
             XCTAssertEqual(URL(fileURLWithPath: try resolveCheckpointJSON(Self.work + "/run")).lastPathComponent, "step-00000002.json")
         }
+    }
+
+    /// Ranks started with different settings (here rank 1 gets another train.seed: a different data order) end
+    /// the job at once, naming the key, instead of training apart or crashing in a collective.
+    func testRanksWithDifferentSettingsAreRefused() throws {
+        try Self.fixture.check()
+        let wrapper = Self.work + "/rank1-differs.sh"
+        try "#!/bin/bash\nif [ \"$OMPI_COMM_WORLD_RANK\" = 1 ]; then exec \"$@\" --set train.seed=2; else exec \"$@\"; fi\n"
+            .write(toFile: wrapper, atomically: true, encoding: .utf8)
+        chmod(wrapper, 0o755)
+        let cladmop = productsFolder.appendingPathComponent("cladmop").path
+        let r = try mpirun(np: 2, executable: wrapper, arguments: [cladmop, "pretrain", "--config", repositoryRoot + "/configs/smoke.yaml",
+                                                                   "--run-dir", Self.work + "/disagree", "--set", "data.synthetic=true",
+                                                                   "--set", "data.feature_store=\(Self.work)/synthetic.store",
+                                                                   "--set", "data.icd_hierarchy=\(Self.hierarchy)"], timeout: 60)
+        XCTAssertEqual(r.status, 2, r.output)
+        XCTAssertTrue(r.output.contains("train.seed"), r.output)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: Self.work + "/disagree/metrics.jsonl"), "nothing trained")
     }
 }

@@ -36,6 +36,17 @@ public struct CheckpointMeta: Codable {
     public var bestCheckpoint: String?
     /// Fine-tuning: the LoRA adapters and head this checkpoint holds, and the decision threshold.
     public var head: OutcomeHeadSpec?
+    /// Checksum of every other field (`metadataChecksum()`): an edited metadata file is refused.
+    public var metadataChecksum = ""
+
+    /// The checksum of the metadata with this field empty (compact JSON, keys sorted).
+    public func computedChecksum() throws -> String {
+        var copy = self
+        copy.metadataChecksum = ""
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return String(try encoder.encode(copy).withUnsafeBytes { checksum64($0) }, radix: 16)
+    }
 
     public static let currentVersion = 2
 
@@ -130,6 +141,7 @@ public enum Checkpoints {
         var m = meta
         m.tensorsFile = URL(fileURLWithPath: base + ".safetensors").lastPathComponent
         (m.tensorsChecksum, m.tensorsBytes) = try fileChecksum(base + ".safetensors")
+        m.metadataChecksum = try m.computedChecksum()
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         let json = try encoder.encode(m)
@@ -149,6 +161,9 @@ public enum Checkpoints {
         do { meta = try JSONDecoder().decode(CheckpointMeta.self, from: data) }
         catch { throw InputError(file: jsonPath, "not a cladmop checkpoint metadata file: \(describeDecodingError(error))") }
         try meta.validate(path: jsonPath)
+        guard try meta.computedChecksum() == meta.metadataChecksum else {
+            throw InputError(file: jsonPath, "metadataChecksum \(meta.metadataChecksum) does not match the metadata (\(try meta.computedChecksum())): the file was edited or damaged; a checkpoint's metadata must not be changed by hand")
+        }
         let tensorsPath = URL(fileURLWithPath: jsonPath).deletingLastPathComponent().appendingPathComponent(meta.tensorsFile).path
         guard FileManager.default.fileExists(atPath: tensorsPath) else { throw InputError(file: tensorsPath, "missing (named by \(jsonPath))") }
         let (sum, bytes) = try fileChecksum(tensorsPath)

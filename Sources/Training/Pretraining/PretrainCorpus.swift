@@ -1,3 +1,4 @@
+import Communication
 import Config
 import Foundation
 import Support
@@ -13,7 +14,7 @@ public struct PretrainSetup {
     public let validation: [StoredTrial]
     public let corpusReport: [String]
 
-    public init(spec: RunSpec, encoderIdentity: String?) throws {
+    public init(spec: RunSpec, encoderIdentity: String?, comm: Communicator) throws {
         self.spec = spec
         let data = spec.data
         let expected = data.synthetic ? nil : try encoderIdentity.map {
@@ -23,6 +24,11 @@ public struct PretrainSetup {
         if data.synthetic && store.identity.encoder != "synthetic" {
             throw InputError(file: data.featureStore, "data.synthetic is true but this store was featurized from CSV files")
         }
+        // Every rank must read the same data (nodes may hold their own copies of the store).
+        let id = store.identity
+        try requireAgreement([("feature store", "\(id.encoder) \(id.maxTokens) \(id.featurizerVersion) "
+                                + id.sources.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")),
+                              ("feature store rows", "\(store.trials.count) x \(store.dim)")], comm: comm, what: "feature stores")
         hierarchy = try ICD10Hierarchy(path: data.icdHierarchy)
         var excluded = data.synthetic ? [] : try data.excludeFile.map(readExclusionList) ?? []
         for csv in data.excludeCSVs { excluded.formUnion(try readTrials(paths: [csv]).0.map(\.nctid)) }
