@@ -17,3 +17,6 @@ static inline int cmpi_success(void) { return MPI_SUCCESS; }
 static inline int cmpi_thread_funneled(void) { return MPI_THREAD_FUNNELED; }
 static inline MPI_Errhandler cmpi_errors_return(void) { return MPI_ERRORS_RETURN; }
 static inline void *cmpi_in_place(void) { return MPI_IN_PLACE; }
+static inline int cmpi_thread_multiple(void) { return MPI_THREAD_MULTIPLE; }
+static inline MPI_Datatype cmpi_char(void) { return MPI_CHAR; }
+static inline int cmpi_any_source(void) { return MPI_ANY_SOURCE; }

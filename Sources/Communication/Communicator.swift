@@ -26,6 +26,18 @@ public protocol Communicator: AnyObject {
     func allGatherV(send: UnsafePointer<Float>, receive: UnsafeMutablePointer<Float>, counts: [Int])
     /// Ends every rank of the job: prints `message` on stderr and exits with `code`.
     func abort(message: String, code: Int32) -> Never
+
+    /// The host each rank runs on (index = rank).
+    var hostNames: [String] { get }
+    /// Collectives this rank has entered so far (a rank that stops before a collective falls behind).
+    var collectivesEntered: Int64 { get }
+    /// Whether heartbeats (below) can be exchanged while the main thread waits in a collective.
+    var supportsHeartbeats: Bool { get }
+    /// Sends a heartbeat carrying `value` to `peer` (non-blocking; skipped while the previous one to that
+    /// peer is still in flight). Called from one watchdog thread only.
+    func sendHeartbeat(to peer: Int, value: Int64)
+    /// The heartbeats that arrived since the last call: (sender, value). Watchdog thread only.
+    func receiveHeartbeats() -> [(rank: Int, value: Int64)]
 }
 
 extension Communicator {
@@ -69,6 +81,11 @@ public final class SingleProcessCommunicator: Communicator {
         FileHandle.standardError.write(Data("error: \(message)\n".utf8))
         exit(code)
     }
+    public var hostNames: [String] { [ProcessInfo.processInfo.hostName] }
+    public var collectivesEntered: Int64 { 0 }
+    public var supportsHeartbeats: Bool { false }
+    public func sendHeartbeat(to peer: Int, value: Int64) {}
+    public func receiveHeartbeats() -> [(rank: Int, value: Int64)] { [] }
 }
 
 /// True when this process was started by `mpirun`/`mpiexec` (OpenMPI sets these variables).

@@ -4,6 +4,10 @@ import Foundation
 /// OpenMPI implementation. MPI is initialised once per process (`shared`) and finalised at exit.
 /// MPI errors are fatal (the default MPI_ERRORS_ARE_FATAL handler), and `abort` calls MPI_Abort,
 /// which makes `mpirun` kill every rank: no rank is left waiting in a collective.
+///
+/// MPI runs with MPI_THREAD_MULTIPLE when the library offers it: the main thread calls the collectives and a
+/// watchdog thread exchanges heartbeats on a duplicate communicator (`sendHeartbeat`, `receiveHeartbeats`),
+/// so that a rank waiting in a collective can tell which peer stopped answering.
 public final class MPICommunicator: Communicator {
     public static let shared = MPICommunicator()
 
@@ -11,42 +15,96 @@ public final class MPICommunicator: Communicator {
     public let size: Int
     public var name: String { "mpi" }
     private let world: MPI_Comm
+    public let hostNames: [String]
+    public let supportsHeartbeats: Bool
+    private var heartbeat: MPI_Comm?
+    private let entered = UnsafeMutablePointer<Int64>.allocate(capacity: 1)
+    private var sendRequests: [MPI_Request?]
+    private let sendBuffers: UnsafeMutablePointer<Int64>
+    private let receiveBuffer = UnsafeMutablePointer<Int64>.allocate(capacity: 1)
+    static let heartbeatTag: Int32 = 7011
 
     private init() {
         var provided: Int32 = 0
-        MPI_Init_thread(nil, nil, cmpi_thread_funneled(), &provided)
+        MPI_Init_thread(nil, nil, cmpi_thread_multiple(), &provided)
         world = cmpi_comm_world()
         var r: Int32 = 0, s: Int32 = 0
         MPI_Comm_rank(world, &r)
         MPI_Comm_size(world, &s)
         rank = Int(r)
         size = Int(s)
+        supportsHeartbeats = provided >= cmpi_thread_multiple()
+        heartbeat = world
+        MPI_Comm_dup(world, &heartbeat)
+        entered.initialize(to: 0)
+        sendRequests = [MPI_Request?](repeating: cmpi_request_null(), count: Int(s))
+        sendBuffers = .allocate(capacity: max(Int(s), 1))
+        sendBuffers.initialize(repeating: 0, count: max(Int(s), 1))
+        // Every rank's host name, 64 bytes each.
+        var name = [CChar](repeating: 0, count: 64)
+        gethostname(&name, 63)
+        var all = [CChar](repeating: 0, count: 64 * Int(s))
+        MPI_Allgather(&name, 64, cmpi_char(), &all, 64, cmpi_char(), world)
+        hostNames = (0..<Int(s)).map { r in
+            all.withUnsafeBufferPointer { String(cString: $0.baseAddress! + 64 * r) }
+        }
         atexit { MPI_Finalize() }
     }
 
-    public func barrier() { MPI_Barrier(world) }
+    public var collectivesEntered: Int64 { entered.pointee }
+    /// Counts a collective as entered (read by the watchdog thread; a plain 8-byte store).
+    @inline(__always) private func enter() { entered.pointee &+= 1 }
+
+    public func sendHeartbeat(to peer: Int, value: Int64) {
+        guard supportsHeartbeats, peer != rank, peer >= 0, peer < size else { return }
+        var done: Int32 = 1
+        if sendRequests[peer] != cmpi_request_null() { MPI_Test(&sendRequests[peer], &done, cmpi_status_ignore()) }
+        guard done != 0 else { return }
+        sendBuffers[peer] = value
+        MPI_Isend(sendBuffers + peer, 1, cmpi_long_long(), Int32(peer), Self.heartbeatTag, heartbeat, &sendRequests[peer])
+    }
+
+    public func receiveHeartbeats() -> [(rank: Int, value: Int64)] {
+        guard supportsHeartbeats else { return [] }
+        var out: [(rank: Int, value: Int64)] = []
+        while true {
+            var flag: Int32 = 0
+            var status = MPI_Status()
+            MPI_Iprobe(cmpi_any_source(), Self.heartbeatTag, heartbeat, &flag, &status)
+            guard flag != 0 else { return out }
+            MPI_Recv(receiveBuffer, 1, cmpi_long_long(), status.MPI_SOURCE, Self.heartbeatTag, heartbeat, &status)
+            out.append((Int(status.MPI_SOURCE), receiveBuffer.pointee))
+        }
+    }
+
+    public func barrier() { enter(); MPI_Barrier(world) }
 
     public func broadcast(_ buffer: UnsafeMutablePointer<Float>, count: Int, root: Int) {
+        enter()
         forEachChunk(count) { offset, n in MPI_Bcast(buffer + offset, n, cmpi_float(), Int32(root), world) }
     }
 
     public func broadcastBytes(_ buffer: UnsafeMutableRawPointer, count: Int, root: Int) {
+        enter()
         forEachChunk(count) { offset, n in MPI_Bcast(buffer + offset, n, cmpi_byte(), Int32(root), world) }
     }
 
     public func allReduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) {
+        enter()
         forEachChunk(count) { offset, n in
             MPI_Allreduce(cmpi_in_place(), buffer + offset, n, cmpi_float(), cmpi_sum(), world)
         }
     }
 
     public func allReduceSum(_ buffer: UnsafeMutablePointer<Double>, count: Int) {
+        enter()
         forEachChunk(count) { offset, n in
             MPI_Allreduce(cmpi_in_place(), buffer + offset, n, cmpi_double(), cmpi_sum(), world)
         }
     }
 
     public func allReduceMax(_ buffer: UnsafeMutablePointer<Double>, count: Int) {
+        enter()
         forEachChunk(count) { offset, n in
             MPI_Allreduce(cmpi_in_place(), buffer + offset, n, cmpi_double(), cmpi_max(), world)
         }
@@ -54,6 +112,7 @@ public final class MPICommunicator: Communicator {
 
     public func allGatherV(send: UnsafePointer<Float>, receive: UnsafeMutablePointer<Float>, counts: [Int]) {
         precondition(counts.count == size, "allGatherV needs one count per rank")
+        enter()
         precondition(counts.reduce(0, +) < Int(Int32.max), "allGatherV exceeds 2^31 floats")
         var recvCounts = counts.map { Int32($0) }
         var displacements = [Int32](repeating: 0, count: size)

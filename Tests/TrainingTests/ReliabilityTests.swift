@@ -52,7 +52,38 @@ final class ReliabilityTests: XCTestCase {
         let r = try mpirun(np: 2, executable: cladmop, arguments: args("stall"), environment: ["CLADMOP_FAULT": "stall:1:3"], timeout: 60)
         XCTAssertNotEqual(r.status, 0, r.output)
         XCTAssertTrue(r.output.contains("no training progress for"), r.output)
+        // Rank 1's main thread sleeps before a collective while its heartbeats go on: rank 0 names it.
+        XCTAssertTrue(r.output.contains("rank 1 (host") && r.output.contains("is stuck before collective"), r.output)
         XCTAssertLessThan(r.seconds, 30)
+    }
+
+    /// A rank stopped with SIGSTOP (no heartbeats either) under the default stall policy (max(60 s, 10 x the
+    /// slowest step)): the job ends within 90 s, and the message names the stopped rank.
+    func testStoppedRankEndsTheJobWithDefaultSettings() throws {
+        let run = Self.work + "/sigstop"
+        let args = ["pretrain", "--config", repositoryRoot + "/configs/smoke.yaml", "--run-dir", run,
+                    "--set", "data.synthetic=true", "--set", "data.feature_store=\(Self.store)", "--set", Self.hierarchy,
+                    "--set", "train.max_steps=1000000", "--set", "train.epochs=100000", "--set", "train.log_every=100000"]
+        let stopper = Thread {
+            // Once training runs (metrics.jsonl has its first lines), stop rank 1.
+            let deadline = Date().addingTimeInterval(60)
+            while Date() < deadline && ((try? String(contentsOfFile: run + "/metrics.jsonl", encoding: .utf8))?.contains("eval") != true) {
+                usleep(200_000)
+            }
+            let pids = (try? runCommand("/usr/bin/pgrep", ["-f", "--", "--run-dir \(run)"]).output) ?? ""
+            for pid in pids.split(separator: "\n").compactMap({ Int32($0) }) {
+                let environ = (try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/environ"))) ?? Data()
+                if environ.split(separator: 0).contains(where: { String(decoding: $0, as: UTF8.self) == "OMPI_COMM_WORLD_RANK=1" }) {
+                    kill(pid, SIGSTOP)
+                }
+            }
+        }
+        stopper.start()
+        let r = try mpirun(np: 2, executable: cladmop, arguments: args, timeout: 150)
+        XCTAssertNotEqual(r.status, 0, r.output)
+        XCTAssertLessThan(r.seconds, 90 + 30, "ended \(r.seconds) s after the start")
+        XCTAssertTrue(r.output.contains("stopped answering: no heartbeat"), r.output)
+        XCTAssertTrue(r.output.contains("rank 1 (host"), r.output)
     }
 
     func testCrashWhileWritingACheckpointKeepsThePreviousOne() throws {

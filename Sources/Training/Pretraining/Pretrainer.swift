@@ -87,7 +87,7 @@ public final class Pretrainer {
     /// Trains to the end (epochs, max_steps or early stopping), evaluating and checkpointing on the way.
     public func run() throws {
         let train = spec.train
-        let watchdog = Watchdog(timeout: Double(train.stallTimeout), comm: comm)
+        let watchdog = Watchdog(policy: StallPolicy(stallTimeout: train.stallTimeout), comm: comm)
         defer { watchdog.stop() }
         faults.applyLimits()
         // Same starting point on every rank.
