@@ -37,6 +37,12 @@ func runJob(_ body: (Communicator) throws -> Void) {
         try body(comm)
     } catch let error as InputError {
         comm.abort(message: error.description, code: 2)
+    } catch let error as DecodingError {
+        comm.abort(message: describeDecodingError(error), code: 2)
+    } catch let error as NSError where error.domain == NSCocoaErrorDomain || error.domain == NSPOSIXErrorDomain {
+        // A file operation that failed outside the checked paths: the path and the system's reason, not the dump.
+        let path = (error.userInfo[NSFilePathErrorKey] as? String) ?? (error.userInfo[NSURLErrorKey] as? URL)?.path ?? "a file"
+        comm.abort(message: "\(path): \(describeWriteError(error))", code: 2)
     } catch {
         comm.abort(message: "\(error)", code: 1)
     }
