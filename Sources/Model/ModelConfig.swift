@@ -78,12 +78,13 @@ public struct ModelBatch {
     public var sentenceMask: [UInt8] = []
     public init() {}
 
-    /// f_C: masked mean of the fine-level sentence vectors, (n, E) into `out` (E = `dim`).
-    public func criteriaEmbedding(dim e: Int, into out: FloatPtr) {
+    /// f_C: masked mean of the sentence vectors of `level` (0 coarse, 1 medium, 2 fine: the loss's), (n, E)
+    /// into `out` (E = `dim`).
+    public func criteriaEmbedding(dim e: Int, level: Int = 2, into out: FloatPtr) {
         let ls = sentenceLength, n = count
         criteria.withUnsafeBufferPointer { c in
             sentenceMask.withUnsafeBufferPointer { m in
-                maskedMeanForward(c.baseAddress! + 2 * n * ls * e, mask: m.baseAddress!, batch: n, length: ls, dim: e, out)
+                maskedMeanForward(c.baseAddress! + level * n * ls * e, mask: m.baseAddress!, batch: n, length: ls, dim: e, out)
             }
         }
     }

@@ -26,7 +26,7 @@ struct Cladmop: ParsableCommand {
         commandName: "cladmop",
         abstract: "Distributed CLaDMoP contrastive pretraining and trial outcome prediction on OpenMPI + OpenBLAS.",
         discussion: "Run under `mpirun -np N cladmop ...` for N ranks; without mpirun it runs as one rank.",
-        subcommands: [Featurize.self, Pretrain.self, Finetune.self, Evaluate.self, Predict.self, Baseline.self, Compare.self, Encode.self, Synth.self, Split.self, Bench.self, ShowConfig.self, CheckHostfile.self, SweepReport.self])
+        subcommands: [Featurize.self, Pretrain.self, Finetune.self, Evaluate.self, Predict.self, Embed.self, Baseline.self, Compare.self, Encode.self, Synth.self, Split.self, Bench.self, ShowConfig.self, CheckHostfile.self, SweepReport.self])
 }
 
 /// Runs `body` on this rank; any error ends the whole job with its message (MPI_Abort under mpirun):

@@ -40,40 +40,64 @@ public struct ScoredCSV {
     public var trainingDiseaseSets: [String]?
 }
 
+/// A checkpoint's DM branch ready to run: a pretraining checkpoint's model, or a fine-tuned one with its LoRA
+/// adapters and head (`outcome`), its pretrained base restored and checked.
+public struct LoadedCheckpoint {
+    public let meta: CheckpointMeta
+    public let model: CLaDMoP
+    public let outcome: OutcomeModel?
+
+    public init(_ checkpoint: String) throws {
+        let jsonPath = try resolveCheckpointJSON(checkpoint)
+        let (meta, tensors) = try Checkpoints.load(jsonPath: jsonPath)
+        self.meta = meta
+        switch meta.kind {
+        case .finetune:
+            let head = meta.head!     // validated by Checkpoints.load
+            let outcome = OutcomeModel(model: meta.model, space: meta.features, spec: head, seed: 0, loraLR: 0, headLR: 0, weightDecay: 0,
+                                       trainBase: false)
+            if let pre = meta.pretrained {
+                let (preMeta, preTensors) = try Checkpoints.load(jsonPath: pre)
+                guard preMeta.tensorsChecksum == meta.pretrainedChecksum else {
+                    throw InputError(file: pre, "pretrained checkpoint changed since fine-tuning (checksum \(preMeta.tensorsChecksum), recorded \(meta.pretrainedChecksum ?? "-"))")
+                }
+                try Checkpoints.restore(preTensors, into: outcome.params, optimizer: nil, only: { $0.group == 0 })
+            }
+            try Checkpoints.restore(tensors, into: outcome.params, optimizer: nil, only: { tensors.tensors[$0.name] != nil })
+            self.outcome = outcome
+            model = outcome.model
+        case .pretrain:
+            let params = ParameterArena(seed: 0)
+            model = CLaDMoP(meta.model, params: params)
+            params.finalize()
+            try Checkpoints.restore(tensors, into: params, optimizer: nil)
+            outcome = nil
+        }
+    }
+
+    /// The rows of `csv` from a feature store that holds them (featurized now if none does), checked against
+    /// the checkpoint's sentence width, and the batch builder of the checkpoint's input space.
+    public func rows(of csv: String, spec: RunSpec, comm: Communicator, log: @escaping (String) -> Void) throws -> ([StoredTrial], BatchBuilder) {
+        let hierarchy = try ICD10Hierarchy(path: spec.data.icdHierarchy)
+        let store = try storeContaining([csv], spec: spec, hierarchy: hierarchy, comm: comm, log: log)
+        guard store.dim == meta.model.encoderDim else {
+            throw InputError(file: store.path, "sentence vectors have width \(store.dim), the checkpoint expects \(meta.model.encoderDim)")
+        }
+        return (store.trials(of: csv), BatchBuilder(store: store, hierarchy: hierarchy, space: meta.features))
+    }
+}
+
 /// Scores every row of `csv` with a checkpoint: fine-tuned -> head probability; pretraining -> zero-shot
 /// sigmoid(s cos(f_C, f_DM)). One scorer interface (`TrialScorer`) and one sharded loop (`scoreTrials`).
 public func scoreCSV(checkpoint: String, csv: String, spec: RunSpec, comm: Communicator, log: @escaping (String) -> Void) throws -> ScoredCSV {
-    let jsonPath = try resolveCheckpointJSON(checkpoint)
-    let (meta, tensors) = try Checkpoints.load(jsonPath: jsonPath)
-    let hierarchy = try ICD10Hierarchy(path: spec.data.icdHierarchy)
-    let store = try storeContaining([csv], spec: spec, hierarchy: hierarchy, comm: comm, log: log)
-    let trials = store.trials(of: csv)
-    guard store.dim == meta.model.encoderDim else {
-        throw InputError(file: store.path, "sentence vectors have width \(store.dim), the checkpoint expects \(meta.model.encoderDim)")
-    }
-    let builder = BatchBuilder(store: store, hierarchy: hierarchy, space: meta.features)
+    let loaded = try LoadedCheckpoint(checkpoint)
+    let (trials, builder) = try loaded.rows(of: csv, spec: spec, comm: comm, log: log)
     let arena = ActivationArena()
-    switch meta.kind {
-    case .finetune:
-        let head = meta.head!     // validated by Checkpoints.load
-        let outcome = OutcomeModel(model: meta.model, space: meta.features, spec: head, seed: 0, loraLR: 0, headLR: 0, weightDecay: 0, trainBase: false)
-        if let pre = meta.pretrained {
-            let (preMeta, preTensors) = try Checkpoints.load(jsonPath: pre)
-            guard preMeta.tensorsChecksum == meta.pretrainedChecksum else {
-                throw InputError(file: pre, "pretrained checkpoint changed since fine-tuning (checksum \(preMeta.tensorsChecksum), recorded \(meta.pretrainedChecksum ?? "-"))")
-            }
-            try Checkpoints.restore(preTensors, into: outcome.params, optimizer: nil, only: { $0.group == 0 })
-        }
-        try Checkpoints.restore(tensors, into: outcome.params, optimizer: nil, only: { tensors.tensors[$0.name] != nil })
+    if let outcome = loaded.outcome, let head = loaded.meta.head {
         return ScoredCSV(trials: trials, scores: scoreTrials(trials, scorer: outcome, builder: builder, comm: comm, arena: arena),
                          threshold: head.threshold, trainingDiseaseSets: head.trainingDiseaseSets)
-    case .pretrain:
-        let params = ParameterArena(seed: 0)
-        let model = CLaDMoP(meta.model, params: params)
-        params.finalize()
-        try Checkpoints.restore(tensors, into: params, optimizer: nil)
-        let scores = scoreTrials(trials, scorer: ZeroShotScorer(model: model), builder: builder, comm: comm, arena: arena)
-        return ScoredCSV(trials: trials, scores: scores, threshold: Metrics.bestF1Threshold(scores, trials.map(\.label)),
-                         trainingDiseaseSets: nil)
     }
+    let scores = scoreTrials(trials, scorer: ZeroShotScorer(model: loaded.model), builder: builder, comm: comm, arena: arena)
+    return ScoredCSV(trials: trials, scores: scores, threshold: Metrics.bestF1Threshold(scores, trials.map(\.label)),
+                     trainingDiseaseSets: nil)
 }

@@ -1,0 +1,33 @@
+import ArgumentParser
+import Foundation
+import Support
+import Training
+
+struct Embed: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Per-trial embeddings of a checkpoint -> safetensors: f_dm, f_c (the chosen criteria level) and pooled U^{D,M}, nctids in the metadata (under mpirun: ranks embed disjoint shards, rank 0 writes).")
+
+    @OptionGroup var options: ConfigOptions
+    @Option(help: "Pretraining or fine-tuned checkpoint (.safetensors, .json or run directory).") var checkpoint: String
+    @Option(help: "TOP-format CSV (featurized on the fly when the feature store does not hold it).") var data: String
+    @Option(help: "Output safetensors file.") var output: String
+    @Option(help: "Criteria level of f_c: coarse, medium or fine (the pretraining loss's).") var level: String = "fine"
+
+    func validate() throws {
+        guard ["coarse", "medium", "fine"].contains(level) else { throw ValidationError("--level must be coarse, medium or fine (got '\(level)')") }
+    }
+
+    func run() throws {
+        runJob { comm in
+            try checkOutputs([("--output", output)], inputs: [("--data", data), ("--checkpoint", checkpoint)])
+            let spec = try options.load(comm)
+            let loaded = try LoadedCheckpoint(checkpoint)
+            let (rows, builder) = try loaded.rows(of: data, spec: spec, comm: comm, log: log)
+            let levelIndex = ["coarse", "medium", "fine"].firstIndex(of: level)!
+            let x = embedTrials(rows, model: loaded.model, builder: builder, level: levelIndex, comm: comm)
+            guard comm.isRoot else { return }
+            try writeEmbeddings(x, path: output, metadata: ["level": level, "checkpoint": checkpoint, "data": data, "format": "cladmop-embeddings"])
+            log("embed: \(rows.count) trials -> \(output) (f_dm, f_c: \(x.encoderDim); pooled: \(x.modelDim))")
+        }
+    }
+}
