@@ -208,6 +208,9 @@ public struct RunSpec: Codable, Equatable, Sendable {
         v.range("optimizer.eps", optimizer.eps)
         v.require(optimizer.eps > 0 || optimizer.name == .sgd, "optimizer.eps", "\(optimizer.eps)", "> 0 (Adam divides by sqrt(v) + eps)")
         v.range("optimizer.warmup_steps", optimizer.warmupSteps); v.range("optimizer.min_lr_ratio", optimizer.minLRRatio)
+        v.require(optimizer.schedule != .warmupCosine || train.maxSteps == 0 || optimizer.warmupSteps < train.maxSteps,
+                  "optimizer.warmup_steps", "\(optimizer.warmupSteps)",
+                  "fewer than train.max_steps = \(train.maxSteps) (the learning rate would never reach optimizer.lr)")
         v.range("finetune.lora_rank", finetune.loraRank); v.range("finetune.lora_alpha", finetune.loraAlpha)
         v.range("finetune.head_hidden", finetune.headHidden); v.range("finetune.head_lr", finetune.headLR)
         v.range("finetune.lora_lr", finetune.loraLR); v.range("finetune.weight_decay", finetune.weightDecay)

@@ -10,7 +10,14 @@ public final class MappedFile {
 
     public init(path: String) throws {
         self.path = path
-        let fd = open(path, O_RDONLY)
+        // Before open: opening a FIFO blocks until a writer appears, a device may never end.
+        var pre = stat()
+        guard stat(path, &pre) == 0 else { throw InputError(file: path, "cannot open: \(String(cString: strerror(errno)))") }
+        guard (pre.st_mode & S_IFMT) == S_IFREG else {
+            let kind = (pre.st_mode & S_IFMT) == S_IFDIR ? "a directory" : (pre.st_mode & S_IFMT) == S_IFIFO ? "a FIFO" : "not a regular file"
+            throw InputError(file: path, "is \(kind); expected a regular file")
+        }
+        let fd = open(path, O_RDONLY | O_NONBLOCK)
         guard fd >= 0 else { throw InputError(file: path, "cannot open: \(String(cString: strerror(errno)))") }
         defer { close(fd) }
         var st = stat()

@@ -96,20 +96,29 @@ func log(_ line: String) {
 let runArtifacts = ["config.yaml", "metrics.jsonl", "checkpoints", "best.json", "report.md", "loss.svg", "retrieval.svg",
                     "finetune.svg", "eval.json", "roc.svg", "pr.svg"]
 
-/// Rank 0 creates the run directory and writes the resolved configuration into it. A directory that already
-/// holds a run is refused unless the command continues it (`resume`) or replaces it (`overwrite`: its run
-/// files are deleted first; other files are left alone). Every rank reaches the same decision: an error on
-/// rank 0 ends the job.
-func prepareRunDirectory(_ runDir: String, config: Config, comm: Communicator, resume: Bool = false, overwrite: Bool = false,
-                         hint: String = "continue it with --resume auto, replace it with --overwrite, or choose another --run-dir") throws {
+/// Refuses, before anything is read or written, a run directory that is not a folder or that already holds a
+/// run which this command neither continues (`resume`) nor replaces (`overwrite`). Rank 0 checks; an error
+/// there ends the job on every rank.
+func checkRunDirectory(_ runDir: String, comm: Communicator, resume: Bool = false, overwrite: Bool = false,
+                       hint: String = "continue it with --resume auto, replace it with --overwrite, or choose another --run-dir") throws {
+    guard comm.isRoot else { return }
+    var st = stat()
+    guard stat(runDir, &st) == 0 else { return }      // a new folder
+    guard (st.st_mode & S_IFMT) == S_IFDIR else { throw InputError(file: runDir, "--run-dir names an existing file, not a folder") }
+    let present = runArtifacts.filter { FileManager.default.fileExists(atPath: runDir + "/" + $0) }
+    if !present.isEmpty && !resume && !overwrite {
+        throw InputError(file: runDir, "already holds a run (\(present.joined(separator: ", "))); \(hint)")
+    }
+}
+
+/// Rank 0 creates the run directory (with `overwrite`, the previous run's files are deleted first; other files
+/// are left alone) and writes the resolved configuration into it. Called once the command's inputs have been
+/// read and checked, so that a refused command leaves no run folder behind.
+func prepareRunDirectory(_ runDir: String, config: Config, comm: Communicator, overwrite: Bool = false) throws {
     guard comm.isRoot else { return }
     try makeDirectory(runDir, option: "--run-dir")
-    let present = runArtifacts.filter { FileManager.default.fileExists(atPath: runDir + "/" + $0) }
-    if !present.isEmpty && !resume {
-        guard overwrite else {
-            throw InputError(file: runDir, "already holds a run (\(present.joined(separator: ", "))); \(hint)")
-        }
-        for name in present {
+    if overwrite {
+        for name in runArtifacts where FileManager.default.fileExists(atPath: runDir + "/" + name) {
             do { try FileManager.default.removeItem(atPath: runDir + "/" + name) }
             catch { throw InputError(file: runDir + "/" + name, "cannot remove it for --overwrite: \(describeWriteError(error))") }
         }

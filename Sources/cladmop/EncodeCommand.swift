@@ -23,6 +23,10 @@ struct Encode: ParsableCommand {
     @Option(help: "Maximum WordPiece tokens per text, [CLS] and [SEP] included.")
     var maxTokens: Int = 256
 
+    func validate() throws {
+        guard (3...4096).contains(maxTokens) else { throw ValidationError("--max-tokens must be in 3...4096 ([CLS], [SEP] and at least one token; got \(maxTokens))") }
+    }
+
     func run() throws {
         runJob { comm in
             try checkOutputs([("--output", output)], inputs: [("--input", input)])

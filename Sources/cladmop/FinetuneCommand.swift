@@ -21,12 +21,12 @@ struct Finetune: ParsableCommand {
     func run() throws {
         runJob { comm in
             let (config, spec) = try options.resolve(comm)
-            try prepareRunDirectory(runDir, config: config, comm: comm, overwrite: overwrite,
-                                    hint: "replace it with --overwrite or choose another --run-dir")
+            try checkRunDirectory(runDir, comm: comm, overwrite: overwrite, hint: "replace it with --overwrite or choose another --run-dir")
             let hierarchy = try ICD10Hierarchy(path: spec.data.icdHierarchy)
             let store = try storeContaining([train, valid], spec: spec, hierarchy: hierarchy, comm: comm, log: log)
             let tuner = try Finetuner(spec: spec, comm: comm, pretrained: pretrained == "none" ? nil : pretrained, trainFile: train,
                                       validFile: valid, runDir: runDir, store: store, hierarchy: hierarchy, log: log)
+            try prepareRunDirectory(runDir, config: config, comm: comm, overwrite: overwrite)
             try tuner.run()
         }
     }

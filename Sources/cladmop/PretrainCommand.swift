@@ -29,11 +29,13 @@ struct Pretrain: ParsableCommand {
     func run() throws {
         runJob { comm in
             let (config, spec) = try options.resolve(comm)
-            try prepareRunDirectory(runDir, config: config, comm: comm, resume: resume == "auto", overwrite: overwrite)
+            try checkRunDirectory(runDir, comm: comm, resume: resume == "auto", overwrite: overwrite)
             let identity = try BertEncoder.identity(modelDir: spec.encoder.modelDir)
             let setup = try PretrainSetup(spec: spec, encoderIdentity: identity, comm: comm)
             let trainer = try Pretrainer(setup: setup, comm: comm, runDir: runDir, faults: .fromEnvironment(), log: log)
             if resume == "auto" { try trainer.resume() }
+            // Only now, with every input read and checked, is anything written.
+            try prepareRunDirectory(runDir, config: config, comm: comm, overwrite: overwrite)
             try trainer.run()
         }
     }

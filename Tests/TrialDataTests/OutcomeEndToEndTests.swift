@@ -1,6 +1,7 @@
 import Foundation
 import NN
 import TestSupport
+import TrialData
 import XCTest
 
 /// Fine-tune (no-pretraining ablation, one epoch) on a small labelled CSV, then `evaluate` and `predict` on a
@@ -36,6 +37,26 @@ final class OutcomeEndToEndTests: XCTestCase {
             let m = report[key] as? [String: Any]
             XCTAssertNotNil(m?["mean"], key); XCTAssertNotNil(m?["std"], key)
         }
+
+        // Embeddings of the unseen CSV: 2 ranks (disjoint shards, rank 0 writes) equal 1 rank, rows in CSV order.
+        for (np, out) in [(2, "/emb2.safetensors"), (1, "/emb1.safetensors")] {
+            let em = try mpirun(np: np, executable: cladmop, arguments: ["embed", "--checkpoint", dir + "/run", "--data", dir + "/unseen.csv",
+                                                                       "--output", dir + out] + sets, timeout: 600)
+            XCTAssertEqual(em.status, 0, em.output)
+        }
+        let e2 = try SafetensorsFile(path: dir + "/emb2.safetensors"), e1 = try SafetensorsFile(path: dir + "/emb1.safetensors")
+        XCTAssertEqual(e2.tensors["f_dm"]?.shape.first, 10)
+        XCTAssertEqual(e2.tensors["pooled"]?.shape, [10, 64])
+        let csvIds = try readTrials(paths: [dir + "/unseen.csv"]).0.map(\.nctid)
+        XCTAssertEqual(e2.metadata["nctids"]?.split(separator: ",").map(String.init), csvIds)
+        for name in ["f_dm", "f_c", "pooled"] {
+            let a = try e2.floats(name), b = try e1.floats(name)
+            let scale = b.map { abs($0) }.max() ?? 1
+            XCTAssertLessThan(zip(a, b).map { abs($0 - $1) }.max() ?? 1, 1e-5 * scale, name)
+        }
+        let refused = try mpirun(np: 1, executable: cladmop, arguments: ["embed", "--checkpoint", dir + "/run", "--data", dir + "/unseen.csv",
+                                                                        "--output", dir + "/unseen.csv"] + sets, timeout: 60)
+        XCTAssertEqual(refused.status, 2, refused.output)
 
         let pr = try mpirun(np: 1, executable: cladmop, arguments: ["predict", "--checkpoint", dir + "/run", "--data", dir + "/unseen.csv",
                                                                    "--output", dir + "/predictions.csv"] + sets, timeout: 600)

@@ -28,7 +28,8 @@ public final class Pretrainer {
     var bestValLoss = Double.infinity
     var bestCheckpoint: String?
     var evalsWithoutImprovement = 0
-    let metrics: MetricsLog?
+    /// metrics.jsonl, opened when the run starts (nothing is written while the inputs are being checked).
+    var metrics: MetricsLog?
     lazy var progress = ProgressLine(enabled: comm.isRoot)
     var trainRecords: [TrainRecord] = [], evalRecords: [EvalRecord] = []
 
@@ -49,7 +50,6 @@ public final class Pretrainer {
         builder = BatchBuilder(store: setup.store, hierarchy: setup.hierarchy, space: space)
         step = ContrastiveStep(ModelConfig(spec.model, loss: spec.loss, builder: builder), spec: spec, comm: comm, faults: faults)
         model = step.model; params = step.params; optimizer = step.optimizer
-        metrics = comm.isRoot ? try MetricsLog(path: runDir + "/metrics.jsonl") : nil
     }
 
     var checkpointDir: String { runDir + "/checkpoints" }
@@ -90,6 +90,7 @@ public final class Pretrainer {
         let watchdog = Watchdog(policy: StallPolicy(stallTimeout: train.stallTimeout), comm: comm)
         defer { watchdog.stop() }
         faults.applyLimits()
+        metrics = comm.isRoot ? try MetricsLog(path: runDir + "/metrics.jsonl") : nil
         // Same starting point on every rank.
         comm.broadcast(params.values, count: params.count, root: 0)
         comm.broadcast(optimizer.m, count: params.count, root: 0)
