@@ -61,16 +61,18 @@ public struct SCTCorpus<T: TrialRecord> {
     }
 }
 
-/// Reads an exclusion list: one NCT id per line, # comments and blank lines ignored.
+/// Reads an exclusion list: one NCT id (NCT and 8 ASCII digits) per line; # starts a comment, blank lines
+/// are ignored; LF, CR LF or CR line endings and a byte-order mark are accepted. A FIFO, directory or device
+/// is refused before it is opened.
 public func readExclusionList(_ path: String) throws -> Set<String> {
-    guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-        throw InputError(file: path, "cannot read the exclusion list")
-    }
+    let text = try readTextLines(path, what: "exclusion list (one NCT id per line)")
     var ids = Set<String>()
-    for (n, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-        let t = line.trimmingCharacters(in: .whitespaces)
-        if t.isEmpty || t.hasPrefix("#") { continue }
-        guard t.hasPrefix("NCT") else { throw InputError(file: path, line: n + 1, "expected an NCT id, found \"\(t.prefix(30))\"") }
+    for (n, line) in text.lines.enumerated() {
+        let t = line.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false)[0].trimmingCharacters(in: .whitespaces)
+        if t.isEmpty { continue }
+        guard isNCTID(t) else {
+            throw InputError(file: path, line: n + 1, "expected an NCT id (NCT and 8 ASCII digits, like NCT01234567), found \"\(t.prefix(30))\"")
+        }
         ids.insert(t)
     }
     return ids
