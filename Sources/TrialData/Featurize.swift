@@ -24,6 +24,8 @@ public func featurize(comm: Communicator, paths: [String], output: String, makeE
                       log: (String) -> Void) throws -> FeaturizeReport {
     let start = Date()
     var report = FeaturizeReport()
+    let paths = try distinctSources(paths)
+    try refuseOverwritingInputs(output: output, inputs: paths + [hierarchy.path])
     let (trials, readReport) = try readValidatedTrials(paths: paths, hierarchy: hierarchy, skipBadRows: skipBadRows)
     report.rows = trials.count
     report.rowsPerFile = readReport.rowsPerFile
@@ -92,6 +94,18 @@ public func featurize(comm: Communicator, paths: [String], output: String, makeE
     comm.barrier()
     report.seconds = Date().timeIntervalSince(start)
     return report
+}
+
+/// Refuses an `output` that is the same file as one of `inputs` (a featurization never overwrites what it reads).
+func refuseOverwritingInputs(output: String, inputs: [String]) throws {
+    var o = stat()
+    guard stat(output, &o) == 0 else { return }    // not there yet
+    for input in inputs {
+        var st = stat()
+        if stat(input, &st) == 0 && st.st_dev == o.st_dev && st.st_ino == o.st_ino {
+            throw InputError(file: output, "is also an input of this featurization (\(input)); refusing to overwrite it, choose another output")
+        }
+    }
 }
 
 /// Reads TOP CSVs and checks what featurization needs: every SMILES tokenizes, every ICD code (or a
