@@ -77,3 +77,17 @@ public func readExclusionList(_ path: String) throws -> Set<String> {
     }
     return ids
 }
+
+/// Refuses an nctid that appears twice in one CSV file (a trial would be scored, counted and written twice):
+/// an InputError naming the file, the later line and the earlier one. The same id in two different files
+/// is not checked here (the SCT corpus counts those). Works on CSV rows and on a feature store's rows.
+public func checkUniqueNCTIDs<T: TrialRecord>(_ trials: [T]) throws {
+    var first: [String: [String: Int]] = [:]    // file -> nctid -> line
+    for t in trials {
+        if let line = first[t.source.file]?[t.nctid] {
+            throw InputError(file: t.source.file, line: t.source.line,
+                             "column nctid: \(t.nctid) is already on line \(line) of this file (duplicate trial id; each trial must appear once per file)")
+        }
+        first[t.source.file, default: [:]][t.nctid] = t.source.line
+    }
+}

@@ -123,17 +123,3 @@ public func isNCTID(_ id: String) -> Bool {
     return u.count == 11 && u[0] == UInt8(ascii: "N") && u[1] == UInt8(ascii: "C") && u[2] == UInt8(ascii: "T")
         && u[3...].allSatisfy { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }
 }
-
-/// Refuses an nctid that appears twice in one CSV file (a trial would be scored, counted and written twice):
-/// an InputError naming the file, the later line and the earlier one. The same id in two different files
-/// is not checked here (the SCT corpus counts those).
-public func checkUniqueNCTIDs(_ trials: [Trial]) throws {
-    var first: [String: [String: Int]] = [:]    // file -> nctid -> line
-    for t in trials {
-        if let line = first[t.source.file]?[t.nctid] {
-            throw InputError(file: t.source.file, line: t.source.line,
-                             "column nctid: \(t.nctid) is already on line \(line) of this file (duplicate trial id; each trial must appear once per file)")
-        }
-        first[t.source.file, default: [:]][t.nctid] = t.source.line
-    }
-}

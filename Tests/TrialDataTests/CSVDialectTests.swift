@@ -147,6 +147,15 @@ final class CSVDialectTests: XCTestCase {
         let other = write("other.csv", Data((header + a).utf8))
         let ok = write("ok.csv", Data((header + a + b).utf8))
         XCTAssertEqual(try readValidatedTrials(paths: [ok, other], hierarchy: Self.hierarchy, skipBadRows: false).0.count, 3)
+        // A feature store's rows are checked alike (by the file name the store keeps).
+        let json = [(1, 2), (5, 5), (1, 9)].map { id, line in
+            "{\"nctid\": \"NCT0000000\(id)\", \"label\": 1, \"phase\": \"phase 1\", \"source\": \"x.csv:\(line)\", \"icd\": [], \"smiles\": [], \"sentences\": [], \"inclusion\": []}"
+        }
+        let stored = try JSONDecoder().decode([StoredTrial].self, from: Data(("[" + json.joined(separator: ",") + "]").utf8))
+        XCTAssertThrowsError(try checkUniqueNCTIDs(stored)) {
+            XCTAssertEqual("\($0)", "x.csv:9: column nctid: NCT00000001 is already on line 2 of this file (duplicate trial id; each trial must appear once per file)")
+        }
+        XCTAssertNoThrow(try checkUniqueNCTIDs(Array(stored.prefix(2))))
         // The bundled files have no id twice within one file.
         for csv in bundledCSVs { XCTAssertNoThrow(try checkUniqueNCTIDs(readTrials(paths: [csv]).0), csv) }
     }
