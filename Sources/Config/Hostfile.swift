@@ -3,26 +3,46 @@ import Foundation
 
 /// An OpenMPI hostfile, checked before `mpirun` sees it (mpirun's own errors do not name the line).
 /// Each non-blank line is `HOST [slots=N] [max_slots=M]`; `#` starts a comment; N >= 1 (default 1),
-/// M >= N; a host appears once.
+/// M >= N; a host appears once. Lines may end with LF, CR LF or CR and the text may start with a UTF-8
+/// byte-order mark: the parser reads them all alike, but Open MPI's mpirun (4.1) cannot parse CR line
+/// endings or a byte-order mark, so `init(path:)` refuses them, naming the line, unless
+/// `acceptingWindowsText` (for a launcher that hands mpirun `mpirunText` instead of the file).
 public struct Hostfile {
     public struct Host: Equatable { public var name: String; public var slots: Int; public var maxSlots: Int? }
     public let path: String
     public let hosts: [Host]
     public var totalSlots: Int { hosts.reduce(0) { $0 + $1.slots } }
+    /// The file's lines with LF endings and no byte-order mark: what mpirun can read.
+    public let mpirunText: String
 
-    public init(path: String) throws {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw InputError(file: path, "cannot read the hostfile (missing or unreadable)")
+    public init(path: String, acceptingWindowsText: Bool = false) throws {
+        let text = try readTextLines(path, what: "hostfile", limit: 16 << 20)
+        try self.init(lines: text.lines, path: path)
+        guard !acceptingWindowsText else { return }
+        let why = "Open MPI's mpirun cannot parse it"
+        if text.hadByteOrderMark {
+            throw InputError(file: path, line: 1, "starts with a UTF-8 byte-order mark; \(why): remove it (e.g. `sed -i '1s/^\\xEF\\xBB\\xBF//' \(path)`)")
         }
-        guard let text = String(data: data, encoding: .utf8) else { throw InputError(file: path, "hostfile is not UTF-8 text") }
-        try self.init(text: text, path: path)
+        if let line = text.firstCRLFLine {
+            throw InputError(file: path, line: line, "ends with CR LF (Windows line endings); \(why): convert the file to LF line endings (e.g. `sed -i 's/\\r$//' \(path)`)")
+        }
+        if let line = text.firstCRLine {
+            throw InputError(file: path, line: line, "ends with a lone CR (old Mac line endings); \(why): convert the file to LF line endings (e.g. `tr '\\r' '\\n'`)")
+        }
     }
 
     public init(text: String, path: String) throws {
+        // LF, CR LF ("\r\n" is one Character) and a lone CR all end a line; a leading byte-order mark is dropped.
+        let body = text.hasPrefix("\u{FEFF}") ? String(text.dropFirst()) : text
+        try self.init(lines: body.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" || $0 == "\r" }).map(String.init),
+                      path: path)
+    }
+
+    init(lines: [String], path: String) throws {
         self.path = path
         var hosts: [Host] = [], firstLine: [String: Int] = [:]
         let hostCharacters = CharacterSet.alphanumerics.union(CharacterSet(charactersIn: ".-_:[]"))
-        for (i, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        for (i, raw) in lines.enumerated() {
             let line = i + 1
             let words = raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false)[0]
                 .split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" }).map(String.init)
@@ -54,6 +74,7 @@ public struct Hostfile {
         }
         guard !hosts.isEmpty else { throw InputError(file: path, "hostfile lists no host (expected lines like `node01 slots=32`)") }
         self.hosts = hosts
+        mpirunText = lines.map { $0 + "\n" }.joined()
     }
 
     /// Checks that `ranks` processes fit in the slots (mpirun refuses more without --oversubscribe).

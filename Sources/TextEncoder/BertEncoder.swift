@@ -13,6 +13,58 @@ public struct BertConfig: Decodable, Sendable {
     public let type_vocab_size: Int?
     public let layer_norm_eps: Double?
     public let hidden_act: String?
+
+    /// Reads and validates `config.json`: every value that sizes a table or a layer, or divides, is in range
+    /// (errors name the file and the key). A FIFO, directory or device is refused before it is opened.
+    public static func load(path: String) throws -> BertConfig {
+        let data = try readRegularFile(path, what: "BERT config.json", limit: 16 << 20)
+        // Types first, by key (Foundation's decoder calls a fractional or huge number "not valid JSON").
+        guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+            throw InputError(file: path, "not a BERT config: not a JSON object")
+        }
+        for key in ["hidden_size", "num_attention_heads", "num_hidden_layers", "intermediate_size", "max_position_embeddings",
+                    "vocab_size", "type_vocab_size", "layer_norm_eps"] {
+            guard let value = object[key], !(value is NSNull) else { continue }
+            let integer = key != "layer_norm_eps"
+            guard let n = value as? NSNumber, !(value is String),
+                  !integer || (n.doubleValue.rounded() == n.doubleValue && abs(n.doubleValue) < 1e15) else {
+                let shown = (value as? String).map { "\"\($0.prefix(40))\"" } ?? "\(value)"
+                throw InputError(file: path, "\(key) = \(shown) is invalid (expected \(integer ? "an integer" : "a number"))")
+            }
+        }
+        let config: BertConfig
+        do { config = try JSONDecoder().decode(BertConfig.self, from: data) }
+        catch { throw InputError(file: path, "not a BERT config: \(describeDecodingError(error))") }
+        try config.validate(path: path)
+        return config
+    }
+
+    /// Every value that sizes or divides, in range; errors name `path` and the key.
+    public func validate(path: String) throws {
+        func range(_ key: String, _ v: Int, _ r: ClosedRange<Int>, _ why: String = "") throws {
+            guard r.contains(v) else {
+                throw InputError(file: path, "\(key) = \(v) is invalid (expected an integer in [\(r.lowerBound), \(r.upperBound)]\(why))")
+            }
+        }
+        try range("hidden_size", hidden_size, 1...65535, "; a feature store holds at most 65535 values per vector")
+        try range("num_attention_heads", num_attention_heads, 1...hidden_size, ", at most hidden_size = \(hidden_size)")
+        guard hidden_size % num_attention_heads == 0 else {
+            throw InputError(file: path, "num_attention_heads = \(num_attention_heads) does not divide hidden_size = \(hidden_size) (expected a divisor: each head gets hidden_size / num_attention_heads values)")
+        }
+        try range("num_hidden_layers", num_hidden_layers, 3...1024, "; the coarse, medium and fine levels are layers L/3, 2L/3 and L")
+        try range("intermediate_size", intermediate_size, 1...(1 << 20))
+        try range("max_position_embeddings", max_position_embeddings, 2...(1 << 20), "; a text is at least [CLS] and [SEP]")
+        try range("vocab_size", vocab_size, 4...(1 << 24), "; [CLS], [SEP], [UNK] and [PAD] at least")
+        if let t = type_vocab_size { try range("type_vocab_size", t, 1...(1 << 16)) }
+        if let eps = layer_norm_eps {
+            guard eps.isFinite, eps > 0, Float(eps).isFinite, Float(eps) >= Float.leastNormalMagnitude else {
+                throw InputError(file: path, "layer_norm_eps = \(eps) is invalid (expected a finite number > 0 that a Float32 holds, like 1e-12)")
+            }
+        }
+        if let act = hidden_act, act != "gelu" {
+            throw InputError(file: path, "hidden_act = \(act) is not supported (expected gelu)")
+        }
+    }
 }
 
 /// A frozen BERT-family encoder (all-MiniLM-L6-v2 by default) loaded from a folder with `config.json`,
@@ -39,37 +91,96 @@ public final class BertEncoder {
     let embeddingNorm: LayerNorm
     var layers: [Layer] = []
 
+    /// The three files of a model folder, each checked to be a regular file before anything opens it.
+    static func modelFiles(_ modelDir: String) throws -> (config: String, vocab: String, weights: String) {
+        let files = (config: modelDir + "/config.json", vocab: modelDir + "/vocab.txt", weights: modelDir + "/model.safetensors")
+        for (path, what) in [(files.config, "BERT config.json"), (files.vocab, "WordPiece vocabulary (vocab.txt)"),
+                             (files.weights, "encoder weights (model.safetensors)")] {
+            guard FileManager.default.fileExists(atPath: path) else {
+                throw InputError(file: path, "missing; the text encoder folder needs config.json, vocab.txt and model.safetensors (Launch/setup installs the default one into models/)")
+            }
+            try requireRegularFile(path, what: what)
+        }
+        return files
+    }
+
+    /// Loads the encoder of `modelDir`. `maxLength` is the most WordPiece tokens per text, [CLS] and [SEP]
+    /// included (--max-tokens, encoder.max_tokens): at least 2 and at most max_position_embeddings.
+    /// config.json, vocab.txt and the tensor shapes of model.safetensors are checked against each other
+    /// before any weight is allocated.
     public init(modelDir: String, maxLength: Int = 256) throws {
         self.modelDir = modelDir
-        let configPath = modelDir + "/config.json", vocabPath = modelDir + "/vocab.txt"
-        let weightsPath = modelDir + "/model.safetensors"
-        for path in [configPath, vocabPath, weightsPath] where !FileManager.default.fileExists(atPath: path) {
-            throw InputError(file: path, "missing; the text encoder folder needs config.json, vocab.txt and model.safetensors (Launch/setup installs the default one into models/)")
+        let files = try Self.modelFiles(modelDir)
+        let configPath = files.config, vocabPath = files.vocab, weightsPath = files.weights
+        guard maxLength >= 2 else {
+            throw InputError("maximum tokens per text (--max-tokens, encoder.max_tokens) = \(maxLength) is invalid (expected at least 2: [CLS] and [SEP])")
         }
-        let configData = try Data(contentsOf: URL(fileURLWithPath: configPath))
-        do { config = try JSONDecoder().decode(BertConfig.self, from: configData) }
-        catch { throw InputError(file: configPath, "not a BERT config: \(error)") }
-        guard config.hidden_size % config.num_attention_heads == 0, config.num_hidden_layers >= 3 else {
-            throw InputError(file: configPath, "hidden_size must divide by num_attention_heads and num_hidden_layers must be >= 3")
-        }
-        if let act = config.hidden_act, act != "gelu" {
-            throw InputError(file: configPath, "hidden_act \(act) is not supported (expected gelu)")
+        config = try BertConfig.load(path: configPath)
+        guard maxLength <= config.max_position_embeddings else {
+            throw InputError(file: configPath, "max_position_embeddings = \(config.max_position_embeddings) is below the maximum tokens per text (--max-tokens, encoder.max_tokens) = \(maxLength); expected a maximum of at most \(config.max_position_embeddings)")
         }
         var lowercase = true
-        if let tc = try? Data(contentsOf: URL(fileURLWithPath: modelDir + "/tokenizer_config.json")),
-           let obj = try? JSONSerialization.jsonObject(with: tc) as? [String: Any], let lc = obj["do_lower_case"] as? Bool {
-            lowercase = lc
+        let tokenizerConfigPath = modelDir + "/tokenizer_config.json"
+        if FileManager.default.fileExists(atPath: tokenizerConfigPath) {
+            let tc = try readRegularFile(tokenizerConfigPath, what: "tokenizer_config.json", limit: 16 << 20)
+            guard let obj = (try? JSONSerialization.jsonObject(with: tc)) as? [String: Any] else {
+                throw InputError(file: tokenizerConfigPath, "not a JSON object (expected the tokenizer settings, e.g. {\"do_lower_case\": true})")
+            }
+            if let value = obj["do_lower_case"] {
+                guard let lc = value as? Bool else {
+                    throw InputError(file: tokenizerConfigPath, "do_lower_case = \(value) is invalid (expected true or false)")
+                }
+                lowercase = lc
+            }
         }
-        let maxLength = min(maxLength, config.max_position_embeddings)
         tokenizer = try WordPieceTokenizer(vocabPath: vocabPath, lowercase: lowercase, maxLength: maxLength)
         let weights = try SafetensorsFile(path: weightsPath)
         let L = config.num_hidden_layers
         levelLayers = [L / 3, 2 * L / 3, L]
+        let d = config.hidden_size, types = config.type_vocab_size ?? 2
 
-        let d = config.hidden_size, p = params
+        // HuggingFace names, with or without the "bert." prefix of BertForPreTraining checkpoints. Every tensor
+        // is checked against config.json before the parameters are allocated (so a config that claims huge
+        // tables fails here, naming the tensor, instead of allocating them).
+        let prefix = weights.tensors["bert.embeddings.word_embeddings.weight"] != nil ? "bert." : ""
+        var expected: [(String, [Int], String)] = [
+            ("embeddings.word_embeddings.weight", [config.vocab_size, d], "vocab_size, hidden_size"),
+            ("embeddings.position_embeddings.weight", [config.max_position_embeddings, d], "max_position_embeddings, hidden_size"),
+            ("embeddings.token_type_embeddings.weight", [types, d], "type_vocab_size, hidden_size"),
+            ("embeddings.LayerNorm.weight", [d], "hidden_size"), ("embeddings.LayerNorm.bias", [d], "hidden_size"),
+        ]
+        for i in 0..<L {
+            let n = "encoder.layer.\(i)."
+            for part in ["attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense"] {
+                expected += [(n + part + ".weight", [d, d], "hidden_size, hidden_size"), (n + part + ".bias", [d], "hidden_size")]
+            }
+            expected += [(n + "intermediate.dense.weight", [config.intermediate_size, d], "intermediate_size, hidden_size"),
+                         (n + "intermediate.dense.bias", [config.intermediate_size], "intermediate_size"),
+                         (n + "output.dense.weight", [d, config.intermediate_size], "hidden_size, intermediate_size"),
+                         (n + "output.dense.bias", [d], "hidden_size")]
+            for norm in ["attention.output.LayerNorm", "output.LayerNorm"] {
+                expected += [(n + norm + ".weight", [d], "hidden_size"), (n + norm + ".bias", [d], "hidden_size")]
+            }
+        }
+        for (name, shape, keys) in expected {
+            guard let t = weights.tensors[prefix + name] else {
+                throw InputError(file: weightsPath, "lacks tensor \(prefix + name) (config.json: num_hidden_layers = \(L), hidden_size = \(d))")
+            }
+            guard t.shape == shape else {
+                throw InputError(file: weightsPath, "tensor \(prefix + name) has shape \(t.shape); config.json (\(keys)) expects \(shape)")
+            }
+            guard ["F32", "F16", "BF16", "F64"].contains(t.dtype) else {
+                throw InputError(file: weightsPath, "tensor \(prefix + name) has dtype \(t.dtype) (expected F32, F16, BF16 or F64)")
+            }
+        }
+        guard tokenizer.size <= config.vocab_size else {
+            throw InputError(file: vocabPath, "has \(tokenizer.size) tokens but the word-embedding table of model.safetensors has \(config.vocab_size) rows (config.json vocab_size); expected at most one token per row")
+        }
+
+        let p = params
         wordEmbeddings = Embedding(p, "word", count: config.vocab_size, dim: d, std: 0)
         positionEmbeddings = Embedding(p, "position", count: config.max_position_embeddings, dim: d, std: 0)
-        typeEmbeddings = Embedding(p, "type", count: config.type_vocab_size ?? 2, dim: d, std: 0)
+        typeEmbeddings = Embedding(p, "type", count: types, dim: d, std: 0)
         let eps = Float(config.layer_norm_eps ?? 1e-12)
         embeddingNorm = LayerNorm(p, "embeddings.norm", dim: d, eps: eps)
         for i in 0..<L {
@@ -81,8 +192,6 @@ public final class BertEncoder {
         p.groups[0].frozen = true
         p.finalize()
 
-        // HuggingFace names, with or without the "bert." prefix of BertForPreTraining checkpoints.
-        let prefix = weights.tensors["bert.embeddings.word_embeddings.weight"] != nil ? "bert." : ""
         func load(_ name: String, _ ref: ParamRef, _ shape: [Int]) throws {
             try weights.copy(prefix + name, shape: shape, into: p.value(ref))
         }
@@ -95,7 +204,7 @@ public final class BertEncoder {
         }
         try load("embeddings.word_embeddings.weight", wordEmbeddings.table, [config.vocab_size, d])
         try load("embeddings.position_embeddings.weight", positionEmbeddings.table, [config.max_position_embeddings, d])
-        try load("embeddings.token_type_embeddings.weight", typeEmbeddings.table, [config.type_vocab_size ?? 2, d])
+        try load("embeddings.token_type_embeddings.weight", typeEmbeddings.table, [types, d])
         try loadNorm("embeddings.LayerNorm", embeddingNorm)
         for (i, layer) in layers.enumerated() {
             let n = "encoder.layer.\(i)."
@@ -114,11 +223,12 @@ public final class BertEncoder {
     /// Names an encoder without loading it: folder name plus a hash of config.json, vocab.txt and the
     /// safetensors header (tensor names, shapes and offsets).
     public static func identity(modelDir: String) throws -> String {
-        let configData = try Data(contentsOf: URL(fileURLWithPath: modelDir + "/config.json"))
+        let files = try modelFiles(modelDir)
+        let configData = try readRegularFile(files.config, what: "BERT config.json", limit: 16 << 20)
         var h = configData.withUnsafeBytes { checksum64($0) }
-        let vocabData = try Data(contentsOf: URL(fileURLWithPath: modelDir + "/vocab.txt"))
+        let vocabData = try readRegularFile(files.vocab, what: "WordPiece vocabulary (vocab.txt)", limit: 256 << 20)
         h = vocabData.withUnsafeBytes { checksum64($0, seed: h) }
-        let weights = try SafetensorsFile(path: modelDir + "/model.safetensors")
+        let weights = try SafetensorsFile(path: files.weights)
         let header = weights.tensors.keys.sorted().map { "\($0)\(weights.tensors[$0]!.shape)\(weights.tensors[$0]!.begin)" }.joined()
         h = Data(header.utf8).withUnsafeBytes { checksum64($0, seed: h) }
         return URL(fileURLWithPath: modelDir).standardizedFileURL.lastPathComponent + "@" + String(h, radix: 16)

@@ -10,20 +10,23 @@ public struct WordPieceTokenizer {
     public let lowercase: Bool
     public let stripAccents: Bool
     public let maxLength: Int
+    /// Lines of vocab.txt: every id is below this (the word-embedding table needs at least this many rows).
+    public let size: Int
     public let cls: Int32, sep: Int32, unk: Int32, pad: Int32
     let maxCharsPerWord = 100
 
+    /// Reads `vocab.txt`: one token per line, its id the line number - 1 (LF, CR LF or CR line endings, as
+    /// Python's readlines reads them). A FIFO, directory or device is refused before it is opened.
+    /// `maxLength` counts [CLS] and [SEP], so it is at least 2.
     public init(vocabPath: String, lowercase: Bool, stripAccents: Bool? = nil, maxLength: Int) throws {
-        guard let text = try? String(contentsOfFile: vocabPath, encoding: .utf8) else {
-            throw InputError(file: vocabPath, "cannot read the WordPiece vocabulary")
+        guard maxLength >= 2 else {
+            throw InputError("maximum tokens per text = \(maxLength) is invalid (expected at least 2: [CLS] and [SEP])")
         }
+        let lines = try readTextLines(vocabPath, what: "WordPiece vocabulary (vocab.txt)", limit: 256 << 20).lines
+        guard lines.count < Int(Int32.max) else { throw InputError(file: vocabPath, "has \(lines.count) lines; a vocabulary has fewer than 2^31 tokens") }
         var vocab: [String: Int32] = [:]
-        var id: Int32 = 0
-        text.enumerateLines { line, _ in
-            let token = line.trimmingCharacters(in: CharacterSet(charactersIn: "\r"))
-            if vocab[token] == nil { vocab[token] = id }
-            id += 1
-        }
+        for (id, token) in lines.enumerated() where vocab[token] == nil { vocab[token] = Int32(id) }
+        size = lines.count
         func special(_ s: String) throws -> Int32 {
             guard let v = vocab[s] else { throw InputError(file: vocabPath, "vocabulary lacks \(s)") }
             return v

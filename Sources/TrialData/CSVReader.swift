@@ -11,16 +11,12 @@ public struct CSVRecord {
 }
 
 /// RFC 4180 CSV: comma-separated, fields optionally in double quotes, "" for a quote inside quotes,
-/// quoted fields may span lines (\n or \r\n). Errors name file:line:column.
-public func readCSV(path: String) throws -> [CSVRecord] {
-    guard let data = FileManager.default.contents(atPath: path) else {
-        throw InputError(file: path, "cannot read (missing or unreadable)")
-    }
-    return try parseCSV(data: data, name: path)
-}
-
+/// quoted fields may span lines. LF, CR LF and a lone CR all end a line, inside quoted fields too (where the
+/// break is kept as a single \n), and a leading UTF-8 byte-order mark is dropped, so a file gives the same
+/// records whatever its line endings. Errors name `name`:line:column. (`readCSV` reads a file.)
 public func parseCSV(data: Data, name: String) throws -> [CSVRecord] {
     let bytes = [UInt8](data)
+    let quote = UInt8(ascii: "\""), comma = UInt8(ascii: ","), lf = UInt8(ascii: "\n"), cr = UInt8(ascii: "\r")
     var records: [CSVRecord] = []
     var fields: [String] = [], lines: [Int] = [], cols: [Int] = []
     var field: [UInt8] = []
@@ -36,42 +32,46 @@ public func parseCSV(data: Data, name: String) throws -> [CSVRecord] {
         field.removeAll(keepingCapacity: true)
         atFieldStart = true
     }
+    /// Steps over the line ending at i (LF, CR LF or CR).
+    func skipLineEnding() {
+        i += bytes[i] == cr && i + 1 < bytes.count && bytes[i + 1] == lf ? 2 : 1
+        line += 1; col = 1
+    }
     if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { i = 3 }   // UTF-8 byte-order mark
     while i < bytes.count {
         let c = bytes[i]
         if atFieldStart { fieldStartLine = line; fieldStartCol = col; atFieldStart = false }
-        if c == UInt8(ascii: "\"") && field.isEmpty {
+        if c == quote && field.isEmpty {
             // Quoted field.
             let qLine = line, qCol = col
             i += 1; col += 1
             var closed = false
             while i < bytes.count {
                 let q = bytes[i]
-                if q == UInt8(ascii: "\"") {
-                    if i + 1 < bytes.count && bytes[i + 1] == UInt8(ascii: "\"") { field.append(q); i += 2; col += 2; continue }
+                if q == quote {
+                    if i + 1 < bytes.count && bytes[i + 1] == quote { field.append(q); i += 2; col += 2; continue }
                     i += 1; col += 1; closed = true; break
                 }
-                if q == UInt8(ascii: "\n") { line += 1; col = 1 } else { col += 1 }
-                field.append(q); i += 1
+                if q == lf || q == cr { field.append(lf); skipLineEnding(); continue }
+                field.append(q); i += 1; col += 1
             }
             if !closed { throw InputError(file: name, line: qLine, column: qCol, "unterminated quoted field (a \" opened here is never closed)") }
-            if i < bytes.count, bytes[i] != UInt8(ascii: ","), bytes[i] != UInt8(ascii: "\n"), bytes[i] != UInt8(ascii: "\r") {
+            if i < bytes.count, bytes[i] != comma, bytes[i] != lf, bytes[i] != cr {
                 throw InputError(file: name, line: line, column: col, "unexpected character after a closing quote (expected , or end of line)")
             }
             continue
         }
-        if c == UInt8(ascii: ",") { try endField(); i += 1; col += 1; continue }
-        if c == UInt8(ascii: "\r") && i + 1 < bytes.count && bytes[i + 1] == UInt8(ascii: "\n") { i += 1; continue }
-        if c == UInt8(ascii: "\n") {
+        if c == comma { try endField(); i += 1; col += 1; continue }
+        if c == lf || c == cr {
             try endField()
             if !(fields.count == 1 && fields[0].isEmpty) {
                 records.append(CSVRecord(fields: fields, lines: lines, columns: cols))
             }
             fields = []; lines = []; cols = []
-            i += 1; line += 1; col = 1
+            skipLineEnding()
             continue
         }
-        if c == UInt8(ascii: "\"") {
+        if c == quote {
             throw InputError(file: name, line: line, column: col, "stray quote inside an unquoted field")
         }
         field.append(c); i += 1; col += 1

@@ -9,12 +9,12 @@ public struct Criterion: Equatable, Sendable {
 
 /// Splits eligibility text into criterion sentences, each tagged inclusion or exclusion.
 ///
-/// Paragraphs are separated by blank lines; wrapped lines of a paragraph are joined. A paragraph that is
-/// a section heading ("Inclusion Criteria:", "Exclusion criteria", "Key exclusion criteria:" ...) switches
-/// the tag (text after the heading's colon is kept as a criterion); leading bullet markers (-, *, •, 1.,
-/// 1), a)) are removed. Text before any heading counts as inclusion. Paragraphs longer than
-/// `maxWords` are split at sentence ends (". " before an upper-case letter or digit) so that the
-/// encoder's 256-token window does not cut them. No other text is dropped.
+/// Lines end with LF, CR LF or CR. Paragraphs are separated by blank lines; wrapped lines of a paragraph
+/// are joined. A paragraph that is a section heading ("Inclusion Criteria:", "Exclusion criteria",
+/// "Key exclusion criteria:" ...) switches the tag (text after the heading's colon is kept as a
+/// criterion); leading bullet markers (-, *, •, 1., 1), a)) are removed. Text before any heading counts
+/// as inclusion. Paragraphs longer than `maxWords` are split at sentence ends (". " before an upper-case
+/// letter or digit) so that the encoder's 256-token window does not cut them. No other text is dropped.
 public func splitCriteria(_ text: String, maxWords: Int = 120) -> [Criterion] {
     var out: [Criterion] = []
     var inclusion = true
@@ -31,7 +31,8 @@ public func splitCriteria(_ text: String, maxWords: Int = 120) -> [Criterion] {
         if p.isEmpty { return }
         for piece in splitLong(p, maxWords: maxWords) { out.append(Criterion(text: piece, inclusion: inclusion)) }
     }
-    for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+    // LF, CR LF ("\r\n" is one Character) and a lone CR all end a line.
+    for line in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" || $0 == "\r" }) {
         let t = line.trimmingCharacters(in: .whitespaces)
         if t.isEmpty { flush(); continue }
         // A bullet or a heading starts a new paragraph even without a blank line before it.

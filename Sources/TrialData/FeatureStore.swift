@@ -23,7 +23,8 @@ public struct StoreIdentity: Codable, Equatable, Sendable {
     public var encoder: String
     public var maxTokens: Int
     public var featurizerVersion: Int
-    /// file name -> checksum of its bytes
+    /// file name (last path component) -> checksum of its bytes. The name is only a key: a store never holds
+    /// two files of one name (`distinctSources`), and a file matches a store's entry only with the same bytes.
     public var sources: [String: String]
 }
 
@@ -78,6 +79,7 @@ public final class FeatureStore {
         guard FileManager.default.fileExists(atPath: path) else {
             throw InputError(file: path, "feature store not found; \(hint)")
         }
+        try requireRegularFile(path, what: "feature store")   // before MappedFile opens it: a FIFO would block
         file = try MappedFile(path: path)
         let b = file.bytes
         func refuse(_ m: String) -> InputError { InputError(file: path, "\(m); \(hint)") }
@@ -110,8 +112,11 @@ public final class FeatureStore {
             if expected.encoder != decoded.identity.encoder { why.append("encoder \(decoded.identity.encoder) != \(expected.encoder)") }
             if expected.maxTokens != decoded.identity.maxTokens { why.append("max_tokens \(decoded.identity.maxTokens) != \(expected.maxTokens)") }
             if expected.featurizerVersion != decoded.identity.featurizerVersion { why.append("featurizer version changed") }
-            for (name, sum) in expected.sources where decoded.identity.sources[name] != sum {
+            for (name, sum) in expected.sources.sorted(by: { $0.key < $1.key }) where decoded.identity.sources[name] != sum {
                 why.append(decoded.identity.sources[name] == nil ? "\(name) not in the store" : "\(name) changed since featurization")
+            }
+            for name in decoded.identity.sources.keys.sorted() where expected.sources[name] == nil {
+                why.append("the store also holds \(name), not asked for")
             }
             throw refuse("stale feature store (\(why.joined(separator: "; ")))")
         }
@@ -165,12 +170,33 @@ public final class FeatureStore {
     }
 }
 
-/// The identity a store built now from `paths` with this encoder would have.
+/// The identity a store built now from `paths` with this encoder would have: each source keyed by its file
+/// name, with the checksum of its bytes. The same file given twice counts once; two different files of one
+/// name are refused (see `distinctSources`).
 public func currentStoreIdentity(paths: [String], encoderIdentity: String, maxTokens: Int) throws -> StoreIdentity {
     var sources: [String: String] = [:]
-    for p in paths {
-        guard let d = FileManager.default.contents(atPath: p) else { throw InputError(file: p, "cannot read") }
+    for p in try distinctSources(paths) {
+        let d = try readRegularFile(p, what: "TOP-format CSV")
         sources[URL(fileURLWithPath: p).lastPathComponent] = String(d.withUnsafeBytes { checksum64($0) }, radix: 16)
     }
     return StoreIdentity(encoder: encoderIdentity, maxTokens: maxTokens, featurizerVersion: FeatureStore.featurizerVersion, sources: sources)
+}
+
+/// The source files of one feature store, in order: a file given twice (the same path, or paths that resolve
+/// to the same file) counts once; two different files with the same name (a/x.csv and b/x.csv) are refused,
+/// because a store keys its sources, and matches its rows to files (`trials(of:)`), by file name.
+public func distinctSources(_ paths: [String]) throws -> [String] {
+    var seen: [String: (path: String, resolved: String)] = [:]
+    var out: [String] = []
+    for p in paths {
+        let url = URL(fileURLWithPath: p)
+        let resolved = url.standardizedFileURL.resolvingSymlinksInPath().path
+        if let previous = seen[url.lastPathComponent] {
+            if previous.resolved == resolved { continue }
+            throw InputError(file: p, "has the same file name as \(previous.path); one feature store cannot hold two files of one name (its rows are matched to source files by name): rename one of them")
+        }
+        seen[url.lastPathComponent] = (p, resolved)
+        out.append(p)
+    }
+    return out
 }

@@ -24,6 +24,8 @@ public func featurize(comm: Communicator, paths: [String], output: String, makeE
                       log: (String) -> Void) throws -> FeaturizeReport {
     let start = Date()
     var report = FeaturizeReport()
+    let paths = try distinctSources(paths)
+    try refuseOverwritingInputs(output: output, inputs: paths + [hierarchy.path])
     let (trials, readReport) = try readValidatedTrials(paths: paths, hierarchy: hierarchy, skipBadRows: skipBadRows)
     report.rows = trials.count
     report.rowsPerFile = readReport.rowsPerFile
@@ -94,10 +96,24 @@ public func featurize(comm: Communicator, paths: [String], output: String, makeE
     return report
 }
 
-/// Reads TOP CSVs and checks what featurization needs: every SMILES tokenizes and every ICD code (or a
-/// prefix of it) is in the hierarchy. Errors name file:line; with `skipBadRows` bad rows are counted instead.
+/// Refuses an `output` that is the same file as one of `inputs` (a featurization never overwrites what it reads).
+func refuseOverwritingInputs(output: String, inputs: [String]) throws {
+    var o = stat()
+    guard stat(output, &o) == 0 else { return }    // not there yet
+    for input in inputs {
+        var st = stat()
+        if stat(input, &st) == 0 && st.st_dev == o.st_dev && st.st_ino == o.st_ino {
+            throw InputError(file: output, "is also an input of this featurization (\(input)); refusing to overwrite it, choose another output")
+        }
+    }
+}
+
+/// Reads TOP CSVs and checks what featurization needs: every SMILES tokenizes, every ICD code (or a
+/// prefix of it) is in the hierarchy, and no nctid appears twice in one file. Errors name file:line; with
+/// `skipBadRows` malformed rows are counted instead (a duplicate id is always an error: which copy is
+/// right cannot be told).
 public func readValidatedTrials(paths: [String], hierarchy: ICD10Hierarchy, skipBadRows: Bool) throws -> ([Trial], TrialReadReport) {
-    try readTrials(paths: paths, skipBadRows: skipBadRows) { t in
+    let result = try readTrials(paths: paths, skipBadRows: skipBadRows) { t in
         for s in t.smiles {
             do { _ = try tokenizeSMILES(s) } catch let e as SMILESError {
                 throw InputError(file: t.source.file, line: t.source.line, "column smiless: invalid SMILES \"\(s.prefix(60))\": \(e.message)")
@@ -107,4 +123,6 @@ public func readValidatedTrials(paths: [String], hierarchy: ICD10Hierarchy, skip
             throw InputError(file: t.source.file, line: t.source.line, "column icdcodes: unknown ICD-10 code \"\(code)\" (not in \(URL(fileURLWithPath: hierarchy.path).lastPathComponent), nor any prefix of it)")
         }
     }
+    try checkUniqueNCTIDs(result.0)
+    return result
 }

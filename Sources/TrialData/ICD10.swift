@@ -14,23 +14,40 @@ public final class ICD10Hierarchy {
     public var maxDepth: Int { nodeIndex.count }
     public var nodesPerDepth: [Int] { nodeIndex.map(\.count) }
 
+    /// Reads the hierarchy: LF, CR LF or CR line endings and a byte-order mark are accepted; a FIFO, directory
+    /// or device is refused before it is opened. Every id is listed once, every node below depth 1 has a
+    /// listed parent one level up and depth-1 nodes have an unlisted root (so walking up from any node ends).
     public init(path: String) throws {
         self.path = path
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-            throw InputError(file: path, "cannot read the ICD-10 hierarchy")
-        }
-        var lineNumber = 0
+        let text = try readTextLines(path, what: "ICD-10 hierarchy (id<TAB>parent<TAB>depth<TAB>description)")
         var order: [(String, Int)] = []
-        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
-            lineNumber += 1
+        var firstLine: [String: Int] = [:]
+        for (i, line) in text.lines.enumerated() {
+            let lineNumber = i + 1
             if lineNumber == 1 || line.isEmpty { continue }
             let cols = line.split(separator: "\t", omittingEmptySubsequences: false)
             guard cols.count >= 3, let d = Int(cols[2]), d >= 1, d <= 16 else {
                 throw InputError(file: path, line: lineNumber, "expected id<TAB>parent<TAB>depth<TAB>description with depth 1-16")
             }
             let id = String(cols[0])
+            guard !id.isEmpty else { throw InputError(file: path, line: lineNumber, "empty id (expected id<TAB>parent<TAB>depth<TAB>description)") }
+            if let previous = firstLine[id] {
+                throw InputError(file: path, line: lineNumber, "id \(id) is already listed on line \(previous); each node is listed once")
+            }
+            firstLine[id] = lineNumber
             parent[id] = String(cols[1]); depth[id] = d
             order.append((id, d))
+        }
+        for (id, d) in order {
+            let p = parent[id]!
+            if d == 1 {
+                guard depth[p] == nil else {
+                    throw InputError(file: path, line: firstLine[id]!, "\(id) is at depth 1 but its parent \"\(p.prefix(60))\" is a listed node; expected the root (e.g. \"root\")")
+                }
+            } else if depth[p] != d - 1 {
+                let found = depth[p].map { "is at depth \($0)" } ?? "is not listed"
+                throw InputError(file: path, line: firstLine[id]!, "parent \"\(p.prefix(60))\" of \(id) (depth \(d)) \(found); expected a listed node at depth \(d - 1)")
+            }
         }
         let deepest = order.map(\.1).max() ?? 0
         nodeIndex = Array(repeating: [:], count: deepest)

@@ -61,17 +61,33 @@ public struct SCTCorpus<T: TrialRecord> {
     }
 }
 
-/// Reads an exclusion list: one NCT id per line, # comments and blank lines ignored.
+/// Reads an exclusion list: one NCT id (NCT and 8 ASCII digits) per line; # starts a comment, blank lines
+/// are ignored; LF, CR LF or CR line endings and a byte-order mark are accepted. A FIFO, directory or device
+/// is refused before it is opened.
 public func readExclusionList(_ path: String) throws -> Set<String> {
-    guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-        throw InputError(file: path, "cannot read the exclusion list")
-    }
+    let text = try readTextLines(path, what: "exclusion list (one NCT id per line)")
     var ids = Set<String>()
-    for (n, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-        let t = line.trimmingCharacters(in: .whitespaces)
-        if t.isEmpty || t.hasPrefix("#") { continue }
-        guard t.hasPrefix("NCT") else { throw InputError(file: path, line: n + 1, "expected an NCT id, found \"\(t.prefix(30))\"") }
+    for (n, line) in text.lines.enumerated() {
+        let t = line.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false)[0].trimmingCharacters(in: .whitespaces)
+        if t.isEmpty { continue }
+        guard isNCTID(t) else {
+            throw InputError(file: path, line: n + 1, "expected an NCT id (NCT and 8 ASCII digits, like NCT01234567), found \"\(t.prefix(30))\"")
+        }
         ids.insert(t)
     }
     return ids
+}
+
+/// Refuses an nctid that appears twice in one CSV file (a trial would be scored, counted and written twice):
+/// an InputError naming the file, the later line and the earlier one. The same id in two different files
+/// is not checked here (the SCT corpus counts those). Works on CSV rows and on a feature store's rows.
+public func checkUniqueNCTIDs<T: TrialRecord>(_ trials: [T]) throws {
+    var first: [String: [String: Int]] = [:]    // file -> nctid -> line
+    for t in trials {
+        if let line = first[t.source.file]?[t.nctid] {
+            throw InputError(file: t.source.file, line: t.source.line,
+                             "column nctid: \(t.nctid) is already on line \(line) of this file (duplicate trial id; each trial must appear once per file)")
+        }
+        first[t.source.file, default: [:]][t.nctid] = t.source.line
+    }
 }

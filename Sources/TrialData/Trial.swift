@@ -49,28 +49,21 @@ public struct TrialReadReport {
 
 public let topColumns = ["nctid", "status", "why_stop", "label", "phase", "diseases", "icdcodes", "drugs", "smiless", "criteria"]
 
-/// Reads TOP-format CSV files. A malformed row is an InputError naming file:line:column, or, with
-/// `skipBadRows`, is skipped and listed in the report. `validateRow` runs extra checks (SMILES, ICD codes).
-public func readTrials(paths: [String], skipBadRows: Bool = false,
-                       validateRow: ((Trial) throws -> Void)? = nil) throws -> ([Trial], TrialReadReport) {
-    var trials: [Trial] = []
-    var report = TrialReadReport()
-    for path in paths {
-        let parsed = try parseTrials(records: try readCSV(path: path), file: path, skipBadRows: skipBadRows, validateRow: validateRow,
-                                     skipped: &report.skipped)
-        trials += parsed
-        report.rowsPerFile[path] = parsed.count
-    }
-    return (trials, report)
-}
-
 /// The trials of one CSV file's records (the first is the header); bad rows throw or, with `skipBadRows`,
 /// are appended to `skipped`.
 public func parseTrials(records: [CSVRecord], file path: String, skipBadRows: Bool = false,
                         validateRow: ((Trial) throws -> Void)? = nil, skipped: inout [String]) throws -> [Trial] {
     guard let header = records.first else { throw InputError(file: path, "empty file (expected a header line with \(topColumns.joined(separator: ",")))") }
     var index: [String: Int] = [:]
-    for (i, name) in header.fields.enumerated() { index[name.trimmingCharacters(in: .whitespaces)] = i }
+    for (i, raw) in header.fields.enumerated() {
+        let name = raw.trimmingCharacters(in: .whitespaces)
+        if let first = index[name] {
+            let what = name.isEmpty ? "an empty column name" : "column \"\(name.prefix(40))\""
+            throw InputError(file: path, line: header.lines[i], column: header.columns[i],
+                             "header has \(what) twice (fields \(first + 1) and \(i + 1)); each column must be named once")
+        }
+        index[name] = i
+    }
     let missing = topColumns.filter { index[$0] == nil }
     guard missing.isEmpty else {
         throw InputError(file: path, line: 1, "header lacks column(s) \(missing.joined(separator: ", ")); expected \(topColumns.joined(separator: ","))")
@@ -103,8 +96,8 @@ func parseTrial(_ r: CSVRecord, index: [String: Int], columnCount: Int, file: St
         }
     }
     let (nctid, nLine, nCol) = field("nctid")
-    guard nctid.hasPrefix("NCT"), nctid.count == 11, nctid.dropFirst(3).allSatisfy(\.isNumber) else {
-        throw InputError(file: file, line: nLine, column: nCol, "column nctid: \"\(nctid.prefix(40))\" is not an id like NCT01234567")
+    guard isNCTID(nctid) else {
+        throw InputError(file: file, line: nLine, column: nCol, "column nctid: \"\(nctid.prefix(40))\" is not an id like NCT01234567 (expected NCT and 8 ASCII digits)")
     }
     let (labelText, lLine, lCol) = field("label")
     guard let label = Int(labelText.trimmingCharacters(in: .whitespaces)), label == 0 || label == 1 else {
@@ -122,4 +115,11 @@ func parseTrial(_ r: CSVRecord, index: [String: Int], columnCount: Int, file: St
                  phase: field("phase").0.trimmingCharacters(in: .whitespaces), diseases: try list("diseases"), icdCodes: icd,
                  drugs: try list("drugs"), smiles: try list("smiless"), criteria: field("criteria").0,
                  source: TrialSource(file: file, line: r.line))
+}
+
+/// Whether `id` is exactly "NCT" followed by 8 ASCII digits (no spaces, no other digits, no lower case).
+public func isNCTID(_ id: String) -> Bool {
+    let u = Array(id.utf8)
+    return u.count == 11 && u[0] == UInt8(ascii: "N") && u[1] == UInt8(ascii: "C") && u[2] == UInt8(ascii: "T")
+        && u[3...].allSatisfy { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }
 }
