@@ -23,16 +23,11 @@ struct Encode: ParsableCommand {
     @Option(help: "Maximum WordPiece tokens per text, [CLS] and [SEP] included.")
     var maxTokens: Int = 256
 
-    func validate() throws {
-        guard (3...4096).contains(maxTokens) else { throw ValidationError("--max-tokens must be in 3...4096 ([CLS], [SEP] and at least one token; got \(maxTokens))") }
-    }
-
     func run() throws {
         runJob { comm in
             try checkOutputs([("--output", output)], inputs: [("--input", input)])
-            guard let text = try? String(contentsOfFile: input, encoding: .utf8) else {
-                throw InputError(file: input, "cannot read (missing, unreadable or not UTF-8)")
-            }
+            let data = try readRegularFile(input, what: "text file (one text per line)")
+            guard let text = String(data: data, encoding: .utf8) else { throw InputError(file: input, "is not UTF-8 text") }
             var lines = text.components(separatedBy: "\n")
             if lines.last == "" { lines.removeLast() }
             lines = lines.map { $0.hasSuffix("\r") ? String($0.dropLast()) : $0 }

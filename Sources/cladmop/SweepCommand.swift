@@ -19,8 +19,9 @@ struct SweepReport: ParsableCommand {
 
     func run() throws {
         let listing = out + "/points.tsv"
-        guard let text = try? String(contentsOfFile: listing, encoding: .utf8) else {
-            throw InputError(file: listing, "cannot read the sweep's list of points (written by Launch/sweep-batch)")
+        guard let text = String(data: try readRegularFile(listing, what: "sweep's list of points (written by Launch/sweep-batch)"),
+                                encoding: .utf8) else {
+            throw InputError(file: listing, "is not UTF-8 text")
         }
         var points: [SweepPoint] = []
         for (i, line) in text.split(separator: "\n").enumerated() {

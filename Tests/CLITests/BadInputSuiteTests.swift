@@ -100,7 +100,7 @@ final class BadInputSuiteTests: XCTestCase {
         vocab += ["-", ":", ",", ".", "(", ")", "inclusion", "exclusion", "criteria", "adults", "children", "with", "pregnancy", "consent",
                   "asthma", "diabetes", "cancer", "lung", "blood", "pressure", "above", "heart", "failure", "prior", "hello", "world"]
         try (vocab.joined(separator: "\n") + "\n").write(toFile: dir + "/vocab.txt", atomically: true, encoding: .utf8)
-        let d = 12, heads = 2, layers = 3, inter = 24, positions = 64
+        let d = 12, heads = 2, layers = 3, inter = 24, positions = 512
         let config: [String: Any] = ["architectures": ["BertModel"], "model_type": "bert", "hidden_size": d, "num_attention_heads": heads,
                                      "num_hidden_layers": layers, "intermediate_size": inter, "max_position_embeddings": positions,
                                      "vocab_size": vocab.count, "type_vocab_size": 2, "layer_norm_eps": 1e-12, "hidden_act": "gelu"]

@@ -197,7 +197,7 @@ final class InputFileKindTests: XCTestCase {
             let r = try runProduct("cladmop", ["featurize", "--data", csv, "--output", output,
                                                "--set", "data.icd_hierarchy=\(hierarchyPath)"], timeout: 120)
             XCTAssertEqual(r.status, 2, r.output)
-            XCTAssertTrue(r.output.contains("\(output): is also an input of this featurization"), r.output)
+            XCTAssertTrue(r.output.contains("\(output): --output would overwrite the file given to"), r.output)
         }
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: csv)), before)
     }

@@ -83,7 +83,9 @@ public struct LoadedCheckpoint {
         guard store.dim == meta.model.encoderDim else {
             throw InputError(file: store.path, "sentence vectors have width \(store.dim), the checkpoint expects \(meta.model.encoderDim)")
         }
-        return (store.trials(of: csv), BatchBuilder(store: store, hierarchy: hierarchy, space: meta.features))
+        let rows = store.trials(of: csv)
+        try checkUniqueNCTIDs(rows)      // also when an older store already held the file
+        return (rows, BatchBuilder(store: store, hierarchy: hierarchy, space: meta.features))
     }
 }
 
