@@ -1,0 +1,68 @@
+import Support
+import Foundation
+import NN
+
+/// The fields of a HuggingFace BERT `config.json` that the forward pass needs.
+public struct BertConfig: Decodable, Sendable {
+    public let hidden_size: Int
+    public let num_attention_heads: Int
+    public let num_hidden_layers: Int
+    public let intermediate_size: Int
+    public let max_position_embeddings: Int
+    public let vocab_size: Int
+    public let type_vocab_size: Int?
+    public let layer_norm_eps: Double?
+    public let hidden_act: String?
+
+    /// Reads and validates `config.json`: every value that sizes a table or a layer, or divides, is in range
+    /// (errors name the file and the key). A FIFO, directory or device is refused before it is opened.
+    public static func load(path: String) throws -> BertConfig {
+        let data = try readRegularFile(path, what: "BERT config.json", limit: 16 << 20)
+        // Types first, by key (Foundation's decoder calls a fractional or huge number "not valid JSON").
+        guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+            throw InputError(file: path, "not a BERT config: not a JSON object")
+        }
+        for key in ["hidden_size", "num_attention_heads", "num_hidden_layers", "intermediate_size", "max_position_embeddings",
+                    "vocab_size", "type_vocab_size", "layer_norm_eps"] {
+            guard let value = object[key], !(value is NSNull) else { continue }
+            let integer = key != "layer_norm_eps"
+            guard let n = value as? NSNumber, !(value is String),
+                  !integer || (n.doubleValue.rounded() == n.doubleValue && abs(n.doubleValue) < 1e15) else {
+                let shown = (value as? String).map { "\"\($0.prefix(40))\"" } ?? "\(value)"
+                throw InputError(file: path, "\(key) = \(shown) is invalid (expected \(integer ? "an integer" : "a number"))")
+            }
+        }
+        let config: BertConfig
+        do { config = try JSONDecoder().decode(BertConfig.self, from: data) }
+        catch { throw InputError(file: path, "not a BERT config: \(describeDecodingError(error))") }
+        try config.validate(path: path)
+        return config
+    }
+
+    /// Every value that sizes or divides, in range; errors name `path` and the key.
+    public func validate(path: String) throws {
+        func range(_ key: String, _ v: Int, _ r: ClosedRange<Int>, _ why: String = "") throws {
+            guard r.contains(v) else {
+                throw InputError(file: path, "\(key) = \(v) is invalid (expected an integer in [\(r.lowerBound), \(r.upperBound)]\(why))")
+            }
+        }
+        try range("hidden_size", hidden_size, 1...65535, "; a feature store holds at most 65535 values per vector")
+        try range("num_attention_heads", num_attention_heads, 1...hidden_size, ", at most hidden_size = \(hidden_size)")
+        guard hidden_size % num_attention_heads == 0 else {
+            throw InputError(file: path, "num_attention_heads = \(num_attention_heads) does not divide hidden_size = \(hidden_size) (expected a divisor: each head gets hidden_size / num_attention_heads values)")
+        }
+        try range("num_hidden_layers", num_hidden_layers, 3...1024, "; the coarse, medium and fine levels are layers L/3, 2L/3 and L")
+        try range("intermediate_size", intermediate_size, 1...(1 << 20))
+        try range("max_position_embeddings", max_position_embeddings, 2...(1 << 20), "; a text is at least [CLS] and [SEP]")
+        try range("vocab_size", vocab_size, 4...(1 << 24), "; [CLS], [SEP], [UNK] and [PAD] at least")
+        if let t = type_vocab_size { try range("type_vocab_size", t, 1...(1 << 16)) }
+        if let eps = layer_norm_eps {
+            guard eps.isFinite, eps > 0, Float(eps).isFinite, Float(eps) >= Float.leastNormalMagnitude else {
+                throw InputError(file: path, "layer_norm_eps = \(eps) is invalid (expected a finite number > 0 that a Float32 holds, like 1e-12)")
+            }
+        }
+        if let act = hidden_act, act != "gelu" {
+            throw InputError(file: path, "hidden_act = \(act) is not supported (expected gelu)")
+        }
+    }
+}
