@@ -104,8 +104,6 @@ enum YAMLInput {
             if let i = node.int { return i }
             if let d = node.float { return d }
             return s.string
-        default:
-            throw InputError("\(origin): \(name): unsupported YAML node")
         }
     }
 }

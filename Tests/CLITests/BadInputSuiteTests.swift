@@ -1,5 +1,6 @@
 import Foundation
 import NN
+import Support
 import TestSupport
 import XCTest
 #if canImport(Glibc)
@@ -716,18 +717,9 @@ enum StoreEdit {
         return out
     }
 
-    /// The store's checksum (Sources/Support/Files.swift `checksum64`).
+    /// The store's checksum (Support's `checksum64`, the function the store reader verifies with).
     static func checksum64(_ data: UnsafeRawBufferPointer, seed: UInt64 = 0xCBF2_9CE4_8422_2325) -> UInt64 {
-        var h = seed
-        let words = data.count / 8
-        if let base = data.baseAddress {
-            for i in 0..<words {
-                h = (h ^ base.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self)) &* 0x0000_0100_0000_01B3
-                h ^= h >> 29
-            }
-            for i in words * 8..<data.count { h = (h ^ UInt64(data[i])) &* 0x0000_0100_0000_01B3 }
-        }
-        return h
+        Support.checksum64(data, seed: seed)
     }
 }
 
