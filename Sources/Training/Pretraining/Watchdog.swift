@@ -57,6 +57,8 @@ final class Watchdog: @unchecked Sendable {
         lock.unlock()
     }
 
+    /// After `stop` returns the thread makes no further MPI call (the heartbeat exchange runs under the lock),
+    /// so MPI can be finalised.
     func stop() { lock.lock(); running = false; lock.unlock() }
 
     private func watch() {
@@ -65,18 +67,20 @@ final class Watchdog: @unchecked Sendable {
         var previous = start
         while true {
             sleep(1)
-            lock.lock(); let on = running, last = lastBeat, slow = slowest; lock.unlock()
-            if !on { return }
+            lock.lock()
+            guard running else { lock.unlock(); return }
+            let last = lastBeat, slow = slowest
             let now = monotonicSeconds(), mine = comm.collectivesEntered
             // This process itself was suspended (SIGSTOP, a frozen host): its view of the others is stale; let the
             // ranks that kept running judge.
-            if now - previous > 5 { heard = heard.map { _ in now }; previous = now; continue }
+            if now - previous > 5 { heard = heard.map { _ in now }; previous = now; lock.unlock(); continue }
             previous = now
             if comm.supportsHeartbeats && comm.size > 1 {
                 if comm.isRoot { for peer in 1..<comm.size { comm.sendHeartbeat(to: peer, value: mine) } }
                 else { comm.sendHeartbeat(to: 0, value: mine) }
                 for (rank, value) in comm.receiveHeartbeats() { heard[rank] = now; count[rank] = value }
             }
+            lock.unlock()
             guard let limit = policy.limit(slowest: slow), now - last > limit else { continue }
             let idle = now - last
             let peers = comm.isRoot ? Array(1..<comm.size) : [0]
