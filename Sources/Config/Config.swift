@@ -146,7 +146,6 @@ public struct Config: Sendable {
 
     func int(_ path: String) -> Int { if case .int(let v) = values[path]! { return v }; fatalError(path) }
     func double(_ path: String) -> Double { if case .double(let v) = values[path]! { return v }; fatalError(path) }
-    func float(_ path: String) -> Float { Float(double(path)) }
     func bool(_ path: String) -> Bool { if case .bool(let v) = values[path]! { return v }; fatalError(path) }
     func string(_ path: String) -> String { if case .string(let v) = values[path]! { return v }; fatalError(path) }
     func strings(_ path: String) -> [String] { if case .strings(let v) = values[path]! { return v }; fatalError(path) }

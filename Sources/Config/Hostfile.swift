@@ -4,21 +4,17 @@ import Foundation
 /// An OpenMPI hostfile, checked before `mpirun` sees it (mpirun's own errors do not name the line).
 /// Each non-blank line is `HOST [slots=N] [max_slots=M]`; `#` starts a comment; N >= 1 (default 1),
 /// M >= N; a host appears once. Lines may end with LF, CR LF or CR and the text may start with a UTF-8
-/// byte-order mark: the parser reads them all alike, but Open MPI's mpirun (4.1) cannot parse CR line
-/// endings or a byte-order mark, so `init(path:)` refuses them, naming the line, unless
-/// `acceptingWindowsText` (for a launcher that hands mpirun `mpirunText` instead of the file).
+/// byte-order mark: the parser reads them all alike (so content errors name the right line), but Open MPI's
+/// mpirun (4.1) cannot parse CR line endings or a byte-order mark, so `init(path:)` refuses them, naming the line.
 public struct Hostfile {
     public struct Host: Equatable { public var name: String; public var slots: Int; public var maxSlots: Int? }
     public let path: String
     public let hosts: [Host]
     public var totalSlots: Int { hosts.reduce(0) { $0 + $1.slots } }
-    /// The file's lines with LF endings and no byte-order mark: what mpirun can read.
-    public let mpirunText: String
 
-    public init(path: String, acceptingWindowsText: Bool = false) throws {
+    public init(path: String) throws {
         let text = try readTextLines(path, what: "hostfile", limit: 16 << 20)
         try self.init(lines: text.lines, path: path)
-        guard !acceptingWindowsText else { return }
         let why = "Open MPI's mpirun cannot parse it"
         if text.hadByteOrderMark {
             throw InputError(file: path, line: 1, "starts with a UTF-8 byte-order mark; \(why): remove it (e.g. `sed -i '1s/^\\xEF\\xBB\\xBF//' \(path)`)")
@@ -74,7 +70,6 @@ public struct Hostfile {
         }
         guard !hosts.isEmpty else { throw InputError(file: path, "hostfile lists no host (expected lines like `node01 slots=32`)") }
         self.hosts = hosts
-        mpirunText = lines.map { $0 + "\n" }.joined()
     }
 
     /// Checks that `ranks` processes fit in the slots (mpirun refuses more without --oversubscribe).

@@ -48,12 +48,6 @@ func runJob(_ body: (Communicator) throws -> Void) {
     }
 }
 
-/// JSON text of a dictionary with sorted keys.
-func jsonString(_ object: Any) -> String {
-    let data = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
-    return String(decoding: data, as: UTF8.self)
-}
-
 /// JSON text of a typed result, keys sorted.
 func jsonText<T: Encodable>(_ value: T) throws -> String {
     let encoder = JSONEncoder()

@@ -31,18 +31,9 @@ public func embedTrials(_ rows: [StoredTrial], model: CLaDMoP, builder: BatchBui
         fC += UnsafeBufferPointer(start: c, count: batch.count * e)
         pooled += UnsafeBufferPointer(start: state.pooled, count: batch.count * d)
     }
-    func gather(_ local: [Float], width: Int) -> [Float] {
-        let counts = (0..<comm.size).map { shard(rows.count, rank: $0, of: comm.size).count * width }
-        var all = [Float](repeating: 0, count: max(rows.count * width, 1))
-        local.withUnsafeBufferPointer { l in
-            all.withUnsafeMutableBufferPointer {
-                comm.allGatherV(send: l.baseAddress ?? UnsafePointer(bitPattern: 64)!, receive: $0.baseAddress!, counts: counts)
-            }
-        }
-        return Array(all.prefix(rows.count * width))
-    }
-    return TrialEmbeddings(nctids: rows.map(\.nctid), fDM: gather(fDM, width: e), fC: gather(fC, width: e),
-                           pooled: gather(pooled, width: d), encoderDim: e, modelDim: d)
+    return TrialEmbeddings(nctids: rows.map(\.nctid), fDM: gatherRows(fDM, total: rows.count, width: e, comm: comm),
+                           fC: gatherRows(fC, total: rows.count, width: e, comm: comm),
+                           pooled: gatherRows(pooled, total: rows.count, width: d, comm: comm), encoderDim: e, modelDim: d)
 }
 
 /// Writes the embeddings as safetensors: `f_dm` (n, E), `f_c` (n, E), `pooled` (n, d), and in the metadata

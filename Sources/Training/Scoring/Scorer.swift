@@ -54,10 +54,16 @@ public func scoreTrials(_ trials: [StoredTrial], scorer: TrialScorer, builder: B
 
 /// All-gathers per-rank score blocks (rank order; rank r holds rows [r n / W, (r + 1) n / W)).
 public func gatherScores(_ local: [Float], total: Int, comm: Communicator) -> [Double] {
-    let counts = (0..<comm.size).map { shard(total, rank: $0, of: comm.size).count }
-    var all = [Float](repeating: 0, count: max(total, 1))
+    gatherRows(local, total: total, width: 1, comm: comm).map(Double.init)
+}
+
+/// All-gathers rows of `width` floats sharded by `shard`: rank r holds rows [r n / W, (r + 1) n / W); every
+/// rank gets all `total` rows in order.
+public func gatherRows(_ local: [Float], total: Int, width: Int, comm: Communicator) -> [Float] {
+    let counts = (0..<comm.size).map { shard(total, rank: $0, of: comm.size).count * width }
+    var all = [Float](repeating: 0, count: max(total * width, 1))
     local.withUnsafeBufferPointer { l in
         all.withUnsafeMutableBufferPointer { comm.allGatherV(send: l.baseAddress ?? UnsafePointer(bitPattern: 64)!, receive: $0.baseAddress!, counts: counts) }
     }
-    return all.prefix(total).map(Double.init)
+    return Array(all.prefix(total * width))
 }
