@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """PyTorch reference of cladmop's training step at the SPEC 8 shape (docs/performance.md).
 
-The same DM branch as Sources/Model/CLaDMoP.swift (pre-LN transformer layers, molecule and disease
+The DM branch of python/cladmop_torch (the same model as Sources/Model/CLaDMoP.swift: pre-LN transformer layers, molecule and disease
 enrichment, per-level projections, grouping blocks with learnable centroids and source-type embeddings,
 final LayerNorm + projection), the same synthetic batches as `cladmop bench` (molecule tokens in [32, 128],
 codes in [2, 16], sentences in [4, 32] per level with --variable, else every row at the maximum; padded to
@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import resource
+import sys
 import time
 
 import torch
@@ -28,98 +29,8 @@ import torch.multiprocessing as mp
 import torch.nn as nn
 import torch.nn.functional as F
 
-ICD_SIZES = [22, 284, 1917, 10262, 17924, 27407, 40074]
-ATTENTION = "mha"   # set from --attention before the model is built
-
-
-class SDPAttention(nn.Module):
-    """Multi-head attention on F.scaled_dot_product_attention (the same parameters as nn.MultiheadAttention)."""
-
-    def __init__(self, d, heads):
-        super().__init__()
-        self.heads = heads
-        self.q, self.k, self.v, self.o = (nn.Linear(d, d) for _ in range(4))
-
-    def forward(self, x, kv, ignore):
-        n, lq, d = x.shape
-        split = lambda t: t.view(n, -1, self.heads, d // self.heads).transpose(1, 2)
-        mask = None if ignore is None else ~ignore[:, None, None, :]
-        a = F.scaled_dot_product_attention(split(self.q(x)), split(self.k(kv)), split(self.v(kv)), attn_mask=mask)
-        return self.o(a.transpose(1, 2).reshape(n, lq, d))
-
-
-class Layer(nn.Module):
-    """Pre-LN layer: x = x + MHA(LN_q(x), LN_kv(kv)); x = x + FFN(LN_ffn(x)) (self-attention when kv is None)."""
-
-    def __init__(self, d, heads, cross=False):
-        super().__init__()
-        self.ln_q = nn.LayerNorm(d)
-        self.ln_kv = nn.LayerNorm(d) if cross else None
-        self.sdpa = ATTENTION == "sdpa"
-        self.attn = SDPAttention(d, heads) if self.sdpa else nn.MultiheadAttention(d, heads, batch_first=True)
-        self.ln_ffn = nn.LayerNorm(d)
-        self.ffn = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
-
-    def forward(self, x, kv=None, ignore=None):
-        q = self.ln_q(x)
-        k = self.ln_kv(kv) if self.ln_kv is not None else q
-        if self.sdpa:
-            a = self.attn(q, k, ignore)
-        else:
-            a, _ = self.attn(q, k, k, key_padding_mask=ignore, need_weights=False)
-        x = x + a
-        return x + self.ffn(self.ln_ffn(x))
-
-
-class DMBranch(nn.Module):
-    def __init__(self, d, heads, mol_layers, dis_layers, groups, selfs, centroids, encoder_dim, icd_depth,
-                 mol_vocab=100, max_molecules=8, icd_sizes=None):
-        super().__init__()
-        # icd_sizes: rows per ICD depth (default the ICD-10-CM tree's, ICD_SIZES); Tests/Fixtures/make_golden.py
-        # passes small ones.
-        sizes = list(icd_sizes or ICD_SIZES)[:icd_depth]
-        self.mol_token = nn.Embedding(mol_vocab, d)
-        self.mol_position = nn.Embedding(max_molecules, d)
-        self.mol = nn.ModuleList(Layer(d, heads) for _ in range(mol_layers))
-        # Row 0 of each table is "no ancestor at this depth" (zero, like cladmop's -1).
-        self.icd = nn.ModuleList(nn.Embedding(n + 1, d, padding_idx=0) for n in sizes)
-        self.category = nn.Embedding(sizes[2] + 1 if len(sizes) >= 3 else 2, d)
-        self.dis = nn.ModuleList(Layer(d, heads) for _ in range(dis_layers))
-        self.proj = nn.ModuleList(nn.Linear(encoder_dim, d) for _ in range(3))
-        self.source_type = nn.ParameterList(nn.Parameter(0.02 * torch.randn(4, d)) for _ in range(3))
-        self.centroids = nn.ParameterList(nn.Parameter(torch.randn(max(centroids >> g, 1), d))
-                                          for _ in range(3) for g in range(groups))
-        self.cross = nn.ModuleList(Layer(d, heads, cross=True) for _ in range(3 * groups))
-        self.selfs = nn.ModuleList(nn.ModuleList(Layer(d, heads) for _ in range(selfs)) for _ in range(3 * groups))
-        self.groups = groups
-        self.norm = nn.LayerNorm(d)
-        self.out = nn.Linear(d, encoder_dim)
-
-    def forward(self, mol_ids, mol_pos, mol_mask, code_ids, code_mask, criteria, sentence_mask):
-        n = mol_ids.shape[0]
-        xm = self.mol_token(mol_ids) + self.mol_position(mol_pos)
-        for layer in self.mol:
-            xm = layer(xm, ignore=~mol_mask)
-        xd = sum(t(code_ids[..., k]) for k, t in enumerate(self.icd)) + self.category(code_ids[..., -1])
-        for layer in self.dis:
-            xd = layer(xd, ignore=~code_mask)
-        previous = None
-        for x in range(3):
-            t = self.source_type[x]
-            parts = [xm + t[0], xd + t[1], self.proj[x](criteria[x]) + t[2]]
-            masks = [mol_mask, code_mask, sentence_mask]
-            if previous is not None:
-                parts.append(previous + t[3])
-                masks.append(torch.ones(previous.shape[:2], dtype=torch.bool))
-            kv, ignore = torch.cat(parts, 1), ~torch.cat(masks, 1)
-            for g in range(self.groups):
-                i = x * self.groups + g
-                y = self.cross[i](self.centroids[i].expand(n, -1, -1), kv, ignore if g == 0 else None)
-                for layer in self.selfs[i]:
-                    y = layer(y)
-                kv = y
-            previous = y
-        return self.out(self.norm(previous).mean(1))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+from cladmop_torch.model import DMBranch, ICD_SIZES  # noqa: E402  (the one PyTorch reference of the model)
 
 
 def make_batch(n, args, generator):
@@ -158,8 +69,6 @@ def gather_rows(t, rank, world):
 
 
 def worker(rank, world, args, port, out):
-    global ATTENTION
-    ATTENTION = args.attention
     torch.set_num_threads(1)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
@@ -167,7 +76,7 @@ def worker(rank, world, args, port, out):
         os.sched_setaffinity(0, {rank})
     torch.manual_seed(1)
     model = DMBranch(args.dim, args.heads, args.mol_layers, args.dis_layers, args.groups, args.selfs, args.centroids,
-                     args.encoder_dim, args.icd_depth)
+                     args.encoder_dim, args.icd_depth, attention=args.attention)
     parameters = sum(p.numel() for p in model.parameters())
     ddp = nn.parallel.DistributedDataParallel(model)
     optimizer = torch.optim.Adam(ddp.parameters(), lr=1e-4)

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Writes Tests/Fixtures/golden_model.safetensors: the golden whole-model fixture of GoldenModelTests.
 
-The reference is `DMBranch` of benchmarks/train_torch.py (imported from there, not copied), built at a small
+The reference is `DMBranch` of python/cladmop_torch (imported from there, not copied; the same module that
+`cladmop_torch.load_pretrained` returns and benchmarks/train_torch.py times), built at a small
 random configuration and run in float64 on a fixed batch of 5 trials (varied lengths, padding, trials without
 SMILES or ICD codes as cladmop represents them), followed by the training step's loss: f_C = masked mean of the
 fine-level sentence vectors, symmetric InfoNCE of the L2-normalised f_C and f_DM with logit scale exp(log_scale),
@@ -23,8 +24,9 @@ import torch
 import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "..", "benchmarks"))
-import train_torch  # noqa: E402  (the reference model: DMBranch, Layer)
+sys.path.insert(0, os.path.join(HERE, "..", "..", "python"))
+from cladmop_torch.model import DMBranch  # noqa: E402  (the one PyTorch reference of the model)
+from cladmop_torch.names import tensor_map  # noqa: E402  (cladmop's tensor names)
 
 OUTPUT = os.path.join(HERE, "golden_model.safetensors")
 
@@ -112,53 +114,10 @@ def make_batch(gen):
     return cladmop, torch_inputs
 
 
-def layer_tensors(prefix, layer, get):
-    """cladmop tensors of one train_torch.Layer (nn.MultiheadAttention's packed in_proj split into q, k, v)."""
-    d = layer.ln_q.weight.shape[0]
-    out = {}
-    for ln in ("ln_q", "ln_kv", "ln_ffn"):
-        m = getattr(layer, ln)
-        if m is not None:
-            out[f"{prefix}.{ln}.weight"] = get(m.weight)
-            out[f"{prefix}.{ln}.bias"] = get(m.bias)
-    a = layer.attn
-    for k, name in enumerate("qkv"):
-        out[f"{prefix}.attn.{name}.weight"] = get(a.in_proj_weight)[k * d:(k + 1) * d]
-        out[f"{prefix}.attn.{name}.bias"] = get(a.in_proj_bias)[k * d:(k + 1) * d]
-    out[f"{prefix}.attn.o.weight"] = get(a.out_proj.weight)
-    out[f"{prefix}.attn.o.bias"] = get(a.out_proj.bias)
-    for k, name in ((0, "fc1"), (2, "fc2")):
-        out[f"{prefix}.ffn.{name}.weight"] = get(layer.ffn[k].weight)
-        out[f"{prefix}.ffn.{name}.bias"] = get(layer.ffn[k].bias)
-    return out
-
-
 def cladmop_tensors(model, log_scale, get):
-    """Every parameter of `model` (and the loss's log scale) under cladmop's name, in cladmop's layout.
-    `get(p)` is p itself or its gradient. Linear weights are (out, in) in both."""
-    out = {"mol.token.weight": get(model.mol_token.weight), "mol.position.weight": get(model.mol_position.weight)}
-    for k, layer in enumerate(model.mol):
-        out.update(layer_tensors(f"mol.layer{k}", layer, get))
-    for k, table in enumerate(model.icd):
-        out[f"dis.icd_depth{k + 1}.weight"] = get(table.weight)[1:]     # drop torch's "no ancestor" row 0
-    out["dis.category.weight"] = get(model.category.weight)
-    for k, layer in enumerate(model.dis):
-        out.update(layer_tensors(f"dis.layer{k}", layer, get))
-    for x, level in enumerate(LEVELS):
-        name = f"fusion.{level}"
-        out[f"{name}.proj.weight"] = get(model.proj[x].weight)
-        out[f"{name}.proj.bias"] = get(model.proj[x].bias)
-        out[f"{name}.source_type"] = get(model.source_type[x])
-        for g in range(model.groups):
-            i = x * model.groups + g
-            out[f"{name}.group{g}.centroids"] = get(model.centroids[i])
-            out.update(layer_tensors(f"{name}.group{g}.cross", model.cross[i], get))
-            for s, layer in enumerate(model.selfs[i]):
-                out.update(layer_tensors(f"{name}.group{g}.self{s}", layer, get))
-    out["head.norm.weight"] = get(model.norm.weight)
-    out["head.norm.bias"] = get(model.norm.bias)
-    out["head.proj.weight"] = get(model.out.weight)
-    out["head.proj.bias"] = get(model.out.bias)
+    """Every parameter of `model` (and the loss's log scale) under cladmop's name, in cladmop's layout
+    (cladmop_torch.names.tensor_map). `get(p)` is p itself or its gradient."""
+    out = {name: get(param)[index] for name, (param, index) in tensor_map(model).items()}
     out["loss.log_scale"] = get(log_scale).reshape(1)
     return out
 
@@ -167,8 +126,7 @@ def main():
     torch.manual_seed(20240611)
     gen = torch.Generator().manual_seed(20240611)
     c = CONFIG
-    assert train_torch.ATTENTION == "mha"
-    model = train_torch.DMBranch(c["dim"], c["heads"], c["molLayers"], c["disLayers"], c["groupingLayers"], c["selfLayers"],
+    model = DMBranch(c["dim"], c["heads"], c["molLayers"], c["disLayers"], c["groupingLayers"], c["selfLayers"],
                                  c["centroids"], c["encoderDim"], len(c["icdTableSizes"]), mol_vocab=c["molVocab"],
                                  max_molecules=c["maxMolecules"], icd_sizes=c["icdTableSizes"]).double()
     assert model.category.weight.shape[0] == c["categoryCount"]
@@ -222,7 +180,7 @@ def main():
     tensors["output.f_c"] = f_c.detach().float().numpy()
     tensors["output.loss"] = loss.detach().float().reshape(1).numpy()
     metadata = {"model_config": json.dumps(CONFIG, sort_keys=True),
-                "generator": "Tests/Fixtures/make_golden.py (benchmarks/train_torch.py DMBranch, float64)",
+                "generator": "Tests/Fixtures/make_golden.py (python/cladmop_torch DMBranch, float64)",
                 "torch": torch.__version__}
     save_safetensors(OUTPUT, tensors, metadata)
     print(f"wrote {OUTPUT}: {len(values)} parameters ({exported} values), {os.path.getsize(OUTPUT)} bytes, "

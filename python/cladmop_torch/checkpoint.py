@@ -1,0 +1,116 @@
+"""Loading cladmop checkpoints (docs/checkpoints.md) into `DMBranch`."""
+import json
+import os
+
+import torch
+from safetensors.torch import load_file
+
+from .model import DMBranch
+from .names import tensor_map
+
+
+class CheckpointError(ValueError):
+    """A checkpoint path or file that cannot be loaded; the message names the file and what was expected."""
+
+
+def resolve_checkpoint(path, max_links=4):
+    """The checkpoint JSON that `path` names, as cladmop resolves it: the .json itself, its .safetensors, or a run
+    directory (its best.json or checkpoints/best.json, whose "checkpoint" may name another run directory)."""
+    current, visited = str(path), []
+    while os.path.isdir(current):
+        key = os.path.realpath(current)
+        if key in visited:
+            raise CheckpointError(f"{path}: best.json links form a cycle ({' -> '.join(visited + [key])})")
+        if len(visited) >= max_links:
+            raise CheckpointError(f"{path}: more than {max_links} best.json links; name a checkpoint file")
+        visited.append(key)
+        for candidate in (os.path.join(current, "best.json"), os.path.join(current, "checkpoints", "best.json")):
+            if os.path.isfile(candidate):
+                with open(candidate) as f:
+                    try:
+                        target = json.load(f)["checkpoint"]
+                    except (ValueError, KeyError, TypeError):
+                        raise CheckpointError(f'{candidate}: expected a JSON object with a "checkpoint" path') from None
+                current = target if os.path.isabs(target) else os.path.join(current, target)
+                break
+        else:
+            raise CheckpointError(f"{current}: a directory without best.json; name a checkpoint file")
+    if current.endswith(".safetensors"):
+        return current[:-len(".safetensors")] + ".json"
+    if current.endswith(".json"):
+        return current
+    raise CheckpointError(f"{current}: expected a checkpoint (.safetensors or .json) or a run directory")
+
+
+def read_metadata(json_path):
+    """The checkpoint's metadata (format cladmop-checkpoint, version 2)."""
+    try:
+        with open(json_path) as f:
+            meta = json.load(f)
+    except OSError as e:
+        raise CheckpointError(f"{json_path}: cannot read the checkpoint metadata ({e.strerror})") from None
+    except ValueError as e:
+        raise CheckpointError(f"{json_path}: not JSON ({e})") from None
+    if not isinstance(meta, dict) or meta.get("format") != "cladmop-checkpoint" or meta.get("version") != 2:
+        raise CheckpointError(f"{json_path}: expected a cladmop-checkpoint of version 2")
+    return meta
+
+
+def _tensors_of(json_path, meta):
+    path = os.path.join(os.path.dirname(json_path), meta["tensorsFile"])
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{json_path}: its tensors file {path} is missing")
+    return load_file(path)
+
+
+def build_model(model_config, attention="mha"):
+    """An untrained DMBranch of cladmop's ModelConfig (the metadata's "model")."""
+    c = model_config
+    return DMBranch(c["dim"], c["heads"], c["molLayers"], c["disLayers"], c["groupingLayers"], c["selfLayers"],
+                    c["centroids"], c["encoderDim"], len(c["icdTableSizes"]), mol_vocab=c["molVocab"],
+                    max_molecules=c["maxMolecules"], icd_sizes=c["icdTableSizes"], category_count=c["categoryCount"],
+                    attention=attention)
+
+
+def load_pretrained(checkpoint, dtype=torch.float32, attention="mha"):
+    """The DM branch of a cladmop checkpoint as a torch.nn.Module (eval mode) with cladmop's weights.
+
+    checkpoint: a run directory (its best checkpoint), a step-N.json or a step-N.safetensors. A fine-tuned run
+    gives its pretrained DM branch with the LoRA adapters merged into the attention weights
+    (W + alpha / r * B A, as cladmop applies them); the outcome head is not part of the DM branch.
+    The module has `.cladmop_metadata` (the checkpoint JSON) and `.logit_scale` (exp(loss.log_scale)).
+    """
+    json_path = resolve_checkpoint(checkpoint)
+    meta = read_metadata(json_path)
+    lora = None
+    if meta.get("kind") == "finetune":
+        if not meta.get("pretrained"):
+            raise CheckpointError(f"{json_path}: a fine-tuned checkpoint without pretraining (--pretrained none) "
+                                  "holds its whole DM branch; load that checkpoint's tensors directly")
+        lora, lora_meta = _tensors_of(json_path, meta), meta
+        json_path = meta["pretrained"]
+        meta = read_metadata(json_path)
+    tensors = _tensors_of(json_path, meta)
+    model = build_model(meta["model"], attention=attention)
+    targets = tensor_map(model)
+    missing = sorted(set(targets) - set(tensors))
+    if missing:
+        raise CheckpointError(f"{json_path}: tensors missing from the checkpoint: {', '.join(missing[:5])}")
+    with torch.no_grad():
+        for name, (param, index) in targets.items():
+            src, dst = tensors[name], param[index]
+            if tuple(src.shape) != tuple(dst.shape):
+                raise CheckpointError(f"{json_path}: {name} has shape {tuple(src.shape)}, the model expects {tuple(dst.shape)}")
+            dst.copy_(src)
+        for table in model.icd:
+            table.weight[0].zero_()
+        if lora is not None:
+            head = lora_meta["head"]
+            scaling = head["loraAlpha"] / head["loraRank"]
+            for name in sorted(k for k in lora if k.endswith(".lora_a")):
+                base = name[:-len(".lora_a")]
+                param, index = targets[base + ".weight"]
+                param[index] += scaling * lora[base + ".lora_b"] @ lora[name]
+    model.logit_scale = float(torch.exp(tensors["loss.log_scale"].double()).item()) if "loss.log_scale" in tensors else None
+    model.cladmop_metadata = meta
+    return model.to(dtype).eval()
