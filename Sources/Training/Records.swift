@@ -31,10 +31,13 @@ public struct SummaryRecord: Codable, Equatable {
     public var type = "summary"
     public var step: Int, stepsRun: Int, worldSize: Int, globalBatch: Int, chunkSize: Int
     public var peakRssMb: Double, trainSeconds: Double, samplesPerSecond: Double, bestValLoss: Double?
+    /// True when early stopping (train.patience) ended the run: the validation loss had stopped improving. False when
+    /// the budget (epochs, max_steps) ran out first; nil in files written before this key existed.
+    public var stoppedEarly: Bool?
     enum CodingKeys: String, CodingKey {
         case type, step, stepsRun = "steps_run", worldSize = "world_size", globalBatch = "global_batch", chunkSize = "chunk_size"
         case peakRssMb = "peak_rss_mb", trainSeconds = "train_seconds", samplesPerSecond = "samples_per_second"
-        case bestValLoss = "best_val_loss"
+        case bestValLoss = "best_val_loss", stoppedEarly = "stopped_early"
     }
 }
 

@@ -36,4 +36,46 @@ final class SweepTests: XCTestCase {
         XCTAssertEqual(svg.components(separatedBy: "<circle").count - 1, 6)
         XCTAssertTrue(svg.contains(">failed</text>"))
     }
+
+    /// --patience P --max-epochs E: each batch trains until early stopping or E epochs, and the report says which.
+    /// On this synthetic store batch 4 stops after 9 epochs (no better loss at epoch 9) and batch 64 still
+    /// improves at epochs 12 and 13, so with E = 11 one point converges and the other runs out of epochs.
+    func testPatienceSweepRunsEachBatchToConvergenceOrTheEpochCap() throws {
+        let work = NSTemporaryDirectory() + "cladmop-sweep-patience-\(getpid())"
+        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: work) }
+        let hierarchy = "data.icd_hierarchy=\(repositoryRoot)/data/icd10/icd10cm_2025_hierarchy.tsv"
+        let synth = try runProduct("cladmop", ["synth", "--trials", "300", "--dim", "24", "--output", work + "/s.store", "--seed", "3", "--set", hierarchy])
+        XCTAssertEqual(synth.status, 0, synth.output)
+        let r = try runCommand(repositoryRoot + "/Launch/sweep-batch",
+                               ["--config", repositoryRoot + "/configs/smoke.yaml", "--batches", "4,64", "--out", work + "/out",
+                                "-np", "2", "--lr-rule", "sqrt", "--patience", "1", "--max-epochs", "11", "--",
+                                "--set", "data.synthetic=true", "--set", "data.feature_store=\(work)/s.store", "--set", hierarchy,
+                                "--set", "train.patience=0", "--set", "train.epochs=2"], timeout: 300)
+        XCTAssertEqual(r.status, 0, r.output)
+        let md = try String(contentsOfFile: work + "/out/summary.md", encoding: .utf8)
+        let rows = md.split(separator: "\n").filter { $0.hasPrefix("| 4 |") || $0.hasPrefix("| 64 |") }
+            .map { $0.split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces) } }
+        XCTAssertEqual(rows.count, 2, md)
+        // columns: batch, lr, best loss, epochs to best, samples to best, epochs run, converged, ...
+        for row in rows {
+            let epochsRun = Double(row[5]) ?? -1, converged = row[6]
+            if row[0] == "4" {
+                XCTAssertEqual(converged, "yes", md); XCTAssertLessThan(epochsRun, 11, md)
+            } else {
+                XCTAssertEqual(converged, "no", md); XCTAssertEqual(epochsRun, 11, md)
+            }
+            XCTAssertLessThanOrEqual(Double(row[3]) ?? 99, epochsRun, "the best comes no later than the last evaluation")
+        }
+        for (batch, stopped) in [(4, true), (64, false)] {
+            let log = try String(contentsOfFile: work + "/out/runs/b\(batch)/metrics.jsonl", encoding: .utf8)
+            XCTAssertTrue(log.contains("\"stopped_early\":\(stopped)"), "b\(batch): \(log.suffix(300))")
+        }
+        let svg = try String(contentsOfFile: work + "/out/sweep.svg", encoding: .utf8)
+        XCTAssertEqual(svg.components(separatedBy: "fill-opacity=\"0.00\"").count - 1, 1, "one hollow (not converged) point")
+        let bad = try runCommand(repositoryRoot + "/Launch/sweep-batch",
+                                 ["--config", repositoryRoot + "/configs/smoke.yaml", "--batches", "4", "--out", work + "/bad", "--patience", "2"], timeout: 60)
+        XCTAssertEqual(bad.status, 2, bad.output)
+        XCTAssertTrue(bad.output.contains("--patience and --max-epochs go together"), bad.output)
+    }
 }

@@ -106,6 +106,7 @@ public final class Pretrainer {
         var windowStart = Date(), windowSamples = 0
         let runStart = Date(), firstStep = stepsDone
         var stepSeconds = 0.0
+        var stoppedEarly = false
         while stepsDone < totalSteps {
             watchdog.beat()
             try faults.beforeStep(stepsDone + 1, rank: comm.rank)
@@ -138,6 +139,7 @@ public final class Pretrainer {
             if endOfEpoch || stepsDone == totalSteps || stop || (every > 0 && stepsDone % every == 0) { try saveCheckpoint() }
             if stop {
                 if comm.isRoot { log("early stopping: no better validation loss in \(train.patience) evaluation(s)") }
+                stoppedEarly = true
                 break
             }
         }
@@ -149,7 +151,7 @@ public final class Pretrainer {
             try metrics?.write(SummaryRecord(step: stepsDone, stepsRun: stepsDone - firstStep, worldSize: comm.size, globalBatch: globalBatch,
                                              chunkSize: train.chunkSize, peakRssMb: summary[0], trainSeconds: summary[1],
                                              samplesPerSecond: summary[1] > 0 ? Double((stepsDone - firstStep) * globalBatch) / summary[1] : 0,
-                                             bestValLoss: finite(bestValLoss)))
+                                             bestValLoss: finite(bestValLoss), stoppedEarly: stoppedEarly))
             log(String(format: "pretrain: done, %d steps in %@", stepsDone, formatDuration(Date().timeIntervalSince(runStart))))
             try writePretrainReport(runDir: runDir, train: trainRecords, evals: evalRecords, globalBatch: globalBatch, corpus: setup.corpusReport,
                                     parameters: params.count, worldSize: comm.size, steps: stepsDone)

@@ -16,6 +16,11 @@ public struct SweepPoint {
     public var chanceTop1: Double?
     public var samplesPerSecond: Double?
     public var peakRSSMiB: Double?
+    /// Epochs trained (the last evaluation's epoch).
+    public var epochsRun: Double?
+    /// True when early stopping ended the run (the validation loss had stopped improving for train.patience
+    /// evaluations), false when the epoch budget ran out first; nil for runs without early stopping's record.
+    public var converged: Bool?
 
     /// Reads `runDir/metrics.jsonl` of a run that exited with `exitStatus`; a run that failed or left no
     /// evaluation and summary is marked failed.
@@ -42,22 +47,28 @@ public struct SweepPoint {
         chanceTop1 = evals.last!.chanceTop1
         samplesPerSecond = summary.samplesPerSecond
         peakRSSMiB = summary.peakRssMb
+        epochsRun = evals.last!.epoch
+        converged = summary.stoppedEarly
     }
 }
 
-/// Writes `sweep.csv` (global_batch,lr,best_val_loss,epochs_to_best,samples_per_second,peak_rss_mb,status),
-/// `sweep.svg` (the paper's figure 8: best validation loss against batch size, the ball's area growing with
-/// the epochs to that best, the learning rate under each batch) and `summary.md`, atomically, into `dir`.
+/// Writes `sweep.csv` (global_batch,lr,best_val_loss,epochs_to_best,samples_per_second,peak_rss_mb,status; its columns
+/// are a surface that scripts read), `sweep.svg` (the paper's figure 8: best validation loss against batch size, the
+/// ball's area growing with the epochs to that best, hollow when the epoch budget ended the run before early
+/// stopping did, the learning rate under each batch) and `summary.md` (also samples to the best, epochs run and
+/// whether early stopping ended the run), atomically, into `dir`.
 public func writeSweepReport(dir: String, points: [SweepPoint], title: String) throws {
     func f(_ v: Double?, _ format: String) -> String { v.map { String(format: format, $0) } ?? "" }
+    func yesNo(_ v: Bool?) -> String { v.map { $0 ? "yes" : "no" } ?? "" }
     var csv = "global_batch,lr,best_val_loss,epochs_to_best,samples_per_second,peak_rss_mb,status\n"
-    var md = "# \(title)\n\n| global batch | lr | best val loss | epochs to best | samples to best | final top-1 C->DM (chance) | samples/s | peak RSS/rank (MiB) | status |\n|---|---|---|---|---|---|---|---|---|\n"
+    var md = "# \(title)\n\n| global batch | lr | best val loss | epochs to best | samples to best | epochs run | converged | final top-1 C->DM (chance) | samples/s | peak RSS/rank (MiB) | status |\n|---|---|---|---|---|---|---|---|---|---|---|\n"
     for p in points {
         csv += "\(p.globalBatch),\(p.learningRate),\(f(p.bestValLoss, "%.6f")),\(f(p.epochsToBest, "%.3f")),\(f(p.samplesPerSecond, "%.2f")),\(f(p.peakRSSMiB, "%.1f")),\(p.status)\n"
         let top1 = p.finalTop1.map { String(format: "%.3f (%.4f)", $0, p.chanceTop1 ?? 0) } ?? ""
-        md += "| \(p.globalBatch) | \(String(format: "%.3g", p.learningRate)) | \(f(p.bestValLoss, "%.4f")) | \(f(p.epochsToBest, "%.2f")) | \(p.samplesToBest.map(String.init) ?? "") | \(top1) | \(f(p.samplesPerSecond, "%.1f")) | \(f(p.peakRSSMiB, "%.0f")) | \(p.status) |\n"
+        md += "| \(p.globalBatch) | \(String(format: "%.3g", p.learningRate)) | \(f(p.bestValLoss, "%.4f")) | \(f(p.epochsToBest, "%.2f")) | \(p.samplesToBest.map(String.init) ?? "") | \(f(p.epochsRun, "%.2f")) | \(yesNo(p.converged)) | \(top1) | \(f(p.samplesPerSecond, "%.1f")) | \(f(p.peakRSSMiB, "%.0f")) | \(p.status) |\n"
     }
-    md += "\n![batch size vs validation loss](sweep.svg)\n\nThe ball's area grows with the epochs to the best validation loss; the learning rate of each point is under its batch size.\n"
+    md += "\n![batch size vs validation loss](sweep.svg)\n\nThe ball's area grows with the epochs to the best validation loss; the learning rate of each point is under its batch size. "
+    md += "Converged: early stopping ended the run (no better validation loss for train.patience evaluations); a hollow ball ran out of epochs first, so its best loss is only a bound.\n"
     try writeFileAtomically(dir + "/sweep.csv") { try $0.write(contentsOf: Data(csv.utf8)) }
     try writeFileAtomically(dir + "/sweep.svg") { try $0.write(contentsOf: Data(batchScalingPlot(points, title: title).utf8)) }
     try writeFileAtomically(dir + "/summary.md") { try $0.write(contentsOf: Data(md.utf8)) }
@@ -89,8 +100,11 @@ func batchScalingPlot(_ points: [SweepPoint], title: String) -> String {
             continue
         }
         let r = 4 + 18 * (max(e, 0) / max(maxEpochs, 1e-9)).squareRoot()
-        s += String(format: "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"%.1f\" fill=\"#1f77b4\" fill-opacity=\"0.45\" stroke=\"#1f77b4\"/>\n", x, py(y), r)
-        s += String(format: "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"10\">%.1f ep</text>\n", x, py(y) - r - 4, e)
+        // Filled: converged (or no early stopping in this sweep); hollow: the epoch budget ran out first.
+        let opacity = p.converged == false ? 0.0 : 0.45
+        s += String(format: "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"%.1f\" fill=\"#1f77b4\" fill-opacity=\"%.2f\" stroke=\"#1f77b4\" stroke-width=\"1.5\"/>\n", x, py(y), r, opacity)
+        s += String(format: "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"10\">%.1f ep%@</text>\n", x, py(y) - r - 4, e,
+                       p.converged == false ? " (budget)" : "")
     }
     s += "<text x=\"\(w / 2)\" y=\"\(h - 22)\" text-anchor=\"middle\">global batch size (log scale); learning rate below</text>\n"
     s += "<text x=\"16\" y=\"\((h - bottom + top) / 2)\" text-anchor=\"middle\" transform=\"rotate(-90 16 \((h - bottom + top) / 2))\">best validation InfoNCE loss</text>\n"
