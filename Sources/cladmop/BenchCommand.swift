@@ -15,6 +15,9 @@ struct Bench: ParsableCommand {
     @Flag(help: "Measure sgemm on one rank and the collectives' bandwidth across ranks.")
     var kernels = false
 
+    @Flag(help: "Measure all-reduce and all-gather time against message size (64 ... 2^24 floats) across the ranks (mpirun -np 2 or more): the scaling model's input.")
+    var collectives = false
+
     @Flag(help: "Measure the frozen text encoder: sentences/s and tokens/s (under mpirun: ranks share the sentences).")
     var encoder = false
 
@@ -33,8 +36,11 @@ struct Bench: ParsableCommand {
     var seconds: Double = 0.5
 
     func validate() throws {
-        guard kernels || encoder || options.config != nil else {
-            throw ValidationError("choose what to benchmark: --config configs/bench.yaml, --kernels or --encoder")
+        guard kernels || encoder || collectives || options.config != nil else {
+            throw ValidationError("choose what to benchmark: --config configs/bench.yaml, --kernels, --collectives or --encoder")
+        }
+        guard [kernels, encoder, collectives].filter({ $0 }).count <= 1 else {
+            throw ValidationError("choose one of --kernels, --collectives and --encoder")
         }
         guard seconds > 0 else { throw ValidationError("--seconds must be > 0") }
     }
@@ -45,6 +51,19 @@ struct Bench: ParsableCommand {
                 let result = kernelBenchmark(comm: comm, seconds: seconds)
                 guard comm.isRoot else { return }
                 if json { print(try jsonText(result)) } else { printKernelTable(result) }
+                return
+            }
+            if collectives {
+                guard comm.size > 1 else { throw InputError("bench --collectives: run it under mpirun with 2 or more ranks (this is 1)") }
+                let result = collectiveBenchmark(comm: comm, seconds: seconds)
+                guard comm.isRoot else { return }
+                if json { print(try jsonText(result)); return }
+                print("collectives, \(result.worldSize) ranks on \(result.nodes) node(s) (\(result.transport)), \(result.secondsPerPoint) s per point; bandwidth = buffer bytes / time")
+                print(padded("floats", 10) + padded("allreduce ms", 15) + padded("allreduce GB/s", 15) + padded("allgather ms", 15) + padded("allgather GB/s", 15))
+                for row in result.collectives {
+                    print(String(format: "%10d %14.3f %14.3f %14.3f %14.3f", row.floats, row.allreduceMs, row.allreduceGbytesPerS, row.allgatherMs,
+                                 row.allgatherGbytesPerS))
+                }
                 return
             }
             if encoder {

@@ -153,39 +153,60 @@ public func kernelBenchmark(comm: Communicator, seconds: Double) -> KernelBenchm
         result.attention = attentionCoreRate(seconds: seconds)
     }
     comm.barrier()
-    var comms: [KernelBenchmarkResult.CollectiveRate] = []
     // Collectives only mean something across ranks (run under mpirun -np 2 or more).
-    for floats in [1 << 12, 1 << 16, 1 << 20, 1 << 22] where comm.size > 1 {
+    result.collectives = collectiveRates(comm: comm, floats: [1 << 12, 1 << 16, 1 << 20, 1 << 22], seconds: seconds / 4)
+    return result
+}
+
+/// The all-reduce (sum) and all-gatherv of `floats` Float32 values on every rank, each timed over about `seconds`
+/// (every rank runs the same repetitions: rank 0's clock decides, by an all-reduce of the continue flag, which adds
+/// one 8-byte all-reduce per repetition to the time). All-gatherv: every rank sends floats / size and receives
+/// floats. Empty on one rank.
+public func collectiveRates(comm: Communicator, floats sizes: [Int], seconds: Double) -> [KernelBenchmarkResult.CollectiveRate] {
+    guard comm.size > 1 else { return [] }
+    var comms: [KernelBenchmarkResult.CollectiveRate] = []
+    for floats in sizes {
         // [0, floats): all-reduce buffer and all-gather send block; [floats, 2 floats): all-gather output.
         let buf = FloatPtr.allocate(capacity: 2 * floats)
         buf.update(repeating: 1, count: 2 * floats)
-        // all-reduce: same repetitions on every rank (decided by rank 0's timing of a first pass).
-        comm.allReduceSum(buf, count: floats)
-        var t0 = monotonicSeconds()
-        var reps = 0
+        comm.allReduceSum(buf, count: floats)          // warm-up (connections, registration)
         var go = [1.0]
-        repeat {
-            comm.allReduceSum(buf, count: floats); reps += 1
-            go[0] = monotonicSeconds() - t0 < seconds / 4 ? 1 : 0
-            go.withUnsafeMutableBufferPointer { comm.allReduceMax($0.baseAddress!, count: 1) }
-        } while go[0] > 0
-        let reduceSec = (monotonicSeconds() - t0) / Double(reps)
-        // all-gatherv: every rank sends floats / size, gathers floats.
-        let per = floats / comm.size
-        let counts = [Int](repeating: per, count: comm.size)
-        t0 = monotonicSeconds(); reps = 0
-        repeat {
-            comm.allGatherV(send: buf, receive: buf + floats, counts: counts); reps += 1
-            go[0] = monotonicSeconds() - t0 < seconds / 4 ? 1 : 0
-            go.withUnsafeMutableBufferPointer { comm.allReduceMax($0.baseAddress!, count: 1) }
-        } while go[0] > 0
-        let gatherSec = (monotonicSeconds() - t0) / Double(reps)
+        func timed(_ body: () -> Void) -> Double {
+            let t0 = monotonicSeconds()
+            var reps = 0
+            repeat {
+                body(); reps += 1
+                go[0] = monotonicSeconds() - t0 < seconds ? 1 : 0
+                go.withUnsafeMutableBufferPointer { comm.allReduceMax($0.baseAddress!, count: 1) }
+            } while go[0] > 0
+            return (monotonicSeconds() - t0) / Double(reps)
+        }
+        let reduceSec = timed { comm.allReduceSum(buf, count: floats) }
+        let counts = [Int](repeating: floats / comm.size, count: comm.size)
+        let gatherSec = timed { comm.allGatherV(send: buf, receive: buf + floats, counts: counts) }
         // Algorithm bandwidth: bytes of the buffer / time.
         let bytes = Double(floats * 4)
         comms.append(.init(floats: floats, allreduceMs: reduceSec * 1e3, allreduceGbytesPerS: bytes / reduceSec / 1e9,
                            allgatherMs: gatherSec * 1e3, allgatherGbytesPerS: bytes / gatherSec / 1e9))
         buf.deallocate()
     }
-    result.collectives = comms
-    return result
+    return comms
+}
+
+/// What `cladmop bench --collectives` measured: the collectives at every message size, with where the ranks ran.
+public struct CollectiveBenchmarkResult: Codable {
+    public var worldSize: Int, nodes: Int, hosts: [String], transport: String, secondsPerPoint: Double
+    public var collectives: [KernelBenchmarkResult.CollectiveRate]
+    enum CodingKeys: String, CodingKey {
+        case worldSize = "world_size", nodes, hosts, transport, secondsPerPoint = "seconds_per_point", collectives
+    }
+}
+
+/// All-reduce and all-gather time against message size (64 ... 2^24 floats, x4 apart) across the job's ranks:
+/// the input of the scaling model (benchmarks/scaling_model.py).
+public func collectiveBenchmark(comm: Communicator, seconds: Double, maxFloats: Int = 1 << 24) -> CollectiveBenchmarkResult {
+    let sizes = stride(from: 6, through: 24, by: 2).map { 1 << $0 }.filter { $0 <= maxFloats }
+    let rates = collectiveRates(comm: comm, floats: sizes, seconds: seconds)
+    return CollectiveBenchmarkResult(worldSize: comm.size, nodes: Set(comm.hostNames).count, hosts: comm.hostNames, transport: comm.name,
+                                     secondsPerPoint: seconds, collectives: rates)
 }
