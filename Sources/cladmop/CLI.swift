@@ -112,7 +112,9 @@ func prepareRunDirectory(_ runDir: String, config: Config, comm: Communicator, o
     guard comm.isRoot else { return }
     try makeDirectory(runDir, option: "--run-dir")
     if overwrite {
-        for name in runArtifacts where FileManager.default.fileExists(atPath: runDir + "/" + name) {
+        // TensorBoard event files (log.tensorboard) carry the time in their names.
+        let events = ((try? FileManager.default.contentsOfDirectory(atPath: runDir)) ?? []).filter { $0.hasPrefix("events.out.tfevents.") }
+        for name in runArtifacts + events.sorted() where FileManager.default.fileExists(atPath: runDir + "/" + name) {
             do { try FileManager.default.removeItem(atPath: runDir + "/" + name) }
             catch { throw InputError(file: runDir + "/" + name, "cannot remove it for --overwrite: \(describeWriteError(error))") }
         }

@@ -97,7 +97,7 @@ public final class Finetuner {
         if comm.isRoot {
             log("finetune: \(train.count) training trials (\(positives) successful), \(valid.count) validation; \(p.count - outcome.trainableOffset) trainable parameters (LoRA cross \(outcome.spec.loraCross), self \(outcome.spec.loraSelf)), \(comm.size) rank(s)")
         }
-        let metrics = comm.isRoot ? try MetricsLog(path: runDir + "/metrics.jsonl") : nil
+        let metrics = comm.isRoot ? try MetricsLog(path: runDir + "/metrics.jsonl", tensorboard: spec.log.tensorboard) : nil
         var best = -Double.infinity, bestEpoch = 0
         var bestValues: [Float] = []
         var bestThreshold = 0.5
