@@ -1,4 +1,5 @@
 import Foundation
+import Config
 import Reporting
 @testable import Training
 import XCTest
@@ -62,6 +63,18 @@ final class TensorBoardTests: XCTestCase {
         XCTAssertEqual(hex(records[1]), hex(TensorBoardEvent.scalars(wallTime: 5, step: 12, [("val/loss", 1.25), ("val/top1_c2dm", 0.5),
                                                                                           ("val/top5_dm2c", 1), ("val/chance_top1", Float(1.0 / 7)),
                                                                                           ("val/epoch", 3)])))
+    }
+
+    func testStoredSpecsWithoutALogSectionDecodeWithTheDefault() throws {
+        let spec = try RunSpec(Config(file: nil, overrides: ["log.tensorboard=true"]))
+        XCTAssertTrue(spec.log.tensorboard)
+        var json = try XCTUnwrap(JSONSerialization.jsonObject(with: JSONEncoder().encode(spec)) as? [String: Any])
+        XCTAssertNotNil(json["log"])
+        XCTAssertEqual(try JSONDecoder().decode(RunSpec.self, from: JSONEncoder().encode(spec)), spec)
+        json["log"] = nil       // a checkpoint written before log.tensorboard existed
+        let old = try JSONDecoder().decode(RunSpec.self, from: JSONSerialization.data(withJSONObject: json))
+        XCTAssertFalse(old.log.tensorboard)
+        XCTAssertEqual(old.train, spec.train)
     }
 
     func hex(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) }.joined() }
