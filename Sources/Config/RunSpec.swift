@@ -119,6 +119,11 @@ public struct CheckpointSpec: Codable, Equatable, Sendable {
     public var keepLast: Int
 }
 
+/// `log.*`: what a run writes besides metrics.jsonl.
+public struct LogSpec: Codable, Equatable, Sendable {
+    public var tensorboard: Bool
+}
+
 /// Every section, typed and validated.
 public struct RunSpec: Codable, Equatable, Sendable {
     public var data: DataSpec
@@ -130,6 +135,7 @@ public struct RunSpec: Codable, Equatable, Sendable {
     public var finetune: FinetuneSpec
     public var bench: BenchSpec
     public var checkpoint: CheckpointSpec
+    public var log: LogSpec
 
     /// The specification of a resolved configuration (defaults < YAML < --set), validated.
     public init(_ c: Config) throws {
@@ -169,6 +175,7 @@ public struct RunSpec: Codable, Equatable, Sendable {
                           codes: c.int("bench.codes"), sentences: c.int("bench.sentences"), encoderDim: c.int("bench.encoder_dim"),
                           steps: c.int("bench.steps"), warmup: c.int("bench.warmup"))
         checkpoint = CheckpointSpec(everySteps: c.int("checkpoint.every_steps"), keepLast: c.int("checkpoint.keep_last"))
+        log = LogSpec(tensorboard: c.bool("log.tensorboard"))
         try validate(origin: c.sourceFile.map { "\($0) (with --set)" } ?? "configuration")
     }
 
@@ -219,6 +226,19 @@ public struct RunSpec: Codable, Equatable, Sendable {
         v.range("bench.encoder_dim", bench.encoderDim); v.range("bench.steps", bench.steps); v.range("bench.warmup", bench.warmup)
         v.range("checkpoint.every_steps", checkpoint.everySteps); v.range("checkpoint.keep_last", checkpoint.keepLast)
         try v.finish()
+    }
+}
+
+extension RunSpec {
+    /// Decodes a stored specification; one written before the `log` section existed gets its defaults.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        data = try c.decode(DataSpec.self, forKey: .data); encoder = try c.decode(EncoderSpec.self, forKey: .encoder)
+        model = try c.decode(ModelSpec.self, forKey: .model); loss = try c.decode(LossSpec.self, forKey: .loss)
+        train = try c.decode(TrainSpec.self, forKey: .train); optimizer = try c.decode(OptimizerSpec.self, forKey: .optimizer)
+        finetune = try c.decode(FinetuneSpec.self, forKey: .finetune); bench = try c.decode(BenchSpec.self, forKey: .bench)
+        checkpoint = try c.decode(CheckpointSpec.self, forKey: .checkpoint)
+        log = try c.decodeIfPresent(LogSpec.self, forKey: .log) ?? LogSpec(tensorboard: false)
     }
 }
 

@@ -32,10 +32,13 @@ public func writeCurves(scores: [Double], labels: [Int], dir: String) throws {
         roc.append((neg > 0 ? fp / neg : 0, pos > 0 ? tp / pos : 0))
         pr.append((pos > 0 ? tp / pos : 0, tp / (tp + fp)))
     }
-    try writeTextFile(dir + "/roc.svg", svgLinePlot(title: String(format: "ROC (AUC %.3f)", Metrics.rocAUC(scores, labels)), xLabel: "false positive rate",
-                    yLabel: "true positive rate", series: [("model", roc), ("chance", [(0, 0), (1, 1)])]))
-    try writeTextFile(dir + "/pr.svg", svgLinePlot(title: String(format: "Precision-recall (AP %.3f)", Metrics.averagePrecision(scores, labels)), xLabel: "recall",
-                    yLabel: "precision", series: [("model", pr), ("base rate", [(0, pos / max(Double(labels.count), 1)), (1, pos / max(Double(labels.count), 1))])]))
+    let rate = pos / max(Double(labels.count), 1)
+    try writePlot(dir + "/roc.svg", svgLinePlot(title: String(format: "ROC (AUC %.3f)", Metrics.rocAUC(scores, labels)), xLabel: "false positive rate",
+                  yLabel: "true positive rate", series: [PlotSeries("model", roc), PlotSeries("chance", [(0, 0), (1, 1)], reference: true)],
+                  xRange: 0...1, yRange: 0...1, square: true))
+    try writePlot(dir + "/pr.svg", svgLinePlot(title: String(format: "Precision-recall (AP %.3f)", Metrics.averagePrecision(scores, labels)), xLabel: "recall",
+                  yLabel: "precision", series: [PlotSeries("model", pr), PlotSeries(String(format: "chance (positive rate %.2f)", rate), [(0, rate), (1, rate)], reference: true)],
+                  xRange: 0...1, yRange: 0...1, square: true))
 }
 
 /// The paper's Table 2 (TOP *test* sets, mean +- std over 10 bootstraps): (method, F1, PR-AUC, ROC-AUC) per phase.
@@ -65,6 +68,9 @@ public func writeOutcomeReport(_ report: EvaluationReport, path: String, phase: 
         md += "(`data/top/heldout_nctids.txt`); ours are on the file above, with a much smaller model and pretraining "
         md += "budget (configs/pretrain.yaml). They are context, not a like-for-like comparison.\n"
     }
-    md += "\n![ROC](roc.svg)\n\n![PR](pr.svg)\n"
+    // The curves beside the report (evaluate --plots into the report's folder): their PNG when there is one.
+    let dir = URL(fileURLWithPath: path).deletingLastPathComponent().path
+    let image = { (name: String) in FileManager.default.fileExists(atPath: dir + "/" + name + ".png") ? name + ".png" : name + ".svg" }
+    md += "\n" + markdownImage(alt: "ROC", embedded: image("roc")) + "\n\n" + markdownImage(alt: "PR", embedded: image("pr")) + "\n"
     try writeTextFile(path, md)
 }

@@ -54,3 +54,44 @@ public struct FinetuneRecord: Codable, Equatable {
 
 /// `v` when finite, else nil (JSON has no NaN).
 @inline(__always) func finite(_ v: Double) -> Double? { v.isFinite ? v : nil }
+
+/// What a metrics.jsonl record shows in TensorBoard (`log.tensorboard`): its step and (tag, value) pairs, the
+/// JSON values under tags `section/key`; nil values are left out. Tests/TensorBoard/compare_events.py holds the
+/// same table and checks the event files against metrics.jsonl.
+public protocol ScalarRecord {
+    var scalarStep: Int { get }
+    var scalars: [(tag: String, value: Double?)] { get }
+}
+
+extension TrainRecord: ScalarRecord {
+    public var scalarStep: Int { step }
+    public var scalars: [(tag: String, value: Double?)] {
+        [("train/loss", loss), ("train/lr", lr), ("train/grad_norm", gradNorm), ("train/samples_per_second", samplesPerSecond),
+         ("train/epoch", epoch)]
+    }
+}
+
+extension EvalRecord: ScalarRecord {
+    public var scalarStep: Int { step }
+    public var scalars: [(tag: String, value: Double?)] {
+        [("val/loss", valLoss), ("val/top1_c2dm", valTop1C2dm), ("val/top5_c2dm", valTop5C2dm), ("val/top1_dm2c", valTop1Dm2c),
+         ("val/top5_dm2c", valTop5Dm2c), ("val/chance_top1", chanceTop1), ("val/epoch", epoch)]
+    }
+}
+
+extension SummaryRecord: ScalarRecord {
+    public var scalarStep: Int { step }
+    public var scalars: [(tag: String, value: Double?)] {
+        [("summary/peak_rss_mb", peakRssMb), ("summary/train_seconds", trainSeconds), ("summary/samples_per_second", samplesPerSecond),
+         ("summary/best_val_loss", bestValLoss)]
+    }
+}
+
+/// Fine-tuning records are per epoch: the epoch is their step.
+extension FinetuneRecord: ScalarRecord {
+    public var scalarStep: Int { epoch }
+    public var scalars: [(tag: String, value: Double?)] {
+        [("finetune/train_loss", trainLoss), ("finetune/valid_pr_auc", validPrAuc), ("finetune/valid_roc_auc", validRocAuc),
+         ("finetune/valid_f1", validF1), ("finetune/valid_f1_at_threshold", validF1AtThreshold), ("finetune/threshold", threshold)]
+    }
+}

@@ -1,12 +1,15 @@
 import Support
 import Config
 import Foundation
+import Reporting
 
-
-/// Appends one JSON object per line to metrics.jsonl (flushed after each line; resumed runs append).
+/// Appends one JSON object per line to metrics.jsonl (flushed after each line; resumed runs append). With
+/// `tensorboard`, the scalars of each record (`ScalarRecord`) also go to a TensorBoard event file in the same
+/// folder (a new one per log opened).
 public final class MetricsLog {
     let handle: FileHandle
-    public init(path: String) throws {
+    let events: TensorBoardWriter?
+    public init(path: String, tensorboard: Bool = false) throws {
         let dir = URL(fileURLWithPath: path).deletingLastPathComponent().path
         try makeDirectory(dir, option: "--run-dir")
         if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
@@ -15,6 +18,7 @@ public final class MetricsLog {
         }
         handle = h
         handle.seekToEndOfFile()
+        events = tensorboard ? try TensorBoardWriter(dir: dir) : nil
     }
     public func write<Record: Encodable>(_ record: Record) throws {
         let encoder = JSONEncoder()
@@ -22,6 +26,7 @@ public final class MetricsLog {
         var data = try encoder.encode(record)
         data.append(0x0A)
         try handle.write(contentsOf: data)
+        if let events, let r = record as? ScalarRecord { try events.add(step: r.scalarStep, scalars: r.scalars) }
     }
 }
 

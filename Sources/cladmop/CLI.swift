@@ -88,7 +88,7 @@ func log(_ line: String) {
 
 /// What a run directory holds: files whose presence means a run was written there.
 let runArtifacts = ["config.yaml", "metrics.jsonl", "checkpoints", "best.json", "report.md", "loss.svg", "retrieval.svg",
-                    "finetune.svg", "eval.json", "roc.svg", "pr.svg"]
+                    "finetune.svg", "eval.json", "roc.svg", "pr.svg", "loss.png", "retrieval.png", "finetune.png", "roc.png", "pr.png"]
 
 /// Refuses, before anything is read or written, a run directory that is not a folder or that already holds a
 /// run which this command neither continues (`resume`) nor replaces (`overwrite`). Rank 0 checks; an error
@@ -112,7 +112,9 @@ func prepareRunDirectory(_ runDir: String, config: Config, comm: Communicator, o
     guard comm.isRoot else { return }
     try makeDirectory(runDir, option: "--run-dir")
     if overwrite {
-        for name in runArtifacts where FileManager.default.fileExists(atPath: runDir + "/" + name) {
+        // TensorBoard event files (log.tensorboard) carry the time in their names.
+        let events = ((try? FileManager.default.contentsOfDirectory(atPath: runDir)) ?? []).filter { $0.hasPrefix("events.out.tfevents.") }
+        for name in runArtifacts + events.sorted() where FileManager.default.fileExists(atPath: runDir + "/" + name) {
             do { try FileManager.default.removeItem(atPath: runDir + "/" + name) }
             catch { throw InputError(file: runDir + "/" + name, "cannot remove it for --overwrite: \(describeWriteError(error))") }
         }

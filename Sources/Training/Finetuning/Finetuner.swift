@@ -97,7 +97,7 @@ public final class Finetuner {
         if comm.isRoot {
             log("finetune: \(train.count) training trials (\(positives) successful), \(valid.count) validation; \(p.count - outcome.trainableOffset) trainable parameters (LoRA cross \(outcome.spec.loraCross), self \(outcome.spec.loraSelf)), \(comm.size) rank(s)")
         }
-        let metrics = comm.isRoot ? try MetricsLog(path: runDir + "/metrics.jsonl") : nil
+        let metrics = comm.isRoot ? try MetricsLog(path: runDir + "/metrics.jsonl", tensorboard: spec.log.tensorboard) : nil
         var best = -Double.infinity, bestEpoch = 0
         var bestValues: [Float] = []
         var bestThreshold = 0.5
@@ -174,9 +174,9 @@ public final class Finetuner {
             let data = try encoder.encode(selection)
             try writeFileAtomically(runDir + "/best.json") { try $0.write(contentsOf: data) }
             func series(_ value: (FinetuneRecord) -> Double?) -> [(Double, Double)] { records.map { (Double($0.epoch), value($0) ?? .nan) } }
-            try writeTextFile(runDir + "/finetune.svg", svgLinePlot(title: "Fine-tuning", xLabel: "epoch", yLabel: "value",
-                            series: [("train BCE", series(\.trainLoss)), ("valid PR-AUC", series(\.validPrAuc)),
-                                     ("valid ROC-AUC", series(\.validRocAuc))]))
+            try writePlot(runDir + "/finetune.svg", svgLinePlot(title: "Fine-tuning", xLabel: "epoch", yLabel: "value",
+                          series: [PlotSeries("train BCE", series(\.trainLoss)), PlotSeries("valid PR-AUC", series(\.validPrAuc)),
+                                   PlotSeries("valid ROC-AUC", series(\.validRocAuc))], xBounds: 0...Double.infinity))
             log("finetune: selected epoch \(bestEpoch) (valid \(metric) \(String(format: "%.4f", best))), \(base).safetensors")
         }
         comm.barrier()

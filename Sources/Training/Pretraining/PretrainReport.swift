@@ -6,12 +6,14 @@ import Support
 func writePretrainReport(runDir: String, train: [TrainRecord], evals: [EvalRecord], globalBatch: Int, corpus: [String],
                          parameters: Int, worldSize: Int, steps: Int) throws {
     func points(_ x: (EvalRecord) -> Double, _ y: (EvalRecord) -> Double?) -> [(Double, Double)] { evals.map { (x($0), y($0) ?? .nan) } }
-    try writeTextFile(runDir + "/loss.svg", svgLinePlot(title: "InfoNCE loss", xLabel: "step", yLabel: "loss",
-                    series: [("train (global batch)", train.map { (Double($0.step), $0.loss ?? .nan) }),
-                             ("validation", points({ Double($0.step) }, \.valLoss))]))
-    try writeTextFile(runDir + "/retrieval.svg", svgLinePlot(title: "Validation retrieval accuracy", xLabel: "epoch", yLabel: "accuracy",
-                    series: [("top-1 C->DM", points(\.epoch, \.valTop1C2dm)), ("top-5 C->DM", points(\.epoch, \.valTop5C2dm)),
-                             ("top-1 DM->C", points(\.epoch, \.valTop1Dm2c)), ("top-5 DM->C", points(\.epoch, \.valTop5Dm2c))]))
+    let lossImage = try writePlot(runDir + "/loss.svg", svgLinePlot(title: "InfoNCE loss", xLabel: "step", yLabel: "loss",
+                    series: [PlotSeries("train (global batch)", train.map { (Double($0.step), $0.loss ?? .nan) }),
+                             PlotSeries("validation", points({ Double($0.step) }, \.valLoss))], xBounds: 0...Double.infinity))
+    let chance = evals.last.map { e in [PlotSeries(String(format: "chance top-1 (1/%d)", e.valSize), [(0, e.chanceTop1), (1e9, e.chanceTop1)], reference: true)] } ?? []
+    let retrievalImage = try writePlot(runDir + "/retrieval.svg", svgLinePlot(title: "Validation retrieval accuracy", xLabel: "epoch", yLabel: "accuracy",
+                    series: [PlotSeries("top-1 C->DM", points(\.epoch, \.valTop1C2dm)), PlotSeries("top-5 C->DM", points(\.epoch, \.valTop5C2dm)),
+                             PlotSeries("top-1 DM->C", points(\.epoch, \.valTop1Dm2c)), PlotSeries("top-5 DM->C", points(\.epoch, \.valTop5Dm2c))] + chance,
+                    xBounds: 0...Double.infinity, yBounds: 0...1))
     var md = "# Pretraining report\n\n"
     md += "\(parameters) parameters, \(worldSize) rank(s), global batch \(globalBatch), \(steps) steps.\n\n"
     md += "```\n" + corpus.joined(separator: "\n") + "\n```\n\n"
@@ -26,6 +28,6 @@ func writePretrainReport(runDir: String, train: [TrainRecord], evals: [EvalRecor
         if n > 0 { md += String(format: "| chance | | %.4f | %.4f | %.4f | %.4f |\n", 1 / n, 5 / n, 1 / n, 5 / n) }
         md += "\n"
     }
-    md += "![loss](loss.svg)\n\n![retrieval](retrieval.svg)\n\nResolved configuration: `config.yaml`. Every logged step and evaluation: `metrics.jsonl`.\n"
+    md += markdownImage(alt: "loss", embedded: lossImage) + "\n\n" + markdownImage(alt: "retrieval", embedded: retrievalImage) + "\n\nResolved configuration: `config.yaml`. Every logged step and evaluation: `metrics.jsonl`.\n"
     try writeTextFile(runDir + "/report.md", md)
 }
