@@ -67,10 +67,10 @@ public func writeSweepReport(dir: String, points: [SweepPoint], title: String) t
         let top1 = p.finalTop1.map { String(format: "%.3f (%.4f)", $0, p.chanceTop1 ?? 0) } ?? ""
         md += "| \(p.globalBatch) | \(String(format: "%.3g", p.learningRate)) | \(f(p.bestValLoss, "%.4f")) | \(f(p.epochsToBest, "%.2f")) | \(p.samplesToBest.map(String.init) ?? "") | \(f(p.epochsRun, "%.2f")) | \(yesNo(p.converged)) | \(top1) | \(f(p.samplesPerSecond, "%.1f")) | \(f(p.peakRSSMiB, "%.0f")) | \(p.status) |\n"
     }
-    md += "\n![batch size vs validation loss](sweep.svg)\n\nThe ball's area grows with the epochs to the best validation loss; the learning rate of each point is under its batch size. "
+    let figure = try writePlot(dir + "/sweep.svg", batchScalingPlot(points, title: title))
+    md += "\n" + markdownImage(alt: "batch size vs validation loss", embedded: figure) + "\n\nThe ball's area grows with the epochs to the best validation loss; the learning rate of each point is under its batch size. "
     md += "Converged: early stopping ended the run (no better validation loss for train.patience evaluations); a hollow ball ran out of epochs first, so its best loss is only a bound.\n"
     try writeFileAtomically(dir + "/sweep.csv") { try $0.write(contentsOf: Data(csv.utf8)) }
-    try writeFileAtomically(dir + "/sweep.svg") { try $0.write(contentsOf: Data(batchScalingPlot(points, title: title).utf8)) }
     try writeFileAtomically(dir + "/summary.md") { try $0.write(contentsOf: Data(md.utf8)) }
 }
 
@@ -79,17 +79,19 @@ func batchScalingPlot(_ points: [SweepPoint], title: String) -> String {
     let w = 720.0, h = 440.0, left = 70.0, right = 30.0, top = 40.0, bottom = 80.0
     let done = points.filter { $0.bestValLoss != nil }
     let xs = points.map { log2(Double($0.globalBatch)) }, ys = done.map { $0.bestValLoss! }
-    var x0 = (xs.min() ?? 0) - 0.5, x1 = (xs.max() ?? 1) + 0.5, y0 = ys.min() ?? 0, y1 = ys.max() ?? 1
+    var x0 = (xs.min() ?? 0) - 0.5, x1 = (xs.max() ?? 1) + 0.5
     if x1 - x0 < 1 { x0 -= 0.5; x1 += 0.5 }
-    if y1 - y0 < 1e-9 { y0 -= 0.5; y1 += 0.5 }
-    let pad = (y1 - y0) * 0.15; y0 -= pad; y1 += pad
+    // Losses are >= 0: the axis runs between round values around the data (room above and below for the balls).
+    let yDomain = axisDomain(ys.min() ?? 0, ys.max() ?? 1, pad: 0.15, bounds: 0...Double.greatestFiniteMagnitude)
+    let y0 = yDomain.lowerBound, y1 = yDomain.upperBound
     func px(_ b: Int) -> Double { left + (log2(Double(b)) - x0) / (x1 - x0) * (w - left - right) }
     func py(_ y: Double) -> Double { h - bottom - (y - y0) / (y1 - y0) * (h - top - bottom) }
     let maxEpochs = done.compactMap(\.epochsToBest).max() ?? 1
     var s = svgFrame(width: w, height: h, left: left, right: right, top: top, bottom: bottom, title: title)
-    for k in 0...4 {
-        let yv = y0 + (y1 - y0) * Double(k) / 4
-        s += String(format: "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%.3f</text>\n", left - 6, py(yv) + 4, yv)
+    let ticks = niceTicks(y0, y1)
+    for (yv, label) in zip(ticks, tickLabels(ticks)) {
+        s += String(format: "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#e5e5e5\"/>\n", left, w - right, py(yv), py(yv))
+        s += String(format: "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%@</text>\n", left - 6, py(yv) + 4, label)
     }
     for p in points {
         let x = px(p.globalBatch)
