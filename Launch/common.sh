@@ -6,14 +6,31 @@ MPI_FLAGS="${MPI_FLAGS:-}"
 # Ranks write to a pseudo-terminal under mpirun: tell rank 0 whether the script's output really is one.
 if [ -t 1 ]; then export CLADMOP_TTY=1; else export CLADMOP_TTY=0; fi
 
+# cluster_flags HOSTFILE: for a hostfile written by Launch/cluster (its line `# cladmop-cluster agent=A
+# subnet=S`), prints the mpirun flags that reach its nodes: the launch agent that enters each node's network
+# namespace, shared memory inside a node and TCP between nodes, both TCP channels (MPI's and the runtime's)
+# on the cluster's subnet. Fails (prints nothing) for any other hostfile.
+cluster_flags() {
+    local spec agent subnet
+    spec="$(grep -m1 -E '^# cladmop-cluster agent=[^ ]+ subnet=[0-9./]+$' "$1" 2>/dev/null)" || return 1
+    agent="${spec#*agent=}"; agent="${agent%% *}"; subnet="${spec##*subnet=}"
+    printf '%s\n' --mca plm_rsh_agent "$agent" --mca btl self,vader,tcp \
+        --mca btl_tcp_if_include "$subnet" --mca oob_tcp_if_include "$subnet"
+}
+
 # mpirun_line NP [HOSTFILE]: prints the mpirun command line (as words) for NP ranks, one BLAS thread
-# each, bound to cores when there are enough, oversubscribed when NP exceeds the local cores.
+# each, bound to cores when there are enough, oversubscribed when NP exceeds the local cores; with the flags
+# of cluster_flags when HOSTFILE is an emulated cluster's.
 mpirun_line() {
     local np="$1" hostfile="${2:-}"
     local line=(mpirun -np "$np" -x OPENBLAS_NUM_THREADS=1)
     line+=(-x CLADMOP_TTY)
     [ "$(id -u)" = 0 ] && line+=(--allow-run-as-root)
-    if [ -n "$hostfile" ]; then
+    if [ -n "$hostfile" ] && cluster_flags "$hostfile" >/dev/null; then
+        # An emulated cluster (Launch/cluster): its nodes share this machine's cores, so no binding.
+        mapfile -t -O "${#line[@]}" line < <(cluster_flags "$hostfile")
+        line+=(--hostfile "$hostfile" --bind-to none)
+    elif [ -n "$hostfile" ]; then
         line+=(--hostfile "$hostfile" --bind-to core)
     elif [ "$np" -gt "$(nproc)" ]; then
         line+=(--oversubscribe --bind-to none)

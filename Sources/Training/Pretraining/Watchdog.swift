@@ -92,10 +92,46 @@ final class Watchdog: @unchecked Sendable {
             let why = String(format: "limit %.0f s: %@; train.stall_timeout", limit, policy == .adaptive(minimum: 60, factor: 10)
                 ? String(format: "max(60 s, 10 x the slowest step, %.1f s)", slow) : "fixed")
             if culprits.isEmpty && !comm.isRoot && comm.supportsHeartbeats && idle < limit + 15 { continue }   // rank 0 names it
+            // A peer that stopped answering may sit behind a network partition: OpenMPI 4's mpirun then waits for
+            // that node's daemon forever (measured: past 280 s) after MPI_Abort. A detached helper interrupts the
+            // mpirun this rank descends from (its own host's launcher) if it is still there 10 s after the abort.
+            if !silent.isEmpty { endLauncherLater(grace: 10) }
             let message = culprits.isEmpty
                 ? String(format: "no training progress for %.0f s on %@ (a rank stalled or a collective is stuck; %@)", idle, who(comm.rank), why)
                 : String(format: "no training progress for %.0f s on %@: %@ (%@)", idle, who(comm.rank), culprits.joined(separator: "; "), why)
             comm.abort(message: message, code: 1)
+        }
+    }
+
+    /// Finds the nearest ancestor process named mpirun, orterun or mpiexec (on this host: the rank runs on the
+    /// launcher's host, directly or under a daemon started by a local launch agent) and starts a detached helper
+    /// (its own session, so it survives this rank's end) that, if that process still runs `grace` seconds later,
+    /// sends it SIGINT twice (mpirun's "hit ctrl-c again to forcibly terminate") and finally SIGKILL.
+    private func endLauncherLater(grace: Int) {
+        var pid = getppid()
+        var launcher: (pid: Int32, name: String)?
+        for _ in 0..<8 where pid > 1 {
+            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                  let open = stat.firstIndex(of: "("), let close = stat.lastIndex(of: ")") else { break }
+            let name = String(stat[stat.index(after: open)..<close])
+            if ["mpirun", "orterun", "mpiexec"].contains(name) { launcher = (pid, name); break }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            guard fields.count > 1, let parent = Int32(fields[1]) else { break }
+            pid = parent
+        }
+        guard let launcher else { return }
+        let p = launcher.pid, n = launcher.name
+        let script = "sleep \(grace); for s in INT INT KILL; do [ \"$(cat /proc/\(p)/comm 2>/dev/null)\" = \(n) ] || exit 0; "
+            + "echo \"cladmop watchdog: \(n) (pid \(p)) still runs \(grace) s after the abort (a node it cannot reach?): SIG$s\" >&2; "
+            + "kill -$s \(p); sleep 3; done"
+        let argv = ["/usr/bin/setsid", "-f", "/bin/sh", "-c", script]
+        var cArgs = argv.map { strdup($0) } + [nil]
+        defer { for a in cArgs { free(a) } }
+        var child: pid_t = 0
+        if posix_spawn(&child, argv[0], nil, nil, &cArgs, environ) == 0 {
+            var status: Int32 = 0
+            waitpid(child, &status, 0)   // setsid -f returns at once, its child goes on in its own session
+            FileHandle.standardError.write(Data("watchdog: \(n) (pid \(p)) will be interrupted if it has not ended \(grace) s after this abort\n".utf8))
         }
     }
 }
