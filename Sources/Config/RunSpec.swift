@@ -240,6 +240,20 @@ extension RunSpec {
         checkpoint = try c.decode(CheckpointSpec.self, forKey: .checkpoint)
         log = try c.decodeIfPresent(LogSpec.self, forKey: .log) ?? LogSpec(tensorboard: false)
     }
+
+    enum CodingKeys: String, CodingKey { case data, encoder, model, loss, train, optimizer, finetune, bench, checkpoint, log }
+
+    /// Encodes every section; `log` only when it differs from its defaults, so that a checkpoint written before the
+    /// section existed re-encodes to the same bytes and its metadataChecksum still verifies.
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(data, forKey: .data); try c.encode(self.encoder, forKey: .encoder)
+        try c.encode(model, forKey: .model); try c.encode(loss, forKey: .loss)
+        try c.encode(train, forKey: .train); try c.encode(optimizer, forKey: .optimizer)
+        try c.encode(finetune, forKey: .finetune); try c.encode(bench, forKey: .bench)
+        try c.encode(checkpoint, forKey: .checkpoint)
+        if log != LogSpec(tensorboard: false) { try c.encode(log, forKey: .log) }
+    }
 }
 
 /// Collects the first violation; its message names the key, the value and what was expected.

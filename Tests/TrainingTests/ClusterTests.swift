@@ -128,7 +128,7 @@ final class ClusterTests: XCTestCase {
     /// the launcher's output descriptors open, so a pipe would not reach its end when mpirun does.
     func mpirunToFile(np: Int, arguments: [String], hostfile: String, timeout: Double) throws -> (status: Int32, output: String, end: Date) {
         let log = Self.work + "/mpirun-\(UUID().uuidString).log"
-        FileManager.default.createFile(atPath: log, contents: nil)
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
         defer { try? handle.close() }
         let process = Process()

@@ -75,6 +75,12 @@ final class TensorBoardTests: XCTestCase {
         let old = try JSONDecoder().decode(RunSpec.self, from: JSONSerialization.data(withJSONObject: json))
         XCTAssertFalse(old.log.tensorboard)
         XCTAssertEqual(old.train, spec.train)
+        // ... and re-encodes to the same JSON, so its metadataChecksum (compact JSON, sorted keys) still verifies
+        // (TorchLoaderFixtureTests loads such a checkpoint, written before the log section existed).
+        let sorted = JSONEncoder(); sorted.outputFormatting = [.sortedKeys]
+        let oldBytes = try JSONSerialization.data(withJSONObject: json, options: [.sortedKeys])
+        let again = try JSONSerialization.data(withJSONObject: try JSONSerialization.jsonObject(with: sorted.encode(old)), options: [.sortedKeys])
+        XCTAssertEqual(again, oldBytes)
     }
 
     func hex(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) }.joined() }
