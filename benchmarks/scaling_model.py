@@ -14,7 +14,8 @@ W = 2 ... 512 ranks (weak and strong scaling), and checked against step times me
 
 The step at W ranks, global batch B, b = B / W rows per rank, E = encoder width:
     T(W) = s(W) * c * b + l * B^2 + o + AG(W, 2 B E floats) + AR(W, P floats)
-c = (forward + backward ms) / B1 and l = loss ms / B1^2 from the W = 1 run at batch B1 (every rank computes the
+c = (forward + backward ms) / B1 and l = loss ms / B1^2 from the W = 1 run at batch B1 (l from --loss, a run at a
+large batch, when given: at small B the loss time is mostly overhead) (every rank computes the
 whole B x B logits, so that term does not shrink with W), o = optimizer ms, P = parameters; s(W) = max(1, W /
 cores) is the sharing of this machine's cores by the emulated nodes (1 in projections). Collectives, with OpenMPI's
 choices between a latency-bound and a bandwidth-bound algorithm taken as the cheaper of the two:
@@ -136,6 +137,8 @@ def main():
     p.add_argument("--compute", action="append", required=True, help="NAME=FILE")
     p.add_argument("--collectives", action="append", required=True, help="GBIT=FILE")
     p.add_argument("--measured", action="append", default=[], help="GBIT:NAME=FILE")
+    p.add_argument("--loss", help="`cladmop bench --json` at W = 1 and a large global batch: its loss ms / B^2 is the loss "
+                   "coefficient of every model (the loss depends only on B and E); default: each --compute run's own")
     p.add_argument("--cores", type=int, default=2, help="cores the emulated nodes share (for the measured points)")
     p.add_argument("--encoder-dim", type=int, default=384)
     p.add_argument("--weak-rows", type=int, default=64, help="rows per rank in weak scaling")
@@ -145,31 +148,37 @@ def main():
     a = p.parse_args()
     os.makedirs(a.out, exist_ok=True)
     computes = {name: Compute(load(path)) for name, path in pairs(a.compute)}
-    by_rate = {}
+    if a.loss:
+        big = load(a.loss)
+        for comp in computes.values():
+            comp.l = big["ms_allgather_loss"] / 1e3 / big["global_batch"] ** 2
+    # One fit per (link rate, W): the emulated nodes share this machine's cores, so a rank waiting in a collective
+    # competes with the others' compute and latency grows with W; W = 2 (2 ranks on 2 cores) is the clean one.
+    by_key = {}
     for rate, path in pairs(a.collectives):
         r = load(path)
         for row in r["collectives"]:
             n = 4 * row["floats"]
-            by_rate.setdefault(float(rate), []).extend([("ar", n, r["world_size"], row["allreduce_ms"] / 1e3),
-                                                        ("ag", n, r["world_size"], row["allgather_ms"] / 1e3)])
-    fits = {rate: fit(points) for rate, points in by_rate.items()}
-    lines = ["## Fitted collective costs", "", "| emulated link | points | alpha (us) | beta (ns/byte) | effective Gbit/s | rms relative error |",
-             "|---|---|---|---|---|---|"]
-    for rate, (alpha, beta, rms) in sorted(fits.items()):
-        lines.append(f"| {rate:g} Gbit/s | {len(by_rate[rate])} | {alpha * 1e6:.1f} | {beta * 1e9:.3f} | {8 / beta / 1e9:.2f} | {rms:.1%} |")
+            by_key.setdefault((float(rate), r["world_size"]), []).extend([("ar", n, r["world_size"], row["allreduce_ms"] / 1e3),
+                                                                         ("ag", n, r["world_size"], row["allgather_ms"] / 1e3)])
+    fits = {key: fit(points) for key, points in by_key.items()}
+    lines = ["## Fitted collective costs (one rank per emulated node)", "",
+             "| emulated link | W | points | alpha (us) | beta (ns/byte) | effective Gbit/s | rms relative error |", "|---|---|---|---|---|---|---|"]
+    for (rate, w), (alpha, beta, rms) in sorted(fits.items()):
+        lines.append(f"| {rate:g} Gbit/s | {w} | {len(by_key[(rate, w)])} | {alpha * 1e6:.1f} | {beta * 1e9:.3f} | {8 / beta / 1e9:.2f} | {rms:.1%} |")
     lines += ["", "## Measured against modelled step time (one rank per emulated node)", "",
               "| model | link | W | measured ms | modelled ms | difference | compute / loss / all-gather / all-reduce ms |", "|---|---|---|---|---|---|---|"]
     for key, path in pairs(a.measured):
         rate, name = key.split(":")
         m = load(path)
-        alpha, beta, _ = fits[float(rate)]
         w = m["world_size"]
+        alpha, beta, _ = fits[(float(rate), w)]
         t, parts = computes[name].step(w, m["global_batch"], alpha, beta, a.encoder_dim, share=max(1.0, w / a.cores))
         diff = t * 1e3 / m["ms_step"] - 1
         lines.append(f"| {name} | {rate} Gbit/s | {w} | {m['ms_step']:.1f} | {t * 1e3:.1f} | {diff:+.1%} | "
                      f"{parts['compute'] * 1e3:.0f} / {parts['loss'] * 1e3:.1f} / {parts['allgather'] * 1e3:.1f} / {parts['allreduce'] * 1e3:.1f} |")
-    ref_rate = max(fits)
-    alpha, beta0, _ = fits[ref_rate]
+    ref_rate, ref_w = min(fits, key=lambda k: (k[1], -k[0]))      # the fastest link's W = 2 fit: no shared cores
+    alpha, beta0, _ = fits[(ref_rate, ref_w)]
     ws = [2 ** k for k in range(0, 10)]
     for mode in ("weak", "strong"):
         series = []
@@ -193,7 +202,7 @@ def main():
                     series.append((label, pts))
         svg_plot(os.path.join(a.out, f"scaling-{mode}.svg"), f"{mode} scaling: parallel efficiency (model)", series, "parallel efficiency")
     lines += ["", "Cells: samples/s and parallel efficiency. Assumptions: alpha and the fitted efficiency of the "
-              f"{ref_rate:g} Gbit/s emulated link carried to the projected rates; one NIC per node, the ring crossing it once "
+              f"{ref_rate:g} Gbit/s emulated link at W = {ref_w} (the one fit without shared cores) carried to the projected rates; one NIC per node, the ring crossing it once "
               "per node; the per-sample compute of one core of this machine."]
     tmp = os.path.join(a.out, "scaling.md.tmp")
     with open(tmp, "w") as f:
