@@ -147,7 +147,7 @@ final class DistributedEquivalenceTests: XCTestCase {
         let steps = 10, sizes = ["0.0005", "0.05", "2"]
         let one = try train(ranks: 1, steps: steps, name: "bucket-w1")
         for w in [2, 3] {
-            let blocking = try train(ranks: w, steps: steps, name: "bucket-w\(w)-blocking")
+            let blocking = try train(ranks: w, steps: steps, extra: ["--set", "train.bucket_mb=0"], name: "bucket-w\(w)-blocking")
             for mb in sizes {
                 let r = try train(ranks: w, steps: steps, extra: ["--set", "train.bucket_mb=\(mb)"], name: "bucket-w\(w)-\(mb)")
                 let g = relativeDifference(r.gradient, blocking.gradient), p = relativeDifference(r.parameters, blocking.parameters)
@@ -168,7 +168,7 @@ final class DistributedEquivalenceTests: XCTestCase {
     /// give a different gradient, so the comparison above can fail.
     func testBucketedAllReduceWithChunksAndNegativeControl() throws {
         let chunked = ["--set", "train.chunk_size=2"]
-        let blocking = try train(ranks: 2, steps: 6, extra: chunked, name: "bucket-chunk-blocking")
+        let blocking = try train(ranks: 2, steps: 6, extra: chunked + ["--set", "train.bucket_mb=0"], name: "bucket-chunk-blocking")
         let bucketed = try train(ranks: 2, steps: 6, extra: chunked + ["--set", "train.bucket_mb=0.01"], name: "bucket-chunk")
         XCTAssertEqual(bucketed.gradient, blocking.gradient, "chunked: gradient not bit-identical")
         XCTAssertEqual(bucketed.parameters, blocking.parameters, "chunked: parameters not bit-identical")
@@ -182,7 +182,7 @@ final class DistributedEquivalenceTests: XCTestCase {
             environment: ["CLADMOP_FAULT": "buckets_before_backward", "CLADMOP_DUMP_GRADIENT": dir + ".grad"])
         XCTAssertEqual(r.status, 0, r.output)
         let early = try Data(contentsOf: URL(fileURLWithPath: dir + ".grad")).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
-        let reference = try train(ranks: 2, steps: 1, name: "bucket-early-reference")
+        let reference = try train(ranks: 2, steps: 1, extra: ["--set", "train.bucket_mb=0"], name: "bucket-early-reference")
         let d = relativeDifference(early, reference.gradient)
         print("negative control: buckets started before backward -> gradient rel diff \(d)")
         XCTAssertGreaterThan(d, 1e-2)
