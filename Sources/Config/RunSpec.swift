@@ -233,10 +233,15 @@ public struct RunSpec: Codable, Equatable, Sendable {
 }
 
 extension TrainSpec {
+    enum CodingKeys: String, CodingKey {
+        case globalBatch, chunkSize, lossTileRows, bucketMB, epochs, maxSteps, seed, gradClip, logEvery, checksumEvery, evalEvery
+        case stallTimeout, patience
+    }
+
     /// `train.bucket_mb` of a stored specification written before the key existed (checkpoints): the blocking all-reduce.
     static let bucketMBBeforeKey = 0.0
 
-    /// Decodes a stored `train` section; one without `bucketMB` (written before the key existed) gets 0.
+    /// Decodes a stored `train` section; one without `bucketMB` (written before the key existed, or with 0) gets 0.
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         globalBatch = try c.decode(Int.self, forKey: .globalBatch); chunkSize = try c.decode(Int.self, forKey: .chunkSize)
@@ -247,6 +252,20 @@ extension TrainSpec {
         logEvery = try c.decode(Int.self, forKey: .logEvery); checksumEvery = try c.decode(Int.self, forKey: .checksumEvery)
         evalEvery = try c.decode(Int.self, forKey: .evalEvery); stallTimeout = try c.decode(Int.self, forKey: .stallTimeout)
         patience = try c.decode(Int.self, forKey: .patience)
+    }
+
+    /// Encodes every field; `bucketMB` only when it is not 0, so that a checkpoint written before the key existed
+    /// re-encodes to the same bytes (its metadata checksum is computed over them) and reads back unchanged.
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(globalBatch, forKey: .globalBatch); try c.encode(chunkSize, forKey: .chunkSize)
+        try c.encode(lossTileRows, forKey: .lossTileRows)
+        if bucketMB != Self.bucketMBBeforeKey { try c.encode(bucketMB, forKey: .bucketMB) }
+        try c.encode(epochs, forKey: .epochs); try c.encode(maxSteps, forKey: .maxSteps)
+        try c.encode(seed, forKey: .seed); try c.encode(gradClip, forKey: .gradClip)
+        try c.encode(logEvery, forKey: .logEvery); try c.encode(checksumEvery, forKey: .checksumEvery)
+        try c.encode(evalEvery, forKey: .evalEvery); try c.encode(stallTimeout, forKey: .stallTimeout)
+        try c.encode(patience, forKey: .patience)
     }
 }
 
