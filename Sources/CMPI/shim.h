@@ -20,3 +20,4 @@ static inline void *cmpi_in_place(void) { return MPI_IN_PLACE; }
 static inline int cmpi_thread_multiple(void) { return MPI_THREAD_MULTIPLE; }
 static inline MPI_Datatype cmpi_char(void) { return MPI_CHAR; }
 static inline int cmpi_any_source(void) { return MPI_ANY_SOURCE; }
+static inline MPI_Status *cmpi_statuses_ignore(void) { return MPI_STATUSES_IGNORE; }

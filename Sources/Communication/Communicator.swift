@@ -24,6 +24,14 @@ public protocol Communicator: AnyObject {
     /// Rank r contributes `counts[r]` floats; `receive` gets all of them in rank order
     /// (rank r's block starts at sum(counts[0..<r])). Counts may differ and may be zero.
     func allGatherV(send: UnsafePointer<Float>, receive: UnsafeMutablePointer<Float>, counts: [Int])
+    /// Starts a non-blocking in-place sum of `count` floats (MPI_Iallreduce) and returns at once; the buffer
+    /// must not be touched until `waitReductions()`. Every rank starts the same reductions in the same order.
+    func startAllReduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int)
+    /// Lets the started reductions progress (MPI_Testall: OpenMPI moves non-blocking collectives forward only
+    /// inside MPI calls); true when all of them are complete.
+    @discardableResult func progressReductions() -> Bool
+    /// Waits until every started reduction is complete (MPI_Waitall).
+    func waitReductions()
     /// Ends every rank of the job: prints `message` on stderr and exits with `code`.
     func abort(message: String, code: Int32) -> Never
 
@@ -77,6 +85,9 @@ public final class SingleProcessCommunicator: Communicator {
         precondition(counts.count == 1)
         if UnsafePointer(receive) != send { receive.update(from: send, count: counts[0]) }
     }
+    public func startAllReduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) {}
+    public func progressReductions() -> Bool { true }
+    public func waitReductions() {}
     public func abort(message: String, code: Int32) -> Never {
         FileHandle.standardError.write(Data("error: \(message)\n".utf8))
         exit(code)

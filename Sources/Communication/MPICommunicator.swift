@@ -22,6 +22,8 @@ public final class MPICommunicator: Communicator {
     private var sendRequests: [MPI_Request?]
     private let sendBuffers: UnsafeMutablePointer<Int64>
     private let receiveBuffer = UnsafeMutablePointer<Int64>.allocate(capacity: 1)
+    /// The non-blocking reductions started and not yet waited for (main thread only).
+    private var pending: [MPI_Request?] = []
     static let heartbeatTag: Int32 = 7011
 
     private init() {
@@ -108,6 +110,28 @@ public final class MPICommunicator: Communicator {
         forEachChunk(count) { offset, n in
             MPI_Allreduce(cmpi_in_place(), buffer + offset, n, cmpi_double(), cmpi_max(), world)
         }
+    }
+
+    public func startAllReduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) {
+        enter()
+        forEachChunk(count) { offset, n in
+            var request: MPI_Request? = cmpi_request_null()
+            MPI_Iallreduce(cmpi_in_place(), buffer + offset, n, cmpi_float(), cmpi_sum(), world, &request)
+            pending.append(request)
+        }
+    }
+
+    @discardableResult public func progressReductions() -> Bool {
+        guard !pending.isEmpty else { return true }
+        var done: Int32 = 0
+        MPI_Testall(Int32(pending.count), &pending, &done, cmpi_statuses_ignore())
+        return done != 0
+    }
+
+    public func waitReductions() {
+        guard !pending.isEmpty else { return }
+        MPI_Waitall(Int32(pending.count), &pending, cmpi_statuses_ignore())
+        pending.removeAll(keepingCapacity: true)
     }
 
     public func allGatherV(send: UnsafePointer<Float>, receive: UnsafeMutablePointer<Float>, counts: [Int]) {

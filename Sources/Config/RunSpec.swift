@@ -59,6 +59,8 @@ public struct TrainSpec: Codable, Equatable, Sendable {
     public var globalBatch: Int
     public var chunkSize: Int
     public var lossTileRows: Int
+    /// `train.bucket_mb`: MiB per bucket of the overlapped gradient all-reduce (0: one blocking all-reduce).
+    public var bucketMB: Double
     public var epochs: Int
     public var maxSteps: Int
     public var seed: Int
@@ -155,7 +157,7 @@ public struct RunSpec: Codable, Equatable, Sendable {
         loss = LossSpec(normalize: c.bool("loss.normalize"), logitScale: LossSpec.LogitScale(rawValue: c.string("loss.logit_scale"))!,
                         tau: c.double("loss.tau"))
         train = TrainSpec(globalBatch: c.int("train.global_batch"), chunkSize: c.int("train.chunk_size"),
-                          lossTileRows: c.int("train.loss_tile_rows"), epochs: c.int("train.epochs"), maxSteps: c.int("train.max_steps"),
+                          lossTileRows: c.int("train.loss_tile_rows"), bucketMB: c.double("train.bucket_mb"), epochs: c.int("train.epochs"), maxSteps: c.int("train.max_steps"),
                           seed: c.int("train.seed"), gradClip: c.double("train.grad_clip"), logEvery: c.int("train.log_every"),
                           checksumEvery: c.int("train.checksum_every"), evalEvery: c.int("train.eval_every"),
                           stallTimeout: c.int("train.stall_timeout"), patience: c.int("train.patience"))
@@ -205,7 +207,8 @@ public struct RunSpec: Codable, Equatable, Sendable {
                   "at least 2^(model.grouping_layers - 1) = \(1 << max(model.groupingLayers - 1, 0)) (each grouping layer halves the centroids)")
         v.range("loss.tau", loss.tau)
         v.range("train.global_batch", train.globalBatch); v.range("train.chunk_size", train.chunkSize)
-        v.range("train.loss_tile_rows", train.lossTileRows); v.range("train.epochs", train.epochs)
+        v.range("train.loss_tile_rows", train.lossTileRows); v.range("train.bucket_mb", train.bucketMB)
+        v.range("train.epochs", train.epochs)
         v.range("train.max_steps", train.maxSteps); v.range("train.seed", train.seed); v.range("train.grad_clip", train.gradClip)
         v.range("train.log_every", train.logEvery); v.range("train.checksum_every", train.checksumEvery)
         v.range("train.eval_every", train.evalEvery); v.range("train.stall_timeout", train.stallTimeout)
@@ -226,6 +229,43 @@ public struct RunSpec: Codable, Equatable, Sendable {
         v.range("bench.encoder_dim", bench.encoderDim); v.range("bench.steps", bench.steps); v.range("bench.warmup", bench.warmup)
         v.range("checkpoint.every_steps", checkpoint.everySteps); v.range("checkpoint.keep_last", checkpoint.keepLast)
         try v.finish()
+    }
+}
+
+extension TrainSpec {
+    enum CodingKeys: String, CodingKey {
+        case globalBatch, chunkSize, lossTileRows, bucketMB, epochs, maxSteps, seed, gradClip, logEvery, checksumEvery, evalEvery
+        case stallTimeout, patience
+    }
+
+    /// `train.bucket_mb` of a stored specification written before the key existed (checkpoints): the blocking all-reduce.
+    static let bucketMBBeforeKey = 0.0
+
+    /// Decodes a stored `train` section; one without `bucketMB` (written before the key existed, or with 0) gets 0.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        globalBatch = try c.decode(Int.self, forKey: .globalBatch); chunkSize = try c.decode(Int.self, forKey: .chunkSize)
+        lossTileRows = try c.decode(Int.self, forKey: .lossTileRows)
+        bucketMB = try c.decodeIfPresent(Double.self, forKey: .bucketMB) ?? Self.bucketMBBeforeKey
+        epochs = try c.decode(Int.self, forKey: .epochs); maxSteps = try c.decode(Int.self, forKey: .maxSteps)
+        seed = try c.decode(Int.self, forKey: .seed); gradClip = try c.decode(Double.self, forKey: .gradClip)
+        logEvery = try c.decode(Int.self, forKey: .logEvery); checksumEvery = try c.decode(Int.self, forKey: .checksumEvery)
+        evalEvery = try c.decode(Int.self, forKey: .evalEvery); stallTimeout = try c.decode(Int.self, forKey: .stallTimeout)
+        patience = try c.decode(Int.self, forKey: .patience)
+    }
+
+    /// Encodes every field; `bucketMB` only when it is not 0, so that a checkpoint written before the key existed
+    /// re-encodes to the same bytes (its metadata checksum is computed over them) and reads back unchanged.
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(globalBatch, forKey: .globalBatch); try c.encode(chunkSize, forKey: .chunkSize)
+        try c.encode(lossTileRows, forKey: .lossTileRows)
+        if bucketMB != Self.bucketMBBeforeKey { try c.encode(bucketMB, forKey: .bucketMB) }
+        try c.encode(epochs, forKey: .epochs); try c.encode(maxSteps, forKey: .maxSteps)
+        try c.encode(seed, forKey: .seed); try c.encode(gradClip, forKey: .gradClip)
+        try c.encode(logEvery, forKey: .logEvery); try c.encode(checksumEvery, forKey: .checksumEvery)
+        try c.encode(evalEvery, forKey: .evalEvery); try c.encode(stallTimeout, forKey: .stallTimeout)
+        try c.encode(patience, forKey: .patience)
     }
 }
 

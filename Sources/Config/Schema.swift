@@ -63,6 +63,8 @@ public enum ConfigSchema {
                   doc: "Rows per forward/backward chunk on each rank (GradCache two-pass step: the same update, memory set by the chunk); 0: all local rows at once."),
         ConfigKey(path: "train.loss_tile_rows", kind: .int(1...1_000_000), defaultValue: .int(512),
                   doc: "Rows per block of the B x B logits: the loss and its gradient are computed block by block (running column log-sum-exp), so scratch is tile_rows x B."),
+        ConfigKey(path: "train.bucket_mb", kind: .double(0...1024), defaultValue: .double(4),
+                  doc: "MiB per bucket of the overlapped gradient all-reduce: each bucket of the gradient arena is summed with a non-blocking all-reduce as soon as backward has finished it, overlapping communication with the rest of backward; 0: one blocking all-reduce after backward."),
         ConfigKey(path: "train.epochs", kind: .int(1...100_000), defaultValue: .int(10), doc: "Epochs over the SCT training split (the last incomplete batch of an epoch is dropped)."),
         ConfigKey(path: "train.max_steps", kind: .int(0...100_000_000), defaultValue: .int(0), doc: "Stop after this many optimizer steps in total (0: no limit)."),
         ConfigKey(path: "train.seed", kind: .int(0...Int(Int32.max)), defaultValue: .int(1), doc: "Seed of the data order: epoch e's order is a permutation seeded by (seed, e), the same for any world size."),

@@ -138,4 +138,53 @@ final class DistributedEquivalenceTests: XCTestCase {
         print("resume on another world size (8 on W=2 + 8 on W=3 vs 16 straight on W=2): parameters rel diff \(other)")
         XCTAssertLessThan(other, 1e-6)
     }
+
+    /// Overlapped all-reduce (`train.bucket_mb` > 0): buckets of 131 floats (smaller than almost every tensor, so tensors
+    /// span buckets), 13,107 floats (some tensors larger, some buckets holding many) and 2 MiB (one bucket larger than
+    /// the whole 279,433-float gradient) give the blocking path's gradient and parameters after 10 Adam steps, bit for
+    /// bit at W = 2 (a + b is a + b in either order) and to 1e-6 at W = 3; and W = 1's to the bounds above.
+    func testBucketedAllReduceEqualsBlocking() throws {
+        let steps = 10, sizes = ["0.0005", "0.05", "2"]
+        let one = try train(ranks: 1, steps: steps, name: "bucket-w1")
+        for w in [2, 3] {
+            let blocking = try train(ranks: w, steps: steps, extra: ["--set", "train.bucket_mb=0"], name: "bucket-w\(w)-blocking")
+            for mb in sizes {
+                let r = try train(ranks: w, steps: steps, extra: ["--set", "train.bucket_mb=\(mb)"], name: "bucket-w\(w)-\(mb)")
+                let g = relativeDifference(r.gradient, blocking.gradient), p = relativeDifference(r.parameters, blocking.parameters)
+                let bitwise = r.gradient == blocking.gradient && r.parameters == blocking.parameters
+                print("bucketed all-reduce W=\(w), bucket_mb \(mb): vs blocking gradient rel diff \(g), parameters after \(steps) steps \(p)\(bitwise ? " (bit for bit)" : ""); vs W=1 parameters \(relativeDifference(r.parameters, one.parameters))")
+                if w == 2 { XCTAssertTrue(bitwise, "W=2 bucket_mb \(mb): not bit-identical to the blocking all-reduce") }
+                XCTAssertLessThan(g, 1e-6, "gradient W=\(w) bucket_mb \(mb)")
+                XCTAssertLessThan(p, 1e-6, "parameters W=\(w) bucket_mb \(mb)")
+                XCTAssertEqual(r.loss, one.loss, accuracy: 1e-5 * abs(one.loss))
+                XCTAssertLessThan(relativeDifference(r.gradient, one.gradient), 1e-4, "gradient vs W=1, W=\(w) bucket_mb \(mb)")
+                XCTAssertLessThan(relativeDifference(r.parameters, one.parameters), 1e-4, "parameters vs W=1, W=\(w) bucket_mb \(mb)")
+            }
+        }
+    }
+
+    /// GradCache chunks with buckets (started during the last chunk's backward) equal the blocking chunked step; and
+    /// the negative control: buckets started before backward has written them (CLADMOP_FAULT=buckets_before_backward)
+    /// give a different gradient, so the comparison above can fail.
+    func testBucketedAllReduceWithChunksAndNegativeControl() throws {
+        let chunked = ["--set", "train.chunk_size=2"]
+        let blocking = try train(ranks: 2, steps: 6, extra: chunked + ["--set", "train.bucket_mb=0"], name: "bucket-chunk-blocking")
+        let bucketed = try train(ranks: 2, steps: 6, extra: chunked + ["--set", "train.bucket_mb=0.01"], name: "bucket-chunk")
+        XCTAssertEqual(bucketed.gradient, blocking.gradient, "chunked: gradient not bit-identical")
+        XCTAssertEqual(bucketed.parameters, blocking.parameters, "chunked: parameters not bit-identical")
+        let dir = Self.work + "/bucket-early"
+        try? FileManager.default.removeItem(atPath: dir)
+        let r = try mpirun(np: 2, executable: cladmop, arguments: [
+            "pretrain", "--config", repositoryRoot + "/configs/smoke.yaml", "--run-dir", dir,
+            "--set", "data.synthetic=true", "--set", "data.feature_store=\(Self.store)",
+            "--set", "data.icd_hierarchy=\(repositoryRoot)/data/icd10/icd10cm_2025_hierarchy.tsv",
+            "--set", "train.max_steps=1", "--set", "train.bucket_mb=0.01"],
+            environment: ["CLADMOP_FAULT": "buckets_before_backward", "CLADMOP_DUMP_GRADIENT": dir + ".grad"])
+        XCTAssertEqual(r.status, 0, r.output)
+        let early = try Data(contentsOf: URL(fileURLWithPath: dir + ".grad")).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+        let reference = try train(ranks: 2, steps: 1, extra: ["--set", "train.bucket_mb=0"], name: "bucket-early-reference")
+        let d = relativeDifference(early, reference.gradient)
+        print("negative control: buckets started before backward -> gradient rel diff \(d)")
+        XCTAssertGreaterThan(d, 1e-2)
+    }
 }

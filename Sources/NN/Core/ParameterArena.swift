@@ -106,6 +106,21 @@ public final class ParameterArena {
         for i in entries.indices where entries[i].name.hasPrefix(prefix) { entries[i].group = group }
     }
 
+    /// The arena ranges of the parameters named `prefix` or `prefix.*` (a layer's tensors, LoRA included), merged
+    /// where adjacent, in arena order.
+    public func ranges(prefix: String) -> [Range<Int>] {
+        if let r = rangesByPrefix[prefix] { return r }
+        var out: [Range<Int>] = []
+        for e in entries where e.name == prefix || e.name.hasPrefix(prefix + ".") {
+            let r = e.offset..<(e.offset + e.count)
+            if let last = out.last, last.upperBound == r.lowerBound { out[out.count - 1] = last.lowerBound..<r.upperBound } else { out.append(r) }
+        }
+        precondition(!out.isEmpty, "no parameter named \(prefix)")
+        if isFinalized { rangesByPrefix[prefix] = out }
+        return out
+    }
+    private var rangesByPrefix: [String: [Range<Int>]] = [:]
+
     /// Number of floats in non-frozen groups.
     public var trainableCount: Int {
         entries.reduce(0) { $0 + (groups[$1.group].frozen ? 0 : $1.count) }

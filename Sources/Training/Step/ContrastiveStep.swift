@@ -16,6 +16,12 @@ import Support
 /// Gao et al. 2021): pass 1 embeds the rows c at a time and drops each chunk's activations; the loss over
 /// the gathered global batch gives dL/df_DM for every local row; pass 2 re-runs each chunk with its
 /// activations and backpropagates its slice. The update is the one-pass update; memory is set by c.
+///
+/// With `train.bucket_mb` > 0 and W > 1 the all-reduce overlaps backward (`GradientBuckets`): each bucket of the
+/// gradient arena is summed with a non-blocking all-reduce as soon as backward has finished its parameters, and
+/// the step waits for all of them before clipping. With GradCache chunks, buckets start during the last chunk's
+/// backward only (the earlier chunks still add to every gradient). `Timing.allReduce` is then the exposed
+/// part: the wait after backward.
 public final class ContrastiveStep {
     public let model: CLaDMoP
     public let params: ParameterArena
@@ -26,6 +32,8 @@ public final class ContrastiveStep {
     let lossTileRows: Int
     let gradClip: Float
     let faults: FaultPlan
+    /// The overlapped all-reduce's buckets; nil: one blocking all-reduce after backward (bucket_mb 0, or W = 1).
+    let buckets: GradientBuckets?
     public let arena = ActivationArena()
 
     /// Seconds this rank spent in each phase of the last step.
@@ -44,6 +52,9 @@ public final class ContrastiveStep {
         self.model = model; self.params = model.params; self.optimizer = optimizer; self.comm = comm
         self.loss = loss; chunkSize = train.chunkSize; lossTileRows = train.lossTileRows
         gradClip = Float(train.gradClip); self.faults = faults
+        let bucketFloats = GradientBuckets.floats(megabytes: train.bucketMB)
+        buckets = bucketFloats > 0 && comm.size > 1
+            ? GradientBuckets(params: model.params, comm: comm, bucketFloats: bucketFloats, startEarly: faults.bucketsBeforeBackward) : nil
     }
 
     /// One step on a global batch of `globalBatch` rows, of which this rank holds slots `mine` of the gathered
@@ -90,20 +101,33 @@ public final class ContrastiveStep {
         // the average over ranks is the sum (the gradient of the global loss).
         if !faults.noWorldScale { for i in 0..<n * e { dDM[i] *= Float(W) } }
         lap(\.gatherLoss)
+        // d log s is known before backward, which never writes it: final at once.
+        if !params.isFrozen(model.logScale) { params.grad(model.logScale)[0] = result.dLogScale }
+        let hook: GradientsReady?
+        if let buckets {
+            buckets.begin()
+            for r in params.ranges(prefix: "loss.log_scale") { buckets.ready(r) }
+            hook = { buckets.ready($0) }
+        } else {
+            hook = nil
+        }
         if let state = onePass {
-            model.backward(state, dFDM: dDM, dPooled: nil, arena: arena)
+            model.backward(state, dFDM: dDM, dPooled: nil, arena: arena, gradientsReady: hook)
         } else {
             // Pass 2: each chunk again, with activations, and its slice of dL/df_DM.
             for c0 in stride(from: 0, to: n, by: chunk) {
                 let mark = arena.mark()
                 let state = model.forward(rows(c0..<min(c0 + chunk, n)), arena: arena)
-                model.backward(state, dFDM: dDM + c0 * e, dPooled: nil, arena: arena)
+                model.backward(state, dFDM: dDM + c0 * e, dPooled: nil, arena: arena, gradientsReady: c0 + chunk >= n ? hook : nil)
                 arena.release(to: mark)
             }
         }
-        if !params.isFrozen(model.logScale) { params.grad(model.logScale)[0] = result.dLogScale }
         lap(\.backward)
-        comm.allReduceAverage(params.grads, count: params.count)
+        if let buckets {
+            buckets.finish(complete: true)
+        } else {
+            comm.allReduceAverage(params.grads, count: params.count)
+        }
         lap(\.allReduce)
         if firstStep, let path = faults.dumpGradient, comm.isRoot {
             try writeFileAtomically(path) { try $0.write(contentsOf: Data(bytes: params.grads, count: params.count * 4)) }

@@ -8,6 +8,8 @@ import Support
 /// - `drop_remote_columns`: the step reports the global loss but backpropagates the loss of its own pairs only
 ///   (the bug of a rank whose gradient never sees the other ranks' columns); `no_world_scale`: the step forgets to scale dL/df_DM by W (the average of
 ///   the ranks' gradients is then 1/W of the true one). Both are wrong on purpose: negative controls.
+/// - `buckets_before_backward`: with `train.bucket_mb` > 0, every gradient bucket's all-reduce is started before
+///   backward has written it (the bug of a bucket started before its tensors are complete): a negative control.
 /// - `crash:RANK:STEP`, `throw:RANK:STEP`, `stall:RANK:STEP`: before global step STEP (1-based) the rank is
 ///   killed, throws an input error, or stops making progress.
 /// - `checkpoint_crash:before|between[:STEP]`: the process is killed while writing a checkpoint (of step
@@ -22,6 +24,7 @@ public struct FaultPlan: Sendable {
 
     public var localGradientOnly = false
     public var noWorldScale = false
+    public var bucketsBeforeBackward = false
     public var stepFault: (kind: StepFault, rank: Int, step: Int)?
     public var checkpointCrash: (stage: CheckpointStage, step: Int?)?
     public var fileSizeLimit: Int?
@@ -45,6 +48,7 @@ public struct FaultPlan: Sendable {
         switch parts[0] {
         case "drop_remote_columns": plan.localGradientOnly = true
         case "no_world_scale": plan.noWorldScale = true
+        case "buckets_before_backward": plan.bucketsBeforeBackward = true
         case "crash", "throw", "stall":
             if let once = env["CLADMOP_FAULT_ONCE"] {
                 if FileManager.default.fileExists(atPath: once) { return plan }
