@@ -171,6 +171,59 @@ final class ClusterTests: XCTestCase {
         print("cluster equivalence: 2x2 loss \(c1.loss) vs \(one.loss), gradient rel diff \(g), parameters after 20 steps \(p); 2x1 SGD 10 steps \(ps)")
     }
 
+    /// Fine-tuning (LoRA + head on a random DM branch, `--pretrained none`) on 2 nodes x 2 ranks equals one
+    /// process: the same selected epoch and the same saved tensors after 2 epochs. The CSVs are small real TOP
+    /// subsets, featurized once on this host into the run's store; every rank reads it.
+    func testFinetuneOnTwoNodesEqualsOneProcess() throws {
+        let dir = Self.work + "/finetune"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        for (source, rows, name) in [("phase_I_train.csv", 24, "train.csv"), ("phase_I_valid.csv", 12, "valid.csv")] {
+            let lines = try String(contentsOfFile: repositoryRoot + "/data/top/" + source, encoding: .utf8)
+            let rowsOut = try csvHeadRows(lines, count: rows)
+            try rowsOut.write(toFile: dir + "/" + name, atomically: true, encoding: .utf8)
+        }
+        let sets = ["--config", repositoryRoot + "/configs/finetune-phase1.yaml",
+                    "--set", "encoder.model_dir=\(repositoryRoot)/models/all-MiniLM-L6-v2", "--set", Self.hierarchy,
+                    "--set", "data.exclude_file=\(repositoryRoot)/data/top/heldout_nctids.txt",
+                    "--set", "data.feature_store=\(dir)/features.store", "--set", "log.tensorboard=false",
+                    "--set", "finetune.epochs=2", "--set", "finetune.batch=8"]
+        // The text encoder is slow in a debug build: featurize (once, on this host) with the release one when built.
+        let featurize = try mpirun(np: 1, executable: releaseOrDebugProduct("cladmop"), arguments: ["featurize", "--data", dir + "/train.csv", "--data", dir + "/valid.csv",
+                                                                          "--output", dir + "/features.store"] + Array(sets.dropFirst(2)), timeout: 300)
+        XCTAssertEqual(featurize.status, 0, featurize.output)
+        func finetune(_ run: String, ranks: Int, hostfile: String?) throws -> [String: [Float]] {
+            let r = try mpirun(np: ranks, executable: cladmop, arguments: ["finetune", "--pretrained", "none", "--train", dir + "/train.csv",
+                                                                          "--valid", dir + "/valid.csv", "--run-dir", dir + "/" + run] + sets,
+                               extraFlags: hostfile.map(clusterFlags) ?? [], timeout: 300)
+            XCTAssertEqual(r.status, 0, r.output)
+            let best = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/\(run)/best.json"))) as! [String: Any]
+            let file = try SafetensorsFile(path: dir + "/\(run)/" + (best["checkpoint"] as! String))
+            var out: [String: [Float]] = ["epoch": [Float(best["epoch"] as? Int ?? -1)]]
+            for name in file.tensors.keys where !name.hasPrefix("optimizer.") { out[name] = try file.floats(name) }
+            return out
+        }
+        let one = try finetune("ft-w1", ranks: 1, hostfile: nil)
+        let cluster = try finetune("ft-c22", ranks: 4, hostfile: try hostfile(nodes: [0, 1], slots: 2))
+        XCTAssertEqual(cluster["epoch"], one["epoch"], "the selected epoch")
+        XCTAssertEqual(Set(cluster.keys), Set(one.keys))
+        let names = one.keys.sorted().filter { $0 != "epoch" }
+        XCTAssertGreaterThan(names.filter { $0.hasPrefix("finetune.head") }.count, 0)
+        let d = relativeDifference(names.flatMap { cluster[$0] ?? [] }, names.flatMap { one[$0]! })
+        XCTAssertLessThan(d, 1e-4, "fine-tuned tensors, 2 nodes x 2 ranks vs 1 process")
+        print("cluster fine-tuning: 2x2 vs 1 process, selected epoch \(one["epoch"]![0]), tensors rel diff \(d)")
+    }
+
+    /// The header and the first `count` records of a CSV's text (records may hold quoted newlines).
+    func csvHeadRows(_ text: String, count: Int) throws -> String {
+        var out = "", inQuotes = false, records = -1
+        for ch in text {
+            out.append(ch)
+            if ch == "\"" { inQuotes.toggle() }
+            if (ch == "\n" || ch == "\r\n") && !inQuotes { records += 1; if records == count { break } }   // "\r\n" is one Character
+        }
+        return out
+    }
+
     /// 8 steps on 2 nodes, then 8 more on 1 node (both ranks on node 0, shared memory): the same parameters as
     /// 16 straight steps on 2 nodes.
     func testTwoNodeRunResumedOnOneNodeContinuesTheTrajectory() throws {
