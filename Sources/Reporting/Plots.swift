@@ -10,7 +10,8 @@ import Support
 /// The finest step m x 10^k (m in 1, 2, 5) that puts at most `maxTicks` multiples of itself in [lo, hi];
 /// with `integer` (steps, epochs), at least 1.
 public func niceStep(_ lo: Double, _ hi: Double, maxTicks: Int = 6, integer: Bool = false) -> Double {
-    precondition(hi > lo && maxTicks >= 2 && lo.isFinite && hi.isFinite)
+    // Plots draw logged values: a degenerate or non-finite range gets a unit step rather than stopping the run.
+    guard hi > lo, maxTicks >= 2, lo.isFinite, hi.isFinite, (hi - lo).isFinite else { return 1 }
     var e = floor(log10((hi - lo) / Double(maxTicks))) - 1
     if integer { e = max(e, 0) }
     while true {

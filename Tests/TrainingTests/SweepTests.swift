@@ -5,13 +5,20 @@ import XCTest
 /// Launch/sweep-batch end to end: six batch sizes and one that cannot run (larger than the training split)
 /// from one command; the failed point is recorded and the sweep goes on to write sweep.csv and the plot.
 final class SweepTests: XCTestCase {
-    func testSweepOfSixBatchSizesWritesTheCSVAndThePlot() throws {
-        let work = NSTemporaryDirectory() + "cladmop-sweep-\(getpid())"
+    let hierarchy = "data.icd_hierarchy=\(repositoryRoot)/data/icd10/icd10cm_2025_hierarchy.tsv"
+
+    /// A fresh temporary folder holding s.store: 300 synthetic trials (the sweeps' training data).
+    func syntheticStoreFolder(_ prefix: String) throws -> String {
+        let work = NSTemporaryDirectory() + "\(prefix)-\(getpid())"
         try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: work) }
-        let hierarchy = "data.icd_hierarchy=\(repositoryRoot)/data/icd10/icd10cm_2025_hierarchy.tsv"
         let synth = try runProduct("cladmop", ["synth", "--trials", "300", "--dim", "24", "--output", work + "/s.store", "--seed", "3", "--set", hierarchy])
         XCTAssertEqual(synth.status, 0, synth.output)
+        return work
+    }
+
+    func testSweepOfSixBatchSizesWritesTheCSVAndThePlot() throws {
+        let work = try syntheticStoreFolder("cladmop-sweep")
+        defer { try? FileManager.default.removeItem(atPath: work) }
         let r = try runCommand(repositoryRoot + "/Launch/sweep-batch",
                                ["--config", repositoryRoot + "/configs/smoke.yaml", "--batches", "4,8,16,32,48,64,100000", "--out", work + "/out",
                                 "-np", "2", "--lr-rule", "sqrt", "--epochs", "2", "--",
@@ -41,12 +48,8 @@ final class SweepTests: XCTestCase {
     /// On this synthetic store batch 4 stops after 9 epochs (no better loss at epoch 9) and batch 64 still
     /// improves at epochs 12 and 13, so with E = 11 one point converges and the other runs out of epochs.
     func testPatienceSweepRunsEachBatchToConvergenceOrTheEpochCap() throws {
-        let work = NSTemporaryDirectory() + "cladmop-sweep-patience-\(getpid())"
-        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+        let work = try syntheticStoreFolder("cladmop-sweep-patience")
         defer { try? FileManager.default.removeItem(atPath: work) }
-        let hierarchy = "data.icd_hierarchy=\(repositoryRoot)/data/icd10/icd10cm_2025_hierarchy.tsv"
-        let synth = try runProduct("cladmop", ["synth", "--trials", "300", "--dim", "24", "--output", work + "/s.store", "--seed", "3", "--set", hierarchy])
-        XCTAssertEqual(synth.status, 0, synth.output)
         let r = try runCommand(repositoryRoot + "/Launch/sweep-batch",
                                ["--config", repositoryRoot + "/configs/smoke.yaml", "--batches", "4,64", "--out", work + "/out",
                                 "-np", "2", "--lr-rule", "sqrt", "--patience", "1", "--max-epochs", "11", "--",
