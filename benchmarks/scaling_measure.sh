@@ -4,7 +4,8 @@
 # 1. `cladmop bench --collectives` at W = 2, 3, 4 (one rank per emulated node)       -> OUT/coll-wW.json
 # 2. `cladmop bench` at W = 1 for the paper's model (configs/bench.yaml) and the main job's (configs/pretrain.yaml
 #    with the bench's synthetic lengths)                                                -> OUT/compute-{paper,main}.json
-# 3. the same benches at W = 2, 3, 4 across the emulated nodes                          -> OUT/step-{paper,main}-wW.json
+# 3. the same benches at W = 2, 3, 4 across the emulated nodes, with the blocking all-reduce that the model
+#    describes (train.bucket_mb=0; benchmarks/overlap_measure.sh compares it with the overlapped one) -> OUT/step-{paper,main}-wW.json
 # then benchmarks/scaling_model.py fits and projects (the command is printed at the end). The cluster is removed
 # on exit, also on failure.
 set -euo pipefail
@@ -29,7 +30,7 @@ for w in 2 3 4; do
     for model in paper main; do
         config=configs/bench.yaml; [ "$model" = main ] && config=configs/pretrain.yaml
         echo "step, $model model, W = $w over $rate"
-        "${line[@]}" "$CLADMOP" bench --config "$config" --json | json > "$out/step-$model-w$w.json"
+        "${line[@]}" "$CLADMOP" bench --config "$config" --set train.bucket_mb=0 --json | json > "$out/step-$model-w$w.json"
     done
 done
 gbit=$(awk -v r="$rate" 'BEGIN { v = r + 0; if (r ~ /mbit/) v /= 1000; print v }')

@@ -239,8 +239,9 @@ final class ClusterTests: XCTestCase {
 
     // MARK: - network faults
 
-    /// Node 1's link goes down at step 20 of a long run: the watchdog (train.stall_timeout=8) names rank 1 and
-    /// its host, and the job ends with a non-zero status well within 120 s of the partition.
+    /// Node 1's link goes down at step 20 of a long run with the default train.stall_timeout (-1: max(60 s, 10 x
+    /// the slowest step)): the watchdog names rank 1 and its host, and the job ends with a non-zero status within
+    /// 120 s of the partition (about 60 s of silence, then the abort and the launcher's interruption 10 s later).
     func testPartitionEndsTheJobNamingTheRankAndHost() throws {
         let h21 = try hostfile(nodes: [0, 1], slots: 1)
         let downAt = Box()
@@ -251,13 +252,13 @@ final class ClusterTests: XCTestCase {
             // Heal the link and end what the job left on the cut-off node (its daemon waits for a launcher that is gone).
             _ = try? cluster(["link", "1", "up"]); _ = try? cluster(["kill", "1"])
         }
-        let r = try mpirunToFile(np: 2, arguments: args("partition", steps: 1_000_000, extra: ["--set", "train.log_every=10", "--set", "train.stall_timeout=8"]),
-                                 hostfile: h21, timeout: 150)
+        let r = try mpirunToFile(np: 2, arguments: args("partition", steps: 1_000_000, extra: ["--set", "train.log_every=10"]),
+                                 hostfile: h21, timeout: 240)
         while cutter.isExecuting { usleep(10_000) }
         let after = downAt.time.map { r.end.timeIntervalSince($0) } ?? .infinity
         print("partition: job ended \(String(format: "%.1f", after)) s after the link went down, status \(r.status)")
         XCTAssertNotEqual(r.status, 0, r.output)
-        XCTAssertLessThan(after, 60, r.output)
+        XCTAssertLessThan(after, 120, r.output)
         XCTAssertTrue(r.output.contains("rank 1 (host \(Self.name)-n1) stopped answering"), r.output)
     }
 
