@@ -24,6 +24,8 @@ choices between a latency-bound and a bandwidth-bound algorithm taken as the che
 with n in bytes; alpha and beta are fitted (least squares, relative error) to every measured size and W of one link
 rate; a projection at another rate R scales beta by rate / R and keeps alpha. The all-reduce is exposed after
 backward (blocking, as now); "overlapped" is the bound where it hides behind backward entirely but for what exceeds it.
+Each measured step is also modelled with the collective times read off the measured curves of its own W and link
+(piecewise linear in the message size), which checks the sum of the parts without the alpha-beta fit's error.
 """
 import argparse
 import json
@@ -80,6 +82,19 @@ def fit(points):
     return a, b, math.sqrt(cost(a, b) / len(points))
 
 
+def measured_time(points, kind, n):
+    """Seconds of collective `kind` ("ar" or "ag") for n bytes, read off the measured curve (kind, n_bytes, w, t) of
+    one link rate and W: linear between the two measured sizes around n, along the last two beyond the ends."""
+    curve = sorted((m, t) for k, m, _, t in points if k == kind)
+    if n <= curve[0][0]:
+        return curve[0][1] * n / curve[0][0] if n < curve[0][0] else curve[0][1]
+    for (m0, t0), (m1, t1) in zip(curve, curve[1:]):
+        if n <= m1:
+            return t0 + (t1 - t0) * (n - m0) / (m1 - m0)
+    (m0, t0), (m1, t1) = curve[-2], curve[-1]
+    return t1 + (t1 - t0) * (n - m1) / (m1 - m0)
+
+
 class Compute:
     def __init__(self, bench):
         b1 = bench["global_batch"]
@@ -90,12 +105,18 @@ class Compute:
         self.params = bench["parameters"]
         self.batch = b1
 
-    def step(self, w, batch, alpha, beta, encoder_dim, share=1.0, overlapped=False):
+    def step(self, w, batch, alpha, beta, encoder_dim, share=1.0, overlapped=False, measured=None):
+        """Step seconds and its parts; with `measured` (the collective points of this link rate and W) the all-reduce
+        and all-gather are read off the measured curves instead of the alpha-beta costs."""
         b = batch / w
-        ar = allreduce(4 * self.params, w, alpha, beta)
+        ar_bytes, ag_bytes = 4 * self.params, 4 * 2 * batch * encoder_dim
+        if measured is not None:
+            ar, ag = measured_time(measured, "ar", ar_bytes), measured_time(measured, "ag", ag_bytes)
+        else:
+            ar, ag = allreduce(ar_bytes, w, alpha, beta), allgather(ag_bytes, w, alpha, beta)
         exposed = max(0.0, ar - share * self.backward_per_sample * b) if overlapped else ar
         parts = {"compute": share * self.c * b, "loss": self.l * batch ** 2, "optimizer": self.o,
-                 "allgather": allgather(4 * 2 * batch * encoder_dim, w, alpha, beta), "allreduce": exposed}
+                 "allgather": ag, "allreduce": exposed}
         return sum(parts.values()), parts
 
 
@@ -167,16 +188,23 @@ def main():
     for (rate, w), (alpha, beta, rms) in sorted(fits.items()):
         lines.append(f"| {rate:g} Gbit/s | {w} | {len(by_key[(rate, w)])} | {alpha * 1e6:.1f} | {beta * 1e9:.3f} | {8 / beta / 1e9:.2f} | {rms:.1%} |")
     lines += ["", "## Measured against modelled step time (one rank per emulated node)", "",
-              "| model | link | W | measured ms | modelled ms | difference | compute / loss / all-gather / all-reduce ms |", "|---|---|---|---|---|---|---|"]
+              "Modelled twice: with the fitted alpha-beta collective costs (what the projections use), and with the collective "
+              "times read off the measured curves of the same W and link (the composition of compute, loss and collectives "
+              "on its own, without the fit's error).", "",
+              "| model | link | W | measured ms | modelled ms, alpha-beta fit | difference | compute / loss / all-gather / all-reduce ms "
+              "| modelled ms, measured collectives | difference | all-gather / all-reduce ms |", "|---|---|---|---|---|---|---|---|---|---|"]
     for key, path in pairs(a.measured):
         rate, name = key.split(":")
         m = load(path)
         w = m["world_size"]
         alpha, beta, _ = fits[(float(rate), w)]
         t, parts = computes[name].step(w, m["global_batch"], alpha, beta, a.encoder_dim, share=max(1.0, w / a.cores))
-        diff = t * 1e3 / m["ms_step"] - 1
+        tm, pm = computes[name].step(w, m["global_batch"], alpha, beta, a.encoder_dim, share=max(1.0, w / a.cores),
+                                     measured=by_key[(float(rate), w)])
+        diff, diffm = t * 1e3 / m["ms_step"] - 1, tm * 1e3 / m["ms_step"] - 1
         lines.append(f"| {name} | {rate} Gbit/s | {w} | {m['ms_step']:.1f} | {t * 1e3:.1f} | {diff:+.1%} | "
-                     f"{parts['compute'] * 1e3:.0f} / {parts['loss'] * 1e3:.1f} / {parts['allgather'] * 1e3:.1f} / {parts['allreduce'] * 1e3:.1f} |")
+                     f"{parts['compute'] * 1e3:.0f} / {parts['loss'] * 1e3:.1f} / {parts['allgather'] * 1e3:.1f} / {parts['allreduce'] * 1e3:.1f} | "
+                     f"{tm * 1e3:.1f} | {diffm:+.1%} | {pm['allgather'] * 1e3:.1f} / {pm['allreduce'] * 1e3:.1f} |")
     ref_rate, ref_w = min(fits, key=lambda k: (k[1], -k[0]))      # the fastest link's W = 2 fit: no shared cores
     alpha, beta0, _ = fits[(ref_rate, ref_w)]
     ws = [2 ** k for k in range(0, 10)]
