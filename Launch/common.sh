@@ -46,3 +46,14 @@ check_hostfile() {
     [ -z "${2:-}" ] && return 0
     "$CLADMOP" check-hostfile "$2" -np "$1" >/dev/null || exit 2
 }
+
+# set_aside DIR: a result already at DIR is kept, not overwritten: it moves to DIR.previous-YYYYmmdd-HHMMSS
+# (a numbered suffix if that exists too), and the new one then uses DIR.
+set_aside() {
+    local dir="$1" to n=1
+    [ -e "$dir" ] || return 0
+    to="$dir.previous-$(date +%Y%m%d-%H%M%S)"
+    while [ -e "$to" ]; do to="$dir.previous-$(date +%Y%m%d-%H%M%S)-$n"; n=$((n + 1)); done
+    mv "$dir" "$to"
+    echo "kept the previous $dir as $to" >&2
+}
