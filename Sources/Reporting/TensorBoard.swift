@@ -67,10 +67,16 @@ enum Protobuf {
 }
 
 /// tensorflow.Event: wall_time = 1 (double), step = 2 (int64), file_version = 3 (string), summary = 5
-/// (Summary: value = 1, repeated; Summary.Value: tag = 1 (string), simple_value = 2 (float)).
+/// (Summary: value = 1, repeated; Summary.Value: tag = 1 (string), simple_value = 2 (float)), session_log = 7.
 public enum TensorBoardEvent {
     public static func fileVersion(wallTime: Double) -> [UInt8] {
         Protobuf.double(1, wallTime) + Protobuf.bytes(3, Array("brain.Event:2".utf8))
+    }
+
+    /// A restart at `step` (session_log = 7, SessionLog.status = 1, START): TensorBoard then drops the events of
+    /// earlier files at steps >= `step`, those of an attempt that the resumed run replays.
+    public static func sessionStart(wallTime: Double, step: Int) -> [UInt8] {
+        Protobuf.double(1, wallTime) + Protobuf.int64(2, Int64(step)) + Protobuf.bytes(7, Protobuf.key(1, 0) + Protobuf.varint(1))
     }
 
     public static func scalars(wallTime: Double, step: Int, _ values: [(tag: String, value: Float)]) -> [UInt8] {
@@ -80,13 +86,15 @@ public enum TensorBoardEvent {
 }
 
 /// Appends scalar summaries to `DIR/events.out.tfevents.<unix time>.<host>`, a new file per writer (a resumed
-/// run adds one; TensorBoard reads them all). Every record is written to the file at once (no buffering), like
-/// metrics.jsonl: an event file is an append-only log, read while it grows.
+/// run adds one, starting with a restart event at the step it continues from, so TensorBoard shows each step once).
+/// Every record is written to the file at once (no buffering), like metrics.jsonl: an event file is an append-only
+/// log, read while it grows.
 public final class TensorBoardWriter {
     public let path: String
     let handle: FileHandle
 
-    public init(dir: String, now: Date = Date()) throws {
+    /// `restartAt`: the first step this writer writes when it continues an earlier run (see `sessionStart`).
+    public init(dir: String, now: Date = Date(), restartAt: Int? = nil) throws {
         try makeDirectory(dir, option: "--run-dir")
         var name = [CChar](repeating: 0, count: 256)
         let host = gethostname(&name, name.count) == 0 ? String(cString: name) : "localhost"
@@ -100,6 +108,7 @@ public final class TensorBoardWriter {
         }
         handle = h
         try write(TensorBoardEvent.fileVersion(wallTime: now.timeIntervalSince1970))
+        if let restartAt { try write(TensorBoardEvent.sessionStart(wallTime: now.timeIntervalSince1970, step: restartAt)) }
     }
 
     /// One event at `step` with the finite values among `scalars` (nil and NaN are left out, as in metrics.jsonl).

@@ -6,19 +6,41 @@ import Reporting
 /// Appends one JSON object per line to metrics.jsonl (flushed after each line; resumed runs append). With
 /// `tensorboard`, the scalars of each record (`ScalarRecord`) also go to a TensorBoard event file in the same
 /// folder (a new one per log opened).
+///
+/// `continuingAfter: k` (a pretraining run resumed from its checkpoint at step k, or restarted from scratch with
+/// k = 0): the records that the interrupted attempt wrote after step k, which this run writes again, are first
+/// removed from an existing metrics.jsonl (rewritten atomically; a torn last line goes too), and
+/// the event file starts with a restart at step k + 1. So each step appears once in both.
 public final class MetricsLog {
     let handle: FileHandle
     let events: TensorBoardWriter?
-    public init(path: String, tensorboard: Bool = false) throws {
+    public init(path: String, tensorboard: Bool = false, continuingAfter: Int? = nil) throws {
         let dir = URL(fileURLWithPath: path).deletingLastPathComponent().path
         try makeDirectory(dir, option: "--run-dir")
-        if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
+        let existed = FileManager.default.fileExists(atPath: path)
+        if existed, let step = continuingAfter { try Self.keepRecords(upTo: step, path: path) }
+        if !existed { _ = FileManager.default.createFile(atPath: path, contents: nil) }
         guard let h = FileHandle(forWritingAtPath: path) else {
             throw InputError(file: path, "cannot open for writing: \(String(cString: strerror(errno)))")
         }
         handle = h
         handle.seekToEndOfFile()
-        events = tensorboard ? try TensorBoardWriter(dir: dir) : nil
+        events = tensorboard ? try TensorBoardWriter(dir: dir, restartAt: existed ? continuingAfter.map { $0 + 1 } : nil) : nil
+    }
+
+    /// Rewrites metrics.jsonl with the records of steps <= `step` (and those without a step), in their order.
+    static func keepRecords(upTo step: Int, path: String) throws {
+        let data = try readRegularFile(path, what: "metrics log (metrics.jsonl)")
+        var kept: [Data] = [], dropped = 0
+        for line in data.split(separator: 0x0A, omittingEmptySubsequences: true) {
+            guard let object = try? JSONSerialization.jsonObject(with: line) as? [String: Any],
+                  (object["step"] as? Int).map({ $0 <= step }) ?? true else {
+                dropped += 1; continue
+            }
+            kept.append(line)
+        }
+        guard dropped > 0 else { return }
+        try writeFileAtomically(path) { h in for line in kept { try h.write(contentsOf: line + [0x0A]) } }
     }
     public func write<Record: Encodable>(_ record: Record) throws {
         let encoder = JSONEncoder()

@@ -50,6 +50,23 @@ final class TensorBoardEndToEndTests: XCTestCase {
         XCTAssertTrue(resumed.output.contains("resume:"), resumed.output)
         XCTAssertEqual(eventFiles(dir + "/run").count, 2, "a resumed run adds an event file")
 
+        // Killed before step 7 (records of steps 2, 4, 6 written, checkpoint at 4), then resumed from step 4: metrics.jsonl
+        // drops the attempt's step 6 and holds each step once; the new event file starts with a restart at step 5, so
+        // TensorBoard (its reader purges the earlier file's steps >= 5) agrees with metrics.jsonl (compared below).
+        let crashArgs = pretrain.map { $0 == dir + "/run" ? dir + "/crash" : $0 == "train.max_steps=0" ? "train.max_steps=10" : $0 }
+            + ["--set", "train.epochs=1000", "--set", "checkpoint.every_steps=4"]
+        let crashed = try mpirun(np: 1, executable: cladmop, arguments: crashArgs, environment: ["CLADMOP_FAULT": "crash:0:7"], timeout: 300)
+        XCTAssertNotEqual(crashed.status, 0, crashed.output)
+        let before = try String(contentsOfFile: dir + "/crash/metrics.jsonl", encoding: .utf8)
+        XCTAssertTrue(before.contains("\"step\":6,"), before)
+        sleep(1)
+        let continued = try mpirun(np: 1, executable: cladmop, arguments: crashArgs + ["--resume", "auto"], timeout: 300)
+        XCTAssertEqual(continued.status, 0, continued.output)
+        let trainSteps = try String(contentsOfFile: dir + "/crash/metrics.jsonl", encoding: .utf8).split(separator: "\n")
+            .filter { $0.contains("\"type\":\"train\"") }
+            .compactMap { line in line.range(of: "\"step\":").map { Int(line[$0.upperBound...].prefix { $0.isNumber })! } }
+        XCTAssertEqual(trainSteps, [2, 4, 6, 8, 10], "each logged step once after the resume")
+
         // Fine-tuning (no-pretraining ablation, 2 epochs) on a few featurized rows.
         try writeCSVSubset(from: repoRoot + "/data/top/phase_I_train.csv", rows: 0..<16, to: dir + "/train.csv")
         try writeCSVSubset(from: repoRoot + "/data/top/phase_I_valid.csv", rows: 0..<10, to: dir + "/valid.csv")
@@ -61,7 +78,7 @@ final class TensorBoardEndToEndTests: XCTestCase {
             "--set", "finetune.head_hidden=16", "--set", "log.tensorboard=true"], timeout: 600)
         XCTAssertEqual(ft.status, 0, ft.output)
 
-        let ok = try compare([dir + "/run", dir + "/ft"])
+        let ok = try compare([dir + "/run", dir + "/crash", dir + "/ft"])
         XCTAssertEqual(ok.status, 0, ok.output)
         XCTAssertTrue(ok.output.contains("\(dir)/run: 2 event file(s)"), ok.output)
         // Every record type is there: 3 epochs of evaluations, 2 summaries (one per process), 2 fine-tuning epochs.

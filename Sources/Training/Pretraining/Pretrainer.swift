@@ -90,7 +90,7 @@ public final class Pretrainer {
         let watchdog = Watchdog(policy: StallPolicy(stallTimeout: train.stallTimeout), comm: comm)
         defer { watchdog.stop() }
         faults.applyLimits()
-        metrics = comm.isRoot ? try MetricsLog(path: runDir + "/metrics.jsonl", tensorboard: spec.log.tensorboard) : nil
+        metrics = comm.isRoot ? try MetricsLog(path: runDir + "/metrics.jsonl", tensorboard: spec.log.tensorboard, continuingAfter: stepsDone) : nil
         // Same starting point on every rank.
         comm.broadcast(params.values, count: params.count, root: 0)
         comm.broadcast(optimizer.m, count: params.count, root: 0)
