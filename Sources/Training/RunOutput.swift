@@ -28,6 +28,17 @@ public final class MetricsLog {
         events = tensorboard ? try TensorBoardWriter(dir: dir, restartAt: existed ? continuingAfter.map { $0 + 1 } : nil) : nil
     }
 
+    /// The records of `type` ("train", "eval", ...) in a metrics.jsonl, in order; lines of other types or that do not
+    /// decode as `Record` are skipped (a resumed run's report plots its earlier steps from here).
+    public static func records<Record: Decodable>(of type: String, in path: String, as _: Record.Type = Record.self) -> [Record] {
+        guard let data = try? readRegularFile(path, what: "metrics log (metrics.jsonl)") else { return [] }
+        let decoder = JSONDecoder()
+        return data.split(separator: 0x0A, omittingEmptySubsequences: true).compactMap { line in
+            guard let object = try? JSONSerialization.jsonObject(with: line) as? [String: Any], object["type"] as? String == type else { return nil }
+            return try? decoder.decode(Record.self, from: line)
+        }
+    }
+
     /// Rewrites metrics.jsonl with the records of steps <= `step` (and those without a step), in their order.
     static func keepRecords(upTo step: Int, path: String) throws {
         let data = try readRegularFile(path, what: "metrics log (metrics.jsonl)")

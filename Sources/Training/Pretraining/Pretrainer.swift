@@ -91,6 +91,10 @@ public final class Pretrainer {
         defer { watchdog.stop() }
         faults.applyLimits()
         metrics = comm.isRoot ? try MetricsLog(path: runDir + "/metrics.jsonl", tensorboard: spec.log.tensorboard, continuingAfter: stepsDone) : nil
+        if comm.isRoot && stepsDone > 0 {   // resumed: the report's curves start at step 1, not at the checkpoint
+            trainRecords = MetricsLog.records(of: "train", in: runDir + "/metrics.jsonl")
+            evalRecords = MetricsLog.records(of: "eval", in: runDir + "/metrics.jsonl")
+        }
         // Same starting point on every rank.
         comm.broadcast(params.values, count: params.count, root: 0)
         comm.broadcast(optimizer.m, count: params.count, root: 0)
