@@ -102,6 +102,44 @@ public struct FinetuneSpec: Codable, Equatable, Sendable {
     public var batch: Int
     public var selectMetric: SelectMetric
     public var seed: Int
+    /// Members of a seed ensemble (1: a single model).
+    public var ensemble: Int = 1
+
+    enum CodingKeys: String, CodingKey {
+        case loraRank, loraAlpha, loraCross, loraSelf, headHidden, headLR, loraLR, weightDecay, epochs, batch, selectMetric, seed, ensemble
+    }
+
+    public init(loraRank: Int, loraAlpha: Double, loraCross: Bool, loraSelf: Bool, headHidden: Int, headLR: Double, loraLR: Double,
+                weightDecay: Double, epochs: Int, batch: Int, selectMetric: SelectMetric, seed: Int, ensemble: Int = 1) {
+        self.loraRank = loraRank; self.loraAlpha = loraAlpha; self.loraCross = loraCross; self.loraSelf = loraSelf
+        self.headHidden = headHidden; self.headLR = headLR; self.loraLR = loraLR; self.weightDecay = weightDecay
+        self.epochs = epochs; self.batch = batch; self.selectMetric = selectMetric; self.seed = seed; self.ensemble = ensemble
+    }
+
+    /// A specification written before `ensemble` existed reads back with one member.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        loraRank = try c.decode(Int.self, forKey: .loraRank); loraAlpha = try c.decode(Double.self, forKey: .loraAlpha)
+        loraCross = try c.decode(Bool.self, forKey: .loraCross); loraSelf = try c.decode(Bool.self, forKey: .loraSelf)
+        headHidden = try c.decode(Int.self, forKey: .headHidden); headLR = try c.decode(Double.self, forKey: .headLR)
+        loraLR = try c.decode(Double.self, forKey: .loraLR); weightDecay = try c.decode(Double.self, forKey: .weightDecay)
+        epochs = try c.decode(Int.self, forKey: .epochs); batch = try c.decode(Int.self, forKey: .batch)
+        selectMetric = try c.decode(SelectMetric.self, forKey: .selectMetric); seed = try c.decode(Int.self, forKey: .seed)
+        ensemble = try c.decodeIfPresent(Int.self, forKey: .ensemble) ?? 1
+    }
+
+    /// Encodes every field; `ensemble` only when it is not 1, so that a checkpoint written before the key existed
+    /// re-encodes to the same bytes (its metadata checksum is computed over them).
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(loraRank, forKey: .loraRank); try c.encode(loraAlpha, forKey: .loraAlpha)
+        try c.encode(loraCross, forKey: .loraCross); try c.encode(loraSelf, forKey: .loraSelf)
+        try c.encode(headHidden, forKey: .headHidden); try c.encode(headLR, forKey: .headLR)
+        try c.encode(loraLR, forKey: .loraLR); try c.encode(weightDecay, forKey: .weightDecay)
+        try c.encode(epochs, forKey: .epochs); try c.encode(batch, forKey: .batch)
+        try c.encode(selectMetric, forKey: .selectMetric); try c.encode(seed, forKey: .seed)
+        if ensemble != 1 { try c.encode(ensemble, forKey: .ensemble) }
+    }
 }
 
 /// `bench.*`: the synthetic shape of `cladmop bench`.
@@ -172,7 +210,7 @@ public struct RunSpec: Codable, Equatable, Sendable {
                                 loraLR: c.double("finetune.lora_lr"), weightDecay: c.double("finetune.weight_decay"),
                                 epochs: c.int("finetune.epochs"), batch: c.int("finetune.batch"),
                                 selectMetric: FinetuneSpec.SelectMetric(rawValue: c.string("finetune.select_metric"))!,
-                                seed: c.int("finetune.seed"))
+                                seed: c.int("finetune.seed"), ensemble: c.int("finetune.ensemble"))
         bench = BenchSpec(variableLengths: c.bool("bench.variable_lengths"), molTokens: c.int("bench.mol_tokens"),
                           codes: c.int("bench.codes"), sentences: c.int("bench.sentences"), encoderDim: c.int("bench.encoder_dim"),
                           steps: c.int("bench.steps"), warmup: c.int("bench.warmup"))
@@ -225,6 +263,7 @@ public struct RunSpec: Codable, Equatable, Sendable {
         v.range("finetune.head_hidden", finetune.headHidden); v.range("finetune.head_lr", finetune.headLR)
         v.range("finetune.lora_lr", finetune.loraLR); v.range("finetune.weight_decay", finetune.weightDecay)
         v.range("finetune.epochs", finetune.epochs); v.range("finetune.batch", finetune.batch); v.range("finetune.seed", finetune.seed)
+        v.range("finetune.ensemble", finetune.ensemble)
         v.range("bench.mol_tokens", bench.molTokens); v.range("bench.codes", bench.codes); v.range("bench.sentences", bench.sentences)
         v.range("bench.encoder_dim", bench.encoderDim); v.range("bench.steps", bench.steps); v.range("bench.warmup", bench.warmup)
         v.range("checkpoint.every_steps", checkpoint.everySteps); v.range("checkpoint.keep_last", checkpoint.keepLast)
