@@ -41,8 +41,25 @@ public final class Finetuner {
             return r
         }
         let trainAll = try rows(trainFile)
-        train = trainAll.filter { !excluded.contains($0.nctid) }
-        valid = try rows(validFile).filter { !excluded.contains($0.nctid) }
+        let trainKept = trainAll.filter { !excluded.contains($0.nctid) }
+        let validKept = try rows(validFile).filter { !excluded.contains($0.nctid) }
+        let latest = spec.finetune.selectLatest
+        if latest > 0 {
+            // Temporal selection: the latest share of the training file (by NCT id, as `cladmop split` orders it)
+            // selects; the rest and the validation file train (a trial in both stays out of training).
+            let sorted = trainKept.sorted { $0.nctid < $1.nctid }
+            let cut = Int((Double(sorted.count) * (1 - latest)).rounded())
+            let selecting = Array(sorted[cut...])
+            let selected = Set(selecting.map(\.nctid))
+            train = Array(sorted[..<cut]) + validKept.filter { !selected.contains($0.nctid) }
+            valid = selecting
+            if comm.isRoot {
+                log("finetune: temporal selection (finetune.select_latest \(latest)): the latest \(selecting.count) trials of \(trainFile) select (from \(selecting.first?.nctid ?? "-")), \(cut) earlier ones and \(train.count - cut) of \(validFile) train")
+            }
+        } else {
+            train = trainKept
+            valid = validKept
+        }
         // Both files need both classes: the class weights divide by each class's count, and the validation
         // metrics that select the epoch (PR-AUC, ROC-AUC) are undefined on one class.
         for (file, rows) in [(trainFile, train), (validFile, valid)] {
@@ -51,7 +68,7 @@ public final class Finetuner {
                 throw InputError(file: file, "has only one class after removing held-out trials (\(positives) successful, \(rows.count - positives) failed); fine-tuning and model selection need both")
             }
         }
-        if comm.isRoot && train.count < trainAll.count { log("finetune: \(trainAll.count - train.count) held-out trial(s) removed from \(trainFile)") }
+        if comm.isRoot && trainKept.count < trainAll.count { log("finetune: \(trainAll.count - trainKept.count) held-out trial(s) removed from \(trainFile)") }
         var modelConfig: ModelConfig
         var space: FeatureSpace
         var tensors: SafetensorsFile?
@@ -77,8 +94,11 @@ public final class Finetuner {
         }
         builder = BatchBuilder(store: store, hierarchy: hierarchy, space: space)
         let f = spec.finetune
+        let pct = Int((latest * 100).rounded())
         let head = OutcomeHeadSpec(loraRank: f.loraRank, loraAlpha: Float(f.loraAlpha), loraCross: f.loraCross, loraSelf: f.loraSelf,
-                                   headHidden: f.headHidden, threshold: 0.5, trainFile: trainFile, validFile: validFile,
+                                   headHidden: f.headHidden, threshold: 0.5,
+                                   trainFile: latest > 0 ? "\(trainFile) (earliest \(100 - pct) %) + \(validFile)" : trainFile,
+                                   validFile: latest > 0 ? "\(trainFile) (latest \(pct) %)" : validFile,
                                    trainingDiseaseSets: Set(train.map(diseaseSet)).sorted())
         pretrainedTensors = tensors
         outcome = try Self.member(model: modelConfig, space: space, spec: head, finetune: f, seed: f.seed, pretrained: tensors)
