@@ -70,6 +70,31 @@ final class OutcomeProtocolTests: XCTestCase {
         XCTAssertTrue(bad.output.contains("best.json") && bad.output.contains("members"), bad.output)
     }
 
+    func testTemporalSelectionSelectsOnTheLatestTrainingTrials() throws {
+        let dir = NSTemporaryDirectory() + "cladmop-tsel-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try writeCSVSubset(from: repoRoot + "/data/top/phase_I_train.csv", rows: 0..<24, to: dir + "/train.csv")
+        try writeCSVSubset(from: repoRoot + "/data/top/phase_I_valid.csv", rows: 0..<12, to: dir + "/valid.csv")
+        let ids = try readTrials(paths: [dir + "/train.csv"]).0.map(\.nctid).sorted()
+        let sets = ["--config", repoRoot + "/configs/finetune-phase1.yaml",
+                    "--set", "encoder.model_dir=\(repoRoot)/models/all-MiniLM-L6-v2",
+                    "--set", "data.icd_hierarchy=\(repoRoot)/data/icd10/icd10cm_2025_hierarchy.tsv",
+                    "--set", "data.exclude_file=\(repoRoot)/data/top/heldout_nctids.txt",
+                    "--set", "data.feature_store=\(dir)/features/none.store",
+                    "--set", "finetune.epochs=1", "--set", "finetune.batch=8", "--set", "finetune.ensemble=1",
+                    "--set", "finetune.select_latest=0.25", "--set", "log.tensorboard=false"]
+        let ft = try mpirun(np: 1, executable: releaseOrDebugProduct("cladmop"),
+                            arguments: ["finetune", "--pretrained", "none", "--train", dir + "/train.csv", "--valid", dir + "/valid.csv",
+                                        "--run-dir", dir + "/run"] + sets, timeout: 600)
+        XCTAssertEqual(ft.status, 0, ft.output)
+        // 24 training trials: the latest 6 by NCT id select; the 18 earlier ones and the 12 of valid.csv train.
+        XCTAssertTrue(ft.output.contains("the latest 6 trials of \(dir)/train.csv select (from \(ids[18]))"), ft.output)
+        XCTAssertTrue(ft.output.contains("18 earlier ones and 12 of \(dir)/valid.csv train"), ft.output)
+        XCTAssertTrue(ft.output.contains("30 training trials"), ft.output)
+        XCTAssertTrue(ft.output.contains("6 validation"), ft.output)
+    }
+
     func testSplitIsDeterministicAndIndependentOfRowOrder() throws {
         let dir = NSTemporaryDirectory() + "cladmop-split-\(getpid())"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
