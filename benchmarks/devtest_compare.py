@@ -2,7 +2,7 @@
 """Dev-test comparison of fine-tuning runs (Launch/devtest): per run, ROC-AUC, PR-AUC (average precision, as
 `cladmop evaluate` computes it), F1 at 0.5 and F1 at the run's validation threshold (best.json), each with a 95 %
 percentile bootstrap interval (resampling the dev-test trials with replacement), and the paired difference to the
-first run (same resamples) with its interval. Standard library only.
+first run (same resamples) of ROC-AUC, PR-AUC and F1 (thr) with its interval. Standard library only.
 
 Usage: benchmarks/devtest_compare.py --phase N [--resamples 2000] LABEL=RUN_DIR ...
 Reads RUN_DIR/phaseN/devtest_predictions.csv (nctid,probability), RUN_DIR/phaseN/best.json (threshold) and the
@@ -53,6 +53,7 @@ def f1(s, y, t):
 
 
 ROMAN = {1: "I", 2: "II", 3: "III"}
+DELTAS = (0, 1, 3)   # paired differences of ROC-AUC, PR-AUC and F1 at the run's threshold
 
 
 def main():
@@ -72,6 +73,9 @@ def main():
         label, run = spec.split("=", 1)
         pred = os.path.join(run, f"phase{a.phase}", "devtest_predictions.csv")
         best = os.path.join(run, f"phase{a.phase}", "best.json")
+        if runs and not os.path.isdir(os.path.join(run, f"phase{a.phase}")):
+            print(f"devtest_compare: {run} has no phase {a.phase} run; left out", file=sys.stderr)
+            continue
         try:
             with open(pred, newline="") as fh:
                 p = {r["nctid"]: float(r["probability"]) for r in csv.DictReader(fh)}
@@ -105,12 +109,12 @@ def main():
     print(f"phase {a.phase}: {test}, {len(y)} trials ({sum(y)} successful; all-success F1 {2 * pos / (1 + pos):.3f}, "
           f"all-success PR-AUC {pos:.3f}); 95 % bootstrap intervals over {a.resamples} resamples; "
           f"Δ = paired difference to '{runs[0][0]}'")
-    print("| run | thr | " + " | ".join(n for n, _ in metrics) + " | " + " | ".join("Δ " + n for n, _ in metrics[:2]) + " |")
-    print("|---|---|" + "---|" * (len(metrics) + 2))
+    print("| run | thr | " + " | ".join(n for n, _ in metrics) + " | " + " | ".join("Δ " + metrics[m][0] for m in DELTAS) + " |")
+    print("|---|---|" + "---|" * (len(metrics) + len(DELTAS)))
     for (label, _, t), row in zip(runs, values):
         cells = ["%.3f [%.3f, %.3f]" % ((full,) + ci(boot)) for full, boot in row]
         deltas = []
-        for m in range(2):
+        for m in DELTAS:
             d = [b - r for b, r in zip(row[m][1], values[0][m][1])]
             deltas.append("%+.3f [%+.3f, %+.3f]" % ((row[m][0] - values[0][m][0],) + ci(d)))
         print(f"| {label} | {t:.3f} | " + " | ".join(cells) + " | " + " | ".join(deltas) + " |")
