@@ -57,3 +57,19 @@ set_aside() {
     mv "$dir" "$to"
     echo "kept the previous $dir as $to" >&2
 }
+
+# phase1_selection CONFIG [cladmop args]: with finetune.select_latest F > 0 in CONFIG (and the --set arguments),
+# the phase I trials that select, and that Launch/finetune reports on: the latest F of phase_I_train.csv by NCT id,
+# written once by `cladmop split` to data/splits/phase_I_latestP.csv (P = 100 F). Prints that path, or nothing when F = 0.
+phase1_selection() {
+    local config="$1"; shift
+    local f pct
+    f="$("$CLADMOP" config --config "$config" "$@" --get finetune.select_latest)" || exit 2
+    pct="$(awk -v f="$f" 'BEGIN { printf "%d", 100 * f + 0.5 }')"
+    [ "$pct" = 0 ] && return 0
+    mkdir -p "$ROOT/data/splits"
+    local early="$ROOT/data/splits/phase_I_earliest$((100 - pct)).csv" latest="$ROOT/data/splits/phase_I_latest$pct.csv"
+    [ -s "$early" ] && [ -s "$latest" ] || "$CLADMOP" split --data "$ROOT/data/top/phase_I_train.csv" \
+        --fraction "$(awk -v f="$f" 'BEGIN { print 1 - f }')" --train "$early" --valid "$latest" >&2
+    echo "data/splits/phase_I_latest$pct.csv"
+}

@@ -102,6 +102,49 @@ public struct FinetuneSpec: Codable, Equatable, Sendable {
     public var batch: Int
     public var selectMetric: SelectMetric
     public var seed: Int
+    /// Members of a seed ensemble (1: a single model).
+    public var ensemble: Int = 1
+    /// Share of the training file's latest NCT ids that selects (0: the validation file selects).
+    public var selectLatest: Double = 0
+
+    enum CodingKeys: String, CodingKey {
+        case loraRank, loraAlpha, loraCross, loraSelf, headHidden, headLR, loraLR, weightDecay, epochs, batch, selectMetric, seed, ensemble, selectLatest
+    }
+
+    public init(loraRank: Int, loraAlpha: Double, loraCross: Bool, loraSelf: Bool, headHidden: Int, headLR: Double, loraLR: Double,
+                weightDecay: Double, epochs: Int, batch: Int, selectMetric: SelectMetric, seed: Int, ensemble: Int = 1, selectLatest: Double = 0) {
+        self.loraRank = loraRank; self.loraAlpha = loraAlpha; self.loraCross = loraCross; self.loraSelf = loraSelf
+        self.headHidden = headHidden; self.headLR = headLR; self.loraLR = loraLR; self.weightDecay = weightDecay
+        self.epochs = epochs; self.batch = batch; self.selectMetric = selectMetric; self.seed = seed; self.ensemble = ensemble
+        self.selectLatest = selectLatest
+    }
+
+    /// A specification written before `ensemble` existed reads back with one member.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        loraRank = try c.decode(Int.self, forKey: .loraRank); loraAlpha = try c.decode(Double.self, forKey: .loraAlpha)
+        loraCross = try c.decode(Bool.self, forKey: .loraCross); loraSelf = try c.decode(Bool.self, forKey: .loraSelf)
+        headHidden = try c.decode(Int.self, forKey: .headHidden); headLR = try c.decode(Double.self, forKey: .headLR)
+        loraLR = try c.decode(Double.self, forKey: .loraLR); weightDecay = try c.decode(Double.self, forKey: .weightDecay)
+        epochs = try c.decode(Int.self, forKey: .epochs); batch = try c.decode(Int.self, forKey: .batch)
+        selectMetric = try c.decode(SelectMetric.self, forKey: .selectMetric); seed = try c.decode(Int.self, forKey: .seed)
+        ensemble = try c.decodeIfPresent(Int.self, forKey: .ensemble) ?? 1
+        selectLatest = try c.decodeIfPresent(Double.self, forKey: .selectLatest) ?? 0
+    }
+
+    /// Encodes every field; `ensemble` only when it is not 1 and `selectLatest` only when it is not 0, so that a checkpoint written before the key existed
+    /// re-encodes to the same bytes (its metadata checksum is computed over them).
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(loraRank, forKey: .loraRank); try c.encode(loraAlpha, forKey: .loraAlpha)
+        try c.encode(loraCross, forKey: .loraCross); try c.encode(loraSelf, forKey: .loraSelf)
+        try c.encode(headHidden, forKey: .headHidden); try c.encode(headLR, forKey: .headLR)
+        try c.encode(loraLR, forKey: .loraLR); try c.encode(weightDecay, forKey: .weightDecay)
+        try c.encode(epochs, forKey: .epochs); try c.encode(batch, forKey: .batch)
+        try c.encode(selectMetric, forKey: .selectMetric); try c.encode(seed, forKey: .seed)
+        if ensemble != 1 { try c.encode(ensemble, forKey: .ensemble) }
+        if selectLatest != 0 { try c.encode(selectLatest, forKey: .selectLatest) }
+    }
 }
 
 /// `bench.*`: the synthetic shape of `cladmop bench`.
@@ -172,7 +215,8 @@ public struct RunSpec: Codable, Equatable, Sendable {
                                 loraLR: c.double("finetune.lora_lr"), weightDecay: c.double("finetune.weight_decay"),
                                 epochs: c.int("finetune.epochs"), batch: c.int("finetune.batch"),
                                 selectMetric: FinetuneSpec.SelectMetric(rawValue: c.string("finetune.select_metric"))!,
-                                seed: c.int("finetune.seed"))
+                                seed: c.int("finetune.seed"), ensemble: c.int("finetune.ensemble"),
+                                selectLatest: c.double("finetune.select_latest"))
         bench = BenchSpec(variableLengths: c.bool("bench.variable_lengths"), molTokens: c.int("bench.mol_tokens"),
                           codes: c.int("bench.codes"), sentences: c.int("bench.sentences"), encoderDim: c.int("bench.encoder_dim"),
                           steps: c.int("bench.steps"), warmup: c.int("bench.warmup"))
@@ -225,6 +269,7 @@ public struct RunSpec: Codable, Equatable, Sendable {
         v.range("finetune.head_hidden", finetune.headHidden); v.range("finetune.head_lr", finetune.headLR)
         v.range("finetune.lora_lr", finetune.loraLR); v.range("finetune.weight_decay", finetune.weightDecay)
         v.range("finetune.epochs", finetune.epochs); v.range("finetune.batch", finetune.batch); v.range("finetune.seed", finetune.seed)
+        v.range("finetune.ensemble", finetune.ensemble); v.range("finetune.select_latest", finetune.selectLatest)
         v.range("bench.mol_tokens", bench.molTokens); v.range("bench.codes", bench.codes); v.range("bench.sentences", bench.sentences)
         v.range("bench.encoder_dim", bench.encoderDim); v.range("bench.steps", bench.steps); v.range("bench.warmup", bench.warmup)
         v.range("checkpoint.every_steps", checkpoint.everySteps); v.range("checkpoint.keep_last", checkpoint.keepLast)

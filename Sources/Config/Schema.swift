@@ -100,6 +100,10 @@ public enum ConfigSchema {
         ConfigKey(path: "finetune.select_metric", kind: .string(allowed: ["pr_auc", "roc_auc", "f1"]), defaultValue: .string("pr_auc"),
                   doc: "Validation metric that selects the fine-tuned model."),
         ConfigKey(path: "finetune.seed", kind: .int(0...Int(Int32.max)), defaultValue: .int(1), doc: "Seed of head/LoRA initialisation and data order."),
+        ConfigKey(path: "finetune.select_latest", kind: .double(0...0.9), defaultValue: .double(0),
+                  doc: "0: --valid selects (epoch, F1 threshold). F > 0: the latest F of --train's trials by NCT id select instead, and --valid's trials are trained on (temporal selection: TOP's validation files sample the training period, its test splits are later)."),
+        ConfigKey(path: "finetune.ensemble", kind: .int(1...64), defaultValue: .int(1),
+                  doc: "Fine-tune this many members (seeds seed, seed + 1, ...; each selects its own epoch, in RUN/members/K/); the run predicts the mean of their probabilities, and its F1 threshold is chosen on validation from that mean."),
         // bench
         ConfigKey(path: "bench.variable_lengths", kind: .bool, defaultValue: .bool(true),
                   doc: "Draw per-row lengths (molecule tokens in [mol_tokens/4, mol_tokens], codes in [2, codes], sentences in [sentences/8, sentences]) and pad to the batch maximum; false: every row at full length."),

@@ -9,7 +9,7 @@ import TextEncoder
 
 struct Split: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Split a TOP CSV by NCT-id order: the earliest FRACTION of the rows to --train, the rest to --valid.")
+        abstract: "Split a TOP CSV by NCT-id order: the earliest FRACTION of the rows to --train, the rest to --valid (new files; existing ones are refused).")
 
     @Option(help: "TOP-format CSV.") var data: String
     @Option(help: "Share of rows (earliest NCT ids) for the training file.") var fraction: Double = 0.8
@@ -23,6 +23,10 @@ struct Split: ParsableCommand {
     func run() throws {
         runJob { _ in
             try checkOutputs([("--train", train), ("--valid", valid)], inputs: [("--data", data)])
+            // A split is an input of later runs: never replace one.
+            for (option, path) in [("--train", train), ("--valid", valid)] where FileManager.default.fileExists(atPath: path) {
+                throw InputError(file: path, "\(option) names an existing file; remove it or choose another path")
+            }
             let records = try readCSV(path: data)
             guard let header = records.first, let id = header.fields.firstIndex(of: "nctid") else {
                 throw InputError(file: data, line: 1, "header lacks the nctid column")

@@ -20,7 +20,8 @@ final class OutcomeEndToEndTests: XCTestCase {
                     "--set", "data.icd_hierarchy=\(repoRoot)/data/icd10/icd10cm_2025_hierarchy.tsv",
                     "--set", "data.exclude_file=\(repoRoot)/data/top/heldout_nctids.txt",
                     "--set", "data.feature_store=\(dir)/features/none.store",
-                    "--set", "finetune.epochs=1", "--set", "finetune.batch=8"]
+                    "--set", "finetune.epochs=1", "--set", "finetune.batch=8",
+                    "--set", "finetune.ensemble=1", "--set", "finetune.select_latest=0"]
         let ft = try mpirun(np: 2, executable: cladmop, arguments: ["finetune", "--pretrained", "none", "--train", dir + "/train.csv",
                                                                    "--valid", dir + "/valid.csv", "--run-dir", dir + "/run"] + sets, timeout: 600)
         XCTAssertEqual(ft.status, 0, ft.output)

@@ -25,6 +25,7 @@ public final class Finetuner {
     let arena = ActivationArena()
     let pretrainedPath: String?
     let pretrainedChecksum: String?
+    let pretrainedTensors: SafetensorsFile?
     let storeIdentity: String
 
     public init(spec: RunSpec, comm: Communicator, pretrained: String?, trainFile: String, validFile: String,
@@ -40,8 +41,25 @@ public final class Finetuner {
             return r
         }
         let trainAll = try rows(trainFile)
-        train = trainAll.filter { !excluded.contains($0.nctid) }
-        valid = try rows(validFile).filter { !excluded.contains($0.nctid) }
+        let trainKept = trainAll.filter { !excluded.contains($0.nctid) }
+        let validKept = try rows(validFile).filter { !excluded.contains($0.nctid) }
+        let latest = spec.finetune.selectLatest
+        if latest > 0 {
+            // Temporal selection: the latest share of the training file (by NCT id, as `cladmop split` orders it)
+            // selects; the rest and the validation file train (a trial in both stays out of training).
+            let sorted = trainKept.sorted { $0.nctid < $1.nctid }
+            let cut = Int((Double(sorted.count) * (1 - latest)).rounded())
+            let selecting = Array(sorted[cut...])
+            let selected = Set(selecting.map(\.nctid))
+            train = Array(sorted[..<cut]) + validKept.filter { !selected.contains($0.nctid) }
+            valid = selecting
+            if comm.isRoot {
+                log("finetune: temporal selection (finetune.select_latest \(latest)): the latest \(selecting.count) trials of \(trainFile) select (from \(selecting.first?.nctid ?? "-")), \(cut) earlier ones and \(train.count - cut) of \(validFile) train")
+            }
+        } else {
+            train = trainKept
+            valid = validKept
+        }
         // Both files need both classes: the class weights divide by each class's count, and the validation
         // metrics that select the epoch (PR-AUC, ROC-AUC) are undefined on one class.
         for (file, rows) in [(trainFile, train), (validFile, valid)] {
@@ -50,7 +68,7 @@ public final class Finetuner {
                 throw InputError(file: file, "has only one class after removing held-out trials (\(positives) successful, \(rows.count - positives) failed); fine-tuning and model selection need both")
             }
         }
-        if comm.isRoot && train.count < trainAll.count { log("finetune: \(trainAll.count - train.count) held-out trial(s) removed from \(trainFile)") }
+        if comm.isRoot && trainKept.count < trainAll.count { log("finetune: \(trainAll.count - trainKept.count) held-out trial(s) removed from \(trainFile)") }
         var modelConfig: ModelConfig
         var space: FeatureSpace
         var tensors: SafetensorsFile?
@@ -76,17 +94,69 @@ public final class Finetuner {
         }
         builder = BatchBuilder(store: store, hierarchy: hierarchy, space: space)
         let f = spec.finetune
+        let pct = Int((latest * 100).rounded())
         let head = OutcomeHeadSpec(loraRank: f.loraRank, loraAlpha: Float(f.loraAlpha), loraCross: f.loraCross, loraSelf: f.loraSelf,
-                                   headHidden: f.headHidden, threshold: 0.5, trainFile: trainFile, validFile: validFile,
+                                   headHidden: f.headHidden, threshold: 0.5,
+                                   trainFile: latest > 0 ? "\(trainFile) (earliest \(100 - pct) %) + \(validFile)" : trainFile,
+                                   validFile: latest > 0 ? "\(trainFile) (latest \(pct) %)" : validFile,
                                    trainingDiseaseSets: Set(train.map(diseaseSet)).sorted())
-        outcome = OutcomeModel(model: modelConfig, space: space, spec: head, seed: UInt64(f.seed), loraLR: Float(f.loraLR),
-                               headLR: Float(f.headLR), weightDecay: Float(f.weightDecay), trainBase: false)
-        if let tensors { try Checkpoints.restore(tensors, into: outcome.params, optimizer: nil, only: { $0.group == 0 }) }
+        pretrainedTensors = tensors
+        outcome = try Self.member(model: modelConfig, space: space, spec: head, finetune: f, seed: f.seed, pretrained: tensors)
         optimizer = Optimizer(kind: .adamw, params: outcome.params)
     }
 
-    /// Trains, selects the best epoch on validation, writes its checkpoint and `best.json`.
+    /// One fine-tuning model: head and LoRA initialised from `seed`, the pretrained base restored.
+    static func member(model: ModelConfig, space: FeatureSpace, spec: OutcomeHeadSpec, finetune f: FinetuneSpec, seed: Int,
+                       pretrained: SafetensorsFile?) throws -> OutcomeModel {
+        let m = OutcomeModel(model: model, space: space, spec: spec, seed: UInt64(seed), loraLR: Float(f.loraLR),
+                             headLR: Float(f.headLR), weightDecay: Float(f.weightDecay), trainBase: false)
+        if let pretrained { try Checkpoints.restore(pretrained, into: m.params, optimizer: nil, only: { $0.group == 0 }) }
+        return m
+    }
+
+    /// Trains, selects the best epoch on validation, writes its checkpoint and `best.json`; with `finetune.ensemble`
+    /// K > 1, K members (seeds seed ... seed + K - 1) each into RUN/members/k/, and RUN/best.json names them all,
+    /// with the F1 threshold chosen on validation from the mean of their probabilities.
     public func run() throws {
+        let f = spec.finetune
+        guard f.ensemble > 1 else {
+            _ = try trainMember(outcome, optimizer: optimizer, seed: f.seed, dir: runDir)
+            return
+        }
+        var members: [FinetuneSelection] = []
+        var sum = [Double](repeating: 0, count: valid.count)
+        for k in 0..<f.ensemble {
+            let model = k == 0 ? outcome : try Self.member(model: outcome.model.config, space: outcome.space, spec: outcome.spec,
+                                                             finetune: f, seed: f.seed + k, pretrained: pretrainedTensors)
+            if comm.isRoot { log("finetune: ensemble member \(k + 1) of \(f.ensemble) (seed \(f.seed + k)) -> \(runDir)/members/\(k + 1)") }
+            var selection = try trainMember(model, optimizer: k == 0 ? optimizer : Optimizer(kind: .adamw, params: model.params),
+                                            seed: f.seed + k, dir: runDir + "/members/\(k + 1)")
+            selection.checkpoint = "members/\(k + 1)/" + selection.checkpoint
+            members.append(selection)
+            for (i, s) in predict(valid, with: model).enumerated() { sum[i] += s }
+        }
+        let scores = sum.map { $0 / Double(f.ensemble) }, labels = valid.map(\.label)
+        let threshold = Metrics.bestF1Threshold(scores, labels)
+        let value: Double
+        switch f.selectMetric {
+        case .prAUC: value = Metrics.averagePrecision(scores, labels)
+        case .rocAUC: value = Metrics.rocAUC(scores, labels)
+        case .f1: value = Metrics.f1(scores, labels, threshold: threshold)
+        }
+        if comm.isRoot {
+            var selection = FinetuneSelection(checkpoint: members[0].checkpoint, epoch: members[0].epoch, selectMetric: f.selectMetric.rawValue,
+                                              valid: finite(value), threshold: threshold, pretrained: pretrainedPath)
+            selection.members = members.map(\.checkpoint)
+            selection.memberEpochs = members.map(\.epoch)
+            try writeSelection(selection, dir: runDir)
+            log(String(format: "finetune: ensemble of %d, valid %@ %.4f (members %@), F1 threshold %.3f", f.ensemble, f.selectMetric.rawValue, value,
+                       members.map { String(format: "%.4f", $0.valid ?? .nan) }.joined(separator: ", "), threshold))
+        }
+        comm.barrier()
+    }
+
+    /// Trains one model into `dir` (metrics.jsonl, checkpoints/, best.json, finetune.svg) and returns its selection.
+    func trainMember(_ outcome: OutcomeModel, optimizer: Optimizer, seed: Int, dir runDir: String) throws -> FinetuneSelection {
         let p = outcome.params
         comm.broadcast(p.values, count: p.count, root: 0)
         let batchSize = spec.finetune.batch, epochs = spec.finetune.epochs
@@ -103,7 +173,7 @@ public final class Finetuner {
         var bestThreshold = 0.5
         var records: [FinetuneRecord] = []
         for epoch in 1...epochs {
-            var rng = RNG(seed: UInt64(spec.finetune.seed) &* 7919 &+ UInt64(epoch))
+            var rng = RNG(seed: UInt64(seed) &* 7919 &+ UInt64(epoch))
             let order = rng.permutation(train.count)
             var lossSum = 0.0, batches = 0
             var start = 0
@@ -128,7 +198,7 @@ public final class Finetuner {
                 optimizer.update(p)
                 lossSum += loss[0]; batches += 1
             }
-            let scores = predict(valid)
+            let scores = predict(valid, with: outcome)
             let labels = valid.map(\.label)
             let threshold = Metrics.bestF1Threshold(scores, labels)
             let prAUC = Metrics.averagePrecision(scores, labels), rocAUC = Metrics.rocAUC(scores, labels)
@@ -155,6 +225,8 @@ public final class Finetuner {
         }
         // Keep the selected epoch's parameters.
         bestValues.withUnsafeBufferPointer { p.values.update(from: $0.baseAddress!, count: p.count) }
+        let selection = FinetuneSelection(checkpoint: "checkpoints/" + Checkpoints.name(step: bestEpoch) + ".safetensors", epoch: bestEpoch,
+                                          selectMetric: metric, valid: finite(best), threshold: bestThreshold, pretrained: pretrainedPath)
         if comm.isRoot {
             var head = outcome.spec
             head.threshold = bestThreshold
@@ -166,13 +238,8 @@ public final class Finetuner {
             let offset = outcome.trainableOffset
             let base = try Checkpoints.save(dir: runDir + "/checkpoints", meta: meta, params: p, optimizer: nil,
                                             include: { pretrainedPath == nil || $0.offset >= offset })
-            let relative = "checkpoints/" + URL(fileURLWithPath: base + ".safetensors").lastPathComponent
-            let selection = FinetuneSelection(checkpoint: relative, epoch: bestEpoch, selectMetric: metric, valid: finite(best),
-                                              threshold: bestThreshold, pretrained: pretrainedPath)
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            let data = try encoder.encode(selection)
-            try writeFileAtomically(runDir + "/best.json") { try $0.write(contentsOf: data) }
+            precondition(base.hasSuffix("/" + Checkpoints.name(step: bestEpoch)), "checkpoint named \(base)")
+            try writeSelection(selection, dir: runDir)
             func series(_ value: (FinetuneRecord) -> Double?) -> [(Double, Double)] { records.map { (Double($0.epoch), value($0) ?? .nan) } }
             try writePlot(runDir + "/finetune.svg", svgLinePlot(title: "Fine-tuning", xLabel: "epoch", yLabel: "value",
                           series: [PlotSeries("train BCE", series(\.trainLoss)), PlotSeries("valid PR-AUC", series(\.validPrAuc)),
@@ -180,21 +247,39 @@ public final class Finetuner {
             log("finetune: selected epoch \(bestEpoch) (valid \(metric) \(String(format: "%.4f", best))), \(base).safetensors")
         }
         comm.barrier()
+        return selection
+    }
+
+    func writeSelection(_ selection: FinetuneSelection, dir: String) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let data = try encoder.encode(selection)
+        try writeFileAtomically(dir + "/best.json") { try $0.write(contentsOf: data) }
     }
 
     /// Success probabilities of `trials` (all ranks take part; every rank gets all scores).
-    func predict(_ trials: [StoredTrial]) -> [Double] {
-        scoreTrials(trials, scorer: outcome, builder: builder, comm: comm, arena: arena)
+    func predict(_ trials: [StoredTrial], with model: OutcomeModel) -> [Double] {
+        scoreTrials(trials, scorer: model, builder: builder, comm: comm, arena: arena)
     }
 }
 
 /// best.json of a fine-tuning run: the selected checkpoint and why.
+/// An ensemble's (`finetune.ensemble`) names every member's checkpoint in `members` (relative to the run folder);
+/// `checkpoint` is then the first member's, and `threshold` / `valid` are the ensemble's (mean probability).
 public struct FinetuneSelection: Codable {
     public var checkpoint: String, epoch: Int, selectMetric: String, valid: Double?, threshold: Double, pretrained: String?
-    enum CodingKeys: String, CodingKey { case checkpoint, epoch, selectMetric = "select_metric", valid, threshold, pretrained }
+    public var members: [String]? = nil, memberEpochs: [Int]? = nil
+    public init(checkpoint: String, epoch: Int, selectMetric: String, valid: Double?, threshold: Double, pretrained: String?) {
+        self.checkpoint = checkpoint; self.epoch = epoch; self.selectMetric = selectMetric; self.valid = valid
+        self.threshold = threshold; self.pretrained = pretrained
+    }
+    enum CodingKeys: String, CodingKey {
+        case checkpoint, epoch, selectMetric = "select_metric", valid, threshold, pretrained, members, memberEpochs = "member_epochs"
+    }
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(checkpoint, forKey: .checkpoint); try c.encode(epoch, forKey: .epoch); try c.encode(selectMetric, forKey: .selectMetric)
         try c.encode(valid, forKey: .valid); try c.encode(threshold, forKey: .threshold); try c.encode(pretrained, forKey: .pretrained)
+        try c.encodeIfPresent(members, forKey: .members); try c.encodeIfPresent(memberEpochs, forKey: .memberEpochs)
     }
 }

@@ -91,7 +91,27 @@ public struct LoadedCheckpoint {
 
 /// Scores every row of `csv` with a checkpoint: fine-tuned -> head probability; pretraining -> zero-shot
 /// sigmoid(s cos(f_C, f_DM)). One scorer interface (`TrialScorer`) and one sharded loop (`scoreTrials`).
+/// A fine-tuned ensemble (`finetune.ensemble`) is scored by the mean of its members' probabilities, with the
+/// threshold its run chose on validation from that mean.
 public func scoreCSV(checkpoint: String, csv: String, spec: RunSpec, comm: Communicator, log: @escaping (String) -> Void) throws -> ScoredCSV {
+    if let ensemble = try ensembleMembers(checkpoint) {
+        var sum: [Double] = [], trials: [StoredTrial] = [], first: OutcomeHeadSpec?
+        for member in ensemble.members {
+            let loaded = try LoadedCheckpoint(member)
+            guard let outcome = loaded.outcome, let head = loaded.meta.head else {
+                throw InputError(file: checkpoint + "/best.json", "member \(member) is not a fine-tuned checkpoint")
+            }
+            if let first, first.trainFile != head.trainFile || first.validFile != head.validFile {
+                throw InputError(file: checkpoint + "/best.json", "member \(member) was fine-tuned on \(head.trainFile) / \(head.validFile), the first member on \(first.trainFile) / \(first.validFile)")
+            }
+            let (rows, builder) = try loaded.rows(of: csv, spec: spec, comm: comm, log: log)
+            let scores = scoreTrials(rows, scorer: outcome, builder: builder, comm: comm, arena: ActivationArena())
+            if first == nil { first = head; trials = rows; sum = scores } else { for i in sum.indices { sum[i] += scores[i] } }
+        }
+        if comm.isRoot { log("evaluate: ensemble of \(ensemble.members.count) members (mean probability), threshold \(String(format: "%.3f", ensemble.threshold))") }
+        return ScoredCSV(trials: trials, scores: sum.map { $0 / Double(ensemble.members.count) }, threshold: ensemble.threshold,
+                         trainingDiseaseSets: first?.trainingDiseaseSets)
+    }
     let loaded = try LoadedCheckpoint(checkpoint)
     let (trials, builder) = try loaded.rows(of: csv, spec: spec, comm: comm, log: log)
     let arena = ActivationArena()
@@ -102,4 +122,23 @@ public func scoreCSV(checkpoint: String, csv: String, spec: RunSpec, comm: Commu
     let scores = scoreTrials(trials, scorer: ZeroShotScorer(model: loaded.model), builder: builder, comm: comm, arena: arena)
     return ScoredCSV(trials: trials, scores: scores, threshold: Metrics.bestF1Threshold(scores, trials.map(\.label)),
                      trainingDiseaseSets: nil)
+}
+
+/// The members of a fine-tuned ensemble run (its best.json's "members", resolved against the run folder) and the
+/// ensemble's threshold; nil when `path` is not a run folder whose best.json lists members.
+public func ensembleMembers(_ path: String) throws -> (members: [String], threshold: Double)? {
+    var isDir: ObjCBool = false
+    let file = path + "/best.json"
+    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue,
+          FileManager.default.fileExists(atPath: file) else { return nil }
+    let data = try readRegularFile(file, what: "best-checkpoint pointer (best.json)", limit: 1 << 20)
+    guard let o = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { throw InputError(file: file, "expected a JSON object") }
+    guard let raw = o["members"] else { return nil }
+    guard let members = raw as? [String], !members.isEmpty, members.allSatisfy({ !$0.isEmpty }) else {
+        throw InputError(file: file, "key \"members\" must be a non-empty list of checkpoint paths")
+    }
+    guard let t = o["threshold"] as? Double, t.isFinite, (0...1).contains(t) else {
+        throw InputError(file: file, "key \"threshold\" must be a probability in [0, 1]")
+    }
+    return (members.map { $0.hasPrefix("/") ? $0 : path + "/" + $0 }, t)
 }

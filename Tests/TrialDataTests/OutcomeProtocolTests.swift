@@ -1,0 +1,142 @@
+import Foundation
+import TestSupport
+import TrialData
+import XCTest
+
+/// The outcome protocol's pieces: a seed ensemble (`finetune.ensemble`) is evaluated as the mean of its members'
+/// probabilities with the threshold chosen on validation; `cladmop split` is deterministic and order-free; the
+/// development-test script refuses a pretrained model whose SCT held the dev tests.
+final class OutcomeProtocolTests: XCTestCase {
+    func testEnsembleRunScoresTheMeanOfItsMembers() throws {
+        let dir = NSTemporaryDirectory() + "cladmop-ensemble-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try writeCSVSubset(from: repoRoot + "/data/top/phase_I_train.csv", rows: 0..<24, to: dir + "/train.csv")
+        try writeCSVSubset(from: repoRoot + "/data/top/phase_I_valid.csv", rows: 0..<12, to: dir + "/valid.csv")
+        try writeCSVSubset(from: repoRoot + "/data/top/phase_I_valid.csv", rows: 12..<24, to: dir + "/test.csv")
+        let cladmop = releaseOrDebugProduct("cladmop")
+        let sets = ["--config", repoRoot + "/configs/finetune-phase1.yaml",
+                    "--set", "encoder.model_dir=\(repoRoot)/models/all-MiniLM-L6-v2",
+                    "--set", "data.icd_hierarchy=\(repoRoot)/data/icd10/icd10cm_2025_hierarchy.tsv",
+                    "--set", "data.exclude_file=\(repoRoot)/data/top/heldout_nctids.txt",
+                    "--set", "data.feature_store=\(dir)/features/none.store",
+                    "--set", "finetune.epochs=2", "--set", "finetune.batch=8", "--set", "log.tensorboard=false",
+                    "--set", "finetune.select_latest=0"]
+        let ft = try mpirun(np: 2, executable: cladmop, arguments: ["finetune", "--pretrained", "none", "--train", dir + "/train.csv",
+                                                                   "--valid", dir + "/valid.csv", "--run-dir", dir + "/run",
+                                                                   "--set", "finetune.ensemble=3"] + sets, timeout: 600)
+        XCTAssertEqual(ft.status, 0, ft.output)
+        let best = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/run/best.json"))) as! [String: Any]
+        let members = try XCTUnwrap(best["members"] as? [String])
+        XCTAssertEqual(members.count, 3)
+        XCTAssertEqual((best["member_epochs"] as? [Int])?.count, 3)
+        for m in members { XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/run/" + m), m) }
+        let threshold = try XCTUnwrap(best["threshold"] as? Double)
+
+        func predictions(_ checkpoint: String, _ out: String) throws -> [String: Double] {
+            let r = try mpirun(np: 1, executable: cladmop, arguments: ["predict", "--checkpoint", checkpoint, "--data", dir + "/test.csv",
+                                                                      "--output", dir + out] + sets, timeout: 600)
+            XCTAssertEqual(r.status, 0, r.output)
+            var p: [String: Double] = [:]
+            for line in try String(contentsOfFile: dir + out, encoding: .utf8).split(separator: "\n").dropFirst() {
+                let f = line.split(separator: ","); p[String(f[0])] = Double(f[1])!
+            }
+            return p
+        }
+        let ensemble = try predictions(dir + "/run", "/ensemble.csv")
+        let each = try (1...3).map { try predictions(dir + "/run/members/\($0)", "/member\($0).csv") }
+        XCTAssertEqual(ensemble.count, 12)
+        for (id, p) in ensemble {
+            let mean = each.map { $0[id]! }.reduce(0, +) / 3
+            XCTAssertEqual(p, mean, accuracy: 2e-6, id)
+        }
+        // The members differ (different seeds), so the mean is not any one of them.
+        XCTAssertNotEqual(each[0], each[1])
+
+        // evaluate --json of the run folder reports at the ensemble's threshold, with the surface's keys.
+        let ev = try mpirun(np: 2, executable: cladmop, arguments: ["evaluate", "--checkpoint", dir + "/run", "--data", dir + "/test.csv",
+                                                                   "--json", dir + "/eval.json"] + sets, timeout: 600)
+        XCTAssertEqual(ev.status, 0, ev.output)
+        XCTAssertTrue(ev.output.contains("ensemble of 3 members"), ev.output)
+        let report = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/eval.json"))) as! [String: Any]
+        XCTAssertEqual(report["threshold"] as? Double, threshold)
+        for key in ["roc_auc", "pr_auc", "f1", "f1_at_threshold"] { XCTAssertNotNil((report[key] as? [String: Any])?["mean"], key) }
+
+        // A best.json whose members are not a list of paths is refused, naming the file and the key.
+        try #"{"checkpoint": "members/1/best.json", "members": "members/1", "threshold": 0.5}"#
+            .write(toFile: dir + "/run/best.json", atomically: true, encoding: .utf8)
+        let bad = try mpirun(np: 1, executable: cladmop, arguments: ["evaluate", "--checkpoint", dir + "/run", "--data", dir + "/test.csv"] + sets,
+                             timeout: 120)
+        XCTAssertEqual(bad.status, 2, bad.output)
+        XCTAssertTrue(bad.output.contains("best.json") && bad.output.contains("members"), bad.output)
+    }
+
+    func testTemporalSelectionSelectsOnTheLatestTrainingTrials() throws {
+        let dir = NSTemporaryDirectory() + "cladmop-tsel-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try writeCSVSubset(from: repoRoot + "/data/top/phase_I_train.csv", rows: 0..<24, to: dir + "/train.csv")
+        try writeCSVSubset(from: repoRoot + "/data/top/phase_I_valid.csv", rows: 0..<12, to: dir + "/valid.csv")
+        let ids = try readTrials(paths: [dir + "/train.csv"]).0.map(\.nctid).sorted()
+        let sets = ["--config", repoRoot + "/configs/finetune-phase1.yaml",
+                    "--set", "encoder.model_dir=\(repoRoot)/models/all-MiniLM-L6-v2",
+                    "--set", "data.icd_hierarchy=\(repoRoot)/data/icd10/icd10cm_2025_hierarchy.tsv",
+                    "--set", "data.exclude_file=\(repoRoot)/data/top/heldout_nctids.txt",
+                    "--set", "data.feature_store=\(dir)/features/none.store",
+                    "--set", "finetune.epochs=1", "--set", "finetune.batch=8", "--set", "finetune.ensemble=1",
+                    "--set", "finetune.select_latest=0.25", "--set", "log.tensorboard=false"]
+        let ft = try mpirun(np: 1, executable: releaseOrDebugProduct("cladmop"),
+                            arguments: ["finetune", "--pretrained", "none", "--train", dir + "/train.csv", "--valid", dir + "/valid.csv",
+                                        "--run-dir", dir + "/run"] + sets, timeout: 600)
+        XCTAssertEqual(ft.status, 0, ft.output)
+        // 24 training trials: the latest 6 by NCT id select; the 18 earlier ones and the 12 of valid.csv train.
+        XCTAssertTrue(ft.output.contains("the latest 6 trials of \(dir)/train.csv select (from \(ids[18]))"), ft.output)
+        XCTAssertTrue(ft.output.contains("18 earlier ones and 12 of \(dir)/valid.csv train"), ft.output)
+        XCTAssertTrue(ft.output.contains("30 training trials"), ft.output)
+        XCTAssertTrue(ft.output.contains("6 validation"), ft.output)
+    }
+
+    func testSplitIsDeterministicAndIndependentOfRowOrder() throws {
+        let dir = NSTemporaryDirectory() + "cladmop-split-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // The same 40 rows, in file order and reversed.
+        let records = try readCSV(path: repoRoot + "/data/top/phase_III_valid.csv")
+        try writeCSVSubset(from: repoRoot + "/data/top/phase_III_valid.csv", rows: 0..<40, to: dir + "/a.csv")
+        let reversed = try readCSV(path: dir + "/a.csv")
+        let lines = ([reversed[0]] + reversed.dropFirst().reversed()).map { $0.fields.map { f in
+            f.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" }) ? "\"" + f.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : f
+        }.joined(separator: ",") }
+        try (lines.joined(separator: "\n") + "\n").write(toFile: dir + "/b.csv", atomically: true, encoding: .utf8)
+        XCTAssertGreaterThan(records.count, 40)
+        for (input, tag) in [("a", "1"), ("a", "2"), ("b", "3")] {
+            let r = try runProduct("cladmop", ["split", "--data", dir + "/\(input).csv", "--fraction", "0.8",
+                                               "--train", dir + "/train\(tag).csv", "--valid", dir + "/test\(tag).csv"])
+            XCTAssertEqual(r.status, 0, r.output)
+        }
+        for name in ["train", "test"] {
+            let one = try Data(contentsOf: URL(fileURLWithPath: dir + "/\(name)1.csv"))
+            XCTAssertEqual(one, try Data(contentsOf: URL(fileURLWithPath: dir + "/\(name)2.csv")), name)
+            XCTAssertEqual(one, try Data(contentsOf: URL(fileURLWithPath: dir + "/\(name)3.csv")), name)
+        }
+        let train = try readTrials(paths: [dir + "/train1.csv"]).0.map(\.nctid)
+        let test = try readTrials(paths: [dir + "/test1.csv"]).0.map(\.nctid)
+        XCTAssertEqual(train.count, 32); XCTAssertEqual(test.count, 8)
+        XCTAssertLessThan(train.max()!, test.min()!, "the latest NCT ids form the second file")
+        // An existing output is never overwritten.
+        let again = try runProduct("cladmop", ["split", "--data", dir + "/a.csv", "--train", dir + "/train1.csv", "--valid", dir + "/new.csv"])
+        XCTAssertEqual(again.status, 2, again.output)
+    }
+
+    func testDevtestRefusesAPretrainedModelWhoseSCTHeldTheDevTests() throws {
+        let dir = NSTemporaryDirectory() + "cladmop-devtest-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir + "/pre", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // A pretraining run whose config kept only phase_I_valid.csv out of SCT (the main job's).
+        try "data:\n  exclude_csvs: [data/top/phase_I_valid.csv]\n".write(toFile: dir + "/pre/config.yaml", atomically: true, encoding: .utf8)
+        let r = try runCommand(repoRoot + "/Launch/devtest", ["--pretrained", dir + "/pre", "--run-dir", dir + "/run", "--phases", "1"])
+        XCTAssertEqual(r.status, 2, r.output)
+        XCTAssertTrue(r.output.contains("does not exclude") && r.output.contains("dev_I_test.csv"), r.output)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/run/phase1"), "nothing is fine-tuned")
+    }
+}

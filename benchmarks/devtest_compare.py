@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+"""Dev-test comparison of fine-tuning runs (Launch/devtest): per run, ROC-AUC, PR-AUC (average precision, as
+`cladmop evaluate` computes it), F1 at 0.5 and F1 at the run's validation threshold (best.json), each with a 95 %
+percentile bootstrap interval (resampling the dev-test trials with replacement), and the paired difference to the
+first run (same resamples) of ROC-AUC, PR-AUC and F1 (thr) with its interval. Standard library only.
+
+Usage: benchmarks/devtest_compare.py --phase N [--resamples 2000] LABEL=RUN_DIR ...
+Reads RUN_DIR/phaseN/devtest_predictions.csv (nctid,probability), RUN_DIR/phaseN/best.json (threshold) and the
+labels of data/devtest/dev_<roman>_test.csv."""
+import argparse, csv, json, os, random, sys
+
+
+def roc_auc(s, y):
+    pos = sum(y); neg = len(y) - pos
+    if pos == 0 or neg == 0:
+        return float("nan")
+    order = sorted(range(len(s)), key=lambda i: s[i])
+    rank_sum, i = 0.0, 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and s[order[j + 1]] == s[order[i]]:
+            j += 1
+        avg = (i + j) / 2 + 1
+        rank_sum += sum(avg for k in range(i, j + 1) if y[order[k]] == 1)
+        i = j + 1
+    return (rank_sum - pos * (pos + 1) / 2) / (pos * neg)
+
+
+def average_precision(s, y):
+    pos = sum(y)
+    if pos == 0:
+        return float("nan")
+    order = sorted(range(len(s)), key=lambda i: -s[i])
+    tp = fp = 0; ap = last = 0.0; i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and s[order[j + 1]] == s[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            if y[order[k]] == 1: tp += 1
+            else: fp += 1
+        r = tp / pos
+        ap += (r - last) * tp / (tp + fp); last = r
+        i = j + 1
+    return ap
+
+
+def f1(s, y, t):
+    tp = sum(1 for a, b in zip(s, y) if a >= t and b == 1)
+    fp = sum(1 for a, b in zip(s, y) if a >= t and b == 0)
+    fn = sum(1 for a, b in zip(s, y) if a < t and b == 1)
+    return 0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn)
+
+
+ROMAN = {1: "I", 2: "II", 3: "III"}
+DELTAS = (0, 1, 3)   # paired differences of ROC-AUC, PR-AUC and F1 at the run's threshold
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--phase", type=int, required=True, choices=[1, 2, 3])
+    ap.add_argument("--resamples", type=int, default=2000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("runs", nargs="+", help="LABEL=RUN_DIR; the first is the reference of the paired differences")
+    a = ap.parse_args()
+    test = f"data/devtest/dev_{ROMAN[a.phase]}_test.csv"
+    with open(test, newline="") as fh:
+        labels = {r["nctid"]: int(r["label"]) for r in csv.DictReader(fh)}
+    runs = []
+    for spec in a.runs:
+        if "=" not in spec:
+            sys.exit(f"devtest_compare: {spec}: expected LABEL=RUN_DIR")
+        label, run = spec.split("=", 1)
+        pred = os.path.join(run, f"phase{a.phase}", "devtest_predictions.csv")
+        best = os.path.join(run, f"phase{a.phase}", "best.json")
+        if runs and not os.path.isdir(os.path.join(run, f"phase{a.phase}")):
+            print(f"devtest_compare: {run} has no phase {a.phase} run; left out", file=sys.stderr)
+            continue
+        try:
+            with open(pred, newline="") as fh:
+                p = {r["nctid"]: float(r["probability"]) for r in csv.DictReader(fh)}
+            t = json.load(open(best))["threshold"]
+        except (OSError, KeyError, ValueError) as e:
+            print(f"devtest_compare: {pred} / {best}: {e}", file=sys.stderr); sys.exit(2)
+        if set(p) != set(labels):
+            print(f"devtest_compare: {pred} does not score exactly the trials of {test}", file=sys.stderr); sys.exit(2)
+        runs.append((label, p, t))
+    ids = sorted(labels)
+    y = [labels[i] for i in ids]
+    metrics = [("ROC-AUC", lambda s, y, t: roc_auc(s, y)), ("PR-AUC", lambda s, y, t: average_precision(s, y)),
+               ("F1 (0.5)", lambda s, y, t: f1(s, y, 0.5)), ("F1 (thr)", f1)]
+    rng = random.Random(a.seed)
+    samples = [[rng.randrange(len(ids)) for _ in ids] for _ in range(a.resamples)]
+    scores = [[p[i] for i in ids] for _, p, _ in runs]
+    values = []   # values[run][metric] = (full, [resampled])
+    for (label, _, t), s in zip(runs, scores):
+        row = []
+        for _, m in metrics:
+            full = m(s, y, t)
+            boot = [m([s[k] for k in idx], [y[k] for k in idx], t) for idx in samples]
+            row.append((full, boot))
+        values.append(row)
+
+    def ci(v):
+        v = sorted(x for x in v if x == x)
+        return v[int(0.025 * (len(v) - 1))], v[int(0.975 * (len(v) - 1))]
+
+    pos = sum(y) / len(y)
+    print(f"phase {a.phase}: {test}, {len(y)} trials ({sum(y)} successful; all-success F1 {2 * pos / (1 + pos):.3f}, "
+          f"all-success PR-AUC {pos:.3f}); 95 % bootstrap intervals over {a.resamples} resamples; "
+          f"Δ = paired difference to '{runs[0][0]}'")
+    print("| run | thr | " + " | ".join(n for n, _ in metrics) + " | " + " | ".join("Δ " + metrics[m][0] for m in DELTAS) + " |")
+    print("|---|---|" + "---|" * (len(metrics) + len(DELTAS)))
+    for (label, _, t), row in zip(runs, values):
+        cells = ["%.3f [%.3f, %.3f]" % ((full,) + ci(boot)) for full, boot in row]
+        deltas = []
+        for m in DELTAS:
+            d = [b - r for b, r in zip(row[m][1], values[0][m][1])]
+            deltas.append("%+.3f [%+.3f, %+.3f]" % ((row[m][0] - values[0][m][0],) + ci(d)))
+        print(f"| {label} | {t:.3f} | " + " | ".join(cells) + " | " + " | ".join(deltas) + " |")
+
+
+if __name__ == "__main__":
+    main()
