@@ -4,7 +4,7 @@ import PackageDescription
 // One module per concern; data flows one way through the targets (each line depends only on lines above it):
 //   Support                  errors naming file/line/key, checksums, atomic writes, mapped files, clocks
 //   Config (Yams)            YAML + --set -> typed, validated RunSpec; hostfiles
-//   COpenBLAS, CKernels -> NN   tensors in arenas, kernels, layers, losses, optimizers, safetensors
+//   COpenBLAS, CDNNL, CKernels -> NN   tensors in arenas, kernels, GEMMs (OpenBLAS fp32, oneDNN bf16), layers, losses, optimizers, safetensors
 //   CMPI -> Communication    collectives (MPI or a single process)
 //   TextEncoder (NN)         the frozen BERT-family sentence encoder
 //   TrialData (NN, TextEncoder, Communication)   CSV, ICD-10, SMILES, featurization, feature stores
@@ -29,10 +29,12 @@ let package = Package(
                        providers: [.apt(["libopenmpi-dev"])]),
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS",
                        providers: [.apt(["libopenblas-dev"])]),
+        // oneDNN (Debian libdnnl-dev ships no dnnl.pc: the module map links libdnnl directly).
+        .systemLibrary(name: "CDNNL", path: "Sources/CDNNL", providers: [.apt(["libdnnl-dev"])]),
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
         .target(name: "Support", swiftSettings: optimize),
         .target(name: "Config", dependencies: ["Support", .product(name: "Yams", package: "Yams")], swiftSettings: optimize),
-        .target(name: "NN", dependencies: ["Support", "COpenBLAS", "CKernels"], swiftSettings: optimize),
+        .target(name: "NN", dependencies: ["Support", "COpenBLAS", "CDNNL", "CKernels"], swiftSettings: optimize),
         .target(name: "Communication", dependencies: ["Support", "CMPI"], swiftSettings: optimize),
         .target(name: "TextEncoder", dependencies: ["Support", "NN"], swiftSettings: optimize),
         .target(name: "TrialData", dependencies: ["Support", "NN", "TextEncoder", "Communication"], swiftSettings: optimize),

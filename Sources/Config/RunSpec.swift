@@ -24,11 +24,16 @@ public struct DataSpec: Codable, Equatable, Sendable {
     public var maxCodes: Int
 }
 
+/// `encoder.precision` and `train.precision`: the number format of the GEMM inputs (products accumulate in fp32).
+public enum PrecisionSpec: String, Codable, Sendable { case fp32, bf16 }
+
 /// `encoder.*`: the frozen text encoder.
 public struct EncoderSpec: Codable, Equatable, Sendable {
     public var modelDir: String
     public var maxTokens: Int
     public var batchTokens: Int
+    /// `encoder.precision`; stored specifications written before the key have fp32.
+    public var precision: PrecisionSpec = .fp32
 }
 
 /// `model.*`: the sizes of the DM branch chosen by the user (the data adds vocabulary and table sizes).
@@ -61,6 +66,8 @@ public struct TrainSpec: Codable, Equatable, Sendable {
     public var lossTileRows: Int
     /// `train.bucket_mb`: MiB per bucket of the overlapped gradient all-reduce (0: one blocking all-reduce).
     public var bucketMB: Double
+    /// `train.precision`: GEMM inputs of the DM branch (pretraining, fine-tuning, bench).
+    public var precision: PrecisionSpec = .fp32
     public var epochs: Int
     public var maxSteps: Int
     public var seed: Int
@@ -192,7 +199,7 @@ public struct RunSpec: Codable, Equatable, Sendable {
                         maxSentences: c.int("data.max_sentences"), maxMolTokens: c.int("data.max_mol_tokens"),
                         maxMolecules: c.int("data.max_molecules"), maxCodes: c.int("data.max_codes"))
         encoder = EncoderSpec(modelDir: c.string("encoder.model_dir"), maxTokens: c.int("encoder.max_tokens"),
-                              batchTokens: c.int("encoder.batch_tokens"))
+                              batchTokens: c.int("encoder.batch_tokens"), precision: PrecisionSpec(rawValue: c.string("encoder.precision"))!)
         model = ModelSpec(dim: c.int("model.dim"), heads: c.int("model.heads"), molLayers: c.int("model.mol_layers"),
                           disLayers: c.int("model.dis_layers"), groupingLayers: c.int("model.grouping_layers"),
                           selfLayers: c.int("model.self_layers"), centroids: c.int("model.centroids"),
@@ -204,6 +211,7 @@ public struct RunSpec: Codable, Equatable, Sendable {
                           seed: c.int("train.seed"), gradClip: c.double("train.grad_clip"), logEvery: c.int("train.log_every"),
                           checksumEvery: c.int("train.checksum_every"), evalEvery: c.int("train.eval_every"),
                           stallTimeout: c.int("train.stall_timeout"), patience: c.int("train.patience"))
+        train.precision = PrecisionSpec(rawValue: c.string("train.precision"))!
         optimizer = OptimizerSpec(name: OptimizerSpec.Name(rawValue: c.string("optimizer.name"))!, lr: c.double("optimizer.lr"),
                                   weightDecay: c.double("optimizer.weight_decay"), beta1: c.double("optimizer.beta1"),
                                   beta2: c.double("optimizer.beta2"), eps: c.double("optimizer.eps"),
@@ -280,7 +288,7 @@ public struct RunSpec: Codable, Equatable, Sendable {
 extension TrainSpec {
     enum CodingKeys: String, CodingKey {
         case globalBatch, chunkSize, lossTileRows, bucketMB, epochs, maxSteps, seed, gradClip, logEvery, checksumEvery, evalEvery
-        case stallTimeout, patience
+        case stallTimeout, patience, precision
     }
 
     /// `train.bucket_mb` of a stored specification written before the key existed (checkpoints): the blocking all-reduce.
@@ -297,6 +305,7 @@ extension TrainSpec {
         logEvery = try c.decode(Int.self, forKey: .logEvery); checksumEvery = try c.decode(Int.self, forKey: .checksumEvery)
         evalEvery = try c.decode(Int.self, forKey: .evalEvery); stallTimeout = try c.decode(Int.self, forKey: .stallTimeout)
         patience = try c.decode(Int.self, forKey: .patience)
+        precision = try c.decodeIfPresent(PrecisionSpec.self, forKey: .precision) ?? .fp32
     }
 
     /// Encodes every field; `bucketMB` only when it is not 0, so that a checkpoint written before the key existed
@@ -311,6 +320,28 @@ extension TrainSpec {
         try c.encode(logEvery, forKey: .logEvery); try c.encode(checksumEvery, forKey: .checksumEvery)
         try c.encode(evalEvery, forKey: .evalEvery); try c.encode(stallTimeout, forKey: .stallTimeout)
         try c.encode(patience, forKey: .patience)
+        // Like bucketMB: only when not the default, so specifications stored before the key re-encode unchanged.
+        if precision != .fp32 { try c.encode(precision, forKey: .precision) }
+    }
+}
+
+extension EncoderSpec {
+    enum CodingKeys: String, CodingKey { case modelDir, maxTokens, batchTokens, precision }
+
+    /// Decodes a stored `encoder` section; one without `precision` (written before the key existed) gets fp32.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        modelDir = try c.decode(String.self, forKey: .modelDir); maxTokens = try c.decode(Int.self, forKey: .maxTokens)
+        batchTokens = try c.decode(Int.self, forKey: .batchTokens)
+        precision = try c.decodeIfPresent(PrecisionSpec.self, forKey: .precision) ?? .fp32
+    }
+
+    /// Encodes `precision` only when it is not fp32: a checkpoint written before the key re-encodes to the same bytes.
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(modelDir, forKey: .modelDir); try c.encode(maxTokens, forKey: .maxTokens)
+        try c.encode(batchTokens, forKey: .batchTokens)
+        if precision != .fp32 { try c.encode(precision, forKey: .precision) }
     }
 }
 

@@ -40,6 +40,8 @@ public enum ConfigSchema {
                   doc: "Folder of the frozen BERT-family text encoder (config.json, vocab.txt, model.safetensors)."),
         ConfigKey(path: "encoder.max_tokens", kind: .int(8...512), defaultValue: .int(256),
                   doc: "WordPiece tokens per sentence, [CLS] and [SEP] included (longer sentences are truncated)."),
+        ConfigKey(path: "encoder.precision", kind: .string(allowed: ["fp32", "bf16"]), defaultValue: .string("fp32"),
+                  doc: "GEMM inputs of the frozen text encoder (featurize, encode, bench --encoder): fp32, or bf16 (rounded to bfloat16, products accumulated in fp32 through oneDNN; LayerNorm, softmax, GELU and pooling stay fp32). A machine without AVX512-BF16 computes in fp32 and says so in one line."),
         ConfigKey(path: "encoder.batch_tokens", kind: .int(64...65536), defaultValue: .int(4096),
                   doc: "Padded tokens per encoder batch (sentences are batched by length)."),
         // model
@@ -65,6 +67,8 @@ public enum ConfigSchema {
                   doc: "Rows per block of the B x B logits: the loss and its gradient are computed block by block (running column log-sum-exp), so scratch is tile_rows x B."),
         ConfigKey(path: "train.bucket_mb", kind: .double(0...1024), defaultValue: .double(4),
                   doc: "MiB per bucket of the overlapped gradient all-reduce: each bucket of the gradient arena is summed with a non-blocking all-reduce as soon as backward has finished it, overlapping communication with the rest of backward; 0: one blocking all-reduce after backward."),
+        ConfigKey(path: "train.precision", kind: .string(allowed: ["fp32", "bf16"]), defaultValue: .string("fp32"),
+                  doc: "GEMM inputs of the DM branch in pretraining, fine-tuning and bench --config: fp32, or bf16 (activations and a bf16 copy of the weights made once per optimizer step, products accumulated in fp32 through oneDNN). Master weights, gradients, Adam state, LayerNorm, softmax, GELU, attention, the loss and all reductions stay fp32. A machine without AVX512-BF16 computes in fp32 and says so in one line."),
         ConfigKey(path: "train.epochs", kind: .int(1...100_000), defaultValue: .int(10), doc: "Epochs over the SCT training split (the last incomplete batch of an epoch is dropped)."),
         ConfigKey(path: "train.max_steps", kind: .int(0...100_000_000), defaultValue: .int(0), doc: "Stop after this many optimizer steps in total (0: no limit)."),
         ConfigKey(path: "train.seed", kind: .int(0...Int(Int32.max)), defaultValue: .int(1), doc: "Seed of the data order: epoch e's order is a permutation seeded by (seed, e), the same for any world size."),

@@ -43,7 +43,8 @@ public final class BertEncoder {
     /// included (--max-tokens, encoder.max_tokens): at least 2 and at most max_position_embeddings.
     /// config.json, vocab.txt and the tensor shapes of model.safetensors are checked against each other
     /// before any weight is allocated.
-    public init(modelDir: String, maxLength: Int = 256) throws {
+    /// `precision`: the GEMM inputs (`encoder.precision`, resolved: `Precision.resolve`); the weights' bf16 copy is made once here.
+    public init(modelDir: String, maxLength: Int = 256, precision: Precision = .fp32) throws {
         self.modelDir = modelDir
         let files = try Self.modelFiles(modelDir)
         let configPath = files.config, vocabPath = files.vocab, weightsPath = files.weights
@@ -152,12 +153,14 @@ public final class BertEncoder {
             try loadLinear(n + "output.dense", layer.ffn.fc2)
             try loadNorm(n + "output.LayerNorm", layer.outputNorm)
         }
-        identity = try Self.identity(modelDir: modelDir)
+        params.setPrecision(precision)
+        identity = try Self.identity(modelDir: modelDir, precision: precision)
     }
 
     /// Names an encoder without loading it: folder name plus a hash of config.json, vocab.txt and the
-    /// safetensors header (tensor names, shapes and offsets).
-    public static func identity(modelDir: String) throws -> String {
+    /// safetensors header (tensor names, shapes and offsets), and `+bf16` when its GEMMs run in bf16 (features
+    /// differ in the last bits, so a store made in one precision is not taken for the other).
+    public static func identity(modelDir: String, precision: Precision = .fp32) throws -> String {
         let files = try modelFiles(modelDir)
         let configData = try readRegularFile(files.config, what: "BERT config.json", limit: 16 << 20)
         var h = configData.withUnsafeBytes { checksum64($0) }
@@ -166,7 +169,7 @@ public final class BertEncoder {
         let weights = try SafetensorsFile(path: files.weights)
         let header = weights.tensors.keys.sorted().map { "\($0)\(weights.tensors[$0]!.shape)\(weights.tensors[$0]!.begin)" }.joined()
         h = Data(header.utf8).withUnsafeBytes { checksum64($0, seed: h) }
-        return URL(fileURLWithPath: modelDir).standardizedFileURL.lastPathComponent + "@" + String(h, radix: 16)
+        return URL(fileURLWithPath: modelDir).standardizedFileURL.lastPathComponent + "@" + String(h, radix: 16) + (precision == .bf16 ? "+bf16" : "")
     }
 
     /// Encodes sentences given as token ids (each from `tokenizer.encode`) as one padded batch.

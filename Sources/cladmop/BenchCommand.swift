@@ -78,7 +78,7 @@ struct Bench: ParsableCommand {
             let r = try runTrainingBenchmark(spec: try options.load(comm), comm: comm)
             guard comm.isRoot else { return }
             if json { print(try jsonText(r)); return }
-            print("training benchmark: \(r.worldSize) rank(s), global batch \(r.globalBatch), \(r.variableLengths ? "variable" : "full") lengths, \(r.parameters) parameters")
+            print("training benchmark: \(r.worldSize) rank(s), global batch \(r.globalBatch), \(r.variableLengths ? "variable" : "full") lengths, \(r.parameters) parameters, \(r.precision) GEMMs")
             print(String(format: "  samples/s          %10.1f", r.samplesPerSecond))
             print(String(format: "  ms per step        %10.1f  (forward %.1f, all-gather + loss %.1f, backward %.1f, all-reduce %.1f, optimizer %.1f)",
                          r.msStep, r.msForward, r.msAllgatherLoss, r.msBackward, r.msAllreduce, r.msOptimizer))
@@ -103,11 +103,18 @@ func printKernelTable(_ r: KernelBenchmarkResult) {
     print(padded("size", 8) + padded("best GFLOP/s", 15) + padded("median GFLOP/s", 17))
     for row in r.sgemm ?? [] { print(String(format: "%8d %14.1f %16.1f", row.size, row.gflops, row.medianGflops)) }
     print("\nthe model's GEMMs (one rank's rows of a step; per layer)")
-    print(padded("gemm", -22) + padded("m", 7) + padded("n", 7) + padded("k", 7) + padded("count", 6) + padded("best GFLOP/s", 15)
-          + padded("median GFLOP/s", 17))
+    print("best GFLOP/s per library: OpenBLAS sgemm (median beside it), oneDNN fp32, oneDNN bf16 on bf16 operands, oneDNN bf16 rounding both fp32 operands first"
+          + (r.bf16Available ? "" : " (bf16: not available on this machine)"))
+    print(padded("gemm", -22) + padded("m", 7) + padded("n", 7) + padded("k", 7) + padded("count", 6) + padded("OpenBLAS", 10)
+          + padded("median", 8) + padded("oneDNN fp32", 12) + padded("oneDNN bf16", 12) + padded("bf16+conv", 10))
+    func rate(_ x: Double?) -> String { x.map { String(format: "%.1f", $0) } ?? "-" }
     for row in r.modelShapes ?? [] {
-        print(padded(row.gemm, -22) + String(format: " %6d %6d %6d %5d %14.1f %16.1f", row.m, row.n, row.k, row.perLayer, row.gflops,
-                                             row.medianGflops))
+        print(padded(row.gemm, -22) + String(format: " %6d %6d %6d %5d %9.1f %7.1f", row.m, row.n, row.k, row.perLayer, row.gflops,
+                                             row.medianGflops)
+              + padded(rate(row.onednnGflops), 12) + padded(rate(row.onednnBf16Gflops), 12) + padded(rate(row.onednnBf16ConvertingGflops), 10))
+    }
+    if !r.onednnImplementations.isEmpty {
+        print("oneDNN implementations: " + r.onednnImplementations.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
     }
     if let mix = r.modelMixGflops, let median = r.modelMixMedianGflops {
         print(padded("a layer's mix (FLOP-weighted)", -48) + String(format: " %14.1f %16.1f", mix, median))

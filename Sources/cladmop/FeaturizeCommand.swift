@@ -1,3 +1,4 @@
+import Training
 import Support
 import ArgumentParser
 import Communication
@@ -28,8 +29,9 @@ struct Featurize: ParsableCommand {
             let paths = data.isEmpty ? spec.data.files : data
             let output = output ?? spec.data.featureStore
             try checkOutputs([("--output", output)], inputs: paths.map { ("--data", $0) } + [("data.icd_hierarchy", spec.data.icdHierarchy)])
+            let precision = resolvedPrecision(spec.encoder.precision, key: "encoder.precision", comm: comm)
             if skipIfCurrent, FileManager.default.fileExists(atPath: output) {
-                let expected = try currentStoreIdentity(paths: paths, encoderIdentity: try BertEncoder.identity(modelDir: spec.encoder.modelDir),
+                let expected = try currentStoreIdentity(paths: paths, encoderIdentity: try BertEncoder.identity(modelDir: spec.encoder.modelDir, precision: precision),
                                                         maxTokens: spec.encoder.maxTokens)
                 if (try? FeatureStore(path: output, expected: expected)) != nil {
                     if comm.isRoot { log("featurize: \(output) is up to date") }
@@ -38,7 +40,7 @@ struct Featurize: ParsableCommand {
                 if comm.isRoot { log("featurize: \(output) is stale or damaged; rebuilding") }
             }
             let hierarchy = try ICD10Hierarchy(path: spec.data.icdHierarchy)
-            let makeEncoder = { try BertEncoder(modelDir: spec.encoder.modelDir, maxLength: spec.encoder.maxTokens) }
+            let makeEncoder = { try BertEncoder(modelDir: spec.encoder.modelDir, maxLength: spec.encoder.maxTokens, precision: precision) }
             let report = try TrialData.featurize(comm: comm, paths: paths, output: output, makeEncoder: makeEncoder, hierarchy: hierarchy,
                                             skipBadRows: spec.data.skipBadRows, batchTokens: spec.encoder.batchTokens,
                                             log: { if comm.isRoot { log($0) } })

@@ -50,3 +50,13 @@ void ck_layernorm_backward(const float *x, const float *dy, const float *gamma, 
 
 // sum_i x_i^2, accumulated in double (gradient norms).
 double ck_sum_squares(const float *x, size_t n);
+
+// bfloat16 (the upper half of a float32). 1 when the CPU executes AVX512-BF16 (VCVTNE2PS2BF16, VDPBF16PS).
+int ck_cpu_has_avx512_bf16(void);
+// y = bf16(x), round to nearest even (VCVTNE2PS2BF16 when the CPU has it, the same rounding in scalar code otherwise;
+// the instruction treats subnormal inputs, |x| < 2^-126, as zero).
+void ck_f32_to_bf16(const float *x, uint16_t *y, size_t n);
+// rows x cols of x (row stride ldx floats) into a dense rows x cols bf16 block.
+void ck_f32_to_bf16_strided(const float *x, size_t ldx, uint16_t *y, size_t rows, size_t cols);
+// y = float(x), exact.
+void ck_bf16_to_f32(const uint16_t *x, float *y, size_t n);

@@ -59,6 +59,45 @@ public final class ParameterArena {
     deinit {
         values.deallocate()
         grads.deallocate()
+        bf16Values?.deallocate()
+    }
+
+    /// The GEMM precision of the layers that read this arena (`Linear`). `.bf16` keeps a bf16 copy of every value
+    /// beside the fp32 master values (`valueBF16`); the fp32 values stay the ones the optimizer updates.
+    public private(set) var precision: Precision = .fp32
+    /// bf16(values), round to nearest even, made by `refreshLowPrecisionCopy`; nil in fp32.
+    public private(set) var bf16Values: UnsafeMutablePointer<UInt16>?
+    /// How many times the bf16 copy was made (the tests check that a step makes it exactly once).
+    public private(set) var lowPrecisionRefreshes = 0
+
+    /// Sets the GEMM precision (`Precision.resolve` first: a machine without bf16 gets fp32). Call it once the
+    /// values are final for the first step (after initialisation, broadcast or checkpoint loading): bf16 makes the
+    /// copy now, and `Optimizer.update` remakes it after every update.
+    public func setPrecision(_ precision: Precision) {
+        precondition(isFinalized, "setPrecision before finalize")
+        self.precision = precision
+        if precision == .bf16 {
+            if bf16Values == nil {
+                bf16Values = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * 2, alignment: 64)
+                    .bindMemory(to: UInt16.self, capacity: max(count, 1))
+            }
+            refreshLowPrecisionCopy()
+        } else {
+            bf16Values?.deallocate(); bf16Values = nil
+        }
+    }
+
+    /// bf16Values = bf16(values): once per step, after the optimizer changed the values (or after anything else
+    /// overwrote them). Nothing in fp32.
+    public func refreshLowPrecisionCopy() {
+        guard let b = bf16Values else { return }
+        convertToBF16(values, b, count: count)
+        lowPrecisionRefreshes += 1
+    }
+
+    /// The bf16 copy of a parameter in bf16, nil in fp32 (`gemm` then reads the fp32 values).
+    @inline(__always) public func valueBF16(_ p: ParamRef) -> UnsafePointer<UInt16>? {
+        bf16Values.map { UnsafePointer($0 + p.offset) }
     }
 
     /// Registers a parameter of `shape` (row-major) in parameter group `group`.

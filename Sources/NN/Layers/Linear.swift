@@ -14,6 +14,9 @@ public struct LoRAAdapter {
 public struct LinearCache { public var t: FloatPtr? = nil; public init(t: FloatPtr? = nil) { self.t = t } }
 
 /// y = x W^T + b, W is (out, in) as in PyTorch, optionally with a LoRA adapter.
+/// Every GEMM runs in the arena's precision (`ParameterArena.precision`): in bf16, x, dy and the weights' bf16 copy
+/// (made once per optimizer step) are the inputs, products are accumulated in fp32, and y, dx and the gradients are
+/// fp32 (the bias add and the bias gradient's row sum are fp32 too).
 public struct Linear {
     public let inFeatures: Int
     public let outFeatures: Int
@@ -47,13 +50,13 @@ public struct Linear {
             let bv = p.value(bias)
             for r in 0..<n { (y + r * outFeatures).update(from: bv, count: outFeatures) }
         }
-        sgemm(transB: true, m: n, n: outFeatures, k: inFeatures, a: x, b: p.value(weight),
-              beta: bias == nil ? 0 : 1, c: y)
+        gemm(p.precision, transB: true, m: n, n: outFeatures, k: inFeatures, a: x, b: p.value(weight), bBF16: p.valueBF16(weight),
+             beta: bias == nil ? 0 : 1, c: y)
         guard let ad = adapter else { return LinearCache() }
         let t = arena!.allocate(n * ad.rank)
-        sgemm(transB: true, m: n, n: ad.rank, k: inFeatures, a: x, b: p.value(ad.a), c: t)
-        sgemm(transB: true, m: n, n: outFeatures, k: ad.rank, alpha: ad.scaling, a: t, b: p.value(ad.b),
-              beta: 1, c: y)
+        gemm(p.precision, transB: true, m: n, n: ad.rank, k: inFeatures, a: x, b: p.value(ad.a), bBF16: p.valueBF16(ad.a), c: t)
+        gemm(p.precision, transB: true, m: n, n: outFeatures, k: ad.rank, alpha: ad.scaling, a: t, b: p.value(ad.b),
+             bBF16: p.valueBF16(ad.b), beta: 1, c: y)
         return LinearCache(t: t)
     }
 
@@ -72,17 +75,17 @@ public struct Linear {
     /// `backwardParameters` already computed it.
     public func backwardInput(_ p: ParameterArena, _ cache: LinearCache, dy: ConstFloatPtr, dx: FloatPtr, rows n: Int,
                               arena: ActivationArena? = nil, loraDt: FloatPtr? = nil) {
-        sgemm(m: n, n: inFeatures, k: outFeatures, a: dy, b: p.value(weight), beta: 1, c: dx)
+        gemm(p.precision, m: n, n: inFeatures, k: outFeatures, a: dy, b: p.value(weight), bBF16: p.valueBF16(weight), beta: 1, c: dx)
         guard let ad = adapter, cache.t != nil else { return }
         let dt = loraDt ?? loraInputGradient(p, ad, dy, rows: n, arena: arena!)
-        sgemm(m: n, n: inFeatures, k: ad.rank, a: dt, b: p.value(ad.a), beta: 1, c: dx)
+        gemm(p.precision, m: n, n: inFeatures, k: ad.rank, a: dt, b: p.value(ad.a), bBF16: p.valueBF16(ad.a), beta: 1, c: dx)
     }
 
     /// dt = s dy B, (N, r): the gradient at the LoRA intermediate t = x A^T.
     private func loraInputGradient(_ p: ParameterArena, _ ad: LoRAAdapter, _ dy: ConstFloatPtr, rows n: Int,
                                    arena: ActivationArena) -> FloatPtr {
         let dt = arena.allocate(n * ad.rank)
-        sgemm(m: n, n: ad.rank, k: outFeatures, alpha: ad.scaling, a: dy, b: p.value(ad.b), c: dt)
+        gemm(p.precision, m: n, n: ad.rank, k: outFeatures, alpha: ad.scaling, a: dy, b: p.value(ad.b), bBF16: p.valueBF16(ad.b), c: dt)
         return dt
     }
 
@@ -92,7 +95,7 @@ public struct Linear {
     public func backwardParameters(_ p: ParameterArena, _ cache: LinearCache, _ x: ConstFloatPtr, dy: ConstFloatPtr,
                                    rows n: Int, arena: ActivationArena? = nil, biasGradientIsZero: Bool = false) -> FloatPtr? {
         if !p.isFrozen(weight) {
-            sgemm(transA: true, m: outFeatures, n: inFeatures, k: n, a: dy, b: x, beta: 1, c: p.grad(weight))
+            gemm(p.precision, transA: true, m: outFeatures, n: inFeatures, k: n, a: dy, b: x, beta: 1, c: p.grad(weight))
         }
         if let bias, !p.isFrozen(bias), !biasGradientIsZero {
             let gb = p.grad(bias)
@@ -103,12 +106,12 @@ public struct Linear {
         }
         guard let ad = adapter, let t = cache.t else { return nil }
         if !p.isFrozen(ad.b) {
-            sgemm(transA: true, m: outFeatures, n: ad.rank, k: n, alpha: ad.scaling, a: dy, b: t,
-                  beta: 1, c: p.grad(ad.b))
+            gemm(p.precision, transA: true, m: outFeatures, n: ad.rank, k: n, alpha: ad.scaling, a: dy, b: t,
+                 beta: 1, c: p.grad(ad.b))
         }
         guard !p.isFrozen(ad.a) else { return nil }
         let dt = loraInputGradient(p, ad, dy, rows: n, arena: arena!)
-        sgemm(transA: true, m: ad.rank, n: inFeatures, k: n, a: dt, b: x, beta: 1, c: p.grad(ad.a))
+        gemm(p.precision, transA: true, m: ad.rank, n: inFeatures, k: n, a: dt, b: x, beta: 1, c: p.grad(ad.a))
         return dt
     }
 }

@@ -54,6 +54,8 @@ public final class Optimizer {
                            eps: eps, bias1: bc1, bias2: bc2, weightDecay: wd, decoupled: kind == .adamw)
             }
         }
+        // bf16 GEMMs read the weights' bf16 copy: made here, once per update, not per GEMM call.
+        params.refreshLowPrecisionCopy()
     }
 }
 

@@ -25,7 +25,8 @@ public func encoderBenchmark(spec: RunSpec, csv: String, comm: Communicator, sen
     if let sentencesOut {
         try writeFileAtomically(sentencesOut) { try $0.write(contentsOf: Data(texts.map { $0.replacingOccurrences(of: "\n", with: " ") }.joined(separator: "\n").utf8 + [0x0A])) }
     }
-    let enc = try BertEncoder(modelDir: spec.encoder.modelDir, maxLength: spec.encoder.maxTokens)
+    let enc = try BertEncoder(modelDir: spec.encoder.modelDir, maxLength: spec.encoder.maxTokens,
+                              precision: resolvedPrecision(spec.encoder.precision, key: "encoder.precision", comm: comm))
     let tokens = texts.map { enc.tokenizer.encode($0) }
     let batches = BertEncoder.batches(lengths: tokens.map(\.count), maxBatchTokens: spec.encoder.batchTokens)
     let out = FloatPtr.allocate(capacity: max(texts.count * 3 * enc.hidden, 1))

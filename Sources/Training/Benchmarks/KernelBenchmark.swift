@@ -11,7 +11,14 @@ public struct KernelBenchmarkResult: Encodable {
     }
     public struct ShapeRate: Codable {
         public var gemm: String, m: Int, n: Int, k: Int, perLayer: Int, gflops: Double, medianGflops: Double
-        enum CodingKeys: String, CodingKey { case gemm, m, n, k, perLayer = "per_layer", gflops, medianGflops = "median_gflops" }
+        /// The same GEMM through oneDNN: fp32; bf16 on operands already in bf16; bf16 through `gemm(.bf16, ...)`,
+        /// which also rounds both fp32 operands to bf16 on every call (in training the weight's copy is made once
+        /// per step, so a layer's GEMM lies between the two bf16 figures). nil where oneDNN or bf16 is unavailable.
+        public var onednnGflops: Double?, onednnBf16Gflops: Double?, onednnBf16ConvertingGflops: Double?
+        enum CodingKeys: String, CodingKey {
+            case gemm, m, n, k, perLayer = "per_layer", gflops, medianGflops = "median_gflops", onednnGflops = "onednn_fp32_gflops"
+            case onednnBf16Gflops = "onednn_bf16_gflops", onednnBf16ConvertingGflops = "onednn_bf16_converting_gflops"
+        }
     }
     public struct AttentionRate: Codable {
         public var trials, queries, keys, heads, headDim: Int
@@ -30,6 +37,8 @@ public struct KernelBenchmarkResult: Encodable {
         }
     }
     public var worldSize: Int, blasThreads: Int, transport: String
+    /// Whether bf16 GEMMs run here (AVX512-BF16 and oneDNN), and the oneDNN implementation per input type and transposes.
+    public var bf16Available = false, onednnImplementations: [String: String] = [:]
     /// Rank 0's kernels (nil on other ranks).
     public var sgemm: [SgemmRate]?, modelShapes: [ShapeRate]?, modelMixGflops: Double?, modelMixMedianGflops: Double?
     public var attention: AttentionRate?
@@ -46,6 +55,7 @@ public struct KernelBenchmarkResult: Encodable {
         var c = encoder.container(keyedBy: Key.self)
         try c.encode(worldSize, forKey: Key("world_size")); try c.encode(blasThreads, forKey: Key("blas_threads"))
         try c.encode(transport, forKey: Key("transport")); try c.encode(collectives, forKey: Key("collectives"))
+        try c.encode(bf16Available, forKey: Key("bf16_available")); try c.encode(onednnImplementations, forKey: Key("onednn_implementations"))
         if let sgemm {
             try c.encode(sgemm, forKey: Key("sgemm"))
             for r in sgemm {
@@ -62,24 +72,40 @@ public struct KernelBenchmarkResult: Encodable {
 /// Best and median GFLOP/s of C = op(A) op(B) over about `seconds` of calls timed one by one: the best call
 /// is the kernel's peak, the median its typical rate (this VM's cores are shared, so single calls are
 /// sometimes slowed by neighbours).
-public func sgemmRate(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int, seconds: Double) -> (best: Double, median: Double, calls: Int) {
+public func sgemmRate(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int, seconds: Double,
+                      library: KernelLibrary = .openBLAS) -> (best: Double, median: Double, calls: Int) {
     let a = FloatPtr.allocate(capacity: m * k), b = FloatPtr.allocate(capacity: k * n), c = FloatPtr.allocate(capacity: m * n)
-    defer { a.deallocate(); b.deallocate(); c.deallocate() }
+    let a16 = UnsafeMutablePointer<UInt16>.allocate(capacity: m * k), b16 = UnsafeMutablePointer<UInt16>.allocate(capacity: k * n)
+    defer { a.deallocate(); b.deallocate(); c.deallocate(); a16.deallocate(); b16.deallocate() }
     var rng = RNG(seed: 1)
     for i in 0..<m * k { a[i] = rng.normal() }
     for i in 0..<k * n { b[i] = rng.normal() }
-    sgemm(transA: transA, transB: transB, m: m, n: n, k: k, a: a, b: b, c: c)   // warm-up
+    convertToBF16(a, a16, count: m * k); convertToBF16(b, b16, count: k * n)
+    func call() -> Bool {
+        switch library {
+        case .openBLAS: sgemm(transA: transA, transB: transB, m: m, n: n, k: k, a: a, b: b, c: c); return true
+        case .oneDNNFP32: return oneDNNSgemm(transA: transA, transB: transB, m: m, n: n, k: k, a: a, b: b, c: c)
+        case .oneDNNBF16: return oneDNNBF16Gemm(transA: transA, transB: transB, m: m, n: n, k: k, a: a16, b: b16, c: c)
+        case .oneDNNBF16Converting:
+            guard Precision.bf16Available else { return false }
+            gemm(.bf16, transA: transA, transB: transB, m: m, n: n, k: k, a: a, b: b, c: c); return true
+        }
+    }
+    guard call() else { return (0, 0, 0) }   // warm-up (and: is this library available here)
     var times: [Double] = []
     let t0 = monotonicSeconds()
     repeat {
         let t = monotonicSeconds()
-        sgemm(transA: transA, transB: transB, m: m, n: n, k: k, a: a, b: b, c: c)
+        _ = call()
         times.append(monotonicSeconds() - t)
     } while monotonicSeconds() - t0 < seconds || times.count < 3
     times.sort()
     let flop = 2 * Double(m) * Double(n) * Double(k)
     return (flop / times[0] / 1e9, flop / times[times.count / 2] / 1e9, times.count)
 }
+
+/// Which library (and input type) `sgemmRate` times.
+public enum KernelLibrary: Sendable { case openBLAS, oneDNNFP32, oneDNNBF16, oneDNNBF16Converting }
 
 /// The GEMMs of a transformer layer of the paper model on one rank's rows of a step (N = 6,400: 64 trials
 /// x 100 centroid tokens, d = 128, FFN 4d), with how many of each a layer runs (forward y = x W^T, input
@@ -145,12 +171,21 @@ public func kernelBenchmark(comm: Communicator, seconds: Double) -> KernelBenchm
             let r = sgemmRate(transA: g.transA, transB: g.transB, m: g.m, n: g.n, k: g.k, seconds: seconds / 2)
             let f = 2 * Double(g.m * g.n * g.k * g.perLayer)
             flops += f; bestTime += f / r.best; medianTime += f / r.median
-            shapes.append(.init(gemm: g.name, m: g.m, n: g.n, k: g.k, perLayer: g.perLayer, gflops: r.best, medianGflops: r.median))
+            var row = KernelBenchmarkResult.ShapeRate(gemm: g.name, m: g.m, n: g.n, k: g.k, perLayer: g.perLayer, gflops: r.best, medianGflops: r.median)
+            func other(_ library: KernelLibrary) -> Double? {
+                let o = sgemmRate(transA: g.transA, transB: g.transB, m: g.m, n: g.n, k: g.k, seconds: seconds / 2, library: library)
+                return o.calls > 0 ? o.best : nil
+            }
+            row.onednnGflops = other(.oneDNNFP32); row.onednnBf16Gflops = other(.oneDNNBF16)
+            row.onednnBf16ConvertingGflops = other(.oneDNNBF16Converting)
+            shapes.append(row)
         }
         result.modelShapes = shapes
         result.modelMixGflops = flops / bestTime
         result.modelMixMedianGflops = flops / medianTime
         result.attention = attentionCoreRate(seconds: seconds)
+        result.bf16Available = Precision.bf16Available
+        result.onednnImplementations = oneDNNImplementations()
     }
     comm.barrier()
     // Collectives only mean something across ranks (run under mpirun -np 2 or more).

@@ -15,6 +15,8 @@ public struct TrainingBenchmarkResult: Codable {
     public var flopsPerSample, forwardFlopsPerSample, usefulFlopsPerSample: Double
     public var achievedGflops, paddedGflops: Double
     public var peakRssMb, activationMb: Double
+    /// The GEMM precision the step ran in (`train.precision`, or fp32 where bf16 is unavailable).
+    public var precision: String
 
     enum CodingKeys: String, CodingKey {
         case worldSize = "world_size", globalBatch = "global_batch", parameters, steps, variableLengths = "variable_lengths"
@@ -23,7 +25,7 @@ public struct TrainingBenchmarkResult: Codable {
         case msOptimizer = "ms_optimizer", msImbalanceWait = "ms_imbalance_wait", commShare = "comm_share"
         case flopsPerSample = "flops_per_sample", forwardFlopsPerSample = "forward_flops_per_sample"
         case usefulFlopsPerSample = "useful_flops_per_sample", achievedGflops = "achieved_gflops", paddedGflops = "padded_gflops"
-        case peakRssMb = "peak_rss_mb", activationMb = "activation_mb"
+        case peakRssMb = "peak_rss_mb", activationMb = "activation_mb", precision
     }
 }
 
@@ -54,6 +56,8 @@ public func runTrainingBenchmark(spec: RunSpec, comm: Communicator) throws -> Tr
     let config = ModelConfig(spec.model, loss: spec.loss, encoderDim: e, molVocab: 100, maxMolecules: 8, icdTableSizes: icdSizes,
                              categoryCount: icdSizes.count >= 3 ? icdSizes[2] + 1 : 2)
     let step = ContrastiveStep(config, spec: spec, comm: comm, faults: .none)
+    let precision = resolvedPrecision(spec.train.precision, key: "train.precision", comm: comm)
+    step.params.setPrecision(precision)
     let model = step.model
     let mine = shard(globalBatch, rank: comm.rank, of: comm.size)
     var lengthRNG = RNG(seed: 7)                       // the same on every rank: the global batch's lengths
@@ -141,5 +145,5 @@ public func runTrainingBenchmark(spec: RunSpec, comm: Communicator) throws -> Tr
         msImbalanceWait: times[6] * 1e3, commShare: (times[1] + times[3]) / stepTime, flopsPerSample: fullFlops,
         forwardFlopsPerSample: fullFlops / 3, usefulFlopsPerSample: sums[0] / (steps * Double(globalBatch)),
         achievedGflops: sums[0] / steps / stepTime / 1e9, paddedGflops: sums[1] / steps / stepTime / 1e9,
-        peakRssMb: rss[0], activationMb: rss[1])
+        peakRssMb: rss[0], activationMb: rss[1], precision: precision.rawValue)
 }

@@ -159,6 +159,7 @@ public final class Finetuner {
     func trainMember(_ outcome: OutcomeModel, optimizer: Optimizer, seed: Int, dir runDir: String) throws -> FinetuneSelection {
         let p = outcome.params
         comm.broadcast(p.values, count: p.count, root: 0)
+        p.setPrecision(resolvedPrecision(spec.train.precision, key: "train.precision", comm: comm))
         let batchSize = spec.finetune.batch, epochs = spec.finetune.epochs
         let positives = train.filter { $0.label == 1 }.count, negatives = train.count - positives
         // Eq. 7 class weights: w_c = N / (2 N_c), so both classes weigh the same in total.

@@ -99,6 +99,8 @@ public final class Pretrainer {
         comm.broadcast(params.values, count: params.count, root: 0)
         comm.broadcast(optimizer.m, count: params.count, root: 0)
         comm.broadcast(optimizer.v, count: params.count, root: 0)
+        // The values are final for the first step: bf16 makes its copy of them now, then after every update.
+        params.setPrecision(resolvedPrecision(train.precision, key: "train.precision", comm: comm))
         if comm.isRoot {
             for line in setup.corpusReport { log(line) }
             log("pretrain: \(params.count) parameters, \(comm.size) rank(s), global batch \(globalBatch), \(stepsPerEpoch) steps per epoch, \(totalSteps) steps")

@@ -13,7 +13,8 @@ import TrialData
 public func storeContaining(_ csvs: [String], spec: RunSpec, hierarchy: ICD10Hierarchy, comm: Communicator,
                             log: @escaping (String) -> Void) throws -> FeatureStore {
     let main = spec.data.featureStore
-    let identity = try BertEncoder.identity(modelDir: spec.encoder.modelDir)
+    let precision = resolvedPrecision(spec.encoder.precision, key: "encoder.precision", comm: comm)
+    let identity = try BertEncoder.identity(modelDir: spec.encoder.modelDir, precision: precision)
     let wanted = try currentStoreIdentity(paths: csvs, encoderIdentity: identity, maxTokens: spec.encoder.maxTokens)
     func holds(_ s: FeatureStore) -> Bool {
         s.identity.encoder == identity && wanted.sources.allSatisfy { s.identity.sources[$0.key] == $0.value }
@@ -24,7 +25,7 @@ public func storeContaining(_ csvs: [String], spec: RunSpec, hierarchy: ICD10Hie
     if let s = try? FeatureStore(path: cache), holds(s) { return s }
     if comm.isRoot { log("featurize: \(csvs.joined(separator: ", ")) not in \(main); featurizing into \(cache)") }
     _ = try featurize(comm: comm, paths: csvs, output: cache,
-                      makeEncoder: { try BertEncoder(modelDir: spec.encoder.modelDir, maxLength: spec.encoder.maxTokens) },
+                      makeEncoder: { try BertEncoder(modelDir: spec.encoder.modelDir, maxLength: spec.encoder.maxTokens, precision: precision) },
                       hierarchy: hierarchy, skipBadRows: spec.data.skipBadRows, batchTokens: spec.encoder.batchTokens,
                       log: { if comm.isRoot { log($0) } })
     return try FeatureStore(path: cache)

@@ -99,7 +99,10 @@ public final class ContrastiveStep {
         }
         // Each rank backpropagates the exact gradient of the global loss for its rows, scaled by W so that
         // the average over ranks is the sum (the gradient of the global loss).
-        if !faults.noWorldScale { for i in 0..<n * e { dDM[i] *= Float(W) } }
+        // In bf16 the factor is applied after the all-reduce instead: bf16(W g) != W bf16(g) unless W is a power of two,
+        // so scaling the backward input would round every rank's GEMM inputs differently from W = 1's.
+        let scaleAfterReduce = params.precision == .bf16 && W > 1
+        if !faults.noWorldScale && !scaleAfterReduce { for i in 0..<n * e { dDM[i] *= Float(W) } }
         lap(\.gatherLoss)
         // d log s is known before backward, which never writes it: final at once.
         if !params.isFrozen(model.logScale) { params.grad(model.logScale)[0] = result.dLogScale }
@@ -127,6 +130,12 @@ public final class ContrastiveStep {
             buckets.finish(complete: true)
         } else {
             comm.allReduceAverage(params.grads, count: params.count)
+        }
+        if scaleAfterReduce && !faults.noWorldScale {
+            // average over ranks x W = the sum; d log s was the same global value on every rank, so it stays.
+            let g = params.grads, w = Float(W)
+            for i in 0..<params.count { g[i] *= w }
+            if !params.isFrozen(model.logScale) { params.grad(model.logScale)[0] = result.dLogScale }
         }
         lap(\.allReduce)
         if firstStep, let path = faults.dumpGradient, comm.isRoot {

@@ -1,0 +1,126 @@
+import CKernels
+import Foundation
+
+/// The number format of the GEMM inputs. `.bf16`: A and B rounded to bfloat16 (8 significant bits, relative
+/// rounding error at most 2^-9 per input), products accumulated in fp32 into an fp32 C; everything else (master
+/// weights, gradients, optimizer state, LayerNorm, softmax, GELU, the loss, reductions) stays fp32.
+public enum Precision: String, Sendable, Codable, CaseIterable {
+    case fp32, bf16
+
+    /// Whether this process can run bf16 GEMMs: the CPU has AVX512-BF16 and oneDNN made an engine.
+    /// `CLADMOP_FORCE_NO_BF16=1` answers false (the tests' way to exercise the fallback on a bf16 machine).
+    public static let bf16Available: Bool = {
+        if ProcessInfo.processInfo.environment["CLADMOP_FORCE_NO_BF16"] == "1" { return false }
+        return ck_cpu_has_avx512_bf16() != 0 && OneDNN.shared != nil
+    }()
+
+    /// The precision a run uses: bf16 falls back to fp32, with one line on stderr (`say` is called once per
+    /// process; pass nil to stay silent), when this machine cannot run it.
+    /// `available` is this machine's answer unless a test forces it.
+    public static func resolve(_ requested: Precision, key: String, say: ((String) -> Void)? = defaultSay,
+                               available: Bool = bf16Available) -> Precision {
+        guard requested == .bf16, !available else { return requested }
+        if !fallbackReported {
+            fallbackReported = true
+            say?("\(key) = bf16: this CPU has no AVX512-BF16 (or oneDNN is unavailable); computing in fp32")
+        }
+        return .fp32
+    }
+    nonisolated(unsafe) private static var fallbackReported = false
+    public static let defaultSay: (String) -> Void = { FileHandle.standardError.write(("warning: " + $0 + "\n").data(using: .utf8)!) }
+}
+
+/// Which library computes a GEMM.
+public enum GEMMBackend: String, Sendable, CaseIterable {
+    case openBLAS = "openblas", oneDNN = "onednn"
+
+    /// The backend of a GEMM of this precision: bf16 only exists in oneDNN (OpenBLAS 0.3.21 has no sbgemm);
+    /// fp32 stays on OpenBLAS, the library every fp32 figure and golden test of this repository was measured with
+    /// (`cladmop bench --kernels` prints both side by side; see docs/performance.md before changing this).
+    public static func choose(_ precision: Precision, m: Int, n: Int, k: Int) -> GEMMBackend {
+        precision == .bf16 && Precision.bf16Available ? .oneDNN : .openBLAS
+    }
+}
+
+/// A bf16 copy of an fp32 operand made beforehand (a weight, converted once per optimizer step), or nil.
+public typealias BF16Ptr = UnsafePointer<UInt16>
+
+/// Row-major C(m,n) = alpha op(A)(m,k) op(B)(k,n) + beta C in `precision`, op = transpose when the flag is set.
+/// fp32: `sgemm` (OpenBLAS). bf16: A and B are rounded to bf16 (RNE) unless their bf16 copies `aBF16`/`bBF16` are
+/// given (same layout and strides as the fp32 operand), then oneDNN multiplies them with fp32 accumulation.
+/// A bf16 request on a machine without bf16 (`Precision.bf16Available` false) computes in fp32.
+public func gemm(_ precision: Precision, transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
+                 alpha: Float = 1, a: UnsafePointer<Float>, lda: Int? = nil, aBF16: BF16Ptr? = nil,
+                 b: UnsafePointer<Float>, ldb: Int? = nil, bBF16: BF16Ptr? = nil,
+                 beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int? = nil) {
+    if m == 0 || n == 0 { return }
+    switch GEMMBackend.choose(precision, m: m, n: n, k: k) {
+    case .openBLAS:
+        sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+    case .oneDNN:
+        let lda = lda ?? (transA ? m : k), ldb = ldb ?? (transB ? k : n), ldc = ldc ?? n
+        if k == 0 {
+            sgemm(transA: transA, transB: transB, m: m, n: n, k: 0, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+            return
+        }
+        // Stored rows x columns of each operand as laid out in memory.
+        let (aRows, aCols) = transA ? (k, m) : (m, k), (bRows, bCols) = transB ? (n, k) : (k, n)
+        let scratch = BF16Scratch.shared
+        let a16 = aBF16 ?? scratch.convert(a, rows: aRows, cols: aCols, ld: lda, slot: 0)
+        let b16 = bBF16 ?? scratch.convert(b, rows: bRows, cols: bCols, ld: ldb, slot: 1)
+        // A converted copy is dense: its row stride is its column count.
+        let ldaBF16 = aBF16 == nil ? aCols : lda, ldbBF16 = bBF16 == nil ? bCols : ldb
+        let ok = OneDNN.shared!.matmul(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a16, lda: ldaBF16,
+                                       b: b16, ldb: ldbBF16, beta: beta, c: c, ldc: ldc, input: .bf16)
+        precondition(ok, "oneDNN bf16 matmul \(m)x\(n)x\(k) failed")
+    }
+}
+
+/// fp32 GEMM through oneDNN (for `bench --kernels`, which prints it beside OpenBLAS's `sgemm`). Returns false when
+/// oneDNN is unavailable.
+public func oneDNNSgemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int, alpha: Float = 1,
+                        a: UnsafePointer<Float>, lda: Int? = nil, b: UnsafePointer<Float>, ldb: Int? = nil,
+                        beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int? = nil) -> Bool {
+    guard let dnnl = OneDNN.shared else { return false }
+    return dnnl.matmul(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda ?? (transA ? m : k),
+                       b: b, ldb: ldb ?? (transB ? k : n), beta: beta, c: c, ldc: ldc ?? n, input: .fp32)
+}
+
+/// bf16 GEMM through oneDNN on operands already in bf16 (`bench --kernels`). Returns false when unavailable.
+public func oneDNNBF16Gemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int, alpha: Float = 1,
+                           a: BF16Ptr, lda: Int? = nil, b: BF16Ptr, ldb: Int? = nil,
+                           beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int? = nil) -> Bool {
+    guard Precision.bf16Available, let dnnl = OneDNN.shared else { return false }
+    return dnnl.matmul(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda ?? (transA ? m : k),
+                       b: b, ldb: ldb ?? (transB ? k : n), beta: beta, c: c, ldc: ldc ?? n, input: .bf16)
+}
+
+/// The oneDNN implementation chosen per input type and transposes (e.g. "bf16 NT" -> "gemm:jit"), once used.
+public func oneDNNImplementations() -> [String: String] { OneDNN.shared?.implementations ?? [:] }
+
+/// y = bf16(x), round to nearest even (CKernels).
+public func convertToBF16(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<UInt16>, count: Int) { ck_f32_to_bf16(x, y, count) }
+/// y = float(x), exact.
+public func convertFromBF16(_ x: UnsafePointer<UInt16>, _ y: UnsafeMutablePointer<Float>, count: Int) { ck_bf16_to_f32(x, y, count) }
+
+/// Grow-only buffers for the bf16 copies of a GEMM's activation operands (slot 0: A, slot 1: B). GEMMs run one at
+/// a time on a rank's thread.
+final class BF16Scratch: @unchecked Sendable {
+    static let shared = BF16Scratch()
+    private var buffers: [UnsafeMutablePointer<UInt16>?] = [nil, nil]
+    private var capacities = [0, 0]
+
+    /// Dense rows x cols bf16 copy of x (row stride ld floats), valid until the next call with the same slot.
+    func convert(_ x: UnsafePointer<Float>, rows: Int, cols: Int, ld: Int, slot: Int) -> BF16Ptr {
+        let need = rows * cols
+        if capacities[slot] < need {
+            buffers[slot]?.deallocate()
+            let cap = max(need, capacities[slot] * 2)
+            buffers[slot] = UnsafeMutableRawPointer.allocate(byteCount: cap * 2, alignment: 64).bindMemory(to: UInt16.self, capacity: cap)
+            capacities[slot] = cap
+        }
+        let y = buffers[slot]!
+        if ld == cols { ck_f32_to_bf16(x, y, need) } else { ck_f32_to_bf16_strided(x, ld, y, rows, cols) }
+        return BF16Ptr(y)
+    }
+}
