@@ -12,6 +12,13 @@ struct Cladmop: ParsableCommand {
     static func main() {
         // A write past RLIMIT_FSIZE then fails with EFBIG, reported like a full disk, instead of killing the rank.
         signal(SIGXFSZ, SIG_IGN)
+        // OpenBLAS chooses its kernels when it loads: on a CPU it does not know it falls back to slow SSE3 ones.
+        // Then restart once with OPENBLAS_CORETYPE naming the kernels this CPU supports (before MPI starts, so
+        // under mpirun too); if the exec fails, go on with OpenBLAS's choice.
+        if let core = blasCoreTypeOverride() {
+            setenv("OPENBLAS_CORETYPE", core, 1)
+            execv("/proc/self/exe", CommandLine.unsafeArgv)
+        }
         do {
             var command = try parseAsRoot()
             try command.run()
