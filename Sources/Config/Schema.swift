@@ -122,6 +122,6 @@ public enum ConfigSchema {
         ConfigKey(path: "checkpoint.keep_last", kind: .int(1...1000), defaultValue: .int(3), doc: "Newest checkpoints kept (the best one is kept as well)."),
         // log
         ConfigKey(path: "log.tensorboard", kind: .bool, defaultValue: .bool(false),
-                  doc: "Also write the scalars of metrics.jsonl (train/loss, train/lr, val/loss, val/top1_c2dm, finetune/valid_pr_auc, ...) as a TensorBoard event file `events.out.tfevents.<time>.<host>` in the run folder (rank 0; a resumed run adds a file). `tensorboard --logdir DIR` shows each run folder under DIR as one run, e.g. a sweep's DIR/runs/bB."),
+                  doc: "Also write the scalars of metrics.jsonl (train/loss, train/lr, val/loss, val/top1_c2dm, finetune/valid_pr_auc, ...) as a TensorBoard event file `events.out.tfevents.<time>.<host>` in the run folder (rank 0; a resumed run adds a file, starting with a restart event so that TensorBoard drops the steps the interrupted attempt logged after the checkpoint). `tensorboard --logdir DIR` shows each run folder under DIR as one run, e.g. a sweep's DIR/runs/bB."),
     ]
 }
