@@ -99,7 +99,7 @@ func padded(_ text: String, _ width: Int) -> String {
 }
 
 func printKernelTable(_ r: KernelBenchmarkResult) {
-    print("sgemm, one rank, \(r.blasThreads) BLAS thread(s)")
+    print("sgemm, one rank, \(r.blasThreads) BLAS thread(s), OpenBLAS kernels: \(r.blasCore)")
     print(padded("size", 8) + padded("best GFLOP/s", 15) + padded("median GFLOP/s", 17))
     for row in r.sgemm ?? [] { print(String(format: "%8d %14.1f %16.1f", row.size, row.gflops, row.medianGflops)) }
     print("\nthe model's GEMMs (one rank's rows of a step; per layer)")

@@ -187,4 +187,23 @@ final class BenchSmokeTests: XCTestCase {
         XCTAssertGreaterThan((json["attention"] as? [String: Any])?["backward_gflops"] as? Double ?? 0, 0)
         XCTAssertEqual((json["collectives"] as? [[String: Any]])?.count, 4)
     }
+
+    /// OpenBLAS picks its kernels by CPU model and falls back to SSE3 "Prescott" ones on a model it does not know;
+    /// cladmop then restarts itself with OPENBLAS_CORETYPE from the CPU's flags (under mpirun too). On a CPU with
+    /// AVX2 + FMA the kernels in use are never Prescott; a user's OPENBLAS_CORETYPE is kept as it is.
+    func testOpenBLASNeverRunsItsFallbackKernelsOnAVX2Machines() throws {
+        let flags = ((try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? "").split(separator: "\n")
+            .first { $0.hasPrefix("flags") }.map { Set($0.split(separator: " ").map(String.init)) } ?? []
+        guard flags.isSuperset(of: ["avx2", "fma"]) else { throw XCTSkip("this CPU has no AVX2 + FMA") }
+        func core(_ environment: [String: String]) throws -> String {
+            let r = try mpirun(np: 2, executable: cladmop, arguments: ["bench", "--kernels", "--seconds", "0.01", "--json"], environment: environment)
+            XCTAssertEqual(r.status, 0, r.output)
+            let line = try XCTUnwrap(r.output.split(separator: "\n").first { $0.hasPrefix("{") }, r.output)
+            return try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])["blas_core"] as? String ?? ""
+        }
+        let chosen = try core([:])
+        XCTAssertFalse(chosen.isEmpty)
+        XCTAssertNotEqual(chosen.lowercased(), "prescott", "OpenBLAS runs its SSE3 fallback kernels on an AVX2 CPU")
+        XCTAssertEqual(try core(["OPENBLAS_CORETYPE": "Prescott"]).lowercased(), "prescott", "the user's OPENBLAS_CORETYPE is kept")
+    }
 }

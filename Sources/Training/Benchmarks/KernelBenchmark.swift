@@ -37,6 +37,9 @@ public struct KernelBenchmarkResult: Encodable {
         }
     }
     public var worldSize: Int, blasThreads: Int, transport: String
+    /// OpenBLAS's kernel family in this process (`openblas_get_corename`), after cladmop's restart with
+    /// OPENBLAS_CORETYPE where OpenBLAS fell back to Prescott (`blasCoreTypeOverride`).
+    public var blasCore: String = blasCoreName()
     /// Whether bf16 GEMMs run here (AVX512-BF16 and oneDNN), and the oneDNN implementation per input type and transposes.
     public var bf16Available = false, onednnImplementations: [String: String] = [:]
     /// Rank 0's kernels (nil on other ranks).
@@ -54,6 +57,7 @@ public struct KernelBenchmarkResult: Encodable {
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: Key.self)
         try c.encode(worldSize, forKey: Key("world_size")); try c.encode(blasThreads, forKey: Key("blas_threads"))
+        try c.encode(blasCore, forKey: Key("blas_core"))
         try c.encode(transport, forKey: Key("transport")); try c.encode(collectives, forKey: Key("collectives"))
         try c.encode(bf16Available, forKey: Key("bf16_available")); try c.encode(onednnImplementations, forKey: Key("onednn_implementations"))
         if let sgemm {
