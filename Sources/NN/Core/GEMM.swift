@@ -72,9 +72,18 @@ public func gemm(_ precision: Precision, transA: Bool = false, transB: Bool = fa
         let ldaBF16 = aBF16 == nil ? aCols : lda, ldbBF16 = bBF16 == nil ? bCols : ldb
         let ok = OneDNN.shared!.matmul(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a16, lda: ldaBF16,
                                        b: b16, ldb: ldbBF16, beta: beta, c: c, ldc: ldc, input: .bf16)
-        precondition(ok, "oneDNN bf16 matmul \(m)x\(n)x\(k) failed")
+        if !ok {
+            // oneDNN refused this shape (primitive creation or execution failed): compute it in fp32 rather than stop
+            // the job, and say so once.
+            if !oneDNNFailureReported {
+                oneDNNFailureReported = true
+                Precision.defaultSay("oneDNN bf16 matmul \(m)x\(n)x\(k) failed; such GEMMs are computed in fp32 (OpenBLAS)")
+            }
+            sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+        }
     }
 }
+nonisolated(unsafe) private var oneDNNFailureReported = false
 
 /// fp32 GEMM through oneDNN (for `bench --kernels`, which prints it beside OpenBLAS's `sgemm`). Returns false when
 /// oneDNN is unavailable.
