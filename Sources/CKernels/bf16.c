@@ -20,6 +20,16 @@ int ck_cpu_has_avx512_bf16(void) {
 #endif
 }
 
+int ck_cpu_has_avx512_core(void) {
+#if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl")
+        && __builtin_cpu_supports("avx512dq") ? 1 : 0;
+#else
+    return 0;
+#endif
+}
+
 #if defined(__x86_64__) && defined(__clang__)
 #include <immintrin.h>
 // 32 floats per step with VCVTNE2PS2BF16 (the same rounding as to_bf16), the tail scalar.

@@ -99,25 +99,31 @@ func padded(_ text: String, _ width: Int) -> String {
 }
 
 func printKernelTable(_ r: KernelBenchmarkResult) {
-    print("sgemm, one rank, \(r.blasThreads) BLAS thread(s), OpenBLAS kernels: \(r.blasCore)")
-    print(padded("size", 8) + padded("best GFLOP/s", 15) + padded("median GFLOP/s", 17))
-    for row in r.sgemm ?? [] { print(String(format: "%8d %14.1f %16.1f", row.size, row.gflops, row.medianGflops)) }
+    print("sgemm, one rank, \(r.blasThreads) BLAS thread(s), OpenBLAS kernels: \(r.blasCore); fp32 gemm(): \(r.fp32Rule)")
+    print("square GEMMs, GFLOP/s: OpenBLAS sgemm and oneDNN fp32 matmul (best, median), and the library gemm() picks")
+    print(padded("size", 8) + padded("OpenBLAS", 10) + padded("median", 8) + padded("oneDNN", 8) + padded("median", 8) + "  gemm() uses")
+    func rate(_ x: Double?) -> String { x.map { String(format: "%.1f", $0) } ?? "-" }
+    for row in r.sgemm ?? [] {
+        print(String(format: "%8d %9.1f %7.1f", row.size, row.gflops, row.medianGflops) + padded(rate(row.onednnGflops), 8)
+              + padded(rate(row.onednnMedianGflops), 8) + "  " + row.fp32Backend)
+    }
     print("\nthe model's GEMMs (one rank's rows of a step; per layer)")
     print("best GFLOP/s per library: OpenBLAS sgemm (median beside it), oneDNN fp32, oneDNN bf16 on bf16 operands, oneDNN bf16 rounding both fp32 operands first"
           + (r.bf16Available ? "" : " (bf16: not available on this machine)"))
     print(padded("gemm", -22) + padded("m", 7) + padded("n", 7) + padded("k", 7) + padded("count", 6) + padded("OpenBLAS", 10)
-          + padded("median", 8) + padded("oneDNN fp32", 12) + padded("oneDNN bf16", 12) + padded("bf16+conv", 10))
-    func rate(_ x: Double?) -> String { x.map { String(format: "%.1f", $0) } ?? "-" }
+          + padded("median", 8) + padded("oneDNN fp32", 12) + padded("oneDNN bf16", 12) + padded("bf16+conv", 10) + "  gemm() uses")
     for row in r.modelShapes ?? [] {
         print(padded(row.gemm, -22) + String(format: " %6d %6d %6d %5d %9.1f %7.1f", row.m, row.n, row.k, row.perLayer, row.gflops,
                                              row.medianGflops)
-              + padded(rate(row.onednnGflops), 12) + padded(rate(row.onednnBf16Gflops), 12) + padded(rate(row.onednnBf16ConvertingGflops), 10))
+              + padded(rate(row.onednnGflops), 12) + padded(rate(row.onednnBf16Gflops), 12) + padded(rate(row.onednnBf16ConvertingGflops), 10)
+              + "  " + row.fp32Backend)
     }
     if !r.onednnImplementations.isEmpty {
         print("oneDNN implementations: " + r.onednnImplementations.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
     }
     if let mix = r.modelMixGflops, let median = r.modelMixMedianGflops {
-        print(padded("a layer's mix (FLOP-weighted)", -48) + String(format: " %14.1f %16.1f", mix, median))
+        print(padded("a layer's mix (FLOP-weighted)", -48) + String(format: " %14.1f %16.1f", mix, median)
+              + (r.modelMixFP32Gflops.map { String(format: "   (with the library gemm() picks per shape: %.1f)", $0) } ?? ""))
     }
     if let a = r.attention {
         print(String(format: "\nattention core, %d trials x %d queries x %d keys, %d heads of %d: forward %.2f ms (median %.2f, %.1f GFLOP/s), backward %.2f ms (median %.2f, %.1f GFLOP/s)",

@@ -19,6 +19,10 @@ struct Cladmop: ParsableCommand {
             setenv("OPENBLAS_CORETYPE", core, 1)
             execv("/proc/self/exe", CommandLine.unsafeArgv)
         }
+        if let message = GEMMBackend.environmentError {
+            FileHandle.standardError.write(Data(("error: " + message + "\n").utf8))
+            Foundation.exit(2)
+        }
         do {
             var command = try parseAsRoot()
             try command.run()

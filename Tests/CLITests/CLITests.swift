@@ -186,6 +186,24 @@ final class BenchSmokeTests: XCTestCase {
         XCTAssertGreaterThan(json["sgemm_model_mix_gflops"] as? Double ?? 0, 0)
         XCTAssertGreaterThan((json["attention"] as? [String: Any])?["backward_gflops"] as? Double ?? 0, 0)
         XCTAssertEqual((json["collectives"] as? [[String: Any]])?.count, 4)
+        XCTAssertNotNil(json["fp32_rule"] as? String)
+        XCTAssertGreaterThan(json["fp32_model_mix_gflops"] as? Double ?? 0, 0)
+        XCTAssertEqual((json["sgemm"] as? [[String: Any]])?.compactMap { $0["fp32_backend"] as? String }.count, 9)
+    }
+
+    /// `CLADMOP_GEMM_BACKEND` forces the fp32 library (every shape then reports it); an unknown value exits 2 naming it.
+    func testGEMMBackendEnvironmentIsValidatedAndObeyed() throws {
+        let r = try mpirun(np: 1, executable: cladmop, arguments: ["bench", "--kernels", "--seconds", "0.01", "--json"],
+                           environment: ["CLADMOP_GEMM_BACKEND": "openblas"])
+        XCTAssertEqual(r.status, 0, r.output)
+        let line = try XCTUnwrap(r.output.split(separator: "\n").first { $0.hasPrefix("{") }, r.output)
+        let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        XCTAssertEqual(json["fp32_rule"] as? String, "OpenBLAS")
+        let shapes = (json["sgemm_model_shapes"] as? [[String: Any]] ?? []) + (json["sgemm"] as? [[String: Any]] ?? [])
+        XCTAssertEqual(Set(shapes.compactMap { $0["fp32_backend"] as? String }), ["openblas"])
+        let bad = try runProduct("cladmop", ["--help"], environment: ["CLADMOP_GEMM_BACKEND": "mkl"])
+        XCTAssertEqual(bad.status, 2, bad.output)
+        XCTAssertTrue(bad.output.contains("CLADMOP_GEMM_BACKEND=mkl: expected auto, openblas or onednn"), bad.output)
     }
 
     /// OpenBLAS picks its kernels by CPU model and falls back to SSE3 "Prescott" ones on a model it does not know;

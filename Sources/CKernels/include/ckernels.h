@@ -53,6 +53,8 @@ double ck_sum_squares(const float *x, size_t n);
 
 // bfloat16 (the upper half of a float32). 1 when the CPU executes AVX512-BF16 (VCVTNE2PS2BF16, VDPBF16PS).
 int ck_cpu_has_avx512_bf16(void);
+// 1 when the CPU has AVX-512 F, BW, VL and DQ (oneDNN's avx512_core kernels), else 0.
+int ck_cpu_has_avx512_core(void);
 // y = bf16(x), round to nearest even (VCVTNE2PS2BF16 when the CPU has it, the same rounding in scalar code otherwise;
 // the instruction treats subnormal inputs, |x| < 2^-126, as zero).
 void ck_f32_to_bf16(const float *x, uint16_t *y, size_t n);

@@ -34,11 +34,56 @@ public enum Precision: String, Sendable, Codable, CaseIterable {
 public enum GEMMBackend: String, Sendable, CaseIterable {
     case openBLAS = "openblas", oneDNN = "onednn"
 
-    /// The backend of a GEMM of this precision: bf16 only exists in oneDNN (OpenBLAS 0.3.21 has no sbgemm);
-    /// fp32 stays on OpenBLAS, the library every fp32 figure and golden test of this repository was measured with
-    /// (`cladmop bench --kernels` prints both side by side; see docs/performance.md before changing this).
+    /// The backend of a GEMM of this precision and shape. bf16 exists only in oneDNN (OpenBLAS 0.3.21 has no sbgemm).
+    /// fp32: oneDNN's avx512_core brgemm where the CPU has AVX-512 and the GEMM has at least `oneDNNMinimumMACs`
+    /// multiply-adds, OpenBLAS otherwise (`cladmop bench --kernels` measures both per shape; the table and the
+    /// crossover are in docs/performance.md). The rule depends on the shape alone, so every rank, and every run of
+    /// a configuration, computes each GEMM with the same library (resumed runs stay bit-identical).
+    /// `CLADMOP_GEMM_BACKEND=openblas|onednn` forces one library for fp32 (comparisons, tests).
     public static func choose(_ precision: Precision, m: Int, n: Int, k: Int) -> GEMMBackend {
-        precision == .bf16 && Precision.bf16Available ? .oneDNN : .openBLAS
+        if precision == .bf16 { return Precision.bf16Available ? .oneDNN : .openBLAS }
+        switch fp32Rule {
+        case .openBLAS: return .openBLAS
+        case .oneDNN: return .oneDNN
+        case .byShape: return m * n * k >= oneDNNMinimumMACs ? .oneDNN : .openBLAS
+        }
+    }
+
+    /// The smallest fp32 GEMM (m n k multiply-adds) given to oneDNN under the shape rule: below it oneDNN's per-call
+    /// cost outweighs its faster kernel (measured with `cladmop bench --kernels`, square sizes).
+    public static let oneDNNMinimumMACs = 1 << 20
+
+    /// How this process picks the fp32 backend, in words (`bench --kernels`). Evaluating it also refuses a bad
+    /// `CLADMOP_GEMM_BACKEND` (the CLI does so before MPI starts).
+    public static var fp32RuleDescription: String {
+        switch fp32Rule {
+        case .openBLAS: return "OpenBLAS"
+        case .oneDNN: return "oneDNN"
+        case .byShape: return "oneDNN from \(oneDNNMinimumMACs) multiply-adds, OpenBLAS below"
+        }
+    }
+
+    enum FP32Rule { case openBLAS, oneDNN, byShape }
+    /// From `CLADMOP_GEMM_BACKEND` when set (an unknown value is refused at the first GEMM with exit status 2), else by
+    /// shape where oneDNN runs its AVX-512 kernels, else OpenBLAS.
+    static let fp32Rule: FP32Rule = {
+        if let message = environmentError { FileHandle.standardError.write("error: \(message)\n".data(using: .utf8)!); exit(2) }
+        let available = OneDNN.shared != nil
+        switch ProcessInfo.processInfo.environment["CLADMOP_GEMM_BACKEND"] {
+        case nil, "", "auto": return available && ck_cpu_has_avx512_core() != 0 ? .byShape : .openBLAS
+        case "openblas": return .openBLAS
+        case "onednn":
+            if available { return .oneDNN }
+            Precision.defaultSay("CLADMOP_GEMM_BACKEND=onednn: oneDNN is unavailable here; using OpenBLAS")
+            return .openBLAS
+        default: return .openBLAS   // unreachable: refused above
+        }
+    }()
+
+    /// What is wrong with `CLADMOP_GEMM_BACKEND`, or nil when it is unset or one of auto, openblas, onednn.
+    public static var environmentError: String? {
+        guard let v = ProcessInfo.processInfo.environment["CLADMOP_GEMM_BACKEND"], !["", "auto", "openblas", "onednn"].contains(v) else { return nil }
+        return "CLADMOP_GEMM_BACKEND=\(v): expected auto, openblas or onednn"
     }
 }
 
@@ -46,7 +91,7 @@ public enum GEMMBackend: String, Sendable, CaseIterable {
 public typealias BF16Ptr = UnsafePointer<UInt16>
 
 /// Row-major C(m,n) = alpha op(A)(m,k) op(B)(k,n) + beta C in `precision`, op = transpose when the flag is set.
-/// fp32: `sgemm` (OpenBLAS). bf16: A and B are rounded to bf16 (RNE) unless their bf16 copies `aBF16`/`bBF16` are
+/// fp32: OpenBLAS's `sgemm` or oneDNN's fp32 matmul, by `GEMMBackend.choose`. bf16: A and B are rounded to bf16 (RNE) unless their bf16 copies `aBF16`/`bBF16` are
 /// given (same layout and strides as the fp32 operand), then oneDNN multiplies them with fp32 accumulation.
 /// A bf16 request on a machine without bf16 (`Precision.bf16Available` false) computes in fp32.
 public func gemm(_ precision: Precision, transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
@@ -63,6 +108,13 @@ public func gemm(_ precision: Precision, transA: Bool = false, transB: Bool = fa
             sgemm(transA: transA, transB: transB, m: m, n: n, k: 0, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
             return
         }
+        if precision == .fp32 {
+            if OneDNN.shared!.matmul(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+                                     b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, input: .fp32) { return }
+            reportOneDNNFailure("oneDNN fp32 matmul \(m)x\(n)x\(k) failed; such GEMMs are computed by OpenBLAS")
+            sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+            return
+        }
         // Stored rows x columns of each operand as laid out in memory.
         let (aRows, aCols) = transA ? (k, m) : (m, k), (bRows, bCols) = transB ? (n, k) : (k, n)
         let scratch = BF16Scratch.shared
@@ -75,15 +127,16 @@ public func gemm(_ precision: Precision, transA: Bool = false, transB: Bool = fa
         if !ok {
             // oneDNN refused this shape (primitive creation or execution failed): compute it in fp32 rather than stop
             // the job, and say so once.
-            if !oneDNNFailureReported {
-                oneDNNFailureReported = true
-                Precision.defaultSay("oneDNN bf16 matmul \(m)x\(n)x\(k) failed; such GEMMs are computed in fp32 (OpenBLAS)")
-            }
+            reportOneDNNFailure("oneDNN bf16 matmul \(m)x\(n)x\(k) failed; such GEMMs are computed in fp32 (OpenBLAS)")
             sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
         }
     }
 }
 nonisolated(unsafe) private var oneDNNFailureReported = false
+/// One warning line per process the first time oneDNN refuses a GEMM (the GEMM is then computed by OpenBLAS).
+private func reportOneDNNFailure(_ message: String) {
+    if !oneDNNFailureReported { oneDNNFailureReported = true; Precision.defaultSay(message) }
+}
 
 /// fp32 GEMM through oneDNN (for `bench --kernels`, which prints it beside OpenBLAS's `sgemm`). Returns false when
 /// oneDNN is unavailable.

@@ -5,8 +5,8 @@ import Foundation
 /// with A and B in fp32 or bf16 and C in fp32 (bf16 products are accumulated in fp32: VDPBF16PS on AVX512-BF16).
 ///
 /// Primitive creation is expensive (0.2-0.7 ms measured here: implementation search and JIT code), so primitives
-/// are cached per (m, n, k, strides, transposes, input type, alpha, beta); each call only wraps its three pointers in
-/// memory objects. The rows of a step change with the sequence lengths of each batch, so the cache is emptied when
+/// are cached, with the memory objects of their operands, per (m, n, k, strides, transposes, input type, alpha, beta);
+/// each call only points those memory objects at its three arrays. The rows of a step change with the sequence lengths of each batch, so the cache is emptied when
 /// it reaches `capacity` primitives. Only this file imports CDNNL.
 final class OneDNN: @unchecked Sendable {
     /// The process's CPU engine, or nil when oneDNN could not make one (the callers then use OpenBLAS and fp32).
@@ -21,7 +21,11 @@ final class OneDNN: @unchecked Sendable {
 
     private var engine: dnnl_engine_t?
     private var stream: dnnl_stream_t?
-    private var primitives: [Key: dnnl_primitive_t] = [:]
+    /// A primitive with the memory objects of its three operands (their data handles are set per call).
+    private struct Entry { var primitive: dnnl_primitive_t; var a, b, c: dnnl_memory_t }
+    private var primitives: [Key: Entry] = [:]
+    /// GEMMs normally run on a rank's one compute thread; the lock keeps the cache consistent if two threads call.
+    private let lock = NSLock()
     /// Name of the implementation oneDNN chose per key (e.g. `gemm:jit`, `brg:avx512_core_bf16`), for `bench --kernels`.
     private(set) var implementations: [String: String] = [:]
 
@@ -40,10 +44,10 @@ final class OneDNN: @unchecked Sendable {
 
     private func dataType(_ input: Input) -> dnnl_data_type_t { input == .bf16 ? dnnl_bf16 : dnnl_f32 }
 
-    private func primitive(_ key: Key) -> dnnl_primitive_t? {
-        if let p = primitives[key] { return p }
+    private func entry(_ key: Key) -> Entry? {
+        if let e = primitives[key] { return e }
         if primitives.count >= capacity {
-            for p in primitives.values { dnnl_primitive_destroy(p) }
+            for e in primitives.values { destroy(e) }
             primitives.removeAll(keepingCapacity: true)
         }
         var a = dnnl_memory_desc_t(), b = dnnl_memory_desc_t(), c = dnnl_memory_desc_t()
@@ -73,9 +77,23 @@ final class OneDNN: @unchecked Sendable {
         }
         var p: dnnl_primitive_t?
         guard dnnl_primitive_create(&p, pd) == dnnl_success, let p else { return nil }
-        primitives[key] = p
+        // Memory objects made once with a null handle; each call points them at its operands.
+        var ma: dnnl_memory_t?, mb: dnnl_memory_t?, mc: dnnl_memory_t?
+        guard dnnl_memory_create(&ma, &a, engine, nil) == dnnl_success, let ma,
+              dnnl_memory_create(&mb, &b, engine, nil) == dnnl_success, let mb,
+              dnnl_memory_create(&mc, &c, engine, nil) == dnnl_success, let mc else {
+            for m in [ma, mb, mc] { if let m { dnnl_memory_destroy(m) } }
+            dnnl_primitive_destroy(p)
+            return nil
+        }
+        let e = Entry(primitive: p, a: ma, b: mb, c: mc)
+        primitives[key] = e
         created += 1
-        return p
+        return e
+    }
+
+    private func destroy(_ e: Entry) {
+        dnnl_memory_destroy(e.a); dnnl_memory_destroy(e.b); dnnl_memory_destroy(e.c); dnnl_primitive_destroy(e.primitive)
     }
 
     /// The memory descriptors of op(A) (m, k), op(B) (k, n) and C (m, n): a transposed operand is the stored
@@ -96,17 +114,14 @@ final class OneDNN: @unchecked Sendable {
     func matmul(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float, a: UnsafeRawPointer, lda: Int,
                 b: UnsafeRawPointer, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, input: Input) -> Bool {
         let key = Key(m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc, transA: transA, transB: transB, input: input, alpha: alpha, beta: beta)
-        guard let p = primitive(key) else { return false }
-        var ad = dnnl_memory_desc_t(), bd = dnnl_memory_desc_t(), cd = dnnl_memory_desc_t()
-        guard describe(&ad, &bd, &cd, key) else { return false }
-        var ma: dnnl_memory_t?, mb: dnnl_memory_t?, mc: dnnl_memory_t?
-        defer { if let ma { dnnl_memory_destroy(ma) }; if let mb { dnnl_memory_destroy(mb) }; if let mc { dnnl_memory_destroy(mc) } }
-        guard dnnl_memory_create(&ma, &ad, engine, UnsafeMutableRawPointer(mutating: a)) == dnnl_success,
-              dnnl_memory_create(&mb, &bd, engine, UnsafeMutableRawPointer(mutating: b)) == dnnl_success,
-              dnnl_memory_create(&mc, &cd, engine, UnsafeMutableRawPointer(c)) == dnnl_success else { return false }
-        var args = [dnnl_exec_arg_t(arg: DNNL_ARG_SRC, memory: ma), dnnl_exec_arg_t(arg: DNNL_ARG_WEIGHTS, memory: mb),
-                    dnnl_exec_arg_t(arg: DNNL_ARG_DST, memory: mc)]
-        guard dnnl_primitive_execute(p, stream, 3, &args) == dnnl_success else { return false }
+        lock.lock(); defer { lock.unlock() }
+        guard let e = entry(key),
+              dnnl_memory_set_data_handle(e.a, UnsafeMutableRawPointer(mutating: a)) == dnnl_success,
+              dnnl_memory_set_data_handle(e.b, UnsafeMutableRawPointer(mutating: b)) == dnnl_success,
+              dnnl_memory_set_data_handle(e.c, UnsafeMutableRawPointer(c)) == dnnl_success else { return false }
+        var args = [dnnl_exec_arg_t(arg: DNNL_ARG_SRC, memory: e.a), dnnl_exec_arg_t(arg: DNNL_ARG_WEIGHTS, memory: e.b),
+                    dnnl_exec_arg_t(arg: DNNL_ARG_DST, memory: e.c)]
+        guard dnnl_primitive_execute(e.primitive, stream, 3, &args) == dnnl_success else { return false }
         return dnnl_stream_wait(stream) == dnnl_success
     }
 }

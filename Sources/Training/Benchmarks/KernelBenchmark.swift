@@ -7,7 +7,13 @@ import Support
 public struct KernelBenchmarkResult: Encodable {
     public struct SgemmRate: Codable {
         public var size: Int, gflops: Double, medianGflops: Double, calls: Int
-        enum CodingKeys: String, CodingKey { case size, gflops, medianGflops = "median_gflops", calls }
+        /// The same square GEMM through oneDNN's fp32 matmul (best, median), nil where oneDNN is unavailable; and the
+        /// library `gemm(.fp32, ...)` picks for it (`GEMMBackend.choose`).
+        public var onednnGflops: Double?, onednnMedianGflops: Double?, fp32Backend: String
+        enum CodingKeys: String, CodingKey {
+            case size, gflops, medianGflops = "median_gflops", calls, onednnGflops = "onednn_fp32_gflops"
+            case onednnMedianGflops = "onednn_fp32_median_gflops", fp32Backend = "fp32_backend"
+        }
     }
     public struct ShapeRate: Codable {
         public var gemm: String, m: Int, n: Int, k: Int, perLayer: Int, gflops: Double, medianGflops: Double
@@ -15,8 +21,11 @@ public struct KernelBenchmarkResult: Encodable {
         /// which also rounds both fp32 operands to bf16 on every call (in training the weight's copy is made once
         /// per step, so a layer's GEMM lies between the two bf16 figures). nil where oneDNN or bf16 is unavailable.
         public var onednnGflops: Double?, onednnBf16Gflops: Double?, onednnBf16ConvertingGflops: Double?
+        /// The library `gemm(.fp32, ...)` picks for this shape (`GEMMBackend.choose`).
+        public var fp32Backend: String
         enum CodingKeys: String, CodingKey {
             case gemm, m, n, k, perLayer = "per_layer", gflops, medianGflops = "median_gflops", onednnGflops = "onednn_fp32_gflops"
+            case fp32Backend = "fp32_backend"
             case onednnBf16Gflops = "onednn_bf16_gflops", onednnBf16ConvertingGflops = "onednn_bf16_converting_gflops"
         }
     }
@@ -42,6 +51,10 @@ public struct KernelBenchmarkResult: Encodable {
     public var blasCore: String = blasCoreName()
     /// Whether bf16 GEMMs run here (AVX512-BF16 and oneDNN), and the oneDNN implementation per input type and transposes.
     public var bf16Available = false, onednnImplementations: [String: String] = [:]
+    /// How `gemm(.fp32, ...)` picks its library here (`GEMMBackend.fp32RuleDescription`).
+    public var fp32Rule: String = GEMMBackend.fp32RuleDescription
+    /// The layer's mix at the best rate of the library `gemm(.fp32, ...)` picks per shape (rank 0).
+    public var modelMixFP32Gflops: Double?
     /// Rank 0's kernels (nil on other ranks).
     public var sgemm: [SgemmRate]?, modelShapes: [ShapeRate]?, modelMixGflops: Double?, modelMixMedianGflops: Double?
     public var attention: AttentionRate?
@@ -57,7 +70,7 @@ public struct KernelBenchmarkResult: Encodable {
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: Key.self)
         try c.encode(worldSize, forKey: Key("world_size")); try c.encode(blasThreads, forKey: Key("blas_threads"))
-        try c.encode(blasCore, forKey: Key("blas_core"))
+        try c.encode(blasCore, forKey: Key("blas_core")); try c.encode(fp32Rule, forKey: Key("fp32_rule"))
         try c.encode(transport, forKey: Key("transport")); try c.encode(collectives, forKey: Key("collectives"))
         try c.encode(bf16Available, forKey: Key("bf16_available")); try c.encode(onednnImplementations, forKey: Key("onednn_implementations"))
         if let sgemm {
@@ -69,6 +82,7 @@ public struct KernelBenchmarkResult: Encodable {
         try c.encodeIfPresent(modelShapes, forKey: Key("sgemm_model_shapes"))
         try c.encodeIfPresent(modelMixGflops, forKey: Key("sgemm_model_mix_gflops"))
         try c.encodeIfPresent(modelMixMedianGflops, forKey: Key("sgemm_model_mix_median_gflops"))
+        try c.encodeIfPresent(modelMixFP32Gflops, forKey: Key("fp32_model_mix_gflops"))
         try c.encodeIfPresent(attention, forKey: Key("attention"))
     }
 }
@@ -164,29 +178,35 @@ public func kernelBenchmark(comm: Communicator, seconds: Double) -> KernelBenchm
     var result = KernelBenchmarkResult(worldSize: comm.size, blasThreads: blasThreadCount(), transport: comm.name)
     if comm.isRoot {
         var rows: [KernelBenchmarkResult.SgemmRate] = []
-        for n in [128, 256, 512, 1024, 2048] {
+        for n in [32, 48, 64, 96, 128, 256, 512, 1024, 2048] {
             let r = sgemmRate(m: n, n: n, k: n, seconds: seconds)
-            rows.append(.init(size: n, gflops: r.best, medianGflops: r.median, calls: r.calls))
+            let o = sgemmRate(m: n, n: n, k: n, seconds: seconds, library: .oneDNNFP32)
+            rows.append(.init(size: n, gflops: r.best, medianGflops: r.median, calls: r.calls, onednnGflops: o.calls > 0 ? o.best : nil,
+                              onednnMedianGflops: o.calls > 0 ? o.median : nil,
+                              fp32Backend: GEMMBackend.choose(.fp32, m: n, n: n, k: n).rawValue))
         }
         result.sgemm = rows
         // The model's shapes; their mix weights each by its FLOPs in a layer (total FLOPs / total time).
-        var shapes: [KernelBenchmarkResult.ShapeRate] = [], flops = 0.0, bestTime = 0.0, medianTime = 0.0
+        var shapes: [KernelBenchmarkResult.ShapeRate] = [], flops = 0.0, bestTime = 0.0, medianTime = 0.0, chosenTime = 0.0
         for g in modelGEMMs {
             let r = sgemmRate(transA: g.transA, transB: g.transB, m: g.m, n: g.n, k: g.k, seconds: seconds / 2)
             let f = 2 * Double(g.m * g.n * g.k * g.perLayer)
             flops += f; bestTime += f / r.best; medianTime += f / r.median
-            var row = KernelBenchmarkResult.ShapeRate(gemm: g.name, m: g.m, n: g.n, k: g.k, perLayer: g.perLayer, gflops: r.best, medianGflops: r.median)
+            var row = KernelBenchmarkResult.ShapeRate(gemm: g.name, m: g.m, n: g.n, k: g.k, perLayer: g.perLayer, gflops: r.best, medianGflops: r.median,
+                                                      fp32Backend: GEMMBackend.choose(.fp32, m: g.m, n: g.n, k: g.k).rawValue)
             func other(_ library: KernelLibrary) -> Double? {
                 let o = sgemmRate(transA: g.transA, transB: g.transB, m: g.m, n: g.n, k: g.k, seconds: seconds / 2, library: library)
                 return o.calls > 0 ? o.best : nil
             }
             row.onednnGflops = other(.oneDNNFP32); row.onednnBf16Gflops = other(.oneDNNBF16)
+            chosenTime += f / (row.fp32Backend == GEMMBackend.oneDNN.rawValue ? row.onednnGflops ?? r.best : r.best)
             row.onednnBf16ConvertingGflops = other(.oneDNNBF16Converting)
             shapes.append(row)
         }
         result.modelShapes = shapes
         result.modelMixGflops = flops / bestTime
         result.modelMixMedianGflops = flops / medianTime
+        result.modelMixFP32Gflops = flops / chosenTime
         result.attention = attentionCoreRate(seconds: seconds)
         result.bf16Available = Precision.bf16Available
         result.onednnImplementations = oneDNNImplementations()
