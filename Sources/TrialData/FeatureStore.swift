@@ -36,6 +36,9 @@ struct StoreMeta: Codable {
     var trials: [StoredTrial]
     var sourcePaths: [String]
     var skipped: [String]
+    /// `checksum64` of each sentence's UTF-8 text, in payload order (stores written before this field: nil). Lets
+    /// a later featurization reuse this store's vectors for sentences it shares (`featurize(reuse:)`).
+    var sentenceChecksums: [UInt64]?
 }
 
 /// Versioned, memory-mapped feature store (SPEC 4.5).
@@ -57,6 +60,8 @@ public final class FeatureStore {
     public let trials: [StoredTrial]
     public let sourcePaths: [String]
     public let skipped: [String]
+    /// `checksum64` of each sentence's text, in payload order, or nil for a store written without them.
+    public let sentenceChecksums: [UInt64]?
     private let file: MappedFile
     private let payload: UnsafePointer<Float>
 
@@ -104,7 +109,8 @@ public final class FeatureStore {
         do { decoded = try JSONDecoder().decode(StoreMeta.self, from: Data(meta)) }
         catch { throw refuse("corrupt feature store metadata") }
         guard decoded.sentenceCount == sentences, decoded.dim == dim,
-              decoded.trials.allSatisfy({ $0.sentences.allSatisfy { $0 >= 0 && $0 < sentences } && $0.sentences.count == $0.inclusion.count }) else {
+              decoded.trials.allSatisfy({ $0.sentences.allSatisfy { $0 >= 0 && $0 < sentences } && $0.sentences.count == $0.inclusion.count }),
+              decoded.sentenceChecksums.map({ $0.count == sentences }) ?? true else {
             throw refuse("corrupt feature store (metadata disagrees with the payload)")
         }
         if let expected, expected != decoded.identity {
@@ -126,6 +132,7 @@ public final class FeatureStore {
         trials = decoded.trials
         sourcePaths = decoded.sourcePaths
         skipped = decoded.skipped
+        sentenceChecksums = decoded.sentenceChecksums
         payload = data.baseAddress!.assumingMemoryBound(to: Float.self)
     }
 
@@ -134,6 +141,9 @@ public final class FeatureStore {
         payload + (s * levelCount + level) * dim
     }
 
+    /// The three levels of sentence `s`, back to back: (3, dim) floats.
+    @inline(__always) public func vectors(sentence s: Int) -> UnsafePointer<Float> { payload + s * levelCount * dim }
+
     /// The Float32 payload (sentences, 3, dim), for content comparisons.
     public var payloadBytes: UnsafeRawBufferPointer {
         UnsafeRawBufferPointer(start: payload, count: sentenceCount * levelCount * dim * 4)
@@ -141,11 +151,12 @@ public final class FeatureStore {
 
     /// Writes a store atomically (temporary file, fsync, rename).
     static func write(path: String, identity: StoreIdentity, dim: Int, trials: [StoredTrial], sourcePaths: [String],
-                      skipped: [String], vectors: UnsafePointer<Float>, sentenceCount: Int) throws {
+                      skipped: [String], vectors: UnsafePointer<Float>, sentenceCount: Int, sentenceChecksums: [UInt64]? = nil) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let meta = try encoder.encode(StoreMeta(identity: identity, dim: dim, levels: ["coarse", "medium", "fine"],
-                                                      sentenceCount: sentenceCount, trials: trials, sourcePaths: sourcePaths, skipped: skipped))
+                                                      sentenceCount: sentenceCount, trials: trials, sourcePaths: sourcePaths, skipped: skipped,
+                                                      sentenceChecksums: sentenceChecksums))
         let payloadOffset = (headerBytes + meta.count + 63) / 64 * 64
         let data = UnsafeRawBufferPointer(start: vectors, count: sentenceCount * 3 * dim * 4)
         let sum = meta.withUnsafeBytes { checksum64(data, seed: checksum64($0)) }

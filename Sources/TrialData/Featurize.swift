@@ -12,15 +12,26 @@ public struct FeaturizeReport {
     public var sentences = 0
     public var uniqueSentences = 0
     public var tokens = 0
+    /// Distinct sentences whose vectors were copied from the `reuse` store instead of encoded.
+    public var reused = 0
     public var seconds = 0.0
+}
+
+/// The checksum a store keeps per sentence (`FeatureStore.sentenceChecksums`): `checksum64` of its UTF-8 text.
+func sentenceChecksum(_ text: String) -> UInt64 {
+    var t = text
+    return t.withUTF8 { checksum64(UnsafeRawBufferPointer($0)) }
 }
 
 /// Reads and validates TOP CSVs (SMILES must tokenize; ICD codes must resolve in the hierarchy), splits
 /// criteria, encodes every distinct criterion sentence once with the frozen encoder, and writes one
 /// feature store. Under mpirun the sentence batches are dealt round-robin to the ranks (a fixed batching
 /// that does not depend on the world size, so the store is identical for any W); rank 0 writes the file.
+/// `reuse`: a store made by the same encoder (identity and max_tokens) whose vectors are copied for the sentences it
+/// holds (matched by text checksum); only the others are encoded. The evaluation caches use it (a split of a file
+/// already in the main store costs no encoding); `cladmop featurize` always encodes everything.
 public func featurize(comm: Communicator, paths: [String], output: String, makeEncoder: () throws -> BertEncoder,
-                      hierarchy: ICD10Hierarchy, skipBadRows: Bool, batchTokens: Int,
+                      hierarchy: ICD10Hierarchy, skipBadRows: Bool, batchTokens: Int, reuse: FeatureStore? = nil,
                       log: (String) -> Void) throws -> FeaturizeReport {
     let start = Date()
     var report = FeaturizeReport()
@@ -49,12 +60,26 @@ public func featurize(comm: Communicator, paths: [String], output: String, makeE
     }
     report.uniqueSentences = texts.count
     let encoder = try makeEncoder()
-    let tokens = texts.map { encoder.tokenizer.encode($0) }
-    report.tokens = tokens.reduce(0) { $0 + $1.count }
-    let batches = BertEncoder.batches(lengths: tokens.map(\.count), maxBatchTokens: batchTokens)
+    let checksums = texts.map(sentenceChecksum)
+    // Sentences the reused store holds (its row per sentence), the rest to encode.
+    var reusedRow: [Int: Int] = [:]
+    if let reuse, let theirs = reuse.sentenceChecksums, reuse.identity.encoder == encoder.identity,
+       reuse.identity.maxTokens == encoder.tokenizer.maxLength, reuse.identity.featurizerVersion == FeatureStore.featurizerVersion,
+       reuse.dim == encoder.hidden {
+        var row: [UInt64: Int] = [:]
+        for (i, c) in theirs.enumerated() where row[c] == nil { row[c] = i }
+        for (s, c) in checksums.enumerated() { if let r = row[c] { reusedRow[s] = r } }
+    }
+    report.reused = reusedRow.count
+    let toEncode = texts.indices.filter { reusedRow[$0] == nil }
+    var tokens = [[Int32]](repeating: [], count: texts.count)
+    for s in toEncode { tokens[s] = encoder.tokenizer.encode(texts[s]) }
+    report.tokens = toEncode.reduce(0) { $0 + tokens[$1].count }
+    let batches = BertEncoder.batches(lengths: toEncode.map { tokens[$0].count }, maxBatchTokens: batchTokens).map { $0.map { toEncode[$0] } }
     let mine = batches.indices.filter { $0 % comm.size == comm.rank }
     if comm.isRoot {
-        log("featurize: \(trials.count) rows, \(report.sentences) criterion sentences, \(texts.count) distinct, \(report.tokens) tokens, \(batches.count) batches over \(comm.size) rank(s)")
+        let reused = report.reused > 0 ? " (\(report.reused) reused from \(reuse!.path), \(toEncode.count) to encode)" : ""
+        log("featurize: \(trials.count) rows, \(report.sentences) criterion sentences, \(texts.count) distinct\(reused), \(report.tokens) tokens, \(batches.count) batches over \(comm.size) rank(s)")
     }
 
     // Each rank encodes its batches into a contiguous block (rank order, then batch order).
@@ -74,7 +99,7 @@ public func featurize(comm: Communicator, paths: [String], output: String, makeE
             log(String(format: "featurize: rank 0 encoded %d/%d sentences (%.0f sentences/s per rank)", done, counts[0] / width, rate))
         }
     }
-    let all = FloatPtr.allocate(capacity: max(texts.count * width, 1))
+    let all = FloatPtr.allocate(capacity: max(toEncode.count * width, 1))
     defer { all.deallocate() }
     comm.allGatherV(send: local, receive: all, counts: counts)
     if comm.isRoot {
@@ -87,9 +112,10 @@ public func featurize(comm: Communicator, paths: [String], output: String, makeE
                 for s in batches[b] { (ordered + s * width).update(from: all + row * width, count: width); row += 1 }
             }
         }
+        for (s, r) in reusedRow { (ordered + s * width).update(from: reuse!.vectors(sentence: r), count: width) }
         let identity = try currentStoreIdentity(paths: paths, encoderIdentity: encoder.identity, maxTokens: encoder.tokenizer.maxLength)
         try FeatureStore.write(path: output, identity: identity, dim: encoder.hidden, trials: stored, sourcePaths: paths,
-                               skipped: report.skipped, vectors: ordered, sentenceCount: texts.count)
+                               skipped: report.skipped, vectors: ordered, sentenceCount: texts.count, sentenceChecksums: checksums)
     }
     comm.barrier()
     report.seconds = Date().timeIntervalSince(start)

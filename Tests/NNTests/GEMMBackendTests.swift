@@ -83,14 +83,17 @@ final class GEMMBackendTests: XCTestCase {
         XCTAssertGreaterThan(droppedBeta, 100)
     }
 
-    /// The fp32 library depends on the shape alone: below `oneDNNMinimumMACs` OpenBLAS, from it oneDNN (where the
-    /// CPU runs oneDNN's AVX-512 kernels), and `gemm(.fp32, ...)` then gives oneDNN's exact result.
+    /// The fp32 library depends on the shape alone: oneDNN (where the CPU runs its AVX-512 kernels) from
+    /// `oneDNNMinimumMACs` with a smallest operand of at most `oneDNNMaximumSmallestOperand` floats, OpenBLAS otherwise;
+    /// `gemm(.fp32, ...)` then gives oneDNN's exact result.
     func testTheShapeRulePicksOneDNNForLargeGEMMsOnly() throws {
         XCTAssertEqual(GEMMBackend.choose(.fp32, m: 32, n: 32, k: 32), .openBLAS)
         guard GEMMBackend.fp32Rule == .byShape else { throw XCTSkip("fp32 rule here: \(GEMMBackend.fp32RuleDescription)") }
         XCTAssertEqual(GEMMBackend.choose(.fp32, m: 64, n: 64, k: 255), .openBLAS)      // 1,044,480 < 2^20
         XCTAssertEqual(GEMMBackend.choose(.fp32, m: 64, n: 64, k: 256), .oneDNN)        // 2^20
         XCTAssertEqual(GEMMBackend.choose(.fp32, m: 6400, n: 128, k: 128), .oneDNN)
+        XCTAssertEqual(GEMMBackend.choose(.fp32, m: 128, n: 512, k: 6400), .oneDNN)     // a weight gradient, 2^16 floats
+        XCTAssertEqual(GEMMBackend.choose(.fp32, m: 4096, n: 1536, k: 384), .openBLAS)  // the encoder's FFN
         let (m, n, k) = (256, 96, 64)
         var rng = RNG(seed: 3)
         let a = (0..<m * k).map { _ in rng.normal() }, b = (0..<k * n).map { _ in rng.normal() }

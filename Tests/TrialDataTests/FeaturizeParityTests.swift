@@ -1,5 +1,7 @@
+import Communication
 import Foundation
 import NN
+import TextEncoder
 import TestSupport
 import TrialData
 import XCTest
@@ -26,6 +28,56 @@ final class FeaturizeParityTests: XCTestCase {
         let store = try FeatureStore(path: dir + "/one.store")
         XCTAssertEqual(store.trials.count, 12)
         XCTAssertEqual(store.dim, 384)
+    }
+}
+
+/// An evaluation cache store (`featurize(reuse:)`) copies the vectors of the sentences the main store holds and
+/// encodes only the others: the same trials and sentence table as a fresh featurization, the shared sentences' vectors
+/// exactly the main store's, the new ones as a fresh encoding gives them. A store of another max_tokens is not reused.
+final class FeatureReuseTests: XCTestCase {
+    func testACacheStoreReusesTheVectorsOfSentencesAlreadyEncoded() throws {
+        let dir = NSTemporaryDirectory() + "cladmop-reuse-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let source = repoRoot + "/data/top/phase_I_valid.csv"
+        try writeCSVSubset(from: source, rows: 0..<4, to: dir + "/whole.csv")
+        try writeCSVSubset(from: source, rows: 2..<6, to: dir + "/part.csv")     // rows 2-3 shared, 4-5 new
+        let comm = SingleProcessCommunicator()
+        let hierarchy = try ICD10Hierarchy(path: repoRoot + "/data/icd10/icd10cm_2025_hierarchy.tsv")
+        let modelDir = repoRoot + "/models/all-MiniLM-L6-v2"
+        func run(_ csv: String, _ out: String, maxLength: Int = 256, reuse: FeatureStore? = nil) throws -> FeaturizeReport {
+            try featurize(comm: comm, paths: [dir + "/" + csv], output: dir + "/" + out,
+                          makeEncoder: { try BertEncoder(modelDir: modelDir, maxLength: maxLength) }, hierarchy: hierarchy,
+                          skipBadRows: false, batchTokens: 512, reuse: reuse, log: { _ in })
+        }
+        XCTAssertEqual(try run("whole.csv", "whole.store").reused, 0)
+        let whole = try FeatureStore(path: dir + "/whole.store")
+        let fresh = try run("part.csv", "fresh.store")
+        let reusing = try run("part.csv", "reused.store", reuse: whole)
+        let a = try FeatureStore(path: dir + "/fresh.store"), b = try FeatureStore(path: dir + "/reused.store")
+        XCTAssertEqual(a.trials.map(\.nctid), b.trials.map(\.nctid))
+        XCTAssertEqual(a.trials.map(\.sentences), b.trials.map(\.sentences))
+        XCTAssertEqual(a.sentenceChecksums, b.sentenceChecksums)
+        let inWhole = Dictionary(zip(whole.sentenceChecksums!, whole.sentenceChecksums!.indices), uniquingKeysWith: { x, _ in x })
+        let shared = b.sentenceChecksums!.indices.filter { inWhole[b.sentenceChecksums![$0]] != nil }
+        XCTAssertGreaterThan(shared.count, 10)
+        XCTAssertLessThan(shared.count, b.sentenceCount, "the part file must also hold sentences the main store lacks")
+        XCTAssertEqual(reusing.reused, shared.count)
+        XCTAssertLessThan(reusing.tokens, fresh.tokens)
+        let width = 3 * b.dim
+        for s in 0..<b.sentenceCount {
+            let got = b.vectors(sentence: s)
+            if let r = inWhole[b.sentenceChecksums![s]] {
+                let want = whole.vectors(sentence: r)
+                XCTAssertTrue((0..<width).allSatisfy { got[$0] == want[$0] }, "sentence \(s): not the main store's vector")
+            } else {
+                let want = a.vectors(sentence: s)
+                let worst = (0..<width).map { abs(got[$0] - want[$0]) }.max()!
+                XCTAssertLessThan(worst, 1e-4, "sentence \(s): differs from a fresh encoding")
+            }
+        }
+        // Another max_tokens makes other vectors: nothing is reused.
+        XCTAssertEqual(try run("part.csv", "other.store", maxLength: 64, reuse: whole).reused, 0)
     }
 }
 

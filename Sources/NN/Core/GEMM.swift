@@ -35,8 +35,8 @@ public enum GEMMBackend: String, Sendable, CaseIterable {
     case openBLAS = "openblas", oneDNN = "onednn"
 
     /// The backend of a GEMM of this precision and shape. bf16 exists only in oneDNN (OpenBLAS 0.3.21 has no sbgemm).
-    /// fp32: oneDNN's avx512_core brgemm where the CPU has AVX-512 and the GEMM has at least `oneDNNMinimumMACs`
-    /// multiply-adds, OpenBLAS otherwise (`cladmop bench --kernels` measures both per shape; the table and the
+    /// fp32: oneDNN's avx512_core brgemm where the CPU has AVX-512, the GEMM has at least `oneDNNMinimumMACs`
+    /// multiply-adds and its smallest operand at most `oneDNNMaximumSmallestOperand` floats; OpenBLAS otherwise (`cladmop bench --kernels` measures both per shape; the table and the
     /// crossover are in docs/performance.md). The rule depends on the shape alone, so every rank, and every run of
     /// a configuration, computes each GEMM with the same library (resumed runs stay bit-identical).
     /// `CLADMOP_GEMM_BACKEND=openblas|onednn` forces one library for fp32 (comparisons, tests).
@@ -45,13 +45,19 @@ public enum GEMMBackend: String, Sendable, CaseIterable {
         switch fp32Rule {
         case .openBLAS: return .openBLAS
         case .oneDNN: return .oneDNN
-        case .byShape: return m * n * k >= oneDNNMinimumMACs ? .oneDNN : .openBLAS
+        case .byShape:
+            return m * n * k >= oneDNNMinimumMACs && min(m * k, k * n, m * n) <= oneDNNMaximumSmallestOperand ? .oneDNN : .openBLAS
         }
     }
 
     /// The smallest fp32 GEMM (m n k multiply-adds) given to oneDNN under the shape rule: below it oneDNN's per-call
     /// cost outweighs its faster kernel (measured with `cladmop bench --kernels`, square sizes).
     public static let oneDNNMinimumMACs = 1 << 20
+    /// The largest "smallest operand" (floats of the smallest of A, B, C) given to oneDNN under the shape rule. The
+    /// training model's GEMMs have one at most d x 4d = 128 x 512 (a weight or its gradient) and run 7-10 % faster
+    /// through oneDNN; the frozen encoder's 384 x 384 and 384 x 1536 weights ran 4 % slower there in featurization,
+    /// so they stay on OpenBLAS (docs/performance.md).
+    public static let oneDNNMaximumSmallestOperand = 1 << 16
 
     /// How this process picks the fp32 backend, in words (`bench --kernels`). Evaluating it also refuses a bad
     /// `CLADMOP_GEMM_BACKEND` (the CLI does so before MPI starts).
@@ -59,7 +65,7 @@ public enum GEMMBackend: String, Sendable, CaseIterable {
         switch fp32Rule {
         case .openBLAS: return "OpenBLAS"
         case .oneDNN: return "oneDNN"
-        case .byShape: return "oneDNN from \(oneDNNMinimumMACs) multiply-adds, OpenBLAS below"
+        case .byShape: return "oneDNN from \(oneDNNMinimumMACs) multiply-adds with an operand of at most \(oneDNNMaximumSmallestOperand) floats, else OpenBLAS"
         }
     }
 

@@ -9,7 +9,8 @@ import TextEncoder
 import TrialData
 
 /// A feature store holding every file of `csvs`: the configured store when it has them (same content),
-/// else a cache store in data/features/cache/ built now (under mpirun the ranks share the encoding).
+/// else a cache store in data/features/cache/ built now (under mpirun the ranks share the encoding), which copies the
+/// configured store's vectors of the sentences it already holds (a split of a featurized file encodes nothing).
 public func storeContaining(_ csvs: [String], spec: RunSpec, hierarchy: ICD10Hierarchy, comm: Communicator,
                             log: @escaping (String) -> Void) throws -> FeatureStore {
     let main = spec.data.featureStore
@@ -19,7 +20,8 @@ public func storeContaining(_ csvs: [String], spec: RunSpec, hierarchy: ICD10Hie
     func holds(_ s: FeatureStore) -> Bool {
         s.identity.encoder == identity && wanted.sources.allSatisfy { s.identity.sources[$0.key] == $0.value }
     }
-    if let s = try? FeatureStore(path: main), holds(s) { return s }
+    let mainStore = try? FeatureStore(path: main)
+    if let s = mainStore, holds(s) { return s }
     let key = String(Data(wanted.sources.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined().utf8).withUnsafeBytes { checksum64($0) }, radix: 16)
     let cache = URL(fileURLWithPath: main).deletingLastPathComponent().path + "/cache/\(key).store"
     if let s = try? FeatureStore(path: cache), holds(s) { return s }
@@ -27,7 +29,7 @@ public func storeContaining(_ csvs: [String], spec: RunSpec, hierarchy: ICD10Hie
     _ = try featurize(comm: comm, paths: csvs, output: cache,
                       makeEncoder: { try BertEncoder(modelDir: spec.encoder.modelDir, maxLength: spec.encoder.maxTokens, precision: precision) },
                       hierarchy: hierarchy, skipBadRows: spec.data.skipBadRows, batchTokens: spec.encoder.batchTokens,
-                      log: { if comm.isRoot { log($0) } })
+                      reuse: mainStore, log: { if comm.isRoot { log($0) } })
     return try FeatureStore(path: cache)
 }
 
