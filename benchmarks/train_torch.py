@@ -89,7 +89,8 @@ def worker(rank, world, args, port, out):
         dist.barrier()
         t0 = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
-        f_dm = ddp(*batch)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.autocast == "bf16"):
+            f_dm = ddp(*batch).float()
         crit, mask = batch[5][2], batch[6].unsqueeze(-1).float()
         f_c = (crit * mask).sum(1) / mask.sum(1)
         a = F.normalize(gather_rows(f_c, rank, world), dim=-1)
@@ -106,7 +107,8 @@ def worker(rank, world, args, port, out):
     rss = torch.tensor([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0])
     dist.all_reduce(rss, op=dist.ReduceOp.MAX)
     if rank == 0:
-        out.put({"implementation": f"pytorch {torch.__version__} eager, gloo DDP, attention {args.attention}", "world_size": world,
+        out.put({"implementation": f"pytorch {torch.__version__} eager, gloo DDP, attention {args.attention}", "precision": args.autocast,
+                 "world_size": world,
                  "global_batch": args.global_batch, "variable_lengths": args.variable, "steps": args.steps,
                  "ms_per_step": 1000 * float(step_seconds), "samples_per_second": args.global_batch / float(step_seconds),
                  "peak_rss_mb": float(rss), "parameters": parameters})
@@ -119,6 +121,8 @@ def main():
     p.add_argument("--variable", action="store_true", help="lengths vary per row (configs/bench.yaml); default: full lengths")
     p.add_argument("--attention", choices=["mha", "sdpa"], default="mha",
                    help="nn.MultiheadAttention (default) or F.scaled_dot_product_attention")
+    p.add_argument("--autocast", choices=["fp32", "bf16"], default="fp32",
+                   help="bf16: the forward pass under torch.autocast('cpu', dtype=torch.bfloat16) (PyTorch's mixed precision)")
     p.add_argument("--global-batch", type=int, default=128)
     p.add_argument("--steps", type=int, default=6)
     p.add_argument("--warmup", type=int, default=2)

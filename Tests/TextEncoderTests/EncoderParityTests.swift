@@ -39,8 +39,8 @@ final class EncoderParityTests: XCTestCase {
         XCTAssertEqual(mismatches, 0)
     }
 
-    func testEveryLevelMatchesPyTorchToCosine0999() throws {
-        let enc = try loadEncoder()
+    /// The worst cosine over every sentence and level between `enc`'s vectors and the PyTorch fp32 reference.
+    func worstCosine(_ enc: BertEncoder, label: String) -> Double {
         let items = Self.reference.items
         let out = FloatPtr.allocate(capacity: items.count * 3 * enc.hidden)
         defer { out.deallocate() }
@@ -53,10 +53,23 @@ final class EncoderParityTests: XCTestCase {
                 for k in 0..<enc.hidden { dot += Double(v[k] * ref[k]); a += Double(v[k] * v[k]); b += Double(ref[k] * ref[k]) }
                 let cos = dot / (a * b).squareRoot()
                 worst = min(worst, cos)
-                XCTAssertGreaterThanOrEqual(cos, 0.999, "level \(level) of \(item.text.prefix(60))")
+                XCTAssertGreaterThanOrEqual(cos, 0.999, "\(label): level \(level) of \(item.text.prefix(60))")
             }
         }
-        print("encoder parity: \(items.count) sentences x 3 levels, worst cosine \(worst)")
+        print("encoder parity (\(label)): \(items.count) sentences x 3 levels, worst cosine \(worst)")
+        return worst
+    }
+
+    func testEveryLevelMatchesPyTorchToCosine0999() throws {
+        _ = worstCosine(try loadEncoder(), label: "fp32")
+    }
+
+    /// `encoder.precision: bf16` (GEMM inputs rounded to bf16, fp32 accumulation) against the same fp32 PyTorch
+    /// reference: every sentence and level at cosine >= 0.999.
+    func testBF16EncoderMatchesPyTorchFP32ToCosine0999() throws {
+        _ = try loadEncoder()   // the model folder's check
+        try XCTSkipUnless(Precision.bf16Available, "no AVX512-BF16 here: encoder.precision bf16 runs as fp32")
+        _ = worstCosine(try BertEncoder(modelDir: defaultModelDir, precision: .bf16), label: "bf16")
     }
 
     func testBatchCompositionDoesNotChangeVectors() throws {
