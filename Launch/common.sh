@@ -25,6 +25,8 @@ mpirun_line() {
     local np="$1" hostfile="${2:-}"
     local line=(mpirun -np "$np" -x OPENBLAS_NUM_THREADS=1)
     line+=(-x CLADMOP_TTY)
+    # A forced fp32 GEMM library (CLADMOP_GEMM_BACKEND) reaches the ranks on every node.
+    [ -n "${CLADMOP_GEMM_BACKEND:-}" ] && line+=(-x CLADMOP_GEMM_BACKEND)
     [ "$(id -u)" = 0 ] && line+=(--allow-run-as-root)
     if [ -n "$hostfile" ] && cluster_flags "$hostfile" >/dev/null; then
         # An emulated cluster (Launch/cluster): its nodes share this machine's cores, so no binding.

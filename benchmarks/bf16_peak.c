@@ -21,4 +21,7 @@ double fm(long n){ __m512 a0=_mm512_setzero_ps(),a1=a0,a2=a0,a3=a0,a4=a0,a5=a0,a
  t=now()-t; __m512 s=_mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0,a1),_mm512_add_ps(a2,a3)),_mm512_add_ps(_mm512_add_ps(a4,a5),_mm512_add_ps(_mm512_add_ps(a6,a7),_mm512_add_ps(a8,a9))));
  float o[16]; _mm512_storeu_ps(o,s); if(o[0]==1) printf("x");
  return 10.0*n*32/t/1e9; }
-int main(){ for(int r=0;r<3;r++) printf("vdpbf16ps %.1f GFLOP/s, vfmadd231ps %.1f GFLOP/s\n", bf(100000000), fm(100000000)); }
+int main(){
+ __builtin_cpu_init();
+ if(!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bf16")){ fprintf(stderr,"this CPU has no AVX512-BF16\n"); return 2; }
+ for(int r=0;r<3;r++) printf("vdpbf16ps %.1f GFLOP/s, vfmadd231ps %.1f GFLOP/s\n", bf(100000000), fm(100000000)); }

@@ -36,7 +36,7 @@ public func featurize(comm: Communicator, paths: [String], output: String, makeE
     let start = Date()
     var report = FeaturizeReport()
     let paths = try distinctSources(paths)
-    try refuseOverwritingInputs(output: output, inputs: paths + [hierarchy.path])
+    try refuseOverwritingInputs(output: output, inputs: paths + [hierarchy.path] + (reuse.map { [$0.path] } ?? []))
     let (trials, readReport) = try readValidatedTrials(paths: paths, hierarchy: hierarchy, skipBadRows: skipBadRows)
     report.rows = trials.count
     report.rowsPerFile = readReport.rowsPerFile
@@ -63,14 +63,29 @@ public func featurize(comm: Communicator, paths: [String], output: String, makeE
     let checksums = texts.map(sentenceChecksum)
     // Sentences the reused store holds (its row per sentence), the rest to encode.
     var reusedRow: [Int: Int] = [:]
-    if let reuse, let theirs = reuse.sentenceChecksums, reuse.identity.encoder == encoder.identity,
-       reuse.identity.maxTokens == encoder.tokenizer.maxLength, reuse.identity.featurizerVersion == FeatureStore.featurizerVersion,
-       reuse.dim == encoder.hidden {
-        var row: [UInt64: Int] = [:]
-        for (i, c) in theirs.enumerated() where row[c] == nil { row[c] = i }
-        for (s, c) in checksums.enumerated() { if let r = row[c] { reusedRow[s] = r } }
+    if let reuse {
+        var unusable: String?
+        if reuse.sentenceChecksums == nil { unusable = "it records no sentence checksums (written before they were added; featurize it again to reuse it)" }
+        else if reuse.identity.encoder != encoder.identity { unusable = "another encoder (\(reuse.identity.encoder))" }
+        else if reuse.identity.maxTokens != encoder.tokenizer.maxLength { unusable = "max_tokens \(reuse.identity.maxTokens), not \(encoder.tokenizer.maxLength)" }
+        else if reuse.identity.featurizerVersion != FeatureStore.featurizerVersion { unusable = "another featurizer version" }
+        else if reuse.dim != encoder.hidden { unusable = "width \(reuse.dim), not \(encoder.hidden)" }
+        if let unusable {
+            if comm.isRoot { log("featurize: not reusing \(reuse.path): \(unusable)") }
+        } else {
+            var row: [UInt64: Int] = [:]
+            for (i, c) in reuse.sentenceChecksums!.enumerated() where row[c] == nil { row[c] = i }
+            for (s, c) in checksums.enumerated() { if let r = row[c] { reusedRow[s] = r } }
+        }
     }
     report.reused = reusedRow.count
+    // Every rank must encode the same sentences (the gathered counts below assume it): a rank that could not open
+    // or use the reused store would otherwise disagree.
+    var agreement = [Double(report.reused), -Double(report.reused)]
+    agreement.withUnsafeMutableBufferPointer { comm.allReduceMax($0.baseAddress!, count: 2) }
+    guard agreement[0] == -agreement[1] else {
+        throw InputError(file: reuse?.path ?? output, "the ranks disagree on which sentences this store provides (\(Int(-agreement[1]))..\(Int(agreement[0])) reused): is it the same file on every node?")
+    }
     let toEncode = texts.indices.filter { reusedRow[$0] == nil }
     var tokens = [[Int32]](repeating: [], count: texts.count)
     for s in toEncode { tokens[s] = encoder.tokenizer.encode(texts[s]) }

@@ -51,6 +51,10 @@ final class GEMMBackendTests: XCTestCase {
                 }
             }
         }
+        // The shapes training gives oneDNN: a weight gradient dW = dy^T x over many rows (long k), accumulated into the
+        // gradient (beta 1), and a layer's forward y = x W^T.
+        all.append(Case(transA: true, transB: false, m: 128, n: 64, k: 640, lda: 128, ldb: 64, ldc: 64, alpha: 1, beta: 1))
+        all.append(Case(transA: false, transB: true, m: 640, n: 128, k: 64, lda: 64, ldb: 64, ldc: 128, alpha: 1, beta: 0))
         return all
     }
 
@@ -87,8 +91,8 @@ final class GEMMBackendTests: XCTestCase {
     /// `oneDNNMinimumMACs` with a smallest operand of at most `oneDNNMaximumSmallestOperand` floats, OpenBLAS otherwise;
     /// `gemm(.fp32, ...)` then gives oneDNN's exact result.
     func testTheShapeRulePicksOneDNNForLargeGEMMsOnly() throws {
-        XCTAssertEqual(GEMMBackend.choose(.fp32, m: 32, n: 32, k: 32), .openBLAS)
         guard GEMMBackend.fp32Rule == .byShape else { throw XCTSkip("fp32 rule here: \(GEMMBackend.fp32RuleDescription)") }
+        XCTAssertEqual(GEMMBackend.choose(.fp32, m: 32, n: 32, k: 32), .openBLAS)
         XCTAssertEqual(GEMMBackend.choose(.fp32, m: 64, n: 64, k: 255), .openBLAS)      // 1,044,480 < 2^20
         XCTAssertEqual(GEMMBackend.choose(.fp32, m: 64, n: 64, k: 256), .oneDNN)        // 2^20
         XCTAssertEqual(GEMMBackend.choose(.fp32, m: 6400, n: 128, k: 128), .oneDNN)

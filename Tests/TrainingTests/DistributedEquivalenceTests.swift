@@ -26,11 +26,11 @@ final class DistributedEquivalenceTests: XCTestCase {
 
     /// Runs pretraining on W ranks; returns (loss at step 1, gradient of step 1, final parameters).
     func train(ranks: Int, steps: Int, extra: [String] = [], fault: String? = nil, mpiFlags: [String] = [],
-               name: String) throws -> (loss: Double, gradient: [Float], parameters: [Float]) {
+               environment: [String: String] = [:], name: String) throws -> (loss: Double, gradient: [Float], parameters: [Float]) {
         let dir = Self.work + "/\(name)"
         try? FileManager.default.removeItem(atPath: dir)
         let gradientFile = dir + ".grad"
-        var env = ["CLADMOP_DUMP_GRADIENT": gradientFile]
+        var env = environment.merging(["CLADMOP_DUMP_GRADIENT": gradientFile]) { $1 }
         if let fault { env["CLADMOP_FAULT"] = fault }
         let args = ["pretrain", "--config", repositoryRoot + "/configs/smoke.yaml", "--run-dir", dir,
                     "--set", "data.synthetic=true", "--set", "data.feature_store=\(Self.store)",
@@ -133,13 +133,13 @@ final class DistributedEquivalenceTests: XCTestCase {
     }
 
     /// Runs `steps` more steps from the newest checkpoint of run `name`.
-    func resume(_ name: String, ranks: Int, steps: Int) throws -> [Float] {
+    func resume(_ name: String, ranks: Int, steps: Int, environment: [String: String] = [:]) throws -> [Float] {
         let dir = Self.work + "/\(name)"
         let args = ["pretrain", "--config", repositoryRoot + "/configs/smoke.yaml", "--run-dir", dir, "--resume", "auto",
                     "--set", "data.synthetic=true", "--set", "data.feature_store=\(Self.store)",
                     "--set", "data.icd_hierarchy=\(repositoryRoot)/data/icd10/icd10cm_2025_hierarchy.tsv",
                     "--set", "train.max_steps=\(steps)", "--set", "train.epochs=10", "--set", "train.checksum_every=5"]
-        let r = try mpirun(np: ranks, executable: cladmop, arguments: args)
+        let r = try mpirun(np: ranks, executable: cladmop, arguments: args, environment: environment)
         XCTAssertEqual(r.status, 0, r.output)
         XCTAssertTrue(r.output.contains("resume: \(dir)/checkpoints/step-"), r.output)
         let file = try SafetensorsFile(path: dir + "/checkpoints/" + String(format: "step-%08d.safetensors", steps))
@@ -162,6 +162,29 @@ final class DistributedEquivalenceTests: XCTestCase {
         let other = relativeDifference(try resume("resumed23", ranks: 3, steps: 16), straight.parameters)
         print("resume on another world size (8 on W=2 + 8 on W=3 vs 16 straight on W=2): parameters rel diff \(other)")
         XCTAssertLessThan(other, 1e-6)
+    }
+
+    /// Every fp32 GEMM through oneDNN (`CLADMOP_GEMM_BACKEND=onednn`: the smoke model's GEMMs are below the shape
+    /// rule's bound, so by default they run on OpenBLAS): W = 2 gives W = 1's loss, gradient and parameters after 20
+    /// steps to 1e-4, 8 + 8 resumed steps equal 16 straight ones to 1e-6, and oneDNN really computed them (its
+    /// gradient differs from OpenBLAS's, which sums in another order).
+    func testOneDNNGEMMsKeepEquivalenceAndResume() throws {
+        let dnnl = ["CLADMOP_GEMM_BACKEND": "onednn"]
+        let one = try train(ranks: 1, steps: 20, environment: dnnl, name: "dnnl-w1")
+        let two = try train(ranks: 2, steps: 20, environment: dnnl, name: "dnnl-w2")
+        let g = relativeDifference(two.gradient, one.gradient), p = relativeDifference(two.parameters, one.parameters)
+        XCTAssertEqual(two.loss, one.loss, accuracy: 1e-5 * abs(one.loss))
+        XCTAssertLessThan(g, 1e-4, "gradient W=2 vs W=1 (oneDNN)")
+        XCTAssertLessThan(p, 1e-4, "parameters after 20 steps W=2 vs W=1 (oneDNN)")
+        let straight = try train(ranks: 2, steps: 16, environment: dnnl, name: "dnnl-straight")
+        _ = try train(ranks: 2, steps: 8, environment: dnnl, name: "dnnl-resumed")
+        let resumed = relativeDifference(try resume("dnnl-resumed", ranks: 2, steps: 16, environment: dnnl), straight.parameters)
+        XCTAssertLessThan(resumed, 1e-6, "8 + 8 resumed steps vs 16 straight (oneDNN)")
+        let blas = try train(ranks: 1, steps: 1, environment: ["CLADMOP_GEMM_BACKEND": "openblas"], name: "dnnl-blas-w1")
+        let libraries = relativeDifference(blas.gradient, one.gradient)
+        print("oneDNN GEMMs: W=2 vs W=1 gradient \(g), parameters after 20 steps \(p); resumed vs straight \(resumed); OpenBLAS vs oneDNN gradient \(libraries)")
+        XCTAssertGreaterThan(libraries, 0, "CLADMOP_GEMM_BACKEND=onednn did not change any GEMM")
+        XCTAssertLessThan(libraries, 1e-4)
     }
 
     /// Overlapped all-reduce (`train.bucket_mb` > 0): buckets of 131 floats (smaller than almost every tensor, so tensors

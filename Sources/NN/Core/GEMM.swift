@@ -37,8 +37,9 @@ public enum GEMMBackend: String, Sendable, CaseIterable {
     /// The backend of a GEMM of this precision and shape. bf16 exists only in oneDNN (OpenBLAS 0.3.21 has no sbgemm).
     /// fp32: oneDNN's avx512_core brgemm where the CPU has AVX-512, the GEMM has at least `oneDNNMinimumMACs`
     /// multiply-adds and its smallest operand at most `oneDNNMaximumSmallestOperand` floats; OpenBLAS otherwise (`cladmop bench --kernels` measures both per shape; the table and the
-    /// crossover are in docs/performance.md). The rule depends on the shape alone, so every rank, and every run of
-    /// a configuration, computes each GEMM with the same library (resumed runs stay bit-identical).
+    /// crossover are in docs/performance.md). The rule depends on the shape alone, so ranks on the same kind of CPU,
+    /// and every run of a configuration there, compute each GEMM with the same library (resumed runs stay
+    /// bit-identical; across CPU models OpenBLAS's own kernels differ anyway).
     /// `CLADMOP_GEMM_BACKEND=openblas|onednn` forces one library for fp32 (comparisons, tests).
     public static func choose(_ precision: Precision, m: Int, n: Int, k: Int) -> GEMMBackend {
         if precision == .bf16 { return Precision.bf16Available ? .oneDNN : .openBLAS }
@@ -54,9 +55,9 @@ public enum GEMMBackend: String, Sendable, CaseIterable {
     /// cost outweighs its faster kernel (measured with `cladmop bench --kernels`, square sizes).
     public static let oneDNNMinimumMACs = 1 << 20
     /// The largest "smallest operand" (floats of the smallest of A, B, C) given to oneDNN under the shape rule. The
-    /// training model's GEMMs have one at most d x 4d = 128 x 512 (a weight or its gradient) and run 7-10 % faster
-    /// through oneDNN; the frozen encoder's 384 x 384 and 384 x 1536 weights ran 4 % slower there in featurization,
-    /// so they stay on OpenBLAS (docs/performance.md).
+    /// paper model's layer GEMMs have one of at most d x 4d = 128 x 512 (a weight or its gradient) and ran about 10 %
+    /// faster through oneDNN; the frozen encoder's 384 x 384 and 384 x 1536 weights ran 4 % slower there in
+    /// featurization, so its GEMMs stay on OpenBLAS unless a batch has fewer than 171 token rows (docs/performance.md).
     public static let oneDNNMaximumSmallestOperand = 1 << 16
 
     /// How this process picks the fp32 backend, in words (`bench --kernels`). Evaluating it also refuses a bad
@@ -70,27 +71,43 @@ public enum GEMMBackend: String, Sendable, CaseIterable {
     }
 
     enum FP32Rule { case openBLAS, oneDNN, byShape }
-    /// From `CLADMOP_GEMM_BACKEND` when set (an unknown value is refused at the first GEMM with exit status 2), else by
-    /// shape where oneDNN runs its AVX-512 kernels, else OpenBLAS.
-    static let fp32Rule: FP32Rule = {
-        if let message = environmentError { FileHandle.standardError.write("error: \(message)\n".data(using: .utf8)!); exit(2) }
-        let available = OneDNN.shared != nil
+
+    /// `CLADMOP_GEMM_BACKEND` parsed once: `.success(nil)` when unset or auto, the forced library, or the error
+    /// message for any other value.
+    static let environmentRequest: Result<GEMMBackend?, EnvironmentError> = {
         switch ProcessInfo.processInfo.environment["CLADMOP_GEMM_BACKEND"] {
-        case nil, "", "auto": return available && ck_cpu_has_avx512_core() != 0 ? .byShape : .openBLAS
-        case "openblas": return .openBLAS
-        case "onednn":
+        case nil, "", "auto": return .success(nil)
+        case let v?:
+            guard let b = GEMMBackend(rawValue: v) else {
+                return .failure(EnvironmentError(message: "CLADMOP_GEMM_BACKEND=\(v): expected auto, openblas or onednn"))
+            }
+            return .success(b)
+        }
+    }()
+    struct EnvironmentError: Error { var message: String }
+
+    /// What is wrong with `CLADMOP_GEMM_BACKEND`, or nil when it is unset or one of auto, openblas, onednn. The CLI
+    /// checks it before MPI starts; a library user reaching `fp32Rule` with a bad value exits 2 there.
+    public static var environmentError: String? {
+        if case .failure(let e) = environmentRequest { return e.message }
+        return nil
+    }
+
+    /// The forced library, else by shape where oneDNN runs its AVX-512 kernels, else OpenBLAS.
+    static let fp32Rule: FP32Rule = {
+        let available = OneDNN.shared != nil
+        switch environmentRequest {
+        case .failure(let e):
+            FileHandle.standardError.write("error: \(e.message)\n".data(using: .utf8)!)
+            exit(2)
+        case .success(nil): return available && ck_cpu_has_avx512_core() != 0 ? .byShape : .openBLAS
+        case .success(.openBLAS?): return .openBLAS
+        case .success(.oneDNN?):
             if available { return .oneDNN }
             Precision.defaultSay("CLADMOP_GEMM_BACKEND=onednn: oneDNN is unavailable here; using OpenBLAS")
             return .openBLAS
-        default: return .openBLAS   // unreachable: refused above
         }
     }()
-
-    /// What is wrong with `CLADMOP_GEMM_BACKEND`, or nil when it is unset or one of auto, openblas, onednn.
-    public static var environmentError: String? {
-        guard let v = ProcessInfo.processInfo.environment["CLADMOP_GEMM_BACKEND"], !["", "auto", "openblas", "onednn"].contains(v) else { return nil }
-        return "CLADMOP_GEMM_BACKEND=\(v): expected auto, openblas or onednn"
-    }
 }
 
 /// A bf16 copy of an fp32 operand made beforehand (a weight, converted once per optimizer step), or nil.

@@ -24,6 +24,8 @@ final class OneDNN: @unchecked Sendable {
     /// A primitive with the memory objects of its three operands (their data handles are set per call).
     private struct Entry { var primitive: dnnl_primitive_t; var a, b, c: dnnl_memory_t }
     private var primitives: [Key: Entry] = [:]
+    /// Shapes oneDNN refused (primitive or memory creation failed): not tried again; the caller computes them otherwise.
+    private var refused: Set<Key> = []
     /// GEMMs normally run on a rank's one compute thread; the lock keeps the cache consistent if two threads call.
     private let lock = NSLock()
     /// Name of the implementation oneDNN chose per key (e.g. `gemm:jit`, `brg:avx512_core_bf16`), for `bench --kernels`.
@@ -46,6 +48,12 @@ final class OneDNN: @unchecked Sendable {
 
     private func entry(_ key: Key) -> Entry? {
         if let e = primitives[key] { return e }
+        if refused.contains(key) { return nil }
+        guard let e = makeEntry(key) else { refused.insert(key); return nil }
+        return e
+    }
+
+    private func makeEntry(_ key: Key) -> Entry? {
         if primitives.count >= capacity {
             for e in primitives.values { destroy(e) }
             primitives.removeAll(keepingCapacity: true)
