@@ -4,7 +4,7 @@ import PackageDescription
 // One module per concern; data flows one way through the targets (each line depends only on lines above it):
 //   Support                  errors naming file/line/key, checksums, atomic writes, mapped files, clocks
 //   Config (Yams)            YAML + --set -> typed, validated RunSpec; hostfiles
-//   COpenBLAS, CDNNL, CKernels -> NN   tensors in arenas, kernels, GEMMs (OpenBLAS fp32, oneDNN bf16), layers, losses, optimizers, safetensors
+//   COpenBLAS, CDNNL, CKernels -> NN   tensors in arenas, kernels, GEMMs (fp32: OpenBLAS or oneDNN by shape; bf16: oneDNN), layers, losses, optimizers, safetensors
 //   CMPI -> Communication    collectives (MPI or a single process)
 //   TextEncoder (NN)         the frozen BERT-family sentence encoder
 //   TrialData (NN, TextEncoder, Communication)   CSV, ICD-10, SMILES, featurization, feature stores
