@@ -36,8 +36,8 @@ public enum GEMMBackend: String, Sendable, CaseIterable {
 
     /// The backend of a GEMM of this precision and shape. bf16 exists only in oneDNN (OpenBLAS 0.3.21 has no sbgemm).
     /// fp32: oneDNN's avx512_core brgemm where the CPU has AVX-512, the GEMM has at least `oneDNNMinimumMACs`
-    /// multiply-adds and its smallest operand at most `oneDNNMaximumSmallestOperand` floats; OpenBLAS otherwise (`cladmop bench --kernels` measures both per shape; the table and the
-    /// crossover are in docs/performance.md). The rule depends on the shape alone, so ranks on the same kind of CPU,
+    /// multiply-adds and its smallest operand at most `oneDNNMaximumSmallestOperand` floats; OpenBLAS otherwise
+    /// (`cladmop bench --kernels` measures both per shape; the tables and the crossover are in docs/performance.md). The rule depends on the shape alone, so ranks on the same kind of CPU,
     /// and every run of a configuration there, compute each GEMM with the same library (resumed runs stay
     /// bit-identical; across CPU models OpenBLAS's own kernels differ anyway).
     /// `CLADMOP_GEMM_BACKEND=openblas|onednn` forces one library for fp32 (comparisons, tests).
