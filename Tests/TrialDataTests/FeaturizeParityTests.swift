@@ -10,8 +10,7 @@ import XCTest
 /// round-robin, so every sentence is encoded in the same batch whatever the world size).
 final class FeaturizeParityTests: XCTestCase {
     func testTwoRanksWriteTheSameStoreAsOne() throws {
-        let dir = NSTemporaryDirectory() + "cladmop-featurize-\(getpid())"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let dir = try scratchDirectory("featurize")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let csv = dir + "/small.csv"
         try writeCSVSubset(from: repoRoot + "/data/top/phase_I_valid.csv", rows: 0..<12, to: csv)
@@ -36,8 +35,7 @@ final class FeaturizeParityTests: XCTestCase {
 /// exactly the main store's, the new ones as a fresh encoding gives them. A store of another max_tokens is not reused.
 final class FeatureReuseTests: XCTestCase {
     func testACacheStoreReusesTheVectorsOfSentencesAlreadyEncoded() throws {
-        let dir = NSTemporaryDirectory() + "cladmop-reuse-\(getpid())"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let dir = try scratchDirectory("reuse")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let source = repoRoot + "/data/top/phase_I_valid.csv"
         try writeCSVSubset(from: source, rows: 0..<4, to: dir + "/whole.csv")
@@ -80,14 +78,4 @@ final class FeatureReuseTests: XCTestCase {
         // Another max_tokens makes other vectors: nothing is reused.
         XCTAssertEqual(try run("part.csv", "other.store", maxLength: 64, reuse: whole).reused, 0)
     }
-}
-
-/// Writes the header and the given data rows of a bundled TOP CSV to `path` (RFC 4180 quoting).
-func writeCSVSubset(from source: String, rows: Range<Int>, to path: String) throws {
-    let records = try readCSV(path: source)
-    let chosen = [records[0]] + records.dropFirst().enumerated().filter { rows.contains($0.offset) }.map(\.element)
-    let lines = chosen.map { $0.fields.map { f in
-        f.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" }) ? "\"" + f.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : f
-    }.joined(separator: ",") }
-    try (lines.joined(separator: "\n") + "\n").write(toFile: path, atomically: true, encoding: .utf8)
 }

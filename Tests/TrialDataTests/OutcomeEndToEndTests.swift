@@ -8,20 +8,13 @@ import XCTest
 /// CSV that no feature store holds: it is featurized on the fly, and the JSON and CSV surfaces are complete.
 final class OutcomeEndToEndTests: XCTestCase {
     func testFinetuneEvaluatePredictOnAnUnseenCSV() throws {
-        let dir = NSTemporaryDirectory() + "cladmop-outcome-\(getpid())"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let dir = try scratchDirectory("outcome")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try writeCSVSubset(from: repoRoot + "/data/top/phase_I_train.csv", rows: 0..<24, to: dir + "/train.csv")
         try writeCSVSubset(from: repoRoot + "/data/top/phase_I_valid.csv", rows: 0..<12, to: dir + "/valid.csv")
         try writeCSVSubset(from: repoRoot + "/data/top/toy_test.csv", rows: 0..<10, to: dir + "/unseen.csv")
         let cladmop = releaseOrDebugProduct("cladmop")
-        let sets = ["--config", repoRoot + "/configs/finetune-phase1.yaml",
-                    "--set", "encoder.model_dir=\(repoRoot)/models/all-MiniLM-L6-v2",
-                    "--set", "data.icd_hierarchy=\(repoRoot)/data/icd10/icd10cm_2025_hierarchy.tsv",
-                    "--set", "data.exclude_file=\(repoRoot)/data/top/heldout_nctids.txt",
-                    "--set", "data.feature_store=\(dir)/features/none.store",
-                    "--set", "finetune.epochs=1", "--set", "finetune.batch=8",
-                    "--set", "finetune.ensemble=1", "--set", "finetune.select_latest=0"]
+        let sets = smallFinetuneSettings(dir: dir, ["finetune.epochs=1", "finetune.ensemble=1", "finetune.select_latest=0"])
         let ft = try mpirun(np: 2, executable: cladmop, arguments: ["finetune", "--pretrained", "none", "--train", dir + "/train.csv",
                                                                    "--valid", dir + "/valid.csv", "--run-dir", dir + "/run"] + sets, timeout: 600)
         XCTAssertEqual(ft.status, 0, ft.output)

@@ -8,20 +8,13 @@ import XCTest
 /// development-test script refuses a pretrained model whose SCT held the dev tests.
 final class OutcomeProtocolTests: XCTestCase {
     func testEnsembleRunScoresTheMeanOfItsMembers() throws {
-        let dir = NSTemporaryDirectory() + "cladmop-ensemble-\(getpid())"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let dir = try scratchDirectory("ensemble")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try writeCSVSubset(from: repoRoot + "/data/top/phase_I_train.csv", rows: 0..<24, to: dir + "/train.csv")
         try writeCSVSubset(from: repoRoot + "/data/top/phase_I_valid.csv", rows: 0..<12, to: dir + "/valid.csv")
         try writeCSVSubset(from: repoRoot + "/data/top/phase_I_valid.csv", rows: 12..<24, to: dir + "/test.csv")
         let cladmop = releaseOrDebugProduct("cladmop")
-        let sets = ["--config", repoRoot + "/configs/finetune-phase1.yaml",
-                    "--set", "encoder.model_dir=\(repoRoot)/models/all-MiniLM-L6-v2",
-                    "--set", "data.icd_hierarchy=\(repoRoot)/data/icd10/icd10cm_2025_hierarchy.tsv",
-                    "--set", "data.exclude_file=\(repoRoot)/data/top/heldout_nctids.txt",
-                    "--set", "data.feature_store=\(dir)/features/none.store",
-                    "--set", "finetune.epochs=2", "--set", "finetune.batch=8", "--set", "log.tensorboard=false",
-                    "--set", "finetune.select_latest=0"]
+        let sets = smallFinetuneSettings(dir: dir, ["finetune.epochs=2", "log.tensorboard=false", "finetune.select_latest=0"])
         let ft = try mpirun(np: 2, executable: cladmop, arguments: ["finetune", "--pretrained", "none", "--train", dir + "/train.csv",
                                                                    "--valid", dir + "/valid.csv", "--run-dir", dir + "/run",
                                                                    "--set", "finetune.ensemble=3"] + sets, timeout: 600)
@@ -72,19 +65,13 @@ final class OutcomeProtocolTests: XCTestCase {
     }
 
     func testTemporalSelectionSelectsOnTheLatestTrainingTrials() throws {
-        let dir = NSTemporaryDirectory() + "cladmop-tsel-\(getpid())"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let dir = try scratchDirectory("tsel")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try writeCSVSubset(from: repoRoot + "/data/top/phase_I_train.csv", rows: 0..<24, to: dir + "/train.csv")
         try writeCSVSubset(from: repoRoot + "/data/top/phase_I_valid.csv", rows: 0..<12, to: dir + "/valid.csv")
         let ids = try readTrials(paths: [dir + "/train.csv"]).0.map(\.nctid).sorted()
-        let sets = ["--config", repoRoot + "/configs/finetune-phase1.yaml",
-                    "--set", "encoder.model_dir=\(repoRoot)/models/all-MiniLM-L6-v2",
-                    "--set", "data.icd_hierarchy=\(repoRoot)/data/icd10/icd10cm_2025_hierarchy.tsv",
-                    "--set", "data.exclude_file=\(repoRoot)/data/top/heldout_nctids.txt",
-                    "--set", "data.feature_store=\(dir)/features/none.store",
-                    "--set", "finetune.epochs=1", "--set", "finetune.batch=8", "--set", "finetune.ensemble=1",
-                    "--set", "finetune.select_latest=0.25", "--set", "log.tensorboard=false"]
+        let sets = smallFinetuneSettings(dir: dir, ["finetune.epochs=1", "finetune.ensemble=1", "finetune.select_latest=0.25",
+                                                    "log.tensorboard=false"])
         let ft = try mpirun(np: 1, executable: releaseOrDebugProduct("cladmop"),
                             arguments: ["finetune", "--pretrained", "none", "--train", dir + "/train.csv", "--valid", dir + "/valid.csv",
                                         "--run-dir", dir + "/run"] + sets, timeout: 600)
@@ -97,8 +84,7 @@ final class OutcomeProtocolTests: XCTestCase {
     }
 
     func testSplitIsDeterministicAndIndependentOfRowOrder() throws {
-        let dir = NSTemporaryDirectory() + "cladmop-split-\(getpid())"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let dir = try scratchDirectory("split")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         // The same 40 rows, in file order and reversed.
         let records = try readCSV(path: repoRoot + "/data/top/phase_III_valid.csv")
@@ -129,7 +115,7 @@ final class OutcomeProtocolTests: XCTestCase {
     }
 
     func testDevtestRefusesAPretrainedModelWhoseSCTHeldTheDevTests() throws {
-        let dir = NSTemporaryDirectory() + "cladmop-devtest-\(getpid())"
+        let dir = try scratchDirectory("devtest")
         try FileManager.default.createDirectory(atPath: dir + "/pre", withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         // A pretraining run whose config kept only phase_I_valid.csv out of SCT (the main job's).

@@ -127,9 +127,14 @@ final class OneDNN: @unchecked Sendable {
               dnnl_memory_set_data_handle(e.a, UnsafeMutableRawPointer(mutating: a)) == dnnl_success,
               dnnl_memory_set_data_handle(e.b, UnsafeMutableRawPointer(mutating: b)) == dnnl_success,
               dnnl_memory_set_data_handle(e.c, UnsafeMutableRawPointer(c)) == dnnl_success else { return false }
-        var args = [dnnl_exec_arg_t(arg: DNNL_ARG_SRC, memory: e.a), dnnl_exec_arg_t(arg: DNNL_ARG_WEIGHTS, memory: e.b),
-                    dnnl_exec_arg_t(arg: DNNL_ARG_DST, memory: e.c)]
-        guard dnnl_primitive_execute(e.primitive, stream, 3, &args) == dnnl_success else { return false }
+        // The three arguments on the stack (no heap allocation per GEMM).
+        let executed = withUnsafeTemporaryAllocation(of: dnnl_exec_arg_t.self, capacity: 3) { args in
+            args[0] = dnnl_exec_arg_t(arg: DNNL_ARG_SRC, memory: e.a)
+            args[1] = dnnl_exec_arg_t(arg: DNNL_ARG_WEIGHTS, memory: e.b)
+            args[2] = dnnl_exec_arg_t(arg: DNNL_ARG_DST, memory: e.c)
+            return dnnl_primitive_execute(e.primitive, stream, 3, args.baseAddress) == dnnl_success
+        }
+        guard executed else { return false }
         return dnnl_stream_wait(stream) == dnnl_success
     }
 }

@@ -1,0 +1,32 @@
+import Foundation
+import TrialData
+
+/// A fresh empty folder under the temporary directory for one test (`name` and the pid keep tests apart); the caller
+/// removes it (`defer { try? FileManager.default.removeItem(atPath: dir) }`).
+func scratchDirectory(_ name: String) throws -> String {
+    let dir = NSTemporaryDirectory() + "cladmop-\(name)-\(getpid())"
+    try? FileManager.default.removeItem(atPath: dir)
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    return dir
+}
+
+/// The arguments of a small fine-tuning run on scratch CSVs in `dir`: configs/finetune-phase1.yaml with the repository's
+/// encoder, ICD-10 tree and held-out ids, a store path that does not exist (the CSVs are featurized into the cache),
+/// batch 8, and `extra` settings (`key=value`).
+func smallFinetuneSettings(dir: String, _ extra: [String]) -> [String] {
+    ["--config", repoRoot + "/configs/finetune-phase1.yaml",
+     "--set", "encoder.model_dir=\(repoRoot)/models/all-MiniLM-L6-v2",
+     "--set", "data.icd_hierarchy=\(repoRoot)/data/icd10/icd10cm_2025_hierarchy.tsv",
+     "--set", "data.exclude_file=\(repoRoot)/data/top/heldout_nctids.txt",
+     "--set", "data.feature_store=\(dir)/features/none.store", "--set", "finetune.batch=8"] + extra.flatMap { ["--set", $0] }
+}
+
+/// Writes the header and the given data rows of a bundled TOP CSV to `path` (RFC 4180 quoting).
+func writeCSVSubset(from source: String, rows: Range<Int>, to path: String) throws {
+    let records = try readCSV(path: source)
+    let chosen = [records[0]] + records.dropFirst().enumerated().filter { rows.contains($0.offset) }.map(\.element)
+    let lines = chosen.map { $0.fields.map { f in
+        f.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" }) ? "\"" + f.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : f
+    }.joined(separator: ",") }
+    try (lines.joined(separator: "\n") + "\n").write(toFile: path, atomically: true, encoding: .utf8)
+}
