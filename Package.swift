@@ -54,7 +54,7 @@ let package = Package(
         .testTarget(name: "CLITests", dependencies: ["Support", "NN", "TestSupport"]),
         .testTarget(name: "TextEncoderTests", dependencies: ["TextEncoder", "NN"]),
         .testTarget(name: "ModelTests", dependencies: ["Support", "Config", "Communication", "Model", "NN", "Training", "TestSupport"]),
-        .testTarget(name: "TrialDataTests", dependencies: ["Support", "TrialData", "NN", "TextEncoder", "Communication", "TestSupport"]),
+        .testTarget(name: "TrialDataTests", dependencies: ["Support", "TrialData", "NN", "TextEncoder", "Communication", "Reporting", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

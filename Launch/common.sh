@@ -60,18 +60,32 @@ set_aside() {
     echo "kept the previous $dir as $to" >&2
 }
 
-# phase1_selection CONFIG [cladmop args]: with finetune.select_latest F > 0 in CONFIG (and the --set arguments),
-# the phase I trials that select, and that Launch/finetune reports on: the latest F of phase_I_train.csv by NCT id,
-# written once by `cladmop split` to data/splits/phase_I_latestP.csv (P = 100 F). Prints that path, or nothing when F = 0.
-phase1_selection() {
+# phase1_report CONFIG [cladmop args]: the phase I trials that Launch/finetune reports on, when they are the latest
+# trials of phase_I_train.csv by NCT id: with finetune.select_latest F > 0 in CONFIG (and the --set arguments) the latest
+# F, which also select; with finetune.folds K >= 2 the latest 20 %, scored out of fold (each trial by the member that
+# did not train on it). Written once by `cladmop split` to data/splits/phase_I_latestP.csv (P = 100 F).
+# Prints that path, or nothing when neither is set (phase_I_valid.csv selects and is reported on).
+phase1_report() {
     local config="$1"; shift
-    local f pct
+    local f k pct
     f="$("$CLADMOP" config --config "$config" "$@" --get finetune.select_latest)" || exit 2
+    k="$("$CLADMOP" config --config "$config" "$@" --get finetune.folds)" || exit 2
     pct="$(awk -v f="$f" 'BEGIN { printf "%d", 100 * f + 0.5 }')"
+    [ "$pct" = 0 ] && [ "$k" -ge 2 ] && { f=0.2; pct=20; }
     [ "$pct" = 0 ] && return 0
     mkdir -p "$ROOT/data/splits"
     local early="$ROOT/data/splits/phase_I_earliest$((100 - pct)).csv" latest="$ROOT/data/splits/phase_I_latest$pct.csv"
     [ -s "$early" ] && [ -s "$latest" ] || "$CLADMOP" split --data "$ROOT/data/top/phase_I_train.csv" \
         --fraction "$(awk -v f="$f" 'BEGIN { print 1 - f }')" --train "$early" --valid "$latest" >&2
     echo "data/splits/phase_I_latest$pct.csv"
+}
+
+# out_of_fold CONFIG [cladmop args]: prints --out-of-fold when CONFIG (and the --set arguments) fine-tunes a
+# cross-fitted ensemble (finetune.folds >= 2), whose reports score each trial with the member that held it out.
+out_of_fold() {
+    local config="$1"; shift
+    local k
+    k="$("$CLADMOP" config --config "$config" "$@" --get finetune.folds)" || exit 2
+    [ "$k" -ge 2 ] && echo --out-of-fold
+    return 0
 }

@@ -18,6 +18,8 @@ struct Evaluate: ParsableCommand {
     @Option(help: "Write a markdown report (table in the layout of the paper's Table 2, with the paper's figures beside ours).")
     var report: String?
     @Option(help: "Trial phase (1, 2, 3) whose published figures the report shows.") var phase: Int?
+    @Flag(name: .customLong("out-of-fold"), help: "A cross-fitted run (finetune.folds): score each trial with the member that did not train on it (RUN/folds.csv); every trial of --data must be in a fold.")
+    var outOfFold = false
 
     func run() throws {
         runJob { comm in
@@ -28,7 +30,7 @@ struct Evaluate: ParsableCommand {
                 var st = stat()
                 if stat(plots, &st) == 0 && (st.st_mode & S_IFMT) != S_IFDIR { throw InputError(file: plots, "--plots names an existing file, not a folder") }
             }
-            let scored = try scoreCSV(checkpoint: checkpoint, csv: data, spec: try options.load(comm), comm: comm, log: log)
+            let scored = try scoreCSV(checkpoint: checkpoint, csv: data, spec: try options.load(comm), comm: comm, outOfFold: outOfFold, log: log)
             guard comm.isRoot else { return }
             let (trials, scores, threshold, trainingSets) = (scored.trials, scored.scores, scored.threshold, scored.trainingDiseaseSets)
             let labels = trials.map(\.label)

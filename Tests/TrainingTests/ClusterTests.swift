@@ -187,7 +187,7 @@ final class ClusterTests: XCTestCase {
                     "--set", "data.exclude_file=\(repositoryRoot)/data/top/heldout_nctids.txt",
                     "--set", "data.feature_store=\(dir)/features.store", "--set", "log.tensorboard=false",
                     "--set", "finetune.epochs=2", "--set", "finetune.batch=8",
-                    "--set", "finetune.ensemble=1", "--set", "finetune.select_latest=0"]
+                    "--set", "finetune.ensemble=1", "--set", "finetune.select_latest=0", "--set", "finetune.folds=0"]
         // The text encoder is slow in a debug build: featurize (once, on this host) with the release one when built.
         let featurize = try mpirun(np: 1, executable: releaseOrDebugProduct("cladmop"), arguments: ["featurize", "--data", dir + "/train.csv", "--data", dir + "/valid.csv",
                                                                           "--output", dir + "/features.store"] + Array(sets.dropFirst(2)), timeout: 300)

@@ -1,4 +1,5 @@
 import Foundation
+import Reporting
 import TestSupport
 import TrialData
 import XCTest
@@ -81,6 +82,99 @@ final class OutcomeProtocolTests: XCTestCase {
         XCTAssertTrue(ft.output.contains("18 earlier ones and 12 of \(dir)/valid.csv train"), ft.output)
         XCTAssertTrue(ft.output.contains("30 training trials"), ft.output)
         XCTAssertTrue(ft.output.contains("6 validation"), ft.output)
+    }
+
+    func testCrossFittedFoldsSelectOnTheirOwnFoldAndChooseTheThresholdOutOfFold() throws {
+        let dir = try scratchDirectory("folds")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try writeCSVSubset(from: repoRoot + "/data/top/phase_I_train.csv", rows: 0..<24, to: dir + "/train.csv")
+        try writeCSVSubset(from: repoRoot + "/data/top/phase_I_valid.csv", rows: 0..<12, to: dir + "/valid.csv")
+        let cladmop = releaseOrDebugProduct("cladmop")
+        let sets = smallFinetuneSettings(dir: dir, ["finetune.epochs=2", "log.tensorboard=false", "finetune.select_latest=0",
+                                                    "finetune.ensemble=1"])
+        func finetune(_ extra: [String], _ run: String) throws -> (status: Int32, output: String, seconds: Double) {
+            try mpirun(np: 2, executable: cladmop, arguments: ["finetune", "--pretrained", "none", "--train", dir + "/train.csv",
+                                                              "--valid", dir + "/valid.csv", "--run-dir", dir + "/" + run] + sets + extra,
+                       timeout: 600)
+        }
+        let ft = try finetune(["--set", "finetune.folds=3"], "run")
+        XCTAssertEqual(ft.status, 0, ft.output)
+        XCTAssertTrue(ft.output.contains("3 folds over 36 trials"), ft.output)
+        XCTAssertTrue(ft.output.contains("24 training trials") && ft.output.contains("12 validation"), ft.output)
+
+        // folds.csv: every trial of both files in exactly one fold, both classes in every fold, 12 per fold.
+        let (train, _) = try readTrials(paths: [dir + "/train.csv"]), (valid, _) = try readTrials(paths: [dir + "/valid.csv"])
+        let label = Dictionary((train + valid).map { ($0.nctid, $0.label) }, uniquingKeysWith: { a, _ in a })
+        var fold: [String: Int] = [:]
+        for line in try String(contentsOfFile: dir + "/run/folds.csv", encoding: .utf8).split(separator: "\n").dropFirst() {
+            let f = line.split(separator: ",")
+            XCTAssertNil(fold[String(f[0])], "\(f[0]) in two folds")
+            fold[String(f[0])] = Int(f[1])!
+            XCTAssertEqual(Int(f[2]), label[String(f[0])])
+        }
+        XCTAssertEqual(Set(fold.keys), Set(label.keys))
+        for k in 1...3 {
+            let ids = fold.filter { $0.value == k }.map(\.key)
+            XCTAssertEqual(ids.count, 12)
+            XCTAssertEqual(Set(ids.map { label[$0]! }), [0, 1], "fold \(k) holds both classes")
+        }
+
+        // best.json: three members; its threshold and valid figure are the F1-best threshold and PR-AUC of the
+        // out-of-fold scores (member k's predictions on fold k), recomputed here from `cladmop predict`.
+        let best = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/run/best.json"))) as! [String: Any]
+        XCTAssertEqual((best["members"] as? [String])?.count, 3)
+        var oof: [(score: Double, label: Int)] = []
+        for k in 1...3 {
+            for file in ["train", "valid"] {
+                let out = dir + "/m\(k)-\(file).csv"
+                let r = try mpirun(np: 1, executable: cladmop, arguments: ["predict", "--checkpoint", dir + "/run/members/\(k)",
+                                                                          "--data", dir + "/\(file).csv", "--output", out] + sets, timeout: 600)
+                XCTAssertEqual(r.status, 0, r.output)
+                for line in try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").dropFirst() {
+                    let f = line.split(separator: ",")
+                    if fold[String(f[0])] == k { oof.append((Double(f[1])!, label[String(f[0])]!)) }
+                }
+            }
+        }
+        XCTAssertEqual(oof.count, 36)
+        // predict --out-of-fold gives the same scores: each trial from the member that held it out.
+        var outOfFold: [String: Double] = [:]
+        for file in ["train", "valid"] {
+            let out = dir + "/oof-\(file).csv"
+            let r = try mpirun(np: 2, executable: cladmop, arguments: ["predict", "--checkpoint", dir + "/run", "--out-of-fold",
+                                                                      "--data", dir + "/\(file).csv", "--output", out] + sets, timeout: 600)
+            XCTAssertEqual(r.status, 0, r.output)
+            for line in try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").dropFirst() {
+                let f = line.split(separator: ","); outOfFold[String(f[0])] = Double(f[1])!
+            }
+        }
+        XCTAssertEqual(outOfFold.count, 36)
+        for (id, k) in fold {
+            let member = try String(contentsOfFile: dir + "/m\(k)-\(train.contains { $0.nctid == id } ? "train" : "valid").csv", encoding: .utf8)
+            let p = member.split(separator: "\n").first { $0.hasPrefix(id + ",") }.map { Double($0.split(separator: ",")[1])! }
+            XCTAssertEqual(outOfFold[id]!, try XCTUnwrap(p), accuracy: 2e-6, id)
+        }
+        // A trial the run never saw has no out-of-fold score: exit 2 naming it and folds.csv.
+        try writeCSVSubset(from: repoRoot + "/data/top/phase_I_valid.csv", rows: 12..<16, to: dir + "/unseen.csv")
+        let unseen = try mpirun(np: 1, executable: cladmop, arguments: ["evaluate", "--checkpoint", dir + "/run", "--out-of-fold",
+                                                                       "--data", dir + "/unseen.csv"] + sets, timeout: 600)
+        XCTAssertEqual(unseen.status, 2, unseen.output)
+        XCTAssertTrue(unseen.output.contains("is in no fold") && unseen.output.contains("folds.csv"), unseen.output)
+        let scores = oof.map(\.score), labels = oof.map(\.label)
+        XCTAssertEqual(try XCTUnwrap(best["threshold"] as? Double), Metrics.bestF1Threshold(scores, labels), accuracy: 1e-5)
+        XCTAssertEqual(try XCTUnwrap(best["valid"] as? Double), Metrics.averagePrecision(scores, labels), accuracy: 1e-4)
+
+        // Folds exclude the other ways of selecting, and one fold selects nothing: exit 2 naming the key.
+        for (extra, key) in [(["finetune.folds=1"], "finetune.folds"), (["finetune.folds=3", "finetune.ensemble=5"], "finetune.ensemble"),
+                             (["finetune.folds=3", "finetune.select_latest=0.2"], "finetune.select_latest")] {
+            let r = try finetune(extra.flatMap { ["--set", $0] }, "bad")
+            XCTAssertEqual(r.status, 2, r.output)
+            XCTAssertTrue(r.output.contains(key), r.output)
+        }
+        // More folds than failed trials: a clear error naming the files.
+        let many = try finetune(["--set", "finetune.folds=30"], "many")
+        XCTAssertEqual(many.status, 2, many.output)
+        XCTAssertTrue(many.output.contains("finetune.folds = 30") && many.output.contains("train.csv"), many.output)
     }
 
     func testSplitIsDeterministicAndIndependentOfRowOrder() throws {

@@ -12,13 +12,14 @@ func scratchDirectory(_ name: String) throws -> String {
 
 /// The arguments of a small fine-tuning run on scratch CSVs in `dir`: configs/finetune-phase1.yaml with the repository's
 /// encoder, ICD-10 tree and held-out ids, a store path that does not exist (the CSVs are featurized into the cache),
-/// batch 8, and `extra` settings (`key=value`).
+/// batch 8, no folds (the config's cross-fitting off: tests set the recipe they check), and `extra` settings (`key=value`).
 func smallFinetuneSettings(dir: String, _ extra: [String]) -> [String] {
     ["--config", repoRoot + "/configs/finetune-phase1.yaml",
      "--set", "encoder.model_dir=\(repoRoot)/models/all-MiniLM-L6-v2",
      "--set", "data.icd_hierarchy=\(repoRoot)/data/icd10/icd10cm_2025_hierarchy.tsv",
      "--set", "data.exclude_file=\(repoRoot)/data/top/heldout_nctids.txt",
-     "--set", "data.feature_store=\(dir)/features/none.store", "--set", "finetune.batch=8"] + extra.flatMap { ["--set", $0] }
+     "--set", "data.feature_store=\(dir)/features/none.store", "--set", "finetune.batch=8", "--set", "finetune.folds=0"]
+        + extra.flatMap { ["--set", $0] }
 }
 
 /// Writes the header and the given data rows of a bundled TOP CSV to `path` (RFC 4180 quoting).

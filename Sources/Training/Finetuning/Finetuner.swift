@@ -21,6 +21,8 @@ public final class Finetuner {
     let builder: BatchBuilder
     let train: [StoredTrial]
     let valid: [StoredTrial]
+    /// `finetune.folds` K >= 2: the pooled trials cut into K folds (member k selects on folds[k]); empty otherwise.
+    let folds: [[StoredTrial]]
     let optimizer: Optimizer
     let arena = ActivationArena()
     let pretrainedPath: String?
@@ -60,6 +62,18 @@ public final class Finetuner {
             train = trainKept
             valid = validKept
         }
+        let k = spec.finetune.folds
+        if k >= 2 {
+            // Cross-fitting: train + valid pooled (a trial in both counts once), cut into K label-stratified folds.
+            let inTrain = Set(trainKept.map(\.nctid))
+            let pool = trainKept + validKept.filter { !inTrain.contains($0.nctid) }
+            folds = try Self.stratifiedFolds(pool, count: k, seed: spec.finetune.seed, files: "\(trainFile) + \(validFile)")
+            if comm.isRoot {
+                log("finetune: \(k) folds over \(pool.count) trials of \(trainFile) + \(validFile) (\(folds.map { String($0.count) }.joined(separator: ", "))): member k selects on fold k, trains on the others")
+            }
+        } else {
+            folds = []
+        }
         // Both files need both classes: the class weights divide by each class's count, and the validation
         // metrics that select the epoch (PR-AUC, ROC-AUC) are undefined on one class.
         for (file, rows) in [(trainFile, train), (validFile, valid)] {
@@ -97,12 +111,31 @@ public final class Finetuner {
         let pct = Int((latest * 100).rounded())
         let head = OutcomeHeadSpec(loraRank: f.loraRank, loraAlpha: Float(f.loraAlpha), loraCross: f.loraCross, loraSelf: f.loraSelf,
                                    headHidden: f.headHidden, threshold: 0.5,
-                                   trainFile: latest > 0 ? "\(trainFile) (earliest \(100 - pct) %) + \(validFile)" : trainFile,
-                                   validFile: latest > 0 ? "\(trainFile) (latest \(pct) %)" : validFile,
-                                   trainingDiseaseSets: Set(train.map(diseaseSet)).sorted())
+                                   trainFile: !folds.isEmpty ? "\(trainFile) + \(validFile) (\(folds.count) folds)"
+                                       : latest > 0 ? "\(trainFile) (earliest \(100 - pct) %) + \(validFile)" : trainFile,
+                                   validFile: !folds.isEmpty ? "out of fold" : latest > 0 ? "\(trainFile) (latest \(pct) %)" : validFile,
+                                   trainingDiseaseSets: Set((folds.isEmpty ? train : folds.flatMap { $0 }).map(diseaseSet)).sorted())
         pretrainedTensors = tensors
         outcome = try Self.member(model: modelConfig, space: space, spec: head, finetune: f, seed: f.seed, pretrained: tensors)
         optimizer = Optimizer(kind: .adamw, params: outcome.params)
+    }
+
+    /// Cuts `pool` into `count` folds stratified by label: trials in NCT-id order, shuffled by `seed`, dealt to the folds
+    /// class by class (so every fold and every complement holds both classes). Independent of the files' row order.
+    static func stratifiedFolds(_ pool: [StoredTrial], count: Int, seed: Int, files: String) throws -> [[StoredTrial]] {
+        let sorted = pool.sorted { $0.nctid < $1.nctid }
+        var rng = RNG(seed: UInt64(seed) &* 104_729 &+ 17)
+        let shuffled = rng.permutation(sorted.count).map { sorted[$0] }
+        var folds = [[StoredTrial]](repeating: [], count: count)
+        var dealt = 0
+        for label in [1, 0] {
+            let rows = shuffled.filter { $0.label == label }
+            guard rows.count >= count else {
+                throw InputError(file: files, "has \(rows.count) \(label == 1 ? "successful" : "failed") trial(s) after removing held-out ones; finetune.folds = \(count) needs at least one per fold")
+            }
+            for row in rows { folds[dealt % count].append(row); dealt += 1 }
+        }
+        return folds
     }
 
     /// One fine-tuning model: head and LoRA initialised from `seed`, the pretrained base restored.
@@ -119,23 +152,43 @@ public final class Finetuner {
     /// with the F1 threshold chosen on validation from the mean of their probabilities.
     public func run() throws {
         let f = spec.finetune
-        guard f.ensemble > 1 else {
-            _ = try trainMember(outcome, optimizer: optimizer, seed: f.seed, dir: runDir)
+        guard f.ensemble > 1 || !folds.isEmpty else {
+            _ = try trainMember(outcome, optimizer: optimizer, seed: f.seed, dir: runDir, train: train, valid: valid)
             return
         }
+        // Seed ensemble: every member selects on `valid`, the ensemble's scores are the mean of theirs. Cross-fitted
+        // (folds): member k selects on fold k, and each trial's score is that of the one member that did not train on it.
+        let count = folds.isEmpty ? f.ensemble : folds.count
+        let selecting = folds.isEmpty ? valid : folds.flatMap { $0 }
+        if comm.isRoot && !folds.isEmpty {
+            // RUN/folds.csv: which member selected on (and did not train on) each trial.
+            let rows = folds.enumerated().flatMap { k, fold in fold.map { "\($0.nctid),\(k + 1),\($0.label)\n" } }
+            try writeFileAtomically(runDir + "/folds.csv") { try $0.write(contentsOf: Data(("nctid,fold,label\n" + rows.joined()).utf8)) }
+        }
         var members: [FinetuneSelection] = []
-        var sum = [Double](repeating: 0, count: valid.count)
-        for k in 0..<f.ensemble {
+        var sum = [Double](repeating: 0, count: selecting.count)
+        var offset = 0
+        for k in 0..<count {
             let model = k == 0 ? outcome : try Self.member(model: outcome.model.config, space: outcome.space, spec: outcome.spec,
                                                              finetune: f, seed: f.seed + k, pretrained: pretrainedTensors)
-            if comm.isRoot { log("finetune: ensemble member \(k + 1) of \(f.ensemble) (seed \(f.seed + k)) -> \(runDir)/members/\(k + 1)") }
+            let (memberTrain, memberValid) = folds.isEmpty ? (train, valid)
+                : (folds.enumerated().filter { $0.offset != k }.flatMap(\.element), folds[k])
+            if comm.isRoot {
+                log("finetune: \(folds.isEmpty ? "ensemble member" : "fold") \(k + 1) of \(count) (seed \(f.seed + k)) -> \(runDir)/members/\(k + 1)")
+            }
             var selection = try trainMember(model, optimizer: k == 0 ? optimizer : Optimizer(kind: .adamw, params: model.params),
-                                            seed: f.seed + k, dir: runDir + "/members/\(k + 1)")
+                                            seed: f.seed + k, dir: runDir + "/members/\(k + 1)", train: memberTrain, valid: memberValid)
             selection.checkpoint = "members/\(k + 1)/" + selection.checkpoint
             members.append(selection)
-            for (i, s) in predict(valid, with: model).enumerated() { sum[i] += s }
+            let memberScores = predict(memberValid, with: model)
+            if folds.isEmpty {
+                for (i, s) in memberScores.enumerated() { sum[i] += s }
+            } else {
+                for (i, s) in memberScores.enumerated() { sum[offset + i] = s }
+                offset += memberScores.count
+            }
         }
-        let scores = sum.map { $0 / Double(f.ensemble) }, labels = valid.map(\.label)
+        let scores = folds.isEmpty ? sum.map { $0 / Double(count) } : sum, labels = selecting.map(\.label)
         let threshold = Metrics.bestF1Threshold(scores, labels)
         let value: Double
         switch f.selectMetric {
@@ -149,14 +202,16 @@ public final class Finetuner {
             selection.members = members.map(\.checkpoint)
             selection.memberEpochs = members.map(\.epoch)
             try writeSelection(selection, dir: runDir)
-            log(String(format: "finetune: ensemble of %d, valid %@ %.4f (members %@), F1 threshold %.3f", f.ensemble, f.selectMetric.rawValue, value,
+            log(String(format: "finetune: ensemble of %d, %@ %@ %.4f (members %@), F1 threshold %.3f", count, folds.isEmpty ? "valid" : "out-of-fold",
+                       f.selectMetric.rawValue, value,
                        members.map { String(format: "%.4f", $0.valid ?? .nan) }.joined(separator: ", "), threshold))
         }
         comm.barrier()
     }
 
     /// Trains one model into `dir` (metrics.jsonl, checkpoints/, best.json, finetune.svg) and returns its selection.
-    func trainMember(_ outcome: OutcomeModel, optimizer: Optimizer, seed: Int, dir runDir: String) throws -> FinetuneSelection {
+    func trainMember(_ outcome: OutcomeModel, optimizer: Optimizer, seed: Int, dir runDir: String,
+                     train: [StoredTrial], valid: [StoredTrial]) throws -> FinetuneSelection {
         let p = outcome.params
         comm.broadcast(p.values, count: p.count, root: 0)
         p.setPrecision(resolvedPrecision(spec.train.precision, key: "train.precision", comm: comm))

@@ -96,10 +96,22 @@ public struct LoadedCheckpoint {
 /// sigmoid(s cos(f_C, f_DM)). One scorer interface (`TrialScorer`) and one sharded loop (`scoreTrials`).
 /// A fine-tuned ensemble (`finetune.ensemble`) is scored by the mean of its members' probabilities, with the
 /// threshold its run chose on validation from that mean.
-public func scoreCSV(checkpoint: String, csv: String, spec: RunSpec, comm: Communicator, log: @escaping (String) -> Void) throws -> ScoredCSV {
-    if let ensemble = try ensembleMembers(checkpoint) {
+///
+/// `outOfFold`: a cross-fitted run (`finetune.folds`) scores each trial with the one member that did not train on it
+/// (RUN/folds.csv), with the threshold chosen on those out-of-fold scores; every trial of `csv` must be in a fold.
+public func scoreCSV(checkpoint: String, csv: String, spec: RunSpec, comm: Communicator, outOfFold: Bool = false,
+                     log: @escaping (String) -> Void) throws -> ScoredCSV {
+    let ensemble = try ensembleMembers(checkpoint)
+    var foldOf: [String: Int] = [:]
+    if outOfFold {
+        guard let ensemble else {
+            throw InputError(file: checkpoint, "is not a fine-tuned ensemble run folder (a best.json with members); --out-of-fold needs a run fine-tuned with finetune.folds")
+        }
+        foldOf = try readFolds(checkpoint + "/folds.csv", members: ensemble.members.count)
+    }
+    if let ensemble {
         var sum: [Double] = [], trials: [StoredTrial] = [], first: OutcomeHeadSpec?
-        for member in ensemble.members {
+        for (k, member) in ensemble.members.enumerated() {
             let loaded = try LoadedCheckpoint(member)
             guard let outcome = loaded.outcome, let head = loaded.meta.head else {
                 throw InputError(file: checkpoint + "/best.json", "member \(member) is not a fine-tuned checkpoint")
@@ -108,8 +120,26 @@ public func scoreCSV(checkpoint: String, csv: String, spec: RunSpec, comm: Commu
                 throw InputError(file: checkpoint + "/best.json", "member \(member) was fine-tuned on \(head.trainFile) / \(head.validFile), the first member on \(first.trainFile) / \(first.validFile)")
             }
             let (rows, builder) = try loaded.rows(of: csv, spec: spec, comm: comm, log: log)
-            let scores = scoreTrials(rows, scorer: outcome, builder: builder, comm: comm, arena: ActivationArena())
-            if first == nil { first = head; trials = rows; sum = scores } else { for i in sum.indices { sum[i] += scores[i] } }
+            if outOfFold {
+                // Only the trials member k held out (fold k + 1); every trial belongs to exactly one fold.
+                if first == nil {
+                    if let missing = rows.first(where: { foldOf[$0.nctid] == nil }) {
+                        throw InputError(file: csv, "trial \(missing.nctid) is in no fold of \(checkpoint)/folds.csv; --out-of-fold scores only trials the run was fine-tuned on")
+                    }
+                    sum = [Double](repeating: .nan, count: rows.count)
+                }
+                let held = rows.indices.filter { foldOf[rows[$0].nctid] == k + 1 }
+                let scores = scoreTrials(held.map { rows[$0] }, scorer: outcome, builder: builder, comm: comm, arena: ActivationArena())
+                for (i, s) in zip(held, scores) { sum[i] = s }
+            } else {
+                let scores = scoreTrials(rows, scorer: outcome, builder: builder, comm: comm, arena: ActivationArena())
+                if first == nil { sum = scores } else { for i in sum.indices { sum[i] += scores[i] } }
+            }
+            if first == nil { first = head; trials = rows }
+        }
+        if outOfFold {
+            if comm.isRoot { log("evaluate: out of fold: each of \(trials.count) trials scored by the one of \(ensemble.members.count) members that did not train on it, threshold \(String(format: "%.3f", ensemble.threshold))") }
+            return ScoredCSV(trials: trials, scores: sum, threshold: ensemble.threshold, trainingDiseaseSets: first?.trainingDiseaseSets)
         }
         if comm.isRoot { log("evaluate: ensemble of \(ensemble.members.count) members (mean probability), threshold \(String(format: "%.3f", ensemble.threshold))") }
         return ScoredCSV(trials: trials, scores: sum.map { $0 / Double(ensemble.members.count) }, threshold: ensemble.threshold,
@@ -144,4 +174,21 @@ public func ensembleMembers(_ path: String) throws -> (members: [String], thresh
         throw InputError(file: file, "key \"threshold\" must be a probability in [0, 1]")
     }
     return (members.map { $0.hasPrefix("/") ? $0 : path + "/" + $0 }, t)
+}
+
+/// RUN/folds.csv of a cross-fitted run (`nctid,fold,label`, folds 1 ... members): NCT id -> fold.
+func readFolds(_ path: String, members: Int) throws -> [String: Int] {
+    guard FileManager.default.fileExists(atPath: path) else {
+        throw InputError(file: path, "missing; --out-of-fold needs a run fine-tuned with finetune.folds (which writes it)")
+    }
+    let records = try readCSV(path: path)
+    guard records.first?.fields == ["nctid", "fold", "label"] else { throw InputError(file: path, "line 1: expected the header nctid,fold,label") }
+    var folds: [String: Int] = [:]
+    for (i, r) in records.dropFirst().enumerated() {
+        guard r.fields.count == 3, !r.fields[0].isEmpty, let k = Int(r.fields[1]), (1...members).contains(k), ["0", "1"].contains(r.fields[2]) else {
+            throw InputError(file: path, "line \(i + 2): expected nctid, a fold in 1...\(members) and a label 0 or 1")
+        }
+        guard folds.updateValue(k, forKey: r.fields[0]) == nil else { throw InputError(file: path, "line \(i + 2): \(r.fields[0]) is in two folds") }
+    }
+    return folds
 }
