@@ -32,12 +32,11 @@ struct Evaluate: ParsableCommand {
             }
             let scored = try scoreCSV(checkpoint: checkpoint, csv: data, spec: try options.load(comm), comm: comm, outOfFold: outOfFold, log: log)
             guard comm.isRoot else { return }
-            let (trials, scores, threshold, trainingSets) = (scored.trials, scored.scores, scored.threshold, scored.trainingDiseaseSets)
+            let (trials, scores, threshold) = (scored.trials, scored.scores, scored.threshold)
             let labels = trials.map(\.label)
             var report = EvaluationReport(metrics: Metrics.report(scores, labels, threshold: threshold), data: data, checkpoint: checkpoint)
-            if let sets = trainingSets {
-                let known = Set(sets)
-                let idx = trials.indices.filter { !known.contains(diseaseSet(trials[$0])) }
+            if let novel = scored.newDisease {
+                let idx = trials.indices.filter { novel[$0] }
                 report.newDiseases = Metrics.report(idx.map { scores[$0] }, idx.map { labels[$0] }, threshold: threshold)
             } else {
                 report.zeroShot = true

@@ -154,6 +154,17 @@ final class OutcomeProtocolTests: XCTestCase {
             let p = member.split(separator: "\n").first { $0.hasPrefix(id + ",") }.map { Double($0.split(separator: ",")[1])! }
             XCTAssertEqual(outOfFold[id]!, try XCTUnwrap(p), accuracy: 2e-6, id)
         }
+        // evaluate --out-of-fold: the "new diseases" subset is relative to each trial's own member (the trials of the
+        // other folds), not to the pool, which holds every trial's disease combination.
+        let ev = try mpirun(np: 2, executable: cladmop, arguments: ["evaluate", "--checkpoint", dir + "/run", "--out-of-fold",
+                                                                   "--data", dir + "/train.csv", "--json", dir + "/oof.json"] + sets, timeout: 600)
+        XCTAssertEqual(ev.status, 0, ev.output)
+        XCTAssertTrue(ev.output.contains("out of fold: each of 24 trials"), ev.output)
+        let diseases = { (t: Trial) in Set(t.icdCodes.joined()).sorted().joined(separator: "|") }
+        let expectedNew = train.filter { t in !(train + valid).contains { fold[$0.nctid] != fold[t.nctid] && diseases($0) == diseases(t) } }.count
+        let oofReport = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/oof.json"))) as! [String: Any]
+        XCTAssertGreaterThan(expectedNew, 0)
+        XCTAssertEqual((oofReport["new_diseases"] as? [String: Any])?["n"] as? Int, expectedNew)
         // A trial the run never saw has no out-of-fold score: exit 2 naming it and folds.csv.
         try writeCSVSubset(from: repoRoot + "/data/top/phase_I_valid.csv", rows: 12..<16, to: dir + "/unseen.csv")
         let unseen = try mpirun(np: 1, executable: cladmop, arguments: ["evaluate", "--checkpoint", dir + "/run", "--out-of-fold",

@@ -286,6 +286,7 @@ public final class Finetuner {
         if comm.isRoot {
             var head = outcome.spec
             head.threshold = bestThreshold
+            head.trainingDiseaseSets = Set(train.map(diseaseSet)).sorted()     // this member's (a fold member's: not its fold)
             let meta = CheckpointMeta(kind: .finetune, step: bestEpoch, epoch: bestEpoch, stepInEpoch: 0, worldSize: comm.size,
                                       globalBatch: spec.finetune.batch, optimizerStep: optimizer.step, spec: spec,
                                       model: outcome.model.config, features: outcome.space, storeIdentity: storeIdentity,

@@ -39,8 +39,9 @@ public struct ScoredCSV {
     public var scores: [Double]
     /// The decision threshold: the one chosen on validation (fine-tuned), or the F1-best one here (zero-shot).
     public var threshold: Double
-    /// Fine-tuned: the disease combinations of its training file (for the "new diseases" subset); nil: zero-shot.
-    public var trainingDiseaseSets: [String]?
+    /// Fine-tuned: per trial, whether its disease combination is absent from the training trials of the model(s)
+    /// that scored it (the "new diseases" subset); nil: zero-shot.
+    public var newDisease: [Bool]?
 }
 
 /// A checkpoint's DM branch ready to run: a pretraining checkpoint's model, or a fine-tuned one with its LoRA
@@ -111,6 +112,7 @@ public func scoreCSV(checkpoint: String, csv: String, spec: RunSpec, comm: Commu
     }
     if let ensemble {
         var sum: [Double] = [], trials: [StoredTrial] = [], first: OutcomeHeadSpec?
+        var novel: [Bool] = [], seen = Set<String>()
         for (k, member) in ensemble.members.enumerated() {
             let loaded = try LoadedCheckpoint(member)
             guard let outcome = loaded.outcome, let head = loaded.meta.head else {
@@ -130,31 +132,34 @@ public func scoreCSV(checkpoint: String, csv: String, spec: RunSpec, comm: Commu
                 }
                 let held = rows.indices.filter { foldOf[rows[$0].nctid] == k + 1 }
                 let scores = scoreTrials(held.map { rows[$0] }, scorer: outcome, builder: builder, comm: comm, arena: ActivationArena())
-                for (i, s) in zip(held, scores) { sum[i] = s }
+                let known = Set(head.trainingDiseaseSets)
+                if first == nil { novel = [Bool](repeating: false, count: rows.count) }
+                for (i, s) in zip(held, scores) { sum[i] = s; novel[i] = !known.contains(diseaseSet(rows[i])) }
             } else {
                 let scores = scoreTrials(rows, scorer: outcome, builder: builder, comm: comm, arena: ActivationArena())
                 if first == nil { sum = scores } else { for i in sum.indices { sum[i] += scores[i] } }
+                seen.formUnion(head.trainingDiseaseSets)     // the ensemble has seen what any member trained on
             }
             if first == nil { first = head; trials = rows }
         }
         if outOfFold {
             if comm.isRoot { log("evaluate: out of fold: each of \(trials.count) trials scored by the one of \(ensemble.members.count) members that did not train on it, threshold \(String(format: "%.3f", ensemble.threshold))") }
-            return ScoredCSV(trials: trials, scores: sum, threshold: ensemble.threshold, trainingDiseaseSets: first?.trainingDiseaseSets)
+            return ScoredCSV(trials: trials, scores: sum, threshold: ensemble.threshold, newDisease: novel)
         }
         if comm.isRoot { log("evaluate: ensemble of \(ensemble.members.count) members (mean probability), threshold \(String(format: "%.3f", ensemble.threshold))") }
         return ScoredCSV(trials: trials, scores: sum.map { $0 / Double(ensemble.members.count) }, threshold: ensemble.threshold,
-                         trainingDiseaseSets: first?.trainingDiseaseSets)
+                         newDisease: trials.map { !seen.contains(diseaseSet($0)) })
     }
     let loaded = try LoadedCheckpoint(checkpoint)
     let (trials, builder) = try loaded.rows(of: csv, spec: spec, comm: comm, log: log)
     let arena = ActivationArena()
     if let outcome = loaded.outcome, let head = loaded.meta.head {
         return ScoredCSV(trials: trials, scores: scoreTrials(trials, scorer: outcome, builder: builder, comm: comm, arena: arena),
-                         threshold: head.threshold, trainingDiseaseSets: head.trainingDiseaseSets)
+                         threshold: head.threshold, newDisease: trials.map { !Set(head.trainingDiseaseSets).contains(diseaseSet($0)) })
     }
     let scores = scoreTrials(trials, scorer: ZeroShotScorer(model: loaded.model), builder: builder, comm: comm, arena: arena)
     return ScoredCSV(trials: trials, scores: scores, threshold: Metrics.bestF1Threshold(scores, trials.map(\.label)),
-                     trainingDiseaseSets: nil)
+                     newDisease: nil)
 }
 
 /// The members of a fine-tuned ensemble run (its best.json's "members", resolved against the run folder) and the
