@@ -107,7 +107,7 @@ public enum ConfigSchema {
         ConfigKey(path: "finetune.select_latest", kind: .double(0...0.9), defaultValue: .double(0),
                   doc: "0: --valid selects (epoch, F1 threshold). F > 0: the latest F of --train's trials by NCT id select instead, and --valid's trials are trained on (temporal selection: TOP's validation files sample the training period, its test splits are later)."),
         ConfigKey(path: "finetune.folds", kind: .int(0...64), defaultValue: .int(0),
-                  doc: "0: off. K >= 2: a cross-fitted ensemble of K members: --train and --valid are pooled and cut into K folds (stratified by label, by finetune.seed); member k selects its epoch on fold k and trains on the others; the run predicts the mean of their probabilities and its F1 threshold is chosen on the pooled out-of-fold scores. Needs finetune.ensemble 1 and finetune.select_latest 0."),
+                  doc: "0: off. K >= 2: a cross-fitted ensemble of K members: --train and --valid are pooled and cut into K folds (stratified by label, by finetune.seed); member k selects its epoch on fold k and trains on the others; the run predicts the mean of their probabilities; its F1 threshold is the median over 200 bootstrap resamples of the F1-best threshold of the out-of-fold scores (RUN/folds.csv; `evaluate --out-of-fold`). Needs finetune.ensemble 1 and finetune.select_latest 0."),
         ConfigKey(path: "finetune.ensemble", kind: .int(1...64), defaultValue: .int(1),
                   doc: "Fine-tune this many members (seeds seed, seed + 1, ...; each selects its own epoch, in RUN/members/K/); the run predicts the mean of their probabilities, and its F1 threshold is chosen on validation from that mean."),
         // bench

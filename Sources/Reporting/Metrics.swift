@@ -55,14 +55,38 @@ public enum Metrics {
         return Double(zip(scores, labels).filter { ($0 >= threshold) == ($1 == 1) }.count) / Double(labels.count)
     }
 
-    /// The threshold (among the observed scores) that maximises F1.
+    /// The threshold (among the observed scores) that maximises F1 (predictions score >= threshold); among equal F1,
+    /// the one nearest 0.5. One sort and a sweep over the distinct scores, highest first.
     public static func bestF1Threshold(_ scores: [Double], _ labels: [Int]) -> Double {
-        var best = 0.5, bestF1 = -1.0
-        for t in Set(scores) {
-            let f = f1(scores, labels, threshold: t)
+        let order = scores.indices.sorted { scores[$0] > scores[$1] }
+        let pos = labels.filter { $0 == 1 }.count
+        var best = 0.5, bestF1 = -1.0, tp = 0, fp = 0, i = 0
+        while i < order.count {
+            let t = scores[order[i]]
+            while i < order.count && scores[order[i]] == t { if labels[order[i]] == 1 { tp += 1 } else { fp += 1 }; i += 1 }
+            let f = tp == 0 ? 0 : 2 * Double(tp) / Double(2 * tp + fp + (pos - tp))
             if f > bestF1 || (f == bestF1 && abs(t - 0.5) < abs(best - 0.5)) { bestF1 = f; best = t }
         }
         return best
+    }
+
+    /// The F1-best threshold, bagged: the median over `resamples` bootstrap resamples (drawn with replacement,
+    /// `seed`, over the trials in score order) of each resample's `bestF1Threshold`. F1 is a step function with a flat top, so one F1-best
+    /// threshold can hang on a handful of trials; the median over resamples does not (docs/outcome.md).
+    public static func baggedF1Threshold(_ scores: [Double], _ labels: [Int], resamples: Int = 200, seed: UInt64 = 0) -> Double {
+        guard !scores.isEmpty else { return 0.5 }
+        // Resample the trials in score order, so that the result does not depend on the order they come in.
+        let order = scores.indices.sorted { (scores[$0], labels[$0]) < (scores[$1], labels[$1]) }
+        let scores = order.map { scores[$0] }, labels = order.map { labels[$0] }
+        var rng = RNG(seed: seed)
+        var thresholds: [Double] = []
+        for _ in 0..<resamples {
+            let idx = (0..<scores.count).map { _ in Int(rng.next() % UInt64(scores.count)) }
+            thresholds.append(bestF1Threshold(idx.map { scores[$0] }, idx.map { labels[$0] }))
+        }
+        thresholds.sort()
+        let m = thresholds.count / 2
+        return thresholds.count % 2 == 1 ? thresholds[m] : (thresholds[m - 1] + thresholds[m]) / 2
     }
 
     /// Every metric on the whole set and as mean +- std over `resamples` subsets of `fraction` of the rows

@@ -32,6 +32,37 @@ final class MetricsTests: XCTestCase {
         XCTAssertEqual(Metrics.f1(s, y, threshold: 0.4), 0.8, accuracy: 1e-12)
     }
 
+    func testBestF1ThresholdSweepMatchesEveryThresholdTried() {
+        // The sweep against trying every distinct score (scores on a coarse grid: many ties).
+        var rng = SystemRandomNumberGenerator()
+        for _ in 0..<50 {
+            let n = Int.random(in: 1...60, using: &rng)
+            let s = (0..<n).map { _ in Double(Int.random(in: 0...20, using: &rng)) / 20 }, y = (0..<n).map { _ in Int.random(in: 0...1, using: &rng) }
+            var best = 0.5, bestF1 = -1.0
+            for t in Set(s).sorted() {
+                let f = Metrics.f1(s, y, threshold: t)
+                if f > bestF1 || (f == bestF1 && abs(t - 0.5) < abs(best - 0.5)) { bestF1 = f; best = t }
+            }
+            XCTAssertEqual(Metrics.f1(s, y, threshold: Metrics.bestF1Threshold(s, y)), bestF1, accuracy: 1e-12, "\(s) \(y)")
+        }
+    }
+
+    func testBaggedF1ThresholdIsTheMedianOfResampledBestThresholds() {
+        // Perfectly separated classes with a wide gap: every resample's best threshold is the score of its lowest
+        // positive, so the median lies among the lowest positives' scores, never in the gap or among negatives.
+        let s = [0.05, 0.1, 0.15, 0.2, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95], y = [0, 0, 0, 0, 1, 1, 1, 1, 1, 1]
+        XCTAssertEqual(Metrics.bestF1Threshold(s, y), 0.7)
+        let bagged = Metrics.baggedF1Threshold(s, y)
+        XCTAssertTrue(bagged >= 0.7 && bagged <= 0.8, "\(bagged)")
+        XCTAssertEqual(bagged, Metrics.baggedF1Threshold(s, y), "deterministic for a seed")
+        // Overlapping classes (25 positives, 15 negatives over 0.01 ... 0.40): within the scores' range, and
+        // near-optimal on the whole set (F1 within 0.05 of the best threshold's).
+        let s2 = (1...40).map { Double($0) / 100 }, y2 = (1...40).map { (15...19).contains($0) || (21...30).contains($0) ? 0 : 1 }
+        let b2 = Metrics.baggedF1Threshold(s2, y2, seed: 3)
+        XCTAssertTrue(b2 >= 0.01 && b2 <= 0.40, "\(b2)")
+        XCTAssertGreaterThan(Metrics.f1(s2, y2, threshold: b2), Metrics.f1(s2, y2, threshold: Metrics.bestF1Threshold(s2, y2)) - 0.05)
+    }
+
     func testBootstrapReportShape() {
         let s = (0..<50).map { Double($0) / 50 }, y = (0..<50).map { $0 % 3 == 0 ? 1 : 0 }
         let r = Metrics.report(s, y, threshold: 0.5)

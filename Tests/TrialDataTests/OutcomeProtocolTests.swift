@@ -119,8 +119,8 @@ final class OutcomeProtocolTests: XCTestCase {
             XCTAssertEqual(Set(ids.map { label[$0]! }), [0, 1], "fold \(k) holds both classes")
         }
 
-        // best.json: three members; its threshold and valid figure are the F1-best threshold and PR-AUC of the
-        // out-of-fold scores (member k's predictions on fold k), recomputed here from `cladmop predict`.
+        // best.json: three members; its threshold and valid figure are the bagged F1-best threshold (finetune.seed 1)
+        // and the PR-AUC of the out-of-fold scores (member k's predictions on fold k), recomputed from `cladmop predict`.
         let best = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/run/best.json"))) as! [String: Any]
         XCTAssertEqual((best["members"] as? [String])?.count, 3)
         var oof: [(score: Double, label: Int)] = []
@@ -172,7 +172,9 @@ final class OutcomeProtocolTests: XCTestCase {
         XCTAssertEqual(unseen.status, 2, unseen.output)
         XCTAssertTrue(unseen.output.contains("is in no fold") && unseen.output.contains("folds.csv"), unseen.output)
         let scores = oof.map(\.score), labels = oof.map(\.label)
-        XCTAssertEqual(try XCTUnwrap(best["threshold"] as? Double), Metrics.bestF1Threshold(scores, labels), accuracy: 1e-5)
+        XCTAssertEqual(try XCTUnwrap(best["threshold"] as? Double), Metrics.baggedF1Threshold(scores, labels, seed: 1), accuracy: 1e-5)
+        XCTAssertEqual(Metrics.baggedF1Threshold(scores.reversed(), labels.reversed(), seed: 1), Metrics.baggedF1Threshold(scores, labels, seed: 1),
+                       "independent of the trials' order")
         XCTAssertEqual(try XCTUnwrap(best["valid"] as? Double), Metrics.averagePrecision(scores, labels), accuracy: 1e-4)
 
         // Folds exclude the other ways of selecting, and one fold selects nothing: exit 2 naming the key.

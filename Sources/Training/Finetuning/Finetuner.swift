@@ -189,7 +189,8 @@ public final class Finetuner {
             }
         }
         let scores = folds.isEmpty ? sum.map { $0 / Double(count) } : sum, labels = selecting.map(\.label)
-        let threshold = Metrics.bestF1Threshold(scores, labels)
+        // Out-of-fold scores: the threshold bagged over bootstrap resamples (docs/outcome.md: steadier on the dev tests).
+        let threshold = folds.isEmpty ? Metrics.bestF1Threshold(scores, labels) : Metrics.baggedF1Threshold(scores, labels, seed: UInt64(f.seed))
         let value: Double
         switch f.selectMetric {
         case .prAUC: value = Metrics.averagePrecision(scores, labels)
