@@ -56,12 +56,13 @@ public enum Metrics {
     }
 
     /// The threshold (among the observed scores) that maximises F1 (predictions score >= threshold); among equal F1,
-    /// the one nearest 0.5. One sort and a sweep over the distinct scores, highest first.
+    /// the one nearest 0.5. One sort and a sweep over the distinct scores, highest first. A NaN score (a diverged
+    /// model) is never predicted positive and never a threshold.
     public static func bestF1Threshold(_ scores: [Double], _ labels: [Int]) -> Double {
-        let order = scores.indices.sorted { scores[$0] > scores[$1] }
+        let order = scores.indices.sorted { scores[$0] > scores[$1] || (!scores[$0].isNaN && scores[$1].isNaN) }   // NaN last
         let pos = labels.filter { $0 == 1 }.count
         var best = 0.5, bestF1 = -1.0, tp = 0, fp = 0, i = 0
-        while i < order.count {
+        while i < order.count && !scores[order[i]].isNaN {
             let t = scores[order[i]]
             while i < order.count && scores[order[i]] == t { if labels[order[i]] == 1 { tp += 1 } else { fp += 1 }; i += 1 }
             let f = tp == 0 ? 0 : 2 * Double(tp) / Double(2 * tp + fp + (pos - tp))
@@ -76,14 +77,21 @@ public enum Metrics {
     public static func baggedF1Threshold(_ scores: [Double], _ labels: [Int], resamples: Int = 200, seed: UInt64 = 0) -> Double {
         guard !scores.isEmpty else { return 0.5 }
         // Resample the trials in score order, so that the result does not depend on the order they come in.
-        let order = scores.indices.sorted { (scores[$0], labels[$0]) < (scores[$1], labels[$1]) }
+        let order = scores.indices.sorted { a, b in
+            let x = scores[a], y = scores[b]
+            if x.isNaN != y.isNaN { return y.isNaN }     // NaN last
+            return x != y ? x < y : labels[a] < labels[b]
+        }
         let scores = order.map { scores[$0] }, labels = order.map { labels[$0] }
         var rng = RNG(seed: seed)
         var thresholds: [Double] = []
         for _ in 0..<resamples {
             let idx = (0..<scores.count).map { _ in Int(rng.next() % UInt64(scores.count)) }
-            thresholds.append(bestF1Threshold(idx.map { scores[$0] }, idx.map { labels[$0] }))
+            let y = idx.map { labels[$0] }
+            guard y.contains(1) else { continue }     // no positive: every threshold has F1 0, none is chosen
+            thresholds.append(bestF1Threshold(idx.map { scores[$0] }, y))
         }
+        guard !thresholds.isEmpty else { return bestF1Threshold(scores, labels) }
         thresholds.sort()
         let m = thresholds.count / 2
         return thresholds.count % 2 == 1 ? thresholds[m] : (thresholds[m - 1] + thresholds[m]) / 2

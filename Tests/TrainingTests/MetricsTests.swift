@@ -1,5 +1,6 @@
 import Foundation
 import Reporting
+import Support
 import XCTest
 
 /// Metric implementations against values computed by hand (scikit-learn's definitions).
@@ -33,18 +34,25 @@ final class MetricsTests: XCTestCase {
     }
 
     func testBestF1ThresholdSweepMatchesEveryThresholdTried() {
-        // The sweep against trying every distinct score (scores on a coarse grid: many ties).
-        var rng = SystemRandomNumberGenerator()
+        // The sweep against trying every distinct score (scores on a coarse grid: many ties), the tie-break
+        // toward 0.5 included (scores on a grid of 1/20 ... 19/20 without 0.5's mirror pairs being equidistant
+        // matters only when two thresholds tie on F1 and on distance; then both give the same F1, checked below).
+        var rng = RNG(seed: 17)
         for _ in 0..<50 {
-            let n = Int.random(in: 1...60, using: &rng)
-            let s = (0..<n).map { _ in Double(Int.random(in: 0...20, using: &rng)) / 20 }, y = (0..<n).map { _ in Int.random(in: 0...1, using: &rng) }
+            let n = 1 + rng.int(below: 60)
+            let s = (0..<n).map { _ in Double(rng.int(below: 21)) / 20 }, y = (0..<n).map { _ in rng.int(below: 2) }
             var best = 0.5, bestF1 = -1.0
             for t in Set(s).sorted() {
                 let f = Metrics.f1(s, y, threshold: t)
                 if f > bestF1 || (f == bestF1 && abs(t - 0.5) < abs(best - 0.5)) { bestF1 = f; best = t }
             }
-            XCTAssertEqual(Metrics.f1(s, y, threshold: Metrics.bestF1Threshold(s, y)), bestF1, accuracy: 1e-12, "\(s) \(y)")
+            let sweep = Metrics.bestF1Threshold(s, y)
+            XCTAssertEqual(Metrics.f1(s, y, threshold: sweep), bestF1, accuracy: 1e-12, "\(s) \(y)")
+            XCTAssertEqual(abs(sweep - 0.5), abs(best - 0.5), accuracy: 1e-12, "the tie-break toward 0.5: \(s) \(y)")
         }
+        // A NaN score (a diverged model) ends the sweep like any other score instead of stalling it.
+        XCTAssertEqual(Metrics.bestF1Threshold([.nan, 0.3, 0.7], [1, 0, 1]), 0.7)
+        XCTAssertFalse(Metrics.baggedF1Threshold([.nan, 0.3, 0.7, 0.2], [1, 0, 1, 0], resamples: 20).isNaN)
     }
 
     func testBaggedF1ThresholdIsTheMedianOfResampledBestThresholds() {

@@ -171,6 +171,15 @@ final class OutcomeProtocolTests: XCTestCase {
                                                                        "--data", dir + "/unseen.csv"] + sets, timeout: 600)
         XCTAssertEqual(unseen.status, 2, unseen.output)
         XCTAssertTrue(unseen.output.contains("is in no fold") && unseen.output.contains("folds.csv"), unseen.output)
+        // A seed ensemble given a cross-fitted run's folds.csv (a stale file): its members trained on every trial, so
+        // --out-of-fold refuses it instead of calling in-sample scores out of fold.
+        let seeds = try finetune(["--set", "finetune.ensemble=3"], "seeds")
+        XCTAssertEqual(seeds.status, 0, seeds.output)
+        try FileManager.default.copyItem(atPath: dir + "/run/folds.csv", toPath: dir + "/seeds/folds.csv")
+        let stale = try mpirun(np: 1, executable: cladmop, arguments: ["predict", "--checkpoint", dir + "/seeds", "--out-of-fold",
+                                                                      "--data", dir + "/valid.csv", "--output", dir + "/stale.csv"] + sets, timeout: 600)
+        XCTAssertEqual(stale.status, 2, stale.output)
+        XCTAssertTrue(stale.output.contains("not fine-tuned out of fold"), stale.output)
         let scores = oof.map(\.score), labels = oof.map(\.label)
         XCTAssertEqual(try XCTUnwrap(best["threshold"] as? Double), Metrics.baggedF1Threshold(scores, labels, seed: 1), accuracy: 1e-5)
         XCTAssertEqual(Metrics.baggedF1Threshold(scores.reversed(), labels.reversed(), seed: 1), Metrics.baggedF1Threshold(scores, labels, seed: 1),

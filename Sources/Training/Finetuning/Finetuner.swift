@@ -11,7 +11,8 @@ import TrialData
 public func diseaseSet(_ t: StoredTrial) -> String { Set(t.icd.joined()).sorted().joined(separator: "|") }
 
 /// PEFT fine-tuning on one phase (SPEC 6): frozen pretrained model, LoRA + head, class-weighted BCE,
-/// model selection on the validation file, distributed like pretraining (trainable gradients all-reduced).
+/// model selection on the validation file (or the latest training trials, or each member's own fold of the two files
+/// pooled: `finetune.select_latest`, `finetune.folds`), distributed like pretraining (trainable gradients all-reduced).
 public final class Finetuner {
     let comm: Communicator
     let spec: RunSpec
@@ -149,7 +150,9 @@ public final class Finetuner {
 
     /// Trains, selects the best epoch on validation, writes its checkpoint and `best.json`; with `finetune.ensemble`
     /// K > 1, K members (seeds seed ... seed + K - 1) each into RUN/members/k/, and RUN/best.json names them all,
-    /// with the F1 threshold chosen on validation from the mean of their probabilities.
+    /// with the F1 threshold chosen on validation from the mean of their probabilities. With `finetune.folds` K >= 2,
+    /// member k selects on fold k and trains on the other folds; RUN/folds.csv records the folds, and the threshold
+    /// is bagged from the out-of-fold scores (each trial scored by the member that did not train on it).
     public func run() throws {
         let f = spec.finetune
         guard f.ensemble > 1 || !folds.isEmpty else {
@@ -323,7 +326,8 @@ public final class Finetuner {
 
 /// best.json of a fine-tuning run: the selected checkpoint and why.
 /// An ensemble's (`finetune.ensemble`) names every member's checkpoint in `members` (relative to the run folder);
-/// `checkpoint` is then the first member's, and `threshold` / `valid` are the ensemble's (mean probability).
+/// `checkpoint` is then the first member's, and `threshold` / `valid` are the ensemble's: on the mean probability of a
+/// seed ensemble, on the out-of-fold scores of a cross-fitted one (the threshold bagged).
 public struct FinetuneSelection: Codable {
     public var checkpoint: String, epoch: Int, selectMetric: String, valid: Double?, threshold: Double, pretrained: String?
     public var members: [String]? = nil, memberEpochs: [Int]? = nil

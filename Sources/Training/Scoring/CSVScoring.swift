@@ -37,7 +37,7 @@ public func storeContaining(_ csvs: [String], spec: RunSpec, hierarchy: ICD10Hie
 public struct ScoredCSV {
     public var trials: [StoredTrial]
     public var scores: [Double]
-    /// The decision threshold: the one chosen on validation (fine-tuned), or the F1-best one here (zero-shot).
+    /// The decision threshold: the one the fine-tuning chose on its selection trials, or the F1-best one here (zero-shot).
     public var threshold: Double
     /// Fine-tuned: per trial, whether its disease combination is absent from the training trials of the model(s)
     /// that scored it (the "new diseases" subset); nil: zero-shot.
@@ -103,12 +103,15 @@ public struct LoadedCheckpoint {
 public func scoreCSV(checkpoint: String, csv: String, spec: RunSpec, comm: Communicator, outOfFold: Bool = false,
                      log: @escaping (String) -> Void) throws -> ScoredCSV {
     let ensemble = try ensembleMembers(checkpoint)
-    var foldOf: [String: Int] = [:]
+    var foldOf: [String: (fold: Int, label: Int)] = [:]
     if outOfFold {
         guard let ensemble else {
             throw InputError(file: checkpoint, "is not a fine-tuned ensemble run folder (a best.json with members); --out-of-fold needs a run fine-tuned with finetune.folds")
         }
         foldOf = try readFolds(checkpoint + "/folds.csv", members: ensemble.members.count)
+        guard Set(foldOf.values.map(\.fold)) == Set(1...ensemble.members.count) else {
+            throw InputError(file: checkpoint + "/folds.csv", "names folds \(Set(foldOf.values.map(\.fold)).sorted()), the run has \(ensemble.members.count) members; --out-of-fold needs one fold per member")
+        }
     }
     if let ensemble {
         var sum: [Double] = [], trials: [StoredTrial] = [], first: OutcomeHeadSpec?
@@ -124,13 +127,19 @@ public func scoreCSV(checkpoint: String, csv: String, spec: RunSpec, comm: Commu
             let (rows, builder) = try loaded.rows(of: csv, spec: spec, comm: comm, log: log)
             if outOfFold {
                 // Only the trials member k held out (fold k + 1); every trial belongs to exactly one fold.
+                guard head.validFile == "out of fold" else {
+                    throw InputError(file: checkpoint + "/best.json", "member \(member) was not fine-tuned out of fold (it selected on \(head.validFile)); --out-of-fold needs a run fine-tuned with finetune.folds")
+                }
                 if first == nil {
-                    if let missing = rows.first(where: { foldOf[$0.nctid] == nil }) {
+                    if let missing = rows.first(where: { foldOf[$0.nctid]?.fold == nil }) {
                         throw InputError(file: csv, "trial \(missing.nctid) is in no fold of \(checkpoint)/folds.csv; --out-of-fold scores only trials the run was fine-tuned on")
+                    }
+                    if let other = rows.first(where: { foldOf[$0.nctid]?.label != $0.label }) {
+                        throw InputError(file: csv, "trial \(other.nctid) has label \(other.label), \(checkpoint)/folds.csv says \(foldOf[other.nctid]!.label): not the data the run was fine-tuned on")
                     }
                     sum = [Double](repeating: .nan, count: rows.count)
                 }
-                let held = rows.indices.filter { foldOf[rows[$0].nctid] == k + 1 }
+                let held = rows.indices.filter { foldOf[rows[$0].nctid]?.fold == k + 1 }
                 let scores = scoreTrials(held.map { rows[$0] }, scorer: outcome, builder: builder, comm: comm, arena: ActivationArena())
                 let known = Set(head.trainingDiseaseSets)
                 if first == nil { novel = [Bool](repeating: false, count: rows.count) }
@@ -155,7 +164,7 @@ public func scoreCSV(checkpoint: String, csv: String, spec: RunSpec, comm: Commu
     let arena = ActivationArena()
     if let outcome = loaded.outcome, let head = loaded.meta.head {
         return ScoredCSV(trials: trials, scores: scoreTrials(trials, scorer: outcome, builder: builder, comm: comm, arena: arena),
-                         threshold: head.threshold, newDisease: trials.map { !Set(head.trainingDiseaseSets).contains(diseaseSet($0)) })
+                         threshold: head.threshold, newDisease: { let known = Set(head.trainingDiseaseSets); return trials.map { !known.contains(diseaseSet($0)) } }())
     }
     let scores = scoreTrials(trials, scorer: ZeroShotScorer(model: loaded.model), builder: builder, comm: comm, arena: arena)
     return ScoredCSV(trials: trials, scores: scores, threshold: Metrics.bestF1Threshold(scores, trials.map(\.label)),
@@ -181,19 +190,20 @@ public func ensembleMembers(_ path: String) throws -> (members: [String], thresh
     return (members.map { $0.hasPrefix("/") ? $0 : path + "/" + $0 }, t)
 }
 
-/// RUN/folds.csv of a cross-fitted run (`nctid,fold,label`, folds 1 ... members): NCT id -> fold.
-func readFolds(_ path: String, members: Int) throws -> [String: Int] {
+/// RUN/folds.csv of a cross-fitted run (`nctid,fold,label`, folds 1 ... members): NCT id -> (fold, label).
+func readFolds(_ path: String, members: Int) throws -> [String: (fold: Int, label: Int)] {
     guard FileManager.default.fileExists(atPath: path) else {
         throw InputError(file: path, "missing; --out-of-fold needs a run fine-tuned with finetune.folds (which writes it)")
     }
     let records = try readCSV(path: path)
     guard records.first?.fields == ["nctid", "fold", "label"] else { throw InputError(file: path, "line 1: expected the header nctid,fold,label") }
-    var folds: [String: Int] = [:]
-    for (i, r) in records.dropFirst().enumerated() {
-        guard r.fields.count == 3, !r.fields[0].isEmpty, let k = Int(r.fields[1]), (1...members).contains(k), ["0", "1"].contains(r.fields[2]) else {
-            throw InputError(file: path, "line \(i + 2): expected nctid, a fold in 1...\(members) and a label 0 or 1")
+    var folds: [String: (fold: Int, label: Int)] = [:]
+    for r in records.dropFirst() {
+        guard r.fields.count == 3, !r.fields[0].isEmpty, let k = Int(r.fields[1]), (1...members).contains(k),
+              let label = Int(r.fields[2]), label == 0 || label == 1 else {
+            throw InputError(file: path, "line \(r.line): expected nctid, a fold in 1...\(members) and a label 0 or 1")
         }
-        guard folds.updateValue(k, forKey: r.fields[0]) == nil else { throw InputError(file: path, "line \(i + 2): \(r.fields[0]) is in two folds") }
+        guard folds.updateValue((k, label), forKey: r.fields[0]) == nil else { throw InputError(file: path, "line \(r.line): \(r.fields[0]) is in two folds") }
     }
     return folds
 }
