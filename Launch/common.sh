@@ -76,7 +76,7 @@ phase1_report() {
     mkdir -p "$ROOT/data/splits"
     local early="$ROOT/data/splits/phase_I_earliest$((100 - pct)).csv" latest="$ROOT/data/splits/phase_I_latest$pct.csv"
     [ -s "$early" ] && [ -s "$latest" ] || "$CLADMOP" split --data "$ROOT/data/top/phase_I_train.csv" \
-        --fraction "$(awk -v f="$f" 'BEGIN { print 1 - f }')" --train "$early" --valid "$latest" >&2
+        --fraction "$(awk -v f="$f" 'BEGIN { print 1 - f }')" --train "$early" --valid "$latest" >&2 || exit 2
     echo "data/splits/phase_I_latest$pct.csv"
 }
 

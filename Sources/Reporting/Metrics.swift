@@ -79,7 +79,7 @@ public enum Metrics {
         // Resample the trials in score order, so that the result does not depend on the order they come in.
         let order = scores.indices.sorted { a, b in
             let x = scores[a], y = scores[b]
-            if x.isNaN != y.isNaN { return y.isNaN }     // NaN last
+            if x.isNaN || y.isNaN { return x.isNaN == y.isNaN ? labels[a] < labels[b] : y.isNaN }     // NaN last
             return x != y ? x < y : labels[a] < labels[b]
         }
         let scores = order.map { scores[$0] }, labels = order.map { labels[$0] }

@@ -10,7 +10,7 @@ struct Predict: ParsableCommand {
 
     @OptionGroup var options: ConfigOptions
     @Option(help: "Fine-tuned checkpoint (.safetensors, .json or run directory).") var checkpoint: String
-    @Option(help: "TOP-format CSV (the label column may be 0 or 1; it is not used).") var data: String
+    @Option(help: "TOP-format CSV (the label column may be 0 or 1; it is not used, except that --out-of-fold checks it against the run's folds.csv).") var data: String
     @Option(help: "Output CSV.") var output: String
     @Flag(name: .customLong("out-of-fold"), help: "A cross-fitted run (finetune.folds): score each trial with the member that did not train on it (RUN/folds.csv); every trial of --data must be in a fold.")
     var outOfFold = false

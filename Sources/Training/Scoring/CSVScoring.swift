@@ -124,12 +124,12 @@ public func scoreCSV(checkpoint: String, csv: String, spec: RunSpec, comm: Commu
             if let first, first.trainFile != head.trainFile || first.validFile != head.validFile {
                 throw InputError(file: checkpoint + "/best.json", "member \(member) was fine-tuned on \(head.trainFile) / \(head.validFile), the first member on \(first.trainFile) / \(first.validFile)")
             }
+            if outOfFold && head.validFile != "out of fold" {     // before any featurizing of --data
+                throw InputError(file: checkpoint + "/best.json", "member \(member) was not fine-tuned out of fold (it selected on \(head.validFile)); --out-of-fold needs a run fine-tuned with finetune.folds")
+            }
             let (rows, builder) = try loaded.rows(of: csv, spec: spec, comm: comm, log: log)
             if outOfFold {
                 // Only the trials member k held out (fold k + 1); every trial belongs to exactly one fold.
-                guard head.validFile == "out of fold" else {
-                    throw InputError(file: checkpoint + "/best.json", "member \(member) was not fine-tuned out of fold (it selected on \(head.validFile)); --out-of-fold needs a run fine-tuned with finetune.folds")
-                }
                 if first == nil {
                     if let missing = rows.first(where: { foldOf[$0.nctid]?.fold == nil }) {
                         throw InputError(file: csv, "trial \(missing.nctid) is in no fold of \(checkpoint)/folds.csv; --out-of-fold scores only trials the run was fine-tuned on")
