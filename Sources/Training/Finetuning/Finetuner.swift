@@ -115,7 +115,7 @@ public final class Finetuner {
                                    trainFile: !folds.isEmpty ? "\(trainFile) + \(validFile) (\(folds.count) folds)"
                                        : latest > 0 ? "\(trainFile) (earliest \(100 - pct) %) + \(validFile)" : trainFile,
                                    validFile: !folds.isEmpty ? "out of fold" : latest > 0 ? "\(trainFile) (latest \(pct) %)" : validFile,
-                                   trainingDiseaseSets: Set((folds.isEmpty ? train : folds.flatMap { $0 }).map(diseaseSet)).sorted())
+                                   trainingDiseaseSets: [])     // each member's checkpoint records its own (trainMember)
         pretrainedTensors = tensors
         outcome = try Self.member(model: modelConfig, space: space, spec: head, finetune: f, seed: f.seed, pretrained: tensors)
         optimizer = Optimizer(kind: .adamw, params: outcome.params)
