@@ -115,17 +115,22 @@ public struct FinetuneSpec: Codable, Equatable, Sendable {
     public var selectLatest: Double = 0
     /// Cross-fitted ensemble (0: off): K >= 2 members, member k selects on fold k of train + valid and trains on the rest.
     public var folds: Int = 0
+    /// With `folds`: the share of bootstrap resamples of the out-of-fold scores in which the F1 threshold must gain
+    /// over predicting success for every trial (`Metrics.riskAverseF1Threshold`).
+    public var thresholdConfidence: Double = 0.9
 
     enum CodingKeys: String, CodingKey {
         case loraRank, loraAlpha, loraCross, loraSelf, headHidden, headLR, loraLR, weightDecay, epochs, batch, selectMetric, seed, ensemble, selectLatest, folds
+        case thresholdConfidence
     }
 
     public init(loraRank: Int, loraAlpha: Double, loraCross: Bool, loraSelf: Bool, headHidden: Int, headLR: Double, loraLR: Double,
-                weightDecay: Double, epochs: Int, batch: Int, selectMetric: SelectMetric, seed: Int, ensemble: Int = 1, selectLatest: Double = 0, folds: Int = 0) {
+                weightDecay: Double, epochs: Int, batch: Int, selectMetric: SelectMetric, seed: Int, ensemble: Int = 1, selectLatest: Double = 0, folds: Int = 0,
+                thresholdConfidence: Double = 0.9) {
         self.loraRank = loraRank; self.loraAlpha = loraAlpha; self.loraCross = loraCross; self.loraSelf = loraSelf
         self.headHidden = headHidden; self.headLR = headLR; self.loraLR = loraLR; self.weightDecay = weightDecay
         self.epochs = epochs; self.batch = batch; self.selectMetric = selectMetric; self.seed = seed; self.ensemble = ensemble
-        self.selectLatest = selectLatest; self.folds = folds
+        self.selectLatest = selectLatest; self.folds = folds; self.thresholdConfidence = thresholdConfidence
     }
 
     /// A specification written before `ensemble` existed reads back with one member.
@@ -140,9 +145,11 @@ public struct FinetuneSpec: Codable, Equatable, Sendable {
         ensemble = try c.decodeIfPresent(Int.self, forKey: .ensemble) ?? 1
         selectLatest = try c.decodeIfPresent(Double.self, forKey: .selectLatest) ?? 0
         folds = try c.decodeIfPresent(Int.self, forKey: .folds) ?? 0
+        thresholdConfidence = try c.decodeIfPresent(Double.self, forKey: .thresholdConfidence) ?? 0.9
     }
 
-    /// Encodes every field; `ensemble` only when it is not 1, `selectLatest` and `folds` only when they are not 0, so that a checkpoint written before the key existed
+    /// Encodes every field; `ensemble` only when it is not 1, `selectLatest` and `folds` only when they are not 0,
+    /// `thresholdConfidence` only when it is not 0.9, so that a checkpoint written before the key existed
     /// re-encodes to the same bytes (its metadata checksum is computed over them).
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
@@ -155,6 +162,7 @@ public struct FinetuneSpec: Codable, Equatable, Sendable {
         if ensemble != 1 { try c.encode(ensemble, forKey: .ensemble) }
         if selectLatest != 0 { try c.encode(selectLatest, forKey: .selectLatest) }
         if folds != 0 { try c.encode(folds, forKey: .folds) }
+        if thresholdConfidence != 0.9 { try c.encode(thresholdConfidence, forKey: .thresholdConfidence) }
     }
 }
 
@@ -228,7 +236,8 @@ public struct RunSpec: Codable, Equatable, Sendable {
                                 epochs: c.int("finetune.epochs"), batch: c.int("finetune.batch"),
                                 selectMetric: FinetuneSpec.SelectMetric(rawValue: c.string("finetune.select_metric"))!,
                                 seed: c.int("finetune.seed"), ensemble: c.int("finetune.ensemble"),
-                                selectLatest: c.double("finetune.select_latest"), folds: c.int("finetune.folds"))
+                                selectLatest: c.double("finetune.select_latest"), folds: c.int("finetune.folds"),
+                                thresholdConfidence: c.double("finetune.threshold_confidence"))
         bench = BenchSpec(variableLengths: c.bool("bench.variable_lengths"), molTokens: c.int("bench.mol_tokens"),
                           codes: c.int("bench.codes"), sentences: c.int("bench.sentences"), encoderDim: c.int("bench.encoder_dim"),
                           steps: c.int("bench.steps"), warmup: c.int("bench.warmup"))
@@ -282,7 +291,7 @@ public struct RunSpec: Codable, Equatable, Sendable {
         v.range("finetune.lora_lr", finetune.loraLR); v.range("finetune.weight_decay", finetune.weightDecay)
         v.range("finetune.epochs", finetune.epochs); v.range("finetune.batch", finetune.batch); v.range("finetune.seed", finetune.seed)
         v.range("finetune.ensemble", finetune.ensemble); v.range("finetune.select_latest", finetune.selectLatest)
-        v.range("finetune.folds", finetune.folds)
+        v.range("finetune.folds", finetune.folds); v.range("finetune.threshold_confidence", finetune.thresholdConfidence)
         v.require(finetune.folds != 1, "finetune.folds", "1", "0 (off) or at least 2 (a cross-fitted ensemble needs a fold to select on)")
         v.require(finetune.folds < 2 || finetune.ensemble == 1, "finetune.ensemble", "\(finetune.ensemble)",
                   "1 when finetune.folds = \(finetune.folds) is set (the folds make the members)")

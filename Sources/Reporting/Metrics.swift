@@ -71,30 +71,55 @@ public enum Metrics {
         return best
     }
 
-    /// The F1-best threshold, bagged: the median over `resamples` bootstrap resamples (drawn with replacement,
-    /// `seed`, over the trials in score order) of each resample's `bestF1Threshold`. F1 is a step function with a flat top, so one F1-best
-    /// threshold can hang on a handful of trials; the median over resamples does not (docs/outcome.md).
-    public static func baggedF1Threshold(_ scores: [Double], _ labels: [Int], resamples: Int = 200, seed: UInt64 = 0) -> Double {
-        guard !scores.isEmpty else { return 0.5 }
-        // Resample the trials in score order, so that the result does not depend on the order they come in.
+    /// The F1 threshold that a small, noisy set of out-of-fold scores supports. For each of `resamples` bootstrap
+    /// resamples b (drawn with replacement, `seed`, over the trials in score order, so the result does not depend on
+    /// the order they come in) and each candidate threshold t (the distinct finite scores):
+    ///   gain_b(t) = F1_b(score >= t) - F1_b(every trial successful),   F1_b(all) = 2 P_b / (2 P_b + N_b)
+    /// and the threshold is the t maximising the (1 - `confidence`) quantile of gain_b(t) over the resamples (the
+    /// lowest such t on ties). The lowest score predicts every trial successful (gain 0 in every resample), so when no
+    /// threshold gains in a share `confidence` of the resamples, that is the threshold: F1 on a positive-heavy set
+    /// (TOP's phase III: 75 % successful) beats predicting success only where the model's lowest scores are mostly
+    /// failures, and one F1-best threshold on a few hundred trials often is not (docs/outcome.md). A NaN score is
+    /// never predicted positive and never a threshold; resamples without a positive are skipped.
+    public static func riskAverseF1Threshold(_ scores: [Double], _ labels: [Int], confidence: Double, resamples: Int = 200,
+                                             seed: UInt64 = 0) -> Double {
         let order = scores.indices.sorted { a, b in
             let x = scores[a], y = scores[b]
             if x.isNaN || y.isNaN { return x.isNaN == y.isNaN ? labels[a] < labels[b] : y.isNaN }     // NaN last
             return x != y ? x < y : labels[a] < labels[b]
         }
-        let scores = order.map { scores[$0] }, labels = order.map { labels[$0] }
+        let s = order.map { scores[$0] }, y = order.map { labels[$0] == 1 }
+        let finite = s.firstIndex(where: \.isNaN) ?? s.count
+        guard finite > 0 else { return 0.5 }
+        let starts = (0..<finite).filter { $0 == 0 || s[$0] != s[$0 - 1] }      // candidate c: predict positive from s[starts[c]] up
+        var gains = [[Double]](repeating: [], count: starts.count)
+        var weight = [Int](repeating: 0, count: s.count)
         var rng = RNG(seed: seed)
-        var thresholds: [Double] = []
         for _ in 0..<resamples {
-            let idx = (0..<scores.count).map { _ in Int(rng.next() % UInt64(scores.count)) }
-            let y = idx.map { labels[$0] }
-            guard y.contains(1) else { continue }     // no positive: every threshold has F1 0, none is chosen
-            thresholds.append(bestF1Threshold(idx.map { scores[$0] }, y))
+            for i in weight.indices { weight[i] = 0 }
+            for _ in 0..<s.count { weight[Int(rng.next() % UInt64(s.count))] += 1 }
+            var positives = 0, negatives = 0, tp = 0, fp = 0
+            for i in s.indices { if y[i] { positives += weight[i] } else { negatives += weight[i] } }
+            guard positives > 0 else { continue }
+            for i in 0..<finite { if y[i] { tp += weight[i] } else { fp += weight[i] } }
+            let all = 2 * Double(positives) / Double(2 * positives + negatives)
+            var c = 0
+            for i in 0..<finite {
+                if c < starts.count && starts[c] == i {
+                    gains[c].append((tp == 0 ? 0 : 2 * Double(tp) / Double(tp + fp + positives)) - all)
+                    c += 1
+                }
+                if y[i] { tp -= weight[i] } else { fp -= weight[i] }
+            }
         }
-        guard !thresholds.isEmpty else { return bestF1Threshold(scores, labels) }
-        thresholds.sort()
-        let m = thresholds.count / 2
-        return thresholds.count % 2 == 1 ? thresholds[m] : (thresholds[m - 1] + thresholds[m]) / 2
+        guard !gains[0].isEmpty else { return bestF1Threshold(scores, labels) }
+        let rank = Int((1 - confidence) * Double(gains[0].count - 1))
+        var best = 0, bestGain = -Double.infinity
+        for c in starts.indices {
+            let q = gains[c].sorted()[rank]
+            if q > bestGain { bestGain = q; best = c }
+        }
+        return s[starts[best]]
     }
 
     /// Every metric on the whole set and as mean +- std over `resamples` subsets of `fraction` of the rows

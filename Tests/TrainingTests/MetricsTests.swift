@@ -52,27 +52,66 @@ final class MetricsTests: XCTestCase {
         }
         // A NaN score (a diverged model) ends the sweep like any other score instead of stalling it.
         XCTAssertEqual(Metrics.bestF1Threshold([.nan, 0.3, 0.7], [1, 0, 1]), 0.7)
-        XCTAssertFalse(Metrics.baggedF1Threshold([.nan, 0.3, 0.7, 0.2], [1, 0, 1, 0], resamples: 20).isNaN)
+        XCTAssertEqual(Metrics.riskAverseF1Threshold([.nan, 0.3, 0.7, 0.2], [1, 0, 1, 0], confidence: 0.5, resamples: 20), 0.7,
+                       "NaN is never a threshold (and never predicted positive)")
     }
 
-    func testBaggedF1ThresholdIsTheMedianOfResampledBestThresholds() {
-        // Perfectly separated classes with a wide gap: every resample's best threshold is the score of its lowest
-        // positive, so the median lies among the lowest positives' scores, never in the gap or among negatives.
+    func testRiskAverseF1ThresholdGainsOverAllSuccessOrPredictsSuccess() {
+        // Perfectly separated classes: the lowest positive's score gains over all-success in every resample that
+        // holds a negative, any higher one loses trials; the lowest score (every trial successful) gains nothing.
         let s = [0.05, 0.1, 0.15, 0.2, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95], y = [0, 0, 0, 0, 1, 1, 1, 1, 1, 1]
-        XCTAssertEqual(Metrics.bestF1Threshold(s, y), 0.7)
-        let bagged = Metrics.baggedF1Threshold(s, y)
-        XCTAssertTrue(bagged >= 0.7 && bagged <= 0.8, "\(bagged)")
-        XCTAssertEqual(bagged, Metrics.baggedF1Threshold(s, y), "deterministic for a seed")
-        // Overlapping classes (80 trials, weak signal): the same threshold whatever order the trials come in (the
-        // resamples index the trials in score order), and near-optimal on the whole set (F1 within 0.05 of the best's).
-        var rng = RNG(seed: 11)
-        let s2 = (0..<80).map { _ in rng.uniform() }, y2 = s2.map { rng.uniform() < 0.3 + 0.4 * $0 ? 1 : 0 }
-        let b2 = Metrics.baggedF1Threshold(s2, y2, resamples: 7, seed: 3)     // few resamples: a median that order would move
-        for _ in 0..<5 {
-            let shuffled = rng.permutation(80)
-            XCTAssertEqual(Metrics.baggedF1Threshold(shuffled.map { s2[$0] }, shuffled.map { y2[$0] }, resamples: 7, seed: 3), b2, "independent of the order")
+        XCTAssertEqual(Metrics.riskAverseF1Threshold(s, y, confidence: 0.9), 0.7)
+        // The sweep against a brute-force reference that draws the same resamples, builds each one and computes F1
+        // at every candidate with Metrics.f1 (scores on a coarse grid: many ties).
+        func reference(_ s: [Double], _ y: [Int], confidence: Double, resamples: Int, seed: UInt64) -> Double {
+            let order = s.indices.sorted { s[$0] != s[$1] ? s[$0] < s[$1] : y[$0] < y[$1] }
+            let ss = order.map { s[$0] }, yy = order.map { y[$0] }, candidates = Set(ss).sorted()
+            var rng = RNG(seed: seed), gains: [Double: [Double]] = [:]
+            for _ in 0..<resamples {
+                let idx = (0..<ss.count).map { _ in Int(rng.next() % UInt64(ss.count)) }
+                let rs = idx.map { ss[$0] }, ry = idx.map { yy[$0] }
+                guard ry.contains(1) else { continue }
+                let all = Metrics.f1(rs, ry, threshold: -.infinity)
+                for t in candidates { gains[t, default: []].append(Metrics.f1(rs, ry, threshold: t) - all) }
+            }
+            let rank = Int((1 - confidence) * Double(gains[candidates[0]]!.count - 1))
+            var best = candidates[0], bestGain = -Double.infinity
+            for t in candidates where gains[t]!.sorted()[rank] > bestGain { bestGain = gains[t]!.sorted()[rank]; best = t }
+            return best
         }
-        XCTAssertGreaterThan(Metrics.f1(s2, y2, threshold: b2), Metrics.f1(s2, y2, threshold: Metrics.bestF1Threshold(s2, y2)) - 0.05)
+        var rng = RNG(seed: 5)
+        for trial in 0..<30 {
+            let n = 8 + rng.int(below: 40)
+            let s = (0..<n).map { _ in Double(rng.int(below: 11)) / 10 }
+            let y = s.map { rng.uniform() < 0.5 + 0.4 * $0 ? 1 : 0 }
+            let confidence = [0.5, 0.75, 0.9][trial % 3]
+            XCTAssertEqual(Metrics.riskAverseF1Threshold(s, y, confidence: confidence, resamples: 15, seed: UInt64(trial)),
+                           reference(s, y, confidence: confidence, resamples: 15, seed: UInt64(trial)), "\(s) \(y) \(confidence)")
+        }
+        // A positive-heavy set (75 % successful) whose 12 lowest scores hold 7 failures and 5 successes, mixed: on the
+        // whole set the F1-best threshold cuts them off (F1 above all-success), but the gain does not hold in 90 % of
+        // the resamples, so at confidence 0.9 every trial is predicted successful; at 0.5 (the median gain) the cut stays.
+        var scores: [Double] = [], labels: [Int] = []
+        for (i, label) in [0, 1, 0, 0, 1, 0, 1, 0, 0, 1, 0, 1].enumerated() { scores.append(0.1 + 0.001 * Double(i)); labels.append(label) }
+        for i in 0..<108 { scores.append(0.5 + 0.004 * Double(i)); labels.append(i % 5 == 0 ? 0 : 1) } // 78 % successful
+        let cut = Metrics.bestF1Threshold(scores, labels)
+        XCTAssertGreaterThan(cut, 0.1)
+        XCTAssertGreaterThan(Metrics.f1(scores, labels, threshold: cut), Metrics.f1(scores, labels, threshold: 0))
+        let cautious = Metrics.riskAverseF1Threshold(scores, labels, confidence: 0.9)
+        XCTAssertEqual(cautious, scores.min()!, "no threshold gains in 90 % of the resamples: every trial predicted successful")
+        XCTAssertEqual(Metrics.f1(scores, labels, threshold: cautious), Metrics.f1(scores, labels, threshold: 0), "all-success F1 exactly")
+        XCTAssertGreaterThan(Metrics.riskAverseF1Threshold(scores, labels, confidence: 0.5), 0.1, "the median gain keeps a cut")
+        // The same threshold whatever order the trials come in (resamples index the trials in score order), and the
+        // same for a seed.
+        var order = RNG(seed: 11)
+        for confidence in [0.5, 0.75, 0.9] {
+            let t = Metrics.riskAverseF1Threshold(scores, labels, confidence: confidence, resamples: 7, seed: 3)
+            for _ in 0..<3 {
+                let p = order.permutation(scores.count)
+                XCTAssertEqual(Metrics.riskAverseF1Threshold(p.map { scores[$0] }, p.map { labels[$0] }, confidence: confidence, resamples: 7, seed: 3), t,
+                               "independent of the order")
+            }
+        }
     }
 
     func testBootstrapReportShape() {

@@ -119,7 +119,7 @@ final class OutcomeProtocolTests: XCTestCase {
             XCTAssertEqual(Set(ids.map { label[$0]! }), [0, 1], "fold \(k) holds both classes")
         }
 
-        // best.json: three members; its threshold and valid figure are the bagged F1-best threshold (finetune.seed 1)
+        // best.json: three members; its threshold and valid figure are the risk-averse F1 threshold (finetune.seed 1, confidence 0.9)
         // and the PR-AUC of the out-of-fold scores (member k's predictions on fold k), recomputed from `cladmop predict`.
         let best = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/run/best.json"))) as! [String: Any]
         XCTAssertEqual((best["members"] as? [String])?.count, 3)
@@ -181,8 +181,9 @@ final class OutcomeProtocolTests: XCTestCase {
         XCTAssertEqual(stale.status, 2, stale.output)
         XCTAssertTrue(stale.output.contains("not fine-tuned out of fold"), stale.output)
         let scores = oof.map(\.score), labels = oof.map(\.label)
-        XCTAssertEqual(try XCTUnwrap(best["threshold"] as? Double), Metrics.baggedF1Threshold(scores, labels, seed: 1), accuracy: 1e-5)
-        XCTAssertEqual(Metrics.baggedF1Threshold(scores.reversed(), labels.reversed(), seed: 1), Metrics.baggedF1Threshold(scores, labels, seed: 1),
+        let threshold = Metrics.riskAverseF1Threshold(scores, labels, confidence: 0.9, seed: 1)
+        XCTAssertEqual(try XCTUnwrap(best["threshold"] as? Double), threshold, accuracy: 1e-5)
+        XCTAssertEqual(Metrics.riskAverseF1Threshold(scores.reversed(), labels.reversed(), confidence: 0.9, seed: 1), threshold,
                        "independent of the trials' order")
         XCTAssertEqual(try XCTUnwrap(best["valid"] as? Double), Metrics.averagePrecision(scores, labels), accuracy: 1e-4)
 

@@ -152,7 +152,8 @@ public final class Finetuner {
     /// K > 1, K members (seeds seed ... seed + K - 1) each into RUN/members/k/, and RUN/best.json names them all,
     /// with the F1 threshold chosen on validation from the mean of their probabilities. With `finetune.folds` K >= 2,
     /// member k selects on fold k and trains on the other folds; RUN/folds.csv records the folds, and the threshold
-    /// is bagged from the out-of-fold scores (each trial scored by the member that did not train on it).
+    /// is chosen on the out-of-fold scores (each trial scored by the member that did not train on it) by
+    /// `Metrics.riskAverseF1Threshold` at `finetune.threshold_confidence`.
     public func run() throws {
         let f = spec.finetune
         guard f.ensemble > 1 || !folds.isEmpty else {
@@ -192,8 +193,10 @@ public final class Finetuner {
             }
         }
         let scores = folds.isEmpty ? sum.map { $0 / Double(count) } : sum, labels = selecting.map(\.label)
-        // Out-of-fold scores: the threshold bagged over bootstrap resamples (docs/outcome.md: steadier on the dev tests).
-        let threshold = folds.isEmpty ? Metrics.bestF1Threshold(scores, labels) : Metrics.baggedF1Threshold(scores, labels, seed: UInt64(f.seed))
+        // Out-of-fold scores: the threshold whose gain over predicting success holds across bootstrap resamples
+        // (docs/outcome.md: the F1-best threshold of a few hundred trials lost to all-success on the dev tests).
+        let threshold = folds.isEmpty ? Metrics.bestF1Threshold(scores, labels)
+            : Metrics.riskAverseF1Threshold(scores, labels, confidence: f.thresholdConfidence, seed: UInt64(f.seed))
         let value: Double
         switch f.selectMetric {
         case .prAUC: value = Metrics.averagePrecision(scores, labels)
@@ -327,7 +330,7 @@ public final class Finetuner {
 /// best.json of a fine-tuning run: the selected checkpoint and why.
 /// An ensemble's (`finetune.ensemble`) names every member's checkpoint in `members` (relative to the run folder);
 /// `checkpoint` is then the first member's, and `threshold` / `valid` are the ensemble's: on the mean probability of a
-/// seed ensemble, on the out-of-fold scores of a cross-fitted one (the threshold bagged).
+/// seed ensemble, on the out-of-fold scores of a cross-fitted one (the threshold by `finetune.threshold_confidence`).
 public struct FinetuneSelection: Codable {
     public var checkpoint: String, epoch: Int, selectMetric: String, valid: Double?, threshold: Double, pretrained: String?
     public var members: [String]? = nil, memberEpochs: [Int]? = nil
