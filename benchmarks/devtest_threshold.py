@@ -7,7 +7,8 @@ dev-test predictions (devtest_predictions.csv, the mean of the members). Rules:
   gainC    Metrics.riskAverseF1Threshold at confidence C: the threshold maximising the (1 - C) quantile over 200
            bootstrap resamples of F1(t) - F1(every trial successful); the lowest on ties (the lowest score predicts
            every trial successful).
-The rules are re-implemented here with Python's resamples (the binary's own threshold is in each run's best.json).
+The rules are re-implemented here with Python's resamples, on the 6-decimal scores of `predict` (the binary's own
+threshold, on unrounded scores, is in each run's best.json).
 Prints, per phase, each run's thresholds and dev-test F1, then per rule and phase: runs at or above the all-success
 F1, mean / min / max of F1 - all-success F1. Standard library + the cladmop binary.
 
@@ -59,7 +60,7 @@ def gain_quantile(s, y, confidence):
         for t in candidates:
             tp = len(pos) - bisect.bisect_left(pos, t); fp = len(neg) - bisect.bisect_left(neg, t)
             gains[t].append((2 * tp / (tp + fp + p) if tp else 0.0) - base)
-    rank = int((1 - confidence) * (len(gains[candidates[0]]) - 1))
+    rank = int((1 - confidence) * (len(gains[candidates[0]]) - 1) + 1e-9)    # 1 - 0.9 = 0.0999...
     best, best_gain = candidates[0], -float("inf")
     for t in candidates:
         q = sorted(gains[t])[rank]

@@ -5,8 +5,9 @@ import Support
 /// Binary classification metrics of scores against 0/1 labels.
 public enum Metrics {
     /// ROC-AUC: P(score of a random positive > score of a random negative), ties count 1/2
-    /// (the Mann-Whitney statistic). NaN when one class is absent.
+    /// (the Mann-Whitney statistic). NaN when one class is absent. A NaN score (a diverged model) ranks lowest.
     public static func rocAUC(_ scores: [Double], _ labels: [Int]) -> Double {
+        let scores = scores.map { $0.isNaN ? -Double.infinity : $0 }     // a strict weak order for the sort
         let pos = labels.filter { $0 == 1 }.count, neg = labels.count - pos
         guard pos > 0, neg > 0 else { return .nan }
         let order = scores.indices.sorted { scores[$0] < scores[$1] }
@@ -22,8 +23,9 @@ public enum Metrics {
     }
 
     /// Average precision (PR-AUC as scikit-learn computes it): sum over thresholds of
-    /// (R_k - R_{k-1}) P_k, tied scores forming one threshold. NaN without positives.
+    /// (R_k - R_{k-1}) P_k, tied scores forming one threshold. NaN without positives. A NaN score ranks lowest.
     public static func averagePrecision(_ scores: [Double], _ labels: [Int]) -> Double {
+        let scores = scores.map { $0.isNaN ? -Double.infinity : $0 }     // a strict weak order for the sort
         let pos = labels.filter { $0 == 1 }.count
         guard pos > 0 else { return .nan }
         let order = scores.indices.sorted { scores[$0] > scores[$1] }
@@ -74,15 +76,17 @@ public enum Metrics {
     /// The F1 threshold that a small, noisy set of out-of-fold scores supports. For each of `resamples` bootstrap
     /// resamples b (drawn with replacement, `seed`, over the trials in score order, so the result does not depend on
     /// the order they come in) and each candidate threshold t (the distinct finite scores):
-    ///   gain_b(t) = F1_b(score >= t) - F1_b(every trial successful),   F1_b(all) = 2 P_b / (2 P_b + N_b)
+    ///   gain_b(t) = F1_b(score >= t) - F1_b(every trial successful)
     /// and the threshold is the t maximising the (1 - `confidence`) quantile of gain_b(t) over the resamples (the
     /// lowest such t on ties). The lowest score predicts every trial successful (gain 0 in every resample), so when no
     /// threshold gains in a share `confidence` of the resamples, that is the threshold: F1 on a positive-heavy set
     /// (TOP's phase III: 75 % successful) beats predicting success only where the model's lowest scores are mostly
     /// failures, and one F1-best threshold on a few hundred trials often is not (docs/outcome.md). A NaN score is
-    /// never predicted positive and never a threshold; resamples without a positive are skipped.
+    /// never predicted positive and never a threshold ("every trial successful" is then every trial with a score);
+    /// resamples without a positive are skipped.
     public static func riskAverseF1Threshold(_ scores: [Double], _ labels: [Int], confidence: Double, resamples: Int = 200,
                                              seed: UInt64 = 0) -> Double {
+        precondition((0...1).contains(confidence), "confidence \(confidence) is not in [0, 1]")
         let order = scores.indices.sorted { a, b in
             let x = scores[a], y = scores[b]
             if x.isNaN || y.isNaN { return x.isNaN == y.isNaN ? labels[a] < labels[b] : y.isNaN }     // NaN last
@@ -98,11 +102,11 @@ public enum Metrics {
         for _ in 0..<resamples {
             for i in weight.indices { weight[i] = 0 }
             for _ in 0..<s.count { weight[Int(rng.next() % UInt64(s.count))] += 1 }
-            var positives = 0, negatives = 0, tp = 0, fp = 0
-            for i in s.indices { if y[i] { positives += weight[i] } else { negatives += weight[i] } }
+            var positives = 0, tp = 0, fp = 0
+            for i in s.indices where y[i] { positives += weight[i] }
             guard positives > 0 else { continue }
             for i in 0..<finite { if y[i] { tp += weight[i] } else { fp += weight[i] } }
-            let all = 2 * Double(positives) / Double(2 * positives + negatives)
+            let all = tp == 0 ? 0 : 2 * Double(tp) / Double(tp + fp + positives)     // the lowest candidate: gain 0
             var c = 0
             for i in 0..<finite {
                 if c < starts.count && starts[c] == i {
@@ -113,7 +117,7 @@ public enum Metrics {
             }
         }
         guard !gains[0].isEmpty else { return bestF1Threshold(scores, labels) }
-        let rank = Int((1 - confidence) * Double(gains[0].count - 1))
+        let rank = Int(((1 - confidence) * Double(gains[0].count - 1) + 1e-9).rounded(.down))     // 1 - 0.9 = 0.0999...
         var best = 0, bestGain = -Double.infinity
         for c in starts.indices {
             let q = gains[c].sorted()[rank]

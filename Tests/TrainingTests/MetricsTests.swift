@@ -11,6 +11,9 @@ final class MetricsTests: XCTestCase {
         XCTAssertEqual(Metrics.rocAUC([0.1, 0.9], [1, 0]), 0)
         XCTAssertEqual(Metrics.rocAUC([0.2, 0.2, 0.2], [1, 0, 1]), 0.5)
         XCTAssertTrue(Metrics.rocAUC([0.1, 0.2], [1, 1]).isNaN, "one class only: undefined")
+        // A NaN score ranks lowest, wherever it comes in the input: (0.7 > 0.3) and (NaN < 0.3) -> 1/2.
+        XCTAssertEqual(Metrics.rocAUC([.nan, 0.3, 0.7], [1, 0, 1]), 0.5)
+        XCTAssertEqual(Metrics.rocAUC([0.7, 0.3, .nan, .nan], [1, 0, 1, 0]), 0.625, accuracy: 1e-12)
     }
 
     func testAveragePrecision() {
@@ -20,6 +23,8 @@ final class MetricsTests: XCTestCase {
         XCTAssertEqual(Metrics.averagePrecision([0.5, 0.5, 0.5, 0.5], [1, 0, 0, 0]), 0.25, accuracy: 1e-12)
         XCTAssertEqual(Metrics.averagePrecision([0.3], [1]), 1)
         XCTAssertTrue(Metrics.averagePrecision([0.3, 0.4], [0, 0]).isNaN)
+        // NaN lowest: [0.9 (1), 0.2 (0), NaN (1)] -> 1 * 0.5 + 2/3 * 0.5
+        XCTAssertEqual(Metrics.averagePrecision([.nan, 0.9, 0.2], [1, 1, 0]), 0.5 + 0.5 * 2 / 3, accuracy: 1e-12)
     }
 
     func testF1AccuracyAndThreshold() {
@@ -53,7 +58,7 @@ final class MetricsTests: XCTestCase {
         // A NaN score (a diverged model) ends the sweep like any other score instead of stalling it.
         XCTAssertEqual(Metrics.bestF1Threshold([.nan, 0.3, 0.7], [1, 0, 1]), 0.7)
         XCTAssertEqual(Metrics.riskAverseF1Threshold([.nan, 0.3, 0.7, 0.2], [1, 0, 1, 0], confidence: 0.5, resamples: 20), 0.7,
-                       "NaN is never a threshold (and never predicted positive)")
+                       "NaN is never a threshold")
     }
 
     func testRiskAverseF1ThresholdGainsOverAllSuccessOrPredictsSuccess() {
@@ -63,7 +68,7 @@ final class MetricsTests: XCTestCase {
         XCTAssertEqual(Metrics.riskAverseF1Threshold(s, y, confidence: 0.9), 0.7)
         // The sweep against a brute-force reference that draws the same resamples, builds each one and computes F1
         // at every candidate with Metrics.f1 (scores on a coarse grid: many ties).
-        func reference(_ s: [Double], _ y: [Int], confidence: Double, resamples: Int, seed: UInt64) -> Double {
+        func reference(_ s: [Double], _ y: [Int], share: (Int, Int), resamples: Int, seed: UInt64) -> Double {
             let order = s.indices.sorted { s[$0] != s[$1] ? s[$0] < s[$1] : y[$0] < y[$1] }
             let ss = order.map { s[$0] }, yy = order.map { y[$0] }, candidates = Set(ss).sorted()
             var rng = RNG(seed: seed), gains: [Double: [Double]] = [:]
@@ -74,7 +79,7 @@ final class MetricsTests: XCTestCase {
                 let all = Metrics.f1(rs, ry, threshold: -.infinity)
                 for t in candidates { gains[t, default: []].append(Metrics.f1(rs, ry, threshold: t) - all) }
             }
-            let rank = Int((1 - confidence) * Double(gains[candidates[0]]!.count - 1))
+            let rank = (gains[candidates[0]]!.count - 1) * share.0 / share.1     // exact: (1 - C) (B - 1), floor
             var best = candidates[0], bestGain = -Double.infinity
             for t in candidates where gains[t]!.sorted()[rank] > bestGain { bestGain = gains[t]!.sorted()[rank]; best = t }
             return best
@@ -84,16 +89,17 @@ final class MetricsTests: XCTestCase {
             let n = 8 + rng.int(below: 40)
             let s = (0..<n).map { _ in Double(rng.int(below: 11)) / 10 }
             let y = s.map { rng.uniform() < 0.5 + 0.4 * $0 ? 1 : 0 }
-            let confidence = [0.5, 0.75, 0.9][trial % 3]
-            XCTAssertEqual(Metrics.riskAverseF1Threshold(s, y, confidence: confidence, resamples: 15, seed: UInt64(trial)),
-                           reference(s, y, confidence: confidence, resamples: 15, seed: UInt64(trial)), "\(s) \(y) \(confidence)")
+            // 1 - C as a fraction; 11 resamples: (1 - 0.9) * 10 is rank 1, which floating point rounds down to 0
+            let (confidence, share) = [(0.5, (1, 2)), (0.75, (1, 4)), (0.9, (1, 10))][trial % 3]
+            XCTAssertEqual(Metrics.riskAverseF1Threshold(s, y, confidence: confidence, resamples: 11, seed: UInt64(trial)),
+                           reference(s, y, share: share, resamples: 11, seed: UInt64(trial)), "\(s) \(y) \(confidence)")
         }
         // A positive-heavy set (75 % successful) whose 12 lowest scores hold 7 failures and 5 successes, mixed: on the
         // whole set the F1-best threshold cuts them off (F1 above all-success), but the gain does not hold in 90 % of
         // the resamples, so at confidence 0.9 every trial is predicted successful; at 0.5 (the median gain) the cut stays.
         var scores: [Double] = [], labels: [Int] = []
         for (i, label) in [0, 1, 0, 0, 1, 0, 1, 0, 0, 1, 0, 1].enumerated() { scores.append(0.1 + 0.001 * Double(i)); labels.append(label) }
-        for i in 0..<108 { scores.append(0.5 + 0.004 * Double(i)); labels.append(i % 5 == 0 ? 0 : 1) } // 78 % successful
+        for i in 0..<108 { scores.append(0.5 + 0.004 * Double(i)); labels.append(i % 5 == 0 ? 0 : 1) } // 80 % successful
         let cut = Metrics.bestF1Threshold(scores, labels)
         XCTAssertGreaterThan(cut, 0.1)
         XCTAssertGreaterThan(Metrics.f1(scores, labels, threshold: cut), Metrics.f1(scores, labels, threshold: 0))

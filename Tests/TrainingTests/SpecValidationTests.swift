@@ -31,6 +31,23 @@ final class SpecValidationTests: XCTestCase {
 
     func cladmop(_ args: [String]) throws -> (status: Int32, output: String) { try runProduct("cladmop", args) }
 
+    /// finetune.threshold_confidence reaches the spec, is range-checked, and is written into checkpoint metadata only
+    /// when it is not the default (a checkpoint written before the key re-encodes to the same bytes).
+    func testThresholdConfidenceIsValidatedAndEncodedOnlyWhenNotTheDefault() throws {
+        let base = try RunSpec(Config(file: nil, overrides: []))
+        let set = try RunSpec(Config(file: nil, overrides: ["finetune.threshold_confidence=0.75"]))
+        XCTAssertEqual(base.finetune.thresholdConfidence, 0.9)
+        XCTAssertEqual(set.finetune.thresholdConfidence, 0.75)
+        let plain = try JSONEncoder().encode(base.finetune), changed = try JSONEncoder().encode(set.finetune)
+        XCTAssertFalse(String(decoding: plain, as: UTF8.self).contains("thresholdConfidence"))
+        XCTAssertTrue(String(decoding: changed, as: UTF8.self).contains("\"thresholdConfidence\":0.75"))
+        XCTAssertEqual(try JSONDecoder().decode(FinetuneSpec.self, from: plain).thresholdConfidence, 0.9)
+        XCTAssertEqual(try JSONDecoder().decode(FinetuneSpec.self, from: changed).thresholdConfidence, 0.75)
+        XCTAssertThrowsError(try RunSpec(Config(file: nil, overrides: ["finetune.threshold_confidence=0.3"]))) { error in
+            XCTAssertTrue("\(error)".contains("finetune.threshold_confidence"), "\(error)")
+        }
+    }
+
     func testRelationsBetweenKeysAreCheckedForEveryCommand() throws {
         let cases: [([String], [String], String)] = [
             (["bench", "--config", repositoryRoot + "/configs/bench.yaml"], ["model.dim=10", "model.heads=3"],

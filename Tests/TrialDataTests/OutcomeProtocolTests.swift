@@ -97,7 +97,7 @@ final class OutcomeProtocolTests: XCTestCase {
                                                               "--valid", dir + "/valid.csv", "--run-dir", dir + "/" + run] + sets + extra,
                        timeout: 600)
         }
-        let ft = try finetune(["--set", "finetune.folds=3"], "run")
+        let ft = try finetune(["--set", "finetune.folds=3", "--set", "finetune.threshold_confidence=0.5"], "run")
         XCTAssertEqual(ft.status, 0, ft.output)
         XCTAssertTrue(ft.output.contains("3 folds over 36 trials"), ft.output)
         XCTAssertTrue(ft.output.contains("24 training trials") && ft.output.contains("12 validation"), ft.output)
@@ -119,7 +119,7 @@ final class OutcomeProtocolTests: XCTestCase {
             XCTAssertEqual(Set(ids.map { label[$0]! }), [0, 1], "fold \(k) holds both classes")
         }
 
-        // best.json: three members; its threshold and valid figure are the risk-averse F1 threshold (finetune.seed 1, confidence 0.9)
+        // best.json: three members; its threshold and valid figure are the risk-averse F1 threshold (finetune.seed 1, the run's confidence 0.5)
         // and the PR-AUC of the out-of-fold scores (member k's predictions on fold k), recomputed from `cladmop predict`.
         let best = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/run/best.json"))) as! [String: Any]
         XCTAssertEqual((best["members"] as? [String])?.count, 3)
@@ -181,9 +181,11 @@ final class OutcomeProtocolTests: XCTestCase {
         XCTAssertEqual(stale.status, 2, stale.output)
         XCTAssertTrue(stale.output.contains("not fine-tuned out of fold"), stale.output)
         let scores = oof.map(\.score), labels = oof.map(\.label)
-        let threshold = Metrics.riskAverseF1Threshold(scores, labels, confidence: 0.9, seed: 1)
+        let threshold = Metrics.riskAverseF1Threshold(scores, labels, confidence: 0.5, seed: 1)
         XCTAssertEqual(try XCTUnwrap(best["threshold"] as? Double), threshold, accuracy: 1e-5)
-        XCTAssertEqual(Metrics.riskAverseF1Threshold(scores.reversed(), labels.reversed(), confidence: 0.9, seed: 1), threshold,
+        XCTAssertNotEqual(Metrics.riskAverseF1Threshold(scores, labels, confidence: 0.9, seed: 1), threshold, accuracy: 1e-5,
+                          "the default would choose another threshold here: finetune.threshold_confidence reached the fine-tuner")
+        XCTAssertEqual(Metrics.riskAverseF1Threshold(scores.reversed(), labels.reversed(), confidence: 0.5, seed: 1), threshold,
                        "independent of the trials' order")
         XCTAssertEqual(try XCTUnwrap(best["valid"] as? Double), Metrics.averagePrecision(scores, labels), accuracy: 1e-4)
 
