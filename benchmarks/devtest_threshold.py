@@ -13,7 +13,7 @@ Prints, per phase, each run's thresholds and dev-test F1, then per rule and phas
 F1, mean / min / max of F1 - all-success F1. Standard library + the cladmop binary.
 
 Usage: benchmarks/devtest_threshold.py RUN_DIR [RUN_DIR ...] [--cache DIR]"""
-import argparse, bisect, csv, os, random, statistics, sys
+import argparse, bisect, csv, hashlib, os, random, statistics, sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from devtest_compare import f1
 from devtest_calibration import POOL, ROOT, TEST, predict
@@ -73,6 +73,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("runs", nargs="+"); ap.add_argument("--cache", default="/tmp/devtest_threshold")
     a = ap.parse_args()
+    a.cache = os.path.abspath(a.cache)     # predict runs in the repository root
     os.makedirs(a.cache, exist_ok=True)
     summary = {}
     for phase in (1, 2, 3):
@@ -86,7 +87,9 @@ def main():
             folds = {r["nctid"]: int(r["label"]) for r in csv.DictReader(open(os.path.join(ROOT, d, "folds.csv")))}
             oof = {}
             for j, f in enumerate(POOL[phase]):
-                out = os.path.join(a.cache, f"{run.strip('/').replace('/', '_')}-{phase}-{j}.csv")
+                # keyed by the run's best.json too: a run folder made again is scored again
+                key = hashlib.sha256(open(os.path.join(ROOT, d, "best.json"), "rb").read()).hexdigest()[:12]
+                out = os.path.join(a.cache, f"{run.strip('/').replace('/', '_')}-{phase}-{j}-{key}.csv")
                 oof.update(read(out) if os.path.exists(out) else predict(d, f, out, phase, ["--out-of-fold"]))
             pool = sorted(folds); so = [oof[i] for i in pool]; py = [folds[i] for i in pool]
             test = read(os.path.join(ROOT, d, "devtest_predictions.csv")); s = [test[i] for i in ids]

@@ -5,7 +5,8 @@ import Support
 /// Binary classification metrics of scores against 0/1 labels.
 public enum Metrics {
     /// ROC-AUC: P(score of a random positive > score of a random negative), ties count 1/2
-    /// (the Mann-Whitney statistic). NaN when one class is absent. A NaN score (a diverged model) ranks lowest.
+    /// (the Mann-Whitney statistic). NaN when one class is absent. A NaN score (a diverged model) ranks lowest (tied
+    /// with -infinity).
     public static func rocAUC(_ scores: [Double], _ labels: [Int]) -> Double {
         let scores = scores.map { $0.isNaN ? -Double.infinity : $0 }     // a strict weak order for the sort
         let pos = labels.filter { $0 == 1 }.count, neg = labels.count - pos
@@ -23,7 +24,7 @@ public enum Metrics {
     }
 
     /// Average precision (PR-AUC as scikit-learn computes it): sum over thresholds of
-    /// (R_k - R_{k-1}) P_k, tied scores forming one threshold. NaN without positives. A NaN score ranks lowest.
+    /// (R_k - R_{k-1}) P_k, tied scores forming one threshold. NaN without positives. A NaN score ranks lowest (tied with -infinity).
     public static func averagePrecision(_ scores: [Double], _ labels: [Int]) -> Double {
         let scores = scores.map { $0.isNaN ? -Double.infinity : $0 }     // a strict weak order for the sort
         let pos = labels.filter { $0 == 1 }.count
@@ -78,8 +79,9 @@ public enum Metrics {
     /// the order they come in) and each candidate threshold t (the distinct finite scores):
     ///   gain_b(t) = F1_b(score >= t) - F1_b(every trial successful)
     /// and the threshold is the t maximising the (1 - `confidence`) quantile of gain_b(t) over the resamples (the
-    /// lowest such t on ties). The lowest score predicts every trial successful (gain 0 in every resample), so when no
-    /// threshold gains in a share `confidence` of the resamples, that is the threshold: F1 on a positive-heavy set
+    /// lowest such t on ties). The lowest score predicts every trial of the set successful (gain 0 in every resample),
+    /// so when no threshold gains in a share `confidence` of the resamples, that is the threshold (a new trial scoring
+    /// lower still is predicted to fail): F1 on a positive-heavy set
     /// (TOP's phase III: 75 % successful) beats predicting success only where the model's lowest scores are mostly
     /// failures, and one F1-best threshold on a few hundred trials often is not (docs/outcome.md). A NaN score is
     /// never predicted positive and never a threshold ("every trial successful" is then every trial with a score);

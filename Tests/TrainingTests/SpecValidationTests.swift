@@ -103,6 +103,9 @@ final class SpecValidationTests: XCTestCase {
             ("maxlen-edit", { nested(&$0, "features", "maxMolTokens", 12) }, "metadataChecksum"),
             ("spec-range", { m in var spec = m["spec"] as! [String: Any]; var t = spec["train"] as! [String: Any]
                              t["globalBatch"] = 0; spec["train"] = t; m["spec"] = spec }, "spec: train.global_batch = 0 is invalid"),
+            ("spec-threshold-confidence", { m in var spec = m["spec"] as! [String: Any]; var f = spec["finetune"] as! [String: Any]
+                                            f["thresholdConfidence"] = 0.3; spec["finetune"] = f; m["spec"] = spec },
+             "spec: finetune.threshold_confidence = 0.3 is invalid"),
         ]
         for (name, edit, expected) in cases {
             let path = try editedCheckpoint(name, edit)

@@ -209,9 +209,10 @@ public final class Finetuner {
             selection.members = members.map(\.checkpoint)
             selection.memberEpochs = members.map(\.epoch)
             try writeSelection(selection, dir: runDir)
-            log(String(format: "finetune: ensemble of %d, %@ %@ %.4f (members %@), F1 threshold %.3f", count, folds.isEmpty ? "valid" : "out-of-fold",
+            log(String(format: "finetune: ensemble of %d, %@ %@ %.4f (members %@), F1 threshold %.3f%@", count, folds.isEmpty ? "valid" : "out-of-fold",
                        f.selectMetric.rawValue, value,
-                       members.map { String(format: "%.4f", $0.valid ?? .nan) }.joined(separator: ", "), threshold))
+                       members.map { String(format: "%.4f", $0.valid ?? .nan) }.joined(separator: ", "), threshold,
+                       folds.isEmpty ? "" : String(format: " (gain over all-success in %.0f %% of resamples)", 100 * f.thresholdConfidence)))
         }
         comm.barrier()
     }
