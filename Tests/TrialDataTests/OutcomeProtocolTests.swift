@@ -199,6 +199,20 @@ final class OutcomeProtocolTests: XCTestCase {
         let many = try finetune(["--set", "finetune.folds=30"], "many")
         XCTAssertEqual(many.status, 2, many.output)
         XCTAssertTrue(many.output.contains("finetune.folds = 30") && many.output.contains("train.csv"), many.output)
+        // With folds only the pool needs both classes: a validation file of successes only is pooled and cut as
+        // usual; without folds the same file is refused, naming it.
+        try writeCSVSubset(from: repoRoot + "/data/top/phase_I_valid.csv", rows: 12..<40, to: dir + "/successes.csv", label: 1)
+        func withSuccesses(_ extra: [String], _ run: String) throws -> (status: Int32, output: String, seconds: Double) {
+            try mpirun(np: 2, executable: cladmop, arguments: ["finetune", "--pretrained", "none", "--train", dir + "/train.csv",
+                                                              "--valid", dir + "/successes.csv", "--run-dir", dir + "/" + run] + sets + extra,
+                       timeout: 600)
+        }
+        let pooled = try withSuccesses(["--set", "finetune.folds=3"], "pooled")
+        XCTAssertEqual(pooled.status, 0, pooled.output)
+        XCTAssertTrue(pooled.output.contains("3 folds over"), pooled.output)
+        let single = try withSuccesses([], "single")
+        XCTAssertEqual(single.status, 2, single.output)
+        XCTAssertTrue(single.output.contains("successes.csv") && single.output.contains("only one class"), single.output)
     }
 
     func testSplitIsDeterministicAndIndependentOfRowOrder() throws {

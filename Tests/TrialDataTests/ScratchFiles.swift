@@ -23,9 +23,11 @@ func smallFinetuneSettings(dir: String, _ extra: [String]) -> [String] {
 }
 
 /// Writes the header and the given data rows of a bundled TOP CSV to `path` (RFC 4180 quoting).
-func writeCSVSubset(from source: String, rows: Range<Int>, to path: String) throws {
+func writeCSVSubset(from source: String, rows: Range<Int>, to path: String, label: Int? = nil) throws {
     let records = try readCSV(path: source)
+    let column = records[0].fields.firstIndex(of: "label")!
     let chosen = [records[0]] + records.dropFirst().enumerated().filter { rows.contains($0.offset) }.map(\.element)
+        .filter { label == nil || $0.fields[column] == String(label!) }
     let lines = chosen.map { $0.fields.map { f in
         f.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" }) ? "\"" + f.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : f
     }.joined(separator: ",") }

@@ -76,8 +76,9 @@ public final class Finetuner {
             folds = []
         }
         // Both files need both classes: the class weights divide by each class's count, and the validation
-        // metrics that select the epoch (PR-AUC, ROC-AUC) are undefined on one class.
-        for (file, rows) in [(trainFile, train), (validFile, valid)] {
+        // metrics that select the epoch (PR-AUC, ROC-AUC) are undefined on one class. With folds only the pool
+        // does, and stratifiedFolds has checked that every fold holds both.
+        for (file, rows) in folds.isEmpty ? [(trainFile, train), (validFile, valid)] : [] {
             let positives = rows.filter { $0.label == 1 }.count
             guard positives > 0, positives < rows.count else {
                 throw InputError(file: file, "has only one class after removing held-out trials (\(positives) successful, \(rows.count - positives) failed); fine-tuning and model selection need both")
