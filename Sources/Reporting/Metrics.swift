@@ -98,7 +98,7 @@ public enum Metrics {
         let finite = s.firstIndex(where: \.isNaN) ?? s.count
         guard finite > 0 else { return 0.5 }
         let starts = (0..<finite).filter { $0 == 0 || s[$0] != s[$0 - 1] }      // candidate c: predict positive from s[starts[c]] up
-        var gains = [[Double]](repeating: [], count: starts.count)
+        var gains = [[Double]](repeating: [], count: starts.count), f1s = [Double](repeating: 0, count: starts.count)
         var weight = [Int](repeating: 0, count: s.count)
         var rng = RNG(seed: seed)
         for _ in 0..<resamples {
@@ -108,15 +108,15 @@ public enum Metrics {
             for i in s.indices where y[i] { positives += weight[i] }
             guard positives > 0 else { continue }
             for i in 0..<finite { if y[i] { tp += weight[i] } else { fp += weight[i] } }
-            let all = tp == 0 ? 0 : 2 * Double(tp) / Double(tp + fp + positives)     // the lowest candidate: gain 0
             var c = 0
             for i in 0..<finite {
-                if c < starts.count && starts[c] == i {
-                    gains[c].append((tp == 0 ? 0 : 2 * Double(tp) / Double(tp + fp + positives)) - all)
+                if c < starts.count && starts[c] == i {     // F1 = 2 TP / (2 TP + FP + FN), FN = positives - TP
+                    f1s[c] = tp == 0 ? 0 : 2 * Double(tp) / Double(tp + fp + positives)
                     c += 1
                 }
                 if y[i] { tp -= weight[i] } else { fp -= weight[i] }
             }
+            for c in starts.indices { gains[c].append(f1s[c] - f1s[0]) }     // the lowest candidate: every trial successful
         }
         guard !gains[0].isEmpty else { return bestF1Threshold(scores, labels) }
         let rank = Int(((1 - confidence) * Double(gains[0].count - 1) + 1e-9).rounded(.down))     // 1 - 0.9 = 0.0999...

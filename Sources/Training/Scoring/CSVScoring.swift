@@ -163,8 +163,9 @@ public func scoreCSV(checkpoint: String, csv: String, spec: RunSpec, comm: Commu
     let (trials, builder) = try loaded.rows(of: csv, spec: spec, comm: comm, log: log)
     let arena = ActivationArena()
     if let outcome = loaded.outcome, let head = loaded.meta.head {
+        let known = Set(head.trainingDiseaseSets)
         return ScoredCSV(trials: trials, scores: scoreTrials(trials, scorer: outcome, builder: builder, comm: comm, arena: arena),
-                         threshold: head.threshold, newDisease: { let known = Set(head.trainingDiseaseSets); return trials.map { !known.contains(diseaseSet($0)) } }())
+                         threshold: head.threshold, newDisease: trials.map { !known.contains(diseaseSet($0)) })
     }
     let scores = scoreTrials(trials, scorer: ZeroShotScorer(model: loaded.model), builder: builder, comm: comm, arena: arena)
     return ScoredCSV(trials: trials, scores: scores, threshold: Metrics.bestF1Threshold(scores, trials.map(\.label)),
