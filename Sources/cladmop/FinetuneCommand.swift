@@ -15,6 +15,8 @@ struct Finetune: ParsableCommand {
     var pretrained: String
     @Option(help: "Labelled TOP CSV to fine-tune on.") var train: String
     @Option(help: "Labelled TOP CSV for model selection.") var valid: String
+    @Option(help: ArgumentHelp("Labelled TOP CSV of auxiliary trials (repeatable; for example other phases): added to every member's training, never to selection, folds or the threshold. Trials also in --train or --valid stay there only.", valueName: "csv"))
+    var aux: [String] = []
     @Option(help: "Run directory: checkpoints/, best.json, metrics.jsonl.") var runDir: String
     @Flag(help: "Replace the fine-tuning run that --run-dir already holds (its files are deleted first).") var overwrite = false
 
@@ -23,9 +25,9 @@ struct Finetune: ParsableCommand {
             let (config, spec) = try options.resolve(comm)
             try checkRunDirectory(runDir, comm: comm, overwrite: overwrite, hint: "replace it with --overwrite or choose another --run-dir")
             let hierarchy = try ICD10Hierarchy(path: spec.data.icdHierarchy)
-            let store = try storeContaining([train, valid], spec: spec, hierarchy: hierarchy, comm: comm, log: log)
+            let store = try storeContaining([train, valid] + aux, spec: spec, hierarchy: hierarchy, comm: comm, log: log)
             let tuner = try Finetuner(spec: spec, comm: comm, pretrained: pretrained == "none" ? nil : pretrained, trainFile: train,
-                                      validFile: valid, runDir: runDir, store: store, hierarchy: hierarchy, log: log)
+                                      validFile: valid, auxFiles: aux, runDir: runDir, store: store, hierarchy: hierarchy, log: log)
             try prepareRunDirectory(runDir, config: config, comm: comm, overwrite: overwrite)
             try tuner.run()
         }

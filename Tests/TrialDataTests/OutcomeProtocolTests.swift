@@ -215,6 +215,69 @@ final class OutcomeProtocolTests: XCTestCase {
         XCTAssertTrue(single.output.contains("successes.csv") && single.output.contains("only one class"), single.output)
     }
 
+    /// `finetune --aux`: auxiliary trials train every member after the pool's, each once, and never select. Reference: the
+    /// same trials appended to --train (one model, the same feature store) give the same model to the last bit;
+    /// cross-fitted, the folds hold the pool only and each member trains on the other folds plus every auxiliary trial.
+    func testAuxiliaryTrialsTrainEveryMemberAndNeverSelect() throws {
+        let dir = try scratchDirectory("aux")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let source = repoRoot + "/data/top/phase_I_train.csv"
+        try writeCSVSubset(from: source, rows: 0..<24, to: dir + "/train.csv")
+        try writeCSVSubset(from: repoRoot + "/data/top/phase_I_valid.csv", rows: 0..<12, to: dir + "/valid.csv")
+        try writeCSVSubset(from: repoRoot + "/data/top/phase_I_valid.csv", rows: 12..<24, to: dir + "/test.csv")
+        try writeCSVSubset(from: source, rows: 24..<40, to: dir + "/aux.csv")
+        // A second file whose every trial is already in train.csv (rows 0..<4) or in aux.csv (rows 24..<28): adds none.
+        try writeCSVSubset(from: source, rows: 0..<4, to: dir + "/head.csv")
+        try writeCSVSubset(from: source, rows: 24..<28, to: dir + "/tail.csv")
+        try (String(contentsOfFile: dir + "/head.csv", encoding: .utf8)
+             + String(contentsOfFile: dir + "/tail.csv", encoding: .utf8).split(separator: "\n", maxSplits: 1)[1])
+            .write(toFile: dir + "/repeat.csv", atomically: true, encoding: .utf8)
+        try writeCSVSubset(from: source, rows: 0..<40, to: dir + "/trainaux.csv")
+        let cladmop = releaseOrDebugProduct("cladmop")
+        // One feature store holding every file, so both runs read the same sentence vectors.
+        let sets = smallFinetuneSettings(dir: dir, ["finetune.epochs=2", "log.tensorboard=false", "finetune.select_latest=0",
+                                                    "finetune.ensemble=1"]) + ["--set", "data.feature_store=\(dir)/all.store"]
+        let files = ["train", "valid", "test", "aux", "repeat", "trainaux"].flatMap { ["--data", dir + "/\($0).csv"] }
+        let fz = try mpirun(np: 2, executable: cladmop, arguments: ["featurize"] + files + sets, timeout: 600)
+        XCTAssertEqual(fz.status, 0, fz.output)
+        func finetune(_ train: String, _ extra: [String], _ run: String) throws -> (status: Int32, output: String, seconds: Double) {
+            try mpirun(np: 2, executable: cladmop, arguments: ["finetune", "--pretrained", "none", "--train", dir + "/\(train).csv",
+                                                              "--valid", dir + "/valid.csv", "--run-dir", dir + "/" + run] + sets + extra,
+                       timeout: 600)
+        }
+        func predictions(_ run: String) throws -> String {
+            let r = try mpirun(np: 1, executable: cladmop, arguments: ["predict", "--checkpoint", dir + "/" + run, "--data", dir + "/test.csv",
+                                                                      "--output", dir + "/pred-\(run).csv"] + sets, timeout: 600)
+            XCTAssertEqual(r.status, 0, r.output)
+            return try String(contentsOfFile: dir + "/pred-\(run).csv", encoding: .utf8)
+        }
+        let withAux = try finetune("train", ["--aux", dir + "/aux.csv", "--aux", dir + "/repeat.csv"], "aux")
+        XCTAssertEqual(withAux.status, 0, withAux.output)
+        XCTAssertTrue(withAux.output.contains("16 auxiliary trial(s)") && withAux.output.contains("8 held out, repeated or also in"), withAux.output)
+        XCTAssertTrue(withAux.output.contains("40 training trials") && withAux.output.contains("12 validation"), withAux.output)
+        let appended = try finetune("trainaux", [], "appended")
+        XCTAssertEqual(appended.status, 0, appended.output)
+        let plain = try finetune("train", [], "plain")
+        XCTAssertEqual(plain.status, 0, plain.output)
+        let scores = try predictions("aux")
+        XCTAssertEqual(scores, try predictions("appended"))
+        XCTAssertNotEqual(scores, try predictions("plain"), "the auxiliary trials change the model")
+
+        // Cross-fitted: the 36 pooled trials are cut into folds; no auxiliary trial is in one; each member trains on 24 + 16.
+        let folds = try finetune("train", ["--aux", dir + "/aux.csv", "--set", "finetune.folds=3"], "folds")
+        XCTAssertEqual(folds.status, 0, folds.output)
+        XCTAssertTrue(folds.output.contains("3 folds over 36 trials"), folds.output)
+        XCTAssertEqual(folds.output.components(separatedBy: "40 training trials").count - 1, 3, folds.output)
+        let pool = Set(try readTrials(paths: [dir + "/train.csv", dir + "/valid.csv"]).0.map(\.nctid))
+        let inFolds = try String(contentsOfFile: dir + "/folds/folds.csv", encoding: .utf8).split(separator: "\n").dropFirst()
+            .map { String($0.split(separator: ",")[0]) }
+        XCTAssertEqual(Set(inFolds), pool)
+        // An auxiliary file that is not there: exit 2 naming it.
+        let missing = try finetune("train", ["--aux", dir + "/nowhere.csv"], "missing")
+        XCTAssertEqual(missing.status, 2, missing.output)
+        XCTAssertTrue(missing.output.contains("nowhere.csv"), missing.output)
+    }
+
     func testSplitIsDeterministicAndIndependentOfRowOrder() throws {
         let dir = try scratchDirectory("split")
         defer { try? FileManager.default.removeItem(atPath: dir) }

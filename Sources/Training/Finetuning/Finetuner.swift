@@ -13,6 +13,8 @@ public func diseaseSet(_ t: StoredTrial) -> String { Set(t.icd.joined()).sorted(
 /// PEFT fine-tuning on one phase (SPEC 6): frozen pretrained model, LoRA + head, class-weighted BCE,
 /// model selection on the validation file (or the latest training trials, or each member's own fold of the two files
 /// pooled: `finetune.select_latest`, `finetune.folds`), distributed like pretraining (trainable gradients all-reduced).
+/// Auxiliary trials (`--aux`, e.g. the other phases' files) join every member's training after its own trials; they
+/// never select an epoch, sit in a fold or set the threshold.
 public final class Finetuner {
     let comm: Communicator
     let spec: RunSpec
@@ -24,6 +26,8 @@ public final class Finetuner {
     let valid: [StoredTrial]
     /// `finetune.folds` K >= 2: the pooled trials cut into K folds (member k selects on folds[k]); empty otherwise.
     let folds: [[StoredTrial]]
+    /// `--aux` files' trials: every member trains on them; none selects, sits in a fold or sets the threshold.
+    let auxiliary: [StoredTrial]
     let optimizer: Optimizer
     let arena = ActivationArena()
     let pretrainedPath: String?
@@ -32,7 +36,7 @@ public final class Finetuner {
     let storeIdentity: String
 
     public init(spec: RunSpec, comm: Communicator, pretrained: String?, trainFile: String, validFile: String,
-                runDir: String, store: FeatureStore, hierarchy: ICD10Hierarchy, log: @escaping (String) -> Void) throws {
+                auxFiles: [String] = [], runDir: String, store: FeatureStore, hierarchy: ICD10Hierarchy, log: @escaping (String) -> Void) throws {
         self.spec = spec; self.comm = comm; self.runDir = runDir; self.log = log
         storeIdentity = store.identity.encoder
         let excluded = try spec.data.excludeFile.map { try readExclusionList($0) } ?? []
@@ -75,6 +79,19 @@ public final class Finetuner {
         } else {
             folds = []
         }
+        // Auxiliary trials: a trial also in --train or --valid (or in an earlier --aux file) stays where it first
+        // appears, so no fold's trial ever trains the member that selects on it.
+        var seen = Set(trainKept.map(\.nctid)).union(validKept.map(\.nctid))
+        var aux: [StoredTrial] = [], auxRows = 0
+        for file in auxFiles {
+            let r = try rows(file)
+            auxRows += r.count
+            aux += r.filter { !excluded.contains($0.nctid) && seen.insert($0.nctid).inserted }
+        }
+        auxiliary = aux
+        if comm.isRoot && !auxFiles.isEmpty {
+            log("finetune: \(aux.count) auxiliary trial(s) (\(aux.filter { $0.label == 1 }.count) successful) of \(auxFiles.joined(separator: ", ")) train every member; \(auxRows - aux.count) held out, repeated or also in \(trainFile) / \(validFile) not added")
+        }
         // Both files need both classes: the class weights divide by each class's count, and the validation
         // metrics that select the epoch (PR-AUC, ROC-AUC) are undefined on one class. With folds only the pool
         // does, and stratifiedFolds has checked that every fold holds both.
@@ -98,7 +115,7 @@ public final class Finetuner {
         } else {
             // Ablation: the same PEFT on a randomly initialised DM branch (fixed logit scale: it is not used).
             let b = BatchBuilder(store: store, hierarchy: hierarchy,
-                                 space: FeatureSpace(trials: train, data: spec.data, model: spec.model, hierarchy: hierarchy))
+                                 space: FeatureSpace(trials: train + auxiliary, data: spec.data, model: spec.model, hierarchy: hierarchy))
             space = b.space
             var loss = spec.loss
             loss.logitScale = .fixed
@@ -111,10 +128,11 @@ public final class Finetuner {
         builder = BatchBuilder(store: store, hierarchy: hierarchy, space: space)
         let f = spec.finetune
         let pct = Int((latest * 100).rounded())
+        let auxNote = auxFiles.isEmpty ? "" : " + auxiliary \(auxFiles.joined(separator: ", ")) (\(auxiliary.count) trials)"
         let head = OutcomeHeadSpec(loraRank: f.loraRank, loraAlpha: Float(f.loraAlpha), loraCross: f.loraCross, loraSelf: f.loraSelf,
                                    headHidden: f.headHidden, threshold: 0.5,
-                                   trainFile: !folds.isEmpty ? "\(trainFile) + \(validFile) (\(folds.count) folds)"
-                                       : latest > 0 ? "\(trainFile) (earliest \(100 - pct) %) + \(validFile)" : trainFile,
+                                   trainFile: (!folds.isEmpty ? "\(trainFile) + \(validFile) (\(folds.count) folds)"
+                                       : latest > 0 ? "\(trainFile) (earliest \(100 - pct) %) + \(validFile)" : trainFile) + auxNote,
                                    validFile: !folds.isEmpty ? "out of fold" : latest > 0 ? "\(trainFile) (latest \(pct) %)" : validFile,
                                    trainingDiseaseSets: [])     // each member's checkpoint records its own (trainMember)
         pretrainedTensors = tensors
@@ -158,7 +176,7 @@ public final class Finetuner {
     public func run() throws {
         let f = spec.finetune
         guard f.ensemble > 1 || !folds.isEmpty else {
-            _ = try trainMember(outcome, optimizer: optimizer, seed: f.seed, dir: runDir, train: train, valid: valid)
+            _ = try trainMember(outcome, optimizer: optimizer, seed: f.seed, dir: runDir, train: train + auxiliary, valid: valid)
             return
         }
         // Seed ensemble: every member selects on `valid`, the ensemble's scores are the mean of theirs. Cross-fitted
@@ -176,8 +194,8 @@ public final class Finetuner {
         for k in 0..<count {
             let model = k == 0 ? outcome : try Self.member(model: outcome.model.config, space: outcome.space, spec: outcome.spec,
                                                              finetune: f, seed: f.seed + k, pretrained: pretrainedTensors)
-            let (memberTrain, memberValid) = folds.isEmpty ? (train, valid)
-                : (folds.enumerated().filter { $0.offset != k }.flatMap(\.element), folds[k])
+            let (memberTrain, memberValid) = folds.isEmpty ? (train + auxiliary, valid)
+                : (folds.enumerated().filter { $0.offset != k }.flatMap(\.element) + auxiliary, folds[k])
             if comm.isRoot {
                 log("finetune: \(folds.isEmpty ? "ensemble member" : "fold") \(k + 1) of \(count) (seed \(f.seed + k)) -> \(runDir)/members/\(k + 1)")
             }

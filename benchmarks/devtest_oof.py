@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""Out-of-fold comparison of cross-fitted dev-test runs (Launch/devtest with finetune.folds): per run, ROC-AUC and
+PR-AUC of the pooled trials (the phase's "trains on" and "selects" files) each scored by the member that did not
+train on it, with 95 % percentile bootstrap intervals and the paired difference to the first run (same resamples).
+More trials than the dev test (phase I 952, II 357, III 275 against 209 / 89 / 69), but each member chose its epoch
+on the fold that holds the trial, so the level is optimistic; runs are compared on the same pool. The dev tests
+stay the figures that chose nothing.
+
+Usage: benchmarks/devtest_oof.py --phase N [--resamples 2000] LABEL=RUN_DIR ...
+Writes RUN_DIR/phaseN/oof_predictions.csv (nctid,probability) with `cladmop predict --out-of-fold` when it is
+missing (2 ranks), then reads it with the labels of RUN_DIR/phaseN/folds.csv."""
+import argparse, csv, os, random, subprocess, sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from devtest_compare import ROMAN, average_precision, roc_auc   # noqa: E402
+
+POOL = {1: ["data/devtest/dev_I_train.csv", "data/top/phase_I_valid.csv"],
+        2: ["data/devtest/dev_II_train.csv", "data/devtest/dev_II_select.csv"],
+        3: ["data/devtest/dev_III_train.csv", "data/devtest/dev_III_select.csv"]}
+
+
+def read_scores(path):
+    with open(path, newline="") as fh:
+        return {r["nctid"]: float(r["probability"]) for r in csv.DictReader(fh)}
+
+
+def out_of_fold(run_phase, phase):
+    """RUN/phaseN/oof_predictions.csv, written once from the pool files (temporary file, then renamed)."""
+    out = os.path.join(run_phase, "oof_predictions.csv")
+    if os.path.exists(out):
+        return out
+    scores = {}
+    for k, data in enumerate(POOL[phase]):
+        part = f"{out}.part{k}"
+        cmd = ["mpirun", "-np", "2", "-x", "OPENBLAS_NUM_THREADS=1", "--bind-to", "core"]
+        if os.geteuid() == 0:
+            cmd.append("--allow-run-as-root")
+        cmd += [".build/release/cladmop", "predict", "--config", f"configs/finetune-phase{phase}.yaml", "--checkpoint",
+                run_phase, "--out-of-fold", "--data", data, "--output", part]
+        r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if r.returncode != 0:
+            sys.exit(f"devtest_oof: {' '.join(cmd)} failed:\n{r.stderr}")
+        scores.update(read_scores(part))
+        os.remove(part)
+    with open(out + ".tmp", "w", newline="") as fh:
+        fh.write("nctid,probability\n" + "".join(f"{i},{p!r}\n" for i, p in sorted(scores.items())))
+    os.replace(out + ".tmp", out)
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--phase", type=int, required=True, choices=[1, 2, 3])
+    ap.add_argument("--resamples", type=int, default=2000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("runs", nargs="+", help="LABEL=RUN_DIR; the first is the reference of the paired differences")
+    a = ap.parse_args()
+    runs, labels = [], None
+    for spec in a.runs:
+        if "=" not in spec:
+            sys.exit(f"devtest_oof: {spec}: expected LABEL=RUN_DIR")
+        name, run = spec.split("=", 1)
+        run_phase = os.path.join(run, f"phase{a.phase}")
+        folds = os.path.join(run_phase, "folds.csv")
+        if not os.path.exists(folds):
+            sys.exit(f"devtest_oof: {folds} is missing: not a cross-fitted run (finetune.folds)")
+        with open(folds, newline="") as fh:
+            lab = {r["nctid"]: int(r["label"]) for r in csv.DictReader(fh)}
+        if labels is None:
+            labels = lab
+        elif lab != labels:
+            sys.exit(f"devtest_oof: {folds} pools other trials than the first run's: no paired comparison")
+        p = read_scores(out_of_fold(run_phase, a.phase))
+        if set(p) != set(labels):
+            sys.exit(f"devtest_oof: {run_phase}/oof_predictions.csv does not score exactly the trials of {folds}")
+        runs.append((name, p))
+    ids = sorted(labels)
+    y = [labels[i] for i in ids]
+    metrics = [("ROC-AUC", roc_auc), ("PR-AUC", average_precision)]
+    rng = random.Random(a.seed)
+    samples = [[rng.randrange(len(ids)) for _ in ids] for _ in range(a.resamples)]
+    values = []
+    for _, p in runs:
+        s = [p[i] for i in ids]
+        values.append([(m(s, y), [m([s[k] for k in idx], [y[k] for k in idx]) for idx in samples]) for _, m in metrics])
+
+    def ci(v):
+        v = sorted(x for x in v if x == x)
+        return v[int(0.025 * (len(v) - 1))], v[int(0.975 * (len(v) - 1))]
+
+    print(f"phase {a.phase}: {len(y)} pooled trials of {' + '.join(POOL[a.phase])} ({sum(y)} successful), out of fold; "
+          f"95 % bootstrap intervals over {a.resamples} resamples; Δ = paired difference to '{runs[0][0]}'")
+    print("| run | ROC-AUC | PR-AUC | Δ ROC-AUC | Δ PR-AUC |")
+    print("|---|---|---|---|---|")
+    for (name, _), row in zip(runs, values):
+        cells = ["%.3f [%.3f, %.3f]" % ((full,) + ci(boot)) for full, boot in row]
+        deltas = ["%+.3f [%+.3f, %+.3f]" % ((row[m][0] - values[0][m][0],) + ci([b - r for b, r in zip(row[m][1], values[0][m][1])]))
+                  for m in range(len(metrics))]
+        print(f"| {name} | " + " | ".join(cells + deltas) + " |")
+
+
+if __name__ == "__main__":
+    main()
