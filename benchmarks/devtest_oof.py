@@ -7,12 +7,16 @@ on the fold that holds the trial, so the level is optimistic; runs are compared 
 stay the figures that chose nothing.
 
 Usage: benchmarks/devtest_oof.py --phase N [--resamples 2000] LABEL=RUN_DIR ...
-Writes RUN_DIR/phaseN/oof_predictions.csv (nctid,probability) with `cladmop predict --out-of-fold` when it is
-missing (2 ranks), then reads it with the labels of RUN_DIR/phaseN/folds.csv."""
-import argparse, csv, os, random, subprocess, sys
+Writes RUN_DIR/phaseN/oof_predictions.csv (nctid,probability) with `cladmop predict --out-of-fold` (2 ranks) unless
+it is there for the run's current best.json (its checksum in oof_predictions.key), then reads it with the labels of
+RUN_DIR/phaseN/folds.csv. Run directories are taken relative to the current directory; the repository's files are
+found from this script's place."""
+import argparse, csv, hashlib, os, random, subprocess, sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from devtest_compare import ROMAN, average_precision, roc_auc   # noqa: E402
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+from devtest_compare import average_precision, roc_auc   # noqa: E402
 
 POOL = {1: ["data/devtest/dev_I_train.csv", "data/top/phase_I_valid.csv"],
         2: ["data/devtest/dev_II_train.csv", "data/devtest/dev_II_select.csv"],
@@ -26,8 +30,10 @@ def read_scores(path):
 
 def out_of_fold(run_phase, phase):
     """RUN/phaseN/oof_predictions.csv, written once from the pool files (temporary file, then renamed)."""
-    out = os.path.join(run_phase, "oof_predictions.csv")
-    if os.path.exists(out):
+    out, key_file = os.path.join(run_phase, "oof_predictions.csv"), os.path.join(run_phase, "oof_predictions.key")
+    with open(os.path.join(run_phase, "best.json"), "rb") as fh:
+        key = hashlib.sha256(fh.read()).hexdigest()
+    if os.path.exists(out) and os.path.exists(key_file) and open(key_file).read().strip() == key:
         return out
     scores = {}
     for k, data in enumerate(POOL[phase]):
@@ -35,9 +41,10 @@ def out_of_fold(run_phase, phase):
         cmd = ["mpirun", "-np", "2", "-x", "OPENBLAS_NUM_THREADS=1", "--bind-to", "core"]
         if os.geteuid() == 0:
             cmd.append("--allow-run-as-root")
-        cmd += [".build/release/cladmop", "predict", "--config", f"configs/finetune-phase{phase}.yaml", "--checkpoint",
-                run_phase, "--out-of-fold", "--data", data, "--output", part]
-        r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        cmd += [os.path.join(ROOT, ".build/release/cladmop"), "predict", "--config",
+                os.path.join(ROOT, f"configs/finetune-phase{phase}.yaml"), "--checkpoint", run_phase, "--out-of-fold",
+                "--data", os.path.join(ROOT, data), "--output", part]
+        r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)   # configs' paths
         if r.returncode != 0:
             sys.exit(f"devtest_oof: {' '.join(cmd)} failed:\n{r.stderr}")
         scores.update(read_scores(part))
@@ -45,6 +52,9 @@ def out_of_fold(run_phase, phase):
     with open(out + ".tmp", "w", newline="") as fh:
         fh.write("nctid,probability\n" + "".join(f"{i},{p!r}\n" for i, p in sorted(scores.items())))
     os.replace(out + ".tmp", out)
+    with open(key_file + ".tmp", "w") as fh:
+        fh.write(key + "\n")
+    os.replace(key_file + ".tmp", key_file)
     return out
 
 
@@ -60,7 +70,7 @@ def main():
         if "=" not in spec:
             sys.exit(f"devtest_oof: {spec}: expected LABEL=RUN_DIR")
         name, run = spec.split("=", 1)
-        run_phase = os.path.join(run, f"phase{a.phase}")
+        run_phase = os.path.abspath(os.path.join(run, f"phase{a.phase}"))
         folds = os.path.join(run_phase, "folds.csv")
         if not os.path.exists(folds):
             sys.exit(f"devtest_oof: {folds} is missing: not a cross-fitted run (finetune.folds)")

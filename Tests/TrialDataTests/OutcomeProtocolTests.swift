@@ -226,12 +226,15 @@ final class OutcomeProtocolTests: XCTestCase {
         try writeCSVSubset(from: repoRoot + "/data/top/phase_I_valid.csv", rows: 0..<12, to: dir + "/valid.csv")
         try writeCSVSubset(from: repoRoot + "/data/top/phase_I_valid.csv", rows: 12..<24, to: dir + "/test.csv")
         try writeCSVSubset(from: source, rows: 24..<40, to: dir + "/aux.csv")
-        // A second file whose every trial is already in train.csv (rows 0..<4) or in aux.csv (rows 24..<28): adds none.
+        // A second file whose every trial is already in train.csv (rows 0..<4), valid.csv (rows 0..<3 of phase_I_valid.csv)
+        // or aux.csv (rows 24..<28): adds none.
         try writeCSVSubset(from: source, rows: 0..<4, to: dir + "/head.csv")
+        try writeCSVSubset(from: repoRoot + "/data/top/phase_I_valid.csv", rows: 0..<3, to: dir + "/fromvalid.csv")
         try writeCSVSubset(from: source, rows: 24..<28, to: dir + "/tail.csv")
-        try (String(contentsOfFile: dir + "/head.csv", encoding: .utf8)
-             + String(contentsOfFile: dir + "/tail.csv", encoding: .utf8).split(separator: "\n", maxSplits: 1)[1])
-            .write(toFile: dir + "/repeat.csv", atomically: true, encoding: .utf8)
+        try (["head", "fromvalid", "tail"].enumerated().map { k, name in
+            let text = try String(contentsOfFile: dir + "/\(name).csv", encoding: .utf8)
+            return k == 0 ? text : String(text.split(separator: "\n", maxSplits: 1)[1])
+        }.joined()).write(toFile: dir + "/repeat.csv", atomically: true, encoding: .utf8)
         try writeCSVSubset(from: source, rows: 0..<40, to: dir + "/trainaux.csv")
         let cladmop = releaseOrDebugProduct("cladmop")
         // One feature store holding every file, so both runs read the same sentence vectors.
@@ -253,7 +256,7 @@ final class OutcomeProtocolTests: XCTestCase {
         }
         let withAux = try finetune("train", ["--aux", dir + "/aux.csv", "--aux", dir + "/repeat.csv"], "aux")
         XCTAssertEqual(withAux.status, 0, withAux.output)
-        XCTAssertTrue(withAux.output.contains("16 auxiliary trial(s)") && withAux.output.contains("8 held out, repeated or also in"), withAux.output)
+        XCTAssertTrue(withAux.output.contains("16 auxiliary trial(s)") && withAux.output.contains("11 held out, repeated or also in"), withAux.output)
         XCTAssertTrue(withAux.output.contains("40 training trials") && withAux.output.contains("12 validation"), withAux.output)
         let appended = try finetune("trainaux", [], "appended")
         XCTAssertEqual(appended.status, 0, appended.output)
@@ -261,18 +264,38 @@ final class OutcomeProtocolTests: XCTestCase {
         XCTAssertEqual(plain.status, 0, plain.output)
         let scores = try predictions("aux")
         XCTAssertEqual(scores, try predictions("appended"))
+        func best(_ run: String) throws -> [String: Any] {
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/\(run)/best.json"))) as! [String: Any]
+        }
+        let (a, b) = (try best("aux"), try best("appended"))
+        XCTAssertEqual(a["epoch"] as? Int, b["epoch"] as? Int)
+        XCTAssertEqual(a["threshold"] as? Double, b["threshold"] as? Double)
+        XCTAssertEqual(a["valid"] as? Double, b["valid"] as? Double)
         XCTAssertNotEqual(scores, try predictions("plain"), "the auxiliary trials change the model")
 
-        // Cross-fitted: the 36 pooled trials are cut into folds; no auxiliary trial is in one; each member trains on 24 + 16.
-        let folds = try finetune("train", ["--aux", dir + "/aux.csv", "--set", "finetune.folds=3"], "folds")
+        // Cross-fitted: the 36 pooled trials are cut into folds; no auxiliary trial is in one, and a trial of train.csv
+        // or valid.csv given again as auxiliary stays in its fold only: each member trains on 24 + 16 and selects on 12.
+        // Two auxiliary ids in data.exclude_file are left out as well.
+        let aux = try readTrials(paths: [dir + "/aux.csv"]).0.map(\.nctid)
+        let heldOut = try String(contentsOfFile: repoRoot + "/data/top/heldout_nctids.txt", encoding: .utf8)
+        try (heldOut + "\n" + aux[5] + "\n" + aux[9] + "\n").write(toFile: dir + "/heldout.txt", atomically: true, encoding: .utf8)
+        let folds = try finetune("train", ["--aux", dir + "/aux.csv", "--aux", dir + "/repeat.csv", "--set", "finetune.folds=3"], "folds")
         XCTAssertEqual(folds.status, 0, folds.output)
         XCTAssertTrue(folds.output.contains("3 folds over 36 trials"), folds.output)
         XCTAssertEqual(folds.output.components(separatedBy: "40 training trials").count - 1, 3, folds.output)
+        XCTAssertEqual(folds.output.components(separatedBy: "12 validation").count - 1, 3, folds.output)
+        let excluding = try finetune("train", ["--aux", dir + "/aux.csv", "--set", "data.exclude_file=\(dir)/heldout.txt"], "excluding")
+        XCTAssertEqual(excluding.status, 0, excluding.output)
+        XCTAssertTrue(excluding.output.contains("14 auxiliary trial(s)") && excluding.output.contains("38 training trials"), excluding.output)
         let pool = Set(try readTrials(paths: [dir + "/train.csv", dir + "/valid.csv"]).0.map(\.nctid))
         let inFolds = try String(contentsOfFile: dir + "/folds/folds.csv", encoding: .utf8).split(separator: "\n").dropFirst()
             .map { String($0.split(separator: ",")[0]) }
         XCTAssertEqual(Set(inFolds), pool)
-        // An auxiliary file that is not there: exit 2 naming it.
+        // An auxiliary file that is not there, or has no trial rows: exit 2 naming it.
+        try "nctid,status,why_stop,label,phase,diseases,icdcodes,drugs,smiless,criteria\n".write(toFile: dir + "/empty.csv", atomically: true, encoding: .utf8)
+        let empty = try finetune("train", ["--aux", dir + "/empty.csv"], "empty")
+        XCTAssertEqual(empty.status, 2, empty.output)
+        XCTAssertTrue(empty.output.contains("empty.csv") && empty.output.contains("no trial rows"), empty.output)
         let missing = try finetune("train", ["--aux", dir + "/nowhere.csv"], "missing")
         XCTAssertEqual(missing.status, 2, missing.output)
         XCTAssertTrue(missing.output.contains("nowhere.csv"), missing.output)

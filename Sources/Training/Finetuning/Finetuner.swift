@@ -84,7 +84,9 @@ public final class Finetuner {
         var seen = Set(trainKept.map(\.nctid)).union(validKept.map(\.nctid))
         var aux: [StoredTrial] = [], auxRows = 0
         for file in auxFiles {
-            let r = try rows(file)
+            // The store holds every file (storeContaining), so no rows here means the file has none.
+            let r = store.trials(of: file)
+            guard !r.isEmpty else { throw InputError(file: file, "has no trial rows; an --aux file needs at least one labelled trial") }
             auxRows += r.count
             aux += r.filter { !excluded.contains($0.nctid) && seen.insert($0.nctid).inserted }
         }
