@@ -10,7 +10,8 @@ Usage: benchmarks/devtest_oof.py --phase N [--resamples 2000] LABEL=RUN_DIR ...
 Writes RUN_DIR/phaseN/oof_predictions.csv (nctid,probability) with `cladmop predict --out-of-fold` (2 ranks) unless
 it is there for the run's current best.json (its checksum in oof_predictions.key), then reads it with the labels of
 RUN_DIR/phaseN/folds.csv. Run directories are taken relative to the current directory; the repository's files are
-found from this script's place."""
+found from this script's place. The pools are Launch/devtest's: each phase's train and selection files (phase I's
+--phase1-select temporal files pool the same trials)."""
 import argparse, csv, hashlib, os, random, subprocess, sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -38,7 +39,8 @@ def out_of_fold(run_phase, phase):
     scores = {}
     for k, data in enumerate(POOL[phase]):
         part = f"{out}.part{k}"
-        cmd = ["mpirun", "-np", "2", "-x", "OPENBLAS_NUM_THREADS=1", "--bind-to", "core"]
+        cmd = ["mpirun", "-np", "2", "-x", "OPENBLAS_NUM_THREADS=1"]
+        cmd += ["--bind-to", "core"] if (os.cpu_count() or 1) >= 2 else ["--oversubscribe", "--bind-to", "none"]
         if os.geteuid() == 0:
             cmd.append("--allow-run-as-root")
         cmd += [os.path.join(ROOT, ".build/release/cladmop"), "predict", "--config",

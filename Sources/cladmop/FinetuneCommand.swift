@@ -15,7 +15,7 @@ struct Finetune: ParsableCommand {
     var pretrained: String
     @Option(help: "Labelled TOP CSV to fine-tune on.") var train: String
     @Option(help: "Labelled TOP CSV for model selection.") var valid: String
-    @Option(help: ArgumentHelp("Labelled TOP CSV of auxiliary trials (repeatable; for example other phases): added to every member's training, never to selection, folds or the threshold. Trials also in --train or --valid stay there only.", valueName: "csv"))
+    @Option(help: ArgumentHelp("Labelled TOP CSV of auxiliary trials (repeatable; for example other phases): added to every member's training and counted by the class weights, never to selection, folds or the threshold. Trials also in --train or --valid stay there only; a trial in two --aux files counts once (the first); held-out ids (data.exclude_file) are removed. --train and --valid still need both classes each (with folds, their pool).", valueName: "csv"))
     var aux: [String] = []
     @Option(help: "Run directory: checkpoints/, best.json, metrics.jsonl.") var runDir: String
     @Flag(help: "Replace the fine-tuning run that --run-dir already holds (its files are deleted first).") var overwrite = false

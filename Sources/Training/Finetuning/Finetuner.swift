@@ -115,9 +115,11 @@ public final class Finetuner {
             pretrainedPath = URL(fileURLWithPath: jsonPath).standardizedFileURL.path
             pretrainedChecksum = meta.tensorsChecksum
         } else {
-            // Ablation: the same PEFT on a randomly initialised DM branch (fixed logit scale: it is not used).
+            // Ablation: the same PEFT on a randomly initialised DM branch (fixed logit scale: it is not used). Its
+            // vocabularies come from every trial that trains a member: the pool under folds, and the auxiliary trials.
+            let trainedOn = (folds.isEmpty ? train : folds.flatMap { $0 }) + auxiliary
             let b = BatchBuilder(store: store, hierarchy: hierarchy,
-                                 space: FeatureSpace(trials: train + auxiliary, data: spec.data, model: spec.model, hierarchy: hierarchy))
+                                 space: FeatureSpace(trials: trainedOn, data: spec.data, model: spec.model, hierarchy: hierarchy))
             space = b.space
             var loss = spec.loss
             loss.logitScale = .fixed
