@@ -56,13 +56,33 @@ ROMAN = {1: "I", 2: "II", 3: "III"}
 DELTAS = (0, 1, 3)   # paired differences of ROC-AUC, PR-AUC and F1 at the run's threshold
 
 
-def main():
+def arguments():
+    """The arguments shared by the comparison scripts: --phase, --resamples, --seed and LABEL=RUN_DIR runs."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--phase", type=int, required=True, choices=[1, 2, 3])
     ap.add_argument("--resamples", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("runs", nargs="+", help="LABEL=RUN_DIR; the first is the reference of the paired differences")
-    a = ap.parse_args()
+    return ap.parse_args()
+
+
+def ci(v):
+    """95 % percentile interval of bootstrap values (NaN left out)."""
+    v = sorted(x for x in v if x == x)
+    return v[int(0.025 * (len(v) - 1))], v[int(0.975 * (len(v) - 1))]
+
+
+def cell(full, boot):
+    return "%.3f [%.3f, %.3f]" % ((full,) + ci(boot))
+
+
+def paired(value, reference):
+    """Paired difference of one metric, (full, [resampled]) against the reference's on the same resamples."""
+    return "%+.3f [%+.3f, %+.3f]" % ((value[0] - reference[0],) + ci([b - r for b, r in zip(value[1], reference[1])]))
+
+
+def main():
+    a = arguments()
     test = f"data/devtest/dev_{ROMAN[a.phase]}_test.csv"
     with open(test, newline="") as fh:
         labels = {r["nctid"]: int(r["label"]) for r in csv.DictReader(fh)}
@@ -101,10 +121,6 @@ def main():
             row.append((full, boot))
         values.append(row)
 
-    def ci(v):
-        v = sorted(x for x in v if x == x)
-        return v[int(0.025 * (len(v) - 1))], v[int(0.975 * (len(v) - 1))]
-
     pos = sum(y) / len(y)
     print(f"phase {a.phase}: {test}, {len(y)} trials ({sum(y)} successful; all-success F1 {2 * pos / (1 + pos):.3f}, "
           f"all-success PR-AUC {pos:.3f}); 95 % bootstrap intervals over {a.resamples} resamples; "
@@ -112,11 +128,8 @@ def main():
     print("| run | thr | " + " | ".join(n for n, _ in metrics) + " | " + " | ".join("Δ " + metrics[m][0] for m in DELTAS) + " |")
     print("|---|---|" + "---|" * (len(metrics) + len(DELTAS)))
     for (label, _, t), row in zip(runs, values):
-        cells = ["%.3f [%.3f, %.3f]" % ((full,) + ci(boot)) for full, boot in row]
-        deltas = []
-        for m in DELTAS:
-            d = [b - r for b, r in zip(row[m][1], values[0][m][1])]
-            deltas.append("%+.3f [%+.3f, %+.3f]" % ((row[m][0] - values[0][m][0],) + ci(d)))
+        cells = [cell(full, boot) for full, boot in row]
+        deltas = [paired(row[m], values[0][m]) for m in DELTAS]
         print(f"| {label} | {t:.3f} | " + " | ".join(cells) + " | " + " | ".join(deltas) + " |")
 
 

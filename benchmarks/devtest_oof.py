@@ -7,21 +7,16 @@ on the fold that holds the trial, so the level is optimistic; runs are compared 
 stay the figures that chose nothing.
 
 Usage: benchmarks/devtest_oof.py --phase N [--resamples 2000] LABEL=RUN_DIR ...
-Writes RUN_DIR/phaseN/oof_predictions.csv (nctid,probability) with `cladmop predict --out-of-fold` (2 ranks) unless
+Writes RUN_DIR/phaseN/oof_predictions.csv (nctid,probability) with `cladmop predict --out-of-fold` unless
 it is there for the run's current best.json (its checksum in oof_predictions.key), then reads it with the labels of
 RUN_DIR/phaseN/folds.csv. Run directories are taken relative to the current directory; the repository's files are
 found from this script's place. The pools are Launch/devtest's: each phase's train and selection files (phase I's
 --phase1-select temporal files pool the same trials)."""
-import argparse, csv, hashlib, os, random, subprocess, sys
+import csv, hashlib, os, random, sys, tempfile
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-sys.path.insert(0, HERE)
-from devtest_compare import average_precision, roc_auc   # noqa: E402
-
-POOL = {1: ["data/devtest/dev_I_train.csv", "data/top/phase_I_valid.csv"],
-        2: ["data/devtest/dev_II_train.csv", "data/devtest/dev_II_select.csv"],
-        3: ["data/devtest/dev_III_train.csv", "data/devtest/dev_III_select.csv"]}
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from devtest_calibration import POOL, predict   # noqa: E402
+from devtest_compare import arguments, average_precision, cell, paired, roc_auc   # noqa: E402
 
 
 def read_scores(path):
@@ -37,20 +32,9 @@ def out_of_fold(run_phase, phase):
     if os.path.exists(out) and os.path.exists(key_file) and open(key_file).read().strip() == key:
         return out
     scores = {}
-    for k, data in enumerate(POOL[phase]):
-        part = f"{out}.part{k}"
-        cmd = ["mpirun", "-np", "2", "-x", "OPENBLAS_NUM_THREADS=1"]
-        cmd += ["--bind-to", "core"] if (os.cpu_count() or 1) >= 2 else ["--oversubscribe", "--bind-to", "none"]
-        if os.geteuid() == 0:
-            cmd.append("--allow-run-as-root")
-        cmd += [os.path.join(ROOT, ".build/release/cladmop"), "predict", "--config",
-                os.path.join(ROOT, f"configs/finetune-phase{phase}.yaml"), "--checkpoint", run_phase, "--out-of-fold",
-                "--data", os.path.join(ROOT, data), "--output", part]
-        r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)   # configs' paths
-        if r.returncode != 0:
-            sys.exit(f"devtest_oof: {' '.join(cmd)} failed:\n{r.stderr}")
-        scores.update(read_scores(part))
-        os.remove(part)
+    with tempfile.TemporaryDirectory() as tmp:
+        for data in POOL[phase]:
+            scores.update(predict(run_phase, data, os.path.join(tmp, "scores.csv"), phase, ["--out-of-fold"]))
     with open(out + ".tmp", "w", newline="") as fh:
         fh.write("nctid,probability\n" + "".join(f"{i},{p!r}\n" for i, p in sorted(scores.items())))
     os.replace(out + ".tmp", out)
@@ -61,12 +45,7 @@ def out_of_fold(run_phase, phase):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--phase", type=int, required=True, choices=[1, 2, 3])
-    ap.add_argument("--resamples", type=int, default=2000)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("runs", nargs="+", help="LABEL=RUN_DIR; the first is the reference of the paired differences")
-    a = ap.parse_args()
+    a = arguments()
     runs, labels = [], None
     for spec in a.runs:
         if "=" not in spec:
@@ -96,18 +75,13 @@ def main():
         s = [p[i] for i in ids]
         values.append([(m(s, y), [m([s[k] for k in idx], [y[k] for k in idx]) for idx in samples]) for _, m in metrics])
 
-    def ci(v):
-        v = sorted(x for x in v if x == x)
-        return v[int(0.025 * (len(v) - 1))], v[int(0.975 * (len(v) - 1))]
-
     print(f"phase {a.phase}: {len(y)} pooled trials of {' + '.join(POOL[a.phase])} ({sum(y)} successful), out of fold; "
           f"95 % bootstrap intervals over {a.resamples} resamples; Δ = paired difference to '{runs[0][0]}'")
     print("| run | ROC-AUC | PR-AUC | Δ ROC-AUC | Δ PR-AUC |")
     print("|---|---|---|---|---|")
     for (name, _), row in zip(runs, values):
-        cells = ["%.3f [%.3f, %.3f]" % ((full,) + ci(boot)) for full, boot in row]
-        deltas = ["%+.3f [%+.3f, %+.3f]" % ((row[m][0] - values[0][m][0],) + ci([b - r for b, r in zip(row[m][1], values[0][m][1])]))
-                  for m in range(len(metrics))]
+        cells = [cell(full, boot) for full, boot in row]
+        deltas = [paired(row[m], values[0][m]) for m in range(len(metrics))]
         print(f"| {name} | " + " | ".join(cells + deltas) + " |")
 
 
