@@ -36,7 +36,7 @@ public final class Finetuner {
     let storeIdentity: String
 
     public init(spec: RunSpec, comm: Communicator, pretrained: String?, trainFile: String, validFile: String,
-                auxFiles: [String] = [], runDir: String, store: FeatureStore, hierarchy: ICD10Hierarchy, log: @escaping (String) -> Void) throws {
+                auxFiles: [String], runDir: String, store: FeatureStore, hierarchy: ICD10Hierarchy, log: @escaping (String) -> Void) throws {
         self.spec = spec; self.comm = comm; self.runDir = runDir; self.log = log
         storeIdentity = store.identity.encoder
         let excluded = try spec.data.excludeFile.map { try readExclusionList($0) } ?? []
