@@ -99,7 +99,7 @@ func padded(_ text: String, _ width: Int) -> String {
 }
 
 func printKernelTable(_ r: KernelBenchmarkResult) {
-    print("sgemm, one rank, \(r.blasThreads) BLAS thread(s), OpenBLAS kernels: \(r.blasCore); fp32 gemm(): \(r.fp32Rule)")
+    print("sgemm, one rank, \(r.blasThreads) BLAS thread(s), OpenBLAS kernels: \(r.blasCore); fp32 gemm(): \(r.fp32Rule); subnormals \(r.flushDenormals ? "flushed to zero" : "kept (CLADMOP_DENORMALS=keep)")")
     print("square GEMMs, GFLOP/s: OpenBLAS sgemm and oneDNN fp32 matmul (best, median), and the library gemm() picks")
     print(padded("size", 8) + padded("OpenBLAS", 10) + padded("median", 8) + padded("oneDNN", 8) + padded("median", 8) + "  gemm() uses")
     func rate(_ x: Double?) -> String { x.map { String(format: "%.1f", $0) } ?? "-" }

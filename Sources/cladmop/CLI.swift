@@ -23,6 +23,14 @@ struct Cladmop: ParsableCommand {
             FileHandle.standardError.write(Data(("error: " + message + "\n").utf8))
             Foundation.exit(2)
         }
+        // Subnormal floats flushed to zero in this thread before any other starts (they inherit the mode): the CPU
+        // handles them in microcode (Denormals, docs/performance.md).
+        guard let flush = Denormals.requested() else {
+            let value = ProcessInfo.processInfo.environment["CLADMOP_DENORMALS"] ?? ""
+            FileHandle.standardError.write(Data("error: CLADMOP_DENORMALS=\(value): expected flush or keep\n".utf8))
+            Foundation.exit(2)
+        }
+        Denormals.setFlushToZero(flush)
         do {
             var command = try parseAsRoot()
             try command.run()

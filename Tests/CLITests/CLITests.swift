@@ -206,6 +206,24 @@ final class BenchSmokeTests: XCTestCase {
         XCTAssertTrue(bad.output.contains("CLADMOP_GEMM_BACKEND=mkl: expected auto, openblas or onednn"), bad.output)
     }
 
+    /// The CLI flushes subnormal floats to zero before anything runs (ranks under mpirun too; `bench --kernels`
+    /// reports its thread's mode); `CLADMOP_DENORMALS=keep` keeps them; any other value exits 2 naming it.
+    func testSubnormalsAreFlushedUnlessKept() throws {
+        func flushed(_ environment: [String: String]) throws -> Bool? {
+            let r = try mpirun(np: 1, executable: cladmop, arguments: ["bench", "--kernels", "--seconds", "0.01", "--json"],
+                               environment: environment)
+            XCTAssertEqual(r.status, 0, r.output)
+            let line = try XCTUnwrap(r.output.split(separator: "\n").first { $0.hasPrefix("{") }, r.output)
+            let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+            return json["flush_denormals"] as? Bool
+        }
+        XCTAssertEqual(try flushed([:]), true)
+        XCTAssertEqual(try flushed(["CLADMOP_DENORMALS": "keep"]), false)
+        let bad = try runProduct("cladmop", ["--help"], environment: ["CLADMOP_DENORMALS": "yes"])
+        XCTAssertEqual(bad.status, 2, bad.output)
+        XCTAssertTrue(bad.output.contains("CLADMOP_DENORMALS=yes: expected flush or keep"), bad.output)
+    }
+
     /// OpenBLAS picks its kernels by CPU model and falls back to SSE3 "Prescott" ones on a model it does not know;
     /// cladmop then restarts itself with OPENBLAS_CORETYPE from the CPU's flags (under mpirun too). On a CPU with
     /// AVX2 + FMA the kernels in use are never Prescott; a user's OPENBLAS_CORETYPE is kept as it is.

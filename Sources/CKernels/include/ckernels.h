@@ -53,6 +53,12 @@ double ck_sum_squares(const float *x, size_t n);
 
 // bfloat16 (the upper half of a float32). 1 when the CPU executes AVX512-BF16 (VCVTNE2PS2BF16, VDPBF16PS).
 int ck_cpu_has_avx512_bf16(void);
+// Subnormal floats (|x| < 2^-126) in the calling thread's arithmetic: on = 1 flushes them to zero (x86 MXCSR FTZ and
+// DAZ, arm64 FPCR.FZ), on = 0 restores IEEE gradual underflow. Returns 0 where the architecture has no such mode.
+// Threads created afterwards inherit the mode.
+int ck_set_flush_denormals(int on);
+// 1 when the calling thread flushes subnormals (both FTZ and DAZ on x86), else 0.
+int ck_flush_denormals(void);
 // 1 when the CPU has AVX-512 F, BW, VL and DQ (oneDNN's avx512_core kernels), else 0.
 int ck_cpu_has_avx512_core(void);
 // y = bf16(x), round to nearest even (VCVTNE2PS2BF16 when the CPU has it, the same rounding in scalar code otherwise;

@@ -1,4 +1,5 @@
 import CKernels
+import Foundation
 
 // The C kernels of CKernels for the layers: GELU (polynomial exp and erf), LayerNorm, Adam and the attention core.
 
@@ -70,5 +71,29 @@ func layerNormBackward(_ x: ConstFloatPtr, _ dy: ConstFloatPtr, gamma: ConstFloa
                        _ dx: FloatPtr, dgamma: FloatPtr?, dbeta: FloatPtr?, rows: Int, dim: Int) {
     withUnsafeTemporaryAllocation(of: Float.self, capacity: 3 * dim) {
         ck_layernorm_backward(x, dy, gamma, mean, rstd, dx, dgamma, dbeta, rows, dim, $0.baseAddress!)
+    }
+}
+
+/// Subnormal floats (|x| < 2^-126, Float.leastNormalMagnitude): the CPU computes with them in microcode, dozens of
+/// times slower than with normal numbers. A fine-tuning run whose attention saturates (LoRA at the paper's rate
+/// 5e-2) fills its GEMMs with them and ran 2.3-2.6 times slower (benchmarks/denormals.sh, docs/performance.md).
+/// The CLI flushes them to zero for the whole process (`CLADMOP_DENORMALS=flush`, the default) before anything
+/// else runs; `CLADMOP_DENORMALS=keep` keeps IEEE gradual underflow (the comparison). A value below 2^-126 then
+/// reads and is written as 0: nothing this model computes is that small and still matters.
+public enum Denormals {
+    /// Sets the calling thread's mode (threads created later inherit it); false where the CPU has no such mode.
+    @discardableResult
+    public static func setFlushToZero(_ on: Bool) -> Bool { ck_set_flush_denormals(on ? 1 : 0) != 0 }
+
+    /// Whether the calling thread flushes subnormal operands and results to zero.
+    public static var flushToZero: Bool { ck_flush_denormals() != 0 }
+
+    /// `CLADMOP_DENORMALS` parsed: true for unset, empty or `flush`, false for `keep`; nil for any other value.
+    public static func requested(_ environment: [String: String] = ProcessInfo.processInfo.environment) -> Bool? {
+        switch environment["CLADMOP_DENORMALS"] {
+        case nil, "", "flush": return true
+        case "keep": return false
+        default: return nil
+        }
     }
 }

@@ -53,6 +53,8 @@ public struct KernelBenchmarkResult: Encodable {
     public var bf16Available = false, onednnImplementations: [String: String] = [:]
     /// How `gemm(.fp32, ...)` picks its library here (`GEMMBackend.fp32RuleDescription`).
     public var fp32Rule: String = GEMMBackend.fp32RuleDescription
+    /// Whether subnormal floats are flushed to zero in the benchmark's thread (`Denormals`, CLADMOP_DENORMALS).
+    public var flushDenormals: Bool = Denormals.flushToZero
     /// The layer's mix at the best rate of the library `gemm(.fp32, ...)` picks per shape (rank 0).
     public var modelMixFP32Gflops: Double?
     /// Rank 0's kernels (nil on other ranks).
@@ -71,6 +73,7 @@ public struct KernelBenchmarkResult: Encodable {
         var c = encoder.container(keyedBy: Key.self)
         try c.encode(worldSize, forKey: Key("world_size")); try c.encode(blasThreads, forKey: Key("blas_threads"))
         try c.encode(blasCore, forKey: Key("blas_core")); try c.encode(fp32Rule, forKey: Key("fp32_rule"))
+        try c.encode(flushDenormals, forKey: Key("flush_denormals"))
         try c.encode(transport, forKey: Key("transport")); try c.encode(collectives, forKey: Key("collectives"))
         try c.encode(bf16Available, forKey: Key("bf16_available")); try c.encode(onednnImplementations, forKey: Key("onednn_implementations"))
         if let sgemm {
