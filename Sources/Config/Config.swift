@@ -20,7 +20,7 @@ public enum ConfigKind: Sendable {
         case .bool: return "true or false"
         case .string(let allowed): return allowed.map { "one of \($0.joined(separator: ", "))" } ?? "a string"
         case .stringList: return "a list of strings"
-        case .phaseList: return "a list of phases among 1, 2, 3, 4"
+        case .phaseList: return "a list of distinct phases among 1, 2, 3, 4"
         }
     }
 }
@@ -139,7 +139,8 @@ public struct Config: Sendable {
         case .phaseList:
             let items: [Any] = (raw as? [Any]) ?? ((raw as? String).map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } } ?? [raw])
             let phases = items.map { "\($0)" }
-            guard items.allSatisfy({ $0 is String || $0 is Int }), phases.allSatisfy({ ["1", "2", "3", "4"].contains($0) }) else { throw bad() }
+            guard items.allSatisfy({ $0 is String || $0 is Int }), phases.allSatisfy({ ["1", "2", "3", "4"].contains($0) }),
+                  Set(phases).count == phases.count else { throw bad() }
             values[path] = .strings(phases)
         }
     }

@@ -11,6 +11,8 @@ public struct Hostfile {
     public let path: String
     public let hosts: [Host]
     public var totalSlots: Int { hosts.reduce(0) { $0 + $1.slots } }
+    /// The most slots (or max_slots) one host may give: 2^20, far beyond any node, so that sums never overflow.
+    public static let maxSlots = 1 << 20
 
     public init(path: String) throws {
         let text = try readTextLines(path, what: "hostfile", limit: 16 << 20)
@@ -57,8 +59,8 @@ public struct Hostfile {
                 }
                 guard !seen.contains(kv[0]) else { throw InputError(file: path, line: line, "\(kv[0]) given twice for host \(name)") }
                 seen.insert(kv[0])
-                guard let n = Int(kv[1]), n >= 1 else {
-                    throw InputError(file: path, line: line, "\(kv[0])=\(kv[1]) for host \(name): expected a whole number >= 1")
+                guard let n = Int(kv[1]), n >= 1, n <= Self.maxSlots else {
+                    throw InputError(file: path, line: line, "\(kv[0])=\(kv[1]) for host \(name): expected a whole number from 1 to \(Self.maxSlots)")
                 }
                 if kv[0] == "slots" { host.slots = n } else { host.maxSlots = n }
             }

@@ -22,6 +22,7 @@ public final class MappedFile {
         defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw InputError(file: path, "cannot stat") }
+        FilesRead.note(st, path: path)
         let size = Int(st.st_size)
         if size == 0 {
             bytes = UnsafeRawBufferPointer(start: nil, count: 0)
@@ -50,9 +51,40 @@ public func checksum64(_ data: UnsafeRawBufferPointer, seed: UInt64 = 0xCBF2_9CE
     return h
 }
 
+/// The files this process has read (readRegularFile, MappedFile), by device and inode: links, relative paths and
+/// hard links name the same entry. `writeFileAtomically` refuses to replace one of them, so no command overwrites
+/// an input it read (a checkpoint, its metadata, best.json, folds.csv, a config, a CSV, a feature store, the
+/// encoder's files), whatever flag named the output.
+public enum FilesRead {
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var files: [FileID: String] = [:]
+    struct FileID: Hashable { var device: UInt64, inode: UInt64 }
+
+    /// Records a file just opened for reading (`st` its stat).
+    public static func note(_ st: stat, path: String) {
+        lock.lock(); defer { lock.unlock() }
+        let id = FileID(device: UInt64(st.st_dev), inode: UInt64(st.st_ino))
+        if files[id] == nil { files[id] = path }
+    }
+
+    /// The path under which this process read the file now at `path`, or nil when it read no such file.
+    public static func input(at path: String) -> String? {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return nil }
+        lock.lock(); defer { lock.unlock() }
+        return files[FileID(device: UInt64(st.st_dev), inode: UInt64(st.st_ino))]
+    }
+}
+
 /// Writes `data` to `path` atomically: a temporary file in the same folder, fsync, rename, fsync of the
 /// folder. A crash at any moment leaves either the old file or the new one, never a partial file.
-public func writeFileAtomically(_ path: String, _ write: (FileHandle) throws -> Void) throws {
+/// A `path` that is a file this process read (`FilesRead`) is refused (an InputError naming both), unless
+/// `replacingInput`: the few files a command deliberately rewrites after reading them (a resumed run's
+/// metrics.jsonl, config.yaml and best.json, a feature store brought up to date).
+public func writeFileAtomically(_ path: String, replacingInput: Bool = false, _ write: (FileHandle) throws -> Void) throws {
+    if !replacingInput, let input = FilesRead.input(at: path) {
+        throw InputError(file: path, "is \(input == path ? "an input" : "the input \(input)") this command read; refusing to overwrite it, choose another output path")
+    }
     let url = URL(fileURLWithPath: path)
     let dir = url.deletingLastPathComponent().path
     let tmp = dir + "/." + url.lastPathComponent + ".tmp-\(getpid())"

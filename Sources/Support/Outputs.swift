@@ -1,8 +1,8 @@
 import Foundation
 
 /// `text` written to `path` atomically (temporary file, fsync, rename); errors name the path and the reason.
-public func writeTextFile(_ path: String, _ text: String) throws {
-    try writeFileAtomically(path) { try $0.write(contentsOf: Data(text.utf8)) }
+public func writeTextFile(_ path: String, replacingInput: Bool = false, _ text: String) throws {
+    try writeFileAtomically(path, replacingInput: replacingInput) { try $0.write(contentsOf: Data(text.utf8)) }
 }
 
 /// Creates the folder `path` (and its parents) unless it exists; a file, FIFO or device there is an error
@@ -32,10 +32,14 @@ public func resolvedPath(_ path: String) -> String {
 
 /// Refuses outputs that would replace an input (the same file after resolving links and relative paths) or
 /// another output, and outputs that name an existing folder, FIFO or device. Each pair is (option, path).
-public func checkOutputs(_ outputs: [(String, String)], inputs: [(String, String)]) throws {
+/// With `protectRunFiles`, an output may not replace a file that training writes (`runFileKind`: checkpoints, a
+/// run's best.json, folds.csv, config.yaml, metrics.jsonl, feature stores); featurize and synth, which write
+/// stores, pass false.
+public func checkOutputs(_ outputs: [(String, String)], inputs: [(String, String)], protectRunFiles: Bool = true) throws {
     var seen: [String: String] = [:]
     for (option, path) in inputs { seen[resolvedPath(path)] = option }
     for (option, path) in outputs {
+        guard !path.isEmpty else { throw InputError(file: option, "is empty; expected a file path") }
         let key = resolvedPath(path)
         if let other = seen[key] {
             throw InputError(file: path, "\(option) would overwrite the file given to \(other); choose another output path")
@@ -45,5 +49,26 @@ public func checkOutputs(_ outputs: [(String, String)], inputs: [(String, String
         if stat(path, &st) == 0 && (st.st_mode & S_IFMT) != S_IFREG {
             throw InputError(file: path, "\(option) names \((st.st_mode & S_IFMT) == S_IFDIR ? "a folder" : "a file that is not a regular file"); expected a file path")
         }
+        if protectRunFiles, stat(path, &st) == 0, let what = runFileKind(path) {
+            throw InputError(file: path, "\(option) would overwrite \(what); choose another output path")
+        }
     }
+}
+
+/// What a file written by training is ("a checkpoint's tensors", "a run's best.json", ...), by its name and
+/// neighbours, under the name given and the one links resolve to; nil for any other file. Outputs of the scoring
+/// commands never replace one: they are the results of runs, and inputs of others.
+public func runFileKind(_ path: String) -> String? {
+    for url in [URL(fileURLWithPath: path), URL(fileURLWithPath: resolvedPath(path))] {
+        let name = url.lastPathComponent, dir = url.deletingLastPathComponent().path
+        func exists(_ sibling: String) -> Bool { FileManager.default.fileExists(atPath: dir + "/" + sibling) }
+        if name.hasSuffix(".safetensors") {
+            if exists(String(name.dropLast(".safetensors".count)) + ".json") { return "a checkpoint's tensors" }
+            if exists("config.json") && exists("vocab.txt") { return "an encoder's weights" }
+        }
+        if name.hasPrefix("step-") && name.hasSuffix(".json") { return "a checkpoint's metadata" }
+        if ["best.json", "folds.csv", "config.yaml", "metrics.jsonl"].contains(name) { return "a run's \(name)" }
+        if name.hasSuffix(".store") { return "a feature store" }
+    }
+    return nil
 }

@@ -37,6 +37,8 @@ public func readRegularFile(_ path: String, what: String, limit: Int = 1 << 30) 
     guard let data = FileManager.default.contents(atPath: path) else {
         throw InputError(file: path, "cannot read the \(what): \(String(cString: strerror(errno)))")
     }
+    var st = stat()
+    if stat(path, &st) == 0 { FilesRead.note(st, path: path) }
     return data
 }
 

@@ -51,7 +51,7 @@ public final class MetricsLog {
             kept.append(line)
         }
         guard dropped > 0 else { return }
-        try writeFileAtomically(path) { h in for line in kept { try h.write(contentsOf: line + [0x0A]) } }
+        try writeFileAtomically(path, replacingInput: true) { h in for line in kept { try h.write(contentsOf: line + [0x0A]) } }
     }
     public func write<Record: Encodable>(_ record: Record) throws {
         let encoder = JSONEncoder()

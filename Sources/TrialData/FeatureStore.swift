@@ -166,7 +166,10 @@ public final class FeatureStore {
         append(UInt64(meta.count)); append(UInt64(payloadOffset)); append(sum)
         let dir = URL(fileURLWithPath: path).deletingLastPathComponent().path
         try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        try writeFileAtomically(path) { h in
+        // A store brought up to date replaces the store it was read from; any other file this process read stays.
+        let replacingStore = FilesRead.input(at: path) != nil
+            && (FileHandle(forReadingAtPath: path).map { h in defer { try? h.close() }; return Array(h.readData(ofLength: 8)) == magic } ?? false)
+        try writeFileAtomically(path, replacingInput: replacingStore) { h in
             try h.write(contentsOf: header)
             try h.write(contentsOf: meta)
             try h.write(contentsOf: Data(count: payloadOffset - headerBytes - meta.count))

@@ -17,6 +17,7 @@ struct Baseline: ParsableCommand {
 
     func run() throws {
         runJob { comm in
+            try checkOutputs(json.map { [("--json", $0)] } ?? [], inputs: [("--train", train), ("--data", data)])
             let spec = try options.load(comm)
             let hierarchy = try ICD10Hierarchy(path: spec.data.icdHierarchy)
             let store = try storeContaining([train, data], spec: spec, hierarchy: hierarchy, comm: comm, log: log)

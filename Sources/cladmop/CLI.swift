@@ -105,6 +105,9 @@ func log(_ line: String) {
     fflush(stdout)
 }
 
+/// Descriptors of the run folders this process holds locked (`prepareRunDirectory`).
+nonisolated(unsafe) private var heldRunDirectories: [Int32] = []
+
 /// What a run directory holds: files whose presence means a run was written there.
 let runArtifacts = ["config.yaml", "metrics.jsonl", "checkpoints", "best.json", "report.md", "loss.svg", "retrieval.svg",
                     "finetune.svg", "eval.json", "roc.svg", "pr.svg", "loss.png", "retrieval.png", "finetune.png", "roc.png", "pr.png", "members", "folds.csv"]
@@ -127,9 +130,23 @@ func checkRunDirectory(_ runDir: String, comm: Communicator, resume: Bool = fals
 /// Rank 0 creates the run directory (with `overwrite`, the previous run's files are deleted first; other files
 /// are left alone) and writes the resolved configuration into it. Called once the command's inputs have been
 /// read and checked, so that a refused command leaves no run folder behind.
-func prepareRunDirectory(_ runDir: String, config: Config, comm: Communicator, overwrite: Bool = false) throws {
+/// Two commands started on the same new --run-dir both pass `checkRunDirectory`: rank 0 therefore holds an exclusive
+/// lock on the folder (flock on its descriptor, released when the process ends, also by a crash) from here on,
+/// refuses a folder another running command holds, and checks again for a run written there in between.
+func prepareRunDirectory(_ runDir: String, config: Config, comm: Communicator, resume: Bool = false, overwrite: Bool = false) throws {
     guard comm.isRoot else { return }
     try makeDirectory(runDir, option: "--run-dir")
+    let fd = open(runDir, O_RDONLY | O_DIRECTORY)
+    guard fd >= 0 else { throw InputError(file: runDir, "cannot open the run folder: \(String(cString: strerror(errno)))") }
+    guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+        close(fd)
+        throw InputError(file: runDir, "another cladmop command is writing a run in this folder; wait for it or choose another --run-dir")
+    }
+    heldRunDirectories.append(fd)     // kept open (and locked) until the process ends
+    if !resume && !overwrite {
+        let present = runArtifacts.filter { FileManager.default.fileExists(atPath: runDir + "/" + $0) }
+        if !present.isEmpty { throw InputError(file: runDir, "a run was written there after this command started (\(present.joined(separator: ", "))); choose another --run-dir") }
+    }
     if overwrite {
         // TensorBoard event files (log.tensorboard) carry the time in their names.
         let events = ((try? FileManager.default.contentsOfDirectory(atPath: runDir)) ?? []).filter { $0.hasPrefix("events.out.tfevents.") }
@@ -138,5 +155,5 @@ func prepareRunDirectory(_ runDir: String, config: Config, comm: Communicator, o
             catch { throw InputError(file: runDir + "/" + name, "cannot remove it for --overwrite: \(describeWriteError(error))") }
         }
     }
-    try writeTextFile(runDir + "/config.yaml", config.yaml)
+    try writeTextFile(runDir + "/config.yaml", replacingInput: true, config.yaml)
 }

@@ -26,11 +26,8 @@ struct Encode: ParsableCommand {
     func run() throws {
         runJob { comm in
             try checkOutputs([("--output", output)], inputs: [("--input", input)])
-            let data = try readRegularFile(input, what: "text file (one text per line)")
-            guard let text = String(data: data, encoding: .utf8) else { throw InputError(file: input, "is not UTF-8 text") }
-            var lines = text.components(separatedBy: "\n")
-            if lines.last == "" { lines.removeLast() }
-            lines = lines.map { $0.hasSuffix("\r") ? String($0.dropLast()) : $0 }
+            // LF, CR LF or a lone CR end a line (readTextLines).
+            let lines = try readTextLines(input, what: "text file (one text per line)").lines
             let encoder = try BertEncoder(modelDir: modelDir, maxLength: maxTokens)
             let d = encoder.hidden
             let out = FloatPtr.allocate(capacity: max(lines.count * 3 * d, 1))

@@ -21,6 +21,10 @@ struct Evaluate: ParsableCommand {
     @Flag(name: .customLong("out-of-fold"), help: "A cross-fitted run (finetune.folds): score each trial with the member that did not train on it (RUN/folds.csv); every trial of --data must be in a fold.")
     var outOfFold = false
 
+    func validate() throws {
+        if let phase, !(1...3).contains(phase) { throw ValidationError("--phase must be 1, 2 or 3") }
+    }
+
     func run() throws {
         runJob { comm in
             try checkOutputs([json.map { ("--json", $0) }, report.map { ("--report", $0) }].compactMap { $0 },

@@ -23,6 +23,13 @@ struct Finetune: ParsableCommand {
     func run() throws {
         runJob { comm in
             let (config, spec) = try options.resolve(comm)
+            let run = resolvedPath(runDir)
+            if pretrained != "none", resolvedPath(pretrained) == run || resolvedPath(pretrained).hasPrefix(run + "/") {
+                throw InputError(file: runDir, "--run-dir holds the --pretrained checkpoint (\(pretrained)); fine-tune into another folder (a subfolder such as \(runDir)/finetune is fine)")
+            }
+            if resolvedPath(train) == resolvedPath(valid) {
+                throw InputError(file: valid, "--valid is the same file as --train; selection needs trials of another file")
+            }
             try checkRunDirectory(runDir, comm: comm, overwrite: overwrite, hint: "replace it with --overwrite or choose another --run-dir")
             let hierarchy = try ICD10Hierarchy(path: spec.data.icdHierarchy)
             let store = try storeContaining([train, valid] + aux, spec: spec, hierarchy: hierarchy, comm: comm, log: log)

@@ -36,7 +36,7 @@ struct Pretrain: ParsableCommand {
             let trainer = try Pretrainer(setup: setup, comm: comm, runDir: runDir, faults: .fromEnvironment(), log: log)
             if resume == "auto" { try trainer.resume() }
             // Only now, with every input read and checked, is anything written.
-            try prepareRunDirectory(runDir, config: config, comm: comm, overwrite: overwrite)
+            try prepareRunDirectory(runDir, config: config, comm: comm, resume: resume == "auto", overwrite: overwrite)
             try trainer.run()
         }
     }

@@ -37,8 +37,13 @@ struct Split: ParsableCommand {
                 let lines = ([header] + r).map { $0.fields.map(csvQuote).joined(separator: ",") }
                 return Data((lines.joined(separator: "\n") + "\n").utf8)
             }
+            guard cut > 0 && cut < rows.count else {
+                throw InputError(file: data, "\(rows.count) row(s): --fraction \(fraction) leaves \(cut == 0 ? "--train" : "--valid") without rows")
+            }
+            // Both files or neither: a refused --valid removes the --train just written (a rerun would refuse it).
             try writeFileAtomically(train) { try $0.write(contentsOf: csv(Array(rows.prefix(cut)))) }
-            try writeFileAtomically(valid) { try $0.write(contentsOf: csv(Array(rows.dropFirst(cut)))) }
+            do { try writeFileAtomically(valid) { try $0.write(contentsOf: csv(Array(rows.dropFirst(cut)))) } }
+            catch { unlink(train); throw error }
             log("split: \(cut) rows -> \(train), \(rows.count - cut) rows -> \(valid)")
         }
     }

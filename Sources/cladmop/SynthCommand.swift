@@ -25,13 +25,13 @@ struct Synth: ParsableCommand {
         guard trials * dim <= 1 << 28 else {
             throw ValidationError("--trials x --dim = \(trials * dim) exceeds 2^28 (the store would need more than ~16 GiB); use fewer trials or a smaller --dim")
         }
-        guard noise.isFinite, noise >= 0 else { throw ValidationError("--noise must be a finite number >= 0") }
+        guard noise.isFinite, noise >= 0, noise <= 1e3 else { throw ValidationError("--noise must be a finite number from 0 to 1000") }
         guard seed >= 0 else { throw ValidationError("--seed must be >= 0") }
     }
 
     func run() throws {
         runJob { comm in
-            try checkOutputs([("--output", output)], inputs: [])
+            try checkOutputs([("--output", output)], inputs: [], protectRunFiles: false)
             let spec = try options.load(comm)
             if comm.isRoot {
                 let hierarchy = try ICD10Hierarchy(path: spec.data.icdHierarchy)

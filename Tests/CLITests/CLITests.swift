@@ -68,6 +68,49 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(r.output.contains("train.global_batch = 1 is smaller than the world size 2"), r.output)
     }
 
+    /// A run folder that another command is writing (rank 0 holds a lock on it from the moment it writes there) is
+    /// refused, even when it holds no run yet: two runs started into one new folder would mix their files. The test
+    /// holds the lock itself; without it the same command trains (positive control).
+    func testARunFolderInUseByAnotherCommandIsRefused() throws {
+        let dir = NSTemporaryDirectory() + "cladmop-cli-lock-\(getpid())"
+        try? FileManager.default.removeItem(atPath: dir)
+        try FileManager.default.createDirectory(atPath: dir + "/run", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let store = dir + "/s.store"
+        let hierarchy = "data.icd_hierarchy=\(repositoryRoot)/data/icd10/icd10cm_2025_hierarchy.tsv"
+        XCTAssertEqual(try cladmop(["synth", "--trials", "40", "--dim", "8", "--output", store, "--set", hierarchy]).status, 0)
+        let pretrain = ["pretrain", "--config", repositoryRoot + "/configs/smoke.yaml", "--run-dir", dir + "/run",
+                        "--set", "data.synthetic=true", "--set", "data.feature_store=\(store)", "--set", hierarchy, "--set", "train.max_steps=1"]
+        let fd = open(dir + "/run", O_RDONLY | O_DIRECTORY)
+        XCTAssertGreaterThanOrEqual(fd, 0)
+        XCTAssertEqual(flock(fd, LOCK_EX | LOCK_NB), 0)
+        let r = try cladmop(pretrain)
+        XCTAssertEqual(r.status, 2, r.output)
+        XCTAssertTrue(r.output.contains("\(dir)/run: another cladmop command is writing a run in this folder"), r.output)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/run/config.yaml"))
+        close(fd)
+        let ok = try cladmop(pretrain)
+        XCTAssertEqual(ok.status, 0, ok.output)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/run/config.yaml"))
+    }
+
+    /// encode reads its lines as every text input does: LF, CR LF and a lone CR each end a text.
+    func testEncodeEndsLinesAtCRLFAndCR() throws {
+        let model = repositoryRoot + "/models/all-MiniLM-L6-v2"
+        guard FileManager.default.fileExists(atPath: model + "/model.safetensors") else { XCTFail("\(model) is missing: run Launch/setup"); return }
+        let dir = NSTemporaryDirectory() + "cladmop-cli-encode-\(getpid())"
+        try? FileManager.default.removeItem(atPath: dir)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try Data("asthma\r\nlung cancer\rheart failure\n".utf8).write(to: URL(fileURLWithPath: dir + "/in.txt"))
+        let r = try cladmop(["encode", "--input", dir + "/in.txt", "--output", dir + "/out.jsonl", "--model-dir", model])
+        XCTAssertEqual(r.status, 0, r.output)
+        let texts = try String(contentsOfFile: dir + "/out.jsonl", encoding: .utf8).split(separator: "\n").map {
+            (try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["text"] as? String
+        }
+        XCTAssertEqual(texts, ["asthma", "lung cancer", "heart failure"])
+    }
+
     func testCorruptStaleAndMissingStoresAreRefusedWithTheRebuildCommand() throws {
         let dir = NSTemporaryDirectory() + "cladmop-cli-store-\(getpid())"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)

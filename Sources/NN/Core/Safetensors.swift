@@ -108,7 +108,7 @@ public final class SafetensorsFile {
 
 /// Writes Float32 tensors (in the given order) in the safetensors format, atomically.
 public func writeSafetensors(path: String, tensors: [(name: String, shape: [Int], data: UnsafePointer<Float>)],
-                             metadata: [String: String]) throws {
+                             metadata: [String: String], replacingInput: Bool = false) throws {
     var header: [String: Any] = ["__metadata__": metadata]
     var offset = 0
     for t in tensors {
@@ -118,7 +118,7 @@ public func writeSafetensors(path: String, tensors: [(name: String, shape: [Int]
     }
     var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
     while (8 + json.count) % 8 != 0 { json.append(0x20) }   // pad with spaces so the data is aligned
-    try writeFileAtomically(path) { handle in
+    try writeFileAtomically(path, replacingInput: replacingInput) { handle in
         var length = UInt64(json.count).littleEndian
         try handle.write(contentsOf: Data(bytes: &length, count: 8))
         try handle.write(contentsOf: json)

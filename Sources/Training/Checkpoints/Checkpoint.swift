@@ -136,7 +136,8 @@ public enum Checkpoints {
             }
         }
         faults.duringCheckpoint(.before, step: meta.step)
-        try writeSafetensors(path: base + ".safetensors", tensors: tensors, metadata: ["format": "cladmop", "step": "\(meta.step)"])
+        try writeSafetensors(path: base + ".safetensors", tensors: tensors, metadata: ["format": "cladmop", "step": "\(meta.step)"],
+                             replacingInput: true)   // a run's own checkpoint folder: resume may have read a damaged one of this step
         faults.duringCheckpoint(.between, step: meta.step)
         var m = meta
         m.tensorsFile = URL(fileURLWithPath: base + ".safetensors").lastPathComponent
@@ -145,7 +146,7 @@ public enum Checkpoints {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         let json = try encoder.encode(m)
-        try writeFileAtomically(base + ".json") { try $0.write(contentsOf: json) }
+        try writeFileAtomically(base + ".json", replacingInput: true) { try $0.write(contentsOf: json) }
         return base
     }
 

@@ -65,6 +65,11 @@ public final class Pretrainer {
     /// Resumes from the newest valid checkpoint of the run directory, if any.
     public func resume() throws {
         guard let (path, meta, tensors) = Checkpoints.newestValid(dir: checkpointDir, log: { [comm] m in if comm.isRoot { self.log(m) } }) else {
+            // Checkpoints that are all damaged are not "no run": training from scratch would write over them.
+            let damaged = Checkpoints.list(dir: checkpointDir)
+            if !damaged.isEmpty {
+                throw InputError(file: checkpointDir, "none of its \(damaged.count) checkpoint(s) can be resumed (each is damaged, see above); move them away to start afresh or replace the run with --overwrite")
+            }
             if comm.isRoot { log("resume: no valid checkpoint in \(checkpointDir); starting from scratch") }
             return
         }
@@ -230,7 +235,7 @@ public final class Pretrainer {
         do {
             _ = try Checkpoints.save(dir: checkpointDir, meta: meta, params: params, optimizer: optimizer, faults: faults)
             if let best = bestCheckpoint {
-                try writeFileAtomically(checkpointDir + "/best.json") {
+                try writeFileAtomically(checkpointDir + "/best.json", replacingInput: true) {
                     try $0.write(contentsOf: Data("{\"checkpoint\": \"checkpoints/\(best).safetensors\", \"val_loss\": \(bestValLoss)}\n".utf8))
                 }
             }

@@ -182,8 +182,11 @@ public func ensembleMembers(_ path: String) throws -> (members: [String], thresh
     let data = try readRegularFile(file, what: "best-checkpoint pointer (best.json)", limit: 1 << 20)
     guard let o = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { throw InputError(file: file, "expected a JSON object") }
     guard let raw = o["members"] else { return nil }
-    guard let members = raw as? [String], !members.isEmpty, members.allSatisfy({ !$0.isEmpty }) else {
-        throw InputError(file: file, "key \"members\" must be a non-empty list of checkpoint paths")
+    guard let members = raw as? [String], !members.isEmpty, members.count <= 64, members.allSatisfy({ !$0.isEmpty }) else {
+        throw InputError(file: file, "key \"members\" must be a list of 1 to 64 checkpoint paths (finetune writes one per member)")
+    }
+    if let twice = members.first(where: { m in members.filter { $0 == m }.count > 1 }) {
+        throw InputError(file: file, "key \"members\" lists \(twice) twice; each member is one checkpoint")
     }
     guard let t = o["threshold"] as? Double, t.isFinite, (0...1).contains(t) else {
         throw InputError(file: file, "key \"threshold\" must be a probability in [0, 1]")
