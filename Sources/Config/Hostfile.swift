@@ -59,8 +59,11 @@ public struct Hostfile {
                 }
                 guard !seen.contains(kv[0]) else { throw InputError(file: path, line: line, "\(kv[0]) given twice for host \(name)") }
                 seen.insert(kv[0])
-                guard let n = Int(kv[1]), n >= 1, n <= Self.maxSlots else {
-                    throw InputError(file: path, line: line, "\(kv[0])=\(kv[1]) for host \(name): expected a whole number from 1 to \(Self.maxSlots)")
+                guard let n = Int(kv[1]), n >= 1 else {
+                    throw InputError(file: path, line: line, "\(kv[0])=\(kv[1]) for host \(name): expected a whole number >= 1")
+                }
+                guard n <= Self.maxSlots else {
+                    throw InputError(file: path, line: line, "\(kv[0])=\(kv[1]) for host \(name): at most \(Self.maxSlots) per host")
                 }
                 if kv[0] == "slots" { host.slots = n } else { host.maxSlots = n }
             }
