@@ -1,4 +1,16 @@
 #include "ckernels.h"
+#include <dlfcn.h>
+
+// OpenBLAS (pthread builds) starts its worker threads when the library loads, before main: they keep the
+// floating-point mode of that moment. Shutting the pool down makes OpenBLAS start it again, lazily, from the next
+// calling thread, whose mode the workers then inherit. Looked up at run time: serial and OpenMP builds may lack it.
+int ck_restart_blas_threads(void) {
+    int (*threads)(void) = (int (*)(void))dlsym(RTLD_DEFAULT, "openblas_get_num_threads");
+    int (*shutdown)(void) = (int (*)(void))dlsym(RTLD_DEFAULT, "blas_thread_shutdown_");
+    if (!threads || !shutdown || threads() <= 1) return 0;
+    shutdown();
+    return 1;
+}
 #if defined(__x86_64__) || defined(__i386__)
 #include <xmmintrin.h>
 // MXCSR: FTZ (bit 15) writes 0 for a subnormal result, DAZ (bit 6) reads a subnormal operand as 0.

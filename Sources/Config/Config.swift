@@ -83,7 +83,8 @@ public struct Config: Sendable {
     private mutating func apply(_ map: [(String, Any)], prefix: String, file: String) throws {
         for (k, v) in map {
             let path = prefix.isEmpty ? k : prefix + "." + k
-            if let sub = v as? [(String, Any)] {
+            // A key of the schema takes its value as it is: an empty list `[]` also casts to an empty mapping.
+            if !ConfigSchema.keys.contains(where: { $0.path == path }), let sub = v as? [(String, Any)] {
                 guard ConfigSchema.keys.contains(where: { $0.path.hasPrefix(path + ".") }) else {
                     throw unknown(path, origin: file)
                 }

@@ -8,7 +8,8 @@ public final class MappedFile {
     public let path: String
     public let bytes: UnsafeRawBufferPointer
 
-    public init(path: String) throws {
+    /// `readAs` names what the file is read as, for `FilesRead` (a feature store may be replaced by its rebuild).
+    public init(path: String, readAs: String = "") throws {
         self.path = path
         // Before open: opening a FIFO blocks until a writer appears, a device may never end.
         var pre = stat()
@@ -22,7 +23,7 @@ public final class MappedFile {
         defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw InputError(file: path, "cannot stat") }
-        FilesRead.note(st, path: path)
+        FilesRead.note(st, path: path, as: readAs)
         let size = Int(st.st_size)
         if size == 0 {
             bytes = UnsafeRawBufferPointer(start: nil, count: 0)
@@ -51,39 +52,54 @@ public func checksum64(_ data: UnsafeRawBufferPointer, seed: UInt64 = 0xCBF2_9CE
     return h
 }
 
-/// The files this process has read (readRegularFile, MappedFile), by device and inode: links, relative paths and
-/// hard links name the same entry. `writeFileAtomically` refuses to replace one of them, so no command overwrites
-/// an input it read (a checkpoint, its metadata, best.json, folds.csv, a config, a CSV, a feature store, the
-/// encoder's files), whatever flag named the output.
+/// The files this process has read (readRegularFile, MappedFile), by device, inode and change time: links,
+/// relative paths and hard links name the same entry, and an inode the file system reuses for a new file is not
+/// mistaken for the old one. `writeFileAtomically` refuses to replace one of them, so no command overwrites an input
+/// it read (a checkpoint, its metadata, best.json, folds.csv, a config, a CSV, a feature store, the encoder's
+/// files), whatever flag named the output.
 public enum FilesRead {
     private static let lock = NSLock()
-    nonisolated(unsafe) private static var files: [FileID: String] = [:]
-    struct FileID: Hashable { var device: UInt64, inode: UInt64 }
-
-    /// Records a file just opened for reading (`st` its stat).
-    public static func note(_ st: stat, path: String) {
-        lock.lock(); defer { lock.unlock() }
-        let id = FileID(device: UInt64(st.st_dev), inode: UInt64(st.st_ino))
-        if files[id] == nil { files[id] = path }
+    nonisolated(unsafe) private static var files: [FileID: (path: String, readAs: Set<String>)] = [:]
+    struct FileID: Hashable { var device: UInt64, inode: UInt64, changed: Int64, changedNanoseconds: Int64 }
+    static func id(_ st: stat) -> FileID {
+        FileID(device: UInt64(st.st_dev), inode: UInt64(st.st_ino), changed: Int64(st.st_ctim.tv_sec), changedNanoseconds: Int64(st.st_ctim.tv_nsec))
     }
 
-    /// The path under which this process read the file now at `path`, or nil when it read no such file.
-    public static func input(at path: String) -> String? {
+    /// Records a file just opened for reading (`st` its stat) as what it was read (`readAs`; "" for any file).
+    public static func note(_ st: stat, path: String, as readAs: String = "") {
+        lock.lock(); defer { lock.unlock() }
+        files[id(st), default: (path, [])].readAs.insert(readAs)
+    }
+
+    /// The path under which this process read the file now at `path` and what it read it as, or nil.
+    public static func read(at path: String) -> (path: String, readAs: Set<String>)? {
         var st = stat()
         guard stat(path, &st) == 0 else { return nil }
         lock.lock(); defer { lock.unlock() }
-        return files[FileID(device: UInt64(st.st_dev), inode: UInt64(st.st_ino))]
+        return files[id(st)]
+    }
+
+    /// Refuses (an InputError naming the file and the option) any output that is a file this process read.
+    /// Commands with several outputs call it before writing the first, so a refusal leaves none written.
+    public static func refuseOverwriting(_ outputs: [(option: String, path: String)]) throws {
+        for (option, path) in outputs {
+            if let input = read(at: path) {
+                throw InputError(file: path, "\(option) names \(input.path == path ? "an input" : "the input \(input.path)") this command read; refusing to overwrite it, choose another output path")
+            }
+        }
     }
 }
 
 /// Writes `data` to `path` atomically: a temporary file in the same folder, fsync, rename, fsync of the
 /// folder. A crash at any moment leaves either the old file or the new one, never a partial file.
 /// A `path` that is a file this process read (`FilesRead`) is refused (an InputError naming both), unless
-/// `replacingInput`: the few files a command deliberately rewrites after reading them (a resumed run's
-/// metrics.jsonl, config.yaml and best.json, a feature store brought up to date).
-public func writeFileAtomically(_ path: String, replacingInput: Bool = false, _ write: (FileHandle) throws -> Void) throws {
-    if !replacingInput, let input = FilesRead.input(at: path) {
-        throw InputError(file: path, "is \(input == path ? "an input" : "the input \(input)") this command read; refusing to overwrite it, choose another output path")
+/// `replacingInput` (the files a command deliberately rewrites after reading them: a resumed run's metrics.jsonl,
+/// config.yaml, best.json and checkpoints) or `replacingFileReadAs` names what every read of it was (a feature store
+/// rebuilt over a stale or damaged one it opened, and read as nothing else).
+public func writeFileAtomically(_ path: String, replacingInput: Bool = false, replacingFileReadAs: String? = nil,
+                                _ write: (FileHandle) throws -> Void) throws {
+    if !replacingInput, let input = FilesRead.read(at: path), replacingFileReadAs.map({ input.readAs != [$0] }) ?? true {
+        throw InputError(file: path, "is \(input.path == path ? "an input" : "the input \(input.path)") this command read; refusing to overwrite it, choose another output path")
     }
     let url = URL(fileURLWithPath: path)
     let dir = url.deletingLastPathComponent().path

@@ -50,6 +50,8 @@ public final class FeatureStore {
     public static let version: UInt32 = 1
     public static let featurizerVersion = 1
     static let magic = Array("CLADMOPF".utf8)
+    /// What `FilesRead` records a store opened here as.
+    static let readAs = "feature store"
     static let headerBytes = 8 + 4 + 4 + 8 * 5
 
     public let path: String
@@ -85,7 +87,7 @@ public final class FeatureStore {
             throw InputError(file: path, "feature store not found; \(hint)")
         }
         try requireRegularFile(path, what: "feature store")   // before MappedFile opens it: a FIFO would block
-        file = try MappedFile(path: path)
+        file = try MappedFile(path: path, readAs: Self.readAs)
         let b = file.bytes
         func refuse(_ m: String) -> InputError { InputError(file: path, "\(m); \(hint)") }
         guard b.count >= Self.headerBytes, Array(b[0..<8]) == Self.magic else { throw refuse("not a cladmop feature store (bad magic)") }
@@ -166,10 +168,8 @@ public final class FeatureStore {
         append(UInt64(meta.count)); append(UInt64(payloadOffset)); append(sum)
         let dir = URL(fileURLWithPath: path).deletingLastPathComponent().path
         try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        // A store brought up to date replaces the store it was read from; any other file this process read stays.
-        let replacingStore = FilesRead.input(at: path) != nil
-            && (FileHandle(forReadingAtPath: path).map { h in defer { try? h.close() }; return Array(h.readData(ofLength: 8)) == magic } ?? false)
-        try writeFileAtomically(path, replacingInput: replacingStore) { h in
+        // A store rebuilt replaces the stale or damaged store it opened; a file this process read as anything else stays.
+        try writeFileAtomically(path, replacingFileReadAs: FeatureStore.readAs) { h in
             try h.write(contentsOf: header)
             try h.write(contentsOf: meta)
             try h.write(contentsOf: Data(count: payloadOffset - headerBytes - meta.count))

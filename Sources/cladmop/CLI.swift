@@ -23,8 +23,8 @@ struct Cladmop: ParsableCommand {
             FileHandle.standardError.write(Data(("error: " + message + "\n").utf8))
             Foundation.exit(2)
         }
-        // Subnormal floats flushed to zero in this thread before any other starts (they inherit the mode): the CPU
-        // handles them in microcode (Denormals, docs/performance.md).
+        // Subnormal floats flushed to zero in this thread before MPI starts its threads (they inherit the mode), and
+        // in OpenBLAS's worker threads (restarted): the CPU handles them in microcode (Denormals, docs/performance.md).
         guard let flush = Denormals.requested() else {
             let value = ProcessInfo.processInfo.environment["CLADMOP_DENORMALS"] ?? ""
             FileHandle.standardError.write(Data("error: CLADMOP_DENORMALS=\(value): expected flush or keep\n".utf8))
@@ -136,13 +136,20 @@ func checkRunDirectory(_ runDir: String, comm: Communicator, resume: Bool = fals
 func prepareRunDirectory(_ runDir: String, config: Config, comm: Communicator, resume: Bool = false, overwrite: Bool = false) throws {
     guard comm.isRoot else { return }
     try makeDirectory(runDir, option: "--run-dir")
-    let fd = open(runDir, O_RDONLY | O_DIRECTORY)
+    // Close-on-exec: a helper the process starts (the watchdog's) must not inherit, and so outlive, the lock.
+    let fd = open(runDir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
     guard fd >= 0 else { throw InputError(file: runDir, "cannot open the run folder: \(String(cString: strerror(errno)))") }
-    guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+    if flock(fd, LOCK_EX | LOCK_NB) == 0 {
+        heldRunDirectories.append(fd)     // kept open (and locked) until the process ends
+    } else if errno == EWOULDBLOCK {
         close(fd)
         throw InputError(file: runDir, "another cladmop command is writing a run in this folder; wait for it or choose another --run-dir")
+    } else {
+        // A file system without locks (some network mounts): go on as before there was a lock.
+        let reason = String(cString: strerror(errno))
+        close(fd)
+        FileHandle.standardError.write(Data("warning: \(runDir): cannot lock the run folder (\(reason)); two commands on it would not be told apart\n".utf8))
     }
-    heldRunDirectories.append(fd)     // kept open (and locked) until the process ends
     if !resume && !overwrite {
         let present = runArtifacts.filter { FileManager.default.fileExists(atPath: runDir + "/" + $0) }
         if !present.isEmpty { throw InputError(file: runDir, "a run was written there after this command started (\(present.joined(separator: ", "))); choose another --run-dir") }

@@ -46,6 +46,9 @@ struct Evaluate: ParsableCommand {
                 report.zeroShot = true
             }
             printMetricsTable(report, log: log, title: "\(data) (\(trials.count) trials)")
+            // No output may replace a file this command read; checked for all before the first is written.
+            try FilesRead.refuseOverwriting([json.map { ("--json", $0) }, self.report.map { ("--report", $0) }].compactMap { $0 }
+                                            + (plots.map { d in ["roc.svg", "pr.svg", "roc.png", "pr.png"].map { ("--plots", d + "/" + $0) } } ?? []))
             if let plots { try writeCurves(scores: scores, labels: labels, dir: plots) }
             if let reportPath = self.report { try writeOutcomeReport(report, path: reportPath, phase: phase, data: data, checkpoint: checkpoint) }
             if let json {

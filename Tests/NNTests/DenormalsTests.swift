@@ -5,28 +5,32 @@ import XCTest
 @inline(never) private func opaque(_ x: Float) -> Float { x }
 
 final class DenormalsTests: XCTestCase {
-    /// With the mode on, a product whose exact value is subnormal comes out 0 (FTZ), a subnormal operand reads as 0
-    /// (DAZ), in Swift's arithmetic and in a GEMM of either library; with it off, IEEE gradual underflow keeps them.
+    /// With the mode on, a product whose exact value is subnormal comes out as the bits of +0 (FTZ), a subnormal
+    /// operand reads as 0 (DAZ), in Swift's arithmetic and in GEMMs, a large one included (OpenBLAS's worker
+    /// threads, where the library runs more than one, get the mode too); with it off, IEEE gradual underflow keeps
+    /// them. Bit patterns, not ==: under DAZ a subnormal compares equal to 0.
     func testFlushToZeroModeFlushesResultsAndOperands() throws {
         let before = Denormals.flushToZero
         defer { Denormals.setFlushToZero(before) }
         guard Denormals.setFlushToZero(false) else { throw XCTSkip("no flush-to-zero mode on this architecture") }
         let normal = opaque(Float.leastNormalMagnitude), subnormal = opaque(Float.leastNonzeroMagnitude * 4)
         XCTAssertFalse(Denormals.flushToZero)
-        XCTAssertEqual(normal * opaque(0.5), Float.leastNormalMagnitude / 2)
-        XCTAssertEqual(subnormal * opaque(2), Float.leastNonzeroMagnitude * 8)
-        XCTAssertEqual(gemm1x1(subnormal, 1, .openBLAS), subnormal)
+        XCTAssertEqual((normal * opaque(0.5)).bitPattern, (Float.leastNormalMagnitude / 2).bitPattern)
+        XCTAssertEqual((subnormal * opaque(2)).bitPattern, (Float.leastNonzeroMagnitude * 8).bitPattern)
+        XCTAssertEqual(gemm1x1(subnormal, 1).bitPattern, subnormal.bitPattern)
+        XCTAssertEqual(subnormalEntries(largeGEMM()), 1024 * 1024)
 
         XCTAssertTrue(Denormals.setFlushToZero(true))
         XCTAssertTrue(Denormals.flushToZero)
-        XCTAssertEqual(normal * opaque(0.5), 0)
-        XCTAssertEqual(subnormal * opaque(2), 0)
+        XCTAssertEqual((normal * opaque(0.5)).bitPattern, 0)
+        XCTAssertEqual((subnormal * opaque(2)).bitPattern, 0)
         XCTAssertEqual(opaque(1) * normal, Float.leastNormalMagnitude)   // normal numbers are untouched
-        XCTAssertEqual(gemm1x1(subnormal, 1, .openBLAS), 0)
-        XCTAssertEqual(gemm1x1(normal, 0.5, .openBLAS), 0)
+        XCTAssertEqual(gemm1x1(subnormal, 1).bitPattern, 0)
+        XCTAssertEqual(gemm1x1(normal, 0.5).bitPattern, 0)
+        XCTAssertEqual(subnormalEntries(largeGEMM()), 0)
 
         XCTAssertTrue(Denormals.setFlushToZero(false))
-        XCTAssertEqual(normal * opaque(0.5), Float.leastNormalMagnitude / 2)
+        XCTAssertEqual((normal * opaque(0.5)).bitPattern, (Float.leastNormalMagnitude / 2).bitPattern)
     }
 
     /// CLADMOP_DENORMALS: unset, empty or `flush` flushes, `keep` keeps, anything else is refused (nil: the CLI
@@ -39,11 +43,24 @@ final class DenormalsTests: XCTestCase {
         XCTAssertNil(Denormals.requested(["CLADMOP_DENORMALS": "on"]))
     }
 
-    /// a * b through `gemm` as a 1 x 1 x 1 product (the library forced by the shape rule: OpenBLAS at this size).
-    private func gemm1x1(_ a: Float, _ b: Float, _ expected: GEMMBackend) -> Float {
-        XCTAssertEqual(GEMMBackend.choose(.fp32, m: 1, n: 1, k: 1), expected)
+    /// a * b through `gemm` as a 1 x 1 x 1 product.
+    private func gemm1x1(_ a: Float, _ b: Float) -> Float {
         var x = a, y = b, c: Float = -1
         gemm(.fp32, m: 1, n: 1, k: 1, a: &x, b: &y, c: &c)
         return c
     }
+
+    /// C = A B with m = n = 1024, k = 128 and every product 1e-20 * 1e-21: each entry is 1.28e-39, subnormal.
+    /// OpenBLAS's by the shape rule (its smallest operand is over 2^16 floats), and large enough that OpenBLAS splits
+    /// it over its worker threads where it runs several (OPENBLAS_NUM_THREADS unset: `swift test` without Launch/test).
+    private func largeGEMM() -> [Float] {
+        let m = 1024, n = 1024, k = 128
+        XCTAssertEqual(GEMMBackend.choose(.fp32, m: m, n: n, k: k), .openBLAS)
+        let a = [Float](repeating: opaque(1e-20), count: m * k), b = [Float](repeating: opaque(1e-21), count: k * n)
+        var c = [Float](repeating: -1, count: m * n)
+        gemm(.fp32, m: m, n: n, k: k, a: a, b: b, c: &c)
+        return c
+    }
+
+    private func subnormalEntries(_ c: [Float]) -> Int { c.filter { $0.isSubnormal }.count }
 }

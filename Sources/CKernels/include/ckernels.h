@@ -59,6 +59,9 @@ int ck_cpu_has_avx512_bf16(void);
 int ck_set_flush_denormals(int on);
 // 1 when the calling thread flushes subnormals (both FTZ and DAZ on x86), else 0.
 int ck_flush_denormals(void);
+// Restarts OpenBLAS's worker threads (a pthread build's pool, started before main) so that they take the calling
+// thread's floating-point mode; 1 when there was a pool of more than one thread to restart, else 0.
+int ck_restart_blas_threads(void);
 // 1 when the CPU has AVX-512 F, BW, VL and DQ (oneDNN's avx512_core kernels), else 0.
 int ck_cpu_has_avx512_core(void);
 // y = bf16(x), round to nearest even (VCVTNE2PS2BF16 when the CPU has it, the same rounding in scalar code otherwise;

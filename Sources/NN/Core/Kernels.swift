@@ -77,13 +77,19 @@ func layerNormBackward(_ x: ConstFloatPtr, _ dy: ConstFloatPtr, gamma: ConstFloa
 /// Subnormal floats (|x| < 2^-126, Float.leastNormalMagnitude): the CPU computes with them in microcode, dozens of
 /// times slower than with normal numbers. A fine-tuning run whose attention saturates (LoRA at the paper's rate
 /// 5e-2) fills its GEMMs with them and ran 2.3-2.6 times slower (benchmarks/denormals.sh, docs/performance.md).
-/// The CLI flushes them to zero for the whole process (`CLADMOP_DENORMALS=flush`, the default) before anything
-/// else runs; `CLADMOP_DENORMALS=keep` keeps IEEE gradual underflow (the comparison). A value below 2^-126 then
+/// The CLI flushes them to zero for the whole process (`CLADMOP_DENORMALS=flush`, the default) at start-up; `CLADMOP_DENORMALS=keep` keeps IEEE gradual underflow (the comparison). A value below 2^-126 then
 /// reads and is written as 0: nothing this model computes is that small and still matters.
 public enum Denormals {
-    /// Sets the calling thread's mode (threads created later inherit it); false where the CPU has no such mode.
+    /// Sets the calling thread's mode (threads created later inherit it) and restarts OpenBLAS's worker threads,
+    /// started when the library loaded, so that they take it too; false where the CPU has no such mode. A thread
+    /// pool started earlier by anything else (oneDNN's OpenMP workers) keeps its mode: the CLI calls this at
+    /// start-up, before oneDNN runs.
     @discardableResult
-    public static func setFlushToZero(_ on: Bool) -> Bool { ck_set_flush_denormals(on ? 1 : 0) != 0 }
+    public static func setFlushToZero(_ on: Bool) -> Bool {
+        let supported = ck_set_flush_denormals(on ? 1 : 0) != 0
+        ck_restart_blas_threads()
+        return supported
+    }
 
     /// Whether the calling thread flushes subnormal operands and results to zero.
     public static var flushToZero: Bool { ck_flush_denormals() != 0 }
