@@ -13,6 +13,8 @@ public struct BertConfig: Decodable, Sendable {
     public let type_vocab_size: Int?
     public let layer_norm_eps: Double?
     public let hidden_act: String?
+    public let position_embedding_type: String?
+    public let model_type: String?
 
     /// Reads and validates `config.json`: every value that sizes a table or a layer, or divides, is in range
     /// (errors name the file and the key). A FIFO, directory or device is refused before it is opened.
@@ -63,6 +65,13 @@ public struct BertConfig: Decodable, Sendable {
         }
         if let act = hidden_act, act != "gelu" {
             throw InputError(file: path, "hidden_act = \(act) is not supported (expected gelu)")
+        }
+        // The forward pass is BERT's with learned absolute positions: another model would run, and be wrong.
+        if let kind = position_embedding_type, kind != "absolute" {
+            throw InputError(file: path, "position_embedding_type = \(kind) is not supported (expected absolute)")
+        }
+        if let type = model_type, type != "bert" {
+            throw InputError(file: path, "model_type = \(type) is not supported (expected bert: a BERT encoder such as all-MiniLM-L6-v2)")
         }
     }
 }

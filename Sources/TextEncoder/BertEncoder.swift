@@ -79,6 +79,10 @@ public final class BertEncoder {
         // is checked against config.json before the parameters are allocated (so a config that claims huge
         // tables fails here, naming the tensor, instead of allocating them).
         let prefix = weights.tensors["bert.embeddings.word_embeddings.weight"] != nil ? "bert." : ""
+        // A checkpoint with more layers than config.json names would run with its last layers left out.
+        if weights.tensors.keys.contains(where: { $0.hasPrefix(prefix + "encoder.layer.\(L).") }) {
+            throw InputError(file: weightsPath, "holds encoder.layer.\(L) but config.json says num_hidden_layers = \(L) (expected the layers 0 ..< \(L) only)")
+        }
         var expected: [(String, [Int], String)] = [
             ("embeddings.word_embeddings.weight", [config.vocab_size, d], "vocab_size, hidden_size"),
             ("embeddings.position_embeddings.weight", [config.max_position_embeddings, d], "max_position_embeddings, hidden_size"),

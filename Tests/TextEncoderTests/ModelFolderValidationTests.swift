@@ -51,6 +51,19 @@ final class ModelFolderValidationTests: XCTestCase {
         }
     }
 
+    /// all-MiniLM-L6-v2's 6 layers under a config.json that says 5 (the encoder would have run without the last
+    /// one), or another position embedding or model type (it would have run as BERT): refused, naming the file.
+    func testAConfigThatDoesNotDescribeTheWeightsIsRefused() throws {
+        guard realModel != nil else { XCTFail("\(defaultModelDir) is missing: run Launch/setup"); return }
+        expectError(try folder("five", config: config(["num_hidden_layers": 5]), real: true),
+                    "model.safetensors: holds encoder.layer.5 but config.json says num_hidden_layers = 5")
+        expectError(try folder("relative", config: config(["position_embedding_type": "relative_key"]), real: true),
+                    "config.json: position_embedding_type = relative_key is not supported (expected absolute)")
+        expectError(try folder("gpt2", config: config(["model_type": "gpt2"]), real: true),
+                    "config.json: model_type = gpt2 is not supported")
+        XCTAssertNoThrow(try BertEncoder(modelDir: try folder("six", config: config([:]), real: true)))
+    }
+
     func testEveryConfigValueThatSizesOrDividesIsChecked() throws {
         let cases: [(String, [String: Any], String)] = [
             ("heads-zero", ["num_attention_heads": 0], "config.json: num_attention_heads = 0 is invalid (expected an integer in [1, 384], at most hidden_size = 384)"),
