@@ -74,7 +74,9 @@ public struct Config: Sendable {
             // The value is YAML (a number, true, [a, b], "quoted"); anything that does not parse as a scalar or a
             // flat list is taken as the literal string.
             var parsed: Any = raw
-            if let y = try? YAMLInput.parse(Data(raw.utf8), origin: "--set \(key)"), !(y is [(String, Any)]) { parsed = y }
+            // (An empty list `[]` also casts to an empty mapping: it is a list here.)
+            if let y = try? YAMLInput.parse(Data(raw.utf8), origin: "--set \(key)"),
+               (y as? [Any]).map({ $0.isEmpty }) == true || !(y is [(String, Any)]) { parsed = y }
             if raw.trimmingCharacters(in: .whitespaces).isEmpty { throw InputError("--set \(key): no value (write \(key)=\"\" for an empty string)") }
             try set(key, parsed, origin: "--set \(key)")
         }
@@ -106,7 +108,11 @@ public struct Config: Sendable {
     /// Sets one key from a YAML scalar or list, checking type and range.
     public mutating func set(_ path: String, _ raw: Any, origin: String) throws {
         guard let spec = ConfigSchema.keys.first(where: { $0.path == path }) else { throw unknown(path, origin: origin) }
-        func bad() -> InputError { InputError("\(origin): \(path) = \(raw) is invalid (expected \(spec.kind.expected))") }
+        func bad() -> InputError {
+            let shown = (raw as? [Any])?.isEmpty == true ? "[]"
+                : (raw as? [(String, Any)]).map { "a mapping (\($0.map(\.0).joined(separator: ", ")))" } ?? "\(raw)"
+            return InputError("\(origin): \(path) = \(shown) is invalid (expected \(spec.kind.expected))")
+        }
         switch spec.kind {
         case .int(let range):
             var v: Int? = raw as? Int

@@ -52,18 +52,17 @@ public func checksum64(_ data: UnsafeRawBufferPointer, seed: UInt64 = 0xCBF2_9CE
     return h
 }
 
-/// The files this process has read (readRegularFile, MappedFile), by device, inode and change time: links,
-/// relative paths and hard links name the same entry, and an inode the file system reuses for a new file is not
-/// mistaken for the old one. `writeFileAtomically` refuses to replace one of them, so no command overwrites an input
-/// it read (a checkpoint, its metadata, best.json, folds.csv, a config, a CSV, a feature store, the encoder's
-/// files), whatever flag named the output.
+/// The files this process has read (readRegularFile, MappedFile), by device and inode: links, relative paths and
+/// hard links name the same entry, and a change of an input's metadata (chmod, touch) while the command runs does
+/// not hide it. A file this process replaces (`writeFileAtomically`) or deletes (`forget`) is dropped, so that an
+/// inode the file system reuses for a new file is not mistaken for it. `writeFileAtomically` refuses to replace a
+/// file read, so no command overwrites an input it read (a checkpoint, its metadata, best.json, folds.csv, a
+/// config, a CSV, a feature store, the encoder's files), whatever flag named the output.
 public enum FilesRead {
     private static let lock = NSLock()
     nonisolated(unsafe) private static var files: [FileID: (path: String, readAs: Set<String>)] = [:]
-    struct FileID: Hashable { var device: UInt64, inode: UInt64, changed: Int64, changedNanoseconds: Int64 }
-    static func id(_ st: stat) -> FileID {
-        FileID(device: UInt64(st.st_dev), inode: UInt64(st.st_ino), changed: Int64(st.st_ctim.tv_sec), changedNanoseconds: Int64(st.st_ctim.tv_nsec))
-    }
+    struct FileID: Hashable { var device: UInt64, inode: UInt64 }
+    static func id(_ st: stat) -> FileID { FileID(device: UInt64(st.st_dev), inode: UInt64(st.st_ino)) }
 
     /// Records a file just opened for reading (`st` its stat) as what it was read (`readAs`; "" for any file).
     public static func note(_ st: stat, path: String, as readAs: String = "") {
@@ -77,6 +76,14 @@ public enum FilesRead {
         guard stat(path, &st) == 0 else { return nil }
         lock.lock(); defer { lock.unlock() }
         return files[id(st)]
+    }
+
+    /// Drops the file now at `path` (about to be deleted or replaced by this process).
+    public static func forget(_ path: String) {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return }
+        lock.lock(); defer { lock.unlock() }
+        files[id(st)] = nil
     }
 
     /// Refuses (an InputError naming the file and the option) any output that is a file this process read.
@@ -117,6 +124,7 @@ public func writeFileAtomically(_ path: String, replacingInput: Bool = false, re
             try? handle.close()
             throw error
         }
+        FilesRead.forget(path)     // the file it replaces (its inode may be reused)
         guard rename(tmp, path) == 0 else { throw InputError(file: path, "cannot rename: \(String(cString: strerror(errno)))") }
     } catch {
         unlink(tmp)

@@ -81,7 +81,7 @@ public final class BertEncoder {
         let prefix = weights.tensors["bert.embeddings.word_embeddings.weight"] != nil ? "bert." : ""
         // A checkpoint with more layers than config.json names would run with its last layers left out.
         if weights.tensors.keys.contains(where: { $0.hasPrefix(prefix + "encoder.layer.\(L).") }) {
-            throw InputError(file: weightsPath, "holds encoder.layer.\(L) but config.json says num_hidden_layers = \(L) (expected the layers 0 ..< \(L) only)")
+            throw InputError(file: weightsPath, "holds encoder.layer.\(L) but config.json says num_hidden_layers = \(L) (expected the layers 0 ..< \(L))")
         }
         var expected: [(String, [Int], String)] = [
             ("embeddings.word_embeddings.weight", [config.vocab_size, d], "vocab_size, hidden_size"),

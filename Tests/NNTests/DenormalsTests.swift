@@ -1,3 +1,4 @@
+import Foundation
 import NN
 import XCTest
 
@@ -13,6 +14,11 @@ final class DenormalsTests: XCTestCase {
         let before = Denormals.flushToZero
         defer { Denormals.setFlushToZero(before) }
         guard Denormals.setFlushToZero(false) else { throw XCTSkip("no flush-to-zero mode on this architecture") }
+        // OpenBLAS with 2 worker threads, started now, without the mode (Launch/test runs one thread per process):
+        // the large GEMM below is split over them, and only a restart of the pool gives them the mode.
+        let threads = OpenBLASThreads()
+        defer { threads?.set(threads?.initial ?? 1) }
+        threads?.set(2)
         let normal = opaque(Float.leastNormalMagnitude), subnormal = opaque(Float.leastNonzeroMagnitude * 4)
         XCTAssertFalse(Denormals.flushToZero)
         XCTAssertEqual((normal * opaque(0.5)).bitPattern, (Float.leastNormalMagnitude / 2).bitPattern)
@@ -52,7 +58,7 @@ final class DenormalsTests: XCTestCase {
 
     /// C = A B with m = n = 1024, k = 128 and every product 1e-20 * 1e-21: each entry is 1.28e-39, subnormal.
     /// OpenBLAS's by the shape rule (its smallest operand is over 2^16 floats), and large enough that OpenBLAS splits
-    /// it over its worker threads where it runs several (OPENBLAS_NUM_THREADS unset: `swift test` without Launch/test).
+    /// it over its worker threads.
     private func largeGEMM() -> [Float] {
         let m = 1024, n = 1024, k = 128
         XCTAssertEqual(GEMMBackend.choose(.fp32, m: m, n: n, k: k), .openBLAS)
@@ -63,4 +69,17 @@ final class DenormalsTests: XCTestCase {
     }
 
     private func subnormalEntries(_ c: [Float]) -> Int { c.filter { $0.isSubnormal }.count }
+}
+
+/// OpenBLAS's thread count, through the library's own functions (looked up at run time: a build without them
+/// leaves the GEMM check on the threads OpenBLAS already has).
+private struct OpenBLASThreads {
+    typealias Get = @convention(c) () -> Int32
+    typealias Set = @convention(c) (Int32) -> Void
+    let get: Get, setter: Set, initial: Int32
+    init?() {
+        guard let g = dlsym(nil, "openblas_get_num_threads"), let s = dlsym(nil, "openblas_set_num_threads") else { return nil }
+        get = unsafeBitCast(g, to: Get.self); setter = unsafeBitCast(s, to: Set.self); initial = get()
+    }
+    func set(_ n: Int32) { setter(n) }
 }

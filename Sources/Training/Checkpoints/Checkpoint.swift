@@ -216,6 +216,7 @@ public enum Checkpoints {
         for path in list(dir: dir).dropFirst(keep) {
             let base = String(path.dropLast(5))
             if let protected, URL(fileURLWithPath: base).lastPathComponent == protected { continue }
+            FilesRead.forget(path); FilesRead.forget(base + ".safetensors")   // read when written (checksums)
             unlink(path)
             unlink(base + ".safetensors")
         }
