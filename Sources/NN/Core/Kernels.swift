@@ -76,7 +76,7 @@ func layerNormBackward(_ x: ConstFloatPtr, _ dy: ConstFloatPtr, gamma: ConstFloa
 
 /// Subnormal floats (|x| < 2^-126, Float.leastNormalMagnitude): the CPU computes with them in microcode, dozens of
 /// times slower than with normal numbers. A fine-tuning run whose attention saturates (LoRA at the paper's rate
-/// 5e-2) fills its GEMMs with them and ran 2.3-2.6 times slower (benchmarks/denormals.sh, docs/performance.md).
+/// 5e-2) fills its GEMMs with them and ran 3-4 times slower (benchmarks/denormals.sh, docs/performance.md).
 /// The CLI flushes them to zero for the whole process (`CLADMOP_DENORMALS=flush`, the default) at start-up; `CLADMOP_DENORMALS=keep` keeps IEEE gradual underflow (the comparison). A value below 2^-126 then
 /// reads and is written as 0: nothing this model computes is that small and still matters.
 public enum Denormals {
