@@ -16,7 +16,8 @@ public struct WordPieceTokenizer {
     let maxCharsPerWord = 100
 
     /// Reads `vocab.txt`: one token per line, its id the line number - 1 (LF, CR LF or CR line endings, as
-    /// Python's readlines reads them). A FIFO, directory or device is refused before it is opened.
+    /// Python's readlines reads them); a token listed twice has the id of its last line, as HuggingFace's
+    /// `load_vocab` (and the fast tokenizer's `WordPiece::read_file`) give it. A FIFO, directory or device is refused before it is opened.
     /// `maxLength` counts [CLS] and [SEP], so it is at least 2.
     public init(vocabPath: String, lowercase: Bool, stripAccents: Bool? = nil, maxLength: Int) throws {
         guard maxLength >= 2 else {
@@ -25,7 +26,7 @@ public struct WordPieceTokenizer {
         let lines = try readTextLines(vocabPath, what: "WordPiece vocabulary (vocab.txt)", limit: 256 << 20).lines
         guard lines.count < Int(Int32.max) else { throw InputError(file: vocabPath, "has \(lines.count) lines; a vocabulary has fewer than 2^31 tokens") }
         var vocab: [String: Int32] = [:]
-        for (id, token) in lines.enumerated() where vocab[token] == nil { vocab[token] = Int32(id) }
+        for (id, token) in lines.enumerated() { vocab[token] = Int32(id) }
         size = lines.count
         func special(_ s: String) throws -> Int32 {
             guard let v = vocab[s] else { throw InputError(file: vocabPath, "vocabulary lacks \(s)") }

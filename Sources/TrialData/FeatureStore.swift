@@ -5,7 +5,8 @@ import NN
 /// One featurized CSV row.
 public struct StoredTrial: Codable, Sendable {
     public var nctid: String
-    public var label: Int
+    /// 0 or 1; nil for a trial to predict (`Trial.label`).
+    public var label: Int?
     public var phase: String
     /// Source CSV file name (last path component) and line.
     public var source: TrialSource
@@ -16,6 +17,18 @@ public struct StoredTrial: Codable, Sendable {
     /// Rows of the sentence table, in criteria order, and their inclusion (true) / exclusion tags.
     public var sentences: [Int]
     public var inclusion: [Bool]
+}
+
+/// The 0/1 labels of `trials`, all of `file`, for a command that learns or measures from them (`purpose`, e.g.
+/// "evaluate"). A trial stored without one (featurized for predict from a CSV whose label was empty or absent) is
+/// an input error naming `file` and its line.
+public func requireLabels(_ trials: [StoredTrial], file: String, purpose: String) throws -> [Int] {
+    try trials.map { t in
+        guard let label = t.label else {
+            throw InputError(file: file, line: t.source.line, "trial \(t.nctid) has no label (the field is empty or the file has no label column); \(purpose) needs 0 or 1")
+        }
+        return label
+    }
 }
 
 /// What a store was built from: consumers compare it with what they would build now.

@@ -30,14 +30,15 @@ func sentenceChecksum(_ text: String) -> UInt64 {
 /// `reuse`: a store made by the same encoder (identity and max_tokens) whose vectors are copied for the sentences it
 /// holds (matched by text checksum); only the others are encoded. The evaluation caches use it (a split of a file
 /// already in the main store costs no encoding); `cladmop featurize` always encodes everything.
+/// `labels`: `.optional` for trials to predict (their stored label is nil; consumers that need one call `requireLabels`).
 public func featurize(comm: Communicator, paths: [String], output: String, makeEncoder: () throws -> BertEncoder,
                       hierarchy: ICD10Hierarchy, skipBadRows: Bool, batchTokens: Int, reuse: FeatureStore? = nil,
-                      log: (String) -> Void) throws -> FeaturizeReport {
+                      labels: LabelRequirement = .required, log: (String) -> Void) throws -> FeaturizeReport {
     let start = Date()
     var report = FeaturizeReport()
     let paths = try distinctSources(paths)
     try refuseOverwritingInputs(output: output, inputs: paths + [hierarchy.path] + (reuse.map { [$0.path] } ?? []))
-    let (trials, readReport) = try readValidatedTrials(paths: paths, hierarchy: hierarchy, skipBadRows: skipBadRows)
+    let (trials, readReport) = try readValidatedTrials(paths: paths, hierarchy: hierarchy, skipBadRows: skipBadRows, labels: labels)
     report.rows = trials.count
     report.rowsPerFile = readReport.rowsPerFile
     report.skipped = readReport.skipped
@@ -153,8 +154,9 @@ func refuseOverwritingInputs(output: String, inputs: [String]) throws {
 /// prefix of it) is in the hierarchy, and no nctid appears twice in one file. Errors name file:line; with
 /// `skipBadRows` malformed rows are counted instead (a duplicate id is always an error: which copy is
 /// right cannot be told).
-public func readValidatedTrials(paths: [String], hierarchy: ICD10Hierarchy, skipBadRows: Bool) throws -> ([Trial], TrialReadReport) {
-    let result = try readTrials(paths: paths, skipBadRows: skipBadRows) { t in
+public func readValidatedTrials(paths: [String], hierarchy: ICD10Hierarchy, skipBadRows: Bool,
+                                labels: LabelRequirement = .required) throws -> ([Trial], TrialReadReport) {
+    let result = try readTrials(paths: paths, skipBadRows: skipBadRows, labels: labels) { t in
         for s in t.smiles {
             do { _ = try tokenizeSMILES(s) } catch let e as SMILESError {
                 throw InputError(file: t.source.file, line: t.source.line, "column smiless: invalid SMILES \"\(s.prefix(60))\": \(e.message)")

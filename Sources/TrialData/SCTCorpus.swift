@@ -7,7 +7,8 @@ import NN
 /// What the corpus builder needs of a trial (a CSV row or a feature-store row).
 public protocol TrialRecord {
     var nctid: String { get }
-    var label: Int { get }
+    /// 0, 1, or nil (a trial to predict: never a successful trial here).
+    var label: Int? { get }
     var phase: String { get }
     /// "file:line"
     var source: TrialSource { get }
@@ -29,7 +30,7 @@ public struct SCTCorpus<T: TrialRecord> {
     public init(trials: [T], excluded: Set<String>, validationFraction: Double) {
         // A trial labelled 1 in one file and 0 in another is not a reliable success: left out, and counted.
         var labels: [String: Set<Int>] = [:]
-        for t in trials { labels[t.nctid, default: []].insert(t.label) }
+        for t in trials { if let label = t.label { labels[t.nctid, default: []].insert(label) } }
         let conflicting = Set(labels.filter { $0.value.count > 1 }.keys)
         var seen = Set<String>()
         var pool: [T] = []

@@ -7,7 +7,9 @@ public struct Trial: Sendable {
     public var nctid: String
     public var status: String
     public var whyStop: String
-    public var label: Int
+    /// 0 (failed) or 1 (succeeded); nil when the label field is empty or the file has no label column (trials to
+    /// predict). Commands that learn or measure from labels refuse such trials (`requireLabels`).
+    public var label: Int?
     public var phase: String
     public var diseases: [String]
     /// One inner list of ICD-10 codes per disease.
@@ -49,9 +51,13 @@ public struct TrialReadReport {
 
 public let topColumns = ["nctid", "status", "why_stop", "label", "phase", "diseases", "icdcodes", "drugs", "smiless", "criteria"]
 
+/// Whether a TOP CSV must label every trial (fine-tuning, evaluation, featurize: the default) or may leave the
+/// label field empty or the column out (`optional`: trials to predict; their `label` is nil).
+public enum LabelRequirement: Sendable { case required, optional }
+
 /// The trials of one CSV file's records (the first is the header); bad rows throw or, with `skipBadRows`,
 /// are appended to `skipped`.
-public func parseTrials(records: [CSVRecord], file path: String, skipBadRows: Bool = false,
+public func parseTrials(records: [CSVRecord], file path: String, skipBadRows: Bool = false, labels: LabelRequirement = .required,
                         validateRow: ((Trial) throws -> Void)? = nil, skipped: inout [String]) throws -> [Trial] {
     guard let header = records.first else { throw InputError(file: path, "empty file (expected a header line with \(topColumns.joined(separator: ",")))") }
     var index: [String: Int] = [:]
@@ -64,14 +70,14 @@ public func parseTrials(records: [CSVRecord], file path: String, skipBadRows: Bo
         }
         index[name] = i
     }
-    let missing = topColumns.filter { index[$0] == nil }
+    let missing = topColumns.filter { index[$0] == nil && !($0 == "label" && labels == .optional) }
     guard missing.isEmpty else {
         throw InputError(file: path, line: 1, "header lacks column(s) \(missing.joined(separator: ", ")); expected \(topColumns.joined(separator: ","))")
     }
     var trials: [Trial] = []
     for record in records.dropFirst() {
         do {
-            let t = try parseTrial(record, index: index, columnCount: header.fields.count, file: path)
+            let t = try parseTrial(record, index: index, columnCount: header.fields.count, file: path, labels: labels)
             try validateRow?(t)
             trials.append(t)
         } catch let e as InputError where skipBadRows {
@@ -81,12 +87,12 @@ public func parseTrials(records: [CSVRecord], file path: String, skipBadRows: Bo
     return trials
 }
 
-func parseTrial(_ r: CSVRecord, index: [String: Int], columnCount: Int, file: String) throws -> Trial {
+func parseTrial(_ r: CSVRecord, index: [String: Int], columnCount: Int, file: String, labels: LabelRequirement) throws -> Trial {
     guard r.fields.count == columnCount else {
         throw InputError(file: file, line: r.line, "expected \(columnCount) columns, found \(r.fields.count) (a missing column or an unquoted comma)")
     }
     func field(_ name: String) -> (String, Int, Int) {
-        let i = index[name]!
+        guard let i = index[name] else { return ("", r.line, 1) }      // only label, and only when optional
         return (r.fields[i], r.lines[i], r.columns[i])
     }
     func list(_ name: String) throws -> [String] {
@@ -100,8 +106,14 @@ func parseTrial(_ r: CSVRecord, index: [String: Int], columnCount: Int, file: St
         throw InputError(file: file, line: nLine, column: nCol, "column nctid: \"\(nctid.prefix(40))\" is not an id like NCT01234567 (expected NCT and 8 ASCII digits)")
     }
     let (labelText, lLine, lCol) = field("label")
-    guard let label = Int(labelText.trimmingCharacters(in: .whitespaces)), label == 0 || label == 1 else {
-        throw InputError(file: file, line: lLine, column: lCol, "column label: \"\(labelText.prefix(20))\" (expected 0 or 1)")
+    let trimmedLabel = labelText.trimmingCharacters(in: .whitespaces)
+    var label: Int?
+    if !trimmedLabel.isEmpty || labels == .required {
+        guard let value = Int(trimmedLabel), value == 0 || value == 1 else {
+            let expected = labels == .required ? "0 or 1" : "0, 1 or empty"
+            throw InputError(file: file, line: lLine, column: lCol, "column label: \"\(labelText.prefix(20))\" (expected \(expected))")
+        }
+        label = value
     }
     var icd: [[String]] = []
     let (_, iLine, iCol) = field("icdcodes")

@@ -12,12 +12,12 @@ public func readCSV(path: String) throws -> [CSVRecord] {
 
 /// Reads TOP-format CSV files. A malformed row is an InputError naming file:line:column, or, with
 /// `skipBadRows`, is skipped and listed in the report. `validateRow` runs extra checks (SMILES, ICD codes).
-public func readTrials(paths: [String], skipBadRows: Bool = false,
+public func readTrials(paths: [String], skipBadRows: Bool = false, labels: LabelRequirement = .required,
                        validateRow: ((Trial) throws -> Void)? = nil) throws -> ([Trial], TrialReadReport) {
     var trials: [Trial] = []
     var report = TrialReadReport()
     for path in paths {
-        let parsed = try parseTrials(records: try readCSV(path: path), file: path, skipBadRows: skipBadRows, validateRow: validateRow,
+        let parsed = try parseTrials(records: try readCSV(path: path), file: path, skipBadRows: skipBadRows, labels: labels, validateRow: validateRow,
                                      skipped: &report.skipped)
         trials += parsed
         report.rowsPerFile[path] = parsed.count

@@ -22,10 +22,11 @@ struct Baseline: ParsableCommand {
             let hierarchy = try ICD10Hierarchy(path: spec.data.icdHierarchy)
             let store = try storeContaining([train, data], spec: spec, hierarchy: hierarchy, comm: comm, log: log)
             guard comm.isRoot else { return }
-            let model = LogisticBaseline(train: store.trials(of: train), store: store, hierarchy: hierarchy)
-            let test = store.trials(of: data)
+            let trainRows = store.trials(of: train), test = store.trials(of: data)
+            let model = LogisticBaseline(train: trainRows, labels: try requireLabels(trainRows, file: train, purpose: "the baseline's training"),
+                                         store: store, hierarchy: hierarchy)
             let scores = model.predict(test)
-            let report = EvaluationReport(metrics: Metrics.report(scores, test.map(\.label), threshold: 0.5), data: data,
+            let report = EvaluationReport(metrics: Metrics.report(scores, try requireLabels(test, file: data, purpose: "evaluating the baseline"), threshold: 0.5), data: data,
                                           method: "logistic regression")
             printMetricsTable(report, log: log, title: "logistic-regression baseline on \(data) (\(test.count) trials)")
             if let json {

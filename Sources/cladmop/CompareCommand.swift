@@ -12,14 +12,34 @@ struct Compare: ParsableCommand {
     var evals: [String] = []
     @Option(help: "Markdown file to write (printed as well).") var output: String?
 
+    /// Each --eval as (label, file): the label is the text before the first "=", non-empty, one line; a "|" in
+    /// it is escaped so that it stays in its table cell.
+    var rows: [(label: String, file: String)] {
+        get throws {
+            try evals.map { e in
+                guard let eq = e.firstIndex(of: "="), eq != e.startIndex, e.index(after: eq) != e.endIndex else {
+                    throw ValidationError("--eval \(e): expected LABEL=FILE.json (a non-empty label and file)")
+                }
+                let label = String(e[..<eq])
+                guard !label.unicodeScalars.contains(where: { CharacterSet.controlCharacters.contains($0) }) else {
+                    throw ValidationError("--eval \(e.debugDescription): the label holds a control character (a line break or tab); expected one line of text")
+                }
+                return (label.replacingOccurrences(of: "|", with: "\\|"), String(e[e.index(after: eq)...]))
+            }
+        }
+    }
+
+    func validate() throws {
+        guard !evals.isEmpty else { throw ValidationError("give at least one --eval LABEL=FILE.json") }
+        _ = try rows
+    }
+
     func run() throws {
         runJob { comm in
-            let files = evals.compactMap { e in e.firstIndex(of: "=").map { ("--eval", String(e[e.index(after: $0)...])) } }
-            try checkOutputs(output.map { [("--output", $0)] } ?? [], inputs: files)
+            let rows = try self.rows
+            try checkOutputs(output.map { [("--output", $0)] } ?? [], inputs: rows.map { ("--eval", $0.file) })
             var md = "| method | n | F1 (0.5) | PR-AUC | ROC-AUC | accuracy |\n|---|---|---|---|---|---|\n"
-            for e in evals {
-                guard let eq = e.firstIndex(of: "=") else { throw InputError("--eval \(e): expected LABEL=FILE.json") }
-                let label = String(e[..<eq]), file = String(e[e.index(after: eq)...])
+            for (label, file) in rows {
                 let r: OutcomeMetrics
                 do { r = try JSONDecoder().decode(OutcomeMetrics.self, from: try readRegularFile(file, what: "evaluation JSON", limit: 64 << 20)) }
                 catch let e as InputError { throw e }

@@ -9,7 +9,7 @@ struct Embed: ParsableCommand {
 
     @OptionGroup var options: ConfigOptions
     @Option(help: "Pretraining or fine-tuned checkpoint (.safetensors, .json or run directory).") var checkpoint: String
-    @Option(help: "TOP-format CSV (featurized on the fly when the feature store does not hold it).") var data: String
+    @Option(help: "TOP-format CSV (featurized on the fly when the feature store does not hold it; the label column may be empty or absent).") var data: String
     @Option(help: "Output safetensors file.") var output: String
     @Option(help: "Criteria level of f_c: coarse, medium or fine (the pretraining loss's).") var level: String = "fine"
 
@@ -22,7 +22,7 @@ struct Embed: ParsableCommand {
             try checkOutputs([("--output", output)], inputs: [("--data", data), ("--checkpoint", checkpoint)])
             let spec = try options.load(comm)
             let loaded = try LoadedCheckpoint(checkpoint)
-            let (rows, builder) = try loaded.rows(of: data, spec: spec, comm: comm, log: log)
+            let (rows, builder) = try loaded.rows(of: data, spec: spec, comm: comm, labels: .optional, log: log)
             let levelIndex = ["coarse", "medium", "fine"].firstIndex(of: level)!
             let x = embedTrials(rows, model: loaded.model, builder: builder, level: levelIndex, comm: comm)
             guard comm.isRoot else { return }

@@ -37,7 +37,7 @@ struct Evaluate: ParsableCommand {
             let scored = try scoreCSV(checkpoint: checkpoint, csv: data, spec: try options.load(comm), comm: comm, outOfFold: outOfFold, log: log)
             guard comm.isRoot else { return }
             let (trials, scores, threshold) = (scored.trials, scored.scores, scored.threshold)
-            let labels = trials.map(\.label)
+            let labels = try requireLabels(trials, file: data, purpose: "evaluate")
             var report = EvaluationReport(metrics: Metrics.report(scores, labels, threshold: threshold), data: data, checkpoint: checkpoint)
             if let novel = scored.newDisease {
                 let idx = trials.indices.filter { novel[$0] }

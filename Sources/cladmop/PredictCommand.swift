@@ -10,7 +10,7 @@ struct Predict: ParsableCommand {
 
     @OptionGroup var options: ConfigOptions
     @Option(help: "Fine-tuned checkpoint (.safetensors, .json or run directory).") var checkpoint: String
-    @Option(help: "TOP-format CSV (the label column may be 0 or 1; it is not used, except that --out-of-fold checks it against the run's folds.csv).") var data: String
+    @Option(help: "TOP-format CSV; its label column may be empty or absent (labels are not used, except that --out-of-fold checks them against the run's folds.csv).") var data: String
     @Option(help: "Output CSV.") var output: String
     @Flag(name: .customLong("out-of-fold"), help: "A cross-fitted run (finetune.folds): score each trial with the member that did not train on it (RUN/folds.csv); every trial of --data must be in a fold.")
     var outOfFold = false
@@ -18,7 +18,8 @@ struct Predict: ParsableCommand {
     func run() throws {
         runJob { comm in
             try checkOutputs([("--output", output)], inputs: [("--data", data), ("--checkpoint", checkpoint)])
-            let scored = try scoreCSV(checkpoint: checkpoint, csv: data, spec: try options.load(comm), comm: comm, outOfFold: outOfFold, log: log)
+            let scored = try scoreCSV(checkpoint: checkpoint, csv: data, spec: try options.load(comm), comm: comm, outOfFold: outOfFold,
+                                  labels: .optional, log: log)
             guard comm.isRoot else { return }
             let (trials, scores) = (scored.trials, scored.scores)
             var text = "nctid,probability\n"

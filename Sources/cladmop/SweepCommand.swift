@@ -23,14 +23,22 @@ struct SweepReport: ParsableCommand {
                                 encoding: .utf8) else {
             throw InputError(file: listing, "is not UTF-8 text")
         }
-        var points: [SweepPoint] = []
-        for (i, line) in text.split(separator: "\n").enumerated() {
-            let f = line.split(separator: "\t").map(String.init)
-            guard f.count == 4, let b = Int(f[0]), let lr = Double(f[1]), let status = Int(f[2]) else {
-                throw InputError(file: listing, line: i + 1, "expected global_batch<TAB>lr<TAB>exit status<TAB>run dir")
-            }
+        var points: [SweepPoint] = [], lineOf: [Int: Int] = [:]
+        for (i, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let line = raw.hasSuffix("\r") ? raw.dropLast() : raw      // CR LF as LF
+            if line.isEmpty { continue }
+            let f = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
+            func bad(_ what: String) -> InputError { InputError(file: listing, line: i + 1, what) }
+            guard f.count == 4 else { throw bad("expected global_batch<TAB>lr<TAB>exit status<TAB>run dir, found \(f.count) field(s)") }
+            guard let b = Int(f[0]), b >= 1 else { throw bad("global_batch \"\(f[0].prefix(40))\": expected a positive integer") }
+            guard let lr = Double(f[1]), lr.isFinite, lr > 0 else { throw bad("lr \"\(f[1].prefix(40))\": expected a positive finite number") }
+            guard let status = Int(f[2]), (0...255).contains(status) else { throw bad("exit status \"\(f[2].prefix(40))\": expected an integer 0-255") }
+            guard !f[3].isEmpty else { throw bad("the run dir is empty") }
+            if let first = lineOf[b] { throw bad("global_batch \(b) is listed twice (also line \(first)); one run per batch size") }
+            lineOf[b] = i + 1
             points.append(SweepPoint(globalBatch: b, learningRate: lr, exitStatus: status, runDir: f[3]))
         }
+        guard !points.isEmpty else { throw InputError(file: listing, "lists no point; expected one line per batch size (global_batch<TAB>lr<TAB>exit status<TAB>run dir)") }
         try writeSweepReport(dir: out, points: points.sorted { $0.globalBatch < $1.globalBatch }, title: title)
         print("sweep: \(points.count) point(s), \(points.filter { $0.status == "ok" }.count) ok -> \(out)/sweep.csv, sweep.svg, summary.md")
     }

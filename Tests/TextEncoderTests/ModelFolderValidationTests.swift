@@ -112,6 +112,17 @@ final class ModelFolderValidationTests: XCTestCase {
         XCTAssertEqual(tokenizer.encode("anything at all"), [tokenizer.cls, tokenizer.sep])
     }
 
+    /// A token listed twice takes the id of its last line: HuggingFace's `load_vocab` fills a dict line by line
+    /// (`vocab[token] = index`), and the fast tokenizer's `WordPiece::read_file` inserts into a map the same way.
+    func testATokenListedTwiceHasTheIdOfItsLastLine() throws {
+        let d = try folder("vocab-duplicate", config: Self.realConfig, real: false,
+                           vocab: "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nlung\ncancer\nlung\n")
+        let tokenizer = try WordPieceTokenizer(vocabPath: d + "/vocab.txt", lowercase: true, maxLength: 16)
+        XCTAssertEqual(tokenizer.size, 8)
+        XCTAssertEqual(tokenizer.vocab["lung"], 7)
+        XCTAssertEqual(tokenizer.encode("Lung cancer"), [2, 7, 6, 3])
+    }
+
     func testTensorShapesAndVocabularyAreCheckedAgainstTheConfig() throws {
         guard realModel != nil else { throw XCTSkip("\(defaultModelDir) is missing: run Launch/setup") }
         let cases: [(String, [String: Any], String)] = [

@@ -66,6 +66,38 @@ final class MalformedRowTests: XCTestCase {
         }
     }
 
+    /// Labels are required by default (featurize, fine-tuning, evaluation): an empty field or a missing column is refused
+    /// as before; `.optional` (trials to predict) reads them as nil and still refuses a label other than 0 or 1.
+    func testLabelsMayBeEmptyOrAbsentOnlyWhenOptional() throws {
+        let blank = file(header + good + row(label: ""), "label-blank")
+        XCTAssertThrowsError(try readValidatedTrials(paths: [blank], hierarchy: Self.hierarchy, skipBadRows: false)) {
+            XCTAssertTrue("\($0)".hasPrefix("\(blank):5:") && "\($0)".contains("column label: \"\" (expected 0 or 1)"), "\($0)")
+        }
+        let read = try readValidatedTrials(paths: [blank], hierarchy: Self.hierarchy, skipBadRows: false, labels: .optional).0
+        XCTAssertEqual(read.map(\.label), [1, nil])
+
+        let dropped = (header + good + row()).split(separator: "\n", omittingEmptySubsequences: false).map { line -> String in
+            // The label is the 4th field of every line that starts a record here (the criteria lines hold no comma).
+            guard line.hasPrefix("nctid") || line.hasPrefix("NCT") else { return String(line) }
+            var fields = line.split(separator: ",", maxSplits: 4, omittingEmptySubsequences: false)
+            fields.remove(at: 3)
+            return fields.joined(separator: ",")
+        }.joined(separator: "\n")
+        let noColumn = file(dropped, "label-absent")
+        XCTAssertThrowsError(try readValidatedTrials(paths: [noColumn], hierarchy: Self.hierarchy, skipBadRows: false)) {
+            XCTAssertTrue("\($0)".hasPrefix("\(noColumn):1:") && "\($0)".contains("header lacks column(s) label"), "\($0)")
+        }
+        let optional = try readValidatedTrials(paths: [noColumn], hierarchy: Self.hierarchy, skipBadRows: false, labels: .optional).0
+        XCTAssertEqual(optional.map(\.nctid), ["NCT00000001", "NCT00000002"])
+        XCTAssertEqual(optional.map(\.label), [nil, nil])
+        XCTAssertEqual(optional.map(\.criteria), ["Inclusion Criteria:\n- adults\n- consent", "- children"])
+
+        let bad = file(header + good + row(label: "yes"), "label-yes-optional")
+        XCTAssertThrowsError(try readValidatedTrials(paths: [bad], hierarchy: Self.hierarchy, skipBadRows: false, labels: .optional)) {
+            XCTAssertTrue("\($0)".hasPrefix("\(bad):5:") && "\($0)".contains("column label: \"yes\" (expected 0, 1 or empty)"), "\($0)")
+        }
+    }
+
     func testSkipBadRowsCountsAndReportsThem() throws {
         let path = file(header + good + row(label: "7") + row(nctid: "NCT00000003"), "skip")
         let (trials, report) = try readValidatedTrials(paths: [path], hierarchy: Self.hierarchy, skipBadRows: true)

@@ -62,5 +62,35 @@ final class OutcomeEndToEndTests: XCTestCase {
             let p = Double(line.split(separator: ",")[1])!
             XCTAssertTrue(line.hasPrefix("NCT") && p >= 0 && p <= 1, String(line))
         }
+
+        // Trials to predict need no label: the same CSV with the label column left out, or with every label field
+        // empty, gives the same predictions (2 ranks).
+        let expected = try String(contentsOfFile: dir + "/predictions.csv", encoding: .utf8)
+        for (edit, name) in [(LabelColumnEdit.drop, "nolabel"), (.set(""), "blank")] {
+            try writeCSVSubset(from: repoRoot + "/data/top/toy_test.csv", rows: 0..<10, to: dir + "/\(name).csv", labelColumn: edit)
+            let r = try mpirun(np: 2, executable: cladmop, arguments: ["predict", "--checkpoint", dir + "/run", "--data", dir + "/\(name).csv",
+                                                                      "--output", dir + "/\(name)-predictions.csv"] + sets, timeout: 600)
+            XCTAssertEqual(r.status, 0, r.output)
+            XCTAssertEqual(try String(contentsOfFile: dir + "/\(name)-predictions.csv", encoding: .utf8), expected, name)
+        }
+        // Commands that learn or measure from labels refuse them, naming the file and line: evaluate finds the store
+        // predict built (its labels unknown); finetune featurizes the file itself; a label other than 0, 1 or empty
+        // is refused by predict too.
+        let ev2 = try mpirun(np: 2, executable: cladmop, arguments: ["evaluate", "--checkpoint", dir + "/run", "--data", dir + "/blank.csv"] + sets, timeout: 600)
+        XCTAssertEqual(ev2.status, 2, ev2.output)
+        XCTAssertTrue(ev2.output.contains(dir + "/blank.csv:2: trial NCT") && ev2.output.contains("has no label"), ev2.output)
+        let ev3 = try mpirun(np: 1, executable: cladmop, arguments: ["evaluate", "--checkpoint", dir + "/run", "--data", dir + "/nolabel.csv"] + sets, timeout: 600)
+        XCTAssertEqual(ev3.status, 2, ev3.output)
+        XCTAssertTrue(ev3.output.contains(dir + "/nolabel.csv:2: trial NCT"), ev3.output)
+        let ft2 = try mpirun(np: 1, executable: cladmop, arguments: ["finetune", "--pretrained", "none", "--train", dir + "/blank.csv",
+                                                                    "--valid", dir + "/valid.csv", "--run-dir", dir + "/run2"] + sets, timeout: 600)
+        XCTAssertEqual(ft2.status, 2, ft2.output)
+        XCTAssertTrue(ft2.output.contains(dir + "/blank.csv:2") && ft2.output.contains("column label: \"\" (expected 0 or 1)"), ft2.output)
+        try writeCSVSubset(from: repoRoot + "/data/top/toy_test.csv", rows: 0..<10, to: dir + "/yes.csv", labelColumn: .set("yes"))
+        let pr2 = try mpirun(np: 1, executable: cladmop, arguments: ["predict", "--checkpoint", dir + "/run", "--data", dir + "/yes.csv",
+                                                                    "--output", dir + "/yes-predictions.csv"] + sets, timeout: 600)
+        XCTAssertEqual(pr2.status, 2, pr2.output)
+        XCTAssertTrue(pr2.output.contains(dir + "/yes.csv:2") && pr2.output.contains("column label: \"yes\" (expected 0, 1 or empty)"), pr2.output)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/yes-predictions.csv"))
     }
 }

@@ -104,7 +104,7 @@ final class OutcomeProtocolTests: XCTestCase {
 
         // folds.csv: every trial of both files in exactly one fold, both classes in every fold, 12 per fold.
         let (train, _) = try readTrials(paths: [dir + "/train.csv"]), (valid, _) = try readTrials(paths: [dir + "/valid.csv"])
-        let label = Dictionary((train + valid).map { ($0.nctid, $0.label) }, uniquingKeysWith: { a, _ in a })
+        let label = Dictionary((train + valid).map { ($0.nctid, $0.label!) }, uniquingKeysWith: { a, _ in a })
         var fold: [String: Int] = [:]
         for line in try String(contentsOfFile: dir + "/run/folds.csv", encoding: .utf8).split(separator: "\n").dropFirst() {
             let f = line.split(separator: ",")

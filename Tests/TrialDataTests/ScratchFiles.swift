@@ -23,12 +23,24 @@ func smallFinetuneSettings(dir: String, _ extra: [String]) -> [String] {
 }
 
 /// Writes the header and the given data rows of a bundled TOP CSV to `path` (RFC 4180 quoting).
-func writeCSVSubset(from source: String, rows: Range<Int>, to path: String, label: Int? = nil) throws {
+/// What `writeCSVSubset` does to the label column: keep it, set every row's field to a text, or leave the column out.
+enum LabelColumnEdit { case keep, set(String), drop }
+
+func writeCSVSubset(from source: String, rows: Range<Int>, to path: String, label: Int? = nil, labelColumn: LabelColumnEdit = .keep) throws {
     let records = try readCSV(path: source)
     let column = records[0].fields.firstIndex(of: "label")!
     let chosen = [records[0]] + records.dropFirst().enumerated().filter { rows.contains($0.offset) }.map(\.element)
         .filter { label == nil || $0.fields[column] == String(label!) }
-    let lines = chosen.map { $0.fields.map { f in
+    let edited: [[String]] = chosen.enumerated().map { i, r in
+        var fields = r.fields
+        switch labelColumn {
+        case .keep: break
+        case .set(let text): if i > 0 { fields[column] = text }
+        case .drop: fields.remove(at: column)
+        }
+        return fields
+    }
+    let lines = edited.map { $0.map { f in
         f.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" }) ? "\"" + f.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : f
     }.joined(separator: ",") }
     try (lines.joined(separator: "\n") + "\n").write(toFile: path, atomically: true, encoding: .utf8)

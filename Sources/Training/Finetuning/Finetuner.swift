@@ -45,6 +45,7 @@ public final class Finetuner {
             guard !r.isEmpty else {
                 throw InputError(file: store.path, "has no rows of \(URL(fileURLWithPath: file).lastPathComponent); \(FeatureStore.rebuildHint(store.path, sources: spec.data.files + [file]))")
             }
+            _ = try requireLabels(r, file: file, purpose: "fine-tuning")     // every trial below has one (`checkedLabel`)
             return r
         }
         let trainAll = try rows(trainFile)
@@ -87,6 +88,7 @@ public final class Finetuner {
             // The store holds every file (storeContaining), so no rows here means the file has none.
             let r = store.trials(of: file)
             guard !r.isEmpty else { throw InputError(file: file, "has no trial rows; an --aux file needs at least one labelled trial") }
+            _ = try requireLabels(r, file: file, purpose: "fine-tuning")
             auxRows += r.count
             aux += r.filter { !excluded.contains($0.nctid) && seen.insert($0.nctid).inserted }
         }
@@ -215,7 +217,7 @@ public final class Finetuner {
                 offset += memberScores.count
             }
         }
-        let scores = folds.isEmpty ? sum.map { $0 / Double(count) } : sum, labels = selecting.map(\.label)
+        let scores = folds.isEmpty ? sum.map { $0 / Double(count) } : sum, labels = selecting.map(\.checkedLabel)
         // Out-of-fold scores: the threshold whose gain over predicting success holds across bootstrap resamples
         // (docs/outcome.md: the F1-best threshold of a few hundred trials lost to all-success on the dev tests).
         let threshold = folds.isEmpty ? Metrics.bestF1Threshold(scores, labels)
@@ -272,7 +274,7 @@ public final class Finetuner {
                 arena.reset(); p.zeroGrads()
                 let batch = builder.batch(rows)
                 let (logits, backward) = outcome.forward(batch, arena: arena)
-                let labels = rows.map { Float($0.label) }
+                let labels = rows.map { Float($0.checkedLabel) }
                 let dz = arena.allocate(rows.count)
                 var loss = [Double(labels.withUnsafeBufferPointer {
                     weightedBCE(logits: logits, labels: $0.baseAddress!, count: rows.count, positiveWeight: w1, negativeWeight: w0, dz: dz)
@@ -286,7 +288,7 @@ public final class Finetuner {
                 lossSum += loss[0]; batches += 1
             }
             let scores = predict(valid, with: outcome)
-            let labels = valid.map(\.label)
+            let labels = valid.map(\.checkedLabel)
             let threshold = Metrics.bestF1Threshold(scores, labels)
             let prAUC = Metrics.averagePrecision(scores, labels), rocAUC = Metrics.rocAUC(scores, labels)
             let f1 = Metrics.f1(scores, labels, threshold: 0.5), f1AtThreshold = Metrics.f1(scores, labels, threshold: threshold)
@@ -370,5 +372,13 @@ public struct FinetuneSelection: Codable {
         try c.encode(checkpoint, forKey: .checkpoint); try c.encode(epoch, forKey: .epoch); try c.encode(selectMetric, forKey: .selectMetric)
         try c.encode(valid, forKey: .valid); try c.encode(threshold, forKey: .threshold); try c.encode(pretrained, forKey: .pretrained)
         try c.encodeIfPresent(members, forKey: .members); try c.encodeIfPresent(memberEpochs, forKey: .memberEpochs)
+    }
+}
+
+extension StoredTrial {
+    /// The label of a fine-tuning trial: every one passed `requireLabels` when the Finetuner read its file.
+    var checkedLabel: Int {
+        guard let label else { preconditionFailure("\(nctid) (\(source)) has no label but was read as a fine-tuning trial") }
+        return label
     }
 }

@@ -14,7 +14,8 @@ public struct LogisticBaseline {
     let hierarchy: ICD10Hierarchy
     let store: FeatureStore
 
-    public init(train: [StoredTrial], store: FeatureStore, hierarchy: ICD10Hierarchy, l2: Float = 1e-3, iterations: Int = 400) {
+    /// `labels`: the 0/1 label of each of `train` (`requireLabels`).
+    public init(train: [StoredTrial], labels: [Int], store: FeatureStore, hierarchy: ICD10Hierarchy, l2: Float = 1e-3, iterations: Int = 400) {
         self.store = store; self.hierarchy = hierarchy
         for t in train {
             for c in t.icd.joined() { if let cat = hierarchy.category(c), categories[cat] == nil { categories[cat] = categories.count } }
@@ -28,7 +29,7 @@ public struct LogisticBaseline {
             return v > 1e-12 ? 1 / v.squareRoot() : 0
         }
         x = x.map(standardize)
-        let y = train.map { Float($0.label) }
+        let y = labels.map(Float.init)
         let pos = y.reduce(0, +), n = Float(y.count)
         let w1 = n / (2 * max(pos, 1)), w0 = n / (2 * max(n - pos, 1))
         var w = [Float](repeating: 0, count: f + 1)   // last: bias

@@ -12,7 +12,7 @@ import TrialData
 /// else a cache store in data/features/cache/ built now (under mpirun the ranks share the encoding), which copies the
 /// configured store's vectors of the sentences it already holds (a split of a featurized file encodes nothing).
 public func storeContaining(_ csvs: [String], spec: RunSpec, hierarchy: ICD10Hierarchy, comm: Communicator,
-                            log: @escaping (String) -> Void) throws -> FeatureStore {
+                            labels: LabelRequirement = .required, log: @escaping (String) -> Void) throws -> FeatureStore {
     let main = spec.data.featureStore
     let precision = resolvedPrecision(spec.encoder.precision, key: "encoder.precision", comm: comm)
     let identity = try BertEncoder.identity(modelDir: spec.encoder.modelDir, precision: precision)
@@ -29,7 +29,7 @@ public func storeContaining(_ csvs: [String], spec: RunSpec, hierarchy: ICD10Hie
     _ = try featurize(comm: comm, paths: csvs, output: cache,
                       makeEncoder: { try BertEncoder(modelDir: spec.encoder.modelDir, maxLength: spec.encoder.maxTokens, precision: precision) },
                       hierarchy: hierarchy, skipBadRows: spec.data.skipBadRows, batchTokens: spec.encoder.batchTokens,
-                      reuse: mainStore, log: { if comm.isRoot { log($0) } })
+                      reuse: mainStore, labels: labels, log: { if comm.isRoot { log($0) } })
     return try FeatureStore(path: cache)
 }
 
@@ -37,7 +37,8 @@ public func storeContaining(_ csvs: [String], spec: RunSpec, hierarchy: ICD10Hie
 public struct ScoredCSV {
     public var trials: [StoredTrial]
     public var scores: [Double]
-    /// The decision threshold: the one the fine-tuning chose on its selection trials, or the F1-best one here (zero-shot).
+    /// The decision threshold: the one the fine-tuning chose on its selection trials, or the F1-best one here (zero-shot;
+    /// 0.5 when some trial has no label).
     public var threshold: Double
     /// Fine-tuned: per trial, whether its disease combination is absent from the training trials of the model(s)
     /// that scored it (the "new diseases" subset); nil: zero-shot.
@@ -81,9 +82,10 @@ public struct LoadedCheckpoint {
 
     /// The rows of `csv` from a feature store that holds them (featurized now if none does), checked against
     /// the checkpoint's sentence width, and the batch builder of the checkpoint's input space.
-    public func rows(of csv: String, spec: RunSpec, comm: Communicator, log: @escaping (String) -> Void) throws -> ([StoredTrial], BatchBuilder) {
+    public func rows(of csv: String, spec: RunSpec, comm: Communicator, labels: LabelRequirement,
+                     log: @escaping (String) -> Void) throws -> ([StoredTrial], BatchBuilder) {
         let hierarchy = try ICD10Hierarchy(path: spec.data.icdHierarchy)
-        let store = try storeContaining([csv], spec: spec, hierarchy: hierarchy, comm: comm, log: log)
+        let store = try storeContaining([csv], spec: spec, hierarchy: hierarchy, comm: comm, labels: labels, log: log)
         guard store.dim == meta.model.encoderDim else {
             throw InputError(file: store.path, "sentence vectors have width \(store.dim), the checkpoint expects \(meta.model.encoderDim)")
         }
@@ -100,8 +102,11 @@ public struct LoadedCheckpoint {
 ///
 /// `outOfFold`: a cross-fitted run (`finetune.folds`) scores each trial with the one member that did not train on it
 /// (RUN/folds.csv), with the threshold chosen on those out-of-fold scores; every trial of `csv` must be in a fold.
+///
+/// `labels`: `.optional` scores trials without a label (predict); featurizing `csv` then accepts an empty label field
+/// or no label column. The caller that needs labels reads them with `requireLabels`.
 public func scoreCSV(checkpoint: String, csv: String, spec: RunSpec, comm: Communicator, outOfFold: Bool = false,
-                     log: @escaping (String) -> Void) throws -> ScoredCSV {
+                     labels: LabelRequirement = .required, log: @escaping (String) -> Void) throws -> ScoredCSV {
     let ensemble = try ensembleMembers(checkpoint)
     var foldOf: [String: (fold: Int, label: Int)] = [:]
     if outOfFold {
@@ -127,7 +132,7 @@ public func scoreCSV(checkpoint: String, csv: String, spec: RunSpec, comm: Commu
             if outOfFold && head.validFile != "out of fold" {     // before any featurizing of --data
                 throw InputError(file: checkpoint + "/best.json", "member \(member) was not fine-tuned out of fold (it selected on \(head.validFile)); --out-of-fold needs a run fine-tuned with finetune.folds")
             }
-            let (rows, builder) = try loaded.rows(of: csv, spec: spec, comm: comm, log: log)
+            let (rows, builder) = try loaded.rows(of: csv, spec: spec, comm: comm, labels: outOfFold ? .required : labels, log: log)
             if outOfFold {
                 // Only the trials member k held out (fold k + 1); every trial belongs to exactly one fold.
                 if first == nil {
@@ -135,7 +140,7 @@ public func scoreCSV(checkpoint: String, csv: String, spec: RunSpec, comm: Commu
                         throw InputError(file: csv, "trial \(missing.nctid) is in no fold of \(checkpoint)/folds.csv; --out-of-fold scores only trials the run was fine-tuned on")
                     }
                     if let other = rows.first(where: { foldOf[$0.nctid]?.label != $0.label }) {
-                        throw InputError(file: csv, "trial \(other.nctid) has label \(other.label), \(checkpoint)/folds.csv says \(foldOf[other.nctid]!.label): not the data the run was fine-tuned on")
+                        throw InputError(file: csv, "trial \(other.nctid) has label \(other.label.map(String.init) ?? "(none)"), \(checkpoint)/folds.csv says \(foldOf[other.nctid]!.label): not the data the run was fine-tuned on")
                     }
                     sum = [Double](repeating: .nan, count: rows.count)
                 }
@@ -160,7 +165,7 @@ public func scoreCSV(checkpoint: String, csv: String, spec: RunSpec, comm: Commu
                          newDisease: trials.map { !seen.contains(diseaseSet($0)) })
     }
     let loaded = try LoadedCheckpoint(checkpoint)
-    let (trials, builder) = try loaded.rows(of: csv, spec: spec, comm: comm, log: log)
+    let (trials, builder) = try loaded.rows(of: csv, spec: spec, comm: comm, labels: labels, log: log)
     let arena = ActivationArena()
     if let outcome = loaded.outcome, let head = loaded.meta.head {
         let known = Set(head.trainingDiseaseSets)
@@ -168,7 +173,9 @@ public func scoreCSV(checkpoint: String, csv: String, spec: RunSpec, comm: Commu
                          threshold: head.threshold, newDisease: trials.map { !known.contains(diseaseSet($0)) })
     }
     let scores = scoreTrials(trials, scorer: ZeroShotScorer(model: loaded.model), builder: builder, comm: comm, arena: arena)
-    return ScoredCSV(trials: trials, scores: scores, threshold: Metrics.bestF1Threshold(scores, trials.map(\.label)),
+    // Zero-shot: the F1-best threshold on these trials; 0.5 when some have no label (predict does not use it).
+    let known = try? requireLabels(trials, file: csv, purpose: "a threshold")
+    return ScoredCSV(trials: trials, scores: scores, threshold: known.map { Metrics.bestF1Threshold(scores, $0) } ?? 0.5,
                      newDisease: nil)
 }
 
