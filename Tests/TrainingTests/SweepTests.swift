@@ -42,6 +42,30 @@ final class SweepTests: XCTestCase {
         let svg = try String(contentsOfFile: work + "/out/sweep.svg", encoding: .utf8)
         XCTAssertEqual(svg.components(separatedBy: "<circle").count - 1, 6)
         XCTAssertTrue(svg.contains(">failed</text>"))
+
+        // A second sweep into the same folder keeps the first one's report (and its run of that batch) under
+        // NAME.previous-DATE; batches listed twice or not positive are refused before anything runs.
+        let again = try runCommand(repositoryRoot + "/Launch/sweep-batch",
+                                   ["--config", repositoryRoot + "/configs/smoke.yaml", "--batches", "100000", "--out", work + "/out",
+                                    "-np", "2", "--epochs", "2", "--", "--set", "data.synthetic=true", "--set", "data.feature_store=\(work)/s.store",
+                                    "--set", hierarchy], timeout: 120)
+        XCTAssertEqual(again.status, 0, again.output)
+        let kept = try FileManager.default.contentsOfDirectory(atPath: work + "/out")
+        for name in ["points.tsv", "sweep.csv", "sweep.svg", "summary.md"] {
+            let previous = kept.filter { $0.hasPrefix(name + ".previous-") }
+            XCTAssertEqual(previous.count, 1, "\(name): \(kept)")
+            if name == "sweep.csv", let p = previous.first {
+                XCTAssertEqual(try String(contentsOfFile: work + "/out/" + p, encoding: .utf8).split(separator: "\n").map(String.init), csv)
+            }
+        }
+        XCTAssertEqual(try String(contentsOfFile: work + "/out/sweep.csv", encoding: .utf8).split(separator: "\n").count, 2)
+        for (batches, message) in [("8,16,8", "8 is listed twice"), ("0,8", "--batches 0: expected a positive integer")] {
+            let refused = try runCommand(repositoryRoot + "/Launch/sweep-batch",
+                                         ["--config", repositoryRoot + "/configs/smoke.yaml", "--batches", batches, "--out", work + "/refused"], timeout: 60)
+            XCTAssertEqual(refused.status, 2, refused.output)
+            XCTAssertTrue(refused.output.contains(message), refused.output)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: work + "/refused"))
+        }
     }
 
     /// --patience P --max-epochs E: each batch trains until early stopping or E epochs, and the report says which.
