@@ -21,7 +21,8 @@ struct Compare: ParsableCommand {
                     throw ValidationError("--eval \(e): expected LABEL=FILE.json (a non-empty label and file)")
                 }
                 let label = String(e[..<eq])
-                guard !label.unicodeScalars.contains(where: { CharacterSet.controlCharacters.contains($0) }) else {
+                // Control characters (category Cc: line breaks, tabs) and the Unicode line / paragraph separators.
+                guard !label.unicodeScalars.contains(where: { $0.properties.generalCategory == .control || $0 == "\u{2028}" || $0 == "\u{2029}" }) else {
                     throw ValidationError("--eval \(e.debugDescription): the label holds a control character (a line break or tab); expected one line of text")
                 }
                 return (label.replacingOccurrences(of: "|", with: "\\|"), String(e[e.index(after: eq)...]))

@@ -19,13 +19,9 @@ struct SweepReport: ParsableCommand {
 
     func run() throws {
         let listing = out + "/points.tsv"
-        guard let text = String(data: try readRegularFile(listing, what: "sweep's list of points (written by Launch/sweep-batch)"),
-                                encoding: .utf8) else {
-            throw InputError(file: listing, "is not UTF-8 text")
-        }
+        let text = try readTextLines(listing, what: "sweep's list of points (written by Launch/sweep-batch)", limit: 1 << 24)
         var points: [SweepPoint] = [], lineOf: [Int: Int] = [:]
-        for (i, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let line = raw.hasSuffix("\r") ? raw.dropLast() : raw      // CR LF as LF
+        for (i, line) in text.lines.enumerated() {      // LF, CR LF or CR
             if line.isEmpty { continue }
             let f = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
             func bad(_ what: String) -> InputError { InputError(file: listing, line: i + 1, what) }

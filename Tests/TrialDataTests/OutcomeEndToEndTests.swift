@@ -86,6 +86,21 @@ final class OutcomeEndToEndTests: XCTestCase {
                                                                     "--valid", dir + "/valid.csv", "--run-dir", dir + "/run2"] + sets, timeout: 600)
         XCTAssertEqual(ft2.status, 2, ft2.output)
         XCTAssertTrue(ft2.output.contains(dir + "/blank.csv:2") && ft2.output.contains("column label: \"\" (expected 0 or 1)"), ft2.output)
+        // Pretraining takes the successful trials of its files: the store predict built for blank.csv cannot say which
+        // (refused at the first trial not excluded); data.exclude_csvs needs only ids, so a file without labels is fine.
+        let cache = dir + "/features/cache"
+        let blankStore = try FileManager.default.contentsOfDirectory(atPath: cache).map { cache + "/" + $0 }
+            .first { (try? FeatureStore(path: $0))?.identity.sources.keys.contains("blank.csv") == true }
+        try writeCSVSubset(from: repoRoot + "/data/top/toy_test.csv", rows: 0..<2, to: dir + "/first2.csv", labelColumn: .drop)
+        let pt = try mpirun(np: 1, executable: cladmop, arguments: [
+            "pretrain", "--config", repoRoot + "/configs/smoke.yaml", "--run-dir", dir + "/pt",
+            "--set", "data.files=[\(dir)/blank.csv]", "--set", "data.feature_store=\(try XCTUnwrap(blankStore))",
+            "--set", "data.exclude_csvs=[\(dir)/first2.csv]", "--set", "encoder.model_dir=\(repoRoot)/models/all-MiniLM-L6-v2",
+            "--set", "data.icd_hierarchy=\(repoRoot)/data/icd10/icd10cm_2025_hierarchy.tsv"], timeout: 600)
+        XCTAssertEqual(pt.status, 2, pt.output)
+        let third = try readTrials(paths: [dir + "/unseen.csv"]).0[2]
+        XCTAssertTrue(pt.output.contains("\(dir)/blank.csv:\(third.source.line): trial \(third.nctid) has no label")
+                      && pt.output.contains("pretraining takes the successful trials"), pt.output)
         try writeCSVSubset(from: repoRoot + "/data/top/toy_test.csv", rows: 0..<10, to: dir + "/yes.csv", labelColumn: .set("yes"))
         let pr2 = try mpirun(np: 1, executable: cladmop, arguments: ["predict", "--checkpoint", dir + "/run", "--data", dir + "/yes.csv",
                                                                     "--output", dir + "/yes-predictions.csv"] + sets, timeout: 600)

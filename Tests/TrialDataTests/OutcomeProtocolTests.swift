@@ -171,6 +171,18 @@ final class OutcomeProtocolTests: XCTestCase {
                                                                        "--data", dir + "/unseen.csv"] + sets, timeout: 600)
         XCTAssertEqual(unseen.status, 2, unseen.output)
         XCTAssertTrue(unseen.output.contains("is in no fold") && unseen.output.contains("folds.csv"), unseen.output)
+        // The run's trials with their labels emptied: predict scores them (and stores them unlabelled); --out-of-fold,
+        // which checks the labels against folds.csv, refuses them naming the file and line, also from that store.
+        try writeCSVSubset(from: dir + "/train.csv", rows: 0..<24, to: dir + "/train-blank.csv", labelColumn: .set(""))
+        let blank = try mpirun(np: 1, executable: cladmop, arguments: ["predict", "--checkpoint", dir + "/run", "--data", dir + "/train-blank.csv",
+                                                                      "--output", dir + "/blank.csv"] + sets, timeout: 600)
+        XCTAssertEqual(blank.status, 0, blank.output)
+        for command in ["predict", "evaluate"] {
+            let r = try mpirun(np: 1, executable: cladmop, arguments: [command, "--checkpoint", dir + "/run", "--out-of-fold", "--data", dir + "/train-blank.csv"]
+                                   + (command == "predict" ? ["--output", dir + "/blank-oof.csv"] : []) + sets, timeout: 600)
+            XCTAssertEqual(r.status, 2, r.output)
+            XCTAssertTrue(r.output.contains(dir + "/train-blank.csv:2: trial NCT") && r.output.contains("has no label"), r.output)
+        }
         // A seed ensemble given a cross-fitted run's folds.csv (a stale file): its members trained on every trial, so
         // --out-of-fold refuses it instead of calling in-sample scores out of fold.
         let seeds = try finetune(["--set", "finetune.ensemble=3"], "seeds")

@@ -22,10 +22,11 @@ func smallFinetuneSettings(dir: String, _ extra: [String]) -> [String] {
         + extra.flatMap { ["--set", $0] }
 }
 
-/// Writes the header and the given data rows of a bundled TOP CSV to `path` (RFC 4180 quoting).
 /// What `writeCSVSubset` does to the label column: keep it, set every row's field to a text, or leave the column out.
 enum LabelColumnEdit { case keep, set(String), drop }
 
+/// Writes the header and the given data rows of a bundled TOP CSV to `path` (RFC 4180 quoting); `label`: only rows
+/// with that label; `labelColumn`: see `LabelColumnEdit`.
 func writeCSVSubset(from source: String, rows: Range<Int>, to path: String, label: Int? = nil, labelColumn: LabelColumnEdit = .keep) throws {
     let records = try readCSV(path: source)
     let column = records[0].fields.firstIndex(of: "label")!

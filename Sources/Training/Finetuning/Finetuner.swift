@@ -191,7 +191,7 @@ public final class Finetuner {
         let selecting = folds.isEmpty ? valid : folds.flatMap { $0 }
         if comm.isRoot && !folds.isEmpty {
             // RUN/folds.csv: which member selected on (and did not train on) each trial.
-            let rows = folds.enumerated().flatMap { k, fold in fold.map { "\($0.nctid),\(k + 1),\($0.label)\n" } }
+            let rows = folds.enumerated().flatMap { k, fold in fold.map { "\($0.nctid),\(k + 1),\($0.checkedLabel)\n" } }
             try writeFileAtomically(runDir + "/folds.csv") { try $0.write(contentsOf: Data(("nctid,fold,label\n" + rows.joined()).utf8)) }
         }
         var members: [FinetuneSelection] = []

@@ -31,12 +31,18 @@ public struct PretrainSetup {
                               ("feature store rows", "\(store.trials.count) x \(store.dim)")], comm: comm, what: "feature stores")
         hierarchy = try ICD10Hierarchy(path: data.icdHierarchy)
         var excluded = data.synthetic ? [] : try data.excludeFile.map(readExclusionList) ?? []
-        for csv in data.excludeCSVs { excluded.formUnion(try readTrials(paths: [csv]).0.map(\.nctid)) }
+        // Only their ids are needed: trials to predict (no labels) can be kept out too.
+        for csv in data.excludeCSVs { excluded.formUnion(try readTrials(paths: [csv], labels: .optional).0.map(\.nctid)) }
         let wanted = Set(data.synthetic ? ["synthetic"] : data.files.map { URL(fileURLWithPath: $0).lastPathComponent })
         let phases = data.sctPhases
         let rows = store.trials.filter { t in
             wanted.contains(t.source.file)
                 && (phases.isEmpty || phases.contains { p in t.phase.split(separator: "/").contains { $0.hasSuffix("phase " + p) } })
+        }
+        // SCT is the successful trials: a row without a label (a store featurized for predict) cannot be told apart.
+        if let t = rows.first(where: { $0.label == nil && !excluded.contains($0.nctid) }) {
+            let file = data.files.first { URL(fileURLWithPath: $0).lastPathComponent == t.source.file } ?? t.source.file
+            throw InputError(file: file, line: t.source.line, "trial \(t.nctid) has no label (in \(data.featureStore)); pretraining takes the successful trials (label 1) of data.files, so every row needs 0 or 1")
         }
         let corpus = SCTCorpus(trials: rows, excluded: excluded, validationFraction: data.validationFraction)
         train = corpus.train

@@ -91,6 +91,9 @@ public struct LoadedCheckpoint {
         }
         let rows = store.trials(of: csv)
         try checkUniqueNCTIDs(rows)      // also when an older store already held the file
+        if labels == .required {         // a store featurized for predict may hold the file without labels
+            _ = try requireLabels(rows, file: csv, purpose: "scoring against labels (evaluate, --out-of-fold)")
+        }
         return (rows, BatchBuilder(store: store, hierarchy: hierarchy, space: meta.features))
     }
 }
