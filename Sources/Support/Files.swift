@@ -144,3 +144,12 @@ public func describeWriteError(_ error: Error) -> String {
     }
     return ns.localizedDescription + " (\(ns.domain) \(ns.code))"
 }
+
+/// `target` as a path relative to the folder `base`, both made absolute and standardized (links are not resolved):
+/// `relativePath(of: "/r/pretrained/a.json", from: "/r/members/2/checkpoints")` is "../../../pretrained/a.json".
+public func relativePath(of target: String, from base: String) -> String {
+    let t = URL(fileURLWithPath: target).standardizedFileURL.pathComponents, b = URL(fileURLWithPath: base).standardizedFileURL.pathComponents
+    var common = 0
+    while common < t.count && common < b.count && t[common] == b[common] { common += 1 }
+    return (Array(repeating: "..", count: b.count - common) + t[common...]).joined(separator: "/")
+}

@@ -110,7 +110,8 @@ nonisolated(unsafe) private var heldRunDirectories: [Int32] = []
 
 /// What a run directory holds: files whose presence means a run was written there.
 let runArtifacts = ["config.yaml", "metrics.jsonl", "checkpoints", "best.json", "report.md", "loss.svg", "retrieval.svg",
-                    "finetune.svg", "eval.json", "roc.svg", "pr.svg", "loss.png", "retrieval.png", "finetune.png", "roc.png", "pr.png", "members", "folds.csv"]
+                    "finetune.svg", "eval.json", "roc.svg", "pr.svg", "loss.png", "retrieval.png", "finetune.png", "roc.png", "pr.png", "members", "folds.csv",
+                    "pretrained"]
 
 /// Refuses, before anything is read or written, a run directory that is not a folder or that already holds a
 /// run which this command neither continues (`resume`) nor replaces (`overwrite`). Rank 0 checks; an error

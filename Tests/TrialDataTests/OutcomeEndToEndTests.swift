@@ -109,3 +109,56 @@ final class OutcomeEndToEndTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/yes-predictions.csv"))
     }
 }
+
+/// A fine-tuned run keeps its own hard link to the pretrained checkpoint (RUN/pretrained/), so it still predicts,
+/// the same, after the pretraining run is moved aside and a new one written at its path (what Launch/main does when
+/// run again), and after that run is replaced with --overwrite (its checkpoints deleted).
+final class PretrainedLinkTests: XCTestCase {
+    func testAFineTunedRunOutlivesItsPretrainingRun() throws {
+        let dir = try scratchDirectory("pretrained-link")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let cladmop = releaseOrDebugProduct("cladmop")
+        let hierarchy = "data.icd_hierarchy=\(repoRoot)/data/icd10/icd10cm_2025_hierarchy.tsv"
+        let synth = try mpirun(np: 1, executable: cladmop, arguments: ["synth", "--trials", "60", "--dim", "384", "--output", dir + "/s.store",
+                                                                      "--set", hierarchy], timeout: 120)
+        XCTAssertEqual(synth.status, 0, synth.output)
+        func pretrain(_ run: String, seed: Int, _ extra: [String] = []) throws {
+            let r = try mpirun(np: 1, executable: cladmop, arguments: ["pretrain", "--config", repoRoot + "/configs/smoke.yaml", "--run-dir", run,
+                                                                      "--set", "data.synthetic=true", "--set", "data.feature_store=\(dir)/s.store",
+                                                                      "--set", hierarchy, "--set", "train.max_steps=2", "--set", "train.seed=\(seed)"] + extra,
+                               timeout: 300)
+            XCTAssertEqual(r.status, 0, r.output)
+        }
+        try pretrain(dir + "/pre", seed: 1)
+        try writeCSVSubset(from: repoRoot + "/data/top/phase_I_train.csv", rows: 0..<24, to: dir + "/train.csv")
+        try writeCSVSubset(from: repoRoot + "/data/top/phase_I_valid.csv", rows: 0..<12, to: dir + "/valid.csv")
+        let sets = smallFinetuneSettings(dir: dir, ["finetune.epochs=1", "finetune.ensemble=2", "finetune.select_latest=0"])
+        let ft = try mpirun(np: 1, executable: cladmop, arguments: ["finetune", "--pretrained", dir + "/pre", "--train", dir + "/train.csv",
+                                                                   "--valid", dir + "/valid.csv", "--run-dir", dir + "/pre/ft"] + sets, timeout: 600)
+        XCTAssertEqual(ft.status, 0, ft.output)
+        // Hard links: the same files, no bytes copied.
+        let original = try XCTUnwrap(try FileManager.default.contentsOfDirectory(atPath: dir + "/pre/checkpoints").filter { $0.hasSuffix(".json") }.sorted().last)
+        for name in [original, original.replacingOccurrences(of: ".json", with: ".safetensors")] {
+            var a = stat(), b = stat()
+            XCTAssertEqual(stat(dir + "/pre/checkpoints/" + name, &a), 0)
+            XCTAssertEqual(stat(dir + "/pre/ft/pretrained/" + name, &b), 0, name)
+            XCTAssertEqual(a.st_ino, b.st_ino, name)
+        }
+        func predict(_ run: String, _ out: String) throws -> String {
+            let r = try mpirun(np: 1, executable: cladmop, arguments: ["predict", "--checkpoint", run, "--data", dir + "/valid.csv",
+                                                                      "--output", dir + "/" + out] + sets, timeout: 600)
+            XCTAssertEqual(r.status, 0, r.output)
+            return (try? String(contentsOfFile: dir + "/" + out, encoding: .utf8)) ?? ""
+        }
+        let before = try predict(dir + "/pre/ft", "before.csv")
+        XCTAssertEqual(before.split(separator: "\n").count, 13)
+        // Launch/main again: the old run set aside, a new one (another seed) at the same path.
+        XCTAssertEqual(rename(dir + "/pre", dir + "/pre.previous"), 0)
+        try pretrain(dir + "/pre", seed: 2)
+        XCTAssertEqual(try predict(dir + "/pre.previous/ft", "moved.csv"), before)
+        XCTAssertEqual(try predict(dir + "/pre.previous/ft/members/2", "member.csv").split(separator: "\n").count, 13)
+        // The pretraining run replaced in place: its checkpoints are deleted, the fine-tuned run's links stay.
+        try pretrain(dir + "/pre.previous", seed: 3, ["--overwrite"])
+        XCTAssertEqual(try predict(dir + "/pre.previous/ft", "overwritten.csv"), before)
+    }
+}

@@ -32,6 +32,11 @@ public struct CheckpointMeta: Codable {
     /// Fine-tuning: the pretrained checkpoint this one adds to, and that file's checksum.
     public var pretrained: String?
     public var pretrainedChecksum: String?
+    /// Fine-tuning: the run's own hard link (a copy where the file system cannot link) of that checkpoint's JSON,
+    /// relative to this file's folder (`../pretrained/step-N.json`; a member's `../../../pretrained/...`). Loading
+    /// prefers it to `pretrained`, so a fine-tuned run outlives the pruning, replacement or move of the pretraining
+    /// run it came from (`Checkpoints.keepPretrained`). Absent in checkpoints written before it.
+    public var pretrainedLink: String?
     /// Pretraining: the best checkpoint so far (by validation loss).
     public var bestCheckpoint: String?
     /// Fine-tuning: the LoRA adapters and head this checkpoint holds, and the decision threshold.
@@ -87,6 +92,10 @@ public struct CheckpointMeta: Codable {
         try require(optimizerStep >= 0, "optimizerStep", optimizerStep, "a step count >= 0")
         try require(tensorsBytes >= 0, "tensorsBytes", tensorsBytes, "a size >= 0")
         try require(!tensorsFile.isEmpty && !tensorsFile.contains("/"), "tensorsFile", tensorsFile, "a file name in the checkpoint's folder")
+        if let link = pretrainedLink {
+            try require(pretrained != nil && !link.hasPrefix("/") && link.hasSuffix(".json"), "pretrainedLink", link,
+                        "a relative path to a checkpoint's .json, beside a recorded pretrained checkpoint")
+        }
         try spec.validate(origin: "\(path): spec")
         try model.validate(origin: path)
         let f = features
@@ -175,6 +184,33 @@ public enum Checkpoints {
     }
 
     private struct FormatProbe: Decodable { var format: String?; var version: Int? }
+
+    /// Keeps the pretraining checkpoint `jsonPath` (with its tensors) in `dir` (a fine-tuning run's `pretrained/`):
+    /// hard links, so no bytes are copied and the files stay when the pretraining run prunes, replaces or moves its
+    /// own; a copy (temporary name, then renamed) where the file system cannot link. The tensors first, the JSON
+    /// last, as `save` writes them. Returns the kept JSON's path.
+    public static func keepPretrained(_ jsonPath: String, tensorsFile: String, in dir: String) throws -> String {
+        try makeDirectory(dir, option: "the fine-tuning run's pretrained folder")
+        let source = URL(fileURLWithPath: jsonPath).deletingLastPathComponent().path
+        let json = URL(fileURLWithPath: jsonPath).lastPathComponent
+        for name in [tensorsFile, json] {
+            let from = source + "/" + name, to = dir + "/" + name
+            if FileManager.default.fileExists(atPath: to) {
+                throw InputError(file: to, "exists; a new fine-tuning run keeps its pretrained checkpoint here (replace the run with --overwrite)")
+            }
+            if link(from, to) == 0 { continue }
+            let reason = String(cString: strerror(errno))
+            let temporary = to + ".tmp-\(getpid())"
+            do {
+                try FileManager.default.copyItem(atPath: from, toPath: temporary)
+                guard rename(temporary, to) == 0 else { throw InputError(file: to, "cannot rename \(temporary) to it: \(String(cString: strerror(errno)))") }
+            } catch {
+                try? FileManager.default.removeItem(atPath: temporary)
+                throw InputError(file: to, "cannot link (\(reason)) or copy \(from) there: \(describeWriteError(error))")
+            }
+        }
+        return dir + "/" + json
+    }
 
     /// The checkpoint JSON paths of `dir`, newest step first.
     public static func list(dir: String) -> [String] {

@@ -32,6 +32,8 @@ public final class Finetuner {
     let arena = ActivationArena()
     let pretrainedPath: String?
     let pretrainedChecksum: String?
+    /// The pretraining checkpoint's tensors file name (kept in RUN/pretrained/ with its JSON: `keepPretrained`).
+    let pretrainedTensorsFile: String?
     let pretrainedTensors: SafetensorsFile?
     let storeIdentity: String
 
@@ -116,6 +118,7 @@ public final class Finetuner {
             modelConfig = meta.model; space = meta.features; tensors = file
             pretrainedPath = URL(fileURLWithPath: jsonPath).standardizedFileURL.path
             pretrainedChecksum = meta.tensorsChecksum
+            pretrainedTensorsFile = meta.tensorsFile
         } else {
             // Ablation: the same PEFT on a randomly initialised DM branch (fixed logit scale: it is not used). Its
             // vocabularies come from every trial that trains a member: the pool under folds, and the auxiliary trials.
@@ -126,7 +129,7 @@ public final class Finetuner {
             var loss = spec.loss
             loss.logitScale = .fixed
             modelConfig = ModelConfig(spec.model, loss: loss, builder: b)
-            pretrainedPath = nil; pretrainedChecksum = nil
+            pretrainedPath = nil; pretrainedChecksum = nil; pretrainedTensorsFile = nil
         }
         guard store.dim == modelConfig.encoderDim else {
             throw InputError(file: store.path, "sentence vectors have width \(store.dim), the pretrained model expects \(modelConfig.encoderDim)")
@@ -181,6 +184,10 @@ public final class Finetuner {
     /// `Metrics.riskAverseF1Threshold` at `finetune.threshold_confidence`.
     public func run() throws {
         let f = spec.finetune
+        // The run keeps its own link to the pretrained checkpoint (RUN/pretrained/), which every checkpoint names.
+        if comm.isRoot, let pretrainedPath, let pretrainedTensorsFile {
+            _ = try Checkpoints.keepPretrained(pretrainedPath, tensorsFile: pretrainedTensorsFile, in: runDir + "/pretrained")
+        }
         guard f.ensemble > 1 || !folds.isEmpty else {
             _ = try trainMember(outcome, optimizer: optimizer, seed: f.seed, dir: runDir, train: train + auxiliary, valid: valid)
             return
@@ -320,11 +327,15 @@ public final class Finetuner {
             var head = outcome.spec
             head.threshold = bestThreshold
             head.trainingDiseaseSets = Set(train.map(diseaseSet)).sorted()     // this member's (a fold member's: not its fold)
-            let meta = CheckpointMeta(kind: .finetune, step: bestEpoch, epoch: bestEpoch, stepInEpoch: 0, worldSize: comm.size,
+            var meta = CheckpointMeta(kind: .finetune, step: bestEpoch, epoch: bestEpoch, stepInEpoch: 0, worldSize: comm.size,
                                       globalBatch: spec.finetune.batch, optimizerStep: optimizer.step, spec: spec,
                                       model: outcome.model.config, features: outcome.space, storeIdentity: storeIdentity,
                                       metrics: ["valid_\(metric)": best], pretrained: pretrainedPath,
                                       pretrainedChecksum: pretrainedChecksum, head: head)
+            if let pretrainedPath {     // RUN/pretrained/ (`run`), from this member's checkpoints/ folder
+                meta.pretrainedLink = relativePath(of: self.runDir + "/pretrained/" + URL(fileURLWithPath: pretrainedPath).lastPathComponent,
+                                                   from: runDir + "/checkpoints")
+            }
             let offset = outcome.trainableOffset
             let base = try Checkpoints.save(dir: runDir + "/checkpoints", meta: meta, params: p, optimizer: nil,
                                             include: { pretrainedPath == nil || $0.offset >= offset })

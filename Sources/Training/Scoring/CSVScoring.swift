@@ -61,7 +61,12 @@ public struct LoadedCheckpoint {
             let head = meta.head!     // validated by Checkpoints.load
             let outcome = OutcomeModel(model: meta.model, space: meta.features, spec: head, seed: 0, loraLR: 0, headLR: 0, weightDecay: 0,
                                        trainBase: false)
-            if let pre = meta.pretrained {
+            if let recorded = meta.pretrained {
+                // The run's own link (RUN/pretrained/) when it is there; else the path recorded at fine-tuning.
+                let kept = meta.pretrainedLink.map {
+                    URL(fileURLWithPath: resolvedPath(jsonPath)).deletingLastPathComponent().appendingPathComponent($0).standardizedFileURL.path
+                }
+                let pre = kept.flatMap { FileManager.default.fileExists(atPath: $0) ? $0 : nil } ?? recorded
                 let (preMeta, preTensors) = try Checkpoints.load(jsonPath: pre)
                 guard preMeta.tensorsChecksum == meta.pretrainedChecksum else {
                     throw InputError(file: pre, "pretrained checkpoint changed since fine-tuning (checksum \(preMeta.tensorsChecksum), recorded \(meta.pretrainedChecksum ?? "-"))")
