@@ -30,6 +30,7 @@ struct Featurize: ParsableCommand {
             let output = output ?? spec.data.featureStore
             try checkOutputs([("--output", output)], inputs: paths.map { ("--data", $0) } + [("data.icd_hierarchy", spec.data.icdHierarchy)],
                              protectRunFiles: false)
+            try FeatureStore.refuseReplacingOtherFiles(output, option: "--output")
             let precision = resolvedPrecision(spec.encoder.precision, key: "encoder.precision", comm: comm)
             if skipIfCurrent, FileManager.default.fileExists(atPath: output) {
                 let expected = try currentStoreIdentity(paths: paths, encoderIdentity: try BertEncoder.identity(modelDir: spec.encoder.modelDir, precision: precision),

@@ -32,6 +32,7 @@ struct Synth: ParsableCommand {
     func run() throws {
         runJob { comm in
             try checkOutputs([("--output", output)], inputs: [], protectRunFiles: false)
+            try FeatureStore.refuseReplacingOtherFiles(output, option: "--output")
             let spec = try options.load(comm)
             if comm.isRoot {
                 let hierarchy = try ICD10Hierarchy(path: spec.data.icdHierarchy)

@@ -183,6 +183,37 @@ final class HostfileTests: XCTestCase {
         XCTAssertTrue(launch.output.contains("\(file):1: slots=x"), launch.output)
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/run"), "nothing may be written for a refused launch")
     }
+
+    /// The Launch scripts refuse bad arguments with exit 2 and the option named, before featurizing, pretraining or
+    /// writing anything (Launch/devtest used to check --phases per phase, after minutes of pretraining; an option
+    /// without a value ended with bash's "unbound variable", status 1; --max-restarts abc restarted forever).
+    func testLaunchScriptsRefuseBadArgumentsBeforeAnyWork() throws {
+        let dir = NSTemporaryDirectory() + "cladmop-launch-args-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let cases: [(String, [String], String)] = [
+            ("devtest", ["--phases", "1,2", "--run-dir", dir + "/d"], "1,2 is not a phase"),
+            ("devtest", ["--phases", "1 1", "--run-dir", dir + "/d"], "phase 1 is listed twice"),
+            ("devtest", ["--phases", " ", "--run-dir", dir + "/d"], "expected phases 1, 2 and/or 3"),
+            ("devtest", ["--phase1-select", "latest", "--run-dir", dir + "/d"], "--phase1-select latest: expected valid or temporal"),
+            ("devtest", ["-np", "0", "--run-dir", dir + "/d"], "-np 0: expected a positive integer"),
+            ("devtest", ["--run-dir"], "--run-dir needs a value"),
+            ("paper", ["--phases", "4", "--run-dir", dir + "/p"], "4 is not a phase"),
+            ("pretrain", ["--max-restarts", "abc", "--", "--run-dir", dir + "/r"], "--max-restarts abc: expected an integer"),
+            ("pretrain", ["-np", "abc", "--", "--run-dir", dir + "/r"], "-np abc: expected a positive integer"),
+            ("finetune", ["--phase"], "--phase needs a value"),
+            ("main", ["-np", "-1", "--run-dir", dir + "/m"], "-np -1: expected a positive integer"),
+            ("bench", ["kernel"], "kernel: not a benchmark"),
+            ("bench", ["-np", "0"], "-np 0: expected a positive integer"),
+            ("sweep-batch", ["--config"], "--config needs a value"),
+            ("ablations", ["-np", "x"], "-np x: expected a positive integer"),
+        ]
+        for (script, arguments, expected) in cases {
+            let r = try runCommand(repositoryRoot + "/Launch/" + script, arguments, timeout: 60)
+            XCTAssertEqual(r.status, 2, "\(script) \(arguments): \(r.output)")
+            XCTAssertTrue(r.output.contains(expected), "\(script) \(arguments): expected '\(expected)' in \(r.output)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir), "nothing may be written for a refused launch")
+    }
 }
 
 /// The libFuzzer harnesses keep compiling against the parsers and run clean on a short budget
