@@ -18,13 +18,21 @@ struct Baseline: ParsableCommand {
     func run() throws {
         runJob { comm in
             try checkOutputs(json.map { [("--json", $0)] } ?? [], inputs: [("--train", train), ("--data", data)])
+            if resolvedPath(train) == resolvedPath(data) {
+                throw InputError(file: data, "--data is the same file as --train; the baseline is measured on trials it did not train on")
+            }
             let spec = try options.load(comm)
             let hierarchy = try ICD10Hierarchy(path: spec.data.icdHierarchy)
             let store = try storeContaining([train, data], spec: spec, hierarchy: hierarchy, comm: comm, log: log)
             guard comm.isRoot else { return }
             let trainRows = store.trials(of: train), test = store.trials(of: data)
-            let model = LogisticBaseline(train: trainRows, labels: try requireLabels(trainRows, file: train, purpose: "the baseline's training"),
-                                         store: store, hierarchy: hierarchy)
+            let trainLabels = try requireLabels(trainRows, file: train, purpose: "the baseline's training")
+            let positives = trainLabels.filter { $0 == 1 }.count
+            guard positives > 0, positives < trainLabels.count else {
+                throw InputError(file: train, "has \(positives) successful and \(trainLabels.count - positives) failed trial(s); the baseline's logistic regression needs both classes")
+            }
+            guard !test.isEmpty else { throw InputError(file: data, "has no trial rows; nothing to evaluate") }
+            let model = LogisticBaseline(train: trainRows, labels: trainLabels, store: store, hierarchy: hierarchy)
             let scores = model.predict(test)
             let report = EvaluationReport(metrics: Metrics.report(scores, try requireLabels(test, file: data, purpose: "evaluating the baseline"), threshold: 0.5), data: data,
                                           method: "logistic regression")

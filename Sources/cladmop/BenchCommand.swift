@@ -42,7 +42,7 @@ struct Bench: ParsableCommand {
         guard [kernels, encoder, collectives].filter({ $0 }).count <= 1 else {
             throw ValidationError("choose one of --kernels, --collectives and --encoder")
         }
-        guard seconds > 0 else { throw ValidationError("--seconds must be > 0") }
+        guard seconds > 0 && seconds <= 3600 else { throw ValidationError("--seconds must be > 0 and at most 3600 (per measured point)") }
     }
 
     func run() throws {

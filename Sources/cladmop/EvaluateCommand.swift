@@ -37,6 +37,7 @@ struct Evaluate: ParsableCommand {
             let scored = try scoreCSV(checkpoint: checkpoint, csv: data, spec: try options.load(comm), comm: comm, outOfFold: outOfFold, log: log)
             guard comm.isRoot else { return }
             let (trials, scores, threshold) = (scored.trials, scored.scores, scored.threshold)
+            guard !trials.isEmpty else { throw InputError(file: data, "has no trial rows; nothing to evaluate") }
             let labels = try requireLabels(trials, file: data, purpose: "evaluate")
             var report = EvaluationReport(metrics: Metrics.report(scores, labels, threshold: threshold), data: data, checkpoint: checkpoint)
             if let novel = scored.newDisease {

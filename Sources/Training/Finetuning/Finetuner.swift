@@ -101,10 +101,15 @@ public final class Finetuner {
         // Both files need both classes: the class weights divide by each class's count, and the validation
         // metrics that select the epoch (PR-AUC, ROC-AUC) are undefined on one class. With folds only the pool
         // does, and stratifiedFolds has checked that every fold holds both.
-        for (file, rows) in folds.isEmpty ? [(trainFile, train), (validFile, valid)] : [] {
+        // Under temporal selection both sets come from --train (the selecting one wholly): named as such.
+        let sets: [(file: String, which: String, rows: [StoredTrial])] = latest > 0
+            ? [(trainFile, "its earlier trials and those of \(validFile), which train,", train),
+               (trainFile, "its latest \(valid.count) trials (finetune.select_latest = \(latest)), which select,", valid)]
+            : [(trainFile, "", train), (validFile, "", valid)]
+        for (file, which, rows) in folds.isEmpty ? sets : [] {
             let positives = rows.filter { $0.label == 1 }.count
             guard positives > 0, positives < rows.count else {
-                throw InputError(file: file, "has only one class after removing held-out trials (\(positives) successful, \(rows.count - positives) failed); fine-tuning and model selection need both")
+                throw InputError(file: file, "\(which.isEmpty ? "has" : which + " have") only one class after removing held-out trials (\(positives) successful, \(rows.count - positives) failed); fine-tuning and model selection need both")
             }
         }
         if comm.isRoot && trainKept.count < trainAll.count { log("finetune: \(trainAll.count - trainKept.count) held-out trial(s) removed from \(trainFile)") }
