@@ -113,6 +113,20 @@ public struct Config: Sendable {
                 : (raw as? [(String, Any)]).map { "a mapping (\($0.map(\.0).joined(separator: ", ")))" } ?? "\(raw)"
             return InputError("\(origin): \(path) = \(shown) is invalid (expected \(spec.kind.expected))")
         }
+        // Text values are paths and names: one line, no control characters (a NUL would cut a path short at the
+        // file system, a line break would not survive the run's config.yaml).
+        func text(_ s: String) throws -> String {
+            guard !s.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+                throw InputError("\(origin): \(path) = \(s.debugDescription) holds a control character (a line break, tab or NUL); expected one line of text")
+            }
+            return s
+        }
+        // A --set list written without its closing bracket (or opening one) is not a list of names with brackets.
+        func unbracketed(_ s: String) throws -> String {
+            let t = s.trimmingCharacters(in: .whitespaces)
+            guard t.hasPrefix("[") == t.hasSuffix("]"), !t.hasPrefix("[") else { throw bad() }
+            return s
+        }
         switch spec.kind {
         case .int(let range):
             var v: Int? = raw as? Int
@@ -133,18 +147,18 @@ public struct Config: Sendable {
             values[path] = .bool(v)
         case .string(let allowed):
             guard !(raw is [Any]), !(raw is Bool) || allowed == nil else { throw bad() }
-            let s = "\(raw)"
+            let s = try text("\(raw)")
             if let allowed, !allowed.contains(s) { throw bad() }
             values[path] = .string(s)
         case .stringList:
             if let list = raw as? [Any] {
                 guard list.allSatisfy({ $0 is String }) else { throw bad() }
-                values[path] = .strings(list.map { "\($0)" })
+                values[path] = .strings(try list.map { try text("\($0)") })
             } else if let s = raw as? String {
-                values[path] = .strings(s.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+                values[path] = .strings(try unbracketed(s).split(separator: ",").map { try text($0.trimmingCharacters(in: .whitespaces)) })
             } else { throw bad() }
         case .phaseList:
-            let items: [Any] = (raw as? [Any]) ?? ((raw as? String).map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } } ?? [raw])
+            let items: [Any] = try (raw as? [Any]) ?? ((raw as? String).map { try unbracketed($0).split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } } ?? [raw])
             let phases = items.map { "\($0)" }
             guard items.allSatisfy({ $0 is String || $0 is Int }), phases.allSatisfy({ ["1", "2", "3", "4"].contains($0) }),
                   Set(phases).count == phases.count else { throw bad() }
