@@ -9,7 +9,7 @@ struct Predict: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Success probability of every trial of a TOP CSV -> CSV (nctid,probability).")
 
     @OptionGroup var options: ConfigOptions
-    @Option(help: "Fine-tuned checkpoint (.safetensors, .json or run directory).") var checkpoint: String
+    @Option(help: "Fine-tuned checkpoint (.safetensors, .json or run directory); a pretraining one gives its zero-shot pair-matching score instead.") var checkpoint: String
     @Option(help: "TOP-format CSV; its label column may be empty or absent (labels are not used, except that --out-of-fold checks them against the run's folds.csv).") var data: String
     @Option(help: "Output CSV.") var output: String
     @Flag(name: .customLong("out-of-fold"), help: "A cross-fitted run (finetune.folds): score each trial with the member that did not train on it (RUN/folds.csv); every trial of --data must be in a fold.")
@@ -25,6 +25,9 @@ struct Predict: ParsableCommand {
             var text = "nctid,probability\n"
             for (t, s) in zip(trials, scores) { text += "\(t.nctid),\(String(format: "%.6f", s))\n" }
             try writeFileAtomically(output) { try $0.write(contentsOf: Data(text.utf8)) }
+            if scored.newDisease == nil {
+                log("predict: \(checkpoint) is a pretraining checkpoint: the column is its zero-shot pair-matching score sigmoid(s cos(f_C, f_DM)), not a fine-tuned success probability")
+            }
             log("predict: \(trials.count) trials -> \(output)")
         }
     }

@@ -28,6 +28,10 @@ struct Split: ParsableCommand {
                 throw InputError(file: path, "\(option) names an existing file; remove it or choose another path")
             }
             let records = try readCSV(path: data)
+            // Every row is checked as the commands that read the halves will check it (columns, NCT id, label 0/1 or
+            // empty, list literals; each id once), so a split never passes on a row they would refuse.
+            var skipped: [String] = []
+            try checkUniqueNCTIDs(try parseTrials(records: records, file: data, labels: .optional, skipped: &skipped))
             guard let header = records.first, let id = header.fields.firstIndex(of: "nctid") else {
                 throw InputError(file: data, line: 1, "header lacks the nctid column")
             }
