@@ -201,6 +201,8 @@ final class HostfileTests: XCTestCase {
             ("pretrain", ["--max-restarts", "abc", "--", "--run-dir", dir + "/r"], "--max-restarts abc: expected an integer"),
             ("pretrain", ["-np", "abc", "--", "--run-dir", dir + "/r"], "-np abc: expected a positive integer"),
             ("finetune", ["--phase"], "--phase needs a value"),
+            ("finetune", ["--phase", "1", "--pretrained", dir + "/none", "--run-dir", dir + "/f", "--", "--set", "finetune.folds=0",
+                          "--set", "finetune.select_latest=0.004"], "finetune.select_latest = 0.004: expected a whole percent"),
             ("main", ["-np", "-1", "--run-dir", dir + "/m"], "-np -1: expected a positive integer"),
             ("bench", ["kernel"], "kernel: not a benchmark"),
             ("bench", ["-np", "0"], "-np 0: expected a positive integer"),
