@@ -30,7 +30,8 @@ struct Pretrain: ParsableCommand {
         runJob { comm in
             let (config, spec) = try options.resolve(comm)
             try checkRunDirectory(runDir, comm: comm, resume: resume == "auto", overwrite: overwrite)
-            let identity = try BertEncoder.identity(modelDir: spec.encoder.modelDir,
+            // A synthetic store has no text encoder behind it: its folder is not needed.
+            let identity = spec.data.synthetic ? nil : try BertEncoder.identity(modelDir: spec.encoder.modelDir,
                                                     precision: resolvedPrecision(spec.encoder.precision, key: "encoder.precision", comm: comm))
             let setup = try PretrainSetup(spec: spec, encoderIdentity: identity, comm: comm)
             let trainer = try Pretrainer(setup: setup, comm: comm, runDir: runDir, faults: .fromEnvironment(), log: log)
