@@ -8,18 +8,19 @@ if [ -t 1 ]; then export CLADMOP_TTY=1; else export CLADMOP_TTY=0; fi
 
 # needs_value "$@": in an argument loop, exits 2 when the option $1 has no value after it (instead of bash's
 # "unbound variable", status 1).
-needs_value() { [ $# -ge 2 ] || { echo "$(basename "$0"): $1 needs a value" >&2; exit 2; }; }
+needs_value() { [ $# -ge 2 ] || { echo "Launch/$(basename "$0"): $1 needs a value" >&2; exit 2; }; }
 
 # check_np N: exits 2 unless N is a positive rank count.
-check_np() { [[ "$1" =~ ^[1-9][0-9]{0,5}$ ]] || { echo "$(basename "$0"): -np $1: expected a positive integer (the number of ranks)" >&2; exit 2; }; }
+check_np() { [[ "$1" =~ ^[1-9][0-9]{0,5}$ ]] || { echo "Launch/$(basename "$0"): -np $1: expected a positive integer (the number of ranks)" >&2; exit 2; }; }
 
 # check_phases "WORDS": exits 2 unless WORDS lists phases 1, 2 and 3, each at most once, separated by spaces.
 check_phases() {
-    local p seen=" "
-    [ -n "${1// /}" ] || { echo "$(basename "$0"): --phases \"$1\": expected phases 1, 2 and/or 3 separated by spaces, e.g. \"1 3\"" >&2; exit 2; }
-    for p in $1; do
-        case "$p" in 1|2|3) ;; *) echo "$(basename "$0"): --phases \"$1\": $p is not a phase (expected 1, 2 and/or 3 separated by spaces, e.g. \"1 3\")" >&2; exit 2 ;; esac
-        [[ "$seen" != *" $p "* ]] || { echo "$(basename "$0"): --phases \"$1\": phase $p is listed twice" >&2; exit 2; }
+    local p seen=" " words=()
+    read -ra words <<< "$1"      # split on spaces only: no file-name expansion of a word such as *
+    [ "${#words[@]}" -gt 0 ] || { echo "Launch/$(basename "$0"): --phases \"$1\": expected phases 1, 2 and/or 3 separated by spaces, e.g. \"1 3\"" >&2; exit 2; }
+    for p in "${words[@]}"; do
+        case "$p" in 1|2|3) ;; *) echo "Launch/$(basename "$0"): --phases \"$1\": $p is not a phase (expected 1, 2 and/or 3 separated by spaces, e.g. \"1 3\")" >&2; exit 2 ;; esac
+        [[ "$seen" != *" $p "* ]] || { echo "Launch/$(basename "$0"): --phases \"$1\": phase $p is listed twice" >&2; exit 2; }
         seen+="$p "
     done
 }

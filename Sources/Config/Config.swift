@@ -121,10 +121,10 @@ public struct Config: Sendable {
             }
             return s
         }
-        // A --set list written without its closing bracket (or opening one) is not a list of names with brackets.
+        // Text that starts a list but did not parse as one (`[a, b` without its closing bracket) is not a list of
+        // names with brackets; a name may still end with one (`x[1]`).
         func unbracketed(_ s: String) throws -> String {
-            let t = s.trimmingCharacters(in: .whitespaces)
-            guard t.hasPrefix("[") == t.hasSuffix("]"), !t.hasPrefix("[") else { throw bad() }
+            guard !s.trimmingCharacters(in: .whitespaces).hasPrefix("[") else { throw bad() }
             return s
         }
         switch spec.kind {

@@ -60,7 +60,7 @@ public enum ConfigSchema {
                   doc: "fixed: s = exp(loss.tau); learnable: log s is a parameter initialised to log(1/0.07) (CLIP)."),
         ConfigKey(path: "loss.tau", kind: .double(-10...10), defaultValue: .double(0.6), doc: "tau of the fixed logit scale s = exp(tau) (the paper's 0.6)."),
         // train
-        ConfigKey(path: "train.global_batch", kind: .int(1...1_000_000), defaultValue: .int(128), doc: "Global batch B over all ranks: the same B trials for any W; they are dealt by compute (longest first to the least loaded rank) and rank r embeds slots [rB/W, (r+1)B/W) of the gathered batch."),
+        ConfigKey(path: "train.global_batch", kind: .int(2...1_000_000), defaultValue: .int(128), doc: "Global batch B over all ranks (at least 2: InfoNCE contrasts each trial with the others of its batch): the same B trials for any W; they are dealt by compute (longest first to the least loaded rank) and rank r embeds slots [rB/W, (r+1)B/W) of the gathered batch."),
         ConfigKey(path: "train.chunk_size", kind: .int(0...1_000_000), defaultValue: .int(0),
                   doc: "Rows per forward/backward chunk on each rank (GradCache two-pass step: the same update, memory set by the chunk); 0: all local rows at once."),
         ConfigKey(path: "train.loss_tile_rows", kind: .int(1...1_000_000), defaultValue: .int(512),

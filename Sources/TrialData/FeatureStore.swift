@@ -67,12 +67,14 @@ public final class FeatureStore {
     static let readAs = "feature store"
     static let headerBytes = 8 + 4 + 4 + 8 * 5
 
-    /// Refuses an output (`option`) that would replace an existing file which is not a feature store: one that neither
-    /// starts with the store's magic nor is named `*.store` (a store damaged past its magic is still rebuilt over).
+    /// Refuses an output (`option`) that would replace an existing file which is not a feature store: a non-empty one
+    /// that neither starts with the store's magic nor is named `*.store` (a store damaged past its magic is still
+    /// rebuilt over).
     /// featurize and synth only ever replace stores; a run's best.json, a checkpoint or a CSV named by mistake stays.
     public static func refuseReplacingOtherFiles(_ path: String, option: String) throws {
         var st = stat()
-        guard stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, !path.hasSuffix(".store") else { return }
+        // An empty file (mktemp's) holds nothing to lose.
+        guard stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_size > 0, !path.hasSuffix(".store") else { return }
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         var head = [UInt8](repeating: 0, count: magic.count)
         let n = fd >= 0 ? read(fd, &head, head.count) : -1

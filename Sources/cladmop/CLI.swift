@@ -110,19 +110,21 @@ nonisolated(unsafe) private var heldRunDirectories: [Int32] = []
 
 /// What a run directory holds: files whose presence means a run was written there.
 let runArtifacts = ["config.yaml", "metrics.jsonl", "checkpoints", "best.json", "report.md", "loss.svg", "retrieval.svg",
-                    "finetune.svg", "eval.json", "roc.svg", "pr.svg", "loss.png", "retrieval.png", "finetune.png", "roc.png", "pr.png", "members", "folds.csv",
-                    "pretrained"]
+                    "finetune.svg", "eval.json", "roc.svg", "pr.svg", "loss.png", "retrieval.png", "finetune.png", "roc.png", "pr.png", "members", "folds.csv"]
+/// A fine-tuning run's as well: its kept pretrained checkpoint (`Checkpoints.keepPretrained`); not a pretraining run's,
+/// where a folder of that name is the user's.
+let finetuneArtifacts = runArtifacts + ["pretrained"]
 
 /// Refuses, before anything is read or written, a run directory that is not a folder or that already holds a
 /// run which this command neither continues (`resume`) nor replaces (`overwrite`). Rank 0 checks; an error
 /// there ends the job on every rank.
-func checkRunDirectory(_ runDir: String, comm: Communicator, resume: Bool = false, overwrite: Bool = false,
+func checkRunDirectory(_ runDir: String, comm: Communicator, resume: Bool = false, overwrite: Bool = false, artifacts: [String] = runArtifacts,
                        hint: String = "continue it with --resume auto, replace it with --overwrite, or choose another --run-dir") throws {
     guard comm.isRoot else { return }
     var st = stat()
     guard stat(runDir, &st) == 0 else { return }      // a new folder
     guard (st.st_mode & S_IFMT) == S_IFDIR else { throw InputError(file: runDir, "--run-dir names an existing file, not a folder") }
-    let present = runArtifacts.filter { FileManager.default.fileExists(atPath: runDir + "/" + $0) }
+    let present = artifacts.filter { FileManager.default.fileExists(atPath: runDir + "/" + $0) }
     if !present.isEmpty && !resume && !overwrite {
         throw InputError(file: runDir, "already holds a run (\(present.joined(separator: ", "))); \(hint)")
     }
@@ -134,7 +136,8 @@ func checkRunDirectory(_ runDir: String, comm: Communicator, resume: Bool = fals
 /// Two commands started on the same new --run-dir both pass `checkRunDirectory`: rank 0 therefore holds an exclusive
 /// lock on the folder (flock on its descriptor, released when the process ends, also by a crash) from here on,
 /// refuses a folder another running command holds, and checks again for a run written there in between.
-func prepareRunDirectory(_ runDir: String, config: Config, comm: Communicator, resume: Bool = false, overwrite: Bool = false) throws {
+func prepareRunDirectory(_ runDir: String, config: Config, comm: Communicator, resume: Bool = false, overwrite: Bool = false,
+                         artifacts: [String] = runArtifacts) throws {
     guard comm.isRoot else { return }
     try makeDirectory(runDir, option: "--run-dir")
     // Close-on-exec: a helper the process starts (the watchdog's) must not inherit, and so outlive, the lock.
@@ -152,13 +155,13 @@ func prepareRunDirectory(_ runDir: String, config: Config, comm: Communicator, r
         FileHandle.standardError.write(Data("warning: \(runDir): cannot lock the run folder (\(reason)); two commands on it would not be told apart\n".utf8))
     }
     if !resume && !overwrite {
-        let present = runArtifacts.filter { FileManager.default.fileExists(atPath: runDir + "/" + $0) }
+        let present = artifacts.filter { FileManager.default.fileExists(atPath: runDir + "/" + $0) }
         if !present.isEmpty { throw InputError(file: runDir, "a run was written there after this command started (\(present.joined(separator: ", "))); choose another --run-dir") }
     }
     if overwrite {
         // TensorBoard event files (log.tensorboard) carry the time in their names.
         let events = ((try? FileManager.default.contentsOfDirectory(atPath: runDir)) ?? []).filter { $0.hasPrefix("events.out.tfevents.") }
-        for name in runArtifacts + events.sorted() where FileManager.default.fileExists(atPath: runDir + "/" + name) {
+        for name in artifacts + events.sorted() where FileManager.default.fileExists(atPath: runDir + "/" + name) {
             do { try FileManager.default.removeItem(atPath: runDir + "/" + name) }
             catch { throw InputError(file: runDir + "/" + name, "cannot remove it for --overwrite: \(describeWriteError(error))") }
         }

@@ -30,12 +30,13 @@ struct Finetune: ParsableCommand {
             if resolvedPath(train) == resolvedPath(valid) {
                 throw InputError(file: valid, "--valid is the same file as --train; selection needs trials of another file")
             }
-            try checkRunDirectory(runDir, comm: comm, overwrite: overwrite, hint: "replace it with --overwrite or choose another --run-dir")
+            try checkRunDirectory(runDir, comm: comm, overwrite: overwrite, artifacts: finetuneArtifacts,
+                                  hint: "replace it with --overwrite or choose another --run-dir")
             let hierarchy = try ICD10Hierarchy(path: spec.data.icdHierarchy)
             let store = try storeContaining([train, valid] + aux, spec: spec, hierarchy: hierarchy, comm: comm, log: log)
             let tuner = try Finetuner(spec: spec, comm: comm, pretrained: pretrained == "none" ? nil : pretrained, trainFile: train,
                                       validFile: valid, auxFiles: aux, runDir: runDir, store: store, hierarchy: hierarchy, log: log)
-            try prepareRunDirectory(runDir, config: config, comm: comm, overwrite: overwrite)
+            try prepareRunDirectory(runDir, config: config, comm: comm, overwrite: overwrite, artifacts: finetuneArtifacts)
             try tuner.run()
         }
     }

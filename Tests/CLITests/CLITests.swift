@@ -60,12 +60,12 @@ final class CLITests: XCTestCase {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let hierarchy = "data.icd_hierarchy=\(repositoryRoot)/data/icd10/icd10cm_2025_hierarchy.tsv"
         XCTAssertEqual(try cladmop(["synth", "--trials", "40", "--dim", "8", "--output", store, "--set", hierarchy]).status, 0)
-        let r = try mpirun(np: 2, executable: productsFolder.appendingPathComponent("cladmop").path,
+        let r = try mpirun(np: 3, executable: productsFolder.appendingPathComponent("cladmop").path,
                            arguments: ["pretrain", "--config", repositoryRoot + "/configs/smoke.yaml", "--run-dir", dir + "/run",
                                        "--set", "data.synthetic=true", "--set", "data.feature_store=\(store)", "--set", hierarchy,
-                                       "--set", "train.global_batch=1"])
+                                       "--set", "train.global_batch=2"])
         XCTAssertEqual(r.status, 2, r.output)
-        XCTAssertTrue(r.output.contains("train.global_batch = 1 is smaller than the world size 2"), r.output)
+        XCTAssertTrue(r.output.contains("train.global_batch = 2 is smaller than the world size 3"), r.output)
     }
 
     /// A run folder that another command is writing (rank 0 holds a lock on it from the moment it writes there) is
@@ -208,6 +208,9 @@ final class HostfileTests: XCTestCase {
             ("bench", ["-np", "0"], "-np 0: expected a positive integer"),
             ("sweep-batch", ["--config"], "--config needs a value"),
             ("ablations", ["-np", "x"], "-np x: expected a positive integer"),
+            ("ablations", ["--pretrained", dir + "/none", "--phase", "4", "--out", dir + "/a"], "--phase 4: expected 1, 2 or 3"),
+            ("devtest", ["--phases", "*", "--run-dir", dir + "/d"], "* is not a phase"),
+            ("sweep-batch", ["--config", "configs/smoke.yaml", "--batches", "1,8", "--out", dir + "/s"], "1 is below 2"),
         ]
         for (script, arguments, expected) in cases {
             let r = try runCommand(repositoryRoot + "/Launch/" + script, arguments, timeout: 60)

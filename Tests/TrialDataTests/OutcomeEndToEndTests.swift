@@ -152,13 +152,26 @@ final class PretrainedLinkTests: XCTestCase {
         }
         let before = try predict(dir + "/pre/ft", "before.csv")
         XCTAssertEqual(before.split(separator: "\n").count, 13)
+        // Through a symbolic link to the checkpoint: the run keeps the real file (a link to a link would dangle).
+        XCTAssertEqual(symlink(original, dir + "/pre/checkpoints/latest.json"), 0)
+        let viaLink = try mpirun(np: 1, executable: cladmop, arguments: ["finetune", "--pretrained", dir + "/pre/checkpoints/latest.json",
+                                                                        "--train", dir + "/train.csv", "--valid", dir + "/valid.csv",
+                                                                        "--run-dir", dir + "/pre/ftlink"] + sets, timeout: 600)
+        XCTAssertEqual(viaLink.status, 0, viaLink.output)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/pre/ftlink/pretrained/" + original))
+        let beforeLink = try predict(dir + "/pre/ftlink", "before-link.csv")
         // Launch/main again: the old run set aside, a new one (another seed) at the same path.
         XCTAssertEqual(rename(dir + "/pre", dir + "/pre.previous"), 0)
         try pretrain(dir + "/pre", seed: 2)
         XCTAssertEqual(try predict(dir + "/pre.previous/ft", "moved.csv"), before)
+        XCTAssertEqual(try predict(dir + "/pre.previous/ftlink", "moved-link.csv"), beforeLink)
         XCTAssertEqual(try predict(dir + "/pre.previous/ft/members/2", "member.csv").split(separator: "\n").count, 13)
-        // The pretraining run replaced in place: its checkpoints are deleted, the fine-tuned run's links stay.
+        // The pretraining run replaced in place: its checkpoints are deleted, the fine-tuned run's links stay. A folder
+        // named pretrained in a pretraining run is the user's: neither a sign of a run nor deleted by --overwrite.
+        try FileManager.default.createDirectory(atPath: dir + "/pre.previous/pretrained", withIntermediateDirectories: true)
+        try "mine\n".write(toFile: dir + "/pre.previous/pretrained/notes.txt", atomically: true, encoding: .utf8)
         try pretrain(dir + "/pre.previous", seed: 3, ["--overwrite"])
         XCTAssertEqual(try predict(dir + "/pre.previous/ft", "overwritten.csv"), before)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/pre.previous/pretrained/notes.txt"))
     }
 }

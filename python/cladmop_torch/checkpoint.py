@@ -43,7 +43,7 @@ def resolve_checkpoint(path, max_links=4):
 
 
 def read_metadata(json_path):
-    """The checkpoint's metadata (format cladmop-checkpoint, version 2)."""
+    """The checkpoint's metadata (format cladmop-checkpoint, version 2 or 3: 3 adds pretrainedLink)."""
     try:
         with open(json_path) as f:
             meta = json.load(f)
@@ -51,9 +51,36 @@ def read_metadata(json_path):
         raise CheckpointError(f"{json_path}: cannot read the checkpoint metadata ({e.strerror})") from None
     except ValueError as e:
         raise CheckpointError(f"{json_path}: not JSON ({e})") from None
-    if not isinstance(meta, dict) or meta.get("format") != "cladmop-checkpoint" or meta.get("version") != 2:
-        raise CheckpointError(f"{json_path}: expected a cladmop-checkpoint of version 2")
+    if not isinstance(meta, dict) or meta.get("format") != "cladmop-checkpoint" or meta.get("version") not in (2, 3):
+        raise CheckpointError(f"{json_path}: expected a cladmop-checkpoint of version 2 or 3")
     return meta
+
+
+def pretrained_of(json_path, meta):
+    """The pretraining checkpoint a fine-tuned one adds to, as cladmop loads it: the run's own link
+    (RUN/pretrained/, `pretrainedLink`, relative to the checkpoint's real folder) when it is there, else the path
+    recorded at fine-tuning; its tensors' checksum must be the one recorded (`pretrainedChecksum`).
+    Returns (json_path, metadata)."""
+    candidates = []
+    link = meta.get("pretrainedLink")
+    if link:
+        kept = os.path.normpath(os.path.join(os.path.dirname(os.path.realpath(json_path)), link))
+        if os.path.exists(kept):
+            candidates.append(kept)
+    candidates.append(meta["pretrained"])
+    problems = []
+    for path in candidates:
+        try:
+            pre = read_metadata(path)
+        except CheckpointError as e:
+            problems.append(str(e))
+            continue
+        if pre.get("tensorsChecksum") != meta.get("pretrainedChecksum"):
+            problems.append(f"{path}: pretrained checkpoint changed since fine-tuning (checksum {pre.get('tensorsChecksum')}, "
+                            f"recorded {meta.get('pretrainedChecksum')})")
+            continue
+        return path, pre
+    raise CheckpointError(problems[0])
 
 
 def _tensors_of(json_path, meta):
@@ -88,8 +115,7 @@ def load_pretrained(checkpoint, dtype=torch.float32, attention="mha"):
             raise CheckpointError(f"{json_path}: a fine-tuned checkpoint without pretraining (--pretrained none) "
                                   "holds its whole DM branch; load that checkpoint's tensors directly")
         lora, lora_meta = _tensors_of(json_path, meta), meta
-        json_path = meta["pretrained"]
-        meta = read_metadata(json_path)
+        json_path, meta = pretrained_of(json_path, meta)
     tensors = _tensors_of(json_path, meta)
     model = build_model(meta["model"], attention=attention)
     targets = tensor_map(model)

@@ -13,7 +13,7 @@ import warnings
 
 import torch
 
-from .checkpoint import CheckpointError, read_metadata, resolve_checkpoint
+from .checkpoint import CheckpointError, pretrained_of, read_metadata, resolve_checkpoint
 
 LEVELS = ("coarse", "medium", "fine")
 NONE_TOKEN = "<none>"
@@ -188,9 +188,10 @@ def inputs_from_store(store, checkpoint, csv=None, nctids=None, hierarchy=None, 
     if hasattr(checkpoint, "cladmop_metadata"):
         meta = checkpoint.cladmop_metadata
     else:
-        meta = read_metadata(resolve_checkpoint(checkpoint))
+        json_path = resolve_checkpoint(checkpoint)
+        meta = read_metadata(json_path)
         if meta.get("kind") == "finetune" and meta.get("pretrained"):
-            meta = read_metadata(meta["pretrained"])
+            _, meta = pretrained_of(json_path, meta)
     if hierarchy is None:
         hierarchy = meta["spec"]["data"]["icdHierarchy"]
         if not os.path.isfile(hierarchy):

@@ -53,7 +53,10 @@ public struct CheckpointMeta: Codable {
         return String(try encoder.encode(copy).withUnsafeBytes { checksum64($0) }, radix: 16)
     }
 
-    public static let currentVersion = 2
+    /// 3: `pretrainedLink` added (a cladmop that reads only 2 says "unsupported version" instead of taking the new key
+    /// for an edit). Versions 2 and 3 are read.
+    public static let currentVersion = 3
+    public static let readableVersions = 2...3
 
     public init(kind: Kind, step: Int, epoch: Int, stepInEpoch: Int, worldSize: Int, globalBatch: Int, optimizerStep: Int,
                 spec: RunSpec, model: ModelConfig, features: FeatureSpace, storeIdentity: String, metrics: [String: Double],
@@ -164,8 +167,8 @@ public enum Checkpoints {
     public static func load(jsonPath: String) throws -> (CheckpointMeta, SafetensorsFile) {
         let data = try readRegularFile(jsonPath, what: "checkpoint metadata", limit: 64 << 20)
         if let probe = try? JSONDecoder().decode(FormatProbe.self, from: data),
-           probe.format != "cladmop-checkpoint" || probe.version != CheckpointMeta.currentVersion {
-            throw InputError(file: jsonPath, "unsupported checkpoint format \(probe.format ?? "-") version \(probe.version.map(String.init) ?? "-") (this cladmop reads cladmop-checkpoint version \(CheckpointMeta.currentVersion); retrain or use the cladmop that wrote it)")
+           probe.format != "cladmop-checkpoint" || !CheckpointMeta.readableVersions.contains(probe.version ?? -1) {
+            throw InputError(file: jsonPath, "unsupported checkpoint format \(probe.format ?? "-") version \(probe.version.map(String.init) ?? "-") (this cladmop reads cladmop-checkpoint versions \(CheckpointMeta.readableVersions.lowerBound)-\(CheckpointMeta.readableVersions.upperBound); retrain or use the cladmop that wrote it)")
         }
         let meta: CheckpointMeta
         do { meta = try JSONDecoder().decode(CheckpointMeta.self, from: data) }
@@ -185,11 +188,13 @@ public enum Checkpoints {
 
     private struct FormatProbe: Decodable { var format: String?; var version: Int? }
 
-    /// Keeps the pretraining checkpoint `jsonPath` (with its tensors) in `dir` (a fine-tuning run's `pretrained/`):
-    /// hard links, so no bytes are copied and the files stay when the pretraining run prunes, replaces or moves its
-    /// own; a copy (temporary name, then renamed) where the file system cannot link. The tensors first, the JSON
-    /// last, as `save` writes them. Returns the kept JSON's path.
-    public static func keepPretrained(_ jsonPath: String, tensorsFile: String, in dir: String) throws -> String {
+    /// Keeps the pretraining checkpoint `jsonPath` (a real file, links resolved; with its tensors) in `dir` (a
+    /// fine-tuning run's `pretrained/`): hard links, so no bytes are copied and the files stay when the pretraining
+    /// run prunes, replaces or moves its own; a copy (temporary name, then renamed) where the file system cannot link,
+    /// its tensors checked against `checksum`. The tensors first, the JSON last, as `save` writes them. Returns the
+    /// kept JSON's path.
+    public static func keepPretrained(_ jsonPath: String, tensorsFile: String, checksum: String?, in dir: String,
+                                      log: (String) -> Void) throws -> String {
         try makeDirectory(dir, option: "the fine-tuning run's pretrained folder")
         let source = URL(fileURLWithPath: jsonPath).deletingLastPathComponent().path
         let json = URL(fileURLWithPath: jsonPath).lastPathComponent
@@ -203,11 +208,18 @@ public enum Checkpoints {
             let temporary = to + ".tmp-\(getpid())"
             do {
                 try FileManager.default.copyItem(atPath: from, toPath: temporary)
+                if name == tensorsFile, let checksum, try fileChecksum(temporary).0 != checksum {
+                    throw InputError(file: from, "changed while it was copied (checksum differs from \(checksum))")
+                }
                 guard rename(temporary, to) == 0 else { throw InputError(file: to, "cannot rename \(temporary) to it: \(String(cString: strerror(errno)))") }
+            } catch let error as InputError {
+                try? FileManager.default.removeItem(atPath: temporary)
+                throw error
             } catch {
                 try? FileManager.default.removeItem(atPath: temporary)
                 throw InputError(file: to, "cannot link (\(reason)) or copy \(from) there: \(describeWriteError(error))")
             }
+            log("finetune: \(to): a copy of \(from) (hard link refused: \(reason))")
         }
         return dir + "/" + json
     }

@@ -121,7 +121,7 @@ public final class Finetuner {
             let (meta, file) = try Checkpoints.load(jsonPath: jsonPath)
             guard meta.kind == .pretrain else { throw InputError(file: jsonPath, "is a \(meta.kind) checkpoint; --pretrained needs a pretraining checkpoint") }
             modelConfig = meta.model; space = meta.features; tensors = file
-            pretrainedPath = URL(fileURLWithPath: jsonPath).standardizedFileURL.path
+            pretrainedPath = resolvedPath(jsonPath)      // links resolved: RUN/pretrained/ keeps the real file
             pretrainedChecksum = meta.tensorsChecksum
             pretrainedTensorsFile = meta.tensorsFile
         } else {
@@ -191,7 +191,8 @@ public final class Finetuner {
         let f = spec.finetune
         // The run keeps its own link to the pretrained checkpoint (RUN/pretrained/), which every checkpoint names.
         if comm.isRoot, let pretrainedPath, let pretrainedTensorsFile {
-            _ = try Checkpoints.keepPretrained(pretrainedPath, tensorsFile: pretrainedTensorsFile, in: runDir + "/pretrained")
+            _ = try Checkpoints.keepPretrained(pretrainedPath, tensorsFile: pretrainedTensorsFile, checksum: pretrainedChecksum,
+                                               in: runDir + "/pretrained", log: log)
         }
         guard f.ensemble > 1 || !folds.isEmpty else {
             _ = try trainMember(outcome, optimizer: optimizer, seed: f.seed, dir: runDir, train: train + auxiliary, valid: valid)

@@ -40,9 +40,6 @@ public final class Pretrainer {
         guard globalBatch >= comm.size else {
             throw InputError("train.global_batch = \(globalBatch) is smaller than the world size \(comm.size) (every rank needs at least one row)")
         }
-        guard globalBatch >= 2 else {
-            throw InputError("train.global_batch = 1: the InfoNCE loss contrasts each trial with the others of its batch (with one there is nothing to contrast: the loss is 0); expected at least 2")
-        }
         guard setup.train.count >= globalBatch else {
             throw InputError("train.global_batch = \(globalBatch) exceeds the \(setup.train.count) trials of the SCT training split")
         }

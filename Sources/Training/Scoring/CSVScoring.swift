@@ -62,14 +62,26 @@ public struct LoadedCheckpoint {
             let outcome = OutcomeModel(model: meta.model, space: meta.features, spec: head, seed: 0, loraLR: 0, headLR: 0, weightDecay: 0,
                                        trainBase: false)
             if let recorded = meta.pretrained {
-                // The run's own link (RUN/pretrained/) when it is there; else the path recorded at fine-tuning.
+                // The run's own link (RUN/pretrained/) first; the path recorded at fine-tuning when the link is missing
+                // or fails its checks (then the link's error is the one reported if that path fails too).
+                func load(_ pre: String) throws -> SafetensorsFile {
+                    let (preMeta, preTensors) = try Checkpoints.load(jsonPath: pre)
+                    guard preMeta.tensorsChecksum == meta.pretrainedChecksum else {
+                        throw InputError(file: pre, "pretrained checkpoint changed since fine-tuning (checksum \(preMeta.tensorsChecksum), recorded \(meta.pretrainedChecksum ?? "-"))")
+                    }
+                    return preTensors
+                }
                 let kept = meta.pretrainedLink.map {
                     URL(fileURLWithPath: resolvedPath(jsonPath)).deletingLastPathComponent().appendingPathComponent($0).standardizedFileURL.path
                 }
-                let pre = kept.flatMap { FileManager.default.fileExists(atPath: $0) ? $0 : nil } ?? recorded
-                let (preMeta, preTensors) = try Checkpoints.load(jsonPath: pre)
-                guard preMeta.tensorsChecksum == meta.pretrainedChecksum else {
-                    throw InputError(file: pre, "pretrained checkpoint changed since fine-tuning (checksum \(preMeta.tensorsChecksum), recorded \(meta.pretrainedChecksum ?? "-"))")
+                let preTensors: SafetensorsFile
+                if let kept, FileManager.default.fileExists(atPath: kept) {
+                    do { preTensors = try load(kept) } catch let keptError {
+                        guard let fallback = try? load(recorded) else { throw keptError }
+                        preTensors = fallback
+                    }
+                } else {
+                    preTensors = try load(recorded)
                 }
                 try Checkpoints.restore(preTensors, into: outcome.params, optimizer: nil, only: { $0.group == 0 })
             }
