@@ -16,7 +16,9 @@ check_np() { [[ "$1" =~ ^[1-9][0-9]{0,5}$ ]] || { echo "Launch/$(basename "$0"):
 # check_phases "WORDS": exits 2 unless WORDS lists phases 1, 2 and 3, each at most once, separated by spaces.
 check_phases() {
     local p seen=" " words=()
-    read -ra words <<< "$1"      # split on spaces only: no file-name expansion of a word such as *
+    # Digits and spaces only (no line breaks, no *), so that the scripts' `for phase in $phases` sees these words.
+    [[ "$1" =~ ^[0-9\ ]*$ ]] || { echo "Launch/$(basename "$0"): --phases \"$1\": expected phases 1, 2 and/or 3 separated by spaces, e.g. \"1 3\"" >&2; exit 2; }
+    read -ra words <<< "$1"
     [ "${#words[@]}" -gt 0 ] || { echo "Launch/$(basename "$0"): --phases \"$1\": expected phases 1, 2 and/or 3 separated by spaces, e.g. \"1 3\"" >&2; exit 2; }
     for p in "${words[@]}"; do
         case "$p" in 1|2|3) ;; *) echo "Launch/$(basename "$0"): --phases \"$1\": $p is not a phase (expected 1, 2 and/or 3 separated by spaces, e.g. \"1 3\")" >&2; exit 2 ;; esac
@@ -97,7 +99,7 @@ phase1_report() {
     pct="$(awk -v f="$f" 'BEGIN { printf "%d", 100 * f + 0.5 }')"
     # The report file is named by a whole percent and must hold exactly the trials that select: F = pct / 100.
     awk -v f="$f" -v p="$pct" 'BEGIN { d = 100 * f - p; exit !(d < 1e-9 && d > -1e-9) }' || {
-        echo "$(basename "$0"): finetune.select_latest = $f: expected a whole percent (0, 0.01, ..., 0.5) for the report on the latest trials of phase_I_train.csv" >&2
+        echo "Launch/$(basename "$0"): finetune.select_latest = $f: expected a whole percent (0, 0.01, ..., 0.5) for the report on the latest trials of phase_I_train.csv" >&2
         exit 2; }
     [ "$pct" = 0 ] && [ "$k" -ge 2 ] && { f=0.2; pct=20; }
     [ "$pct" = 0 ] && return 0

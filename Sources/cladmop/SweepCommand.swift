@@ -26,7 +26,7 @@ struct SweepReport: ParsableCommand {
             let f = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
             func bad(_ what: String) -> InputError { InputError(file: listing, line: i + 1, what) }
             guard f.count == 4 else { throw bad("expected global_batch<TAB>lr<TAB>exit status<TAB>run dir, found \(f.count) field(s)") }
-            guard let b = Int(f[0]), b >= 1 else { throw bad("global_batch \"\(f[0].prefix(40))\": expected a positive integer") }
+            guard let b = Int(f[0]), b >= 2 else { throw bad("global_batch \"\(f[0].prefix(40))\": expected an integer of at least 2 (train.global_batch)") }
             guard let lr = Double(f[1]), lr.isFinite, lr > 0 else { throw bad("lr \"\(f[1].prefix(40))\": expected a positive finite number") }
             guard let status = Int(f[2]), (0...255).contains(status) else { throw bad("exit status \"\(f[2].prefix(40))\": expected an integer 0-255") }
             guard !f[3].isEmpty else { throw bad("the run dir is empty") }

@@ -21,7 +21,7 @@ final class CLITests: XCTestCase {
     func testConfigErrorsNameTheKeyAndExitWith2() throws {
         let cases: [([String], String)] = [
             (["--set", "train.global_bach=64"], "unknown key train.global_bach (keys of train: train.global_batch"),
-            (["--set", "train.global_batch=many"], "train.global_batch = many is invalid (expected an integer in [1, 1000000])"),
+            (["--set", "train.global_batch=many"], "train.global_batch = many is invalid (expected an integer in [2, 1000000])"),
             (["--set", "optimizer.name=lion"], "optimizer.name = lion is invalid (expected one of adam, adamw, sgd)"),
             (["--set", "optimizer.lr=-1"], "optimizer.lr = -1"),
             (["--set", "loss.normalize=maybe"], "expected true or false"),
@@ -191,7 +191,8 @@ final class HostfileTests: XCTestCase {
         let dir = NSTemporaryDirectory() + "cladmop-launch-args-\(getpid())"
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let cases: [(String, [String], String)] = [
-            ("devtest", ["--phases", "1,2", "--run-dir", dir + "/d"], "1,2 is not a phase"),
+            ("devtest", ["--phases", "1,2", "--run-dir", dir + "/d"], "--phases \"1,2\": expected phases 1, 2 and/or 3"),
+            ("devtest", ["--phases", "1 5", "--run-dir", dir + "/d"], "5 is not a phase"),
             ("devtest", ["--phases", "1 1", "--run-dir", dir + "/d"], "phase 1 is listed twice"),
             ("devtest", ["--phases", " ", "--run-dir", dir + "/d"], "expected phases 1, 2 and/or 3"),
             ("devtest", ["--phase1-select", "latest", "--run-dir", dir + "/d"], "--phase1-select latest: expected valid or temporal"),
@@ -209,7 +210,10 @@ final class HostfileTests: XCTestCase {
             ("sweep-batch", ["--config"], "--config needs a value"),
             ("ablations", ["-np", "x"], "-np x: expected a positive integer"),
             ("ablations", ["--pretrained", dir + "/none", "--phase", "4", "--out", dir + "/a"], "--phase 4: expected 1, 2 or 3"),
-            ("devtest", ["--phases", "*", "--run-dir", dir + "/d"], "* is not a phase"),
+            ("devtest", ["--phases", "*", "--run-dir", dir + "/d"], "--phases \"*\": expected phases 1, 2 and/or 3"),
+            ("devtest", ["--phases", "1\n4", "--run-dir", dir + "/d"], "expected phases 1, 2 and/or 3"),
+            ("bench", ["train", "-np", "100"], "-np 100: configs/bench.yaml's global batch 128 gives 1 trial(s) per rank"),
+            ("sweep-batch", ["--config", "configs/smoke.yaml", "--batches", "8", "--base-batch", "0", "--out", dir + "/s"], "--base-batch 0: expected a positive integer"),
             ("sweep-batch", ["--config", "configs/smoke.yaml", "--batches", "1,8", "--out", dir + "/s"], "1 is below 2"),
         ]
         for (script, arguments, expected) in cases {

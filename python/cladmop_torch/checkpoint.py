@@ -1,6 +1,7 @@
 """Loading cladmop checkpoints (docs/checkpoints.md) into `DMBranch`."""
 import json
 import os
+import warnings
 
 import torch
 from safetensors.torch import load_file
@@ -79,6 +80,12 @@ def pretrained_of(json_path, meta):
             problems.append(f"{path}: pretrained checkpoint changed since fine-tuning (checksum {pre.get('tensorsChecksum')}, "
                             f"recorded {meta.get('pretrainedChecksum')})")
             continue
+        tensors = os.path.join(os.path.dirname(path), pre.get("tensorsFile", ""))
+        if not os.path.isfile(tensors) or os.path.getsize(tensors) != pre.get("tensorsBytes"):
+            problems.append(f"{tensors}: missing, or not the {pre.get('tensorsBytes')} bytes its metadata records")
+            continue
+        if path != candidates[0]:
+            warnings.warn(f"{problems[0]}; loading the pretrained checkpoint from {path} instead")
         return path, pre
     raise CheckpointError(problems[0])
 

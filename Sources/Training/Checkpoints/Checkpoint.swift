@@ -199,7 +199,8 @@ public enum Checkpoints {
         let source = URL(fileURLWithPath: jsonPath).deletingLastPathComponent().path
         let json = URL(fileURLWithPath: jsonPath).lastPathComponent
         for name in [tensorsFile, json] {
-            let from = source + "/" + name, to = dir + "/" + name
+            // Links resolved: link() and copyItem would keep a symbolic link itself, which dangles in `dir`.
+            let from = resolvedPath(source + "/" + name), to = dir + "/" + name
             if FileManager.default.fileExists(atPath: to) {
                 throw InputError(file: to, "exists; a new fine-tuning run keeps its pretrained checkpoint here (replace the run with --overwrite)")
             }

@@ -78,6 +78,7 @@ public struct LoadedCheckpoint {
                 if let kept, FileManager.default.fileExists(atPath: kept) {
                     do { preTensors = try load(kept) } catch let keptError {
                         guard let fallback = try? load(recorded) else { throw keptError }
+                        FileHandle.standardError.write(Data("warning: \(keptError); loading the pretrained checkpoint from \(recorded) instead\n".utf8))
                         preTensors = fallback
                     }
                 } else {
