@@ -144,11 +144,12 @@ public enum Metrics {
                 samples.append(all(idx.map { scores[$0] }, idx.map { labels[$0] }))
             }
         }
-        let full = all(scores, labels)
+        // No trials (an empty "new diseases" subset): every metric undefined, not F1 = 0.
+        let full = scores.isEmpty ? [Double](repeating: .nan, count: 5) : all(scores, labels)
         let summaries = full.indices.map { m -> MetricSummary in
             let v = samples.map { $0[m] }.filter { $0.isFinite }
             let mean = v.isEmpty ? Double.nan : v.reduce(0, +) / Double(v.count)
-            let std = v.count < 2 ? 0 : (v.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(v.count - 1)).squareRoot()
+            let std = v.isEmpty ? Double.nan : v.count < 2 ? 0 : (v.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(v.count - 1)).squareRoot()
             return MetricSummary(mean: mean, std: std, full: full[m])
         }
         return OutcomeMetrics(n: scores.count, positives: labels.filter { $0 == 1 }.count, threshold: threshold, f1: summaries[0],

@@ -71,6 +71,9 @@ public func writeOutcomeReport(_ report: EvaluationReport, path: String, phase: 
     // The curves beside the report (evaluate --plots into the report's folder): their PNG when there is one.
     let dir = URL(fileURLWithPath: path).deletingLastPathComponent().path
     let image = { (name: String) in FileManager.default.fileExists(atPath: dir + "/" + name + ".png") ? name + ".png" : name + ".svg" }
-    md += "\n" + markdownImage(alt: "ROC", embedded: image("roc")) + "\n\n" + markdownImage(alt: "PR", embedded: image("pr")) + "\n"
+    // Linked only when they are there (evaluate writes --plots before --report); plots elsewhere are not the report's.
+    if FileManager.default.fileExists(atPath: dir + "/roc.svg") && FileManager.default.fileExists(atPath: dir + "/pr.svg") {
+        md += "\n" + markdownImage(alt: "ROC", embedded: image("roc")) + "\n\n" + markdownImage(alt: "PR", embedded: image("pr")) + "\n"
+    }
     try writeTextFile(path, md)
 }

@@ -134,4 +134,25 @@ final class MetricsTests: XCTestCase {
         XCTAssertEqual(Set(json.keys), ["n", "positives", "threshold", "f1", "f1_at_threshold", "pr_auc", "roc_auc", "accuracy", "data"])
         XCTAssertTrue((json["roc_auc"] as! [String: Any])["mean"] is NSNull)
     }
+
+    /// No trials (an empty "new diseases" subset): every value undefined (JSON null), F1 included; it was full = 0.
+    func testEmptySetHasNoMetrics() {
+        let r = Metrics.report([], [], threshold: 0.5)
+        XCTAssertEqual(r.n, 0)
+        for m in [r.f1, r.f1AtThreshold, r.prAUC, r.rocAUC, r.accuracy] { XCTAssertNil(m.mean); XCTAssertNil(m.std); XCTAssertNil(m.full) }
+    }
+
+    /// The markdown report links roc/pr curves only when they are beside it (evaluate --plots into its folder).
+    func testReportLinksOnlyCurvesBesideIt() throws {
+        let dir = NSTemporaryDirectory() + "cladmop-report-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let s = (0..<20).map { Double($0) / 20 }, y = (0..<20).map { $0 % 2 }
+        let report = EvaluationReport(metrics: Metrics.report(s, y, threshold: 0.5), data: "x.csv")
+        try writeOutcomeReport(report, path: dir + "/alone.md", phase: 1, data: "x.csv", checkpoint: "run")
+        XCTAssertFalse(try String(contentsOfFile: dir + "/alone.md", encoding: .utf8).contains("roc."))
+        try writeCurves(scores: s, labels: y, dir: dir)
+        try writeOutcomeReport(report, path: dir + "/beside.md", phase: 1, data: "x.csv", checkpoint: "run")
+        XCTAssertTrue(try String(contentsOfFile: dir + "/beside.md", encoding: .utf8).contains("roc."))
+    }
 }
