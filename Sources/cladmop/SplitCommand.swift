@@ -31,11 +31,10 @@ struct Split: ParsableCommand {
             // Every row is checked as the commands that read the halves will check it (columns, NCT id, label 0/1 or
             // empty, list literals; each id once), so a split never passes on a row they would refuse.
             var skipped: [String] = []
-            try checkUniqueNCTIDs(try parseTrials(records: records, file: data, labels: .optional, skipped: &skipped))
-            guard let header = records.first, let id = header.fields.firstIndex(of: "nctid") else {
-                throw InputError(file: data, line: 1, "header lacks the nctid column")
-            }
-            let rows = records.dropFirst().sorted { ($0.fields[safe: id] ?? "") < ($1.fields[safe: id] ?? "") }
+            let trials = try parseTrials(records: records, file: data, labels: .optional, skipped: &skipped)   // one per row
+            try checkUniqueNCTIDs(trials)
+            let header = records[0]      // parseTrials refuses a file without one
+            let rows = zip(records.dropFirst(), trials).sorted { $0.1.nctid < $1.1.nctid }.map(\.0)
             let cut = Int((Double(rows.count) * fraction).rounded())
             func csv(_ r: [CSVRecord]) -> Data {
                 let lines = ([header] + r).map { $0.fields.map(csvQuote).joined(separator: ",") }
@@ -58,4 +57,3 @@ func csvQuote(_ f: String) -> String {
     f.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) ? "\"" + f.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : f
 }
 
-extension Array { subscript(safe i: Int) -> Element? { indices.contains(i) ? self[i] : nil } }

@@ -195,8 +195,8 @@ public func scoreCSV(checkpoint: String, csv: String, spec: RunSpec, comm: Commu
     }
     let scores = scoreTrials(trials, scorer: ZeroShotScorer(model: loaded.model), builder: builder, comm: comm, arena: arena)
     // Zero-shot: the F1-best threshold on these trials; 0.5 when some have no label (predict does not use it).
-    let known = try? requireLabels(trials, file: csv, purpose: "a threshold")
-    return ScoredCSV(trials: trials, scores: scores, threshold: known.map { Metrics.bestF1Threshold(scores, $0) } ?? 0.5,
+    let known = trials.compactMap(\.label)
+    return ScoredCSV(trials: trials, scores: scores, threshold: known.count == trials.count ? Metrics.bestF1Threshold(scores, known) : 0.5,
                      newDisease: nil)
 }
 
