@@ -354,5 +354,15 @@ final class OutcomeProtocolTests: XCTestCase {
         XCTAssertEqual(r.status, 2, r.output)
         XCTAssertTrue(r.output.contains("does not exclude") && r.output.contains("dev_I_test.csv"), r.output)
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/run/phase1"), "nothing is fine-tuned")
+        // A checkpoint file is judged by the specification it records, not by a config.yaml two folders up (a
+        // fine-tuned run's kept RUN_FT/pretrained/step-N.json sits beside the fine-tuning's config.yaml).
+        let all = "[data/top/phase_I_valid.csv, data/devtest/dev_I_test.csv, data/devtest/dev_II_test.csv, data/devtest/dev_III_test.csv]"
+        try FileManager.default.createDirectory(atPath: dir + "/ft/pretrained", withIntermediateDirectories: true)
+        try "data:\n  exclude_csvs: \(all)\n".write(toFile: dir + "/ft/config.yaml", atomically: true, encoding: .utf8)
+        try #"{"spec": {"data": {"excludeCSVs": ["data/top/phase_I_valid.csv"]}}}"#.write(toFile: dir + "/ft/pretrained/step-3.json", atomically: true, encoding: .utf8)
+        let kept = try runCommand(repoRoot + "/Launch/devtest", ["--pretrained", dir + "/ft/pretrained/step-3.json", "--run-dir", dir + "/run", "--phases", "1"])
+        XCTAssertEqual(kept.status, 2, kept.output)
+        XCTAssertTrue(kept.output.contains("does not exclude") && kept.output.contains("dev_I_test.csv"), kept.output)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/run/phase1"), "nothing is fine-tuned")
     }
 }
