@@ -121,6 +121,8 @@ let finetuneArtifacts = runArtifacts + ["pretrained"]
 func checkRunDirectory(_ runDir: String, comm: Communicator, resume: Bool = false, overwrite: Bool = false, artifacts: [String] = runArtifacts,
                        hint: String = "continue it with --resume auto, replace it with --overwrite, or choose another --run-dir") throws {
     guard comm.isRoot else { return }
+    // Its config.yaml, checkpoints/ and (with --overwrite) deletions would go to the top of the file system.
+    guard resolvedPath(runDir) != "/" else { throw InputError(file: runDir, "--run-dir names the root folder /; expected a folder for the run") }
     var st = stat()
     guard stat(runDir, &st) == 0 else { return }      // a new folder
     guard (st.st_mode & S_IFMT) == S_IFDIR else { throw InputError(file: runDir, "--run-dir names an existing file, not a folder") }
