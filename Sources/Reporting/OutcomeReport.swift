@@ -33,10 +33,12 @@ public func writeCurves(scores: [Double], labels: [Int], dir: String) throws {
         pr.append((pos > 0 ? tp / pos : 0, tp / (tp + fp)))
     }
     let rate = pos / max(Double(labels.count), 1)
-    try writePlot(dir + "/roc.svg", svgLinePlot(title: String(format: "ROC (AUC %.3f)", Metrics.rocAUC(scores, labels)), xLabel: "false positive rate",
+    /// "0.712", or "undefined" where one class is absent (the metric is NaN).
+    func value(_ x: Double) -> String { x.isFinite ? String(format: "%.3f", x) : "undefined: one class only" }
+    try writePlot(dir + "/roc.svg", svgLinePlot(title: "ROC (AUC \(value(Metrics.rocAUC(scores, labels))))", xLabel: "false positive rate",
                   yLabel: "true positive rate", series: [PlotSeries("model", roc), PlotSeries("chance", [(0, 0), (1, 1)], reference: true)],
                   xRange: 0...1, yRange: 0...1, square: true))
-    try writePlot(dir + "/pr.svg", svgLinePlot(title: String(format: "Precision-recall (AP %.3f)", Metrics.averagePrecision(scores, labels)), xLabel: "recall",
+    try writePlot(dir + "/pr.svg", svgLinePlot(title: "Precision-recall (AP \(value(Metrics.averagePrecision(scores, labels))))", xLabel: "recall",
                   yLabel: "precision", series: [PlotSeries("model", pr), PlotSeries(String(format: "chance (positive rate %.2f)", rate), [(0, rate), (1, rate)], reference: true)],
                   xRange: 0...1, yRange: 0...1, square: true))
 }

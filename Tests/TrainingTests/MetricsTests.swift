@@ -155,4 +155,18 @@ final class MetricsTests: XCTestCase {
         try writeOutcomeReport(report, path: dir + "/beside.md", phase: 1, data: "x.csv", checkpoint: "run")
         XCTAssertTrue(try String(contentsOfFile: dir + "/beside.md", encoding: .utf8).contains("roc."))
     }
+
+    /// Curves of trials of one class are titled "undefined", not "AUC nan"; two classes give the value.
+    func testCurveTitlesSayWhenAMetricIsUndefined() throws {
+        let dir = NSTemporaryDirectory() + "cladmop-curves-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try writeCurves(scores: [0.3, 0.7], labels: [0, 0], dir: dir)
+        for name in ["roc.svg", "pr.svg"] {
+            let svg = try String(contentsOfFile: dir + "/" + name, encoding: .utf8)
+            XCTAssertTrue(svg.contains("undefined: one class only") && !svg.lowercased().contains("nan"), name)
+        }
+        try writeCurves(scores: [0.3, 0.7], labels: [0, 1], dir: dir)
+        XCTAssertTrue(try String(contentsOfFile: dir + "/roc.svg", encoding: .utf8).contains("ROC (AUC 1.000)"))
+        XCTAssertTrue(try String(contentsOfFile: dir + "/pr.svg", encoding: .utf8).contains("AP 1.000"))
+    }
 }
