@@ -96,22 +96,24 @@ public final class FeatureStore {
     private let file: MappedFile
     private let payload: UnsafePointer<Float>
 
-    /// The rebuild command named in every refusal.
     /// The rows read from `csv` (matched by its file name, as the store keeps it), in store order.
     public func trials(of csv: String) -> [StoredTrial] {
         let name = URL(fileURLWithPath: csv).lastPathComponent
         return trials.filter { $0.source.file == name }
     }
 
+    /// The rebuild command named in every refusal.
     public static func rebuildHint(_ path: String, sources: [String]) -> String {
         "rebuild it with: cladmop featurize " + sources.map { "--data \($0)" }.joined(separator: " ") + " --output \(path)"
     }
 
     /// Opens and verifies a store: magic, version, sizes, checksum; then, when `expected` is given,
-    /// that it was built by the same encoder and featurizer from the same file contents.
-    public init(path: String, expected: StoreIdentity? = nil, sourcesForHint: [String] = []) throws {
+    /// that it was built by the same encoder and featurizer from the same file contents. A refusal names the
+    /// command that rebuilds it: `cladmop synth` for a `synthetic` store, else featurize of `sourcesForHint`.
+    public init(path: String, expected: StoreIdentity? = nil, sourcesForHint: [String] = [], synthetic: Bool = false) throws {
         self.path = path
-        let hint = Self.rebuildHint(path, sources: sourcesForHint.isEmpty ? ["FILE.csv"] : sourcesForHint)
+        let hint = synthetic ? "rebuild it with: cladmop synth --output \(path)"
+            : Self.rebuildHint(path, sources: sourcesForHint.isEmpty ? ["FILE.csv"] : sourcesForHint)
         guard FileManager.default.fileExists(atPath: path) else {
             throw InputError(file: path, "feature store not found; \(hint)")
         }

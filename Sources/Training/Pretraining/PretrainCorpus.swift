@@ -20,7 +20,7 @@ public struct PretrainSetup {
         let expected = data.synthetic ? nil : try encoderIdentity.map {
             try currentStoreIdentity(paths: data.files, encoderIdentity: $0, maxTokens: spec.encoder.maxTokens)
         }
-        store = try FeatureStore(path: data.featureStore, expected: expected, sourcesForHint: data.files)
+        store = try FeatureStore(path: data.featureStore, expected: expected, sourcesForHint: data.files, synthetic: data.synthetic)
         if data.synthetic && store.identity.encoder != "synthetic" {
             throw InputError(file: data.featureStore, "data.synthetic is true but this store was featurized from CSV files")
         }
