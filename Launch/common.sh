@@ -119,3 +119,11 @@ out_of_fold() {
     [ "$k" -ge 2 ] && echo --out-of-fold
     return 0
 }
+
+# has_option NAME ARGS...: whether ARGS hold the option NAME, as `NAME VALUE` or `NAME=VALUE` (a default is added
+# only where the user gave none: the last occurrence is the one cladmop keeps).
+has_option() {
+    local name="$1" a; shift
+    for a in "$@"; do [[ "$a" == "$name" || "$a" == "$name="* ]] && return 0; done
+    return 1
+}

@@ -626,8 +626,9 @@ enum ScratchFile {
                 throw CaseFormatError("patch takes {offset, hex}")
             }
             let bytes = try Hex.decode(h)
-            guard off >= 0, off + bytes.count <= d.count else { throw CaseFormatError("patch outside the file") }
-            d.replaceSubrange((d.startIndex + off)..<(d.startIndex + off + bytes.count), with: bytes)
+            let at = off >= 0 ? off : d.count + off      // a negative offset counts from the end
+            guard at >= 0, at + bytes.count <= d.count else { throw CaseFormatError("patch outside the file") }
+            d.replaceSubrange((d.startIndex + at)..<(d.startIndex + at + bytes.count), with: bytes)
         case "json_set", "json_delete":
             var root = try JSONSerialization.jsonObject(with: d, options: [.fragmentsAllowed])
             if op == "json_set" {

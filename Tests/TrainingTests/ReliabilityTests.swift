@@ -124,8 +124,16 @@ final class ReliabilityTests: XCTestCase {
         XCTAssertEqual(clean.status, 0, clean.output)
         let marker = Self.work + "/crash-once"
         let launch = repositoryRoot + "/Launch/pretrain"
-        let r = try runCommand(launch, ["-np", "2", "--max-restarts", "2", "--"] + Array(args("sup").dropFirst()),
+        // `--config=FILE --run-dir=DIR` (one word each): the script adds no default of its own (it had appended
+        // `--run-dir runs/pretrain`, which cladmop took as the last one).
+        var own = Array(args("sup").dropFirst())
+        for option in ["--config", "--run-dir"] {
+            let i = own.firstIndex(of: option)!
+            own.replaceSubrange(i...(i + 1), with: [option + "=" + own[i + 1]])
+        }
+        let r = try runCommand(launch, ["-np", "2", "--max-restarts", "2", "--"] + own,
                                environment: ["CLADMOP_FAULT": "crash:1:7", "CLADMOP_FAULT_ONCE": marker], timeout: 240)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: repositoryRoot + "/runs/pretrain/config.yaml") && r.output.contains("runs/pretrain"), r.output)
         XCTAssertEqual(r.status, 0, r.output)
         XCTAssertTrue(r.output.contains("restart 1 of 2"), r.output)
         XCTAssertTrue(FileManager.default.fileExists(atPath: marker))

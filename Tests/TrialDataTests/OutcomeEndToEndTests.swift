@@ -66,6 +66,16 @@ final class OutcomeEndToEndTests: XCTestCase {
         // Trials to predict need no label: the same CSV with the label column left out, or with every label field
         // empty, gives the same predictions (2 ranks).
         let expected = try String(contentsOfFile: dir + "/predictions.csv", encoding: .utf8)
+        // Another encoder.max_tokens is featurized into a cache store of its own: the 16-token setting had been served
+        // the 256-token vectors (the cache matched by file contents only), or had replaced them for later runs.
+        for (tokens, name) in [(16, "short"), (256, "again")] {
+            let r = try mpirun(np: 1, executable: cladmop, arguments: ["predict", "--checkpoint", dir + "/run", "--data", dir + "/unseen.csv",
+                                                                      "--output", dir + "/\(name).csv"] + sets + ["--set", "encoder.max_tokens=\(tokens)"],
+                               timeout: 600)
+            XCTAssertEqual(r.status, 0, r.output)
+        }
+        XCTAssertNotEqual(try String(contentsOfFile: dir + "/short.csv", encoding: .utf8), expected, "16 tokens per sentence give other vectors")
+        XCTAssertEqual(try String(contentsOfFile: dir + "/again.csv", encoding: .utf8), expected)
         for (edit, name) in [(LabelColumnEdit.drop, "nolabel"), (.set(""), "blank")] {
             try writeCSVSubset(from: repoRoot + "/data/top/toy_test.csv", rows: 0..<10, to: dir + "/\(name).csv", labelColumn: edit)
             let r = try mpirun(np: 2, executable: cladmop, arguments: ["predict", "--checkpoint", dir + "/run", "--data", dir + "/\(name).csv",

@@ -248,11 +248,13 @@ final class OutcomeProtocolTests: XCTestCase {
             return k == 0 ? text : String(text.split(separator: "\n", maxSplits: 1)[1])
         }.joined()).write(toFile: dir + "/repeat.csv", atomically: true, encoding: .utf8)
         try writeCSVSubset(from: source, rows: 0..<40, to: dir + "/trainaux.csv")
+        // valid.csv's successful trials with label 0.
+        try writeCSVSubset(from: repoRoot + "/data/top/phase_I_valid.csv", rows: 0..<12, to: dir + "/conflict.csv", label: 1, labelColumn: .set("0"))
         let cladmop = releaseOrDebugProduct("cladmop")
         // One feature store holding every file, so both runs read the same sentence vectors.
         let sets = smallFinetuneSettings(dir: dir, ["finetune.epochs=2", "log.tensorboard=false", "finetune.select_latest=0",
                                                     "finetune.ensemble=1"]) + ["--set", "data.feature_store=\(dir)/all.store"]
-        let files = ["train", "valid", "test", "aux", "repeat", "trainaux"].flatMap { ["--data", dir + "/\($0).csv"] }
+        let files = ["train", "valid", "test", "aux", "repeat", "trainaux", "conflict"].flatMap { ["--data", dir + "/\($0).csv"] }
         let fz = try mpirun(np: 2, executable: cladmop, arguments: ["featurize"] + files + sets, timeout: 600)
         XCTAssertEqual(fz.status, 0, fz.output)
         func finetune(_ train: String, _ extra: [String], _ run: String) throws -> (status: Int32, output: String, seconds: Double) {
@@ -311,6 +313,22 @@ final class OutcomeProtocolTests: XCTestCase {
         let missing = try finetune("train", ["--aux", dir + "/nowhere.csv"], "missing")
         XCTAssertEqual(missing.status, 2, missing.output)
         XCTAssertTrue(missing.output.contains("nowhere.csv"), missing.output)
+
+        // A trial in --train and --valid: refused where --valid selects as it is (it would choose the epoch it trained),
+        // and with two different labels always (folds had kept --train's label without a word).
+        let overlap = try finetune("repeat", [], "overlap")
+        XCTAssertEqual(overlap.status, 2, overlap.output)
+        XCTAssertTrue(overlap.output.contains("repeat.csv:") && overlap.output.contains("is also in \(dir)/valid.csv"), overlap.output)
+        XCTAssertTrue(try finetune("repeat", ["--set", "finetune.folds=3"], "overlapfolds").status == 0, "pooled, a trial in both counts once")
+        let conflict = try finetune("conflict", ["--set", "finetune.folds=3"], "conflict")
+        XCTAssertEqual(conflict.status, 2, conflict.output)
+        XCTAssertTrue(conflict.output.contains("conflict.csv:") && conflict.output.contains("has label 0 here and 1 in"), conflict.output)
+        // A run whose loss turns NaN stops on every rank, naming the epoch and the rates, and selects nothing (it had
+        // saved a NaN model, selected by the success rate its constant scores give, whose predictions were NaN).
+        let diverged = try finetune("train", ["--set", "finetune.head_lr=10", "--set", "finetune.lora_lr=10", "--set", "finetune.epochs=4"], "diverged")
+        XCTAssertNotEqual(diverged.status, 0, diverged.output)
+        XCTAssertTrue(diverged.output.contains("diverged") && diverged.output.contains("finetune.head_lr"), diverged.output)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/diverged/best.json"))
     }
 
     func testSplitIsDeterministicAndIndependentOfRowOrder() throws {

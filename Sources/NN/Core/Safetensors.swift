@@ -97,11 +97,15 @@ public final class SafetensorsFile {
         }
     }
 
-    /// Copies the tensor into `into` after checking its shape.
+    /// Copies the tensor into `into` after checking its shape and that every value is finite (a model with a NaN or
+    /// infinite parameter only predicts NaN).
     public func copy(_ name: String, shape: [Int], into: UnsafeMutablePointer<Float>) throws {
         guard let t = tensors[name] else { throw InputError(file: path, "missing tensor \(name)") }
         guard t.shape == shape else { throw InputError(file: path, "tensor \(name) has shape \(t.shape), expected \(shape)") }
         let v = try floats(name)
+        if let i = v.firstIndex(where: { !$0.isFinite }) {
+            throw InputError(file: path, "tensor \(name) holds \(v[i]) at index \(i) (\(v.count { !$0.isFinite }) non-finite values); expected finite numbers: the model that wrote it diverged")
+        }
         v.withUnsafeBufferPointer { into.update(from: $0.baseAddress!, count: v.count) }
     }
 }

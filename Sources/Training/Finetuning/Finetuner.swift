@@ -54,6 +54,18 @@ public final class Finetuner {
         let trainKept = trainAll.filter { !excluded.contains($0.nctid) }
         let validKept = try rows(validFile).filter { !excluded.contains($0.nctid) }
         let latest = spec.finetune.selectLatest
+        // A trial in both files: two labels cannot both be right; and where --valid selects as it is (neither
+        // folds nor select_latest), the epoch would be chosen on a trial it trained on.
+        let validByID = Dictionary(validKept.map { ($0.nctid, $0) }, uniquingKeysWith: { first, _ in first })
+        for t in trainKept {
+            guard let v = validByID[t.nctid] else { continue }
+            if v.label != t.label {
+                throw InputError(file: trainFile, line: t.source.line, "trial \(t.nctid) has label \(t.checkedLabel) here and \(v.checkedLabel) in \(validFile) (line \(v.source.line)); a trial needs one label")
+            }
+            if latest == 0 && spec.finetune.folds < 2 {
+                throw InputError(file: trainFile, line: t.source.line, "trial \(t.nctid) is also in \(validFile) (line \(v.source.line)), which selects the epoch: a trial that selects must not train; remove it from one file, or pool the two with finetune.folds")
+            }
+        }
         if latest > 0 {
             // Temporal selection: the latest share of the training file (by NCT id, as `cladmop split` orders it)
             // selects; the rest and the validation file train (a trial in both stays out of training).
@@ -296,6 +308,11 @@ public final class Finetuner {
                 backward(dz)
                 comm.allReduceSum(p.grads + outcome.trainableOffset, count: p.count - outcome.trainableOffset)
                 loss.withUnsafeMutableBufferPointer { comm.allReduceSum($0.baseAddress!, count: 1) }
+                // The same global value on every rank, so every rank stops here (a NaN model would be selected by
+                // the share of successes its constant scores give, and predict NaN).
+                guard loss[0].isFinite else {
+                    throw TrainingError("fine-tuning loss is \(loss[0]) at epoch \(epoch), batch \(batches + 1) of \(runDir): the model diverged; lower finetune.head_lr or finetune.lora_lr")
+                }
                 clipGradientNorm(p, maxNorm: Float(spec.train.gradClip))
                 optimizer.update(p)
                 lossSum += loss[0]; batches += 1

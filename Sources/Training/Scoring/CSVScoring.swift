@@ -17,12 +17,18 @@ public func storeContaining(_ csvs: [String], spec: RunSpec, hierarchy: ICD10Hie
     let precision = resolvedPrecision(spec.encoder.precision, key: "encoder.precision", comm: comm)
     let identity = try BertEncoder.identity(modelDir: spec.encoder.modelDir, precision: precision)
     let wanted = try currentStoreIdentity(paths: csvs, encoderIdentity: identity, maxTokens: spec.encoder.maxTokens)
+    /// Made by this encoder, tokens per text and featurizer, from these files' bytes (other files may be there too).
     func holds(_ s: FeatureStore) -> Bool {
-        s.identity.encoder == identity && wanted.sources.allSatisfy { s.identity.sources[$0.key] == $0.value }
+        s.identity.encoder == wanted.encoder && s.identity.maxTokens == wanted.maxTokens && s.identity.featurizerVersion == wanted.featurizerVersion
+            && wanted.sources.allSatisfy { s.identity.sources[$0.key] == $0.value }
     }
     let mainStore = try? FeatureStore(path: main)
     if let s = mainStore, holds(s) { return s }
-    let key = String(Data(wanted.sources.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined().utf8).withUnsafeBytes { checksum64($0) }, radix: 16)
+    // One cache store per (files, encoder, tokens per text, featurizer): another setting builds its own, never
+    // replacing the store an earlier setting left (it would silently serve the other setting's vectors afterwards).
+    let keyText = wanted.sources.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined()
+        + "|\(wanted.encoder)|\(wanted.maxTokens)|\(wanted.featurizerVersion)"
+    let key = String(Data(keyText.utf8).withUnsafeBytes { checksum64($0) }, radix: 16)
     let cache = URL(fileURLWithPath: main).deletingLastPathComponent().path + "/cache/\(key).store"
     if let s = try? FeatureStore(path: cache), holds(s) { return s }
     if comm.isRoot { log("featurize: \(csvs.joined(separator: ", ")) not in \(main); featurizing into \(cache)") }
