@@ -12,9 +12,11 @@ import Reporting
 /// removed from an existing metrics.jsonl (rewritten atomically; a torn last line goes too), and
 /// the event file starts with a restart at step k + 1. So each step appears once in both.
 public final class MetricsLog {
+    public let path: String
     let handle: FileHandle
     let events: TensorBoardWriter?
     public init(path: String, tensorboard: Bool = false, continuingAfter: Int? = nil) throws {
+        self.path = path
         let dir = URL(fileURLWithPath: path).deletingLastPathComponent().path
         try makeDirectory(dir, option: "--run-dir")
         let existed = FileManager.default.fileExists(atPath: path)
@@ -58,7 +60,9 @@ public final class MetricsLog {
         encoder.outputFormatting = [.sortedKeys]
         var data = try encoder.encode(record)
         data.append(0x0A)
-        try handle.write(contentsOf: data)
+        // A full disk or a file size limit: name the log (a torn last line is dropped when the run resumes).
+        do { try handle.write(contentsOf: data) }
+        catch { throw InputError(file: path, "cannot append a record: \(describeWriteError(error))") }
         if let events, let r = record as? ScalarRecord { try events.add(step: r.scalarStep, scalars: r.scalars) }
     }
 }

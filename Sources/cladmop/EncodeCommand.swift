@@ -6,6 +6,7 @@ import TrialData
 import Foundation
 import NN
 import TextEncoder
+import Training
 
 struct Encode: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -20,15 +21,23 @@ struct Encode: ParsableCommand {
     @Option(help: "Encoder folder (config.json, vocab.txt, model.safetensors).")
     var modelDir: String = "models/all-MiniLM-L6-v2"
 
-    @Option(help: "Maximum WordPiece tokens per text, [CLS] and [SEP] included.")
+    @Option(help: "Maximum WordPiece tokens per text, [CLS] and [SEP] included (8-512, as encoder.max_tokens).")
     var maxTokens: Int = 256
+
+    @Option(help: "GEMM inputs of the encoder, as encoder.precision: fp32, or bf16 (products accumulated in fp32).")
+    var precision: PrecisionSpec = .fp32
+
+    func validate() throws {
+        guard (8...512).contains(maxTokens) else { throw ValidationError("--max-tokens must be in 8...512, as encoder.max_tokens (got \(maxTokens))") }
+    }
 
     func run() throws {
         runJob { comm in
             try checkOutputs([("--output", output)], inputs: [("--input", input)])
             // LF, CR LF or a lone CR end a line (readTextLines).
             let lines = try readTextLines(input, what: "text file (one text per line)").lines
-            let encoder = try BertEncoder(modelDir: modelDir, maxLength: maxTokens)
+            let encoder = try BertEncoder(modelDir: modelDir, maxLength: maxTokens,
+                                          precision: resolvedPrecision(precision, key: "--precision", comm: comm))
             let d = encoder.hidden
             let out = FloatPtr.allocate(capacity: max(lines.count * 3 * d, 1))
             defer { out.deallocate() }
@@ -45,3 +54,5 @@ struct Encode: ParsableCommand {
         }
     }
 }
+
+extension PrecisionSpec: ExpressibleByArgument {}

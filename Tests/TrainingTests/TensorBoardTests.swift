@@ -65,6 +65,15 @@ final class TensorBoardTests: XCTestCase {
                                                                                           ("val/epoch", 3)])))
     }
 
+    /// A full disk while appending to metrics.jsonl names the log (the message had been "a file: No space left on
+    /// device"). /dev/full refuses every write with ENOSPC.
+    func testAFailedMetricsWriteNamesTheLog() throws {
+        let log = try MetricsLog(path: "/dev/full")
+        XCTAssertThrowsError(try log.write(["step": 1])) { error in
+            XCTAssertTrue("\(error)".contains("/dev/full: cannot append a record") && "\(error)".contains("No space left"), "\(error)")
+        }
+    }
+
     func testStoredSpecsWithoutALogSectionDecodeWithTheDefault() throws {
         let spec = try RunSpec(Config(file: nil, overrides: ["log.tensorboard=true"]))
         XCTAssertTrue(spec.log.tensorboard)

@@ -68,14 +68,26 @@ final class OutcomeEndToEndTests: XCTestCase {
         let expected = try String(contentsOfFile: dir + "/predictions.csv", encoding: .utf8)
         // Another encoder.max_tokens is featurized into a cache store of its own: the 16-token setting had been served
         // the 256-token vectors (the cache matched by file contents only), or had replaced them for later runs.
+        var again: (status: Int32, output: String, seconds: Double) = (0, "", 0)
         for (tokens, name) in [(16, "short"), (256, "again")] {
             let r = try mpirun(np: 1, executable: cladmop, arguments: ["predict", "--checkpoint", dir + "/run", "--data", dir + "/unseen.csv",
                                                                       "--output", dir + "/\(name).csv"] + sets + ["--set", "encoder.max_tokens=\(tokens)"],
                                timeout: 600)
             XCTAssertEqual(r.status, 0, r.output)
+            again = r
         }
         XCTAssertNotEqual(try String(contentsOfFile: dir + "/short.csv", encoding: .utf8), expected, "16 tokens per sentence give other vectors")
         XCTAssertEqual(try String(contentsOfFile: dir + "/again.csv", encoding: .utf8), expected)
+        // Features of another encoder (here the same files under another folder name, so another identity) than the
+        // checkpoint was trained on: scored, with a warning naming both.
+        try FileManager.default.createSymbolicLink(atPath: dir + "/renamed-encoder", withDestinationPath: repoRoot + "/models/all-MiniLM-L6-v2")
+        let other = try mpirun(np: 1, executable: cladmop, arguments: ["predict", "--checkpoint", dir + "/run", "--data", dir + "/unseen.csv",
+                                                                      "--output", dir + "/renamed.csv"] + sets + ["--set", "encoder.model_dir=\(dir)/renamed-encoder"],
+                               timeout: 600)
+        XCTAssertEqual(other.status, 0, other.output)
+        XCTAssertTrue(other.output.contains("warning:") && other.output.contains("renamed-encoder@")
+                      && other.output.contains("was trained on those of all-MiniLM-L6-v2@"), other.output)
+        XCTAssertFalse(again.output.contains("warning:"), again.output)
         for (edit, name) in [(LabelColumnEdit.drop, "nolabel"), (.set(""), "blank")] {
             try writeCSVSubset(from: repoRoot + "/data/top/toy_test.csv", rows: 0..<10, to: dir + "/\(name).csv", labelColumn: edit)
             let r = try mpirun(np: 2, executable: cladmop, arguments: ["predict", "--checkpoint", dir + "/run", "--data", dir + "/\(name).csv",

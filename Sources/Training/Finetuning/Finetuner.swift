@@ -132,6 +132,7 @@ public final class Finetuner {
             let jsonPath = try resolveCheckpointJSON(pretrained)
             let (meta, file) = try Checkpoints.load(jsonPath: jsonPath)
             guard meta.kind == .pretrain else { throw InputError(file: jsonPath, "is a \(meta.kind) checkpoint; --pretrained needs a pretraining checkpoint") }
+            if comm.isRoot { warnIfOtherEncoder(store: store, trainedOn: meta.storeIdentity, what: "the pretrained checkpoint \(jsonPath)") }
             modelConfig = meta.model; space = meta.features; tensors = file
             pretrainedPath = resolvedPath(jsonPath)      // links resolved: RUN/pretrained/ keeps the real file
             pretrainedChecksum = meta.tensorsChecksum

@@ -241,7 +241,9 @@ public final class Pretrainer {
             }
             Checkpoints.prune(dir: checkpointDir, keep: spec.checkpoint.keepLast, protected: bestCheckpoint)
         } catch {
-            comm.abort(message: "writing checkpoint at step \(stepsDone) failed: \(error) (previous checkpoints are intact)", code: 1)
+            let earlier = ((try? FileManager.default.contentsOfDirectory(atPath: checkpointDir)) ?? [])
+                .contains { $0.hasPrefix("step-") && $0.hasSuffix(".json") }
+            comm.abort(message: "writing checkpoint at step \(stepsDone) failed: \(error) (\(earlier ? "previous checkpoints are intact" : "no checkpoint was written before it"))", code: 1)
         }
         comm.barrier()
     }

@@ -113,6 +113,7 @@ public struct LoadedCheckpoint {
         guard store.dim == meta.model.encoderDim else {
             throw InputError(file: store.path, "sentence vectors have width \(store.dim), the checkpoint expects \(meta.model.encoderDim)")
         }
+        if comm.isRoot { warnIfOtherEncoder(store: store, trainedOn: meta.storeIdentity, what: "the checkpoint") }
         let rows = store.trials(of: csv)
         try checkUniqueNCTIDs(rows)      // also when an older store already held the file
         if labels == .required {         // a store featurized for predict may hold the file without labels
@@ -244,4 +245,14 @@ func readFolds(_ path: String, members: Int) throws -> [String: (fold: Int, labe
         guard folds.updateValue((k, label), forKey: r.fields[0]) == nil else { throw InputError(file: path, "line \(r.line): \(r.fields[0]) is in two folds") }
     }
     return folds
+}
+
+/// A line on stderr when `store`'s sentence vectors come from another encoder (folder name, files, precision) than
+/// the features `what` was trained on (`trainedOn`: a checkpoint's `storeIdentity`): its scores would then rest on
+/// vectors it never saw. A warning, not an error: scoring a model with another precision's features, or a model
+/// pretrained on a synthetic store, can be what the user wants.
+public func warnIfOtherEncoder(store: FeatureStore, trainedOn: String, what: String) {
+    guard store.identity.encoder != trainedOn else { return }
+    FileHandle.standardError.write(Data(("warning: \(store.path): its sentence vectors come from the encoder \(store.identity.encoder), \(what) "
+        + "was trained on those of \(trainedOn); set encoder.model_dir and encoder.precision to the ones it was trained with\n").utf8))
 }
