@@ -119,6 +119,37 @@ final class ReliabilityTests: XCTestCase {
         XCTAssertEqual(a, b)
     }
 
+    /// `--resume auto` on a run that ended (its steps, or early stopping) trains nothing and writes nothing: each resume
+    /// had added a summary of 0 steps (which sweep-report reads as 0 samples/s), and an early-stopped run trained one
+    /// more epoch and wrote another checkpoint. Raising the limit goes on.
+    func testResumingAnEndedRunTrainsAndWritesNothing() throws {
+        func files(_ run: String) throws -> [String: Data] {
+            let dir = Self.work + "/" + run
+            var out: [String: Data] = [:]
+            for name in try FileManager.default.subpathsOfDirectory(atPath: dir) where !name.hasSuffix("checkpoints") {
+                var isDir: ObjCBool = false
+                if FileManager.default.fileExists(atPath: dir + "/" + name, isDirectory: &isDir), !isDir.boolValue {
+                    out[name] = try Data(contentsOf: URL(fileURLWithPath: dir + "/" + name))
+                }
+            }
+            return out
+        }
+        let early = ["--set", "train.patience=1", "--set", "optimizer.lr=0.05", "--set", "train.epochs=60", "--set", "train.max_steps=0",
+                     "--set", "checkpoint.every_steps=0"]
+        for (run, extra, reason) in [("ended", [String](), "8 steps"), ("stopped", early, "early stopping, train.patience 1")] {
+            let first = try mpirun(np: 2, executable: cladmop, arguments: args(run, steps: 8) + extra)
+            XCTAssertEqual(first.status, 0, first.output)
+            let before = try files(run)
+            let again = try mpirun(np: 2, executable: cladmop, arguments: args(run, steps: 8, resume: true) + extra)
+            XCTAssertEqual(again.status, 0, again.output)
+            XCTAssertTrue(again.output.contains("the run already ended at step") && again.output.contains(reason), again.output)
+            XCTAssertEqual(try files(run), before, "\(run): nothing written")
+        }
+        let longer = try mpirun(np: 2, executable: cladmop, arguments: args("ended", steps: 12, resume: true))
+        XCTAssertEqual(longer.status, 0, longer.output)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: Self.work + "/ended/checkpoints/step-00000012.json"), longer.output)
+    }
+
     func testSupervisorRestartsAfterACrashAndEndsLikeACleanRun() throws {
         let clean = try mpirun(np: 2, executable: cladmop, arguments: args("sup-clean", steps: 12))
         XCTAssertEqual(clean.status, 0, clean.output)

@@ -95,6 +95,25 @@ public final class Pretrainer {
         let watchdog = Watchdog(policy: StallPolicy(stallTimeout: train.stallTimeout), comm: comm)
         defer { watchdog.stop() }
         faults.applyLimits()
+        // Resuming a run that already ended (its step count, or early stopping, with the limits of this command):
+        // nothing to train. When its summary record is there too, nothing is written either (each resume had added a
+        // summary of 0 steps, and an early-stopped run trained one more epoch); raising train.max_steps, train.epochs or
+        // train.patience goes on.
+        let stoppedBefore = stepsDone > 0 && train.patience > 0 && evalsWithoutImprovement >= train.patience
+        if stepsDone > 0 && (stepsDone >= totalSteps || stoppedBefore) {
+            var recorded: [Float] = [0]
+            if comm.isRoot {
+                let summaries = MetricsLog.records(of: "summary", in: runDir + "/metrics.jsonl", as: SummaryRecord.self)
+                recorded[0] = summaries.contains { $0.step == stepsDone } ? 1 : 0
+            }
+            recorded.withUnsafeMutableBufferPointer { comm.broadcast($0.baseAddress!, count: 1, root: 0) }
+            if recorded[0] == 1 {
+                if comm.isRoot {
+                    log("resume: the run already ended at step \(stepsDone) (\(stoppedBefore ? "early stopping, train.patience \(train.patience)" : "\(totalSteps) steps: train.epochs / train.max_steps")); nothing to train: raise train.max_steps, train.epochs or train.patience to go on")
+                }
+                return
+            }
+        }
         metrics = comm.isRoot ? try MetricsLog(path: runDir + "/metrics.jsonl", tensorboard: spec.log.tensorboard, continuingAfter: stepsDone) : nil
         if comm.isRoot && stepsDone > 0 {   // resumed: the report's curves start at step 1, not at the checkpoint
             trainRecords = MetricsLog.records(of: "train", in: runDir + "/metrics.jsonl")
@@ -117,8 +136,8 @@ public final class Pretrainer {
         var windowStart = Date(), windowSamples = 0
         let runStart = Date(), firstStep = stepsDone
         var stepSeconds = 0.0
-        var stoppedEarly = false
-        while stepsDone < totalSteps {
+        var stoppedEarly = stoppedBefore     // ended by early stopping, killed before its summary: write that now
+        while stepsDone < totalSteps && !stoppedEarly {
             watchdog.beat()
             try faults.beforeStep(stepsDone + 1, rank: comm.rank)
             let t0 = Date()
