@@ -145,6 +145,12 @@ final class ReliabilityTests: XCTestCase {
             XCTAssertTrue(again.output.contains("the run already ended at step") && again.output.contains(reason), again.output)
             XCTAssertEqual(try files(run), before, "\(run): nothing written")
         }
+        // Another model, loss or data section: refused naming each key, the checkpoint's value and this command's.
+        let other = try mpirun(np: 2, executable: cladmop, arguments: args("ended", steps: 12, resume: true)
+                               + ["--set", "model.dim=32", "--set", "data.max_codes=5"])
+        XCTAssertEqual(other.status, 2, other.output)
+        XCTAssertTrue(other.output.contains("model.dim: 16 in the checkpoint, 32 now") && other.output.contains("data.max_codes: ")
+                      && other.output.contains(" in the checkpoint, 5 now"), other.output)
         let longer = try mpirun(np: 2, executable: cladmop, arguments: args("ended", steps: 12, resume: true))
         XCTAssertEqual(longer.status, 0, longer.output)
         XCTAssertTrue(FileManager.default.fileExists(atPath: Self.work + "/ended/checkpoints/step-00000012.json"), longer.output)

@@ -77,6 +77,40 @@ public struct CheckpointMeta: Codable {
             let bytes = (try? encoder.encode(self)) ?? Data()
             return String(bytes.withUnsafeBytes { checksum64($0) }, radix: 16)
         }
+
+        /// The keys whose values differ, as `section.key: A in the checkpoint, B now` (`self`: the checkpoint's), named
+        /// as in the YAML where the schema has the key (`maxCodes` -> `data.max_codes`).
+        public func differences(from now: TrainingIdentity) -> [String] {
+            func object(_ t: TrainingIdentity) -> [String: Any] {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = .sortedKeys
+                return (try? encoder.encode(t)).flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] } ?? [:]
+            }
+            func text(_ v: Any?) -> String {
+                guard let v, !(v is NSNull) else { return "none" }
+                if let d = try? JSONSerialization.data(withJSONObject: v, options: [.fragmentsAllowed, .sortedKeys]) { return String(decoding: d, as: UTF8.self) }
+                return "\(v)"
+            }
+            /// camelCase -> snake_case, a run of capitals kept as one word (excludeCSVs -> exclude_csvs).
+            func snake(_ name: String) -> String {
+                var out = "", previous: Character?
+                for c in name {
+                    if c.isUppercase, let p = previous, p.isLowercase || p.isNumber { out += "_" }
+                    out += c.lowercased(); previous = c
+                }
+                return out
+            }
+            let (a, b) = (object(self), object(now))
+            var lines: [String] = []
+            for section in ["model", "loss", "data"] {
+                let (x, y) = (a[section] as? [String: Any] ?? [:], b[section] as? [String: Any] ?? [:])
+                for key in Set(x.keys).union(y.keys).sorted() where text(x[key]) != text(y[key]) {
+                    let yaml = "\(section).\(snake(key))"
+                    lines.append("\(ConfigSchema.key(yaml) != nil ? yaml : section + "." + key): \(text(x[key])) in the checkpoint, \(text(y[key])) now")
+                }
+            }
+            return lines
+        }
     }
     public static func trainingIdentity(_ spec: RunSpec) -> TrainingIdentity {
         TrainingIdentity(model: spec.model, loss: spec.loss, data: spec.data)

@@ -73,9 +73,16 @@ public final class Pretrainer {
             if comm.isRoot { log("resume: no valid checkpoint in \(checkpointDir); starting from scratch") }
             return
         }
-        let now = CheckpointMeta.trainingIdentity(spec)
-        guard meta.kind == .pretrain, CheckpointMeta.trainingIdentity(meta.spec) == now, meta.model == model.config else {
-            throw InputError(file: path, "checkpoint was trained with another model/loss/data configuration; resume needs the same model, loss and data sections")
+        let now = CheckpointMeta.trainingIdentity(spec), then = CheckpointMeta.trainingIdentity(meta.spec)
+        guard meta.kind == .pretrain else {
+            throw InputError(file: path, "is a fine-tuning checkpoint; --resume auto continues a pretraining run (choose its --run-dir)")
+        }
+        guard then == now else {
+            throw InputError(file: path, "checkpoint was trained with another configuration; resume needs the same model, loss and data sections: "
+                             + then.differences(from: now).joined(separator: "; "))
+        }
+        guard meta.model == model.config else {
+            throw InputError(file: path, "checkpoint's model differs from the one this data builds (vocabularies or table sizes: the data files or the feature store changed); resume needs the same data")
         }
         guard meta.globalBatch == globalBatch else {
             throw InputError(file: path, "checkpoint used train.global_batch = \(meta.globalBatch); resuming needs the same global batch (now \(globalBatch))")
