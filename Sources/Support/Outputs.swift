@@ -52,6 +52,18 @@ public func checkOutputs(_ outputs: [(String, String)], inputs: [(String, String
         if protectRunFiles, stat(path, &st) == 0, let what = runFileKind(path) {
             throw InputError(file: path, "\(option) would overwrite \(what); choose another output path")
         }
+        // The folder it goes in, before any work (the write would fail only at the end). Rank 0 writes outputs, and
+        // other nodes need not share its file system: the other ranks of an mpirun do not check.
+        let rank = ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_RANK"] ?? "0"
+        let parent = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        if rank == "0" {
+            if stat(parent, &st) != 0 {
+                // featurize and synth create a store's folder
+                if protectRunFiles { throw InputError(file: path, "\(option): the folder \(parent) does not exist; create it or choose another output path") }
+            } else if access(parent, W_OK) != 0 {
+                throw InputError(file: path, "\(option): cannot write in the folder \(parent): \(String(cString: strerror(errno)))")
+            }
+        }
     }
 }
 
