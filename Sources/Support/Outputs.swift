@@ -35,7 +35,7 @@ public func resolvedPath(_ path: String) -> String {
 /// With `protectRunFiles`, an output may not replace a file that training writes (`runFileKind`: checkpoints, a
 /// run's best.json, folds.csv, config.yaml, metrics.jsonl, feature stores); featurize and synth, which write
 /// stores, pass false.
-public func checkOutputs(_ outputs: [(String, String)], inputs: [(String, String)], protectRunFiles: Bool = true) throws {
+public func checkOutputs(_ outputs: [(String, String)], inputs: [(String, String)], protectRunFiles: Bool = true, isRoot: Bool) throws {
     var seen: [String: String] = [:]
     for (option, path) in inputs { seen[resolvedPath(path)] = option }
     for (option, path) in outputs {
@@ -53,13 +53,17 @@ public func checkOutputs(_ outputs: [(String, String)], inputs: [(String, String
             throw InputError(file: path, "\(option) would overwrite \(what); choose another output path")
         }
         // The folder it goes in, before any work (the write would fail only at the end). Rank 0 writes outputs, and
-        // other nodes need not share its file system: the other ranks of an mpirun do not check.
-        let rank = ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_RANK"] ?? "0"
+        // other nodes need not share its file system: the other ranks do not check.
         let parent = URL(fileURLWithPath: path).deletingLastPathComponent().path
-        if rank == "0" {
+        if isRoot {
             if stat(parent, &st) != 0 {
                 // featurize and synth create a store's folder
-                if protectRunFiles { throw InputError(file: path, "\(option): the folder \(parent) does not exist; create it or choose another output path") }
+                if protectRunFiles || errno != ENOENT {
+                    let why = errno == ENOENT ? "does not exist" : "cannot be reached (\(String(cString: strerror(errno))))"
+                    throw InputError(file: path, "\(option): the folder \(parent) \(why); create it or choose another output path")
+                }
+            } else if (st.st_mode & S_IFMT) != S_IFDIR {
+                throw InputError(file: path, "\(option): \(parent) is not a folder")
             } else if access(parent, W_OK) != 0 {
                 throw InputError(file: path, "\(option): cannot write in the folder \(parent): \(String(cString: strerror(errno)))")
             }

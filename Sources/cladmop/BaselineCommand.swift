@@ -17,7 +17,7 @@ struct Baseline: ParsableCommand {
 
     func run() throws {
         runJob { comm in
-            try checkOutputs(json.map { [("--json", $0)] } ?? [], inputs: [("--train", train), ("--data", data)])
+            try checkOutputs(json.map { [("--json", $0)] } ?? [], inputs: [("--train", train), ("--data", data)], isRoot: comm.isRoot)
             if resolvedPath(train) == resolvedPath(data) {
                 throw InputError(file: data, "--data is the same file as --train; the baseline is measured on trials it did not train on")
             }

@@ -38,7 +38,7 @@ struct Compare: ParsableCommand {
     func run() throws {
         runJob { comm in
             let rows = try self.rows
-            try checkOutputs(output.map { [("--output", $0)] } ?? [], inputs: rows.map { ("--eval", $0.file) })
+            try checkOutputs(output.map { [("--output", $0)] } ?? [], inputs: rows.map { ("--eval", $0.file) }, isRoot: comm.isRoot)
             var md = "| method | n | F1 (0.5) | PR-AUC | ROC-AUC | accuracy |\n|---|---|---|---|---|---|\n"
             for (label, file) in rows {
                 let r: OutcomeMetrics

@@ -19,7 +19,7 @@ struct Embed: ParsableCommand {
 
     func run() throws {
         runJob { comm in
-            try checkOutputs([("--output", output)], inputs: [("--data", data), ("--checkpoint", checkpoint)])
+            try checkOutputs([("--output", output)], inputs: [("--data", data), ("--checkpoint", checkpoint)], isRoot: comm.isRoot)
             let spec = try options.load(comm)
             let loaded = try LoadedCheckpoint(checkpoint)
             let (rows, builder) = try loaded.rows(of: data, spec: spec, comm: comm, labels: .optional, log: log)

@@ -33,7 +33,7 @@ struct Encode: ParsableCommand {
 
     func run() throws {
         runJob { comm in
-            try checkOutputs([("--output", output)], inputs: [("--input", input)])
+            try checkOutputs([("--output", output)], inputs: [("--input", input)], isRoot: comm.isRoot)
             // LF, CR LF or a lone CR end a line (readTextLines).
             let lines = try readTextLines(input, what: "text file (one text per line)").lines
             let encoder = try BertEncoder(modelDir: modelDir, maxLength: maxTokens,

@@ -28,9 +28,9 @@ struct Evaluate: ParsableCommand {
     func run() throws {
         runJob { comm in
             try checkOutputs([json.map { ("--json", $0) }, report.map { ("--report", $0) }].compactMap { $0 },
-                             inputs: [("--data", data), ("--checkpoint", checkpoint)])
+                             inputs: [("--data", data), ("--checkpoint", checkpoint)], isRoot: comm.isRoot)
             if let plots {
-                try checkOutputs([], inputs: [("--data", data)])
+                try checkOutputs([], inputs: [("--data", data)], isRoot: comm.isRoot)
                 var st = stat()
                 if stat(plots, &st) == 0 && (st.st_mode & S_IFMT) != S_IFDIR { throw InputError(file: plots, "--plots names an existing file, not a folder") }
             }

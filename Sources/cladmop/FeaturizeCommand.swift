@@ -29,7 +29,7 @@ struct Featurize: ParsableCommand {
             let paths = data.isEmpty ? spec.data.files : data
             let output = output ?? spec.data.featureStore
             try checkOutputs([("--output", output)], inputs: paths.map { ("--data", $0) } + [("data.icd_hierarchy", spec.data.icdHierarchy)],
-                             protectRunFiles: false)
+                             protectRunFiles: false, isRoot: comm.isRoot)
             try FeatureStore.refuseReplacingOtherFiles(output, option: "--output")
             let precision = resolvedPrecision(spec.encoder.precision, key: "encoder.precision", comm: comm)
             if skipIfCurrent, FileManager.default.fileExists(atPath: output) {

@@ -35,7 +35,10 @@ struct Pretrain: ParsableCommand {
                                                     precision: resolvedPrecision(spec.encoder.precision, key: "encoder.precision", comm: comm))
             let setup = try PretrainSetup(spec: spec, encoderIdentity: identity, comm: comm)
             let trainer = try Pretrainer(setup: setup, comm: comm, runDir: runDir, faults: .fromEnvironment(), log: log)
-            if resume == "auto" { try trainer.resume() }
+            if resume == "auto" {
+                try trainer.resume()
+                if try trainer.hasEnded() { return }     // config.yaml, metrics and checkpoints stay as they are
+            }
             // Only now, with every input read and checked, is anything written.
             try prepareRunDirectory(runDir, config: config, comm: comm, resume: resume == "auto", overwrite: overwrite)
             try trainer.run()

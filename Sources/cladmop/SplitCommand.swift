@@ -21,8 +21,8 @@ struct Split: ParsableCommand {
     }
 
     func run() throws {
-        runJob { _ in
-            try checkOutputs([("--train", train), ("--valid", valid)], inputs: [("--data", data)])
+        runJob { comm in
+            try checkOutputs([("--train", train), ("--valid", valid)], inputs: [("--data", data)], isRoot: comm.isRoot)
             // A split is an input of later runs: never replace one.
             for (option, path) in [("--train", train), ("--valid", valid)] where FileManager.default.fileExists(atPath: path) {
                 throw InputError(file: path, "\(option) names an existing file; remove it or choose another path")

@@ -31,7 +31,7 @@ struct Synth: ParsableCommand {
 
     func run() throws {
         runJob { comm in
-            try checkOutputs([("--output", output)], inputs: [], protectRunFiles: false)
+            try checkOutputs([("--output", output)], inputs: [], protectRunFiles: false, isRoot: comm.isRoot)
             try FeatureStore.refuseReplacingOtherFiles(output, option: "--output")
             let spec = try options.load(comm)
             if comm.isRoot {

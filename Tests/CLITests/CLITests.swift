@@ -128,7 +128,7 @@ final class CLITests: XCTestCase {
         try bytes.write(to: URL(fileURLWithPath: dir + "/corrupt.store"))
         var r = try pretrain(dir + "/corrupt.store")
         XCTAssertEqual(r.status, 2)
-        XCTAssertTrue(r.output.contains("corrupt feature store (checksum mismatch); rebuild it with: cladmop featurize"), r.output)
+        XCTAssertTrue(r.output.contains("corrupt feature store (checksum mismatch); rebuild it with: cladmop synth --output \(dir)/corrupt.store"), r.output)
         // Truncated.
         try bytes.prefix(bytes.count / 2).write(to: URL(fileURLWithPath: dir + "/short.store"))
         r = try pretrain(dir + "/short.store")
@@ -137,7 +137,11 @@ final class CLITests: XCTestCase {
         // Missing.
         r = try pretrain(dir + "/none.store")
         XCTAssertEqual(r.status, 2)
-        XCTAssertTrue(r.output.contains("feature store not found; rebuild it with: cladmop featurize"), r.output)
+        XCTAssertTrue(r.output.contains("feature store not found; rebuild it with: cladmop synth --output"), r.output)
+        // A store of CSV files names featurize with the configured files.
+        r = try pretrain(dir + "/none.store", synthetic: false)
+        XCTAssertEqual(r.status, 2)
+        XCTAssertTrue(r.output.contains("feature store not found; rebuild it with: cladmop featurize --data"), r.output)
         // Synthetic store used as a CSV store: stale (its sources are not the configured files).
         r = try pretrain(store, synthetic: false)
         XCTAssertEqual(r.status, 2)

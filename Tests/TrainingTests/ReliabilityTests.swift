@@ -140,7 +140,8 @@ final class ReliabilityTests: XCTestCase {
             let first = try mpirun(np: 2, executable: cladmop, arguments: args(run, steps: 8) + extra)
             XCTAssertEqual(first.status, 0, first.output)
             let before = try files(run)
-            let again = try mpirun(np: 2, executable: cladmop, arguments: args(run, steps: 8, resume: true) + extra)
+            // Another learning rate (not part of what a resume must keep): config.yaml is not rewritten either.
+            let again = try mpirun(np: 2, executable: cladmop, arguments: args(run, steps: 8, resume: true) + extra + ["--set", "optimizer.lr=0.002"])
             XCTAssertEqual(again.status, 0, again.output)
             XCTAssertTrue(again.output.contains("the run already ended at step") && again.output.contains(reason), again.output)
             XCTAssertEqual(try files(run), before, "\(run): nothing written")

@@ -125,11 +125,17 @@ final class InputFileKindTests: XCTestCase {
             ("\"num_attention_heads\": 12", featurize, "\(model)/config.json: num_attention_heads = 0 is invalid"),
             ("\"layer_norm_eps\": 1e-12", featurize, "\(model)/config.json: layer_norm_eps = -1.0 is invalid"),
             ("\"num_attention_heads\": 12", encode, "\(model)/config.json: num_attention_heads = 0 is invalid"),
-            ("", encode + ["--max-tokens", "0"], "maximum tokens per text (--max-tokens, encoder.max_tokens) = 0 is invalid (expected at least 2"),
-            ("", encode + ["--max-tokens", "600"], "\(model)/config.json: max_position_embeddings = 512 is below the maximum tokens per text (--max-tokens, encoder.max_tokens) = 600"),
+            ("", encode + ["--max-tokens", "0"], "--max-tokens must be in 8...512, as encoder.max_tokens (got 0)"),
+            ("", encode + ["--max-tokens", "600"], "--max-tokens must be in 8...512, as encoder.max_tokens (got 600)"),
+            ("\"max_position_embeddings\": 512", encode + ["--max-tokens", "256"],
+             "\(model)/config.json: max_position_embeddings = 128 is below the maximum tokens per text (--max-tokens, encoder.max_tokens) = 256"),
+            ("\"max_position_embeddings\": 512", featurize + ["--set", "encoder.max_tokens=256"],
+             "\(model)/config.json: max_position_embeddings = 128 is below the maximum tokens per text (--max-tokens, encoder.max_tokens) = 256"),
         ]
+        let edits = ["\"num_attention_heads\": 12": "\"num_attention_heads\": 0", "\"layer_norm_eps\": 1e-12": "\"layer_norm_eps\": -1",
+                     "\"max_position_embeddings\": 512": "\"max_position_embeddings\": 128"]
         for (key, args, expected) in cases {
-            let bad = key.isEmpty ? config : config.replacingOccurrences(of: key, with: key.contains("heads") ? "\"num_attention_heads\": 0" : "\"layer_norm_eps\": -1")
+            let bad = key.isEmpty ? config : config.replacingOccurrences(of: key, with: edits[key]!)
             try bad.write(toFile: model + "/config.json", atomically: true, encoding: .utf8)
             let r = try runProduct("cladmop", args, timeout: 120)
             XCTAssertEqual(r.status, 2, "\(args): \(r.output)")

@@ -74,6 +74,8 @@ final class OutcomeEndToEndTests: XCTestCase {
                                                                       "--output", dir + "/\(name).csv"] + sets + ["--set", "encoder.max_tokens=\(tokens)"],
                                timeout: 600)
             XCTAssertEqual(r.status, 0, r.output)
+            XCTAssertEqual(r.output.contains("warning:") && r.output.contains("encoder.max_tokens 16, the checkpoint was trained on vectors of 256 tokens"),
+                           tokens == 16, r.output)
             again = r
         }
         XCTAssertNotEqual(try String(contentsOfFile: dir + "/short.csv", encoding: .utf8), expected, "16 tokens per sentence give other vectors")

@@ -378,9 +378,16 @@ final class OutcomeProtocolTests: XCTestCase {
         try FileManager.default.createDirectory(atPath: dir + "/ft/pretrained", withIntermediateDirectories: true)
         try "data:\n  exclude_csvs: \(all)\n".write(toFile: dir + "/ft/config.yaml", atomically: true, encoding: .utf8)
         try #"{"spec": {"data": {"excludeCSVs": ["data/top/phase_I_valid.csv"]}}}"#.write(toFile: dir + "/ft/pretrained/step-3.json", atomically: true, encoding: .utf8)
-        let kept = try runCommand(repoRoot + "/Launch/devtest", ["--pretrained", dir + "/ft/pretrained/step-3.json", "--run-dir", dir + "/run", "--phases", "1"])
-        XCTAssertEqual(kept.status, 2, kept.output)
-        XCTAssertTrue(kept.output.contains("does not exclude") && kept.output.contains("dev_I_test.csv"), kept.output)
+        // (The reader works: a file it cannot read gets its own message, so "does not exclude" means it read the list.)
+        for given in ["step-3.json", "step-3.safetensors"] {
+            let kept = try runCommand(repoRoot + "/Launch/devtest", ["--pretrained", dir + "/ft/pretrained/" + given, "--run-dir", dir + "/run", "--phases", "1"])
+            XCTAssertEqual(kept.status, 2, kept.output)
+            XCTAssertTrue(kept.output.contains("step-3.json does not exclude") && kept.output.contains("dev_I_test.csv"), kept.output)
+        }
+        try "not json".write(toFile: dir + "/ft/pretrained/step-4.json", atomically: true, encoding: .utf8)
+        let unreadable = try runCommand(repoRoot + "/Launch/devtest", ["--pretrained", dir + "/ft/pretrained/step-4.json", "--run-dir", dir + "/run", "--phases", "1"])
+        XCTAssertEqual(unreadable.status, 2, unreadable.output)
+        XCTAssertTrue(unreadable.output.contains("cannot read data.exclude_csvs from the checkpoint \(dir)/ft/pretrained/step-4.json"), unreadable.output)
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/run/phase1"), "nothing is fine-tuned")
     }
 }

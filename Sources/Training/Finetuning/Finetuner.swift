@@ -63,7 +63,7 @@ public final class Finetuner {
                 throw InputError(file: trainFile, line: t.source.line, "trial \(t.nctid) has label \(t.checkedLabel) here and \(v.checkedLabel) in \(validFile) (line \(v.source.line)); a trial needs one label")
             }
             if latest == 0 && spec.finetune.folds < 2 {
-                throw InputError(file: trainFile, line: t.source.line, "trial \(t.nctid) is also in \(validFile) (line \(v.source.line)), which selects the epoch: a trial that selects must not train; remove it from one file, or pool the two with finetune.folds")
+                throw InputError(file: trainFile, line: t.source.line, "trial \(t.nctid) is also in \(validFile) (line \(v.source.line)), which selects the epoch: a trial that selects must not train; remove it from one file, pool the two with finetune.folds, or select on the latest training trials with finetune.select_latest")
             }
         }
         if latest > 0 {
@@ -132,7 +132,8 @@ public final class Finetuner {
             let jsonPath = try resolveCheckpointJSON(pretrained)
             let (meta, file) = try Checkpoints.load(jsonPath: jsonPath)
             guard meta.kind == .pretrain else { throw InputError(file: jsonPath, "is a \(meta.kind) checkpoint; --pretrained needs a pretraining checkpoint") }
-            if comm.isRoot { warnIfOtherEncoder(store: store, trainedOn: meta.storeIdentity, what: "the pretrained checkpoint \(jsonPath)") }
+            if comm.isRoot { warnIfOtherEncoder(store: store, trainedOn: meta.storeIdentity, trainedMaxTokens: meta.spec.encoder.maxTokens,
+                                                 what: "the pretrained checkpoint \(jsonPath)") }
             modelConfig = meta.model; space = meta.features; tensors = file
             pretrainedPath = resolvedPath(jsonPath)      // links resolved: RUN/pretrained/ keeps the real file
             pretrainedChecksum = meta.tensorsChecksum
@@ -311,10 +312,12 @@ public final class Finetuner {
                 loss.withUnsafeMutableBufferPointer { comm.allReduceSum($0.baseAddress!, count: 1) }
                 // The same global value on every rank, so every rank stops here (a NaN model would be selected by
                 // the share of successes its constant scores give, and predict NaN).
-                guard loss[0].isFinite else {
-                    throw TrainingError("fine-tuning loss is \(loss[0]) at epoch \(epoch), batch \(batches + 1) of \(runDir): the model diverged; lower finetune.head_lr or finetune.lora_lr")
+                // The gradients are all-reduced, so their norm is the same on every rank too: an infinite norm would
+                // turn the clipped step into NaN weights behind a finite loss.
+                let norm = clipGradientNorm(p, maxNorm: Float(spec.train.gradClip))
+                guard loss[0].isFinite, norm.isFinite else {
+                    throw TrainingError("fine-tuning \(loss[0].isFinite ? "gradient norm is \(norm)" : "loss is \(loss[0])") at epoch \(epoch), batch \(batches + 1) of \(runDir): the model diverged; lower finetune.head_lr or finetune.lora_lr and run again with --overwrite (or another --run-dir)")
                 }
-                clipGradientNorm(p, maxNorm: Float(spec.train.gradClip))
                 optimizer.update(p)
                 lossSum += loss[0]; batches += 1
             }

@@ -96,31 +96,39 @@ public final class Pretrainer {
         if comm.isRoot { log("resume: \(path) (step \(meta.step), epoch \(meta.epoch), written by \(meta.worldSize) rank(s)) on \(comm.size) rank(s)") }
     }
 
+    /// Resumed from a checkpoint that early stopping had already ended (with this command's train.patience).
+    var stoppedBefore: Bool { stepsDone > 0 && spec.train.patience > 0 && evalsWithoutImprovement >= spec.train.patience }
+
+    /// After `resume()`: whether the run already ended (its steps, or early stopping, with this command's limits) and
+    /// recorded its summary: then there is nothing to train, and the caller writes nothing (each resume had appended a
+    /// summary of 0 steps, and an early-stopped run trained one more epoch); raising train.max_steps, train.epochs or
+    /// train.patience goes on. Rank 0 decides from its metrics.jsonl and every rank learns the answer (one broadcast on
+    /// every rank, whatever each found). Rank 0 writes report.md if the run was killed before it.
+    public func hasEnded() throws -> Bool {
+        var ended: [Float] = [0]
+        if comm.isRoot && stepsDone > 0 && (stepsDone >= totalSteps || stoppedBefore) {
+            let summaries = MetricsLog.records(of: "summary", in: runDir + "/metrics.jsonl", as: SummaryRecord.self)
+            ended[0] = summaries.contains { $0.step == stepsDone } ? 1 : 0
+        }
+        ended.withUnsafeMutableBufferPointer { comm.broadcast($0.baseAddress!, count: 1, root: 0) }
+        guard ended[0] == 1 else { return false }
+        if comm.isRoot {
+            log("resume: the run already ended at step \(stepsDone) (\(stoppedBefore ? "early stopping, train.patience \(spec.train.patience)" : "\(totalSteps) steps: train.epochs / train.max_steps")); nothing to train: raise train.max_steps, train.epochs or train.patience to go on")
+            if !FileManager.default.fileExists(atPath: runDir + "/report.md") {
+                try writePretrainReport(runDir: runDir, train: MetricsLog.records(of: "train", in: runDir + "/metrics.jsonl"),
+                                        evals: MetricsLog.records(of: "eval", in: runDir + "/metrics.jsonl"), globalBatch: globalBatch,
+                                        corpus: setup.corpusReport, parameters: params.count, worldSize: comm.size, steps: stepsDone)
+            }
+        }
+        return true
+    }
+
     /// Trains to the end (epochs, max_steps or early stopping), evaluating and checkpointing on the way.
     public func run() throws {
         let train = spec.train
         let watchdog = Watchdog(policy: StallPolicy(stallTimeout: train.stallTimeout), comm: comm)
         defer { watchdog.stop() }
         faults.applyLimits()
-        // Resuming a run that already ended (its step count, or early stopping, with the limits of this command):
-        // nothing to train. When its summary record is there too, nothing is written either (each resume had added a
-        // summary of 0 steps, and an early-stopped run trained one more epoch); raising train.max_steps, train.epochs or
-        // train.patience goes on.
-        let stoppedBefore = stepsDone > 0 && train.patience > 0 && evalsWithoutImprovement >= train.patience
-        if stepsDone > 0 && (stepsDone >= totalSteps || stoppedBefore) {
-            var recorded: [Float] = [0]
-            if comm.isRoot {
-                let summaries = MetricsLog.records(of: "summary", in: runDir + "/metrics.jsonl", as: SummaryRecord.self)
-                recorded[0] = summaries.contains { $0.step == stepsDone } ? 1 : 0
-            }
-            recorded.withUnsafeMutableBufferPointer { comm.broadcast($0.baseAddress!, count: 1, root: 0) }
-            if recorded[0] == 1 {
-                if comm.isRoot {
-                    log("resume: the run already ended at step \(stepsDone) (\(stoppedBefore ? "early stopping, train.patience \(train.patience)" : "\(totalSteps) steps: train.epochs / train.max_steps")); nothing to train: raise train.max_steps, train.epochs or train.patience to go on")
-                }
-                return
-            }
-        }
         metrics = comm.isRoot ? try MetricsLog(path: runDir + "/metrics.jsonl", tensorboard: spec.log.tensorboard, continuingAfter: stepsDone) : nil
         if comm.isRoot && stepsDone > 0 {   // resumed: the report's curves start at step 1, not at the checkpoint
             trainRecords = MetricsLog.records(of: "train", in: runDir + "/metrics.jsonl")
@@ -267,8 +275,9 @@ public final class Pretrainer {
             }
             Checkpoints.prune(dir: checkpointDir, keep: spec.checkpoint.keepLast, protected: bestCheckpoint)
         } catch {
+            let own = Checkpoints.name(step: stepsDone) + ".json"
             let earlier = ((try? FileManager.default.contentsOfDirectory(atPath: checkpointDir)) ?? [])
-                .contains { $0.hasPrefix("step-") && $0.hasSuffix(".json") }
+                .contains { $0.hasPrefix("step-") && $0.hasSuffix(".json") && $0 != own }
             comm.abort(message: "writing checkpoint at step \(stepsDone) failed: \(error) (\(earlier ? "previous checkpoints are intact" : "no checkpoint was written before it"))", code: 1)
         }
         comm.barrier()

@@ -113,7 +113,7 @@ public struct LoadedCheckpoint {
         guard store.dim == meta.model.encoderDim else {
             throw InputError(file: store.path, "sentence vectors have width \(store.dim), the checkpoint expects \(meta.model.encoderDim)")
         }
-        if comm.isRoot { warnIfOtherEncoder(store: store, trainedOn: meta.storeIdentity, what: "the checkpoint") }
+        if comm.isRoot { warnIfOtherEncoder(store: store, trainedOn: meta.storeIdentity, trainedMaxTokens: meta.spec.encoder.maxTokens, what: "the checkpoint") }
         let rows = store.trials(of: csv)
         try checkUniqueNCTIDs(rows)      // also when an older store already held the file
         if labels == .required {         // a store featurized for predict may hold the file without labels
@@ -247,12 +247,26 @@ func readFolds(_ path: String, members: Int) throws -> [String: (fold: Int, labe
     return folds
 }
 
-/// A line on stderr when `store`'s sentence vectors come from another encoder (folder name, files, precision) than
-/// the features `what` was trained on (`trainedOn`: a checkpoint's `storeIdentity`): its scores would then rest on
-/// vectors it never saw. A warning, not an error: scoring a model with another precision's features, or a model
-/// pretrained on a synthetic store, can be what the user wants.
-public func warnIfOtherEncoder(store: FeatureStore, trainedOn: String, what: String) {
-    guard store.identity.encoder != trainedOn else { return }
-    FileHandle.standardError.write(Data(("warning: \(store.path): its sentence vectors come from the encoder \(store.identity.encoder), \(what) "
-        + "was trained on those of \(trainedOn); set encoder.model_dir and encoder.precision to the ones it was trained with\n").utf8))
+nonisolated(unsafe) private var warnedOtherEncoder = false
+
+/// A line on stderr (once per process: an ensemble's members share the store) when `store`'s sentence vectors are not
+/// the kind `what` was trained on: another encoder (`trainedOn`, a checkpoint's `storeIdentity`: folder name, files,
+/// precision), another `encoder.max_tokens`, or a model pretrained on a synthetic store. A warning, not an error:
+/// scoring a model with another precision's features, or fine-tuning a synthetic pretraining, can be what the user wants.
+public func warnIfOtherEncoder(store: FeatureStore, trainedOn: String, trainedMaxTokens: Int, what: String) {
+    guard !warnedOtherEncoder else { return }
+    let id = store.identity
+    let message: String
+    if trainedOn == "synthetic" {
+        guard id.encoder != "synthetic" else { return }
+        message = "\(what) was pretrained on a synthetic store (random sentence vectors), not on the vectors of \(id.encoder)"
+    } else if id.encoder != trainedOn {
+        message = "its sentence vectors come from the encoder \(id.encoder), \(what) was trained on those of \(trainedOn); set encoder.model_dir and encoder.precision to the ones it was trained with"
+    } else if id.maxTokens != trainedMaxTokens {
+        message = "its sentence vectors were made with encoder.max_tokens \(id.maxTokens), \(what) was trained on vectors of \(trainedMaxTokens) tokens; set encoder.max_tokens=\(trainedMaxTokens)"
+    } else {
+        return
+    }
+    warnedOtherEncoder = true
+    FileHandle.standardError.write(Data("warning: \(store.path): \(message)\n".utf8))
 }
