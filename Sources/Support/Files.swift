@@ -142,6 +142,7 @@ public func describeWriteError(_ error: Error) -> String {
     for e in [ns, ns.userInfo[NSUnderlyingErrorKey] as? NSError].compactMap({ $0 }) where e.domain == NSPOSIXErrorDomain {
         return String(cString: strerror(Int32(e.code)))
     }
+    if ns.domain == NSCocoaErrorDomain && ns.code == NSFileWriteVolumeReadOnlyError { return String(cString: strerror(EROFS)) }
     return ns.localizedDescription + " (\(ns.domain) \(ns.code))"
 }
 

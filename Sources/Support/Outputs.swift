@@ -17,6 +17,25 @@ public func makeDirectory(_ path: String, option: String) throws {
     catch { throw InputError(file: path, "cannot create the folder (\(option)): \(describeWriteError(error))") }
 }
 
+/// Refuses, before any work, a folder that cannot be written into: `path` itself when it exists, else the nearest
+/// existing folder above it, where it would be created (a read-only file system, no permission, or a file there).
+/// `option` names the flag in the message.
+public func checkWritableFolder(_ path: String, option: String) throws {
+    var existing = URL(fileURLWithPath: path).standardizedFileURL
+    var st = stat()
+    while stat(existing.path, &st) != 0 && existing.path != "/" {
+        let code = errno
+        guard code == ENOENT else { throw InputError(file: path, "\(option): \(existing.path) cannot be reached: \(String(cString: strerror(code)))") }
+        existing = existing.deletingLastPathComponent()
+    }
+    guard (st.st_mode & S_IFMT) == S_IFDIR else { throw InputError(file: path, "\(option): \(existing.path) is not a folder") }
+    guard access(existing.path, W_OK) == 0 else {
+        let reason = String(cString: strerror(errno))
+        let what = existing.path == URL(fileURLWithPath: path).standardizedFileURL.path ? "write in" : "create \(path) in"
+        throw InputError(file: path, "\(option): cannot \(what) \(existing.path): \(reason)")
+    }
+}
+
 /// The path with links and `.`/`..` resolved as far as it exists (the rest appended), for comparing paths.
 public func resolvedPath(_ path: String) -> String {
     let url = URL(fileURLWithPath: path).standardizedFileURL
@@ -57,11 +76,11 @@ public func checkOutputs(_ outputs: [(String, String)], inputs: [(String, String
         let parent = URL(fileURLWithPath: path).deletingLastPathComponent().path
         if isRoot {
             if stat(parent, &st) != 0 {
-                // featurize and synth create a store's folder
                 if protectRunFiles || errno != ENOENT {
                     let why = errno == ENOENT ? "does not exist" : "cannot be reached (\(String(cString: strerror(errno))))"
                     throw InputError(file: path, "\(option): the folder \(parent) \(why); create it or choose another output path")
                 }
+                try checkWritableFolder(parent, option: option)     // featurize and synth create a store's folder
             } else if (st.st_mode & S_IFMT) != S_IFDIR {
                 throw InputError(file: path, "\(option): \(parent) is not a folder")
             } else if access(parent, W_OK) != 0 {

@@ -126,6 +126,12 @@ func checkRunDirectory(_ runDir: String, comm: Communicator, resume: Bool = fals
     var st = stat()
     guard stat(runDir, &st) == 0 else { return }      // a new folder
     guard (st.st_mode & S_IFMT) == S_IFDIR else { throw InputError(file: runDir, "--run-dir names an existing file, not a folder") }
+    // Loose checkpoint files at the top: a checkpoints/ folder or a fine-tuned run's pretrained/, not a run folder (a
+    // run there would start from scratch beside them).
+    let loose = ((try? FileManager.default.contentsOfDirectory(atPath: runDir)) ?? []).filter { $0.hasPrefix("step-") && $0.hasSuffix(".json") }.sorted()
+    if let first = loose.first, !FileManager.default.fileExists(atPath: runDir + "/checkpoints") {
+        throw InputError(file: runDir, "holds checkpoint files at its top (\(first)): a checkpoints/ folder or a fine-tuned run's pretrained/, not a run folder; --run-dir names the folder above, or a new one")
+    }
     let present = artifacts.filter { FileManager.default.fileExists(atPath: runDir + "/" + $0) }
     if !present.isEmpty && !resume && !overwrite {
         throw InputError(file: runDir, "already holds a run (\(present.joined(separator: ", "))); \(hint)")

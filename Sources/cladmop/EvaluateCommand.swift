@@ -33,6 +33,7 @@ struct Evaluate: ParsableCommand {
                 try checkOutputs([], inputs: [("--data", data)], isRoot: comm.isRoot)
                 var st = stat()
                 if stat(plots, &st) == 0 && (st.st_mode & S_IFMT) != S_IFDIR { throw InputError(file: plots, "--plots names an existing file, not a folder") }
+                if comm.isRoot { try checkWritableFolder(plots, option: "--plots") }
             }
             let scored = try scoreCSV(checkpoint: checkpoint, csv: data, spec: try options.load(comm), comm: comm, outOfFold: outOfFold, log: log)
             guard comm.isRoot else { return }

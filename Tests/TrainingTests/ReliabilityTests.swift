@@ -206,6 +206,30 @@ final class ReliabilityTests: XCTestCase {
 
     /// The same on a real full disk: a tmpfs with room for one and a half checkpoints (needs the right to mount,
     /// as root on the development machine and in CI's container; skipped, and said so, elsewhere).
+    /// Outputs on a read-only file system are refused before any work, naming the reason: a store whose folder
+    /// synth would create (it had encoded everything first and then said "No such file or directory"), evaluate's
+    /// --plots and --json, and a pretraining run folder.
+    func testReadOnlyFileSystemIsRefusedBeforeAnyWork() throws {
+        let mountPoint = Self.work + "/readonly"
+        try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
+        let mount = try runCommand("/bin/mount", ["-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", mountPoint])
+        guard mount.status == 0 else { throw XCTSkip("cannot mount a tmpfs here: \(mount.output)") }
+        defer { _ = try? runCommand("/bin/umount", [mountPoint]) }
+        let csv = repositoryRoot + "/data/top/toy_test.csv"
+        for (args, expected) in [
+            (["synth", "--trials", "50", "--output", mountPoint + "/sub/s.store", "--set", Self.hierarchy], "--output: cannot create \(mountPoint)/sub in \(mountPoint)"),
+            (["evaluate", "--checkpoint", Self.work + "/none", "--data", csv, "--plots", mountPoint + "/plots"], "--plots: cannot create"),
+            (["evaluate", "--checkpoint", Self.work + "/none", "--data", csv, "--json", mountPoint + "/e.json"], "--json: cannot write in the folder \(mountPoint)"),
+        ] {
+            let r = try runProduct("cladmop", args, timeout: 60)
+            XCTAssertEqual(r.status, 2, r.output)
+            XCTAssertTrue(r.output.contains(expected) && r.output.contains("Read-only file system"), r.output)
+        }
+        let run = try mpirun(np: 2, executable: cladmop, arguments: args(mountPoint + "/run", steps: 4), timeout: 60)
+        XCTAssertEqual(run.status, 2, run.output)
+        XCTAssertTrue(run.output.contains("Read-only file system"), run.output)
+    }
+
     func testFullTmpfsWhileWritingACheckpointKeepsThePreviousOne() throws {
         let first = try mpirun(np: 2, executable: cladmop, arguments: args("tmpfs-src", steps: 4))
         XCTAssertEqual(first.status, 0, first.output)

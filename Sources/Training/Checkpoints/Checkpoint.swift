@@ -88,7 +88,7 @@ public struct CheckpointMeta: Codable {
             }
             func text(_ v: Any?) -> String {
                 guard let v, !(v is NSNull) else { return "none" }
-                if let d = try? JSONSerialization.data(withJSONObject: v, options: [.fragmentsAllowed, .sortedKeys]) { return String(decoding: d, as: UTF8.self) }
+                if let d = try? JSONSerialization.data(withJSONObject: v, options: [.fragmentsAllowed, .sortedKeys, .withoutEscapingSlashes]) { return String(decoding: d, as: UTF8.self) }
                 return "\(v)"
             }
             /// camelCase -> snake_case, a run of capitals kept as one word (excludeCSVs -> exclude_csvs).
