@@ -32,7 +32,7 @@ public func checkWritableFolder(_ path: String, option: String) throws {
     guard access(existing.path, W_OK) == 0 else {
         let reason = String(cString: strerror(errno))
         let what = existing.path == URL(fileURLWithPath: path).standardizedFileURL.path ? "write in" : "create \(path) in"
-        throw InputError(file: path, "\(option): cannot \(what) \(existing.path): \(reason)")
+        throw InputError(file: path, "\(option): cannot \(what) the folder \(existing.path): \(reason)")
     }
 }
 
@@ -74,18 +74,12 @@ public func checkOutputs(_ outputs: [(String, String)], inputs: [(String, String
         // The folder it goes in, before any work (the write would fail only at the end). Rank 0 writes outputs, and
         // other nodes need not share its file system: the other ranks do not check.
         let parent = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        // featurize and synth (protectRunFiles false) create a store's folder; the others need it to exist.
         if isRoot {
-            if stat(parent, &st) != 0 {
-                if protectRunFiles || errno != ENOENT {
-                    let why = errno == ENOENT ? "does not exist" : "cannot be reached (\(String(cString: strerror(errno))))"
-                    throw InputError(file: path, "\(option): the folder \(parent) \(why); create it or choose another output path")
-                }
-                try checkWritableFolder(parent, option: option)     // featurize and synth create a store's folder
-            } else if (st.st_mode & S_IFMT) != S_IFDIR {
-                throw InputError(file: path, "\(option): \(parent) is not a folder")
-            } else if access(parent, W_OK) != 0 {
-                throw InputError(file: path, "\(option): cannot write in the folder \(parent): \(String(cString: strerror(errno)))")
+            if protectRunFiles && stat(parent, &st) != 0 && errno == ENOENT {
+                throw InputError(file: path, "\(option): the folder \(parent) does not exist; create it or choose another output path")
             }
+            try checkWritableFolder(parent, option: option)
         }
     }
 }

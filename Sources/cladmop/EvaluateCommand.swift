@@ -31,9 +31,7 @@ struct Evaluate: ParsableCommand {
                              inputs: [("--data", data), ("--checkpoint", checkpoint)], isRoot: comm.isRoot)
             if let plots {
                 try checkOutputs([], inputs: [("--data", data)], isRoot: comm.isRoot)
-                var st = stat()
-                if stat(plots, &st) == 0 && (st.st_mode & S_IFMT) != S_IFDIR { throw InputError(file: plots, "--plots names an existing file, not a folder") }
-                if comm.isRoot { try checkWritableFolder(plots, option: "--plots") }
+                if comm.isRoot { try checkWritableFolder(plots, option: "--plots") }     // a file there, or read-only
             }
             let scored = try scoreCSV(checkpoint: checkpoint, csv: data, spec: try options.load(comm), comm: comm, outOfFold: outOfFold, log: log)
             guard comm.isRoot else { return }

@@ -217,7 +217,7 @@ final class ReliabilityTests: XCTestCase {
         defer { _ = try? runCommand("/bin/umount", [mountPoint]) }
         let csv = repositoryRoot + "/data/top/toy_test.csv"
         for (args, expected) in [
-            (["synth", "--trials", "50", "--output", mountPoint + "/sub/s.store", "--set", Self.hierarchy], "--output: cannot create \(mountPoint)/sub in \(mountPoint)"),
+            (["synth", "--trials", "50", "--output", mountPoint + "/sub/s.store", "--set", Self.hierarchy], "--output: cannot create \(mountPoint)/sub in the folder \(mountPoint)"),
             (["evaluate", "--checkpoint", Self.work + "/none", "--data", csv, "--plots", mountPoint + "/plots"], "--plots: cannot create"),
             (["evaluate", "--checkpoint", Self.work + "/none", "--data", csv, "--json", mountPoint + "/e.json"], "--json: cannot write in the folder \(mountPoint)"),
         ] {
