@@ -293,8 +293,8 @@ public struct RunSpec: Codable, Equatable, Sendable {
         v.range("finetune.ensemble", finetune.ensemble); v.range("finetune.select_latest", finetune.selectLatest)
         v.range("finetune.folds", finetune.folds); v.range("finetune.threshold_confidence", finetune.thresholdConfidence)
         v.require(finetune.folds != 1, "finetune.folds", "1", "0 (off) or at least 2 (a cross-fitted ensemble needs a fold to select on)")
-        v.require(finetune.folds < 2 || finetune.ensemble == 1, "finetune.ensemble", "\(finetune.ensemble)",
-                  "1 when finetune.folds = \(finetune.folds) is set (the folds make the members)")
+        v.require(finetune.folds < 2 || finetune.ensemble * finetune.folds <= 64, "finetune.ensemble", "\(finetune.ensemble)",
+                  "at most \(64 / max(finetune.folds, 1)) with finetune.folds = \(finetune.folds) (ensemble x folds members, at most 64)")
         v.require(finetune.folds < 2 || finetune.selectLatest == 0, "finetune.select_latest", "\(finetune.selectLatest)",
                   "0 when finetune.folds = \(finetune.folds) is set (each member selects on its own fold)")
         v.range("bench.mol_tokens", bench.molTokens); v.range("bench.codes", bench.codes); v.range("bench.sentences", bench.sentences)

@@ -201,7 +201,7 @@ final class OutcomeProtocolTests: XCTestCase {
         XCTAssertEqual(try XCTUnwrap(best["valid"] as? Double), Metrics.averagePrecision(scores, labels), accuracy: 1e-4)
 
         // Folds exclude the other ways of selecting, and one fold selects nothing: exit 2 naming the key.
-        for (extra, key) in [(["finetune.folds=1"], "finetune.folds"), (["finetune.folds=3", "finetune.ensemble=5"], "finetune.ensemble"),
+        for (extra, key) in [(["finetune.folds=1"], "finetune.folds"), (["finetune.folds=3", "finetune.ensemble=22"], "finetune.ensemble"),
                              (["finetune.folds=3", "finetune.select_latest=0.2"], "finetune.select_latest")] {
             let r = try finetune(extra.flatMap { ["--set", $0] }, "bad")
             XCTAssertEqual(r.status, 2, r.output)
@@ -225,6 +225,60 @@ final class OutcomeProtocolTests: XCTestCase {
         let single = try withSuccesses([], "single")
         XCTAssertEqual(single.status, 2, single.output)
         XCTAssertTrue(single.output.contains("successes.csv") && single.output.contains("only one class"), single.output)
+
+        // Repeated cross-fitting (finetune.ensemble 2 with 3 folds): exactly the members of the runs with finetune.seed 1
+        // (`run`) and 2, one after the other; each trial's out-of-fold score is the mean of the two members that held
+        // it out, and the threshold is chosen on those means.
+        let second = try finetune(["--set", "finetune.folds=3", "--set", "finetune.threshold_confidence=0.5", "--set", "finetune.seed=2"], "seed2")
+        XCTAssertEqual(second.status, 0, second.output)
+        let repeated = try finetune(["--set", "finetune.folds=3", "--set", "finetune.threshold_confidence=0.5", "--set", "finetune.ensemble=2"], "repeated")
+        XCTAssertEqual(repeated.status, 0, repeated.output)
+        XCTAssertTrue(repeated.output.contains("2 partitions (finetune.ensemble), 6 members"), repeated.output)
+        let foldLines = { (run: String) in try String(contentsOfFile: dir + "/\(run)/folds.csv", encoding: .utf8).split(separator: "\n").dropFirst().map(String.init) }
+        let shifted = try foldLines("seed2").map { line in
+            let f = line.split(separator: ","); return "\(f[0]),\(Int(f[1])! + 3),\(f[2])"
+        }
+        XCTAssertEqual(try foldLines("repeated"), try foldLines("run") + shifted, "folds.csv: each trial once per partition")
+        XCTAssertNotEqual(try foldLines("run"), try foldLines("seed2"), "the partitions differ")
+        for (m, same) in [(1, "run/members/1"), (3, "run/members/3"), (4, "seed2/members/1"), (6, "seed2/members/3")] {
+            let tensors = { (member: String) throws -> Data in
+                let folder = dir + "/\(member)/checkpoints"
+                let name = try XCTUnwrap(try FileManager.default.contentsOfDirectory(atPath: folder).first { $0.hasSuffix(".safetensors") })
+                return try Data(contentsOf: URL(fileURLWithPath: folder + "/" + name))
+            }
+            XCTAssertEqual(try tensors("repeated/members/\(m)"), try tensors(same), "member \(m) is \(same)")
+        }
+        func outOfFoldScores(_ run: String) throws -> [String: Double] {
+            var scores: [String: Double] = [:]
+            for file in ["train", "valid"] {
+                let out = dir + "/\(run)-oof-\(file).csv"
+                let r = try mpirun(np: 2, executable: cladmop, arguments: ["predict", "--checkpoint", dir + "/" + run, "--out-of-fold",
+                                                                          "--data", dir + "/\(file).csv", "--output", out] + sets, timeout: 600)
+                XCTAssertEqual(r.status, 0, r.output)
+                for line in try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").dropFirst() {
+                    let f = line.split(separator: ","); scores[String(f[0])] = Double(f[1])!
+                }
+            }
+            return scores
+        }
+        let (first, secondScores, mean) = (try outOfFoldScores("run"), try outOfFoldScores("seed2"), try outOfFoldScores("repeated"))
+        XCTAssertEqual(mean.count, 36)
+        for (id, p) in mean { XCTAssertEqual(p, (first[id]! + secondScores[id]!) / 2, accuracy: 2e-6, id) }
+        let repeatedBest = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/repeated/best.json"))) as! [String: Any]
+        XCTAssertEqual((repeatedBest["members"] as? [String])?.count, 6)
+        let ids = mean.keys.sorted()
+        XCTAssertEqual(try XCTUnwrap(repeatedBest["threshold"] as? Double),
+                       Metrics.riskAverseF1Threshold(ids.map { mean[$0]! }, ids.map { label[$0]! }, confidence: 0.5, seed: 1), accuracy: 1e-5)
+        // A folds.csv that lists a trial twice in one partition is refused, naming the file and the trial.
+        var broken = try foldLines("repeated")
+        let moved = broken[0].split(separator: ",")
+        let again = try XCTUnwrap(broken.indices.first { $0 > 0 && broken[$0].hasPrefix(moved[0] + ",") })     // its second partition's line
+        broken[again] = "\(moved[0]),\(Int(moved[1])! % 3 + 1),\(moved[2])"
+        try ("nctid,fold,label\n" + broken.joined(separator: "\n") + "\n").write(toFile: dir + "/repeated/folds.csv", atomically: true, encoding: .utf8)
+        let twice = try mpirun(np: 1, executable: cladmop, arguments: ["predict", "--checkpoint", dir + "/repeated", "--out-of-fold",
+                                                                      "--data", dir + "/valid.csv", "--output", dir + "/twice.csv"] + sets, timeout: 600)
+        XCTAssertEqual(twice.status, 2, twice.output)
+        XCTAssertTrue(twice.output.contains("folds.csv") && twice.output.contains(String(moved[0])) && twice.output.contains("exactly one fold of each partition"), twice.output)
     }
 
     /// `finetune --aux`: auxiliary trials train every member after the pool's, each once, and never select. Reference: the

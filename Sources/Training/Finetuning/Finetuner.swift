@@ -24,8 +24,9 @@ public final class Finetuner {
     let builder: BatchBuilder
     let train: [StoredTrial]
     let valid: [StoredTrial]
-    /// `finetune.folds` K >= 2: the pooled trials cut into K folds (member k selects on folds[k]); empty otherwise.
-    let folds: [[StoredTrial]]
+    /// `finetune.folds` K >= 2: the pooled trials cut into K folds, once per partition (`finetune.ensemble` R of them,
+    /// partition r by seed `finetune.seed + r`); member r K + k selects on partitions[r][k]. Empty without folds.
+    let partitions: [[[StoredTrial]]]
     /// `--aux` files' trials: every member trains on them; none selects, sits in a fold or sets the threshold.
     let auxiliary: [StoredTrial]
     let optimizer: Optimizer
@@ -83,16 +84,20 @@ public final class Finetuner {
             valid = validKept
         }
         let k = spec.finetune.folds
+        // Cross-fitting: train + valid pooled (a trial in both counts once), cut into K label-stratified folds.
+        let inTrain = Set(trainKept.map(\.nctid))
+        let pool = trainKept + validKept.filter { !inTrain.contains($0.nctid) }
         if k >= 2 {
-            // Cross-fitting: train + valid pooled (a trial in both counts once), cut into K label-stratified folds.
-            let inTrain = Set(trainKept.map(\.nctid))
-            let pool = trainKept + validKept.filter { !inTrain.contains($0.nctid) }
-            folds = try Self.stratifiedFolds(pool, count: k, seed: spec.finetune.seed, files: "\(trainFile) + \(validFile)")
+            let r = spec.finetune.ensemble
+            partitions = try (0..<r).map {
+                try Self.stratifiedFolds(pool, count: k, seed: spec.finetune.seed + $0, files: "\(trainFile) + \(validFile)")
+            }
             if comm.isRoot {
-                log("finetune: \(k) folds over \(pool.count) trials of \(trainFile) + \(validFile) (\(folds.map { String($0.count) }.joined(separator: ", "))): member k selects on fold k, trains on the others")
+                log("finetune: \(k) folds over \(pool.count) trials of \(trainFile) + \(validFile) (\(partitions[0].map { String($0.count) }.joined(separator: ", "))): member k selects on fold k, trains on the others"
+                    + (r > 1 ? "; \(r) partitions (finetune.ensemble), \(r * k) members" : ""))
             }
         } else {
-            folds = []
+            partitions = []
         }
         // Auxiliary trials: a trial also in --train or --valid (or in an earlier --aux file) stays where it first
         // appears, so no fold's trial ever trains the member that selects on it.
@@ -118,7 +123,7 @@ public final class Finetuner {
             ? [(trainFile, "its earlier trials and those of \(validFile), which train,", train),
                (trainFile, "its latest \(valid.count) trials (finetune.select_latest = \(latest)), which select,", valid)]
             : [(trainFile, "", train), (validFile, "", valid)]
-        for (file, which, rows) in folds.isEmpty ? sets : [] {
+        for (file, which, rows) in partitions.isEmpty ? sets : [] {
             let positives = rows.filter { $0.label == 1 }.count
             guard positives > 0, positives < rows.count else {
                 throw InputError(file: file, "\(which.isEmpty ? "has" : which + " have") only one class after removing held-out trials (\(positives) successful, \(rows.count - positives) failed); fine-tuning and model selection need both")
@@ -140,8 +145,9 @@ public final class Finetuner {
             pretrainedTensorsFile = meta.tensorsFile
         } else {
             // Ablation: the same PEFT on a randomly initialised DM branch (fixed logit scale: it is not used). Its
-            // vocabularies come from every trial that trains a member: the pool under folds, and the auxiliary trials.
-            let trainedOn = (folds.isEmpty ? train : folds.flatMap { $0 }) + auxiliary
+            // vocabularies come from every trial that trains a member: the pool under folds (in the files' order, the
+            // same for every partition), and the auxiliary trials.
+            let trainedOn = (partitions.isEmpty ? train : pool) + auxiliary
             let b = BatchBuilder(store: store, hierarchy: hierarchy,
                                  space: FeatureSpace(trials: trainedOn, data: spec.data, model: spec.model, hierarchy: hierarchy))
             space = b.space
@@ -159,9 +165,9 @@ public final class Finetuner {
         let auxNote = auxFiles.isEmpty ? "" : " + auxiliary \(auxFiles.joined(separator: ", ")) (\(auxiliary.count) trials)"
         let head = OutcomeHeadSpec(loraRank: f.loraRank, loraAlpha: Float(f.loraAlpha), loraCross: f.loraCross, loraSelf: f.loraSelf,
                                    headHidden: f.headHidden, threshold: 0.5,
-                                   trainFile: (!folds.isEmpty ? "\(trainFile) + \(validFile) (\(folds.count) folds)"
+                                   trainFile: (!partitions.isEmpty ? "\(trainFile) + \(validFile) (\(k) folds)"
                                        : latest > 0 ? "\(trainFile) (earliest \(100 - pct) %) + \(validFile)" : trainFile) + auxNote,
-                                   validFile: !folds.isEmpty ? "out of fold" : latest > 0 ? "\(trainFile) (latest \(pct) %)" : validFile,
+                                   validFile: !partitions.isEmpty ? "out of fold" : latest > 0 ? "\(trainFile) (latest \(pct) %)" : validFile,
                                    trainingDiseaseSets: [])     // each member's checkpoint records its own (trainMember)
         pretrainedTensors = tensors
         outcome = try Self.member(model: modelConfig, space: space, spec: head, finetune: f, seed: f.seed, pretrained: tensors)
@@ -200,7 +206,10 @@ public final class Finetuner {
     /// with the F1 threshold chosen on validation from the mean of their probabilities. With `finetune.folds` K >= 2,
     /// member k selects on fold k and trains on the other folds; RUN/folds.csv records the folds, and the threshold
     /// is chosen on the out-of-fold scores (each trial scored by the member that did not train on it) by
-    /// `Metrics.riskAverseF1Threshold` at `finetune.threshold_confidence`.
+    /// `Metrics.riskAverseF1Threshold` at `finetune.threshold_confidence`. With both (repeated cross-fitting), R =
+    /// `finetune.ensemble` partitions of K folds: partition r is cut by seed `finetune.seed + r` and its member k starts
+    /// from seed `finetune.seed + r + k` (exactly the members of a run with `finetune.seed + r`), members r K + k + 1;
+    /// a trial's out-of-fold score is the mean of the R members that did not train on it.
     public func run() throws {
         let f = spec.finetune
         // The run keeps its own link to the pretrained checkpoint (RUN/pretrained/), which every checkpoint names.
@@ -208,46 +217,53 @@ public final class Finetuner {
             _ = try Checkpoints.keepPretrained(pretrainedPath, tensorsFile: pretrainedTensorsFile, checksum: pretrainedChecksum,
                                                in: runDir + "/pretrained", log: log)
         }
-        guard f.ensemble > 1 || !folds.isEmpty else {
+        guard f.ensemble > 1 || !partitions.isEmpty else {
             _ = try trainMember(outcome, optimizer: optimizer, seed: f.seed, dir: runDir, train: train + auxiliary, valid: valid)
             return
         }
         // Seed ensemble: every member selects on `valid`, the ensemble's scores are the mean of theirs. Cross-fitted
-        // (folds): member k selects on fold k, and each trial's score is that of the one member that did not train on it.
-        let count = folds.isEmpty ? f.ensemble : folds.count
-        let selecting = folds.isEmpty ? valid : folds.flatMap { $0 }
-        if comm.isRoot && !folds.isEmpty {
-            // RUN/folds.csv: which member selected on (and did not train on) each trial.
-            let rows = folds.enumerated().flatMap { k, fold in fold.map { "\($0.nctid),\(k + 1),\($0.checkedLabel)\n" } }
+        // (folds): member k selects on fold k, and each trial's score is the mean of the members that did not train on it
+        // (one per partition), in the order of the first partition's folds.
+        let foldCount = partitions.first?.count ?? 1
+        let count = partitions.isEmpty ? f.ensemble : partitions.count * foldCount
+        let selecting = partitions.isEmpty ? valid : partitions[0].flatMap { $0 }
+        let index = partitions.isEmpty ? [:] : Dictionary(uniqueKeysWithValues: selecting.enumerated().map { ($0.element.nctid, $0.offset) })
+        if comm.isRoot && !partitions.isEmpty {
+            // RUN/folds.csv: which member selected on (and did not train on) each trial; a trial once per partition.
+            let rows = partitions.enumerated().flatMap { r, folds in
+                folds.enumerated().flatMap { k, fold in fold.map { "\($0.nctid),\(r * foldCount + k + 1),\($0.checkedLabel)\n" } }
+            }
             try writeFileAtomically(runDir + "/folds.csv") { try $0.write(contentsOf: Data(("nctid,fold,label\n" + rows.joined()).utf8)) }
         }
         var members: [FinetuneSelection] = []
         var sum = [Double](repeating: 0, count: selecting.count)
-        var offset = 0
-        for k in 0..<count {
-            let model = k == 0 ? outcome : try Self.member(model: outcome.model.config, space: outcome.space, spec: outcome.spec,
-                                                             finetune: f, seed: f.seed + k, pretrained: pretrainedTensors)
-            let (memberTrain, memberValid) = folds.isEmpty ? (train + auxiliary, valid)
-                : (folds.enumerated().filter { $0.offset != k }.flatMap(\.element) + auxiliary, folds[k])
+        for m in 0..<count {
+            let (r, k) = partitions.isEmpty ? (0, m) : (m / foldCount, m % foldCount)
+            let seed = f.seed + r + k
+            let model = m == 0 ? outcome : try Self.member(model: outcome.model.config, space: outcome.space, spec: outcome.spec,
+                                                             finetune: f, seed: seed, pretrained: pretrainedTensors)
+            let (memberTrain, memberValid) = partitions.isEmpty ? (train + auxiliary, valid)
+                : (partitions[r].enumerated().filter { $0.offset != k }.flatMap(\.element) + auxiliary, partitions[r][k])
             if comm.isRoot {
-                log("finetune: \(folds.isEmpty ? "ensemble member" : "fold") \(k + 1) of \(count) (seed \(f.seed + k)) -> \(runDir)/members/\(k + 1)")
+                let what = partitions.isEmpty ? "ensemble member \(m + 1) of \(count)"
+                    : partitions.count == 1 ? "fold \(k + 1) of \(foldCount)" : "partition \(r + 1) of \(partitions.count), fold \(k + 1) of \(foldCount)"
+                log("finetune: \(what) (seed \(seed)) -> \(runDir)/members/\(m + 1)")
             }
-            var selection = try trainMember(model, optimizer: k == 0 ? optimizer : Optimizer(kind: .adamw, params: model.params),
-                                            seed: f.seed + k, dir: runDir + "/members/\(k + 1)", train: memberTrain, valid: memberValid)
-            selection.checkpoint = "members/\(k + 1)/" + selection.checkpoint
+            var selection = try trainMember(model, optimizer: m == 0 ? optimizer : Optimizer(kind: .adamw, params: model.params),
+                                            seed: seed, dir: runDir + "/members/\(m + 1)", train: memberTrain, valid: memberValid)
+            selection.checkpoint = "members/\(m + 1)/" + selection.checkpoint
             members.append(selection)
             let memberScores = predict(memberValid, with: model)
-            if folds.isEmpty {
+            if partitions.isEmpty {
                 for (i, s) in memberScores.enumerated() { sum[i] += s }
             } else {
-                for (i, s) in memberScores.enumerated() { sum[offset + i] = s }
-                offset += memberScores.count
+                for (t, s) in zip(memberValid, memberScores) { sum[index[t.nctid]!] += s }     // the pool's ids are unique
             }
         }
-        let scores = folds.isEmpty ? sum.map { $0 / Double(count) } : sum, labels = selecting.map(\.checkedLabel)
+        let scores = sum.map { $0 / Double(partitions.isEmpty ? count : partitions.count) }, labels = selecting.map(\.checkedLabel)
         // Out-of-fold scores: the threshold whose gain over predicting success holds across bootstrap resamples
         // (docs/outcome.md: the F1-best threshold of a few hundred trials lost to all-success on the dev tests).
-        let threshold = folds.isEmpty ? Metrics.bestF1Threshold(scores, labels)
+        let threshold = partitions.isEmpty ? Metrics.bestF1Threshold(scores, labels)
             : Metrics.riskAverseF1Threshold(scores, labels, confidence: f.thresholdConfidence, seed: UInt64(f.seed))
         let value: Double
         switch f.selectMetric {
@@ -261,10 +277,10 @@ public final class Finetuner {
             selection.members = members.map(\.checkpoint)
             selection.memberEpochs = members.map(\.epoch)
             try writeSelection(selection, dir: runDir)
-            log(String(format: "finetune: ensemble of %d, %@ %@ %.4f (members %@), F1 threshold %.3f%@", count, folds.isEmpty ? "valid" : "out-of-fold",
+            log(String(format: "finetune: ensemble of %d, %@ %@ %.4f (members %@), F1 threshold %.3f%@", count, partitions.isEmpty ? "valid" : "out-of-fold",
                        f.selectMetric.rawValue, value,
                        members.map { String(format: "%.4f", $0.valid ?? .nan) }.joined(separator: ", "), threshold,
-                       folds.isEmpty ? "" : String(format: " (gain over all-success in %.0f %% of resamples)", 100 * f.thresholdConfidence)))
+                       partitions.isEmpty ? "" : String(format: " (gain over all-success in %.0f %% of resamples)", 100 * f.thresholdConfidence)))
         }
         comm.barrier()
     }

@@ -129,25 +129,27 @@ public struct LoadedCheckpoint {
 /// threshold its run chose on validation from that mean.
 ///
 /// `outOfFold`: a cross-fitted run (`finetune.folds`) scores each trial with the one member that did not train on it
-/// (RUN/folds.csv), with the threshold chosen on those out-of-fold scores; every trial of `csv` must be in a fold.
+/// (RUN/folds.csv; with R partitions the mean of the R such members), with the threshold chosen on those out-of-fold
+/// scores; every trial of `csv` must be in a fold.
 ///
 /// `labels`: `.optional` scores trials without a label (predict); featurizing `csv` then accepts an empty label field
 /// or no label column. The caller that needs labels reads them with `requireLabels`.
 public func scoreCSV(checkpoint: String, csv: String, spec: RunSpec, comm: Communicator, outOfFold: Bool = false,
                      labels: LabelRequirement = .required, log: @escaping (String) -> Void) throws -> ScoredCSV {
     let ensemble = try ensembleMembers(checkpoint)
-    var foldOf: [String: (fold: Int, label: Int)] = [:]
+    var foldOf: [String: (folds: [Int], label: Int)] = [:]
     if outOfFold {
         guard let ensemble else {
             throw InputError(file: checkpoint, "is not a fine-tuned ensemble run folder (a best.json with members); --out-of-fold needs a run fine-tuned with finetune.folds")
         }
         foldOf = try readFolds(checkpoint + "/folds.csv", members: ensemble.members.count)
-        guard Set(foldOf.values.map(\.fold)) == Set(1...ensemble.members.count) else {
-            throw InputError(file: checkpoint + "/folds.csv", "names folds \(Set(foldOf.values.map(\.fold)).sorted()), the run has \(ensemble.members.count) members; --out-of-fold needs one fold per member")
+        let named = Set(foldOf.values.flatMap(\.folds))
+        guard named == Set(1...ensemble.members.count) else {
+            throw InputError(file: checkpoint + "/folds.csv", "names folds \(named.sorted()), the run has \(ensemble.members.count) members; --out-of-fold needs one fold per member")
         }
     }
     if let ensemble {
-        var sum: [Double] = [], trials: [StoredTrial] = [], first: OutcomeHeadSpec?
+        var sum: [Double] = [], scored: [Int] = [], trials: [StoredTrial] = [], first: OutcomeHeadSpec?
         var novel: [Bool] = [], seen = Set<String>()
         for (k, member) in ensemble.members.enumerated() {
             let loaded = try LoadedCheckpoint(member)
@@ -162,21 +164,24 @@ public func scoreCSV(checkpoint: String, csv: String, spec: RunSpec, comm: Commu
             }
             let (rows, builder) = try loaded.rows(of: csv, spec: spec, comm: comm, labels: outOfFold ? .required : labels, log: log)
             if outOfFold {
-                // Only the trials member k held out (fold k + 1); every trial belongs to exactly one fold.
+                // Only the trials member k held out (fold k + 1); every trial is in one fold of each partition.
                 if first == nil {
-                    if let missing = rows.first(where: { foldOf[$0.nctid]?.fold == nil }) {
+                    if let missing = rows.first(where: { foldOf[$0.nctid] == nil }) {
                         throw InputError(file: csv, "trial \(missing.nctid) is in no fold of \(checkpoint)/folds.csv; --out-of-fold scores only trials the run was fine-tuned on")
                     }
                     if let other = rows.first(where: { foldOf[$0.nctid]?.label != $0.label }) {
                         throw InputError(file: csv, "trial \(other.nctid) has label \(other.label.map(String.init) ?? "(none)"), \(checkpoint)/folds.csv says \(foldOf[other.nctid]!.label): not the data the run was fine-tuned on")
                     }
-                    sum = [Double](repeating: .nan, count: rows.count)
+                    sum = [Double](repeating: 0, count: rows.count); scored = [Int](repeating: 0, count: rows.count)
+                    novel = [Bool](repeating: false, count: rows.count)
                 }
-                let held = rows.indices.filter { foldOf[rows[$0].nctid]?.fold == k + 1 }
+                let held = rows.indices.filter { foldOf[rows[$0].nctid]!.folds.contains(k + 1) }
                 let scores = scoreTrials(held.map { rows[$0] }, scorer: outcome, builder: builder, comm: comm, arena: ActivationArena())
                 let known = Set(head.trainingDiseaseSets)
-                if first == nil { novel = [Bool](repeating: false, count: rows.count) }
-                for (i, s) in zip(held, scores) { sum[i] = s; novel[i] = !known.contains(diseaseSet(rows[i])) }
+                // New disease: in no training set of the members that scored the trial.
+                for (i, s) in zip(held, scores) {
+                    sum[i] += s; novel[i] = (scored[i] == 0 || novel[i]) && !known.contains(diseaseSet(rows[i])); scored[i] += 1
+                }
             } else {
                 let scores = scoreTrials(rows, scorer: outcome, builder: builder, comm: comm, arena: ActivationArena())
                 if first == nil { sum = scores } else { for i in sum.indices { sum[i] += scores[i] } }
@@ -185,8 +190,11 @@ public func scoreCSV(checkpoint: String, csv: String, spec: RunSpec, comm: Commu
             if first == nil { first = head; trials = rows }
         }
         if outOfFold {
-            if comm.isRoot { log("evaluate: out of fold: each of \(trials.count) trials scored by the one of \(ensemble.members.count) members that did not train on it, threshold \(String(format: "%.3f", ensemble.threshold))") }
-            return ScoredCSV(trials: trials, scores: sum, threshold: ensemble.threshold, newDisease: novel)
+            let per = scored.first ?? 1
+            if comm.isRoot {
+                log("evaluate: out of fold: each of \(trials.count) trials scored by \(per == 1 ? "the one" : "the mean of the \(per)") of \(ensemble.members.count) members that did not train on it, threshold \(String(format: "%.3f", ensemble.threshold))")
+            }
+            return ScoredCSV(trials: trials, scores: zip(sum, scored).map { $0 / Double($1) }, threshold: ensemble.threshold, newDisease: novel)
         }
         if comm.isRoot { log("evaluate: ensemble of \(ensemble.members.count) members (mean probability), threshold \(String(format: "%.3f", ensemble.threshold))") }
         return ScoredCSV(trials: trials, scores: sum.map { $0 / Double(ensemble.members.count) }, threshold: ensemble.threshold,
@@ -229,20 +237,42 @@ public func ensembleMembers(_ path: String) throws -> (members: [String], thresh
     return (members.map { $0.hasPrefix("/") ? $0 : path + "/" + $0 }, t)
 }
 
-/// RUN/folds.csv of a cross-fitted run (`nctid,fold,label`, folds 1 ... members): NCT id -> (fold, label).
-func readFolds(_ path: String, members: Int) throws -> [String: (fold: Int, label: Int)] {
+/// RUN/folds.csv of a cross-fitted run (`nctid,fold,label`, folds 1 ... members): NCT id -> (the members that held it
+/// out, label). A run of R partitions (`finetune.ensemble` with `finetune.folds`) lists each trial R times, once in each
+/// partition's block of members/R folds.
+func readFolds(_ path: String, members: Int) throws -> [String: (folds: [Int], label: Int)] {
     guard FileManager.default.fileExists(atPath: path) else {
         throw InputError(file: path, "missing; --out-of-fold needs a run fine-tuned with finetune.folds (which writes it)")
     }
     let records = try readCSV(path: path)
     guard records.first?.fields == ["nctid", "fold", "label"] else { throw InputError(file: path, "line 1: expected the header nctid,fold,label") }
-    var folds: [String: (fold: Int, label: Int)] = [:]
+    var folds: [String: (folds: [Int], label: Int)] = [:]
+    var order: [String] = []
     for r in records.dropFirst() {
         guard r.fields.count == 3, !r.fields[0].isEmpty, let k = Int(r.fields[1]), (1...members).contains(k),
               let label = Int(r.fields[2]), label == 0 || label == 1 else {
             throw InputError(file: path, "line \(r.line): expected nctid, a fold in 1...\(members) and a label 0 or 1")
         }
-        guard folds.updateValue((k, label), forKey: r.fields[0]) == nil else { throw InputError(file: path, "line \(r.line): \(r.fields[0]) is in two folds") }
+        if let known = folds[r.fields[0]] {
+            guard known.label == label else { throw InputError(file: path, "line \(r.line): \(r.fields[0]) has label \(label) here and \(known.label) on an earlier line") }
+            folds[r.fields[0]]!.folds.append(k)
+        } else {
+            folds[r.fields[0]] = ([k], label); order.append(r.fields[0])
+        }
+    }
+    // Every trial once per partition: R lines each, in R distinct blocks of members / R folds.
+    if let first = order.first {
+        let partitions = folds[first]!.folds.count
+        guard members % partitions == 0 else {
+            throw InputError(file: path, "lists \(first) in \(partitions) folds, which does not divide the run's \(members) members; each trial is in exactly one fold of each partition")
+        }
+        let perPartition = members / partitions
+        for id in order {
+            let blocks = folds[id]!.folds.map { ($0 - 1) / perPartition }
+            guard blocks.count == partitions, Set(blocks).count == partitions else {
+                throw InputError(file: path, "\(id) is in folds \(folds[id]!.folds.map(String.init).joined(separator: ", ")); with \(members) members in \(partitions) partition(s) of \(perPartition) folds each trial is in exactly one fold of each partition")
+            }
+        }
     }
     return folds
 }
