@@ -89,7 +89,7 @@ set_aside() {
 # phase1_report CONFIG [cladmop args]: the phase I trials that Launch/finetune reports on, when they are the latest
 # trials of phase_I_train.csv by NCT id: with finetune.select_latest F > 0 in CONFIG (and the --set arguments) the latest
 # F, which also select; with finetune.folds K >= 2 the latest 20 %, scored out of fold (each trial by the member that
-# did not train on it). Written once by `cladmop split` to data/splits/phase_I_latestP.csv (P = 100 F).
+# did not train on it; with finetune.ensemble R > 1 the mean of the R such members). Written once by `cladmop split` to data/splits/phase_I_latestP.csv (P = 100 F).
 # Prints that path, or nothing when neither is set (phase_I_valid.csv selects and is reported on).
 phase1_report() {
     local config="$1"; shift
@@ -111,7 +111,7 @@ phase1_report() {
 }
 
 # out_of_fold CONFIG [cladmop args]: prints --out-of-fold when CONFIG (and the --set arguments) fine-tunes a
-# cross-fitted ensemble (finetune.folds >= 2), whose reports score each trial with the member that held it out.
+# cross-fitted ensemble (finetune.folds >= 2), whose reports score each trial with the member(s) that held it out.
 out_of_fold() {
     local config="$1"; shift
     local k

@@ -62,7 +62,11 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         for phase in map(int, a.phases.split(",")):
             run = os.path.join(a.run, f"phase{phase}")
-            folds = {r["nctid"]: (int(r["fold"]), int(r["label"])) for r in csv.DictReader(open(os.path.join(run, "folds.csv")))}
+            rows = list(csv.DictReader(open(os.path.join(run, "folds.csv"))))
+            folds = {r["nctid"]: (int(r["fold"]), int(r["label"])) for r in rows}
+            if len(folds) != len(rows):     # repeated cross-fitting (finetune.ensemble with finetune.folds)
+                sys.exit(f"devtest_calibration: {run}/folds.csv lists trials in several partitions (finetune.ensemble > 1 with "
+                         "finetune.folds): each member is calibrated on its one fold here; run with --set finetune.ensemble=1")
             k_count = max(f for f, _ in folds.values())
             oof = {}
             for i, f in enumerate(POOL[phase]):

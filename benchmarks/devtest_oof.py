@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Out-of-fold comparison of cross-fitted dev-test runs (Launch/devtest with finetune.folds): per run, ROC-AUC and
 PR-AUC of the pooled trials (the phase's "trains on" and "selects" files) each scored by the member that did not
-train on it, with 95 % percentile bootstrap intervals and the paired difference to the first run (same resamples).
+train on it (repeated cross-fitting: the mean of the one such member of each partition), with 95 % percentile bootstrap intervals and the paired difference to the first run (same resamples).
 More trials than the dev test (phase I 952, II 357, III 275 against 209 / 89 / 69), but each member chose its epoch
 on the fold that holds the trial, so the level is optimistic; runs are compared on the same pool. The dev tests
 stay the figures that chose nothing.

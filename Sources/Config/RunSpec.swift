@@ -109,11 +109,11 @@ public struct FinetuneSpec: Codable, Equatable, Sendable {
     public var batch: Int
     public var selectMetric: SelectMetric
     public var seed: Int
-    /// Members of a seed ensemble (1: a single model).
+    /// Members of a seed ensemble (1: a single model); with `folds`, the number of fold partitions (R x K members).
     public var ensemble: Int = 1
     /// Share of the training file's latest NCT ids that selects (0: the validation file selects).
     public var selectLatest: Double = 0
-    /// Cross-fitted ensemble (0: off): K >= 2 members, member k selects on fold k of train + valid and trains on the rest.
+    /// Cross-fitted ensemble (0: off): K >= 2 folds of train + valid, member k selects on fold k and trains on the rest.
     public var folds: Int = 0
     /// With `folds`: the share of bootstrap resamples of the out-of-fold scores in which the F1 threshold must gain
     /// over predicting success for every trial (`Metrics.riskAverseF1Threshold`).
@@ -293,7 +293,7 @@ public struct RunSpec: Codable, Equatable, Sendable {
         v.range("finetune.ensemble", finetune.ensemble); v.range("finetune.select_latest", finetune.selectLatest)
         v.range("finetune.folds", finetune.folds); v.range("finetune.threshold_confidence", finetune.thresholdConfidence)
         v.require(finetune.folds != 1, "finetune.folds", "1", "0 (off) or at least 2 (a cross-fitted ensemble needs a fold to select on)")
-        v.require(finetune.folds < 2 || finetune.ensemble * finetune.folds <= 64, "finetune.ensemble", "\(finetune.ensemble)",
+        v.require(finetune.folds < 2 || finetune.ensemble <= 64 / finetune.folds, "finetune.ensemble", "\(finetune.ensemble)",
                   "at most \(64 / max(finetune.folds, 1)) with finetune.folds = \(finetune.folds) (ensemble x folds members, at most 64)")
         v.require(finetune.folds < 2 || finetune.selectLatest == 0, "finetune.select_latest", "\(finetune.selectLatest)",
                   "0 when finetune.folds = \(finetune.folds) is set (each member selects on its own fold)")

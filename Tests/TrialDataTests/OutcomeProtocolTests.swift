@@ -266,9 +266,11 @@ final class OutcomeProtocolTests: XCTestCase {
         for (id, p) in mean { XCTAssertEqual(p, (first[id]! + secondScores[id]!) / 2, accuracy: 2e-6, id) }
         let repeatedBest = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/repeated/best.json"))) as! [String: Any]
         XCTAssertEqual((repeatedBest["members"] as? [String])?.count, 6)
+        XCTAssertEqual(repeatedBest["partitions"] as? Int, 2)
         let ids = mean.keys.sorted()
         XCTAssertEqual(try XCTUnwrap(repeatedBest["threshold"] as? Double),
                        Metrics.riskAverseF1Threshold(ids.map { mean[$0]! }, ids.map { label[$0]! }, confidence: 0.5, seed: 1), accuracy: 1e-5)
+        XCTAssertEqual(try XCTUnwrap(repeatedBest["valid"] as? Double), Metrics.averagePrecision(ids.map { mean[$0]! }, ids.map { label[$0]! }), accuracy: 1e-4)
         // A folds.csv that lists a trial twice in one partition is refused, naming the file and the trial.
         var broken = try foldLines("repeated")
         let moved = broken[0].split(separator: ",")
@@ -279,6 +281,14 @@ final class OutcomeProtocolTests: XCTestCase {
                                                                       "--data", dir + "/valid.csv", "--output", dir + "/twice.csv"] + sets, timeout: 600)
         XCTAssertEqual(twice.status, 2, twice.output)
         XCTAssertTrue(twice.output.contains("folds.csv") && twice.output.contains(String(moved[0])) && twice.output.contains("exactly one fold of each partition"), twice.output)
+        // The first trial in one partition only (the count comes from best.json's partitions, not from the first trial).
+        var short = try foldLines("repeated")
+        short.remove(at: again)
+        try ("nctid,fold,label\n" + short.joined(separator: "\n") + "\n").write(toFile: dir + "/repeated/folds.csv", atomically: true, encoding: .utf8)
+        let once = try mpirun(np: 1, executable: cladmop, arguments: ["predict", "--checkpoint", dir + "/repeated", "--out-of-fold",
+                                                                     "--data", dir + "/valid.csv", "--output", dir + "/once.csv"] + sets, timeout: 600)
+        XCTAssertEqual(once.status, 2, once.output)
+        XCTAssertTrue(once.output.contains("folds.csv") && once.output.contains("\(moved[0]) is in 1 fold(s), the run has 2 partition(s)"), once.output)
     }
 
     /// `finetune --aux`: auxiliary trials train every member after the pool's, each once, and never select. Reference: the

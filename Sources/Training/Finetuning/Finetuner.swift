@@ -49,6 +49,7 @@ public final class Finetuner {
                 throw InputError(file: store.path, "has no rows of \(URL(fileURLWithPath: file).lastPathComponent); \(FeatureStore.rebuildHint(store.path, sources: spec.data.files + [file]))")
             }
             _ = try requireLabels(r, file: file, purpose: "fine-tuning")     // every trial below has one (`checkedLabel`)
+            try checkUniqueNCTIDs(r)      // also when an older store already held the file (the pool is keyed by id)
             return r
         }
         let trainAll = try rows(trainFile)
@@ -201,15 +202,16 @@ public final class Finetuner {
         return m
     }
 
-    /// Trains, selects the best epoch on validation, writes its checkpoint and `best.json`; with `finetune.ensemble`
-    /// K > 1, K members (seeds seed ... seed + K - 1) each into RUN/members/k/, and RUN/best.json names them all,
-    /// with the F1 threshold chosen on validation from the mean of their probabilities. With `finetune.folds` K >= 2,
-    /// member k selects on fold k and trains on the other folds; RUN/folds.csv records the folds, and the threshold
-    /// is chosen on the out-of-fold scores (each trial scored by the member that did not train on it) by
-    /// `Metrics.riskAverseF1Threshold` at `finetune.threshold_confidence`. With both (repeated cross-fitting), R =
-    /// `finetune.ensemble` partitions of K folds: partition r is cut by seed `finetune.seed + r` and its member k starts
-    /// from seed `finetune.seed + r + k` (exactly the members of a run with `finetune.seed + r`), members r K + k + 1;
-    /// a trial's out-of-fold score is the mean of the R members that did not train on it.
+    /// Trains, selects the best epoch on validation, writes its checkpoint and `best.json`. Three kinds of ensemble:
+    /// - `finetune.ensemble` E > 1 without folds: E members (seeds seed ... seed + E - 1) each into RUN/members/k/, all
+    ///   selecting on validation; the F1 threshold is chosen there from the mean of their probabilities.
+    /// - `finetune.folds` K >= 2: member k selects on fold k of the pooled files and trains on the other folds;
+    ///   RUN/folds.csv records the folds, and the threshold is chosen on the out-of-fold scores (each trial scored by
+    ///   the member that did not train on it) by `Metrics.riskAverseF1Threshold` at `finetune.threshold_confidence`.
+    /// - both (repeated cross-fitting): R = `finetune.ensemble` partitions of K folds; partition r is cut by seed
+    ///   `finetune.seed + r` and its member k starts from seed `finetune.seed + r + k` (exactly the members of a run with
+    ///   `finetune.seed + r`), member number r K + k + 1; a trial's out-of-fold score is the mean of the R members that
+    ///   did not train on it; best.json records `partitions`.
     public func run() throws {
         let f = spec.finetune
         // The run keeps its own link to the pretrained checkpoint (RUN/pretrained/), which every checkpoint names.
@@ -276,6 +278,7 @@ public final class Finetuner {
                                               valid: finite(value), threshold: threshold, pretrained: pretrainedPath)
             selection.members = members.map(\.checkpoint)
             selection.memberEpochs = members.map(\.epoch)
+            if !partitions.isEmpty { selection.partitions = partitions.count }
             try writeSelection(selection, dir: runDir)
             log(String(format: "finetune: ensemble of %d, %@ %@ %.4f (members %@), F1 threshold %.3f%@", count, partitions.isEmpty ? "valid" : "out-of-fold",
                        f.selectMetric.rawValue, value,
@@ -414,18 +417,22 @@ public final class Finetuner {
 public struct FinetuneSelection: Codable {
     public var checkpoint: String, epoch: Int, selectMetric: String, valid: Double?, threshold: Double, pretrained: String?
     public var members: [String]? = nil, memberEpochs: [Int]? = nil
+    /// A cross-fitted run's fold partitions (`finetune.ensemble` with `finetune.folds`): members / partitions folds
+    /// each; folds.csv lists every trial once per partition. Absent: 1 (runs written before repeated cross-fitting).
+    public var partitions: Int? = nil
     public init(checkpoint: String, epoch: Int, selectMetric: String, valid: Double?, threshold: Double, pretrained: String?) {
         self.checkpoint = checkpoint; self.epoch = epoch; self.selectMetric = selectMetric; self.valid = valid
         self.threshold = threshold; self.pretrained = pretrained
     }
     enum CodingKeys: String, CodingKey {
-        case checkpoint, epoch, selectMetric = "select_metric", valid, threshold, pretrained, members, memberEpochs = "member_epochs"
+        case checkpoint, epoch, selectMetric = "select_metric", valid, threshold, pretrained, members, memberEpochs = "member_epochs", partitions
     }
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(checkpoint, forKey: .checkpoint); try c.encode(epoch, forKey: .epoch); try c.encode(selectMetric, forKey: .selectMetric)
         try c.encode(valid, forKey: .valid); try c.encode(threshold, forKey: .threshold); try c.encode(pretrained, forKey: .pretrained)
         try c.encodeIfPresent(members, forKey: .members); try c.encodeIfPresent(memberEpochs, forKey: .memberEpochs)
+        try c.encodeIfPresent(partitions, forKey: .partitions)
     }
 }
 

@@ -142,7 +142,7 @@ public func scoreCSV(checkpoint: String, csv: String, spec: RunSpec, comm: Commu
         guard let ensemble else {
             throw InputError(file: checkpoint, "is not a fine-tuned ensemble run folder (a best.json with members); --out-of-fold needs a run fine-tuned with finetune.folds")
         }
-        foldOf = try readFolds(checkpoint + "/folds.csv", members: ensemble.members.count)
+        foldOf = try readFolds(checkpoint + "/folds.csv", members: ensemble.members.count, partitions: ensemble.partitions)
         let named = Set(foldOf.values.flatMap(\.folds))
         guard named == Set(1...ensemble.members.count) else {
             throw InputError(file: checkpoint + "/folds.csv", "names folds \(named.sorted()), the run has \(ensemble.members.count) members; --out-of-fold needs one fold per member")
@@ -190,7 +190,7 @@ public func scoreCSV(checkpoint: String, csv: String, spec: RunSpec, comm: Commu
             if first == nil { first = head; trials = rows }
         }
         if outOfFold {
-            let per = scored.first ?? 1
+            let per = ensemble.partitions
             if comm.isRoot {
                 log("evaluate: out of fold: each of \(trials.count) trials scored by \(per == 1 ? "the one" : "the mean of the \(per)") of \(ensemble.members.count) members that did not train on it, threshold \(String(format: "%.3f", ensemble.threshold))")
             }
@@ -217,7 +217,7 @@ public func scoreCSV(checkpoint: String, csv: String, spec: RunSpec, comm: Commu
 
 /// The members of a fine-tuned ensemble run (its best.json's "members", resolved against the run folder) and the
 /// ensemble's threshold; nil when `path` is not a run folder whose best.json lists members.
-public func ensembleMembers(_ path: String) throws -> (members: [String], threshold: Double)? {
+public func ensembleMembers(_ path: String) throws -> (members: [String], threshold: Double, partitions: Int)? {
     var isDir: ObjCBool = false
     let file = path + "/best.json"
     guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue,
@@ -234,18 +234,27 @@ public func ensembleMembers(_ path: String) throws -> (members: [String], thresh
     guard let t = o["threshold"] as? Double, t.isFinite, (0...1).contains(t) else {
         throw InputError(file: file, "key \"threshold\" must be a probability in [0, 1]")
     }
-    return (members.map { $0.hasPrefix("/") ? $0 : path + "/" + $0 }, t)
+    // A cross-fitted run's fold partitions (repeated cross-fitting); absent: 1.
+    var partitions = 1
+    if let raw = o["partitions"] {
+        guard let r = raw as? Int, r >= 1, members.count % r == 0 else {
+            throw InputError(file: file, "key \"partitions\" must be a whole number of at least 1 that divides the \(members.count) members (finetune writes finetune.ensemble)")
+        }
+        partitions = r
+    }
+    return (members.map { $0.hasPrefix("/") ? $0 : path + "/" + $0 }, t, partitions)
 }
 
 /// RUN/folds.csv of a cross-fitted run (`nctid,fold,label`, folds 1 ... members): NCT id -> (the members that held it
-/// out, label). A run of R partitions (`finetune.ensemble` with `finetune.folds`) lists each trial R times, once in each
-/// partition's block of members/R folds.
-func readFolds(_ path: String, members: Int) throws -> [String: (folds: [Int], label: Int)] {
+/// out, label). A run of R `partitions` (best.json; `finetune.ensemble` with `finetune.folds`) lists each trial R times,
+/// once in each partition's block of members / R folds.
+func readFolds(_ path: String, members: Int, partitions: Int) throws -> [String: (folds: [Int], label: Int)] {
     guard FileManager.default.fileExists(atPath: path) else {
         throw InputError(file: path, "missing; --out-of-fold needs a run fine-tuned with finetune.folds (which writes it)")
     }
     let records = try readCSV(path: path)
     guard records.first?.fields == ["nctid", "fold", "label"] else { throw InputError(file: path, "line 1: expected the header nctid,fold,label") }
+    let perPartition = members / partitions      // ensembleMembers checked that partitions divides members
     var folds: [String: (folds: [Int], label: Int)] = [:]
     var order: [String] = []
     for r in records.dropFirst() {
@@ -255,24 +264,17 @@ func readFolds(_ path: String, members: Int) throws -> [String: (folds: [Int], l
         }
         if let known = folds[r.fields[0]] {
             guard known.label == label else { throw InputError(file: path, "line \(r.line): \(r.fields[0]) has label \(label) here and \(known.label) on an earlier line") }
+            guard !known.folds.contains(where: { ($0 - 1) / perPartition == (k - 1) / perPartition }) else {
+                throw InputError(file: path, "line \(r.line): \(r.fields[0]) is in two folds of partition \((k - 1) / perPartition + 1) (\(perPartition) folds each, \(partitions) partition(s)); each trial is in exactly one fold of each partition")
+            }
             folds[r.fields[0]]!.folds.append(k)
         } else {
             folds[r.fields[0]] = ([k], label); order.append(r.fields[0])
         }
     }
-    // Every trial once per partition: R lines each, in R distinct blocks of members / R folds.
-    if let first = order.first {
-        let partitions = folds[first]!.folds.count
-        guard members % partitions == 0 else {
-            throw InputError(file: path, "lists \(first) in \(partitions) folds, which does not divide the run's \(members) members; each trial is in exactly one fold of each partition")
-        }
-        let perPartition = members / partitions
-        for id in order {
-            let blocks = folds[id]!.folds.map { ($0 - 1) / perPartition }
-            guard blocks.count == partitions, Set(blocks).count == partitions else {
-                throw InputError(file: path, "\(id) is in folds \(folds[id]!.folds.map(String.init).joined(separator: ", ")); with \(members) members in \(partitions) partition(s) of \(perPartition) folds each trial is in exactly one fold of each partition")
-            }
-        }
+    guard !order.isEmpty else { throw InputError(file: path, "lists no trials; --out-of-fold needs the folds finetune wrote") }
+    if let short = order.first(where: { folds[$0]!.folds.count != partitions }) {
+        throw InputError(file: path, "\(short) is in \(folds[short]!.folds.count) fold(s), the run has \(partitions) partition(s) of \(perPartition) folds; each trial is in exactly one fold of each partition")
     }
     return folds
 }
