@@ -289,6 +289,14 @@ final class OutcomeProtocolTests: XCTestCase {
                                                                      "--data", dir + "/valid.csv", "--output", dir + "/once.csv"] + sets, timeout: 600)
         XCTAssertEqual(once.status, 2, once.output)
         XCTAssertTrue(once.output.contains("folds.csv") && once.output.contains("\(moved[0]) is in 1 fold(s), the run has 2 partition(s)"), once.output)
+        // A best.json whose partitions do not divide its members is refused, naming the file and the key.
+        var edited = repeatedBest
+        edited["partitions"] = 4
+        try JSONSerialization.data(withJSONObject: edited).write(to: URL(fileURLWithPath: dir + "/repeated/best.json"))
+        let four = try mpirun(np: 1, executable: cladmop, arguments: ["predict", "--checkpoint", dir + "/repeated", "--out-of-fold",
+                                                                     "--data", dir + "/valid.csv", "--output", dir + "/four.csv"] + sets, timeout: 600)
+        XCTAssertEqual(four.status, 2, four.output)
+        XCTAssertTrue(four.output.contains("best.json") && four.output.contains("\"partitions\" must be"), four.output)
     }
 
     /// `finetune --aux`: auxiliary trials train every member after the pool's, each once, and never select. Reference: the
