@@ -58,7 +58,7 @@ public func writeOutcomeReport(_ report: EvaluationReport, path: String, phase: 
     func c(_ m: MetricSummary) -> String { cell(m, "%.3f ± %.3f") }
     var md = "# Outcome prediction\(phase.map { ", phase \($0)" } ?? "")\n\n"
     md += "Checkpoint `\(checkpoint)`, evaluated on `\(data)` (\(r.n) trials, \(r.positives) successful); "
-    md += "mean ± std over 10 resamples of 80 % of the rows. F1 at 0.5; F1 (thr) at the threshold chosen on validation.\n\n"
+    md += "mean ± std over 10 resamples of 80 % of the rows. F1 at 0.5; F1 (thr) at the threshold the run chose on its selection trials (best.json; on out-of-fold scores for a cross-fitted run).\n\n"
     md += "| Method | F1 | F1 (thr) | PR-AUC | ROC-AUC | ACC |\n|---|---|---|---|---|---|\n"
     md += "| **this run** | \(c(r.f1)) | \(c(r.f1AtThreshold)) | \(c(r.prAUC)) | \(c(r.rocAUC)) | \(c(r.accuracy)) |\n"
     if let nd = report.newDiseases {

@@ -116,9 +116,11 @@ let runArtifacts = ["config.yaml", "metrics.jsonl", "checkpoints", "best.json", 
 let finetuneArtifacts = runArtifacts + ["pretrained"]
 
 /// Refuses, before anything is read or written, a run directory that is not a folder or that already holds a
-/// run which this command neither continues (`resume`) nor replaces (`overwrite`). Rank 0 checks; an error
-/// there ends the job on every rank.
+/// run which this command neither continues (`resume`) nor replaces (`overwrite`), and with `overwrite` an input
+/// (`inputs`: what names it, its path) inside what the overwrite deletes (a previous run's members/ or checkpoints/:
+/// it would be read and then removed). Rank 0 checks; an error there ends the job on every rank.
 func checkRunDirectory(_ runDir: String, comm: Communicator, resume: Bool = false, overwrite: Bool = false, artifacts: [String] = runArtifacts,
+                       inputs: [(option: String, path: String)] = [],
                        hint: String = "continue it with --resume auto, replace it with --overwrite, or choose another --run-dir") throws {
     guard comm.isRoot else { return }
     // Its config.yaml, checkpoints/ and (with --overwrite) deletions would go to the top of the file system.
@@ -136,6 +138,27 @@ func checkRunDirectory(_ runDir: String, comm: Communicator, resume: Bool = fals
     if !present.isEmpty && !resume && !overwrite {
         throw InputError(file: runDir, "already holds a run (\(present.joined(separator: ", "))); \(hint)")
     }
+    if overwrite {
+        // The removal (prepareRunDirectory) takes these entries as they are: a link among them goes, not its target.
+        let run = resolvedPath(runDir)
+        for name in present {
+            let removed = run + "/" + name
+            for (option, path) in inputs where !path.isEmpty {
+                let p = resolvedPath(path)
+                if p == removed || p.hasPrefix(removed + "/") {
+                    throw InputError(file: path, "\(option) lies in \(runDir)/\(name), which --overwrite deletes with the previous run; move it out of the run folder first")
+                }
+            }
+        }
+    }
+}
+
+/// The files and folders a run specification reads (data.files, data.exclude_csvs, data.exclude_file, data.icd_hierarchy,
+/// data.feature_store, encoder.model_dir), named by their keys: `checkRunDirectory`'s inputs.
+func specInputs(_ spec: RunSpec) -> [(option: String, path: String)] {
+    spec.data.files.map { ("data.files", $0) } + spec.data.excludeCSVs.map { ("data.exclude_csvs", $0) }
+        + [("data.exclude_file", spec.data.excludeFile ?? ""), ("data.icd_hierarchy", spec.data.icdHierarchy),
+           ("data.feature_store", spec.data.featureStore), ("encoder.model_dir", spec.encoder.modelDir)]
 }
 
 /// Rank 0 creates the run directory (with `overwrite`, the previous run's files are deleted first; other files

@@ -29,7 +29,7 @@ struct Pretrain: ParsableCommand {
     func run() throws {
         runJob { comm in
             let (config, spec) = try options.resolve(comm)
-            try checkRunDirectory(runDir, comm: comm, resume: resume == "auto", overwrite: overwrite)
+            try checkRunDirectory(runDir, comm: comm, resume: resume == "auto", overwrite: overwrite, inputs: specInputs(spec))
             // A synthetic store has no text encoder behind it: its folder is not needed.
             let identity = spec.data.synthetic ? nil : try BertEncoder.identity(modelDir: spec.encoder.modelDir,
                                                     precision: resolvedPrecision(spec.encoder.precision, key: "encoder.precision", comm: comm))

@@ -297,6 +297,21 @@ final class OutcomeProtocolTests: XCTestCase {
                                                                      "--data", dir + "/valid.csv", "--output", dir + "/four.csv"] + sets, timeout: 600)
         XCTAssertEqual(four.status, 2, four.output)
         XCTAssertTrue(four.output.contains("best.json") && four.output.contains("\"partitions\" must be"), four.output)
+        edited["partitions"] = true      // JSON true is not the number 1
+        try JSONSerialization.data(withJSONObject: edited).write(to: URL(fileURLWithPath: dir + "/repeated/best.json"))
+        let yes = try mpirun(np: 1, executable: cladmop, arguments: ["predict", "--checkpoint", dir + "/repeated", "--out-of-fold",
+                                                                    "--data", dir + "/valid.csv", "--output", dir + "/yes.csv"] + sets, timeout: 600)
+        XCTAssertEqual(yes.status, 2, yes.output)
+        XCTAssertTrue(yes.output.contains("\"partitions\" must be"), yes.output)
+        // --overwrite deletes the previous run's members/: an input inside it is refused before anything is removed.
+        try FileManager.default.copyItem(atPath: dir + "/valid.csv", toPath: dir + "/repeated/members/valid.csv")
+        let inside = try mpirun(np: 2, executable: cladmop, arguments: ["finetune", "--pretrained", "none", "--train", dir + "/train.csv",
+                                                                       "--valid", dir + "/repeated/members/valid.csv", "--run-dir", dir + "/repeated",
+                                                                       "--overwrite", "--set", "finetune.folds=3"] + sets, timeout: 600)
+        XCTAssertEqual(inside.status, 2, inside.output)
+        XCTAssertTrue(inside.output.contains("--valid lies in \(dir)/repeated/members, which --overwrite deletes"), inside.output)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/repeated/members/valid.csv"))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/repeated/members/6"), "nothing removed")
     }
 
     /// `finetune --aux`: auxiliary trials train every member after the pool's, each once, and never select. Reference: the

@@ -236,8 +236,10 @@ public func ensembleMembers(_ path: String) throws -> (members: [String], thresh
     }
     // A cross-fitted run's fold partitions (repeated cross-fitting); absent: 1.
     var partitions = 1
-    if let raw = o["partitions"] {
-        guard let r = raw as? Int, r >= 1, members.count % r == 0 else {
+    if o["partitions"] != nil {
+        // Decoded strictly (JSONSerialization would read true as 1).
+        struct Partitions: Decodable { let partitions: Int }
+        guard let r = try? JSONDecoder().decode(Partitions.self, from: data).partitions, r >= 1, members.count % r == 0 else {
             throw InputError(file: file, "key \"partitions\" must be a whole number of at least 1 that divides the \(members.count) members (finetune writes finetune.ensemble)")
         }
         partitions = r
@@ -258,9 +260,9 @@ func readFolds(_ path: String, members: Int, partitions: Int) throws -> [String:
     var folds: [String: (folds: [Int], label: Int)] = [:]
     var order: [String] = []
     for r in records.dropFirst() {
-        guard r.fields.count == 3, !r.fields[0].isEmpty, let k = Int(r.fields[1]), (1...members).contains(k),
+        guard r.fields.count == 3, !r.fields[0].isEmpty, r.fields[0].count <= 64, let k = Int(r.fields[1]), (1...members).contains(k),
               let label = Int(r.fields[2]), label == 0 || label == 1 else {
-            throw InputError(file: path, "line \(r.line): expected nctid, a fold in 1...\(members) and a label 0 or 1")
+            throw InputError(file: path, "line \(r.line): expected nctid (a trial id of at most 64 characters), a fold in 1...\(members) and a label 0 or 1")
         }
         if let known = folds[r.fields[0]] {
             guard known.label == label else { throw InputError(file: path, "line \(r.line): \(r.fields[0]) has label \(label) here and \(known.label) on an earlier line") }
