@@ -271,6 +271,20 @@ final class OutcomeProtocolTests: XCTestCase {
         XCTAssertEqual(try XCTUnwrap(repeatedBest["threshold"] as? Double),
                        Metrics.riskAverseF1Threshold(ids.map { mean[$0]! }, ids.map { label[$0]! }, confidence: 0.5, seed: 1), accuracy: 1e-5)
         XCTAssertEqual(try XCTUnwrap(repeatedBest["valid"] as? Double), Metrics.averagePrecision(ids.map { mean[$0]! }, ids.map { label[$0]! }), accuracy: 1e-4)
+        // best.json's folds_checksum: the same assignment in another order, with CR LF, reads the same; the folds.csv of
+        // the seed-2 run (the same shape) beside the seed-1 run is refused (it would score trials with members that
+        // trained on them).
+        let original = try String(contentsOfFile: dir + "/repeated/folds.csv", encoding: .utf8)
+        try ("nctid,fold,label\r\n" + foldLines("repeated").reversed().joined(separator: "\r\n") + "\r\n")
+            .write(toFile: dir + "/repeated/folds.csv", atomically: true, encoding: .utf8)
+        XCTAssertEqual(try outOfFoldScores("repeated"), mean)
+        try original.write(toFile: dir + "/repeated/folds.csv", atomically: true, encoding: .utf8)
+        try FileManager.default.removeItem(atPath: dir + "/run/folds.csv")
+        try FileManager.default.copyItem(atPath: dir + "/seed2/folds.csv", toPath: dir + "/run/folds.csv")
+        let stolen = try mpirun(np: 1, executable: cladmop, arguments: ["predict", "--checkpoint", dir + "/run", "--out-of-fold",
+                                                                       "--data", dir + "/valid.csv", "--output", dir + "/stolen.csv"] + sets, timeout: 600)
+        XCTAssertEqual(stolen.status, 2, stolen.output)
+        XCTAssertTrue(stolen.output.contains("\(dir)/run/folds.csv") && stolen.output.contains("folds_checksum"), stolen.output)
         // A folds.csv that lists a trial twice in one partition is refused, naming the file and the trial.
         var broken = try foldLines("repeated")
         let moved = broken[0].split(separator: ",")

@@ -278,7 +278,12 @@ public final class Finetuner {
                                               valid: finite(value), threshold: threshold, pretrained: pretrainedPath)
             selection.members = members.map(\.checkpoint)
             selection.memberEpochs = members.map(\.epoch)
-            if !partitions.isEmpty { selection.partitions = partitions.count }
+            if !partitions.isEmpty {
+                selection.partitions = partitions.count
+                selection.foldsChecksum = foldsChecksum(partitions.enumerated().flatMap { r, folds in
+                    folds.enumerated().flatMap { k, fold in fold.map { ($0.nctid, r * foldCount + k + 1, $0.checkedLabel) } }
+                })
+            }
             try writeSelection(selection, dir: runDir)
             log(String(format: "finetune: ensemble of %d, %@ %@ %.4f (members %@), F1 threshold %.3f%@", count, partitions.isEmpty ? "valid" : "out-of-fold",
                        f.selectMetric.rawValue, value,
@@ -420,19 +425,21 @@ public struct FinetuneSelection: Codable {
     /// A cross-fitted run's fold partitions (`finetune.ensemble` with `finetune.folds`): members / partitions folds
     /// each; folds.csv lists every trial once per partition. Absent: 1 (runs written before repeated cross-fitting).
     public var partitions: Int? = nil
+    /// `foldsChecksum` of the run's folds.csv (`--out-of-fold` refuses another assignment). Absent: an older run.
+    public var foldsChecksum: String? = nil
     public init(checkpoint: String, epoch: Int, selectMetric: String, valid: Double?, threshold: Double, pretrained: String?) {
         self.checkpoint = checkpoint; self.epoch = epoch; self.selectMetric = selectMetric; self.valid = valid
         self.threshold = threshold; self.pretrained = pretrained
     }
     enum CodingKeys: String, CodingKey {
-        case checkpoint, epoch, selectMetric = "select_metric", valid, threshold, pretrained, members, memberEpochs = "member_epochs", partitions
+        case checkpoint, epoch, selectMetric = "select_metric", valid, threshold, pretrained, members, memberEpochs = "member_epochs", partitions, foldsChecksum = "folds_checksum"
     }
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(checkpoint, forKey: .checkpoint); try c.encode(epoch, forKey: .epoch); try c.encode(selectMetric, forKey: .selectMetric)
         try c.encode(valid, forKey: .valid); try c.encode(threshold, forKey: .threshold); try c.encode(pretrained, forKey: .pretrained)
         try c.encodeIfPresent(members, forKey: .members); try c.encodeIfPresent(memberEpochs, forKey: .memberEpochs)
-        try c.encodeIfPresent(partitions, forKey: .partitions)
+        try c.encodeIfPresent(partitions, forKey: .partitions); try c.encodeIfPresent(foldsChecksum, forKey: .foldsChecksum)
     }
 }
 

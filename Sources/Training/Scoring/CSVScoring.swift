@@ -142,7 +142,8 @@ public func scoreCSV(checkpoint: String, csv: String, spec: RunSpec, comm: Commu
         guard let ensemble else {
             throw InputError(file: checkpoint, "is not a fine-tuned ensemble run folder (a best.json with members); --out-of-fold needs a run fine-tuned with finetune.folds")
         }
-        foldOf = try readFolds(checkpoint + "/folds.csv", members: ensemble.members.count, partitions: ensemble.partitions)
+        foldOf = try readFolds(checkpoint + "/folds.csv", members: ensemble.members.count, partitions: ensemble.partitions,
+                               checksum: ensemble.foldsChecksum)
         let named = Set(foldOf.values.flatMap(\.folds))
         guard named == Set(1...ensemble.members.count) else {
             throw InputError(file: checkpoint + "/folds.csv", "names folds \(named.sorted()), the run has \(ensemble.members.count) members; --out-of-fold needs one fold per member")
@@ -217,7 +218,7 @@ public func scoreCSV(checkpoint: String, csv: String, spec: RunSpec, comm: Commu
 
 /// The members of a fine-tuned ensemble run (its best.json's "members", resolved against the run folder) and the
 /// ensemble's threshold; nil when `path` is not a run folder whose best.json lists members.
-public func ensembleMembers(_ path: String) throws -> (members: [String], threshold: Double, partitions: Int)? {
+public func ensembleMembers(_ path: String) throws -> (members: [String], threshold: Double, partitions: Int, foldsChecksum: String?)? {
     var isDir: ObjCBool = false
     let file = path + "/best.json"
     guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue,
@@ -244,13 +245,23 @@ public func ensembleMembers(_ path: String) throws -> (members: [String], thresh
         }
         partitions = r
     }
-    return (members.map { $0.hasPrefix("/") ? $0 : path + "/" + $0 }, t, partitions)
+    // Runs written before it have none (their folds.csv is checked for its shape only).
+    let checksum = o["folds_checksum"] as? String
+    if o["folds_checksum"] != nil && checksum == nil { throw InputError(file: file, "key \"folds_checksum\" must be a string (finetune writes it)") }
+    return (members.map { $0.hasPrefix("/") ? $0 : path + "/" + $0 }, t, partitions, checksum)
+}
+
+/// The checksum of a cross-fitted run's fold assignment (best.json `folds_checksum`): over its `nctid,fold,label` lines
+/// sorted, so a folds.csv with the same assignment in another order or with other line endings checks the same.
+public func foldsChecksum(_ lines: [(nctid: String, fold: Int, label: Int)]) -> String {
+    let text = lines.map { "\($0.nctid),\($0.fold),\($0.label)\n" }.sorted().joined()
+    return String(format: "%016llx", Array(text.utf8).withUnsafeBytes { checksum64($0) })
 }
 
 /// RUN/folds.csv of a cross-fitted run (`nctid,fold,label`, folds 1 ... members): NCT id -> (the members that held it
 /// out, label). A run of R `partitions` (best.json; `finetune.ensemble` with `finetune.folds`) lists each trial R times,
 /// once in each partition's block of members / R folds.
-func readFolds(_ path: String, members: Int, partitions: Int) throws -> [String: (folds: [Int], label: Int)] {
+func readFolds(_ path: String, members: Int, partitions: Int, checksum: String?) throws -> [String: (folds: [Int], label: Int)] {
     guard FileManager.default.fileExists(atPath: path) else {
         throw InputError(file: path, "missing; --out-of-fold needs a run fine-tuned with finetune.folds (which writes it)")
     }
@@ -277,6 +288,11 @@ func readFolds(_ path: String, members: Int, partitions: Int) throws -> [String:
     guard !order.isEmpty else { throw InputError(file: path, "lists no trials; --out-of-fold needs the folds finetune wrote") }
     if let short = order.first(where: { folds[$0]!.folds.count != partitions }) {
         throw InputError(file: path, "\(short) is in \(folds[short]!.folds.count) fold(s), the run has \(partitions) partition(s) of \(perPartition) folds; each trial is in exactly one fold of each partition")
+    }
+    // A folds.csv of the same shape from another run (another seed) would pass the checks above and score trials with
+    // members that trained on them.
+    if let checksum, foldsChecksum(order.flatMap { id in folds[id]!.folds.map { (id, $0, folds[id]!.label) } }) != checksum {
+        throw InputError(file: path, "is not the fold assignment this run was fine-tuned with (best.json's folds_checksum differs): another run's or an edited folds.csv would score trials with members that trained on them")
     }
     return folds
 }
