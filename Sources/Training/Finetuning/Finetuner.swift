@@ -230,11 +230,13 @@ public final class Finetuner {
         let count = partitions.isEmpty ? f.ensemble : partitions.count * foldCount
         let selecting = partitions.isEmpty ? valid : partitions[0].flatMap { $0 }
         let index = partitions.isEmpty ? [:] : Dictionary(uniqueKeysWithValues: selecting.enumerated().map { ($0.element.nctid, $0.offset) })
+        // Which member selected on (and did not train on) each trial; a trial once per partition: RUN/folds.csv and
+        // best.json's folds_checksum.
+        let assignment = partitions.enumerated().flatMap { r, folds in
+            folds.enumerated().flatMap { k, fold in fold.map { (nctid: $0.nctid, fold: r * foldCount + k + 1, label: $0.checkedLabel) } }
+        }
         if comm.isRoot && !partitions.isEmpty {
-            // RUN/folds.csv: which member selected on (and did not train on) each trial; a trial once per partition.
-            let rows = partitions.enumerated().flatMap { r, folds in
-                folds.enumerated().flatMap { k, fold in fold.map { "\($0.nctid),\(r * foldCount + k + 1),\($0.checkedLabel)\n" } }
-            }
+            let rows = assignment.map { "\($0.nctid),\($0.fold),\($0.label)\n" }
             try writeFileAtomically(runDir + "/folds.csv") { try $0.write(contentsOf: Data(("nctid,fold,label\n" + rows.joined()).utf8)) }
         }
         var members: [FinetuneSelection] = []
@@ -280,9 +282,7 @@ public final class Finetuner {
             selection.memberEpochs = members.map(\.epoch)
             if !partitions.isEmpty {
                 selection.partitions = partitions.count
-                selection.foldsChecksum = foldsChecksum(partitions.enumerated().flatMap { r, folds in
-                    folds.enumerated().flatMap { k, fold in fold.map { ($0.nctid, r * foldCount + k + 1, $0.checkedLabel) } }
-                })
+                selection.foldsChecksum = foldsChecksum(assignment)
             }
             try writeSelection(selection, dir: runDir)
             log(String(format: "finetune: ensemble of %d, %@ %@ %.4f (members %@), F1 threshold %.3f%@", count, partitions.isEmpty ? "valid" : "out-of-fold",
