@@ -53,10 +53,13 @@ public struct ConfigKey: Sendable {
 public struct Config: Sendable {
     public private(set) var values: [String: ConfigValue]
     public private(set) var sourceFile: String?
+    /// Whether `--set` overrides were applied on top of the file (messages say "(with --set)" only then).
+    public private(set) var hasOverrides = false
 
     public init(file: String?, overrides: [String] = []) throws {
         values = Dictionary(uniqueKeysWithValues: ConfigSchema.keys.map { ($0.path, $0.defaultValue) })
         sourceFile = file
+        hasOverrides = !overrides.isEmpty
         if let file {
             let data = try readRegularFile(file, what: "YAML configuration", limit: YAMLInput.maxBytes)
             if let node = try YAMLInput.parse(data, origin: file) {

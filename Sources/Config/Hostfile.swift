@@ -39,16 +39,19 @@ public struct Hostfile {
     init(lines: [String], path: String) throws {
         self.path = path
         var hosts: [Host] = [], firstLine: [String: Int] = [:]
-        let hostCharacters = CharacterSet.alphanumerics.union(CharacterSet(charactersIn: ".-_:[]"))
+        // ASCII only, as mpirun's hostfile parser takes them (it refuses ':' and non-ASCII letters after the check had passed).
+        let hostCharacters = CharacterSet(charactersIn: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_")
         for (i, raw) in lines.enumerated() {
             let line = i + 1
             let words = raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false)[0]
                 .split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" }).map(String.init)
             guard let name = words.first else { continue }
-            guard name.unicodeScalars.allSatisfy(hostCharacters.contains), !name.contains("=") else {
-                throw InputError(file: path, line: line, "\"\(name)\" is not a host name (letters, digits, '.', '-', '_', ':')")
+            guard name.unicodeScalars.allSatisfy(hostCharacters.contains), name.utf8.count <= 253 else {
+                let shown = name.count > 64 ? "\(name.prefix(64))... (\(name.utf8.count) bytes)" : name
+                throw InputError(file: path, line: line, "\"\(shown)\" is not a host name (at most 253 ASCII letters, digits, '.', '-', '_'; slots are given as slots=N, not host:N)")
             }
-            if let previous = firstLine[name] {
+            // Host names are case-insensitive (mpirun takes LOCALHOST for localhost and refuses two slot counts).
+            if let previous = firstLine[name.lowercased()] {
                 throw InputError(file: path, line: line, "host \(name) is already listed on line \(previous); give it one line with its total slots")
             }
             var host = Host(name: name, slots: 1, maxSlots: nil), seen = Set<String>()
@@ -70,7 +73,7 @@ public struct Hostfile {
             if let m = host.maxSlots, m < host.slots {
                 throw InputError(file: path, line: line, "max_slots=\(m) is below slots=\(host.slots) for host \(name)")
             }
-            firstLine[name] = line
+            firstLine[name.lowercased()] = line
             hosts.append(host)
         }
         guard !hosts.isEmpty else { throw InputError(file: path, "hostfile lists no host (expected lines like `node01 slots=32`)") }

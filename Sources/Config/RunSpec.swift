@@ -243,7 +243,7 @@ public struct RunSpec: Codable, Equatable, Sendable {
                           steps: c.int("bench.steps"), warmup: c.int("bench.warmup"))
         checkpoint = CheckpointSpec(everySteps: c.int("checkpoint.every_steps"), keepLast: c.int("checkpoint.keep_last"))
         log = LogSpec(tensorboard: c.bool("log.tensorboard"))
-        try validate(origin: c.sourceFile.map { "\($0) (with --set)" } ?? "configuration")
+        try validate(origin: c.sourceFile.map { c.hasOverrides ? "\($0) (with --set)" : $0 } ?? (c.hasOverrides ? "--set" : "configuration"))
     }
 
     /// Every range of the schema and every relation between keys. `origin` prefixes the message (the

@@ -67,7 +67,16 @@ struct Bench: ParsableCommand {
                 return
             }
             if encoder {
-                let result = try encoderBenchmark(spec: try options.load(comm), csv: data, comm: comm, sentencesOut: comm.isRoot ? sentencesOut : nil)
+                let spec = try options.load(comm)
+                if let sentencesOut {
+                    let model = spec.encoder.modelDir
+                    try checkOutputs([("--sentences-out", sentencesOut)],
+                                     inputs: [("--data", data), ("--config", options.config ?? ""),
+                                              ("encoder.model_dir", model + "/config.json"), ("encoder.model_dir", model + "/vocab.txt"),
+                                              ("encoder.model_dir", model + "/model.safetensors")].filter { !$0.1.isEmpty },
+                                     isRoot: comm.isRoot)
+                }
+                let result = try encoderBenchmark(spec: spec, csv: data, comm: comm, sentencesOut: comm.isRoot ? sentencesOut : nil)
                 guard comm.isRoot else { return }
                 if json { print(try jsonText(result)); return }
                 print(String(format: "encoder %@: %d distinct sentences (%d tokens) on %d rank(s), one BLAS thread each: %.1f sentences/s, %.0f tokens/s (%.1f s)",

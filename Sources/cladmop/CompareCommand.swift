@@ -45,6 +45,12 @@ struct Compare: ParsableCommand {
                 do { r = try JSONDecoder().decode(OutcomeMetrics.self, from: try readRegularFile(file, what: "evaluation JSON", limit: 64 << 20)) }
                 catch let e as InputError { throw e }
                 catch { throw InputError(file: file, "not an evaluation JSON (cladmop evaluate --json): \(describeDecodingError(error))") }
+                // Values a metric can take: a trial count, fractions in [0, 1], spreads that are not negative.
+                guard r.n >= 0 else { throw InputError(file: file, "key n = \(r.n): expected a trial count of at least 0") }
+                for (key, m) in [("f1", r.f1), ("pr_auc", r.prAUC), ("roc_auc", r.rocAUC), ("accuracy", r.accuracy)] {
+                    if let mean = m.mean, !(0...1).contains(mean) { throw InputError(file: file, "key \(key).mean = \(mean): expected a value in [0, 1]") }
+                    if let std = m.std, !(std >= 0 && std.isFinite) { throw InputError(file: file, "key \(key).std = \(std): expected a finite value of at least 0") }
+                }
                 func c(_ m: MetricSummary) -> String { m.mean.flatMap { mean in m.std.map { String(format: "%.3f ± %.3f", mean, $0) } } ?? "n/a" }
                 md += "| \(label) | \(r.n) | \(c(r.f1)) | \(c(r.prAUC)) | \(c(r.rocAUC)) | \(c(r.accuracy)) |\n"
             }

@@ -32,6 +32,11 @@ struct Evaluate: ParsableCommand {
             if let plots {
                 try checkOutputs([], inputs: [("--data", data)], isRoot: comm.isRoot)
                 if comm.isRoot { try checkWritableFolder(plots, option: "--plots") }     // a file there, or read-only
+                for name in ["roc.svg", "pr.svg", "roc.png", "pr.png"] {                   // a run's curves are its results
+                    if let what = runFileKind(plots + "/" + name), FileManager.default.fileExists(atPath: plots + "/" + name) {
+                        throw InputError(file: plots + "/" + name, "--plots would overwrite \(what); choose another folder")
+                    }
+                }
             }
             let scored = try scoreCSV(checkpoint: checkpoint, csv: data, spec: try options.load(comm), comm: comm, outOfFold: outOfFold, log: log)
             guard comm.isRoot else { return }

@@ -20,7 +20,7 @@ struct SweepReport: ParsableCommand {
     func run() throws {
         let listing = out + "/points.tsv"
         let text = try readTextLines(listing, what: "sweep's list of points (written by Launch/sweep-batch)", limit: 1 << 24)
-        var points: [SweepPoint] = [], lineOf: [Int: Int] = [:]
+        var points: [SweepPoint] = [], lineOf: [Int: Int] = [:], runs: [(line: Int, batch: Int, status: Int, dir: String)] = []
         for (i, line) in text.lines.enumerated() {      // LF, CR LF or CR
             if line.isEmpty { continue }
             let f = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
@@ -32,7 +32,24 @@ struct SweepReport: ParsableCommand {
             guard !f[3].isEmpty else { throw bad("the run dir is empty") }
             if let first = lineOf[b] { throw bad("global_batch \(b) is listed twice (also line \(first)); one run per batch size") }
             lineOf[b] = i + 1
-            points.append(SweepPoint(globalBatch: b, learningRate: lr, exitStatus: status, runDir: f[3]))
+            // A relative run dir is the sweep folder's (Launch/sweep-batch writes runs/bN); one written relative to the
+            // directory the sweep ran in (earlier sweeps) is found there.
+            var runDir = f[3]
+            if !runDir.hasPrefix("/") {
+                let inSweep = out + "/" + runDir
+                if FileManager.default.fileExists(atPath: inSweep) || !FileManager.default.fileExists(atPath: runDir) { runDir = inSweep }
+            }
+            points.append(SweepPoint(globalBatch: b, learningRate: lr, exitStatus: status, runDir: runDir))
+            runs.append((line: i + 1, batch: b, status: status, dir: runDir))
+        }
+        // A run that ended well must have left its record: a missing one is a wrong path, not a failed run (the report
+        // would call it failed and replace a good one).
+        for r in runs where r.status == 0 {
+            var st = stat()
+            let metrics = r.dir + "/metrics.jsonl"
+            guard stat(metrics, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, access(metrics, R_OK) == 0 else {
+                throw InputError(file: listing, line: r.line, "the run of global_batch \(r.batch) exited with status 0 but \(metrics) cannot be read; expected the run dir relative to \(out) (or absolute)")
+            }
         }
         guard !points.isEmpty else { throw InputError(file: listing, "lists no point; expected one line per batch size (global_batch<TAB>lr<TAB>exit status<TAB>run dir)") }
         try writeSweepReport(dir: out, points: points.sorted { $0.globalBatch < $1.globalBatch }, title: title)

@@ -169,6 +169,9 @@ final class ReliabilityTests: XCTestCase {
             let i = own.firstIndex(of: option)!
             own.replaceSubrange(i...(i + 1), with: [option + "=" + own[i + 1]])
         }
+        // With --overwrite the restarts resume the run (the script had passed --overwrite beside --resume auto, which
+        // cladmop refuses: exit 2, no restart).
+        own.append("--overwrite")
         let r = try runCommand(launch, ["-np", "2", "--max-restarts", "2", "--"] + own,
                                environment: ["CLADMOP_FAULT": "crash:1:7", "CLADMOP_FAULT_ONCE": marker], timeout: 240)
         XCTAssertFalse(FileManager.default.fileExists(atPath: repositoryRoot + "/runs/pretrain/config.yaml") && r.output.contains("runs/pretrain"), r.output)

@@ -22,11 +22,12 @@ public func encoderBenchmark(spec: RunSpec, csv: String, comm: Communicator, sen
     let (trials, _) = try readTrials(paths: [csv])
     var seen = Set<String>(), texts: [String] = []
     for t in trials { for c in splitCriteria(t.criteria) where !seen.contains(c.text) { seen.insert(c.text); texts.append(c.text) } }
+    let enc = try BertEncoder(modelDir: spec.encoder.modelDir, maxLength: spec.encoder.maxTokens,
+                              precision: resolvedPrecision(spec.encoder.precision, key: "encoder.precision", comm: comm))
+    // Written after the encoder's files were read, so the atomic write also refuses to replace one of them.
     if let sentencesOut {
         try writeFileAtomically(sentencesOut) { try $0.write(contentsOf: Data(texts.map { $0.replacingOccurrences(of: "\n", with: " ") }.joined(separator: "\n").utf8 + [0x0A])) }
     }
-    let enc = try BertEncoder(modelDir: spec.encoder.modelDir, maxLength: spec.encoder.maxTokens,
-                              precision: resolvedPrecision(spec.encoder.precision, key: "encoder.precision", comm: comm))
     let tokens = texts.map { enc.tokenizer.encode($0) }
     let batches = BertEncoder.batches(lengths: tokens.map(\.count), maxBatchTokens: spec.encoder.batchTokens)
     let out = FloatPtr.allocate(capacity: max(texts.count * 3 * enc.hidden, 1))
