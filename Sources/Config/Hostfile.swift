@@ -39,8 +39,9 @@ public struct Hostfile {
     init(lines: [String], path: String) throws {
         self.path = path
         var hosts: [Host] = [], firstLine: [String: Int] = [:]
-        // ASCII only, as mpirun's hostfile parser takes them (it refuses ':' and non-ASCII letters after the check had passed).
-        let hostCharacters = CharacterSet(charactersIn: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_")
+        // What mpirun 4.1 launches on: "ascii letters, digits, dots, and the hyphen" (it reads '_', ':' and non-ASCII
+        // letters from the file, then refuses them when it starts; IPv6 addresses included).
+        let hostCharacters = CharacterSet(charactersIn: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-")
         for (i, raw) in lines.enumerated() {
             let line = i + 1
             let words = raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false)[0]
@@ -48,9 +49,10 @@ public struct Hostfile {
             guard let name = words.first else { continue }
             guard name.unicodeScalars.allSatisfy(hostCharacters.contains), name.utf8.count <= 253 else {
                 let shown = name.count > 64 ? "\(name.prefix(64))... (\(name.utf8.count) bytes)" : name
-                throw InputError(file: path, line: line, "\"\(shown)\" is not a host name (at most 253 ASCII letters, digits, '.', '-', '_'; slots are given as slots=N, not host:N)")
+                throw InputError(file: path, line: line, "\"\(shown)\" is not a host name (at most 253 ASCII letters, digits, '.' and '-', as mpirun needs; slots are given as slots=N, not host:N; IPv6 addresses are not usable in an OpenMPI 4 hostfile)")
             }
-            // Host names are case-insensitive (mpirun takes LOCALHOST for localhost and refuses two slot counts).
+            // Host names are case-insensitive (DNS): NODE1 and node1 would put two daemons on one machine, and for
+            // local names mpirun refuses the two slot counts.
             if let previous = firstLine[name.lowercased()] {
                 throw InputError(file: path, line: line, "host \(name) is already listed on line \(previous); give it one line with its total slots")
             }

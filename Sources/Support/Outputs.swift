@@ -98,11 +98,15 @@ public func runFileKind(_ path: String) -> String? {
         if name.hasPrefix("step-") && name.hasSuffix(".json") { return "a checkpoint's metadata" }
         if ["best.json", "folds.csv", "config.yaml", "metrics.jsonl"].contains(name) { return "a run's \(name)" }
         // A run's results (pretrain's report, Launch/finetune's evaluation and curves): written once, beside its config.
-        if ["report.md", "eval.json", "roc.svg", "pr.svg", "roc.png", "pr.png"].contains(name) && (exists("config.yaml") || exists("best.json")) {
+        // (A run folder: best.json, or config.yaml with the run's metrics.jsonl or checkpoints/.)
+        if ["report.md", "eval.json", "roc.svg", "pr.svg", "roc.png", "pr.png"].contains(name)
+            && (exists("best.json") || (exists("config.yaml") && (exists("metrics.jsonl") || exists("checkpoints")))) {
             return "a run's result \(name)"
         }
         // The encoder's other files (its weights are matched above).
-        if ["vocab.txt", "config.json", "tokenizer.json"].contains(name) && exists("model.safetensors") { return "an encoder's \(name)" }
+        if ["vocab.txt", "config.json", "tokenizer_config.json", "tokenizer.json"].contains(name) && exists("model.safetensors") {
+            return "an encoder's \(name)"
+        }
         if name.hasSuffix(".store") { return "a feature store" }
     }
     return nil

@@ -73,7 +73,7 @@ struct Bench: ParsableCommand {
                     try checkOutputs([("--sentences-out", sentencesOut)],
                                      inputs: [("--data", data), ("--config", options.config ?? ""),
                                               ("encoder.model_dir", model + "/config.json"), ("encoder.model_dir", model + "/vocab.txt"),
-                                              ("encoder.model_dir", model + "/model.safetensors")].filter { !$0.1.isEmpty },
+                                              ("encoder.model_dir", model + "/model.safetensors"), ("encoder.model_dir", model + "/tokenizer_config.json")].filter { !$0.1.isEmpty },
                                      isRoot: comm.isRoot)
                 }
                 let result = try encoderBenchmark(spec: spec, csv: data, comm: comm, sentencesOut: comm.isRoot ? sentencesOut : nil)

@@ -32,12 +32,12 @@ struct SweepReport: ParsableCommand {
             guard !f[3].isEmpty else { throw bad("the run dir is empty") }
             if let first = lineOf[b] { throw bad("global_batch \(b) is listed twice (also line \(first)); one run per batch size") }
             lineOf[b] = i + 1
-            // A relative run dir is the sweep folder's (Launch/sweep-batch writes runs/bN); one written relative to the
-            // directory the sweep ran in (earlier sweeps) is found there.
+            // A relative run dir is the sweep folder's (Launch/sweep-batch writes runs/bN); a finished run written
+            // relative to the directory the sweep ran in (listings of earlier sweeps) is found there.
             var runDir = f[3]
             if !runDir.hasPrefix("/") {
                 let inSweep = out + "/" + runDir
-                if FileManager.default.fileExists(atPath: inSweep) || !FileManager.default.fileExists(atPath: runDir) { runDir = inSweep }
+                if status != 0 || FileManager.default.fileExists(atPath: inSweep) || !FileManager.default.fileExists(atPath: runDir) { runDir = inSweep }
             }
             points.append(SweepPoint(globalBatch: b, learningRate: lr, exitStatus: status, runDir: runDir))
             runs.append((line: i + 1, batch: b, status: status, dir: runDir))

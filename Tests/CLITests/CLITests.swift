@@ -231,6 +231,7 @@ final class HostfileTests: XCTestCase {
             let r = try runCommand(repositoryRoot + "/Launch/" + script, arguments, timeout: 60)
             XCTAssertEqual(r.status, 2, "\(script) \(arguments): \(r.output)")
             XCTAssertTrue(r.output.contains(expected), "\(script) \(arguments): expected '\(expected)' in \(r.output)")
+            XCTAssertFalse(r.output.contains("setup: swift build"), "\(script) \(arguments): ran Launch/setup before refusing: \(r.output)")
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir), "nothing may be written for a refused launch")
     }

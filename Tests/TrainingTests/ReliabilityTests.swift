@@ -169,8 +169,11 @@ final class ReliabilityTests: XCTestCase {
             let i = own.firstIndex(of: option)!
             own.replaceSubrange(i...(i + 1), with: [option + "=" + own[i + 1]])
         }
-        // With --overwrite the restarts resume the run (the script had passed --overwrite beside --resume auto, which
-        // cladmop refuses: exit 2, no restart).
+        // With --overwrite over a finished earlier run in the folder, the restarts resume the new run, once the first
+        // attempt has replaced the old one (the script had passed --overwrite beside --resume auto, which cladmop
+        // refuses: exit 2, no restart).
+        let old = try mpirun(np: 2, executable: cladmop, arguments: args("sup", steps: 4))
+        XCTAssertEqual(old.status, 0, old.output)
         own.append("--overwrite")
         let r = try runCommand(launch, ["-np", "2", "--max-restarts", "2", "--"] + own,
                                environment: ["CLADMOP_FAULT": "crash:1:7", "CLADMOP_FAULT_ONCE": marker], timeout: 240)
