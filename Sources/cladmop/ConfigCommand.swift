@@ -14,20 +14,26 @@ struct ShowConfig: ParsableCommand {
     @Flag(help: "Print docs/configuration.md's table of every key.")
     var markdown = false
 
-    @Option(help: ArgumentHelp("Print only the resolved value of this key (for scripts).", valueName: "section.key"))
-    var get: String?
+    @Option(help: ArgumentHelp("Print only the resolved value of this key (for scripts); repeated, one value per line in the order given.", valueName: "section.key"))
+    var get: [String] = []
 
     @OptionGroup var options: ConfigOptions
+
+    func validate() throws {
+        if markdown && (!get.isEmpty || options.config != nil || !options.overrides.isEmpty) {
+            throw ValidationError("--markdown prints the reference of every key (the schema's defaults); it takes no --get, --config or --set")
+        }
+    }
 
     func run() throws {
         runJob { comm in
             if markdown { print(configurationMarkdown(), terminator: ""); return }
             let (config, _) = try options.resolve(comm)
-            if let key = get {
-                guard let value = config.values[key] else {
+            if !get.isEmpty {
+                for key in get where config.values[key] == nil {
                     throw InputError("--get \(key): unknown key (see docs/configuration.md)")
                 }
-                print(value)
+                for key in get { print(config.values[key]!) }
             } else {
                 print(config.yaml, terminator: "")
             }

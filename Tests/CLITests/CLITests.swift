@@ -46,6 +46,21 @@ final class CLITests: XCTestCase {
         let ok = try cladmop(["config", "--config", repositoryRoot + "/configs/paper.yaml", "--set", "train.global_batch=256"])
         XCTAssertEqual(ok.status, 0)
         XCTAssertTrue(ok.output.contains("  global_batch: 256"), ok.output)
+        // --get repeated: one value per line, in order (it had kept only the last); --markdown takes no other option.
+        let two = try cladmop(["config", "--config", repositoryRoot + "/configs/paper.yaml", "--set", "train.global_batch=256",
+                               "--get", "train.global_batch", "--get", "optimizer.name"])
+        XCTAssertEqual(two.status, 0, two.output)
+        XCTAssertEqual(two.output.split(separator: "\n").map(String.init), ["256", "adam"], two.output)
+        let both = try cladmop(["config", "--markdown", "--get", "train.global_batch"])
+        XCTAssertEqual(both.status, 2, both.output)
+        XCTAssertTrue(both.output.contains("--markdown prints the reference of every key"), both.output)
+        // A relation broken in the file alone is reported against the file, "(with --set)" only when --set was given.
+        try "model:\n  dim: 10\n  heads: 3\n".write(toFile: yaml, atomically: true, encoding: .utf8)
+        let plain = try cladmop(["config", "--config", yaml])
+        XCTAssertEqual(plain.status, 2, plain.output)
+        XCTAssertTrue(plain.output.contains(yaml) && plain.output.contains("model.heads") && !plain.output.contains("(with --set)"), plain.output)
+        let withSet = try cladmop(["config", "--config", yaml, "--set", "train.global_batch=64"])
+        XCTAssertTrue(withSet.output.contains("\(yaml) (with --set)"), withSet.output)
     }
 
     func testDocsListEveryConfigKey() throws {
