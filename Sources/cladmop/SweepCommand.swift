@@ -20,7 +20,7 @@ struct SweepReport: ParsableCommand {
     func run() throws {
         let listing = out + "/points.tsv"
         let text = try readTextLines(listing, what: "sweep's list of points (written by Launch/sweep-batch)", limit: 1 << 24)
-        var points: [SweepPoint] = [], lineOf: [Int: Int] = [:], runs: [(line: Int, batch: Int, status: Int, dir: String)] = []
+        var lineOf: [Int: Int] = [:], runs: [(line: Int, batch: Int, lr: Double, status: Int, dir: String)] = []
         for (i, line) in text.lines.enumerated() {      // LF, CR LF or CR
             if line.isEmpty { continue }
             let f = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
@@ -39,11 +39,10 @@ struct SweepReport: ParsableCommand {
                 let inSweep = out + "/" + runDir
                 if status != 0 || FileManager.default.fileExists(atPath: inSweep) || !FileManager.default.fileExists(atPath: runDir) { runDir = inSweep }
             }
-            points.append(SweepPoint(globalBatch: b, learningRate: lr, exitStatus: status, runDir: runDir))
-            runs.append((line: i + 1, batch: b, status: status, dir: runDir))
+            runs.append((line: i + 1, batch: b, lr: lr, status: status, dir: runDir))
         }
         // A run that ended well must have left its record: a missing one is a wrong path, not a failed run (the report
-        // would call it failed and replace a good one).
+        // would call it failed and replace a good one). Checked for every line before any run's metrics are read.
         for r in runs where r.status == 0 {
             var st = stat()
             let metrics = r.dir + "/metrics.jsonl"
@@ -51,6 +50,7 @@ struct SweepReport: ParsableCommand {
                 throw InputError(file: listing, line: r.line, "the run of global_batch \(r.batch) exited with status 0 but \(metrics) cannot be read; expected the run dir relative to \(out) (or absolute)")
             }
         }
+        let points = runs.map { SweepPoint(globalBatch: $0.batch, learningRate: $0.lr, exitStatus: $0.status, runDir: $0.dir) }
         guard !points.isEmpty else { throw InputError(file: listing, "lists no point; expected one line per batch size (global_batch<TAB>lr<TAB>exit status<TAB>run dir)") }
         try writeSweepReport(dir: out, points: points.sorted { $0.globalBatch < $1.globalBatch }, title: title)
         print("sweep: \(points.count) point(s), \(points.filter { $0.status == "ok" }.count) ok -> \(out)/sweep.csv, sweep.svg, summary.md")
