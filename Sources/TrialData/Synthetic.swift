@@ -16,6 +16,9 @@ public func writeSyntheticStore(path: String, trials count: Int, dim: Int, hiera
     let atoms = ["C", "c", "N", "n", "O", "o", "S", "F", "Cl", "Br", "(", ")", "=", "1", "2", "[C@@H]", "[nH]", "#"]
     let drugs: [[String]] = (0..<drugPool).map { _ in (0..<(8 + rng.int(below: 30))).map { _ in atoms[rng.int(below: atoms.count)] } }
     let leaves = hierarchy.depth.filter { $0.value >= 4 }.map(\.key).sorted()
+    guard !leaves.isEmpty else {
+        throw InputError(file: hierarchy.path, "has no node at depth 4 or below; the synthetic corpus draws its diseases from those codes")
+    }
     let diseases: [String] = (0..<diseasePool).map { _ in leaves[rng.int(below: leaves.count)] }
     let u = (0..<drugPool).map { _ in (0..<k).map { _ in rng.normal() } }
     let v = (0..<diseasePool).map { _ in (0..<k).map { _ in rng.normal() } }

@@ -149,7 +149,7 @@ public final class Finetuner {
             // vocabularies come from every trial that trains a member: the pool under folds (in the files' order, the
             // same for every partition), and the auxiliary trials.
             let trainedOn = (partitions.isEmpty ? train : pool) + auxiliary
-            let b = BatchBuilder(store: store, hierarchy: hierarchy,
+            let b = try BatchBuilder(store: store, hierarchy: hierarchy,
                                  space: FeatureSpace(trials: trainedOn, data: spec.data, model: spec.model, hierarchy: hierarchy))
             space = b.space
             var loss = spec.loss
@@ -160,7 +160,8 @@ public final class Finetuner {
         guard store.dim == modelConfig.encoderDim else {
             throw InputError(file: store.path, "sentence vectors have width \(store.dim), the pretrained model expects \(modelConfig.encoderDim)")
         }
-        builder = BatchBuilder(store: store, hierarchy: hierarchy, space: space)
+        builder = try BatchBuilder(store: store, hierarchy: hierarchy, space: space)
+        if let pretrainedPath { try builder.requireTables(of: modelConfig, checkpoint: pretrainedPath) }
         let f = spec.finetune
         let pct = Int((latest * 100).rounded())
         let auxNote = auxFiles.isEmpty ? "" : " + auxiliary \(auxFiles.joined(separator: ", ")) (\(auxiliary.count) trials)"

@@ -47,7 +47,7 @@ public final class Pretrainer {
         let epochSteps = stepsPerEpoch * train.epochs
         totalSteps = train.maxSteps > 0 ? min(train.maxSteps, epochSteps) : epochSteps
         space = FeatureSpace(trials: setup.train, data: spec.data, model: spec.model, hierarchy: setup.hierarchy)
-        builder = BatchBuilder(store: setup.store, hierarchy: setup.hierarchy, space: space)
+        builder = try BatchBuilder(store: setup.store, hierarchy: setup.hierarchy, space: space)
         step = ContrastiveStep(ModelConfig(spec.model, loss: spec.loss, builder: builder), spec: spec, comm: comm, faults: faults)
         model = step.model; params = step.params; optimizer = step.optimizer
     }

@@ -57,9 +57,12 @@ public struct LoadedCheckpoint {
     public let meta: CheckpointMeta
     public let model: CLaDMoP
     public let outcome: OutcomeModel?
+    /// The checkpoint's metadata file (.json).
+    public let path: String
 
     public init(_ checkpoint: String) throws {
         let jsonPath = try resolveCheckpointJSON(checkpoint)
+        path = jsonPath
         let (meta, tensors) = try Checkpoints.load(jsonPath: jsonPath)
         self.meta = meta
         switch meta.kind {
@@ -119,7 +122,9 @@ public struct LoadedCheckpoint {
         if labels == .required {         // a store featurized for predict may hold the file without labels
             _ = try requireLabels(rows, file: csv, purpose: "scoring against labels (evaluate, --out-of-fold)")
         }
-        return (rows, BatchBuilder(store: store, hierarchy: hierarchy, space: meta.features))
+        let builder = try BatchBuilder(store: store, hierarchy: hierarchy, space: meta.features)
+        try builder.requireTables(of: meta.model, checkpoint: path)
+        return (rows, builder)
     }
 }
 
