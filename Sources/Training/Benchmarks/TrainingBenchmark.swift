@@ -38,9 +38,7 @@ public func runTrainingBenchmark(spec: RunSpec, comm: Communicator) throws -> Tr
     let e = bench.encoderDim, lmMax = bench.molTokens, lcMax = bench.codes, lsMax = bench.sentences
     let variable = bench.variableLengths
     let globalBatch = spec.train.globalBatch
-    guard globalBatch >= comm.size else {
-        throw InputError("train.global_batch = \(globalBatch) is smaller than the world size \(comm.size) (every rank needs at least one row)")
-    }
+    try requireRowPerRank(globalBatch: globalBatch, worldSize: comm.size)
     // Bounded up front: a rough per-row size of the synthetic inputs and the activations a step keeps (each
     // layer ~12 widths of d per token), against this machine's memory.
     let m = spec.model, localRows = (globalBatch + comm.size - 1) / comm.size

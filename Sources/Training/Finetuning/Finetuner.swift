@@ -335,15 +335,13 @@ public final class Finetuner {
                 backward(dz)
                 comm.allReduceSum(p.grads + outcome.trainableOffset, count: p.count - outcome.trainableOffset)
                 loss.withUnsafeMutableBufferPointer { comm.allReduceSum($0.baseAddress!, count: 1) }
-                // The same global value on every rank, so every rank stops here (a NaN model would be selected by
-                // the share of successes its constant scores give, and predict NaN).
-                // The gradients are all-reduced, so their norm is the same on every rank too: an infinite norm would
-                // turn the clipped step into NaN weights behind a finite loss.
-                let norm = clipGradientNorm(p, maxNorm: Float(spec.train.gradClip))
-                guard loss[0].isFinite, norm.isFinite else {
-                    throw TrainingError("fine-tuning \(loss[0].isFinite ? "gradient norm is \(norm)" : "loss is \(loss[0])") at epoch \(epoch), batch \(batches + 1) of \(runDir): the model diverged; lower finetune.head_lr or finetune.lora_lr and run again with --overwrite (or another --run-dir)")
+                // Every rank stops here alike on a non-finite loss or norm (a NaN model would be selected by the
+                // share of successes its constant scores give, and predict NaN).
+                do {
+                    _ = try finishStep(p, optimizer: optimizer, loss: loss[0], maxNorm: Float(spec.train.gradClip))
+                } catch let e as TrainingError {
+                    throw TrainingError("fine-tuning \(e) at epoch \(epoch), batch \(batches + 1) of \(runDir): the model diverged; lower finetune.head_lr or finetune.lora_lr and run again with --overwrite (or another --run-dir)")
                 }
-                optimizer.update(p)
                 lossSum += loss[0]; batches += 1
             }
             let scores = predict(valid, with: outcome)

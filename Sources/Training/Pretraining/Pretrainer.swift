@@ -37,9 +37,7 @@ public final class Pretrainer {
         self.setup = setup; self.comm = comm; self.spec = setup.spec; self.runDir = runDir; self.faults = faults; self.log = log
         let train = spec.train
         globalBatch = train.globalBatch
-        guard globalBatch >= comm.size else {
-            throw InputError("train.global_batch = \(globalBatch) is smaller than the world size \(comm.size) (every rank needs at least one row)")
-        }
+        try requireRowPerRank(globalBatch: globalBatch, worldSize: comm.size)
         guard setup.train.count >= globalBatch else {
             throw InputError("train.global_batch = \(globalBatch) exceeds the \(setup.train.count) trials of the SCT training split")
         }

@@ -141,10 +141,8 @@ public final class ContrastiveStep {
         if firstStep, let path = faults.dumpGradient, comm.isRoot {
             try writeFileAtomically(path) { try $0.write(contentsOf: Data(bytes: params.grads, count: params.count * 4)) }
         }
-        let norm = clipGradientNorm(params, maxNorm: gradClip)
-        optimizer.update(params, lrScale: lrScale)
+        let norm = try finishStep(params, optimizer: optimizer, loss: Double(result.loss), maxNorm: gradClip, lrScale: lrScale)
         lap(\.update)
-        guard result.loss.isFinite else { throw TrainingError("loss is \(result.loss)") }
         return Result(loss: result.loss, gradNorm: norm, timing: timing)
     }
 }

@@ -1,6 +1,15 @@
+import Support
+
 /// Rows [rank B / W, (rank + 1) B / W) of B rows dealt to W ranks: every rank's slot in the gathered batch.
 public func shard(_ count: Int, rank: Int, of size: Int) -> Range<Int> {
     (rank * count / size)..<((rank + 1) * count / size)
+}
+
+/// A global batch of B rows dealt to W ranks needs B >= W: every rank embeds at least one row.
+public func requireRowPerRank(globalBatch: Int, worldSize: Int) throws {
+    guard globalBatch >= worldSize else {
+        throw InputError("train.global_batch = \(globalBatch) is smaller than the world size \(worldSize) (every rank needs at least one row)")
+    }
 }
 
 /// Deals the B rows of a global batch to W ranks so that their compute is even: each rank gets as many rows

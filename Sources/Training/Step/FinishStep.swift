@@ -1,0 +1,14 @@
+import NN
+
+/// The end of every training step, pretraining and fine-tuning alike, once the gradients are all-reduced:
+/// g <- g * min(1, maxNorm / ||g||) (`clipGradientNorm`; maxNorm 0: no clipping), then the optimizer's update.
+/// The loss and ||g|| are global values, the same on every rank, so a non-finite one throws on every rank alike,
+/// before any parameter changes (an infinite norm with a finite loss would clip the step into NaN weights).
+/// Returns ||g|| before clipping.
+public func finishStep(_ params: ParameterArena, optimizer: Optimizer, loss: Double, maxNorm: Float, lrScale: Float = 1) throws -> Float {
+    let norm = clipGradientNorm(params, maxNorm: maxNorm)
+    guard loss.isFinite else { throw TrainingError("loss is \(loss)") }
+    guard norm.isFinite else { throw TrainingError("gradient norm is \(norm)") }
+    optimizer.update(params, lrScale: lrScale)
+    return norm
+}
