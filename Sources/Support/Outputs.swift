@@ -84,6 +84,21 @@ public func checkOutputs(_ outputs: [(String, String)], inputs: [(String, String
     }
 }
 
+/// The names training and evaluation give to what they write into a run folder (docs/checkpoints.md), once.
+public enum RunLayout {
+    /// Files and folders whose presence means a run was written in a folder.
+    public static let artifacts = ["config.yaml", "metrics.jsonl", "checkpoints", "best.json", "report.md", "loss.svg", "retrieval.svg",
+                                   "finetune.svg", "eval.json", "roc.svg", "pr.svg", "loss.png", "retrieval.png", "finetune.png", "roc.png",
+                                   "pr.png", "members", "folds.csv"]
+    /// An evaluation's curves (`evaluate --plots`), with their PNG copies.
+    public static let curves = ["roc.svg", "pr.svg", "roc.png", "pr.png"]
+    /// A run's results: its report, evaluation and plots (with their PNG copies).
+    public static let results = artifacts.filter { $0.hasSuffix(".md") || $0.hasSuffix(".json") || $0.hasSuffix(".svg") || $0.hasSuffix(".png") }
+        .filter { $0 != "best.json" }
+    /// A checkpoint's metadata file, step-NNNNNNNN.json.
+    public static func isCheckpointMetadata(_ name: String) -> Bool { name.hasPrefix("step-") && name.hasSuffix(".json") }
+}
+
 /// What a file written by training is ("a checkpoint's tensors", "a run's best.json", ...), by its name and
 /// neighbours, under the name given and the one links resolve to; nil for any other file. Outputs of the scoring
 /// commands never replace one: they are the results of runs, and inputs of others.
@@ -95,11 +110,11 @@ public func runFileKind(_ path: String) -> String? {
             if exists(String(name.dropLast(".safetensors".count)) + ".json") { return "a checkpoint's tensors" }
             if exists("config.json") && exists("vocab.txt") { return "an encoder's weights" }
         }
-        if name.hasPrefix("step-") && name.hasSuffix(".json") { return "a checkpoint's metadata" }
+        if RunLayout.isCheckpointMetadata(name) { return "a checkpoint's metadata" }
         if ["best.json", "folds.csv", "config.yaml", "metrics.jsonl"].contains(name) { return "a run's \(name)" }
-        // A run's results (pretrain's report, Launch/finetune's evaluation and curves): written once, beside its config.
+        // A run's results (its report and plots, Launch/finetune's evaluation and curves): written once, beside its config.
         // (A run folder: best.json, or config.yaml with the run's metrics.jsonl or checkpoints/.)
-        if ["report.md", "eval.json", "roc.svg", "pr.svg", "roc.png", "pr.png"].contains(name)
+        if RunLayout.results.contains(name)
             && (exists("best.json") || (exists("config.yaml") && (exists("metrics.jsonl") || exists("checkpoints")))) {
             return "a run's result \(name)"
         }

@@ -109,8 +109,7 @@ func log(_ line: String) {
 nonisolated(unsafe) private var heldRunDirectories: [Int32] = []
 
 /// What a run directory holds: files whose presence means a run was written there.
-let runArtifacts = ["config.yaml", "metrics.jsonl", "checkpoints", "best.json", "report.md", "loss.svg", "retrieval.svg",
-                    "finetune.svg", "eval.json", "roc.svg", "pr.svg", "loss.png", "retrieval.png", "finetune.png", "roc.png", "pr.png", "members", "folds.csv"]
+let runArtifacts = RunLayout.artifacts
 /// A fine-tuning run's as well: its kept pretrained checkpoint (`Checkpoints.keepPretrained`); not a pretraining run's,
 /// where a folder of that name is the user's.
 let finetuneArtifacts = runArtifacts + ["pretrained"]
@@ -130,7 +129,7 @@ func checkRunDirectory(_ runDir: String, comm: Communicator, resume: Bool = fals
     guard (st.st_mode & S_IFMT) == S_IFDIR else { throw InputError(file: runDir, "--run-dir names an existing file, not a folder") }
     // Loose checkpoint files at the top: a checkpoints/ folder or a fine-tuned run's pretrained/, not a run folder (a
     // run there would start from scratch beside them).
-    let loose = ((try? FileManager.default.contentsOfDirectory(atPath: runDir)) ?? []).filter { $0.hasPrefix("step-") && $0.hasSuffix(".json") }.sorted()
+    let loose = ((try? FileManager.default.contentsOfDirectory(atPath: runDir)) ?? []).filter(RunLayout.isCheckpointMetadata).sorted()
     if let first = loose.first, !FileManager.default.fileExists(atPath: runDir + "/checkpoints") {
         throw InputError(file: runDir, "holds checkpoint files at its top (\(first)): a checkpoints/ folder or a fine-tuned run's pretrained/, not a run folder; --run-dir names the folder above, or a new one")
     }

@@ -30,9 +30,8 @@ struct Evaluate: ParsableCommand {
             try checkOutputs([json.map { ("--json", $0) }, report.map { ("--report", $0) }].compactMap { $0 },
                              inputs: [("--data", data), ("--checkpoint", checkpoint)], isRoot: comm.isRoot)
             if let plots {
-                try checkOutputs([], inputs: [("--data", data)], isRoot: comm.isRoot)
                 if comm.isRoot { try checkWritableFolder(plots, option: "--plots") }     // a file there, or read-only
-                for name in ["roc.svg", "pr.svg", "roc.png", "pr.png"] {                   // a run's curves are its results
+                for name in RunLayout.curves {      // a run's curves are its results
                     if let what = runFileKind(plots + "/" + name), FileManager.default.fileExists(atPath: plots + "/" + name) {
                         throw InputError(file: plots + "/" + name, "--plots would overwrite \(what); choose another folder")
                     }
@@ -53,7 +52,7 @@ struct Evaluate: ParsableCommand {
             printMetricsTable(report, log: log, title: "\(data) (\(trials.count) trials)")
             // No output may replace a file this command read; checked for all before the first is written.
             try FilesRead.refuseOverwriting([json.map { ("--json", $0) }, self.report.map { ("--report", $0) }].compactMap { $0 }
-                                            + (plots.map { d in ["roc.svg", "pr.svg", "roc.png", "pr.png"].map { ("--plots", d + "/" + $0) } } ?? []))
+                                            + (plots.map { d in RunLayout.curves.map { ("--plots", d + "/" + $0) } } ?? []))
             if let plots { try writeCurves(scores: scores, labels: labels, dir: plots) }
             if let reportPath = self.report { try writeOutcomeReport(report, path: reportPath, phase: phase, data: data, checkpoint: checkpoint) }
             if let json {

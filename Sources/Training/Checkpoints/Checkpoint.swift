@@ -262,7 +262,7 @@ public enum Checkpoints {
     /// The checkpoint JSON paths of `dir`, newest step first.
     public static func list(dir: String) -> [String] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
-        return names.filter { $0.hasPrefix("step-") && $0.hasSuffix(".json") }.sorted(by: >).map { dir + "/" + $0 }
+        return names.filter(RunLayout.isCheckpointMetadata).sorted(by: >).map { dir + "/" + $0 }
     }
 
     /// Newest valid checkpoint of `dir`; damaged newer ones are skipped and reported through `log`.

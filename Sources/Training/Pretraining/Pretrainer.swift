@@ -274,8 +274,7 @@ public final class Pretrainer {
             Checkpoints.prune(dir: checkpointDir, keep: spec.checkpoint.keepLast, protected: bestCheckpoint)
         } catch {
             let own = Checkpoints.name(step: stepsDone) + ".json"
-            let earlier = ((try? FileManager.default.contentsOfDirectory(atPath: checkpointDir)) ?? [])
-                .contains { $0.hasPrefix("step-") && $0.hasSuffix(".json") && $0 != own }
+            let earlier = Checkpoints.list(dir: checkpointDir).contains { URL(fileURLWithPath: $0).lastPathComponent != own }
             comm.abort(message: "writing checkpoint at step \(stepsDone) failed: \(error) (\(earlier ? "previous checkpoints are intact" : "no checkpoint was written before it"))", code: 1)
         }
         comm.barrier()
