@@ -100,7 +100,7 @@ public enum ConfigSchema {
         ConfigKey(path: "finetune.lora_lr", kind: .double(0...10), defaultValue: .double(1e-3), doc: "Learning rate of the LoRA adapters."),
         ConfigKey(path: "finetune.weight_decay", kind: .double(0...10), defaultValue: .double(0.01), doc: "Weight decay (AdamW) of head and LoRA."),
         ConfigKey(path: "finetune.epochs", kind: .int(1...10_000), defaultValue: .int(20), doc: "Fine-tuning epochs; the epoch with the best validation select_metric is kept."),
-        ConfigKey(path: "finetune.batch", kind: .int(1...100_000), defaultValue: .int(32), doc: "Global fine-tuning batch."),
+        ConfigKey(path: "finetune.batch", kind: .int(1...100_000), defaultValue: .int(32), doc: "Global fine-tuning batch, dealt to the ranks (every trial once per epoch, the last batch smaller; a rank dealt no row adds a zero gradient: any world size takes the same steps)."),
         ConfigKey(path: "finetune.select_metric", kind: .string(allowed: ["pr_auc", "roc_auc", "f1"]), defaultValue: .string("pr_auc"),
                   doc: "Validation metric that selects the fine-tuned model."),
         ConfigKey(path: "finetune.seed", kind: .int(0...Int(Int32.max)), defaultValue: .int(1), doc: "Seed of head/LoRA initialisation and data order."),

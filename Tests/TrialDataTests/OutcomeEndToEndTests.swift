@@ -7,6 +7,43 @@ import XCTest
 /// Fine-tune (no-pretraining ablation, one epoch) on a small labelled CSV, then `evaluate` and `predict` on a
 /// CSV that no feature store holds: it is featurized on the fly, and the JSON and CSV surfaces are complete.
 final class OutcomeEndToEndTests: XCTestCase {
+    /// Fine-tuning on 3 ranks takes the steps of 1 rank: every trial once per epoch, also in a last batch smaller
+    /// than the world size (10 trials in batches of 4: 4, 4, 2), and with fewer training trials than ranks (2: one
+    /// batch, one rank dealt nothing). Those rows had been dropped, and 2 trials on 3 ranks trained nothing (loss 0).
+    func testFinetuneOnThreeRanksTakesTheStepsOfOne() throws {
+        let dir = try scratchDirectory("outcome-ranks")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try writeCSVSubset(from: repoRoot + "/data/top/phase_I_train.csv", rows: 0..<10, to: dir + "/train10.csv")
+        try writeCSVSubset(from: repoRoot + "/data/top/phase_I_train.csv", rows: 0..<2, to: dir + "/train2.csv")
+        try writeCSVSubset(from: repoRoot + "/data/top/phase_I_valid.csv", rows: 0..<12, to: dir + "/valid.csv")
+        let cladmop = releaseOrDebugProduct("cladmop")
+        let sets = smallFinetuneSettings(dir: dir, ["finetune.epochs=2", "finetune.ensemble=1", "finetune.select_latest=0", "finetune.batch=4"])
+        func records(_ run: String) throws -> [[String: Any]] {
+            try String(contentsOfFile: run + "/metrics.jsonl", encoding: .utf8).split(separator: "\n")
+                .compactMap { try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+                .filter { $0["type"] as? String == "finetune" }
+        }
+        for train in ["train10", "train2"] {
+            var runs: [[[String: Any]]] = []
+            for np in [1, 3] {
+                let run = dir + "/\(train)-np\(np)"
+                let r = try mpirun(np: np, executable: cladmop, arguments: ["finetune", "--pretrained", "none", "--train", dir + "/\(train).csv",
+                                                                           "--valid", dir + "/valid.csv", "--run-dir", run] + sets, timeout: 600)
+                XCTAssertEqual(r.status, 0, r.output)
+                runs.append(try records(run))
+            }
+            XCTAssertEqual(runs[0].count, 2, train); XCTAssertEqual(runs[1].count, 2, train)
+            for (one, three) in zip(runs[0], runs[1]) {
+                let a = one["train_loss"] as? Double ?? .nan, b = three["train_loss"] as? Double ?? .nan
+                XCTAssertGreaterThan(a, 0.1, "\(train): a real loss")
+                XCTAssertEqual(b, a, accuracy: 1e-4 * a, "\(train) epoch \(one["epoch"] ?? "?"): 3 ranks \(b), 1 rank \(a)")
+                for key in ["valid_pr_auc", "valid_roc_auc"] {
+                    XCTAssertEqual(three[key] as? Double ?? .nan, one[key] as? Double ?? -1, accuracy: 1e-9, "\(train) \(key)")
+                }
+            }
+        }
+    }
+
     func testFinetuneEvaluatePredictOnAnUnseenCSV() throws {
         let dir = try scratchDirectory("outcome")
         defer { try? FileManager.default.removeItem(atPath: dir) }

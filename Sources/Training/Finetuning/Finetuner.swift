@@ -318,21 +318,27 @@ public final class Finetuner {
             let order = rng.permutation(train.count)
             var lossSum = 0.0, batches = 0
             var start = 0
-            while start + max(comm.size, 1) <= train.count {
+            // Every trial once per epoch, in batches of finetune.batch (the last one smaller) dealt to the ranks as
+            // `shard` does: a rank dealt no row (a batch smaller than the world size) adds a zero gradient, so any
+            // world size takes the steps of one rank.
+            while start < train.count {
                 let end = min(start + batchSize, train.count)
                 let b = end - start
                 let rows = shard(b, rank: comm.rank, of: comm.size).map { train[order[start + $0]] }
                 start = end
                 arena.reset(); p.zeroGrads()
-                let batch = builder.batch(rows)
-                let (logits, backward) = outcome.forward(batch, arena: arena)
-                let labels = rows.map { Float($0.checkedLabel) }
-                let dz = arena.allocate(rows.count)
-                var loss = [Double(labels.withUnsafeBufferPointer {
-                    weightedBCE(logits: logits, labels: $0.baseAddress!, count: rows.count, positiveWeight: w1, negativeWeight: w0, dz: dz)
-                } * Float(rows.count) / Float(b))]
-                for i in 0..<rows.count { dz[i] *= Float(rows.count) / Float(b) }   // mean over the global batch
-                backward(dz)
+                var loss = [0.0]
+                if !rows.isEmpty {
+                    let batch = builder.batch(rows)
+                    let (logits, backward) = outcome.forward(batch, arena: arena)
+                    let labels = rows.map { Float($0.checkedLabel) }
+                    let dz = arena.allocate(rows.count)
+                    loss[0] = Double(labels.withUnsafeBufferPointer {
+                        weightedBCE(logits: logits, labels: $0.baseAddress!, count: rows.count, positiveWeight: w1, negativeWeight: w0, dz: dz)
+                    } * Float(rows.count) / Float(b))
+                    for i in 0..<rows.count { dz[i] *= Float(rows.count) / Float(b) }   // mean over the global batch
+                    backward(dz)
+                }
                 comm.allReduceSum(p.grads + outcome.trainableOffset, count: p.count - outcome.trainableOffset)
                 loss.withUnsafeMutableBufferPointer { comm.allReduceSum($0.baseAddress!, count: 1) }
                 // Every rank stops here alike on a non-finite loss or norm (a NaN model would be selected by the
