@@ -20,7 +20,7 @@ public enum ConfigSchema {
         ConfigKey(path: "data.feature_store", kind: .string(allowed: nil), defaultValue: .string("data/features/top.store"),
                   doc: "Feature store written by `cladmop featurize` and read by training."),
         ConfigKey(path: "data.validation_fraction", kind: .double(0.01...0.5), defaultValue: .double(0.12),
-                  doc: "Share of the SCT corpus, latest NCT ids first, held out for validation (SPEC: 10-15 %)."),
+                  doc: "Share of the SCT corpus, latest NCT ids first, held out for validation (SPEC: 10-15 %; at least 2 trials, or pretraining refuses to start)."),
         ConfigKey(path: "data.exclude_csvs", kind: .stringList, defaultValue: .strings([]),
                   doc: "TOP CSVs whose trials are also kept out of pretraining (e.g. the validation file a fine-tuned model is reported on: SCT holds only successes, so a pretrained model has seen them)."),
         ConfigKey(path: "data.sct_phases", kind: .phaseList, defaultValue: .strings([]),

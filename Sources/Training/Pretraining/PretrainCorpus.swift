@@ -45,6 +45,17 @@ public struct PretrainSetup {
             throw InputError(file: file, line: t.source.line, "trial \(t.nctid) has no label (in \(data.featureStore)); pretraining takes the successful trials (label 1) of data.files, so every row needs 0 or 1")
         }
         let corpus = SCTCorpus(trials: rows, excluded: excluded, validationFraction: data.validationFraction)
+        let (trainCount, validCount) = (corpus.train.count, corpus.validation.count)
+        guard trainCount + validCount > 0 else {
+            throw InputError("no successful trial is left for pretraining: data.files hold \(rows.count) row(s) in \(data.featureStore)"
+                             + (phases.isEmpty ? "" : " of phases \(phases)") + ", none both labelled 1 and outside data.exclude_file / data.exclude_csvs "
+                             + "(\(corpus.report.dropFirst().dropLast().map { $0.trimmingCharacters(in: .whitespaces) }.joined(separator: "; ")))")
+        }
+        // The validation loss and retrieval contrast each validation trial with the others; best.json needs one.
+        guard validCount >= 2 else {
+            throw InputError("data.validation_fraction = \(data.validationFraction) of the \(trainCount + validCount) SCT trials gives \(validCount) "
+                             + "validation trial(s); validation needs at least 2 (raise data.validation_fraction or add successful trials to data.files)")
+        }
         train = corpus.train
         validation = corpus.validation
         corpusReport = corpus.report
