@@ -85,6 +85,21 @@ public final class Pretrainer {
         guard meta.globalBatch == globalBatch else {
             throw InputError(file: path, "checkpoint used train.global_batch = \(meta.globalBatch); resuming needs the same global batch (now \(globalBatch))")
         }
+        // The trajectory goes on: the epoch's order at the saved position comes from train.seed (another seed would show
+        // some trials twice and others never), the optimizer's moments from optimizer.name.
+        let was = meta.spec
+        var changed: [String] = []
+        if was.train.seed != spec.train.seed { changed.append("train.seed = \(was.train.seed) in the checkpoint, \(spec.train.seed) now") }
+        if was.optimizer.name != spec.optimizer.name {
+            changed.append("optimizer.name = \(was.optimizer.name.rawValue) in the checkpoint, \(spec.optimizer.name.rawValue) now")
+        }
+        guard changed.isEmpty else {
+            throw InputError(file: path, "resuming continues the checkpoint's data order and optimizer state: \(changed.joined(separator: "; ")); "
+                             + "keep them, or start a new run (another --run-dir, or --overwrite)")
+        }
+        if comm.isRoot && was.optimizer != spec.optimizer {
+            log("resume: optimizer settings differ from the checkpoint's (config.yaml records the new ones); the optimizer goes on from its state with them")
+        }
         try Checkpoints.restore(tensors, into: params, optimizer: optimizer)
         optimizer.restore(step: meta.optimizerStep)
         stepsDone = meta.step
