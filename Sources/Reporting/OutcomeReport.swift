@@ -18,6 +18,7 @@ public func printMetricsTable(_ r: EvaluationReport, log: (String) -> Void, titl
     for (name, d) in rows {
         log("| \(name) | \(d.n) | \(c(d.prAUC)) | \(c(d.rocAUC)) | \(c(d.f1)) | \(c(d.f1AtThreshold)) | \(c(d.accuracy)) |")
     }
+    if r.zeroShot == true { log("F1 (thr): at the F1-best threshold of these trials (zero-shot: no selection trials, so optimistic)") }
 }
 
 /// ROC and precision-recall curves of `scores` as SVG files.
@@ -58,7 +59,10 @@ public func writeOutcomeReport(_ report: EvaluationReport, path: String, phase: 
     func c(_ m: MetricSummary) -> String { cell(m, "%.3f ± %.3f") }
     var md = "# Outcome prediction\(phase.map { ", phase \($0)" } ?? "")\n\n"
     md += "Checkpoint `\(checkpoint)`, evaluated on `\(data)` (\(r.n) trials, \(r.positives) successful); "
-    md += "mean ± std over 10 resamples of 80 % of the rows. F1 at 0.5; F1 (thr) at the threshold the run chose on its selection trials (best.json; on out-of-fold scores for a cross-fitted run).\n\n"
+    md += "mean ± std over 10 resamples of 80 % of the rows. F1 at 0.5; F1 (thr) "
+    md += report.zeroShot == true
+        ? "at the F1-best threshold of these trials themselves (a pretraining checkpoint scored zero-shot has no selection trials: optimistic).\n\n"
+        : "at the threshold the run chose on its selection trials (best.json; on out-of-fold scores for a cross-fitted run).\n\n"
     md += "| Method | F1 | F1 (thr) | PR-AUC | ROC-AUC | ACC |\n|---|---|---|---|---|---|\n"
     md += "| **this run** | \(c(r.f1)) | \(c(r.f1AtThreshold)) | \(c(r.prAUC)) | \(c(r.rocAUC)) | \(c(r.accuracy)) |\n"
     if let nd = report.newDiseases {
