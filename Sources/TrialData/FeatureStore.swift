@@ -198,7 +198,7 @@ public final class FeatureStore {
         append(version); append(UInt32(3)); append(UInt64(dim)); append(UInt64(sentenceCount))
         append(UInt64(meta.count)); append(UInt64(payloadOffset)); append(sum)
         let dir = URL(fileURLWithPath: path).deletingLastPathComponent().path
-        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try makeDirectory(dir, option: "the feature store's folder")
         // A store rebuilt replaces the stale or damaged store it opened; a file this process read as anything else stays.
         try writeFileAtomically(path, replacingFileReadAs: FeatureStore.readAs) { h in
             try h.write(contentsOf: header)

@@ -31,7 +31,13 @@ public func storeContaining(_ csvs: [String], spec: RunSpec, hierarchy: ICD10Hie
     let key = String(Data(keyText.utf8).withUnsafeBytes { checksum64($0) }, radix: 16)
     let cache = URL(fileURLWithPath: main).deletingLastPathComponent().path + "/cache/\(key).store"
     if let s = try? FeatureStore(path: cache), holds(s) { return s }
-    if comm.isRoot { log("featurize: \(csvs.joined(separator: ", ")) not in \(main); featurizing into \(cache)") }
+    if comm.isRoot {
+        // Before any sentence is encoded (minutes on a large file): the store would be written there at the end.
+        let folder = URL(fileURLWithPath: cache).deletingLastPathComponent().path
+        try checkWritableFolder(folder, option: "the cache folder of data.feature_store (\(csvs.joined(separator: ", ")) is not in \(main))")
+        try makeDirectory(folder, option: "the cache folder of data.feature_store")
+        log("featurize: \(csvs.joined(separator: ", ")) not in \(main); featurizing into \(cache)")
+    }
     _ = try featurize(comm: comm, paths: csvs, output: cache,
                       makeEncoder: { try BertEncoder(modelDir: spec.encoder.modelDir, maxLength: spec.encoder.maxTokens, precision: precision) },
                       hierarchy: hierarchy, skipBadRows: spec.data.skipBadRows, batchTokens: spec.encoder.batchTokens,
