@@ -47,6 +47,8 @@ public final class ParameterArena {
     public private(set) var grads: UnsafeMutablePointer<Float>
     public private(set) var isFinalized = false
     private var staging: [Float] = []
+    /// Only counts (`ParameterArena.counting()`): `register` records shapes; nothing is initialised or allocated.
+    private var countOnly = false
     private var rng: RNG
     private var byName: [String: Int] = [:]
 
@@ -54,6 +56,14 @@ public final class ParameterArena {
         rng = RNG(seed: seed)
         values = .allocate(capacity: 1)
         grads = .allocate(capacity: 1)
+    }
+
+    /// An arena that sizes a model without building it: `register` records the shapes and `count` adds them up;
+    /// its values are never allocated (it is never finalized, and no forward may run on it).
+    public static func counting() -> ParameterArena {
+        let p = ParameterArena(seed: 0)
+        p.countOnly = true
+        return p
     }
 
     deinit {
@@ -108,6 +118,8 @@ public final class ParameterArena {
         let ref = ParamRef(index: entries.count, offset: count, count: n)
         entries.append(Entry(name: name, shape: shape, offset: count, count: n, group: group))
         byName[name] = ref.index
+        count += n
+        if countOnly { return ref }
         switch initializer {
         case .zeros: staging.append(contentsOf: repeatElement(0, count: n))
         case .ones: staging.append(contentsOf: repeatElement(1, count: n))
@@ -116,13 +128,12 @@ public final class ParameterArena {
             let bound = 1 / Float(fanIn).squareRoot()
             for _ in 0..<n { staging.append(rng.uniform(-bound, bound)) }
         }
-        count += n
         return ref
     }
 
     /// Allocates the value and gradient arenas (64-byte aligned) and zeroes the gradients.
     public func finalize() {
-        precondition(!isFinalized)
+        precondition(!isFinalized && !countOnly)
         values.deallocate(); grads.deallocate()
         let raw = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * 4, alignment: 64)
         values = raw.bindMemory(to: Float.self, capacity: max(count, 1))

@@ -39,20 +39,16 @@ public func runTrainingBenchmark(spec: RunSpec, comm: Communicator) throws -> Tr
     let variable = bench.variableLengths
     let globalBatch = spec.train.globalBatch
     try requireRowPerRank(globalBatch: globalBatch, worldSize: comm.size)
-    // Bounded up front: a rough per-row size of the synthetic inputs and the activations a step keeps (each
-    // layer ~12 widths of d per token), against this machine's memory.
-    let m = spec.model, localRows = (globalBatch + comm.size - 1) / comm.size
-    let rows = spec.train.chunkSize > 0 ? min(spec.train.chunkSize, localRows) : localRows
-    let tokens = Double(m.molLayers * lmMax + m.disLayers * lcMax) + 3 * Double(m.groupingLayers * (m.selfLayers + 1) * m.centroids + lmMax + lcMax + lsMax)
-    let bytesPerRow = (tokens * Double(m.dim) * 12 + 3 * Double(lsMax * e)) * 4
-    let available = Double(ProcessInfo.processInfo.physicalMemory) * 0.8 / Double(max(comm.size, 1))
-    guard Double(rows) * bytesPerRow <= available else {
-        throw InputError(String(format: "train.global_batch = %d (%d rows per rank at once) needs about %.1f GiB per rank at this shape; this machine has %.1f GiB per rank: use a smaller global batch or set train.chunk_size",
-                                globalBatch, rows, Double(rows) * bytesPerRow / 1_073_741_824, available / 1_073_741_824))
-    }
     let icdSizes = Array([22, 284, 1917, 10262, 17924, 27407, 40074].prefix(spec.model.icdDepth))
     let config = ModelConfig(spec.model, loss: spec.loss, encoderDim: e, molVocab: 100, maxMolecules: 8, icdTableSizes: icdSizes,
                              categoryCount: icdSizes.count >= 3 ? icdSizes[2] + 1 : 2)
+    // Bounded up front, against this machine's memory.
+    let localRows = (globalBatch + comm.size - 1) / comm.size
+    try MemoryBudget.require(parameters: MemoryBudget.parameterCount(config),
+                             rows: spec.train.chunkSize > 0 ? min(spec.train.chunkSize, localRows) : localRows,
+                             bytesPerRow: MemoryBudget.activationBytesPerRow(config, molTokens: lmMax, codes: lcMax, sentences: lsMax),
+                             rowsKey: "train.global_batch = \(globalBatch) over \(comm.size) rank(s), train.chunk_size = \(spec.train.chunkSize)",
+                             hint: "use a smaller model or global batch, or set train.chunk_size", comm: comm)
     let step = ContrastiveStep(config, spec: spec, comm: comm, faults: .none)
     let precision = resolvedPrecision(spec.train.precision, key: "train.precision", comm: comm)
     step.params.setPrecision(precision)

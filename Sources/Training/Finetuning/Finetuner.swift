@@ -163,6 +163,11 @@ public final class Finetuner {
         builder = try BatchBuilder(store: store, hierarchy: hierarchy, space: space)
         if let pretrainedPath { try builder.requireTables(of: modelConfig, checkpoint: pretrainedPath) }
         let f = spec.finetune
+        try MemoryBudget.require(parameters: MemoryBudget.parameterCount(modelConfig), rows: (f.batch + comm.size - 1) / comm.size,
+                                 bytesPerRow: MemoryBudget.activationBytesPerRow(
+                                    modelConfig, molTokens: space.maxMolTokens, codes: space.maxCodes, sentences: space.maxSentences),
+                                 rowsKey: "finetune.batch = \(f.batch) over \(comm.size) rank(s)",
+                                 hint: pretrainedPath == nil ? "use a smaller model (model.*) or finetune.batch" : "use a smaller finetune.batch", comm: comm)
         let pct = Int((latest * 100).rounded())
         let auxNote = auxFiles.isEmpty ? "" : " + auxiliary \(auxFiles.joined(separator: ", ")) (\(auxiliary.count) trials)"
         let head = OutcomeHeadSpec(loraRank: f.loraRank, loraAlpha: Float(f.loraAlpha), loraCross: f.loraCross, loraSelf: f.loraSelf,

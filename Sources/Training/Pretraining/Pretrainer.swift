@@ -46,7 +46,21 @@ public final class Pretrainer {
         totalSteps = train.maxSteps > 0 ? min(train.maxSteps, epochSteps) : epochSteps
         space = FeatureSpace(trials: setup.train, data: spec.data, model: spec.model, hierarchy: setup.hierarchy)
         builder = try BatchBuilder(store: setup.store, hierarchy: setup.hierarchy, space: space)
-        step = ContrastiveStep(ModelConfig(spec.model, loss: spec.loss, builder: builder), spec: spec, comm: comm, faults: faults)
+        let config = ModelConfig(spec.model, loss: spec.loss, builder: builder)
+        let localRows = (globalBatch + comm.size - 1) / comm.size, data = spec.data
+        let parameters = MemoryBudget.parameterCount(config)
+        let memory = try MemoryBudget.require(parameters: parameters,
+                                 rows: train.chunkSize > 0 ? min(train.chunkSize, localRows) : localRows,
+                                 bytesPerRow: MemoryBudget.activationBytesPerRow(config, molTokens: data.maxMolTokens, codes: data.maxCodes,
+                                                                                 sentences: data.maxSentences),
+                                 rowsKey: "train.global_batch = \(globalBatch) over \(comm.size) rank(s), train.chunk_size = \(train.chunkSize)",
+                                 hint: "use a smaller model (model.*), fewer sentences, codes or molecule tokens per trial (data.max_*), or set train.chunk_size",
+                                 comm: comm)
+        if comm.isRoot {
+            log(String(format: "pretrain: %d parameters; about %.2f GiB per rank with activations (estimate; %.1f GiB per rank available)",
+                       parameters, memory / 1_073_741_824, MemoryBudget.bytesPerRank(comm) / 1_073_741_824))
+        }
+        step = ContrastiveStep(config, spec: spec, comm: comm, faults: faults)
         model = step.model; params = step.params; optimizer = step.optimizer
     }
 

@@ -1,0 +1,49 @@
+import Communication
+import Foundation
+import Model
+import NN
+import Support
+
+/// What a training replica holds at once, roughly, against its node's memory: a configuration that cannot fit is
+/// refused before anything is allocated (exit 2, naming the keys), instead of an allocation failure or the kernel's
+/// OOM killer mid-run.
+public enum MemoryBudget {
+    /// Bytes of activations one row keeps for backward: each layer ~12 widths of d per token (molecule and code
+    /// encoders; grouping and self-attention over the centroids and the sentences' levels), plus the row's sentence
+    /// vectors at 3 levels.
+    public static func activationBytesPerRow(_ m: ModelConfig, molTokens: Int, codes: Int, sentences: Int) -> Double {
+        let tokens = Double(m.molLayers * molTokens + m.disLayers * codes)
+            + 3 * Double(m.groupingLayers * (m.selfLayers + 1) * m.centroids + molTokens + codes + sentences)
+        return (tokens * Double(m.dim) * 12 + 3 * Double(sentences * m.encoderDim)) * 4
+    }
+
+    /// Parameters of the DM branch of `config`, counted without building it.
+    public static func parameterCount(_ config: ModelConfig) -> Int {
+        let arena = ParameterArena.counting()
+        _ = CLaDMoP(config, params: arena)
+        return arena.count
+    }
+
+    /// Bytes each rank of this node may use: 80 % of the node's memory over its ranks (OpenMPI's
+    /// OMPI_COMM_WORLD_LOCAL_SIZE; without it, every rank of the job counts as local).
+    public static func bytesPerRank(_ comm: Communicator) -> Double {
+        let local = ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap { Int($0) } ?? comm.size
+        return Double(ProcessInfo.processInfo.physicalMemory) * 0.8 / Double(max(local, 1))
+    }
+
+    /// Refuses a replica of `parameters` parameters (values, gradients, two optimizer moments: 16 bytes each) that
+    /// keeps the activations of `rows` rows at once, when it exceeds this rank's share of the node's memory; returns
+    /// the estimate in bytes. `rowsKey` names what sets the rows; `hint` says what to lower.
+    @discardableResult
+    public static func require(parameters: Int, rows: Int, bytesPerRow: Double, rowsKey: String, hint: String, comm: Communicator) throws -> Double {
+        let parameterBytes = Double(parameters) * 16, activationBytes = Double(rows) * bytesPerRow
+        let available = bytesPerRank(comm)
+        func gib(_ bytes: Double) -> String { String(format: "%.1f GiB", bytes / 1_073_741_824) }
+        guard parameterBytes + activationBytes <= available else {
+            throw InputError("this model needs about \(gib(parameterBytes + activationBytes)) per rank (\(gib(parameterBytes)) for \(parameters) parameters "
+                             + "with their gradients and optimizer moments, \(gib(activationBytes)) of activations for \(rows) rows at once: \(rowsKey)); "
+                             + "this machine has \(gib(available)) per rank: \(hint)")
+        }
+        return parameterBytes + activationBytes
+    }
+}
