@@ -74,6 +74,9 @@ public final class Finetuner {
             let sorted = trainKept.sorted { $0.nctid < $1.nctid }
             let cut = Int((Double(sorted.count) * (1 - latest)).rounded())
             let selecting = Array(sorted[cut...])
+            guard !selecting.isEmpty else {
+                throw InputError(file: trainFile, "finetune.select_latest = \(latest) of its \(sorted.count) trial(s) (held-out ones removed) selects none; raise it or give more trials")
+            }
             let selected = Set(selecting.map(\.nctid))
             train = Array(sorted[..<cut]) + validKept.filter { !selected.contains($0.nctid) }
             valid = selecting
@@ -126,6 +129,9 @@ public final class Finetuner {
             : [(trainFile, "", train), (validFile, "", valid)]
         for (file, which, rows) in partitions.isEmpty ? sets : [] {
             let positives = rows.filter { $0.label == 1 }.count
+            guard !rows.isEmpty else {
+                throw InputError(file: file, "\(which.isEmpty ? "has" : which + " have") no trial left after removing held-out trials (data.exclude_file); fine-tuning and model selection need trials of both classes")
+            }
             guard positives > 0, positives < rows.count else {
                 throw InputError(file: file, "\(which.isEmpty ? "has" : which + " have") only one class after removing held-out trials (\(positives) successful, \(rows.count - positives) failed); fine-tuning and model selection need both")
             }
