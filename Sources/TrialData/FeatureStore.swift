@@ -157,7 +157,10 @@ public final class FeatureStore {
             for name in decoded.identity.sources.keys.sorted() where expected.sources[name] == nil {
                 why.append("the store also holds \(name), not asked for")
             }
-            throw refuse("stale feature store (\(why.joined(separator: "; ")))")
+            // A store of other files (the bundled one, say) is better kept: the rebuild would replace it.
+            let otherFiles = Set(decoded.identity.sources.keys) != Set(expected.sources.keys)
+            throw InputError(file: path, "stale feature store (\(why.joined(separator: "; "))); \(hint)"
+                             + (otherFiles ? " (it would replace this store's \(decoded.identity.sources.count) file(s); to keep it, featurize into another --output and set data.feature_store to that store)" : ""))
         }
         identity = decoded.identity
         self.dim = dim
