@@ -97,6 +97,21 @@ struct ConfigOptions: ParsableArguments {
 
     /// The typed, validated specification (the only way commands read configuration values).
     func load(_ comm: Communicator) throws -> RunSpec { try resolve(comm).1 }
+
+    /// The specification for scoring a checkpoint (evaluate, predict, embed), which reads only the keys below: the
+    /// checkpoint fixes the model, its input space and its training. A --set of any other key is announced as
+    /// having no effect (it had been ignored without a word).
+    func loadForScoring(_ comm: Communicator) throws -> RunSpec {
+        let spec = try load(comm)
+        let read = ["encoder.", "data.feature_store", "data.icd_hierarchy", "data.skip_bad_rows"]
+        let ignored = overrides.map { String($0.prefix { $0 != "=" }).trimmingCharacters(in: .whitespaces) }
+            .filter { key in !read.contains { key.hasPrefix($0) } }
+        if comm.isRoot && !ignored.isEmpty {
+            log("warning: --set \(ignored.joined(separator: ", ")): no effect here; the checkpoint fixes the model, its inputs and its training "
+                + "(scoring reads encoder.*, data.feature_store, data.icd_hierarchy and data.skip_bad_rows)")
+        }
+        return spec
+    }
 }
 
 /// Prints a line on rank 0's stderr-free log (stdout), flushed.

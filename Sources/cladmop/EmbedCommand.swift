@@ -20,7 +20,7 @@ struct Embed: ParsableCommand {
     func run() throws {
         runJob { comm in
             try checkOutputs([("--output", output)], inputs: [("--data", data), ("--checkpoint", checkpoint)], isRoot: comm.isRoot)
-            let spec = try options.load(comm)
+            let spec = try options.loadForScoring(comm)
             let loaded = try LoadedCheckpoint(checkpoint)
             let (rows, builder) = try loaded.rows(of: data, spec: spec, comm: comm, labels: .optional, log: log)
             let levelIndex = ["coarse", "medium", "fine"].firstIndex(of: level)!

@@ -37,7 +37,7 @@ struct Evaluate: ParsableCommand {
                     }
                 }
             }
-            let scored = try scoreCSV(checkpoint: checkpoint, csv: data, spec: try options.load(comm), comm: comm, outOfFold: outOfFold, log: log)
+            let scored = try scoreCSV(checkpoint: checkpoint, csv: data, spec: try options.loadForScoring(comm), comm: comm, outOfFold: outOfFold, log: log)
             guard comm.isRoot else { return }
             let (trials, scores, threshold) = (scored.trials, scored.scores, scored.threshold)
             guard !trials.isEmpty else { throw InputError(file: data, "has no trial rows; nothing to evaluate") }
