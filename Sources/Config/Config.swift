@@ -12,8 +12,7 @@ public enum ConfigKind: Sendable {
     /// Trial phases: a list of 1, 2, 3 or 4 (numbers or strings).
     case phaseList
 
-    public var expectedText: String { expected }
-    var expected: String {
+    public var expected: String {
         switch self {
         case .int(let r): return "an integer in [\(r.lowerBound), \(r.upperBound)]"
         case .double(let r): return "a number in [\(r.lowerBound), \(r.upperBound)]"
@@ -190,13 +189,6 @@ public struct Config: Sendable {
             }
         }
         return out
-    }
-
-    /// Stable hash of the values that change what a model computes (for checkpoints).
-    public func hash(sections: [String]) -> String {
-        let text = ConfigSchema.keys.filter { k in sections.contains { k.path.hasPrefix($0 + ".") } }
-            .map { "\($0.path)=\(values[$0.path]!)" }.joined(separator: "\n")
-        return String(Data(text.utf8).withUnsafeBytes { checksum64($0) }, radix: 16)
     }
 }
 

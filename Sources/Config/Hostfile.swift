@@ -29,13 +29,6 @@ public struct Hostfile {
         }
     }
 
-    public init(text: String, path: String) throws {
-        // LF, CR LF ("\r\n" is one Character) and a lone CR all end a line; a leading byte-order mark is dropped.
-        let body = text.hasPrefix("\u{FEFF}") ? String(text.dropFirst()) : text
-        try self.init(lines: body.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" || $0 == "\r" }).map(String.init),
-                      path: path)
-    }
-
     init(lines: [String], path: String) throws {
         self.path = path
         var hosts: [Host] = [], firstLine: [String: Int] = [:]

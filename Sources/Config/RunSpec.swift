@@ -59,7 +59,7 @@ public struct LossSpec: Codable, Equatable, Sendable {
     public var initialLogScale: Double { logitScale == .learnable ? Foundation.log(1 / 0.07) : tau }
 }
 
-/// `train.*`: the pretraining loop.
+/// `train.*`: the pretraining loop (fine-tuning also reads grad_clip and precision).
 public struct TrainSpec: Codable, Equatable, Sendable {
     public var globalBatch: Int
     public var chunkSize: Int

@@ -72,7 +72,7 @@ public enum ConfigSchema {
         ConfigKey(path: "train.epochs", kind: .int(1...100_000), defaultValue: .int(10), doc: "Epochs over the SCT training split (the last incomplete batch of an epoch is dropped)."),
         ConfigKey(path: "train.max_steps", kind: .int(0...100_000_000), defaultValue: .int(0), doc: "Stop after this many optimizer steps in total (0: no limit)."),
         ConfigKey(path: "train.seed", kind: .int(0...Int(Int32.max)), defaultValue: .int(1), doc: "Seed of the data order: epoch e's order is a permutation seeded by (seed, e), the same for any world size."),
-        ConfigKey(path: "train.grad_clip", kind: .double(0...1e6), defaultValue: .double(1.0), doc: "Clip the global gradient norm to this value (0: no clipping)."),
+        ConfigKey(path: "train.grad_clip", kind: .double(0...1e6), defaultValue: .double(1.0), doc: "Clip the global gradient norm to this value (0: no clipping); pretraining and fine-tuning."),
         ConfigKey(path: "train.log_every", kind: .int(1...1_000_000), defaultValue: .int(10), doc: "Steps between train lines in metrics.jsonl and on the terminal."),
         ConfigKey(path: "train.checksum_every", kind: .int(0...1_000_000), defaultValue: .int(50), doc: "Steps between cross-rank parameter checksums (0: never); a mismatch stops the job."),
         ConfigKey(path: "train.eval_every", kind: .int(1...10_000), defaultValue: .int(1), doc: "Epochs between validation evaluations."),

@@ -260,8 +260,7 @@ func convertToPNG(svgPath: String, pngPath: String) -> Bool {
         }
         return false
     }
-    let dir = URL(fileURLWithPath: pngPath).deletingLastPathComponent().path
-    let tmp = dir + "/." + URL(fileURLWithPath: pngPath).lastPathComponent + ".tmp-\(getpid())"
+    let tmp = temporaryPath(for: pngPath)
     let process = Process()
     process.executableURL = URL(fileURLWithPath: tool)
     process.arguments = ["--format", "png", "--zoom", "2", "--background-color", "white", "--output", tmp, svgPath]

@@ -103,14 +103,20 @@ public enum FilesRead {
 /// `replacingInput` (the files a command deliberately rewrites after reading them: a resumed run's metrics.jsonl,
 /// config.yaml, best.json and checkpoints) or `replacingFileReadAs` names what every read of it was (a feature store
 /// rebuilt over a stale or damaged one it opened, and read as nothing else).
+/// The temporary name an output is written under before its rename: hidden, beside it (the same file system), per
+/// process (`DIR/.NAME.tmp-PID`); cleanups look for this pattern.
+public func temporaryPath(for path: String) -> String {
+    let url = URL(fileURLWithPath: path)
+    return url.deletingLastPathComponent().path + "/." + url.lastPathComponent + ".tmp-\(getpid())"
+}
+
 public func writeFileAtomically(_ path: String, replacingInput: Bool = false, replacingFileReadAs: String? = nil,
                                 _ write: (FileHandle) throws -> Void) throws {
     if !replacingInput, let input = FilesRead.read(at: path), replacingFileReadAs.map({ input.readAs != [$0] }) ?? true {
         throw InputError(file: path, "is \(input.path == path ? "an input" : "the input \(input.path)") this command read; refusing to overwrite it, choose another output path")
     }
-    let url = URL(fileURLWithPath: path)
-    let dir = url.deletingLastPathComponent().path
-    let tmp = dir + "/." + url.lastPathComponent + ".tmp-\(getpid())"
+    let dir = URL(fileURLWithPath: path).deletingLastPathComponent().path
+    let tmp = temporaryPath(for: path)
     guard FileManager.default.createFile(atPath: tmp, contents: nil) else {
         throw InputError(file: path, "cannot create \(tmp): \(String(cString: strerror(errno)))")
     }

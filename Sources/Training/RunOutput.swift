@@ -36,9 +36,15 @@ public final class MetricsLog {
         guard let data = try? readRegularFile(path, what: "metrics log (metrics.jsonl)") else { return [] }
         let decoder = JSONDecoder()
         return data.split(separator: 0x0A, omittingEmptySubsequences: true).compactMap { line in
-            guard let object = try? JSONSerialization.jsonObject(with: line) as? [String: Any], object["type"] as? String == type else { return nil }
+            guard (try? decoder.decode(RecordProbe.self, from: line))?.type == type else { return nil }
             return try? decoder.decode(Record.self, from: line)
         }
+    }
+
+    /// What every record is asked first: its type and step (absent in some records).
+    private struct RecordProbe: Decodable {
+        var type: String?
+        var step: Double?
     }
 
     /// Rewrites metrics.jsonl with the records of steps <= `step` (and those without a step), in their order.
@@ -46,8 +52,7 @@ public final class MetricsLog {
         let data = try readRegularFile(path, what: "metrics log (metrics.jsonl)")
         var kept: [Data] = [], dropped = 0
         for line in data.split(separator: 0x0A, omittingEmptySubsequences: true) {
-            guard let object = try? JSONSerialization.jsonObject(with: line) as? [String: Any],
-                  (object["step"] as? Int).map({ $0 <= step }) ?? true else {
+            guard let record = try? JSONDecoder().decode(RecordProbe.self, from: line), record.step.map({ $0 <= Double(step) }) ?? true else {
                 dropped += 1; continue
             }
             kept.append(line)

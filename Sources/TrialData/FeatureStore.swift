@@ -180,11 +180,6 @@ public final class FeatureStore {
     /// The three levels of sentence `s`, back to back: (3, dim) floats.
     @inline(__always) public func vectors(sentence s: Int) -> UnsafePointer<Float> { payload + s * levelCount * dim }
 
-    /// The Float32 payload (sentences, 3, dim), for content comparisons.
-    public var payloadBytes: UnsafeRawBufferPointer {
-        UnsafeRawBufferPointer(start: payload, count: sentenceCount * levelCount * dim * 4)
-    }
-
     /// Writes a store atomically (temporary file, fsync, rename).
     static func write(path: String, identity: StoreIdentity, dim: Int, trials: [StoredTrial], sourcePaths: [String],
                       skipped: [String], vectors: UnsafePointer<Float>, sentenceCount: Int, sentenceChecksums: [UInt64]? = nil) throws {

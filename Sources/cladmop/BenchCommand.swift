@@ -58,12 +58,8 @@ struct Bench: ParsableCommand {
                 let result = collectiveBenchmark(comm: comm, seconds: seconds)
                 guard comm.isRoot else { return }
                 if json { print(try jsonText(result)); return }
-                print("collectives, \(result.worldSize) ranks on \(result.nodes) node(s) (\(result.transport)), \(result.secondsPerPoint) s per point; bandwidth = buffer bytes / time")
-                print(padded("floats", 10) + padded("allreduce ms", 15) + padded("allreduce GB/s", 15) + padded("allgather ms", 15) + padded("allgather GB/s", 15))
-                for row in result.collectives {
-                    print(String(format: "%10d %14.3f %14.3f %14.3f %14.3f", row.floats, row.allreduceMs, row.allreduceGbytesPerS, row.allgatherMs,
-                                 row.allgatherGbytesPerS))
-                }
+                printCollectivesTable("collectives, \(result.worldSize) ranks on \(result.nodes) node(s) (\(result.transport)), \(result.secondsPerPoint) s per point; bandwidth = buffer bytes / time",
+                                      result.collectives)
                 return
             }
             if encoder {
@@ -140,11 +136,15 @@ func printKernelTable(_ r: KernelBenchmarkResult) {
                      a.backwardMs, a.backwardMedianMs, a.backwardGflops))
     }
     guard r.worldSize > 1 else { print("\n(collectives: run under mpirun -np 2 or more)"); return }
-    print("\ncollectives, \(r.worldSize) rank(s) (\(r.transport)), bandwidth = buffer bytes / time")
-    print(padded("floats", 10) + padded("allreduce ms", 15) + padded("allreduce GB/s", 15) + padded("allgather ms", 15)
-          + padded("allgather GB/s", 15))
-    for row in r.collectives {
-        print(String(format: "%10d %14.3f %14.2f %14.3f %14.2f", row.floats, row.allreduceMs, row.allreduceGbytesPerS, row.allgatherMs,
+    printCollectivesTable("\ncollectives, \(r.worldSize) rank(s) (\(r.transport)), bandwidth = buffer bytes / time", r.collectives)
+}
+
+/// The all-reduce / all-gather rates of `bench --collectives` and of the kernel benchmark, one row per buffer size.
+func printCollectivesTable(_ title: String, _ rows: [KernelBenchmarkResult.CollectiveRate]) {
+    print(title)
+    print(padded("floats", 10) + padded("allreduce ms", 15) + padded("allreduce GB/s", 15) + padded("allgather ms", 15) + padded("allgather GB/s", 15))
+    for row in rows {
+        print(String(format: "%10d %14.3f %14.3f %14.3f %14.3f", row.floats, row.allreduceMs, row.allreduceGbytesPerS, row.allgatherMs,
                      row.allgatherGbytesPerS))
     }
 }

@@ -56,7 +56,7 @@ struct Compare: ParsableCommand {
             }
             guard comm.isRoot else { return }
             print(md, terminator: "")
-            if let output { try writeFileAtomically(output) { try $0.write(contentsOf: Data(md.utf8)) } }
+            if let output { try writeTextFile(output, md) }
         }
     }
 }

@@ -45,7 +45,7 @@ struct ShowConfig: ParsableCommand {
 func configurationMarkdown() -> String {
     var out = "| key | type / allowed | default | meaning |\n|---|---|---|---|\n"
     for k in ConfigSchema.keys {
-        out += "| `\(k.path)` | \(k.kind.expectedText) | `\(k.defaultValue)` | \(k.doc) |\n"
+        out += "| `\(k.path)` | \(k.kind.expected) | `\(k.defaultValue)` | \(k.doc) |\n"
     }
     return out
 }

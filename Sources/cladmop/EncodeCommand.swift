@@ -18,18 +18,26 @@ struct Encode: ParsableCommand {
     @Option(help: "JSON-lines output: {\"text\", \"coarse\", \"medium\", \"fine\"} per input line.")
     var output: String
 
-    @Option(help: "Encoder folder (config.json, vocab.txt, model.safetensors).")
-    var modelDir: String = "models/all-MiniLM-L6-v2"
+    @Option(help: "Encoder folder (config.json, vocab.txt, model.safetensors); default: encoder.model_dir's.")
+    var modelDir: String = Self.schemaDefault("encoder.model_dir").description
 
-    @Option(help: "Maximum WordPiece tokens per text, [CLS] and [SEP] included (8-512, as encoder.max_tokens).")
-    var maxTokens: Int = 256
+    @Option(help: "Maximum WordPiece tokens per text, [CLS] and [SEP] included (as encoder.max_tokens: its range and default).")
+    var maxTokens: Int = { if case .int(let n) = Self.schemaDefault("encoder.max_tokens") { return n }; return 256 }()
 
     @Option(help: "GEMM inputs of the encoder, as encoder.precision: fp32, or bf16 (products accumulated in fp32).")
     var precision: PrecisionSpec = .fp32
 
+    /// The defaults and range are the configuration keys' (Config/Schema.swift), not a second copy.
+    static func schemaDefault(_ path: String) -> ConfigValue { ConfigSchema.key(path)!.defaultValue }
+
     func validate() throws {
-        guard (8...512).contains(maxTokens) else { throw ValidationError("--max-tokens must be in 8...512, as encoder.max_tokens (got \(maxTokens))") }
+        if case .int(let range) = ConfigSchema.key("encoder.max_tokens")!.kind, !range.contains(maxTokens) {
+            throw ValidationError("--max-tokens must be in \(range.lowerBound)...\(range.upperBound), as encoder.max_tokens (got \(maxTokens))")
+        }
     }
+
+    /// One line of the output.
+    struct Line: Encodable { var text: String, coarse: [Float], medium: [Float], fine: [Float] }
 
     func run() throws {
         runJob { comm in
@@ -43,11 +51,12 @@ struct Encode: ParsableCommand {
             defer { out.deallocate() }
             encoder.encode(texts: lines, into: out)
             guard comm.isRoot else { return }
+            let json = JSONEncoder()
+            json.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
             try writeFileAtomically(output) { h in
                 for (i, line) in lines.enumerated() {
-                    func vec(_ level: Int) -> [Double] { (0..<d).map { Double(out[(i * 3 + level) * d + $0]) } }
-                    let obj: [String: Any] = ["text": line, "coarse": vec(0), "medium": vec(1), "fine": vec(2)]
-                    try h.write(contentsOf: JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]))
+                    func vec(_ level: Int) -> [Float] { Array(UnsafeBufferPointer(start: out + (i * 3 + level) * d, count: d)) }
+                    try h.write(contentsOf: json.encode(Line(text: line, coarse: vec(0), medium: vec(1), fine: vec(2))))
                     try h.write(contentsOf: Data("\n".utf8))
                 }
             }

@@ -24,7 +24,7 @@ struct Predict: ParsableCommand {
             let (trials, scores) = (scored.trials, scored.scores)
             var text = "nctid,probability\n"
             for (t, s) in zip(trials, scores) { text += "\(t.nctid),\(String(format: "%.6f", s))\n" }
-            try writeFileAtomically(output) { try $0.write(contentsOf: Data(text.utf8)) }
+            try writeTextFile(output, text)
             if scored.newDisease == nil {
                 log("predict: \(checkpoint) is a pretraining checkpoint: the column is its zero-shot pair-matching score sigmoid(s cos(f_C, f_DM)), not a fine-tuned success probability")
             }

@@ -171,11 +171,6 @@ public final class ParameterArena {
     }
     private var rangesByPrefix: [String: [Range<Int>]] = [:]
 
-    /// Number of floats in non-frozen groups.
-    public var trainableCount: Int {
-        entries.reduce(0) { $0 + (groups[$1.group].frozen ? 0 : $1.count) }
-    }
-
     /// Sum of all values in Float64: compared across ranks to detect replicas that diverged.
     public func checksum() -> Double {
         var s = 0.0, t = 0.0

@@ -6,8 +6,6 @@ import Support
 import TextEncoder
 import TrialData
 
-/// Encodes the distinct criterion sentences of `csv` with the configured encoder; ranks take batches
-/// round-robin (as featurize does). Model loading is not timed.
 /// What `cladmop bench --encoder` measured (JSON keys as written by `--json`).
 public struct EncoderBenchmarkResult: Codable {
     public var encoder: String, sentences: Int, tokens: Int, worldSize: Int, seconds: Double
@@ -18,6 +16,8 @@ public struct EncoderBenchmarkResult: Codable {
     }
 }
 
+/// Encodes the distinct criterion sentences of `csv` with the configured encoder; ranks take batches
+/// round-robin (as featurize does). Model loading is not timed. `sentencesOut`: the sentences, one per line.
 public func encoderBenchmark(spec: RunSpec, csv: String, comm: Communicator, sentencesOut: String?) throws -> EncoderBenchmarkResult {
     let (trials, _) = try readTrials(paths: [csv])
     var seen = Set<String>(), texts: [String] = []
@@ -26,7 +26,7 @@ public func encoderBenchmark(spec: RunSpec, csv: String, comm: Communicator, sen
                               precision: resolvedPrecision(spec.encoder.precision, key: "encoder.precision", comm: comm))
     // Written after the encoder's files were read, so the atomic write also refuses to replace one of them.
     if let sentencesOut {
-        try writeFileAtomically(sentencesOut) { try $0.write(contentsOf: Data(texts.map { $0.replacingOccurrences(of: "\n", with: " ") }.joined(separator: "\n").utf8 + [0x0A])) }
+        try writeTextFile(sentencesOut, texts.map { $0.replacingOccurrences(of: "\n", with: " ") }.joined(separator: "\n") + "\n")
     }
     let tokens = texts.map { enc.tokenizer.encode($0) }
     let batches = BertEncoder.batches(lengths: tokens.map(\.count), maxBatchTokens: spec.encoder.batchTokens)

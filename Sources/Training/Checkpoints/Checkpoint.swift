@@ -240,7 +240,7 @@ public enum Checkpoints {
             }
             if link(from, to) == 0 { continue }
             let reason = String(cString: strerror(errno))
-            let temporary = to + ".tmp-\(getpid())"
+            let temporary = temporaryPath(for: to)
             do {
                 try FileManager.default.copyItem(atPath: from, toPath: temporary)
                 if name == tensorsFile, let checksum, try fileChecksum(temporary).0 != checksum {

@@ -249,7 +249,7 @@ public final class Finetuner {
         }
         if comm.isRoot && !partitions.isEmpty {
             let rows = assignment.map { "\($0.nctid),\($0.fold),\($0.label)\n" }
-            try writeFileAtomically(runDir + "/folds.csv") { try $0.write(contentsOf: Data(("nctid,fold,label\n" + rows.joined()).utf8)) }
+            try writeTextFile(runDir + "/folds.csv", "nctid,fold,label\n" + rows.joined())
         }
         var members: [FinetuneSelection] = []
         var sum = [Double](repeating: 0, count: selecting.count)

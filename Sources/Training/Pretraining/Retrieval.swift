@@ -53,29 +53,16 @@ public func retrievalMetrics(fC: ConstFloatPtr, fDM: ConstFloatPtr, count n: Int
                             top1DMtoC: Double(c1) / d, top5DMtoC: Double(c5) / d)
 }
 
-/// f_C and f_DM of `trials` embedded by `model` (rows sharded over the ranks, `chunk` trials per forward),
-/// gathered, and compared: the retrieval metrics of the whole list (every rank gets them).
+/// f_C and f_DM of `trials` embedded by `model` (`embedTrials`: rows sharded over the ranks, `chunk` trials per
+/// forward, gathered) and compared: the retrieval metrics of the whole list (every rank gets them).
 func embedAndCompare(_ trials: [StoredTrial], builder: BatchBuilder, model: CLaDMoP, comm: Communicator, arena: ActivationArena,
                      chunk: Int, normalize: Bool, tileRows: Int) -> RetrievalMetrics {
-    let e = model.config.encoderDim
-    let mine = shard(trials.count, rank: comm.rank, of: comm.size)
-    let fC = FloatPtr.allocate(capacity: max(mine.count * e, 1)), fDM = FloatPtr.allocate(capacity: max(mine.count * e, 1))
-    defer { fC.deallocate(); fDM.deallocate() }
-    for start in stride(from: mine.lowerBound, to: mine.upperBound, by: chunk) {
-        let end = min(start + chunk, mine.upperBound)
-        let batch = builder.batch(Array(trials[start..<end]))
-        arena.reset()
-        let state = model.forward(batch, arena: arena)
-        let off = (start - mine.lowerBound) * e
-        (fDM + off).update(from: state.fDM, count: batch.count * e)
-        batch.criteriaEmbedding(dim: e, into: fC + off)
-    }
-    let counts = (0..<comm.size).map { shard(trials.count, rank: $0, of: comm.size).count * e }
-    let allC = FloatPtr.allocate(capacity: max(trials.count * e, 1)), allDM = FloatPtr.allocate(capacity: max(trials.count * e, 1))
-    defer { allC.deallocate(); allDM.deallocate() }
-    comm.allGatherV(send: fC, receive: allC, counts: counts)
-    comm.allGatherV(send: fDM, receive: allDM, counts: counts)
+    let x = embedTrials(trials, model: model, builder: builder, level: 2, comm: comm, chunk: chunk, arena: arena)
     arena.reset()
-    return retrievalMetrics(fC: allC, fDM: allDM, count: trials.count, dim: e, logScale: model.params.value(model.logScale)[0],
-                            normalize: normalize, tileRows: tileRows, arena: arena)
+    return x.fC.withUnsafeBufferPointer { c in
+        x.fDM.withUnsafeBufferPointer { dm in
+            retrievalMetrics(fC: c.baseAddress ?? UnsafePointer(bitPattern: 64)!, fDM: dm.baseAddress ?? UnsafePointer(bitPattern: 64)!, count: trials.count, dim: x.encoderDim,
+                             logScale: model.params.value(model.logScale)[0], normalize: normalize, tileRows: tileRows, arena: arena)
+        }
+    }
 }

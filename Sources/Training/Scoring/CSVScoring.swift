@@ -35,7 +35,6 @@ public func storeContaining(_ csvs: [String], spec: RunSpec, hierarchy: ICD10Hie
         // Before any sentence is encoded (minutes on a large file): the store would be written there at the end.
         let folder = URL(fileURLWithPath: cache).deletingLastPathComponent().path
         try checkWritableFolder(folder, option: "the cache folder of data.feature_store (\(csvs.joined(separator: ", ")) is not in \(main))")
-        try makeDirectory(folder, option: "the cache folder of data.feature_store")
         log("featurize: \(csvs.joined(separator: ", ")) not in \(main); featurizing into \(cache)")
     }
     _ = try featurize(comm: comm, paths: csvs, output: cache,

@@ -13,14 +13,13 @@ public struct TrialEmbeddings {
     public var encoderDim: Int, modelDim: Int
 }
 
-/// Embeds every trial of `rows`: ranks take disjoint shards (`shard`), `chunk` trials per forward, and every
-/// rank gets all rows in order.
+/// Embeds every trial of `rows`: ranks take disjoint shards (`shard`), `chunk` trials per forward (in `arena`),
+/// and every rank gets all rows in order.
 public func embedTrials(_ rows: [StoredTrial], model: CLaDMoP, builder: BatchBuilder, level: Int, comm: Communicator,
-                        chunk: Int = 64) -> TrialEmbeddings {
+                        chunk: Int = 64, arena: ActivationArena = ActivationArena()) -> TrialEmbeddings {
     let e = model.config.encoderDim, d = model.config.dim
     let mine = shard(rows.count, rank: comm.rank, of: comm.size)
     var fDM: [Float] = [], fC: [Float] = [], pooled: [Float] = []
-    let arena = ActivationArena()
     for start in stride(from: mine.lowerBound, to: mine.upperBound, by: chunk) {
         let batch = builder.batch(Array(rows[start..<min(start + chunk, mine.upperBound)]))
         arena.reset()

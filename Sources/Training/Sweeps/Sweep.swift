@@ -27,15 +27,10 @@ public struct SweepPoint {
     public init(globalBatch: Int, learningRate: Double, exitStatus: Int, runDir: String) {
         self.globalBatch = globalBatch
         self.learningRate = learningRate
-        var evals: [EvalRecord] = [], summary: SummaryRecord?
-        if let text = try? String(contentsOfFile: runDir + "/metrics.jsonl", encoding: .utf8) {
-            let decoder = JSONDecoder()
-            for line in text.split(separator: "\n") {
-                let data = Data(line.utf8)
-                if let e = try? decoder.decode(EvalRecord.self, from: data), e.type == "eval" { evals.append(e) }
-                if let s = try? decoder.decode(SummaryRecord.self, from: data), s.type == "summary" { summary = s }
-            }
-        }
+        // Through readRegularFile: a failed point's folder may hold anything (a FIFO would block a plain read).
+        let path = runDir + "/metrics.jsonl"
+        let evals = MetricsLog.records(of: "eval", in: path, as: EvalRecord.self)
+        let summary = MetricsLog.records(of: "summary", in: path, as: SummaryRecord.self).last
         let ok = exitStatus == 0 && !evals.isEmpty && summary != nil
         status = ok ? "ok" : "failed"
         guard ok, let summary else { return }
@@ -70,8 +65,8 @@ public func writeSweepReport(dir: String, points: [SweepPoint], title: String) t
     let figure = try writePlot(dir + "/sweep.svg", batchScalingPlot(points, title: title))
     md += "\n" + markdownImage(alt: "batch size vs validation loss", embedded: figure) + "\n\nThe ball's area grows with the epochs to the best validation loss; the learning rate of each point is under its batch size. "
     md += "Converged: early stopping ended the run (no better validation loss for train.patience evaluations); a hollow ball ran out of epochs first, so its best loss is only a bound.\n"
-    try writeFileAtomically(dir + "/sweep.csv") { try $0.write(contentsOf: Data(csv.utf8)) }
-    try writeFileAtomically(dir + "/summary.md") { try $0.write(contentsOf: Data(md.utf8)) }
+    try writeTextFile(dir + "/sweep.csv", csv)
+    try writeTextFile(dir + "/summary.md", md)
 }
 
 /// Figure 8 of the paper as SVG: x = log2 global batch, y = best validation loss, ball radius ~ sqrt(epochs).
