@@ -52,7 +52,7 @@ public enum ConfigSchema {
         ConfigKey(path: "model.grouping_layers", kind: .int(1...8), defaultValue: .int(3), doc: "Grouping layers G per block (centroids c, c/2, c/4, ...)."),
         ConfigKey(path: "model.self_layers", kind: .int(0...8), defaultValue: .int(2), doc: "Self-attention layers S after each grouping layer."),
         ConfigKey(path: "model.centroids", kind: .int(1...1024), defaultValue: .int(100), doc: "Centroid tokens c of the first grouping layer."),
-        ConfigKey(path: "model.icd_depth", kind: .int(1...7), defaultValue: .int(5), doc: "Depths of the ICD-10 tree with their own embedding table (chapter = 1)."),
+        ConfigKey(path: "model.icd_depth", kind: .int(1...7), defaultValue: .int(5), doc: "Depths of the ICD-10 tree with their own embedding table (chapter = 1); data.icd_hierarchy must have nodes down to this depth (and to depth 3, the disease categories)."),
         ConfigKey(path: "model.seed", kind: .int(0...Int(Int32.max)), defaultValue: .int(1), doc: "Seed of the parameter initialisation (rank 0's values are broadcast)."),
         // loss
         ConfigKey(path: "loss.normalize", kind: .bool, defaultValue: .bool(true), doc: "L2-normalise f_C and f_DM before the logits."),

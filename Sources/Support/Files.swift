@@ -97,12 +97,6 @@ public enum FilesRead {
     }
 }
 
-/// Writes `data` to `path` atomically: a temporary file in the same folder, fsync, rename, fsync of the
-/// folder. A crash at any moment leaves either the old file or the new one, never a partial file.
-/// A `path` that is a file this process read (`FilesRead`) is refused (an InputError naming both), unless
-/// `replacingInput` (the files a command deliberately rewrites after reading them: a resumed run's metrics.jsonl,
-/// config.yaml, best.json and checkpoints) or `replacingFileReadAs` names what every read of it was (a feature store
-/// rebuilt over a stale or damaged one it opened, and read as nothing else).
 /// The temporary name an output is written under before its rename: hidden, beside it (the same file system), per
 /// process (`DIR/.NAME.tmp-PID`); cleanups look for this pattern.
 public func temporaryPath(for path: String) -> String {
@@ -110,6 +104,12 @@ public func temporaryPath(for path: String) -> String {
     return url.deletingLastPathComponent().path + "/." + url.lastPathComponent + ".tmp-\(getpid())"
 }
 
+/// Writes `data` to `path` atomically: a temporary file in the same folder, fsync, rename, fsync of the
+/// folder. A crash at any moment leaves either the old file or the new one, never a partial file.
+/// A `path` that is a file this process read (`FilesRead`) is refused (an InputError naming both), unless
+/// `replacingInput` (the files a command deliberately rewrites after reading them: a resumed run's metrics.jsonl,
+/// config.yaml, best.json and checkpoints) or `replacingFileReadAs` names what every read of it was (a feature store
+/// rebuilt over a stale or damaged one it opened, and read as nothing else).
 public func writeFileAtomically(_ path: String, replacingInput: Bool = false, replacingFileReadAs: String? = nil,
                                 _ write: (FileHandle) throws -> Void) throws {
     if !replacingInput, let input = FilesRead.read(at: path), replacingFileReadAs.map({ input.readAs != [$0] }) ?? true {

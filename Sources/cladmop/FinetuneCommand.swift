@@ -33,9 +33,11 @@ struct Finetune: ParsableCommand {
             try checkRunDirectory(runDir, comm: comm, overwrite: overwrite, artifacts: finetuneArtifacts,
                                   inputs: [("--train", train), ("--valid", valid)] + aux.map { ("--aux", $0) } + specInputs(spec),
                                   hint: "replace it with --overwrite or choose another --run-dir")
+            let base = pretrained == "none" ? nil : try PretrainedBase(pretrained)
             let hierarchy = try ICD10Hierarchy(path: spec.data.icdHierarchy)
+            if let base { try hierarchy.requireTables(of: base.meta.model, checkpoint: base.jsonPath) } else { try hierarchy.requireDepth(spec.model.icdDepth) }
             let store = try storeContaining([train, valid] + aux, spec: spec, hierarchy: hierarchy, comm: comm, log: log)
-            let tuner = try Finetuner(spec: spec, comm: comm, pretrained: pretrained == "none" ? nil : pretrained, trainFile: train,
+            let tuner = try Finetuner(spec: spec, comm: comm, pretrained: base, trainFile: train,
                                       validFile: valid, auxFiles: aux, runDir: runDir, store: store, hierarchy: hierarchy, log: log)
             try prepareRunDirectory(runDir, config: config, comm: comm, overwrite: overwrite, artifacts: finetuneArtifacts)
             try tuner.run()

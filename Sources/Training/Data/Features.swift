@@ -34,27 +34,12 @@ public final class BatchBuilder {
     public let tableSizes: [Int]
     public let categoryCount: Int
 
-    /// Refuses a hierarchy without nodes down to `space.icdDepth` and depth 3 (the categories): every code
-    /// has a row at each of those depths' tables.
+    /// Refuses a hierarchy without nodes down to `space.icdDepth` and depth 3 (`ICD10Hierarchy.requireDepth`).
     public init(store: FeatureStore, hierarchy: ICD10Hierarchy, space: FeatureSpace) throws {
-        let needed = max(3, space.icdDepth)
-        guard hierarchy.maxDepth >= needed else {
-            throw InputError(file: hierarchy.path, "has nodes down to depth \(hierarchy.maxDepth) only; expected nodes down to depth \(needed) "
-                             + "(model.icd_depth = \(space.icdDepth); the disease categories are the nodes of depth 3) (data.icd_hierarchy)")
-        }
+        try hierarchy.requireDepth(space.icdDepth)
         self.store = store; self.hierarchy = hierarchy; self.space = space
         tableSizes = Array(hierarchy.nodesPerDepth.prefix(space.icdDepth))
         categoryCount = hierarchy.nodesPerDepth[2] + 1
-    }
-
-    /// A checkpoint's ICD tables are rows of the hierarchy it was trained with: the one read now must give the
-    /// same table sizes and category count, or codes would index other (or missing) rows.
-    public func requireTables(of model: ModelConfig, checkpoint: String) throws {
-        guard tableSizes == model.icdTableSizes && categoryCount == model.categoryCount else {
-            throw InputError(file: hierarchy.path, "gives ICD tables of \(tableSizes) rows (depths 1-\(tableSizes.count)) and \(categoryCount - 1) "
-                             + "categories; \(checkpoint) was trained with \(model.icdTableSizes) and \(model.categoryCount - 1): "
-                             + "data.icd_hierarchy must be the file the checkpoint was trained with")
-        }
     }
 
     /// Molecule tokens (id, molecule position) of a trial; [<none>] when it has no SMILES.
@@ -127,5 +112,29 @@ public final class BatchBuilder {
             }
         }
         return b
+    }
+}
+
+extension ICD10Hierarchy {
+    /// Refuses a tree without nodes down to max(3, `icdDepth`): every code has a row in the table of each depth
+    /// 1...icdDepth, and the disease categories are the nodes of depth 3.
+    public func requireDepth(_ icdDepth: Int) throws {
+        let needed = max(3, icdDepth)
+        guard maxDepth >= needed else {
+            throw InputError(file: path, "has nodes down to depth \(maxDepth) only; expected nodes down to depth \(needed) "
+                             + "(model.icd_depth = \(icdDepth); the disease categories are the nodes of depth 3) (data.icd_hierarchy)")
+        }
+    }
+
+    /// A checkpoint's ICD tables are rows of the hierarchy it was trained with: this one must give the same table
+    /// sizes (depths 1...model.icdTableSizes.count) and category count, or codes would index other (or missing) rows.
+    public func requireTables(of model: ModelConfig, checkpoint: String) throws {
+        try requireDepth(model.icdTableSizes.count)
+        let tableSizes = Array(nodesPerDepth.prefix(model.icdTableSizes.count)), categoryCount = nodesPerDepth[2] + 1
+        guard tableSizes == model.icdTableSizes && categoryCount == model.categoryCount else {
+            throw InputError(file: path, "gives ICD tables of \(tableSizes) rows (depths 1-\(tableSizes.count)) and \(categoryCount - 1) "
+                             + "categories; \(checkpoint) was trained with \(model.icdTableSizes) and \(model.categoryCount - 1): "
+                             + "data.icd_hierarchy must be the file the checkpoint was trained with")
+        }
     }
 }

@@ -23,9 +23,10 @@ extension ModelConfig {
 }
 
 extension FeatureSpace {
-    /// The input space of `data` over `trials` (the SMILES vocabulary is theirs), ICD depth capped by the tree.
-    public init(trials: [StoredTrial], data: DataSpec, model: ModelSpec, hierarchy: ICD10Hierarchy) {
-        self.init(trials: trials, icdDepth: min(model.icdDepth, hierarchy.maxDepth), maxSentences: data.maxSentences,
+    /// The input space of `data` over `trials` (the SMILES vocabulary is theirs): ICD tables of depths
+    /// 1...model.icd_depth (a tree that does not reach it is refused by `BatchBuilder`).
+    public init(trials: [StoredTrial], data: DataSpec, model: ModelSpec) {
+        self.init(trials: trials, icdDepth: model.icdDepth, maxSentences: data.maxSentences,
                   maxMolTokens: data.maxMolTokens, maxMolecules: data.maxMolecules, maxCodes: data.maxCodes)
     }
 }

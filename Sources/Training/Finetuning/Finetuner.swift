@@ -10,6 +10,20 @@ import TrialData
 /// Sorted, joined ICD codes of a trial: its disease combination.
 public func diseaseSet(_ t: StoredTrial) -> String { Set(t.icd.joined()).sorted().joined(separator: "|") }
 
+/// A pretraining checkpoint to fine-tune from, read and verified once (`Checkpoints.load`) before any input is
+/// featurized.
+public struct PretrainedBase {
+    public let jsonPath: String
+    public let meta: CheckpointMeta
+    public let tensors: SafetensorsFile
+
+    public init(_ checkpoint: String) throws {
+        jsonPath = try resolveCheckpointJSON(checkpoint)
+        (meta, tensors) = try Checkpoints.load(jsonPath: jsonPath)
+        guard meta.kind == .pretrain else { throw InputError(file: jsonPath, "is a \(meta.kind) checkpoint; --pretrained needs a pretraining checkpoint") }
+    }
+}
+
 /// PEFT fine-tuning on one phase (SPEC 6): frozen pretrained model, LoRA + head, class-weighted BCE,
 /// model selection on the validation file (or the latest training trials, or each member's own fold of the two files
 /// pooled: `finetune.select_latest`, `finetune.folds`), distributed like pretraining (trainable gradients all-reduced).
@@ -38,7 +52,9 @@ public final class Finetuner {
     let pretrainedTensors: SafetensorsFile?
     let storeIdentity: String
 
-    public init(spec: RunSpec, comm: Communicator, pretrained: String?, trainFile: String, validFile: String,
+    /// `pretrained`: nil fine-tunes a randomly initialised DM branch (the ablation). `hierarchy` must give the
+    /// pretrained checkpoint's ICD tables (`ICD10Hierarchy.requireTables`, checked by the caller before featurizing).
+    public init(spec: RunSpec, comm: Communicator, pretrained: PretrainedBase?, trainFile: String, validFile: String,
                 auxFiles: [String], runDir: String, store: FeatureStore, hierarchy: ICD10Hierarchy, log: @escaping (String) -> Void) throws {
         self.spec = spec; self.comm = comm; self.runDir = runDir; self.log = log
         storeIdentity = store.identity.encoder
@@ -141,9 +157,7 @@ public final class Finetuner {
         var space: FeatureSpace
         var tensors: SafetensorsFile?
         if let pretrained {
-            let jsonPath = try resolveCheckpointJSON(pretrained)
-            let (meta, file) = try Checkpoints.load(jsonPath: jsonPath)
-            guard meta.kind == .pretrain else { throw InputError(file: jsonPath, "is a \(meta.kind) checkpoint; --pretrained needs a pretraining checkpoint") }
+            let (jsonPath, meta, file) = (pretrained.jsonPath, pretrained.meta, pretrained.tensors)
             if comm.isRoot { warnIfOtherEncoder(store: store, trainedOn: meta.storeIdentity, trainedMaxTokens: meta.spec.encoder.maxTokens,
                                                  what: "the pretrained checkpoint \(jsonPath)") }
             modelConfig = meta.model; space = meta.features; tensors = file
@@ -156,7 +170,7 @@ public final class Finetuner {
             // same for every partition), and the auxiliary trials.
             let trainedOn = (partitions.isEmpty ? train : pool) + auxiliary
             let b = try BatchBuilder(store: store, hierarchy: hierarchy,
-                                 space: FeatureSpace(trials: trainedOn, data: spec.data, model: spec.model, hierarchy: hierarchy))
+                                 space: FeatureSpace(trials: trainedOn, data: spec.data, model: spec.model))
             space = b.space
             var loss = spec.loss
             loss.logitScale = .fixed
@@ -167,9 +181,10 @@ public final class Finetuner {
             throw InputError(file: store.path, "sentence vectors have width \(store.dim), the pretrained model expects \(modelConfig.encoderDim)")
         }
         builder = try BatchBuilder(store: store, hierarchy: hierarchy, space: space)
-        if let pretrainedPath { try builder.requireTables(of: modelConfig, checkpoint: pretrainedPath) }
         let f = spec.finetune
-        try MemoryBudget.require(parameters: MemoryBudget.parameterCount(modelConfig), rows: (f.batch + comm.size - 1) / comm.size,
+        // A batch never holds more trials than the largest member's training set.
+        let batchRows = min(f.batch, (partitions.isEmpty ? train.count : pool.count) + auxiliary.count)
+        try MemoryBudget.require(parameters: MemoryBudget.parameterCount(modelConfig), rows: (batchRows + comm.size - 1) / comm.size,
                                  bytesPerRow: MemoryBudget.activationBytesPerRow(
                                     modelConfig, molTokens: space.maxMolTokens, codes: space.maxCodes, sentences: space.maxSentences),
                                  rowsKey: "finetune.batch = \(f.batch) over \(comm.size) rank(s)",

@@ -44,7 +44,7 @@ public final class Pretrainer {
         stepsPerEpoch = setup.train.count / globalBatch
         let epochSteps = stepsPerEpoch * train.epochs
         totalSteps = train.maxSteps > 0 ? min(train.maxSteps, epochSteps) : epochSteps
-        space = FeatureSpace(trials: setup.train, data: spec.data, model: spec.model, hierarchy: setup.hierarchy)
+        space = FeatureSpace(trials: setup.train, data: spec.data, model: spec.model)
         builder = try BatchBuilder(store: setup.store, hierarchy: setup.hierarchy, space: space)
         let config = ModelConfig(spec.model, loss: spec.loss, builder: builder)
         let localRows = (globalBatch + comm.size - 1) / comm.size, data = spec.data

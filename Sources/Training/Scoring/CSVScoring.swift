@@ -117,6 +117,7 @@ public struct LoadedCheckpoint {
     public func rows(of csv: String, spec: RunSpec, comm: Communicator, labels: LabelRequirement,
                      log: @escaping (String) -> Void) throws -> ([StoredTrial], BatchBuilder) {
         let hierarchy = try ICD10Hierarchy(path: spec.data.icdHierarchy)
+        try hierarchy.requireTables(of: meta.model, checkpoint: path)      // before featurizing anything
         let store = try storeContaining([csv], spec: spec, hierarchy: hierarchy, comm: comm, labels: labels, log: log)
         guard store.dim == meta.model.encoderDim else {
             throw InputError(file: store.path, "sentence vectors have width \(store.dim), the checkpoint expects \(meta.model.encoderDim)")
@@ -128,7 +129,6 @@ public struct LoadedCheckpoint {
             _ = try requireLabels(rows, file: csv, purpose: "scoring against labels (evaluate, --out-of-fold)")
         }
         let builder = try BatchBuilder(store: store, hierarchy: hierarchy, space: meta.features)
-        try builder.requireTables(of: meta.model, checkpoint: path)
         return (rows, builder)
     }
 }

@@ -25,9 +25,11 @@ public enum MemoryBudget {
     }
 
     /// Bytes each rank of this node may use: 80 % of the node's memory over its ranks (OpenMPI's
-    /// OMPI_COMM_WORLD_LOCAL_SIZE; without it, every rank of the job counts as local).
+    /// OMPI_COMM_WORLD_LOCAL_SIZE; without it, the ranks whose host name is this rank's).
     public static func bytesPerRank(_ comm: Communicator) -> Double {
-        let local = ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap { Int($0) } ?? comm.size
+        let here = comm.hostNames.indices.contains(comm.rank) ? comm.hostNames[comm.rank] : nil
+        let sameHost = here.map { h in comm.hostNames.filter { $0 == h }.count } ?? comm.size
+        let local = ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap { Int($0) } ?? sameHost
         return Double(ProcessInfo.processInfo.physicalMemory) * 0.8 / Double(max(local, 1))
     }
 
