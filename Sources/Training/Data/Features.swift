@@ -118,18 +118,20 @@ public final class BatchBuilder {
 extension ICD10Hierarchy {
     /// Refuses a tree without nodes down to max(3, `icdDepth`): every code has a row in the table of each depth
     /// 1...icdDepth, and the disease categories are the nodes of depth 3.
-    public func requireDepth(_ icdDepth: Int) throws {
+    /// `source` says what asks for the depth (the configuration's key, or a checkpoint's tables).
+    public func requireDepth(_ icdDepth: Int, source: String? = nil) throws {
         let needed = max(3, icdDepth)
         guard maxDepth >= needed else {
             throw InputError(file: path, "has nodes down to depth \(maxDepth) only; expected nodes down to depth \(needed) "
-                             + "(model.icd_depth = \(icdDepth); the disease categories are the nodes of depth 3) (data.icd_hierarchy)")
+                             + "(\(source ?? "model.icd_depth = \(icdDepth)"); the disease categories are the nodes of depth 3) (data.icd_hierarchy)")
         }
     }
 
     /// A checkpoint's ICD tables are rows of the hierarchy it was trained with: this one must give the same table
     /// sizes (depths 1...model.icdTableSizes.count) and category count, or codes would index other (or missing) rows.
     public func requireTables(of model: ModelConfig, checkpoint: String) throws {
-        try requireDepth(model.icdTableSizes.count)
+        let depth = model.icdTableSizes.count
+        try requireDepth(depth, source: "\(checkpoint) has ICD tables of depths 1-\(depth)")
         let tableSizes = Array(nodesPerDepth.prefix(model.icdTableSizes.count)), categoryCount = nodesPerDepth[2] + 1
         guard tableSizes == model.icdTableSizes && categoryCount == model.categoryCount else {
             throw InputError(file: path, "gives ICD tables of \(tableSizes) rows (depths 1-\(tableSizes.count)) and \(categoryCount - 1) "

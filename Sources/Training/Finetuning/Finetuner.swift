@@ -187,7 +187,8 @@ public final class Finetuner {
         try MemoryBudget.require(parameters: MemoryBudget.parameterCount(modelConfig), rows: (batchRows + comm.size - 1) / comm.size,
                                  bytesPerRow: MemoryBudget.activationBytesPerRow(
                                     modelConfig, molTokens: space.maxMolTokens, codes: space.maxCodes, sentences: space.maxSentences),
-                                 rowsKey: "finetune.batch = \(f.batch) over \(comm.size) rank(s)",
+                                 rowsKey: "finetune.batch = \(f.batch)" + (batchRows < f.batch ? " (capped by the \(batchRows) trials a member trains on)" : "")
+                                    + " over \(comm.size) rank(s)",
                                  hint: pretrainedPath == nil ? "use a smaller model (model.*) or finetune.batch" : "use a smaller finetune.batch", comm: comm)
         let pct = Int((latest * 100).rounded())
         let auxNote = auxFiles.isEmpty ? "" : " + auxiliary \(auxFiles.joined(separator: ", ")) (\(auxiliary.count) trials)"
