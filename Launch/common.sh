@@ -10,8 +10,15 @@ if [ -t 1 ]; then export CLADMOP_TTY=1; else export CLADMOP_TTY=0; fi
 # "unbound variable", status 1).
 needs_value() { [ $# -ge 2 ] || { echo "Launch/$(basename "$0"): $1 needs a value" >&2; exit 2; }; }
 
-# check_np N: exits 2 unless N is a positive rank count.
-check_np() { [[ "$1" =~ ^[1-9][0-9]{0,5}$ ]] || { echo "Launch/$(basename "$0"): -np $1: expected a positive integer (the number of ranks)" >&2; exit 2; }; }
+# check_np N [HOSTFILE]: exits 2 unless N is a positive rank count; without a hostfile (ranks on this machine,
+# oversubscribed past its cores) at most 8 ranks per core (a typo such as -np 999999 would start that many processes).
+check_np() {
+    [[ "$1" =~ ^[1-9][0-9]{0,5}$ ]] || { echo "Launch/$(basename "$0"): -np $1: expected a positive integer (the number of ranks)" >&2; exit 2; }
+    if [ -z "${2:-}" ] && [ "$1" -gt $((8 * $(nproc))) ]; then
+        echo "Launch/$(basename "$0"): -np $1: this machine has $(nproc) cores; at most $((8 * $(nproc))) ranks run on it (one per core is fastest); more ranks need more nodes (--hostfile, where the script takes one)" >&2
+        exit 2
+    fi
+}
 
 # check_phases "WORDS": exits 2 unless WORDS lists phases 1, 2 and 3, each at most once, separated by spaces.
 check_phases() {
@@ -66,6 +73,28 @@ mpirun_line() {
         line+=(--bind-to core)
     fi
     printf '%s\n' "${line[@]}"
+}
+
+# run_job COMMAND...: runs a job (an mpirun line) as a child and waits for it. Ctrl-C, SIGTERM or SIGHUP to the
+# script stops the job (SIGTERM to mpirun, which ends every rank), waits for it and ends the script with 130 / 143 /
+# 129: a restart loop or a sweep does not go on as after an ordinary failure, and mpirun is not left running on its
+# own (bash waiting for a foreground child dies of a SIGTERM without passing it on).
+run_job() {
+    "$@" 0<&0 &
+    local pid=$! status=0
+    trap "stop_job $pid INT 130" INT
+    trap "stop_job $pid TERM 143" TERM
+    trap "stop_job $pid HUP 129" HUP
+    wait "$pid" || status=$?
+    trap - INT TERM HUP
+    return "$status"
+}
+stop_job() {
+    trap - INT TERM HUP
+    kill -TERM "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+    echo "Launch/$(basename "$0"): interrupted (SIG$2): the job was stopped" >&2
+    exit "$3"
 }
 
 # check_hostfile NP HOSTFILE: exits with status 2 and the file:line of the problem when HOSTFILE is

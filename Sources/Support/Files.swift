@@ -98,10 +98,17 @@ public enum FilesRead {
 }
 
 /// The temporary name an output is written under before its rename: hidden, beside it (the same file system), per
-/// process (`DIR/.NAME.tmp-PID`); cleanups look for this pattern.
+/// process (`DIR/.NAME.tmp-PID`); cleanups look for this pattern. NAME is shortened (whole characters) when the
+/// temporary name would pass the file system's 255 bytes, so any name that is valid itself can be written.
 public func temporaryPath(for path: String) -> String {
     let url = URL(fileURLWithPath: path)
-    return url.deletingLastPathComponent().path + "/." + url.lastPathComponent + ".tmp-\(getpid())"
+    let suffix = ".tmp-\(getpid())", limit = 255 - 1 - suffix.utf8.count
+    var name = ""
+    for c in url.lastPathComponent {
+        guard name.utf8.count + String(c).utf8.count <= limit else { break }
+        name.append(c)
+    }
+    return url.deletingLastPathComponent().path + "/." + name + suffix
 }
 
 /// Writes `data` to `path` atomically: a temporary file in the same folder, fsync, rename, fsync of the

@@ -59,6 +59,7 @@ public func checkOutputs(_ outputs: [(String, String)], inputs: [(String, String
     for (option, path) in inputs { seen[resolvedPath(path)] = option }
     for (option, path) in outputs {
         guard !path.isEmpty else { throw InputError(file: option, "is empty; expected a file path") }
+        guard !path.hasSuffix("/") else { throw InputError(file: path, "\(option) ends with '/', a folder; expected a file path") }
         let key = resolvedPath(path)
         if let other = seen[key] {
             throw InputError(file: path, "\(option) would overwrite the file given to \(other); choose another output path")
@@ -123,6 +124,15 @@ public func runFileKind(_ path: String) -> String? {
             return "an encoder's \(name)"
         }
         if name.hasSuffix(".store") { return "a feature store" }
+        if name.hasPrefix("events.out.tfevents.") { return "a run's TensorBoard event file" }
+        // A batch-size sweep (Launch/sweep-batch DIR): DIR/points.tsv, its points' logs DIR/runs/bB.log and the report
+        // sweep-report writes beside them.
+        if name == "points.tsv" && exists("runs") { return "a sweep's points.tsv" }
+        if ["sweep.csv", "sweep.svg", "sweep.png", "summary.md"].contains(name) && exists("points.tsv") { return "a sweep's \(name)" }
+        if name.hasSuffix(".log") && url.deletingLastPathComponent().lastPathComponent == "runs"
+            && FileManager.default.fileExists(atPath: url.deletingLastPathComponent().deletingLastPathComponent().path + "/points.tsv") {
+            return "a sweep point's log"
+        }
     }
     return nil
 }

@@ -33,7 +33,8 @@ func sentenceChecksum(_ text: String) -> UInt64 {
 /// `labels`: `.optional` for trials to predict (their stored label is nil; consumers that need one call `requireLabels`).
 public func featurize(comm: Communicator, paths: [String], output: String, makeEncoder: () throws -> BertEncoder,
                       hierarchy: ICD10Hierarchy, skipBadRows: Bool, batchTokens: Int, reuse: FeatureStore? = nil,
-                      labels: LabelRequirement = .required, log: (String) -> Void) throws -> FeaturizeReport {
+                      labels: LabelRequirement = .required, stall: StallPolicy = StallPolicy(stallTimeout: -1),
+                      log: (String) -> Void) throws -> FeaturizeReport {
     let start = Date()
     var report = FeaturizeReport()
     let paths = try distinctSources(paths)
@@ -106,7 +107,11 @@ public func featurize(comm: Communicator, paths: [String], output: String, makeE
     var localOrder: [Int] = []
     var done = 0
     let t0 = Date()
+    // A rank that stops (SIGSTOP, a frozen node) would leave the others in the gather below for ever: the watchdog
+    // (train.stall_timeout) ends the job naming it.
+    let watchdog = Watchdog(policy: stall, comm: comm, activity: "featurizing")
     for (k, b) in mine.enumerated() {
+        watchdog.beat()
         encoder.encode(indices: batches[b], tokens: tokens, into: local, rowOffset: localOrder.count)
         localOrder += batches[b]
         done += batches[b].count
@@ -117,7 +122,9 @@ public func featurize(comm: Communicator, paths: [String], output: String, makeE
     }
     let all = FloatPtr.allocate(capacity: max(toEncode.count * width, 1))
     defer { all.deallocate() }
+    watchdog.beat()
     comm.allGatherV(send: local, receive: all, counts: counts)
+    watchdog.stop()
     if comm.isRoot {
         // Undo the rank-major order: the gathered block of rank r lists its batches' sentences in order.
         let ordered = FloatPtr.allocate(capacity: max(texts.count * width, 1))

@@ -23,6 +23,16 @@ struct Baseline: ParsableCommand {
             }
             let spec = try options.load(comm)
             let hierarchy = try ICD10Hierarchy(path: spec.data.icdHierarchy)
+            // A trial in both files (copies of one file, or overlapping splits): refused before anything is featurized.
+            let read = { (file: String) in try readTrials(paths: [file], skipBadRows: spec.data.skipBadRows, labels: .optional).0 }
+            var trainLine: [String: Int] = [:]
+            for t in try read(train) where trainLine[t.nctid] == nil { trainLine[t.nctid] = t.source.line }
+            let shared = try read(data).filter { trainLine[$0.nctid] != nil }
+            if let t = shared.first {
+                throw InputError(file: data, line: t.source.line, "trial \(t.nctid) is also in --train \(train) (line \(trainLine[t.nctid]!))"
+                                 + (shared.count > 1 ? ", and \(shared.count - 1) more of its trials" : "")
+                                 + "; the baseline is measured on trials it did not train on: remove them from one file")
+            }
             let store = try storeContaining([train, data], spec: spec, hierarchy: hierarchy, comm: comm, log: log)
             guard comm.isRoot else { return }
             let trainRows = store.trials(of: train), test = store.trials(of: data)

@@ -45,7 +45,7 @@ struct Featurize: ParsableCommand {
             let makeEncoder = { try BertEncoder(modelDir: spec.encoder.modelDir, maxLength: spec.encoder.maxTokens, precision: precision) }
             let report = try TrialData.featurize(comm: comm, paths: paths, output: output, makeEncoder: makeEncoder, hierarchy: hierarchy,
                                             skipBadRows: spec.data.skipBadRows, batchTokens: spec.encoder.batchTokens,
-                                            log: { if comm.isRoot { log($0) } })
+                                            stall: StallPolicy(stallTimeout: spec.train.stallTimeout), log: { if comm.isRoot { log($0) } })
             guard comm.isRoot else { return }
             for (file, n) in report.rowsPerFile.sorted(by: { $0.key < $1.key }) { log("  \(file): \(n) rows") }
             if !report.skipped.isEmpty {

@@ -187,6 +187,46 @@ final class ReliabilityTests: XCTestCase {
         XCTAssertLessThan((d / n).squareRoot(), 1e-6)
     }
 
+    /// SIGTERM to a Launch script (to the script alone, as `kill PID` or a scheduler would send it) stops its mpirun
+    /// and every rank, and the script exits 143 without restarting: bash had died at once and left mpirun training on
+    /// its own, and with --max-restarts an interrupted mpirun counted as a failure to restart from.
+    func testSigtermToTheLaunchScriptStopsItsJob() throws {
+        var own = Array(args("sigterm", steps: 1_000_000).dropFirst()) + ["--set", "train.epochs=100000"]
+        for option in ["--config", "--run-dir"] {
+            let i = own.firstIndex(of: option)!
+            own.replaceSubrange(i...(i + 1), with: [option + "=" + own[i + 1]])
+        }
+        let script = Process()
+        script.executableURL = URL(fileURLWithPath: repositoryRoot + "/Launch/pretrain")
+        script.arguments = ["-np", "2", "--max-restarts", "2", "--"] + own
+        let log = Self.work + "/sigterm.log"
+        FileManager.default.createFile(atPath: log, contents: nil)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        script.standardOutput = handle; script.standardError = handle
+        try script.run()
+        let metrics = Self.work + "/sigterm/metrics.jsonl"
+        let start = Date()
+        while !FileManager.default.fileExists(atPath: metrics) && Date().timeIntervalSince(start) < 120 && script.isRunning { usleep(200_000) }
+        XCTAssertTrue(script.isRunning, (try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
+        kill(script.processIdentifier, SIGTERM)
+        let sent = Date()
+        while script.isRunning && Date().timeIntervalSince(sent) < 30 { usleep(100_000) }
+        let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        XCTAssertFalse(script.isRunning, "the script still runs 30 s after SIGTERM: \(output)")
+        if script.isRunning { script.terminate() } else { XCTAssertEqual(script.terminationStatus, 143, output) }
+        XCTAssertTrue(output.contains("interrupted (SIGTERM)"), output)
+        XCTAssertFalse(output.contains("restart 1"), output)
+        // No rank or mpirun of the job is left (they name the run folder on their command line).
+        usleep(1_000_000)
+        var left: [Int32] = []
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let pid = Int32(entry), let cmd = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline") else { continue }
+            if String(decoding: cmd, as: UTF8.self).contains(Self.work + "/sigterm") { left.append(pid) }
+        }
+        XCTAssertEqual(left, [], "processes of the job still run")
+        for pid in left { kill(pid, SIGKILL) }
+    }
+
     func testFullDiskWhileWritingACheckpointKeepsThePreviousOne() throws {
         let first = try mpirun(np: 2, executable: cladmop, arguments: args("full", steps: 4))
         XCTAssertEqual(first.status, 0, first.output)

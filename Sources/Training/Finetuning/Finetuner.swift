@@ -45,6 +45,8 @@ public final class Finetuner {
     let auxiliary: [StoredTrial]
     let optimizer: Optimizer
     let arena = ActivationArena()
+    /// Set while `run` trains: beaten at every step and validation.
+    private var watchdog: Watchdog?
     let pretrainedPath: String?
     let pretrainedChecksum: String?
     /// The pretraining checkpoint's tensors file name (kept in RUN/pretrained/ with its JSON: `keepPretrained`).
@@ -242,6 +244,11 @@ public final class Finetuner {
     ///   did not train on it; best.json records `partitions`.
     public func run() throws {
         let f = spec.finetune
+        // A rank that stops would leave the others in a collective for ever: the watchdog (train.stall_timeout) ends the
+        // job naming it, as in pretraining. Progress points: each step and each validation.
+        let watchdog = Watchdog(policy: StallPolicy(stallTimeout: spec.train.stallTimeout), comm: comm, activity: "fine-tuning")
+        self.watchdog = watchdog
+        defer { watchdog.stop(); self.watchdog = nil }
         // The run keeps its own link to the pretrained checkpoint (RUN/pretrained/), which every checkpoint names.
         if comm.isRoot, let pretrainedPath, let pretrainedTensorsFile {
             _ = try Checkpoints.keepPretrained(pretrainedPath, tensorsFile: pretrainedTensorsFile, checksum: pretrainedChecksum,
@@ -376,8 +383,10 @@ public final class Finetuner {
                     throw TrainingError("fine-tuning \(e) at epoch \(epoch), batch \(batches + 1) of \(runDir): the model diverged; lower finetune.head_lr or finetune.lora_lr and run again with --overwrite (or another --run-dir)")
                 }
                 lossSum += loss[0]; batches += 1
+                watchdog?.beat()
             }
             let scores = predict(valid, with: outcome)
+            watchdog?.beat()
             let labels = valid.map(\.checkedLabel)
             let threshold = Metrics.bestF1Threshold(scores, labels)
             let prAUC = Metrics.averagePrecision(scores, labels), rocAUC = Metrics.rocAUC(scores, labels)

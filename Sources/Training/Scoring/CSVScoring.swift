@@ -40,7 +40,8 @@ public func storeContaining(_ csvs: [String], spec: RunSpec, hierarchy: ICD10Hie
     _ = try featurize(comm: comm, paths: csvs, output: cache,
                       makeEncoder: { try BertEncoder(modelDir: spec.encoder.modelDir, maxLength: spec.encoder.maxTokens, precision: precision) },
                       hierarchy: hierarchy, skipBadRows: spec.data.skipBadRows, batchTokens: spec.encoder.batchTokens,
-                      reuse: mainStore, labels: labels, log: { if comm.isRoot { log($0) } })
+                      reuse: mainStore, labels: labels, stall: StallPolicy(stallTimeout: spec.train.stallTimeout),
+                      log: { if comm.isRoot { log($0) } })
     return try FeatureStore(path: cache)
 }
 
@@ -203,11 +204,11 @@ public func scoreCSV(checkpoint: String, csv: String, spec: RunSpec, comm: Commu
         if outOfFold {
             let per = ensemble.partitions
             if comm.isRoot {
-                log("evaluate: out of fold: each of \(trials.count) trials scored by \(per == 1 ? "the one" : "the mean of the \(per)") of \(ensemble.members.count) members that did not train on it, threshold \(String(format: "%.3f", ensemble.threshold))")
+                log("scoring: out of fold: each of \(trials.count) trials scored by \(per == 1 ? "the one" : "the mean of the \(per)") of \(ensemble.members.count) members that did not train on it, threshold \(String(format: "%.3f", ensemble.threshold))")
             }
             return ScoredCSV(trials: trials, scores: zip(sum, scored).map { $0 / Double($1) }, threshold: ensemble.threshold, newDisease: novel)
         }
-        if comm.isRoot { log("evaluate: ensemble of \(ensemble.members.count) members (mean probability), threshold \(String(format: "%.3f", ensemble.threshold))") }
+        if comm.isRoot { log("scoring: ensemble of \(ensemble.members.count) members (mean probability), threshold \(String(format: "%.3f", ensemble.threshold))") }
         return ScoredCSV(trials: trials, scores: sum.map { $0 / Double(ensemble.members.count) }, threshold: ensemble.threshold,
                          newDisease: trials.map { !seen.contains(diseaseSet($0)) })
     }

@@ -1,4 +1,3 @@
-import Communication
 import Foundation
 import Support
 
@@ -32,24 +31,27 @@ public enum StallPolicy: Equatable, Sendable {
 /// past the limit, the culprit is a rank whose heartbeats stopped (stopped, killed, or its link down) or whose
 /// collective count is behind (its main thread stuck before a collective). Rank 0 sees every rank and names
 /// them; another rank names rank 0 when rank 0 went silent, and otherwise leaves rank 0 a head start to do so.
-final class Watchdog: @unchecked Sendable {
+public final class Watchdog: @unchecked Sendable {
     private let lock = NSLock()
     private var lastBeat = monotonicSeconds()
     private var slowest = 0.0
     private var running = true
     private let policy: StallPolicy
     private let comm: Communicator
+    private let activity: String
 
-    init(policy: StallPolicy, comm: Communicator) {
+    /// `activity` names what makes progress in the message ("training", "featurizing").
+    public init(policy: StallPolicy, comm: Communicator, activity: String = "training") {
         self.policy = policy
         self.comm = comm
+        self.activity = activity
         guard policy != .off else { running = false; return }
         let thread = Thread { [self] in watch() }
         thread.start()
     }
 
     /// A progress point (a finished step, evaluation or checkpoint).
-    func beat() {
+    public func beat() {
         lock.lock()
         let now = monotonicSeconds()
         slowest = max(slowest, now - lastBeat)
@@ -59,7 +61,7 @@ final class Watchdog: @unchecked Sendable {
 
     /// After `stop` returns the thread makes no further MPI call (the heartbeat exchange runs under the lock),
     /// so MPI can be finalised.
-    func stop() { lock.lock(); running = false; lock.unlock() }
+    public func stop() { lock.lock(); running = false; lock.unlock() }
 
     private func watch() {
         let start = monotonicSeconds()
@@ -97,8 +99,8 @@ final class Watchdog: @unchecked Sendable {
             // mpirun this rank descends from (its own host's launcher) if it is still there 10 s after the abort.
             if !silent.isEmpty { endLauncherLater(grace: 10) }
             let message = culprits.isEmpty
-                ? String(format: "no training progress for %.0f s on %@ (a rank stalled or a collective is stuck; %@)", idle, who(comm.rank), why)
-                : String(format: "no training progress for %.0f s on %@: %@ (%@)", idle, who(comm.rank), culprits.joined(separator: "; "), why)
+                ? String(format: "no %@ progress for %.0f s on %@ (a rank stalled or a collective is stuck; %@)", activity, idle, who(comm.rank), why)
+                : String(format: "no %@ progress for %.0f s on %@: %@ (%@)", activity, idle, who(comm.rank), culprits.joined(separator: "; "), why)
             comm.abort(message: message, code: 1)
         }
     }
