@@ -5,6 +5,13 @@ public func writeTextFile(_ path: String, replacingInput: Bool = false, _ text: 
     try writeFileAtomically(path, replacingInput: replacingInput) { try $0.write(contentsOf: Data(text.utf8)) }
 }
 
+/// Refuses a path with a name (a component) over the 255 bytes file systems allow, naming `option`.
+public func checkNameLengths(_ path: String, option: String) throws {
+    if let long = path.split(separator: "/").first(where: { $0.utf8.count > 255 }) {
+        throw InputError(file: path, "\(option): the name \(long.prefix(24))... is \(long.utf8.count) bytes long; file systems allow 255")
+    }
+}
+
 /// Creates the folder `path` (and its parents) unless it exists; a file, FIFO or device there is an error
 /// naming `option` (the flag that named it) and the path. Errors name the path and the system's reason.
 public func makeDirectory(_ path: String, option: String) throws {
@@ -13,6 +20,7 @@ public func makeDirectory(_ path: String, option: String) throws {
         guard (st.st_mode & S_IFMT) == S_IFDIR else { throw InputError(file: path, "\(option) names an existing file, not a folder") }
         return
     }
+    try checkNameLengths(path, option: option)
     do { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) }
     catch { throw InputError(file: path, "cannot create the folder (\(option)): \(describeWriteError(error))") }
 }
@@ -59,6 +67,7 @@ public func checkOutputs(_ outputs: [(String, String)], inputs: [(String, String
     for (option, path) in inputs { seen[resolvedPath(path)] = option }
     for (option, path) in outputs {
         guard !path.isEmpty else { throw InputError(file: option, "is empty; expected a file path") }
+        try checkNameLengths(path, option: option)
         guard !path.hasSuffix("/") else { throw InputError(file: path, "\(option) ends with '/', a folder; expected a file path") }
         let key = resolvedPath(path)
         if let other = seen[key] {

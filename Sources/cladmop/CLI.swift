@@ -140,7 +140,7 @@ func checkRunDirectory(_ runDir: String, comm: Communicator, resume: Bool = fals
     // Its config.yaml, checkpoints/ and (with --overwrite) deletions would go to the top of the file system.
     guard resolvedPath(runDir) != "/" else { throw InputError(file: runDir, "--run-dir names the root folder /; expected a folder for the run") }
     var st = stat()
-    guard stat(runDir, &st) == 0 else { return }      // a new folder
+    guard stat(runDir, &st) == 0 else { try checkNameLengths(runDir, option: "--run-dir"); return }      // a new folder
     guard (st.st_mode & S_IFMT) == S_IFDIR else { throw InputError(file: runDir, "--run-dir names an existing file, not a folder") }
     // Loose checkpoint files at the top: a checkpoints/ folder or a fine-tuned run's pretrained/, not a run folder (a
     // run there would start from scratch beside them).

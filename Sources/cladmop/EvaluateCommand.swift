@@ -43,6 +43,11 @@ struct Evaluate: ParsableCommand {
             guard !trials.isEmpty else { throw InputError(file: data, "has no trial rows; nothing to evaluate") }
             let labels = try requireLabels(trials, file: data, purpose: "evaluate")
             var report = EvaluationReport(metrics: Metrics.report(scores, labels, threshold: threshold), data: data, checkpoint: checkpoint)
+            let positives = labels.filter { $0 == 1 }.count
+            if comm.isRoot && (positives == 0 || positives == labels.count) {
+                FileHandle.standardError.write(Data(("warning: every one of the \(labels.count) trials of \(data) is \(positives == 0 ? "failed" : "successful"): "
+                    + "ROC-AUC is undefined and PR-AUC \(positives == 0 ? "undefined" : "is 1 whatever the scores"); the metrics need trials of both classes\n").utf8))
+            }
             if let novel = scored.newDisease {
                 let idx = trials.indices.filter { novel[$0] }
                 report.newDiseases = Metrics.report(idx.map { scores[$0] }, idx.map { labels[$0] }, threshold: threshold)

@@ -209,6 +209,16 @@ public func scoreCSV(checkpoint: String, csv: String, spec: RunSpec, comm: Commu
             return ScoredCSV(trials: trials, scores: zip(sum, scored).map { $0 / Double($1) }, threshold: ensemble.threshold, newDisease: novel)
         }
         if comm.isRoot { log("scoring: ensemble of \(ensemble.members.count) members (mean probability), threshold \(String(format: "%.3f", ensemble.threshold))") }
+        // A cross-fitted run scored on trials it was fine-tuned on: in-sample scores, said.
+        if comm.isRoot, ensemble.foldsChecksum != nil,
+           let folds = try? readFolds(checkpoint + "/folds.csv", members: ensemble.members.count, partitions: ensemble.partitions,
+                                      checksum: ensemble.foldsChecksum) {
+            let inSample = trials.filter { folds[$0.nctid] != nil }.count
+            if inSample > 0 {
+                FileHandle.standardError.write(Data(("warning: \(inSample) of the \(trials.count) trials of \(csv) trained members of \(checkpoint) "
+                    + "(its folds.csv): the ensemble's scores of them are in-sample; --out-of-fold scores each by the members that held it out\n").utf8))
+            }
+        }
         return ScoredCSV(trials: trials, scores: sum.map { $0 / Double(ensemble.members.count) }, threshold: ensemble.threshold,
                          newDisease: trials.map { !seen.contains(diseaseSet($0)) })
     }
