@@ -14,8 +14,9 @@ needs_value() { [ $# -ge 2 ] || { echo "Launch/$(basename "$0"): $1 needs a valu
 # oversubscribed past its cores) at most 8 ranks per core (a typo such as -np 999999 would start that many processes).
 check_np() {
     [[ "$1" =~ ^[1-9][0-9]{0,5}$ ]] || { echo "Launch/$(basename "$0"): -np $1: expected a positive integer (the number of ranks)" >&2; exit 2; }
-    if [ -z "${2:-}" ] && [ "$1" -gt $((8 * $(nproc))) ]; then
-        echo "Launch/$(basename "$0"): -np $1: this machine has $(nproc) cores; at most $((8 * $(nproc))) ranks run on it (one per core is fastest); more ranks need more nodes (--hostfile, where the script takes one)" >&2
+    local cores; cores="$(OMP_NUM_THREADS= OMP_THREAD_LIMIT= nproc)"
+    if [ -z "${2:-}" ] && [ "$1" -gt $((8 * cores)) ]; then
+        echo "Launch/$(basename "$0"): -np $1: this machine has $cores cores; at most $((8 * cores)) ranks run on it (one per core is fastest); more ranks need more nodes (--hostfile, where the script takes one)" >&2
         exit 2
     fi
 }
@@ -75,26 +76,36 @@ mpirun_line() {
     printf '%s\n' "${line[@]}"
 }
 
-# run_job COMMAND...: runs a job (an mpirun line) as a child and waits for it. Ctrl-C, SIGTERM or SIGHUP to the
-# script stops the job (SIGTERM to mpirun, which ends every rank), waits for it and ends the script with 130 / 143 /
-# 129: a restart loop or a sweep does not go on as after an ordinary failure, and mpirun is not left running on its
-# own (bash waiting for a foreground child dies of a SIGTERM without passing it on).
+# run_job COMMAND...: runs a job (an mpirun line, or another Launch script) as a child and waits for it. Ctrl-C,
+# SIGTERM or SIGHUP to the script stops the job (SIGTERM to it; mpirun ends every rank; SIGKILL if it still runs 30 s
+# later, as OpenMPI 4's mpirun may wait for an unreachable node), then the script ends by the same signal (130 / 143 /
+# 129 where it is ignored): a restart loop or a sweep does not go on as after an ordinary failure, and mpirun is not left
+# running on its own (bash waiting for a foreground child dies of a SIGTERM without passing it on).
+JOB_PID=""
 run_job() {
+    trap "stop_job INT 130" INT
+    trap "stop_job TERM 143" TERM
+    trap "stop_job HUP 129" HUP
     "$@" 0<&0 &
-    local pid=$! status=0
-    trap "stop_job $pid INT 130" INT
-    trap "stop_job $pid TERM 143" TERM
-    trap "stop_job $pid HUP 129" HUP
-    wait "$pid" || status=$?
+    JOB_PID=$!
+    local status=0
+    wait "$JOB_PID" || status=$?
+    JOB_PID=""
     trap - INT TERM HUP
     return "$status"
 }
 stop_job() {
     trap - INT TERM HUP
-    kill -TERM "$1" 2>/dev/null || true
-    wait "$1" 2>/dev/null || true
-    echo "Launch/$(basename "$0"): interrupted (SIG$2): the job was stopped" >&2
-    exit "$3"
+    if [ -n "$JOB_PID" ]; then
+        kill -TERM "$JOB_PID" 2>/dev/null || true
+        local waited=0
+        while kill -0 "$JOB_PID" 2>/dev/null && [ "$waited" -lt 30 ]; do sleep 1; waited=$((waited + 1)); done
+        kill -KILL "$JOB_PID" 2>/dev/null || true
+        wait "$JOB_PID" 2>/dev/null || true
+    fi
+    echo "Launch/$(basename "$0"): interrupted (SIG$1): the job was stopped" >&2
+    kill -s "$1" $$
+    exit "$2"
 }
 
 # check_hostfile NP HOSTFILE: exits with status 2 and the file:line of the problem when HOSTFILE is

@@ -39,12 +39,16 @@ public final class Watchdog: @unchecked Sendable {
     private let policy: StallPolicy
     private let comm: Communicator
     private let activity: String
+    private let judgeLaggards: Bool
 
-    /// `activity` names what makes progress in the message ("training", "featurizing").
-    public init(policy: StallPolicy, comm: Communicator, activity: String = "training") {
+    /// `activity` names what makes progress in the message ("training", "featurizing"). `judgeLaggards`: a peer whose
+    /// heartbeats arrive but that has entered fewer collectives counts as stuck (false where ranks work at their own
+    /// pace for long between collectives, as in featurizing: only a peer that stopped answering ends the job there).
+    public init(policy: StallPolicy, comm: Communicator, activity: String = "training", judgeLaggards: Bool = true) {
         self.policy = policy
         self.comm = comm
         self.activity = activity
+        self.judgeLaggards = judgeLaggards
         guard policy != .off else { running = false; return }
         let thread = Thread { [self] in watch() }
         thread.start()
@@ -87,7 +91,8 @@ public final class Watchdog: @unchecked Sendable {
             let idle = now - last
             let peers = comm.isRoot ? Array(1..<comm.size) : [0]
             let silent = peers.filter { now - heard[$0] > min(limit, idle) / 2 }
-            let behind = peers.filter { !silent.contains($0) && count[$0] < mine }
+            let behind = judgeLaggards ? peers.filter { !silent.contains($0) && count[$0] < mine } : []
+            if !judgeLaggards && silent.isEmpty { continue }
             func who(_ r: Int) -> String { "rank \(r) (host \(comm.hostNames.indices.contains(r) ? comm.hostNames[r] : "?"))" }
             var culprits: [String] = silent.map { "\(who($0)) stopped answering: no heartbeat for \(Int(now - heard[$0])) s (stopped, killed or unreachable)" }
             culprits += behind.map { "\(who($0)) is stuck before collective \(mine) (it entered \(count[$0]))" }

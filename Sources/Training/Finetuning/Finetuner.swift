@@ -244,16 +244,16 @@ public final class Finetuner {
     ///   did not train on it; best.json records `partitions`.
     public func run() throws {
         let f = spec.finetune
-        // A rank that stops would leave the others in a collective for ever: the watchdog (train.stall_timeout) ends the
-        // job naming it, as in pretraining. Progress points: each step and each validation.
-        let watchdog = Watchdog(policy: StallPolicy(stallTimeout: spec.train.stallTimeout), comm: comm, activity: "fine-tuning")
-        self.watchdog = watchdog
-        defer { watchdog.stop(); self.watchdog = nil }
         // The run keeps its own link to the pretrained checkpoint (RUN/pretrained/), which every checkpoint names.
         if comm.isRoot, let pretrainedPath, let pretrainedTensorsFile {
             _ = try Checkpoints.keepPretrained(pretrainedPath, tensorsFile: pretrainedTensorsFile, checksum: pretrainedChecksum,
                                                in: runDir + "/pretrained", log: log)
         }
+        // A rank that stops would leave the others in a collective for ever: the watchdog (train.stall_timeout) ends the
+        // job naming it, as in pretraining (started after keepPretrained, a copy where links fail). Progress points: each step and each validation.
+        let watchdog = Watchdog(policy: StallPolicy(stallTimeout: spec.train.stallTimeout), comm: comm, activity: "fine-tuning")
+        self.watchdog = watchdog
+        defer { watchdog.stop(); self.watchdog = nil }
         guard f.ensemble > 1 || !partitions.isEmpty else {
             _ = try trainMember(outcome, optimizer: optimizer, seed: f.seed, dir: runDir, train: train + auxiliary, valid: valid)
             return
