@@ -90,7 +90,8 @@ public final class Watchdog: @unchecked Sendable {
             guard let limit = policy.limit(slowest: slow), now - last > limit else { continue }
             let idle = now - last
             let peers = comm.isRoot ? Array(1..<comm.size) : [0]
-            let silent = peers.filter { now - heard[$0] > min(limit, idle) / 2 }
+            // Heartbeats come every second: a peer is silent after half the limit, and never before 3 s.
+            let silent = peers.filter { now - heard[$0] > max(min(limit, idle) / 2, 3) }
             let behind = judgeLaggards ? peers.filter { !silent.contains($0) && count[$0] < mine } : []
             if !judgeLaggards && silent.isEmpty { continue }
             func who(_ r: Int) -> String { "rank \(r) (host \(comm.hostNames.indices.contains(r) ? comm.hostNames[r] : "?"))" }
