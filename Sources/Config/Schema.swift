@@ -77,7 +77,7 @@ public enum ConfigSchema {
         ConfigKey(path: "train.checksum_every", kind: .int(0...1_000_000), defaultValue: .int(50), doc: "Steps between cross-rank parameter checksums (0: never); a mismatch stops the job."),
         ConfigKey(path: "train.eval_every", kind: .int(1...10_000), defaultValue: .int(1), doc: "Epochs between validation evaluations."),
         ConfigKey(path: "train.stall_timeout", kind: .int(-1...1_000_000), defaultValue: .int(-1),
-                  doc: "Seconds without progress (a finished step, evaluation or checkpoint; in fine-tuning a step or validation, in featurizing a batch of sentences) after which the job is ended with an error naming the rank that stopped: -1: max(60 s, 10 x the slowest step so far); 0: never; s > 0: s seconds."),
+                  doc: "Seconds without progress (a finished step, evaluation or checkpoint; in fine-tuning a step or validation, in featurizing and scoring a batch) after which the job is ended with an error naming the rank that stopped: -1: max(60 s, 10 x the slowest step so far); 0: never; s > 0: s seconds."),
         ConfigKey(path: "train.patience", kind: .int(0...10_000), defaultValue: .int(0), doc: "Stop after this many evaluations without a better validation loss (0: never)."),
         // optimizer
         ConfigKey(path: "optimizer.name", kind: .string(allowed: ["adam", "adamw", "sgd"]), defaultValue: .string("adam"), doc: "Update rule."),

@@ -148,6 +148,7 @@ public struct LoadedCheckpoint {
 public func scoreCSV(checkpoint: String, csv: String, spec: RunSpec, comm: Communicator, outOfFold: Bool = false,
                      labels: LabelRequirement = .required, log: @escaping (String) -> Void) throws -> ScoredCSV {
     let ensemble = try ensembleMembers(checkpoint)
+    let stall = StallPolicy(stallTimeout: spec.train.stallTimeout)
     var foldOf: [String: (folds: [Int], label: Int)] = [:]
     if outOfFold {
         guard let ensemble else {
@@ -188,14 +189,14 @@ public func scoreCSV(checkpoint: String, csv: String, spec: RunSpec, comm: Commu
                     novel = [Bool](repeating: false, count: rows.count)
                 }
                 let held = rows.indices.filter { foldOf[rows[$0].nctid]!.folds.contains(k + 1) }
-                let scores = scoreTrials(held.map { rows[$0] }, scorer: outcome, builder: builder, comm: comm, arena: ActivationArena())
+                let scores = scoreTrials(held.map { rows[$0] }, scorer: outcome, builder: builder, comm: comm, arena: ActivationArena(), stall: stall)
                 let known = Set(head.trainingDiseaseSets)
                 // New disease: in no training set of the members that scored the trial.
                 for (i, s) in zip(held, scores) {
                     sum[i] += s; novel[i] = (scored[i] == 0 || novel[i]) && !known.contains(diseaseSet(rows[i])); scored[i] += 1
                 }
             } else {
-                let scores = scoreTrials(rows, scorer: outcome, builder: builder, comm: comm, arena: ActivationArena())
+                let scores = scoreTrials(rows, scorer: outcome, builder: builder, comm: comm, arena: ActivationArena(), stall: stall)
                 if first == nil { sum = scores } else { for i in sum.indices { sum[i] += scores[i] } }
                 seen.formUnion(head.trainingDiseaseSets)     // the ensemble has seen what any member trained on
             }
@@ -227,10 +228,10 @@ public func scoreCSV(checkpoint: String, csv: String, spec: RunSpec, comm: Commu
     let arena = ActivationArena()
     if let outcome = loaded.outcome, let head = loaded.meta.head {
         let known = Set(head.trainingDiseaseSets)
-        return ScoredCSV(trials: trials, scores: scoreTrials(trials, scorer: outcome, builder: builder, comm: comm, arena: arena),
+        return ScoredCSV(trials: trials, scores: scoreTrials(trials, scorer: outcome, builder: builder, comm: comm, arena: arena, stall: stall),
                          threshold: head.threshold, newDisease: trials.map { !known.contains(diseaseSet($0)) })
     }
-    let scores = scoreTrials(trials, scorer: ZeroShotScorer(model: loaded.model), builder: builder, comm: comm, arena: arena)
+    let scores = scoreTrials(trials, scorer: ZeroShotScorer(model: loaded.model), builder: builder, comm: comm, arena: arena, stall: stall)
     // Zero-shot: the F1-best threshold on these trials; 0.5 when some have no label (predict does not use it).
     let known = trials.compactMap(\.label)
     return ScoredCSV(trials: trials, scores: scores, threshold: known.count == trials.count ? Metrics.bestF1Threshold(scores, known) : 0.5,

@@ -39,15 +39,21 @@ public struct ZeroShotScorer: TrialScorer {
 
 /// Probabilities of `scorer` for `trials`, sharded over ranks (`shard`), `chunk` trials per forward, and
 /// gathered: every rank gets all scores, in the order of `trials`.
+/// `stall`: a watchdog for the scoring commands (a rank that stops would leave the others in the gather for ever);
+/// nil inside fine-tuning, whose own watchdog runs (two would take each other's heartbeats).
 public func scoreTrials(_ trials: [StoredTrial], scorer: TrialScorer, builder: BatchBuilder, comm: Communicator,
-                        arena: ActivationArena, chunk: Int = 64) -> [Double] {
+                        arena: ActivationArena, chunk: Int = 64, stall: StallPolicy? = nil) -> [Double] {
     let mine = shard(trials.count, rank: comm.rank, of: comm.size)
     var local: [Float] = []
     local.reserveCapacity(mine.count)
+    // Ranks score at their own pace until the gather: only a rank that stopped answering ends the job.
+    let watchdog = stall.map { Watchdog(policy: comm.size > 1 ? $0 : .off, comm: comm, activity: "scoring", judgeLaggards: false) }
+    defer { watchdog?.stop() }
     for start in stride(from: mine.lowerBound, to: mine.upperBound, by: chunk) {
         let end = min(start + chunk, mine.upperBound)
         arena.reset()
         local += scorer.probabilities(builder.batch(Array(trials[start..<end])), arena: arena)
+        watchdog?.beat()
     }
     return gatherScores(local, total: trials.count, comm: comm)
 }
