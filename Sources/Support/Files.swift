@@ -103,9 +103,10 @@ public enum FilesRead {
 public func temporaryPath(for path: String) -> String {
     let url = URL(fileURLWithPath: path)
     let suffix = ".tmp-\(getpid())", limit = 255 - 1 - suffix.utf8.count
-    var name = ""
+    var name = "", bytes = 0
     for c in url.lastPathComponent {
-        guard name.utf8.count + String(c).utf8.count <= limit else { break }
+        bytes += c.utf8.count
+        guard bytes <= limit else { break }
         name.append(c)
     }
     return url.deletingLastPathComponent().path + "/." + name + suffix

@@ -132,7 +132,7 @@ extension ICD10Hierarchy {
     public func requireTables(of model: ModelConfig, checkpoint: String) throws {
         let depth = model.icdTableSizes.count
         try requireDepth(depth, source: "\(checkpoint) has ICD tables of depths 1-\(depth)")
-        let tableSizes = Array(nodesPerDepth.prefix(model.icdTableSizes.count)), categoryCount = nodesPerDepth[2] + 1
+        let tableSizes = Array(nodesPerDepth.prefix(depth)), categoryCount = nodesPerDepth[2] + 1
         guard tableSizes == model.icdTableSizes && categoryCount == model.categoryCount else {
             throw InputError(file: path, "gives ICD tables of \(tableSizes) rows (depths 1-\(tableSizes.count)) and \(categoryCount - 1) "
                              + "categories; \(checkpoint) was trained with \(model.icdTableSizes) and \(model.categoryCount - 1): "
