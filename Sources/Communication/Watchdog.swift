@@ -54,6 +54,11 @@ public final class Watchdog: @unchecked Sendable {
         thread.start()
     }
 
+    /// A fault injected for the reliability tests (`CLADMOP_FAULT=stop:RANK:ACTIVITY`, read once per command by
+    /// `FaultPlan`): rank RANK stops itself with SIGSTOP (every thread, heartbeats too, as `kill -STOP`) at its first
+    /// progress point of ACTIVITY (an `activity`: "training", "fine-tuning", "featurizing", "scoring", "embedding").
+    nonisolated(unsafe) public static var injectedStop: (rank: Int, activity: String)?
+
     /// A progress point (a finished step, evaluation or checkpoint).
     public func beat() {
         lock.lock()
@@ -61,6 +66,10 @@ public final class Watchdog: @unchecked Sendable {
         slowest = max(slowest, now - lastBeat)
         lastBeat = now
         lock.unlock()
+        if let stop = Self.injectedStop, stop.rank == comm.rank, stop.activity == activity {
+            Self.injectedStop = nil
+            raise(SIGSTOP)
+        }
     }
 
     /// After `stop` returns the thread makes no further MPI call (the heartbeat exchange runs under the lock),

@@ -54,6 +54,9 @@ public struct Config: Sendable {
     public private(set) var sourceFile: String?
     /// Whether `--set` overrides were applied on top of the file (messages say "(with --set)" only then).
     public private(set) var hasOverrides = false
+    /// Keys that more than one `--set` gave, in order of first appearance: the last value applies (scripts layer
+    /// their own --set over a user's), and commands say so.
+    public private(set) var repeatedOverrides: [String] = []
 
     public init(file: String?, overrides: [String] = []) throws {
         values = Dictionary(uniqueKeysWithValues: ConfigSchema.keys.map { ($0.path, $0.defaultValue) })
@@ -66,6 +69,7 @@ public struct Config: Sendable {
                 try apply(map, prefix: "", file: file)
             }
         }
+        var overridden = Set<String>()
         for o in overrides {
             guard let eq = o.firstIndex(of: "=") else {
                 throw InputError("--set \(o): expected key.path=value")
@@ -81,6 +85,7 @@ public struct Config: Sendable {
                (y as? [Any]).map({ $0.isEmpty }) == true || !(y is [(String, Any)]) { parsed = y }
             if raw.trimmingCharacters(in: .whitespaces).isEmpty { throw InputError("--set \(key): no value (write \(key)=\"\" for an empty string)") }
             try set(key, parsed, origin: "--set \(key)")
+            if !overridden.insert(key).inserted && !repeatedOverrides.contains(key) { repeatedOverrides.append(key) }
         }
     }
 

@@ -52,6 +52,7 @@ struct Cladmop: ParsableCommand {
 /// exit status 2 for user errors, 1 otherwise. No rank is left waiting in a collective.
 func runJob(_ body: (Communicator) throws -> Void) {
     let comm = makeCommunicator()
+    Watchdog.injectedStop = FaultPlan.fromEnvironment().stop
     do {
         try body(comm)
     } catch let error as InputError {
@@ -88,6 +89,11 @@ struct ConfigOptions: ParsableArguments {
     func resolve(_ comm: Communicator) throws -> (Config, RunSpec) {
         let c = try Config(file: config, overrides: overrides)
         let spec = try RunSpec(c)
+        if comm.isRoot && !c.repeatedOverrides.isEmpty {
+            // On stderr: `cladmop config --get` prints values for scripts on stdout.
+            FileHandle.standardError.write(Data(("warning: --set \(c.repeatedOverrides.joined(separator: ", ")) given more than once; the last value applies: "
+                + c.repeatedOverrides.map { "\($0)=\(c.values[$0]!.description)" }.joined(separator: ", ") + "\n").utf8))
+        }
         try requireAgreement(ConfigSchema.keys.map { ($0.path, c.values[$0.path]!.description) }
                                  + [("command line", CommandLine.arguments.dropFirst().joined(separator: " ")),
                                     ("executable", executableIdentity())],

@@ -32,7 +32,11 @@ struct Compare: ParsableCommand {
 
     func validate() throws {
         guard !evals.isEmpty else { throw ValidationError("give at least one --eval LABEL=FILE.json") }
-        _ = try rows
+        // Two rows of one label could not be told apart in the table.
+        var seen = Set<String>()
+        for row in try rows where !seen.insert(row.label).inserted {
+            throw ValidationError("--eval \(row.label)=...: the label \(row.label.debugDescription) is given twice; expected one label per row")
+        }
     }
 
     func run() throws {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Communication
 import Foundation
 import Support
 import Training
@@ -24,7 +25,8 @@ struct Embed: ParsableCommand {
             let loaded = try LoadedCheckpoint(checkpoint)
             let (rows, builder) = try loaded.rows(of: data, spec: spec, comm: comm, labels: .optional, log: log)
             let levelIndex = ["coarse", "medium", "fine"].firstIndex(of: level)!
-            let x = embedTrials(rows, model: loaded.model, builder: builder, level: levelIndex, comm: comm)
+            let x = embedTrials(rows, model: loaded.model, builder: builder, level: levelIndex, comm: comm,
+                                stall: StallPolicy(stallTimeout: spec.train.stallTimeout))
             guard comm.isRoot else { return }
             try writeEmbeddings(x, path: output, metadata: ["level": level, "checkpoint": checkpoint, "data": data, "format": "cladmop-embeddings"])
             log("embed: \(rows.count) trials -> \(output) (f_dm, f_c: \(x.encoderDim); pooled: \(x.modelDim))")

@@ -44,6 +44,36 @@ final class OutcomeEndToEndTests: XCTestCase {
         }
     }
 
+    /// A rank that stops (SIGSTOP through CLADMOP_FAULT=stop:1:ACTIVITY: its heartbeats stop too, as with
+    /// `kill -STOP`) while fine-tuning, featurizing a CSV on the fly, scoring or embedding ends the job about
+    /// train.stall_timeout later, naming the rank; each had left the other rank in a collective for ever.
+    func testAStoppedRankEndsFineTuningFeaturizingScoringAndEmbedding() throws {
+        let dir = try scratchDirectory("outcome-stop")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try writeCSVSubset(from: repoRoot + "/data/top/phase_I_train.csv", rows: 0..<24, to: dir + "/train.csv")
+        try writeCSVSubset(from: repoRoot + "/data/top/phase_I_valid.csv", rows: 0..<12, to: dir + "/valid.csv")
+        try writeCSVSubset(from: repoRoot + "/data/top/toy_test.csv", rows: 0..<10, to: dir + "/unseen.csv")
+        let cladmop = releaseOrDebugProduct("cladmop")
+        let sets = smallFinetuneSettings(dir: dir, ["finetune.epochs=1", "finetune.ensemble=1", "finetune.select_latest=0", "train.stall_timeout=4"])
+        let finetune = ["finetune", "--pretrained", "none", "--train", dir + "/train.csv", "--valid", dir + "/valid.csv"]
+        func stopped(_ activity: String, _ arguments: [String]) throws {
+            let r = try mpirun(np: 2, executable: cladmop, arguments: arguments + sets, environment: ["CLADMOP_FAULT": "stop:1:\(activity)"], timeout: 180)
+            XCTAssertNotEqual(r.status, 0, r.output)
+            XCTAssertTrue(r.output.contains("no \(activity) progress for") && r.output.contains("rank 1 (host")
+                          && r.output.contains("stopped answering"), "\(activity): \(r.output)")
+            XCTAssertLessThan(r.seconds, 90, activity)
+        }
+        try stopped("fine-tuning", finetune + ["--run-dir", dir + "/stopped"])
+        let ft = try mpirun(np: 2, executable: cladmop, arguments: finetune + ["--run-dir", dir + "/run"] + sets, timeout: 600)
+        XCTAssertEqual(ft.status, 0, ft.output)
+        try stopped("featurizing", ["evaluate", "--checkpoint", dir + "/run", "--data", dir + "/unseen.csv"])
+        try stopped("scoring", ["evaluate", "--checkpoint", dir + "/run", "--data", dir + "/valid.csv"])
+        try stopped("embedding", ["embed", "--checkpoint", dir + "/run", "--data", dir + "/valid.csv", "--output", dir + "/e.safetensors"])
+        // The control: the same scoring without the fault ends normally.
+        let ev = try mpirun(np: 2, executable: cladmop, arguments: ["evaluate", "--checkpoint", dir + "/run", "--data", dir + "/valid.csv"] + sets, timeout: 180)
+        XCTAssertEqual(ev.status, 0, ev.output)
+    }
+
     func testFinetuneEvaluatePredictOnAnUnseenCSV() throws {
         let dir = try scratchDirectory("outcome")
         defer { try? FileManager.default.removeItem(atPath: dir) }

@@ -26,7 +26,15 @@ public func resolveCheckpointJSON(_ path: String, maxLinks: Int = 4) throws -> S
             next = c.hasPrefix("/") ? c : current + "/" + c
             break
         }
-        guard let next else { throw InputError(file: current, "is a directory without best.json; name a checkpoint file") }
+        guard let next else {
+            // A run folder (its config.yaml) that has no best.json yet: training writes it when it ends.
+            if FileManager.default.fileExists(atPath: current + "/config.yaml") {
+                throw InputError(file: current, "is a run folder without best.json: its run did not finish (best.json is written when "
+                                 + "training ends; pretrain --resume auto continues a pretraining run, fine-tuning starts again with --overwrite), "
+                                 + "or name one of its checkpoint files")
+            }
+            throw InputError(file: current, "is a directory without best.json; name a checkpoint file")
+        }
         current = next
     }
     if current.hasSuffix(".safetensors") { return String(current.dropLast(".safetensors".count)) + ".json" }

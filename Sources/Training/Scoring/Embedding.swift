@@ -14,11 +14,14 @@ public struct TrialEmbeddings {
 }
 
 /// Embeds every trial of `rows`: ranks take disjoint shards (`shard`), `chunk` trials per forward (in `arena`),
-/// and every rank gets all rows in order.
+/// and every rank gets all rows in order. `stall`: a watchdog for `cladmop embed` (as `scoreTrials`: only a rank
+/// that stopped answering ends the job); nil inside pretraining's retrieval evaluation, whose own watchdog runs.
 public func embedTrials(_ rows: [StoredTrial], model: CLaDMoP, builder: BatchBuilder, level: Int, comm: Communicator,
-                        chunk: Int = 64, arena: ActivationArena = ActivationArena()) -> TrialEmbeddings {
+                        chunk: Int = 64, arena: ActivationArena = ActivationArena(), stall: StallPolicy? = nil) -> TrialEmbeddings {
     let e = model.config.encoderDim, d = model.config.dim
     let mine = shard(rows.count, rank: comm.rank, of: comm.size)
+    let watchdog = stall.map { Watchdog(policy: comm.size > 1 ? $0 : .off, comm: comm, activity: "embedding", judgeLaggards: false) }
+    defer { watchdog?.stop() }
     var fDM: [Float] = [], fC: [Float] = [], pooled: [Float] = []
     for start in stride(from: mine.lowerBound, to: mine.upperBound, by: chunk) {
         let batch = builder.batch(Array(rows[start..<min(start + chunk, mine.upperBound)]))
@@ -29,6 +32,7 @@ public func embedTrials(_ rows: [StoredTrial], model: CLaDMoP, builder: BatchBui
         fDM += UnsafeBufferPointer(start: state.fDM, count: batch.count * e)
         fC += UnsafeBufferPointer(start: c, count: batch.count * e)
         pooled += UnsafeBufferPointer(start: state.pooled, count: batch.count * d)
+        watchdog?.beat()
     }
     return TrialEmbeddings(nctids: rows.map(\.nctid), fDM: gatherRows(fDM, total: rows.count, width: e, comm: comm),
                            fC: gatherRows(fC, total: rows.count, width: e, comm: comm),

@@ -15,6 +15,8 @@ import Support
 /// - `checkpoint_crash:before|between[:STEP]`: the process is killed while writing a checkpoint (of step
 ///   STEP, or any): "between" is after the tensors file is complete and before its JSON.
 /// - `file_size_limit:BYTES`: RLIMIT_FSIZE once MPI is up (a write past BYTES fails with EFBIG, as on a full disk).
+/// - `stop:RANK:ACTIVITY`: the rank stops itself (SIGSTOP) at its first progress point of a watchdog's ACTIVITY
+///   ("fine-tuning", "featurizing", "scoring", "embedding", "training"; `Watchdog.injectedStop`).
 /// CLADMOP_FAULT_ONCE = FILE: the crash/throw/stall fault fires only if FILE does not exist, and creates it
 /// (a supervised restart does not fail again at the same step).
 /// CLADMOP_DUMP_GRADIENT = FILE: rank 0 writes the averaged gradient of the first step (Float32, raw).
@@ -28,6 +30,7 @@ public struct FaultPlan: Sendable {
     public var stepFault: (kind: StepFault, rank: Int, step: Int)?
     public var checkpointCrash: (stage: CheckpointStage, step: Int?)?
     public var fileSizeLimit: Int?
+    public var stop: (rank: Int, activity: String)?
     public var dumpGradient: String?
     public var onceMarker: String?
 
@@ -61,6 +64,7 @@ public struct FaultPlan: Sendable {
                 plan.checkpointCrash = (stage, parts.count == 3 ? Int(parts[2]) : nil)
             }
         case "file_size_limit": plan.fileSizeLimit = parts.count == 2 ? Int(parts[1]) : nil
+        case "stop": if parts.count == 3, let r = Int(parts[1]) { plan.stop = (r, parts[2]) }
         default: break
         }
         return plan
