@@ -19,10 +19,7 @@ public func resolveCheckpointJSON(_ path: String, maxLinks: Int = 4) throws -> S
         visited.append(key)
         var next: String?
         for candidate in [current + "/best.json", current + "/checkpoints/best.json"] where FileManager.default.fileExists(atPath: candidate) {
-            let data = try readRegularFile(candidate, what: "best-checkpoint pointer (best.json)", limit: 1 << 20)
-            guard let o = try? JSONSerialization.jsonObject(with: data) as? [String: Any], let c = o["checkpoint"] as? String, !c.isEmpty else {
-                throw InputError(file: candidate, "expected a JSON object with a \"checkpoint\" path")
-            }
+            let c = try BestPointer.read(candidate).checkpoint
             next = c.hasPrefix("/") ? c : current + "/" + c
             break
         }
@@ -40,4 +37,18 @@ public func resolveCheckpointJSON(_ path: String, maxLinks: Int = 4) throws -> S
     if current.hasSuffix(".safetensors") { return String(current.dropLast(".safetensors".count)) + ".json" }
     if current.hasSuffix(".json") { return current }
     throw InputError(file: current, "expected a checkpoint (.safetensors or .json) or a run directory")
+}
+
+/// What every best.json holds (pretraining's checkpoints/best.json and a fine-tuning run's, `FinetuneSelection`): the
+/// selected checkpoint, relative to the run folder or absolute. Other keys are read where they matter (`ensembleMembers`).
+struct BestPointer: Decodable {
+    let checkpoint: String
+
+    static func read(_ file: String) throws -> BestPointer {
+        let data = try readRegularFile(file, what: "best-checkpoint pointer (best.json)", limit: 1 << 20)
+        guard let pointer = try? JSONDecoder().decode(BestPointer.self, from: data), !pointer.checkpoint.isEmpty else {
+            throw InputError(file: file, "expected a JSON object with a \"checkpoint\" path")
+        }
+        return pointer
+    }
 }

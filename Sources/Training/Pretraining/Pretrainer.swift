@@ -296,9 +296,10 @@ public final class Pretrainer {
         do {
             _ = try Checkpoints.save(dir: checkpointDir, meta: meta, params: params, optimizer: optimizer, faults: faults)
             if let best = bestCheckpoint {
-                try writeFileAtomically(checkpointDir + "/best.json", replacingInput: true) {
-                    try $0.write(contentsOf: Data("{\"checkpoint\": \"checkpoints/\(best).safetensors\", \"val_loss\": \(bestValLoss)}\n".utf8))
-                }
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+                let pointer = try encoder.encode(PretrainBest(checkpoint: "checkpoints/\(best).safetensors", valLoss: bestValLoss))
+                try writeFileAtomically(checkpointDir + "/best.json", replacingInput: true) { try $0.write(contentsOf: pointer + Data("\n".utf8)) }
             }
             Checkpoints.prune(dir: checkpointDir, keep: spec.checkpoint.keepLast, protected: bestCheckpoint)
         } catch {
@@ -314,4 +315,11 @@ func formatDuration(_ s: Double) -> String {
     guard s.isFinite, s >= 0 else { return "-" }
     let t = Int(s)
     return t >= 3600 ? String(format: "%dh%02dm", t / 3600, t / 60 % 60) : String(format: "%dm%02ds", t / 60, t % 60)
+}
+
+/// A pretraining run's checkpoints/best.json: the checkpoint with the best validation InfoNCE loss (relative to the run
+/// folder), and that loss. Read back through `BestPointer`.
+struct PretrainBest: Encodable {
+    let checkpoint: String, valLoss: Double
+    enum CodingKeys: String, CodingKey { case checkpoint, valLoss = "val_loss" }
 }

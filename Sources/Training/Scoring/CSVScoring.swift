@@ -246,30 +246,44 @@ public func ensembleMembers(_ path: String) throws -> (members: [String], thresh
     guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue,
           FileManager.default.fileExists(atPath: file) else { return nil }
     let data = try readRegularFile(file, what: "best-checkpoint pointer (best.json)", limit: 1 << 20)
-    guard let o = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { throw InputError(file: file, "expected a JSON object") }
-    guard let raw = o["members"] else { return nil }
-    guard let members = raw as? [String], !members.isEmpty, members.count <= 64, members.allSatisfy({ !$0.isEmpty }) else {
-        throw InputError(file: file, "key \"members\" must be a list of 1 to 64 checkpoint paths (finetune writes one per member)")
+    /// The ensemble's keys of best.json (`FinetuneSelection` writes them); each absent in a run of one model.
+    struct Ensemble: Decodable {
+        let members: [String]?, threshold: Double?, partitions: Int?, foldsChecksum: String?
+        enum CodingKeys: String, CodingKey { case members, threshold, partitions, foldsChecksum = "folds_checksum" }
+    }
+    let expected = ["members": "must be a list of 1 to 64 checkpoint paths (finetune writes one per member)",
+                    "threshold": "must be a probability in [0, 1]",
+                    "partitions": "must be a whole number of at least 1 that divides the members (finetune writes finetune.ensemble)",
+                    "folds_checksum": "must be a string (finetune writes it)"]
+    let o: Ensemble
+    do { o = try JSONDecoder().decode(Ensemble.self, from: data) }
+    catch let error as DecodingError {
+        // A key of the wrong type is named with what it must hold.
+        let key: String?
+        switch error {
+        case .typeMismatch(_, let c), .valueNotFound(_, let c), .dataCorrupted(let c): key = c.codingPath.first?.stringValue
+        default: key = nil
+        }
+        if let key, let what = expected[key] { throw InputError(file: file, "key \"\(key)\" \(what)") }
+        throw InputError(file: file, "expected a fine-tuning run's best.json: \(describeDecodingError(error))")
+    }
+    guard let members = o.members else { return nil }
+    guard !members.isEmpty, members.count <= 64, members.allSatisfy({ !$0.isEmpty }) else {
+        throw InputError(file: file, "key \"members\" \(expected["members"]!)")
     }
     if let twice = members.first(where: { m in members.filter { $0 == m }.count > 1 }) {
         throw InputError(file: file, "key \"members\" lists \(twice) twice; each member is one checkpoint")
     }
-    guard let t = o["threshold"] as? Double, t.isFinite, (0...1).contains(t) else {
-        throw InputError(file: file, "key \"threshold\" must be a probability in [0, 1]")
+    guard let t = o.threshold, t.isFinite, (0...1).contains(t) else {
+        throw InputError(file: file, "key \"threshold\" \(expected["threshold"]!)")
     }
     // A cross-fitted run's fold partitions (repeated cross-fitting); absent: 1.
-    var partitions = 1
-    if o["partitions"] != nil {
-        // Decoded strictly (JSONSerialization would read true as 1).
-        struct Partitions: Decodable { let partitions: Int }
-        guard let r = try? JSONDecoder().decode(Partitions.self, from: data).partitions, r >= 1, members.count % r == 0 else {
-            throw InputError(file: file, "key \"partitions\" must be a whole number of at least 1 that divides the \(members.count) members (finetune writes finetune.ensemble)")
-        }
-        partitions = r
+    let partitions = o.partitions ?? 1
+    guard partitions >= 1, members.count % partitions == 0 else {
+        throw InputError(file: file, "key \"partitions\" must be a whole number of at least 1 that divides the \(members.count) members (finetune writes finetune.ensemble)")
     }
     // Runs written before it have none (their folds.csv is checked for its shape only).
-    let checksum = o["folds_checksum"] as? String
-    if o["folds_checksum"] != nil && checksum == nil { throw InputError(file: file, "key \"folds_checksum\" must be a string (finetune writes it)") }
+    let checksum = o.foldsChecksum
     return (members.map { $0.hasPrefix("/") ? $0 : path + "/" + $0 }, t, partitions, checksum)
 }
 
