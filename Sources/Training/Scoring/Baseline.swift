@@ -5,7 +5,7 @@ import TrialData
 /// Logistic-regression baseline on simple features (issue 5's floor): the mean fine-level criteria vector,
 /// a bag of ICD-10 categories and a bag of SMILES tokens (vocabularies from the training rows, counts
 /// normalised per trial), standardised with the training statistics; class-weighted log loss with L2,
-/// full-batch Adam.
+/// full-batch Adam (`Optimizer`).
 public struct LogisticBaseline {
     var categories: [String: Int] = [:]
     var tokens: [String: Int] = [:]
@@ -32,25 +32,26 @@ public struct LogisticBaseline {
         let y = labels.map(Float.init)
         let pos = y.reduce(0, +), n = Float(y.count)
         let w1 = n / (2 * max(pos, 1)), w0 = n / (2 * max(n - pos, 1))
-        var w = [Float](repeating: 0, count: f + 1)   // last: bias
-        var m = w, v = w
-        for step in 1...iterations {
-            var g = [Float](repeating: 0, count: f + 1)
+        // The weights with L2 `l2` added to their gradient, the bias without; Adam at 0.05, full batch.
+        let params = ParameterArena(seed: 0)
+        params.groups = [ParamGroup(name: "weights", learningRate: 0.05, weightDecay: l2), ParamGroup(name: "bias", learningRate: 0.05)]
+        let weightsRef = params.register("weights", shape: [f], initializer: .zeros, group: 0)
+        let biasRef = params.register("bias", shape: [1], initializer: .zeros, group: 1)
+        params.finalize()
+        let optimizer = Optimizer(kind: .adam, params: params)
+        let w = params.value(weightsRef), g = params.grad(weightsRef)
+        for _ in 0..<iterations {
+            params.zeroGrads()
             for (xi, yi) in zip(x, y) {
-                var z = w[f]
+                var z = params.value(biasRef)[0]
                 for j in 0..<f { z += w[j] * xi[j] }
                 let d = (yi == 1 ? w1 : w0) * (sigmoid(z) - yi) / n
                 for j in 0..<f { g[j] += d * xi[j] }
-                g[f] += d
+                params.grad(biasRef)[0] += d
             }
-            for j in 0..<f { g[j] += l2 * w[j] }
-            let b1: Float = 0.9, b2: Float = 0.999, lr: Float = 0.05
-            for j in 0...f {
-                m[j] = b1 * m[j] + (1 - b1) * g[j]; v[j] = b2 * v[j] + (1 - b2) * g[j] * g[j]
-                w[j] -= lr * (m[j] / (1 - powf(b1, Float(step)))) / ((v[j] / (1 - powf(b2, Float(step)))).squareRoot() + 1e-8)
-            }
+            optimizer.update(params)
         }
-        weights = w
+        weights = Array(UnsafeBufferPointer(start: w, count: f)) + [params.value(biasRef)[0]]   // last: bias
     }
 
     func features(_ t: StoredTrial) -> [Float] {
