@@ -61,7 +61,7 @@ extension CLaDMoP {
         let molL = s.enrichment.molLayout, disL = s.enrichment.disLayout, sentL = s.sentenceLayout
         let la = config.centroidCount(config.groupingLayers - 1)
         let block = blocks[level]
-        let name = "fusion.\(["coarse", "medium", "fine"][level])"
+        let name = "fusion.\(ModelConfig.levelNames[level])"
         var gY = dA
         for g in stride(from: config.groupingLayers - 1, through: 0, by: -1) {
             let cg = config.centroidCount(g)

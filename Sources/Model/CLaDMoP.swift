@@ -38,7 +38,7 @@ public final class CLaDMoP {
         icdTables = config.icdTableSizes.enumerated().map { Embedding(p, "dis.icd_depth\($0.offset + 1)", count: $0.element, dim: d) }
         category = Embedding(p, "dis.category", count: config.categoryCount, dim: d)
         disLayers = (0..<config.disLayers).map { TransformerLayer(p, "dis.layer\($0)", dim: d, heads: config.heads, ffnDim: ffn) }
-        let levelNames = ["coarse", "medium", "fine"]
+        let levelNames = ModelConfig.levelNames
         levelProjection = levelNames.map { Linear(p, "fusion.\($0).proj", inFeatures: config.encoderDim, outFeatures: d) }
         for x in 0..<ModelConfig.levels {
             let name = "fusion.\(levelNames[x])"
@@ -68,7 +68,7 @@ public final class CLaDMoP {
         func add(_ layer: inout TransformerLayer, _ name: String) {
             layer.attention.addLoRA(params, name + ".attn", rank: rank, alpha: alpha, group: group)
         }
-        let levelNames = ["coarse", "medium", "fine"]
+        let levelNames = ModelConfig.levelNames
         for x in blocks.indices {
             for g in blocks[x].cross.indices {
                 if cross { add(&blocks[x].cross[g], "fusion.\(levelNames[x]).group\(g).cross") }

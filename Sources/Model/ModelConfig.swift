@@ -58,7 +58,9 @@ public struct ModelConfig: Codable, Equatable, Sendable {
 
     /// Centroid tokens of grouping layer g: c / 2^g.
     public func centroidCount(_ g: Int) -> Int { max(centroids >> g, 1) }
-    public static let levels = 3
+    public static let levels = levelNames.count
+    /// The criteria levels' names, coarse to fine (parameter names `fusion.NAME.*`, `cladmop embed --level`).
+    public static let levelNames = ["coarse", "medium", "fine"]
 }
 
 /// One padded batch of trials, as the model reads it.

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Communication
 import Foundation
+import Model
 import Support
 import Training
 
@@ -15,7 +16,7 @@ struct Embed: ParsableCommand {
     @Option(help: "Criteria level of f_c: coarse, medium or fine (the pretraining loss's).") var level: String = "fine"
 
     func validate() throws {
-        guard ["coarse", "medium", "fine"].contains(level) else { throw ValidationError("--level must be coarse, medium or fine (got '\(level)')") }
+        guard ModelConfig.levelNames.contains(level) else { throw ValidationError("--level must be coarse, medium or fine (got '\(level)')") }
     }
 
     func run() throws {
@@ -24,7 +25,7 @@ struct Embed: ParsableCommand {
             let spec = try options.loadForScoring(comm)
             let loaded = try LoadedCheckpoint(checkpoint)
             let (rows, builder) = try loaded.rows(of: data, spec: spec, comm: comm, labels: .optional, log: log)
-            let levelIndex = ["coarse", "medium", "fine"].firstIndex(of: level)!
+            let levelIndex = ModelConfig.levelNames.firstIndex(of: level)!
             let x = embedTrials(rows, model: loaded.model, builder: builder, level: levelIndex, comm: comm,
                                 stall: StallPolicy(stallTimeout: spec.train.stallTimeout))
             guard comm.isRoot else { return }
