@@ -264,8 +264,8 @@ public func ensembleMembers(_ path: String) throws -> (members: [String], thresh
         case .typeMismatch(_, let c), .valueNotFound(_, let c), .dataCorrupted(let c): key = c.codingPath.first?.stringValue
         default: key = nil
         }
-        if let key, let what = expected[key] { throw InputError(file: file, "key \"\(key)\" \(what)") }
-        throw InputError(file: file, "expected a fine-tuning run's best.json: \(describeDecodingError(error))")
+        guard let key else { throw InputError(file: file, "expected a JSON object (a run's best.json)") }
+        throw InputError(file: file, "key \"\(key)\" \(expected[key] ?? "has the wrong type")")
     }
     guard let members = o.members else { return nil }
     guard !members.isEmpty, members.count <= 64, members.allSatisfy({ !$0.isEmpty }) else {
