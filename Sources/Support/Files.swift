@@ -113,7 +113,9 @@ public func temporaryPath(for path: String) -> String {
 }
 
 /// Writes `data` to `path` atomically: a temporary file in the same folder, fsync, rename, fsync of the
-/// folder. A crash at any moment leaves either the old file or the new one, never a partial file.
+/// folder. A crash at any moment leaves either the old file or the new one, never a partial file; SIGINT, SIGTERM or
+/// SIGHUP while it writes removes the temporary file (`TemporaryFiles`). A `path` that is a symbolic link is written
+/// through (its target is replaced, as a shell redirect would).
 /// A `path` that is a file this process read (`FilesRead`) is refused (an InputError naming both), unless
 /// `replacingInput` (the files a command deliberately rewrites after reading them: a resumed run's metrics.jsonl,
 /// config.yaml, best.json and checkpoints) or `replacingFileReadAs` names what every read of it was (a feature store
@@ -123,11 +125,15 @@ public func writeFileAtomically(_ path: String, replacingInput: Bool = false, re
     if !replacingInput, let input = FilesRead.read(at: path), replacingFileReadAs.map({ input.readAs != [$0] }) ?? true {
         throw InputError(file: path, "is \(input.path == path ? "an input" : "the input \(input.path)") this command read; refusing to overwrite it, choose another output path")
     }
-    let dir = URL(fileURLWithPath: path).deletingLastPathComponent().path
-    let tmp = temporaryPath(for: path)
+    var st = stat()
+    let target = lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFLNK ? resolvedPath(path) : path
+    let dir = URL(fileURLWithPath: target).deletingLastPathComponent().path
+    let tmp = temporaryPath(for: target)
     guard FileManager.default.createFile(atPath: tmp, contents: nil) else {
         throw InputError(file: path, "cannot create \(tmp): \(String(cString: strerror(errno)))")
     }
+    let slot = TemporaryFiles.register(tmp)
+    defer { TemporaryFiles.unregister(slot) }
     do {
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: tmp))
         do {
@@ -138,8 +144,8 @@ public func writeFileAtomically(_ path: String, replacingInput: Bool = false, re
             try? handle.close()
             throw error
         }
-        FilesRead.forget(path)     // the file it replaces (its inode may be reused)
-        guard rename(tmp, path) == 0 else { throw InputError(file: path, "cannot rename: \(String(cString: strerror(errno)))") }
+        FilesRead.forget(target)     // the file it replaces (its inode may be reused)
+        guard rename(tmp, target) == 0 else { throw InputError(file: path, "cannot rename: \(String(cString: strerror(errno)))") }
     } catch {
         unlink(tmp)
         if let e = error as? InputError { throw e }
@@ -147,6 +153,111 @@ public func writeFileAtomically(_ path: String, replacingInput: Bool = false, re
     }
     let dfd = open(dir.isEmpty ? "." : dir, O_RDONLY)
     if dfd >= 0 { fsync(dfd); close(dfd) }
+}
+
+/// Writes new files as one (a split's two halves): each is written to a temporary file and then linked into place,
+/// never replacing a file (another command that wrote one meanwhile keeps it: refused). On any failure, and on SIGINT,
+/// SIGTERM or SIGHUP before the last is in place, none of them is left, nor any temporary file.
+public func writeNewFilesTogether(_ files: [(path: String, data: Data)]) throws {
+    var written: [(tmp: String, path: String, slot: Int?, id: (dev: UInt64, ino: UInt64))] = []
+    var placed: [Int?] = []
+    func undo() {
+        for (k, f) in written.enumerated() {
+            if k < placed.count { TemporaryFiles.removeIfSame(f.path, f.id) }
+            unlink(f.tmp)
+        }
+        placed.forEach(TemporaryFiles.unregister); written.forEach { TemporaryFiles.unregister($0.slot) }
+    }
+    do {
+        for (path, data) in files {
+            let tmp = temporaryPath(for: path)
+            guard FileManager.default.createFile(atPath: tmp, contents: nil) else {
+                throw InputError(file: path, "cannot create \(tmp): \(String(cString: strerror(errno)))")
+            }
+            var st = stat()
+            stat(tmp, &st)
+            written.append((tmp, path, TemporaryFiles.register(tmp), (UInt64(st.st_dev), UInt64(st.st_ino))))
+            do {
+                let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: tmp))
+                defer { try? handle.close() }
+                try handle.write(contentsOf: data)
+                try handle.synchronize()
+            } catch { throw InputError(file: path, "write failed: \(describeWriteError(error))") }
+        }
+        for f in written {
+            // Guarded by the temporary file's inode before the link: a signal removes the path only if it is this file.
+            placed.append(TemporaryFiles.register(f.path, ifSameAs: f.id))
+            guard link(f.tmp, f.path) == 0 else {
+                throw InputError(file: f.path, errno == EEXIST ? "exists now (another command wrote it while this one ran); choose another path"
+                                                               : "cannot create: \(String(cString: strerror(errno)))")
+            }
+        }
+    } catch {
+        undo()
+        throw error
+    }
+    for f in written { unlink(f.tmp) }
+    placed.forEach(TemporaryFiles.unregister); written.forEach { TemporaryFiles.unregister($0.slot) }
+    for dir in Set(files.map { URL(fileURLWithPath: $0.path).deletingLastPathComponent().path }) {
+        let dfd = open(dir.isEmpty ? "." : dir, O_RDONLY)
+        if dfd >= 0 { fsync(dfd); close(dfd) }
+    }
+}
+
+/// Files to remove if the command ends by SIGINT, SIGTERM or SIGHUP (`installSignalHandlers`): the temporary files
+/// being written (`writeFileAtomically`, `writeNewFilesTogether`), and outputs not complete without the next one.
+/// Fixed slots of fixed buffers (the handler allocates nothing), a slot's path copied before it is marked in use.
+public enum TemporaryFiles {
+    static let slots = 32, capacity = 4096
+    nonisolated(unsafe) static let paths = UnsafeMutablePointer<CChar>.allocate(capacity: slots * capacity)
+    nonisolated(unsafe) static let inUse = UnsafeMutablePointer<Int32>.allocate(capacity: slots)
+    /// A slot's guard: remove its path only while it is this file (device, inode); (0, 0): unconditionally.
+    nonisolated(unsafe) static let identity = UnsafeMutablePointer<(UInt64, UInt64)>.allocate(capacity: slots)
+    nonisolated(unsafe) static var ready = false
+    static let lock = NSLock()
+
+    /// A slot holding `path` (nil when every slot is taken or the path is too long: it is then not cleaned up).
+    static func register(_ path: String, ifSameAs id: (dev: UInt64, ino: UInt64) = (0, 0)) -> Int? {
+        lock.lock(); defer { lock.unlock() }
+        if !ready { inUse.initialize(repeating: 0, count: slots); identity.initialize(repeating: (0, 0), count: slots); ready = true }
+        let bytes = Array(path.utf8CString)
+        guard bytes.count <= capacity, let free = (0..<slots).first(where: { inUse[$0] == 0 }) else { return nil }
+        bytes.withUnsafeBufferPointer { (paths + free * capacity).update(from: $0.baseAddress!, count: bytes.count) }
+        identity[free] = (id.dev, id.ino)
+        inUse[free] = 1
+        return free
+    }
+
+    static func unregister(_ slot: Int?) {
+        guard let slot else { return }
+        lock.lock(); inUse[slot] = 0; lock.unlock()
+    }
+
+    /// Unlinks `path` if it is the file `id` (async-signal-safe: stat and unlink).
+    static func removeIfSame(_ path: UnsafePointer<CChar>, _ id: (dev: UInt64, ino: UInt64)) {
+        var st = stat()
+        if id == (0, 0) || (stat(path, &st) == 0 && UInt64(st.st_dev) == id.dev && UInt64(st.st_ino) == id.ino) { unlink(path) }
+    }
+    static func removeIfSame(_ path: String, _ id: (dev: UInt64, ino: UInt64)) { path.withCString { removeIfSame($0, id) } }
+
+    /// Removes every registered file (from a signal handler).
+    static func removeAll() {
+        guard ready else { return }
+        for i in 0..<slots where inUse[i] != 0 { removeIfSame(paths + i * capacity, identity[i]) }
+    }
+
+    /// On SIGINT, SIGTERM and SIGHUP: remove the registered files, then end by the signal as before. A signal the
+    /// process was started ignoring (SIGINT of a background job of a script) stays ignored.
+    public static func installSignalHandlers() {
+        for sig in [SIGINT, SIGTERM, SIGHUP] {
+            let previous = signal(sig) { received in
+                TemporaryFiles.removeAll()
+                signal(received, SIG_DFL)
+                raise(received)
+            }
+            if unsafeBitCast(previous, to: Int.self) == unsafeBitCast(SIG_IGN, to: Int.self) { signal(sig, SIG_IGN) }
+        }
+    }
 }
 
 /// The system's reason for a failed write ("No space left on device", "File too large"), not Foundation's

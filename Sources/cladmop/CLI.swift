@@ -12,6 +12,8 @@ struct Cladmop: ParsableCommand {
     static func main() {
         // A write past RLIMIT_FSIZE then fails with EFBIG, reported like a full disk, instead of killing the rank.
         signal(SIGXFSZ, SIG_IGN)
+        // An interrupted write leaves no hidden temporary file beside its output.
+        TemporaryFiles.installSignalHandlers()
         // OpenBLAS chooses its kernels when it loads: on a CPU it does not know it falls back to slow SSE3 ones.
         // Then restart once with OPENBLAS_CORETYPE naming the kernels this CPU supports (before MPI starts, so
         // under mpirun too); if the exec fails, go on with OpenBLAS's choice.

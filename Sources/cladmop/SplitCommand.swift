@@ -23,6 +23,7 @@ struct Split: ParsableCommand {
     func run() throws {
         runJob { comm in
             try checkOutputs([("--train", train), ("--valid", valid)], inputs: [("--data", data)], isRoot: comm.isRoot)
+            guard comm.isRoot else { return }     // under mpirun: one split, by rank 0
             // A split is an input of later runs: never replace one.
             for (option, path) in [("--train", train), ("--valid", valid)] where FileManager.default.fileExists(atPath: path) {
                 throw InputError(file: path, "\(option) names an existing file; remove it or choose another path")
@@ -43,10 +44,8 @@ struct Split: ParsableCommand {
             guard cut > 0 && cut < rows.count else {
                 throw InputError(file: data, "\(rows.count) row(s): --fraction \(fraction) leaves \(cut == 0 ? "--train" : "--valid") without rows")
             }
-            // Both files or neither: a refused --valid removes the --train just written (a rerun would refuse it).
-            try writeFileAtomically(train) { try $0.write(contentsOf: csv(Array(rows.prefix(cut)))) }
-            do { try writeFileAtomically(valid) { try $0.write(contentsOf: csv(Array(rows.dropFirst(cut)))) } }
-            catch { unlink(train); throw error }
+            // Both files or neither (also on a signal), never replacing one that another command wrote meanwhile.
+            try writeNewFilesTogether([(train, csv(Array(rows.prefix(cut)))), (valid, csv(Array(rows.dropFirst(cut))))])
             log("split: \(cut) rows -> \(train), \(rows.count - cut) rows -> \(valid)")
         }
     }
