@@ -5,6 +5,53 @@ export OPENBLAS_NUM_THREADS=1
 MPI_FLAGS="${MPI_FLAGS:-}"
 # Ranks write to a pseudo-terminal under mpirun: tell rank 0 whether the script's output really is one.
 if [ -t 1 ]; then export CLADMOP_TTY=1; else export CLADMOP_TTY=0; fi
+# The script's own stderr, for messages of a trap that runs while a job's output is redirected (a sweep's point log).
+exec {SCRIPT_STDERR}>&2
+
+# The scripts work in the repository root (cd "$ROOT"); CALLER_DIR is where one was started. A path given to a
+# script's option, or to a cladmop path option that a script passes on, is relative to CALLER_DIR, as in any command;
+# values inside --set stay relative to the repository root (docs/configuration.md).
+CALLER_DIR="$PWD"
+# from_caller PATH: PATH relative to CALLER_DIR, made absolute when the script was started elsewhere than the root
+# ("" and none unchanged).
+from_caller() {
+    case "$1" in ""|/*|none) printf '%s' "$1" ;; *) if [ "$CALLER_DIR" = "$ROOT" ]; then printf '%s' "$1"; else printf '%s' "$CALLER_DIR/$1"; fi ;; esac
+}
+# caller_paths ARGS...: ARGS, NUL-separated, with the value of each cladmop path option made relative to CALLER_DIR
+# (mapfile -d '' -t ARRAY < <(caller_paths "$@")).
+caller_paths() {
+    local a next=0
+    for a in "$@"; do
+        if [ "$next" = 1 ]; then printf '%s\0' "$(from_caller "$a")"; next=0; continue; fi
+        case "$a" in
+            --config|--run-dir|--pretrained|--train|--valid|--data|--aux|--checkpoint|--output|--json|--report|--plots) printf '%s\0' "$a"; next=1 ;;
+            --config=*|--run-dir=*|--pretrained=*|--train=*|--valid=*|--data=*|--aux=*|--checkpoint=*|--output=*|--json=*|--report=*|--plots=*)
+                printf '%s\0' "${a%%=*}=$(from_caller "${a#*=}")" ;;
+            *) printf '%s\0' "$a" ;;
+        esac
+    done
+}
+# only_config_args ARGS...: exits 2 unless ARGS are --set KEY=VALUE and --config FILE words (each with its value, or
+# as --set=... / --config=...): what may follow -- where a script passes those words to several cladmop commands.
+only_config_args() {
+    while [ $# -gt 0 ]; do
+        case "$1" in
+            --set|--config) [ $# -ge 2 ] || { echo "Launch/$(basename "$0"): $1 after -- needs a value" >&2; exit 2; }; shift 2 ;;
+            --set=*|--config=*) shift ;;
+            *) echo "Launch/$(basename "$0"): $1 after --: only --set KEY=VALUE and --config FILE go there (the script passes them to each cladmop command it runs); its own options go before --" >&2; exit 2 ;;
+        esac
+    done
+}
+# config_args ARGS...: the --set and --config words of ARGS (NUL-separated), for `cladmop config`, which takes no other.
+config_args() {
+    while [ $# -gt 0 ]; do
+        case "$1" in
+            --set|--config) [ $# -ge 2 ] && printf '%s\0%s\0' "$1" "$2"; shift; [ $# -gt 0 ] && shift ;;
+            --set=*|--config=*) printf '%s\0' "$1"; shift ;;
+            *) shift ;;
+        esac
+    done
+}
 
 # needs_value "$@": in an argument loop, exits 2 when the option $1 has no value after it (instead of bash's
 # "unbound variable", status 1).
@@ -103,7 +150,7 @@ stop_job() {
         kill -KILL "$JOB_PID" 2>/dev/null || true
         wait "$JOB_PID" 2>/dev/null || true
     fi
-    echo "Launch/$(basename "$0"): interrupted (SIG$1): the job was stopped" >&2
+    echo "Launch/$(basename "$0"): interrupted (SIG$1): the job was stopped" >&"$SCRIPT_STDERR"
     kill -s "$1" $$
     exit "$2"
 }
@@ -120,6 +167,11 @@ check_hostfile() {
 set_aside() {
     local dir="$1" to n=1
     [ -e "$dir" ] || return 0
+    # A run folder that a running cladmop holds (its lock on the folder) is not moved from under it.
+    if [ -d "$dir" ] && ! flock -n "$dir" true 2>/dev/null; then
+        echo "Launch/$(basename "$0"): $dir is in use by a running command (it holds the folder's lock); wait for it to end or choose another folder" >&2
+        exit 2
+    fi
     to="$dir.previous-$(date +%Y%m%d-%H%M%S)"
     while [ -e "$to" ]; do to="$dir.previous-$(date +%Y%m%d-%H%M%S)-$n"; n=$((n + 1)); done
     mv "$dir" "$to"
@@ -134,8 +186,9 @@ set_aside() {
 phase1_report() {
     local config="$1"; shift
     local f k pct
-    f="$("$CLADMOP" config --config "$config" "$@" --get finetune.select_latest)" || exit 2
-    k="$("$CLADMOP" config --config "$config" "$@" --get finetune.folds)" || exit 2
+    local settings; mapfile -d '' -t settings < <(config_args "$@")
+    f="$("$CLADMOP" config --config "$config" "${settings[@]}" --get finetune.select_latest)" || exit 2
+    k="$("$CLADMOP" config --config "$config" "${settings[@]}" --get finetune.folds)" || exit 2
     pct="$(awk -v f="$f" 'BEGIN { printf "%d", 100 * f + 0.5 }')"
     # The report file is named by a whole percent and must hold exactly the trials that select: F = pct / 100.
     awk -v f="$f" -v p="$pct" 'BEGIN { d = 100 * f - p; exit !(d < 1e-9 && d > -1e-9) }' || {
@@ -145,17 +198,28 @@ phase1_report() {
     [ "$pct" = 0 ] && return 0
     mkdir -p "$ROOT/data/splits"
     local early="$ROOT/data/splits/phase_I_earliest$((100 - pct)).csv" latest="$ROOT/data/splits/phase_I_latest$pct.csv"
-    [ -s "$early" ] && [ -s "$latest" ] || "$CLADMOP" split --data "$ROOT/data/top/phase_I_train.csv" \
-        --fraction "$(awk -v f="$f" 'BEGIN { print 1 - f }')" --train "$early" --valid "$latest" >&2 || exit 2
+    split_once "$ROOT/data/top/phase_I_train.csv" "$(awk -v f="$f" 'BEGIN { print 1 - f }')" "$early" "$latest"
     echo "data/splits/phase_I_latest$pct.csv"
+}
+
+# split_once SRC FRACTION EARLY LATE: `cladmop split` (its messages on stderr) unless both halves exist (kept: the
+# same split); one half alone (removed by hand, or left by an older split stopped part way) is refused, naming both.
+split_once() {
+    if [ -s "$3" ] && [ -s "$4" ]; then return 0; fi
+    local f other
+    for f in "$3" "$4"; do
+        other="$4"; [ "$f" = "$4" ] && other="$3"
+        [ ! -e "$f" ] || { echo "Launch/$(basename "$0"): $f exists without its other half $other; remove it to split $1 again" >&2; exit 2; }
+    done
+    run_job "$CLADMOP" split --data "$1" --fraction "$2" --train "$3" --valid "$4" >&2 || exit 2
 }
 
 # out_of_fold CONFIG [cladmop args]: prints --out-of-fold when CONFIG (and the --set arguments) fine-tunes a
 # cross-fitted ensemble (finetune.folds >= 2), whose reports score each trial with the member(s) that held it out.
 out_of_fold() {
     local config="$1"; shift
-    local k
-    k="$("$CLADMOP" config --config "$config" "$@" --get finetune.folds)" || exit 2
+    local k settings; mapfile -d '' -t settings < <(config_args "$@")
+    k="$("$CLADMOP" config --config "$config" "${settings[@]}" --get finetune.folds)" || exit 2
     [ "$k" -ge 2 ] && echo --out-of-fold
     return 0
 }

@@ -83,7 +83,10 @@ public struct Config: Sendable {
             // (An empty list `[]` also casts to an empty mapping: it is a list here.)
             if let y = try? YAMLInput.parse(Data(raw.utf8), origin: "--set \(key)"),
                (y as? [Any]).map({ $0.isEmpty }) == true || !(y is [(String, Any)]) { parsed = y }
-            if raw.trimmingCharacters(in: .whitespaces).isEmpty { throw InputError("--set \(key): no value (write \(key)=\"\" for an empty string)") }
+            // YAML's null (as in the file, where `key: ~` has no value) is not a value either.
+            if ["", "~", "null", "Null", "NULL"].contains(raw.trimmingCharacters(in: .whitespaces)) {
+                throw InputError("--set \(key): no value (write \(key)=\"\" for an empty string)")
+            }
             try set(key, parsed, origin: "--set \(key)")
             if !overridden.insert(key).inserted && !repeatedOverrides.contains(key) { repeatedOverrides.append(key) }
         }

@@ -5,6 +5,9 @@ import Support
 /// (its `best.json` or `checkpoints/best.json`, whose "checkpoint" may name another run directory). Links are
 /// followed at most `maxLinks` times; a cycle is refused.
 public func resolveCheckpointJSON(_ path: String, maxLinks: Int = 4) throws -> String {
+    guard FileManager.default.fileExists(atPath: path) else {
+        throw InputError(file: path, "no such file or folder (expected a checkpoint .json or .safetensors, or a run folder)")
+    }
     var current = path, visited: [String] = []
     while true {
         var isDir: ObjCBool = false

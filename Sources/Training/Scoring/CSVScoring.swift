@@ -152,6 +152,10 @@ public func scoreCSV(checkpoint: String, csv: String, spec: RunSpec, comm: Commu
     var foldOf: [String: (folds: [Int], label: Int)] = [:]
     if outOfFold {
         guard let ensemble else {
+            if FileManager.default.fileExists(atPath: checkpoint + "/config.yaml") && !FileManager.default.fileExists(atPath: checkpoint + "/best.json") {
+                throw InputError(file: checkpoint, "is a run folder without best.json: its run did not finish (fine-tuning writes best.json, with the "
+                                 + "members that --out-of-fold scores with, when it ends; start it again with --overwrite)")
+            }
             throw InputError(file: checkpoint, "is not a fine-tuned ensemble run folder (a best.json with members); --out-of-fold needs a run fine-tuned with finetune.folds")
         }
         foldOf = try readFolds(checkpoint + "/folds.csv", members: ensemble.members.count, partitions: ensemble.partitions,
