@@ -50,7 +50,7 @@ let package = Package(
                           swiftSettings: optimize),
         .testTarget(name: "NNTests", dependencies: ["Support", "NN", "TestSupport"]),
         .testTarget(name: "CommunicationTests", dependencies: ["Communication", "TestSupport"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Support", "Config", "NN", "Model", "Reporting", "Training", "TestSupport"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Support", "Config", "NN", "Model", "Reporting", "Training", "TrialData", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["Support", "NN", "TestSupport"]),
         .testTarget(name: "TextEncoderTests", dependencies: ["TextEncoder", "NN"]),
         .testTarget(name: "ModelTests", dependencies: ["Support", "Config", "Communication", "Model", "NN", "Training", "TestSupport"]),

@@ -1,6 +1,7 @@
 import Foundation
 import NN
 import TestSupport
+import TrialData
 import XCTest
 
 /// Faults under mpirun: a killed rank, an error on one rank, a stalled rank, a crash while writing a
@@ -297,5 +298,61 @@ final class ReliabilityTests: XCTestCase {
         XCTAssertEqual(left, ["best.json", "step-00000004.json", "step-00000004.safetensors"], "no partial file may be left behind")
         XCTAssertEqual(try SafetensorsFile(path: mountPoint + "/full/checkpoints/step-00000004.safetensors").tensors.count,
                        try SafetensorsFile(path: Self.work + "/tmpfs-src/checkpoints/step-00000004.safetensors").tensors.count)
+    }
+
+    /// SIGTERM while a command writes its output (synth's store, under its hidden temporary name) removes the
+    /// temporary file: nothing is left beside the output, which is not written (it had been left, 86 MB here).
+    func testInterruptedWriteLeavesNoTemporaryFile() throws {
+        let dir = Self.work + "/interrupted-write"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        var stopped = 0
+        for _ in 0..<3 {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: cladmop)
+            process.arguments = ["synth", "--trials", "20000", "--dim", "32", "--output", dir + "/s.store", "--set", Self.hierarchy]
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            let deadline = Date().addingTimeInterval(60)
+            while process.isRunning && Date() < deadline {
+                let names = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
+                if names.contains(where: { $0.contains(".tmp-") }) { kill(process.processIdentifier, SIGTERM); stopped += 1; break }
+                usleep(1000)
+            }
+            process.waitUntilExit()
+            let left = try FileManager.default.contentsOfDirectory(atPath: dir)
+            if process.terminationReason == .uncaughtSignal {
+                XCTAssertEqual(process.terminationStatus, SIGTERM)
+                XCTAssertEqual(left, [], "a write ended by SIGTERM leaves nothing")
+            }
+            for name in left { try FileManager.default.removeItem(atPath: dir + "/" + name) }
+        }
+        XCTAssertGreaterThan(stopped, 0, "the temporary file was never seen: nothing was interrupted")
+    }
+
+    /// Two splits at once onto the same outputs: one writes both halves, the other is refused (exit 2) and writes
+    /// neither, so the halves always come from one split (both had succeeded, leaving halves that shared trials).
+    func testTwoSplitsAtOnceLeaveOnePair() throws {
+        let dir = Self.work + "/splits"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let data = repositoryRoot + "/data/top/phase_I_train.csv"
+        for round in 0..<4 {
+            for name in ["a.csv", "b.csv"] { try? FileManager.default.removeItem(atPath: dir + "/" + name) }
+            let runs = ["0.8", "0.3"].map { fraction -> Process in
+                let p = Process()
+                p.executableURL = URL(fileURLWithPath: cladmop)
+                p.arguments = ["split", "--data", data, "--fraction", fraction, "--train", dir + "/a.csv", "--valid", dir + "/b.csv"]
+                p.standardOutput = FileHandle.nullDevice
+                p.standardError = FileHandle.nullDevice
+                return p
+            }
+            for p in runs { try p.run() }
+            for p in runs { p.waitUntilExit() }
+            let statuses = runs.map(\.terminationStatus).sorted()
+            XCTAssertEqual(statuses, [0, 2], "round \(round): exit statuses \(statuses)")
+            let rows = try ["a.csv", "b.csv"].map { try readCSV(path: dir + "/" + $0).count - 1 }
+            XCTAssertEqual(rows[0] + rows[1], 1044, "round \(round): the halves of one split (\(rows))")
+            XCTAssertTrue(rows == [835, 209] || rows == [313, 731], "round \(round): \(rows)")
+        }
     }
 }
