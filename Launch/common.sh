@@ -53,9 +53,9 @@ config_args() {
     done
 }
 
-# needs_value "$@": in an argument loop, exits 2 when the option $1 has no value after it (instead of bash's
-# "unbound variable", status 1).
-needs_value() { [ $# -ge 2 ] || { echo "Launch/$(basename "$0"): $1 needs a value" >&2; exit 2; }; }
+# needs_value "$@": in an argument loop, exits 2 when the option $1 has no value after it, or an empty one (instead of
+# bash's "unbound variable", status 1, or a default taken in its place).
+needs_value() { [ $# -ge 2 ] && [ -n "$2" ] || { echo "Launch/$(basename "$0"): $1 needs a value (got none, or an empty one)" >&2; exit 2; }; }
 
 # check_np N [HOSTFILE]: exits 2 unless N is a positive rank count; without a hostfile (ranks on this machine,
 # oversubscribed past its cores) at most 8 ranks per core (a typo such as -np 999999 would start that many processes).
