@@ -15,17 +15,18 @@ CALLER_DIR="$PWD"
 # from_caller PATH: PATH relative to CALLER_DIR, made absolute when the script was started elsewhere than the root
 # ("" and none unchanged).
 from_caller() {
-    case "$1" in ""|/*|none) printf '%s' "$1" ;; *) if [ "$CALLER_DIR" = "$ROOT" ]; then printf '%s' "$1"; else printf '%s' "$CALLER_DIR/$1"; fi ;; esac
+    case "$1" in ""|/*|none) printf '%s' "$1" ;; *) if [ "$CALLER_DIR" -ef "$ROOT" ]; then printf '%s' "$1"; else printf '%s' "$CALLER_DIR/$1"; fi ;; esac
 }
-# caller_paths ARGS...: ARGS, NUL-separated, with the value of each cladmop path option made relative to CALLER_DIR
-# (mapfile -d '' -t ARRAY < <(caller_paths "$@")).
+# caller_paths ARGS...: ARGS, NUL-separated, with the value of each path option (cladmop's, and a script's --hostfile
+# and --out) made relative to CALLER_DIR (mapfile -d '' -t ARRAY < <(caller_paths "$@")).
 caller_paths() {
     local a next=0
     for a in "$@"; do
         if [ "$next" = 1 ]; then printf '%s\0' "$(from_caller "$a")"; next=0; continue; fi
         case "$a" in
-            --config|--run-dir|--pretrained|--train|--valid|--data|--aux|--checkpoint|--output|--json|--report|--plots) printf '%s\0' "$a"; next=1 ;;
-            --config=*|--run-dir=*|--pretrained=*|--train=*|--valid=*|--data=*|--aux=*|--checkpoint=*|--output=*|--json=*|--report=*|--plots=*)
+            --config|--run-dir|--pretrained|--train|--valid|--data|--aux|--checkpoint|--output|--json|--report|--plots|--hostfile|--out)
+                printf '%s\0' "$a"; next=1 ;;
+            --config=*|--run-dir=*|--pretrained=*|--train=*|--valid=*|--data=*|--aux=*|--checkpoint=*|--output=*|--json=*|--report=*|--plots=*|--hostfile=*|--out=*)
                 printf '%s\0' "${a%%=*}=$(from_caller "${a#*=}")" ;;
             *) printf '%s\0' "$a" ;;
         esac
@@ -133,7 +134,7 @@ run_job() {
     trap "stop_job INT 130" INT
     trap "stop_job TERM 143" TERM
     trap "stop_job HUP 129" HUP
-    "$@" 0<&0 &
+    "$@" {SCRIPT_STDERR}>&- 0<&0 &
     JOB_PID=$!
     local status=0
     wait "$JOB_PID" || status=$?
@@ -167,10 +168,14 @@ check_hostfile() {
 set_aside() {
     local dir="$1" to n=1
     [ -e "$dir" ] || return 0
-    # A run folder that a running cladmop holds (its lock on the folder) is not moved from under it.
-    if [ -d "$dir" ] && ! flock -n "$dir" true 2>/dev/null; then
-        echo "Launch/$(basename "$0"): $dir is in use by a running command (it holds the folder's lock); wait for it to end or choose another folder" >&2
-        exit 2
+    # A folder that a running cladmop holds (its lock on its run folder: DIR or one inside it, as Launch/main's
+    # fine-tuning run or an ablation's variants) is not moved from under it (flock exits 75 only for a held lock).
+    local d status
+    if [ -d "$dir" ]; then
+        while IFS= read -r -d '' d; do
+            status=0; flock -n -E 75 "$d" true 2>/dev/null || status=$?
+            [ "$status" != 75 ] || { echo "Launch/$(basename "$0"): $dir is in use by a running command (it holds the lock of $d); wait for it to end or choose another folder" >&2; exit 2; }
+        done < <(find "$dir" -type d -print0 2>/dev/null)
     fi
     to="$dir.previous-$(date +%Y%m%d-%H%M%S)"
     while [ -e "$to" ]; do to="$dir.previous-$(date +%Y%m%d-%H%M%S)-$n"; n=$((n + 1)); done
@@ -211,7 +216,8 @@ split_once() {
         other="$4"; [ "$f" = "$4" ] && other="$3"
         [ ! -e "$f" ] || { echo "Launch/$(basename "$0"): $f exists without its other half $other; remove it to split $1 again" >&2; exit 2; }
     done
-    run_job "$CLADMOP" split --data "$1" --fraction "$2" --train "$3" --valid "$4" >&2 || exit 2
+    # Another script may have made the same pair meanwhile (this split is then refused): that pair is the one.
+    run_job "$CLADMOP" split --data "$1" --fraction "$2" --train "$3" --valid "$4" >&2 || { [ -s "$3" ] && [ -s "$4" ]; } || exit 2
 }
 
 # out_of_fold CONFIG [cladmop args]: prints --out-of-fold when CONFIG (and the --set arguments) fine-tunes a

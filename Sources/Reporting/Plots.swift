@@ -261,6 +261,8 @@ func convertToPNG(svgPath: String, pngPath: String) -> Bool {
         return false
     }
     let tmp = temporaryPath(for: pngPath)
+    let slot = TemporaryFiles.register(tmp)
+    defer { TemporaryFiles.unregister(slot) }
     let process = Process()
     process.executableURL = URL(fileURLWithPath: tool)
     process.arguments = ["--format", "png", "--zoom", "2", "--background-color", "white", "--output", tmp, svgPath]

@@ -125,8 +125,14 @@ public func writeFileAtomically(_ path: String, replacingInput: Bool = false, re
     if !replacingInput, let input = FilesRead.read(at: path), replacingFileReadAs.map({ input.readAs != [$0] }) ?? true {
         throw InputError(file: path, "is \(input.path == path ? "an input" : "the input \(input.path)") this command read; refusing to overwrite it, choose another output path")
     }
+    // An output named through a symbolic link replaces the link's target (also one that does not exist yet); a run's
+    // own files that a command rewrites (replacingInput) replace what is at their path.
     var st = stat()
-    let target = lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFLNK ? resolvedPath(path) : path
+    var target = path
+    if !replacingInput, lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFLNK,
+       let destination = try? FileManager.default.destinationOfSymbolicLink(atPath: path) {
+        target = resolvedPath(destination.hasPrefix("/") ? destination : URL(fileURLWithPath: path).deletingLastPathComponent().path + "/" + destination)
+    }
     let dir = URL(fileURLWithPath: target).deletingLastPathComponent().path
     let tmp = temporaryPath(for: target)
     guard FileManager.default.createFile(atPath: tmp, contents: nil) else {
@@ -175,7 +181,10 @@ public func writeNewFilesTogether(_ files: [(path: String, data: Data)]) throws 
                 throw InputError(file: path, "cannot create \(tmp): \(String(cString: strerror(errno)))")
             }
             var st = stat()
-            stat(tmp, &st)
+            guard stat(tmp, &st) == 0 else {
+                unlink(tmp)
+                throw InputError(file: path, "cannot read back \(tmp): \(String(cString: strerror(errno)))")
+            }
             written.append((tmp, path, TemporaryFiles.register(tmp), (UInt64(st.st_dev), UInt64(st.st_ino))))
             do {
                 let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: tmp))
@@ -187,10 +196,19 @@ public func writeNewFilesTogether(_ files: [(path: String, data: Data)]) throws 
         for f in written {
             // Guarded by the temporary file's inode before the link: a signal removes the path only if it is this file.
             placed.append(TemporaryFiles.register(f.path, ifSameAs: f.id))
-            guard link(f.tmp, f.path) == 0 else {
-                throw InputError(file: f.path, errno == EEXIST ? "exists now (another command wrote it while this one ran); choose another path"
-                                                               : "cannot create: \(String(cString: strerror(errno)))")
+            if link(f.tmp, f.path) == 0 { continue }
+            let reason = errno
+            if reason == EEXIST {
+                throw InputError(file: f.path, "exists now (another command wrote it while this one ran); choose another path")
             }
+            // A file system without hard links (vfat, some network mounts): checked, then renamed (a file another command
+            // creates between the two is replaced, as before this function).
+            guard [EPERM, ENOTSUP, EOPNOTSUPP, EMLINK].contains(reason) else {
+                throw InputError(file: f.path, "cannot create: \(String(cString: strerror(reason)))")
+            }
+            var existing = stat()
+            guard lstat(f.path, &existing) != 0 else { throw InputError(file: f.path, "exists now (another command wrote it while this one ran); choose another path") }
+            guard rename(f.tmp, f.path) == 0 else { throw InputError(file: f.path, "cannot create: \(String(cString: strerror(errno)))") }
         }
     } catch {
         undo()
@@ -217,7 +235,7 @@ public enum TemporaryFiles {
     static let lock = NSLock()
 
     /// A slot holding `path` (nil when every slot is taken or the path is too long: it is then not cleaned up).
-    static func register(_ path: String, ifSameAs id: (dev: UInt64, ino: UInt64) = (0, 0)) -> Int? {
+    public static func register(_ path: String, ifSameAs id: (dev: UInt64, ino: UInt64) = (0, 0)) -> Int? {
         lock.lock(); defer { lock.unlock() }
         if !ready { inUse.initialize(repeating: 0, count: slots); identity.initialize(repeating: (0, 0), count: slots); ready = true }
         let bytes = Array(path.utf8CString)
@@ -228,7 +246,7 @@ public enum TemporaryFiles {
         return free
     }
 
-    static func unregister(_ slot: Int?) {
+    public static func unregister(_ slot: Int?) {
         guard let slot else { return }
         lock.lock(); inUse[slot] = 0; lock.unlock()
     }
@@ -246,16 +264,23 @@ public enum TemporaryFiles {
         for i in 0..<slots where inUse[i] != 0 { removeIfSame(paths + i * capacity, identity[i]) }
     }
 
-    /// On SIGINT, SIGTERM and SIGHUP: remove the registered files, then end by the signal as before. A signal the
-    /// process was started ignoring (SIGINT of a background job of a script) stays ignored.
+    /// On SIGINT, SIGTERM and SIGHUP: remove the registered files, then end by the signal as before.
     public static func installSignalHandlers() {
         for sig in [SIGINT, SIGTERM, SIGHUP] {
-            let previous = signal(sig) { received in
+            var previous = sigaction()
+            sigaction(sig, nil, &previous)
+            // A signal the process was started ignoring (SIGINT of a background job of a script) stays ignored.
+            if unsafeBitCast(previous.__sigaction_handler.sa_handler, to: Int.self) == unsafeBitCast(SIG_IGN, to: Int.self) { continue }
+            var action = sigaction()
+            action.__sigaction_handler.sa_handler = { received in
                 TemporaryFiles.removeAll()
                 signal(received, SIG_DFL)
                 raise(received)
             }
-            if unsafeBitCast(previous, to: Int.self) == unsafeBitCast(SIG_IGN, to: Int.self) { signal(sig, SIG_IGN) }
+            // The other two wait while one is handled (a second signal does not end the cleanup part way).
+            sigemptyset(&action.sa_mask)
+            for other in [SIGINT, SIGTERM, SIGHUP] { sigaddset(&action.sa_mask, other) }
+            sigaction(sig, &action, nil)
         }
     }
 }

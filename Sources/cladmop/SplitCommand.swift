@@ -25,7 +25,8 @@ struct Split: ParsableCommand {
             try checkOutputs([("--train", train), ("--valid", valid)], inputs: [("--data", data)], isRoot: comm.isRoot)
             guard comm.isRoot else { return }     // under mpirun: one split, by rank 0
             // A split is an input of later runs: never replace one.
-            for (option, path) in [("--train", train), ("--valid", valid)] where FileManager.default.fileExists(atPath: path) {
+            var st = stat()
+            for (option, path) in [("--train", train), ("--valid", valid)] where lstat(path, &st) == 0 {     // a dangling link too
                 throw InputError(file: path, "\(option) names an existing file; remove it or choose another path")
             }
             let records = try readCSV(path: data)

@@ -241,6 +241,8 @@ public enum Checkpoints {
             if link(from, to) == 0 { continue }
             let reason = String(cString: strerror(errno))
             let temporary = temporaryPath(for: to)
+            let slot = TemporaryFiles.register(temporary)
+            defer { TemporaryFiles.unregister(slot) }
             do {
                 try FileManager.default.copyItem(atPath: from, toPath: temporary)
                 if name == tensorsFile, let checksum, try fileChecksum(temporary).0 != checksum {

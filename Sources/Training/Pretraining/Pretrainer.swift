@@ -298,7 +298,7 @@ public final class Pretrainer {
             if let best = bestCheckpoint {
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-                let pointer = try encoder.encode(PretrainBest(checkpoint: "checkpoints/\(best).safetensors", valLoss: bestValLoss))
+                let pointer = try encoder.encode(PretrainBest(checkpoint: "checkpoints/\(best).safetensors", valLoss: bestValLoss.isFinite ? bestValLoss : nil))
                 try writeFileAtomically(checkpointDir + "/best.json", replacingInput: true) { try $0.write(contentsOf: pointer + Data("\n".utf8)) }
             }
             Checkpoints.prune(dir: checkpointDir, keep: spec.checkpoint.keepLast, protected: bestCheckpoint)
@@ -320,6 +320,6 @@ func formatDuration(_ s: Double) -> String {
 /// A pretraining run's checkpoints/best.json: the checkpoint with the best validation InfoNCE loss (relative to the run
 /// folder), and that loss. Read back through `BestPointer`.
 struct PretrainBest: Encodable {
-    let checkpoint: String, valLoss: Double
+    let checkpoint: String, valLoss: Double?
     enum CodingKeys: String, CodingKey { case checkpoint, valLoss = "val_loss" }
 }

@@ -254,6 +254,13 @@ public func ensembleMembers(_ path: String) throws -> (members: [String], thresh
     struct Ensemble: Decodable {
         let members: [String]?, threshold: Double?, partitions: Int?, foldsChecksum: String?
         enum CodingKeys: String, CodingKey { case members, threshold, partitions, foldsChecksum = "folds_checksum" }
+        /// A key that is there must hold its value: null is refused (valueNotFound), not read as absent.
+        init(from decoder: Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            func value<T: Decodable>(_ key: CodingKeys) throws -> T? { c.contains(key) ? try c.decode(T.self, forKey: key) : nil }
+            members = try value(.members); threshold = try value(.threshold); partitions = try value(.partitions)
+            foldsChecksum = try value(.foldsChecksum)
+        }
     }
     let expected = ["members": "must be a list of 1 to 64 checkpoint paths (finetune writes one per member)",
                     "threshold": "must be a probability in [0, 1]",

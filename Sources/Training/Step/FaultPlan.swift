@@ -44,6 +44,7 @@ public struct FaultPlan: Sendable {
         plan.dumpGradient = env["CLADMOP_DUMP_GRADIENT"]
         guard let f = env["CLADMOP_FAULT"] else { return plan }
         let parts = f.split(separator: ":").map(String.init)
+        guard !parts.isEmpty else { return plan }     // CLADMOP_FAULT= (cleared): no fault
         func at() -> (Int, Int)? {
             guard parts.count == 3, let r = Int(parts[1]), let s = Int(parts[2]) else { return nil }
             return (r, s)
