@@ -97,6 +97,19 @@ public enum FilesRead {
     }
 }
 
+/// The path with links and `.`/`..` resolved as far as it exists (the rest appended), for comparing paths.
+public func resolvedPath(_ path: String) -> String {
+    let url = URL(fileURLWithPath: path).standardizedFileURL
+    var existing = url, rest: [String] = []
+    while !FileManager.default.fileExists(atPath: existing.path) && existing.path != "/" {
+        rest.insert(existing.lastPathComponent, at: 0)
+        existing = existing.deletingLastPathComponent()
+    }
+    var base = existing.resolvingSymlinksInPath()
+    for part in rest { base.appendPathComponent(part) }
+    return base.path
+}
+
 /// The temporary name an output is written under before its rename: hidden, beside it (the same file system), per
 /// process (`DIR/.NAME.tmp-PID`); cleanups look for this pattern. NAME is shortened (whole characters) when the
 /// temporary name would pass the file system's 255 bytes, so any name that is valid itself can be written.

@@ -44,19 +44,6 @@ public func checkWritableFolder(_ path: String, option: String) throws {
     }
 }
 
-/// The path with links and `.`/`..` resolved as far as it exists (the rest appended), for comparing paths.
-public func resolvedPath(_ path: String) -> String {
-    let url = URL(fileURLWithPath: path).standardizedFileURL
-    var existing = url, rest: [String] = []
-    while !FileManager.default.fileExists(atPath: existing.path) && existing.path != "/" {
-        rest.insert(existing.lastPathComponent, at: 0)
-        existing = existing.deletingLastPathComponent()
-    }
-    var base = existing.resolvingSymlinksInPath()
-    for part in rest { base.appendPathComponent(part) }
-    return base.path
-}
-
 /// Refuses outputs that would replace an input (the same file after resolving links and relative paths) or
 /// another output, and outputs that name an existing folder, FIFO or device. Each pair is (option, path).
 /// With `protectRunFiles`, an output may not replace a file that training writes (`runFileKind`: checkpoints, a
