@@ -54,6 +54,12 @@ public final class Watchdog: @unchecked Sendable {
         thread.start()
     }
 
+    /// The watchdog of work that ranks do at their own pace between collectives (featurizing, scoring, embedding):
+    /// only a peer that stopped answering ends the job; off on one rank.
+    public static func ofPeers(_ policy: StallPolicy, comm: Communicator, activity: String) -> Watchdog {
+        Watchdog(policy: comm.size > 1 ? policy : .off, comm: comm, activity: activity, judgeLaggards: false)
+    }
+
     /// A fault injected for the reliability tests (`CLADMOP_FAULT=stop:RANK:ACTIVITY`, read once per command by
     /// `FaultPlan`): rank RANK stops itself with SIGSTOP (every thread, heartbeats too, as `kill -STOP`) at its first
     /// progress point of ACTIVITY (an `activity`: "training", "fine-tuning", "featurizing", "scoring", "embedding").

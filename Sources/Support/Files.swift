@@ -146,12 +146,7 @@ public func writeFileAtomically(_ path: String, replacingInput: Bool = false, re
        let destination = try? FileManager.default.destinationOfSymbolicLink(atPath: path) {
         target = resolvedPath(destination.hasPrefix("/") ? destination : URL(fileURLWithPath: path).deletingLastPathComponent().path + "/" + destination)
     }
-    let dir = URL(fileURLWithPath: target).deletingLastPathComponent().path
-    let tmp = temporaryPath(for: target)
-    guard FileManager.default.createFile(atPath: tmp, contents: nil) else {
-        throw InputError(file: path, "cannot create \(tmp): \(String(cString: strerror(errno)))")
-    }
-    let slot = TemporaryFiles.register(tmp)
+    let (tmp, slot, _) = try createTemporary(for: target, reportingAs: path)
     defer { TemporaryFiles.unregister(slot) }
     do {
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: tmp))
@@ -170,6 +165,29 @@ public func writeFileAtomically(_ path: String, replacingInput: Bool = false, re
         if let e = error as? InputError { throw e }
         throw InputError(file: path, "write failed: \(describeWriteError(error))")
     }
+    syncFolder(of: target)
+}
+
+/// Creates the temporary file an output `path` is written under (`temporaryPath`), registered for removal on a signal
+/// (`TemporaryFiles`); its (device, inode). Errors name `reportingAs`.
+func createTemporary(for path: String, reportingAs: String) throws -> (path: String, slot: Int?, id: (dev: UInt64, ino: UInt64)) {
+    let tmp = temporaryPath(for: path)
+    guard FileManager.default.createFile(atPath: tmp, contents: nil) else {
+        throw InputError(file: reportingAs, "cannot create \(tmp): \(String(cString: strerror(errno)))")
+    }
+    let slot = TemporaryFiles.register(tmp)
+    var st = stat()
+    guard stat(tmp, &st) == 0 else {
+        let reason = String(cString: strerror(errno))
+        unlink(tmp); TemporaryFiles.unregister(slot)
+        throw InputError(file: reportingAs, "cannot read back \(tmp): \(reason)")
+    }
+    return (tmp, slot, (UInt64(st.st_dev), UInt64(st.st_ino)))
+}
+
+/// fsync of the folder holding `path`: a rename or link into it survives a crash.
+func syncFolder(of path: String) {
+    let dir = URL(fileURLWithPath: path).deletingLastPathComponent().path
     let dfd = open(dir.isEmpty ? "." : dir, O_RDONLY)
     if dfd >= 0 { fsync(dfd); close(dfd) }
 }
@@ -189,16 +207,8 @@ public func writeNewFilesTogether(_ files: [(path: String, data: Data)]) throws 
     }
     do {
         for (path, data) in files {
-            let tmp = temporaryPath(for: path)
-            guard FileManager.default.createFile(atPath: tmp, contents: nil) else {
-                throw InputError(file: path, "cannot create \(tmp): \(String(cString: strerror(errno)))")
-            }
-            var st = stat()
-            guard stat(tmp, &st) == 0 else {
-                unlink(tmp)
-                throw InputError(file: path, "cannot read back \(tmp): \(String(cString: strerror(errno)))")
-            }
-            written.append((tmp, path, TemporaryFiles.register(tmp), (UInt64(st.st_dev), UInt64(st.st_ino))))
+            let (tmp, slot, id) = try createTemporary(for: path, reportingAs: path)
+            written.append((tmp, path, slot, id))
             do {
                 let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: tmp))
                 defer { try? handle.close() }
@@ -229,10 +239,7 @@ public func writeNewFilesTogether(_ files: [(path: String, data: Data)]) throws 
     }
     for f in written { unlink(f.tmp) }
     placed.forEach(TemporaryFiles.unregister); written.forEach { TemporaryFiles.unregister($0.slot) }
-    for dir in Set(files.map { URL(fileURLWithPath: $0.path).deletingLastPathComponent().path }) {
-        let dfd = open(dir.isEmpty ? "." : dir, O_RDONLY)
-        if dfd >= 0 { fsync(dfd); close(dfd) }
-    }
+    for f in files { syncFolder(of: f.path) }
 }
 
 /// Files to remove if the command ends by SIGINT, SIGTERM or SIGHUP (`installSignalHandlers`): the temporary files

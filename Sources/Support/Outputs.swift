@@ -94,6 +94,10 @@ public enum RunLayout {
         .filter { $0 != "best.json" }
     /// A checkpoint's metadata file, step-NNNNNNNN.json.
     public static func isCheckpointMetadata(_ name: String) -> Bool { name.hasPrefix("step-") && name.hasSuffix(".json") }
+    /// A run folder whose run has not finished: its config.yaml is there, its best.json (written when training ends) not.
+    public static func isUnfinished(_ dir: String) -> Bool {
+        FileManager.default.fileExists(atPath: dir + "/config.yaml") && !FileManager.default.fileExists(atPath: dir + "/best.json")
+    }
 }
 
 /// What a file written by training is ("a checkpoint's tensors", "a run's best.json", ...), by its name and

@@ -110,7 +110,7 @@ public func featurize(comm: Communicator, paths: [String], output: String, makeE
     // A rank that stops (SIGSTOP, a frozen node) would leave the others in the gather below for ever: the watchdog
     // (train.stall_timeout) ends the job naming it.
     // A rank that finishes its share first waits for the others: only a peer that stopped answering counts.
-    let watchdog = Watchdog(policy: comm.size > 1 ? stall : .off, comm: comm, activity: "featurizing", judgeLaggards: false)
+    let watchdog = Watchdog.ofPeers(stall, comm: comm, activity: "featurizing")
     for (k, b) in mine.enumerated() {
         watchdog.beat()
         encoder.encode(indices: batches[b], tokens: tokens, into: local, rowOffset: localOrder.count)

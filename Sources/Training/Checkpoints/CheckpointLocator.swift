@@ -28,7 +28,7 @@ public func resolveCheckpointJSON(_ path: String, maxLinks: Int = 4) throws -> S
         }
         guard let next else {
             // A run folder (its config.yaml) that has no best.json yet: training writes it when it ends.
-            if FileManager.default.fileExists(atPath: current + "/config.yaml") {
+            if RunLayout.isUnfinished(current) {
                 throw InputError(file: current, "is a run folder without best.json: its run did not finish (best.json is written when "
                                  + "training ends; pretrain --resume auto continues a pretraining run, fine-tuning starts again with --overwrite), "
                                  + "or name one of its checkpoint files")

@@ -152,7 +152,7 @@ public func scoreCSV(checkpoint: String, csv: String, spec: RunSpec, comm: Commu
     var foldOf: [String: (folds: [Int], label: Int)] = [:]
     if outOfFold {
         guard let ensemble else {
-            if FileManager.default.fileExists(atPath: checkpoint + "/config.yaml") && !FileManager.default.fileExists(atPath: checkpoint + "/best.json") {
+            if RunLayout.isUnfinished(checkpoint) {
                 throw InputError(file: checkpoint, "is a run folder without best.json: its run did not finish (fine-tuning writes best.json, with the "
                                  + "members that --out-of-fold scores with, when it ends; start it again with --overwrite)")
             }

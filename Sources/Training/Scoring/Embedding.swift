@@ -20,7 +20,7 @@ public func embedTrials(_ rows: [StoredTrial], model: CLaDMoP, builder: BatchBui
                         chunk: Int = 64, arena: ActivationArena = ActivationArena(), stall: StallPolicy? = nil) -> TrialEmbeddings {
     let e = model.config.encoderDim, d = model.config.dim
     let mine = shard(rows.count, rank: comm.rank, of: comm.size)
-    let watchdog = stall.map { Watchdog(policy: comm.size > 1 ? $0 : .off, comm: comm, activity: "embedding", judgeLaggards: false) }
+    let watchdog = stall.map { Watchdog.ofPeers($0, comm: comm, activity: "embedding") }
     defer { watchdog?.stop() }
     var fDM: [Float] = [], fC: [Float] = [], pooled: [Float] = []
     for start in stride(from: mine.lowerBound, to: mine.upperBound, by: chunk) {

@@ -47,7 +47,7 @@ public func scoreTrials(_ trials: [StoredTrial], scorer: TrialScorer, builder: B
     var local: [Float] = []
     local.reserveCapacity(mine.count)
     // Ranks score at their own pace until the gather: only a rank that stopped answering ends the job.
-    let watchdog = stall.map { Watchdog(policy: comm.size > 1 ? $0 : .off, comm: comm, activity: "scoring", judgeLaggards: false) }
+    let watchdog = stall.map { Watchdog.ofPeers($0, comm: comm, activity: "scoring") }
     defer { watchdog?.stop() }
     for start in stride(from: mine.lowerBound, to: mine.upperBound, by: chunk) {
         let end = min(start + chunk, mine.upperBound)
