@@ -305,7 +305,7 @@ public final class Pretrainer {
         } catch {
             let own = Checkpoints.name(step: stepsDone) + ".json"
             let earlier = Checkpoints.list(dir: checkpointDir).contains { URL(fileURLWithPath: $0).lastPathComponent != own }
-            comm.abort(message: "writing checkpoint at step \(stepsDone) failed: \(error) (\(earlier ? "previous checkpoints are intact" : "no checkpoint was written before it"))", code: 1)
+            comm.abort(message: "writing checkpoint at step \(stepsDone) failed: \(error) (\(earlier ? "previous checkpoints are intact" : "no checkpoint was written before it"))", code: 2)
         }
         comm.barrier()
     }
