@@ -118,19 +118,25 @@ public struct FinetuneSpec: Codable, Equatable, Sendable {
     /// With `folds`: the share of bootstrap resamples of the out-of-fold scores in which the F1 threshold must gain
     /// over predicting success for every trial (`Metrics.riskAverseF1Threshold`).
     public var thresholdConfidence: Double = 0.9
+    /// Which epoch an ensemble's members keep: each its own validation's best, or one for all, chosen on the
+    /// ensemble's pooled (out-of-fold or mean) validation scores.
+    public var epochSelection: EpochSelection = .member
+
+    public enum EpochSelection: String, Codable, Sendable { case member, pooled }
 
     enum CodingKeys: String, CodingKey {
         case loraRank, loraAlpha, loraCross, loraSelf, headHidden, headLR, loraLR, weightDecay, epochs, batch, selectMetric, seed, ensemble, selectLatest, folds
-        case thresholdConfidence
+        case thresholdConfidence, epochSelection
     }
 
     public init(loraRank: Int, loraAlpha: Double, loraCross: Bool, loraSelf: Bool, headHidden: Int, headLR: Double, loraLR: Double,
                 weightDecay: Double, epochs: Int, batch: Int, selectMetric: SelectMetric, seed: Int, ensemble: Int = 1, selectLatest: Double = 0, folds: Int = 0,
-                thresholdConfidence: Double = 0.9) {
+                thresholdConfidence: Double = 0.9, epochSelection: EpochSelection = .member) {
         self.loraRank = loraRank; self.loraAlpha = loraAlpha; self.loraCross = loraCross; self.loraSelf = loraSelf
         self.headHidden = headHidden; self.headLR = headLR; self.loraLR = loraLR; self.weightDecay = weightDecay
         self.epochs = epochs; self.batch = batch; self.selectMetric = selectMetric; self.seed = seed; self.ensemble = ensemble
         self.selectLatest = selectLatest; self.folds = folds; self.thresholdConfidence = thresholdConfidence
+        self.epochSelection = epochSelection
     }
 
     /// A specification written before `ensemble` existed reads back with one member.
@@ -146,10 +152,11 @@ public struct FinetuneSpec: Codable, Equatable, Sendable {
         selectLatest = try c.decodeIfPresent(Double.self, forKey: .selectLatest) ?? 0
         folds = try c.decodeIfPresent(Int.self, forKey: .folds) ?? 0
         thresholdConfidence = try c.decodeIfPresent(Double.self, forKey: .thresholdConfidence) ?? 0.9
+        epochSelection = try c.decodeIfPresent(EpochSelection.self, forKey: .epochSelection) ?? .member
     }
 
     /// Encodes every field; `ensemble` only when it is not 1, `selectLatest` and `folds` only when they are not 0,
-    /// `thresholdConfidence` only when it is not 0.9, so that a checkpoint written before the key existed
+    /// `thresholdConfidence` only when it is not 0.9, `epochSelection` only when it is not member, so that a checkpoint written before the key existed
     /// re-encodes to the same bytes (its metadata checksum is computed over them).
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
@@ -163,6 +170,7 @@ public struct FinetuneSpec: Codable, Equatable, Sendable {
         if selectLatest != 0 { try c.encode(selectLatest, forKey: .selectLatest) }
         if folds != 0 { try c.encode(folds, forKey: .folds) }
         if thresholdConfidence != 0.9 { try c.encode(thresholdConfidence, forKey: .thresholdConfidence) }
+        if epochSelection != .member { try c.encode(epochSelection, forKey: .epochSelection) }
     }
 }
 
@@ -237,7 +245,8 @@ public struct RunSpec: Codable, Equatable, Sendable {
                                 selectMetric: FinetuneSpec.SelectMetric(rawValue: c.string("finetune.select_metric"))!,
                                 seed: c.int("finetune.seed"), ensemble: c.int("finetune.ensemble"),
                                 selectLatest: c.double("finetune.select_latest"), folds: c.int("finetune.folds"),
-                                thresholdConfidence: c.double("finetune.threshold_confidence"))
+                                thresholdConfidence: c.double("finetune.threshold_confidence"),
+                                epochSelection: FinetuneSpec.EpochSelection(rawValue: c.string("finetune.epoch_selection"))!)
         bench = BenchSpec(variableLengths: c.bool("bench.variable_lengths"), molTokens: c.int("bench.mol_tokens"),
                           codes: c.int("bench.codes"), sentences: c.int("bench.sentences"), encoderDim: c.int("bench.encoder_dim"),
                           steps: c.int("bench.steps"), warmup: c.int("bench.warmup"))

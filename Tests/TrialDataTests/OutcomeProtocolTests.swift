@@ -328,6 +328,84 @@ final class OutcomeProtocolTests: XCTestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/repeated/members/6"), "nothing removed")
     }
 
+    /// `finetune.epoch_selection: pooled`: every member keeps one epoch, the first best of the out-of-fold PR-AUC by epoch
+    /// (logged). References: each member's saved checkpoint scores its own fold with the PR-AUC its metrics.jsonl
+    /// recorded at that epoch (`cladmop predict` on the saved files), and best.json's figure is the PR-AUC of
+    /// `predict --out-of-fold`; members train as in a run with per-member selection (the same metrics.jsonl), and a
+    /// member that selected the same epoch there saved the same tensors.
+    func testPooledEpochSelectionKeepsOneEpochForEveryMember() throws {
+        let dir = try scratchDirectory("pooled")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try writeCSVSubset(from: repoRoot + "/data/top/phase_I_train.csv", rows: 0..<24, to: dir + "/train.csv")
+        try writeCSVSubset(from: repoRoot + "/data/top/phase_I_valid.csv", rows: 0..<12, to: dir + "/valid.csv")
+        let cladmop = releaseOrDebugProduct("cladmop")
+        let sets = smallFinetuneSettings(dir: dir, ["finetune.epochs=4", "log.tensorboard=false", "finetune.select_latest=0",
+                                                    "finetune.ensemble=1", "finetune.folds=3"])
+        func finetune(_ extra: [String], _ run: String) throws -> (status: Int32, output: String, seconds: Double) {
+            try mpirun(np: 2, executable: cladmop, arguments: ["finetune", "--pretrained", "none", "--train", dir + "/train.csv",
+                                                              "--valid", dir + "/valid.csv", "--run-dir", dir + "/" + run] + sets + extra,
+                       timeout: 600)
+        }
+        let member = try finetune([], "member"), pooled = try finetune(["--set", "finetune.epoch_selection=pooled"], "pooled")
+        XCTAssertEqual(member.status, 0, member.output)
+        XCTAssertEqual(pooled.status, 0, pooled.output)
+        let line = try XCTUnwrap(pooled.output.split(separator: "\n").first { $0.contains("pooled epoch selection: out-of-fold pr_auc by epoch") })
+        let byEpoch = try XCTUnwrap(line.components(separatedBy: "by epoch ").last?.components(separatedBy: ";").first)
+            .components(separatedBy: ", ").map { Double($0)! }
+        XCTAssertEqual(byEpoch.count, 4, String(line))
+        let chosen = byEpoch.firstIndex(of: byEpoch.max()!)! + 1
+        XCTAssertTrue(line.hasSuffix("every member keeps epoch \(chosen)"), String(line))
+        func best(_ run: String) throws -> [String: Any] {
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/\(run)/best.json"))) as! [String: Any]
+        }
+        XCTAssertEqual(try best("pooled")["member_epochs"] as? [Int], [chosen, chosen, chosen])
+        let memberEpochs = try XCTUnwrap(try best("member")["member_epochs"] as? [Int])
+        // Fold k's trials (folds.csv) and their labels.
+        var fold: [String: (k: Int, label: Int)] = [:]
+        for row in try String(contentsOfFile: dir + "/pooled/folds.csv", encoding: .utf8).split(separator: "\n").dropFirst() {
+            let f = row.split(separator: ","); fold[String(f[0])] = (Int(f[1])!, Int(f[2])!)
+        }
+        XCTAssertEqual(fold.count, 36)
+        var oof: [(score: Double, label: Int)] = []
+        for k in 1...3 {
+            let records = { (run: String) in
+                try String(contentsOfFile: dir + "/\(run)/members/\(k)/metrics.jsonl", encoding: .utf8).split(separator: "\n")
+                    .map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+            }
+            let pooledRecords = try records("pooled")
+            XCTAssertEqual(pooledRecords.count, 4)
+            XCTAssertEqual(pooledRecords.map { $0["valid_pr_auc"] as? Double }, try records("member").map { $0["valid_pr_auc"] as? Double },
+                           "member \(k) trains as with per-member selection")
+            XCTAssertEqual(try best("pooled/members/\(k)")["epoch"] as? Int, chosen)
+            var scores: [(score: Double, label: Int)] = []
+            for file in ["train", "valid"] {
+                let out = dir + "/m\(k)-\(file).csv"
+                let r = try mpirun(np: 1, executable: cladmop, arguments: ["predict", "--checkpoint", dir + "/pooled/members/\(k)",
+                                                                          "--data", dir + "/\(file).csv", "--output", out] + sets, timeout: 600)
+                XCTAssertEqual(r.status, 0, r.output)
+                for row in try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").dropFirst() {
+                    let f = row.split(separator: ",")
+                    if let t = fold[String(f[0])], t.k == k { scores.append((Double(f[1])!, t.label)) }
+                }
+            }
+            XCTAssertEqual(Metrics.averagePrecision(scores.map(\.score), scores.map(\.label)),
+                           try XCTUnwrap(pooledRecords[chosen - 1]["valid_pr_auc"] as? Double), accuracy: 1e-4,
+                           "member \(k)'s checkpoint is its epoch \(chosen)")
+            oof += scores
+            if memberEpochs[k - 1] == chosen {
+                let tensors = { (run: String) in try Data(contentsOf: URL(fileURLWithPath: dir + "/\(run)/members/\(k)/checkpoints/step-0000000\(chosen).safetensors")) }
+                XCTAssertEqual(try tensors("pooled"), try tensors("member"), "member \(k) at epoch \(chosen)")
+            }
+        }
+        let value = Metrics.averagePrecision(oof.map(\.score), oof.map(\.label))
+        XCTAssertEqual(try XCTUnwrap(try best("pooled")["valid"] as? Double), value, accuracy: 1e-4)
+        XCTAssertEqual(byEpoch[chosen - 1], value, accuracy: 1e-4)
+        // An unknown value is refused, naming the key and the values it takes.
+        let bad = try finetune(["--set", "finetune.epoch_selection=best"], "bad")
+        XCTAssertEqual(bad.status, 2, bad.output)
+        XCTAssertTrue(bad.output.contains("finetune.epoch_selection") && bad.output.contains("pooled"), bad.output)
+    }
+
     /// `finetune --aux`: auxiliary trials train every member after the pool's, each once, and never select. Reference: the
     /// same trials appended to --train (one model, the same feature store) give the same model to the last bit;
     /// cross-fitted, the folds hold the pool only and each member trains on the other folds plus every auxiliary trial.

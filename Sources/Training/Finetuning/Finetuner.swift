@@ -242,6 +242,8 @@ public final class Finetuner {
     ///   `finetune.seed + r` and its member k starts from seed `finetune.seed + r + k` (exactly the members of a run with
     ///   `finetune.seed + r`), member number r K + k + 1; a trial's out-of-fold score is the mean of the R members that
     ///   did not train on it; best.json records `partitions`.
+    /// With `finetune.epoch_selection: pooled` every member keeps the same epoch: the one whose ensemble scores (the
+    /// out-of-fold or mean scores above, at that epoch) are best by `finetune.select_metric`.
     public func run() throws {
         let f = spec.finetune
         // The run keeps its own link to the pretrained checkpoint (RUN/pretrained/), which every checkpoint names.
@@ -255,7 +257,9 @@ public final class Finetuner {
         self.watchdog = watchdog
         defer { watchdog.stop(); self.watchdog = nil }
         guard f.ensemble > 1 || !partitions.isEmpty else {
-            _ = try trainMember(outcome, optimizer: optimizer, seed: f.seed, dir: runDir, train: train + auxiliary, valid: valid)
+            let trained = try trainMember(outcome, optimizer: optimizer, seed: f.seed, dir: runDir, train: train + auxiliary, valid: valid,
+                                          keepEveryEpoch: false)
+            _ = try saveMember(trained, epoch: trained.bestEpoch, into: outcome, dir: runDir, pooled: false)
             return
         }
         // Seed ensemble: every member selects on `valid`, the ensemble's scores are the mean of theirs. Cross-fitted
@@ -274,8 +278,10 @@ public final class Finetuner {
             let rows = assignment.map { "\($0.nctid),\($0.fold),\($0.label)\n" }
             try writeTextFile(runDir + "/folds.csv", "nctid,fold,label\n" + rows.joined())
         }
+        let pooled = f.epochSelection == .pooled
+        var trained: [MemberTraining] = []
+        var valids: [[StoredTrial]] = []
         var members: [FinetuneSelection] = []
-        var sum = [Double](repeating: 0, count: selecting.count)
         for m in 0..<count {
             let (r, k) = partitions.isEmpty ? (0, m) : (m / foldCount, m % foldCount)
             let seed = f.seed + r + k
@@ -288,28 +294,55 @@ public final class Finetuner {
                     : partitions.count == 1 ? "fold \(k + 1) of \(foldCount)" : "partition \(r + 1) of \(partitions.count), fold \(k + 1) of \(foldCount)"
                 log("finetune: \(what) (seed \(seed)) -> \(runDir)/members/\(m + 1)")
             }
-            var selection = try trainMember(model, optimizer: m == 0 ? optimizer : Optimizer(kind: .adamw, params: model.params),
-                                            seed: seed, dir: runDir + "/members/\(m + 1)", train: memberTrain, valid: memberValid)
-            selection.checkpoint = "members/\(m + 1)/" + selection.checkpoint
-            members.append(selection)
-            let memberScores = predict(memberValid, with: model)
-            if partitions.isEmpty {
-                for (i, s) in memberScores.enumerated() { sum[i] += s }
-            } else {
-                for (t, s) in zip(memberValid, memberScores) { sum[index[t.nctid]!] += s }     // the pool's ids are unique
-            }
+            let member = try trainMember(model, optimizer: m == 0 ? optimizer : Optimizer(kind: .adamw, params: model.params),
+                                         seed: seed, dir: runDir + "/members/\(m + 1)", train: memberTrain, valid: memberValid,
+                                         keepEveryEpoch: pooled)
+            if !pooled { members.append(try saveMember(member, epoch: member.bestEpoch, into: model, dir: runDir + "/members/\(m + 1)", pooled: false)) }
+            trained.append(member); valids.append(memberValid)
         }
-        let scores = sum.map { $0 / Double(partitions.isEmpty ? count : partitions.count) }, labels = selecting.map(\.checkedLabel)
+        let labels = selecting.map(\.checkedLabel)
+        /// The ensemble's scores on the selecting trials when member m keeps epoch epochs[m]: the mean of the seed
+        /// ensemble's members, or each trial's mean over the members that did not train on it (cross-fitted).
+        func ensembleScores(_ epochs: [Int]) -> [Double] {
+            var sum = [Double](repeating: 0, count: selecting.count)
+            for (m, member) in trained.enumerated() {
+                let memberScores = member.scores[epochs[m] - 1]
+                if partitions.isEmpty {
+                    for (i, s) in memberScores.enumerated() { sum[i] += s }
+                } else {
+                    for (t, s) in zip(valids[m], memberScores) { sum[index[t.nctid]!] += s }     // the pool's ids are unique
+                }
+            }
+            return sum.map { $0 / Double(partitions.isEmpty ? count : partitions.count) }
+        }
         // Out-of-fold scores: the threshold whose gain over predicting success holds across bootstrap resamples
         // (docs/outcome.md: the F1-best threshold of a few hundred trials lost to all-success on the dev tests).
-        let threshold = partitions.isEmpty ? Metrics.bestF1Threshold(scores, labels)
-            : Metrics.riskAverseF1Threshold(scores, labels, confidence: f.thresholdConfidence, seed: UInt64(f.seed))
-        let value: Double
-        switch f.selectMetric {
-        case .prAUC: value = Metrics.averagePrecision(scores, labels)
-        case .rocAUC: value = Metrics.rocAUC(scores, labels)
-        case .f1: value = Metrics.f1(scores, labels, threshold: threshold)
+        func judged(_ scores: [Double]) -> (value: Double, threshold: Double) {
+            let threshold = partitions.isEmpty ? Metrics.bestF1Threshold(scores, labels)
+                : Metrics.riskAverseF1Threshold(scores, labels, confidence: f.thresholdConfidence, seed: UInt64(f.seed))
+            switch f.selectMetric {
+            case .prAUC: return (Metrics.averagePrecision(scores, labels), threshold)
+            case .rocAUC: return (Metrics.rocAUC(scores, labels), threshold)
+            case .f1: return (Metrics.f1(scores, labels, threshold: threshold), threshold)
+            }
         }
+        var epochs = trained.map(\.bestEpoch)
+        if pooled {
+            // One epoch for every member: the first best of the ensemble's scores (a NaN value is never chosen).
+            let byEpoch = (1...f.epochs).map { e in judged(ensembleScores(Array(repeating: e, count: count))).value }
+            let chosen = byEpoch.indices.reduce(0) { byEpoch[$1] > byEpoch[$0] || byEpoch[$0].isNaN ? $1 : $0 } + 1
+            if comm.isRoot {
+                log(String(format: "finetune: pooled epoch selection: %@ %@ by epoch %@; every member keeps epoch %d",
+                           partitions.isEmpty ? "mean validation" : "out-of-fold", f.selectMetric.rawValue,
+                           byEpoch.map { String(format: "%.4f", $0) }.joined(separator: ", "), chosen))
+            }
+            epochs = Array(repeating: chosen, count: count)
+            for (m, member) in trained.enumerated() {
+                members.append(try saveMember(member, epoch: chosen, into: outcome, dir: runDir + "/members/\(m + 1)", pooled: true))
+            }
+        }
+        for m in members.indices { members[m].checkpoint = "members/\(m + 1)/" + members[m].checkpoint }
+        let (value, threshold) = judged(ensembleScores(epochs))
         if comm.isRoot {
             var selection = FinetuneSelection(checkpoint: members[0].checkpoint, epoch: members[0].epoch, selectMetric: f.selectMetric.rawValue,
                                               valid: finite(value), threshold: threshold, pretrained: pretrainedPath)
@@ -328,9 +361,26 @@ public final class Finetuner {
         comm.barrier()
     }
 
-    /// Trains one model into `dir` (metrics.jsonl, checkpoints/, best.json, finetune.svg) and returns its selection.
+    /// One member's training: per epoch its record, its scores of the validation trials, the select_metric value and
+    /// F1-best threshold there, and its trainable parameters (from `kept` on: every epoch's with `keepEveryEpoch`,
+    /// else the member's own best epoch's only). The frozen parameters never change while it trains; without a
+    /// pretrained model they are the member's own random ones (`frozen`, kept once).
+    struct MemberTraining {
+        var records: [FinetuneRecord] = []
+        var frozen: [Float]? = nil
+        var scores: [[Double]] = []
+        var values: [Double] = []
+        var thresholds: [Double] = []
+        var states: [Int: [Float]] = [:]
+        var kept = 0
+        var bestEpoch = 0
+        var optimizerStep = 0
+        var trainingDiseaseSets: [String] = []
+    }
+
+    /// Trains one model, writing `dir`/metrics.jsonl as it goes; `saveMember` writes the epoch it keeps.
     func trainMember(_ outcome: OutcomeModel, optimizer: Optimizer, seed: Int, dir runDir: String,
-                     train: [StoredTrial], valid: [StoredTrial]) throws -> FinetuneSelection {
+                     train: [StoredTrial], valid: [StoredTrial], keepEveryEpoch: Bool) throws -> MemberTraining {
         let p = outcome.params
         comm.broadcast(p.values, count: p.count, root: 0)
         p.setPrecision(resolvedPrecision(spec.train.precision, key: "train.precision", comm: comm))
@@ -338,15 +388,13 @@ public final class Finetuner {
         let positives = train.filter { $0.label == 1 }.count, negatives = train.count - positives
         // Eq. 7 class weights: w_c = N / (2 N_c), so both classes weigh the same in total.
         let w1 = Float(train.count) / Float(2 * positives), w0 = Float(train.count) / Float(2 * negatives)
-        let metric = spec.finetune.selectMetric.rawValue
         if comm.isRoot {
             log("finetune: \(train.count) training trials (\(positives) successful), \(valid.count) validation; \(p.count - outcome.trainableOffset) trainable parameters (LoRA cross \(outcome.spec.loraCross), self \(outcome.spec.loraSelf)), \(comm.size) rank(s)")
         }
         let metrics = comm.isRoot ? try MetricsLog(path: runDir + "/metrics.jsonl", tensorboard: spec.log.tensorboard) : nil
-        var best = -Double.infinity, bestEpoch = 0
-        var bestValues: [Float] = []
-        var bestThreshold = 0.5
-        var records: [FinetuneRecord] = []
+        var member = MemberTraining(kept: outcome.trainableOffset, trainingDiseaseSets: Set(train.map(diseaseSet)).sorted())
+        if pretrainedPath == nil { member.frozen = Array(UnsafeBufferPointer(start: p.values, count: member.kept)) }
+        var best = -Double.infinity
         for epoch in 1...epochs {
             var rng = RNG(seed: UInt64(seed) &* 7919 &+ UInt64(epoch))
             let order = rng.permutation(train.count)
@@ -400,29 +448,43 @@ public final class Finetuner {
             }
             let record = FinetuneRecord(epoch: epoch, trainLoss: finite(trainLoss), validPrAuc: finite(prAUC), validRocAuc: finite(rocAUC),
                                         validF1: finite(f1), validF1AtThreshold: finite(f1AtThreshold), threshold: threshold)
-            records.append(record)
+            member.records.append(record); member.scores.append(scores); member.values.append(selected); member.thresholds.append(threshold)
             if comm.isRoot {
                 try metrics?.write(record)
                 log(String(format: "finetune epoch %d: train loss %.4f, valid PR-AUC %.4f ROC-AUC %.4f F1 %.4f (F1 %.4f at %.3f)%@", epoch,
                            trainLoss, prAUC, rocAUC, f1, f1AtThreshold, threshold, selected > best ? "  best" : ""))
             }
+            let state = { Array(UnsafeBufferPointer(start: p.values + member.kept, count: p.count - member.kept)) }
             if selected > best {
-                best = selected; bestEpoch = epoch; bestThreshold = threshold
-                bestValues = Array(UnsafeBufferPointer(start: p.values, count: p.count))
+                best = selected; member.bestEpoch = epoch
+                if !keepEveryEpoch { member.states = [epoch: state()] }
             }
+            if keepEveryEpoch { member.states[epoch] = state() }
         }
-        // Keep the selected epoch's parameters.
-        bestValues.withUnsafeBufferPointer { p.values.update(from: $0.baseAddress!, count: p.count) }
-        let selection = FinetuneSelection(checkpoint: "checkpoints/" + Checkpoints.name(step: bestEpoch) + ".safetensors", epoch: bestEpoch,
-                                          selectMetric: metric, valid: finite(best), threshold: bestThreshold, pretrained: pretrainedPath)
+        member.optimizerStep = optimizer.step
+        return member
+    }
+
+    /// Writes the member's checkpoint of `epoch` (its parameters put into `outcome`, whose frozen ones are the
+    /// member's), `dir`/best.json and finetune.svg, and returns its selection. `pooled`: the epoch is the ensemble's.
+    func saveMember(_ member: MemberTraining, epoch: Int, into outcome: OutcomeModel, dir runDir: String, pooled: Bool) throws -> FinetuneSelection {
+        guard let state = member.states[epoch] else { preconditionFailure("no parameters kept of epoch \(epoch)") }
+        let p = outcome.params
+        precondition(state.count == p.count - member.kept, "a member's parameters do not fit the model they are saved from")
+        state.withUnsafeBufferPointer { (p.values + member.kept).update(from: $0.baseAddress!, count: $0.count) }
+        member.frozen?.withUnsafeBufferPointer { p.values.update(from: $0.baseAddress!, count: $0.count) }
+        let metric = spec.finetune.selectMetric.rawValue
+        let value = member.values[epoch - 1], threshold = member.thresholds[epoch - 1]
+        let selection = FinetuneSelection(checkpoint: "checkpoints/" + Checkpoints.name(step: epoch) + ".safetensors", epoch: epoch,
+                                          selectMetric: metric, valid: finite(value), threshold: threshold, pretrained: pretrainedPath)
         if comm.isRoot {
             var head = outcome.spec
-            head.threshold = bestThreshold
-            head.trainingDiseaseSets = Set(train.map(diseaseSet)).sorted()     // this member's (a fold member's: not its fold)
-            var meta = CheckpointMeta(kind: .finetune, step: bestEpoch, epoch: bestEpoch, stepInEpoch: 0, worldSize: comm.size,
-                                      globalBatch: spec.finetune.batch, optimizerStep: optimizer.step, spec: spec,
+            head.threshold = threshold
+            head.trainingDiseaseSets = member.trainingDiseaseSets     // this member's (a fold member's: not its fold)
+            var meta = CheckpointMeta(kind: .finetune, step: epoch, epoch: epoch, stepInEpoch: 0, worldSize: comm.size,
+                                      globalBatch: spec.finetune.batch, optimizerStep: member.optimizerStep, spec: spec,
                                       model: outcome.model.config, features: outcome.space, storeIdentity: storeIdentity,
-                                      metrics: ["valid_\(metric)": best], pretrained: pretrainedPath,
+                                      metrics: ["valid_\(metric)": value], pretrained: pretrainedPath,
                                       pretrainedChecksum: pretrainedChecksum, head: head)
             if let pretrainedPath {     // RUN/pretrained/ (`run`), from this member's checkpoints/ folder
                 meta.pretrainedLink = relativePath(of: self.runDir + "/pretrained/" + URL(fileURLWithPath: pretrainedPath).lastPathComponent,
@@ -431,13 +493,14 @@ public final class Finetuner {
             let offset = outcome.trainableOffset
             let base = try Checkpoints.save(dir: runDir + "/checkpoints", meta: meta, params: p, optimizer: nil,
                                             include: { pretrainedPath == nil || $0.offset >= offset })
-            precondition(base.hasSuffix("/" + Checkpoints.name(step: bestEpoch)), "checkpoint named \(base)")
+            precondition(base.hasSuffix("/" + Checkpoints.name(step: epoch)), "checkpoint named \(base)")
             try writeSelection(selection, dir: runDir)
+            let records = member.records
             func series(_ value: (FinetuneRecord) -> Double?) -> [(Double, Double)] { records.map { (Double($0.epoch), value($0) ?? .nan) } }
             try writePlot(runDir + "/finetune.svg", svgLinePlot(title: "Fine-tuning", xLabel: "epoch", yLabel: "value",
                           series: [PlotSeries("train BCE", series(\.trainLoss)), PlotSeries("valid PR-AUC", series(\.validPrAuc)),
                                    PlotSeries("valid ROC-AUC", series(\.validRocAuc))], xBounds: 0...Double.infinity))
-            log("finetune: selected epoch \(bestEpoch) (valid \(metric) \(String(format: "%.4f", best))), \(base).safetensors")
+            log("finetune: \(pooled ? "kept the ensemble's epoch" : "selected epoch") \(epoch) (valid \(metric) \(String(format: "%.4f", value))), \(base).safetensors")
         }
         comm.barrier()
         return selection
