@@ -40,15 +40,30 @@ public final class Watchdog: @unchecked Sendable {
     private let comm: Communicator
     private let activity: String
     private let judgeLaggards: Bool
+    /// The job's own watchdog (`guardJob`), not an activity's.
+    private let isJob: Bool
+    /// An activity's watchdog counted in `activities` until it stops.
+    private var counted = false
 
     /// `activity` names what makes progress in the message ("training", "featurizing"). `judgeLaggards`: a peer whose
     /// heartbeats arrive but that has entered fewer collectives counts as stuck (false where ranks work at their own
     /// pace for long between collectives, as in featurizing: only a peer that stopped answering ends the job there).
-    public init(policy: StallPolicy, comm: Communicator, activity: String = "training", judgeLaggards: Bool = true) {
+    public convenience init(policy: StallPolicy, comm: Communicator, activity: String = "training", judgeLaggards: Bool = true) {
+        self.init(policy: policy, comm: comm, activity: activity, judgeLaggards: judgeLaggards, isJob: false)
+    }
+
+    private init(policy: StallPolicy, comm: Communicator, activity: String, judgeLaggards: Bool, isJob: Bool) {
         self.policy = policy
         self.comm = comm
         self.activity = activity
         self.judgeLaggards = judgeLaggards
+        self.isJob = isJob
+        // One watchdog at a time exchanges heartbeats: an activity's pauses the job's until it stops.
+        if !isJob {
+            counted = true
+            Self.activities += 1
+            Self.job?.stop(); Self.job = nil
+        }
         guard policy != .off else { running = false; return }
         let thread = Thread { [self] in watch() }
         thread.start()
@@ -79,8 +94,45 @@ public final class Watchdog: @unchecked Sendable {
     }
 
     /// After `stop` returns the thread makes no further MPI call (the heartbeat exchange runs under the lock),
-    /// so MPI can be finalised.
-    public func stop() { lock.lock(); running = false; lock.unlock() }
+    /// so MPI can be finalised. An activity's watchdog hands over to the job's (`guardJob`) when it was the last.
+    public func stop() {
+        lock.lock(); running = false; lock.unlock()
+        if counted {
+            counted = false
+            Self.activities -= 1
+            Self.resumeJob()
+        }
+    }
+
+    // The job's watchdog: peers only (a rank that stopped answering ends the job), running whenever no activity's
+    // watchdog runs: before the first (reading inputs, the first collectives), between two, after the last. Started
+    // once the configuration is read (its train.stall_timeout; off on one rank), ended by `endJob`. Main thread only.
+    nonisolated(unsafe) private static var jobPolicy: StallPolicy = .off
+    nonisolated(unsafe) private static var jobComm: Communicator?
+    nonisolated(unsafe) private static var job: Watchdog?
+    nonisolated(unsafe) private static var activities = 0
+
+    /// Starts the job's watchdog (once per process); `CLADMOP_FAULT=stop:RANK:startup` stops rank RANK right after.
+    public static func guardJob(_ policy: StallPolicy, comm: Communicator) {
+        guard jobComm == nil, comm.size > 1 else { return }
+        jobPolicy = policy; jobComm = comm
+        resumeJob()
+        if let stop = injectedStop, stop.rank == comm.rank, stop.activity == "startup" {
+            injectedStop = nil
+            raise(SIGSTOP)
+        }
+    }
+
+    /// Stops the job's watchdog for good (before MPI is finalised).
+    public static func endJob() {
+        job?.stop(); job = nil
+        jobComm = nil; jobPolicy = .off
+    }
+
+    private static func resumeJob() {
+        guard activities == 0, job == nil, jobPolicy != .off, let comm = jobComm else { return }
+        job = Watchdog(policy: jobPolicy, comm: comm, activity: "job", judgeLaggards: false, isJob: true)
+    }
 
     private func watch() {
         let start = monotonicSeconds()

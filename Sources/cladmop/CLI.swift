@@ -57,6 +57,7 @@ func runJob(_ body: (Communicator) throws -> Void) {
     Watchdog.injectedStop = FaultPlan.fromEnvironment().stop
     do {
         try body(comm)
+        Watchdog.endJob()
     } catch let error as InputError {
         comm.abort(message: error.description, code: 2)
     } catch let error as DecodingError {
@@ -96,6 +97,8 @@ struct ConfigOptions: ParsableArguments {
             FileHandle.standardError.write(Data(("warning: --set \(c.repeatedOverrides.joined(separator: ", ")) given more than once; the last value applies: "
                 + c.repeatedOverrides.map { "\($0)=\(c.values[$0]!.description)" }.joined(separator: ", ") + "\n").utf8))
         }
+        // From here a rank that stops answering ends the job, also outside training, featurizing and scoring.
+        Watchdog.guardJob(StallPolicy(stallTimeout: spec.train.stallTimeout), comm: comm)
         try requireAgreement(ConfigSchema.keys.map { ($0.path, c.values[$0.path]!.description) }
                                  + [("command line", CommandLine.arguments.dropFirst().joined(separator: " ")),
                                     ("executable", executableIdentity())],

@@ -87,6 +87,17 @@ final class ReliabilityTests: XCTestCase {
         XCTAssertTrue(r.output.contains("rank 1 (host"), r.output)
     }
 
+    /// A rank stopped before the first collective (CLADMOP_FAULT=stop:1:startup: right after it read its configuration,
+    /// before any activity's watchdog starts): the job's watchdog ends the job, naming the rank. Without it (or with
+    /// train.stall_timeout=0) rank 0 waits in the configuration check for ever.
+    func testRankStoppedAtStartupEndsTheJob() throws {
+        let r = try mpirun(np: 2, executable: cladmop, arguments: args("startup"), environment: ["CLADMOP_FAULT": "stop:1:startup"], timeout: 90)
+        XCTAssertEqual(r.status, 1, r.output)
+        XCTAssertLessThan(r.seconds, 30)
+        XCTAssertTrue(r.output.contains("no job progress for") && r.output.contains("rank 1 (host") && r.output.contains("stopped answering"), r.output)
+        print("stopped at startup: \(String(format: "%.1f", r.seconds)) s: " + (r.output.split(separator: "\n").first { $0.contains("no job progress") } ?? ""))
+    }
+
     func testCrashWhileWritingACheckpointKeepsThePreviousOne() throws {
         // The crash hits the step-8 checkpoint after its tensors file is on disk but before its JSON.
         let r = try mpirun(np: 2, executable: cladmop, arguments: args("ckpt"), environment: ["CLADMOP_FAULT": "checkpoint_crash:between:8"], timeout: 60)

@@ -16,7 +16,8 @@ import Support
 ///   STEP, or any): "between" is after the tensors file is complete and before its JSON.
 /// - `file_size_limit:BYTES`: RLIMIT_FSIZE once MPI is up (a write past BYTES fails with EFBIG, as on a full disk).
 /// - `stop:RANK:ACTIVITY`: the rank stops itself (SIGSTOP) at its first progress point of a watchdog's ACTIVITY
-///   ("fine-tuning", "featurizing", "scoring", "embedding", "training"; `Watchdog.injectedStop`).
+///   ("fine-tuning", "featurizing", "scoring", "embedding", "training"; `Watchdog.injectedStop`), or once its
+///   configuration is read ("startup": before the first collective, where only the job's watchdog runs).
 /// CLADMOP_FAULT_ONCE = FILE: the crash/throw/stall fault fires only if FILE does not exist, and creates it
 /// (a supervised restart does not fail again at the same step).
 /// CLADMOP_DUMP_GRADIENT = FILE: rank 0 writes the averaged gradient of the first step (Float32, raw).
