@@ -106,7 +106,8 @@ public final class Watchdog: @unchecked Sendable {
 
     // The job's watchdog: peers only (a rank that stopped answering ends the job), running whenever no activity's
     // watchdog runs: before the first (reading inputs, the first collectives), between two, after the last. Started
-    // once the configuration is read (its train.stall_timeout; off on one rank), ended by `endJob`. Main thread only.
+    // once the configuration is read (its train.stall_timeout; off on one rank and without heartbeats, i.e. without
+    // MPI_THREAD_MULTIPLE), ended by `endJob` once every rank is done (runJob's barrier). Main thread only.
     nonisolated(unsafe) private static var jobPolicy: StallPolicy = .off
     nonisolated(unsafe) private static var jobComm: Communicator?
     nonisolated(unsafe) private static var job: Watchdog?
@@ -114,7 +115,7 @@ public final class Watchdog: @unchecked Sendable {
 
     /// Starts the job's watchdog (once per process); `CLADMOP_FAULT=stop:RANK:startup` stops rank RANK right after.
     public static func guardJob(_ policy: StallPolicy, comm: Communicator) {
-        guard jobComm == nil, comm.size > 1 else { return }
+        guard jobComm == nil, comm.size > 1, comm.supportsHeartbeats else { return }
         jobPolicy = policy; jobComm = comm
         resumeJob()
         if let stop = injectedStop, stop.rank == comm.rank, stop.activity == "startup" {

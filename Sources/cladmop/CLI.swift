@@ -51,12 +51,18 @@ struct Cladmop: ParsableCommand {
 }
 
 /// Runs `body` on this rank; any error ends the whole job with its message (MPI_Abort under mpirun):
-/// exit status 2 for user errors, 1 otherwise. No rank is left waiting in a collective.
+/// exit status 2 for input errors and outputs that cannot be written, 1 otherwise. No rank is left waiting in a
+/// collective.
 func runJob(_ body: (Communicator) throws -> Void) {
     let comm = makeCommunicator()
-    Watchdog.injectedStop = FaultPlan.fromEnvironment().stop
+    let faults = FaultPlan.fromEnvironment()
+    Watchdog.injectedStop = faults.stop
     do {
         try body(comm)
+        if let seconds = faults.linger, comm.isRoot { sleep(seconds) }
+        // Ranks leave together: a rank done early (rank 0 alone writes most outputs) stays under the job's watchdog,
+        // answering heartbeats, instead of going silent in MPI_Finalize while rank 0's watchdog still judges it.
+        comm.barrier()
         Watchdog.endJob()
     } catch let error as InputError {
         comm.abort(message: error.description, code: 2)

@@ -98,6 +98,17 @@ final class ReliabilityTests: XCTestCase {
         print("stopped at startup: \(String(format: "%.1f", r.seconds)) s: " + (r.output.split(separator: "\n").first { $0.contains("no job progress") } ?? ""))
     }
 
+    /// Rank 0 still working after the others are done (CLADMOP_FAULT=linger:12, three times the limit): they wait
+    /// for it under the job's watchdog, answering heartbeats, and the command ends with status 0. (Had they gone
+    /// silent into MPI_Finalize, rank 0's job watchdog would have ended a finished job, blaming rank 1.)
+    func testRankZeroFinishingLastIsNotTakenForAStoppedPeer() throws {
+        let r = try mpirun(np: 2, executable: cladmop, arguments: args("linger", steps: 2) + ["--set", "train.stall_timeout=4"],
+                           environment: ["CLADMOP_FAULT": "linger:12"], timeout: 90)
+        XCTAssertEqual(r.status, 0, r.output)
+        XCTAssertGreaterThanOrEqual(r.seconds, 12)
+        XCTAssertFalse(r.output.contains("stopped answering"), r.output)
+    }
+
     func testCrashWhileWritingACheckpointKeepsThePreviousOne() throws {
         // The crash hits the step-8 checkpoint after its tensors file is on disk but before its JSON.
         let r = try mpirun(np: 2, executable: cladmop, arguments: args("ckpt"), environment: ["CLADMOP_FAULT": "checkpoint_crash:between:8"], timeout: 60)

@@ -297,8 +297,12 @@ public final class Finetuner {
             let member = try trainMember(model, optimizer: m == 0 ? optimizer : Optimizer(kind: .adamw, params: model.params),
                                          seed: seed, dir: runDir + "/members/\(m + 1)", train: memberTrain, valid: memberValid,
                                          keepEveryEpoch: pooled)
-            if !pooled { members.append(try saveMember(member, epoch: member.bestEpoch, into: model, dir: runDir + "/members/\(m + 1)", pooled: false)) }
-            trained.append(member); valids.append(memberValid)
+            var kept = member
+            if !pooled {
+                members.append(try saveMember(member, epoch: member.bestEpoch, into: model, dir: runDir + "/members/\(m + 1)", pooled: false))
+                kept.states = [:]; kept.frozen = nil      // saved: only its scores are needed below
+            }
+            trained.append(kept); valids.append(memberValid)
         }
         let labels = selecting.map(\.checkedLabel)
         /// The ensemble's scores on the selecting trials when member m keeps epoch epochs[m]: the mean of the seed
@@ -328,7 +332,7 @@ public final class Finetuner {
         }
         var epochs = trained.map(\.bestEpoch)
         if pooled {
-            // One epoch for every member: the first best of the ensemble's scores (a NaN value is never chosen).
+            // One epoch for every member: the first best of the ensemble's scores (a NaN value never wins over a number).
             let byEpoch = (1...f.epochs).map { e in judged(ensembleScores(Array(repeating: e, count: count))).value }
             let chosen = byEpoch.indices.reduce(0) { byEpoch[$1] > byEpoch[$0] || byEpoch[$0].isNaN ? $1 : $0 } + 1
             if comm.isRoot {
@@ -339,6 +343,7 @@ public final class Finetuner {
             epochs = Array(repeating: chosen, count: count)
             for (m, member) in trained.enumerated() {
                 members.append(try saveMember(member, epoch: chosen, into: outcome, dir: runDir + "/members/\(m + 1)", pooled: true))
+                watchdog.beat()
             }
         }
         for m in members.indices { members[m].checkpoint = "members/\(m + 1)/" + members[m].checkpoint }
@@ -468,11 +473,14 @@ public final class Finetuner {
     /// Writes the member's checkpoint of `epoch` (its parameters put into `outcome`, whose frozen ones are the
     /// member's), `dir`/best.json and finetune.svg, and returns its selection. `pooled`: the epoch is the ensemble's.
     func saveMember(_ member: MemberTraining, epoch: Int, into outcome: OutcomeModel, dir runDir: String, pooled: Bool) throws -> FinetuneSelection {
-        guard let state = member.states[epoch] else { preconditionFailure("no parameters kept of epoch \(epoch)") }
+        guard let state = member.states[epoch] else {
+            throw TrainingError("fine-tuning into \(runDir): no epoch had a finite validation \(spec.finetune.selectMetric.rawValue); nothing to keep")
+        }
         let p = outcome.params
         precondition(state.count == p.count - member.kept, "a member's parameters do not fit the model they are saved from")
         state.withUnsafeBufferPointer { (p.values + member.kept).update(from: $0.baseAddress!, count: $0.count) }
         member.frozen?.withUnsafeBufferPointer { p.values.update(from: $0.baseAddress!, count: $0.count) }
+        p.refreshLowPrecisionCopy()     // train.precision bf16: the GEMMs' copy follows the restored values
         let metric = spec.finetune.selectMetric.rawValue
         let value = member.values[epoch - 1], threshold = member.thresholds[epoch - 1]
         let selection = FinetuneSelection(checkpoint: "checkpoints/" + Checkpoints.name(step: epoch) + ".safetensors", epoch: epoch,
