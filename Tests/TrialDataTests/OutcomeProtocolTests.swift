@@ -85,18 +85,9 @@ final class OutcomeProtocolTests: XCTestCase {
     }
 
     func testCrossFittedFoldsSelectOnTheirOwnFoldAndChooseTheThresholdOutOfFold() throws {
-        let dir = try scratchDirectory("folds")
+        let small = try SmallFinetuning("folds", ["finetune.epochs=2", "log.tensorboard=false", "finetune.select_latest=0", "finetune.ensemble=1"])
+        let (dir, cladmop, sets, finetune) = (small.dir, small.cladmop, small.sets, small.finetune)
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        try writeCSVSubset(from: repoRoot + "/data/top/phase_I_train.csv", rows: 0..<24, to: dir + "/train.csv")
-        try writeCSVSubset(from: repoRoot + "/data/top/phase_I_valid.csv", rows: 0..<12, to: dir + "/valid.csv")
-        let cladmop = releaseOrDebugProduct("cladmop")
-        let sets = smallFinetuneSettings(dir: dir, ["finetune.epochs=2", "log.tensorboard=false", "finetune.select_latest=0",
-                                                    "finetune.ensemble=1"])
-        func finetune(_ extra: [String], _ run: String) throws -> (status: Int32, output: String, seconds: Double) {
-            try mpirun(np: 2, executable: cladmop, arguments: ["finetune", "--pretrained", "none", "--train", dir + "/train.csv",
-                                                              "--valid", dir + "/valid.csv", "--run-dir", dir + "/" + run] + sets + extra,
-                       timeout: 600)
-        }
         let ft = try finetune(["--set", "finetune.folds=3", "--set", "finetune.threshold_confidence=0.5"], "run")
         XCTAssertEqual(ft.status, 0, ft.output)
         XCTAssertTrue(ft.output.contains("3 folds over 36 trials"), ft.output)
@@ -334,18 +325,10 @@ final class OutcomeProtocolTests: XCTestCase {
     /// `predict --out-of-fold`; members train as in a run with per-member selection (the same metrics.jsonl), and a
     /// member that selected the same epoch there saved the same tensors.
     func testPooledEpochSelectionKeepsOneEpochForEveryMember() throws {
-        let dir = try scratchDirectory("pooled")
+        let small = try SmallFinetuning("pooled", ["finetune.epochs=4", "log.tensorboard=false", "finetune.select_latest=0",
+                                                   "finetune.ensemble=1", "finetune.folds=3"])
+        let (dir, cladmop, sets, finetune) = (small.dir, small.cladmop, small.sets, small.finetune)
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        try writeCSVSubset(from: repoRoot + "/data/top/phase_I_train.csv", rows: 0..<24, to: dir + "/train.csv")
-        try writeCSVSubset(from: repoRoot + "/data/top/phase_I_valid.csv", rows: 0..<12, to: dir + "/valid.csv")
-        let cladmop = releaseOrDebugProduct("cladmop")
-        let sets = smallFinetuneSettings(dir: dir, ["finetune.epochs=4", "log.tensorboard=false", "finetune.select_latest=0",
-                                                    "finetune.ensemble=1", "finetune.folds=3"])
-        func finetune(_ extra: [String], _ run: String) throws -> (status: Int32, output: String, seconds: Double) {
-            try mpirun(np: 2, executable: cladmop, arguments: ["finetune", "--pretrained", "none", "--train", dir + "/train.csv",
-                                                              "--valid", dir + "/valid.csv", "--run-dir", dir + "/" + run] + sets + extra,
-                       timeout: 600)
-        }
         let member = try finetune([], "member"), pooled = try finetune(["--set", "finetune.epoch_selection=pooled"], "pooled")
         XCTAssertEqual(member.status, 0, member.output)
         XCTAssertEqual(pooled.status, 0, pooled.output)

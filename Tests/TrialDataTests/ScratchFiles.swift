@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import TrialData
 
 /// A fresh empty folder under the temporary directory for one test (`name` and the pid keep tests apart); the caller
@@ -45,4 +46,26 @@ func writeCSVSubset(from source: String, rows: Range<Int>, to path: String, labe
         f.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" }) ? "\"" + f.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : f
     }.joined(separator: ",") }
     try (lines.joined(separator: "\n") + "\n").write(toFile: path, atomically: true, encoding: .utf8)
+}
+
+/// Fine-tuning from scratch (`--pretrained none`, 2 ranks) on 24 trials of phase_I_train.csv (`dir`/train.csv) and 12 of
+/// phase_I_valid.csv (`dir`/valid.csv), written into a fresh scratch folder; `sets`: `smallFinetuneSettings` with the
+/// given settings. The caller removes `dir`.
+struct SmallFinetuning {
+    let dir: String, cladmop: String, sets: [String]
+
+    init(_ name: String, _ settings: [String]) throws {
+        dir = try scratchDirectory(name)
+        try writeCSVSubset(from: repoRoot + "/data/top/phase_I_train.csv", rows: 0..<24, to: dir + "/train.csv")
+        try writeCSVSubset(from: repoRoot + "/data/top/phase_I_valid.csv", rows: 0..<12, to: dir + "/valid.csv")
+        cladmop = releaseOrDebugProduct("cladmop")
+        sets = smallFinetuneSettings(dir: dir, settings)
+    }
+
+    /// `cladmop finetune` into `dir`/`run` with `extra` arguments after the settings.
+    func finetune(_ extra: [String], _ run: String) throws -> (status: Int32, output: String, seconds: Double) {
+        try mpirun(np: 2, executable: cladmop, arguments: ["finetune", "--pretrained", "none", "--train", dir + "/train.csv",
+                                                          "--valid", dir + "/valid.csv", "--run-dir", dir + "/" + run] + sets + extra,
+                   timeout: 600)
+    }
 }

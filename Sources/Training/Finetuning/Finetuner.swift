@@ -300,7 +300,7 @@ public final class Finetuner {
             var kept = member
             if !pooled {
                 members.append(try saveMember(member, epoch: member.bestEpoch, into: model, dir: runDir + "/members/\(m + 1)", pooled: false))
-                kept.states = [:]; kept.frozen = nil      // saved: only its scores are needed below
+                kept.states = [:]      // saved: only its scores are needed below
             }
             trained.append(kept); valids.append(memberValid)
         }
@@ -369,7 +369,8 @@ public final class Finetuner {
     /// One member's training: per epoch its record, its scores of the validation trials, the select_metric value and
     /// F1-best threshold there, and its trainable parameters (from `kept` on: every epoch's with `keepEveryEpoch`,
     /// else the member's own best epoch's only). The frozen parameters never change while it trains; without a
-    /// pretrained model they are the member's own random ones (`frozen`, kept once).
+    /// pretrained model they are the member's own random ones (`frozen`, kept once with `keepEveryEpoch`, whose
+    /// members are saved from another member's model).
     struct MemberTraining {
         var records: [FinetuneRecord] = []
         var frozen: [Float]? = nil
@@ -398,7 +399,8 @@ public final class Finetuner {
         }
         let metrics = comm.isRoot ? try MetricsLog(path: runDir + "/metrics.jsonl", tensorboard: spec.log.tensorboard) : nil
         var member = MemberTraining(kept: outcome.trainableOffset, trainingDiseaseSets: Set(train.map(diseaseSet)).sorted())
-        if pretrainedPath == nil { member.frozen = Array(UnsafeBufferPointer(start: p.values, count: member.kept)) }
+        // Saved from another member's model (pooled): without a pretrained model its frozen part is this member's own.
+        if pretrainedPath == nil && keepEveryEpoch { member.frozen = Array(UnsafeBufferPointer(start: p.values, count: member.kept)) }
         var best = -Double.infinity
         for epoch in 1...epochs {
             var rng = RNG(seed: UInt64(seed) &* 7919 &+ UInt64(epoch))
