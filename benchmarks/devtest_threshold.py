@@ -4,9 +4,11 @@ For each run and phase the run's out-of-fold scores of its pooled train + select
 --out-of-fold`, cached in --cache) choose a threshold by each rule, and F1 at that threshold is computed on the run's
 dev-test predictions (devtest_predictions.csv, the mean of the members). Rules:
   bagged   round 2's rule: the median over 200 bootstrap resamples of each resample's F1-best threshold;
-  gainC    Metrics.riskAverseF1Threshold at confidence C: the threshold maximising the (1 - C) quantile over 200
-           bootstrap resamples of F1(t) - F1(every trial successful); the lowest on ties (the lowest score predicts
-           every trial successful).
+  gainC    Metrics.riskAverseF1Threshold at confidence C as it was until round 10: the threshold maximising the
+           (1 - C) quantile over 200 bootstrap resamples of F1(t) - F1(every trial successful); the lowest on ties
+           (the lowest score predicts every pooled trial successful, and is the threshold when no cut gains);
+  gain0.9/2000  the binary's rule since round 10: the same at C = 0.9 over 2,000 resamples, and 0 (every trial
+           successful) when no cut gains.
 The rules are re-implemented here with Python's resamples, on the 6-decimal scores of `predict` (the binary's own
 threshold, on unrounded scores, is in each run's best.json).
 Prints, per phase, each run's thresholds and dev-test F1, then per rule and phase: runs at or above the all-success
@@ -18,7 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from devtest_compare import f1
 from devtest_calibration import POOL, ROOT, TEST, predict
 
-RULES = ["bagged", "gain0.5", "gain0.75", "gain0.9"]
+RULES = ["bagged", "gain0.5", "gain0.75", "gain0.9", "gain0.9/2000"]
 
 
 def read(path):
@@ -49,9 +51,10 @@ def bagged(s, y):
     return statistics.median(th)
 
 
-def gain_quantile(s, y, confidence):
+def gain_quantile(s, y, confidence, count=200, no_cut=None):
+    """The rule's threshold; `no_cut` (when given) replaces the lowest score as the threshold when no cut gains."""
     candidates = sorted(set(s)); gains = {t: [] for t in candidates}
-    for idx in resamples(len(s)):
+    for idx in resamples(len(s), count):
         yy = [y[i] for i in idx]; p = sum(yy)
         if p == 0:
             continue
@@ -66,7 +69,7 @@ def gain_quantile(s, y, confidence):
         q = sorted(gains[t])[rank]
         if q > best_gain:
             best, best_gain = t, q
-    return best
+    return no_cut if no_cut is not None and best == candidates[0] else best
 
 
 def main():
@@ -95,7 +98,12 @@ def main():
             test = read(os.path.join(ROOT, d, "devtest_predictions.csv")); s = [test[i] for i in ids]
             cells = []
             for rule in RULES:
-                t = bagged(so, py) if rule == "bagged" else gain_quantile(so, py, float(rule[4:]))
+                if rule == "bagged":
+                    t = bagged(so, py)
+                elif rule == "gain0.9/2000":
+                    t = gain_quantile(so, py, 0.9, count=2000, no_cut=min(0.0, min(so)))
+                else:
+                    t = gain_quantile(so, py, float(rule[4:]))
                 score = f1(s, y, t)
                 summary.setdefault((rule, phase), []).append(score - all_success)
                 cells.append(f"{t:.3f} / {score:.3f}")

@@ -186,7 +186,7 @@ final class OutcomeProtocolTests: XCTestCase {
         let scores = oof.map(\.score), labels = oof.map(\.label)
         let threshold = Metrics.riskAverseF1Threshold(scores, labels, confidence: 0.5, seed: 1)
         XCTAssertEqual(try XCTUnwrap(best["threshold"] as? Double), threshold, accuracy: 1e-5)
-        XCTAssertTrue(ft.output.contains("(gain over all-success in 50 % of resamples)"), "finetune.threshold_confidence reached the fine-tuner: \(ft.output)")
+        XCTAssertTrue(ft.output.contains("over all-success in 50 % of resamples"), "finetune.threshold_confidence reached the fine-tuner: \(ft.output)")
         XCTAssertEqual(Metrics.riskAverseF1Threshold(scores.reversed(), labels.reversed(), confidence: 0.5, seed: 1), threshold,
                        "independent of the trials' order")
         XCTAssertEqual(try XCTUnwrap(best["valid"] as? Double), Metrics.averagePrecision(scores, labels), accuracy: 1e-4)

@@ -347,7 +347,7 @@ public final class Finetuner {
             }
         }
         for m in members.indices { members[m].checkpoint = "members/\(m + 1)/" + members[m].checkpoint }
-        let (value, threshold) = judged(ensembleScores(epochs))
+        let scores = ensembleScores(epochs), (value, threshold) = judged(scores)
         if comm.isRoot {
             var selection = FinetuneSelection(checkpoint: members[0].checkpoint, epoch: members[0].epoch, selectMetric: f.selectMetric.rawValue,
                                               valid: finite(value), threshold: threshold, pretrained: pretrainedPath)
@@ -361,7 +361,10 @@ public final class Finetuner {
             log(String(format: "finetune: ensemble of %d, %@ %@ %.4f (members %@), F1 threshold %.3f%@", count, partitions.isEmpty ? "valid" : "out-of-fold",
                        f.selectMetric.rawValue, value,
                        members.map { String(format: "%.4f", $0.valid ?? .nan) }.joined(separator: ", "), threshold,
-                       partitions.isEmpty ? "" : String(format: " (gain over all-success in %.0f %% of resamples)", 100 * f.thresholdConfidence)))
+                       partitions.isEmpty ? "" : String(format: scores.contains { $0 < threshold }
+                                                            ? " (gain over all-success in %.0f %% of resamples)"
+                                                            : " (no cut gains over all-success in %.0f %% of resamples: every trial predicted successful)",
+                                                        100 * f.thresholdConfidence)))
         }
         comm.barrier()
     }
