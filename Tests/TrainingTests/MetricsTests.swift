@@ -126,8 +126,7 @@ final class MetricsTests: XCTestCase {
         // 4 failures: no cut among them gains): cutting the two gains in a resample only when it draws one of them,
         // which 13.3 % of the resamples do not (0.98^100), so that gain does not hold in 90 % of them and no cut is
         // made. With 200 resamples the 10 % quantile is the 20th lowest of 200, and a draw with 19 or fewer such
-        // resamples (6.7 % of the seeds; 8 of these 100) keeps the cut: the main job's phase I threshold did so on one host (0.073,
-        // two failures of 952 below it).
+        // resamples (6.7 % of the seeds; 8 of these 100) keeps the cut.
         var scores = [0.02, 0.04], labels = [0, 0]
         for i in 0..<98 { scores.append(0.1 + 0.008 * Double(i)); labels.append(i % 9 < 5 ? 1 : 0) }
         let cuts = (0..<100 as Range<UInt64>).filter { Metrics.riskAverseF1Threshold(scores, labels, confidence: 0.9, seed: $0) != 0 }
