@@ -3,7 +3,7 @@ import TestSupport
 import XCTest
 
 /// `log.tensorboard: true`: a pretraining (2 ranks, then resumed) and a fine-tuning write event files that
-/// TensorBoard's own reader (EventAccumulator, in the .venv-tests that Launch/setup makes) loads with the same
+/// TensorBoard's own reader (EventAccumulator, in the .venv-tests that `Launch/setup --tests` makes) loads with the same
 /// tags, steps and values as metrics.jsonl (Tests/TensorBoard/compare_events.py); a corrupted byte is caught.
 final class TensorBoardEndToEndTests: XCTestCase {
     let python = repoRoot + "/.venv-tests/bin/python"
