@@ -124,11 +124,10 @@ public enum Metrics {
         guard drawn > 0 else { return bestF1Threshold(scores, labels) }
         let rank = Int(((1 - confidence) * Double(drawn - 1) + 1e-9).rounded(.down))     // 1 - 0.9 = 0.0999...
         var best = 0, bestGain = -Double.infinity
-        gains.withUnsafeMutableBufferPointer { g in
-            for c in starts.indices {
-                let q = kthSmallest(UnsafeMutableBufferPointer(rebasing: g[c * resamples ..< c * resamples + drawn]), rank)
-                if q > bestGain { bestGain = q; best = c }
-            }
+        for c in starts.indices {
+            gains[c * resamples ..< c * resamples + drawn].sort()
+            let q = gains[c * resamples + rank]
+            if q > bestGain { bestGain = q; best = c }
         }
         return best == 0 ? min(0, s[0]) : s[starts[best]]
     }
@@ -215,22 +214,4 @@ public struct EvaluationReport: Encodable {
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         return try encoder.encode(self)
     }
-}
-
-/// The k-th smallest value (k from 0) of a buffer of non-NaN values, reordering it (quickselect, Hoare partition,
-/// middle pivot): the order statistic that sorting would give, in linear expected time.
-private func kthSmallest(_ a: UnsafeMutableBufferPointer<Double>, _ k: Int) -> Double {
-    precondition(k >= 0 && k < a.count, "rank \(k) outside 0..<\(a.count)")
-    var lo = 0, hi = a.count - 1
-    while lo < hi {
-        let pivot = a[lo + (hi - lo) / 2]
-        var i = lo, j = hi
-        while i <= j {
-            while a[i] < pivot { i += 1 }
-            while a[j] > pivot { j -= 1 }
-            if i <= j { a.swapAt(i, j); i += 1; j -= 1 }
-        }
-        if k <= j { hi = j } else if k >= i { lo = i } else { return a[k] }
-    }
-    return a[k]
 }
