@@ -66,7 +66,8 @@ public struct Config: Sendable {
             let data = try readRegularFile(file, what: "YAML configuration", limit: YAMLInput.maxBytes)
             if let node = try YAMLInput.parse(data, origin: file) {
                 guard let map = node as? [(String, Any)] else { throw InputError(file: file, "expected a mapping of sections at the top level") }
-                try apply(map, prefix: "", file: file)
+                var given: Set<String> = []
+                try apply(map, prefix: "", file: file, given: &given)
             }
         }
         var overridden = Set<String>()
@@ -92,7 +93,9 @@ public struct Config: Sendable {
         }
     }
 
-    private mutating func apply(_ map: [(String, Any)], prefix: String, file: String) throws {
+    /// `given`: the keys this file set so far; a key given twice, once dotted (`train.epochs: 2`) and once nested
+    /// (`train:` / `epochs: 3`), is refused as YAML's own duplicates are.
+    private mutating func apply(_ map: [(String, Any)], prefix: String, file: String, given: inout Set<String>) throws {
         for (k, v) in map {
             let path = prefix.isEmpty ? k : prefix + "." + k
             // A key of the schema takes its value as it is: an empty list `[]` also casts to an empty mapping.
@@ -100,8 +103,11 @@ public struct Config: Sendable {
                 guard ConfigSchema.keys.contains(where: { $0.path.hasPrefix(path + ".") }) else {
                     throw unknown(path, origin: file)
                 }
-                try apply(sub, prefix: path, file: file)
+                try apply(sub, prefix: path, file: file, given: &given)
             } else {
+                guard given.insert(path).inserted else {
+                    throw InputError("\(file): key \(path) appears twice (once dotted, once nested under its section)")
+                }
                 try set(path, v, origin: "\(file): key \(path)")
             }
         }
@@ -112,6 +118,9 @@ public struct Config: Sendable {
         let known = ConfigSchema.keys.filter { $0.path.hasPrefix(section + ".") }.map(\.path)
         let hint = known.isEmpty ? "sections: \(Set(ConfigSchema.keys.map { String($0.path.split(separator: ".")[0]) }).sorted().joined(separator: ", "))"
                                  : "keys of \(section): \(known.joined(separator: ", "))"
+        if ConfigSchema.keys.contains(where: { $0.path.hasPrefix(path + ".") }) {
+            return InputError("\(origin): \(path) is a section, not a key; set one of its keys (\(hint))")
+        }
         return InputError("\(origin): unknown key \(path) (\(hint))")
     }
 
@@ -149,6 +158,11 @@ public struct Config: Sendable {
             if v == nil, let i = raw as? Int { v = Double(i) }
             if v == nil, let s = raw as? String { v = Double(s) }
             guard let v, v.isFinite, range.contains(v) else { throw bad() }
+            // The model and optimizer compute in 32-bit floats: a value that rounds to 0 there (optimizer.eps = 1e-300)
+            // or beyond its range would not be the value given.
+            guard v == 0 || (Float(v).isNormal && Float(v).isFinite) else {
+                throw InputError("\(origin): \(path) = \(raw) is invalid (expected \(spec.kind.expected), and 0 or a magnitude within 32-bit floats, 1.2e-38 to 3.4e38: the model computes in fp32)")
+            }
             values[path] = .double(v)
         case .bool:
             var v: Bool? = raw as? Bool

@@ -44,9 +44,16 @@ struct Compare: ParsableCommand {
             let rows = try self.rows
             try checkOutputs(output.map { [("--output", $0)] } ?? [], inputs: rows.map { ("--eval", $0.file) }, isRoot: comm.isRoot)
             var md = "| method | n | F1 (0.5) | PR-AUC | ROC-AUC | accuracy |\n|---|---|---|---|---|---|\n"
+            /// The CSV an evaluation scored (`data`; absent in files written without it).
+            struct Scored: Decodable { let data: String? }
+            var scored: [(label: String, data: String)] = []
             for (label, file) in rows {
                 let r: OutcomeMetrics
-                do { r = try JSONDecoder().decode(OutcomeMetrics.self, from: try readRegularFile(file, what: "evaluation JSON", limit: 64 << 20)) }
+                do {
+                    let bytes = try readRegularFile(file, what: "evaluation JSON", limit: 64 << 20)
+                    r = try JSONDecoder().decode(OutcomeMetrics.self, from: bytes)
+                    if let data = try JSONDecoder().decode(Scored.self, from: bytes).data { scored.append((label, data)) }
+                }
                 catch let e as InputError { throw e }
                 catch { throw InputError(file: file, "not an evaluation JSON (cladmop evaluate --json): \(describeDecodingError(error))") }
                 // Values a metric can take: a trial count, fractions in [0, 1], spreads that are not negative.
@@ -57,6 +64,12 @@ struct Compare: ParsableCommand {
                 }
                 func c(_ m: MetricSummary) -> String { m.mean.flatMap { mean in m.std.map { String(format: "%.3f ± %.3f", mean, $0) } } ?? "n/a" }
                 md += "| \(label) | \(r.n) | \(c(r.f1)) | \(c(r.prAUC)) | \(c(r.rocAUC)) | \(c(r.accuracy)) |\n"
+            }
+            // Figures on different trials are not comparable: the table says so, naming each row's file.
+            if Set(scored.map(\.data)).count > 1 {
+                md += "\nThe rows scored different data files, so their figures are not comparable: "
+                    + scored.map { "\($0.label): \($0.data)" }.joined(separator: "; ") + ".\n"
+                if comm.isRoot { FileHandle.standardError.write(Data("compare: warning: the evaluations scored different data files (see the note below the table)\n".utf8)) }
             }
             guard comm.isRoot else { return }
             print(md, terminator: "")

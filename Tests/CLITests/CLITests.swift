@@ -237,6 +237,8 @@ final class HostfileTests: XCTestCase {
             // A stranger's probe (session 16): each had run (or set up) before failing, or failed with status 1.
             ("sweep-batch", ["--config", "configs/smoke.yaml", "--batches", "8", "--chunk-size", "abc", "--out", dir + "/s"], "train.chunk_size"),
             ("sweep-batch", ["--config", "configs/smoke.yaml", "--batches", "8", "--out", "README.md"], "--out README.md is a file"),
+            // A fifth probe (session 22): a second -- had reached every pretrain command, which all failed.
+            ("sweep-batch", ["--config", "configs/smoke.yaml", "--batches", "8", "--out", dir + "/s", "--", "--set", "a=b", "--", "--set", "c=d"], "a second --"),
             ("ablations", ["--pretrained", dir + "/none", "--out", dir + "/a"], "no such run folder or checkpoint"),
             ("ablations", ["--pretrained", "configs", "--out", "README.md"], "--out README.md is a file"),
             ("devtest", ["--run-dir", dir + "/d", "--", "--overwrite"], "--overwrite after --"),

@@ -44,12 +44,14 @@ final class SweepTests: XCTestCase {
         XCTAssertTrue(svg.contains(">failed</text>"))
 
         // A second sweep into the same folder keeps the first one's report (and its run of that batch) under
-        // NAME.previous-DATE; batches listed twice or not positive are refused before anything runs.
+        // NAME.previous-DATE; its only point fails, so the sweep does (status 1, after writing its report);
+        // batches listed twice or not positive are refused before anything runs.
         let again = try runCommand(repositoryRoot + "/Launch/sweep-batch",
                                    ["--config", repositoryRoot + "/configs/smoke.yaml", "--batches", "100000", "--out", work + "/out",
                                     "-np", "2", "--epochs", "2", "--", "--set", "data.synthetic=true", "--set", "data.feature_store=\(work)/s.store",
                                     "--set", hierarchy], timeout: 120)
-        XCTAssertEqual(again.status, 0, again.output)
+        XCTAssertEqual(again.status, 1, again.output)
+        XCTAssertTrue(again.output.contains("every point failed"), again.output)
         let kept = try FileManager.default.contentsOfDirectory(atPath: work + "/out")
         // sweep.png only where rsvg-convert is installed.
         for name in ["points.tsv", "sweep.csv", "sweep.svg", "summary.md", "sweep.png"] where name != "sweep.png" || kept.contains(name) {

@@ -39,6 +39,8 @@ public struct CheckpointMeta: Codable {
     public var pretrainedLink: String?
     /// Pretraining: the best checkpoint so far (by validation loss).
     public var bestCheckpoint: String?
+    /// Pretraining: the SCT corpus it was trained on (resume refuses another). Absent in checkpoints before version 4.
+    public var corpus: CorpusFingerprint?
     /// Fine-tuning: the LoRA adapters and head this checkpoint holds, and the decision threshold.
     public var head: OutcomeHeadSpec?
     /// Checksum of every other field (`metadataChecksum()`): an edited metadata file is refused.
@@ -54,17 +56,18 @@ public struct CheckpointMeta: Codable {
     }
 
     /// 3: `pretrainedLink` added (a cladmop that reads only 2 says "unsupported version" instead of taking the new key
-    /// for an edit). Versions 2 and 3 are read.
-    public static let currentVersion = 3
-    public static let readableVersions = 2...3
+    /// for an edit); 4: `corpus` added. Versions 2 to 4 are read.
+    public static let currentVersion = 4
+    public static let readableVersions = 2...4
 
     public init(kind: Kind, step: Int, epoch: Int, stepInEpoch: Int, worldSize: Int, globalBatch: Int, optimizerStep: Int,
                 spec: RunSpec, model: ModelConfig, features: FeatureSpace, storeIdentity: String, metrics: [String: Double],
-                pretrained: String? = nil, pretrainedChecksum: String? = nil, bestCheckpoint: String? = nil, head: OutcomeHeadSpec? = nil) {
+                pretrained: String? = nil, pretrainedChecksum: String? = nil, bestCheckpoint: String? = nil, corpus: CorpusFingerprint? = nil,
+                head: OutcomeHeadSpec? = nil) {
         self.kind = kind; self.step = step; self.epoch = epoch; self.stepInEpoch = stepInEpoch; self.worldSize = worldSize
         self.globalBatch = globalBatch; self.optimizerStep = optimizerStep; self.spec = spec; self.model = model
         self.features = features; self.storeIdentity = storeIdentity; self.metrics = metrics; self.pretrained = pretrained
-        self.pretrainedChecksum = pretrainedChecksum; self.bestCheckpoint = bestCheckpoint; self.head = head
+        self.pretrainedChecksum = pretrainedChecksum; self.bestCheckpoint = bestCheckpoint; self.corpus = corpus; self.head = head
         configHash = Self.trainingIdentity(spec).hash
     }
 

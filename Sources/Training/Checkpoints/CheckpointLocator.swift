@@ -1,14 +1,29 @@
 import Foundation
 import Support
 
+/// The run folder a path names when it is one of the run's own pointers: RUN for RUN/best.json, RUN/checkpoints and
+/// RUN/checkpoints/best.json (a pretraining run's best.json, whose path is relative to RUN); any other path as given.
+/// Scoring takes a fine-tuned run's best.json as its run, so that an ensemble is scored as one, not as the member it names.
+public func runFolder(named path: String) -> String {
+    var current = URL(fileURLWithPath: path)
+    var isDir: ObjCBool = false
+    if current.lastPathComponent == "best.json", FileManager.default.fileExists(atPath: path, isDirectory: &isDir), !isDir.boolValue {
+        current = current.deletingLastPathComponent()
+    }
+    if current.lastPathComponent == "checkpoints", RunLayout.isPretrainingRun(current.deletingLastPathComponent().path) {
+        current = current.deletingLastPathComponent()
+    }
+    return current.path == URL(fileURLWithPath: path).path ? path : current.path
+}
+
 /// The checkpoint JSON a command argument names: the .json itself, its .safetensors, or a run directory
-/// (its `best.json` or `checkpoints/best.json`, whose "checkpoint" may name another run directory). Links are
-/// followed at most `maxLinks` times; a cycle is refused.
+/// (its `best.json` or `checkpoints/best.json`, whose "checkpoint" may name another run directory; `runFolder(named:)`
+/// for a run's best.json or checkpoints folder). Links are followed at most `maxLinks` times; a cycle is refused.
 public func resolveCheckpointJSON(_ path: String, maxLinks: Int = 4) throws -> String {
     guard FileManager.default.fileExists(atPath: path) else {
         throw InputError(file: path, "no such file or folder (expected a checkpoint .json or .safetensors, or a run folder)")
     }
-    var current = path, visited: [String] = []
+    var current = runFolder(named: path), visited: [String] = []
     while true {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: current, isDirectory: &isDir), isDir.boolValue else { break }

@@ -61,4 +61,38 @@ public struct PretrainSetup {
         validation = corpus.validation
         corpusReport = corpus.report
     }
+
+    /// What this corpus is, for a resumed run to compare with its checkpoint's (`CheckpointMeta.corpus`).
+    public var fingerprint: CorpusFingerprint {
+        let id = store.identity
+        let storeText = "\(id.encoder) \(id.maxTokens) \(id.featurizerVersion) \(store.dim) "
+            + id.sources.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
+        let ids = train.map(\.nctid).joined(separator: ",") + "|" + validation.map(\.nctid).joined(separator: ",")
+        func sum(_ text: String) -> String { String(Data(text.utf8).withUnsafeBytes { checksum64($0) }, radix: 16) }
+        return CorpusFingerprint(store: sum(storeText), train: train.count, validation: validation.count, trials: sum(ids))
+    }
+}
+
+/// The SCT corpus a pretraining checkpoint was trained on: the feature store's identity (encoder, sources and their
+/// checksums, width) and the trials of each split, in order. Resuming on another corpus (a store featurized again from
+/// edited files, other exclusions) is refused: the sampler's position and the best validation loss mean nothing there.
+public struct CorpusFingerprint: Codable, Equatable, Sendable {
+    /// Checksum of the store's identity and width.
+    public var store: String
+    public var train: Int
+    public var validation: Int
+    /// Checksum of the training and validation NCT ids, in split order.
+    public var trials: String
+
+    /// What differs, in words (`self`: the checkpoint's).
+    public func differences(from now: CorpusFingerprint) -> [String] {
+        var out: [String] = []
+        if store != now.store { out.append("the feature store (data.feature_store) holds other data (other source files or contents, another encoder or width, another synthetic seed)") }
+        if train != now.train || validation != now.validation {
+            out.append("\(train) training / \(validation) validation trials in the checkpoint, \(now.train) / \(now.validation) now")
+        } else if trials != now.trials {
+            out.append("the same number of trials, but other ones (data.exclude_file, data.exclude_csvs or the store's rows changed)")
+        }
+        return out
+    }
 }

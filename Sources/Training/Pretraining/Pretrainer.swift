@@ -65,6 +65,8 @@ public final class Pretrainer {
     }
 
     var checkpointDir: String { runDir + "/checkpoints" }
+    /// The corpus this run trains on, recorded in every checkpoint.
+    lazy var corpus = setup.fingerprint
 
     /// Trial indices of global step `step` (0-based): epoch order seeded by (seed, epoch), same for any W.
     func batchIndices(step: Int) -> [Int] {
@@ -95,6 +97,10 @@ public final class Pretrainer {
         }
         guard meta.model == model.config else {
             throw InputError(file: path, "checkpoint's model differs from the one this data builds (vocabularies or table sizes: the data files or the feature store changed); resume needs the same data")
+        }
+        if let then = meta.corpus, then != corpus {
+            throw InputError(file: path, "checkpoint was trained on another SCT corpus: \(then.differences(from: corpus).joined(separator: "; ")); "
+                             + "resume needs the same data: start a new run (another --run-dir, or --overwrite)")
         }
         guard meta.globalBatch == globalBatch else {
             throw InputError(file: path, "checkpoint used train.global_batch = \(meta.globalBatch); resuming needs the same global batch (now \(globalBatch))")
@@ -292,7 +298,7 @@ public final class Pretrainer {
                                   spec: spec, model: model.config, features: space, storeIdentity: setup.store.identity.encoder,
                                   metrics: (bestValLoss.isFinite ? ["best_val_loss": bestValLoss] : [:])
                                       .merging(["evals_without_improvement": Double(evalsWithoutImprovement)]) { a, _ in a },
-                                  bestCheckpoint: bestCheckpoint)
+                                  bestCheckpoint: bestCheckpoint, corpus: corpus)
         do {
             _ = try Checkpoints.save(dir: checkpointDir, meta: meta, params: params, optimizer: optimizer, faults: faults)
             if let best = bestCheckpoint {

@@ -147,6 +147,7 @@ public struct LoadedCheckpoint {
 /// or no label column. The caller that needs labels reads them with `requireLabels`.
 public func scoreCSV(checkpoint: String, csv: String, spec: RunSpec, comm: Communicator, outOfFold: Bool = false,
                      labels: LabelRequirement = .required, log: @escaping (String) -> Void) throws -> ScoredCSV {
+    let checkpoint = runFolder(named: checkpoint)
     let ensemble = try ensembleMembers(checkpoint)
     let stall = StallPolicy(stallTimeout: spec.train.stallTimeout)
     var foldOf: [String: (folds: [Int], label: Int)] = [:]
@@ -155,6 +156,9 @@ public func scoreCSV(checkpoint: String, csv: String, spec: RunSpec, comm: Commu
             if RunLayout.isUnfinished(checkpoint) {
                 throw InputError(file: checkpoint, "is a run folder without best.json: its run did not finish (fine-tuning writes best.json, with the "
                                  + "members that --out-of-fold scores with, when it ends; start it again with --overwrite)")
+            }
+            if RunLayout.isPretrainingRun(checkpoint) {
+                throw InputError(file: checkpoint, "is a pretraining run folder; --out-of-fold needs a run fine-tuned with finetune.folds (Launch/finetune, cladmop finetune)")
             }
             throw InputError(file: checkpoint, "is not a fine-tuned ensemble run folder (a best.json with members); --out-of-fold needs a run fine-tuned with finetune.folds")
         }
