@@ -142,6 +142,33 @@ final class ReliabilityTests: XCTestCase {
         XCTAssertEqual(a, b)
     }
 
+    /// Resuming on another SCT corpus behind the same configuration (a store at the same path, featurized again with
+    /// other content: here another synthetic seed) is refused, naming what changed; it had gone on silently (a fifth
+    /// stranger's probe). The original store put back resumes (the control).
+    func testResumeRefusesAnotherCorpusBehindTheSamePath() throws {
+        let store = Self.work + "/corpus.store", other = Self.work + "/corpus-seed2.store", kept = Self.work + "/corpus-seed1.store"
+        for (seed, path) in [("1", kept), ("2", other)] {
+            let r = try runProduct("cladmop", ["synth", "--trials", "200", "--dim", "16", "--seed", seed, "--output", path, "--set", Self.hierarchy])
+            XCTAssertEqual(r.status, 0, r.output)
+        }
+        func place(_ source: String) throws {
+            try? FileManager.default.removeItem(atPath: store)
+            try FileManager.default.copyItem(atPath: source, toPath: store)
+        }
+        try place(kept)
+        let first = try runProduct("cladmop", args("corpus", steps: 4) + ["--set", "data.feature_store=\(store)"])
+        XCTAssertEqual(first.status, 0, first.output)
+        try place(other)
+        let refused = try runProduct("cladmop", args("corpus", steps: 8, resume: true) + ["--set", "data.feature_store=\(store)"])
+        XCTAssertEqual(refused.status, 2, refused.output)
+        XCTAssertTrue(refused.output.contains("checkpoint was trained on another SCT corpus: the feature store (data.feature_store) holds other data"), refused.output)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: Self.work + "/corpus/checkpoints/step-00000008.json"))
+        try place(kept)
+        let resumed = try runProduct("cladmop", args("corpus", steps: 8, resume: true) + ["--set", "data.feature_store=\(store)"])
+        XCTAssertEqual(resumed.status, 0, resumed.output)
+        XCTAssertTrue(resumed.output.contains("resume: "), resumed.output)
+    }
+
     /// `--resume auto` on a run that ended (its steps, or early stopping) trains nothing and writes nothing: each resume
     /// had added a summary of 0 steps (which sweep-report reads as 0 samples/s), and an early-stopped run trained one
     /// more epoch and wrote another checkpoint. Raising the limit goes on.
