@@ -79,10 +79,21 @@ public struct Config: Sendable {
             let raw = String(o[o.index(after: eq)...])
             guard !key.isEmpty else { throw InputError("--set \(o): expected key.path=value") }
             // The value is YAML (a number, true, [a, b], "quoted"); anything that does not parse as a scalar or a
-            // flat list is taken as the literal string.
+            // flat list is taken as the literal string. A text key (a path, a name; a list of them as `a, b`) takes the
+            // text as written unless it is quoted: YAML would cut `/tmp/run #1.store` at its comment and read `1e3` as 1000.0.
             var parsed: Any = raw
-            // (An empty list `[]` also casts to an empty mapping: it is a list here.)
-            if let y = try? YAMLInput.parse(Data(raw.utf8), origin: "--set \(key)"),
+            let trimmed = raw.trimmingCharacters(in: .whitespaces)
+            let isText: Bool = {
+                switch ConfigSchema.key(key)?.kind {
+                case .string: return true
+                case .stringList: return !trimmed.hasPrefix("[")       // `a, b` as written; `[a, b]` is YAML's
+                default: return false
+                }
+            }()
+            if isText && !trimmed.hasPrefix("\"") && !trimmed.hasPrefix("'") {
+                parsed = trimmed
+            } else if let y = try? YAMLInput.parse(Data(raw.utf8), origin: "--set \(key)"),
+               // (An empty list `[]` also casts to an empty mapping: it is a list here.)
                (y as? [Any]).map({ $0.isEmpty }) == true || !(y is [(String, Any)]) { parsed = y }
             // YAML's null (as in the file, where `key: ~` has no value) is not a value either.
             if ["", "~", "null", "Null", "NULL"].contains(raw.trimmingCharacters(in: .whitespaces)) {

@@ -40,9 +40,11 @@ public struct Hostfile {
             let words = raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false)[0]
                 .split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" }).map(String.init)
             guard let name = words.first else { continue }
-            guard name.unicodeScalars.allSatisfy(hostCharacters.contains), name.utf8.count <= 253 else {
+            // A name starts with a letter or digit (`-np` on a line of its own is an argument that strayed in).
+            guard name.unicodeScalars.allSatisfy(hostCharacters.contains), name.utf8.count <= 253,
+                  name.first.map({ $0.isLetter || $0.isNumber }) == true else {
                 let shown = name.count > 64 ? "\(name.prefix(64))... (\(name.utf8.count) bytes)" : name
-                throw InputError(file: path, line: line, "\"\(shown)\" is not a host name (at most 253 ASCII letters, digits, '.' and '-', as mpirun needs; slots are given as slots=N, not host:N; IPv6 addresses are not usable in an OpenMPI 4 hostfile)")
+                throw InputError(file: path, line: line, "\"\(shown)\" is not a host name (at most 253 ASCII letters, digits, '.' and '-', starting with a letter or digit, as mpirun needs; slots are given as slots=N, not host:N; IPv6 addresses are not usable in an OpenMPI 4 hostfile)")
             }
             // Host names are case-insensitive (DNS): NODE1 and node1 would put two daemons on one machine, and for
             // local names mpirun refuses the two slot counts.
