@@ -85,8 +85,7 @@ public struct Config: Sendable {
             let trimmed = raw.trimmingCharacters(in: .whitespaces)
             let isText: Bool = {
                 switch ConfigSchema.key(key)?.kind {
-                case .string: return true
-                case .stringList: return !trimmed.hasPrefix("[")       // `a, b` as written; `[a, b]` is YAML's
+                case .string, .stringList: return !trimmed.hasPrefix("[")     // `a, b` as written; `[a, b]` is YAML's (a list)
                 default: return false
                 }
             }()

@@ -94,13 +94,13 @@ public enum RunLayout {
         .filter { $0 != "best.json" }
     /// A checkpoint's metadata file, step-NNNNNNNN.json.
     public static func isCheckpointMetadata(_ name: String) -> Bool { name.hasPrefix("step-") && name.hasSuffix(".json") }
-    /// A run folder whose run has not finished: its config.yaml is there, its best.json (written when training ends:
-    /// a fine-tuning run's in the folder, a pretraining run's in checkpoints/) not.
+    /// A run folder without a best.json: its config.yaml is there, its best.json not (a fine-tuning run writes its own
+    /// when training ends; a pretraining run writes checkpoints/best.json with its first checkpoint after a validation).
     public static func isUnfinished(_ dir: String) -> Bool {
         FileManager.default.fileExists(atPath: dir + "/config.yaml") && !FileManager.default.fileExists(atPath: dir + "/best.json")
             && !FileManager.default.fileExists(atPath: dir + "/checkpoints/best.json")
     }
-    /// A finished pretraining run's folder: checkpoints/best.json, no best.json of its own (a fine-tuning run's).
+    /// A pretraining run's folder: checkpoints/best.json, no best.json of its own (a fine-tuning run's).
     public static func isPretrainingRun(_ dir: String) -> Bool {
         FileManager.default.fileExists(atPath: dir + "/checkpoints/best.json") && !FileManager.default.fileExists(atPath: dir + "/best.json")
     }

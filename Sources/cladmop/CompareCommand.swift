@@ -52,7 +52,7 @@ struct Compare: ParsableCommand {
                 do {
                     let bytes = try readRegularFile(file, what: "evaluation JSON", limit: 64 << 20)
                     r = try JSONDecoder().decode(OutcomeMetrics.self, from: bytes)
-                    if let data = try JSONDecoder().decode(Scored.self, from: bytes).data { scored.append((label, data)) }
+                    if let data = (try? JSONDecoder().decode(Scored.self, from: bytes))?.data { scored.append((label, data)) }
                 }
                 catch let e as InputError { throw e }
                 catch { throw InputError(file: file, "not an evaluation JSON (cladmop evaluate --json): \(describeDecodingError(error))") }
@@ -65,11 +65,12 @@ struct Compare: ParsableCommand {
                 func c(_ m: MetricSummary) -> String { m.mean.flatMap { mean in m.std.map { String(format: "%.3f ± %.3f", mean, $0) } } ?? "n/a" }
                 md += "| \(label) | \(r.n) | \(c(r.f1)) | \(c(r.prAUC)) | \(c(r.rocAUC)) | \(c(r.accuracy)) |\n"
             }
-            // Figures on different trials are not comparable: the table says so, naming each row's file.
+            // Figures on different trials are not comparable: the table says so, naming each row's file (as each
+            // evaluation recorded it: a path relative to where it ran).
             if Set(scored.map(\.data)).count > 1 {
-                md += "\nThe rows scored different data files, so their figures are not comparable: "
+                md += "\nThe rows name different data files; figures on different trials are not comparable: "
                     + scored.map { "\($0.label): \($0.data)" }.joined(separator: "; ") + ".\n"
-                if comm.isRoot { FileHandle.standardError.write(Data("compare: warning: the evaluations scored different data files (see the note below the table)\n".utf8)) }
+                if comm.isRoot { FileHandle.standardError.write(Data("compare: warning: the evaluations name different data files (see the note below the table)\n".utf8)) }
             }
             guard comm.isRoot else { return }
             print(md, terminator: "")

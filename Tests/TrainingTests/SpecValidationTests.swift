@@ -138,6 +138,30 @@ final class SpecValidationTests: XCTestCase {
         }
     }
 
+    /// A run's own pointers name the run (a fifth probe): RUN/best.json of a fine-tuned ensemble is RUN, whose best.json
+    /// lists the members (scoring RUN/best.json as the file its "checkpoint" key names would score one member only);
+    /// a pretraining run's checkpoints folder and checkpoints/best.json are RUN, against which that best.json's path is
+    /// relative. Other paths, a member's best.json included, stay as given.
+    func testARunsBestJSONAndCheckpointsFolderNameTheRun() throws {
+        let ensemble = Self.work + "/pointers/ensemble", pretrain = Self.work + "/pointers/pretrain"
+        for dir in [ensemble + "/members/1", pretrain + "/checkpoints"] {
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        }
+        try "{\"checkpoint\": \"members/1/checkpoints/step-00000001.json\", \"members\": [\"members/1/checkpoints/step-00000001.json\"], \"threshold\": 0.5}"
+            .write(toFile: ensemble + "/best.json", atomically: true, encoding: .utf8)
+        try "{\"checkpoint\": \"checkpoints/step-00000001.json\"}".write(toFile: ensemble + "/members/1/best.json", atomically: true, encoding: .utf8)
+        try "{\"checkpoint\": \"checkpoints/step-00000004.json\"}".write(toFile: pretrain + "/checkpoints/best.json", atomically: true, encoding: .utf8)
+        XCTAssertEqual(runFolder(named: ensemble + "/best.json"), ensemble)
+        XCTAssertEqual(try ensembleMembers(runFolder(named: ensemble + "/best.json"))?.members.count, 1)
+        XCTAssertEqual(runFolder(named: ensemble + "/members/1/best.json"), ensemble + "/members/1")
+        for path in [pretrain + "/checkpoints", pretrain + "/checkpoints/", pretrain + "/checkpoints/best.json"] {
+            XCTAssertEqual(runFolder(named: path), pretrain, path)
+            XCTAssertEqual(try resolveCheckpointJSON(path), pretrain + "/checkpoints/step-00000004.json", path)
+        }
+        XCTAssertEqual(runFolder(named: ensemble), ensemble)
+        XCTAssertEqual(runFolder(named: "configs/smoke.yaml"), "configs/smoke.yaml")
+    }
+
     /// Ranks started with different settings (here rank 1 gets another train.seed: a different data order) end
     /// the job at once, naming the key, instead of training apart or crashing in a collective.
     func testRanksWithDifferentSettingsAreRefused() throws {

@@ -14,10 +14,25 @@ class CheckpointError(ValueError):
     """A checkpoint path or file that cannot be loaded; the message names the file and what was expected."""
 
 
+def run_folder(path):
+    """The run folder `path` names when it is one of the run's own pointers, as cladmop's runFolder(named:): RUN for
+    RUN/best.json, RUN/checkpoints and RUN/checkpoints/best.json (a pretraining run's best.json, whose path is relative
+    to RUN); any other path as given."""
+    current = str(path).rstrip("/") or "/"
+    if os.path.basename(current) == "best.json" and os.path.isfile(current):
+        current = os.path.dirname(current) or "."
+    parent = os.path.dirname(current) or "."
+    if os.path.basename(current) == "checkpoints" and os.path.isfile(os.path.join(parent, "checkpoints", "best.json")) \
+            and not os.path.exists(os.path.join(parent, "best.json")):
+        current = parent
+    return current if current != str(path).rstrip("/") else str(path)
+
+
 def resolve_checkpoint(path, max_links=4):
     """The checkpoint JSON that `path` names, as cladmop resolves it: the .json itself, its .safetensors, or a run
-    directory (its best.json or checkpoints/best.json, whose "checkpoint" may name another run directory)."""
-    current, visited = str(path), []
+    directory (its best.json or checkpoints/best.json, whose "checkpoint" may name another run directory; a run's
+    best.json or checkpoints folder names the run)."""
+    current, visited = run_folder(path), []
     while os.path.isdir(current):
         key = os.path.realpath(current)
         if key in visited:

@@ -60,6 +60,10 @@ public struct PretrainSetup {
         train = corpus.train
         validation = corpus.validation
         corpusReport = corpus.report
+        // The exclusion lists are read on every rank (each node may hold its own copies): the splits must agree.
+        let f = fingerprint
+        try requireAgreement([("SCT corpus", "\(f.store) \(f.train) \(f.validation) \(f.trials)")], comm: comm,
+                             what: "SCT corpora (data.exclude_file, data.exclude_csvs and the store must be the same on every node)")
     }
 
     /// What this corpus is, for a resumed run to compare with its checkpoint's (`CheckpointMeta.corpus`).

@@ -95,12 +95,12 @@ public final class Pretrainer {
             throw InputError(file: path, "checkpoint was trained with another configuration; resume needs the same model, loss and data sections: "
                              + then.differences(from: now).joined(separator: "; "))
         }
-        guard meta.model == model.config else {
-            throw InputError(file: path, "checkpoint's model differs from the one this data builds (vocabularies or table sizes: the data files or the feature store changed); resume needs the same data")
-        }
         if let then = meta.corpus, then != corpus {
             throw InputError(file: path, "checkpoint was trained on another SCT corpus: \(then.differences(from: corpus).joined(separator: "; ")); "
                              + "resume needs the same data: start a new run (another --run-dir, or --overwrite)")
+        }
+        guard meta.model == model.config else {
+            throw InputError(file: path, "checkpoint's model differs from the one this data builds (vocabularies or table sizes: the data files or the feature store changed); resume needs the same data")
         }
         guard meta.globalBatch == globalBatch else {
             throw InputError(file: path, "checkpoint used train.global_batch = \(meta.globalBatch); resuming needs the same global batch (now \(globalBatch))")
