@@ -95,7 +95,7 @@ public struct Config: Sendable {
                // (An empty list `[]` also casts to an empty mapping: it is a list here.)
                (y as? [Any]).map({ $0.isEmpty }) == true || !(y is [(String, Any)]) { parsed = y }
             // YAML's null (as in the file, where `key: ~` has no value) is not a value either.
-            if ["", "~", "null", "Null", "NULL"].contains(raw.trimmingCharacters(in: .whitespaces)) {
+            if ["", "~", "null", "Null", "NULL"].contains(trimmed) {
                 throw InputError("--set \(key): no value (write \(key)=\"\" for an empty string)")
             }
             try set(key, parsed, origin: "--set \(key)")
@@ -170,7 +170,7 @@ public struct Config: Sendable {
             guard let v, v.isFinite, range.contains(v) else { throw bad() }
             // The model and optimizer compute in 32-bit floats: a value that rounds to 0 there (optimizer.eps = 1e-300)
             // or beyond its range would not be the value given.
-            guard v == 0 || (Float(v).isNormal && Float(v).isFinite) else {
+            guard v == 0 || Float(v).isNormal else {
                 throw InputError("\(origin): \(path) = \(raw) is invalid (expected \(spec.kind.expected), and 0 or a magnitude within 32-bit floats, 1.2e-38 to 3.4e38: the model computes in fp32)")
             }
             values[path] = .double(v)

@@ -13,6 +13,8 @@ public struct PretrainSetup {
     public let train: [StoredTrial]
     public let validation: [StoredTrial]
     public let corpusReport: [String]
+    /// What this corpus is, recorded in every checkpoint for a resumed run to compare (`CheckpointMeta.corpus`).
+    public let fingerprint: CorpusFingerprint
 
     public init(spec: RunSpec, encoderIdentity: String?, comm: Communicator) throws {
         self.spec = spec
@@ -60,14 +62,14 @@ public struct PretrainSetup {
         train = corpus.train
         validation = corpus.validation
         corpusReport = corpus.report
+        let f = PretrainSetup.fingerprint(store: store, train: corpus.train, validation: corpus.validation)
+        fingerprint = f
         // The exclusion lists are read on every rank (each node may hold its own copies): the splits must agree.
-        let f = fingerprint
         try requireAgreement([("SCT corpus", "\(f.store) \(f.train) \(f.validation) \(f.trials)")], comm: comm,
                              what: "SCT corpora (data.exclude_file, data.exclude_csvs and the store must be the same on every node)")
     }
 
-    /// What this corpus is, for a resumed run to compare with its checkpoint's (`CheckpointMeta.corpus`).
-    public var fingerprint: CorpusFingerprint {
+    static func fingerprint(store: FeatureStore, train: [StoredTrial], validation: [StoredTrial]) -> CorpusFingerprint {
         let id = store.identity
         let storeText = "\(id.encoder) \(id.maxTokens) \(id.featurizerVersion) \(store.dim) "
             + id.sources.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")

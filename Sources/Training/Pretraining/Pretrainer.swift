@@ -65,8 +65,6 @@ public final class Pretrainer {
     }
 
     var checkpointDir: String { runDir + "/checkpoints" }
-    /// The corpus this run trains on, recorded in every checkpoint.
-    lazy var corpus = setup.fingerprint
 
     /// Trial indices of global step `step` (0-based): epoch order seeded by (seed, epoch), same for any W.
     func batchIndices(step: Int) -> [Int] {
@@ -95,8 +93,8 @@ public final class Pretrainer {
             throw InputError(file: path, "checkpoint was trained with another configuration; resume needs the same model, loss and data sections: "
                              + then.differences(from: now).joined(separator: "; "))
         }
-        if let then = meta.corpus, then != corpus {
-            throw InputError(file: path, "checkpoint was trained on another SCT corpus: \(then.differences(from: corpus).joined(separator: "; ")); "
+        if let then = meta.corpus, then != setup.fingerprint {
+            throw InputError(file: path, "checkpoint was trained on another SCT corpus: \(then.differences(from: setup.fingerprint).joined(separator: "; ")); "
                              + "resume needs the same data: start a new run (another --run-dir, or --overwrite)")
         }
         guard meta.model == model.config else {
@@ -298,7 +296,7 @@ public final class Pretrainer {
                                   spec: spec, model: model.config, features: space, storeIdentity: setup.store.identity.encoder,
                                   metrics: (bestValLoss.isFinite ? ["best_val_loss": bestValLoss] : [:])
                                       .merging(["evals_without_improvement": Double(evalsWithoutImprovement)]) { a, _ in a },
-                                  bestCheckpoint: bestCheckpoint, corpus: corpus)
+                                  bestCheckpoint: bestCheckpoint, corpus: setup.fingerprint)
         do {
             _ = try Checkpoints.save(dir: checkpointDir, meta: meta, params: params, optimizer: optimizer, faults: faults)
             if let best = bestCheckpoint {
