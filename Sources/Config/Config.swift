@@ -113,6 +113,10 @@ public struct Config: Sendable {
                 guard ConfigSchema.keys.contains(where: { $0.path.hasPrefix(path + ".") }) else {
                     throw unknown(path, origin: file)
                 }
+                // `train: []` casts to an empty mapping as well; a section is a mapping of its keys.
+                guard type(of: v) != [Any].self else {
+                    throw InputError("\(file): \(path) is a section: expected a mapping of its keys, not a list")
+                }
                 try apply(sub, prefix: path, file: file, given: &given)
             } else {
                 guard given.insert(path).inserted else {
@@ -168,9 +172,9 @@ public struct Config: Sendable {
             if v == nil, let i = raw as? Int { v = Double(i) }
             if v == nil, let s = raw as? String { v = Double(s) }
             guard let v, v.isFinite, range.contains(v) else { throw bad() }
-            // The model and optimizer compute in 32-bit floats: a value that rounds to 0 there (optimizer.eps = 1e-300)
-            // or beyond its range would not be the value given.
-            guard v == 0 || Float(v).isNormal else {
+            // The model and optimizer compute in 32-bit floats: a value that rounds to 0 there (optimizer.eps = 1e-300),
+            // or already in a Double (1e-400, given as text), or beyond its range would not be the value given.
+            guard v == 0 ? !((raw as? String).map(YAMLInput.writesNonZero) ?? false) : Float(v).isNormal else {
                 throw InputError("\(origin): \(path) = \(raw) is invalid (expected \(spec.kind.expected), and 0 or a magnitude within 32-bit floats, 1.2e-38 to 3.4e38: the model computes in fp32)")
             }
             values[path] = .double(v)

@@ -17,6 +17,8 @@ enum YAMLInput {
         try scan(text, origin: origin)
         let node: Node?
         do { node = try Yams.compose(yaml: text) } catch { throw InputError("\(origin): not valid YAML: \(error)") }
+        // A document of only `---` (or comments) is as empty as an empty file: the defaults.
+        if let node, case .scalar(let s) = node, s.style == .plain, node.null != nil { return nil }
         return try node.map { try value($0, path: "", origin: origin, depth: 0) }
     }
 
@@ -78,6 +80,11 @@ enum YAMLInput {
         }
     }
 
+    /// Whether a number's text has a non-zero digit before its exponent (`1e-400`, which a Double reads as 0).
+    static func writesNonZero(_ number: String) -> Bool {
+        number.prefix { $0 != "e" && $0 != "E" }.contains { ("1"..."9").contains($0) }
+    }
+
     /// A plain value of the composed tree; duplicate keys, nulls and non-scalar list items refused.
     static func value(_ node: Node, path: String, origin: String, depth: Int) throws -> Any {
         let name = path.isEmpty ? "the top level" : "key \(path)"
@@ -102,7 +109,8 @@ enum YAMLInput {
             if node.null != nil { throw InputError("\(origin): \(name) has no value (write \"\" for an empty string)") }
             if let b = node.bool { return b }
             if let i = node.int { return i }
-            if let d = node.float { return d }
+            // 1e-400 reads as 0: kept as its text, which the key's own check refuses (Config.set).
+            if let d = node.float { return d == 0 && writesNonZero(s.string) ? s.string : d }
             return s.string
         }
     }

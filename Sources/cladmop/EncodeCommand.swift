@@ -44,6 +44,7 @@ struct Encode: ParsableCommand {
             try checkOutputs([("--output", output)], inputs: [("--input", input)], isRoot: comm.isRoot)
             // LF, CR LF or a lone CR end a line (readTextLines).
             let lines = try readTextLines(input, what: "text file (one text per line)").lines
+            guard !lines.isEmpty else { throw InputError(file: input, "no lines to encode (expected one text per line)") }
             let encoder = try BertEncoder(modelDir: modelDir, maxLength: maxTokens,
                                           precision: resolvedPrecision(precision, key: "--precision", comm: comm))
             let d = encoder.hidden

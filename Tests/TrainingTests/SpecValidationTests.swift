@@ -162,6 +162,25 @@ final class SpecValidationTests: XCTestCase {
         XCTAssertEqual(runFolder(named: "configs/smoke.yaml"), "configs/smoke.yaml")
     }
 
+    /// What resume says when the SCT corpus behind the same configuration changed: each branch of
+    /// `CorpusFingerprint.differences` (the end-to-end test, ReliabilityTests, reaches only the store's).
+    func testCorpusDifferencesNameWhatChanged() throws {
+        func fingerprint(store: String = "s", train: Int = 100, validation: Int = 12, trials: String = "t") throws -> CorpusFingerprint {
+            try JSONDecoder().decode(CorpusFingerprint.self, from: Data(
+                "{\"store\": \"\(store)\", \"train\": \(train), \"validation\": \(validation), \"trials\": \"\(trials)\"}".utf8))
+        }
+        let checkpoint = try fingerprint()
+        XCTAssertEqual(checkpoint.differences(from: try fingerprint()), [])
+        XCTAssertEqual(checkpoint.differences(from: try fingerprint(trials: "u")),
+                       ["the same number of trials, but other ones (data.exclude_file, data.exclude_csvs or the store's rows changed)"])
+        XCTAssertEqual(checkpoint.differences(from: try fingerprint(validation: 13, trials: "u")),
+                       ["100 training / 12 validation trials in the checkpoint, 100 / 13 now"])
+        let both = checkpoint.differences(from: try fingerprint(store: "x", train: 90, trials: "u"))
+        XCTAssertEqual(both.count, 2)
+        XCTAssertTrue(both[0].hasPrefix("the feature store (data.feature_store) holds other data"), "\(both)")
+        XCTAssertEqual(both[1], "100 training / 12 validation trials in the checkpoint, 90 / 12 now")
+    }
+
     /// Ranks started with different settings (here rank 1 gets another train.seed: a different data order) end
     /// the job at once, naming the key, instead of training apart or crashing in a collective.
     func testRanksWithDifferentSettingsAreRefused() throws {

@@ -62,9 +62,13 @@ final class SweepTests: XCTestCase {
             }
         }
         XCTAssertEqual(try String(contentsOfFile: work + "/out/sweep.csv", encoding: .utf8).split(separator: "\n").count, 2)
-        for (batches, message) in [("8,16,8", "8 is listed twice"), ("0,8", "--batches 0: expected a positive integer")] {
+        // A learning rate that the rule scales out of optimizer.lr's range is refused before any point runs (it was
+        // found only when that point's turn came).
+        for (batches, rule, message) in [("8,16,8", "none", "8 is listed twice"), ("0,8", "none", "--batches 0: expected a positive integer"),
+                                         ("4,900000", "linear", "global batch 900000: --lr-rule linear gives lr")] {
             let refused = try runCommand(repositoryRoot + "/Launch/sweep-batch",
-                                         ["--config", repositoryRoot + "/configs/smoke.yaml", "--batches", batches, "--out", work + "/refused"], timeout: 60)
+                                         ["--config", repositoryRoot + "/configs/smoke.yaml", "--batches", batches, "--out", work + "/refused",
+                                          "--lr-rule", rule, "--base-batch", "2"], timeout: 60)
             XCTAssertEqual(refused.status, 2, refused.output)
             XCTAssertTrue(refused.output.contains(message), refused.output)
             XCTAssertFalse(FileManager.default.fileExists(atPath: work + "/refused"))
