@@ -193,19 +193,31 @@ public struct EvaluationReport: Encodable {
     public var newDiseases: OutcomeMetrics?
     public var data: String?, checkpoint: String?, method: String?
     public var zeroShot: Bool?
+    /// Which trials were scored, with their labels: `trialsChecksum(ids:labels:)` (`compare` tells evaluations of
+    /// the same trials from others by it, whatever path each named).
+    public var trialsChecksum: String?
     public init(metrics: OutcomeMetrics, newDiseases: OutcomeMetrics? = nil, data: String? = nil, checkpoint: String? = nil,
                 method: String? = nil, zeroShot: Bool? = nil) {
         self.metrics = metrics; self.newDiseases = newDiseases; self.data = data; self.checkpoint = checkpoint
         self.method = method; self.zeroShot = zeroShot
     }
-    enum CodingKeys: String, CodingKey { case newDiseases = "new_diseases", data, checkpoint, method, zeroShot = "zero_shot" }
+    enum CodingKeys: String, CodingKey {
+        case newDiseases = "new_diseases", data, checkpoint, method, zeroShot = "zero_shot", trialsChecksum = "trials_checksum"
+    }
     /// The metrics' keys at the top level, beside the others.
     public func encode(to encoder: Encoder) throws {
         try metrics.encode(to: encoder)
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encodeIfPresent(newDiseases, forKey: .newDiseases); try c.encodeIfPresent(data, forKey: .data)
         try c.encodeIfPresent(checkpoint, forKey: .checkpoint); try c.encodeIfPresent(method, forKey: .method)
-        try c.encodeIfPresent(zeroShot, forKey: .zeroShot)
+        try c.encodeIfPresent(zeroShot, forKey: .zeroShot); try c.encodeIfPresent(trialsChecksum, forKey: .trialsChecksum)
+    }
+
+    /// A 64-bit checksum (hex) of the scored trials as "NCT id<TAB>label" lines in sorted order: the same for any file
+    /// order or path, another for another trial or label.
+    public static func trialsChecksum(ids: [String], labels: [Int]) -> String {
+        let text = zip(ids, labels).map { "\($0)\t\($1)" }.sorted().joined(separator: "\n")
+        return String(Data(text.utf8).withUnsafeBytes { checksum64($0) }, radix: 16)
     }
 
     /// Pretty-printed JSON, keys sorted.

@@ -44,8 +44,9 @@ struct Baseline: ParsableCommand {
             guard !test.isEmpty else { throw InputError(file: data, "has no trial rows; nothing to evaluate") }
             let model = LogisticBaseline(train: trainRows, labels: trainLabels, store: store, hierarchy: hierarchy)
             let scores = model.predict(test)
-            let report = EvaluationReport(metrics: Metrics.report(scores, try requireLabels(test, file: data, purpose: "evaluating the baseline"), threshold: 0.5), data: data,
-                                          method: "logistic regression")
+            let testLabels = try requireLabels(test, file: data, purpose: "evaluating the baseline")
+            var report = EvaluationReport(metrics: Metrics.report(scores, testLabels, threshold: 0.5), data: data, method: "logistic regression")
+            report.trialsChecksum = EvaluationReport.trialsChecksum(ids: test.map(\.nctid), labels: testLabels)
             printMetricsTable(report, log: log, title: "logistic-regression baseline on \(data) (\(test.count) trials)")
             if let json {
                 let d = try report.json()

@@ -44,15 +44,19 @@ struct Compare: ParsableCommand {
             let rows = try self.rows
             try checkOutputs(output.map { [("--output", $0)] } ?? [], inputs: rows.map { ("--eval", $0.file) }, isRoot: comm.isRoot)
             var md = "| method | n | F1 (0.5) | PR-AUC | ROC-AUC | accuracy |\n|---|---|---|---|---|---|\n"
-            /// The CSV an evaluation scored (`data`; absent in files written without it).
-            struct Scored: Decodable { let data: String? }
-            var scored: [(label: String, data: String)] = []
+            /// The CSV an evaluation scored and the checksum of its trials and labels (each absent in files written without it).
+            struct Scored: Decodable {
+                let data: String?, trials: String?
+                enum CodingKeys: String, CodingKey { case data, trials = "trials_checksum" }
+            }
+            var scored: [(label: String, data: String?, trials: String?)] = []
             for (label, file) in rows {
                 let r: OutcomeMetrics
                 do {
                     let bytes = try readRegularFile(file, what: "evaluation JSON", limit: 64 << 20)
                     r = try JSONDecoder().decode(OutcomeMetrics.self, from: bytes)
-                    if let data = (try? JSONDecoder().decode(Scored.self, from: bytes))?.data { scored.append((label, data)) }
+                    let s = try? JSONDecoder().decode(Scored.self, from: bytes)
+                    scored.append((label, s?.data, s?.trials))
                 }
                 catch let e as InputError { throw e }
                 catch { throw InputError(file: file, "not an evaluation JSON (cladmop evaluate --json): \(describeDecodingError(error))") }
@@ -66,11 +70,15 @@ struct Compare: ParsableCommand {
                 md += "| \(label) | \(r.n) | \(c(r.f1)) | \(c(r.prAUC)) | \(c(r.rocAUC)) | \(c(r.accuracy)) |\n"
             }
             // Figures on different trials are not comparable: the table says so, naming each row's file (as each
-            // evaluation recorded it: a path relative to where it ran).
-            if Set(scored.map(\.data)).count > 1 {
-                md += "\nThe rows name different data files; figures on different trials are not comparable: "
-                    + scored.map { "\($0.label): \($0.data)" }.joined(separator: "; ") + ".\n"
-                if comm.isRoot { FileHandle.standardError.write(Data("compare: warning: the evaluations name different data files (see the note below the table)\n".utf8)) }
+            // evaluation recorded it: a path relative to where it ran). Evaluations that all recorded the checksum of
+            // their trials are compared by it (the same trials under two paths are the same); others by the path.
+            let checksums = scored.compactMap(\.trials), files = scored.compactMap(\.data)
+            let differ = checksums.count == scored.count ? Set(checksums).count > 1 : Set(files).count > 1
+            if differ {
+                let what = checksums.count == scored.count ? "scored different trials (their trials_checksum differ)" : "name different data files"
+                md += "\nThe rows \(what); figures on different trials are not comparable: "
+                    + scored.map { "\($0.label): \($0.data ?? "(no data recorded)")" }.joined(separator: "; ") + ".\n"
+                if comm.isRoot { FileHandle.standardError.write(Data("compare: warning: the evaluations \(what) (see the note below the table)\n".utf8)) }
             }
             guard comm.isRoot else { return }
             print(md, terminator: "")

@@ -43,6 +43,7 @@ struct Evaluate: ParsableCommand {
             guard !trials.isEmpty else { throw InputError(file: data, "has no trial rows; nothing to evaluate") }
             let labels = try requireLabels(trials, file: data, purpose: "evaluate")
             var report = EvaluationReport(metrics: Metrics.report(scores, labels, threshold: threshold), data: data, checkpoint: checkpoint)
+            report.trialsChecksum = EvaluationReport.trialsChecksum(ids: trials.map(\.nctid), labels: labels)
             let positives = labels.filter { $0 == 1 }.count
             if comm.isRoot && (positives == 0 || positives == labels.count) {
                 FileHandle.standardError.write(Data(("warning: every one of the \(labels.count) trials of \(data) is \(positives == 0 ? "failed" : "successful"): "

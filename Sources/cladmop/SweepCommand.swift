@@ -1,5 +1,6 @@
 import Support
 import ArgumentParser
+import Config
 import Foundation
 import NN
 import Training
@@ -48,6 +49,15 @@ struct SweepReport: ParsableCommand {
             let metrics = r.dir + "/metrics.jsonl"
             guard stat(metrics, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, access(metrics, R_OK) == 0 else {
                 throw InputError(file: listing, line: r.line, "the run of global_batch \(r.batch) exited with status 0 but \(metrics) cannot be read; expected the run dir relative to \(out) (or absolute)")
+            }
+            // The line's batch and rate must be the run's own (its resolved config.yaml): a line pointing at another
+            // point's run would put that run's figures under this batch.
+            let config = try Config(file: r.dir + "/config.yaml")
+            if case .int(let batch)? = config.values["train.global_batch"], batch != r.batch {
+                throw InputError(file: listing, line: r.line, "global_batch \(r.batch), but its run \(r.dir) trained with train.global_batch \(batch) (its config.yaml)")
+            }
+            if case .double(let rate)? = config.values["optimizer.lr"], abs(rate - r.lr) > 1e-9 * max(abs(rate), abs(r.lr)) {
+                throw InputError(file: listing, line: r.line, "lr \(r.lr), but its run \(r.dir) trained with optimizer.lr \(rate) (its config.yaml)")
             }
         }
         let points = runs.map { SweepPoint(globalBatch: $0.batch, learningRate: $0.lr, exitStatus: $0.status, runDir: $0.dir) }

@@ -146,6 +146,11 @@ final class MetricsTests: XCTestCase {
         let json = try! JSONSerialization.jsonObject(with: EvaluationReport(metrics: one, data: "x.csv").json()) as! [String: Any]
         XCTAssertEqual(Set(json.keys), ["n", "positives", "threshold", "f1", "f1_at_threshold", "pr_auc", "roc_auc", "accuracy", "data"])
         XCTAssertTrue((json["roc_auc"] as! [String: Any])["mean"] is NSNull)
+        // The trials' checksum: the same for any order of the rows, another for another trial or label.
+        let sum = EvaluationReport.trialsChecksum(ids: ["NCT1", "NCT2"], labels: [1, 0])
+        XCTAssertEqual(EvaluationReport.trialsChecksum(ids: ["NCT2", "NCT1"], labels: [0, 1]), sum)
+        XCTAssertNotEqual(EvaluationReport.trialsChecksum(ids: ["NCT1", "NCT2"], labels: [1, 1]), sum)
+        XCTAssertNotEqual(EvaluationReport.trialsChecksum(ids: ["NCT1", "NCT3"], labels: [1, 0]), sum)
     }
 
     /// No trials (an empty "new diseases" subset): every value undefined (JSON null), F1 included; it was full = 0.
