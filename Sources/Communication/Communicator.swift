@@ -1,4 +1,5 @@
 import Foundation
+import Support
 
 /// The collectives the trainer needs. Every rank of a job calls the same collectives in the
 /// same order; buffers are Float32 unless the name says otherwise.
@@ -89,7 +90,7 @@ public final class SingleProcessCommunicator: Communicator {
     public func progressReductions() -> Bool { true }
     public func waitReductions() {}
     public func abort(message: String, code: Int32) -> Never {
-        FileHandle.standardError.write(Data("error: \(message)\n".utf8))
+        FileHandle.standardError.write(Data("error: \(printable(message))\n".utf8))
         exit(code)
     }
     public var hostNames: [String] { [ProcessInfo.processInfo.hostName] }

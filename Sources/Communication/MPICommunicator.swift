@@ -1,4 +1,5 @@
 import CMPI
+import Support
 import Foundation
 
 /// OpenMPI implementation. MPI is initialised once per process (`shared`) and finalised at exit.
@@ -146,7 +147,7 @@ public final class MPICommunicator: Communicator {
     }
 
     public func abort(message: String, code: Int32) -> Never {
-        FileHandle.standardError.write(Data("error (rank \(rank) of \(size)): \(message)\n".utf8))
+        FileHandle.standardError.write(Data("error (rank \(rank) of \(size)): \(printable(message))\n".utf8))
         MPI_Abort(world, code)
         exit(code)
     }

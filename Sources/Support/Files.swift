@@ -138,13 +138,17 @@ public func writeFileAtomically(_ path: String, replacingInput: Bool = false, re
     if !replacingInput, let input = FilesRead.read(at: path), replacingFileReadAs.map({ input.readAs != [$0] }) ?? true {
         throw InputError(file: path, "is \(input.path == path ? "an input" : "the input \(input.path)") this command read; refusing to overwrite it, choose another output path")
     }
-    // An output named through a symbolic link replaces the link's target (also one that does not exist yet); a run's
-    // own files that a command rewrites (replacingInput) replace what is at their path.
+    // An output named through a symbolic link replaces the link's target (also one that does not exist yet), unless
+    // that target is a file training wrote or a run's result (`runFileKind`: another run's best.json or report) and
+    // not the kind this write replaces (a feature store behind a linked data.feature_store): then the link itself is
+    // replaced and the target stays. A run's own files that a command rewrites (replacingInput) replace what is at
+    // their path.
     var st = stat()
     var target = path
     if !replacingInput, lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFLNK,
        let destination = try? FileManager.default.destinationOfSymbolicLink(atPath: path) {
-        target = resolvedPath(destination.hasPrefix("/") ? destination : URL(fileURLWithPath: path).deletingLastPathComponent().path + "/" + destination)
+        let resolved = resolvedPath(destination.hasPrefix("/") ? destination : URL(fileURLWithPath: path).deletingLastPathComponent().path + "/" + destination)
+        if replacingFileReadAs != nil || runFileKind(resolved) == nil { target = resolved }
     }
     let (tmp, slot, _) = try createTemporary(for: target, reportingAs: path)
     defer { TemporaryFiles.unregister(slot) }

@@ -11,3 +11,14 @@ public struct InputError: Error, CustomStringConvertible, Equatable {
         description = "\(where_): \(message)"
     }
 }
+
+/// `message` with its control characters other than line breaks and tabs written as escapes (`\u{0}`): a NUL or an
+/// escape sequence from a file's bytes, quoted in an error, must not reach the terminal as it is.
+public func printable(_ message: String) -> String {
+    var out = ""
+    for u in message.unicodeScalars {
+        if u.properties.generalCategory == .control && u != "\n" && u != "\t" { out += "\\u{\(String(u.value, radix: 16))}" }
+        else { out.unicodeScalars.append(u) }
+    }
+    return out
+}

@@ -140,5 +140,28 @@ public func runFileKind(_ path: String) -> String? {
             return "a sweep point's log"
         }
     }
+    return contentKind(path)
+}
+
+/// What a file is by its first bytes, whatever its name: a feature store (the CLADMOPF magic) or a safetensors file
+/// (model weights or a checkpoint's tensors; not `cladmop embed`'s embeddings, an explicit output that embed replaces);
+/// nil for anything else or a file that cannot be read.
+func contentKind(_ path: String) -> String? {
+    var st = stat()
+    guard stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_size >= 10 else { return nil }
+    let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var head = [UInt8](repeating: 0, count: 4096)
+    let n = read(fd, &head, head.count)
+    guard n >= 10 else { return nil }
+    if head.starts(with: Array("CLADMOPF".utf8)) { return "a feature store (by its CLADMOPF header)" }
+    // safetensors: a little-endian u64 header length, then that many bytes of JSON starting with '{'.
+    let length = (0..<8).reduce(UInt64(0)) { $0 | UInt64(head[$1]) << (8 * UInt64($1)) }
+    if head[8] == UInt8(ascii: "{"), length >= 2, length <= UInt64(st.st_size) - 8 {
+        let text = String(decoding: head[8..<n], as: UTF8.self)
+        if text.contains("\"cladmop-embeddings\"") { return nil }
+        return "a safetensors file (model weights or a checkpoint's tensors, by its header)"
+    }
     return nil
 }

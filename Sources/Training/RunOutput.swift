@@ -21,6 +21,13 @@ public final class MetricsLog {
         try makeDirectory(dir, option: "--run-dir")
         let existed = FileManager.default.fileExists(atPath: path)
         if existed, let step = continuingAfter { try Self.keepRecords(upTo: step, path: path) }
+        // A hard-linked copy of a run (cp -al) shares this file with the original: appending would add this run's
+        // records to that one's log as well. The copy gets a file of its own first.
+        var st = stat()
+        if existed, stat(path, &st) == 0, st.st_nlink > 1 {
+            let data = try readRegularFile(path, what: "metrics log (metrics.jsonl)")
+            try writeFileAtomically(path, replacingInput: true) { try $0.write(contentsOf: data) }
+        }
         if !existed { _ = FileManager.default.createFile(atPath: path, contents: nil) }
         guard let h = FileHandle(forWritingAtPath: path) else {
             throw InputError(file: path, "cannot open for writing: \(String(cString: strerror(errno)))")

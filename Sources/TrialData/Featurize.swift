@@ -39,6 +39,11 @@ public func featurize(comm: Communicator, paths: [String], output: String, makeE
     var report = FeaturizeReport()
     let paths = try distinctSources(paths)
     try refuseOverwritingInputs(output: output, inputs: paths + [hierarchy.path] + (reuse.map { [$0.path] } ?? []))
+    // Every rank must read the same files (the same path can hold another copy on another node): the sentences to
+    // encode, and so the gathered counts below, would differ.
+    if comm.size > 1 { try requireAgreement(try [("the contents of " + paths.joined(separator: ", "), paths.map { p in
+        String(try readRegularFile(p, what: "TOP-format CSV").withUnsafeBytes { checksum64($0) }, radix: 16) }.joined(separator: " "))],
+        comm: comm, what: "data files") }
     let (trials, readReport) = try readValidatedTrials(paths: paths, hierarchy: hierarchy, skipBadRows: skipBadRows, labels: labels)
     report.rows = trials.count
     report.rowsPerFile = readReport.rowsPerFile

@@ -407,7 +407,13 @@ enum CaseCommand {
         case .mpirun(let np, let a): return Resolved(argv: mpi + ["-np", "\(np)", cladmop] + a.map(expand), isMPI: true)
         case .ranks(let r):
             var argv = mpi
-            for (i, a) in r.enumerated() { argv += (i > 0 ? [":"] : []) + ["-np", "1", cladmop] + a.map(expand) }
+            for (i, a) in r.enumerated() {
+                // A rank's list may start with `--wdir DIR`: that rank's working folder (the same relative path
+                // naming another file on another node).
+                var args = a.map(expand), local: [String] = []
+                if args.first == "--wdir", args.count >= 2 { local = Array(args.prefix(2)); args.removeFirst(2) }
+                argv += (i > 0 ? [":"] : []) + ["-np", "1"] + local + [cladmop] + args
+            }
             return Resolved(argv: argv, isMPI: true)
         }
     }

@@ -169,6 +169,22 @@ final class ReliabilityTests: XCTestCase {
         XCTAssertTrue(resumed.output.contains("resume: "), resumed.output)
     }
 
+    /// A copy of a run made with hard links (`cp -al`) and resumed: its metrics.jsonl gets a file of its own before the
+    /// resumed steps are appended (a sixth probe: they had gone into the original run's log too, steps it never trained).
+    func testResumingAHardLinkedCopyLeavesTheOriginalsLog() throws {
+        let original = Self.work + "/linked", copy = Self.work + "/linked-copy"
+        let first = try runProduct("cladmop", args("linked", steps: 4))
+        XCTAssertEqual(first.status, 0, first.output)
+        let cp = try runCommand("/bin/cp", ["-al", original, copy])
+        XCTAssertEqual(cp.status, 0, cp.output)
+        let before = try Data(contentsOf: URL(fileURLWithPath: original + "/metrics.jsonl"))
+        let resumed = try runProduct("cladmop", args("linked-copy", steps: 8, resume: true))
+        XCTAssertEqual(resumed.status, 0, resumed.output)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: original + "/metrics.jsonl")), before, "the original's log is unchanged")
+        let log = try String(contentsOfFile: copy + "/metrics.jsonl", encoding: .utf8)
+        XCTAssertTrue(log.contains("\"step\":8"), String(log.suffix(400)))
+    }
+
     /// `--resume auto` on a run that ended (its steps, or early stopping) trains nothing and writes nothing: each resume
     /// had added a summary of 0 steps (which sweep-report reads as 0 samples/s), and an early-stopped run trained one
     /// more epoch and wrote another checkpoint. Raising the limit goes on.

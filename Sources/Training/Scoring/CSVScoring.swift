@@ -17,20 +17,32 @@ public func storeContaining(_ csvs: [String], spec: RunSpec, hierarchy: ICD10Hie
     let precision = resolvedPrecision(spec.encoder.precision, key: "encoder.precision", comm: comm)
     let identity = try BertEncoder.identity(modelDir: spec.encoder.modelDir, precision: precision)
     let wanted = try currentStoreIdentity(paths: csvs, encoderIdentity: identity, maxTokens: spec.encoder.maxTokens)
+    // The ranks must score the same files from the same store: a rank that found them in the store while another
+    // featurized them would wait for it in another collective for ever.
+    try requireAgreement([("the contents of " + csvs.joined(separator: ", "),
+                           wanted.sources.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))],
+                         comm: comm, what: "data files")
     /// Made by this encoder, tokens per text and featurizer, from these files' bytes (other files may be there too).
     func holds(_ s: FeatureStore) -> Bool {
         s.identity.encoder == wanted.encoder && s.identity.maxTokens == wanted.maxTokens && s.identity.featurizerVersion == wanted.featurizerVersion
             && wanted.sources.allSatisfy { s.identity.sources[$0.key] == $0.value }
     }
     let mainStore = try? FeatureStore(path: main)
-    if let s = mainStore, holds(s) { return s }
+    let inMain = mainStore.map(holds) ?? false
+    try requireAgreement([("whether \(main) holds " + csvs.joined(separator: ", "), "\(inMain)")], comm: comm,
+                         what: "feature stores (data.feature_store: is it the same file on every node?)")
+    if let s = mainStore, inMain { return s }
     // One cache store per (files, encoder, tokens per text, featurizer): another setting builds its own, never
     // replacing the store an earlier setting left (it would silently serve the other setting's vectors afterwards).
     let keyText = wanted.sources.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined()
         + "|\(wanted.encoder)|\(wanted.maxTokens)|\(wanted.featurizerVersion)"
     let key = String(Data(keyText.utf8).withUnsafeBytes { checksum64($0) }, radix: 16)
     let cache = URL(fileURLWithPath: main).deletingLastPathComponent().path + "/cache/\(key).store"
-    if let s = try? FeatureStore(path: cache), holds(s) { return s }
+    let cached = try? FeatureStore(path: cache)
+    let inCache = cached.map(holds) ?? false
+    try requireAgreement([("whether the cache \(cache) holds " + csvs.joined(separator: ", "), "\(inCache)")], comm: comm,
+                         what: "feature stores (the cache beside data.feature_store: is it the same folder on every node?)")
+    if let s = cached, inCache { return s }
     if comm.isRoot {
         // Before any sentence is encoded (minutes on a large file): the store would be written there at the end.
         let folder = URL(fileURLWithPath: cache).deletingLastPathComponent().path
@@ -117,6 +129,10 @@ public struct LoadedCheckpoint {
     /// the checkpoint's sentence width, and the batch builder of the checkpoint's input space.
     public func rows(of csv: String, spec: RunSpec, comm: Communicator, labels: LabelRequirement,
                      log: @escaping (String) -> Void) throws -> ([StoredTrial], BatchBuilder) {
+        // Every rank must score with the same checkpoint (the same path can hold another run on another node): the
+        // scores would be one model's on some trials and another's on the rest.
+        try requireAgreement([("--checkpoint \(path)", "\(meta.tensorsChecksum) \(meta.metadataChecksum) \(meta.pretrainedChecksum ?? "")")],
+                             comm: comm, what: "checkpoints")
         let hierarchy = try ICD10Hierarchy(path: spec.data.icdHierarchy)
         try hierarchy.requireTables(of: meta.model, checkpoint: path)      // before featurizing anything
         let store = try storeContaining([csv], spec: spec, hierarchy: hierarchy, comm: comm, labels: labels, log: log)
@@ -149,6 +165,9 @@ public func scoreCSV(checkpoint: String, csv: String, spec: RunSpec, comm: Commu
                      labels: LabelRequirement = .required, log: @escaping (String) -> Void) throws -> ScoredCSV {
     let checkpoint = runFolder(named: checkpoint)
     let ensemble = try ensembleMembers(checkpoint)
+    // Ranks that found another ensemble (or none) behind the same path would loop over other members.
+    try requireAgreement([("--checkpoint \(checkpoint) (its best.json)", ensemble.map { "\($0.members.count) \($0.threshold) \($0.partitions) \($0.foldsChecksum ?? "")" } ?? "one model")],
+                         comm: comm, what: "checkpoints")
     let stall = StallPolicy(stallTimeout: spec.train.stallTimeout)
     var foldOf: [String: (folds: [Int], label: Int)] = [:]
     if outOfFold {

@@ -1,4 +1,3 @@
-import Communication
 import Foundation
 import Support
 
