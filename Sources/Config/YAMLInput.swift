@@ -18,7 +18,7 @@ enum YAMLInput {
         let node: Node?
         do { node = try Yams.compose(yaml: text) } catch { throw InputError("\(origin): not valid YAML: \(error)") }
         // A document of only `---` (or comments) is as empty as an empty file: the defaults.
-        if let node, case .scalar(let s) = node, s.style == .plain, node.null != nil { return nil }
+        if let node, case .scalar(let s) = node, s.style == .plain, s.string.isEmpty { return nil }
         return try node.map { try value($0, path: "", origin: origin, depth: 0) }
     }
 

@@ -128,7 +128,8 @@ public func temporaryPath(for path: String) -> String {
 /// Writes `data` to `path` atomically: a temporary file in the same folder, fsync, rename, fsync of the
 /// folder. A crash at any moment leaves either the old file or the new one, never a partial file; SIGINT, SIGTERM or
 /// SIGHUP while it writes removes the temporary file (`TemporaryFiles`). A `path` that is a symbolic link is written
-/// through (its target is replaced, as a shell redirect would).
+/// through (its target is replaced, as a shell redirect would), unless the target is a file training wrote or a run's
+/// result (`runFileKind`) and this write is not a feature store's: then the link itself is replaced.
 /// A `path` that is a file this process read (`FilesRead`) is refused (an InputError naming both), unless
 /// `replacingInput` (the files a command deliberately rewrites after reading them: a resumed run's metrics.jsonl,
 /// config.yaml, best.json and checkpoints) or `replacingFileReadAs` names what every read of it was (a feature store

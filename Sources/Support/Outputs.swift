@@ -107,7 +107,8 @@ public enum RunLayout {
 }
 
 /// What a file written by training is ("a checkpoint's tensors", "a run's best.json", ...), by its name and
-/// neighbours, under the name given and the one links resolve to; nil for any other file. Outputs of the scoring
+/// neighbours, under the name given and the one links resolve to, or by its first bytes (`contentKind`); nil for any
+/// other file. Outputs of the scoring
 /// commands never replace one: they are the results of runs, and inputs of others.
 public func runFileKind(_ path: String) -> String? {
     for url in [URL(fileURLWithPath: path), URL(fileURLWithPath: resolvedPath(path))] {
@@ -159,8 +160,10 @@ func contentKind(_ path: String) -> String? {
     // safetensors: a little-endian u64 header length, then that many bytes of JSON starting with '{'.
     let length = (0..<8).reduce(UInt64(0)) { $0 | UInt64(head[$1]) << (8 * UInt64($1)) }
     if head[8] == UInt8(ascii: "{"), length >= 2, length <= UInt64(st.st_size) - 8 {
-        let text = String(decoding: head[8..<n], as: UTF8.self)
-        if text.contains("\"cladmop-embeddings\"") { return nil }
+        // The whole header (at most 16 MiB read): embed's metadata sorts after its paths, which can be long.
+        var header = [UInt8](repeating: 0, count: Int(min(length, 16 << 20)))
+        guard pread(fd, &header, header.count, 8) == header.count else { return nil }
+        if String(decoding: header, as: UTF8.self).contains("\"format\":\"cladmop-embeddings\"") { return nil }
         return "a safetensors file (model weights or a checkpoint's tensors, by its header)"
     }
     return nil

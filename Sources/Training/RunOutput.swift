@@ -21,10 +21,10 @@ public final class MetricsLog {
         try makeDirectory(dir, option: "--run-dir")
         let existed = FileManager.default.fileExists(atPath: path)
         if existed, let step = continuingAfter { try Self.keepRecords(upTo: step, path: path) }
-        // A hard-linked copy of a run (cp -al) shares this file with the original: appending would add this run's
-        // records to that one's log as well. The copy gets a file of its own first.
+        // A copy of a run made with hard or symbolic links (cp -al, cp -rs) shares this file with the original:
+        // appending would add this run's records to that one's log as well. The copy gets a file of its own first.
         var st = stat()
-        if existed, stat(path, &st) == 0, st.st_nlink > 1 {
+        if existed, lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFLNK || st.st_nlink > 1 {
             let data = try readRegularFile(path, what: "metrics log (metrics.jsonl)")
             try writeFileAtomically(path, replacingInput: true) { try $0.write(contentsOf: data) }
         }

@@ -169,8 +169,8 @@ final class ReliabilityTests: XCTestCase {
         XCTAssertTrue(resumed.output.contains("resume: "), resumed.output)
     }
 
-    /// A copy of a run made with hard links (`cp -al`) and resumed: its metrics.jsonl gets a file of its own before the
-    /// resumed steps are appended (a sixth probe: they had gone into the original run's log too, steps it never trained).
+    /// A copy of a run made with hard links (`cp -al`) or symbolic links (`cp -rs`) and resumed: its metrics.jsonl gets a
+    /// file of its own before the resumed steps are appended (a sixth probe: they had gone into the original run's log too, steps it never trained).
     func testResumingAHardLinkedCopyLeavesTheOriginalsLog() throws {
         let original = Self.work + "/linked", copy = Self.work + "/linked-copy"
         let first = try runProduct("cladmop", args("linked", steps: 4))
@@ -183,6 +183,14 @@ final class ReliabilityTests: XCTestCase {
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: original + "/metrics.jsonl")), before, "the original's log is unchanged")
         let log = try String(contentsOfFile: copy + "/metrics.jsonl", encoding: .utf8)
         XCTAssertTrue(log.contains("\"step\":8"), String(log.suffix(400)))
+        // The same with a copy of symbolic links (cp -rs): the log was appended through its link.
+        let linked = Self.work + "/symlinked-copy"
+        let cps = try runCommand("/bin/cp", ["-rs", original, linked])
+        XCTAssertEqual(cps.status, 0, cps.output)
+        let again = try runProduct("cladmop", args("symlinked-copy", steps: 8, resume: true))
+        XCTAssertEqual(again.status, 0, again.output)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: original + "/metrics.jsonl")), before, "the original's log is unchanged")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: original + "/checkpoints/step-00000008.json"))
     }
 
     /// `--resume auto` on a run that ended (its steps, or early stopping) trains nothing and writes nothing: each resume

@@ -23,7 +23,7 @@ func writePretrainReport(runDir: String, train: [TrainRecord], evals: [EvalRecor
         md += "| validation | loss | top-1 C->DM | top-5 C->DM | top-1 DM->C | top-5 DM->C |\n|---|---|---|---|---|---|\n"
         // An evaluation at max_steps can fall inside an epoch: its fraction is shown, not rounded away.
         let bestEpoch = best.epoch == best.epoch.rounded() ? String(format: "epoch %.0f", best.epoch)
-                                                            : String(format: "step %d, epoch %.2f", best.step, best.epoch)
+                                                            : String(format: "step %ld, epoch %.2f", best.step, best.epoch)
         for (name, e) in [("best (\(bestEpoch))", best), ("last", last)] {
             md += String(format: "| %@ | %.4f | %.3f | %.3f | %.3f | %.3f |\n", name, e.valLoss!, e.valTop1C2dm ?? .nan, e.valTop5C2dm ?? .nan,
                          e.valTop1Dm2c ?? .nan, e.valTop5Dm2c ?? .nan)

@@ -21,7 +21,7 @@ public func storeContaining(_ csvs: [String], spec: RunSpec, hierarchy: ICD10Hie
     // featurized them would wait for it in another collective for ever.
     try requireAgreement([("the contents of " + csvs.joined(separator: ", "),
                            wanted.sources.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))],
-                         comm: comm, what: "data files")
+                         comm: comm, what: "files to score or fine-tune on")
     /// Made by this encoder, tokens per text and featurizer, from these files' bytes (other files may be there too).
     func holds(_ s: FeatureStore) -> Bool {
         s.identity.encoder == wanted.encoder && s.identity.maxTokens == wanted.maxTokens && s.identity.featurizerVersion == wanted.featurizerVersion
