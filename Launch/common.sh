@@ -197,7 +197,7 @@ phase1_report() {
     pct="$(awk -v f="$f" 'BEGIN { printf "%d", 100 * f + 0.5 }')"
     # The report file is named by a whole percent and must hold exactly the trials that select: F = pct / 100.
     awk -v f="$f" -v p="$pct" 'BEGIN { d = 100 * f - p; exit !(d < 1e-9 && d > -1e-9) }' || {
-        echo "Launch/$(basename "$0"): finetune.select_latest = $f: expected a whole percent (0, 0.01, ..., 0.5) for the report on the latest trials of phase_I_train.csv" >&2
+        echo "Launch/$(basename "$0"): finetune.select_latest = $f: expected a whole percent (0, 0.01, ..., 0.9) for the report on the latest trials of phase_I_train.csv" >&2
         exit 2; }
     [ "$pct" = 0 ] && [ "$k" -ge 2 ] && { f=0.2; pct=20; }
     [ "$pct" = 0 ] && return 0

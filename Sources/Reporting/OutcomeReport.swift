@@ -58,7 +58,7 @@ public func writeOutcomeReport(_ report: EvaluationReport, path: String, phase: 
     let r = report.metrics
     func c(_ m: MetricSummary) -> String { cell(m, "%.3f ± %.3f") }
     var md = "# Outcome prediction\(phase.map { ", phase \($0)" } ?? "")\n\n"
-    md += "Checkpoint `\(checkpoint)`, evaluated on `\(data)` (\(r.n) trials, \(r.positives) successful); "
+    md += "Checkpoint \(markdownCode(checkpoint)), evaluated on \(markdownCode(data)) (\(r.n) trials, \(r.positives) successful); "
     md += "mean ± std over 10 resamples of 80 % of the rows. F1 at 0.5; F1 (thr) "
     md += report.zeroShot == true
         ? "at the F1-best threshold of these trials themselves (a pretraining checkpoint scored zero-shot has no selection trials: optimistic).\n\n"

@@ -239,6 +239,16 @@ public func writePlot(_ path: String, _ svg: String) throws -> String {
     return url.lastPathComponent
 }
 
+/// `text` (a path) as one markdown code span: its line breaks written as `\n` and `\r`, fenced by one backtick more
+/// than its longest run of them (a path may hold both; either would have broken the report's text).
+public func markdownCode(_ text: String) -> String {
+    let flat = text.replacingOccurrences(of: "\r", with: "\\r").replacingOccurrences(of: "\n", with: "\\n")
+    var longest = 0, run = 0
+    for c in flat { if c == "`" { run += 1; longest = max(longest, run) } else { run = 0 } }
+    let fence = String(repeating: "`", count: longest + 1), pad = flat.hasPrefix("`") || flat.hasSuffix("`") ? " " : ""
+    return fence + pad + flat + pad + fence
+}
+
 /// The report's image line: the PNG (a link to the SVG) when `embedded` is one, else the SVG.
 public func markdownImage(alt: String, embedded: String) -> String {
     guard embedded.hasSuffix(".png") else { return "![\(alt)](\(embedded))" }

@@ -289,8 +289,15 @@ public enum TemporaryFiles {
         for i in 0..<slots where inUse[i] != 0 { removeIfSame(paths + i * capacity, identity[i]) }
     }
 
-    /// On SIGINT, SIGTERM and SIGHUP: remove the registered files, then end by the signal as before.
+    /// The line written to standard error on each handled signal (indexed by signal number; written with write(2)).
+    nonisolated(unsafe) static let notices = UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>.allocate(capacity: 32)
+
+    /// On SIGINT, SIGTERM and SIGHUP: remove the registered files, say so in one line, then end by the signal as before.
     public static func installSignalHandlers() {
+        notices.initialize(repeating: nil, count: 32)
+        for (sig, name) in [(SIGINT, "SIGINT"), (SIGTERM, "SIGTERM"), (SIGHUP, "SIGHUP")] {
+            notices[Int(sig)] = strdup("cladmop: interrupted (\(name)); the files it was writing were removed\n")
+        }
         for sig in [SIGINT, SIGTERM, SIGHUP] {
             var previous = sigaction()
             sigaction(sig, nil, &previous)
@@ -299,6 +306,7 @@ public enum TemporaryFiles {
             var action = sigaction()
             action.__sigaction_handler.sa_handler = { received in
                 TemporaryFiles.removeAll()
+                if received >= 0 && received < 32, let notice = TemporaryFiles.notices[Int(received)] { _ = write(2, notice, strlen(notice)) }
                 signal(received, SIG_DFL)
                 raise(received)
             }

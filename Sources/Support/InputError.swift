@@ -13,11 +13,12 @@ public struct InputError: Error, CustomStringConvertible, Equatable {
 }
 
 /// `message` with its control characters other than line breaks and tabs written as escapes (`\u{0}`): a NUL or an
-/// escape sequence from a file's bytes, quoted in an error, must not reach the terminal as it is.
+/// escape sequence from a file's bytes, quoted in an error, must not reach the terminal as it is; nor a bidirectional
+/// control (U+202E ...), which would show the message's text in another order than it has.
 public func printable(_ message: String) -> String {
     var out = ""
     for u in message.unicodeScalars {
-        if u.properties.generalCategory == .control && u != "\n" && u != "\t" { out += "\\u{\(String(u.value, radix: 16))}" }
+        if (u.properties.generalCategory == .control && u != "\n" && u != "\t") || u.properties.isBidiControl { out += "\\u{\(String(u.value, radix: 16))}" }
         else { out.unicodeScalars.append(u) }
     }
     return out

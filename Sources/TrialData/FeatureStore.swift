@@ -217,12 +217,19 @@ public final class FeatureStore {
 /// name, with the checksum of its bytes. The same file given twice counts once; two different files of one
 /// name are refused (see `distinctSources`).
 public func currentStoreIdentity(paths: [String], encoderIdentity: String, maxTokens: Int) throws -> StoreIdentity {
+    StoreIdentity(encoder: encoderIdentity, maxTokens: maxTokens, featurizerVersion: FeatureStore.featurizerVersion,
+                  sources: try sourceChecksums(paths))
+}
+
+/// A store's `StoreIdentity.sources`: the `checksum64` of each distinct source file's bytes (hexadecimal), keyed by
+/// its file name.
+public func sourceChecksums(_ paths: [String]) throws -> [String: String] {
     var sources: [String: String] = [:]
     for p in try distinctSources(paths) {
         let d = try readRegularFile(p, what: "TOP-format CSV")
         sources[URL(fileURLWithPath: p).lastPathComponent] = String(d.withUnsafeBytes { checksum64($0) }, radix: 16)
     }
-    return StoreIdentity(encoder: encoderIdentity, maxTokens: maxTokens, featurizerVersion: FeatureStore.featurizerVersion, sources: sources)
+    return sources
 }
 
 /// The source files of one feature store, in order: a file given twice (the same path, or paths that resolve

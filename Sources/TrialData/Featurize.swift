@@ -41,10 +41,16 @@ public func featurize(comm: Communicator, paths: [String], output: String, makeE
     try refuseOverwritingInputs(output: output, inputs: paths + [hierarchy.path] + (reuse.map { [$0.path] } ?? []))
     // Every rank must read the same files (the same path can hold another copy on another node): the sentences to
     // encode, and so the gathered counts below, would differ.
-    if comm.size > 1 { try requireAgreement(try [("the contents of " + paths.joined(separator: ", "), paths.map { p in
-        String(try readRegularFile(p, what: "TOP-format CSV").withUnsafeBytes { checksum64($0) }, radix: 16) }.joined(separator: " "))],
-        comm: comm, what: "data files") }
+    // The checksums are read once, here: the store's identity records the files whose rows were read next.
+    let sources = try sourceChecksums(paths)
+    if comm.size > 1 { try requireAgreement([("the contents of " + paths.joined(separator: ", "), paths.map { p in
+        sources[URL(fileURLWithPath: p).lastPathComponent] ?? "" }.joined(separator: " "))], comm: comm, what: "data files") }
     let (trials, readReport) = try readValidatedTrials(paths: paths, hierarchy: hierarchy, skipBadRows: skipBadRows, labels: labels)
+    // A store of no trials is refused by every command that opens it: refuse to write one.
+    guard !trials.isEmpty else {
+        throw InputError(file: paths.joined(separator: ", "), "no trial rows to featurize (a header only?"
+            + (readReport.skipped.isEmpty ? ")" : "; \(readReport.skipped.count) malformed row(s) skipped by data.skip_bad_rows)"))
+    }
     report.rows = trials.count
     report.rowsPerFile = readReport.rowsPerFile
     report.skipped = readReport.skipped
@@ -142,7 +148,8 @@ public func featurize(comm: Communicator, paths: [String], output: String, makeE
             }
         }
         for (s, r) in reusedRow { (ordered + s * width).update(from: reuse!.vectors(sentence: r), count: width) }
-        let identity = try currentStoreIdentity(paths: paths, encoderIdentity: encoder.identity, maxTokens: encoder.tokenizer.maxLength)
+        let identity = StoreIdentity(encoder: encoder.identity, maxTokens: encoder.tokenizer.maxLength,
+                                     featurizerVersion: FeatureStore.featurizerVersion, sources: sources)
         try FeatureStore.write(path: output, identity: identity, dim: encoder.hidden, trials: stored, sourcePaths: paths,
                                skipped: report.skipped, vectors: ordered, sentenceCount: texts.count, sentenceChecksums: checksums)
     }

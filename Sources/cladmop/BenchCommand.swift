@@ -32,7 +32,7 @@ struct Bench: ParsableCommand {
     @Flag(help: "Print one JSON object (rank 0) instead of a table.")
     var json = false
 
-    @Option(help: "Seconds spent per measurement.")
+    @Option(parsing: .unconditional, help: "Seconds spent per measurement.")
     var seconds: Double = 0.5
 
     func validate() throws {

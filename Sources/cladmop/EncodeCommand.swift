@@ -21,7 +21,7 @@ struct Encode: ParsableCommand {
     @Option(help: "Encoder folder (config.json, vocab.txt, model.safetensors); default: encoder.model_dir's.")
     var modelDir: String = Self.schemaDefault("encoder.model_dir").description
 
-    @Option(help: "Maximum WordPiece tokens per text, [CLS] and [SEP] included (as encoder.max_tokens: its range and default).")
+    @Option(parsing: .unconditional, help: "Maximum WordPiece tokens per text, [CLS] and [SEP] included (as encoder.max_tokens: its range and default).")
     var maxTokens: Int = { if case .int(let n) = Self.schemaDefault("encoder.max_tokens") { return n }; return 256 }()
 
     @Option(help: "GEMM inputs of the encoder, as encoder.precision: fp32, or bf16 (products accumulated in fp32).")

@@ -17,7 +17,7 @@ struct Evaluate: ParsableCommand {
     @Option(help: "Write ROC and precision-recall curves (roc.svg, pr.svg) into this folder.") var plots: String?
     @Option(help: "Write a markdown report (table in the layout of the paper's Table 2, with the paper's figures beside ours).")
     var report: String?
-    @Option(help: "Trial phase (1, 2, 3) whose published figures the report shows.") var phase: Int?
+    @Option(parsing: .unconditional, help: "Trial phase (1, 2, 3) whose published figures the report shows.") var phase: Int?
     @Flag(name: .customLong("out-of-fold"), help: "A cross-fitted run (finetune.folds): score each trial with the member that did not train on it (the mean of one per partition; RUN/folds.csv); every trial of --data must be in a fold.")
     var outOfFold = false
 

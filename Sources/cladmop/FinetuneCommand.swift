@@ -17,7 +17,7 @@ struct Finetune: ParsableCommand {
     @Option(help: "Labelled TOP CSV for model selection.") var valid: String
     @Option(help: ArgumentHelp("Labelled TOP CSV of auxiliary trials (repeatable; for example other phases): added to every member's training and counted by the class weights, never to selection, folds or the threshold. Trials also in --train or --valid stay there only; a trial in two --aux files counts once (the first); held-out ids (data.exclude_file) are removed. --train and --valid still need both classes each (with folds, their pool).", valueName: "csv"))
     var aux: [String] = []
-    @Option(help: "Run directory: checkpoints/, best.json, metrics.jsonl.") var runDir: String
+    @Option(help: "Run directory: config.yaml, best.json, checkpoints/ and metrics.jsonl (a cross-fitted run: folds.csv, and checkpoints/ and metrics.jsonl per member in members/k/).") var runDir: String
     @Flag(help: "Replace the fine-tuning run that --run-dir already holds (its files are deleted first).") var overwrite = false
 
     func run() throws {

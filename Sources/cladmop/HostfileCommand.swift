@@ -10,7 +10,7 @@ struct CheckHostfile: ParsableCommand {
     @Argument(help: "The hostfile.")
     var file: String
 
-    @Option(name: .customLong("np", withSingleDash: true), help: "Number of ranks that must fit in the slots.")
+    @Option(name: .customLong("np", withSingleDash: true), parsing: .unconditional, help: "Number of ranks that must fit in the slots.")
     var ranks: Int?
 
     func run() throws {

@@ -12,7 +12,7 @@ struct Split: ParsableCommand {
         abstract: "Split a TOP CSV by NCT-id order: the earliest FRACTION of the rows to --train, the rest to --valid (new files; existing ones are refused).")
 
     @Option(help: "TOP-format CSV.") var data: String
-    @Option(help: "Share of rows (earliest NCT ids) for the training file.") var fraction: Double = 0.8
+    @Option(parsing: .unconditional, help: "Share of rows (earliest NCT ids) for the training file.") var fraction: Double = 0.8
     @Option(help: "Output training CSV.") var train: String
     @Option(help: "Output validation CSV.") var valid: String
 

@@ -11,10 +11,10 @@ struct Synth: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Write a synthetic SCT feature store with planted pair structure (for tests and batch-size studies).")
 
-    @Option(help: "Number of trials.") var trials: Int = 1000
-    @Option(help: "Width of the synthetic sentence vectors.") var dim: Int = 64
-    @Option(help: "Noise added to each sentence vector (larger: harder pairing).") var noise: Double = 0.5
-    @Option(help: "Random seed.") var seed: Int = 1
+    @Option(parsing: .unconditional, help: "Number of trials.") var trials: Int = 1000
+    @Option(parsing: .unconditional, help: "Width of the synthetic sentence vectors.") var dim: Int = 64
+    @Option(parsing: .unconditional, help: "Noise added to each sentence vector (larger: harder pairing).") var noise: Double = 0.5
+    @Option(parsing: .unconditional, help: "Random seed.") var seed: Int = 1
     @Option(help: "Feature store to write.") var output: String
     @OptionGroup var options: ConfigOptions
 

@@ -310,7 +310,8 @@ final class ClusterTests: XCTestCase {
     /// Bad input exits 2 with a message; `down` of nothing succeeds; `up` twice is fine; `down` leaves no
     /// namespace, veth or bridge of the cluster.
     func testClusterScriptInputUpTwiceAndDownLeavesNothing() throws {
-        for bad in [["up", "0"], ["up", "abc"], ["up", "2", "--bandwidth", "fast"], ["up", "2", "--ranks-per-node", "0"], ["frobnicate"]] {
+        for bad in [["up", "0"], ["up", "abc"], ["up", "2", "--bandwidth", "fast"], ["up", "2", "--ranks-per-node", "0"], ["frobnicate"],
+                    ["down", "--all", "--name", "x"]] {
             let r = try runCommand(Self.script, bad)
             XCTAssertEqual(r.status, 2, "\(bad): \(r.output)")
             XCTAssertTrue(r.output.contains("Launch/cluster: "), r.output)

@@ -160,7 +160,8 @@ final class MetricsTests: XCTestCase {
         for m in [r.f1, r.f1AtThreshold, r.prAUC, r.rocAUC, r.accuracy] { XCTAssertNil(m.mean); XCTAssertNil(m.std); XCTAssertNil(m.full) }
     }
 
-    /// The markdown report links roc/pr curves only when they are beside it (evaluate --plots into its folder).
+    /// The markdown report links roc/pr curves only when they are beside it (evaluate --plots into its folder), and
+    /// names paths holding line breaks or backticks in one code span.
     func testReportLinksOnlyCurvesBesideIt() throws {
         let dir = NSTemporaryDirectory() + "cladmop-report-\(getpid())"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -172,6 +173,12 @@ final class MetricsTests: XCTestCase {
         try writeCurves(scores: s, labels: y, dir: dir)
         try writeOutcomeReport(report, path: dir + "/beside.md", phase: 1, data: "x.csv", checkpoint: "run")
         XCTAssertTrue(try String(contentsOfFile: dir + "/beside.md", encoding: .utf8).contains("roc."))
+        // Paths with a line break or backticks stay one code span on one line.
+        try writeOutcomeReport(report, path: dir + "/odd.md", phase: nil, data: "a\nb.csv", checkpoint: "r`u``n")
+        let odd = try String(contentsOfFile: dir + "/odd.md", encoding: .utf8)
+        XCTAssertTrue(odd.contains("Checkpoint ```r`u``n```, evaluated on `a\\nb.csv` ("), odd)
+        XCTAssertEqual(markdownCode("`x"), "`` `x ``")
+        XCTAssertEqual(markdownCode("runs/main"), "`runs/main`")
     }
 
     /// Curves of trials of one class are titled "undefined", not "AUC nan"; two classes give the value.

@@ -374,7 +374,8 @@ final class ReliabilityTests: XCTestCase {
     }
 
     /// SIGTERM while a command writes its output (synth's store, under its hidden temporary name) removes the
-    /// temporary file: nothing is left beside the output, which is not written (it had been left, 86 MB here).
+    /// temporary file: nothing is left beside the output, which is not written (it had been left, 86 MB here); one
+    /// line on standard error says why it stopped.
     func testInterruptedWriteLeavesNoTemporaryFile() throws {
         let dir = Self.work + "/interrupted-write"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -384,7 +385,8 @@ final class ReliabilityTests: XCTestCase {
             process.executableURL = URL(fileURLWithPath: cladmop)
             process.arguments = ["synth", "--trials", "20000", "--dim", "32", "--output", dir + "/s.store", "--set", Self.hierarchy]
             process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle.nullDevice
+            let errors = Pipe()
+            process.standardError = errors
             try process.run()
             let deadline = Date().addingTimeInterval(60)
             while process.isRunning && Date() < deadline {
@@ -397,6 +399,8 @@ final class ReliabilityTests: XCTestCase {
             if process.terminationReason == .uncaughtSignal {
                 XCTAssertEqual(process.terminationStatus, SIGTERM)
                 XCTAssertEqual(left, [], "a write ended by SIGTERM leaves nothing")
+                let said = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+                XCTAssertTrue(said.contains("interrupted (SIGTERM); the files it was writing were removed"), "it says why it stopped: \(said)")
             }
             for name in left { try FileManager.default.removeItem(atPath: dir + "/" + name) }
         }

@@ -16,7 +16,7 @@ func writePretrainReport(runDir: String, train: [TrainRecord], evals: [EvalRecor
                     xBounds: 0...Double.infinity, yBounds: 0...1))
     var md = "# Pretraining report\n\n"
     md += "\(parameters) parameters, \(worldSize) rank(s), global batch \(globalBatch), \(steps) steps.\n\n"
-    md += "```\n" + corpus.joined(separator: "\n") + "\n```\n\n"
+    md += "```\n" + corpus.map { $0.replacingOccurrences(of: "\r", with: "\\r").replacingOccurrences(of: "\n", with: "\\n") }.joined(separator: "\n") + "\n```\n\n"
     let scored = evals.filter { $0.valLoss != nil }
     if let last = scored.last, let best = scored.min(by: { $0.valLoss! < $1.valLoss! }) {
         let n = Double(last.valSize)
