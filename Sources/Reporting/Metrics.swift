@@ -196,6 +196,11 @@ public struct EvaluationReport: Encodable {
     /// Which trials were scored, with their labels: `trialsChecksum(ids:labels:)` (`compare` tells evaluations of
     /// the same trials from others by it, whatever path each named).
     public var trialsChecksum: String?
+    /// Scored out of fold (`evaluate --out-of-fold`): each trial by the members that did not train on it.
+    public var outOfFold: Bool?
+    /// How many of the trials the scoring model(s) trained on or selected their epoch on (in-sample); absent when
+    /// the checkpoint does not record its trials.
+    public var inSampleTrials: Int?
     public init(metrics: OutcomeMetrics, newDiseases: OutcomeMetrics? = nil, data: String? = nil, checkpoint: String? = nil,
                 method: String? = nil, zeroShot: Bool? = nil) {
         self.metrics = metrics; self.newDiseases = newDiseases; self.data = data; self.checkpoint = checkpoint
@@ -203,6 +208,7 @@ public struct EvaluationReport: Encodable {
     }
     enum CodingKeys: String, CodingKey {
         case newDiseases = "new_diseases", data, checkpoint, method, zeroShot = "zero_shot", trialsChecksum = "trials_checksum"
+        case outOfFold = "out_of_fold", inSampleTrials = "in_sample_trials"
     }
     /// The metrics' keys at the top level, beside the others.
     public func encode(to encoder: Encoder) throws {
@@ -211,6 +217,7 @@ public struct EvaluationReport: Encodable {
         try c.encodeIfPresent(newDiseases, forKey: .newDiseases); try c.encodeIfPresent(data, forKey: .data)
         try c.encodeIfPresent(checkpoint, forKey: .checkpoint); try c.encodeIfPresent(method, forKey: .method)
         try c.encodeIfPresent(zeroShot, forKey: .zeroShot); try c.encodeIfPresent(trialsChecksum, forKey: .trialsChecksum)
+        try c.encodeIfPresent(outOfFold, forKey: .outOfFold); try c.encodeIfPresent(inSampleTrials, forKey: .inSampleTrials)
     }
 
     /// A 64-bit checksum (hex) of the scored trials as "NCT id<TAB>label" lines in sorted order: the same for any file

@@ -283,20 +283,31 @@ public enum TemporaryFiles {
     }
     static func removeIfSame(_ path: String, _ id: (dev: UInt64, ino: UInt64)) { path.withCString { removeIfSame($0, id) } }
 
-    /// Removes every registered file (from a signal handler).
-    static func removeAll() {
+    /// Removes every registered file (from a signal handler), naming each on standard error after `notice` (write(2)
+    /// only: async-signal-safe).
+    static func removeAll(notice: UnsafePointer<CChar>? = nil) {
         guard ready else { return }
-        for i in 0..<slots where inUse[i] != 0 { removeIfSame(paths + i * capacity, identity[i]) }
+        for i in 0..<slots where inUse[i] != 0 {
+            let path = UnsafePointer(paths + i * capacity)
+            var st = stat()
+            guard stat(path, &st) == 0 else { continue }
+            removeIfSame(path, identity[i])
+            if let notice, stat(path, &st) != 0 {
+                _ = write(2, notice, strlen(notice)); _ = write(2, path, strlen(path)); _ = write(2, "\n", 1)
+            }
+        }
     }
 
-    /// The line written to standard error on each handled signal (indexed by signal number; written with write(2)).
+    /// The start of the line naming each file removed on a handled signal (indexed by signal number).
     nonisolated(unsafe) static let notices = UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>.allocate(capacity: 32)
 
-    /// On SIGINT, SIGTERM and SIGHUP: remove the registered files, say so in one line, then end by the signal as before.
+    /// On SIGINT, SIGTERM and SIGHUP: remove the registered files, naming each ("cladmop: interrupted (SIGTERM);
+    /// removed the unfinished PATH"), then end by the signal as before. Nothing is said when nothing was being written
+    /// (a rank that mpirun ends after another rank's error).
     public static func installSignalHandlers() {
         notices.initialize(repeating: nil, count: 32)
         for (sig, name) in [(SIGINT, "SIGINT"), (SIGTERM, "SIGTERM"), (SIGHUP, "SIGHUP")] {
-            notices[Int(sig)] = strdup("cladmop: interrupted (\(name)); the files it was writing were removed\n")
+            notices[Int(sig)] = strdup("cladmop: interrupted (\(name)); removed the unfinished ")
         }
         for sig in [SIGINT, SIGTERM, SIGHUP] {
             var previous = sigaction()
@@ -305,8 +316,7 @@ public enum TemporaryFiles {
             if unsafeBitCast(previous.__sigaction_handler.sa_handler, to: Int.self) == unsafeBitCast(SIG_IGN, to: Int.self) { continue }
             var action = sigaction()
             action.__sigaction_handler.sa_handler = { received in
-                TemporaryFiles.removeAll()
-                if received >= 0 && received < 32, let notice = TemporaryFiles.notices[Int(received)] { _ = write(2, notice, strlen(notice)) }
+                TemporaryFiles.removeAll(notice: received >= 0 && received < 32 ? UnsafePointer(TemporaryFiles.notices[Int(received)]) : nil)
                 signal(received, SIG_DFL)
                 raise(received)
             }

@@ -46,10 +46,11 @@ struct Compare: ParsableCommand {
             var md = "| method | n | F1 (0.5) | PR-AUC | ROC-AUC | accuracy |\n|---|---|---|---|---|---|\n"
             /// The CSV an evaluation scored and the checksum of its trials and labels (each absent in files written without it).
             struct Scored: Decodable {
-                let data: String?, trials: String?
-                enum CodingKeys: String, CodingKey { case data, trials = "trials_checksum" }
+                let data: String?, trials: String?, outOfFold: Bool?, inSample: Int?
+                enum CodingKeys: String, CodingKey { case data, trials = "trials_checksum", outOfFold = "out_of_fold", inSample = "in_sample_trials" }
             }
             var scored: [(label: String, data: String?, trials: String?)] = []
+            var outOfFold: [(label: String, value: Bool)] = [], inSample: [(label: String, count: Int, n: Int)] = []
             for (label, file) in rows {
                 let r: OutcomeMetrics
                 do {
@@ -57,6 +58,8 @@ struct Compare: ParsableCommand {
                     r = try JSONDecoder().decode(OutcomeMetrics.self, from: bytes)
                     let s = try? JSONDecoder().decode(Scored.self, from: bytes)
                     scored.append((label, s?.data, s?.trials))
+                    if let o = s?.outOfFold { outOfFold.append((label, o)) }
+                    if let k = s?.inSample, k > 0 { inSample.append((label, k, (try? JSONDecoder().decode(OutcomeMetrics.self, from: bytes).n) ?? 0)) }
                 }
                 catch let e as InputError { throw e }
                 catch { throw InputError(file: file, "not an evaluation JSON (cladmop evaluate --json): \(describeDecodingError(error))") }
@@ -79,6 +82,17 @@ struct Compare: ParsableCommand {
                 md += "\nThe rows \(what); figures on different trials are not comparable: "
                     + scored.map { "\($0.label): \($0.data ?? "(no data recorded)")" }.joined(separator: "; ") + ".\n"
                 if comm.isRoot { FileHandle.standardError.write(Data("compare: warning: the evaluations \(what) (see the note below the table)\n".utf8)) }
+            }
+            // Rows scored in-sample, or some out of fold and others not, are not comparable either: said below the table.
+            if !inSample.isEmpty {
+                md += "\nIn-sample rows (their models trained on or selected with these trials): "
+                    + inSample.map { "\($0.label): \($0.count) of \($0.n) trials" }.joined(separator: "; ") + ".\n"
+                if comm.isRoot { FileHandle.standardError.write(Data("compare: warning: \(inSample.map(\.label).joined(separator: ", ")) scored trials their models trained on (see the note below the table)\n".utf8)) }
+            }
+            if Set(outOfFold.map(\.value)).count > 1 {
+                md += "\nScored out of fold (each trial by the members that did not train on it): "
+                    + outOfFold.filter(\.value).map(\.label).joined(separator: ", ") + "; the other rows by their whole model.\n"
+                if comm.isRoot { FileHandle.standardError.write(Data("compare: warning: some rows were scored out of fold and others not (see the note below the table)\n".utf8)) }
             }
             guard comm.isRoot else { return }
             print(md, terminator: "")

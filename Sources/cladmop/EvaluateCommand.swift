@@ -44,6 +44,8 @@ struct Evaluate: ParsableCommand {
             let labels = try requireLabels(trials, file: data, purpose: "evaluate")
             var report = EvaluationReport(metrics: Metrics.report(scores, labels, threshold: threshold), data: data, checkpoint: checkpoint)
             report.trialsChecksum = EvaluationReport.trialsChecksum(ids: trials.map(\.nctid), labels: labels)
+            report.outOfFold = outOfFold
+            report.inSampleTrials = scored.inSample
             let positives = labels.filter { $0 == 1 }.count
             if comm.isRoot && (positives == 0 || positives == labels.count) {
                 FileHandle.standardError.write(Data(("warning: every one of the \(labels.count) trials of \(data) is \(positives == 0 ? "failed" : "successful"): "

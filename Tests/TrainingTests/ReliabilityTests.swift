@@ -374,8 +374,8 @@ final class ReliabilityTests: XCTestCase {
     }
 
     /// SIGTERM while a command writes its output (synth's store, under its hidden temporary name) removes the
-    /// temporary file: nothing is left beside the output, which is not written (it had been left, 86 MB here); one
-    /// line on standard error says why it stopped.
+    /// temporary file: nothing is left beside the output, which is not written (it had been left, 86 MB here); a line
+    /// on standard error names the file removed.
     func testInterruptedWriteLeavesNoTemporaryFile() throws {
         let dir = Self.work + "/interrupted-write"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -400,7 +400,7 @@ final class ReliabilityTests: XCTestCase {
                 XCTAssertEqual(process.terminationStatus, SIGTERM)
                 XCTAssertEqual(left, [], "a write ended by SIGTERM leaves nothing")
                 let said = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-                XCTAssertTrue(said.contains("interrupted (SIGTERM); the files it was writing were removed"), "it says why it stopped: \(said)")
+                XCTAssertTrue(said.contains("interrupted (SIGTERM); removed the unfinished \(dir)/.s.store.tmp-"), "it says why it stopped: \(said)")
             }
             for name in left { try FileManager.default.removeItem(atPath: dir + "/" + name) }
         }

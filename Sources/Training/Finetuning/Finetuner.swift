@@ -385,6 +385,7 @@ public final class Finetuner {
         var bestEpoch = 0
         var optimizerStep = 0
         var trainingDiseaseSets: [String] = []
+        var trainedTrials: [String] = []
     }
 
     /// Trains one model, writing `dir`/metrics.jsonl as it goes; `saveMember` writes the epoch it keeps.
@@ -402,6 +403,7 @@ public final class Finetuner {
         }
         let metrics = comm.isRoot ? try MetricsLog(path: runDir + "/metrics.jsonl", tensorboard: spec.log.tensorboard) : nil
         var member = MemberTraining(kept: outcome.trainableOffset, trainingDiseaseSets: Set(train.map(diseaseSet)).sorted())
+        member.trainedTrials = Set(train.map(\.nctid) + valid.map(\.nctid)).sorted()
         // Saved from another member's model (pooled): without a pretrained model its frozen part is this member's own.
         if pretrainedPath == nil && keepEveryEpoch { member.frozen = Array(UnsafeBufferPointer(start: p.values, count: member.kept)) }
         var best = -Double.infinity
@@ -494,6 +496,7 @@ public final class Finetuner {
             var head = outcome.spec
             head.threshold = threshold
             head.trainingDiseaseSets = member.trainingDiseaseSets     // this member's (a fold member's: not its fold)
+            head.trainedTrials = member.trainedTrials
             var meta = CheckpointMeta(kind: .finetune, step: epoch, epoch: epoch, stepInEpoch: 0, worldSize: comm.size,
                                       globalBatch: spec.finetune.batch, optimizerStep: member.optimizerStep, spec: spec,
                                       model: outcome.model.config, features: outcome.space, storeIdentity: storeIdentity,

@@ -15,6 +15,9 @@ public struct OutcomeHeadSpec: Codable, Equatable {
     public var validFile: String
     /// Sorted ICD-code sets seen in the training file (for the "new diseases" subset).
     public var trainingDiseaseSets: [String]
+    /// Sorted NCT ids of the trials this model trained on or selected its epoch on (auxiliary ones included): the
+    /// scoring says when it scores them (in-sample). Absent in checkpoints written before it.
+    public var trainedTrials: [String]? = nil
 
     /// Sizes and the threshold, checked (read back from a checkpoint's `head`).
     public func validate(path: String) throws {

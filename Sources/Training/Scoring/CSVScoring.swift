@@ -67,6 +67,17 @@ public struct ScoredCSV {
     /// Fine-tuned: per trial, whether its disease combination is absent from the training trials of the model(s)
     /// that scored it (the "new diseases" subset); nil: zero-shot.
     public var newDisease: [Bool]?
+    /// How many of the trials a scoring model trained on or selected its epoch on (in-sample scores), from the
+    /// checkpoints' `head.trainedTrials`; nil when unknown (older checkpoints, zero-shot, out-of-fold scoring).
+    public var inSample: Int? = nil
+}
+
+/// Warns (rank 0) that `count` of the `total` trials of `csv` trained or selected the model of `checkpoint`.
+func warnInSample(_ count: Int, of total: Int, csv: String, checkpoint: String, foldHint: Bool) {
+    guard count > 0 else { return }
+    FileHandle.standardError.write(Data(("warning: \(count) of the \(total) trials of \(csv) trained or selected the model of \(checkpoint) "
+        + "(its checkpoints record them): their scores are in-sample"
+        + (foldHint ? "; --out-of-fold scores the trials of its folds by the members that held them out" : "") + "\n").utf8))
 }
 
 /// A checkpoint's DM branch ready to run: a pretraining checkpoint's model, or a fine-tuned one with its LoRA
@@ -191,6 +202,7 @@ public func scoreCSV(checkpoint: String, csv: String, spec: RunSpec, comm: Commu
     if let ensemble {
         var sum: [Double] = [], scored: [Int] = [], trials: [StoredTrial] = [], first: OutcomeHeadSpec?
         var novel: [Bool] = [], seen = Set<String>()
+        var trained: Set<String>? = []      // what any member trained or selected on (nil: a member does not record it)
         for (k, member) in ensemble.members.enumerated() {
             let loaded = try LoadedCheckpoint(member)
             guard let outcome = loaded.outcome, let head = loaded.meta.head else {
@@ -228,6 +240,7 @@ public func scoreCSV(checkpoint: String, csv: String, spec: RunSpec, comm: Commu
                 seen.formUnion(head.trainingDiseaseSets)     // the ensemble has seen what any member trained on
             }
             if first == nil { first = head; trials = rows }
+            if let ids = head.trainedTrials { trained?.formUnion(ids) } else { trained = nil }
         }
         if outOfFold {
             let per = ensemble.partitions
@@ -237,7 +250,13 @@ public func scoreCSV(checkpoint: String, csv: String, spec: RunSpec, comm: Commu
             return ScoredCSV(trials: trials, scores: zip(sum, scored).map { $0 / Double($1) }, threshold: ensemble.threshold, newDisease: novel)
         }
         if comm.isRoot { log("scoring: ensemble of \(ensemble.members.count) members (mean probability), threshold \(String(format: "%.3f", ensemble.threshold))") }
-        // A cross-fitted run scored on trials it was fine-tuned on: in-sample scores, said.
+        // Scored on trials it was fine-tuned on: in-sample scores, said (by the members' records, else by folds.csv).
+        if let trained {
+            let inSample = trials.filter { trained.contains($0.nctid) }.count
+            if comm.isRoot { warnInSample(inSample, of: trials.count, csv: csv, checkpoint: checkpoint, foldHint: ensemble.foldsChecksum != nil) }
+            return ScoredCSV(trials: trials, scores: sum.map { $0 / Double(ensemble.members.count) }, threshold: ensemble.threshold,
+                             newDisease: trials.map { !seen.contains(diseaseSet($0)) }, inSample: inSample)
+        }
         if comm.isRoot, ensemble.foldsChecksum != nil,
            let folds = try? readFolds(checkpoint + "/folds.csv", members: ensemble.members.count, partitions: ensemble.partitions,
                                       checksum: ensemble.foldsChecksum) {
@@ -255,8 +274,10 @@ public func scoreCSV(checkpoint: String, csv: String, spec: RunSpec, comm: Commu
     let arena = ActivationArena()
     if let outcome = loaded.outcome, let head = loaded.meta.head {
         let known = Set(head.trainingDiseaseSets)
+        let inSample = head.trainedTrials.map { ids in Set(ids) }.map { ids in trials.filter { ids.contains($0.nctid) }.count }
+        if comm.isRoot, let inSample { warnInSample(inSample, of: trials.count, csv: csv, checkpoint: checkpoint, foldHint: false) }
         return ScoredCSV(trials: trials, scores: scoreTrials(trials, scorer: outcome, builder: builder, comm: comm, arena: arena, stall: stall),
-                         threshold: head.threshold, newDisease: trials.map { !known.contains(diseaseSet($0)) })
+                         threshold: head.threshold, newDisease: trials.map { !known.contains(diseaseSet($0)) }, inSample: inSample)
     }
     let scores = scoreTrials(trials, scorer: ZeroShotScorer(model: loaded.model), builder: builder, comm: comm, arena: arena, stall: stall)
     // Zero-shot: the F1-best threshold on these trials; 0.5 when some have no label (predict does not use it).
