@@ -118,6 +118,16 @@ public final class Pretrainer {
         if comm.isRoot && was.optimizer != spec.optimizer {
             log("resume: optimizer settings differ from the checkpoint's (config.yaml records the new ones); the optimizer goes on from its state with them")
         }
+        // A cosine schedule spans the run's steps: other train.epochs / train.max_steps stretch it, and the rate at the
+        // checkpoint's step moves (a longer run's rate jumps back up). Said, with the two rates.
+        let wasSteps = was.train.maxSteps > 0 ? min(was.train.maxSteps, stepsPerEpoch * was.train.epochs) : stepsPerEpoch * was.train.epochs
+        if comm.isRoot, spec.optimizer.schedule == .warmupCosine, was.optimizer.schedule == .warmupCosine, wasSteps != totalSteps {
+            let o = spec.optimizer, w = was.optimizer
+            let before = Double(w.lr) * Double(LearningRateSchedule.warmupCosine(warmupSteps: w.warmupSteps, totalSteps: wasSteps, minRatio: Float(w.minLRRatio)).factor(step: meta.step + 1))
+            let after = Double(o.lr) * Double(LearningRateSchedule.warmupCosine(warmupSteps: o.warmupSteps, totalSteps: totalSteps, minRatio: Float(o.minLRRatio)).factor(step: meta.step + 1))
+            log(String(format: "resume: the cosine schedule now spans %ld steps, not the checkpoint's %ld (train.epochs / train.max_steps): the learning rate of step %ld is %.3g, not %.3g",
+                       totalSteps, wasSteps, meta.step + 1, after, before))
+        }
         try Checkpoints.restore(tensors, into: params, optimizer: optimizer)
         optimizer.restore(step: meta.optimizerStep)
         stepsDone = meta.step
@@ -142,7 +152,15 @@ public final class Pretrainer {
             ended[0] = summaries.contains { $0.step == stepsDone } ? 1 : 0
         }
         ended.withUnsafeMutableBufferPointer { comm.broadcast($0.baseAddress!, count: 1, root: 0) }
-        guard ended[0] == 1 else { return false }
+        guard ended[0] == 1 else {
+            // Killed before its summary, now with limits below its position: nothing could be trained, and a summary of
+            // 0 steps and this command's config.yaml would have marked it as ended there.
+            if stepsDone > totalSteps {
+                throw InputError(file: runDir, "its newest checkpoint is at step \(stepsDone), past the \(totalSteps) steps of this command "
+                                 + "(train.epochs / train.max_steps): nothing to train; raise them to go on from it")
+            }
+            return false
+        }
         if comm.isRoot {
             log("resume: the run already ended at step \(stepsDone) (\(stoppedBefore ? "early stopping, train.patience \(spec.train.patience)" : "\(totalSteps) steps: train.epochs / train.max_steps")); nothing to train: raise train.max_steps, train.epochs or train.patience to go on")
             if !FileManager.default.fileExists(atPath: runDir + "/report.md") {
