@@ -56,7 +56,14 @@ config_args() {
 
 # needs_value "$@": in an argument loop, exits 2 when the option $1 has no value after it, or an empty one (instead of
 # bash's "unbound variable", status 1, or a default taken in its place).
-needs_value() { [ $# -ge 2 ] && [ -n "$2" ] || { echo "Launch/$(basename "$0"): $1 needs a value (got none, or an empty one)" >&2; exit 2; }; }
+needs_value() {
+    [ $# -ge 2 ] && [ -n "$2" ] || { echo "Launch/$(basename "$0"): $1 needs a value (got none, or an empty one)" >&2; exit 2; }
+    # The next option (`--hostfile -- ...`, `--hostfile -np 2`) is not a value (a negative number is, refused by the
+    # option's own check); --pretrain-args takes option words.
+    if [ "$1" != --pretrain-args ] && [[ "$2" == -* ]] && [[ ! "$2" =~ ^-[0-9.]+$ ]]; then
+        echo "Launch/$(basename "$0"): $1 needs a value, got the option '$2'" >&2; exit 2
+    fi
+}
 
 # check_np N [HOSTFILE]: exits 2 unless N is a positive rank count; without a hostfile (ranks on this machine,
 # oversubscribed past its cores) at most 8 ranks per core (a typo such as -np 999999 would start that many processes).

@@ -221,7 +221,8 @@ final class HostfileTests: XCTestCase {
             ("pretrain", ["--max-restarts", "abc", "--", "--run-dir", dir + "/r"], "--max-restarts abc: expected an integer"),
             ("pretrain", ["-np", "abc", "--", "--run-dir", dir + "/r"], "-np abc: expected a positive integer"),
             ("finetune", ["--phase"], "--phase needs a value"),
-            ("finetune", ["--phase", "1", "--pretrained", dir + "/none", "--run-dir", dir + "/f", "--", "--set", "finetune.folds=0",
+            ("finetune", ["--phase", "1", "--pretrained", dir + "/none", "--run-dir", dir + "/f"], "--pretrained \(dir)/none: no such checkpoint"),
+            ("finetune", ["--phase", "1", "--pretrained", "none", "--run-dir", dir + "/f", "--", "--set", "finetune.folds=0",
                           "--set", "finetune.select_latest=0.004"], "finetune.select_latest = 0.004: expected a whole percent"),
             ("main", ["-np", "-1", "--run-dir", dir + "/m"], "-np -1: expected a positive integer"),
             ("bench", ["kernel"], "kernel: not a benchmark"),
@@ -243,6 +244,11 @@ final class HostfileTests: XCTestCase {
             ("ablations", ["--pretrained", "configs", "--out", "README.md"], "--out README.md is a file"),
             ("devtest", ["--run-dir", dir + "/d", "--", "--overwrite"], "--overwrite after --"),
             ("batch-studies", ["bogus"], "Launch/batch-studies synthetic"),
+            // A seventh probe (session 24): a wrong pretrain option failed every point after the earlier sweep was set
+            // aside; the next option taken as --hostfile's value; a missing --pretrained found after the splits.
+            ("sweep-batch", ["--config", "configs/smoke.yaml", "--batches", "8", "--out", dir + "/s", "--", "--data", "foo.csv"], "--data after --: only --set"),
+            ("pretrain", ["--hostfile", "--", "--run-dir", dir + "/r"], "--hostfile needs a value, got the option '--'"),
+            ("pretrain", ["--hostfile", "-np", "2", "--", "--run-dir", dir + "/r"], "--hostfile needs a value, got the option '-np'"),
         ]
         for (script, arguments, expected) in cases {
             let r = try runCommand(repositoryRoot + "/Launch/" + script, arguments, timeout: 60)

@@ -550,6 +550,13 @@ final class OutcomeProtocolTests: XCTestCase {
         let unreadable = try runCommand(repoRoot + "/Launch/devtest", ["--pretrained", dir + "/ft/pretrained/step-4.json", "--run-dir", dir + "/run", "--phases", "1"])
         XCTAssertEqual(unreadable.status, 2, unreadable.output)
         XCTAssertTrue(unreadable.output.contains("cannot read data.exclude_csvs from the checkpoint \(dir)/ft/pretrained/step-4.json"), unreadable.output)
+        // Every dev test kept out but not phase_I_valid.csv, which selects phase I's epoch (a seventh probe, session 24).
+        try FileManager.default.createDirectory(atPath: dir + "/pre3", withIntermediateDirectories: true)
+        try "data:\n  exclude_csvs: [data/devtest/dev_I_test.csv, data/devtest/dev_II_test.csv, data/devtest/dev_III_test.csv]\n"
+            .write(toFile: dir + "/pre3/config.yaml", atomically: true, encoding: .utf8)
+        let selecting = try runCommand(repoRoot + "/Launch/devtest", ["--pretrained", dir + "/pre3", "--run-dir", dir + "/run", "--phases", "1"])
+        XCTAssertEqual(selecting.status, 2, selecting.output)
+        XCTAssertTrue(selecting.output.contains("does not exclude data/top/phase_I_valid.csv"), selecting.output)
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/run/phase1"), "nothing is fine-tuned")
     }
 }
