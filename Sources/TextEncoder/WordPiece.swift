@@ -53,6 +53,10 @@ public struct WordPieceTokenizer {
         return ids
     }
 
+    /// The number of word pieces of `text` without the length limit ([CLS] and [SEP] not counted): 0 for a text of no
+    /// word (empty, spaces, or only characters the tokenizer drops).
+    public func wordPieceCount(_ text: String) -> Int { basicTokens(text).reduce(0) { $0 + wordPieces($1).count } }
+
     /// Basic tokenization into words and punctuation marks.
     func basicTokens(_ text: String) -> [String] {
         var cleaned = String.UnicodeScalarView()

@@ -29,7 +29,12 @@ struct Embed: ParsableCommand {
             let x = embedTrials(rows, model: loaded.model, builder: builder, level: levelIndex, comm: comm,
                                 stall: StallPolicy(stallTimeout: spec.train.stallTimeout))
             guard comm.isRoot else { return }
-            try writeEmbeddings(x, path: output, metadata: ["level": level, "checkpoint": checkpoint, "data": data, "format": "cladmop-embeddings"])
+            // An ensemble's members share nothing to average embeddings over: the run's best.json names one of them.
+            if let members = try? ensembleMembers(runFolder(named: checkpoint))?.members, members.count > 1 {
+                log("embed: \(checkpoint) is an ensemble of \(members.count) members; these are the embeddings of one of them, \(loaded.path)")
+            }
+            try writeEmbeddings(x, path: output, metadata: ["level": level, "checkpoint": checkpoint, "checkpoint_file": loaded.path, "data": data,
+                                                            "format": "cladmop-embeddings"])
             log("embed: \(rows.count) trials -> \(output) (f_dm, f_c: \(x.encoderDim); pooled: \(x.modelDim))")
         }
     }
