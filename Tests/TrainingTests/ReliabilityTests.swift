@@ -144,7 +144,7 @@ final class ReliabilityTests: XCTestCase {
 
     /// Resuming on another SCT corpus behind the same configuration (a store at the same path, featurized again with
     /// other content: here another synthetic seed) is refused, naming what changed; it had gone on silently (a fifth
-    /// stranger's probe). The original store put back resumes (the control).
+    /// stranger's probe). The original store put back resumes (the control), and so does a copy of it at another path.
     func testResumeRefusesAnotherCorpusBehindTheSamePath() throws {
         let store = Self.work + "/corpus.store", other = Self.work + "/corpus-seed2.store", kept = Self.work + "/corpus-seed1.store"
         for (seed, path) in [("1", kept), ("2", other)] {
@@ -167,6 +167,14 @@ final class ReliabilityTests: XCTestCase {
         let resumed = try runProduct("cladmop", args("corpus", steps: 8, resume: true) + ["--set", "data.feature_store=\(store)"])
         XCTAssertEqual(resumed.status, 0, resumed.output)
         XCTAssertTrue(resumed.output.contains("resume: "), resumed.output)
+        // The store at another path: the same data resumes (a copy, a moved folder: a seventh probe had been refused
+        // for the path alone), other data is refused as above.
+        let elsewhere = try runProduct("cladmop", args("corpus", steps: 12, resume: true) + ["--set", "data.feature_store=\(other)"])
+        XCTAssertEqual(elsewhere.status, 2, elsewhere.output)
+        XCTAssertTrue(elsewhere.output.contains("another SCT corpus"), elsewhere.output)
+        let copied = try runProduct("cladmop", args("corpus", steps: 12, resume: true) + ["--set", "data.feature_store=\(kept)"])
+        XCTAssertEqual(copied.status, 0, copied.output)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: Self.work + "/corpus/checkpoints/step-00000012.json"), copied.output)
     }
 
     /// A copy of a run made with hard links (`cp -al`) or symbolic links (`cp -rs`) and resumed: its metrics.jsonl gets a

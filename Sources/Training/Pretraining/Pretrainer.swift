@@ -85,7 +85,10 @@ public final class Pretrainer {
             if comm.isRoot { log("resume: no valid checkpoint in \(checkpointDir); starting from scratch") }
             return
         }
-        let now = CheckpointMeta.trainingIdentity(spec), then = CheckpointMeta.trainingIdentity(meta.spec)
+        let now = CheckpointMeta.trainingIdentity(spec)
+        var then = CheckpointMeta.trainingIdentity(meta.spec)
+        // The store's path may change (a copy, a moved folder): the corpus fingerprint below compares what it holds.
+        if meta.corpus != nil { then.data.featureStore = now.data.featureStore }
         guard meta.kind == .pretrain else {
             throw InputError(file: path, "is a fine-tuning checkpoint; --resume auto continues a pretraining run (choose its --run-dir)")
         }
