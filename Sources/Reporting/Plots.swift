@@ -245,7 +245,7 @@ public func markdownCode(_ text: String) -> String {
     let flat = text.replacingOccurrences(of: "\r", with: "\\r").replacingOccurrences(of: "\n", with: "\\n")
     var longest = 0, run = 0
     for c in flat { if c == "`" { run += 1; longest = max(longest, run) } else { run = 0 } }
-    let fence = String(repeating: "`", count: longest + 1), pad = flat.hasPrefix("`") || flat.hasSuffix("`") ? " " : ""
+    let fence = String(repeating: "`", count: longest + 1), pad = flat.hasPrefix("`") || flat.hasSuffix("`") || (flat.hasPrefix(" ") && flat.hasSuffix(" ")) ? " " : ""
     return fence + pad + flat + pad + fence
 }
 

@@ -293,7 +293,8 @@ public enum TemporaryFiles {
             guard stat(path, &st) == 0 else { continue }
             removeIfSame(path, identity[i])
             if let notice, stat(path, &st) != 0 {
-                _ = write(2, notice, strlen(notice)); _ = write(2, path, strlen(path)); _ = write(2, "\n", 1)
+                var newline: UInt8 = 10     // not a string literal: its conversion to a pointer can allocate
+                _ = write(2, notice, strlen(notice)); _ = write(2, path, strlen(path)); _ = write(2, &newline, 1)
             }
         }
     }

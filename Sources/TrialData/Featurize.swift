@@ -41,7 +41,8 @@ public func featurize(comm: Communicator, paths: [String], output: String, makeE
     try refuseOverwritingInputs(output: output, inputs: paths + [hierarchy.path] + (reuse.map { [$0.path] } ?? []))
     // Every rank must read the same files (the same path can hold another copy on another node): the sentences to
     // encode, and so the gathered counts below, would differ.
-    // The checksums are read once, here: the store's identity records the files whose rows were read next.
+    // The checksums are read once, here, just before the rows (the store's identity; a file edited between the two
+    // readings would still be recorded with its earlier bytes).
     let sources = try sourceChecksums(paths)
     if comm.size > 1 { try requireAgreement([("the contents of " + paths.joined(separator: ", "), paths.map { p in
         sources[URL(fileURLWithPath: p).lastPathComponent] ?? "" }.joined(separator: " "))], comm: comm, what: "data files") }

@@ -59,7 +59,7 @@ def resolve_checkpoint(path, max_links=4):
 
 
 def read_metadata(json_path):
-    """The checkpoint's metadata (format cladmop-checkpoint, version 2 to 4: 3 adds pretrainedLink, 4 corpus)."""
+    """The checkpoint's metadata (format cladmop-checkpoint, version 2 to 5: 3 adds pretrainedLink, 4 corpus, 5 head.trainedTrials)."""
     try:
         with open(json_path) as f:
             meta = json.load(f)
@@ -67,8 +67,8 @@ def read_metadata(json_path):
         raise CheckpointError(f"{json_path}: cannot read the checkpoint metadata ({e.strerror})") from None
     except ValueError as e:
         raise CheckpointError(f"{json_path}: not JSON ({e})") from None
-    if not isinstance(meta, dict) or meta.get("format") != "cladmop-checkpoint" or meta.get("version") not in (2, 3, 4):
-        raise CheckpointError(f"{json_path}: expected a cladmop-checkpoint of version 2 to 4")
+    if not isinstance(meta, dict) or meta.get("format") != "cladmop-checkpoint" or meta.get("version") not in (2, 3, 4, 5):
+        raise CheckpointError(f"{json_path}: expected a cladmop-checkpoint of version 2 to 5")
     return meta
 
 

@@ -56,9 +56,9 @@ public struct CheckpointMeta: Codable {
     }
 
     /// 3: `pretrainedLink` added (a cladmop that reads only 2 says "unsupported version" instead of taking the new key
-    /// for an edit); 4: `corpus` added. Versions 2 to 4 are read.
-    public static let currentVersion = 4
-    public static let readableVersions = 2...4
+    /// for an edit); 4: `corpus` added; 5: `head.trainedTrials` added. Versions 2 to 5 are read.
+    public static let currentVersion = 5
+    public static let readableVersions = 2...5
 
     public init(kind: Kind, step: Int, epoch: Int, stepInEpoch: Int, worldSize: Int, globalBatch: Int, optimizerStep: Int,
                 spec: RunSpec, model: ModelConfig, features: FeatureSpace, storeIdentity: String, metrics: [String: Double],
