@@ -59,7 +59,7 @@ struct Compare: ParsableCommand {
                     let s = try? JSONDecoder().decode(Scored.self, from: bytes)
                     scored.append((label, s?.data, s?.trials))
                     if let o = s?.outOfFold { outOfFold.append((label, o)) }
-                    if let k = s?.inSample, k > 0 { inSample.append((label, k, (try? JSONDecoder().decode(OutcomeMetrics.self, from: bytes).n) ?? 0)) }
+                    if let k = s?.inSample, k > 0 { inSample.append((label, k, r.n)) }
                 }
                 catch let e as InputError { throw e }
                 catch { throw InputError(file: file, "not an evaluation JSON (cladmop evaluate --json): \(describeDecodingError(error))") }

@@ -274,7 +274,7 @@ public func scoreCSV(checkpoint: String, csv: String, spec: RunSpec, comm: Commu
     let arena = ActivationArena()
     if let outcome = loaded.outcome, let head = loaded.meta.head {
         let known = Set(head.trainingDiseaseSets)
-        let inSample = head.trainedTrials.map { ids in Set(ids) }.map { ids in trials.filter { ids.contains($0.nctid) }.count }
+        let inSample = head.trainedTrials.map { Set($0) }.map { ids in trials.filter { ids.contains($0.nctid) }.count }
         if comm.isRoot, let inSample { warnInSample(inSample, of: trials.count, csv: csv, checkpoint: checkpoint, foldHint: false) }
         return ScoredCSV(trials: trials, scores: scoreTrials(trials, scorer: outcome, builder: builder, comm: comm, arena: arena, stall: stall),
                          threshold: head.threshold, newDisease: trials.map { !known.contains(diseaseSet($0)) }, inSample: inSample)
