@@ -16,7 +16,7 @@ public final class BertEncoder {
     public let config: BertConfig
     public let tokenizer: WordPieceTokenizer
     public let modelDir: String
-    /// Names the encoder: folder name plus a hash of config.json, vocab.txt and the safetensors header.
+    /// Names the encoder: folder name plus a hash of config.json, vocab.txt and the safetensors file (`identity(modelDir:)`).
     public let identity: String
     /// Layers (1-based) whose mean-pooled states are returned: L/3, 2L/3, L.
     public let levelLayers: [Int]
@@ -161,8 +161,9 @@ public final class BertEncoder {
         identity = try Self.identity(modelDir: modelDir, precision: precision)
     }
 
-    /// Names an encoder without loading it: folder name plus a hash of config.json, vocab.txt and the
-    /// safetensors header (tensor names, shapes and offsets), and `+bf16` when its GEMMs run in bf16 (features
+    /// Names an encoder without loading it: folder name plus a hash of config.json, vocab.txt and the whole
+    /// safetensors file (header and weights: an encoder of the same shape with other weights is another encoder,
+    /// and a feature store it did not make is stale for it), and `+bf16` when its GEMMs run in bf16 (features
     /// differ in the last bits, so a store made in one precision is not taken for the other).
     public static func identity(modelDir: String, precision: Precision = .fp32) throws -> String {
         let files = try modelFiles(modelDir)
@@ -171,8 +172,7 @@ public final class BertEncoder {
         let vocabData = try readRegularFile(files.vocab, what: "WordPiece vocabulary (vocab.txt)", limit: 256 << 20)
         h = vocabData.withUnsafeBytes { checksum64($0, seed: h) }
         let weights = try SafetensorsFile(path: files.weights)
-        let header = weights.tensors.keys.sorted().map { "\($0)\(weights.tensors[$0]!.shape)\(weights.tensors[$0]!.begin)" }.joined()
-        h = Data(header.utf8).withUnsafeBytes { checksum64($0, seed: h) }
+        h = weights.checksum(seed: h)
         return URL(fileURLWithPath: modelDir).standardizedFileURL.lastPathComponent + "@" + String(h, radix: 16) + (precision == .bf16 ? "+bf16" : "")
     }
 

@@ -39,14 +39,14 @@ public func featurize(comm: Communicator, paths: [String], output: String, makeE
     var report = FeaturizeReport()
     let paths = try distinctSources(paths)
     try refuseOverwritingInputs(output: output, inputs: paths + [hierarchy.path] + (reuse.map { [$0.path] } ?? []))
+    // Each file is read once: the store's identity records the checksum of the very bytes parsed.
+    let (trials, readReport) = try readValidatedTrials(paths: paths, hierarchy: hierarchy, skipBadRows: skipBadRows, labels: labels)
+    var sources: [String: String] = [:]
+    for p in paths { sources[URL(fileURLWithPath: p).lastPathComponent] = readReport.checksums[p] }
     // Every rank must read the same files (the same path can hold another copy on another node): the sentences to
     // encode, and so the gathered counts below, would differ.
-    // The checksums are read once, here, just before the rows (the store's identity; a file edited between the two
-    // readings would still be recorded with its earlier bytes).
-    let sources = try sourceChecksums(paths)
     if comm.size > 1 { try requireAgreement([("the contents of " + paths.joined(separator: ", "), paths.map { p in
         sources[URL(fileURLWithPath: p).lastPathComponent] ?? "" }.joined(separator: " "))], comm: comm, what: "data files") }
-    let (trials, readReport) = try readValidatedTrials(paths: paths, hierarchy: hierarchy, skipBadRows: skipBadRows, labels: labels)
     // A store of no trials is refused by every command that opens it: refuse to write one.
     guard !trials.isEmpty else {
         throw InputError(file: paths.joined(separator: ", "), "no trial rows to featurize (a header only?"

@@ -17,8 +17,10 @@ public func readTrials(paths: [String], skipBadRows: Bool = false, labels: Label
     var trials: [Trial] = []
     var report = TrialReadReport()
     for path in paths {
-        let parsed = try parseTrials(records: try readCSV(path: path), file: path, skipBadRows: skipBadRows, labels: labels, validateRow: validateRow,
-                                     skipped: &report.skipped)
+        let data = try readRegularFile(path, what: "TOP-format CSV")
+        report.checksums[path] = String(data.withUnsafeBytes { checksum64($0) }, radix: 16)
+        let parsed = try parseTrials(records: try parseCSV(data: data, name: path), file: path, skipBadRows: skipBadRows, labels: labels,
+                                     validateRow: validateRow, skipped: &report.skipped)
         trials += parsed
         report.rowsPerFile[path] = parsed.count
     }

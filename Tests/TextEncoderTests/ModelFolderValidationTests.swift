@@ -151,6 +151,26 @@ final class ModelFolderValidationTests: XCTestCase {
         XCTAssertEqual(a.encode(text), b.encode(text))
     }
 
+    /// The identity that keys feature stores covers the weights: a folder of the same name, config and vocabulary
+    /// whose model.safetensors differs in the last byte of the payload (a fine-tuned encoder saved over the
+    /// same shapes) is another encoder; an exact copy is the same one.
+    func testTheIdentityCoversTheWeights() throws {
+        guard let model = realModel else { XCTFail("\(defaultModelDir) is missing: run Launch/setup"); return }
+        var ids: [String] = []
+        for (parent, flip) in [("same", false), ("copy", false), ("edited", true)] {
+            let folder = dir + "/" + parent + "/encoder"
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            for f in ["config.json", "vocab.txt"] { try FileManager.default.createSymbolicLink(atPath: folder + "/" + f, withDestinationPath: model + "/" + f) }
+            var weights = try Data(contentsOf: URL(fileURLWithPath: model + "/model.safetensors"))
+            if flip { weights[weights.count - 1] ^= 0x01 }
+            try weights.write(to: URL(fileURLWithPath: folder + "/model.safetensors"))
+            ids.append(try BertEncoder.identity(modelDir: folder))
+        }
+        XCTAssertEqual(ids[0], ids[1])
+        XCTAssertNotEqual(ids[0], ids[2])
+        XCTAssertTrue(ids[2].hasPrefix("encoder@"), ids[2])
+    }
+
     func testAFIFOOrDirectoryInTheFolderIsRefusedBeforeItIsOpened() throws {
         for (file, what) in [("config.json", "the BERT config.json"), ("vocab.txt", "the WordPiece vocabulary (vocab.txt)"),
                              ("model.safetensors", "the encoder weights (model.safetensors)")] {

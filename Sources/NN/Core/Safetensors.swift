@@ -27,6 +27,9 @@ public final class SafetensorsFile {
         (tensors, metadata, dataStart) = try Self.parseHeader(file.bytes, path: path)
     }
 
+    /// `checksum64` of the whole file, header and payload (`seed` chains it after other bytes).
+    public func checksum(seed: UInt64) -> UInt64 { checksum64(file.bytes, seed: seed) }
+
     /// Validates the header of a whole safetensors file held in `bytes` (`path` only names it in errors):
     /// the tensors, the metadata and where the payload starts.
     public static func parseHeader(_ bytes: UnsafeRawBufferPointer, path: String) throws
