@@ -310,11 +310,14 @@ final class ClusterTests: XCTestCase {
     /// Bad input exits 2 with a message; `down` of nothing succeeds; `up` twice is fine; `down` leaves no
     /// namespace, veth or bridge of the cluster.
     func testClusterScriptInputUpTwiceAndDownLeavesNothing() throws {
-        for bad in [["up", "0"], ["up", "abc"], ["up", "2", "--bandwidth", "fast"], ["up", "2", "--ranks-per-node", "0"], ["frobnicate"],
-                    ["down", "--all", "--name", "x"]] {
+        for (bad, why) in [(["up", "0"], "N must be a whole number from 1 to 64, got '0'"), (["up", "abc"], "got 'abc'"),
+                           (["up", "2", "--bandwidth", "fast"], "--bandwidth: a positive rate in tc units"),
+                           (["up", "2", "--ranks-per-node", "0"], "--ranks-per-node: a whole number from 1 to 1024, got '0'"),
+                           (["frobnicate"], "unknown command 'frobnicate'"),
+                           (["down", "--all", "--name", "x"], "give either --all or --name, not both")] {
             let r = try runCommand(Self.script, bad)
             XCTAssertEqual(r.status, 2, "\(bad): \(r.output)")
-            XCTAssertTrue(r.output.contains("Launch/cluster: "), r.output)
+            XCTAssertTrue(r.output.hasPrefix("Launch/cluster: ") && r.output.contains(why), "\(bad): \(r.output)")
         }
         let other = "cx\(getpid() % 100_000_000)"
         XCTAssertEqual(try runCommand(Self.script, ["down", "--name", other]).status, 0)
