@@ -177,6 +177,34 @@ final class ReliabilityTests: XCTestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: Self.work + "/corpus/checkpoints/step-00000012.json"), copied.output)
     }
 
+    /// Ranks that see different checkpoints in --run-dir (a folder not shared, or not in sync, across nodes: here one
+    /// rank's copy lacks the newest checkpoint) are refused before anything is loaded, naming the checkpoint each
+    /// chose; they had resumed from different steps and trained apart (an eighth stranger's probe: a wrong checkpoint
+    /// written, then an MPI error without a cladmop message). The same folder on both ranks resumes (the control).
+    func testRanksThatSeeDifferentCheckpointsAreRefused() throws {
+        // One command line (--run-dir run) in two working folders, as on two nodes without a shared folder.
+        let nodeA = Self.work + "/apart-a", nodeB = Self.work + "/apart-b", a = nodeA + "/run", b = nodeB + "/run"
+        let first = try mpirun(np: 2, executable: cladmop, arguments: args(a, steps: 8))
+        XCTAssertEqual(first.status, 0, first.output)
+        try FileManager.default.copyItem(atPath: nodeA, toPath: nodeB)
+        for ext in ["json", "safetensors"] { try FileManager.default.removeItem(atPath: b + "/checkpoints/step-00000008." + ext) }
+        var relative = args(a, steps: 12, resume: true)
+        relative[relative.firstIndex(of: a)!] = "run"
+        var flags = ["mpirun", "--oversubscribe", "-x", "OPENBLAS_NUM_THREADS"]
+        if getuid() == 0 { flags.append("--allow-run-as-root") }
+        let r = try runCommand("/usr/bin/env", flags + ["-np", "1", "-wdir", nodeA, cladmop] + relative
+                               + [":", "-np", "1", "-wdir", nodeB, cladmop] + relative,
+                               environment: ["OPENBLAS_NUM_THREADS": "1"], timeout: 120)
+        XCTAssertNotEqual(r.status, 0, r.output)
+        XCTAssertTrue(r.output.contains("ranks were started with different run folders"), r.output)
+        XCTAssertTrue(r.output.contains("step-00000008.json (step 8") || r.output.contains("step-00000004.json (step 4"), r.output)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: a + "/checkpoints/step-00000012.json"))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: b + "/checkpoints/step-00000012.json"))
+        let same = try mpirun(np: 2, executable: cladmop, arguments: args(a, steps: 12, resume: true))
+        XCTAssertEqual(same.status, 0, same.output)
+        XCTAssertTrue(same.output.contains("step-00000008.json (step 8"), same.output)
+    }
+
     /// A copy of a run made with hard links (`cp -al`) or symbolic links (`cp -rs`) and resumed: its metrics.jsonl gets a
     /// file of its own before the resumed steps are appended (a sixth probe: they had gone into the original run's log too, steps it never trained).
     func testResumingAHardLinkedCopyLeavesTheOriginalsLog() throws {
