@@ -139,11 +139,14 @@ public struct Config: Sendable {
     }
 
     /// Sets one key from a YAML scalar or list, checking type and range.
-    public mutating func set(_ path: String, _ raw: Any, origin: String) throws {
+    public mutating func set(_ path: String, _ given: Any, origin: String) throws {
         guard let spec = ConfigSchema.keys.first(where: { $0.path == path }) else { throw unknown(path, origin: origin) }
+        // A plain scalar is text to a text key and its YAML 1.2 value to any other (`PlainScalar`); errors show the text.
+        let raw = (given as? PlainScalar)?.value ?? given
+        func textOf(_ x: Any) -> String? { (x as? PlainScalar)?.text ?? (x as? String) }
         func bad() -> InputError {
             let shown = (raw as? [Any])?.isEmpty == true ? "[]"
-                : (raw as? [(String, Any)]).map { "a mapping (\($0.map(\.0).joined(separator: ", ")))" } ?? "\(raw)"
+                : (raw as? [(String, Any)]).map { "a mapping (\($0.map(\.0).joined(separator: ", ")))" } ?? "\(given)"
             return InputError("\(origin): \(path) = \(shown) is invalid (expected \(spec.kind.expected))")
         }
         // Text values are paths and names: one line, no control characters (a NUL would cut a path short at the
@@ -175,7 +178,7 @@ public struct Config: Sendable {
             // The model and optimizer compute in 32-bit floats: a value that rounds to 0 there (optimizer.eps = 1e-300),
             // or already in a Double (1e-400, given as text), or beyond its range would not be the value given.
             guard v == 0 ? !((raw as? String).map(YAMLInput.writesNonZero) ?? false) : Float(v).isNormal else {
-                throw InputError("\(origin): \(path) = \(raw) is invalid (expected \(spec.kind.expected), and 0 or a magnitude within 32-bit floats, 1.2e-38 to 3.4e38: the model computes in fp32)")
+                throw InputError("\(origin): \(path) = \(given) is invalid (expected \(spec.kind.expected), and 0 or a magnitude within 32-bit floats, 1.2e-38 to 3.4e38: the model computes in fp32)")
             }
             values[path] = .double(v)
         case .bool:
@@ -185,18 +188,20 @@ public struct Config: Sendable {
             values[path] = .bool(v)
         case .string(let allowed):
             guard !(raw is [Any]), !(raw is Bool) || allowed == nil else { throw bad() }
-            let s = try text("\(raw)")
+            let s = try text(textOf(given) ?? "\(raw)")
             if let allowed, !allowed.contains(s) { throw bad() }
             values[path] = .string(s)
         case .stringList:
             if let list = raw as? [Any] {
-                guard list.allSatisfy({ $0 is String }) else { throw bad() }
-                values[path] = .strings(try list.map { try text("\($0)") })
-            } else if let s = raw as? String {
+                let items = list.compactMap(textOf)
+                guard items.count == list.count else { throw bad() }
+                values[path] = .strings(try items.map(text))
+            } else if let s = textOf(given) {
                 values[path] = .strings(try unbracketed(s).split(separator: ",").map { try text($0.trimmingCharacters(in: .whitespaces)) })
             } else { throw bad() }
         case .phaseList:
-            let items: [Any] = try (raw as? [Any]) ?? ((raw as? String).map { try unbracketed($0).split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } } ?? [raw])
+            let items: [Any] = try (raw as? [Any])?.map { ($0 as? PlainScalar)?.value ?? $0 }
+                ?? ((raw as? String).map { try unbracketed($0).split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } } ?? [raw])
             let phases = items.map { "\($0)" }
             guard items.allSatisfy({ $0 is String || $0 is Int }), phases.allSatisfy({ ["1", "2", "3", "4"].contains($0) }),
                   Set(phases).count == phases.count else { throw bad() }

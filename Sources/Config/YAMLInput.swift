@@ -107,11 +107,51 @@ enum YAMLInput {
         case .scalar(let s):
             if s.style != .plain { return s.string }
             if node.null != nil { throw InputError("\(origin): \(name) has no value (write \"\" for an empty string)") }
-            if let b = node.bool { return b }
-            if let i = node.int { return i }
-            // 1e-400 reads as 0: kept as its text, which the key's own check refuses (Config.set).
-            if let d = node.float { return d == 0 && writesNonZero(s.string) ? s.string : d }
-            return s.string
+            return PlainScalar(text: s.string, value: resolve(s.string))
         }
     }
+
+    /// A plain (unquoted) scalar's value by the YAML 1.2 core schema: `true`/`false` (also `True`, `TRUE`, ...),
+    /// decimal integers (`012` is twelve), `0o17` and `0x1F`, decimal floats and `.inf`/`.nan`; any other text is a
+    /// string. Yams resolves by YAML 1.1, where `no` is false, `012` is octal ten and `1:30` is ninety: values no
+    /// researcher means in a configuration. 1e-400 (0 in a Double) stays text, which the key's check refuses.
+    static func resolve(_ t: String) -> Any {
+        if ["true", "True", "TRUE"].contains(t) { return true }
+        if ["false", "False", "FALSE"].contains(t) { return false }
+        let unsigned = t.hasPrefix("-") || t.hasPrefix("+") ? t.dropFirst() : Substring(t)
+        let sign = t.hasPrefix("-") ? -1 : 1
+        if !unsigned.isEmpty, unsigned.allSatisfy({ $0.isASCII && $0.isNumber }) {
+            let digits = unsigned.drop { $0 == "0" }
+            if digits.isEmpty { return 0 }
+            if let v = Int(digits) { return sign * v }
+        }
+        for (prefix, radix) in [("0o", 8), ("0x", 16)] where t.hasPrefix(prefix) && t.count > 2 {
+            if let v = Int(t.dropFirst(2), radix: radix) { return v }
+        }
+        if [".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF"].contains(t) { return Double.infinity }
+        if ["-.inf", "-.Inf", "-.INF"].contains(t) { return -Double.infinity }
+        if [".nan", ".NaN", ".NAN"].contains(t) { return Double.nan }
+        // [-+]? ( . [0-9]+ | [0-9]+ ( . [0-9]* )? ) ( [eE] [-+]? [0-9]+ )?
+        let mantissa = unsigned.prefix { $0 != "e" && $0 != "E" }, exponent = unsigned.dropFirst(mantissa.count)
+        let parts = mantissa.split(separator: ".", omittingEmptySubsequences: false)
+        let isDigits = { (s: Substring) in s.allSatisfy { $0.isASCII && $0.isNumber } }
+        let exponentOK = exponent.isEmpty || {
+            let e = exponent.dropFirst(), digits = e.hasPrefix("-") || e.hasPrefix("+") ? e.dropFirst() : e
+            return !digits.isEmpty && isDigits(digits)
+        }()
+        if parts.count <= 2, parts.allSatisfy(isDigits), !parts.allSatisfy({ $0.isEmpty }), exponentOK,
+           !(parts.count == 2 && parts[1].isEmpty && parts[0].isEmpty), let d = Double(t.hasPrefix("+") ? String(t.dropFirst()) : t) {
+            return d == 0 && writesNonZero(t) ? t : d
+        }
+        return t
+    }
+}
+
+/// A plain scalar of a configuration: its text as written and its YAML 1.2 value (`YAMLInput.resolve`). A text key
+/// (a path, a name) takes the text; every other key the value.
+struct PlainScalar: CustomStringConvertible, CustomDebugStringConvertible {
+    let text: String
+    let value: Any
+    var description: String { text }
+    var debugDescription: String { text.debugDescription }
 }

@@ -31,6 +31,31 @@ final class SpecValidationTests: XCTestCase {
 
     func cladmop(_ args: [String]) throws -> (status: Int32, output: String) { try runProduct("cladmop", args) }
 
+    /// Plain scalars read by YAML 1.2 (an eighth probe: Yams' YAML 1.1 had read `global_batch: 012` as octal 10,
+    /// `stall_timeout: 1:30` as 90 and `exclude_file: no` as false); a text key takes the text as written, in the file
+    /// and in --set lists alike, and an error shows the value as written.
+    func testPlainScalarsReadAsYAML12AndTextKeysKeepTheirText() throws {
+        let file = Self.work + "/yaml12.yaml"
+        try "data:\n  exclude_file: no\n  feature_store: 1:30\n  files: [a.csv, 0x10, 012]\nencoder:\n  model_dir: yes\ntrain:\n  global_batch: 012\n  epochs: 0x10\noptimizer:\n  lr: .5e-2\nfinetune:\n  lora_cross: False\n"
+            .write(toFile: file, atomically: true, encoding: .utf8)
+        let c = try Config(file: file)
+        XCTAssertEqual(c.values["data.exclude_file"], .string("no"))
+        XCTAssertEqual(c.values["data.feature_store"], .string("1:30"))
+        XCTAssertEqual(c.values["data.files"], .strings(["a.csv", "0x10", "012"]))
+        XCTAssertEqual(c.values["encoder.model_dir"], .string("yes"))
+        XCTAssertEqual(c.values["train.global_batch"], .int(12))
+        XCTAssertEqual(c.values["train.epochs"], .int(16))
+        XCTAssertEqual(c.values["optimizer.lr"], .double(0.005))
+        XCTAssertEqual(c.values["finetune.lora_cross"], .bool(false))
+        let o = try Config(file: nil, overrides: ["train.global_batch=0012", "data.files=[b.csv, 010]"])
+        XCTAssertEqual(o.values["train.global_batch"], .int(12))
+        XCTAssertEqual(o.values["data.files"], .strings(["b.csv", "010"]))
+        for (set, shown) in [("train.stall_timeout=1:30", "train.stall_timeout = 1:30 is invalid"), ("finetune.lora_cross=yes", "finetune.lora_cross = yes is invalid"),
+                             ("train.global_batch=0o", "train.global_batch = 0o is invalid"), ("optimizer.lr=1e3.5", "optimizer.lr = 1e3.5 is invalid")] {
+            XCTAssertThrowsError(try Config(file: nil, overrides: [set])) { XCTAssertTrue("\($0)".contains(shown), "\($0)") }
+        }
+    }
+
     /// finetune.threshold_confidence reaches the spec, is range-checked, and is written into checkpoint metadata only
     /// when it is not the default (a checkpoint written before the key re-encodes to the same bytes).
     func testThresholdConfidenceIsValidatedAndEncodedOnlyWhenNotTheDefault() throws {
