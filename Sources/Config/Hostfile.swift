@@ -2,12 +2,15 @@ import Support
 import Foundation
 
 /// An OpenMPI hostfile, checked before `mpirun` sees it (mpirun's own errors do not name the line).
-/// Each non-blank line is `HOST [slots=N] [max_slots=M]`; `#` starts a comment; N >= 1 (default 1),
-/// M >= N; a host appears once. Lines may end with LF, CR LF or CR and the text may start with a UTF-8
+/// Each non-blank line is `[USER@]HOST [slots=N] [max_slots=M]` (also `max-slots`); `#` starts a comment; N, M
+/// unsigned whole numbers, N >= 1 (default 1: mpirun may count a node's cores instead, so give slots=N), M >= N;
+/// a host appears once, and this machine once under any of its names (localhost, 127.x.x.x, its host name, the
+/// addresses of its interfaces: mpirun refuses two slot counts for one node). A subset of what mpirun reads:
+/// `count=`, `cpu=` and one line per slot are refused, naming the line, rather than guessed at. Lines may end with LF, CR LF or CR and the text may start with a UTF-8
 /// byte-order mark: the parser reads them all alike (so content errors name the right line), but Open MPI's
 /// mpirun (4.1) cannot parse CR line endings or a byte-order mark, so `init(path:)` refuses them, naming the line.
 public struct Hostfile {
-    public struct Host: Equatable { public var name: String; public var slots: Int; public var maxSlots: Int? }
+    public struct Host: Equatable { public var name: String; public var slots: Int; public var maxSlots: Int?; public var line: Int }
     public let path: String
     public let hosts: [Host]
     public var totalSlots: Int { hosts.reduce(0) { $0 + $1.slots } }
@@ -27,6 +30,36 @@ public struct Hostfile {
         if let line = text.firstCRLine {
             throw InputError(file: path, line: line, "ends with a lone CR (old Mac line endings); \(why): convert the file to LF line endings (e.g. `tr '\\r' '\\n'`)")
         }
+        let local = hosts.filter { Self.isThisMachine($0.name) }
+        if local.count > 1 {
+            throw InputError(file: path, line: local[1].line, "host \(local[1].name) and host \(local[0].name) (line \(local[0].line)) are both this machine; "
+                             + "mpirun refuses two slot counts for one node: give it one line with its total slots")
+        }
+    }
+
+    /// Whether `name` names the machine this runs on: localhost, an address of 127.0.0.0/8, its host name (or
+    /// the short form), or an IPv4 address of one of its interfaces. No name is looked up (a resolver could wait).
+    static func isThisMachine(_ name: String) -> Bool {
+        let n = name.lowercased()
+        if n == "localhost" || n.hasPrefix("localhost.") || n.hasPrefix("127.") && n.split(separator: ".").count == 4 { return true }
+        var buffer = [CChar](repeating: 0, count: 256)
+        if gethostname(&buffer, buffer.count) == 0 {
+            let own = String(cString: buffer).lowercased()
+            if !own.isEmpty && (n == own || n == own.split(separator: ".").first.map(String.init) || own.split(separator: ".").first.map(String.init) == n) { return true }
+        }
+        var list: UnsafeMutablePointer<ifaddrs>?
+        guard getifaddrs(&list) == 0 else { return false }
+        defer { freeifaddrs(list) }
+        var p = list
+        while let a = p {
+            if let sa = a.pointee.ifa_addr, sa.pointee.sa_family == sa_family_t(AF_INET) {
+                var text = [CChar](repeating: 0, count: Int(INET_ADDRSTRLEN))
+                var addr = sa.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee.sin_addr }
+                if inet_ntop(AF_INET, &addr, &text, socklen_t(INET_ADDRSTRLEN)) != nil, String(cString: text) == n { return true }
+            }
+            p = a.pointee.ifa_next
+        }
+        return false
     }
 
     init(lines: [String], path: String) throws {
@@ -39,27 +72,34 @@ public struct Hostfile {
             let line = i + 1
             let words = raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false)[0]
                 .split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" }).map(String.init)
-            guard let name = words.first else { continue }
+            guard let entry = words.first else { continue }
+            // `user@host`: mpirun logs in as that user; the host name is checked as any other.
+            let at = entry.lastIndex(of: "@"), user = at.map { String(entry[..<$0]) }, name = at.map { String(entry[entry.index(after: $0)...]) } ?? entry
+            if let user, user.isEmpty || !user.unicodeScalars.allSatisfy(CharacterSet(charactersIn: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-").contains) {
+                throw InputError(file: path, line: line, "\"\(entry.prefix(64))\": expected USER@HOST with a user name of ASCII letters, digits, '.', '_' and '-'")
+            }
             // A name starts with a letter or digit (`-np` on a line of its own is an argument that strayed in).
             guard name.unicodeScalars.allSatisfy(hostCharacters.contains), name.utf8.count <= 253,
-                  name.first.map({ $0.isLetter || $0.isNumber }) == true else {
+                  name.first.map({ $0.isLetter || $0.isNumber }) == true, !name.contains("..") else {
                 let shown = name.count > 64 ? "\(name.prefix(64))... (\(name.utf8.count) bytes)" : name
-                throw InputError(file: path, line: line, "\"\(shown)\" is not a host name (at most 253 ASCII letters, digits, '.' and '-', starting with a letter or digit, as mpirun needs; slots are given as slots=N, not host:N; IPv6 addresses are not usable in an OpenMPI 4 hostfile)")
+                throw InputError(file: path, line: line, "\"\(shown)\" is not a host name (at most 253 ASCII letters, digits, '.' and '-', starting with a letter or digit, no empty label (..), as mpirun needs; slots are given as slots=N, not host:N; IPv6 addresses are not usable in an OpenMPI 4 hostfile)")
             }
             // Host names are case-insensitive (DNS): NODE1 and node1 would put two daemons on one machine, and for
             // local names mpirun refuses the two slot counts.
             if let previous = firstLine[name.lowercased()] {
                 throw InputError(file: path, line: line, "host \(name) is already listed on line \(previous); give it one line with its total slots")
             }
-            var host = Host(name: name, slots: 1, maxSlots: nil), seen = Set<String>()
+            var host = Host(name: name, slots: 1, maxSlots: nil, line: line), seen = Set<String>()
             for word in words.dropFirst() {
-                let kv = word.split(separator: "=", maxSplits: 1).map(String.init)
+                var kv = word.split(separator: "=", maxSplits: 1).map(String.init)
+                if kv.first == "max-slots" { kv[0] = "max_slots" }
                 guard kv.count == 2, ["slots", "max_slots"].contains(kv[0]) else {
-                    throw InputError(file: path, line: line, "\"\(word)\" after host \(name): expected slots=N or max_slots=N")
+                    throw InputError(file: path, line: line, "\"\(word)\" after host \(name): expected slots=N or max_slots=N (or max-slots=N)")
                 }
                 guard !seen.contains(kv[0]) else { throw InputError(file: path, line: line, "\(kv[0]) given twice for host \(name)") }
                 seen.insert(kv[0])
-                guard let n = Int(kv[1]), n >= 1 else {
+                // Digits only: mpirun reads `slots=+2` as a negative count and refuses it.
+                guard kv[1].allSatisfy({ $0.isASCII && $0.isNumber }), let n = Int(kv[1]), n >= 1 else {
                     throw InputError(file: path, line: line, "\(kv[0])=\(kv[1]) for host \(name): expected a whole number >= 1")
                 }
                 guard n <= Self.maxSlots else {
@@ -81,7 +121,7 @@ public struct Hostfile {
     public func check(ranks: Int) throws {
         guard ranks >= 1 else { throw InputError("-np \(ranks): expected at least 1 rank") }
         guard ranks <= totalSlots else {
-            throw InputError(file: path, "-np \(ranks) needs more slots than the \(totalSlots) this hostfile gives (\(hosts.map { "\($0.name) slots=\($0.slots)" }.joined(separator: ", ")))")
+            throw InputError(file: path, "-np \(ranks) needs more slots than the \(totalSlots) this hostfile gives (\(hosts.map { "\($0.name) slots=\($0.slots)" }.joined(separator: ", ")); a host without slots=N counts 1)")
         }
     }
 }
