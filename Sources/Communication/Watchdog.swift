@@ -182,7 +182,8 @@ public final class Watchdog: @unchecked Sendable {
     /// Finds the nearest ancestor process named mpirun, orterun or mpiexec (on this host: the rank runs on the
     /// launcher's host, directly or under a daemon started by a local launch agent) and starts a detached helper
     /// (its own session, so it survives this rank's end) that, if that process still runs `grace` seconds later,
-    /// sends it SIGINT twice (mpirun's "hit ctrl-c again to forcibly terminate") and finally SIGKILL.
+    /// sends it SIGKILL (not SIGINT: with its abort in progress, OpenMPI 4.1's mpirun takes a SIGINT for "ctrl-c
+    /// again to forcibly terminate" and crashed in PMIx_Finalize, with a backtrace as the job's last words).
     private func endLauncherLater(grace: Int) {
         var pid = getppid()
         var launcher: (pid: Int32, name: String)?
@@ -197,9 +198,9 @@ public final class Watchdog: @unchecked Sendable {
         }
         guard let launcher else { return }
         let p = launcher.pid, n = launcher.name
-        let script = "sleep \(grace); for s in INT INT KILL; do [ \"$(cat /proc/\(p)/comm 2>/dev/null)\" = \(n) ] || exit 0; "
-            + "echo \"cladmop watchdog: \(n) (pid \(p)) still runs \(grace) s after the abort (a node it cannot reach?): SIG$s\" >&2; "
-            + "kill -$s \(p); sleep 3; done"
+        let script = "sleep \(grace); [ \"$(cat /proc/\(p)/comm 2>/dev/null)\" = \(n) ] || exit 0; "
+            + "echo \"cladmop watchdog: \(n) (pid \(p)) still runs \(grace) s after the abort (a node it cannot reach?): SIGKILL\" >&2; "
+            + "kill -KILL \(p)"
         let argv = ["/usr/bin/setsid", "-f", "/bin/sh", "-c", script]
         var cArgs = argv.map { strdup($0) } + [nil]
         defer { for a in cArgs { free(a) } }

@@ -261,6 +261,9 @@ final class ClusterTests: XCTestCase {
         XCTAssertNotEqual(r.status, 0, r.output)
         XCTAssertLessThan(after, 120, r.output)
         XCTAssertTrue(r.output.contains("rank 1 (host \(Self.name)-n1) stopped answering"), r.output)
+        // mpirun is ended without its crash (an eighth probe: a second SIGINT made OpenMPI 4's mpirun segfault in
+        // PMIx_Finalize, printing a backtrace as the job's last words).
+        XCTAssertFalse(r.output.contains("Segmentation fault") || r.output.contains("Process received signal"), r.output)
     }
 
     /// A 3 s flap of node 1's link at step 60 of 300 (shorter than train.stall_timeout=30): TCP recovers and the run ends
