@@ -44,6 +44,13 @@ public final class Pretrainer {
         stepsPerEpoch = setup.train.count / globalBatch
         let epochSteps = stepsPerEpoch * train.epochs
         totalSteps = train.maxSteps > 0 ? min(train.maxSteps, epochSteps) : epochSteps
+        // RunSpec checks the warm-up against train.max_steps; the steps of train.epochs are known only here.
+        let o = spec.optimizer
+        guard o.schedule != .warmupCosine || o.warmupSteps < totalSteps else {
+            throw InputError("optimizer.warmup_steps = \(o.warmupSteps) is invalid (expected fewer than the \(totalSteps) steps of this run: "
+                             + "train.epochs = \(train.epochs) x \(stepsPerEpoch) steps per epoch\(train.maxSteps > 0 ? ", train.max_steps = \(train.maxSteps)" : ""); "
+                             + "the learning rate would never reach optimizer.lr)")
+        }
         space = FeatureSpace(trials: setup.train, data: spec.data, model: spec.model)
         builder = try BatchBuilder(store: setup.store, hierarchy: setup.hierarchy, space: space)
         let config = ModelConfig(spec.model, loss: spec.loss, builder: builder)
