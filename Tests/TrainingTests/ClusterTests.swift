@@ -317,7 +317,8 @@ final class ClusterTests: XCTestCase {
                            (["up", "2", "--bandwidth", "fast"], "--bandwidth: a positive rate in tc units"),
                            (["up", "2", "--ranks-per-node", "0"], "--ranks-per-node: a whole number from 1 to 1024, got '0'"),
                            (["frobnicate"], "unknown command 'frobnicate'"),
-                           (["down", "--all", "--name", "x"], "give either --all or --name, not both")] {
+                           (["down", "--all", "--name", "x"], "give either --all or --name, not both"),
+                           (["up", "1", "--name", "abcdefghij"], "--name: at most 9 characters for up")] {
             let r = try runCommand(Self.script, bad)
             XCTAssertEqual(r.status, 2, "\(bad): \(r.output)")
             XCTAssertTrue(r.output.hasPrefix("Launch/cluster: ") && r.output.contains(why), "\(bad): \(r.output)")
