@@ -112,7 +112,7 @@ public final class FeatureStore {
     /// command that rebuilds it: `cladmop synth` for a `synthetic` store, else featurize of `sourcesForHint`.
     public init(path: String, expected: StoreIdentity? = nil, sourcesForHint: [String] = [], synthetic: Bool = false) throws {
         self.path = path
-        let hint = synthetic ? "rebuild it with: cladmop synth --output \(path)"
+        let hint = synthetic ? "rebuild it with: cladmop synth --output \(path) and the --trials, --dim, --seed and --noise it was made with (a resumed run needs the same store)"
             : Self.rebuildHint(path, sources: sourcesForHint.isEmpty ? ["FILE.csv"] : sourcesForHint)
         guard FileManager.default.fileExists(atPath: path) else {
             throw InputError(file: path, "feature store not found; \(hint)")

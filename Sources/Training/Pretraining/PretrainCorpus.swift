@@ -57,7 +57,8 @@ public struct PretrainSetup {
         // The validation loss and retrieval contrast each validation trial with the others; best.json needs one.
         guard validCount >= 2 else {
             throw InputError("data.validation_fraction = \(data.validationFraction) of the \(trainCount + validCount) SCT trials gives \(validCount) "
-                             + "validation trial(s); validation needs at least 2 (raise data.validation_fraction or add successful trials to data.files)")
+                             + "validation trial(s); validation needs at least 2 (raise data.validation_fraction or "
+                             + (data.synthetic ? "make the synthetic store with more --trials)" : "add successful trials to data.files)"))
         }
         train = corpus.train
         validation = corpus.validation

@@ -281,7 +281,8 @@ public final class Pretrainer {
                                  firstStep: stepsDone == 0)
             return (r.loss, r.gradNorm)
         } catch let e as TrainingError {
-            throw TrainingError("\(e.description) at step \(stepsDone + 1)")
+            let clip = spec.train.gradClip == 0 ? "clip the gradient norm with train.grad_clip (now 0: off)" : "lower train.grad_clip (now \(spec.train.gradClip))"
+            throw TrainingError("\(e.description) at step \(stepsDone + 1): the model diverged; lower optimizer.lr or \(clip)")
         }
     }
 

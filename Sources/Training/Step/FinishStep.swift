@@ -7,8 +7,10 @@ import NN
 /// Returns ||g|| before clipping.
 public func finishStep(_ params: ParameterArena, optimizer: Optimizer, loss: Double, maxNorm: Float, lrScale: Float = 1) throws -> Float {
     let norm = clipGradientNorm(params, maxNorm: maxNorm)
-    guard loss.isFinite else { throw TrainingError("loss is \(loss)") }
-    guard norm.isFinite else { throw TrainingError("gradient norm is \(norm)") }
+    // `nan`, not the `-nan` a negative NaN prints as.
+    func shown(_ v: Double) -> String { v.isNaN ? "nan" : "\(v)" }
+    guard loss.isFinite else { throw TrainingError("loss is \(shown(loss))") }
+    guard norm.isFinite else { throw TrainingError("gradient norm is \(shown(Double(norm)))") }
     optimizer.update(params, lrScale: lrScale)
     return norm
 }
