@@ -235,6 +235,7 @@ final class HostfileTests: XCTestCase {
             ("bench", ["train", "-np", "100"], "-np 100: configs/bench.yaml's global batch 128 gives 1 trial(s) per rank"),
             ("sweep-batch", ["--config", "configs/smoke.yaml", "--batches", "8", "--base-batch", "0", "--out", dir + "/s"], "--base-batch 0: expected a positive integer"),
             ("sweep-batch", ["--config", "configs/smoke.yaml", "--batches", "1,8", "--out", dir + "/s"], "1 is below 2"),
+            ("sweep-batch", ["--config", "configs/smoke.yaml", "--batches", "2,6", "-np", "3", "--out", dir + "/s"], "2 is smaller than the 3 ranks"),
             // A stranger's probe (session 16): each had run (or set up) before failing, or failed with status 1.
             ("sweep-batch", ["--config", "configs/smoke.yaml", "--batches", "8", "--chunk-size", "abc", "--out", dir + "/s"], "train.chunk_size"),
             ("sweep-batch", ["--config", "configs/smoke.yaml", "--batches", "8", "--out", "README.md"], "--out README.md is a file"),
