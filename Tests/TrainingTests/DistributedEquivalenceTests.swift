@@ -162,6 +162,9 @@ final class DistributedEquivalenceTests: XCTestCase {
         let other = relativeDifference(try resume("resumed23", ranks: 3, steps: 16), straight.parameters)
         print("resume on another world size (8 on W=2 + 8 on W=3 vs 16 straight on W=2): parameters rel diff \(other)")
         XCTAssertLessThan(other, 1e-6)
+        // Its report says which ranks ran which steps (an eighth probe: it had said 3 ranks for all 16).
+        let report = try String(contentsOfFile: Self.work + "/resumed23/report.md", encoding: .utf8)
+        XCTAssertTrue(report.contains("2 rank(s) for logged steps 1-8, 3 rank(s) for logged steps 9-16"), report)
     }
 
     /// Every fp32 GEMM through oneDNN (`CLADMOP_GEMM_BACKEND=onednn`: the smoke model's GEMMs are below the shape

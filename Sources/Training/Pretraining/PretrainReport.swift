@@ -15,7 +15,16 @@ func writePretrainReport(runDir: String, train: [TrainRecord], evals: [EvalRecor
                              PlotSeries("top-1 DM->C", points(\.epoch, \.valTop1Dm2c)), PlotSeries("top-5 DM->C", points(\.epoch, \.valTop5Dm2c))] + chance,
                     xBounds: 0...Double.infinity, yBounds: 0...1))
     var md = "# Pretraining report\n\n"
-    md += "\(parameters) parameters, \(worldSize) rank(s), global batch \(globalBatch), \(steps) steps.\n\n"
+    // A run resumed on another world size: the ranks of each stretch (from the logged steps), not the last one's alone.
+    var stretches: [(ranks: Int, first: Int, last: Int)] = []
+    for r in train {
+        if let s = stretches.last, s.ranks == r.worldSize { stretches[stretches.count - 1].last = r.step }
+        else { stretches.append((r.worldSize, r.step, r.step)) }
+    }
+    let ranks = stretches.count > 1
+        ? stretches.map { "\($0.ranks) rank(s) for logged steps \($0.first)-\($0.last)" }.joined(separator: ", ") + " (resumed on another number of ranks)"
+        : "\(worldSize) rank(s)"
+    md += "\(parameters) parameters, \(ranks), global batch \(globalBatch), \(steps) steps.\n\n"
     md += "```\n" + corpus.map { $0.replacingOccurrences(of: "\r", with: "\\r").replacingOccurrences(of: "\n", with: "\\n") }.joined(separator: "\n") + "\n```\n\n"
     let scored = evals.filter { $0.valLoss != nil }
     if let last = scored.last, let best = scored.min(by: { $0.valLoss! < $1.valLoss! }) {
