@@ -172,6 +172,12 @@ func checkRunDirectory(_ runDir: String, comm: Communicator, resume: Bool = fals
     if !present.isEmpty && !resume && !overwrite {
         throw InputError(file: runDir, "already holds a run (\(present.joined(separator: ", "))); \(hint)")
     }
+    // A pretraining --overwrite removes a pretraining run's files: over a fine-tuned run it would leave that run's kept
+    // pretrained/ checkpoint beside the new run, one folder of two kinds.
+    let kept = ((try? FileManager.default.contentsOfDirectory(atPath: runDir + "/pretrained")) ?? []).filter(RunLayout.isCheckpointMetadata)
+    if overwrite && !artifacts.contains("pretrained") && !kept.isEmpty {
+        throw InputError(file: runDir, "holds a fine-tuned run (its pretrained/ keeps \(kept.sorted()[0])); pretrain --overwrite replaces a pretraining run only: choose another --run-dir")
+    }
     if overwrite {
         // The removal (prepareRunDirectory) takes these entries as they are: a link among them goes, not its target.
         let run = resolvedPath(runDir)
