@@ -337,6 +337,7 @@ public func describeWriteError(_ error: Error) -> String {
         return String(cString: strerror(Int32(e.code)))
     }
     if ns.domain == NSCocoaErrorDomain && ns.code == NSFileWriteVolumeReadOnlyError { return String(cString: strerror(EROFS)) }
+    if ns.domain == NSCocoaErrorDomain && ns.code == NSFileWriteOutOfSpaceError { return String(cString: strerror(ENOSPC)) }
     return ns.localizedDescription + " (\(ns.domain) \(ns.code))"
 }
 

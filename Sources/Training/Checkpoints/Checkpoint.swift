@@ -232,7 +232,11 @@ public enum Checkpoints {
     /// kept JSON's path.
     public static func keepPretrained(_ jsonPath: String, tensorsFile: String, checksum: String?, in dir: String,
                                       log: (String) -> Void) throws -> String {
+        let existed = FileManager.default.fileExists(atPath: dir)
         try makeDirectory(dir, option: "the fine-tuning run's pretrained folder")
+        // A failure leaves no empty pretrained/ of its own making (rmdir removes only an empty folder).
+        var kept = false
+        defer { if !kept && !existed { rmdir(dir) } }
         let source = URL(fileURLWithPath: jsonPath).deletingLastPathComponent().path
         let json = URL(fileURLWithPath: jsonPath).lastPathComponent
         for name in [tensorsFile, json] {
@@ -261,6 +265,7 @@ public enum Checkpoints {
             }
             log("finetune: \(to): a copy of \(from) (hard link refused: \(reason))")
         }
+        kept = true
         return dir + "/" + json
     }
 
