@@ -66,6 +66,11 @@ struct SweepReport: ParsableCommand {
             }
         }
         let points = runs.map { SweepPoint(globalBatch: $0.batch, learningRate: $0.lr, exitStatus: $0.status, runDir: $0.dir) }
+        // Exit status 0 without an evaluation and a summary: the run stopped before its end (killed, or its log cut).
+        for (r, p) in zip(runs, points) where r.status == 0 && p.status != "ok" {
+            FileHandle.standardError.write(Data(("warning: \(listing):\(r.line): the run of global_batch \(r.batch) exited with status 0 but \(r.dir)/metrics.jsonl "
+                + "holds no evaluation and summary (a run stopped before its end?); reported as failed\n").utf8))
+        }
         guard !points.isEmpty else { throw InputError(file: listing, "lists no point; expected one line per batch size (global_batch<TAB>lr<TAB>exit status<TAB>run dir)") }
         try writeSweepReport(dir: out, points: points.sorted { $0.globalBatch < $1.globalBatch }, title: title)
         print("sweep: \(points.count) point(s), \(points.filter { $0.status == "ok" }.count) ok -> \(out)/sweep.csv, sweep.svg, summary.md")
