@@ -45,7 +45,8 @@ public struct Hostfile {
         var buffer = [CChar](repeating: 0, count: 256)
         if gethostname(&buffer, buffer.count) == 0 {
             let own = String(cString: buffer).lowercased()
-            if !own.isEmpty && (n == own || n == own.split(separator: ".").first.map(String.init) || own.split(separator: ".").first.map(String.init) == n) { return true }
+            // Its name, or the short form of a fully qualified one (node01 for node01.cluster).
+            if !own.isEmpty && (n == own || n == own.split(separator: ".").first.map(String.init)) { return true }
         }
         var list: UnsafeMutablePointer<ifaddrs>?
         guard getifaddrs(&list) == 0 else { return false }

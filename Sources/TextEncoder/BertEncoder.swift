@@ -16,8 +16,10 @@ public final class BertEncoder {
     public let config: BertConfig
     public let tokenizer: WordPieceTokenizer
     public let modelDir: String
-    /// Names the encoder: folder name plus a hash of config.json, vocab.txt and the safetensors file (`identity(modelDir:)`).
+    /// Names the encoder: folder name plus a hash of config.json, vocab.txt and the safetensors header.
     public let identity: String
+    /// `weightsChecksum(modelDir:)` of this encoder's model.safetensors (read once, with the weights).
+    public let weightsChecksum: String
     /// Layers (1-based) whose mean-pooled states are returned: L/3, 2L/3, L.
     public let levelLayers: [Int]
     public var hidden: Int { config.hidden_size }
@@ -71,6 +73,7 @@ public final class BertEncoder {
         }
         tokenizer = try WordPieceTokenizer(vocabPath: vocabPath, lowercase: lowercase, maxLength: maxLength)
         let weights = try SafetensorsFile(path: weightsPath)
+        weightsChecksum = String(weights.checksum(seed: 0), radix: 16)
         let L = config.num_hidden_layers
         levelLayers = [L / 3, 2 * L / 3, L]
         let d = config.hidden_size, types = config.type_vocab_size ?? 2
@@ -161,9 +164,8 @@ public final class BertEncoder {
         identity = try Self.identity(modelDir: modelDir, precision: precision)
     }
 
-    /// Names an encoder without loading it: folder name plus a hash of config.json, vocab.txt and the whole
-    /// safetensors file (header and weights: an encoder of the same shape with other weights is another encoder,
-    /// and a feature store it did not make is stale for it), and `+bf16` when its GEMMs run in bf16 (features
+    /// Names an encoder without loading it: folder name plus a hash of config.json, vocab.txt and the
+    /// safetensors header (tensor names, shapes and offsets), and `+bf16` when its GEMMs run in bf16 (features
     /// differ in the last bits, so a store made in one precision is not taken for the other).
     public static func identity(modelDir: String, precision: Precision = .fp32) throws -> String {
         let files = try modelFiles(modelDir)
@@ -172,8 +174,16 @@ public final class BertEncoder {
         let vocabData = try readRegularFile(files.vocab, what: "WordPiece vocabulary (vocab.txt)", limit: 256 << 20)
         h = vocabData.withUnsafeBytes { checksum64($0, seed: h) }
         let weights = try SafetensorsFile(path: files.weights)
-        h = weights.checksum(seed: h)
+        let header = weights.tensors.keys.sorted().map { "\($0)\(weights.tensors[$0]!.shape)\(weights.tensors[$0]!.begin)" }.joined()
+        h = Data(header.utf8).withUnsafeBytes { checksum64($0, seed: h) }
         return URL(fileURLWithPath: modelDir).standardizedFileURL.lastPathComponent + "@" + String(h, radix: 16) + (precision == .bf16 ? "+bf16" : "")
+    }
+
+    /// `checksum64` (hexadecimal) of the whole model.safetensors of `modelDir`, header and weights. A feature store
+    /// records it beside `identity` (`StoreIdentity.encoderWeights`): `identity` covers the header only, so an encoder
+    /// of the same shapes with other weights (a fine-tuned copy saved under the same folder name) is told apart by it.
+    public static func weightsChecksum(modelDir: String) throws -> String {
+        String(try SafetensorsFile(path: try modelFiles(modelDir).weights).checksum(seed: 0), radix: 16)
     }
 
     /// Encodes sentences given as token ids (each from `tokenizer.encode`) as one padded batch.

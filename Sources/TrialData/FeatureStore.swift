@@ -39,6 +39,9 @@ public struct StoreIdentity: Codable, Equatable, Sendable {
     /// file name (last path component) -> checksum of its bytes. The name is only a key: a store never holds
     /// two files of one name (`distinctSources`), and a file matches a store's entry only with the same bytes.
     public var sources: [String: String]
+    /// `BertEncoder.weightsChecksum` of the encoder that made it (`encoder` covers the safetensors header only); nil
+    /// for a synthetic store, and for stores written before 2026-12-04, which no current encoder matches.
+    public var encoderWeights: String? = nil
 }
 
 struct StoreMeta: Codable {
@@ -151,6 +154,10 @@ public final class FeatureStore {
             if expected.encoder != decoded.identity.encoder { why.append("encoder \(decoded.identity.encoder) != \(expected.encoder)") }
             if expected.maxTokens != decoded.identity.maxTokens { why.append("max_tokens \(decoded.identity.maxTokens) != \(expected.maxTokens)") }
             if expected.featurizerVersion != decoded.identity.featurizerVersion { why.append("featurizer version changed") }
+            if expected.encoder == decoded.identity.encoder && expected.encoderWeights != decoded.identity.encoderWeights {
+                why.append(decoded.identity.encoderWeights == nil ? "made before stores recorded the encoder's weights (cladmop before 2026-12-04)"
+                           : "the encoder's weights (model.safetensors) differ from those it was made with")
+            }
             for (name, sum) in expected.sources.sorted(by: { $0.key < $1.key }) where decoded.identity.sources[name] != sum {
                 why.append(decoded.identity.sources[name] == nil ? "\(name) not in the store" : "\(name) changed since featurization")
             }
@@ -216,9 +223,9 @@ public final class FeatureStore {
 /// The identity a store built now from `paths` with this encoder would have: each source keyed by its file
 /// name, with the checksum of its bytes. The same file given twice counts once; two different files of one
 /// name are refused (see `distinctSources`).
-public func currentStoreIdentity(paths: [String], encoderIdentity: String, maxTokens: Int) throws -> StoreIdentity {
+public func currentStoreIdentity(paths: [String], encoderIdentity: String, encoderWeights: String?, maxTokens: Int) throws -> StoreIdentity {
     StoreIdentity(encoder: encoderIdentity, maxTokens: maxTokens, featurizerVersion: FeatureStore.featurizerVersion,
-                  sources: try sourceChecksums(paths))
+                  sources: try sourceChecksums(paths), encoderWeights: encoderWeights)
 }
 
 /// A store's `StoreIdentity.sources`: the `checksum64` of each distinct source file's bytes (hexadecimal), keyed by

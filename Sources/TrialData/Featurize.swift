@@ -81,6 +81,7 @@ public func featurize(comm: Communicator, paths: [String], output: String, makeE
         var unusable: String?
         if reuse.sentenceChecksums == nil { unusable = "it records no sentence checksums (written before they were added; featurize it again to reuse it)" }
         else if reuse.identity.encoder != encoder.identity { unusable = "another encoder (\(reuse.identity.encoder))" }
+        else if reuse.identity.encoderWeights != encoder.weightsChecksum { unusable = "another encoder's weights (or written before stores recorded them)" }
         else if reuse.identity.maxTokens != encoder.tokenizer.maxLength { unusable = "max_tokens \(reuse.identity.maxTokens), not \(encoder.tokenizer.maxLength)" }
         else if reuse.identity.featurizerVersion != FeatureStore.featurizerVersion { unusable = "another featurizer version" }
         else if reuse.dim != encoder.hidden { unusable = "width \(reuse.dim), not \(encoder.hidden)" }
@@ -150,7 +151,7 @@ public func featurize(comm: Communicator, paths: [String], output: String, makeE
         }
         for (s, r) in reusedRow { (ordered + s * width).update(from: reuse!.vectors(sentence: r), count: width) }
         let identity = StoreIdentity(encoder: encoder.identity, maxTokens: encoder.tokenizer.maxLength,
-                                     featurizerVersion: FeatureStore.featurizerVersion, sources: sources)
+                                     featurizerVersion: FeatureStore.featurizerVersion, sources: sources, encoderWeights: encoder.weightsChecksum)
         try FeatureStore.write(path: output, identity: identity, dim: encoder.hidden, trials: stored, sourcePaths: paths,
                                skipped: report.skipped, vectors: ordered, sentenceCount: texts.count, sentenceChecksums: checksums)
     }

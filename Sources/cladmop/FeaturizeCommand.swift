@@ -34,6 +34,7 @@ struct Featurize: ParsableCommand {
             let precision = resolvedPrecision(spec.encoder.precision, key: "encoder.precision", comm: comm)
             if skipIfCurrent, FileManager.default.fileExists(atPath: output) {
                 let expected = try currentStoreIdentity(paths: paths, encoderIdentity: try BertEncoder.identity(modelDir: spec.encoder.modelDir, precision: precision),
+                                                        encoderWeights: try BertEncoder.weightsChecksum(modelDir: spec.encoder.modelDir),
                                                         maxTokens: spec.encoder.maxTokens)
                 if (try? FeatureStore(path: output, expected: expected)) != nil {
                     if comm.isRoot { log("featurize: \(output) is up to date") }

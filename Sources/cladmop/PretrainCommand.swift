@@ -31,9 +31,10 @@ struct Pretrain: ParsableCommand {
             let (config, spec) = try options.resolve(comm)
             try checkRunDirectory(runDir, comm: comm, resume: resume == "auto", overwrite: overwrite, inputs: specInputs(spec))
             // A synthetic store has no text encoder behind it: its folder is not needed.
-            let identity = spec.data.synthetic ? nil : try BertEncoder.identity(modelDir: spec.encoder.modelDir,
-                                                    precision: resolvedPrecision(spec.encoder.precision, key: "encoder.precision", comm: comm))
-            let setup = try PretrainSetup(spec: spec, encoderIdentity: identity, comm: comm)
+            let precision = resolvedPrecision(spec.encoder.precision, key: "encoder.precision", comm: comm)
+            let encoder = spec.data.synthetic ? nil : (identity: try BertEncoder.identity(modelDir: spec.encoder.modelDir, precision: precision),
+                                                       weights: try BertEncoder.weightsChecksum(modelDir: spec.encoder.modelDir))
+            let setup = try PretrainSetup(spec: spec, encoder: encoder, comm: comm)
             let trainer = try Pretrainer(setup: setup, comm: comm, runDir: runDir, faults: .fromEnvironment(), log: log)
             if resume == "auto" {
                 try trainer.resume()

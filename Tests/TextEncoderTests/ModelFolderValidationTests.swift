@@ -151,12 +151,13 @@ final class ModelFolderValidationTests: XCTestCase {
         XCTAssertEqual(a.encode(text), b.encode(text))
     }
 
-    /// The identity that keys feature stores covers the weights: a folder of the same name, config and vocabulary
-    /// whose model.safetensors differs in the last byte of the payload (a fine-tuned encoder saved over the
-    /// same shapes) is another encoder; an exact copy is the same one.
-    func testTheIdentityCoversTheWeights() throws {
+    /// A feature store records the encoder's `identity` (folder name, config, vocabulary, safetensors header) and its
+    /// `weightsChecksum` (the whole model.safetensors): a folder of the same name, config and vocabulary whose weights
+    /// differ in the last byte of the payload (a fine-tuned encoder saved over the same shapes) has the same identity
+    /// and another weights checksum; an exact copy has both the same.
+    func testTheWeightsChecksumTellsApartEncodersOfTheSameShapes() throws {
         guard let model = realModel else { XCTFail("\(defaultModelDir) is missing: run Launch/setup"); return }
-        var ids: [String] = []
+        var ids: [(identity: String, weights: String)] = []
         for (parent, flip) in [("same", false), ("copy", false), ("edited", true)] {
             let folder = dir + "/" + parent + "/encoder"
             try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
@@ -164,11 +165,13 @@ final class ModelFolderValidationTests: XCTestCase {
             var weights = try Data(contentsOf: URL(fileURLWithPath: model + "/model.safetensors"))
             if flip { weights[weights.count - 1] ^= 0x01 }
             try weights.write(to: URL(fileURLWithPath: folder + "/model.safetensors"))
-            ids.append(try BertEncoder.identity(modelDir: folder))
+            ids.append((try BertEncoder.identity(modelDir: folder), try BertEncoder.weightsChecksum(modelDir: folder)))
         }
-        XCTAssertEqual(ids[0], ids[1])
-        XCTAssertNotEqual(ids[0], ids[2])
-        XCTAssertTrue(ids[2].hasPrefix("encoder@"), ids[2])
+        XCTAssertEqual(ids[0].identity, ids[1].identity)
+        XCTAssertEqual(ids[0].weights, ids[1].weights)
+        XCTAssertEqual(ids[0].identity, ids[2].identity)
+        XCTAssertNotEqual(ids[0].weights, ids[2].weights)
+        XCTAssertEqual(try BertEncoder(modelDir: dir + "/edited/encoder").weightsChecksum, ids[2].weights)
     }
 
     func testAFIFOOrDirectoryInTheFolderIsRefusedBeforeItIsOpened() throws {

@@ -45,7 +45,7 @@ final class InputFileKindTests: XCTestCase {
         expectRefusal("\(fifo): is a FIFO; expected the exclusion list (one NCT id per line)") { _ = try readExclusionList(fifo) }
         expectRefusal("\(fifo): is a FIFO; expected the feature store") { _ = try FeatureStore(path: fifo) }
         expectRefusal("\(fifo): is a FIFO; expected the TOP-format CSV") {
-            _ = try currentStoreIdentity(paths: [fifo], encoderIdentity: "e", maxTokens: 256)
+            _ = try currentStoreIdentity(paths: [fifo], encoderIdentity: "e", encoderWeights: "w", maxTokens: 256)
         }
         expectRefusal("\(fifo): is a FIFO; expected the hostfile") { _ = try readTextLines(fifo, what: "hostfile") }
         expectRefusal("\(fifo): is a FIFO; expected the checkpoint metadata") { _ = try readRegularFile(fifo, what: "checkpoint metadata") }
@@ -153,14 +153,14 @@ final class InputFileKindTests: XCTestCase {
         try (header + row).write(toFile: a, atomically: true, encoding: .utf8)
         try (header + row.replacingOccurrences(of: "NCT00000001", with: "NCT00000002")).write(toFile: b, atomically: true, encoding: .utf8)
         let message = "\(b): has the same file name as \(a); one feature store cannot hold two files of one name (its rows are matched to source files by name): rename one of them"
-        expectRefusal(message) { _ = try currentStoreIdentity(paths: [a, b], encoderIdentity: "e", maxTokens: 256) }
+        expectRefusal(message) { _ = try currentStoreIdentity(paths: [a, b], encoderIdentity: "e", encoderWeights: "w", maxTokens: 256) }
         expectRefusal(message) { _ = try distinctSources([a, b]) }
         // The same file given twice (or by another spelling of its path) counts once.
         XCTAssertEqual(try distinctSources([a, dir + "/a/../a/x.csv", a]), [a])
-        XCTAssertEqual(try currentStoreIdentity(paths: [a, a], encoderIdentity: "e", maxTokens: 256).sources.count, 1)
+        XCTAssertEqual(try currentStoreIdentity(paths: [a, a], encoderIdentity: "e", encoderWeights: "w", maxTokens: 256).sources.count, 1)
         // The identity follows the content: another x.csv with other bytes has another checksum.
-        let ia = try currentStoreIdentity(paths: [a], encoderIdentity: "e", maxTokens: 256)
-        let ib = try currentStoreIdentity(paths: [b], encoderIdentity: "e", maxTokens: 256)
+        let ia = try currentStoreIdentity(paths: [a], encoderIdentity: "e", encoderWeights: "w", maxTokens: 256)
+        let ib = try currentStoreIdentity(paths: [b], encoderIdentity: "e", encoderWeights: "w", maxTokens: 256)
         XCTAssertEqual(Array(ia.sources.keys), ["x.csv"])
         XCTAssertNotEqual(ia, ib)
 
@@ -187,7 +187,7 @@ final class InputFileKindTests: XCTestCase {
         try writeSyntheticStore(path: store, trials: 4, dim: 8, hierarchy: ICD10Hierarchy(path: hierarchyPath), seed: 1)
         let csv = dir + "/x.csv"
         try (header + row).write(toFile: csv, atomically: true, encoding: .utf8)
-        var expected = try currentStoreIdentity(paths: [csv], encoderIdentity: "synthetic", maxTokens: 0)
+        var expected = try currentStoreIdentity(paths: [csv], encoderIdentity: "synthetic", encoderWeights: nil, maxTokens: 0)
         XCTAssertThrowsError(try FeatureStore(path: store, expected: expected)) {
             XCTAssertTrue("\($0)".contains("stale feature store (x.csv not in the store; the store also holds synthetic, not asked for)"), "\($0)")
         }

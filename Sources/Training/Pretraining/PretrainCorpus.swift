@@ -16,11 +16,12 @@ public struct PretrainSetup {
     /// What this corpus is, recorded in every checkpoint for a resumed run to compare (`CheckpointMeta.corpus`).
     public let fingerprint: CorpusFingerprint
 
-    public init(spec: RunSpec, encoderIdentity: String?, comm: Communicator) throws {
+    /// `encoder`: the text encoder's `identity` and `weightsChecksum` the store must have been made with (nil: synthetic).
+    public init(spec: RunSpec, encoder: (identity: String, weights: String)?, comm: Communicator) throws {
         self.spec = spec
         let data = spec.data
-        let expected = data.synthetic ? nil : try encoderIdentity.map {
-            try currentStoreIdentity(paths: data.files, encoderIdentity: $0, maxTokens: spec.encoder.maxTokens)
+        let expected = data.synthetic ? nil : try encoder.map {
+            try currentStoreIdentity(paths: data.files, encoderIdentity: $0.identity, encoderWeights: $0.weights, maxTokens: spec.encoder.maxTokens)
         }
         store = try FeatureStore(path: data.featureStore, expected: expected, sourcesForHint: data.files, synthetic: data.synthetic)
         if data.synthetic && store.identity.encoder != "synthetic" {

@@ -16,7 +16,8 @@ public func storeContaining(_ csvs: [String], spec: RunSpec, hierarchy: ICD10Hie
     let main = spec.data.featureStore
     let precision = resolvedPrecision(spec.encoder.precision, key: "encoder.precision", comm: comm)
     let identity = try BertEncoder.identity(modelDir: spec.encoder.modelDir, precision: precision)
-    let wanted = try currentStoreIdentity(paths: csvs, encoderIdentity: identity, maxTokens: spec.encoder.maxTokens)
+    let wanted = try currentStoreIdentity(paths: csvs, encoderIdentity: identity, encoderWeights: try BertEncoder.weightsChecksum(modelDir: spec.encoder.modelDir),
+                                          maxTokens: spec.encoder.maxTokens)
     // The ranks must score the same files from the same store: a rank that found them in the store while another
     // featurized them would wait for it in another collective for ever.
     try requireAgreement([("the contents of " + csvs.joined(separator: ", "),
@@ -24,7 +25,8 @@ public func storeContaining(_ csvs: [String], spec: RunSpec, hierarchy: ICD10Hie
                          comm: comm, what: "files to score or fine-tune on")
     /// Made by this encoder, tokens per text and featurizer, from these files' bytes (other files may be there too).
     func holds(_ s: FeatureStore) -> Bool {
-        s.identity.encoder == wanted.encoder && s.identity.maxTokens == wanted.maxTokens && s.identity.featurizerVersion == wanted.featurizerVersion
+        s.identity.encoder == wanted.encoder && s.identity.encoderWeights == wanted.encoderWeights
+            && s.identity.maxTokens == wanted.maxTokens && s.identity.featurizerVersion == wanted.featurizerVersion
             && wanted.sources.allSatisfy { s.identity.sources[$0.key] == $0.value }
     }
     let mainStore = try? FeatureStore(path: main)
