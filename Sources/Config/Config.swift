@@ -146,7 +146,8 @@ public struct Config: Sendable {
         func textOf(_ x: Any) -> String? { (x as? PlainScalar)?.text ?? (x as? String) }
         func bad() -> InputError {
             let shown = (raw as? [Any])?.isEmpty == true ? "[]"
-                : (raw as? [(String, Any)]).map { "a mapping (\($0.map(\.0).joined(separator: ", ")))" } ?? "\(given)"
+                : (raw as? [(String, Any)]).map { "a mapping (\($0.map(\.0).joined(separator: ", ")))" }
+                ?? (raw as? [Any]).map { "[" + $0.map { textOf($0) ?? "\($0)" }.joined(separator: ", ") + "]" } ?? "\(given)"
             return InputError("\(origin): \(path) = \(shown) is invalid (expected \(spec.kind.expected))")
         }
         // Text values are paths and names: one line, no control characters (a NUL would cut a path short at the
@@ -165,15 +166,17 @@ public struct Config: Sendable {
         }
         switch spec.kind {
         case .int(let range):
+            // A quoted number ("3") is read as its text would be unquoted; a plain text that is no number stays refused.
             var v: Int? = raw as? Int
-            if v == nil, let s = raw as? String { v = Int(s) }
+            if v == nil, let s = given as? String { v = YAMLInput.resolve(s) as? Int ?? (YAMLInput.resolve(s) as? Double).flatMap { Int(exactly: $0) } }
             if v == nil, let d = raw as? Double, d == d.rounded(), abs(d) < 1e15 { v = Int(d) }
             guard let v, range.contains(v) else { throw bad() }
             values[path] = .int(v)
         case .double(let range):
             var v: Double? = raw as? Double
             if v == nil, let i = raw as? Int { v = Double(i) }
-            if v == nil, let s = raw as? String { v = Double(s) }
+            // The YAML 1.2 number grammar (not Swift's, which reads 0x1p-3); 1e-400 is kept to be refused below.
+            if v == nil, let s = raw as? String, YAMLInput.isDecimalNumber(s) { v = Double(s.hasPrefix("+") ? String(s.dropFirst()) : s) }
             guard let v, v.isFinite, range.contains(v) else { throw bad() }
             // The model and optimizer compute in 32-bit floats: a value that rounds to 0 there (optimizer.eps = 1e-300),
             // or already in a Double (1e-400, given as text), or beyond its range would not be the value given.
@@ -201,7 +204,7 @@ public struct Config: Sendable {
             } else { throw bad() }
         case .phaseList:
             let items: [Any] = try (raw as? [Any])?.map { ($0 as? PlainScalar)?.value ?? $0 }
-                ?? ((raw as? String).map { try unbracketed($0).split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } } ?? [raw])
+                ?? ((raw as? String).map { try unbracketed($0).split(separator: ",").map { YAMLInput.resolve($0.trimmingCharacters(in: .whitespaces)) } } ?? [raw])
             let phases = items.map { "\($0)" }
             guard items.allSatisfy({ $0 is String || $0 is Int }), phases.allSatisfy({ ["1", "2", "3", "4"].contains($0) }),
                   Set(phases).count == phases.count else { throw bad() }

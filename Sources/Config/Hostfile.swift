@@ -30,36 +30,47 @@ public struct Hostfile {
         if let line = text.firstCRLine {
             throw InputError(file: path, line: line, "ends with a lone CR (old Mac line endings); \(why): convert the file to LF line endings (e.g. `tr '\\r' '\\n'`)")
         }
-        let local = hosts.filter { Self.isThisMachine($0.name) }
+        let names = Self.namesOfThisMachine()
+        let local = hosts.filter { Self.isThisMachine($0.name, names: names) }
         if local.count > 1 {
             throw InputError(file: path, line: local[1].line, "host \(local[1].name) and host \(local[0].name) (line \(local[0].line)) are both this machine; "
                              + "mpirun refuses two slot counts for one node: give it one line with its total slots")
         }
     }
 
-    /// Whether `name` names the machine this runs on: localhost, an address of 127.0.0.0/8, its host name (or
-    /// the short form), or an IPv4 address of one of its interfaces. No name is looked up (a resolver could wait).
-    static func isThisMachine(_ name: String) -> Bool {
-        let n = name.lowercased()
-        if n == "localhost" || n.hasPrefix("localhost.") || n.hasPrefix("127.") && n.split(separator: ".").count == 4 { return true }
+    /// This machine's names, lower-cased: its host name (and the short form of a fully qualified one) and the IPv4
+    /// addresses of its interfaces. No name is looked up (a resolver could wait).
+    static func namesOfThisMachine() -> (names: Set<String>, short: String?) {
+        var names: Set<String> = [], short: String?
         var buffer = [CChar](repeating: 0, count: 256)
         if gethostname(&buffer, buffer.count) == 0 {
             let own = String(cString: buffer).lowercased()
-            // Its name, or the short form of a fully qualified one (node01 for node01.cluster).
-            if !own.isEmpty && (n == own || n == own.split(separator: ".").first.map(String.init)) { return true }
+            if !own.isEmpty { names.insert(own); short = own.split(separator: ".").first.map(String.init); names.insert(short!) }
         }
         var list: UnsafeMutablePointer<ifaddrs>?
-        guard getifaddrs(&list) == 0 else { return false }
-        defer { freeifaddrs(list) }
-        var p = list
-        while let a = p {
-            if let sa = a.pointee.ifa_addr, sa.pointee.sa_family == sa_family_t(AF_INET) {
-                var text = [CChar](repeating: 0, count: Int(INET_ADDRSTRLEN))
-                var addr = sa.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee.sin_addr }
-                if inet_ntop(AF_INET, &addr, &text, socklen_t(INET_ADDRSTRLEN)) != nil, String(cString: text) == n { return true }
+        if getifaddrs(&list) == 0 {
+            var p = list
+            while let a = p {
+                if let sa = a.pointee.ifa_addr, sa.pointee.sa_family == sa_family_t(AF_INET) {
+                    var text = [CChar](repeating: 0, count: Int(INET_ADDRSTRLEN))
+                    var addr = sa.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee.sin_addr }
+                    if inet_ntop(AF_INET, &addr, &text, socklen_t(INET_ADDRSTRLEN)) != nil { names.insert(String(cString: text)) }
+                }
+                p = a.pointee.ifa_next
             }
-            p = a.pointee.ifa_next
+            freeifaddrs(list)
         }
+        return (names, short)
+    }
+
+    /// Whether hostfile name `name` is this machine: localhost, an address of 127.0.0.0/8, one of `names`, or a
+    /// fully qualified name whose first label is this machine's short host name (node01.cluster for node01).
+    static func isThisMachine(_ name: String, names: (names: Set<String>, short: String?)) -> Bool {
+        let n = name.lowercased(), labels = n.split(separator: ".", omittingEmptySubsequences: false)
+        if n == "localhost" || n.hasPrefix("localhost.") { return true }
+        if labels.count == 4, labels[0] == "127", labels.allSatisfy({ !$0.isEmpty && $0.allSatisfy(\.isNumber) }) { return true }
+        if names.names.contains(n) { return true }
+        if let short = names.short, labels.count > 1, labels[0] == short, !labels[0].allSatisfy(\.isNumber) { return true }
         return false
     }
 

@@ -10,7 +10,7 @@ enum YAMLInput {
     static let maxBytes = 1 << 20, maxDepth = 16
 
     /// Parses `data` (from `origin`: a file, or `--set KEY`) into nested `[(key, value)]` maps, lists of
-    /// scalars and scalars (String, Int, Double, Bool).
+    /// scalars and scalars: a quoted scalar as its String, a plain one as a `PlainScalar` (its text and YAML 1.2 value).
     static func parse(_ data: Data, origin: String) throws -> Any? {
         guard data.count <= maxBytes else { throw InputError("\(origin): \(data.count) bytes; a configuration is at most \(maxBytes) bytes") }
         let text = try decodeUTF8(data, origin: origin)
@@ -125,13 +125,22 @@ enum YAMLInput {
             if digits.isEmpty { return 0 }
             if let v = Int(digits) { return sign * v }
         }
-        for (prefix, radix) in [("0o", 8), ("0x", 16)] where t.hasPrefix(prefix) && t.count > 2 {
-            if let v = Int(t.dropFirst(2), radix: radix) { return v }
+        for (prefix, digits) in [("0o", "01234567"), ("0x", "0123456789abcdefABCDEF")] where t.hasPrefix(prefix) && t.count > 2 {
+            let body = t.dropFirst(2)
+            if body.allSatisfy(digits.contains), let v = Int(body, radix: prefix == "0o" ? 8 : 16) { return v }
         }
         if [".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF"].contains(t) { return Double.infinity }
         if ["-.inf", "-.Inf", "-.INF"].contains(t) { return -Double.infinity }
         if [".nan", ".NaN", ".NAN"].contains(t) { return Double.nan }
-        // [-+]? ( . [0-9]+ | [0-9]+ ( . [0-9]* )? ) ( [eE] [-+]? [0-9]+ )?
+        if isDecimalNumber(t), let d = Double(t.hasPrefix("+") ? String(t.dropFirst()) : t) {
+            return d == 0 && writesNonZero(t) ? t : d
+        }
+        return t
+    }
+
+    /// The YAML 1.2 core float grammar: [-+]? ( . [0-9]+ | [0-9]+ ( . [0-9]* )? ) ( [eE] [-+]? [0-9]+ )?
+    static func isDecimalNumber(_ t: String) -> Bool {
+        let unsigned = t.hasPrefix("-") || t.hasPrefix("+") ? t.dropFirst() : Substring(t)
         let mantissa = unsigned.prefix { $0 != "e" && $0 != "E" }, exponent = unsigned.dropFirst(mantissa.count)
         let parts = mantissa.split(separator: ".", omittingEmptySubsequences: false)
         let isDigits = { (s: Substring) in s.allSatisfy { $0.isASCII && $0.isNumber } }
@@ -139,11 +148,7 @@ enum YAMLInput {
             let e = exponent.dropFirst(), digits = e.hasPrefix("-") || e.hasPrefix("+") ? e.dropFirst() : e
             return !digits.isEmpty && isDigits(digits)
         }()
-        if parts.count <= 2, parts.allSatisfy(isDigits), !parts.allSatisfy({ $0.isEmpty }), exponentOK,
-           !(parts.count == 2 && parts[1].isEmpty && parts[0].isEmpty), let d = Double(t.hasPrefix("+") ? String(t.dropFirst()) : t) {
-            return d == 0 && writesNonZero(t) ? t : d
-        }
-        return t
+        return parts.count <= 2 && parts.allSatisfy(isDigits) && !parts.allSatisfy({ $0.isEmpty }) && exponentOK
     }
 }
 

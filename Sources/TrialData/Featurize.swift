@@ -40,13 +40,18 @@ public func featurize(comm: Communicator, paths: [String], output: String, makeE
     let paths = try distinctSources(paths)
     try refuseOverwritingInputs(output: output, inputs: paths + [hierarchy.path] + (reuse.map { [$0.path] } ?? []))
     // Each file is read once: the store's identity records the checksum of the very bytes parsed.
-    let (trials, readReport) = try readValidatedTrials(paths: paths, hierarchy: hierarchy, skipBadRows: skipBadRows, labels: labels)
-    var sources: [String: String] = [:]
-    for p in paths { sources[URL(fileURLWithPath: p).lastPathComponent] = readReport.checksums[p] }
+    var contents: [String: Data] = [:], sources: [String: String] = [:]
+    for p in paths {
+        let d = try readRegularFile(p, what: "TOP-format CSV")
+        contents[p] = d
+        sources[URL(fileURLWithPath: p).lastPathComponent] = String(d.withUnsafeBytes { checksum64($0) }, radix: 16)
+    }
     // Every rank must read the same files (the same path can hold another copy on another node): the sentences to
-    // encode, and so the gathered counts below, would differ.
+    // encode, and so the gathered counts below, would differ. Agreed before parsing, so that a rank's other copy is
+    // named as such rather than by its first bad row.
     if comm.size > 1 { try requireAgreement([("the contents of " + paths.joined(separator: ", "), paths.map { p in
         sources[URL(fileURLWithPath: p).lastPathComponent] ?? "" }.joined(separator: " "))], comm: comm, what: "data files") }
+    let (trials, readReport) = try readValidatedTrials(paths: paths, contents: contents, hierarchy: hierarchy, skipBadRows: skipBadRows, labels: labels)
     // A store of no trials is refused by every command that opens it: refuse to write one.
     guard !trials.isEmpty else {
         throw InputError(file: paths.joined(separator: ", "), "no trial rows to featurize (a header only?"
@@ -176,9 +181,9 @@ func refuseOverwritingInputs(output: String, inputs: [String]) throws {
 /// prefix of it) is in the hierarchy, and no nctid appears twice in one file. Errors name file:line; with
 /// `skipBadRows` malformed rows are counted instead (a duplicate id is always an error: which copy is
 /// right cannot be told).
-public func readValidatedTrials(paths: [String], hierarchy: ICD10Hierarchy, skipBadRows: Bool,
+public func readValidatedTrials(paths: [String], contents: [String: Data] = [:], hierarchy: ICD10Hierarchy, skipBadRows: Bool,
                                 labels: LabelRequirement = .required) throws -> ([Trial], TrialReadReport) {
-    let result = try readTrials(paths: paths, skipBadRows: skipBadRows, labels: labels) { t in
+    let result = try readTrials(paths: paths, contents: contents, skipBadRows: skipBadRows, labels: labels) { t in
         for s in t.smiles {
             do { _ = try tokenizeSMILES(s) } catch let e as SMILESError {
                 throw InputError(file: t.source.file, line: t.source.line, "column smiless: invalid SMILES \"\(s.prefix(60))\": \(e.message)")

@@ -47,8 +47,6 @@ public struct TrialSource: Codable, Hashable, Sendable, CustomStringConvertible 
 public struct TrialReadReport {
     public var rowsPerFile: [String: Int] = [:]
     public var skipped: [String] = []          // "file:line:col: reason" of each skipped row
-    /// `checksum64` (hexadecimal) of each file's bytes, by path: of the very bytes parsed (`sourceChecksums`).
-    public var checksums: [String: String] = [:]
 }
 
 public let topColumns = ["nctid", "status", "why_stop", "label", "phase", "diseases", "icdcodes", "drugs", "smiless", "criteria"]

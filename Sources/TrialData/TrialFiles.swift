@@ -12,13 +12,13 @@ public func readCSV(path: String) throws -> [CSVRecord] {
 
 /// Reads TOP-format CSV files. A malformed row is an InputError naming file:line:column, or, with
 /// `skipBadRows`, is skipped and listed in the report. `validateRow` runs extra checks (SMILES, ICD codes).
-public func readTrials(paths: [String], skipBadRows: Bool = false, labels: LabelRequirement = .required,
+/// `contents`: the bytes of some of the files, already read (by path); the others are read here.
+public func readTrials(paths: [String], contents: [String: Data] = [:], skipBadRows: Bool = false, labels: LabelRequirement = .required,
                        validateRow: ((Trial) throws -> Void)? = nil) throws -> ([Trial], TrialReadReport) {
     var trials: [Trial] = []
     var report = TrialReadReport()
     for path in paths {
-        let data = try readRegularFile(path, what: "TOP-format CSV")
-        report.checksums[path] = String(data.withUnsafeBytes { checksum64($0) }, radix: 16)
+        let data = try contents[path] ?? readRegularFile(path, what: "TOP-format CSV")
         let parsed = try parseTrials(records: try parseCSV(data: data, name: path), file: path, skipBadRows: skipBadRows, labels: labels,
                                      validateRow: validateRow, skipped: &report.skipped)
         trials += parsed

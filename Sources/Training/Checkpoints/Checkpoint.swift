@@ -234,9 +234,9 @@ public enum Checkpoints {
                                       log: (String) -> Void) throws -> String {
         let existed = FileManager.default.fileExists(atPath: dir)
         try makeDirectory(dir, option: "the fine-tuning run's pretrained folder")
-        // A failure leaves no empty pretrained/ of its own making (rmdir removes only an empty folder).
-        var kept = false
-        defer { if !kept && !existed { rmdir(dir) } }
+        // A failure leaves nothing of its own making: the files it linked or copied, then its folder.
+        var kept = false, made: [String] = []
+        defer { if !kept { for f in made { unlink(f) }; if !existed { rmdir(dir) } } }
         let source = URL(fileURLWithPath: jsonPath).deletingLastPathComponent().path
         let json = URL(fileURLWithPath: jsonPath).lastPathComponent
         for name in [tensorsFile, json] {
@@ -245,7 +245,7 @@ public enum Checkpoints {
             if FileManager.default.fileExists(atPath: to) {
                 throw InputError(file: to, "exists; a new fine-tuning run keeps its pretrained checkpoint here (replace the run with --overwrite)")
             }
-            if link(from, to) == 0 { continue }
+            if link(from, to) == 0 { made.append(to); continue }
             let reason = String(cString: strerror(errno))
             let temporary = temporaryPath(for: to)
             let slot = TemporaryFiles.register(temporary)
@@ -256,6 +256,7 @@ public enum Checkpoints {
                     throw InputError(file: from, "changed while it was copied (checksum differs from \(checksum))")
                 }
                 guard rename(temporary, to) == 0 else { throw InputError(file: to, "cannot rename \(temporary) to it: \(String(cString: strerror(errno)))") }
+                made.append(to)
             } catch let error as InputError {
                 try? FileManager.default.removeItem(atPath: temporary)
                 throw error

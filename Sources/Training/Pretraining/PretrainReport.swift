@@ -23,7 +23,7 @@ func writePretrainReport(runDir: String, train: [TrainRecord], evals: [EvalRecor
     }
     let ranks = stretches.count > 1
         ? stretches.map { "\($0.ranks) rank(s) for logged steps \($0.first)-\($0.last)" }.joined(separator: ", ") + " (resumed on another number of ranks)"
-        : "\(worldSize) rank(s)"
+        : "\(stretches.first?.ranks ?? worldSize) rank(s)"
     md += "\(parameters) parameters, \(ranks), global batch \(globalBatch), \(steps) steps.\n\n"
     md += "```\n" + corpus.map { $0.replacingOccurrences(of: "\r", with: "\\r").replacingOccurrences(of: "\n", with: "\\n") }.joined(separator: "\n") + "\n```\n\n"
     let scored = evals.filter { $0.valLoss != nil }

@@ -84,16 +84,18 @@ public final class Pretrainer {
     /// Resumes from the newest valid checkpoint of the run directory, if any.
     public func resume() throws {
         let found = Checkpoints.newestValid(dir: checkpointDir, log: { [comm] m in if comm.isRoot { self.log(m) } })
-        // Checkpoints that are all damaged are not "no run": training from scratch would write over them.
         let damaged = found == nil ? Checkpoints.list(dir: checkpointDir) : []
+        // Every rank reads the run folder itself: a folder that is not shared (or not yet in sync) on every node would
+        // resume the replicas from different steps, and they would train apart. Agreed before anything is loaded, and
+        // before a refusal that one rank's view alone would give.
+        try requireAgreement([("the checkpoint --resume auto chose in \(checkpointDir)", found.map { f in
+            "\(URL(fileURLWithPath: f.0).lastPathComponent) (step \(f.1.step), tensors \(f.1.tensorsChecksum))" }
+            ?? (damaged.isEmpty ? "none: starting from scratch" : "none: \(damaged.count) damaged checkpoint(s)"))],
+            comm: comm, what: "run folders (--run-dir must name one folder, shared by every node, with the same checkpoints)")
+        // Checkpoints that are all damaged are not "no run": training from scratch would write over them.
         if !damaged.isEmpty {
             throw InputError(file: checkpointDir, "none of its \(damaged.count) checkpoint(s) can be resumed (each is damaged, see above); move them away to start afresh or replace the run with --overwrite")
         }
-        // Every rank reads the run folder itself: a folder that is not shared (or not yet in sync) on every node would
-        // resume the replicas from different steps, and they would train apart. Agreed before anything is loaded.
-        try requireAgreement([("the checkpoint --resume auto chose in \(checkpointDir)", found.map { f in
-            "\(URL(fileURLWithPath: f.0).lastPathComponent) (step \(f.1.step), tensors \(f.1.tensorsChecksum))" } ?? "none: starting from scratch")],
-            comm: comm, what: "run folders (--run-dir must name one folder, shared by every node, with the same checkpoints)")
         guard let (path, meta, tensors) = found else {
             if comm.isRoot { log("resume: no valid checkpoint in \(checkpointDir); starting from scratch") }
             return
