@@ -168,7 +168,7 @@ public struct Config: Sendable {
         case .int(let range):
             // A quoted number ("3") is read as its text would be unquoted; a plain text that is no number stays refused.
             var v: Int? = raw as? Int
-            if v == nil, let s = given as? String { v = YAMLInput.resolve(s) as? Int ?? (YAMLInput.resolve(s) as? Double).flatMap { Int(exactly: $0) } }
+            if v == nil, let s = given as? String { let r = YAMLInput.resolve(s); v = r as? Int ?? (r as? Double).flatMap { Int(exactly: $0) } }
             if v == nil, let d = raw as? Double, d == d.rounded(), abs(d) < 1e15 { v = Int(d) }
             guard let v, range.contains(v) else { throw bad() }
             values[path] = .int(v)

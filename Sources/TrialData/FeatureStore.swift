@@ -231,12 +231,19 @@ public func currentStoreIdentity(paths: [String], encoderIdentity: String, encod
 /// A store's `StoreIdentity.sources`: the `checksum64` of each distinct source file's bytes (hexadecimal), keyed by
 /// its file name.
 public func sourceChecksums(_ paths: [String]) throws -> [String: String] {
-    var sources: [String: String] = [:]
+    try readSources(paths).checksums
+}
+
+/// The bytes of each distinct source file (by path) and their `sourceChecksums`, from one reading: a store records
+/// the checksum of the very bytes it parsed.
+public func readSources(_ paths: [String]) throws -> (contents: [String: Data], checksums: [String: String]) {
+    var contents: [String: Data] = [:], checksums: [String: String] = [:]
     for p in try distinctSources(paths) {
         let d = try readRegularFile(p, what: "TOP-format CSV")
-        sources[URL(fileURLWithPath: p).lastPathComponent] = String(d.withUnsafeBytes { checksum64($0) }, radix: 16)
+        contents[p] = d
+        checksums[URL(fileURLWithPath: p).lastPathComponent] = String(d.withUnsafeBytes { checksum64($0) }, radix: 16)
     }
-    return sources
+    return (contents, checksums)
 }
 
 /// The source files of one feature store, in order: a file given twice (the same path, or paths that resolve

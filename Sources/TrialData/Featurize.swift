@@ -40,12 +40,7 @@ public func featurize(comm: Communicator, paths: [String], output: String, makeE
     let paths = try distinctSources(paths)
     try refuseOverwritingInputs(output: output, inputs: paths + [hierarchy.path] + (reuse.map { [$0.path] } ?? []))
     // Each file is read once: the store's identity records the checksum of the very bytes parsed.
-    var contents: [String: Data] = [:], sources: [String: String] = [:]
-    for p in paths {
-        let d = try readRegularFile(p, what: "TOP-format CSV")
-        contents[p] = d
-        sources[URL(fileURLWithPath: p).lastPathComponent] = String(d.withUnsafeBytes { checksum64($0) }, radix: 16)
-    }
+    let (contents, sources) = try readSources(paths)
     // Every rank must read the same files (the same path can hold another copy on another node): the sentences to
     // encode, and so the gathered counts below, would differ. Agreed before parsing, so that a rank's other copy is
     // named as such rather than by its first bad row.
