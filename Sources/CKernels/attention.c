@@ -186,7 +186,7 @@ INLINE size_t key_flags(const float *key_keep, size_t k0, size_t lk, size_t lkp,
 VECTOR_CLONES
 void ck_attention_forward(size_t batch, size_t heads, size_t head_dim, const ptrdiff_t *q_rows, const ptrdiff_t *k_rows,
                           int shared_queries, const float *q, const float *k, const float *v, const float *key_keep,
-                          float scale, float *lse, float *context, float *work) {
+                          float scale, const float *relative_bias, size_t relative_span, float *lse, float *context, float *work) {
     size_t d = heads * head_dim;
     for (size_t b = 0; b < batch; b++) {
         size_t q0 = q_rows[b], lq = q_rows[b + 1] - q0, k0 = k_rows[b], lk = k_rows[b + 1] - k0;
@@ -202,6 +202,10 @@ void ck_attention_forward(size_t batch, size_t heads, size_t head_dim, const ptr
             }
             // S = scale Q_h K_h^T (lq, lkp); P = softmax over the real keys, kept only as each row's log-sum-exp
             nt(qh, d, kh, d, lq, lk, head_dim, scale, bt, p, lkp);
+            if (relative_bias) {  // + R_h: row i's bias for key j is at (j - i) + span - 1 of the head's 2 span - 1
+                const float *rh = relative_bias + h * (2 * relative_span - 1) + relative_span - 1;
+                for (size_t i = 0; i < lq; i++) for (size_t j = 0; j < lk; j++) p[i * lkp + j] += rh[(ptrdiff_t)j - (ptrdiff_t)i];
+            }
             float *inv_sum = p + lq * lkp;
             for (size_t i = 0; i < lq; i++) l[i] = softmax_row(p + i * lkp, keep, bias, plain, lkp, inv_sum + i);
             // O_h = P V_h into the head's columns of the context: the numerators times V_h, each row / its sum

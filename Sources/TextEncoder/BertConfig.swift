@@ -2,7 +2,7 @@ import Support
 import Foundation
 import NN
 
-/// The fields of a HuggingFace BERT `config.json` that the forward pass needs.
+/// The fields of a HuggingFace BERT or MPNet `config.json` that the forward pass needs.
 public struct BertConfig: Decodable, Sendable {
     public let hidden_size: Int
     public let num_attention_heads: Int
@@ -15,6 +15,16 @@ public struct BertConfig: Decodable, Sendable {
     public let hidden_act: String?
     public let position_embedding_type: String?
     public let model_type: String?
+    /// MPNet only: buckets of its relative attention bias (HuggingFace's default 32) and the padding token's id,
+    /// from which its learned positions count (a text's token j has position pad_token_id + 1 + j).
+    public let relative_attention_num_buckets: Int?
+    public let pad_token_id: Int?
+
+    /// MPNet (model_type "mpnet", e.g. all-mpnet-base-v2): BERT's post-LN layers with a bias by relative position
+    /// added to the attention scores, positions offset by the padding id, no token types.
+    public var isMPNet: Bool { model_type == "mpnet" }
+    /// The first position a text's tokens take: 0 for BERT, pad_token_id + 1 for MPNet.
+    public var firstPosition: Int { isMPNet ? (pad_token_id ?? 1) + 1 : 0 }
 
     /// Reads and validates `config.json`: every value that sizes a table or a layer, or divides, is in range
     /// (errors name the file and the key). A FIFO, directory or device is refused before it is opened.
@@ -25,7 +35,7 @@ public struct BertConfig: Decodable, Sendable {
             throw InputError(file: path, "not a BERT config: not a JSON object")
         }
         for key in ["hidden_size", "num_attention_heads", "num_hidden_layers", "intermediate_size", "max_position_embeddings",
-                    "vocab_size", "type_vocab_size", "layer_norm_eps"] {
+                    "vocab_size", "type_vocab_size", "layer_norm_eps", "relative_attention_num_buckets", "pad_token_id"] {
             guard let value = object[key], !(value is NSNull) else { continue }
             let integer = key != "layer_norm_eps"
             guard let n = value as? NSNumber, !(value is String),
@@ -70,8 +80,19 @@ public struct BertConfig: Decodable, Sendable {
         if let kind = position_embedding_type, kind != "absolute" {
             throw InputError(file: path, "position_embedding_type = \(kind) is not supported (expected absolute)")
         }
-        if let type = model_type, type != "bert" {
-            throw InputError(file: path, "model_type = \(type) is not supported (expected bert: a BERT encoder such as all-MiniLM-L6-v2)")
+        if let type = model_type, type != "bert", type != "mpnet" {
+            throw InputError(file: path, "model_type = \(type) is not supported (expected bert, a BERT encoder such as all-MiniLM-L6-v2, or mpnet, such as all-mpnet-base-v2)")
+        }
+        if isMPNet {
+            if let b = relative_attention_num_buckets {
+                try range("relative_attention_num_buckets", b, 4...(1 << 16), "; MPNet halves them by direction and again into exact and logarithmic ones")
+                guard b % 4 == 0 else {
+                    throw InputError(file: path, "relative_attention_num_buckets = \(b) is invalid (expected a multiple of 4, like 32)")
+                }
+            }
+            if let pad = pad_token_id { try range("pad_token_id", pad, 0...(vocab_size - 1), "; a row of the word-embedding table") }
+            try range("max_position_embeddings", max_position_embeddings, (firstPosition + 2)...(1 << 20),
+                      "; MPNet's positions start at pad_token_id + 1 = \(firstPosition), and a text is at least <s> and </s>")
         }
     }
 }

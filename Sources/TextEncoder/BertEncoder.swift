@@ -2,9 +2,11 @@ import Support
 import Foundation
 import NN
 
-/// A frozen BERT-family encoder (all-MiniLM-L6-v2 by default) loaded from a folder with `config.json`,
-/// `vocab.txt` and `model.safetensors`, run on OpenBLAS. `encode` returns, for each sentence, the
-/// attention-mask mean of the token states after layers L/3, 2L/3 and L (coarse, medium, fine).
+/// A frozen BERT-family encoder (all-MiniLM-L6-v2 by default; MPNet, such as all-mpnet-base-v2, as well) loaded from
+/// a folder with `config.json`, `vocab.txt` and `model.safetensors`, run on OpenBLAS. `encode` returns, for each
+/// sentence, the attention-mask mean of the token states after layers L/3, 2L/3 and L (coarse, medium, fine).
+/// MPNet differs from BERT in three places: positions count from pad_token_id + 1, there are no token types, and
+/// every layer adds to its attention scores B[h, bucket(j - i)], one learned table shared by the layers (`relativeBucket`).
 public final class BertEncoder {
     struct Layer {
         var attention: MultiHeadAttention
@@ -27,6 +29,8 @@ public final class BertEncoder {
     let wordEmbeddings, positionEmbeddings, typeEmbeddings: Embedding
     let embeddingNorm: LayerNorm
     var layers: [Layer] = []
+    /// MPNet: encoder.relative_attention_bias.weight, (buckets, heads); nil for BERT.
+    let relativeAttentionBias: Embedding?
 
     /// The three files of a model folder, each checked to be a regular file before anything opens it.
     static func modelFiles(_ modelDir: String) throws -> (config: String, vocab: String, weights: String) {
@@ -34,7 +38,7 @@ public final class BertEncoder {
         for (path, what) in [(files.config, "BERT config.json"), (files.vocab, "WordPiece vocabulary (vocab.txt)"),
                              (files.weights, "encoder weights (model.safetensors)")] {
             guard FileManager.default.fileExists(atPath: path) else {
-                throw InputError(file: path, "missing; the text encoder folder needs config.json, vocab.txt and model.safetensors (Launch/setup installs the default one into models/)")
+                throw InputError(file: path, "missing; the text encoder folder needs config.json, vocab.txt and model.safetensors (Launch/setup installs the default one into models/, Launch/setup --encoder all-mpnet-base-v2 the larger one)")
             }
             try requireRegularFile(path, what: what)
         }
@@ -54,10 +58,12 @@ public final class BertEncoder {
             throw InputError("maximum tokens per text (--max-tokens, encoder.max_tokens) = \(maxLength) is invalid (expected at least 2: [CLS] and [SEP])")
         }
         config = try BertConfig.load(path: configPath)
-        guard maxLength <= config.max_position_embeddings else {
-            throw InputError(file: configPath, "max_position_embeddings = \(config.max_position_embeddings) is below the maximum tokens per text (--max-tokens, encoder.max_tokens) = \(maxLength); expected a maximum of at most \(config.max_position_embeddings)")
+        guard config.firstPosition + maxLength <= config.max_position_embeddings else {
+            let most = config.max_position_embeddings - config.firstPosition
+            throw InputError(file: configPath, "max_position_embeddings = \(config.max_position_embeddings) is below the maximum tokens per text (--max-tokens, encoder.max_tokens) = \(maxLength)\(config.isMPNet ? " + the first position \(config.firstPosition)" : ""); expected a maximum of at most \(most)")
         }
         var lowercase = true
+        var specials = WordPieceTokenizer.SpecialTokens()
         let tokenizerConfigPath = modelDir + "/tokenizer_config.json"
         if FileManager.default.fileExists(atPath: tokenizerConfigPath) {
             let tc = try readRegularFile(tokenizerConfigPath, what: "tokenizer_config.json", limit: 16 << 20)
@@ -70,18 +76,35 @@ public final class BertEncoder {
                 }
                 lowercase = lc
             }
+            // HuggingFace names the special tokens here (MPNet: <s>, </s>, [UNK], <pad>), as a string or {"content": ...}.
+            func name(_ key: String, _ fallback: String) throws -> String {
+                guard let value = obj[key], !(value is NSNull) else { return fallback }
+                if let text = value as? String, !text.isEmpty { return text }
+                if let text = (value as? [String: Any])?["content"] as? String, !text.isEmpty { return text }
+                throw InputError(file: tokenizerConfigPath, "\(key) = \(value) is invalid (expected a token of vocab.txt as a string, e.g. \"\(fallback)\")")
+            }
+            specials = .init(cls: try name("cls_token", specials.cls), sep: try name("sep_token", specials.sep),
+                             unk: try name("unk_token", specials.unk), pad: try name("pad_token", specials.pad))
         }
-        tokenizer = try WordPieceTokenizer(vocabPath: vocabPath, lowercase: lowercase, maxLength: maxLength)
+        tokenizer = try WordPieceTokenizer(vocabPath: vocabPath, lowercase: lowercase, maxLength: maxLength, specials: specials)
         let weights = try SafetensorsFile(path: weightsPath)
         weightsChecksum = String(weights.checksum(seed: 0), radix: 16)
         let L = config.num_hidden_layers
         levelLayers = [L / 3, 2 * L / 3, L]
-        let d = config.hidden_size, types = config.type_vocab_size ?? 2
+        let d = config.hidden_size, types = config.isMPNet ? 1 : config.type_vocab_size ?? 2
+        let buckets = config.relative_attention_num_buckets ?? 32
+        let mpnet = config.isMPNet
+        // HuggingFace's parameter names of the two families (the attention's projections, its LayerNorm).
+        let names = mpnet
+            ? (q: "attention.attn.q", k: "attention.attn.k", v: "attention.attn.v", o: "attention.attn.o", norm: "attention.LayerNorm")
+            : (q: "attention.self.query", k: "attention.self.key", v: "attention.self.value", o: "attention.output.dense",
+               norm: "attention.output.LayerNorm")
 
         // HuggingFace names, with or without the "bert." prefix of BertForPreTraining checkpoints. Every tensor
         // is checked against config.json before the parameters are allocated (so a config that claims huge
         // tables fails here, naming the tensor, instead of allocating them).
-        let prefix = weights.tensors["bert.embeddings.word_embeddings.weight"] != nil ? "bert." : ""
+        let family = mpnet ? "mpnet." : "bert."
+        let prefix = weights.tensors[family + "embeddings.word_embeddings.weight"] != nil ? family : ""
         // A checkpoint with more layers than config.json names would run with its last layers left out.
         if weights.tensors.keys.contains(where: { $0.hasPrefix(prefix + "encoder.layer.\(L).") }) {
             throw InputError(file: weightsPath, "holds encoder.layer.\(L) but config.json says num_hidden_layers = \(L) (expected the layers 0 ..< \(L))")
@@ -89,19 +112,20 @@ public final class BertEncoder {
         var expected: [(String, [Int], String)] = [
             ("embeddings.word_embeddings.weight", [config.vocab_size, d], "vocab_size, hidden_size"),
             ("embeddings.position_embeddings.weight", [config.max_position_embeddings, d], "max_position_embeddings, hidden_size"),
-            ("embeddings.token_type_embeddings.weight", [types, d], "type_vocab_size, hidden_size"),
             ("embeddings.LayerNorm.weight", [d], "hidden_size"), ("embeddings.LayerNorm.bias", [d], "hidden_size"),
         ]
+        expected += mpnet ? [("encoder.relative_attention_bias.weight", [buckets, config.num_attention_heads], "relative_attention_num_buckets, num_attention_heads")]
+                          : [("embeddings.token_type_embeddings.weight", [types, d], "type_vocab_size, hidden_size")]
         for i in 0..<L {
             let n = "encoder.layer.\(i)."
-            for part in ["attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense"] {
+            for part in [names.q, names.k, names.v, names.o] {
                 expected += [(n + part + ".weight", [d, d], "hidden_size, hidden_size"), (n + part + ".bias", [d], "hidden_size")]
             }
             expected += [(n + "intermediate.dense.weight", [config.intermediate_size, d], "intermediate_size, hidden_size"),
                          (n + "intermediate.dense.bias", [config.intermediate_size], "intermediate_size"),
                          (n + "output.dense.weight", [d, config.intermediate_size], "hidden_size, intermediate_size"),
                          (n + "output.dense.bias", [d], "hidden_size")]
-            for norm in ["attention.output.LayerNorm", "output.LayerNorm"] {
+            for norm in [names.norm, "output.LayerNorm"] {
                 expected += [(n + norm + ".weight", [d], "hidden_size"), (n + norm + ".bias", [d], "hidden_size")]
             }
         }
@@ -126,6 +150,7 @@ public final class BertEncoder {
         typeEmbeddings = Embedding(p, "type", count: types, dim: d, std: 0)
         let eps = Float(config.layer_norm_eps ?? 1e-12)
         embeddingNorm = LayerNorm(p, "embeddings.norm", dim: d, eps: eps)
+        relativeAttentionBias = mpnet ? Embedding(p, "relative_bias", count: buckets, dim: config.num_attention_heads, std: 0) : nil
         for i in 0..<L {
             layers.append(Layer(attention: MultiHeadAttention(p, "layer\(i).attn", dim: d, heads: config.num_attention_heads),
                                 attentionNorm: LayerNorm(p, "layer\(i).ln1", dim: d, eps: eps),
@@ -147,15 +172,19 @@ public final class BertEncoder {
         }
         try load("embeddings.word_embeddings.weight", wordEmbeddings.table, [config.vocab_size, d])
         try load("embeddings.position_embeddings.weight", positionEmbeddings.table, [config.max_position_embeddings, d])
-        try load("embeddings.token_type_embeddings.weight", typeEmbeddings.table, [types, d])
+        if let relativeAttentionBias {   // MPNet: no token types (the one type row stays 0, adding nothing)
+            try load("encoder.relative_attention_bias.weight", relativeAttentionBias.table, [buckets, config.num_attention_heads])
+        } else {
+            try load("embeddings.token_type_embeddings.weight", typeEmbeddings.table, [types, d])
+        }
         try loadNorm("embeddings.LayerNorm", embeddingNorm)
         for (i, layer) in layers.enumerated() {
             let n = "encoder.layer.\(i)."
-            try loadLinear(n + "attention.self.query", layer.attention.query)
-            try loadLinear(n + "attention.self.key", layer.attention.key)
-            try loadLinear(n + "attention.self.value", layer.attention.value)
-            try loadLinear(n + "attention.output.dense", layer.attention.output)
-            try loadNorm(n + "attention.output.LayerNorm", layer.attentionNorm)
+            try loadLinear(n + names.q, layer.attention.query)
+            try loadLinear(n + names.k, layer.attention.key)
+            try loadLinear(n + names.v, layer.attention.value)
+            try loadLinear(n + names.o, layer.attention.output)
+            try loadNorm(n + names.norm, layer.attentionNorm)
             try loadLinear(n + "intermediate.dense", layer.ffn.fc1)
             try loadLinear(n + "output.dense", layer.ffn.fc2)
             try loadNorm(n + "output.LayerNorm", layer.outputNorm)
@@ -195,11 +224,14 @@ public final class BertEncoder {
         let n = b * l
         var ids = [Int32](repeating: 0, count: n * 3)      // (word, position, type) per token
         var mask = [UInt8](repeating: 0, count: n)
+        // BERT: token j at position j. MPNet: at pad_token_id + 1 + j, padding at pad_token_id (HuggingFace's
+        // create_position_ids_from_input_ids; padding is masked out either way).
+        let first = Int32(config.firstPosition), padPosition = Int32(config.isMPNet ? config.firstPosition - 1 : 0)
         for (i, t) in tokenBatch.enumerated() {
             for j in 0..<l {
                 let k = i * l + j
                 ids[k * 3] = j < t.count ? t[j] : tokenizer.pad
-                ids[k * 3 + 1] = Int32(j)
+                ids[k * 3 + 1] = j < t.count || !config.isMPNet ? first + Int32(j) : padPosition
                 ids[k * 3 + 2] = 0
                 mask[k] = j < t.count ? 1 : 0
             }
@@ -211,13 +243,25 @@ public final class BertEncoder {
             embeddingSumForward(p, tables: [wordEmbeddings, positionEmbeddings, typeEmbeddings], ids: $0.baseAddress!, rows: n, summed)
         }
         _ = embeddingNorm.forward(p, summed, x, rows: n, arena: arena)
+        // MPNet: B[h, bucket(j - i)] for every offset j - i in -(l - 1) ... l - 1, (heads, 2 l - 1), shared by the layers.
+        var relativeBias: RelativeBias? = nil
+        if let table = relativeAttentionBias {
+            let heads = config.num_attention_heads, buckets = table.count, span = 2 * l - 1
+            let values = arena.allocate(heads * span), weights = p.value(table.table)
+            for r in -(l - 1)...(l - 1) {
+                let bucket = Self.relativeBucket(r, buckets: buckets)
+                for h in 0..<heads { values[h * span + r + l - 1] = weights[bucket * heads + h] }
+            }
+            relativeBias = RelativeBias(values: values, span: l)
+        }
         let pooled = arena.allocate(b * d)
         mask.withUnsafeBufferPointer { maskBuffer in
             let m = maskBuffer.baseAddress!
             for (i, layer) in layers.enumerated() {
                 // Post-LN BERT layer: x = LN1(x + MHA(x)); x = LN2(x + FFN(x)).
                 let attnOut = arena.allocate(n * d)
-                _ = layer.attention.forward(p, xq: x, xkv: x, keyMask: m, batch: b, queryLength: l, keyLength: l, attnOut, arena: arena)
+                _ = layer.attention.forward(p, xq: x, xkv: x, keyMask: m, batch: b, queryLength: l, keyLength: l,
+                                            relativeBias: relativeBias, attnOut, arena: arena)
                 for k in 0..<n * d { attnOut[k] += x[k] }
                 let x1 = arena.allocate(n * d)
                 _ = layer.attentionNorm.forward(p, attnOut, x1, rows: n, arena: arena)
@@ -233,6 +277,19 @@ public final class BertEncoder {
                 }
             }
         }
+    }
+
+    /// MPNet's bucket of the relative position `r` = key - query (HuggingFace's MPNetEncoder.relative_position_bucket,
+    /// max_distance 128), in its float32 arithmetic: half the buckets per direction (keys after the query in the upper
+    /// half); within a half, |r| < buckets/4 exactly, then buckets/4 + trunc(ln(|r| / (buckets/4)) / ln(128 / (buckets/4))
+    /// * buckets/4), at most buckets/2 - 1.
+    public static func relativeBucket(_ r: Int, buckets: Int) -> Int {
+        let half = buckets / 2, exact = half / 2, n = abs(r)
+        let base = r > 0 ? half : 0
+        if n < exact { return base + n }
+        let scale = Float(Foundation.log(128.0 / Double(exact)))
+        let large = exact + Int(logf(Float(n) / Float(exact)) / scale * Float(half - exact))
+        return base + min(large, half - 1)
     }
 
     /// Encodes texts in batches of similar length (sorted by token count, so little padding), in a

@@ -13,13 +13,23 @@ public struct WordPieceTokenizer {
     /// Lines of vocab.txt: every id is below this (the word-embedding table needs at least this many rows).
     public let size: Int
     public let cls: Int32, sep: Int32, unk: Int32, pad: Int32
+
+    /// The names of the four special tokens in vocab.txt (HuggingFace's cls_token, sep_token, unk_token, pad_token).
+    public struct SpecialTokens: Sendable, Equatable {
+        public var cls = "[CLS]", sep = "[SEP]", unk = "[UNK]", pad = "[PAD]"
+        public init() {}
+        public init(cls: String, sep: String, unk: String, pad: String) { self.cls = cls; self.sep = sep; self.unk = unk; self.pad = pad }
+    }
     let maxCharsPerWord = 100
 
     /// Reads `vocab.txt`: one token per line, its id the line number - 1 (LF, CR LF or CR line endings, as
     /// Python's readlines reads them); a token listed twice has the id of its last line, as HuggingFace's
     /// `load_vocab` (and the fast tokenizer's `WordPiece::read_file`) give it. A FIFO, directory or device is refused before it is opened.
     /// `maxLength` counts [CLS] and [SEP], so it is at least 2.
-    public init(vocabPath: String, lowercase: Bool, stripAccents: Bool? = nil, maxLength: Int) throws {
+    /// `specials`: the vocabulary's names of the start, end, unknown and padding tokens (BERT's by default; an MPNet
+    /// vocabulary names them <s>, </s>, [UNK], <pad> in its tokenizer_config.json).
+    public init(vocabPath: String, lowercase: Bool, stripAccents: Bool? = nil, maxLength: Int,
+                specials: SpecialTokens = SpecialTokens()) throws {
         guard maxLength >= 2 else {
             throw InputError("maximum tokens per text = \(maxLength) is invalid (expected at least 2: [CLS] and [SEP])")
         }
@@ -36,7 +46,7 @@ public struct WordPieceTokenizer {
         self.lowercase = lowercase
         self.stripAccents = stripAccents ?? lowercase   // BERT: accents stripped when lower-casing unless set
         self.maxLength = maxLength
-        cls = try special("[CLS]"); sep = try special("[SEP]"); unk = try special("[UNK]"); pad = try special("[PAD]")
+        cls = try special(specials.cls); sep = try special(specials.sep); unk = try special(specials.unk); pad = try special(specials.pad)
     }
 
     /// Token ids of one text: [CLS] wordpieces... [SEP], at most `maxLength`.

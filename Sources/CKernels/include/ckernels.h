@@ -19,10 +19,12 @@ void ck_gelu_forward_derivative(const float *x, float *y, float *dydx, size_t n)
 // may be NULL; work holds
 // ck_attention_work_floats(max lq_b, max lk_b, head_dim) floats.
 size_t ck_attention_work_floats(size_t lq, size_t lk, size_t head_dim);
-// P = softmax(scale Q_h K_h^T over the real keys), context_h = P V_h (a query without keys gets P = 0).
+// P = softmax(scale Q_h K_h^T + R_h over the real keys), context_h = P V_h (a query without keys gets P = 0).
+// R_h (query i, key j) = relative_bias[h (2 span - 1) + (j - i) + span - 1], a bias by relative position (MPNet's),
+// span >= every sample's lq and lk; relative_bias NULL: R = 0. Backward takes no R: a model with one is forward only.
 void ck_attention_forward(size_t batch, size_t heads, size_t head_dim, const ptrdiff_t *q_rows, const ptrdiff_t *k_rows,
                           int shared_queries, const float *q, const float *k, const float *v, const float *key_keep, float scale,
-                          float *lse, float *context, float *work);
+                          const float *relative_bias, size_t relative_span, float *lse, float *context, float *work);
 // From dcontext, with P = exp(scale Q_h K_h^T - lse) recomputed: context_h = P V_h again, dV_h = P^T dO_h,
 // dS = P (dP - D) with dP = dO_h V_h^T and D_i = rowsum(P_i dP_i) = dO_i . context_i, dQ_h = scale dS K_h, dK_h = scale dS^T Q_h.
 // context, dq, dk, dv are written (not accumulated).

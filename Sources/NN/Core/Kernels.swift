@@ -12,17 +12,30 @@ public func geluForwardWithDerivative(_ x: ConstFloatPtr, _ y: FloatPtr, _ dydx:
     ck_gelu_forward_derivative(x, y, dydx, count)
 }
 
+/// A score bias by relative position added to every head's attention scores (MPNet's relative attention bias):
+/// head h, query i, key j gets values[h (2 span - 1) + (j - i) + span - 1]; `span` >= every query and key length.
+/// Forward only (the frozen text encoder): `attentionBackward` takes none.
+public struct RelativeBias {
+    public let values: ConstFloatPtr
+    public let span: Int
+    public init(values: ConstFloatPtr, span: Int) { self.values = values; self.span = span }
+}
+
 /// Multi-head attention core (CKernels/attention.c): for each sequence and head,
-/// P = softmax(scale Q_h K_h^T over the real keys) and context_h = P V_h. q and context have the rows of
+/// P = softmax(scale Q_h K_h^T (+ R_h, `relativeBias`) over the real keys) and context_h = P V_h. q and context have the rows of
 /// `queries`, k and v those of `keys`; `keyKeep` (1 or 0 per key row, nil = all real) masks keys. With
 /// `sharedQueries` q holds only `queries.maxLength` rows, the queries of every sequence (all of that length).
 /// P is not stored: `lse` (query rows x heads) gets each row's log-sum-exp, from which backward recomputes it.
 public func attentionForward(heads: Int, headDim: Int, queries: SequenceLayout, keys: SequenceLayout, sharedQueries: Bool = false,
                       q: ConstFloatPtr, k: ConstFloatPtr, v: ConstFloatPtr, keyKeep: ConstFloatPtr?, scale: Float,
-                      lse: FloatPtr, context: FloatPtr, arena: ActivationArena) {
+                      relativeBias: RelativeBias? = nil, lse: FloatPtr, context: FloatPtr, arena: ActivationArena) {
     let work = arena.allocate(ck_attention_work_floats(queries.maxLength, keys.maxLength, headDim))
+    if let relativeBias {
+        precondition(relativeBias.span >= max(queries.maxLength, keys.maxLength), "relative bias span \(relativeBias.span) below the sequence length")
+    }
     queries.rowOffsets.withUnsafeBufferPointer { qr in keys.rowOffsets.withUnsafeBufferPointer { kr in
-        ck_attention_forward(queries.count, heads, headDim, qr.baseAddress!, kr.baseAddress!, sharedQueries ? 1 : 0, q, k, v, keyKeep, scale, lse, context, work)
+        ck_attention_forward(queries.count, heads, headDim, qr.baseAddress!, kr.baseAddress!, sharedQueries ? 1 : 0, q, k, v, keyKeep, scale,
+                             relativeBias?.values, relativeBias?.span ?? 0, lse, context, work)
     } }
 }
 

@@ -12,7 +12,8 @@ public struct AttentionCache {
 
 /// Multi-head attention, self or cross, over a batch of sequences: sequence i's queries are its rows of xq
 /// (layout `queries`), its keys and values its rows of xkv (layout `keys`; the same for self-attention).
-/// For each head: P = softmax(Q_h K_h^T / sqrt(d_h) + mask), O_h = P V_h, out = concat(O_h) W_o^T + b_o.
+/// For each head: P = softmax(Q_h K_h^T / sqrt(d_h) (+ R_h, a bias by relative position, forward only) + mask),
+/// O_h = P V_h, out = concat(O_h) W_o^T + b_o.
 /// `keyMask` (a byte per key row, or nil) has 1 for real keys; a query without keys gets P = 0 (out = b_o).
 public struct MultiHeadAttention {
     public let dim: Int
@@ -41,8 +42,8 @@ public struct MultiHeadAttention {
     /// `sharedQueries`: every sequence of `queries` has the same length L and the same query inputs, the L rows
     /// of xq (learned latent queries such as centroids); Q = xq W_q^T + b_q is computed and kept once.
     public func forward(_ p: ParameterArena, xq: ConstFloatPtr, xkv: ConstFloatPtr, keyMask: UnsafePointer<UInt8>?,
-                        queries: SequenceLayout, keys: SequenceLayout, sharedQueries: Bool = false, _ out: FloatPtr,
-                        arena: ActivationArena) -> AttentionCache {
+                        queries: SequenceLayout, keys: SequenceLayout, sharedQueries: Bool = false,
+                        relativeBias: RelativeBias? = nil, _ out: FloatPtr, arena: ActivationArena) -> AttentionCache {
         let d = dim, nq = queries.rows, nk = keys.rows
         let shared = sharedQueries ? queries.maxLength : nil
         precondition(shared == nil || nq == queries.count * shared!, "shared queries need sequences of equal length")
@@ -62,18 +63,20 @@ public struct MultiHeadAttention {
         defer { scratch.release(to: start) }
         let context = scratch.allocate(nq * d)
         attentionForward(heads: heads, headDim: headDim, queries: queries, keys: keys, sharedQueries: shared != nil, q: q, k: k, v: v,
-                         keyKeep: keyKeep, scale: 1 / Float(headDim).squareRoot(), lse: lse, context: context, arena: scratch)
+                         keyKeep: keyKeep, scale: 1 / Float(headDim).squareRoot(), relativeBias: relativeBias, lse: lse, context: context,
+                         arena: scratch)
         let oc = output.forward(p, context, out, rows: nq, arena: arena)
         return AttentionCache(queries: queries, keys: keys, q: q, k: k, v: v, keyKeep: keyKeep, lse: lse,
                               sharedQueryRows: shared, qc: qc, kc: kc, vc: vc, oc: oc)
     }
 
-    /// Padded batch: xq (B, Lq, d), xkv (B, Lk, d), keyMask (B, Lk) -> out (B, Lq, d).
+    /// Padded batch: xq (B, Lq, d), xkv (B, Lk, d), keyMask (B, Lk) -> out (B, Lq, d). `relativeBias` (MPNet's
+    /// bias by relative position, added to every score) makes the cache unfit for `backward`: forward only.
     public func forward(_ p: ParameterArena, xq: ConstFloatPtr, xkv: ConstFloatPtr, keyMask: UnsafePointer<UInt8>?,
-                        batch: Int, queryLength lq: Int, keyLength lk: Int, _ out: FloatPtr,
+                        batch: Int, queryLength lq: Int, keyLength lk: Int, relativeBias: RelativeBias? = nil, _ out: FloatPtr,
                         arena: ActivationArena) -> AttentionCache {
         forward(p, xq: xq, xkv: xkv, keyMask: keyMask, queries: SequenceLayout(batch: batch, length: lq),
-                keys: SequenceLayout(batch: batch, length: lk), out, arena: arena)
+                keys: SequenceLayout(batch: batch, length: lk), relativeBias: relativeBias, out, arena: arena)
     }
 
     /// Accumulates into dx (query rows, d; with shared queries xq's rows, each the sum over the sequences) and
