@@ -35,7 +35,10 @@ struct Finetune: ParsableCommand {
                                   hint: "replace it with --overwrite or choose another --run-dir")
             let base = pretrained == "none" ? nil : try PretrainedBase(pretrained)
             let hierarchy = try ICD10Hierarchy(path: spec.data.icdHierarchy)
-            if let base { try hierarchy.requireTables(of: base.meta.model, checkpoint: base.jsonPath) } else { try hierarchy.requireDepth(spec.model.icdDepth) }
+            if let base {
+                try hierarchy.requireTables(of: base.meta.model, checkpoint: base.jsonPath)
+                try requireEncoderWidth(spec: spec, expected: base.meta.model.encoderDim, trainedOn: base.meta.storeIdentity, checkpoint: base.jsonPath)
+            } else { try hierarchy.requireDepth(spec.model.icdDepth) }
             let store = try storeContaining([train, valid] + aux, spec: spec, hierarchy: hierarchy, comm: comm, log: log)
             let tuner = try Finetuner(spec: spec, comm: comm, pretrained: base, trainFile: train,
                                       validFile: valid, auxFiles: aux, runDir: runDir, store: store, hierarchy: hierarchy, log: log)

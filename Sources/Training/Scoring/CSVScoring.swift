@@ -59,6 +59,17 @@ public func storeContaining(_ csvs: [String], spec: RunSpec, hierarchy: ICD10Hie
     return try FeatureStore(path: cache)
 }
 
+/// Before any CSV is featurized for a checkpoint (minutes with a large encoder): the encoder of encoder.model_dir
+/// makes vectors of the width the checkpoint was trained on. `trainedOn`: the checkpoint's store identity (its encoder).
+public func requireEncoderWidth(spec: RunSpec, expected: Int, trainedOn: String, checkpoint: String) throws {
+    let configPath = spec.encoder.modelDir + "/config.json"
+    guard FileManager.default.fileExists(atPath: configPath) else { return }    // storeContaining names the missing file
+    let width = try BertConfig.load(path: configPath).hidden_size
+    guard width == expected else {
+        throw InputError(file: configPath, "hidden_size = \(width): encoder.model_dir = \(spec.encoder.modelDir) makes sentence vectors of width \(width), but \(checkpoint) was trained on vectors of width \(expected) (from \(trainedOn)); set encoder.model_dir to the encoder it was trained with")
+    }
+}
+
 /// Every row of a CSV scored by a checkpoint.
 public struct ScoredCSV {
     public var trials: [StoredTrial]
@@ -148,6 +159,7 @@ public struct LoadedCheckpoint {
                              comm: comm, what: "checkpoints")
         let hierarchy = try ICD10Hierarchy(path: spec.data.icdHierarchy)
         try hierarchy.requireTables(of: meta.model, checkpoint: path)      // before featurizing anything
+        try requireEncoderWidth(spec: spec, expected: meta.model.encoderDim, trainedOn: meta.storeIdentity, checkpoint: path)
         let store = try storeContaining([csv], spec: spec, hierarchy: hierarchy, comm: comm, labels: labels, log: log)
         guard store.dim == meta.model.encoderDim else {
             throw InputError(file: store.path, "sentence vectors have width \(store.dim), the checkpoint expects \(meta.model.encoderDim)")
