@@ -91,8 +91,9 @@ public struct BertConfig: Decodable, Sendable {
                 }
             }
             if let pad = pad_token_id { try range("pad_token_id", pad, 0...(vocab_size - 1), "; a row of the word-embedding table") }
-            try range("max_position_embeddings", max_position_embeddings, (firstPosition + 2)...(1 << 20),
-                      "; MPNet's positions start at pad_token_id + 1 = \(firstPosition), and a text is at least <s> and </s>")
+            guard max_position_embeddings >= firstPosition + 2 else {
+                throw InputError(file: path, "max_position_embeddings = \(max_position_embeddings) is invalid (expected at least \(firstPosition + 2): MPNet's positions start at pad_token_id + 1 = \(firstPosition), and a text is at least <s> and </s>)")
+            }
         }
     }
 }
