@@ -20,7 +20,12 @@ TEST = {1: "data/devtest/dev_I_test.csv", 2: "data/devtest/dev_II_test.csv", 3: 
 
 
 def predict(checkpoint, data, out, phase, extra=()):
-    subprocess.run([CLADMOP, "predict", "--config", f"configs/finetune-phase{phase}.yaml", "--checkpoint", checkpoint,
+    # The run's own configuration (its encoder.model_dir and data.feature_store: a run on another encoder is scored
+    # with that encoder's vectors), else the phase's config.
+    config = os.path.join(ROOT, checkpoint, "config.yaml")
+    if not os.path.isfile(config):
+        config = f"configs/finetune-phase{phase}.yaml"
+    subprocess.run([CLADMOP, "predict", "--config", config, "--checkpoint", checkpoint,
                     *extra, "--data", data, "--output", out], cwd=ROOT, check=True, capture_output=True)
     return {r["nctid"]: float(r["probability"]) for r in csv.DictReader(open(out))}
 
