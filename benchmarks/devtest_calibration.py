@@ -22,9 +22,13 @@ TEST = {1: "data/devtest/dev_I_test.csv", 2: "data/devtest/dev_II_test.csv", 3: 
 def predict(checkpoint, data, out, phase, extra=()):
     # The run's own configuration (its encoder.model_dir and data.feature_store: a run on another encoder is scored
     # with that encoder's vectors), else the phase's config.
-    config = os.path.join(ROOT, checkpoint, "config.yaml")
-    if not os.path.isfile(config):
-        config = f"configs/finetune-phase{phase}.yaml"
+    config, folder = None, os.path.join(ROOT, checkpoint)
+    for _ in range(3):      # RUN, or RUN/members/k: the first config.yaml up from the checkpoint
+        if os.path.isfile(os.path.join(folder, "config.yaml")):
+            config = os.path.join(folder, "config.yaml")
+            break
+        folder = os.path.dirname(folder)
+    config = config or f"configs/finetune-phase{phase}.yaml"
     subprocess.run([CLADMOP, "predict", "--config", config, "--checkpoint", checkpoint,
                     *extra, "--data", data, "--output", out], cwd=ROOT, check=True, capture_output=True)
     return {r["nctid"]: float(r["probability"]) for r in csv.DictReader(open(out))}

@@ -37,7 +37,7 @@ public enum ConfigSchema {
                   doc: "ICD-10 codes per trial kept for the model."),
         // encoder
         ConfigKey(path: "encoder.model_dir", kind: .string(allowed: nil), defaultValue: .string("models/all-MiniLM-L6-v2"),
-                  doc: "Folder of the frozen BERT-family text encoder (config.json, vocab.txt, model.safetensors)."),
+                  doc: "Folder of the frozen text encoder (config.json, vocab.txt, model.safetensors; tokenizer_config.json if present): a BERT (`model_type: bert`, such as the default all-MiniLM-L6-v2, 384 wide) or an MPNet (`model_type: mpnet`, such as all-mpnet-base-v2, 768 wide, which `Launch/setup --encoder all-mpnet-base-v2` installs into models/all-mpnet-base-v2). Another encoder needs its own `data.feature_store`, and the fine-tuning, evaluation and prediction of a model pretrained on it the same `encoder.model_dir` (an encoder of another width is refused)."),
         ConfigKey(path: "encoder.max_tokens", kind: .int(8...512), defaultValue: .int(256),
                   doc: "WordPiece tokens per sentence, [CLS] and [SEP] included (longer sentences are truncated)."),
         ConfigKey(path: "encoder.precision", kind: .string(allowed: ["fp32", "bf16"]), defaultValue: .string("fp32"),

@@ -15,24 +15,26 @@ public struct BertConfig: Decodable, Sendable {
     public let hidden_act: String?
     public let position_embedding_type: String?
     public let model_type: String?
-    /// MPNet only: buckets of its relative attention bias (HuggingFace's default 32) and the padding token's id,
-    /// from which its learned positions count (a text's token j has position pad_token_id + 1 + j).
+    /// MPNet only: rows of its relative attention bias table (HuggingFace's MPNet computes bucket ids for 32 buckets
+    /// whatever this says, so at least 32) and the padding token's id (read, not used: HuggingFace's MPNet counts
+    /// positions from its fixed padding index 1, a text's token j at position 2 + j).
     public let relative_attention_num_buckets: Int?
     public let pad_token_id: Int?
 
     /// MPNet (model_type "mpnet", e.g. all-mpnet-base-v2): BERT's post-LN layers with a bias by relative position
     /// added to the attention scores, positions offset by the padding id, no token types.
     public var isMPNet: Bool { model_type == "mpnet" }
-    /// The first position a text's tokens take: 0 for BERT, pad_token_id + 1 for MPNet.
-    public var firstPosition: Int { isMPNet ? (pad_token_id ?? 1) + 1 : 0 }
+    /// The first position a text's tokens take: 0 for BERT, 2 for MPNet (HuggingFace's MPNetEmbeddings: padding_idx 1,
+    /// fixed, + 1).
+    public var firstPosition: Int { isMPNet ? 2 : 0 }
 
     /// Reads and validates `config.json`: every value that sizes a table or a layer, or divides, is in range
     /// (errors name the file and the key). A FIFO, directory or device is refused before it is opened.
     public static func load(path: String) throws -> BertConfig {
-        let data = try readRegularFile(path, what: "BERT config.json", limit: 16 << 20)
+        let data = try readRegularFile(path, what: "encoder config.json", limit: 16 << 20)
         // Types first, by key (Foundation's decoder calls a fractional or huge number "not valid JSON").
         guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
-            throw InputError(file: path, "not a BERT config: not a JSON object")
+            throw InputError(file: path, "not a BERT or MPNet config: not a JSON object")
         }
         for key in ["hidden_size", "num_attention_heads", "num_hidden_layers", "intermediate_size", "max_position_embeddings",
                     "vocab_size", "type_vocab_size", "layer_norm_eps", "relative_attention_num_buckets", "pad_token_id"] {
@@ -46,7 +48,7 @@ public struct BertConfig: Decodable, Sendable {
         }
         let config: BertConfig
         do { config = try JSONDecoder().decode(BertConfig.self, from: data) }
-        catch { throw InputError(file: path, "not a BERT config: \(describeDecodingError(error))") }
+        catch { throw InputError(file: path, "not a BERT or MPNet config: \(describeDecodingError(error))") }
         try config.validate(path: path)
         return config
     }
@@ -85,14 +87,10 @@ public struct BertConfig: Decodable, Sendable {
         }
         if isMPNet {
             if let b = relative_attention_num_buckets {
-                try range("relative_attention_num_buckets", b, 4...(1 << 16), "; MPNet halves them by direction and again into exact and logarithmic ones")
-                guard b % 4 == 0 else {
-                    throw InputError(file: path, "relative_attention_num_buckets = \(b) is invalid (expected a multiple of 4, like 32)")
-                }
+                try range("relative_attention_num_buckets", b, 32...(1 << 16), "; MPNet's bucket ids run 0 ..< 32 whatever the table's size")
             }
-            if let pad = pad_token_id { try range("pad_token_id", pad, 0...(vocab_size - 1), "; a row of the word-embedding table") }
             guard max_position_embeddings >= firstPosition + 2 else {
-                throw InputError(file: path, "max_position_embeddings = \(max_position_embeddings) is invalid (expected at least \(firstPosition + 2): MPNet's positions start at pad_token_id + 1 = \(firstPosition), and a text is at least <s> and </s>)")
+                throw InputError(file: path, "max_position_embeddings = \(max_position_embeddings) is invalid (expected at least \(firstPosition + 2): MPNet's positions start at \(firstPosition), and a text is at least <s> and </s>)")
             }
         }
     }

@@ -5,8 +5,9 @@ import NN
 /// A frozen BERT-family encoder (all-MiniLM-L6-v2 by default; MPNet, such as all-mpnet-base-v2, as well) loaded from
 /// a folder with `config.json`, `vocab.txt` and `model.safetensors`, run on OpenBLAS. `encode` returns, for each
 /// sentence, the attention-mask mean of the token states after layers L/3, 2L/3 and L (coarse, medium, fine).
-/// MPNet differs from BERT in three places: positions count from pad_token_id + 1, there are no token types, and
-/// every layer adds to its attention scores B[h, bucket(j - i)], one learned table shared by the layers (`relativeBucket`).
+/// MPNet differs from BERT in three places: positions count from 2 (HuggingFace's fixed padding index 1, + 1), there
+/// are no token types, and every layer adds to its attention scores B[h, bucket(j - i)], one learned table shared by
+/// the layers (`relativeBucket`, 32 buckets as in HuggingFace).
 public final class BertEncoder {
     struct Layer {
         var attention: MultiHeadAttention
@@ -35,7 +36,7 @@ public final class BertEncoder {
     /// The three files of a model folder, each checked to be a regular file before anything opens it.
     static func modelFiles(_ modelDir: String) throws -> (config: String, vocab: String, weights: String) {
         let files = (config: modelDir + "/config.json", vocab: modelDir + "/vocab.txt", weights: modelDir + "/model.safetensors")
-        for (path, what) in [(files.config, "BERT config.json"), (files.vocab, "WordPiece vocabulary (vocab.txt)"),
+        for (path, what) in [(files.config, "encoder config.json"), (files.vocab, "WordPiece vocabulary (vocab.txt)"),
                              (files.weights, "encoder weights (model.safetensors)")] {
             guard FileManager.default.fileExists(atPath: path) else {
                 throw InputError(file: path, "missing; the text encoder folder needs config.json, vocab.txt and model.safetensors (Launch/setup installs the default one into models/, Launch/setup --encoder all-mpnet-base-v2 the larger one)")
@@ -63,7 +64,10 @@ public final class BertEncoder {
             throw InputError(file: configPath, "max_position_embeddings = \(config.max_position_embeddings) is below the maximum tokens per text (--max-tokens, encoder.max_tokens) = \(maxLength)\(config.isMPNet ? " + the first position \(config.firstPosition)" : ""); expected a maximum of at most \(most)")
         }
         var lowercase = true
-        var specials = WordPieceTokenizer.SpecialTokens()
+        // MPNetTokenizer's defaults where tokenizer_config.json does not name them (its vocabulary also holds BERT's
+        // [CLS] and [SEP], which would frame every text wrongly without an error).
+        var specials = config.isMPNet ? WordPieceTokenizer.SpecialTokens(cls: "<s>", sep: "</s>", unk: "[UNK]", pad: "<pad>")
+                                      : WordPieceTokenizer.SpecialTokens()
         let tokenizerConfigPath = modelDir + "/tokenizer_config.json"
         if FileManager.default.fileExists(atPath: tokenizerConfigPath) {
             let tc = try readRegularFile(tokenizerConfigPath, what: "tokenizer_config.json", limit: 16 << 20)
@@ -198,13 +202,20 @@ public final class BertEncoder {
     /// differ in the last bits, so a store made in one precision is not taken for the other).
     public static func identity(modelDir: String, precision: Precision = .fp32) throws -> String {
         let files = try modelFiles(modelDir)
-        let configData = try readRegularFile(files.config, what: "BERT config.json", limit: 16 << 20)
+        let configData = try readRegularFile(files.config, what: "encoder config.json", limit: 16 << 20)
         var h = configData.withUnsafeBytes { checksum64($0) }
         let vocabData = try readRegularFile(files.vocab, what: "WordPiece vocabulary (vocab.txt)", limit: 256 << 20)
         h = vocabData.withUnsafeBytes { checksum64($0, seed: h) }
         let weights = try SafetensorsFile(path: files.weights)
         let header = weights.tensors.keys.sorted().map { "\($0)\(weights.tensors[$0]!.shape)\(weights.tensors[$0]!.begin)" }.joined()
         h = Data(header.utf8).withUnsafeBytes { checksum64($0, seed: h) }
+        // An MPNet's special tokens come from tokenizer_config.json: it is part of the identity (a BERT's is not, so
+        // that the identities of stores and checkpoints made before MPNet keep matching).
+        let tokenizerConfig = modelDir + "/tokenizer_config.json"
+        if (try? BertConfig.load(path: files.config))?.isMPNet == true, FileManager.default.fileExists(atPath: tokenizerConfig) {
+            let data = try readRegularFile(tokenizerConfig, what: "tokenizer_config.json", limit: 16 << 20)
+            h = data.withUnsafeBytes { checksum64($0, seed: h) }
+        }
         return URL(fileURLWithPath: modelDir).standardizedFileURL.lastPathComponent + "@" + String(h, radix: 16) + (precision == .bf16 ? "+bf16" : "")
     }
 
@@ -224,9 +235,9 @@ public final class BertEncoder {
         let n = b * l
         var ids = [Int32](repeating: 0, count: n * 3)      // (word, position, type) per token
         var mask = [UInt8](repeating: 0, count: n)
-        // BERT: token j at position j. MPNet: at pad_token_id + 1 + j, padding at pad_token_id (HuggingFace's
-        // create_position_ids_from_input_ids; padding is masked out either way).
-        let first = Int32(config.firstPosition), padPosition = Int32(config.isMPNet ? config.firstPosition - 1 : 0)
+        // BERT: token j at position j. MPNet: at 2 + j, padding at 1 (HuggingFace's create_position_ids_from_input_ids
+        // with its fixed padding index 1; padding is masked out either way).
+        let first = Int32(config.firstPosition), padPosition = Int32(config.isMPNet ? 1 : 0)
         for (i, t) in tokenBatch.enumerated() {
             for j in 0..<l {
                 let k = i * l + j
@@ -246,10 +257,10 @@ public final class BertEncoder {
         // MPNet: B[h, bucket(j - i)] for every offset j - i in -(l - 1) ... l - 1, (heads, 2 l - 1), shared by the layers.
         var relativeBias: RelativeBias? = nil
         if let table = relativeAttentionBias {
-            let heads = config.num_attention_heads, buckets = table.count, span = 2 * l - 1
+            let heads = config.num_attention_heads, span = 2 * l - 1
             let values = arena.allocate(heads * span), weights = p.value(table.table)
             for r in -(l - 1)...(l - 1) {
-                let bucket = Self.relativeBucket(r, buckets: buckets)
+                let bucket = Self.relativeBucket(r)   // HuggingFace: 32 buckets, whatever the table's rows
                 for h in 0..<heads { values[h * span + r + l - 1] = weights[bucket * heads + h] }
             }
             relativeBias = RelativeBias(values: values, span: l)
@@ -279,12 +290,12 @@ public final class BertEncoder {
         }
     }
 
-    /// MPNet's bucket of the relative position `r` = key - query (HuggingFace's MPNetEncoder.relative_position_bucket,
-    /// max_distance 128), in its float32 arithmetic: half the buckets per direction (keys after the query in the upper
-    /// half); within a half, |r| < buckets/4 exactly, then buckets/4 + trunc(ln(|r| / (buckets/4)) / ln(128 / (buckets/4))
-    /// * buckets/4), at most buckets/2 - 1.
-    public static func relativeBucket(_ r: Int, buckets: Int) -> Int {
-        let half = buckets / 2, exact = half / 2, n = abs(r)
+    /// MPNet's bucket of the relative position `r` = key - query (HuggingFace's MPNetEncoder.relative_position_bucket
+    /// as its compute_position_bias calls it: 32 buckets, max_distance 128), in its float32 arithmetic: 16 buckets per
+    /// direction (keys after the query in the upper 16); within them, |r| < 8 exactly, then
+    /// 8 + trunc(ln(|r| / 8) / ln(16) * 8), at most 15.
+    public static func relativeBucket(_ r: Int) -> Int {
+        let half = 16, exact = 8, n = abs(r)
         let base = r > 0 ? half : 0
         if n < exact { return base + n }
         let scale = Float(Foundation.log(128.0 / Double(exact)))

@@ -38,15 +38,18 @@ public struct WordPieceTokenizer {
         var vocab: [String: Int32] = [:]
         for (id, token) in lines.enumerated() { vocab[token] = Int32(id) }
         size = lines.count
-        func special(_ s: String) throws -> Int32 {
-            guard let v = vocab[s] else { throw InputError(file: vocabPath, "vocabulary lacks \(s)") }
+        func special(_ s: String, _ key: String) throws -> Int32 {
+            guard let v = vocab[s] else {
+                throw InputError(file: vocabPath, "vocabulary lacks \(s) (the \(key); tokenizer_config.json beside it may name another)")
+            }
             return v
         }
         self.vocab = vocab
         self.lowercase = lowercase
         self.stripAccents = stripAccents ?? lowercase   // BERT: accents stripped when lower-casing unless set
         self.maxLength = maxLength
-        cls = try special(specials.cls); sep = try special(specials.sep); unk = try special(specials.unk); pad = try special(specials.pad)
+        cls = try special(specials.cls, "cls_token"); sep = try special(specials.sep, "sep_token")
+        unk = try special(specials.unk, "unk_token"); pad = try special(specials.pad, "pad_token")
     }
 
     /// Token ids of one text: [CLS] wordpieces... [SEP], at most `maxLength`.

@@ -93,10 +93,10 @@ final class ModelFolderValidationTests: XCTestCase {
         }
         var missing = Self.realConfig
         missing["num_attention_heads"] = nil
-        expectError(try folder("missing-key", config: missing, real: false), "config.json: not a BERT config: key num_attention_heads is missing")
+        expectError(try folder("missing-key", config: missing, real: false), "config.json: not a BERT or MPNet config: key num_attention_heads is missing")
         let notJSON = try folder("not-json", config: [:], real: false)
         try "{ hidden_size: 384".write(toFile: notJSON + "/config.json", atomically: true, encoding: .utf8)
-        expectError(notJSON, "config.json: not a BERT config: not a JSON object")
+        expectError(notJSON, "config.json: not a BERT or MPNet config: not a JSON object")
     }
 
     func testMaxTokensIsPositiveAndWithinThePositionTable() throws {
@@ -175,7 +175,7 @@ final class ModelFolderValidationTests: XCTestCase {
     }
 
     func testAFIFOOrDirectoryInTheFolderIsRefusedBeforeItIsOpened() throws {
-        for (file, what) in [("config.json", "the BERT config.json"), ("vocab.txt", "the WordPiece vocabulary (vocab.txt)"),
+        for (file, what) in [("config.json", "the encoder config.json"), ("vocab.txt", "the WordPiece vocabulary (vocab.txt)"),
                              ("model.safetensors", "the encoder weights (model.safetensors)")] {
             let d = try folder("fifo-" + file, config: Self.realConfig, real: false)
             try FileManager.default.removeItem(atPath: d + "/" + file)

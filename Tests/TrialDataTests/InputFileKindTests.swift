@@ -100,7 +100,7 @@ final class InputFileKindTests: XCTestCase {
         try "some text\n".write(toFile: dir + "/in.txt", atomically: true, encoding: .utf8)
         let r = try runProduct("cladmop", ["encode", "--input", dir + "/in.txt", "--output", dir + "/out.jsonl", "--model-dir", model], timeout: 60)
         XCTAssertEqual(r.status, 2, r.output)
-        XCTAssertTrue(r.output.contains("\(model)/config.json: is a FIFO; expected the BERT config.json"), r.output)
+        XCTAssertTrue(r.output.contains("\(model)/config.json: is a FIFO; expected the encoder config.json"), r.output)
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/out.jsonl"))
     }
 

@@ -7,6 +7,7 @@ public struct AttentionCache {
     public var keyKeep: FloatPtr?         // (key rows) 1 for a real key, 0 for a masked one; nil: all real
     public var lse: FloatPtr              // (query rows, h) log-sum-exp of each softmax row (P is recomputed)
     public var sharedQueryRows: Int?      // xq's rows when every sequence shares them (see `forward`)
+    public var hasRelativeBias = false    // forward added a relative bias: backward would be wrong (forward only)
     public var qc, kc, vc, oc: LinearCache
 }
 
@@ -67,7 +68,7 @@ public struct MultiHeadAttention {
                          arena: scratch)
         let oc = output.forward(p, context, out, rows: nq, arena: arena)
         return AttentionCache(queries: queries, keys: keys, q: q, k: k, v: v, keyKeep: keyKeep, lse: lse,
-                              sharedQueryRows: shared, qc: qc, kc: kc, vc: vc, oc: oc)
+                              sharedQueryRows: shared, hasRelativeBias: relativeBias != nil, qc: qc, kc: kc, vc: vc, oc: oc)
     }
 
     /// Padded batch: xq (B, Lq, d), xkv (B, Lk, d), keyMask (B, Lk) -> out (B, Lq, d). `relativeBias` (MPNet's
@@ -84,6 +85,7 @@ public struct MultiHeadAttention {
     /// xq (query rows, d), xkv (key rows, d), dy (query rows, d).
     public func backward(_ p: ParameterArena, _ c: AttentionCache, _ xq: ConstFloatPtr, kv xkv: ConstFloatPtr, dy dout: ConstFloatPtr,
                          dx dxq: FloatPtr?, dkv dxkv: FloatPtr?, arena: ActivationArena) {
+        precondition(!c.hasRelativeBias, "attention with a relative bias is forward only")
         let d = dim, nq = c.queries.rows, nk = c.keys.rows
         let dContext = arena.zeros(nq * d)
         output.backwardInput(p, c.oc, dy: dout, dx: dContext, rows: nq, arena: arena)
