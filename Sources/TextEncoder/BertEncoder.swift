@@ -46,6 +46,43 @@ public final class BertEncoder {
         return files
     }
 
+    /// The family's defaults of the tokenizer settings: lower-casing, and BERT's [CLS], [SEP], [UNK], [PAD] or
+    /// MPNetTokenizer's <s>, </s>, [UNK], <pad> (an MPNet vocabulary also holds BERT's [CLS] and [SEP], which would
+    /// frame every text wrongly without an error).
+    static func defaultTokenizerSettings(_ config: BertConfig) -> (lowercase: Bool, specials: WordPieceTokenizer.SpecialTokens) {
+        (true, config.isMPNet ? .init(cls: "<s>", sep: "</s>", unk: "[UNK]", pad: "<pad>") : .init())
+    }
+
+    /// The tokenizer settings of `modelDir`: its tokenizer_config.json's `do_lower_case` and special tokens (HuggingFace
+    /// names them there, as a string or {"content": ...}), the family's defaults where it names none or has none.
+    static func tokenizerSettings(modelDir: String, config: BertConfig) throws -> (lowercase: Bool, specials: WordPieceTokenizer.SpecialTokens) {
+        var (lowercase, specials) = defaultTokenizerSettings(config)
+        let path = modelDir + "/tokenizer_config.json"
+        if !FileManager.default.fileExists(atPath: path), let target = try? FileManager.default.destinationOfSymbolicLink(atPath: path) {
+            throw InputError(file: path, "is a symbolic link to \(target), which does not exist (expected the tokenizer settings, or no file for the defaults)")
+        }
+        guard FileManager.default.fileExists(atPath: path) else { return (lowercase, specials) }
+        let tc = try readRegularFile(path, what: "tokenizer_config.json", limit: 16 << 20)
+        guard let obj = (try? JSONSerialization.jsonObject(with: tc)) as? [String: Any] else {
+            throw InputError(file: path, "not a JSON object (expected the tokenizer settings, e.g. {\"do_lower_case\": true})")
+        }
+        if let value = obj["do_lower_case"] {
+            guard let lc = value as? Bool else {
+                throw InputError(file: path, "do_lower_case = \(value) is invalid (expected true or false)")
+            }
+            lowercase = lc
+        }
+        func name(_ key: String, _ fallback: String) throws -> String {
+            guard let value = obj[key], !(value is NSNull) else { return fallback }
+            if let text = value as? String, !text.isEmpty { return text }
+            if let text = (value as? [String: Any])?["content"] as? String, !text.isEmpty { return text }
+            throw InputError(file: path, "\(key) = \(value) is invalid (expected a token of vocab.txt as a string, e.g. \"\(fallback)\")")
+        }
+        specials = .init(cls: try name("cls_token", specials.cls), sep: try name("sep_token", specials.sep),
+                         unk: try name("unk_token", specials.unk), pad: try name("pad_token", specials.pad))
+        return (lowercase, specials)
+    }
+
     /// Loads the encoder of `modelDir`. `maxLength` is the most WordPiece tokens per text, [CLS] and [SEP]
     /// included (--max-tokens, encoder.max_tokens): at least 2 and at most max_position_embeddings.
     /// config.json, vocab.txt and the tensor shapes of model.safetensors are checked against each other
@@ -63,33 +100,7 @@ public final class BertEncoder {
             let most = config.max_position_embeddings - config.firstPosition
             throw InputError(file: configPath, "max_position_embeddings = \(config.max_position_embeddings) is below the maximum tokens per text (--max-tokens, encoder.max_tokens) = \(maxLength)\(config.isMPNet ? " + the first position \(config.firstPosition)" : ""); expected a maximum of at most \(most)")
         }
-        var lowercase = true
-        // MPNetTokenizer's defaults where tokenizer_config.json does not name them (its vocabulary also holds BERT's
-        // [CLS] and [SEP], which would frame every text wrongly without an error).
-        var specials = config.isMPNet ? WordPieceTokenizer.SpecialTokens(cls: "<s>", sep: "</s>", unk: "[UNK]", pad: "<pad>")
-                                      : WordPieceTokenizer.SpecialTokens()
-        let tokenizerConfigPath = modelDir + "/tokenizer_config.json"
-        if FileManager.default.fileExists(atPath: tokenizerConfigPath) {
-            let tc = try readRegularFile(tokenizerConfigPath, what: "tokenizer_config.json", limit: 16 << 20)
-            guard let obj = (try? JSONSerialization.jsonObject(with: tc)) as? [String: Any] else {
-                throw InputError(file: tokenizerConfigPath, "not a JSON object (expected the tokenizer settings, e.g. {\"do_lower_case\": true})")
-            }
-            if let value = obj["do_lower_case"] {
-                guard let lc = value as? Bool else {
-                    throw InputError(file: tokenizerConfigPath, "do_lower_case = \(value) is invalid (expected true or false)")
-                }
-                lowercase = lc
-            }
-            // HuggingFace names the special tokens here (MPNet: <s>, </s>, [UNK], <pad>), as a string or {"content": ...}.
-            func name(_ key: String, _ fallback: String) throws -> String {
-                guard let value = obj[key], !(value is NSNull) else { return fallback }
-                if let text = value as? String, !text.isEmpty { return text }
-                if let text = (value as? [String: Any])?["content"] as? String, !text.isEmpty { return text }
-                throw InputError(file: tokenizerConfigPath, "\(key) = \(value) is invalid (expected a token of vocab.txt as a string, e.g. \"\(fallback)\")")
-            }
-            specials = .init(cls: try name("cls_token", specials.cls), sep: try name("sep_token", specials.sep),
-                             unk: try name("unk_token", specials.unk), pad: try name("pad_token", specials.pad))
-        }
+        let (lowercase, specials) = try Self.tokenizerSettings(modelDir: modelDir, config: config)
         tokenizer = try WordPieceTokenizer(vocabPath: vocabPath, lowercase: lowercase, maxLength: maxLength, specials: specials)
         let weights = try SafetensorsFile(path: weightsPath)
         weightsChecksum = String(weights.checksum(seed: 0), radix: 16)
@@ -135,7 +146,9 @@ public final class BertEncoder {
         }
         for (name, shape, keys) in expected {
             guard let t = weights.tensors[prefix + name] else {
-                throw InputError(file: weightsPath, "lacks tensor \(prefix + name) (config.json: num_hidden_layers = \(L), hidden_size = \(d))")
+                let mpnetTensors = !mpnet && weights.tensors.keys.contains { $0.hasSuffix("encoder.relative_attention_bias.weight") }
+                throw InputError(file: weightsPath, "lacks tensor \(prefix + name) (config.json: num_hidden_layers = \(L), hidden_size = \(d))"
+                                 + (mpnetTensors ? "; it holds an MPNet's encoder.relative_attention_bias.weight: config.json needs \"model_type\": \"mpnet\"" : ""))
             }
             guard t.shape == shape else {
                 throw InputError(file: weightsPath, "tensor \(prefix + name) has shape \(t.shape); config.json (\(keys)) expects \(shape)")
@@ -209,12 +222,14 @@ public final class BertEncoder {
         let weights = try SafetensorsFile(path: files.weights)
         let header = weights.tensors.keys.sorted().map { "\($0)\(weights.tensors[$0]!.shape)\(weights.tensors[$0]!.begin)" }.joined()
         h = Data(header.utf8).withUnsafeBytes { checksum64($0, seed: h) }
-        // An MPNet's special tokens come from tokenizer_config.json: it is part of the identity (a BERT's is not, so
-        // that the identities of stores and checkpoints made before MPNet keep matching).
-        let tokenizerConfig = modelDir + "/tokenizer_config.json"
-        if (try? BertConfig.load(path: files.config))?.isMPNet == true, FileManager.default.fileExists(atPath: tokenizerConfig) {
-            let data = try readRegularFile(tokenizerConfig, what: "tokenizer_config.json", limit: 16 << 20)
-            h = data.withUnsafeBytes { checksum64($0, seed: h) }
+        // Tokenizer settings other than the family's defaults (tokenizer_config.json: lower-casing, special tokens) make
+        // other tokens: part of the identity. The defaults add nothing, so that the identities of stores and checkpoints
+        // made before they were covered keep matching.
+        let config = try BertConfig.load(path: files.config)
+        let settings = try tokenizerSettings(modelDir: modelDir, config: config)
+        if settings != defaultTokenizerSettings(config) {
+            let t = settings.specials
+            h = Data("lowercase=\(settings.lowercase) cls=\(t.cls) sep=\(t.sep) unk=\(t.unk) pad=\(t.pad)".utf8).withUnsafeBytes { checksum64($0, seed: h) }
         }
         return URL(fileURLWithPath: modelDir).standardizedFileURL.lastPathComponent + "@" + String(h, radix: 16) + (precision == .bf16 ? "+bf16" : "")
     }

@@ -74,6 +74,12 @@ public func featurize(comm: Communicator, paths: [String], output: String, makeE
     }
     report.uniqueSentences = texts.count
     let encoder = try makeEncoder()
+    // Every rank must encode with the same encoder: the same encoder.model_dir can name another folder on another node
+    // (or another working folder), whose vectors (of another width: a failed gather; of the same: a mixed store) differ.
+    if comm.size > 1 {
+        try requireAgreement([("encoder.model_dir", "\(encoder.identity), weights \(encoder.weightsChecksum)")],
+                             comm: comm, what: "encoders (encoder.model_dir must name the same encoder on every node)")
+    }
     let checksums = texts.map(sentenceChecksum)
     // Sentences the reused store holds (its row per sentence), the rest to encode.
     var reusedRow: [Int: Int] = [:]

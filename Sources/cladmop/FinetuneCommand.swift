@@ -37,7 +37,7 @@ struct Finetune: ParsableCommand {
             let hierarchy = try ICD10Hierarchy(path: spec.data.icdHierarchy)
             if let base {
                 try hierarchy.requireTables(of: base.meta.model, checkpoint: base.jsonPath)
-                try requireEncoderWidth(spec: spec, expected: base.meta.model.encoderDim, trainedOn: base.meta.storeIdentity, checkpoint: base.jsonPath)
+                try requireTrainedEncoder(spec: spec, meta: base.meta, checkpoint: base.jsonPath)
             } else { try hierarchy.requireDepth(spec.model.icdDepth) }
             let store = try storeContaining([train, valid] + aux, spec: spec, hierarchy: hierarchy, comm: comm, log: log)
             let tuner = try Finetuner(spec: spec, comm: comm, pretrained: base, trainFile: train,

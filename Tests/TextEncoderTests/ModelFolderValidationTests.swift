@@ -174,6 +174,43 @@ final class ModelFolderValidationTests: XCTestCase {
         XCTAssertEqual(try BertEncoder(modelDir: dir + "/edited/encoder").weightsChecksum, ids[2].weights)
     }
 
+    /// Tokenizer settings (tokenizer_config.json) other than the family's defaults make other tokens from the same
+    /// texts: they are part of the identity, so a store made before them is stale (a ninth probe: a BERT's were not,
+    /// and `featurize --skip-if-current` called such a store up to date). The defaults, written out or left out, add
+    /// nothing: the identity of all-MiniLM-L6-v2 (whose tokenizer_config.json states them) is the one stores and
+    /// checkpoints made before recorded. A dangling link is refused (it was read as no file: the defaults).
+    func testTokenizerSettingsOtherThanTheDefaultsArePartOfTheIdentity() throws {
+        guard let model = realModel else { XCTFail("\(defaultModelDir) is missing: run Launch/setup"); return }
+        func identity(_ name: String, _ tokenizerConfig: String?) throws -> String {
+            let folder = dir + "/" + name + "/encoder"
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            for f in ["config.json", "vocab.txt", "model.safetensors"] {
+                try FileManager.default.createSymbolicLink(atPath: folder + "/" + f, withDestinationPath: model + "/" + f)
+            }
+            if let tokenizerConfig { try tokenizerConfig.write(toFile: folder + "/tokenizer_config.json", atomically: true, encoding: .utf8) }
+            return try BertEncoder.identity(modelDir: folder)
+        }
+        let none = try identity("none", nil)
+        XCTAssertEqual(try identity("stated", try String(contentsOfFile: model + "/tokenizer_config.json", encoding: .utf8)), none)
+        XCTAssertEqual(try identity("defaults", #"{"do_lower_case": true, "cls_token": {"content": "[CLS]"}}"#), none)
+        let cased = try identity("cased", #"{"do_lower_case": false}"#)
+        XCTAssertNotEqual(cased, none)
+        let cls = try identity("cls", #"{"cls_token": "[SEP]"}"#)
+        XCTAssertNotEqual(cls, none)
+        XCTAssertNotEqual(cls, cased)
+        XCTAssertEqual(String(none.split(separator: "@").first!), "encoder")
+        // Featurizing tokenizes the same way the identity says: the cased tokenizer keeps capitals apart.
+        let lower = try BertEncoder(modelDir: dir + "/none/encoder", maxLength: 16), upper = try BertEncoder(modelDir: dir + "/cased/encoder", maxLength: 16)
+        XCTAssertNotEqual(lower.tokenizer.encode("Adults With Asthma"), upper.tokenizer.encode("Adults With Asthma"))
+        let dangling = dir + "/dangling/encoder"
+        _ = try identity("dangling", nil)
+        try FileManager.default.createSymbolicLink(atPath: dangling + "/tokenizer_config.json", withDestinationPath: dir + "/nowhere.json")
+        XCTAssertThrowsError(try BertEncoder.identity(modelDir: dangling)) {
+            XCTAssertTrue("\($0)".contains("tokenizer_config.json: is a symbolic link to \(dir)/nowhere.json, which does not exist"), "\($0)")
+        }
+        expectError(dangling, "tokenizer_config.json: is a symbolic link")
+    }
+
     func testAFIFOOrDirectoryInTheFolderIsRefusedBeforeItIsOpened() throws {
         for (file, what) in [("config.json", "the encoder config.json"), ("vocab.txt", "the WordPiece vocabulary (vocab.txt)"),
                              ("model.safetensors", "the encoder weights (model.safetensors)")] {

@@ -162,6 +162,31 @@ final class OutcomeProtocolTests: XCTestCase {
                                                                        "--data", dir + "/unseen.csv"] + sets, timeout: 600)
         XCTAssertEqual(unseen.status, 2, unseen.output)
         XCTAssertTrue(unseen.output.contains("is in no fold") && unseen.output.contains("folds.csv"), unseen.output)
+        // best.json's first two members in the other order (or their folders swapped, when they kept the same epoch):
+        // each checkpoint records the fold it held out, so --out-of-fold refuses (it had scored fold 1 by the member
+        // that trained on it, exit 0), naming best.json.
+        let bestPath = dir + "/run/best.json"
+        let bestBytes = try Data(contentsOf: URL(fileURLWithPath: bestPath))
+        var reordered = try XCTUnwrap(JSONSerialization.jsonObject(with: bestBytes) as? [String: Any])
+        let listed = try XCTUnwrap(reordered["members"] as? [String])
+        reordered["members"] = [listed[1], listed[0]] + listed.dropFirst(2)
+        try JSONSerialization.data(withJSONObject: reordered).write(to: URL(fileURLWithPath: bestPath))
+        let swapped = try mpirun(np: 1, executable: cladmop, arguments: ["predict", "--checkpoint", dir + "/run", "--out-of-fold",
+                                                                        "--data", dir + "/valid.csv", "--output", dir + "/swapped.csv"] + sets, timeout: 600)
+        XCTAssertEqual(swapped.status, 2, swapped.output)
+        XCTAssertTrue(swapped.output.contains(bestPath) && swapped.output.contains("held out fold 2 of folds.csv, not fold 1"), swapped.output)
+        // best.json's list cut short (a member left out): refused naming the key and the members the run wrote, with
+        // --out-of-fold and without (it had scored an ensemble of 2 that the run never chose).
+        var cut = try XCTUnwrap(JSONSerialization.jsonObject(with: bestBytes) as? [String: Any])
+        cut["members"] = Array(try XCTUnwrap(cut["members"] as? [String]).prefix(2))
+        try JSONSerialization.data(withJSONObject: cut).write(to: URL(fileURLWithPath: bestPath))
+        for oofFlag in [["--out-of-fold"], []] {
+            let r = try mpirun(np: 1, executable: cladmop, arguments: ["predict", "--checkpoint", dir + "/run", "--data", dir + "/valid.csv",
+                                                                  "--output", dir + "/cut.csv"] + oofFlag + sets, timeout: 600)
+            XCTAssertEqual(r.status, 2, r.output)
+            XCTAssertTrue(r.output.contains("\(bestPath): key \"members\" lists 2 member(s)") && r.output.contains("one of 3 (finetune.folds 3"), r.output)
+        }
+        try bestBytes.write(to: URL(fileURLWithPath: bestPath))
         // The run's trials with their labels emptied: predict scores them (and stores them unlabelled); --out-of-fold,
         // which checks the labels against folds.csv, refuses them naming the file and line, also from that store.
         try writeCSVSubset(from: dir + "/train.csv", rows: 0..<24, to: dir + "/train-blank.csv", labelColumn: .set(""))

@@ -107,7 +107,9 @@ public final class SafetensorsFile {
         guard t.shape == shape else { throw InputError(file: path, "tensor \(name) has shape \(t.shape), expected \(shape)") }
         let v = try floats(name)
         if let i = v.firstIndex(where: { !$0.isFinite }) {
-            throw InputError(file: path, "tensor \(name) holds \(v[i]) at index \(i) (\(v.count { !$0.isFinite }) non-finite values); expected finite numbers: the file is damaged, or was written by a run that diverged")
+            throw InputError(file: path, "tensor \(name) holds \(v[i]) at index \(i) (\(v.count { !$0.isFinite }) non-finite values"
+                             + (t.dtype == "F64" ? " in float32: an F64 value beyond ±3.4e38 overflows it" : "")
+                             + "); expected finite numbers: the file is damaged, or was written by a run that diverged")
         }
         v.withUnsafeBufferPointer { into.update(from: $0.baseAddress!, count: v.count) }
     }

@@ -53,6 +53,8 @@ public final class Finetuner {
     let pretrainedTensorsFile: String?
     let pretrainedTensors: SafetensorsFile?
     let storeIdentity: String
+    /// The store's encoder weights (`CheckpointMeta.storeEncoderWeights`).
+    let storeEncoderWeights: String?
 
     /// `pretrained`: nil fine-tunes a randomly initialised DM branch (the ablation). `hierarchy` must give the
     /// pretrained checkpoint's ICD tables (`ICD10Hierarchy.requireTables`, checked by the caller before featurizing).
@@ -60,6 +62,7 @@ public final class Finetuner {
                 auxFiles: [String], runDir: String, store: FeatureStore, hierarchy: ICD10Hierarchy, log: @escaping (String) -> Void) throws {
         self.spec = spec; self.comm = comm; self.runDir = runDir; self.log = log
         storeIdentity = store.identity.encoder
+        storeEncoderWeights = store.identity.encoderWeights
         let excluded = try spec.data.excludeFile.map { try readExclusionList($0) } ?? []
         func rows(_ file: String) throws -> [StoredTrial] {
             let r = store.trials(of: file)
@@ -259,7 +262,7 @@ public final class Finetuner {
         guard f.ensemble > 1 || !partitions.isEmpty else {
             let trained = try trainMember(outcome, optimizer: optimizer, seed: f.seed, dir: runDir, train: train + auxiliary, valid: valid,
                                           keepEveryEpoch: false)
-            _ = try saveMember(trained, epoch: trained.bestEpoch, into: outcome, dir: runDir, pooled: false)
+            _ = try saveMember(trained, epoch: trained.bestEpoch, into: outcome, dir: runDir, pooled: false, heldOutFold: nil)
             return
         }
         // Seed ensemble: every member selects on `valid`, the ensemble's scores are the mean of theirs. Cross-fitted
@@ -299,7 +302,8 @@ public final class Finetuner {
                                          keepEveryEpoch: pooled)
             var kept = member
             if !pooled {
-                members.append(try saveMember(member, epoch: member.bestEpoch, into: model, dir: runDir + "/members/\(m + 1)", pooled: false))
+                members.append(try saveMember(member, epoch: member.bestEpoch, into: model, dir: runDir + "/members/\(m + 1)", pooled: false,
+                                              heldOutFold: partitions.isEmpty ? nil : m + 1))
                 kept.states = [:]      // saved: only its scores are needed below
             }
             trained.append(kept); valids.append(memberValid)
@@ -342,7 +346,8 @@ public final class Finetuner {
             }
             epochs = Array(repeating: chosen, count: count)
             for (m, member) in trained.enumerated() {
-                members.append(try saveMember(member, epoch: chosen, into: outcome, dir: runDir + "/members/\(m + 1)", pooled: true))
+                members.append(try saveMember(member, epoch: chosen, into: outcome, dir: runDir + "/members/\(m + 1)", pooled: true,
+                                              heldOutFold: partitions.isEmpty ? nil : m + 1))
                 watchdog.beat()
             }
         }
@@ -479,7 +484,9 @@ public final class Finetuner {
 
     /// Writes the member's checkpoint of `epoch` (its parameters put into `outcome`, whose frozen ones are the
     /// member's), `dir`/best.json and finetune.svg, and returns its selection. `pooled`: the epoch is the ensemble's.
-    func saveMember(_ member: MemberTraining, epoch: Int, into outcome: OutcomeModel, dir runDir: String, pooled: Bool) throws -> FinetuneSelection {
+    /// `heldOutFold`: a cross-fitted member's fold number in RUN/folds.csv (`OutcomeHeadSpec.heldOutFold`).
+    func saveMember(_ member: MemberTraining, epoch: Int, into outcome: OutcomeModel, dir runDir: String, pooled: Bool,
+                    heldOutFold: Int?) throws -> FinetuneSelection {
         guard let state = member.states[epoch] else {
             throw TrainingError("fine-tuning into \(runDir): no epoch had a finite validation \(spec.finetune.selectMetric.rawValue); nothing to keep")
         }
@@ -497,9 +504,11 @@ public final class Finetuner {
             head.threshold = threshold
             head.trainingDiseaseSets = member.trainingDiseaseSets     // this member's (a fold member's: not its fold)
             head.trainedTrials = member.trainedTrials
+            head.heldOutFold = heldOutFold
             var meta = CheckpointMeta(kind: .finetune, step: epoch, epoch: epoch, stepInEpoch: 0, worldSize: comm.size,
                                       globalBatch: spec.finetune.batch, optimizerStep: member.optimizerStep, spec: spec,
                                       model: outcome.model.config, features: outcome.space, storeIdentity: storeIdentity,
+                                      storeEncoderWeights: storeEncoderWeights,
                                       metrics: ["valid_\(metric)": value], pretrained: pretrainedPath,
                                       pretrainedChecksum: pretrainedChecksum, head: head)
             if let pretrainedPath {     // RUN/pretrained/ (`run`), from this member's checkpoints/ folder

@@ -18,6 +18,9 @@ public struct OutcomeHeadSpec: Codable, Equatable {
     /// Sorted NCT ids of the trials this model trained on or selected its epoch on (auxiliary ones included): the
     /// scoring says when it scores them (in-sample). Absent in checkpoints written before it.
     public var trainedTrials: [String]? = nil
+    /// A cross-fitted member: the fold of RUN/folds.csv it selected its epoch on and did not train on (member k holds
+    /// out fold k; `--out-of-fold` checks it). Absent for other models and in checkpoints written before version 6.
+    public var heldOutFold: Int? = nil
 
     /// Sizes and the threshold, checked (read back from a checkpoint's `head`).
     public func validate(path: String) throws {
@@ -28,6 +31,7 @@ public struct OutcomeHeadSpec: Codable, Equatable {
         try require(loraAlpha.isFinite && (0...4096).contains(loraAlpha), "loraAlpha", loraAlpha, "a number in [0, 4096]")
         try require((1...8192).contains(headHidden), "headHidden", headHidden, "an integer in [1, 8192]")
         try require(threshold.isFinite && (0...1).contains(threshold), "threshold", threshold, "a probability in [0, 1]")
+        if let fold = heldOutFold { try require((1...4096).contains(fold), "heldOutFold", fold, "a fold number of folds.csv, from 1") }
     }
 }
 

@@ -29,7 +29,7 @@ public struct PretrainSetup {
         }
         // Every rank must read the same data (nodes may hold their own copies of the store).
         let id = store.identity
-        try requireAgreement([("feature store", "\(id.encoder) \(id.maxTokens) \(id.featurizerVersion) "
+        try requireAgreement([("feature store", "\(id.encoder) \(id.encoderWeights ?? "-") \(id.maxTokens) \(id.featurizerVersion) "
                                 + id.sources.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")),
                               ("feature store rows", "\(store.trials.count) x \(store.dim)")], comm: comm, what: "feature stores")
         hierarchy = try ICD10Hierarchy(path: data.icdHierarchy)

@@ -331,6 +331,7 @@ public final class Pretrainer {
         let meta = CheckpointMeta(kind: .pretrain, step: stepsDone, epoch: stepsDone / stepsPerEpoch, stepInEpoch: stepsDone % stepsPerEpoch,
                                   worldSize: comm.size, globalBatch: globalBatch, optimizerStep: optimizer.step,
                                   spec: spec, model: model.config, features: space, storeIdentity: setup.store.identity.encoder,
+                                  storeEncoderWeights: setup.store.identity.encoderWeights,
                                   metrics: (bestValLoss.isFinite ? ["best_val_loss": bestValLoss] : [:])
                                       .merging(["evals_without_improvement": Double(evalsWithoutImprovement)]) { a, _ in a },
                                   bestCheckpoint: bestCheckpoint, corpus: setup.fingerprint)

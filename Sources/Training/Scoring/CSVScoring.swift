@@ -59,14 +59,22 @@ public func storeContaining(_ csvs: [String], spec: RunSpec, hierarchy: ICD10Hie
     return try FeatureStore(path: cache)
 }
 
-/// Before any CSV is featurized for a checkpoint (minutes with a large encoder): the encoder of encoder.model_dir
-/// makes vectors of the width the checkpoint was trained on. `trainedOn`: the checkpoint's store identity (its encoder).
-public func requireEncoderWidth(spec: RunSpec, expected: Int, trainedOn: String, checkpoint: String) throws {
+/// Before any CSV is featurized for a checkpoint (minutes with a large encoder): the encoder of encoder.model_dir is
+/// the one the checkpoint was trained with: vectors of the width it was trained on, and (when the checkpoint records
+/// them, version 6 on) the same weights: an encoder of the same shapes with other weights (a fine-tuned copy under the
+/// same folder name) would score every trial with vectors the model never saw, silently.
+public func requireTrainedEncoder(spec: RunSpec, meta: CheckpointMeta, checkpoint: String) throws {
     let configPath = spec.encoder.modelDir + "/config.json"
     guard FileManager.default.fileExists(atPath: configPath) else { return }    // storeContaining names the missing file
     let width = try BertConfig.load(path: configPath).hidden_size
+    let expected = meta.model.encoderDim, trainedOn = meta.storeIdentity
     guard width == expected else {
         throw InputError(file: configPath, "hidden_size = \(width): encoder.model_dir = \(spec.encoder.modelDir) makes sentence vectors of width \(width), but \(checkpoint) was trained on vectors of width \(expected) (from \(trainedOn)); set encoder.model_dir to the encoder it was trained with")
+    }
+    guard let trainedWeights = meta.storeEncoderWeights, trainedOn != "synthetic" else { return }
+    let weights = try BertEncoder.weightsChecksum(modelDir: spec.encoder.modelDir)
+    guard weights == trainedWeights else {
+        throw InputError(file: spec.encoder.modelDir + "/model.safetensors", "is not the encoder \(checkpoint) was trained with: its weights' checksum is \(weights), the checkpoint's sentence vectors came from weights with checksum \(trainedWeights) (\(trainedOn)); set encoder.model_dir to the encoder it was trained with")
     }
 }
 
@@ -159,7 +167,7 @@ public struct LoadedCheckpoint {
                              comm: comm, what: "checkpoints")
         let hierarchy = try ICD10Hierarchy(path: spec.data.icdHierarchy)
         try hierarchy.requireTables(of: meta.model, checkpoint: path)      // before featurizing anything
-        try requireEncoderWidth(spec: spec, expected: meta.model.encoderDim, trainedOn: meta.storeIdentity, checkpoint: path)
+        try requireTrainedEncoder(spec: spec, meta: meta, checkpoint: path)
         let store = try storeContaining([csv], spec: spec, hierarchy: hierarchy, comm: comm, labels: labels, log: log)
         guard store.dim == meta.model.encoderDim else {
             throw InputError(file: store.path, "sentence vectors have width \(store.dim), the checkpoint expects \(meta.model.encoderDim)")
@@ -194,6 +202,16 @@ public func scoreCSV(checkpoint: String, csv: String, spec: RunSpec, comm: Commu
     try requireAgreement([("--checkpoint \(checkpoint) (its best.json)", ensemble.map { "\($0.members.count) \($0.threshold) \($0.partitions) \($0.foldsChecksum ?? "")" } ?? "one model")],
                          comm: comm, what: "checkpoints")
     let stall = StallPolicy(stallTimeout: spec.train.stallTimeout)
+    if let ensemble {
+        // Every member the run trained (finetune.folds x finetune.ensemble), as its first member's specification says:
+        // a list edited short would score an ensemble the run never chose, and --out-of-fold would misread folds.csv.
+        let firstPath = try resolveCheckpointJSON(ensemble.members[0])
+        let f = try Checkpoints.load(jsonPath: firstPath).0.spec.finetune
+        let trained = f.folds >= 2 ? f.folds * f.ensemble : f.ensemble
+        guard trained == ensemble.members.count else {
+            throw InputError(file: checkpoint + "/best.json", "key \"members\" lists \(ensemble.members.count) member(s), but \(firstPath) was fine-tuned as one of \(trained) (finetune.folds \(f.folds), finetune.ensemble \(f.ensemble)): list every member the run wrote (members/1 ... members/\(trained))")
+        }
+    }
     var foldOf: [String: (folds: [Int], label: Int)] = [:]
     if outOfFold {
         guard let ensemble else {
@@ -227,6 +245,10 @@ public func scoreCSV(checkpoint: String, csv: String, spec: RunSpec, comm: Commu
             }
             if outOfFold && head.validFile != "out of fold" {     // before any featurizing of --data
                 throw InputError(file: checkpoint + "/best.json", "member \(member) was not fine-tuned out of fold (it selected on \(head.validFile)); --out-of-fold needs a run fine-tuned with finetune.folds")
+            }
+            // Member k scores the trials of fold k: the member that held that fold out (recorded since version 6).
+            if outOfFold, let fold = head.heldOutFold, fold != k + 1 {
+                throw InputError(file: checkpoint + "/best.json", "member \(k + 1) of \"members\" (\(member)) held out fold \(fold) of folds.csv, not fold \(k + 1): the members' folders or the list were reordered, and --out-of-fold would score trials with members that trained on them")
             }
             let (rows, builder) = try loaded.rows(of: csv, spec: spec, comm: comm, labels: outOfFold ? .required : labels, log: log)
             if outOfFold {
@@ -333,15 +355,37 @@ public func ensembleMembers(_ path: String) throws -> (members: [String], thresh
         case .typeMismatch(_, let c), .valueNotFound(_, let c), .dataCorrupted(let c): key = c.codingPath.first?.stringValue
         default: key = nil
         }
-        guard let key else { throw InputError(file: file, "expected a JSON object (a run's best.json)") }
-        throw InputError(file: file, "key \"\(key)\" \(expected[key] ?? "has the wrong type")")
+        // Foundation's decoder names no key for a number that fits no Int (1.5) or no Double (1e400): find it.
+        let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
+        let wrong = key ?? object.flatMap { o in
+            ["members", "threshold", "partitions", "folds_checksum"].first { k in
+                guard let v = o[k] else { return false }
+                switch k {
+                case "members": return !(v is [String])
+                case "threshold": return !((v as? Double)?.isFinite ?? false)
+                case "partitions": return !(v is Int) || (v as? NSNumber).map { $0.doubleValue.rounded() != $0.doubleValue } ?? true
+                default: return !(v is String)
+                }
+            }
+        }
+        guard let named = wrong else {
+            throw InputError(file: file, object == nil && data.first(where: { ![0x20, 0x09, 0x0a, 0x0d].contains($0) }) == UInt8(ascii: "{")
+                ? "is not valid JSON (a number out of range, such as 1e400?); expected a run's best.json"
+                : "expected a JSON object (a run's best.json)")
+        }
+        throw InputError(file: file, "key \"\(named)\" \(expected[named] ?? "has the wrong type")")
     }
     guard let members = o.members else { return nil }
     guard !members.isEmpty, members.count <= 64, members.allSatisfy({ !$0.isEmpty }) else {
         throw InputError(file: file, "key \"members\" \(expected["members"]!)")
     }
-    if let twice = members.first(where: { m in members.filter { $0 == m }.count > 1 }) {
-        throw InputError(file: file, "key \"members\" lists \(twice) twice; each member is one checkpoint")
+    // The same checkpoint under two spellings ("members/1", its .json twin, ".") counts twice as well.
+    let full = members.map { $0.hasPrefix("/") ? $0 : path + "/" + $0 }
+    let resolved = full.map { m in resolvedPath((try? resolveCheckpointJSON(m)) ?? m) }
+    for (i, r) in resolved.enumerated() {
+        if let j = resolved[..<i].firstIndex(of: r) {
+            throw InputError(file: file, "key \"members\" lists one checkpoint twice (\(members[j]) and \(members[i]) are both \(r)); each member is one checkpoint")
+        }
     }
     guard let t = o.threshold, t.isFinite, (0...1).contains(t) else {
         throw InputError(file: file, "key \"threshold\" \(expected["threshold"]!)")
@@ -353,7 +397,7 @@ public func ensembleMembers(_ path: String) throws -> (members: [String], thresh
     }
     // Runs written before it have none (their folds.csv is checked for its shape only).
     let checksum = o.foldsChecksum
-    return (members.map { $0.hasPrefix("/") ? $0 : path + "/" + $0 }, t, partitions, checksum)
+    return (full, t, partitions, checksum)
 }
 
 /// The checksum of a cross-fitted run's fold assignment (best.json `folds_checksum`): over its `nctid,fold,label` lines
