@@ -40,9 +40,11 @@ public struct BertConfig: Decodable, Sendable {
                     "vocab_size", "type_vocab_size", "layer_norm_eps", "relative_attention_num_buckets", "pad_token_id"] {
             guard let value = object[key], !(value is NSNull) else { continue }
             let integer = key != "layer_norm_eps"
-            guard let n = value as? NSNumber, !(value is String),
+            // JSON true and false read as NSNumbers too (of Objective-C type "c", char).
+            let boolean = (value as? NSNumber).map { String(cString: $0.objCType) == "c" } ?? false
+            guard let n = value as? NSNumber, !(value is String), !boolean,
                   !integer || (n.doubleValue.rounded() == n.doubleValue && abs(n.doubleValue) < 1e15) else {
-                let shown = (value as? String).map { "\"\($0.prefix(40))\"" } ?? "\(value)"
+                let shown = boolean ? "\((value as? NSNumber)?.boolValue == true) (a boolean)" : (value as? String).map { "\"\($0.prefix(40))\"" } ?? "\(value)"
                 throw InputError(file: path, "\(key) = \(shown) is invalid (expected \(integer ? "an integer" : "a number"))")
             }
         }
