@@ -210,9 +210,10 @@ public final class BertEncoder {
         identity = try Self.identity(modelDir: modelDir, precision: precision)
     }
 
-    /// Names an encoder without loading it: folder name plus a hash of config.json, vocab.txt and the
-    /// safetensors header (tensor names, shapes and offsets), and `+bf16` when its GEMMs run in bf16 (features
-    /// differ in the last bits, so a store made in one precision is not taken for the other).
+    /// Names an encoder without loading it: folder name plus a hash of config.json, vocab.txt, the safetensors header
+    /// (tensor names, shapes and offsets) and the tokenizer settings when they are not the family's defaults, and
+    /// `+bf16` when its GEMMs run in bf16 (features differ in the last bits, so a store made in one precision is not
+    /// taken for the other). The weights themselves: `weightsChecksum`.
     public static func identity(modelDir: String, precision: Precision = .fp32) throws -> String {
         let files = try modelFiles(modelDir)
         let configData = try readRegularFile(files.config, what: "encoder config.json", limit: 16 << 20)
@@ -237,9 +238,18 @@ public final class BertEncoder {
     /// `checksum64` (hexadecimal) of the whole model.safetensors of `modelDir`, header and weights. A feature store
     /// records it beside `identity` (`StoreIdentity.encoderWeights`): `identity` covers the header only, so an encoder
     /// of the same shapes with other weights (a fine-tuned copy saved under the same folder name) is told apart by it.
+    /// Computed once per file in a process (an ensemble's members each check it; 440 MB for an MPNet): keyed by the
+    /// file's real path, inode, size and modification time, so a file replaced meanwhile is read again.
     public static func weightsChecksum(modelDir: String) throws -> String {
-        String(try SafetensorsFile(path: try modelFiles(modelDir).weights).checksum(seed: 0), radix: 16)
+        let path = try modelFiles(modelDir).weights
+        let a = try? FileManager.default.attributesOfItem(atPath: path)
+        let key = a.map { "\(resolvedPath(path)) \($0[.systemFileNumber] ?? "-") \($0[.size] ?? "-") \(($0[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0)" }
+        if let key, let known = checksumCache.withLock({ $0[key] }) { return known }
+        let value = String(try SafetensorsFile(path: path).checksum(seed: 0), radix: 16)
+        if let key { checksumCache.withLock { $0[key] = value } }
+        return value
     }
+    private static let checksumCache = Locked<[String: String]>([:])
 
     /// Encodes sentences given as token ids (each from `tokenizer.encode`) as one padded batch.
     /// out is (count, 3, hidden): coarse, medium, fine mean-pooled states per sentence.
@@ -356,4 +366,12 @@ public final class BertEncoder {
         if !current.isEmpty { result.append(current) }
         return result
     }
+}
+
+/// A value behind a lock (the encoder weights' checksums, shared by the threads of a process).
+private final class Locked<Value>: @unchecked Sendable {
+    private var value: Value
+    private let lock = NSLock()
+    init(_ value: Value) { self.value = value }
+    func withLock<R>(_ body: (inout Value) -> R) -> R { lock.lock(); defer { lock.unlock() }; return body(&value) }
 }

@@ -78,7 +78,7 @@ public func featurize(comm: Communicator, paths: [String], output: String, makeE
     // (or another working folder), whose vectors (of another width: a failed gather; of the same: a mixed store) differ.
     if comm.size > 1 {
         try requireAgreement([("encoder.model_dir", "\(encoder.identity), weights \(encoder.weightsChecksum)")],
-                             comm: comm, what: "encoders (encoder.model_dir must name the same encoder on every node)")
+                             comm: comm, what: "encoders (encoder.model_dir must name the same encoder on every node, and encoder.precision resolve alike: a node without AVX512-BF16 runs fp32)")
     }
     let checksums = texts.map(sentenceChecksum)
     // Sentences the reused store holds (its row per sentence), the rest to encode.

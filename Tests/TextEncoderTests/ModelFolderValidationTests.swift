@@ -199,6 +199,23 @@ final class ModelFolderValidationTests: XCTestCase {
         XCTAssertNotEqual(cls, none)
         XCTAssertNotEqual(cls, cased)
         XCTAssertEqual(String(none.split(separator: "@").first!), "encoder")
+        // The identity that stores and checkpoints made before recorded (Tests/Fixtures/torch_loader's among them).
+        XCTAssertEqual(try BertEncoder.identity(modelDir: model), "all-MiniLM-L6-v2@d18219381cbcbf83")
+        // An MPNet's defaults are MPNetTokenizer's: its own tokenizer_config.json (<s>, </s>, [UNK], <pad>) or none
+        // give one identity, BERT's [CLS] another.
+        let tinyMPNet = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().path + "/Fixtures/tiny_mpnet"
+        func mpnetIdentity(_ name: String, _ tokenizerConfig: String?) throws -> String {
+            let folder = dir + "/" + name + "/tiny_mpnet"
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            for f in ["config.json", "vocab.txt", "model.safetensors"] {
+                try FileManager.default.createSymbolicLink(atPath: folder + "/" + f, withDestinationPath: tinyMPNet + "/" + f)
+            }
+            if let tokenizerConfig { try tokenizerConfig.write(toFile: folder + "/tokenizer_config.json", atomically: true, encoding: .utf8) }
+            return try BertEncoder.identity(modelDir: folder)
+        }
+        let mpnetNone = try mpnetIdentity("mpnet-none", nil)
+        XCTAssertEqual(try mpnetIdentity("mpnet-own", try String(contentsOfFile: tinyMPNet + "/tokenizer_config.json", encoding: .utf8)), mpnetNone)
+        XCTAssertNotEqual(try mpnetIdentity("mpnet-bert-tokens", #"{"cls_token": "[CLS]", "sep_token": "[SEP]"}"#), mpnetNone)
         // Featurizing tokenizes the same way the identity says: the cased tokenizer keeps capitals apart.
         let lower = try BertEncoder(modelDir: dir + "/none/encoder", maxLength: 16), upper = try BertEncoder(modelDir: dir + "/cased/encoder", maxLength: 16)
         XCTAssertNotEqual(lower.tokenizer.encode("Adults With Asthma"), upper.tokenizer.encode("Adults With Asthma"))

@@ -108,7 +108,7 @@ public final class SafetensorsFile {
         let v = try floats(name)
         if let i = v.firstIndex(where: { !$0.isFinite }) {
             throw InputError(file: path, "tensor \(name) holds \(v[i]) at index \(i) (\(v.count { !$0.isFinite }) non-finite values"
-                             + (t.dtype == "F64" ? " in float32: an F64 value beyond ±3.4e38 overflows it" : "")
+                             + (t.dtype == "F64" && v[i].isInfinite ? " in float32: an F64 value beyond ±3.4e38 overflows it" : "")
                              + "); expected finite numbers: the file is damaged, or was written by a run that diverged")
         }
         v.withUnsafeBufferPointer { into.update(from: $0.baseAddress!, count: v.count) }

@@ -115,6 +115,10 @@ public final class Pretrainer {
             throw InputError(file: path, "checkpoint was trained on another SCT corpus: \(then.differences(from: setup.fingerprint).joined(separator: "; ")); "
                              + "resume needs the same data: start a new run (another --run-dir, or --overwrite)")
         }
+        // The corpus leaves the encoder's weights out (checkpoints before they were recorded still resume): compared here.
+        if let trained = meta.storeEncoderWeights, let now = setup.store.identity.encoderWeights, trained != now {
+            throw InputError(file: path, "checkpoint was trained on the vectors of encoder weights \(trained), \(setup.store.path) holds those of weights \(now) (\(setup.store.identity.encoder)): another encoder of the same name and shapes; resume needs the same encoder (encoder.model_dir) and store")
+        }
         guard meta.model == model.config else {
             throw InputError(file: path, "checkpoint's model differs from the one this data builds (vocabularies or table sizes: the data files or the feature store changed); resume needs the same data")
         }

@@ -206,7 +206,11 @@ public func scoreCSV(checkpoint: String, csv: String, spec: RunSpec, comm: Commu
         // Every member the run trained (finetune.folds x finetune.ensemble), as its first member's specification says:
         // a list edited short would score an ensemble the run never chose, and --out-of-fold would misread folds.csv.
         let firstPath = try resolveCheckpointJSON(ensemble.members[0])
-        let f = try Checkpoints.load(jsonPath: firstPath).0.spec.finetune
+        let firstMeta = try Checkpoints.load(jsonPath: firstPath).0
+        guard firstMeta.kind == .finetune else {
+            throw InputError(file: checkpoint + "/best.json", "member \(ensemble.members[0]) is not a fine-tuned checkpoint")
+        }
+        let f = firstMeta.spec.finetune
         let trained = f.folds >= 2 ? f.folds * f.ensemble : f.ensemble
         guard trained == ensemble.members.count else {
             throw InputError(file: checkpoint + "/best.json", "key \"members\" lists \(ensemble.members.count) member(s), but \(firstPath) was fine-tuned as one of \(trained) (finetune.folds \(f.folds), finetune.ensemble \(f.ensemble)): list every member the run wrote (members/1 ... members/\(trained))")
