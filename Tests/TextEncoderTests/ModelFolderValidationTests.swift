@@ -181,11 +181,12 @@ final class ModelFolderValidationTests: XCTestCase {
     /// checkpoints made before recorded. A dangling link is refused (it was read as no file: the defaults).
     func testTokenizerSettingsOtherThanTheDefaultsArePartOfTheIdentity() throws {
         guard let model = realModel else { XCTFail("\(defaultModelDir) is missing: run Launch/setup"); return }
-        func identity(_ name: String, _ tokenizerConfig: String?) throws -> String {
+        /// DIR/name/encoder: `source`'s config, vocabulary and weights (linked), `tokenizerConfig` as tokenizer_config.json.
+        func identity(_ name: String, _ tokenizerConfig: String?, of source: String? = nil) throws -> String {
             let folder = dir + "/" + name + "/encoder"
             try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
             for f in ["config.json", "vocab.txt", "model.safetensors"] {
-                try FileManager.default.createSymbolicLink(atPath: folder + "/" + f, withDestinationPath: model + "/" + f)
+                try FileManager.default.createSymbolicLink(atPath: folder + "/" + f, withDestinationPath: (source ?? model) + "/" + f)
             }
             if let tokenizerConfig { try tokenizerConfig.write(toFile: folder + "/tokenizer_config.json", atomically: true, encoding: .utf8) }
             return try BertEncoder.identity(modelDir: folder)
@@ -204,18 +205,9 @@ final class ModelFolderValidationTests: XCTestCase {
         // An MPNet's defaults are MPNetTokenizer's: its own tokenizer_config.json (<s>, </s>, [UNK], <pad>) or none
         // give one identity, BERT's [CLS] another.
         let tinyMPNet = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().path + "/Fixtures/tiny_mpnet"
-        func mpnetIdentity(_ name: String, _ tokenizerConfig: String?) throws -> String {
-            let folder = dir + "/" + name + "/tiny_mpnet"
-            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-            for f in ["config.json", "vocab.txt", "model.safetensors"] {
-                try FileManager.default.createSymbolicLink(atPath: folder + "/" + f, withDestinationPath: tinyMPNet + "/" + f)
-            }
-            if let tokenizerConfig { try tokenizerConfig.write(toFile: folder + "/tokenizer_config.json", atomically: true, encoding: .utf8) }
-            return try BertEncoder.identity(modelDir: folder)
-        }
-        let mpnetNone = try mpnetIdentity("mpnet-none", nil)
-        XCTAssertEqual(try mpnetIdentity("mpnet-own", try String(contentsOfFile: tinyMPNet + "/tokenizer_config.json", encoding: .utf8)), mpnetNone)
-        XCTAssertNotEqual(try mpnetIdentity("mpnet-bert-tokens", #"{"cls_token": "[CLS]", "sep_token": "[SEP]"}"#), mpnetNone)
+        let mpnetNone = try identity("mpnet-none", nil, of: tinyMPNet)
+        XCTAssertEqual(try identity("mpnet-own", try String(contentsOfFile: tinyMPNet + "/tokenizer_config.json", encoding: .utf8), of: tinyMPNet), mpnetNone)
+        XCTAssertNotEqual(try identity("mpnet-bert-tokens", #"{"cls_token": "[CLS]", "sep_token": "[SEP]"}"#, of: tinyMPNet), mpnetNone)
         // Featurizing tokenizes the same way the identity says: the cased tokenizer keeps capitals apart.
         let lower = try BertEncoder(modelDir: dir + "/none/encoder", maxLength: 16), upper = try BertEncoder(modelDir: dir + "/cased/encoder", maxLength: 16)
         XCTAssertNotEqual(lower.tokenizer.encode("Adults With Asthma"), upper.tokenizer.encode("Adults With Asthma"))
