@@ -101,15 +101,17 @@ public struct Hostfile {
             if let previous = firstLine[name.lowercased()] {
                 throw InputError(file: path, line: line, "host \(name) is already listed on line \(previous); give it one line with its total slots")
             }
-            var host = Host(name: name, slots: 1, maxSlots: nil, line: line), seen = Set<String>()
+            // Errors show each key as the file spells it (max_slots or max-slots); `seen` holds the one spelling.
+            var host = Host(name: name, slots: 1, maxSlots: nil, line: line), seen = Set<String>(), maxSlotsKey = "max_slots"
             for word in words.dropFirst() {
-                var kv = word.split(separator: "=", maxSplits: 1).map(String.init)
-                if kv.first == "max-slots" { kv[0] = "max_slots" }
-                guard kv.count == 2, ["slots", "max_slots"].contains(kv[0]) else {
+                let kv = word.split(separator: "=", maxSplits: 1).map(String.init)
+                let key = kv.first == "max-slots" ? "max_slots" : kv.first ?? ""
+                guard kv.count == 2, ["slots", "max_slots"].contains(key) else {
                     throw InputError(file: path, line: line, "\"\(word)\" after host \(name): expected slots=N or max_slots=N (or max-slots=N)")
                 }
-                guard !seen.contains(kv[0]) else { throw InputError(file: path, line: line, "\(kv[0]) given twice for host \(name)") }
-                seen.insert(kv[0])
+                guard !seen.contains(key) else { throw InputError(file: path, line: line, "\(kv[0]) given twice for host \(name)") }
+                seen.insert(key)
+                if key == "max_slots" { maxSlotsKey = kv[0] }
                 // Digits only: mpirun reads `slots=+2` as a negative count and refuses it.
                 guard kv[1].allSatisfy({ $0.isASCII && $0.isNumber }), let n = Int(kv[1]), n >= 1 else {
                     throw InputError(file: path, line: line, "\(kv[0])=\(kv[1]) for host \(name): expected a whole number >= 1")
@@ -117,10 +119,10 @@ public struct Hostfile {
                 guard n <= Self.maxSlots else {
                     throw InputError(file: path, line: line, "\(kv[0])=\(kv[1]) for host \(name): at most \(Self.maxSlots) per host")
                 }
-                if kv[0] == "slots" { host.slots = n } else { host.maxSlots = n }
+                if key == "slots" { host.slots = n } else { host.maxSlots = n }
             }
             if let m = host.maxSlots, m < host.slots {
-                throw InputError(file: path, line: line, "max_slots=\(m) is below slots=\(host.slots) for host \(name)")
+                throw InputError(file: path, line: line, "\(maxSlotsKey)=\(m) is below slots=\(host.slots) for host \(name)")
             }
             firstLine[name.lowercased()] = line
             hosts.append(host)

@@ -179,6 +179,8 @@ final class HostfileTests: XCTestCase {
             ("node01\nnode02 cpus=4\n", 1, ":2: \"cpus=4\" after host node02: expected slots=N or max_slots=N"),
             ("node01 slots=2\nnode01 slots=2\n", 1, ":2: host node01 is already listed on line 1"),
             ("node01 slots=4 max_slots=2\n", 1, ":1: max_slots=2 is below slots=4 for host node01"),
+            ("node01 slots=4 max-slots=2\n", 1, ":1: max-slots=2 is below slots=4 for host node01"),
+            ("node01 max_slots=4 max-slots=4\n", 1, ":1: max-slots given twice for host node01"),
             ("node01 slots=2 slots=3\n", 1, ":1: slots given twice for host node01"),
             ("node 01=x slots=2\n", 1, "\"01=x\" after host node"),
             ("no/de slots=2\n", 1, ":1: \"no/de\" is not a host name"),
