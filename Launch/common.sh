@@ -65,6 +65,12 @@ needs_value() {
     fi
 }
 
+# script_help: prints the script's leading comment (its usage) to stdout and exits 0 (the scripts' -h / --help).
+script_help() {
+    awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"
+    exit 0
+}
+
 # check_np N [HOSTFILE]: exits 2 unless N is a positive rank count; without a hostfile (ranks on this machine,
 # oversubscribed past its cores) at most 8 ranks per core (a typo such as -np 999999 would start that many processes).
 check_np() {
@@ -74,6 +80,19 @@ check_np() {
         echo "Launch/$(basename "$0"): -np $1: this machine has $cores cores; at most $((8 * cores)) ranks run on it (one per core is fastest); more ranks need more nodes (--hostfile, where the script takes one)" >&2
         exit 2
     fi
+}
+
+# pretrain_np NP CONFIG_ARGS...: NP capped at train.global_batch of the pretraining configuration CONFIG_ARGS give
+# (--config FILE --set ...): pretrain needs a row of each global batch on every rank, so "all cores" on a machine with
+# more cores than rows pretrains on as many ranks as rows (featurization and fine-tuning take any number).
+pretrain_np() {
+    local np="$1" batch; shift
+    batch="$("$CLADMOP" config "$@" --get train.global_batch)" || exit 2
+    if [ "$np" -gt "$batch" ]; then
+        echo "Launch/$(basename "$0"): pretraining on $batch ranks, not $np: train.global_batch is $batch (every rank needs a row of each batch)" >&2
+        np="$batch"
+    fi
+    echo "$np"
 }
 
 # check_phases "WORDS": exits 2 unless WORDS lists phases 1, 2 and 3, each at most once, separated by spaces.

@@ -261,6 +261,33 @@ final class HostfileTests: XCTestCase {
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir), "nothing may be written for a refused launch")
     }
+
+    /// Every Launch script answers -h / --help with its usage on stdout, exit 0, before any work (Launch/pretrain had
+    /// passed --help on to cladmop, building it first when it was missing; the others printed a usage line, exit 2).
+    func testLaunchScriptsPrintTheirHelp() throws {
+        for script in ["main", "devtest", "finetune", "paper", "pretrain", "sweep-batch", "ablations", "bench", "batch-studies", "setup"] {
+            for flag in ["--help", "-h"] {
+                let r = try runCommand(repositoryRoot + "/Launch/" + script, [flag], timeout: 60)
+                XCTAssertEqual(r.status, 0, "\(script) \(flag): \(r.output)")
+                XCTAssertTrue(r.output.contains("Launch/" + script), "\(script) \(flag): no usage in \(r.output)")
+                XCTAssertFalse(r.output.contains("swift build"), "\(script) \(flag) ran Launch/setup: \(r.output)")
+            }
+        }
+    }
+
+    /// Launch/main and Launch/devtest pretrain "on all cores" with at most train.global_batch ranks (pretrain refuses
+    /// more ranks than rows; on a machine of more than 64 cores the main job had failed after featurizing).
+    func testLaunchScriptsPretrainOnAtMostGlobalBatchRanks() throws {
+        let script = "source Launch/common.sh && pretrain_np 100 --config configs/pretrain.yaml && pretrain_np 2 --config configs/pretrain.yaml"
+            + " && pretrain_np 100 --config configs/pretrain.yaml --set train.global_batch=80"
+        let r = try runCommand("/bin/bash", ["-c", script], timeout: 60)
+        XCTAssertEqual(r.status, 0, r.output)
+        XCTAssertEqual(r.output.split(separator: "\n").filter { Int($0) != nil }, ["64", "2", "80"], r.output)
+        XCTAssertTrue(r.output.contains("pretraining on 64 ranks, not 100: train.global_batch is 64"), r.output)
+        let bad = try runCommand("/bin/bash", ["-c", "source Launch/common.sh && pretrain_np 4 --config configs/none.yaml"], timeout: 60)
+        XCTAssertEqual(bad.status, 2, bad.output)
+        XCTAssertTrue(bad.output.contains("configs/none.yaml"), bad.output)
+    }
 }
 
 /// The libFuzzer harnesses keep compiling against the parsers and run clean on a short budget
