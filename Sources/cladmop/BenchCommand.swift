@@ -10,9 +10,9 @@ import TrialData
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Benchmarks: training throughput at a synthetic shape (--config configs/bench.yaml), or kernels (--kernels: sgemm GFLOP/s, collective bandwidth).")
+        abstract: "Benchmarks: training throughput at a synthetic shape (--config configs/bench.yaml), kernels (--kernels), collectives against message size (--collectives) or the frozen text encoder (--encoder).")
 
-    @Flag(help: "Measure sgemm on one rank and the collectives' bandwidth across ranks.")
+    @Flag(help: "Measure square sgemm, oneDNN fp32 and bf16 GEMMs, the model's GEMM shapes and the attention core on one rank, and the collectives' bandwidth across ranks.")
     var kernels = false
 
     @Flag(help: "Measure all-reduce and all-gather time against message size (64 ... 2^24 floats) across the ranks (mpirun -np 2 or more): the scaling model's input.")
