@@ -26,7 +26,7 @@ public enum ConfigSchema {
         ConfigKey(path: "data.sct_phases", kind: .phaseList, defaultValue: .strings([]),
                   doc: "Pretrain only on SCT trials of these phases (e.g. [1]; a trial of `phase 1/phase 2` counts for both). Empty: all (SCT full)."),
         ConfigKey(path: "data.skip_bad_rows", kind: .bool, defaultValue: .bool(false),
-                  doc: "Skip malformed CSV rows (counted and reported) instead of stopping with an error."),
+                  doc: "Skip malformed CSV rows instead of stopping with an error; every command that reads the file names the rows it left out (a store that left rows out is refused without this key)."),
         ConfigKey(path: "data.max_sentences", kind: .int(1...512), defaultValue: .int(32),
                   doc: "Criterion sentences per trial kept for the model (the first ones)."),
         ConfigKey(path: "data.max_mol_tokens", kind: .int(1...4096), defaultValue: .int(128),

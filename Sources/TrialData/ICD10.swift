@@ -1,6 +1,7 @@
-import Support
+import Communication
 import Foundation
 import NN
+import Support
 
 /// The ICD-10-CM tree from `icd10cm_2025_hierarchy.tsv` (`id<TAB>parent<TAB>depth<TAB>description`;
 /// depth 1 chapter, 2 block, 3 category, 4+ subcategories). Each node has an index within its depth,
@@ -13,6 +14,9 @@ public final class ICD10Hierarchy {
     public private(set) var nodeIndex: [[String: Int32]] = []
     public var maxDepth: Int { nodeIndex.count }
     public var nodesPerDepth: [Int] { nodeIndex.map(\.count) }
+    /// Checksum of the tree as the model sees it: every node's id, parent and depth in file order (a node's row in
+    /// its depth's table is its order there); descriptions are left out.
+    public private(set) var checksum = ""
 
     /// Reads the hierarchy: LF, CR LF or CR line endings and a byte-order mark are accepted; a FIFO, directory
     /// or device is refused before it is opened. Every id is listed once, every node below depth 1 has a
@@ -52,6 +56,17 @@ public final class ICD10Hierarchy {
         let deepest = order.map(\.1).max() ?? 0
         nodeIndex = Array(repeating: [:], count: deepest)
         for (id, d) in order { nodeIndex[d - 1][id] = Int32(nodeIndex[d - 1].count) }
+        let tree = order.map { "\($0.0)\t\(parent[$0.0]!)\t\($0.1)\n" }.joined()
+        checksum = String(Data(tree.utf8).withUnsafeBytes { checksum64($0) }, radix: 16)
+    }
+
+    /// Reads the hierarchy on every rank (each node may hold its own copy of `path`) and ends the job when the ranks'
+    /// trees differ: another order or other nodes give other table rows, or tables of other sizes (a collective of
+    /// mismatched sizes), on some ranks.
+    public convenience init(path: String, comm: Communicator) throws {
+        try self.init(path: path)
+        try requireAgreement([("data.icd_hierarchy = \(path) (its nodes)", "checksum \(checksum), \(nodesPerDepth) nodes per depth")],
+                             comm: comm, what: "ICD-10 hierarchies (data.icd_hierarchy must be the same file on every node)")
     }
 
     /// The code itself if known, else its longest known prefix (an unseen leaf maps to its known

@@ -22,7 +22,7 @@ struct Baseline: ParsableCommand {
                 throw InputError(file: data, "--data is the same file as --train; the baseline is measured on trials it did not train on")
             }
             let spec = try options.load(comm)
-            let hierarchy = try ICD10Hierarchy(path: spec.data.icdHierarchy)
+            let hierarchy = try ICD10Hierarchy(path: spec.data.icdHierarchy, comm: comm)
             // A trial in both files (copies of one file, or overlapping splits): refused before anything is featurized.
             let read = { (file: String) in try readTrials(paths: [file], skipBadRows: spec.data.skipBadRows, labels: .optional).0 }
             var trainLine: [String: Int] = [:]

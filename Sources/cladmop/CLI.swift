@@ -89,8 +89,10 @@ func jsonText<T: Encodable>(_ value: T) throws -> String {
 
 /// Options every subcommand that reads a configuration takes.
 struct ConfigOptions: ParsableArguments {
-    @Option(name: .long, help: "YAML configuration file (configs/*.yaml).")
-    var config: String?
+    @Option(name: .customLong("config"), help: ArgumentHelp("YAML configuration file (configs/*.yaml); given more than once, the last applies (with a warning).", valueName: "config"))
+    var configs: [String] = []
+    /// The configuration file that applies: the last --config.
+    var config: String? { configs.last }
 
     @Option(name: .customLong("set"), help: ArgumentHelp("Override one key: --set section.key=value (repeatable).", valueName: "key=value"))
     var overrides: [String] = []
@@ -101,6 +103,9 @@ struct ConfigOptions: ParsableArguments {
     func resolve(_ comm: Communicator) throws -> (Config, RunSpec) {
         let c = try Config(file: config, overrides: overrides)
         let spec = try RunSpec(c)
+        if comm.isRoot && configs.count > 1 {
+            FileHandle.standardError.write(Data("warning: --config given \(configs.count) times; the last applies: \(configs.last!) (not \(configs.dropLast().joined(separator: ", ")))\n".utf8))
+        }
         if comm.isRoot && !c.repeatedOverrides.isEmpty {
             // On stderr: `cladmop config --get` prints values for scripts on stdout.
             FileHandle.standardError.write(Data(("warning: --set \(c.repeatedOverrides.joined(separator: ", ")) given more than once; the last value applies: "
@@ -168,6 +173,10 @@ func checkRunDirectory(_ runDir: String, comm: Communicator, resume: Bool = fals
     if let first = loose.first, !FileManager.default.fileExists(atPath: runDir + "/checkpoints") {
         throw InputError(file: runDir, "holds checkpoint files at its top (\(first)): a checkpoints/ folder or a fine-tuned run's pretrained/, not a run folder; --run-dir names the folder above, or a new one")
     }
+    // A batch-size sweep's folder (Launch/sweep-batch DIR): its points' runs are in DIR/runs/, its report at the top.
+    if FileManager.default.fileExists(atPath: runDir + "/points.tsv") {
+        throw InputError(file: runDir, "holds a batch-size sweep (points.tsv); a run goes into a folder of its own: choose another --run-dir")
+    }
     let present = artifacts.filter { FileManager.default.fileExists(atPath: runDir + "/" + $0) }
     if !present.isEmpty && !resume && !overwrite {
         throw InputError(file: runDir, "already holds a run (\(present.joined(separator: ", "))); \(hint)")
@@ -177,6 +186,10 @@ func checkRunDirectory(_ runDir: String, comm: Communicator, resume: Bool = fals
     let kept = ((try? FileManager.default.contentsOfDirectory(atPath: runDir + "/pretrained")) ?? []).filter(RunLayout.isCheckpointMetadata)
     if overwrite && !artifacts.contains("pretrained") && !kept.isEmpty {
         throw InputError(file: runDir, "holds a fine-tuned run (its pretrained/ keeps \(kept.sorted()[0])); pretrain --overwrite replaces a pretraining run only: choose another --run-dir")
+    }
+    // And the other way: a fine-tuning --overwrite would delete a pretraining run (its checkpoints, report and metrics).
+    if overwrite && artifacts.contains("pretrained"), let sign = pretrainingRunSign(runDir) {
+        throw InputError(file: runDir, "holds a pretraining run (\(sign)); finetune --overwrite replaces a fine-tuning run only: choose another --run-dir")
     }
     if overwrite {
         // The removal (prepareRunDirectory) takes these entries as they are: a link among them goes, not its target.
@@ -191,6 +204,20 @@ func checkRunDirectory(_ runDir: String, comm: Communicator, resume: Bool = fals
             }
         }
     }
+}
+
+/// What shows that `dir` holds a pretraining run, finished or not: its checkpoints/best.json without a best.json of its
+/// own, a checkpoint of kind pretrain in checkpoints/, or its report's plots (loss.svg, retrieval.svg); nil for none.
+func pretrainingRunSign(_ dir: String) -> String? {
+    if RunLayout.isPretrainingRun(dir) { return "checkpoints/best.json" }
+    for plot in ["loss.svg", "retrieval.svg"] where FileManager.default.fileExists(atPath: dir + "/" + plot) { return plot }
+    let names = ((try? FileManager.default.contentsOfDirectory(atPath: dir + "/checkpoints")) ?? []).filter(RunLayout.isCheckpointMetadata).sorted()
+    for name in names {
+        guard let data = FileManager.default.contents(atPath: dir + "/checkpoints/" + name),
+              let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { continue }
+        if object["kind"] as? String == "pretrain" { return "checkpoints/\(name), a pretraining checkpoint" }
+    }
+    return nil
 }
 
 /// The files and folders a run specification reads (data.files, data.exclude_csvs, data.exclude_file, data.icd_hierarchy,

@@ -23,6 +23,7 @@ struct Evaluate: ParsableCommand {
 
     func validate() throws {
         if let phase, !(1...3).contains(phase) { throw ValidationError("--phase must be 1, 2 or 3") }
+        if phase != nil && report == nil { throw ValidationError("--phase chooses the published figures of the --report; give --report FILE as well") }
     }
 
     func run() throws {

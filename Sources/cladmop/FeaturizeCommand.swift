@@ -42,7 +42,7 @@ struct Featurize: ParsableCommand {
                 }
                 if comm.isRoot { log("featurize: \(output) is stale or damaged; rebuilding") }
             }
-            let hierarchy = try ICD10Hierarchy(path: spec.data.icdHierarchy)
+            let hierarchy = try ICD10Hierarchy(path: spec.data.icdHierarchy, comm: comm)
             let makeEncoder = { try BertEncoder(modelDir: spec.encoder.modelDir, maxLength: spec.encoder.maxTokens, precision: precision) }
             let report = try TrialData.featurize(comm: comm, paths: paths, output: output, makeEncoder: makeEncoder, hierarchy: hierarchy,
                                             skipBadRows: spec.data.skipBadRows, batchTokens: spec.encoder.batchTokens,

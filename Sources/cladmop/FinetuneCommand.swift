@@ -34,7 +34,7 @@ struct Finetune: ParsableCommand {
                                   inputs: [("--train", train), ("--valid", valid)] + aux.map { ("--aux", $0) } + specInputs(spec),
                                   hint: "replace it with --overwrite or choose another --run-dir")
             let base = pretrained == "none" ? nil : try PretrainedBase(pretrained)
-            let hierarchy = try ICD10Hierarchy(path: spec.data.icdHierarchy)
+            let hierarchy = try ICD10Hierarchy(path: spec.data.icdHierarchy, comm: comm)
             if let base {
                 try hierarchy.requireTables(of: base.meta.model, checkpoint: base.jsonPath)
                 try requireTrainedEncoder(spec: spec, meta: base.meta, checkpoint: base.jsonPath)

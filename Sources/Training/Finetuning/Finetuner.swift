@@ -64,6 +64,12 @@ public final class Finetuner {
         storeIdentity = store.identity.encoder
         storeEncoderWeights = store.identity.encoderWeights
         let excluded = try spec.data.excludeFile.map { try readExclusionList($0) } ?? []
+        // Each rank reads its node's copy of the list: ranks holding other lists would train on other trials.
+        if let file = spec.data.excludeFile {
+            try requireAgreement([("data.exclude_file = \(file) (its NCT ids)", "\(excluded.count) ids, checksum "
+                                   + String(Data(excluded.sorted().joined(separator: ",").utf8).withUnsafeBytes { checksum64($0) }, radix: 16))],
+                                 comm: comm, what: "held-out lists (data.exclude_file must be the same file on every node)")
+        }
         func rows(_ file: String) throws -> [StoredTrial] {
             let r = store.trials(of: file)
             guard !r.isEmpty else {

@@ -32,7 +32,7 @@ public struct PretrainSetup {
         try requireAgreement([("feature store", "\(id.encoder) \(id.encoderWeights ?? "-") \(id.maxTokens) \(id.featurizerVersion) "
                                 + id.sources.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")),
                               ("feature store rows", "\(store.trials.count) x \(store.dim)")], comm: comm, what: "feature stores")
-        hierarchy = try ICD10Hierarchy(path: data.icdHierarchy)
+        hierarchy = try ICD10Hierarchy(path: data.icdHierarchy, comm: comm)
         try hierarchy.requireDepth(spec.model.icdDepth)
         var excluded = data.synthetic ? [] : try data.excludeFile.map(readExclusionList) ?? []
         // Only their ids are needed: trials to predict (no labels) can be kept out too.

@@ -29,11 +29,29 @@ public func storeContaining(_ csvs: [String], spec: RunSpec, hierarchy: ICD10Hie
             && s.identity.maxTokens == wanted.maxTokens && s.identity.featurizerVersion == wanted.featurizerVersion
             && wanted.sources.allSatisfy { s.identity.sources[$0.key] == $0.value }
     }
+    /// data.skip_bad_rows: the malformed rows of `csvs` the store left out (it records them when featurizing), said
+    /// each time the files are read from it, as featurize says them.
+    /// Without the key, such a store (featurized with it) is refused: the rows would be left out silently.
+    func reported(_ s: FeatureStore) throws -> FeatureStore {
+        let names = Set(csvs.map { URL(fileURLWithPath: $0).lastPathComponent })
+        let rows = s.skipped.filter { entry in
+            names.contains(URL(fileURLWithPath: String(entry.prefix { $0 != ":" })).lastPathComponent)
+        }
+        if let first = rows.first, !spec.data.skipBadRows {
+            throw InputError("\(first) (\(s.path) was featurized with data.skip_bad_rows = true and left out \(rows.count) malformed row(s) of \(csvs.joined(separator: ", ")); mend the file, or set data.skip_bad_rows=true to read it without them)")
+        }
+        if comm.isRoot && !rows.isEmpty {
+            log("featurize: \(rows.count) malformed row(s) of \(csvs.joined(separator: ", ")) skipped (data.skip_bad_rows), not scored or trained on:")
+            for r in rows.prefix(20) { log("    \(r)") }
+            if rows.count > 20 { log("    ... and \(rows.count - 20) more (the store \(s.path) lists them all)") }
+        }
+        return s
+    }
     let mainStore = try? FeatureStore(path: main)
     let inMain = mainStore.map(holds) ?? false
     try requireAgreement([("whether \(main) holds " + csvs.joined(separator: ", "), "\(inMain)")], comm: comm,
                          what: "feature stores (data.feature_store: is it the same file on every node?)")
-    if let s = mainStore, inMain { return s }
+    if let s = mainStore, inMain { return try reported(s) }
     // One cache store per (files, encoder, tokens per text, featurizer): another setting builds its own, never
     // replacing the store an earlier setting left (it would silently serve the other setting's vectors afterwards).
     let keyText = wanted.sources.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined()
@@ -44,7 +62,7 @@ public func storeContaining(_ csvs: [String], spec: RunSpec, hierarchy: ICD10Hie
     let inCache = cached.map(holds) ?? false
     try requireAgreement([("whether the cache \(cache) holds " + csvs.joined(separator: ", "), "\(inCache)")], comm: comm,
                          what: "feature stores (the cache beside data.feature_store: is it the same folder on every node?)")
-    if let s = cached, inCache { return s }
+    if let s = cached, inCache { return try reported(s) }
     if comm.isRoot {
         // Before any sentence is encoded (minutes on a large file): the store would be written there at the end.
         let folder = URL(fileURLWithPath: cache).deletingLastPathComponent().path
@@ -56,7 +74,7 @@ public func storeContaining(_ csvs: [String], spec: RunSpec, hierarchy: ICD10Hie
                       hierarchy: hierarchy, skipBadRows: spec.data.skipBadRows, batchTokens: spec.encoder.batchTokens,
                       reuse: mainStore, labels: labels, stall: StallPolicy(stallTimeout: spec.train.stallTimeout),
                       log: { if comm.isRoot { log($0) } })
-    return try FeatureStore(path: cache)
+    return try reported(try FeatureStore(path: cache))
 }
 
 /// Before any CSV is featurized for a checkpoint (minutes with a large encoder): the encoder of encoder.model_dir is
@@ -165,7 +183,7 @@ public struct LoadedCheckpoint {
         // scores would be one model's on some trials and another's on the rest.
         try requireAgreement([("--checkpoint \(path)", "\(meta.tensorsChecksum) \(meta.metadataChecksum) \(meta.pretrainedChecksum ?? "")")],
                              comm: comm, what: "checkpoints")
-        let hierarchy = try ICD10Hierarchy(path: spec.data.icdHierarchy)
+        let hierarchy = try ICD10Hierarchy(path: spec.data.icdHierarchy, comm: comm)
         try hierarchy.requireTables(of: meta.model, checkpoint: path)      // before featurizing anything
         try requireTrainedEncoder(spec: spec, meta: meta, checkpoint: path)
         let store = try storeContaining([csv], spec: spec, hierarchy: hierarchy, comm: comm, labels: labels, log: log)
