@@ -51,7 +51,7 @@ let package = Package(
         .testTarget(name: "NNTests", dependencies: ["Support", "NN", "TestSupport"]),
         .testTarget(name: "CommunicationTests", dependencies: ["Communication", "TestSupport"]),
         .testTarget(name: "TrainingTests", dependencies: ["Support", "Config", "NN", "Model", "Reporting", "Training", "TrialData", "TestSupport"]),
-        .testTarget(name: "CLITests", dependencies: ["Support", "NN", "TestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["Support", "NN", "Training", "TestSupport"]),
         .testTarget(name: "TextEncoderTests", dependencies: ["TextEncoder", "NN"]),
         .testTarget(name: "ModelTests", dependencies: ["Support", "Config", "Communication", "Model", "NN", "Training", "TestSupport"]),
         .testTarget(name: "TrialDataTests", dependencies: ["Support", "TrialData", "NN", "TextEncoder", "Communication", "Reporting", "TestSupport"]),

@@ -367,11 +367,3 @@ public final class BertEncoder {
         return result
     }
 }
-
-/// A value behind a lock (the encoder weights' checksums, shared by the threads of a process).
-private final class Locked<Value>: @unchecked Sendable {
-    private var value: Value
-    private let lock = NSLock()
-    init(_ value: Value) { self.value = value }
-    func withLock<R>(_ body: (inout Value) -> R) -> R { lock.lock(); defer { lock.unlock() }; return body(&value) }
-}

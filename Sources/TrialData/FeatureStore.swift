@@ -94,6 +94,30 @@ public final class FeatureStore {
     public let trials: [StoredTrial]
     public let sourcePaths: [String]
     public let skipped: [String]
+
+    /// data.skip_bad_rows: the malformed rows of `files` (matched by file name, as the store keys its sources) this
+    /// store left out when it was featurized, each `PATH:LINE:COLUMN: what`.
+    public func skippedRows(of files: [String]) -> [String] {
+        let names = Set(files.map { URL(fileURLWithPath: $0).lastPathComponent })
+        let paths = sourcePaths.filter { names.contains(URL(fileURLWithPath: $0).lastPathComponent) }
+        return skipped.filter { entry in paths.contains { entry.hasPrefix($0 + ":") } }
+    }
+
+    /// Refuses the store when it left rows of `files` out and the key is off (they would be missing without a word);
+    /// with the key on, returns the lines that name them (once per store and process: an ensemble reads it per member).
+    public func requireSkippedRowsAllowed(of files: [String], skipBadRows: Bool) throws -> [String] {
+        let rows = skippedRows(of: files)
+        guard let first = rows.first else { return [] }
+        guard skipBadRows else {
+            throw InputError("\(first) (\(path) was featurized with data.skip_bad_rows = true and left out \(rows.count) malformed row(s) of "
+                             + "\(files.joined(separator: ", ")); mend the file and featurize it again, or set data.skip_bad_rows=true to read it without them)")
+        }
+        let key = path + "|" + files.joined(separator: "|")
+        guard FeatureStore.announced.withLock({ $0.insert(key).inserted }) else { return [] }
+        return ["\(rows.count) malformed row(s) of \(files.joined(separator: ", ")) skipped (data.skip_bad_rows), not read from \(path):"]
+            + rows.prefix(20).map { "    " + $0 } + (rows.count > 20 ? ["    ... and \(rows.count - 20) more (the store lists them all)"] : [])
+    }
+    private static let announced = Locked(Set<String>())
     /// `checksum64` of each sentence's text, in payload order, or nil for a store written without them.
     public let sentenceChecksums: [UInt64]?
     private let file: MappedFile

@@ -89,10 +89,9 @@ func jsonText<T: Encodable>(_ value: T) throws -> String {
 
 /// Options every subcommand that reads a configuration takes.
 struct ConfigOptions: ParsableArguments {
-    @Option(name: .customLong("config"), help: ArgumentHelp("YAML configuration file (configs/*.yaml); given more than once, the last applies (with a warning).", valueName: "config"))
-    var configs: [String] = []
-    /// The configuration file that applies: the last --config.
-    var config: String? { configs.last }
+    /// Given more than once, the last applies: the Launch scripts pass their default first and a user's --config after it.
+    @Option(name: .long, help: "YAML configuration file (configs/*.yaml); given more than once, the last applies.")
+    var config: String?
 
     @Option(name: .customLong("set"), help: ArgumentHelp("Override one key: --set section.key=value (repeatable).", valueName: "key=value"))
     var overrides: [String] = []
@@ -103,9 +102,6 @@ struct ConfigOptions: ParsableArguments {
     func resolve(_ comm: Communicator) throws -> (Config, RunSpec) {
         let c = try Config(file: config, overrides: overrides)
         let spec = try RunSpec(c)
-        if comm.isRoot && configs.count > 1 {
-            FileHandle.standardError.write(Data("warning: --config given \(configs.count) times; the last applies: \(configs.last!) (not \(configs.dropLast().joined(separator: ", ")))\n".utf8))
-        }
         if comm.isRoot && !c.repeatedOverrides.isEmpty {
             // On stderr: `cladmop config --get` prints values for scripts on stdout.
             FileHandle.standardError.write(Data(("warning: --set \(c.repeatedOverrides.joined(separator: ", ")) given more than once; the last value applies: "
@@ -174,8 +170,8 @@ func checkRunDirectory(_ runDir: String, comm: Communicator, resume: Bool = fals
         throw InputError(file: runDir, "holds checkpoint files at its top (\(first)): a checkpoints/ folder or a fine-tuned run's pretrained/, not a run folder; --run-dir names the folder above, or a new one")
     }
     // A batch-size sweep's folder (Launch/sweep-batch DIR): its points' runs are in DIR/runs/, its report at the top.
-    if FileManager.default.fileExists(atPath: runDir + "/points.tsv") {
-        throw InputError(file: runDir, "holds a batch-size sweep (points.tsv); a run goes into a folder of its own: choose another --run-dir")
+    if FileManager.default.fileExists(atPath: runDir + "/points.tsv") && FileManager.default.fileExists(atPath: runDir + "/runs") {
+        throw InputError(file: runDir, "holds a batch-size sweep (points.tsv, runs/); a run goes into a folder of its own: choose another --run-dir")
     }
     let present = artifacts.filter { FileManager.default.fileExists(atPath: runDir + "/" + $0) }
     if !present.isEmpty && !resume && !overwrite {

@@ -36,11 +36,18 @@ struct Featurize: ParsableCommand {
                 let expected = try currentStoreIdentity(paths: paths, encoderIdentity: try BertEncoder.identity(modelDir: spec.encoder.modelDir, precision: precision),
                                                         encoderWeights: try BertEncoder.weightsChecksum(modelDir: spec.encoder.modelDir),
                                                         maxTokens: spec.encoder.maxTokens)
-                if (try? FeatureStore(path: output, expected: expected)) != nil {
+                // Current: made from these files' bytes by this encoder, and, with data.skip_bad_rows off, without rows
+                // left out. Agreed: a rank whose node holds a current copy must not return while the others rebuild.
+                let store = try? FeatureStore(path: output, expected: expected)
+                let leftOut = store.map { !$0.skippedRows(of: paths).isEmpty && !spec.data.skipBadRows } ?? false
+                let current = store != nil && !leftOut
+                try requireAgreement([("whether \(output) is up to date", "\(current)")], comm: comm,
+                                     what: "feature stores (--output: is it the same file on every node?)")
+                if current {
                     if comm.isRoot { log("featurize: \(output) is up to date") }
                     return
                 }
-                if comm.isRoot { log("featurize: \(output) is stale or damaged; rebuilding") }
+                if comm.isRoot { log("featurize: \(output) is " + (leftOut ? "current but left malformed rows out (data.skip_bad_rows was on); rebuilding" : "stale or damaged; rebuilding")) }
             }
             let hierarchy = try ICD10Hierarchy(path: spec.data.icdHierarchy, comm: comm)
             let makeEncoder = { try BertEncoder(modelDir: spec.encoder.modelDir, maxLength: spec.encoder.maxTokens, precision: precision) }

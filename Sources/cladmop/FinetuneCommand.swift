@@ -36,7 +36,7 @@ struct Finetune: ParsableCommand {
             let base = pretrained == "none" ? nil : try PretrainedBase(pretrained)
             let hierarchy = try ICD10Hierarchy(path: spec.data.icdHierarchy, comm: comm)
             if let base {
-                try hierarchy.requireTables(of: base.meta.model, checkpoint: base.jsonPath)
+                try hierarchy.requireTables(of: base.meta.model, trainedTree: base.meta.icdHierarchy, checkpoint: base.jsonPath)
                 try requireTrainedEncoder(spec: spec, meta: base.meta, checkpoint: base.jsonPath)
             } else { try hierarchy.requireDepth(spec.model.icdDepth) }
             let store = try storeContaining([train, valid] + aux, spec: spec, hierarchy: hierarchy, comm: comm, log: log)

@@ -1,6 +1,7 @@
 import Foundation
 import NN
 import TestSupport
+import Training
 import XCTest
 
 private let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
@@ -23,6 +24,16 @@ final class TorchLoaderFixtureTests: XCTestCase {
             worst = max(worst, (d / max(n, 1e-30)).squareRoot())
         }
         return worst
+    }
+
+    /// The package reads the checkpoint versions cladmop reads (version 6 checkpoints had been refused by it, "expected a
+    /// cladmop-checkpoint of version 2 to 5"): its READABLE_VERSIONS is CheckpointMeta.readableVersions.
+    func testThePyTorchPackageReadsEveryCheckpointVersion() throws {
+        let source = try String(contentsOfFile: repoRoot + "/python/cladmop_torch/checkpoint.py", encoding: .utf8)
+        let versions = CheckpointMeta.readableVersions
+        XCTAssertTrue(source.contains("READABLE_VERSIONS = range(\(versions.lowerBound), \(versions.upperBound + 1))"),
+                      "python/cladmop_torch/checkpoint.py must read versions \(versions) (READABLE_VERSIONS)")
+        XCTAssertTrue(source.contains("not in READABLE_VERSIONS"))
     }
 
     func testEmbedEqualsThePyTorchPackage() throws {

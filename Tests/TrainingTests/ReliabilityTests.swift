@@ -310,7 +310,7 @@ final class ReliabilityTests: XCTestCase {
         script.executableURL = URL(fileURLWithPath: repositoryRoot + "/Launch/pretrain")
         script.arguments = ["-np", "2", "--max-restarts", "2", "--"] + own
         let log = Self.work + "/sigterm.log"
-        FileManager.default.createFile(atPath: log, contents: nil)
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
         script.standardOutput = handle; script.standardError = handle
         try script.run()

@@ -10,6 +10,11 @@ from .model import DMBranch
 from .names import tensor_map
 
 
+# The checkpoint versions cladmop reads (CheckpointMeta.readableVersions; a CLI test keeps the two in step): the
+# fields this loader uses are in every one of them.
+READABLE_VERSIONS = range(2, 8)
+
+
 class CheckpointError(ValueError):
     """A checkpoint path or file that cannot be loaded; the message names the file and what was expected."""
 
@@ -59,7 +64,8 @@ def resolve_checkpoint(path, max_links=4):
 
 
 def read_metadata(json_path):
-    """The checkpoint's metadata (format cladmop-checkpoint, version 2 to 5: 3 adds pretrainedLink, 4 corpus, 5 head.trainedTrials)."""
+    """The checkpoint's metadata (format cladmop-checkpoint, version 2 to 7: 3 adds pretrainedLink, 4 corpus, 5
+    head.trainedTrials, 6 storeEncoderWeights and head.heldOutFold, 7 icdHierarchy; none of them is needed here)."""
     try:
         with open(json_path) as f:
             meta = json.load(f)
@@ -67,8 +73,8 @@ def read_metadata(json_path):
         raise CheckpointError(f"{json_path}: cannot read the checkpoint metadata ({e.strerror})") from None
     except ValueError as e:
         raise CheckpointError(f"{json_path}: not JSON ({e})") from None
-    if not isinstance(meta, dict) or meta.get("format") != "cladmop-checkpoint" or meta.get("version") not in (2, 3, 4, 5):
-        raise CheckpointError(f"{json_path}: expected a cladmop-checkpoint of version 2 to 5")
+    if not isinstance(meta, dict) or meta.get("format") != "cladmop-checkpoint" or meta.get("version") not in READABLE_VERSIONS:
+        raise CheckpointError(f"{json_path}: expected a cladmop-checkpoint of version {READABLE_VERSIONS[0]} to {READABLE_VERSIONS[-1]}")
     return meta
 
 

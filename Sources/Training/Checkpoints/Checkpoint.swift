@@ -29,6 +29,10 @@ public struct CheckpointMeta: Codable {
     /// trained on (`storeIdentity` covers that file's header only). Scoring or fine-tuning it with an encoder of other
     /// weights is refused. Absent before version 6 and for a synthetic store.
     public var storeEncoderWeights: String?
+    /// Checksum of the ICD-10 tree (data.icd_hierarchy) whose node order gives the rows of its ICD tables
+    /// (`ICD10Hierarchy.checksum`): scoring, fine-tuning or resuming it with another tree, also one of the same sizes
+    /// in another order, is refused. Absent before version 7.
+    public var icdHierarchy: String?
     public var metrics: [String: Double]
     public var tensorsFile = ""
     public var tensorsChecksum = ""
@@ -61,17 +65,18 @@ public struct CheckpointMeta: Codable {
 
     /// 3: `pretrainedLink` added (a cladmop that reads only 2 says "unsupported version" instead of taking the new key
     /// for an edit); 4: `corpus` added; 5: `head.trainedTrials` added; 6: `storeEncoderWeights` and `head.heldOutFold`
-    /// added. Versions 2 to 6 are read.
-    public static let currentVersion = 6
-    public static let readableVersions = 2...6
+    /// added; 7: `icdHierarchy` added. Versions 2 to 7 are read.
+    public static let currentVersion = 7
+    public static let readableVersions = 2...7
 
     public init(kind: Kind, step: Int, epoch: Int, stepInEpoch: Int, worldSize: Int, globalBatch: Int, optimizerStep: Int,
                 spec: RunSpec, model: ModelConfig, features: FeatureSpace, storeIdentity: String, storeEncoderWeights: String?,
-                metrics: [String: Double], pretrained: String? = nil, pretrainedChecksum: String? = nil, bestCheckpoint: String? = nil, corpus: CorpusFingerprint? = nil,
-                head: OutcomeHeadSpec? = nil) {
+                icdHierarchy: String?, metrics: [String: Double], pretrained: String? = nil, pretrainedChecksum: String? = nil,
+                bestCheckpoint: String? = nil, corpus: CorpusFingerprint? = nil, head: OutcomeHeadSpec? = nil) {
         self.kind = kind; self.step = step; self.epoch = epoch; self.stepInEpoch = stepInEpoch; self.worldSize = worldSize
         self.globalBatch = globalBatch; self.optimizerStep = optimizerStep; self.spec = spec; self.model = model
-        self.features = features; self.storeIdentity = storeIdentity; self.storeEncoderWeights = storeEncoderWeights; self.metrics = metrics; self.pretrained = pretrained
+        self.features = features; self.storeIdentity = storeIdentity; self.storeEncoderWeights = storeEncoderWeights
+        self.icdHierarchy = icdHierarchy; self.metrics = metrics; self.pretrained = pretrained
         self.pretrainedChecksum = pretrainedChecksum; self.bestCheckpoint = bestCheckpoint; self.corpus = corpus; self.head = head
         configHash = Self.trainingIdentity(spec).hash
     }

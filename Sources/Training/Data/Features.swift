@@ -128,8 +128,10 @@ extension ICD10Hierarchy {
     }
 
     /// A checkpoint's ICD tables are rows of the hierarchy it was trained with: this one must give the same table
-    /// sizes (depths 1...model.icdTableSizes.count) and category count, or codes would index other (or missing) rows.
-    public func requireTables(of model: ModelConfig, checkpoint: String) throws {
+    /// sizes (depths 1...model.icdTableSizes.count) and category count, or codes would index other (or missing) rows;
+    /// and, where the checkpoint records the tree's checksum (`trainedTree`, version 7 on), be that tree: one of the
+    /// same sizes in another order gives codes other rows without a word.
+    public func requireTables(of model: ModelConfig, trainedTree: String?, checkpoint: String) throws {
         let depth = model.icdTableSizes.count
         try requireDepth(depth, source: "\(checkpoint) has ICD tables of depths 1-\(depth)")
         let tableSizes = Array(nodesPerDepth.prefix(depth)), categoryCount = nodesPerDepth[2] + 1
@@ -137,6 +139,11 @@ extension ICD10Hierarchy {
             throw InputError(file: path, "gives ICD tables of \(tableSizes) rows (depths 1-\(tableSizes.count)) and \(categoryCount - 1) "
                              + "categories; \(checkpoint) was trained with \(model.icdTableSizes) and \(model.categoryCount - 1): "
                              + "data.icd_hierarchy must be the file the checkpoint was trained with")
+        }
+        if let trainedTree, trainedTree != checksum {
+            throw InputError(file: path, "is not the ICD-10 tree \(checkpoint) was trained with: its nodes (ids, parents, depths in file order) "
+                             + "have checksum \(checksum), the checkpoint's tree \(trainedTree); the same table sizes, but another order or other "
+                             + "nodes give codes other rows: data.icd_hierarchy must be the file the checkpoint was trained with")
         }
     }
 }

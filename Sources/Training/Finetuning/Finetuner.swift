@@ -55,6 +55,8 @@ public final class Finetuner {
     let storeIdentity: String
     /// The store's encoder weights (`CheckpointMeta.storeEncoderWeights`).
     let storeEncoderWeights: String?
+    /// The ICD-10 tree's checksum (`CheckpointMeta.icdHierarchy`).
+    let icdHierarchy: String
 
     /// `pretrained`: nil fine-tunes a randomly initialised DM branch (the ablation). `hierarchy` must give the
     /// pretrained checkpoint's ICD tables (`ICD10Hierarchy.requireTables`, checked by the caller before featurizing).
@@ -63,6 +65,7 @@ public final class Finetuner {
         self.spec = spec; self.comm = comm; self.runDir = runDir; self.log = log
         storeIdentity = store.identity.encoder
         storeEncoderWeights = store.identity.encoderWeights
+        icdHierarchy = hierarchy.checksum
         let excluded = try spec.data.excludeFile.map { try readExclusionList($0) } ?? []
         // Each rank reads its node's copy of the list: ranks holding other lists would train on other trials.
         if let file = spec.data.excludeFile {
@@ -514,7 +517,7 @@ public final class Finetuner {
             var meta = CheckpointMeta(kind: .finetune, step: epoch, epoch: epoch, stepInEpoch: 0, worldSize: comm.size,
                                       globalBatch: spec.finetune.batch, optimizerStep: member.optimizerStep, spec: spec,
                                       model: outcome.model.config, features: outcome.space, storeIdentity: storeIdentity,
-                                      storeEncoderWeights: storeEncoderWeights,
+                                      storeEncoderWeights: storeEncoderWeights, icdHierarchy: icdHierarchy,
                                       metrics: ["valid_\(metric)": value], pretrained: pretrainedPath,
                                       pretrainedChecksum: pretrainedChecksum, head: head)
             if let pretrainedPath {     // RUN/pretrained/ (`run`), from this member's checkpoints/ folder

@@ -32,6 +32,7 @@ public struct PretrainSetup {
         try requireAgreement([("feature store", "\(id.encoder) \(id.encoderWeights ?? "-") \(id.maxTokens) \(id.featurizerVersion) "
                                 + id.sources.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")),
                               ("feature store rows", "\(store.trials.count) x \(store.dim)")], comm: comm, what: "feature stores")
+        let skippedNote = data.synthetic ? [] : try store.requireSkippedRowsAllowed(of: data.files, skipBadRows: data.skipBadRows)
         hierarchy = try ICD10Hierarchy(path: data.icdHierarchy, comm: comm)
         try hierarchy.requireDepth(spec.model.icdDepth)
         var excluded = data.synthetic ? [] : try data.excludeFile.map(readExclusionList) ?? []
@@ -63,7 +64,7 @@ public struct PretrainSetup {
         }
         train = corpus.train
         validation = corpus.validation
-        corpusReport = corpus.report
+        corpusReport = corpus.report + skippedNote
         let f = PretrainSetup.fingerprint(store: store, train: corpus.train, validation: corpus.validation)
         fingerprint = f
         // The exclusion lists are read on every rank (each node may hold its own copies): the splits must agree.

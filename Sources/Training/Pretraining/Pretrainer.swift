@@ -119,6 +119,9 @@ public final class Pretrainer {
         if let trained = meta.storeEncoderWeights, let now = setup.store.identity.encoderWeights, trained != now {
             throw InputError(file: path, "checkpoint was trained on the vectors of encoder weights \(trained), \(setup.store.path) holds those of weights \(now) (\(setup.store.identity.encoder)): another encoder of the same name and shapes; resume needs the same encoder (encoder.model_dir) and store")
         }
+        if let trained = meta.icdHierarchy, trained != setup.hierarchy.checksum {
+            throw InputError(file: path, "checkpoint was trained with an ICD-10 tree of checksum \(trained), data.icd_hierarchy = \(setup.hierarchy.path) is another (checksum \(setup.hierarchy.checksum): another order or other nodes give codes other table rows); resume needs the same tree")
+        }
         guard meta.model == model.config else {
             throw InputError(file: path, "checkpoint's model differs from the one this data builds (vocabularies or table sizes: the data files or the feature store changed); resume needs the same data")
         }
@@ -335,7 +338,7 @@ public final class Pretrainer {
         let meta = CheckpointMeta(kind: .pretrain, step: stepsDone, epoch: stepsDone / stepsPerEpoch, stepInEpoch: stepsDone % stepsPerEpoch,
                                   worldSize: comm.size, globalBatch: globalBatch, optimizerStep: optimizer.step,
                                   spec: spec, model: model.config, features: space, storeIdentity: setup.store.identity.encoder,
-                                  storeEncoderWeights: setup.store.identity.encoderWeights,
+                                  storeEncoderWeights: setup.store.identity.encoderWeights, icdHierarchy: setup.hierarchy.checksum,
                                   metrics: (bestValLoss.isFinite ? ["best_val_loss": bestValLoss] : [:])
                                       .merging(["evals_without_improvement": Double(evalsWithoutImprovement)]) { a, _ in a },
                                   bestCheckpoint: bestCheckpoint, corpus: setup.fingerprint)

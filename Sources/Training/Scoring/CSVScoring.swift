@@ -29,22 +29,10 @@ public func storeContaining(_ csvs: [String], spec: RunSpec, hierarchy: ICD10Hie
             && s.identity.maxTokens == wanted.maxTokens && s.identity.featurizerVersion == wanted.featurizerVersion
             && wanted.sources.allSatisfy { s.identity.sources[$0.key] == $0.value }
     }
-    /// data.skip_bad_rows: the malformed rows of `csvs` the store left out (it records them when featurizing), said
-    /// each time the files are read from it, as featurize says them.
-    /// Without the key, such a store (featurized with it) is refused: the rows would be left out silently.
+    /// data.skip_bad_rows: the malformed rows of `csvs` the store left out are named (refused without the key).
     func reported(_ s: FeatureStore) throws -> FeatureStore {
-        let names = Set(csvs.map { URL(fileURLWithPath: $0).lastPathComponent })
-        let rows = s.skipped.filter { entry in
-            names.contains(URL(fileURLWithPath: String(entry.prefix { $0 != ":" })).lastPathComponent)
-        }
-        if let first = rows.first, !spec.data.skipBadRows {
-            throw InputError("\(first) (\(s.path) was featurized with data.skip_bad_rows = true and left out \(rows.count) malformed row(s) of \(csvs.joined(separator: ", ")); mend the file, or set data.skip_bad_rows=true to read it without them)")
-        }
-        if comm.isRoot && !rows.isEmpty {
-            log("featurize: \(rows.count) malformed row(s) of \(csvs.joined(separator: ", ")) skipped (data.skip_bad_rows), not scored or trained on:")
-            for r in rows.prefix(20) { log("    \(r)") }
-            if rows.count > 20 { log("    ... and \(rows.count - 20) more (the store \(s.path) lists them all)") }
-        }
+        let lines = try s.requireSkippedRowsAllowed(of: csvs, skipBadRows: spec.data.skipBadRows)
+        if comm.isRoot { for line in lines { log("featurize: " + line) } }
         return s
     }
     let mainStore = try? FeatureStore(path: main)
@@ -184,7 +172,7 @@ public struct LoadedCheckpoint {
         try requireAgreement([("--checkpoint \(path)", "\(meta.tensorsChecksum) \(meta.metadataChecksum) \(meta.pretrainedChecksum ?? "")")],
                              comm: comm, what: "checkpoints")
         let hierarchy = try ICD10Hierarchy(path: spec.data.icdHierarchy, comm: comm)
-        try hierarchy.requireTables(of: meta.model, checkpoint: path)      // before featurizing anything
+        try hierarchy.requireTables(of: meta.model, trainedTree: meta.icdHierarchy, checkpoint: path)      // before featurizing anything
         try requireTrainedEncoder(spec: spec, meta: meta, checkpoint: path)
         let store = try storeContaining([csv], spec: spec, hierarchy: hierarchy, comm: comm, labels: labels, log: log)
         guard store.dim == meta.model.encoderDim else {
