@@ -95,6 +95,14 @@ pretrain_np() {
     echo "$np"
 }
 
+# flat_config CONFIG_ARGS...: the resolved configuration of CONFIG_ARGS (`cladmop config`) as `section.key: value`
+# lines, or exit 2 with cladmop's message.
+flat_config() {
+    local yaml
+    yaml="$("$CLADMOP" config "$@")" || exit 2
+    awk '/^[a-z_]+:$/ { section = substr($0, 1, length($0) - 1); next } /^  [a-z_]+:/ { sub(/^  /, ""); print section "." $0 }' <<< "$yaml"
+}
+
 # check_phases "WORDS": exits 2 unless WORDS lists phases 1, 2 and 3, each at most once, separated by spaces.
 check_phases() {
     local p seen=" " words=()

@@ -144,7 +144,8 @@ public func runFileKind(_ path: String) -> String? {
     return contentKind(path)
 }
 
-/// What a file is by its first bytes, whatever its name: a feature store (the CLADMOPF magic) or a safetensors file
+/// What a file is by its first bytes, whatever its name: a feature store (the CLADMOPF magic), a TOP trial CSV (its
+/// header), or a safetensors file
 /// (model weights or a checkpoint's tensors; not `cladmop embed`'s embeddings, an explicit output that embed replaces);
 /// nil for anything else or a file that cannot be read.
 func contentKind(_ path: String) -> String? {
@@ -157,6 +158,10 @@ func contentKind(_ path: String) -> String? {
     let n = read(fd, &head, head.count)
     guard n >= 10 else { return nil }
     if head.starts(with: Array("CLADMOPF".utf8)) { return "a feature store (by its CLADMOPF header)" }
+    // A TOP trial file (the data every command reads): its header names the TOP columns (quoted or not, after a BOM).
+    let firstLine = String(decoding: head[..<n].prefix { $0 != UInt8(ascii: "\n") }, as: UTF8.self)
+    let columns = Set(firstLine.split(separator: ",").map { $0.trimmingCharacters(in: CharacterSet(charactersIn: "\u{FEFF}\"\r ")) })
+    if ["nctid", "criteria", "icdcodes", "smiless"].allSatisfy(columns.contains) { return "a TOP trial CSV (by its header)" }
     // safetensors: a little-endian u64 header length, then that many bytes of JSON starting with '{'.
     let length = (0..<8).reduce(UInt64(0)) { $0 | UInt64(head[$1]) << (8 * UInt64($1)) }
     if head[8] == UInt8(ascii: "{"), length >= 2, length <= UInt64(st.st_size) - 8 {

@@ -216,10 +216,10 @@ func pretrainingRunSign(_ dir: String) -> String? {
     return nil
 }
 
-/// The files and folders a run specification reads (data.files, data.exclude_csvs, data.exclude_file, data.icd_hierarchy,
+/// The files and folders a run specification reads (its --config, data.files, data.exclude_csvs, data.exclude_file, data.icd_hierarchy,
 /// data.feature_store, encoder.model_dir), named by their keys: `checkRunDirectory`'s inputs.
-func specInputs(_ spec: RunSpec) -> [(option: String, path: String)] {
-    spec.data.files.map { ("data.files", $0) } + spec.data.excludeCSVs.map { ("data.exclude_csvs", $0) }
+func specInputs(_ spec: RunSpec, config: String?) -> [(option: String, path: String)] {
+    [("--config", config ?? "")] + spec.data.files.map { ("data.files", $0) } + spec.data.excludeCSVs.map { ("data.exclude_csvs", $0) }
         + [("data.exclude_file", spec.data.excludeFile ?? ""), ("data.icd_hierarchy", spec.data.icdHierarchy),
            ("data.feature_store", spec.data.featureStore), ("encoder.model_dir", spec.encoder.modelDir)]
 }

@@ -31,7 +31,7 @@ struct Finetune: ParsableCommand {
                 throw InputError(file: valid, "--valid is the same file as --train; selection needs trials of another file")
             }
             try checkRunDirectory(runDir, comm: comm, overwrite: overwrite, artifacts: finetuneArtifacts,
-                                  inputs: [("--train", train), ("--valid", valid)] + aux.map { ("--aux", $0) } + specInputs(spec),
+                                  inputs: [("--train", train), ("--valid", valid)] + aux.map { ("--aux", $0) } + specInputs(spec, config: options.config),
                                   hint: "replace it with --overwrite or choose another --run-dir")
             let base = pretrained == "none" ? nil : try PretrainedBase(pretrained)
             let hierarchy = try ICD10Hierarchy(path: spec.data.icdHierarchy, comm: comm)

@@ -29,7 +29,7 @@ struct Pretrain: ParsableCommand {
     func run() throws {
         runJob { comm in
             let (config, spec) = try options.resolve(comm)
-            try checkRunDirectory(runDir, comm: comm, resume: resume == "auto", overwrite: overwrite, inputs: specInputs(spec))
+            try checkRunDirectory(runDir, comm: comm, resume: resume == "auto", overwrite: overwrite, inputs: specInputs(spec, config: options.config))
             // A synthetic store has no text encoder behind it: its folder is not needed.
             let precision = resolvedPrecision(spec.encoder.precision, key: "encoder.precision", comm: comm)
             let encoder = spec.data.synthetic ? nil : (identity: try BertEncoder.identity(modelDir: spec.encoder.modelDir, precision: precision),

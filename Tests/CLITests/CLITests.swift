@@ -247,6 +247,8 @@ final class HostfileTests: XCTestCase {
             ("ablations", ["--pretrained", "configs", "--out", "README.md"], "--out README.md is a file"),
             ("devtest", ["--run-dir", dir + "/d", "--", "--overwrite"], "--overwrite after --"),
             ("batch-studies", ["bogus"], "Launch/batch-studies synthetic"),
+            // An eleventh probe (session 28): bash arithmetic read 010 as 8 nodes, 08 failed after printing its error.
+            ("cluster", ["up", "010"], "up N: N must be a whole number from 1 to 64, got '010'"),
             // A seventh probe (session 24): a wrong pretrain option failed every point after the earlier sweep was set
             // aside; the next option taken as --hostfile's value; a missing --pretrained found after the splits.
             ("sweep-batch", ["--config", "configs/smoke.yaml", "--batches", "8", "--out", dir + "/s", "--", "--data", "foo.csv"], "--data after --: only --set"),
