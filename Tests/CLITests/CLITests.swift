@@ -264,6 +264,25 @@ final class HostfileTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir), "nothing may be written for a refused launch")
     }
 
+    /// Launch/devtest without --pretrained reuses a finished DIR/pretrain only when it is the run its --pretrain-args
+    /// would make: another lever had been measured as the earlier run, exit 0 (an eleventh probe). Refused before any
+    /// work, naming the keys; the same arguments pass this check (and go on to the dev-test files).
+    func testDevtestRefusesToReuseAPretrainingRunOfAnotherConfiguration() throws {
+        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: repositoryRoot + "/.build/release/cladmop"), "Launch/devtest runs .build/release/cladmop")
+        let dir = NSTemporaryDirectory() + "cladmop-devtest-reuse-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.createDirectory(atPath: dir + "/pretrain", withIntermediateDirectories: true)
+        let resolved = try runCommand(repositoryRoot + "/.build/release/cladmop", ["config", "--config", "configs/pretrain.yaml", "--set", "model.dim=32"])
+        XCTAssertEqual(resolved.status, 0, resolved.output)
+        try resolved.output.write(toFile: dir + "/pretrain/config.yaml", atomically: true, encoding: .utf8)
+        try "{\"type\":\"summary\"}\n".write(toFile: dir + "/pretrain/metrics.jsonl", atomically: true, encoding: .utf8)
+        let r = try runCommand(repositoryRoot + "/Launch/devtest", ["--run-dir", dir, "--phases", "1"], timeout: 60)
+        XCTAssertEqual(r.status, 2, r.output)
+        XCTAssertTrue(r.output.contains("holds a finished pretraining run of another configuration") && r.output.contains("in the run: model.dim: 32")
+                      && r.output.contains("asked for:  model.dim: 64"), r.output)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir), ["pretrain"], "nothing may be written for a refused launch")
+    }
+
     /// Every Launch script answers -h / --help with its usage on stdout, exit 0, before any work (Launch/pretrain had
     /// passed --help on to cladmop, building it first when it was missing; the others printed a usage line, exit 2).
     func testLaunchScriptsPrintTheirHelp() throws {
