@@ -141,8 +141,41 @@ func log(_ line: String) {
     fflush(stdout)
 }
 
-/// Descriptors of the run folders this process holds locked (`prepareRunDirectory`).
+/// Descriptors of the run folders this process holds locked (`lockRunFolder`).
 nonisolated(unsafe) private var heldRunDirectories: [Int32] = []
+
+/// Takes the exclusive lock on a run folder (flock on its descriptor, held until the process ends, also by a crash):
+/// a command that writes a run (`prepareRunDirectory`), or results into one (evaluate's --json, --report, --plots in
+/// the run it scores), so that no other command writes or replaces that run meanwhile; `busy` is the error when
+/// another command holds it. Called on rank 0 only.
+func lockRunFolder(_ dir: String, busy: String) throws {
+    // Close-on-exec: a helper the process starts (the watchdog's) must not inherit, and so outlive, the lock.
+    let fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    guard fd >= 0 else { throw InputError(file: dir, "cannot open the run folder: \(String(cString: strerror(errno)))") }
+    if flock(fd, LOCK_EX | LOCK_NB) == 0 {
+        heldRunDirectories.append(fd)     // kept open (and locked) until the process ends
+    } else if errno == EWOULDBLOCK {
+        close(fd)
+        throw InputError(file: dir, busy)
+    } else {
+        // A file system without locks (some network mounts): go on as before there was a lock.
+        let reason = String(cString: strerror(errno))
+        close(fd)
+        FileHandle.standardError.write(Data("warning: \(dir): cannot lock the run folder (\(reason)); two commands on it would not be told apart\n".utf8))
+    }
+}
+
+/// Refuses a run folder another command holds locked (a pretraining run still training: the checkpoint its best.json
+/// names is replaced and pruned under a reader). A checkpoint named by its own file is read as it is.
+func requireRunFolderIdle(_ dir: String, option: String) throws {
+    let fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    guard fd >= 0 else { return }
+    defer { close(fd) }
+    if flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK {
+        throw InputError(file: dir, "\(option): another cladmop command is still writing this run (a pretraining run that has not ended?); its best checkpoint changes and older ones are pruned: wait for it to end, or name one of its checkpoint files")
+    }
+    flock(fd, LOCK_UN)
+}
 
 /// What a run directory holds: files whose presence means a run was written there.
 let runArtifacts = RunLayout.artifacts
@@ -234,20 +267,7 @@ func prepareRunDirectory(_ runDir: String, config: Config, comm: Communicator, r
                          artifacts: [String] = runArtifacts) throws {
     guard comm.isRoot else { return }
     try makeDirectory(runDir, option: "--run-dir")
-    // Close-on-exec: a helper the process starts (the watchdog's) must not inherit, and so outlive, the lock.
-    let fd = open(runDir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-    guard fd >= 0 else { throw InputError(file: runDir, "cannot open the run folder: \(String(cString: strerror(errno)))") }
-    if flock(fd, LOCK_EX | LOCK_NB) == 0 {
-        heldRunDirectories.append(fd)     // kept open (and locked) until the process ends
-    } else if errno == EWOULDBLOCK {
-        close(fd)
-        throw InputError(file: runDir, "another cladmop command is writing a run in this folder; wait for it or choose another --run-dir")
-    } else {
-        // A file system without locks (some network mounts): go on as before there was a lock.
-        let reason = String(cString: strerror(errno))
-        close(fd)
-        FileHandle.standardError.write(Data("warning: \(runDir): cannot lock the run folder (\(reason)); two commands on it would not be told apart\n".utf8))
-    }
+    try lockRunFolder(runDir, busy: "another cladmop command is writing a run in this folder; wait for it or choose another --run-dir")
     if !resume && !overwrite {
         let present = artifacts.filter { FileManager.default.fileExists(atPath: runDir + "/" + $0) }
         if !present.isEmpty { throw InputError(file: runDir, "a run was written there after this command started (\(present.joined(separator: ", "))); choose another --run-dir") }

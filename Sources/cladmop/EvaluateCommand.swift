@@ -38,6 +38,16 @@ struct Evaluate: ParsableCommand {
                     }
                 }
             }
+            // Results written into a run folder (Launch/finetune's eval.json, report and curves): that run is locked
+            // while it is scored and they are written, so that no other command replaces the run in between (its
+            // folder would hold one model and another's evaluation).
+            if comm.isRoot {
+                let folders = [json, self.report].compactMap { $0 }.map { URL(fileURLWithPath: resolvedPath($0)).deletingLastPathComponent().path }
+                    + (plots.map { [resolvedPath($0)] } ?? [])
+                for folder in Set(folders).sorted() where FileManager.default.fileExists(atPath: folder + "/config.yaml") {
+                    try lockRunFolder(folder, busy: "another cladmop command is writing the run in this folder; evaluate's --json, --report and --plots there would sit beside another model: wait for it to end")
+                }
+            }
             let scored = try scoreCSV(checkpoint: checkpoint, csv: data, spec: try options.loadForScoring(comm), comm: comm, outOfFold: outOfFold, log: log)
             guard comm.isRoot else { return }
             let (trials, scores, threshold) = (scored.trials, scored.scores, scored.threshold)

@@ -33,6 +33,18 @@ struct Finetune: ParsableCommand {
             try checkRunDirectory(runDir, comm: comm, overwrite: overwrite, artifacts: finetuneArtifacts,
                                   inputs: [("--train", train), ("--valid", valid)] + aux.map { ("--aux", $0) } + specInputs(spec, config: options.config),
                                   hint: "replace it with --overwrite or choose another --run-dir")
+            // A run folder (or its checkpoints/ or best.json) means "its best checkpoint": not while that run is written.
+            if pretrained != "none", comm.isRoot {
+                var isDir: ObjCBool = false
+                let named = URL(fileURLWithPath: resolvedPath(pretrained))
+                if FileManager.default.fileExists(atPath: named.path, isDirectory: &isDir) {
+                    let folder = isDir.boolValue ? named : named.deletingLastPathComponent()
+                    if isDir.boolValue || named.lastPathComponent == "best.json" {
+                        try requireRunFolderIdle(folder.lastPathComponent == "checkpoints" ? folder.deletingLastPathComponent().path : folder.path,
+                                                 option: "--pretrained \(pretrained)")
+                    }
+                }
+            }
             let base = pretrained == "none" ? nil : try PretrainedBase(pretrained)
             let hierarchy = try ICD10Hierarchy(path: spec.data.icdHierarchy, comm: comm)
             if let base {
