@@ -76,8 +76,9 @@ script_help() {
 check_np() {
     [[ "$1" =~ ^[1-9][0-9]{0,5}$ ]] || { echo "Launch/$(basename "$0"): -np $1: expected a positive integer (the number of ranks)" >&2; exit 2; }
     local cores; cores="$(OMP_NUM_THREADS= OMP_THREAD_LIMIT= nproc)"
-    if [ -z "${2:-}" ] && [ "$1" -gt $((8 * cores)) ]; then
-        echo "Launch/$(basename "$0"): -np $1: this machine has $cores cores; at most $((8 * cores)) ranks run on it (one per core is fastest); more ranks need more nodes (--hostfile, where the script takes one)" >&2
+    # An emulated cluster's nodes (Launch/cluster) are namespaces of this machine: its ranks run here too.
+    if { [ -z "${2:-}" ] || cluster_flags "$2" >/dev/null; } && [ "$1" -gt $((8 * cores)) ]; then
+        echo "Launch/$(basename "$0"): -np $1: this machine has $cores cores; at most $((8 * cores)) ranks run on it (one per core is fastest; an emulated cluster's nodes share them); more ranks need more nodes (--hostfile, where the script takes one)" >&2
         exit 2
     fi
 }

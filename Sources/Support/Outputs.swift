@@ -20,6 +20,13 @@ public func makeDirectory(_ path: String, option: String) throws {
         guard (st.st_mode & S_IFMT) == S_IFDIR else { throw InputError(file: path, "\(option) names an existing file, not a folder") }
         return
     }
+    let statError = errno
+    // A symbolic link whose target is missing (or a loop): stat fails, and creating the folder would say "exists".
+    var lst = stat()
+    if lstat(path, &lst) == 0 && (lst.st_mode & S_IFMT) == S_IFLNK {
+        let target = (try? FileManager.default.destinationOfSymbolicLink(atPath: path)) ?? "?"
+        throw InputError(file: path, "\(option) is a symbolic link to \(target), which \(statError == ELOOP ? "loops back on itself" : "does not exist"); link it to a folder, or name another")
+    }
     try checkNameLengths(path, option: option)
     do { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) }
     catch { throw InputError(file: path, "cannot create the folder (\(option)): \(describeWriteError(error))") }

@@ -193,6 +193,17 @@ func checkRunDirectory(_ runDir: String, comm: Communicator, resume: Bool = fals
     guard comm.isRoot else { return }
     // Its config.yaml, checkpoints/ and (with --overwrite) deletions would go to the top of the file system.
     guard resolvedPath(runDir) != "/" else { throw InputError(file: runDir, "--run-dir names the root folder /; expected a folder for the run") }
+    // Inside another run's own folders (checkpoints/, members/, pretrained/), which that run prunes and its --overwrite
+    // deletes: this run would go with them.
+    var above = URL(fileURLWithPath: resolvedPath(runDir)).deletingLastPathComponent()
+    while above.path != "/" {
+        let owner = above.deletingLastPathComponent()
+        if ["checkpoints", "members", "pretrained"].contains(above.lastPathComponent)
+            && FileManager.default.fileExists(atPath: owner.path + "/config.yaml") {
+            throw InputError(file: runDir, "--run-dir lies inside \(above.path), a folder of the run in \(owner.path), which that run prunes and its --overwrite deletes; choose a folder outside it")
+        }
+        above = owner
+    }
     var st = stat()
     guard stat(runDir, &st) == 0 else { try checkNameLengths(runDir, option: "--run-dir"); return }      // a new folder
     guard (st.st_mode & S_IFMT) == S_IFDIR else { throw InputError(file: runDir, "--run-dir names an existing file, not a folder") }
@@ -207,8 +218,14 @@ func checkRunDirectory(_ runDir: String, comm: Communicator, resume: Bool = fals
         throw InputError(file: runDir, "holds a batch-size sweep (points.tsv, runs/); a run goes into a folder of its own: choose another --run-dir")
     }
     let present = artifacts.filter { FileManager.default.fileExists(atPath: runDir + "/" + $0) }
-    if !present.isEmpty && !resume && !overwrite {
+    if !present.isEmpty && !resume && !overwrite && !onlyStarted(present) {
         throw InputError(file: runDir, "already holds a run (\(present.joined(separator: ", "))); \(hint)")
+    }
+    if onlyStarted(present) && !resume && !overwrite {
+        // Its config.yaml is replaced: not when it is this command's --config.
+        for (option, path) in inputs where !path.isEmpty && resolvedPath(path) == resolvedPath(runDir) + "/config.yaml" {
+            throw InputError(file: path, "\(option) is the config.yaml of \(runDir), which this run replaces; copy it out of the run folder first")
+        }
     }
     // A pretraining --overwrite removes a pretraining run's files: over a fine-tuned run it would leave that run's kept
     // pretrained/ checkpoint beside the new run, one folder of two kinds.
@@ -234,6 +251,10 @@ func checkRunDirectory(_ runDir: String, comm: Communicator, resume: Bool = fals
         }
     }
 }
+
+/// A run folder that holds only the config.yaml a command writes when it prepares the folder: that command stopped
+/// (a bad input found later, an interruption) before training wrote anything; a new run may take the folder.
+func onlyStarted(_ present: [String]) -> Bool { present == ["config.yaml"] }
 
 /// What shows that `dir` holds a pretraining run, finished or not: its checkpoints/best.json without a best.json of its
 /// own, a checkpoint of kind pretrain in checkpoints/, or its report's plots (loss.svg, retrieval.svg); nil for none.
@@ -270,7 +291,9 @@ func prepareRunDirectory(_ runDir: String, config: Config, comm: Communicator, r
     try lockRunFolder(runDir, busy: "another cladmop command is writing a run in this folder; wait for it or choose another --run-dir")
     if !resume && !overwrite {
         let present = artifacts.filter { FileManager.default.fileExists(atPath: runDir + "/" + $0) }
-        if !present.isEmpty { throw InputError(file: runDir, "a run was written there after this command started (\(present.joined(separator: ", "))); choose another --run-dir") }
+        if !present.isEmpty && !onlyStarted(present) {
+            throw InputError(file: runDir, "a run was written there after this command started (\(present.joined(separator: ", "))); choose another --run-dir")
+        }
     }
     if overwrite {
         // TensorBoard event files (log.tensorboard) carry the time in their names.
