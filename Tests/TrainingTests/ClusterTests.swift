@@ -318,7 +318,9 @@ final class ClusterTests: XCTestCase {
                            (["up", "2", "--ranks-per-node", "0"], "--ranks-per-node: a whole number from 1 to 1024, got '0'"),
                            (["frobnicate"], "unknown command 'frobnicate'"),
                            (["down", "--all", "--name", "x"], "give either --all or --name, not both"),
-                           (["up", "1", "--name", "abcdefghij"], "--name: at most 9 characters for up")] {
+                           (["up", "1", "--name", "abcdefghij"], "--name: at most 9 characters for up"),
+                           // An eleventh probe: bash arithmetic had read 010 as 8 nodes.
+                           (["up", "010"], "N must be a whole number from 1 to 64, got '010'")] {
             let r = try runCommand(Self.script, bad)
             XCTAssertEqual(r.status, 2, "\(bad): \(r.output)")
             XCTAssertTrue(r.output.hasPrefix("Launch/cluster: ") && r.output.contains(why), "\(bad): \(r.output)")
@@ -332,6 +334,15 @@ final class ClusterTests: XCTestCase {
         }
         let links = try runCommand("/usr/sbin/ip", ["-o", "link", "show"]).output
         XCTAssertTrue(links.contains("\(other)-br") && links.contains("\(other)-n1"), links)
+        // A node that is not there is bad input (it had exited 1); `up` brings a link set down back up.
+        let missing = try runCommand(Self.script, ["link", "5", "down", "--name", other])
+        XCTAssertEqual(missing.status, 2, missing.output)
+        XCTAssertTrue(missing.output.contains("no node '5' in cluster \(other)"), missing.output)
+        XCTAssertEqual(try runCommand(Self.script, ["link", "1", "down", "--name", other]).status, 0)
+        XCTAssertFalse(try runCommand("/usr/sbin/ip", ["-o", "link", "show", "dev", "\(other)-n1"]).output.contains(",UP"))
+        let again = try runCommand(Self.script, ["up", "2", "--name", other, "--bandwidth", "1gbit", "--owner", "\(getpid())"], timeout: 60)
+        XCTAssertTrue(again.output.contains("already up"), again.output)
+        XCTAssertTrue(try runCommand("/usr/sbin/ip", ["-o", "link", "show", "dev", "\(other)-n1"]).output.contains(",UP"))
         XCTAssertTrue(try runCommand("/usr/sbin/tc", ["qdisc", "show", "dev", "\(other)-n1"]).output.contains("tbf"))
         XCTAssertEqual(try runCommand(Self.script, ["down", "--name", other]).status, 0)
         XCTAssertFalse(try runCommand("/usr/sbin/ip", ["-o", "link", "show"]).output.contains("\(other)-"))
