@@ -101,7 +101,7 @@ pretrain_np() {
 flat_config() {
     local yaml
     yaml="$("$CLADMOP" config "$@")" || exit 2
-    awk '/^[a-z_]+:$/ { section = substr($0, 1, length($0) - 1); next } /^  [a-z_]+:/ { sub(/^  /, ""); print section "." $0 }' <<< "$yaml"
+    awk '/^[a-z_][a-z0-9_]*:$/ { section = substr($0, 1, length($0) - 1); next } /^  [a-z_][a-z0-9_]*:/ { sub(/^  /, ""); print section "." $0 }' <<< "$yaml"
 }
 
 # check_phases "WORDS": exits 2 unless WORDS lists phases 1, 2 and 3, each at most once, separated by spaces.

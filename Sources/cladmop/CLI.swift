@@ -144,15 +144,15 @@ func log(_ line: String) {
 /// Descriptors of the run folders this process holds locked (`lockRunFolder`).
 nonisolated(unsafe) private var heldRunDirectories: [Int32] = []
 
-/// Takes the exclusive lock on a run folder (flock on its descriptor, held until the process ends, also by a crash):
-/// a command that writes a run (`prepareRunDirectory`), or results into one (evaluate's --json, --report, --plots in
-/// the run it scores), so that no other command writes or replaces that run meanwhile; `busy` is the error when
-/// another command holds it. Called on rank 0 only.
-func lockRunFolder(_ dir: String, busy: String) throws {
+/// Takes a lock on a run folder (flock on its descriptor, held until the process ends, also by a crash): exclusive
+/// for a command that writes a run (`prepareRunDirectory`), shared for one that writes results into a run it reads
+/// (evaluate's --json, --report, --plots in the run it scores: several may, but no command replaces the run
+/// meanwhile); `busy` is the error when another command holds a lock that conflicts. Called on rank 0 only.
+func lockRunFolder(_ dir: String, exclusive: Bool = true, busy: String) throws {
     // Close-on-exec: a helper the process starts (the watchdog's) must not inherit, and so outlive, the lock.
     let fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
     guard fd >= 0 else { throw InputError(file: dir, "cannot open the run folder: \(String(cString: strerror(errno)))") }
-    if flock(fd, LOCK_EX | LOCK_NB) == 0 {
+    if flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) == 0 {
         heldRunDirectories.append(fd)     // kept open (and locked) until the process ends
     } else if errno == EWOULDBLOCK {
         close(fd)
@@ -172,7 +172,7 @@ func requireRunFolderIdle(_ dir: String, option: String) throws {
     guard fd >= 0 else { return }
     defer { close(fd) }
     if flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK {
-        throw InputError(file: dir, "\(option): another cladmop command is still writing this run (a pretraining run that has not ended?); its best checkpoint changes and older ones are pruned: wait for it to end, or name one of its checkpoint files")
+        throw InputError(file: dir, "\(option): another cladmop command is writing this run (a pretraining run that has not ended?); its best checkpoint changes and older ones are pruned: wait for it to end, or name one of its checkpoint files")
     }
     flock(fd, LOCK_UN)
 }
@@ -195,17 +195,23 @@ func checkRunDirectory(_ runDir: String, comm: Communicator, resume: Bool = fals
     guard resolvedPath(runDir) != "/" else { throw InputError(file: runDir, "--run-dir names the root folder /; expected a folder for the run") }
     // Inside another run's own folders (checkpoints/, members/, pretrained/), which that run prunes and its --overwrite
     // deletes: this run would go with them.
-    var above = URL(fileURLWithPath: resolvedPath(runDir)).deletingLastPathComponent()
+    var above = URL(fileURLWithPath: resolvedPath(runDir))
     while above.path != "/" {
         let owner = above.deletingLastPathComponent()
+        let isRun = ["best.json", "metrics.jsonl", "checkpoints/best.json"].contains { FileManager.default.fileExists(atPath: owner.path + "/" + $0) }
         if ["checkpoints", "members", "pretrained"].contains(above.lastPathComponent)
-            && FileManager.default.fileExists(atPath: owner.path + "/config.yaml") {
+            && FileManager.default.fileExists(atPath: owner.path + "/config.yaml") && isRun {
             throw InputError(file: runDir, "--run-dir lies inside \(above.path), a folder of the run in \(owner.path), which that run prunes and its --overwrite deletes; choose a folder outside it")
         }
         above = owner
     }
     var st = stat()
-    guard stat(runDir, &st) == 0 else { try checkNameLengths(runDir, option: "--run-dir"); return }      // a new folder
+    guard stat(runDir, &st) == 0 else {     // a new folder (a link to a missing one is named before any work)
+        var lst = stat()
+        if lstat(runDir, &lst) == 0 && (lst.st_mode & S_IFMT) == S_IFLNK { try makeDirectory(runDir, option: "--run-dir") }
+        try checkNameLengths(runDir, option: "--run-dir")
+        return
+    }
     guard (st.st_mode & S_IFMT) == S_IFDIR else { throw InputError(file: runDir, "--run-dir names an existing file, not a folder") }
     // Loose checkpoint files at the top: a checkpoints/ folder or a fine-tuned run's pretrained/, not a run folder (a
     // run there would start from scratch beside them).
@@ -218,10 +224,10 @@ func checkRunDirectory(_ runDir: String, comm: Communicator, resume: Bool = fals
         throw InputError(file: runDir, "holds a batch-size sweep (points.tsv, runs/); a run goes into a folder of its own: choose another --run-dir")
     }
     let present = artifacts.filter { FileManager.default.fileExists(atPath: runDir + "/" + $0) }
-    if !present.isEmpty && !resume && !overwrite && !onlyStarted(present) {
+    if !present.isEmpty && !resume && !overwrite && !onlyStarted(runDir) {
         throw InputError(file: runDir, "already holds a run (\(present.joined(separator: ", "))); \(hint)")
     }
-    if onlyStarted(present) && !resume && !overwrite {
+    if onlyStarted(runDir) && !resume && !overwrite {
         // Its config.yaml is replaced: not when it is this command's --config.
         for (option, path) in inputs where !path.isEmpty && resolvedPath(path) == resolvedPath(runDir) + "/config.yaml" {
             throw InputError(file: path, "\(option) is the config.yaml of \(runDir), which this run replaces; copy it out of the run folder first")
@@ -254,7 +260,11 @@ func checkRunDirectory(_ runDir: String, comm: Communicator, resume: Bool = fals
 
 /// A run folder that holds only the config.yaml a command writes when it prepares the folder: that command stopped
 /// (a bad input found later, an interruption) before training wrote anything; a new run may take the folder.
-func onlyStarted(_ present: [String]) -> Bool { present == ["config.yaml"] }
+/// (Judged by every file either kind of run writes, TensorBoard's included: not by one command's own list.)
+func onlyStarted(_ runDir: String) -> Bool {
+    let names = (try? FileManager.default.contentsOfDirectory(atPath: runDir)) ?? []
+    return finetuneArtifacts.filter { names.contains($0) } == ["config.yaml"] && !names.contains { $0.hasPrefix("events.out.tfevents.") }
+}
 
 /// What shows that `dir` holds a pretraining run, finished or not: its checkpoints/best.json without a best.json of its
 /// own, a checkpoint of kind pretrain in checkpoints/, or its report's plots (loss.svg, retrieval.svg); nil for none.
@@ -291,7 +301,7 @@ func prepareRunDirectory(_ runDir: String, config: Config, comm: Communicator, r
     try lockRunFolder(runDir, busy: "another cladmop command is writing a run in this folder; wait for it or choose another --run-dir")
     if !resume && !overwrite {
         let present = artifacts.filter { FileManager.default.fileExists(atPath: runDir + "/" + $0) }
-        if !present.isEmpty && !onlyStarted(present) {
+        if !present.isEmpty && !onlyStarted(runDir) {
             throw InputError(file: runDir, "a run was written there after this command started (\(present.joined(separator: ", "))); choose another --run-dir")
         }
     }

@@ -45,7 +45,7 @@ struct Evaluate: ParsableCommand {
                 let folders = [json, self.report].compactMap { $0 }.map { URL(fileURLWithPath: resolvedPath($0)).deletingLastPathComponent().path }
                     + (plots.map { [resolvedPath($0)] } ?? [])
                 for folder in Set(folders).sorted() where FileManager.default.fileExists(atPath: folder + "/config.yaml") {
-                    try lockRunFolder(folder, busy: "another cladmop command is writing the run in this folder; evaluate's --json, --report and --plots there would sit beside another model: wait for it to end")
+                    try lockRunFolder(folder, exclusive: false, busy: "another cladmop command is writing the run in this folder; evaluate's --json, --report and --plots there would sit beside another model: wait for it to end")
                 }
             }
             let scored = try scoreCSV(checkpoint: checkpoint, csv: data, spec: try options.loadForScoring(comm), comm: comm, outOfFold: outOfFold, log: log)

@@ -32,13 +32,15 @@ struct Featurize: ParsableCommand {
                              protectRunFiles: false, isRoot: comm.isRoot)
             try FeatureStore.refuseReplacingOtherFiles(output, option: "--output")
             let precision = resolvedPrecision(spec.encoder.precision, key: "encoder.precision", comm: comm)
-            if skipIfCurrent, FileManager.default.fileExists(atPath: output) {
+            if skipIfCurrent {
+                // Every rank comes here (and to the agreement below) whether or not its node shows the file.
+                let exists = FileManager.default.fileExists(atPath: output)
                 let expected = try currentStoreIdentity(paths: paths, encoderIdentity: try BertEncoder.identity(modelDir: spec.encoder.modelDir, precision: precision),
                                                         encoderWeights: try BertEncoder.weightsChecksum(modelDir: spec.encoder.modelDir),
                                                         maxTokens: spec.encoder.maxTokens)
                 // Current: made from these files' bytes by this encoder, and, with data.skip_bad_rows off, without rows
                 // left out. Agreed: a rank whose node holds a current copy must not return while the others rebuild.
-                let store = try? FeatureStore(path: output, expected: expected)
+                let store = exists ? try? FeatureStore(path: output, expected: expected) : nil
                 let leftOut = store.map { !$0.skippedRows(of: paths).isEmpty && !spec.data.skipBadRows } ?? false
                 let current = store != nil && !leftOut
                 try requireAgreement([("whether \(output) is up to date", "\(current)")], comm: comm,
@@ -47,7 +49,7 @@ struct Featurize: ParsableCommand {
                     if comm.isRoot { log("featurize: \(output) is up to date") }
                     return
                 }
-                if comm.isRoot { log("featurize: \(output) is " + (leftOut ? "current but left malformed rows out (data.skip_bad_rows was on); rebuilding" : "stale or damaged; rebuilding")) }
+                if comm.isRoot && exists { log("featurize: \(output) is " + (leftOut ? "current but left malformed rows out (data.skip_bad_rows was on); rebuilding" : "stale or damaged; rebuilding")) }
             }
             let hierarchy = try ICD10Hierarchy(path: spec.data.icdHierarchy, comm: comm)
             let makeEncoder = { try BertEncoder(modelDir: spec.encoder.modelDir, maxLength: spec.encoder.maxTokens, precision: precision) }

@@ -266,7 +266,7 @@ final class HostfileTests: XCTestCase {
 
     /// Launch/devtest without --pretrained reuses a finished DIR/pretrain only when it is the run its --pretrain-args
     /// would make: another lever had been measured as the earlier run, exit 0 (an eleventh probe). Refused before any
-    /// work, naming the keys; the same arguments pass this check (and go on to the dev-test files).
+    /// work, naming the keys (that matching runs pass: the runs of docs/outcome.md, checked by hand when it was written).
     func testDevtestRefusesToReuseAPretrainingRunOfAnotherConfiguration() throws {
         try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: repositoryRoot + "/.build/release/cladmop"), "Launch/devtest runs .build/release/cladmop")
         let dir = NSTemporaryDirectory() + "cladmop-devtest-reuse-\(getpid())"
@@ -278,7 +278,7 @@ final class HostfileTests: XCTestCase {
         try "{\"type\":\"summary\"}\n".write(toFile: dir + "/pretrain/metrics.jsonl", atomically: true, encoding: .utf8)
         let r = try runCommand(repositoryRoot + "/Launch/devtest", ["--run-dir", dir, "--phases", "1"], timeout: 60)
         XCTAssertEqual(r.status, 2, r.output)
-        XCTAssertTrue(r.output.contains("holds a finished pretraining run of another configuration") && r.output.contains("in the run: model.dim: 32")
+        XCTAssertTrue(r.output.contains("holds a finished pretraining run of another model") && r.output.contains("in the run: model.dim: 32")
                       && r.output.contains("asked for:  model.dim: 64"), r.output)
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir), ["pretrain"], "nothing may be written for a refused launch")
     }
