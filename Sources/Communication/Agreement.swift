@@ -26,5 +26,5 @@ public func requireAgreement(_ values: [(String, String)], comm: Communicator, w
 /// A checksum of this executable (ranks on several nodes must run the same build).
 public func executableIdentity() -> String {
     guard let f = try? MappedFile(path: "/proc/self/exe") else { return CommandLine.arguments.first ?? "?" }
-    return String(checksum64(f.bytes), radix: 16)
+    return checksumHex(f.bytes)
 }

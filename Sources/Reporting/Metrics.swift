@@ -224,7 +224,7 @@ public struct EvaluationReport: Encodable {
     /// order or path, another for another trial or label.
     public static func trialsChecksum(ids: [String], labels: [Int]) -> String {
         let text = zip(ids, labels).map { "\($0)\t\($1)" }.sorted().joined(separator: "\n")
-        return String(Data(text.utf8).withUnsafeBytes { checksum64($0) }, radix: 16)
+        return checksumHex(text)
     }
 
     /// Pretty-printed JSON, keys sorted.

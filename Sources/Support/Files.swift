@@ -38,6 +38,13 @@ public final class MappedFile {
     deinit { if let b = bytes.baseAddress { munmap(UnsafeMutableRawPointer(mutating: b), bytes.count) } }
 }
 
+/// `checksum64` in hexadecimal (lower case, no leading zeros): the form checkpoints, stores and reports record.
+public func checksumHex(_ bytes: UnsafeRawBufferPointer) -> String { String(checksum64(bytes), radix: 16) }
+/// `checksumHex` of a buffer of bytes.
+public func checksumHex(_ data: Data) -> String { data.withUnsafeBytes { checksumHex($0) } }
+/// `checksumHex` of a text's UTF-8 bytes.
+public func checksumHex(_ text: String) -> String { checksumHex(Data(text.utf8)) }
+
 /// 64-bit FNV-1a variant over 8-byte words (fast enough for hundreds of MB), then the tail bytes.
 public func checksum64(_ data: UnsafeRawBufferPointer, seed: UInt64 = 0xCBF2_9CE4_8422_2325) -> UInt64 {
     var h = seed

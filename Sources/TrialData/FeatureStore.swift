@@ -265,7 +265,7 @@ public func readSources(_ paths: [String]) throws -> (contents: [String: Data], 
     for p in try distinctSources(paths) {
         let d = try readRegularFile(p, what: "TOP-format CSV")
         contents[p] = d
-        checksums[URL(fileURLWithPath: p).lastPathComponent] = String(d.withUnsafeBytes { checksum64($0) }, radix: 16)
+        checksums[URL(fileURLWithPath: p).lastPathComponent] = checksumHex(d)
     }
     return (contents, checksums)
 }

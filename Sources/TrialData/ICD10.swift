@@ -57,7 +57,7 @@ public final class ICD10Hierarchy {
         nodeIndex = Array(repeating: [:], count: deepest)
         for (id, d) in order { nodeIndex[d - 1][id] = Int32(nodeIndex[d - 1].count) }
         let tree = order.map { "\($0.0)\t\(parent[$0.0]!)\t\($0.1)\n" }.joined()
-        checksum = String(Data(tree.utf8).withUnsafeBytes { checksum64($0) }, radix: 16)
+        checksum = checksumHex(tree)
     }
 
     /// Reads the hierarchy on every rank (each node may hold its own copy of `path`) and ends the job when the ranks'

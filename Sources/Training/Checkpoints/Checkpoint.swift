@@ -60,7 +60,7 @@ public struct CheckpointMeta: Codable {
         copy.metadataChecksum = ""
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        return String(try encoder.encode(copy).withUnsafeBytes { checksum64($0) }, radix: 16)
+        return checksumHex(try encoder.encode(copy))
     }
 
     /// 3: `pretrainedLink` added (a cladmop that reads only 2 says "unsupported version" instead of taking the new key
@@ -88,7 +88,7 @@ public struct CheckpointMeta: Codable {
             let encoder = JSONEncoder()
             encoder.outputFormatting = .sortedKeys
             let bytes = (try? encoder.encode(self)) ?? Data()
-            return String(bytes.withUnsafeBytes { checksum64($0) }, radix: 16)
+            return checksumHex(bytes)
         }
 
         /// The keys whose values differ, as `section.key: A in the checkpoint, B now` (`self`: the checkpoint's), named
@@ -178,7 +178,7 @@ public enum Checkpoints {
 
     public static func fileChecksum(_ path: String) throws -> (String, Int) {
         let f = try MappedFile(path: path)
-        return (String(checksum64(f.bytes), radix: 16), f.bytes.count)
+        return (checksumHex(f.bytes), f.bytes.count)
     }
 
     /// Writes parameters (only those `include` accepts) and optionally the optimizer moments.

@@ -70,7 +70,7 @@ public final class Finetuner {
         // Each rank reads its node's copy of the list: ranks holding other lists would train on other trials.
         if let file = spec.data.excludeFile {
             try requireAgreement([("data.exclude_file = \(file) (its NCT ids)", "\(excluded.count) ids, checksum "
-                                   + String(Data(excluded.sorted().joined(separator: ",").utf8).withUnsafeBytes { checksum64($0) }, radix: 16))],
+                                   + checksumHex(excluded.sorted().joined(separator: ",")))],
                                  comm: comm, what: "held-out lists (data.exclude_file must be the same file on every node)")
         }
         func rows(_ file: String) throws -> [StoredTrial] {

@@ -77,8 +77,7 @@ public struct PretrainSetup {
         let storeText = "\(id.encoder) \(id.maxTokens) \(id.featurizerVersion) \(store.dim) "
             + id.sources.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
         let ids = train.map(\.nctid).joined(separator: ",") + "|" + validation.map(\.nctid).joined(separator: ",")
-        func sum(_ text: String) -> String { String(Data(text.utf8).withUnsafeBytes { checksum64($0) }, radix: 16) }
-        return CorpusFingerprint(store: sum(storeText), train: train.count, validation: validation.count, trials: sum(ids))
+        return CorpusFingerprint(store: checksumHex(storeText), train: train.count, validation: validation.count, trials: checksumHex(ids))
     }
 }
 

@@ -44,7 +44,7 @@ public func storeContaining(_ csvs: [String], spec: RunSpec, hierarchy: ICD10Hie
     // replacing the store an earlier setting left (it would silently serve the other setting's vectors afterwards).
     let keyText = wanted.sources.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined()
         + "|\(wanted.encoder)|\(wanted.maxTokens)|\(wanted.featurizerVersion)"
-    let key = String(Data(keyText.utf8).withUnsafeBytes { checksum64($0) }, radix: 16)
+    let key = checksumHex(keyText)
     let cache = URL(fileURLWithPath: main).deletingLastPathComponent().path + "/cache/\(key).store"
     let cached = try? FeatureStore(path: cache)
     let inCache = cached.map(holds) ?? false
