@@ -54,6 +54,14 @@ config_args() {
     done
 }
 
+# check_config CONFIG ARGS...: exits 2 with cladmop's message unless CONFIG with the --set and --config words of ARGS
+# resolves (an unknown key, a value out of range); scripts call it before any split or run is written.
+check_config() {
+    local config="$1"; shift
+    local settings; mapfile -d '' -t settings < <(config_args "$@")
+    "$CLADMOP" config --config "$config" "${settings[@]}" >/dev/null || exit 2
+}
+
 # needs_value "$@": in an argument loop, exits 2 when the option $1 has no value after it, or an empty one (instead of
 # bash's "unbound variable", status 1, or a default taken in its place).
 needs_value() {

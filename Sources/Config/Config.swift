@@ -179,8 +179,10 @@ public struct Config: Sendable {
             if v == nil, let s = raw as? String, YAMLInput.isDecimalNumber(s) { v = Double(s.hasPrefix("+") ? String(s.dropFirst()) : s) }
             guard let v, v.isFinite, range.contains(v) else { throw bad() }
             // The model and optimizer compute in 32-bit floats: a value that rounds to 0 there (optimizer.eps = 1e-300),
-            // or already in a Double (1e-400, given as text), or beyond its range would not be the value given.
-            guard v == 0 ? !((raw as? String).map(YAMLInput.writesNonZero) ?? false) : Float(v).isNormal else {
+            // or already in a Double (1e-400, given as text), or beyond its range would not be the value given. Zero is
+            // told by its bits: the process flushes subnormals to zero (`Kernels.setFlushDenormals`), so a subnormal
+            // Double (1e-308) compares equal to 0 and would pass as one.
+            guard v.bitPattern << 1 == 0 ? !((raw as? String).map(YAMLInput.writesNonZero) ?? false) : Float(v).isNormal else {
                 throw InputError("\(origin): \(path) = \(given) is invalid (expected \(spec.kind.expected), and 0 or a magnitude within 32-bit floats, 1.2e-38 to 3.4e38: the model computes in fp32)")
             }
             values[path] = .double(v)

@@ -113,10 +113,12 @@ public struct Hostfile {
                 seen.insert(key)
                 if key == "max_slots" { maxSlotsKey = kv[0] }
                 // Digits only: mpirun reads `slots=+2` as a negative count and refuses it.
-                guard kv[1].allSatisfy({ $0.isASCII && $0.isNumber }), let n = Int(kv[1]), n >= 1 else {
+                let digits = !kv[1].isEmpty && kv[1].allSatisfy({ $0.isASCII && $0.isNumber })
+                guard digits, kv[1].contains(where: { $0 != "0" }) else {
                     throw InputError(file: path, line: line, "\(kv[0])=\(kv[1]) for host \(name): expected a whole number >= 1")
                 }
-                guard n <= Self.maxSlots else {
+                // Beyond Int (99999999999999999999) is too many as well, not "not a number".
+                guard let n = Int(kv[1]), n <= Self.maxSlots else {
                     throw InputError(file: path, line: line, "\(kv[0])=\(kv[1]) for host \(name): at most \(Self.maxSlots) per host")
                 }
                 if key == "slots" { host.slots = n } else { host.maxSlots = n }

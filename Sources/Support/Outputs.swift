@@ -122,7 +122,9 @@ public func runFileKind(_ path: String) -> String? {
         let name = url.lastPathComponent, dir = url.deletingLastPathComponent().path
         func exists(_ sibling: String) -> Bool { FileManager.default.fileExists(atPath: dir + "/" + sibling) }
         if name.hasSuffix(".safetensors") {
-            if exists(String(name.dropLast(".safetensors".count)) + ".json") { return "a checkpoint's tensors" }
+            // Beside a JSON of its name: a checkpoint's, unless its header says it is embed's output (embed --output
+            // e.safetensors next to an evaluation's e.json).
+            if exists(String(name.dropLast(".safetensors".count)) + ".json") && !isEmbeddingsFile(path) { return "a checkpoint's tensors" }
             if exists("config.json") && exists("vocab.txt") { return "an encoder's weights" }
         }
         if RunLayout.isCheckpointMetadata(name) { return "a checkpoint's metadata" }
@@ -151,6 +153,28 @@ public func runFileKind(_ path: String) -> String? {
     return contentKind(path)
 }
 
+/// Whether `path` is `cladmop embed`'s output: a safetensors file whose header records `"format":"cladmop-embeddings"`.
+func isEmbeddingsFile(_ path: String) -> Bool {
+    safetensorsHeader(path)?.contains("\"format\":\"cladmop-embeddings\"") == true
+}
+
+/// The JSON header of a safetensors file (a little-endian u64 length, then that many bytes starting with '{'; at
+/// most 16 MiB read: embed's metadata sorts after its paths, which can be long); nil for any other file.
+private func safetensorsHeader(_ path: String) -> String? {
+    var st = stat()
+    guard stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_size >= 10 else { return nil }
+    let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var head = [UInt8](repeating: 0, count: 9)
+    guard read(fd, &head, 9) == 9 else { return nil }
+    let length = (0..<8).reduce(UInt64(0)) { $0 | UInt64(head[$1]) << (8 * UInt64($1)) }
+    guard head[8] == UInt8(ascii: "{"), length >= 2, length <= UInt64(st.st_size) - 8 else { return nil }
+    var header = [UInt8](repeating: 0, count: Int(min(length, 16 << 20)))
+    guard pread(fd, &header, header.count, 8) == header.count else { return nil }
+    return String(decoding: header, as: UTF8.self)
+}
+
 /// What a file is by its first bytes, whatever its name: a feature store (the CLADMOPF magic), a TOP trial CSV (its
 /// header), or a safetensors file
 /// (model weights or a checkpoint's tensors; not `cladmop embed`'s embeddings, an explicit output that embed replaces);
@@ -169,13 +193,8 @@ func contentKind(_ path: String) -> String? {
     let firstLine = String(decoding: head[..<n].prefix { $0 != UInt8(ascii: "\n") }, as: UTF8.self)
     let columns = Set(firstLine.split(separator: ",").map { $0.trimmingCharacters(in: CharacterSet(charactersIn: "\u{FEFF}\"\r ")) })
     if ["nctid", "criteria", "icdcodes", "smiless"].allSatisfy(columns.contains) { return "a TOP trial CSV (by its header)" }
-    // safetensors: a little-endian u64 header length, then that many bytes of JSON starting with '{'.
-    let length = (0..<8).reduce(UInt64(0)) { $0 | UInt64(head[$1]) << (8 * UInt64($1)) }
-    if head[8] == UInt8(ascii: "{"), length >= 2, length <= UInt64(st.st_size) - 8 {
-        // The whole header (at most 16 MiB read): embed's metadata sorts after its paths, which can be long.
-        var header = [UInt8](repeating: 0, count: Int(min(length, 16 << 20)))
-        guard pread(fd, &header, header.count, 8) == header.count else { return nil }
-        if String(decoding: header, as: UTF8.self).contains("\"format\":\"cladmop-embeddings\"") { return nil }
+    if let header = safetensorsHeader(path) {
+        if header.contains("\"format\":\"cladmop-embeddings\"") { return nil }
         return "a safetensors file (model weights or a checkpoint's tensors, by its header)"
     }
     return nil

@@ -2,6 +2,7 @@ import Support
 import Config
 import Foundation
 import Reporting
+import Communication
 
 /// Appends one JSON object per line to metrics.jsonl (flushed after each line; resumed runs append). With
 /// `tensorboard`, the scalars of each record (`ScalarRecord`) also go to a TensorBoard event file in the same
@@ -85,9 +86,7 @@ public final class MetricsLog {
 final class ProgressLine {
     let enabled: Bool
     let tty: Bool = {
-        let env = ProcessInfo.processInfo.environment
-        let underMPI = env["OMPI_COMM_WORLD_SIZE"] != nil
-        return isatty(STDOUT_FILENO) != 0 && (!underMPI || env["CLADMOP_TTY"] == "1")
+        isatty(STDOUT_FILENO) != 0 && (!launchedByMPI || ProcessInfo.processInfo.environment["CLADMOP_TTY"] == "1")
     }()
     var open = false
     init(enabled: Bool) { self.enabled = enabled }

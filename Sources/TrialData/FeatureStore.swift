@@ -152,13 +152,12 @@ public final class FeatureStore {
         let version = b.loadUnaligned(fromByteOffset: 8, as: UInt32.self)
         guard version == Self.version else { throw refuse("feature store version \(version), this cladmop reads version \(Self.version)") }
         let levels = Int(b.loadUnaligned(fromByteOffset: 12, as: UInt32.self))
-        let dim = Int(b.loadUnaligned(fromByteOffset: 16, as: UInt64.self))
-        let sentences = Int(b.loadUnaligned(fromByteOffset: 24, as: UInt64.self))
-        let metaBytes = Int(b.loadUnaligned(fromByteOffset: 32, as: UInt64.self))
-        let payloadOffset = Int(b.loadUnaligned(fromByteOffset: 40, as: UInt64.self))
+        // Sizes of 2^63 or more read as negative (truncating, never trapping) and are refused with the rest below.
+        func size(at offset: Int) -> Int { Int(truncatingIfNeeded: b.loadUnaligned(fromByteOffset: offset, as: UInt64.self)) }
+        let dim = size(at: 16), sentences = size(at: 24), metaBytes = size(at: 32), payloadOffset = size(at: 40)
         let checksum = b.loadUnaligned(fromByteOffset: 48, as: UInt64.self)
         guard levels == 3, dim > 0, dim < 1 << 16, sentences >= 0, sentences < 1 << 32, metaBytes >= 0, metaBytes < 1 << 34,
-              payloadOffset >= Self.headerBytes + metaBytes, payloadOffset % 64 == 0,
+              payloadOffset >= Self.headerBytes + metaBytes, payloadOffset <= b.count, payloadOffset % 64 == 0,
               b.count == payloadOffset + sentences * levels * dim * 4 else {
             throw refuse("truncated or corrupt feature store (header sizes do not match the file's \(b.count) bytes)")
         }

@@ -273,7 +273,8 @@ func pretrainingRunSign(_ dir: String) -> String? {
     for plot in ["loss.svg", "retrieval.svg"] where FileManager.default.fileExists(atPath: dir + "/" + plot) { return plot }
     let names = ((try? FileManager.default.contentsOfDirectory(atPath: dir + "/checkpoints")) ?? []).filter(RunLayout.isCheckpointMetadata).sorted()
     for name in names {
-        guard let data = FileManager.default.contents(atPath: dir + "/checkpoints/" + name),
+        // A regular file only (a FIFO under a checkpoint's name would block the read).
+        guard let data = try? readRegularFile(dir + "/checkpoints/" + name, what: "checkpoint metadata", limit: 64 << 20),
               let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { continue }
         if object["kind"] as? String == "pretrain" { return "checkpoints/\(name), a pretraining checkpoint" }
     }

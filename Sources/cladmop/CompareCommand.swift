@@ -55,6 +55,14 @@ struct Compare: ParsableCommand {
                 let r: OutcomeMetrics
                 do {
                     let bytes = try readRegularFile(file, what: "evaluation JSON", limit: 64 << 20)
+                    // The counts first, by name: Foundation's decoder calls 1.5 or 1e30 for an Int "not valid JSON".
+                    if let object = try? JSONSerialization.jsonObject(with: bytes) as? [String: Any] {
+                        for key in ["n", "positives"] {
+                            if let v = object[key] as? NSNumber, !(v is Bool), Int(exactly: v.doubleValue) == nil || v.doubleValue.rounded() != v.doubleValue {
+                                throw InputError(file: file, "key \(key) = \(v): expected a whole number of trials")
+                            }
+                        }
+                    }
                     r = try JSONDecoder().decode(OutcomeMetrics.self, from: bytes)
                     let s = try? JSONDecoder().decode(Scored.self, from: bytes)
                     scored.append((label, s?.data, s?.trials))
@@ -64,7 +72,8 @@ struct Compare: ParsableCommand {
                 catch let e as InputError { throw e }
                 catch { throw InputError(file: file, "not an evaluation JSON (cladmop evaluate --json): \(describeDecodingError(error))") }
                 // Values a metric can take: a trial count, fractions in [0, 1], spreads that are not negative.
-                guard r.n >= 0 else { throw InputError(file: file, "key n = \(r.n): expected a trial count of at least 0") }
+                guard r.n >= 1 else { throw InputError(file: file, "key n = \(r.n): expected a trial count of at least 1 (evaluate scores at least one trial)") }
+                guard (0...r.n).contains(r.positives) else { throw InputError(file: file, "key positives = \(r.positives): expected a count in [0, n = \(r.n)]") }
                 for (key, m) in [("f1", r.f1), ("pr_auc", r.prAUC), ("roc_auc", r.rocAUC), ("accuracy", r.accuracy)] {
                     if let mean = m.mean, !(0...1).contains(mean) { throw InputError(file: file, "key \(key).mean = \(mean): expected a value in [0, 1]") }
                     if let std = m.std, !(std >= 0 && std.isFinite) { throw InputError(file: file, "key \(key).std = \(std): expected a finite value of at least 0") }

@@ -28,7 +28,10 @@ struct SweepReport: ParsableCommand {
             func bad(_ what: String) -> InputError { InputError(file: listing, line: i + 1, what) }
             guard f.count == 4 else { throw bad("expected global_batch<TAB>lr<TAB>exit status<TAB>run dir, found \(f.count) field(s)") }
             guard let b = Int(f[0]), b >= 2 else { throw bad("global_batch \"\(f[0].prefix(40))\": expected an integer of at least 2 (train.global_batch)") }
-            guard let lr = Double(f[1]), lr.isFinite, lr > 0 else { throw bad("lr \"\(f[1].prefix(40))\": expected a positive finite number") }
+            // Float(lr).isNormal: a positive lr within 32-bit floats, as optimizer.lr (a subnormal Double is 0 here).
+            guard let lr = Double(f[1]), lr > 0, Float(lr).isNormal else {
+                throw bad("lr \"\(f[1].prefix(40))\": expected a positive number within 32-bit floats, 1.2e-38 to 3.4e38 (optimizer.lr)")
+            }
             guard let status = Int(f[2]), (0...255).contains(status) else { throw bad("exit status \"\(f[2].prefix(40))\": expected an integer 0-255") }
             guard !f[3].isEmpty else { throw bad("the run dir is empty") }
             if let first = lineOf[b] { throw bad("global_batch \(b) is listed twice (also line \(first)); one run per batch size") }
@@ -53,15 +56,16 @@ struct SweepReport: ParsableCommand {
             // The line's batch and rate must be the run's own (its resolved config.yaml): a line pointing at another
             // point's run would put that run's figures under this batch.
             // A run written by an older cladmop may hold keys this one no longer reads: then the check is skipped, said.
-            let config: Config
-            do { config = try Config(file: r.dir + "/config.yaml") } catch {
+            let spec: RunSpec
+            do { spec = try RunSpec(Config(file: r.dir + "/config.yaml")) } catch {
                 FileHandle.standardError.write(Data("warning: \(listing):\(r.line): cannot check global_batch and lr against \(r.dir)/config.yaml: \(error)\n".utf8))
                 continue
             }
-            if case .int(let batch)? = config.values["train.global_batch"], batch != r.batch {
-                throw InputError(file: listing, line: r.line, "global_batch \(r.batch), but its run \(r.dir) trained with train.global_batch \(batch) (its config.yaml)")
+            if spec.train.globalBatch != r.batch {
+                throw InputError(file: listing, line: r.line, "global_batch \(r.batch), but its run \(r.dir) trained with train.global_batch \(spec.train.globalBatch) (its config.yaml)")
             }
-            if case .double(let rate)? = config.values["optimizer.lr"], abs(rate - r.lr) > 1e-9 * max(abs(rate), abs(r.lr)) {
+            let rate = spec.optimizer.lr
+            if abs(rate - r.lr) > 1e-9 * max(abs(rate), abs(r.lr)) {
                 throw InputError(file: listing, line: r.line, "lr \(r.lr), but its run \(r.dir) trained with optimizer.lr \(rate) (its config.yaml)")
             }
         }

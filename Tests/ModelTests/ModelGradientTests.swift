@@ -2,6 +2,7 @@ import Support
 import Model
 import NN
 import TestSupport
+import Training
 import XCTest
 
 /// Small CLaDMoP (every part present, tiny sizes) for whole-model checks.
@@ -111,5 +112,36 @@ final class ModelGradientTests: XCTestCase {
         let model = CLaDMoP(config, params: p)
         XCTAssertEqual(model.forwardFLOPs(molLength: 128, codeLength: 16, sentenceLength: 32) / 1e9, 1.002, accuracy: 0.02)
         XCTAssertEqual(Double(p.count) / 1e6, 11.37, accuracy: 0.2)
+    }
+}
+
+/// The zero-shot score is the sigmoid of the pretraining's own logit: s cos(f_C, f_DM) for a model pretrained with
+/// normalized embeddings, s f_C . f_DM for one pretrained without (`loss.normalize: false`); recomputed here in Double.
+final class ZeroShotScorerTests: XCTestCase {
+    func testTheScoreFollowsTheLossNormalization() {
+        let config = tinyModelConfig()
+        let p = ParameterArena(seed: 3)
+        let model = CLaDMoP(config, params: p)
+        p.finalize()
+        model.initializeLogScale()
+        let batch = tinyBatch(encoderDim: config.encoderDim), e = config.encoderDim
+        let arena = ActivationArena()
+        let state = model.forward(batch, arena: arena)
+        let fC = arena.allocate(batch.count * e)
+        batch.criteriaEmbedding(dim: e, into: fC)
+        let s = exp(Double(p.value(model.logScale)[0]))
+        var cosine: [Double] = [], dot: [Double] = []
+        for i in 0..<batch.count {
+            var d = 0.0, na = 0.0, nb = 0.0
+            for k in 0..<e { let a = Double(fC[i * e + k]), b = Double(state.fDM[i * e + k]); d += a * b; na += a * a; nb += b * b }
+            cosine.append(1 / (1 + exp(-s * d / (na * nb).squareRoot()))); dot.append(1 / (1 + exp(-s * d)))
+        }
+        let normalized = ZeroShotScorer(model: model, normalize: true).probabilities(batch, arena: ActivationArena())
+        let plain = ZeroShotScorer(model: model, normalize: false).probabilities(batch, arena: ActivationArena())
+        for i in 0..<batch.count {
+            XCTAssertEqual(Double(normalized[i]), cosine[i], accuracy: 1e-5, "trial \(i), normalized")
+            XCTAssertEqual(Double(plain[i]), dot[i], accuracy: 1e-5, "trial \(i), not normalized")
+        }
+        XCTAssertGreaterThan(zip(cosine, dot).map { abs($0 - $1) }.max()!, 1e-3, "the two scores must differ on this batch")
     }
 }

@@ -43,6 +43,8 @@ final class SafetensorsTests: XCTestCase {
             ("size-mismatch", #"{"t": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}"#, 16, nil, "8 bytes for shape [3] of F32 (expected 12)"),
             ("overlap", #"{"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}}"#, 16, nil, "overlap"),
             ("huge-declared", #"{"t": {"dtype": "F32", "shape": [1099511627775, 1099511627775], "data_offsets": [0, 4]}}"#, 16, nil, "outside the 16-byte payload"),
+            // 2^39 x 2^23 elements fit an Int, their 8-byte size does not (a trap in a debug build before it was checked).
+            ("bytes-beyond-64-bits", #"{"t": {"dtype": "F64", "shape": [549755813888, 8388608], "data_offsets": [0, 0]}}"#, 16, nil, "expected more than 2^63"),
             ("metadata-not-string", #"{"__metadata__": {"k": 1}}"#, 16, nil, "__metadata__.k is not a string"),
         ]
         for (name, header, payload, raw, expected) in cases {

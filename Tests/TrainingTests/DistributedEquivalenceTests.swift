@@ -193,9 +193,10 @@ final class DistributedEquivalenceTests: XCTestCase {
     /// Overlapped all-reduce (`train.bucket_mb` > 0): buckets of 131 floats (smaller than almost every tensor, so tensors
     /// span buckets), 13,107 floats (some tensors larger, some buckets holding many) and 2 MiB (one bucket larger than
     /// the whole 279,433-float gradient) give the blocking path's gradient and parameters after 10 Adam steps, bit for
-    /// bit at W = 2 (a + b is a + b in either order) and to 1e-6 at W = 3; and W = 1's to the bounds above.
+    /// bit at W = 2 (a + b is a + b in either order) and to 1e-6 at W = 3; and W = 1's to the bounds above. 1e-6 MiB
+    /// (a float per bucket, raised to 4,096 buckets) as well: it had started a reduction per float and never finished.
     func testBucketedAllReduceEqualsBlocking() throws {
-        let steps = 10, sizes = ["0.0005", "0.05", "2"]
+        let steps = 10, sizes = ["0.0005", "0.05", "2", "1e-6"]
         let one = try train(ranks: 1, steps: steps, name: "bucket-w1")
         for w in [2, 3] {
             let blocking = try train(ranks: w, steps: steps, extra: ["--set", "train.bucket_mb=0"], name: "bucket-w\(w)-blocking")

@@ -118,6 +118,12 @@ final class OutcomeEndToEndTests: XCTestCase {
         let refused = try mpirun(np: 1, executable: cladmop, arguments: ["embed", "--checkpoint", dir + "/run", "--data", dir + "/unseen.csv",
                                                                         "--output", dir + "/unseen.csv"] + sets, timeout: 60)
         XCTAssertEqual(refused.status, 2, refused.output)
+        // embed replaces its own earlier output, also beside a JSON of the same name (an evaluation's emb1.json; a
+        // twelfth probe: the pair looked like a checkpoint's tensors and metadata, and embed refused).
+        try Data("{}".utf8).write(to: URL(fileURLWithPath: dir + "/emb1.json"))
+        let replaced = try mpirun(np: 1, executable: cladmop, arguments: ["embed", "--checkpoint", dir + "/run", "--data", dir + "/unseen.csv",
+                                                                      "--output", dir + "/emb1.safetensors"] + sets, timeout: 600)
+        XCTAssertEqual(replaced.status, 0, replaced.output)
 
         let pr = try mpirun(np: 1, executable: cladmop, arguments: ["predict", "--checkpoint", dir + "/run", "--data", dir + "/unseen.csv",
                                                                    "--output", dir + "/predictions.csv"] + sets, timeout: 600)

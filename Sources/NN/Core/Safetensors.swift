@@ -21,9 +21,14 @@ public final class SafetensorsFile {
 
     static let sizes = ["F32": 4, "F16": 2, "BF16": 2, "F64": 8, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1]
 
-    public init(path: String) throws {
+    public convenience init(path: String) throws {
+        try self.init(mapped: MappedFile(path: path), path: path)
+    }
+
+    /// The file already mapped (`Checkpoints.load` checks the checksum of these very bytes before parsing them).
+    public init(mapped: MappedFile, path: String) throws {
         self.path = path
-        file = try MappedFile(path: path)
+        file = mapped
         (tensors, metadata, dataStart) = try Self.parseHeader(file.bytes, path: path)
     }
 
@@ -69,8 +74,9 @@ public final class SafetensorsFile {
             guard !overflow, offsets[0] >= 0, offsets[0] <= offsets[1], offsets[1] <= payload else {
                 throw bad("tensor \(name): data_offsets \(offsets) outside the \(payload)-byte payload")
             }
-            guard offsets[1] - offsets[0] == count * size else {
-                throw bad("tensor \(name): \(offsets[1] - offsets[0]) bytes for shape \(shape) of \(dtype) (expected \(count * size))")
+            let (bytes, tooMany) = count.multipliedReportingOverflow(by: size)
+            guard !tooMany, offsets[1] - offsets[0] == bytes else {
+                throw bad("tensor \(name): \(offsets[1] - offsets[0]) bytes for shape \(shape) of \(dtype) (expected \(tooMany ? "more than 2^63" : String(bytes)))")
             }
             tensors[name] = Tensor(name: name, dtype: dtype, shape: shape, begin: offsets[0], end: offsets[1])
         }

@@ -22,6 +22,9 @@ public func encoderBenchmark(spec: RunSpec, csv: String, comm: Communicator, sen
     let (trials, _) = try readTrials(paths: [csv])
     var seen = Set<String>(), texts: [String] = []
     for t in trials { for c in splitCriteria(t.criteria) where !seen.contains(c.text) { seen.insert(c.text); texts.append(c.text) } }
+    guard !texts.isEmpty else {
+        throw InputError(file: csv, "has no criterion sentence to encode (\(trials.count) trial(s), every criteria field empty); expected a TOP CSV with criteria")
+    }
     let enc = try BertEncoder(modelDir: spec.encoder.modelDir, maxLength: spec.encoder.maxTokens,
                               precision: resolvedPrecision(spec.encoder.precision, key: "encoder.precision", comm: comm))
     // Written after the encoder's files were read, so the atomic write also refuses to replace one of them.

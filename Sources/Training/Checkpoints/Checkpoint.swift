@@ -226,11 +226,13 @@ public enum Checkpoints {
         }
         let tensorsPath = URL(fileURLWithPath: jsonPath).deletingLastPathComponent().appendingPathComponent(meta.tensorsFile).path
         guard FileManager.default.fileExists(atPath: tensorsPath) else { throw InputError(file: tensorsPath, "missing (named by \(jsonPath))") }
-        let (sum, bytes) = try fileChecksum(tensorsPath)
+        // One mapping: the bytes checked are the bytes parsed (a file replaced in between is not read unchecked).
+        let mapped = try MappedFile(path: tensorsPath)
+        let (sum, bytes) = (checksumHex(mapped.bytes), mapped.bytes.count)
         guard sum == meta.tensorsChecksum, bytes == meta.tensorsBytes else {
             throw InputError(file: tensorsPath, "damaged: checksum \(sum) (\(bytes) bytes) differs from the recorded \(meta.tensorsChecksum) (\(meta.tensorsBytes) bytes)")
         }
-        return (meta, try SafetensorsFile(path: tensorsPath))
+        return (meta, try SafetensorsFile(mapped: mapped, path: tensorsPath))
     }
 
     private struct FormatProbe: Decodable { var format: String?; var version: Int? }
@@ -283,7 +285,8 @@ public enum Checkpoints {
     /// The checkpoint JSON paths of `dir`, newest step first.
     public static func list(dir: String) -> [String] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
-        return names.filter(RunLayout.isCheckpointMetadata).sorted(by: >).map { dir + "/" + $0 }
+        // Newest first: by length, then text (step-100000000 after step-99999999; names are zero-padded to 8 digits).
+        return names.filter(RunLayout.isCheckpointMetadata).sorted { ($0.count, $0) > ($1.count, $1) }.map { dir + "/" + $0 }
     }
 
     /// Newest valid checkpoint of `dir`; damaged newer ones are skipped and reported through `log`.

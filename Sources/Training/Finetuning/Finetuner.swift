@@ -239,7 +239,7 @@ public final class Finetuner {
     static func member(model: ModelConfig, space: FeatureSpace, spec: OutcomeHeadSpec, finetune f: FinetuneSpec, seed: Int,
                        pretrained: SafetensorsFile?) throws -> OutcomeModel {
         let m = OutcomeModel(model: model, space: space, spec: spec, seed: UInt64(seed), loraLR: Float(f.loraLR),
-                             headLR: Float(f.headLR), weightDecay: Float(f.weightDecay), trainBase: false)
+                             headLR: Float(f.headLR), weightDecay: Float(f.weightDecay))
         if let pretrained { try Checkpoints.restore(pretrained, into: m.params, optimizer: nil, only: { $0.group == 0 }) }
         return m
     }

@@ -47,13 +47,13 @@ public final class OutcomeModel {
     public let spec: OutcomeHeadSpec
 
     public init(model config: ModelConfig, space: FeatureSpace, spec: OutcomeHeadSpec, seed: UInt64,
-                loraLR: Float, headLR: Float, weightDecay: Float, trainBase: Bool) {
+                loraLR: Float, headLR: Float, weightDecay: Float) {
         params = ParameterArena(seed: seed)
-        params.groups = [ParamGroup(name: "pretrained", learningRate: headLR, weightDecay: weightDecay, frozen: !trainBase),
+        params.groups = [ParamGroup(name: "pretrained", learningRate: headLR, weightDecay: weightDecay, frozen: true),
                          ParamGroup(name: "lora", learningRate: loraLR, weightDecay: weightDecay),
                          ParamGroup(name: "head", learningRate: headLR, weightDecay: weightDecay)]
         model = CLaDMoP(config, params: params)
-        trainableOffset = trainBase ? 0 : params.count
+        trainableOffset = params.count     // the pretrained base is frozen: LoRA and head follow it
         if spec.loraCross || spec.loraSelf {
             model.addLoRA(rank: spec.loraRank, alpha: spec.loraAlpha, cross: spec.loraCross, selfAttention: spec.loraSelf, group: 1)
         }
@@ -82,8 +82,8 @@ public final class OutcomeModel {
         let cache = head.forward(params, x, logits: logits, rows: n, arena: arena)
         return (logits, { [self] dLogits in
             let dx = arena.zeros(n * (e + d))
-            head.backward(params, cache, dLogits: dLogits, dx: hasLoRA || trainableOffset == 0 ? dx : nil, rows: n, arena: arena)
-            if hasLoRA || trainableOffset == 0 {
+            head.backward(params, cache, dLogits: dLogits, dx: hasLoRA ? dx : nil, rows: n, arena: arena)
+            if hasLoRA {
                 let dPooled = arena.allocate(n * d)
                 for i in 0..<n { (dPooled + i * d).update(from: dx + i * (e + d) + e, count: d) }
                 model.backward(state, dFDM: nil, dPooled: dPooled, arena: arena)

@@ -124,8 +124,7 @@ public struct LoadedCheckpoint {
         switch meta.kind {
         case .finetune:
             let head = meta.head!     // validated by Checkpoints.load
-            let outcome = OutcomeModel(model: meta.model, space: meta.features, spec: head, seed: 0, loraLR: 0, headLR: 0, weightDecay: 0,
-                                       trainBase: false)
+            let outcome = OutcomeModel(model: meta.model, space: meta.features, spec: head, seed: 0, loraLR: 0, headLR: 0, weightDecay: 0)
             if let recorded = meta.pretrained {
                 // The run's own link (RUN/pretrained/) first; the path recorded at fine-tuning when the link is missing
                 // or fails its checks (then the link's error is the one reported if that path fails too).
@@ -325,7 +324,7 @@ public func scoreCSV(checkpoint: String, csv: String, spec: RunSpec, comm: Commu
         return ScoredCSV(trials: trials, scores: scoreTrials(trials, scorer: outcome, builder: builder, comm: comm, arena: arena, stall: stall),
                          threshold: head.threshold, newDisease: trials.map { !known.contains(diseaseSet($0)) }, inSample: inSample)
     }
-    let scores = scoreTrials(trials, scorer: ZeroShotScorer(model: loaded.model), builder: builder, comm: comm, arena: arena, stall: stall)
+    let scores = scoreTrials(trials, scorer: ZeroShotScorer(model: loaded.model, normalize: loaded.meta.spec.loss.normalize), builder: builder, comm: comm, arena: arena, stall: stall)
     // Zero-shot: the F1-best threshold on these trials; 0.5 when some have no label (predict does not use it).
     let known = trials.compactMap(\.label)
     return ScoredCSV(trials: trials, scores: scores, threshold: known.count == trials.count ? Metrics.bestF1Threshold(scores, known) : 0.5,

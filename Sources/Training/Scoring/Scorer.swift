@@ -18,10 +18,13 @@ extension OutcomeModel: TrialScorer {
     }
 }
 
-/// The pair-matching score of a pretrained model: sigmoid(s cos(f_C, f_DM)).
+/// The pair-matching score of a pretrained model, the sigmoid of its InfoNCE logit: sigmoid(s cos(f_C, f_DM)), or
+/// sigmoid(s f_C . f_DM) for a model pretrained without normalized embeddings (`loss.normalize: false`).
 public struct ZeroShotScorer: TrialScorer {
     public let model: CLaDMoP
-    public init(model: CLaDMoP) { self.model = model }
+    /// Whether the pretraining normalized both embeddings (`loss.normalize`).
+    public let normalize: Bool
+    public init(model: CLaDMoP, normalize: Bool) { self.model = model; self.normalize = normalize }
 
     public func probabilities(_ batch: ModelBatch, arena: ActivationArena) -> [Float] {
         let e = model.config.encoderDim
@@ -32,7 +35,7 @@ public struct ZeroShotScorer: TrialScorer {
         return (0..<batch.count).map { i in
             var dot: Float = 0, na: Float = 0, nb: Float = 0
             for k in 0..<e { let a = fC[i * e + k], b = state.fDM[i * e + k]; dot += a * b; na += a * a; nb += b * b }
-            return sigmoid(s * dot / max((na * nb).squareRoot(), 1e-12))
+            return sigmoid(normalize ? s * dot / max((na * nb).squareRoot(), 1e-12) : s * dot)
         }
     }
 }

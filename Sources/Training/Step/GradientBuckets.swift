@@ -22,9 +22,14 @@ final class GradientBuckets {
     /// anything, a reduction of incomplete gradients (a negative control for the equivalence tests).
     let startEarly: Bool
 
-    init(params: ParameterArena, comm: Communicator, bucketFloats: Int, startEarly: Bool = false) {
-        precondition(bucketFloats > 0)
+    /// The most buckets a step starts: a smaller `train.bucket_mb` is raised to arena / maxBuckets floats (the same
+    /// sums; a few floats per bucket would start a million non-blocking reductions a step, which never finish in time).
+    static let maxBuckets = 4096
+
+    init(params: ParameterArena, comm: Communicator, bucketFloats requested: Int, startEarly: Bool = false) {
+        precondition(requested > 0)
         self.params = params; self.comm = comm; self.startEarly = startEarly
+        let bucketFloats = max(requested, (params.count + Self.maxBuckets - 1) / Self.maxBuckets)
         var b: [Range<Int>] = [], top = params.count
         while top > 0 { b.append(max(top - bucketFloats, 0)..<top); top -= bucketFloats }
         buckets = b
