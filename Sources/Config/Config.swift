@@ -33,7 +33,7 @@ public enum ConfigValue: Equatable, Sendable, CustomStringConvertible {
         case .double(let v): return "\(v)"
         case .bool(let v): return "\(v)"
         case .string(let v): return v
-        case .strings(let v): return "[" + v.joined(separator: ", ") + "]"
+        case .strings(let v): return "[" + v.map(yamlQuote).joined(separator: ", ") + "]"     // one item or two, unmistakably
         }
     }
 }
@@ -89,8 +89,14 @@ public struct Config: Sendable {
                 default: return false
                 }
             }()
+            let isList = { if case .stringList? = ConfigSchema.key(key)?.kind { return true } else { return false } }()
             if isText && !trimmed.hasPrefix("\"") && !trimmed.hasPrefix("'") {
-                parsed = trimmed
+                // A bare list is split at its commas and nothing else: quotes in it (`a.csv, "d,e.csv"`) would be kept
+                // as characters of the names, so the bracketed form, which reads them, is asked for.
+                if isList && (trimmed.contains("\"") || trimmed.contains("'")) {
+                    throw InputError("--set \(key)=\(trimmed.prefix(80)): quotes in a list without brackets are not read; write the list in brackets, as in YAML: \(key)=[a.csv, \"d,e.csv\"]")
+                }
+                parsed = PlainScalar(text: trimmed, value: trimmed)       // as written (a plain scalar of a file)
             } else if let y = try? YAMLInput.parse(Data(raw.utf8), origin: "--set \(key)"),
                // (An empty list `[]` also casts to an empty mapping: it is a list here.)
                (y as? [Any]).map({ $0.isEmpty }) == true || !(y is [(String, Any)]) { parsed = y }
@@ -201,6 +207,8 @@ public struct Config: Sendable {
                 let items = list.compactMap(textOf)
                 guard items.count == list.count else { throw bad() }
                 values[path] = .strings(try items.map(text))
+            } else if let one = given as? String {
+                values[path] = .strings([try text(unbracketed(one))])      // one quoted name: one item, commas and all (files: "d,e.csv")
             } else if let s = textOf(given) {
                 values[path] = .strings(try unbracketed(s).split(separator: ",").map { try text($0.trimmingCharacters(in: .whitespaces)) })
             } else { throw bad() }
