@@ -582,6 +582,13 @@ final class OutcomeProtocolTests: XCTestCase {
         let selecting = try runCommand(repoRoot + "/Launch/devtest", ["--pretrained", dir + "/pre3", "--run-dir", dir + "/run", "--phases", "1"])
         XCTAssertEqual(selecting.status, 2, selecting.output)
         XCTAssertTrue(selecting.output.contains("does not exclude data/top/phase_I_valid.csv"), selecting.output)
+        // The list is compared as files, not as text: dev_I_test.csv.old is not dev_I_test.csv (a review), and
+        // ./data/devtest/dev_I_test.csv is (the positive side: refused only for the missing file).
+        try "data:\n  exclude_csvs: [\"data/top/phase_I_valid.csv\", \"./data/devtest/dev_I_test.csv\", \"data/devtest/dev_II_test.csv.old\", \"data/devtest/dev_III_test.csv\"]\n"
+            .write(toFile: dir + "/pre3/config.yaml", atomically: true, encoding: .utf8)
+        let similar = try runCommand(repoRoot + "/Launch/devtest", ["--pretrained", dir + "/pre3", "--run-dir", dir + "/run", "--phases", "1"])
+        XCTAssertEqual(similar.status, 2, similar.output)
+        XCTAssertTrue(similar.output.contains("does not exclude data/devtest/dev_II_test.csv from"), similar.output)
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/run/phase1"), "nothing is fine-tuned")
     }
 }
