@@ -57,6 +57,8 @@ public struct Config: Sendable {
     /// Keys that more than one `--set` gave, in order of first appearance: the last value applies (scripts layer
     /// their own --set over a user's), and commands say so.
     public private(set) var repeatedOverrides: [String] = []
+    /// The keys `--set` gave, each once, in order of first appearance.
+    public private(set) var overriddenKeys: [String] = []
 
     public init(file: String?, overrides: [String] = []) throws {
         values = Dictionary(uniqueKeysWithValues: ConfigSchema.keys.map { ($0.path, $0.defaultValue) })
@@ -105,7 +107,7 @@ public struct Config: Sendable {
                 throw InputError("--set \(key): no value (write \(key)=\"\" for an empty string)")
             }
             try set(key, parsed, origin: "--set \(key)")
-            if !overridden.insert(key).inserted && !repeatedOverrides.contains(key) { repeatedOverrides.append(key) }
+            if overridden.insert(key).inserted { overriddenKeys.append(key) } else if !repeatedOverrides.contains(key) { repeatedOverrides.append(key) }
         }
     }
 

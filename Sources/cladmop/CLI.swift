@@ -123,10 +123,9 @@ struct ConfigOptions: ParsableArguments {
     /// checkpoint fixes the model, its input space and its training. A --set of any other key is announced as
     /// having no effect (it had been ignored without a word).
     func loadForScoring(_ comm: Communicator) throws -> RunSpec {
-        let spec = try load(comm)
+        let (config, spec) = try resolve(comm)
         let read = ["encoder.", "data.feature_store", "data.icd_hierarchy", "data.skip_bad_rows"]
-        let ignored = overrides.map { String($0.prefix { $0 != "=" }).trimmingCharacters(in: .whitespaces) }
-            .filter { key in !read.contains { key.hasPrefix($0) } }
+        let ignored = config.overriddenKeys.filter { key in !read.contains { key.hasPrefix($0) } }
         if comm.isRoot && !ignored.isEmpty {
             log("warning: --set \(ignored.joined(separator: ", ")): no effect here; the checkpoint fixes the model, its inputs and its training "
                 + "(scoring reads encoder.*, data.feature_store, data.icd_hierarchy and data.skip_bad_rows)")

@@ -15,8 +15,15 @@ struct SweepReport: ParsableCommand {
     @Option(help: "The sweep's output folder.")
     var out: String
 
-    @Option(help: "Title of the plot and the summary.")
+    @Option(help: "Title of the plot and the summary (one line).")
     var title = "Batch size vs validation loss"
+
+    func validate() throws {
+        // A line break would end summary.md's heading and the plot's title early.
+        guard !title.unicodeScalars.contains(where: { $0.properties.generalCategory == .control || $0 == "\u{2028}" || $0 == "\u{2029}" }) else {
+            throw ValidationError("--title \(title.debugDescription): holds a control character (a line break or tab); expected one line of text")
+        }
+    }
 
     func run() throws {
         let listing = out + "/points.tsv"
