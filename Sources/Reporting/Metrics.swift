@@ -201,6 +201,9 @@ public struct EvaluationReport: Encodable {
     /// How many of the trials the scoring model(s) trained on or selected their epoch on (in-sample); absent when
     /// the checkpoint does not record its trials.
     public var inSampleTrials: Int?
+    /// How many of the trials the pretraining's SCT corpus held (successful trials the model was pretrained on);
+    /// absent when the checkpoint does not record its corpus (pretrained before version 8, or not pretrained).
+    public var sctTrials: Int?
     public init(metrics: OutcomeMetrics, newDiseases: OutcomeMetrics? = nil, data: String? = nil, checkpoint: String? = nil,
                 method: String? = nil, zeroShot: Bool? = nil) {
         self.metrics = metrics; self.newDiseases = newDiseases; self.data = data; self.checkpoint = checkpoint
@@ -208,7 +211,7 @@ public struct EvaluationReport: Encodable {
     }
     enum CodingKeys: String, CodingKey {
         case newDiseases = "new_diseases", data, checkpoint, method, zeroShot = "zero_shot", trialsChecksum = "trials_checksum"
-        case outOfFold = "out_of_fold", inSampleTrials = "in_sample_trials"
+        case outOfFold = "out_of_fold", inSampleTrials = "in_sample_trials", sctTrials = "sct_trials"
     }
     /// The metrics' keys at the top level, beside the others.
     public func encode(to encoder: Encoder) throws {
@@ -218,6 +221,7 @@ public struct EvaluationReport: Encodable {
         try c.encodeIfPresent(checkpoint, forKey: .checkpoint); try c.encodeIfPresent(method, forKey: .method)
         try c.encodeIfPresent(zeroShot, forKey: .zeroShot); try c.encodeIfPresent(trialsChecksum, forKey: .trialsChecksum)
         try c.encodeIfPresent(outOfFold, forKey: .outOfFold); try c.encodeIfPresent(inSampleTrials, forKey: .inSampleTrials)
+        try c.encodeIfPresent(sctTrials, forKey: .sctTrials)
     }
 
     /// A 64-bit checksum (hex) of the scored trials as "NCT id<TAB>label" lines in sorted order: the same for any file

@@ -46,11 +46,14 @@ struct Compare: ParsableCommand {
             var md = "| method | n | F1 (0.5) | PR-AUC | ROC-AUC | accuracy |\n|---|---|---|---|---|---|\n"
             /// The CSV an evaluation scored and the checksum of its trials and labels (each absent in files written without it).
             struct Scored: Decodable {
-                let data: String?, trials: String?, outOfFold: Bool?, inSample: Int?
-                enum CodingKeys: String, CodingKey { case data, trials = "trials_checksum", outOfFold = "out_of_fold", inSample = "in_sample_trials" }
+                let data: String?, trials: String?, outOfFold: Bool?, inSample: Int?, sct: Int?
+                enum CodingKeys: String, CodingKey {
+                    case data, trials = "trials_checksum", outOfFold = "out_of_fold", inSample = "in_sample_trials", sct = "sct_trials"
+                }
             }
             var scored: [(label: String, data: String?, trials: String?)] = []
             var outOfFold: [(label: String, value: Bool)] = [], inSample: [(label: String, count: Int, n: Int)] = []
+            var inSCT: [(label: String, count: Int, n: Int)] = []
             for (label, file) in rows {
                 let r: OutcomeMetrics
                 do {
@@ -68,6 +71,7 @@ struct Compare: ParsableCommand {
                     scored.append((label, s?.data, s?.trials))
                     if let o = s?.outOfFold { outOfFold.append((label, o)) }
                     if let k = s?.inSample, k > 0 { inSample.append((label, k, r.n)) }
+                    if let k = s?.sct, k > 0 { inSCT.append((label, k, r.n)) }
                 }
                 catch let e as InputError { throw e }
                 catch { throw InputError(file: file, "not an evaluation JSON (cladmop evaluate --json): \(describeDecodingError(error))") }
@@ -97,6 +101,11 @@ struct Compare: ParsableCommand {
                 md += "\nIn-sample rows (their models trained on or selected with these trials): "
                     + inSample.map { "\($0.label): \($0.count) of \($0.n) trials" }.joined(separator: "; ") + ".\n"
                 if comm.isRoot { FileHandle.standardError.write(Data("compare: warning: \(inSample.map(\.label).joined(separator: ", ")) scored trials their models trained on (see the note below the table)\n".utf8)) }
+            }
+            if !inSCT.isEmpty {
+                md += "\nRows with trials of their pretraining corpus (successful trials the model was pretrained on, `sct_trials`): "
+                    + inSCT.map { "\($0.label): \($0.count) of \($0.n) trials" }.joined(separator: "; ") + ".\n"
+                if comm.isRoot { FileHandle.standardError.write(Data("compare: warning: \(inSCT.map(\.label).joined(separator: ", ")) scored trials of their pretraining corpus (see the note below the table)\n".utf8)) }
             }
             if Set(outOfFold.map(\.value)).count > 1 {
                 md += "\nScored out of fold (each trial by the members that did not train on it): "

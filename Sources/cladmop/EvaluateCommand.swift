@@ -57,6 +57,7 @@ struct Evaluate: ParsableCommand {
             report.trialsChecksum = EvaluationReport.trialsChecksum(ids: trials.map(\.nctid), labels: labels)
             report.outOfFold = outOfFold
             report.inSampleTrials = scored.inSample
+            report.sctTrials = scored.sctTrials
             let positives = labels.filter { $0 == 1 }.count
             if comm.isRoot && (positives == 0 || positives == labels.count) {
                 FileHandle.standardError.write(Data(("warning: every one of the \(labels.count) trials of \(data) is \(positives == 0 ? "failed" : "successful"): "

@@ -272,3 +272,38 @@ final class PretrainedLinkTests: XCTestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/pre.previous/pretrained/notes.txt"))
     }
 }
+
+final class PretrainingCorpusTrialsTests: XCTestCase {
+    /// Scoring trials of the pretraining's SCT corpus (successful trials the model was pretrained on) is said, and
+    /// counted in eval.json's `sct_trials`, for the pretraining checkpoint and for a model fine-tuned from it; trials
+    /// outside the corpus count 0 (checkpoint version 8 records the corpus's ids).
+    func testEvaluateCountsTheTrialsOfThePretrainingCorpus() throws {
+        let dir = try scratchDirectory("sct")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try writeCSVSubset(from: repoRoot + "/data/top/phase_I_train.csv", rows: 0..<24, to: dir + "/train.csv")
+        try writeCSVSubset(from: repoRoot + "/data/top/phase_I_valid.csv", rows: 0..<12, to: dir + "/valid.csv")
+        try writeCSVSubset(from: repoRoot + "/data/top/toy_test.csv", rows: 0..<10, to: dir + "/unseen.csv")
+        let successes = try readTrials(paths: [dir + "/valid.csv"]).0.filter { $0.label == 1 }.count
+        let cladmop = releaseOrDebugProduct("cladmop")
+        let data = ["--set", "encoder.model_dir=\(repoRoot)/models/all-MiniLM-L6-v2",
+                    "--set", "data.icd_hierarchy=\(repoRoot)/data/icd10/icd10cm_2025_hierarchy.tsv",
+                    "--set", "data.files=[\(dir)/train.csv, \(dir)/valid.csv]", "--set", "data.feature_store=\(dir)/f.store"]
+        for args in [["featurize", "--config", repoRoot + "/configs/smoke.yaml"] + data,
+                     ["pretrain", "--config", repoRoot + "/configs/smoke.yaml", "--run-dir", dir + "/pre", "--set", "train.max_steps=2"] + data,
+                     ["finetune", "--pretrained", dir + "/pre", "--train", dir + "/train.csv", "--valid", dir + "/valid.csv", "--run-dir", dir + "/ft"]
+                        + smallFinetuneSettings(dir: dir, ["finetune.epochs=1", "finetune.ensemble=1", "finetune.select_latest=0"])] {
+            let r = try mpirun(np: 1, executable: cladmop, arguments: args, timeout: 600)
+            XCTAssertEqual(r.status, 0, r.output)
+        }
+        for (checkpoint, csv, expected) in [("pre", "valid.csv", successes), ("ft", "valid.csv", successes), ("ft", "unseen.csv", 0)] {
+            let json = dir + "/\(checkpoint)-\(csv).json"
+            let r = try mpirun(np: 1, executable: cladmop, arguments: ["evaluate", "--checkpoint", dir + "/" + checkpoint, "--data", dir + "/" + csv,
+                                                                      "--json", json] + data, timeout: 600)
+            XCTAssertEqual(r.status, 0, r.output)
+            let report = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as! [String: Any]
+            XCTAssertEqual(report["sct_trials"] as? Int, expected, "\(checkpoint) on \(csv)")
+            XCTAssertEqual(r.output.contains("were in the SCT corpus"), expected > 0, r.output)
+        }
+        XCTAssertGreaterThan(successes, 0)
+    }
+}

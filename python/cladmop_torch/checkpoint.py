@@ -12,7 +12,7 @@ from .names import tensor_map
 
 # The checkpoint versions cladmop reads (CheckpointMeta.readableVersions; a CLI test keeps the two in step): the
 # fields this loader uses are in every one of them.
-READABLE_VERSIONS = range(2, 8)
+READABLE_VERSIONS = range(2, 9)
 
 
 class CheckpointError(ValueError):

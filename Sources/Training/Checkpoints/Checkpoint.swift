@@ -49,6 +49,10 @@ public struct CheckpointMeta: Codable {
     public var bestCheckpoint: String?
     /// Pretraining: the SCT corpus it was trained on (resume refuses another). Absent in checkpoints before version 4.
     public var corpus: CorpusFingerprint?
+    /// Pretraining: the NCT ids of that corpus (its training and validation splits), sorted. Every one is a successful
+    /// trial the model was pretrained on: scoring one is not out of sample (`evaluate` counts them, eval.json
+    /// `sct_trials`). Absent before version 8.
+    public var sctTrials: [String]?
     /// Fine-tuning: the LoRA adapters and head this checkpoint holds, and the decision threshold.
     public var head: OutcomeHeadSpec?
     /// Checksum of every other field (`metadataChecksum()`): an edited metadata file is refused.
@@ -65,19 +69,20 @@ public struct CheckpointMeta: Codable {
 
     /// 3: `pretrainedLink` added (a cladmop that reads only 2 says "unsupported version" instead of taking the new key
     /// for an edit); 4: `corpus` added; 5: `head.trainedTrials` added; 6: `storeEncoderWeights` and `head.heldOutFold`
-    /// added; 7: `icdHierarchy` added. Versions 2 to 7 are read.
-    public static let currentVersion = 7
-    public static let readableVersions = 2...7
+    /// added; 7: `icdHierarchy` added; 8: `sctTrials` added. Versions 2 to 8 are read.
+    public static let currentVersion = 8
+    public static let readableVersions = 2...8
 
     public init(kind: Kind, step: Int, epoch: Int, stepInEpoch: Int, worldSize: Int, globalBatch: Int, optimizerStep: Int,
                 spec: RunSpec, model: ModelConfig, features: FeatureSpace, storeIdentity: String, storeEncoderWeights: String?,
                 icdHierarchy: String?, metrics: [String: Double], pretrained: String? = nil, pretrainedChecksum: String? = nil,
-                bestCheckpoint: String? = nil, corpus: CorpusFingerprint? = nil, head: OutcomeHeadSpec? = nil) {
+                bestCheckpoint: String? = nil, corpus: CorpusFingerprint? = nil, sctTrials: [String]? = nil, head: OutcomeHeadSpec? = nil) {
         self.kind = kind; self.step = step; self.epoch = epoch; self.stepInEpoch = stepInEpoch; self.worldSize = worldSize
         self.globalBatch = globalBatch; self.optimizerStep = optimizerStep; self.spec = spec; self.model = model
         self.features = features; self.storeIdentity = storeIdentity; self.storeEncoderWeights = storeEncoderWeights
         self.icdHierarchy = icdHierarchy; self.metrics = metrics; self.pretrained = pretrained
-        self.pretrainedChecksum = pretrainedChecksum; self.bestCheckpoint = bestCheckpoint; self.corpus = corpus; self.head = head
+        self.pretrainedChecksum = pretrainedChecksum; self.bestCheckpoint = bestCheckpoint; self.corpus = corpus
+        self.sctTrials = sctTrials; self.head = head
         configHash = Self.trainingIdentity(spec).hash
     }
 
@@ -159,6 +164,14 @@ public struct CheckpointMeta: Codable {
         try require((1...256).contains(f.maxCodes), "features.maxCodes", f.maxCodes, "an integer in [1, 256]")
         try require(configHash == Self.trainingIdentity(spec).hash, "configHash", configHash,
                     "the hash of the stored spec's model, loss and data sections (\(Self.trainingIdentity(spec).hash)); the metadata was edited")
+        if let ids = sctTrials {
+            try require(kind == .pretrain, "sctTrials", "present", "none in a fine-tuning checkpoint")
+            try require(ids.allSatisfy { !$0.isEmpty && $0.utf8.count <= 64 } && zip(ids, ids.dropFirst()).allSatisfy { $0 < $1 },
+                        "sctTrials", "\(ids.count) ids", "distinct NCT ids of at most 64 bytes, sorted")
+            if let c = corpus {
+                try require(ids.count == c.train + c.validation, "sctTrials", "\(ids.count) ids", "the corpus's \(c.train) + \(c.validation) trials")
+            }
+        }
         switch kind {
         case .pretrain:
             try require(head == nil, "head", "present", "none in a pretraining checkpoint")

@@ -341,7 +341,8 @@ public final class Pretrainer {
                                   storeEncoderWeights: setup.store.identity.encoderWeights, icdHierarchy: setup.hierarchy.checksum,
                                   metrics: (bestValLoss.isFinite ? ["best_val_loss": bestValLoss] : [:])
                                       .merging(["evals_without_improvement": Double(evalsWithoutImprovement)]) { a, _ in a },
-                                  bestCheckpoint: bestCheckpoint, corpus: setup.fingerprint)
+                                  bestCheckpoint: bestCheckpoint, corpus: setup.fingerprint,
+                                  sctTrials: (setup.train + setup.validation).map(\.nctid).sorted())
         do {
             _ = try Checkpoints.save(dir: checkpointDir, meta: meta, params: params, optimizer: optimizer, faults: faults)
             if let best = bestCheckpoint {

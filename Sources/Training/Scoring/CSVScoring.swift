@@ -97,6 +97,9 @@ public struct ScoredCSV {
     /// How many of the trials a scoring model trained on or selected its epoch on (in-sample scores), from the
     /// checkpoints' `head.trainedTrials`; nil when unknown (older checkpoints, zero-shot, out-of-fold scoring).
     public var inSample: Int? = nil
+    /// How many of the trials the pretraining's SCT corpus held (`LoadedCheckpoint.pretrainedTrials`): successful
+    /// trials the model was pretrained on, so not out of sample either; nil when the checkpoint does not record them.
+    public var sctTrials: Int? = nil
 }
 
 /// Warns (rank 0) that `count` of the `total` trials of `csv` trained or selected the model of `checkpoint`.
@@ -115,6 +118,9 @@ public struct LoadedCheckpoint {
     public let outcome: OutcomeModel?
     /// The checkpoint's metadata file (.json).
     public let path: String
+    /// The SCT trials its pretraining was trained and validated on (`CheckpointMeta.sctTrials` of the pretraining
+    /// checkpoint, the fine-tuned one's base); nil when that checkpoint predates the record (version 7 or older).
+    public let pretrainedTrials: Set<String>?
 
     public init(_ checkpoint: String) throws {
         let jsonPath = try resolveCheckpointJSON(checkpoint)
@@ -128,27 +134,30 @@ public struct LoadedCheckpoint {
             if let recorded = meta.pretrained {
                 // The run's own link (RUN/pretrained/) first; the path recorded at fine-tuning when the link is missing
                 // or fails its checks (then the link's error is the one reported if that path fails too).
-                func load(_ pre: String) throws -> SafetensorsFile {
+                func load(_ pre: String) throws -> (CheckpointMeta, SafetensorsFile) {
                     let (preMeta, preTensors) = try Checkpoints.load(jsonPath: pre)
                     guard preMeta.tensorsChecksum == meta.pretrainedChecksum else {
                         throw InputError(file: pre, "pretrained checkpoint changed since fine-tuning (checksum \(preMeta.tensorsChecksum), recorded \(meta.pretrainedChecksum ?? "-"))")
                     }
-                    return preTensors
+                    return (preMeta, preTensors)
                 }
                 let kept = meta.pretrainedLink.map {
                     URL(fileURLWithPath: resolvedPath(jsonPath)).deletingLastPathComponent().appendingPathComponent($0).standardizedFileURL.path
                 }
-                let preTensors: SafetensorsFile
+                let (preMeta, preTensors): (CheckpointMeta, SafetensorsFile)
                 if let kept, FileManager.default.fileExists(atPath: kept) {
-                    do { preTensors = try load(kept) } catch let keptError {
+                    do { (preMeta, preTensors) = try load(kept) } catch let keptError {
                         guard let fallback = try? load(recorded) else { throw keptError }
                         FileHandle.standardError.write(Data("warning: \(keptError); loading the pretrained checkpoint from \(recorded) instead\n".utf8))
-                        preTensors = fallback
+                        (preMeta, preTensors) = fallback
                     }
                 } else {
-                    preTensors = try load(recorded)
+                    (preMeta, preTensors) = try load(recorded)
                 }
                 try Checkpoints.restore(preTensors, into: outcome.params, optimizer: nil, only: { $0.group == 0 })
+                pretrainedTrials = preMeta.sctTrials.map(Set.init)
+            } else {
+                pretrainedTrials = nil      // fine-tuned without pretraining (--pretrained none)
             }
             try Checkpoints.restore(tensors, into: outcome.params, optimizer: nil, only: { tensors.tensors[$0.name] != nil })
             self.outcome = outcome
@@ -159,6 +168,7 @@ public struct LoadedCheckpoint {
             params.finalize()
             try Checkpoints.restore(tensors, into: params, optimizer: nil)
             outcome = nil
+            pretrainedTrials = meta.sctTrials.map(Set.init)
         }
     }
 
@@ -201,6 +211,25 @@ public struct LoadedCheckpoint {
 /// or no label column. The caller that needs labels reads them with `requireLabels`.
 public func scoreCSV(checkpoint: String, csv: String, spec: RunSpec, comm: Communicator, outOfFold: Bool = false,
                      labels: LabelRequirement = .required, log: @escaping (String) -> Void) throws -> ScoredCSV {
+    var pretrained: Set<String>?
+    var scored = try scoreCSVModels(checkpoint: checkpoint, csv: csv, spec: spec, comm: comm, outOfFold: outOfFold, labels: labels,
+                                    log: log, pretrainedTrials: &pretrained)
+    if let pretrained {
+        let count = scored.trials.filter { pretrained.contains($0.nctid) }.count
+        scored.sctTrials = count
+        if comm.isRoot && count > 0 {
+            FileHandle.standardError.write(Data(("warning: \(count) of the \(scored.trials.count) trials of \(csv) were in the SCT corpus that "
+                + "\(checkpoint)'s pretraining trained or validated on (successful trials, recorded in its pretraining checkpoint): their scores are "
+                + "not out of sample (exclude the file from SCT with data.exclude_csvs to report on it)\n").utf8))
+        }
+    }
+    return scored
+}
+
+/// `scoreCSV` without the SCT count; `pretrainedTrials`: the scoring checkpoint's (the first member's of an ensemble).
+private func scoreCSVModels(checkpoint: String, csv: String, spec: RunSpec, comm: Communicator, outOfFold: Bool,
+                            labels: LabelRequirement, log: @escaping (String) -> Void,
+                            pretrainedTrials: inout Set<String>?) throws -> ScoredCSV {
     let checkpoint = runFolder(named: checkpoint)
     let ensemble = try ensembleMembers(checkpoint)
     // Ranks that found another ensemble (or none) behind the same path would loop over other members.
@@ -246,6 +275,7 @@ public func scoreCSV(checkpoint: String, csv: String, spec: RunSpec, comm: Commu
         var trained: Set<String>? = []      // what any member trained or selected on (nil: a member does not record it)
         for (k, member) in ensemble.members.enumerated() {
             let loaded = try LoadedCheckpoint(member)
+            if k == 0 { pretrainedTrials = loaded.pretrainedTrials }       // the members share their pretrained base
             guard let outcome = loaded.outcome, let head = loaded.meta.head else {
                 throw InputError(file: checkpoint + "/best.json", "member \(member) is not a fine-tuned checkpoint")
             }
@@ -315,6 +345,7 @@ public func scoreCSV(checkpoint: String, csv: String, spec: RunSpec, comm: Commu
                          newDisease: trials.map { !seen.contains(diseaseSet($0)) })
     }
     let loaded = try LoadedCheckpoint(checkpoint)
+    pretrainedTrials = loaded.pretrainedTrials
     let (trials, builder) = try loaded.rows(of: csv, spec: spec, comm: comm, labels: labels, log: log)
     let arena = ActivationArena()
     if let outcome = loaded.outcome, let head = loaded.meta.head {
