@@ -27,8 +27,9 @@ struct ShowConfig: ParsableCommand {
 
     func run() throws {
         runJob { comm in
-            if markdown { print(configurationMarkdown(), terminator: ""); return }
+            if markdown { if comm.isRoot { print(configurationMarkdown(), terminator: "") }; return }
             let (config, _) = try options.resolve(comm)
+            guard comm.isRoot else { return }      // under mpirun: every rank resolves (and agrees), rank 0 prints
             if !get.isEmpty {
                 for key in get where config.values[key] == nil {
                     throw InputError("--get \(key): unknown key (see docs/configuration.md)")

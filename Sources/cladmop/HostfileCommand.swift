@@ -14,8 +14,11 @@ struct CheckHostfile: ParsableCommand {
     var ranks: Int?
 
     func run() throws {
-        let hostfile = try Hostfile(path: file)
-        if let ranks { try hostfile.check(ranks: ranks) }
-        print("\(file): \(hostfile.hosts.count) host(s), \(hostfile.totalSlots) slot(s)" + (ranks.map { "; \($0) rank(s) fit" } ?? ""))
+        runJob { comm in
+            guard comm.isRoot else { return }     // under mpirun: one check, by rank 0
+            let hostfile = try Hostfile(path: file)
+            if let ranks { try hostfile.check(ranks: ranks) }
+            print("\(file): \(hostfile.hosts.count) host(s), \(hostfile.totalSlots) slot(s)" + (ranks.map { "; \($0) rank(s) fit" } ?? ""))
+        }
     }
 }

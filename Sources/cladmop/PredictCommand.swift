@@ -26,7 +26,7 @@ struct Predict: ParsableCommand {
             for (t, s) in zip(trials, scores) { text += "\(t.nctid),\(String(format: "%.6f", s))\n" }
             try writeTextFile(output, text)
             if scored.newDisease == nil {
-                log("predict: \(checkpoint) is a pretraining checkpoint: the column is its zero-shot pair-matching score sigmoid(s cos(f_C, f_DM)), not a fine-tuned success probability")
+                log("predict: \(checkpoint) is a pretraining checkpoint: the column is its zero-shot pair-matching score, the sigmoid of its InfoNCE logit (s cos(f_C, f_DM), or s f_C . f_DM when pretrained with loss.normalize false), not a fine-tuned success probability")
             }
             log("predict: \(trials.count) trials -> \(output)")
         }

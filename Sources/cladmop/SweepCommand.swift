@@ -26,6 +26,13 @@ struct SweepReport: ParsableCommand {
     }
 
     func run() throws {
+        runJob { comm in
+            guard comm.isRoot else { return }     // under mpirun: one report, by rank 0
+            try report()
+        }
+    }
+
+    func report() throws {
         let listing = out + "/points.tsv"
         let text = try readTextLines(listing, what: "sweep's list of points (written by Launch/sweep-batch)", limit: 1 << 24)
         var lineOf: [Int: Int] = [:], runs: [(line: Int, batch: Int, lr: Double, status: Int, dir: String)] = []

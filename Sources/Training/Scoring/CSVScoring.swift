@@ -199,7 +199,7 @@ public struct LoadedCheckpoint {
 }
 
 /// Scores every row of `csv` with a checkpoint: fine-tuned -> head probability; pretraining -> zero-shot
-/// sigmoid(s cos(f_C, f_DM)). One scorer interface (`TrialScorer`) and one sharded loop (`scoreTrials`).
+/// sigmoid of the InfoNCE logit (`ZeroShotScorer`). One scorer interface (`TrialScorer`) and one sharded loop (`scoreTrials`).
 /// A fine-tuned ensemble (`finetune.ensemble`) is scored by the mean of its members' probabilities, with the
 /// threshold its run chose on validation from that mean.
 ///
