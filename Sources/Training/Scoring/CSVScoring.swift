@@ -110,6 +110,12 @@ func warnInSample(_ count: Int, of total: Int, csv: String, checkpoint: String, 
         + (foldHint ? "; --out-of-fold scores the trials of its folds by the members that held them out" : "") + "\n").utf8))
 }
 
+/// What scoring reads besides the checkpoint: the ICD-10 tree (data.icd_hierarchy) and the feature store holding the CSV.
+public struct ScoringInputs {
+    public let hierarchy: ICD10Hierarchy
+    public let store: FeatureStore
+}
+
 /// A checkpoint's DM branch ready to run: a pretraining checkpoint's model, or a fine-tuned one with its LoRA
 /// adapters and head (`outcome`), its pretrained base restored and checked.
 public struct LoadedCheckpoint {
@@ -176,14 +182,23 @@ public struct LoadedCheckpoint {
     /// the checkpoint's sentence width, and the batch builder of the checkpoint's input space.
     public func rows(of csv: String, spec: RunSpec, comm: Communicator, labels: LabelRequirement,
                      log: @escaping (String) -> Void) throws -> ([StoredTrial], BatchBuilder) {
+        var inputs: ScoringInputs?
+        return try rows(of: csv, spec: spec, comm: comm, labels: labels, log: log, inputs: &inputs)
+    }
+
+    /// The same, with the ICD-10 tree and the feature store of an earlier call for the same `csv` and `spec` (`inputs`;
+    /// nil: read here, and kept there): the members of an ensemble read them once, each still checked against them.
+    public func rows(of csv: String, spec: RunSpec, comm: Communicator, labels: LabelRequirement,
+                     log: @escaping (String) -> Void, inputs: inout ScoringInputs?) throws -> ([StoredTrial], BatchBuilder) {
         // Every rank must score with the same checkpoint (the same path can hold another run on another node): the
         // scores would be one model's on some trials and another's on the rest.
         try requireAgreement([("--checkpoint \(path)", "\(meta.tensorsChecksum) \(meta.metadataChecksum) \(meta.pretrainedChecksum ?? "")")],
                              comm: comm, what: "checkpoints")
-        let hierarchy = try ICD10Hierarchy(path: spec.data.icdHierarchy, comm: comm)
+        let hierarchy = try inputs?.hierarchy ?? ICD10Hierarchy(path: spec.data.icdHierarchy, comm: comm)
         try hierarchy.requireTables(of: meta.model, trainedTree: meta.icdHierarchy, checkpoint: path)      // before featurizing anything
         try requireTrainedEncoder(spec: spec, meta: meta, checkpoint: path)
-        let store = try storeContaining([csv], spec: spec, hierarchy: hierarchy, comm: comm, labels: labels, log: log)
+        let store = try inputs?.store ?? storeContaining([csv], spec: spec, hierarchy: hierarchy, comm: comm, labels: labels, log: log)
+        inputs = ScoringInputs(hierarchy: hierarchy, store: store)
         guard store.dim == meta.model.encoderDim else {
             throw InputError(file: store.path, "sentence vectors have width \(store.dim), the checkpoint expects \(meta.model.encoderDim)")
         }
@@ -273,6 +288,7 @@ private func scoreCSVModels(checkpoint: String, csv: String, spec: RunSpec, comm
         var sum: [Double] = [], scored: [Int] = [], trials: [StoredTrial] = [], first: OutcomeHeadSpec?
         var novel: [Bool] = [], seen = Set<String>()
         var trained: Set<String>? = []      // what any member trained or selected on (nil: a member does not record it)
+        var inputs: ScoringInputs?          // the tree and the store, read for the first member
         for (k, member) in ensemble.members.enumerated() {
             let loaded = try LoadedCheckpoint(member)
             if k == 0 { pretrainedTrials = loaded.pretrainedTrials }       // the members share their pretrained base
@@ -289,7 +305,7 @@ private func scoreCSVModels(checkpoint: String, csv: String, spec: RunSpec, comm
             if outOfFold, let fold = head.heldOutFold, fold != k + 1 {
                 throw InputError(file: checkpoint + "/best.json", "member \(k + 1) of \"members\" (\(member)) held out fold \(fold) of folds.csv, not fold \(k + 1): the members' folders or the list were reordered, and --out-of-fold would score trials with members that trained on them")
             }
-            let (rows, builder) = try loaded.rows(of: csv, spec: spec, comm: comm, labels: outOfFold ? .required : labels, log: log)
+            let (rows, builder) = try loaded.rows(of: csv, spec: spec, comm: comm, labels: outOfFold ? .required : labels, log: log, inputs: &inputs)
             if outOfFold {
                 // Only the trials member k held out (fold k + 1); every trial is in one fold of each partition.
                 if first == nil {
