@@ -92,19 +92,25 @@ public struct Config: Sendable {
                 }
             }()
             let isList = { if case .stringList? = ConfigSchema.key(key)?.kind { return true } else { return false } }()
+            // A bare list is split at its commas and nothing else: an item that starts or ends with a quote
+            // (`a.csv, "d,e.csv"`, also `"a.csv", "b.csv"`, which is no YAML scalar) would keep its quotes as characters
+            // of the name, so the bracketed form, which reads them, is asked for (o'neil.csv is a name as it stands).
+            let quotedItem = isList && !trimmed.hasPrefix("[") && trimmed.split(separator: ",").contains { item in
+                let t = item.trimmingCharacters(in: .whitespaces)
+                return ["\"", "'"].contains { t.hasPrefix($0) || t.hasSuffix($0) }
+            }
+            let yaml = isText && !trimmed.hasPrefix("\"") && !trimmed.hasPrefix("'") ? nil : try? YAMLInput.parse(Data(raw.utf8), origin: "--set \(key)")
+            if quotedItem && !(yaml is String) {
+                throw InputError("--set \(key)=\(trimmed.prefix(80)): quotes in a list without brackets are not read; write the list in brackets, as in YAML: \(key)=[a.csv, \"d,e.csv\"]")
+            }
             if isText && !trimmed.hasPrefix("\"") && !trimmed.hasPrefix("'") {
-                // A bare list is split at its commas and nothing else: quotes in it (`a.csv, "d,e.csv"`) would be kept
-                // as characters of the names, so the bracketed form, which reads them, is asked for.
-                if isList && (trimmed.contains("\"") || trimmed.contains("'")) {
-                    throw InputError("--set \(key)=\(trimmed.prefix(80)): quotes in a list without brackets are not read; write the list in brackets, as in YAML: \(key)=[a.csv, \"d,e.csv\"]")
-                }
                 parsed = PlainScalar(text: trimmed, value: trimmed)       // as written (a plain scalar of a file)
-            } else if let y = try? YAMLInput.parse(Data(raw.utf8), origin: "--set \(key)"),
+            } else if let y = yaml,
                // (An empty list `[]` also casts to an empty mapping: it is a list here.)
                (y as? [Any]).map({ $0.isEmpty }) == true || !(y is [(String, Any)]) { parsed = y }
             // YAML's null (as in the file, where `key: ~` has no value) is not a value either.
             if ["", "~", "null", "Null", "NULL"].contains(trimmed) {
-                throw InputError("--set \(key): no value (write \(key)=\"\" for an empty string)")
+                throw InputError("--set \(key): no value (write " + (isList ? "\(key)=[] for an empty list)" : "\(key)=\"\" for an empty string)"))
             }
             try set(key, parsed, origin: "--set \(key)")
             if overridden.insert(key).inserted { overriddenKeys.append(key) } else if !repeatedOverrides.contains(key) { repeatedOverrides.append(key) }
@@ -210,7 +216,8 @@ public struct Config: Sendable {
                 guard items.count == list.count else { throw bad() }
                 values[path] = .strings(try items.map(text))
             } else if let one = given as? String {
-                values[path] = .strings([try text(unbracketed(one))])      // one quoted name: one item, commas and all (files: "d,e.csv")
+                // One quoted name: one item, commas and all (files: "d,e.csv"); "" is no name: the empty list.
+                values[path] = .strings(one.isEmpty ? [] : [try text(unbracketed(one))])
             } else if let s = textOf(given) {
                 values[path] = .strings(try unbracketed(s).split(separator: ",").map { try text($0.trimmingCharacters(in: .whitespaces)) })
             } else { throw bad() }

@@ -264,6 +264,7 @@ public struct RunSpec: Codable, Equatable, Sendable {
         v.range("data.max_sentences", data.maxSentences); v.range("data.max_mol_tokens", data.maxMolTokens)
         v.range("data.max_molecules", data.maxMolecules); v.range("data.max_codes", data.maxCodes)
         v.require(data.files.allSatisfy { !$0.isEmpty }, "data.files", data.files.description, "no empty file names")
+        v.require(data.excludeCSVs.allSatisfy { !$0.isEmpty }, "data.exclude_csvs", data.excludeCSVs.description, "no empty file names")
         v.require(data.excludeFile.map { !$0.isEmpty } ?? true, "data.exclude_file", "\"\"", "a path, or the empty string for none")
         v.require(!data.icdHierarchy.isEmpty, "data.icd_hierarchy", "\"\"", "a path")
         v.require(!data.featureStore.isEmpty, "data.feature_store", "\"\"", "a path")

@@ -70,6 +70,9 @@ struct Compare: ParsableCommand {
                     let s = try? JSONDecoder().decode(Scored.self, from: bytes)
                     scored.append((label, s?.data, s?.trials))
                     if let o = s?.outOfFold { outOfFold.append((label, o)) }
+                    for (key, k) in [("in_sample_trials", s?.inSample), ("sct_trials", s?.sct)] where (k ?? 0) < 0 {
+                        throw InputError(file: file, "key \(key) = \(k!): expected a count of at least 0")
+                    }
                     if let k = s?.inSample, k > 0 { inSample.append((label, k, r.n)) }
                     if let k = s?.sct, k > 0 { inSCT.append((label, k, r.n)) }
                 }
@@ -78,6 +81,9 @@ struct Compare: ParsableCommand {
                 // Values a metric can take: a trial count, fractions in [0, 1], spreads that are not negative.
                 guard r.n >= 1 else { throw InputError(file: file, "key n = \(r.n): expected a trial count of at least 1 (evaluate scores at least one trial)") }
                 guard (0...r.n).contains(r.positives) else { throw InputError(file: file, "key positives = \(r.positives): expected a count in [0, n = \(r.n)]") }
+                for (key, count) in [("in_sample_trials", inSample.last { $0.label == label }?.count), ("sct_trials", inSCT.last { $0.label == label }?.count)] {
+                    if let count, count > r.n { throw InputError(file: file, "key \(key) = \(count): expected a count in [0, n = \(r.n)]") }
+                }
                 for (key, m) in [("f1", r.f1), ("pr_auc", r.prAUC), ("roc_auc", r.rocAUC), ("accuracy", r.accuracy)] {
                     if let mean = m.mean, !(0...1).contains(mean) { throw InputError(file: file, "key \(key).mean = \(mean): expected a value in [0, 1]") }
                     if let std = m.std, !(std >= 0 && std.isFinite) { throw InputError(file: file, "key \(key).std = \(std): expected a finite value of at least 0") }

@@ -64,8 +64,8 @@ def resolve_checkpoint(path, max_links=4):
 
 
 def read_metadata(json_path):
-    """The checkpoint's metadata (format cladmop-checkpoint, version 2 to 7: 3 adds pretrainedLink, 4 corpus, 5
-    head.trainedTrials, 6 storeEncoderWeights and head.heldOutFold, 7 icdHierarchy; none of them is needed here)."""
+    """The checkpoint's metadata (format cladmop-checkpoint, version 2 to 8: 3 adds pretrainedLink, 4 corpus, 5
+    head.trainedTrials, 6 storeEncoderWeights and head.heldOutFold, 7 icdHierarchy, 8 sctTrials; none of them is needed here)."""
     try:
         with open(json_path) as f:
             meta = json.load(f)

@@ -342,7 +342,8 @@ public final class Pretrainer {
                                   metrics: (bestValLoss.isFinite ? ["best_val_loss": bestValLoss] : [:])
                                       .merging(["evals_without_improvement": Double(evalsWithoutImprovement)]) { a, _ in a },
                                   bestCheckpoint: bestCheckpoint, corpus: setup.fingerprint,
-                                  sctTrials: (setup.train + setup.validation).map(\.nctid).sorted())
+                                  // (Not for a synthetic corpus: its ids name no trial a CSV could hold.)
+                                  sctTrials: spec.data.synthetic ? nil : (setup.train + setup.validation).map(\.nctid).sorted())
         do {
             _ = try Checkpoints.save(dir: checkpointDir, meta: meta, params: params, optimizer: optimizer, faults: faults)
             if let best = bestCheckpoint {

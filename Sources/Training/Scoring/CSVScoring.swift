@@ -126,7 +126,7 @@ public struct LoadedCheckpoint {
     public let path: String
     /// The SCT trials its pretraining was trained and validated on (`CheckpointMeta.sctTrials` of the pretraining
     /// checkpoint, the fine-tuned one's base); nil when that checkpoint predates the record (version 7 or older).
-    public let pretrainedTrials: Set<String>?
+    public let pretrainedTrials: [String]?
 
     public init(_ checkpoint: String) throws {
         let jsonPath = try resolveCheckpointJSON(checkpoint)
@@ -161,7 +161,7 @@ public struct LoadedCheckpoint {
                     (preMeta, preTensors) = try load(recorded)
                 }
                 try Checkpoints.restore(preTensors, into: outcome.params, optimizer: nil, only: { $0.group == 0 })
-                pretrainedTrials = preMeta.sctTrials.map(Set.init)
+                pretrainedTrials = preMeta.sctTrials
             } else {
                 pretrainedTrials = nil      // fine-tuned without pretraining (--pretrained none)
             }
@@ -174,7 +174,7 @@ public struct LoadedCheckpoint {
             params.finalize()
             try Checkpoints.restore(tensors, into: params, optimizer: nil)
             outcome = nil
-            pretrainedTrials = meta.sctTrials.map(Set.init)
+            pretrainedTrials = meta.sctTrials
         }
     }
 
@@ -226,10 +226,10 @@ public struct LoadedCheckpoint {
 /// or no label column. The caller that needs labels reads them with `requireLabels`.
 public func scoreCSV(checkpoint: String, csv: String, spec: RunSpec, comm: Communicator, outOfFold: Bool = false,
                      labels: LabelRequirement = .required, log: @escaping (String) -> Void) throws -> ScoredCSV {
-    var pretrained: Set<String>?
+    var pretrained: [String]?
     var scored = try scoreCSVModels(checkpoint: checkpoint, csv: csv, spec: spec, comm: comm, outOfFold: outOfFold, labels: labels,
                                     log: log, pretrainedTrials: &pretrained)
-    if let pretrained {
+    if let pretrained = pretrained.map(Set.init) {
         let count = scored.trials.filter { pretrained.contains($0.nctid) }.count
         scored.sctTrials = count
         if comm.isRoot && count > 0 {
@@ -244,7 +244,7 @@ public func scoreCSV(checkpoint: String, csv: String, spec: RunSpec, comm: Commu
 /// `scoreCSV` without the SCT count; `pretrainedTrials`: the scoring checkpoint's (the first member's of an ensemble).
 private func scoreCSVModels(checkpoint: String, csv: String, spec: RunSpec, comm: Communicator, outOfFold: Bool,
                             labels: LabelRequirement, log: @escaping (String) -> Void,
-                            pretrainedTrials: inout Set<String>?) throws -> ScoredCSV {
+                            pretrainedTrials: inout [String]?) throws -> ScoredCSV {
     let checkpoint = runFolder(named: checkpoint)
     let ensemble = try ensembleMembers(checkpoint)
     // Ranks that found another ensemble (or none) behind the same path would loop over other members.
