@@ -124,11 +124,11 @@ struct ConfigOptions: ParsableArguments {
     /// having no effect (it had been ignored without a word).
     func loadForScoring(_ comm: Communicator) throws -> RunSpec {
         let (config, spec) = try resolve(comm)
-        let read = ["encoder.", "data.feature_store", "data.icd_hierarchy", "data.skip_bad_rows"]
+        let read = ["encoder.", "data.feature_store", "data.icd_hierarchy", "data.skip_bad_rows", "train.stall_timeout"]
         let ignored = config.overriddenKeys.filter { key in !read.contains { key.hasPrefix($0) } }
         if comm.isRoot && !ignored.isEmpty {
             log("warning: --set \(ignored.joined(separator: ", ")): no effect here; the checkpoint fixes the model, its inputs and its training "
-                + "(scoring reads encoder.*, data.feature_store, data.icd_hierarchy and data.skip_bad_rows)")
+                + "(scoring reads encoder.*, data.feature_store, data.icd_hierarchy, data.skip_bad_rows and train.stall_timeout)")
         }
         return spec
     }
