@@ -1,0 +1,184 @@
+import Communication
+import Config
+import Foundation
+import Support
+
+// Run folders: what a run directory may hold, the checks before a command writes one, and the locks that keep two
+// commands from writing (or one from replacing what another reads) at once. Every command that writes a run goes
+// through `checkRunDirectory` (before any work) and `prepareRunDirectory` (once its inputs are read).
+
+/// Descriptors of the run folders this process holds locked (`lockRunFolder`).
+nonisolated(unsafe) private var heldRunDirectories: [Int32] = []
+
+/// Takes a lock on a run folder (flock on its descriptor, held until the process ends, also by a crash): exclusive
+/// for a command that writes a run (`prepareRunDirectory`), shared for one that writes results into a run it reads
+/// (evaluate's --json, --report, --plots in the run it scores: several may, but no command replaces the run
+/// meanwhile); `busy` is the error when another command holds a lock that conflicts. Called on rank 0 only.
+public func lockRunFolder(_ dir: String, exclusive: Bool = true, busy: String) throws {
+    // Close-on-exec: a helper the process starts (the watchdog's) must not inherit, and so outlive, the lock.
+    let fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    guard fd >= 0 else { throw InputError(file: dir, "cannot open the run folder: \(String(cString: strerror(errno)))") }
+    if flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) == 0 {
+        heldRunDirectories.append(fd)     // kept open (and locked) until the process ends
+    } else if errno == EWOULDBLOCK {
+        close(fd)
+        throw InputError(file: dir, busy)
+    } else {
+        // A file system without locks (some network mounts): go on as before there was a lock.
+        let reason = String(cString: strerror(errno))
+        close(fd)
+        FileHandle.standardError.write(Data("warning: \(dir): cannot lock the run folder (\(reason)); two commands on it would not be told apart\n".utf8))
+    }
+}
+
+/// Refuses a run folder another command holds locked (a pretraining run still training: the checkpoint its best.json
+/// names is replaced and pruned under a reader). A checkpoint named by its own file is read as it is.
+public func requireRunFolderIdle(_ dir: String, option: String) throws {
+    let fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    guard fd >= 0 else { return }
+    defer { close(fd) }
+    if flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK {
+        throw InputError(file: dir, "\(option): another cladmop command is writing this run (a pretraining run that has not ended?); its best checkpoint changes and older ones are pruned: wait for it to end, or name one of its checkpoint files")
+    }
+    flock(fd, LOCK_UN)
+}
+
+/// What a run directory holds: files whose presence means a run was written there.
+public let runArtifacts = RunLayout.artifacts
+/// A fine-tuning run's as well: its kept pretrained checkpoint (`Checkpoints.keepPretrained`); not a pretraining run's,
+/// where a folder of that name is the user's.
+public let finetuneArtifacts = runArtifacts + ["pretrained"]
+
+/// Refuses, before anything is read or written, a run directory that is not a folder or that already holds a
+/// run which this command neither continues (`resume`) nor replaces (`overwrite`), and with `overwrite` an input
+/// (`inputs`: what names it, its path) inside what the overwrite deletes (a previous run's members/ or checkpoints/:
+/// it would be read and then removed). Rank 0 checks; an error there ends the job on every rank.
+public func checkRunDirectory(_ runDir: String, comm: Communicator, resume: Bool = false, overwrite: Bool = false, artifacts: [String] = runArtifacts,
+                       inputs: [(option: String, path: String)] = [],
+                       hint: String = "continue it with --resume auto, replace it with --overwrite, or choose another --run-dir") throws {
+    guard comm.isRoot else { return }
+    // Its config.yaml, checkpoints/ and (with --overwrite) deletions would go to the top of the file system.
+    guard resolvedPath(runDir) != "/" else { throw InputError(file: runDir, "--run-dir names the root folder /; expected a folder for the run") }
+    // Inside another run's own folders (checkpoints/, members/, pretrained/), which that run prunes and its --overwrite
+    // deletes: this run would go with them.
+    var above = URL(fileURLWithPath: resolvedPath(runDir))
+    while above.path != "/" {
+        let owner = above.deletingLastPathComponent()
+        let isRun = ["best.json", "metrics.jsonl", "checkpoints/best.json"].contains { FileManager.default.fileExists(atPath: owner.path + "/" + $0) }
+        if ["checkpoints", "members", "pretrained"].contains(above.lastPathComponent)
+            && FileManager.default.fileExists(atPath: owner.path + "/config.yaml") && isRun {
+            throw InputError(file: runDir, "--run-dir lies inside \(above.path), a folder of the run in \(owner.path), which that run prunes and its --overwrite deletes; choose a folder outside it")
+        }
+        above = owner
+    }
+    var st = stat()
+    guard stat(runDir, &st) == 0 else {     // a new folder (a link to a missing one is named before any work)
+        var lst = stat()
+        if lstat(runDir, &lst) == 0 && (lst.st_mode & S_IFMT) == S_IFLNK { try makeDirectory(runDir, option: "--run-dir") }
+        try checkNameLengths(runDir, option: "--run-dir")
+        return
+    }
+    guard (st.st_mode & S_IFMT) == S_IFDIR else { throw InputError(file: runDir, "--run-dir names an existing file, not a folder") }
+    // Loose checkpoint files at the top: a checkpoints/ folder or a fine-tuned run's pretrained/, not a run folder (a
+    // run there would start from scratch beside them).
+    let loose = ((try? FileManager.default.contentsOfDirectory(atPath: runDir)) ?? []).filter(RunLayout.isCheckpointMetadata).sorted()
+    if let first = loose.first, !FileManager.default.fileExists(atPath: runDir + "/checkpoints") {
+        throw InputError(file: runDir, "holds checkpoint files at its top (\(first)): a checkpoints/ folder or a fine-tuned run's pretrained/, not a run folder; --run-dir names the folder above, or a new one")
+    }
+    // A batch-size sweep's folder (Launch/sweep-batch DIR): its points' runs are in DIR/runs/, its report at the top.
+    if FileManager.default.fileExists(atPath: runDir + "/points.tsv") && FileManager.default.fileExists(atPath: runDir + "/runs") {
+        throw InputError(file: runDir, "holds a batch-size sweep (points.tsv, runs/); a run goes into a folder of its own: choose another --run-dir")
+    }
+    let present = artifacts.filter { FileManager.default.fileExists(atPath: runDir + "/" + $0) }
+    if !present.isEmpty && !resume && !overwrite && !onlyStarted(runDir) {
+        throw InputError(file: runDir, "already holds a run (\(present.joined(separator: ", "))); \(hint)")
+    }
+    if onlyStarted(runDir) && !resume && !overwrite {
+        // Its config.yaml is replaced: not when it is this command's --config.
+        for (option, path) in inputs where !path.isEmpty && resolvedPath(path) == resolvedPath(runDir) + "/config.yaml" {
+            throw InputError(file: path, "\(option) is the config.yaml of \(runDir), which this run replaces; copy it out of the run folder first")
+        }
+    }
+    // A pretraining --overwrite removes a pretraining run's files: over a fine-tuned run it would leave that run's kept
+    // pretrained/ checkpoint beside the new run, one folder of two kinds.
+    let kept = ((try? FileManager.default.contentsOfDirectory(atPath: runDir + "/pretrained")) ?? []).filter(RunLayout.isCheckpointMetadata)
+    if overwrite && !artifacts.contains("pretrained") && !kept.isEmpty {
+        throw InputError(file: runDir, "holds a fine-tuned run (its pretrained/ keeps \(kept.sorted()[0])); pretrain --overwrite replaces a pretraining run only: choose another --run-dir")
+    }
+    // And the other way: a fine-tuning --overwrite would delete a pretraining run (its checkpoints, report and metrics).
+    if overwrite && artifacts.contains("pretrained"), let sign = pretrainingRunSign(runDir) {
+        throw InputError(file: runDir, "holds a pretraining run (\(sign)); finetune --overwrite replaces a fine-tuning run only: choose another --run-dir")
+    }
+    if overwrite {
+        // The removal (prepareRunDirectory) takes these entries as they are: a link among them goes, not its target.
+        let run = resolvedPath(runDir)
+        for name in present {
+            let removed = run + "/" + name
+            for (option, path) in inputs where !path.isEmpty {
+                let p = resolvedPath(path)
+                if p == removed || p.hasPrefix(removed + "/") {
+                    throw InputError(file: path, "\(option) lies in \(runDir)/\(name), which --overwrite deletes with the previous run; move it out of the run folder first")
+                }
+            }
+        }
+    }
+}
+
+/// A run folder that holds only the config.yaml a command writes when it prepares the folder: that command stopped
+/// (a bad input found later, an interruption) before training wrote anything; a new run may take the folder.
+/// (Judged by every file either kind of run writes, TensorBoard's included: not by one command's own list.)
+public func onlyStarted(_ runDir: String) -> Bool {
+    let names = (try? FileManager.default.contentsOfDirectory(atPath: runDir)) ?? []
+    return finetuneArtifacts.filter { names.contains($0) } == ["config.yaml"] && !names.contains { $0.hasPrefix("events.out.tfevents.") }
+}
+
+/// What shows that `dir` holds a pretraining run, finished or not: its checkpoints/best.json without a best.json of its
+/// own, a checkpoint of kind pretrain in checkpoints/, or its report's plots (loss.svg, retrieval.svg); nil for none.
+public func pretrainingRunSign(_ dir: String) -> String? {
+    if RunLayout.isPretrainingRun(dir) { return "checkpoints/best.json" }
+    for plot in ["loss.svg", "retrieval.svg"] where FileManager.default.fileExists(atPath: dir + "/" + plot) { return plot }
+    let names = ((try? FileManager.default.contentsOfDirectory(atPath: dir + "/checkpoints")) ?? []).filter(RunLayout.isCheckpointMetadata).sorted()
+    for name in names {
+        // A regular file only (a FIFO under a checkpoint's name would block the read).
+        guard let data = try? readRegularFile(dir + "/checkpoints/" + name, what: "checkpoint metadata", limit: 64 << 20),
+              let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { continue }
+        if object["kind"] as? String == "pretrain" { return "checkpoints/\(name), a pretraining checkpoint" }
+    }
+    return nil
+}
+
+/// The files and folders a run specification reads (its --config, data.files, data.exclude_csvs, data.exclude_file, data.icd_hierarchy,
+/// data.feature_store, encoder.model_dir), named by their keys: `checkRunDirectory`'s inputs.
+public func specInputs(_ spec: RunSpec, config: String?) -> [(option: String, path: String)] {
+    [("--config", config ?? "")] + spec.data.files.map { ("data.files", $0) } + spec.data.excludeCSVs.map { ("data.exclude_csvs", $0) }
+        + [("data.exclude_file", spec.data.excludeFile ?? ""), ("data.icd_hierarchy", spec.data.icdHierarchy),
+           ("data.feature_store", spec.data.featureStore), ("encoder.model_dir", spec.encoder.modelDir)]
+}
+
+/// Rank 0 creates the run directory (with `overwrite`, the previous run's files are deleted first; other files
+/// are left alone) and writes the resolved configuration into it. Called once the command's inputs have been
+/// read and checked, so that a refused command leaves no run folder behind.
+/// Two commands started on the same new --run-dir both pass `checkRunDirectory`: rank 0 therefore holds an exclusive
+/// lock on the folder (flock on its descriptor, released when the process ends, also by a crash) from here on,
+/// refuses a folder another running command holds, and checks again for a run written there in between.
+public func prepareRunDirectory(_ runDir: String, config: Config, comm: Communicator, resume: Bool = false, overwrite: Bool = false,
+                         artifacts: [String] = runArtifacts) throws {
+    guard comm.isRoot else { return }
+    try makeDirectory(runDir, option: "--run-dir")
+    try lockRunFolder(runDir, busy: "another cladmop command is writing a run in this folder; wait for it or choose another --run-dir")
+    if !resume && !overwrite {
+        let present = artifacts.filter { FileManager.default.fileExists(atPath: runDir + "/" + $0) }
+        if !present.isEmpty && !onlyStarted(runDir) {
+            throw InputError(file: runDir, "a run was written there after this command started (\(present.joined(separator: ", "))); choose another --run-dir")
+        }
+    }
+    if overwrite {
+        // TensorBoard event files (log.tensorboard) carry the time in their names.
+        let events = ((try? FileManager.default.contentsOfDirectory(atPath: runDir)) ?? []).filter { $0.hasPrefix("events.out.tfevents.") }
+        for name in artifacts + events.sorted() where FileManager.default.fileExists(atPath: runDir + "/" + name) {
+            do { try FileManager.default.removeItem(atPath: runDir + "/" + name) }
+            catch { throw InputError(file: runDir + "/" + name, "cannot remove it for --overwrite: \(describeWriteError(error))") }
+        }
+    }
+    try writeTextFile(runDir + "/config.yaml", replacingInput: true, config.yaml)
+}
