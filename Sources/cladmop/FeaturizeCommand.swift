@@ -35,9 +35,7 @@ struct Featurize: ParsableCommand {
             if skipIfCurrent {
                 // Every rank comes here (and to the agreement below) whether or not its node shows the file.
                 let exists = FileManager.default.fileExists(atPath: output)
-                let expected = try currentStoreIdentity(paths: paths, encoderIdentity: try BertEncoder.identity(modelDir: spec.encoder.modelDir, precision: precision),
-                                                        encoderWeights: try BertEncoder.weightsChecksum(modelDir: spec.encoder.modelDir),
-                                                        maxTokens: spec.encoder.maxTokens)
+                let expected = try spec.expectedStoreIdentity(of: paths, comm: comm)
                 // Current: made from these files' bytes by this encoder, and, with data.skip_bad_rows off, without rows
                 // left out. Agreed: a rank whose node holds a current copy must not return while the others rebuild.
                 let store = exists ? try? FeatureStore(path: output, expected: expected) : nil

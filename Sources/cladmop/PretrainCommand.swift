@@ -31,9 +31,7 @@ struct Pretrain: ParsableCommand {
             let (config, spec) = try options.resolve(comm)
             try checkRunDirectory(runDir, comm: comm, resume: resume == "auto", overwrite: overwrite, inputs: specInputs(spec, config: options.config))
             // A synthetic store has no text encoder behind it: its folder is not needed.
-            let precision = resolvedPrecision(spec.encoder.precision, key: "encoder.precision", comm: comm)
-            let encoder = spec.data.synthetic ? nil : (identity: try BertEncoder.identity(modelDir: spec.encoder.modelDir, precision: precision),
-                                                       weights: try BertEncoder.weightsChecksum(modelDir: spec.encoder.modelDir))
+            let encoder = spec.data.synthetic ? nil : try spec.encoderFingerprint(comm: comm)
             let setup = try PretrainSetup(spec: spec, encoder: encoder, comm: comm)
             let trainer = try Pretrainer(setup: setup, comm: comm, runDir: runDir, faults: .fromEnvironment(), log: log)
             if resume == "auto" {

@@ -14,10 +14,7 @@ import TrialData
 public func storeContaining(_ csvs: [String], spec: RunSpec, hierarchy: ICD10Hierarchy, comm: Communicator,
                             labels: LabelRequirement = .required, log: @escaping (String) -> Void) throws -> FeatureStore {
     let main = spec.data.featureStore
-    let precision = resolvedPrecision(spec.encoder.precision, key: "encoder.precision", comm: comm)
-    let identity = try BertEncoder.identity(modelDir: spec.encoder.modelDir, precision: precision)
-    let wanted = try currentStoreIdentity(paths: csvs, encoderIdentity: identity, encoderWeights: try BertEncoder.weightsChecksum(modelDir: spec.encoder.modelDir),
-                                          maxTokens: spec.encoder.maxTokens)
+    let wanted = try spec.expectedStoreIdentity(of: csvs, comm: comm)
     // The ranks must score the same files from the same store: a rank that found them in the store while another
     // featurized them would wait for it in another collective for ever.
     try requireAgreement([("the contents of " + csvs.joined(separator: ", "),
@@ -57,6 +54,7 @@ public func storeContaining(_ csvs: [String], spec: RunSpec, hierarchy: ICD10Hie
         try checkWritableFolder(folder, option: "the cache folder of data.feature_store (\(csvs.joined(separator: ", ")) is not in \(main))")
         log("featurize: \(csvs.joined(separator: ", ")) not in \(main); featurizing into \(cache)")
     }
+    let precision = resolvedPrecision(spec.encoder.precision, key: "encoder.precision", comm: comm)
     _ = try featurize(comm: comm, paths: csvs, output: cache,
                       makeEncoder: { try BertEncoder(modelDir: spec.encoder.modelDir, maxLength: spec.encoder.maxTokens, precision: precision) },
                       hierarchy: hierarchy, skipBadRows: spec.data.skipBadRows, batchTokens: spec.encoder.batchTokens,
