@@ -64,11 +64,14 @@ final class SweepTests: XCTestCase {
         XCTAssertEqual(try String(contentsOfFile: work + "/out/sweep.csv", encoding: .utf8).split(separator: "\n").count, 2)
         // A learning rate that the rule scales out of optimizer.lr's range is refused before any point runs (it was
         // found only when that point's turn came).
-        for (batches, rule, message) in [("8,16,8", "none", "8 is listed twice"), ("0,8", "none", "--batches 0: expected a positive integer"),
-                                         ("4,900000", "linear", "global batch 900000: --lr-rule linear gives lr")] {
+        // So is a budget out of its keys' ranges (a review: --check had passed it), with --check as without.
+        for (batches, rule, message, extra) in [("8,16,8", "none", "8 is listed twice", []), ("0,8", "none", "--batches 0: expected a positive integer", []),
+                                                ("4,900000", "linear", "global batch 900000 at lr 450 (--lr-rule linear", []),
+                                                ("4,8", "none", "train.patience = 20000 is invalid", ["--patience", "20000", "--max-epochs", "10"]),
+                                                ("4,8", "none", "train.patience = 20000 is invalid", ["--patience", "20000", "--max-epochs", "10", "--check"])] {
             let refused = try runCommand(repositoryRoot + "/Launch/sweep-batch",
                                          ["--config", repositoryRoot + "/configs/smoke.yaml", "--batches", batches, "--out", work + "/refused",
-                                          "--lr-rule", rule, "--base-batch", "2"], timeout: 60)
+                                          "--lr-rule", rule, "--base-batch", "2"] + extra, timeout: 60)
             XCTAssertEqual(refused.status, 2, refused.output)
             XCTAssertTrue(refused.output.contains(message), refused.output)
             XCTAssertFalse(FileManager.default.fileExists(atPath: work + "/refused"))
