@@ -162,7 +162,7 @@ public struct Config: Sendable {
             let shown = (raw as? [Any])?.isEmpty == true ? "[]"
                 : (raw as? [(String, Any)]).map { "a mapping (\($0.map(\.0).joined(separator: ", ")))" }
                 ?? (raw as? [Any]).map { "[" + $0.map { textOf($0) ?? "\($0)" }.joined(separator: ", ") + "]" } ?? "\(given)"
-            return InputError("\(origin): \(path) = \(shown) is invalid (expected \(spec.kind.expected))")
+            return .invalid(path, shown, expected: spec.kind.expected, in: origin)
         }
         // Text values are paths and names: one line, no control characters (a NUL would cut a path short at the
         // file system, a line break would not survive the run's config.yaml).
@@ -197,7 +197,8 @@ public struct Config: Sendable {
             // told by its bits: the process flushes subnormals to zero (`Kernels.setFlushDenormals`), so a subnormal
             // Double (1e-308) compares equal to 0 and would pass as one.
             guard v.bitPattern << 1 == 0 ? !((raw as? String).map(YAMLInput.writesNonZero) ?? false) : Float(v).isNormal else {
-                throw InputError("\(origin): \(path) = \(given) is invalid (expected \(spec.kind.expected), and 0 or a magnitude within 32-bit floats, 1.2e-38 to 3.4e38: the model computes in fp32)")
+                throw InputError.invalid(path, given, expected: "\(spec.kind.expected), and 0 or a magnitude within 32-bit floats, 1.2e-38 to 3.4e38: "
+                                        + "the model computes in fp32", in: origin)
             }
             values[path] = .double(v)
         case .bool:

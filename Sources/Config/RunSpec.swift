@@ -408,7 +408,7 @@ struct SpecValidator {
 
     mutating func require(_ ok: Bool, _ key: String, _ value: String, _ expected: String) {
         guard !ok, error == nil else { return }
-        error = InputError("\(origin): \(key) = \(value) is invalid (expected \(expected))")
+        error = .invalid(key, value, expected: expected, in: origin)
     }
 
     mutating func range(_ key: String, _ value: Int) {

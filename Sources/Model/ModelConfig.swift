@@ -37,7 +37,7 @@ public struct ModelConfig: Codable, Equatable, Sendable {
     /// `origin` names the file; the error names the key (`model.heads`, ...) and what was expected.
     public func validate(origin: String) throws {
         func require(_ ok: Bool, _ key: String, _ value: Any, _ expected: String) throws {
-            guard ok else { throw InputError("\(origin): model.\(key) = \(value) is invalid (expected \(expected))") }
+            guard ok else { throw InputError.invalid("model.\(key)", value, expected: expected, in: origin) }
         }
         try require((1...4096).contains(dim), "dim", dim, "an integer in [1, 4096]")
         try require((1...64).contains(heads) && dim % heads == 0, "heads", heads, "a divisor of model.dim = \(dim) in [1, 64]")

@@ -232,9 +232,5 @@ public struct EvaluationReport: Encodable {
     }
 
     /// Pretty-printed JSON, keys sorted.
-    public func json() throws -> Data {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        return try encoder.encode(self)
-    }
+    public func json() throws -> Data { try encodeJSON(self, pretty: true) }
 }

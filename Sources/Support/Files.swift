@@ -38,6 +38,17 @@ public final class MappedFile {
     deinit { if let b = bytes.baseAddress { munmap(UnsafeMutableRawPointer(mutating: b), bytes.count) } }
 }
 
+/// JSON of a typed value with its keys sorted, so that equal values give equal bytes (checksums, hashes and diffs
+/// rely on it); `pretty` indents, `plainSlashes` writes `/` instead of `\/`. Changing a call's options changes bytes
+/// that checkpoints record (their metadata checksum), so each caller keeps the options its format was written with.
+public func encodeJSON<T: Encodable>(_ value: T, pretty: Bool = false, plainSlashes: Bool = false) throws -> Data {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    if pretty { encoder.outputFormatting.insert(.prettyPrinted) }
+    if plainSlashes { encoder.outputFormatting.insert(.withoutEscapingSlashes) }
+    return try encoder.encode(value)
+}
+
 /// `checksum64` in hexadecimal (lower case, no leading zeros): the form checkpoints, stores and reports record.
 public func checksumHex(_ bytes: UnsafeRawBufferPointer) -> String { String(checksum64(bytes), radix: 16) }
 /// `checksumHex` of a buffer of bytes.

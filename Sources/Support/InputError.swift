@@ -10,6 +10,13 @@ public struct InputError: Error, CustomStringConvertible, Equatable {
         if let column { where_ += ":\(column)" }
         description = "\(where_): \(message)"
     }
+
+    /// "origin: key = value is invalid (expected ...)": the one wording of a value that its key does not take;
+    /// `origin` (a file, or a file and a section of it) is left out when nil.
+    public static func invalid(_ key: String, _ value: Any, expected: String, in origin: String? = nil) -> InputError {
+        let message = "\(key) = \(value) is invalid (expected \(expected))"
+        return origin.map { InputError(file: $0, message) } ?? InputError(message)
+    }
 }
 
 /// `message` with its control characters other than line breaks and tabs written as escapes (`\u{0}`): a NUL or an

@@ -45,7 +45,7 @@ public struct BertConfig: Decodable, Sendable {
             guard let n = value as? NSNumber, !(value is String), !boolean,
                   !integer || (n.doubleValue.rounded() == n.doubleValue && abs(n.doubleValue) < 1e15) else {
                 let shown = boolean ? "\((value as? NSNumber)?.boolValue == true) (a boolean)" : (value as? String).map { "\"\($0.prefix(40))\"" } ?? "\(value)"
-                throw InputError(file: path, "\(key) = \(shown) is invalid (expected \(integer ? "an integer" : "a number"))")
+                throw InputError.invalid(key, shown, expected: integer ? "an integer" : "a number", in: path)
             }
         }
         let config: BertConfig
@@ -59,7 +59,7 @@ public struct BertConfig: Decodable, Sendable {
     public func validate(path: String) throws {
         func range(_ key: String, _ v: Int, _ r: ClosedRange<Int>, _ why: String = "") throws {
             guard r.contains(v) else {
-                throw InputError(file: path, "\(key) = \(v) is invalid (expected an integer in [\(r.lowerBound), \(r.upperBound)]\(why))")
+                throw InputError.invalid(key, v, expected: "an integer in [\(r.lowerBound), \(r.upperBound)]\(why)", in: path)
             }
         }
         try range("hidden_size", hidden_size, 1...65535, "; a feature store holds at most 65535 values per vector")
@@ -74,7 +74,7 @@ public struct BertConfig: Decodable, Sendable {
         if let t = type_vocab_size { try range("type_vocab_size", t, 1...(1 << 16)) }
         if let eps = layer_norm_eps {
             guard eps.isFinite, eps > 0, Float(eps).isFinite, Float(eps) >= Float.leastNormalMagnitude else {
-                throw InputError(file: path, "layer_norm_eps = \(eps) is invalid (expected a finite number > 0 that a Float32 holds, like 1e-12)")
+                throw InputError.invalid("layer_norm_eps", eps, expected: "a finite number > 0 that a Float32 holds, like 1e-12", in: path)
             }
         }
         if let act = hidden_act, act != "gelu" {
@@ -92,7 +92,8 @@ public struct BertConfig: Decodable, Sendable {
                 try range("relative_attention_num_buckets", b, 32...(1 << 16), "; MPNet's bucket ids run 0 ..< 32 whatever the table's size")
             }
             guard max_position_embeddings >= firstPosition + 2 else {
-                throw InputError(file: path, "max_position_embeddings = \(max_position_embeddings) is invalid (expected at least \(firstPosition + 2): MPNet's positions start at \(firstPosition), and a text is at least <s> and </s>)")
+                throw InputError.invalid("max_position_embeddings", max_position_embeddings, expected: "at least \(firstPosition + 2): MPNet's positions "
+                                         + "start at \(firstPosition), and a text is at least <s> and </s>", in: path)
             }
         }
     }

@@ -68,7 +68,7 @@ public final class BertEncoder {
         }
         if let value = obj["do_lower_case"] {
             guard let lc = value as? Bool else {
-                throw InputError(file: path, "do_lower_case = \(value) is invalid (expected true or false)")
+                throw InputError.invalid("do_lower_case", value, expected: "true or false", in: path)
             }
             lowercase = lc
         }
@@ -76,7 +76,7 @@ public final class BertEncoder {
             guard let value = obj[key], !(value is NSNull) else { return fallback }
             if let text = value as? String, !text.isEmpty { return text }
             if let text = (value as? [String: Any])?["content"] as? String, !text.isEmpty { return text }
-            throw InputError(file: path, "\(key) = \(value) is invalid (expected a token of vocab.txt as a string, e.g. \"\(fallback)\")")
+            throw InputError.invalid(key, value, expected: "a token of vocab.txt as a string, e.g. \"\(fallback)\"", in: path)
         }
         specials = .init(cls: try name("cls_token", specials.cls), sep: try name("sep_token", specials.sep),
                          unk: try name("unk_token", specials.unk), pad: try name("pad_token", specials.pad))
@@ -93,7 +93,7 @@ public final class BertEncoder {
         let files = try Self.modelFiles(modelDir)
         let configPath = files.config, vocabPath = files.vocab, weightsPath = files.weights
         guard maxLength >= 2 else {
-            throw InputError("maximum tokens per text (--max-tokens, encoder.max_tokens) = \(maxLength) is invalid (expected at least 2: [CLS] and [SEP])")
+            throw InputError.invalid("maximum tokens per text (--max-tokens, encoder.max_tokens)", maxLength, expected: "at least 2: [CLS] and [SEP]")
         }
         config = try BertConfig.load(path: configPath)
         guard config.firstPosition + maxLength <= config.max_position_embeddings else {

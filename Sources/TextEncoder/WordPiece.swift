@@ -31,7 +31,7 @@ public struct WordPieceTokenizer {
     public init(vocabPath: String, lowercase: Bool, stripAccents: Bool? = nil, maxLength: Int,
                 specials: SpecialTokens = SpecialTokens()) throws {
         guard maxLength >= 2 else {
-            throw InputError("maximum tokens per text = \(maxLength) is invalid (expected at least 2: [CLS] and [SEP])")
+            throw InputError.invalid("maximum tokens per text", maxLength, expected: "at least 2: [CLS] and [SEP]")
         }
         let lines = try readTextLines(vocabPath, what: "WordPiece vocabulary (vocab.txt)", limit: 256 << 20).lines
         guard lines.count < Int(Int32.max) else { throw InputError(file: vocabPath, "has \(lines.count) lines; a vocabulary has fewer than 2^31 tokens") }

@@ -69,9 +69,7 @@ public final class MetricsLog {
         try writeFileAtomically(path, replacingInput: true) { h in for line in kept { try h.write(contentsOf: line + [0x0A]) } }
     }
     public func write<Record: Encodable>(_ record: Record) throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        var data = try encoder.encode(record)
+        var data = try encodeJSON(record)
         data.append(0x0A)
         // A full disk or a file size limit: name the log (a torn last line is dropped when the run resumes).
         do { try handle.write(contentsOf: data) }

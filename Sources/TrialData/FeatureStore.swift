@@ -213,9 +213,7 @@ public final class FeatureStore {
     /// Writes a store atomically (temporary file, fsync, rename).
     static func write(path: String, identity: StoreIdentity, dim: Int, trials: [StoredTrial], sourcePaths: [String],
                       skipped: [String], vectors: UnsafePointer<Float>, sentenceCount: Int, sentenceChecksums: [UInt64]? = nil) throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        let meta = try encoder.encode(StoreMeta(identity: identity, dim: dim, levels: ["coarse", "medium", "fine"],
+        let meta = try encodeJSON(StoreMeta(identity: identity, dim: dim, levels: ["coarse", "medium", "fine"],
                                                       sentenceCount: sentenceCount, trials: trials, sourcePaths: sourcePaths, skipped: skipped,
                                                       sentenceChecksums: sentenceChecksums))
         let payloadOffset = (headerBytes + meta.count + 63) / 64 * 64

@@ -82,9 +82,7 @@ func runJob(_ body: (Communicator) throws -> Void) {
 
 /// JSON text of a typed result, keys sorted.
 func jsonText<T: Encodable>(_ value: T) throws -> String {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.sortedKeys]
-    return String(decoding: try encoder.encode(value), as: UTF8.self)
+    String(decoding: try encodeJSON(value), as: UTF8.self)
 }
 
 /// Options every subcommand that reads a configuration takes.

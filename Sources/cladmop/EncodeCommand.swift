@@ -63,12 +63,10 @@ struct Encode: ParsableCommand {
                 FileHandle.standardError.write(Data(("warning: \(cut) of the \(lines.count) lines of \(input) are longer than --max-tokens \(maxTokens) "
                     + "([CLS] and [SEP] included): each is encoded from its first \(maxTokens - 2) word pieces\n").utf8))
             }
-            let json = JSONEncoder()
-            json.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
             try writeFileAtomically(output) { h in
                 for (i, line) in lines.enumerated() {
                     func vec(_ level: Int) -> [Float] { Array(UnsafeBufferPointer(start: out + (i * 3 + level) * d, count: d)) }
-                    try h.write(contentsOf: json.encode(Line(text: line, coarse: vec(0), medium: vec(1), fine: vec(2))))
+                    try h.write(contentsOf: encodeJSON(Line(text: line, coarse: vec(0), medium: vec(1), fine: vec(2)), plainSlashes: true))
                     try h.write(contentsOf: Data("\n".utf8))
                 }
             }

@@ -62,9 +62,7 @@ public struct CheckpointMeta: Codable {
     public func computedChecksum() throws -> String {
         var copy = self
         copy.metadataChecksum = ""
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        return checksumHex(try encoder.encode(copy))
+        return checksumHex(try encodeJSON(copy))
     }
 
     /// 3: `pretrainedLink` added (a cladmop that reads only 2 says "unsupported version" instead of taking the new key
@@ -90,10 +88,7 @@ public struct CheckpointMeta: Codable {
     public struct TrainingIdentity: Codable, Equatable {
         public var model: ModelSpec, loss: LossSpec, data: DataSpec
         var hash: String {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = .sortedKeys
-            let bytes = (try? encoder.encode(self)) ?? Data()
-            return checksumHex(bytes)
+            checksumHex((try? encodeJSON(self)) ?? Data())
         }
 
         /// The keys whose values differ, as `section.key: A in the checkpoint, B now` (`self`: the checkpoint's), named
@@ -137,7 +132,7 @@ public struct CheckpointMeta: Codable {
     /// Every value that sizes, divides or positions something, checked; errors name the file and the key.
     public func validate(path: String) throws {
         func require(_ ok: Bool, _ key: String, _ value: Any, _ expected: String) throws {
-            guard ok else { throw InputError(file: path, "\(key) = \(value) is invalid (expected \(expected))") }
+            guard ok else { throw InputError.invalid(key, value, expected: expected, in: path) }
         }
         try require(step >= 0, "step", step, "a step count >= 0")
         try require(epoch >= 0, "epoch", epoch, "an epoch >= 0")
@@ -215,9 +210,7 @@ public enum Checkpoints {
         m.tensorsFile = URL(fileURLWithPath: base + ".safetensors").lastPathComponent
         (m.tensorsChecksum, m.tensorsBytes) = try fileChecksum(base + ".safetensors")
         m.metadataChecksum = try m.computedChecksum()
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        let json = try encoder.encode(m)
+        let json = try encodeJSON(m, pretty: true)
         try writeFileAtomically(base + ".json", replacingInput: true) { try $0.write(contentsOf: json) }
         return base
     }

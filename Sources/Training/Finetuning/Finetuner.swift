@@ -541,9 +541,7 @@ public final class Finetuner {
     }
 
     func writeSelection(_ selection: FinetuneSelection, dir: String) throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        let data = try encoder.encode(selection)
+        let data = try encodeJSON(selection, pretty: true)
         try writeFileAtomically(dir + "/best.json") { try $0.write(contentsOf: data) }
     }
 

@@ -25,7 +25,7 @@ public struct OutcomeHeadSpec: Codable, Equatable {
     /// Sizes and the threshold, checked (read back from a checkpoint's `head`).
     public func validate(path: String) throws {
         func require(_ ok: Bool, _ key: String, _ value: Any, _ expected: String) throws {
-            guard ok else { throw InputError(file: path, "head.\(key) = \(value) is invalid (expected \(expected))") }
+            guard ok else { throw InputError.invalid("head.\(key)", value, expected: expected, in: path) }
         }
         try require((1...256).contains(loraRank), "loraRank", loraRank, "an integer in [1, 256]")
         try require(loraAlpha.isFinite && (0...4096).contains(loraAlpha), "loraAlpha", loraAlpha, "a number in [0, 4096]")

@@ -47,9 +47,9 @@ public final class Pretrainer {
         // RunSpec checks the warm-up against train.max_steps; the steps of train.epochs are known only here.
         let o = spec.optimizer
         guard o.schedule != .warmupCosine || o.warmupSteps < totalSteps else {
-            throw InputError("optimizer.warmup_steps = \(o.warmupSteps) is invalid (expected fewer than the \(totalSteps) steps of this run: "
-                             + "train.epochs = \(train.epochs) x \(stepsPerEpoch) steps per epoch\(train.maxSteps > 0 ? ", train.max_steps = \(train.maxSteps)" : ""); "
-                             + "the learning rate would never reach optimizer.lr)")
+            throw InputError.invalid("optimizer.warmup_steps", o.warmupSteps, expected: "fewer than the \(totalSteps) steps of this run: "
+                                     + "train.epochs = \(train.epochs) x \(stepsPerEpoch) steps per epoch\(train.maxSteps > 0 ? ", train.max_steps = \(train.maxSteps)" : ""); "
+                                     + "the learning rate would never reach optimizer.lr")
         }
         space = FeatureSpace(trials: setup.train, data: spec.data, model: spec.model)
         builder = try BatchBuilder(store: setup.store, hierarchy: setup.hierarchy, space: space)
@@ -347,9 +347,8 @@ public final class Pretrainer {
         do {
             _ = try Checkpoints.save(dir: checkpointDir, meta: meta, params: params, optimizer: optimizer, faults: faults)
             if let best = bestCheckpoint {
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-                let pointer = try encoder.encode(PretrainBest(checkpoint: "checkpoints/\(best).safetensors", valLoss: bestValLoss.isFinite ? bestValLoss : nil))
+                let pointer = try encodeJSON(PretrainBest(checkpoint: "checkpoints/\(best).safetensors", valLoss: bestValLoss.isFinite ? bestValLoss : nil),
+                                             plainSlashes: true)
                 try writeFileAtomically(checkpointDir + "/best.json", replacingInput: true) { try $0.write(contentsOf: pointer + Data("\n".utf8)) }
             }
             Checkpoints.prune(dir: checkpointDir, keep: spec.checkpoint.keepLast, protected: bestCheckpoint)
