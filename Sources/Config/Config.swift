@@ -152,6 +152,12 @@ public struct Config: Sendable {
         return InputError("\(origin): unknown key \(path) (\(hint))")
     }
 
+    /// Sets one key from the text of a YAML (or JSON) value, as a file's `key: text` would.
+    public mutating func set(_ path: String, yamlText: String, origin: String) throws {
+        guard let value = try YAMLInput.parse(Data(yamlText.utf8), origin: origin) else { throw InputError("\(origin): \(path) has no value") }
+        try set(path, value, origin: origin)
+    }
+
     /// Sets one key from a YAML scalar or list, checking type and range.
     public mutating func set(_ path: String, _ given: Any, origin: String) throws {
         guard let spec = ConfigSchema.keys.first(where: { $0.path == path }) else { throw unknown(path, origin: origin) }

@@ -22,7 +22,7 @@ struct Finetune: ParsableCommand {
 
     func run() throws {
         runJob { comm in
-            let (config, spec) = try options.resolve(comm)
+            var (config, spec) = try options.resolve(comm)
             let run = resolvedPath(runDir)
             if pretrained != "none", resolvedPath(pretrained) == run || resolvedPath(pretrained).hasPrefix(run + "/") {
                 throw InputError(file: runDir, "--run-dir holds the --pretrained checkpoint (\(pretrained)); fine-tune into another folder (a subfolder such as \(runDir)/finetune is fine)")
@@ -46,6 +46,26 @@ struct Finetune: ParsableCommand {
                 }
             }
             let base = pretrained == "none" ? nil : try PretrainedBase(pretrained)
+            if let base {
+                if comm.isRoot, let warning = unfinishedPretrainingWarning(pretrained) { log(warning) }
+                // The checkpoint fixes the model, the loss it was pretrained with and its input space: the run records
+                // its values (config.yaml, every checkpoint's spec), not the configuration's, and says which it replaced.
+                let fixed = base.fixedKeys(differingFrom: spec)
+                for d in fixed { try config.set(d.key, yamlText: d.checkpoint, origin: base.jsonPath) }
+                if !fixed.isEmpty { spec = try RunSpec(config) }
+                let given = fixed.filter { config.overriddenKeys.contains($0.key) }, fromFile = fixed.filter { !given.contains($0) }
+                func shown(_ ds: [CheckpointMeta.TrainingIdentity.Difference]) -> String {
+                    ds.map { "\($0.key) = \($0.checkpoint) (configured: \($0.now))" }.joined(separator: ", ")
+                }
+                if comm.isRoot && !given.isEmpty {
+                    log("warning: --set \(given.map(\.key).joined(separator: ", ")): no effect; the pretrained checkpoint \(base.jsonPath) fixes "
+                        + "model.*, loss.* and data.max_*: \(shown(given))")
+                }
+                if comm.isRoot && !fromFile.isEmpty {
+                    log("finetune: \(shown(fromFile)) from the pretrained checkpoint, which fixes model.*, loss.* and data.max_*; "
+                        + "config.yaml and the run's checkpoints record its values")
+                }
+            }
             let hierarchy = try ICD10Hierarchy(path: spec.data.icdHierarchy, comm: comm)
             if let base {
                 try hierarchy.requireTables(of: base.meta.model, trainedTree: base.meta.icdHierarchy, checkpoint: base.jsonPath)

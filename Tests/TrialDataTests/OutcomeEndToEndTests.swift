@@ -291,9 +291,21 @@ final class PretrainingCorpusTrialsTests: XCTestCase {
         for args in [["featurize", "--config", repoRoot + "/configs/smoke.yaml"] + data,
                      ["pretrain", "--config", repoRoot + "/configs/smoke.yaml", "--run-dir", dir + "/pre", "--set", "train.max_steps=2"] + data,
                      ["finetune", "--pretrained", dir + "/pre", "--train", dir + "/train.csv", "--valid", dir + "/valid.csv", "--run-dir", dir + "/ft"]
-                        + smallFinetuneSettings(dir: dir, ["finetune.epochs=1", "finetune.ensemble=1", "finetune.select_latest=0"])] {
+                        + smallFinetuneSettings(dir: dir, ["finetune.epochs=1", "finetune.ensemble=1", "finetune.select_latest=0", "model.heads=8"])] {
             let r = try mpirun(np: 1, executable: cladmop, arguments: args, timeout: 600)
             XCTAssertEqual(r.status, 0, r.output)
+            guard args[0] == "finetune" else { continue }
+            // The pretrained checkpoint fixes the model, its loss and its input limits: the run records its values (smoke.yaml's), not
+            // those of finetune-phase1.yaml (dim 64, 4 heads, 96 sentences) or a --set, and says so.
+            XCTAssertTrue(r.output.contains("warning: --set model.heads: no effect; the pretrained checkpoint") && r.output.contains("model.heads = 2 (configured: 8)"), r.output)
+            XCTAssertTrue(r.output.contains("model.dim = 16 (configured: 64)") && r.output.contains("data.max_sentences = 8 (configured: 96)"), r.output)
+            let recorded = try String(contentsOfFile: dir + "/ft/config.yaml", encoding: .utf8)
+            for line in ["  dim: 16\n", "  heads: 2\n", "  max_sentences: 8\n", "  logit_scale: \"fixed\"\n"] {
+                XCTAssertTrue(recorded.contains(line), "\(line) in \(recorded)")
+            }
+            let checkpoint = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/ft/checkpoints/step-00000001.json"))) as! [String: Any]
+            let spec = checkpoint["spec"] as? [String: Any], model = spec?["model"] as? [String: Any], data = spec?["data"] as? [String: Any]
+            XCTAssertEqual(model?["dim"] as? Int, 16); XCTAssertEqual(data?["maxSentences"] as? Int, 8)
         }
         for (checkpoint, csv, expected) in [("pre", "valid.csv", successes), ("ft", "valid.csv", successes), ("ft", "unseen.csv", 0)] {
             let json = dir + "/\(checkpoint)-\(csv).json"

@@ -91,13 +91,21 @@ public struct CheckpointMeta: Codable {
             checksumHex((try? encodeJSON(self)) ?? Data())
         }
 
-        /// The keys whose values differ, as `section.key: A in the checkpoint, B now` (`self`: the checkpoint's), named
-        /// as in the YAML where the schema has the key (`maxCodes` -> `data.max_codes`).
+        /// One key whose value differs: its name as in the YAML where the schema has the key (`maxCodes` ->
+        /// `data.max_codes`, `inSchema`), else `section.camelName`; each value as JSON text ("none" when absent).
+        public struct Difference: Equatable {
+            public let key: String, inSchema: Bool, checkpoint: String, now: String
+        }
+
+        /// The keys whose values differ, as `section.key: A in the checkpoint, B now` (`self`: the checkpoint's).
         public func differences(from now: TrainingIdentity) -> [String] {
+            changedKeys(from: now).map { "\($0.key): \($0.checkpoint) in the checkpoint, \($0.now) now" }
+        }
+
+        /// The keys whose values differ (`self`: the checkpoint's), in section order (model, loss, data), then by name.
+        public func changedKeys(from now: TrainingIdentity) -> [Difference] {
             func object(_ t: TrainingIdentity) -> [String: Any] {
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = .sortedKeys
-                return (try? encoder.encode(t)).flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] } ?? [:]
+                (try? encodeJSON(t)).flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] } ?? [:]
             }
             func text(_ v: Any?) -> String {
                 guard let v, !(v is NSNull) else { return "none" }
@@ -114,15 +122,15 @@ public struct CheckpointMeta: Codable {
                 return out
             }
             let (a, b) = (object(self), object(now))
-            var lines: [String] = []
+            var changed: [Difference] = []
             for section in ["model", "loss", "data"] {
                 let (x, y) = (a[section] as? [String: Any] ?? [:], b[section] as? [String: Any] ?? [:])
                 for key in Set(x.keys).union(y.keys).sorted() where text(x[key]) != text(y[key]) {
-                    let yaml = "\(section).\(snake(key))"
-                    lines.append("\(ConfigSchema.key(yaml) != nil ? yaml : section + "." + key): \(text(x[key])) in the checkpoint, \(text(y[key])) now")
+                    let yaml = "\(section).\(snake(key))", inSchema = ConfigSchema.key(yaml) != nil
+                    changed.append(Difference(key: inSchema ? yaml : section + "." + key, inSchema: inSchema, checkpoint: text(x[key]), now: text(y[key])))
                 }
             }
-            return lines
+            return changed
         }
     }
     public static func trainingIdentity(_ spec: RunSpec) -> TrainingIdentity {

@@ -22,6 +22,20 @@ public struct PretrainedBase {
         (meta, tensors) = try Checkpoints.load(jsonPath: jsonPath)
         guard meta.kind == .pretrain else { throw InputError(file: jsonPath, "is a \(meta.kind) checkpoint; --pretrained needs a pretraining checkpoint") }
     }
+
+    /// The keys that fine-tuning takes from the pretrained checkpoint instead of its own configuration: the model
+    /// (model.*), the loss it was pretrained with (loss.*: its logit scale) and the input space's limits.
+    public static func isFixedByCheckpoint(_ key: String) -> Bool {
+        key.hasPrefix("model.") || key.hasPrefix("loss.")
+            || ["data.max_sentences", "data.max_mol_tokens", "data.max_molecules", "data.max_codes"].contains(key)
+    }
+
+    /// The keys of `spec` fixed by this checkpoint (`isFixedByCheckpoint`) whose values differ from the ones it was
+    /// pretrained with; the fine-tuning run records the checkpoint's values instead (config.yaml, its checkpoints' spec).
+    public func fixedKeys(differingFrom spec: RunSpec) -> [CheckpointMeta.TrainingIdentity.Difference] {
+        CheckpointMeta.trainingIdentity(meta.spec).changedKeys(from: CheckpointMeta.trainingIdentity(spec))
+            .filter { $0.inSchema && Self.isFixedByCheckpoint($0.key) }
+    }
 }
 
 /// PEFT fine-tuning on one phase (SPEC 6): frozen pretrained model, LoRA + head, class-weighted BCE,
