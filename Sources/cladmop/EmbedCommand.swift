@@ -24,6 +24,9 @@ struct Embed: ParsableCommand {
             try checkOutputs([("--output", output)], inputs: [("--data", data), ("--checkpoint", checkpoint)], isRoot: comm.isRoot)
             let spec = try options.loadForScoring(comm)
             let loaded = try LoadedCheckpoint(checkpoint)
+            if comm.isRoot, loaded.outcome == nil, let warning = unfinishedPretrainingWarning(checkpoint) {
+                FileHandle.standardError.write(Data((warning + "\n").utf8))
+            }
             let (rows, builder) = try loaded.rows(of: data, spec: spec, comm: comm, labels: .optional, log: log)
             let levelIndex = ModelConfig.levelNames.firstIndex(of: level)!
             let x = embedTrials(rows, model: loaded.model, builder: builder, level: levelIndex, comm: comm,

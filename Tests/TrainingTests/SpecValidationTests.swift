@@ -187,6 +187,42 @@ final class SpecValidationTests: XCTestCase {
         XCTAssertEqual(runFolder(named: "configs/smoke.yaml"), "configs/smoke.yaml")
     }
 
+    /// A pretraining run named as a run (folder, checkpoints/, checkpoints/best.json) whose metrics.jsonl does not end
+    /// with the summary record (a stopped run) is said to be unfinished when fine-tuning or scoring uses it (a thirteenth
+    /// probe: a run interrupted after its first evaluation was taken without a word); a finished run, a checkpoint file
+    /// named as such and a fine-tuning run are not.
+    func testAnUnfinishedPretrainingRunIsSaid() throws {
+        let run = Self.work + "/unfinished"
+        try FileManager.default.createDirectory(atPath: run + "/checkpoints", withIntermediateDirectories: true)
+        try "# config\n".write(toFile: run + "/config.yaml", atomically: true, encoding: .utf8)
+        try "{\"checkpoint\": \"checkpoints/step-00000004.safetensors\"}".write(toFile: run + "/checkpoints/best.json", atomically: true, encoding: .utf8)
+        let step = "{\"loss\":1.5,\"step\":4,\"type\":\"train\"}\n", summary = "{\"step\":4,\"type\":\"summary\"}\n"
+        try step.write(toFile: run + "/metrics.jsonl", atomically: true, encoding: .utf8)
+        for path in [run, run + "/checkpoints", run + "/checkpoints/best.json"] {
+            let warning = try XCTUnwrap(unfinishedPretrainingWarning(path), path)
+            XCTAssertTrue(warning.contains("this pretraining run did not finish") && warning.contains(path), warning)
+        }
+        XCTAssertNil(unfinishedPretrainingWarning(run + "/checkpoints/step-00000004.json"), "a checkpoint named as a file")
+        // Finished: the summary is the last record (a blank line after it changes nothing).
+        try (step + summary + "\n").write(toFile: run + "/metrics.jsonl", atomically: true, encoding: .utf8)
+        XCTAssertNil(unfinishedPretrainingWarning(run))
+        // Resumed and stopped again: a summary, then more steps.
+        try (step + summary + step).write(toFile: run + "/metrics.jsonl", atomically: true, encoding: .utf8)
+        XCTAssertNotNil(unfinishedPretrainingWarning(run))
+        // A fine-tuning run (its own best.json) is not a pretraining run.
+        try "{\"checkpoint\": \"checkpoints/step-00000001.json\"}".write(toFile: run + "/best.json", atomically: true, encoding: .utf8)
+        XCTAssertNil(unfinishedPretrainingWarning(run))
+        // The real command says it on a copy of the smoke run without its summary.
+        guard Self.fixture.failure == nil else { return }
+        let copy = Self.work + "/unfinished-copy"
+        try FileManager.default.copyItem(atPath: Self.work + "/run", toPath: copy)
+        let records = try String(contentsOfFile: copy + "/metrics.jsonl", encoding: .utf8).split(separator: "\n").filter { !$0.contains("\"summary\"") }
+        try (records.joined(separator: "\n") + "\n").write(toFile: copy + "/metrics.jsonl", atomically: true, encoding: .utf8)
+        let r = try cladmop(["embed", "--checkpoint", copy, "--data", repositoryRoot + "/data/top/toy_valid.csv", "--output", Self.work + "/e.safetensors",
+                             "--set", "data.icd_hierarchy=\(Self.hierarchy)", "--set", "data.feature_store=\(Self.work)/synthetic.store"])
+        XCTAssertTrue(r.output.contains("warning: \(copy): this pretraining run did not finish"), r.output)
+    }
+
     /// What resume says when the SCT corpus behind the same configuration changed: each branch of
     /// `CorpusFingerprint.differences` (the end-to-end test, ReliabilityTests, reaches only the store's).
     func testCorpusDifferencesNameWhatChanged() throws {

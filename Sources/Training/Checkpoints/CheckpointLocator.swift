@@ -42,11 +42,11 @@ public func resolveCheckpointJSON(_ path: String, maxLinks: Int = 4) throws -> S
             break
         }
         guard let next else {
-            // A run folder (its config.yaml) that has no best.json yet: training writes it when it ends.
+            // A run folder (its config.yaml) that has no best.json yet.
             if RunLayout.isUnfinished(current) {
-                throw InputError(file: current, "is a run folder without best.json: its run did not finish (best.json is written when "
-                                 + "training ends; pretrain --resume auto continues a pretraining run, fine-tuning starts again with --overwrite), "
-                                 + "or name one of its checkpoint files")
+                throw InputError(file: current, "is a run folder without best.json: its run did not finish (pretraining writes checkpoints/best.json "
+                                 + "at its first checkpoint after a validation, fine-tuning its best.json when training ends; pretrain --resume auto "
+                                 + "continues a pretraining run, fine-tuning starts again with --overwrite), or name one of its checkpoint files")
             }
             throw InputError(file: current, "is a directory without best.json; name a checkpoint file")
         }
@@ -55,6 +55,18 @@ public func resolveCheckpointJSON(_ path: String, maxLinks: Int = 4) throws -> S
     if current.hasSuffix(".safetensors") { return String(current.dropLast(".safetensors".count)) + ".json" }
     if current.hasSuffix(".json") { return current }
     throw InputError(file: current, "expected a checkpoint (.safetensors or .json) or a run directory")
+}
+
+/// A warning when `path` names a pretraining run (its folder, checkpoints/ or checkpoints/best.json) whose metrics.jsonl
+/// does not end with the summary record training writes when it ends (the run was stopped, or runs in another
+/// process): its best checkpoint so far is what is used. Nil otherwise (a finished run, a checkpoint file, a fine-tuning run).
+public func unfinishedPretrainingWarning(_ path: String) -> String? {
+    let run = runFolder(named: path)
+    guard RunLayout.isPretrainingRun(run), let data = try? readRegularFile(run + "/metrics.jsonl", what: "metrics log", limit: 1 << 28) else { return nil }
+    let last = data.split(separator: 0x0A).last { line in !line.allSatisfy { $0 == 0x20 || $0 == 0x0D } }
+    if let last, String(decoding: last, as: UTF8.self).contains("\"type\":\"summary\"") { return nil }
+    return "warning: \(path): this pretraining run did not finish (its metrics.jsonl ends without the summary record written when training "
+        + "ends): its best checkpoint so far (checkpoints/best.json) is used (pretrain --resume auto continues the run)"
 }
 
 /// What every best.json holds (pretraining's checkpoints/best.json and a fine-tuning run's, `FinetuneSelection`): the

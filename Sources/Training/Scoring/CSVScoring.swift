@@ -360,6 +360,9 @@ private func scoreCSVModels(checkpoint: String, csv: String, spec: RunSpec, comm
     }
     let loaded = try LoadedCheckpoint(checkpoint)
     pretrainedTrials = loaded.pretrainedTrials
+    if comm.isRoot, loaded.outcome == nil, let warning = unfinishedPretrainingWarning(checkpoint) {
+        FileHandle.standardError.write(Data((warning + "\n").utf8))
+    }
     let (trials, builder) = try loaded.rows(of: csv, spec: spec, comm: comm, labels: labels, log: log)
     let arena = ActivationArena()
     if let outcome = loaded.outcome, let head = loaded.meta.head {
