@@ -63,6 +63,17 @@ public func writeOutcomeReport(_ report: EvaluationReport, path: String, phase: 
     md += report.zeroShot == true
         ? "at the F1-best threshold of these trials themselves (a pretraining checkpoint scored zero-shot has no selection trials: optimistic).\n\n"
         : "at the threshold the run chose on its selection trials (best.json; on out-of-fold scores for a cross-fitted run).\n\n"
+    // Where the trials stand to the model (eval.json's out_of_fold, in_sample_trials, sct_trials), as `compare` notes them.
+    if report.outOfFold == true {
+        md += "Scored out of fold: each trial by the members that did not train on it (their epochs and the run's threshold were "
+            + "chosen with these trials' scores): less optimistic than in-sample scores, but these trials are not a held-out test.\n\n"
+    }
+    if let k = report.inSampleTrials, k > 0 {
+        md += "**In-sample:** \(k) of the \(r.n) trials trained the model(s) or selected their epoch: these figures are not out of sample.\n\n"
+    }
+    if let k = report.sctTrials, k > 0 {
+        md += "\(k) of the \(r.n) trials were in the pretraining's SCT corpus (successful trials the model was pretrained on, `sct_trials`).\n\n"
+    }
     md += "| Method | F1 | F1 (thr) | PR-AUC | ROC-AUC | ACC |\n|---|---|---|---|---|---|\n"
     md += "| **this run** | \(c(r.f1)) | \(c(r.f1AtThreshold)) | \(c(r.prAUC)) | \(c(r.rocAUC)) | \(c(r.accuracy)) |\n"
     if let nd = report.newDiseases {

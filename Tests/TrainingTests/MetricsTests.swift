@@ -181,6 +181,26 @@ final class MetricsTests: XCTestCase {
         XCTAssertEqual(markdownCode("runs/main"), "`runs/main`")
     }
 
+    /// The report says where its trials stand to the model, as eval.json and `compare` do: scored out of fold, trials
+    /// that trained or selected it (in-sample), trials of its pretraining corpus; nothing when none applies.
+    func testReportSaysWhenItsTrialsAreNotOutOfSample() throws {
+        let dir = NSTemporaryDirectory() + "cladmop-report-notes-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let s = (0..<20).map { Double($0) / 20 }, y = (0..<20).map { $0 % 2 }
+        var report = EvaluationReport(metrics: Metrics.report(s, y, threshold: 0.5), data: "x.csv")
+        report.outOfFold = false; report.inSampleTrials = 0; report.sctTrials = 0
+        try writeOutcomeReport(report, path: dir + "/clean.md", phase: 1, data: "x.csv", checkpoint: "run")
+        let clean = try String(contentsOfFile: dir + "/clean.md", encoding: .utf8)
+        for phrase in ["out of fold", "In-sample", "SCT corpus"] { XCTAssertFalse(clean.contains(phrase), phrase) }
+        report.outOfFold = true; report.inSampleTrials = 7; report.sctTrials = 3
+        try writeOutcomeReport(report, path: dir + "/noted.md", phase: 1, data: "x.csv", checkpoint: "run")
+        let noted = try String(contentsOfFile: dir + "/noted.md", encoding: .utf8)
+        XCTAssertTrue(noted.contains("Scored out of fold: each trial by the members that did not train on it"), noted)
+        XCTAssertTrue(noted.contains("**In-sample:** 7 of the 20 trials trained the model(s) or selected their epoch"), noted)
+        XCTAssertTrue(noted.contains("3 of the 20 trials were in the pretraining's SCT corpus"), noted)
+    }
+
     /// Curves of trials of one class are titled "undefined", not "AUC nan"; two classes give the value.
     func testCurveTitlesSayWhenAMetricIsUndefined() throws {
         let dir = NSTemporaryDirectory() + "cladmop-curves-\(getpid())"
