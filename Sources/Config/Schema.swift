@@ -18,7 +18,7 @@ public enum ConfigSchema {
         ConfigKey(path: "data.icd_hierarchy", kind: .string(allowed: nil), defaultValue: .string("data/icd10/icd10cm_2025_hierarchy.tsv"),
                   doc: "ICD-10-CM tree (id, parent, depth, description) used for hierarchical code embeddings."),
         ConfigKey(path: "data.feature_store", kind: .string(allowed: nil), defaultValue: .string("data/features/top.store"),
-                  doc: "Feature store written by `cladmop featurize` and read by training."),
+                  doc: "Feature store written by `cladmop featurize` and read by training. A CSV it does not hold (fine-tuning, evaluate, predict, embed) is featurized into `cache/` beside it, one store per set of files and encoder settings, reused while they stay the same and never deleted by cladmop (remove the folder to reclaim its space)."),
         ConfigKey(path: "data.validation_fraction", kind: .double(0.01...0.5), defaultValue: .double(0.12),
                   doc: "Share of the SCT corpus, latest NCT ids first, held out for validation (SPEC: 10-15 %; at least 2 trials, or pretraining refuses to start)."),
         ConfigKey(path: "data.exclude_csvs", kind: .stringList, defaultValue: .strings([]),

@@ -42,6 +42,26 @@ public struct StoreIdentity: Codable, Equatable, Sendable {
     /// `BertEncoder.weightsChecksum` of the encoder that made it (`encoder` covers the safetensors header only); nil
     /// for a synthetic store, and for stores written before 2026-12-04, which no current encoder matches.
     public var encoderWeights: String? = nil
+
+    /// Why a store of identity `stored` is not the one these files and this encoder make (`self`), each reason a phrase;
+    /// empty when it is.
+    public func mismatches(of stored: StoreIdentity) -> [String] {
+        var why: [String] = []
+        if encoder != stored.encoder { why.append("encoder \(stored.encoder) != \(encoder)") }
+        if maxTokens != stored.maxTokens { why.append("max_tokens \(stored.maxTokens) != \(maxTokens)") }
+        if featurizerVersion != stored.featurizerVersion { why.append("featurizer version changed") }
+        if encoder == stored.encoder && encoderWeights != stored.encoderWeights {
+            why.append(stored.encoderWeights == nil ? "made before stores recorded the encoder's weights (cladmop before 2026-12-04)"
+                       : "the encoder's weights (model.safetensors) differ from those it was made with")
+        }
+        for (name, sum) in sources.sorted(by: { $0.key < $1.key }) where stored.sources[name] != sum {
+            why.append(stored.sources[name] == nil ? "\(name) not in the store" : "\(name) changed since featurization")
+        }
+        for name in stored.sources.keys.sorted() where sources[name] == nil {
+            why.append("the store also holds \(name), not asked for")
+        }
+        return why
+    }
 }
 
 struct StoreMeta: Codable {
@@ -173,20 +193,7 @@ public final class FeatureStore {
             throw refuse("corrupt feature store (metadata disagrees with the payload)")
         }
         if let expected, expected != decoded.identity {
-            var why: [String] = []
-            if expected.encoder != decoded.identity.encoder { why.append("encoder \(decoded.identity.encoder) != \(expected.encoder)") }
-            if expected.maxTokens != decoded.identity.maxTokens { why.append("max_tokens \(decoded.identity.maxTokens) != \(expected.maxTokens)") }
-            if expected.featurizerVersion != decoded.identity.featurizerVersion { why.append("featurizer version changed") }
-            if expected.encoder == decoded.identity.encoder && expected.encoderWeights != decoded.identity.encoderWeights {
-                why.append(decoded.identity.encoderWeights == nil ? "made before stores recorded the encoder's weights (cladmop before 2026-12-04)"
-                           : "the encoder's weights (model.safetensors) differ from those it was made with")
-            }
-            for (name, sum) in expected.sources.sorted(by: { $0.key < $1.key }) where decoded.identity.sources[name] != sum {
-                why.append(decoded.identity.sources[name] == nil ? "\(name) not in the store" : "\(name) changed since featurization")
-            }
-            for name in decoded.identity.sources.keys.sorted() where expected.sources[name] == nil {
-                why.append("the store also holds \(name), not asked for")
-            }
+            let why = expected.mismatches(of: decoded.identity)
             // A store of other files (the bundled one, say) is better kept: the rebuild would replace it.
             let otherFiles = Set(decoded.identity.sources.keys) != Set(expected.sources.keys)
             throw InputError(file: path, "stale feature store (\(why.joined(separator: "; "))); \(hint)"

@@ -85,12 +85,12 @@ public func featurize(comm: Communicator, paths: [String], output: String, makeE
     var reusedRow: [Int: Int] = [:]
     if let reuse {
         var unusable: String?
-        if reuse.sentenceChecksums == nil { unusable = "it records no sentence checksums (written before they were added; featurize it again to reuse it)" }
-        else if reuse.identity.encoder != encoder.identity { unusable = "another encoder (\(reuse.identity.encoder))" }
+        if reuse.identity.encoder != encoder.identity { unusable = "another encoder (\(reuse.identity.encoder))" }
         else if reuse.identity.encoderWeights != encoder.weightsChecksum { unusable = "another encoder's weights (or written before stores recorded them)" }
         else if reuse.identity.maxTokens != encoder.tokenizer.maxLength { unusable = "max_tokens \(reuse.identity.maxTokens), not \(encoder.tokenizer.maxLength)" }
         else if reuse.identity.featurizerVersion != FeatureStore.featurizerVersion { unusable = "another featurizer version" }
         else if reuse.dim != encoder.hidden { unusable = "width \(reuse.dim), not \(encoder.hidden)" }
+        else if reuse.sentenceChecksums == nil { unusable = "it records no sentence checksums (written before they were added; featurize it again to reuse it)" }
         if let unusable {
             if comm.isRoot { log("featurize: not reusing \(reuse.path): \(unusable)") }
         } else {

@@ -21,8 +21,8 @@ struct Bench: ParsableCommand {
     @Flag(help: "Measure the frozen text encoder: sentences/s and tokens/s (under mpirun: ranks share the sentences).")
     var encoder = false
 
-    @Option(help: "With --encoder: CSV whose criterion sentences are encoded.")
-    var data: String = "data/top/phase_I_valid.csv"
+    @Option(help: "With --encoder: CSV whose criterion sentences are encoded (default: data/top/phase_I_valid.csv).")
+    var data: String?
 
     @Option(help: "With --encoder: also write the sentences, one per line (input of benchmarks/encoder_torch.py).")
     var sentencesOut: String?
@@ -32,8 +32,8 @@ struct Bench: ParsableCommand {
     @Flag(help: "Print one JSON object (rank 0) instead of a table.")
     var json = false
 
-    @Option(parsing: .unconditional, help: "Seconds spent per measurement.")
-    var seconds: Double = 0.5
+    @Option(parsing: .unconditional, help: "With --kernels or --collectives: seconds spent per measurement (default: 0.5).")
+    var seconds: Double?
 
     func validate() throws {
         guard kernels || encoder || collectives || options.config != nil else {
@@ -42,20 +42,32 @@ struct Bench: ParsableCommand {
         guard [kernels, encoder, collectives].filter({ $0 }).count <= 1 else {
             throw ValidationError("choose one of --kernels, --collectives and --encoder")
         }
-        guard seconds > 0 && seconds <= 3600 else { throw ValidationError("--seconds must be > 0 and at most 3600 (per measured point)") }
+        // Options of one benchmark given to another had been ignored without a word.
+        if !encoder, let given = [data.map { _ in "--data" }, sentencesOut.map { _ in "--sentences-out" }].compactMap({ $0 }).first {
+            throw ValidationError("\(given) is an option of --encoder (the encoder benchmark); the \(kernels ? "--kernels" : collectives ? "--collectives" : "training") benchmark does not read it")
+        }
+        if let seconds {
+            guard kernels || collectives else {
+                throw ValidationError("--seconds is an option of --kernels and --collectives; the \(encoder ? "encoder benchmark encodes every sentence of --data once" : "training benchmark runs bench.warmup + bench.steps steps")")
+            }
+            guard seconds > 0 && seconds <= 3600 else { throw ValidationError("--seconds must be > 0 and at most 3600 (per measured point)") }
+        }
     }
+
+    /// Seconds per measured point of --kernels and --collectives.
+    var secondsPerPoint: Double { seconds ?? 0.5 }
 
     func run() throws {
         runJob { comm in
             if kernels {
-                let result = kernelBenchmark(comm: comm, seconds: seconds)
+                let result = kernelBenchmark(comm: comm, seconds: secondsPerPoint)
                 guard comm.isRoot else { return }
                 if json { print(try jsonText(result)) } else { printKernelTable(result) }
                 return
             }
             if collectives {
                 guard comm.size > 1 else { throw InputError("bench --collectives: run it under mpirun with 2 or more ranks (this is 1)") }
-                let result = collectiveBenchmark(comm: comm, seconds: seconds)
+                let result = collectiveBenchmark(comm: comm, seconds: secondsPerPoint)
                 guard comm.isRoot else { return }
                 if json { print(try jsonText(result)); return }
                 printCollectivesTable("collectives, \(result.worldSize) ranks on \(result.nodes) node(s) (\(result.transport)), \(result.secondsPerPoint) s per point; bandwidth = buffer bytes / time",
@@ -63,7 +75,7 @@ struct Bench: ParsableCommand {
                 return
             }
             if encoder {
-                let spec = try options.load(comm)
+                let spec = try options.load(comm), data = self.data ?? "data/top/phase_I_valid.csv"
                 if let sentencesOut {
                     let model = spec.encoder.modelDir
                     try checkOutputs([("--sentences-out", sentencesOut)],

@@ -38,7 +38,19 @@ struct Featurize: ParsableCommand {
                 let expected = try spec.expectedStoreIdentity(of: paths, comm: comm)
                 // Current: made from these files' bytes by this encoder, and, with data.skip_bad_rows off, without rows
                 // left out. Agreed: a rank whose node holds a current copy must not return while the others rebuild.
-                let store = exists ? try? FeatureStore(path: output, expected: expected) : nil
+                // What the store there is, and why it is not this one (said when it is rebuilt).
+                var store: FeatureStore?, why = ""
+                if exists {
+                    do {
+                        let found = try FeatureStore(path: output)
+                        let mismatches = expected.mismatches(of: found.identity)
+                        if mismatches.isEmpty { store = found } else {
+                            let held = found.identity.sources.count, asked = expected.sources.count
+                            why = "it is a store of other inputs: \(mismatches.joined(separator: "; "))"
+                                + (Set(found.identity.sources.keys) != Set(expected.sources.keys) ? "; its \(held) file(s) are replaced by \(asked)" : "")
+                        }
+                    } catch { why = "it cannot be read: \(error)" }
+                }
                 let leftOut = store.map { !$0.skippedRows(of: paths).isEmpty && !spec.data.skipBadRows } ?? false
                 let current = store != nil && !leftOut
                 try requireAgreement([("whether \(output) is up to date", "\(current)")], comm: comm,
@@ -47,7 +59,10 @@ struct Featurize: ParsableCommand {
                     if comm.isRoot { log("featurize: \(output) is up to date") }
                     return
                 }
-                if comm.isRoot && exists { log("featurize: \(output) is " + (leftOut ? "current but left malformed rows out (data.skip_bad_rows was on); rebuilding" : "stale or damaged; rebuilding")) }
+                if comm.isRoot && exists {
+                    log("featurize: rebuilding \(output) from \(paths.joined(separator: ", ")): "
+                        + (leftOut ? "it is current but left malformed rows out (data.skip_bad_rows was on)" : why))
+                }
             }
             let hierarchy = try ICD10Hierarchy(path: spec.data.icdHierarchy, comm: comm)
             let makeEncoder = { try BertEncoder(modelDir: spec.encoder.modelDir, maxLength: spec.encoder.maxTokens, precision: precision) }
