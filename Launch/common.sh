@@ -126,9 +126,10 @@ check_phases() {
     done
 }
 
-# run_finished DIR: whether DIR holds a pretraining run that ran to its end (metrics.jsonl has the summary record;
-# a run stopped part way has only its start, config.yaml, and some steps).
-run_finished() { [ -s "$1/metrics.jsonl" ] && grep -q '"type":"summary"' "$1/metrics.jsonl"; }
+# run_finished DIR: whether DIR holds a pretraining run that ran to its end (the last record of metrics.jsonl is the
+# summary; a run stopped part way has only its start, config.yaml, and some steps, and a run resumed with higher limits
+# and stopped again has steps after an earlier summary). cladmop's unfinished-run warning reads the log the same way.
+run_finished() { [ -f "$1/metrics.jsonl" ] && tr -d '\r\000' < "$1/metrics.jsonl" | grep -v '^[[:space:]]*$' | tail -n 1 | grep -q '"type":"summary"'; }
 
 # cluster_flags HOSTFILE: for a hostfile written by Launch/cluster (its line `# cladmop-cluster agent=A
 # subnet=S`), prints the mpirun flags that reach its nodes: the launch agent that enters each node's network

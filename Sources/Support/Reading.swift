@@ -42,6 +42,16 @@ public func readRegularFile(_ path: String, what: String, limit: Int = 1 << 30) 
     return data
 }
 
+/// The last `bytes` bytes of the regular file `path` (all of it when shorter), refusing anything else before opening
+/// it: enough to read a log's last record without reading the log.
+public func readTail(_ path: String, bytes: Int) throws -> Data {
+    let size = try requireRegularFile(path, what: "file")
+    guard let handle = FileHandle(forReadingAtPath: path) else { throw InputError(file: path, "cannot read: \(String(cString: strerror(errno)))") }
+    defer { try? handle.close() }
+    try handle.seek(toOffset: UInt64(max(0, size - bytes)))
+    return try handle.readToEnd() ?? Data()
+}
+
 /// The lines of a UTF-8 text file, whatever its line endings: LF, CR LF and a lone CR all end a line, a
 /// leading UTF-8 byte-order mark is dropped, and a final line ending does not start an empty last line
 /// (like Python's readlines). Refuses a non-regular file before opening it; text that is not UTF-8 is an

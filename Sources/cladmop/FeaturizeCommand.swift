@@ -42,7 +42,7 @@ struct Featurize: ParsableCommand {
                 var store: FeatureStore?, why = ""
                 if exists {
                     do {
-                        let found = try FeatureStore(path: output)
+                        let found = try FeatureStore(path: output, sourcesForHint: paths)
                         let mismatches = expected.mismatches(of: found.identity)
                         if mismatches.isEmpty { store = found } else {
                             let held = found.identity.sources.count, asked = expected.sources.count

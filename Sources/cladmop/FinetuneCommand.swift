@@ -47,7 +47,7 @@ struct Finetune: ParsableCommand {
             }
             let base = pretrained == "none" ? nil : try PretrainedBase(pretrained)
             if let base {
-                if comm.isRoot, let warning = unfinishedPretrainingWarning(pretrained) { log(warning) }
+                if comm.isRoot, let warning = unfinishedPretrainingWarning(pretrained) { FileHandle.standardError.write(Data((warning + "\n").utf8)) }
                 // The checkpoint fixes the model, the loss it was pretrained with and its input space: the run records
                 // its values (config.yaml, every checkpoint's spec), not the configuration's, and says which it replaced.
                 let fixed = base.fixedKeys(differingFrom: spec)
@@ -55,7 +55,7 @@ struct Finetune: ParsableCommand {
                 if !fixed.isEmpty { spec = try RunSpec(config) }
                 let given = fixed.filter { config.overriddenKeys.contains($0.key) }, fromFile = fixed.filter { !given.contains($0) }
                 func shown(_ ds: [CheckpointMeta.TrainingIdentity.Difference]) -> String {
-                    ds.map { "\($0.key) = \($0.checkpoint) (configured: \($0.now))" }.joined(separator: ", ")
+                    ds.map { "\($0.key) = \($0.checkpoint) (this configuration: \($0.now))" }.joined(separator: ", ")
                 }
                 if comm.isRoot && !given.isEmpty {
                     log("warning: --set \(given.map(\.key).joined(separator: ", ")): no effect; the pretrained checkpoint \(base.jsonPath) fixes "

@@ -202,7 +202,13 @@ final class SpecValidationTests: XCTestCase {
             let warning = try XCTUnwrap(unfinishedPretrainingWarning(path), path)
             XCTAssertTrue(warning.contains("this pretraining run did not finish") && warning.contains(path), warning)
         }
+        try "{}".write(toFile: run + "/checkpoints/step-00000004.json", atomically: true, encoding: .utf8)
         XCTAssertNil(unfinishedPretrainingWarning(run + "/checkpoints/step-00000004.json"), "a checkpoint named as a file")
+        // NUL padding and blank lines after the last record are not records.
+        try (step + "\n\u{0}\u{0}\u{0}\n \t\r\n").write(toFile: run + "/metrics.jsonl", atomically: true, encoding: .utf8)
+        XCTAssertNotNil(unfinishedPretrainingWarning(run))
+        try (step + summary + "\u{0}\u{0}\n\n").write(toFile: run + "/metrics.jsonl", atomically: true, encoding: .utf8)
+        XCTAssertNil(unfinishedPretrainingWarning(run))
         // Finished: the summary is the last record (a blank line after it changes nothing).
         try (step + summary + "\n").write(toFile: run + "/metrics.jsonl", atomically: true, encoding: .utf8)
         XCTAssertNil(unfinishedPretrainingWarning(run))
@@ -213,7 +219,7 @@ final class SpecValidationTests: XCTestCase {
         try "{\"checkpoint\": \"checkpoints/step-00000001.json\"}".write(toFile: run + "/best.json", atomically: true, encoding: .utf8)
         XCTAssertNil(unfinishedPretrainingWarning(run))
         // The real command says it on a copy of the smoke run without its summary.
-        guard Self.fixture.failure == nil else { return }
+        if let failure = Self.fixture.failure { return XCTFail("the smoke pretraining failed: \(failure)") }
         let copy = Self.work + "/unfinished-copy"
         try FileManager.default.copyItem(atPath: Self.work + "/run", toPath: copy)
         let records = try String(contentsOfFile: copy + "/metrics.jsonl", encoding: .utf8).split(separator: "\n").filter { !$0.contains("\"summary\"") }

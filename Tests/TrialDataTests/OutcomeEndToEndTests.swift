@@ -289,18 +289,21 @@ final class PretrainingCorpusTrialsTests: XCTestCase {
                     "--set", "data.icd_hierarchy=\(repoRoot)/data/icd10/icd10cm_2025_hierarchy.tsv",
                     "--set", "data.files=[\(dir)/train.csv, \(dir)/valid.csv]", "--set", "data.feature_store=\(dir)/f.store"]
         for args in [["featurize", "--config", repoRoot + "/configs/smoke.yaml"] + data,
-                     ["pretrain", "--config", repoRoot + "/configs/smoke.yaml", "--run-dir", dir + "/pre", "--set", "train.max_steps=2"] + data,
+                     ["pretrain", "--config", repoRoot + "/configs/smoke.yaml", "--run-dir", dir + "/pre", "--set", "train.max_steps=2",
+                      "--set", "loss.logit_scale=learnable", "--set", "loss.tau=0.30000000000000004"] + data,
                      ["finetune", "--pretrained", dir + "/pre", "--train", dir + "/train.csv", "--valid", dir + "/valid.csv", "--run-dir", dir + "/ft"]
                         + smallFinetuneSettings(dir: dir, ["finetune.epochs=1", "finetune.ensemble=1", "finetune.select_latest=0", "model.heads=8"])] {
             let r = try mpirun(np: 1, executable: cladmop, arguments: args, timeout: 600)
             XCTAssertEqual(r.status, 0, r.output)
             guard args[0] == "finetune" else { continue }
-            // The pretrained checkpoint fixes the model, its loss and its input limits: the run records its values (smoke.yaml's), not
-            // those of finetune-phase1.yaml (dim 64, 4 heads, 96 sentences) or a --set, and says so.
-            XCTAssertTrue(r.output.contains("warning: --set model.heads: no effect; the pretrained checkpoint") && r.output.contains("model.heads = 2 (configured: 8)"), r.output)
-            XCTAssertTrue(r.output.contains("model.dim = 16 (configured: 64)") && r.output.contains("data.max_sentences = 8 (configured: 96)"), r.output)
+            // The pretrained checkpoint fixes the model, its loss and its input limits: the run records its values (smoke.yaml's and
+            // the pretraining's --set), not those of finetune-phase1.yaml (dim 64, 4 heads, 96 sentences, a fixed scale, tau 0.6)
+            // or a --set, and says so.
+            XCTAssertTrue(r.output.contains("warning: --set model.heads: no effect; the pretrained checkpoint") && r.output.contains("model.heads = 2 (this configuration: 8)"), r.output)
+            XCTAssertTrue(r.output.contains("model.dim = 16 (this configuration: 64)") && r.output.contains("data.max_sentences = 8 (this configuration: 96)")
+                          && r.output.contains("loss.logit_scale = \"learnable\" (this configuration: \"fixed\")"), r.output)
             let recorded = try String(contentsOfFile: dir + "/ft/config.yaml", encoding: .utf8)
-            for line in ["  dim: 16\n", "  heads: 2\n", "  max_sentences: 8\n", "  logit_scale: \"fixed\"\n"] {
+            for line in ["  dim: 16\n", "  heads: 2\n", "  max_sentences: 8\n", "  logit_scale: \"learnable\"\n", "  tau: 0.30000000000000004\n"] {
                 XCTAssertTrue(recorded.contains(line), "\(line) in \(recorded)")
             }
             let checkpoint = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/ft/checkpoints/step-00000001.json"))) as! [String: Any]

@@ -62,8 +62,9 @@ public func resolveCheckpointJSON(_ path: String, maxLinks: Int = 4) throws -> S
 /// process): its best checkpoint so far is what is used. Nil otherwise (a finished run, a checkpoint file, a fine-tuning run).
 public func unfinishedPretrainingWarning(_ path: String) -> String? {
     let run = runFolder(named: path)
-    guard RunLayout.isPretrainingRun(run), let data = try? readRegularFile(run + "/metrics.jsonl", what: "metrics log", limit: 1 << 28) else { return nil }
-    let last = data.split(separator: 0x0A).last { line in !line.allSatisfy { $0 == 0x20 || $0 == 0x0D } }
+    guard RunLayout.isPretrainingRun(run), let tail = try? readTail(run + "/metrics.jsonl", bytes: 1 << 16) else { return nil }
+    // The last record: blank lines, carriage returns and NUL padding (a crash can leave it) are not records.
+    let last = tail.split(separator: 0x0A).last { line in !line.allSatisfy { [0x20, 0x09, 0x0D, 0x00].contains($0) } }
     if let last, String(decoding: last, as: UTF8.self).contains("\"type\":\"summary\"") { return nil }
     return "warning: \(path): this pretraining run did not finish (its metrics.jsonl ends without the summary record written when training "
         + "ends): its best checkpoint so far (checkpoints/best.json) is used (pretrain --resume auto continues the run)"
