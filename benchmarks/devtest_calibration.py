@@ -7,31 +7,15 @@ and compared with the mean of the raw members (ROC-AUC, PR-AUC), and F1 on the d
 calibrated probabilities is half the best F1: Lipton et al., 2014). Standard library + the cladmop binary.
 
 Usage: benchmarks/devtest_calibration.py RUN_DIR [--phases 1,2,3]     (after Launch/devtest --run-dir RUN_DIR)"""
-import argparse, csv, json, math, os, subprocess, sys, tempfile
+import argparse, csv, math, os, sys, tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from devtest_compare import average_precision, f1, roc_auc
+from devtest_compare import average_precision, f1, roc_auc   # noqa: E402
+from devtest_io import ROOT, BadInput, predict, read_labels, read_threshold, run_main   # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CLADMOP = os.path.join(ROOT, ".build/release/cladmop")
 POOL = {1: ["data/devtest/dev_I_train.csv", "data/top/phase_I_valid.csv"],
         2: ["data/devtest/dev_II_train.csv", "data/devtest/dev_II_select.csv"],
         3: ["data/devtest/dev_III_train.csv", "data/devtest/dev_III_select.csv"]}
 TEST = {1: "data/devtest/dev_I_test.csv", 2: "data/devtest/dev_II_test.csv", 3: "data/devtest/dev_III_test.csv"}
-
-
-def predict(checkpoint, data, out, phase, extra=()):
-    # The run's own configuration (its encoder.model_dir and data.feature_store: a run on another encoder is scored
-    # with that encoder's vectors), else the phase's config.
-    config, folder = None, os.path.join(ROOT, checkpoint)
-    for _ in range(3):      # RUN, or RUN/members/k: the first config.yaml up from the checkpoint
-        if os.path.isfile(os.path.join(folder, "config.yaml")):
-            config = os.path.join(folder, "config.yaml")
-            break
-        folder = os.path.dirname(folder)
-    config = config or f"configs/finetune-phase{phase}.yaml"
-    subprocess.run([CLADMOP, "predict", "--config", config, "--checkpoint", checkpoint,
-                    *extra, "--data", data, "--output", out], cwd=ROOT, check=True, capture_output=True)
-    return {r["nctid"]: float(r["probability"]) for r in csv.DictReader(open(out))}
 
 
 def logit(p):
@@ -61,26 +45,40 @@ def best_threshold(s, y):
     return bt, bf
 
 
+def phase_list(text):
+    """--phases: comma-separated phases among 1, 2, 3."""
+    phases = [p.strip() for p in text.split(",")]
+    if not phases or any(p not in ("1", "2", "3") for p in phases):
+        raise argparse.ArgumentTypeError(f"{text}: expected phases among 1, 2, 3, comma-separated (1,2,3)")
+    return [int(p) for p in phases]
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("run"); ap.add_argument("--phases", default="1,2,3")
+    ap.add_argument("run"); ap.add_argument("--phases", default="1,2,3", type=phase_list)
     a = ap.parse_args()
+    if not os.path.isdir(a.run):
+        raise BadInput(f"{a.run}: not a folder (a run folder of Launch/devtest --run-dir)")
+    a.run = os.path.abspath(a.run)
     print(f"{a.run}: raw = mean of the members as cladmop predicts; calibrated = mean of the Platt-scaled members")
     print("| phase | ROC-AUC raw / calibrated | PR-AUC raw / calibrated | F1 at best.json threshold (raw) | F1 calibrated, OOF-best threshold | F1 calibrated, F*/2 | all-success F1 |")
     print("|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
-        for phase in map(int, a.phases.split(",")):
+        for phase in a.phases:
             run = os.path.join(a.run, f"phase{phase}")
-            rows = list(csv.DictReader(open(os.path.join(run, "folds.csv"))))
-            folds = {r["nctid"]: (int(r["fold"]), int(r["label"])) for r in rows}
-            if len(folds) != len(rows):     # repeated cross-fitting (finetune.ensemble with finetune.folds)
-                sys.exit(f"devtest_calibration: {run}/folds.csv lists trials in several partitions (finetune.ensemble > 1 with "
-                         "finetune.folds): each member is calibrated on its one fold here; run with --set finetune.ensemble=1")
+            labels_of = read_labels(os.path.join(run, "folds.csv"), repeats=True)
+            rows = list(csv.DictReader(open(os.path.join(run, "folds.csv"), newline="", encoding="utf-8-sig")))
+            if len(labels_of) != len(rows):     # repeated cross-fitting (finetune.ensemble with finetune.folds)
+                raise BadInput(f"{run}/folds.csv lists trials in several partitions (finetune.ensemble > 1 with finetune.folds): "
+                               "each member is calibrated on its one fold here; fine-tune with --set finetune.ensemble=1, or give --phases")
+            if not all(r["fold"].strip().isdigit() and int(r["fold"]) >= 1 for r in rows):
+                raise BadInput(f"{run}/folds.csv: expected a fold number (1, 2, ...) on every row")
+            folds = {r["nctid"].strip(): (int(r["fold"]), labels_of[r["nctid"].strip()]) for r in rows}
             k_count = max(f for f, _ in folds.values())
             oof = {}
             for i, f in enumerate(POOL[phase]):
                 oof.update(predict(run, f, f"{tmp}/oof{phase}-{i}.csv", phase, ["--out-of-fold"]))
-            labels = {r["nctid"]: int(r["label"]) for r in csv.DictReader(open(os.path.join(ROOT, TEST[phase])))}
+            labels = read_labels(os.path.join(ROOT, TEST[phase]))
             ids = list(labels); y = [labels[i] for i in ids]
             members = [predict(os.path.join(run, "members", str(k)), TEST[phase], f"{tmp}/m{phase}-{k}.csv", phase) for k in range(1, k_count + 1)]
             raw = [sum(m[i] for m in members) / k_count for i in ids]
@@ -91,11 +89,11 @@ def main():
                 for i in held: oof_cal[i] = g(oof[i])
                 for j, i in enumerate(ids): cal[j] += g(members[k - 1][i]) / k_count
             t_oof, f_oof = best_threshold(list(oof_cal.values()), [folds[i][1] for i in oof_cal])
-            thr = json.load(open(os.path.join(run, "best.json")))["threshold"]
+            thr = read_threshold(os.path.join(run, "best.json"))
             p = sum(y) / len(y)
             print(f"| {phase} | {roc_auc(raw, y):.3f} / {roc_auc(cal, y):.3f} | {average_precision(raw, y):.3f} / {average_precision(cal, y):.3f} | "
                   f"{f1(raw, y, thr):.3f} (at {thr:.3f}) | {f1(cal, y, t_oof):.3f} (at {t_oof:.3f}) | {f1(cal, y, f_oof / 2):.3f} (at {f_oof / 2:.3f}) | {2 * p / (1 + p):.3f} |")
 
 
 if __name__ == "__main__":
-    main()
+    run_main("devtest_calibration", main)

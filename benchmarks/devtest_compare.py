@@ -6,8 +6,12 @@ first run (same resamples) of ROC-AUC, PR-AUC and F1 (thr) with its interval. St
 
 Usage: benchmarks/devtest_compare.py --phase N [--resamples 2000] LABEL=RUN_DIR ...
 Reads RUN_DIR/phaseN/devtest_predictions.csv (nctid,probability), RUN_DIR/phaseN/best.json (threshold) and the
-labels of data/devtest/dev_<roman>_test.csv."""
-import argparse, csv, json, os, random, sys
+labels of data/devtest/dev_<roman>_test.csv (found from this script's place; run folders are taken relative to the
+current directory). A damaged file (a probability that is not a number in [0, 1], a trial listed twice, a best.json
+without a threshold) ends it with exit status 2 naming the file and line (devtest_io)."""
+import argparse, os, random, sys
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from devtest_io import ROOT, BadInput, read_labels, read_probabilities, read_threshold, run_main, run_specs   # noqa: E402
 
 
 def roc_auc(s, y):
@@ -56,11 +60,22 @@ ROMAN = {1: "I", 2: "II", 3: "III"}
 DELTAS = (0, 1, 3)   # paired differences of ROC-AUC, PR-AUC and F1 at the run's threshold
 
 
+def resample_count(text):
+    """--resamples: an integer of at least 10 (a percentile interval of fewer is no interval)."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 10:
+        raise argparse.ArgumentTypeError(f"{text}: expected an integer of at least 10")
+    return n
+
+
 def arguments():
     """The arguments shared by the comparison scripts: --phase, --resamples, --seed and LABEL=RUN_DIR runs."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--phase", type=int, required=True, choices=[1, 2, 3])
-    ap.add_argument("--resamples", type=int, default=2000)
+    ap.add_argument("--resamples", type=resample_count, default=2000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("runs", nargs="+", help="LABEL=RUN_DIR; the first is the reference of the paired differences")
     return ap.parse_args()
@@ -83,27 +98,22 @@ def paired(value, reference):
 
 def main():
     a = arguments()
-    test = f"data/devtest/dev_{ROMAN[a.phase]}_test.csv"
-    with open(test, newline="") as fh:
-        labels = {r["nctid"]: int(r["label"]) for r in csv.DictReader(fh)}
+    test = os.path.join(ROOT, f"data/devtest/dev_{ROMAN[a.phase]}_test.csv")
+    labels = read_labels(test)
+    if len(set(labels.values())) < 2:
+        raise BadInput(f"{test}: expected trials of both classes; ROC-AUC and PR-AUC need them")
     runs = []
-    for spec in a.runs:
-        if "=" not in spec:
-            sys.exit(f"devtest_compare: {spec}: expected LABEL=RUN_DIR")
-        label, run = spec.split("=", 1)
+    for label, run in run_specs(a.runs):
         pred = os.path.join(run, f"phase{a.phase}", "devtest_predictions.csv")
         best = os.path.join(run, f"phase{a.phase}", "best.json")
+        # A run folder without this phase (Launch/devtest --phases) is left out of this phase's table, not the first.
         if runs and not os.path.isdir(os.path.join(run, f"phase{a.phase}")):
             print(f"devtest_compare: {run} has no phase {a.phase} run; left out", file=sys.stderr)
             continue
-        try:
-            with open(pred, newline="") as fh:
-                p = {r["nctid"]: float(r["probability"]) for r in csv.DictReader(fh)}
-            t = json.load(open(best))["threshold"]
-        except (OSError, KeyError, ValueError) as e:
-            print(f"devtest_compare: {pred} / {best}: {e}", file=sys.stderr); sys.exit(2)
+        p, t = read_probabilities(pred), read_threshold(best)
         if set(p) != set(labels):
-            print(f"devtest_compare: {pred} does not score exactly the trials of {test}", file=sys.stderr); sys.exit(2)
+            raise BadInput(f"{pred} does not score exactly the trials of {test} ({len(set(p) - set(labels))} others, "
+                           f"{len(set(labels) - set(p))} missing)")
         runs.append((label, p, t))
     ids = sorted(labels)
     y = [labels[i] for i in ids]
@@ -134,4 +144,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_main("devtest_compare", main)

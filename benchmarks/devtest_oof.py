@@ -12,23 +12,22 @@ it is there for the run's current best.json (its checksum in oof_predictions.key
 RUN_DIR/phaseN/folds.csv. Run directories are taken relative to the current directory; the repository's files are
 found from this script's place. The pools are Launch/devtest's: each phase's train and selection files (phase I's
 --phase1-select temporal files pool the same trials)."""
-import csv, hashlib, os, random, sys, tempfile
+import hashlib, os, random, sys, tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from devtest_calibration import POOL, predict   # noqa: E402
+from devtest_calibration import POOL   # noqa: E402
 from devtest_compare import arguments, average_precision, cell, paired, roc_auc   # noqa: E402
-
-
-def read_scores(path):
-    with open(path, newline="") as fh:
-        return {r["nctid"]: float(r["probability"]) for r in csv.DictReader(fh)}
+from devtest_io import BadInput, predict, read_labels, read_probabilities, run_main, run_specs   # noqa: E402
 
 
 def out_of_fold(run_phase, phase):
     """RUN/phaseN/oof_predictions.csv, written once from the pool files (temporary file, then renamed)."""
     out, key_file = os.path.join(run_phase, "oof_predictions.csv"), os.path.join(run_phase, "oof_predictions.key")
-    with open(os.path.join(run_phase, "best.json"), "rb") as fh:
-        key = hashlib.sha256(fh.read()).hexdigest()
+    try:
+        with open(os.path.join(run_phase, "best.json"), "rb") as fh:
+            key = hashlib.sha256(fh.read()).hexdigest()
+    except OSError as e:
+        raise BadInput(f"{run_phase}/best.json: cannot read: {e.strerror or e} (a fine-tuned run of Launch/devtest)")
     if os.path.exists(out) and os.path.exists(key_file) and open(key_file).read().strip() == key:
         return out
     scores = {}
@@ -47,23 +46,19 @@ def out_of_fold(run_phase, phase):
 def main():
     a = arguments()
     runs, labels = [], None
-    for spec in a.runs:
-        if "=" not in spec:
-            sys.exit(f"devtest_oof: {spec}: expected LABEL=RUN_DIR")
-        name, run = spec.split("=", 1)
-        run_phase = os.path.abspath(os.path.join(run, f"phase{a.phase}"))
+    for name, run in run_specs(a.runs):
+        run_phase = os.path.join(run, f"phase{a.phase}")
         folds = os.path.join(run_phase, "folds.csv")
         if not os.path.exists(folds):
-            sys.exit(f"devtest_oof: {folds} is missing: not a cross-fitted run (finetune.folds)")
-        with open(folds, newline="") as fh:
-            lab = {r["nctid"]: int(r["label"]) for r in csv.DictReader(fh)}
+            raise BadInput(f"{folds} is missing: not a cross-fitted run (finetune.folds)")
+        lab = read_labels(folds, repeats=True)
         if labels is None:
             labels = lab
         elif lab != labels:
-            sys.exit(f"devtest_oof: {folds} pools other trials than the first run's: no paired comparison")
-        p = read_scores(out_of_fold(run_phase, a.phase))
+            raise BadInput(f"{folds} pools other trials than the first run's: no paired comparison")
+        p = read_probabilities(out_of_fold(run_phase, a.phase))
         if set(p) != set(labels):
-            sys.exit(f"devtest_oof: {run_phase}/oof_predictions.csv does not score exactly the trials of {folds}")
+            raise BadInput(f"{run_phase}/oof_predictions.csv does not score exactly the trials of {folds}")
         runs.append((name, p))
     ids = sorted(labels)
     y = [labels[i] for i in ids]
@@ -86,4 +81,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_main("devtest_oof", main)

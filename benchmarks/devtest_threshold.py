@@ -15,16 +15,16 @@ Prints, per phase, each run's thresholds and dev-test F1, then per rule and phas
 F1, mean / min / max of F1 - all-success F1. Standard library + the cladmop binary.
 
 Usage: benchmarks/devtest_threshold.py RUN_DIR [RUN_DIR ...] [--cache DIR]"""
-import argparse, bisect, csv, hashlib, os, random, statistics, sys
+import argparse, bisect, hashlib, os, random, statistics, sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from devtest_compare import f1
-from devtest_calibration import POOL, ROOT, TEST, predict
+from devtest_compare import f1   # noqa: E402
+from devtest_calibration import POOL, TEST   # noqa: E402
+from devtest_io import ROOT, BadInput, predict, read_labels, read_probabilities, run_main   # noqa: E402
 
 RULES = ["bagged", "gain0.5", "gain0.75", "gain0.9", "gain0.9/2000"]
 
 
-def read(path):
-    return {r["nctid"]: float(r["probability"]) for r in csv.DictReader(open(path))}
+read = read_probabilities
 
 
 def resamples(n, count=200, seed=0):
@@ -77,25 +77,34 @@ def main():
     ap.add_argument("runs", nargs="+"); ap.add_argument("--cache", default="/tmp/devtest_threshold")
     a = ap.parse_args()
     a.cache = os.path.abspath(a.cache)     # predict runs in the repository root
+    for run in a.runs:
+        if not all(os.path.isdir(os.path.join(run, f"phase{phase}")) for phase in (1, 2, 3)):
+            raise BadInput(f"{run}: expected a run folder of Launch/devtest with phase1, phase2 and phase3")
     os.makedirs(a.cache, exist_ok=True)
     summary = {}
     for phase in (1, 2, 3):
-        labels = {r["nctid"]: int(r["label"]) for r in csv.DictReader(open(os.path.join(ROOT, TEST[phase])))}
+        labels = read_labels(os.path.join(ROOT, TEST[phase]))
         ids = list(labels); y = [labels[i] for i in ids]; p = sum(y) / len(y); all_success = 2 * p / (1 + p)
         print(f"\nphase {phase}: {TEST[phase]}, {len(ids)} trials, all-success F1 {all_success:.3f}")
         print("| run | " + " | ".join(f"{r} thr / F1" for r in RULES) + " |")
         print("|---|" + "---|" * len(RULES))
         for run in a.runs:
-            d = os.path.join(run, f"phase{phase}")
-            folds = {r["nctid"]: int(r["label"]) for r in csv.DictReader(open(os.path.join(ROOT, d, "folds.csv")))}
+            d = os.path.abspath(os.path.join(run, f"phase{phase}"))
+            folds = read_labels(os.path.join(d, "folds.csv"), repeats=True)
             oof = {}
             for j, f in enumerate(POOL[phase]):
                 # keyed by the run's best.json too: a run folder made again is scored again
-                key = hashlib.sha256(open(os.path.join(ROOT, d, "best.json"), "rb").read()).hexdigest()[:12]
+                try:
+                    key = hashlib.sha256(open(os.path.join(d, "best.json"), "rb").read()).hexdigest()[:12]
+                except OSError as e:
+                    raise BadInput(f"{d}/best.json: cannot read: {e.strerror or e}")
                 out = os.path.join(a.cache, f"{run.strip('/').replace('/', '_')}-{phase}-{j}-{key}.csv")
                 oof.update(read(out) if os.path.exists(out) else predict(d, f, out, phase, ["--out-of-fold"]))
             pool = sorted(folds); so = [oof[i] for i in pool]; py = [folds[i] for i in pool]
-            test = read(os.path.join(ROOT, d, "devtest_predictions.csv")); s = [test[i] for i in ids]
+            test = read(os.path.join(d, "devtest_predictions.csv"))
+            if set(test) != set(ids):
+                raise BadInput(f"{d}/devtest_predictions.csv does not score exactly the trials of {TEST[phase]}")
+            s = [test[i] for i in ids]
             cells = []
             for rule in RULES:
                 if rule == "bagged":
@@ -118,4 +127,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_main("devtest_threshold", main)

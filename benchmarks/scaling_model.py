@@ -31,21 +31,64 @@ import argparse
 import json
 import math
 import os
+import sys
 
 
-def load(path):
-    """The JSON object a `cladmop bench ... --json` run printed (the file may hold mpirun's lines before it)."""
-    with open(path) as f:
-        text = f.read()
-    return json.loads(text[text.index("{"):])
+def fail(message):
+    """A bad argument or input file: the message, exit status 2 (no traceback)."""
+    print(f"scaling_model: {message}", file=sys.stderr)
+    sys.exit(2)
 
 
-def pairs(values, sep="="):
+def load(path, keys):
+    """The JSON object a `cladmop bench ... --json` run printed (the file may hold mpirun's lines before it), with `keys`."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        fail(f"{path}: cannot read: {e.strerror or e}")
+    except UnicodeDecodeError:
+        fail(f"{path}: not UTF-8 text")
+    try:
+        value, _ = json.JSONDecoder().raw_decode(text[text.index("{"):])
+    except ValueError:
+        fail(f"{path}: expected the JSON object of `cladmop bench --json` (after any lines of mpirun's)")
+    missing = [k for k in keys if k not in value]
+    if missing:
+        fail(f"{path}: the JSON object lacks {', '.join(missing)}: not the output of the `cladmop bench` run this option takes")
+    return value
+
+
+def pairs(values, option, sep="="):
+    """KEY=FILE arguments of `option` as (KEY, FILE)."""
     out = []
     for v in values or []:
-        key, path = v.split(sep, 1)
+        key, found, path = v.partition(sep)
+        if not found or not key or not path:
+            fail(f"{option} {v}: expected KEY{sep}FILE")
         out.append((key, path))
     return out
+
+
+def rate_of(text, option):
+    """A link rate in Gbit/s: a number > 0."""
+    try:
+        r = float(text)
+    except ValueError:
+        r = float("nan")
+    if not (r > 0 and math.isfinite(r)):
+        fail(f"{option} {text}: expected a link rate in Gbit/s, a number > 0")
+    return r
+
+
+def positive(text):
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{text}: expected a positive integer")
+    return n
 
 
 def allreduce(n, w, alpha, beta):
@@ -160,24 +203,25 @@ def main():
     p.add_argument("--measured", action="append", default=[], help="GBIT:NAME=FILE")
     p.add_argument("--loss", help="`cladmop bench --json` at W = 1 and a large global batch: its loss ms / B^2 is the loss "
                    "coefficient of every model (the loss depends only on B and E); default: each --compute run's own")
-    p.add_argument("--cores", type=int, default=2, help="cores the emulated nodes share (for the measured points)")
-    p.add_argument("--encoder-dim", type=int, default=384)
-    p.add_argument("--weak-rows", type=int, default=64, help="rows per rank in weak scaling")
-    p.add_argument("--strong-batch", type=int, default=8192, help="global batch in strong scaling")
+    p.add_argument("--cores", type=positive, default=2, help="cores the emulated nodes share (for the measured points)")
+    p.add_argument("--encoder-dim", type=positive, default=384)
+    p.add_argument("--weak-rows", type=positive, default=64, help="rows per rank in weak scaling")
+    p.add_argument("--strong-batch", type=positive, default=8192, help="global batch in strong scaling")
     p.add_argument("--rates", default="10,100", help="projected link rates, Gbit/s")
     p.add_argument("--out", required=True, help="folder for scaling.md (tables) and the SVG plots")
     a = p.parse_args()
-    os.makedirs(a.out, exist_ok=True)
-    computes = {name: Compute(load(path)) for name, path in pairs(a.compute)}
+    rates = [rate_of(x, "--rates") for x in a.rates.split(",")]
+    computes = {name: Compute(load(path, ["global_batch", "ms_forward", "ms_backward", "ms_allgather_loss", "ms_optimizer", "parameters"])) for name, path in pairs(a.compute, "--compute")}
     if a.loss:
-        big = load(a.loss)
+        big = load(a.loss, ["ms_allgather_loss", "global_batch"])
         for comp in computes.values():
             comp.l = big["ms_allgather_loss"] / 1e3 / big["global_batch"] ** 2
     # One fit per (link rate, W): the emulated nodes share this machine's cores, so a rank waiting in a collective
     # competes with the others' compute and latency grows with W; W = 2 (2 ranks on 2 cores) is the clean one.
     by_key = {}
-    for rate, path in pairs(a.collectives):
-        r = load(path)
+    for rate, path in pairs(a.collectives, "--collectives"):
+        rate = rate_of(rate, "--collectives")
+        r = load(path, ["collectives", "world_size"])
         for row in r["collectives"]:
             n = 4 * row["floats"]
             by_key.setdefault((float(rate), r["world_size"]), []).extend([("ar", n, r["world_size"], row["allreduce_ms"] / 1e3),
@@ -193,10 +237,14 @@ def main():
               "on its own, without the fit's error).", "",
               "| model | link | W | measured ms | modelled ms, alpha-beta fit | difference | compute / loss / all-gather / all-reduce ms "
               "| modelled ms, measured collectives | difference | all-gather / all-reduce ms |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for key, path in pairs(a.measured):
-        rate, name = key.split(":")
-        m = load(path)
+    for key, path in pairs(a.measured, "--measured"):
+        rate, found, name = key.partition(":")
+        if not found or name not in computes:
+            fail(f"--measured {key}={path}: expected GBIT:NAME=FILE with NAME one of --compute's ({', '.join(computes)})")
+        m = load(path, ["world_size", "global_batch", "ms_step"])
         w = m["world_size"]
+        if (rate_of(rate, "--measured"), w) not in fits:
+            fail(f"--measured {key}={path}: no --collectives file measured {rate} Gbit/s at W = {w}")
         alpha, beta, _ = fits[(float(rate), w)]
         t, parts = computes[name].step(w, m["global_batch"], alpha, beta, a.encoder_dim, share=max(1.0, w / a.cores))
         tm, pm = computes[name].step(w, m["global_batch"], alpha, beta, a.encoder_dim, share=max(1.0, w / a.cores),
@@ -205,6 +253,9 @@ def main():
         lines.append(f"| {name} | {rate} Gbit/s | {w} | {m['ms_step']:.1f} | {t * 1e3:.1f} | {diff:+.1%} | "
                      f"{parts['compute'] * 1e3:.0f} / {parts['loss'] * 1e3:.1f} / {parts['allgather'] * 1e3:.1f} / {parts['allreduce'] * 1e3:.1f} | "
                      f"{tm * 1e3:.1f} | {diffm:+.1%} | {pm['allgather'] * 1e3:.1f} / {pm['allreduce'] * 1e3:.1f} |")
+    if not fits:
+        fail("no --collectives measurement: the model needs at least one")
+    os.makedirs(a.out, exist_ok=True)      # once every input has been read
     ref_rate, ref_w = min(fits, key=lambda k: (k[1], -k[0]))      # the fastest link's W = 2 fit: no shared cores
     alpha, beta0, _ = fits[(ref_rate, ref_w)]
     ws = [2 ** k for k in range(0, 10)]
@@ -213,7 +264,7 @@ def main():
         lines += ["", f"## Projection, {mode} scaling " + (f"({a.weak_rows} rows per rank)" if mode == "weak" else f"(global batch {a.strong_batch})"), "",
                   "| model | link | " + " | ".join(f"W={w}" for w in ws[1:]) + " |", "|---|---|" + "---|" * (len(ws) - 1)]
         for name, comp in computes.items():
-            for rate in [float(x) for x in a.rates.split(",")]:
+            for rate in rates:
                 beta = beta0 * ref_rate / rate
                 for overlapped in (False, True):
                     cells, pts = [], []

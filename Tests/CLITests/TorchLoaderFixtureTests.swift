@@ -36,6 +36,40 @@ final class TorchLoaderFixtureTests: XCTestCase {
         XCTAssertTrue(source.contains("not in READABLE_VERSIONS"))
     }
 
+    /// The package takes a CSV's rows from a store only when the file is the one the store was made from, by name and
+    /// by the checksum of its bytes (a fourteenth probe: a 2-row file named valid.csv got the store's 8 rows). Its
+    /// `checksum_hex` is cladmop's checksum64; run without torch (a stub module: the store reader maps the vectors).
+    func testThePackageMatchesACSVToAStoreByItsBytes() throws {
+        let dir = NSTemporaryDirectory() + "cladmop-torchloader-rows-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir + "/other", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let lines = try String(contentsOfFile: fixture + "/valid.csv", encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: false)
+        try (lines.prefix(3).joined(separator: "\n") + "\n").write(toFile: dir + "/other/valid.csv", atomically: true, encoding: .utf8)
+        let script = """
+            import sys, types
+            class Stub(types.ModuleType):       # any attribute: a class that takes any arguments
+                def __getattr__(self, name):
+                    if name.startswith("__"): raise AttributeError(name)
+                    return type(name, (), {"__init__": lambda self, *a, **k: None, "view": lambda self, *a: self})
+            for name in ("torch", "torch.nn", "torch.nn.functional", "safetensors", "safetensors.torch"):
+                sys.modules[name] = Stub(name)
+            sys.modules["torch"].nn = sys.modules["torch.nn"]; sys.modules["torch.nn"].functional = sys.modules["torch.nn.functional"]
+            sys.path.insert(0, sys.argv[1] + "/python")
+            from cladmop_torch.features import FeatureStore, checksum_hex
+            store = FeatureStore(sys.argv[2] + "/valid.store")
+            print("rows", len(store.rows_of(sys.argv[2] + "/valid.csv")))
+            print("recorded", store.meta["identity"]["sources"]["valid.csv"] == checksum_hex(open(sys.argv[2] + "/valid.csv", "rb").read()))
+            try:
+                store.rows_of(sys.argv[3] + "/valid.csv"); print("other: taken")
+            except ValueError as e:
+                print("other: refused", e)
+            """
+        let r = try runCommand("/usr/bin/env", ["python3", "-c", script, repoRoot, fixture, dir + "/other"])
+        XCTAssertEqual(r.status, 0, r.output)
+        XCTAssertTrue(r.output.contains("rows 8\n") && r.output.contains("recorded True"), r.output)
+        XCTAssertTrue(r.output.contains("other: refused") && r.output.contains("holds the rows of another valid.csv"), r.output)
+    }
+
     func testEmbedEqualsThePyTorchPackage() throws {
         let dir = NSTemporaryDirectory() + "cladmop-torchloader-\(getpid())"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)

@@ -19,6 +19,19 @@ LEVELS = ("coarse", "medium", "fine")
 NONE_TOKEN = "<none>"
 
 
+def checksum_hex(data):
+    """cladmop's checksum64 (Sources/Support/Files.swift) of `data` in lower-case hexadecimal: a 64-bit FNV-1a
+    variant over little-endian 8-byte words, each step followed by h ^= h >> 29, then the tail bytes."""
+    mask, prime = (1 << 64) - 1, 0x100000001B3
+    h, words = 0xCBF29CE484222325, len(data) // 8
+    for (w,) in struct.iter_unpack("<Q", memoryview(data)[:words * 8]):
+        h = ((h ^ w) * prime) & mask
+        h ^= h >> 29
+    for byte in data[words * 8:]:
+        h = ((h ^ byte) * prime) & mask
+    return format(h, "x")
+
+
 class FeatureStore:
     """A cladmop feature store (format version 1): header, metadata JSON, Float32 payload (sentences, 3, dim).
     Sizes are checked here; the checksum is cladmop's to verify (`cladmop featurize` wrote it)."""
@@ -48,12 +61,20 @@ class FeatureStore:
         self.trials = self.meta["trials"]
 
     def rows_of(self, csv):
-        """The rows read from `csv` (matched by file name, as cladmop matches them), in store order."""
+        """The rows read from `csv`, in store order: matched by file name and, as cladmop matches them, by the
+        checksum of the file's bytes (the store's identity records it): another file of the same name (a subset, an
+        edited copy) is refused, not answered with the rows of the file the store was made from."""
         name = os.path.basename(str(csv))
+        recorded = self.meta.get("identity", {}).get("sources", {}).get(name)
         rows = [t for t in self.trials if t["source"].rsplit(":", 1)[0] == name]   # source: "file:line"
-        if not rows:
+        if not rows or recorded is None:
             raise ValueError(f"{self.path}: holds no rows of {name}; featurize it first: "
                              f"cladmop featurize --data {csv} --output STORE")
+        with open(csv, "rb") as f:
+            actual = checksum_hex(f.read())
+        if actual != recorded:
+            raise ValueError(f"{self.path}: holds the rows of another {name} (its bytes' checksum {recorded}, {csv}'s {actual}); "
+                             f"featurize this file into a store of its own: cladmop featurize --data {csv} --output STORE")
         return rows
 
 
