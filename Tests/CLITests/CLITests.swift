@@ -254,6 +254,13 @@ final class HostfileTests: XCTestCase {
             ("sweep-batch", ["--config", "configs/smoke.yaml", "--batches", "8", "--out", dir + "/s", "--", "--data", "foo.csv"], "--data after --: only --set"),
             ("pretrain", ["--hostfile", "--", "--run-dir", dir + "/r"], "--hostfile needs a value, got the option '--'"),
             ("pretrain", ["--hostfile", "-np", "2", "--", "--run-dir", dir + "/r"], "--hostfile needs a value, got the option '-np'"),
+            // A fourteenth probe (session 30): setup (installs, a release build) ran before these were refused; a run folder
+            // holding a run was refused only after the phase's splits were written.
+            ("batch-studies", ["sct", "--bogus"], "unknown argument --bogus"),
+            ("batch-studies", ["sct", "-np", "0"], "-np 0: expected a positive integer"),
+            ("paper", ["--hostfile", dir + "/none.hosts", "--run-dir", dir + "/p"], "cannot read the hostfile"),
+            ("finetune", ["--phase", "2", "--pretrained", "none", "--run-dir", repositoryRoot + "/Tests/Fixtures/torch_loader/run"],
+             "already holds a run; give --overwrite"),
         ]
         for (script, arguments, expected) in cases {
             let r = try runCommand(repositoryRoot + "/Launch/" + script, arguments, timeout: 60)
