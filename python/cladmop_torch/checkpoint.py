@@ -37,6 +37,8 @@ def resolve_checkpoint(path, max_links=4):
     """The checkpoint JSON that `path` names, as cladmop resolves it: the .json itself, its .safetensors, or a run
     directory (its best.json or checkpoints/best.json, whose "checkpoint" may name another run directory; a run's
     best.json or checkpoints folder names the run)."""
+    if not str(path):
+        raise CheckpointError("an empty path: expected a checkpoint (.safetensors or .json) or a run directory")
     current, visited = run_folder(path), []
     while os.path.isdir(current):
         key = os.path.realpath(current)
@@ -51,7 +53,9 @@ def resolve_checkpoint(path, max_links=4):
                     try:
                         target = json.load(f)["checkpoint"]
                     except (ValueError, KeyError, TypeError):
-                        raise CheckpointError(f'{candidate}: expected a JSON object with a "checkpoint" path') from None
+                        target = None
+                if not isinstance(target, str) or not target:
+                    raise CheckpointError(f'{candidate}: expected a JSON object with a "checkpoint" path')
                 current = target if os.path.isabs(target) else os.path.join(current, target)
                 break
         else:
@@ -61,6 +65,17 @@ def resolve_checkpoint(path, max_links=4):
     if current.endswith(".json"):
         return current
     raise CheckpointError(f"{current}: expected a checkpoint (.safetensors or .json) or a run directory")
+
+
+def _ensemble_members(path):
+    """How many members a fine-tuned run's best.json lists (0 for anything else)."""
+    best = os.path.join(run_folder(path), "best.json")
+    try:
+        with open(best) as f:
+            members = json.load(f).get("members")
+    except (OSError, ValueError, AttributeError):
+        return 0
+    return len(members) if isinstance(members, list) else 0
 
 
 def read_metadata(json_path):
@@ -136,6 +151,11 @@ def load_pretrained(checkpoint, dtype=torch.float32, attention="mha"):
     The module has `.cladmop_metadata` (the checkpoint JSON) and `.logit_scale` (exp(loss.log_scale)).
     """
     json_path = resolve_checkpoint(checkpoint)
+    members = _ensemble_members(checkpoint)
+    if members > 1:
+        # An ensemble's members share the pretrained branch but not their LoRA adapters: this is one member's.
+        warnings.warn(f"{checkpoint} is an ensemble of {members} fine-tuned members; this is the DM branch of one of them, "
+                      f"{json_path} (name a member, RUN/members/k, to choose)")
     meta = read_metadata(json_path)
     lora = None
     if meta.get("kind") == "finetune":

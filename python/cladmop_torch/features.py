@@ -41,6 +41,8 @@ class FeatureStore:
     def __init__(self, path):
         self.path = str(path)
         with open(self.path, "rb") as f:
+            if os.fstat(f.fileno()).st_size < self.HEADER.size:
+                raise ValueError(f"{path}: not a cladmop feature store (too short)")
             self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         b = self._map
         if len(b) < self.HEADER.size:
@@ -94,6 +96,8 @@ class ICD10Hierarchy:
                 raise ValueError(f"{path}:{number}: expected id<TAB>parent<TAB>depth<TAB>description")
             self.parent[cols[0]], self.depth[cols[0]] = cols[1], int(cols[2])
             order.append((cols[0], int(cols[2])))
+        if not order:
+            raise ValueError(f"{path}: no node rows (expected a header, then id<TAB>parent<TAB>depth<TAB>description lines)")
         self.node_index = [{} for _ in range(max(d for _, d in order))]
         for node, d in order:
             self.node_index[d - 1][node] = len(self.node_index[d - 1])

@@ -46,6 +46,8 @@ class Layer(nn.Module):
 
     def __init__(self, d, heads, cross=False, attention="mha"):
         super().__init__()
+        if attention not in ("mha", "sdpa"):
+            raise ValueError(f'attention={attention!r}: expected "mha" or "sdpa"')
         self.ln_q = nn.LayerNorm(d)
         self.ln_kv = nn.LayerNorm(d) if cross else None
         self.sdpa = attention == "sdpa"
