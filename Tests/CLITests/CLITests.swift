@@ -261,6 +261,8 @@ final class HostfileTests: XCTestCase {
             ("paper", ["--hostfile", dir + "/none.hosts", "--run-dir", dir + "/p"], "cannot read the hostfile"),
             ("finetune", ["--phase", "2", "--pretrained", "none", "--run-dir", repositoryRoot + "/Tests/Fixtures/torch_loader/run"],
              "already holds a run; give --overwrite"),
+            ("devtest", ["--run-dir", dir + "/d", "--", "--set", "finetune.bogus=1"], "unknown key finetune.bogus"),
+            ("devtest", ["--run-dir", dir + "/d", "--pretrain-args", "--set train.bogus=1"], "unknown key train.bogus"),
         ]
         for (script, arguments, expected) in cases {
             let r = try runCommand(repositoryRoot + "/Launch/" + script, arguments, timeout: 60)
