@@ -6,11 +6,12 @@ and compared with the mean of the raw members (ROC-AUC, PR-AUC), and F1 on the d
 (best.json), the F1-best threshold of the calibrated out-of-fold scores, and F*/2 (the F1-optimal threshold of
 calibrated probabilities is half the best F1: Lipton et al., 2014). Standard library + the cladmop binary.
 
-Usage: benchmarks/devtest_calibration.py RUN_DIR [--phases 1,2,3]     (after Launch/devtest --run-dir RUN_DIR)"""
-import argparse, csv, math, os, sys, tempfile
+Usage: benchmarks/devtest_calibration.py RUN_DIR [--phases 1,2,3]     (after Launch/devtest --run-dir RUN_DIR)
+RUN_DIR is taken relative to the current directory; the repository's files are found from this script's place."""
+import argparse, math, os, sys, tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from devtest_compare import average_precision, f1, roc_auc   # noqa: E402
-from devtest_io import ROOT, BadInput, predict, read_labels, read_threshold, run_main   # noqa: E402
+from devtest_io import ROOT, BadInput, predict, read_folds, read_labels, read_threshold, run_main   # noqa: E402
 
 POOL = {1: ["data/devtest/dev_I_train.csv", "data/top/phase_I_valid.csv"],
         2: ["data/devtest/dev_II_train.csv", "data/devtest/dev_II_select.csv"],
@@ -66,14 +67,11 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         for phase in a.phases:
             run = os.path.join(a.run, f"phase{phase}")
-            labels_of = read_labels(os.path.join(run, "folds.csv"), repeats=True)
-            rows = list(csv.DictReader(open(os.path.join(run, "folds.csv"), newline="", encoding="utf-8-sig")))
-            if len(labels_of) != len(rows):     # repeated cross-fitting (finetune.ensemble with finetune.folds)
+            entries = read_folds(os.path.join(run, "folds.csv"))
+            if any(len(e) > 1 for e in entries.values()):     # repeated cross-fitting (finetune.ensemble with finetune.folds)
                 raise BadInput(f"{run}/folds.csv lists trials in several partitions (finetune.ensemble > 1 with finetune.folds): "
                                "each member is calibrated on its one fold here; fine-tune with --set finetune.ensemble=1, or give --phases")
-            if not all(r["fold"].strip().isdigit() and int(r["fold"]) >= 1 for r in rows):
-                raise BadInput(f"{run}/folds.csv: expected a fold number (1, 2, ...) on every row")
-            folds = {r["nctid"].strip(): (int(r["fold"]), labels_of[r["nctid"].strip()]) for r in rows}
+            folds = {i: e[0] for i, e in entries.items()}
             k_count = max(f for f, _ in folds.values())
             oof = {}
             for i, f in enumerate(POOL[phase]):

@@ -132,7 +132,7 @@ def main():
         values.append(row)
 
     pos = sum(y) / len(y)
-    print(f"phase {a.phase}: {test}, {len(y)} trials ({sum(y)} successful; all-success F1 {2 * pos / (1 + pos):.3f}, "
+    print(f"phase {a.phase}: {os.path.relpath(test, ROOT)}, {len(y)} trials ({sum(y)} successful; all-success F1 {2 * pos / (1 + pos):.3f}, "
           f"all-success PR-AUC {pos:.3f}); 95 % bootstrap intervals over {a.resamples} resamples; "
           f"Δ = paired difference to '{runs[0][0]}'")
     print("| run | thr | " + " | ".join(n for n, _ in metrics) + " | " + " | ".join("Δ " + metrics[m][0] for m in DELTAS) + " |")

@@ -67,9 +67,9 @@ def read_probabilities(path):
 
 
 def read_labels(path, repeats=False):
-    """nctid -> label (0 or 1) of a TOP CSV, or (`repeats`) of a run's folds.csv, which lists a trial once per
-    partition of repeated cross-fitting: its rows must then agree on the label."""
-    out = {}
+    """nctid -> label (0 or 1) of a TOP CSV, or (`repeats`) of a run's folds.csv, which lists every trial once per
+    partition of repeated cross-fitting: each trial as many times as the others, its rows agreeing on the label."""
+    out, count = {}, {}
     for line, row in _rows(path, ("nctid", "label")):
         nctid = (row.get("nctid") or "").strip()
         if not nctid:
@@ -81,6 +81,25 @@ def read_labels(path, repeats=False):
             raise BadInput(f"{path}:{line}: {nctid} is listed twice" if not repeats
                            else f"{path}:{line}: {nctid} has label {label} here and {out[nctid]} on an earlier row")
         out[nctid] = int(label)
+        count[nctid] = count.get(nctid, 0) + 1
+    if repeats and len(set(count.values())) > 1:
+        odd = min(count, key=lambda i: (count[i] == max(count.values()), i))
+        raise BadInput(f"{path}: {odd} is listed {count[odd]} time(s), other trials {max(count.values())}: expected every trial "
+                       "once per partition of the cross-fitting")
+    return out
+
+
+def read_folds(path):
+    """nctid -> [(fold, label)] of a run's folds.csv (one entry per partition), folds numbered from 1."""
+    labels = read_labels(path, repeats=True)
+    if not labels:
+        raise BadInput(f"{path}: no trials; expected the folds.csv of a cross-fitted run")
+    out = {}
+    for line, row in _rows(path, ("nctid", "fold", "label")):
+        fold = (row.get("fold") or "").strip()
+        if not fold.isdigit() or int(fold) < 1:
+            raise BadInput(f"{path}:{line}: fold {fold!r}; expected a fold number from 1")
+        out.setdefault(row["nctid"].strip(), []).append((int(fold), labels[row["nctid"].strip()]))
     return out
 
 
@@ -124,8 +143,11 @@ def predict(checkpoint, data, out, phase, extra=()):
             break
         folder = os.path.dirname(folder)
     config = config or f"configs/finetune-phase{phase}.yaml"
-    r = subprocess.run([CLADMOP, "predict", "--config", config, "--checkpoint", checkpoint, *extra, "--data", data, "--output", out],
-                       cwd=ROOT, capture_output=True, text=True)
+    try:
+        r = subprocess.run([CLADMOP, "predict", "--config", config, "--checkpoint", checkpoint, *extra, "--data", data, "--output", out],
+                           cwd=ROOT, capture_output=True, text=True)
+    except OSError as e:
+        raise BadInput(f"{CLADMOP}: cannot run ({e.strerror or e}); build it with Launch/setup")
     if r.returncode != 0:
         said = (r.stderr.strip() or r.stdout.strip()).splitlines()
         raise BadInput(f"cladmop predict --checkpoint {checkpoint} --data {data} failed (exit {r.returncode}): "

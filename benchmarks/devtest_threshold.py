@@ -14,7 +14,8 @@ threshold, on unrounded scores, is in each run's best.json).
 Prints, per phase, each run's thresholds and dev-test F1, then per rule and phase: runs at or above the all-success
 F1, mean / min / max of F1 - all-success F1. Standard library + the cladmop binary.
 
-Usage: benchmarks/devtest_threshold.py RUN_DIR [RUN_DIR ...] [--cache DIR]"""
+Usage: benchmarks/devtest_threshold.py RUN_DIR [RUN_DIR ...] [--cache DIR]
+Run folders are taken relative to the current directory; the repository's files are found from this script's place."""
 import argparse, bisect, hashlib, os, random, statistics, sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from devtest_compare import f1   # noqa: E402

@@ -53,9 +53,19 @@ def load(path, keys):
         value, _ = json.JSONDecoder().raw_decode(text[text.index("{"):])
     except ValueError:
         fail(f"{path}: expected the JSON object of `cladmop bench --json` (after any lines of mpirun's)")
-    missing = [k for k in keys if k not in value]
+    missing = [k for k in keys if k not in value] if isinstance(value, dict) else keys
     if missing:
         fail(f"{path}: the JSON object lacks {', '.join(missing)}: not the output of the `cladmop bench` run this option takes")
+    rows = value["collectives"] if "collectives" in keys else []
+    if "collectives" in keys and (not isinstance(rows, list) or not rows):
+        fail(f"{path}: \"collectives\" holds no measured rows")
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict) or not all(isinstance(row.get(k), (int, float)) and not isinstance(row.get(k), bool)
+                                                for k in ("floats", "allreduce_ms", "allgather_ms")):
+            fail(f"{path}: collectives[{i}]: expected numbers floats, allreduce_ms and allgather_ms")
+    for k in keys:
+        if k != "collectives" and (isinstance(value[k], bool) or not isinstance(value[k], (int, float))):
+            fail(f"{path}: {k} = {json.dumps(value[k])}: expected a number")
     return value
 
 
@@ -210,6 +220,8 @@ def main():
     p.add_argument("--rates", default="10,100", help="projected link rates, Gbit/s")
     p.add_argument("--out", required=True, help="folder for scaling.md (tables) and the SVG plots")
     a = p.parse_args()
+    if os.path.exists(a.out) and not os.path.isdir(a.out):
+        fail(f"--out {a.out}: a file, not a folder")
     rates = [rate_of(x, "--rates") for x in a.rates.split(",")]
     computes = {name: Compute(load(path, ["global_batch", "ms_forward", "ms_backward", "ms_allgather_loss", "ms_optimizer", "parameters"])) for name, path in pairs(a.compute, "--compute")}
     if a.loss:

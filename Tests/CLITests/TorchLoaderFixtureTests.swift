@@ -1,5 +1,6 @@
 import Foundation
 import NN
+import Support
 import TestSupport
 import Training
 import XCTest
@@ -70,6 +71,36 @@ final class TorchLoaderFixtureTests: XCTestCase {
         XCTAssertTrue(r.output.contains("other: refused") && r.output.contains("holds the rows of another valid.csv"), r.output)
     }
 
+    /// The package's checksum_hex is cladmop's checksumHex for every tail past the 8-byte words (0 to 15 bytes, and empty).
+    func testThePackagesChecksumIsCladmops() throws {
+        let dir = NSTemporaryDirectory() + "cladmop-torchloader-sum-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var expected = ""
+        for n in [0, 1, 2, 7, 8, 9, 15, 16, 23, 1000] {
+            let bytes = Data((0..<n).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ 11) })
+            try bytes.write(to: URL(fileURLWithPath: dir + "/f\(n)"))
+            expected += "\(n) \(checksumHex(bytes))\n"
+        }
+        let script = """
+            import os, sys, types
+            class Stub(types.ModuleType):
+                def __getattr__(self, name):
+                    if name.startswith("__"): raise AttributeError(name)
+                    return type(name, (), {"__init__": lambda self, *a, **k: None})
+            for name in ("torch", "torch.nn", "torch.nn.functional", "safetensors", "safetensors.torch"):
+                sys.modules[name] = Stub(name)
+            sys.modules["torch"].nn = sys.modules["torch.nn"]; sys.modules["torch.nn"].functional = sys.modules["torch.nn.functional"]
+            sys.path.insert(0, sys.argv[1] + "/python")
+            from cladmop_torch.features import checksum_hex
+            for n in [0, 1, 2, 7, 8, 9, 15, 16, 23, 1000]:
+                print(n, checksum_hex(open(os.path.join(sys.argv[2], "f%d" % n), "rb").read()))
+            """
+        let r = try runCommand("/usr/bin/env", ["python3", "-c", script, repoRoot, dir])
+        XCTAssertEqual(r.status, 0, r.output)
+        XCTAssertEqual(r.output, expected)
+    }
+
     func testEmbedEqualsThePyTorchPackage() throws {
         let dir = NSTemporaryDirectory() + "cladmop-torchloader-\(getpid())"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -98,5 +129,62 @@ final class TorchLoaderFixtureTests: XCTestCase {
             XCTAssertGreaterThan(worstRowRelative(a, rotated, width: width), 1e-2, name)
             print("TorchLoaderFixtureTests: \(name) worst row-relative difference \(worst)")
         }
+    }
+}
+
+/// The scripts beside the product refuse damaged inputs with exit status 2 naming the file and line (a fourteenth probe:
+/// a NaN probability or a trial listed twice had changed devtest_compare's figures with exit 0; scaling_model.py and
+/// devtest_table.py answered bad arguments with a traceback or an empty table).
+final class BenchmarkScriptInputTests: XCTestCase {
+    func testDamagedInputsAreRefusedWithTheFileAndLine() throws {
+        let dir = NSTemporaryDirectory() + "cladmop-scripts-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir + "/run/phase1", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let files = [
+            "good.csv": "\u{FEFF}nctid,probability\r\nNCT1,0.25\r\nNCT2,1\r\n",
+            "nan.csv": "nctid,probability\nNCT1,0.25\nNCT2,NaN\n",
+            "high.csv": "nctid,probability\nNCT1,7.5\n",
+            "twice.csv": "nctid,probability\nNCT1,0.25\nNCT2,0.5\nNCT1,0.75\n",
+            "labels.csv": "nctid,label\nNCT1,1\nNCT2,yes\n",
+            "folds.csv": "nctid,fold,label\nNCT1,1,1\nNCT2,2,0\nNCT1,3,1\n",
+            "best.json": "{\"threshold\": null}",
+        ]
+        for (name, text) in files { try text.write(toFile: dir + "/" + name, atomically: true, encoding: .utf8) }
+        let script = """
+            import sys
+            sys.path.insert(0, sys.argv[1] + "/benchmarks")
+            from devtest_io import BadInput, read_labels, read_probabilities, read_threshold
+            d = sys.argv[2]
+            print("good", sorted(read_probabilities(d + "/good.csv").items()))
+            for call in (lambda: read_probabilities(d + "/nan.csv"), lambda: read_probabilities(d + "/high.csv"),
+                         lambda: read_probabilities(d + "/twice.csv"), lambda: read_labels(d + "/labels.csv"),
+                         lambda: read_labels(d + "/folds.csv", repeats=True), lambda: read_threshold(d + "/best.json")):
+                try:
+                    call(); print("accepted")
+                except BadInput as e:
+                    print("refused:", e)
+            """
+        let r = try runCommand("/usr/bin/env", ["python3", "-c", script, repoRoot, dir])
+        XCTAssertEqual(r.status, 0, r.output)
+        XCTAssertTrue(r.output.contains("good [('NCT1', 0.25), ('NCT2', 1.0)]"), r.output)
+        XCTAssertFalse(r.output.contains("accepted"), r.output)
+        for expected in ["nan.csv:3: probability of NCT2 is NaN", "high.csv:2: probability of NCT1 is 7.5", "twice.csv:4: NCT1 is listed twice",
+                         "labels.csv:3: label of NCT2 is 'yes'", "folds.csv: NCT2 is listed 1 time(s), other trials 2",
+                         "best.json: expected a JSON object whose \"threshold\" is a number in [0, 1], got null"] {
+            XCTAssertTrue(r.output.contains(dir + "/" + expected), "\(expected) in \(r.output)")
+        }
+        // The scripts' own exits: a run folder that does not exist, an unreadable bench JSON, a rate that is no number.
+        for (arguments, expected) in [
+            (["benchmarks/devtest_table.py", "a=" + dir + "/none"], "is not a folder"),
+            (["benchmarks/scaling_model.py", "--compute", "m=" + dir + "/none.json", "--collectives", "1=" + dir + "/none.json", "--out", dir + "/o"],
+             "none.json: cannot read"),
+            (["benchmarks/scaling_model.py", "--compute", "m=" + dir + "/none.json", "--collectives", "1=" + dir + "/none.json", "--rates", "0",
+              "--out", dir + "/o"], "--rates 0: expected a link rate in Gbit/s"),
+        ] {
+            let run = try runCommand("/usr/bin/env", ["python3", repoRoot + "/" + arguments[0]] + Array(arguments.dropFirst()))
+            XCTAssertEqual(run.status, 2, "\(arguments): \(run.output)")
+            XCTAssertTrue(run.output.contains(expected) && !run.output.contains("Traceback"), "\(arguments): \(run.output)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/o"), "nothing written for refused arguments")
     }
 }

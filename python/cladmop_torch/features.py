@@ -202,8 +202,9 @@ class InputBuilder:
 
 
 def inputs_from_store(store, checkpoint, csv=None, nctids=None, hierarchy=None, dtype=torch.float32):
-    """(nctids, inputs) for the trials of `store` (a path or FeatureStore): the rows of `csv` (by file name, in
-    store order, as `cladmop embed --data CSV` orders them), else those of `nctids` in that order, else all.
+    """(nctids, inputs) for the trials of `store` (a path or FeatureStore): the rows of `csv` (the file the store was
+    made from, by name and bytes; in store order, as `cladmop embed --data CSV` orders them), else those of `nctids` in
+    that order, else all.
 
     checkpoint: a run directory, checkpoint .json/.safetensors, or a model from `load_pretrained` (its feature
     space: SMILES vocabulary, limits). hierarchy: the ICD-10 tree file (default: the checkpoint's
