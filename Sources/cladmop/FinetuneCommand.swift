@@ -50,21 +50,8 @@ struct Finetune: ParsableCommand {
                 if comm.isRoot, let warning = unfinishedPretrainingWarning(pretrained) { FileHandle.standardError.write(Data((warning + "\n").utf8)) }
                 // The checkpoint fixes the model, the loss it was pretrained with and its input space: the run records
                 // its values (config.yaml, every checkpoint's spec), not the configuration's, and says which it replaced.
-                let fixed = base.fixedKeys(differingFrom: spec)
-                for d in fixed { try config.set(d.key, yamlText: d.checkpoint, origin: base.jsonPath) }
-                if !fixed.isEmpty { spec = try RunSpec(config) }
-                let given = fixed.filter { config.overriddenKeys.contains($0.key) }, fromFile = fixed.filter { !given.contains($0) }
-                func shown(_ ds: [CheckpointMeta.TrainingIdentity.Difference]) -> String {
-                    ds.map { "\($0.key) = \($0.checkpoint) (this configuration: \($0.now))" }.joined(separator: ", ")
-                }
-                if comm.isRoot && !given.isEmpty {
-                    log("warning: --set \(given.map(\.key).joined(separator: ", ")): no effect; the pretrained checkpoint \(base.jsonPath) fixes "
-                        + "model.*, loss.* and data.max_*: \(shown(given))")
-                }
-                if comm.isRoot && !fromFile.isEmpty {
-                    log("finetune: \(shown(fromFile)) from the pretrained checkpoint, which fixes model.*, loss.* and data.max_*; "
-                        + "config.yaml and the run's checkpoints record its values")
-                }
+                let said = try base.adoptFixedKeys(&config, &spec)
+                if comm.isRoot { said.forEach(log) }
             }
             let hierarchy = try ICD10Hierarchy(path: spec.data.icdHierarchy, comm: comm)
             if let base {

@@ -36,6 +36,23 @@ public struct PretrainedBase {
         CheckpointMeta.trainingIdentity(meta.spec).changedKeys(from: CheckpointMeta.trainingIdentity(spec))
             .filter { $0.inSchema && Self.isFixedByCheckpoint($0.key) }
     }
+
+    /// `config` and `spec` with this checkpoint's values of the keys it fixes, and what to say about the values replaced:
+    /// a warning for those a `--set` gave (no effect), a line for the others (the configuration file's or defaults).
+    public func adoptFixedKeys(_ config: inout Config, _ spec: inout RunSpec) throws -> [String] {
+        let fixed = fixedKeys(differingFrom: spec)
+        guard !fixed.isEmpty else { return [] }
+        for d in fixed { try config.set(d.key, yamlText: d.checkpoint, origin: jsonPath) }
+        spec = try RunSpec(config)
+        let given = fixed.filter { config.overriddenKeys.contains($0.key) }, others = fixed.filter { !given.contains($0) }
+        func shown(_ ds: [CheckpointMeta.TrainingIdentity.Difference]) -> String {
+            ds.map { "\($0.key) = \($0.checkpoint) (this configuration: \($0.now))" }.joined(separator: ", ")
+        }
+        return (given.isEmpty ? [] : ["warning: --set \(given.map(\.key).joined(separator: ", ")): no effect; the pretrained checkpoint "
+                                      + "\(jsonPath) fixes model.*, loss.* and data.max_*: \(shown(given))"])
+            + (others.isEmpty ? [] : ["finetune: \(shown(others)) from the pretrained checkpoint, which fixes model.*, loss.* and data.max_*; "
+                                      + "config.yaml and the run's checkpoints record its values"])
+    }
 }
 
 /// PEFT fine-tuning on one phase (SPEC 6): frozen pretrained model, LoRA + head, class-weighted BCE,
