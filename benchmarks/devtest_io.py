@@ -40,21 +40,16 @@ def _rows(path, columns):
     return rows
 
 
-def _id(path, line, row, seen):
-    nctid = (row.get("nctid") or "").strip()
-    if not nctid:
-        raise BadInput(f"{path}:{line}: empty nctid")
-    if nctid in seen:
-        raise BadInput(f"{path}:{line}: {nctid} is listed twice")
-    return nctid
-
-
 def read_probabilities(path):
     """nctid -> probability of a predictions CSV (nctid,probability; `cladmop predict`'s output): each trial once,
     each probability a number in [0, 1] (NaN and infinities are refused)."""
     out = {}
     for line, row in _rows(path, ("nctid", "probability")):
-        nctid = _id(path, line, row, out)
+        nctid = (row.get("nctid") or "").strip()
+        if not nctid:
+            raise BadInput(f"{path}:{line}: empty nctid")
+        if nctid in out:
+            raise BadInput(f"{path}:{line}: {nctid} is listed twice")
         text = (row.get("probability") or "").strip()
         try:
             p = float(text)
