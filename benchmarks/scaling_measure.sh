@@ -33,5 +33,9 @@ for w in 2 3 4; do
         "${line[@]}" "$CLADMOP" bench --config "$config" --set train.bucket_mb=0 --json | json > "$out/step-$model-w$w.json"
     done
 done
-gbit=$(awk -v r="$rate" 'BEGIN { v = r + 0; if (r ~ /mbit/) v /= 1000; print v }')
+# RATE in Gbit/s for the model (Launch/cluster up has checked its form: a number and a tc unit).
+gbit=$(awk -v r="$rate" 'BEGIN { match(r, /[a-z]+$/); u = substr(r, RSTART)
+    m["bit"] = 1e-9; m["kbit"] = 1e-6; m["mbit"] = 1e-3; m["gbit"] = 1; m["tbit"] = 1e3
+    m["bps"] = 8e-9; m["kbps"] = 8e-6; m["mbps"] = 8e-3; m["gbps"] = 8; m["tbps"] = 8e3
+    printf "%.6g\n", (r + 0) * m[u] }')
 echo "python3 benchmarks/scaling_model.py --cores $(nproc) --out $out/model --compute paper=$out/compute-paper.json --compute main=$out/compute-main.json $(for w in 2 3 4; do printf -- '--collectives %s=%s ' "$gbit" "$out/coll-w$w.json"; done)$(for w in 2 3 4; do for m in paper main; do printf -- '--measured %s:%s=%s ' "$gbit" "$m" "$out/step-$m-w$w.json"; done; done)"

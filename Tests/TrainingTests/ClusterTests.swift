@@ -314,7 +314,9 @@ final class ClusterTests: XCTestCase {
     /// namespace, veth or bridge of the cluster.
     func testClusterScriptInputUpTwiceAndDownLeavesNothing() throws {
         for (bad, why) in [(["up", "0"], "N must be a whole number from 1 to 64, got '0'"), (["up", "abc"], "got 'abc'"),
-                           (["up", "2", "--bandwidth", "fast"], "--bandwidth: a positive rate in tc units"),
+                           (["up", "2", "--bandwidth", "fast"], "--bandwidth: a rate in tc units from 100kbit up"),
+                           // tc had said "the rate parameter is mandatory" for 1bit, and stored another burst under ~15kbit.
+                           (["up", "2", "--bandwidth", "1bit"], "got '1bit'"), (["up", "2", "--bandwidth", "99kbit"], "got '99kbit'"),
                            (["up", "2", "--ranks-per-node", "0"], "--ranks-per-node: a whole number from 1 to 1024, got '0'"),
                            (["frobnicate"], "unknown command 'frobnicate'"),
                            (["down", "--all", "--name", "x"], "give either --all or --name, not both"),
@@ -348,6 +350,38 @@ final class ClusterTests: XCTestCase {
         XCTAssertFalse(try runCommand("/usr/sbin/ip", ["-o", "link", "show"]).output.contains("\(other)-"))
         XCTAssertFalse(try runCommand("/usr/sbin/ip", ["netns", "list"]).output.contains("\(other)-"))
         XCTAssertFalse(FileManager.default.fileExists(atPath: "/run/cladmop-cluster/\(other)"))
+    }
+
+    /// The subnet choice sees routes that hold a 10.213.X.0/24 without naming it (10.213.0.0/20, 10.0.0.0/8: it had
+    /// compared the first three numbers only): the script runs in a namespace of the test's own whose routes say so.
+    func testSubnetChoiceAvoidsWiderRoutes() throws {
+        let ns = "cv\(getpid() % 100_000_000)", other = "cw\(getpid() % 100_000_000)"
+        let ip = "/usr/sbin/ip"
+        func inside(_ args: [String]) throws -> (status: Int32, output: String, seconds: Double) { try runCommand(ip, ["netns", "exec", ns, Self.script] + args, timeout: 60) }
+        defer {
+            _ = try? inside(["down", "--name", other])
+            _ = try? runCommand(ip, ["netns", "del", ns])
+        }
+        for args in [["netns", "add", ns], ["-n", ns, "link", "add", "d0", "type", "veth", "peer", "name", "d1"],
+                     ["-n", ns, "link", "set", "d0", "up"], ["-n", ns, "link", "set", "d1", "up"],
+                     ["-n", ns, "route", "add", "10.213.0.0/20", "dev", "d0"]] {
+            let r = try runCommand(ip, args)
+            XCTAssertEqual(r.status, 0, "ip \(args): \(r.output)")
+        }
+        let up = try inside(["up", "1", "--name", other, "--owner", "\(getpid())"])
+        XCTAssertEqual(up.status, 0, up.output)
+        XCTAssertTrue(up.output.contains("subnet 10.213.16.0/24"), up.output)
+        XCTAssertEqual(try inside(["down", "--name", other]).status, 0)
+        XCTAssertEqual(try runCommand(ip, ["-n", ns, "route", "add", "10.0.0.0/8", "dev", "d1"]).status, 0)
+        let none = try inside(["up", "1", "--name", other, "--owner", "\(getpid())"])
+        XCTAssertEqual(none.status, 1, none.output)
+        XCTAssertTrue(none.output.contains("no free 10.213.X.0/24 subnet here that no route of this machine holds (10.213.")
+                      && none.output.contains(".0/24 lies inside route \"10."), none.output)
+        let taken = try inside(["up", "1", "--name", other, "--subnet", "10.213.3.0/24", "--owner", "\(getpid())"])
+        XCTAssertEqual(taken.status, 0, taken.output)
+        XCTAssertTrue(taken.output.contains("--subnet 10.213.3.0/24 lies inside route \"10."), taken.output)
+        XCTAssertEqual(try inside(["down", "--name", other]).status, 0)
+        XCTAssertFalse(try runCommand(ip, ["netns", "list"]).output.contains("\(other)-"))
     }
 }
 
