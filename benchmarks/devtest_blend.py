@@ -15,12 +15,16 @@ never on the dev test. The blend is a rank average, weight w on the regression (
 Prints ROC-AUC and PR-AUC on the dev test for the ensemble (RUN/phaseN/devtest_predictions.csv), the regression and
 the blends, with 95 % bootstrap intervals of the blend's paired difference to the ensemble.
 """
-import argparse, csv, json, struct
-import numpy as np
-from scipy.stats import rankdata
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import average_precision_score, roc_auc_score
-from sklearn.model_selection import StratifiedKFold
+import argparse, csv, json, struct, sys
+try:
+    import numpy as np
+    from scipy.stats import rankdata
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import average_precision_score, roc_auc_score
+    from sklearn.model_selection import StratifiedKFold
+except ImportError as e:
+    print(f"devtest_blend.py: {e}; it needs numpy, scipy and scikit-learn: pip install numpy scipy scikit-learn", file=sys.stderr)
+    sys.exit(2)
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--phase", type=int, choices=[1, 2, 3], required=True)

@@ -105,7 +105,7 @@ def read_threshold(best):
             value = json.load(fh)
     except OSError as e:
         raise BadInput(f"{best}: cannot read: {e.strerror or e}")
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:   # RecursionError: nested past Python's limit
         raise BadInput(f"{best}: not valid JSON ({e})")
     t = value.get("threshold") if isinstance(value, dict) else None
     if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t <= 1:

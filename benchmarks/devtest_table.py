@@ -29,7 +29,7 @@ def main():
                 p = j["positives"] / j["n"]
                 row = "| %s | %s | %d | %s | %s | %s | %s | %.3f | %.3f |" % (phase, label, j["n"], c("roc_auc"), c("pr_auc"), c("f1"),
                                                                              c("f1_at_threshold"), j["threshold"], 2 * p / (1 + p))
-            except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError) as e:
+            except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError, RecursionError) as e:
                 raise BadInput(f"{path}: expected the JSON of `cladmop evaluate --json` (n, positives, threshold, roc_auc, pr_auc, f1, "
                                f"f1_at_threshold with mean and std): {type(e).__name__} {e}")
             print(row)

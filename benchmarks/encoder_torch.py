@@ -48,6 +48,12 @@ if __name__ == "__main__":
     p.add_argument("--processes", type=int, default=1)
     p.add_argument("--batch-tokens", type=int, default=4096)
     a = p.parse_args()
+    try:   # the workers import them: a missing one would end each worker with a traceback
+        import torch, transformers  # noqa: F401
+    except ImportError as e:
+        import sys
+        print(f"encoder_torch.py: {e}; it needs torch and transformers: pip install torch transformers", file=sys.stderr)
+        sys.exit(2)
     mgr = mp.Manager(); out = mgr.dict(); barrier = mp.Barrier(a.processes)
     procs = [mp.Process(target=worker, args=(r, a.processes, a.sentences, a.model_dir, a.batch_tokens, barrier, out)) for r in range(a.processes)]
     for q in procs: q.start()

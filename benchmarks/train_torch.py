@@ -23,11 +23,15 @@ import resource
 import sys
 import time
 
-import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
-import torch.nn as nn
-import torch.nn.functional as F
+try:
+    import torch
+    import torch.distributed as dist
+    import torch.multiprocessing as mp
+    import torch.nn as nn
+    import torch.nn.functional as F
+except ImportError as e:
+    print(f"train_torch.py: {e}; it needs torch: pip install torch", file=sys.stderr)
+    sys.exit(2)
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 from cladmop_torch.model import DMBranch, ICD_SIZES  # noqa: E402  (the one PyTorch reference of the model)

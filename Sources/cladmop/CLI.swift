@@ -33,6 +33,14 @@ struct Cladmop: ParsableCommand {
             Foundation.exit(2)
         }
         Denormals.setFlushToZero(flush)
+        // `cladmop help NAME` with a NAME that is no subcommand: ArgumentParser prints the overview and exits 0.
+        let arguments = CommandLine.arguments.dropFirst()
+        if arguments.first == "help", let name = arguments.dropFirst().first,
+           !configuration.subcommands.contains(where: { $0._commandName == name }) {
+            let names = configuration.subcommands.map { $0._commandName }.joined(separator: ", ")
+            FileHandle.standardError.write(Data("error: help: no subcommand '\(printable(name))' (expected one of \(names))\n".utf8))
+            Foundation.exit(2)
+        }
         do {
             var command = try parseAsRoot()
             try command.run()

@@ -16,6 +16,13 @@ final class CLITests: XCTestCase {
         for sub in ["featurize", "pretrain", "encode", "synth", "bench", "config"] { XCTAssertTrue(r.output.contains(sub), sub) }
         let p = try cladmop(["pretrain", "--help"])
         XCTAssertTrue(p.output.contains("--run-dir") && p.output.contains("--resume") && p.output.contains("--set"), p.output)
+        let h = try cladmop(["help", "finetune"])
+        XCTAssertEqual(h.status, 0, h.output)
+        XCTAssertTrue(h.output.contains("--pretrained"), h.output)
+        // Left by the thirteenth probe: ArgumentParser printed the overview for a name that is no subcommand, exit 0.
+        let nosuch = try cladmop(["help", "pretrian"])
+        XCTAssertEqual(nosuch.status, 2, nosuch.output)
+        XCTAssertTrue(nosuch.output.contains("error: help: no subcommand 'pretrian' (expected one of featurize, pretrain,"), nosuch.output)
     }
 
     func testConfigErrorsNameTheKeyAndExitWith2() throws {
@@ -235,6 +242,8 @@ final class HostfileTests: XCTestCase {
             ("devtest", ["--phases", "*", "--run-dir", dir + "/d"], "--phases \"*\": expected phases 1, 2 and/or 3"),
             ("devtest", ["--phases", "1\n4", "--run-dir", dir + "/d"], "expected phases 1, 2 and/or 3"),
             ("bench", ["train", "-np", "100"], "-np 100: configs/bench.yaml's global batch 128 gives 1 trial(s) per rank"),
+            // The hint had named the batch's limit (64) past the machine's cap, which then refused it.
+            ("bench", ["train", "-np", "999"], "ranks (2 trials per rank; at most \(8 * ProcessInfo.processInfo.activeProcessorCount) on this machine's cores)"),
             ("sweep-batch", ["--config", "configs/smoke.yaml", "--batches", "8", "--base-batch", "0", "--out", dir + "/s"], "--base-batch 0: expected a positive integer"),
             ("sweep-batch", ["--config", "configs/smoke.yaml", "--batches", "1,8", "--out", dir + "/s"], "1 is below 2"),
             ("sweep-batch", ["--config", "configs/smoke.yaml", "--batches", "2,6", "-np", "3", "--out", dir + "/s"], "2 is smaller than the 3 ranks"),

@@ -148,6 +148,8 @@ final class BenchmarkScriptInputTests: XCTestCase {
             "labels.csv": "nctid,label\nNCT1,1\nNCT2,yes\n",
             "folds.csv": "nctid,fold,label\nNCT1,1,1\nNCT2,2,0\nNCT1,3,1\n",
             "best.json": "{\"threshold\": null}",
+            // Nested past Python's recursion limit: a RecursionError traceback before.
+            "deep.json": String(repeating: "[", count: 100_000) + String(repeating: "]", count: 100_000),
         ]
         for (name, text) in files { try text.write(toFile: dir + "/" + name, atomically: true, encoding: .utf8) }
         let script = """
@@ -158,7 +160,8 @@ final class BenchmarkScriptInputTests: XCTestCase {
             print("good", sorted(read_probabilities(d + "/good.csv").items()))
             for call in (lambda: read_probabilities(d + "/nan.csv"), lambda: read_probabilities(d + "/high.csv"),
                          lambda: read_probabilities(d + "/twice.csv"), lambda: read_labels(d + "/labels.csv"),
-                         lambda: read_labels(d + "/folds.csv", repeats=True), lambda: read_threshold(d + "/best.json")):
+                         lambda: read_labels(d + "/folds.csv", repeats=True), lambda: read_threshold(d + "/best.json"),
+                         lambda: read_threshold(d + "/deep.json")):
                 try:
                     call(); print("accepted")
                 except BadInput as e:
@@ -170,7 +173,8 @@ final class BenchmarkScriptInputTests: XCTestCase {
         XCTAssertFalse(r.output.contains("accepted"), r.output)
         for expected in ["nan.csv:3: probability of NCT2 is NaN", "high.csv:2: probability of NCT1 is 7.5", "twice.csv:4: NCT1 is listed twice",
                          "labels.csv:3: label of NCT2 is 'yes'", "folds.csv: NCT2 is listed 1 time(s), other trials 2",
-                         "best.json: expected a JSON object whose \"threshold\" is a number in [0, 1], got null"] {
+                         "best.json: expected a JSON object whose \"threshold\" is a number in [0, 1], got null",
+                         "deep.json: not valid JSON (maximum recursion depth exceeded"] {
             XCTAssertTrue(r.output.contains(dir + "/" + expected), "\(expected) in \(r.output)")
         }
         // The scripts' own exits: a run folder that does not exist, an unreadable bench JSON, a rate that is no number.

@@ -52,7 +52,7 @@ def resolve_checkpoint(path, max_links=4):
                 with open(candidate) as f:
                     try:
                         target = json.load(f)["checkpoint"]
-                    except (ValueError, KeyError, TypeError):
+                    except (ValueError, KeyError, TypeError, RecursionError):   # RecursionError: nested past Python's limit
                         target = None
                 if not isinstance(target, str) or not target:
                     raise CheckpointError(f'{candidate}: expected a JSON object with a "checkpoint" path')
@@ -73,7 +73,7 @@ def _ensemble_members(path):
     try:
         with open(best) as f:
             members = json.load(f).get("members")
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):
         return 0
     return len(members) if isinstance(members, list) else 0
 
@@ -86,7 +86,7 @@ def read_metadata(json_path):
             meta = json.load(f)
     except OSError as e:
         raise CheckpointError(f"{json_path}: cannot read the checkpoint metadata ({e.strerror})") from None
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:   # RecursionError: nested past Python's limit
         raise CheckpointError(f"{json_path}: not JSON ({e})") from None
     if not isinstance(meta, dict) or meta.get("format") != "cladmop-checkpoint" or meta.get("version") not in READABLE_VERSIONS:
         raise CheckpointError(f"{json_path}: expected a cladmop-checkpoint of version {READABLE_VERSIONS[0]} to {READABLE_VERSIONS[-1]}")

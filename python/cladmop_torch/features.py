@@ -54,7 +54,10 @@ class FeatureStore:
             raise ValueError(f"{path}: feature store version {version} with {levels} levels; this reader reads version 1, 3 levels")
         if payload_offset < self.HEADER.size + meta_bytes or len(b) != payload_offset + sentences * levels * dim * 4:
             raise ValueError(f"{path}: truncated or corrupt feature store (header sizes do not match the file)")
-        self.meta = json.loads(bytes(b[self.HEADER.size:self.HEADER.size + meta_bytes]))
+        try:
+            self.meta = json.loads(bytes(b[self.HEADER.size:self.HEADER.size + meta_bytes]))
+        except (ValueError, RecursionError) as e:   # RecursionError: nested past Python's limit
+            raise ValueError(f"{path}: the feature store's metadata is not JSON ({e})") from None
         self.dim, self.sentence_count = dim, sentences
         with warnings.catch_warnings():   # read-only mapping: the vectors are only ever read
             warnings.simplefilter("ignore", UserWarning)
