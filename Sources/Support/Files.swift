@@ -194,6 +194,7 @@ public func writeFileAtomically(_ path: String, replacingInput: Bool = false, re
 /// Creates the temporary file an output `path` is written under (`temporaryPath`), registered for removal on a signal
 /// (`TemporaryFiles`); its (device, inode). Errors name `reportingAs`.
 func createTemporary(for path: String, reportingAs: String) throws -> (path: String, slot: Int?, id: (dev: UInt64, ino: UInt64)) {
+    try WrittenFolders.check(writing: path)
     let tmp = temporaryPath(for: path)
     guard FileManager.default.createFile(atPath: tmp, contents: nil) else {
         throw InputError(file: reportingAs, "cannot create \(tmp): \(String(cString: strerror(errno)))")
@@ -206,6 +207,35 @@ func createTemporary(for path: String, reportingAs: String) throws -> (path: Str
         throw InputError(file: reportingAs, "cannot read back \(tmp): \(reason)")
     }
     return (tmp, slot, (UInt64(st.st_dev), UInt64(st.st_ino)))
+}
+
+/// The run folders this process writes (locked by `lockRunFolder`), each by the path it was named by and its (device,
+/// inode) then. One removed or replaced while the command runs (a person's `rm -rf`; other cladmop commands are kept
+/// out by the lock, but not from a new folder at the same path) would be created again by the next write, or mixed
+/// with another run started there: every write under it (`createTemporary`, `makeDirectory`, a metrics record) is
+/// refused instead, which ends the job with the reason.
+public enum WrittenFolders {
+    private static let held = Locked<[(path: String, id: FilesRead.FileID)]>([])
+
+    /// Records the folder `path`, open as `descriptor`, as one this process writes.
+    public static func hold(_ path: String, descriptor: Int32) {
+        var st = stat()
+        guard fstat(descriptor, &st) == 0 else { return }
+        held.withLock { $0.append((path, FilesRead.id(st))) }
+    }
+
+    /// Throws an InputError when `path` is in (or is) a held folder that is no longer the folder at its path.
+    public static func check(writing path: String) throws {
+        for (dir, id) in held.withLock({ $0 }) where path == dir || path.hasPrefix(dir.hasSuffix("/") ? dir : dir + "/") {
+            var st = stat()
+            let gone = stat(dir, &st) != 0
+            if gone || FilesRead.id(st) != id {
+                throw InputError(file: dir, gone
+                    ? "the run folder was removed while this command was writing it; stopping (a write would create it again, holding part of this run)"
+                    : "the run folder was replaced by another folder of that name while this command was writing it (removed, and another run started there?); stopping so that the two runs do not mix")
+            }
+        }
+    }
 }
 
 /// fsync of the folder holding `path`: a rename or link into it survives a crash.

@@ -15,6 +15,7 @@ public func checkNameLengths(_ path: String, option: String) throws {
 /// Creates the folder `path` (and its parents) unless it exists; a file, FIFO or device there is an error
 /// naming `option` (the flag that named it) and the path. Errors name the path and the system's reason.
 public func makeDirectory(_ path: String, option: String) throws {
+    try WrittenFolders.check(writing: path)
     var st = stat()
     if stat(path, &st) == 0 {
         guard (st.st_mode & S_IFMT) == S_IFDIR else { throw InputError(file: path, "\(option) names an existing file, not a folder") }

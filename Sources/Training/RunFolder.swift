@@ -20,6 +20,7 @@ public func lockRunFolder(_ dir: String, exclusive: Bool = true, busy: String) t
     guard fd >= 0 else { throw InputError(file: dir, "cannot open the run folder: \(String(cString: strerror(errno)))") }
     if flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) == 0 {
         heldRunDirectories.append(fd)     // kept open (and locked) until the process ends
+        if exclusive { WrittenFolders.hold(dir, descriptor: fd) }
     } else if errno == EWOULDBLOCK {
         close(fd)
         throw InputError(file: dir, busy)

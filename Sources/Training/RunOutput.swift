@@ -71,6 +71,7 @@ public final class MetricsLog {
     public func write<Record: Encodable>(_ record: Record) throws {
         var data = try encodeJSON(record)
         data.append(0x0A)
+        try WrittenFolders.check(writing: path)     // appending to the log of a folder removed meanwhile would lose the record
         // A full disk or a file size limit: name the log (a torn last line is dropped when the run resumes).
         do { try handle.write(contentsOf: data) }
         catch { throw InputError(file: path, "cannot append a record: \(describeWriteError(error))") }

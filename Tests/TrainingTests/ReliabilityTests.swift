@@ -123,6 +123,91 @@ final class ReliabilityTests: XCTestCase {
         XCTAssertTrue(again.output.contains("step-00000004.json (step 4"), again.output)
     }
 
+    /// The best checkpoint a checkpoint records, and the one checkpoints/best.json names.
+    func bestPointers(_ run: String, step: Int) throws -> (recorded: String?, named: String?) {
+        let dir = Self.work + "/\(run)/checkpoints/"
+        let meta = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + String(format: "step-%08d.json", step)))) as? [String: Any]
+        let pointer = (try? Data(contentsOf: URL(fileURLWithPath: dir + "best.json"))).flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] }
+        return ((meta?["bestCheckpoint"] as? String).map { "checkpoints/\($0).safetensors" }, pointer?["checkpoint"] as? String)
+    }
+
+    /// A kill after a checkpoint and before its best.json (a fifteenth probe: a full disk there had left best.json naming
+    /// an older checkpoint, or none, and --resume auto ended the run so; finetune and evaluate took the older one):
+    /// resuming makes best.json name the resumed checkpoint's best.
+    func testAKillBeforeBestJsonIsMendedByResume() throws {
+        let r = try mpirun(np: 2, executable: cladmop, arguments: args("pointer"), environment: ["CLADMOP_FAULT": "checkpoint_crash:pointer:12"], timeout: 60)
+        XCTAssertNotEqual(r.status, 0, r.output)
+        let before = try bestPointers("pointer", step: 12)
+        XCTAssertNotNil(before.recorded)
+        XCTAssertNotEqual(before.named, before.recorded, "the kill came before best.json followed the step-12 checkpoint")
+        let again = try mpirun(np: 2, executable: cladmop, arguments: args("pointer", resume: true), timeout: 120)
+        XCTAssertEqual(again.status, 0, again.output)
+        XCTAssertTrue(again.output.contains("resume: checkpoints/best.json ") && again.output.contains("the resumed checkpoint's best"), again.output)
+        let after = try bestPointers("pointer", step: 12)
+        XCTAssertEqual(after.named, before.recorded)
+        XCTAssertEqual(after.named, after.recorded)
+    }
+
+    /// A best.json that cannot be written (immutable here; a full disk in the probe) takes its step's checkpoint along:
+    /// the newest checkpoint left agrees with best.json, and a resume with room again ends as a run that never failed.
+    func testACheckpointWhoseBestJsonFailsIsRemoved() throws {
+        let first = try mpirun(np: 2, executable: cladmop, arguments: args("pointerfail", steps: 12))
+        XCTAssertEqual(first.status, 0, first.output)
+        let best = Self.work + "/pointerfail/checkpoints/best.json"
+        let lock = try runCommand("/usr/bin/chattr", ["+i", best])
+        guard lock.status == 0 else { throw XCTSkip("chattr +i does not work here (needs root and ext4-like file systems): \(lock.output)") }
+        defer { _ = try? runCommand("/usr/bin/chattr", ["-i", best]) }
+        let r = try mpirun(np: 2, executable: cladmop, arguments: args("pointerfail", steps: 16, resume: true), timeout: 60)
+        XCTAssertEqual(r.status, 2, r.output)
+        // (The first checkpoint after step 12: the end of an epoch or step 16.)
+        XCTAssertTrue(r.output.contains("writing checkpoint at step 1") && r.output.contains("best.json: cannot rename")
+                      && r.output.contains("previous checkpoints are intact"), r.output)
+        let left = try FileManager.default.contentsOfDirectory(atPath: Self.work + "/pointerfail/checkpoints").filter { $0.hasPrefix("step-") }
+        XCTAssertEqual(left.max(), "step-00000012.safetensors", "the failed step's checkpoint is removed: \(left)")
+        XCTAssertEqual(try bestPointers("pointerfail", step: 12).named, try bestPointers("pointerfail", step: 12).recorded)
+        XCTAssertEqual(try runCommand("/usr/bin/chattr", ["-i", best]).status, 0)
+        let again = try mpirun(np: 2, executable: cladmop, arguments: args("pointerfail", steps: 16, resume: true), timeout: 120)
+        XCTAssertEqual(again.status, 0, again.output)
+        XCTAssertTrue(again.output.contains("step-00000012.json (step 12"), again.output)
+        let end = try bestPointers("pointerfail", step: 16)
+        XCTAssertEqual(end.named, end.recorded)
+    }
+
+    /// A run folder removed while its command writes it (a fifteenth probe: fine-tuning recreated checkpoints/ and ended
+    /// with status 0; a second command started at the same path mixed its files with the first's): the next write stops
+    /// the job, naming the folder; a new folder at the path is left as it is.
+    func testARunFolderRemovedOrReplacedMidRunStopsTheJob() throws {
+        for replaced in [false, true] {
+            let dir = Self.work + (replaced ? "/replaced" : "/removed")
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: cladmop)
+            process.arguments = args(dir, steps: 100_000) + ["--set", "train.epochs=100000", "--set", "checkpoint.every_steps=20", "--set", "train.log_every=5"]
+            let log = Self.work + "/\(replaced ? "replaced" : "removed").log"
+            FileManager.default.createFile(atPath: log, contents: nil)
+            let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+            process.standardOutput = handle; process.standardError = handle
+            try process.run()
+            defer { if process.isRunning { process.terminate() } }
+            let start = Date()
+            while !FileManager.default.fileExists(atPath: dir + "/checkpoints/best.json") && Date().timeIntervalSince(start) < 60 && process.isRunning { usleep(100_000) }
+            XCTAssertTrue(process.isRunning, (try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
+            try FileManager.default.removeItem(atPath: dir)
+            if replaced { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: false) }
+            let removedAt = Date()
+            while process.isRunning && Date().timeIntervalSince(removedAt) < 30 { usleep(100_000) }
+            let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+            XCTAssertFalse(process.isRunning, "still training 30 s after its folder was removed: \(output)")
+            XCTAssertEqual(process.terminationStatus, 2, output)
+            XCTAssertTrue(output.contains(replaced ? "the run folder was replaced by another folder of that name while this command was writing it"
+                                                   : "the run folder was removed while this command was writing it"), output)
+            if replaced {
+                XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir), [], "nothing written into the new folder")
+            } else {
+                XCTAssertFalse(FileManager.default.fileExists(atPath: dir), "the folder is not created again")
+            }
+        }
+    }
+
     func testDamagedNewestCheckpointFallsBackToThePreviousOne() throws {
         let clean = try mpirun(np: 2, executable: cladmop, arguments: args("clean", steps: 12))
         XCTAssertEqual(clean.status, 0, clean.output)

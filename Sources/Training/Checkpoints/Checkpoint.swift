@@ -328,6 +328,11 @@ public enum Checkpoints {
         }
     }
 
+    /// Deletes the checkpoint `base` (its JSON first: without it the tensors file does not count), if it is there.
+    public static func remove(base: String) {
+        for path in [base + ".json", base + ".safetensors"] { FilesRead.forget(path); unlink(path) }
+    }
+
     /// Deletes all but the newest `keep` checkpoints, never the one named `protected`, and the temporary
     /// files that a crash in the middle of a write left behind.
     public static func prune(dir: String, keep: Int, protected: String?) {

@@ -160,6 +160,21 @@ public final class Pretrainer {
         bestCheckpoint = meta.bestCheckpoint
         evalsWithoutImprovement = Int(meta.metrics["evals_without_improvement"] ?? 0)
         if comm.isRoot { log("resume: \(path) (step \(meta.step), epoch \(meta.epoch), written by \(meta.worldSize) rank(s)) on \(comm.size) rank(s)") }
+        try repairBestPointer(resumed: meta)
+    }
+
+    /// checkpoints/best.json made to name the resumed checkpoint's best (rank 0): a run killed between a checkpoint
+    /// and its best.json (or one of a cladmop that left best.json behind on a full disk) would otherwise end with
+    /// best.json naming an older checkpoint, or none, which finetune and evaluate then take.
+    func repairBestPointer(resumed meta: CheckpointMeta) throws {
+        guard comm.isRoot, let best = meta.bestCheckpoint,
+              FileManager.default.fileExists(atPath: checkpointDir + "/" + best + ".json") else { return }
+        let file = checkpointDir + "/best.json"
+        let exists = FileManager.default.fileExists(atPath: file)
+        let named = exists ? (try? BestPointer.read(file))?.checkpoint : nil
+        guard named != "checkpoints/\(best).safetensors" else { return }
+        try writeBestPointer(best, valLoss: meta.metrics["best_val_loss"] ?? .infinity)
+        log("resume: checkpoints/best.json \(named.map { "named \($0)" } ?? (exists ? "could not be read" : "was missing")); it now names checkpoints/\(best).safetensors, the resumed checkpoint's best")
     }
 
     /// Resumed from a checkpoint that early stopping had already ended (with this command's train.patience).
@@ -344,20 +359,26 @@ public final class Pretrainer {
                                   bestCheckpoint: bestCheckpoint, corpus: setup.fingerprint,
                                   // (Not for a synthetic corpus: its ids name no trial a CSV could hold.)
                                   sctTrials: spec.data.synthetic ? nil : (setup.train + setup.validation).map(\.nctid).sorted())
+        let base = checkpointDir + "/" + Checkpoints.name(step: stepsDone)
         do {
             _ = try Checkpoints.save(dir: checkpointDir, meta: meta, params: params, optimizer: optimizer, faults: faults)
-            if let best = bestCheckpoint {
-                let pointer = try encodeJSON(PretrainBest(checkpoint: "checkpoints/\(best).safetensors", valLoss: bestValLoss.isFinite ? bestValLoss : nil),
-                                             plainSlashes: true)
-                try writeFileAtomically(checkpointDir + "/best.json", replacingInput: true) { try $0.write(contentsOf: pointer + Data("\n".utf8)) }
-            }
+            faults.duringCheckpoint(.pointer, step: stepsDone)
+            if let best = bestCheckpoint { try writeBestPointer(best, valLoss: bestValLoss) }
             Checkpoints.prune(dir: checkpointDir, keep: spec.checkpoint.keepLast, protected: bestCheckpoint)
         } catch {
-            let own = Checkpoints.name(step: stepsDone) + ".json"
-            let earlier = Checkpoints.list(dir: checkpointDir).contains { URL(fileURLWithPath: $0).lastPathComponent != own }
+            // This step's checkpoint goes too when best.json could not follow it: resumed from, it would carry a best
+            // that best.json does not name (finetune and evaluate read best.json; a full disk had left them the older one).
+            Checkpoints.remove(base: base)
+            let earlier = !Checkpoints.list(dir: checkpointDir).isEmpty
             comm.abort(message: "writing checkpoint at step \(stepsDone) failed: \(error) (\(earlier ? "previous checkpoints are intact" : "no checkpoint was written before it"))", code: 2)
         }
         comm.barrier()
+    }
+
+    /// checkpoints/best.json naming checkpoint `best` (rank 0).
+    func writeBestPointer(_ best: String, valLoss: Double) throws {
+        let pointer = try encodeJSON(PretrainBest(checkpoint: "checkpoints/\(best).safetensors", valLoss: valLoss.isFinite ? valLoss : nil), plainSlashes: true)
+        try writeFileAtomically(checkpointDir + "/best.json", replacingInput: true) { try $0.write(contentsOf: pointer + Data("\n".utf8)) }
     }
 }
 

@@ -12,8 +12,9 @@ import Support
 ///   backward has written it (the bug of a bucket started before its tensors are complete): a negative control.
 /// - `crash:RANK:STEP`, `throw:RANK:STEP`, `stall:RANK:STEP`: before global step STEP (1-based) the rank is
 ///   killed, throws an input error, or stops making progress.
-/// - `checkpoint_crash:before|between[:STEP]`: the process is killed while writing a checkpoint (of step
-///   STEP, or any): "between" is after the tensors file is complete and before its JSON.
+/// - `checkpoint_crash:before|between|pointer[:STEP]`: the process is killed while writing a checkpoint (of step
+///   STEP, or any): "between" is after the tensors file is complete and before its JSON, "pointer" after both and
+///   before the run's checkpoints/best.json.
 /// - `file_size_limit:BYTES`: RLIMIT_FSIZE once MPI is up (a write past BYTES fails with EFBIG, as on a full disk).
 /// - `stop:RANK:ACTIVITY`: the rank stops itself (SIGSTOP) at its first progress point of a watchdog's ACTIVITY
 ///   ("fine-tuning", "featurizing", "scoring", "embedding", "training"; `Watchdog.injectedStop`), or once its
@@ -25,7 +26,7 @@ import Support
 /// CLADMOP_DUMP_GRADIENT = FILE: rank 0 writes the averaged gradient of the first step (Float32, raw).
 public struct FaultPlan: Sendable {
     public enum StepFault: Sendable, Equatable { case crash, throwError, stall }
-    public enum CheckpointStage: String, Sendable { case before, between }
+    public enum CheckpointStage: String, Sendable { case before, between, pointer }
 
     public var localGradientOnly = false
     public var noWorldScale = false
