@@ -196,6 +196,7 @@ public func writeFileAtomically(_ path: String, replacingInput: Bool = false, re
 func createTemporary(for path: String, reportingAs: String) throws -> (path: String, slot: Int?, id: (dev: UInt64, ino: UInt64)) {
     try WrittenFolders.check(writing: path)
     let tmp = temporaryPath(for: path)
+    removeStaleTemporaries(of: tmp)
     guard FileManager.default.createFile(atPath: tmp, contents: nil) else {
         throw InputError(file: reportingAs, "cannot create \(tmp): \(String(cString: strerror(errno)))")
     }
@@ -235,6 +236,21 @@ public enum WrittenFolders {
                     : "the run folder was replaced by another folder of that name while this command was writing it (removed, and another run started there?); stopping so that the two runs do not mix")
             }
         }
+    }
+}
+
+/// Removes the temporary files of the same output (`temporaryPath`: ".NAME.tmp-PID" beside it) left by processes that
+/// no longer run on this machine (SIGKILL, or a machine that went down mid-write: no handler ran): a feature store's
+/// is hundreds of MB, and nothing else would remove it. A live process's, or one of this process, stays.
+func removeStaleTemporaries(of tmp: String) {
+    let url = URL(fileURLWithPath: tmp)
+    let name = url.lastPathComponent
+    guard let cut = name.range(of: ".tmp-", options: .backwards) else { return }
+    let prefix = name[..<cut.upperBound]
+    let dir = url.deletingLastPathComponent().path
+    for other in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] where other.hasPrefix(prefix) && other != name {
+        guard let pid = Int32(other.dropFirst(prefix.count)), pid > 0, pid != getpid() else { continue }
+        if kill(pid, 0) != 0 && errno == ESRCH { unlink(dir + "/" + other) }
     }
 }
 

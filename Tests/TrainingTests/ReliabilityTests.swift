@@ -528,6 +528,23 @@ final class ReliabilityTests: XCTestCase {
         XCTAssertGreaterThan(stopped, 0, "the temporary file was never seen: nothing was interrupted")
     }
 
+    /// A write ended by SIGKILL (no handler runs) leaves its temporary file; the next write of the same output removes
+    /// it (a fifteenth probe: synth's and featurize's were left for good, 255 MB for the bundled store), and keeps one
+    /// of a process that still runs.
+    func testTheNextWriteRemovesATemporaryFileAKilledWriteLeft() throws {
+        let dir = Self.work + "/killed-write"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let synth = ["synth", "--trials", "300", "--dim", "16", "--output", dir + "/s.store", "--set", Self.hierarchy]
+        let ended = Process()
+        ended.executableURL = URL(fileURLWithPath: "/bin/true")
+        try ended.run(); ended.waitUntilExit()
+        let stale = dir + "/.s.store.tmp-\(ended.processIdentifier)", live = dir + "/.s.store.tmp-\(getpid())"
+        for path in [stale, live] { XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data(count: 4096))) }
+        let r = try runProduct("cladmop", synth)
+        XCTAssertEqual(r.status, 0, r.output)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).sorted(), [URL(fileURLWithPath: live).lastPathComponent, "s.store"])
+    }
+
     /// Two splits at once onto the same outputs: one writes both halves, the other is refused (exit 2) and writes
     /// neither, so the halves always come from one split (both had succeeded, leaving halves that shared trials).
     func testTwoSplitsAtOnceLeaveOnePair() throws {
