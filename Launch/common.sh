@@ -81,12 +81,14 @@ script_help() {
 
 # check_np N [HOSTFILE]: exits 2 unless N is a positive rank count; without a hostfile (ranks on this machine,
 # oversubscribed past its cores) at most 8 ranks per core (a typo such as -np 999999 would start that many processes).
+# rank_cap: the most ranks check_np lets run on this machine (8 per core).
+rank_cap() { echo $((8 * $(OMP_NUM_THREADS= OMP_THREAD_LIMIT= nproc))); }
 check_np() {
     [[ "$1" =~ ^[1-9][0-9]{0,5}$ ]] || { echo "Launch/$(basename "$0"): -np $1: expected a positive integer (the number of ranks)" >&2; exit 2; }
-    local cores; cores="$(OMP_NUM_THREADS= OMP_THREAD_LIMIT= nproc)"
+    local cap; cap="$(rank_cap)"
     # An emulated cluster's nodes (Launch/cluster) are namespaces of this machine: its ranks run here too.
-    if { [ -z "${2:-}" ] || cluster_flags "$2" >/dev/null; } && [ "$1" -gt $((8 * cores)) ]; then
-        echo "Launch/$(basename "$0"): -np $1: this machine has $cores cores; at most $((8 * cores)) ranks run on it (one per core is fastest; an emulated cluster's nodes share them); more ranks need more nodes (--hostfile, where the script takes one)" >&2
+    if { [ -z "${2:-}" ] || cluster_flags "$2" >/dev/null; } && [ "$1" -gt "$cap" ]; then
+        echo "Launch/$(basename "$0"): -np $1: this machine has $((cap / 8)) cores; at most $cap ranks run on it (one per core is fastest; an emulated cluster's nodes share them); more ranks need more nodes (--hostfile, where the script takes one)" >&2
         exit 2
     fi
 }

@@ -38,7 +38,10 @@ raw = open(a.store, "rb").read()
 magic, version, levels, dim, count, meta_bytes, offset, _ = H.unpack_from(raw, 0)
 if magic != b"CLADMOPF" or version != 1 or levels != 3:
     raise SystemExit(f"{a.store}: not a version-1 cladmop feature store")
-meta = json.loads(raw[H.size:H.size + meta_bytes])
+try:
+    meta = json.loads(raw[H.size:H.size + meta_bytes])
+except (ValueError, RecursionError) as e:   # RecursionError: nested past Python's limit
+    raise SystemExit(f"{a.store}: the feature store's metadata is not JSON ({e})")
 V = np.frombuffer(raw, np.float32, count=count * 3 * dim, offset=offset).reshape(count, 3, dim)
 by_id = {}
 for t in meta["trials"]:

@@ -169,8 +169,8 @@ public func writeFileAtomically(_ path: String, replacingInput: Bool = false, re
         let resolved = resolvedPath(destination.hasPrefix("/") ? destination : URL(fileURLWithPath: path).deletingLastPathComponent().path + "/" + destination)
         if replacingFileReadAs != nil || runFileKind(resolved) == nil { target = resolved }
     }
-    let (tmp, slot, _) = try createTemporary(for: target, reportingAs: path)
-    defer { TemporaryFiles.unregister(slot) }
+    let (tmp, slot, _, lock) = try createTemporary(for: target, reportingAs: path)
+    defer { TemporaryFiles.unregister(slot); close(lock) }
     do {
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: tmp))
         do {
@@ -192,8 +192,10 @@ public func writeFileAtomically(_ path: String, replacingInput: Bool = false, re
 }
 
 /// Creates the temporary file an output `path` is written under (`temporaryPath`), registered for removal on a signal
-/// (`TemporaryFiles`); its (device, inode). Errors name `reportingAs`.
-func createTemporary(for path: String, reportingAs: String) throws -> (path: String, slot: Int?, id: (dev: UInt64, ino: UInt64)) {
+/// (`TemporaryFiles`); its (device, inode), and a descriptor holding a flock on it (-1 where the file system has
+/// none) that says "being written" to `removeStaleTemporaries` of other processes: the caller closes it when done.
+/// Errors name `reportingAs`.
+func createTemporary(for path: String, reportingAs: String) throws -> (path: String, slot: Int?, id: (dev: UInt64, ino: UInt64), lock: Int32) {
     try WrittenFolders.check(writing: path)
     let tmp = temporaryPath(for: path)
     removeStaleTemporaries(of: tmp)
@@ -207,7 +209,9 @@ func createTemporary(for path: String, reportingAs: String) throws -> (path: Str
         unlink(tmp); TemporaryFiles.unregister(slot)
         throw InputError(file: reportingAs, "cannot read back \(tmp): \(reason)")
     }
-    return (tmp, slot, (UInt64(st.st_dev), UInt64(st.st_ino)))
+    var lock = open(tmp, O_RDONLY | O_CLOEXEC)
+    if lock >= 0 && flock(lock, LOCK_EX | LOCK_NB) != 0 { close(lock); lock = -1 }
+    return (tmp, slot, (UInt64(st.st_dev), UInt64(st.st_ino)), lock)
 }
 
 /// The run folders this process writes (locked by `lockRunFolder`), each by the path it was named by and its (device,
@@ -216,22 +220,29 @@ func createTemporary(for path: String, reportingAs: String) throws -> (path: Str
 /// with another run started there: every write under it (`createTemporary`, `makeDirectory`, a metrics record) is
 /// refused instead, which ends the job with the reason.
 public enum WrittenFolders {
-    private static let held = Locked<[(path: String, id: FilesRead.FileID)]>([])
+    private static let held = Locked<[(named: String, path: String, id: FilesRead.FileID)]>([])
 
     /// Records the folder `path`, open as `descriptor`, as one this process writes.
     public static func hold(_ path: String, descriptor: Int32) {
         var st = stat()
         guard fstat(descriptor, &st) == 0 else { return }
-        held.withLock { $0.append((path, FilesRead.id(st))) }
+        held.withLock { $0.append((path, absolute(path), FilesRead.id(st))) }
     }
+
+    /// `path` made absolute and standardized, links not resolved (runs/x/ and /cwd/runs/./x are one folder; the
+    /// metrics log and TensorBoard name theirs absolute).
+    static func absolute(_ path: String) -> String { URL(fileURLWithPath: path).standardizedFileURL.path }
 
     /// Throws an InputError when `path` is in (or is) a held folder that is no longer the folder at its path.
     public static func check(writing path: String) throws {
-        for (dir, id) in held.withLock({ $0 }) where path == dir || path.hasPrefix(dir.hasSuffix("/") ? dir : dir + "/") {
+        let folders = held.withLock { $0 }
+        guard !folders.isEmpty else { return }
+        let target = absolute(path)
+        for (named, dir, id) in folders where target == dir || target.hasPrefix(dir == "/" ? dir : dir + "/") {
             var st = stat()
             let gone = stat(dir, &st) != 0
             if gone || FilesRead.id(st) != id {
-                throw InputError(file: dir, gone
+                throw InputError(file: named, gone
                     ? "the run folder was removed while this command was writing it; stopping (a write would create it again, holding part of this run)"
                     : "the run folder was replaced by another folder of that name while this command was writing it (removed, and another run started there?); stopping so that the two runs do not mix")
             }
@@ -239,9 +250,11 @@ public enum WrittenFolders {
     }
 }
 
-/// Removes the temporary files of the same output (`temporaryPath`: ".NAME.tmp-PID" beside it) left by processes that
-/// no longer run on this machine (SIGKILL, or a machine that went down mid-write: no handler ran): a feature store's
-/// is hundreds of MB, and nothing else would remove it. A live process's, or one of this process, stays.
+/// Removes the temporary files of the same output (`temporaryPath`: ".NAME.tmp-PID" beside it) that a write killed
+/// by SIGKILL, or on a machine that went down, left (no handler ran): a feature store's is hundreds of MB, and nothing
+/// else would remove it. One is removed only when its process does not run on this machine and nobody holds the
+/// flock its writer takes (`createTemporary`; a writer on another node of a shared file system holds it too); where
+/// the file system has no flock, none is removed.
 func removeStaleTemporaries(of tmp: String) {
     let url = URL(fileURLWithPath: tmp)
     let name = url.lastPathComponent
@@ -249,8 +262,14 @@ func removeStaleTemporaries(of tmp: String) {
     let prefix = name[..<cut.upperBound]
     let dir = url.deletingLastPathComponent().path
     for other in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] where other.hasPrefix(prefix) && other != name {
-        guard let pid = Int32(other.dropFirst(prefix.count)), pid > 0, pid != getpid() else { continue }
-        if kill(pid, 0) != 0 && errno == ESRCH { unlink(dir + "/" + other) }
+        guard let pid = Int32(other.dropFirst(prefix.count)), pid > 0, pid != getpid(), kill(pid, 0) != 0 && errno == ESRCH else { continue }
+        let path = dir + "/" + other
+        var st = stat()
+        guard lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { continue }
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+        guard fd >= 0 else { continue }
+        if flock(fd, LOCK_EX | LOCK_NB) == 0 { unlink(path) }
+        close(fd)
     }
 }
 
@@ -267,6 +286,8 @@ func syncFolder(of path: String) {
 public func writeNewFilesTogether(_ files: [(path: String, data: Data)]) throws {
     var written: [(tmp: String, path: String, slot: Int?, id: (dev: UInt64, ino: UInt64))] = []
     var placed: [Int?] = []
+    var locks: [Int32] = []
+    defer { locks.forEach { close($0) } }
     func undo() {
         for (k, f) in written.enumerated() {
             if k < placed.count { TemporaryFiles.removeIfSame(f.path, f.id) }
@@ -276,8 +297,8 @@ public func writeNewFilesTogether(_ files: [(path: String, data: Data)]) throws 
     }
     do {
         for (path, data) in files {
-            let (tmp, slot, id) = try createTemporary(for: path, reportingAs: path)
-            written.append((tmp, path, slot, id))
+            let (tmp, slot, id, lock) = try createTemporary(for: path, reportingAs: path)
+            written.append((tmp, path, slot, id)); locks.append(lock)
             do {
                 let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: tmp))
                 defer { try? handle.close() }

@@ -18,6 +18,13 @@ public func lockRunFolder(_ dir: String, exclusive: Bool = true, busy: String) t
     // Close-on-exec: a helper the process starts (the watchdog's) must not inherit, and so outlive, the lock.
     let fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
     guard fd >= 0 else { throw InputError(file: dir, "cannot open the run folder: \(String(cString: strerror(errno)))") }
+    // Held already by this process (a resumed run locks before its first write, then prepareRunDirectory): a second
+    // flock on another descriptor would conflict with it.
+    var st = stat(), other = stat()
+    if fstat(fd, &st) == 0, heldRunDirectories.contains(where: { fstat($0, &other) == 0 && other.st_dev == st.st_dev && other.st_ino == st.st_ino }) {
+        close(fd)
+        return
+    }
     if flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) == 0 {
         heldRunDirectories.append(fd)     // kept open (and locked) until the process ends
         if exclusive { WrittenFolders.hold(dir, descriptor: fd) }
@@ -27,9 +34,15 @@ public func lockRunFolder(_ dir: String, exclusive: Bool = true, busy: String) t
     } else {
         // A file system without locks (some network mounts): go on as before there was a lock.
         let reason = String(cString: strerror(errno))
+        if exclusive { WrittenFolders.hold(dir, descriptor: fd) }     // still told apart from a folder that replaces it
         close(fd)
         FileHandle.standardError.write(Data("warning: \(dir): cannot lock the run folder (\(reason)); two commands on it would not be told apart\n".utf8))
     }
+}
+
+/// The exclusive lock of a command that writes the run in `runDir` (rank 0; a second call returns).
+public func lockRunForWriting(_ runDir: String) throws {
+    try lockRunFolder(runDir, busy: "another cladmop command is writing a run in this folder; wait for it or choose another --run-dir")
 }
 
 /// Refuses a run folder another command holds locked (a pretraining run still training: the checkpoint its best.json
@@ -166,7 +179,7 @@ public func prepareRunDirectory(_ runDir: String, config: Config, comm: Communic
                          artifacts: [String] = runArtifacts) throws {
     guard comm.isRoot else { return }
     try makeDirectory(runDir, option: "--run-dir")
-    try lockRunFolder(runDir, busy: "another cladmop command is writing a run in this folder; wait for it or choose another --run-dir")
+    try lockRunForWriting(runDir)
     if !resume && !overwrite {
         let present = artifacts.filter { FileManager.default.fileExists(atPath: runDir + "/" + $0) }
         if !present.isEmpty && !onlyStarted(runDir) {

@@ -35,7 +35,7 @@ struct Cladmop: ParsableCommand {
         Denormals.setFlushToZero(flush)
         // `cladmop help NAME` with a NAME that is no subcommand: ArgumentParser prints the overview and exits 0.
         let arguments = CommandLine.arguments.dropFirst()
-        if arguments.first == "help", let name = arguments.dropFirst().first,
+        if arguments.first == "help", let name = arguments.dropFirst().first, name != "help", !name.hasPrefix("-"),
            !configuration.subcommands.contains(where: { $0._commandName == name }) {
             let names = configuration.subcommands.map { $0._commandName }.joined(separator: ", ")
             FileHandle.standardError.write(Data("error: help: no subcommand '\(printable(name))' (expected one of \(names))\n".utf8))

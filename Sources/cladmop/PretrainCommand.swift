@@ -36,6 +36,10 @@ struct Pretrain: ParsableCommand {
             let trainer = try Pretrainer(setup: setup, comm: comm, runDir: runDir, faults: .fromEnvironment(), log: log)
             if resume == "auto" {
                 try trainer.resume()
+                // Locked before the first write (best.json's repair; an ended run's missing report.md): a run still
+                // training in the folder is refused here.
+                if comm.isRoot { try lockRunForWriting(runDir) }
+                try trainer.repairBestPointer()
                 if try trainer.hasEnded() { return }     // config.yaml, metrics and checkpoints stay as they are
             }
             // Only now, with every input read and checked, is anything written.

@@ -138,7 +138,8 @@ final class ReliabilityTests: XCTestCase {
         let r = try mpirun(np: 2, executable: cladmop, arguments: args("pointer"), environment: ["CLADMOP_FAULT": "checkpoint_crash:pointer:12"], timeout: 60)
         XCTAssertNotEqual(r.status, 0, r.output)
         let before = try bestPointers("pointer", step: 12)
-        XCTAssertNotNil(before.recorded)
+        // Step 12 holds the run's first evaluation (its last step), so it is its own best.
+        XCTAssertEqual(before.recorded, "checkpoints/step-00000012.safetensors")
         XCTAssertNotEqual(before.named, before.recorded, "the kill came before best.json followed the step-12 checkpoint")
         let again = try mpirun(np: 2, executable: cladmop, arguments: args("pointer", resume: true), timeout: 120)
         XCTAssertEqual(again.status, 0, again.output)
@@ -175,14 +176,20 @@ final class ReliabilityTests: XCTestCase {
 
     /// A run folder removed while its command writes it (a fifteenth probe: fine-tuning recreated checkpoints/ and ended
     /// with status 0; a second command started at the same path mixed its files with the first's): the next write stops
-    /// the job, naming the folder; a new folder at the path is left as it is.
+    /// the job, naming the folder; a new folder at the path is left as it is. Also for a relative --run-dir (as the
+    /// Launch scripts give), which the metrics log names by its absolute path.
     func testARunFolderRemovedOrReplacedMidRunStopsTheJob() throws {
-        for replaced in [false, true] {
-            let dir = Self.work + (replaced ? "/replaced" : "/removed")
+        for (name, replaced, relative) in [("removed", false, false), ("replaced", true, false), ("relative", false, true)] {
+            let dir = Self.work + "/" + name
             let process = Process()
             process.executableURL = URL(fileURLWithPath: cladmop)
-            process.arguments = args(dir, steps: 100_000) + ["--set", "train.epochs=100000", "--set", "checkpoint.every_steps=20", "--set", "train.log_every=5"]
-            let log = Self.work + "/\(replaced ? "replaced" : "removed").log"
+            var arguments = args(dir, steps: 100_000) + ["--set", "train.epochs=100000", "--set", "checkpoint.every_steps=20", "--set", "train.log_every=5"]
+            if relative {
+                process.currentDirectoryURL = URL(fileURLWithPath: Self.work)
+                arguments[arguments.firstIndex(of: dir)!] = name
+            }
+            process.arguments = arguments
+            let log = Self.work + "/\(name).log"
             FileManager.default.createFile(atPath: log, contents: nil)
             let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
             process.standardOutput = handle; process.standardError = handle
@@ -191,7 +198,10 @@ final class ReliabilityTests: XCTestCase {
             let start = Date()
             while !FileManager.default.fileExists(atPath: dir + "/checkpoints/best.json") && Date().timeIntervalSince(start) < 60 && process.isRunning { usleep(100_000) }
             XCTAssertTrue(process.isRunning, (try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
-            try FileManager.default.removeItem(atPath: dir)
+            // Moved away in one step (a recursive removal races the writer), deleted once the command has ended.
+            let aside = dir + "-aside"
+            XCTAssertEqual(rename(dir, aside), 0)
+            defer { try? FileManager.default.removeItem(atPath: aside) }
             if replaced { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: false) }
             let removedAt = Date()
             while process.isRunning && Date().timeIntervalSince(removedAt) < 30 { usleep(100_000) }

@@ -330,6 +330,7 @@ public enum Checkpoints {
 
     /// Deletes the checkpoint `base` (its JSON first: without it the tensors file does not count), if it is there.
     public static func remove(base: String) {
+        // (Forgotten as inputs first: read when written, for their checksums.)
         for path in [base + ".json", base + ".safetensors"] { FilesRead.forget(path); unlink(path) }
     }
 
@@ -342,9 +343,7 @@ public enum Checkpoints {
         for path in list(dir: dir).dropFirst(keep) {
             let base = String(path.dropLast(5))
             if let protected, URL(fileURLWithPath: base).lastPathComponent == protected { continue }
-            FilesRead.forget(path); FilesRead.forget(base + ".safetensors")   // read when written (checksums)
-            unlink(path)
-            unlink(base + ".safetensors")
+            remove(base: base)
         }
     }
 }

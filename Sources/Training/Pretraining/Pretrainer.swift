@@ -27,6 +27,8 @@ public final class Pretrainer {
     var stepsDone = 0
     var bestValLoss = Double.infinity
     var bestCheckpoint: String?
+    /// The checkpoint `resume()` loaded (its best is what checkpoints/best.json must name: `repairBestPointer`).
+    var resumedMeta: CheckpointMeta?
     var evalsWithoutImprovement = 0
     /// metrics.jsonl, opened when the run starts (nothing is written while the inputs are being checked).
     var metrics: MetricsLog?
@@ -160,16 +162,20 @@ public final class Pretrainer {
         bestCheckpoint = meta.bestCheckpoint
         evalsWithoutImprovement = Int(meta.metrics["evals_without_improvement"] ?? 0)
         if comm.isRoot { log("resume: \(path) (step \(meta.step), epoch \(meta.epoch), written by \(meta.worldSize) rank(s)) on \(comm.size) rank(s)") }
-        try repairBestPointer(resumed: meta)
+        resumedMeta = meta
     }
 
-    /// checkpoints/best.json made to name the resumed checkpoint's best (rank 0): a run killed between a checkpoint
-    /// and its best.json (or one of a cladmop that left best.json behind on a full disk) would otherwise end with
-    /// best.json naming an older checkpoint, or none, which finetune and evaluate then take.
-    func repairBestPointer(resumed meta: CheckpointMeta) throws {
-        guard comm.isRoot, let best = meta.bestCheckpoint,
-              FileManager.default.fileExists(atPath: checkpointDir + "/" + best + ".json") else { return }
+    /// After `resume()`, with the run folder locked (rank 0; the others return): checkpoints/best.json made to name the
+    /// resumed checkpoint's best. A run killed between a checkpoint and its best.json (or one of a cladmop that left
+    /// best.json behind on a full disk) would otherwise end with best.json naming an older checkpoint, or none, which
+    /// finetune and evaluate then take.
+    public func repairBestPointer() throws {
+        guard comm.isRoot, let meta = resumedMeta, let best = meta.bestCheckpoint else { return }
         let file = checkpointDir + "/best.json"
+        guard [".json", ".safetensors"].allSatisfy({ FileManager.default.fileExists(atPath: checkpointDir + "/" + best + $0) }) else {
+            log("resume: warning: the resumed checkpoint's best, \(best), is not in \(checkpointDir); checkpoints/best.json is left as it is")
+            return
+        }
         let exists = FileManager.default.fileExists(atPath: file)
         let named = exists ? (try? BestPointer.read(file))?.checkpoint : nil
         guard named != "checkpoints/\(best).safetensors" else { return }
@@ -368,8 +374,10 @@ public final class Pretrainer {
         } catch {
             // This step's checkpoint goes too when best.json could not follow it: resumed from, it would carry a best
             // that best.json does not name (finetune and evaluate read best.json; a full disk had left them the older one).
-            Checkpoints.remove(base: base)
-            let earlier = !Checkpoints.list(dir: checkpointDir).isEmpty
+            // Not in a folder that is no longer this run's (removed, or another run's at the same path).
+            if (try? WrittenFolders.check(writing: base)) != nil { Checkpoints.remove(base: base) }
+            let own = Checkpoints.name(step: stepsDone) + ".json"
+            let earlier = Checkpoints.list(dir: checkpointDir).contains { URL(fileURLWithPath: $0).lastPathComponent != own }
             comm.abort(message: "writing checkpoint at step \(stepsDone) failed: \(error) (\(earlier ? "previous checkpoints are intact" : "no checkpoint was written before it"))", code: 2)
         }
         comm.barrier()
