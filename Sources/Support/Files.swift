@@ -169,22 +169,18 @@ public func writeFileAtomically(_ path: String, replacingInput: Bool = false, re
         let resolved = resolvedPath(destination.hasPrefix("/") ? destination : URL(fileURLWithPath: path).deletingLastPathComponent().path + "/" + destination)
         if replacingFileReadAs != nil || runFileKind(resolved) == nil { target = resolved }
     }
-    let (tmp, slot, _, lock) = try createTemporary(for: target, reportingAs: path)
-    defer { TemporaryFiles.unregister(slot); close(lock) }
+    let (tmp, slot, _, fd) = try createTemporary(for: target, reportingAs: path)
+    defer { TemporaryFiles.unregister(slot); close(fd) }     // the descriptor (and its flock) until the rename is done
     do {
-        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: tmp))
-        do {
-            try write(handle)
-            try handle.synchronize()
-            try handle.close()
-        } catch {
-            try? handle.close()
-            throw error
-        }
+        let handle = FileHandle(fileDescriptor: fd, closeOnDealloc: false)
+        try write(handle)
+        try handle.synchronize()
         FilesRead.forget(target)     // the file it replaces (its inode may be reused)
         guard rename(tmp, target) == 0 else { throw InputError(file: path, "cannot rename: \(String(cString: strerror(errno)))") }
     } catch {
         unlink(tmp)
+        // A run folder removed meanwhile is the reason, not the rename's "No such file or directory".
+        try WrittenFolders.check(writing: target)
         if let e = error as? InputError { throw e }
         throw InputError(file: path, "write failed: \(describeWriteError(error))")
     }
@@ -192,26 +188,25 @@ public func writeFileAtomically(_ path: String, replacingInput: Bool = false, re
 }
 
 /// Creates the temporary file an output `path` is written under (`temporaryPath`), registered for removal on a signal
-/// (`TemporaryFiles`); its (device, inode), and a descriptor holding a flock on it (-1 where the file system has
-/// none) that says "being written" to `removeStaleTemporaries` of other processes: the caller closes it when done.
+/// (`TemporaryFiles`): its (device, inode) and the descriptor to write it through (read-write), which holds a flock
+/// on it where the file system has them (on NFS too, which needs the write access) and says "being written" to
+/// `removeStaleTemporaries` of other processes: the caller closes it once the file is renamed or removed.
 /// Errors name `reportingAs`.
-func createTemporary(for path: String, reportingAs: String) throws -> (path: String, slot: Int?, id: (dev: UInt64, ino: UInt64), lock: Int32) {
+func createTemporary(for path: String, reportingAs: String) throws -> (path: String, slot: Int?, id: (dev: UInt64, ino: UInt64), fd: Int32) {
     try WrittenFolders.check(writing: path)
     let tmp = temporaryPath(for: path)
     removeStaleTemporaries(of: tmp)
-    guard FileManager.default.createFile(atPath: tmp, contents: nil) else {
-        throw InputError(file: reportingAs, "cannot create \(tmp): \(String(cString: strerror(errno)))")
-    }
+    let fd = open(tmp, O_CREAT | O_TRUNC | O_RDWR | O_CLOEXEC, 0o666)
+    guard fd >= 0 else { throw InputError(file: reportingAs, "cannot create \(tmp): \(String(cString: strerror(errno)))") }
+    _ = flock(fd, LOCK_EX | LOCK_NB)     // a file system without flock: the temporary is simply not claimed
     let slot = TemporaryFiles.register(tmp)
     var st = stat()
-    guard stat(tmp, &st) == 0 else {
+    guard fstat(fd, &st) == 0 else {
         let reason = String(cString: strerror(errno))
-        unlink(tmp); TemporaryFiles.unregister(slot)
+        unlink(tmp); close(fd); TemporaryFiles.unregister(slot)
         throw InputError(file: reportingAs, "cannot read back \(tmp): \(reason)")
     }
-    var lock = open(tmp, O_RDONLY | O_CLOEXEC)
-    if lock >= 0 && flock(lock, LOCK_EX | LOCK_NB) != 0 { close(lock); lock = -1 }
-    return (tmp, slot, (UInt64(st.st_dev), UInt64(st.st_ino)), lock)
+    return (tmp, slot, (UInt64(st.st_dev), UInt64(st.st_ino)), fd)
 }
 
 /// The run folders this process writes (locked by `lockRunFolder`), each by the path it was named by and its (device,
@@ -252,9 +247,9 @@ public enum WrittenFolders {
 
 /// Removes the temporary files of the same output (`temporaryPath`: ".NAME.tmp-PID" beside it) that a write killed
 /// by SIGKILL, or on a machine that went down, left (no handler ran): a feature store's is hundreds of MB, and nothing
-/// else would remove it. One is removed only when its process does not run on this machine and nobody holds the
-/// flock its writer takes (`createTemporary`; a writer on another node of a shared file system holds it too); where
-/// the file system has no flock, none is removed.
+/// else would remove it. One is removed only when its process does not run on this machine, it was last written
+/// over a minute ago, and nobody holds the flock its writer takes (`createTemporary`; a writer on another node of a
+/// shared file system holds it too); where the file system has no flock, none is removed.
 func removeStaleTemporaries(of tmp: String) {
     let url = URL(fileURLWithPath: tmp)
     let name = url.lastPathComponent
@@ -265,8 +260,8 @@ func removeStaleTemporaries(of tmp: String) {
         guard let pid = Int32(other.dropFirst(prefix.count)), pid > 0, pid != getpid(), kill(pid, 0) != 0 && errno == ESRCH else { continue }
         let path = dir + "/" + other
         var st = stat()
-        guard lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { continue }
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+        guard lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_mtim.tv_sec < time(nil) - 60 else { continue }
+        let fd = open(path, O_WRONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { continue }
         if flock(fd, LOCK_EX | LOCK_NB) == 0 { unlink(path) }
         close(fd)
@@ -286,8 +281,8 @@ func syncFolder(of path: String) {
 public func writeNewFilesTogether(_ files: [(path: String, data: Data)]) throws {
     var written: [(tmp: String, path: String, slot: Int?, id: (dev: UInt64, ino: UInt64))] = []
     var placed: [Int?] = []
-    var locks: [Int32] = []
-    defer { locks.forEach { close($0) } }
+    var descriptors: [Int32] = []
+    defer { descriptors.forEach { close($0) } }     // (and their flocks) once every file is in place or removed
     func undo() {
         for (k, f) in written.enumerated() {
             if k < placed.count { TemporaryFiles.removeIfSame(f.path, f.id) }
@@ -297,11 +292,10 @@ public func writeNewFilesTogether(_ files: [(path: String, data: Data)]) throws 
     }
     do {
         for (path, data) in files {
-            let (tmp, slot, id, lock) = try createTemporary(for: path, reportingAs: path)
-            written.append((tmp, path, slot, id)); locks.append(lock)
+            let (tmp, slot, id, fd) = try createTemporary(for: path, reportingAs: path)
+            written.append((tmp, path, slot, id)); descriptors.append(fd)
             do {
-                let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: tmp))
-                defer { try? handle.close() }
+                let handle = FileHandle(fileDescriptor: fd, closeOnDealloc: false)
                 try handle.write(contentsOf: data)
                 try handle.synchronize()
             } catch { throw InputError(file: path, "write failed: \(describeWriteError(error))") }

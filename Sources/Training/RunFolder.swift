@@ -7,8 +7,9 @@ import Support
 // commands from writing (or one from replacing what another reads) at once. Every command that writes a run goes
 // through `checkRunDirectory` (before any work) and `prepareRunDirectory` (once its inputs are read).
 
-/// Descriptors of the run folders this process holds locked (`lockRunFolder`).
-nonisolated(unsafe) private var heldRunDirectories: [Int32] = []
+/// Descriptors of the run folders this process holds (`lockRunFolder`), and whether exclusively (also where the file
+/// system has no locks: the folder is then held without one).
+nonisolated(unsafe) private var heldRunDirectories: [(fd: Int32, exclusive: Bool)] = []
 
 /// Takes a lock on a run folder (flock on its descriptor, held until the process ends, also by a crash): exclusive
 /// for a command that writes a run (`prepareRunDirectory`), shared for one that writes results into a run it reads
@@ -18,24 +19,26 @@ public func lockRunFolder(_ dir: String, exclusive: Bool = true, busy: String) t
     // Close-on-exec: a helper the process starts (the watchdog's) must not inherit, and so outlive, the lock.
     let fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
     guard fd >= 0 else { throw InputError(file: dir, "cannot open the run folder: \(String(cString: strerror(errno)))") }
-    // Held already by this process (a resumed run locks before its first write, then prepareRunDirectory): a second
-    // flock on another descriptor would conflict with it.
+    // Held already by this process as this lock or a stronger one (a resumed run locks before its first write, then
+    // prepareRunDirectory): a second flock on another descriptor would conflict with it.
     var st = stat(), other = stat()
-    if fstat(fd, &st) == 0, heldRunDirectories.contains(where: { fstat($0, &other) == 0 && other.st_dev == st.st_dev && other.st_ino == st.st_ino }) {
+    if fstat(fd, &st) == 0, heldRunDirectories.contains(where: {
+        ($0.exclusive || !exclusive) && fstat($0.fd, &other) == 0 && other.st_dev == st.st_dev && other.st_ino == st.st_ino }) {
         close(fd)
         return
     }
     if flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) == 0 {
-        heldRunDirectories.append(fd)     // kept open (and locked) until the process ends
+        heldRunDirectories.append((fd, exclusive))     // kept open (and locked) until the process ends
         if exclusive { WrittenFolders.hold(dir, descriptor: fd) }
     } else if errno == EWOULDBLOCK {
         close(fd)
         throw InputError(file: dir, busy)
     } else {
-        // A file system without locks (some network mounts): go on as before there was a lock.
+        // A file system without locks (some network mounts): go on as before there was a lock, the folder held (once)
+        // all the same, so that one replacing it is told apart.
         let reason = String(cString: strerror(errno))
-        if exclusive { WrittenFolders.hold(dir, descriptor: fd) }     // still told apart from a folder that replaces it
-        close(fd)
+        heldRunDirectories.append((fd, exclusive))
+        if exclusive { WrittenFolders.hold(dir, descriptor: fd) }
         FileHandle.standardError.write(Data("warning: \(dir): cannot lock the run folder (\(reason)); two commands on it would not be told apart\n".utf8))
     }
 }

@@ -37,8 +37,8 @@ struct Pretrain: ParsableCommand {
             if resume == "auto" {
                 try trainer.resume()
                 // Locked before the first write (best.json's repair; an ended run's missing report.md): a run still
-                // training in the folder is refused here.
-                if comm.isRoot { try lockRunForWriting(runDir) }
+                // training in the folder is refused here. (A folder not made yet holds nothing to repair: made later.)
+                if comm.isRoot && FileManager.default.fileExists(atPath: runDir) { try lockRunForWriting(runDir) }
                 try trainer.repairBestPointer()
                 if try trainer.hasEnded() { return }     // config.yaml, metrics and checkpoints stay as they are
             }

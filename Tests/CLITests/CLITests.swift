@@ -130,6 +130,13 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(mended.status, 0, mended.output)
         XCTAssertTrue(mended.output.contains("resume: checkpoints/best.json was missing") && mended.output.contains("the run already ended"), mended.output)
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: best)), pointer)
+        // --resume auto into a folder that does not exist yet starts afresh (as Slurm's requeue and the supervisor
+        // rely on): the lock is taken when the folder is made.
+        var fresh = pretrain + ["--resume", "auto"]
+        fresh[fresh.firstIndex(of: dir + "/run")!] = dir + "/fresh"
+        let started = try cladmop(fresh)
+        XCTAssertEqual(started.status, 0, started.output)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/fresh/checkpoints/best.json"), started.output)
     }
 
     /// encode reads its lines as every text input does: LF, CR LF and a lone CR each end a text.
@@ -234,6 +241,9 @@ final class HostfileTests: XCTestCase {
     func testLaunchScriptsRefuseBadArgumentsBeforeAnyWork() throws {
         let dir = NSTemporaryDirectory() + "cladmop-launch-args-\(getpid())"
         defer { try? FileManager.default.removeItem(atPath: dir) }
+        // The scripts' rank cap on this machine: 8 per core as nproc counts them (Launch/common.sh rank_cap).
+        let cores = try runCommand("/usr/bin/env", ["OMP_NUM_THREADS=", "OMP_THREAD_LIMIT=", "nproc"]).output.trimmingCharacters(in: .whitespacesAndNewlines)
+        let rankCap = 8 * (Int(cores) ?? 0)
         let cases: [(String, [String], String)] = [
             ("devtest", ["--phases", "1,2", "--run-dir", dir + "/d"], "--phases \"1,2\": expected phases 1, 2 and/or 3"),
             ("devtest", ["--phases", "1 5", "--run-dir", dir + "/d"], "5 is not a phase"),
@@ -259,7 +269,7 @@ final class HostfileTests: XCTestCase {
             ("devtest", ["--phases", "1\n4", "--run-dir", dir + "/d"], "expected phases 1, 2 and/or 3"),
             ("bench", ["train", "-np", "100"], "-np 100: configs/bench.yaml's global batch 128 gives 1 trial(s) per rank"),
             // The hint had named the batch's limit (64) past the machine's cap, which then refused it.
-            ("bench", ["train", "-np", "999"], " ranks (2 trials per rank; at most "),
+            ("bench", ["train", "-np", "999"], " ranks (2 trials per rank; at most \(rankCap) on this machine's cores)"),
             ("sweep-batch", ["--config", "configs/smoke.yaml", "--batches", "8", "--base-batch", "0", "--out", dir + "/s"], "--base-batch 0: expected a positive integer"),
             ("sweep-batch", ["--config", "configs/smoke.yaml", "--batches", "1,8", "--out", dir + "/s"], "1 is below 2"),
             ("sweep-batch", ["--config", "configs/smoke.yaml", "--batches", "2,6", "-np", "3", "--out", dir + "/s"], "2 is smaller than the 3 ranks"),

@@ -1,5 +1,6 @@
 import Foundation
 import NN
+import Support
 import TestSupport
 import TrialData
 import XCTest
@@ -216,6 +217,26 @@ final class ReliabilityTests: XCTestCase {
                 XCTAssertFalse(FileManager.default.fileExists(atPath: dir), "the folder is not created again")
             }
         }
+    }
+
+    /// One held folder by any spelling: held by a relative name with a trailing slash, a write named absolute and with
+    /// "." (as the metrics log names its own) is refused once the folder has moved; a sibling of a longer name is not.
+    func testAHeldRunFolderIsToldApartByAnySpelling() throws {
+        let base = Self.work + "/spelling"
+        try FileManager.default.createDirectory(atPath: base + "/run", withIntermediateDirectories: true)
+        let cwd = FileManager.default.currentDirectoryPath
+        XCTAssertTrue(FileManager.default.changeCurrentDirectoryPath(base))
+        defer { FileManager.default.changeCurrentDirectoryPath(cwd) }
+        let fd = open("run", O_RDONLY | O_DIRECTORY)
+        defer { close(fd) }
+        WrittenFolders.hold("run/", descriptor: fd)
+        XCTAssertNoThrow(try WrittenFolders.check(writing: base + "/run/metrics.jsonl"))
+        XCTAssertEqual(rename(base + "/run", base + "/moved"), 0)
+        XCTAssertThrowsError(try WrittenFolders.check(writing: base + "/./run/checkpoints")) {
+            XCTAssertEqual("\($0)", "run/: the run folder was removed while this command was writing it; stopping (a write would create it again, holding part of this run)")
+        }
+        XCTAssertNoThrow(try WrittenFolders.check(writing: base + "/run-other/x"))
+        XCTAssertNoThrow(try WrittenFolders.check(writing: base + "/moved/x"))
     }
 
     func testDamagedNewestCheckpointFallsBackToThePreviousOne() throws {
@@ -540,7 +561,7 @@ final class ReliabilityTests: XCTestCase {
 
     /// A write ended by SIGKILL (no handler runs) leaves its temporary file; the next write of the same output removes
     /// it (a fifteenth probe: synth's and featurize's were left for good, 255 MB for the bundled store), and keeps one
-    /// of a process that still runs.
+    /// of a process that still runs, and one written less than a minute ago.
     func testTheNextWriteRemovesATemporaryFileAKilledWriteLeft() throws {
         let dir = Self.work + "/killed-write"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -549,10 +570,15 @@ final class ReliabilityTests: XCTestCase {
         ended.executableURL = URL(fileURLWithPath: "/bin/true")
         try ended.run(); ended.waitUntilExit()
         let stale = dir + "/.s.store.tmp-\(ended.processIdentifier)", live = dir + "/.s.store.tmp-\(getpid())"
-        for path in [stale, live] { XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data(count: 4096))) }
+        let young = dir + "/.s.store.tmp-\(ended.processIdentifier + 100_000_000)"     // no such process, but written just now
+        for path in [stale, live, young] {
+            XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data(count: 4096)))
+            if path != young { try FileManager.default.setAttributes([.modificationDate: Date().addingTimeInterval(-120)], ofItemAtPath: path) }
+        }
         let r = try runProduct("cladmop", synth)
         XCTAssertEqual(r.status, 0, r.output)
-        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).sorted(), [URL(fileURLWithPath: live).lastPathComponent, "s.store"])
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).sorted(),
+                       [live, young].map { URL(fileURLWithPath: $0).lastPathComponent }.sorted() + ["s.store"])
     }
 
     /// Two splits at once onto the same outputs: one writes both halves, the other is refused (exit 2) and writes
