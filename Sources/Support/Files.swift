@@ -215,13 +215,15 @@ func createTemporary(for path: String, reportingAs: String) throws -> (path: Str
 /// with another run started there: every write under it (`createTemporary`, `makeDirectory`, a metrics record) is
 /// refused instead, which ends the job with the reason.
 public enum WrittenFolders {
-    private static let held = Locked<[(named: String, path: String, id: FilesRead.FileID)]>([])
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var held: [(named: String, path: String, id: FilesRead.FileID)] = []
 
     /// Records the folder `path`, open as `descriptor`, as one this process writes.
     public static func hold(_ path: String, descriptor: Int32) {
         var st = stat()
         guard fstat(descriptor, &st) == 0 else { return }
-        held.withLock { $0.append((path, absolute(path), FilesRead.id(st))) }
+        lock.lock(); defer { lock.unlock() }
+        held.append((path, absolute(path), FilesRead.id(st)))
     }
 
     /// `path` made absolute and standardized, links not resolved (runs/x/ and /cwd/runs/./x are one folder; the
@@ -230,7 +232,9 @@ public enum WrittenFolders {
 
     /// Throws an InputError when `path` is in (or is) a held folder that is no longer the folder at its path.
     public static func check(writing path: String) throws {
-        let folders = held.withLock { $0 }
+        lock.lock()
+        let folders = held
+        lock.unlock()
         guard !folders.isEmpty else { return }
         let target = absolute(path)
         for (named, dir, id) in folders where target == dir || target.hasPrefix(dir == "/" ? dir : dir + "/") {
