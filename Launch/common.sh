@@ -79,10 +79,11 @@ script_help() {
     exit 0
 }
 
-# check_np N [HOSTFILE]: exits 2 unless N is a positive rank count; without a hostfile (ranks on this machine,
-# oversubscribed past its cores) at most 8 ranks per core (a typo such as -np 999999 would start that many processes).
 # rank_cap: the most ranks check_np lets run on this machine (8 per core).
 rank_cap() { echo $((8 * $(OMP_NUM_THREADS= OMP_THREAD_LIMIT= nproc))); }
+
+# check_np N [HOSTFILE]: exits 2 unless N is a positive rank count; without a hostfile (ranks on this machine,
+# oversubscribed past its cores) at most rank_cap ranks (a typo such as -np 999999 would start that many processes).
 check_np() {
     [[ "$1" =~ ^[1-9][0-9]{0,5}$ ]] || { echo "Launch/$(basename "$0"): -np $1: expected a positive integer (the number of ranks)" >&2; exit 2; }
     local cap; cap="$(rank_cap)"
