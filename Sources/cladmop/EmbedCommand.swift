@@ -31,6 +31,9 @@ struct Embed: ParsableCommand {
             let levelIndex = ModelConfig.levelNames.firstIndex(of: level)!
             let x = embedTrials(rows, model: loaded.model, builder: builder, level: levelIndex, comm: comm,
                                 stall: StallPolicy(stallTimeout: spec.train.stallTimeout))
+            for (values, width, what) in [(x.fDM, x.encoderDim, "embeds (f_dm)"), (x.pooled, x.modelDim, "embeds (pooled)")] {
+                try requireFiniteOutputs(values, width: width, nctids: x.nctids, what: what, checkpoint: checkpoint, csv: data)
+            }
             guard comm.isRoot else { return }
             // An ensemble's members share nothing to average embeddings over: the run's best.json names one of them.
             if let members = try? ensembleMembers(runFolder(named: checkpoint))?.members, members.count > 1 {

@@ -322,3 +322,59 @@ final class PretrainingCorpusTrialsTests: XCTestCase {
         XCTAssertGreaterThan(successes, 0)
     }
 }
+
+/// A model that diverged is never a result. Its weights are blown up on purpose (`CLADMOP_FAULT=diverge:STEP`: every
+/// parameter times 1e30 after that step, finite, so no checkpoint check refuses them). At the last step the NaN
+/// validation loss ends the run with an error and no checkpoint (it had been logged as perfect retrieval and the run
+/// called done); a checkpoint written between evaluations is refused by predict, evaluate and embed (NaN scores had
+/// been written, and ranked as numbers), and fine-tuning from it names it (it had blamed the fine-tuning rates).
+final class DivergedModelTests: XCTestCase {
+    func testADivergedModelIsNeverReportedAsAResult() throws {
+        let dir = try scratchDirectory("diverged")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let cladmop = releaseOrDebugProduct("cladmop")
+        let hierarchy = "data.icd_hierarchy=\(repoRoot)/data/icd10/icd10cm_2025_hierarchy.tsv"
+        let synth = try mpirun(np: 1, executable: cladmop, arguments: ["synth", "--trials", "60", "--dim", "384", "--output", dir + "/s.store",
+                                                                      "--set", hierarchy], timeout: 120)
+        XCTAssertEqual(synth.status, 0, synth.output)
+        func pretrain(_ run: String, diverge step: Int, _ extra: [String]) throws -> (status: Int32, output: String, seconds: Double) {
+            try mpirun(np: 2, executable: cladmop, arguments: ["pretrain", "--config", repoRoot + "/configs/smoke.yaml", "--run-dir", run,
+                                                              "--set", "data.synthetic=true", "--set", "data.feature_store=\(dir)/s.store",
+                                                              "--set", hierarchy] + extra.flatMap { ["--set", $0] },
+                       environment: ["CLADMOP_FAULT": "diverge:\(step)"], timeout: 300)
+        }
+        // The last step (2 of 2): the evaluation after it finds the loss NaN.
+        let last = try pretrain(dir + "/last", diverge: 2, ["train.max_steps=2"])
+        XCTAssertEqual(last.status, 1, last.output)
+        XCTAssertTrue(last.output.contains("validation loss is nan after step 2: the model diverged; lower optimizer.lr"), last.output)
+        XCTAssertFalse(last.output.contains("pretrain: done"), last.output)
+        XCTAssertEqual((try? FileManager.default.contentsOfDirectory(atPath: dir + "/last/checkpoints"))?.filter { $0.hasSuffix(".json") } ?? [], [])
+        let records = try String(contentsOfFile: dir + "/last/metrics.jsonl", encoding: .utf8).split(separator: "\n")
+            .compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        let evals = records.filter { $0["type"] as? String == "eval" }
+        XCTAssertEqual(evals.count, 1)
+        XCTAssertEqual(evals.first?["val_top1_c2dm"] as? Double, 0, "NaN scores count against retrieval, not for it")
+        XCTAssertNil(evals.first?["val_loss"] as? Double)
+        // Step 4 ends epoch 1, which is not evaluated (eval_every 2): its checkpoint is written; step 5's loss stops the run.
+        let mid = try pretrain(dir + "/mid", diverge: 4, ["train.max_steps=8", "train.epochs=2", "train.eval_every=2"])
+        XCTAssertEqual(mid.status, 1, mid.output)
+        XCTAssertTrue(mid.output.contains("loss is nan at step 5"), mid.output)
+        let checkpoint = dir + "/mid/checkpoints/step-00000004.json"
+        XCTAssertTrue(FileManager.default.fileExists(atPath: checkpoint))
+        try writeCSVSubset(from: repoRoot + "/data/top/phase_I_train.csv", rows: 0..<24, to: dir + "/train.csv")
+        try writeCSVSubset(from: repoRoot + "/data/top/phase_I_valid.csv", rows: 0..<12, to: dir + "/valid.csv")
+        let sets = smallFinetuneSettings(dir: dir, ["finetune.epochs=1", "finetune.ensemble=1", "finetune.select_latest=0"])
+        for (command, output) in [("predict", "--output"), ("evaluate", "--json"), ("embed", "--output")] {
+            let r = try mpirun(np: 2, executable: cladmop, arguments: [command, "--checkpoint", checkpoint, "--data", dir + "/valid.csv",
+                                                                      output, dir + "/\(command).out"] + sets, timeout: 600)
+            XCTAssertEqual(r.status, 2, r.output)
+            XCTAssertTrue(r.output.contains("\(checkpoint): its model") && r.output.contains("(12 of the 12 trials not finite): the weights of a run that diverged"), r.output)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/\(command).out"), command)
+        }
+        let ft = try mpirun(np: 2, executable: cladmop, arguments: ["finetune", "--pretrained", checkpoint, "--train", dir + "/train.csv",
+                                                                   "--valid", dir + "/valid.csv", "--run-dir", dir + "/ft"] + sets, timeout: 600)
+        XCTAssertNotEqual(ft.status, 0, ft.output)
+        XCTAssertTrue(ft.output.contains("on the first batch of \(dir)/ft, before any update: the pretrained model ") && ft.output.contains("step-00000004.json gives non-finite outputs"), ft.output)
+        XCTAssertFalse(ft.output.contains("lower finetune.head_lr"), ft.output)
+    }
+}

@@ -485,6 +485,13 @@ public final class Finetuner {
                 do {
                     _ = try finishStep(p, optimizer: optimizer, loss: loss[0], maxNorm: Float(spec.train.gradClip))
                 } catch let e as TrainingError {
+                    // Before any update the LoRA adapters add nothing and the head is freshly drawn: the pretrained
+                    // model (or the trials' features) gave the non-finite values, not the fine-tuning rates.
+                    if epoch == 1 && batches == 0 {
+                        let source = pretrainedPath.map { "the pretrained model \($0) gives non-finite outputs (the weights of a pretraining that diverged?); fine-tune another pretrained checkpoint" }
+                            ?? "the model gives non-finite outputs on these trials' features"
+                        throw TrainingError("fine-tuning \(e) on the first batch of \(runDir), before any update: \(source)")
+                    }
                     throw TrainingError("fine-tuning \(e) at epoch \(epoch), batch \(batches + 1) of \(runDir): the model diverged; lower finetune.head_lr or finetune.lora_lr and run again with --overwrite (or another --run-dir)")
                 }
                 lossSum += loss[0]; batches += 1
@@ -539,6 +546,14 @@ public final class Finetuner {
         let value = member.values[epoch - 1], threshold = member.thresholds[epoch - 1]
         let selection = FinetuneSelection(checkpoint: "checkpoints/" + Checkpoints.name(step: epoch) + ".safetensors", epoch: epoch,
                                           selectMetric: metric, valid: finite(value), threshold: threshold, pretrained: pretrainedPath)
+        if comm.isRoot, member.scores.indices.contains(epoch - 1), let first = member.scores[epoch - 1].first,
+           case let scores = member.scores[epoch - 1], scores.allSatisfy({ $0 == first }) {
+            // A saturated model (rates too high) scores every trial alike: its metrics are those of a constant guess.
+            let loss = member.records[epoch - 1].trainLoss.map { String(format: "%.4g", $0) } ?? "not finite"
+            FileHandle.standardError.write(Data(("warning: \(runDir): the selected epoch \(epoch) scores all \(scores.count) validation trials "
+                + "alike (\(String(format: "%.6g", first)); training loss \(loss)): the model ranks nothing, its \(spec.finetune.selectMetric.rawValue) is a "
+                + "constant guess's; lower finetune.head_lr or finetune.lora_lr\n").utf8))
+        }
         if comm.isRoot {
             var head = outcome.spec
             head.threshold = threshold

@@ -254,6 +254,10 @@ public final class Pretrainer {
             let (loss, gradNorm) = try trainStep(lrScale: schedule.factor(step: stepsDone + 1))
             stepSeconds += Date().timeIntervalSince(t0)
             stepsDone += 1
+            if faults.divergeAfter == stepsDone {
+                for i in 0..<params.count { params.values[i] *= 1e30 }
+                params.refreshLowPrecisionCopy()
+            }
             windowSamples += globalBatch
             if train.checksumEvery > 0 && stepsDone % train.checksumEvery == 0 { try verifyReplicas() }
             if comm.isRoot && (stepsDone % train.logEvery == 0 || stepsDone == totalSteps) {
@@ -349,6 +353,12 @@ public final class Pretrainer {
             evalRecords.append(record)
             log(String(format: "eval epoch %.2f: val loss %.4f, top-1 %.3f / %.3f, top-5 %.3f / %.3f (C->DM / DM->C; chance %.4f over %d)%@",
                        epoch, m.loss, m.top1CtoDM, m.top1DMtoC, m.top5CtoDM, m.top5DMtoC, 1 / Double(max(m.count, 1)), m.count, improved ? "  best" : ""))
+        }
+        // A diverged model (NaN or infinite scores) has no validation loss: the run ends here, before this step's
+        // checkpoint, as a non-finite training loss ends it (its last step's update is checked only here).
+        guard m.loss.isFinite else {
+            let clip = spec.train.gradClip == 0 ? "clip the gradient norm with train.grad_clip (now 0: off)" : "lower train.grad_clip (now \(spec.train.gradClip))"
+            throw TrainingError("validation loss is \(m.loss.isNaN ? "nan" : "\(m.loss)") after step \(stepsDone): the model diverged; lower optimizer.lr or \(clip)")
         }
         let patience = spec.train.patience
         return patience > 0 && evalsWithoutImprovement >= patience

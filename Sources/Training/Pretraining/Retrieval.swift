@@ -13,7 +13,7 @@ public struct RetrievalMetrics {
 }
 
 /// Scores z = s a_hat b_hat^T of every (criteria, DM) pair of the split; the loss is the symmetric InfoNCE
-/// over the whole split and retrieval ranks each true pair among all candidates (ties count against it).
+/// over the whole split and retrieval ranks each true pair among all candidates (ties and NaN scores count against it).
 /// Both walk the scores in blocks of `tileRows` rows, so memory stays O(tileRows x n).
 public func retrievalMetrics(fC: ConstFloatPtr, fDM: ConstFloatPtr, count n: Int, dim: Int, logScale: Float,
                              normalize: Bool, tileRows: Int = 512, arena: ActivationArena) -> RetrievalMetrics {
@@ -41,8 +41,9 @@ public func retrievalMetrics(fC: ConstFloatPtr, fDM: ConstFloatPtr, count n: Int
             let gi = r0 + i, zr = z + i * n
             var rankRow = 0
             for j in 0..<n where j != gi {
-                if zr[j] >= diagonal[gi] { rankRow += 1 }
-                if zr[j] >= diagonal[j] { rankCol[j] += 1 }
+                // `!(x < own)`, not `x >= own`: a NaN score (a diverged model) counts against the pair, not for it.
+                if !(zr[j] < diagonal[gi]) { rankRow += 1 }
+                if !(zr[j] < diagonal[j]) { rankCol[j] += 1 }
             }
             if rankRow < 1 { r1 += 1 }; if rankRow < 5 { r5 += 1 }
         }

@@ -83,6 +83,17 @@ public func requireTrainedEncoder(spec: RunSpec, meta: CheckpointMeta, checkpoin
 }
 
 /// Every row of a CSV scored by a checkpoint.
+/// Refuses a model whose outputs (`rows` of `width` values, one row per trial) are not all finite: a checkpoint of a
+/// diverged run (weights grown past Float's range, or NaN) would otherwise write NaN scores or embeddings, and metrics
+/// would rank them as numbers. The same on every rank (the outputs are gathered), so every rank throws alike.
+public func requireFiniteOutputs(_ rows: [Float], width: Int, nctids: [String], what: String, checkpoint: String, csv: String) throws {
+    guard let first = rows.firstIndex(where: { !$0.isFinite }) else { return }
+    let bad = stride(from: 0, to: rows.count, by: width).filter { r in rows[r..<r + width].contains { !$0.isFinite } }.count
+    let v = rows[first]
+    throw InputError(file: checkpoint, "its model \(what) trial \(nctids[first / width]) of \(csv) as \(v.isNaN ? "nan" : "\(v)") (\(bad) of the "
+                     + "\(nctids.count) trials not finite): the weights of a run that diverged; use an earlier checkpoint, or train again with a lower learning rate")
+}
+
 public struct ScoredCSV {
     public var trials: [StoredTrial]
     public var scores: [Double]
@@ -227,6 +238,7 @@ public func scoreCSV(checkpoint: String, csv: String, spec: RunSpec, comm: Commu
     var pretrained: [String]?
     var scored = try scoreCSVModels(checkpoint: checkpoint, csv: csv, spec: spec, comm: comm, outOfFold: outOfFold, labels: labels,
                                     log: log, pretrainedTrials: &pretrained)
+    try requireFiniteOutputs(scored.scores.map(Float.init), width: 1, nctids: scored.trials.map(\.nctid), what: "scores", checkpoint: checkpoint, csv: csv)
     if let pretrained = pretrained.map(Set.init) {
         let count = scored.trials.filter { pretrained.contains($0.nctid) }.count
         scored.sctTrials = count

@@ -19,6 +19,8 @@ import Support
 /// - `stop:RANK:ACTIVITY`: the rank stops itself (SIGSTOP) at its first progress point of a watchdog's ACTIVITY
 ///   ("fine-tuning", "featurizing", "scoring", "embedding", "training"; `Watchdog.injectedStop`), or once its
 ///   configuration is read ("startup": before the first collective, where only the job's watchdog runs).
+/// - `diverge:STEP`: after global step STEP's update every parameter is multiplied by 1e30 (finite, but the next
+///   forward overflows): a model that diverged, on every rank alike, at a step of the test's choosing.
 /// - `linger:SECONDS`: rank 0 sleeps SECONDS once its command's work is done, before the ranks leave together
 ///   (as when rank 0 alone writes long outputs while the others have nothing left to do).
 /// CLADMOP_FAULT_ONCE = FILE: the crash/throw/stall fault fires only if FILE does not exist, and creates it
@@ -36,6 +38,7 @@ public struct FaultPlan: Sendable {
     public var fileSizeLimit: Int?
     public var stop: (rank: Int, activity: String)?
     public var linger: UInt32?
+    public var divergeAfter: Int?
     public var dumpGradient: String?
     public var onceMarker: String?
 
@@ -72,6 +75,7 @@ public struct FaultPlan: Sendable {
         case "file_size_limit": plan.fileSizeLimit = parts.count == 2 ? Int(parts[1]) : nil
         case "stop": if parts.count == 3, let r = Int(parts[1]) { plan.stop = (r, parts[2]) }
         case "linger": plan.linger = parts.count == 2 ? UInt32(parts[1]) : nil
+        case "diverge": plan.divergeAfter = parts.count == 2 ? Int(parts[1]) : nil
         default: break
         }
         return plan
