@@ -133,7 +133,9 @@ public enum Metrics {
     }
 
     /// Every metric on the whole set and as mean +- std over `resamples` subsets of `fraction` of the rows
-    /// drawn without replacement (the paper's protocol: 10 resamples of 80 %).
+    /// drawn without replacement (the paper's protocol: 10 resamples of 80 %). PR-AUC and ROC-AUC are averaged over
+    /// the resamples that hold both classes only (one class makes ROC-AUC undefined and PR-AUC 1 or undefined
+    /// whatever the scores); each summary records how many resamples it is over (`MetricSummary.resamples`).
     public static func report(_ scores: [Double], _ labels: [Int], threshold: Double, resamples: Int = 10,
                               fraction: Double = 0.8, seed: UInt64 = 0) -> OutcomeMetrics {
         func all(_ s: [Double], _ y: [Int]) -> [Double] {
@@ -145,7 +147,10 @@ public enum Metrics {
         if !scores.isEmpty {
             for _ in 0..<resamples {
                 let idx = rng.permutation(scores.count).prefix(k)
-                samples.append(all(idx.map { scores[$0] }, idx.map { labels[$0] }))
+                var values = all(idx.map { scores[$0] }, idx.map { labels[$0] })
+                let positives = idx.filter { labels[$0] == 1 }.count
+                if positives == 0 || positives == idx.count { values[2] = .nan; values[3] = .nan }    // one class: no ranking to measure
+                samples.append(values)
             }
         }
         // No trials (an empty "new diseases" subset): every metric undefined, not F1 = 0.
@@ -153,27 +158,33 @@ public enum Metrics {
         let summaries = full.indices.map { m -> MetricSummary in
             let v = samples.map { $0[m] }.filter { $0.isFinite }
             let mean = v.isEmpty ? Double.nan : v.reduce(0, +) / Double(v.count)
-            let std = v.isEmpty ? Double.nan : v.count < 2 ? 0 : (v.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(v.count - 1)).squareRoot()
-            return MetricSummary(mean: mean, std: std, full: full[m])
+            // One resample gives no spread: undefined, not 0.
+            let std = v.count < 2 ? Double.nan : (v.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(v.count - 1)).squareRoot()
+            return MetricSummary(mean: mean, std: std, full: full[m], resamples: v.count)
         }
         return OutcomeMetrics(n: scores.count, positives: labels.filter { $0 == 1 }.count, threshold: threshold, f1: summaries[0],
                               f1AtThreshold: summaries[1], prAUC: summaries[2], rocAUC: summaries[3], accuracy: summaries[4])
     }
 }
 
-/// One metric: mean and standard deviation over the bootstrap resamples, and its value on the whole set.
-/// Undefined values (one class only: NaN) are nil, written as JSON null.
+/// One metric: mean and standard deviation over the bootstrap resamples where it is defined (`resamples` of them),
+/// and its value on the whole set. Undefined values (one class only: NaN; a std over fewer than 2 resamples) are
+/// nil, written as JSON null.
 public struct MetricSummary: Codable, Equatable {
     public var mean: Double?, std: Double?, full: Double?
-    public init(mean: Double, std: Double, full: Double) {
+    /// How many resamples `mean` and `std` are over (nil: an evaluation written before this count).
+    public var resamples: Int?
+    public init(mean: Double, std: Double, full: Double, resamples: Int? = nil) {
         self.mean = mean.isFinite ? mean : nil; self.std = std.isFinite ? std : nil; self.full = full.isFinite ? full : nil
+        self.resamples = resamples
     }
-    enum CodingKeys: String, CodingKey { case mean, std, full }
+    enum CodingKeys: String, CodingKey { case mean, std, full, resamples }
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         for (key, v) in [(CodingKeys.mean, mean), (.std, std), (.full, full)] {
             if let v { try c.encode(v, forKey: key) } else { try c.encodeNil(forKey: key) }
         }
+        try c.encodeIfPresent(resamples, forKey: .resamples)
     }
 }
 

@@ -1,15 +1,25 @@
 import Foundation
 import Support
 
-/// "mean +- std" of a metric (n/a when undefined).
-func cell(_ m: MetricSummary, _ format: String) -> String {
-    guard let mean = m.mean, let std = m.std else { return "n/a" }
-    return String(format: format, mean, std)
+/// "mean +- std" of a metric with `digits` decimals and `pm` between (n/a when undefined; the std alone is when
+/// one resample defines the metric).
+public func meanStd(_ m: MetricSummary, digits: Int, pm: String) -> String {
+    guard let mean = m.mean else { return "n/a" }
+    let f = "%.\(digits)f"
+    return String(format: f, mean) + " \(pm) " + (m.std.map { String(format: f, $0) } ?? "n/a")
+}
+
+/// "note: ..." when PR-AUC and ROC-AUC are averaged over fewer resamples than F1 (some held one class only: a
+/// small or lopsided set), so that their mean +- std is not read as over all of them; nil otherwise.
+public func rankingResamplesNote(_ m: OutcomeMetrics, subset: String) -> String? {
+    guard let drawn = m.f1.resamples, let used = m.rocAUC.resamples, used < drawn else { return nil }
+    return "note: PR-AUC and ROC-AUC of \"\(subset)\" are over \(used) of the \(drawn) resamples (the others hold one class only)"
+        + (used < 2 ? ": no spread to give" : "")
 }
 
 /// The terminal table of an evaluation: all trials, and the new-disease subset when there is one.
 public func printMetricsTable(_ r: EvaluationReport, log: (String) -> Void, title: String) {
-    func c(_ m: MetricSummary) -> String { m.mean == nil ? "   n/a" : cell(m, "%.4f +- %.4f") }
+    func c(_ m: MetricSummary) -> String { m.mean == nil ? "   n/a" : meanStd(m, digits: 4, pm: "+-") }
     log(title)
     log("| subset | n | PR-AUC | ROC-AUC | F1 (0.5) | F1 (thr) | accuracy |")
     log("|---|---|---|---|---|---|---|")
@@ -18,6 +28,7 @@ public func printMetricsTable(_ r: EvaluationReport, log: (String) -> Void, titl
     for (name, d) in rows {
         log("| \(name) | \(d.n) | \(c(d.prAUC)) | \(c(d.rocAUC)) | \(c(d.f1)) | \(c(d.f1AtThreshold)) | \(c(d.accuracy)) |")
     }
+    for (name, d) in rows { if let note = rankingResamplesNote(d, subset: name) { log(note) } }
     if r.zeroShot == true { log("F1 (thr): at the F1-best threshold of these trials (zero-shot: no selection trials, so optimistic)") }
 }
 
@@ -56,7 +67,7 @@ let paperTable2: [Int: [(String, String, String, String)]] = [
 
 public func writeOutcomeReport(_ report: EvaluationReport, path: String, phase: Int?, data: String, checkpoint: String) throws {
     let r = report.metrics
-    func c(_ m: MetricSummary) -> String { cell(m, "%.3f ± %.3f") }
+    func c(_ m: MetricSummary) -> String { meanStd(m, digits: 3, pm: "±") }
     var md = "# Outcome prediction\(phase.map { ", phase \($0)" } ?? "")\n\n"
     md += "Checkpoint \(markdownCode(checkpoint)), evaluated on \(markdownCode(data)) (\(r.n) trials, \(r.positives) successful); "
     md += "mean ± std over 10 resamples of 80 % of the rows. F1 at 0.5; F1 (thr) "
@@ -78,6 +89,9 @@ public func writeOutcomeReport(_ report: EvaluationReport, path: String, phase: 
     md += "| **this run** | \(c(r.f1)) | \(c(r.f1AtThreshold)) | \(c(r.prAUC)) | \(c(r.rocAUC)) | \(c(r.accuracy)) |\n"
     if let nd = report.newDiseases {
         md += "| this run, new diseases (n = \(nd.n)) | \(c(nd.f1)) | \(c(nd.f1AtThreshold)) | \(c(nd.prAUC)) | \(c(nd.rocAUC)) | \(c(nd.accuracy)) |\n"
+    }
+    for (name, d) in [("all", Optional(r)), ("new diseases", report.newDiseases)] {
+        if let d, let note = rankingResamplesNote(d, subset: name) { md += "\n" + note.replacingOccurrences(of: "note: ", with: "Note: ") + ".\n" }
     }
     if let phase, let rows = paperTable2[phase] {
         for (m, f1, pr, roc) in rows { md += "| \(m) (published, paper's Table 2) | \(f1) | | \(pr) | \(roc) | |\n" }

@@ -153,6 +153,34 @@ final class MetricsTests: XCTestCase {
         XCTAssertNotEqual(EvaluationReport.trialsChecksum(ids: ["NCT1", "NCT3"], labels: [1, 0]), sum)
     }
 
+    /// PR-AUC and ROC-AUC are averaged over the resamples holding both classes only, and say over how many: a
+    /// resample without the one failure had counted PR-AUC 1 "whatever the scores" and dropped ROC-AUC unsaid.
+    /// Reference: the same resamples drawn here (RNG seed 0, the first 8 of a permutation of 10) and measured alone.
+    func testRankingMetricsAreOverTheResamplesHoldingBothClasses() {
+        let s = [0.9, 0.2, 0.8, 0.7, 0.95, 0.6, 0.5, 0.4, 0.85, 0.3], y = [1, 1, 1, 1, 1, 1, 0, 1, 1, 1]
+        let r = Metrics.report(s, y, threshold: 0.5)
+        var rng = RNG(seed: 0), ap: [Double] = [], roc: [Double] = []
+        for _ in 0..<10 {
+            let idx = Array(rng.permutation(10).prefix(8))
+            guard idx.contains(6) else { continue }     // trial 6 is the one failure
+            ap.append(Metrics.averagePrecision(idx.map { s[$0] }, idx.map { y[$0] }))
+            roc.append(Metrics.rocAUC(idx.map { s[$0] }, idx.map { y[$0] }))
+        }
+        XCTAssertTrue((1..<10).contains(ap.count), "some resamples lack the failure: \(ap.count)")
+        XCTAssertEqual(r.prAUC.resamples, ap.count); XCTAssertEqual(r.rocAUC.resamples, roc.count)
+        XCTAssertEqual(r.f1.resamples, 10); XCTAssertEqual(r.accuracy.resamples, 10)
+        XCTAssertEqual(r.prAUC.mean!, ap.reduce(0, +) / Double(ap.count), accuracy: 1e-12)
+        XCTAssertEqual(r.rocAUC.mean!, roc.reduce(0, +) / Double(roc.count), accuracy: 1e-12)
+        XCTAssertEqual(rankingResamplesNote(r, subset: "all"), "note: PR-AUC and ROC-AUC of \"all\" are over \(ap.count) of the 10 resamples (the others hold one class only)")
+        XCTAssertNil(rankingResamplesNote(Metrics.report((0..<50).map { Double($0) / 50 }, (0..<50).map { $0 % 3 == 0 ? 1 : 0 }, threshold: 0.5), subset: "all"))
+        // One defined resample has a mean and no spread (it was std 0); the table says n/a for it.
+        let one = MetricSummary(mean: 0.7, std: .nan, full: 0.7, resamples: 1)
+        XCTAssertNil(one.std)
+        XCTAssertEqual(meanStd(one, digits: 3, pm: "±"), "0.700 ± n/a")
+        let json = try! JSONSerialization.jsonObject(with: EvaluationReport(metrics: r, data: "x.csv").json()) as! [String: Any]
+        XCTAssertEqual((json["roc_auc"] as! [String: Any])["resamples"] as? Int, roc.count)
+    }
+
     /// No trials (an empty "new diseases" subset): every value undefined (JSON null), F1 included; it was full = 0.
     func testEmptySetHasNoMetrics() {
         let r = Metrics.report([], [], threshold: 0.5)
