@@ -24,7 +24,7 @@ public enum ConfigSchema {
         ConfigKey(path: "data.exclude_csvs", kind: .stringList, defaultValue: .strings([]),
                   doc: "TOP CSVs whose trials are also kept out of pretraining (e.g. the validation file a fine-tuned model is reported on: SCT holds only successes, so a pretrained model has seen them)."),
         ConfigKey(path: "data.sct_phases", kind: .phaseList, defaultValue: .strings([]),
-                  doc: "Pretrain only on SCT trials of these phases (e.g. [1]; a trial of `phase 1/phase 2` counts for both). Empty: all (SCT full)."),
+                  doc: "Pretrain only on SCT trials of these phases (e.g. [1]; a trial of `phase 1/phase 2` counts for both; the phase column is read case-insensitively in registries' spellings: `Phase II`, `PHASE2`, `EARLY_PHASE1` as phase 1, and rows naming no phase are counted in a warning). Empty: all (SCT full)."),
         ConfigKey(path: "data.skip_bad_rows", kind: .bool, defaultValue: .bool(false),
                   doc: "Skip malformed CSV rows instead of stopping with an error; every command that reads the file names the rows it left out (a store that left rows out is refused without this key)."),
         ConfigKey(path: "data.max_sentences", kind: .int(1...512), defaultValue: .int(32),

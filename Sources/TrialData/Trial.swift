@@ -21,6 +21,31 @@ public struct Trial: Sendable {
     public var source: TrialSource
 }
 
+/// The phase numbers (1-4) a trial's phase text names, in any of the spellings registries export: "phase 1/phase 2"
+/// (TOP), "Phase 2", "PHASE2", "phase ii", "PHASE1|PHASE2", "EARLY_PHASE1" (counted as phase 1, as TOP's "early phase 1").
+/// Case-insensitive; each "phase" followed by spaces, "_" or "-" and then a digit 1-4 or a roman numeral I-IV. Empty for
+/// a text without one ("N/A", "not applicable", "").
+public func phaseNumbers(_ text: String) -> [Int] {
+    let s = Array(text.lowercased().unicodeScalars)
+    let word = Array("phase".unicodeScalars)
+    var found: [Int] = [], i = 0
+    func isAlnum(_ k: Int) -> Bool { k < s.count && CharacterSet.alphanumerics.contains(s[k]) }
+    while i + word.count <= s.count {
+        guard Array(s[i..<i + word.count]) == word else { i += 1; continue }
+        var k = i + word.count
+        while k < s.count, [" ", "_", "-"].contains(s[k]) { k += 1 }
+        for (token, n) in [("4", 4), ("3", 3), ("2", 2), ("1", 1), ("iv", 4), ("iii", 3), ("ii", 2), ("i", 1)] {
+            let t = Array(token.unicodeScalars)
+            if k + t.count <= s.count, Array(s[k..<k + t.count]) == t, !isAlnum(k + t.count) {
+                if !found.contains(n) { found.append(n) }
+                break
+            }
+        }
+        i += word.count
+    }
+    return found
+}
+
 /// Where a trial was read: a CSV file and a 1-based line. Stored (feature stores, messages) as "file:line".
 public struct TrialSource: Codable, Hashable, Sendable, CustomStringConvertible {
     public var file: String

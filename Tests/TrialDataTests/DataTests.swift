@@ -59,6 +59,22 @@ final class BundledDataTests: XCTestCase {
         XCTAssertEqual(h.resolve("C34.90"), "C34.90")
         XCTAssertEqual(h.resolve("C34.9ZZ"), "C34.9", "an unseen leaf maps to its known ancestor")
         XCTAssertNil(h.resolve("QQQ"))
+        // Written without the dot (claims data, CMS's files), a code is the dotted one, not its category.
+        XCTAssertEqual(h.resolve("C3490"), "C34.90")
+        XCTAssertEqual(h.resolve("e119"), "E11.9")
+        XCTAssertEqual(h.resolve("C349ZZ"), "C34.9")
+        XCTAssertNil(h.resolve("ZZ999"))
+    }
+
+    /// The phase numbers of a trial's phase text in the spellings registries export (data.sct_phases reads them):
+    /// only TOP's lower-case "phase N" had counted.
+    func testPhaseNumbersReadEverySpelling() {
+        let cases: [(String, [Int])] = [
+            ("phase 1", [1]), ("phase 1/phase 2", [1, 2]), ("Phase 2", [2]), ("PHASE II", [2]), ("phase2", [2]), ("PHASE2", [2]),
+            ("PHASE1|PHASE2", [1, 2]), ("EARLY_PHASE1", [1]), ("early phase 1", [1]), ("Phase 2/Phase 3", [2, 3]), ("phase iv", [4]),
+            ("Phase-3", [3]), ("N/A", []), ("", []), ("not applicable", []), ("phase 5", []), ("phase 12", []), ("phaseout", []),
+        ]
+        for (text, expected) in cases { XCTAssertEqual(phaseNumbers(text), expected, text) }
     }
 }
 

@@ -39,10 +39,18 @@ public struct PretrainSetup {
         // Only their ids are needed: trials to predict (no labels) can be kept out too.
         for csv in data.excludeCSVs { excluded.formUnion(try readTrials(paths: [csv], labels: .optional).0.map(\.nctid)) }
         let wanted = Set(data.synthetic ? ["synthetic"] : data.files.map { URL(fileURLWithPath: $0).lastPathComponent })
-        let phases = data.sctPhases
+        let phases = data.sctPhases.compactMap { Int($0) }
         let rows = store.trials.filter { t in
-            wanted.contains(t.source.file)
-                && (phases.isEmpty || phases.contains { p in t.phase.split(separator: "/").contains { $0.hasSuffix("phase " + p) } })
+            wanted.contains(t.source.file) && (phases.isEmpty || !Set(phaseNumbers(t.phase)).isDisjoint(with: phases))
+        }
+        if !phases.isEmpty && comm.isRoot {
+            // Rows of data.files whose phase names no number are in no phase's SCT: said, not dropped unseen.
+            let unread = store.trials.filter { wanted.contains($0.source.file) && phaseNumbers($0.phase).isEmpty }
+            if let first = unread.first {
+                let kinds = Set(unread.map(\.phase)).sorted().prefix(5).map { "\"\($0)\"" }.joined(separator: ", ")
+                FileHandle.standardError.write(Data(("warning: data.sct_phases \(data.sctPhases): \(unread.count) row(s) of data.files name no phase "
+                    + "1-4 (\(kinds); first \(first.source)) and are left out of SCT\n").utf8))
+            }
         }
         // SCT is the successful trials: a row without a label (a store featurized for predict) cannot be told apart.
         if let t = rows.first(where: { $0.label == nil && !excluded.contains($0.nctid) }) {
