@@ -26,6 +26,41 @@ public struct FeatureSpace: Codable, Equatable, Sendable {
     }
 }
 
+/// What the model sees of `trials` under `space`'s limits, so that nothing is left out unsaid: trials with an
+/// empty side (a "none" token stands in: no criterion sentence, no SMILES, no ICD code), trials cut to
+/// `maxSentences` sentences or `maxMolTokens` SMILES tokens (the first ones kept), and SMILES tokens outside the
+/// vocabulary (read as <unk>: drugs the pretraining never saw). nil when there is nothing to say. `warning`: half
+/// or more of the trials have no criterion sentence, or none has a SMILES token or an ICD code: a side the model
+/// can learn nothing from.
+public func inputCoverage(_ trials: [StoredTrial], space: FeatureSpace, what: String) -> (line: String, warning: String?)? {
+    guard !trials.isEmpty else { return nil }
+    var noCriteria = 0, noSmiles = 0, noCodes = 0, cutSentences = 0, cutTokens = 0, tokens = 0, unknown = 0
+    for t in trials {
+        if t.sentences.isEmpty { noCriteria += 1 }
+        if t.sentences.count > space.maxSentences { cutSentences += 1 }
+        let count = t.smiles.reduce(0) { $0 + $1.count }
+        if count == 0 { noSmiles += 1 }
+        if count > space.maxMolTokens { cutTokens += 1 }
+        if t.icd.allSatisfy(\.isEmpty) { noCodes += 1 }
+        for m in t.smiles { for tok in m { tokens += 1; if space.smilesVocabulary.id(tok) == Vocabulary.unk { unknown += 1 } } }
+    }
+    var parts: [String] = []
+    if noCriteria > 0 { parts.append("\(noCriteria) without criterion sentences") }
+    if noSmiles > 0 { parts.append("\(noSmiles) without SMILES") }
+    if noCodes > 0 { parts.append("\(noCodes) without ICD codes") }
+    if cutSentences > 0 { parts.append("\(cutSentences) cut to their first \(space.maxSentences) sentences (data.max_sentences)") }
+    if cutTokens > 0 { parts.append("\(cutTokens) cut to their first \(space.maxMolTokens) SMILES tokens (data.max_mol_tokens)") }
+    if unknown > 0 { parts.append("\(unknown) of their \(tokens) SMILES tokens outside the model's vocabulary (read as <unk>)") }
+    guard !parts.isEmpty else { return nil }
+    let n = trials.count
+    var empty: [String] = []
+    if 2 * noCriteria >= n { empty.append("\(noCriteria) of the \(n) have no criterion sentence (f_C is the same for them)") }
+    if noSmiles == n { empty.append("none has a SMILES token") }
+    if noCodes == n { empty.append("none has an ICD code") }
+    return ("\(what): of \(n) trials, " + parts.joined(separator: ", "),
+            empty.isEmpty ? nil : "warning: \(what): " + empty.joined(separator: "; ") + ": the model can learn little from \(empty.count == 1 ? "that side" : "those sides"); check the criteria, smiless and icdcodes columns")
+}
+
 /// Builds padded `ModelBatch`es from stored trials: sentence vectors are read from the memory-mapped store.
 public final class BatchBuilder {
     public let store: FeatureStore

@@ -222,6 +222,10 @@ public final class Finetuner {
             modelConfig = ModelConfig(spec.model, loss: loss, builder: b)
             pretrainedPath = nil; pretrainedChecksum = nil; pretrainedTensorsFile = nil
         }
+        if comm.isRoot, let coverage = inputCoverage((partitions.isEmpty ? train + valid : pool) + auxiliary, space: space, what: "fine-tuning inputs") {
+            log(coverage.line)
+            if let warning = coverage.warning { FileHandle.standardError.write(Data((warning + "\n").utf8)) }
+        }
         guard store.dim == modelConfig.encoderDim else {
             throw InputError(file: store.path, "sentence vectors have width \(store.dim), the pretrained model expects \(modelConfig.encoderDim)")
         }

@@ -237,6 +237,10 @@ public final class Pretrainer {
         params.setPrecision(resolvedPrecision(train.precision, key: "train.precision", comm: comm))
         if comm.isRoot {
             for line in setup.corpusReport { log(line) }
+            if let coverage = inputCoverage(setup.train + setup.validation, space: space, what: "pretraining inputs") {
+                log(coverage.line)
+                if let warning = coverage.warning { FileHandle.standardError.write(Data((warning + "\n").utf8)) }
+            }
             log("pretrain: \(params.count) parameters, \(comm.size) rank(s), global batch \(globalBatch), \(stepsPerEpoch) steps per epoch, \(totalSteps) steps")
         }
         let o = spec.optimizer
