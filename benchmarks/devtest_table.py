@@ -25,7 +25,7 @@ def main():
             try:
                 with open(path, encoding="utf-8") as fh:
                     j = json.load(fh)
-                c = lambda k: "n/a" if j[k]["mean"] is None else "%.3f ± %.3f" % (j[k]["mean"], j[k]["std"])   # noqa: E731
+                c = lambda k: "n/a" if j[k]["mean"] is None else "%.3f ± %s" % (j[k]["mean"], "n/a" if j[k]["std"] is None else "%.3f" % j[k]["std"])   # noqa: E731
                 p = j["positives"] / j["n"]
                 row = "| %s | %s | %d | %s | %s | %s | %s | %.3f | %.3f |" % (phase, label, j["n"], c("roc_auc"), c("pr_auc"), c("f1"),
                                                                              c("f1_at_threshold"), j["threshold"], 2 * p / (1 + p))

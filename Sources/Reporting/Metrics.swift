@@ -153,8 +153,11 @@ public enum Metrics {
                 samples.append(values)
             }
         }
-        // No trials (an empty "new diseases" subset): every metric undefined, not F1 = 0.
-        let full = scores.isEmpty ? [Double](repeating: .nan, count: 5) : all(scores, labels)
+        // No trials (an empty "new diseases" subset): every metric undefined, not F1 = 0. One class: no ranking to
+        // measure, PR-AUC as ROC-AUC (average precision would be 1 whatever the scores).
+        var full = scores.isEmpty ? [Double](repeating: .nan, count: 5) : all(scores, labels)
+        let positives = labels.filter { $0 == 1 }.count
+        if positives == 0 || positives == labels.count { full[2] = .nan; full[3] = .nan }
         let summaries = full.indices.map { m -> MetricSummary in
             let v = samples.map { $0[m] }.filter { $0.isFinite }
             let mean = v.isEmpty ? Double.nan : v.reduce(0, +) / Double(v.count)
@@ -162,7 +165,7 @@ public enum Metrics {
             let std = v.count < 2 ? Double.nan : (v.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(v.count - 1)).squareRoot()
             return MetricSummary(mean: mean, std: std, full: full[m], resamples: v.count)
         }
-        return OutcomeMetrics(n: scores.count, positives: labels.filter { $0 == 1 }.count, threshold: threshold, f1: summaries[0],
+        return OutcomeMetrics(n: scores.count, positives: positives, threshold: threshold, f1: summaries[0],
                               f1AtThreshold: summaries[1], prAUC: summaries[2], rocAUC: summaries[3], accuracy: summaries[4])
     }
 }

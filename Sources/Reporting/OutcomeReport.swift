@@ -90,11 +90,14 @@ public func writeOutcomeReport(_ report: EvaluationReport, path: String, phase: 
     if let nd = report.newDiseases {
         md += "| this run, new diseases (n = \(nd.n)) | \(c(nd.f1)) | \(c(nd.f1AtThreshold)) | \(c(nd.prAUC)) | \(c(nd.rocAUC)) | \(c(nd.accuracy)) |\n"
     }
+    if let phase, let rows = paperTable2[phase] {
+        for (m, f1, pr, roc) in rows { md += "| \(m) (published, paper's Table 2) | \(f1) | | \(pr) | \(roc) | |\n" }
+    }
+    // After the table (a paragraph inside it would cut it in two).
     for (name, d) in [("all", Optional(r)), ("new diseases", report.newDiseases)] {
         if let d, let note = rankingResamplesNote(d, subset: name) { md += "\n" + note.replacingOccurrences(of: "note: ", with: "Note: ") + ".\n" }
     }
-    if let phase, let rows = paperTable2[phase] {
-        for (m, f1, pr, roc) in rows { md += "| \(m) (published, paper's Table 2) | \(f1) | | \(pr) | \(roc) | |\n" }
+    if let phase, paperTable2[phase] != nil {
         md += "\nThe published rows are the paper's figures on the TOP *test* split, which is held out here "
         md += "(`data/top/heldout_nctids.txt`); ours are on the file above, with a much smaller model and pretraining "
         md += "budget (configs/pretrain.yaml). They are context, not a like-for-like comparison.\n"

@@ -72,9 +72,11 @@ public final class ICD10Hierarchy {
     /// The code itself if known, else its longest known prefix (an unseen leaf maps to its known
     /// ancestors: "C34.901" -> "C34.90" -> "C34.9" -> "C34"), else nil. Case-insensitive; a code written without
     /// its dot, as claims data and CMS's files write them ("E119"), is read as the dotted code ("E11.9"), not
-    /// cut to its category.
+    /// cut to its category, unless the hierarchy lists it as written.
     public func resolve(_ code: String) -> String? {
         var c = code.uppercased()
+        // As written first: a hierarchy may list its codes without dots (CMS's order files).
+        if let d = depth[c], d >= 3 { return c }
         if c.count > 3 && !c.contains(".") { c.insert(".", at: c.index(c.startIndex, offsetBy: 3)) }
         while !c.isEmpty {
             if depth[c] != nil && depth[c]! >= 3 { return c }

@@ -21,25 +21,41 @@ public struct Trial: Sendable {
     public var source: TrialSource
 }
 
-/// The phase numbers (1-4) a trial's phase text names, in any of the spellings registries export: "phase 1/phase 2"
-/// (TOP), "Phase 2", "PHASE2", "phase ii", "PHASE1|PHASE2", "EARLY_PHASE1" (counted as phase 1, as TOP's "early phase 1").
-/// Case-insensitive; each "phase" followed by spaces, "_" or "-" and then a digit 1-4 or a roman numeral I-IV. Empty for
-/// a text without one ("N/A", "not applicable", "").
+/// The phase numbers (1-4) a trial's phase text names, in the spellings registries and papers use: "phase 1/phase 2"
+/// (TOP), "Phase 2", "PHASE2", "phase ii", "PHASE1|PHASE2", "Phase I/II", "Phase 2/3", "Phase 1b", "Phase IIa",
+/// "EARLY_PHASE1" (counted as phase 1, as TOP's "early phase 1"). Case-insensitive; each "phase" followed by spaces,
+/// "_" or "-", then a digit 1-4 or a roman numeral I-IV (an "a" or "b" after it allowed), and more of them after "/".
+/// Empty for a text without one ("N/A", "not applicable", "").
 public func phaseNumbers(_ text: String) -> [Int] {
     let s = Array(text.lowercased().unicodeScalars)
     let word = Array("phase".unicodeScalars)
-    var found: [Int] = [], i = 0
     func isAlnum(_ k: Int) -> Bool { k < s.count && CharacterSet.alphanumerics.contains(s[k]) }
-    while i + word.count <= s.count {
-        guard Array(s[i..<i + word.count]) == word else { i += 1; continue }
-        var k = i + word.count
-        while k < s.count, [" ", "_", "-"].contains(s[k]) { k += 1 }
+    func matches(_ k: Int, _ token: [Unicode.Scalar]) -> Bool { k + token.count <= s.count && Array(s[k..<k + token.count]) == token }
+    /// The number at k and the position after it (and after an "a"/"b" suffix), or nil.
+    func number(at k: Int) -> (Int, Int)? {
         for (token, n) in [("4", 4), ("3", 3), ("2", 2), ("1", 1), ("iv", 4), ("iii", 3), ("ii", 2), ("i", 1)] {
             let t = Array(token.unicodeScalars)
-            if k + t.count <= s.count, Array(s[k..<k + t.count]) == t, !isAlnum(k + t.count) {
-                if !found.contains(n) { found.append(n) }
-                break
-            }
+            guard matches(k, t) else { continue }
+            let end = k + t.count
+            if !isAlnum(end) { return (n, end) }
+            if ["a", "b"].contains(s[end]) && !isAlnum(end + 1) { return (n, end + 1) }
+        }
+        return nil
+    }
+    var found: [Int] = [], i = 0
+    while i + word.count <= s.count {
+        guard matches(i, word), i == 0 || !isAlnum(i - 1) || s[i - 1] == "_" || CharacterSet.decimalDigits.contains(s[i - 1]) else { i += 1; continue }
+        var k = i + word.count
+        while k < s.count, [" ", "_", "-"].contains(s[k]) { k += 1 }
+        while let (n, end) = number(at: k) {
+            if !found.contains(n) { found.append(n) }
+            // "I/II", "2/3": more numbers after a slash (a "phase" after it is the outer loop's).
+            var next = end
+            while next < s.count, s[next] == " " { next += 1 }
+            guard next < s.count, s[next] == "/" else { break }
+            next += 1
+            while next < s.count, s[next] == " " { next += 1 }
+            k = next
         }
         i += word.count
     }

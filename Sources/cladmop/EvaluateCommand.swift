@@ -61,7 +61,7 @@ struct Evaluate: ParsableCommand {
             let positives = labels.filter { $0 == 1 }.count
             if comm.isRoot && (positives == 0 || positives == labels.count) {
                 FileHandle.standardError.write(Data(("warning: every one of the \(labels.count) trials of \(data) is \(positives == 0 ? "failed" : "successful"): "
-                    + "ROC-AUC is undefined and PR-AUC \(positives == 0 ? "undefined" : "is 1 whatever the scores"); the metrics need trials of both classes\n").utf8))
+                    + "ROC-AUC and PR-AUC are undefined (PR-AUC would be \(positives == 0 ? "undefined" : "1") whatever the scores); the metrics need trials of both classes\n").utf8))
             }
             if let novel = scored.newDisease {
                 let idx = trials.indices.filter { novel[$0] }

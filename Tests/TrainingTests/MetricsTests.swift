@@ -179,6 +179,17 @@ final class MetricsTests: XCTestCase {
         XCTAssertEqual(meanStd(one, digits: 3, pm: "±"), "0.700 ± n/a")
         let json = try! JSONSerialization.jsonObject(with: EvaluationReport(metrics: r, data: "x.csv").json()) as! [String: Any]
         XCTAssertEqual((json["roc_auc"] as! [String: Any])["resamples"] as? Int, roc.count)
+        // report.md: the note after the whole table (the published rows stay in it; Launch/main prints up to its end).
+        let path = NSTemporaryDirectory() + "cladmop-note-\(getpid()).md"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try! writeOutcomeReport(EvaluationReport(metrics: r, data: "x.csv"), path: path, phase: 1, data: "x.csv", checkpoint: "run")
+        let md = try! String(contentsOfFile: path, encoding: .utf8)
+        let table = md.components(separatedBy: "| Method")[1].components(separatedBy: "\n\n")[0]
+        XCTAssertTrue(table.contains("CLaDMoP (published"), md)
+        XCTAssertTrue(md.contains("published, paper's Table 2) | .713 ± .019 | | .680 ± .016 | .642 ± .015 | |\n\nNote: PR-AUC and ROC-AUC of \"all\" are over"), md)
+        // A set of one class: PR-AUC is undefined as ROC-AUC is (average precision would be 1 whatever the scores).
+        let oneClass = Metrics.report([0.1, 0.9, 0.4], [1, 1, 1], threshold: 0.5)
+        XCTAssertNil(oneClass.prAUC.full); XCTAssertNil(oneClass.prAUC.mean); XCTAssertEqual(oneClass.f1.full, 0.5)
     }
 
     /// No trials (an empty "new diseases" subset): every value undefined (JSON null), F1 included; it was full = 0.

@@ -64,6 +64,14 @@ final class BundledDataTests: XCTestCase {
         XCTAssertEqual(h.resolve("e119"), "E11.9")
         XCTAssertEqual(h.resolve("C349ZZ"), "C34.9")
         XCTAssertNil(h.resolve("ZZ999"))
+        // A hierarchy listing its codes without dots (CMS's order files) keeps them as written.
+        let path = NSTemporaryDirectory() + "cladmop-dotless-\(getpid()).tsv"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try! "id\tparent\tdepth\tdescription\nE00-E89\troot\t1\t\nE08-E13\tE00-E89\t2\t\nE11\tE08-E13\t3\t\nE119\tE11\t4\t\n"
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        let dotless = try! ICD10Hierarchy(path: path)
+        XCTAssertEqual(dotless.resolve("E119"), "E119")
+        XCTAssertEqual(dotless.resolve("e11"), "E11")
     }
 
     /// The phase numbers of a trial's phase text in the spellings registries export (data.sct_phases reads them):
@@ -72,7 +80,9 @@ final class BundledDataTests: XCTestCase {
         let cases: [(String, [Int])] = [
             ("phase 1", [1]), ("phase 1/phase 2", [1, 2]), ("Phase 2", [2]), ("PHASE II", [2]), ("phase2", [2]), ("PHASE2", [2]),
             ("PHASE1|PHASE2", [1, 2]), ("EARLY_PHASE1", [1]), ("early phase 1", [1]), ("Phase 2/Phase 3", [2, 3]), ("phase iv", [4]),
-            ("Phase-3", [3]), ("N/A", []), ("", []), ("not applicable", []), ("phase 5", []), ("phase 12", []), ("phaseout", []),
+            ("Phase-3", [3]), ("Phase I/II", [1, 2]), ("Phase 1/2", [1, 2]), ("phase 2 / 3", [2, 3]), ("Phase 1b", [1]),
+            ("Phase IIa", [2]), ("Phase 1b/2a", [1, 2]), ("phase ic", []), ("N/A", []), ("", []), ("not applicable", []),
+            ("phase 5", []), ("phase 12", []), ("phaseout", []), ("multiphase 2", []),
         ]
         for (text, expected) in cases { XCTAssertEqual(phaseNumbers(text), expected, text) }
     }

@@ -28,13 +28,13 @@ public struct FeatureSpace: Codable, Equatable, Sendable {
 
 /// What the model sees of `trials` under `space`'s limits, so that nothing is left out unsaid: trials with an
 /// empty side (a "none" token stands in: no criterion sentence, no SMILES, no ICD code), trials cut to
-/// `maxSentences` sentences or `maxMolTokens` SMILES tokens (the first ones kept), and SMILES tokens outside the
+/// `maxSentences` sentences, `maxMolTokens` SMILES tokens or `maxCodes` distinct ICD codes (the first ones kept), and SMILES tokens outside the
 /// vocabulary (read as <unk>: drugs the pretraining never saw). nil when there is nothing to say. `warning`: half
 /// or more of the trials have no criterion sentence, or none has a SMILES token or an ICD code: a side the model
 /// can learn nothing from.
 public func inputCoverage(_ trials: [StoredTrial], space: FeatureSpace, what: String) -> (line: String, warning: String?)? {
     guard !trials.isEmpty else { return nil }
-    var noCriteria = 0, noSmiles = 0, noCodes = 0, cutSentences = 0, cutTokens = 0, tokens = 0, unknown = 0
+    var noCriteria = 0, noSmiles = 0, noCodes = 0, cutSentences = 0, cutTokens = 0, cutCodes = 0, tokens = 0, unknown = 0
     for t in trials {
         if t.sentences.isEmpty { noCriteria += 1 }
         if t.sentences.count > space.maxSentences { cutSentences += 1 }
@@ -42,6 +42,7 @@ public func inputCoverage(_ trials: [StoredTrial], space: FeatureSpace, what: St
         if count == 0 { noSmiles += 1 }
         if count > space.maxMolTokens { cutTokens += 1 }
         if t.icd.allSatisfy(\.isEmpty) { noCodes += 1 }
+        if Set(t.icd.joined()).count > space.maxCodes { cutCodes += 1 }
         for m in t.smiles { for tok in m { tokens += 1; if space.smilesVocabulary.id(tok) == Vocabulary.unk { unknown += 1 } } }
     }
     var parts: [String] = []
@@ -50,6 +51,7 @@ public func inputCoverage(_ trials: [StoredTrial], space: FeatureSpace, what: St
     if noCodes > 0 { parts.append("\(noCodes) without ICD codes") }
     if cutSentences > 0 { parts.append("\(cutSentences) cut to their first \(space.maxSentences) sentences (data.max_sentences)") }
     if cutTokens > 0 { parts.append("\(cutTokens) cut to their first \(space.maxMolTokens) SMILES tokens (data.max_mol_tokens)") }
+    if cutCodes > 0 { parts.append("\(cutCodes) cut to their first \(space.maxCodes) ICD codes (data.max_codes)") }
     if unknown > 0 { parts.append("\(unknown) of their \(tokens) SMILES tokens outside the model's vocabulary (read as <unk>)") }
     guard !parts.isEmpty else { return nil }
     let n = trials.count

@@ -45,10 +45,10 @@ public struct PretrainSetup {
         }
         if !phases.isEmpty && comm.isRoot {
             // Rows of data.files whose phase names no number are in no phase's SCT: said, not dropped unseen.
-            let unread = store.trials.filter { wanted.contains($0.source.file) && phaseNumbers($0.phase).isEmpty }
+            let unread = store.trials.filter { wanted.contains($0.source.file) && $0.label == 1 && !excluded.contains($0.nctid) && phaseNumbers($0.phase).isEmpty }
             if let first = unread.first {
                 let kinds = Set(unread.map(\.phase)).sorted().prefix(5).map { "\"\($0)\"" }.joined(separator: ", ")
-                FileHandle.standardError.write(Data(("warning: data.sct_phases \(data.sctPhases): \(unread.count) row(s) of data.files name no phase "
+                FileHandle.standardError.write(Data(("warning: data.sct_phases \(phases): \(unread.count) successful trial(s) of data.files name no phase "
                     + "1-4 (\(kinds); first \(first.source)) and are left out of SCT\n").utf8))
             }
         }

@@ -91,7 +91,7 @@ public func requireFiniteOutputs(_ rows: [Float], width: Int, nctids: [String], 
     let bad = stride(from: 0, to: rows.count, by: width).filter { r in rows[r..<r + width].contains { !$0.isFinite } }.count
     let v = rows[first]
     throw InputError(file: checkpoint, "its model \(what) trial \(nctids[first / width]) of \(csv) as \(v.isNaN ? "nan" : "\(v)") (\(bad) of the "
-                     + "\(nctids.count) trials not finite): the weights of a run that diverged; use an earlier checkpoint, or train again with a lower learning rate")
+                     + "\(nctids.count) trials not finite): the weights of a run that diverged; use an earlier checkpoint, or train again with a lower optimizer.lr (pretraining) or finetune.head_lr / finetune.lora_lr")
 }
 
 public struct ScoredCSV {
