@@ -62,8 +62,8 @@ struct Cladmop: ParsableCommand {
 }
 
 /// Runs `body` on this rank; any error ends the whole job with its message (MPI_Abort under mpirun):
-/// exit status 2 for input errors and outputs that cannot be written, 1 otherwise. No rank is left waiting in a
-/// collective.
+/// exit status 2 for input errors and outputs that cannot be written, 3 for a model that diverged (`TrainingError`),
+/// 1 otherwise. No rank is left waiting in a collective.
 func runJob(_ body: (Communicator) throws -> Void) {
     let comm = makeCommunicator()
     let faults = FaultPlan.fromEnvironment()
@@ -83,6 +83,8 @@ func runJob(_ body: (Communicator) throws -> Void) {
         // A file operation that failed outside the checked paths: the path and the system's reason, not the dump.
         let path = (error.userInfo[NSFilePathErrorKey] as? String) ?? (error.userInfo[NSURLErrorKey] as? URL)?.path ?? "a file"
         comm.abort(message: "\(path): \(describeWriteError(error))", code: 2)
+    } catch let error as TrainingError {
+        comm.abort(message: error.description, code: error.exitStatus)
     } catch {
         comm.abort(message: "\(error)", code: 1)
     }

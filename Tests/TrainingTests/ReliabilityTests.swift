@@ -411,6 +411,17 @@ final class ReliabilityTests: XCTestCase {
         var d = 0.0, n = 0.0
         for i in a.indices { d += Double(a[i] - b[i]) * Double(a[i] - b[i]); n += Double(b[i]) * Double(b[i]) }
         XCTAssertLessThan((d / n).squareRoot(), 1e-6)
+        // A model that diverged ends with exit status 3 and is not restarted: training is deterministic, so from the
+        // newest checkpoint (step 4) it would diverge again at step 6.
+        var diverging = Array(args("sup-diverge").dropFirst())
+        for option in ["--config", "--run-dir"] {
+            let i = diverging.firstIndex(of: option)!
+            diverging.replaceSubrange(i...(i + 1), with: [option + "=" + diverging[i + 1]])
+        }
+        let diverged = try runCommand(launch, ["-np", "2", "--max-restarts", "2", "--"] + diverging, environment: ["CLADMOP_FAULT": "diverge:5"], timeout: 240)
+        XCTAssertEqual(diverged.status, 3, diverged.output)
+        XCTAssertTrue(diverged.output.contains("at step 6: the model diverged"), diverged.output)
+        XCTAssertFalse(diverged.output.contains("restart 1 of 2"), diverged.output)
     }
 
     /// SIGTERM to a Launch script (to the script alone, as `kill PID` or a scheduler would send it) stops its mpirun

@@ -494,9 +494,9 @@ public final class Finetuner {
                     if epoch == 1 && batches == 0 {
                         let source = pretrainedPath.map { "the pretrained model \($0) gives non-finite outputs (the weights of a pretraining that diverged?); fine-tune another pretrained checkpoint" }
                             ?? "the freshly drawn model gives non-finite outputs on these trials' features: is \(builder.store.path) damaged? featurize it again"
-                        throw TrainingError("fine-tuning \(e) on the first batch of \(runDir), before any update: \(source)")
+                        throw TrainingError("fine-tuning \(e) on the first batch of \(runDir), before any update: \(source)", diverged: e.diverged)
                     }
-                    throw TrainingError("fine-tuning \(e) at epoch \(epoch), batch \(batches + 1) of \(runDir): the model diverged; lower finetune.head_lr or finetune.lora_lr and run again with --overwrite (or another --run-dir)")
+                    throw TrainingError("fine-tuning \(e) at epoch \(epoch), batch \(batches + 1) of \(runDir): the model diverged; lower finetune.head_lr or finetune.lora_lr and run again with --overwrite (or another --run-dir)", diverged: e.diverged)
                 }
                 lossSum += loss[0]; batches += 1
                 watchdog?.beat()

@@ -320,7 +320,7 @@ public final class Pretrainer {
             return (r.loss, r.gradNorm)
         } catch let e as TrainingError {
             let clip = spec.train.gradClip == 0 ? "clip the gradient norm with train.grad_clip (now 0: off)" : "lower train.grad_clip (now \(spec.train.gradClip))"
-            throw TrainingError("\(e.description) at step \(stepsDone + 1): the model diverged; lower optimizer.lr or \(clip)")
+            throw TrainingError("\(e.description) at step \(stepsDone + 1): the model diverged; lower optimizer.lr or \(clip)", diverged: e.diverged)
         }
     }
 
@@ -362,7 +362,7 @@ public final class Pretrainer {
         // checkpoint, as a non-finite training loss ends it (its last step's update is checked only here).
         guard m.loss.isFinite else {
             let clip = spec.train.gradClip == 0 ? "clip the gradient norm with train.grad_clip (now 0: off)" : "lower train.grad_clip (now \(spec.train.gradClip))"
-            throw TrainingError("validation loss is \(m.loss.isNaN ? "nan" : "\(m.loss)") after step \(stepsDone): the model diverged; lower optimizer.lr or \(clip)")
+            throw TrainingError("validation loss is \(m.loss.isNaN ? "nan" : "\(m.loss)") after step \(stepsDone): the model diverged; lower optimizer.lr or \(clip)", diverged: true)
         }
         let patience = spec.train.patience
         return patience > 0 && evalsWithoutImprovement >= patience

@@ -149,7 +149,12 @@ public final class ContrastiveStep {
 
 public struct TrainingError: Error, CustomStringConvertible {
     public let description: String
-    public init(_ d: String) { description = d }
+    /// The model diverged (a non-finite loss, gradient norm or validation loss). Training is deterministic, so a
+    /// restart from a checkpoint would diverge again: the job ends with exit status 3, which `Launch/pretrain
+    /// --max-restarts` does not restart (other training errors: 1).
+    public let diverged: Bool
+    public init(_ d: String, diverged: Bool = false) { description = d; self.diverged = diverged }
+    public var exitStatus: Int32 { diverged ? 3 : 1 }
 }
 
 extension ContrastiveStep {

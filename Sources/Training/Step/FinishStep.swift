@@ -9,8 +9,8 @@ public func finishStep(_ params: ParameterArena, optimizer: Optimizer, loss: Dou
     let norm = clipGradientNorm(params, maxNorm: maxNorm)
     // `nan`, not the `-nan` a negative NaN prints as.
     func shown(_ v: Double) -> String { v.isNaN ? "nan" : "\(v)" }
-    guard loss.isFinite else { throw TrainingError("loss is \(shown(loss))") }
-    guard norm.isFinite else { throw TrainingError("gradient norm is \(shown(Double(norm)))") }
+    guard loss.isFinite else { throw TrainingError("loss is \(shown(loss))", diverged: true) }
+    guard norm.isFinite else { throw TrainingError("gradient norm is \(shown(Double(norm)))", diverged: true) }
     optimizer.update(params, lrScale: lrScale)
     return norm
 }
