@@ -8,7 +8,8 @@ dev-test predictions (devtest_predictions.csv, the mean of the members). Rules:
            (1 - C) quantile over 200 bootstrap resamples of F1(t) - F1(every trial successful); the lowest on ties
            (the lowest score predicts every pooled trial successful, and is the threshold when no cut gains);
   gain0.9/2000  the binary's rule since round 10: the same at C = 0.9 over 2,000 resamples, and 0 (every trial
-           successful) when no cut gains.
+           successful) when no cut gains (since session 32 the binary places a cut halfway between that score and
+           the next lower one: the same pooled trials cut; here the score itself, as the tables of docs/outcome.md).
 The rules are re-implemented here with Python's resamples, on the 6-decimal scores of `predict` (the binary's own
 threshold, on unrounded scores, is in each run's best.json).
 Prints, per phase, each run's thresholds and dev-test F1, then per rule and phase: runs at or above the all-success

@@ -78,7 +78,8 @@ public enum Metrics {
     /// the order they come in) and each candidate threshold t (the distinct finite scores):
     ///   gain_b(t) = F1_b(score >= t) - F1_b(every trial successful)
     /// and the threshold is the t maximising the (1 - `confidence`) quantile of gain_b(t) over the resamples (the
-    /// lowest such t on ties). When no t gains in a share `confidence` of the resamples (the lowest score's gain is 0
+    /// lowest such t on ties), placed halfway between t and the next lower score (the same cut of these trials, not
+    /// one trial's exact score). When no t gains in a share `confidence` of the resamples (the lowest score's gain is 0
     /// in every resample, and a cut must beat it), the threshold is 0 (or the lowest score, if that is negative):
     /// every trial is predicted successful, a new one scoring below all of these too (the rule found no cut to
     /// trust, so it makes none). F1 on a positive-heavy set (TOP's phase III: 75 % successful) beats predicting
@@ -129,7 +130,9 @@ public enum Metrics {
             let q = gains[c * resamples + rank]
             if q > bestGain { bestGain = q; best = c }
         }
-        return best == 0 ? min(0, s[0]) : s[starts[best]]
+        // Halfway to the next lower score: a trial's score moves in its last digits with the batch it is scored in
+        // (padding changes the GEMMs' shapes), and a threshold equal to one trial's score would flip it.
+        return best == 0 ? min(0, s[0]) : (s[starts[best] - 1] + s[starts[best]]) / 2
     }
 
     /// Every metric on the whole set and as mean +- std over `resamples` subsets of `fraction` of the rows
@@ -139,7 +142,8 @@ public enum Metrics {
     public static func report(_ scores: [Double], _ labels: [Int], threshold: Double, resamples: Int = 10,
                               fraction: Double = 0.8, seed: UInt64 = 0) -> OutcomeMetrics {
         func all(_ s: [Double], _ y: [Int]) -> [Double] {
-            [f1(s, y, threshold: 0.5), f1(s, y, threshold: threshold), averagePrecision(s, y), rocAUC(s, y), accuracy(s, y, threshold: 0.5)]
+            [f1(s, y, threshold: 0.5), f1(s, y, threshold: threshold), averagePrecision(s, y), rocAUC(s, y), accuracy(s, y, threshold: 0.5),
+             f1(s, y, threshold: -.infinity)]     // the baseline: every trial predicted successful
         }
         var rng = RNG(seed: seed)
         let k = max(1, Int((Double(scores.count) * fraction).rounded()))
@@ -155,7 +159,7 @@ public enum Metrics {
         }
         // No trials (an empty "new diseases" subset): every metric undefined, not F1 = 0. One class: no ranking to
         // measure, PR-AUC as ROC-AUC (average precision would be 1 whatever the scores).
-        var full = scores.isEmpty ? [Double](repeating: .nan, count: 5) : all(scores, labels)
+        var full = scores.isEmpty ? [Double](repeating: .nan, count: 6) : all(scores, labels)
         let positives = labels.filter { $0 == 1 }.count
         if positives == 0 || positives == labels.count { full[2] = .nan; full[3] = .nan }
         let summaries = full.indices.map { m -> MetricSummary in
@@ -166,7 +170,8 @@ public enum Metrics {
             return MetricSummary(mean: mean, std: std, full: full[m], resamples: v.count)
         }
         return OutcomeMetrics(n: scores.count, positives: positives, threshold: threshold, f1: summaries[0],
-                              f1AtThreshold: summaries[1], prAUC: summaries[2], rocAUC: summaries[3], accuracy: summaries[4])
+                              f1AtThreshold: summaries[1], prAUC: summaries[2], rocAUC: summaries[3], accuracy: summaries[4],
+                              f1AllSuccess: summaries[5])
     }
 }
 
@@ -195,8 +200,12 @@ public struct MetricSummary: Codable, Equatable {
 public struct OutcomeMetrics: Codable, Equatable {
     public var n: Int, positives: Int, threshold: Double
     public var f1: MetricSummary, f1AtThreshold: MetricSummary, prAUC: MetricSummary, rocAUC: MetricSummary, accuracy: MetricSummary
+    /// F1 of predicting success for every trial, on the whole set and over the same resamples: the baseline to
+    /// read F1 against (the resamples' mean moves with their share of successes); nil in an evaluation written before it.
+    public var f1AllSuccess: MetricSummary?
     enum CodingKeys: String, CodingKey {
         case n, positives, threshold, f1, f1AtThreshold = "f1_at_threshold", prAUC = "pr_auc", rocAUC = "roc_auc", accuracy
+        case f1AllSuccess = "f1_all_success"
     }
 }
 

@@ -29,6 +29,10 @@ public func printMetricsTable(_ r: EvaluationReport, log: (String) -> Void, titl
         log("| \(name) | \(d.n) | \(c(d.prAUC)) | \(c(d.rocAUC)) | \(c(d.f1)) | \(c(d.f1AtThreshold)) | \(c(d.accuracy)) |")
     }
     for (name, d) in rows { if let note = rankingResamplesNote(d, subset: name) { log(note) } }
+    if let base = r.metrics.f1AllSuccess, let full = base.full {
+        log(String(format: "all-success F1 (every trial predicted successful), to read F1 against: %.4f on all %d trials, %@ over the same resamples",
+                   full, r.metrics.n, meanStd(base, digits: 4, pm: "+-")))
+    }
     if r.zeroShot == true { log("F1 (thr): at the F1-best threshold of these trials (zero-shot: no selection trials, so optimistic)") }
 }
 
@@ -87,6 +91,9 @@ public func writeOutcomeReport(_ report: EvaluationReport, path: String, phase: 
     }
     md += "| Method | F1 | F1 (thr) | PR-AUC | ROC-AUC | ACC |\n|---|---|---|---|---|---|\n"
     md += "| **this run** | \(c(r.f1)) | \(c(r.f1AtThreshold)) | \(c(r.prAUC)) | \(c(r.rocAUC)) | \(c(r.accuracy)) |\n"
+    if let base = r.f1AllSuccess {
+        md += "| every trial predicted successful (the F1 baseline, same resamples) | \(c(base)) | \(c(base)) | | | |\n"
+    }
     if let nd = report.newDiseases {
         md += "| this run, new diseases (n = \(nd.n)) | \(c(nd.f1)) | \(c(nd.f1AtThreshold)) | \(c(nd.prAUC)) | \(c(nd.rocAUC)) | \(c(nd.accuracy)) |\n"
     }

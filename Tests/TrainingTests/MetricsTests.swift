@@ -58,7 +58,7 @@ final class MetricsTests: XCTestCase {
         XCTAssertEqual(Metrics.bestF1Threshold([.nan, 0.3, 0.7], [1, 0, 1]), 0.7)
         for seed in 0..<20 as Range<UInt64> {
             let t = Metrics.riskAverseF1Threshold([.nan, 0.3, 0.7, 0.2], [1, 0, 1, 0], confidence: 0.5, resamples: 20, seed: seed)
-            XCTAssertTrue([0, 0.3, 0.7].contains(t), "NaN is never a threshold: \(t)")
+            XCTAssertTrue([0, 0.25, 0.5].contains(t), "NaN is never a threshold (cuts are halfway between scores): \(t)")
         }
     }
 
@@ -66,7 +66,7 @@ final class MetricsTests: XCTestCase {
         // Perfectly separated classes: the lowest positive's score gains over all-success in every resample that
         // holds a negative, any higher one loses trials; the lowest score (every trial successful) gains nothing.
         let s = [0.05, 0.1, 0.15, 0.2, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95], y = [0, 0, 0, 0, 1, 1, 1, 1, 1, 1]
-        XCTAssertEqual(Metrics.riskAverseF1Threshold(s, y, confidence: 0.9), 0.7)
+        XCTAssertEqual(Metrics.riskAverseF1Threshold(s, y, confidence: 0.9), 0.45, accuracy: 1e-15, "halfway between 0.2 and 0.7")
         // The sweep against a brute-force reference that draws the same resamples, builds each one and computes F1
         // at every candidate with Metrics.f1 (scores on a coarse grid: many ties).
         func reference(_ s: [Double], _ y: [Int], share: (Int, Int), resamples: Int, seed: UInt64) -> Double {
@@ -83,7 +83,8 @@ final class MetricsTests: XCTestCase {
             let rank = (gains[candidates[0]]!.count - 1) * share.0 / share.1     // exact: (1 - C) (B - 1), floor
             var best = candidates[0], bestGain = -Double.infinity
             for t in candidates where gains[t]!.sorted()[rank] > bestGain { bestGain = gains[t]!.sorted()[rank]; best = t }
-            return best == candidates[0] ? min(0, best) : best     // no cut: every trial successful
+            // no cut: every trial successful; a cut: halfway to the next lower score
+            return best == candidates[0] ? min(0, best) : (candidates[candidates.firstIndex(of: best)! - 1] + best) / 2
         }
         var rng = RNG(seed: 5)
         for trial in 0..<30 {
@@ -131,7 +132,7 @@ final class MetricsTests: XCTestCase {
         for i in 0..<98 { scores.append(0.1 + 0.008 * Double(i)); labels.append(i % 9 < 5 ? 1 : 0) }
         let cuts = (0..<100 as Range<UInt64>).filter { Metrics.riskAverseF1Threshold(scores, labels, confidence: 0.9, seed: $0) != 0 }
         XCTAssertEqual(cuts, [], "seeds that cut")
-        XCTAssertEqual(Metrics.riskAverseF1Threshold(scores, labels, confidence: 0.85), 0.1, "at 0.85 the cut's gain holds")
+        XCTAssertEqual(Metrics.riskAverseF1Threshold(scores, labels, confidence: 0.85), 0.07, accuracy: 1e-15, "at 0.85 the cut's gain holds (halfway between 0.04 and 0.1)")
     }
 
     func testBootstrapReportShape() {
@@ -144,7 +145,7 @@ final class MetricsTests: XCTestCase {
         // JSON keys as evaluate --json writes them; an undefined metric (one class) is null, not a crash.
         let one = Metrics.report([0.2, 0.7], [1, 1], threshold: 0.5)
         let json = try! JSONSerialization.jsonObject(with: EvaluationReport(metrics: one, data: "x.csv").json()) as! [String: Any]
-        XCTAssertEqual(Set(json.keys), ["n", "positives", "threshold", "f1", "f1_at_threshold", "pr_auc", "roc_auc", "accuracy", "data"])
+        XCTAssertEqual(Set(json.keys), ["n", "positives", "threshold", "f1", "f1_at_threshold", "pr_auc", "roc_auc", "accuracy", "f1_all_success", "data"])
         XCTAssertTrue((json["roc_auc"] as! [String: Any])["mean"] is NSNull)
         // The trials' checksum: the same for any order of the rows, another for another trial or label.
         let sum = EvaluationReport.trialsChecksum(ids: ["NCT1", "NCT2"], labels: [1, 0])
@@ -188,6 +189,15 @@ final class MetricsTests: XCTestCase {
         XCTAssertTrue(table.contains("CLaDMoP (published"), md)
         XCTAssertTrue(md.contains("published, paper's Table 2) | .713 ± .019 | | .680 ± .016 | .642 ± .015 | |\n\nNote: PR-AUC and ROC-AUC of \"all\" are over"), md)
         // A set of one class: PR-AUC is undefined as ROC-AUC is (average precision would be 1 whatever the scores).
+        // The F1 baseline, every trial predicted successful, on the whole set (2p / (1 + p)) and on the same resamples.
+        XCTAssertEqual(r.f1AllSuccess?.full ?? 0, 2 * 0.9 / 1.9, accuracy: 1e-12)
+        var again = RNG(seed: 0), baseline: [Double] = []
+        for _ in 0..<10 {
+            let idx = Array(again.permutation(10).prefix(8))
+            baseline.append(Metrics.f1(idx.map { s[$0] }, idx.map { y[$0] }, threshold: -.infinity))
+        }
+        XCTAssertEqual(r.f1AllSuccess?.mean ?? 0, baseline.reduce(0, +) / 10, accuracy: 1e-12)
+        XCTAssertTrue(md.contains("| every trial predicted successful (the F1 baseline, same resamples) | "), md)
         let oneClass = Metrics.report([0.1, 0.9, 0.4], [1, 1, 1], threshold: 0.5)
         XCTAssertNil(oneClass.prAUC.full); XCTAssertNil(oneClass.prAUC.mean); XCTAssertEqual(oneClass.f1.full, 0.5)
     }

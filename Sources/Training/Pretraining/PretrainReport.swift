@@ -9,7 +9,9 @@ func writePretrainReport(runDir: String, train: [TrainRecord], evals: [EvalRecor
     let lossImage = try writePlot(runDir + "/loss.svg", svgLinePlot(title: "InfoNCE loss", xLabel: "step", yLabel: "loss",
                     series: [PlotSeries("train (global batch)", train.map { (Double($0.step), $0.loss ?? .nan) }),
                              PlotSeries("validation", points({ Double($0.step) }, \.valLoss))], xBounds: 0...Double.infinity))
-    let chance = evals.last.map { e in [PlotSeries(String(format: "chance top-1 (1/%d)", e.valSize), [(0, e.chanceTop1), (1e9, e.chanceTop1)], reference: true)] } ?? []
+    // Across the evaluations' epochs (a line to 1e9 had run far outside the SVG's canvas).
+    let lastEpoch = evals.map(\.epoch).max() ?? 1
+    let chance = evals.last.map { e in [PlotSeries(String(format: "chance top-1 (1/%d)", e.valSize), [(0, e.chanceTop1), (lastEpoch, e.chanceTop1)], reference: true)] } ?? []
     let retrievalImage = try writePlot(runDir + "/retrieval.svg", svgLinePlot(title: "Validation retrieval accuracy", xLabel: "epoch", yLabel: "accuracy",
                     series: [PlotSeries("top-1 C->DM", points(\.epoch, \.valTop1C2dm)), PlotSeries("top-5 C->DM", points(\.epoch, \.valTop5C2dm)),
                              PlotSeries("top-1 DM->C", points(\.epoch, \.valTop1Dm2c)), PlotSeries("top-5 DM->C", points(\.epoch, \.valTop5Dm2c))] + chance,
