@@ -132,7 +132,9 @@ public enum Metrics {
         }
         // Halfway to the next lower score: a trial's score moves in its last digits with the batch it is scored in
         // (padding changes the GEMMs' shapes), and a threshold equal to one trial's score would flip it.
-        return best == 0 ? min(0, s[0]) : (s[starts[best] - 1] + s[starts[best]]) / 2
+        guard best > 0 else { return min(0, s[0]) }
+        let low = s[starts[best] - 1], high = s[starts[best]], half = low + (high - low) / 2
+        return low.isFinite && half > low ? half : high     // adjacent doubles: the kept score itself
     }
 
     /// Every metric on the whole set and as mean +- std over `resamples` subsets of `fraction` of the rows

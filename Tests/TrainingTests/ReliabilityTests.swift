@@ -422,6 +422,7 @@ final class ReliabilityTests: XCTestCase {
         XCTAssertEqual(diverged.status, 3, diverged.output)
         XCTAssertTrue(diverged.output.contains("at step 6: the model diverged"), diverged.output)
         XCTAssertFalse(diverged.output.contains("restart 1 of 2"), diverged.output)
+        XCTAssertTrue(diverged.output.contains("Launch/pretrain: not restarted: exit status 3 (the model diverged: a restart would end the same way)"), diverged.output)
     }
 
     /// SIGTERM to a Launch script (to the script alone, as `kill PID` or a scheduler would send it) stops its mpirun

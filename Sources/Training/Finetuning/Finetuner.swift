@@ -491,10 +491,12 @@ public final class Finetuner {
                 } catch let e as TrainingError {
                     // Before any update the LoRA adapters add nothing and the head is freshly drawn: the pretrained
                     // model (or the trials' features) gave the non-finite values, not the fine-tuning rates.
+                    // A bad input, then (exit 2, as predict and evaluate refuse such a checkpoint), not a divergence.
                     if epoch == 1 && batches == 0 {
-                        let source = pretrainedPath.map { "the pretrained model \($0) gives non-finite outputs (the weights of a pretraining that diverged?); fine-tune another pretrained checkpoint" }
-                            ?? "the freshly drawn model gives non-finite outputs on these trials' features: is \(builder.store.path) damaged? featurize it again"
-                        throw TrainingError("fine-tuning \(e) on the first batch of \(runDir), before any update: \(source)", diverged: e.diverged)
+                        if let pretrainedPath {
+                            throw InputError(file: pretrainedPath, "fine-tuning \(e) on the first batch of \(runDir), before any update: this pretrained model gives non-finite outputs (the weights of a pretraining that diverged?); fine-tune another pretrained checkpoint")
+                        }
+                        throw InputError(file: builder.store.path, "fine-tuning \(e) on the first batch of \(runDir), before any update: the freshly drawn model gives non-finite outputs on these trials' features: is the store damaged? featurize it again")
                     }
                     throw TrainingError("fine-tuning \(e) at epoch \(epoch), batch \(batches + 1) of \(runDir): the model diverged; lower finetune.head_lr or finetune.lora_lr and run again with --overwrite (or another --run-dir)", diverged: e.diverged)
                 }
