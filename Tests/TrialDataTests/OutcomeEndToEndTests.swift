@@ -215,14 +215,10 @@ final class PretrainedLinkTests: XCTestCase {
         let dir = try scratchDirectory("pretrained-link")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let cladmop = releaseOrDebugProduct("cladmop")
-        let hierarchy = "data.icd_hierarchy=\(repoRoot)/data/icd10/icd10cm_2025_hierarchy.tsv"
-        let synth = try mpirun(np: 1, executable: cladmop, arguments: ["synth", "--trials", "60", "--dim", "384", "--output", dir + "/s.store",
-                                                                      "--set", hierarchy], timeout: 120)
-        XCTAssertEqual(synth.status, 0, synth.output)
+        try writeSyntheticStore(dir: dir)
         func pretrain(_ run: String, seed: Int, _ extra: [String] = []) throws {
-            let r = try mpirun(np: 1, executable: cladmop, arguments: ["pretrain", "--config", repoRoot + "/configs/smoke.yaml", "--run-dir", run,
-                                                                      "--set", "data.synthetic=true", "--set", "data.feature_store=\(dir)/s.store",
-                                                                      "--set", hierarchy, "--set", "train.max_steps=2", "--set", "train.seed=\(seed)"] + extra,
+            let r = try mpirun(np: 1, executable: cladmop, arguments: syntheticPretrainArguments(dir: dir, run: run)
+                                                                      + ["--set", "train.max_steps=2", "--set", "train.seed=\(seed)"] + extra,
                                timeout: 300)
             XCTAssertEqual(r.status, 0, r.output)
         }
@@ -333,14 +329,9 @@ final class DivergedModelTests: XCTestCase {
         let dir = try scratchDirectory("diverged")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let cladmop = releaseOrDebugProduct("cladmop")
-        let hierarchy = "data.icd_hierarchy=\(repoRoot)/data/icd10/icd10cm_2025_hierarchy.tsv"
-        let synth = try mpirun(np: 1, executable: cladmop, arguments: ["synth", "--trials", "60", "--dim", "384", "--output", dir + "/s.store",
-                                                                      "--set", hierarchy], timeout: 120)
-        XCTAssertEqual(synth.status, 0, synth.output)
+        try writeSyntheticStore(dir: dir)
         func pretrain(_ run: String, diverge step: Int, _ extra: [String]) throws -> (status: Int32, output: String, seconds: Double) {
-            try mpirun(np: 2, executable: cladmop, arguments: ["pretrain", "--config", repoRoot + "/configs/smoke.yaml", "--run-dir", run,
-                                                              "--set", "data.synthetic=true", "--set", "data.feature_store=\(dir)/s.store",
-                                                              "--set", hierarchy] + extra.flatMap { ["--set", $0] },
+            try mpirun(np: 2, executable: cladmop, arguments: syntheticPretrainArguments(dir: dir, run: run) + extra.flatMap { ["--set", $0] },
                        environment: ["CLADMOP_FAULT": "diverge:\(step)"], timeout: 300)
         }
         // The last step (2 of 2): the evaluation after it finds the loss NaN.

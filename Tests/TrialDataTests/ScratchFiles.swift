@@ -11,6 +11,19 @@ func scratchDirectory(_ name: String) throws -> String {
     return dir
 }
 
+/// A synthetic feature store of 60 trials at DIR/s.store (encoder width 384, the bundled ICD-10 tree: what a fine-tuning
+/// on real CSVs can follow), and the arguments that pretrain configs/smoke.yaml on it into `run` (callers add theirs).
+func writeSyntheticStore(dir: String) throws {
+    let r = try mpirun(np: 1, executable: releaseOrDebugProduct("cladmop"), arguments: ["synth", "--trials", "60", "--dim", "384",
+                       "--output", dir + "/s.store", "--set", "data.icd_hierarchy=\(repoRoot)/data/icd10/icd10cm_2025_hierarchy.tsv"], timeout: 120)
+    guard r.status == 0 else { throw NSError(domain: "synth", code: Int(r.status), userInfo: [NSLocalizedDescriptionKey: r.output]) }
+}
+
+func syntheticPretrainArguments(dir: String, run: String) -> [String] {
+    ["pretrain", "--config", repoRoot + "/configs/smoke.yaml", "--run-dir", run, "--set", "data.synthetic=true",
+     "--set", "data.feature_store=\(dir)/s.store", "--set", "data.icd_hierarchy=\(repoRoot)/data/icd10/icd10cm_2025_hierarchy.tsv"]
+}
+
 /// The arguments of a small fine-tuning run on scratch CSVs in `dir`: configs/finetune-phase1.yaml with the repository's
 /// encoder, ICD-10 tree and held-out ids, a store path that does not exist (the CSVs are featurized into the cache),
 /// batch 8, no folds (the config's cross-fitting off: tests set the recipe they check), and `extra` settings (`key=value`).

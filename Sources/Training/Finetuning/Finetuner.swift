@@ -552,8 +552,8 @@ public final class Finetuner {
         let value = member.values[epoch - 1], threshold = member.thresholds[epoch - 1]
         let selection = FinetuneSelection(checkpoint: "checkpoints/" + Checkpoints.name(step: epoch) + ".safetensors", epoch: epoch,
                                           selectMetric: metric, valid: finite(value), threshold: threshold, pretrained: pretrainedPath)
-        if comm.isRoot, member.scores.indices.contains(epoch - 1), let first = member.scores[epoch - 1].first,
-           case let scores = member.scores[epoch - 1], scores.allSatisfy({ $0 == first }) {
+        let scores = member.scores[epoch - 1]     // the epoch's state exists (above): so do its scores
+        if comm.isRoot, let first = scores.first, scores.allSatisfy({ $0 == first }) {
             // A saturated model (rates too high) scores every trial alike: its metrics are those of a constant guess.
             let loss = member.records[epoch - 1].trainLoss.map { String(format: "%.4g", $0) } ?? "not finite"
             FileHandle.standardError.write(Data(("warning: \(runDir): the selected epoch \(epoch) scores all \(scores.count) validation trials "

@@ -319,9 +319,14 @@ public final class Pretrainer {
                                  firstStep: stepsDone == 0)
             return (r.loss, r.gradNorm)
         } catch let e as TrainingError {
-            let clip = spec.train.gradClip == 0 ? "clip the gradient norm with train.grad_clip (now 0: off)" : "lower train.grad_clip (now \(spec.train.gradClip))"
-            throw TrainingError("\(e.description) at step \(stepsDone + 1): the model diverged; lower optimizer.lr or \(clip)", diverged: e.diverged)
+            throw TrainingError("\(e.description) at step \(stepsDone + 1): \(divergenceAdvice)", diverged: e.diverged)
         }
+    }
+
+    /// What a divergence message advises: the learning rate, and the gradient clipping this run has.
+    var divergenceAdvice: String {
+        let clip = spec.train.gradClip == 0 ? "clip the gradient norm with train.grad_clip (now 0: off)" : "lower train.grad_clip (now \(spec.train.gradClip))"
+        return "the model diverged; lower optimizer.lr or \(clip)"
     }
 
     /// Compares a parameter checksum across ranks; a mismatch means the replicas diverged.
@@ -361,8 +366,7 @@ public final class Pretrainer {
         // A diverged model (NaN or infinite scores) has no validation loss: the run ends here, before this step's
         // checkpoint, as a non-finite training loss ends it (its last step's update is checked only here).
         guard m.loss.isFinite else {
-            let clip = spec.train.gradClip == 0 ? "clip the gradient norm with train.grad_clip (now 0: off)" : "lower train.grad_clip (now \(spec.train.gradClip))"
-            throw TrainingError("validation loss is \(m.loss.isNaN ? "nan" : "\(m.loss)") after step \(stepsDone): the model diverged; lower optimizer.lr or \(clip)", diverged: true)
+            throw TrainingError("validation loss is \(m.loss.isNaN ? "nan" : "\(m.loss)") after step \(stepsDone): \(divergenceAdvice)", diverged: true)
         }
         let patience = spec.train.patience
         return patience > 0 && evalsWithoutImprovement >= patience
