@@ -35,7 +35,9 @@ def resamples(n, count=200, seed=0):
 
 
 def best_threshold(s, y):
-    """F1-best threshold (predict s >= t); the highest F1, then the one nearest 0.5 (as Metrics.bestF1Threshold)."""
+    """F1-best threshold (predict s >= t); the highest F1, then the one nearest 0.5 (Metrics.bestF1Threshold's choice;
+    since session 33 the binary places it halfway down to the next lower score, the same trials cut: here the score
+    itself, as the tables of docs/outcome.md)."""
     bt, bf = 0.5, -1.0
     order = sorted(range(len(s)), key=lambda i: -s[i]); pos = sum(y); tp = fp = 0; i = 0
     while i < len(order):

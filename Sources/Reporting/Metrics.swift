@@ -57,20 +57,31 @@ public enum Metrics {
         return Double(zip(scores, labels).filter { ($0 >= threshold) == ($1 == 1) }.count) / Double(labels.count)
     }
 
-    /// The threshold (among the observed scores) that maximises F1 (predictions score >= threshold); among equal F1,
-    /// the one nearest 0.5. One sort and a sweep over the distinct scores, highest first. A NaN score (a diverged
-    /// model) is never predicted positive and never a threshold.
+    /// The F1-best cut of these scores (predictions score >= threshold): among the distinct finite scores t, the one
+    /// whose cut maximises F1 (among equal F1, the t nearest 0.5), placed halfway between t and the next lower score
+    /// (the same cut of these trials, not one trial's exact score: a trial's score moves in its last digits with the
+    /// batch it is scored in, and a threshold equal to it would flip it), or 0 (the lowest score, if negative) when
+    /// the best is to predict every trial successful, as `riskAverseF1Threshold`. One sort and a sweep over the
+    /// distinct scores, highest first. A NaN score (a diverged model) is never predicted positive and never a
+    /// threshold; 0.5 when no score is finite.
     public static func bestF1Threshold(_ scores: [Double], _ labels: [Int]) -> Double {
         let order = scores.indices.sorted { scores[$0] > scores[$1] || (!scores[$0].isNaN && scores[$1].isNaN) }   // NaN last
         let pos = labels.filter { $0 == 1 }.count
         var best = 0.5, bestF1 = -1.0, tp = 0, fp = 0, i = 0
+        var below: Double? = nil     // the next lower finite score than `best`
         while i < order.count && !scores[order[i]].isNaN {
             let t = scores[order[i]]
             while i < order.count && scores[order[i]] == t { if labels[order[i]] == 1 { tp += 1 } else { fp += 1 }; i += 1 }
             let f = tp == 0 ? 0 : 2 * Double(tp) / Double(2 * tp + fp + (pos - tp))
-            if f > bestF1 || (f == bestF1 && abs(t - 0.5) < abs(best - 0.5)) { bestF1 = f; best = t }
+            if f > bestF1 || (f == bestF1 && abs(t - 0.5) < abs(best - 0.5)) {
+                bestF1 = f; best = t
+                below = i < order.count && !scores[order[i]].isNaN ? scores[order[i]] : nil
+            }
         }
-        return best
+        guard bestF1 >= 0 else { return 0.5 }
+        guard let low = below else { return min(0, best) }     // every trial predicted successful
+        let half = low + (best - low) / 2
+        return half > low ? half : best     // adjacent doubles: the kept score itself
     }
 
     /// The F1 threshold that a small, noisy set of out-of-fold scores supports. For each of `resamples` bootstrap

@@ -32,30 +32,39 @@ final class MetricsTests: XCTestCase {
         XCTAssertEqual(Metrics.f1(s, y, threshold: 0.5), 0.5, accuracy: 1e-12)
         XCTAssertEqual(Metrics.accuracy(s, y, threshold: 0.5), 0.5, accuracy: 1e-12)
         XCTAssertEqual(Metrics.f1(s, [0, 0, 0, 0], threshold: 0.5), 0)
-        // Best threshold 0.4: predictions 1,1,1,0 -> tp 2, fp 1 -> F1 = 4/5.
-        XCTAssertEqual(Metrics.bestF1Threshold(s, y), 0.4)
+        // Best cut at 0.4: predictions 1,1,1,0 -> tp 2, fp 1 -> F1 = 4/5; placed halfway down to the next score, 0.2.
+        XCTAssertEqual(Metrics.bestF1Threshold(s, y), 0.3, accuracy: 1e-15)
         XCTAssertEqual(Metrics.f1(s, y, threshold: 0.4), 0.8, accuracy: 1e-12)
     }
 
     func testBestF1ThresholdSweepMatchesEveryThresholdTried() {
-        // The sweep against trying every distinct score (scores on a coarse grid: many ties), the tie-break
-        // toward 0.5 included (scores on a grid of 1/20 ... 19/20 without 0.5's mirror pairs being equidistant
-        // matters only when two thresholds tie on F1 and on distance; then both give the same F1, checked below).
+        // The sweep against trying every distinct score with Metrics.f1 (scores on a coarse grid: many ties), the
+        // tie-break toward 0.5 included (tried highest first, as the sweep: of two scores as far from 0.5 with the same
+        // F1, such as 0.45 and 0.55, both keep the higher).
         var rng = RNG(seed: 17)
         for _ in 0..<50 {
             let n = 1 + rng.int(below: 60)
             let s = (0..<n).map { _ in Double(rng.int(below: 21)) / 20 }, y = (0..<n).map { _ in rng.int(below: 2) }
             var best = 0.5, bestF1 = -1.0
-            for t in Set(s).sorted() {
+            for t in Set(s).sorted(by: >) {
                 let f = Metrics.f1(s, y, threshold: t)
                 if f > bestF1 || (f == bestF1 && abs(t - 0.5) < abs(best - 0.5)) { bestF1 = f; best = t }
             }
             let sweep = Metrics.bestF1Threshold(s, y)
             XCTAssertEqual(Metrics.f1(s, y, threshold: sweep), bestF1, accuracy: 1e-12, "\(s) \(y)")
-            XCTAssertEqual(abs(sweep - 0.5), abs(best - 0.5), accuracy: 1e-12, "the tie-break toward 0.5: \(s) \(y)")
+            // The same cut as the reference's score, the tie-break toward 0.5 included: halfway down to the next lower
+            // score, or 0 when the reference predicts every trial successful.
+            XCTAssertEqual(s.map { $0 >= sweep }, s.map { $0 >= best }, "the same trials cut: \(s) \(y)")
+            let lower = s.filter { $0 < best }.max()
+            XCTAssertEqual(sweep, lower.map { ($0 + best) / 2 } ?? 0, accuracy: 1e-15, "halfway below the cut: \(s) \(y)")
         }
-        // A NaN score (a diverged model) ends the sweep like any other score instead of stalling it.
-        XCTAssertEqual(Metrics.bestF1Threshold([.nan, 0.3, 0.7], [1, 0, 1]), 0.7)
+        // A NaN score (a diverged model) ends the sweep like any other score instead of stalling it, and is never
+        // the next lower score: 0.7 keeps one success and no failure (F1 2/3), halfway down to 0.3.
+        XCTAssertEqual(Metrics.bestF1Threshold([.nan, 0.3, 0.7], [1, 0, 1]), 0.5, accuracy: 1e-15)
+        XCTAssertEqual(Metrics.bestF1Threshold([.nan, 0.7], [0, 1]), 0, "every finite score kept: 0")
+        XCTAssertEqual(Metrics.bestF1Threshold([.nan], [1]), 0.5, "no finite score: 0.5")
+        // Adjacent doubles: the cut cannot fall between them, so it is the kept score itself.
+        XCTAssertEqual(Metrics.bestF1Threshold([0.6, 0.6.nextDown], [1, 0]), 0.6)
         for seed in 0..<20 as Range<UInt64> {
             let t = Metrics.riskAverseF1Threshold([.nan, 0.3, 0.7, 0.2], [1, 0, 1, 0], confidence: 0.5, resamples: 20, seed: seed)
             XCTAssertTrue([0, 0.25, 0.5].contains(t), "NaN is never a threshold (cuts are halfway between scores): \(t)")
