@@ -96,6 +96,29 @@ final class PlotTests: XCTestCase {
         XCTAssertGreaterThan(legendX[0], 72 + 360)
     }
 
+    /// Tied scores make one diagonal ROC segment: the area under the drawn curve is the ROC-AUC of its title (a tie
+    /// counts 1/2), and the PR curve has one point per distinct score. Reference: Metrics.rocAUC (rank-based).
+    func testCurvesHaveOnePointPerDistinctScore() throws {
+        let dir = NSTemporaryDirectory() + "cladmop-ties-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // 12 trials on 4 scores, each score holding both classes.
+        let scores = [0.9, 0.9, 0.9, 0.6, 0.6, 0.6, 0.6, 0.3, 0.3, 0.3, 0.1, 0.1], labels = [1, 1, 0, 1, 0, 1, 0, 1, 0, 0, 1, 0]
+        try writeCurves(scores: scores, labels: labels, dir: dir)
+        func modelPoints(_ file: String) throws -> [(Double, Double)] {
+            let svg = try String(contentsOfFile: dir + "/" + file, encoding: .utf8)
+            let line = try XCTUnwrap(svg.components(separatedBy: "\n").first { $0.contains("<polyline") && !$0.contains("stroke-dasharray") })
+            return line.components(separatedBy: "points=\"")[1].split(separator: "\"")[0].split(separator: " ").map { p in
+                let xy = p.split(separator: ",").map { Double($0)! }
+                return ((xy[0] - 72) / 360, 1 - (xy[1] - 44) / 360)     // back from the 360-pixel square plot area
+            }
+        }
+        let roc = try modelPoints("roc.svg"), pr = try modelPoints("pr.svg")
+        XCTAssertEqual(roc.count, 1 + 4, "the origin and one point per distinct score: \(roc)")
+        XCTAssertEqual(pr.count, 4, "\(pr)")
+        let area = zip(roc, roc.dropFirst()).map { a, b in (b.0 - a.0) * (a.1 + b.1) / 2 }.reduce(0, +)
+        XCTAssertEqual(area, Metrics.rocAUC(scores, labels), accuracy: 2e-3, "the drawn ROC curve's area is the AUC of its title")
+    }
+
     func testPNGBesideTheSVGOrOneNoteWithoutRsvgConvert() throws {
         let dir = NSTemporaryDirectory() + "cladmop-png-\(getpid())"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
