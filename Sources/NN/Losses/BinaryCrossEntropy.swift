@@ -18,6 +18,12 @@ public func weightedBCE(logits z: ConstFloatPtr, labels y: ConstFloatPtr, count 
     return Float(loss / Double(max(n, 1)))
 }
 
+/// Eq. 7's class weights: w_c = N / (2 N_c) for N trials of which N_c are of class c, so that both classes weigh
+/// the same in total (a class without trials counts as one, as it then weighs nothing anyway).
+public func classWeights(positives: Int, count n: Int) -> (positive: Float, negative: Float) {
+    (Float(n) / Float(2 * max(positives, 1)), Float(n) / Float(2 * max(n - positives, 1)))
+}
+
 /// log(1 + exp(x)) without overflow.
 @inline(__always) public func softplus(_ x: Float) -> Float {
     x > 0 ? x + log1pf(expf(-x)) : log1pf(expf(x))

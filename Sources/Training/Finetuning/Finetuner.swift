@@ -445,8 +445,7 @@ public final class Finetuner {
         p.setPrecision(resolvedPrecision(spec.train.precision, key: "train.precision", comm: comm))
         let batchSize = spec.finetune.batch, epochs = spec.finetune.epochs
         let positives = train.filter { $0.label == 1 }.count, negatives = train.count - positives
-        // Eq. 7 class weights: w_c = N / (2 N_c), so both classes weigh the same in total.
-        let w1 = Float(train.count) / Float(2 * positives), w0 = Float(train.count) / Float(2 * negatives)
+        let (w1, w0) = classWeights(positives: positives, count: train.count)
         if comm.isRoot {
             log("finetune: \(train.count) training trials (\(positives) successful), \(valid.count) validation; \(p.count - outcome.trainableOffset) trainable parameters (LoRA cross \(outcome.spec.loraCross), self \(outcome.spec.loraSelf)), \(comm.size) rank(s)")
         }

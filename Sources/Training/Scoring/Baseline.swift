@@ -30,8 +30,7 @@ public struct LogisticBaseline {
         }
         x = x.map(standardize)
         let y = labels.map(Float.init)
-        let pos = y.reduce(0, +), n = Float(y.count)
-        let w1 = n / (2 * max(pos, 1)), w0 = n / (2 * max(n - pos, 1))
+        let (w1, w0) = classWeights(positives: labels.filter { $0 == 1 }.count, count: labels.count)
         // The weights with L2 `l2` added to their gradient, the bias without; Adam at 0.05, full batch.
         let params = ParameterArena(seed: 0)
         params.groups = [ParamGroup(name: "weights", learningRate: 0.05, weightDecay: l2), ParamGroup(name: "bias", learningRate: 0.05)]
@@ -40,12 +39,15 @@ public struct LogisticBaseline {
         params.finalize()
         let optimizer = Optimizer(kind: .adam, params: params)
         let w = params.value(weightsRef), g = params.grad(weightsRef)
+        var z = [Float](repeating: 0, count: x.count), dz = z
         for _ in 0..<iterations {
             params.zeroGrads()
-            for (xi, yi) in zip(x, y) {
-                var z = params.value(biasRef)[0]
-                for j in 0..<f { z += w[j] * xi[j] }
-                let d = (yi == 1 ? w1 : w0) * (sigmoid(z) - yi) / n
+            for (i, xi) in x.enumerated() {
+                z[i] = params.value(biasRef)[0]
+                for j in 0..<f { z[i] += w[j] * xi[j] }
+            }
+            _ = weightedBCE(logits: z, labels: y, count: x.count, positiveWeight: w1, negativeWeight: w0, dz: &dz)
+            for (xi, d) in zip(x, dz) {
                 for j in 0..<f { g[j] += d * xi[j] }
                 params.grad(biasRef)[0] += d
             }
