@@ -2,10 +2,7 @@ import Support
 import ArgumentParser
 import Communication
 import Config
-import TrialData
 import Foundation
-import NN
-import TextEncoder
 
 struct ShowConfig: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "config",

@@ -4,8 +4,6 @@ import Communication
 import Config
 import TrialData
 import Foundation
-import NN
-import TextEncoder
 
 struct Split: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,7 +1,5 @@
 import Support
-import Config
 import Foundation
-import NN
 import Reporting
 
 /// One point of a batch-size sweep, read back from its pretraining run directory.
