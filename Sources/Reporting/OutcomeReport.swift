@@ -85,7 +85,7 @@ public func writeOutcomeReport(_ report: EvaluationReport, path: String, phase: 
         md += "Scored out of fold: each trial by the members that did not train on it (their epochs and the run's threshold were "
             + "chosen with these trials' scores): less optimistic than in-sample scores, but these trials are not a held-out test.\n\n"
     }
-    if let k = report.inSampleTrials, k > 0 {
+    if let k = report.inSampleTrials, k > 0, !(report.outOfFold == true && k == r.n) {     // out of fold: said above
         md += "**In-sample:** \(k) of the \(r.n) trials trained the model(s) or selected their epoch: these figures are not out of sample.\n\n"
     }
     if let k = report.sctTrials, k > 0 {

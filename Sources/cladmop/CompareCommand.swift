@@ -73,7 +73,8 @@ struct Compare: ParsableCommand {
                     for (key, k) in [("in_sample_trials", s?.inSample), ("sct_trials", s?.sct)] where (k ?? 0) < 0 {
                         throw InputError(file: file, "key \(key) = \(k!): expected a count of at least 0")
                     }
-                    if let k = s?.inSample, k > 0 { inSample.append((label, k, r.n)) }
+                    // Out of fold every trial selected its member's epoch: the out-of-fold note says so.
+                    if let k = s?.inSample, k > 0, !(s?.outOfFold == true && k == r.n) { inSample.append((label, k, r.n)) }
                     if let k = s?.sct, k > 0 { inSCT.append((label, k, r.n)) }
                 }
                 catch let e as InputError { throw e }
@@ -114,10 +115,12 @@ struct Compare: ParsableCommand {
                     + inSCT.map { "\($0.label): \($0.count) of \($0.n) trials" }.joined(separator: "; ") + ".\n"
                 if comm.isRoot { FileHandle.standardError.write(Data("compare: warning: \(inSCT.map(\.label).joined(separator: ", ")) scored trials of their pretraining corpus (see the note below the table)\n".utf8)) }
             }
-            if Set(outOfFold.map(\.value)).count > 1 {
-                md += "\nScored out of fold (each trial by the members that did not train on it): "
-                    + outOfFold.filter(\.value).map(\.label).joined(separator: ", ") + "; the other rows by their whole model.\n"
-                if comm.isRoot { FileHandle.standardError.write(Data("compare: warning: some rows were scored out of fold and others not (see the note below the table)\n".utf8)) }
+            // Out of fold: not in-sample, not a held-out test either (the trials selected the epochs and the threshold).
+            let mixed = Set(outOfFold.map(\.value)).count > 1
+            if outOfFold.contains(where: \.value) {
+                md += "\nScored out of fold (each trial by the members that did not train on it, whose epochs and threshold these trials chose: not a held-out test): "
+                    + outOfFold.filter(\.value).map(\.label).joined(separator: ", ") + (mixed ? "; the other rows by their whole model" : "") + ".\n"
+                if comm.isRoot, mixed { FileHandle.standardError.write(Data("compare: warning: some rows were scored out of fold and others not (see the note below the table)\n".utf8)) }
             }
             guard comm.isRoot else { return }
             print(md, terminator: "")

@@ -163,6 +163,14 @@ final class OutcomeProtocolTests: XCTestCase {
         let oofReport = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/oof.json"))) as! [String: Any]
         XCTAssertGreaterThan(expectedNew, 0)
         XCTAssertEqual((oofReport["new_diseases"] as? [String: Any])?["n"] as? Int, expectedNew)
+        // Not a held-out test: every trial selected the epoch of the member that scored it (in_sample_trials = n, a
+        // warning), and compare says so of rows that are all out of fold (not as "in-sample": no member trained on them).
+        XCTAssertEqual(oofReport["in_sample_trials"] as? Int, 24)
+        XCTAssertTrue(ev.output.contains("out-of-fold figures are optimistic, not a held-out test"), ev.output)
+        let compared = try mpirun(np: 1, executable: cladmop, arguments: ["compare", "--eval", "a=\(dir)/oof.json", "--eval", "b=\(dir)/oof.json"], timeout: 120)
+        XCTAssertEqual(compared.status, 0, compared.output)
+        XCTAssertTrue(compared.output.contains("Scored out of fold (each trial by the members that did not train on it, whose epochs and threshold these trials chose: not a held-out test): a, b."), compared.output)
+        XCTAssertFalse(compared.output.contains("In-sample rows"), compared.output)
         // A trial the run never saw has no out-of-fold score: exit 2 naming it and folds.csv.
         try writeCSVSubset(from: repoRoot + "/data/top/phase_I_valid.csv", rows: 12..<16, to: dir + "/unseen.csv")
         let unseen = try mpirun(np: 1, executable: cladmop, arguments: ["evaluate", "--checkpoint", dir + "/run", "--out-of-fold",

@@ -104,7 +104,8 @@ public struct ScoredCSV {
     /// that scored it (the "new diseases" subset); nil: zero-shot.
     public var newDisease: [Bool]?
     /// How many of the trials a scoring model trained on or selected its epoch on (in-sample scores), from the
-    /// checkpoints' `head.trainedTrials`; nil when unknown (older checkpoints, zero-shot, out-of-fold scoring).
+    /// checkpoints' `head.trainedTrials`; every trial when scored out of fold (each selected the epoch of the member
+    /// that scored it); nil when unknown (older checkpoints, zero-shot).
     public var inSample: Int? = nil
     /// How many of the trials the pretraining's SCT corpus held (`LoadedCheckpoint.pretrainedTrials`): successful
     /// trials the model was pretrained on, so not out of sample either; nil when the checkpoint does not record them.
@@ -347,8 +348,14 @@ private func scoreCSVModels(checkpoint: String, csv: String, spec: RunSpec, comm
             let per = ensemble.partitions
             if comm.isRoot {
                 log("scoring: out of fold: each of \(trials.count) trials scored by \(per == 1 ? "the one" : "the mean of the \(per)") of \(ensemble.members.count) members that did not train on it, threshold \(String(format: "%.3f", ensemble.threshold))")
+                // Not a held-out test: every trial of a fold selected the epoch of the member(s) that scored it, and the
+                // pooled out-of-fold scores set the threshold.
+                FileHandle.standardError.write(Data(("warning: the \(trials.count) trials of \(csv) selected the epochs of the members of \(checkpoint) "
+                    + "that scored them (each member's epoch was chosen on its fold) and set its threshold: out-of-fold figures are "
+                    + "optimistic, not a held-out test\n").utf8))
             }
-            return ScoredCSV(trials: trials, scores: zip(sum, scored).map { $0 / Double($1) }, threshold: ensemble.threshold, newDisease: novel)
+            return ScoredCSV(trials: trials, scores: zip(sum, scored).map { $0 / Double($1) }, threshold: ensemble.threshold, newDisease: novel,
+                             inSample: trials.count)
         }
         if comm.isRoot { log("scoring: ensemble of \(ensemble.members.count) members (mean probability), threshold \(String(format: "%.3f", ensemble.threshold))") }
         // Scored on trials it was fine-tuned on: in-sample scores, said (by the members' records, else by folds.csv).
