@@ -4,6 +4,10 @@ public enum ConfigSchema {
     static let bundled = ["data/top/phase_I_train.csv", "data/top/phase_I_valid.csv", "data/top/phase_II_valid.csv",
                           "data/top/phase_III_valid.csv", "data/top/toy_train.csv", "data/top/toy_valid.csv", "data/top/toy_test.csv"]
 
+    /// The TOP benchmark's test ids, which no trial of training, selection or pretraining may be: data.exclude_file's
+    /// default (a path relative to the folder commands run in, the repository's root).
+    public static let heldOutList = "data/top/heldout_nctids.txt"
+
     /// The key at `path`, if the schema has one.
     public static func key(_ path: String) -> ConfigKey? { keys.first { $0.path == path } }
 
@@ -13,8 +17,8 @@ public enum ConfigSchema {
                   doc: "TOP-format CSV files that are featurized and from which the SCT pretraining corpus is drawn."),
         ConfigKey(path: "data.synthetic", kind: .bool, defaultValue: .bool(false),
                   doc: "Train on a synthetic store written by `cladmop synth` (data.files and the exclusion list are then ignored)."),
-        ConfigKey(path: "data.exclude_file", kind: .string(allowed: nil), defaultValue: .string("data/top/heldout_nctids.txt"),
-                  doc: "NCT ids never used in pretraining or training (the benchmark's test trials). Empty string: none."),
+        ConfigKey(path: "data.exclude_file", kind: .string(allowed: nil), defaultValue: .string(heldOutList),
+                  doc: "NCT ids never used in pretraining, fine-tuning (training, selection, --aux) or the baseline's training (the benchmark's test trials). Empty string: none. Another list, or none, that leaves in trials of the bundled data/top/heldout_nctids.txt: a warning naming them."),
         ConfigKey(path: "data.icd_hierarchy", kind: .string(allowed: nil), defaultValue: .string("data/icd10/icd10cm_2025_hierarchy.tsv"),
                   doc: "ICD-10-CM tree (id, parent, depth, description) used for hierarchical code embeddings."),
         ConfigKey(path: "data.feature_store", kind: .string(allowed: nil), defaultValue: .string("data/features/top.store"),

@@ -35,11 +35,20 @@ struct Baseline: ParsableCommand {
             }
             let store = try storeContaining([train, data], spec: spec, hierarchy: hierarchy, comm: comm, log: log)
             guard comm.isRoot else { return }
-            let trainRows = store.trials(of: train), test = store.trials(of: data)
+            // Held-out trials (data.exclude_file) never train, as in fine-tuning.
+            let excluded = try spec.data.excludeFile.map(readExclusionList) ?? []
+            let trainAll = store.trials(of: train), test = store.trials(of: data)
+            let trainRows = trainAll.filter { !excluded.contains($0.nctid) }
+            if trainRows.count < trainAll.count { log("baseline: \(trainAll.count - trainRows.count) held-out trial(s) removed from \(train)") }
+            if let w = unexcludedTestTrialsWarning(trainRows.map(\.nctid), file: train, excludeFile: spec.data.excludeFile, role: "train the baseline") {
+                FileHandle.standardError.write(Data((w + "\n").utf8))
+            }
             let trainLabels = try requireLabels(trainRows, file: train, purpose: "the baseline's training")
             let positives = trainLabels.filter { $0 == 1 }.count
             guard positives > 0, positives < trainLabels.count else {
-                throw InputError(file: train, "has \(positives) successful and \(trainLabels.count - positives) failed trial(s); the baseline's logistic regression needs both classes")
+                throw InputError(file: train, "has \(positives) successful and \(trainLabels.count - positives) failed trial(s)"
+                                 + (trainRows.count < trainAll.count ? " after removing held-out trials (data.exclude_file)" : "")
+                                 + "; the baseline's logistic regression needs both classes")
             }
             guard !test.isEmpty else { throw InputError(file: data, "has no trial rows; nothing to evaluate") }
             let model = LogisticBaseline(train: trainRows, labels: trainLabels, store: store, hierarchy: hierarchy)

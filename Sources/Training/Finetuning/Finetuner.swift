@@ -115,7 +115,8 @@ public final class Finetuner {
         }
         let trainAll = try rows(trainFile)
         let trainKept = trainAll.filter { !excluded.contains($0.nctid) }
-        let validKept = try rows(validFile).filter { !excluded.contains($0.nctid) }
+        let validAll = try rows(validFile)
+        let validKept = validAll.filter { !excluded.contains($0.nctid) }
         let latest = spec.finetune.selectLatest
         // A trial in both files: two labels cannot both be right; and where --valid selects as it is (neither
         // folds nor select_latest), the epoch would be chosen on a trial it trained on.
@@ -167,18 +168,25 @@ public final class Finetuner {
         // Auxiliary trials: a trial also in --train or --valid (or in an earlier --aux file) stays where it first
         // appears, so no fold's trial ever trains the member that selects on it.
         var seen = Set(trainKept.map(\.nctid)).union(validKept.map(\.nctid))
-        var aux: [StoredTrial] = [], auxRows = 0
+        var aux: [StoredTrial] = [], auxRows = 0, auxHeldOut = 0
         for file in auxFiles {
             // The store holds every file (storeContaining), so no rows here means the file has none.
             let r = store.trials(of: file)
             guard !r.isEmpty else { throw InputError(file: file, "has no trial rows; an --aux file needs at least one labelled trial") }
             _ = try requireLabels(r, file: file, purpose: "fine-tuning")
             auxRows += r.count
-            aux += r.filter { !excluded.contains($0.nctid) && seen.insert($0.nctid).inserted }
+            let kept = r.filter { !excluded.contains($0.nctid) }
+            auxHeldOut += r.count - kept.count
+            let added = kept.filter { seen.insert($0.nctid).inserted }
+            if comm.isRoot, let w = unexcludedTestTrialsWarning(added.map(\.nctid), file: file, excludeFile: spec.data.excludeFile, role: "train every member") {
+                FileHandle.standardError.write(Data((w + "\n").utf8))
+            }
+            aux += added
         }
         auxiliary = aux
         if comm.isRoot && !auxFiles.isEmpty {
-            log("finetune: \(aux.count) auxiliary trial(s) (\(aux.filter { $0.label == 1 }.count) successful) of \(auxFiles.joined(separator: ", ")) train every member; \(auxRows - aux.count) held out, repeated or also in \(trainFile) / \(validFile) not added")
+            log("finetune: \(aux.count) auxiliary trial(s) (\(aux.filter { $0.label == 1 }.count) successful) of \(auxFiles.joined(separator: ", ")) train every member; "
+                + "not added: \(auxHeldOut) held out (data.exclude_file), \(auxRows - auxHeldOut - aux.count) repeated or also in \(trainFile) / \(validFile)")
         }
         // Both files need both classes: the class weights divide by each class's count, and the validation
         // metrics that select the epoch (PR-AUC, ROC-AUC) are undefined on one class. With folds only the pool
@@ -198,6 +206,16 @@ public final class Finetuner {
             }
         }
         if comm.isRoot && trainKept.count < trainAll.count { log("finetune: \(trainAll.count - trainKept.count) held-out trial(s) removed from \(trainFile)") }
+        if comm.isRoot && validKept.count < validAll.count { log("finetune: \(validAll.count - validKept.count) held-out trial(s) removed from \(validFile)") }
+        if comm.isRoot {
+            let pooled = !partitions.isEmpty || latest > 0     // folds or temporal selection: both files train and select
+            for (file, kept, role) in [(trainFile, trainKept, pooled ? "train or select epochs" : "train the model"),
+                                       (validFile, validKept, pooled ? "train or select epochs" : "select its epoch")] {
+                if let w = unexcludedTestTrialsWarning(kept.map(\.nctid), file: file, excludeFile: spec.data.excludeFile, role: role) {
+                    FileHandle.standardError.write(Data((w + "\n").utf8))
+                }
+            }
+        }
         var modelConfig: ModelConfig
         var space: FeatureSpace
         var tensors: SafetensorsFile?

@@ -1,0 +1,20 @@
+import Config
+import Foundation
+import Support
+import TrialData
+
+/// A warning when `ids` (trials of `file` that a command trains, selects or pretrains on, after its exclusions) hold
+/// TOP test trials, the ids of the bundled `ConfigSchema.heldOutList`: the case of a data.exclude_file emptied or
+/// pointed at another list. `role` says what they do ("train the model"). Nil when none does, when data.exclude_file
+/// is the bundled list, or when that list is not at its place (another folder, another benchmark).
+public func unexcludedTestTrialsWarning(_ ids: [String], file: String, excludeFile: String?, role: String) -> String? {
+    let bundled = ConfigSchema.heldOutList
+    guard FileManager.default.fileExists(atPath: bundled),
+          excludeFile.map({ resolvedPath($0) != resolvedPath(bundled) }) ?? true,
+          let test = try? readExclusionList(bundled) else { return nil }
+    let leaked = ids.filter(test.contains)
+    guard let first = leaked.first else { return nil }
+    return "warning: \(leaked.count) trial(s) of \(file) (\(first)\(leaked.count > 1 ? ", ..." : "")) are TOP test trials (\(bundled)) that "
+        + "data.exclude_file (\(excludeFile ?? "none")) does not remove: they \(role); figures on TOP's test splits would not be out of "
+        + "sample (set data.exclude_file to a list that holds them)"
+}

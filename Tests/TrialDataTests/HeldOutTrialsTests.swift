@@ -1,0 +1,44 @@
+import Foundation
+import TestSupport
+import TrialData
+import XCTest
+
+/// TOP's test trials (data/top/heldout_nctids.txt) never train unsaid: the baseline removes data.exclude_file's trials
+/// from its training file as fine-tuning does, and with data.exclude_file emptied both say that test trials train.
+final class HeldOutTrialsTests: XCTestCase {
+    func testTOPTestTrialsNeverTrainUnsaid() throws {
+        let dir = try scratchDirectory("held-out")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try writeCSVSubset(from: repoRoot + "/data/top/phase_I_train.csv", rows: 0..<24, to: dir + "/train.csv")
+        try writeCSVSubset(from: repoRoot + "/data/top/phase_I_valid.csv", rows: 0..<12, to: dir + "/valid.csv")
+        // Three failed training trials renamed to three TOP test ids.
+        let test = try readExclusionList(repoRoot + "/data/top/heldout_nctids.txt").sorted().prefix(3)
+        let failed = try readTrials(paths: [dir + "/train.csv"], labels: .optional).0.filter { $0.label == 0 }.prefix(3).map(\.nctid)
+        XCTAssertEqual(failed.count, 3)
+        var text = try String(contentsOfFile: dir + "/train.csv", encoding: .utf8)
+        for (a, b) in zip(failed, test) { text = text.replacingOccurrences(of: a, with: b) }
+        try text.write(toFile: dir + "/train.csv", atomically: true, encoding: .utf8)
+
+        // Run from the repository's root, where data.exclude_file's default and the bundled list are.
+        let cladmop = releaseOrDebugProduct("cladmop")
+        let common = ["--set", "encoder.model_dir=\(repoRoot)/models/all-MiniLM-L6-v2", "--set", "data.feature_store=\(dir)/f.store"]
+        let baseline = ["baseline", "--train", dir + "/train.csv", "--data", dir + "/valid.csv"] + common
+        let kept = try runCommand(cladmop, baseline, timeout: 300)
+        XCTAssertEqual(kept.status, 0, kept.output)
+        XCTAssertTrue(kept.output.contains("baseline: 3 held-out trial(s) removed from \(dir)/train.csv"), kept.output)
+        XCTAssertFalse(kept.output.contains("TOP test trials"), kept.output)
+        let emptied = try runCommand(cladmop, baseline + ["--set", "data.exclude_file=\"\""], timeout: 300)
+        XCTAssertEqual(emptied.status, 0, emptied.output)
+        XCTAssertTrue(emptied.output.contains("warning: 3 trial(s) of \(dir)/train.csv (\(test.first!), ...) are TOP test trials (data/top/heldout_nctids.txt) "
+                                              + "that data.exclude_file (none) does not remove: they train the baseline"), emptied.output)
+        // Fine-tuning (no folds: --train trains, --valid selects) says the same of each file.
+        let finetune = ["finetune", "--pretrained", "none", "--train", dir + "/train.csv", "--valid", dir + "/valid.csv", "--run-dir", dir + "/run"]
+            + smallFinetuneSettings(dir: dir, ["finetune.epochs=1", "finetune.ensemble=1", "finetune.select_latest=0", "log.tensorboard=false",
+                                               "data.exclude_file=\"\""]) + common
+        let ft = try runCommand(cladmop, finetune, timeout: 600)
+        XCTAssertEqual(ft.status, 0, ft.output)
+        XCTAssertTrue(ft.output.contains("warning: 3 trial(s) of \(dir)/train.csv (\(test.first!), ...) are TOP test trials"), ft.output)
+        XCTAssertTrue(ft.output.contains("they train the model"), ft.output)
+        XCTAssertFalse(ft.output.contains("of \(dir)/valid.csv"), "the validation file holds none: \(ft.output)")
+    }
+}
