@@ -472,7 +472,7 @@ final class OutcomeProtocolTests: XCTestCase {
         }
         let withAux = try finetune("train", ["--aux", dir + "/aux.csv", "--aux", dir + "/repeat.csv"], "aux")
         XCTAssertEqual(withAux.status, 0, withAux.output)
-        XCTAssertTrue(withAux.output.contains("16 auxiliary trial(s)") && withAux.output.contains("11 held out, repeated or also in"), withAux.output)
+        XCTAssertTrue(withAux.output.contains("16 auxiliary trial(s)") && withAux.output.contains("not added: 0 held out (data.exclude_file), 11 repeated or also in"), withAux.output)
         XCTAssertTrue(withAux.output.contains("40 training trials") && withAux.output.contains("12 validation"), withAux.output)
         let appended = try finetune("trainaux", [], "appended")
         XCTAssertEqual(appended.status, 0, appended.output)
