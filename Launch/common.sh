@@ -255,9 +255,30 @@ phase1_report() {
 }
 
 # split_once SRC FRACTION EARLY LATE: `cladmop split` (its messages on stderr) unless both halves exist (kept: the
-# same split); one half alone (removed by hand, or left by an older split stopped part way) is refused, naming both.
+# same split, once checked to hold exactly SRC's trials, the earlier ids in EARLY); one half alone (removed by hand,
+# or left by an older split stopped part way) is refused, naming both, and so are halves of another SRC (a SRC split
+# again, as after Launch/devtest's first-level files were remade: a later split of an older pair would let trials of
+# a new development test select or train).
 split_once() {
-    if [ -s "$3" ] && [ -s "$4" ]; then return 0; fi
+    if [ -s "$3" ] && [ -s "$4" ]; then
+        python3 - "$@" <<'PY' && return 0
+import csv, sys
+src, _, early, late = sys.argv[1:5]
+def ids(path):
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        rows = csv.reader(f)
+        header = next(rows, [])
+        if "nctid" not in header:
+            sys.exit(f"Launch: {path}: expected a TOP CSV with an nctid column")
+        k = header.index("nctid")
+        return [r[k].strip() for r in rows if len(r) > k]
+a, b, s = ids(early), ids(late), ids(src)
+if sorted(a + b) != sorted(s) or (a and b and max(a) >= min(b)):
+    sys.exit(f"Launch: {early} and {late} are not the split of {src} by NCT-id order (its trials changed since they "
+             f"were made?): remove both to split it again")
+PY
+        exit 2
+    fi
     local f other
     for f in "$3" "$4"; do
         other="$4"; [ "$f" = "$4" ] && other="$3"

@@ -357,6 +357,31 @@ final class HostfileTests: XCTestCase {
         XCTAssertEqual(bad.status, 2, bad.output)
         XCTAssertTrue(bad.output.contains("configs/none.yaml"), bad.output)
     }
+
+    /// Launch's split_once keeps an existing pair only when it is the split of its source (the same trials, the
+    /// earlier ids in the first half): halves of an older source are refused, naming both (a development test made
+    /// again from a remade first-level split could otherwise share trials with an older selection file).
+    func testLaunchSplitOnceRefusesHalvesOfAnotherSource() throws {
+        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: repositoryRoot + "/.build/release/cladmop"),
+                          "the Launch scripts run .build/release/cladmop (Launch/setup builds it; Launch/test runs setup first)")
+        let dir = NSTemporaryDirectory() + "cladmop-split-once-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // Whole records of a bundled file (criteria span lines): its first 21 records, then 2 more appended.
+        let text = try String(contentsOfFile: repositoryRoot + "/data/top/phase_I_valid.csv", encoding: .utf8)
+        let records = (text as NSString).components(separatedBy: "\nNCT")     // UTF-16: a CR LF file too
+        try (records[0..<21].joined(separator: "\nNCT") + "\n").write(toFile: dir + "/src.csv", atomically: true, encoding: .utf8)
+        let split = "source Launch/common.sh && split_once \(dir)/src.csv 0.8 \(dir)/a.csv \(dir)/b.csv && echo kept"
+        let first = try runCommand("/bin/bash", ["-c", split], timeout: 60)
+        XCTAssertEqual(first.status, 0, first.output)
+        let again = try runCommand("/bin/bash", ["-c", split], timeout: 60)
+        XCTAssertEqual(again.status, 0, again.output)
+        XCTAssertTrue(again.output.contains("kept") && !again.output.contains("split:"), "the same pair, not split again: \(again.output)")
+        try (records[0..<23].joined(separator: "\nNCT") + "\n").write(toFile: dir + "/src.csv", atomically: true, encoding: .utf8)
+        let changed = try runCommand("/bin/bash", ["-c", split], timeout: 60)
+        XCTAssertEqual(changed.status, 2, changed.output)
+        XCTAssertTrue(changed.output.contains("\(dir)/a.csv and \(dir)/b.csv are not the split of \(dir)/src.csv"), changed.output)
+    }
 }
 
 /// The libFuzzer harnesses keep compiling against the parsers and run clean on a short budget
