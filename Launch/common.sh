@@ -261,21 +261,21 @@ phase1_report() {
 # a new development test select or train).
 split_once() {
     if [ -s "$3" ] && [ -s "$4" ]; then
-        python3 - "$@" <<'PY' && return 0
+        python3 - "Launch/$(basename "$0")" "$@" <<'PY' && return 0
 import csv, sys
-src, _, early, late = sys.argv[1:5]
+script, src, fraction, early, late = sys.argv[1:6]
 def ids(path):
-    with open(path, newline="", encoding="utf-8-sig") as f:
+    with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
         rows = csv.reader(f)
         header = next(rows, [])
         if "nctid" not in header:
-            sys.exit(f"Launch: {path}: expected a TOP CSV with an nctid column")
+            sys.exit(f"{script}: {path}: expected a TOP CSV with an nctid column")
         k = header.index("nctid")
         return [r[k].strip() for r in rows if len(r) > k]
 a, b, s = ids(early), ids(late), ids(src)
-if sorted(a + b) != sorted(s) or (a and b and max(a) >= min(b)):
-    sys.exit(f"Launch: {early} and {late} are not the split of {src} by NCT-id order (its trials changed since they "
-             f"were made?): remove both to split it again")
+if sorted(a + b) != sorted(s) or (a and b and max(a) >= min(b)) or len(a) != int(len(s) * float(fraction) + 0.5):
+    sys.exit(f"{script}: {early} and {late} are not the split of {src} at {fraction} by NCT-id order (its trials changed "
+             f"since they were made?): remove both to split it again")
 PY
         exit 2
     fi

@@ -79,9 +79,17 @@ public enum Metrics {
             }
         }
         guard bestF1 >= 0 else { return 0.5 }
-        guard let low = below else { return min(0, best) }     // every trial predicted successful
-        let half = low + (best - low) / 2
-        return half > low ? half : best     // adjacent doubles: the kept score itself
+        return cut(keeping: best, below: below)
+    }
+
+    /// The threshold that keeps the scores from `high` up: halfway down to `low`, the next lower score (the same cut of
+    /// these trials, not one trial's exact score, which moves in its last digits with the batch it is scored in), the
+    /// kept score itself between adjacent doubles, and 0 (or `high`, if negative) when no score is lower: every trial
+    /// predicted successful, a new one scoring below all of these too.
+    static func cut(keeping high: Double, below low: Double?) -> Double {
+        guard let low, low.isFinite else { return min(0, high) }
+        let half = low + (high - low) / 2
+        return half > low ? half : high
     }
 
     /// The F1 threshold that a small, noisy set of out-of-fold scores supports. For each of `resamples` bootstrap
@@ -143,9 +151,7 @@ public enum Metrics {
         }
         // Halfway to the next lower score: a trial's score moves in its last digits with the batch it is scored in
         // (padding changes the GEMMs' shapes), and a threshold equal to one trial's score would flip it.
-        guard best > 0 else { return min(0, s[0]) }
-        let low = s[starts[best] - 1], high = s[starts[best]], half = low + (high - low) / 2
-        return low.isFinite && half > low ? half : high     // adjacent doubles: the kept score itself
+        return cut(keeping: s[starts[best]], below: best > 0 ? s[starts[best] - 1] : nil)
     }
 
     /// Every metric on the whole set and as mean +- std over `resamples` subsets of `fraction` of the rows

@@ -40,13 +40,14 @@ public func printMetricsTable(_ r: EvaluationReport, log: (String) -> Void, titl
 /// tied scores make one diagonal ROC segment, whose area is the ROC-AUC of the title (a tie counts 1/2).
 public func writeCurves(scores: [Double], labels: [Int], dir: String) throws {
     try makeDirectory(dir, option: "--plots")
-    let order = scores.indices.sorted { scores[$0] > scores[$1] || (!scores[$0].isNaN && scores[$1].isNaN) }   // NaN last
+    let ranked = scores.map { $0.isNaN ? -Double.infinity : $0 }     // NaN lowest, tied with each other (as Metrics.rocAUC)
+    let order = ranked.indices.sorted { ranked[$0] > ranked[$1] }
     let pos = Double(labels.filter { $0 == 1 }.count), neg = Double(labels.count) - pos
     var tp = 0.0, fp = 0.0
     var roc: [(Double, Double)] = [(0, 0)], pr: [(Double, Double)] = []
     for (k, i) in order.enumerated() {
         if labels[i] == 1 { tp += 1 } else { fp += 1 }
-        if k + 1 < order.count, scores[order[k + 1]] == scores[i] { continue }     // the rest of a tie first
+        if k + 1 < order.count, ranked[order[k + 1]] == ranked[i] { continue }     // the rest of a tie first
         roc.append((neg > 0 ? fp / neg : 0, pos > 0 ? tp / pos : 0))
         pr.append((pos > 0 ? tp / pos : 0, tp / (tp + fp)))
     }

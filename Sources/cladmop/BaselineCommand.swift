@@ -33,10 +33,10 @@ struct Baseline: ParsableCommand {
                                  + (shared.count > 1 ? ", and \(shared.count - 1) more of its trials" : "")
                                  + "; the baseline is measured on trials it did not train on: remove them from one file")
             }
+            // Held-out trials (data.exclude_file) never train, as in fine-tuning: the list is read first, on every rank.
+            let excluded = try spec.data.excludeFile.map(readExclusionList) ?? []
             let store = try storeContaining([train, data], spec: spec, hierarchy: hierarchy, comm: comm, log: log)
             guard comm.isRoot else { return }
-            // Held-out trials (data.exclude_file) never train, as in fine-tuning.
-            let excluded = try spec.data.excludeFile.map(readExclusionList) ?? []
             let trainAll = store.trials(of: train), test = store.trials(of: data)
             let trainRows = trainAll.filter { !excluded.contains($0.nctid) }
             if trainRows.count < trainAll.count { log("baseline: \(trainAll.count - trainRows.count) held-out trial(s) removed from \(train)") }

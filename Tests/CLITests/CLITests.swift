@@ -365,6 +365,7 @@ final class HostfileTests: XCTestCase {
         try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: repositoryRoot + "/.build/release/cladmop"),
                           "the Launch scripts run .build/release/cladmop (Launch/setup builds it; Launch/test runs setup first)")
         let dir = NSTemporaryDirectory() + "cladmop-split-once-\(getpid())"
+        try? FileManager.default.removeItem(atPath: dir)
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         // Whole records of a bundled file (criteria span lines): its first 21 records, then 2 more appended.
@@ -380,7 +381,12 @@ final class HostfileTests: XCTestCase {
         try (records[0..<23].joined(separator: "\nNCT") + "\n").write(toFile: dir + "/src.csv", atomically: true, encoding: .utf8)
         let changed = try runCommand("/bin/bash", ["-c", split], timeout: 60)
         XCTAssertEqual(changed.status, 2, changed.output)
-        XCTAssertTrue(changed.output.contains("\(dir)/a.csv and \(dir)/b.csv are not the split of \(dir)/src.csv"), changed.output)
+        XCTAssertTrue(changed.output.contains("\(dir)/a.csv and \(dir)/b.csv are not the split of \(dir)/src.csv at 0.8"), changed.output)
+        // The same trials cut at another fraction are not this split either.
+        try (records[0..<21].joined(separator: "\nNCT") + "\n").write(toFile: dir + "/src.csv", atomically: true, encoding: .utf8)
+        let other = try runCommand("/bin/bash", ["-c", split.replacingOccurrences(of: " 0.8 ", with: " 0.5 ")], timeout: 60)
+        XCTAssertEqual(other.status, 2, other.output)
+        XCTAssertTrue(other.output.contains("are not the split of \(dir)/src.csv at 0.5"), other.output)
     }
 }
 

@@ -257,6 +257,12 @@ final class MetricsTests: XCTestCase {
         XCTAssertTrue(noted.contains("Scored out of fold: each trial by the members that did not train on it"), noted)
         XCTAssertTrue(noted.contains("**In-sample:** 7 of the 20 trials trained the model(s) or selected their epoch"), noted)
         XCTAssertTrue(noted.contains("3 of the 20 trials were in the pretraining's SCT corpus"), noted)
+        // Out of fold every trial selected its member's epoch (in_sample_trials = n): the out-of-fold paragraph says so,
+        // not an "In-sample" line claiming they trained the model.
+        report.inSampleTrials = 20
+        try writeOutcomeReport(report, path: dir + "/oof.md", phase: 1, data: "x.csv", checkpoint: "run")
+        let oof = try String(contentsOfFile: dir + "/oof.md", encoding: .utf8)
+        XCTAssertTrue(oof.contains("Scored out of fold") && !oof.contains("In-sample"), oof)
     }
 
     /// Curves of trials of one class are titled "undefined", not "AUC nan"; two classes give the value.

@@ -12,7 +12,8 @@ final class HeldOutTrialsTests: XCTestCase {
         try writeCSVSubset(from: repoRoot + "/data/top/phase_I_train.csv", rows: 0..<24, to: dir + "/train.csv")
         try writeCSVSubset(from: repoRoot + "/data/top/phase_I_valid.csv", rows: 0..<12, to: dir + "/valid.csv")
         // Three failed training trials renamed to three TOP test ids.
-        let test = try readExclusionList(repoRoot + "/data/top/heldout_nctids.txt").sorted().prefix(3)
+        let heldOut = try readExclusionList(repoRoot + "/data/top/heldout_nctids.txt").sorted()
+        let test = heldOut.prefix(3)
         let failed = try readTrials(paths: [dir + "/train.csv"], labels: .optional).0.filter { $0.label == 0 }.prefix(3).map(\.nctid)
         XCTAssertEqual(failed.count, 3)
         var text = try String(contentsOfFile: dir + "/train.csv", encoding: .utf8)
@@ -40,5 +41,20 @@ final class HeldOutTrialsTests: XCTestCase {
         XCTAssertTrue(ft.output.contains("warning: 3 trial(s) of \(dir)/train.csv (\(test.first!), ...) are TOP test trials"), ft.output)
         XCTAssertTrue(ft.output.contains("they train the model"), ft.output)
         XCTAssertFalse(ft.output.contains("of \(dir)/valid.csv"), "the validation file holds none: \(ft.output)")
+
+        // With the bundled list (the default): a test trial in --valid and one in --aux are removed, and said.
+        try writeCSVSubset(from: repoRoot + "/data/top/phase_I_train.csv", rows: 24..<32, to: dir + "/aux.csv")
+        for (file, id) in [("valid", heldOut[3]), ("aux", heldOut[4])] {
+            let path = dir + "/\(file).csv"
+            let first = try readTrials(paths: [path], labels: .optional).0[0].nctid
+            try String(contentsOfFile: path, encoding: .utf8).replacingOccurrences(of: first, with: id).write(toFile: path, atomically: true, encoding: .utf8)
+        }
+        let withBundledList = finetune.map { $0 == "data.exclude_file=\"\"" ? "data.exclude_file=data/top/heldout_nctids.txt" : $0 == dir + "/run" ? dir + "/run2" : $0 }
+        let removed = try runCommand(cladmop, withBundledList + ["--aux", dir + "/aux.csv", "--set", "data.feature_store=\(dir)/f2.store"], timeout: 600)
+        XCTAssertEqual(removed.status, 0, removed.output)
+        XCTAssertTrue(removed.output.contains("finetune: 3 held-out trial(s) removed from \(dir)/train.csv"), removed.output)
+        XCTAssertTrue(removed.output.contains("finetune: 1 held-out trial(s) removed from \(dir)/valid.csv"), removed.output)
+        XCTAssertTrue(removed.output.contains("not added: 1 held out (data.exclude_file), 0 repeated"), removed.output)
+        XCTAssertFalse(removed.output.contains("TOP test trials"), removed.output)
     }
 }

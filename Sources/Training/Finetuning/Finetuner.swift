@@ -462,7 +462,7 @@ public final class Finetuner {
         comm.broadcast(p.values, count: p.count, root: 0)
         p.setPrecision(resolvedPrecision(spec.train.precision, key: "train.precision", comm: comm))
         let batchSize = spec.finetune.batch, epochs = spec.finetune.epochs
-        let positives = train.filter { $0.label == 1 }.count, negatives = train.count - positives
+        let positives = train.filter { $0.label == 1 }.count
         let (w1, w0) = classWeights(positives: positives, count: train.count)
         if comm.isRoot {
             log("finetune: \(train.count) training trials (\(positives) successful), \(valid.count) validation; \(p.count - outcome.trainableOffset) trainable parameters (LoRA cross \(outcome.spec.loraCross), self \(outcome.spec.loraSelf)), \(comm.size) rank(s)")
