@@ -83,10 +83,13 @@ public func writeOutcomeReport(_ report: EvaluationReport, path: String, phase: 
         : "at the threshold the run chose on its selection trials (best.json; on out-of-fold scores for a cross-fitted run).\n\n"
     // Where the trials stand to the model (eval.json's out_of_fold, in_sample_trials, sct_trials), as `compare` notes them.
     if report.outOfFold == true {
-        md += "Scored out of fold: each trial by the members that did not train on it (their epochs and the run's threshold were "
-            + "chosen with these trials' scores): less optimistic than in-sample scores, but these trials are not a held-out test.\n\n"
-    }
-    if let k = report.inSampleTrials, k > 0, !(report.outOfFold == true && k == r.n) {     // out of fold: said above
+        let k = report.inSampleTrials
+        md += "Scored out of fold: each trial by the members that did not train on it"
+            + (k == 0 ? ", and that did not select their epoch on it either (the run kept these trials out of selection and of its threshold: "
+                        + "`finetune --report-trials`).\n\n"
+                      : ", whose epochs \(k.map { "\($0) of the \(r.n)" } ?? "these") trials selected (with the others, they also set the run's threshold): "
+                        + "less optimistic than in-sample scores, but not a held-out test.\n\n")
+    } else if let k = report.inSampleTrials, k > 0 {
         md += "**In-sample:** \(k) of the \(r.n) trials trained the model(s) or selected their epoch: these figures are not out of sample.\n\n"
     }
     if let k = report.sctTrials, k > 0 {

@@ -54,6 +54,7 @@ struct Compare: ParsableCommand {
             var scored: [(label: String, data: String?, trials: String?)] = []
             var outOfFold: [(label: String, value: Bool)] = [], inSample: [(label: String, count: Int, n: Int)] = []
             var inSCT: [(label: String, count: Int, n: Int)] = []
+            var oofSelected: [String: Int?] = [:]     // out-of-fold rows: how many trials selected their scoring members (nil: not recorded)
             for (label, file) in rows {
                 let r: OutcomeMetrics
                 do {
@@ -73,8 +74,9 @@ struct Compare: ParsableCommand {
                     for (key, k) in [("in_sample_trials", s?.inSample), ("sct_trials", s?.sct)] where (k ?? 0) < 0 {
                         throw InputError(file: file, "key \(key) = \(k!): expected a count of at least 0")
                     }
-                    // Out of fold every trial selected its member's epoch: the out-of-fold note says so.
-                    if let k = s?.inSample, k > 0, !(s?.outOfFold == true && k == r.n) { inSample.append((label, k, r.n)) }
+                    // Out of fold: said in the out-of-fold note (whether the trials selected their members' epochs).
+                    if s?.outOfFold == true { oofSelected[label] = s?.inSample }
+                    else if let k = s?.inSample, k > 0 { inSample.append((label, k, r.n)) }
                     if let k = s?.sct, k > 0 { inSCT.append((label, k, r.n)) }
                 }
                 catch let e as InputError { throw e }
@@ -115,11 +117,15 @@ struct Compare: ParsableCommand {
                     + inSCT.map { "\($0.label): \($0.count) of \($0.n) trials" }.joined(separator: "; ") + ".\n"
                 if comm.isRoot { FileHandle.standardError.write(Data("compare: warning: \(inSCT.map(\.label).joined(separator: ", ")) scored trials of their pretraining corpus (see the note below the table)\n".utf8)) }
             }
-            // Out of fold: not in-sample, not a held-out test either (the trials selected the epochs and the threshold).
+            // Out of fold: each trial by members that did not train on it; a held-out test only where the trials did not
+            // select those members' epochs either (finetune --report-trials: in_sample_trials 0).
             let mixed = Set(outOfFold.map(\.value)).count > 1
-            if outOfFold.contains(where: \.value) {
-                md += "\nScored out of fold (each trial by the members that did not train on it, whose epochs and threshold these trials chose: not a held-out test): "
-                    + outOfFold.filter(\.value).map(\.label).joined(separator: ", ") + (mixed ? "; the other rows by their whole model" : "") + ".\n"
+            let oofRows = outOfFold.filter(\.value).map(\.label)
+            if !oofRows.isEmpty {
+                let chose = oofRows.filter { oofSelected[$0].flatMap { $0 } != 0 }
+                md += "\nScored out of fold (each trial by the members that did not train on it): " + oofRows.joined(separator: ", ")
+                    + (mixed ? "; the other rows by their whole model" : "") + "."
+                    + (chose.isEmpty ? "" : " The trials of " + chose.joined(separator: ", ") + " also selected those members' epochs and the threshold: not a held-out test.") + "\n"
                 if comm.isRoot, mixed { FileHandle.standardError.write(Data("compare: warning: some rows were scored out of fold and others not (see the note below the table)\n".utf8)) }
             }
             guard comm.isRoot else { return }

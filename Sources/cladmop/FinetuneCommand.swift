@@ -17,6 +17,8 @@ struct Finetune: ParsableCommand {
     @Option(help: "Labelled TOP CSV for model selection.") var valid: String
     @Option(help: ArgumentHelp("Labelled TOP CSV of auxiliary trials (repeatable; for example other phases): added to every member's training and counted by the class weights, never to selection, folds or the threshold. Trials also in --train or --valid stay there only; a trial in two --aux files counts once (the first); held-out ids (data.exclude_file) are removed. --train and --valid still need both classes each (with folds, their pool).", valueName: "csv"))
     var aux: [String] = []
+    @Option(name: .customLong("report-trials"), help: ArgumentHelp("TOP CSV of trials whose out-of-fold scores will be reported (with finetune.folds): those of --train and --valid still train the members of the other folds, but never select an epoch or set the threshold, so `evaluate --out-of-fold` scores each with members that neither trained nor selected on it (in_sample_trials 0). Launch/finetune passes its report file.", valueName: "csv"))
+    var reportTrials: String?
     @Option(help: "Run directory: config.yaml, best.json, checkpoints/ and metrics.jsonl (a cross-fitted run: folds.csv, and checkpoints/ and metrics.jsonl per member in members/k/).") var runDir: String
     @Flag(help: "Replace the fine-tuning run that --run-dir already holds (its files are deleted first).") var overwrite = false
 
@@ -31,7 +33,8 @@ struct Finetune: ParsableCommand {
                 throw InputError(file: valid, "--valid is the same file as --train; selection needs trials of another file")
             }
             try checkRunDirectory(runDir, comm: comm, overwrite: overwrite, artifacts: finetuneArtifacts,
-                                  inputs: [("--train", train), ("--valid", valid)] + aux.map { ("--aux", $0) } + specInputs(spec, config: options.config),
+                                  inputs: [("--train", train), ("--valid", valid)] + aux.map { ("--aux", $0) } + (reportTrials.map { [("--report-trials", $0)] } ?? [])
+                                      + specInputs(spec, config: options.config),
                                   hint: "replace it with --overwrite or choose another --run-dir")
             // A run folder (or its checkpoints/ or best.json) means "its best checkpoint": not while that run is written.
             if pretrained != "none", comm.isRoot {
@@ -58,9 +61,12 @@ struct Finetune: ParsableCommand {
                 try hierarchy.requireTables(of: base.meta.model, trainedTree: base.meta.icdHierarchy, checkpoint: base.jsonPath)
                 try requireTrainedEncoder(spec: spec, meta: base.meta, checkpoint: base.jsonPath)
             } else { try hierarchy.requireDepth(spec.model.icdDepth) }
+            // Only the ids of the report file are needed (every rank reads it; a trial without a label is fine).
+            let reported = try reportTrials.map { Set(try readTrials(paths: [$0], skipBadRows: spec.data.skipBadRows, labels: .optional).0.map(\.nctid)) } ?? []
+            if let reportTrials, reported.isEmpty { throw InputError(file: reportTrials, "has no trial rows; --report-trials names the trials to report") }
             let store = try storeContaining([train, valid] + aux, spec: spec, hierarchy: hierarchy, comm: comm, log: log)
-            let tuner = try Finetuner(spec: spec, comm: comm, pretrained: base, trainFile: train,
-                                      validFile: valid, auxFiles: aux, runDir: runDir, store: store, hierarchy: hierarchy, log: log)
+            let tuner = try Finetuner(spec: spec, comm: comm, pretrained: base, trainFile: train, validFile: valid, auxFiles: aux,
+                                      reportTrials: reported, reportFile: reportTrials, runDir: runDir, store: store, hierarchy: hierarchy, log: log)
             try prepareRunDirectory(runDir, config: config, comm: comm, overwrite: overwrite, artifacts: finetuneArtifacts)
             try tuner.run()
         }

@@ -255,7 +255,12 @@ final class MetricsTests: XCTestCase {
         try writeOutcomeReport(report, path: dir + "/noted.md", phase: 1, data: "x.csv", checkpoint: "run")
         let noted = try String(contentsOfFile: dir + "/noted.md", encoding: .utf8)
         XCTAssertTrue(noted.contains("Scored out of fold: each trial by the members that did not train on it"), noted)
-        XCTAssertTrue(noted.contains("**In-sample:** 7 of the 20 trials trained the model(s) or selected their epoch"), noted)
+        XCTAssertTrue(noted.contains("whose epochs 7 of the 20 trials selected"), noted)
+        report.outOfFold = false
+        try writeOutcomeReport(report, path: dir + "/insample.md", phase: 1, data: "x.csv", checkpoint: "run")
+        let inSample = try String(contentsOfFile: dir + "/insample.md", encoding: .utf8)
+        XCTAssertTrue(inSample.contains("**In-sample:** 7 of the 20 trials trained the model(s) or selected their epoch"), inSample)
+        report.outOfFold = true
         XCTAssertTrue(noted.contains("3 of the 20 trials were in the pretraining's SCT corpus"), noted)
         // Out of fold every trial selected its member's epoch (in_sample_trials = n): the out-of-fold paragraph says so,
         // not an "In-sample" line claiming they trained the model.
@@ -263,6 +268,11 @@ final class MetricsTests: XCTestCase {
         try writeOutcomeReport(report, path: dir + "/oof.md", phase: 1, data: "x.csv", checkpoint: "run")
         let oof = try String(contentsOfFile: dir + "/oof.md", encoding: .utf8)
         XCTAssertTrue(oof.contains("Scored out of fold") && !oof.contains("In-sample"), oof)
+        // Trials a run kept out of selection (finetune --report-trials): out of fold and out of selection.
+        report.inSampleTrials = 0
+        try writeOutcomeReport(report, path: dir + "/reported.md", phase: 1, data: "x.csv", checkpoint: "run")
+        let reported = try String(contentsOfFile: dir + "/reported.md", encoding: .utf8)
+        XCTAssertTrue(reported.contains("and that did not select their epoch on it either"), reported)
     }
 
     /// Curves of trials of one class are titled "undefined", not "AUC nan"; two classes give the value.

@@ -169,7 +169,7 @@ final class OutcomeProtocolTests: XCTestCase {
         XCTAssertTrue(ev.output.contains("out-of-fold figures are optimistic, not a held-out test"), ev.output)
         let compared = try mpirun(np: 1, executable: cladmop, arguments: ["compare", "--eval", "a=\(dir)/oof.json", "--eval", "b=\(dir)/oof.json"], timeout: 120)
         XCTAssertEqual(compared.status, 0, compared.output)
-        XCTAssertTrue(compared.output.contains("Scored out of fold (each trial by the members that did not train on it, whose epochs and threshold these trials chose: not a held-out test): a, b."), compared.output)
+        XCTAssertTrue(compared.output.contains("Scored out of fold (each trial by the members that did not train on it): a, b. The trials of a, b also selected those members' epochs and the threshold: not a held-out test."), compared.output)
         XCTAssertFalse(compared.output.contains("In-sample rows"), compared.output)
         // A trial the run never saw has no out-of-fold score: exit 2 naming it and folds.csv.
         try writeCSVSubset(from: repoRoot + "/data/top/phase_I_valid.csv", rows: 12..<16, to: dir + "/unseen.csv")
@@ -364,6 +364,69 @@ final class OutcomeProtocolTests: XCTestCase {
     /// recorded at that epoch (`cladmop predict` on the saved files), and best.json's figure is the PR-AUC of
     /// `predict --out-of-fold`; members train as in a run with per-member selection (the same metrics.jsonl), and a
     /// member that selected the same epoch there saved the same tensors.
+    /// `finetune --report-trials`: trials to report train the members of the other folds but never select an epoch or
+    /// set the threshold, so `evaluate --out-of-fold` scores them with members that neither trained nor selected on
+    /// them (in_sample_trials 0). References: `cladmop predict` of each member on its fold, the selection figures and
+    /// the threshold recomputed without the report trials.
+    func testReportTrialsTrainOtherFoldsButNeverSelect() throws {
+        let small = try SmallFinetuning("report", ["finetune.epochs=2", "log.tensorboard=false", "finetune.select_latest=0", "finetune.ensemble=1"])
+        let (dir, cladmop, sets, finetune) = (small.dir, small.cladmop, small.sets, small.finetune)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try writeCSVSubset(from: repoRoot + "/data/top/phase_I_train.csv", rows: 18..<24, to: dir + "/report.csv")
+        let reported = Set(try readTrials(paths: [dir + "/report.csv"]).0.map(\.nctid))
+        // Without folds every selecting trial is --valid's: refused.
+        let plain = try finetune(["--report-trials", dir + "/report.csv"], "plain")
+        XCTAssertEqual(plain.status, 2, plain.output)
+        XCTAssertTrue(plain.output.contains("--report-trials needs finetune.folds >= 2"), plain.output)
+        let ft = try finetune(["--set", "finetune.folds=3", "--set", "finetune.threshold_confidence=0.5", "--report-trials", dir + "/report.csv"], "run")
+        XCTAssertEqual(ft.status, 0, ft.output)
+        XCTAssertTrue(ft.output.contains("6 trial(s) of \(dir)/report.csv (--report-trials) train the members of the other folds but never select"), ft.output)
+        XCTAssertTrue(ft.output.contains("24 training trials"), "every trial of the other folds trains, the report trials too: \(ft.output)")
+
+        let (train, _) = try readTrials(paths: [dir + "/train.csv"]), (valid, _) = try readTrials(paths: [dir + "/valid.csv"])
+        let label = Dictionary((train + valid).map { ($0.nctid, $0.label!) }, uniquingKeysWith: { a, _ in a })
+        var fold: [String: Int] = [:]
+        for line in try String(contentsOfFile: dir + "/run/folds.csv", encoding: .utf8).split(separator: "\n").dropFirst() {
+            let f = line.split(separator: ","); fold[String(f[0])] = Int(f[1])!
+        }
+        // Out-of-fold scores (member k on fold k, from predict), each member's own fold kept apart by report or not.
+        var oof: [(id: String, score: Double, label: Int)] = []
+        for k in 1...3 {
+            for file in ["train", "valid"] {
+                let out = dir + "/m\(k)-\(file).csv"
+                let r = try mpirun(np: 1, executable: cladmop, arguments: ["predict", "--checkpoint", dir + "/run/members/\(k)",
+                                                                          "--data", dir + "/\(file).csv", "--output", out] + sets, timeout: 600)
+                XCTAssertEqual(r.status, 0, r.output)
+                for line in try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").dropFirst() {
+                    let f = line.split(separator: ",")
+                    if fold[String(f[0])] == k { oof.append((String(f[0]), Double(f[1])!, label[String(f[0])]!)) }
+                }
+            }
+            // The member's kept epoch was chosen on its fold less the report trials: its record there is their PR-AUC.
+            let mine = oof.filter { fold[$0.id] == k && !reported.contains($0.id) }
+            let memberBest = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/run/members/\(k)/best.json"))) as! [String: Any]
+            XCTAssertEqual(try XCTUnwrap(memberBest["valid"] as? Double), Metrics.averagePrecision(mine.map(\.score), mine.map(\.label)), accuracy: 1e-4,
+                           "member \(k) selected on its fold without the report trials")
+        }
+        XCTAssertEqual(oof.count, 36)
+        let choosing = oof.filter { !reported.contains($0.id) }
+        XCTAssertEqual(choosing.count, 30)
+        let best = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/run/best.json"))) as! [String: Any]
+        let threshold = Metrics.riskAverseF1Threshold(choosing.map(\.score), choosing.map(\.label), confidence: 0.5, seed: 1)
+        XCTAssertTrue(cutsAlike(try XCTUnwrap(best["threshold"] as? Double), threshold, choosing.map(\.score)), "\(String(describing: best["threshold"])) \(threshold)")
+        XCTAssertEqual(try XCTUnwrap(best["valid"] as? Double), Metrics.averagePrecision(choosing.map(\.score), choosing.map(\.label)), accuracy: 1e-4)
+
+        // Out of fold the report trials are out of sample; the other trials selected their members' epochs.
+        for (file, inSample) in [("report", 0), ("valid", 12)] {
+            let ev = try mpirun(np: 1, executable: cladmop, arguments: ["evaluate", "--checkpoint", dir + "/run", "--out-of-fold", "--data",
+                                                                       dir + "/\(file).csv", "--json", dir + "/\(file).json"] + sets, timeout: 600)
+            XCTAssertEqual(ev.status, 0, ev.output)
+            let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/\(file).json"))) as! [String: Any]
+            XCTAssertEqual(json["in_sample_trials"] as? Int, inSample, file)
+            XCTAssertEqual(ev.output.contains("out-of-fold figures are optimistic"), inSample > 0, ev.output)
+        }
+    }
+
     func testPooledEpochSelectionKeepsOneEpochForEveryMember() throws {
         let small = try SmallFinetuning("pooled", ["finetune.epochs=4", "log.tensorboard=false", "finetune.select_latest=0",
                                                    "finetune.ensemble=1", "finetune.folds=3"])

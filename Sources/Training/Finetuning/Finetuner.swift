@@ -74,6 +74,10 @@ public final class Finetuner {
     let partitions: [[[StoredTrial]]]
     /// `--aux` files' trials: every member trains on them; none selects, sits in a fold or sets the threshold.
     let auxiliary: [StoredTrial]
+    /// `--report-trials` (with folds): pooled trials whose out-of-fold scores are to be reported. Each trains the
+    /// members of the other folds, but its score never selects an epoch or enters the threshold, so the member(s) that
+    /// score it out of fold neither trained nor selected on it (their `trainedTrials` leave it out).
+    let reportTrials: Set<String>
     let optimizer: Optimizer
     let arena = ActivationArena()
     /// Set while `run` trains: beaten at every step and validation.
@@ -91,8 +95,11 @@ public final class Finetuner {
 
     /// `pretrained`: nil fine-tunes a randomly initialised DM branch (the ablation). `hierarchy` must give the
     /// pretrained checkpoint's ICD tables (`ICD10Hierarchy.requireTables`, checked by the caller before featurizing).
+    /// `reportTrials` (`--report-trials`, needs `finetune.folds`): ids of pooled trials that train but never select
+    /// (`Finetuner.reportTrials`); `reportFile` names them in messages.
     public init(spec: RunSpec, comm: Communicator, pretrained: PretrainedBase?, trainFile: String, validFile: String,
-                auxFiles: [String], runDir: String, store: FeatureStore, hierarchy: ICD10Hierarchy, log: @escaping (String) -> Void) throws {
+                auxFiles: [String], reportTrials: Set<String> = [], reportFile: String? = nil, runDir: String, store: FeatureStore,
+                hierarchy: ICD10Hierarchy, log: @escaping (String) -> Void) throws {
         self.spec = spec; self.comm = comm; self.runDir = runDir; self.log = log
         storeIdentity = store.identity.encoder
         storeEncoderWeights = store.identity.encoderWeights
@@ -164,6 +171,27 @@ public final class Finetuner {
             }
         } else {
             partitions = []
+        }
+        // Report trials: pooled ones only (others select nothing anyway); every fold keeps selecting trials of both classes.
+        let reporting = reportTrials.intersection(pool.map(\.nctid))
+        self.reportTrials = reporting
+        if let reportFile, !reportTrials.isEmpty {
+            guard k >= 2 else {
+                throw InputError(file: reportFile, "--report-trials needs finetune.folds >= 2 (cross-fitting): without folds the trials that select are --valid's (or the latest of --train), all of them")
+            }
+            for (r, folds) in partitions.enumerated() {
+                for (f, fold) in folds.enumerated() {
+                    let choosing = fold.filter { !reporting.contains($0.nctid) }
+                    let positives = choosing.filter { $0.label == 1 }.count
+                    guard positives > 0, positives < choosing.count else {
+                        throw InputError(file: reportFile, "leaves fold \(f + 1)\(partitions.count > 1 ? " of partition \(r + 1)" : "") of \(trainFile) + \(validFile) \(choosing.count) selecting trial(s), \(positives) successful: its member's epoch needs selecting trials of both classes (report fewer trials, or use fewer folds)")
+                    }
+                }
+            }
+            if comm.isRoot {
+                log("finetune: \(reporting.count) trial(s) of \(reportFile) (--report-trials) train the members of the other folds but never select an epoch or set the threshold"
+                    + (reportTrials.count > reporting.count ? "; \(reportTrials.count - reporting.count) are in neither \(trainFile) nor \(validFile) (or are held out)" : ""))
+            }
         }
         // Auxiliary trials: a trial also in --train or --valid (or in an earlier --aux file) stays where it first
         // appears, so no fold's trial ever trains the member that selects on it.
@@ -370,7 +398,9 @@ public final class Finetuner {
             }
             trained.append(kept); valids.append(memberValid)
         }
-        let labels = selecting.map(\.checkedLabel)
+        // The trials whose scores select (pooled) and set the threshold: all but the report trials.
+        let chooses = selecting.map { !reportTrials.contains($0.nctid) }
+        let labels = zip(selecting, chooses).filter(\.1).map { $0.0.checkedLabel }
         /// The ensemble's scores on the selecting trials when member m keeps epoch epochs[m]: the mean of the seed
         /// ensemble's members, or each trial's mean over the members that did not train on it (cross-fitted).
         func ensembleScores(_ epochs: [Int]) -> [Double] {
@@ -387,7 +417,8 @@ public final class Finetuner {
         }
         // Out-of-fold scores: the threshold whose gain over predicting success holds across bootstrap resamples
         // (docs/outcome.md: the F1-best threshold of a few hundred trials lost to all-success on the dev tests).
-        func judged(_ scores: [Double]) -> (value: Double, threshold: Double) {
+        func judged(_ all: [Double]) -> (value: Double, threshold: Double) {
+            let scores = zip(all, chooses).filter(\.1).map(\.0)
             let threshold = partitions.isEmpty ? Metrics.bestF1Threshold(scores, labels)
                 : Metrics.riskAverseF1Threshold(scores, labels, confidence: f.thresholdConfidence, seed: UInt64(f.seed))
             switch f.selectMetric {
@@ -428,7 +459,7 @@ public final class Finetuner {
             log(String(format: "finetune: ensemble of %d, %@ %@ %.4f (members %@), F1 threshold %.3f%@", count, partitions.isEmpty ? "valid" : "out-of-fold",
                        f.selectMetric.rawValue, value,
                        members.map { String(format: "%.4f", $0.valid ?? .nan) }.joined(separator: ", "), threshold,
-                       partitions.isEmpty ? "" : String(format: scores.contains { $0 < threshold }
+                       partitions.isEmpty ? "" : String(format: zip(scores, chooses).contains { $0.1 && $0.0 < threshold }
                                                             ? " (gain over all-success in %.0f %% of resamples)"
                                                             : " (no cut gains over all-success in %.0f %% of resamples: every trial predicted successful)",
                                                         100 * f.thresholdConfidence)))
@@ -469,7 +500,9 @@ public final class Finetuner {
         }
         let metrics = comm.isRoot ? try MetricsLog(path: runDir + "/metrics.jsonl", tensorboard: spec.log.tensorboard) : nil
         var member = MemberTraining(kept: outcome.trainableOffset, trainingDiseaseSets: Set(train.map(diseaseSet)).sorted())
-        member.trainedTrials = Set(train.map(\.nctid) + valid.map(\.nctid)).sorted()
+        // What the member trained or selected on: its report trials (`reportTrials`) are neither.
+        let choosing = valid.indices.filter { !reportTrials.contains(valid[$0].nctid) }
+        member.trainedTrials = Set(train.map(\.nctid) + choosing.map { valid[$0].nctid }).sorted()
         // Saved from another member's model (pooled): without a pretrained model its frozen part is this member's own.
         if pretrainedPath == nil && keepEveryEpoch { member.frozen = Array(UnsafeBufferPointer(start: p.values, count: member.kept)) }
         var best = -Double.infinity
@@ -520,9 +553,9 @@ public final class Finetuner {
                 lossSum += loss[0]; batches += 1
                 watchdog?.beat()
             }
-            let scores = predict(valid, with: outcome)
+            let allScores = predict(valid, with: outcome)
             watchdog?.beat()
-            let labels = valid.map(\.checkedLabel)
+            let scores = choosing.map { allScores[$0] }, labels = choosing.map { valid[$0].checkedLabel }
             let threshold = Metrics.bestF1Threshold(scores, labels)
             let prAUC = Metrics.averagePrecision(scores, labels), rocAUC = Metrics.rocAUC(scores, labels)
             let f1 = Metrics.f1(scores, labels, threshold: 0.5), f1AtThreshold = Metrics.f1(scores, labels, threshold: threshold)
@@ -535,7 +568,7 @@ public final class Finetuner {
             }
             let record = FinetuneRecord(epoch: epoch, trainLoss: finite(trainLoss), validPrAuc: finite(prAUC), validRocAuc: finite(rocAUC),
                                         validF1: finite(f1), validF1AtThreshold: finite(f1AtThreshold), threshold: threshold)
-            member.records.append(record); member.scores.append(scores); member.values.append(selected); member.thresholds.append(threshold)
+            member.records.append(record); member.scores.append(allScores); member.values.append(selected); member.thresholds.append(threshold)
             if comm.isRoot {
                 try metrics?.write(record)
                 log(String(format: "finetune epoch %d: train loss %.4f, valid PR-AUC %.4f ROC-AUC %.4f F1 %.4f (F1 %.4f at %.3f)%@", epoch,

@@ -104,8 +104,8 @@ public struct ScoredCSV {
     /// that scored it (the "new diseases" subset); nil: zero-shot.
     public var newDisease: [Bool]?
     /// How many of the trials a scoring model trained on or selected its epoch on (in-sample scores), from the
-    /// checkpoints' `head.trainedTrials`; every trial when scored out of fold (each selected the epoch of the member
-    /// that scored it); nil when unknown (older checkpoints, zero-shot).
+    /// checkpoints' `head.trainedTrials`; out of fold, the trials that selected the epoch of a member that scored them
+    /// (all but a run's `--report-trials`); nil when unknown (older checkpoints, zero-shot).
     public var inSample: Int? = nil
     /// How many of the trials the pretraining's SCT corpus held (`LoadedCheckpoint.pretrainedTrials`): successful
     /// trials the model was pretrained on, so not out of sample either; nil when the checkpoint does not record them.
@@ -298,6 +298,7 @@ private func scoreCSVModels(checkpoint: String, csv: String, spec: RunSpec, comm
     if let ensemble {
         var sum: [Double] = [], scored: [Int] = [], trials: [StoredTrial] = [], first: OutcomeHeadSpec?
         var novel: [Bool] = [], seen = Set<String>()
+        var chose: [Bool] = []              // out of fold: whether a member that scored the trial trained or selected on it
         var trained: Set<String>? = []      // what any member trained or selected on (nil: a member does not record it)
         var inputs: ScoringInputs?          // the tree and the store, read for the first member
         for (k, member) in ensemble.members.enumerated() {
@@ -327,14 +328,18 @@ private func scoreCSVModels(checkpoint: String, csv: String, spec: RunSpec, comm
                         throw InputError(file: csv, "trial \(other.nctid) has label \(other.label.map(String.init) ?? "(none)"), \(checkpoint)/folds.csv says \(foldOf[other.nctid]!.label): not the data the run was fine-tuned on")
                     }
                     sum = [Double](repeating: 0, count: rows.count); scored = [Int](repeating: 0, count: rows.count)
-                    novel = [Bool](repeating: false, count: rows.count)
+                    novel = [Bool](repeating: false, count: rows.count); chose = novel
                 }
                 let held = rows.indices.filter { foldOf[rows[$0].nctid]!.folds.contains(k + 1) }
                 let scores = scoreTrials(held.map { rows[$0] }, scorer: outcome, builder: builder, comm: comm, arena: ActivationArena(), stall: stall)
                 let known = Set(head.trainingDiseaseSets)
+                // A member selected on its fold's trials but its report trials (`Finetuner.reportTrials`), which its
+                // trainedTrials leave out; a member that does not record them selected on all of them.
+                let selectedOn = head.trainedTrials.map(Set.init)
                 // New disease: in no training set of the members that scored the trial.
                 for (i, s) in zip(held, scores) {
                     sum[i] += s; novel[i] = (scored[i] == 0 || novel[i]) && !known.contains(diseaseSet(rows[i])); scored[i] += 1
+                    chose[i] = chose[i] || (selectedOn?.contains(rows[i].nctid) ?? true)
                 }
             } else {
                 let scores = scoreTrials(rows, scorer: outcome, builder: builder, comm: comm, arena: ActivationArena(), stall: stall)
@@ -349,10 +354,10 @@ private func scoreCSVModels(checkpoint: String, csv: String, spec: RunSpec, comm
             if comm.isRoot {
                 log("scoring: out of fold: each of \(trials.count) trials scored by \(per == 1 ? "the one" : "the mean of the \(per)") of \(ensemble.members.count) members that did not train on it, threshold \(String(format: "%.3f", ensemble.threshold))")
             }
-            // Every trial of a fold selected the epoch of the member(s) that scored it (with the other folds' trials
-            // when the epoch is chosen pooled), and the pooled out-of-fold scores set the threshold: in-sample.
+            // A trial of a fold selected the epoch of the member(s) that scored it, and with the other out-of-fold
+            // scores set the threshold: in-sample, unless the run was told to report it (finetune --report-trials).
             return ScoredCSV(trials: trials, scores: zip(sum, scored).map { $0 / Double($1) }, threshold: ensemble.threshold, newDisease: novel,
-                             inSample: trials.count)
+                             inSample: chose.filter { $0 }.count)
         }
         if comm.isRoot { log("scoring: ensemble of \(ensemble.members.count) members (mean probability), threshold \(String(format: "%.3f", ensemble.threshold))") }
         // Scored on trials it was fine-tuned on: in-sample scores, said (by the members' records, else by folds.csv).
