@@ -495,13 +495,15 @@ public final class Finetuner {
         let batchSize = spec.finetune.batch, epochs = spec.finetune.epochs
         let positives = train.filter { $0.label == 1 }.count
         let (w1, w0) = classWeights(positives: positives, count: train.count)
+        // What the member trained or selected on: its report trials (`reportTrials`) are neither.
+        let choosing = valid.indices.filter { !reportTrials.contains(valid[$0].nctid) }
         if comm.isRoot {
-            log("finetune: \(train.count) training trials (\(positives) successful), \(valid.count) validation; \(p.count - outcome.trainableOffset) trainable parameters (LoRA cross \(outcome.spec.loraCross), self \(outcome.spec.loraSelf)), \(comm.size) rank(s)")
+            log("finetune: \(train.count) training trials (\(positives) successful), \(valid.count) validation"
+                + (choosing.count < valid.count ? " (\(choosing.count) select; \(valid.count - choosing.count) --report-trials only scored)" : "")
+                + "; \(p.count - outcome.trainableOffset) trainable parameters (LoRA cross \(outcome.spec.loraCross), self \(outcome.spec.loraSelf)), \(comm.size) rank(s)")
         }
         let metrics = comm.isRoot ? try MetricsLog(path: runDir + "/metrics.jsonl", tensorboard: spec.log.tensorboard) : nil
         var member = MemberTraining(kept: outcome.trainableOffset, trainingDiseaseSets: Set(train.map(diseaseSet)).sorted())
-        // What the member trained or selected on: its report trials (`reportTrials`) are neither.
-        let choosing = valid.indices.filter { !reportTrials.contains(valid[$0].nctid) }
         member.trainedTrials = Set(train.map(\.nctid) + choosing.map { valid[$0].nctid }).sorted()
         // Saved from another member's model (pooled): without a pretrained model its frozen part is this member's own.
         if pretrainedPath == nil && keepEveryEpoch { member.frozen = Array(UnsafeBufferPointer(start: p.values, count: member.kept)) }
