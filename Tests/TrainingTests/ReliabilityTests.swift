@@ -24,6 +24,23 @@ final class ReliabilityTests: XCTestCase {
     override func setUpWithError() throws { try Self.fixture.check() }
     override class func tearDown() { try? FileManager.default.removeItem(atPath: work) }
 
+    /// A long evaluation is progress, not a stall: the retrieval over 12,000 validation trials (O(n^2), seconds) beats the
+    /// watchdog at every block, so a 2 s limit passes (the nineteenth probe: 50,000 validation trials, a minute, ended a
+    /// healthy run at the 60 s floor, "rank 1 is stuck"; this run ended the same way before the beats).
+    func testALongEvaluationIsProgressForTheStallWatchdog() throws {
+        let store = Self.work + "/large.store"
+        let made = try runProduct("cladmop", ["synth", "--trials", "24000", "--dim", "64", "--output", store, "--set", Self.hierarchy], timeout: 300)
+        XCTAssertEqual(made.status, 0, made.output)
+        defer { try? FileManager.default.removeItem(atPath: store) }
+        // The release binary where there is one: the limit is for the evaluation's blocks, not for a debug build's.
+        let r = try mpirun(np: 2, executable: releaseOrDebugProduct("cladmop"), arguments: ["pretrain", "--config", repositoryRoot + "/configs/sweep-synthetic.yaml",
+            "--run-dir", Self.work + "/long-eval", "--set", "data.synthetic=true", "--set", "data.feature_store=\(store)", "--set", Self.hierarchy,
+            "--set", "data.validation_fraction=0.5", "--set", "train.max_steps=1", "--set", "train.stall_timeout=2", "--set", "log.tensorboard=false"],
+            timeout: 300)
+        XCTAssertEqual(r.status, 0, r.output)
+        XCTAssertTrue(r.output.contains("over 12000") && !r.output.contains("no training progress"), r.output)
+    }
+
     /// Arguments of a pretraining run in `run` (a name under the work folder, or an absolute path).
     func args(_ run: String, steps: Int = 12, resume: Bool = false) -> [String] {
         ["pretrain", "--config", repositoryRoot + "/configs/smoke.yaml", "--run-dir", run.hasPrefix("/") ? run : Self.work + "/" + run,

@@ -21,7 +21,7 @@ public struct InfoNCEResult {
 /// backward) when given. With a global batch gathered from all ranks, a rank asks for its own rows.
 public func symmetricInfoNCE(a: ConstFloatPtr, b: ConstFloatPtr, batch n: Int, dim: Int, logScale: Float,
                              normalize: Bool, gradientRows: Range<Int>? = nil, da: FloatPtr?, db: FloatPtr?,
-                             tileRows: Int = 512, arena: ActivationArena) -> InfoNCEResult {
+                             tileRows: Int = 512, arena: ActivationArena, onTile: (() -> Void)? = nil) -> InfoNCEResult {
     let s = expf(logScale)
     let mark = arena.mark()
     defer { arena.release(to: mark) }
@@ -38,6 +38,7 @@ public func symmetricInfoNCE(a: ConstFloatPtr, b: ConstFloatPtr, batch n: Int, d
     var colZ = [Double](repeating: 0, count: n), blockMax = [Float](repeating: 0, count: n)
     var loss = 0.0, dLogScale = 0.0, diagonal = 0.0
     for r0 in stride(from: 0, to: n, by: tile) {
+        onTile?()     // a long evaluation is progress (the stall watchdog)
         let rows = min(tile, n - r0)
         // z = s a_hat[r0 ..< r0 + rows] b_hat^T, (rows, B)
         sgemm(transB: true, m: rows, n: n, k: dim, alpha: s, a: ah + r0 * dim, b: bh, c: z)
@@ -91,6 +92,7 @@ public func symmetricInfoNCE(a: ConstFloatPtr, b: ConstFloatPtr, batch n: Int, d
     if let da {
         let ga = arena.allocate(m * dim)
         for r0 in stride(from: wanted.lowerBound, to: wanted.upperBound, by: tile) {
+            onTile?()
             let rows = min(tile, wanted.upperBound - r0)
             sgemm(transB: true, m: rows, n: n, k: dim, alpha: s, a: ah + r0 * dim, b: bh, c: z)
             gradientBlock(r0: r0, rows: rows, c0: 0, cols: n)
@@ -104,6 +106,7 @@ public func symmetricInfoNCE(a: ConstFloatPtr, b: ConstFloatPtr, batch n: Int, d
         let rowsPerBlock = max(1, tile * n / max(m, 1))
         let gb = arena.zeros(m * dim)
         for r0 in stride(from: 0, to: n, by: rowsPerBlock) {
+            onTile?()
             let rows = min(rowsPerBlock, n - r0)
             sgemm(transB: true, m: rows, n: m, k: dim, alpha: s, a: ah + r0 * dim, b: bh + wanted.lowerBound * dim, c: z)
             gradientBlock(r0: r0, rows: rows, c0: wanted.lowerBound, cols: m)

@@ -222,7 +222,8 @@ public final class Pretrainer {
     public func run() throws {
         let train = spec.train
         let watchdog = Watchdog(policy: StallPolicy(stallTimeout: train.stallTimeout), comm: comm)
-        defer { watchdog.stop() }
+        step.progress = watchdog.beat
+        defer { watchdog.stop(); step.progress = nil }
         faults.applyLimits()
         metrics = comm.isRoot ? try MetricsLog(path: runDir + "/metrics.jsonl", tensorboard: spec.log.tensorboard, continuingAfter: stepsDone) : nil
         if comm.isRoot && stepsDone > 0 {   // resumed: the report's curves start at step 1, not at the checkpoint
@@ -281,7 +282,7 @@ public final class Pretrainer {
             let every = spec.checkpoint.everySteps
             var stop = false
             if endOfEpoch && (stepsDone / stepsPerEpoch) % train.evalEvery == 0 || stepsDone == totalSteps {
-                stop = try evaluateAndTrack()
+                stop = try evaluateAndTrack(beat: watchdog.beat)
                 watchdog.beat()
             }
             if endOfEpoch || stepsDone == totalSteps || stop || (every > 0 && stepsDone % every == 0) { try saveCheckpoint() }
@@ -340,15 +341,17 @@ public final class Pretrainer {
     }
 
     /// Validation metrics of the current parameters (all ranks take part; every rank gets the result).
-    public func evaluate() -> RetrievalMetrics {
+    /// `progress`: called after every embedded chunk and every block of scores (the stall watchdog's beat: the
+    /// evaluation is O(n^2) in the validation trials, a minute at 50,000 of them).
+    public func evaluate(progress: (() -> Void)? = nil) -> RetrievalMetrics {
         let chunk = spec.train.chunkSize > 0 ? spec.train.chunkSize : max(globalBatch / comm.size, 1)
         return embedAndCompare(setup.validation, builder: builder, model: model, comm: comm, arena: step.arena, chunk: chunk,
-                               normalize: spec.loss.normalize, tileRows: spec.train.lossTileRows)
+                               normalize: spec.loss.normalize, tileRows: spec.train.lossTileRows, progress: progress)
     }
 
     /// Evaluates, logs, tracks the best; returns true when early stopping triggers.
-    func evaluateAndTrack() throws -> Bool {
-        let m = evaluate()
+    func evaluateAndTrack(beat: (() -> Void)? = nil) throws -> Bool {
+        let m = evaluate(progress: beat)
         progress.finish()
         let epoch = Double(stepsDone) / Double(stepsPerEpoch)
         let improved = m.loss < bestValLoss

@@ -15,9 +15,11 @@ public struct TrialEmbeddings {
 
 /// Embeds every trial of `rows`: ranks take disjoint shards (`shard`), `chunk` trials per forward (in `arena`),
 /// and every rank gets all rows in order. `stall`: a watchdog for `cladmop embed` (as `scoreTrials`: only a rank
-/// that stopped answering ends the job); nil inside pretraining's retrieval evaluation, whose own watchdog runs.
+/// that stopped answering ends the job); nil inside pretraining's retrieval evaluation, whose own watchdog runs and
+/// `progress` beats (called after every chunk).
 public func embedTrials(_ rows: [StoredTrial], model: CLaDMoP, builder: BatchBuilder, level: Int, comm: Communicator,
-                        chunk: Int = 64, arena: ActivationArena = ActivationArena(), stall: StallPolicy? = nil) -> TrialEmbeddings {
+                        chunk: Int = 64, arena: ActivationArena = ActivationArena(), stall: StallPolicy? = nil,
+                        progress: (() -> Void)? = nil) -> TrialEmbeddings {
     let e = model.config.encoderDim, d = model.config.dim
     let mine = shard(rows.count, rank: comm.rank, of: comm.size)
     let watchdog = stall.map { Watchdog.ofPeers($0, comm: comm, activity: "embedding") }
@@ -32,7 +34,7 @@ public func embedTrials(_ rows: [StoredTrial], model: CLaDMoP, builder: BatchBui
         fDM += UnsafeBufferPointer(start: state.fDM, count: batch.count * e)
         fC += UnsafeBufferPointer(start: c, count: batch.count * e)
         pooled += UnsafeBufferPointer(start: state.pooled, count: batch.count * d)
-        watchdog?.beat()
+        watchdog?.beat(); progress?()
     }
     return TrialEmbeddings(nctids: rows.map(\.nctid), fDM: gatherRows(fDM, total: rows.count, width: e, comm: comm),
                            fC: gatherRows(fC, total: rows.count, width: e, comm: comm),

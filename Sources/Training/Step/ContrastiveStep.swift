@@ -35,6 +35,9 @@ public final class ContrastiveStep {
     /// The overlapped all-reduce's buckets; nil: one blocking all-reduce after backward (bucket_mb 0, or W = 1).
     let buckets: GradientBuckets?
     public let arena = ActivationArena()
+    /// Called after every chunk of either pass and every block of the loss: a step of a very large global batch is
+    /// progress for the stall watchdog (its first step has only the 60 s floor), not a stall.
+    public var progress: (() -> Void)?
 
     /// Seconds this rank spent in each phase of the last step.
     public struct Timing {
@@ -80,6 +83,7 @@ public final class ContrastiveStep {
             let state = model.forward(batch, arena: arena)
             (fDM + c0 * e).update(from: state.fDM, count: batch.count * e)
             if chunk == n { onePass = state } else { arena.release(to: mark) }
+            progress?()
         }
         lap(\.embed)
         // Both sides of every pair of the global batch, in the ranks' slot order.
@@ -91,7 +95,7 @@ public final class ContrastiveStep {
         let logScale = params.value(model.logScale)[0]
         let result = symmetricInfoNCE(a: allC, b: allDM, batch: globalBatch, dim: e, logScale: logScale, normalize: loss.normalize,
                                       gradientRows: mine, da: nil, db: faults.localGradientOnly ? nil : dDM, tileRows: lossTileRows,
-                                      arena: arena)
+                                      arena: arena, onTile: progress)
         if faults.localGradientOnly {
             // Negative control: the gradient of the local pairs' loss only (the other ranks' columns are missing).
             _ = symmetricInfoNCE(a: fC, b: fDM, batch: n, dim: e, logScale: logScale, normalize: loss.normalize, da: nil, db: dDM,
@@ -123,6 +127,7 @@ public final class ContrastiveStep {
                 let state = model.forward(rows(c0..<min(c0 + chunk, n)), arena: arena)
                 model.backward(state, dFDM: dDM + c0 * e, dPooled: nil, arena: arena, gradientsReady: c0 + chunk >= n ? hook : nil)
                 arena.release(to: mark)
+                progress?()
             }
         }
         lap(\.backward)
