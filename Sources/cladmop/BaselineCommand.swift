@@ -40,9 +40,7 @@ struct Baseline: ParsableCommand {
             let trainAll = store.trials(of: train), test = store.trials(of: data)
             let trainRows = trainAll.filter { !excluded.contains($0.nctid) }
             if trainRows.count < trainAll.count { log("baseline: \(trainAll.count - trainRows.count) held-out trial(s) removed from \(train)") }
-            if let w = unexcludedTestTrialsWarning(trainRows.map(\.nctid), file: train, excludeFile: spec.data.excludeFile, role: "train the baseline") {
-                FileHandle.standardError.write(Data((w + "\n").utf8))
-            }
+            warnOfUnexcludedTestTrials(trainRows.map(\.nctid), file: train, excludeFile: spec.data.excludeFile, role: "train the baseline")
             let trainLabels = try requireLabels(trainRows, file: train, purpose: "the baseline's training")
             let positives = trainLabels.filter { $0 == 1 }.count
             guard positives > 0, positives < trainLabels.count else {

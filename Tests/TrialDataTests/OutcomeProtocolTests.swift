@@ -14,6 +14,29 @@ func cutsAlike(_ a: Double, _ b: Double, _ scores: [Double]) -> Bool {
     scores.allSatisfy { s in abs(s - a) < 2e-6 || abs(s - b) < 2e-6 || (s >= a) == (s >= b) }
 }
 
+/// The out-of-fold scores of the cross-fitted run `dir`/run, each trial of train.csv and valid.csv scored by
+/// `cladmop predict` of the member that held its fold out (RUN/folds.csv: nctid, fold, label; one partition).
+func predictedOutOfFold(dir: String, cladmop: String, sets: [String], members: Int) throws -> [(id: String, fold: Int, score: Double, label: Int)] {
+    var fold: [String: (fold: Int, label: Int)] = [:]
+    for line in try String(contentsOfFile: dir + "/run/folds.csv", encoding: .utf8).split(separator: "\n").dropFirst() {
+        let f = line.split(separator: ","); fold[String(f[0])] = (Int(f[1])!, Int(f[2])!)
+    }
+    var oof: [(id: String, fold: Int, score: Double, label: Int)] = []
+    for k in 1...members {
+        for file in ["train", "valid"] {
+            let out = dir + "/m\(k)-\(file).csv"
+            let r = try mpirun(np: 1, executable: cladmop, arguments: ["predict", "--checkpoint", dir + "/run/members/\(k)",
+                                                                      "--data", dir + "/\(file).csv", "--output", out] + sets, timeout: 600)
+            XCTAssertEqual(r.status, 0, r.output)
+            for line in try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").dropFirst() {
+                let f = line.split(separator: ","), id = String(f[0])
+                if let (k2, label) = fold[id], k2 == k { oof.append((id, k, Double(f[1])!, label)) }
+            }
+        }
+    }
+    return oof
+}
+
 final class OutcomeProtocolTests: XCTestCase {
     func testEnsembleRunScoresTheMeanOfItsMembers() throws {
         let dir = try scratchDirectory("ensemble")
@@ -121,19 +144,7 @@ final class OutcomeProtocolTests: XCTestCase {
         // and the PR-AUC of the out-of-fold scores (member k's predictions on fold k), recomputed from `cladmop predict`.
         let best = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/run/best.json"))) as! [String: Any]
         XCTAssertEqual((best["members"] as? [String])?.count, 3)
-        var oof: [(score: Double, label: Int)] = []
-        for k in 1...3 {
-            for file in ["train", "valid"] {
-                let out = dir + "/m\(k)-\(file).csv"
-                let r = try mpirun(np: 1, executable: cladmop, arguments: ["predict", "--checkpoint", dir + "/run/members/\(k)",
-                                                                          "--data", dir + "/\(file).csv", "--output", out] + sets, timeout: 600)
-                XCTAssertEqual(r.status, 0, r.output)
-                for line in try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").dropFirst() {
-                    let f = line.split(separator: ",")
-                    if fold[String(f[0])] == k { oof.append((Double(f[1])!, label[String(f[0])]!)) }
-                }
-            }
-        }
+        let oof = try predictedOutOfFold(dir: dir, cladmop: cladmop, sets: sets, members: 3)
         XCTAssertEqual(oof.count, 36)
         // predict --out-of-fold gives the same scores: each trial from the member that held it out.
         var outOfFold: [String: Double] = [:]
@@ -147,11 +158,7 @@ final class OutcomeProtocolTests: XCTestCase {
             }
         }
         XCTAssertEqual(outOfFold.count, 36)
-        for (id, k) in fold {
-            let member = try String(contentsOfFile: dir + "/m\(k)-\(train.contains { $0.nctid == id } ? "train" : "valid").csv", encoding: .utf8)
-            let p = member.split(separator: "\n").first { $0.hasPrefix(id + ",") }.map { Double($0.split(separator: ",")[1])! }
-            XCTAssertEqual(outOfFold[id]!, try XCTUnwrap(p), accuracy: 2e-6, id)
-        }
+        for t in oof { XCTAssertEqual(outOfFold[t.id]!, t.score, accuracy: 2e-6, t.id) }
         // evaluate --out-of-fold: the "new diseases" subset is relative to each trial's own member (the trials of the
         // other folds), not to the pool, which holds every trial's disease combination.
         let ev = try mpirun(np: 2, executable: cladmop, arguments: ["evaluate", "--checkpoint", dir + "/run", "--out-of-fold",
@@ -383,27 +390,11 @@ final class OutcomeProtocolTests: XCTestCase {
         XCTAssertTrue(ft.output.contains("6 trial(s) of \(dir)/report.csv (--report-trials) train the members of the other folds but never select"), ft.output)
         XCTAssertTrue(ft.output.contains("24 training trials"), "every trial of the other folds trains, the report trials too: \(ft.output)")
 
-        let (train, _) = try readTrials(paths: [dir + "/train.csv"]), (valid, _) = try readTrials(paths: [dir + "/valid.csv"])
-        let label = Dictionary((train + valid).map { ($0.nctid, $0.label!) }, uniquingKeysWith: { a, _ in a })
-        var fold: [String: Int] = [:]
-        for line in try String(contentsOfFile: dir + "/run/folds.csv", encoding: .utf8).split(separator: "\n").dropFirst() {
-            let f = line.split(separator: ","); fold[String(f[0])] = Int(f[1])!
-        }
         // Out-of-fold scores (member k on fold k, from predict), each member's own fold kept apart by report or not.
-        var oof: [(id: String, score: Double, label: Int)] = []
+        let oof = try predictedOutOfFold(dir: dir, cladmop: cladmop, sets: sets, members: 3)
         for k in 1...3 {
-            for file in ["train", "valid"] {
-                let out = dir + "/m\(k)-\(file).csv"
-                let r = try mpirun(np: 1, executable: cladmop, arguments: ["predict", "--checkpoint", dir + "/run/members/\(k)",
-                                                                          "--data", dir + "/\(file).csv", "--output", out] + sets, timeout: 600)
-                XCTAssertEqual(r.status, 0, r.output)
-                for line in try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").dropFirst() {
-                    let f = line.split(separator: ",")
-                    if fold[String(f[0])] == k { oof.append((String(f[0]), Double(f[1])!, label[String(f[0])]!)) }
-                }
-            }
             // The member's kept epoch was chosen on its fold less the report trials: its record there is their PR-AUC.
-            let mine = oof.filter { fold[$0.id] == k && !reported.contains($0.id) }
+            let mine = oof.filter { $0.fold == k && !reported.contains($0.id) }
             let memberBest = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/run/members/\(k)/best.json"))) as! [String: Any]
             XCTAssertEqual(try XCTUnwrap(memberBest["valid"] as? Double), Metrics.averagePrecision(mine.map(\.score), mine.map(\.label)), accuracy: 1e-4,
                            "member \(k) selected on its fold without the report trials")

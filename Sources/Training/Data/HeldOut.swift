@@ -3,11 +3,18 @@ import Foundation
 import Support
 import TrialData
 
-/// A warning when `ids` (trials of `file` that a command trains, selects or pretrains on, after its exclusions) hold
-/// TOP test trials, the ids of the bundled `ConfigSchema.heldOutList`: the case of a data.exclude_file emptied or
-/// pointed at another list. `role` says what they do ("train the model"). Nil when none does, when data.exclude_file
-/// is the bundled list, or when that list is not at its place (another folder, another benchmark).
-public func unexcludedTestTrialsWarning(_ ids: [String], file: String, excludeFile: String?, role: String) -> String? {
+/// Warns (on standard error) when `ids` (trials of `file` that a command trains, selects or pretrains on, after its
+/// exclusions) hold TOP test trials, the ids of the bundled `ConfigSchema.heldOutList`: the case of a data.exclude_file
+/// emptied or pointed at another list. `role` says what they do ("train the model"). Says nothing when none does, when
+/// data.exclude_file is the bundled list, or when that list is not at its place (another folder, another benchmark).
+public func warnOfUnexcludedTestTrials(_ ids: [String], file: String, excludeFile: String?, role: String) {
+    if let warning = unexcludedTestTrialsWarning(ids, file: file, excludeFile: excludeFile, role: role) {
+        FileHandle.standardError.write(Data((warning + "\n").utf8))
+    }
+}
+
+/// The warning of `warnOfUnexcludedTestTrials`, or nil.
+func unexcludedTestTrialsWarning(_ ids: [String], file: String, excludeFile: String?, role: String) -> String? {
     let bundled = ConfigSchema.heldOutList
     guard FileManager.default.fileExists(atPath: bundled),
           excludeFile.map({ resolvedPath($0) != resolvedPath(bundled) }) ?? true,

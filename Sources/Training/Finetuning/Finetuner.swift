@@ -206,9 +206,7 @@ public final class Finetuner {
             let kept = r.filter { !excluded.contains($0.nctid) }
             auxHeldOut += r.count - kept.count
             let added = kept.filter { seen.insert($0.nctid).inserted }
-            if comm.isRoot, let w = unexcludedTestTrialsWarning(added.map(\.nctid), file: file, excludeFile: spec.data.excludeFile, role: "train every member") {
-                FileHandle.standardError.write(Data((w + "\n").utf8))
-            }
+            if comm.isRoot { warnOfUnexcludedTestTrials(added.map(\.nctid), file: file, excludeFile: spec.data.excludeFile, role: "train every member") }
             aux += added
         }
         auxiliary = aux
@@ -239,9 +237,7 @@ public final class Finetuner {
             let pooled = !partitions.isEmpty || latest > 0     // folds or temporal selection: both files train and select
             for (file, kept, role) in [(trainFile, trainKept, pooled ? "train or select epochs" : "train the model"),
                                        (validFile, validKept, pooled ? "train or select epochs" : "select its epoch")] {
-                if let w = unexcludedTestTrialsWarning(kept.map(\.nctid), file: file, excludeFile: spec.data.excludeFile, role: role) {
-                    FileHandle.standardError.write(Data((w + "\n").utf8))
-                }
+                warnOfUnexcludedTestTrials(kept.map(\.nctid), file: file, excludeFile: spec.data.excludeFile, role: role)
             }
         }
         var modelConfig: ModelConfig

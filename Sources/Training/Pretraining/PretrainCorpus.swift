@@ -58,10 +58,9 @@ public struct PretrainSetup {
             throw InputError(file: file, line: t.source.line, "trial \(t.nctid) has no label (in \(data.featureStore)); pretraining takes the successful trials (label 1) of data.files, so every row needs 0 or 1")
         }
         let corpus = SCTCorpus(trials: rows, excluded: excluded, validationFraction: data.validationFraction)
-        if comm.isRoot, !data.synthetic,
-           let w = unexcludedTestTrialsWarning((corpus.train + corpus.validation).map(\.nctid), file: "data.files", excludeFile: data.excludeFile,
-                                               role: "are in the SCT corpus (pretraining)") {
-            FileHandle.standardError.write(Data((w + "\n").utf8))
+        if comm.isRoot, !data.synthetic {
+            warnOfUnexcludedTestTrials((corpus.train + corpus.validation).map(\.nctid), file: "data.files", excludeFile: data.excludeFile,
+                                       role: "are in the SCT corpus (pretraining)")
         }
         let (trainCount, validCount) = (corpus.train.count, corpus.validation.count)
         guard trainCount + validCount > 0 else {
