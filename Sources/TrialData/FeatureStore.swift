@@ -217,33 +217,90 @@ public final class FeatureStore {
     /// The three levels of sentence `s`, back to back: (3, dim) floats.
     @inline(__always) public func vectors(sentence s: Int) -> UnsafePointer<Float> { payload + s * levelCount * dim }
 
-    /// Writes a store atomically (temporary file, fsync, rename).
+    /// Writes a store atomically (temporary file, fsync, rename) from `vectors`: (sentenceCount, 3, dim) floats.
     static func write(path: String, identity: StoreIdentity, dim: Int, trials: [StoredTrial], sourcePaths: [String],
                       skipped: [String], vectors: UnsafePointer<Float>, sentenceCount: Int, sentenceChecksums: [UInt64]? = nil) throws {
+        try write(path: path, identity: identity, dim: dim, trials: trials, sourcePaths: sourcePaths, skipped: skipped,
+                  sentenceCount: sentenceCount, sentenceChecksums: sentenceChecksums) { put in try put(0, vectors, sentenceCount) }
+    }
+
+    /// Writes a store atomically (temporary file, fsync, rename) whose payload `fill` provides piece by piece: it calls
+    /// `put(s, rows, n)` to store the vectors of sentences s..<s+n from `rows` ((n, 3, dim) floats), in any order, each
+    /// sentence once. The payload goes straight to the file, whose space is reserved before `fill` starts (a full disk
+    /// is refused before any encoding); its checksum is computed by reading it back. No copy of the whole payload is
+    /// held in memory (`featurize` of a large corpus would otherwise hold several).
+    static func write(path: String, identity: StoreIdentity, dim: Int, trials: [StoredTrial], sourcePaths: [String],
+                      skipped: [String], sentenceCount: Int, sentenceChecksums: [UInt64]? = nil,
+                      fill: (_ put: (Int, UnsafePointer<Float>, Int) throws -> Void) throws -> Void) throws {
         let meta = try encodeJSON(StoreMeta(identity: identity, dim: dim, levels: ["coarse", "medium", "fine"],
                                                       sentenceCount: sentenceCount, trials: trials, sourcePaths: sourcePaths, skipped: skipped,
                                                       sentenceChecksums: sentenceChecksums))
         let payloadOffset = (headerBytes + meta.count + 63) / 64 * 64
-        let data = UnsafeRawBufferPointer(start: vectors, count: sentenceCount * 3 * dim * 4)
-        let sum = meta.withUnsafeBytes { checksum64(data, seed: checksum64($0)) }
+        let rowBytes = 3 * dim * MemoryLayout<Float>.stride
+        let payloadBytes = sentenceCount * rowBytes
         var header = Data(magic)
         func append<T>(_ v: T) { withUnsafeBytes(of: v) { header.append(contentsOf: $0) } }
+        // The checksum (the last field) is written once the payload is complete.
         append(version); append(UInt32(3)); append(UInt64(dim)); append(UInt64(sentenceCount))
-        append(UInt64(meta.count)); append(UInt64(payloadOffset)); append(sum)
+        append(UInt64(meta.count)); append(UInt64(payloadOffset)); append(UInt64(0))
         let dir = URL(fileURLWithPath: path).deletingLastPathComponent().path
         try makeDirectory(dir, option: "the feature store's folder")
         // A store rebuilt replaces the stale or damaged store it opened; a file this process read as anything else stays.
         try writeFileAtomically(path, replacingFileReadAs: FeatureStore.readAs) { h in
+            let fd = h.fileDescriptor
+            func failure(_ what: String) -> InputError {
+                InputError(file: path, "cannot \(what) the feature store's temporary file: \(String(cString: strerror(errno)))")
+            }
             try h.write(contentsOf: header)
             try h.write(contentsOf: meta)
             try h.write(contentsOf: Data(count: payloadOffset - headerBytes - meta.count))
-            var offset = 0
-            let chunk = 64 << 20
-            while offset < data.count {
-                let n = min(chunk, data.count - offset)
-                try h.write(contentsOf: Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: data.baseAddress! + offset), count: n, deallocator: .none))
-                offset += n
+            if payloadBytes > 0 {
+                let reserved = posix_fallocate(fd, off_t(payloadOffset), off_t(payloadBytes))
+                if reserved == ENOSPC || reserved == EFBIG {
+                    throw InputError(file: path, "not enough space for the feature store: its payload needs \(payloadBytes) bytes (\(sentenceCount) sentences of 3 x \(dim) floats) besides \(payloadOffset) of header and metadata: free space there, or choose another --output")
+                }
+                // A file system that cannot reserve space: only the size is set.
+                if reserved != 0 && ftruncate(fd, off_t(payloadOffset + payloadBytes)) != 0 { throw failure("size") }
             }
+            var written = [Bool](repeating: false, count: sentenceCount)
+            try fill { first, rows, n in
+                precondition(first >= 0 && n >= 0 && first + n <= sentenceCount, "feature store rows \(first)..<\(first + n) of \(sentenceCount)")
+                for s in first..<(first + n) {
+                    precondition(!written[s], "feature store row \(s) written twice")
+                    written[s] = true
+                }
+                var done = 0
+                let total = n * rowBytes
+                let bytes = UnsafeRawPointer(rows)
+                while done < total {
+                    let k = pwrite(fd, bytes + done, total - done, off_t(payloadOffset + first * rowBytes + done))
+                    if k < 0 && errno == EINTR { continue }
+                    guard k > 0 else { throw failure("write") }
+                    done += k
+                }
+            }
+            if let missing = written.firstIndex(of: false) { preconditionFailure("feature store row \(missing) of \(sentenceCount) never written") }
+            // The checksum of the metadata, then the payload as written (read back in pieces of a multiple of 8 bytes:
+            // checksum64 over consecutive pieces equals checksum64 over the whole).
+            var sum = meta.withUnsafeBytes { checksum64($0) }
+            let piece = 8 << 20
+            let buffer = UnsafeMutableRawPointer.allocate(byteCount: piece, alignment: 64)
+            defer { buffer.deallocate() }
+            var offset = 0
+            while offset < payloadBytes {
+                let want = min(piece, payloadBytes - offset)
+                var got = 0
+                while got < want {
+                    let k = pread(fd, buffer + got, want - got, off_t(payloadOffset + offset + got))
+                    if k < 0 && errno == EINTR { continue }
+                    guard k > 0 else { throw failure("read back") }
+                    got += k
+                }
+                sum = checksum64(UnsafeRawBufferPointer(start: buffer, count: want), seed: sum)
+                offset += want
+            }
+            var checksum = sum
+            guard pwrite(fd, &checksum, 8, off_t(headerBytes - 8)) == 8 else { throw failure("write the checksum of") }
         }
     }
 }

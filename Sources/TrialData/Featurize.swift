@@ -34,7 +34,7 @@ func sentenceChecksum(_ text: String) -> UInt64 {
 public func featurize(comm: Communicator, paths: [String], output: String, makeEncoder: () throws -> BertEncoder,
                       hierarchy: ICD10Hierarchy, skipBadRows: Bool, batchTokens: Int, reuse: FeatureStore? = nil,
                       labels: LabelRequirement = .required, stall: StallPolicy = StallPolicy(stallTimeout: -1),
-                      log: (String) -> Void) throws -> FeaturizeReport {
+                      waveFloats: Int = featurizeWaveFloats, log: (String) -> Void) throws -> FeaturizeReport {
     let start = Date()
     var report = FeaturizeReport()
     let paths = try distinctSources(paths)
@@ -112,58 +112,96 @@ public func featurize(comm: Communicator, paths: [String], output: String, makeE
     for s in toEncode { tokens[s] = encoder.tokenizer.encode(texts[s]) }
     report.tokens = toEncode.reduce(0) { $0 + tokens[$1].count }
     let batches = BertEncoder.batches(lengths: toEncode.map { tokens[$0].count }, maxBatchTokens: batchTokens).map { $0.map { toEncode[$0] } }
-    let mine = batches.indices.filter { $0 % comm.size == comm.rank }
     if comm.isRoot {
         let reused = report.reused > 0 ? " (\(report.reused) reused from \(reuse!.path), \(toEncode.count) to encode)" : ""
         log("featurize: \(trials.count) rows, \(report.sentences) criterion sentences, \(texts.count) distinct\(reused), \(report.tokens) tokens, \(batches.count) batches over \(comm.size) rank(s)")
     }
 
-    // Each rank encodes its batches into a contiguous block (rank order, then batch order).
+    // The batches are encoded and gathered in waves of consecutive rounds (round k: batches kW..<(k+1)W, batch b on
+    // rank b % W), each gathered wave's vectors within `waveFloats`: no rank ever holds the whole payload, and rank 0
+    // writes each wave's rows into the store file as it arrives.
     let width = 3 * encoder.hidden
-    let counts = (0..<comm.size).map { r in batches.indices.filter { $0 % comm.size == r }.reduce(0) { $0 + batches[$1].count } * width }
-    let local = FloatPtr.allocate(capacity: max(counts[comm.rank], 1))
+    let waves = featurizeWaves(batchSizes: batches.map(\.count), ranks: comm.size, rowFloats: width, waveFloats: waveFloats)
+    func floats(_ wave: Range<Int>, rank r: Int) -> Int { wave.filter { $0 % comm.size == r }.reduce(0) { $0 + batches[$1].count } * width }
+    let localCapacity = waves.map { w in (0..<comm.size).map { floats(w, rank: $0) }.max()! }.max() ?? 0
+    let gatheredCapacity = waves.map { w in (0..<comm.size).reduce(0) { $0 + floats(w, rank: $1) } }.max() ?? 0
+    let local = FloatPtr.allocate(capacity: max(localCapacity, 1))
     defer { local.deallocate() }
-    var localOrder: [Int] = []
-    var done = 0
-    let t0 = Date()
-    // A rank that stops (SIGSTOP, a frozen node) would leave the others in the gather below for ever: the watchdog
-    // (train.stall_timeout) ends the job naming it.
-    // A rank that finishes its share first waits for the others: only a peer that stopped answering counts.
+    let gathered = FloatPtr.allocate(capacity: max(gatheredCapacity, 1))
+    defer { gathered.deallocate() }
+    let mineTotal = batches.indices.filter { $0 % comm.size == comm.rank }.reduce(0) { $0 + batches[$1].count }
+    // A rank that stops (SIGSTOP, a frozen node) would leave the others in a gather for ever: the watchdog
+    // (train.stall_timeout) ends the job naming it. A rank that finishes its wave first waits for the others: only a
+    // peer that stopped answering counts.
     let watchdog = Watchdog.ofPeers(stall, comm: comm, activity: "featurizing")
-    for (k, b) in mine.enumerated() {
-        watchdog.beat()
-        encoder.encode(indices: batches[b], tokens: tokens, into: local, rowOffset: localOrder.count)
-        localOrder += batches[b]
-        done += batches[b].count
-        if comm.isRoot && (k % 20 == 19 || k == mine.count - 1) {
-            let rate = Double(done) / Date().timeIntervalSince(t0)
-            log(String(format: "featurize: rank 0 encoded %d/%d sentences (%.0f sentences/s per rank)", done, counts[0] / width, rate))
-        }
-    }
-    let all = FloatPtr.allocate(capacity: max(toEncode.count * width, 1))
-    defer { all.deallocate() }
-    watchdog.beat()
-    comm.allGatherV(send: local, receive: all, counts: counts)
-    watchdog.stop()
-    if comm.isRoot {
-        // Undo the rank-major order: the gathered block of rank r lists its batches' sentences in order.
-        let ordered = FloatPtr.allocate(capacity: max(texts.count * width, 1))
-        defer { ordered.deallocate() }
-        var row = 0
-        for r in 0..<comm.size {
-            for b in batches.indices where b % comm.size == r {
-                for s in batches[b] { (ordered + s * width).update(from: all + row * width, count: width); row += 1 }
+    defer { watchdog.stop() }
+    /// Encodes every wave; `put(s, rows)` receives (rank 0 only) the gathered vectors of sentence s: (3, dim) floats.
+    func encodeAndGather(put: (Int, UnsafePointer<Float>) throws -> Void) throws {
+        var done = 0, encodedBatches = 0
+        let t0 = Date()
+        for wave in waves {
+            var row = 0
+            for b in wave where b % comm.size == comm.rank {
+                watchdog.beat()
+                encoder.encode(indices: batches[b], tokens: tokens, into: local, rowOffset: row)
+                row += batches[b].count
+                done += batches[b].count
+                encodedBatches += 1
+                if comm.isRoot && (encodedBatches % 20 == 0 || done == mineTotal) {
+                    let rate = Double(done) / Date().timeIntervalSince(t0)
+                    log(String(format: "featurize: rank 0 encoded %d/%d sentences (%.0f sentences/s per rank)", done, mineTotal, rate))
+                }
+            }
+            watchdog.beat()
+            comm.allGatherV(send: local, receive: gathered, counts: (0..<comm.size).map { floats(wave, rank: $0) })
+            guard comm.isRoot else { continue }
+            // The gathered block of rank r lists its batches of this wave in order.
+            var at = 0
+            for r in 0..<comm.size {
+                for b in wave where b % comm.size == r {
+                    for s in batches[b] { try put(s, gathered + at * width); at += 1 }
+                }
             }
         }
-        for (s, r) in reusedRow { (ordered + s * width).update(from: reuse!.vectors(sentence: r), count: width) }
+        // Rank 0 still checks and renames the file: the others wait for it in the barrier under the job's watchdog.
+        watchdog.stop()
+    }
+    if comm.isRoot {
         let identity = StoreIdentity(encoder: encoder.identity, maxTokens: encoder.tokenizer.maxLength,
                                      featurizerVersion: FeatureStore.featurizerVersion, sources: sources, encoderWeights: encoder.weightsChecksum)
         try FeatureStore.write(path: output, identity: identity, dim: encoder.hidden, trials: stored, sourcePaths: paths,
-                               skipped: report.skipped, vectors: ordered, sentenceCount: texts.count, sentenceChecksums: checksums)
+                               skipped: report.skipped, sentenceCount: texts.count, sentenceChecksums: checksums) { put in
+            for (s, r) in reusedRow { try put(s, reuse!.vectors(sentence: r), 1) }
+            try encodeAndGather { s, rows in try put(s, rows, 1) }
+        }
+    } else {
+        try encodeAndGather { _, _ in }
     }
     comm.barrier()
     report.seconds = Date().timeIntervalSince(start)
     return report
+}
+
+/// The default bound of one gathered wave of `featurize`: 64 MiB of vectors (about 14,000 sentences of MiniLM).
+public let featurizeWaveFloats = 16 << 20
+
+/// `featurize`'s waves: consecutive ranges of batch indices, each a whole number of rounds of `ranks` batches (the
+/// last round may be short), holding at most `waveFloats` floats of vectors (`rowFloats` per sentence) unless a
+/// single round holds more. The same for every rank.
+public func featurizeWaves(batchSizes: [Int], ranks: Int, rowFloats: Int, waveFloats: Int) -> [Range<Int>] {
+    var waves: [Range<Int>] = []
+    var start = 0, floats = 0
+    for round in stride(from: 0, to: batchSizes.count, by: ranks) {
+        let end = min(round + ranks, batchSizes.count)
+        let roundFloats = batchSizes[round..<end].reduce(0, +) * rowFloats
+        if round > start && floats + roundFloats > waveFloats {
+            waves.append(start..<round)
+            start = round; floats = 0
+        }
+        floats += roundFloats
+    }
+    if start < batchSizes.count { waves.append(start..<batchSizes.count) }
+    return waves
 }
 
 /// Refuses an `output` that is the same file as one of `inputs` (a featurization never overwrites what it reads).

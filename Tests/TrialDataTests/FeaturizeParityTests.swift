@@ -30,6 +30,58 @@ final class FeaturizeParityTests: XCTestCase {
     }
 }
 
+/// `featurize` encodes and gathers in waves of bounded size and writes each wave's rows into the store file: the store
+/// is the same byte for byte whatever the bound (one round per wave here, against the default's single wave), and an
+/// output that cannot hold the payload is refused before any sentence is encoded.
+final class FeaturizeStreamingTests: XCTestCase {
+    func testSmallWavesWriteTheSameStore() throws {
+        let dir = try scratchDirectory("waves")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try writeCSVSubset(from: repoRoot + "/data/top/phase_I_valid.csv", rows: 0..<8, to: dir + "/small.csv")
+        let hierarchy = try ICD10Hierarchy(path: repoRoot + "/data/icd10/icd10cm_2025_hierarchy.tsv")
+        let modelDir = repoRoot + "/models/all-MiniLM-L6-v2"
+        var lines: [String] = []
+        for (out, waveFloats) in [("one-wave.store", featurizeWaveFloats), ("many-waves.store", 1)] {
+            lines = []
+            _ = try featurize(comm: SingleProcessCommunicator(), paths: [dir + "/small.csv"], output: dir + "/" + out,
+                              makeEncoder: { try BertEncoder(modelDir: modelDir, maxLength: 128) }, hierarchy: hierarchy,
+                              skipBadRows: false, batchTokens: 256, waveFloats: waveFloats, log: { lines.append($0) })
+        }
+        let batches = lines.first { $0.contains(" batches over ") } ?? ""
+        XCTAssertFalse(batches.contains(" 1 batches"), "the test needs several batches: \(batches)")
+        let a = try Data(contentsOf: URL(fileURLWithPath: dir + "/one-wave.store")), b = try Data(contentsOf: URL(fileURLWithPath: dir + "/many-waves.store"))
+        XCTAssertEqual(a, b, "a store written in many waves differs from one written in one")
+        XCTAssertEqual(try FeatureStore(path: dir + "/many-waves.store").trials.count, 8)
+        // Rounds of two batches: 60, 40 and 10 floats.
+        XCTAssertEqual(featurizeWaves(batchSizes: [3, 3, 2, 2, 1], ranks: 2, rowFloats: 10, waveFloats: 100), [0..<4, 4..<5])
+        XCTAssertEqual(featurizeWaves(batchSizes: [3, 3, 2, 2, 1], ranks: 2, rowFloats: 10, waveFloats: 99), [0..<2, 2..<5])
+        XCTAssertEqual(featurizeWaves(batchSizes: [3, 3, 2, 2, 1], ranks: 2, rowFloats: 10, waveFloats: 45), [0..<2, 2..<4, 4..<5])
+        XCTAssertEqual(featurizeWaves(batchSizes: [3, 3, 2, 2, 1], ranks: 1, rowFloats: 10, waveFloats: 1), (0..<5).map { $0..<($0 + 1) })
+        XCTAssertEqual(featurizeWaves(batchSizes: [], ranks: 2, rowFloats: 10, waveFloats: 1), [])
+    }
+
+    /// A tmpfs of 256 KiB cannot hold the payload of 8 trials (hundreds of KB): refused with exit 2 before encoding,
+    /// naming the output and the bytes it needs, and no temporary file is left (needs the right to mount, as root here
+    /// and in CI; skipped elsewhere).
+    func testAnOutputWithoutRoomIsRefusedBeforeEncoding() throws {
+        let dir = try scratchDirectory("full")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let mountPoint = dir + "/small"
+        try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
+        let mount = try runCommand("/bin/mount", ["-t", "tmpfs", "-o", "size=256k", "tmpfs", mountPoint])
+        guard mount.status == 0 else { throw XCTSkip("cannot mount a tmpfs here: \(mount.output)") }
+        defer { _ = try? runCommand("/bin/umount", [mountPoint]) }
+        try writeCSVSubset(from: repoRoot + "/data/top/phase_I_valid.csv", rows: 0..<8, to: dir + "/small.csv")
+        let r = try runProduct("cladmop", ["featurize", "--data", dir + "/small.csv", "--output", mountPoint + "/f.store",
+                                           "--set", "encoder.model_dir=\(repoRoot)/models/all-MiniLM-L6-v2",
+                                           "--set", "data.icd_hierarchy=\(repoRoot)/data/icd10/icd10cm_2025_hierarchy.tsv"], timeout: 120)
+        XCTAssertEqual(r.status, 2, r.output)
+        XCTAssertTrue(r.output.contains("\(mountPoint)/f.store: not enough space for the feature store"), r.output)
+        XCTAssertFalse(r.output.contains("encoded"), "the refusal must come before encoding: \(r.output)")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: mountPoint), [], "nothing may be left on the file system")
+    }
+}
+
 /// An evaluation cache store (`featurize(reuse:)`) copies the vectors of the sentences the main store holds and
 /// encodes only the others: the same trials and sentence table as a fresh featurization, the shared sentences' vectors
 /// exactly the main store's, the new ones as a fresh encoding gives them. A store of another max_tokens is not reused.
