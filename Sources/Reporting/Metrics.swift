@@ -107,9 +107,12 @@ public enum Metrics {
     /// resamples (200: ± 2 %, enough for a cut held up by two trials, whose gain is 0 in 13.5 % of the resamples, to
     /// pass at 0.9 by the draw). A NaN score is never predicted positive and never a threshold ("every trial
     /// successful" is then every trial with a score); resamples without a positive are skipped.
+    /// `candidatesPerPass`: how many candidates one pass over the resamples judges (its memory: that many times
+    /// `resamples` Doubles); any value gives the same threshold.
     public static func riskAverseF1Threshold(_ scores: [Double], _ labels: [Int], confidence: Double, resamples: Int = 2000,
-                                             seed: UInt64 = 0) -> Double {
+                                             seed: UInt64 = 0, candidatesPerPass: Int = 4096) -> Double {
         precondition((0...1).contains(confidence), "confidence \(confidence) is not in [0, 1]")
+        precondition(candidatesPerPass > 0, "candidatesPerPass \(candidatesPerPass)")
         let order = scores.indices.sorted { a, b in
             let x = scores[a], y = scores[b]
             if x.isNaN || y.isNaN { return x.isNaN == y.isNaN ? labels[a] < labels[b] : y.isNaN }     // NaN last
@@ -119,36 +122,49 @@ public enum Metrics {
         let finite = s.firstIndex(where: \.isNaN) ?? s.count
         guard finite > 0 else { return 0.5 }
         let starts = (0..<finite).filter { $0 == 0 || s[$0] != s[$0 - 1] }      // candidate c: predict positive from s[starts[c]] up
-        // gains[c * resamples + b]: candidate c's gain in the b-th resample that holds a positive
-        var gains = [Double](repeating: 0, count: starts.count * resamples), f1s = [Double](repeating: 0, count: starts.count)
-        var weight = [Int](repeating: 0, count: s.count), drawn = 0
-        var rng = RNG(seed: seed)
-        for _ in 0..<resamples {
-            for i in weight.indices { weight[i] = 0 }
-            for _ in 0..<s.count { weight[Int(rng.next() % UInt64(s.count))] += 1 }
-            var positives = 0, tp = 0, fp = 0
-            for i in s.indices where y[i] { positives += weight[i] }
-            guard positives > 0 else { continue }
-            for i in 0..<finite { if y[i] { tp += weight[i] } else { fp += weight[i] } }
-            var c = 0
-            for i in 0..<finite {
-                if c < starts.count && starts[c] == i {     // F1 = 2 TP / (2 TP + FP + FN), FN = positives - TP
-                    f1s[c] = tp == 0 ? 0 : 2 * Double(tp) / Double(tp + fp + positives)
-                    c += 1
+        // The candidates are judged `candidatesPerPass` at a time, each pass drawing the same resamples again (`seed`):
+        // the gains of every candidate in every resample at once would take 16 KB per distinct score (1.6 GB at
+        // 100,000), a pass takes at most candidatesPerPass * resamples Doubles (64 MB).
+        var best = 0, bestGain = -Double.infinity, drawnAny = false
+        var weight = [Int](repeating: 0, count: s.count)
+        for first in stride(from: 0, to: starts.count, by: candidatesPerPass) {
+            let block = first..<min(first + candidatesPerPass, starts.count)
+            // gains[(c - first) * resamples + b]: candidate c's gain in the b-th resample that holds a positive
+            var gains = [Double](repeating: 0, count: block.count * resamples)
+            var drawn = 0
+            var rng = RNG(seed: seed)
+            for _ in 0..<resamples {
+                for i in weight.indices { weight[i] = 0 }
+                for _ in 0..<s.count { weight[Int(rng.next() % UInt64(s.count))] += 1 }
+                var positives = 0, tp = 0, fp = 0
+                for i in s.indices where y[i] { positives += weight[i] }
+                guard positives > 0 else { continue }
+                for i in 0..<finite { if y[i] { tp += weight[i] } else { fp += weight[i] } }
+                // F1 = 2 TP / (2 TP + FP + FN), FN = positives - TP; the lowest candidate predicts every trial successful.
+                func f1() -> Double { tp == 0 ? 0 : 2 * Double(tp) / Double(tp + fp + positives) }
+                let everySuccessful = f1()
+                var c = 0
+                for i in 0..<finite where c < starts.count {
+                    if starts[c] == i {
+                        if block.contains(c) { gains[(c - first) * resamples + drawn] = f1() - everySuccessful }
+                        c += 1
+                        if c == block.upperBound { break }
+                    }
+                    if y[i] { tp -= weight[i] } else { fp -= weight[i] }
                 }
-                if y[i] { tp -= weight[i] } else { fp -= weight[i] }
+                drawn += 1
             }
-            for c in starts.indices { gains[c * resamples + drawn] = f1s[c] - f1s[0] }     // the lowest candidate: every trial successful
-            drawn += 1
+            guard drawn > 0 else { break }
+            drawnAny = true
+            let rank = Int(((1 - confidence) * Double(drawn - 1) + 1e-9).rounded(.down))     // 1 - 0.9 = 0.0999...
+            for c in block {
+                let row = (c - first) * resamples
+                gains[row ..< row + drawn].sort()
+                let q = gains[row + rank]
+                if q > bestGain { bestGain = q; best = c }
+            }
         }
-        guard drawn > 0 else { return bestF1Threshold(scores, labels) }
-        let rank = Int(((1 - confidence) * Double(drawn - 1) + 1e-9).rounded(.down))     // 1 - 0.9 = 0.0999...
-        var best = 0, bestGain = -Double.infinity
-        for c in starts.indices {
-            gains[c * resamples ..< c * resamples + drawn].sort()
-            let q = gains[c * resamples + rank]
-            if q > bestGain { bestGain = q; best = c }
-        }
+        guard drawnAny else { return bestF1Threshold(scores, labels) }
         // Halfway to the next lower score: a trial's score moves in its last digits with the batch it is scored in
         // (padding changes the GEMMs' shapes), and a threshold equal to one trial's score would flip it.
         return cut(keeping: s[starts[best]], below: best > 0 ? s[starts[best] - 1] : nil)

@@ -104,6 +104,9 @@ final class MetricsTests: XCTestCase {
             let (confidence, share) = [(0.5, (1, 2)), (0.75, (1, 4)), (0.9, (1, 10))][trial % 3]
             XCTAssertEqual(Metrics.riskAverseF1Threshold(s, y, confidence: confidence, resamples: 11, seed: UInt64(trial)),
                            reference(s, y, share: share, resamples: 11, seed: UInt64(trial)), "\(s) \(y) \(confidence)")
+            // Judged a few candidates per pass over the resamples (the memory bound of large sets): the same threshold.
+            XCTAssertEqual(Metrics.riskAverseF1Threshold(s, y, confidence: confidence, resamples: 11, seed: UInt64(trial), candidatesPerPass: 1 + trial % 3),
+                           reference(s, y, share: share, resamples: 11, seed: UInt64(trial)), "\(s) \(y) \(confidence), \(1 + trial % 3) per pass")
         }
         // A positive-heavy set (75 % successful) whose 12 lowest scores hold 7 failures and 5 successes, mixed: on the
         // whole set the F1-best threshold cuts them off (F1 above all-success), but the gain does not hold in 90 % of
