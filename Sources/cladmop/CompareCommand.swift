@@ -43,7 +43,9 @@ struct Compare: ParsableCommand {
         runJob { comm in
             let rows = try self.rows
             try checkOutputs(output.map { [("--output", $0)] } ?? [], inputs: rows.map { ("--eval", $0.file) }, isRoot: comm.isRoot)
-            var md = "| method | n | F1 (0.5) | PR-AUC | ROC-AUC | accuracy |\n|---|---|---|---|---|---|\n"
+            // F1 (thr): at the threshold the evaluation used (chosen on validation), named in the cell; F1 (all success):
+            // predicting success for every trial on the same resamples, the baseline to read F1 against.
+            var md = "| method | n | F1 (0.5) | PR-AUC | ROC-AUC | accuracy | F1 (thr) | F1 (all success) |\n|---|---|---|---|---|---|---|---|\n"
             /// The CSV an evaluation scored and the checksum of its trials and labels (each absent in files written without it).
             struct Scored: Decodable {
                 let data: String?, trials: String?, outOfFold: Bool?, inSample: Int?, sct: Int?
@@ -87,13 +89,15 @@ struct Compare: ParsableCommand {
                 for (key, count) in [("in_sample_trials", inSample.last { $0.label == label }?.count), ("sct_trials", inSCT.last { $0.label == label }?.count)] {
                     if let count, count > r.n { throw InputError(file: file, "key \(key) = \(count): expected a count in [0, n = \(r.n)]") }
                 }
-                for (key, m) in [("f1", r.f1), ("pr_auc", r.prAUC), ("roc_auc", r.rocAUC), ("accuracy", r.accuracy)] {
+                for (key, m) in [("f1", r.f1), ("pr_auc", r.prAUC), ("roc_auc", r.rocAUC), ("accuracy", r.accuracy),
+                                 ("f1_at_threshold", r.f1AtThreshold)] + (r.f1AllSuccess.map { [("f1_all_success", $0)] } ?? []) {
                     if let mean = m.mean, !(0...1).contains(mean) { throw InputError(file: file, "key \(key).mean = \(mean): expected a value in [0, 1]") }
                     if let std = m.std, !(std >= 0 && std.isFinite) { throw InputError(file: file, "key \(key).std = \(std): expected a finite value of at least 0") }
                     if let count = m.resamples, count < 0 { throw InputError(file: file, "key \(key).resamples = \(count): expected a count of at least 0") }
                 }
                 func c(_ m: MetricSummary) -> String { meanStd(m, digits: 3, pm: "±") }
-                md += "| \(label) | \(r.n) | \(c(r.f1)) | \(c(r.prAUC)) | \(c(r.rocAUC)) | \(c(r.accuracy)) |\n"
+                guard r.threshold.isFinite else { throw InputError(file: file, "key threshold = \(r.threshold): expected a finite number") }
+                md += "| \(label) | \(r.n) | \(c(r.f1)) | \(c(r.prAUC)) | \(c(r.rocAUC)) | \(c(r.accuracy)) | \(c(r.f1AtThreshold)) at \(String(format: "%.3f", r.threshold)) | \(r.f1AllSuccess.map(c) ?? "-") |\n"
             }
             // Figures on different trials are not comparable: the table says so, naming each row's file (as each
             // evaluation recorded it: a path relative to where it ran). Evaluations that all recorded the checksum of
