@@ -7,7 +7,7 @@ import PackageDescription
 //   COpenBLAS, CDNNL, CKernels -> NN   tensors in arenas, kernels, GEMMs (fp32: OpenBLAS or oneDNN by shape; bf16: oneDNN), layers, losses, optimizers, safetensors
 //   CMPI -> Communication    collectives (MPI or a single process)
 //   TextEncoder (NN)         the frozen BERT-family sentence encoder
-//   TrialData (NN, TextEncoder, Communication)   CSV, ICD-10, SMILES, featurization, feature stores
+//   CSystem -> TrialData (NN, TextEncoder, Communication)   CSV, ICD-10, SMILES, featurization, feature stores
 //   Model (NN)               the CLaDMoP DM branch and the prediction head
 //   Reporting                metrics (AUCs, F1, bootstrap), SVG plots, markdown tables
 //   Training (all above)     the distributed step, pretraining, fine-tuning, scoring, checkpoints, benchmarks
@@ -37,7 +37,9 @@ let package = Package(
         .target(name: "NN", dependencies: ["Support", "COpenBLAS", "CDNNL", "CKernels"], swiftSettings: optimize),
         .target(name: "Communication", dependencies: ["Support", "CMPI"], swiftSettings: optimize),
         .target(name: "TextEncoder", dependencies: ["Support", "NN"], swiftSettings: optimize),
-        .target(name: "TrialData", dependencies: ["Support", "NN", "TextEncoder", "Communication"], swiftSettings: optimize),
+        // fallocate, which Swift's Glibc does not declare (a GNU extension): imported by FeatureStore.swift only.
+        .target(name: "CSystem"),
+        .target(name: "TrialData", dependencies: ["Support", "NN", "TextEncoder", "Communication", "CSystem"], swiftSettings: optimize),
         .target(name: "Model", dependencies: ["Support", "NN"], swiftSettings: optimize),
         .target(name: "Reporting", dependencies: ["Support"], swiftSettings: optimize),
         .target(name: "Training", dependencies: ["Support", "Config", "NN", "Communication", "TextEncoder", "TrialData", "Model", "Reporting"],

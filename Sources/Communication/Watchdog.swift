@@ -70,9 +70,10 @@ public final class Watchdog: @unchecked Sendable {
     }
 
     /// The watchdog of work that ranks do at their own pace between collectives (featurizing, scoring, embedding):
-    /// only a peer that stopped answering ends the job; off on one rank.
+    /// only a peer that stopped answering ends the job; off on one rank, and without heartbeats (no
+    /// MPI_THREAD_MULTIPLE: a peer busy with its share, or rank 0 writing, could not be told from one that stopped).
     public static func ofPeers(_ policy: StallPolicy, comm: Communicator, activity: String) -> Watchdog {
-        Watchdog(policy: comm.size > 1 ? policy : .off, comm: comm, activity: activity, judgeLaggards: false)
+        Watchdog(policy: comm.size > 1 && comm.supportsHeartbeats ? policy : .off, comm: comm, activity: activity, judgeLaggards: false)
     }
 
     /// A fault injected for the reliability tests (`CLADMOP_FAULT=stop:RANK:ACTIVITY`, read once per command by

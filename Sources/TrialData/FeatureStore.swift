@@ -1,6 +1,7 @@
 import Support
 import Foundation
 import NN
+import CSystem
 
 /// One featurized CSV row.
 public struct StoredTrial: Codable, Sendable {
@@ -220,17 +221,21 @@ public final class FeatureStore {
     /// Writes a store atomically (temporary file, fsync, rename) from `vectors`: (sentenceCount, 3, dim) floats.
     static func write(path: String, identity: StoreIdentity, dim: Int, trials: [StoredTrial], sourcePaths: [String],
                       skipped: [String], vectors: UnsafePointer<Float>, sentenceCount: Int, sentenceChecksums: [UInt64]? = nil) throws {
+        let payload = UnsafeRawBufferPointer(start: vectors, count: sentenceCount * 3 * dim * MemoryLayout<Float>.stride)
         try write(path: path, identity: identity, dim: dim, trials: trials, sourcePaths: sourcePaths, skipped: skipped,
-                  sentenceCount: sentenceCount, sentenceChecksums: sentenceChecksums) { put in try put(0, vectors, sentenceCount) }
+                  sentenceCount: sentenceCount, sentenceChecksums: sentenceChecksums,
+                  payloadChecksum: { checksum64(payload, seed: $0) }) { put in try put(0, vectors, sentenceCount) }
     }
 
     /// Writes a store atomically (temporary file, fsync, rename) whose payload `fill` provides piece by piece: it calls
     /// `put(s, rows, n)` to store the vectors of sentences s..<s+n from `rows` ((n, 3, dim) floats), in any order, each
-    /// sentence once. The payload goes straight to the file, whose space is reserved before `fill` starts (a full disk
-    /// is refused before any encoding); its checksum is computed by reading it back. No copy of the whole payload is
-    /// held in memory (`featurize` of a large corpus would otherwise hold several).
+    /// sentence once. The payload goes straight to the file, whose space is reserved before `fill` starts where the
+    /// file system can reserve (a store that cannot fit is refused before any encoding); its checksum is computed by
+    /// reading it back, unless `payloadChecksum` gives it (`checksum64` of the payload seeded with its argument). No
+    /// copy of the whole payload is held in memory (`featurize` of a large corpus had held it up to three times).
     static func write(path: String, identity: StoreIdentity, dim: Int, trials: [StoredTrial], sourcePaths: [String],
                       skipped: [String], sentenceCount: Int, sentenceChecksums: [UInt64]? = nil,
+                      payloadChecksum: ((UInt64) -> UInt64)? = nil,
                       fill: (_ put: (Int, UnsafePointer<Float>, Int) throws -> Void) throws -> Void) throws {
         let meta = try encodeJSON(StoreMeta(identity: identity, dim: dim, levels: ["coarse", "medium", "fine"],
                                                       sentenceCount: sentenceCount, trials: trials, sourcePaths: sourcePaths, skipped: skipped,
@@ -248,19 +253,36 @@ public final class FeatureStore {
         // A store rebuilt replaces the stale or damaged store it opened; a file this process read as anything else stays.
         try writeFileAtomically(path, replacingFileReadAs: FeatureStore.readAs) { h in
             let fd = h.fileDescriptor
-            func failure(_ what: String) -> InputError {
-                InputError(file: path, "cannot \(what) the feature store's temporary file: \(String(cString: strerror(errno)))")
+            func failure(_ what: String, _ code: Int32) -> InputError {
+                InputError(file: path, "cannot \(what) the feature store's temporary file: \(String(cString: strerror(code)))")
+            }
+            /// pwrite / pread of all `count` bytes at `offset` (a 0 return, which sets no errno, as EIO).
+            func transfer(_ what: String, count: Int, offset: Int, _ io: (Int, Int) -> Int) throws {
+                var done = 0
+                while done < count {
+                    let k = io(done, offset + done)
+                    if k < 0 && errno == EINTR { continue }
+                    guard k > 0 else { throw failure(what, k == 0 ? EIO : errno) }
+                    done += k
+                }
             }
             try h.write(contentsOf: header)
             try h.write(contentsOf: meta)
             try h.write(contentsOf: Data(count: payloadOffset - headerBytes - meta.count))
             if payloadBytes > 0 {
-                let reserved = posix_fallocate(fd, off_t(payloadOffset), off_t(payloadBytes))
-                if reserved == ENOSPC || reserved == EFBIG {
-                    throw InputError(file: path, "not enough space for the feature store: its payload needs \(payloadBytes) bytes (\(sentenceCount) sentences of 3 x \(dim) floats) besides \(payloadOffset) of header and metadata: free space there, or choose another --output")
+                let total = payloadOffset + payloadBytes
+                switch cs_reserve(fd, Int64(payloadOffset), Int64(payloadBytes)) {
+                case 0: break
+                case ENOSPC, EDQUOT:
+                    throw InputError(file: path, "not enough space for the feature store (\(String(cString: strerror(ENOSPC))) or over the disk quota): it needs \(total) bytes (\(sentenceCount) sentences of 3 x \(dim) floats, and metadata); free space there, or write the store to another folder")
+                case EFBIG:
+                    throw InputError(file: path, "the feature store (\(total) bytes) is larger than this file system allows for one file; write it to another file system")
+                case EOPNOTSUPP, ENOSYS, EINVAL:
+                    // A file system that cannot reserve space: only the size is set (a full disk shows at a write).
+                    guard ftruncate(fd, off_t(total)) == 0 else { throw failure("size", errno) }
+                case let code:
+                    throw failure("reserve \(total) bytes for", code)
                 }
-                // A file system that cannot reserve space: only the size is set.
-                if reserved != 0 && ftruncate(fd, off_t(payloadOffset + payloadBytes)) != 0 { throw failure("size") }
             }
             var written = [Bool](repeating: false, count: sentenceCount)
             try fill { first, rows, n in
@@ -269,38 +291,26 @@ public final class FeatureStore {
                     precondition(!written[s], "feature store row \(s) written twice")
                     written[s] = true
                 }
-                var done = 0
-                let total = n * rowBytes
                 let bytes = UnsafeRawPointer(rows)
-                while done < total {
-                    let k = pwrite(fd, bytes + done, total - done, off_t(payloadOffset + first * rowBytes + done))
-                    if k < 0 && errno == EINTR { continue }
-                    guard k > 0 else { throw failure("write") }
-                    done += k
-                }
+                try transfer("write", count: n * rowBytes, offset: payloadOffset + first * rowBytes) { done, at in pwrite(fd, bytes + done, n * rowBytes - done, off_t(at)) }
             }
             if let missing = written.firstIndex(of: false) { preconditionFailure("feature store row \(missing) of \(sentenceCount) never written") }
-            // The checksum of the metadata, then the payload as written (read back in pieces of a multiple of 8 bytes:
-            // checksum64 over consecutive pieces equals checksum64 over the whole).
             var sum = meta.withUnsafeBytes { checksum64($0) }
-            let piece = 8 << 20
-            let buffer = UnsafeMutableRawPointer.allocate(byteCount: piece, alignment: 64)
-            defer { buffer.deallocate() }
-            var offset = 0
-            while offset < payloadBytes {
-                let want = min(piece, payloadBytes - offset)
-                var got = 0
-                while got < want {
-                    let k = pread(fd, buffer + got, want - got, off_t(payloadOffset + offset + got))
-                    if k < 0 && errno == EINTR { continue }
-                    guard k > 0 else { throw failure("read back") }
-                    got += k
+            if let payloadChecksum { sum = payloadChecksum(sum) } else {
+                // The payload as written, read back in pieces of a multiple of 8 bytes: checksum64 over consecutive
+                // pieces equals checksum64 over the whole.
+                let piece = 8 << 20
+                let buffer = UnsafeMutableRawPointer.allocate(byteCount: piece, alignment: 64)
+                defer { buffer.deallocate() }
+                for offset in stride(from: 0, to: payloadBytes, by: piece) {
+                    let want = min(piece, payloadBytes - offset)
+                    try transfer("read back", count: want, offset: payloadOffset + offset) { done, at in pread(fd, buffer + done, want - done, off_t(at)) }
+                    sum = checksum64(UnsafeRawBufferPointer(start: buffer, count: want), seed: sum)
                 }
-                sum = checksum64(UnsafeRawBufferPointer(start: buffer, count: want), seed: sum)
-                offset += want
             }
-            var checksum = sum
-            guard pwrite(fd, &checksum, 8, off_t(headerBytes - 8)) == 8 else { throw failure("write the checksum of") }
+            try withUnsafeBytes(of: sum) { b in
+                try transfer("write the checksum of", count: 8, offset: headerBytes - 8) { done, at in pwrite(fd, b.baseAddress! + done, 8 - done, off_t(at)) }
+            }
         }
     }
 }

@@ -112,16 +112,16 @@ public func featurize(comm: Communicator, paths: [String], output: String, makeE
     for s in toEncode { tokens[s] = encoder.tokenizer.encode(texts[s]) }
     report.tokens = toEncode.reduce(0) { $0 + tokens[$1].count }
     let batches = BertEncoder.batches(lengths: toEncode.map { tokens[$0].count }, maxBatchTokens: batchTokens).map { $0.map { toEncode[$0] } }
-    if comm.isRoot {
-        let reused = report.reused > 0 ? " (\(report.reused) reused from \(reuse!.path), \(toEncode.count) to encode)" : ""
-        log("featurize: \(trials.count) rows, \(report.sentences) criterion sentences, \(texts.count) distinct\(reused), \(report.tokens) tokens, \(batches.count) batches over \(comm.size) rank(s)")
-    }
 
     // The batches are encoded and gathered in waves of consecutive rounds (round k: batches kW..<(k+1)W, batch b on
     // rank b % W), each gathered wave's vectors within `waveFloats`: no rank ever holds the whole payload, and rank 0
     // writes each wave's rows into the store file as it arrives.
     let width = 3 * encoder.hidden
     let waves = featurizeWaves(batchSizes: batches.map(\.count), ranks: comm.size, rowFloats: width, waveFloats: waveFloats)
+    if comm.isRoot {
+        let reused = report.reused > 0 ? " (\(report.reused) reused from \(reuse!.path), \(toEncode.count) to encode)" : ""
+        log("featurize: \(trials.count) rows, \(report.sentences) criterion sentences, \(texts.count) distinct\(reused), \(report.tokens) tokens, \(batches.count) batches over \(comm.size) rank(s), gathered in \(waves.count) wave(s)")
+    }
     func floats(_ wave: Range<Int>, rank r: Int) -> Int { wave.filter { $0 % comm.size == r }.reduce(0) { $0 + batches[$1].count } * width }
     let localCapacity = waves.map { w in (0..<comm.size).map { floats(w, rank: $0) }.max()! }.max() ?? 0
     let gatheredCapacity = waves.map { w in (0..<comm.size).reduce(0) { $0 + floats(w, rank: $1) } }.max() ?? 0
@@ -163,7 +163,8 @@ public func featurize(comm: Communicator, paths: [String], output: String, makeE
                 }
             }
         }
-        // Rank 0 still checks and renames the file: the others wait for it in the barrier under the job's watchdog.
+        // Rank 0 still checksums and renames the file while the others wait in the barrier: the job's watchdog, as
+        // before any featurizing.
         watchdog.stop()
     }
     if comm.isRoot {
@@ -182,7 +183,8 @@ public func featurize(comm: Communicator, paths: [String], output: String, makeE
     return report
 }
 
-/// The default bound of one gathered wave of `featurize`: 64 MiB of vectors (about 14,000 sentences of MiniLM).
+/// The default bound of one gathered wave of `featurize`: 64 MiB of vectors (about 14,000 sentences of MiniLM);
+/// `cladmop featurize` takes another from CLADMOP_FEATURIZE_WAVE_KB (the tests' many small waves).
 public let featurizeWaveFloats = 16 << 20
 
 /// `featurize`'s waves: consecutive ranges of batch indices, each a whole number of rounds of `ranks` batches (the

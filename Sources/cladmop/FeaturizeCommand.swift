@@ -23,6 +23,16 @@ struct Featurize: ParsableCommand {
 
     @OptionGroup var options: ConfigOptions
 
+    /// The floats of one gathered wave: CLADMOP_FEATURIZE_WAVE_KB KiB when set (a whole number from 1 to 2^30), else
+    /// the default (`featurizeWaveFloats`). The same store whatever the value; it bounds the memory of a gather.
+    func waveFloats() throws -> Int {
+        guard let value = ProcessInfo.processInfo.environment["CLADMOP_FEATURIZE_WAVE_KB"] else { return featurizeWaveFloats }
+        guard let kb = Int(value), (1...(1 << 30)).contains(kb) else {
+            throw InputError("CLADMOP_FEATURIZE_WAVE_KB=\(value.debugDescription): expected a whole number of KiB from 1 to \(1 << 30)")
+        }
+        return kb * 1024 / MemoryLayout<Float>.stride
+    }
+
     func run() throws {
         runJob { comm in
             let spec = try options.load(comm)
@@ -68,7 +78,8 @@ struct Featurize: ParsableCommand {
             let makeEncoder = { try BertEncoder(modelDir: spec.encoder.modelDir, maxLength: spec.encoder.maxTokens, precision: precision) }
             let report = try TrialData.featurize(comm: comm, paths: paths, output: output, makeEncoder: makeEncoder, hierarchy: hierarchy,
                                             skipBadRows: spec.data.skipBadRows, batchTokens: spec.encoder.batchTokens,
-                                            stall: StallPolicy(stallTimeout: spec.train.stallTimeout), log: { if comm.isRoot { log($0) } })
+                                            stall: StallPolicy(stallTimeout: spec.train.stallTimeout), waveFloats: try waveFloats(),
+                                            log: { if comm.isRoot { log($0) } })
             guard comm.isRoot else { return }
             for (file, n) in report.rowsPerFile.sorted(by: { $0.key < $1.key }) { log("  \(file): \(n) rows") }
             if !report.skipped.isEmpty {

@@ -7,7 +7,8 @@ import TrialData
 import XCTest
 
 /// `cladmop featurize` under mpirun -np 2 writes the same store as -np 1 (ranks take fixed batches
-/// round-robin, so every sentence is encoded in the same batch whatever the world size).
+/// round-robin, so every sentence is encoded in the same batch whatever the world size), also when -np 2 gathers in
+/// many small waves (CLADMOP_FEATURIZE_WAVE_KB; -np 1 in one).
 final class FeaturizeParityTests: XCTestCase {
     func testTwoRanksWriteTheSameStoreAsOne() throws {
         let dir = try scratchDirectory("featurize")
@@ -19,8 +20,16 @@ final class FeaturizeParityTests: XCTestCase {
                       "--set", "data.icd_hierarchy=\(repoRoot)/data/icd10/icd10cm_2025_hierarchy.tsv", "--set", "encoder.batch_tokens=512"]
         let one = try mpirun(np: 1, executable: cladmop, arguments: common + ["--output", dir + "/one.store"], timeout: 600)
         XCTAssertEqual(one.status, 0, one.output)
-        let two = try mpirun(np: 2, executable: cladmop, arguments: common + ["--output", dir + "/two.store"], timeout: 600)
+        XCTAssertTrue(one.output.contains("gathered in 1 wave(s)"), one.output)
+        let two = try mpirun(np: 2, executable: cladmop, arguments: common + ["--output", dir + "/two.store"],
+                             environment: ["CLADMOP_FEATURIZE_WAVE_KB": "100"], timeout: 600)
         XCTAssertEqual(two.status, 0, two.output)
+        let waves = two.output.split(separator: "\n").first { $0.contains(" wave(s)") }.map(String.init) ?? ""
+        XCTAssertFalse(waves.isEmpty || waves.contains("gathered in 1 wave(s)") || waves.contains("gathered in 2 wave(s)"), "the test needs several waves: \(waves)")
+        let bad = try mpirun(np: 1, executable: cladmop, arguments: common + ["--output", dir + "/bad.store"],
+                             environment: ["CLADMOP_FEATURIZE_WAVE_KB": "0"], timeout: 60)
+        XCTAssertEqual(bad.status, 2, bad.output)
+        XCTAssertTrue(bad.output.contains("CLADMOP_FEATURIZE_WAVE_KB=\"0\": expected a whole number of KiB"), bad.output)
         let a = try Data(contentsOf: URL(fileURLWithPath: dir + "/one.store")), b = try Data(contentsOf: URL(fileURLWithPath: dir + "/two.store"))
         XCTAssertGreaterThan(a.count, 100_000)
         XCTAssertEqual(a, b, "the -np 2 store differs from the -np 1 store")
