@@ -43,19 +43,22 @@ struct Compare: ParsableCommand {
         runJob { comm in
             let rows = try self.rows
             try checkOutputs(output.map { [("--output", $0)] } ?? [], inputs: rows.map { ("--eval", $0.file) }, isRoot: comm.isRoot)
-            // F1 (thr): at the threshold the evaluation used (chosen on validation), named in the cell; F1 (all success):
-            // predicting success for every trial on the same resamples, the baseline to read F1 against.
+            // F1 (thr): at the threshold the evaluation used, named in the cell (a fine-tuned run's, chosen on its
+            // validation trials; baseline's 0.5; a zero-shot evaluation's F1-best threshold of the very trials scored,
+            // said below the table); F1 (all success): predicting success for every trial on the same resamples.
             var md = "| method | n | F1 (0.5) | PR-AUC | ROC-AUC | accuracy | F1 (thr) | F1 (all success) |\n|---|---|---|---|---|---|---|---|\n"
             /// The CSV an evaluation scored and the checksum of its trials and labels (each absent in files written without it).
             struct Scored: Decodable {
-                let data: String?, trials: String?, outOfFold: Bool?, inSample: Int?, sct: Int?
+                let data: String?, trials: String?, outOfFold: Bool?, inSample: Int?, sct: Int?, zeroShot: Bool?
                 enum CodingKeys: String, CodingKey {
                     case data, trials = "trials_checksum", outOfFold = "out_of_fold", inSample = "in_sample_trials", sct = "sct_trials"
+                    case zeroShot = "zero_shot"
                 }
             }
             var scored: [(label: String, data: String?, trials: String?)] = []
             var outOfFold: [(label: String, value: Bool)] = [], inSample: [(label: String, count: Int, n: Int)] = []
             var inSCT: [(label: String, count: Int, n: Int)] = []
+            var zeroShot: [String] = []
             var oofSelected: [String: Int?] = [:]     // out-of-fold rows: how many trials selected their scoring members (nil: not recorded)
             for (label, file) in rows {
                 let r: OutcomeMetrics
@@ -80,6 +83,7 @@ struct Compare: ParsableCommand {
                     if s?.outOfFold == true { oofSelected[label] = s?.inSample }
                     else if let k = s?.inSample, k > 0 { inSample.append((label, k, r.n)) }
                     if let k = s?.sct, k > 0 { inSCT.append((label, k, r.n)) }
+                    if s?.zeroShot == true { zeroShot.append(label) }
                 }
                 catch let e as InputError { throw e }
                 catch { throw InputError(file: file, "not an evaluation JSON (cladmop evaluate --json): \(describeDecodingError(error))") }
@@ -96,7 +100,6 @@ struct Compare: ParsableCommand {
                     if let count = m.resamples, count < 0 { throw InputError(file: file, "key \(key).resamples = \(count): expected a count of at least 0") }
                 }
                 func c(_ m: MetricSummary) -> String { meanStd(m, digits: 3, pm: "±") }
-                guard r.threshold.isFinite else { throw InputError(file: file, "key threshold = \(r.threshold): expected a finite number") }
                 md += "| \(label) | \(r.n) | \(c(r.f1)) | \(c(r.prAUC)) | \(c(r.rocAUC)) | \(c(r.accuracy)) | \(c(r.f1AtThreshold)) at \(String(format: "%.3f", r.threshold)) | \(r.f1AllSuccess.map(c) ?? "-") |\n"
             }
             // Figures on different trials are not comparable: the table says so, naming each row's file (as each
@@ -120,6 +123,10 @@ struct Compare: ParsableCommand {
                 md += "\nRows with trials of their pretraining corpus (successful trials the model was pretrained on, `sct_trials`): "
                     + inSCT.map { "\($0.label): \($0.count) of \($0.n) trials" }.joined(separator: "; ") + ".\n"
                 if comm.isRoot { FileHandle.standardError.write(Data("compare: warning: \(inSCT.map(\.label).joined(separator: ", ")) scored trials of their pretraining corpus (see the note below the table)\n".utf8)) }
+            }
+            // A zero-shot evaluation has no validation trials: its threshold is the F1-best of the trials it scores.
+            if !zeroShot.isEmpty {
+                md += "\nF1 (thr) of " + zeroShot.joined(separator: ", ") + ": zero-shot, at the F1-best threshold of these very trials (in-sample, optimistic).\n"
             }
             // Out of fold: each trial by members that did not train on it; a held-out test only where the trials did not
             // select those members' epochs either (finetune --report-trials: in_sample_trials 0).

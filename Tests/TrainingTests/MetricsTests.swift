@@ -105,9 +105,18 @@ final class MetricsTests: XCTestCase {
             XCTAssertEqual(Metrics.riskAverseF1Threshold(s, y, confidence: confidence, resamples: 11, seed: UInt64(trial)),
                            reference(s, y, share: share, resamples: 11, seed: UInt64(trial)), "\(s) \(y) \(confidence)")
             // Judged a few candidates per pass over the resamples (the memory bound of large sets): the same threshold.
-            XCTAssertEqual(Metrics.riskAverseF1Threshold(s, y, confidence: confidence, resamples: 11, seed: UInt64(trial), candidatesPerPass: 1 + trial % 3),
-                           reference(s, y, share: share, resamples: 11, seed: UInt64(trial)), "\(s) \(y) \(confidence), \(1 + trial % 3) per pass")
+            for perPass in 1...3 {
+                XCTAssertEqual(Metrics.riskAverseF1Threshold(s, y, confidence: confidence, resamples: 11, seed: UInt64(trial), candidatesPerPass: perPass),
+                               reference(s, y, share: share, resamples: 11, seed: UInt64(trial)), "\(s) \(y) \(confidence), \(perPass) per pass")
+            }
         }
+        // With a NaN score, and without any positive (no resample holds one: the F1-best threshold), one candidate per pass too.
+        for seed in 0..<5 as Range<UInt64> {
+            XCTAssertEqual(Metrics.riskAverseF1Threshold([.nan, 0.3, 0.7, 0.2], [1, 0, 1, 0], confidence: 0.5, resamples: 20, seed: seed, candidatesPerPass: 1),
+                           Metrics.riskAverseF1Threshold([.nan, 0.3, 0.7, 0.2], [1, 0, 1, 0], confidence: 0.5, resamples: 20, seed: seed))
+        }
+        XCTAssertEqual(Metrics.riskAverseF1Threshold([0.3, 0.7, 0.2], [0, 0, 0], confidence: 0.9, candidatesPerPass: 1),
+                       Metrics.bestF1Threshold([0.3, 0.7, 0.2], [0, 0, 0]))
         // A positive-heavy set (75 % successful) whose 12 lowest scores hold 7 failures and 5 successes, mixed: on the
         // whole set the F1-best threshold cuts them off (F1 above all-success), but the gain does not hold in 90 % of
         // the resamples, so at confidence 0.9 every trial is predicted successful; at 0.5 (the median gain) the cut stays.

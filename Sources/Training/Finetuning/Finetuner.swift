@@ -413,20 +413,25 @@ public final class Finetuner {
         }
         // Out-of-fold scores: the threshold whose gain over predicting success holds across bootstrap resamples
         // (docs/outcome.md: the F1-best threshold of a few hundred trials lost to all-success on the dev tests).
-        func judged(_ all: [Double]) -> (value: Double, threshold: Double) {
+        func f1Threshold(_ all: [Double]) -> Double {
             let scores = zip(all, chooses).filter(\.1).map(\.0)
-            let threshold = partitions.isEmpty ? Metrics.bestF1Threshold(scores, labels)
+            return partitions.isEmpty ? Metrics.bestF1Threshold(scores, labels)
                 : Metrics.riskAverseF1Threshold(scores, labels, confidence: f.thresholdConfidence, seed: UInt64(f.seed))
+        }
+        /// The select_metric value of the ensemble's scores `all` (F1 at `threshold`, else at `f1Threshold(all)`,
+        /// computed only for F1).
+        func selectionValue(_ all: [Double], threshold: Double? = nil) -> Double {
+            let scores = zip(all, chooses).filter(\.1).map(\.0)
             switch f.selectMetric {
-            case .prAUC: return (Metrics.averagePrecision(scores, labels), threshold)
-            case .rocAUC: return (Metrics.rocAUC(scores, labels), threshold)
-            case .f1: return (Metrics.f1(scores, labels, threshold: threshold), threshold)
+            case .prAUC: return Metrics.averagePrecision(scores, labels)
+            case .rocAUC: return Metrics.rocAUC(scores, labels)
+            case .f1: return Metrics.f1(scores, labels, threshold: threshold ?? f1Threshold(all))
             }
         }
         var epochs = trained.map(\.bestEpoch)
         if pooled {
             // One epoch for every member: the first best of the ensemble's scores (a NaN value never wins over a number).
-            let byEpoch = (1...f.epochs).map { e in judged(ensembleScores(Array(repeating: e, count: count))).value }
+            let byEpoch = (1...f.epochs).map { e in selectionValue(ensembleScores(Array(repeating: e, count: count))) }
             let chosen = byEpoch.indices.reduce(0) { byEpoch[$1] > byEpoch[$0] || byEpoch[$0].isNaN ? $1 : $0 } + 1
             if comm.isRoot {
                 log(String(format: "finetune: pooled epoch selection: %@ %@ by epoch %@; every member keeps epoch %d",
@@ -441,7 +446,7 @@ public final class Finetuner {
             }
         }
         for m in members.indices { members[m].checkpoint = "members/\(m + 1)/" + members[m].checkpoint }
-        let scores = ensembleScores(epochs), (value, threshold) = judged(scores)
+        let scores = ensembleScores(epochs), threshold = f1Threshold(scores), value = selectionValue(scores, threshold: threshold)
         if comm.isRoot {
             var selection = FinetuneSelection(checkpoint: members[0].checkpoint, epoch: members[0].epoch, selectMetric: f.selectMetric.rawValue,
                                               valid: finite(value), threshold: threshold, pretrained: pretrainedPath)
