@@ -70,8 +70,8 @@ final class FeaturizeStreamingTests: XCTestCase {
     }
 
     /// A tmpfs of 256 KiB cannot hold the payload of 8 trials (hundreds of KB): refused with exit 2 before encoding,
-    /// naming the output and the bytes it needs, and no temporary file is left (needs the right to mount, as root here
-    /// and in CI; skipped elsewhere).
+    /// naming the output and the bytes it needs, and no temporary file is left, on one rank and on two (needs the right
+    /// to mount, as root here and in CI; skipped elsewhere).
     func testAnOutputWithoutRoomIsRefusedBeforeEncoding() throws {
         let dir = try scratchDirectory("full")
         defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -87,6 +87,13 @@ final class FeaturizeStreamingTests: XCTestCase {
         XCTAssertEqual(r.status, 2, r.output)
         XCTAssertTrue(r.output.contains("\(mountPoint)/f.store: not enough space for the feature store"), r.output)
         XCTAssertFalse(r.output.contains("encoded"), "the refusal must come before encoding: \(r.output)")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: mountPoint), [], "nothing may be left on the file system")
+        // Under mpirun -np 2 rank 1 encodes its share and waits in the gather while rank 0 refuses: the job ends (MPI_Abort).
+        let two = try mpirun(np: 2, executable: releaseOrDebugProduct("cladmop"), arguments: ["featurize", "--data", dir + "/small.csv", "--output", mountPoint + "/f.store",
+                             "--set", "encoder.model_dir=\(repoRoot)/models/all-MiniLM-L6-v2",
+                             "--set", "data.icd_hierarchy=\(repoRoot)/data/icd10/icd10cm_2025_hierarchy.tsv"], timeout: 120)
+        XCTAssertEqual(two.status, 2, two.output)
+        XCTAssertTrue(two.output.contains("error (rank 0 of 2): \(mountPoint)/f.store: not enough space for the feature store"), two.output)
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: mountPoint), [], "nothing may be left on the file system")
     }
 }
