@@ -102,10 +102,15 @@ public func featurize(comm: Communicator, paths: [String], output: String, makeE
     report.reused = reusedRow.count
     // Every rank must encode the same sentences (the gathered counts below assume it): a rank that could not open
     // or use the reused store would otherwise disagree.
-    var agreement = [Double(report.reused), -Double(report.reused)]
-    agreement.withUnsafeMutableBufferPointer { comm.allReduceMax($0.baseAddress!, count: 2) }
+    // And every rank must gather in the same waves (CLADMOP_FEATURIZE_WAVE_KB, read by each rank from its own
+    // environment): other waves would post gathers of other sizes, an MPI error or a hang.
+    var agreement = [Double(report.reused), -Double(report.reused), Double(waveFloats), -Double(waveFloats)]
+    agreement.withUnsafeMutableBufferPointer { comm.allReduceMax($0.baseAddress!, count: 4) }
     guard agreement[0] == -agreement[1] else {
         throw InputError(file: reuse?.path ?? output, "the ranks disagree on which sentences this store provides (\(Int(-agreement[1]))..\(Int(agreement[0])) reused): is it the same file on every node?")
+    }
+    guard agreement[2] == -agreement[3] else {
+        throw InputError("the ranks were started with different CLADMOP_FEATURIZE_WAVE_KB (gathers of \(Int(-agreement[3]) * 4 / 1024) to \(Int(agreement[2]) * 4 / 1024) KiB; unset means 65536): give it to every rank alike (mpirun -x CLADMOP_FEATURIZE_WAVE_KB), or leave it unset")
     }
     let toEncode = texts.indices.filter { reusedRow[$0] == nil }
     var tokens = [[Int32]](repeating: [], count: texts.count)

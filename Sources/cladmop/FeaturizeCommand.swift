@@ -23,18 +23,21 @@ struct Featurize: ParsableCommand {
 
     @OptionGroup var options: ConfigOptions
 
-    /// The floats of one gathered wave: CLADMOP_FEATURIZE_WAVE_KB KiB when set (a whole number from 1 to 2^30), else
-    /// the default (`featurizeWaveFloats`). The same store whatever the value; it bounds the memory of a gather.
-    func waveFloats() throws -> Int {
-        guard let value = ProcessInfo.processInfo.environment["CLADMOP_FEATURIZE_WAVE_KB"] else { return featurizeWaveFloats }
-        guard let kb = Int(value), (1...(1 << 30)).contains(kb) else {
-            throw InputError("CLADMOP_FEATURIZE_WAVE_KB=\(value.debugDescription): expected a whole number of KiB from 1 to \(1 << 30)")
+    /// The floats of one gathered wave: CLADMOP_FEATURIZE_WAVE_KB KiB when set and not empty (a whole number from 1 to
+    /// 8,388,607: one gather holds under 2^31 floats), else the default (`featurizeWaveFloats`). The same store whatever
+    /// the value; it bounds the memory of a gather. Every rank must have the same (`featurize` checks it).
+    static func waveFloats() throws -> Int {
+        guard let value = ProcessInfo.processInfo.environment["CLADMOP_FEATURIZE_WAVE_KB"], !value.isEmpty else { return featurizeWaveFloats }
+        let limit = (Int(Int32.max) * MemoryLayout<Float>.stride) / 1024
+        guard let kb = Int(value), (1...limit).contains(kb) else {
+            throw InputError("CLADMOP_FEATURIZE_WAVE_KB=\(value.debugDescription): expected a whole number of KiB from 1 to \(limit)")
         }
         return kb * 1024 / MemoryLayout<Float>.stride
     }
 
     func run() throws {
         runJob { comm in
+            let waveFloats = try Self.waveFloats()     // a bad value is refused also when the store is current
             let spec = try options.load(comm)
             let paths = data.isEmpty ? spec.data.files : data
             let output = output ?? spec.data.featureStore
@@ -78,7 +81,7 @@ struct Featurize: ParsableCommand {
             let makeEncoder = { try BertEncoder(modelDir: spec.encoder.modelDir, maxLength: spec.encoder.maxTokens, precision: precision) }
             let report = try TrialData.featurize(comm: comm, paths: paths, output: output, makeEncoder: makeEncoder, hierarchy: hierarchy,
                                             skipBadRows: spec.data.skipBadRows, batchTokens: spec.encoder.batchTokens,
-                                            stall: StallPolicy(stallTimeout: spec.train.stallTimeout), waveFloats: try waveFloats(),
+                                            stall: StallPolicy(stallTimeout: spec.train.stallTimeout), waveFloats: waveFloats,
                                             log: { if comm.isRoot { log($0) } })
             guard comm.isRoot else { return }
             for (file, n) in report.rowsPerFile.sorted(by: { $0.key < $1.key }) { log("  \(file): \(n) rows") }

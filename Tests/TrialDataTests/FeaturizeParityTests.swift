@@ -30,6 +30,15 @@ final class FeaturizeParityTests: XCTestCase {
                              environment: ["CLADMOP_FEATURIZE_WAVE_KB": "0"], timeout: 60)
         XCTAssertEqual(bad.status, 2, bad.output)
         XCTAssertTrue(bad.output.contains("CLADMOP_FEATURIZE_WAVE_KB=\"0\": expected a whole number of KiB"), bad.output)
+        // Ranks started with different waves (an app context per rank, the variable on rank 0 only, as on a node that
+        // did not receive it) would post gathers of other sizes: refused with exit 2 naming the variable.
+        let rank = common + ["--output", dir + "/mixed.store"]
+        let mixed = try runCommand("/usr/bin/env", ["mpirun", "--oversubscribe"] + (getuid() == 0 ? ["--allow-run-as-root"] : []) + ["-x", "OPENBLAS_NUM_THREADS",
+                                   "-np", "1", "/usr/bin/env", "CLADMOP_FEATURIZE_WAVE_KB=100", cladmop] + rank + [":", "-np", "1", cladmop] + rank,
+                                   environment: ["OPENBLAS_NUM_THREADS": "1"], timeout: 120)
+        XCTAssertEqual(mixed.status, 2, mixed.output)
+        XCTAssertTrue(mixed.output.contains("the ranks were started with different CLADMOP_FEATURIZE_WAVE_KB"), mixed.output)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/mixed.store"))
         let a = try Data(contentsOf: URL(fileURLWithPath: dir + "/one.store")), b = try Data(contentsOf: URL(fileURLWithPath: dir + "/two.store"))
         XCTAssertGreaterThan(a.count, 100_000)
         XCTAssertEqual(a, b, "the -np 2 store differs from the -np 1 store")
@@ -79,7 +88,7 @@ final class FeaturizeStreamingTests: XCTestCase {
         try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
         let mount = try runCommand("/bin/mount", ["-t", "tmpfs", "-o", "size=256k", "tmpfs", mountPoint])
         guard mount.status == 0 else { throw XCTSkip("cannot mount a tmpfs here: \(mount.output)") }
-        defer { _ = try? runCommand("/bin/umount", [mountPoint]) }
+        defer { _ = try? runCommand("/bin/umount", ["-l", mountPoint]) }     // lazily: also while a killed rank holds it
         try writeCSVSubset(from: repoRoot + "/data/top/phase_I_valid.csv", rows: 0..<8, to: dir + "/small.csv")
         let r = try runProduct("cladmop", ["featurize", "--data", dir + "/small.csv", "--output", mountPoint + "/f.store",
                                            "--set", "encoder.model_dir=\(repoRoot)/models/all-MiniLM-L6-v2",
