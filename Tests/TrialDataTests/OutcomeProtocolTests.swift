@@ -14,18 +14,18 @@ func cutsAlike(_ a: Double, _ b: Double, _ scores: [Double]) -> Bool {
     scores.allSatisfy { s in abs(s - a) < 2e-6 || abs(s - b) < 2e-6 || (s >= a) == (s >= b) }
 }
 
-/// The out-of-fold scores of the cross-fitted run `dir`/run, each trial of train.csv and valid.csv scored by
+/// The out-of-fold scores of the cross-fitted run `dir`/`run`, each trial of train.csv and valid.csv scored by
 /// `cladmop predict` of the member that held its fold out (RUN/folds.csv: nctid, fold, label; one partition).
-func predictedOutOfFold(dir: String, cladmop: String, sets: [String], members: Int) throws -> [(id: String, fold: Int, score: Double, label: Int)] {
+func predictedOutOfFold(dir: String, run: String = "run", cladmop: String, sets: [String], members: Int) throws -> [(id: String, fold: Int, score: Double, label: Int)] {
     var fold: [String: (fold: Int, label: Int)] = [:]
-    for line in try String(contentsOfFile: dir + "/run/folds.csv", encoding: .utf8).split(separator: "\n").dropFirst() {
+    for line in try String(contentsOfFile: dir + "/\(run)/folds.csv", encoding: .utf8).split(separator: "\n").dropFirst() {
         let f = line.split(separator: ","); fold[String(f[0])] = (Int(f[1])!, Int(f[2])!)
     }
     var oof: [(id: String, fold: Int, score: Double, label: Int)] = []
     for k in 1...members {
         for file in ["train", "valid"] {
             let out = dir + "/m\(k)-\(file).csv"
-            let r = try mpirun(np: 1, executable: cladmop, arguments: ["predict", "--checkpoint", dir + "/run/members/\(k)",
+            let r = try mpirun(np: 1, executable: cladmop, arguments: ["predict", "--checkpoint", dir + "/\(run)/members/\(k)",
                                                                       "--data", dir + "/\(file).csv", "--output", out] + sets, timeout: 600)
             XCTAssertEqual(r.status, 0, r.output)
             for line in try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").dropFirst() {
@@ -437,13 +437,9 @@ final class OutcomeProtocolTests: XCTestCase {
         }
         XCTAssertEqual(try best("pooled")["member_epochs"] as? [Int], [chosen, chosen, chosen])
         let memberEpochs = try XCTUnwrap(try best("member")["member_epochs"] as? [Int])
-        // Fold k's trials (folds.csv) and their labels.
-        var fold: [String: (k: Int, label: Int)] = [:]
-        for row in try String(contentsOfFile: dir + "/pooled/folds.csv", encoding: .utf8).split(separator: "\n").dropFirst() {
-            let f = row.split(separator: ","); fold[String(f[0])] = (Int(f[1])!, Int(f[2])!)
-        }
-        XCTAssertEqual(fold.count, 36)
-        var oof: [(score: Double, label: Int)] = []
+        // Every trial scored by the member that held its fold out.
+        let oof = try predictedOutOfFold(dir: dir, run: "pooled", cladmop: cladmop, sets: sets, members: 3)
+        XCTAssertEqual(oof.count, 36)
         for k in 1...3 {
             let records = { (run: String) in
                 try String(contentsOfFile: dir + "/\(run)/members/\(k)/metrics.jsonl", encoding: .utf8).split(separator: "\n")
@@ -454,21 +450,10 @@ final class OutcomeProtocolTests: XCTestCase {
             XCTAssertEqual(pooledRecords.map { $0["valid_pr_auc"] as? Double }, try records("member").map { $0["valid_pr_auc"] as? Double },
                            "member \(k) trains as with per-member selection")
             XCTAssertEqual(try best("pooled/members/\(k)")["epoch"] as? Int, chosen)
-            var scores: [(score: Double, label: Int)] = []
-            for file in ["train", "valid"] {
-                let out = dir + "/m\(k)-\(file).csv"
-                let r = try mpirun(np: 1, executable: cladmop, arguments: ["predict", "--checkpoint", dir + "/pooled/members/\(k)",
-                                                                          "--data", dir + "/\(file).csv", "--output", out] + sets, timeout: 600)
-                XCTAssertEqual(r.status, 0, r.output)
-                for row in try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").dropFirst() {
-                    let f = row.split(separator: ",")
-                    if let t = fold[String(f[0])], t.k == k { scores.append((Double(f[1])!, t.label)) }
-                }
-            }
+            let scores = oof.filter { $0.fold == k }
             XCTAssertEqual(Metrics.averagePrecision(scores.map(\.score), scores.map(\.label)),
                            try XCTUnwrap(pooledRecords[chosen - 1]["valid_pr_auc"] as? Double), accuracy: 1e-4,
                            "member \(k)'s checkpoint is its epoch \(chosen)")
-            oof += scores
             if memberEpochs[k - 1] == chosen {
                 let tensors = { (run: String) in try Data(contentsOf: URL(fileURLWithPath: dir + "/\(run)/members/\(k)/checkpoints/step-0000000\(chosen).safetensors")) }
                 XCTAssertEqual(try tensors("pooled"), try tensors("member"), "member \(k) at epoch \(chosen)")
