@@ -24,7 +24,7 @@ func predictedOutOfFold(dir: String, run: String = "run", cladmop: String, sets:
     var oof: [(id: String, fold: Int, score: Double, label: Int)] = []
     for k in 1...members {
         for file in ["train", "valid"] {
-            let out = dir + "/m\(k)-\(file).csv"
+            let out = dir + "/\(run)-m\(k)-\(file).csv"
             let r = try mpirun(np: 1, executable: cladmop, arguments: ["predict", "--checkpoint", dir + "/\(run)/members/\(k)",
                                                                       "--data", dir + "/\(file).csv", "--output", out] + sets, timeout: 600)
             XCTAssertEqual(r.status, 0, r.output)
@@ -462,6 +462,29 @@ final class OutcomeProtocolTests: XCTestCase {
         let value = Metrics.averagePrecision(oof.map(\.score), oof.map(\.label))
         XCTAssertEqual(try XCTUnwrap(try best("pooled")["valid"] as? Double), value, accuracy: 1e-4)
         XCTAssertEqual(byEpoch[chosen - 1], value, accuracy: 1e-4)
+
+        // select_metric f1: each epoch's value is the F1 of its out-of-fold scores at their own risk-averse threshold
+        // (the default confidence, 0.9: on these 36 trials the F1-best cut's F1 is higher); the kept epoch's,
+        // recomputed from its saved checkpoints, is best.json's figure and the largest logged.
+        let f1Run = try finetune(["--set", "finetune.epoch_selection=pooled", "--set", "finetune.select_metric=f1"], "pooledf1")
+        XCTAssertEqual(f1Run.status, 0, f1Run.output)
+        let f1Line = try XCTUnwrap(f1Run.output.split(separator: "\n").first { $0.contains("pooled epoch selection: out-of-fold f1 by epoch") }, f1Run.output)
+        let f1ByEpoch = try XCTUnwrap(f1Line.components(separatedBy: "by epoch ").last?.components(separatedBy: ";").first)
+            .components(separatedBy: ", ").map { Double($0)! }
+        XCTAssertEqual(f1ByEpoch.count, 4, String(f1Line))
+        let f1Chosen = f1ByEpoch.firstIndex(of: f1ByEpoch.max()!)! + 1
+        XCTAssertTrue(f1Line.hasSuffix("every member keeps epoch \(f1Chosen)"), String(f1Line))
+        XCTAssertEqual(try best("pooledf1")["member_epochs"] as? [Int], [f1Chosen, f1Chosen, f1Chosen])
+        let f1OOF = try predictedOutOfFold(dir: dir, run: "pooledf1", cladmop: cladmop, sets: sets, members: 3)
+        XCTAssertEqual(f1OOF.count, 36)
+        let f1Threshold = Metrics.riskAverseF1Threshold(f1OOF.map(\.score), f1OOF.map(\.label), confidence: 0.9, seed: 1)
+        let f1Best = try best("pooledf1")
+        XCTAssertTrue(cutsAlike(try XCTUnwrap(f1Best["threshold"] as? Double), f1Threshold, f1OOF.map(\.score)),
+                      "\(String(describing: f1Best["threshold"])) \(f1Threshold)")
+        let f1Value = Metrics.f1(f1OOF.map(\.score), f1OOF.map(\.label), threshold: f1Threshold)
+        XCTAssertEqual(try XCTUnwrap(f1Best["valid"] as? Double), f1Value, accuracy: 1e-4)
+        XCTAssertEqual(f1ByEpoch[f1Chosen - 1], f1Value, accuracy: 1e-4)
+
         // An unknown value is refused, naming the key and the values it takes.
         let bad = try finetune(["--set", "finetune.epoch_selection=best"], "bad")
         XCTAssertEqual(bad.status, 2, bad.output)
