@@ -22,7 +22,7 @@ public enum ConfigSchema {
         ConfigKey(path: "data.icd_hierarchy", kind: .string(allowed: nil), defaultValue: .string("data/icd10/icd10cm_2025_hierarchy.tsv"),
                   doc: "ICD-10-CM tree (id, parent, depth, description) used for hierarchical code embeddings."),
         ConfigKey(path: "data.feature_store", kind: .string(allowed: nil), defaultValue: .string("data/features/top.store"),
-                  doc: "Feature store written by `cladmop featurize` and read by training. A CSV it does not hold (fine-tuning, evaluate, predict, embed) is featurized into `cache/` beside it, one store per set of files and encoder settings, reused while they stay the same and never deleted by cladmop (remove the folder to reclaim its space)."),
+                  doc: "Feature store written by `cladmop featurize` and read by training. A CSV it does not hold (fine-tuning, evaluate, predict, embed, baseline) is featurized into `cache/` beside it, one store per set of files and encoder settings, reused while they stay the same and never deleted by cladmop (remove the folder to reclaim its space)."),
         ConfigKey(path: "data.validation_fraction", kind: .double(0.01...0.5), defaultValue: .double(0.12),
                   doc: "Share of the SCT corpus, latest NCT ids first, held out for validation (SPEC: 10-15 %; at least 2 trials, or pretraining refuses to start)."),
         ConfigKey(path: "data.exclude_csvs", kind: .stringList, defaultValue: .strings([]),
@@ -81,7 +81,7 @@ public enum ConfigSchema {
         ConfigKey(path: "train.checksum_every", kind: .int(0...1_000_000), defaultValue: .int(50), doc: "Steps between cross-rank parameter checksums (0: never); a mismatch stops the job."),
         ConfigKey(path: "train.eval_every", kind: .int(1...10_000), defaultValue: .int(1), doc: "Epochs between validation evaluations."),
         ConfigKey(path: "train.stall_timeout", kind: .int(-1...1_000_000), defaultValue: .int(-1),
-                  doc: "Seconds without progress (a finished step, evaluation or checkpoint; in fine-tuning a step or validation, in featurizing and scoring a batch) after which the job is ended with an error naming the rank that stopped: -1: max(60 s, 10 x the slowest step so far); 0: never; s > 0: s seconds."),
+                  doc: "Seconds without progress (a finished step, evaluation or checkpoint; in fine-tuning a step or validation, in featurizing, scoring and embedding a batch) after which the job is ended with an error naming the rank that stopped: -1: max(60 s, 10 x the slowest step so far); 0: never; s > 0: s seconds."),
         ConfigKey(path: "train.patience", kind: .int(0...10_000), defaultValue: .int(0), doc: "Stop after this many evaluations without a better validation loss (0: never)."),
         // optimizer
         ConfigKey(path: "optimizer.name", kind: .string(allowed: ["adam", "adamw", "sgd"]), defaultValue: .string("adam"), doc: "Update rule."),

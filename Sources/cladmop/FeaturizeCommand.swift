@@ -18,7 +18,7 @@ struct Featurize: ParsableCommand {
     @Option(help: "Feature store to write (default: config data.feature_store).")
     var output: String?
 
-    @Flag(help: "Do nothing when the store exists and was built from the same files with the same encoder.")
+    @Flag(help: "Do nothing when the store exists and was built from the same files with the same encoder (and, with data.skip_bad_rows off, left no malformed row out).")
     var skipIfCurrent = false
 
     @OptionGroup var options: ConfigOptions

@@ -8,18 +8,18 @@ import TrialData
 
 struct Finetune: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "PEFT fine-tuning (LoRA + prediction head) of a pretrained checkpoint on a labelled TOP file, selected on a validation file.")
+        abstract: "PEFT fine-tuning (LoRA + prediction head) of a pretrained checkpoint on labelled TOP files, each model's epoch selected on trials it did not train on (the validation file, or its fold with finetune.folds).")
 
     @OptionGroup var options: ConfigOptions
     @Option(help: "Pretraining checkpoint (.safetensors, .json or run directory), or 'none' for the no-pretraining ablation.")
     var pretrained: String
     @Option(help: "Labelled TOP CSV to fine-tune on.") var train: String
-    @Option(help: "Labelled TOP CSV for model selection.") var valid: String
+    @Option(help: "Labelled TOP CSV that selects the epoch and the F1 threshold; with finetune.folds >= 2 pooled with --train and cut into folds (each member selects on its own), with finetune.select_latest > 0 trained on (the latest --train trials select).") var valid: String
     @Option(help: ArgumentHelp("Labelled TOP CSV of auxiliary trials (repeatable; for example other phases): added to every member's training and counted by the class weights, never to selection, folds or the threshold. Trials also in --train or --valid stay there only; a trial in two --aux files counts once (the first); held-out ids (data.exclude_file) are removed. --train and --valid still need both classes each (with folds, their pool).", valueName: "csv"))
     var aux: [String] = []
     @Option(name: .customLong("report-trials"), help: ArgumentHelp("TOP CSV of trials whose out-of-fold scores will be reported (with finetune.folds): those of --train and --valid still train the members of the other folds, but never select an epoch or set the threshold, so `evaluate --out-of-fold` scores each with members that neither trained nor selected on it (in_sample_trials 0). Launch/finetune passes its report file.", valueName: "csv"))
     var reportTrials: String?
-    @Option(help: "Run directory: config.yaml, best.json, checkpoints/ and metrics.jsonl (a cross-fitted run: folds.csv, and checkpoints/ and metrics.jsonl per member in members/k/).") var runDir: String
+    @Option(help: "Run directory: config.yaml, best.json, checkpoints/ and metrics.jsonl (an ensemble, finetune.ensemble > 1 or finetune.folds >= 2: checkpoints/ and metrics.jsonl per member in members/k/, and folds.csv when cross-fitted); pretrained/, the pretraining checkpoint it started from.") var runDir: String
     @Flag(help: "Replace the fine-tuning run that --run-dir already holds (its files are deleted first).") var overwrite = false
 
     func run() throws {
