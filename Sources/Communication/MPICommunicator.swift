@@ -10,7 +10,24 @@ import Foundation
 /// watchdog thread exchanges heartbeats on a duplicate communicator (`sendHeartbeat`, `receiveHeartbeats`),
 /// so that a rank waiting in a collective can tell which peer stopped answering.
 public final class MPICommunicator: Communicator {
-    public static let shared = MPICommunicator()
+    /// MPI, started once; the ranks have compared their commands (`requireOneCommand`).
+    public static let shared: MPICommunicator = {
+        let started = DispatchSemaphore(value: 0)
+        guardStart(started)
+        let c = MPICommunicator()
+        c.requireOneCommand()
+        started.signal()
+        return c
+    }()
+
+    /// The cladmop command this process runs (`pretrain`, `split`, `help` for a process that only prints help), set
+    /// before MPI starts. Every rank compares it at start-up: ranks of one job started with different commands (an
+    /// MPMD launch, `mpirun -np 1 cladmop A : -np 1 cladmop B`) would post collectives that do not match.
+    nonisolated(unsafe) public static var command = ""
+    /// How long MPI may take to start (MPI_Init and the first exchange) before this rank gives up with a message.
+    static let startLimit: Double = 120
+    /// Every rank's command (`command`), after start-up.
+    public private(set) var commands: [String] = []
 
     public let rank: Int
     public let size: Int
@@ -43,15 +60,46 @@ public final class MPICommunicator: Communicator {
         sendRequests = [MPI_Request?](repeating: cmpi_request_null(), count: Int(s))
         sendBuffers = .allocate(capacity: max(Int(s), 1))
         sendBuffers.initialize(repeating: 0, count: max(Int(s), 1))
-        // Every rank's host name, 64 bytes each.
-        var name = [CChar](repeating: 0, count: 64)
-        gethostname(&name, 63)
-        var all = [CChar](repeating: 0, count: 64 * Int(s))
-        MPI_Allgather(&name, 64, cmpi_char(), &all, 64, cmpi_char(), world)
-        hostNames = (0..<Int(s)).map { r in
-            all.withUnsafeBufferPointer { String(cString: $0.baseAddress! + 64 * r) }
-        }
+        // Every rank's host name and command, 64 bytes each.
+        var mine = [CChar](repeating: 0, count: 128)
+        gethostname(&mine, 63)
+        for (i, byte) in Self.command.utf8.prefix(63).enumerated() { mine[64 + i] = CChar(bitPattern: byte) }
+        var all = [CChar](repeating: 0, count: 128 * Int(s))
+        MPI_Allgather(&mine, 128, cmpi_char(), &all, 128, cmpi_char(), world)
+        let field = { (r: Int, offset: Int) in all.withUnsafeBufferPointer { String(cString: $0.baseAddress! + 128 * r + offset) } }
+        hostNames = (0..<Int(s)).map { field($0, 0) }
+        commands = (0..<Int(s)).map { field($0, 64) }
         atexit { MPI_Finalize() }
+    }
+
+    /// Ends the job (exit 2, rank 0 says which rank runs what) when the ranks were started with different commands:
+    /// their first collectives would not match, and a rank that only printed help would leave the others waiting.
+    private func requireOneCommand() {
+        guard Set(commands).count > 1 else { return }
+        if rank == 0 {
+            let groups = Dictionary(grouping: commands.indices, by: { commands[$0] })
+                .sorted { $0.value[0] < $1.value[0] }
+                .map { command, ranks in
+                    "`\(printable(command.isEmpty ? "?" : command))` on rank\(ranks.count > 1 ? "s" : "") "
+                        + (ranks.count > 8 ? "\(ranks.prefix(8).map(String.init).joined(separator: ", ")), ... (\(ranks.count))" : ranks.map(String.init).joined(separator: ", "))
+                }
+            abort(message: "the ranks of this job run different cladmop commands: \(groups.joined(separator: "; ")); every rank runs the same command (one mpirun app context, or the same command in each)", code: 2)
+        }
+        MPI_Barrier(world)     // rank 0 ends the job
+        exit(2)
+    }
+
+    /// Gives up with a message when MPI has not started `startLimit` seconds after this call (`started` not signalled):
+    /// a process of the job that ended without starting MPI (a program other than cladmop in one app context) leaves
+    /// the others in MPI_Init for ever.
+    private static func guardStart(_ started: DispatchSemaphore) {
+        let thread = Thread {
+            guard started.wait(timeout: .now() + startLimit) == .timedOut else { return }
+            let host = ProcessInfo.processInfo.hostName
+            FileHandle.standardError.write(Data("error: MPI did not start within \(Int(startLimit)) s on host \(host) (pid \(getpid())): a process of this job ended without starting MPI (an app context that runs no cladmop command), or the nodes cannot reach each other\n".utf8))
+            _exit(1)
+        }
+        thread.start()
     }
 
     public var collectivesEntered: Int64 { entered.pointee }

@@ -174,7 +174,7 @@ public final class Watchdog: @unchecked Sendable {
             // mpirun this rank descends from (its own host's launcher) if it is still there 10 s after the abort.
             if !silent.isEmpty { endLauncherLater(grace: 10) }
             let message = culprits.isEmpty
-                ? String(format: "no %@ progress for %.0f s on %@ (a rank stalled or a collective is stuck; %@)", activity, idle, who(comm.rank), why)
+                ? String(format: "no %@ progress for %.0f s on %@ (a rank stalled, a collective is stuck, or the work is slower than the limit: if so, raise train.stall_timeout or set 0; %@)", activity, idle, who(comm.rank), why)
                 : String(format: "no %@ progress for %.0f s on %@: %@ (%@)", activity, idle, who(comm.rank), culprits.joined(separator: "; "), why)
             comm.abort(message: message, code: 1)
         }

@@ -115,8 +115,16 @@ public enum FilesRead {
     }
 }
 
-/// The path with links and `.`/`..` resolved as far as it exists (the rest appended), for comparing paths.
+/// The path with links and `.`/`..` resolved as far as it exists (the rest appended), for comparing paths. A link
+/// whose target does not exist (yet) resolves to that target: a write through it creates the target
+/// (`writeFileAtomically`), so two outputs, one named through such a link, are the same file.
 public func resolvedPath(_ path: String) -> String {
+    var path = path, st = stat(), hops = 0
+    while hops < 40, lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFLNK, stat(path, &st) != 0,
+          let destination = try? FileManager.default.destinationOfSymbolicLink(atPath: path) {
+        path = destination.hasPrefix("/") ? destination : URL(fileURLWithPath: path).deletingLastPathComponent().path + "/" + destination
+        hops += 1
+    }
     let url = URL(fileURLWithPath: path).standardizedFileURL
     var existing = url, rest: [String] = []
     while !FileManager.default.fileExists(atPath: existing.path) && existing.path != "/" {

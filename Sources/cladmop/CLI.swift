@@ -43,9 +43,17 @@ struct Cladmop: ParsableCommand {
         }
         do {
             var command = try parseAsRoot()
+            MPICommunicator.command = type(of: command)._commandName
             try command.run()
         } catch {
-            if exitCode(for: error) == .success { exit(withError: error) }
+            if exitCode(for: error) == .success {
+                // Help under mpirun: the other ranks may have started a job, and wait for this one in MPI_Init.
+                if launchedByMPI {
+                    MPICommunicator.command = "help"
+                    _ = MPICommunicator.shared
+                }
+                exit(withError: error)
+            }
             // ArgumentParser says "Error:"; every other error of cladmop "error:".
             var message = printable(fullMessage(for: error))
             if message.hasPrefix("Error: ") { message = "error: " + message.dropFirst("Error: ".count) }
@@ -66,6 +74,7 @@ struct Cladmop: ParsableCommand {
 /// 1 otherwise. No rank is left waiting in a collective.
 func runJob(_ body: (Communicator) throws -> Void) {
     let comm = makeCommunicator()
+    if let message = FaultPlan.environmentError() { comm.abort(message: message, code: 2) }
     let faults = FaultPlan.fromEnvironment()
     Watchdog.injectedStop = faults.stop
     do {

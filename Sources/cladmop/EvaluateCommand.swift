@@ -32,6 +32,16 @@ struct Evaluate: ParsableCommand {
                              inputs: [("--data", data), ("--checkpoint", checkpoint)], isRoot: comm.isRoot)
             if let plots {
                 if comm.isRoot { try checkWritableFolder(plots, option: "--plots") }     // a file there, or read-only
+                // A curve named through a link to another output or an input (writes go through links).
+                var named: [String: String] = [:]
+                for (option, path) in [("--data", data), ("--checkpoint", checkpoint)] + [json.map { ("--json", $0) }, report.map { ("--report", $0) }].compactMap({ $0 }) {
+                    named[resolvedPath(path)] = option
+                }
+                for name in RunLayout.curves {
+                    if let other = named[resolvedPath(plots + "/" + name)] {
+                        throw InputError(file: plots + "/" + name, "--plots would write \(name) over the file given to \(other); choose another folder")
+                    }
+                }
                 for name in RunLayout.curves {      // a run's curves are its results
                     if let what = runFileKind(plots + "/" + name), FileManager.default.fileExists(atPath: plots + "/" + name) {
                         throw InputError(file: plots + "/" + name, "--plots would overwrite \(what); choose another folder")

@@ -116,6 +116,16 @@ final class ReliabilityTests: XCTestCase {
         print("stopped at startup: \(String(format: "%.1f", r.seconds)) s: " + (r.output.split(separator: "\n").first { $0.contains("no job progress") } ?? ""))
     }
 
+    /// A process of the job that ends without starting MPI (an app context running another program, here /bin/true):
+    /// the cladmop rank would wait in MPI_Init for ever; it gives up 120 s after it began starting MPI, with a message.
+    func testAProcessThatNeverStartsMPIEndsTheJob() throws {
+        let r = try mpirun(np: 1, executable: cladmop, arguments: args("nompi") + [":", "-np", "1", "/bin/true"], timeout: 240)
+        XCTAssertEqual(r.status, 1, r.output)
+        XCTAssertGreaterThanOrEqual(r.seconds, 115, r.output)
+        XCTAssertLessThan(r.seconds, 180, r.output)
+        XCTAssertTrue(r.output.contains("MPI did not start within 120 s") && r.output.contains("ended without starting MPI"), r.output)
+    }
+
     /// Rank 0 still working after the others are done (CLADMOP_FAULT=linger:12, three times the limit): they wait
     /// for it under the job's watchdog, answering heartbeats, and the command ends with status 0. (Had they gone
     /// silent into MPI_Finalize, rank 0's job watchdog would have ended a finished job, blaming rank 1.)

@@ -104,8 +104,16 @@ public final class Pretrainer {
         }
         let now = CheckpointMeta.trainingIdentity(spec)
         var then = CheckpointMeta.trainingIdentity(meta.spec)
-        // The store's path may change (a copy, a moved folder): the corpus fingerprint below compares what it holds.
-        if meta.corpus != nil { then.data.featureStore = now.data.featureStore }
+        // Paths may be spelt otherwise (relative or absolute, another working folder) or name a copy: what they select
+        // is compared below, by the corpus fingerprint (the store's identity and the trials, after data.files and the
+        // exclusions) and the ICD-10 tree's checksum.
+        if meta.corpus != nil {
+            then.data.featureStore = now.data.featureStore
+            then.data.files = now.data.files
+            then.data.excludeFile = now.data.excludeFile
+            then.data.excludeCSVs = now.data.excludeCSVs
+        }
+        if meta.icdHierarchy != nil { then.data.icdHierarchy = now.data.icdHierarchy }
         guard meta.kind == .pretrain else {
             throw InputError(file: path, "is a fine-tuning checkpoint; --resume auto continues a pretraining run (choose its --run-dir)")
         }

@@ -47,6 +47,29 @@ public struct FaultPlan: Sendable {
 
     public init() {}
 
+    /// What is wrong with CLADMOP_FAULT (nil: unset, empty or one of the forms above): a misspelt fault would run
+    /// the command without it, and a test that relies on it would pass for the wrong reason.
+    public static func environmentError(_ env: [String: String] = ProcessInfo.processInfo.environment) -> String? {
+        guard let f = env["CLADMOP_FAULT"], !f.isEmpty else { return nil }
+        let parts = f.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+        func count(_ i: Int, from low: Int) -> Bool { parts.indices.contains(i) && (Int(parts[i]).map { $0 >= low } ?? false) }
+        let activities = ["training", "fine-tuning", "featurizing", "scoring", "embedding", "job", "startup"]
+        let valid: Bool
+        switch parts[0] {
+        case "drop_remote_columns", "no_world_scale", "buckets_before_backward": valid = parts.count == 1
+        case "crash", "throw", "stall": valid = parts.count == 3 && count(1, from: 0) && count(2, from: 1)
+        case "checkpoint_crash": valid = (parts.count == 2 || (parts.count == 3 && count(2, from: 0))) && CheckpointStage(rawValue: parts[1]) != nil
+        case "file_size_limit": valid = parts.count == 2 && count(1, from: 0)
+        case "stop": valid = parts.count == 3 && count(1, from: 0) && activities.contains(parts[2])
+        case "linger": valid = parts.count == 2 && UInt32(parts[1]) != nil
+        case "diverge": valid = parts.count == 2 && count(1, from: 0)
+        default: valid = false
+        }
+        return valid ? nil : "CLADMOP_FAULT=\(printable(f)): expected drop_remote_columns, no_world_scale, buckets_before_backward, "
+            + "crash|throw|stall:RANK:STEP, checkpoint_crash:before|between|pointer[:STEP], file_size_limit:BYTES, "
+            + "stop:RANK:\(activities.joined(separator: "|")), linger:SECONDS or diverge:STEP (a fault injected on purpose, for tests)"
+    }
+
     public static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) -> FaultPlan {
         var plan = FaultPlan()
         plan.dumpGradient = env["CLADMOP_DUMP_GRADIENT"]
