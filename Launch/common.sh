@@ -157,6 +157,7 @@ mpirun_line() {
     [ -n "${CLADMOP_GEMM_BACKEND:-}" ] && line+=(-x CLADMOP_GEMM_BACKEND)
     [ -n "${CLADMOP_DENORMALS:-}" ] && line+=(-x CLADMOP_DENORMALS)
     [ -n "${CLADMOP_FEATURIZE_WAVE_KB:-}" ] && line+=(-x CLADMOP_FEATURIZE_WAVE_KB)
+    [ -n "${CLADMOP_MPI_START_TIMEOUT:-}" ] && line+=(-x CLADMOP_MPI_START_TIMEOUT)
     [ "$(id -u)" = 0 ] && line+=(--allow-run-as-root)
     if [ -n "$hostfile" ] && cluster_flags "$hostfile" >/dev/null; then
         # An emulated cluster (Launch/cluster): its nodes share this machine's cores, so no binding.

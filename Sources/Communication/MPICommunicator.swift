@@ -24,8 +24,16 @@ public final class MPICommunicator: Communicator {
     /// before MPI starts. Every rank compares it at start-up: ranks of one job started with different commands (an
     /// MPMD launch, `mpirun -np 1 cladmop A : -np 1 cladmop B`) would post collectives that do not match.
     nonisolated(unsafe) public static var command = ""
-    /// How long MPI may take to start (MPI_Init and the first exchange) before this rank gives up with a message.
-    static let startLimit: Double = 120
+    /// How long MPI may take to start (MPI_Init, which waits for every rank, and the first exchange) before this rank
+    /// gives up with a message, in seconds of this process running (a stopped job does not count):
+    /// CLADMOP_MPI_START_TIMEOUT, 0 for never; unset or empty: 120.
+    public static func startLimit(_ env: [String: String] = ProcessInfo.processInfo.environment) -> Result<Int, InputError> {
+        guard let text = env["CLADMOP_MPI_START_TIMEOUT"], !text.isEmpty else { return .success(120) }
+        guard let seconds = Int(text), seconds >= 0, seconds <= 86_400 else {
+            return .failure(InputError("CLADMOP_MPI_START_TIMEOUT=\(printable(text)): expected a whole number of seconds, 0 to 86400 (0: wait for ever; unset: 120)"))
+        }
+        return .success(seconds)
+    }
     /// Every rank's command (`command`), after start-up.
     public private(set) var commands: [String] = []
 
@@ -89,14 +97,24 @@ public final class MPICommunicator: Communicator {
         exit(2)
     }
 
-    /// Gives up with a message when MPI has not started `startLimit` seconds after this call (`started` not signalled):
-    /// a process of the job that ended without starting MPI (a program other than cladmop in one app context) leaves
-    /// the others in MPI_Init for ever.
+    /// Gives up with a message when MPI has not started `startLimit()` seconds after this call (`started` not
+    /// signalled): a process of the job that ended without starting MPI (a program other than cladmop in one app
+    /// context) leaves the others in MPI_Init for ever. Counted in one-second waits, so that a job stopped meanwhile
+    /// (Ctrl-Z, a scheduler's suspension) does not time out the moment it continues.
     private static func guardStart(_ started: DispatchSemaphore) {
+        let limit: Int
+        switch startLimit() {
+        case .success(let seconds): limit = seconds
+        case .failure(let error):
+            FileHandle.standardError.write(Data("error: \(error.description)\n".utf8))
+            exit(2)
+        }
+        guard limit > 0 else { return }
         let thread = Thread {
-            guard started.wait(timeout: .now() + startLimit) == .timedOut else { return }
-            let host = ProcessInfo.processInfo.hostName
-            FileHandle.standardError.write(Data("error: MPI did not start within \(Int(startLimit)) s on host \(host) (pid \(getpid())): a process of this job ended without starting MPI (an app context that runs no cladmop command), or the nodes cannot reach each other\n".utf8))
+            for _ in 0..<limit where started.wait(timeout: .now() + 1) == .success { return }
+            var name = [CChar](repeating: 0, count: 256)
+            gethostname(&name, 255)     // not ProcessInfo.hostName, which may ask a name server that cannot be reached
+            FileHandle.standardError.write(Data("error: MPI did not start within \(limit) s on host \(String(cString: name)) (pid \(getpid())): a process of this job ended without starting MPI (an app context that runs no cladmop command), or the nodes cannot reach each other (CLADMOP_MPI_START_TIMEOUT sets the limit; 0: wait for ever)\n".utf8))
             _exit(1)
         }
         thread.start()

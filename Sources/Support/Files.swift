@@ -120,9 +120,8 @@ public enum FilesRead {
 /// (`writeFileAtomically`), so two outputs, one named through such a link, are the same file.
 public func resolvedPath(_ path: String) -> String {
     var path = path, st = stat(), hops = 0
-    while hops < 40, lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFLNK, stat(path, &st) != 0,
-          let destination = try? FileManager.default.destinationOfSymbolicLink(atPath: path) {
-        path = destination.hasPrefix("/") ? destination : URL(fileURLWithPath: path).deletingLastPathComponent().path + "/" + destination
+    while hops < 40, lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFLNK, stat(path, &st) != 0, let target = linkTarget(path) {
+        path = target
         hops += 1
     }
     let url = URL(fileURLWithPath: path).standardizedFileURL
@@ -134,6 +133,26 @@ public func resolvedPath(_ path: String) -> String {
     var base = existing.resolvingSymlinksInPath()
     for part in rest { base.appendPathComponent(part) }
     return base.path
+}
+
+/// The target of the symbolic link `path`, a relative one taken from the link's folder with that folder's own links
+/// resolved (as the kernel follows it: `..` after a linked folder leads out of the folder it links to); nil if
+/// `path` is no link.
+func linkTarget(_ path: String) -> String? {
+    guard let destination = try? FileManager.default.destinationOfSymbolicLink(atPath: path) else { return nil }
+    if destination.hasPrefix("/") { return destination }
+    return URL(fileURLWithPath: path).deletingLastPathComponent().resolvingSymlinksInPath().path + "/" + destination
+}
+
+/// Where `writeFileAtomically` puts what it writes to `path`: through a symbolic link to the link's target (also one
+/// that does not exist yet), unless that target is a file training wrote or a run's result (`runFileKind`) and the
+/// write is not a feature store's (`replacingFileReadAs`): then at `path`, replacing the link. `path` itself for any
+/// other path.
+public func writeTarget(_ path: String, replacingFileReadAs: String? = nil) -> String {
+    var st = stat()
+    guard lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFLNK, let target = linkTarget(path) else { return path }
+    let resolved = resolvedPath(target)
+    return replacingFileReadAs != nil || runFileKind(resolved) == nil ? resolved : path
 }
 
 /// The temporary name an output is written under before its rename: hidden, beside it (the same file system), per
@@ -170,13 +189,7 @@ public func writeFileAtomically(_ path: String, replacingInput: Bool = false, re
     // not the kind this write replaces (a feature store behind a linked data.feature_store): then the link itself is
     // replaced and the target stays. A run's own files that a command rewrites (replacingInput) replace what is at
     // their path.
-    var st = stat()
-    var target = path
-    if !replacingInput, lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFLNK,
-       let destination = try? FileManager.default.destinationOfSymbolicLink(atPath: path) {
-        let resolved = resolvedPath(destination.hasPrefix("/") ? destination : URL(fileURLWithPath: path).deletingLastPathComponent().path + "/" + destination)
-        if replacingFileReadAs != nil || runFileKind(resolved) == nil { target = resolved }
-    }
+    let target = replacingInput ? path : writeTarget(path, replacingFileReadAs: replacingFileReadAs)
     let (tmp, slot, _, fd) = try createTemporary(for: target, reportingAs: path)
     defer { TemporaryFiles.unregister(slot); close(fd) }     // the descriptor (and its flock) until the rename is done
     do {

@@ -38,9 +38,11 @@ struct Evaluate: ParsableCommand {
                     named[resolvedPath(path)] = option
                 }
                 for name in RunLayout.curves {
-                    if let other = named[resolvedPath(plots + "/" + name)] {
+                    let key = resolvedPath(plots + "/" + name)
+                    if let other = named[key] {
                         throw InputError(file: plots + "/" + name, "--plots would write \(name) over the file given to \(other); choose another folder")
                     }
+                    named[key] = "--plots (its \(name))"
                 }
                 for name in RunLayout.curves {      // a run's curves are its results
                     if let what = runFileKind(plots + "/" + name), FileManager.default.fileExists(atPath: plots + "/" + name) {
@@ -52,7 +54,8 @@ struct Evaluate: ParsableCommand {
             // while it is scored and they are written, so that no other command replaces the run in between (its
             // folder would hold one model and another's evaluation).
             if comm.isRoot {
-                let folders = [json, self.report].compactMap { $0 }.map { URL(fileURLWithPath: resolvedPath($0)).deletingLastPathComponent().path }
+                // The folders written into: a link's target's, unless that target is another run's result (then the link is replaced).
+                let folders = [json, self.report].compactMap { $0 }.map { resolvedPath(URL(fileURLWithPath: writeTarget($0)).deletingLastPathComponent().path) }
                     + (plots.map { [resolvedPath($0)] } ?? [])
                 for folder in Set(folders).sorted() where FileManager.default.fileExists(atPath: folder + "/config.yaml") {
                     try lockRunFolder(folder, exclusive: false, busy: "another cladmop command is writing the run in this folder; evaluate's --json, --report and --plots there would sit beside another model: wait for it to end")
