@@ -140,10 +140,24 @@ run_finished() { [ -f "$1/metrics.jsonl" ] && tr -d '\r\000' < "$1/metrics.jsonl
 # on the cluster's subnet. Fails (prints nothing) for any other hostfile.
 cluster_flags() {
     local spec agent subnet
+    [ -f "$1" ] || return 1     # a FIFO or device would block grep; cladmop check-hostfile refuses it
     spec="$(grep -m1 -E '^# cladmop-cluster agent=[^ ]+ subnet=[0-9./]+$' "$1" 2>/dev/null)" || return 1
     agent="${spec#*agent=}"; agent="${agent%% *}"; subnet="${spec##*subnet=}"
     printf '%s\n' --mca plm_rsh_agent "$agent" --mca btl self,vader,tcp \
         --mca btl_tcp_if_include "$subnet" --mca oob_tcp_if_include "$subnet"
+}
+
+# check_out_folder DIR OPTION: exits 2 naming OPTION unless DIR is a folder or can be created: a file there (or on
+# its way) or a link to nothing is refused before any work, with the reason (mkdir alone said "File exists", status 1).
+check_out_folder() {
+    local above="$1"
+    if [ -L "$1" ] && [ ! -e "$1" ]; then
+        echo "Launch/$(basename "$0"): $2 $1 is a symbolic link to $(readlink -- "$1"), which does not exist; link it to a folder, or name another" >&2; exit 2
+    fi
+    while [ ! -e "$above" ] && [ "$above" != "$(dirname -- "$above")" ]; do above="$(dirname -- "$above")"; done
+    if [ ! -d "$above" ]; then
+        echo "Launch/$(basename "$0"): $2 $1: $above is $([ "$above" = "$1" ] && echo "a file" || echo "a file on its way"), not a folder" >&2; exit 2
+    fi
 }
 
 # mpirun_line NP [HOSTFILE]: prints the mpirun command line (as words) for NP ranks, one BLAS thread

@@ -241,6 +241,13 @@ final class HostfileTests: XCTestCase {
     func testLaunchScriptsRefuseBadArgumentsBeforeAnyWork() throws {
         let dir = NSTemporaryDirectory() + "cladmop-launch-args-\(getpid())"
         defer { try? FileManager.default.removeItem(atPath: dir) }
+        // Odd paths, outside dir (where nothing may be written): a FIFO, a link to nothing, a file.
+        let odd = dir + "-odd"
+        try FileManager.default.createDirectory(atPath: odd, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: odd) }
+        XCTAssertEqual(mkfifo(odd + "/fifo", 0o644), 0)
+        try FileManager.default.createSymbolicLink(atPath: odd + "/dangling", withDestinationPath: odd + "/nothing")
+        try Data("x\n".utf8).write(to: URL(fileURLWithPath: odd + "/file"))
         // The scripts' rank cap on this machine: 8 per core as nproc counts them (Launch/common.sh rank_cap).
         let cores = try runCommand("/usr/bin/env", ["OMP_NUM_THREADS=", "OMP_THREAD_LIMIT=", "nproc"]).output.trimmingCharacters(in: .whitespacesAndNewlines)
         let rankCap = 8 * (Int(cores) ?? 0)
@@ -300,6 +307,17 @@ final class HostfileTests: XCTestCase {
              "already holds a run; give --overwrite"),
             ("devtest", ["--run-dir", dir + "/d", "--", "--set", "finetune.bogus=1"], "unknown key finetune.bogus"),
             ("devtest", ["--run-dir", dir + "/d", "--pretrain-args", "--set train.bogus=1"], "unknown key train.bogus"),
+            // A probe of the scripts (session 35): a FIFO hostfile or --pretrained hung (grep, python read it); a --out
+            // that is a link to nothing or under a file failed in mkdir with status 1; paper found a file as --run-dir
+            // after setup and featurizing; batch-studies ran setup and featurize after `sct --help` or `sct --check`.
+            ("pretrain", ["-np", "2", "--hostfile", odd + "/fifo", "--", "--run-dir", dir + "/r"], "is a FIFO; expected the hostfile"),
+            ("sweep-batch", ["--config", "configs/smoke.yaml", "--batches", "8", "--hostfile", odd + "/fifo", "--out", dir + "/s", "--check"], "is a FIFO"),
+            ("sweep-batch", ["--config", "configs/smoke.yaml", "--batches", "8", "--out", odd + "/dangling", "--check"], "which does not exist"),
+            ("sweep-batch", ["--config", "configs/smoke.yaml", "--batches", "8", "--out", odd + "/file/sub"], "\(odd)/file is a file on its way"),
+            ("ablations", ["--pretrained", "configs", "--out", odd + "/dangling"], "is a symbolic link to \(odd)/nothing, which does not exist"),
+            ("paper", ["--run-dir", odd + "/file", "--phases", "1"], "--run-dir \(odd)/file: \(odd)/file is a file, not a folder"),
+            ("devtest", ["--pretrained", odd + "/fifo", "--run-dir", dir + "/d"], "is neither a folder nor a regular file"),
+            ("batch-studies", ["sct", "--check"], "--check: not an option of a study"),
         ]
         for (script, arguments, expected) in cases {
             let r = try runCommand(repositoryRoot + "/Launch/" + script, arguments, timeout: 60)
@@ -308,6 +326,11 @@ final class HostfileTests: XCTestCase {
             XCTAssertFalse(r.output.contains("setup: swift build"), "\(script) \(arguments): ran Launch/setup before refusing: \(r.output)")
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir), "nothing may be written for a refused launch")
+        // Help after a study's name is the script's help: status 0, nothing set up or featurized.
+        let help = try runCommand(repositoryRoot + "/Launch/batch-studies", ["sct", "--help"], timeout: 60)
+        XCTAssertEqual(help.status, 0, help.output)
+        XCTAssertTrue(help.output.contains("The two batch-size studies"), help.output)
+        XCTAssertFalse(help.output.contains("setup:") || help.output.contains("featurize:"), help.output)
     }
 
     /// Launch/devtest without --pretrained reuses a finished DIR/pretrain only when it is the run its --pretrain-args
