@@ -18,7 +18,7 @@ struct Encode: ParsableCommand {
     @Option(help: "JSON-lines output: {\"text\", \"coarse\", \"medium\", \"fine\"} per input line.")
     var output: String
 
-    @Option(help: "Encoder folder (config.json, vocab.txt, model.safetensors); default: encoder.model_dir's default; encode reads no config).")
+    @Option(help: "Encoder folder (config.json, vocab.txt, model.safetensors); default: encoder.model_dir's default, as encode reads no config.")
     var modelDir: String = Self.schemaDefault("encoder.model_dir").description
 
     @Option(parsing: .unconditional, help: "Maximum WordPiece tokens per text, [CLS] and [SEP] included (as encoder.max_tokens: its range and default).")

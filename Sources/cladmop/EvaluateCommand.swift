@@ -43,8 +43,7 @@ struct Evaluate: ParsableCommand {
                         throw InputError(file: plots + "/" + name, "--plots would write \(name) over the file given to \(other); choose another folder")
                     }
                     named[key] = "--plots (its \(name))"
-                }
-                for name in RunLayout.curves {      // a run's curves are its results
+                    // A run's curves are its results.
                     if let what = runFileKind(plots + "/" + name), FileManager.default.fileExists(atPath: plots + "/" + name) {
                         throw InputError(file: plots + "/" + name, "--plots would overwrite \(what); choose another folder")
                     }

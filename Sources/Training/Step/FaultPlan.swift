@@ -55,15 +55,14 @@ public struct FaultPlan: Sendable {
         func count(_ i: Int, from low: Int) -> Bool { parts.indices.contains(i) && (Int(parts[i]).map { $0 >= low } ?? false) }
         // RANK is not compared with the job's size: the Launch scripts run one-rank commands (config --get,
         // check-hostfile) in the environment of the job they start.
-        func rank(_ i: Int) -> Bool { count(i, from: 0) }
         let activities = ["training", "fine-tuning", "featurizing", "scoring", "embedding", "startup"]
         let valid: Bool
         switch parts[0] {
         case "drop_remote_columns", "no_world_scale", "buckets_before_backward": valid = parts.count == 1
-        case "crash", "throw", "stall": valid = parts.count == 3 && rank(1) && count(2, from: 1)
+        case "crash", "throw", "stall": valid = parts.count == 3 && count(1, from: 0) && count(2, from: 1)
         case "checkpoint_crash": valid = (parts.count == 2 || (parts.count == 3 && count(2, from: 0))) && CheckpointStage(rawValue: parts[1]) != nil
         case "file_size_limit": valid = parts.count == 2 && count(1, from: 0)
-        case "stop": valid = parts.count == 3 && rank(1) && activities.contains(parts[2])
+        case "stop": valid = parts.count == 3 && count(1, from: 0) && activities.contains(parts[2])
         case "linger": valid = parts.count == 2 && UInt32(parts[1]) != nil
         case "diverge": valid = parts.count == 2 && count(1, from: 0)
         default: valid = false
