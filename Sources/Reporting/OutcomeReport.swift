@@ -9,10 +9,12 @@ public func meanStd(_ m: MetricSummary, digits: Int, pm: String) -> String {
     return String(format: f, mean) + " \(pm) " + (m.std.map { String(format: f, $0) } ?? "n/a")
 }
 
-/// "note: ..." when PR-AUC and ROC-AUC are averaged over fewer resamples than F1 (some held one class only: a
-/// small or lopsided set), so that their mean +- std is not read as over all of them; nil otherwise.
+/// "note: ..." when PR-AUC and ROC-AUC are averaged over fewer resamples than F1, so that their mean +- std is not
+/// read as over all of them (since the resamples are stratified by label: a set of one class, where they are
+/// undefined); nil otherwise.
 public func rankingResamplesNote(_ m: OutcomeMetrics, subset: String) -> String? {
     guard let drawn = m.f1.resamples, let used = m.rocAUC.resamples, used < drawn else { return nil }
+    if used == 0 { return "note: PR-AUC and ROC-AUC of \"\(subset)\" are undefined: its trials are all of one class" }
     return "note: PR-AUC and ROC-AUC of \"\(subset)\" are over \(used) of the \(drawn) resamples (the others hold one class only)"
         + (used < 2 ? ": no spread to give" : "")
 }

@@ -175,51 +175,56 @@ final class MetricsTests: XCTestCase {
         XCTAssertNotEqual(EvaluationReport.trialsChecksum(ids: ["NCT1", "NCT3"], labels: [1, 0]), sum)
     }
 
-    /// PR-AUC and ROC-AUC are averaged over the resamples holding both classes only, and say over how many: a
-    /// resample without the one failure had counted PR-AUC 1 "whatever the scores" and dropped ROC-AUC unsaid.
-    /// Reference: the same resamples drawn here (RNG seed 0, the first 8 of a permutation of 10) and measured alone.
-    func testRankingMetricsAreOverTheResamplesHoldingBothClasses() {
+    /// The resamples are stratified by label: each holds round(0.8 n_c) trials of each class c (at least one), so
+    /// F1 of predicting every trial successful, 2P' / (2P' + N'), is the same in every resample, and a set with one
+    /// failure has PR-AUC and ROC-AUC in all 10 (unstratified, a resample without the failure had no ranking to
+    /// measure: they were over fewer). Reference: the counts' arithmetic, and the metrics of the resamples
+    /// enumerated (with one failure among 10 trials, each resample keeps it and drops 2 of the 9 successes).
+    func testResamplesAreStratifiedByLabel() {
         let s = [0.9, 0.2, 0.8, 0.7, 0.95, 0.6, 0.5, 0.4, 0.85, 0.3], y = [1, 1, 1, 1, 1, 1, 0, 1, 1, 1]
         let r = Metrics.report(s, y, threshold: 0.5)
-        var rng = RNG(seed: 0), ap: [Double] = [], roc: [Double] = []
-        for _ in 0..<10 {
-            let idx = Array(rng.permutation(10).prefix(8))
-            guard idx.contains(6) else { continue }     // trial 6 is the one failure
-            ap.append(Metrics.averagePrecision(idx.map { s[$0] }, idx.map { y[$0] }))
-            roc.append(Metrics.rocAUC(idx.map { s[$0] }, idx.map { y[$0] }))
-        }
-        XCTAssertTrue((1..<10).contains(ap.count), "some resamples lack the failure: \(ap.count)")
-        XCTAssertEqual(r.prAUC.resamples, ap.count); XCTAssertEqual(r.rocAUC.resamples, roc.count)
         XCTAssertEqual(r.f1.resamples, 10); XCTAssertEqual(r.accuracy.resamples, 10)
-        XCTAssertEqual(r.prAUC.mean!, ap.reduce(0, +) / Double(ap.count), accuracy: 1e-12)
-        XCTAssertEqual(r.rocAUC.mean!, roc.reduce(0, +) / Double(roc.count), accuracy: 1e-12)
-        XCTAssertEqual(rankingResamplesNote(r, subset: "all"), "note: PR-AUC and ROC-AUC of \"all\" are over \(ap.count) of the 10 resamples (the others hold one class only)")
-        XCTAssertNil(rankingResamplesNote(Metrics.report((0..<50).map { Double($0) / 50 }, (0..<50).map { $0 % 3 == 0 ? 1 : 0 }, threshold: 0.5), subset: "all"))
+        XCTAssertEqual(r.prAUC.resamples, 10); XCTAssertEqual(r.rocAUC.resamples, 10)
+        // 9 successes: round(7.2) = 7 kept, the failure kept: F1 of all-success 14 / 15 in every resample.
+        XCTAssertEqual(r.f1AllSuccess?.mean ?? 0, 14.0 / 15, accuracy: 1e-12); XCTAssertEqual(r.f1AllSuccess?.std ?? 1, 0, accuracy: 1e-12)
+        XCTAssertEqual(r.f1AllSuccess?.full ?? 0, 2 * 0.9 / 1.9, accuracy: 1e-12)
+        // Every resample's ROC-AUC is one of the C(9, 2) = 36 subsets' values: the mean lies within their range.
+        let successes = (0..<10).filter { $0 != 6 }
+        var rocs: [Double] = []
+        for a in 0..<9 { for b in (a + 1)..<9 {
+            let idx = (0..<10).filter { $0 != successes[a] && $0 != successes[b] }
+            rocs.append(Metrics.rocAUC(idx.map { s[$0] }, idx.map { y[$0] }))
+        } }
+        XCTAssertEqual(rocs.count, 36)
+        XCTAssertTrue((rocs.min()! ... rocs.max()!).contains(r.rocAUC.mean!), "\(r.rocAUC.mean!) outside \(rocs.min()!)...\(rocs.max()!)")
+        XCTAssertNil(rankingResamplesNote(r, subset: "all"))
+        // 50 trials, 17 successes and 33 failures: round(13.6) = 14 and round(26.4) = 26 in each resample.
+        let big = Metrics.report((0..<50).map { Double($0) / 50 }, (0..<50).map { $0 % 3 == 0 ? 1 : 0 }, threshold: 0.5)
+        XCTAssertEqual(big.f1AllSuccess?.mean ?? 0, 28.0 / 54, accuracy: 1e-12); XCTAssertEqual(big.f1AllSuccess?.std ?? 1, 0, accuracy: 1e-12)
+        XCTAssertNil(rankingResamplesNote(big, subset: "all"))
+        // A set of one class: PR-AUC and ROC-AUC undefined in every resample, and the note says why.
+        let oneClass = Metrics.report([0.1, 0.9, 0.4], [1, 1, 1], threshold: 0.5)
+        XCTAssertEqual(oneClass.rocAUC.resamples, 0); XCTAssertEqual(oneClass.f1.resamples, 10)
+        XCTAssertEqual(rankingResamplesNote(oneClass, subset: "new diseases"), "note: PR-AUC and ROC-AUC of \"new diseases\" are undefined: its trials are all of one class")
+        // A hand-made summary over fewer resamples than F1 (an evaluation of another rule) says over how many.
+        var fewer = r; fewer.rocAUC.resamples = 7
+        XCTAssertEqual(rankingResamplesNote(fewer, subset: "all"), "note: PR-AUC and ROC-AUC of \"all\" are over 7 of the 10 resamples (the others hold one class only)")
         // One defined resample has a mean and no spread (it was std 0); the table says n/a for it.
         let one = MetricSummary(mean: 0.7, std: .nan, full: 0.7, resamples: 1)
         XCTAssertNil(one.std)
         XCTAssertEqual(meanStd(one, digits: 3, pm: "±"), "0.700 ± n/a")
         let json = try! JSONSerialization.jsonObject(with: EvaluationReport(metrics: r, data: "x.csv").json()) as! [String: Any]
-        XCTAssertEqual((json["roc_auc"] as! [String: Any])["resamples"] as? Int, roc.count)
+        XCTAssertEqual((json["roc_auc"] as! [String: Any])["resamples"] as? Int, 10)
         // report.md: the note after the whole table (the published rows stay in it; Launch/main prints up to its end).
         let path = NSTemporaryDirectory() + "cladmop-note-\(getpid()).md"
         defer { try? FileManager.default.removeItem(atPath: path) }
-        try! writeOutcomeReport(EvaluationReport(metrics: r, data: "x.csv"), path: path, phase: 1, data: "x.csv", checkpoint: "run")
+        try! writeOutcomeReport(EvaluationReport(metrics: fewer, data: "x.csv"), path: path, phase: 1, data: "x.csv", checkpoint: "run")
         let md = try! String(contentsOfFile: path, encoding: .utf8)
         let table = md.components(separatedBy: "| Method")[1].components(separatedBy: "\n\n")[0]
         XCTAssertTrue(table.contains("CLaDMoP (published"), md)
-        XCTAssertTrue(md.contains("published, paper's Table 2) | .713 ± .019 | | .680 ± .016 | .642 ± .015 | |\n\nNote: PR-AUC and ROC-AUC of \"all\" are over"), md)
-        // A set of one class: PR-AUC is undefined as ROC-AUC is (average precision would be 1 whatever the scores).
-        // The F1 baseline, every trial predicted successful, on the whole set (2p / (1 + p)) and on the same resamples.
-        XCTAssertEqual(r.f1AllSuccess?.full ?? 0, 2 * 0.9 / 1.9, accuracy: 1e-12)
-        var again = RNG(seed: 0), baseline: [Double] = []
-        for _ in 0..<10 {
-            let idx = Array(again.permutation(10).prefix(8))
-            baseline.append(Metrics.f1(idx.map { s[$0] }, idx.map { y[$0] }, threshold: -.infinity))
-        }
-        XCTAssertEqual(r.f1AllSuccess?.mean ?? 0, baseline.reduce(0, +) / 10, accuracy: 1e-12)
+        XCTAssertTrue(md.contains("published, paper's Table 2) | .713 ± .019 | | .680 ± .016 | .642 ± .015 | |\n\nNote: PR-AUC and ROC-AUC of \"all\" are over 7"), md)
         XCTAssertTrue(md.contains("| every trial predicted successful (the F1 baseline, same resamples) | "), md)
-        let oneClass = Metrics.report([0.1, 0.9, 0.4], [1, 1, 1], threshold: 0.5)
+        // A set of one class: PR-AUC is undefined as ROC-AUC is (average precision would be 1 whatever the scores).
         XCTAssertNil(oneClass.prAUC.full); XCTAssertNil(oneClass.prAUC.mean); XCTAssertEqual(oneClass.f1.full, 0.5)
     }
 
