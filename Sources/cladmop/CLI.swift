@@ -71,14 +71,15 @@ struct Cladmop: ParsableCommand {
 
 /// Runs `body` on this rank; any error ends the whole job with its message (MPI_Abort under mpirun):
 /// exit status 2 for input errors and outputs that cannot be written, 3 for a model that diverged (`TrainingError`),
-/// 1 otherwise. No rank is left waiting in a collective.
-func runJob(_ body: (Communicator) throws -> Void) {
+/// 1 otherwise. No rank is left waiting in a collective. `body` gets the faults CLADMOP_FAULT injects (tests only;
+/// a value of no known form ends the job with exit 2).
+func runJob(_ body: (Communicator, FaultPlan) throws -> Void) {
     let comm = makeCommunicator()
-    if let message = FaultPlan.environmentError() { comm.abort(message: message, code: 2) }
-    let faults = FaultPlan.fromEnvironment()
+    let faults: FaultPlan
+    do { faults = try FaultPlan.fromEnvironment() } catch { comm.abort(message: "\(error)", code: 2) }
     Watchdog.injectedStop = faults.stop
     do {
-        try body(comm)
+        try body(comm, faults)
         if let seconds = faults.linger, comm.isRoot { sleep(seconds) }
         // Ranks leave together: a rank done early (rank 0 alone writes most outputs) stays under the job's watchdog,
         // answering heartbeats, instead of going silent in MPI_Finalize while rank 0's watchdog still judges it.
@@ -98,6 +99,9 @@ func runJob(_ body: (Communicator) throws -> Void) {
         comm.abort(message: "\(error)", code: 1)
     }
 }
+
+/// `runJob` for a command that injects no fault of its own (the job-wide ones still apply).
+func runJob(_ body: (Communicator) throws -> Void) { runJob { comm, _ in try body(comm) } }
 
 /// JSON text of a typed result, keys sorted.
 func jsonText<T: Encodable>(_ value: T) throws -> String {

@@ -27,13 +27,13 @@ struct Pretrain: ParsableCommand {
     }
 
     func run() throws {
-        runJob { comm in
+        runJob { comm, faults in
             let (config, spec) = try options.resolve(comm)
             try checkRunDirectory(runDir, comm: comm, resume: resume == "auto", overwrite: overwrite, inputs: specInputs(spec, config: options.config))
             // A synthetic store has no text encoder behind it: its folder is not needed.
             let encoder = spec.data.synthetic ? nil : try spec.encoderFingerprint(comm: comm)
             let setup = try PretrainSetup(spec: spec, encoder: encoder, comm: comm)
-            let trainer = try Pretrainer(setup: setup, comm: comm, runDir: runDir, faults: .fromEnvironment(), log: log)
+            let trainer = try Pretrainer(setup: setup, comm: comm, runDir: runDir, faults: faults, log: log)
             if resume == "auto" {
                 try trainer.resume()
                 // Locked before the first write (best.json's repair; an ended run's missing report.md): a run still

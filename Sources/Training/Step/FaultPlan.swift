@@ -2,7 +2,7 @@ import Foundation
 import Support
 
 /// Faults injected on purpose, for the reliability and negative-control tests; parsed once per command from
-/// the environment (`FaultPlan.fromEnvironment()`) and handed to the code that acts on them.
+/// the environment (`FaultPlan.fromEnvironment()`, which refuses a value of no form below) and handed to the code that acts on them.
 ///
 /// CLADMOP_FAULT =
 /// - `drop_remote_columns`: the step reports the global loss but backpropagates the loss of its own pairs only
@@ -47,61 +47,46 @@ public struct FaultPlan: Sendable {
 
     public init() {}
 
-    /// What is wrong with CLADMOP_FAULT (nil: unset, empty or one of the forms above): a misspelt fault would run
-    /// the command without it, and a test that relies on it would pass for the wrong reason.
-    public static func environmentError(_ env: [String: String] = ProcessInfo.processInfo.environment) -> String? {
-        guard let f = env["CLADMOP_FAULT"], !f.isEmpty else { return nil }
-        let parts = f.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
-        func count(_ i: Int, from low: Int) -> Bool { parts.indices.contains(i) && (Int(parts[i]).map { $0 >= low } ?? false) }
-        // RANK is not compared with the job's size: the Launch scripts run one-rank commands (config --get,
-        // check-hostfile) in the environment of the job they start.
-        let activities = ["training", "fine-tuning", "featurizing", "scoring", "embedding", "startup"]
-        let valid: Bool
-        switch parts[0] {
-        case "drop_remote_columns", "no_world_scale", "buckets_before_backward": valid = parts.count == 1
-        case "crash", "throw", "stall": valid = parts.count == 3 && count(1, from: 0) && count(2, from: 1)
-        case "checkpoint_crash": valid = (parts.count == 2 || (parts.count == 3 && count(2, from: 0))) && CheckpointStage(rawValue: parts[1]) != nil
-        case "file_size_limit": valid = parts.count == 2 && count(1, from: 0)
-        case "stop": valid = parts.count == 3 && count(1, from: 0) && activities.contains(parts[2])
-        case "linger": valid = parts.count == 2 && UInt32(parts[1]) != nil
-        case "diverge": valid = parts.count == 2 && count(1, from: 0)
-        default: valid = false
-        }
-        return valid ? nil : "CLADMOP_FAULT=\(printable(f)): expected drop_remote_columns, no_world_scale, buckets_before_backward, "
-            + "crash|throw|stall:RANK:STEP, checkpoint_crash:before|between|pointer[:STEP], file_size_limit:BYTES, "
-            + "stop:RANK:\(activities.joined(separator: "|")), linger:SECONDS or diverge:STEP (a fault injected on purpose, for tests)"
-    }
-
-    public static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) -> FaultPlan {
+    /// The faults CLADMOP_FAULT names (none when it is unset or empty). A value of no form above is an error, not
+    /// "no fault": a misspelt fault would run the command without it, and a test relying on it would pass for the
+    /// wrong reason. RANK is not compared with the job's size: the Launch scripts run one-rank commands (config --get,
+    /// check-hostfile) in the environment of the job they start.
+    public static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) throws -> FaultPlan {
         var plan = FaultPlan()
         plan.dumpGradient = env["CLADMOP_DUMP_GRADIENT"]
-        guard let f = env["CLADMOP_FAULT"] else { return plan }
-        let parts = f.split(separator: ":").map(String.init)
-        guard !parts.isEmpty else { return plan }     // CLADMOP_FAULT= (cleared): no fault
-        func at() -> (Int, Int)? {
-            guard parts.count == 3, let r = Int(parts[1]), let s = Int(parts[2]) else { return nil }
-            return (r, s)
-        }
-        switch parts[0] {
-        case "drop_remote_columns": plan.localGradientOnly = true
-        case "no_world_scale": plan.noWorldScale = true
-        case "buckets_before_backward": plan.bucketsBeforeBackward = true
-        case "crash", "throw", "stall":
+        guard let f = env["CLADMOP_FAULT"], !f.isEmpty else { return plan }     // CLADMOP_FAULT= (cleared): no fault
+        let parts = f.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+        let activities = ["training", "fine-tuning", "featurizing", "scoring", "embedding", "startup"]
+        /// parts[i] as a whole number of at least `low`, nil when absent or not one.
+        func count(_ i: Int, from low: Int) -> Int? { parts.indices.contains(i) ? Int(parts[i]).flatMap { $0 >= low ? $0 : nil } : nil }
+        var valid = true
+        switch (parts[0], parts.count) {
+        case ("drop_remote_columns", 1): plan.localGradientOnly = true
+        case ("no_world_scale", 1): plan.noWorldScale = true
+        case ("buckets_before_backward", 1): plan.bucketsBeforeBackward = true
+        case ("crash", 3), ("throw", 3), ("stall", 3):
+            guard let rank = count(1, from: 0), let step = count(2, from: 1) else { valid = false; break }
             if let once = env["CLADMOP_FAULT_ONCE"] {
-                if FileManager.default.fileExists(atPath: once) { return plan }
+                if FileManager.default.fileExists(atPath: once) { break }     // fired before: a restart runs clean
                 plan.onceMarker = once
             }
-            let kind: StepFault = parts[0] == "crash" ? .crash : parts[0] == "throw" ? .throwError : .stall
-            if let (r, s) = at() { plan.stepFault = (kind, r, s) }
-        case "checkpoint_crash":
-            if parts.count >= 2, let stage = CheckpointStage(rawValue: parts[1]) {
-                plan.checkpointCrash = (stage, parts.count == 3 ? Int(parts[2]) : nil)
-            }
-        case "file_size_limit": plan.fileSizeLimit = parts.count == 2 ? Int(parts[1]) : nil
-        case "stop": if parts.count == 3, let r = Int(parts[1]) { plan.stop = (r, parts[2]) }
-        case "linger": plan.linger = parts.count == 2 ? UInt32(parts[1]) : nil
-        case "diverge": plan.divergeAfter = parts.count == 2 ? Int(parts[1]) : nil
-        default: break
+            plan.stepFault = (parts[0] == "crash" ? .crash : parts[0] == "throw" ? .throwError : .stall, rank, step)
+        case ("checkpoint_crash", 2), ("checkpoint_crash", 3):
+            guard let stage = CheckpointStage(rawValue: parts[1]) else { valid = false; break }
+            if parts.count == 3 { guard let step = count(2, from: 0) else { valid = false; break }; plan.checkpointCrash = (stage, step) }
+            else { plan.checkpointCrash = (stage, nil) }
+        case ("file_size_limit", 2): plan.fileSizeLimit = count(1, from: 0); valid = plan.fileSizeLimit != nil
+        case ("stop", 3):
+            guard let rank = count(1, from: 0), activities.contains(parts[2]) else { valid = false; break }
+            plan.stop = (rank, parts[2])
+        case ("linger", 2): plan.linger = UInt32(parts[1]); valid = plan.linger != nil
+        case ("diverge", 2): plan.divergeAfter = count(1, from: 0); valid = plan.divergeAfter != nil
+        default: valid = false
+        }
+        guard valid else {
+            throw InputError("CLADMOP_FAULT=\(printable(f)): expected drop_remote_columns, no_world_scale, buckets_before_backward, "
+                + "crash|throw|stall:RANK:STEP, checkpoint_crash:before|between|pointer[:STEP], file_size_limit:BYTES, "
+                + "stop:RANK:\(activities.joined(separator: "|")), linger:SECONDS or diverge:STEP (a fault injected on purpose, for tests)")
         }
         return plan
     }
