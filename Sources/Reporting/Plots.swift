@@ -231,9 +231,10 @@ public func svgLinePlot(title: String, xLabel: String, yLabel: String, series: [
 /// should embed: the PNG when there is one, else the SVG.
 @discardableResult
 public func writePlot(_ path: String, _ svg: String) throws -> String {
-    try writeTextFile(path, svg)
     let url = URL(fileURLWithPath: path)
     let png = url.deletingPathExtension().appendingPathExtension("png").path
+    try refuseNonRegularOutput(png, reportingAs: png)     // renamed over (a link is replaced, not its target), or removed
+    try writeTextFile(path, svg)
     if convertToPNG(svgPath: path, pngPath: png) { return URL(fileURLWithPath: png).lastPathComponent }
     unlink(png)
     return url.lastPathComponent

@@ -156,18 +156,36 @@ public func writeTarget(_ path: String, replacingFileReadAs: String? = nil) -> S
 }
 
 /// The temporary name an output is written under before its rename: hidden, beside it (the same file system), per
-/// process (`DIR/.NAME.tmp-PID`); cleanups look for this pattern. NAME is shortened (whole characters) when the
-/// temporary name would pass the file system's 255 bytes, so any name that is valid itself can be written.
+/// process (`DIR/.NAME.tmp-PID`); cleanups look for this pattern. When that would pass the file system's 255 bytes,
+/// NAME is shortened (whole characters) and ends in "~" and the checksum of the whole name, so that two long names
+/// alike in their first 230-odd bytes (a split's two halves) get two temporaries, not one written twice.
 public func temporaryPath(for path: String) -> String {
     let url = URL(fileURLWithPath: path)
-    let suffix = ".tmp-\(getpid())", limit = 255 - 1 - suffix.utf8.count
-    var name = "", bytes = 0
-    for c in url.lastPathComponent {
-        bytes += c.utf8.count
-        guard bytes <= limit else { break }
-        name.append(c)
+    let full = url.lastPathComponent, suffix = ".tmp-\(getpid())"
+    var name = full
+    if 1 + full.utf8.count + suffix.utf8.count > 255 {
+        let tag = "~" + checksumHex(full), limit = 255 - 1 - suffix.utf8.count - tag.utf8.count
+        var bytes = 0
+        name = ""
+        for c in full {
+            bytes += c.utf8.count
+            guard bytes <= limit else { break }
+            name.append(c)
+        }
+        name += tag
     }
     return url.deletingLastPathComponent().path + "/." + name + suffix
+}
+
+/// Refuses to replace what is at `target` (the file an output `path` is written to, links resolved) when it is
+/// neither a regular file nor a symbolic link, nor absent: a rename over a device or FIFO would turn it into a file
+/// (as root, a link to /dev/null named as an output would have replaced /dev/null).
+public func refuseNonRegularOutput(_ target: String, reportingAs path: String) throws {
+    var st = stat()
+    guard lstat(target, &st) == 0 else { return }
+    let kind = st.st_mode & S_IFMT
+    guard kind != S_IFREG && kind != S_IFLNK else { return }
+    throw InputError(file: path, (target == path ? "is " : "leads to \(target), ") + "\(fileKind(st.st_mode)); an output replaces a regular file only: choose another path")
 }
 
 /// Writes `data` to `path` atomically: a temporary file in the same folder, fsync, rename, fsync of the
@@ -190,6 +208,7 @@ public func writeFileAtomically(_ path: String, replacingInput: Bool = false, re
     // replaced and the target stays. A run's own files that a command rewrites (replacingInput) replace what is at
     // their path.
     let target = replacingInput ? path : writeTarget(path, replacingFileReadAs: replacingFileReadAs)
+    try refuseNonRegularOutput(target, reportingAs: path)
     let (tmp, slot, _, fd) = try createTemporary(for: target, reportingAs: path)
     defer { TemporaryFiles.unregister(slot); close(fd) }     // the descriptor (and its flock) until the rename is done
     do {
@@ -293,8 +312,28 @@ func removeStaleTemporaries(of tmp: String) {
     }
 }
 
+/// Removes `path`: a file, a link (not its target) or a folder with everything in it. Goes on past an entry it
+/// cannot remove; returns the first such entry and why, or nil when all is gone (or nothing was there).
+@discardableResult
+public func removeTree(_ path: String) -> (path: String, reason: String)? {
+    var st = stat()
+    guard lstat(path, &st) == 0 else { return errno == ENOENT ? nil : (path, String(cString: strerror(errno))) }
+    var first: (path: String, reason: String)?
+    if (st.st_mode & S_IFMT) == S_IFDIR {
+        do {
+            for name in try FileManager.default.contentsOfDirectory(atPath: path) {
+                if let failed = removeTree(path + "/" + name), first == nil { first = failed }
+            }
+        } catch { first = (path, "cannot list it: \(describeWriteError(error))") }
+        if rmdir(path) != 0 && first == nil { first = (path, String(cString: strerror(errno))) }
+    } else if unlink(path) != 0 {
+        first = (path, String(cString: strerror(errno)))
+    }
+    return first
+}
+
 /// fsync of the folder holding `path`: a rename or link into it survives a crash.
-func syncFolder(of path: String) {
+public func syncFolder(of path: String) {
     let dir = URL(fileURLWithPath: path).deletingLastPathComponent().path
     let dfd = open(dir.isEmpty ? "." : dir, O_RDONLY)
     if dfd >= 0 { fsync(dfd); close(dfd) }

@@ -189,13 +189,38 @@ public func prepareRunDirectory(_ runDir: String, config: Config, comm: Communic
             throw InputError(file: runDir, "a run was written there after this command started (\(present.joined(separator: ", "))); choose another --run-dir")
         }
     }
-    if overwrite {
-        // TensorBoard event files (log.tensorboard) carry the time in their names.
-        let events = ((try? FileManager.default.contentsOfDirectory(atPath: runDir)) ?? []).filter { $0.hasPrefix("events.out.tfevents.") }
-        for name in artifacts + events.sorted() where FileManager.default.fileExists(atPath: runDir + "/" + name) {
-            do { try FileManager.default.removeItem(atPath: runDir + "/" + name) }
-            catch { throw InputError(file: runDir + "/" + name, "cannot remove it for --overwrite: \(describeWriteError(error))") }
-        }
-    }
+    if overwrite { try removePreviousRun(runDir, artifacts: artifacts) }
     try writeTextFile(runDir + "/config.yaml", replacingInput: true, config.yaml)
+}
+
+/// --overwrite: the previous run's files in `runDir` (`artifacts`, and TensorBoard's event files, which carry the time
+/// in their names; a link among them goes, not its target) are first moved together into a hidden folder of the run
+/// folder, then removed. A move that fails puts back those already moved and throws: the previous run stays whole.
+/// A removal that fails afterwards (an immutable file deep in a checkpoint folder) leaves what remains in that
+/// hidden folder, out of the new run's way, and says so: never half a run under the run's own names.
+func removePreviousRun(_ runDir: String, artifacts: [String]) throws {
+    let events = ((try? FileManager.default.contentsOfDirectory(atPath: runDir)) ?? []).filter { $0.hasPrefix("events.out.tfevents.") }
+    var st = stat()
+    let previous = (artifacts + events.sorted()).filter { lstat(runDir + "/" + $0, &st) == 0 }
+    guard !previous.isEmpty else { return }
+    let aside = runDir + "/.overwritten-\(getpid())"
+    _ = removeTree(aside)     // one this process id left on an earlier day
+    guard mkdir(aside, 0o700) == 0 else {
+        throw InputError(file: runDir, "cannot make \(aside) to move the previous run into for --overwrite: \(String(cString: strerror(errno))); nothing was removed")
+    }
+    var moved: [String] = []
+    for name in previous {
+        guard rename(runDir + "/" + name, aside + "/" + name) == 0 else {
+            let reason = String(cString: strerror(errno))
+            for m in moved.reversed() { rename(aside + "/" + m, runDir + "/" + m) }
+            rmdir(aside)
+            throw InputError(file: runDir + "/" + name, "cannot move it aside for --overwrite (\(reason)); the previous run is left as it was")
+        }
+        moved.append(name)
+    }
+    syncFolder(of: runDir + "/config.yaml")
+    if let (path, reason) = removeTree(aside) {
+        FileHandle.standardError.write(Data(("warning: \(path): cannot remove it (\(reason)); the previous run's files that remain are in "
+            + "\(aside), out of the new run's way: remove that folder by hand\n").utf8))
+    }
 }

@@ -43,6 +43,7 @@ struct Evaluate: ParsableCommand {
                         throw InputError(file: plots + "/" + name, "--plots would write \(name) over the file given to \(other); choose another folder")
                     }
                     named[key] = "--plots (its \(name))"
+                    try refuseNonRegularOutput(name.hasSuffix(".png") ? plots + "/" + name : writeTarget(plots + "/" + name), reportingAs: plots + "/" + name)
                     // A run's curves are its results.
                     if let what = runFileKind(plots + "/" + name), FileManager.default.fileExists(atPath: plots + "/" + name) {
                         throw InputError(file: plots + "/" + name, "--plots would overwrite \(what); choose another folder")

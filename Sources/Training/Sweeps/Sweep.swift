@@ -51,6 +51,10 @@ public struct SweepPoint {
 /// stopping did, the learning rate under each batch) and `summary.md` (also samples to the best, epochs run and
 /// whether early stopping ended the run), atomically, into `dir`.
 public func writeSweepReport(dir: String, points: [SweepPoint], title: String) throws {
+    // Before any is written: a device or FIFO at one of the names (or behind a link) is refused, not replaced.
+    for name in ["sweep.svg", "sweep.png", "sweep.csv", "summary.md"] {
+        try refuseNonRegularOutput(name.hasSuffix(".png") ? dir + "/" + name : writeTarget(dir + "/" + name), reportingAs: dir + "/" + name)
+    }
     func f(_ v: Double?, _ format: String) -> String { v.map { String(format: format, $0) } ?? "" }
     func yesNo(_ v: Bool?) -> String { v.map { $0 ? "yes" : "no" } ?? "" }
     var csv = "global_batch,lr,best_val_loss,epochs_to_best,samples_per_second,peak_rss_mb,status\n"

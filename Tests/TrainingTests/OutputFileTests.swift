@@ -1,0 +1,107 @@
+import Foundation
+import XCTest
+import Reporting
+import Support
+@testable import Training
+
+/// How outputs are written (Support/Files.swift) and how --overwrite clears a run folder (RunFolder.swift), against
+/// the cases a stranger's probe (session 36) found: two long output names that shared one temporary file, devices and
+/// FIFOs replaced by an output, a previous run half-deleted by a removal that failed part-way.
+final class OutputFileTests: XCTestCase {
+    var dir = ""
+
+    override func setUpWithError() throws {
+        dir = NSTemporaryDirectory() + "cladmop-outputs-\(getpid())-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    }
+
+    override func tearDown() {
+        for path in [dir] + ((try? FileManager.default.subpathsOfDirectory(atPath: dir)) ?? []).map({ dir + "/" + $0 }) {
+            _ = try? Process.run(URL(fileURLWithPath: "/usr/bin/chattr"), arguments: ["-i", path]).waitUntilExit()
+        }
+        try? FileManager.default.removeItem(atPath: dir)
+    }
+
+    /// A split's two halves under names alike in their first 245 bytes: each had the temporary ".NAME.tmp-PID" cut to
+    /// the same 255 bytes, so the second half was written over the first and both names linked to it (exit 0).
+    func testLongNamesAlikeInTheirStartGetTheirOwnTemporaries() throws {
+        let stem = "phase_I_earliest_trials_" + String(repeating: "z", count: 221)
+        let train = dir + "/" + stem + ".train.csv", valid = dir + "/" + stem + ".valid.csv"
+        let a = temporaryPath(for: train), b = temporaryPath(for: valid)
+        XCTAssertNotEqual(a, b)
+        for t in [a, b] {
+            let name = URL(fileURLWithPath: t).lastPathComponent
+            XCTAssertLessThanOrEqual(name.utf8.count, 255, name)
+            XCTAssertTrue(name.hasPrefix(".phase_I_earliest_trials_zzz") && name.hasSuffix(".tmp-\(getpid())"), name)
+        }
+        // A name with room for the suffix keeps the plain form (cleanups look for it).
+        XCTAssertEqual(temporaryPath(for: dir + "/eval.json"), dir + "/.eval.json.tmp-\(getpid())")
+        try writeNewFilesTogether([(train, Data("train rows\n".utf8)), (valid, Data("valid rows\n".utf8))])
+        XCTAssertEqual(try String(contentsOfFile: train, encoding: .utf8), "train rows\n")
+        XCTAssertEqual(try String(contentsOfFile: valid, encoding: .utf8), "valid rows\n")
+        var st = stat(), other = stat()
+        XCTAssertEqual(stat(train, &st), 0); XCTAssertEqual(stat(valid, &other), 0)
+        XCTAssertNotEqual(st.st_ino, other.st_ino, "the two halves are one file")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).count, 2, "a temporary file left")
+    }
+
+    /// An output at a FIFO (or a device), or at a link to one, is refused and the node stays; a rename had turned it
+    /// into a regular file (evaluate --plots, sweep-report). Shown with FIFOs: a regression must not replace /dev/null.
+    func testOutputsDoNotReplaceFIFOsOrDevices() throws {
+        let fifo = dir + "/roc.svg", link = dir + "/pr.svg", png = dir + "/sweep.png"
+        XCTAssertEqual(mkfifo(fifo, 0o644), 0); XCTAssertEqual(mkfifo(png, 0o644), 0)
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: fifo)
+        func isFIFO(_ path: String) -> Bool { var st = stat(); return lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFIFO }
+        XCTAssertThrowsError(try writeTextFile(fifo, "<svg/>")) { XCTAssertTrue("\($0)".contains("roc.svg: is a FIFO"), "\($0)") }
+        XCTAssertThrowsError(try writeTextFile(link, "<svg/>")) { XCTAssertTrue("\($0)".contains("pr.svg: leads to \(fifo), a FIFO"), "\($0)") }
+        // writePlot's PNG beside its SVG: refused before the SVG is written.
+        XCTAssertThrowsError(try writePlot(dir + "/sweep.svg", "<svg/>")) { XCTAssertTrue("\($0)".contains("sweep.png: is a FIFO"), "\($0)") }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/sweep.svg"))
+        XCTAssertTrue(isFIFO(fifo) && isFIFO(png))
+        var st = stat()
+        XCTAssertEqual(lstat(link, &st), 0); XCTAssertEqual(st.st_mode & S_IFMT, S_IFLNK)
+        // A regular file, a link to one, and nothing there are written as before.
+        try writeTextFile(dir + "/new.md", "a")
+        try FileManager.default.createSymbolicLink(atPath: dir + "/to-new.md", withDestinationPath: dir + "/new.md")
+        try writeTextFile(dir + "/to-new.md", "b")
+        XCTAssertEqual(try String(contentsOfFile: dir + "/new.md", encoding: .utf8), "b")
+    }
+
+    /// --overwrite moves the previous run's files aside together before removing them, and leaves other files. A
+    /// removal that fails (an immutable folder deep in a member's checkpoints) used to stop half-way with the run's
+    /// best.json and config.yaml gone and its checkpoints left under the run's own names.
+    func testOverwriteMovesThePreviousRunAsideBeforeRemovingIt() throws {
+        let fm = FileManager.default
+        func make(_ run: String) throws {
+            try fm.createDirectory(atPath: run + "/members/2/checkpoints", withIntermediateDirectories: true)
+            for f in ["best.json", "config.yaml", "folds.csv", "members/2/best.json", "members/2/checkpoints/step-1.json", "notes.txt"] {
+                try Data(f.utf8).write(to: URL(fileURLWithPath: run + "/" + f))
+            }
+        }
+        let run = dir + "/ft"
+        try make(run)
+        try removePreviousRun(run, artifacts: finetuneArtifacts)
+        XCTAssertEqual(try fm.contentsOfDirectory(atPath: run), ["notes.txt"], "the run's files gone, a file of the user's kept, nothing aside")
+
+        // A folder that cannot be removed: the run's names are all free, what remains is in the hidden folder.
+        let stuck = dir + "/stuck"
+        try make(stuck)
+        let chattr = try Process.run(URL(fileURLWithPath: "/usr/bin/chattr"), arguments: ["+i", stuck + "/members/2/checkpoints"])
+        chattr.waitUntilExit()
+        try XCTSkipIf(chattr.terminationStatus != 0 || unlinkWorks(stuck + "/members/2/checkpoints"),
+                      "chattr +i does not hold on this file system")
+        try removePreviousRun(stuck, artifacts: finetuneArtifacts)
+        let left = try fm.contentsOfDirectory(atPath: stuck).sorted()
+        XCTAssertEqual(left.count, 2, "\(left)"); XCTAssertEqual(left.last, "notes.txt")
+        XCTAssertTrue(left[0].hasPrefix(".overwritten-"), "\(left)")
+        XCTAssertTrue(fm.fileExists(atPath: stuck + "/" + left[0] + "/members/2/checkpoints/step-1.json"))
+        XCTAssertFalse(fm.fileExists(atPath: stuck + "/" + left[0] + "/best.json"), "the removable files are removed")
+    }
+
+    /// Whether a file can be made and removed in `folder` (false under chattr +i).
+    private func unlinkWorks(_ folder: String) -> Bool {
+        let probe = folder + "/.probe"
+        guard FileManager.default.createFile(atPath: probe, contents: nil) else { return false }
+        return unlink(probe) == 0
+    }
+}
