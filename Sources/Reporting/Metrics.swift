@@ -214,11 +214,11 @@ public enum Metrics {
         }
         return OutcomeMetrics(n: scores.count, positives: positives, threshold: threshold, f1: summaries[0],
                               f1AtThreshold: summaries[1], prAUC: summaries[2], rocAUC: summaries[3], accuracy: summaries[4],
-                              f1AllSuccess: summaries[5])
+                              f1AllSuccess: summaries[5], resampling: "stratified")
     }
 }
 
-/// One metric: mean and standard deviation over the bootstrap resamples where it is defined (`resamples` of them),
+/// One metric: mean and standard deviation over the resamples (subsets without replacement) where it is defined (`resamples` of them),
 /// and its value on the whole set. Undefined values (one class only: NaN; a std over fewer than 2 resamples) are
 /// nil, written as JSON null.
 public struct MetricSummary: Codable, Equatable {
@@ -244,11 +244,15 @@ public struct OutcomeMetrics: Codable, Equatable {
     public var n: Int, positives: Int, threshold: Double
     public var f1: MetricSummary, f1AtThreshold: MetricSummary, prAUC: MetricSummary, rocAUC: MetricSummary, accuracy: MetricSummary
     /// F1 of predicting success for every trial, on the whole set and over the same resamples: the baseline to
-    /// read F1 against (the resamples' mean moves with their share of successes); nil in an evaluation written before it.
+    /// read F1 against (the resamples keep each class's share, up to rounding: their mean is within about 1 / n of the
+    /// whole set's, and is what a mean F1 compares with); nil in an evaluation written before it.
     public var f1AllSuccess: MetricSummary?
+    /// How the resamples were drawn: "stratified" (each keeps the fraction of either class); nil in an evaluation
+    /// written before, whose resamples took the fraction of the rows at random (`compare` notes the difference).
+    public var resampling: String?
     enum CodingKeys: String, CodingKey {
         case n, positives, threshold, f1, f1AtThreshold = "f1_at_threshold", prAUC = "pr_auc", rocAUC = "roc_auc", accuracy
-        case f1AllSuccess = "f1_all_success"
+        case f1AllSuccess = "f1_all_success", resampling
     }
 }
 

@@ -156,15 +156,18 @@ public func writeTarget(_ path: String, replacingFileReadAs: String? = nil) -> S
 }
 
 /// The temporary name an output is written under before its rename: hidden, beside it (the same file system), per
-/// process (`DIR/.NAME.tmp-PID`); cleanups look for this pattern. When that would pass the file system's 255 bytes,
+/// process (`DIR/.NAME.tmp-PID`); cleanups look for this pattern. When that could pass the file system's 255 bytes,
 /// NAME is shortened (whole characters) and ends in "~" and the checksum of the whole name, so that two long names
 /// alike in their first 230-odd bytes (a split's two halves) get two temporaries, not one written twice.
 public func temporaryPath(for path: String) -> String {
     let url = URL(fileURLWithPath: path)
     let full = url.lastPathComponent, suffix = ".tmp-\(getpid())"
     var name = full
-    if 1 + full.utf8.count + suffix.utf8.count > 255 {
-        let tag = "~" + checksumHex(full), limit = 255 - 1 - suffix.utf8.count - tag.utf8.count
+    // Sized for a process id of 10 digits, whatever this one's: a later writer shortens a name as an earlier one did,
+    // and finds its stale temporaries.
+    let room = 255 - 1 - ".tmp-".utf8.count - 10
+    if full.utf8.count > room {
+        let tag = "~" + checksumHex(full), limit = room - tag.utf8.count
         var bytes = 0
         name = ""
         for c in full {

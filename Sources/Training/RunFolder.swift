@@ -194,33 +194,38 @@ public func prepareRunDirectory(_ runDir: String, config: Config, comm: Communic
 }
 
 /// --overwrite: the previous run's files in `runDir` (`artifacts`, and TensorBoard's event files, which carry the time
-/// in their names; a link among them goes, not its target) are first moved together into a hidden folder of the run
-/// folder, then removed. A move that fails puts back those already moved and throws: the previous run stays whole.
-/// A removal that fails afterwards (an immutable file deep in a checkpoint folder) leaves what remains in that
-/// hidden folder, out of the new run's way, and says so: never half a run under the run's own names.
+/// in their names; a link among them goes, not its target) are first all renamed aside in the run folder
+/// (".overwritten-PID-NAME": no new folder, no new blocks, the same parent), then removed. A rename that fails puts
+/// back those already renamed and throws: the previous run stays whole. A removal that fails afterwards (an immutable
+/// folder deep in a checkpoint folder) leaves what remains under those hidden names, out of the new run's way, and
+/// says so: never half a run under the run's own names. Hidden names that an earlier --overwrite left (killed while
+/// it removed, or refused by the file system) are removed first: the caller holds the folder's exclusive lock, so no
+/// command is removing them still.
 func removePreviousRun(_ runDir: String, artifacts: [String]) throws {
-    let events = ((try? FileManager.default.contentsOfDirectory(atPath: runDir)) ?? []).filter { $0.hasPrefix("events.out.tfevents.") }
-    var st = stat()
-    let previous = (artifacts + events.sorted()).filter { lstat(runDir + "/" + $0, &st) == 0 }
-    guard !previous.isEmpty else { return }
-    let aside = runDir + "/.overwritten-\(getpid())"
-    _ = removeTree(aside)     // one this process id left on an earlier day
-    guard mkdir(aside, 0o700) == 0 else {
-        throw InputError(file: runDir, "cannot make \(aside) to move the previous run into for --overwrite: \(String(cString: strerror(errno))); nothing was removed")
+    func warn(_ path: String, _ reason: String, _ what: String) {
+        FileHandle.standardError.write(Data("warning: \(printable(path)): cannot remove it (\(reason)); \(what)\n".utf8))
     }
+    let names = (try? FileManager.default.contentsOfDirectory(atPath: runDir)) ?? []
+    for old in names.sorted() where old.hasPrefix(".overwritten-") {
+        if let (path, reason) = removeTree(runDir + "/" + old) { warn(path, reason, "an earlier --overwrite's leftover: remove it by hand") }
+    }
+    var st = stat()
+    let previous = (artifacts + names.filter { $0.hasPrefix("events.out.tfevents.") }.sorted()).filter { lstat(runDir + "/" + $0, &st) == 0 }
+    guard !previous.isEmpty else { return }
+    let tag = ".overwritten-\(getpid())-"
     var moved: [String] = []
     for name in previous {
-        guard rename(runDir + "/" + name, aside + "/" + name) == 0 else {
+        guard rename(runDir + "/" + name, runDir + "/" + tag + name) == 0 else {
             let reason = String(cString: strerror(errno))
-            for m in moved.reversed() { rename(aside + "/" + m, runDir + "/" + m) }
-            rmdir(aside)
-            throw InputError(file: runDir + "/" + name, "cannot move it aside for --overwrite (\(reason)); the previous run is left as it was")
+            let stuck = moved.reversed().filter { rename(runDir + "/" + tag + $0, runDir + "/" + $0) != 0 }
+            throw InputError(file: runDir + "/" + name, "cannot move it aside for --overwrite (\(reason)); nothing was removed"
+                + (stuck.isEmpty ? ", the previous run is left as it was" : ", but \(stuck.map { tag + $0 }.joined(separator: ", ")) could not be renamed back: drop the '\(tag)' from their names"))
         }
         moved.append(name)
     }
     syncFolder(of: runDir + "/config.yaml")
-    if let (path, reason) = removeTree(aside) {
-        FileHandle.standardError.write(Data(("warning: \(path): cannot remove it (\(reason)); the previous run's files that remain are in "
-            + "\(aside), out of the new run's way: remove that folder by hand\n").utf8))
+    let failed = moved.compactMap { removeTree(runDir + "/" + tag + $0) }
+    if let (path, reason) = failed.first {
+        warn(path, reason, "the previous run's files that remain are named \(tag)NAME in \(printable(runDir)), out of the new run's way: remove them by hand")
     }
 }

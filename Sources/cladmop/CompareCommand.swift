@@ -59,6 +59,7 @@ struct Compare: ParsableCommand {
             var outOfFold: [(label: String, value: Bool)] = [], inSample: [(label: String, count: Int, n: Int)] = []
             var inSCT: [(label: String, count: Int, n: Int)] = []
             var zeroShot: [String] = []
+            var resampling: [(label: String, value: String)] = []
             var oofSelected: [String: Int?] = [:]     // out-of-fold rows: how many trials selected their scoring members (nil: not recorded)
             for (label, file) in rows {
                 let r: OutcomeMetrics
@@ -73,6 +74,7 @@ struct Compare: ParsableCommand {
                         }
                     }
                     r = try JSONDecoder().decode(OutcomeMetrics.self, from: bytes)
+                    resampling.append((label, r.resampling ?? "random"))
                     let s = try? JSONDecoder().decode(Scored.self, from: bytes)
                     scored.append((label, s?.data, s?.trials))
                     if let o = s?.outOfFold { outOfFold.append((label, o)) }
@@ -138,6 +140,13 @@ struct Compare: ParsableCommand {
                     + (mixed ? "; the other rows by their whole model" : "") + "."
                     + (chose.isEmpty ? "" : " The trials of " + chose.joined(separator: ", ") + " also selected those members' epochs and the threshold: not a held-out test.") + "\n"
                 if comm.isRoot, mixed { FileHandle.standardError.write(Data("compare: warning: some rows were scored out of fold and others not (see the note below the table)\n".utf8)) }
+            }
+            // Mean +- std over other draws: evaluations written before the resamples kept each class's share.
+            if Set(resampling.map(\.value)).count > 1 {
+                let old = resampling.filter { $0.value != "stratified" }.map(\.label)
+                md += "\nMean ± std of " + old.joined(separator: ", ") + " are over resamples of 80 % of the rows at random (an evaluate "
+                    + "before they kept 80 % of each class): their F1 and PR-AUC means move with each draw's share of successes; the other rows' do not.\n"
+                if comm.isRoot { FileHandle.standardError.write(Data("compare: warning: \(old.joined(separator: ", ")) drew their resamples another way (see the note below the table)\n".utf8)) }
             }
             guard comm.isRoot else { return }
             print(md, terminator: "")

@@ -8,7 +8,7 @@ import TrialData
 
 struct Evaluate: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "F1 / PR-AUC / ROC-AUC / accuracy of a checkpoint on a labelled TOP CSV (mean +- std over 10 subsamples of 80 % without replacement, the paper's protocol, each keeping 80 % of either class, and on all trials). A pretraining checkpoint is scored zero-shot (pair-matching score).")
+        abstract: "F1 / PR-AUC / ROC-AUC / accuracy of a checkpoint on a labelled TOP CSV (mean +- std over 10 subsamples of 80 % without replacement as in the paper, but each keeping 80 % of either class, and on all trials). A pretraining checkpoint is scored zero-shot (pair-matching score).")
 
     @OptionGroup var options: ConfigOptions
     @Option(help: "Fine-tuned or pretraining checkpoint (.safetensors, .json or run directory).") var checkpoint: String

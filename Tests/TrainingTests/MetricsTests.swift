@@ -166,7 +166,7 @@ final class MetricsTests: XCTestCase {
         // JSON keys as evaluate --json writes them; an undefined metric (one class) is null, not a crash.
         let one = Metrics.report([0.2, 0.7], [1, 1], threshold: 0.5)
         let json = try! JSONSerialization.jsonObject(with: EvaluationReport(metrics: one, data: "x.csv").json()) as! [String: Any]
-        XCTAssertEqual(Set(json.keys), ["n", "positives", "threshold", "f1", "f1_at_threshold", "pr_auc", "roc_auc", "accuracy", "f1_all_success", "data"])
+        XCTAssertEqual(Set(json.keys), ["n", "positives", "threshold", "f1", "f1_at_threshold", "pr_auc", "roc_auc", "accuracy", "f1_all_success", "resampling", "data"])
         XCTAssertTrue((json["roc_auc"] as! [String: Any])["mean"] is NSNull)
         // The trials' checksum: the same for any order of the rows, another for another trial or label.
         let sum = EvaluationReport.trialsChecksum(ids: ["NCT1", "NCT2"], labels: [1, 0])
@@ -197,6 +197,9 @@ final class MetricsTests: XCTestCase {
         } }
         XCTAssertEqual(rocs.count, 36)
         XCTAssertTrue((rocs.min()! ... rocs.max()!).contains(r.rocAUC.mean!), "\(r.rocAUC.mean!) outside \(rocs.min()!)...\(rocs.max()!)")
+        // Drawn at random within each class: the resamples differ (the first 7 successes every time would give std 0).
+        XCTAssertGreaterThan(r.rocAUC.std ?? 0, 0.01)
+        XCTAssertEqual(r.resampling, "stratified")
         XCTAssertNil(rankingResamplesNote(r, subset: "all"))
         // 50 trials, 17 successes and 33 failures: round(13.6) = 14 and round(26.4) = 26 in each resample.
         let big = Metrics.report((0..<50).map { Double($0) / 50 }, (0..<50).map { $0 % 3 == 0 ? 1 : 0 }, threshold: 0.5)
