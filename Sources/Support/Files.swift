@@ -445,6 +445,41 @@ public enum TemporaryFiles {
         }
     }
 
+    /// [0]: 1 while `holdingSignals` runs; [1]: the signal that came meanwhile (0: none). Made before any handler runs.
+    nonisolated(unsafe) static let held: UnsafeMutablePointer<Int32> = {
+        let p = UnsafeMutablePointer<Int32>.allocate(capacity: 2); p.initialize(repeating: 0, count: 2); return p
+    }()
+    /// A line the handler writes when it ends the process (`sayOnInterrupt`); [0] nil: none.
+    nonisolated(unsafe) static let interruptLine: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?> = {
+        let p = UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>.allocate(capacity: 1); p.initialize(to: nil); return p
+    }()
+
+    /// Runs `body` with SIGINT, SIGTERM and SIGHUP held (when `installSignalHandlers` handles them): one that comes
+    /// meanwhile ends nothing part way and is returned (0: none), for the caller to undo what `body` did and then
+    /// `endBySignal`. For short steps that must happen all together (--overwrite's renames).
+    public static func holdingSignals(_ body: () throws -> Void) rethrows -> Int32 {
+        held[1] = 0; held[0] = 1
+        defer { held[0] = 0 }
+        try body()
+        return held[1]
+    }
+
+    /// Ends the process by `signal` as the handler would (removing the registered files), after writing `line`.
+    public static func endBySignal(_ signal: Int32, saying line: String) -> Never {
+        FileHandle.standardError.write(Data((line + "\n").utf8))
+        removeAll(notice: signal >= 0 && signal < 32 ? UnsafePointer(notices[Int(signal)]) : nil)
+        Glibc.signal(signal, SIG_DFL)
+        raise(signal)
+        exit(128 + signal)
+    }
+
+    /// A line for the handler to write if a signal ends the process before the next call (nil: none).
+    public static func sayOnInterrupt(_ line: String?) {
+        let old = interruptLine[0]
+        interruptLine[0] = line.map { strdup($0 + "\n") }
+        free(old)
+    }
+
     /// The start of the line naming each file removed on a handled signal (indexed by signal number).
     nonisolated(unsafe) static let notices = UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>.allocate(capacity: 32)
 
@@ -453,6 +488,7 @@ public enum TemporaryFiles {
     /// (a rank that mpirun ends after another rank's error).
     public static func installSignalHandlers() {
         notices.initialize(repeating: nil, count: 32)
+        _ = held; _ = interruptLine     // made now, not first in a handler
         for (sig, name) in [(SIGINT, "SIGINT"), (SIGTERM, "SIGTERM"), (SIGHUP, "SIGHUP")] {
             notices[Int(sig)] = strdup("cladmop: interrupted (\(name)); removed the unfinished ")
         }
@@ -463,6 +499,8 @@ public enum TemporaryFiles {
             if unsafeBitCast(previous.__sigaction_handler.sa_handler, to: Int.self) == unsafeBitCast(SIG_IGN, to: Int.self) { continue }
             var action = sigaction()
             action.__sigaction_handler.sa_handler = { received in
+                if TemporaryFiles.held[0] != 0 { TemporaryFiles.held[1] = received; return }     // holdingSignals: after its step
+                if let line = TemporaryFiles.interruptLine[0] { _ = write(2, line, strlen(line)) }
                 TemporaryFiles.removeAll(notice: received >= 0 && received < 32 ? UnsafePointer(TemporaryFiles.notices[Int(received)]) : nil)
                 signal(received, SIG_DFL)
                 raise(received)

@@ -129,7 +129,9 @@ public func checkRunDirectory(_ runDir: String, comm: Communicator, resume: Bool
     if overwrite {
         // The removal (prepareRunDirectory) takes these entries as they are: a link among them goes, not its target.
         let run = resolvedPath(runDir)
-        for name in present {
+        // With what an earlier overwrite left (removePreviousRun removes it too) and TensorBoard's event files.
+        let alsoRemoved = ((try? FileManager.default.contentsOfDirectory(atPath: runDir)) ?? []).filter { $0.hasPrefix(".overwritten-") || $0.hasPrefix("events.out.tfevents.") }
+        for name in present + alsoRemoved.sorted() {
             let removed = run + "/" + name
             for (option, path) in inputs where !path.isEmpty {
                 let p = resolvedPath(path)
@@ -214,17 +216,32 @@ func removePreviousRun(_ runDir: String, artifacts: [String]) throws {
     guard !previous.isEmpty else { return }
     let tag = ".overwritten-\(getpid())-"
     var moved: [String] = []
-    for name in previous {
-        guard rename(runDir + "/" + name, runDir + "/" + tag + name) == 0 else {
-            let reason = String(cString: strerror(errno))
-            let stuck = moved.reversed().filter { rename(runDir + "/" + tag + $0, runDir + "/" + $0) != 0 }
-            throw InputError(file: runDir + "/" + name, "cannot move it aside for --overwrite (\(reason)); nothing was removed"
-                + (stuck.isEmpty ? ", the previous run is left as it was" : ", but \(stuck.map { tag + $0 }.joined(separator: ", ")) could not be renamed back: drop the '\(tag)' from their names"))
-        }
-        moved.append(name)
+    func putBack() -> String {
+        let stuck = moved.reversed().filter { rename(runDir + "/" + tag + $0, runDir + "/" + $0) != 0 }
+        return stuck.isEmpty ? "the previous run is left as it was"
+            : "the previous run is left as it was but for \(stuck.map { tag + $0 }.joined(separator: ", ")), which could not be renamed back: drop the '\(tag)' from their names"
     }
+    // All renamed or none: a SIGINT, SIGTERM or SIGHUP meanwhile is held until the renames are done, then they are undone.
+    var failure: InputError?
+    let signal = TemporaryFiles.holdingSignals {
+        for name in previous {
+            guard rename(runDir + "/" + name, runDir + "/" + tag + name) == 0 else {
+                let reason = String(cString: strerror(errno))
+                failure = InputError(file: runDir + "/" + name, "cannot move it aside for --overwrite (\(reason)); nothing was removed, " + putBack())
+                return
+            }
+            moved.append(name)
+        }
+    }
+    if signal != 0 {
+        let outcome = failure == nil ? putBack() : "the previous run is left as it was"
+        TemporaryFiles.endBySignal(signal, saying: "cladmop: interrupted before --overwrite removed anything; \(outcome)")
+    }
+    if let failure { throw failure }
     syncFolder(of: runDir + "/config.yaml")
+    TemporaryFiles.sayOnInterrupt("cladmop: interrupted while --overwrite removed the previous run; what remains of it is named \(tag)NAME in \(printable(runDir)) (the next --overwrite there removes it)")
     let failed = moved.compactMap { removeTree(runDir + "/" + tag + $0) }
+    TemporaryFiles.sayOnInterrupt(nil)
     if let (path, reason) = failed.first {
         warn(path, reason, "the previous run's files that remain are named \(tag)NAME in \(printable(runDir)), out of the new run's way: remove them by hand")
     }

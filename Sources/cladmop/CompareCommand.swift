@@ -74,6 +74,9 @@ struct Compare: ParsableCommand {
                         }
                     }
                     r = try JSONDecoder().decode(OutcomeMetrics.self, from: bytes)
+                    if let value = r.resampling, value != "stratified" {
+                        throw InputError(file: file, "key resampling = \(value.debugDescription.prefix(60)): expected \"stratified\" (or no key: an evaluation written before the resamples kept each class's share)")
+                    }
                     resampling.append((label, r.resampling ?? "random"))
                     let s = try? JSONDecoder().decode(Scored.self, from: bytes)
                     scored.append((label, s?.data, s?.trials))
