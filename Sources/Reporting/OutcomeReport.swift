@@ -9,14 +9,11 @@ public func meanStd(_ m: MetricSummary, digits: Int, pm: String) -> String {
     return String(format: f, mean) + " \(pm) " + (m.std.map { String(format: f, $0) } ?? "n/a")
 }
 
-/// "note: ..." when PR-AUC and ROC-AUC are averaged over fewer resamples than F1, so that their mean +- std is not
-/// read as over all of them (since the resamples are stratified by label: a set of one class, where they are
-/// undefined); nil otherwise.
+/// "note: ..." when PR-AUC and ROC-AUC are undefined in every resample (the set holds one class: its resamples,
+/// stratified by label, hold both classes whenever the set does); nil otherwise.
 public func rankingResamplesNote(_ m: OutcomeMetrics, subset: String) -> String? {
-    guard let drawn = m.f1.resamples, let used = m.rocAUC.resamples, used < drawn else { return nil }
-    if used == 0 { return "note: PR-AUC and ROC-AUC of \"\(subset)\" are undefined: its trials are all of one class" }
-    return "note: PR-AUC and ROC-AUC of \"\(subset)\" are over \(used) of the \(drawn) resamples (the others hold one class only)"
-        + (used < 2 ? ": no spread to give" : "")
+    guard m.rocAUC.resamples == 0, (m.f1.resamples ?? 0) > 0 else { return nil }
+    return "note: PR-AUC and ROC-AUC of \"\(subset)\" are undefined: its trials are all of one class"
 }
 
 /// The terminal table of an evaluation: all trials, and the new-disease subset when there is one.

@@ -129,9 +129,8 @@ public func checkRunDirectory(_ runDir: String, comm: Communicator, resume: Bool
     if overwrite {
         // The removal (prepareRunDirectory) takes these entries as they are: a link among them goes, not its target.
         let run = resolvedPath(runDir)
-        // With what an earlier overwrite left (removePreviousRun removes it too) and TensorBoard's event files.
-        let alsoRemoved = ((try? FileManager.default.contentsOfDirectory(atPath: runDir)) ?? []).filter { $0.hasPrefix(".overwritten-") || $0.hasPrefix("events.out.tfevents.") }
-        for name in present + alsoRemoved.sorted() {
+        let entries = overwriteRemoves(runDir, artifacts: artifacts)
+        for name in entries.leftovers + entries.previous {
             let removed = run + "/" + name
             for (option, path) in inputs where !path.isEmpty {
                 let p = resolvedPath(path)
@@ -207,12 +206,10 @@ func removePreviousRun(_ runDir: String, artifacts: [String]) throws {
     func warn(_ path: String, _ reason: String, _ what: String) {
         FileHandle.standardError.write(Data("warning: \(printable(path)): cannot remove it (\(reason)); \(what)\n".utf8))
     }
-    let names = (try? FileManager.default.contentsOfDirectory(atPath: runDir)) ?? []
-    for old in names.sorted() where old.hasPrefix(".overwritten-") {
+    let (leftovers, previous) = overwriteRemoves(runDir, artifacts: artifacts)
+    for old in leftovers {
         if let (path, reason) = removeTree(runDir + "/" + old) { warn(path, reason, "an earlier --overwrite's leftover: remove it by hand") }
     }
-    var st = stat()
-    let previous = (artifacts + names.filter { $0.hasPrefix("events.out.tfevents.") }.sorted()).filter { lstat(runDir + "/" + $0, &st) == 0 }
     guard !previous.isEmpty else { return }
     let tag = ".overwritten-\(getpid())-"
     var moved: [String] = []
@@ -245,4 +242,14 @@ func removePreviousRun(_ runDir: String, artifacts: [String]) throws {
     if let (path, reason) = failed.first {
         warn(path, reason, "the previous run's files that remain are named \(tag)NAME in \(printable(runDir)), out of the new run's way: remove them by hand")
     }
+}
+
+/// What --overwrite removes in `runDir` (`checkRunDirectory` refuses an input inside any of it, `removePreviousRun`
+/// removes it): what earlier overwrites left (".overwritten-*"), and the previous run's entries present (`artifacts`,
+/// and TensorBoard's event files, which carry the time in their names; a link counts as itself, even dangling).
+func overwriteRemoves(_ runDir: String, artifacts: [String]) -> (leftovers: [String], previous: [String]) {
+    let names = ((try? FileManager.default.contentsOfDirectory(atPath: runDir)) ?? []).sorted()
+    var st = stat()
+    let previous = (artifacts + names.filter { $0.hasPrefix("events.out.tfevents.") }).filter { lstat(runDir + "/" + $0, &st) == 0 }
+    return (names.filter { $0.hasPrefix(".overwritten-") }, previous)
 }
