@@ -41,6 +41,8 @@ final class CLITests: XCTestCase {
             XCTAssertTrue(r.output.contains(expected), "\(args): expected '\(expected)' in \(r.output)")
         }
         let dir = NSTemporaryDirectory() + "cladmop-cli-\(getpid())"
+        try? FileManager.default.removeItem(atPath: dir)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let yaml = dir + "/bad.yaml"
         try "train:\n  global_batch: 64\n  warmup: 3\n".write(toFile: yaml, atomically: true, encoding: .utf8)
@@ -78,6 +80,8 @@ final class CLITests: XCTestCase {
 
     func testGlobalBatchSmallerThanWorldSizeIsAnError() throws {
         let dir = NSTemporaryDirectory() + "cladmop-cli-ws-\(getpid())"
+        try? FileManager.default.removeItem(atPath: dir)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let store = dir + "/s.store"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let hierarchy = "data.icd_hierarchy=\(repositoryRoot)/data/icd10/icd10cm_2025_hierarchy.tsv"
@@ -158,6 +162,8 @@ final class CLITests: XCTestCase {
 
     func testCorruptStaleAndMissingStoresAreRefusedWithTheRebuildCommand() throws {
         let dir = NSTemporaryDirectory() + "cladmop-cli-store-\(getpid())"
+        try? FileManager.default.removeItem(atPath: dir)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let store = dir + "/s.store"
         let hierarchy = "data.icd_hierarchy=\(repositoryRoot)/data/icd10/icd10cm_2025_hierarchy.tsv"

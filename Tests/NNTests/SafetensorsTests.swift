@@ -5,8 +5,16 @@ import XCTest
 
 /// Round trip, and a corpus of damaged or hostile headers: each is an InputError naming the file and the problem.
 final class SafetensorsTests: XCTestCase {
+    /// This test's scratch folder (each test its own), removed after it.
+    var dir = ""
+    override func setUpWithError() throws {
+        dir = NSTemporaryDirectory() + "cladmop-st-\(getpid())-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    }
+    override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
+
     func write(_ header: String, payload: Int = 16, name: String, rawLength: UInt64? = nil) -> String {
-        let path = NSTemporaryDirectory() + "cladmop-st-\(getpid())-\(name).safetensors"
+        let path = dir + "/\(name).safetensors"
         var d = Data()
         var n = (rawLength ?? UInt64(header.utf8.count)).littleEndian
         d.append(Data(bytes: &n, count: 8))
@@ -17,7 +25,7 @@ final class SafetensorsTests: XCTestCase {
     }
 
     func testRoundTrip() throws {
-        let path = NSTemporaryDirectory() + "cladmop-st-\(getpid())-ok.safetensors"
+        let path = dir + "/ok.safetensors"
         let a: [Float] = [1, 2, 3, 4, 5, 6], b: [Float] = [-1]
         try a.withUnsafeBufferPointer { pa in try b.withUnsafeBufferPointer { pb in
             try writeSafetensors(path: path, tensors: [("a", [2, 3], pa.baseAddress!), ("b", [1], pb.baseAddress!)], metadata: ["k": "v"])

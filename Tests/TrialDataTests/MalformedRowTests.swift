@@ -18,8 +18,16 @@ final class MalformedRowTests: XCTestCase {
         "\(nctid),terminated,,\(label),phase 2,\(diseases),\(icd),\(drugs),\(smiles),\(criteria)\n"
     }
 
+    /// This test's scratch folder (each test its own), removed after it.
+    var dir = ""
+    override func setUpWithError() throws {
+        dir = NSTemporaryDirectory() + "cladmop-bad-rows-\(getpid())-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    }
+    override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
+
     func file(_ text: String, _ name: String) -> String {
-        let path = NSTemporaryDirectory() + "cladmop-bad-\(getpid())-\(name).csv"
+        let path = dir + "/\(name).csv"
         XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data(text.utf8)), path)
         return path
     }
@@ -59,7 +67,7 @@ final class MalformedRowTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(cases.count, 15)
         for (name, text, expected, line) in cases { expectError(text, name, contains: expected, line: line) }
         // Not UTF-8.
-        let path = NSTemporaryDirectory() + "cladmop-bad-\(getpid())-latin1.csv"
+        let path = dir + "/latin1.csv"
         XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data(header.utf8) + Data(good.utf8) + Data([0x4E, 0x43, 0x54, 0xE9, 0x2C, 0x0A])), path)
         XCTAssertThrowsError(try readValidatedTrials(paths: [path], hierarchy: Self.hierarchy, skipBadRows: false)) {
             XCTAssertTrue("\($0)".contains("\(path):5:1: field is not valid UTF-8"), "\($0)")
