@@ -104,19 +104,91 @@ public struct TextLines {
     }
 }
 
-/// A JSON decoding error as "key a.b.c: what was wrong", not Foundation's dump.
-public func describeDecodingError(_ error: Error) -> String {
+/// A JSON decoding error as "key a.b.c: what was wrong", not Foundation's dump: the value expected in JSON's words
+/// ("a number", "a JSON object"), the whole text named "the top level". With the `data` decoded, a number that
+/// fits no value of its key (1.5 or 1e20 for a whole number; Foundation names no key for it) is told from text that
+/// is not JSON.
+public func describeDecodingError(_ error: Error, data: Data? = nil) -> String {
     func path(_ keys: [CodingKey]) -> String {
         keys.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".").replacingOccurrences(of: ".[", with: "[")
+    }
+    func at(_ keys: [CodingKey]) -> String { keys.isEmpty ? "the top level" : "key \(path(keys))" }
+    func kind(_ type: Any.Type) -> String {
+        let name = "\(type)"
+        if name.hasPrefix("Dictionary") { return "a JSON object" }
+        if name.hasPrefix("Array") { return "a JSON array" }
+        switch name {
+        case "Double", "Float": return "a number"
+        case "Int", "Int64", "Int32", "UInt64", "UInt32", "UInt": return "a whole number"
+        case "Bool": return "true or false"
+        case "String": return "a string"
+        default: return name
+        }
     }
     guard let e = error as? DecodingError else { return "\(error)" }
     switch e {
     case .keyNotFound(let key, let c): return "key \(path(c.codingPath + [key])) is missing"
-    case .typeMismatch(let type, let c): return "key \(path(c.codingPath)): expected \(type)"
-    case .valueNotFound(let type, let c): return "key \(path(c.codingPath)): expected \(type), found null"
+    case .typeMismatch(let type, let c): return "\(at(c.codingPath)): expected \(kind(type))"
+    case .valueNotFound(let type, let c): return "\(at(c.codingPath)): expected \(kind(type)), found null"
     case .dataCorrupted(let c):
         let underlying = (c.underlyingError as NSError?).map { " (\($0.localizedDescription))" } ?? ""
+        if c.codingPath.isEmpty, let data, (try? JSONSerialization.jsonObject(with: data)) != nil {
+            return "a number fits no value of its key (a fraction or a number too large where a whole number is expected)\(underlying)"
+        }
         return c.codingPath.isEmpty ? "not valid JSON\(underlying)" : "key \(path(c.codingPath)): \(c.debugDescription)"
     @unknown default: return "\(error)"
+    }
+}
+
+/// The path ("a.b", "members[2].x") of the first key that one JSON object of `data` holds twice, or nil. JSON readers
+/// keep different ones of such keys (Foundation's the first, Python's the last), so the file would say one thing to
+/// this tool and another to a script: the readers of hand-editable JSON (checkpoints, best.json, evaluations) refuse
+/// it. Text that is not JSON is left to the parser (nil, or a key of what was read); objects nested deeper than 512
+/// are not looked into.
+public func duplicateJSONKey(_ data: Data) -> String? {
+    struct Frame { var isObject: Bool, path: String, keys: Set<String> = [], key = "", index = 0 }
+    let b = [UInt8](data)
+    var frames: [Frame] = [], expectKey = false, i = 0
+    func childPath() -> String {
+        guard let f = frames.last else { return "" }
+        return f.isObject ? (f.path.isEmpty ? f.key : f.path + "." + f.key) : f.path + "[\(f.index)]"
+    }
+    while i < b.count {
+        switch b[i] {
+        case UInt8(ascii: "{"), UInt8(ascii: "["):
+            guard frames.count < 512 else { return nil }
+            frames.append(Frame(isObject: b[i] == UInt8(ascii: "{"), path: childPath()))
+            expectKey = frames.last!.isObject
+        case UInt8(ascii: "}"), UInt8(ascii: "]"):
+            _ = frames.popLast(); expectKey = false
+        case UInt8(ascii: ","):
+            guard !frames.isEmpty else { break }
+            if frames[frames.count - 1].isObject { expectKey = true } else { frames[frames.count - 1].index += 1 }
+        case UInt8(ascii: "\""):
+            var j = i + 1
+            while j < b.count && b[j] != UInt8(ascii: "\"") { j += b[j] == UInt8(ascii: "\\") ? 2 : 1 }
+            guard j < b.count else { return nil }
+            if expectKey, frames.last?.isObject == true {
+                let body = b[(i + 1)..<j]
+                let key = body.contains(UInt8(ascii: "\\"))
+                    ? (try? JSONSerialization.jsonObject(with: Data(b[i...j]), options: .fragmentsAllowed)) as? String ?? String(decoding: body, as: UTF8.self)
+                    : String(decoding: body, as: UTF8.self)
+                let last = frames.count - 1
+                if frames[last].keys.contains(key) { return frames[last].path.isEmpty ? key : frames[last].path + "." + key }
+                frames[last].keys.insert(key); frames[last].key = key
+                expectKey = false
+            }
+            i = j
+        default: break
+        }
+        i += 1
+    }
+    return nil
+}
+
+/// Refuses JSON text of `file` in which one object holds a key twice (`duplicateJSONKey`).
+public func refuseDuplicateJSONKeys(_ data: Data, file: String) throws {
+    if let key = duplicateJSONKey(data) {
+        throw InputError(file: file, "key \(key) appears twice in one object; expected each key once (JSON readers keep different ones: this tool the first, Python the last)")
     }
 }

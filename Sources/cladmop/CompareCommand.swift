@@ -78,17 +78,20 @@ struct Compare: ParsableCommand {
                         throw InputError(file: file, "key resampling = \(value.debugDescription.prefix(60)): expected \"stratified\" (or no key: an evaluation written before the resamples kept each class's share)")
                     }
                     resampling.append((label, r.resampling ?? "random"))
-                    let s = try? JSONDecoder().decode(Scored.self, from: bytes)
-                    scored.append((label, s?.data, s?.trials))
-                    if let o = s?.outOfFold { outOfFold.append((label, o)) }
-                    for (key, k) in [("in_sample_trials", s?.inSample), ("sct_trials", s?.sct)] where (k ?? 0) < 0 {
+                    // Its optional keys each hold their type when present: one of the wrong type is refused, not read
+                    // (with the others) as absent, which would drop the row's notes.
+                    let s = try JSONDecoder().decode(Scored.self, from: bytes)
+                    try refuseDuplicateJSONKeys(bytes, file: file)
+                    scored.append((label, s.data, s.trials))
+                    if let o = s.outOfFold { outOfFold.append((label, o)) }
+                    for (key, k) in [("in_sample_trials", s.inSample), ("sct_trials", s.sct)] where (k ?? 0) < 0 {
                         throw InputError(file: file, "key \(key) = \(k!): expected a count of at least 0")
                     }
                     // Out of fold: said in the out-of-fold note (whether the trials selected their members' epochs).
-                    if s?.outOfFold == true { oofSelected[label] = s?.inSample }
-                    else if let k = s?.inSample, k > 0 { inSample.append((label, k, r.n)) }
-                    if let k = s?.sct, k > 0 { inSCT.append((label, k, r.n)) }
-                    if s?.zeroShot == true { zeroShot.append(label) }
+                    if s.outOfFold == true { oofSelected[label] = s.inSample }
+                    else if let k = s.inSample, k > 0 { inSample.append((label, k, r.n)) }
+                    if let k = s.sct, k > 0 { inSCT.append((label, k, r.n)) }
+                    if s.zeroShot == true { zeroShot.append(label) }
                 }
                 catch let e as InputError { throw e }
                 catch { throw InputError(file: file, "not an evaluation JSON (cladmop evaluate --json): \(describeDecodingError(error))") }
@@ -101,8 +104,16 @@ struct Compare: ParsableCommand {
                 for (key, m) in [("f1", r.f1), ("pr_auc", r.prAUC), ("roc_auc", r.rocAUC), ("accuracy", r.accuracy),
                                  ("f1_at_threshold", r.f1AtThreshold)] + (r.f1AllSuccess.map { [("f1_all_success", $0)] } ?? []) {
                     if let mean = m.mean, !(0...1).contains(mean) { throw InputError(file: file, "key \(key).mean = \(mean): expected a value in [0, 1]") }
-                    if let std = m.std, !(std >= 0 && std.isFinite) { throw InputError(file: file, "key \(key).std = \(std): expected a finite value of at least 0") }
+                    // The spread of values in [0, 1] is at most 0.5 (population) or 0.5 * sqrt(N / (N - 1)) <= 0.71 (sample).
+                    if let std = m.std, !(std >= 0 && std <= 1) { throw InputError(file: file, "key \(key).std = \(std): expected a spread in [0, 1] (of values in [0, 1])") }
+                    if let full = m.full, !(0...1).contains(full) { throw InputError(file: file, "key \(key).full = \(full): expected a value in [0, 1]") }
                     if let count = m.resamples, count < 0 { throw InputError(file: file, "key \(key).resamples = \(count): expected a count of at least 0") }
+                    if m.resamples == 0 && (m.mean != nil || m.std != nil) {
+                        throw InputError(file: file, "key \(key).resamples = 0 with a mean or std: expected null mean and std (no resample to take them over) or a count of at least 1")
+                    }
+                }
+                guard (0...1).contains(r.threshold) else {
+                    throw InputError(file: file, "key threshold = \(r.threshold): expected a probability in [0, 1] (the decision threshold of the scores)")
                 }
                 func c(_ m: MetricSummary) -> String { meanStd(m, digits: 3, pm: "±") }
                 md += "| \(label) | \(r.n) | \(c(r.f1)) | \(c(r.prAUC)) | \(c(r.rocAUC)) | \(c(r.accuracy)) | \(c(r.f1AtThreshold)) at \(String(format: "%.3f", r.threshold)) | \(r.f1AllSuccess.map(c) ?? "-") |\n"

@@ -69,7 +69,12 @@ struct SweepReport: ParsableCommand {
             }
             // The line's batch and rate must be the run's own (its resolved config.yaml): a line pointing at another
             // point's run would put that run's figures under this batch.
-            // A run written by an older cladmop may hold keys this one no longer reads: then the check is skipped, said.
+            // A run written by an older cladmop may hold keys this one no longer reads: then the check is skipped, said;
+            // a run without its config.yaml is not one that pretrain wrote.
+            var cst = stat()
+            guard lstat(r.dir + "/config.yaml", &cst) == 0 else {
+                throw InputError(file: listing, line: r.line, "the run of global_batch \(r.batch) exited with status 0 but \(r.dir)/config.yaml is missing; expected the run folder pretrain wrote (its resolved config beside metrics.jsonl)")
+            }
             let spec: RunSpec
             do { spec = try RunSpec(Config(file: r.dir + "/config.yaml")) } catch {
                 FileHandle.standardError.write(Data("warning: \(listing):\(r.line): cannot check global_batch and lr against \(r.dir)/config.yaml: \(error)\n".utf8))
@@ -84,6 +89,17 @@ struct SweepReport: ParsableCommand {
             }
         }
         let points = runs.map { SweepPoint(globalBatch: $0.batch, learningRate: $0.lr, exitStatus: $0.status, runDir: $0.dir) }
+        // A validation loss is an InfoNCE loss: at least 0, and at most 2 x logit scale (<= 100) + log(batch), far below
+        // 1e6; a run whose evaluations hold none, or one outside that, is not what pretrain wrote.
+        for (r, p) in zip(runs, points) where p.status == "ok" {
+            guard p.bestValLoss != nil else {
+                throw InputError(file: r.dir + "/metrics.jsonl", "no eval record holds a val_loss (null in every one); expected the validation loss of each evaluation (global_batch \(r.batch), \(listing):\(r.line))")
+            }
+            let losses = MetricsLog.records(of: "eval", in: r.dir + "/metrics.jsonl", as: EvalRecord.self).compactMap(\.valLoss)
+            if let bad = losses.first(where: { !($0 >= 0 && $0 < 1e6) }) {
+                throw InputError(file: r.dir + "/metrics.jsonl", "val_loss \(bad): expected a loss in [0, 1e6) (an InfoNCE loss; global_batch \(r.batch), \(listing):\(r.line))")
+            }
+        }
         // Exit status 0 without an evaluation and a summary: the run stopped before its end (killed, or its log cut).
         for (r, p) in zip(runs, points) where r.status == 0 && p.status != "ok" {
             FileHandle.standardError.write(Data(("warning: \(listing):\(r.line): the run of global_batch \(r.batch) exited with status 0 but \(r.dir)/metrics.jsonl "

@@ -233,7 +233,8 @@ public enum Checkpoints {
         }
         let meta: CheckpointMeta
         do { meta = try JSONDecoder().decode(CheckpointMeta.self, from: data) }
-        catch { throw InputError(file: jsonPath, "not a cladmop checkpoint metadata file: \(describeDecodingError(error))") }
+        catch { throw InputError(file: jsonPath, "not a cladmop checkpoint metadata file: \(describeDecodingError(error, data: data))") }
+        try refuseDuplicateJSONKeys(data, file: jsonPath)
         try meta.validate(path: jsonPath)
         guard try meta.computedChecksum() == meta.metadataChecksum else {
             throw InputError(file: jsonPath, "metadataChecksum \(meta.metadataChecksum) does not match the metadata (\(try meta.computedChecksum())): the file was edited or damaged; a checkpoint's metadata must not be changed by hand")

@@ -80,6 +80,7 @@ struct BestPointer: Decodable {
         guard let pointer = try? JSONDecoder().decode(BestPointer.self, from: data), !pointer.checkpoint.isEmpty else {
             throw InputError(file: file, "expected a JSON object with a \"checkpoint\" path")
         }
+        try refuseDuplicateJSONKeys(data, file: file)
         return pointer
     }
 }

@@ -20,6 +20,9 @@ public struct PretrainSetup {
     public init(spec: RunSpec, encoder: (identity: String, weights: String)?, comm: Communicator) throws {
         self.spec = spec
         let data = spec.data
+        guard data.synthetic || !data.files.isEmpty else {
+            throw InputError("data.files is empty: pretraining on trial CSVs needs at least one TOP-format CSV (or data.synthetic: true with a store of cladmop synth)")
+        }
         let expected = data.synthetic ? nil : try encoder.map {
             try currentStoreIdentity(paths: data.files, encoderIdentity: $0.identity, encoderWeights: $0.weights, maxTokens: spec.encoder.maxTokens)
         }

@@ -453,6 +453,7 @@ public func ensembleMembers(_ path: String) throws -> (members: [String], thresh
         }
         throw InputError(file: file, "key \"\(named)\" \(expected[named] ?? "has the wrong type")")
     }
+    try refuseDuplicateJSONKeys(data, file: file)
     guard let members = o.members else { return nil }
     guard !members.isEmpty, members.count <= 64, members.allSatisfy({ !$0.isEmpty }) else {
         throw InputError(file: file, "key \"members\" \(expected["members"]!)")
