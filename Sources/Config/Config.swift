@@ -206,7 +206,7 @@ public struct Config: Sendable {
                 throw InputError.invalid(path, given, expected: "\(spec.kind.expected), and 0 or a magnitude within 32-bit floats, 1.2e-38 to 3.4e38: "
                                         + "the model computes in fp32", in: origin)
             }
-            values[path] = .double(v)
+            values[path] = .double(v == 0 ? 0 : v)     // -0.0 is 0 (echoed, recorded and compared as 0)
         case .bool:
             var v: Bool? = raw as? Bool
             if v == nil, let s = raw as? String { v = ["true": true, "false": false][s.lowercased()] }

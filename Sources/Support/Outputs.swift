@@ -136,9 +136,12 @@ public func runFileKind(_ path: String) -> String? {
             && (exists("best.json") || (exists("config.yaml") && (exists("metrics.jsonl") || exists("checkpoints")))) {
             return "a run's result \(name)"
         }
-        // The encoder's other files (its weights are matched above).
-        if ["vocab.txt", "config.json", "tokenizer_config.json", "tokenizer.json"].contains(name) && exists("model.safetensors") {
-            return "an encoder's \(name)"
+        // Any file of an encoder folder (its weights are matched above): its vocabulary, configs, README, ... and those
+        // of its module folders (a sentence-transformers 1_Pooling/config.json).
+        for folder in [url.deletingLastPathComponent(), url.deletingLastPathComponent().deletingLastPathComponent()] {
+            if ["model.safetensors", "config.json"].allSatisfy({ FileManager.default.fileExists(atPath: folder.path + "/" + $0) }) {
+                return "a file of the encoder folder \(folder.path)"
+            }
         }
         if name.hasSuffix(".store") { return "a feature store" }
         if name.hasPrefix("events.out.tfevents.") { return "a run's TensorBoard event file" }
@@ -177,7 +180,8 @@ private func safetensorsHeader(_ path: String) -> String? {
 }
 
 /// What a file is by its first bytes, whatever its name: a feature store (the CLADMOPF magic), a TOP trial CSV (its
-/// header), or a safetensors file
+/// header), a list of NCT ids (its first line: data.exclude_file, the held-out test trials), an evaluation
+/// (`evaluate --json` / `baseline --json`: a JSON object with its metric keys), or a safetensors file
 /// (model weights or a checkpoint's tensors; not `cladmop embed`'s embeddings, an explicit output that embed replaces);
 /// nil for anything else or a file that cannot be read.
 func contentKind(_ path: String) -> String? {
@@ -194,6 +198,16 @@ func contentKind(_ path: String) -> String? {
     let firstLine = String(decoding: head[..<n].prefix { $0 != UInt8(ascii: "\n") }, as: UTF8.self)
     let columns = Set(firstLine.split(separator: ",").map { $0.trimmingCharacters(in: CharacterSet(charactersIn: "\u{FEFF}\"\r ")) })
     if ["nctid", "criteria", "icdcodes", "smiless"].allSatisfy(columns.contains) { return "a TOP trial CSV (by its header)" }
+    let first = firstLine.trimmingCharacters(in: CharacterSet(charactersIn: "\u{FEFF}\r"))
+    if first.count == 11, first.hasPrefix("NCT"), first.dropFirst(3).allSatisfy({ ("0"..."9").contains($0) }) {
+        return "a list of NCT ids (by its first line, as data.exclude_file's held-out trials)"
+    }
+    if head[..<n].first(where: { ![0x20, 0x09, 0x0A, 0x0D].contains($0) }) == UInt8(ascii: "{"), st.st_size <= 16 << 20,
+       let data = FileManager.default.contents(atPath: path),
+       let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any],
+       ["n", "threshold", "roc_auc", "pr_auc", "f1_at_threshold"].allSatisfy({ object[$0] != nil }) {
+        return "an evaluation (evaluate --json or baseline --json, by its keys)"
+    }
     if let header = safetensorsHeader(path) {
         if header.contains("\"format\":\"cladmop-embeddings\"") { return nil }
         return "a safetensors file (model weights or a checkpoint's tensors, by its header)"

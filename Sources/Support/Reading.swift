@@ -22,6 +22,7 @@ public func fileKind(_ mode: mode_t) -> String {
 /// file was expected to be ("hostfile" -> "is a FIFO; expected the hostfile"). Returns the size in bytes.
 @discardableResult
 public func requireRegularFile(_ path: String, what: String) throws -> Int {
+    guard !path.isEmpty else { throw InputError("an empty path was given for the \(what); expected a file path") }
     var st = stat()
     guard stat(path, &st) == 0 else { throw InputError(file: path, "cannot read the \(what): \(String(cString: strerror(errno)))") }
     guard (st.st_mode & S_IFMT) == S_IFREG else { throw InputError(file: path, "is \(fileKind(st.st_mode)); expected the \(what)") }
