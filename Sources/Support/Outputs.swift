@@ -74,7 +74,7 @@ public func checkOutputs(_ outputs: [(String, String)], inputs: [(String, String
             throw InputError(file: path, "\(option) names \((st.st_mode & S_IFMT) == S_IFDIR ? "a folder" : "a file that is not a regular file"); expected a file path")
         }
         if protectRunFiles, stat(path, &st) == 0, let what = runFileKind(path) {
-            throw InputError(file: path, "\(option) would overwrite \(what); choose another output path")
+            throw InputError(file: path, "\(option) would overwrite \(what); choose another output path (or move that file away first)")
         }
         // The folder it goes in, before any work (the write would fail only at the end). Rank 0 writes outputs, and
         // other nodes need not share its file system: the other ranks do not check.
@@ -198,7 +198,10 @@ func contentKind(_ path: String) -> String? {
     let firstLine = String(decoding: head[..<n].prefix { $0 != UInt8(ascii: "\n") }, as: UTF8.self)
     let columns = Set(firstLine.split(separator: ",").map { $0.trimmingCharacters(in: CharacterSet(charactersIn: "\u{FEFF}\"\r ")) })
     if ["nctid", "criteria", "icdcodes", "smiless"].allSatisfy(columns.contains) { return "a TOP trial CSV (by its header)" }
-    let first = firstLine.trimmingCharacters(in: CharacterSet(charactersIn: "\u{FEFF}\r"))
+    // Its first line that holds more than a comment, as data.exclude_file is read (comments after '#', blank lines).
+    let lines = String(decoding: head[..<n], as: UTF8.self).split(whereSeparator: { $0 == "\n" || $0 == "\r\n" || $0 == "\r" })
+    let first = lines.lazy.map { String($0.prefix { $0 != "#" }).trimmingCharacters(in: CharacterSet.whitespaces.union(CharacterSet(charactersIn: "\u{FEFF}\r"))) }
+        .first { !$0.isEmpty } ?? ""
     if first.count == 11, first.hasPrefix("NCT"), first.dropFirst(3).allSatisfy({ ("0"..."9").contains($0) }) {
         return "a list of NCT ids (by its first line, as data.exclude_file's held-out trials)"
     }

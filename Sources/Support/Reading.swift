@@ -134,7 +134,7 @@ public func describeDecodingError(_ error: Error, data: Data? = nil) -> String {
     case .dataCorrupted(let c):
         let underlying = (c.underlyingError as NSError?).map { " (\($0.localizedDescription))" } ?? ""
         if c.codingPath.isEmpty, let data, (try? JSONSerialization.jsonObject(with: data)) != nil {
-            return "a number fits no value of its key (a fraction or a number too large where a whole number is expected)\(underlying)"
+            return "a value fits no type of its key, probably a number (a fraction or a number too large where a whole number is expected)\(underlying)"
         }
         return c.codingPath.isEmpty ? "not valid JSON\(underlying)" : "key \(path(c.codingPath)): \(c.debugDescription)"
     @unknown default: return "\(error)"
@@ -144,8 +144,8 @@ public func describeDecodingError(_ error: Error, data: Data? = nil) -> String {
 /// The path ("a.b", "members[2].x") of the first key that one JSON object of `data` holds twice, or nil. JSON readers
 /// keep different ones of such keys (Foundation's the first, Python's the last), so the file would say one thing to
 /// this tool and another to a script: the readers of hand-editable JSON (checkpoints, best.json, evaluations) refuse
-/// it. Text that is not JSON is left to the parser (nil, or a key of what was read); objects nested deeper than 512
-/// are not looked into.
+/// it. Text that is not JSON is left to the parser (nil, or a key of what was read); for text nested deeper than 512
+/// levels (which the decoders refuse) the answer is nil.
 public func duplicateJSONKey(_ data: Data) -> String? {
     struct Frame { var isObject: Bool, path: String, keys: Set<String> = [], key = "", index = 0 }
     let b = [UInt8](data)

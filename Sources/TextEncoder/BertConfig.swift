@@ -50,7 +50,7 @@ public struct BertConfig: Decodable, Sendable {
         }
         let config: BertConfig
         do { config = try JSONDecoder().decode(BertConfig.self, from: data) }
-        catch { throw InputError(file: path, "not a BERT or MPNet config: \(describeDecodingError(error))") }
+        catch { throw InputError(file: path, "not a BERT or MPNet config: \(describeDecodingError(error, data: data))") }
         try config.validate(path: path)
         return config
     }

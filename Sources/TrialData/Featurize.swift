@@ -49,6 +49,7 @@ public func featurize(comm: Communicator, paths: [String], output: String, makeE
     let (trials, readReport) = try readValidatedTrials(paths: paths, contents: contents, hierarchy: hierarchy, skipBadRows: skipBadRows, labels: labels)
     // A store of no trials is refused by every command that opens it: refuse to write one.
     guard !trials.isEmpty else {
+        if paths.isEmpty { throw InputError("no file to featurize: data.files is empty and no --data was given; expected at least one TOP-format CSV") }
         throw InputError(file: paths.joined(separator: ", "), "no trial rows to featurize (a header only?"
             + (readReport.skipped.isEmpty ? ")" : "; \(readReport.skipped.count) malformed row(s) skipped by data.skip_bad_rows)"))
     }

@@ -63,8 +63,10 @@ struct Compare: ParsableCommand {
             var oofSelected: [String: Int?] = [:]     // out-of-fold rows: how many trials selected their scoring members (nil: not recorded)
             for (label, file) in rows {
                 let r: OutcomeMetrics
+                var bytes = Data()
                 do {
-                    let bytes = try readRegularFile(file, what: "evaluation JSON", limit: 64 << 20)
+                    bytes = try readRegularFile(file, what: "evaluation JSON", limit: 64 << 20)
+                    try refuseDuplicateJSONKeys(bytes, file: file)
                     // The counts first, by name: Foundation's decoder calls 1.5 or 1e30 for an Int "not valid JSON".
                     if let object = try? JSONSerialization.jsonObject(with: bytes) as? [String: Any] {
                         for key in ["n", "positives"] {
@@ -81,7 +83,6 @@ struct Compare: ParsableCommand {
                     // Its optional keys each hold their type when present: one of the wrong type is refused, not read
                     // (with the others) as absent, which would drop the row's notes.
                     let s = try JSONDecoder().decode(Scored.self, from: bytes)
-                    try refuseDuplicateJSONKeys(bytes, file: file)
                     scored.append((label, s.data, s.trials))
                     if let o = s.outOfFold { outOfFold.append((label, o)) }
                     for (key, k) in [("in_sample_trials", s.inSample), ("sct_trials", s.sct)] where (k ?? 0) < 0 {
@@ -94,7 +95,7 @@ struct Compare: ParsableCommand {
                     if s.zeroShot == true { zeroShot.append(label) }
                 }
                 catch let e as InputError { throw e }
-                catch { throw InputError(file: file, "not an evaluation JSON (cladmop evaluate --json): \(describeDecodingError(error))") }
+                catch { throw InputError(file: file, "not an evaluation JSON (cladmop evaluate --json): \(describeDecodingError(error, data: bytes))") }
                 // Values a metric can take: a trial count, fractions in [0, 1], spreads that are not negative.
                 guard r.n >= 1 else { throw InputError(file: file, "key n = \(r.n): expected a trial count of at least 1 (evaluate scores at least one trial)") }
                 guard (0...r.n).contains(r.positives) else { throw InputError(file: file, "key positives = \(r.positives): expected a count in [0, n = \(r.n)]") }

@@ -48,7 +48,7 @@ struct Featurize: ParsableCommand {
                 let dropped = found.identity.sources.keys.filter { !given.contains($0) }.sorted()
                 if !dropped.isEmpty {
                     throw InputError(file: output, "featurize --data without --output would replace data.feature_store, a store of \(found.identity.sources.count) file(s), "
-                        + "with one of the --data files only, dropping \(dropped.prefix(4).map(printable).joined(separator: ", "))\(dropped.count > 4 ? " and \(dropped.count - 4) more" : ""); "
+                        + "with a store of only the \(paths.count) --data file(s), dropping \(dropped.prefix(4).map(printable).joined(separator: ", "))\(dropped.count > 4 ? " and \(dropped.count - 4) more" : ""); "
                         + "give --output for a store of these files (and set data.feature_store to it where it is read), or remove \(printable(output)) first")
                 }
             }

@@ -227,6 +227,7 @@ public enum Checkpoints {
     /// tensors against the recorded checksum. Throws an InputError naming the file and the problem.
     public static func load(jsonPath: String) throws -> (CheckpointMeta, SafetensorsFile) {
         let data = try readRegularFile(jsonPath, what: "checkpoint metadata", limit: 64 << 20)
+        try refuseDuplicateJSONKeys(data, file: jsonPath)
         if let probe = try? JSONDecoder().decode(FormatProbe.self, from: data),
            probe.format != "cladmop-checkpoint" || !CheckpointMeta.readableVersions.contains(probe.version ?? -1) {
             throw InputError(file: jsonPath, "unsupported checkpoint format \(probe.format ?? "-") version \(probe.version.map(String.init) ?? "-") (this cladmop reads cladmop-checkpoint versions \(CheckpointMeta.readableVersions.lowerBound)-\(CheckpointMeta.readableVersions.upperBound); retrain or use the cladmop that wrote it)")
@@ -234,7 +235,6 @@ public enum Checkpoints {
         let meta: CheckpointMeta
         do { meta = try JSONDecoder().decode(CheckpointMeta.self, from: data) }
         catch { throw InputError(file: jsonPath, "not a cladmop checkpoint metadata file: \(describeDecodingError(error, data: data))") }
-        try refuseDuplicateJSONKeys(data, file: jsonPath)
         try meta.validate(path: jsonPath)
         guard try meta.computedChecksum() == meta.metadataChecksum else {
             throw InputError(file: jsonPath, "metadataChecksum \(meta.metadataChecksum) does not match the metadata (\(try meta.computedChecksum())): the file was edited or damaged; a checkpoint's metadata must not be changed by hand")

@@ -77,10 +77,10 @@ struct BestPointer: Decodable {
 
     static func read(_ file: String) throws -> BestPointer {
         let data = try readRegularFile(file, what: "best-checkpoint pointer (best.json)", limit: 1 << 20)
+        try refuseDuplicateJSONKeys(data, file: file)
         guard let pointer = try? JSONDecoder().decode(BestPointer.self, from: data), !pointer.checkpoint.isEmpty else {
             throw InputError(file: file, "expected a JSON object with a \"checkpoint\" path")
         }
-        try refuseDuplicateJSONKeys(data, file: file)
         return pointer
     }
 }

@@ -82,6 +82,14 @@ public func requireTrainedEncoder(spec: RunSpec, meta: CheckpointMeta, checkpoin
     }
 }
 
+/// A relative path of the configuration that is not there: named with its key and the folder it was looked for in. A
+/// checkpoint records its configuration's paths as given, so scoring it from another folder looks for them there.
+func requireConfiguredPath(_ path: String, key: String) throws {
+    guard !path.isEmpty, !path.hasPrefix("/"), !FileManager.default.fileExists(atPath: path) else { return }
+    throw InputError(file: path, "\(key): not found in the current folder \(printable(FileManager.default.currentDirectoryPath)) (a relative path of "
+        + "the configuration, also of the one the checkpoint recorded, is the current folder's); run in the folder the model was trained in, or give --set \(key)=PATH")
+}
+
 /// Every row of a CSV scored by a checkpoint.
 /// Refuses a model whose outputs (`rows` of `width` values, one row per trial) are not all finite: a checkpoint of a
 /// diverged run (weights grown past Float's range, or NaN) would otherwise write NaN scores or embeddings, and metrics
@@ -204,6 +212,10 @@ public struct LoadedCheckpoint {
         // scores would be one model's on some trials and another's on the rest.
         try requireAgreement([("--checkpoint \(path)", "\(meta.tensorsChecksum) \(meta.metadataChecksum) \(meta.pretrainedChecksum ?? "")")],
                              comm: comm, what: "checkpoints")
+        if inputs == nil {
+            try requireConfiguredPath(spec.data.icdHierarchy, key: "data.icd_hierarchy")
+            try requireConfiguredPath(spec.encoder.modelDir, key: "encoder.model_dir")
+        }
         let hierarchy = try inputs?.hierarchy ?? ICD10Hierarchy(path: spec.data.icdHierarchy, comm: comm)
         try hierarchy.requireTables(of: meta.model, trainedTree: meta.icdHierarchy, checkpoint: path)      // before featurizing anything
         try requireTrainedEncoder(spec: spec, meta: meta, checkpoint: path)
@@ -408,6 +420,7 @@ public func ensembleMembers(_ path: String) throws -> (members: [String], thresh
     guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue,
           FileManager.default.fileExists(atPath: file) else { return nil }
     let data = try readRegularFile(file, what: "best-checkpoint pointer (best.json)", limit: 1 << 20)
+    try refuseDuplicateJSONKeys(data, file: file)
     /// The ensemble's keys of best.json (`FinetuneSelection` writes them); each absent in a run of one model.
     struct Ensemble: Decodable {
         let members: [String]?, threshold: Double?, partitions: Int?, foldsChecksum: String?
@@ -453,7 +466,6 @@ public func ensembleMembers(_ path: String) throws -> (members: [String], thresh
         }
         throw InputError(file: file, "key \"\(named)\" \(expected[named] ?? "has the wrong type")")
     }
-    try refuseDuplicateJSONKeys(data, file: file)
     guard let members = o.members else { return nil }
     guard !members.isEmpty, members.count <= 64, members.allSatisfy({ !$0.isEmpty }) else {
         throw InputError(file: file, "key \"members\" \(expected["members"]!)")
