@@ -158,8 +158,9 @@ public func duplicateJSONKey(_ data: Data) -> String? {
         switch b[i] {
         case UInt8(ascii: "{"), UInt8(ascii: "["):
             guard frames.count < 512 else { return nil }
-            frames.append(Frame(isObject: b[i] == UInt8(ascii: "{"), path: childPath()))
-            expectKey = frames.last!.isObject
+            let isObject = b[i] == UInt8(ascii: "{")
+            frames.append(Frame(isObject: isObject, path: childPath()))
+            expectKey = isObject
         case UInt8(ascii: "}"), UInt8(ascii: "]"):
             _ = frames.popLast(); expectKey = false
         case UInt8(ascii: ","):
