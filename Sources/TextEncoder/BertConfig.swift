@@ -36,6 +36,7 @@ public struct BertConfig: Decodable, Sendable {
         guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
             throw InputError(file: path, "not a BERT or MPNet config: not a JSON object")
         }
+        try refuseDuplicateJSONKeys(data, file: path)   // HuggingFace (Python) would read the last of a repeated key
         for key in ["hidden_size", "num_attention_heads", "num_hidden_layers", "intermediate_size", "max_position_embeddings",
                     "vocab_size", "type_vocab_size", "layer_norm_eps", "relative_attention_num_buckets", "pad_token_id"] {
             guard let value = object[key], !(value is NSNull) else { continue }

@@ -599,11 +599,10 @@ enum ScratchFile {
             let s = try text()
             guard s.contains(pair[0]) else { throw CaseFormatError("replace: '\(pair[0])' not found") }
             d = Placeholders.bytes(s.replacingOccurrences(of: pair[0], with: expand(pair[1])))
-        case "replace_first":
+        case "replace_first":   // byte-wise: also in a binary file (a safetensors header)
             guard let pair = arg as? [String], pair.count == 2 else { throw CaseFormatError("replace_first takes [old, new]") }
-            let s = try text()
-            guard let r = s.range(of: pair[0]) else { throw CaseFormatError("replace_first: '\(pair[0])' not found") }
-            d = Placeholders.bytes(s.replacingCharacters(in: r, with: expand(pair[1])))
+            guard let r = d.range(of: Data(pair[0].utf8)) else { throw CaseFormatError("replace_first: '\(pair[0])' not found") }
+            d.replaceSubrange(r, with: Placeholders.bytes(expand(pair[1])))
         case "append": d += Placeholders.bytes(expand(arg as? String ?? ""))
         case "append_hex": d += try Hex.decode(arg as? String ?? "")
         case "prepend": d = Placeholders.bytes(expand(arg as? String ?? "")) + d
@@ -647,8 +646,12 @@ enum ScratchFile {
                 for path in paths { root = try JSONPath.set(root, path.split(separator: ".").map(String.init), nil) }
             }
             d = try JSONSerialization.data(withJSONObject: root, options: [.prettyPrinted, .sortedKeys, .fragmentsAllowed])
-        case "store_meta_set", "store_meta_text":
+        case "store_meta_set", "store_meta_text", "store_meta_edit":
             d = try StoreEdit.rewrite(d) { meta in
+                if op == "store_meta_edit" {   // another edit, applied to the metadata's JSON text
+                    guard let inner = arg as? [String: Any] else { throw CaseFormatError("store_meta_edit takes one {op: argument}") }
+                    return try apply(inner, to: meta, expand: expand)
+                }
                 if op == "store_meta_text" {
                     guard let s = arg as? String else { throw CaseFormatError("store_meta_text takes the new metadata text") }
                     return Data(expand(s).utf8)

@@ -50,6 +50,7 @@ public final class SafetensorsFile {
         guard let header = (try? JSONSerialization.jsonObject(with: json)) as? [String: Any] else {
             throw bad("header is not a JSON object")
         }
+        if let key = duplicateJSONKey(json) { throw bad("header key \(key) appears twice in one object; expected each key once") }
         var tensors: [String: Tensor] = [:]
         var metadata: [String: String] = [:]
         let payload = bytes.count - dataStart
