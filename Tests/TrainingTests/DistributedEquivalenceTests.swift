@@ -10,6 +10,8 @@ final class DistributedEquivalenceTests: XCTestCase {
     static let work = NSTemporaryDirectory() + "cladmop-equivalence-\(getpid())"
     static var store: String { work + "/synthetic.store" }
     var cladmop: String { productsFolder.appendingPathComponent("cladmop").path }
+    /// What the last `train` printed.
+    var lastOutput = ""
 
     static let fixture = SuiteFixture()
     override class func setUp() {
@@ -25,8 +27,9 @@ final class DistributedEquivalenceTests: XCTestCase {
     override class func tearDown() { try? FileManager.default.removeItem(atPath: work) }
 
     /// Runs pretraining on W ranks; returns (loss at step 1, gradient of step 1, final parameters).
+    /// `launcher`: a command that mpirun starts instead, with cladmop's path and arguments after it.
     func train(ranks: Int, steps: Int, extra: [String] = [], fault: String? = nil, mpiFlags: [String] = [],
-               environment: [String: String] = [:], name: String) throws -> (loss: Double, gradient: [Float], parameters: [Float]) {
+               environment: [String: String] = [:], launcher: [String] = [], name: String) throws -> (loss: Double, gradient: [Float], parameters: [Float]) {
         let dir = Self.work + "/\(name)"
         try? FileManager.default.removeItem(atPath: dir)
         let gradientFile = dir + ".grad"
@@ -36,8 +39,10 @@ final class DistributedEquivalenceTests: XCTestCase {
                     "--set", "data.synthetic=true", "--set", "data.feature_store=\(Self.store)",
                     "--set", "data.icd_hierarchy=\(repositoryRoot)/data/icd10/icd10cm_2025_hierarchy.tsv",
                     "--set", "train.max_steps=\(steps)", "--set", "train.epochs=10", "--set", "train.checksum_every=5"] + extra
-        let r = try mpirun(np: ranks, executable: cladmop, arguments: args, extraFlags: mpiFlags, environment: env)
+        let r = try mpirun(np: ranks, executable: launcher.first ?? cladmop, arguments: launcher.dropFirst() + (launcher.isEmpty ? [] : [cladmop]) + args,
+                           extraFlags: mpiFlags, environment: env)
         XCTAssertEqual(r.status, 0, r.output)
+        lastOutput = r.output
         let metrics = try String(contentsOfFile: dir + "/metrics.jsonl", encoding: .utf8).split(separator: "\n")
         let first = try JSONSerialization.jsonObject(with: Data(metrics[0].utf8)) as! [String: Any]
         let gradient = try Data(contentsOf: URL(fileURLWithPath: gradientFile)).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
@@ -92,6 +97,24 @@ final class DistributedEquivalenceTests: XCTestCase {
             XCTAssertLessThan(p, 2e-3, "parameters after 20 steps, W=\(w) (see above: the issue's 1e-4 is not met in bf16)")
             XCTAssertGreaterThan(precisionEffect, 10 * g, "bf16 must change the gradient more than W does (else it did not run)")
         }
+    }
+
+    /// A mixed cluster: train.precision = bf16 on W = 2 where rank 1 has no AVX512-BF16 (CLADMOP_FORCE_NO_BF16 on that
+    /// rank only). Every rank computes in fp32 (one warning: 1 of the 2 ranks), so the first-step gradient and the
+    /// parameters after 20 steps are W = 1 fp32's to 1e-4. Each rank used to resolve its own precision: bf16 scales the
+    /// gradient after the all-reduce, fp32 before it, so rank 1 stepped with half the gradient and the replicas parted
+    /// (exit 3, "replicas diverged", at the first replica checksum).
+    func testMixedBF16RanksAgreeOnFP32() throws {
+        try XCTSkipUnless(Precision.bf16Available, "no AVX512-BF16 here: every rank falls back to fp32 anyway")
+        let fp32 = try train(ranks: 1, steps: 20, name: "mixed-fp32-w1")
+        let rank1WithoutBF16 = ["/bin/sh", "-c", "[ \"$OMPI_COMM_WORLD_RANK\" = 1 ] && export CLADMOP_FORCE_NO_BF16=1; exec \"$0\" \"$@\""]
+        let mixed = try train(ranks: 2, steps: 20, extra: ["--set", "train.precision=bf16"], launcher: rank1WithoutBF16, name: "mixed-w2")
+        XCTAssertTrue(lastOutput.contains("train.precision = bf16: 1 of the 2 ranks run on a CPU without AVX512-BF16"), lastOutput)
+        let g = relativeDifference(mixed.gradient, fp32.gradient), p = relativeDifference(mixed.parameters, fp32.parameters)
+        print("mixed bf16 / no-bf16 ranks vs W=1 fp32: gradient rel diff \(g), parameters after 20 steps \(p)")
+        XCTAssertEqual(mixed.loss, fp32.loss, accuracy: 1e-5 * abs(fp32.loss))
+        XCTAssertLessThan(g, 1e-4)
+        XCTAssertLessThan(p, 1e-4)
     }
 
     func testSGDTwentyStepsMatch() throws {

@@ -50,7 +50,7 @@ public func runTrainingBenchmark(spec: RunSpec, comm: Communicator) throws -> Tr
                              rowsKey: "train.global_batch = \(globalBatch) over \(comm.size) rank(s), train.chunk_size = \(spec.train.chunkSize)",
                              hint: "use a smaller model or global batch, or set train.chunk_size", comm: comm)
     let step = ContrastiveStep(config, spec: spec, comm: comm, faults: .none)
-    let precision = resolvedPrecision(spec.train.precision, key: "train.precision", comm: comm)
+    let precision = agreedTrainingPrecision(spec.train.precision, comm: comm)
     step.params.setPrecision(precision)
     let model = step.model
     let mine = shard(globalBatch, rank: comm.rank, of: comm.size)

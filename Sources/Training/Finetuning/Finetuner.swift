@@ -492,7 +492,7 @@ public final class Finetuner {
                      train: [StoredTrial], valid: [StoredTrial], keepEveryEpoch: Bool) throws -> MemberTraining {
         let p = outcome.params
         comm.broadcast(p.values, count: p.count, root: 0)
-        p.setPrecision(resolvedPrecision(spec.train.precision, key: "train.precision", comm: comm))
+        p.setPrecision(agreedTrainingPrecision(spec.train.precision, comm: comm))
         let batchSize = spec.finetune.batch, epochs = spec.finetune.epochs
         let positives = train.filter { $0.label == 1 }.count
         let (w1, w0) = classWeights(positives: positives, count: train.count)

@@ -243,7 +243,7 @@ public final class Pretrainer {
         comm.broadcast(optimizer.m, count: params.count, root: 0)
         comm.broadcast(optimizer.v, count: params.count, root: 0)
         // The values are final for the first step: bf16 makes its copy of them now, then after every update.
-        params.setPrecision(resolvedPrecision(train.precision, key: "train.precision", comm: comm))
+        params.setPrecision(agreedTrainingPrecision(train.precision, comm: comm))
         if comm.isRoot {
             for line in setup.corpusReport { log(line) }
             if let coverage = inputCoverage(setup.train + setup.validation, space: space, what: "pretraining inputs") {
