@@ -150,6 +150,14 @@ public struct CheckpointMeta: Codable {
         try require(optimizerStep >= 0, "optimizerStep", optimizerStep, "a step count >= 0")
         try require(tensorsBytes >= 0, "tensorsBytes", tensorsBytes, "a size >= 0")
         try require(!tensorsFile.isEmpty && !tensorsFile.contains("/"), "tensorsFile", tensorsFile, "a file name in the checkpoint's folder")
+        // The values resume reads (an early-stopping count becomes an Int: 1e300 would trap).
+        for (key, value) in metrics.sorted(by: { $0.key < $1.key }) {
+            try require(value.isFinite, "metrics.\(key)", value, "a finite number")
+        }
+        if let loss = metrics["best_val_loss"] { try require(loss >= 0, "metrics.best_val_loss", loss, "a validation loss >= 0") }
+        if let n = metrics["evals_without_improvement"] {
+            try require(n >= 0 && n <= 1e9 && n.rounded() == n, "metrics.evals_without_improvement", n, "an integer in [0, 1e9]")
+        }
         if let link = pretrainedLink {
             try require(pretrained != nil && !link.hasPrefix("/") && link.hasSuffix(".json"), "pretrainedLink", link,
                         "a relative path to a checkpoint's .json, beside a recorded pretrained checkpoint")
