@@ -286,11 +286,18 @@ func convertToPNG(svgPath: String, pngPath: String) -> Bool {
     }
     let message = errors.fileHandleForReading.readDataToEndOfFile()
     process.waitUntilExit()
-    guard process.terminationStatus == 0, rename(tmp, pngPath) == 0 else {
+    if process.terminationStatus == 0 && !(syncFile(tmp) && rename(tmp, pngPath) == 0) {
+        let reason = String(cString: strerror(errno))
+        unlink(tmp)
+        notice("note: cannot write \(pngPath) (\(reason)); \(svgPath) written as SVG only")
+        return false
+    }
+    guard process.terminationStatus == 0 else {
         unlink(tmp)
         let why = String(decoding: message, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         notice("note: rsvg-convert failed on \(svgPath) (status \(process.terminationStatus)\(why.isEmpty ? "" : ": " + why)); SVG only")
         return false
     }
+    syncFolder(of: pngPath)
     return true
 }

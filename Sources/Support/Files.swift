@@ -335,6 +335,15 @@ public func removeTree(_ path: String) -> (path: String, reason: String)? {
     return first
 }
 
+/// fsync of the file at `path`: a temporary written by other means (a copy, a child process) is on disk before it is
+/// renamed into place. False when it cannot be opened or synced.
+public func syncFile(_ path: String) -> Bool {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return false }
+    defer { close(fd) }
+    return fsync(fd) == 0
+}
+
 /// fsync of the folder holding `path`: a rename or link into it survives a crash.
 public func syncFolder(of path: String) {
     let dir = URL(fileURLWithPath: path).deletingLastPathComponent().path

@@ -287,6 +287,7 @@ public enum Checkpoints {
             defer { TemporaryFiles.unregister(slot) }
             do {
                 try FileManager.default.copyItem(atPath: from, toPath: temporary)
+                guard syncFile(temporary) else { throw InputError(file: to, "cannot write \(temporary) to disk (fsync): \(String(cString: strerror(errno)))") }
                 if name == tensorsFile, let checksum, try fileChecksum(temporary).0 != checksum {
                     throw InputError(file: from, "changed while it was copied (checksum differs from \(checksum))")
                 }
@@ -301,6 +302,7 @@ public enum Checkpoints {
             }
             log("finetune: \(to): a copy of \(from) (hard link refused: \(reason))")
         }
+        syncFolder(of: dir + "/" + json)     // the links and renames survive a crash
         kept = true
         return dir + "/" + json
     }
