@@ -1,4 +1,3 @@
-import CKernels
 import Foundation
 
 /// The number format of the GEMM inputs. `.bf16`: A and B rounded to bfloat16 (8 significant bits, relative
@@ -11,7 +10,7 @@ public enum Precision: String, Sendable, Codable, CaseIterable {
     /// `CLADMOP_FORCE_NO_BF16=1` answers false (the tests' way to exercise the fallback on a bf16 machine).
     public static let bf16Available: Bool = {
         if ProcessInfo.processInfo.environment["CLADMOP_FORCE_NO_BF16"] == "1" { return false }
-        return ck_cpu_has_avx512_bf16() != 0 && OneDNN.shared != nil
+        return CPUFeatures.avx512BF16 && OneDNN.shared != nil
     }()
 
     /// The precision a run uses: bf16 falls back to fp32, with one line on stderr (`say` is called once per
@@ -100,7 +99,7 @@ public enum GEMMBackend: String, Sendable, CaseIterable {
         case .failure(let e):
             FileHandle.standardError.write("error: \(e.message)\n".data(using: .utf8)!)
             exit(2)
-        case .success(nil): return available && ck_cpu_has_avx512_core() != 0 ? .byShape : .openBLAS
+        case .success(nil): return available && CPUFeatures.avx512Core ? .byShape : .openBLAS
         case .success(.openBLAS?): return .openBLAS
         case .success(.oneDNN?):
             if available { return .oneDNN }
@@ -183,11 +182,6 @@ public func oneDNNBF16Gemm(transA: Bool = false, transB: Bool = false, m: Int, n
 /// The oneDNN implementation chosen per input type and transposes (e.g. "bf16 NT" -> "gemm:jit"), once used.
 public func oneDNNImplementations() -> [String: String] { OneDNN.shared?.implementations ?? [:] }
 
-/// y = bf16(x), round to nearest even (CKernels).
-public func convertToBF16(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<UInt16>, count: Int) { ck_f32_to_bf16(x, y, count) }
-/// y = float(x), exact.
-public func convertFromBF16(_ x: UnsafePointer<UInt16>, _ y: UnsafeMutablePointer<Float>, count: Int) { ck_bf16_to_f32(x, y, count) }
-
 /// Grow-only buffers for the bf16 copies of a GEMM's activation operands (slot 0: A, slot 1: B). GEMMs run one at
 /// a time on a rank's thread.
 final class BF16Scratch: @unchecked Sendable {
@@ -205,7 +199,7 @@ final class BF16Scratch: @unchecked Sendable {
             capacities[slot] = cap
         }
         let y = buffers[slot]!
-        if ld == cols { ck_f32_to_bf16(x, y, need) } else { ck_f32_to_bf16_strided(x, ld, y, rows, cols) }
+        if ld == cols { convertToBF16(x, y, count: need) } else { convertToBF16(x, ld: ld, y, rows: rows, cols: cols) }
         return BF16Ptr(y)
     }
 }

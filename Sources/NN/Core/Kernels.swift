@@ -1,7 +1,23 @@
 import CKernels
 import Foundation
 
-// The C kernels of CKernels for the layers: GELU (polynomial exp and erf), LayerNorm, Adam and the attention core.
+// The C kernels of CKernels (this file is the one that imports it): GELU (polynomial exp and erf), LayerNorm, Adam,
+// the attention core, bf16 conversions and the CPU's features.
+
+/// What this CPU can run (cpuid, with the OS's consent to the AVX-512 state).
+public enum CPUFeatures {
+    public static let avx512Core = ck_cpu_has_avx512_core() != 0
+    public static let avx512BF16 = ck_cpu_has_avx512_bf16() != 0
+}
+
+/// y = bf16(x), round to nearest even.
+public func convertToBF16(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<UInt16>, count: Int) { ck_f32_to_bf16(x, y, count) }
+/// y (rows x cols, dense) = bf16(x), x with a row stride of `ld` floats.
+public func convertToBF16(_ x: UnsafePointer<Float>, ld: Int, _ y: UnsafeMutablePointer<UInt16>, rows: Int, cols: Int) {
+    ck_f32_to_bf16_strided(x, ld, y, rows, cols)
+}
+/// y = float(x), exact.
+public func convertFromBF16(_ x: UnsafePointer<UInt16>, _ y: UnsafeMutablePointer<Float>, count: Int) { ck_bf16_to_f32(x, y, count) }
 
 /// GELU, erf form: y = x/2 (1 + erf(x/sqrt 2)). x, y are (count).
 public func geluForward(_ x: ConstFloatPtr, _ y: FloatPtr, count: Int) { ck_gelu_forward(x, y, count) }
