@@ -225,17 +225,21 @@ public func svgLinePlot(title: String, xLabel: String, yLabel: String, series: [
 // MARK: files
 
 /// Writes `svg` to `path` (atomically) and, when `rsvg-convert` (Debian: librsvg2-bin) is on PATH, a PNG
-/// beside it (`.png`, at twice the size for sharp text; written to a temporary file and renamed), for sites
-/// that refuse SVG. Without rsvg-convert, one line says so (once per process) and only the SVG is written; a
-/// PNG of an earlier run is removed so that it never shows another plot. Returns the file name that a report
-/// should embed: the PNG when there is one, else the SVG.
+/// beside it (`.png`, at twice the size for sharp text), for sites that refuse SVG. rsvg-convert renders to its
+/// standard output and the PNG is written like every output (atomically: a full disk is an error, the earlier PNG
+/// kept). Without rsvg-convert, or when it cannot render, one line says so and only the SVG is written; a PNG of an
+/// earlier run is removed so that it never shows another plot. Returns the file name that a report should embed: the
+/// PNG when there is one, else the SVG.
 @discardableResult
 public func writePlot(_ path: String, _ svg: String) throws -> String {
     let url = URL(fileURLWithPath: path)
     let png = url.deletingPathExtension().appendingPathExtension("png").path
     try refuseNonRegularOutput(png, reportingAs: png)     // renamed over (a link is replaced, not its target), or removed
     try writeTextFile(path, svg)
-    if convertToPNG(svgPath: path, pngPath: png) { return URL(fileURLWithPath: png).lastPathComponent }
+    if let bytes = renderPNG(svgPath: path) {
+        try writeFileAtomically(png) { try $0.write(contentsOf: bytes) }
+        return URL(fileURLWithPath: png).lastPathComponent
+    }
     unlink(png)
     return url.lastPathComponent
 }
@@ -258,8 +262,10 @@ public func markdownImage(alt: String, embedded: String) -> String {
 
 nonisolated(unsafe) var rsvgNoticeShown = false
 
-/// Runs rsvg-convert; false (and a line on stderr) when it is missing or fails.
-func convertToPNG(svgPath: String, pngPath: String) -> Bool {
+/// The SVG file at `svgPath` rendered as PNG by rsvg-convert (to its standard output; the path made absolute, so that
+/// one starting with "-" is not read as an option; no standard input, so that it never waits on a terminal); nil, and a
+/// line on stderr, when it is missing or fails.
+func renderPNG(svgPath: String) -> Data? {
     func notice(_ line: String) {
         FileHandle.standardError.write(Data((line + "\n").utf8))
     }
@@ -269,35 +275,30 @@ func convertToPNG(svgPath: String, pngPath: String) -> Bool {
             rsvgNoticeShown = true
             notice("note: rsvg-convert not found (Debian: apt-get install librsvg2-bin, or Launch/setup); plots are written as SVG only")
         }
-        return false
+        return nil
     }
-    let tmp = temporaryPath(for: pngPath)
-    let slot = TemporaryFiles.register(tmp)
-    defer { TemporaryFiles.unregister(slot) }
     let process = Process()
     process.executableURL = URL(fileURLWithPath: tool)
-    process.arguments = ["--format", "png", "--zoom", "2", "--background-color", "white", "--output", tmp, svgPath]
-    let errors = Pipe()
+    process.arguments = ["--format", "png", "--zoom", "2", "--background-color", "white", URL(fileURLWithPath: svgPath).path]
+    let output = Pipe(), errors = Pipe()
+    process.standardInput = FileHandle.nullDevice
+    process.standardOutput = output
     process.standardError = errors
-    process.standardOutput = FileHandle.nullDevice
     do { try process.run() } catch {
         notice("note: cannot run \(tool) (\(error)); \(svgPath) written as SVG only")
-        return false
+        return nil
     }
-    let message = errors.fileHandleForReading.readDataToEndOfFile()
+    // Both pipes at once (either may fill while the other is read).
+    final class Box: @unchecked Sendable { var data = Data() }
+    let messages = Box(), done = DispatchSemaphore(value: 0)
+    DispatchQueue.global().async { messages.data = errors.fileHandleForReading.readDataToEndOfFile(); done.signal() }
+    let bytes = output.fileHandleForReading.readDataToEndOfFile()
+    done.wait()
     process.waitUntilExit()
-    if process.terminationStatus == 0 && !(syncFile(tmp) && rename(tmp, pngPath) == 0) {
-        let reason = String(cString: strerror(errno))
-        unlink(tmp)
-        notice("note: cannot write \(pngPath) (\(reason)); \(svgPath) written as SVG only")
-        return false
-    }
-    guard process.terminationStatus == 0 else {
-        unlink(tmp)
-        let why = String(decoding: message, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    guard process.terminationStatus == 0, !bytes.isEmpty else {
+        let why = String(decoding: messages.data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         notice("note: rsvg-convert failed on \(svgPath) (status \(process.terminationStatus)\(why.isEmpty ? "" : ": " + why)); SVG only")
-        return false
+        return nil
     }
-    syncFolder(of: pngPath)
-    return true
+    return bytes
 }

@@ -144,6 +144,26 @@ final class PlotTests: XCTestCase {
         XCTAssertEqual(markdownImage(alt: "a", embedded: "a.svg"), "![a](a.svg)")
     }
 
+    /// A plot in a folder whose relative path starts with "-" (a run folder `-ifoo`, a stranger's probe): rsvg-convert had
+    /// read it as its option -i (export id), then waited for an SVG on the standard input (a hang at a terminal; with
+    /// no input, no PNG and exit 0). The PNG is made, and no file is left beside it.
+    func testPNGOfAFolderNamedLikeAnOption() throws {
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
+        let hasRsvg = path.split(separator: ":").contains { FileManager.default.isExecutableFile(atPath: "\($0)/rsvg-convert") }
+        guard hasRsvg else { throw XCTSkip("rsvg-convert is not installed (Launch/setup installs librsvg2-bin)") }
+        let dir = NSTemporaryDirectory() + "cladmop-png-dash-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir + "/-ifoo", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let cwd = FileManager.default.currentDirectoryPath
+        XCTAssertTrue(FileManager.default.changeCurrentDirectoryPath(dir))
+        defer { FileManager.default.changeCurrentDirectoryPath(cwd) }
+        let svg = svgLinePlot(title: "t", xLabel: "x", yLabel: "y", series: [("a", [(1, 2), (3, 4)])])
+        XCTAssertEqual(try writePlot("-ifoo/c.svg", svg), "c.png")
+        let png = try Data(contentsOf: URL(fileURLWithPath: dir + "/-ifoo/c.png"))
+        XCTAssertEqual(Array(png.prefix(4)), [0x89, 0x50, 0x4E, 0x47])
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir + "/-ifoo").sorted(), ["c.png", "c.svg"])
+    }
+
     /// The texts of tick labels (text-anchor end or middle, a number).
     func tickTexts(_ svg: String) -> [String] {
         svg.components(separatedBy: "\n").filter { $0.hasPrefix("<text") }.compactMap { line -> String? in
