@@ -185,6 +185,10 @@ public func temporaryPath(for path: String) -> String {
 /// (as root, a link to /dev/null named as an output would have replaced /dev/null).
 public func refuseNonRegularOutput(_ target: String, reportingAs path: String) throws {
     var st = stat()
+    // A chain of symbolic links that loops (loop1 -> loop2 -> loop1): written through, it had replaced one of its links.
+    if lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFLNK, stat(path, &st) != 0, errno == ELOOP {
+        throw InputError(file: path, "is a symbolic link that loops back on itself (\(String(cString: strerror(ELOOP)))); choose another output path")
+    }
     guard lstat(target, &st) == 0 else { return }
     let kind = st.st_mode & S_IFMT
     guard kind != S_IFREG && kind != S_IFLNK else { return }

@@ -22,11 +22,20 @@ public func makeDirectory(_ path: String, option: String) throws {
         return
     }
     let statError = errno
+    let trimmed = String(path.reversed().drop { $0 == "/" }.reversed())     // "afile/": ENOTDIR, but it is the file itself
+    if trimmed != path, !trimmed.isEmpty, stat(trimmed, &st) == 0, (st.st_mode & S_IFMT) != S_IFDIR {
+        throw InputError(file: path, "\(option) names an existing file, not a folder")
+    }
     // A symbolic link whose target is missing (or a loop): stat fails, and creating the folder would say "exists".
     var lst = stat()
     if lstat(path, &lst) == 0 && (lst.st_mode & S_IFMT) == S_IFLNK {
         let target = (try? FileManager.default.destinationOfSymbolicLink(atPath: path)) ?? "?"
         throw InputError(file: path, "\(option) is a symbolic link to \(target), which \(statError == ELOOP ? "loops back on itself" : "does not exist"); link it to a folder, or name another")
+    }
+    // A folder above it that is a file (afile/sub) or a looping link (loop1/sub): named, not Foundation's "exists".
+    if statError == ENOTDIR || statError == ELOOP {
+        throw InputError(file: path, "cannot create the folder (\(option)): \(String(cString: strerror(statError))) (a folder on its path is "
+                         + (statError == ELOOP ? "a symbolic link that loops back on itself)" : "a file)"))
     }
     try checkNameLengths(path, option: option)
     do { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) }
