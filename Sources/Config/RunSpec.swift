@@ -2,8 +2,9 @@ import Foundation
 import Support
 
 // The typed run specification: built once per command from YAML + `--set` (`RunSpec(config)`) and
-// validated once, relations between keys included. Nothing outside this file reads a configuration key by
-// name. A checkpoint stores the `RunSpec` it was trained with; loading one calls the same `validate()`.
+// validated once, relations between keys included. Nothing outside this file reads a configuration value by key
+// name to use it (`cladmop config` prints the resolved values; ranks compare them; scoring names the keys it reads to
+// warn of --set of others). A checkpoint stores the `RunSpec` it was trained with; loading one calls the same `validate()`.
 // Every error names the key (`section.name`) and what was expected.
 
 /// `data.*`: which trials, where their features live, how many tokens of each modality the model sees.
