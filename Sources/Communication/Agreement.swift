@@ -18,9 +18,9 @@ public func requireAgreement(_ values: [(String, String)], comm: Communicator, w
     let differing = values.indices.filter { v[$0] != -v[n + $0] }
     guard !differing.isEmpty else { return }
     let shown = differing.prefix(8).map { "\(values[$0].0) (here \(values[$0].1.prefix(80)))" }
-    throw InputError("the \(comm.size) ranks were started with different \(what): \(differing.count) differ across ranks: "
+    throw InputError("the \(comm.size) ranks were started with different \(what): \(differing.count == 1 ? "one value differs" : "\(differing.count) values differ") across ranks: "
                      + shown.joined(separator: ", ") + (differing.count > 8 ? ", ..." : "")
-                     + " [rank \(comm.rank)]; start every rank with the same command, configuration and files")
+                     + " [rank \(comm.rank)]; start every rank with the same command, configuration, environment and files")
 }
 
 /// A checksum of this executable (ranks on several nodes must run the same build).

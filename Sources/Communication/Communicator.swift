@@ -90,7 +90,7 @@ public final class SingleProcessCommunicator: Communicator {
     public func progressReductions() -> Bool { true }
     public func waitReductions() {}
     public func abort(message: String, code: Int32) -> Never {
-        FileHandle.standardError.write(Data("error: \(printable(message))\n".utf8))
+        standardErrorWrite(Data("error: \(printable(message))\n".utf8))
         exit(code)
     }
     public var hostNames: [String] { [ProcessInfo.processInfo.hostName] }

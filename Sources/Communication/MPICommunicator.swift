@@ -106,7 +106,7 @@ public final class MPICommunicator: Communicator {
         switch startLimit() {
         case .success(let seconds): limit = seconds
         case .failure(let error):
-            FileHandle.standardError.write(Data("error: \(error.description)\n".utf8))
+            standardErrorWrite(Data("error: \(error.description)\n".utf8))
             exit(2)
         }
         guard limit > 0 else { return }
@@ -114,7 +114,7 @@ public final class MPICommunicator: Communicator {
             for _ in 0..<limit where started.wait(timeout: .now() + 1) == .success { return }
             var name = [CChar](repeating: 0, count: 256)
             gethostname(&name, 255)     // not ProcessInfo.hostName, which may ask a name server that cannot be reached
-            FileHandle.standardError.write(Data("error: MPI did not start within \(limit) s on host \(String(cString: name)) (pid \(getpid())): a process of this job ended without starting MPI (an app context that runs no cladmop command), or the nodes cannot reach each other (CLADMOP_MPI_START_TIMEOUT sets the limit; 0: wait for ever)\n".utf8))
+            standardErrorWrite(Data("error: MPI did not start within \(limit) s on host \(String(cString: name)) (pid \(getpid())): a process of this job ended without starting MPI (an app context that runs no cladmop command), or the nodes cannot reach each other (CLADMOP_MPI_START_TIMEOUT sets the limit; 0: wait for ever)\n".utf8))
             _exit(1)
         }
         thread.start()
@@ -213,7 +213,7 @@ public final class MPICommunicator: Communicator {
     }
 
     public func abort(message: String, code: Int32) -> Never {
-        FileHandle.standardError.write(Data("error (rank \(rank) of \(size)): \(printable(message))\n".utf8))
+        standardErrorWrite(Data("error (rank \(rank) of \(size)): \(printable(message))\n".utf8))
         MPI_Abort(world, code)
         exit(code)
     }

@@ -209,7 +209,7 @@ public final class Watchdog: @unchecked Sendable {
         if posix_spawn(&child, argv[0], nil, nil, &cArgs, environ) == 0 {
             var status: Int32 = 0
             waitpid(child, &status, 0)   // setsid -f returns at once, its child goes on in its own session
-            FileHandle.standardError.write(Data("watchdog: \(n) (pid \(p)) will be interrupted if it has not ended \(grace) s after this abort\n".utf8))
+            standardErrorWrite(Data("watchdog: \(n) (pid \(p)) will be interrupted if it has not ended \(grace) s after this abort\n".utf8))
         }
     }
 }

@@ -267,7 +267,7 @@ nonisolated(unsafe) var rsvgNoticeShown = false
 /// line on stderr, when it is missing or fails.
 func renderPNG(svgPath: String) -> Data? {
     func notice(_ line: String) {
-        FileHandle.standardError.write(Data((line + "\n").utf8))
+        standardErrorWrite(Data((line + "\n").utf8))
     }
     let dirs = (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").map(String.init)
     guard let tool = dirs.map({ $0 + "/rsvg-convert" }).first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {

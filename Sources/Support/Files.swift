@@ -479,7 +479,7 @@ public enum TemporaryFiles {
 
     /// Ends the process by `signal` as the handler would (removing the registered files), after writing `line`.
     public static func endBySignal(_ signal: Int32, saying line: String) -> Never {
-        FileHandle.standardError.write(Data((line + "\n").utf8))
+        standardErrorWrite(Data((line + "\n").utf8))
         removeAll(notice: signal >= 0 && signal < 32 ? UnsafePointer(notices[Int(signal)]) : nil)
         Glibc.signal(signal, SIG_DFL)
         raise(signal)

@@ -39,7 +39,7 @@ public func lockRunFolder(_ dir: String, exclusive: Bool = true, busy: String) t
         let reason = String(cString: strerror(errno))
         heldRunDirectories.append((fd, exclusive))
         if exclusive { WrittenFolders.hold(dir, descriptor: fd) }
-        FileHandle.standardError.write(Data("warning: \(dir): cannot lock the run folder (\(reason)); two commands on it would not be told apart\n".utf8))
+        standardErrorWrite(Data("warning: \(dir): cannot lock the run folder (\(reason)); two commands on it would not be told apart\n".utf8))
     }
 }
 
@@ -204,7 +204,7 @@ public func prepareRunDirectory(_ runDir: String, config: Config, comm: Communic
 /// command is removing them still.
 func removePreviousRun(_ runDir: String, artifacts: [String]) throws {
     func warn(_ path: String, _ reason: String, _ what: String) {
-        FileHandle.standardError.write(Data("warning: \(printable(path)): cannot remove it (\(reason)); \(what)\n".utf8))
+        standardErrorWrite(Data("warning: \(printable(path)): cannot remove it (\(reason)); \(what)\n".utf8))
     }
     let (leftovers, previous) = overwriteRemoves(runDir, artifacts: artifacts)
     for old in leftovers {

@@ -10,6 +10,8 @@ import Training
 struct Cladmop: ParsableCommand {
     /// Like ParsableCommand.main, but every usage or input error exits with status 2.
     static func main() {
+        // A closed stdout or stderr (>&-) gets /dev/null: an output file opened later would take its number.
+        openClosedStandardDescriptors()
         // A write past RLIMIT_FSIZE then fails with EFBIG, reported like a full disk, instead of killing the rank.
         signal(SIGXFSZ, SIG_IGN)
         // An interrupted write leaves no hidden temporary file beside its output.
@@ -22,14 +24,14 @@ struct Cladmop: ParsableCommand {
             execv("/proc/self/exe", CommandLine.unsafeArgv)
         }
         if let message = GEMMBackend.environmentError {
-            FileHandle.standardError.write(Data(("error: " + message + "\n").utf8))
+            standardErrorWrite(Data(("error: " + message + "\n").utf8))
             Foundation.exit(2)
         }
         // Subnormal floats flushed to zero in this thread before MPI starts its threads (they inherit the mode), and
         // in OpenBLAS's worker threads (restarted): the CPU handles them in microcode (Denormals, docs/performance.md).
         guard let flush = Denormals.requested() else {
             let value = ProcessInfo.processInfo.environment["CLADMOP_DENORMALS"] ?? ""
-            FileHandle.standardError.write(Data("error: CLADMOP_DENORMALS=\(value): expected flush or keep\n".utf8))
+            standardErrorWrite(Data("error: CLADMOP_DENORMALS=\(value): expected flush or keep\n".utf8))
             Foundation.exit(2)
         }
         Denormals.setFlushToZero(flush)
@@ -38,13 +40,19 @@ struct Cladmop: ParsableCommand {
         if arguments.first == "help", let name = arguments.dropFirst().first, name != "help", !name.hasPrefix("-"),
            !configuration.subcommands.contains(where: { $0._commandName == name }) {
             let names = configuration.subcommands.map { $0._commandName }.joined(separator: ", ")
-            FileHandle.standardError.write(Data("error: help: no subcommand '\(printable(name))' (expected one of \(names))\n".utf8))
+            standardErrorWrite(Data("error: help: no subcommand '\(printable(name))' (expected one of \(names))\n".utf8))
             Foundation.exit(2)
         }
         do {
             var command = try parseAsRoot()
             MPICommunicator.command = type(of: command)._commandName
             try command.run()
+            // What was printed is flushed: a result printed into a full disk (config --get X > f, compare > table.md) is
+            // an error, as any output that cannot be written.
+            if let failure = standardOutputFailure() {
+                standardErrorWrite(Data("error: the standard output could not be written: \(failure)\n".utf8))
+                Foundation.exit(2)
+            }
         } catch {
             if exitCode(for: error) == .success {
                 // Help under mpirun: the other ranks may have started a job, and wait for this one in MPI_Init.
@@ -57,7 +65,7 @@ struct Cladmop: ParsableCommand {
             // ArgumentParser says "Error:"; every other error of cladmop "error:".
             var message = printable(fullMessage(for: error))
             if message.hasPrefix("Error: ") { message = "error: " + message.dropFirst("Error: ".count) }
-            FileHandle.standardError.write(Data((message + "\n").utf8))
+            standardErrorWrite(Data((message + "\n").utf8))
             Foundation.exit(2)
         }
     }
@@ -125,14 +133,20 @@ struct ConfigOptions: ParsableArguments {
         let spec = try RunSpec(c)
         if comm.isRoot && !c.repeatedOverrides.isEmpty {
             // On stderr: `cladmop config --get` prints values for scripts on stdout.
-            FileHandle.standardError.write(Data(("warning: --set \(c.repeatedOverrides.joined(separator: ", ")) given more than once; the last value applies: "
+            standardErrorWrite(Data(("warning: --set \(c.repeatedOverrides.joined(separator: ", ")) given more than once; the last value applies: "
                 + c.repeatedOverrides.map { "\($0)=\(c.values[$0]!.description)" }.joined(separator: ", ") + "\n").utf8))
         }
         // From here a rank that stops answering ends the job, also outside training, featurizing and scoring.
         Watchdog.guardJob(StallPolicy(stallTimeout: spec.train.stallTimeout), comm: comm)
         try requireAgreement(ConfigSchema.keys.map { ($0.path, c.values[$0.path]!.description) }
                                  + [("command line", CommandLine.arguments.dropFirst().joined(separator: " ")),
-                                    ("executable", executableIdentity())],
+                                    ("executable", executableIdentity())]
+                                 // Environment that changes the numbers: ranks with other GEMM libraries or subnormal
+                                 // handling would write a store of mixed vectors, or take different steps.
+                                 + [("CLADMOP_GEMM_BACKEND", "auto"), ("CLADMOP_DENORMALS", "flush")].map { name, byDefault in
+                                     let value = ProcessInfo.processInfo.environment[name] ?? ""
+                                     return ("environment variable " + name, value.isEmpty ? byDefault : value)
+                                 },
                              comm: comm, what: "configurations")
         return (c, spec)
     }

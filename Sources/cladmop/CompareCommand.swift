@@ -128,18 +128,18 @@ struct Compare: ParsableCommand {
                 let what = checksums.count == scored.count ? "scored different trials (their trials_checksum differ)" : "name different data files"
                 md += "\nThe rows \(what); figures on different trials are not comparable: "
                     + scored.map { "\($0.label): \($0.data ?? "(no data recorded)")" }.joined(separator: "; ") + ".\n"
-                if comm.isRoot { FileHandle.standardError.write(Data("compare: warning: the evaluations \(what) (see the note below the table)\n".utf8)) }
+                if comm.isRoot { standardErrorWrite(Data("compare: warning: the evaluations \(what) (see the note below the table)\n".utf8)) }
             }
             // Rows scored in-sample, or some out of fold and others not, are not comparable either: said below the table.
             if !inSample.isEmpty {
                 md += "\nIn-sample rows (their models trained on or selected with these trials): "
                     + inSample.map { "\($0.label): \($0.count) of \($0.n) trials" }.joined(separator: "; ") + ".\n"
-                if comm.isRoot { FileHandle.standardError.write(Data("compare: warning: \(inSample.map(\.label).joined(separator: ", ")) scored trials their models trained on (see the note below the table)\n".utf8)) }
+                if comm.isRoot { standardErrorWrite(Data("compare: warning: \(inSample.map(\.label).joined(separator: ", ")) scored trials their models trained on (see the note below the table)\n".utf8)) }
             }
             if !inSCT.isEmpty {
                 md += "\nRows with trials of their pretraining corpus (successful trials the model was pretrained on, `sct_trials`): "
                     + inSCT.map { "\($0.label): \($0.count) of \($0.n) trials" }.joined(separator: "; ") + ".\n"
-                if comm.isRoot { FileHandle.standardError.write(Data("compare: warning: \(inSCT.map(\.label).joined(separator: ", ")) scored trials of their pretraining corpus (see the note below the table)\n".utf8)) }
+                if comm.isRoot { standardErrorWrite(Data("compare: warning: \(inSCT.map(\.label).joined(separator: ", ")) scored trials of their pretraining corpus (see the note below the table)\n".utf8)) }
             }
             // A zero-shot evaluation has no validation trials: its threshold is the F1-best of the trials it scores.
             if !zeroShot.isEmpty {
@@ -154,14 +154,14 @@ struct Compare: ParsableCommand {
                 md += "\nScored out of fold (each trial by the members that did not train on it): " + oofRows.joined(separator: ", ")
                     + (mixed ? "; the other rows by their whole model" : "") + "."
                     + (chose.isEmpty ? "" : " The trials of " + chose.joined(separator: ", ") + " also selected those members' epochs and the threshold: not a held-out test.") + "\n"
-                if comm.isRoot, mixed { FileHandle.standardError.write(Data("compare: warning: some rows were scored out of fold and others not (see the note below the table)\n".utf8)) }
+                if comm.isRoot, mixed { standardErrorWrite(Data("compare: warning: some rows were scored out of fold and others not (see the note below the table)\n".utf8)) }
             }
             // Mean +- std over other draws: evaluations written before the resamples kept each class's share.
             if Set(resampling.map(\.value)).count > 1 {
                 let old = resampling.filter { $0.value != "stratified" }.map(\.label)
                 md += "\nMean ± std of " + old.joined(separator: ", ") + " are over resamples of 80 % of the rows at random (an evaluate "
                     + "before they kept 80 % of each class): their F1 and PR-AUC means move with each draw's share of successes; the other rows' do not.\n"
-                if comm.isRoot { FileHandle.standardError.write(Data("compare: warning: \(old.joined(separator: ", ")) drew their resamples another way (see the note below the table)\n".utf8)) }
+                if comm.isRoot { standardErrorWrite(Data("compare: warning: \(old.joined(separator: ", ")) drew their resamples another way (see the note below the table)\n".utf8)) }
             }
             guard comm.isRoot else { return }
             print(md, terminator: "")

@@ -25,7 +25,7 @@ struct Embed: ParsableCommand {
             let spec = try options.loadForScoring(comm)
             let loaded = try LoadedCheckpoint(checkpoint)
             if comm.isRoot, loaded.outcome == nil, let warning = unfinishedPretrainingWarning(checkpoint) {
-                FileHandle.standardError.write(Data((warning + "\n").utf8))
+                standardErrorWrite(Data((warning + "\n").utf8))
             }
             let (rows, builder) = try loaded.rows(of: data, spec: spec, comm: comm, labels: .optional, log: log)
             let levelIndex = ModelConfig.levelNames.firstIndex(of: level)!

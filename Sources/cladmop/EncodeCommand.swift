@@ -56,11 +56,11 @@ struct Encode: ParsableCommand {
             let pieces = lines.map { encoder.tokenizer.wordPieceCount($0) }
             let empty = pieces.filter { $0 == 0 }.count, cut = pieces.filter { $0 > maxTokens - 2 }.count
             if empty > 0 {
-                FileHandle.standardError.write(Data(("warning: \(empty) of the \(lines.count) lines of \(input) hold no word (empty, spaces, or only "
+                standardErrorWrite(Data(("warning: \(empty) of the \(lines.count) lines of \(input) hold no word (empty, spaces, or only "
                     + "characters the tokenizer drops): each is encoded as [CLS] [SEP] alone, one and the same vector\n").utf8))
             }
             if cut > 0 {
-                FileHandle.standardError.write(Data(("warning: \(cut) of the \(lines.count) lines of \(input) are longer than --max-tokens \(maxTokens) "
+                standardErrorWrite(Data(("warning: \(cut) of the \(lines.count) lines of \(input) are longer than --max-tokens \(maxTokens) "
                     + "([CLS] and [SEP] included): each is encoded from its first \(maxTokens - 2) word pieces\n").utf8))
             }
             try writeFileAtomically(output) { h in

@@ -71,14 +71,14 @@ struct Evaluate: ParsableCommand {
             report.outOfFold = outOfFold
             report.inSampleTrials = scored.inSample
             if outOfFold, let k = scored.inSample, k > 0 {
-                FileHandle.standardError.write(Data(("warning: \(k) of the \(trials.count) trials of \(data) selected the epochs of the members of \(checkpoint) "
+                standardErrorWrite(Data(("warning: \(k) of the \(trials.count) trials of \(data) selected the epochs of the members of \(checkpoint) "
                     + "that scored them and set its threshold: their out-of-fold figures are optimistic, not a held-out test (finetune --report-trials "
                     + "keeps the trials to report out of selection)\n").utf8))
             }
             report.sctTrials = scored.sctTrials
             let positives = labels.filter { $0 == 1 }.count
             if comm.isRoot && (positives == 0 || positives == labels.count) {
-                FileHandle.standardError.write(Data(("warning: every one of the \(labels.count) trials of \(data) is \(positives == 0 ? "failed" : "successful"): "
+                standardErrorWrite(Data(("warning: every one of the \(labels.count) trials of \(data) is \(positives == 0 ? "failed" : "successful"): "
                     + "ROC-AUC and PR-AUC are undefined (PR-AUC would be \(positives == 0 ? "undefined" : "1") whatever the scores); the metrics need trials of both classes\n").utf8))
             }
             if let novel = scored.newDisease {

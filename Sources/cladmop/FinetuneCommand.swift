@@ -50,7 +50,7 @@ struct Finetune: ParsableCommand {
             }
             let base = pretrained == "none" ? nil : try PretrainedBase(pretrained)
             if let base {
-                if comm.isRoot, let warning = unfinishedPretrainingWarning(pretrained) { FileHandle.standardError.write(Data((warning + "\n").utf8)) }
+                if comm.isRoot, let warning = unfinishedPretrainingWarning(pretrained) { standardErrorWrite(Data((warning + "\n").utf8)) }
                 // The checkpoint fixes the model, the loss it was pretrained with and its input space: the run records
                 // its values (config.yaml, every checkpoint's spec), not the configuration's, and says which it replaced.
                 let said = try base.adoptFixedKeys(&config, &spec)

@@ -77,7 +77,7 @@ struct SweepReport: ParsableCommand {
             }
             let spec: RunSpec
             do { spec = try RunSpec(Config(file: r.dir + "/config.yaml")) } catch {
-                FileHandle.standardError.write(Data("warning: \(listing):\(r.line): cannot check global_batch and lr against \(r.dir)/config.yaml: \(error)\n".utf8))
+                standardErrorWrite(Data("warning: \(listing):\(r.line): cannot check global_batch and lr against \(r.dir)/config.yaml: \(error)\n".utf8))
                 continue
             }
             if spec.train.globalBatch != r.batch {
@@ -102,7 +102,7 @@ struct SweepReport: ParsableCommand {
         }
         // Exit status 0 without an evaluation and a summary: the run stopped before its end (killed, or its log cut).
         for (r, p) in zip(runs, points) where r.status == 0 && p.status != "ok" {
-            FileHandle.standardError.write(Data(("warning: \(listing):\(r.line): the run of global_batch \(r.batch) exited with status 0 but \(r.dir)/metrics.jsonl "
+            standardErrorWrite(Data(("warning: \(listing):\(r.line): the run of global_batch \(r.batch) exited with status 0 but \(r.dir)/metrics.jsonl "
                 + "holds no evaluation and summary (a run stopped before its end?); reported as failed\n").utf8))
         }
         guard !points.isEmpty else { throw InputError(file: listing, "lists no point; expected one line per batch size (global_batch<TAB>lr<TAB>exit status<TAB>run dir)") }

@@ -408,10 +408,10 @@ enum CaseCommand {
         case .ranks(let r):
             var argv = mpi
             for (i, a) in r.enumerated() {
-                // A rank's list may start with `--wdir DIR`: that rank's working folder (the same relative path
-                // naming another file on another node).
+                // A rank's list may start with `--wdir DIR` (that rank's working folder: the same relative path
+                // naming another file on another node) and `-x NAME=VALUE` (an environment variable of that rank).
                 var args = a.map(expand), local: [String] = []
-                if args.first == "--wdir", args.count >= 2 { local = Array(args.prefix(2)); args.removeFirst(2) }
+                while ["--wdir", "-x"].contains(args.first ?? ""), args.count >= 2 { local += args.prefix(2); args.removeFirst(2) }
                 argv += (i > 0 ? [":"] : []) + ["-np", "1"] + local + [cladmop] + args
             }
             return Resolved(argv: argv, isMPI: true)

@@ -72,6 +72,35 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(withSet.output.contains("\(yaml) (with --set)"), withSet.output)
     }
 
+    /// Standard streams that cannot be written (a stranger's probe): a printed result lost to a full disk
+    /// (`config --get X > /dev/full`) had exited 0; a message to a full or closed stderr (`2>/dev/full`) had trapped
+    /// (signal 4) in FileHandle.standardError.write. Now exit 2 naming the standard output, and exit 2 with the message
+    /// lost; a closed stdout is /dev/null (exit 0).
+    func testStandardStreamsThatCannotBeWritten() throws {
+        let smoke = repositoryRoot + "/configs/smoke.yaml"
+        func shell(_ line: String) throws -> (status: Int32, reason: Process.TerminationReason, stderr: String) {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/bin/sh")
+            p.arguments = ["-c", line, productsFolder.appendingPathComponent("cladmop").path, smoke]
+            let errors = Pipe()
+            p.standardError = errors
+            try p.run()
+            let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            p.waitUntilExit()
+            return (p.terminationStatus, p.terminationReason, text)
+        }
+        let full = try shell("\"$0\" config --config \"$1\" --get train.epochs > /dev/full")
+        XCTAssertEqual(full.status, 2, full.stderr)
+        XCTAssertTrue(full.stderr.contains("the standard output could not be written: No space left on device"), full.stderr)
+        for redirect in ["2>/dev/full", "2>&-"] {
+            let r = try shell("\"$0\" config --config /no/such/config.yaml \(redirect)")
+            XCTAssertEqual(r.reason, .exit, "\(redirect): ended by a signal")
+            XCTAssertEqual(r.status, 2, redirect)
+        }
+        let closed = try shell("\"$0\" config --config \"$1\" --get train.epochs >&-")
+        XCTAssertEqual(closed.status, 0, closed.stderr)
+    }
+
     func testDocsListEveryConfigKey() throws {
         let md = try cladmop(["config", "--markdown"]).output
         let doc = try String(contentsOfFile: repositoryRoot + "/docs/configuration.md", encoding: .utf8)

@@ -1,3 +1,4 @@
+import Support
 import Foundation
 
 /// The number format of the GEMM inputs. `.bf16`: A and B rounded to bfloat16 (8 significant bits, relative
@@ -26,7 +27,7 @@ public enum Precision: String, Sendable, Codable, CaseIterable {
         return .fp32
     }
     nonisolated(unsafe) private static var fallbackReported = false
-    public static let defaultSay: (String) -> Void = { FileHandle.standardError.write(("warning: " + $0 + "\n").data(using: .utf8)!) }
+    public static let defaultSay: (String) -> Void = { standardErrorWrite(("warning: " + $0 + "\n").data(using: .utf8)!) }
 }
 
 /// Which library computes a GEMM.
@@ -97,7 +98,7 @@ public enum GEMMBackend: String, Sendable, CaseIterable {
         let available = OneDNN.shared != nil
         switch environmentRequest {
         case .failure(let e):
-            FileHandle.standardError.write("error: \(e.message)\n".data(using: .utf8)!)
+            standardErrorWrite("error: \(e.message)\n".data(using: .utf8)!)
             exit(2)
         case .success(nil): return available && CPUFeatures.avx512Core ? .byShape : .openBLAS
         case .success(.openBLAS?): return .openBLAS

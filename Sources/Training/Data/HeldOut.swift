@@ -9,7 +9,7 @@ import TrialData
 /// data.exclude_file is the bundled list, or when that list is not at its place (another folder, another benchmark).
 public func warnOfUnexcludedTestTrials(_ ids: [String], file: String, excludeFile: String?, role: String) {
     if let warning = unexcludedTestTrialsWarning(ids, file: file, excludeFile: excludeFile, role: role) {
-        FileHandle.standardError.write(Data((warning + "\n").utf8))
+        standardErrorWrite(Data((warning + "\n").utf8))
     }
 }
 

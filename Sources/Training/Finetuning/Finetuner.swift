@@ -266,7 +266,7 @@ public final class Finetuner {
         }
         if comm.isRoot, let coverage = inputCoverage((partitions.isEmpty ? train + valid : pool) + auxiliary, space: space, what: "fine-tuning inputs") {
             log(coverage.line)
-            if let warning = coverage.warning { FileHandle.standardError.write(Data((warning + "\n").utf8)) }
+            if let warning = coverage.warning { standardErrorWrite(Data((warning + "\n").utf8)) }
         }
         guard store.dim == modelConfig.encoderDim else {
             throw InputError(file: store.path, "sentence vectors have width \(store.dim), the pretrained model expects \(modelConfig.encoderDim)")
@@ -609,7 +609,7 @@ public final class Finetuner {
         if comm.isRoot, let first = scores.first, scores.allSatisfy({ $0 == first }) {
             // A saturated model (rates too high) scores every trial alike: its metrics are those of a constant guess.
             let loss = member.records[epoch - 1].trainLoss.map { String(format: "%.4g", $0) } ?? "not finite"
-            FileHandle.standardError.write(Data(("warning: \(runDir): the selected epoch \(epoch) scores all \(scores.count) validation trials "
+            standardErrorWrite(Data(("warning: \(runDir): the selected epoch \(epoch) scores all \(scores.count) validation trials "
                 + "alike (\(String(format: "%.6g", first)); training loss \(loss)): the model ranks nothing, its \(spec.finetune.selectMetric.rawValue) is a "
                 + "constant guess's; lower finetune.head_lr or finetune.lora_lr\n").utf8))
         }

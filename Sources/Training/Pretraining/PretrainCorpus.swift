@@ -51,7 +51,7 @@ public struct PretrainSetup {
             let unread = store.trials.filter { wanted.contains($0.source.file) && $0.label == 1 && !excluded.contains($0.nctid) && phaseNumbers($0.phase).isEmpty }
             if let first = unread.first {
                 let kinds = Set(unread.map(\.phase)).sorted().prefix(5).map { "\"\($0)\"" }.joined(separator: ", ")
-                FileHandle.standardError.write(Data(("warning: data.sct_phases \(phases): \(unread.count) successful trial(s) of data.files name no phase "
+                standardErrorWrite(Data(("warning: data.sct_phases \(phases): \(unread.count) successful trial(s) of data.files name no phase "
                     + "1-4 (\(kinds); first \(first.source)) and are left out of SCT\n").utf8))
             }
         }

@@ -248,7 +248,7 @@ public final class Pretrainer {
             for line in setup.corpusReport { log(line) }
             if let coverage = inputCoverage(setup.train + setup.validation, space: space, what: "pretraining inputs") {
                 log(coverage.line)
-                if let warning = coverage.warning { FileHandle.standardError.write(Data((warning + "\n").utf8)) }
+                if let warning = coverage.warning { standardErrorWrite(Data((warning + "\n").utf8)) }
             }
             log("pretrain: \(params.count) parameters, \(comm.size) rank(s), global batch \(globalBatch), \(stepsPerEpoch) steps per epoch, \(totalSteps) steps")
         }

@@ -123,7 +123,7 @@ public struct ScoredCSV {
 /// Warns (rank 0) that `count` of the `total` trials of `csv` trained or selected the model of `checkpoint`.
 func warnInSample(_ count: Int, of total: Int, csv: String, checkpoint: String, foldHint: Bool) {
     guard count > 0 else { return }
-    FileHandle.standardError.write(Data(("warning: \(count) of the \(total) trials of \(csv) trained or selected the model of \(checkpoint) "
+    standardErrorWrite(Data(("warning: \(count) of the \(total) trials of \(csv) trained or selected the model of \(checkpoint) "
         + "(its checkpoints record them): their scores are in-sample"
         + (foldHint ? "; --out-of-fold scores the trials of its folds by the members that held them out" : "") + "\n").utf8))
 }
@@ -172,7 +172,7 @@ public struct LoadedCheckpoint {
                 if let kept, FileManager.default.fileExists(atPath: kept) {
                     do { (preMeta, preTensors) = try load(kept) } catch let keptError {
                         guard let fallback = try? load(recorded) else { throw keptError }
-                        FileHandle.standardError.write(Data("warning: \(keptError); loading the pretrained checkpoint from \(recorded) instead\n".utf8))
+                        standardErrorWrite(Data("warning: \(keptError); loading the pretrained checkpoint from \(recorded) instead\n".utf8))
                         (preMeta, preTensors) = fallback
                     }
                 } else {
@@ -256,7 +256,7 @@ public func scoreCSV(checkpoint: String, csv: String, spec: RunSpec, comm: Commu
         let count = scored.trials.filter { pretrained.contains($0.nctid) }.count
         scored.sctTrials = count
         if comm.isRoot && count > 0 {
-            FileHandle.standardError.write(Data(("warning: \(count) of the \(scored.trials.count) trials of \(csv) were in the SCT corpus that "
+            standardErrorWrite(Data(("warning: \(count) of the \(scored.trials.count) trials of \(csv) were in the SCT corpus that "
                 + "\(checkpoint)'s pretraining trained or validated on (successful trials, recorded in its pretraining checkpoint): their scores are "
                 + "not out of sample (exclude the file from SCT with data.exclude_csvs to report on it)\n").utf8))
         }
@@ -384,7 +384,7 @@ private func scoreCSVModels(checkpoint: String, csv: String, spec: RunSpec, comm
                                       checksum: ensemble.foldsChecksum) {
             let inSample = trials.filter { folds[$0.nctid] != nil }.count
             if inSample > 0 {
-                FileHandle.standardError.write(Data(("warning: \(inSample) of the \(trials.count) trials of \(csv) trained members of \(checkpoint) "
+                standardErrorWrite(Data(("warning: \(inSample) of the \(trials.count) trials of \(csv) trained members of \(checkpoint) "
                     + "(its folds.csv): the ensemble's scores of them are in-sample; --out-of-fold scores each by the members that held it out\n").utf8))
             }
         }
@@ -394,7 +394,7 @@ private func scoreCSVModels(checkpoint: String, csv: String, spec: RunSpec, comm
     let loaded = try LoadedCheckpoint(checkpoint)
     pretrainedTrials = loaded.pretrainedTrials
     if comm.isRoot, loaded.outcome == nil, let warning = unfinishedPretrainingWarning(checkpoint) {
-        FileHandle.standardError.write(Data((warning + "\n").utf8))
+        standardErrorWrite(Data((warning + "\n").utf8))
     }
     let (trials, builder) = try loaded.rows(of: csv, spec: spec, comm: comm, labels: labels, log: log)
     let arena = ActivationArena()
@@ -558,5 +558,5 @@ public func warnIfOtherEncoder(store: FeatureStore, trainedOn: String, trainedMa
         return
     }
     warnedOtherEncoder = true
-    FileHandle.standardError.write(Data("warning: \(store.path): \(message)\n".utf8))
+    standardErrorWrite(Data("warning: \(store.path): \(message)\n".utf8))
 }
