@@ -187,19 +187,26 @@ public final class Watchdog: @unchecked Sendable {
     /// again to forcibly terminate" and crashed in PMIx_Finalize, with a backtrace as the job's last words).
     private func endLauncherLater(grace: Int) {
         var pid = getppid()
-        var launcher: (pid: Int32, name: String)?
+        var launcher: (pid: Int32, name: String, start: String)?
         for _ in 0..<8 where pid > 1 {
             guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
                   let open = stat.firstIndex(of: "("), let close = stat.lastIndex(of: ")") else { break }
             let name = String(stat[stat.index(after: open)..<close])
-            if ["mpirun", "orterun", "mpiexec"].contains(name) { launcher = (pid, name); break }
+            // The fields after the name: state (field 3), parent (4), ..., start time (22, in clock ticks since boot).
             let fields = stat[stat.index(after: close)...].split(separator: " ")
+            if ["mpirun", "orterun", "mpiexec"].contains(name) {
+                if fields.count > 19 { launcher = (pid, name, String(fields[19])) }
+                break
+            }
             guard fields.count > 1, let parent = Int32(fields[1]) else { break }
             pid = parent
         }
         guard let launcher else { return }
         let p = launcher.pid, n = launcher.name
-        let script = "sleep \(grace); [ \"$(cat /proc/\(p)/comm 2>/dev/null)\" = \(n) ] || exit 0; "
+        // The same process, not a later one given its pid: its start time is compared too (a launcher that ended in
+        // time, and a new mpirun that reuses the pid within the grace, is left alone).
+        let script = "sleep \(grace); s=$(sed 's/.*) //' /proc/\(p)/stat 2>/dev/null | cut -d' ' -f20); "
+            + "[ \"$(cat /proc/\(p)/comm 2>/dev/null)\" = \(n) ] && [ \"$s\" = \(launcher.start) ] || exit 0; "
             + "echo \"cladmop watchdog: \(n) (pid \(p)) still runs \(grace) s after the abort (a node it cannot reach?): SIGKILL\" >&2; "
             + "kill -KILL \(p)"
         let argv = ["/usr/bin/setsid", "-f", "/bin/sh", "-c", script]
