@@ -237,7 +237,9 @@ public func writePlot(_ path: String, _ svg: String) throws -> String {
     try refuseNonRegularOutput(png, reportingAs: png)     // renamed over (a link is replaced, not its target), or removed
     try writeTextFile(path, svg)
     if let bytes = renderPNG(svgPath: path) {
-        try writeFileAtomically(png) { try $0.write(contentsOf: bytes) }
+        // At the path itself (replacingInput: no link is followed): a PNG named through a link replaces the link, as the
+        // checks above and evaluate's and the sweep's assume; the file it pointed to stays as it was.
+        try writeFileAtomically(png, replacingInput: true) { try $0.write(contentsOf: bytes) }
         return URL(fileURLWithPath: png).lastPathComponent
     }
     unlink(png)

@@ -339,13 +339,14 @@ public func removeTree(_ path: String) -> (path: String, reason: String)? {
     return first
 }
 
-/// fsync of the file at `path`: a temporary written by other means (a copy, a child process) is on disk before it is
-/// renamed into place. False when it cannot be opened or synced.
-public func syncFile(_ path: String) -> Bool {
+/// fsync of the file at `path`: a temporary written by other means (a copy) is on disk before it is renamed into
+/// place. Nil when it is; else the reason (strerror of the open or fsync, read before anything else can change errno).
+public func syncFile(_ path: String) -> String? {
     let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { return false }
-    defer { close(fd) }
-    return fsync(fd) == 0
+    guard fd >= 0 else { return String(cString: strerror(errno)) }
+    let failure = fsync(fd) == 0 ? nil : String(cString: strerror(errno))
+    close(fd)
+    return failure
 }
 
 /// fsync of the folder holding `path`: a rename or link into it survives a crash.

@@ -79,6 +79,10 @@ public func checkOutputs(_ outputs: [(String, String)], inputs: [(String, String
         }
         seen[key] = option
         var st = stat()
+        // A looping link, before any work (writeFileAtomically refuses it too, but only once the results exist).
+        if lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFLNK, stat(path, &st) != 0, errno == ELOOP {
+            throw InputError(file: path, "\(option) is a symbolic link that loops back on itself (\(String(cString: strerror(ELOOP)))); choose another output path")
+        }
         if stat(path, &st) == 0 && (st.st_mode & S_IFMT) != S_IFREG {
             throw InputError(file: path, "\(option) names \((st.st_mode & S_IFMT) == S_IFDIR ? "a folder" : "a file that is not a regular file"); expected a file path")
         }

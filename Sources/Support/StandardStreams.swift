@@ -22,11 +22,13 @@ public func openClosedStandardDescriptors() {
     }
 }
 
-/// Nil when everything printed on the standard output was written (it is flushed here); else the reason (`cmd > /dev/full`:
-/// "No space left on device"): a command whose printed result was lost must not exit 0.
+/// Nil when everything printed on the standard output was written (it is flushed here), or when its reader went away
+/// (EPIPE: `cladmop config --markdown | head -1`, where the default SIGPIPE would have ended the command quietly);
+/// else the reason (`cmd > /dev/full`: "No space left on device"): a command whose printed result was lost must not
+/// exit 0.
 public func standardOutputFailure() -> String? {
     errno = 0
-    if fflush(stdout) != 0 { return String(cString: strerror(errno)) }
+    if fflush(stdout) != 0 { return errno == EPIPE ? nil : String(cString: strerror(errno)) }
     if ferror(stdout) != 0 { return "a write failed" }
     return nil
 }

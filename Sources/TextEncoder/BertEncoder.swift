@@ -66,6 +66,7 @@ public final class BertEncoder {
         guard let obj = (try? JSONSerialization.jsonObject(with: tc)) as? [String: Any] else {
             throw InputError(file: path, "not a JSON object (expected the tokenizer settings, e.g. {\"do_lower_case\": true})")
         }
+        try refuseDuplicateJSONKeys(tc, file: path)   // HuggingFace would read the last do_lower_case of two
         if let value = obj["do_lower_case"] {
             guard let lc = value as? Bool else {
                 throw InputError.invalid("do_lower_case", value, expected: "true or false", in: path)

@@ -74,11 +74,13 @@ public final class MetricsLog {
         try WrittenFolders.check(writing: path)     // appending to the log of a folder removed meanwhile would lose the record
         // A full disk or a file size limit: name the log, and cut it back to its last whole record (what was written
         // of this one would stay a torn line until a resume drops it).
-        let end = handle.offsetInFile
+        let end = try? handle.offset()
         do { try handle.write(contentsOf: data) }
         catch {
-            _ = ftruncate(handle.fileDescriptor, off_t(end))
-            handle.seek(toFileOffset: end)
+            if let end {
+                _ = ftruncate(handle.fileDescriptor, off_t(end))
+                try? handle.seek(toOffset: end)
+            }
             throw InputError(file: path, "cannot append a record: \(describeWriteError(error))")
         }
         if let events, let r = record as? ScalarRecord { try events.add(step: r.scalarStep, scalars: r.scalars) }

@@ -186,7 +186,7 @@ public final class FeatureStore {
         let data = UnsafeRawBufferPointer(rebasing: b[payloadOffset...])
         guard checksum64(data, seed: checksum64(meta)) == checksum else { throw refuse("corrupt feature store (checksum mismatch)") }
         let decoded: StoreMeta
-        guard duplicateJSONKey(Data(meta)) == nil else { throw refuse("corrupt feature store metadata (a key appears twice in one object)") }
+        if let key = duplicateJSONKey(Data(meta)) { throw refuse("corrupt feature store metadata (key \(key) appears twice in one object)") }
         do { decoded = try JSONDecoder().decode(StoreMeta.self, from: Data(meta)) }
         catch { throw refuse("corrupt feature store metadata") }
         guard decoded.sentenceCount == sentences, decoded.dim == dim,

@@ -101,6 +101,44 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(closed.status, 0, closed.stderr)
     }
 
+    /// A metrics.jsonl append that fails (here a file size limit of 8 KiB: EFBIG, as a full disk's ENOSPC) ends the
+    /// run with exit 2 naming the log, and cuts the log back to its last whole record (a stranger's probe had found a
+    /// torn last line, left until a resume dropped it).
+    func testFailedMetricsAppendLeavesWholeRecords() throws {
+        let dir = NSTemporaryDirectory() + "cladmop-cli-fsize-\(getpid())"
+        try? FileManager.default.removeItem(atPath: dir)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let hierarchy = repositoryRoot + "/data/icd10/icd10cm_2025_hierarchy.tsv"
+        let synth = try runProduct("cladmop", ["synth", "--trials", "3000", "--dim", "24", "--output", dir + "/s.store", "--seed", "3",
+                                               "--set", "data.icd_hierarchy=\(hierarchy)"])
+        XCTAssertEqual(synth.status, 0, synth.output)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/bash")
+        p.arguments = ["-c", "ulimit -f 8; exec \"$0\" \"$@\"", productsFolder.appendingPathComponent("cladmop").path,
+                       "pretrain", "--config", repositoryRoot + "/configs/smoke.yaml", "--run-dir", dir + "/run",
+                       "--set", "data.synthetic=true", "--set", "data.feature_store=\(dir)/s.store", "--set", "data.icd_hierarchy=\(hierarchy)",
+                       "--set", "train.max_steps=400", "--set", "checkpoint.every_steps=100000", "--set", "train.log_every=1"]
+        var env = ProcessInfo.processInfo.environment
+        env["OPENBLAS_NUM_THREADS"] = "1"
+        p.environment = env
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = out
+        try p.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationReason, .exit, text)
+        XCTAssertEqual(p.terminationStatus, 2, text)
+        XCTAssertTrue(text.contains("metrics.jsonl: cannot append a record"), text)
+        let log = try Data(contentsOf: URL(fileURLWithPath: dir + "/run/metrics.jsonl"))
+        XCTAssertGreaterThan(log.count, 4096, "the limit was reached by the log")
+        XCTAssertEqual(log.last, 0x0A, "the log ends with a whole record")
+        for line in log.split(separator: 0x0A) {
+            XCTAssertNoThrow(try JSONSerialization.jsonObject(with: Data(line)), String(decoding: line, as: UTF8.self))
+        }
+    }
+
     func testDocsListEveryConfigKey() throws {
         let md = try cladmop(["config", "--markdown"]).output
         let doc = try String(contentsOfFile: repositoryRoot + "/docs/configuration.md", encoding: .utf8)
@@ -323,7 +361,8 @@ final class HostfileTests: XCTestCase {
             ("ablations", ["--pretrained", dir + "/none", "--out", dir + "/a"], "no such run folder or checkpoint"),
             ("ablations", ["--pretrained", "configs", "--out", "README.md"], "--out README.md is a file"),
             ("devtest", ["--run-dir", dir + "/d", "--", "--overwrite"], "--overwrite after --"),
-            ("batch-studies", ["bogus"], "Launch/batch-studies synthetic"),
+            ("batch-studies", ["bogus"], "Launch/batch-studies: bogus: unknown study; expected sct or synthetic first"),
+            ("batch-studies", [], "no study named; expected sct or synthetic first"),
             // An eleventh probe (session 28): bash arithmetic read 010 as 8 nodes, 08 failed after printing its error.
             ("cluster", ["up", "010"], "up N: N must be a whole number from 1 to 64, got '010'"),
             // A seventh probe (session 24): a wrong pretrain option failed every point after the earlier sweep was set

@@ -164,6 +164,35 @@ final class PlotTests: XCTestCase {
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir + "/-ifoo").sorted(), ["c.png", "c.svg"])
     }
 
+    /// A PNG that cannot be written (a file size limit that the SVG fits under and the PNG does not: EFBIG, as a full
+    /// disk's ENOSPC) is an error and the earlier PNG stays (a stranger's probe: it had been a note, exit 0, with the
+    /// earlier PNG deleted).
+    func testAPNGThatCannotBeWrittenIsAnErrorAndKeepsTheEarlierOne() throws {
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
+        let hasRsvg = path.split(separator: ":").contains { FileManager.default.isExecutableFile(atPath: "\($0)/rsvg-convert") }
+        guard hasRsvg else { throw XCTSkip("rsvg-convert is not installed (Launch/setup installs librsvg2-bin)") }
+        let dir = NSTemporaryDirectory() + "cladmop-png-full-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let earlier = Data("an earlier plot".utf8)
+        try earlier.write(to: URL(fileURLWithPath: dir + "/d.png"))
+        let svg = svgLinePlot(title: "t", xLabel: "x", yLabel: "y", series: [("a", (0..<50).map { (Double($0), Double($0 * $0)) })])
+        XCTAssertLessThan(svg.utf8.count, 16 << 10)
+        var old = rlimit()
+        getrlimit(__rlimit_resource_t(RLIMIT_FSIZE.rawValue), &old)
+        let previousHandler = signal(SIGXFSZ, SIG_IGN)
+        var limited = old
+        limited.rlim_cur = 16 << 10     // the SVG fits, a PNG of the plot at twice its size does not
+        setrlimit(__rlimit_resource_t(RLIMIT_FSIZE.rawValue), &limited)
+        XCTAssertThrowsError(try writePlot(dir + "/d.svg", svg)) { error in
+            XCTAssertTrue("\(error)".contains("d.png"), "\(error)")
+        }
+        setrlimit(__rlimit_resource_t(RLIMIT_FSIZE.rawValue), &old)
+        signal(SIGXFSZ, previousHandler)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: dir + "/d.png")), earlier)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).sorted(), ["d.png", "d.svg"], "no temporary file left")
+    }
+
     /// The texts of tick labels (text-anchor end or middle, a number).
     func tickTexts(_ svg: String) -> [String] {
         svg.components(separatedBy: "\n").filter { $0.hasPrefix("<text") }.compactMap { line -> String? in

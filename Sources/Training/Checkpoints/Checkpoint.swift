@@ -287,7 +287,7 @@ public enum Checkpoints {
             defer { TemporaryFiles.unregister(slot) }
             do {
                 try FileManager.default.copyItem(atPath: from, toPath: temporary)
-                guard syncFile(temporary) else { throw InputError(file: to, "cannot write \(temporary) to disk (fsync): \(String(cString: strerror(errno)))") }
+                if let failure = syncFile(temporary) { throw InputError(file: to, "cannot write \(temporary) to disk (fsync): \(failure)") }
                 if name == tensorsFile, let checksum, try fileChecksum(temporary).0 != checksum {
                     throw InputError(file: from, "changed while it was copied (checksum differs from \(checksum))")
                 }

@@ -11,8 +11,8 @@ public func resolvedPrecision(_ requested: PrecisionSpec, key: String, comm: Com
 
 /// `train.precision` resolved alike on every rank (a collective: every rank calls it at the same point): bf16 only
 /// when every rank can run it. The ranks of a data-parallel step must compute in one precision: bf16 scales the
-/// gradient before the all-reduce and fp32 after it, so ranks on CPUs with and without AVX512-BF16 (nodes of a
-/// mixed cluster) would take different steps. Rank 0 says how many ranks lacked it.
+/// gradient by the world size after the all-reduce and fp32 scales the backward's input before it, so ranks on CPUs
+/// with and without AVX512-BF16 (nodes of a mixed cluster) would take different steps. Rank 0 says how many ranks lacked it.
 public func agreedTrainingPrecision(_ requested: PrecisionSpec, comm: Communicator) -> Precision {
     let key = "train.precision"
     guard requested == .bf16 else { return .fp32 }
