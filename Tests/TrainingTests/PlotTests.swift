@@ -156,7 +156,7 @@ final class PlotTests: XCTestCase {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let cwd = FileManager.default.currentDirectoryPath
         XCTAssertTrue(FileManager.default.changeCurrentDirectoryPath(dir))
-        defer { FileManager.default.changeCurrentDirectoryPath(cwd) }
+        defer { _ = FileManager.default.changeCurrentDirectoryPath(cwd) }
         let svg = svgLinePlot(title: "t", xLabel: "x", yLabel: "y", series: [("a", [(1, 2), (3, 4)])])
         XCTAssertEqual(try writePlot("-ifoo/c.svg", svg), "c.png")
         let png = try Data(contentsOf: URL(fileURLWithPath: dir + "/-ifoo/c.png"))
