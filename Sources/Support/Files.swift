@@ -184,11 +184,11 @@ public func temporaryPath(for path: String) -> String {
 /// neither a regular file nor a symbolic link, nor absent: a rename over a device or FIFO would turn it into a file
 /// (as root, a link to /dev/null named as an output would have replaced /dev/null).
 public func refuseNonRegularOutput(_ target: String, reportingAs path: String) throws {
-    var st = stat()
     // A chain of symbolic links that loops (loop1 -> loop2 -> loop1): written through, it had replaced one of its links.
-    if lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFLNK, stat(path, &st) != 0, errno == ELOOP {
+    if isLoopingLink(path) {
         throw InputError(file: path, "is a symbolic link that loops back on itself (\(String(cString: strerror(ELOOP)))); choose another output path")
     }
+    var st = stat()
     guard lstat(target, &st) == 0 else { return }
     let kind = st.st_mode & S_IFMT
     guard kind != S_IFREG && kind != S_IFLNK else { return }
@@ -337,6 +337,12 @@ public func removeTree(_ path: String) -> (path: String, reason: String)? {
         first = (path, String(cString: strerror(errno)))
     }
     return first
+}
+
+/// Whether `path` is a symbolic link whose chain of links loops (loop1 -> loop2 -> loop1).
+public func isLoopingLink(_ path: String) -> Bool {
+    var st = stat()
+    return lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFLNK && stat(path, &st) != 0 && errno == ELOOP
 }
 
 /// fsync of the file at `path`: a temporary written by other means (a copy) is on disk before it is renamed into

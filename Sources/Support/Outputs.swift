@@ -78,11 +78,11 @@ public func checkOutputs(_ outputs: [(String, String)], inputs: [(String, String
             throw InputError(file: path, "\(option) would overwrite the file given to \(other); choose another output path")
         }
         seen[key] = option
-        var st = stat()
         // A looping link, before any work (writeFileAtomically refuses it too, but only once the results exist).
-        if lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFLNK, stat(path, &st) != 0, errno == ELOOP {
+        if isLoopingLink(path) {
             throw InputError(file: path, "\(option) is a symbolic link that loops back on itself (\(String(cString: strerror(ELOOP)))); choose another output path")
         }
+        var st = stat()
         if stat(path, &st) == 0 && (st.st_mode & S_IFMT) != S_IFREG {
             throw InputError(file: path, "\(option) names \((st.st_mode & S_IFMT) == S_IFDIR ? "a folder" : "a file that is not a regular file"); expected a file path")
         }

@@ -14,17 +14,16 @@ public func resolvedPrecision(_ requested: PrecisionSpec, key: String, comm: Com
 /// gradient by the world size after the all-reduce and fp32 scales the backward's input before it, so ranks on CPUs
 /// with and without AVX512-BF16 (nodes of a mixed cluster) would take different steps. Rank 0 says how many ranks lacked it.
 public func agreedTrainingPrecision(_ requested: PrecisionSpec, comm: Communicator) -> Precision {
-    let key = "train.precision"
-    guard requested == .bf16 else { return .fp32 }
-    let local = Precision.resolve(.bf16, key: key, say: nil)
+    // One process says its own fallback (once per process); several ranks, the agreed one below.
+    let local = Precision.resolve(requested == .bf16 ? .bf16 : .fp32, key: "train.precision",
+                                  say: comm.isRoot && comm.size == 1 ? Precision.defaultSay : nil)
+    guard requested == .bf16, comm.size > 1 else { return local }
     var lacking = [local == .bf16 ? 0.0 : 1.0]
     lacking.withUnsafeMutableBufferPointer { comm.allReduceSum($0.baseAddress!, count: 1) }
     guard lacking[0] > 0 else { return .bf16 }
     if comm.isRoot && !trainingFallbackReported {
         trainingFallbackReported = true
-        Precision.defaultSay(comm.size == 1
-            ? "\(key) = bf16: this CPU has no AVX512-BF16 (or oneDNN is unavailable); computing in fp32"
-            : "\(key) = bf16: \(Int(lacking[0])) of the \(comm.size) ranks run on a CPU without AVX512-BF16 (or without oneDNN); every rank computes in fp32, so that all replicas take the same step")
+        Precision.defaultSay("train.precision = bf16: \(Int(lacking[0])) of the \(comm.size) ranks run on a CPU without AVX512-BF16 (or without oneDNN); every rank computes in fp32, so that all replicas take the same step")
     }
     return .fp32
 }
