@@ -258,7 +258,7 @@ public struct OutcomeMetrics: Codable, Equatable {
 
 /// What `evaluate --json` and `baseline --json` write: the metrics, the subset of trials with unseen disease
 /// combinations, and where they came from.
-public struct EvaluationReport: Encodable {
+public struct EvaluationReport: Codable {
     public var metrics: OutcomeMetrics
     public var newDiseases: OutcomeMetrics?
     public var data: String?, checkpoint: String?, method: String?
@@ -303,4 +303,61 @@ public struct EvaluationReport: Encodable {
 
     /// Pretty-printed JSON, keys sorted.
     public func json() throws -> Data { try encodeJSON(self, pretty: true) }
+
+    /// The metrics' keys at the top level; every other key, when there, holds its type (null and a value of another
+    /// type are refused, not read as absent: a reader would drop what the key says).
+    public init(from decoder: Decoder) throws {
+        metrics = try OutcomeMetrics(from: decoder)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        func value<T: Decodable>(_ key: CodingKeys) throws -> T? { c.contains(key) ? try c.decode(T.self, forKey: key) : nil }
+        newDiseases = try value(.newDiseases); data = try value(.data); checkpoint = try value(.checkpoint)
+        method = try value(.method); zeroShot = try value(.zeroShot); trialsChecksum = try value(.trialsChecksum)
+        outOfFold = try value(.outOfFold); inSampleTrials = try value(.inSampleTrials); sctTrials = try value(.sctTrials)
+    }
+
+    /// The evaluation JSON at `file` (`evaluate --json`, `baseline --json`), with every value checked: whole trial
+    /// counts within n, metrics and the threshold in [0, 1], spreads in [0, 1] over at least one resample, the known
+    /// resampling. An error names the file and the key.
+    public static func read(_ file: String) throws -> EvaluationReport {
+        let bytes = try readRegularFile(file, what: "evaluation JSON", limit: 64 << 20)
+        try refuseDuplicateJSONKeys(bytes, file: file)
+        let report: EvaluationReport
+        do {
+            // The counts first, by name: Foundation's decoder calls 1.5 or 1e30 for an Int "not valid JSON".
+            if let object = try? JSONSerialization.jsonObject(with: bytes) as? [String: Any] {
+                for key in ["n", "positives"] {
+                    if let v = object[key] as? NSNumber, !(v is Bool), Int(exactly: v.doubleValue) == nil || v.doubleValue.rounded() != v.doubleValue {
+                        throw InputError(file: file, "key \(key) = \(v): expected a whole number of trials")
+                    }
+                }
+            }
+            report = try JSONDecoder().decode(EvaluationReport.self, from: bytes)
+        }
+        catch let e as InputError { throw e }
+        catch { throw InputError(file: file, "not an evaluation JSON (cladmop evaluate --json): \(describeDecodingError(error, data: bytes))") }
+        let r = report.metrics
+        if let value = r.resampling, value != "stratified" {
+            throw InputError(file: file, "key resampling = \(value.debugDescription.prefix(60)): expected \"stratified\" (or no key: an evaluation written before the resamples kept each class's share)")
+        }
+        guard r.n >= 1 else { throw InputError(file: file, "key n = \(r.n): expected a trial count of at least 1 (evaluate scores at least one trial)") }
+        guard (0...r.n).contains(r.positives) else { throw InputError(file: file, "key positives = \(r.positives): expected a count in [0, n = \(r.n)]") }
+        for (key, count) in [("in_sample_trials", report.inSampleTrials), ("sct_trials", report.sctTrials)] {
+            if let count, !(0...r.n).contains(count) { throw InputError(file: file, "key \(key) = \(count): expected a count in [0, n = \(r.n)]") }
+        }
+        for (key, m) in [("f1", r.f1), ("pr_auc", r.prAUC), ("roc_auc", r.rocAUC), ("accuracy", r.accuracy),
+                         ("f1_at_threshold", r.f1AtThreshold)] + (r.f1AllSuccess.map { [("f1_all_success", $0)] } ?? []) {
+            if let mean = m.mean, !(0...1).contains(mean) { throw InputError(file: file, "key \(key).mean = \(mean): expected a value in [0, 1]") }
+            // The spread of values in [0, 1] is at most 0.5 (population) or 0.5 * sqrt(N / (N - 1)) <= 0.71 (sample).
+            if let std = m.std, !(std >= 0 && std <= 1) { throw InputError(file: file, "key \(key).std = \(std): expected a spread in [0, 1] (of values in [0, 1])") }
+            if let full = m.full, !(0...1).contains(full) { throw InputError(file: file, "key \(key).full = \(full): expected a value in [0, 1]") }
+            if let count = m.resamples, count < 0 { throw InputError(file: file, "key \(key).resamples = \(count): expected a count of at least 0") }
+            if m.resamples == 0 && (m.mean != nil || m.std != nil) {
+                throw InputError(file: file, "key \(key).resamples = 0 with a mean or std: expected null mean and std (no resample to take them over) or a count of at least 1")
+            }
+        }
+        guard (0...1).contains(r.threshold) else {
+            throw InputError(file: file, "key threshold = \(r.threshold): expected a probability in [0, 1] (the decision threshold of the scores)")
+        }
+        return report
+    }
 }

@@ -47,14 +47,6 @@ struct Compare: ParsableCommand {
             // validation trials; baseline's 0.5; a zero-shot evaluation's F1-best threshold of the very trials scored,
             // said below the table); F1 (all success): predicting success for every trial on the same resamples.
             var md = "| method | n | F1 (0.5) | PR-AUC | ROC-AUC | accuracy | F1 (thr) | F1 (all success) |\n|---|---|---|---|---|---|---|---|\n"
-            /// The CSV an evaluation scored and the checksum of its trials and labels (each absent in files written without it).
-            struct Scored: Decodable {
-                let data: String?, trials: String?, outOfFold: Bool?, inSample: Int?, sct: Int?, zeroShot: Bool?
-                enum CodingKeys: String, CodingKey {
-                    case data, trials = "trials_checksum", outOfFold = "out_of_fold", inSample = "in_sample_trials", sct = "sct_trials"
-                    case zeroShot = "zero_shot"
-                }
-            }
             var scored: [(label: String, data: String?, trials: String?)] = []
             var outOfFold: [(label: String, value: Bool)] = [], inSample: [(label: String, count: Int, n: Int)] = []
             var inSCT: [(label: String, count: Int, n: Int)] = []
@@ -62,60 +54,15 @@ struct Compare: ParsableCommand {
             var resampling: [(label: String, value: String)] = []
             var oofSelected: [String: Int?] = [:]     // out-of-fold rows: how many trials selected their scoring members (nil: not recorded)
             for (label, file) in rows {
-                let r: OutcomeMetrics
-                var bytes = Data()
-                do {
-                    bytes = try readRegularFile(file, what: "evaluation JSON", limit: 64 << 20)
-                    try refuseDuplicateJSONKeys(bytes, file: file)
-                    // The counts first, by name: Foundation's decoder calls 1.5 or 1e30 for an Int "not valid JSON".
-                    if let object = try? JSONSerialization.jsonObject(with: bytes) as? [String: Any] {
-                        for key in ["n", "positives"] {
-                            if let v = object[key] as? NSNumber, !(v is Bool), Int(exactly: v.doubleValue) == nil || v.doubleValue.rounded() != v.doubleValue {
-                                throw InputError(file: file, "key \(key) = \(v): expected a whole number of trials")
-                            }
-                        }
-                    }
-                    r = try JSONDecoder().decode(OutcomeMetrics.self, from: bytes)
-                    if let value = r.resampling, value != "stratified" {
-                        throw InputError(file: file, "key resampling = \(value.debugDescription.prefix(60)): expected \"stratified\" (or no key: an evaluation written before the resamples kept each class's share)")
-                    }
-                    resampling.append((label, r.resampling ?? "random"))
-                    // Its optional keys each hold their type when present: one of the wrong type is refused, not read
-                    // (with the others) as absent, which would drop the row's notes.
-                    let s = try JSONDecoder().decode(Scored.self, from: bytes)
-                    scored.append((label, s.data, s.trials))
-                    if let o = s.outOfFold { outOfFold.append((label, o)) }
-                    for (key, k) in [("in_sample_trials", s.inSample), ("sct_trials", s.sct)] where (k ?? 0) < 0 {
-                        throw InputError(file: file, "key \(key) = \(k!): expected a count of at least 0")
-                    }
-                    // Out of fold: said in the out-of-fold note (whether the trials selected their members' epochs).
-                    if s.outOfFold == true { oofSelected[label] = s.inSample }
-                    else if let k = s.inSample, k > 0 { inSample.append((label, k, r.n)) }
-                    if let k = s.sct, k > 0 { inSCT.append((label, k, r.n)) }
-                    if s.zeroShot == true { zeroShot.append(label) }
-                }
-                catch let e as InputError { throw e }
-                catch { throw InputError(file: file, "not an evaluation JSON (cladmop evaluate --json): \(describeDecodingError(error, data: bytes))") }
-                // Values a metric can take: a trial count, fractions in [0, 1], spreads that are not negative.
-                guard r.n >= 1 else { throw InputError(file: file, "key n = \(r.n): expected a trial count of at least 1 (evaluate scores at least one trial)") }
-                guard (0...r.n).contains(r.positives) else { throw InputError(file: file, "key positives = \(r.positives): expected a count in [0, n = \(r.n)]") }
-                for (key, count) in [("in_sample_trials", inSample.last { $0.label == label }?.count), ("sct_trials", inSCT.last { $0.label == label }?.count)] {
-                    if let count, count > r.n { throw InputError(file: file, "key \(key) = \(count): expected a count in [0, n = \(r.n)]") }
-                }
-                for (key, m) in [("f1", r.f1), ("pr_auc", r.prAUC), ("roc_auc", r.rocAUC), ("accuracy", r.accuracy),
-                                 ("f1_at_threshold", r.f1AtThreshold)] + (r.f1AllSuccess.map { [("f1_all_success", $0)] } ?? []) {
-                    if let mean = m.mean, !(0...1).contains(mean) { throw InputError(file: file, "key \(key).mean = \(mean): expected a value in [0, 1]") }
-                    // The spread of values in [0, 1] is at most 0.5 (population) or 0.5 * sqrt(N / (N - 1)) <= 0.71 (sample).
-                    if let std = m.std, !(std >= 0 && std <= 1) { throw InputError(file: file, "key \(key).std = \(std): expected a spread in [0, 1] (of values in [0, 1])") }
-                    if let full = m.full, !(0...1).contains(full) { throw InputError(file: file, "key \(key).full = \(full): expected a value in [0, 1]") }
-                    if let count = m.resamples, count < 0 { throw InputError(file: file, "key \(key).resamples = \(count): expected a count of at least 0") }
-                    if m.resamples == 0 && (m.mean != nil || m.std != nil) {
-                        throw InputError(file: file, "key \(key).resamples = 0 with a mean or std: expected null mean and std (no resample to take them over) or a count of at least 1")
-                    }
-                }
-                guard (0...1).contains(r.threshold) else {
-                    throw InputError(file: file, "key threshold = \(r.threshold): expected a probability in [0, 1] (the decision threshold of the scores)")
-                }
+                let report = try EvaluationReport.read(file), r = report.metrics
+                resampling.append((label, r.resampling ?? "random"))
+                scored.append((label, report.data, report.trialsChecksum))
+                if let o = report.outOfFold { outOfFold.append((label, o)) }
+                // Out of fold: said in the out-of-fold note (whether the trials selected their members' epochs).
+                if report.outOfFold == true { oofSelected[label] = report.inSampleTrials }
+                else if let k = report.inSampleTrials, k > 0 { inSample.append((label, k, r.n)) }
+                if let k = report.sctTrials, k > 0 { inSCT.append((label, k, r.n)) }
+                if report.zeroShot == true { zeroShot.append(label) }
                 func c(_ m: MetricSummary) -> String { meanStd(m, digits: 3, pm: "±") }
                 md += "| \(label) | \(r.n) | \(c(r.f1)) | \(c(r.prAUC)) | \(c(r.rocAUC)) | \(c(r.accuracy)) | \(c(r.f1AtThreshold)) at \(String(format: "%.3f", r.threshold)) | \(r.f1AllSuccess.map(c) ?? "-") |\n"
             }

@@ -37,7 +37,7 @@ public func resolveCheckpointJSON(_ path: String, maxLinks: Int = 4) throws -> S
         visited.append(key)
         var next: String?
         for candidate in [current + "/best.json", current + "/checkpoints/best.json"] where FileManager.default.fileExists(atPath: candidate) {
-            let c = try BestPointer.read(candidate).checkpoint
+            let c = try BestJSON.read(candidate).checkpoint
             next = c.hasPrefix("/") ? c : current + "/" + c
             break
         }
@@ -68,19 +68,4 @@ public func unfinishedPretrainingWarning(_ path: String) -> String? {
     if let last, String(decoding: last, as: UTF8.self).contains("\"type\":\"summary\"") { return nil }
     return "warning: \(path): this pretraining run did not finish (its metrics.jsonl ends without the summary record written when training "
         + "ends): its best checkpoint so far (checkpoints/best.json) is used (pretrain --resume auto continues the run)"
-}
-
-/// What every best.json holds (pretraining's checkpoints/best.json and a fine-tuning run's, `FinetuneSelection`): the
-/// selected checkpoint, relative to the run folder or absolute. Other keys are read where they matter (`ensembleMembers`).
-struct BestPointer: Decodable {
-    let checkpoint: String
-
-    static func read(_ file: String) throws -> BestPointer {
-        let data = try readRegularFile(file, what: "best-checkpoint pointer (best.json)", limit: 1 << 20)
-        try refuseDuplicateJSONKeys(data, file: file)
-        guard let pointer = try? JSONDecoder().decode(BestPointer.self, from: data), !pointer.checkpoint.isEmpty else {
-            throw InputError(file: file, "expected a JSON object with a \"checkpoint\" path")
-        }
-        return pointer
-    }
 }

@@ -185,7 +185,7 @@ public final class Pretrainer {
             return
         }
         let exists = FileManager.default.fileExists(atPath: file)
-        let named = exists ? (try? BestPointer.read(file))?.checkpoint : nil
+        let named = exists ? (try? BestJSON.read(file))?.checkpoint : nil
         guard named != "checkpoints/\(best).safetensors" else { return }
         try writeBestPointer(best, valLoss: meta.metrics["best_val_loss"] ?? .infinity)
         log("resume: checkpoints/best.json \(named.map { "named \($0)" } ?? (exists ? "could not be read" : "was missing")); it now names checkpoints/\(best).safetensors, the resumed checkpoint's best")
@@ -426,7 +426,7 @@ func formatDuration(_ s: Double) -> String {
 }
 
 /// A pretraining run's checkpoints/best.json: the checkpoint with the best validation InfoNCE loss (relative to the run
-/// folder), and that loss. Read back through `BestPointer`.
+/// folder), and that loss. Read back through `BestJSON`.
 struct PretrainBest: Encodable {
     let checkpoint: String, valLoss: Double?
     enum CodingKeys: String, CodingKey { case checkpoint, valLoss = "val_loss" }

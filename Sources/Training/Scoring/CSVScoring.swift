@@ -413,63 +413,15 @@ private func scoreCSVModels(checkpoint: String, csv: String, spec: RunSpec, comm
 }
 
 /// The members of a fine-tuned ensemble run (its best.json's "members", resolved against the run folder) and the
-/// ensemble's threshold; nil when `path` is not a run folder whose best.json lists members.
+/// ensemble's threshold, fold partitions (1 when absent) and folds checksum; nil when `path` is not a run folder whose
+/// best.json lists members.
 public func ensembleMembers(_ path: String) throws -> (members: [String], threshold: Double, partitions: Int, foldsChecksum: String?)? {
     var isDir: ObjCBool = false
     let file = path + "/best.json"
     guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue,
           FileManager.default.fileExists(atPath: file) else { return nil }
-    let data = try readRegularFile(file, what: "best-checkpoint pointer (best.json)", limit: 1 << 20)
-    try refuseDuplicateJSONKeys(data, file: file)
-    /// The ensemble's keys of best.json (`FinetuneSelection` writes them); each absent in a run of one model.
-    struct Ensemble: Decodable {
-        let members: [String]?, threshold: Double?, partitions: Int?, foldsChecksum: String?
-        enum CodingKeys: String, CodingKey { case members, threshold, partitions, foldsChecksum = "folds_checksum" }
-        /// A key that is there must hold its value: null is refused (valueNotFound), not read as absent.
-        init(from decoder: Decoder) throws {
-            let c = try decoder.container(keyedBy: CodingKeys.self)
-            func value<T: Decodable>(_ key: CodingKeys) throws -> T? { c.contains(key) ? try c.decode(T.self, forKey: key) : nil }
-            members = try value(.members); threshold = try value(.threshold); partitions = try value(.partitions)
-            foldsChecksum = try value(.foldsChecksum)
-        }
-    }
-    let expected = ["members": "must be a list of 1 to 64 checkpoint paths (finetune writes one per member)",
-                    "threshold": "must be a probability in [0, 1]",
-                    "partitions": "must be a whole number of at least 1 that divides the members (finetune writes finetune.ensemble)",
-                    "folds_checksum": "must be a string (finetune writes it)"]
-    let o: Ensemble
-    do { o = try JSONDecoder().decode(Ensemble.self, from: data) }
-    catch let error as DecodingError {
-        // A key of the wrong type is named with what it must hold.
-        let key: String?
-        switch error {
-        case .typeMismatch(_, let c), .valueNotFound(_, let c), .dataCorrupted(let c): key = c.codingPath.first?.stringValue
-        default: key = nil
-        }
-        // Foundation's decoder names no key for a number that fits no Int (1.5) or no Double (1e400): find it.
-        let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
-        let wrong = key ?? object.flatMap { o in
-            ["members", "threshold", "partitions", "folds_checksum"].first { k in
-                guard let v = o[k] else { return false }
-                switch k {
-                case "members": return !(v is [String])
-                case "threshold": return !((v as? Double)?.isFinite ?? false)
-                case "partitions": return !(v is Int) || (v as? NSNumber).map { $0.doubleValue.rounded() != $0.doubleValue } ?? true
-                default: return !(v is String)
-                }
-            }
-        }
-        guard let named = wrong else {
-            throw InputError(file: file, object == nil && data.first(where: { ![0x20, 0x09, 0x0a, 0x0d].contains($0) }) == UInt8(ascii: "{")
-                ? "is not valid JSON (a number out of range, such as 1e400?); expected a run's best.json"
-                : "expected a JSON object (a run's best.json)")
-        }
-        throw InputError(file: file, "key \"\(named)\" \(expected[named] ?? "has the wrong type")")
-    }
-    guard let members = o.members else { return nil }
-    guard !members.isEmpty, members.count <= 64, members.allSatisfy({ !$0.isEmpty }) else {
-        throw InputError(file: file, "key \"members\" \(expected["members"]!)")
-    }
+    let best = try BestJSON.read(file)
+    guard let members = best.members, let threshold = best.threshold else { return nil }
     // The same checkpoint under two spellings ("members/1", its .json twin, ".") counts twice as well.
     let full = members.map { $0.hasPrefix("/") ? $0 : path + "/" + $0 }
     let resolved = full.map { m in resolvedPath((try? resolveCheckpointJSON(m)) ?? m) }
@@ -478,17 +430,9 @@ public func ensembleMembers(_ path: String) throws -> (members: [String], thresh
             throw InputError(file: file, "key \"members\" lists one checkpoint twice (\(members[j]) and \(members[i]) are both \(r)); each member is one checkpoint")
         }
     }
-    guard let t = o.threshold, t.isFinite, (0...1).contains(t) else {
-        throw InputError(file: file, "key \"threshold\" \(expected["threshold"]!)")
-    }
-    // A cross-fitted run's fold partitions (repeated cross-fitting); absent: 1.
-    let partitions = o.partitions ?? 1
-    guard partitions >= 1, members.count % partitions == 0 else {
-        throw InputError(file: file, "key \"partitions\" must be a whole number of at least 1 that divides the \(members.count) members (finetune writes finetune.ensemble)")
-    }
-    // Runs written before it have none (their folds.csv is checked for its shape only).
-    let checksum = o.foldsChecksum
-    return (full, t, partitions, checksum)
+    // Runs written before repeated cross-fitting have no partitions, and before the checksum none (their folds.csv is
+    // checked for its shape only).
+    return (full, threshold, best.partitions ?? 1, best.foldsChecksum)
 }
 
 /// The checksum of a cross-fitted run's fold assignment (best.json `folds_checksum`): over its `nctid,fold,label` lines
