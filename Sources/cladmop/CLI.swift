@@ -60,7 +60,14 @@ struct Cladmop: ParsableCommand {
                     MPICommunicator.command = "help"
                     _ = MPICommunicator.shared
                 }
-                exit(withError: error)
+                // As exit(withError:) does, with the standard output checked: help into a full disk is an error.
+                let text = fullMessage(for: error)
+                if !text.isEmpty { print(text) }
+                if let failure = standardOutputFailure() {
+                    standardErrorWrite(Data("error: the standard output could not be written: \(failure)\n".utf8))
+                    Foundation.exit(2)
+                }
+                Foundation.exit(0)
             }
             // ArgumentParser says "Error:"; every other error of cladmop "error:".
             var message = printable(fullMessage(for: error))

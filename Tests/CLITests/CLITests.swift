@@ -92,6 +92,12 @@ final class CLITests: XCTestCase {
         let full = try shell("\"$0\" config --config \"$1\" --get train.epochs > /dev/full")
         XCTAssertEqual(full.status, 2, full.stderr)
         XCTAssertTrue(full.stderr.contains("the standard output could not be written: No space left on device"), full.stderr)
+        // Help too (ArgumentParser's exit(withError:) had printed it and exited 0 whatever became of it).
+        for help in ["--help", "pretrain --help", "help evaluate"] {
+            let r = try shell("\"$0\" \(help) > /dev/full")
+            XCTAssertEqual(r.status, 2, "\(help): \(r.stderr)")
+            XCTAssertTrue(r.stderr.contains("the standard output could not be written"), r.stderr)
+        }
         for redirect in ["2>/dev/full", "2>&-"] {
             let r = try shell("\"$0\" config --config /no/such/config.yaml \(redirect)")
             XCTAssertEqual(r.reason, .exit, "\(redirect): ended by a signal")
