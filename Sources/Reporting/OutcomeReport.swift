@@ -37,7 +37,8 @@ public func printMetricsTable(_ r: EvaluationReport, log: (String) -> Void, titl
 
 /// ROC and precision-recall curves of `scores` as SVG files: one point per distinct score (every threshold), so that
 /// tied scores make one diagonal ROC segment, whose area is the ROC-AUC of the title (a tie counts 1/2).
-public func writeCurves(scores: [Double], labels: [Int], dir: String) throws {
+@discardableResult
+public func writeCurves(scores: [Double], labels: [Int], dir: String, group: OutputGroup? = nil) throws -> (roc: String, pr: String) {
     try makeDirectory(dir, option: "--plots")
     let ranked = scores.map { $0.isNaN ? -Double.infinity : $0 }     // NaN lowest, tied with each other (as Metrics.rocAUC)
     let order = ranked.indices.sorted { ranked[$0] > ranked[$1] }
@@ -53,12 +54,13 @@ public func writeCurves(scores: [Double], labels: [Int], dir: String) throws {
     let rate = pos / max(Double(labels.count), 1)
     /// "0.712", or "undefined" where one class is absent (the metric is NaN).
     func value(_ x: Double) -> String { x.isFinite ? String(format: "%.3f", x) : "undefined: one class only" }
-    try writePlot(dir + "/roc.svg", svgLinePlot(title: "ROC (AUC \(value(Metrics.rocAUC(scores, labels))))", xLabel: "false positive rate",
+    let rocImage = try writePlot(dir + "/roc.svg", group: group, svgLinePlot(title: "ROC (AUC \(value(Metrics.rocAUC(scores, labels))))", xLabel: "false positive rate",
                   yLabel: "true positive rate", series: [PlotSeries("model", roc), PlotSeries("chance", [(0, 0), (1, 1)], reference: true)],
                   xRange: 0...1, yRange: 0...1, square: true))
-    try writePlot(dir + "/pr.svg", svgLinePlot(title: "Precision-recall (AP \(value(Metrics.averagePrecision(scores, labels))))", xLabel: "recall",
+    let prImage = try writePlot(dir + "/pr.svg", group: group, svgLinePlot(title: "Precision-recall (AP \(value(Metrics.averagePrecision(scores, labels))))", xLabel: "recall",
                   yLabel: "precision", series: [PlotSeries("model", pr), PlotSeries(String(format: "chance (positive rate %.2f)", rate), [(0, rate), (1, rate)], reference: true)],
                   xRange: 0...1, yRange: 0...1, square: true))
+    return (rocImage, prImage)
 }
 
 /// The paper's Table 2 (TOP *test* sets, mean +- std over 10 bootstraps): (method, F1, PR-AUC, ROC-AUC) per phase.
@@ -71,7 +73,10 @@ let paperTable2: [Int: [(String, String, String, String)]] = [
         ("CLaDMoP", ".861 ± .014", ".860 ± .011", ".702 ± .018")],
 ]
 
-public func writeOutcomeReport(_ report: EvaluationReport, path: String, phase: Int?, data: String, checkpoint: String) throws {
+/// The markdown report of an evaluation at `path`, linking `curves` (the image names `writeCurves` returned for the
+/// report's own folder; nil: none beside it); written as part of `group` when one is given (the caller commits).
+public func writeOutcomeReport(_ report: EvaluationReport, path: String, phase: Int?, data: String, checkpoint: String,
+                               curves: (roc: String, pr: String)? = nil, group: OutputGroup? = nil) throws {
     let r = report.metrics
     func c(_ m: MetricSummary) -> String { meanStd(m, digits: 3, pm: "±") }
     var md = "# Outcome prediction\(phase.map { ", phase \($0)" } ?? "")\n\n"
@@ -114,12 +119,10 @@ public func writeOutcomeReport(_ report: EvaluationReport, path: String, phase: 
         md += "(`data/top/heldout_nctids.txt`); ours are on the file above, with a much smaller model and pretraining "
         md += "budget (configs/pretrain.yaml). They are context, not a like-for-like comparison.\n"
     }
-    // The curves beside the report (evaluate --plots into the report's folder): their PNG when there is one.
-    let dir = URL(fileURLWithPath: path).deletingLastPathComponent().path
-    let image = { (name: String) in FileManager.default.fileExists(atPath: dir + "/" + name + ".png") ? name + ".png" : name + ".svg" }
-    // Linked only when they are there (evaluate writes --plots before --report); plots elsewhere are not the report's.
-    if FileManager.default.fileExists(atPath: dir + "/roc.svg") && FileManager.default.fileExists(atPath: dir + "/pr.svg") {
-        md += "\n" + markdownImage(alt: "ROC", embedded: image("roc")) + "\n\n" + markdownImage(alt: "PR", embedded: image("pr")) + "\n"
+    // The curves written with it into its folder (evaluate --plots there): their PNG when there is one. Others (another
+    // folder's, or an earlier evaluation's) are not this report's.
+    if let curves {
+        md += "\n" + markdownImage(alt: "ROC", embedded: curves.roc) + "\n\n" + markdownImage(alt: "PR", embedded: curves.pr) + "\n"
     }
-    try writeTextFile(path, md)
+    if let group { try group.write(path) { try $0.write(contentsOf: Data(md.utf8)) } } else { try writeTextFile(path, md) }
 }

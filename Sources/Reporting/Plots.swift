@@ -224,26 +224,31 @@ public func svgLinePlot(title: String, xLabel: String, yLabel: String, series: [
 
 // MARK: files
 
-/// Writes `svg` to `path` (atomically) and, when `rsvg-convert` (Debian: librsvg2-bin) is on PATH, a PNG
-/// beside it (`.png`, at twice the size for sharp text), for sites that refuse SVG. rsvg-convert renders to its
-/// standard output and the PNG is written like every output (atomically: a full disk is an error, the earlier PNG
-/// kept). Without rsvg-convert, or when it cannot render, one line says so and only the SVG is written; a PNG of an
-/// earlier run is removed so that it never shows another plot. Returns the file name that a report should embed: the
-/// PNG when there is one, else the SVG.
+/// Writes `svg` to `path` and, when `rsvg-convert` (Debian: librsvg2-bin) is on PATH, a PNG beside it (`.png`, at
+/// twice the size for sharp text), for sites that refuse SVG: the two as one (`OutputGroup`), or as part of `group`,
+/// which the caller commits. rsvg-convert renders the SVG's temporary file to its standard output and the PNG is
+/// written like every output (a full disk is an error, the earlier SVG and PNG kept). Without rsvg-convert, or when it
+/// cannot render, one line says so and only the SVG is written; a PNG of an earlier run is removed so that it never
+/// shows another plot. Returns the file name that a report should embed: the PNG when there is one, else the SVG.
 @discardableResult
-public func writePlot(_ path: String, _ svg: String) throws -> String {
+public func writePlot(_ path: String, group: OutputGroup? = nil, _ svg: String) throws -> String {
     let url = URL(fileURLWithPath: path)
     let png = url.deletingPathExtension().appendingPathExtension("png").path
     try refuseNonRegularOutput(png, reportingAs: png)     // renamed over (a link is replaced, not its target), or removed
-    try writeTextFile(path, svg)
-    if let bytes = renderPNG(svgPath: path) {
+    let outputs = group ?? OutputGroup()
+    let written = try outputs.write(path) { try $0.write(contentsOf: Data(svg.utf8)) }
+    let name: String
+    if let bytes = renderPNG(svgPath: written, naming: path) {
         // At the path itself (replacingInput: no link is followed): a PNG named through a link replaces the link, as the
         // checks above and evaluate's and the sweep's assume; the file it pointed to stays as it was.
-        try writeFileAtomically(png, replacingInput: true) { try $0.write(contentsOf: bytes) }
-        return URL(fileURLWithPath: png).lastPathComponent
+        try outputs.write(png, replacingInput: true) { try $0.write(contentsOf: bytes) }
+        name = URL(fileURLWithPath: png).lastPathComponent
+    } else {
+        outputs.removeAtCommit(png)
+        name = url.lastPathComponent
     }
-    unlink(png)
-    return url.lastPathComponent
+    if group == nil { try outputs.commit() }
+    return name
 }
 
 /// `text` (a path) as one markdown code span: its line breaks written as `\n` and `\r`, fenced by one backtick more
@@ -266,8 +271,9 @@ nonisolated(unsafe) var rsvgNoticeShown = false
 
 /// The SVG file at `svgPath` rendered as PNG by rsvg-convert (to its standard output; the path made absolute, so that
 /// one starting with "-" is not read as an option; no standard input, so that it never waits on a terminal); nil, and a
-/// line on stderr, when it is missing or fails.
-func renderPNG(svgPath: String) -> Data? {
+/// line on stderr naming the plot as `naming` (the SVG's own path; `svgPath` may be its temporary file), when it is
+/// missing or fails.
+func renderPNG(svgPath: String, naming: String) -> Data? {
     func notice(_ line: String) {
         standardErrorWrite(Data((line + "\n").utf8))
     }
@@ -287,7 +293,7 @@ func renderPNG(svgPath: String) -> Data? {
     process.standardOutput = output
     process.standardError = errors
     do { try process.run() } catch {
-        notice("note: cannot run \(tool) (\(error)); \(svgPath) written as SVG only")
+        notice("note: cannot run \(tool) (\(error)); \(naming) written as SVG only")
         return nil
     }
     // Both pipes at once (either may fill while the other is read).
@@ -299,7 +305,7 @@ func renderPNG(svgPath: String) -> Data? {
     process.waitUntilExit()
     guard process.terminationStatus == 0, !bytes.isEmpty else {
         let why = String(decoding: messages.data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-        notice("note: rsvg-convert failed on \(svgPath) (status \(process.terminationStatus)\(why.isEmpty ? "" : ": " + why)); SVG only")
+        notice("note: rsvg-convert failed on \(naming) (status \(process.terminationStatus)\(why.isEmpty ? "" : ": " + why)); SVG only")
         return nil
     }
     return bytes

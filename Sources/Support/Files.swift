@@ -206,32 +206,83 @@ public func refuseNonRegularOutput(_ target: String, reportingAs path: String) t
 /// rebuilt over a stale or damaged one it opened, and read as nothing else).
 public func writeFileAtomically(_ path: String, replacingInput: Bool = false, replacingFileReadAs: String? = nil,
                                 _ write: (FileHandle) throws -> Void) throws {
-    if !replacingInput, let input = FilesRead.read(at: path), replacingFileReadAs.map({ input.readAs != [$0] }) ?? true {
-        throw InputError(file: path, "is \(input.path == path ? "an input" : "the input \(input.path)") this command read; refusing to overwrite it, choose another output path")
+    let group = OutputGroup()
+    try group.write(path, replacingInput: replacingInput, replacingFileReadAs: replacingFileReadAs, write)
+    try group.commit()
+}
+
+/// Outputs that appear together or not at all (evaluate's --json, --report and --plots; a plot's SVG and PNG): `write`
+/// puts each in its temporary file and syncs it, with the checks of `writeFileAtomically`, and `commit` renames them
+/// into place once every one is written. A write that fails, or a group given up without `commit`, removes the
+/// temporaries: every file at the outputs' paths stays as it was (a full disk had left new curves beside an older or
+/// missing evaluation).
+public final class OutputGroup {
+    private struct Pending { let tmp: String, target: String, path: String, slot: Int?, fd: Int32 }
+    private var pending: [Pending] = [], removals: [String] = []
+
+    public init() {}
+
+    /// Writes `path`'s content to its temporary file (`writeFileAtomically`'s rules for links and inputs); returns that
+    /// file's path, where the content can be read back before the commit.
+    @discardableResult
+    public func write(_ path: String, replacingInput: Bool = false, replacingFileReadAs: String? = nil,
+                      _ write: (FileHandle) throws -> Void) throws -> String {
+        if !replacingInput, let input = FilesRead.read(at: path), replacingFileReadAs.map({ input.readAs != [$0] }) ?? true {
+            throw InputError(file: path, "is \(input.path == path ? "an input" : "the input \(input.path)") this command read; refusing to overwrite it, choose another output path")
+        }
+        // An output named through a symbolic link replaces the link's target (also one that does not exist yet), unless
+        // that target is a file training wrote or a run's result (`runFileKind`: another run's best.json or report) and
+        // not the kind this write replaces (a feature store behind a linked data.feature_store): then the link itself is
+        // replaced and the target stays. A run's own files that a command rewrites (replacingInput) replace what is at
+        // their path.
+        let target = replacingInput ? path : writeTarget(path, replacingFileReadAs: replacingFileReadAs)
+        try refuseNonRegularOutput(target, reportingAs: path)
+        let (tmp, slot, _, fd) = try createTemporary(for: target, reportingAs: path)
+        do {
+            let handle = FileHandle(fileDescriptor: fd, closeOnDealloc: false)
+            try write(handle)
+            try handle.synchronize()
+        } catch {
+            unlink(tmp); TemporaryFiles.unregister(slot); close(fd)
+            // A run folder removed meanwhile is the reason, not the write's "No such file or directory".
+            try WrittenFolders.check(writing: target)
+            if let e = error as? InputError { throw e }
+            throw InputError(file: path, "write failed: \(describeWriteError(error))")
+        }
+        // The descriptor (and its flock) is kept until the rename is done.
+        pending.append(Pending(tmp: tmp, target: target, path: path, slot: slot, fd: fd))
+        return tmp
     }
-    // An output named through a symbolic link replaces the link's target (also one that does not exist yet), unless
-    // that target is a file training wrote or a run's result (`runFileKind`: another run's best.json or report) and
-    // not the kind this write replaces (a feature store behind a linked data.feature_store): then the link itself is
-    // replaced and the target stays. A run's own files that a command rewrites (replacingInput) replace what is at
-    // their path.
-    let target = replacingInput ? path : writeTarget(path, replacingFileReadAs: replacingFileReadAs)
-    try refuseNonRegularOutput(target, reportingAs: path)
-    let (tmp, slot, _, fd) = try createTemporary(for: target, reportingAs: path)
-    defer { TemporaryFiles.unregister(slot); close(fd) }     // the descriptor (and its flock) until the rename is done
-    do {
-        let handle = FileHandle(fileDescriptor: fd, closeOnDealloc: false)
-        try write(handle)
-        try handle.synchronize()
-        FilesRead.forget(target)     // the file it replaces (its inode may be reused)
-        guard rename(tmp, target) == 0 else { throw InputError(file: path, "cannot rename: \(String(cString: strerror(errno)))") }
-    } catch {
-        unlink(tmp)
-        // A run folder removed meanwhile is the reason, not the rename's "No such file or directory".
-        try WrittenFolders.check(writing: target)
-        if let e = error as? InputError { throw e }
-        throw InputError(file: path, "write failed: \(describeWriteError(error))")
+
+    /// `path` removed at the commit (a plot's PNG that could not be rendered this time: no stale image beside the new SVG).
+    public func removeAtCommit(_ path: String) { removals.append(path) }
+
+    /// Renames every written output into place and removes those of `removeAtCommit`.
+    public func commit() throws {
+        defer { discard() }
+        while !pending.isEmpty {
+            let p = pending.removeFirst()
+            defer { TemporaryFiles.unregister(p.slot); close(p.fd) }
+            FilesRead.forget(p.target)     // the file it replaces (its inode may be reused)
+            guard rename(p.tmp, p.target) == 0 else {
+                let reason = String(cString: strerror(errno))
+                unlink(p.tmp)
+                try WrittenFolders.check(writing: p.target)
+                throw InputError(file: p.path, "cannot rename: \(reason)")
+            }
+            syncFolder(of: p.target)
+        }
+        for path in removals { unlink(path) }
+        removals = []
     }
-    syncFolder(of: target)
+
+    /// Removes the temporaries not renamed yet.
+    public func discard() {
+        for p in pending { unlink(p.tmp); TemporaryFiles.unregister(p.slot); close(p.fd) }
+        pending = []; removals = []
+    }
+
+    deinit { discard() }
 }
 
 /// Creates the temporary file an output `path` is written under (`temporaryPath`), registered for removal on a signal

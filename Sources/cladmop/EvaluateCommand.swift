@@ -91,12 +91,21 @@ struct Evaluate: ParsableCommand {
             // No output may replace a file this command read; checked for all before the first is written.
             try FilesRead.refuseOverwriting([json.map { ("--json", $0) }, self.report.map { ("--report", $0) }].compactMap { $0 }
                                             + (plots.map { d in RunLayout.curves.map { ("--plots", d + "/" + $0) } } ?? []))
-            if let plots { try writeCurves(scores: scores, labels: labels, dir: plots) }
-            if let reportPath = self.report { try writeOutcomeReport(report, path: reportPath, phase: phase, data: data, checkpoint: checkpoint) }
+            // The outputs as one: on a failure (a full disk) none is written and every earlier file stays.
+            let outputs = OutputGroup()
+            let curves = try plots.map { try writeCurves(scores: scores, labels: labels, dir: $0, group: outputs) }
+            if let reportPath = self.report {
+                // The report links the curves when they are written into its folder.
+                let folder = URL(fileURLWithPath: writeTarget(reportPath)).deletingLastPathComponent().path
+                let beside = plots.map { resolvedPath($0) == resolvedPath(folder) } ?? false
+                try writeOutcomeReport(report, path: reportPath, phase: phase, data: data, checkpoint: checkpoint,
+                                       curves: beside ? curves : nil, group: outputs)
+            }
             if let json {
                 let d = try report.json()
-                try writeFileAtomically(json) { try $0.write(contentsOf: d) }
+                try outputs.write(json) { try $0.write(contentsOf: d) }
             }
+            try outputs.commit()
         }
     }
 }

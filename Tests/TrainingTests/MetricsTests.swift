@@ -235,7 +235,7 @@ final class MetricsTests: XCTestCase {
         for m in [r.f1, r.f1AtThreshold, r.prAUC, r.rocAUC, r.accuracy] { XCTAssertNil(m.mean); XCTAssertNil(m.std); XCTAssertNil(m.full) }
     }
 
-    /// The markdown report links roc/pr curves only when they are beside it (evaluate --plots into its folder), and
+    /// The markdown report links roc/pr curves only when they were written with it into its folder (evaluate --plots), and
     /// names paths holding line breaks or backticks in one code span.
     func testReportLinksOnlyCurvesBesideIt() throws {
         let dir = NSTemporaryDirectory() + "cladmop-report-\(getpid())"
@@ -245,8 +245,11 @@ final class MetricsTests: XCTestCase {
         let report = EvaluationReport(metrics: Metrics.report(s, y, threshold: 0.5), data: "x.csv")
         try writeOutcomeReport(report, path: dir + "/alone.md", phase: 1, data: "x.csv", checkpoint: "run")
         XCTAssertFalse(try String(contentsOfFile: dir + "/alone.md", encoding: .utf8).contains("roc."))
-        try writeCurves(scores: s, labels: y, dir: dir)
-        try writeOutcomeReport(report, path: dir + "/beside.md", phase: 1, data: "x.csv", checkpoint: "run")
+        let curves = try writeCurves(scores: s, labels: y, dir: dir)
+        // Curves in its folder that were not written with it (an earlier evaluation's) are not linked.
+        try writeOutcomeReport(report, path: dir + "/later.md", phase: 1, data: "x.csv", checkpoint: "run")
+        XCTAssertFalse(try String(contentsOfFile: dir + "/later.md", encoding: .utf8).contains("roc."))
+        try writeOutcomeReport(report, path: dir + "/beside.md", phase: 1, data: "x.csv", checkpoint: "run", curves: curves)
         XCTAssertTrue(try String(contentsOfFile: dir + "/beside.md", encoding: .utf8).contains("roc."))
         // Paths with a line break or backticks stay one code span on one line.
         try writeOutcomeReport(report, path: dir + "/odd.md", phase: nil, data: "a\nb.csv", checkpoint: "r`u``n")

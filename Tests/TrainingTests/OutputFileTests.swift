@@ -45,6 +45,35 @@ final class OutputFileTests: XCTestCase {
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).count, 2, "a temporary file left")
     }
 
+    /// Outputs written as one group (evaluate's --json, --report and --plots) appear together or not at all: a write
+    /// that fails leaves every earlier file as it was and no temporary (a stranger's probe: evaluate on a full disk
+    /// had left new curves beside the earlier, or no, evaluation); a group given up without its commit writes nothing.
+    func testAGroupOfOutputsAppearsTogetherOrNotAtAll() throws {
+        try Data("earlier roc".utf8).write(to: URL(fileURLWithPath: dir + "/roc.svg"))
+        struct DiskFull: Error {}
+        let group = OutputGroup()
+        let tmp = try group.write(dir + "/roc.svg") { try $0.write(contentsOf: Data("<svg/>".utf8)) }
+        XCTAssertEqual(try String(contentsOfFile: tmp, encoding: .utf8), "<svg/>", "readable before the commit")
+        XCTAssertThrowsError(try group.write(dir + "/e.json") { try $0.write(contentsOf: Data("{".utf8)); throw DiskFull() }) {
+            XCTAssertTrue("\($0)".contains("e.json: write failed"), "\($0)")
+        }
+        group.discard()
+        XCTAssertEqual(try String(contentsOfFile: dir + "/roc.svg", encoding: .utf8), "earlier roc")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir), ["roc.svg"], "no temporary file left")
+        do {
+            let dropped = OutputGroup()
+            try dropped.write(dir + "/pr.svg") { try $0.write(contentsOf: Data("<svg/>".utf8)) }
+        }
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir), ["roc.svg"], "a group without its commit writes nothing")
+        let both = OutputGroup()
+        try both.write(dir + "/roc.svg") { try $0.write(contentsOf: Data("new roc".utf8)) }
+        try both.write(dir + "/e.json") { try $0.write(contentsOf: Data("{}".utf8)) }
+        both.removeAtCommit(dir + "/roc.png")
+        try both.commit()
+        XCTAssertEqual(try String(contentsOfFile: dir + "/roc.svg", encoding: .utf8), "new roc")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).sorted(), ["e.json", "roc.svg"])
+    }
+
     /// An output at a FIFO (or a device), or at a link to one, is refused and the node stays; a rename had turned it
     /// into a regular file (evaluate --plots, sweep-report). Shown with FIFOs: a regression must not replace /dev/null.
     func testOutputsDoNotReplaceFIFOsOrDevices() throws {

@@ -6,13 +6,15 @@ import Support
 func writePretrainReport(runDir: String, train: [TrainRecord], evals: [EvalRecord], globalBatch: Int, corpus: [String],
                          parameters: Int, worldSize: Int, steps: Int) throws {
     func points(_ x: (EvalRecord) -> Double, _ y: (EvalRecord) -> Double?) -> [(Double, Double)] { evals.map { (x($0), y($0) ?? .nan) } }
-    let lossImage = try writePlot(runDir + "/loss.svg", svgLinePlot(title: "InfoNCE loss", xLabel: "step", yLabel: "loss",
+    // The plots and report.md as one (`OutputGroup`): a failure leaves the earlier ones whole.
+    let outputs = OutputGroup()
+    let lossImage = try writePlot(runDir + "/loss.svg", group: outputs, svgLinePlot(title: "InfoNCE loss", xLabel: "step", yLabel: "loss",
                     series: [PlotSeries("train (global batch)", train.map { (Double($0.step), $0.loss ?? .nan) }),
                              PlotSeries("validation", points({ Double($0.step) }, \.valLoss))], xBounds: 0...Double.infinity))
     // Across the evaluations' epochs (a line to 1e9 had run far outside the SVG's canvas).
     let lastEpoch = evals.map(\.epoch).max() ?? 1
     let chance = evals.last.map { e in [PlotSeries(String(format: "chance top-1 (1/%d)", e.valSize), [(0, e.chanceTop1), (lastEpoch, e.chanceTop1)], reference: true)] } ?? []
-    let retrievalImage = try writePlot(runDir + "/retrieval.svg", svgLinePlot(title: "Validation retrieval accuracy", xLabel: "epoch", yLabel: "accuracy",
+    let retrievalImage = try writePlot(runDir + "/retrieval.svg", group: outputs, svgLinePlot(title: "Validation retrieval accuracy", xLabel: "epoch", yLabel: "accuracy",
                     series: [PlotSeries("top-1 C->DM", points(\.epoch, \.valTop1C2dm)), PlotSeries("top-5 C->DM", points(\.epoch, \.valTop5C2dm)),
                              PlotSeries("top-1 DM->C", points(\.epoch, \.valTop1Dm2c)), PlotSeries("top-5 DM->C", points(\.epoch, \.valTop5Dm2c))] + chance,
                     xBounds: 0...Double.infinity, yBounds: 0...1))
@@ -43,5 +45,6 @@ func writePretrainReport(runDir: String, train: [TrainRecord], evals: [EvalRecor
         md += "\n"
     }
     md += markdownImage(alt: "loss", embedded: lossImage) + "\n\n" + markdownImage(alt: "retrieval", embedded: retrievalImage) + "\n\nResolved configuration: `config.yaml`. Every logged step and evaluation: `metrics.jsonl`.\n"
-    try writeTextFile(runDir + "/report.md", md)
+    try outputs.write(runDir + "/report.md") { try $0.write(contentsOf: Data(md.utf8)) }
+    try outputs.commit()
 }

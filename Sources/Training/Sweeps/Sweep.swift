@@ -49,7 +49,7 @@ public struct SweepPoint {
 /// are a surface that scripts read), `sweep.svg` (the paper's figure 8: best validation loss against batch size, the
 /// ball's area growing with the epochs to that best, hollow when the epoch budget ended the run before early
 /// stopping did, the learning rate under each batch) and `summary.md` (also samples to the best, epochs run and
-/// whether early stopping ended the run), atomically, into `dir`.
+/// whether early stopping ended the run), atomically and together, into `dir`.
 public func writeSweepReport(dir: String, points: [SweepPoint], title: String) throws {
     // Before any is written: a device or FIFO at one of the names (or behind a link) is refused, not replaced.
     for name in ["sweep.svg", "sweep.png", "sweep.csv", "summary.md"] {
@@ -64,11 +64,14 @@ public func writeSweepReport(dir: String, points: [SweepPoint], title: String) t
         let top1 = p.finalTop1.map { String(format: "%.3f (%.4f)", $0, p.chanceTop1 ?? 0) } ?? ""
         md += "| \(p.globalBatch) | \(String(format: "%.3g", p.learningRate)) | \(f(p.bestValLoss, "%.4f")) | \(f(p.epochsToBest, "%.2f")) | \(p.samplesToBest.map(String.init) ?? "") | \(f(p.epochsRun, "%.2f")) | \(yesNo(p.converged)) | \(top1) | \(f(p.samplesPerSecond, "%.1f")) | \(f(p.peakRSSMiB, "%.0f")) | \(p.status) |\n"
     }
-    let figure = try writePlot(dir + "/sweep.svg", batchScalingPlot(points, title: title))
+    // The four files as one (`OutputGroup`): a failure leaves the earlier report whole.
+    let outputs = OutputGroup()
+    let figure = try writePlot(dir + "/sweep.svg", group: outputs, batchScalingPlot(points, title: title))
     md += "\n" + markdownImage(alt: "batch size vs validation loss", embedded: figure) + "\n\nThe ball's area grows with the epochs to the best validation loss; the learning rate of each point is under its batch size. "
     md += "Converged: early stopping ended the run (no better validation loss for train.patience evaluations); a hollow ball ran out of epochs first, so its best loss is only a bound.\n"
-    try writeTextFile(dir + "/sweep.csv", csv)
-    try writeTextFile(dir + "/summary.md", md)
+    try outputs.write(dir + "/sweep.csv") { try $0.write(contentsOf: Data(csv.utf8)) }
+    try outputs.write(dir + "/summary.md") { try $0.write(contentsOf: Data(md.utf8)) }
+    try outputs.commit()
 }
 
 /// Figure 8 of the paper as SVG: x = log2 global batch, y = best validation loss, ball radius ~ sqrt(epochs).
