@@ -45,7 +45,7 @@ let package = Package(
         .target(name: "Training", dependencies: ["Support", "Config", "NN", "Communication", "TextEncoder", "TrialData", "Model", "Reporting"],
                 swiftSettings: optimize),
         .target(name: "TestSupport", dependencies: ["Support", "NN"], path: "Tests/Support"),
-        .executableTarget(name: "MPISelfTest", dependencies: ["Communication"], swiftSettings: optimize),
+        .executableTarget(name: "MPISelfTest", dependencies: ["Communication", "Support"], swiftSettings: optimize),
         .executableTarget(name: "cladmop",
                           dependencies: ["Support", "Config", "NN", "Communication", "TextEncoder", "TrialData", "Model", "Reporting", "Training",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],

@@ -1,13 +1,14 @@
 // Multi-rank checks of every collective, run under mpirun by Tests/CommunicationTests.
 // Usage: mpi-selftest collectives | abort-on RANK | stall-then-abort
 import Communication
+import Support
 import Foundation
 
 let comm = makeCommunicator()
 let mode = CommandLine.arguments.dropFirst().first ?? "collectives"
 var failures = 0
 func check(_ ok: Bool, _ what: String) {
-    if !ok { failures += 1; FileHandle.standardError.write(Data("rank \(comm.rank): FAIL \(what)\n".utf8)) }
+    if !ok { failures += 1; standardErrorWrite(Data("rank \(comm.rank): FAIL \(what)\n".utf8)) }
 }
 
 switch mode {
@@ -67,6 +68,6 @@ case "die-on":
     print("unreachable: barrier completed")
     exit(0)
 default:
-    FileHandle.standardError.write(Data("unknown mode \(mode)\n".utf8))
+    standardErrorWrite(Data("unknown mode \(mode)\n".utf8))
     exit(2)
 }
