@@ -215,7 +215,7 @@ func contentKind(_ path: String) -> String? {
     let lines = String(decoding: head[..<n], as: UTF8.self).split(whereSeparator: { $0 == "\n" || $0 == "\r\n" || $0 == "\r" })
     let first = lines.lazy.map { String($0.prefix { $0 != "#" }).trimmingCharacters(in: CharacterSet.whitespaces.union(CharacterSet(charactersIn: "\u{FEFF}\r"))) }
         .first { !$0.isEmpty } ?? ""
-    if first.count == 11, first.hasPrefix("NCT"), first.dropFirst(3).allSatisfy({ ("0"..."9").contains($0) }) {
+    if isNCTID(first) {
         return "a list of NCT ids (by its first line, as data.exclude_file's held-out trials)"
     }
     if head[..<n].first(where: { ![0x20, 0x09, 0x0A, 0x0D].contains($0) }) == UInt8(ascii: "{"), st.st_size <= 16 << 20,
@@ -229,4 +229,11 @@ func contentKind(_ path: String) -> String? {
         return "a safetensors file (model weights or a checkpoint's tensors, by its header)"
     }
     return nil
+}
+
+/// Whether `id` is exactly "NCT" followed by 8 ASCII digits (no spaces, no other digits, no lower case).
+public func isNCTID(_ id: String) -> Bool {
+    let u = Array(id.utf8)
+    return u.count == 11 && u[0] == UInt8(ascii: "N") && u[1] == UInt8(ascii: "C") && u[2] == UInt8(ascii: "T")
+        && u[3...].allSatisfy { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }
 }
