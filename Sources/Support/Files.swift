@@ -237,6 +237,10 @@ public final class OutputGroup {
         // their path.
         let target = replacingInput ? path : writeTarget(path, replacingFileReadAs: replacingFileReadAs)
         try refuseNonRegularOutput(target, reportingAs: path)
+        // Two outputs of the group at one file (links to one target) would share its temporary file: refused.
+        if let other = pending.first(where: { resolvedPath($0.target) == resolvedPath(target) }) {
+            throw InputError(file: path, "is the same file as \(other.path) (\(resolvedPath(target))), which this command writes too; each output needs a file of its own")
+        }
         let (tmp, slot, _, fd) = try createTemporary(for: target, reportingAs: path)
         do {
             let handle = FileHandle(fileDescriptor: fd, closeOnDealloc: false)
@@ -257,9 +261,13 @@ public final class OutputGroup {
     /// `path` removed at the commit (a plot's PNG that could not be rendered this time: no stale image beside the new SVG).
     public func removeAtCommit(_ path: String) { removals.append(path) }
 
-    /// Renames every written output into place and removes those of `removeAtCommit`.
+    /// Removes the files of `removeAtCommit` and renames every written output into place. (A rename that fails, which
+    /// needs the folder to change under the command, leaves the outputs renamed before it in place.)
     public func commit() throws {
         defer { discard() }
+        // First: a rename that fails must not leave an earlier PNG beside a new SVG.
+        for path in removals { unlink(path) }
+        removals = []
         while !pending.isEmpty {
             let p = pending.removeFirst()
             defer { TemporaryFiles.unregister(p.slot); close(p.fd) }
@@ -272,8 +280,6 @@ public final class OutputGroup {
             }
             syncFolder(of: p.target)
         }
-        for path in removals { unlink(path) }
-        removals = []
     }
 
     /// Removes the temporaries not renamed yet.

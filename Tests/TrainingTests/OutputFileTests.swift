@@ -72,6 +72,19 @@ final class OutputFileTests: XCTestCase {
         try both.commit()
         XCTAssertEqual(try String(contentsOfFile: dir + "/roc.svg", encoding: .utf8), "new roc")
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).sorted(), ["e.json", "roc.svg"])
+        // Two outputs that are one file (links to one target, as a review found with sweep-report's sweep.csv and
+        // summary.md) would share a temporary file: the second is refused and nothing is written.
+        try Data("x".utf8).write(to: URL(fileURLWithPath: dir + "/x.txt"))
+        try FileManager.default.createSymbolicLink(atPath: dir + "/a.csv", withDestinationPath: "x.txt")
+        try FileManager.default.createSymbolicLink(atPath: dir + "/b.md", withDestinationPath: dir + "/x.txt")
+        let twice = OutputGroup()
+        try twice.write(dir + "/a.csv") { try $0.write(contentsOf: Data("a".utf8)) }
+        XCTAssertThrowsError(try twice.write(dir + "/b.md") { try $0.write(contentsOf: Data("b".utf8)) }) {
+            XCTAssertTrue("\($0)".contains("b.md: is the same file as \(self.dir)/a.csv"), "\($0)")
+        }
+        twice.discard()
+        XCTAssertEqual(try String(contentsOfFile: dir + "/x.txt", encoding: .utf8), "x")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).sorted(), ["a.csv", "b.md", "e.json", "roc.svg", "x.txt"])
     }
 
     /// An output at a FIFO (or a device), or at a link to one, is refused and the node stays; a rename had turned it
