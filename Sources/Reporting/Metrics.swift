@@ -336,16 +336,30 @@ public struct EvaluationReport: Codable {
         catch let e as InputError { throw e }
         catch { throw InputError(file: file, "not an evaluation JSON (cladmop evaluate --json): \(describeDecodingError(error, data: bytes))") }
         let r = report.metrics
-        if let value = r.resampling, value != "stratified" {
-            throw InputError(file: file, "key resampling = \(value.debugDescription.prefix(60)): expected \"stratified\" (or no key: an evaluation written before the resamples kept each class's share)")
-        }
         guard r.n >= 1 else { throw InputError(file: file, "key n = \(r.n): expected a trial count of at least 1 (evaluate scores at least one trial)") }
-        guard (0...r.n).contains(r.positives) else { throw InputError(file: file, "key positives = \(r.positives): expected a count in [0, n = \(r.n)]") }
+        try check(r, file: file)
         for (key, count) in [("in_sample_trials", report.inSampleTrials), ("sct_trials", report.sctTrials)] {
             if let count, !(0...r.n).contains(count) { throw InputError(file: file, "key \(key) = \(count): expected a count in [0, n = \(r.n)]") }
         }
-        for (key, m) in [("f1", r.f1), ("pr_auc", r.prAUC), ("roc_auc", r.rocAUC), ("accuracy", r.accuracy),
-                         ("f1_at_threshold", r.f1AtThreshold)] + (r.f1AllSuccess.map { [("f1_all_success", $0)] } ?? []) {
+        // The subset of new disease combinations: as many trials as the whole set at most, none at all possibly.
+        if let nd = report.newDiseases {
+            guard (0...r.n).contains(nd.n) else { throw InputError(file: file, "key new_diseases.n = \(nd.n): expected a count in [0, n = \(r.n)]") }
+            try check(nd, file: file, prefix: "new_diseases.")
+        }
+        return report
+    }
+
+    /// The values of one set of metrics (`prefix` names a nested one in the errors): the successful trials within n,
+    /// the resampling known, means and whole-set values in [0, 1], spreads in [0, 1] over at least one resample, the
+    /// threshold a probability.
+    static func check(_ r: OutcomeMetrics, file: String, prefix: String = "") throws {
+        if let value = r.resampling, value != "stratified" {
+            throw InputError(file: file, "key \(prefix)resampling = \(value.debugDescription.prefix(60)): expected \"stratified\" (or no key: an evaluation written before the resamples kept each class's share)")
+        }
+        guard (0...max(r.n, 0)).contains(r.positives) else { throw InputError(file: file, "key \(prefix)positives = \(r.positives): expected a count in [0, n = \(r.n)]") }
+        for (name, m) in [("f1", r.f1), ("pr_auc", r.prAUC), ("roc_auc", r.rocAUC), ("accuracy", r.accuracy),
+                          ("f1_at_threshold", r.f1AtThreshold)] + (r.f1AllSuccess.map { [("f1_all_success", $0)] } ?? []) {
+            let key = prefix + name
             if let mean = m.mean, !(0...1).contains(mean) { throw InputError(file: file, "key \(key).mean = \(mean): expected a value in [0, 1]") }
             // The spread of values in [0, 1] is at most 0.5 (population) or 0.5 * sqrt(N / (N - 1)) <= 0.71 (sample).
             if let std = m.std, !(std >= 0 && std <= 1) { throw InputError(file: file, "key \(key).std = \(std): expected a spread in [0, 1] (of values in [0, 1])") }
@@ -356,8 +370,7 @@ public struct EvaluationReport: Codable {
             }
         }
         guard (0...1).contains(r.threshold) else {
-            throw InputError(file: file, "key threshold = \(r.threshold): expected a probability in [0, 1] (the decision threshold of the scores)")
+            throw InputError(file: file, "key \(prefix)threshold = \(r.threshold): expected a probability in [0, 1] (the decision threshold of the scores)")
         }
-        return report
     }
 }
