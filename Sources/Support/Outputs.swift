@@ -113,6 +113,12 @@ public enum RunLayout {
     /// A run's results: its report, evaluation and plots (with their PNG copies).
     public static let results = artifacts.filter { $0.hasSuffix(".md") || $0.hasSuffix(".json") || $0.hasSuffix(".svg") || $0.hasSuffix(".png") }
         .filter { $0 != "best.json" }
+    /// A folder a run was written in: its best.json, or its config.yaml beside its metrics.jsonl or checkpoints/ (a run
+    /// under way, or stopped, writes those first).
+    public static func isRun(_ dir: String) -> Bool {
+        func exists(_ name: String) -> Bool { FileManager.default.fileExists(atPath: dir + "/" + name) }
+        return exists("best.json") || (exists("config.yaml") && (exists("metrics.jsonl") || exists("checkpoints")))
+    }
     /// A checkpoint's metadata file, step-NNNNNNNN.json.
     public static func isCheckpointMetadata(_ name: String) -> Bool { name.hasPrefix("step-") && name.hasSuffix(".json") }
     /// A run folder without a best.json: its config.yaml is there, its best.json not (a fine-tuning run writes its own
@@ -144,9 +150,7 @@ public func runFileKind(_ path: String) -> String? {
         if RunLayout.isCheckpointMetadata(name) { return "a checkpoint's metadata" }
         if ["best.json", "folds.csv", "config.yaml", "metrics.jsonl"].contains(name) { return "a run's \(name)" }
         // A run's results (its report and plots, Launch/finetune's evaluation and curves): written once, beside its config.
-        // (A run folder: best.json, or config.yaml with the run's metrics.jsonl or checkpoints/.)
-        if RunLayout.results.contains(name)
-            && (exists("best.json") || (exists("config.yaml") && (exists("metrics.jsonl") || exists("checkpoints")))) {
+        if RunLayout.results.contains(name) && RunLayout.isRun(dir) {
             return "a run's result \(name)"
         }
         // Any file of an encoder folder (its weights are matched above): its vocabulary, configs, README, ... and those

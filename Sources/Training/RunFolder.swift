@@ -81,9 +81,7 @@ public func checkRunDirectory(_ runDir: String, comm: Communicator, resume: Bool
     var above = URL(fileURLWithPath: resolvedPath(runDir))
     while above.path != "/" {
         let owner = above.deletingLastPathComponent()
-        let isRun = ["best.json", "metrics.jsonl", "checkpoints/best.json"].contains { FileManager.default.fileExists(atPath: owner.path + "/" + $0) }
-        if ["checkpoints", "members", "pretrained"].contains(above.lastPathComponent)
-            && FileManager.default.fileExists(atPath: owner.path + "/config.yaml") && isRun {
+        if ["checkpoints", "members", "pretrained"].contains(above.lastPathComponent) && RunLayout.isRun(owner.path) {
             throw InputError(file: runDir, "--run-dir lies inside \(above.path), a folder of the run in \(owner.path), which that run prunes and its --overwrite deletes; choose a folder outside it")
         }
         above = owner
