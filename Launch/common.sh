@@ -228,18 +228,22 @@ check_hostfile() {
 
 # set_aside DIR: a result already at DIR is kept, not overwritten: it moves to DIR.previous-YYYYmmdd-HHMMSS
 # (a numbered suffix if that exists too), and the new one then uses DIR.
+# refuse_in_use DIR: exit 2 when a running cladmop holds DIR or a folder inside it (its lock on its run folder: DIR or
+# one inside it, as Launch/main's fine-tuning run, an ablation's variants or a sweep's points), which must not be moved
+# from under it (flock exits 75 only for a held lock).
+refuse_in_use() {
+    local d status
+    [ -d "$1" ] || return 0
+    while IFS= read -r -d '' d; do
+        status=0; flock -n -E 75 "$d" true 2>/dev/null || status=$?
+        [ "$status" != 75 ] || { echo "Launch/$(basename "$0"): $1 is in use by a running command (it holds the lock of $d); wait for it to end or choose another folder" >&2; exit 2; }
+    done < <(find "$1" -type d -print0 2>/dev/null)
+}
+
 set_aside() {
     local dir="$1" to n=1
     [ -e "$dir" ] || return 0
-    # A folder that a running cladmop holds (its lock on its run folder: DIR or one inside it, as Launch/main's
-    # fine-tuning run or an ablation's variants) is not moved from under it (flock exits 75 only for a held lock).
-    local d status
-    if [ -d "$dir" ]; then
-        while IFS= read -r -d '' d; do
-            status=0; flock -n -E 75 "$d" true 2>/dev/null || status=$?
-            [ "$status" != 75 ] || { echo "Launch/$(basename "$0"): $dir is in use by a running command (it holds the lock of $d); wait for it to end or choose another folder" >&2; exit 2; }
-        done < <(find "$dir" -type d -print0 2>/dev/null)
-    fi
+    refuse_in_use "$dir"
     to="$dir.previous-$(date +%Y%m%d-%H%M%S)"
     while [ -e "$to" ]; do to="$dir.previous-$(date +%Y%m%d-%H%M%S)-$n"; n=$((n + 1)); done
     mv "$dir" "$to"

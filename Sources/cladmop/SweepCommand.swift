@@ -106,7 +106,39 @@ struct SweepReport: ParsableCommand {
                 + "holds no evaluation and summary (a run stopped before its end?); reported as failed\n").utf8))
         }
         guard !points.isEmpty else { throw InputError(file: listing, "lists no point; expected one line per batch size (global_batch<TAB>lr<TAB>exit status<TAB>run dir)") }
-        try writeSweepReport(dir: out, points: points.sorted { $0.globalBatch < $1.globalBatch }, title: title)
-        print("sweep: \(points.count) point(s), \(points.filter { $0.status == "ok" }.count) ok -> \(out)/sweep.csv, sweep.svg, summary.md")
+        // The batches the sweep was asked for (Launch/sweep-batch writes DIR/batches.txt before its first point): those
+        // without a line in points.tsv did not run (the sweep was stopped), and the report says so.
+        let requested = try requestedBatches()
+        if let requested {
+            for r in runs where !requested.contains(r.batch) {
+                throw InputError(file: listing, line: r.line, "global_batch \(r.batch) is not one of the sweep's batches (\(out)/batches.txt: \(requested.map(String.init).joined(separator: ", ")))")
+            }
+        }
+        let notRun = (requested ?? []).filter { b in !runs.contains { $0.batch == b } }.sorted()
+        try writeSweepReport(dir: out, points: points.sorted { $0.globalBatch < $1.globalBatch }, title: title, notRun: notRun)
+        print("sweep: \(points.count) point(s), \(points.filter { $0.status == "ok" }.count) ok"
+              + (notRun.isEmpty ? "" : ", \(notRun.count) of the \(requested!.count) batches not run (\(notRun.map(String.init).joined(separator: ", ")): the sweep stopped before them)")
+              + " -> \(out)/sweep.csv, sweep.svg, summary.md")
+    }
+
+    /// DIR/batches.txt's batch sizes (one integer of at least 2 per line, each once; blank lines and CR LF allowed), or
+    /// nil without the file (sweeps written before it).
+    func requestedBatches() throws -> [Int]? {
+        let file = out + "/batches.txt"
+        var st = stat()
+        guard lstat(file, &st) == 0 else { return nil }
+        let text = try readTextLines(file, what: "sweep's batch sizes (written by Launch/sweep-batch)", limit: 1 << 20)
+        var batches: [Int] = []
+        for (i, line) in text.lines.enumerated() {
+            let field = line.trimmingCharacters(in: .whitespaces)
+            if field.isEmpty { continue }
+            guard let b = Int(field), b >= 2 else {
+                throw InputError(file: file, line: i + 1, "\"\(field.prefix(40))\": expected a global batch size, an integer of at least 2")
+            }
+            guard !batches.contains(b) else { throw InputError(file: file, line: i + 1, "global batch \(b) is listed twice; one run per batch size") }
+            batches.append(b)
+        }
+        guard !batches.isEmpty else { throw InputError(file: file, "lists no batch size; expected one per line") }
+        return batches
     }
 }

@@ -43,6 +43,22 @@ final class SweepTests: XCTestCase {
         XCTAssertEqual(svg.components(separatedBy: "<circle").count - 1, 6)
         XCTAssertTrue(svg.contains(">failed</text>"))
 
+        XCTAssertEqual(try String(contentsOfFile: work + "/out/batches.txt", encoding: .utf8), "4\n8\n16\n32\n48\n64\n100000\n")
+        // A point's run that a command still holds (an earlier point left running) is refused before anything is set
+        // aside or trained (a probe: the sweep had set the report aside and trained other points before reaching it).
+        let held = open(work + "/out/runs/b8", O_RDONLY)
+        XCTAssertGreaterThanOrEqual(held, 0)
+        XCTAssertEqual(flock(held, LOCK_EX | LOCK_NB), 0)
+        let busy = try runCommand(repositoryRoot + "/Launch/sweep-batch",
+                                  ["--config", repositoryRoot + "/configs/smoke.yaml", "--batches", "4", "--out", work + "/out",
+                                   "-np", "2", "--epochs", "2", "--", "--set", "data.synthetic=true", "--set", "data.feature_store=\(work)/s.store",
+                                   "--set", hierarchy], timeout: 120)
+        close(held)
+        XCTAssertEqual(busy.status, 2, busy.output)
+        XCTAssertTrue(busy.output.contains("\(work)/out/runs is in use by a running command"), busy.output)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: work + "/out").filter { $0.contains(".previous-") }, [])
+        XCTAssertEqual(try String(contentsOfFile: work + "/out/sweep.csv", encoding: .utf8).split(separator: "\n").map(String.init), csv)
+
         // A second sweep into the same folder keeps the first one's report (and its run of that batch) under
         // NAME.previous-DATE; its only point fails, so the sweep does (status 1, after writing its report);
         // batches listed twice or not positive are refused before anything runs.
@@ -54,7 +70,7 @@ final class SweepTests: XCTestCase {
         XCTAssertTrue(again.output.contains("every point failed"), again.output)
         let kept = try FileManager.default.contentsOfDirectory(atPath: work + "/out")
         // sweep.png only where rsvg-convert is installed.
-        for name in ["points.tsv", "sweep.csv", "sweep.svg", "summary.md", "sweep.png"] where name != "sweep.png" || kept.contains(name) {
+        for name in ["points.tsv", "batches.txt", "sweep.csv", "sweep.svg", "summary.md", "sweep.png"] where name != "sweep.png" || kept.contains(name) {
             let previous = kept.filter { $0.hasPrefix(name + ".previous-") }
             XCTAssertEqual(previous.count, 1, "\(name): \(kept)")
             if name == "sweep.csv", let p = previous.first {

@@ -49,8 +49,9 @@ public struct SweepPoint {
 /// are a surface that scripts read), `sweep.svg` (the paper's figure 8: best validation loss against batch size, the
 /// ball's area growing with the epochs to that best, hollow when the epoch budget ended the run before early
 /// stopping did, the learning rate under each batch) and `summary.md` (also samples to the best, epochs run and
-/// whether early stopping ended the run), atomically and together, into `dir`.
-public func writeSweepReport(dir: String, points: [SweepPoint], title: String) throws {
+/// whether early stopping ended the run, and the batches of `notRun` that the sweep did not reach), atomically and
+/// together, into `dir`.
+public func writeSweepReport(dir: String, points: [SweepPoint], title: String, notRun: [Int] = []) throws {
     // Before any is written: a device or FIFO at one of the names (or behind a link) is refused, not replaced.
     for name in ["sweep.svg", "sweep.png", "sweep.csv", "summary.md"] {
         try refuseNonRegularOutput(name.hasSuffix(".png") ? dir + "/" + name : writeTarget(dir + "/" + name), reportingAs: dir + "/" + name)
@@ -69,6 +70,10 @@ public func writeSweepReport(dir: String, points: [SweepPoint], title: String) t
     let figure = try writePlot(dir + "/sweep.svg", group: outputs, batchScalingPlot(points, title: title))
     md += "\n" + markdownImage(alt: "batch size vs validation loss", embedded: figure) + "\n\nThe ball's area grows with the epochs to the best validation loss; the learning rate of each point is under its batch size. "
     md += "Converged: early stopping ended the run (no better validation loss for train.patience evaluations); a hollow ball ran out of epochs first, so its best loss is only a bound.\n"
+    if !notRun.isEmpty {
+        md += "\n**Not run:** global batch \(notRun.map(String.init).joined(separator: ", ")) of the sweep's batches (batches.txt): the sweep stopped before "
+            + (notRun.count == 1 ? "it" : "them") + "; this report covers the other points only.\n"
+    }
     try outputs.write(dir + "/sweep.csv") { try $0.write(contentsOf: Data(csv.utf8)) }
     try outputs.write(dir + "/summary.md") { try $0.write(contentsOf: Data(md.utf8)) }
     try outputs.commit()
