@@ -124,17 +124,18 @@ public func checkRunDirectory(_ runDir: String, comm: Communicator, resume: Bool
     if overwrite && artifacts.contains("pretrained"), let sign = pretrainingRunSign(runDir) {
         throw InputError(file: runDir, "holds a pretraining run (\(sign)); finetune --overwrite replaces a fine-tuning run only: choose another --run-dir")
     }
-    if overwrite {
-        // The removal (prepareRunDirectory) takes these entries as they are: a link among them goes, not its target.
-        let run = resolvedPath(runDir)
-        let entries = overwriteRemoves(runDir, artifacts: artifacts)
-        for name in entries.leftovers + entries.previous {
-            let removed = run + "/" + name
-            for (option, path) in inputs where !path.isEmpty {
-                let p = resolvedPath(path)
-                if p == removed || p.hasPrefix(removed + "/") {
-                    throw InputError(file: path, "\(option) lies in \(runDir)/\(name), which --overwrite deletes with the previous run; move it out of the run folder first")
-                }
+    // The removal (prepareRunDirectory) takes these entries as they are: a link among them goes, not its target. What an
+    // interrupted --overwrite left is removed by every command that writes a run here; the previous run by --overwrite.
+    let run = resolvedPath(runDir)
+    let entries = overwriteRemoves(runDir, artifacts: artifacts)
+    for name in entries.leftovers + (overwrite ? entries.previous : []) {
+        let removed = run + "/" + name
+        for (option, path) in inputs where !path.isEmpty {
+            let p = resolvedPath(path)
+            if p == removed || p.hasPrefix(removed + "/") {
+                throw InputError(file: path, "\(option) lies in \(runDir)/\(name), which "
+                                 + (entries.leftovers.contains(name) ? "this command removes (what an interrupted --overwrite left)" : "--overwrite deletes with the previous run")
+                                 + "; move it out of the run folder first")
             }
         }
     }
@@ -188,8 +189,22 @@ public func prepareRunDirectory(_ runDir: String, config: Config, comm: Communic
             throw InputError(file: runDir, "a run was written there after this command started (\(present.joined(separator: ", "))); choose another --run-dir")
         }
     }
-    if overwrite { try removePreviousRun(runDir, artifacts: artifacts) }
+    if overwrite { try removePreviousRun(runDir, artifacts: artifacts) } else { removeOverwriteLeftovers(runDir) }
     try writeTextFile(runDir + "/config.yaml", replacingInput: true, config.yaml)
+}
+
+/// Removes what an earlier --overwrite in `runDir` left under hidden names (".overwritten-PID-NAME": the run it
+/// replaced, which it was removing when it was killed, or which the file system refused), saying so; a removal that
+/// fails is a warning. The caller holds the folder's exclusive lock, so no command is removing them still. (A killed
+/// --overwrite's leftovers had stayed until the next --overwrite, also through any number of resumes.)
+func removeOverwriteLeftovers(_ runDir: String) {
+    let leftovers = overwriteRemoves(runDir, artifacts: []).leftovers
+    guard !leftovers.isEmpty else { return }
+    let failed = leftovers.compactMap { removeTree(runDir + "/" + $0) }
+    standardErrorWrite(Data("note: \(printable(runDir)): removed \(leftovers.count - failed.count) of the \(leftovers.count) entries that an interrupted --overwrite left (\(leftovers.prefix(3).joined(separator: ", "))\(leftovers.count > 3 ? ", ..." : ""))\n".utf8))
+    for (path, reason) in failed {
+        standardErrorWrite(Data("warning: \(printable(path)): cannot remove it (\(reason)); an earlier --overwrite's leftover: remove it by hand\n".utf8))
+    }
 }
 
 /// --overwrite: the previous run's files in `runDir` (`artifacts`, and TensorBoard's event files, which carry the time
@@ -204,10 +219,8 @@ func removePreviousRun(_ runDir: String, artifacts: [String]) throws {
     func warn(_ path: String, _ reason: String, _ what: String) {
         standardErrorWrite(Data("warning: \(printable(path)): cannot remove it (\(reason)); \(what)\n".utf8))
     }
-    let (leftovers, previous) = overwriteRemoves(runDir, artifacts: artifacts)
-    for old in leftovers {
-        if let (path, reason) = removeTree(runDir + "/" + old) { warn(path, reason, "an earlier --overwrite's leftover: remove it by hand") }
-    }
+    let previous = overwriteRemoves(runDir, artifacts: artifacts).previous
+    removeOverwriteLeftovers(runDir)
     guard !previous.isEmpty else { return }
     let tag = ".overwritten-\(getpid())-"
     var moved: [String] = []
@@ -234,7 +247,7 @@ func removePreviousRun(_ runDir: String, artifacts: [String]) throws {
     }
     if let failure { throw failure }
     syncFolder(of: runDir + "/config.yaml")
-    TemporaryFiles.sayOnInterrupt("cladmop: interrupted while --overwrite removed the previous run; what remains of it is named \(tag)NAME in \(printable(runDir)) (the next --overwrite there removes it)")
+    TemporaryFiles.sayOnInterrupt("cladmop: interrupted while --overwrite removed the previous run; what remains of it is named \(tag)NAME in \(printable(runDir)) (the next command that writes a run there removes it)")
     let failed = moved.compactMap { removeTree(runDir + "/" + tag + $0) }
     TemporaryFiles.sayOnInterrupt(nil)
     if let (path, reason) = failed.first {

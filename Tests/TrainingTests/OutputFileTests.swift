@@ -1,5 +1,7 @@
 import Foundation
 import XCTest
+import Communication
+import Config
 import Reporting
 import Support
 @testable import Training
@@ -129,6 +131,11 @@ final class OutputFileTests: XCTestCase {
         try fm.createDirectory(atPath: run + "/.overwritten-1-members/0", withIntermediateDirectories: true)
         try removePreviousRun(run, artifacts: finetuneArtifacts)
         XCTAssertEqual(try fm.contentsOfDirectory(atPath: run), ["notes.txt"], "the run's files gone, a file of the user's kept, nothing aside")
+        // Also by a command that resumes or starts a run there (a probe: a killed --overwrite's 100 MB stayed through
+        // a resume until the next --overwrite).
+        try fm.createDirectory(atPath: run + "/.overwritten-2-checkpoints/x", withIntermediateDirectories: true)
+        try prepareRunDirectory(run, config: try Config(file: nil), comm: SingleProcessCommunicator(), resume: true)
+        XCTAssertEqual(try fm.contentsOfDirectory(atPath: run).sorted(), ["config.yaml", "notes.txt"])
 
         // A folder that cannot be removed: the run's names are all free, what remains is in the hidden folder.
         let stuck = dir + "/stuck"
