@@ -70,11 +70,6 @@ struct Evaluate: ParsableCommand {
             report.trialsChecksum = EvaluationReport.trialsChecksum(ids: trials.map(\.nctid), labels: labels)
             report.outOfFold = outOfFold
             report.inSampleTrials = scored.inSample
-            if outOfFold, let k = scored.inSample, k > 0 {
-                standardErrorWrite(Data(("warning: \(k) of the \(trials.count) trials of \(data) selected the epochs of the members of \(checkpoint) "
-                    + "that scored them and set its threshold: their out-of-fold figures are optimistic, not a held-out test (finetune --report-trials "
-                    + "keeps the trials to report out of selection)\n").utf8))
-            }
             report.sctTrials = scored.sctTrials
             let positives = labels.filter { $0 == 1 }.count
             if comm.isRoot && (positives == 0 || positives == labels.count) {

@@ -32,6 +32,13 @@ final class HeldOutTrialsTests: XCTestCase {
         XCTAssertEqual(emptied.status, 0, emptied.output)
         XCTAssertTrue(emptied.output.contains("warning: 3 trial(s) of \(dir)/train.csv (\(test.first!), ...) are TOP test trials (data/top/heldout_nctids.txt) "
                                               + "that data.exclude_file (none) does not remove: they train the baseline"), emptied.output)
+        // From another folder too: the bundled list is found in the repository the binary was built in (a probe: run
+        // from elsewhere with data.exclude_file emptied, test trials trained without a word).
+        let elsewhere = try runCommand("/bin/sh", ["-c", "cd \"$0\" && exec \"$@\"", dir, cladmop] + baseline
+                                       + ["--set", "data.exclude_file=\"\"", "--set", "data.icd_hierarchy=\(repoRoot)/data/icd10/icd10cm_2025_hierarchy.tsv"], timeout: 300)
+        XCTAssertEqual(elsewhere.status, 0, elsewhere.output)
+        XCTAssertTrue(elsewhere.output.contains("warning: 3 trial(s) of \(dir)/train.csv (\(test.first!), ...) are TOP test trials (/")
+                      && elsewhere.output.contains("/data/top/heldout_nctids.txt) that data.exclude_file (none) does not remove"), elsewhere.output)
         // Fine-tuning (no folds: --train trains, --valid selects) says the same of each file.
         let finetune = ["finetune", "--pretrained", "none", "--train", dir + "/train.csv", "--valid", dir + "/valid.csv", "--run-dir", dir + "/run"]
             + smallFinetuneSettings(dir: dir, ["finetune.epochs=1", "finetune.ensemble=1", "finetune.select_latest=0", "log.tensorboard=false",

@@ -153,6 +153,8 @@ final class OutcomeProtocolTests: XCTestCase {
             let r = try mpirun(np: 2, executable: cladmop, arguments: ["predict", "--checkpoint", dir + "/run", "--out-of-fold",
                                                                       "--data", dir + "/\(file).csv", "--output", out] + sets, timeout: 600)
             XCTAssertEqual(r.status, 0, r.output)
+            // Its trials selected the members' epochs: said by predict as by evaluate (a probe: predict had said nothing).
+            XCTAssertTrue(r.output.contains("out-of-fold figures are optimistic, not a held-out test"), r.output)
             for line in try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").dropFirst() {
                 let f = line.split(separator: ","); outOfFold[String(f[0])] = Double(f[1])!
             }

@@ -368,8 +368,14 @@ private func scoreCSVModels(checkpoint: String, csv: String, spec: RunSpec, comm
             }
             // A trial of a fold selected the epoch of the member(s) that scored it, and with the other out-of-fold
             // scores set the threshold: in-sample, unless the run was told to report it (finetune --report-trials).
+            let selecting = chose.filter { $0 }.count
+            if comm.isRoot && selecting > 0 {
+                standardErrorWrite(Data(("warning: \(selecting) of the \(trials.count) trials of \(csv) selected the epochs of the members of \(checkpoint) "
+                    + "that scored them and set its threshold: their out-of-fold figures are optimistic, not a held-out test (finetune --report-trials "
+                    + "keeps the trials to report out of selection)\n").utf8))
+            }
             return ScoredCSV(trials: trials, scores: zip(sum, scored).map { $0 / Double($1) }, threshold: ensemble.threshold, newDisease: novel,
-                             inSample: chose.filter { $0 }.count)
+                             inSample: selecting)
         }
         if comm.isRoot { log("scoring: ensemble of \(ensemble.members.count) members (mean probability), threshold \(String(format: "%.3f", ensemble.threshold))") }
         // Scored on trials it was fine-tuned on: in-sample scores, said (by the members' records, else by folds.csv).
