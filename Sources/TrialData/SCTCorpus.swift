@@ -34,12 +34,13 @@ public struct SCTCorpus<T: TrialRecord> {
         let conflicting = Set(labels.filter { $0.value.count > 1 }.keys)
         var seen = Set<String>()
         var pool: [T] = []
-        var perSource: [String: (read: Int, successful: Int, excluded: Int, duplicate: Int, conflicting: Int)] = [:]
+        var perSource: [String: (read: Int, labelledSuccess: Int, successful: Int, excluded: Int, duplicate: Int, conflicting: Int)] = [:]
         for t in trials {
             let file = t.source.file
-            var c = perSource[file] ?? (0, 0, 0, 0, 0)
+            var c = perSource[file] ?? (0, 0, 0, 0, 0, 0)
             c.read += 1
             if t.label == 1 {
+                c.labelledSuccess += 1
                 if excluded.contains(t.nctid) { c.excluded += 1 }
                 else if conflicting.contains(t.nctid) { c.conflicting += 1 }
                 else if seen.contains(t.nctid) { c.duplicate += 1 }
@@ -53,7 +54,8 @@ public struct SCTCorpus<T: TrialRecord> {
         validation = Array(pool.suffix(nValid))
         var lines = ["SCT corpus: \(pool.count) successful trials (\(train.count) train, \(validation.count) validation, split at \(validation.first?.nctid ?? "-"))"]
         for (file, c) in perSource.sorted(by: { $0.key < $1.key }) {
-            lines.append("  \(URL(fileURLWithPath: file).lastPathComponent): \(c.read) rows, \(c.successful) used, \(c.excluded) held out, \(c.duplicate) duplicates, \(c.conflicting) with conflicting labels")
+            // The held-out, repeated and conflicting counts are of the successful rows (the others are not candidates).
+            lines.append("  \(URL(fileURLWithPath: file).lastPathComponent): \(c.read) rows, \(c.labelledSuccess) successful: \(c.successful) used, \(c.excluded) held out, \(c.duplicate) duplicates, \(c.conflicting) with conflicting labels")
         }
         var phases: [String: Int] = [:]
         for t in pool { phases[t.phase, default: 0] += 1 }
