@@ -70,11 +70,19 @@ struct Compare: ParsableCommand {
             // evaluation recorded it: a path relative to where it ran). Evaluations that all recorded the checksum of
             // their trials are compared by it (the same trials under two paths are the same); others by the path.
             let checksums = scored.compactMap(\.trials), files = scored.compactMap(\.data)
-            let differ = checksums.count == scored.count ? Set(checksums).count > 1 : Set(files).count > 1
+            let byChecksum = checksums.count == scored.count
+            let differ = byChecksum ? Set(checksums).count > 1 : Set(files).count > 1
             if differ {
-                let what = checksums.count == scored.count ? "scored different trials (their trials_checksum differ)" : "name different data files"
+                let what = byChecksum ? "scored different trials (their trials_checksum differ)" : "name different data files"
+                // Rows of the same trials together (by checksum, else by data path), in table order.
+                var groups: [(key: String, rows: [(label: String, data: String?, trials: String?)])] = []
+                for row in scored {
+                    let key = (byChecksum ? row.trials : row.data) ?? ""
+                    if let i = groups.firstIndex(where: { $0.key == key }) { groups[i].rows.append(row) } else { groups.append((key, [row])) }
+                }
                 md += "\nThe rows \(what); figures on different trials are not comparable: "
-                    + scored.map { "\($0.label): \($0.data ?? "(no data recorded)")" }.joined(separator: "; ") + ".\n"
+                    + groups.map { g in g.rows.map(\.label).joined(separator: ", ") + ": " + (g.rows[0].data ?? "(no data recorded)")
+                        + (g.rows.count > 1 ? " (the same trials)" : "") }.joined(separator: "; ") + ".\n"
                 if comm.isRoot { standardErrorWrite(Data("compare: warning: the evaluations \(what) (see the note below the table)\n".utf8)) }
             }
             // Rows scored in-sample, or some out of fold and others not, are not comparable either: said below the table.
