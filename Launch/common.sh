@@ -237,7 +237,7 @@ refuse_in_use() {
     while IFS= read -r -d '' d; do
         status=0; flock -n -E 75 "$d" true 2>/dev/null || status=$?
         [ "$status" != 75 ] || { echo "Launch/$(basename "$0"): $1 is in use by a running command (it holds the lock of $d); wait for it to end or choose another folder" >&2; exit 2; }
-    done < <(find "$1" -type d -print0 2>/dev/null)
+    done < <(find -H "$1" -type d -print0 2>/dev/null)
 }
 
 set_aside() {

@@ -165,7 +165,7 @@ public func runFileKind(_ path: String) -> String? {
         // A batch-size sweep (Launch/sweep-batch DIR): DIR/points.tsv, its points' logs DIR/runs/bB.log and the report
         // sweep-report writes beside them.
         if name == "points.tsv" && exists("runs") { return "a sweep's points.tsv" }
-        if ["sweep.csv", "sweep.svg", "sweep.png", "summary.md"].contains(name) && exists("points.tsv") { return "a sweep's \(name)" }
+        if ["sweep.csv", "sweep.svg", "sweep.png", "summary.md", "batches.txt"].contains(name) && exists("points.tsv") { return "a sweep's \(name)" }
         if name.hasSuffix(".log") && url.deletingLastPathComponent().lastPathComponent == "runs"
             && FileManager.default.fileExists(atPath: url.deletingLastPathComponent().deletingLastPathComponent().path + "/points.tsv") {
             return "a sweep point's log"

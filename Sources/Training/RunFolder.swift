@@ -262,5 +262,13 @@ func overwriteRemoves(_ runDir: String, artifacts: [String]) -> (leftovers: [Str
     let names = ((try? FileManager.default.contentsOfDirectory(atPath: runDir)) ?? []).sorted()
     var st = stat()
     let previous = (artifacts + names.filter { $0.hasPrefix("events.out.tfevents.") }).filter { lstat(runDir + "/" + $0, &st) == 0 }
-    return (names.filter { $0.hasPrefix(".overwritten-") }, previous)
+    return (names.filter(isOverwriteLeftover), previous)
+}
+
+/// ".overwritten-PID-NAME" of a process that is not running (on a file system without locks, another --overwrite that
+/// is still removing its own is left to it).
+func isOverwriteLeftover(_ name: String) -> Bool {
+    let parts = name.split(separator: "-", maxSplits: 2, omittingEmptySubsequences: false)
+    guard parts.count == 3, parts[0] == ".overwritten", let pid = Int32(parts[1]), pid > 0, !parts[2].isEmpty else { return false }
+    return pid == getpid() || !(kill(pid, 0) == 0 || errno == EPERM)
 }

@@ -74,11 +74,12 @@ struct Compare: ParsableCommand {
             let differ = byChecksum ? Set(checksums).count > 1 : Set(files).count > 1
             if differ {
                 let what = byChecksum ? "scored different trials (their trials_checksum differ)" : "name different data files"
-                // Rows of the same trials together (by checksum, else by data path), in table order.
+                // Rows of the same trials (one checksum) together, in table order; by path, each row alone (a path is
+                // relative to where its evaluation ran, so one path need not be the same trials).
                 var groups: [(key: String, rows: [(label: String, data: String?, trials: String?)])] = []
                 for row in scored {
-                    let key = (byChecksum ? row.trials : row.data) ?? ""
-                    if let i = groups.firstIndex(where: { $0.key == key }) { groups[i].rows.append(row) } else { groups.append((key, [row])) }
+                    if byChecksum, let key = row.trials, let i = groups.firstIndex(where: { $0.key == key }) { groups[i].rows.append(row) }
+                    else { groups.append((row.trials ?? "", [row])) }
                 }
                 md += "\nThe rows \(what); figures on different trials are not comparable: "
                     + groups.map { g in g.rows.map(\.label).joined(separator: ", ") + ": " + (g.rows[0].data ?? "(no data recorded)")

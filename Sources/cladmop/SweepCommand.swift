@@ -105,10 +105,13 @@ struct SweepReport: ParsableCommand {
             standardErrorWrite(Data(("warning: \(listing):\(r.line): the run of global_batch \(r.batch) exited with status 0 but \(r.dir)/metrics.jsonl "
                 + "holds no evaluation and summary (a run stopped before its end?); reported as failed\n").utf8))
         }
-        guard !points.isEmpty else { throw InputError(file: listing, "lists no point; expected one line per batch size (global_batch<TAB>lr<TAB>exit status<TAB>run dir)") }
         // The batches the sweep was asked for (Launch/sweep-batch writes DIR/batches.txt before its first point): those
-        // without a line in points.tsv did not run (the sweep was stopped), and the report says so.
+        // without a line in points.tsv did not finish (the sweep was stopped before or during them), and the report says so.
         let requested = try requestedBatches()
+        guard !points.isEmpty else {
+            throw InputError(file: listing, "lists no point; expected one line per batch size (global_batch<TAB>lr<TAB>exit status<TAB>run dir)"
+                             + (requested.map { ": none of the sweep's \($0.count) batches (batches.txt) finished, so there is nothing to report" } ?? ""))
+        }
         if let requested {
             for r in runs where !requested.contains(r.batch) {
                 throw InputError(file: listing, line: r.line, "global_batch \(r.batch) is not one of the sweep's batches (\(out)/batches.txt: \(requested.map(String.init).joined(separator: ", ")))")
@@ -117,7 +120,7 @@ struct SweepReport: ParsableCommand {
         let notRun = (requested ?? []).filter { b in !runs.contains { $0.batch == b } }.sorted()
         try writeSweepReport(dir: out, points: points.sorted { $0.globalBatch < $1.globalBatch }, title: title, notRun: notRun)
         print("sweep: \(points.count) point(s), \(points.filter { $0.status == "ok" }.count) ok"
-              + (notRun.isEmpty ? "" : ", \(notRun.count) of the \(requested!.count) batches not run (\(notRun.map(String.init).joined(separator: ", ")): the sweep stopped before them)")
+              + (notRun.isEmpty ? "" : ", \(notRun.count) of the \(requested!.count) batches not run (\(notRun.map(String.init).joined(separator: ", ")): the sweep stopped before them or during the first)")
               + " -> \(out)/sweep.csv, sweep.svg, summary.md")
     }
 
@@ -126,7 +129,7 @@ struct SweepReport: ParsableCommand {
     func requestedBatches() throws -> [Int]? {
         let file = out + "/batches.txt"
         var st = stat()
-        guard lstat(file, &st) == 0 else { return nil }
+        guard lstat(file, &st) == 0 || errno != ENOENT else { return nil }     // another error: said by the read below
         let text = try readTextLines(file, what: "sweep's batch sizes (written by Launch/sweep-batch)", limit: 1 << 20)
         var batches: [Int] = []
         for (i, line) in text.lines.enumerated() {

@@ -128,14 +128,17 @@ final class OutputFileTests: XCTestCase {
         let run = dir + "/ft"
         try make(run)
         // What an earlier --overwrite, killed while it removed, left: removed too.
-        try fm.createDirectory(atPath: run + "/.overwritten-1-members/0", withIntermediateDirectories: true)
+        try fm.createDirectory(atPath: run + "/.overwritten-999999999-members/0", withIntermediateDirectories: true)
         try removePreviousRun(run, artifacts: finetuneArtifacts)
         XCTAssertEqual(try fm.contentsOfDirectory(atPath: run), ["notes.txt"], "the run's files gone, a file of the user's kept, nothing aside")
         // Also by a command that resumes or starts a run there (a probe: a killed --overwrite's 100 MB stayed through
         // a resume until the next --overwrite).
-        try fm.createDirectory(atPath: run + "/.overwritten-2-checkpoints/x", withIntermediateDirectories: true)
+        try fm.createDirectory(atPath: run + "/.overwritten-999999998-checkpoints/x", withIntermediateDirectories: true)
+        // One of a process that still runs (another --overwrite on a file system without locks) is left to it.
+        let live = ".overwritten-\(getppid())-checkpoints"
+        try fm.createDirectory(atPath: run + "/" + live, withIntermediateDirectories: true)
         try prepareRunDirectory(run, config: try Config(file: nil), comm: SingleProcessCommunicator(), resume: true)
-        XCTAssertEqual(try fm.contentsOfDirectory(atPath: run).sorted(), ["config.yaml", "notes.txt"])
+        XCTAssertEqual(try fm.contentsOfDirectory(atPath: run).sorted(), [live, "config.yaml", "notes.txt"])
 
         // A folder that cannot be removed: the run's names are all free, what remains is in the hidden folder.
         let stuck = dir + "/stuck"

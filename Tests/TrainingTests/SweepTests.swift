@@ -50,12 +50,12 @@ final class SweepTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(held, 0)
         XCTAssertEqual(flock(held, LOCK_EX | LOCK_NB), 0)
         let busy = try runCommand(repositoryRoot + "/Launch/sweep-batch",
-                                  ["--config", repositoryRoot + "/configs/smoke.yaml", "--batches", "4", "--out", work + "/out",
+                                  ["--config", repositoryRoot + "/configs/smoke.yaml", "--batches", "4,8", "--out", work + "/out",
                                    "-np", "2", "--epochs", "2", "--", "--set", "data.synthetic=true", "--set", "data.feature_store=\(work)/s.store",
                                    "--set", hierarchy], timeout: 120)
         close(held)
         XCTAssertEqual(busy.status, 2, busy.output)
-        XCTAssertTrue(busy.output.contains("\(work)/out/runs is in use by a running command"), busy.output)
+        XCTAssertTrue(busy.output.contains("\(work)/out/runs/b8 is in use by a running command"), busy.output)
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: work + "/out").filter { $0.contains(".previous-") }, [])
         XCTAssertEqual(try String(contentsOfFile: work + "/out/sweep.csv", encoding: .utf8).split(separator: "\n").map(String.init), csv)
 

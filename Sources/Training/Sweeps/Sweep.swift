@@ -72,7 +72,7 @@ public func writeSweepReport(dir: String, points: [SweepPoint], title: String, n
     md += "Converged: early stopping ended the run (no better validation loss for train.patience evaluations); a hollow ball ran out of epochs first, so its best loss is only a bound.\n"
     if !notRun.isEmpty {
         md += "\n**Not run:** global batch \(notRun.map(String.init).joined(separator: ", ")) of the sweep's batches (batches.txt): the sweep stopped before "
-            + (notRun.count == 1 ? "it" : "them") + "; this report covers the other points only.\n"
+            + (notRun.count == 1 ? "it or while it ran" : "them or during the first") + "; this report covers the other points only.\n"
     }
     try outputs.write(dir + "/sweep.csv") { try $0.write(contentsOf: Data(csv.utf8)) }
     try outputs.write(dir + "/summary.md") { try $0.write(contentsOf: Data(md.utf8)) }
