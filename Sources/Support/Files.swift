@@ -72,28 +72,44 @@ public func checksum64(_ data: UnsafeRawBufferPointer, seed: UInt64 = 0xCBF2_9CE
 
 /// The files this process has read (readRegularFile, MappedFile), by device and inode: links, relative paths and
 /// hard links name the same entry, and a change of an input's metadata (chmod, touch) while the command runs does
-/// not hide it. A file this process replaces (`writeFileAtomically`) or deletes (`forget`) is dropped, so that an
-/// inode the file system reuses for a new file is not mistaken for it. `writeFileAtomically` refuses to replace a
+/// not hide it. A file this process replaces (`writeFileAtomically`) or deletes (`forget`) is dropped, and so is one
+/// that no name it was read under leads to any more (deleted or replaced by someone else), so that an inode the file
+/// system reuses for a new file is not mistaken for it (a test process reads and removes many files). `writeFileAtomically` refuses to replace a
 /// file read, so no command overwrites an input it read (a checkpoint, its metadata, best.json, folds.csv, a
 /// config, a CSV, a feature store, the encoder's files), whatever flag named the output.
 public enum FilesRead {
     private static let lock = NSLock()
-    nonisolated(unsafe) private static var files: [FileID: (path: String, readAs: Set<String>)] = [:]
+    nonisolated(unsafe) private static var files: [FileID: (path: String, readAs: Set<String>, names: Set<String>)] = [:]
     struct FileID: Hashable { var device: UInt64, inode: UInt64 }
     static func id(_ st: stat) -> FileID { FileID(device: UInt64(st.st_dev), inode: UInt64(st.st_ino)) }
 
     /// Records a file just opened for reading (`st` its stat) as what it was read (`readAs`; "" for any file).
     public static func note(_ st: stat, path: String, as readAs: String = "") {
+        let names: Set<String> = [URL(fileURLWithPath: path).standardizedFileURL.path, resolvedPath(path)]
         lock.lock(); defer { lock.unlock() }
-        files[id(st), default: (path, [])].readAs.insert(readAs)
+        files[id(st), default: (path, [], [])].readAs.insert(readAs)
+        files[id(st)]!.names.formUnion(names)
     }
 
-    /// The path under which this process read the file now at `path` and what it read it as, or nil.
+    /// The path under which this process read the file now at `path` and what it read it as, or nil. An entry none of
+    /// whose names leads to that file any more is another file's reused inode: dropped.
     public static func read(at path: String) -> (path: String, readAs: Set<String>)? {
         var st = stat()
         guard stat(path, &st) == 0 else { return nil }
-        lock.lock(); defer { lock.unlock() }
-        return files[id(st)]
+        let key = id(st)
+        lock.lock()
+        let entry = files[key]
+        lock.unlock()
+        guard let entry else { return nil }
+        let stillThere = entry.names.contains { name in
+            var now = stat()
+            return stat(name, &now) == 0 && id(now) == key
+        }
+        guard stillThere else {
+            lock.lock(); files[key] = nil; lock.unlock()
+            return nil
+        }
+        return (entry.path, entry.readAs)
     }
 
     /// Drops the file now at `path` (about to be deleted or replaced by this process).

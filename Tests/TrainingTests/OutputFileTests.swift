@@ -89,6 +89,20 @@ final class OutputFileTests: XCTestCase {
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).sorted(), ["a.csv", "b.md", "e.json", "roc.svg", "x.txt"])
     }
 
+    /// An input read is protected under every name of its file (here a hard link), but once no name it was read under
+    /// leads to that file (the input deleted, as another test of this process does with its files), its inode is
+    /// another file's: a CI run failed when an output's new file had the inode of a model another test had read.
+    func testAnInputDeletedSinceItWasReadIsNoLongerProtected() throws {
+        let input = dir + "/model.safetensors", other = dir + "/roc.svg"
+        try Data("weights".utf8).write(to: URL(fileURLWithPath: input))
+        _ = try MappedFile(path: input)
+        XCTAssertEqual(link(input, other), 0)
+        XCTAssertThrowsError(try writeTextFile(other, "<svg/>")) { XCTAssertTrue("\($0)".contains("is the input \(input)"), "\($0)") }
+        XCTAssertEqual(unlink(input), 0)
+        try writeTextFile(other, "<svg/>")
+        XCTAssertEqual(try String(contentsOfFile: other, encoding: .utf8), "<svg/>")
+    }
+
     /// An output at a FIFO (or a device), or at a link to one, is refused and the node stays; a rename had turned it
     /// into a regular file (evaluate --plots, sweep-report). Shown with FIFOs: a regression must not replace /dev/null.
     func testOutputsDoNotReplaceFIFOsOrDevices() throws {
