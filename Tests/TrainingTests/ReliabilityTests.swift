@@ -41,6 +41,31 @@ final class ReliabilityTests: XCTestCase {
         XCTAssertTrue(r.output.contains("over 12000") && !r.output.contains("no training progress"), r.output)
     }
 
+    /// Training's watchdog ends with training: rank 0's report after it (here a PNG renderer that takes 3 s a plot) is
+    /// no stall under a 2 s limit (a read-only review found the report, and a checkpoint after the last beat, inside
+    /// the training watchdog's reach: this run ended "no training progress for 2 s" on its finished model).
+    func testTheReportAfterTrainingIsNoStall() throws {
+        let bin = Self.work + "/slow-renderer"
+        try FileManager.default.createDirectory(atPath: bin, withIntermediateDirectories: true)
+        try "#!/bin/sh\nsleep 3\nexit 1\n".write(toFile: bin + "/rsvg-convert", atomically: true, encoding: .utf8)
+        XCTAssertEqual(chmod(bin + "/rsvg-convert", 0o755), 0)
+        let path = bin + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")
+        let r = try mpirun(np: 2, executable: cladmop, arguments: args("slow-report", steps: 4).map { $0 == "train.stall_timeout=8" ? "train.stall_timeout=2" : $0 },
+                           environment: ["PATH": path], timeout: 120)
+        XCTAssertEqual(r.status, 0, r.output)
+        XCTAssertFalse(r.output.contains("no training progress"), r.output)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: Self.work + "/slow-report/report.md"), r.output)
+    }
+
+    /// The processes whose command line holds `text` (a run folder: mpirun and its ranks), read from /proc (no pgrep,
+    /// which a machine may lack).
+    func processes(naming text: String) -> [Int32] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { entry in
+            guard let pid = Int32(entry), pid != getpid(), let cmd = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline") else { return nil }
+            return String(decoding: cmd, as: UTF8.self).contains(text) ? pid : nil
+        }
+    }
+
     /// Arguments of a pretraining run in `run` (a name under the work folder, or an absolute path).
     func args(_ run: String, steps: Int = 12, resume: Bool = false) -> [String] {
         ["pretrain", "--config", repositoryRoot + "/configs/smoke.yaml", "--run-dir", run.hasPrefix("/") ? run : Self.work + "/" + run,
@@ -89,8 +114,7 @@ final class ReliabilityTests: XCTestCase {
             while Date() < deadline && ((try? String(contentsOfFile: run + "/metrics.jsonl", encoding: .utf8))?.contains("eval") != true) {
                 usleep(200_000)
             }
-            let pids = (try? runCommand("/usr/bin/pgrep", ["-f", "--", "--run-dir \(run)"]).output) ?? ""
-            for pid in pids.split(separator: "\n").compactMap({ Int32($0) }) {
+            for pid in self.processes(naming: run) {
                 let environ = (try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/environ"))) ?? Data()
                 if environ.split(separator: 0).contains(where: { String(decoding: $0, as: UTF8.self) == "OMPI_COMM_WORLD_RANK=1" }) {
                     kill(pid, SIGSTOP)
@@ -185,6 +209,7 @@ final class ReliabilityTests: XCTestCase {
         let first = try mpirun(np: 2, executable: cladmop, arguments: args("pointerfail", steps: 12))
         XCTAssertEqual(first.status, 0, first.output)
         let best = Self.work + "/pointerfail/checkpoints/best.json"
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/chattr") else { throw XCTSkip("no /usr/bin/chattr (Debian: e2fsprogs)") }
         let lock = try runCommand("/usr/bin/chattr", ["+i", best])
         guard lock.status == 0 else { throw XCTSkip("chattr +i does not work here (needs root and ext4-like file systems): \(lock.output)") }
         defer { _ = try? runCommand("/usr/bin/chattr", ["-i", best]) }
@@ -487,11 +512,7 @@ final class ReliabilityTests: XCTestCase {
         XCTAssertFalse(output.contains("restart 1"), output)
         // No rank or mpirun of the job is left (they name the run folder on their command line).
         usleep(1_000_000)
-        var left: [Int32] = []
-        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
-            guard let pid = Int32(entry), let cmd = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline") else { continue }
-            if String(decoding: cmd, as: UTF8.self).contains(Self.work + "/sigterm") { left.append(pid) }
-        }
+        let left = processes(naming: Self.work + "/sigterm")
         XCTAssertEqual(left, [], "processes of the job still run")
         for pid in left { kill(pid, SIGKILL) }
     }

@@ -229,9 +229,6 @@ public final class Pretrainer {
     /// Trains to the end (epochs, max_steps or early stopping), evaluating and checkpointing on the way.
     public func run() throws {
         let train = spec.train
-        let watchdog = Watchdog(policy: StallPolicy(stallTimeout: train.stallTimeout), comm: comm)
-        step.progress = watchdog.beat
-        defer { watchdog.stop(); step.progress = nil }
         faults.applyLimits()
         metrics = comm.isRoot ? try MetricsLog(path: runDir + "/metrics.jsonl", tensorboard: spec.log.tensorboard, continuingAfter: stepsDone) : nil
         if comm.isRoot && stepsDone > 0 {   // resumed: the report's curves start at step 1, not at the checkpoint
@@ -260,6 +257,11 @@ public final class Pretrainer {
         let runStart = Date(), firstStep = stepsDone
         var stepSeconds = 0.0
         var stoppedEarly = stoppedBefore     // ended by early stopping, killed before its summary: write that now
+        // The training watchdog spans the steps, evaluations and checkpoints; before them (the setup above: rank 0
+        // reads a resumed run's metrics, counts its inputs) and after them the job's watchdog runs (peers only).
+        let watchdog = Watchdog(policy: StallPolicy(stallTimeout: train.stallTimeout), comm: comm)
+        step.progress = watchdog.beat
+        defer { watchdog.stop(); step.progress = nil }
         while stepsDone < totalSteps && !stoppedEarly {
             watchdog.beat()
             try faults.beforeStep(stepsDone + 1, rank: comm.rank)
@@ -293,7 +295,10 @@ public final class Pretrainer {
                 stop = try evaluateAndTrack(beat: watchdog.beat)
                 watchdog.beat()
             }
-            if endOfEpoch || stepsDone == totalSteps || stop || (every > 0 && stepsDone % every == 0) { try saveCheckpoint() }
+            if endOfEpoch || stepsDone == totalSteps || stop || (every > 0 && stepsDone % every == 0) {
+                try saveCheckpoint()
+                watchdog.beat()
+            }
             if stop {
                 if comm.isRoot { log("early stopping: no better validation loss in \(train.patience) evaluation(s)") }
                 stoppedEarly = true
@@ -301,6 +306,9 @@ public final class Pretrainer {
             }
         }
         progress.finish()
+        // Training is over: what follows (one collective, rank 0's report and its plots) is the job watchdog's, which
+        // ends the job only for a peer that stopped answering; a report slower than train.stall_timeout is no stall.
+        watchdog.stop()
         // Summary over ranks: the largest peak RSS, the slowest rank's time in training steps.
         var summary = [peakRSSMiB(), stepSeconds]
         summary.withUnsafeMutableBufferPointer { comm.allReduceMax($0.baseAddress!, count: 2) }
