@@ -26,11 +26,19 @@ public func mpirun(np: Int, executable: String, arguments: [String], extraFlags:
     while process.isRunning && Date().timeIntervalSince(start) < timeout { usleep(20_000) }
     if process.isRunning { process.terminate(); kill(process.processIdentifier, SIGKILL) }
     process.waitUntilExit()
-    done.wait()
-    return (process.terminationStatus, String(decoding: box.data, as: UTF8.self), Date().timeIntervalSince(start))
+    return (process.terminationStatus, awaitOutput(done, box), Date().timeIntervalSince(start))
 }
 
 final class OutputBox: @unchecked Sendable { var data = Data() }
+
+/// The output read to its end, waiting at most 60 s once the process has ended: a process it started that outlived it
+/// (ranks or a renderer left by a kill at the time limit) may hold the pipe open for ever, and the test run with it.
+func awaitOutput(_ done: DispatchSemaphore, _ box: OutputBox) -> String {
+    guard done.wait(timeout: .now() + 60) == .success else {
+        return "(no output: a process the command started still held its output open 60 s after the command ended)"
+    }
+    return String(decoding: box.data, as: UTF8.self)
+}
 
 /// Runs a built product without mpirun (one rank).
 public func runProduct(_ name: String, _ arguments: [String], environment: [String: String] = [:], timeout: Double = 120)
@@ -53,8 +61,7 @@ public func runProduct(_ name: String, _ arguments: [String], environment: [Stri
     while process.isRunning && Date().timeIntervalSince(start) < timeout { usleep(20_000) }
     if process.isRunning { kill(process.processIdentifier, SIGKILL) }
     process.waitUntilExit()
-    done.wait()
-    return (process.terminationStatus, String(decoding: box.data, as: UTF8.self))
+    return (process.terminationStatus, awaitOutput(done, box))
 }
 
 /// The repository root (tests run from anywhere).
@@ -98,8 +105,7 @@ public func runCommand(_ executable: String, _ arguments: [String], environment:
     while process.isRunning && Date().timeIntervalSince(start) < timeout { usleep(20_000) }
     if process.isRunning { kill(process.processIdentifier, SIGKILL) }
     process.waitUntilExit()
-    done.wait()
-    return (process.terminationStatus, String(decoding: box.data, as: UTF8.self), Date().timeIntervalSince(start))
+    return (process.terminationStatus, awaitOutput(done, box), Date().timeIntervalSince(start))
 }
 
 /// A class-level fixture (class `setUp`) whose failure is recorded, so that every test of the class fails

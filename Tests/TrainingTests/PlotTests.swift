@@ -128,8 +128,7 @@ final class PlotTests: XCTestCase {
         // Without rsvg-convert on PATH: the SVG only, and a PNG of an earlier run is removed (it would show another plot).
         try Data([1, 2, 3]).write(to: URL(fileURLWithPath: dir + "/b.png"))
         setenv("PATH", dir + "/no-such-folder", 1)
-        let embedded = try writePlot(dir + "/b.svg", svg)
-        setenv("PATH", path, 1)
+        let embedded = try { defer { setenv("PATH", path, 1) }; return try writePlot(dir + "/b.svg", svg) }()
         XCTAssertEqual(embedded, "b.svg")
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).sorted(), ["b.svg"])
         let hasRsvg = path.split(separator: ":").contains { FileManager.default.isExecutableFile(atPath: "\($0)/rsvg-convert") }
