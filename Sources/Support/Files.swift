@@ -83,16 +83,33 @@ public enum FilesRead {
     struct FileID: Hashable { var device: UInt64, inode: UInt64 }
     static func id(_ st: stat) -> FileID { FileID(device: UInt64(st.st_dev), inode: UInt64(st.st_ino)) }
 
-    /// Records a file just opened for reading (`st` its stat) as what it was read (`readAs`; "" for any file).
+    /// Records a file just opened for reading (`st` its stat) as what it was read (`readAs`; "" for any file). An
+    /// earlier entry of its inode that no name leads to any more was another file's: replaced, not added to.
     public static func note(_ st: stat, path: String, as readAs: String = "") {
-        let names: Set<String> = [URL(fileURLWithPath: path).standardizedFileURL.path, resolvedPath(path)]
+        let key = id(st)
+        var names: Set<String> = [path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path]
+        if let real = realpath(path, nil) { names.insert(String(cString: real)); free(real) }
+        lock.lock()
+        let earlier = files[key]
+        lock.unlock()
+        let stale = earlier.map { !leads($0.names, to: key) } ?? false
         lock.lock(); defer { lock.unlock() }
-        files[id(st), default: (path, [], [])].readAs.insert(readAs)
-        files[id(st)]!.names.formUnion(names)
+        if stale && files[key]?.names == earlier?.names { files[key] = nil }
+        files[key, default: (path, [], [])].readAs.insert(readAs)
+        files[key]!.names.formUnion(names)
+    }
+
+    /// Whether one of `names` still leads to the file `key` (stat: links followed).
+    private static func leads(_ names: Set<String>, to key: FileID) -> Bool {
+        names.contains { name in
+            var now = stat()
+            return stat(name, &now) == 0 && id(now) == key
+        }
     }
 
     /// The path under which this process read the file now at `path` and what it read it as, or nil. An entry none of
-    /// whose names leads to that file any more is another file's reused inode: dropped.
+    /// whose names leads to that file any more (the input deleted, renamed or replaced since) is taken for another
+    /// file's reused inode and dropped: a rename-based write there no longer touches what was read under those names.
     public static func read(at path: String) -> (path: String, readAs: Set<String>)? {
         var st = stat()
         guard stat(path, &st) == 0 else { return nil }
@@ -101,12 +118,10 @@ public enum FilesRead {
         let entry = files[key]
         lock.unlock()
         guard let entry else { return nil }
-        let stillThere = entry.names.contains { name in
-            var now = stat()
-            return stat(name, &now) == 0 && id(now) == key
-        }
-        guard stillThere else {
-            lock.lock(); files[key] = nil; lock.unlock()
+        guard leads(entry.names, to: key) else {
+            lock.lock()
+            if files[key]?.names == entry.names { files[key] = nil }    // unless a read noted it again meanwhile
+            lock.unlock()
             return nil
         }
         return (entry.path, entry.readAs)

@@ -101,6 +101,15 @@ final class OutputFileTests: XCTestCase {
         XCTAssertEqual(unlink(input), 0)
         try writeTextFile(other, "<svg/>")
         XCTAssertEqual(try String(contentsOfFile: other, encoding: .utf8), "<svg/>")
+        // Read again under its new name (a store rebuilt over the file with the reused inode): a new entry, not one
+        // merged with the gone input's (which had named the model and refused the store's own rebuild).
+        let store = dir + "/features.store", model = dir + "/model2.safetensors"
+        try Data("weights".utf8).write(to: URL(fileURLWithPath: model))
+        _ = try MappedFile(path: model)
+        XCTAssertEqual(link(model, store), 0); XCTAssertEqual(unlink(model), 0)
+        _ = try MappedFile(path: store, readAs: "feature store")
+        XCTAssertEqual(FilesRead.read(at: store)?.path, store)
+        XCTAssertEqual(FilesRead.read(at: store)?.readAs, ["feature store"])
     }
 
     /// An output at a FIFO (or a device), or at a link to one, is refused and the node stays; a rename had turned it

@@ -257,8 +257,9 @@ public final class Pretrainer {
         let runStart = Date(), firstStep = stepsDone
         var stepSeconds = 0.0
         var stoppedEarly = stoppedBefore     // ended by early stopping, killed before its summary: write that now
-        // The training watchdog spans the steps, evaluations and checkpoints; before them (the setup above: rank 0
-        // reads a resumed run's metrics, counts its inputs) and after them the job's watchdog runs (peers only).
+        // The training watchdog spans the steps, evaluations, checkpoints and the summary's collective; before it (the
+        // setup above) and after it (rank 0's report) the job's watchdog runs (peers only). On rank 0 the setup above
+        // is also its reading of a resumed run's metrics and the count of its inputs: quick, but not a step.
         let watchdog = Watchdog(policy: StallPolicy(stallTimeout: train.stallTimeout), comm: comm)
         step.progress = watchdog.beat
         defer { watchdog.stop(); step.progress = nil }
@@ -306,12 +307,13 @@ public final class Pretrainer {
             }
         }
         progress.finish()
-        // Training is over: what follows (one collective, rank 0's report and its plots) is the job watchdog's, which
-        // ends the job only for a peer that stopped answering; a report slower than train.stall_timeout is no stall.
-        watchdog.stop()
         // Summary over ranks: the largest peak RSS, the slowest rank's time in training steps.
         var summary = [peakRSSMiB(), stepSeconds]
+        watchdog.beat()
         summary.withUnsafeMutableBufferPointer { comm.allReduceMax($0.baseAddress!, count: 2) }
+        // Training is over: rank 0's summary line, report and plots are the job watchdog's, which ends the job only for
+        // a peer that stopped answering; a report slower than train.stall_timeout is no stall.
+        watchdog.stop()
         if comm.isRoot {
             try metrics?.write(SummaryRecord(step: stepsDone, stepsRun: stepsDone - firstStep, worldSize: comm.size, globalBatch: globalBatch,
                                              chunkSize: train.chunkSize, peakRssMb: summary[0], trainSeconds: summary[1],
