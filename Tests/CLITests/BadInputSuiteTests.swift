@@ -888,6 +888,9 @@ enum Launcher {
         env["OPENBLAS_NUM_THREADS"] = "1"
         env["CLADMOP_TTY"] = "0"
         env["OMPI_MCA_rmaps_base_oversubscribe"] = "1"
+        // The address-space limit below counts reserved memory: glibc reserves 64 MB per thread's malloc arena, which
+        // on a many-core machine alone could reach it.
+        env["MALLOC_ARENA_MAX"] = "2"
         for (k, v) in environment { env[k] = v }
         let limit = memoryLimitMB.map { String($0 * 1024) } ?? "unlimited"
         // sh sets the limit and the folder, then becomes the command (exec): its status and signal are the command's.
