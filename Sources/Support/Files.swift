@@ -268,8 +268,13 @@ public final class OutputGroup {
         // their path.
         let target = replacingInput ? path : writeTarget(path, replacingFileReadAs: replacingFileReadAs)
         try refuseNonRegularOutput(target, reportingAs: path)
-        // Two outputs of the group at one file (links to one target) would share its temporary file: refused.
-        if let other = pending.first(where: { resolvedPath($0.target) == resolvedPath(target) }) {
+        // Two outputs of the group at one file (links to one target, or hard links of one file) would share its
+        // temporary file, or make two of what the user named as one: refused.
+        func sameExistingFile(_ a: String, _ b: String) -> Bool {
+            var x = stat(), y = stat()
+            return stat(a, &x) == 0 && stat(b, &y) == 0 && x.st_dev == y.st_dev && x.st_ino == y.st_ino
+        }
+        if let other = pending.first(where: { resolvedPath($0.target) == resolvedPath(target) || sameExistingFile($0.target, target) }) {
             throw InputError(file: path, "is the same file as \(other.path) (\(resolvedPath(target))), which this command writes too; each output needs a file of its own")
         }
         let (tmp, slot, _, fd) = try createTemporary(for: target, reportingAs: path)
@@ -295,7 +300,28 @@ public final class OutputGroup {
     /// Removes the files of `removeAtCommit` and renames every written output into place. (A rename that fails, which
     /// needs the folder to change under the command, leaves the outputs renamed before it in place.)
     public func commit() throws {
+        let signal = try commitHoldingSignals()
+        if signal != 0 {
+            TemporaryFiles.endBySignal(signal, saying: "cladmop: interrupted while it put its outputs in place; each of them was written whole")
+        }
+    }
+
+    /// The renames as one step: a SIGINT, SIGTERM or SIGHUP meanwhile is returned (0: none) once they are all done, for
+    /// `commit` to end the command by it (it had left new curves beside no evaluation, or beside an earlier one).
+    func commitHoldingSignals() throws -> Int32 {
         defer { discard() }
+        var failure: Error?
+        let signal = TemporaryFiles.holdingSignals {
+            do { try renameAll() } catch { failure = error }
+        }
+        if let failure { throw failure }
+        return signal
+    }
+
+    /// Called after each rename (tests: a signal between two).
+    var afterRename: (() -> Void)?
+
+    private func renameAll() throws {
         // First: a rename that fails must not leave an earlier PNG beside a new SVG.
         for path in removals { unlink(path) }
         removals = []
@@ -310,6 +336,7 @@ public final class OutputGroup {
                 throw InputError(file: p.path, "cannot rename: \(reason)")
             }
             syncFolder(of: p.target)
+            afterRename?()
         }
     }
 
@@ -565,11 +592,13 @@ public enum TemporaryFiles {
     /// Runs `body` with SIGINT, SIGTERM and SIGHUP held (when `installSignalHandlers` handles them): one that comes
     /// meanwhile ends nothing part way and is returned (0: none), for the caller to undo what `body` did and then
     /// `endBySignal`. For short steps that must happen all together (--overwrite's renames).
+    /// Inside another `holdingSignals` the outer one keeps holding, and returns the signal.
     public static func holdingSignals(_ body: () throws -> Void) rethrows -> Int32 {
-        held[1] = 0; held[0] = 1
-        defer { held[0] = 0 }
+        let outer = held[0] != 0
+        if !outer { held[1] = 0; held[0] = 1 }
+        defer { if !outer { held[0] = 0 } }
         try body()
-        return held[1]
+        return outer ? 0 : held[1]
     }
 
     /// Ends the process by `signal` as the handler would (removing the registered files), after writing `line`.

@@ -95,16 +95,22 @@ public final class FeatureStore {
     /// that neither starts with the store's magic nor is named `*.store` (a store damaged past its magic is still
     /// rebuilt over).
     /// featurize and synth only ever replace stores; a run's best.json, a checkpoint or a CSV named by mistake stays.
+    /// A symbolic link is judged by the file it leads to (a store is written through it): a link named `*.store` to
+    /// a checkpoint or a CSV had had its target replaced.
     public static func refuseReplacingOtherFiles(_ path: String, option: String) throws {
         var st = stat()
+        let target = resolvedPath(path)
         // An empty file (mktemp's) holds nothing to lose.
-        guard stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_size > 0, !path.hasSuffix(".store") else { return }
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard stat(target, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_size > 0, !target.hasSuffix(".store") else { return }
+        let fd = open(target, O_RDONLY | O_CLOEXEC)
         var head = [UInt8](repeating: 0, count: magic.count)
         let n = fd >= 0 ? read(fd, &head, head.count) : -1
         if fd >= 0 { close(fd) }
         guard n != magic.count || head != magic else { return }
-        throw InputError(file: path, "\(option) names an existing file that is not a feature store (\(runFileKind(path) ?? "no CLADMOPF header, name not *.store")); a store only replaces a store: choose another path")
+        let what = runFileKind(target) ?? "no CLADMOPF header, name not *.store"
+        var link = stat()
+        let names = lstat(path, &link) == 0 && (link.st_mode & S_IFMT) == S_IFLNK ? "a symbolic link to \(target), an existing file," : "an existing file"
+        throw InputError(file: path, "\(option) names \(names) that is not a feature store (\(what)); a store only replaces a store: choose another path")
     }
 
     public let path: String

@@ -41,15 +41,21 @@ struct Featurize: ParsableCommand {
             let spec = try options.load(comm)
             let paths = data.isEmpty ? spec.data.files : data
             let output = output ?? spec.data.featureStore
-            // --data without --output: the configured store is replaced by one of these files only. A store there of
-            // other files too (the project's store of the bundled CSVs) is refused, not shrunk: hours of encoding.
-            if self.output == nil, !data.isEmpty, let found = try? FeatureStore(path: output, sourcesForHint: paths) {
+            // --data into the configured store (no --output, or an --output that is that file under any name): it
+            // is replaced by one of these files only. A store there of other files too (the project's store of the
+            // bundled CSVs, which pretraining and fine-tuning read) is refused, not shrunk: hours of encoding.
+            var configured = stat(), named = stat()
+            let isConfigured = self.output == nil
+                || (stat(output, &named) == 0 && stat(spec.data.featureStore, &configured) == 0
+                    && named.st_dev == configured.st_dev && named.st_ino == configured.st_ino)
+            if isConfigured, !data.isEmpty, let found = try? FeatureStore(path: output, sourcesForHint: paths) {
                 let given = Set(paths.map { URL(fileURLWithPath: $0).lastPathComponent })
                 let dropped = found.identity.sources.keys.filter { !given.contains($0) }.sorted()
                 if !dropped.isEmpty {
-                    throw InputError(file: output, "featurize --data without --output would replace data.feature_store, a store of \(found.identity.sources.count) file(s), "
+                    let how = self.output == nil ? "featurize --data without --output" : "--output (data.feature_store, \(printable(spec.data.featureStore)))"
+                    throw InputError(file: output, "\(how) would replace data.feature_store, a store of \(found.identity.sources.count) file(s), "
                         + "with a store of only the \(paths.count) --data file(s), dropping \(dropped.prefix(4).map(printable).joined(separator: ", "))\(dropped.count > 4 ? " and \(dropped.count - 4) more" : ""); "
-                        + "give --output for a store of these files (and set data.feature_store to it where it is read), or remove \(printable(output)) first")
+                        + "give \(self.output == nil ? "" : "another ")--output for a store of these files (and set data.feature_store to it where it is read), or remove \(printable(output)) first")
                 }
             }
             try checkOutputs([("--output", output)], inputs: paths.map { ("--data", $0) } + [("data.icd_hierarchy", spec.data.icdHierarchy)],

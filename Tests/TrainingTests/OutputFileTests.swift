@@ -3,7 +3,7 @@ import XCTest
 import Communication
 import Config
 import Reporting
-import Support
+@testable import Support
 @testable import Training
 
 /// How outputs are written (Support/Files.swift) and how --overwrite clears a run folder (RunFolder.swift), against
@@ -87,6 +87,15 @@ final class OutputFileTests: XCTestCase {
         twice.discard()
         XCTAssertEqual(try String(contentsOfFile: dir + "/x.txt", encoding: .utf8), "x")
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).sorted(), ["a.csv", "b.md", "e.json", "roc.svg", "x.txt"])
+        // Hard links of one file (--json A --report B, B a hard link of A: a stranger's probe, session 40) likewise.
+        XCTAssertEqual(link(dir + "/e.json", dir + "/r.md"), 0)
+        let linked = OutputGroup()
+        try linked.write(dir + "/e.json") { try $0.write(contentsOf: Data("{\"a\": 1}".utf8)) }
+        XCTAssertThrowsError(try linked.write(dir + "/r.md") { try $0.write(contentsOf: Data("# r".utf8)) }) {
+            XCTAssertTrue("\($0)".contains("r.md: is the same file as \(self.dir)/e.json"), "\($0)")
+        }
+        linked.discard()
+        XCTAssertEqual(try String(contentsOfFile: dir + "/r.md", encoding: .utf8), "{}")
     }
 
     /// An input read is protected under every name of its file (here a hard link), but once no name it was read under
@@ -190,6 +199,24 @@ final class OutputFileTests: XCTestCase {
         }
         XCTAssertEqual(held, SIGHUP); XCTAssertEqual(steps, 2, "the step ran to its end")
         XCTAssertEqual(TemporaryFiles.holdingSignals { steps += 1 }, 0, "no signal: none returned")
+        // Nested: the outer step keeps holding and returns the signal.
+        let outer = TemporaryFiles.holdingSignals {
+            XCTAssertEqual(TemporaryFiles.holdingSignals { raise(SIGHUP) }, 0, "the inner step leaves it to the outer")
+            steps += 1
+        }
+        XCTAssertEqual(outer, SIGHUP); XCTAssertEqual(steps, 4)
+    }
+
+    /// A group's renames are one such step: a signal between two (the probe's `strace -e inject=rename:signal=SIGTERM`
+    /// on evaluate had left roc.svg without e.json and report.md) is returned after the last, for `commit` to end by.
+    func testASignalBetweenAGroupsRenamesComesAfterTheLast() throws {
+        TemporaryFiles.installSignalHandlers()
+        let group = OutputGroup()
+        for name in ["roc.svg", "e.json", "r.md"] { try group.write(dir + "/" + name) { try $0.write(contentsOf: Data(name.utf8)) } }
+        var renamed = 0
+        group.afterRename = { renamed += 1; if renamed == 1 { raise(SIGTERM) } }
+        XCTAssertEqual(try group.commitHoldingSignals(), SIGTERM)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).sorted(), ["e.json", "r.md", "roc.svg"])
     }
 
     /// Whether a file can be made and removed in `folder` (false under chattr +i).

@@ -52,6 +52,7 @@ public func storeContaining(_ csvs: [String], spec: RunSpec, hierarchy: ICD10Hie
         // Before any sentence is encoded (minutes on a large file): the store would be written there at the end.
         let folder = URL(fileURLWithPath: cache).deletingLastPathComponent().path
         try checkWritableFolder(folder, option: "the cache folder of data.feature_store (\(csvs.joined(separator: ", ")) is not in \(main))")
+        try FeatureStore.refuseReplacingOtherFiles(cache, option: "the cache store of \(csvs.joined(separator: ", "))")
         log("featurize: \(csvs.joined(separator: ", ")) not in \(main); featurizing into \(cache)")
     }
     let precision = resolvedPrecision(spec.encoder.precision, key: "encoder.precision", comm: comm)
