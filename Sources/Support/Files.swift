@@ -275,7 +275,8 @@ public final class OutputGroup {
             return stat(a, &x) == 0 && stat(b, &y) == 0 && x.st_dev == y.st_dev && x.st_ino == y.st_ino
         }
         if let other = pending.first(where: { resolvedPath($0.target) == resolvedPath(target) || sameExistingFile($0.target, target) }) {
-            throw InputError(file: path, "is the same file as \(other.path) (\(resolvedPath(target))), which this command writes too; each output needs a file of its own")
+            let how = resolvedPath(other.target) == resolvedPath(target) ? resolvedPath(target) : "a hard link of it"
+            throw InputError(file: path, "is the same file as \(other.path) (\(how)), which this command writes too; each output needs a file of its own")
         }
         let (tmp, slot, _, fd) = try createTemporary(for: target, reportingAs: path)
         do {
@@ -302,19 +303,26 @@ public final class OutputGroup {
     public func commit() throws {
         let signal = try commitHoldingSignals()
         if signal != 0 {
-            TemporaryFiles.endBySignal(signal, saying: "cladmop: interrupted while it put its outputs in place; each of them was written whole")
+            TemporaryFiles.endBySignal(signal, saying: "cladmop: interrupted while it renamed its outputs into place; it ended after the last of them")
         }
     }
 
     /// The renames as one step: a SIGINT, SIGTERM or SIGHUP meanwhile is returned (0: none) once they are all done, for
-    /// `commit` to end the command by it (it had left new curves beside no evaluation, or beside an earlier one).
+    /// `commit` to end the command by it (it had left new curves beside no evaluation, or beside an earlier one). A
+    /// rename that fails with a signal held ends the command by the signal, saying why the renames stopped.
     func commitHoldingSignals() throws -> Int32 {
         defer { discard() }
         var failure: Error?
         let signal = TemporaryFiles.holdingSignals {
             do { try renameAll() } catch { failure = error }
         }
-        if let failure { throw failure }
+        if let failure {
+            if signal != 0 {
+                discard()
+                TemporaryFiles.endBySignal(signal, saying: "cladmop: interrupted while it renamed its outputs into place, where one failed: \(failure)")
+            }
+            throw failure
+        }
         return signal
     }
 
@@ -592,13 +600,14 @@ public enum TemporaryFiles {
     /// Runs `body` with SIGINT, SIGTERM and SIGHUP held (when `installSignalHandlers` handles them): one that comes
     /// meanwhile ends nothing part way and is returned (0: none), for the caller to undo what `body` did and then
     /// `endBySignal`. For short steps that must happen all together (--overwrite's renames).
-    /// Inside another `holdingSignals` the outer one keeps holding, and returns the signal.
+    /// Inside another `holdingSignals` the outer one keeps holding, and returns the signal. Main thread only (the
+    /// state is the process's; the outputs are written there).
     public static func holdingSignals(_ body: () throws -> Void) rethrows -> Int32 {
-        let outer = held[0] != 0
-        if !outer { held[1] = 0; held[0] = 1 }
-        defer { if !outer { held[0] = 0 } }
-        try body()
-        return outer ? 0 : held[1]
+        if held[0] != 0 { try body(); return 0 }
+        held[1] = 0; held[0] = 1
+        do { try body() } catch { held[0] = 0; throw error }
+        held[0] = 0     // first: a signal from here on is acted on by the handler, one before it is in held[1]
+        return held[1]
     }
 
     /// Ends the process by `signal` as the handler would (removing the registered files), after writing `line`.

@@ -96,7 +96,8 @@ public final class FeatureStore {
     /// rebuilt over).
     /// featurize and synth only ever replace stores; a run's best.json, a checkpoint or a CSV named by mistake stays.
     /// A symbolic link is judged by the file it leads to (a store is written through it): a link named `*.store` to
-    /// a checkpoint or a CSV had had its target replaced.
+    /// a checkpoint or a CSV had had its target replaced. (So a linked store damaged past its magic, whose target is
+    /// not named `*.store`, is refused too: remove it to rebuild.)
     public static func refuseReplacingOtherFiles(_ path: String, option: String) throws {
         var st = stat()
         let target = resolvedPath(path)
@@ -111,6 +112,24 @@ public final class FeatureStore {
         var link = stat()
         let names = lstat(path, &link) == 0 && (link.st_mode & S_IFMT) == S_IFLNK ? "a symbolic link to \(target), an existing file," : "an existing file"
         throw InputError(file: path, "\(option) names \(names) that is not a feature store (\(what)); a store only replaces a store: choose another path")
+    }
+
+    /// The identity of the store at `path` from its header and metadata only (not its vectors, nor their checksum:
+    /// a store of gigabytes need not be read to know what made it); nil when it is no readable store.
+    public static func identity(at path: String) -> StoreIdentity? {
+        var st = stat()
+        guard stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return nil }
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var header = [UInt8](repeating: 0, count: headerBytes)
+        guard pread(fd, &header, headerBytes, 0) == headerBytes, Array(header[0..<8]) == magic else { return nil }
+        let metaBytes = header.withUnsafeBytes { Int(truncatingIfNeeded: $0.loadUnaligned(fromByteOffset: 32, as: UInt64.self)) }
+        guard metaBytes > 0, metaBytes <= 1 << 30, headerBytes + metaBytes <= Int(st.st_size) else { return nil }
+        var meta = [UInt8](repeating: 0, count: metaBytes)
+        guard pread(fd, &meta, metaBytes, off_t(headerBytes)) == metaBytes else { return nil }
+        struct Identified: Decodable { var identity: StoreIdentity }
+        return try? JSONDecoder().decode(Identified.self, from: Data(meta)).identity
     }
 
     public let path: String

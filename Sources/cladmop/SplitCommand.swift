@@ -25,7 +25,7 @@ struct Split: ParsableCommand {
             // A split is an input of later runs: never replace one.
             var st = stat()
             for (option, path) in [("--train", train), ("--valid", valid)] where lstat(path, &st) == 0 {     // a dangling link too
-                let what = (st.st_mode & S_IFMT) == S_IFLNK && stat(path, &st) != 0 ? "a symbolic link to nothing (a split written through it would appear elsewhere)" : "an existing file"
+                let what = (st.st_mode & S_IFMT) == S_IFLNK && stat(path, &st) != 0 ? "a symbolic link to nothing" : "an existing file"
                 throw InputError(file: path, "\(option) names \(what); remove it or choose another path")
             }
             let records = try readCSV(path: data)

@@ -32,8 +32,8 @@ struct Synth: ParsableCommand {
             try checkOutputs([("--output", output)], inputs: [], protectRunFiles: false, isRoot: comm.isRoot)
             try FeatureStore.refuseReplacingOtherFiles(output, option: "--output")
             // A store featurized from CSVs (hours of encoding; what pretraining reads) is no synthetic one to replace.
-            if let found = try? FeatureStore(path: output), found.identity.encoder != "synthetic" {
-                throw InputError(file: output, "--output names a store featurized from \(found.identity.sources.count) file(s) by \(found.identity.encoder); "
+            if let found = FeatureStore.identity(at: output), found.encoder != "synthetic" {
+                throw InputError(file: output, "--output names a store featurized from \(found.sources.count) file(s) by \(found.encoder); "
                     + "synth replaces only a synthetic store: choose another path, or remove it first")
             }
             let spec = try options.load(comm)
