@@ -74,9 +74,9 @@ public func checksum64(_ data: UnsafeRawBufferPointer, seed: UInt64 = 0xCBF2_9CE
 /// hard links name the same entry, and a change of an input's metadata (chmod, touch) while the command runs does
 /// not hide it. A file this process replaces (`writeFileAtomically`) or deletes (`forget`) is dropped, and so is one
 /// that no name it was read under leads to any more (deleted or replaced by someone else), so that an inode the file
-/// system reuses for a new file is not mistaken for it (a test process reads and removes many files). `writeFileAtomically` refuses to replace a
-/// file read, so no command overwrites an input it read (a checkpoint, its metadata, best.json, folds.csv, a
-/// config, a CSV, a feature store, the encoder's files), whatever flag named the output.
+/// system reuses for a new file is not mistaken for it (a test process reads and removes many files).
+/// `writeFileAtomically` refuses to replace a file read, so no command overwrites an input it read (a checkpoint, its
+/// metadata, best.json, folds.csv, a config, a CSV, a feature store, the encoder's files), whatever flag named it.
 public enum FilesRead {
     private static let lock = NSLock()
     nonisolated(unsafe) private static var files: [FileID: (path: String, readAs: Set<String>, names: Set<String>)] = [:]
@@ -144,6 +144,12 @@ public enum FilesRead {
             }
         }
     }
+}
+
+/// Whether `a` and `b` both exist and are one file (device and inode, links followed): hard links, or two spellings.
+public func isSameExistingFile(_ a: String, _ b: String) -> Bool {
+    var x = stat(), y = stat()
+    return stat(a, &x) == 0 && stat(b, &y) == 0 && FilesRead.id(x) == FilesRead.id(y)
 }
 
 /// The path with links and `.`/`..` resolved as far as it exists (the rest appended), for comparing paths. A link
@@ -270,11 +276,7 @@ public final class OutputGroup {
         try refuseNonRegularOutput(target, reportingAs: path)
         // Two outputs of the group at one file (links to one target, or hard links of one file) would share its
         // temporary file, or make two of what the user named as one: refused.
-        func sameExistingFile(_ a: String, _ b: String) -> Bool {
-            var x = stat(), y = stat()
-            return stat(a, &x) == 0 && stat(b, &y) == 0 && x.st_dev == y.st_dev && x.st_ino == y.st_ino
-        }
-        if let other = pending.first(where: { resolvedPath($0.target) == resolvedPath(target) || sameExistingFile($0.target, target) }) {
+        if let other = pending.first(where: { resolvedPath($0.target) == resolvedPath(target) || isSameExistingFile($0.target, target) }) {
             let how = resolvedPath(other.target) == resolvedPath(target) ? resolvedPath(target) : "a hard link of it"
             throw InputError(file: path, "is the same file as \(other.path) (\(how)), which this command writes too; each output needs a file of its own")
         }

@@ -44,10 +44,7 @@ struct Featurize: ParsableCommand {
             // --data into the configured store (no --output, or an --output that is that file under any name): it
             // is replaced by one of these files only. A store there of other files too (the project's store of the
             // bundled CSVs, which pretraining and fine-tuning read) is refused, not shrunk: hours of encoding.
-            var configured = stat(), named = stat()
-            let isConfigured = self.output == nil
-                || (stat(output, &named) == 0 && stat(spec.data.featureStore, &configured) == 0
-                    && named.st_dev == configured.st_dev && named.st_ino == configured.st_ino)
+            let isConfigured = self.output == nil || isSameExistingFile(output, spec.data.featureStore)
             if isConfigured, !data.isEmpty, let found = try? FeatureStore(path: output, sourcesForHint: paths) {
                 let given = Set(paths.map { URL(fileURLWithPath: $0).lastPathComponent })
                 let dropped = found.identity.sources.keys.filter { !given.contains($0) }.sorted()

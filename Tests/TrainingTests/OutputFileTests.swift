@@ -79,22 +79,21 @@ final class OutputFileTests: XCTestCase {
         try Data("x".utf8).write(to: URL(fileURLWithPath: dir + "/x.txt"))
         try FileManager.default.createSymbolicLink(atPath: dir + "/a.csv", withDestinationPath: "x.txt")
         try FileManager.default.createSymbolicLink(atPath: dir + "/b.md", withDestinationPath: dir + "/x.txt")
-        let twice = OutputGroup()
-        try twice.write(dir + "/a.csv") { try $0.write(contentsOf: Data("a".utf8)) }
-        XCTAssertThrowsError(try twice.write(dir + "/b.md") { try $0.write(contentsOf: Data("b".utf8)) }) {
-            XCTAssertTrue("\($0)".contains("b.md: is the same file as \(self.dir)/a.csv"), "\($0)")
+        /// A group writing `first`, then `second` (refused: the same file as `first`), then given up.
+        func refusesTheSecond(_ first: String, _ second: String) throws {
+            let group = OutputGroup()
+            try group.write(dir + "/" + first) { try $0.write(contentsOf: Data("new".utf8)) }
+            XCTAssertThrowsError(try group.write(dir + "/" + second) { try $0.write(contentsOf: Data("new".utf8)) }) {
+                XCTAssertTrue("\($0)".contains("\(second): is the same file as \(self.dir)/\(first)"), "\($0)")
+            }
+            group.discard()
         }
-        twice.discard()
+        try refusesTheSecond("a.csv", "b.md")
         XCTAssertEqual(try String(contentsOfFile: dir + "/x.txt", encoding: .utf8), "x")
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).sorted(), ["a.csv", "b.md", "e.json", "roc.svg", "x.txt"])
         // Hard links of one file (--json A --report B, B a hard link of A: a stranger's probe, session 40) likewise.
         XCTAssertEqual(link(dir + "/e.json", dir + "/r.md"), 0)
-        let linked = OutputGroup()
-        try linked.write(dir + "/e.json") { try $0.write(contentsOf: Data("{\"a\": 1}".utf8)) }
-        XCTAssertThrowsError(try linked.write(dir + "/r.md") { try $0.write(contentsOf: Data("# r".utf8)) }) {
-            XCTAssertTrue("\($0)".contains("r.md: is the same file as \(self.dir)/e.json"), "\($0)")
-        }
-        linked.discard()
+        try refusesTheSecond("e.json", "r.md")
         XCTAssertEqual(try String(contentsOfFile: dir + "/r.md", encoding: .utf8), "{}")
     }
 
