@@ -81,7 +81,7 @@ public func writeOutcomeReport(_ report: EvaluationReport, path: String, phase: 
     func c(_ m: MetricSummary) -> String { meanStd(m, digits: 3, pm: "±") }
     var md = "# Outcome prediction\(phase.map { ", phase \($0)" } ?? "")\n\n"
     md += "Checkpoint \(markdownCode(checkpoint)), evaluated on \(markdownCode(data)) (\(r.n) trials, \(r.positives) successful); "
-    md += "mean ± std over 10 resamples of 80 % of the rows (80 % of each class's). F1 at 0.5; F1 (thr) "
+    md += "mean ± std over 10 resamples of 80 % of the rows (80 % of each class's). F1 and ACC (accuracy) at 0.5; F1 (thr) "
     md += report.zeroShot == true
         ? "at the F1-best threshold of these trials themselves (a pretraining checkpoint scored zero-shot has no selection trials: optimistic).\n\n"
         : "at the threshold the run chose on its selection trials (best.json; on out-of-fold scores for a cross-fitted run).\n\n"

@@ -52,7 +52,7 @@ struct Baseline: ParsableCommand {
             let model = LogisticBaseline(train: trainRows, labels: trainLabels, store: store, hierarchy: hierarchy)
             let scores = model.predict(test)
             let testLabels = try requireLabels(test, file: data, purpose: "evaluating the baseline")
-            var report = EvaluationReport(metrics: Metrics.report(scores, testLabels, threshold: 0.5), data: data, method: "logistic regression")
+            var report = EvaluationReport(metrics: Metrics.report(scores, testLabels, ids: test.map(\.nctid), threshold: 0.5), data: data, method: "logistic regression")
             report.trialsChecksum = EvaluationReport.trialsChecksum(ids: test.map(\.nctid), labels: testLabels)
             printMetricsTable(report, log: log, title: "logistic-regression baseline on \(data) (\(test.count) trials)")
             if let json {

@@ -81,9 +81,17 @@ struct Compare: ParsableCommand {
                     if byChecksum, let key = row.trials, let i = groups.firstIndex(where: { $0.key == key }) { groups[i].rows.append(row) }
                     else { groups.append((row.trials ?? "", [row])) }
                 }
+                // Within a group, each file its rows named (the same trials under two paths: both said).
+                func files(_ rows: [(label: String, data: String?, trials: String?)]) -> String {
+                    var byFile: [(data: String, labels: [String])] = []
+                    for row in rows {
+                        let data = row.data ?? "(no data recorded)"
+                        if let i = byFile.firstIndex(where: { $0.data == data }) { byFile[i].labels.append(row.label) } else { byFile.append((data, [row.label])) }
+                    }
+                    return byFile.map { $0.labels.joined(separator: ", ") + ": " + $0.data }.joined(separator: " and ")
+                }
                 md += "\nThe rows \(what); figures on different trials are not comparable: "
-                    + groups.map { g in g.rows.map(\.label).joined(separator: ", ") + ": " + (g.rows[0].data ?? "(no data recorded)")
-                        + (g.rows.count > 1 ? " (the same trials)" : "") }.joined(separator: "; ") + ".\n"
+                    + groups.map { g in files(g.rows) + (g.rows.count > 1 ? " (the same trials)" : "") }.joined(separator: "; ") + ".\n"
                 if comm.isRoot { standardErrorWrite(Data("compare: warning: the evaluations \(what) (see the note below the table)\n".utf8)) }
             }
             // Rows scored in-sample, or some out of fold and others not, are not comparable either: said below the table.

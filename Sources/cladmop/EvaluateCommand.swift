@@ -8,7 +8,7 @@ import TrialData
 
 struct Evaluate: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "F1 / PR-AUC / ROC-AUC / accuracy of a checkpoint on a labelled TOP CSV (mean +- std over 10 subsamples of 80 % without replacement as in the paper, but each keeping 80 % of either class, and on all trials). A pretraining checkpoint is scored zero-shot (pair-matching score).")
+        abstract: "F1 / PR-AUC / ROC-AUC / accuracy of a checkpoint on a labelled TOP CSV (F1 and accuracy at 0.5, F1 (thr) at the run's threshold; mean +- std over 10 subsamples of 80 % without replacement as in the paper, but each keeping 80 % of either class, and on all trials). A pretraining checkpoint is scored zero-shot (pair-matching score).")
 
     @OptionGroup var options: ConfigOptions
     @Option(help: "Fine-tuned or pretraining checkpoint (.safetensors, .json or run directory).") var checkpoint: String
@@ -66,7 +66,7 @@ struct Evaluate: ParsableCommand {
             let (trials, scores, threshold) = (scored.trials, scored.scores, scored.threshold)
             guard !trials.isEmpty else { throw InputError(file: data, "has no trial rows; nothing to evaluate") }
             let labels = try requireLabels(trials, file: data, purpose: "evaluate")
-            var report = EvaluationReport(metrics: Metrics.report(scores, labels, threshold: threshold), data: data, checkpoint: checkpoint)
+            var report = EvaluationReport(metrics: Metrics.report(scores, labels, ids: trials.map(\.nctid), threshold: threshold), data: data, checkpoint: checkpoint)
             report.trialsChecksum = EvaluationReport.trialsChecksum(ids: trials.map(\.nctid), labels: labels)
             report.outOfFold = outOfFold
             report.inSampleTrials = scored.inSample
@@ -78,7 +78,7 @@ struct Evaluate: ParsableCommand {
             }
             if let novel = scored.newDisease {
                 let idx = trials.indices.filter { novel[$0] }
-                report.newDiseases = Metrics.report(idx.map { scores[$0] }, idx.map { labels[$0] }, threshold: threshold)
+                report.newDiseases = Metrics.report(idx.map { scores[$0] }, idx.map { labels[$0] }, ids: idx.map { trials[$0].nctid }, threshold: threshold)
             } else {
                 report.zeroShot = true
             }

@@ -228,6 +228,27 @@ final class MetricsTests: XCTestCase {
         XCTAssertNil(oneClass.prAUC.full); XCTAssertNil(oneClass.prAUC.mean); XCTAssertEqual(oneClass.f1.full, 0.5)
     }
 
+    /// The resamples draw trials, not row positions: the same trials in another row order (with their NCT ids) give the
+    /// same means and spreads to the bit (by position, a shuffled copy of phase I's report trials had moved the mean
+    /// ROC-AUC by up to 0.014). Reference: the rows in id order. Without ids the draw is by position, and the same
+    /// shuffle moves the means (so this test can fail). Resamples that agree give their value and a spread of exactly 0.
+    func testResamplesDoNotDependOnTheRowOrder() {
+        let n = 60, s = (0..<n).map { Double(($0 * 37) % 61) / 61 }, y = (0..<n).map { $0 % 5 < 3 ? 1 : 0 }
+        let ids = (0..<n).map { "NCT" + String(format: "%08d", 1000 + 7 * $0) }
+        let sorted = Metrics.report(s, y, ids: ids, threshold: 0.4)
+        let order = (0..<n).map { ($0 * 17) % n }, at = { (a: [Double]) in order.map { a[$0] } }   // a fixed shuffle
+        let shuffled = Metrics.report(at(s), order.map { y[$0] }, ids: order.map { ids[$0] }, threshold: 0.4)
+        func values(_ r: OutcomeMetrics) -> [Double?] {
+            [r.f1, r.f1AtThreshold, r.prAUC, r.rocAUC, r.accuracy].flatMap { [$0.mean, $0.std, $0.full] }
+        }
+        XCTAssertEqual(values(shuffled), values(sorted))
+        XCTAssertEqual(values(Metrics.report(s, y, threshold: 0.4)), values(sorted), "rows given in id order are drawn as before")
+        XCTAssertNotEqual(values(Metrics.report(at(s), order.map { y[$0] }, threshold: 0.4)), values(sorted), "by position, a shuffle moves the means")
+        // Predicting every trial successful: the same F1 in every stratified resample, so its spread is 0, not 1e-16.
+        XCTAssertEqual(sorted.f1AllSuccess?.std, 0)
+        XCTAssertEqual(sorted.f1AllSuccess?.mean ?? 0, 2.0 * 29 / (2 * 29 + 19), accuracy: 1e-15)   // round(0.8 * 36) = 29 of 36 successes, 19 of 24 failures
+    }
+
     /// No trials (an empty "new diseases" subset): every value undefined (JSON null), F1 included; it was full = 0.
     func testEmptySetHasNoMetrics() {
         let r = Metrics.report([], [], threshold: 0.5)
