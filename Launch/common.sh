@@ -79,8 +79,11 @@ script_help() {
     exit 0
 }
 
+# cores: this machine's cores available to the scripts (nproc, which would follow OMP_NUM_THREADS and OMP_THREAD_LIMIT:
+# OMP_NUM_THREADS=1 in the environment had made "all cores" one rank).
+cores() { OMP_NUM_THREADS= OMP_THREAD_LIMIT= nproc; }
 # rank_cap: the most ranks check_np lets run on this machine (8 per core).
-rank_cap() { echo $((8 * $(OMP_NUM_THREADS= OMP_THREAD_LIMIT= nproc))); }
+rank_cap() { echo $((8 * $(cores))); }
 
 # check_np N [HOSTFILE]: exits 2 unless N is a positive rank count; without a hostfile (ranks on this machine,
 # oversubscribed past its cores) at most rank_cap ranks (a typo such as -np 999999 would start that many processes).
@@ -113,6 +116,23 @@ flat_config() {
     local yaml
     yaml="$("$CLADMOP" config "$@")" || exit 2
     awk '/^[a-z_][a-z0-9_]*:$/ { section = substr($0, 1, length($0) - 1); next } /^  [a-z_][a-z0-9_]*:/ { sub(/^  /, ""); print section "." $0 }' <<< "$yaml"
+}
+
+# model_differences RUN_CONFIG SKIP_REGEX CONFIG_ARGS...: sets MODEL_DIFF to the keys that shape a pretrained model on
+# which RUN_CONFIG (a run's config.yaml) and the configuration CONFIG_ARGS make (--config FILE --set ...) differ, one
+# line each ("  in the run: KEY: V" / "  asked for:  KEY: V"; empty when they agree), keys matching SKIP_REGEX left out.
+# Compared: model, loss, optimizer, data, the encoder's identity, and train's steps, batch, seed, rates and precision;
+# not logging, checkpointing, fine-tuning or speed settings. Called directly (not in $(...)), so that a configuration
+# cladmop refuses ends the script (flat_config exits 2).
+model_differences() {
+    local run_config="$1" skip="$2" have want; shift 2
+    local keys='^(model\.|loss\.|optimizer\.|data\.|encoder\.(model_dir|max_tokens|precision):|train\.(global_batch|epochs|max_steps|seed|grad_clip|precision|patience|eval_every):)'
+    want="$(flat_config "$@")"
+    have="$(flat_config --config "$run_config")"
+    want="$(grep -E "$keys" <<< "$want" | grep -Ev "$skip" || true)"
+    have="$(grep -E "$keys" <<< "$have" | grep -Ev "$skip" || true)"
+    MODEL_DIFF=""
+    [ "$want" = "$have" ] || MODEL_DIFF="$(diff <(echo "$have") <(echo "$want") | sed -n 's/^< /  in the run: /p; s/^> /  asked for:  /p' | head -12 || true)"
 }
 
 # check_phases "WORDS": exits 2 unless WORDS lists phases 1, 2 and 3, each at most once, separated by spaces.
@@ -179,7 +199,7 @@ mpirun_line() {
         line+=(--hostfile "$hostfile" --bind-to none)
     elif [ -n "$hostfile" ]; then
         line+=(--hostfile "$hostfile" --bind-to core)
-    elif [ "$np" -gt "$(nproc)" ]; then
+    elif [ "$np" -gt "$(cores)" ]; then
         line+=(--oversubscribe --bind-to none)
     else
         line+=(--bind-to core)
@@ -192,12 +212,24 @@ mpirun_line() {
 # later, as OpenMPI 4's mpirun may wait for an unreachable node), then the script ends by the same signal (130 / 143 /
 # 129 where it is ignored): a restart loop or a sweep does not go on as after an ordinary failure, and mpirun is not left
 # running on its own (bash waiting for a foreground child dies of a SIGTERM without passing it on).
+# A word ":" after cladmop's path is passed as "./:" (the same path): mpirun reads a lone ":" as the start of another
+# app context ("--run-dir :" had ended with mpirun's "unknown option").
 JOB_PID=""
 run_job() {
+    if [ "$1" = mpirun ] && ! command -v mpirun > /dev/null 2>&1; then
+        echo "Launch/$(basename "$0"): mpirun is not on PATH (OpenMPI's launcher; Launch/setup installs the Debian package openmpi-bin): PATH=$PATH" >&"$SCRIPT_STDERR"
+        exit 2
+    fi
+    local words=() a after=0
+    for a in "$@"; do
+        [ "$after" = 1 ] && [ "$a" = : ] && a=./:
+        [ "$a" = "$CLADMOP" ] && after=1
+        words+=("$a")
+    done
     trap "stop_job INT 130" INT
     trap "stop_job TERM 143" TERM
     trap "stop_job HUP 129" HUP
-    "$@" {SCRIPT_STDERR}>&- 0<&0 &
+    "${words[@]}" {SCRIPT_STDERR}>&- 0<&0 &
     JOB_PID=$!
     local status=0
     wait "$JOB_PID" || status=$?
@@ -238,6 +270,28 @@ refuse_in_use() {
         status=0; flock -n -E 75 "$d" true 2>/dev/null || status=$?
         [ "$status" != 75 ] || { echo "Launch/$(basename "$0"): $1 is in use by a running command (it holds the lock of $d); wait for it to end or choose another folder" >&2; exit 2; }
     done < <(find -H "$1" -type d -print0 2>/dev/null)
+}
+
+# check_result_folder DIR OPTION MARK...: exits 2 naming OPTION unless DIR is free for a script's result (checked before
+# any work): missing, or a folder that is empty or holds an earlier result, one of the MARKs (globs relative to DIR,
+# such as config.yaml), which set_aside then moves aside. A file, the repository or a folder above it or above the
+# folder the script was started from, or a folder of anything else (data/, a run's checkpoints/) is refused: moving
+# it aside had renamed inputs and the repository itself.
+check_result_folder() {
+    local dir="$1" opt="$2" abs d m; shift 2
+    check_out_folder "$dir" "$opt"
+    [ -e "$dir" ] || return 0
+    abs="$(cd -- "$dir" && pwd -P)"; abs="${abs%/}"
+    for d in "$ROOT" "$CALLER_DIR"; do
+        case "$(cd -- "$d" && pwd -P)/" in "$abs"/*)
+            echo "Launch/$(basename "$0"): $opt $dir is $([ "$d" = "$ROOT" ] && echo "the repository" || echo "the folder this script was started from") or a folder above it; name a folder for the results, such as runs/NAME" >&2
+            exit 2 ;;
+        esac
+    done
+    [ -n "$(ls -A -- "$dir" 2>/dev/null)" ] || return 0
+    for m in "$@"; do compgen -G "$dir/$m" > /dev/null && return 0; done
+    echo "Launch/$(basename "$0"): $opt $dir holds no earlier result of this script (none of: $*); it is not moved aside: name a new folder, or an earlier result's" >&2
+    exit 2
 }
 
 set_aside() {

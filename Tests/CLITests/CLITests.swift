@@ -327,6 +327,12 @@ final class HostfileTests: XCTestCase {
         XCTAssertEqual(mkfifo(odd + "/fifo", 0o644), 0)
         try FileManager.default.createSymbolicLink(atPath: odd + "/dangling", withDestinationPath: odd + "/nothing")
         try Data("x\n".utf8).write(to: URL(fileURLWithPath: odd + "/file"))
+        // A folder of inputs (as data/ or configs/: the old Launch/ablations --out moved it aside), and a Launch/paper run
+        // whose phase I fine-tuning was interrupted (its members, no report.md).
+        try FileManager.default.createDirectory(atPath: odd + "/inputs", withIntermediateDirectories: true)
+        try Data("x\n".utf8).write(to: URL(fileURLWithPath: odd + "/inputs/phase_I_train.csv"))
+        try FileManager.default.createDirectory(atPath: odd + "/paper/finetune-phase1/members", withIntermediateDirectories: true)
+        try Data("finetune: {}\n".utf8).write(to: URL(fileURLWithPath: odd + "/paper/finetune-phase1/config.yaml"))
         // The scripts' rank cap on this machine: 8 per core as nproc counts them (Launch/common.sh rank_cap).
         let cores = try runCommand("/usr/bin/env", ["OMP_NUM_THREADS=", "OMP_THREAD_LIMIT=", "nproc"]).output.trimmingCharacters(in: .whitespacesAndNewlines)
         let rankCap = 8 * (Int(cores) ?? 0)
@@ -346,7 +352,7 @@ final class HostfileTests: XCTestCase {
             ("finetune", ["--phase", "1", "--pretrained", "none", "--run-dir", dir + "/f", "--", "--set", "finetune.folds=0",
                           "--set", "finetune.select_latest=0.004"], "finetune.select_latest = 0.004: expected a whole percent"),
             ("main", ["-np", "-1", "--run-dir", dir + "/m"], "-np -1: expected a positive integer"),
-            ("bench", ["kernel"], "kernel: not a benchmark"),
+            ("bench", ["kernel"], "\"kernel\": not a benchmark"),
             ("bench", ["-np", "0"], "-np 0: expected a positive integer"),
             ("sweep-batch", ["--config"], "--config needs a value"),
             ("ablations", ["-np", "x"], "-np x: expected a positive integer"),
@@ -384,7 +390,7 @@ final class HostfileTests: XCTestCase {
             ("finetune", ["--phase", "2", "--pretrained", "none", "--run-dir", repositoryRoot + "/Tests/Fixtures/torch_loader/run", "--overwrite"],
              "holds a pretraining run; fine-tune into another folder"),
             ("finetune", ["--phase", "2", "--pretrained", "none", "--run-dir", repositoryRoot + "/Tests/Fixtures/torch_loader/run/checkpoints"],
-             "already holds a run; give --overwrite"),
+             "already holds a run (its best.json); give --overwrite"),
             ("devtest", ["--run-dir", dir + "/d", "--", "--set", "finetune.bogus=1"], "unknown key finetune.bogus"),
             ("devtest", ["--run-dir", dir + "/d", "--pretrain-args", "--set train.bogus=1"], "unknown key train.bogus"),
             // A probe of the scripts (session 35): a FIFO hostfile or --pretrained hung (grep, python read it); a --out
@@ -398,14 +404,32 @@ final class HostfileTests: XCTestCase {
             ("paper", ["--run-dir", odd + "/file", "--phases", "1"], "--run-dir \(odd)/file: \(odd)/file is a file, not a folder"),
             ("devtest", ["--pretrained", odd + "/fifo", "--run-dir", dir + "/d"], "is neither a folder nor a regular file"),
             ("batch-studies", ["sct", "--check"], "--check: not an option of a study"),
+            // A probe of the scripts (session 41): Launch/main and Launch/ablations had moved aside whatever was at
+            // --run-dir / --out (an input CSV, data/, the repository itself), and failed after; Launch/pretrain's options
+            // after cladmop's were refused by every rank, without the fix; an interrupted Launch/paper phase was refused
+            // after setup and featurizing, advising an option the script does not take.
+            ("main", ["--run-dir", odd + "/file"], "--run-dir \(odd)/file: \(odd)/file is a file, not a folder"),
+            ("main", ["--run-dir", repositoryRoot + "/data"], "--run-dir \(repositoryRoot)/data holds no earlier result of this script"),
+            ("main", ["--run-dir", repositoryRoot], "is the repository or a folder above it"),
+            ("main", ["--run-dir", "/"], "is the repository or a folder above it"),
+            ("ablations", ["--pretrained", "configs", "--out", odd + "/inputs"], "holds no earlier result of this script (none of: ablations.md"),
+            ("pretrain", ["--run-dir", dir + "/r", "-np", "2"], "-np after cladmop pretrain's arguments: the script's options"),
+            ("pretrain", ["-np", "2", "--run-dir", dir + "/r", "--", "--set", "train.seed=2"], "-- after cladmop pretrain's arguments"),
+            ("devtest", ["--pretrained", "configs", "--pretrain-args", "--set train.seed=2", "--run-dir", dir + "/d"], "are alternatives"),
+            ("paper", ["--run-dir", odd + "/paper", "--phases", "2 1"], "\(odd)/paper/finetune-phase1 holds a fine-tuning run that did not finish"),
+            ("finetune", ["--phase", "1", "--pretrained", "none", "--run-dir", odd + "/paper/finetune-phase1"], "already holds a run (its members)"),
+            ("finetune", ["--phase", "1", "--pretrained", "none", "--run-dir", odd + "/paper/finetune-phase1/members"],
+             "is the members folder of the run in \(odd)/paper/finetune-phase1"),
         ]
+        let noSwift = try pathWithoutSwiftBuild()
         for (script, arguments, expected) in cases {
-            let r = try runCommand(repositoryRoot + "/Launch/" + script, arguments, timeout: 60)
+            let r = try runCommand(repositoryRoot + "/Launch/" + script, arguments, environment: noSwift, timeout: 60)
             XCTAssertEqual(r.status, 2, "\(script) \(arguments): \(r.output)")
             XCTAssertTrue(r.output.contains(expected), "\(script) \(arguments): expected '\(expected)' in \(r.output)")
             XCTAssertFalse(r.output.contains("setup: swift build"), "\(script) \(arguments): ran Launch/setup before refusing: \(r.output)")
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir), "nothing may be written for a refused launch")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: odd + "/inputs"), ["phase_I_train.csv"], "a folder of inputs is left as it was")
         // Help after a study's name is the script's help: status 0, nothing set up or featurized.
         let help = try runCommand(repositoryRoot + "/Launch/batch-studies", ["sct", "--help"], timeout: 60)
         XCTAssertEqual(help.status, 0, help.output)
@@ -430,6 +454,26 @@ final class HostfileTests: XCTestCase {
         XCTAssertTrue(r.output.contains("holds a finished pretraining run of another model") && r.output.contains("in the run: model.dim: 32")
                       && r.output.contains("asked for:  model.dim: 64"), r.output)
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir), ["pretrain"], "nothing may be written for a refused launch")
+    }
+
+    /// Launch/paper fine-tunes (or resumes) the pretraining run at --run-dir only when it is configs/paper.yaml's model
+    /// with the phase I report trials kept out of SCT: a finished run of configs/pretrain.yaml there had been fine-tuned
+    /// as the paper's model, without a word (a probe, session 41). Refused before featurizing, naming the keys.
+    func testPaperRefusesAPretrainingRunOfAnotherConfiguration() throws {
+        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: repositoryRoot + "/.build/release/cladmop"), "Launch/paper runs .build/release/cladmop")
+        let dir = NSTemporaryDirectory() + "cladmop-paper-reuse-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let resolved = try runCommand(repositoryRoot + "/.build/release/cladmop", ["config", "--config", "configs/pretrain.yaml"])
+        XCTAssertEqual(resolved.status, 0, resolved.output)
+        try resolved.output.write(toFile: dir + "/config.yaml", atomically: true, encoding: .utf8)
+        try "{\"type\":\"summary\"}\n".write(toFile: dir + "/metrics.jsonl", atomically: true, encoding: .utf8)
+        let r = try runCommand(repositoryRoot + "/Launch/paper", ["--run-dir", dir, "--phases", "1"], environment: try pathWithoutSwiftBuild(), timeout: 120)
+        XCTAssertEqual(r.status, 2, r.output)
+        XCTAssertTrue(r.output.contains("holds a pretraining run of another model than configs/paper.yaml") && r.output.contains("in the run: model.dim: 64")
+                      && r.output.contains("asked for:  model.dim: 128"), r.output)
+        XCTAssertFalse(r.output.contains("featurize:"), r.output)
+        XCTAssertEqual(Set(try FileManager.default.contentsOfDirectory(atPath: dir)), ["config.yaml", "metrics.jsonl"], "nothing may be written for a refused launch")
     }
 
     /// Every Launch script answers -h / --help with its usage on stdout, exit 0, before any work (Launch/pretrain had
@@ -594,4 +638,19 @@ final class BenchSmokeTests: XCTestCase {
         XCTAssertNotEqual(chosen.lowercased(), "prescott", "OpenBLAS runs its SSE3 fallback kernels on an AVX2 CPU")
         XCTAssertEqual(try core(["OPENBLAS_CORETYPE": "Prescott"]).lowercased(), "prescott", "the user's OPENBLAS_CORETYPE is kept")
     }
+}
+
+/// A PATH whose `swift` fails at once, for Launch scripts that must refuse before Launch/setup: setup's `swift build`
+/// inside a running `swift test` waits for the test's own lock on .build, for ever (a regression would hang the run,
+/// not fail it).
+func pathWithoutSwiftBuild() throws -> [String: String] {
+    let dir = NSTemporaryDirectory() + "cladmop-no-swift-\(getpid())"
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    let fake = dir + "/swift"
+    if !FileManager.default.fileExists(atPath: fake) {
+        try "#!/bin/sh\necho 'setup: swift build: refused by the test (a Launch script ran Launch/setup before refusing)' >&2\nexit 97\n"
+            .write(toFile: fake, atomically: true, encoding: .utf8)
+        chmod(fake, 0o755)
+    }
+    return ["PATH": dir + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")]
 }
