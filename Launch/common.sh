@@ -132,7 +132,10 @@ model_differences() {
     want="$(grep -E "$keys" <<< "$want" | grep -Ev "$skip" || true)"
     have="$(grep -E "$keys" <<< "$have" | grep -Ev "$skip" || true)"
     MODEL_DIFF=""
-    [ "$want" = "$have" ] || MODEL_DIFF="$(diff <(echo "$have") <(echo "$want") | sed -n 's/^< /  in the run: /p; s/^> /  asked for:  /p' | head -12 || true)"
+    [ "$want" = "$have" ] && return 0
+    MODEL_DIFF="$(diff <(echo "$have") <(echo "$want") | sed -n 's/^< /  in the run: /p; s/^> /  asked for:  /p' || true)"
+    local n; n="$(wc -l <<< "$MODEL_DIFF")"
+    [ "$n" -le 16 ] || MODEL_DIFF="$(head -16 <<< "$MODEL_DIFF")"$'\n'"  (and $((n - 16)) more lines)"
 }
 
 # check_phases "WORDS": exits 2 unless WORDS lists phases 1, 2 and 3, each at most once, separated by spaces.
@@ -216,10 +219,7 @@ mpirun_line() {
 # app context ("--run-dir :" had ended with mpirun's "unknown option").
 JOB_PID=""
 run_job() {
-    if [ "$1" = mpirun ] && ! command -v mpirun > /dev/null 2>&1; then
-        echo "Launch/$(basename "$0"): mpirun is not on PATH (OpenMPI's launcher; Launch/setup installs the Debian package openmpi-bin): PATH=$PATH" >&"$SCRIPT_STDERR"
-        exit 2
-    fi
+    [ "$1" != mpirun ] || need_mpirun
     local words=() a after=0
     for a in "$@"; do
         [ "$after" = 1 ] && [ "$a" = : ] && a=./:
@@ -281,7 +281,8 @@ check_result_folder() {
     local dir="$1" opt="$2" abs d m; shift 2
     check_out_folder "$dir" "$opt"
     [ -e "$dir" ] || return 0
-    abs="$(cd -- "$dir" && pwd -P)"; abs="${abs%/}"
+    abs="$(CDPATH= cd -- "$dir" 2>/dev/null && pwd -P)" || { echo "Launch/$(basename "$0"): $opt $dir: cannot enter that folder (its permissions?)" >&2; exit 2; }
+    abs="${abs%/}"
     for d in "$ROOT" "$CALLER_DIR"; do
         case "$(cd -- "$d" && pwd -P)/" in "$abs"/*)
             echo "Launch/$(basename "$0"): $opt $dir is $([ "$d" = "$ROOT" ] && echo "the repository" || echo "the folder this script was started from") or a folder above it; name a folder for the results, such as runs/NAME" >&2
@@ -289,13 +290,30 @@ check_result_folder() {
         esac
     done
     [ -n "$(ls -A -- "$dir" 2>/dev/null)" ] || return 0
-    for m in "$@"; do compgen -G "$dir/$m" > /dev/null && return 0; done
-    echo "Launch/$(basename "$0"): $opt $dir holds no earlier result of this script (none of: $*); it is not moved aside: name a new folder, or an earlier result's" >&2
+    for m in "$@"; do
+        # Names, not patterns; a config.yaml only as cladmop writes it (another project's config.yaml is no run of ours).
+        if [ "$m" = config.yaml ]; then
+            [ -f "$dir/$m" ] && head -n 1 -- "$dir/$m" 2>/dev/null | grep -qx '# resolved cladmop configuration' && return 0
+        elif [ -e "$dir/$m" ]; then return 0
+        fi
+    done
+    echo "Launch/$(basename "$0"): $opt $dir holds no earlier result of this script (none of: $*, as cladmop writes them); it is not moved aside: name a new folder, or an earlier result's" >&2
+    exit 2
+}
+# no_trailing_slash PATH: PATH without the slashes that end it ("runs/main/" from tab completion; "/" stays): set_aside's
+# mv of "runs/main/" to "runs/main/.previous-..." would move a folder into itself.
+no_trailing_slash() { local p="$1"; while [[ "$p" == ?*/ ]]; do p="${p%/}"; done; printf '%s' "$p"; }
+# need_mpirun: exits 2 naming it unless mpirun is on PATH (it had been bash's status 127, restarted by Launch/pretrain
+# --max-restarts, and every point of a sweep failed).
+need_mpirun() {
+    command -v mpirun > /dev/null 2>&1 && return 0
+    echo "Launch/$(basename "$0"): mpirun is not on PATH (OpenMPI's launcher; Launch/setup installs the Debian package openmpi-bin): PATH=$PATH" >&"$SCRIPT_STDERR"
     exit 2
 }
 
 set_aside() {
-    local dir="$1" to n=1
+    local dir to n=1
+    dir="$(no_trailing_slash "$1")"
     [ -e "$dir" ] || return 0
     refuse_in_use "$dir"
     to="$dir.previous-$(date +%Y%m%d-%H%M%S)"

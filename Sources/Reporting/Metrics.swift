@@ -191,7 +191,7 @@ public enum Metrics {
         }
         var rng = RNG(seed: seed)
         let classes = [labels.indices.filter { labels[$0] == 1 }, labels.indices.filter { labels[$0] != 1 }]
-            .map { rows in ids.map { ids in rows.sorted { ids[$0] < ids[$1] } } ?? rows }
+            .map { rows in ids.map { ids in rows.sorted { (ids[$0], $0) < (ids[$1], $1) } } ?? rows }
         let kept = classes.map { $0.isEmpty ? 0 : max(1, Int((Double($0.count) * fraction).rounded())) }
         var samples: [[Double]] = []
         if !scores.isEmpty {

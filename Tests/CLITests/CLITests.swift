@@ -308,7 +308,8 @@ final class HostfileTests: XCTestCase {
         XCTAssertEqual(ok.status, 0, ok.output)
         // The launcher refuses a bad hostfile before starting mpirun.
         try "node01 slots=x\n".write(toFile: file, atomically: true, encoding: .utf8)
-        let launch = try runCommand(repositoryRoot + "/Launch/pretrain", ["-np", "2", "--hostfile", file, "--", "--run-dir", dir + "/run"])
+        let launch = try runCommand(repositoryRoot + "/Launch/pretrain", ["-np", "2", "--hostfile", file, "--", "--run-dir", dir + "/run"],
+                                    environment: try pathWithoutSwiftBuild())
         XCTAssertEqual(launch.status, 2, launch.output)
         XCTAssertTrue(launch.output.contains("\(file):1: slots=x"), launch.output)
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/run"), "nothing may be written for a refused launch")
@@ -331,6 +332,9 @@ final class HostfileTests: XCTestCase {
         // whose phase I fine-tuning was interrupted (its members, no report.md).
         try FileManager.default.createDirectory(atPath: odd + "/inputs", withIntermediateDirectories: true)
         try Data("x\n".utf8).write(to: URL(fileURLWithPath: odd + "/inputs/phase_I_train.csv"))
+        // Another project's config.yaml is no cladmop run (only the one cladmop writes counts).
+        try FileManager.default.createDirectory(atPath: odd + "/project", withIntermediateDirectories: true)
+        try Data("name: another project\n".utf8).write(to: URL(fileURLWithPath: odd + "/project/config.yaml"))
         try FileManager.default.createDirectory(atPath: odd + "/paper/finetune-phase1/members", withIntermediateDirectories: true)
         try Data("finetune: {}\n".utf8).write(to: URL(fileURLWithPath: odd + "/paper/finetune-phase1/config.yaml"))
         // The scripts' rank cap on this machine: 8 per core as nproc counts them (Launch/common.sh rank_cap).
@@ -410,6 +414,7 @@ final class HostfileTests: XCTestCase {
             // after setup and featurizing, advising an option the script does not take.
             ("main", ["--run-dir", odd + "/file"], "--run-dir \(odd)/file: \(odd)/file is a file, not a folder"),
             ("main", ["--run-dir", repositoryRoot + "/data"], "--run-dir \(repositoryRoot)/data holds no earlier result of this script"),
+            ("main", ["--run-dir", odd + "/project/"], "--run-dir \(odd)/project holds no earlier result of this script (none of: config.yaml"),
             ("main", ["--run-dir", repositoryRoot], "is the repository or a folder above it"),
             ("main", ["--run-dir", "/"], "is the repository or a folder above it"),
             ("ablations", ["--pretrained", "configs", "--out", odd + "/inputs"], "holds no earlier result of this script (none of: ablations.md"),
@@ -474,6 +479,16 @@ final class HostfileTests: XCTestCase {
                       && r.output.contains("asked for:  model.dim: 128"), r.output)
         XCTAssertFalse(r.output.contains("featurize:"), r.output)
         XCTAssertEqual(Set(try FileManager.default.contentsOfDirectory(atPath: dir)), ["config.yaml", "metrics.jsonl"], "nothing may be written for a refused launch")
+        // Positive control: a run of configs/paper.yaml with the script's exclusions is the same model (no keys differ).
+        let own = try runCommand(repositoryRoot + "/.build/release/cladmop", ["config", "--config", "configs/paper.yaml",
+                                                                             "--set", "data.exclude_csvs=[data/splits/phase_I_latest20.csv]"])
+        XCTAssertEqual(own.status, 0, own.output)
+        try own.output.write(toFile: dir + "/config.yaml", atomically: true, encoding: .utf8)
+        let same = try runCommand("/bin/bash", ["-c", "source Launch/common.sh && cd \"$ROOT\" && model_differences \"$0\" '^data\\.feature_store:' "
+                                                + "--config configs/paper.yaml --set 'data.exclude_csvs=[data/splits/phase_I_latest20.csv]' && printf '[%s]' \"$MODEL_DIFF\"",
+                                                dir + "/config.yaml"])
+        XCTAssertEqual(same.status, 0, same.output)
+        XCTAssertTrue(same.output.hasSuffix("[]"), same.output)
     }
 
     /// Every Launch script answers -h / --help with its usage on stdout, exit 0, before any work (Launch/pretrain had
