@@ -98,14 +98,23 @@ final class GEMMBackendTests: XCTestCase {
         XCTAssertEqual(GEMMBackend.choose(.fp32, m: 6400, n: 128, k: 128), .oneDNN)
         XCTAssertEqual(GEMMBackend.choose(.fp32, m: 128, n: 512, k: 6400), .oneDNN)     // a weight gradient, 2^16 floats
         XCTAssertEqual(GEMMBackend.choose(.fp32, m: 4096, n: 1536, k: 384), .openBLAS)  // the encoder's FFN
-        let (m, n, k) = (256, 96, 64)
-        var rng = RNG(seed: 3)
-        let a = (0..<m * k).map { _ in rng.normal() }, b = (0..<k * n).map { _ in rng.normal() }
-        var viaGemm = [Float](repeating: 0, count: m * n), viaDNNL = viaGemm, viaBLAS = viaGemm
-        gemm(.fp32, transB: false, m: m, n: n, k: k, a: a, b: b, c: &viaGemm)
-        XCTAssertTrue(oneDNNSgemm(m: m, n: n, k: k, a: a, b: b, c: &viaDNNL))
-        sgemm(m: m, n: n, k: k, a: a, b: b, c: &viaBLAS)
-        XCTAssertEqual(viaGemm, viaDNNL)
-        XCTAssertNotEqual(viaBLAS, viaDNNL, "the two libraries sum in different orders; equal results would not tell them apart")
+        // Which library ran shows only where the two round differently: the first of these oneDNN shapes on which
+        // they do (on one host both gave the same bits at 256 x 96 x 64, whose k is short), and there gemm must give
+        // oneDNN's bits. Where they agree on every shape, the results cannot tell the libraries apart.
+        var told = false
+        for (m, n, k) in [(256, 96, 64), (256, 64, 1024), (128, 96, 2048)] {
+            XCTAssertEqual(GEMMBackend.choose(.fp32, m: m, n: n, k: k), .oneDNN, "\(m) x \(n) x \(k)")
+            var rng = RNG(seed: 3)
+            let a = (0..<m * k).map { _ in rng.normal() }, b = (0..<k * n).map { _ in rng.normal() }
+            var viaGemm = [Float](repeating: 0, count: m * n), viaDNNL = viaGemm, viaBLAS = viaGemm
+            XCTAssertTrue(oneDNNSgemm(m: m, n: n, k: k, a: a, b: b, c: &viaDNNL))
+            sgemm(m: m, n: n, k: k, a: a, b: b, c: &viaBLAS)
+            guard viaBLAS != viaDNNL else { continue }
+            gemm(.fp32, transB: false, m: m, n: n, k: k, a: a, b: b, c: &viaGemm)
+            XCTAssertEqual(viaGemm, viaDNNL, "\(m) x \(n) x \(k): gemm(.fp32) did not give oneDNN's result")
+            told = true
+            break
+        }
+        if !told { throw XCTSkip("oneDNN and OpenBLAS give the same bits on every shape tried here: the results cannot tell which ran") }
     }
 }
