@@ -309,7 +309,7 @@ final class HostfileTests: XCTestCase {
         // The launcher refuses a bad hostfile before starting mpirun.
         try "node01 slots=x\n".write(toFile: file, atomically: true, encoding: .utf8)
         let launch = try runCommand(repositoryRoot + "/Launch/pretrain", ["-np", "2", "--hostfile", file, "--", "--run-dir", dir + "/run"],
-                                    environment: try pathWithoutSwiftBuild())
+                                    environment: try pathWithoutSwiftBuild(in: dir + "/bin"))
         XCTAssertEqual(launch.status, 2, launch.output)
         XCTAssertTrue(launch.output.contains("\(file):1: slots=x"), launch.output)
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/run"), "nothing may be written for a refused launch")
@@ -426,7 +426,7 @@ final class HostfileTests: XCTestCase {
             ("finetune", ["--phase", "1", "--pretrained", "none", "--run-dir", odd + "/paper/finetune-phase1/members"],
              "is the members folder of the run in \(odd)/paper/finetune-phase1"),
         ]
-        let noSwift = try pathWithoutSwiftBuild()
+        let noSwift = try pathWithoutSwiftBuild(in: odd + "/bin")
         for (script, arguments, expected) in cases {
             let r = try runCommand(repositoryRoot + "/Launch/" + script, arguments, environment: noSwift, timeout: 60)
             XCTAssertEqual(r.status, 2, "\(script) \(arguments): \(r.output)")
@@ -467,13 +467,13 @@ final class HostfileTests: XCTestCase {
     func testPaperRefusesAPretrainingRunOfAnotherConfiguration() throws {
         try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: repositoryRoot + "/.build/release/cladmop"), "Launch/paper runs .build/release/cladmop")
         let dir = NSTemporaryDirectory() + "cladmop-paper-reuse-\(getpid())"
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+        defer { try? FileManager.default.removeItem(atPath: dir); try? FileManager.default.removeItem(atPath: dir + "-bin") }
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let resolved = try runCommand(repositoryRoot + "/.build/release/cladmop", ["config", "--config", "configs/pretrain.yaml"])
         XCTAssertEqual(resolved.status, 0, resolved.output)
         try resolved.output.write(toFile: dir + "/config.yaml", atomically: true, encoding: .utf8)
         try "{\"type\":\"summary\"}\n".write(toFile: dir + "/metrics.jsonl", atomically: true, encoding: .utf8)
-        let r = try runCommand(repositoryRoot + "/Launch/paper", ["--run-dir", dir, "--phases", "1"], environment: try pathWithoutSwiftBuild(), timeout: 120)
+        let r = try runCommand(repositoryRoot + "/Launch/paper", ["--run-dir", dir, "--phases", "1"], environment: try pathWithoutSwiftBuild(in: dir + "-bin"), timeout: 120)
         XCTAssertEqual(r.status, 2, r.output)
         XCTAssertTrue(r.output.contains("holds a pretraining run of another model than configs/paper.yaml") && r.output.contains("in the run: model.dim: 64")
                       && r.output.contains("asked for:  model.dim: 128"), r.output)
@@ -657,9 +657,8 @@ final class BenchSmokeTests: XCTestCase {
 
 /// A PATH whose `swift` fails at once, for Launch scripts that must refuse before Launch/setup: setup's `swift build`
 /// inside a running `swift test` waits for the test's own lock on .build, for ever (a regression would hang the run,
-/// not fail it).
-func pathWithoutSwiftBuild() throws -> [String: String] {
-    let dir = NSTemporaryDirectory() + "cladmop-no-swift-\(getpid())"
+/// not fail it). `folder` is the caller's scratch, which it removes.
+func pathWithoutSwiftBuild(in dir: String) throws -> [String: String] {
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     let fake = dir + "/swift"
     if !FileManager.default.fileExists(atPath: fake) {
