@@ -300,6 +300,14 @@ check_result_folder() {
     echo "Launch/$(basename "$0"): $opt $dir holds no earlier result of this script (none of: $*, as cladmop writes them); it is not moved aside: name a new folder, or an earlier result's" >&2
     exit 2
 }
+# finetune_run_part DIR: prints the first part of a fine-tuning run that DIR holds (best.json, metrics.jsonl,
+# checkpoints, members, folds.csv, pretrained: what cladmop finetune refuses to write over without --overwrite), or
+# nothing; a lone config.yaml, written before training starts, is no run.
+finetune_run_part() {
+    local m
+    for m in best.json metrics.jsonl checkpoints members folds.csv pretrained; do [ -e "$1/$m" ] && { printf '%s' "$m"; return 0; }; done
+    return 0
+}
 # no_trailing_slash PATH: PATH without the slashes that end it ("runs/main/" from tab completion; "/" stays): set_aside's
 # mv of "runs/main/" to "runs/main/.previous-..." would move a folder into itself.
 no_trailing_slash() { local p="$1"; while [[ "$p" == ?*/ ]]; do p="${p%/}"; done; printf '%s' "$p"; }
