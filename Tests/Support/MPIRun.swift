@@ -14,30 +14,66 @@ public func mpirun(np: Int, executable: String, arguments: [String], extraFlags:
     for (k, v) in environment { env[k] = v; exports += ["-x", k] }
     process.environment = env
     process.arguments = flags + extraFlags + exports + [executable] + arguments
+    return try runToEnd(process, timeout: timeout)
+}
+
+final class OutputBox: @unchecked Sendable { var data = Data() }
+
+/// Runs `process` with its output and error in one pipe until it ends or `timeout` seconds pass. At the time limit the
+/// command and every process below it are killed (`killTree`): killing the command alone left its children (ranks, a
+/// `swift build` that Launch/setup started) holding the pipe, and the test waiting past its limit. A command that ends by
+/// itself is not cleaned up after (a cluster's daemons may be meant to outlive it): its output is awaited for at most 60 s.
+func runToEnd(_ process: Process, timeout: Double) throws -> (status: Int32, output: String, seconds: Double) {
     let pipe = Pipe()
     process.standardOutput = pipe
     process.standardError = pipe
     let start = Date()
     try process.run()
-    let reader = DispatchQueue(label: "mpirun-output")
-    let done = DispatchSemaphore(value: 0)
     let box = OutputBox()
-    reader.async { box.data = pipe.fileHandleForReading.readDataToEndOfFile(); done.signal() }
+    let done = DispatchSemaphore(value: 0)
+    DispatchQueue(label: "command-output").async { box.data = pipe.fileHandleForReading.readDataToEndOfFile(); done.signal() }
     while process.isRunning && Date().timeIntervalSince(start) < timeout { usleep(20_000) }
-    if process.isRunning { process.terminate(); kill(process.processIdentifier, SIGKILL) }
+    let timedOut = process.isRunning
+    if timedOut { killTree(process.processIdentifier) }
     process.waitUntilExit()
-    return (process.terminationStatus, awaitOutput(done, box), Date().timeIntervalSince(start))
+    var output: String
+    if done.wait(timeout: .now() + (timedOut ? 10 : 60)) == .success {
+        output = String(decoding: box.data, as: UTF8.self)
+    } else {
+        output = "(no output: a process the command started still held its output open \(timedOut ? 10 : 60) s after the command ended)"
+    }
+    if timedOut { output += "\n(killed at the time limit of \(Int(timeout)) s, with every process it had started)" }
+    return (process.terminationStatus, output, Date().timeIntervalSince(start))
 }
 
-final class OutputBox: @unchecked Sendable { var data = Data() }
-
-/// The output read to its end, waiting at most 60 s once the process has ended: a process it started that outlived it
-/// (ranks or a renderer left by a kill at the time limit) may hold the pipe open for ever, and the test run with it.
-func awaitOutput(_ done: DispatchSemaphore, _ box: OutputBox) -> String {
-    guard done.wait(timeout: .now() + 60) == .success else {
-        return "(no output: a process the command started still held its output open 60 s after the command ended)"
+/// The processes below `root`, from the parent ids in /proc/PID/stat.
+func descendants(of root: pid_t) -> [pid_t] {
+    var children: [pid_t: [pid_t]] = [:]
+    for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+        guard let pid = pid_t(entry), let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+              let name = stat.lastIndex(of: ")") else { continue }
+        let fields = stat[stat.index(after: name)...].split(separator: " ")  // state, parent id, ...
+        if fields.count > 1, let parent = pid_t(fields[1]) { children[parent, default: []].append(pid) }
     }
-    return String(decoding: box.data, as: UTF8.self)
+    var found: [pid_t] = [], queue = [root]
+    while let pid = queue.popLast() { for child in children[pid] ?? [] { found.append(child); queue.append(child) } }
+    return found
+}
+
+/// Kills `root`, every process below it and its process group (Foundation starts each command as a group's leader).
+/// The tree is stopped first (SIGSTOP), pass by pass until a pass finds no new process, so that none forks or is
+/// orphaned (and so lost from the tree) while it is walked.
+func killTree(_ root: pid_t) {
+    var stopped = Set<pid_t>()
+    for _ in 0..<10 {
+        let tree = [root] + descendants(of: root)
+        let new = tree.filter { !stopped.contains($0) }
+        if new.isEmpty { break }
+        for pid in new { kill(pid, SIGSTOP) }
+        stopped.formUnion(new)
+    }
+    for pid in stopped { kill(pid, SIGKILL) }
+    kill(-root, SIGKILL)
 }
 
 /// Runs a built product without mpirun (one rank).
@@ -50,18 +86,8 @@ public func runProduct(_ name: String, _ arguments: [String], environment: [Stri
     env["OPENBLAS_NUM_THREADS"] = "1"
     for (k, v) in environment { env[k] = v }
     process.environment = env
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    process.standardError = pipe
-    try process.run()
-    let box = OutputBox()
-    let done = DispatchSemaphore(value: 0)
-    DispatchQueue(label: "product-output").async { box.data = pipe.fileHandleForReading.readDataToEndOfFile(); done.signal() }
-    let start = Date()
-    while process.isRunning && Date().timeIntervalSince(start) < timeout { usleep(20_000) }
-    if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-    process.waitUntilExit()
-    return (process.terminationStatus, awaitOutput(done, box))
+    let result = try runToEnd(process, timeout: timeout)
+    return (result.status, result.output)
 }
 
 /// The repository root (tests run from anywhere).
@@ -94,18 +120,7 @@ public func runCommand(_ executable: String, _ arguments: [String], environment:
     env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"; env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
     for (k, v) in environment { env[k] = v }
     process.environment = env
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    process.standardError = pipe
-    let start = Date()
-    try process.run()
-    let box = OutputBox()
-    let done = DispatchSemaphore(value: 0)
-    DispatchQueue(label: "command-output").async { box.data = pipe.fileHandleForReading.readDataToEndOfFile(); done.signal() }
-    while process.isRunning && Date().timeIntervalSince(start) < timeout { usleep(20_000) }
-    if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-    process.waitUntilExit()
-    return (process.terminationStatus, awaitOutput(done, box), Date().timeIntervalSince(start))
+    return try runToEnd(process, timeout: timeout)
 }
 
 /// A class-level fixture (class `setUp`) whose failure is recorded, so that every test of the class fails
