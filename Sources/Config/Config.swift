@@ -109,9 +109,7 @@ public struct Config: Sendable {
                // (An empty list `[]` also casts to an empty mapping: it is a list here.)
                (y as? [Any]).map({ $0.isEmpty }) == true || !(y is [(String, Any)]) { parsed = y }
             // YAML's null (as in the file, where `key: ~` has no value) is not a value either.
-            if ["", "~", "null", "Null", "NULL"].contains(trimmed) {
-                throw InputError("--set \(key): no value (write " + (isList ? "\(key)=[] for an empty list)" : "\(key)=\"\" for an empty string)"))
-            }
+            if ["", "~", "null", "Null", "NULL"].contains(trimmed) { parsed = YAMLNull() }
             try set(key, parsed, origin: "--set \(key)")
             if overridden.insert(key).inserted { overriddenKeys.append(key) } else if !repeatedOverrides.contains(key) { repeatedOverrides.append(key) }
         }
@@ -122,8 +120,14 @@ public struct Config: Sendable {
     private mutating func apply(_ map: [(String, Any)], prefix: String, file: String, given: inout Set<String>) throws {
         for (k, v) in map {
             let path = prefix.isEmpty ? k : prefix + "." + k
+            let isKey = ConfigSchema.keys.contains(where: { $0.path == path })
+            // A section with nothing under it (every key commented out) sets nothing, as `train: {}`.
+            if !isKey && v is YAMLNull {
+                guard ConfigSchema.keys.contains(where: { $0.path.hasPrefix(path + ".") }) else { throw unknown(path, origin: file) }
+                continue
+            }
             // A key of the schema takes its value as it is: an empty list `[]` also casts to an empty mapping.
-            if !ConfigSchema.keys.contains(where: { $0.path == path }), let sub = v as? [(String, Any)] {
+            if !isKey, let sub = v as? [(String, Any)] {
                 guard ConfigSchema.keys.contains(where: { $0.path.hasPrefix(path + ".") }) else {
                     throw unknown(path, origin: file)
                 }
@@ -161,6 +165,10 @@ public struct Config: Sendable {
     /// Sets one key from a YAML scalar or list, checking type and range.
     public mutating func set(_ path: String, _ given: Any, origin: String) throws {
         guard let spec = ConfigSchema.keys.first(where: { $0.path == path }) else { throw unknown(path, origin: origin) }
+        if given is YAMLNull {
+            let empty = { if case .stringList = spec.kind { return "; [] is the empty list" } else { return "" } }()
+            throw InputError("\(origin.hasSuffix(path) ? origin : "\(origin): \(path)") has no value (expected \(spec.kind.expected)\(empty))")
+        }
         // A plain scalar is text to a text key and its YAML 1.2 value to any other (`PlainScalar`); errors show the text.
         let raw = (given as? PlainScalar)?.value ?? given
         func textOf(_ x: Any) -> String? { (x as? PlainScalar)?.text ?? (x as? String) }

@@ -5,7 +5,7 @@ import Yams
 /// The YAML boundary of configurations. The parser recurses and expands aliases, so the text is checked
 /// before it sees it: size, UTF-8 (the first bad byte's offset named), nesting depth, anchors and aliases
 /// (refused: a config has no use for them, and an alias bomb would exhaust memory). The parsed tree is then
-/// turned into plain values with duplicate keys, null values and nested lists refused, each naming the key.
+/// turned into plain values with duplicate keys and nested lists refused, each naming the key.
 enum YAMLInput {
     static let maxBytes = 1 << 20, maxDepth = 16
 
@@ -53,6 +53,10 @@ enum YAMLInput {
             while let last = indents.last, last >= i { indents.removeLast() }
             indents.append(i)
             var depth = indents.count, flow = 0, quote: Character? = nil, previous: Character = " "
+            // Where a node may start (an anchor or alias is read only there): the line's start, after `key:`, a `-`
+            // entry or a `?` key, after a tag (`!!str`), and in flow context after `[`, `{` or `,`. Elsewhere & and * are
+            // characters of a plain value (`R &D`, `my *draft* store`).
+            var nodeStart = true, token: Character = " "
             var j = i
             while j < line.count {
                 let c = line[j]
@@ -68,8 +72,13 @@ enum YAMLInput {
                     flow -= 1
                 } else if c == "-" && " [{,".contains(previous) && (j + 1 == line.count || line[j + 1] == " ") {
                     depth += 1
-                } else if (c == "&" || c == "*") && " [{,:-".contains(previous) && j + 1 < line.count && line[j + 1] != " " {
-                    throw InputError("\(origin): line \(lineNo): YAML anchors and aliases (&name, *name) are not supported in configurations")
+                } else if (c == "&" || c == "*") && " [{,:-".contains(previous) && j + 1 < line.count && line[j + 1] != " " && nodeStart {
+                    throw InputError("\(origin): line \(lineNo): YAML anchors and aliases (&name, *name) are not supported in configurations"
+                                     + " (quote a value that starts with & or *: \"\(c)...\")")
+                }
+                if quote == nil && c != " " {
+                    if previous == " " { token = c }     // the first character of this word
+                    nodeStart = ":-?".contains(c) || (flow > 0 && "[{,".contains(c)) || (token == "!" && j + 1 < line.count && line[j + 1] == " ")
                 }
                 guard depth <= maxDepth else {
                     throw InputError("\(origin): line \(lineNo): nested deeper than \(maxDepth) levels; a configuration is sections of keys")
@@ -85,7 +94,7 @@ enum YAMLInput {
         number.prefix { $0 != "e" && $0 != "E" }.contains { ("1"..."9").contains($0) }
     }
 
-    /// A plain value of the composed tree; duplicate keys, nulls and non-scalar list items refused.
+    /// A plain value of the composed tree (YAML's null as `YAMLNull`); duplicate keys and non-scalar list items refused.
     static func value(_ node: Node, path: String, origin: String, depth: Int) throws -> Any {
         let name = path.isEmpty ? "the top level" : "key \(path)"
         guard depth <= maxDepth else { throw InputError("\(origin): \(name): nested deeper than \(maxDepth) levels") }
@@ -106,7 +115,7 @@ enum YAMLInput {
             }
         case .scalar(let s):
             if s.style != .plain { return s.string }
-            if node.null != nil { throw InputError("\(origin): \(name) has no value (write \"\" for an empty string)") }
+            if node.null != nil { return YAMLNull() }     // the key decides: an empty section, or a key without a value
             return PlainScalar(text: s.string, value: resolve(s.string))
         }
     }
@@ -159,4 +168,10 @@ struct PlainScalar: CustomStringConvertible, CustomDebugStringConvertible {
     let value: Any
     var description: String { text }
     var debugDescription: String { text.debugDescription }
+}
+
+/// YAML's null (`key:` with nothing after it, `~`, `null`): a section whose keys are all commented out, or a key
+/// without a value, which `Config` refuses naming the key and what it expects.
+struct YAMLNull: CustomStringConvertible {
+    var description: String { "no value" }
 }

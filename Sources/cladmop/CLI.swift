@@ -35,6 +35,10 @@ struct Cladmop: ParsableCommand {
             Foundation.exit(2)
         }
         Denormals.setFlushToZero(flush)
+        if let message = argumentEncodingError() {
+            standardErrorWrite(Data(("error: " + message + "\n").utf8))
+            Foundation.exit(2)
+        }
         // `cladmop help NAME` with a NAME that is no subcommand: ArgumentParser prints the overview and exits 0.
         let arguments = CommandLine.arguments.dropFirst()
         if arguments.first == "help", let name = arguments.dropFirst().first, name != "help", !name.hasPrefix("-"),
@@ -84,6 +88,22 @@ struct Cladmop: ParsableCommand {
         subcommands: [Featurize.self, Pretrain.self, Finetune.self, Evaluate.self, Predict.self, Embed.self, Baseline.self, Compare.self, Encode.self, Synth.self, Split.self, Bench.self, ShowConfig.self, CheckHostfile.self, SweepReport.self])
 }
 
+/// The first command-line argument that is not UTF-8 text, named with its byte offset. Swift's strings repair such a
+/// byte (to U+FFFD), so `--output "o\xff.store"` had written a file of another name, and a path of the file system
+/// that holds the byte could not be named at all.
+func argumentEncodingError() -> String? {
+    for index in 1..<Int(CommandLine.argc) {
+        guard let raw = CommandLine.unsafeArgv[index] else { continue }
+        let bytes = UnsafeBufferPointer(start: raw, count: strlen(raw)).map { UInt8(bitPattern: $0) }
+        let text = String(decoding: bytes, as: UTF8.self)
+        guard Array(text.utf8) != bytes else { continue }
+        let offset = zip(bytes, text.utf8).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? min(bytes.count, text.utf8.count) - 1
+        return "argument \(index) (\(printable(text))) is not UTF-8 text: byte offset \(offset) (0x\(String(bytes[min(offset, bytes.count - 1)], radix: 16)))"
+            + "; paths and values are taken as UTF-8 text (rename a file whose name is not)"
+    }
+    return nil
+}
+
 /// Runs `body` on this rank; any error ends the whole job with its message (MPI_Abort under mpirun):
 /// exit status 2 for input errors and outputs that cannot be written, 3 for a model that diverged (`TrainingError`),
 /// 1 otherwise. No rank is left waiting in a collective. `body` gets the faults CLADMOP_FAULT injects (tests only;
@@ -125,9 +145,14 @@ func jsonText<T: Encodable>(_ value: T) throws -> String {
 
 /// Options every subcommand that reads a configuration takes.
 struct ConfigOptions: ParsableArguments {
-    /// Given more than once, the last applies: the Launch scripts pass their default first and a user's --config after it.
-    @Option(name: .long, help: "YAML configuration file (configs/*.yaml); given more than once, the last applies.")
-    var config: String?
+    /// Given more than once, the last applies (the Launch scripts pass their default first and a user's --config after
+    /// it), with a warning naming the files not read: configurations are not layered.
+    @Option(name: .customLong("config"), help: ArgumentHelp("YAML configuration file (configs/*.yaml); given more than once, the last applies (the others are not read).",
+                                                             valueName: "config"))
+    var configs: [String] = []
+
+    /// The configuration file read: the last --config.
+    var config: String? { configs.last }
 
     @Option(name: .customLong("set"), help: ArgumentHelp("Override one key: --set section.key=value (repeatable).", valueName: "key=value"))
     var overrides: [String] = []
@@ -138,6 +163,10 @@ struct ConfigOptions: ParsableArguments {
     func resolve(_ comm: Communicator) throws -> (Config, RunSpec) {
         let c = try Config(file: config, overrides: overrides)
         let spec = try RunSpec(c)
+        if comm.isRoot && configs.count > 1 {
+            standardErrorWrite(Data(("warning: --config given \(configs.count) times; only the last, \(configs.last!), is read (not "
+                + configs.dropLast().joined(separator: ", ") + "): files are not layered; --set overrides single keys\n").utf8))
+        }
         if comm.isRoot && !c.repeatedOverrides.isEmpty {
             // On stderr: `cladmop config --get` prints values for scripts on stdout.
             standardErrorWrite(Data(("warning: --set \(c.repeatedOverrides.joined(separator: ", ")) given more than once; the last value applies: "

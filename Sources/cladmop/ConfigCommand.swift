@@ -29,7 +29,9 @@ struct ShowConfig: ParsableCommand {
             guard comm.isRoot else { return }      // under mpirun: every rank resolves (and agrees), rank 0 prints
             if !get.isEmpty {
                 for key in get where config.values[key] == nil {
-                    throw InputError("--get \(key): unknown key (see docs/configuration.md)")
+                    let keys = ConfigSchema.keys.map(\.path).filter { $0.hasPrefix(key + ".") }
+                    throw InputError(keys.isEmpty ? "--get \(key): unknown key (see docs/configuration.md)"
+                                                  : "--get \(key): a section, not a key; give one of its keys (\(keys.joined(separator: ", ")))")
                 }
                 for key in get { print(config.values[key]!) }
             } else {
