@@ -94,6 +94,23 @@ public func checkRunDirectory(_ runDir: String, comm: Communicator, resume: Bool
         return
     }
     guard (st.st_mode & S_IFMT) == S_IFDIR else { throw InputError(file: runDir, "--run-dir names an existing file, not a folder") }
+    // An entry of the run that is a link into another run (its checkpoints/, members/, metrics.jsonl): this run would
+    // prune, replace and append to that run's files, also while it trains (a probe's second job did, through a
+    // checkpoints/ linked to a running run's). A link elsewhere (checkpoints/ on a larger disk) is the user's choice.
+    let own = resolvedPath(runDir)
+    for name in Set(artifacts + ["members", "pretrained"]).sorted() {
+        var lst = stat()
+        guard lstat(runDir + "/" + name, &lst) == 0, (lst.st_mode & S_IFMT) == S_IFLNK else { continue }
+        let target = resolvedPath(runDir + "/" + name)
+        var above = URL(fileURLWithPath: target).deletingLastPathComponent()
+        while above.path != "/" && above.path != own {
+            if RunLayout.isRun(above.path) {
+                throw InputError(file: runDir + "/" + name, "is a link to \(target), inside the run in \(above.path); this run would prune, "
+                                 + "replace and append to that run's files: a run's files are its own (copy them, `cp -r`, instead of linking)")
+            }
+            above.deleteLastPathComponent()
+        }
+    }
     // Loose checkpoint files at the top: a checkpoints/ folder or a fine-tuned run's pretrained/, not a run folder (a
     // run there would start from scratch beside them).
     let loose = ((try? FileManager.default.contentsOfDirectory(atPath: runDir)) ?? []).filter(RunLayout.isCheckpointMetadata).sorted()
