@@ -234,7 +234,8 @@ public struct Config: Sendable {
                 // One quoted name: one item, commas and all (files: "d,e.csv"); "" is no name: the empty list.
                 values[path] = .strings(one.isEmpty ? [] : [try text(unbracketed(one))])
             } else if let s = textOf(given) {
-                values[path] = .strings(try unbracketed(s).split(separator: ",").map { try text($0.trimmingCharacters(in: .whitespaces)) })
+                // Every item, empty ones too (`a.csv,,b.csv`), which the specification refuses by name; they had been dropped.
+                values[path] = .strings(try unbracketed(s).split(separator: ",", omittingEmptySubsequences: false).map { try text($0.trimmingCharacters(in: .whitespaces)) })
             } else { throw bad() }
         case .phaseList:
             let items: [Any] = try (raw as? [Any])?.map { ($0 as? PlainScalar)?.value ?? $0 }

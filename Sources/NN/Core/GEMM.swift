@@ -86,10 +86,14 @@ public enum GEMMBackend: String, Sendable, CaseIterable {
     }()
     struct EnvironmentError: Error { var message: String }
 
-    /// What is wrong with `CLADMOP_GEMM_BACKEND`, or nil when it is unset or one of auto, openblas, onednn. The CLI
-    /// checks it before MPI starts; a library user reaching `fp32Rule` with a bad value exits 2 there.
+    /// What is wrong with `CLADMOP_GEMM_BACKEND` (unset or one of auto, openblas, onednn) or `CLADMOP_FORCE_NO_BF16`
+    /// (unset, 0 or 1: another value had been taken as unset without a word), or nil. The CLI checks it before MPI
+    /// starts; a library user reaching `fp32Rule` with a bad backend exits 2 there.
     public static var environmentError: String? {
         if case .failure(let e) = environmentRequest { return e.message }
+        if let v = ProcessInfo.processInfo.environment["CLADMOP_FORCE_NO_BF16"], !["", "0", "1"].contains(v) {
+            return "CLADMOP_FORCE_NO_BF16=\(v): expected 1 (compute as on a CPU without AVX512-BF16), or 0 or unset"
+        }
         return nil
     }
 
