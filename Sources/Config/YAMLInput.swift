@@ -19,7 +19,10 @@ enum YAMLInput {
         do { node = try Yams.compose(yaml: text) } catch { throw InputError("\(origin): not valid YAML: \(error)") }
         // A document of only `---` (or comments) is as empty as an empty file: the defaults.
         if let node, case .scalar(let s) = node, s.style == .plain, s.string.isEmpty { return nil }
-        return try node.map { try value($0, path: "", origin: origin, depth: 0) }
+        // Without aliases a tree has at most about two nodes per byte of its text (a key and its empty value): more
+        // means an alias expanded, which the scan should have refused (an alias bomb would exhaust memory here).
+        var budget = 2 * data.count + 2
+        return try node.map { try value($0, path: "", origin: origin, depth: 0, budget: &budget) }
     }
 
     /// The text, or an error naming the byte offset (and line) of the first byte that is not UTF-8.
@@ -40,53 +43,81 @@ enum YAMLInput {
         throw InputError("\(origin): not valid UTF-8")
     }
 
-    /// Nesting depth (indentation levels, "- " sequence entries, flow brackets) and anchors/aliases, outside
-    /// quoted scalars and comments.
+    /// Nesting depth (indentation levels, "- " sequence entries, flow brackets, counted across lines) and anchors and
+    /// aliases where a node starts, outside quoted scalars and comments. Where a node may start: a line's start, after
+    /// `key:`, a `-` entry or a `?` key (each followed by a space or tab), after a tag (`!!str`), and in flow context
+    /// after `[`, `{` or `,`; elsewhere & and * are characters of a plain value (`R &D`, `my *draft* store`, `x:*y`).
+    /// A quote opens a quoted scalar only where a node starts, and is closed by the end of its line here (a quoted
+    /// scalar that goes on is scanned as YAML: stricter, never blinder). `value`'s node budget stops an alias that
+    /// got past this scan all the same.
     static func scan(_ text: String, origin: String) throws {
-        var indents: [Int] = []
-        for (number, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let line = Array(rawLine.replacingOccurrences(of: "\r", with: ""))
-            let lineNo = number + 1
+        var indents: [Int] = [], flow = 0
+        for (number, line) in lines(text).enumerated() {
+            let lineNo = number + 1, n = line.count
+            func blank(_ k: Int) -> Bool { k >= n || line[k] == " " || line[k] == "\t" }
             var i = 0
-            while i < line.count && line[i] == " " { i += 1 }
-            guard i < line.count, line[i] != "#" else { continue }
-            while let last = indents.last, last >= i { indents.removeLast() }
-            indents.append(i)
-            var depth = indents.count, flow = 0, quote: Character? = nil, previous: Character = " "
-            // Where a node may start (an anchor or alias is read only there): the line's start, after `key:`, a `-`
-            // entry or a `?` key, after a tag (`!!str`), and in flow context after `[`, `{` or `,`. Elsewhere & and * are
-            // characters of a plain value (`R &D`, `my *draft* store`).
-            var nodeStart = true, token: Character = " "
+            while i < n && line[i] == " " { i += 1 }
+            if flow == 0 {
+                guard i < n, line[i] != "#" else { continue }
+                while let last = indents.last, last >= i { indents.removeLast() }
+                indents.append(i)
+            }
+            var depth = indents.count + flow, quote: Unicode.Scalar? = nil, nodeStart = true, inTag = false
             var j = i
-            while j < line.count {
+            while j < n {
                 let c = line[j]
                 if let q = quote {
-                    if c == q { quote = nil }
-                } else if c == "\"" || c == "'" {
-                    if " [{,:-".contains(previous) { quote = c }
-                } else if c == "#" && previous == " " {
-                    break
-                } else if c == "[" || c == "{" {
-                    flow += 1; depth += 1
-                } else if c == "]" || c == "}" {
-                    flow -= 1
-                } else if c == "-" && " [{,".contains(previous) && (j + 1 == line.count || line[j + 1] == " ") {
-                    depth += 1
-                } else if (c == "&" || c == "*") && " [{,:-".contains(previous) && j + 1 < line.count && line[j + 1] != " " && nodeStart {
+                    if q == "\"" && c == "\\" { j += 2; continue }                            // an escape: \" is no end
+                    if c == q {
+                        if q == "'" && j + 1 < n && line[j + 1] == "'" { j += 2; continue }   // '' is one quote
+                        quote = nil; nodeStart = false
+                    }
+                    j += 1; continue
+                }
+                if c == " " || c == "\t" {
+                    if inTag { inTag = false; nodeStart = true }    // a tag's node follows it
+                    j += 1; continue
+                }
+                if c == "#" && (j == 0 || blank(j - 1)) { break }
+                let atStart = nodeStart
+                nodeStart = false
+                if atStart && (c == "&" || c == "*") {
                     throw InputError("\(origin): line \(lineNo): YAML anchors and aliases (&name, *name) are not supported in configurations"
                                      + " (quote a value that starts with & or *: \"\(c)...\")")
-                }
-                if quote == nil && c != " " {
-                    if previous == " " { token = c }     // the first character of this word
-                    nodeStart = ":-?".contains(c) || (flow > 0 && "[{,".contains(c)) || (token == "!" && j + 1 < line.count && line[j + 1] == " ")
+                } else if atStart && (c == "\"" || c == "'") {
+                    quote = c
+                } else if atStart && (c == "[" || c == "{") {
+                    flow += 1; depth += 1; nodeStart = true
+                } else if flow > 0 && (c == "]" || c == "}") {
+                    flow -= 1
+                } else if flow > 0 && c == "," {
+                    nodeStart = true
+                } else if atStart && (c == "-" || c == "?") && blank(j + 1) {
+                    if c == "-" { depth += 1 }
+                    nodeStart = true
+                } else if c == ":" && (blank(j + 1) || (flow > 0 && j + 1 < n && ",]}".unicodeScalars.contains(line[j + 1]))) {
+                    nodeStart = true
+                } else if atStart && c == "!" {
+                    inTag = true
                 }
                 guard depth <= maxDepth else {
                     throw InputError("\(origin): line \(lineNo): nested deeper than \(maxDepth) levels; a configuration is sections of keys")
                 }
-                previous = c
                 j += 1
             }
         }
+    }
+
+    /// The lines of `text` as YAML breaks them (\n, \r\n, \r), as scalars: "\r\n" is one Character, and a split by
+    /// Characters had read a CRLF file as one line.
+    static func lines(_ text: String) -> [[Unicode.Scalar]] {
+        var out: [[Unicode.Scalar]] = [[]], previous: Unicode.Scalar = " "
+        for u in text.unicodeScalars {
+            if u == "\n" && previous == "\r" { previous = u; continue }
+            if u == "\n" || u == "\r" { out.append([]) } else { out[out.count - 1].append(u) }
+            previous = u
+        }
+        return out
     }
 
     /// Whether a number's text has a non-zero digit before its exponent (`1e-400`, which a Double reads as 0).
@@ -95,9 +126,13 @@ enum YAMLInput {
     }
 
     /// A plain value of the composed tree (YAML's null as `YAMLNull`); duplicate keys and non-scalar list items refused.
-    static func value(_ node: Node, path: String, origin: String, depth: Int) throws -> Any {
+    static func value(_ node: Node, path: String, origin: String, depth: Int, budget: inout Int) throws -> Any {
         let name = path.isEmpty ? "the top level" : "key \(path)"
         guard depth <= maxDepth else { throw InputError("\(origin): \(name): nested deeper than \(maxDepth) levels") }
+        budget -= 1
+        guard budget >= 0 else {
+            throw InputError("\(origin): \(name): more values than its text holds: YAML aliases (*name) are not supported in configurations")
+        }
         switch node {
         case .mapping(let mapping):
             var seen = Set<String>(), pairs: [(String, Any)] = []
@@ -105,13 +140,15 @@ enum YAMLInput {
                 guard case .scalar(let ks) = k else { throw InputError("\(origin): \(name): a key that is not a string") }
                 let key = ks.string, sub = path.isEmpty ? key : path + "." + key
                 guard seen.insert(key).inserted else { throw InputError("\(origin): key \(sub) appears twice") }
-                pairs.append((key, try value(v, path: sub, origin: origin, depth: depth + 1)))
+                pairs.append((key, try value(v, path: sub, origin: origin, depth: depth + 1, budget: &budget)))
             }
             return pairs
         case .sequence(let sequence):
             return try sequence.enumerated().map { (i, item) -> Any in
                 guard case .scalar = item else { throw InputError("\(origin): \(name): list item \(i + 1) is not a single value") }
-                return try value(item, path: path, origin: origin, depth: depth + 1)
+                let v = try value(item, path: path, origin: origin, depth: depth + 1, budget: &budget)
+                if v is YAMLNull { throw InputError("\(origin): \(name): list item \(i + 1) is empty") }
+                return v
             }
         case .scalar(let s):
             if s.style != .plain { return s.string }

@@ -14,13 +14,16 @@ public struct InputError: Error, CustomStringConvertible, Equatable {
     /// "origin: key = value is invalid (expected ...)": the one wording of a value that its key does not take;
     /// `origin` (a file, or a file and a section of it) is left out when nil.
     /// The value is shown quoted when it would not read as itself (empty, spaces at an end, an invisible or
-    /// non-ASCII space), and cut after 200 characters.
+    /// non-ASCII space, written as \u{...}), and cut after 200 characters.
     public static func invalid(_ key: String, _ value: Any, expected: String, in origin: String? = nil) -> InputError {
         let text = "\(value)"
         var shown = text.count > 200 ? String(text.prefix(200)) + "... (\(text.count) characters)" : text
-        if text.isEmpty || text.first!.isWhitespace || text.last!.isWhitespace
-            || text.unicodeScalars.contains(where: { ($0.properties.isWhitespace && $0 != " ") || $0.properties.generalCategory == .format }) {
-            shown = "\"" + shown + "\""
+        let invisible = { (u: Unicode.Scalar) in
+            (u.properties.isWhitespace && u != " ") || [.format, .control].contains(u.properties.generalCategory)
+        }
+        if text.isEmpty || text.first!.isWhitespace || text.last!.isWhitespace || text.unicodeScalars.contains(where: invisible) {
+            // Quoted, with each invisible character (a tab, a no-break or zero-width space, a line break) written out.
+            shown = "\"" + shown.unicodeScalars.map { invisible($0) ? "\\u{\(String($0.value, radix: 16))}" : String($0) }.joined() + "\""
         }
         let message = "\(key) = \(shown) is invalid (expected \(expected))"
         return origin.map { InputError(file: $0, message) } ?? InputError(message)

@@ -94,21 +94,18 @@ public func checkRunDirectory(_ runDir: String, comm: Communicator, resume: Bool
         return
     }
     guard (st.st_mode & S_IFMT) == S_IFDIR else { throw InputError(file: runDir, "--run-dir names an existing file, not a folder") }
-    // An entry of the run that is a link into another run (its checkpoints/, members/, metrics.jsonl): this run would
-    // prune, replace and append to that run's files, also while it trains (a probe's second job did, through a
-    // checkpoints/ linked to a running run's). A link elsewhere (checkpoints/ on a larger disk) is the user's choice.
+    // An entry of the run that is a link into another run (to that run's folder, to one of its files or folders,
+    // or into its checkpoints/, members/, pretrained/): this run would prune, replace and append to that run's files,
+    // also while it trains (a probe's second job did, through a checkpoints/ linked to a running run's). A link
+    // elsewhere (checkpoints/ on a larger disk, a folder of the user's) is the user's choice.
     let own = resolvedPath(runDir)
-    for name in Set(artifacts + ["members", "pretrained"]).sorted() {
+    for name in artifacts {
         var lst = stat()
         guard lstat(runDir + "/" + name, &lst) == 0, (lst.st_mode & S_IFMT) == S_IFLNK else { continue }
-        let target = resolvedPath(runDir + "/" + name)
-        var above = URL(fileURLWithPath: target).deletingLastPathComponent()
-        while above.path != "/" && above.path != own {
-            if RunLayout.isRun(above.path) {
-                throw InputError(file: runDir + "/" + name, "is a link to \(target), inside the run in \(above.path); this run would prune, "
-                                 + "replace and append to that run's files: a run's files are its own (copy them, `cp -r`, instead of linking)")
-            }
-            above.deleteLastPathComponent()
+        let target = URL(fileURLWithPath: resolvedPath(runDir + "/" + name))
+        if let other = runOwning(target, except: own) {
+            throw InputError(file: runDir + "/" + name, "is a link to \(target.path), \(other == target.path ? "the run folder" : "a part of the run in") \(other); this run "
+                             + "would prune, replace and append to that run's files: a run's files are its own (copy them, `cp -r`, instead of linking)")
         }
     }
     // Loose checkpoint files at the top: a checkpoints/ folder or a fine-tuned run's pretrained/, not a run folder (a
@@ -156,6 +153,23 @@ public func checkRunDirectory(_ runDir: String, comm: Communicator, resume: Bool
             }
         }
     }
+}
+
+/// The run folder (other than `own`) that `target` is, or is a run entry of (its checkpoints/, metrics.jsonl, ...), or lies
+/// inside one of the folders of (checkpoints/, members/, pretrained/); nil for none.
+func runOwning(_ target: URL, except own: String) -> String? {
+    let parent = target.deletingLastPathComponent()
+    if parent.path != own && RunLayout.isRun(parent.path) && finetuneArtifacts.contains(target.lastPathComponent) { return parent.path }
+    var above = parent
+    while above.path != "/" && above.path != own {
+        let owner = above.deletingLastPathComponent()
+        if ["checkpoints", "members", "pretrained"].contains(above.lastPathComponent) && owner.path != own && RunLayout.isRun(owner.path) {
+            return owner.path
+        }
+        above = owner
+    }
+    // Last: a checkpoints/ folder with its best.json also reads as a run, and is named above as its run's part.
+    return target.path != own && RunLayout.isRun(target.path) ? target.path : nil
 }
 
 /// A run folder that holds only the config.yaml a command writes when it prepares the folder: that command stopped

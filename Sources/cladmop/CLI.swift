@@ -92,7 +92,7 @@ struct Cladmop: ParsableCommand {
 /// byte (to U+FFFD), so `--output "o\xff.store"` had written a file of another name, and a path of the file system
 /// that holds the byte could not be named at all.
 func argumentEncodingError() -> String? {
-    for index in 1..<Int(CommandLine.argc) {
+    for index in 1..<max(1, Int(CommandLine.argc)) {
         guard let raw = CommandLine.unsafeArgv[index] else { continue }
         let bytes = UnsafeBufferPointer(start: raw, count: strlen(raw)).map { UInt8(bitPattern: $0) }
         let text = String(decoding: bytes, as: UTF8.self)

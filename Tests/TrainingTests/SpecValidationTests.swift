@@ -1,9 +1,10 @@
-import Config
+@testable import Config
 import Foundation
 import Support
 import TestSupport
 import Training
 import XCTest
+import Yams
 
 /// Typed specifications: every relation between keys is checked once, whether the values come from YAML and
 /// --set or from a checkpoint's metadata; errors name the key and exit with status 2.
@@ -264,5 +265,40 @@ final class SpecValidationTests: XCTestCase {
         XCTAssertEqual(r.status, 2, r.output)
         XCTAssertTrue(r.output.contains("train.seed"), r.output)
         XCTAssertFalse(FileManager.default.fileExists(atPath: Self.work + "/disagree/metrics.jsonl"), "nothing trained")
+    }
+}
+
+/// The YAML boundary's second line of defence: an alias that got past the text scan (here the scan is skipped) is
+/// stopped by the node budget before it expands, and the text scan itself catches the forms that had got past it.
+final class YAMLAliasBudgetTests: XCTestCase {
+    /// An alias bomb of 8 levels of mappings of 10 aliases (10^8 leaves from under a kilobyte; lists of lists are refused anyway).
+    static let bomb: String = {
+        var lines = ["a0: &a0 {k0: x, k1: x, k2: x, k3: x, k4: x, k5: x, k6: x, k7: x, k8: x, k9: x}"]
+        for level in 1...8 { lines.append("a\(level): &a\(level) {" + (0..<10).map { "k\($0): *a\(level - 1)" }.joined(separator: ", ") + "}") }
+        return lines.joined(separator: "\n") + "\n"
+    }()
+
+    func testAnAliasBombPastTheScanIsStoppedByTheNodeBudget() throws {
+        let node = try XCTUnwrap(try Yams.compose(yaml: Self.bomb))
+        var budget = 2 * Self.bomb.utf8.count + 2
+        let start = Date()
+        XCTAssertThrowsError(try YAMLInput.value(node, path: "", origin: "bomb.yaml", depth: 0, budget: &budget)) { error in
+            XCTAssertTrue("\(error)".contains("more values than its text holds"), "\(error)")
+        }
+        XCTAssertLessThan(Date().timeIntervalSince(start), 5, "the budget must stop the walk long before 10^8 leaves")
+    }
+
+    func testTheScanRefusesAnchorsAfterATabInFlowContinuationLinesAndInCRLFFiles() {
+        for text in ["train:\n  epochs:\t&a 3\n", "data:\n  files: [a.csv,\n    *x]\n", "data:\r\n  files: [a.csv,\r\n    *x]\r\n",
+                     "data:\n  exclude_file: {p 'q: 1, a: &a {k: 1}}\n", "data:\n  files: [!!str &a x]\n"] {
+            XCTAssertThrowsError(try YAMLInput.scan(text, origin: "c.yaml"), text.debugDescription) { error in
+                XCTAssertTrue("\(error)".contains("anchors and aliases"), "\(error)")
+            }
+        }
+        // Plain text with & and * is no anchor; a CRLF file of 20 list items is not 20 levels deep.
+        let crlf = "data:\r\n  files:\r\n" + (0..<20).map { "    - f\($0).csv\r\n" }.joined()
+        for text in ["data:\n  feature_store: my *draft* store\n  exclude_file: R &D\n", "x: run-*draft*\ny: x:*y\n", crlf] {
+            XCTAssertNoThrow(try YAMLInput.scan(text, origin: "c.yaml"), text.debugDescription)
+        }
     }
 }
