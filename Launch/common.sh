@@ -253,9 +253,19 @@ stop_job() {
 
 # check_hostfile NP HOSTFILE: exits with status 2 and the file:line of the problem when HOSTFILE is
 # malformed or has fewer slots than NP (mpirun's own messages do not say where).
+# An emulated cluster's hostfile (Launch/cluster) whose cluster is down is refused too: mpirun had failed with status
+# 243 ("plm_rsh_agent ... could not be found"), which a restart loop restarted.
 check_hostfile() {
     [ -z "${2:-}" ] && return 0
     "$CLADMOP" check-hostfile "$2" -np "$1" >/dev/null || exit 2
+    local flags agent
+    if mapfile -t flags < <(cluster_flags "$2") && [ "${#flags[@]}" -gt 2 ]; then
+        agent="${flags[2]}"   # --mca plm_rsh_agent AGENT ...
+        if [ ! -x "$agent" ]; then
+            echo "Launch/$(basename "$0"): --hostfile $2 is an emulated cluster's (Launch/cluster), which is not up: its launch agent $agent is missing; bring it up (Launch/cluster up ...) and use the hostfile it prints" >&2
+            exit 2
+        fi
+    fi
 }
 
 # set_aside DIR: a result already at DIR is kept, not overwritten: it moves to DIR.previous-YYYYmmdd-HHMMSS

@@ -335,6 +335,9 @@ final class HostfileTests: XCTestCase {
         // Another project's config.yaml is no cladmop run (only the one cladmop writes counts).
         try FileManager.default.createDirectory(atPath: odd + "/project", withIntermediateDirectories: true)
         try Data("name: another project\n".utf8).write(to: URL(fileURLWithPath: odd + "/project/config.yaml"))
+        // The hostfile of an emulated cluster that is down (its launch agent gone).
+        try Data("# cladmop-cluster agent=\(odd)/gone/agent subnet=10.213.0.0/24\ngone-n0 slots=1\ngone-n1 slots=1\n".utf8)
+            .write(to: URL(fileURLWithPath: odd + "/stale.hosts"))
         try FileManager.default.createDirectory(atPath: odd + "/paper/finetune-phase1/members", withIntermediateDirectories: true)
         try Data("finetune: {}\n".utf8).write(to: URL(fileURLWithPath: odd + "/paper/finetune-phase1/config.yaml"))
         // The scripts' rank cap on this machine: 8 per core as nproc counts them (Launch/common.sh rank_cap).
@@ -412,6 +415,10 @@ final class HostfileTests: XCTestCase {
             // --run-dir / --out (an input CSV, data/, the repository itself), and failed after; Launch/pretrain's options
             // after cladmop's were refused by every rank, without the fix; an interrupted Launch/paper phase was refused
             // after setup and featurizing, advising an option the script does not take.
+            // A probe of the emulated cluster (session 42): a hostfile of a cluster that is down reached mpirun, whose
+            // status 243 the restart loop restarted.
+            ("pretrain", ["-np", "2", "--hostfile", odd + "/stale.hosts", "--max-restarts", "2", "--", "--run-dir", dir + "/r"],
+             "is an emulated cluster's (Launch/cluster), which is not up: its launch agent \(odd)/gone/agent is missing"),
             ("main", ["--run-dir", odd + "/file"], "--run-dir \(odd)/file: \(odd)/file is a file, not a folder"),
             ("main", ["--run-dir", repositoryRoot + "/data"], "--run-dir \(repositoryRoot)/data holds no earlier result of this script"),
             ("main", ["--run-dir", odd + "/project/"], "--run-dir \(odd)/project holds no earlier result of this script (none of: config.yaml"),

@@ -352,6 +352,30 @@ final class ClusterTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: "/run/cladmop-cluster/\(other)"))
     }
 
+    /// `up` interrupted by a closed terminal (SIGHUP) removes what it made and ends by the signal, as by SIGINT and
+    /// SIGTERM (a probe: SIGHUP had left 11 namespaces, 12 links and the cluster's state behind).
+    func testUpInterruptedBySIGHUPRemovesWhatItMade() throws {
+        let other = "ch\(getpid() % 100_000_000)"
+        defer { _ = try? runCommand(Self.script, ["down", "--name", other]) }
+        let up = Process()
+        up.executableURL = URL(fileURLWithPath: Self.script)
+        up.arguments = ["up", "16", "--name", other, "--owner", "\(getpid())"]
+        up.standardOutput = FileHandle.nullDevice
+        up.standardError = FileHandle.nullDevice
+        try up.run()
+        // The state folder is made once the cleanup is armed; the first namespaces follow.
+        let start = Date()
+        while up.isRunning && Date().timeIntervalSince(start) < 30
+              && !((try? runCommand("/usr/sbin/ip", ["netns", "list"]).output.contains("\(other)-n1")) ?? false) { usleep(20_000) }
+        try XCTSkipUnless(up.isRunning, "up of 16 nodes ended before it could be interrupted")
+        kill(up.processIdentifier, SIGHUP)
+        up.waitUntilExit()
+        XCTAssertEqual(up.terminationStatus, 129)
+        XCTAssertFalse(try runCommand("/usr/sbin/ip", ["netns", "list"]).output.contains("\(other)-"))
+        XCTAssertFalse(try runCommand("/usr/sbin/ip", ["-o", "link", "show"]).output.contains("\(other)-"))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "/run/cladmop-cluster/\(other)"))
+    }
+
     /// The subnet choice sees routes that hold a 10.213.X.0/24 without naming it (10.213.0.0/20, 10.0.0.0/8: it had
     /// compared the first three numbers only): the script runs in a namespace of the test's own whose routes say so.
     func testSubnetChoiceAvoidsWiderRoutes() throws {
