@@ -70,6 +70,15 @@ public struct Hostfile {
         if n == "localhost" || n.hasPrefix("localhost.") { return true }
         if labels.count == 4, labels[0] == "127", labels.allSatisfy({ !$0.isEmpty && $0.allSatisfy(\.isNumber) }) { return true }
         if names.names.contains(n) { return true }
+        // An IPv4 address in any form the resolver takes (`127.1`, `0.0.0.0`, `0x7f.1`): a probe's `localhost` and
+        // `127.1` had passed as two hosts, which mpirun then refused with an internal error (status 1).
+        var address = in_addr()
+        if n.allSatisfy({ $0.isHexDigit || $0 == "." || $0 == "x" }), inet_aton(n, &address) != 0 {
+            let value = UInt32(bigEndian: address.s_addr)
+            if value >> 24 == 127 || value == 0 { return true }
+            let dotted = [24, 16, 8, 0].map { String((value >> UInt32($0)) & 0xff) }.joined(separator: ".")
+            if names.names.contains(dotted) { return true }
+        }
         if let short = names.short, labels.count > 1, labels[0] == short, !labels[0].allSatisfy(\.isNumber) { return true }
         return false
     }
