@@ -202,6 +202,12 @@ mpirun_line() {
         line+=(--hostfile "$hostfile" --bind-to none)
     elif [ -n "$hostfile" ]; then
         line+=(--hostfile "$hostfile" --bind-to core)
+        # A node that takes the connection and never answers (a hung sshd, a proxy) had kept mpirun waiting for ever
+        # without a word: ssh's ConnectTimeout bounds the connection and its greeting, unless the launch agent or its
+        # arguments are the user's (OMPI_MCA_plm_rsh_agent or _args set, or MPI_FLAGS naming them).
+        if command -v ssh >/dev/null && [ -z "${OMPI_MCA_plm_rsh_agent+x}${OMPI_MCA_plm_rsh_args+x}" ] && [[ "${MPI_FLAGS:-}" != *plm_rsh* ]]; then
+            line+=(--mca plm_rsh_args "-o ConnectTimeout=30")
+        fi
     elif [ "$np" -gt "$(cores)" ]; then
         line+=(--oversubscribe --bind-to none)
     else
@@ -212,8 +218,8 @@ mpirun_line() {
 
 # run_job COMMAND...: runs a job (an mpirun line, or another Launch script) as a child and waits for it. Ctrl-C,
 # SIGTERM or SIGHUP to the script stops the job (SIGTERM to it; mpirun ends every rank; SIGKILL if it still runs 30 s
-# later, as OpenMPI 4's mpirun may wait for an unreachable node), then the script ends by the same signal (130 / 143 /
-# 129 where it is ignored): a restart loop or a sweep does not go on as after an ordinary failure, and mpirun is not left
+# later, as OpenMPI 4's mpirun may wait for an unreachable node; then SIGKILL to what is left of its session), then the
+# script ends by the same signal (130 / 143 / 129 where it is ignored): a restart loop or a sweep does not go on as after an ordinary failure, and mpirun is not left
 # running on its own (bash waiting for a foreground child dies of a SIGTERM without passing it on).
 # A word ":" after cladmop's path is passed as "./:" (the same path): mpirun reads a lone ":" as the start of another
 # app context ("--run-dir :" had ended with mpirun's "unknown option").
@@ -229,7 +235,9 @@ run_job() {
     trap "stop_job INT 130" INT
     trap "stop_job TERM 143" TERM
     trap "stop_job HUP 129" HUP
-    "${words[@]}" {SCRIPT_STDERR}>&- 0<&0 &
+    # In a session of its own (setsid), so that stopping it reaches every process it started: mpirun's ssh to a node
+    # had outlived it, holding the script's output open.
+    setsid "${words[@]}" {SCRIPT_STDERR}>&- 0<&0 &
     JOB_PID=$!
     local status=0
     wait "$JOB_PID" || status=$?
@@ -245,6 +253,7 @@ stop_job() {
         while kill -0 "$JOB_PID" 2>/dev/null && [ "$waited" -lt 30 ]; do sleep 1; waited=$((waited + 1)); done
         kill -KILL "$JOB_PID" 2>/dev/null || true
         wait "$JOB_PID" 2>/dev/null || true
+        kill -KILL -- "-$JOB_PID" 2>/dev/null || true     # what it left in its session (an ssh to a node)
     fi
     echo "Launch/$(basename "$0"): interrupted (SIG$1): the job was stopped" >&"$SCRIPT_STDERR"
     kill -s "$1" $$

@@ -471,6 +471,50 @@ final class HostfileTests: XCTestCase {
     /// Launch/paper fine-tunes (or resumes) the pretraining run at --run-dir only when it is configs/paper.yaml's model
     /// with the phase I report trials kept out of SCT: a finished run of configs/pretrain.yaml there had been fine-tuned
     /// as the paper's model, without a word (a probe, session 41). Refused before featurizing, naming the keys.
+    /// A Launch script stopped by SIGTERM also stops what its job left behind (a probe: mpirun's ssh to a node that
+    /// never answered outlived mpirun, holding the script's output open for 13 minutes): the job runs in a session of
+    /// its own, which the script's stop kills after the job's own end.
+    func testAStoppedJobTakesWhatItStartedAlong() throws {
+        let dir = NSTemporaryDirectory() + "cladmop-stop-job-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let driver = dir + "/driver.sh"
+        try Data("""
+            #!/bin/bash
+            source "\(repositoryRoot)/Launch/common.sh"
+            run_job bash -c 'sleep 600 & echo $! > "\(dir)/left.pid"; sleep 600'
+            """.utf8).write(to: URL(fileURLWithPath: driver))
+        chmod(driver, 0o755)
+        let script = Process()
+        script.executableURL = URL(fileURLWithPath: driver)
+        script.standardOutput = FileHandle.nullDevice
+        script.standardError = FileHandle.nullDevice
+        try script.run()
+        let start = Date()
+        while !FileManager.default.fileExists(atPath: dir + "/left.pid") && Date().timeIntervalSince(start) < 20 { usleep(20_000) }
+        usleep(200_000)
+        let text = try String(contentsOfFile: dir + "/left.pid", encoding: .utf8)
+        let left = try XCTUnwrap(pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), text)
+        kill(script.processIdentifier, SIGTERM)
+        // (With the old run_job, isRunning stayed true while the job's leftover lived, and waitUntilExit waited as long.)
+        let sent = Date()
+        while script.isRunning && Date().timeIntervalSince(sent) < 40 { usleep(100_000) }
+        XCTAssertFalse(script.isRunning, "the script or what its job left still runs 40 s after SIGTERM")
+        if !script.isRunning {
+            XCTAssertEqual(script.terminationReason, .uncaughtSignal)
+            XCTAssertEqual(script.terminationStatus, SIGTERM)
+        }
+        var gone = false
+        for _ in 0..<50 {
+            let stat = try? String(contentsOfFile: "/proc/\(left)/stat", encoding: .utf8)
+            if stat == nil || stat!.split(separator: ")").last!.split(separator: " ").first == "Z" { gone = true; break }
+            usleep(100_000)
+        }
+        XCTAssertTrue(gone, "the job's background process (pid \(left)) outlived the stopped script")
+        if !gone { kill(left, SIGKILL) }
+        if script.isRunning { script.terminate() }
+    }
+
     func testPaperRefusesAPretrainingRunOfAnotherConfiguration() throws {
         try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: repositoryRoot + "/.build/release/cladmop"), "Launch/paper runs .build/release/cladmop")
         let dir = NSTemporaryDirectory() + "cladmop-paper-reuse-\(getpid())"

@@ -308,6 +308,36 @@ final class ClusterTests: XCTestCase {
         XCTAssertEqual(relativeDifference(try parameters("killed", step: 300), clean.parameters), 0, accuracy: 1e-6)
     }
 
+    /// A node that takes ssh's connection and never answers (a hung sshd, a proxy) ends the launch within ssh's
+    /// ConnectTimeout (30 s, which Launch/common.sh passes for a hostfile of real hosts): mpirun had waited for ever
+    /// without a word. Node 1's namespace plays the node, with a listener on port 22 that accepts and stays silent.
+    func testANodeThatNeverAnswersSshEndsTheLaunch() throws {
+        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: "/usr/bin/ssh"), "no ssh client here")
+        let ns = "\(Self.name)-n1"
+        let address = try runCommand("/usr/sbin/ip", ["-n", ns, "-4", "-o", "addr", "show"]).output
+            .split(separator: " ").first { $0.hasPrefix(Self.subnet.split(separator: ".").prefix(3).joined(separator: ".") + ".") }
+            .map { String($0.split(separator: "/")[0]) }
+        let ip = try XCTUnwrap(address, "no address of \(ns) in \(Self.subnet)")
+        let listener = Process()
+        listener.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+        listener.arguments = ["netns", "exec", ns, "python3", "-c", """
+            import socket, time
+            s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("0.0.0.0", 22)); s.listen(8)
+            held = []
+            while True: held.append(s.accept()[0])
+            """]
+        try listener.run()
+        defer { listener.terminate(); kill(listener.processIdentifier, SIGKILL) }
+        usleep(500_000)
+        let hosts = Self.work + "/silent.hosts"
+        try "localhost slots=1\n\(ip) slots=1\n".write(toFile: hosts, atomically: true, encoding: .utf8)
+        let r = try runCommand(repositoryRoot + "/Launch/pretrain", ["-np", "2", "--hostfile", hosts, "--"]
+                               + Array(args("silent", steps: 4).dropFirst()), timeout: 120)
+        XCTAssertNotEqual(r.status, 0, r.output)
+        XCTAssertLessThan(r.seconds, 90, r.output)
+        XCTAssertTrue(r.output.contains("banner exchange"), r.output)
+    }
+
     // MARK: - the script
 
     /// Bad input exits 2 with a message; `down` of nothing succeeds; `up` twice is fine; `down` leaves no
