@@ -352,7 +352,9 @@ final class ClusterTests: XCTestCase {
                            (["down", "--all", "--name", "x"], "give either --all or --name, not both"),
                            (["up", "1", "--name", "abcdefghij"], "--name: at most 9 characters for up"),
                            // An eleventh probe: bash arithmetic had read 010 as 8 nodes.
-                           (["up", "010"], "N must be a whole number from 1 to 64, got '010'")] {
+                           (["up", "010"], "N must be a whole number from 1 to 64, got '010'"),
+                           // A probe (session 42): a stray word had been "extra needs a value".
+                           (["up", "2", "extra"], "unexpected argument 'extra'")] {
             let r = try runCommand(Self.script, bad)
             XCTAssertEqual(r.status, 2, "\(bad): \(r.output)")
             XCTAssertTrue(r.output.hasPrefix("Launch/cluster: ") && r.output.contains(why), "\(bad): \(r.output)")
@@ -376,6 +378,13 @@ final class ClusterTests: XCTestCase {
         XCTAssertTrue(again.output.contains("already up"), again.output)
         XCTAssertTrue(try runCommand("/usr/sbin/ip", ["-o", "link", "show", "dev", "\(other)-n1"]).output.contains(",UP"))
         XCTAssertTrue(try runCommand("/usr/sbin/tc", ["qdisc", "show", "dev", "\(other)-n1"]).output.contains("tbf"))
+        // A node's own eth0 set down inside its namespace (a probe, session 42: status said "link up" and `up` left it
+        // down): status says DOWN, and `up` brings it back.
+        XCTAssertEqual(try runCommand("/usr/sbin/ip", ["-n", "\(other)-n1", "link", "set", "eth0", "down"]).status, 0)
+        XCTAssertTrue(try runCommand(Self.script, ["status", "--name", other]).output.contains("link DOWN"))
+        _ = try runCommand(Self.script, ["up", "2", "--name", other, "--bandwidth", "1gbit", "--owner", "\(getpid())"], timeout: 60)
+        XCTAssertTrue(try runCommand("/usr/sbin/ip", ["-n", "\(other)-n1", "-o", "link", "show", "eth0"]).output.contains(",UP"))
+        XCTAssertFalse(try runCommand(Self.script, ["status", "--name", other]).output.contains("link DOWN"))
         XCTAssertEqual(try runCommand(Self.script, ["down", "--name", other]).status, 0)
         XCTAssertFalse(try runCommand("/usr/sbin/ip", ["-o", "link", "show"]).output.contains("\(other)-"))
         XCTAssertFalse(try runCommand("/usr/sbin/ip", ["netns", "list"]).output.contains("\(other)-"))
