@@ -83,6 +83,12 @@ public struct Hostfile {
         return false
     }
 
+    /// `text` with every character but printable ASCII written as \u{...}: a no-break space in a line had shown as a
+    /// plain one ("node1 slots=2" is not a host name).
+    static func visible(_ text: String) -> String {
+        text.unicodeScalars.map { (0x21...0x7e).contains($0.value) ? String($0) : "\\u{\(String($0.value, radix: 16))}" }.joined()
+    }
+
     init(lines: [String], path: String) throws {
         self.path = path
         var hosts: [Host] = [], firstLine: [String: Int] = [:]
@@ -102,7 +108,7 @@ public struct Hostfile {
             // A name starts with a letter or digit (`-np` on a line of its own is an argument that strayed in).
             guard name.unicodeScalars.allSatisfy(hostCharacters.contains), name.utf8.count <= 253,
                   name.first.map({ $0.isLetter || $0.isNumber }) == true, !name.contains("..") else {
-                let shown = name.count > 64 ? "\(name.prefix(64))... (\(name.utf8.count) bytes)" : name
+                let shown = name.count > 64 ? "\(Self.visible(String(name.prefix(64))))... (\(name.utf8.count) bytes)" : Self.visible(name)
                 throw InputError(file: path, line: line, "\"\(shown)\" is not a host name (at most 253 ASCII letters, digits, '.' and '-', starting with a letter or digit, no empty label (..), as mpirun needs; slots are given as slots=N, not host:N; IPv6 addresses are not usable in an OpenMPI 4 hostfile)")
             }
             // Host names are case-insensitive (DNS): NODE1 and node1 would put two daemons on one machine, and for
@@ -116,7 +122,9 @@ public struct Hostfile {
                 let kv = word.split(separator: "=", maxSplits: 1).map(String.init)
                 let key = kv.first == "max-slots" ? "max_slots" : kv.first ?? ""
                 guard kv.count == 2, ["slots", "max_slots"].contains(key) else {
-                    throw InputError(file: path, line: line, "\"\(word)\" after host \(name): expected slots=N or max_slots=N (or max-slots=N)")
+                    // `slots = 2` (which mpirun reads) is three words here.
+                    let spaced = ["slots", "max_slots", "=", "="].contains(key) || word.hasPrefix("=") ? "; write it without spaces around '='" : ""
+                    throw InputError(file: path, line: line, "\"\(Self.visible(word))\" after host \(name): expected slots=N or max_slots=N (or max-slots=N)\(spaced)")
                 }
                 guard !seen.contains(key) else { throw InputError(file: path, line: line, "\(kv[0]) given twice for host \(name)") }
                 seen.insert(key)
@@ -124,7 +132,7 @@ public struct Hostfile {
                 // Digits only: mpirun reads `slots=+2` as a negative count and refuses it.
                 let digits = !kv[1].isEmpty && kv[1].allSatisfy({ $0.isASCII && $0.isNumber })
                 guard digits, kv[1].contains(where: { $0 != "0" }) else {
-                    throw InputError(file: path, line: line, "\(kv[0])=\(kv[1]) for host \(name): expected a whole number >= 1")
+                    throw InputError(file: path, line: line, "\(kv[0])=\(Self.visible(kv[1])) for host \(name): expected a whole number >= 1")
                 }
                 // Beyond Int (99999999999999999999) is too many as well, not "not a number".
                 guard let n = Int(kv[1]), n <= Self.maxSlots else {
