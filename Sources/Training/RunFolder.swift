@@ -94,18 +94,20 @@ public func checkRunDirectory(_ runDir: String, comm: Communicator, resume: Bool
         return
     }
     guard (st.st_mode & S_IFMT) == S_IFDIR else { throw InputError(file: runDir, "--run-dir names an existing file, not a folder") }
-    // An entry of the run that is a link into another run (to that run's folder, to one of its files or folders,
-    // or into its checkpoints/, members/, pretrained/): this run would prune, replace and append to that run's files,
-    // also while it trains (a probe's second job did, through a checkpoints/ linked to a running run's). A link
-    // elsewhere (checkpoints/ on a larger disk, a folder of the user's) is the user's choice.
+    // A folder of the run (checkpoints/, members/) that is a link into another run (to that run's folder, to one of
+    // its folders, or inside its checkpoints/, members/, pretrained/): this run would prune and replace that run's
+    // checkpoints, also while it trains (a probe's second job did, through a checkpoints/ linked to a running run's).
+    // A link elsewhere (checkpoints/ on a larger disk) is the user's choice; a linked file (a `cp -rs` copy of a run)
+    // is replaced by this run's own on its first write (metrics.jsonl is copied before a resumed run appends).
     let own = resolvedPath(runDir)
     for name in artifacts {
-        var lst = stat()
-        guard lstat(runDir + "/" + name, &lst) == 0, (lst.st_mode & S_IFMT) == S_IFLNK else { continue }
+        var lst = stat(), linked = stat()
+        guard lstat(runDir + "/" + name, &lst) == 0, (lst.st_mode & S_IFMT) == S_IFLNK,
+              stat(runDir + "/" + name, &linked) == 0, (linked.st_mode & S_IFMT) == S_IFDIR else { continue }
         let target = URL(fileURLWithPath: resolvedPath(runDir + "/" + name))
         if let other = runOwning(target, except: own) {
             throw InputError(file: runDir + "/" + name, "is a link to \(target.path), \(other == target.path ? "the run folder" : "a part of the run in") \(other); this run "
-                             + "would prune, replace and append to that run's files: a run's files are its own (copy them, `cp -r`, instead of linking)")
+                             + "would prune and replace that run's checkpoints: a run's folders are its own (copy them, `cp -r`, instead of linking)")
         }
     }
     // Loose checkpoint files at the top: a checkpoints/ folder or a fine-tuned run's pretrained/, not a run folder (a
