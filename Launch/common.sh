@@ -218,7 +218,7 @@ mpirun_line() {
 
 # run_job COMMAND...: runs a job (an mpirun line, or another Launch script) as a child and waits for it. Ctrl-C,
 # SIGTERM or SIGHUP to the script stops the job (SIGTERM to it; mpirun ends every rank; SIGKILL if it still runs 30 s
-# later, as OpenMPI 4's mpirun may wait for an unreachable node; then SIGKILL to what is left of its session), then the
+# later, as OpenMPI 4's mpirun may wait for an unreachable node; then SIGKILL to what it had started), then the
 # script ends by the same signal (130 / 143 / 129 where it is ignored): a restart loop or a sweep does not go on as after an ordinary failure, and mpirun is not left
 # running on its own (bash waiting for a foreground child dies of a SIGTERM without passing it on).
 # A word ":" after cladmop's path is passed as "./:" (the same path): mpirun reads a lone ":" as the start of another
@@ -235,9 +235,7 @@ run_job() {
     trap "stop_job INT 130" INT
     trap "stop_job TERM 143" TERM
     trap "stop_job HUP 129" HUP
-    # In a session of its own (setsid), so that stopping it reaches every process it started: mpirun's ssh to a node
-    # had outlived it, holding the script's output open.
-    setsid "${words[@]}" {SCRIPT_STDERR}>&- 0<&0 &
+    "${words[@]}" {SCRIPT_STDERR}>&- 0<&0 &
     JOB_PID=$!
     local status=0
     wait "$JOB_PID" || status=$?
@@ -248,16 +246,36 @@ run_job() {
 stop_job() {
     trap - INT TERM HUP
     if [ -n "$JOB_PID" ]; then
+        # The processes below the job, gathered while it ends: mpirun's ssh to a node runs in a process group of its
+        # own and had outlived mpirun, holding the script's output open; they are killed once the job has ended.
+        local left p waited=0
+        left="$(descendants "$JOB_PID")"
         kill -TERM "$JOB_PID" 2>/dev/null || true
-        local waited=0
-        while kill -0 "$JOB_PID" 2>/dev/null && [ "$waited" -lt 30 ]; do sleep 1; waited=$((waited + 1)); done
+        while kill -0 "$JOB_PID" 2>/dev/null && [ "$waited" -lt 30 ]; do
+            sleep 1; waited=$((waited + 1)); left+=" $(descendants "$JOB_PID")"
+        done
         kill -KILL "$JOB_PID" 2>/dev/null || true
         wait "$JOB_PID" 2>/dev/null || true
-        kill -KILL -- "-$JOB_PID" 2>/dev/null || true     # what it left in its session (an ssh to a node)
+        for p in $left; do kill -KILL "$p" 2>/dev/null || true; done
     fi
-    echo "Launch/$(basename "$0"): interrupted (SIG$1): the job was stopped" >&"$SCRIPT_STDERR"
+    echo "Launch/$(basename "$0"): interrupted (SIG$1): the job was stopped" >&"$SCRIPT_STDERR" 2>/dev/null || true
     kill -s "$1" $$
     exit "$2"
+}
+
+# descendants PID: the ids of the processes below PID (from the parent ids in /proc/*/stat), space-separated.
+descendants() {
+    local f line fields queue=("$1") p c
+    local -A children=()
+    for f in /proc/[0-9]*/stat; do
+        read -r line < "$f" 2>/dev/null || continue
+        read -r -a fields <<< "${line##*) }"      # state, parent id, ...
+        children[${fields[1]}]+=" ${f//[^0-9]/}"
+    done
+    while [ "${#queue[@]}" -gt 0 ]; do
+        p="${queue[0]}"; queue=("${queue[@]:1}")
+        for c in ${children[$p]:-}; do printf '%s ' "$c"; queue+=("$c"); done
+    done
 }
 
 # check_hostfile NP HOSTFILE: exits with status 2 and the file:line of the problem when HOSTFILE is

@@ -170,8 +170,9 @@ func runOwning(_ target: URL, except own: String) -> String? {
         }
         above = owner
     }
-    // Last: a checkpoints/ folder with its best.json also reads as a run, and is named above as its run's part.
-    return target.path != own && RunLayout.isRun(target.path) ? target.path : nil
+    // Last: the run folder itself, with the config.yaml every run writes (a checkpoints/ folder with its best.json also
+    // reads as a run: one kept on a larger disk is this run's own).
+    return target.path != own && RunLayout.isRun(target.path) && FileManager.default.fileExists(atPath: target.path + "/config.yaml") ? target.path : nil
 }
 
 /// A run folder that holds only the config.yaml a command writes when it prepares the folder: that command stopped

@@ -472,8 +472,8 @@ final class HostfileTests: XCTestCase {
     /// with the phase I report trials kept out of SCT: a finished run of configs/pretrain.yaml there had been fine-tuned
     /// as the paper's model, without a word (a probe, session 41). Refused before featurizing, naming the keys.
     /// A Launch script stopped by SIGTERM also stops what its job left behind (a probe: mpirun's ssh to a node that
-    /// never answered outlived mpirun, holding the script's output open for 13 minutes): the job runs in a session of
-    /// its own, which the script's stop kills after the job's own end.
+    /// never answered outlived mpirun, holding the script's output open for 13 minutes): the processes below the job
+    /// are killed after its end. The leftover here is in a process group of its own (`set -m`), as OpenMPI puts its ssh.
     func testAStoppedJobTakesWhatItStartedAlong() throws {
         let dir = NSTemporaryDirectory() + "cladmop-stop-job-\(getpid())"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -482,7 +482,7 @@ final class HostfileTests: XCTestCase {
         try Data("""
             #!/bin/bash
             source "\(repositoryRoot)/Launch/common.sh"
-            run_job bash -c 'sleep 600 & echo $! > "\(dir)/left.pid"; sleep 600'
+            run_job bash -c 'set -m; sleep 600 & echo $! > "\(dir)/left.pid"; sleep 600'
             """.utf8).write(to: URL(fileURLWithPath: driver))
         chmod(driver, 0o755)
         let script = Process()
