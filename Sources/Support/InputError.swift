@@ -21,7 +21,7 @@ public struct InputError: Error, CustomStringConvertible, Equatable {
         let invisible = { (u: Unicode.Scalar) in
             (u.properties.isWhitespace && u != " ") || [.format, .control].contains(u.properties.generalCategory)
         }
-        if text.isEmpty || text.first!.isWhitespace || text.last!.isWhitespace || text.unicodeScalars.contains(where: invisible) {
+        if text.isEmpty || text.first?.isWhitespace == true || text.last?.isWhitespace == true || text.unicodeScalars.contains(where: invisible) {
             // Quoted, with each invisible character (a tab, a no-break or zero-width space, a line break) written out.
             shown = "\"" + shown.unicodeScalars.map { invisible($0) ? "\\u{\(String($0.value, radix: 16))}" : String($0) }.joined() + "\""
         }

@@ -163,8 +163,8 @@ struct ConfigOptions: ParsableArguments {
     func resolve(_ comm: Communicator) throws -> (Config, RunSpec) {
         let c = try Config(file: config, overrides: overrides)
         let spec = try RunSpec(c)
-        if comm.isRoot && configs.count > 1 {
-            standardErrorWrite(Data(("warning: --config given \(configs.count) times; only the last, \(configs.last!), is read (not "
+        if comm.isRoot, configs.count > 1, let read = configs.last {
+            standardErrorWrite(Data(("warning: --config given \(configs.count) times; only the last, \(read), is read (not "
                 + configs.dropLast().joined(separator: ", ") + "): files are not layered; --set overrides single keys\n").utf8))
         }
         if comm.isRoot && !c.repeatedOverrides.isEmpty {
