@@ -47,7 +47,8 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         try require((0...8).contains(selfLayers), "selfLayers", selfLayers, "an integer in [0, 8]")
         try require((1...1024).contains(centroids) && centroids >> (groupingLayers - 1) >= 1, "centroids", centroids,
                     "an integer in [2^(groupingLayers - 1), 1024]")
-        try require((1...4096).contains(encoderDim), "encoderDim", encoderDim, "an integer in [1, 4096]")
+        try require((1...4096).contains(encoderDim), "encoderDim", encoderDim,
+                    "an integer in [1, 4096]: the width of the feature store's sentence vectors (its text encoder's hidden_size)")
         try require((3...10_000_000).contains(molVocab), "molVocab", molVocab, "an integer in [3, 10000000] (PAD, UNK, NONE, tokens)")
         try require((1...64).contains(maxMolecules), "maxMolecules", maxMolecules, "an integer in [1, 64]")
         try require((1...7).contains(icdTableSizes.count) && icdTableSizes.allSatisfy { (1...10_000_000).contains($0) },

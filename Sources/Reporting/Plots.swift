@@ -17,16 +17,18 @@ public func niceStep(_ lo: Double, _ hi: Double, maxTicks: Int = 6, integer: Boo
     while true {
         for m in [1.0, 2.0, 5.0] {
             let s = m * pow(10, e)
-            if tickIndices(lo, hi, s).count <= maxTicks { return s }
+            if let ticks = tickIndices(lo, hi, s), ticks.count <= maxTicks { return s }
         }
         e += 1
     }
 }
 
-/// k such that k x step lies in [lo, hi] (with a relative tolerance, so that 0.3 counts in [0, 0.3]).
-func tickIndices(_ lo: Double, _ hi: Double, _ step: Double) -> [Int] {
-    let first = Int((lo / step - 1e-9).rounded(.up)), last = Int((hi / step + 1e-9).rounded(.down))
-    return first <= last ? Array(first...last) : []
+/// k such that k x step lies in [lo, hi] (with a relative tolerance, so that 0.3 counts in [0, 0.3]); nil when there
+/// are more than 10,000 of them or k leaves ±10^15 (a logged value near the Double's limit: no trap converting it).
+func tickIndices(_ lo: Double, _ hi: Double, _ step: Double) -> [Int]? {
+    let first = (lo / step - 1e-9).rounded(.up), last = (hi / step + 1e-9).rounded(.down)
+    guard first.isFinite, last.isFinite, abs(first) < 1e15, abs(last) < 1e15, last - first < 10_000 else { return nil }
+    return first <= last ? Array(Int(first)...Int(last)) : []
 }
 
 /// k x step without the binary noise of the product (3 x 0.1 is 0.3, not 0.30000000000000004).
@@ -41,7 +43,7 @@ public func niceTicks(_ lo: Double, _ hi: Double, maxTicks: Int = 6, integer: Bo
     guard lo.isFinite, hi.isFinite else { return [] }
     guard hi > lo else { return [lo] }
     let step = niceStep(lo, hi, maxTicks: maxTicks, integer: integer)
-    return tickIndices(lo, hi, step).map { tickValue($0, step) }
+    return (tickIndices(lo, hi, step) ?? []).map { tickValue($0, step) }
 }
 
 /// Ticks of a log axis over [lo, hi] (data values, both > 0): 1, 2, 5 x 10^k when at most `maxTicks` of them

@@ -63,7 +63,7 @@ public struct BertConfig: Decodable, Sendable {
                 throw InputError.invalid(key, v, expected: "an integer in [\(r.lowerBound), \(r.upperBound)]\(why)", in: path)
             }
         }
-        try range("hidden_size", hidden_size, 1...65535, "; a feature store holds at most 65535 values per vector")
+        try range("hidden_size", hidden_size, 1...4096, "; the model takes sentence vectors of at most 4096 values (model encoderDim)")
         try range("num_attention_heads", num_attention_heads, 1...hidden_size, ", at most hidden_size = \(hidden_size)")
         guard hidden_size % num_attention_heads == 0 else {
             throw InputError(file: path, "num_attention_heads = \(num_attention_heads) does not divide hidden_size = \(hidden_size) (expected a divisor: each head gets hidden_size / num_attention_heads values)")

@@ -2,6 +2,10 @@ import Support
 import Foundation
 import NN
 
+/// Bytes the synthetic store's vectors take in memory, at most, per trial and unit of width (16 sentences x 3 levels
+/// x 4 bytes): what `synth` checks against the machine's memory before building one.
+public let syntheticBytesPerTrialAndDim = 16 * 3 * 4
+
 /// A synthetic SCT corpus with planted pair structure, for tests and batch-size studies at any scale.
 ///
 /// Each trial draws 1-3 drugs from a pool of `drugPool` molecules (random SMILES-like token strings) and
@@ -25,7 +29,7 @@ public func writeSyntheticStore(path: String, trials count: Int, dim: Int, hiera
     let maps = (0..<3).map { _ in (0..<(dim * k)).map { _ in rng.normal() / Float(k).squareRoot() } }
     var trials: [StoredTrial] = []
     var vectors: [Float] = []
-    vectors.reserveCapacity(count * 3 * dim * 10)
+    vectors.reserveCapacity(count * 3 * dim * (sentences.lowerBound + sentences.upperBound) / 2)
     var sentenceCount = 0
     for i in 0..<count {
         let ds = (0..<(1 + rng.int(below: 3))).map { _ in rng.int(below: drugPool) }

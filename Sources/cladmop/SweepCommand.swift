@@ -41,7 +41,9 @@ struct SweepReport: ParsableCommand {
             let f = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
             func bad(_ what: String) -> InputError { InputError(file: listing, line: i + 1, what) }
             guard f.count == 4 else { throw bad("expected global_batch<TAB>lr<TAB>exit status<TAB>run dir, found \(f.count) field(s)") }
-            guard let b = Int(f[0]), b >= 2 else { throw bad("global_batch \"\(f[0].prefix(40))\": expected an integer of at least 2 (train.global_batch)") }
+            guard let b = Int(f[0]), (2...1_000_000).contains(b) else {
+                throw bad("global_batch \"\(f[0].prefix(40))\": expected an integer from 2 to 1000000 (train.global_batch)")
+            }
             // Float(lr).isNormal: a positive lr within 32-bit floats, as optimizer.lr (a subnormal Double is 0 here).
             guard let lr = Double(f[1]), lr > 0, Float(lr).isNormal else {
                 throw bad("lr \"\(f[1].prefix(40))\": expected a positive number within 32-bit floats, 1.2e-38 to 3.4e38 (optimizer.lr)")
@@ -88,18 +90,35 @@ struct SweepReport: ParsableCommand {
                 throw InputError(file: listing, line: r.line, "lr \(r.lr), but its run \(r.dir) trained with optimizer.lr \(rate) (its config.yaml)")
             }
         }
-        let points = runs.map { SweepPoint(globalBatch: $0.batch, learningRate: $0.lr, exitStatus: $0.status, runDir: $0.dir) }
-        // A validation loss is an InfoNCE loss: at least 0, and at most 2 x logit scale (<= 100) + log(batch), far below
-        // 1e6; a run whose evaluations hold none, or one outside that, is not what pretrain wrote.
-        for (r, p) in zip(runs, points) where p.status == "ok" {
-            guard p.bestValLoss != nil else {
-                throw InputError(file: r.dir + "/metrics.jsonl", "no eval record holds a val_loss (null in every one); expected the validation loss of each evaluation (global_batch \(r.batch), \(listing):\(r.line))")
+        // What the report reads of a finished run's evaluations, checked before it is read: a validation loss is an
+        // InfoNCE loss, at least 0 and at most 2 x logit scale (<= 100) + log(batch), far below 1e6; steps and epochs
+        // are counts within train.max_steps' range (a step of 2e17 had trapped the samples-to-best product); accuracies
+        // are fractions. A run whose evaluations hold other values, or no loss at all, is not what pretrain wrote.
+        for r in runs where r.status == 0 {
+            let file = r.dir + "/metrics.jsonl"
+            func bad(_ what: String) -> InputError { InputError(file: file, "\(what) (global_batch \(r.batch), \(listing):\(r.line))") }
+            let evals = MetricsLog.records(of: "eval", in: file, as: EvalRecord.self)
+            for e in evals {
+                guard (0...100_000_000).contains(e.step) else { throw bad("an eval record's step \(e.step): expected a step count from 0 to 100000000") }
+                guard e.epoch >= 0 && e.epoch <= 1e9 else { throw bad("an eval record's epoch \(e.epoch): expected a number of epochs from 0 to 1e9") }
+                if let loss = e.valLoss, !(loss >= 0 && loss < 1e6) {
+                    throw bad("val_loss \(loss): expected a loss in [0, 1e6) (an InfoNCE loss)")
+                }
+                for (key, value) in [("val_top1_c2dm", e.valTop1C2dm), ("chance_top1", e.chanceTop1)] {
+                    if let value, !(value >= 0 && value <= 1) { throw bad("\(key) \(value): expected a fraction in [0, 1]") }
+                }
             }
-            let losses = MetricsLog.records(of: "eval", in: r.dir + "/metrics.jsonl", as: EvalRecord.self).compactMap(\.valLoss)
-            if let bad = losses.first(where: { !($0 >= 0 && $0 < 1e6) }) {
-                throw InputError(file: r.dir + "/metrics.jsonl", "val_loss \(bad): expected a loss in [0, 1e6) (an InfoNCE loss; global_batch \(r.batch), \(listing):\(r.line))")
+            let summaries = MetricsLog.records(of: "summary", in: file, as: SummaryRecord.self)
+            for summary in summaries {
+                for (key, value) in [("samples_per_second", summary.samplesPerSecond), ("peak_rss_mb", summary.peakRssMb)] {
+                    guard value >= 0 && value < 1e15 else { throw bad("the summary's \(key) \(value): expected a non-negative number below 1e15") }
+                }
+            }
+            if !evals.isEmpty && !summaries.isEmpty && !evals.contains(where: { $0.valLoss != nil }) {
+                throw bad("no eval record holds a val_loss (null in every one); expected the validation loss of each evaluation")
             }
         }
+        let points = runs.map { SweepPoint(globalBatch: $0.batch, learningRate: $0.lr, exitStatus: $0.status, runDir: $0.dir) }
         // Exit status 0 without an evaluation and a summary: the run stopped before its end (killed, or its log cut).
         for (r, p) in zip(runs, points) where r.status == 0 && p.status != "ok" {
             standardErrorWrite(Data(("warning: \(listing):\(r.line): the run of global_batch \(r.batch) exited with status 0 but \(r.dir)/metrics.jsonl "

@@ -70,8 +70,10 @@ final class ModelFolderValidationTests: XCTestCase {
             ("heads-negative", ["num_attention_heads": -12], "config.json: num_attention_heads = -12 is invalid"),
             ("heads-not-dividing", ["num_attention_heads": 5], "config.json: num_attention_heads = 5 does not divide hidden_size = 384"),
             ("heads-over-hidden", ["num_attention_heads": 768], "config.json: num_attention_heads = 768 is invalid"),
-            ("hidden-zero", ["hidden_size": 0], "config.json: hidden_size = 0 is invalid (expected an integer in [1, 65535]"),
+            ("hidden-zero", ["hidden_size": 0], "config.json: hidden_size = 0 is invalid (expected an integer in [1, 4096]"),
             ("hidden-huge", ["hidden_size": 1 << 40], "config.json: hidden_size = 1099511627776 is invalid"),
+            // Wider than the model takes (its checkpoints would be refused on load after a whole featurization and run).
+            ("hidden-wider-than-the-model", ["hidden_size": 5120], "config.json: hidden_size = 5120 is invalid (expected an integer in [1, 4096]; the model takes"),
             ("intermediate-zero", ["intermediate_size": 0], "config.json: intermediate_size = 0 is invalid"),
             ("layers-two", ["num_hidden_layers": 2], "config.json: num_hidden_layers = 2 is invalid (expected an integer in [3, 1024]; the coarse, medium and fine levels"),
             ("layers-negative", ["num_hidden_layers": -1], "config.json: num_hidden_layers = -1 is invalid"),

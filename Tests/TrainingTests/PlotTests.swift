@@ -72,6 +72,16 @@ final class PlotTests: XCTestCase {
         XCTAssertEqual(axisDomain(1, 1, integer: true), 0...2)
     }
 
+    func testValuesNearTheDoublesLimitPlotWithoutTrapping() {
+        // A hand-edited or damaged metrics.jsonl read back by a resumed run: a loss of 1.7e308 beside losses near 2. The
+        // padded span overflows, and the tick code had converted -6.8e306 to an Int (a trap at the end of pretraining).
+        let svg = svgLinePlot(title: "loss", xLabel: "step", yLabel: "loss",
+                              series: [PlotSeries("train", [(1, 2.1), (2, 1.7e308), (3, 1.9)])], xBounds: 0...Double.infinity)
+        XCTAssertTrue(svg.hasPrefix("<svg") || svg.contains("<svg"), String(svg.prefix(200)))
+        XCTAssertEqual(niceTicks(-1.7e308, 1.7e308), [], "a range wider than a Double holds has no ticks")
+        XCTAssertFalse(niceTicks(1e20, 1e20 + 1e6).isEmpty, "a narrow range far from 0 still gets round ticks")
+    }
+
     func testROCAndPRCurvesSpanZeroToOneWithChanceLines() throws {
         let dir = NSTemporaryDirectory() + "cladmop-plots-\(getpid())"
         defer { try? FileManager.default.removeItem(atPath: dir) }

@@ -15,10 +15,12 @@ extension ModelConfig {
                   initialLogScale: Float(loss.initialLogScale))
     }
 
-    /// The architecture of `spec` on the inputs of `builder`.
-    public init(_ spec: ModelSpec, loss: LossSpec, builder: BatchBuilder) {
+    /// The architecture of `spec` on the inputs of `builder`, validated as a checkpoint's is when read back (a model
+    /// whose sizes its own checkpoints could not be loaded with is refused before it trains).
+    public init(_ spec: ModelSpec, loss: LossSpec, builder: BatchBuilder) throws {
         self.init(spec, loss: loss, encoderDim: builder.store.dim, molVocab: builder.space.smilesVocabulary.count,
                   maxMolecules: builder.space.maxMolecules, icdTableSizes: builder.tableSizes, categoryCount: builder.categoryCount)
+        try validate(origin: "the model built on \(builder.store.path) (its sentence vectors, SMILES and ICD-10 tables)")
     }
 }
 

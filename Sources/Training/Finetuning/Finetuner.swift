@@ -261,7 +261,7 @@ public final class Finetuner {
             space = b.space
             var loss = spec.loss
             loss.logitScale = .fixed
-            modelConfig = ModelConfig(spec.model, loss: loss, builder: b)
+            modelConfig = try ModelConfig(spec.model, loss: loss, builder: b)
             pretrainedPath = nil; pretrainedChecksum = nil; pretrainedTensorsFile = nil
         }
         if comm.isRoot, let coverage = inputCoverage((partitions.isEmpty ? train + valid : pool) + auxiliary, space: space, what: "fine-tuning inputs") {
@@ -275,12 +275,17 @@ public final class Finetuner {
         let f = spec.finetune
         // A batch never holds more trials than the largest member's training set.
         let batchRows = min(f.batch, (partitions.isEmpty ? train.count : pool.count) + auxiliary.count)
-        try MemoryBudget.require(parameters: MemoryBudget.parameterCount(modelConfig), rows: (batchRows + comm.size - 1) / comm.size,
-                                 bytesPerRow: MemoryBudget.activationBytesPerRow(
-                                    modelConfig, molTokens: space.maxMolTokens, codes: space.maxCodes, sentences: space.maxSentences),
-                                 rowsKey: "finetune.batch = \(f.batch)" + (batchRows < f.batch ? " (capped by the \(batchRows) trials a member trains on)" : "")
-                                    + " over \(comm.size) rank(s)",
-                                 hint: pretrainedPath == nil ? "use a smaller model (model.*) or finetune.batch" : "use a smaller finetune.batch", comm: comm)
+        let fromScratch = pretrainedPath == nil, ranks = comm
+        let memory = { (kept: (floats: Double, keys: String)?) throws in
+            try MemoryBudget.require(parameters: MemoryBudget.parameterCount(modelConfig), rows: (batchRows + ranks.size - 1) / ranks.size,
+                                     bytesPerRow: MemoryBudget.activationBytesPerRow(
+                                        modelConfig, molTokens: space.maxMolTokens, codes: space.maxCodes, sentences: space.maxSentences),
+                                     rowsKey: "finetune.batch = \(f.batch)" + (batchRows < f.batch ? " (capped by the \(batchRows) trials a member trains on)" : "")
+                                        + " over \(ranks.size) rank(s)", kept: kept,
+                                     hint: (fromScratch ? "use a smaller model (model.*) or finetune.batch" : "use a smaller finetune.batch")
+                                        + (kept == nil ? "" : ", or finetune.epoch_selection: member"), comm: ranks)
+        }
+        try memory(nil)
         let pct = Int((latest * 100).rounded())
         let auxNote = auxFiles.isEmpty ? "" : " + auxiliary \(auxFiles.joined(separator: ", ")) (\(auxiliary.count) trials)"
         let head = OutcomeHeadSpec(loraRank: f.loraRank, loraAlpha: Float(f.loraAlpha), loraCross: f.loraCross, loraSelf: f.loraSelf,
@@ -291,6 +296,15 @@ public final class Finetuner {
                                    trainingDiseaseSets: [])     // each member's checkpoint records its own (trainMember)
         pretrainedTensors = tensors
         outcome = try Self.member(model: modelConfig, space: space, spec: head, finetune: f, seed: f.seed, pretrained: tensors)
+        // Pooled epoch selection keeps every member's trainable parameters of every epoch (and, without a pretrained
+        // model, each member's own frozen ones) until the ensemble's epoch is chosen.
+        let members = partitions.isEmpty ? f.ensemble : partitions.count * (partitions.first?.count ?? 1)
+        if f.epochSelection == .pooled && members > 1 {
+            let trainable = Double(outcome.params.count - outcome.trainableOffset), frozen = Double(outcome.trainableOffset)
+            try memory((floats: Double(members) * (Double(f.epochs) * trainable + (fromScratch ? frozen : 0)),
+                        keys: "finetune.epoch_selection: pooled keeps \(members) members x finetune.epochs = \(f.epochs)"
+                            + " x \(Int(trainable)) trainable parameters"))
+        }
         optimizer = Optimizer(kind: .adamw, params: outcome.params)
     }
 

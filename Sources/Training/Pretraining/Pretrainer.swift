@@ -55,7 +55,7 @@ public final class Pretrainer {
         }
         space = FeatureSpace(trials: setup.train, data: spec.data, model: spec.model)
         builder = try BatchBuilder(store: setup.store, hierarchy: setup.hierarchy, space: space)
-        let config = ModelConfig(spec.model, loss: spec.loss, builder: builder)
+        let config = try ModelConfig(spec.model, loss: spec.loss, builder: builder)
         let localRows = (globalBatch + comm.size - 1) / comm.size, data = spec.data
         let parameters = MemoryBudget.parameterCount(config)
         let memory = try MemoryBudget.require(parameters: parameters,

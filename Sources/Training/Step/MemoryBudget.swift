@@ -35,17 +35,23 @@ public enum MemoryBudget {
 
     /// Refuses a replica of `parameters` parameters (values, gradients, two optimizer moments: 16 bytes each) that
     /// keeps the activations of `rows` rows at once, when it exceeds this rank's share of the node's memory; returns
-    /// the estimate in bytes. `rowsKey` names what sets the rows; `hint` says what to lower.
+    /// the estimate in bytes. `rowsKey` names what sets the rows; `hint` says what to lower. `kept`: copies of
+    /// parameters held besides the replica (fine-tuning's `finetune.epoch_selection: pooled` keeps every member's
+    /// trainable parameters of every epoch until the ensemble's epoch is chosen), as floats and the keys that set them.
     @discardableResult
-    public static func require(parameters: Int, rows: Int, bytesPerRow: Double, rowsKey: String, hint: String, comm: Communicator) throws -> Double {
+    public static func require(parameters: Int, rows: Int, bytesPerRow: Double, rowsKey: String,
+                               kept: (floats: Double, keys: String)? = nil, hint: String, comm: Communicator) throws -> Double {
         let parameterBytes = Double(parameters) * 16, activationBytes = Double(rows) * bytesPerRow
+        let keptBytes = (kept?.floats ?? 0) * 4
         let available = bytesPerRank(comm)
         func gib(_ bytes: Double) -> String { String(format: "%.1f GiB", bytes / 1_073_741_824) }
-        guard parameterBytes + activationBytes <= available else {
-            throw InputError("this model needs about \(gib(parameterBytes + activationBytes)) per rank (\(gib(parameterBytes)) for \(parameters) parameters "
-                             + "with their gradients and optimizer moments, \(gib(activationBytes)) of activations for \(rows) rows at once: \(rowsKey)); "
+        let total = parameterBytes + activationBytes + keptBytes
+        guard total <= available else {
+            throw InputError("this model needs about \(gib(total)) per rank (\(gib(parameterBytes)) for \(parameters) parameters "
+                             + "with their gradients and optimizer moments, \(gib(activationBytes)) of activations for \(rows) rows at once: \(rowsKey)"
+                             + (kept.map { ", \(gib(keptBytes)) of parameters kept: \($0.keys)" } ?? "") + "); "
                              + "this machine has \(gib(available)) per rank: \(hint)")
         }
-        return parameterBytes + activationBytes
+        return total
     }
 }
