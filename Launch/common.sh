@@ -3,6 +3,23 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CLADMOP="$ROOT/.build/release/cladmop"
 export OPENBLAS_NUM_THREADS=1
 MPI_FLAGS="${MPI_FLAGS:-}"
+# Numbers in the C locale: awk's printf and its reading of numbers follow LC_NUMERIC (under a decimal-comma locale
+# Launch/sweep-batch wrote a learning rate 1,5625e-05 that the configuration refused). LC_ALL would override it: its
+# value moves to LANG, where every other category still reads it.
+if [ -n "${LC_ALL:-}" ]; then export LANG="$LC_ALL"; unset LC_ALL; fi
+export LC_NUMERIC=C
+# OpenMPI keeps its session folders under TMPDIR (so do the build and the tests): one that is no writable folder had
+# ended mpirun with exit 1 and its own text (a restart tried again), and as root mpirun made a missing one.
+if [ -n "${TMPDIR:-}" ] && { [ ! -d "$TMPDIR" ] || [ ! -w "$TMPDIR" ] || [ ! -x "$TMPDIR" ]; }; then
+    echo "Launch/$(basename "$0"): TMPDIR=$TMPDIR: expected a folder this user can write (OpenMPI, the build and the tests keep their temporary files there); make it, or unset TMPDIR" >&2
+    exit 2
+fi
+# mca_note: one line naming the OMPI_MCA_* settings of the environment, which every mpirun reads (a leftover one, such
+# as OMPI_MCA_btl=openib,self, ends a job with OpenMPI's text alone); nothing when there are none.
+mca_note() {
+    local set; set="$(env | grep -E '^OMPI_MCA_[A-Za-z0-9_]+=' | cut -c1-200 | paste -sd ' ' -)" || true
+    [ -z "$set" ] || echo "Launch/$(basename "$0"): note: mpirun also read these settings from the environment: $set (unset any not meant for this machine)" >&2
+}
 # Ranks write to a pseudo-terminal under mpirun: tell rank 0 whether the script's output really is one.
 if [ -t 1 ]; then export CLADMOP_TTY=1; else export CLADMOP_TTY=0; fi
 # The script's own stderr, for messages of a trap that runs while a job's output is redirected (a sweep's point log).
@@ -398,6 +415,10 @@ phase1_report() {
 # a new development test select or train).
 split_once() {
     if [ -s "$3" ] && [ -s "$4" ]; then
+        # A python3 that does not run (none on PATH, or a broken one earlier in it) had ended the script with exit 2 and no word.
+        python3 -c 'import csv, sys' >/dev/null 2>&1 || {
+            echo "Launch/$(basename "$0"): python3 is needed to check that $3 and $4 are the split of $1, and \`python3 -c 'import csv, sys'\` fails ($(command -v python3 || echo 'no python3 on PATH')): install python3 (Debian: apt-get install python3) or put a working one first on PATH" >&2
+            exit 2; }
         python3 - "Launch/$(basename "$0")" "$@" <<'PY' && return 0
 import csv, sys
 script, src, fraction, early, late = sys.argv[1:6]

@@ -1,3 +1,5 @@
+import Foundation
+
 /// An error in what the user gave (a file, a row, a config key, a checkpoint): the CLI prints it
 /// and exits with status 2. `description` names the file, line, column or key and what was expected.
 public struct InputError: Error, CustomStringConvertible, Equatable {
@@ -40,4 +42,13 @@ public func printable(_ message: String) -> String {
         else { out.unicodeScalars.append(u) }
     }
     return out
+}
+
+/// A relative path of the configuration (`key`) that is not there: named with its key and the folder it was looked for
+/// in (the Launch scripts run in the repository root, so a command run elsewhere does not find the defaults).
+public func requireConfiguredPath(_ path: String, key: String, whose: String = "",
+                                  hint: String = "the folder it is relative to (the repository root, for the defaults)") throws {
+    guard !path.isEmpty, !path.hasPrefix("/"), !FileManager.default.fileExists(atPath: path) else { return }
+    throw InputError(file: path, "\(key): not found in the current folder \(printable(FileManager.default.currentDirectoryPath)) (a relative path of "
+        + "the configuration\(whose) is the current folder's); run in \(hint), or give --set \(key)=PATH")
 }

@@ -100,7 +100,7 @@ final class ProgressLine {
     func update(_ text: String) {
         guard enabled else { return }
         if tty { print("\r\u{1B}[K" + text, terminator: ""); open = true } else { print(text) }
-        fflush(stdout)
+        flushStandardOutput()
     }
     func finish() { if enabled && open { print(""); open = false } }
 }

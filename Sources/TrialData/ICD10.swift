@@ -23,6 +23,7 @@ public final class ICD10Hierarchy {
     /// listed parent one level up and depth-1 nodes have an unlisted root (so walking up from any node ends).
     public init(path: String) throws {
         self.path = path
+        try requireConfiguredPath(path, key: "data.icd_hierarchy")
         let text = try readTextLines(path, what: "ICD-10 hierarchy (id<TAB>parent<TAB>depth<TAB>description)")
         var order: [(String, Int)] = []
         var firstLine: [String: Int] = [:]

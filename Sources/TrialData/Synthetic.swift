@@ -29,7 +29,8 @@ public func writeSyntheticStore(path: String, trials count: Int, dim: Int, hiera
     let maps = (0..<3).map { _ in (0..<(dim * k)).map { _ in rng.normal() / Float(k).squareRoot() } }
     var trials: [StoredTrial] = []
     var vectors: [Float] = []
-    vectors.reserveCapacity(count * 3 * dim * (sentences.lowerBound + sentences.upperBound) / 2)
+    // At the most sentences a trial can draw: the array never doubles (what synth checks against memory is exact).
+    vectors.reserveCapacity(count * 3 * dim * sentences.upperBound)
     var sentenceCount = 0
     for i in 0..<count {
         let ds = (0..<(1 + rng.int(below: 3))).map { _ in rng.int(below: drugPool) }

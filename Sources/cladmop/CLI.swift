@@ -14,6 +14,9 @@ struct Cladmop: ParsableCommand {
         openClosedStandardDescriptors()
         // A write past RLIMIT_FSIZE then fails with EFBIG, reported like a full disk, instead of killing the rank.
         signal(SIGXFSZ, SIG_IGN)
+        // A reader of the standard output that went away (`| head -1`) is EPIPE, not the end of the command: its
+        // results (--json, a run's checkpoints) are written all the same (standardOutputFailure).
+        signal(SIGPIPE, SIG_IGN)
         // An interrupted write leaves no hidden temporary file beside its output.
         TemporaryFiles.installSignalHandlers()
         // OpenBLAS chooses its kernels when it loads: on a CPU it does not know it falls back to slow SSE3 ones.
@@ -208,6 +211,6 @@ struct ConfigOptions: ParsableArguments {
 /// Prints a line on rank 0's stderr-free log (stdout), flushed.
 func log(_ line: String) {
     print(line)
-    fflush(stdout)
+    flushStandardOutput()
 }
 

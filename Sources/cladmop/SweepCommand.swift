@@ -91,15 +91,15 @@ struct SweepReport: ParsableCommand {
             }
         }
         // What the report reads of a finished run's evaluations, checked before it is read: a validation loss is an
-        // InfoNCE loss, at least 0 and at most 2 x logit scale (<= 100) + log(batch), far below 1e6; steps and epochs
-        // are counts within train.max_steps' range (a step of 2e17 had trapped the samples-to-best product); accuracies
-        // are fractions. A run whose evaluations hold other values, or no loss at all, is not what pretrain wrote.
+        // InfoNCE loss, at least 0 and at most 2 x logit scale (<= 100) + log(batch), far below 1e6; a step is a count
+        // whose product with a global batch (at most 1e6) fits an Int (a step of 1e18 had trapped the samples-to-best
+        // product); accuracies are fractions. A run whose evaluations hold other values, or no loss at all, is not what pretrain wrote.
         for r in runs where r.status == 0 {
             let file = r.dir + "/metrics.jsonl"
             func bad(_ what: String) -> InputError { InputError(file: file, "\(what) (global_batch \(r.batch), \(listing):\(r.line))") }
             let evals = MetricsLog.records(of: "eval", in: file, as: EvalRecord.self)
             for e in evals {
-                guard (0...100_000_000).contains(e.step) else { throw bad("an eval record's step \(e.step): expected a step count from 0 to 100000000") }
+                guard (0...9_000_000_000_000).contains(e.step) else { throw bad("an eval record's step \(e.step): expected a step count from 0 to 9e12") }
                 guard e.epoch >= 0 && e.epoch <= 1e9 else { throw bad("an eval record's epoch \(e.epoch): expected a number of epochs from 0 to 1e9") }
                 if let loss = e.valLoss, !(loss >= 0 && loss < 1e6) {
                     throw bad("val_loss \(loss): expected a loss in [0, 1e6) (an InfoNCE loss)")

@@ -107,6 +107,30 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(closed.status, 0, closed.stderr)
     }
 
+    /// A reader of the standard output that goes away (`| head -1`, `| true`) is no error (docs/reliability.md): a
+    /// stranger's probe found the default SIGPIPE ending pretrain part way (exit 141: a run folder of config.yaml and an
+    /// empty metrics.jsonl, refused by the next run without --resume) and evaluate before its --json was written.
+    func testAReaderOfTheStandardOutputThatWentAwayIsNoError() throws {
+        let dir = NSTemporaryDirectory() + "cladmop-cli-epipe-\(getpid())"
+        try? FileManager.default.removeItem(atPath: dir)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let hierarchy = repositoryRoot + "/data/icd10/icd10cm_2025_hierarchy.tsv"
+        let synth = try runProduct("cladmop", ["synth", "--trials", "400", "--dim", "16", "--output", dir + "/s.store", "--seed", "3",
+                                               "--set", "data.icd_hierarchy=\(hierarchy)"])
+        XCTAssertEqual(synth.status, 0, synth.output)
+        // The status of cladmop itself, on stderr: the pipe's reader (`true`) has ended before the first line is printed.
+        let line = "{ \"$0\" \"$@\"; echo \"cladmop-status=$?\" >&2; } | true"
+        let r = try runCommand("/bin/bash", ["-c", line, productsFolder.appendingPathComponent("cladmop").path,
+                                             "pretrain", "--config", repositoryRoot + "/configs/smoke.yaml", "--run-dir", dir + "/run",
+                                             "--set", "data.synthetic=true", "--set", "data.feature_store=\(dir)/s.store",
+                                             "--set", "data.icd_hierarchy=\(hierarchy)", "--set", "train.max_steps=30", "--set", "train.log_every=1"])
+        XCTAssertTrue(r.output.contains("cladmop-status=0"), r.output)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/run/checkpoints/best.json"), "the run was not finished: \(r.output)")
+        let log = (try? String(contentsOfFile: dir + "/run/metrics.jsonl", encoding: .utf8)) ?? ""
+        XCTAssertTrue(log.contains("\"type\":\"summary\""), "no summary record: \(log.suffix(300))")
+    }
+
     /// A metrics.jsonl append that fails (here a file size limit of 8 KiB: EFBIG, as a full disk's ENOSPC) ends the
     /// run with exit 2 naming the log, and cuts the log back to its last whole record (a stranger's probe had found a
     /// torn last line, left until a resume dropped it).
@@ -600,6 +624,33 @@ final class HostfileTests: XCTestCase {
         let other = try runCommand("/bin/bash", ["-c", split.replacingOccurrences(of: " 0.8 ", with: " 0.5 ")], timeout: 60)
         XCTAssertEqual(other.status, 2, other.output)
         XCTAssertTrue(other.output.contains("are not the split of \(dir)/src.csv at 0.5"), other.output)
+        // A python3 that does not run, first on PATH (an environment probe: Launch/main had ended with exit 2 and no
+        // word, after setting the earlier run aside): the halves' check names it.
+        try FileManager.default.createDirectory(atPath: dir + "/bin", withIntermediateDirectories: true)
+        try Data("#!/bin/sh\nexit 1\n".utf8).write(to: URL(fileURLWithPath: dir + "/bin/python3"))
+        XCTAssertEqual(chmod(dir + "/bin/python3", 0o755), 0)
+        let broken = try runCommand("/bin/bash", ["-c", "PATH=\(dir)/bin:$PATH; " + split], timeout: 60)
+        XCTAssertEqual(broken.status, 2, broken.output)
+        XCTAssertTrue(broken.output.contains("python3 is needed to check that \(dir)/a.csv and \(dir)/b.csv are the split of \(dir)/src.csv")
+                      && broken.output.contains("\(dir)/bin/python3"), broken.output)
+    }
+
+    /// What the Launch scripts take from the environment (an environment probe): a TMPDIR that is no writable folder
+    /// is refused naming it (mpirun had failed with exit 1 and its own text, retried by --max-restarts); numbers are
+    /// in the C locale whatever LC_ALL says (under a decimal-comma locale sweep-batch's awk wrote a learning rate
+    /// 1,5625e-05 that the configuration refused); OMPI_MCA_* settings of the environment can be named.
+    func testLaunchScriptsReadTheirEnvironment() throws {
+        let missing = try runCommand("/bin/bash", ["-c", "source Launch/common.sh && echo sourced"], environment: ["TMPDIR": "/nonexistent/cladmop-tmp"], timeout: 60)
+        XCTAssertEqual(missing.status, 2, missing.output)
+        XCTAssertTrue(missing.output.contains("TMPDIR=/nonexistent/cladmop-tmp: expected a folder this user can write"), missing.output)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "/nonexistent/cladmop-tmp"))
+        let locale = try runCommand("/bin/bash", ["-c", "source Launch/common.sh && echo \"numeric=$LC_NUMERIC all=${LC_ALL-unset} lang=$LANG\""],
+                                    environment: ["LC_ALL": "C.UTF-8", "LANG": "en_US.UTF-8"], timeout: 60)
+        XCTAssertEqual(locale.status, 0, locale.output)
+        XCTAssertTrue(locale.output.contains("numeric=C all=unset lang=C.UTF-8"), locale.output)
+        let mca = try runCommand("/bin/bash", ["-c", "source Launch/common.sh && mca_note"], environment: ["OMPI_MCA_btl": "openib,self"], timeout: 60)
+        XCTAssertEqual(mca.status, 0, mca.output)
+        XCTAssertTrue(mca.output.contains("mpirun also read these settings from the environment: OMPI_MCA_btl=openib,self"), mca.output)
     }
 }
 

@@ -282,10 +282,10 @@ public final class Finetuner {
                                         modelConfig, molTokens: space.maxMolTokens, codes: space.maxCodes, sentences: space.maxSentences),
                                      rowsKey: "finetune.batch = \(f.batch)" + (batchRows < f.batch ? " (capped by the \(batchRows) trials a member trains on)" : "")
                                         + " over \(ranks.size) rank(s)", kept: kept,
-                                     hint: (fromScratch ? "use a smaller model (model.*) or finetune.batch" : "use a smaller finetune.batch")
-                                        + (kept == nil ? "" : ", or finetune.epoch_selection: member"), comm: ranks)
+                                     hint: kept != nil ? "use fewer finetune.epochs or members, a smaller finetune.head_hidden, or finetune.epoch_selection: member"
+                                        : fromScratch ? "use a smaller model (model.*) or finetune.batch" : "use a smaller finetune.batch", comm: ranks)
         }
-        try memory(nil)
+        _ = try memory(nil)
         let pct = Int((latest * 100).rounded())
         let auxNote = auxFiles.isEmpty ? "" : " + auxiliary \(auxFiles.joined(separator: ", ")) (\(auxiliary.count) trials)"
         let head = OutcomeHeadSpec(loraRank: f.loraRank, loraAlpha: Float(f.loraAlpha), loraCross: f.loraCross, loraSelf: f.loraSelf,
@@ -301,9 +301,11 @@ public final class Finetuner {
         let members = partitions.isEmpty ? f.ensemble : partitions.count * (partitions.first?.count ?? 1)
         if f.epochSelection == .pooled && members > 1 {
             let trainable = Double(outcome.params.count - outcome.trainableOffset), frozen = Double(outcome.trainableOffset)
-            try memory((floats: Double(members) * (Double(f.epochs) * trainable + (fromScratch ? frozen : 0)),
-                        keys: "finetune.epoch_selection: pooled keeps \(members) members x finetune.epochs = \(f.epochs)"
-                            + " x \(Int(trainable)) trainable parameters"))
+            _ = try memory((floats: Double(members) * (Double(f.epochs) * trainable + (fromScratch ? frozen : 0)),
+                        keys: "finetune.epoch_selection: pooled keeps \(members) members ("
+                            + (partitions.isEmpty ? "finetune.ensemble" : "finetune.ensemble x finetune.folds")
+                            + ") x finetune.epochs = \(f.epochs) x \(Int(trainable)) trainable parameters"
+                            + (fromScratch ? ", and each member's \(Int(frozen)) frozen ones (no pretrained model)" : "")))
         }
         optimizer = Optimizer(kind: .adamw, params: outcome.params)
     }

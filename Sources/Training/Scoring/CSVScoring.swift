@@ -83,12 +83,9 @@ public func requireTrainedEncoder(spec: RunSpec, meta: CheckpointMeta, checkpoin
     }
 }
 
-/// A relative path of the configuration that is not there: named with its key and the folder it was looked for in. A
-/// checkpoint records its configuration's paths as given, so scoring it from another folder looks for them there.
+/// A checkpoint records its configuration's paths as given, so scoring it from another folder looks for them there.
 func requireConfiguredPath(_ path: String, key: String) throws {
-    guard !path.isEmpty, !path.hasPrefix("/"), !FileManager.default.fileExists(atPath: path) else { return }
-    throw InputError(file: path, "\(key): not found in the current folder \(printable(FileManager.default.currentDirectoryPath)) (a relative path of "
-        + "the configuration, also of the one the checkpoint recorded, is the current folder's); run in the folder the model was trained in, or give --set \(key)=PATH")
+    try requireConfiguredPath(path, key: key, whose: ", also of the one the checkpoint recorded,", hint: "the folder the model was trained in")
 }
 
 /// Every row of a CSV scored by a checkpoint.
