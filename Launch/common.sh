@@ -323,7 +323,20 @@ refuse_in_use() {
     while IFS= read -r -d '' d; do
         status=0; flock -n -E 75 "$d" true 2>/dev/null || status=$?
         [ "$status" != 75 ] || { echo "Launch/$(basename "$0"): $1 is in use by a running command (it holds the lock of $d); wait for it to end or choose another folder" >&2; exit 2; }
-    done < <(find -H "$1" -type d -print0 2>/dev/null)
+    done < <(case "$1" in -*) find -H "./$1" -type d -print0 ;; *) find -H "$1" -type d -print0 ;; esac 2>/dev/null)   # a name like -1 is no test of find's
+}
+
+# lock_result_folder DIR OPTION: exits 2 naming OPTION when another script holds DIR (its lock file beside DIR,
+# .NAME.launch-lock, held by this script and every process it starts until the last ends). A script that sets DIR aside
+# and writes it over several commands holds it throughout: between two of its commands no cladmop holds a lock in DIR,
+# and a second Launch/main had moved the first one's run aside while it was being fine-tuned (a script review).
+lock_result_folder() {
+    local parent name
+    parent="$(dirname -- "$1")"; name="$(basename -- "$1")"
+    mkdir -p -- "$parent"
+    # Opened for appending (nothing is written): a link at that name does not truncate its target.
+    exec {RESULT_LOCK}>>"$parent/.$name.launch-lock"
+    flock -n "$RESULT_LOCK" || { echo "Launch/$(basename "$0"): $2 $1 is being written by another Launch script (it holds $parent/.$name.launch-lock); wait for it to end or choose another folder" >&2; exit 2; }
 }
 
 # check_result_folder DIR OPTION MARK...: exits 2 naming OPTION unless DIR is free for a script's result (checked before
@@ -380,7 +393,7 @@ set_aside() {
     refuse_in_use "$dir"
     to="$dir.previous-$(date +%Y%m%d-%H%M%S)"
     while [ -e "$to" ]; do to="$dir.previous-$(date +%Y%m%d-%H%M%S)-$n"; n=$((n + 1)); done
-    mv "$dir" "$to"
+    mv -- "$dir" "$to"
     echo "kept the previous $dir as $to" >&2
 }
 

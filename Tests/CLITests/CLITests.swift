@@ -375,6 +375,9 @@ final class HostfileTests: XCTestCase {
             ("devtest", ["--phase1-select", "latest", "--run-dir", dir + "/d"], "--phase1-select latest: expected valid or temporal"),
             ("devtest", ["-np", "0", "--run-dir", dir + "/d"], "-np 0: expected a positive integer"),
             ("devtest", ["--run-dir"], "--run-dir needs a value"),
+            // A --run-dir that is a file (a script review: devtest had written its splits, then failed in mkdir, exit 1).
+            ("devtest", ["--run-dir", odd + "/file"], "--run-dir \(odd)/file: \(odd)/file is a file, not a folder"),
+            ("finetune", ["--pretrained", "none", "--run-dir", odd + "/file"], "--run-dir \(odd)/file: \(odd)/file is a file, not a folder"),
             ("paper", ["--phases", "4", "--run-dir", dir + "/p"], "4 is not a phase"),
             ("pretrain", ["--max-restarts", "abc", "--", "--run-dir", dir + "/r"], "--max-restarts abc: expected an integer"),
             ("pretrain", ["-np", "abc", "--", "--run-dir", dir + "/r"], "-np abc: expected a positive integer"),
@@ -633,6 +636,22 @@ final class HostfileTests: XCTestCase {
         XCTAssertEqual(broken.status, 2, broken.output)
         XCTAssertTrue(broken.output.contains("python3 is needed to check that \(dir)/a.csv and \(dir)/b.csv are the split of \(dir)/src.csv")
                       && broken.output.contains("\(dir)/bin/python3"), broken.output)
+    }
+
+    /// A result folder that another Launch script is writing (its lock beside the folder held) is refused before any
+    /// work: a second Launch/main on the same --run-dir had set the first one's run aside between two of its commands.
+    func testASecondLaunchOnTheSameResultFolderIsRefused() throws {
+        let dir = NSTemporaryDirectory() + "cladmop-launch-lock-\(getpid())"
+        try? FileManager.default.removeItem(atPath: dir)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // The lock held by this shell (another open file description than the script's own: refused as another's).
+        let line = "exec 9>>\"$0/.m.launch-lock\" && flock -n 9 && { Launch/main --run-dir \"$0/m\"; echo \"status=$?\"; }"
+        let r = try runCommand("/bin/bash", ["-c", line, dir], timeout: 120)
+        XCTAssertTrue(r.output.contains("status=2"), r.output)
+        XCTAssertTrue(r.output.contains("Launch/main: --run-dir \(dir)/m is being written by another Launch script"), r.output)
+        XCTAssertFalse(r.output.contains("setup:"), "refused before setup: \(r.output)")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/m"))
     }
 
     /// What the Launch scripts take from the environment (an environment probe): a TMPDIR that is no writable folder
