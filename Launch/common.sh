@@ -10,6 +10,8 @@ if [ -n "${LC_ALL:-}" ]; then export LANG="$LC_ALL"; unset LC_ALL; fi
 export LC_NUMERIC=C
 # OpenMPI keeps its session folders under TMPDIR (so do the build and the tests): one that is no writable folder had
 # ended mpirun with exit 1 and its own text (a restart tried again), and as root mpirun made a missing one.
+# A relative one is made absolute: the scripts change to the repository root before mpirun reads it.
+case "${TMPDIR:-}" in ""|/*) ;; *) export TMPDIR="$PWD/$TMPDIR" ;; esac
 if [ -n "${TMPDIR:-}" ] && { [ ! -d "$TMPDIR" ] || [ ! -w "$TMPDIR" ] || [ ! -x "$TMPDIR" ]; }; then
     echo "Launch/$(basename "$0"): TMPDIR=$TMPDIR: expected a folder this user can write (OpenMPI, the build and the tests keep their temporary files there); make it, or unset TMPDIR" >&2
     exit 2
@@ -273,26 +275,37 @@ stop_job() {
         done
         kill -KILL "$JOB_PID" 2>/dev/null || true
         wait "$JOB_PID" 2>/dev/null || true
-        for p in $left; do kill -KILL "$p" 2>/dev/null || true; done
+        # Each as PID:START (its start time): a pid that a new process took meanwhile is not killed.
+        for p in $left; do [ "$(start_time "${p%%:*}")" != "${p#*:}" ] || kill -KILL "${p%%:*}" 2>/dev/null || true; done
     fi
     echo "Launch/$(basename "$0"): interrupted (SIG$1): the job was stopped" >&"$SCRIPT_STDERR" 2>/dev/null || true
     kill -s "$1" $$
     exit "$2"
 }
 
-# descendants PID: the ids of the processes below PID (from the parent ids in /proc/*/stat), space-separated.
+# descendants PID: the processes below PID (from the parent ids in /proc/*/stat) as PID:START, space-separated
+# (START: the start time, field 22 of /proc/PID/stat, which tells the process from a later one given its pid).
 descendants() {
     local f line fields queue=("$1") p c
-    local -A children=()
+    local -A children=() starts=()
     for f in /proc/[0-9]*/stat; do
-        read -r line < "$f" 2>/dev/null || continue
-        read -r -a fields <<< "${line##*) }"      # state, parent id, ...
+        { read -r line < "$f"; } 2>/dev/null || continue      # a process that ended meanwhile
+        read -r -a fields <<< "${line##*) }"      # state, parent id, ..., start time (index 19)
         children[${fields[1]}]+=" ${f//[^0-9]/}"
+        starts[${f//[^0-9]/}]="${fields[19]:-}"
     done
     while [ "${#queue[@]}" -gt 0 ]; do
         p="${queue[0]}"; queue=("${queue[@]:1}")
-        for c in ${children[$p]:-}; do printf '%s ' "$c"; queue+=("$c"); done
+        for c in ${children[$p]:-}; do printf '%s:%s ' "$c" "${starts[$c]}"; queue+=("$c"); done
     done
+}
+
+# start_time PID: field 22 of /proc/PID/stat (nothing when PID is gone).
+start_time() {
+    local line fields
+    { read -r line < "/proc/$1/stat"; } 2>/dev/null || return 0
+    read -r -a fields <<< "${line##*) }"
+    printf '%s' "${fields[19]:-}"
 }
 
 # check_hostfile NP HOSTFILE: exits with status 2 and the file:line of the problem when HOSTFILE is
@@ -331,12 +344,17 @@ refuse_in_use() {
 # and writes it over several commands holds it throughout: between two of its commands no cladmop holds a lock in DIR,
 # and a second Launch/main had moved the first one's run aside while it was being fine-tuned (a script review).
 lock_result_folder() {
-    local parent name
-    parent="$(dirname -- "$1")"; name="$(basename -- "$1")"
-    mkdir -p -- "$parent"
-    # Opened for appending (nothing is written): a link at that name does not truncate its target.
-    exec {RESULT_LOCK}>>"$parent/.$name.launch-lock"
-    flock -n "$RESULT_LOCK" || { echo "Launch/$(basename "$0"): $2 $1 is being written by another Launch script (it holds $parent/.$name.launch-lock); wait for it to end or choose another folder" >&2; exit 2; }
+    local parent name lock status=0
+    parent="$(dirname -- "$1")"; name="$(basename -- "$1")"; lock="$parent/.$name.launch-lock"
+    mkdir -p -- "$parent" 2>/dev/null || true
+    # Opened for appending (nothing is written: a link at that name does not truncate its target), or for reading when
+    # another user's lock file is there (flock takes either).
+    { exec {RESULT_LOCK}>>"$lock"; } 2>/dev/null || { exec {RESULT_LOCK}<"$lock"; } 2>/dev/null || {
+        echo "Launch/$(basename "$0"): $2 $1: cannot open the lock file $lock beside it (its folder's permissions?); choose a folder you can write in" >&2; exit 2; }
+    flock -n -E 75 "$RESULT_LOCK" || status=$?
+    [ "$status" = 0 ] && return 0
+    [ "$status" = 75 ] && { echo "Launch/$(basename "$0"): $2 $1 is being written by another Launch script (it holds $lock); wait for it to end or choose another folder" >&2; exit 2; }
+    echo "Launch/$(basename "$0"): $2 $1: flock cannot lock $lock (status $status: no locks on that file system?); choose a folder on a local disk" >&2; exit 2
 }
 
 # check_result_folder DIR OPTION MARK...: exits 2 naming OPTION unless DIR is free for a script's result (checked before
