@@ -253,7 +253,11 @@ func removePreviousRun(_ runDir: String, artifacts: [String]) throws {
     func warn(_ path: String, _ reason: String, _ what: String) {
         standardErrorWrite(Data("warning: \(printable(path)): cannot remove it (\(reason)); \(what)\n".utf8))
     }
-    let previous = overwriteRemoves(runDir, artifacts: artifacts).previous
+    // config.yaml last: a run folder that still holds it is the previous run's to any command (Launch/pretrain's
+    // restart repeats --overwrite while its inode is the old one); renamed first, a SIGKILL between two renames had left
+    // the old checkpoints for a restart's --resume auto to continue (a crash-consistency review).
+    let found = overwriteRemoves(runDir, artifacts: artifacts).previous
+    let previous = found.filter { $0 != "config.yaml" } + found.filter { $0 == "config.yaml" }
     removeOverwriteLeftovers(runDir)
     guard !previous.isEmpty else { return }
     let tag = ".overwritten-\(getpid())-"

@@ -131,6 +131,45 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(log.contains("\"type\":\"summary\""), "no summary record: \(log.suffix(300))")
     }
 
+    /// A resumed stretch killed after its summary and before its report (a crash-consistency review): the next
+    /// `--resume auto` found the run ended and kept the earlier stretch's report.md for good. Now written again when it
+    /// is not the report of the step the run ended at; an up-to-date one is left as it is (no file written).
+    func testAnEndedRunsReportOfAnEarlierStretchIsWrittenAgain() throws {
+        let dir = NSTemporaryDirectory() + "cladmop-cli-report-\(getpid())"
+        try? FileManager.default.removeItem(atPath: dir)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let hierarchy = repositoryRoot + "/data/icd10/icd10cm_2025_hierarchy.tsv"
+        let synth = try runProduct("cladmop", ["synth", "--trials", "400", "--dim", "16", "--output", dir + "/s.store", "--seed", "3",
+                                               "--set", "data.icd_hierarchy=\(hierarchy)"])
+        XCTAssertEqual(synth.status, 0, synth.output)
+        func pretrain(_ steps: Int) throws -> (status: Int32, output: String) {
+            let r = try runProduct("cladmop", ["pretrain", "--config", repositoryRoot + "/configs/smoke.yaml", "--run-dir", dir + "/run", "--resume", "auto",
+                                               "--set", "data.synthetic=true", "--set", "data.feature_store=\(dir)/s.store",
+                                               "--set", "data.icd_hierarchy=\(hierarchy)", "--set", "train.max_steps=\(steps)"])
+            return (r.status, r.output)
+        }
+        let first = try pretrain(6)
+        XCTAssertEqual(first.status, 0, first.output)
+        let earlier = try String(contentsOfFile: dir + "/run/report.md", encoding: .utf8)
+        XCTAssertTrue(earlier.contains(" 6 steps.\n"), earlier)
+        let second = try pretrain(12)
+        XCTAssertEqual(second.status, 0, second.output)
+        // As if killed after the second stretch's summary, before its report.md was renamed into place.
+        try earlier.write(toFile: dir + "/run/report.md", atomically: true, encoding: .utf8)
+        let again = try pretrain(12)
+        XCTAssertEqual(again.status, 0, again.output)
+        XCTAssertTrue(again.output.contains("report.md was an earlier stretch's"), again.output)
+        let report = try String(contentsOfFile: dir + "/run/report.md", encoding: .utf8)
+        XCTAssertTrue(report.contains(" 12 steps.\n"), report)
+        // Up to date: left as it is.
+        let inode = try FileManager.default.attributesOfItem(atPath: dir + "/run/report.md")[.systemFileNumber] as? Int
+        let once = try pretrain(12)
+        XCTAssertEqual(once.status, 0, once.output)
+        XCTAssertFalse(once.output.contains("earlier stretch"), once.output)
+        XCTAssertEqual(try FileManager.default.attributesOfItem(atPath: dir + "/run/report.md")[.systemFileNumber] as? Int, inode)
+    }
+
     /// A metrics.jsonl append that fails (here a file size limit of 8 KiB: EFBIG, as a full disk's ENOSPC) ends the
     /// run with exit 2 naming the log, and cuts the log back to its last whole record (a stranger's probe had found a
     /// torn last line, left until a resume dropped it).

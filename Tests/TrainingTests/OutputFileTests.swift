@@ -225,3 +225,31 @@ final class OutputFileTests: XCTestCase {
         return unlink(probe) == 0
     }
 }
+
+/// Checkpoint retention (`checkpoint.keep_last`, `Checkpoints.prune`) after a resume that skipped a damaged newer
+/// checkpoint (a crash-consistency review): that checkpoint had counted among the newest, so with keep_last 1 the
+/// checkpoint just written was deleted at once and nothing was left to resume from.
+final class CheckpointRetentionTests: XCTestCase {
+    func testPruningCountsOnlyCheckpointsUpToTheStepJustWritten() throws {
+        let dir = NSTemporaryDirectory() + "cladmop-prune-\(getpid())"
+        try? FileManager.default.removeItem(atPath: dir)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // Steps 10 and 20 written by the run; 30 a damaged one from before the resume; 20 just written.
+        for step in [10, 20, 30] {
+            for ext in [".json", ".safetensors"] {
+                XCTAssertTrue(FileManager.default.createFile(atPath: dir + "/" + Checkpoints.name(step: step) + ext, contents: Data("x".utf8)))
+            }
+        }
+        Checkpoints.prune(dir: dir, keep: 1, protected: nil, upTo: 20)
+        let left = try FileManager.default.contentsOfDirectory(atPath: dir).sorted()
+        XCTAssertEqual(left, ["step-00000020.json", "step-00000020.safetensors", "step-00000030.json", "step-00000030.safetensors"],
+                       "the checkpoint just written is kept, the later damaged one neither counts nor goes")
+        // Steps past 99,999,999 (9 digits) order after 8-digit ones.
+        for ext in [".json", ".safetensors"] {
+            XCTAssertTrue(FileManager.default.createFile(atPath: dir + "/" + Checkpoints.name(step: 100_000_000) + ext, contents: Data("x".utf8)))
+        }
+        Checkpoints.prune(dir: dir, keep: 1, protected: nil, upTo: 100_000_000)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).sorted(), ["step-100000000.json", "step-100000000.safetensors"])
+    }
+}

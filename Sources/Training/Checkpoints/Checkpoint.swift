@@ -345,13 +345,21 @@ public enum Checkpoints {
         for path in [base + ".json", base + ".safetensors"] { FilesRead.forget(path); unlink(path) }
     }
 
-    /// Deletes all but the newest `keep` checkpoints, never the one named `protected`, and the temporary
-    /// files that a crash in the middle of a write left behind.
-    public static func prune(dir: String, keep: Int, protected: String?) {
+    /// Deletes all but the newest `keep` checkpoints up to `step` (the one just written), never the one named
+    /// `protected`, and the temporary files that a crash in the middle of a write left behind. Checkpoints of later
+    /// steps (damaged ones that a resume skipped) neither count nor go: counted, they had pruned the checkpoint just
+    /// written (keep_last 1) until the run came back to their step, and left none to resume from (a crash-consistency
+    /// review); the run's own checkpoint of that step replaces each when it gets there.
+    public static func prune(dir: String, keep: Int, protected: String?, upTo step: Int) {
         for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] where name.hasPrefix(".") && name.contains(".tmp-") {
             unlink(dir + "/" + name)
         }
-        for path in list(dir: dir).dropFirst(keep) {
+        let current = name(step: step) + ".json"
+        let earlier = list(dir: dir).filter { path in
+            let file = URL(fileURLWithPath: path).lastPathComponent
+            return (file.count, file) <= (current.count, current)
+        }
+        for path in earlier.dropFirst(keep) {
             let base = String(path.dropLast(5))
             if let protected, URL(fileURLWithPath: base).lastPathComponent == protected { continue }
             remove(base: base)

@@ -217,7 +217,14 @@ public final class Pretrainer {
         }
         if comm.isRoot {
             log("resume: the run already ended at step \(stepsDone) (\(stoppedBefore ? "early stopping, train.patience \(spec.train.patience)" : "\(totalSteps) steps: train.epochs / train.max_steps")); nothing to train: raise train.max_steps, train.epochs or train.patience to go on")
-            if !FileManager.default.fileExists(atPath: runDir + "/report.md") {
+            // Written when missing, or when it is an earlier stretch's (a stretch resumed with higher limits, killed
+            // after its summary and before its report: a crash-consistency review found the old report kept for good).
+            let report = runDir + "/report.md"
+            let existing = try? readRegularFile(report, what: "pretraining report", limit: 1 << 24)
+            FilesRead.forget(report)      // read to be replaced, not an input of this command
+            let current = existing.map { String(decoding: $0, as: UTF8.self).contains(" \(stepsDone) steps.\n") } ?? false
+            if !current {
+                if existing != nil { log("resume: \(report) was an earlier stretch's (the run was stopped after its summary): written again for step \(stepsDone)") }
                 try writePretrainReport(runDir: runDir, train: MetricsLog.records(of: "train", in: runDir + "/metrics.jsonl"),
                                         evals: MetricsLog.records(of: "eval", in: runDir + "/metrics.jsonl"), globalBatch: globalBatch,
                                         corpus: setup.corpusReport, parameters: params.count, worldSize: comm.size, steps: stepsDone)
@@ -409,7 +416,7 @@ public final class Pretrainer {
             _ = try Checkpoints.save(dir: checkpointDir, meta: meta, params: params, optimizer: optimizer, faults: faults)
             faults.duringCheckpoint(.pointer, step: stepsDone)
             if let best = bestCheckpoint { try writeBestPointer(best, valLoss: bestValLoss) }
-            Checkpoints.prune(dir: checkpointDir, keep: spec.checkpoint.keepLast, protected: bestCheckpoint)
+            Checkpoints.prune(dir: checkpointDir, keep: spec.checkpoint.keepLast, protected: bestCheckpoint, upTo: stepsDone)
         } catch {
             // This step's checkpoint goes too when best.json could not follow it: resumed from, it would carry a best
             // that best.json does not name (finetune and evaluate read best.json; a full disk had left them the older one).
