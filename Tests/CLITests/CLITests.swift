@@ -6,6 +6,21 @@ import XCTest
 /// The command-line surface: help text, config validation (exit 2, key and allowed values named),
 /// feature store refusals naming the rebuild command, and the encode output format.
 final class CLITests: XCTestCase {
+    /// A scratch folder (removed after the test) holding a synthetic store `s.store`, and the `--set` words that make
+    /// the smoke pretraining read it: what the tests of a real run's output and resume need, in seconds.
+    func syntheticSmokeRun(_ name: String, trials: Int = 400, dim: Int = 16) throws -> (dir: String, settings: [String]) {
+        let dir = NSTemporaryDirectory() + "cladmop-cli-\(name)-\(getpid())"
+        try? FileManager.default.removeItem(atPath: dir)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: dir) }
+        let hierarchy = repositoryRoot + "/data/icd10/icd10cm_2025_hierarchy.tsv"
+        let synth = try runProduct("cladmop", ["synth", "--trials", "\(trials)", "--dim", "\(dim)", "--output", dir + "/s.store", "--seed", "3",
+                                               "--set", "data.icd_hierarchy=\(hierarchy)"])
+        XCTAssertEqual(synth.status, 0, synth.output)
+        return (dir, ["--config", repositoryRoot + "/configs/smoke.yaml", "--set", "data.synthetic=true",
+                      "--set", "data.feature_store=\(dir)/s.store", "--set", "data.icd_hierarchy=\(hierarchy)"])
+    }
+
     func cladmop(_ args: [String], env: [String: String] = [:]) throws -> (status: Int32, output: String) {
         try runProduct("cladmop", args, environment: env)
     }
@@ -111,20 +126,11 @@ final class CLITests: XCTestCase {
     /// stranger's probe found the default SIGPIPE ending pretrain part way (exit 141: a run folder of config.yaml and an
     /// empty metrics.jsonl, refused by the next run without --resume) and evaluate before its --json was written.
     func testAReaderOfTheStandardOutputThatWentAwayIsNoError() throws {
-        let dir = NSTemporaryDirectory() + "cladmop-cli-epipe-\(getpid())"
-        try? FileManager.default.removeItem(atPath: dir)
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let hierarchy = repositoryRoot + "/data/icd10/icd10cm_2025_hierarchy.tsv"
-        let synth = try runProduct("cladmop", ["synth", "--trials", "400", "--dim", "16", "--output", dir + "/s.store", "--seed", "3",
-                                               "--set", "data.icd_hierarchy=\(hierarchy)"])
-        XCTAssertEqual(synth.status, 0, synth.output)
+        let (dir, settings) = try syntheticSmokeRun("epipe")
         // The status of cladmop itself, on stderr: the pipe's reader (`true`) has ended before the first line is printed.
         let line = "{ \"$0\" \"$@\"; echo \"cladmop-status=$?\" >&2; } | true"
-        let r = try runCommand("/bin/bash", ["-c", line, productsFolder.appendingPathComponent("cladmop").path,
-                                             "pretrain", "--config", repositoryRoot + "/configs/smoke.yaml", "--run-dir", dir + "/run",
-                                             "--set", "data.synthetic=true", "--set", "data.feature_store=\(dir)/s.store",
-                                             "--set", "data.icd_hierarchy=\(hierarchy)", "--set", "train.max_steps=30", "--set", "train.log_every=1"])
+        let r = try runCommand("/bin/bash", ["-c", line, productsFolder.appendingPathComponent("cladmop").path, "pretrain", "--run-dir", dir + "/run"]
+                                             + settings + ["--set", "train.max_steps=30", "--set", "train.log_every=1"])
         XCTAssertTrue(r.output.contains("cladmop-status=0"), r.output)
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/run/checkpoints/best.json"), "the run was not finished: \(r.output)")
         let log = (try? String(contentsOfFile: dir + "/run/metrics.jsonl", encoding: .utf8)) ?? ""
@@ -135,18 +141,9 @@ final class CLITests: XCTestCase {
     /// `--resume auto` found the run ended and kept the earlier stretch's report.md for good. Now written again when it
     /// is not the report of the step the run ended at; an up-to-date one is left as it is (no file written).
     func testAnEndedRunsReportOfAnEarlierStretchIsWrittenAgain() throws {
-        let dir = NSTemporaryDirectory() + "cladmop-cli-report-\(getpid())"
-        try? FileManager.default.removeItem(atPath: dir)
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let hierarchy = repositoryRoot + "/data/icd10/icd10cm_2025_hierarchy.tsv"
-        let synth = try runProduct("cladmop", ["synth", "--trials", "400", "--dim", "16", "--output", dir + "/s.store", "--seed", "3",
-                                               "--set", "data.icd_hierarchy=\(hierarchy)"])
-        XCTAssertEqual(synth.status, 0, synth.output)
+        let (dir, settings) = try syntheticSmokeRun("report")
         func pretrain(_ steps: Int) throws -> (status: Int32, output: String) {
-            let r = try runProduct("cladmop", ["pretrain", "--config", repositoryRoot + "/configs/smoke.yaml", "--run-dir", dir + "/run", "--resume", "auto",
-                                               "--set", "data.synthetic=true", "--set", "data.feature_store=\(dir)/s.store",
-                                               "--set", "data.icd_hierarchy=\(hierarchy)", "--set", "train.max_steps=\(steps)"])
+            let r = try runProduct("cladmop", ["pretrain", "--run-dir", dir + "/run", "--resume", "auto"] + settings + ["--set", "train.max_steps=\(steps)"])
             return (r.status, r.output)
         }
         let first = try pretrain(6)
@@ -174,20 +171,11 @@ final class CLITests: XCTestCase {
     /// run with exit 2 naming the log, and cuts the log back to its last whole record (a stranger's probe had found a
     /// torn last line, left until a resume dropped it).
     func testFailedMetricsAppendLeavesWholeRecords() throws {
-        let dir = NSTemporaryDirectory() + "cladmop-cli-fsize-\(getpid())"
-        try? FileManager.default.removeItem(atPath: dir)
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let hierarchy = repositoryRoot + "/data/icd10/icd10cm_2025_hierarchy.tsv"
-        let synth = try runProduct("cladmop", ["synth", "--trials", "3000", "--dim", "24", "--output", dir + "/s.store", "--seed", "3",
-                                               "--set", "data.icd_hierarchy=\(hierarchy)"])
-        XCTAssertEqual(synth.status, 0, synth.output)
+        let (dir, settings) = try syntheticSmokeRun("fsize", trials: 3000, dim: 24)
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/bin/bash")
-        p.arguments = ["-c", "ulimit -f 8; exec \"$0\" \"$@\"", productsFolder.appendingPathComponent("cladmop").path,
-                       "pretrain", "--config", repositoryRoot + "/configs/smoke.yaml", "--run-dir", dir + "/run",
-                       "--set", "data.synthetic=true", "--set", "data.feature_store=\(dir)/s.store", "--set", "data.icd_hierarchy=\(hierarchy)",
-                       "--set", "train.max_steps=400", "--set", "checkpoint.every_steps=100000", "--set", "train.log_every=1"]
+        p.arguments = ["-c", "ulimit -f 8; exec \"$0\" \"$@\"", productsFolder.appendingPathComponent("cladmop").path, "pretrain", "--run-dir", dir + "/run"]
+            + settings + ["--set", "train.max_steps=400", "--set", "checkpoint.every_steps=100000", "--set", "train.log_every=1"]
         var env = ProcessInfo.processInfo.environment
         env["OPENBLAS_NUM_THREADS"] = "1"
         p.environment = env

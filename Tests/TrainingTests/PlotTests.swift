@@ -77,7 +77,7 @@ final class PlotTests: XCTestCase {
         // padded span overflows, and the tick code had converted -6.8e306 to an Int (a trap at the end of pretraining).
         let svg = svgLinePlot(title: "loss", xLabel: "step", yLabel: "loss",
                               series: [PlotSeries("train", [(1, 2.1), (2, 1.7e308), (3, 1.9)])], xBounds: 0...Double.infinity)
-        XCTAssertTrue(svg.hasPrefix("<svg") || svg.contains("<svg"), String(svg.prefix(200)))
+        XCTAssertTrue(svg.contains("<svg"), String(svg.prefix(200)))
         XCTAssertEqual(niceTicks(-1.7e308, 1.7e308), [], "a range wider than a Double holds has no ticks")
         XCTAssertFalse(niceTicks(1e20, 1e20 + 1e6).isEmpty, "a narrow range far from 0 still gets round ticks")
     }
