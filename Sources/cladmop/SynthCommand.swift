@@ -22,12 +22,12 @@ struct Synth: ParsableCommand {
         guard (1...4096).contains(dim) else { throw ValidationError("--dim must be in 1...4096") }
         // Built in memory before it is written: up to 16 sentences x 3 levels x dim floats per trial.
         let bytes = Double(trials) * Double(dim) * Double(syntheticBytesPerTrialAndDim)
-        let available = Double(ProcessInfo.processInfo.physicalMemory) / 2
+        let limit = MemoryLimit.current(), available = limit.bytes / 2
         guard bytes <= available else {
             throw ValidationError(String(format: "--trials %d x --dim %d needs up to %.1f GiB of memory (%d bytes per trial and width: "
-                                         + "up to 16 sentences x 3 levels x 4 bytes); half of this machine's memory is %.1f GiB: "
+                                         + "up to 16 sentences x 3 levels x 4 bytes); half of %@ is %.1f GiB: "
                                          + "use fewer trials or a smaller --dim", trials, dim, bytes / 1_073_741_824,
-                                         syntheticBytesPerTrialAndDim, available / 1_073_741_824))
+                                         syntheticBytesPerTrialAndDim, limit.source, available / 1_073_741_824))
         }
         guard noise.isFinite, noise >= 0, noise <= 1e3 else { throw ValidationError("--noise must be a finite number from 0 to 1000") }
         guard seed >= 0 else { throw ValidationError("--seed must be >= 0") }

@@ -137,6 +137,29 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(log.contains("\"type\":\"summary\""), "no summary record: \(log.suffix(300))")
     }
 
+    /// A job's memory is capped by its control group (Slurm, Docker, systemd), not only by the machine's memory: the
+    /// check had compared the estimate with the physical memory alone, so a model that fits the machine but not the
+    /// job's share started and met the OOM killer. A 256 MiB group (v1's memory hierarchy, or v2's) holds the command;
+    /// a 110 M-parameter model (1.7 GiB, well within this machine) is refused naming the group, and writes nothing.
+    func testTheMemoryCheckHonoursTheControlGroupsLimit() throws {
+        let (dir, settings) = try syntheticSmokeRun("cgroup")
+        let v1 = "/sys/fs/cgroup/memory", name = "cladmop-test-\(getpid())"
+        let (group, limitFile) = FileManager.default.fileExists(atPath: v1 + "/memory.limit_in_bytes")
+            ? (v1 + "/" + name, "memory.limit_in_bytes") : ("/sys/fs/cgroup/" + name, "memory.max")
+        guard mkdir(group, 0o755) == 0 else { throw XCTSkip("cannot make a control group \(group): \(String(cString: strerror(errno)))") }
+        addTeardownBlock { _ = rmdir(group) }
+        guard (try? "268435456".write(toFile: group + "/" + limitFile, atomically: false, encoding: .utf8)) != nil else {
+            throw XCTSkip("cannot set \(group)/\(limitFile) (no memory controller in this control group)")
+        }
+        let binary = productsFolder.appendingPathComponent("cladmop").path
+        let r = try runCommand("/bin/sh", ["-c", "echo $$ > \"$0\" && exec \"$@\"", group + "/cgroup.procs", binary,
+                                           "pretrain", "--run-dir", dir + "/run"] + settings + ["--set", "model.dim=768", "--set", "model.heads=12"])
+        XCTAssertEqual(r.status, 2, r.output)
+        XCTAssertTrue(r.output.contains("this model needs about 1.7 GiB per rank"), r.output)
+        XCTAssertTrue(r.output.contains("the control group /\(name) (\(limitFile)) allows 205 MiB per rank (80 % of 256 MiB over 1 rank(s) on this node)"), r.output)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/run"))
+    }
+
     /// A resumed stretch killed after its summary and before its report (a crash-consistency review): the next
     /// `--resume auto` found the run ended and kept the earlier stretch's report.md for good. Now written again when it
     /// is not the report of the step the run ended at; an up-to-date one is left as it is (no file written).

@@ -275,17 +275,6 @@ public final class Finetuner {
         let f = spec.finetune
         // A batch never holds more trials than the largest member's training set.
         let batchRows = min(f.batch, (partitions.isEmpty ? train.count : pool.count) + auxiliary.count)
-        let fromScratch = pretrainedPath == nil, ranks = comm
-        let memory = { (kept: (floats: Double, keys: String)?) throws in
-            try MemoryBudget.require(parameters: MemoryBudget.parameterCount(modelConfig), rows: (batchRows + ranks.size - 1) / ranks.size,
-                                     bytesPerRow: MemoryBudget.activationBytesPerRow(
-                                        modelConfig, molTokens: space.maxMolTokens, codes: space.maxCodes, sentences: space.maxSentences),
-                                     rowsKey: "finetune.batch = \(f.batch)" + (batchRows < f.batch ? " (capped by the \(batchRows) trials a member trains on)" : "")
-                                        + " over \(ranks.size) rank(s)", kept: kept,
-                                     hint: kept != nil ? "use fewer finetune.epochs or members, a smaller finetune.head_hidden, or finetune.epoch_selection: member"
-                                        : fromScratch ? "use a smaller model (model.*) or finetune.batch" : "use a smaller finetune.batch", comm: ranks)
-        }
-        _ = try memory(nil)
         let pct = Int((latest * 100).rounded())
         let auxNote = auxFiles.isEmpty ? "" : " + auxiliary \(auxFiles.joined(separator: ", ")) (\(auxiliary.count) trials)"
         let head = OutcomeHeadSpec(loraRank: f.loraRank, loraAlpha: Float(f.loraAlpha), loraCross: f.loraCross, loraSelf: f.loraSelf,
@@ -294,6 +283,17 @@ public final class Finetuner {
                                        : latest > 0 ? "\(trainFile) (earliest \(100 - pct) %) + \(validFile)" : trainFile) + auxNote,
                                    validFile: !partitions.isEmpty ? "out of fold" : latest > 0 ? "\(trainFile) (latest \(pct) %)" : validFile,
                                    trainingDiseaseSets: [])     // each member's checkpoint records its own (trainMember)
+        let fromScratch = pretrainedPath == nil, ranks = comm
+        let memory = { (kept: (floats: Double, keys: String)?) throws in
+            try MemoryBudget.require(parameters: MemoryBudget.parameterCount(modelConfig, head: head), rows: (batchRows + ranks.size - 1) / ranks.size,
+                                     bytesPerRow: MemoryBudget.activationBytesPerRow(
+                                        modelConfig, molTokens: space.maxMolTokens, codes: space.maxCodes, sentences: space.maxSentences),
+                                     rowsKey: "finetune.batch = \(f.batch)" + (batchRows < f.batch ? " (capped by the \(batchRows) trials a member trains on)" : "")
+                                        + " over \(ranks.size) rank(s)", kept: kept,
+                                     hint: kept != nil ? "use fewer finetune.epochs or members, a smaller finetune.head_hidden, or finetune.epoch_selection: member"
+                                        : fromScratch ? "use a smaller model (model.*) or finetune.batch" : "use a smaller finetune.batch", comm: ranks)
+        }
+        _ = try memory(nil)
         pretrainedTensors = tensors
         outcome = try Self.member(model: modelConfig, space: space, spec: head, finetune: f, seed: f.seed, pretrained: tensors)
         // Pooled epoch selection keeps every member's trainable parameters of every epoch (and, without a pretrained

@@ -24,14 +24,31 @@ public enum MemoryBudget {
         return arena.count
     }
 
-    /// Bytes each rank of this node may use: 80 % of the node's memory over its ranks (OpenMPI's
-    /// OMPI_COMM_WORLD_LOCAL_SIZE; without it, the ranks whose host name is this rank's).
-    public static func bytesPerRank(_ comm: Communicator) -> Double {
+    /// Parameters of the fine-tuning model (`OutcomeModel`): the DM branch, its LoRA adapters and the outcome head.
+    public static func parameterCount(_ config: ModelConfig, head spec: OutcomeHeadSpec) -> Int {
+        let arena = ParameterArena.counting()
+        let model = CLaDMoP(config, params: arena)
+        if spec.loraCross || spec.loraSelf {
+            model.addLoRA(rank: spec.loraRank, alpha: spec.loraAlpha, cross: spec.loraCross, selfAttention: spec.loraSelf, group: 1)
+        }
+        _ = PredictionHead(arena, inputDim: config.encoderDim + config.dim, hiddenDim: spec.headHidden, group: 2)
+        return arena.count
+    }
+
+    /// What each rank of this node may use: 80 % of the memory the process may use (the machine's, or its control
+    /// group's limit: `MemoryLimit`) over the node's ranks (OpenMPI's OMPI_COMM_WORLD_LOCAL_SIZE; without it, the
+    /// ranks whose host name is this rank's), and a phrase that says so for messages.
+    public static func share(_ comm: Communicator) -> (bytes: Double, description: String) {
         let here = comm.hostNames.indices.contains(comm.rank) ? comm.hostNames[comm.rank] : nil
         let sameHost = here.map { h in comm.hostNames.filter { $0 == h }.count } ?? comm.size
-        let local = ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap { Int($0) } ?? sameHost
-        return Double(ProcessInfo.processInfo.physicalMemory) * 0.8 / Double(max(local, 1))
+        let local = max(ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap { Int($0) } ?? sameHost, 1)
+        let limit = MemoryLimit.current()
+        let bytes = limit.bytes * 0.8 / Double(local)
+        return (bytes, "\(limit.source) allows \(describeBytes(bytes)) per rank (80 % of \(describeBytes(limit.bytes)) over \(local) rank(s) on this node)")
     }
+
+    /// Bytes each rank of this node may use (`share`).
+    public static func bytesPerRank(_ comm: Communicator) -> Double { share(comm).bytes }
 
     /// Refuses a replica of `parameters` parameters (values, gradients, two optimizer moments: 16 bytes each) that
     /// keeps the activations of `rows` rows at once, when it exceeds this rank's share of the node's memory; returns
@@ -43,14 +60,14 @@ public enum MemoryBudget {
                                kept: (floats: Double, keys: String)? = nil, hint: String, comm: Communicator) throws -> Double {
         let parameterBytes = Double(parameters) * 16, activationBytes = Double(rows) * bytesPerRow
         let keptBytes = (kept?.floats ?? 0) * 4
-        let available = bytesPerRank(comm)
+        let (available, availableText) = share(comm)
         func gib(_ bytes: Double) -> String { String(format: "%.1f GiB", bytes / 1_073_741_824) }
         let total = parameterBytes + activationBytes + keptBytes
         guard total <= available else {
             throw InputError("this model needs about \(gib(total)) per rank (\(gib(parameterBytes)) for \(parameters) parameters "
                              + "with their gradients and optimizer moments, \(gib(activationBytes)) of activations for \(rows) rows at once: \(rowsKey)"
                              + (kept.map { ", \(gib(keptBytes)) of parameters kept: \($0.keys)" } ?? "") + "); "
-                             + "this machine has \(gib(available)) per rank: \(hint)")
+                             + "\(availableText): \(hint)")
         }
         return total
     }
