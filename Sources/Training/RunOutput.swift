@@ -35,6 +35,13 @@ public final class MetricsLog {
         }
         handle = h
         handle.seekToEndOfFile()
+        // A last record cut before its newline (appends are not fsynced: a power loss may keep a record and lose the
+        // byte after it, which `keepRecords` keeps as a whole record) would have the next record glued to it, both
+        // then lost to every reader: the line is ended first.
+        if existed, let tail = try? readTail(path, bytes: 1), let last = tail.last, last != 0x0A {
+            do { try handle.write(contentsOf: Data([0x0A])) }
+            catch { throw InputError(file: path, "cannot append a record: \(describeWriteError(error))") }
+        }
         events = tensorboard ? try TensorBoardWriter(dir: dir, restartAt: existed ? continuingAfter.map { $0 + 1 } : nil) : nil
     }
 

@@ -74,6 +74,28 @@ final class TensorBoardTests: XCTestCase {
         }
     }
 
+    /// A metrics.jsonl whose last record lost its newline (appends are not fsynced; a power loss can cut the file
+    /// after the record's closing brace): a resumed run's first record had been glued to it, and both lines no longer
+    /// decoded (a report and sweep-report read neither). Now the line is ended before the first append, whether the
+    /// resume drops records (`continuingAfter`) or keeps them all.
+    func testAResumedLogEndsACutLastLineBeforeAppending() throws {
+        let dir = NSTemporaryDirectory() + "cladmop-metrics-\(getpid())-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for continuing in [nil, 2, 1] as [Int?] {
+            let path = dir + "/metrics.jsonl"
+            try Data("{\"type\":\"train\",\"step\":1}\n{\"type\":\"train\",\"step\":2}".utf8).write(to: URL(fileURLWithPath: path))
+            let log = try MetricsLog(path: path, continuingAfter: continuing)
+            try log.write(StepRecord(type: "train", step: 3))
+            let steps = MetricsLog.records(of: "train", in: path, as: StepProbe.self).map(\.step)
+            XCTAssertEqual(steps, continuing == 1 ? [1, 3] : [1, 2, 3], "continuingAfter \(String(describing: continuing))")
+            XCTAssertTrue(try String(contentsOfFile: path, encoding: .utf8).hasSuffix("}\n"))
+        }
+    }
+
+    struct StepProbe: Decodable { var step: Int }
+    struct StepRecord: Encodable { var type: String, step: Int }
+
     func testStoredSpecsWithoutALogSectionDecodeWithTheDefault() throws {
         let spec = try RunSpec(Config(file: nil, overrides: ["log.tensorboard=true"]))
         XCTAssertTrue(spec.log.tensorboard)
