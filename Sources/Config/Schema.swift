@@ -45,7 +45,7 @@ public enum ConfigSchema {
         ConfigKey(path: "encoder.max_tokens", kind: .int(8...512), defaultValue: .int(256),
                   doc: "WordPiece tokens per sentence, [CLS] and [SEP] included (longer sentences are truncated)."),
         ConfigKey(path: "encoder.precision", kind: .string(allowed: ["fp32", "bf16"]), defaultValue: .string("fp32"),
-                  doc: "GEMM inputs of the frozen text encoder (featurize and the commands that featurize a CSV on the fly, bench --encoder; encode takes --precision): fp32, or bf16 (rounded to bfloat16, products accumulated in fp32 through oneDNN; LayerNorm, softmax, GELU and pooling stay fp32). A machine without AVX512-BF16 computes in fp32 and says so in one line."),
+                  doc: "GEMM inputs of the frozen text encoder (featurize and the commands that featurize a CSV on the fly, bench --encoder, encode unless given --precision): fp32, or bf16 (rounded to bfloat16, products accumulated in fp32 through oneDNN; LayerNorm, softmax, GELU and pooling stay fp32). A machine without AVX512-BF16 computes in fp32 and says so in one line."),
         ConfigKey(path: "encoder.batch_tokens", kind: .int(64...65536), defaultValue: .int(4096),
                   doc: "Padded tokens per encoder batch (sentences are batched by length)."),
         // model

@@ -18,20 +18,20 @@ struct Encode: ParsableCommand {
     @Option(help: "JSON-lines output: {\"text\", \"coarse\", \"medium\", \"fine\"} per input line.")
     var output: String
 
-    @Option(help: "Encoder folder (config.json, vocab.txt, model.safetensors); default: encoder.model_dir's default, as encode reads no config.")
-    var modelDir: String = Self.schemaDefault("encoder.model_dir").description
+    @Option(help: "Encoder folder (config.json, vocab.txt, model.safetensors); default: encoder.model_dir of the configuration.")
+    var modelDir: String?
 
-    @Option(parsing: .unconditional, help: "Maximum WordPiece tokens per text, [CLS] and [SEP] included (as encoder.max_tokens: its range and default).")
-    var maxTokens: Int = { if case .int(let n) = Self.schemaDefault("encoder.max_tokens") { return n }; return 256 }()
+    @Option(parsing: .unconditional, help: "Maximum WordPiece tokens per text, [CLS] and [SEP] included; default: encoder.max_tokens (its range).")
+    var maxTokens: Int?
 
-    @Option(help: "GEMM inputs of the encoder, as encoder.precision: fp32, or bf16 (products accumulated in fp32).")
-    var precision: PrecisionSpec = .fp32
+    @Option(help: "GEMM inputs of the encoder: fp32, or bf16 (products accumulated in fp32); default: encoder.precision.")
+    var precision: PrecisionSpec?
 
-    /// The defaults and range are the configuration keys' (Config/Schema.swift), not a second copy.
-    static func schemaDefault(_ path: String) -> ConfigValue { ConfigSchema.key(path)!.defaultValue }
+    /// The `encoder` section (encoder.model_dir, max_tokens, precision) as featurize reads it; the flags above win.
+    @OptionGroup var options: ConfigOptions
 
     func validate() throws {
-        if case .int(let range) = ConfigSchema.key("encoder.max_tokens")!.kind, !range.contains(maxTokens) {
+        if let maxTokens, case .int(let range) = ConfigSchema.key("encoder.max_tokens")!.kind, !range.contains(maxTokens) {
             throw ValidationError("--max-tokens must be in \(range.lowerBound)...\(range.upperBound), as encoder.max_tokens (got \(maxTokens))")
         }
     }
@@ -41,12 +41,15 @@ struct Encode: ParsableCommand {
 
     func run() throws {
         runJob { comm in
+            let (_, spec) = try options.resolve(comm)
+            let modelDir = self.modelDir ?? spec.encoder.modelDir, maxTokens = self.maxTokens ?? spec.encoder.maxTokens
             try checkOutputs([("--output", output)], inputs: [("--input", input)], isRoot: comm.isRoot)
             // LF, CR LF or a lone CR end a line (readTextLines).
             let lines = try readTextLines(input, what: "text file (one text per line)").lines
             guard !lines.isEmpty else { throw InputError(file: input, "no lines to encode (expected one text per line)") }
             let encoder = try BertEncoder(modelDir: modelDir, maxLength: maxTokens,
-                                          precision: resolvedPrecision(precision, key: "--precision", comm: comm))
+                                          precision: resolvedPrecision(precision ?? spec.encoder.precision,
+                                                                             key: precision != nil ? "--precision" : "encoder.precision", comm: comm))
             let d = encoder.hidden
             let out = FloatPtr.allocate(capacity: max(lines.count * 3 * d, 1))
             defer { out.deallocate() }
@@ -60,7 +63,7 @@ struct Encode: ParsableCommand {
                     + "characters the tokenizer drops): each is encoded as [CLS] [SEP] alone, one and the same vector\n").utf8))
             }
             if cut > 0 {
-                standardErrorWrite(Data(("warning: \(cut) of the \(lines.count) lines of \(input) are longer than --max-tokens \(maxTokens) "
+                standardErrorWrite(Data(("warning: \(cut) of the \(lines.count) lines of \(input) are longer than \(self.maxTokens != nil ? "--max-tokens" : "encoder.max_tokens") \(maxTokens) "
                     + "([CLS] and [SEP] included): each is encoded from its first \(maxTokens - 2) word pieces\n").utf8))
             }
             try writeFileAtomically(output) { h in

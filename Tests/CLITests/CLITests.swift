@@ -307,6 +307,43 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(texts, ["asthma", "lung cancer", "heart failure"])
     }
 
+    /// SPEC 3.2: every subcommand of its table takes --config and --set; encode had only its own flags. It reads the
+    /// encoder section as featurize does (model_dir, max_tokens, precision), and its flags win over the configuration.
+    func testEncodeReadsTheEncoderSectionOfItsConfiguration() throws {
+        let model = repositoryRoot + "/models/all-MiniLM-L6-v2"
+        guard FileManager.default.fileExists(atPath: model + "/model.safetensors") else { XCTFail("\(model) is missing: run Launch/setup"); return }
+        let dir = NSTemporaryDirectory() + "cladmop-cli-encode-config-\(getpid())"
+        try? FileManager.default.removeItem(atPath: dir)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try Data("inclusion criteria: adults aged 18 to 75 years with type 2 diabetes mellitus\nasthma\n".utf8)
+            .write(to: URL(fileURLWithPath: dir + "/in.txt"))
+        try "encoder:\n  model_dir: \(model)\n  max_tokens: 8\n".write(toFile: dir + "/c.yaml", atomically: true, encoding: .utf8)
+        func encode(_ name: String, _ args: [String]) throws -> (status: Int32, output: String, lines: String) {
+            let r = try cladmop(["encode", "--input", dir + "/in.txt", "--output", dir + "/" + name] + args)
+            return (r.status, r.output, (try? String(contentsOfFile: dir + "/" + name, encoding: .utf8)) ?? "")
+        }
+        let byFlags = try encode("flags.jsonl", ["--model-dir", model, "--max-tokens", "8"])
+        XCTAssertEqual(byFlags.status, 0, byFlags.output)
+        XCTAssertTrue(byFlags.output.contains("1 of the 2 lines of \(dir)/in.txt are longer than --max-tokens 8"), byFlags.output)
+        let byConfig = try encode("config.jsonl", ["--config", dir + "/c.yaml"])
+        XCTAssertEqual(byConfig.status, 0, byConfig.output)
+        XCTAssertTrue(byConfig.output.contains("are longer than encoder.max_tokens 8"), byConfig.output)
+        XCTAssertEqual(byConfig.lines, byFlags.lines)
+        let bySet = try encode("set.jsonl", ["--set", "encoder.model_dir=\(model)", "--set", "encoder.max_tokens=8"])
+        XCTAssertEqual(bySet.lines, byFlags.lines, bySet.output)
+        // A flag wins over the configuration: the full length, no text cut, other vectors.
+        let flagWins = try encode("wins.jsonl", ["--config", dir + "/c.yaml", "--max-tokens", "256"])
+        XCTAssertEqual(flagWins.status, 0, flagWins.output)
+        XCTAssertFalse(flagWins.output.contains("longer than"), flagWins.output)
+        XCTAssertNotEqual(flagWins.lines, byFlags.lines)
+        // Its keys are checked as every command's.
+        let bad = try encode("bad.jsonl", ["--set", "encoder.max_tokens=4"])
+        XCTAssertEqual(bad.status, 2, bad.output)
+        XCTAssertTrue(bad.output.contains("encoder.max_tokens"), bad.output)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/bad.jsonl"))
+    }
+
     func testCorruptStaleAndMissingStoresAreRefusedWithTheRebuildCommand() throws {
         let dir = NSTemporaryDirectory() + "cladmop-cli-store-\(getpid())"
         try? FileManager.default.removeItem(atPath: dir)
