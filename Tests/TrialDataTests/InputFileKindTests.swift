@@ -51,6 +51,20 @@ final class InputFileKindTests: XCTestCase {
         expectRefusal("\(fifo): is a FIFO; expected the checkpoint metadata") { _ = try readRegularFile(fifo, what: "checkpoint metadata") }
     }
 
+    /// A feature store or another binary file given where the trials are expected (`evaluate --data STORE`, as SPEC's
+    /// "labelled CSV or feature set" may suggest): it had been refused as "stray quote inside an unquoted field".
+    func testABinaryFileGivenAsTheTrialsIsNamedAsSuch() throws {
+        let store = dir + "/s.store"
+        try Data("CLADMOPF".utf8 + [2, 0, 0, 0] + Data(repeating: 0x22, count: 64)).write(to: URL(fileURLWithPath: store))
+        expectRefusal("\(store): is a feature store (cladmop featurize's output), not a CSV of trials: give the TOP-format CSV it was "
+                      + "featurized from (a store is read through data.feature_store)") { _ = try readTrials(paths: [store]) }
+        let tensors = dir + "/t.safetensors"
+        try Data([16, 0, 0, 0, 0, 0, 0, 0] + Array("{\"a\":\"b\"}    ".utf8)).write(to: URL(fileURLWithPath: tensors))
+        expectRefusal("\(tensors): holds a NUL byte (byte 2): a binary file, not a CSV of trials (expected the TOP-format CSV)") {
+            _ = try readCSV(path: tensors)
+        }
+    }
+
     func testDirectoriesAndDevicesAreRefused() throws {
         expectRefusal("\(dir): is a directory; expected the TOP-format CSV") { _ = try readCSV(path: dir) }
         expectRefusal("/dev/null: is a character device; expected the TOP-format CSV") { _ = try readCSV(path: "/dev/null") }
