@@ -14,6 +14,9 @@ public struct FeaturizeReport {
     public var tokens = 0
     /// Distinct sentences whose vectors were copied from the `reuse` store instead of encoded.
     public var reused = 0
+    /// Distinct ICD-10 codes the hierarchy does not hold, read as their longest known prefix (`ICD10Hierarchy.resolve`),
+    /// each with that prefix and the file:line of its first row, in order of first occurrence.
+    public var codesReadAsPrefix: [(code: String, prefix: String, row: String)] = []
     public var seconds = 0.0
 }
 
@@ -57,6 +60,21 @@ public func featurize(comm: Communicator, paths: [String], output: String, makeE
     report.rowsPerFile = readReport.rowsPerFile
     report.skipped = readReport.skipped
 
+    // Codes below the hierarchy's leaves (a newer or finer code than the tree's) keep their known ancestors: said.
+    var seenCodes = Set<String>()
+    for t in trials {
+        for code in t.icdCodes.joined() where seenCodes.insert(code).inserted {
+            guard let known = hierarchy.resolve(code) else { continue }
+            if known.filter({ $0 != "." }).count < code.filter({ $0 != "." }).count {
+                report.codesReadAsPrefix.append((code, known, "\(t.source.file):\(t.source.line)"))
+            }
+        }
+    }
+    if let first = report.codesReadAsPrefix.first {
+        let shown = report.codesReadAsPrefix.prefix(5).map { "\($0.code) -> \($0.prefix)" }.joined(separator: ", ")
+        log("featurize: \(report.codesReadAsPrefix.count) distinct ICD-10 code(s) are not in \(URL(fileURLWithPath: hierarchy.path).lastPathComponent) "
+            + "and are read as their longest known prefix: \(shown)\(report.codesReadAsPrefix.count > 5 ? ", ..." : "") (the first at \(first.row))")
+    }
     // Distinct sentences in order of first occurrence.
     var sentenceIndex: [String: Int] = [:]
     var texts: [String] = []

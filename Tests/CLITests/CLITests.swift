@@ -344,6 +344,28 @@ final class CLITests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/bad.jsonl"))
     }
 
+    /// SPEC 4.1, "nothing is silently dropped": a code the ICD-10 tree does not hold is read as its longest known
+    /// prefix (a finer or newer code than the tree's keeps its ancestors), and featurize now says so, with the first
+    /// few codes, their prefixes and the first row (it had said nothing; a code with no known prefix is an error).
+    func testCodesReadAsTheirPrefixAreNamed() throws {
+        let dir = NSTemporaryDirectory() + "cladmop-cli-icd-prefix-\(getpid())"
+        try? FileManager.default.removeItem(atPath: dir)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let good = try String(contentsOfFile: repositoryRoot + "/Tests/BadInput/common/good.csv", encoding: .utf8)
+        XCTAssertTrue(good.contains("['E11.9']"))
+        try good.replacingOccurrences(of: "['E11.9']", with: "['E11.9ZZ', 'J45.909']").write(toFile: dir + "/t.csv", atomically: true, encoding: .utf8)
+        let r = try cladmop(["featurize", "--data", dir + "/t.csv", "--output", dir + "/t.store", "--set", "encoder.max_tokens=8",
+                             "--set", "data.icd_hierarchy=\(repositoryRoot)/data/icd10/icd10cm_2025_hierarchy.tsv"])
+        XCTAssertEqual(r.status, 0, r.output)
+        XCTAssertTrue(r.output.contains("featurize: 1 distinct ICD-10 code(s) are not in icd10cm_2025_hierarchy.tsv and are read as their "
+                                        + "longest known prefix: E11.9ZZ -> E11.9 (the first at \(dir)/t.csv:7)"), r.output)
+        let plain = try cladmop(["featurize", "--data", repositoryRoot + "/Tests/BadInput/common/good.csv", "--output", dir + "/g.store",
+                                 "--set", "encoder.max_tokens=8", "--set", "data.icd_hierarchy=\(repositoryRoot)/data/icd10/icd10cm_2025_hierarchy.tsv"])
+        XCTAssertEqual(plain.status, 0, plain.output)
+        XCTAssertFalse(plain.output.contains("longest known prefix"), plain.output)
+    }
+
     func testCorruptStaleAndMissingStoresAreRefusedWithTheRebuildCommand() throws {
         let dir = NSTemporaryDirectory() + "cladmop-cli-store-\(getpid())"
         try? FileManager.default.removeItem(atPath: dir)
