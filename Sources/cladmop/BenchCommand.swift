@@ -104,7 +104,8 @@ struct Bench: ParsableCommand {
             print(String(format: "  model FLOPs        %10.3f GFLOP per sample at full length (forward %.3f; useful %.3f per sample here)",
                          r.flopsPerSample / 1e9, r.forwardFlopsPerSample / 1e9, r.usefulFlopsPerSample / 1e9))
             print(String(format: "  achieved           %10.1f GFLOP/s useful (%.1f counting padding)", r.achievedGflops, r.paddedGflops))
-            print(String(format: "  peak RSS per rank  %10.0f MiB (activations and scratch of a step: %.0f MiB)", r.peakRssMb, r.activationMb))
+            let ranks = r.worldSize > 1 ? ", the largest of ranks 0-\(r.worldSize - 1): " + (r.peakRssMbPerRank ?? []).map(String.init).joined(separator: ", ") : ""
+            print(String(format: "  peak RSS per rank  %10.0f MiB%@ (activations and scratch of a step: %.0f MiB)", r.peakRssMb, ranks, r.activationMb))
         }
     }
 }

@@ -815,6 +815,11 @@ final class BenchSmokeTests: XCTestCase {
             XCTAssertGreaterThan(json[key] as? Double ?? 0, 0, key)
         }
         XCTAssertLessThanOrEqual(json["useful_flops_per_sample"] as! Double, json["flops_per_sample"] as! Double)
+        // SPEC 8's "peak RSS per rank": each rank's, whose largest is peak_rss_mb.
+        let perRank = try XCTUnwrap(json["peak_rss_mb_per_rank"] as? [Int], String(line))
+        XCTAssertEqual(perRank.count, 2)
+        XCTAssertTrue(perRank.allSatisfy { $0 > 0 }, String(line))
+        XCTAssertEqual(Double(perRank.max()!), (json["peak_rss_mb"] as! Double).rounded(), accuracy: 1, String(line))
     }
 
     func testKernelBenchmarkMeasuresTheModelsGEMMShapes() throws {

@@ -15,6 +15,8 @@ public struct TrainingBenchmarkResult: Codable {
     public var flopsPerSample, forwardFlopsPerSample, usefulFlopsPerSample: Double
     public var achievedGflops, paddedGflops: Double
     public var peakRssMb, activationMb: Double
+    /// Each rank's peak RSS in MiB, in rank order (`peakRssMb` is their largest); absent in results written before it.
+    public var peakRssMbPerRank: [Int]?
     /// The GEMM precision the step ran in (`train.precision`, or fp32 where bf16 is unavailable).
     public var precision: String
 
@@ -25,7 +27,7 @@ public struct TrainingBenchmarkResult: Codable {
         case msOptimizer = "ms_optimizer", msImbalanceWait = "ms_imbalance_wait", commShare = "comm_share"
         case flopsPerSample = "flops_per_sample", forwardFlopsPerSample = "forward_flops_per_sample"
         case usefulFlopsPerSample = "useful_flops_per_sample", achievedGflops = "achieved_gflops", paddedGflops = "padded_gflops"
-        case peakRssMb = "peak_rss_mb", activationMb = "activation_mb", precision
+        case peakRssMb = "peak_rss_mb", activationMb = "activation_mb", precision, peakRssMbPerRank = "peak_rss_mb_per_rank"
     }
 }
 
@@ -128,11 +130,13 @@ public func runTrainingBenchmark(spec: RunSpec, comm: Communicator) throws -> Tr
     let times = [t.forward, t.gatherLoss, t.backward, t.reduce, t.optimizer, t.step, t.wait].map { $0 / steps }
     var sums = [usefulFlops, paddedFlops]
     sums.withUnsafeMutableBufferPointer { comm.allReduceSum($0.baseAddress!, count: 2) }
-    var rss = [peakRSSMiB(), Double(step.arena.peakFloats * 4) / 1_048_576]
+    let ownRSS = peakRSSMiB()
+    let rssPerRank = comm.allGatherCounts(Int(ownRSS.rounded()))
+    var rss = [ownRSS, Double(step.arena.peakFloats * 4) / 1_048_576]
     rss.withUnsafeMutableBufferPointer { comm.allReduceMax($0.baseAddress!, count: 2) }
     let stepTime = times[5]
     let fullFlops = 3 * model.forwardFLOPs(molLength: lmMax, codeLength: lcMax, sentenceLength: lsMax)
-    return TrainingBenchmarkResult(
+    var result = TrainingBenchmarkResult(
         worldSize: comm.size, globalBatch: globalBatch, parameters: step.params.count, steps: bench.steps, variableLengths: variable,
         samplesPerSecond: Double(globalBatch) / stepTime, msStep: stepTime * 1e3, msForward: times[0] * 1e3,
         msAllgatherLoss: times[1] * 1e3, msBackward: times[2] * 1e3, msAllreduce: times[3] * 1e3, msOptimizer: times[4] * 1e3,
@@ -140,4 +144,6 @@ public func runTrainingBenchmark(spec: RunSpec, comm: Communicator) throws -> Tr
         forwardFlopsPerSample: fullFlops / 3, usefulFlopsPerSample: sums[0] / (steps * Double(globalBatch)),
         achievedGflops: sums[0] / steps / stepTime / 1e9, paddedGflops: sums[1] / steps / stepTime / 1e9,
         peakRssMb: rss[0], activationMb: rss[1], precision: precision.rawValue)
+    result.peakRssMbPerRank = rssPerRank
+    return result
 }
