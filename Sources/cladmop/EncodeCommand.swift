@@ -41,7 +41,12 @@ struct Encode: ParsableCommand {
 
     func run() throws {
         runJob { comm in
-            let (_, spec) = try options.resolve(comm)
+            let (config, spec) = try options.resolve(comm)
+            let read = ["encoder.model_dir", "encoder.max_tokens", "encoder.precision", "train.stall_timeout"]
+            let ignored = config.overriddenKeys.filter { !read.contains($0) }
+            if comm.isRoot && !ignored.isEmpty {
+                log("warning: --set \(ignored.joined(separator: ", ")): no effect here (encode reads \(read.joined(separator: ", ")))")
+            }
             let modelDir = self.modelDir ?? spec.encoder.modelDir, maxTokens = self.maxTokens ?? spec.encoder.maxTokens
             try checkOutputs([("--output", output)], inputs: [("--input", input)], isRoot: comm.isRoot)
             // LF, CR LF or a lone CR end a line (readTextLines).

@@ -152,11 +152,12 @@ final class CLITests: XCTestCase {
             throw XCTSkip("cannot set \(group)/\(limitFile) (no memory controller in this control group)")
         }
         let binary = productsFolder.appendingPathComponent("cladmop").path
-        let r = try runCommand("/bin/sh", ["-c", "echo $$ > \"$0\" && exec \"$@\"", group + "/cgroup.procs", binary,
+        let r = try runCommand("/bin/sh", ["-c", "echo $$ 2>/dev/null > \"$0\" || exit 77; exec \"$@\"", group + "/cgroup.procs", binary,
                                            "pretrain", "--run-dir", dir + "/run"] + settings + ["--set", "model.dim=768", "--set", "model.heads=12"])
+        if r.status == 77 { throw XCTSkip("cannot move a process into \(group) (a delegation rule of this host's control groups)") }
         XCTAssertEqual(r.status, 2, r.output)
         XCTAssertTrue(r.output.contains("this model needs about 1.7 GiB per rank"), r.output)
-        XCTAssertTrue(r.output.contains("the control group /\(name) (\(limitFile)) allows 205 MiB per rank (80 % of 256 MiB over 1 rank(s) on this node)"), r.output)
+        XCTAssertTrue(r.output.contains("/\(name) (\(limitFile)) allows 205 MiB per rank (80 % of 256 MiB over 1 rank(s) on this node)"), r.output)
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/run"))
     }
 
@@ -330,8 +331,10 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(byConfig.status, 0, byConfig.output)
         XCTAssertTrue(byConfig.output.contains("are longer than encoder.max_tokens 8"), byConfig.output)
         XCTAssertEqual(byConfig.lines, byFlags.lines)
-        let bySet = try encode("set.jsonl", ["--set", "encoder.model_dir=\(model)", "--set", "encoder.max_tokens=8"])
+        let bySet = try encode("set.jsonl", ["--set", "encoder.model_dir=\(model)", "--set", "encoder.max_tokens=8", "--set", "encoder.batch_tokens=128"])
         XCTAssertEqual(bySet.lines, byFlags.lines, bySet.output)
+        XCTAssertTrue(bySet.output.contains("warning: --set encoder.batch_tokens: no effect here (encode reads encoder.model_dir,"), bySet.output)
+        XCTAssertFalse(byConfig.output.contains("no effect here"), byConfig.output)
         // A flag wins over the configuration: the full length, no text cut, other vectors.
         let flagWins = try encode("wins.jsonl", ["--config", dir + "/c.yaml", "--max-tokens", "256"])
         XCTAssertEqual(flagWins.status, 0, flagWins.output)

@@ -51,18 +51,17 @@ final class InputFileKindTests: XCTestCase {
         expectRefusal("\(fifo): is a FIFO; expected the checkpoint metadata") { _ = try readRegularFile(fifo, what: "checkpoint metadata") }
     }
 
-    /// A feature store or another binary file given where the trials are expected (`evaluate --data STORE`, as SPEC's
-    /// "labelled CSV or feature set" may suggest): it had been refused as "stray quote inside an unquoted field".
-    func testABinaryFileGivenAsTheTrialsIsNamedAsSuch() throws {
+    /// A feature store given where the trials are expected (`evaluate --data STORE`, as SPEC's "labelled CSV or feature
+    /// set" may suggest) had been refused as "stray quote inside an unquoted field", and UTF-16 text as invalid UTF-8.
+    func testAStoreOrUTF16TextGivenAsTheTrialsIsNamedAsSuch() throws {
         let store = dir + "/s.store"
         try Data("CLADMOPF".utf8 + [2, 0, 0, 0] + Data(repeating: 0x22, count: 64)).write(to: URL(fileURLWithPath: store))
-        expectRefusal("\(store): is a feature store (cladmop featurize's output), not a CSV of trials: give the TOP-format CSV it was "
+        expectRefusal("\(store): is a feature store (cladmop featurize's output), not CSV text: give the TOP-format CSV it was "
                       + "featurized from (a store is read through data.feature_store)") { _ = try readTrials(paths: [store]) }
-        let tensors = dir + "/t.safetensors"
-        try Data([16, 0, 0, 0, 0, 0, 0, 0] + Array("{\"a\":\"b\"}    ".utf8)).write(to: URL(fileURLWithPath: tensors))
-        expectRefusal("\(tensors): holds a NUL byte (byte 2): a binary file, not a CSV of trials (expected the TOP-format CSV)") {
-            _ = try readCSV(path: tensors)
-        }
+        // Excel's "Unicode text": UTF-16 with its byte-order mark.
+        let utf16 = dir + "/u16.csv"
+        try XCTUnwrap((header + row).data(using: .utf16LittleEndian).map { Data([0xFF, 0xFE]) + $0 }).write(to: URL(fileURLWithPath: utf16))
+        expectRefusal("\(utf16):1:1: UTF-16 text (its byte-order mark); expected UTF-8 CSV text: save the file as UTF-8") { _ = try readTrials(paths: [utf16]) }
     }
 
     func testDirectoriesAndDevicesAreRefused() throws {
