@@ -245,6 +245,23 @@ public struct MetricSummary: Codable, Equatable {
     }
 }
 
+/// Zero-shot retrieval of a pretrained model over the successful trials of an evaluation (SPEC 6; the pairs its
+/// pretraining contrasts): the share of trials whose own f_DM scores best (top-1) or among the best 5 against their
+/// criteria's f_C, and back, as pretraining's validation reports them (metrics.jsonl's val_top1_c2dm, ...).
+public struct RetrievalSummary: Codable, Equatable {
+    public var trials: Int
+    public var top1C2dm, top5C2dm, top1Dm2c, top5Dm2c: Double
+    /// 1 / trials: the top-1 share of a model that ranks at random.
+    public var chanceTop1: Double
+    public init(trials: Int, top1C2dm: Double, top5C2dm: Double, top1Dm2c: Double, top5Dm2c: Double) {
+        self.trials = trials; self.top1C2dm = top1C2dm; self.top5C2dm = top5C2dm; self.top1Dm2c = top1Dm2c; self.top5Dm2c = top5Dm2c
+        chanceTop1 = 1 / Double(max(trials, 1))
+    }
+    enum CodingKeys: String, CodingKey {
+        case trials, top1C2dm = "top1_c2dm", top5C2dm = "top5_c2dm", top1Dm2c = "top1_dm2c", top5Dm2c = "top5_dm2c", chanceTop1 = "chance_top1"
+    }
+}
+
 /// The outcome metrics of a set of scored trials (`Metrics.report`); JSON keys as `evaluate --json` writes them.
 public struct OutcomeMetrics: Codable, Equatable {
     public var n: Int, positives: Int, threshold: Double
@@ -280,6 +297,8 @@ public struct EvaluationReport: Codable {
     /// How many of the trials the pretraining's SCT corpus held (successful trials the model was pretrained on);
     /// absent when the checkpoint does not record its corpus (pretrained before version 8, or not pretrained).
     public var sctTrials: Int?
+    /// A pretraining checkpoint's retrieval over the successful trials scored (zero-shot; absent for a fine-tuned one).
+    public var retrieval: RetrievalSummary?
     public init(metrics: OutcomeMetrics, newDiseases: OutcomeMetrics? = nil, data: String? = nil, checkpoint: String? = nil,
                 method: String? = nil, zeroShot: Bool? = nil) {
         self.metrics = metrics; self.newDiseases = newDiseases; self.data = data; self.checkpoint = checkpoint
@@ -287,7 +306,7 @@ public struct EvaluationReport: Codable {
     }
     enum CodingKeys: String, CodingKey {
         case newDiseases = "new_diseases", data, checkpoint, method, zeroShot = "zero_shot", trialsChecksum = "trials_checksum"
-        case outOfFold = "out_of_fold", inSampleTrials = "in_sample_trials", sctTrials = "sct_trials"
+        case outOfFold = "out_of_fold", inSampleTrials = "in_sample_trials", sctTrials = "sct_trials", retrieval
     }
     /// The metrics' keys at the top level, beside the others.
     public func encode(to encoder: Encoder) throws {
@@ -297,7 +316,7 @@ public struct EvaluationReport: Codable {
         try c.encodeIfPresent(checkpoint, forKey: .checkpoint); try c.encodeIfPresent(method, forKey: .method)
         try c.encodeIfPresent(zeroShot, forKey: .zeroShot); try c.encodeIfPresent(trialsChecksum, forKey: .trialsChecksum)
         try c.encodeIfPresent(outOfFold, forKey: .outOfFold); try c.encodeIfPresent(inSampleTrials, forKey: .inSampleTrials)
-        try c.encodeIfPresent(sctTrials, forKey: .sctTrials)
+        try c.encodeIfPresent(sctTrials, forKey: .sctTrials); try c.encodeIfPresent(retrieval, forKey: .retrieval)
     }
 
     /// A 64-bit checksum (hex) of the scored trials as "NCT id<TAB>label" lines in sorted order: the same for any file
@@ -319,6 +338,7 @@ public struct EvaluationReport: Codable {
         newDiseases = try value(.newDiseases); data = try value(.data); checkpoint = try value(.checkpoint)
         method = try value(.method); zeroShot = try value(.zeroShot); trialsChecksum = try value(.trialsChecksum)
         outOfFold = try value(.outOfFold); inSampleTrials = try value(.inSampleTrials); sctTrials = try value(.sctTrials)
+        retrieval = try value(.retrieval)
     }
 
     /// The evaluation JSON at `file` (`evaluate --json`, `baseline --json`), with every value checked: whole trial
@@ -346,6 +366,13 @@ public struct EvaluationReport: Codable {
         try check(r, file: file)
         for (key, count) in [("in_sample_trials", report.inSampleTrials), ("sct_trials", report.sctTrials)] {
             if let count, !(0...r.n).contains(count) { throw InputError(file: file, "key \(key) = \(count): expected a count in [0, n = \(r.n)]") }
+        }
+        if let t = report.retrieval {
+            guard t.trials >= 2 && t.trials <= r.n else { throw InputError(file: file, "key retrieval.trials = \(t.trials): expected a count in [2, n = \(r.n)]") }
+            for (key, value) in [("top1_c2dm", t.top1C2dm), ("top5_c2dm", t.top5C2dm), ("top1_dm2c", t.top1Dm2c), ("top5_dm2c", t.top5Dm2c),
+                                 ("chance_top1", t.chanceTop1)] where !(0...1).contains(value) {
+                throw InputError(file: file, "key retrieval.\(key) = \(value): expected a share in [0, 1]")
+            }
         }
         // The subset of new disease combinations: as many trials as the whole set at most, none at all possibly.
         if let nd = report.newDiseases {

@@ -33,6 +33,10 @@ public func printMetricsTable(_ r: EvaluationReport, log: (String) -> Void, titl
                    full, r.metrics.n, meanStd(base, digits: 4, pm: "+-")))
     }
     if r.zeroShot == true { log("F1 (thr): at the F1-best threshold of these trials (zero-shot: no selection trials, so optimistic)") }
+    if let t = r.retrieval {
+        log(String(format: "retrieval among the %d successful trials (zero-shot): top-1 C->DM %.3f, top-5 C->DM %.3f, top-1 DM->C %.3f, "
+                   + "top-5 DM->C %.3f (chance top-1 %.3f)", t.trials, t.top1C2dm, t.top5C2dm, t.top1Dm2c, t.top5Dm2c, t.chanceTop1))
+    }
 }
 
 /// ROC and precision-recall curves of `scores` as SVG files: one point per distinct score (every threshold), so that

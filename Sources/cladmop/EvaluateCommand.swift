@@ -8,7 +8,7 @@ import TrialData
 
 struct Evaluate: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "F1 / PR-AUC / ROC-AUC / accuracy of a checkpoint on a labelled TOP CSV (F1 and accuracy at 0.5, F1 (thr) at the run's threshold; mean +- std over 10 subsamples of 80 % without replacement as in the paper, but each keeping 80 % of either class, and on all trials). A pretraining checkpoint is scored zero-shot (pair-matching score).")
+        abstract: "F1 / PR-AUC / ROC-AUC / accuracy of a checkpoint on a labelled TOP CSV (F1 and accuracy at 0.5, F1 (thr) at the run's threshold; mean +- std over 10 subsamples of 80 % without replacement as in the paper, but each keeping 80 % of either class, and on all trials). A pretraining checkpoint is scored zero-shot (pair-matching score), with its retrieval accuracy (top-1 / top-5, both directions) among the successful trials of --data.")
 
     @OptionGroup var options: ConfigOptions
     @Option(help: "Fine-tuned or pretraining checkpoint (.safetensors, .json or run directory).") var checkpoint: String
@@ -61,7 +61,8 @@ struct Evaluate: ParsableCommand {
                     try lockRunFolder(folder, exclusive: false, busy: "another cladmop command is writing the run in this folder; evaluate's --json, --report and --plots there would sit beside another model: wait for it to end")
                 }
             }
-            let scored = try scoreCSV(checkpoint: checkpoint, csv: data, spec: try options.loadForScoring(comm), comm: comm, outOfFold: outOfFold, log: log)
+            let scored = try scoreCSV(checkpoint: checkpoint, csv: data, spec: try options.loadForScoring(comm), comm: comm, outOfFold: outOfFold,
+                                      retrieval: true, log: log)
             guard comm.isRoot else { return }
             let (trials, scores, threshold) = (scored.trials, scored.scores, scored.threshold)
             guard !trials.isEmpty else { throw InputError(file: data, "has no trial rows; nothing to evaluate") }
@@ -71,6 +72,9 @@ struct Evaluate: ParsableCommand {
             report.outOfFold = outOfFold
             report.inSampleTrials = scored.inSample
             report.sctTrials = scored.sctTrials
+            report.retrieval = scored.retrieval.map {
+                RetrievalSummary(trials: $0.count, top1C2dm: $0.top1CtoDM, top5C2dm: $0.top5CtoDM, top1Dm2c: $0.top1DMtoC, top5Dm2c: $0.top5DMtoC)
+            }
             let positives = labels.filter { $0 == 1 }.count
             if comm.isRoot && (positives == 0 || positives == labels.count) {
                 standardErrorWrite(Data(("warning: every one of the \(labels.count) trials of \(data) is \(positives == 0 ? "failed" : "successful"): "

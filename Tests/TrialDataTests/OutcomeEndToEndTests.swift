@@ -1,5 +1,6 @@
 import Foundation
 import NN
+import Reporting
 import TestSupport
 import TrialData
 import XCTest
@@ -368,5 +369,67 @@ final class DivergedModelTests: XCTestCase {
         XCTAssertEqual(ft.status, 2, ft.output)
         XCTAssertTrue(ft.output.contains("step-00000004.json: fine-tuning loss is nan on the first batch of \(dir)/ft, before any update: this pretrained model gives non-finite outputs"), ft.output)
         XCTAssertFalse(ft.output.contains("lower finetune.head_lr"), ft.output)
+    }
+}
+
+/// SPEC 6's zero-shot evaluation of a pretrained model: besides the pair-matching score as the success score,
+/// retrieval accuracy in both directions. `evaluate` of a pretraining checkpoint reports it among the successful
+/// trials of --data (the pairs pretraining contrasts), in the table and in --json's "retrieval"; here checked against
+/// a ranking computed in the test from `embed`'s f_C and f_DM of the same trials (a separate command and code path).
+final class ZeroShotRetrievalTests: XCTestCase {
+    func testZeroShotEvaluationReportsRetrievalAsAnIndependentRanking() throws {
+        let dir = try scratchDirectory("zero-shot-retrieval")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let cladmop = releaseOrDebugProduct("cladmop")
+        try writeSyntheticStore(dir: dir)
+        let pre = try mpirun(np: 1, executable: cladmop, arguments: syntheticPretrainArguments(dir: dir, run: dir + "/pre") + ["--set", "train.max_steps=3"],
+                             timeout: 300)
+        XCTAssertEqual(pre.status, 0, pre.output)
+        try writeCSVSubset(from: repoRoot + "/data/top/phase_I_valid.csv", rows: 0..<40, to: dir + "/valid.csv")
+        let sets = smallFinetuneSettings(dir: dir, [])
+        let ev = try mpirun(np: 2, executable: cladmop, arguments: ["evaluate", "--checkpoint", dir + "/pre", "--data", dir + "/valid.csv",
+                                                                   "--json", dir + "/zero.json"] + sets, timeout: 600)
+        XCTAssertEqual(ev.status, 0, ev.output)
+        let em = try mpirun(np: 1, executable: cladmop, arguments: ["embed", "--checkpoint", dir + "/pre", "--data", dir + "/valid.csv",
+                                                                   "--output", dir + "/e.safetensors", "--level", "fine"] + sets, timeout: 600)
+        XCTAssertEqual(em.status, 0, em.output)
+        // The reference: cosine scores (the smoke pretraining normalizes) of the successful trials, each true pair ranked
+        // among its row (criteria -> DM) and its column (DM -> criteria); a tie counts against it.
+        let e = try SafetensorsFile(path: dir + "/e.safetensors")
+        let fC = try e.floats("f_c"), fDM = try e.floats("f_dm"), width = try XCTUnwrap(e.tensors["f_c"]?.shape.last)
+        let labels = try readTrials(paths: [dir + "/valid.csv"]).0.map { $0.label ?? -1 }
+        let rows = labels.indices.filter { labels[$0] == 1 }
+        XCTAssertGreaterThan(rows.count, 5)
+        func unit(_ x: [Float], _ i: Int) -> [Double] {
+            let v = (0..<width).map { Double(x[i * width + $0]) }, norm = v.map { $0 * $0 }.reduce(0, +).squareRoot()
+            return v.map { $0 / norm }
+        }
+        let a = rows.map { unit(fC, $0) }, b = rows.map { unit(fDM, $0) }
+        let z = a.map { ai in b.map { bj in zip(ai, bj).map(*).reduce(0, +) } }
+        let n = rows.count
+        let rowRank = (0..<n).map { i in (0..<n).filter { $0 != i && z[i][$0] >= z[i][i] }.count }
+        let colRank = (0..<n).map { j in (0..<n).filter { $0 != j && z[$0][j] >= z[j][j] }.count }
+        func share(_ ranks: [Int], _ k: Int) -> Double { Double(ranks.filter { $0 < k }.count) / Double(n) }
+        let json = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/zero.json"))) as? [String: Any])
+        XCTAssertEqual(json["zero_shot"] as? Bool, true)
+        let r = try XCTUnwrap(json["retrieval"] as? [String: Any], "\(json.keys.sorted())")
+        XCTAssertEqual(r["trials"] as? Int, n)
+        for (key, expected) in [("top1_c2dm", share(rowRank, 1)), ("top5_c2dm", share(rowRank, 5)), ("top1_dm2c", share(colRank, 1)),
+                                ("top5_dm2c", share(colRank, 5)), ("chance_top1", 1 / Double(n))] {
+            XCTAssertEqual(r[key] as? Double ?? -1, expected, accuracy: 1e-12, key)
+        }
+        XCTAssertTrue(ev.output.contains("retrieval among the \(n) successful trials (zero-shot): top-1 C->DM"), ev.output)
+        // The evaluation reader (compare's) takes the key back, checked.
+        XCTAssertEqual(try EvaluationReport.read(dir + "/zero.json").retrieval?.top5Dm2c, share(colRank, 5))
+        // A fine-tuned model has no retrieval to report: the key is absent.
+        try writeCSVSubset(from: repoRoot + "/data/top/phase_I_valid.csv", rows: 40..<60, to: dir + "/select.csv")
+        let ft = try mpirun(np: 1, executable: cladmop, arguments: ["finetune", "--pretrained", dir + "/pre", "--train", dir + "/valid.csv",
+                                                                   "--valid", dir + "/select.csv", "--run-dir", dir + "/ft", "--set", "finetune.epochs=1",
+                                                                   "--set", "finetune.ensemble=1", "--set", "finetune.select_latest=0"] + sets, timeout: 600)
+        XCTAssertEqual(ft.status, 0, ft.output)
+        let fev = try mpirun(np: 1, executable: cladmop, arguments: ["evaluate", "--checkpoint", dir + "/ft", "--data", dir + "/valid.csv",
+                                                                    "--json", dir + "/ft.json"] + sets, timeout: 600)
+        XCTAssertEqual(fev.status, 0, fev.output)
+        XCTAssertNil(try EvaluationReport.read(dir + "/ft.json").retrieval)
     }
 }

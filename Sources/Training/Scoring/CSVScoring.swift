@@ -116,6 +116,9 @@ public struct ScoredCSV {
     /// How many of the trials the pretraining's SCT corpus held (`LoadedCheckpoint.pretrainedTrials`): successful
     /// trials the model was pretrained on, so not out of sample either; nil when the checkpoint does not record them.
     public var sctTrials: Int? = nil
+    /// Zero-shot, when asked (`scoreCSV(retrieval: true)`) and at least 2 trials are successful: the pretrained model's
+    /// retrieval among the successful trials (`retrievalMetrics`, as pretraining's validation); nil otherwise.
+    public var retrieval: RetrievalMetrics? = nil
 }
 
 /// Warns (rank 0) that `count` of the `total` trials of `csv` trained or selected the model of `checkpoint`.
@@ -245,10 +248,10 @@ public struct LoadedCheckpoint {
 /// `labels`: `.optional` scores trials without a label (predict); featurizing `csv` then accepts an empty label field
 /// or no label column. The caller that needs labels reads them with `requireLabels`.
 public func scoreCSV(checkpoint: String, csv: String, spec: RunSpec, comm: Communicator, outOfFold: Bool = false,
-                     labels: LabelRequirement = .required, log: @escaping (String) -> Void) throws -> ScoredCSV {
+                     labels: LabelRequirement = .required, retrieval: Bool = false, log: @escaping (String) -> Void) throws -> ScoredCSV {
     var pretrained: [String]?
     var scored = try scoreCSVModels(checkpoint: checkpoint, csv: csv, spec: spec, comm: comm, outOfFold: outOfFold, labels: labels,
-                                    log: log, pretrainedTrials: &pretrained)
+                                    retrieval: retrieval, log: log, pretrainedTrials: &pretrained)
     try requireFiniteOutputs(scored.scores.map(Float.init), width: 1, nctids: scored.trials.map(\.nctid), what: "scores", checkpoint: checkpoint, csv: csv)
     if let pretrained = pretrained.map(Set.init) {
         let count = scored.trials.filter { pretrained.contains($0.nctid) }.count
@@ -264,7 +267,7 @@ public func scoreCSV(checkpoint: String, csv: String, spec: RunSpec, comm: Commu
 
 /// `scoreCSV` without the SCT count; `pretrainedTrials`: the scoring checkpoint's (the first member's of an ensemble).
 private func scoreCSVModels(checkpoint: String, csv: String, spec: RunSpec, comm: Communicator, outOfFold: Bool,
-                            labels: LabelRequirement, log: @escaping (String) -> Void,
+                            labels: LabelRequirement, retrieval: Bool, log: @escaping (String) -> Void,
                             pretrainedTrials: inout [String]?) throws -> ScoredCSV {
     let checkpoint = runFolder(named: checkpoint)
     let ensemble = try ensembleMembers(checkpoint)
@@ -412,8 +415,18 @@ private func scoreCSVModels(checkpoint: String, csv: String, spec: RunSpec, comm
     let scores = scoreTrials(trials, scorer: ZeroShotScorer(model: loaded.model, normalize: loaded.meta.spec.loss.normalize), builder: builder, comm: comm, arena: arena, stall: stall)
     // Zero-shot: the F1-best threshold on these trials; 0.5 when some have no label (predict does not use it).
     let known = trials.compactMap(\.label)
-    return ScoredCSV(trials: trials, scores: scores, threshold: known.count == trials.count ? Metrics.bestF1Threshold(scores, known) : 0.5,
-                     newDisease: nil)
+    var scored = ScoredCSV(trials: trials, scores: scores, threshold: known.count == trials.count ? Metrics.bestF1Threshold(scores, known) : 0.5,
+                           newDisease: nil)
+    // Retrieval among the successful trials, the pairs pretraining contrasts, embedded and ranked as its validation does.
+    let successful = trials.filter { $0.label == 1 }
+    if retrieval && successful.count >= 2 {
+        let watchdog = Watchdog.ofPeers(stall, comm: comm, activity: "scoring")
+        defer { watchdog.stop() }
+        let pretraining = loaded.meta.spec
+        scored.retrieval = embedAndCompare(successful, builder: builder, model: loaded.model, comm: comm, arena: arena, chunk: 64,
+                                           normalize: pretraining.loss.normalize, tileRows: pretraining.train.lossTileRows, progress: { watchdog.beat() })
+    }
+    return scored
 }
 
 /// The members of a fine-tuned ensemble run (its best.json's "members", resolved against the run folder) and the
