@@ -368,10 +368,15 @@ public struct EvaluationReport: Codable {
             if let count, !(0...r.n).contains(count) { throw InputError(file: file, "key \(key) = \(count): expected a count in [0, n = \(r.n)]") }
         }
         if let t = report.retrieval {
-            guard t.trials >= 2 && t.trials <= r.n else { throw InputError(file: file, "key retrieval.trials = \(t.trials): expected a count in [2, n = \(r.n)]") }
+            guard t.trials >= 2 && t.trials <= r.positives else {
+                throw InputError(file: file, "key retrieval.trials = \(t.trials): expected a count of successful trials in [2, positives = \(r.positives)]")
+            }
             for (key, value) in [("top1_c2dm", t.top1C2dm), ("top5_c2dm", t.top5C2dm), ("top1_dm2c", t.top1Dm2c), ("top5_dm2c", t.top5Dm2c),
                                  ("chance_top1", t.chanceTop1)] where !(0...1).contains(value) {
                 throw InputError(file: file, "key retrieval.\(key) = \(value): expected a share in [0, 1]")
+            }
+            if t.top1C2dm > t.top5C2dm || t.top1Dm2c > t.top5Dm2c {
+                throw InputError(file: file, "key retrieval: a top-1 share above its top-5 share (\(t.top1C2dm) / \(t.top5C2dm), \(t.top1Dm2c) / \(t.top5Dm2c)): every top-1 match is a top-5 match")
             }
         }
         // The subset of new disease combinations: as many trials as the whole set at most, none at all possibly.

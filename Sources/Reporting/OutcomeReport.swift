@@ -35,7 +35,9 @@ public func printMetricsTable(_ r: EvaluationReport, log: (String) -> Void, titl
     if r.zeroShot == true { log("F1 (thr): at the F1-best threshold of these trials (zero-shot: no selection trials, so optimistic)") }
     if let t = r.retrieval {
         log(String(format: "retrieval among the %d successful trials (zero-shot): top-1 C->DM %.3f, top-5 C->DM %.3f, top-1 DM->C %.3f, "
-                   + "top-5 DM->C %.3f (chance top-1 %.3f)", t.trials, t.top1C2dm, t.top5C2dm, t.top1Dm2c, t.top5Dm2c, t.chanceTop1))
+                   + "top-5 DM->C %.3f (chance top-1 %.3f)", t.trials, t.top1C2dm, t.top5C2dm, t.top1Dm2c, t.top5Dm2c, t.chanceTop1)
+            // Every trial of the SCT corpus is successful: those the pretraining saw are among the ranked pairs.
+            + ((r.sctTrials ?? 0) > 0 ? "; \(r.sctTrials!) of them were in the SCT corpus the model was pretrained on (in-sample pairs)" : ""))
     }
 }
 

@@ -60,7 +60,8 @@ public struct MemoryLimit: Sendable, Equatable {
     /// The components of `path` below `root` ([] for the root itself); nil when `path` is not inside `root`.
     static func pathBelow(_ path: String, root: String) -> [String]? {
         let p = path.split(separator: "/").map(String.init), r = root.split(separator: "/").map(String.init)
-        guard p.count >= r.count, Array(p.prefix(r.count)) == r else { return nil }
+        // A group outside a cgroup namespace's root shows as "/../x": not below the mount.
+        guard !p.contains(".."), !r.contains(".."), p.count >= r.count, Array(p.prefix(r.count)) == r else { return nil }
         return Array(p.dropFirst(r.count))
     }
 

@@ -44,8 +44,8 @@ public func parseCSV(data: Data, name: String) throws -> [CSVRecord] {
         throw InputError(file: name, "is a feature store (cladmop featurize's output), not CSV text: give the TOP-format CSV "
                          + "it was featurized from (a store is read through data.feature_store)")
     }
-    if bytes.starts(with: [0xFF, 0xFE]) || bytes.starts(with: [0xFE, 0xFF]) {
-        throw InputError(file: name, line: 1, column: 1, "UTF-16 text (its byte-order mark); expected UTF-8 CSV text: save the file as UTF-8")
+    if bytes.starts(with: [0xFF, 0xFE]) || bytes.starts(with: [0xFE, 0xFF]) || bytes.starts(with: [0, 0, 0xFE, 0xFF]) {
+        throw InputError(file: name, line: 1, column: 1, "UTF-16 or UTF-32 text (its byte-order mark); expected UTF-8 CSV text: save the file as UTF-8")
     }
     if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { i = 3 }   // UTF-8 byte-order mark
     while i < bytes.count {

@@ -63,7 +63,7 @@ public func featurize(comm: Communicator, paths: [String], output: String, makeE
     // Codes below the hierarchy's leaves (a newer or finer code than the tree's) keep their known ancestors: said.
     var seenCodes = Set<String>()
     for t in trials {
-        for code in t.icdCodes.joined() where seenCodes.insert(code.uppercased()).inserted {
+        for code in t.icdCodes.joined() where seenCodes.insert(code.uppercased().filter { $0 != "." }).inserted {     // E119, e11.9: one code
             guard let known = hierarchy.resolve(code) else { continue }
             if known.filter({ $0 != "." }).count < code.filter({ $0 != "." }).count {
                 report.codesReadAsPrefix.append((code, known, "\(t.source.file):\(t.source.line)"))

@@ -74,6 +74,10 @@ final class MemoryLimitTests: XCTestCase {
         XCTAssertEqual(own, MemoryLimit(bytes: gib, source: "the control group / (memory.max)"))
         // A group outside the mount's root (another namespace's view) is not read.
         XCTAssertEqual(try limit("4:memory:/elsewhere\n", mount("cgroup", root: "/docker/0123", at: "/mem", options: "rw,memory")).bytes, 64 * gib)
+        // Nor one that a cgroup namespace shows above its root ("/../x"): a file beside the mount is not a limit.
+        try put("/x/memory.max", "1048576\n")
+        try put("/fs/memory.max", "max\n")
+        XCTAssertEqual(try limit("0::/../x\n", mount("cgroup2", at: "/fs")).bytes, 64 * gib)
     }
 
     /// No limit below the machine's: "max", non-numeric files, a limit above the physical memory, a hierarchy that

@@ -61,7 +61,7 @@ final class InputFileKindTests: XCTestCase {
         // Excel's "Unicode text": UTF-16 with its byte-order mark.
         let utf16 = dir + "/u16.csv"
         try XCTUnwrap((header + row).data(using: .utf16LittleEndian).map { Data([0xFF, 0xFE]) + $0 }).write(to: URL(fileURLWithPath: utf16))
-        expectRefusal("\(utf16):1:1: UTF-16 text (its byte-order mark); expected UTF-8 CSV text: save the file as UTF-8") { _ = try readTrials(paths: [utf16]) }
+        expectRefusal("\(utf16):1:1: UTF-16 or UTF-32 text (its byte-order mark); expected UTF-8 CSV text: save the file as UTF-8") { _ = try readTrials(paths: [utf16]) }
     }
 
     func testDirectoriesAndDevicesAreRefused() throws {

@@ -265,6 +265,9 @@ public func scoreCSV(checkpoint: String, csv: String, spec: RunSpec, comm: Commu
     return scored
 }
 
+/// The most successful trials zero-shot retrieval ranks (`scoreCSV(retrieval: true)`).
+public let retrievalTrialsLimit = 20_000
+
 /// `scoreCSV` without the SCT count; `pretrainedTrials`: the scoring checkpoint's (the first member's of an ensemble).
 private func scoreCSVModels(checkpoint: String, csv: String, spec: RunSpec, comm: Communicator, outOfFold: Bool,
                             labels: LabelRequirement, retrieval: Bool, log: @escaping (String) -> Void,
@@ -417,9 +420,14 @@ private func scoreCSVModels(checkpoint: String, csv: String, spec: RunSpec, comm
     let known = trials.compactMap(\.label)
     var scored = ScoredCSV(trials: trials, scores: scores, threshold: known.count == trials.count ? Metrics.bestF1Threshold(scores, known) : 0.5,
                            newDisease: nil)
-    // Retrieval among the successful trials, the pairs pretraining contrasts, embedded and ranked as its validation does.
+    // Retrieval among the successful trials, the pairs pretraining contrasts, embedded and ranked as its validation does
+    // (every rank ranks all of them: O(n^2) work, a minute at 20,000 on one core; beyond that it is left out, said).
     let successful = trials.filter { $0.label == 1 }
-    if retrieval && successful.count >= 2 {
+    if retrieval && successful.count > retrievalTrialsLimit && comm.isRoot {
+        log("retrieval: not computed over the \(successful.count) successful trials of \(csv) (more than \(retrievalTrialsLimit): its O(n^2) "
+            + "ranking would take long); evaluate a subset of them for it")
+    }
+    if retrieval && successful.count >= 2 && successful.count <= retrievalTrialsLimit {
         let watchdog = Watchdog.ofPeers(stall, comm: comm, activity: "scoring")
         defer { watchdog.stop() }
         let pretraining = loaded.meta.spec
