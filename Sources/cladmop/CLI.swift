@@ -197,13 +197,17 @@ struct ConfigOptions: ParsableArguments {
     /// checkpoint fixes the model, its input space and its training. A --set of any other key is announced as
     /// having no effect (it had been ignored without a word).
     func loadForScoring(_ comm: Communicator) throws -> RunSpec {
+        try resolve(comm, reading: ["encoder.", "data.feature_store", "data.icd_hierarchy", "data.skip_bad_rows", "train.stall_timeout"],
+                    why: "the checkpoint fixes the model, its inputs and its training (scoring reads encoder.*, data.feature_store, "
+                        + "data.icd_hierarchy, data.skip_bad_rows and train.stall_timeout)")
+    }
+
+    /// `resolve` for a command that reads only the keys starting with one of `reading`: a --set of any other key is
+    /// named, on rank 0, as having no effect, and `why`.
+    func resolve(_ comm: Communicator, reading: [String], why: String) throws -> RunSpec {
         let (config, spec) = try resolve(comm)
-        let read = ["encoder.", "data.feature_store", "data.icd_hierarchy", "data.skip_bad_rows", "train.stall_timeout"]
-        let ignored = config.overriddenKeys.filter { key in !read.contains { key.hasPrefix($0) } }
-        if comm.isRoot && !ignored.isEmpty {
-            log("warning: --set \(ignored.joined(separator: ", ")): no effect here; the checkpoint fixes the model, its inputs and its training "
-                + "(scoring reads encoder.*, data.feature_store, data.icd_hierarchy, data.skip_bad_rows and train.stall_timeout)")
-        }
+        let ignored = config.overriddenKeys.filter { key in !reading.contains { key.hasPrefix($0) } }
+        if comm.isRoot && !ignored.isEmpty { log("warning: --set \(ignored.joined(separator: ", ")): no effect here; " + why) }
         return spec
     }
 }

@@ -41,12 +41,8 @@ struct Encode: ParsableCommand {
 
     func run() throws {
         runJob { comm in
-            let (config, spec) = try options.resolve(comm)
-            let read = ["encoder.model_dir", "encoder.max_tokens", "encoder.precision", "train.stall_timeout"]
-            let ignored = config.overriddenKeys.filter { !read.contains($0) }
-            if comm.isRoot && !ignored.isEmpty {
-                log("warning: --set \(ignored.joined(separator: ", ")): no effect here (encode reads \(read.joined(separator: ", ")))")
-            }
+            let spec = try options.resolve(comm, reading: ["encoder.model_dir", "encoder.max_tokens", "encoder.precision", "train.stall_timeout"],
+                                           why: "encode reads encoder.model_dir, encoder.max_tokens, encoder.precision and train.stall_timeout")
             let modelDir = self.modelDir ?? spec.encoder.modelDir, maxTokens = self.maxTokens ?? spec.encoder.maxTokens
             try checkOutputs([("--output", output)], inputs: [("--input", input)], isRoot: comm.isRoot)
             // LF, CR LF or a lone CR end a line (readTextLines).

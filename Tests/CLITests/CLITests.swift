@@ -6,13 +6,19 @@ import XCTest
 /// The command-line surface: help text, config validation (exit 2, key and allowed values named),
 /// feature store refusals naming the rebuild command, and the encode output format.
 final class CLITests: XCTestCase {
-    /// A scratch folder (removed after the test) holding a synthetic store `s.store`, and the `--set` words that make
-    /// the smoke pretraining read it: what the tests of a real run's output and resume need, in seconds.
-    func syntheticSmokeRun(_ name: String, trials: Int = 400, dim: Int = 16) throws -> (dir: String, settings: [String]) {
+    /// An empty folder for one test, removed after it.
+    func scratchFolder(_ name: String) throws -> String {
         let dir = NSTemporaryDirectory() + "cladmop-cli-\(name)-\(getpid())"
         try? FileManager.default.removeItem(atPath: dir)
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         addTeardownBlock { try? FileManager.default.removeItem(atPath: dir) }
+        return dir
+    }
+
+    /// A scratch folder (removed after the test) holding a synthetic store `s.store`, and the `--set` words that make
+    /// the smoke pretraining read it: what the tests of a real run's output and resume need, in seconds.
+    func syntheticSmokeRun(_ name: String, trials: Int = 400, dim: Int = 16) throws -> (dir: String, settings: [String]) {
+        let dir = try scratchFolder(name)
         let hierarchy = repositoryRoot + "/data/icd10/icd10cm_2025_hierarchy.tsv"
         let synth = try runProduct("cladmop", ["synth", "--trials", "\(trials)", "--dim", "\(dim)", "--output", dir + "/s.store", "--seed", "3",
                                                "--set", "data.icd_hierarchy=\(hierarchy)"])
@@ -295,10 +301,7 @@ final class CLITests: XCTestCase {
     func testEncodeEndsLinesAtCRLFAndCR() throws {
         let model = repositoryRoot + "/models/all-MiniLM-L6-v2"
         guard FileManager.default.fileExists(atPath: model + "/model.safetensors") else { XCTFail("\(model) is missing: run Launch/setup"); return }
-        let dir = NSTemporaryDirectory() + "cladmop-cli-encode-\(getpid())"
-        try? FileManager.default.removeItem(atPath: dir)
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let dir = try scratchFolder("encode")
         try Data("asthma\r\nlung cancer\rheart failure\n".utf8).write(to: URL(fileURLWithPath: dir + "/in.txt"))
         let r = try cladmop(["encode", "--input", dir + "/in.txt", "--output", dir + "/out.jsonl", "--model-dir", model])
         XCTAssertEqual(r.status, 0, r.output)
@@ -313,10 +316,7 @@ final class CLITests: XCTestCase {
     func testEncodeReadsTheEncoderSectionOfItsConfiguration() throws {
         let model = repositoryRoot + "/models/all-MiniLM-L6-v2"
         guard FileManager.default.fileExists(atPath: model + "/model.safetensors") else { XCTFail("\(model) is missing: run Launch/setup"); return }
-        let dir = NSTemporaryDirectory() + "cladmop-cli-encode-config-\(getpid())"
-        try? FileManager.default.removeItem(atPath: dir)
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let dir = try scratchFolder("encode-config")
         try Data("inclusion criteria: adults aged 18 to 75 years with type 2 diabetes mellitus\nasthma\n".utf8)
             .write(to: URL(fileURLWithPath: dir + "/in.txt"))
         try "encoder:\n  model_dir: \(model)\n  max_tokens: 8\n".write(toFile: dir + "/c.yaml", atomically: true, encoding: .utf8)
@@ -333,7 +333,7 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(byConfig.lines, byFlags.lines)
         let bySet = try encode("set.jsonl", ["--set", "encoder.model_dir=\(model)", "--set", "encoder.max_tokens=8", "--set", "encoder.batch_tokens=128"])
         XCTAssertEqual(bySet.lines, byFlags.lines, bySet.output)
-        XCTAssertTrue(bySet.output.contains("warning: --set encoder.batch_tokens: no effect here (encode reads encoder.model_dir,"), bySet.output)
+        XCTAssertTrue(bySet.output.contains("warning: --set encoder.batch_tokens: no effect here; encode reads encoder.model_dir,"), bySet.output)
         XCTAssertFalse(byConfig.output.contains("no effect here"), byConfig.output)
         // A flag wins over the configuration: the full length, no text cut, other vectors.
         let flagWins = try encode("wins.jsonl", ["--config", dir + "/c.yaml", "--max-tokens", "256"])
@@ -351,10 +351,7 @@ final class CLITests: XCTestCase {
     /// prefix (a finer or newer code than the tree's keeps its ancestors), and featurize now says so, with the first
     /// few codes, their prefixes and the first row (it had said nothing; a code with no known prefix is an error).
     func testCodesReadAsTheirPrefixAreNamed() throws {
-        let dir = NSTemporaryDirectory() + "cladmop-cli-icd-prefix-\(getpid())"
-        try? FileManager.default.removeItem(atPath: dir)
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let dir = try scratchFolder("icd-prefix")
         let good = try String(contentsOfFile: repositoryRoot + "/Tests/BadInput/common/good.csv", encoding: .utf8)
         XCTAssertTrue(good.contains("['E11.9']"))
         try good.replacingOccurrences(of: "['E11.9']", with: "['E11.9ZZ', 'J45.909']").write(toFile: dir + "/t.csv", atomically: true, encoding: .utf8)

@@ -67,7 +67,7 @@ public final class Pretrainer {
                                  comm: comm)
         if comm.isRoot {
             log(String(format: "pretrain: %d parameters; about %.2f GiB per rank with activations (estimate; %.1f GiB per rank available)",
-                       parameters, memory / 1_073_741_824, MemoryBudget.bytesPerRank(comm) / 1_073_741_824))
+                       parameters, memory / 1_073_741_824, MemoryBudget.share(comm).bytes / 1_073_741_824))
         }
         step = ContrastiveStep(config, spec: spec, comm: comm, faults: faults)
         model = step.model; params = step.params; optimizer = step.optimizer

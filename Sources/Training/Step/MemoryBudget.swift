@@ -47,9 +47,6 @@ public enum MemoryBudget {
         return (bytes, "\(limit.source) allows \(describeBytes(bytes)) per rank (80 % of \(describeBytes(limit.bytes)) over \(local) rank(s) on this node)")
     }
 
-    /// Bytes each rank of this node may use (`share`).
-    public static func bytesPerRank(_ comm: Communicator) -> Double { share(comm).bytes }
-
     /// Refuses a replica of `parameters` parameters (values, gradients, two optimizer moments: 16 bytes each) that
     /// keeps the activations of `rows` rows at once, when it exceeds this rank's share of the node's memory; returns
     /// the estimate in bytes. `rowsKey` names what sets the rows; `hint` says what to lower. `kept`: copies of
