@@ -241,9 +241,9 @@ public func writePlot(_ path: String, group: OutputGroup? = nil, _ svg: String) 
     let written = try outputs.write(path) { try $0.write(contentsOf: Data(svg.utf8)) }
     let name: String
     if let bytes = renderPNG(svgPath: written, naming: path) {
-        // At the path itself (replacingInput: no link is followed): a PNG named through a link replaces the link, as the
-        // checks above and evaluate's and the sweep's assume; the file it pointed to stays as it was.
-        try outputs.write(png, replacingInput: true) { try $0.write(contentsOf: bytes) }
+        // At the path itself (no link is followed): a PNG named through a link replaces the link, as the checks above
+        // and evaluate's and the sweep's assume; the file it pointed to stays as it was. An input there is refused.
+        try outputs.write(png, followingLinks: false) { try $0.write(contentsOf: bytes) }
         name = URL(fileURLWithPath: png).lastPathComponent
     } else {
         outputs.removeAtCommit(png)

@@ -259,10 +259,11 @@ public final class OutputGroup {
 
     public init() {}
 
-    /// Writes `path`'s content to its temporary file (`writeFileAtomically`'s rules for links and inputs); returns that
-    /// file's path, where the content can be read back before the commit.
+    /// Writes `path`'s content to its temporary file (`writeFileAtomically`'s rules for links and inputs; with
+    /// `followingLinks: false` a link at `path` is replaced, not its target, and an input there is still refused);
+    /// returns that file's path, where the content can be read back before the commit.
     @discardableResult
-    public func write(_ path: String, replacingInput: Bool = false, replacingFileReadAs: String? = nil,
+    public func write(_ path: String, replacingInput: Bool = false, replacingFileReadAs: String? = nil, followingLinks: Bool = true,
                       _ write: (FileHandle) throws -> Void) throws -> String {
         if !replacingInput, let input = FilesRead.read(at: path), replacingFileReadAs.map({ input.readAs != [$0] }) ?? true {
             throw InputError(file: path, "is \(input.path == path ? "an input" : "the input \(input.path)") this command read; refusing to overwrite it, choose another output path")
@@ -271,8 +272,8 @@ public final class OutputGroup {
         // that target is a file training wrote or a run's result (`runFileKind`: another run's best.json or report) and
         // not the kind this write replaces (a feature store behind a linked data.feature_store): then the link itself is
         // replaced and the target stays. A run's own files that a command rewrites (replacingInput) replace what is at
-        // their path.
-        let target = replacingInput ? path : writeTarget(path, replacingFileReadAs: replacingFileReadAs)
+        // their path, and so does an output written with `followingLinks: false` (a plot's PNG: a link there is replaced).
+        let target = replacingInput || !followingLinks ? path : writeTarget(path, replacingFileReadAs: replacingFileReadAs)
         try refuseNonRegularOutput(target, reportingAs: path)
         // Two outputs of the group at one file (links to one target, or hard links of one file) would share its
         // temporary file, or make two of what the user named as one: refused.
@@ -431,9 +432,19 @@ func removeStaleTemporaries(of tmp: String) {
     let name = url.lastPathComponent
     guard let cut = name.range(of: ".tmp-", options: .backwards) else { return }
     let prefix = name[..<cut.upperBound]
-    let dir = url.deletingLastPathComponent().path
-    for other in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] where other.hasPrefix(prefix) && other != name {
-        guard let pid = Int32(other.dropFirst(prefix.count)), pid > 0, pid != getpid(), kill(pid, 0) != 0 && errno == ESRCH else { continue }
+    removeStaleTemporaries(in: url.deletingLastPathComponent().path) { $0.hasPrefix(prefix) && $0 != name }
+}
+
+/// Removes every stale temporary file (".NAME.tmp-PID") of folder `dir` (a run's checkpoints/, after each checkpoint),
+/// under the conditions of `removeStaleTemporaries(of:)`.
+public func removeStaleTemporaries(inFolder dir: String) {
+    removeStaleTemporaries(in: dir) { $0.hasPrefix(".") && $0.contains(".tmp-") }
+}
+
+private func removeStaleTemporaries(in dir: String, where matches: (String) -> Bool) {
+    for other in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] where matches(other) {
+        guard let cut = other.range(of: ".tmp-", options: .backwards), let pid = Int32(other[cut.upperBound...]), pid > 0,
+              pid != getpid(), kill(pid, 0) != 0 && errno == ESRCH else { continue }
         let path = dir + "/" + other
         var st = stat()
         guard lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_mtim.tv_sec < time(nil) - 60 else { continue }

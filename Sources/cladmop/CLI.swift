@@ -116,6 +116,7 @@ func runJob(_ body: (Communicator, FaultPlan) throws -> Void) {
     let faults: FaultPlan
     do { faults = try FaultPlan.fromEnvironment() } catch { comm.abort(message: "\(error)", code: 2) }
     Watchdog.injectedStop = faults.stop
+    faults.applyLimits()
     do {
         try body(comm, faults)
         if let seconds = faults.linger, comm.isRoot { sleep(seconds) }

@@ -1,5 +1,6 @@
 import Foundation
 import Reporting
+import Support
 import XCTest
 
 /// Plot axes: ticks at round values (1, 2, 5 x 10^k), ranges that start where data and quantity allow, log
@@ -151,6 +152,21 @@ final class PlotTests: XCTestCase {
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).sorted(), ["a.png", "a.svg", "b.svg"], "no temporary file left")
         XCTAssertEqual(markdownImage(alt: "a", embedded: "a.png"), "[![a](a.png)](a.svg)")
         XCTAssertEqual(markdownImage(alt: "a", embedded: "a.svg"), "![a](a.svg)")
+        // A PNG named through a link replaces the link (its target stays); a PNG path that is a file this command read
+        // is refused like any output (a review: the PNG's write had skipped that check), its plot not written.
+        try Data("kept".utf8).write(to: URL(fileURLWithPath: dir + "/target.bin"))
+        try FileManager.default.createSymbolicLink(atPath: dir + "/l.png", withDestinationPath: "target.bin")
+        XCTAssertEqual(try writePlot(dir + "/l.svg", svg), "l.png")
+        XCTAssertEqual(try String(contentsOfFile: dir + "/target.bin", encoding: .utf8), "kept")
+        XCTAssertNil(try? FileManager.default.destinationOfSymbolicLink(atPath: dir + "/l.png"), "the link is replaced by the PNG")
+        try Data("an input".utf8).write(to: URL(fileURLWithPath: dir + "/in.png"))
+        var st = stat()
+        XCTAssertEqual(stat(dir + "/in.png", &st), 0)
+        FilesRead.note(st, path: dir + "/in.png")
+        defer { FilesRead.forget(dir + "/in.png") }
+        XCTAssertThrowsError(try writePlot(dir + "/in.svg", svg)) { XCTAssertTrue("\($0)".contains("in.png: is an input this command read"), "\($0)") }
+        XCTAssertEqual(try String(contentsOfFile: dir + "/in.png", encoding: .utf8), "an input")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/in.svg"), "the plot's two files appear together or not at all")
     }
 
     /// A plot in a folder whose relative path starts with "-" (a run folder `-ifoo`, a stranger's probe): rsvg-convert had

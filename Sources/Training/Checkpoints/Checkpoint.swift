@@ -346,14 +346,13 @@ public enum Checkpoints {
     }
 
     /// Deletes all but the newest `keep` checkpoints up to `step` (the one just written), never the one named
-    /// `protected`, and the temporary files that a crash in the middle of a write left behind. Checkpoints of later
+    /// `protected`, and the temporary files that a crash in the middle of a write left behind (once stale: their
+    /// process gone, a minute old, no writer's flock; `removeStaleTemporaries`). Checkpoints of later
     /// steps (damaged ones that a resume skipped) neither count nor go: counted, they had pruned the checkpoint just
     /// written (keep_last 1) until the run came back to their step, and left none to resume from (a crash-consistency
     /// review); the run's own checkpoint of that step replaces each when it gets there.
     public static func prune(dir: String, keep: Int, protected: String?, upTo step: Int) {
-        for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] where name.hasPrefix(".") && name.contains(".tmp-") {
-            unlink(dir + "/" + name)
-        }
+        removeStaleTemporaries(inFolder: dir)
         let current = name(step: step) + ".json"
         let earlier = list(dir: dir).filter { path in
             let file = URL(fileURLWithPath: path).lastPathComponent

@@ -44,8 +44,7 @@ public final class Pretrainer {
             throw InputError("train.global_batch = \(globalBatch) exceeds the \(setup.train.count) trials of the SCT training split")
         }
         stepsPerEpoch = setup.train.count / globalBatch
-        let epochSteps = stepsPerEpoch * train.epochs
-        totalSteps = train.maxSteps > 0 ? min(train.maxSteps, epochSteps) : epochSteps
+        totalSteps = Self.totalSteps(train, stepsPerEpoch: stepsPerEpoch)
         // RunSpec checks the warm-up against train.max_steps; the steps of train.epochs are known only here.
         let o = spec.optimizer
         guard o.schedule != .warmupCosine || o.warmupSteps < totalSteps else {
@@ -58,12 +57,15 @@ public final class Pretrainer {
         let config = try ModelConfig(spec.model, loss: spec.loss, builder: builder)
         let localRows = (globalBatch + comm.size - 1) / comm.size, data = spec.data
         let parameters = MemoryBudget.parameterCount(config)
+        try MemoryBudget.requireGatherable(globalBatch: globalBatch, width: config.encoderDim, widthName: "the encoder's width")
         let memory = try MemoryBudget.require(parameters: parameters,
                                  rows: train.chunkSize > 0 ? min(train.chunkSize, localRows) : localRows,
                                  bytesPerRow: MemoryBudget.activationBytesPerRow(config, molTokens: data.maxMolTokens, codes: data.maxCodes,
                                                                                  sentences: data.maxSentences),
                                  rowsKey: "train.global_batch = \(globalBatch) over \(comm.size) rank(s), train.chunk_size = \(train.chunkSize)",
-                                 hint: "use a smaller model (model.*), fewer sentences, codes or molecule tokens per trial (data.max_*), or set train.chunk_size",
+                                 loss: (MemoryBudget.contrastiveLossFloats(globalBatch: globalBatch, width: config.encoderDim, tileRows: train.lossTileRows),
+                                        "train.global_batch = \(globalBatch), train.loss_tile_rows = \(train.lossTileRows)"),
+                                 hint: "use a smaller model (model.*), fewer sentences, codes or molecule tokens per trial (data.max_*), a smaller train.global_batch, or set train.chunk_size",
                                  comm: comm)
         if comm.isRoot {
             log(String(format: "pretrain: %d parameters; about %.2f GiB per rank with activations (estimate; %.1f GiB per rank available)",
@@ -74,6 +76,11 @@ public final class Pretrainer {
     }
 
     var checkpointDir: String { runDir + "/checkpoints" }
+
+    /// The steps of a run: train.epochs x the steps of an epoch, cut to train.max_steps when that is set.
+    static func totalSteps(_ train: TrainSpec, stepsPerEpoch: Int) -> Int {
+        train.maxSteps > 0 ? min(train.maxSteps, stepsPerEpoch * train.epochs) : stepsPerEpoch * train.epochs
+    }
 
     /// Trial indices of global step `step` (0-based): epoch order seeded by (seed, epoch), same for any W.
     func batchIndices(step: Int) -> [Int] {
@@ -155,7 +162,7 @@ public final class Pretrainer {
         }
         // A cosine schedule spans the run's steps: other train.epochs / train.max_steps stretch it, and the rate at the
         // checkpoint's step moves (a longer run's rate jumps back up). Said, with the two rates.
-        let wasSteps = was.train.maxSteps > 0 ? min(was.train.maxSteps, stepsPerEpoch * was.train.epochs) : stepsPerEpoch * was.train.epochs
+        let wasSteps = Self.totalSteps(was.train, stepsPerEpoch: stepsPerEpoch)
         if comm.isRoot, spec.optimizer.schedule == .warmupCosine, was.optimizer.schedule == .warmupCosine, wasSteps != totalSteps {
             let o = spec.optimizer, w = was.optimizer
             let before = Double(w.lr) * Double(LearningRateSchedule.warmupCosine(warmupSteps: w.warmupSteps, totalSteps: wasSteps, minRatio: Float(w.minLRRatio)).factor(step: meta.step + 1))
@@ -236,7 +243,6 @@ public final class Pretrainer {
     /// Trains to the end (epochs, max_steps or early stopping), evaluating and checkpointing on the way.
     public func run() throws {
         let train = spec.train
-        faults.applyLimits()
         metrics = comm.isRoot ? try MetricsLog(path: runDir + "/metrics.jsonl", tensorboard: spec.log.tensorboard, continuingAfter: stepsDone) : nil
         if comm.isRoot && stepsDone > 0 {   // resumed: the report's curves start at step 1, not at the checkpoint
             trainRecords = MetricsLog.records(of: "train", in: runDir + "/metrics.jsonl")
@@ -286,7 +292,9 @@ public final class Pretrainer {
             if comm.isRoot && (stepsDone % train.logEvery == 0 || stepsDone == totalSteps) {
                 let rate = Double(windowSamples) / Date().timeIntervalSince(windowStart)
                 windowStart = Date(); windowSamples = 0
-                let eta = Double(totalSteps - stepsDone) * Date().timeIntervalSince(t0)
+                // The mean time per step since this command started (evaluations and checkpoints included), not
+                // the last step's alone.
+                let eta = Double(totalSteps - stepsDone) * Date().timeIntervalSince(runStart) / Double(stepsDone - firstStep)
                 let epoch = Double(stepsDone) / Double(stepsPerEpoch)
                 let record = TrainRecord(step: stepsDone, epoch: epoch, loss: finite(Double(loss)), gradNorm: finite(Double(gradNorm)),
                                          lr: Double(Float(o.lr) * schedule.factor(step: stepsDone)), samplesPerSecond: rate,

@@ -32,7 +32,12 @@ public func storeContaining(_ csvs: [String], spec: RunSpec, hierarchy: ICD10Hie
         if comm.isRoot { for line in lines { log("featurize: " + line) } }
         return s
     }
-    let mainStore = try? FeatureStore(path: main)
+    // A store that is there but cannot be read (damaged, another version, unreadable) is named: its vectors are not
+    // reused and every sentence is encoded again, which can take hours.
+    var mainStore: FeatureStore?, mainUnreadable: String?
+    if FileManager.default.fileExists(atPath: main) {
+        do { mainStore = try FeatureStore(path: main) } catch { mainUnreadable = "\(error)" }
+    }
     let inMain = mainStore.map(holds) ?? false
     try requireAgreement([("whether \(main) holds " + csvs.joined(separator: ", "), "\(inMain)")], comm: comm,
                          what: "feature stores (data.feature_store: is it the same file on every node?)")
@@ -53,6 +58,7 @@ public func storeContaining(_ csvs: [String], spec: RunSpec, hierarchy: ICD10Hie
         let folder = URL(fileURLWithPath: cache).deletingLastPathComponent().path
         try checkWritableFolder(folder, option: "the cache folder of data.feature_store (\(csvs.joined(separator: ", ")) is not in \(main))")
         try FeatureStore.refuseReplacingOtherFiles(cache, option: "the cache store of \(csvs.joined(separator: ", "))")
+        if let mainUnreadable { log("featurize: not reusing data.feature_store: \(mainUnreadable)") }
         log("featurize: \(csvs.joined(separator: ", ")) not in \(main); featurizing into \(cache)")
     }
     let precision = resolvedPrecision(spec.encoder.precision, key: "encoder.precision", comm: comm)

@@ -10,12 +10,14 @@ import Support
 ///   the ranks' gradients is then 1/W of the true one). Both are wrong on purpose: negative controls.
 /// - `buckets_before_backward`: with `train.bucket_mb` > 0, every gradient bucket's all-reduce is started before
 ///   backward has written it (the bug of a bucket started before its tensors are complete): a negative control.
-/// - `crash:RANK:STEP`, `throw:RANK:STEP`, `stall:RANK:STEP`: before global step STEP (1-based) the rank is
-///   killed, throws an input error, or stops making progress.
+/// - `crash:RANK:STEP`, `throw:RANK:STEP`, `stall:RANK:STEP`: before global step STEP (1-based) of pretraining the
+///   rank is killed, throws an input error, or stops making progress (pretrain only, as `checkpoint_crash` and
+///   `diverge`: other commands take no steps or checkpoints of that kind and ignore them).
 /// - `checkpoint_crash:before|between|pointer[:STEP]`: the process is killed while writing a checkpoint (of step
 ///   STEP, or any): "between" is after the tensors file is complete and before its JSON, "pointer" after both and
 ///   before the run's checkpoints/best.json.
-/// - `file_size_limit:BYTES`: RLIMIT_FSIZE once MPI is up (a write past BYTES fails with EFBIG, as on a full disk).
+/// - `file_size_limit:BYTES`: RLIMIT_FSIZE for every command, once MPI is up (a write past BYTES fails with EFBIG,
+///   as on a full disk).
 /// - `stop:RANK:ACTIVITY`: the rank stops itself (SIGSTOP) at its first progress point of a watchdog's ACTIVITY
 ///   ("fine-tuning", "featurizing", "scoring", "embedding", "training"; `Watchdog.injectedStop`), or once its
 ///   configuration is read ("startup": before the first collective, where only the job's watchdog runs).

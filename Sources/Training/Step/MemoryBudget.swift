@@ -35,6 +35,22 @@ public enum MemoryBudget {
         return arena.count
     }
 
+    /// Floats a contrastive step holds besides its rows' activations (`ContrastiveStep`, `symmetricInfoNCE`): both
+    /// sides of every pair of the global batch B gathered, (B, E) each, their normalised copies, and one block of
+    /// logits, (min(tile, B), B). With `train.chunk_size` these, not the chunk's activations, can dominate.
+    public static func contrastiveLossFloats(globalBatch b: Int, width e: Int, tileRows: Int) -> Double {
+        4 * Double(b) * Double(e) + Double(min(max(tileRows, 1), b)) * Double(b)
+    }
+
+    /// MPI counts an all-gather's floats in 32-bit integers: a global batch whose (B, E) embeddings exceed that is
+    /// refused, naming the key (it had stopped every rank at a precondition).
+    public static func requireGatherable(globalBatch b: Int, width e: Int, widthName: String) throws {
+        guard Double(b) * Double(e) < Double(Int32.max) else {
+            throw InputError.invalid("train.global_batch", b, expected: "at most \(Int(Int32.max) / e) with \(widthName) \(e): "
+                                     + "the all-gather of the batch's (B, \(e)) embeddings counts its floats in 32 bits (MPI)")
+        }
+    }
+
     /// What each rank of this node may use: 80 % of the memory the process may use (the machine's, or its control
     /// group's limit: `MemoryLimit`) over the node's ranks (OpenMPI's OMPI_COMM_WORLD_LOCAL_SIZE; without it, the
     /// ranks whose host name is this rank's), and a phrase that says so for messages.
@@ -49,21 +65,24 @@ public enum MemoryBudget {
 
     /// Refuses a replica of `parameters` parameters (values, gradients, two optimizer moments: 16 bytes each) that
     /// keeps the activations of `rows` rows at once, when it exceeds this rank's share of the node's memory; returns
-    /// the estimate in bytes. `rowsKey` names what sets the rows; `hint` says what to lower. `kept`: copies of
+    /// the estimate in bytes. `rowsKey` names what sets the rows; `hint` says what to lower. `loss`: a contrastive
+    /// step's gathered batch and logits (`contrastiveLossFloats`) and the keys that set them. `kept`: copies of
     /// parameters held besides the replica (fine-tuning's `finetune.epoch_selection: pooled` keeps every member's
     /// trainable parameters of every epoch until the ensemble's epoch is chosen), as floats and the keys that set them.
     @discardableResult
     public static func require(parameters: Int, rows: Int, bytesPerRow: Double, rowsKey: String,
-                               kept: (floats: Double, keys: String)? = nil, hint: String, comm: Communicator) throws -> Double {
+                               kept: (floats: Double, keys: String)? = nil, loss: (floats: Double, keys: String)? = nil,
+                               hint: String, comm: Communicator) throws -> Double {
         let parameterBytes = Double(parameters) * 16, activationBytes = Double(rows) * bytesPerRow
-        let keptBytes = (kept?.floats ?? 0) * 4
+        let keptBytes = (kept?.floats ?? 0) * 4, lossBytes = (loss?.floats ?? 0) * 4
         let (available, availableText) = share(comm)
         func gib(_ bytes: Double) -> String { String(format: "%.1f GiB", bytes / 1_073_741_824) }
-        let total = parameterBytes + activationBytes + keptBytes
+        let total = parameterBytes + activationBytes + keptBytes + lossBytes
         guard total <= available else {
             throw InputError("this model needs about \(gib(total)) per rank (\(gib(parameterBytes)) for \(parameters) parameters "
                              + "with their gradients and optimizer moments, \(gib(activationBytes)) of activations for \(rows) rows at once: \(rowsKey)"
-                             + (kept.map { ", \(gib(keptBytes)) of parameters kept: \($0.keys)" } ?? "") + "); "
+                             + (kept.map { ", \(gib(keptBytes)) of parameters kept: \($0.keys)" } ?? "")
+                             + (loss.map { ", \(gib(lossBytes)) for the gathered global batch and the loss's logits: \($0.keys)" } ?? "") + "); "
                              + "\(availableText): \(hint)")
         }
         return total
