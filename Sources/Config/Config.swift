@@ -166,7 +166,15 @@ public struct Config: Sendable {
     public mutating func set(_ path: String, _ given: Any, origin: String) throws {
         guard let spec = ConfigSchema.keys.first(where: { $0.path == path }) else { throw unknown(path, origin: origin) }
         if given is YAMLNull {
-            let empty = { if case .stringList = spec.kind { return "; [] is the empty list" } else { return "" } }()
+            // A shell turns `--set key=""` into `key=`: say how the quotes get through.
+            let quoted = origin.hasPrefix("--set") ? " (quoted for the shell: --set '\(path)=\"\"')" : ""
+            let empty = {
+                switch spec.kind {
+                case .stringList: return "; [] is the empty list"
+                case .string(nil) where path == "data.exclude_file": return "; \"\" is the empty string, none\(quoted)"     // the one text key that takes it
+                default: return ""
+                }
+            }()
             throw InputError("\(origin.hasSuffix(path) ? origin : "\(origin): \(path)") has no value (expected \(spec.kind.expected)\(empty))")
         }
         // A plain scalar is text to a text key and its YAML 1.2 value to any other (`PlainScalar`); errors show the text.

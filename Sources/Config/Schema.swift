@@ -18,7 +18,7 @@ public enum ConfigSchema {
         ConfigKey(path: "data.synthetic", kind: .bool, defaultValue: .bool(false),
                   doc: "Train on a synthetic store written by `cladmop synth` (data.files and the exclusion list are then ignored)."),
         ConfigKey(path: "data.exclude_file", kind: .string(allowed: nil), defaultValue: .string(heldOutList),
-                  doc: "NCT ids never used in pretraining, fine-tuning (training, selection, --aux) or the baseline's training (the benchmark's test trials). Empty string (`exclude_file: \"\"`, `--set data.exclude_file=\"\"`): none. Another list, or none, that leaves in trials of the bundled data/top/heldout_nctids.txt: a warning counting them (when that file is found: from the current folder, the repository root the Launch scripts run in, or in the repository the binary was built in)."),
+                  doc: "NCT ids never used in pretraining, fine-tuning (training, selection, --aux) or the baseline's training (the benchmark's test trials). Empty string (`exclude_file: \"\"`, `--set 'data.exclude_file=\"\"'` in a shell): none. Another list, or none, that leaves in trials of the bundled data/top/heldout_nctids.txt: a warning counting them (when that file is found: from the current folder, the repository root the Launch scripts run in, or in the repository the binary was built in)."),
         ConfigKey(path: "data.icd_hierarchy", kind: .string(allowed: nil), defaultValue: .string("data/icd10/icd10cm_2025_hierarchy.tsv"),
                   doc: "ICD-10-CM tree (id, parent, depth, description) used for hierarchical code embeddings."),
         ConfigKey(path: "data.feature_store", kind: .string(allowed: nil), defaultValue: .string("data/features/top.store"),
