@@ -452,6 +452,13 @@ final class OutcomeProtocolTests: XCTestCase {
             XCTAssertEqual(pooledRecords.map { $0["valid_pr_auc"] as? Double }, try records("member").map { $0["valid_pr_auc"] as? Double },
                            "member \(k) trains as with per-member selection")
             XCTAssertEqual(try best("pooled/members/\(k)")["epoch"] as? Int, chosen)
+            // The checkpoint's optimizer step is its own epoch's (a stranger's probe: it was the last epoch's): the
+            // member trains on the 24 trials of the other two folds, 3 batches of 8 per epoch.
+            for (run, epoch) in [("pooled", chosen), ("member", memberEpochs[k - 1])] {
+                let meta = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath:
+                    dir + "/\(run)/members/\(k)/checkpoints/step-0000000\(epoch).json"))) as! [String: Any]
+                XCTAssertEqual(meta["optimizerStep"] as? Int, 3 * epoch, "\(run) member \(k), epoch \(epoch)")
+            }
             let scores = oof.filter { $0.fold == k }
             XCTAssertEqual(Metrics.averagePrecision(scores.map(\.score), scores.map(\.label)),
                            try XCTUnwrap(pooledRecords[chosen - 1]["valid_pr_auc"] as? Double), accuracy: 1e-4,

@@ -498,7 +498,8 @@ public final class Finetuner {
         var states: [Int: [Float]] = [:]
         var kept = 0
         var bestEpoch = 0
-        var optimizerStep = 0
+        /// Adam's step counter at the end of each epoch (epoch e at e - 1): a checkpoint records its own epoch's.
+        var optimizerSteps: [Int] = []
         var trainingDiseaseSets: [String] = []
         var trainedTrials: [String] = []
     }
@@ -588,6 +589,7 @@ public final class Finetuner {
             let record = FinetuneRecord(epoch: epoch, trainLoss: finite(trainLoss), validPrAuc: finite(prAUC), validRocAuc: finite(rocAUC),
                                         validF1: finite(f1), validF1AtThreshold: finite(f1AtThreshold), threshold: threshold)
             member.records.append(record); member.scores.append(allScores); member.values.append(selected); member.thresholds.append(threshold)
+            member.optimizerSteps.append(optimizer.step)
             if comm.isRoot {
                 try metrics?.write(record)
                 log(String(format: "finetune epoch %d: train loss %.4f, valid PR-AUC %.4f ROC-AUC %.4f F1 %.4f (F1 %.4f at %.3f)%@", epoch,
@@ -600,7 +602,6 @@ public final class Finetuner {
             }
             if keepEveryEpoch { member.states[epoch] = state() }
         }
-        member.optimizerStep = optimizer.step
         return member
     }
 
@@ -636,7 +637,7 @@ public final class Finetuner {
             head.trainedTrials = member.trainedTrials
             head.heldOutFold = heldOutFold
             var meta = CheckpointMeta(kind: .finetune, step: epoch, epoch: epoch, stepInEpoch: 0, worldSize: comm.size,
-                                      globalBatch: spec.finetune.batch, optimizerStep: member.optimizerStep, spec: spec,
+                                      globalBatch: spec.finetune.batch, optimizerStep: member.optimizerSteps[epoch - 1], spec: spec,
                                       model: outcome.model.config, features: outcome.space, storeIdentity: storeIdentity,
                                       storeEncoderWeights: storeEncoderWeights, icdHierarchy: icdHierarchy,
                                       metrics: ["valid_\(metric)": value], pretrained: pretrainedPath,
