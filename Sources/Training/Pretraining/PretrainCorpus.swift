@@ -67,9 +67,14 @@ public struct PretrainSetup {
         }
         let (trainCount, validCount) = (corpus.train.count, corpus.validation.count)
         guard trainCount + validCount > 0 else {
+            if rows.isEmpty && !phases.isEmpty {
+                throw InputError("no successful trial is left for pretraining: data.sct_phases = \(phases), and data.files hold no row of "
+                                 + (phases.count == 1 ? "that phase" : "those phases") + " in \(data.featureStore)")
+            }
+            let breakdown = corpus.report.dropFirst().dropLast().map { $0.trimmingCharacters(in: .whitespaces) }.joined(separator: "; ")
             throw InputError("no successful trial is left for pretraining: data.files hold \(rows.count) row(s) in \(data.featureStore)"
-                             + (phases.isEmpty ? "" : " of phases \(phases)") + ", none both labelled 1 and outside data.exclude_file / data.exclude_csvs "
-                             + "(\(corpus.report.dropFirst().dropLast().map { $0.trimmingCharacters(in: .whitespaces) }.joined(separator: "; ")))")
+                             + (phases.isEmpty ? "" : " of phases \(phases)") + ", none both labelled 1 and outside data.exclude_file / data.exclude_csvs"
+                             + (breakdown.isEmpty ? "" : " (\(breakdown))"))
         }
         // The validation loss and retrieval contrast each validation trial with the others; best.json needs one.
         guard validCount >= 2 else {

@@ -80,7 +80,11 @@ public func requireTrainedEncoder(spec: RunSpec, meta: CheckpointMeta, checkpoin
     let width = try BertConfig.load(path: configPath).hidden_size
     let expected = meta.model.encoderDim, trainedOn = meta.storeIdentity
     guard width == expected else {
-        throw InputError(file: configPath, "hidden_size = \(width): encoder.model_dir = \(spec.encoder.modelDir) makes sentence vectors of width \(width), but \(checkpoint) was trained on vectors of width \(expected) (from \(trainedOn)); set encoder.model_dir to the encoder it was trained with")
+        // A model pretrained on a synthetic store (cladmop synth) had no encoder to name: no encoder.model_dir fits it.
+        let advice = trainedOn == "synthetic"
+            ? "it was pretrained on a synthetic store (cladmop synth), whose vectors no text encoder makes: pretrain on featurized TOP files to score or fine-tune on them"
+            : "set encoder.model_dir to the encoder it was trained with"
+        throw InputError(file: configPath, "hidden_size = \(width): encoder.model_dir = \(spec.encoder.modelDir) makes sentence vectors of width \(width), but \(checkpoint) was trained on vectors of width \(expected) (from \(trainedOn)); \(advice)")
     }
     guard let trainedWeights = meta.storeEncoderWeights, trainedOn != "synthetic" else { return }
     let weights = try BertEncoder.weightsChecksum(modelDir: spec.encoder.modelDir)
@@ -432,6 +436,9 @@ private func scoreCSVModels(checkpoint: String, csv: String, spec: RunSpec, comm
     if retrieval && successful.count > retrievalTrialsLimit && comm.isRoot {
         log("retrieval: not computed over the \(successful.count) successful trials of \(csv) (more than \(retrievalTrialsLimit): its O(n^2) "
             + "ranking would take long); evaluate a subset of them for it")
+    }
+    if retrieval && successful.count < 2 && comm.isRoot {
+        log("retrieval: not computed: \(csv) holds \(successful.count) successful trial(s); ranking needs at least 2")
     }
     if retrieval && successful.count >= 2 && successful.count <= retrievalTrialsLimit {
         let watchdog = Watchdog.ofPeers(stall, comm: comm, activity: "scoring")
