@@ -5,6 +5,7 @@ import Config
 import Foundation
 import NN
 import Training
+import TrialData
 
 @main
 struct Cladmop: ParsableCommand {
@@ -88,6 +89,9 @@ struct Cladmop: ParsableCommand {
         commandName: "cladmop",
         abstract: "Distributed CLaDMoP contrastive pretraining and trial outcome prediction on OpenMPI + OpenBLAS.",
         discussion: "Run under `mpirun -np N cladmop ...` for N ranks; without mpirun it runs as one rank.",
+        // What a file written by this binary is, and what it reads: the formats, not a release number.
+        version: "cladmop: checkpoint format \(CheckpointMeta.currentVersion), feature store format \(FeatureStore.version) "
+            + "(featurizer \(FeatureStore.featurizerVersion))",
         subcommands: [Featurize.self, Pretrain.self, Finetune.self, Evaluate.self, Predict.self, Embed.self, Baseline.self, Compare.self, Encode.self, Synth.self, Split.self, Bench.self, ShowConfig.self, CheckHostfile.self, SweepReport.self])
 }
 

@@ -1,6 +1,7 @@
 import Foundation
 import NN
 import TestSupport
+import Training
 import XCTest
 
 /// The command-line surface: help text, config validation (exit 2, key and allowed values named),
@@ -44,6 +45,11 @@ final class CLITests: XCTestCase {
         let nosuch = try cladmop(["help", "pretrian"])
         XCTAssertEqual(nosuch.status, 2, nosuch.output)
         XCTAssertTrue(nosuch.output.contains("error: help: no subcommand 'pretrian' (expected one of featurize, pretrain,"), nosuch.output)
+        // --version gives the formats the binary writes and reads (the checkpoint's `version` key, the store's header).
+        let v = try cladmop(["--version"])
+        XCTAssertEqual(v.status, 0, v.output)
+        XCTAssertEqual(v.output.trimmingCharacters(in: .whitespacesAndNewlines),
+                       "cladmop: checkpoint format \(CheckpointMeta.currentVersion), feature store format 1 (featurizer 1)")
     }
 
     func testConfigErrorsNameTheKeyAndExitWith2() throws {
