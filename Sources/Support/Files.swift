@@ -265,7 +265,9 @@ public final class OutputGroup {
     @discardableResult
     public func write(_ path: String, replacingInput: Bool = false, replacingFileReadAs: String? = nil, followingLinks: Bool = true,
                       _ write: (FileHandle) throws -> Void) throws -> String {
-        if !replacingInput, let input = FilesRead.read(at: path), replacingFileReadAs.map({ input.readAs != [$0] }) ?? true {
+        // Without following links, a link at `path` is replaced and whatever it leads to stays: no input is at stake.
+        if !replacingInput, followingLinks || !isSymbolicLink(path), let input = FilesRead.read(at: path),
+           replacingFileReadAs.map({ input.readAs != [$0] }) ?? true {
             throw InputError(file: path, "is \(input.path == path ? "an input" : "the input \(input.path)") this command read; refusing to overwrite it, choose another output path")
         }
         // An output named through a symbolic link replaces the link's target (also one that does not exist yet), unless
@@ -453,6 +455,12 @@ private func removeStaleTemporaries(in dir: String, where matches: (String) -> B
         if flock(fd, LOCK_EX | LOCK_NB) == 0 { unlink(path) }
         close(fd)
     }
+}
+
+/// Whether `path` itself is a symbolic link (not followed).
+public func isSymbolicLink(_ path: String) -> Bool {
+    var st = stat()
+    return lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFLNK
 }
 
 /// Removes `path`: a file, a link (not its target) or a folder with everything in it. Goes on past an entry it

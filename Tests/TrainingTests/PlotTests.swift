@@ -142,6 +142,23 @@ final class PlotTests: XCTestCase {
         let embedded = try { defer { setenv("PATH", path, 1) }; return try writePlot(dir + "/b.svg", svg) }()
         XCTAssertEqual(embedded, "b.svg")
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).sorted(), ["b.svg"])
+        // A PNG path that is a file this command read is refused, rendered or not (a review: the PNG's write had
+        // skipped that check, and without rsvg-convert the file was removed), and the plot is not written.
+        try Data("an input".utf8).write(to: URL(fileURLWithPath: dir + "/in.png"))
+        var input = stat()
+        XCTAssertEqual(stat(dir + "/in.png", &input), 0)
+        FilesRead.note(input, path: dir + "/in.png")
+        defer { FilesRead.forget(dir + "/in.png") }
+        for searchPath in [dir + "/no-such-folder", path] {
+            setenv("PATH", searchPath, 1)
+            defer { setenv("PATH", path, 1) }
+            XCTAssertThrowsError(try writePlot(dir + "/in.svg", svg)) {
+                XCTAssertTrue("\($0)".contains("in.png: is an input this command read; refusing to replace it with a plot"), "\($0)")
+            }
+            XCTAssertEqual(try String(contentsOfFile: dir + "/in.png", encoding: .utf8), "an input")
+            XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/in.svg"), "the plot's two files appear together or not at all")
+        }
+        try FileManager.default.removeItem(atPath: dir + "/in.png")
         let hasRsvg = path.split(separator: ":").contains { FileManager.default.isExecutableFile(atPath: "\($0)/rsvg-convert") }
         guard hasRsvg else { throw XCTSkip("rsvg-convert is not installed (Launch/setup installs librsvg2-bin)") }
         XCTAssertEqual(try writePlot(dir + "/a.svg", svg), "a.png")
@@ -152,21 +169,16 @@ final class PlotTests: XCTestCase {
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).sorted(), ["a.png", "a.svg", "b.svg"], "no temporary file left")
         XCTAssertEqual(markdownImage(alt: "a", embedded: "a.png"), "[![a](a.png)](a.svg)")
         XCTAssertEqual(markdownImage(alt: "a", embedded: "a.svg"), "![a](a.svg)")
-        // A PNG named through a link replaces the link (its target stays); a PNG path that is a file this command read
-        // is refused like any output (a review: the PNG's write had skipped that check), its plot not written.
+        // A PNG named through a link replaces the link (its target stays), also one that leads to an input.
         try Data("kept".utf8).write(to: URL(fileURLWithPath: dir + "/target.bin"))
+        var st = stat()
+        XCTAssertEqual(stat(dir + "/target.bin", &st), 0)
+        FilesRead.note(st, path: dir + "/target.bin")
+        defer { FilesRead.forget(dir + "/target.bin") }
         try FileManager.default.createSymbolicLink(atPath: dir + "/l.png", withDestinationPath: "target.bin")
         XCTAssertEqual(try writePlot(dir + "/l.svg", svg), "l.png")
         XCTAssertEqual(try String(contentsOfFile: dir + "/target.bin", encoding: .utf8), "kept")
         XCTAssertNil(try? FileManager.default.destinationOfSymbolicLink(atPath: dir + "/l.png"), "the link is replaced by the PNG")
-        try Data("an input".utf8).write(to: URL(fileURLWithPath: dir + "/in.png"))
-        var st = stat()
-        XCTAssertEqual(stat(dir + "/in.png", &st), 0)
-        FilesRead.note(st, path: dir + "/in.png")
-        defer { FilesRead.forget(dir + "/in.png") }
-        XCTAssertThrowsError(try writePlot(dir + "/in.svg", svg)) { XCTAssertTrue("\($0)".contains("in.png: is an input this command read"), "\($0)") }
-        XCTAssertEqual(try String(contentsOfFile: dir + "/in.png", encoding: .utf8), "an input")
-        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/in.svg"), "the plot's two files appear together or not at all")
     }
 
     /// A plot in a folder whose relative path starts with "-" (a run folder `-ifoo`, a stranger's probe): rsvg-convert had

@@ -442,6 +442,8 @@ final class OutcomeProtocolTests: XCTestCase {
         // Every trial scored by the member that held its fold out.
         let oof = try predictedOutOfFold(dir: dir, run: "pooled", cladmop: cladmop, sets: sets, members: 3)
         XCTAssertEqual(oof.count, 36)
+        var checkedEpochs: [Int] = []
+        defer { XCTAssertTrue(checkedEpochs.contains { $0 < 4 }, "an epoch before the last is checked: \(checkedEpochs)") }
         for k in 1...3 {
             let records = { (run: String) in
                 try String(contentsOfFile: dir + "/\(run)/members/\(k)/metrics.jsonl", encoding: .utf8).split(separator: "\n")
@@ -455,6 +457,7 @@ final class OutcomeProtocolTests: XCTestCase {
             // The checkpoint's optimizer step is its own epoch's (a stranger's probe: it was the last epoch's): the
             // member trains on the 24 trials of the other two folds, 3 batches of 8 per epoch.
             for (run, epoch) in [("pooled", chosen), ("member", memberEpochs[k - 1])] {
+                checkedEpochs.append(epoch)
                 let meta = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath:
                     dir + "/\(run)/members/\(k)/checkpoints/step-0000000\(epoch).json"))) as! [String: Any]
                 XCTAssertEqual(meta["optimizerStep"] as? Int, 3 * epoch, "\(run) member \(k), epoch \(epoch)")

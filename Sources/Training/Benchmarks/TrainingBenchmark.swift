@@ -51,9 +51,9 @@ public func runTrainingBenchmark(spec: RunSpec, comm: Communicator) throws -> Tr
                              rows: spec.train.chunkSize > 0 ? min(spec.train.chunkSize, localRows) : localRows,
                              bytesPerRow: MemoryBudget.activationBytesPerRow(config, molTokens: lmMax, codes: lcMax, sentences: lsMax),
                              rowsKey: "train.global_batch = \(globalBatch) over \(comm.size) rank(s), train.chunk_size = \(spec.train.chunkSize)",
-                             loss: (MemoryBudget.contrastiveLossFloats(globalBatch: globalBatch, width: e, tileRows: spec.train.lossTileRows),
+                             loss: (MemoryBudget.contrastiveLossFloats(globalBatch: globalBatch, localRows: localRows, width: e, tileRows: spec.train.lossTileRows),
                                     "train.global_batch = \(globalBatch), train.loss_tile_rows = \(spec.train.lossTileRows)"),
-                             hint: "use a smaller model or global batch, or set train.chunk_size", comm: comm)
+                             hint: "use a smaller model, train.global_batch or train.loss_tile_rows, or set train.chunk_size", comm: comm)
     let step = ContrastiveStep(config, spec: spec, comm: comm, faults: .none)
     let precision = agreedTrainingPrecision(spec.train.precision, comm: comm)
     step.params.setPrecision(precision)

@@ -63,9 +63,9 @@ public final class Pretrainer {
                                  bytesPerRow: MemoryBudget.activationBytesPerRow(config, molTokens: data.maxMolTokens, codes: data.maxCodes,
                                                                                  sentences: data.maxSentences),
                                  rowsKey: "train.global_batch = \(globalBatch) over \(comm.size) rank(s), train.chunk_size = \(train.chunkSize)",
-                                 loss: (MemoryBudget.contrastiveLossFloats(globalBatch: globalBatch, width: config.encoderDim, tileRows: train.lossTileRows),
+                                 loss: (MemoryBudget.contrastiveLossFloats(globalBatch: globalBatch, localRows: localRows, width: config.encoderDim, tileRows: train.lossTileRows),
                                         "train.global_batch = \(globalBatch), train.loss_tile_rows = \(train.lossTileRows)"),
-                                 hint: "use a smaller model (model.*), fewer sentences, codes or molecule tokens per trial (data.max_*), a smaller train.global_batch, or set train.chunk_size",
+                                 hint: "use a smaller model (model.*), fewer sentences, codes or molecule tokens per trial (data.max_*), a smaller train.global_batch or train.loss_tile_rows, or set train.chunk_size",
                                  comm: comm)
         if comm.isRoot {
             log(String(format: "pretrain: %d parameters; about %.2f GiB per rank with activations (estimate; %.1f GiB per rank available)",

@@ -82,7 +82,7 @@ public func requireTrainedEncoder(spec: RunSpec, meta: CheckpointMeta, checkpoin
     guard width == expected else {
         // A model pretrained on a synthetic store (cladmop synth) had no encoder to name: no encoder.model_dir fits it.
         let advice = trainedOn == "synthetic"
-            ? "it was pretrained on a synthetic store (cladmop synth), whose vectors no text encoder makes: pretrain on featurized TOP files to score or fine-tune on them"
+            ? "it was pretrained on a synthetic store (cladmop synth), whose vectors no text encoder makes: an encoder of width \(expected) is taken, with a warning; to score or fine-tune on TOP files, pretrain on featurized ones"
             : "set encoder.model_dir to the encoder it was trained with"
         throw InputError(file: configPath, "hidden_size = \(width): encoder.model_dir = \(spec.encoder.modelDir) makes sentence vectors of width \(width), but \(checkpoint) was trained on vectors of width \(expected) (from \(trainedOn)); \(advice)")
     }

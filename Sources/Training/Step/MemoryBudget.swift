@@ -36,10 +36,11 @@ public enum MemoryBudget {
     }
 
     /// Floats a contrastive step holds besides its rows' activations (`ContrastiveStep`, `symmetricInfoNCE`): both
-    /// sides of every pair of the global batch B gathered, (B, E) each, their normalised copies, and one block of
-    /// logits, (min(tile, B), B). With `train.chunk_size` these, not the chunk's activations, can dominate.
-    public static func contrastiveLossFloats(globalBatch b: Int, width e: Int, tileRows: Int) -> Double {
-        4 * Double(b) * Double(e) + Double(min(max(tileRows, 1), b)) * Double(b)
+    /// sides of every pair of the global batch B gathered, (B, E) each, their normalised copies, one block of logits,
+    /// (min(tile, B), B), and the rank's own n rows' f_C, f_DM and two gradients of f_DM, (n, E) each. With
+    /// `train.chunk_size` these, not the chunk's activations, can dominate.
+    public static func contrastiveLossFloats(globalBatch b: Int, localRows n: Int, width e: Int, tileRows: Int) -> Double {
+        4 * Double(b) * Double(e) + Double(min(max(tileRows, 1), b)) * Double(b) + 4 * Double(n) * Double(e)
     }
 
     /// MPI counts an all-gather's floats in 32-bit integers: a global batch whose (B, E) embeddings exceed that is
