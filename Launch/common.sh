@@ -72,6 +72,28 @@ config_args() {
         esac
     done
 }
+# scoring_args ARGS...: the words of ARGS (--set and --config only, as only_config_args leaves them) that a scoring
+# command (evaluate, predict) reads, NUL-separated: every --config, and the --set of the keys scoring takes from a
+# configuration (Sources/cladmop/CLI.swift, loadForScoring: encoder.*, data.feature_store, data.icd_hierarchy,
+# data.skip_bad_rows, train.stall_timeout). The others set up fine-tuning, which the checkpoint then fixes: passed on
+# to evaluate, each was named as having no effect.
+scoring_args() {
+    local key
+    while [ $# -gt 0 ]; do
+        case "$1" in
+            --config) printf '%s\0%s\0' "$1" "${2:-}"; shift; [ $# -gt 0 ] && shift ;;
+            --config=*) printf '%s\0' "$1"; shift ;;
+            --set|--set=*)
+                if [ "$1" = --set ]; then key="${2:-}"; else key="${1#--set=}"; fi
+                case "${key%%=*}" in
+                    encoder.*|data.feature_store|data.icd_hierarchy|data.skip_bad_rows|train.stall_timeout)
+                        if [ "$1" = --set ]; then printf '%s\0%s\0' "$1" "$key"; else printf '%s\0' "$1"; fi ;;
+                esac
+                if [ "$1" = --set ]; then shift; [ $# -gt 0 ] && shift; else shift; fi ;;
+            *) shift ;;
+        esac
+    done
+}
 
 # check_config CONFIG ARGS...: exits 2 with cladmop's message unless CONFIG with the --set and --config words of ARGS
 # resolves (an unknown key, a value out of range); scripts call it before any split or run is written.
@@ -242,9 +264,10 @@ mpirun_line() {
 # running on its own (bash waiting for a foreground child dies of a SIGTERM without passing it on).
 # A word ":" after cladmop's path is passed as "./:" (the same path): mpirun reads a lone ":" as the start of another
 # app context ("--run-dir :" had ended with mpirun's "unknown option").
-JOB_PID=""
+JOB_PID="" JOB_IS_MPIRUN=0
 run_job() {
     [ "$1" != mpirun ] || need_mpirun
+    JOB_IS_MPIRUN=0; [ "$1" != mpirun ] || JOB_IS_MPIRUN=1
     local words=() a after=0
     for a in "$@"; do
         [ "$after" = 1 ] && [ "$a" = : ] && a=./:
@@ -275,12 +298,44 @@ stop_job() {
         done
         kill -KILL "$JOB_PID" 2>/dev/null || true
         wait "$JOB_PID" 2>/dev/null || true
-        # Each as PID:START (its start time): a pid that a new process took meanwhile is not killed.
-        for p in $left; do [ "$(start_time "${p%%:*}")" != "${p#*:}" ] || kill -KILL "${p%%:*}" 2>/dev/null || true; done
+        # Each as PID:START (its start time): a pid that a new process took meanwhile is not touched. What outlived the
+        # job (a build that Launch/setup ran, an ssh of mpirun) gets SIGTERM, and SIGKILL if it still runs 5 s later.
+        local alive=()
+        for p in $left; do [ "$(start_time "${p%%:*}")" != "${p#*:}" ] || alive+=("$p"); done
+        for p in "${alive[@]}"; do kill -TERM "${p%%:*}" 2>/dev/null || true; done
+        for _ in 1 2 3 4 5; do
+            local running=0
+            for p in "${alive[@]}"; do [ "$(start_time "${p%%:*}")" != "${p#*:}" ] || running=1; done
+            [ "$running" = 1 ] || break
+            sleep 1
+        done
+        for p in "${alive[@]}"; do [ "$(start_time "${p%%:*}")" != "${p#*:}" ] || kill -KILL "${p%%:*}" 2>/dev/null || true; done
+        # An mpirun stopped this way (a second signal while it shuts down after the terminal's) leaves its session
+        # folder, about 8 MB, in TMPDIR (OpenMPI 4: ompi.NODE.UID/pid.PID); removed when no process has its pid.
+        if [ "$JOB_IS_MPIRUN" = 1 ] && ! kill -0 "$JOB_PID" 2>/dev/null; then
+            local session
+            for session in "${TMPDIR:-/tmp}"/ompi.*."$(id -u)"/pid."$JOB_PID"; do
+                [ -d "$session" ] && [ ! -L "$session" ] && rm -rf -- "$session" && { rmdir -- "${session%/*}" 2>/dev/null || true; }
+            done
+        fi
     fi
     echo "Launch/$(basename "$0"): interrupted (SIG$1): the job was stopped" >&"$SCRIPT_STDERR" 2>/dev/null || true
+    # The script's EXIT trap (a temporary file's removal) runs here, once: bash skips it when a signal ends the script
+    # after a trap of that signal was set and reset (as run_job does), which the kill below would.
+    run_exit_trap
     kill -s "$1" $$
     exit "$2"
+}
+
+# run_exit_trap: runs the script's EXIT trap now, if it has one, and clears it.
+run_exit_trap() {
+    local set code
+    set="$(trap -p EXIT)"
+    [ -n "$set" ] || return 0
+    code="${set#trap -- }"; code="${code% EXIT}"
+    eval "code=$code"
+    trap - EXIT
+    eval "$code" || true
 }
 
 # descendants PID: the processes below PID (from the parent ids in /proc/*/stat) as PID:START, space-separated

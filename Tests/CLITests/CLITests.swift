@@ -52,6 +52,67 @@ final class CLITests: XCTestCase {
                        "cladmop: checkpoint format \(CheckpointMeta.currentVersion), feature store format 1 (featurizer 1)")
     }
 
+    /// The Launch scripts pass evaluate and predict only the words after `--` that scoring reads (`scoring_args` of
+    /// Launch/common.sh): a stranger's probe saw every `Launch/finetune -- --set finetune.X=...` end with evaluate's
+    /// warning that the settings had no effect. The shell's list is checked against the binary's: evaluate names none
+    /// of the words kept, and names exactly the keys dropped.
+    func testScoringArgsKeepWhatScoringReads() throws {
+        let words = ["--set", "encoder.max_tokens=64", "--set=data.feature_store=/nowhere/s.store", "--set", "data.icd_hierarchy=/nowhere/t.tsv",
+                     "--set", "data.skip_bad_rows=true", "--set", "train.stall_timeout=5", "--set", "finetune.epochs=1",
+                     "--set=data.max_sentences=32", "--set", "train.seed=3", "--config", "configs/finetune-phase1.yaml"]
+        let script = "source Launch/common.sh && scoring_args \"$@\" | tr '\\0' '\\n'"
+        let r = try runCommand("/bin/bash", ["-c", script, "bash"] + words, timeout: 60)
+        XCTAssertEqual(r.status, 0, r.output)
+        let kept = r.output.split(separator: "\n").map(String.init)
+        XCTAssertEqual(kept, ["--set", "encoder.max_tokens=64", "--set=data.feature_store=/nowhere/s.store", "--set", "data.icd_hierarchy=/nowhere/t.tsv",
+                              "--set", "data.skip_bad_rows=true", "--set", "train.stall_timeout=5", "--config", "configs/finetune-phase1.yaml"])
+        func warning(_ args: [String]) throws -> String? {
+            let e = try cladmop(["evaluate", "--checkpoint", "/nowhere/run", "--data", "data/top/toy_valid.csv"] + args)
+            XCTAssertEqual(e.status, 2, e.output)      // no such checkpoint, after the configuration is read
+            return e.output.split(separator: "\n").first { $0.contains("no effect here") }.map(String.init)
+        }
+        XCTAssertNil(try warning(kept))
+        let all = try XCTUnwrap(try warning(words))
+        XCTAssertTrue(all.hasPrefix("warning: --set finetune.epochs, data.max_sentences, train.seed: no effect here"), all)
+    }
+
+    /// SIGTERM to a Launch script (a stranger's probe of the scripts): the script's EXIT trap runs (bash had skipped it
+    /// once an earlier run_job had set and reset the signal's trap: Launch/bench left its temporary file), and a job
+    /// that is itself a script (Launch/setup, run by Launch/main) is stopped with what it runs in its foreground (a
+    /// build had gone on after Launch/main ended).
+    func testAnInterruptedLaunchScriptStopsItsJobsChildrenAndRunsItsExitTrap() throws {
+        let dir = try scratchFolder("launch-trap")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let marker = "97.\(getpid() % 1000)"      // a sleep of this many seconds is the child script's
+        try "#!/bin/bash\nsleep \(marker)\necho child-done\n".write(toFile: dir + "/child.sh", atomically: true, encoding: .utf8)
+        try """
+            #!/bin/bash
+            set -euo pipefail
+            source "\(repositoryRoot)/Launch/common.sh"
+            run_job true
+            trap 'rm -f "\(dir)/temporary"' EXIT
+            touch "\(dir)/temporary"
+            run_job "\(dir)/child.sh"
+            """.write(toFile: dir + "/parent.sh", atomically: true, encoding: .utf8)
+        for f in ["child.sh", "parent.sh"] { chmod(dir + "/" + f, 0o755) }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: dir + "/parent.sh")
+        p.standardOutput = FileHandle.nullDevice; p.standardError = FileHandle.nullDevice
+        try p.run()
+        let started = Date()
+        func childRuns() throws -> Bool { try runCommand("/usr/bin/pgrep", ["-f", "sleep \(marker)"], timeout: 10).status == 0 }
+        while try !FileManager.default.fileExists(atPath: dir + "/temporary") || !childRuns() {
+            guard Date().timeIntervalSince(started) < 30 else { p.terminate(); return XCTFail("the child never started") }
+            usleep(100_000)
+        }
+        kill(p.processIdentifier, SIGTERM)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationReason, .uncaughtSignal)
+        XCTAssertEqual(p.terminationStatus, SIGTERM)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/temporary"), "the EXIT trap ran")
+        XCTAssertFalse(try childRuns(), "the child script's sleep is stopped")
+    }
+
     func testConfigErrorsNameTheKeyAndExitWith2() throws {
         let cases: [([String], String)] = [
             (["--set", "train.global_bach=64"], "unknown key train.global_bach (keys of train: train.global_batch"),
