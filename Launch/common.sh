@@ -3,6 +3,14 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CLADMOP="$ROOT/.build/release/cladmop"
 export OPENBLAS_NUM_THREADS=1
 MPI_FLAGS="${MPI_FLAGS:-}"
+# MPI_FLAGS is split at blanks into mpirun's words, without shell quoting: a quote in it would reach mpirun as a
+# character ('--mca plm_rsh_args "-p 2222"' had ended with "unable to find the specified executable 2222\"").
+# Refused, pointing at OpenMPI's own variables, which take a value of several words.
+case "$MPI_FLAGS" in
+    *[\"\'\\]*)
+        echo "Launch/$(basename "$0"): MPI_FLAGS=$MPI_FLAGS: it is split at blanks, without quoting; give a parameter whose value has blanks as OpenMPI's variable instead (OMPI_MCA_NAME=\"VALUE\", for example OMPI_MCA_plm_rsh_args=\"-p 2222\")" >&2
+        exit 2 ;;
+esac
 # Numbers in the C locale: awk's printf and its reading of numbers follow LC_NUMERIC (under a decimal-comma locale
 # Launch/sweep-batch wrote a learning rate 1,5625e-05 that the configuration refused). LC_ALL would override it: its
 # value moves to LANG, where every other category still reads it.
