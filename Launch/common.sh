@@ -42,7 +42,8 @@ CALLER_DIR="$PWD"
 # from_caller PATH: PATH relative to CALLER_DIR, made absolute when the script was started elsewhere than the root
 # ("" and none unchanged).
 from_caller() {
-    case "$1" in ""|/*|none) printf '%s' "$1" ;; *) if [ "$CALLER_DIR" -ef "$ROOT" ]; then printf '%s' "$1"; else printf '%s' "$CALLER_DIR/$1"; fi ;; esac
+    # A relative path that starts with "-" gets "./" (cladmop and mpirun would read "-1" as an option).
+    case "$1" in ""|/*|none) printf '%s' "$1" ;; -*) from_caller "./$1" ;; *) if [ "$CALLER_DIR" -ef "$ROOT" ]; then printf '%s' "$1"; else printf '%s' "$CALLER_DIR/$1"; fi ;; esac
 }
 # caller_paths ARGS...: ARGS, NUL-separated, with the value of each path option (cladmop's, and a script's --hostfile
 # and --out) made relative to CALLER_DIR (mapfile -d '' -t ARRAY < <(caller_paths "$@")).
@@ -426,17 +427,10 @@ lock_result_folder() {
 # folder the script was started from, or a folder of anything else (data/, a run's checkpoints/) is refused: moving
 # it aside had renamed inputs and the repository itself.
 check_result_folder() {
-    local dir="$1" opt="$2" abs d m; shift 2
+    local dir="$1" opt="$2" m; shift 2
     check_out_folder "$dir" "$opt"
     [ -e "$dir" ] || return 0
-    abs="$(CDPATH= cd -- "$dir" 2>/dev/null && pwd -P)" || { echo "Launch/$(basename "$0"): $opt $dir: cannot enter that folder (its permissions?)" >&2; exit 2; }
-    abs="${abs%/}"
-    for d in "$ROOT" "$CALLER_DIR"; do
-        case "$(cd -- "$d" && pwd -P)/" in "$abs"/*)
-            echo "Launch/$(basename "$0"): $opt $dir is $([ "$d" = "$ROOT" ] && echo "the repository" || echo "the folder this script was started from") or a folder above it; name a folder for the results, such as runs/NAME" >&2
-            exit 2 ;;
-        esac
-    done
+    refuse_repository_folder "$dir" "$opt"
     [ -n "$(ls -A -- "$dir" 2>/dev/null)" ] || return 0
     for m in "$@"; do
         # Names, not patterns; a config.yaml only as cladmop writes it (another project's config.yaml is no run of ours).
@@ -447,6 +441,29 @@ check_result_folder() {
     done
     echo "Launch/$(basename "$0"): $opt $dir holds no earlier result of this script (none of: $*, as cladmop writes them); it is not moved aside: name a new folder, or an earlier result's" >&2
     exit 2
+}
+# refuse_repository_folder DIR OPTION: exits 2 naming OPTION when DIR (an existing folder) is the repository, the folder
+# the script was started from, a folder above either, or a folder of the repository's sources, inputs or tools
+# (Sources/, data/, configs/, models/, ...): a run written there mixes its files with them (a probe wrote a fine-tuning
+# run into data/top and into the repository root, exit 0).
+refuse_repository_folder() {
+    local dir="$1" opt="$2" abs d root
+    [ -d "$dir" ] || return 0
+    abs="$(CDPATH= cd -- "$dir" 2>/dev/null && pwd -P)" || { echo "Launch/$(basename "$0"): $opt $dir: cannot enter that folder (its permissions?)" >&2; exit 2; }
+    abs="${abs%/}"
+    for d in "$ROOT" "$CALLER_DIR"; do
+        case "$(cd -- "$d" && pwd -P)/" in "$abs"/*)
+            echo "Launch/$(basename "$0"): $opt $dir is $([ "$d" = "$ROOT" ] && echo "the repository" || echo "the folder this script was started from") or a folder above it; name a folder for the results, such as runs/NAME" >&2
+            exit 2 ;;
+        esac
+    done
+    root="$(cd -- "$ROOT" && pwd -P)"
+    for d in Sources Tests Launch configs data docs models benchmarks python hostfiles .build .git .ci; do
+        case "$abs/" in "$root/$d"/*)
+            echo "Launch/$(basename "$0"): $opt $dir is in the repository's $d/ folder; name a folder for the results, such as runs/NAME" >&2
+            exit 2 ;;
+        esac
+    done
 }
 # finetune_run_part DIR: prints the first part of a fine-tuning run that DIR holds (best.json, metrics.jsonl,
 # checkpoints, members, folds.csv, pretrained: what cladmop finetune refuses to write over without --overwrite), or
