@@ -623,11 +623,16 @@ final class HostfileTests: XCTestCase {
             ("pretrain", ["-np", "2", "--hostfile", odd + "/stale.hosts", "--max-restarts", "2", "--", "--run-dir", dir + "/r"],
              "is an emulated cluster's (Launch/cluster), which is not up: its launch agent \(odd)/gone/agent is missing"),
             ("main", ["--run-dir", odd + "/file"], "--run-dir \(odd)/file: \(odd)/file is a file, not a folder"),
-            ("main", ["--run-dir", repositoryRoot + "/data"], "--run-dir \(repositoryRoot)/data holds no earlier result of this script"),
+            ("main", ["--run-dir", repositoryRoot + "/data"], "--run-dir \(repositoryRoot)/data is in the repository's data/ folder"),
             ("main", ["--run-dir", odd + "/project/"], "--run-dir \(odd)/project holds no earlier result of this script (none of: config.yaml"),
             ("main", ["--run-dir", repositoryRoot], "is the repository or a folder above it"),
             ("main", ["--run-dir", "/"], "is the repository or a folder above it"),
             ("ablations", ["--pretrained", "configs", "--out", odd + "/inputs"], "holds no earlier result of this script (none of: ablations.md"),
+            // A probe of the scripts (session 45): Launch/pretrain and Launch/finetune wrote runs into data/top and the
+            // repository root, exit 0; a quoted MPI_FLAGS value reached mpirun as an executable.
+            ("pretrain", ["-np", "2", "--", "--run-dir", "data/top"], "--run-dir data/top is in the repository's data/ folder"),
+            ("pretrain", ["-np", "2", "--", "--run-dir", repositoryRoot], "is the repository or a folder above it"),
+            ("finetune", ["--phase", "1", "--pretrained", "none", "--run-dir", repositoryRoot + "/data/top"], "is in the repository's data/ folder"),
             ("pretrain", ["--run-dir", dir + "/r", "-np", "2"], "-np after cladmop pretrain's arguments: the script's options"),
             ("pretrain", ["-np", "2", "--run-dir", dir + "/r", "--", "--set", "train.seed=2"], "-- after cladmop pretrain's arguments"),
             ("devtest", ["--pretrained", "configs", "--pretrain-args", "--set train.seed=2", "--run-dir", dir + "/d"], "are alternatives"),
