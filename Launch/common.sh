@@ -94,9 +94,10 @@ scoring_args() {
             --config=*) printf '%s\0' "$1"; shift ;;
             --set|--set=*)
                 if [ "$1" = --set ]; then key="${2:-}"; else key="${1#--set=}"; fi
-                case "${key%%=*}" in
+                key="${key%%=*}"; key="${key#"${key%%[![:space:]]*}"}"; key="${key%"${key##*[![:space:]]}"}"   # as cladmop trims it
+                case "$key" in
                     encoder.*|data.feature_store|data.icd_hierarchy|data.skip_bad_rows|train.stall_timeout)
-                        if [ "$1" = --set ]; then printf '%s\0%s\0' "$1" "$key"; else printf '%s\0' "$1"; fi ;;
+                        if [ "$1" = --set ]; then printf '%s\0%s\0' "$1" "${2:-}"; else printf '%s\0' "$1"; fi ;;
                 esac
                 if [ "$1" = --set ]; then shift; [ $# -gt 0 ] && shift; else shift; fi ;;
             *) shift ;;
@@ -268,7 +269,8 @@ mpirun_line() {
 
 # run_job COMMAND...: runs a job (an mpirun line, or another Launch script) as a child and waits for it. Ctrl-C,
 # SIGTERM or SIGHUP to the script stops the job (SIGTERM to it; mpirun ends every rank; SIGKILL if it still runs 30 s
-# later, as OpenMPI 4's mpirun may wait for an unreachable node; then SIGKILL to what it had started), then the
+# later, as OpenMPI 4's mpirun may wait for an unreachable node, 45 s for a job that is itself a Launch script, which
+# needs up to 35 s for its own; then SIGTERM, and 5 s later SIGKILL, to what it had started), then the
 # script ends by the same signal (130 / 143 / 129 where it is ignored): a restart loop or a sweep does not go on as after an ordinary failure, and mpirun is not left
 # running on its own (bash waiting for a foreground child dies of a SIGTERM without passing it on).
 # A word ":" after cladmop's path is passed as "./:" (the same path): mpirun reads a lone ":" as the start of another
@@ -299,10 +301,11 @@ stop_job() {
     if [ -n "$JOB_PID" ]; then
         # The processes below the job, gathered while it ends: mpirun's ssh to a node runs in a process group of its
         # own and had outlived mpirun, holding the script's output open; they are killed once the job has ended.
-        local left p waited=0
+        local left p waited=0 limit=30
+        [ "$JOB_IS_MPIRUN" = 1 ] || limit=45
         left="$(descendants "$JOB_PID")"
         kill -TERM "$JOB_PID" 2>/dev/null || true
-        while kill -0 "$JOB_PID" 2>/dev/null && [ "$waited" -lt 30 ]; do
+        while kill -0 "$JOB_PID" 2>/dev/null && [ "$waited" -lt "$limit" ]; do
             sleep 1; waited=$((waited + 1)); left+=" $(descendants "$JOB_PID")"
         done
         kill -KILL "$JOB_PID" 2>/dev/null || true
@@ -314,7 +317,10 @@ stop_job() {
         for p in "${alive[@]}"; do kill -TERM "${p%%:*}" 2>/dev/null || true; done
         for _ in 1 2 3 4 5; do
             local running=0
-            for p in "${alive[@]}"; do [ "$(start_time "${p%%:*}")" != "${p#*:}" ] || running=1; done
+            for p in "${alive[@]}"; do
+                # Still the same process, and not a zombie (ended, waiting for init to reap it).
+                [ "$(start_time "${p%%:*}")" != "${p#*:}" ] || [ "$(process_state "${p%%:*}")" = Z ] || running=1
+            done
             [ "$running" = 1 ] || break
             sleep 1
         done
@@ -323,7 +329,10 @@ stop_job() {
         # folder, about 8 MB, in TMPDIR (OpenMPI 4: ompi.NODE.UID/pid.PID); removed when no process has its pid.
         if [ "$JOB_IS_MPIRUN" = 1 ] && ! kill -0 "$JOB_PID" 2>/dev/null; then
             local session
-            for session in "${TMPDIR:-/tmp}"/ompi.*."$(id -u)"/pid."$JOB_PID"; do
+            # OpenMPI names the folder after this node (its short name, or the full one with orte_keep_fqdn_hostnames):
+            # another node's folder in a shared TMPDIR is never touched.
+            for session in "${TMPDIR:-/tmp}"/ompi."$(hostname -s 2>/dev/null || hostname)"."$(id -u)"/pid."$JOB_PID" \
+                           "${TMPDIR:-/tmp}"/ompi."$(hostname)"."$(id -u)"/pid."$JOB_PID"; do
                 [ -d "$session" ] && [ ! -L "$session" ] && rm -rf -- "$session" && { rmdir -- "${session%/*}" 2>/dev/null || true; }
             done
         fi
@@ -337,14 +346,15 @@ stop_job() {
 }
 
 # run_exit_trap: runs the script's EXIT trap now, if it has one, and clears it.
+# (Its locals have names no script uses; an `exit N` in the trap would end the script with N, which no trap here does.)
 run_exit_trap() {
-    local set code
-    set="$(trap -p EXIT)"
-    [ -n "$set" ] || return 0
-    code="${set#trap -- }"; code="${code% EXIT}"
-    eval "code=$code"
+    local __exit_trap_set __exit_trap_code
+    __exit_trap_set="$(trap -p EXIT)"
+    [ -n "$__exit_trap_set" ] || return 0
+    __exit_trap_code="${__exit_trap_set#trap -- }"; __exit_trap_code="${__exit_trap_code% EXIT}"
+    eval "__exit_trap_code=$__exit_trap_code"
     trap - EXIT
-    eval "$code" || true
+    eval "$__exit_trap_code" || true
 }
 
 # descendants PID: the processes below PID (from the parent ids in /proc/*/stat) as PID:START, space-separated
@@ -362,6 +372,14 @@ descendants() {
         p="${queue[0]}"; queue=("${queue[@]:1}")
         for c in ${children[$p]:-}; do printf '%s:%s ' "$c" "${starts[$c]}"; queue+=("$c"); done
     done
+}
+
+# process_state PID: field 3 of /proc/PID/stat (R, S, Z, ...; nothing when PID is gone).
+process_state() {
+    local line fields
+    { read -r line < "/proc/$1/stat"; } 2>/dev/null || return 0
+    read -r -a fields <<< "${line##*) }"
+    printf '%s' "${fields[0]:-}"
 }
 
 # start_time PID: field 22 of /proc/PID/stat (nothing when PID is gone).
@@ -442,24 +460,30 @@ check_result_folder() {
     echo "Launch/$(basename "$0"): $opt $dir holds no earlier result of this script (none of: $*, as cladmop writes them); it is not moved aside: name a new folder, or an earlier result's" >&2
     exit 2
 }
-# refuse_repository_folder DIR OPTION: exits 2 naming OPTION when DIR (an existing folder) is the repository, the folder
-# the script was started from, a folder above either, or a folder of the repository's sources, inputs or tools
-# (Sources/, data/, configs/, models/, ...): a run written there mixes its files with them (a probe wrote a fine-tuning
-# run into data/top and into the repository root, exit 0).
+# refuse_repository_folder DIR OPTION [--not-caller]: exits 2 naming OPTION when DIR is the repository or a folder above
+# it, or (without --not-caller) the folder the script was started from or above it, or is (or would be made) inside a
+# folder of the repository's sources, inputs or tools (Sources/, data/, configs/, models/, ...; also through a link):
+# a run written there mixes its files with them (a probe wrote runs into data/top and into the repository root).
 refuse_repository_folder() {
-    local dir="$1" opt="$2" abs d root
-    [ -d "$dir" ] || return 0
-    abs="$(CDPATH= cd -- "$dir" 2>/dev/null && pwd -P)" || { echo "Launch/$(basename "$0"): $opt $dir: cannot enter that folder (its permissions?)" >&2; exit 2; }
-    abs="${abs%/}"
-    for d in "$ROOT" "$CALLER_DIR"; do
-        case "$(cd -- "$d" && pwd -P)/" in "$abs"/*)
-            echo "Launch/$(basename "$0"): $opt $dir is $([ "$d" = "$ROOT" ] && echo "the repository" || echo "the folder this script was started from") or a folder above it; name a folder for the results, such as runs/NAME" >&2
-            exit 2 ;;
-        esac
-    done
-    root="$(cd -- "$ROOT" && pwd -P)"
+    local dir="$1" opt="$2" abs d real above="$1"
+    local places=("$ROOT"); [ "${3:-}" = --not-caller ] || places+=("$CALLER_DIR")
+    if [ -d "$dir" ]; then
+        abs="$(CDPATH= cd -- "$dir" 2>/dev/null && pwd -P)" || { echo "Launch/$(basename "$0"): $opt $dir: cannot enter that folder (its permissions?)" >&2; exit 2; }
+        abs="${abs%/}"
+        for d in "${places[@]}"; do
+            case "$(cd -- "$d" && pwd -P)/" in "$abs"/*)
+                echo "Launch/$(basename "$0"): $opt $dir is $([ "$d" = "$ROOT" ] && echo "the repository" || echo "the folder this script was started from") or a folder above it; name a folder for the results, such as runs/NAME" >&2
+                exit 2 ;;
+            esac
+        done
+    fi
+    # The nearest folder that exists: a new run folder inside data/ is as much in data/.
+    while [ ! -d "$above" ] && [ "$above" != "$(dirname -- "$above")" ]; do above="$(dirname -- "$above")"; done
+    abs="$(CDPATH= cd -- "$above" 2>/dev/null && pwd -P)" || return 0
     for d in Sources Tests Launch configs data docs models benchmarks python hostfiles .build .git .ci; do
-        case "$abs/" in "$root/$d"/*)
+        [ -e "$ROOT/$d" ] || continue
+        real="$(CDPATH= cd -- "$ROOT/$d" 2>/dev/null && pwd -P)" || continue
+        case "${abs%/}/" in "${real%/}"/*)
             echo "Launch/$(basename "$0"): $opt $dir is in the repository's $d/ folder; name a folder for the results, such as runs/NAME" >&2
             exit 2 ;;
         esac

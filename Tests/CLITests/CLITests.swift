@@ -633,6 +633,9 @@ final class HostfileTests: XCTestCase {
             ("pretrain", ["-np", "2", "--", "--run-dir", "data/top"], "--run-dir data/top is in the repository's data/ folder"),
             ("pretrain", ["-np", "2", "--", "--run-dir", repositoryRoot], "is the repository or a folder above it"),
             ("finetune", ["--phase", "1", "--pretrained", "none", "--run-dir", repositoryRoot + "/data/top"], "is in the repository's data/ folder"),
+            ("pretrain", ["-np", "2", "--", "--run-dir", "data/top/new-run"], "--run-dir data/top/new-run is in the repository's data/ folder"),
+            ("devtest", ["--run-dir", "configs/dev"], "--run-dir configs/dev is in the repository's configs/ folder"),
+            ("sweep-batch", ["--config", "configs/smoke.yaml", "--batches", "8", "--out", "Sources/sweep", "--check"], "is in the repository's Sources/ folder"),
             ("pretrain", ["--run-dir", dir + "/r", "-np", "2"], "-np after cladmop pretrain's arguments: the script's options"),
             ("pretrain", ["-np", "2", "--run-dir", dir + "/r", "--", "--set", "train.seed=2"], "-- after cladmop pretrain's arguments"),
             ("devtest", ["--pretrained", "configs", "--pretrain-args", "--set train.seed=2", "--run-dir", dir + "/d"], "are alternatives"),
@@ -648,6 +651,12 @@ final class HostfileTests: XCTestCase {
             XCTAssertTrue(r.output.contains(expected), "\(script) \(arguments): expected '\(expected)' in \(r.output)")
             XCTAssertFalse(r.output.contains("setup: swift build"), "\(script) \(arguments): ran Launch/setup before refusing: \(r.output)")
         }
+        // MPI_FLAGS is split at blanks: a quoted value is refused, pointing at OpenMPI's own variables.
+        var quoted = noSwift
+        quoted["MPI_FLAGS"] = "--mca plm_rsh_args \"-p 2222\""
+        let q = try runCommand(repositoryRoot + "/Launch/pretrain", ["-np", "2", "--", "--run-dir", dir + "/r"], environment: quoted, timeout: 60)
+        XCTAssertEqual(q.status, 2, q.output)
+        XCTAssertTrue(q.output.contains("it is split at blanks, without quoting; give a parameter whose value has blanks as OpenMPI's variable"), q.output)
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir), "nothing may be written for a refused launch")
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: odd + "/inputs"), ["phase_I_train.csv"], "a folder of inputs is left as it was")
         // Help after a study's name is the script's help: status 0, nothing set up or featurized.
