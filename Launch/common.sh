@@ -312,19 +312,16 @@ stop_job() {
         wait "$JOB_PID" 2>/dev/null || true
         # Each as PID:START (its start time): a pid that a new process took meanwhile is not touched. What outlived the
         # job (a build that Launch/setup ran, an ssh of mpirun) gets SIGTERM, and SIGKILL if it still runs 5 s later.
-        local alive=()
-        for p in $left; do [ "$(start_time "${p%%:*}")" != "${p#*:}" ] || alive+=("$p"); done
+        local alive=() still
+        for p in $left; do ! still_running "$p" || alive+=("$p"); done
         for p in "${alive[@]}"; do kill -TERM "${p%%:*}" 2>/dev/null || true; done
         for _ in 1 2 3 4 5; do
-            local running=0
-            for p in "${alive[@]}"; do
-                # Still the same process, and not a zombie (ended, waiting for init to reap it).
-                [ "$(start_time "${p%%:*}")" != "${p#*:}" ] || [ "$(process_state "${p%%:*}")" = Z ] || running=1
-            done
-            [ "$running" = 1 ] || break
+            still=()
+            for p in "${alive[@]}"; do ! still_running "$p" || still+=("$p"); done
+            [ "${#still[@]}" -gt 0 ] || break
             sleep 1
         done
-        for p in "${alive[@]}"; do [ "$(start_time "${p%%:*}")" != "${p#*:}" ] || kill -KILL "${p%%:*}" 2>/dev/null || true; done
+        for p in "${alive[@]}"; do ! still_running "$p" || kill -KILL "${p%%:*}" 2>/dev/null || true; done
         # An mpirun stopped this way (a second signal while it shuts down after the terminal's) leaves its session
         # folder, about 8 MB, in TMPDIR (OpenMPI 4: ompi.NODE.UID/pid.PID); removed when no process has its pid.
         if [ "$JOB_IS_MPIRUN" = 1 ] && ! kill -0 "$JOB_PID" 2>/dev/null; then
@@ -374,20 +371,13 @@ descendants() {
     done
 }
 
-# process_state PID: field 3 of /proc/PID/stat (R, S, Z, ...; nothing when PID is gone).
-process_state() {
+# still_running PID:START: whether PID is still the process that started at START (field 22 of /proc/PID/stat: a pid
+# that a new process took meanwhile is not it) and has not ended (a zombie, state Z, waits only to be reaped).
+still_running() {
     local line fields
-    { read -r line < "/proc/$1/stat"; } 2>/dev/null || return 0
+    { read -r line < "/proc/${1%%:*}/stat"; } 2>/dev/null || return 1
     read -r -a fields <<< "${line##*) }"
-    printf '%s' "${fields[0]:-}"
-}
-
-# start_time PID: field 22 of /proc/PID/stat (nothing when PID is gone).
-start_time() {
-    local line fields
-    { read -r line < "/proc/$1/stat"; } 2>/dev/null || return 0
-    read -r -a fields <<< "${line##*) }"
-    printf '%s' "${fields[19]:-}"
+    [ "${fields[19]:-}" = "${1#*:}" ] && [ "${fields[0]:-}" != Z ]
 }
 
 # check_hostfile NP HOSTFILE: exits with status 2 and the file:line of the problem when HOSTFILE is

@@ -237,10 +237,6 @@ public func writePlot(_ path: String, group: OutputGroup? = nil, _ svg: String) 
     let url = URL(fileURLWithPath: path)
     let png = url.deletingPathExtension().appendingPathExtension("png").path
     try refuseNonRegularOutput(png, reportingAs: png)     // renamed over (a link is replaced, not its target), or removed
-    // Replaced or removed either way: an input of this command there is refused (a link there only leads to a file).
-    if !isSymbolicLink(png), let input = FilesRead.read(at: png) {
-        throw InputError(file: png, "is \(input.path == png ? "an input" : "the input \(input.path)") this command read; refusing to replace it with a plot, choose another output path")
-    }
     let outputs = group ?? OutputGroup()
     let written = try outputs.write(path) { try $0.write(contentsOf: Data(svg.utf8)) }
     let name: String
@@ -250,7 +246,7 @@ public func writePlot(_ path: String, group: OutputGroup? = nil, _ svg: String) 
         try outputs.write(png, followingLinks: false) { try $0.write(contentsOf: bytes) }
         name = URL(fileURLWithPath: png).lastPathComponent
     } else {
-        outputs.removeAtCommit(png)
+        try outputs.removeAtCommit(png)
         name = url.lastPathComponent
     }
     if group == nil { try outputs.commit() }

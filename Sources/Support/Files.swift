@@ -265,11 +265,7 @@ public final class OutputGroup {
     @discardableResult
     public func write(_ path: String, replacingInput: Bool = false, replacingFileReadAs: String? = nil, followingLinks: Bool = true,
                       _ write: (FileHandle) throws -> Void) throws -> String {
-        // Without following links, a link at `path` is replaced and whatever it leads to stays: no input is at stake.
-        if !replacingInput, followingLinks || !isSymbolicLink(path), let input = FilesRead.read(at: path),
-           replacingFileReadAs.map({ input.readAs != [$0] }) ?? true {
-            throw InputError(file: path, "is \(input.path == path ? "an input" : "the input \(input.path)") this command read; refusing to overwrite it, choose another output path")
-        }
+        if !replacingInput { try refuseInput(at: path, followingLinks: followingLinks, unlessReadAs: replacingFileReadAs) }
         // An output named through a symbolic link replaces the link's target (also one that does not exist yet), unless
         // that target is a file training wrote or a run's result (`runFileKind`: another run's best.json or report) and
         // not the kind this write replaces (a feature store behind a linked data.feature_store): then the link itself is
@@ -301,7 +297,20 @@ public final class OutputGroup {
     }
 
     /// `path` removed at the commit (a plot's PNG that could not be rendered this time: no stale image beside the new SVG).
-    public func removeAtCommit(_ path: String) { removals.append(path) }
+    /// (A file this command read is refused there, as for `write`; a link there is removed, not what it leads to.)
+    public func removeAtCommit(_ path: String) throws {
+        try refuseInput(at: path, followingLinks: false, unlessReadAs: nil)
+        removals.append(path)
+    }
+
+    /// Refuses `path` as an output when it is a file this command read (unless every read of it was as
+    /// `unlessReadAs`); without following links, a link at `path` is replaced or removed and whatever it leads to
+    /// stays, so no input is at stake.
+    private func refuseInput(at path: String, followingLinks: Bool, unlessReadAs: String?) throws {
+        guard followingLinks || !isSymbolicLink(path), let input = FilesRead.read(at: path),
+              unlessReadAs.map({ input.readAs != [$0] }) ?? true else { return }
+        throw InputError(file: path, "is \(input.path == path ? "an input" : "the input \(input.path)") this command read; refusing to overwrite it, choose another output path")
+    }
 
     /// Removes the files of `removeAtCommit` and renames every written output into place. (A rename that fails, which
     /// needs the folder to change under the command, leaves the outputs renamed before it in place.)

@@ -70,7 +70,7 @@ final class OutputFileTests: XCTestCase {
         let both = OutputGroup()
         try both.write(dir + "/roc.svg") { try $0.write(contentsOf: Data("new roc".utf8)) }
         try both.write(dir + "/e.json") { try $0.write(contentsOf: Data("{}".utf8)) }
-        both.removeAtCommit(dir + "/roc.png")
+        try both.removeAtCommit(dir + "/roc.png")
         try both.commit()
         XCTAssertEqual(try String(contentsOfFile: dir + "/roc.svg", encoding: .utf8), "new roc")
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).sorted(), ["e.json", "roc.svg"])

@@ -153,7 +153,7 @@ final class PlotTests: XCTestCase {
             setenv("PATH", searchPath, 1)
             defer { setenv("PATH", path, 1) }
             XCTAssertThrowsError(try writePlot(dir + "/in.svg", svg)) {
-                XCTAssertTrue("\($0)".contains("in.png: is an input this command read; refusing to replace it with a plot"), "\($0)")
+                XCTAssertTrue("\($0)".contains("in.png: is an input this command read; refusing to overwrite it"), "\($0)")
             }
             XCTAssertEqual(try String(contentsOfFile: dir + "/in.png", encoding: .utf8), "an input")
             XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/in.svg"), "the plot's two files appear together or not at all")

@@ -433,14 +433,13 @@ private func scoreCSVModels(checkpoint: String, csv: String, spec: RunSpec, comm
     // Retrieval among the successful trials, the pairs pretraining contrasts, embedded and ranked as its validation does
     // (every rank ranks all of them: O(n^2) work, a minute at 20,000 on one core; beyond that it is left out, said).
     let successful = trials.filter { $0.label == 1 }
-    if retrieval && successful.count > retrievalTrialsLimit && comm.isRoot {
-        log("retrieval: not computed over the \(successful.count) successful trials of \(csv) (more than \(retrievalTrialsLimit): its O(n^2) "
-            + "ranking would take long); evaluate a subset of them for it")
-    }
-    if retrieval && successful.count < 2 && comm.isRoot {
-        log("retrieval: not computed: \(csv) holds \(successful.count) successful trial(s); ranking needs at least 2")
-    }
-    if retrieval && successful.count >= 2 && successful.count <= retrievalTrialsLimit {
+    if retrieval && !(2...retrievalTrialsLimit).contains(successful.count) {
+        if comm.isRoot {
+            log(successful.count < 2 ? "retrieval: not computed: \(csv) holds \(successful.count) successful trial(s); ranking needs at least 2"
+                : "retrieval: not computed over the \(successful.count) successful trials of \(csv) (more than \(retrievalTrialsLimit): its O(n^2) "
+                    + "ranking would take long); evaluate a subset of them for it")
+        }
+    } else if retrieval {
         let watchdog = Watchdog.ofPeers(stall, comm: comm, activity: "scoring")
         defer { watchdog.stop() }
         let pretraining = loaded.meta.spec
