@@ -74,27 +74,40 @@ final class DistributedEquivalenceTests: XCTestCase {
         }
     }
 
-    /// train.precision = bf16: W = 2 and 3 give W = 1's first-step gradient to 1e-4 (every rank rounds the same GEMM
-    /// inputs; the step applies the W factor after the all-reduce in bf16, since bf16(3 g) != 3 bf16(g): scaling the
-    /// backward input as fp32 does gave W = 3 a 7.7e-3 gradient difference), and bf16 is really used: its gradient
-    /// differs from fp32's by far more than the W-to-W difference.
-    /// Parameters after 20 Adam steps: measured 6.3e-4 (W = 2) and 4.4e-4 (W = 3), NOT the 1e-4 (fp32 gets
-    /// below 1e-4). The bound below is 2e-3, which still catches the scaling bug; closing the gap is open work.
-    func testBF16W2W3MatchSingleProcess() throws {
+    /// train.precision = bf16: W = 2, 3 and 4 and a chunked step (GradCache, one row per chunk) give W = 1's loss and
+    /// first-step gradient (every rank rounds the same GEMM inputs; the step applies the W factor after the all-reduce
+    /// in bf16, since bf16(3 g) != 3 bf16(g): scaling the backward input as fp32 does gave W = 3 a 7.7e-3 gradient
+    /// difference), and bf16 is really used: its gradient differs from fp32's by far more than the W-to-W difference.
+    /// The gradient bound is 1e-5, a tenth of SPEC 5.3's 1e-4: measured 3.1e-7 to 3.4e-7 (fp32: 6.8e-7). Until the
+    /// shared queries' dQ (a partial sum over a rank's trials) stayed fp32 through the query projection's backward it
+    /// was rounded to bf16 per rank or chunk: 8.1e-5 (W = 2), 1.2e-4 (W = 4), 1.3e-4 (chunked).
+    /// Parameters after 20 Adam steps, SPEC 5.3's 1e-4: at lr 1e-4 (the default and the paper's) measured 5e-9 /
+    /// 3.3e-6 / 7.1e-6 (W = 2 / 3 / 4). At smoke.yaml's lr 1e-3, 8e-5 / 2.9e-4 / 3.2e-4: the first two steps agree to
+    /// 1e-8, then a master weight 1 ulp apart rounds to another bf16 value (2^-8 relative) and the trajectories drift
+    /// by about 1.5e-5 a step, most in the rows of the ICD embedding that Adam keeps moving after one sighting; bound
+    /// 1e-3 there (docs/performance.md).
+    func testBF16W2W3W4MatchSingleProcess() throws {
         try XCTSkipUnless(Precision.bf16Available, "no AVX512-BF16 here: bf16 falls back to fp32")
-        let bf16 = ["--set", "train.precision=bf16"]
+        let bf16 = ["--set", "train.precision=bf16"], paperRate = ["--set", "optimizer.lr=1e-4"]
         let one = try train(ranks: 1, steps: 1, extra: bf16, name: "bf16-w1-1")
         let ref20 = try train(ranks: 1, steps: 20, extra: bf16, name: "bf16-w1-20")
+        let ref20PaperRate = try train(ranks: 1, steps: 20, extra: bf16 + paperRate, name: "bf16-w1-20-lr")
         let fp32 = try train(ranks: 1, steps: 1, name: "bf16-fp32-w1-1")
         let precisionEffect = relativeDifference(fp32.gradient, one.gradient)
-        for w in [2, 3] {
+        let chunked = try train(ranks: 1, steps: 1, extra: bf16 + ["--set", "train.chunk_size=1"], name: "bf16-w1-chunked")
+        XCTAssertEqual(chunked.loss, one.loss, accuracy: 1e-5 * abs(one.loss), "loss, chunked")
+        XCTAssertLessThan(relativeDifference(chunked.gradient, one.gradient), 1e-5, "gradient, one row per chunk")
+        for w in [2, 3, 4] {
             let r = try train(ranks: w, steps: 1, extra: bf16, name: "bf16-w\(w)-1")
             let g = relativeDifference(r.gradient, one.gradient)
             let p = relativeDifference(try train(ranks: w, steps: 20, extra: bf16, name: "bf16-w\(w)-20").parameters, ref20.parameters)
-            print("bf16 equivalence W=\(w): gradient rel diff \(g), parameters after 20 steps \(p); bf16 vs fp32 gradient at W=1: \(precisionEffect)")
+            let pPaperRate = relativeDifference(try train(ranks: w, steps: 20, extra: bf16 + paperRate, name: "bf16-w\(w)-20-lr").parameters,
+                                                ref20PaperRate.parameters)
+            print("bf16 equivalence W=\(w): gradient rel diff \(g), parameters after 20 steps \(p) (lr 1e-3), \(pPaperRate) (lr 1e-4); bf16 vs fp32 gradient at W=1: \(precisionEffect)")
             XCTAssertEqual(r.loss, one.loss, accuracy: 1e-5 * abs(one.loss), "loss W=\(w)")
-            XCTAssertLessThan(g, 1e-4, "gradient W=\(w)")
-            XCTAssertLessThan(p, 2e-3, "parameters after 20 steps, W=\(w) (see above: the issue's 1e-4 is not met in bf16)")
+            XCTAssertLessThan(g, 1e-5, "gradient W=\(w)")
+            XCTAssertLessThan(pPaperRate, 1e-4, "parameters after 20 steps at lr 1e-4, W=\(w)")
+            XCTAssertLessThan(p, 1e-3, "parameters after 20 steps at lr 1e-3, W=\(w) (see above)")
             XCTAssertGreaterThan(precisionEffect, 10 * g, "bf16 must change the gradient more than W does (else it did not run)")
         }
     }

@@ -102,7 +102,12 @@ public struct MultiHeadAttention {
                 for j in 0..<shared * d { dq[j] += di[j] }
             }
         }
-        query.backward(p, c.qc, xq, dy: dq, dx: dxq, rows: c.sharedQueryRows ?? nq, arena: arena)
+        // Shared queries: dQ is a sum over this rank's sequences, a part of the sum over the global batch that the
+        // all-reduce completes; rounded to bf16 here it would give each world size (and chunk size) its own rounding
+        // (bf16 W = 2 against W = 1: 8e-5 on the first step's gradient, 6e-4 on the parameters after 20 steps). In fp32
+        // the query projection's backward is linear in the partial sums (SPEC 9: every reduction stays fp32).
+        query.backward(p, c.qc, xq, dy: dq, dx: dxq, rows: c.sharedQueryRows ?? nq, arena: arena,
+                       precision: c.sharedQueryRows != nil ? .fp32 : nil)
         // The key bias adds q . b_k to every score of a query's row, a constant that softmax removes: its
         // gradient is exactly 0 (the row sums of dS are 0). Summing dK would only accumulate rounding noise,
         // which Adam then amplifies into a random walk that differs between world sizes.

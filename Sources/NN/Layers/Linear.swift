@@ -63,29 +63,36 @@ public struct Linear {
     /// Accumulates: dx += dy W (when dx is given), dW += dy^T x, db += sum over rows of dy
     /// (skipped for frozen groups), and for LoRA dB += s dy^T t, dA += s (dy B)^T x, dx += s (dy B) A.
     /// `biasGradientIsZero`: the caller knows db = 0 exactly (see `MultiHeadAttention.backward`), so the
-    /// rounding noise of the row sum is not accumulated.
+    /// rounding noise of the row sum is not accumulated. `precision`: the GEMMs' precision when not the arena's; fp32
+    /// for a dy that is a partial sum over the batch's rows (shared queries), which must not be rounded to bf16 before
+    /// the sum is complete (SPEC 9: every reduction stays fp32).
     /// x (N, in), dy (N, out), dx (N, in).
     public func backward(_ p: ParameterArena, _ cache: LinearCache, _ x: ConstFloatPtr, dy: ConstFloatPtr,
-                         dx: FloatPtr?, rows n: Int, arena: ActivationArena? = nil, biasGradientIsZero: Bool = false) {
-        let dt = backwardParameters(p, cache, x, dy: dy, rows: n, arena: arena, biasGradientIsZero: biasGradientIsZero)
-        if let dx { backwardInput(p, cache, dy: dy, dx: dx, rows: n, arena: arena, loraDt: dt) }
+                         dx: FloatPtr?, rows n: Int, arena: ActivationArena? = nil, biasGradientIsZero: Bool = false,
+                         precision: Precision? = nil) {
+        let dt = backwardParameters(p, cache, x, dy: dy, rows: n, arena: arena, biasGradientIsZero: biasGradientIsZero,
+                                    precision: precision)
+        if let dx { backwardInput(p, cache, dy: dy, dx: dx, rows: n, arena: arena, loraDt: dt, precision: precision) }
     }
 
     /// The input half of `backward`: dx += dy W (+ s (dy B) A with LoRA). Needs no x. `loraDt`: s dy B when
     /// `backwardParameters` already computed it.
     public func backwardInput(_ p: ParameterArena, _ cache: LinearCache, dy: ConstFloatPtr, dx: FloatPtr, rows n: Int,
-                              arena: ActivationArena? = nil, loraDt: FloatPtr? = nil) {
-        gemm(p.precision, m: n, n: inFeatures, k: outFeatures, a: dy, b: p.value(weight), bBF16: p.valueBF16(weight), beta: 1, c: dx)
+                              arena: ActivationArena? = nil, loraDt: FloatPtr? = nil, precision: Precision? = nil) {
+        let precision = precision ?? p.precision
+        gemm(precision, m: n, n: inFeatures, k: outFeatures, a: dy, b: p.value(weight), bBF16: p.valueBF16(weight),
+             beta: 1, c: dx)
         guard let ad = adapter, cache.t != nil else { return }
-        let dt = loraDt ?? loraInputGradient(p, ad, dy, rows: n, arena: arena!)
-        gemm(p.precision, m: n, n: inFeatures, k: ad.rank, a: dt, b: p.value(ad.a), bBF16: p.valueBF16(ad.a), beta: 1, c: dx)
+        let dt = loraDt ?? loraInputGradient(p, ad, dy, rows: n, arena: arena!, precision: precision)
+        gemm(precision, m: n, n: inFeatures, k: ad.rank, a: dt, b: p.value(ad.a), bBF16: p.valueBF16(ad.a), beta: 1, c: dx)
     }
 
     /// dt = s dy B, (N, r): the gradient at the LoRA intermediate t = x A^T.
     private func loraInputGradient(_ p: ParameterArena, _ ad: LoRAAdapter, _ dy: ConstFloatPtr, rows n: Int,
-                                   arena: ActivationArena) -> FloatPtr {
+                                   arena: ActivationArena, precision: Precision) -> FloatPtr {
         let dt = arena.allocate(n * ad.rank)
-        gemm(p.precision, m: n, n: ad.rank, k: outFeatures, alpha: ad.scaling, a: dy, b: p.value(ad.b), bBF16: p.valueBF16(ad.b), c: dt)
+        gemm(precision, m: n, n: ad.rank, k: outFeatures, alpha: ad.scaling, a: dy, b: p.value(ad.b), bBF16: p.valueBF16(ad.b),
+             c: dt)
         return dt
     }
 
@@ -93,9 +100,11 @@ public struct Linear {
     /// when it computed it (A trainable), for `backwardInput`.
     @discardableResult
     public func backwardParameters(_ p: ParameterArena, _ cache: LinearCache, _ x: ConstFloatPtr, dy: ConstFloatPtr,
-                                   rows n: Int, arena: ActivationArena? = nil, biasGradientIsZero: Bool = false) -> FloatPtr? {
+                                   rows n: Int, arena: ActivationArena? = nil, biasGradientIsZero: Bool = false,
+                                   precision: Precision? = nil) -> FloatPtr? {
+        let precision = precision ?? p.precision
         if !p.isFrozen(weight) {
-            gemm(p.precision, transA: true, m: outFeatures, n: inFeatures, k: n, a: dy, b: x, beta: 1, c: p.grad(weight))
+            gemm(precision, transA: true, m: outFeatures, n: inFeatures, k: n, a: dy, b: x, beta: 1, c: p.grad(weight))
         }
         if let bias, !p.isFrozen(bias), !biasGradientIsZero {
             let gb = p.grad(bias)
@@ -106,12 +115,12 @@ public struct Linear {
         }
         guard let ad = adapter, let t = cache.t else { return nil }
         if !p.isFrozen(ad.b) {
-            gemm(p.precision, transA: true, m: outFeatures, n: ad.rank, k: n, alpha: ad.scaling, a: dy, b: t,
+            gemm(precision, transA: true, m: outFeatures, n: ad.rank, k: n, alpha: ad.scaling, a: dy, b: t,
                  beta: 1, c: p.grad(ad.b))
         }
         guard !p.isFrozen(ad.a) else { return nil }
-        let dt = loraInputGradient(p, ad, dy, rows: n, arena: arena!)
-        gemm(p.precision, transA: true, m: ad.rank, n: inFeatures, k: n, a: dt, b: x, beta: 1, c: p.grad(ad.a))
+        let dt = loraInputGradient(p, ad, dy, rows: n, arena: arena!, precision: precision)
+        gemm(precision, transA: true, m: ad.rank, n: inFeatures, k: n, a: dt, b: x, beta: 1, c: p.grad(ad.a))
         return dt
     }
 }
