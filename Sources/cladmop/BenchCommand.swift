@@ -97,8 +97,8 @@ struct Bench: ParsableCommand {
             if json { print(try jsonText(r)); return }
             print("training benchmark: \(r.worldSize) rank(s), global batch \(r.globalBatch), \(r.variableLengths ? "variable" : "full") lengths, \(r.parameters) parameters, \(r.precision) GEMMs")
             print(String(format: "  samples/s          %10.1f", r.samplesPerSecond))
-            print(String(format: "  ms per step        %10.1f  (forward %.1f, all-gather + loss %.1f, backward %.1f, all-reduce %.1f, optimizer %.1f)",
-                         r.msStep, r.msForward, r.msAllgatherLoss, r.msBackward, r.msAllreduce, r.msOptimizer))
+            print(String(format: "  ms per step        %10.1f  (forward %.1f, all-gather %.1f, loss %.1f, backward %.1f, all-reduce %.1f, optimizer %.1f)",
+                         r.msStep, r.msForward, r.msAllgather ?? .nan, r.msLoss ?? .nan, r.msBackward, r.msAllreduce, r.msOptimizer))
             print(String(format: "  communication      %10.1f %% of the step (waiting for the slowest rank: %.1f ms)",
                          100 * r.commShare, r.msImbalanceWait))
             print(String(format: "  model FLOPs        %10.3f GFLOP per sample at full length (forward %.3f; useful %.3f per sample here)",

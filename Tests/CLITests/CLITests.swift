@@ -896,6 +896,12 @@ final class BenchSmokeTests: XCTestCase {
             XCTAssertGreaterThan(json[key] as? Double ?? 0, 0, key)
         }
         XCTAssertLessThanOrEqual(json["useful_flops_per_sample"] as! Double, json["flops_per_sample"] as! Double)
+        // SPEC 8's split "compute / all-gather / all-reduce / optimizer": the all-gathers apart from the loss, which
+        // ms_allgather_loss holds with them.
+        let gather = try XCTUnwrap(json["ms_allgather"] as? Double, String(line)), loss = try XCTUnwrap(json["ms_loss"] as? Double, String(line))
+        XCTAssertGreaterThan(gather, 0, String(line)); XCTAssertGreaterThan(loss, 0, String(line))
+        XCTAssertLessThanOrEqual(gather, json["ms_allgather_loss"] as! Double + 1e-9, String(line))
+        XCTAssertLessThan(json["comm_share"] as! Double, 1, String(line))
         // SPEC 8's "peak RSS per rank": each rank's, whose largest is peak_rss_mb.
         let perRank = try XCTUnwrap(json["peak_rss_mb_per_rank"] as? [Int], String(line))
         XCTAssertEqual(perRank.count, 2)

@@ -11,10 +11,14 @@ public struct TrainingBenchmarkResult: Codable {
     public var variableLengths: Bool
     public var samplesPerSecond: Double
     public var msStep, msForward, msAllgatherLoss, msBackward, msAllreduce, msOptimizer, msImbalanceWait: Double
+    /// (all-gathers + all-reduce) / step, at the ranks that reached them last (since session 46 without the loss).
     public var commShare: Double
     public var flopsPerSample, forwardFlopsPerSample, usefulFlopsPerSample: Double
     public var achievedGflops, paddedGflops: Double
     public var peakRssMb, activationMb: Double
+    /// The all-gathers alone (at the rank that reached them last) and the loss over the gathered batch (at its
+    /// slowest rank): `msAllgatherLoss`'s two parts; absent in results written before them.
+    public var msAllgather, msLoss: Double?
     /// Each rank's peak RSS in MiB, in rank order (`peakRssMb` is their largest); absent in results written before it.
     public var peakRssMbPerRank: [Int]?
     /// The GEMM precision the step ran in (`train.precision`, or fp32 where bf16 is unavailable).
@@ -23,7 +27,7 @@ public struct TrainingBenchmarkResult: Codable {
     enum CodingKeys: String, CodingKey {
         case worldSize = "world_size", globalBatch = "global_batch", parameters, steps, variableLengths = "variable_lengths"
         case samplesPerSecond = "samples_per_second", msStep = "ms_step", msForward = "ms_forward"
-        case msAllgatherLoss = "ms_allgather_loss", msBackward = "ms_backward", msAllreduce = "ms_allreduce"
+        case msAllgatherLoss = "ms_allgather_loss", msAllgather = "ms_allgather", msLoss = "ms_loss", msBackward = "ms_backward", msAllreduce = "ms_allreduce"
         case msOptimizer = "ms_optimizer", msImbalanceWait = "ms_imbalance_wait", commShare = "comm_share"
         case flopsPerSample = "flops_per_sample", forwardFlopsPerSample = "forward_flops_per_sample"
         case usefulFlopsPerSample = "useful_flops_per_sample", achievedGflops = "achieved_gflops", paddedGflops = "padded_gflops"
@@ -108,7 +112,7 @@ public func runTrainingBenchmark(spec: RunSpec, comm: Communicator) throws -> Tr
         return (chunks, useful, padded)
     }
 
-    var t = (forward: 0.0, gatherLoss: 0.0, backward: 0.0, reduce: 0.0, optimizer: 0.0, wait: 0.0, step: 0.0)
+    var t = (forward: 0.0, gatherLoss: 0.0, gather: 0.0, loss: 0.0, backward: 0.0, reduce: 0.0, optimizer: 0.0, wait: 0.0, step: 0.0)
     var usefulFlops = 0.0, paddedFlops = 0.0
     for s in 0..<(bench.warmup + bench.steps) {
         let (chunks, useful, padded) = makeStep()
@@ -119,11 +123,11 @@ public func runTrainingBenchmark(spec: RunSpec, comm: Communicator) throws -> Tr
             // whose time in it is the transfer itself (the others also wait there for the slowest rank: that
             // wait, imbalance of packed variable-length rows, is reported apart).
             let p = r.timing
-            var worst = [p.embed, p.backward, p.update, -p.gatherLoss, -p.allReduce, p.gatherLoss, p.allReduce, p.total]
-            worst.withUnsafeMutableBufferPointer { comm.allReduceMax($0.baseAddress!, count: 8) }
+            var worst = [p.embed, p.backward, p.update, -p.gatherLoss, -p.allReduce, p.gatherLoss, p.allReduce, p.total, -p.allGather, p.loss]
+            worst.withUnsafeMutableBufferPointer { comm.allReduceMax($0.baseAddress!, count: 10) }
             t.forward += worst[0]; t.backward += worst[1]; t.optimizer += worst[2]
             t.gatherLoss += -worst[3]; t.reduce += -worst[4]; t.wait += worst[5] + worst[3] + worst[6] + worst[4]
-            t.step += worst[7]
+            t.step += worst[7]; t.gather += -worst[8]; t.loss += worst[9]
             usefulFlops += 3 * useful
             paddedFlops += 3 * padded
         }
@@ -143,10 +147,12 @@ public func runTrainingBenchmark(spec: RunSpec, comm: Communicator) throws -> Tr
         worldSize: comm.size, globalBatch: globalBatch, parameters: step.params.count, steps: bench.steps, variableLengths: variable,
         samplesPerSecond: Double(globalBatch) / stepTime, msStep: stepTime * 1e3, msForward: times[0] * 1e3,
         msAllgatherLoss: times[1] * 1e3, msBackward: times[2] * 1e3, msAllreduce: times[3] * 1e3, msOptimizer: times[4] * 1e3,
-        msImbalanceWait: times[6] * 1e3, commShare: (times[1] + times[3]) / stepTime, flopsPerSample: fullFlops,
+        msImbalanceWait: times[6] * 1e3, commShare: (t.gather / steps + times[3]) / stepTime, flopsPerSample: fullFlops,
         forwardFlopsPerSample: fullFlops / 3, usefulFlopsPerSample: sums[0] / (steps * Double(globalBatch)),
         achievedGflops: sums[0] / steps / stepTime / 1e9, paddedGflops: sums[1] / steps / stepTime / 1e9,
         peakRssMb: rss[0], activationMb: rss[1], precision: precision.rawValue)
     result.peakRssMbPerRank = rssPerRank
+    result.msAllgather = t.gather / steps * 1e3
+    result.msLoss = t.loss / steps * 1e3
     return result
 }

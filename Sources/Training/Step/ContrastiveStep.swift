@@ -41,8 +41,10 @@ public final class ContrastiveStep {
 
     /// Seconds this rank spent in each phase of the last step.
     public struct Timing {
-        public var embed = 0.0, gatherLoss = 0.0, backward = 0.0, allReduce = 0.0, update = 0.0
-        public var total: Double { embed + gatherLoss + backward + allReduce + update }
+        public var embed = 0.0, allGather = 0.0, loss = 0.0, backward = 0.0, allReduce = 0.0, update = 0.0
+        /// The all-gathers of both sides and the loss over the gathered batch.
+        public var gatherLoss: Double { allGather + loss }
+        public var total: Double { embed + allGather + loss + backward + allReduce + update }
     }
 
     public struct Result {
@@ -91,6 +93,7 @@ public final class ContrastiveStep {
         let allC = arena.allocate(globalBatch * e), allDM = arena.allocate(globalBatch * e)
         comm.allGatherV(send: fC, receive: allC, counts: counts)
         comm.allGatherV(send: fDM, receive: allDM, counts: counts)
+        lap(\.allGather)
         let dDM = arena.zeros(n * e)
         let logScale = params.value(model.logScale)[0]
         let result = symmetricInfoNCE(a: allC, b: allDM, batch: globalBatch, dim: e, logScale: logScale, normalize: loss.normalize,
@@ -107,7 +110,7 @@ public final class ContrastiveStep {
         // so scaling the backward input would round every rank's GEMM inputs differently from W = 1's.
         let scaleAfterReduce = params.precision == .bf16 && W > 1
         if !faults.noWorldScale && !scaleAfterReduce { for i in 0..<n * e { dDM[i] *= Float(W) } }
-        lap(\.gatherLoss)
+        lap(\.loss)
         // d log s is known before backward, which never writes it: final at once.
         if !params.isFrozen(model.logScale) { params.grad(model.logScale)[0] = result.dLogScale }
         let hook: GradientsReady?
