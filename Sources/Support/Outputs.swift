@@ -38,8 +38,18 @@ public func makeDirectory(_ path: String, option: String) throws {
                          + (statError == ELOOP ? "a symbolic link that loops back on itself)" : "a file)"))
     }
     try checkNameLengths(path, option: option)
-    do { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) }
-    catch { throw InputError(file: path, "cannot create the folder (\(option)): \(describeWriteError(error))") }
+    // mkdir(2) for each missing folder from the top down, so that the error is the system's (Foundation's says
+    // "You don't have permission. (NSCocoaErrorDomain 513)" for EACCES and EPERM alike).
+    let parts = path.split(separator: "/", omittingEmptySubsequences: true)
+    var made = path.hasPrefix("/") ? "" : "."
+    for (i, part) in parts.enumerated() {
+        made += "/" + part
+        guard mkdir(made, 0o777) != 0 else { continue }
+        let e = errno
+        if e == EEXIST, stat(made, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR { continue }
+        throw InputError(file: path, "cannot create the folder (\(option)): \(String(cString: strerror(e)))"
+                         + (i < parts.count - 1 ? " (creating \(made))" : ""))
+    }
 }
 
 /// Refuses, before any work, a folder that cannot be written into: `path` itself when it exists, else the nearest

@@ -566,6 +566,24 @@ final class ReliabilityTests: XCTestCase {
         XCTAssertTrue(run.output.contains("Read-only file system"), run.output)
     }
 
+    /// A run folder that cannot be created in an immutable folder (a stranger's probe): the system's reason, as for
+    /// every other path, not Foundation's "You don't have permission. (NSCocoaErrorDomain 513)"; the folder above
+    /// it too, named where it fails.
+    func testARunFolderThatCannotBeCreatedSaysTheSystemsReason() throws {
+        let locked = Self.work + "/immutable"
+        try FileManager.default.createDirectory(atPath: locked, withIntermediateDirectories: true)
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/chattr") else { throw XCTSkip("no /usr/bin/chattr (Debian: e2fsprogs)") }
+        let lock = try runCommand("/usr/bin/chattr", ["+i", locked])
+        guard lock.status == 0 else { throw XCTSkip("chattr +i does not work here (needs root and ext4-like file systems): \(lock.output)") }
+        defer { _ = try? runCommand("/usr/bin/chattr", ["-i", locked]) }
+        for (runDir, expected) in [(locked + "/run", "\(locked)/run: cannot create the folder (--run-dir): Operation not permitted"),
+                                   (locked + "/a/run", "cannot create the folder (--run-dir): Operation not permitted (creating \(locked)/a)")] {
+            let r = try mpirun(np: 1, executable: cladmop, arguments: args(runDir, steps: 2), timeout: 60)
+            XCTAssertEqual(r.status, 2, r.output)
+            XCTAssertTrue(r.output.contains(expected) && !r.output.contains("NSCocoaErrorDomain"), r.output)
+        }
+    }
+
     func testFullTmpfsWhileWritingACheckpointKeepsThePreviousOne() throws {
         let first = try mpirun(np: 2, executable: cladmop, arguments: args("tmpfs-src", steps: 4))
         XCTAssertEqual(first.status, 0, first.output)
