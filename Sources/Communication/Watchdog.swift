@@ -31,6 +31,13 @@ public enum StallPolicy: Equatable, Sendable {
 /// past the limit, the culprit is a rank whose heartbeats stopped (stopped, killed, or its link down) or whose
 /// collective count is behind (its main thread stuck before a collective). Rank 0 sees every rank and names
 /// them; another rank names rank 0 when rank 0 went silent, and otherwise leaves rank 0 a head start to do so.
+///
+/// Waiting on output is not a stall: a rank whose main thread is blocked writing its standard output or error (an
+/// mpirun stopped with SIGSTOP or under a debugger stops reading the ranks' terminals; a single process piped into
+/// a reader that does not read) holds its clock, and says so in its heartbeat (a negative count), which rank 0
+/// passes on, so that the ranks waiting for it in a collective hold theirs too: the job goes on once the output is
+/// read again, instead of being ended as stuck (a stranger's probe: after SIGCONT to an mpirun stopped for 40 s, a
+/// healthy run was ended, "rank 0 is stuck before collective ...").
 public final class Watchdog: @unchecked Sendable {
     private let lock = NSLock()
     private var lastBeat = monotonicSeconds()
@@ -44,6 +51,8 @@ public final class Watchdog: @unchecked Sendable {
     private let isJob: Bool
     /// An activity's watchdog counted in `activities` until it stops.
     private var counted = false
+    /// The thread that made the watchdog (the one whose progress it watches): its /proc folder, "PID/task/TID".
+    private let watchedThread = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/thread-self")
 
     /// `activity` names what makes progress in the message ("training", "featurizing"). `judgeLaggards`: a peer whose
     /// heartbeats arrive but that has entered fewer collectives counts as stuck (false where ranks work at their own
@@ -139,22 +148,29 @@ public final class Watchdog: @unchecked Sendable {
     private func watch() {
         let start = monotonicSeconds()
         var heard = [Double](repeating: start, count: comm.size), count = [Int64](repeating: 0, count: comm.size)
+        var writing = [Bool](repeating: false, count: comm.size)
         var previous = start
         while true {
             sleep(1)
             lock.lock()
             guard running else { lock.unlock(); return }
-            let last = lastBeat, slow = slowest
+            let slow = slowest
             let now = monotonicSeconds(), mine = comm.collectivesEntered
             // This process itself was suspended (SIGSTOP, a frozen host): its view of the others is stale; let the
             // ranks that kept running judge.
             if now - previous > 5 { heard = heard.map { _ in now }; previous = now; lock.unlock(); continue }
             previous = now
+            // Waiting on output: this rank's (its watched thread blocked writing fd 1 or 2), or, told by heartbeats,
+            // another's (rank 0 passes on what any rank said).
+            writing[comm.rank] = Self.blockedWritingStandardStream(thread: watchedThread)
             if comm.supportsHeartbeats && comm.size > 1 {
-                if comm.isRoot { for peer in 1..<comm.size { comm.sendHeartbeat(to: peer, value: mine) } }
-                else { comm.sendHeartbeat(to: 0, value: mine) }
-                for (rank, value) in comm.receiveHeartbeats() { heard[rank] = now; count[rank] = value }
+                let said = (comm.isRoot ? writing.contains(true) : writing[comm.rank]) ? -mine - 1 : mine
+                if comm.isRoot { for peer in 1..<comm.size { comm.sendHeartbeat(to: peer, value: said) } }
+                else { comm.sendHeartbeat(to: 0, value: said) }
+                for (rank, value) in comm.receiveHeartbeats() { heard[rank] = now; count[rank] = value < 0 ? -value - 1 : value; writing[rank] = value < 0 }
             }
+            if writing.contains(true) { lastBeat = now }     // the clock held, not a progress point (slowest unchanged)
+            let last = lastBeat
             lock.unlock()
             guard let limit = policy.limit(slowest: slow), now - last > limit else { continue }
             let idle = now - last
@@ -178,6 +194,23 @@ public final class Watchdog: @unchecked Sendable {
                 : String(format: "no %@ progress for %.0f s on %@: %@ (%@)", activity, idle, who(comm.rank), culprits.joined(separator: "; "), why)
             comm.abort(message: message, code: 1)
         }
+    }
+
+    /// Whether `thread` of this process is blocked in a write to its standard output or error (Linux: the system
+    /// call it sleeps in, /proc/PID/task/TID/syscall; false where that cannot be read).
+    static func blockedWritingStandardStream(thread: String?) -> Bool {
+        #if arch(x86_64)
+        let writes: Set<Int> = [1, 18, 20]      // write, pwrite64, writev
+        #elseif arch(arm64)
+        let writes: Set<Int> = [64, 66, 68]     // write, writev, pwrite64
+        #else
+        let writes: Set<Int> = []
+        #endif
+        guard let thread, let text = try? String(contentsOfFile: "/proc/\(thread)/syscall", encoding: .utf8) else { return false }
+        let fields = text.split(separator: " ")
+        guard fields.count >= 2, let call = Int(fields[0]), writes.contains(call),
+              let fd = Int(fields[1].dropFirst(2), radix: 16) else { return false }
+        return fd == 1 || fd == 2
     }
 
     /// Finds the nearest ancestor process named mpirun, orterun or mpiexec (on this host: the rank runs on the

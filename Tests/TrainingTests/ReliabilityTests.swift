@@ -584,6 +584,29 @@ final class ReliabilityTests: XCTestCase {
         }
     }
 
+    /// An mpirun stopped (SIGSTOP, a debugger attached to it) for longer than train.stall_timeout stops reading the
+    /// ranks' terminals: rank 0 blocks writing a progress line and rank 1 waits for it in a collective. Waiting on
+    /// output is not a stall: after SIGCONT the run goes on and ends as it would have (a stranger's probe: it had been
+    /// ended as "rank 0 ... is stuck before collective N", exit 1, once mpirun ran again).
+    func testAStoppedMpirunPausesTheRunInsteadOfEndingIt() throws {
+        let run = Self.work + "/paused"
+        let changed = ["train.epochs=20": "train.epochs=1000", "train.stall_timeout=8": "train.stall_timeout=3",
+                       "checkpoint.every_steps=4": "checkpoint.every_steps=500"]
+        let arguments = args(run, steps: 1500).map { changed[$0] ?? $0 } + ["--set", "train.log_every=1"]
+        let script = """
+            mpirun -np 2 --oversubscribe $ROOT -x OPENBLAS_NUM_THREADS=1 "$@" > "$RUN.log" 2>&1 &
+            p=$!
+            for i in $(seq 600); do [ -f "$RUN/metrics.jsonl" ] && [ "$(wc -l < "$RUN/metrics.jsonl")" -ge 20 ] && break; sleep 0.1; done
+            kill -STOP $p; sleep 12; kill -CONT $p
+            wait $p
+            """
+        let r = try runCommand("/bin/bash", ["-c", script, "stopped-mpirun", cladmop] + arguments,
+                               environment: ["RUN": run, "ROOT": getuid() == 0 ? "--allow-run-as-root" : ""], timeout: 180)
+        let log = (try? String(contentsOfFile: run + ".log", encoding: .utf8)) ?? ""
+        XCTAssertEqual(r.status, 0, r.output + log)
+        XCTAssertTrue(log.contains("pretrain: done, 1500 steps"), log)
+    }
+
     func testFullTmpfsWhileWritingACheckpointKeepsThePreviousOne() throws {
         let first = try mpirun(np: 2, executable: cladmop, arguments: args("tmpfs-src", steps: 4))
         XCTAssertEqual(first.status, 0, first.output)
