@@ -637,6 +637,9 @@ final class HostfileTests: XCTestCase {
             ("devtest", ["--run-dir", "configs/dev"], "--run-dir configs/dev is in the repository's configs/ folder"),
             ("sweep-batch", ["--config", "configs/smoke.yaml", "--batches", "8", "--out", "Sources/sweep", "--check"], "is in the repository's Sources/ folder"),
             ("pretrain", ["--run-dir", dir + "/r", "-np", "2"], "-np after cladmop pretrain's arguments: the script's options"),
+            // A SPEC audit (session 46): Launch/finetune took no --hostfile (SPEC 3.3: the scripts build the mpirun line).
+            ("finetune", ["--phase", "1", "--pretrained", "none", "-np", "2", "--hostfile", odd + "/fifo", "--run-dir", dir + "/f"], "is a FIFO; expected the hostfile"),
+            ("finetune", ["--phase", "1", "--pretrained", "none", "--run-dir", dir + "/f", "--", "--hostfile", "hostfiles/localhost"], "--hostfile after --: the script's options"),
             ("pretrain", ["-np", "2", "--run-dir", dir + "/r", "--", "--set", "train.seed=2"], "-- after cladmop pretrain's arguments"),
             ("devtest", ["--pretrained", "configs", "--pretrain-args", "--set train.seed=2", "--run-dir", dir + "/d"], "are alternatives"),
             ("paper", ["--run-dir", odd + "/paper", "--phases", "2 1"], "\(odd)/paper/finetune-phase1 holds a fine-tuning run that did not finish"),
