@@ -46,9 +46,25 @@ public struct FinetuneRecord: Codable, Equatable {
     public var type = "finetune"
     public var epoch: Int, trainLoss: Double?
     public var validPrAuc: Double?, validRocAuc: Double?, validF1: Double?, validF1AtThreshold: Double?, threshold: Double
+    /// In an ensemble's RUN/metrics.jsonl, the member (1-based, members/k/) whose record it is; absent in a member's
+    /// own log and in a single model's.
+    public var member: Int? = nil
     enum CodingKeys: String, CodingKey {
         case type, epoch, trainLoss = "train_loss", validPrAuc = "valid_pr_auc", validRocAuc = "valid_roc_auc", validF1 = "valid_f1"
-        case validF1AtThreshold = "valid_f1_at_threshold", threshold
+        case validF1AtThreshold = "valid_f1_at_threshold", threshold, member
+    }
+}
+
+/// The last record of a fine-tuning ensemble's RUN/metrics.jsonl, after every member's records: the epoch each
+/// member keeps, the `finetune.select_metric` value of the ensemble's scores (the mean of the members' probabilities on
+/// the validation trials, or each trial's out-of-fold score when cross-fitted) and the F1 threshold chosen on them.
+public struct EnsembleRecord: Codable, Equatable {
+    public var type = "ensemble"
+    public var members: Int, partitions: Int?, memberEpochs: [Int]
+    public var selectMetric: String, valid: Double?, threshold: Double, outOfFold: Bool
+    enum CodingKeys: String, CodingKey {
+        case type, members, partitions, memberEpochs = "member_epochs", selectMetric = "select_metric", valid, threshold
+        case outOfFold = "out_of_fold"
     }
 }
 

@@ -144,6 +144,25 @@ final class OutcomeProtocolTests: XCTestCase {
         // and the PR-AUC of the out-of-fold scores (member k's predictions on fold k), recomputed from `cladmop predict`.
         let best = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/run/best.json"))) as! [String: Any]
         XCTAssertEqual((best["members"] as? [String])?.count, 3)
+        // RUN/metrics.jsonl (a SPEC audit: an ensemble's run folder had none, only its members'): each member's records
+        // as in its own log, with its number, then the ensemble's choice as best.json records it.
+        let log = try String(contentsOfFile: dir + "/run/metrics.jsonl", encoding: .utf8).split(separator: "\n")
+            .map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+        for k in 1...3 {
+            let own = try String(contentsOfFile: dir + "/run/members/\(k)/metrics.jsonl", encoding: .utf8).split(separator: "\n")
+                .map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+            let mine = log.filter { $0["member"] as? Int == k }
+            XCTAssertEqual(mine.count, 2, "member \(k): one record per epoch")
+            XCTAssertEqual(mine.map { $0["epoch"] as? Int }, own.map { $0["epoch"] as? Int })
+            XCTAssertEqual(mine.map { $0["valid_pr_auc"] as? Double }, own.map { $0["valid_pr_auc"] as? Double })
+        }
+        let ensemble = try XCTUnwrap(log.last)
+        XCTAssertEqual(ensemble["type"] as? String, "ensemble")
+        XCTAssertEqual(ensemble["members"] as? Int, 3)
+        XCTAssertEqual(ensemble["out_of_fold"] as? Bool, true)
+        XCTAssertEqual(ensemble["member_epochs"] as? [Int], best["member_epochs"] as? [Int])
+        XCTAssertEqual(ensemble["threshold"] as? Double, best["threshold"] as? Double)
+        XCTAssertEqual(ensemble["valid"] as? Double, best["valid"] as? Double)
         let oof = try predictedOutOfFold(dir: dir, cladmop: cladmop, sets: sets, members: 3)
         XCTAssertEqual(oof.count, 36)
         // predict --out-of-fold gives the same scores: each trial from the member that held it out.

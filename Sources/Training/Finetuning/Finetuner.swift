@@ -472,6 +472,16 @@ public final class Finetuner {
                 selection.partitions = partitions.count
                 selection.foldsChecksum = foldsChecksum(assignment)
             }
+            // RUN/metrics.jsonl, the run's log as a single model's run has one: every member's records (each with its
+            // member number; its own log stays in members/k/), then the ensemble's choice. Before best.json, which
+            // makes the run complete.
+            let ensemble = EnsembleRecord(members: count, partitions: partitions.isEmpty ? nil : partitions.count, memberEpochs: epochs,
+                                          selectMetric: f.selectMetric.rawValue, valid: finite(value), threshold: threshold,
+                                          outOfFold: !partitions.isEmpty)
+            let lines = try trained.enumerated().flatMap { m, member in
+                try member.records.map { record in var r = record; r.member = m + 1; return try encodeJSON(r) }
+            } + [try encodeJSON(ensemble)]
+            try writeFileAtomically(runDir + "/metrics.jsonl") { h in for line in lines { try h.write(contentsOf: line + [0x0A]) } }
             try writeSelection(selection, dir: runDir)
             log(String(format: "finetune: ensemble of %d, %@ %@ %.4f (members %@), F1 threshold %.3f%@", count, partitions.isEmpty ? "valid" : "out-of-fold",
                        f.selectMetric.rawValue, value,
