@@ -145,13 +145,19 @@ public final class Watchdog: @unchecked Sendable {
         job = Watchdog(policy: jobPolicy, comm: comm, activity: "job", judgeLaggards: false, isJob: true)
     }
 
+    /// The longest a rank holds its clock for output that is not read (`limit`: the stall limit): then the job ends,
+    /// saying so (a pager that never reads again, a log on a hung file system, an mpirun left stopped).
+    static func outputWaitLimit(_ limit: Double) -> Double { max(10 * limit, 1800) }
+
     private func watch() {
         let start = monotonicSeconds()
         var heard = [Double](repeating: start, count: comm.size), count = [Int64](repeating: 0, count: comm.size)
         var writing = [Bool](repeating: false, count: comm.size)
-        var previous = start
+        var previous = start, holdingSince: Double? = nil
         while true {
             sleep(1)
+            // Read before the lock, which `beat` takes on the main thread.
+            let blocked = Self.blockedWritingStandardStream(thread: watchedThread)
             lock.lock()
             guard running else { lock.unlock(); return }
             let slow = slowest
@@ -161,29 +167,52 @@ public final class Watchdog: @unchecked Sendable {
             if now - previous > 5 { heard = heard.map { _ in now }; previous = now; lock.unlock(); continue }
             previous = now
             // Waiting on output: this rank's (its watched thread blocked writing fd 1 or 2), or, told by heartbeats,
-            // another's (rank 0 passes on what any rank said).
-            writing[comm.rank] = Self.blockedWritingStandardStream(thread: watchedThread)
+            // another's (rank 0 passes on what any rank said), counted only while that rank is heard from: a rank
+            // that stops answering after saying so is judged as any other.
+            writing[comm.rank] = blocked
             if comm.supportsHeartbeats && comm.size > 1 {
-                let said = (comm.isRoot ? writing.contains(true) : writing[comm.rank]) ? -mine - 1 : mine
+                let fresh = writing.indices.filter { writing[$0] && ($0 == comm.rank || now - heard[$0] <= 3) }
+                let said = (comm.isRoot ? !fresh.isEmpty : blocked) ? -mine - 1 : mine
                 if comm.isRoot { for peer in 1..<comm.size { comm.sendHeartbeat(to: peer, value: said) } }
                 else { comm.sendHeartbeat(to: 0, value: said) }
                 for (rank, value) in comm.receiveHeartbeats() { heard[rank] = now; count[rank] = value < 0 ? -value - 1 : value; writing[rank] = value < 0 }
             }
-            if writing.contains(true) { lastBeat = now }     // the clock held, not a progress point (slowest unchanged)
+            let waiting = writing.indices.filter { writing[$0] && ($0 == comm.rank || now - heard[$0] <= 3) }
+            if waiting.isEmpty { holdingSince = nil } else {
+                holdingSince = holdingSince ?? now
+                lastBeat = now     // the clock held, not a progress point (slowest unchanged)
+            }
             let last = lastBeat
             lock.unlock()
-            guard let limit = policy.limit(slowest: slow), now - last > limit else { continue }
+            guard let limit = policy.limit(slowest: slow) else { continue }
             let idle = now - last
             let peers = comm.isRoot ? Array(1..<comm.size) : [0]
-            // Heartbeats come every second: a peer is silent after half the limit, and never before 3 s.
-            let silent = peers.filter { now - heard[$0] > max(min(limit, idle) / 2, 3) }
-            let behind = judgeLaggards ? peers.filter { !silent.contains($0) && count[$0] < mine } : []
-            if !judgeLaggards && silent.isEmpty { continue }
             func who(_ r: Int) -> String { "rank \(r) (host \(comm.hostNames.indices.contains(r) ? comm.hostNames[r] : "?"))" }
-            var culprits: [String] = silent.map { "\(who($0)) stopped answering: no heartbeat for \(Int(now - heard[$0])) s (stopped, killed or unreachable)" }
-            culprits += behind.map { "\(who($0)) is stuck before collective \(mine) (it entered \(count[$0]))" }
             let why = String(format: "limit %.0f s: %@; train.stall_timeout", limit, policy == .adaptive(minimum: 60, factor: 10)
                 ? String(format: "max(60 s, 10 x the slowest step, %.1f s)", slow) : "fixed")
+            let silent: [Int], behind: [Int]
+            if let since = holdingSince {
+                // Held: a peer that stopped answering for longer than the limit still ends the job, and so does output
+                // that is not read for `outputWaitLimit`.
+                let held = now - since
+                if held > Self.outputWaitLimit(limit) {
+                    let whose = blocked ? "its own standard output or error (\(who(comm.rank)))"
+                        : "the output of \(comm.isRoot ? waiting.map(who).joined(separator: ", ") : "a rank (rank 0 says so)")"
+                    comm.abort(message: String(format: "no %@ progress for %.0f s on %@: waiting for %@ to be read (is mpirun stopped, or the output not read?); a wait for output ends the job after max(10 x the limit, 30 min) (%@)",
+                                               activity, held, who(comm.rank), whose, why), code: 1)
+                }
+                silent = peers.filter { now - heard[$0] > max(limit, 3) }
+                guard !silent.isEmpty else { continue }
+                behind = []
+            } else {
+                guard idle > limit else { continue }
+                // Heartbeats come every second: a peer is silent after half the limit, and never before 3 s.
+                silent = peers.filter { now - heard[$0] > max(min(limit, idle) / 2, 3) }
+                behind = judgeLaggards ? peers.filter { !silent.contains($0) && count[$0] < mine } : []
+                if !judgeLaggards && silent.isEmpty { continue }
+            }
+            var culprits: [String] = silent.map { "\(who($0)) stopped answering: no heartbeat for \(Int(now - heard[$0])) s (stopped, killed or unreachable)" }
+            culprits += behind.map { "\(who($0)) is stuck before collective \(mine) (it entered \(count[$0]))" }
             if culprits.isEmpty && !comm.isRoot && comm.supportsHeartbeats && idle < limit + 15 { continue }   // rank 0 names it
             // A peer that stopped answering may sit behind a network partition: OpenMPI 4's mpirun then waits for
             // that node's daemon forever (measured: past 280 s) after MPI_Abort. A detached helper interrupts the
@@ -191,7 +220,8 @@ public final class Watchdog: @unchecked Sendable {
             if !silent.isEmpty { endLauncherLater(grace: 10) }
             let message = culprits.isEmpty
                 ? String(format: "no %@ progress for %.0f s on %@ (a rank stalled, a collective is stuck, or the work is slower than the limit: if so, raise train.stall_timeout or set 0; %@)", activity, idle, who(comm.rank), why)
-                : String(format: "no %@ progress for %.0f s on %@: %@ (%@)", activity, idle, who(comm.rank), culprits.joined(separator: "; "), why)
+                : String(format: "no %@ progress for %.0f s on %@: %@ (%@)", activity, holdingSince == nil ? idle : silent.map { now - heard[$0] }.max() ?? idle,
+                         who(comm.rank), culprits.joined(separator: "; "), why)
             comm.abort(message: message, code: 1)
         }
     }
@@ -199,6 +229,13 @@ public final class Watchdog: @unchecked Sendable {
     /// Whether `thread` of this process is blocked in a write to its standard output or error (Linux: the system
     /// call it sleeps in, /proc/PID/task/TID/syscall; false where that cannot be read).
     static func blockedWritingStandardStream(thread: String?) -> Bool {
+        guard let thread, let text = try? String(contentsOfFile: "/proc/\(thread)/syscall", encoding: .utf8) else { return false }
+        return isWriteToStandardStream(syscallLine: text)
+    }
+
+    /// Whether a /proc/PID/task/TID/syscall line ("NR ARG1 ARG2 ... SP PC"; "running"; "-1 SP PC" outside a system
+    /// call) is a write, pwrite or writev to descriptor 1 or 2.
+    static func isWriteToStandardStream(syscallLine text: String) -> Bool {
         #if arch(x86_64)
         let writes: Set<Int> = [1, 18, 20]      // write, pwrite64, writev
         #elseif arch(arm64)
@@ -206,9 +243,8 @@ public final class Watchdog: @unchecked Sendable {
         #else
         let writes: Set<Int> = []
         #endif
-        guard let thread, let text = try? String(contentsOfFile: "/proc/\(thread)/syscall", encoding: .utf8) else { return false }
-        let fields = text.split(separator: " ")
-        guard fields.count >= 2, let call = Int(fields[0]), writes.contains(call),
+        let fields = text.split(whereSeparator: { $0 == " " || $0 == "\n" })
+        guard fields.count >= 2, let call = Int(fields[0]), writes.contains(call), fields[1].hasPrefix("0x"),
               let fd = Int(fields[1].dropFirst(2), radix: 16) else { return false }
         return fd == 1 || fd == 2
     }

@@ -41,14 +41,17 @@ public func makeDirectory(_ path: String, option: String) throws {
     // mkdir(2) for each missing folder from the top down, so that the error is the system's (Foundation's says
     // "You don't have permission. (NSCocoaErrorDomain 513)" for EACCES and EPERM alike).
     let parts = path.split(separator: "/", omittingEmptySubsequences: true)
+    guard !parts.isEmpty else { throw InputError(file: option, "is empty; expected a folder path") }
     var made = path.hasPrefix("/") ? "" : "."
     for (i, part) in parts.enumerated() {
         made += "/" + part
         guard mkdir(made, 0o777) != 0 else { continue }
         let e = errno
-        if e == EEXIST, stat(made, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR { continue }
+        // A folder that is there (another rank made it, or a file system that answers EACCES or EROFS for one that
+        // exists, as an NFS or autofs mount can): go on, as `mkdir -p` does.
+        if stat(made, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR { continue }
         throw InputError(file: path, "cannot create the folder (\(option)): \(String(cString: strerror(e)))"
-                         + (i < parts.count - 1 ? " (creating \(made))" : ""))
+                         + (i < parts.count - 1 ? " (creating \(made.hasPrefix("./") ? String(made.dropFirst(2)) : made))" : ""))
     }
 }
 
@@ -56,6 +59,7 @@ public func makeDirectory(_ path: String, option: String) throws {
 /// existing folder above it, where it would be created (a read-only file system, no permission, or a file there).
 /// `option` names the flag in the message.
 public func checkWritableFolder(_ path: String, option: String) throws {
+    guard !path.isEmpty else { throw InputError(file: option, "is empty; expected a folder path") }
     var existing = URL(fileURLWithPath: path).standardizedFileURL
     var st = stat()
     while stat(existing.path, &st) != 0 && existing.path != "/" {

@@ -19,6 +19,7 @@ struct SweepReport: ParsableCommand {
     var title = "Batch size vs validation loss"
 
     func validate() throws {
+        guard !out.isEmpty else { throw ValidationError("--out is empty; expected the sweep's folder") }
         // A line break would end summary.md's heading and the plot's title early.
         guard !title.unicodeScalars.contains(where: { $0.properties.generalCategory == .control || $0 == "\u{2028}" || $0 == "\u{2029}" }) else {
             throw ValidationError("--title \(title.debugDescription): holds a control character (a line break or tab); expected one line of text")

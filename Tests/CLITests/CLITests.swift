@@ -904,7 +904,8 @@ final class BenchSmokeTests: XCTestCase {
         let gather = try XCTUnwrap(json["ms_allgather"] as? Double, String(line)), loss = try XCTUnwrap(json["ms_loss"] as? Double, String(line))
         XCTAssertGreaterThan(gather, 0, String(line)); XCTAssertGreaterThan(loss, 0, String(line))
         XCTAssertLessThanOrEqual(gather, json["ms_allgather_loss"] as! Double + 1e-9, String(line))
-        XCTAssertLessThan(json["comm_share"] as! Double, 1, String(line))
+        XCTAssertEqual((json["comm_share"] as! Double) * (json["ms_step"] as! Double), gather + (json["ms_allreduce"] as! Double),
+                       accuracy: 1e-9 * (json["ms_step"] as! Double), "communication: the collectives only, not the loss")
         // SPEC 8's "peak RSS per rank": each rank's, whose largest is peak_rss_mb.
         let perRank = try XCTUnwrap(json["peak_rss_mb_per_rank"] as? [Int], String(line))
         XCTAssertEqual(perRank.count, 2)

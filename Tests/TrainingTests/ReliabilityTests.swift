@@ -590,18 +590,22 @@ final class ReliabilityTests: XCTestCase {
     /// ended as "rank 0 ... is stuck before collective N", exit 1, once mpirun ran again).
     func testAStoppedMpirunPausesTheRunInsteadOfEndingIt() throws {
         let run = Self.work + "/paused"
-        let changed = ["train.epochs=20": "train.epochs=1000", "train.stall_timeout=8": "train.stall_timeout=3",
+        let changed = ["train.epochs=20": "train.epochs=1000", "train.stall_timeout=8": "train.stall_timeout=5",
                        "checkpoint.every_steps=4": "checkpoint.every_steps=500"]
         let arguments = args(run, steps: 1500).map { changed[$0] ?? $0 } + ["--set", "train.log_every=1"]
+        // Stopped for 20 s, four times the limit; the run must have stood still in it (rank 0 blocked: metrics.jsonl,
+        // which rank 0 writes after each step's line, the same 8 s and 16 s into the stop), else the test proves nothing.
         let script = """
             mpirun -np 2 --oversubscribe $ROOT -x OPENBLAS_NUM_THREADS=1 "$@" > "$RUN.log" 2>&1 &
             p=$!
             for i in $(seq 600); do [ -f "$RUN/metrics.jsonl" ] && [ "$(wc -l < "$RUN/metrics.jsonl")" -ge 20 ] && break; sleep 0.1; done
-            kill -STOP $p; sleep 12; kill -CONT $p
+            [ -f "$RUN/metrics.jsonl" ] && [ "$(wc -l < "$RUN/metrics.jsonl")" -ge 20 ] || { echo "the run did not start"; kill $p; exit 97; }
+            kill -STOP $p; sleep 8; a=$(wc -l < "$RUN/metrics.jsonl"); sleep 8; b=$(wc -l < "$RUN/metrics.jsonl"); sleep 4; kill -CONT $p
+            [ "$a" = "$b" ] || { echo "the run went on while mpirun was stopped ($a, then $b records): nothing was blocked"; wait $p; exit 98; }
             wait $p
             """
         let r = try runCommand("/bin/bash", ["-c", script, "stopped-mpirun", cladmop] + arguments,
-                               environment: ["RUN": run, "ROOT": getuid() == 0 ? "--allow-run-as-root" : ""], timeout: 180)
+                               environment: ["RUN": run, "ROOT": getuid() == 0 ? "--allow-run-as-root" : ""], timeout: 240)
         let log = (try? String(contentsOfFile: run + ".log", encoding: .utf8)) ?? ""
         XCTAssertEqual(r.status, 0, r.output + log)
         XCTAssertTrue(log.contains("pretrain: done, 1500 steps"), log)

@@ -14,7 +14,8 @@ public struct LoRAAdapter {
 public struct LinearCache { public var t: FloatPtr? = nil; public init(t: FloatPtr? = nil) { self.t = t } }
 
 /// y = x W^T + b, W is (out, in) as in PyTorch, optionally with a LoRA adapter.
-/// Every GEMM runs in the arena's precision (`ParameterArena.precision`): in bf16, x, dy and the weights' bf16 copy
+/// Every GEMM runs in the arena's precision (`ParameterArena.precision`) unless a backward call's `precision` overrides it
+/// (fp32 for the shared queries' partial sums, `MultiHeadAttention.backward`): in bf16, x, dy and the weights' bf16 copy
 /// (made once per optimizer step) are the inputs, products are accumulated in fp32, and y, dx and the gradients are
 /// fp32 (the bias add and the bias gradient's row sum are fp32 too).
 public struct Linear {
