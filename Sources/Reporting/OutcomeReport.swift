@@ -63,7 +63,9 @@ public func writeCurves(scores: [Double], labels: [Int], dir: String, group: Out
     let rocImage = try writePlot(dir + "/roc.svg", group: group, svgLinePlot(title: "ROC (AUC \(value(Metrics.rocAUC(scores, labels))))", xLabel: "false positive rate",
                   yLabel: "true positive rate", series: [PlotSeries("model", roc), PlotSeries("chance", [(0, 0), (1, 1)], reference: true)],
                   xRange: 0...1, yRange: 0...1, square: true))
-    let prImage = try writePlot(dir + "/pr.svg", group: group, svgLinePlot(title: "Precision-recall (AP \(value(Metrics.averagePrecision(scores, labels))))", xLabel: "recall",
+    // Only successful trials: average precision is 1 whatever the scores; undefined, as the table says (`Metrics.report`).
+    let ap = pos == 0 || neg == 0 ? Double.nan : Metrics.averagePrecision(scores, labels)
+    let prImage = try writePlot(dir + "/pr.svg", group: group, svgLinePlot(title: "Precision-recall (AP \(value(ap)))", xLabel: "recall",
                   yLabel: "precision", series: [PlotSeries("model", pr), PlotSeries(String(format: "chance (positive rate %.2f)", rate), [(0, rate), (1, rate)], reference: true)],
                   xRange: 0...1, yRange: 0...1, square: true))
     return (rocImage, prImage)
@@ -122,8 +124,9 @@ public func writeOutcomeReport(_ report: EvaluationReport, path: String, phase: 
     }
     if let phase, paperTable2[phase] != nil {
         md += "\nThe published rows are the paper's figures on the TOP *test* split, which is held out here "
-        md += "(`data/top/heldout_nctids.txt`); ours are on the file above, with a much smaller model and pretraining "
-        md += "budget (configs/pretrain.yaml). They are context, not a like-for-like comparison.\n"
+        md += "(`data/top/heldout_nctids.txt`); ours are on the file above, with this checkpoint's model and pretraining "
+        md += "(its run's config.yaml; the paper's full-size recipe is configs/paper.yaml, `Launch/paper`). They are context, "
+        md += "not a like-for-like comparison.\n"
     }
     // The curves written with it into its folder (evaluate --plots there): their PNG when there is one. Others (another
     // folder's, or an earlier evaluation's) are not this report's.

@@ -55,16 +55,19 @@ public struct FinetuneRecord: Codable, Equatable {
     }
 }
 
-/// The last record of a fine-tuning ensemble's RUN/metrics.jsonl, after every member's records: the epoch each
-/// member keeps, the `finetune.select_metric` value of the ensemble's scores (the mean of the members' probabilities on
-/// the validation trials, or each trial's out-of-fold score when cross-fitted) and the F1 threshold chosen on them.
+/// The last record of a fine-tuning ensemble's RUN/metrics.jsonl, after every member's records: how many members
+/// (best.json's `members` lists their checkpoints), the fold partitions of a cross-fitted run (absent for a seed
+/// ensemble), the epoch each member keeps, the `finetune.select_metric` value of the ensemble's scores (the mean of
+/// the members' probabilities on the validation trials, or each trial's out-of-fold score when cross-fitted) and the F1
+/// threshold chosen on them; with `finetune.epoch_selection: pooled`, that value at every epoch, which chose the one.
 public struct EnsembleRecord: Codable, Equatable {
     public var type = "ensemble"
     public var members: Int, partitions: Int?, memberEpochs: [Int]
     public var selectMetric: String, valid: Double?, threshold: Double, outOfFold: Bool
+    public var pooledByEpoch: [Double?]?
     enum CodingKeys: String, CodingKey {
         case type, members, partitions, memberEpochs = "member_epochs", selectMetric = "select_metric", valid, threshold
-        case outOfFold = "out_of_fold"
+        case outOfFold = "out_of_fold", pooledByEpoch = "pooled_by_epoch"
     }
 }
 

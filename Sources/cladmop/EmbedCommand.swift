@@ -23,7 +23,7 @@ struct Embed: ParsableCommand {
         runJob { comm in
             try checkOutputs([("--output", output)], inputs: [("--data", data), ("--checkpoint", checkpoint)], isRoot: comm.isRoot)
             let spec = try options.loadForScoring(comm)
-            let loaded = try LoadedCheckpoint(checkpoint)
+            let loaded = try LoadedCheckpoint(checkpoint, comm: comm)
             if comm.isRoot, loaded.outcome == nil, let warning = unfinishedPretrainingWarning(checkpoint) {
                 standardErrorWrite(Data((warning + "\n").utf8))
             }

@@ -19,7 +19,7 @@ struct Finetune: ParsableCommand {
     var aux: [String] = []
     @Option(name: .customLong("report-trials"), help: ArgumentHelp("TOP CSV of trials whose out-of-fold scores will be reported (with finetune.folds): those of --train and --valid still train the members of the other folds, but never select an epoch or set the threshold, so `evaluate --out-of-fold` scores each with members that neither trained nor selected on it (in_sample_trials 0). Launch/finetune passes its report file.", valueName: "csv"))
     var reportTrials: String?
-    @Option(help: "Run directory: config.yaml, best.json, checkpoints/ and metrics.jsonl (an ensemble, finetune.ensemble > 1 or finetune.folds >= 2: checkpoints/ and metrics.jsonl per member in members/k/, and folds.csv when cross-fitted); pretrained/, the pretraining checkpoint it started from.") var runDir: String
+    @Option(help: "Run directory: config.yaml, best.json, checkpoints/ and metrics.jsonl (an ensemble, finetune.ensemble > 1 or finetune.folds >= 2: checkpoints/ and metrics.jsonl per member in members/k/, folds.csv when cross-fitted, and a metrics.jsonl of the run: every member's records, then the ensemble's choice); pretrained/, the pretraining checkpoint it started from.") var runDir: String
     @Flag(help: "Replace the fine-tuning run that --run-dir already holds (its files are deleted first).") var overwrite = false
 
     func run() throws {

@@ -320,10 +320,14 @@ final class MetricsTests: XCTestCase {
     func testCurveTitlesSayWhenAMetricIsUndefined() throws {
         let dir = NSTemporaryDirectory() + "cladmop-curves-\(getpid())"
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        try writeCurves(scores: [0.3, 0.7], labels: [0, 0], dir: dir)
-        for name in ["roc.svg", "pr.svg"] {
-            let svg = try String(contentsOfFile: dir + "/" + name, encoding: .utf8)
-            XCTAssertTrue(svg.contains("undefined: one class only") && !svg.lowercased().contains("nan"), name)
+        // Only failed trials, and only successful ones (average precision would be 1 whatever the scores: a probe saw
+        // "AP 1.000" over a table saying n/a).
+        for (folder, labels) in [("/failed", [0, 0]), ("/successful", [1, 1])] {
+            try writeCurves(scores: [0.3, 0.7], labels: labels, dir: dir + folder)
+            for name in ["roc.svg", "pr.svg"] {
+                let svg = try String(contentsOfFile: dir + folder + "/" + name, encoding: .utf8)
+                XCTAssertTrue(svg.contains("undefined: one class only") && !svg.lowercased().contains("nan"), folder + "/" + name)
+            }
         }
         // Another folder: in this test process a deleted input of an earlier test may have left its inode to roc.svg,
         // and the guard against overwriting inputs (FilesRead) would then refuse to replace it.

@@ -457,6 +457,13 @@ final class OutcomeProtocolTests: XCTestCase {
             try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/\(run)/best.json"))) as! [String: Any]
         }
         XCTAssertEqual(try best("pooled")["member_epochs"] as? [Int], [chosen, chosen, chosen])
+        // The run's metrics.jsonl keeps those values (its last record), as printed (4 digits).
+        let last = try XCTUnwrap(try String(contentsOfFile: dir + "/pooled/metrics.jsonl", encoding: .utf8).split(separator: "\n").last)
+        let ensemble = try JSONSerialization.jsonObject(with: Data(last.utf8)) as! [String: Any]
+        let kept = try XCTUnwrap(ensemble["pooled_by_epoch"] as? [Double], String(last))
+        XCTAssertEqual(kept.map { String(format: "%.4f", $0) }, byEpoch.map { String(format: "%.4f", $0) })
+        XCTAssertNil((try JSONSerialization.jsonObject(with: Data(try XCTUnwrap(try String(contentsOfFile: dir + "/member/metrics.jsonl", encoding: .utf8)
+            .split(separator: "\n").last).utf8)) as! [String: Any])["pooled_by_epoch"], "per-member selection keeps no pooled values")
         let memberEpochs = try XCTUnwrap(try best("member")["member_epochs"] as? [Int])
         // Every trial scored by the member that held its fold out.
         let oof = try predictedOutOfFold(dir: dir, run: "pooled", cladmop: cladmop, sets: sets, members: 3)

@@ -445,9 +445,11 @@ public final class Finetuner {
             }
         }
         var epochs = trained.map(\.bestEpoch)
+        var pooledValues: [Double]? = nil
         if pooled {
             // One epoch for every member: the first best of the ensemble's scores (a NaN value never wins over a number).
             let byEpoch = (1...f.epochs).map { e in selectionValue(ensembleScores(Array(repeating: e, count: count))) }
+            pooledValues = byEpoch
             let chosen = byEpoch.indices.reduce(0) { byEpoch[$1] > byEpoch[$0] || byEpoch[$0].isNaN ? $1 : $0 } + 1
             if comm.isRoot {
                 log(String(format: "finetune: pooled epoch selection: %@ %@ by epoch %@; every member keeps epoch %d",
@@ -477,7 +479,7 @@ public final class Finetuner {
             // makes the run complete.
             let ensemble = EnsembleRecord(members: count, partitions: partitions.isEmpty ? nil : partitions.count, memberEpochs: epochs,
                                           selectMetric: f.selectMetric.rawValue, valid: finite(value), threshold: threshold,
-                                          outOfFold: !partitions.isEmpty)
+                                          outOfFold: !partitions.isEmpty, pooledByEpoch: pooledValues.map { $0.map(finite) })
             let lines = try trained.enumerated().flatMap { m, member in
                 try member.records.map { record in var r = record; r.member = m + 1; return try encodeJSON(r) }
             } + [try encodeJSON(ensemble)]

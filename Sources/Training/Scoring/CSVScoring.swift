@@ -157,7 +157,16 @@ public struct LoadedCheckpoint {
     /// checkpoint, the fine-tuned one's base); nil when that checkpoint predates the record (version 7 or older).
     public let pretrainedTrials: [String]?
 
-    public init(_ checkpoint: String) throws {
+    /// Loads `checkpoint` and computes in the precision it was trained in (`train.precision`, agreed by every rank:
+    /// a collective, so every rank loads the same checkpoints in the same order): a bf16 model chose its epoch and
+    /// threshold on bf16 scores, which fp32 would move (a stranger's probe: PR-AUC 0.8405 on the validation file in
+    /// fine-tuning, 0.8394 by evaluate, which had scored in fp32).
+    public init(_ checkpoint: String, comm: Communicator) throws {
+        try self.init(checkpoint)
+        model.params.setPrecision(agreedTrainingPrecision(meta.spec.train.precision, comm: comm))
+    }
+
+    private init(_ checkpoint: String) throws {
         let jsonPath = try resolveCheckpointJSON(checkpoint)
         path = jsonPath
         let (meta, tensors) = try Checkpoints.load(jsonPath: jsonPath)
@@ -328,7 +337,7 @@ private func scoreCSVModels(checkpoint: String, csv: String, spec: RunSpec, comm
         var trained: Set<String>? = []      // what any member trained or selected on (nil: a member does not record it)
         var inputs: ScoringInputs?          // the tree and the store, read for the first member
         for (k, member) in ensemble.members.enumerated() {
-            let loaded = try LoadedCheckpoint(member)
+            let loaded = try LoadedCheckpoint(member, comm: comm)
             if k == 0 { pretrainedTrials = loaded.pretrainedTrials }       // the members share their pretrained base
             guard let outcome = loaded.outcome, let head = loaded.meta.head else {
                 throw InputError(file: checkpoint + "/best.json", "member \(member) is not a fine-tuned checkpoint")
@@ -411,7 +420,7 @@ private func scoreCSVModels(checkpoint: String, csv: String, spec: RunSpec, comm
         return ScoredCSV(trials: trials, scores: sum.map { $0 / Double(ensemble.members.count) }, threshold: ensemble.threshold,
                          newDisease: trials.map { !seen.contains(diseaseSet($0)) })
     }
-    let loaded = try LoadedCheckpoint(checkpoint)
+    let loaded = try LoadedCheckpoint(checkpoint, comm: comm)
     pretrainedTrials = loaded.pretrainedTrials
     if comm.isRoot, loaded.outcome == nil, let warning = unfinishedPretrainingWarning(checkpoint) {
         standardErrorWrite(Data((warning + "\n").utf8))
