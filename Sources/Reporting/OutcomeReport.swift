@@ -125,8 +125,8 @@ public func writeOutcomeReport(_ report: EvaluationReport, path: String, phase: 
     if let phase, paperTable2[phase] != nil {
         md += "\nThe published rows are the paper's figures on the TOP *test* split, which is held out here "
         md += "(`data/top/heldout_nctids.txt`); ours are on the file above, with this checkpoint's model and pretraining "
-        md += "(its run's config.yaml; the paper's full-size recipe is configs/paper.yaml, `Launch/paper`). They are context, "
-        md += "not a like-for-like comparison.\n"
+        md += "(the pretraining run's config.yaml; a fine-tuned run keeps that checkpoint in its pretrained/; the paper's "
+        md += "full-size recipe is configs/paper.yaml, `Launch/paper`). They are context, not a like-for-like comparison.\n"
     }
     // The curves written with it into its folder (evaluate --plots there): their PNG when there is one. Others (another
     // folder's, or an earlier evaluation's) are not this report's.

@@ -98,15 +98,30 @@ final class OutcomeEndToEndTests: XCTestCase {
         let report = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/eval.json"))) as! [String: Any]
         XCTAssertEqual((report["pr_auc"] as? [String: Any])?["full"] as? Double ?? .nan, best["valid"] as? Double ?? -1, accuracy: 1e-12)
         var predictions: [[String]] = []
-        for (name, environment) in [("bf16", [String: String]()), ("fp32", ["CLADMOP_FORCE_NO_BF16": "1"])] {
+        for (name, np, environment) in [("bf16", 1, [String: String]()), ("bf16-2", 2, [:]), ("fp32", 1, ["CLADMOP_FORCE_NO_BF16": "1"])] {
             let out = dir + "/\(name).csv"
-            let r = try mpirun(np: 1, executable: cladmop, arguments: ["predict", "--checkpoint", dir + "/run", "--data", dir + "/valid.csv",
-                                                                      "--output", out] + sets, environment: environment, timeout: 600)
+            let r = try mpirun(np: np, executable: cladmop, arguments: ["predict", "--checkpoint", dir + "/run", "--data", dir + "/valid.csv",
+                                                                       "--output", out] + sets, environment: environment, timeout: 600)
             XCTAssertEqual(r.status, 0, r.output)
             predictions.append(try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").map(String.init))
         }
         XCTAssertEqual(predictions[0].count, 41)
-        XCTAssertNotEqual(predictions[0], predictions[1], "bf16 scoring gave the fp32 predictions")
+        XCTAssertEqual(predictions[0], predictions[1], "2 ranks agree on bf16 and score as 1")
+        XCTAssertNotEqual(predictions[0], predictions[2], "bf16 scoring gave the fp32 predictions")
+
+        // Ranks finding other checkpoints behind one path (another node's run), one fine-tuned in bf16 and one in fp32:
+        // the checkpoints' agreement ends the job, before the precision's collective that only the bf16 rank enters.
+        let fp32Run = try mpirun(np: 1, executable: cladmop, arguments: ["finetune", "--pretrained", "none", "--train", dir + "/train.csv",
+                                                                        "--valid", dir + "/valid.csv", "--run-dir", dir + "/b/run"] + sets, timeout: 600)
+        XCTAssertEqual(fp32Run.status, 0, fp32Run.output)
+        try FileManager.default.createDirectory(atPath: dir + "/a", withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: dir + "/a/run", withDestinationPath: dir + "/run")
+        let predict = [cladmop, "predict", "--checkpoint", "run", "--data", dir + "/valid.csv", "--output", dir + "/mixed.csv"] + sets
+        let mixed = try runCommand("/usr/bin/env", ["mpirun", "--oversubscribe"] + (getuid() == 0 ? ["--allow-run-as-root"] : [])
+                                   + ["-x", "OPENBLAS_NUM_THREADS=1", "-np", "1", "--wdir", dir + "/a"] + predict
+                                   + [":", "-np", "1", "--wdir", dir + "/b"] + predict, timeout: 120)
+        XCTAssertEqual(mixed.status, 2, mixed.output)
+        XCTAssertTrue(mixed.output.contains("different checkpoints"), mixed.output)
     }
 
     func testFinetuneEvaluatePredictOnAnUnseenCSV() throws {

@@ -163,7 +163,12 @@ public struct LoadedCheckpoint {
     /// fine-tuning, 0.8394 by evaluate, which had scored in fp32).
     public init(_ checkpoint: String, comm: Communicator) throws {
         try self.init(checkpoint)
-        model.params.setPrecision(agreedTrainingPrecision(meta.spec.train.precision, comm: comm))
+        // Every rank must score with the same checkpoint (the same path can hold another run on another node): the
+        // scores would be one model's on some trials and another's on the rest. Checked before the precision's
+        // collective, which a rank whose checkpoint asks for fp32 would not enter.
+        try requireAgreement([("--checkpoint \(path)", "\(meta.tensorsChecksum) \(meta.metadataChecksum) \(meta.pretrainedChecksum ?? "")")],
+                             comm: comm, what: "checkpoints")
+        model.params.setPrecision(agreedTrainingPrecision(meta.spec.train.precision, comm: comm, scoring: true))
     }
 
     private init(_ checkpoint: String) throws {
@@ -228,10 +233,6 @@ public struct LoadedCheckpoint {
     /// nil: read here, and kept there): the members of an ensemble read them once, each still checked against them.
     public func rows(of csv: String, spec: RunSpec, comm: Communicator, labels: LabelRequirement,
                      log: @escaping (String) -> Void, inputs: inout ScoringInputs?) throws -> ([StoredTrial], BatchBuilder) {
-        // Every rank must score with the same checkpoint (the same path can hold another run on another node): the
-        // scores would be one model's on some trials and another's on the rest.
-        try requireAgreement([("--checkpoint \(path)", "\(meta.tensorsChecksum) \(meta.metadataChecksum) \(meta.pretrainedChecksum ?? "")")],
-                             comm: comm, what: "checkpoints")
         if inputs == nil {
             try requireConfiguredPath(spec.data.icdHierarchy, key: "data.icd_hierarchy")
             try requireConfiguredPath(spec.encoder.modelDir, key: "encoder.model_dir")

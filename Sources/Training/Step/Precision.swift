@@ -13,9 +13,10 @@ public func resolvedPrecision(_ requested: PrecisionSpec, key: String, comm: Com
 /// when every rank can run it. The ranks of a data-parallel step must compute in one precision: bf16 scales the
 /// gradient by the world size after the all-reduce and fp32 scales the backward's input before it, so ranks on CPUs
 /// with and without AVX512-BF16 (nodes of a mixed cluster) would take different steps. Rank 0 says how many ranks lacked it.
-public func agreedTrainingPrecision(_ requested: PrecisionSpec, comm: Communicator) -> Precision {
+public func agreedTrainingPrecision(_ requested: PrecisionSpec, comm: Communicator, scoring: Bool = false) -> Precision {
     // One process says its own fallback (once per process); several ranks, the agreed one below.
-    let local = Precision.resolve(requested == .bf16 ? .bf16 : .fp32, key: "train.precision",
+    let key = scoring ? "the checkpoint's train.precision" : "train.precision"
+    let local = Precision.resolve(requested == .bf16 ? .bf16 : .fp32, key: key,
                                   say: comm.isRoot && comm.size == 1 ? Precision.defaultSay : nil)
     guard requested == .bf16, comm.size > 1 else { return local }
     var lacking = [local == .bf16 ? 0.0 : 1.0]
@@ -23,7 +24,8 @@ public func agreedTrainingPrecision(_ requested: PrecisionSpec, comm: Communicat
     guard lacking[0] > 0 else { return .bf16 }
     if comm.isRoot && !trainingFallbackReported {
         trainingFallbackReported = true
-        Precision.defaultSay("train.precision = bf16: \(Int(lacking[0])) of the \(comm.size) ranks run on a CPU without AVX512-BF16 (or without oneDNN); every rank computes in fp32, so that all replicas take the same step")
+        Precision.defaultSay("\(key) = bf16: \(Int(lacking[0])) of the \(comm.size) ranks run on a CPU without AVX512-BF16 (or without oneDNN); every rank computes in fp32, "
+                             + (scoring ? "so that every trial is scored alike" : "so that all replicas take the same step"))
     }
     return .fp32
 }
