@@ -170,14 +170,14 @@ public final class Watchdog: @unchecked Sendable {
             // another's (rank 0 passes on what any rank said), counted only while that rank is heard from: a rank
             // that stops answering after saying so is judged as any other.
             writing[comm.rank] = blocked
+            func waitingRanks() -> [Int] { writing.indices.filter { writing[$0] && ($0 == comm.rank || now - heard[$0] <= 3) } }
             if comm.supportsHeartbeats && comm.size > 1 {
-                let fresh = writing.indices.filter { writing[$0] && ($0 == comm.rank || now - heard[$0] <= 3) }
-                let said = (comm.isRoot ? !fresh.isEmpty : blocked) ? -mine - 1 : mine
+                let said = (comm.isRoot ? !waitingRanks().isEmpty : blocked) ? -mine - 1 : mine
                 if comm.isRoot { for peer in 1..<comm.size { comm.sendHeartbeat(to: peer, value: said) } }
                 else { comm.sendHeartbeat(to: 0, value: said) }
                 for (rank, value) in comm.receiveHeartbeats() { heard[rank] = now; count[rank] = value < 0 ? -value - 1 : value; writing[rank] = value < 0 }
             }
-            let waiting = writing.indices.filter { writing[$0] && ($0 == comm.rank || now - heard[$0] <= 3) }
+            let waiting = waitingRanks()
             if waiting.isEmpty { holdingSince = nil } else {
                 holdingSince = holdingSince ?? now
                 lastBeat = now     // the clock held, not a progress point (slowest unchanged)
