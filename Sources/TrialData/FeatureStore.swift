@@ -103,15 +103,23 @@ public final class FeatureStore {
         let target = resolvedPath(path)
         // An empty file (mktemp's) holds nothing to lose.
         guard stat(target, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_size > 0, !target.hasSuffix(".store") else { return }
-        let fd = open(target, O_RDONLY | O_CLOEXEC)
-        var head = [UInt8](repeating: 0, count: magic.count)
-        let n = fd >= 0 ? read(fd, &head, head.count) : -1
-        if fd >= 0 { close(fd) }
-        guard n != magic.count || head != magic else { return }
+        guard !startsWithMagic(target) else { return }
         let what = runFileKind(target) ?? "no CLADMOPF header, name not *.store"
         var link = stat()
         let names = lstat(path, &link) == 0 && (link.st_mode & S_IFMT) == S_IFLNK ? "a symbolic link to \(target), an existing file," : "an existing file"
         throw InputError(file: path, "\(option) names \(names) that is not a feature store (\(what)); a store only replaces a store: choose another path")
+    }
+
+    /// Whether `path` is a regular file that begins with the store's magic (`CLADMOPF`): what `cladmop featurize` and
+    /// `cladmop synth` write, whatever its name (a damaged store among them: opening it says what is wrong).
+    public static func startsWithMagic(_ path: String) -> Bool {
+        var st = stat()
+        guard stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return false }
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var head = [UInt8](repeating: 0, count: magic.count)
+        return pread(fd, &head, head.count, 0) == head.count && head == magic
     }
 
     /// The identity of the store at `path` from its header and metadata only (not its vectors, nor their checksum:
@@ -140,6 +148,8 @@ public final class FeatureStore {
     public let trials: [StoredTrial]
     public let sourcePaths: [String]
     public let skipped: [String]
+    /// The header's checksum of the metadata and vectors: two stores with the same one hold the same trials and vectors.
+    public let checksum: UInt64
 
     /// data.skip_bad_rows: the malformed rows of `files` (matched by file name, as the store keys its sources) this
     /// store left out when it was featurized, each `PATH:LINE:COLUMN: what`.
@@ -233,6 +243,7 @@ public final class FeatureStore {
         sourcePaths = decoded.sourcePaths
         skipped = decoded.skipped
         sentenceChecksums = decoded.sentenceChecksums
+        self.checksum = checksum
         payload = data.baseAddress!.assumingMemoryBound(to: Float.self)
     }
 

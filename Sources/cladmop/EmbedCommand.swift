@@ -11,7 +11,7 @@ struct Embed: ParsableCommand {
 
     @OptionGroup var options: ConfigOptions
     @Option(help: "Pretraining or fine-tuned checkpoint (.safetensors, .json or run directory).") var checkpoint: String
-    @Option(help: "TOP-format CSV (featurized on the fly when the feature store does not hold it; the label column may be empty or absent).") var data: String
+    @Option(help: "TOP-format CSV (featurized on the fly when the feature store does not hold it; the label column may be empty or absent), or a feature store (cladmop featurize --output): every trial it holds.") var data: String
     @Option(help: "Output safetensors file.") var output: String
     @Option(help: "Criteria level of f_c: coarse, medium or fine (the pretraining loss's).") var level: String = "fine"
 

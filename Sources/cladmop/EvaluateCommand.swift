@@ -12,7 +12,7 @@ struct Evaluate: ParsableCommand {
 
     @OptionGroup var options: ConfigOptions
     @Option(help: "Fine-tuned or pretraining checkpoint (.safetensors, .json or run directory).") var checkpoint: String
-    @Option(help: "Labelled TOP-format CSV (featurized on the fly when the feature store does not hold it).") var data: String
+    @Option(help: "Labelled TOP-format CSV (featurized on the fly when the feature store does not hold it), or a feature store (cladmop featurize --output): every trial it holds, each once.") var data: String
     @Option(help: "Write the metrics as one JSON object to this file.") var json: String?
     @Option(help: "Write ROC and precision-recall curves (roc.svg, pr.svg) into this folder.") var plots: String?
     @Option(help: "Write a markdown report (table in the layout of the paper's Table 2, with the paper's figures beside ours).")

@@ -10,7 +10,7 @@ struct Predict: ParsableCommand {
 
     @OptionGroup var options: ConfigOptions
     @Option(help: "Fine-tuned checkpoint (.safetensors, .json or run directory); a pretraining one gives its zero-shot pair-matching score instead.") var checkpoint: String
-    @Option(help: "TOP-format CSV; its label column may be empty or absent (labels are not used), except with --out-of-fold, which checks them against the run's folds.csv.") var data: String
+    @Option(help: "TOP-format CSV; its label column may be empty or absent (labels are not used), except with --out-of-fold, which checks them against the run's folds.csv; or a feature store (cladmop featurize --output): every trial it holds.") var data: String
     @Option(help: "Output CSV: nctid,probability with 6 decimals (a trial's score moves in its last float digits with the batch it is scored in; evaluate ranks the unrounded scores, so zero-shot scores near 1 can tie here and not there).") var output: String
     @Flag(name: .customLong("out-of-fold"), help: "A cross-fitted run (finetune.folds): score each trial with the member that did not train on it (the mean of one per partition; RUN/folds.csv); every trial of --data must be in a fold.")
     var outOfFold = false

@@ -95,6 +95,52 @@ final class OutcomeProtocolTests: XCTestCase {
         XCTAssertTrue(bad.output.contains("best.json") && bad.output.contains("members"), bad.output)
     }
 
+    /// SPEC 3.2: evaluate scores "a labelled CSV or feature set". A store featurized from a CSV gives the CSV's
+    /// evaluation to every digit (one and two ranks, out of fold too), predict reads it alike, and a store that cannot
+    /// stand for the data is refused: another encoder's (a synthetic store), or one holding a trial twice.
+    func testEvaluateScoresAFeatureStoreAsItsCSV() throws {
+        let small = try SmallFinetuning("storedata", ["finetune.epochs=1", "log.tensorboard=false", "finetune.select_latest=0", "finetune.ensemble=1"])
+        let (dir, cladmop, sets) = (small.dir, small.cladmop, small.sets)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let ft = try small.finetune(["--set", "finetune.folds=3", "--set", "finetune.threshold_confidence=0.5"], "run")
+        XCTAssertEqual(ft.status, 0, ft.output)
+        let feat = try mpirun(np: 2, executable: cladmop, arguments: ["featurize", "--data", dir + "/valid.csv", "--output", dir + "/valid.store"] + sets, timeout: 600)
+        XCTAssertEqual(feat.status, 0, feat.output)
+        func evaluation(_ data: String, np: Int, _ extra: [String] = [], _ name: String) throws -> [String: Any] {
+            let out = dir + "/" + name + ".json"
+            let r = try mpirun(np: np, executable: cladmop, arguments: ["evaluate", "--checkpoint", dir + "/run", "--data", data, "--json", out] + extra + sets, timeout: 600)
+            XCTAssertEqual(r.status, 0, r.output)
+            var json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out))) as! [String: Any]
+            XCTAssertEqual(json["data"] as? String, data)
+            json["data"] = nil
+            return json
+        }
+        for (n, extra) in [[], ["--out-of-fold"]].enumerated() {
+            let csv = try evaluation(dir + "/valid.csv", np: 2, extra, "csv\(n)")
+            XCTAssertEqual((csv["roc_auc"] as? [String: Any])?["mean"] as? Double != nil, true, "\(csv)")
+            for np in [1, 2] {
+                let store = try evaluation(dir + "/valid.store", np: np, extra, "store\(n)-\(np)")
+                XCTAssertEqual(NSDictionary(dictionary: store), NSDictionary(dictionary: csv), "\(extra), \(np) rank(s)")
+            }
+        }
+        for (data, out) in [(dir + "/valid.csv", dir + "/p-csv.csv"), (dir + "/valid.store", dir + "/p-store.csv")] {
+            let r = try mpirun(np: 2, executable: cladmop, arguments: ["predict", "--checkpoint", dir + "/run", "--data", data, "--output", out] + sets, timeout: 600)
+            XCTAssertEqual(r.status, 0, r.output)
+        }
+        XCTAssertEqual(try String(contentsOfFile: dir + "/p-store.csv", encoding: .utf8), try String(contentsOfFile: dir + "/p-csv.csv", encoding: .utf8))
+
+        // Refused, exit 2, naming the store: vectors of no encoder, and a trial held twice (a file and a subset of it).
+        try writeSyntheticStore(dir: dir)
+        try writeCSVSubset(from: dir + "/valid.csv", rows: 0..<4, to: dir + "/head.csv")
+        let dup = try mpirun(np: 1, executable: cladmop, arguments: ["featurize", "--data", dir + "/valid.csv", "--data", dir + "/head.csv", "--output", dir + "/dup.store"] + sets, timeout: 600)
+        XCTAssertEqual(dup.status, 0, dup.output)
+        for (store, expected) in [(dir + "/s.store", "a synthetic store"), (dir + "/dup.store", "holds trial")] {
+            let r = try mpirun(np: 2, executable: cladmop, arguments: ["evaluate", "--checkpoint", dir + "/run", "--data", store] + sets, timeout: 600)
+            XCTAssertEqual(r.status, 2, r.output)
+            XCTAssertTrue(r.output.contains("error (rank 0 of 2): \(store): ") && r.output.contains(expected), r.output)
+        }
+    }
+
     func testTemporalSelectionSelectsOnTheLatestTrainingTrials() throws {
         let dir = try scratchDirectory("tsel")
         defer { try? FileManager.default.removeItem(atPath: dir) }

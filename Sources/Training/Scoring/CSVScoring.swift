@@ -222,7 +222,8 @@ public struct LoadedCheckpoint {
     }
 
     /// The rows of `csv` from a feature store that holds them (featurized now if none does), checked against
-    /// the checkpoint's sentence width, and the batch builder of the checkpoint's input space.
+    /// the checkpoint's sentence width, and the batch builder of the checkpoint's input space. `csv` may also name a
+    /// feature store itself (`cladmop featurize`'s output, known by its header): then every trial it holds.
     public func rows(of csv: String, spec: RunSpec, comm: Communicator, labels: LabelRequirement,
                      log: @escaping (String) -> Void) throws -> ([StoredTrial], BatchBuilder) {
         var inputs: ScoringInputs?
@@ -233,26 +234,74 @@ public struct LoadedCheckpoint {
     /// nil: read here, and kept there): the members of an ensemble read them once, each still checked against them.
     public func rows(of csv: String, spec: RunSpec, comm: Communicator, labels: LabelRequirement,
                      log: @escaping (String) -> Void, inputs: inout ScoringInputs?) throws -> ([StoredTrial], BatchBuilder) {
+        let givenStore = FeatureStore.startsWithMagic(csv)
         if inputs == nil {
+            // A rank that read a CSV while another read a store would wait in another collective.
+            try requireAgreement([("--data \(csv)", givenStore ? "a feature store" : "a CSV")], comm: comm, what: "files to score")
             try requireConfiguredPath(spec.data.icdHierarchy, key: "data.icd_hierarchy")
-            try requireConfiguredPath(spec.encoder.modelDir, key: "encoder.model_dir")
+            if !givenStore { try requireConfiguredPath(spec.encoder.modelDir, key: "encoder.model_dir") }
         }
         let hierarchy = try inputs?.hierarchy ?? ICD10Hierarchy(path: spec.data.icdHierarchy, comm: comm)
         try hierarchy.requireTables(of: meta.model, trainedTree: meta.icdHierarchy, checkpoint: path)      // before featurizing anything
-        try requireTrainedEncoder(spec: spec, meta: meta, checkpoint: path)
-        let store = try inputs?.store ?? storeContaining([csv], spec: spec, hierarchy: hierarchy, comm: comm, labels: labels, log: log)
+        let store: FeatureStore
+        if givenStore {
+            store = try inputs?.store ?? FeatureStore(path: csv)
+            try requireStoreFits(store, spec: spec, comm: comm, log: log)
+        } else {
+            try requireTrainedEncoder(spec: spec, meta: meta, checkpoint: path)
+            store = try inputs?.store ?? storeContaining([csv], spec: spec, hierarchy: hierarchy, comm: comm, labels: labels, log: log)
+        }
         inputs = ScoringInputs(hierarchy: hierarchy, store: store)
         guard store.dim == meta.model.encoderDim else {
             throw InputError(file: store.path, "sentence vectors have width \(store.dim), the checkpoint expects \(meta.model.encoderDim)")
         }
-        if comm.isRoot { warnIfOtherEncoder(store: store, trainedOn: meta.storeIdentity, trainedMaxTokens: meta.spec.encoder.maxTokens, what: "the checkpoint") }
-        let rows = store.trials(of: csv)
-        try checkUniqueNCTIDs(rows)      // also when an older store already held the file
+        if comm.isRoot && !givenStore { warnIfOtherEncoder(store: store, trainedOn: meta.storeIdentity, trainedMaxTokens: meta.spec.encoder.maxTokens, what: "the checkpoint") }
+        let rows = givenStore ? store.trials : store.trials(of: csv)
+        if givenStore { try checkOneRowPerTrial(rows, store: store.path) } else { try checkUniqueNCTIDs(rows) }      // also when an older store already held the file
         if labels == .required {         // a store featurized for predict may hold the file without labels
+            if givenStore, let t = rows.first(where: { $0.label == nil }) {
+                throw InputError(file: csv, "trial \(t.nctid) (line \(t.source.line) of \(t.source.file), which it was featurized from) has no label: the field was empty or the file had no label column; scoring against labels (evaluate, --out-of-fold) needs 0 or 1")
+            }
             _ = try requireLabels(rows, file: csv, purpose: "scoring against labels (evaluate, --out-of-fold)")
         }
         let builder = try BatchBuilder(store: store, hierarchy: hierarchy, space: meta.features)
         return (rows, builder)
+    }
+
+    /// A feature store given as the data to score: the same file on every rank, with no rows left out unless
+    /// data.skip_bad_rows allows it, and sentence vectors from the encoder the checkpoint was trained with (a store is
+    /// scored as it is, so no setting of encoder.* could mend another encoder's vectors: refused, not warned).
+    private func requireStoreFits(_ store: FeatureStore, spec: RunSpec, comm: Communicator, log: @escaping (String) -> Void) throws {
+        try requireAgreement([("--data \(store.path) (a feature store)", String(store.checksum, radix: 16))], comm: comm,
+                             what: "files to score (is the feature store the same file on every node?)")
+        let skipped = try store.requireSkippedRowsAllowed(of: store.sourcePaths, skipBadRows: spec.data.skipBadRows)
+        if comm.isRoot { for line in skipped { log("featurize: " + line) } }
+        let id = store.identity, trainedOn = meta.storeIdentity
+        let remake = "featurize its CSV again with the encoder the checkpoint was trained with (cladmop featurize --data FILE.csv --output FILE.store, encoder.model_dir and encoder.max_tokens as in its config), or give the CSV itself as --data"
+        if trainedOn == "synthetic" {
+            if comm.isRoot && id.encoder != "synthetic" { warnIfOtherEncoder(store: store, trainedOn: trainedOn, trainedMaxTokens: id.maxTokens, what: "the checkpoint") }
+            return
+        }
+        guard id.encoder == trainedOn else {
+            throw InputError(file: store.path, "its sentence vectors come from \(id.encoder == "synthetic" ? "no encoder (a synthetic store, cladmop synth)" : "the encoder \(id.encoder)"), the checkpoint \(path) was trained on those of \(trainedOn); \(remake)")
+        }
+        if let trained = meta.storeEncoderWeights, let weights = id.encoderWeights, trained != weights {
+            throw InputError(file: store.path, "its sentence vectors come from encoder weights with checksum \(weights), the checkpoint \(path) was trained on vectors of weights with checksum \(trained); \(remake)")
+        }
+        if id.maxTokens != meta.spec.encoder.maxTokens && comm.isRoot {
+            standardErrorWrite(Data("warning: \(store.path): its sentence vectors were made with encoder.max_tokens \(id.maxTokens), the checkpoint was trained on vectors of \(meta.spec.encoder.maxTokens) tokens; to score as trained, \(remake)\n".utf8))
+        }
+    }
+
+    /// A feature store can hold a trial twice (its files a file and a split of it): scored as data, each trial once.
+    private func checkOneRowPerTrial(_ rows: [StoredTrial], store: String) throws {
+        var first: [String: StoredTrial] = [:]
+        for t in rows {
+            if let other = first[t.nctid] {
+                throw InputError(file: store, "holds trial \(t.nctid) twice, from \(other.source.file) line \(other.source.line) and \(t.source.file) line \(t.source.line): a feature store scored as --data must hold each trial once; featurize the one CSV to score into its own store (cladmop featurize --data FILE.csv --output FILE.store), or give that CSV as --data")
+            }
+            first[t.nctid] = t
+        }
     }
 }
 
