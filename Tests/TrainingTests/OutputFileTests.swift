@@ -252,4 +252,24 @@ final class CheckpointRetentionTests: XCTestCase {
         Checkpoints.prune(dir: dir, keep: 1, protected: nil, upTo: 100_000_000)
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).sorted(), ["step-100000000.json", "step-100000000.safetensors"])
     }
+
+    /// A kill between the two unlinks of a pruned checkpoint (JSON first) left its tensors file for ever (a stranger's
+    /// probe): the next pruning removes a tensors file without its JSON of an earlier step, never one of the step just
+    /// written or later, nor other files.
+    func testPruningRemovesTensorsFilesLeftWithoutTheirJSON() throws {
+        let dir = NSTemporaryDirectory() + "cladmop-prune-orphans-\(getpid())"
+        try? FileManager.default.removeItem(atPath: dir)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        func make(_ file: String) { XCTAssertTrue(FileManager.default.createFile(atPath: dir + "/" + file, contents: Data("x".utf8))) }
+        for step in [10, 30] { make(Checkpoints.name(step: step) + ".json"); make(Checkpoints.name(step: step) + ".safetensors") }
+        make(Checkpoints.name(step: 5) + ".safetensors")       // pruned earlier, killed between the unlinks
+        make(Checkpoints.name(step: 20) + ".safetensors")      // the step being written (its JSON not yet renamed)
+        make(Checkpoints.name(step: 40) + ".safetensors")      // later than the step just written
+        make("notes.safetensors")
+        Checkpoints.prune(dir: dir, keep: 5, protected: nil, upTo: 20)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).sorted(),
+                       ["notes.safetensors", "step-00000010.json", "step-00000010.safetensors", "step-00000020.safetensors",
+                        "step-00000030.json", "step-00000030.safetensors", "step-00000040.safetensors"])
+    }
 }

@@ -346,7 +346,7 @@ public enum Checkpoints {
     }
 
     /// Deletes all but the newest `keep` checkpoints up to `step` (the one just written), never the one named
-    /// `protected`, and the temporary files that a crash in the middle of a write left behind (once stale: their
+    /// `protected`, the tensors files of earlier steps left without their JSON, and the temporary files that a crash in the middle of a write left behind (once stale: their
     /// process gone, a minute old, no writer's flock; `removeStaleTemporaries`). Checkpoints of later
     /// steps (damaged ones that a resume skipped) neither count nor go: counted, they had pruned the checkpoint just
     /// written (keep_last 1) until the run came back to their step, and left none to resume from (a crash-consistency
@@ -362,6 +362,15 @@ public enum Checkpoints {
             let base = String(path.dropLast(5))
             if let protected, URL(fileURLWithPath: base).lastPathComponent == protected { continue }
             remove(base: base)
+        }
+        // A tensors file without its JSON is no checkpoint: what a kill between `remove`'s two unlinks, or between a
+        // write's two renames, leaves. Those of earlier steps go (one of this step is its checkpoint being written).
+        for file in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] where file.hasSuffix(".safetensors") {
+            let json = String(file.dropLast(".safetensors".count)) + ".json"
+            guard RunLayout.isCheckpointMetadata(json), (json.count, json) < (current.count, current),
+                  !FileManager.default.fileExists(atPath: dir + "/" + json) else { continue }
+            FilesRead.forget(dir + "/" + file)
+            unlink(dir + "/" + file)
         }
     }
 }
