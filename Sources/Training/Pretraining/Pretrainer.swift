@@ -223,7 +223,7 @@ public final class Pretrainer {
             return false
         }
         if comm.isRoot {
-            log("resume: the run already ended at step \(stepsDone) (\(stoppedBefore ? "early stopping, train.patience \(spec.train.patience)" : "\(totalSteps) steps: train.epochs / train.max_steps")); nothing to train: raise train.max_steps, train.epochs or train.patience to go on")
+            log("resume: the run already ended at step \(stepsDone) (\(stoppedBefore ? "early stopping, train.patience \(spec.train.patience)" : "this command's train.epochs / train.max_steps allow \(totalSteps) steps")); nothing to train: raise train.max_steps, train.epochs or train.patience to go on")
             // Written when missing, or when it is an earlier stretch's (a stretch resumed with higher limits, killed
             // after its summary and before its report: a crash-consistency review found the old report kept for good).
             let report = runDir + "/report.md"
