@@ -2,12 +2,12 @@
 import PackageDescription
 
 // One module per concern; data flows one way through the targets (each line depends only on lines above it):
-//   Support                  errors naming file/line/key, checksums, atomic writes, mapped files, clocks
+//   CSystem -> Support       errors naming file/line/key, checksums, atomic writes, mapped files, clocks
 //   Config (Yams)            YAML + --set -> typed, validated RunSpec; hostfiles
 //   COpenBLAS, CDNNL, CKernels -> NN   tensors in arenas, kernels, GEMMs (fp32: OpenBLAS or oneDNN by shape; bf16: oneDNN), layers, losses, optimizers, safetensors
 //   CMPI -> Communication    collectives (MPI or a single process)
 //   TextEncoder (NN)         the frozen BERT-family sentence encoder
-//   CSystem -> TrialData (NN, TextEncoder, Communication)   CSV, ICD-10, SMILES, featurization, feature stores
+//   TrialData (NN, TextEncoder, Communication)   CSV, ICD-10, SMILES, featurization, feature stores
 //   Model (NN)               the CLaDMoP DM branch and the prediction head
 //   Reporting                metrics (AUCs, F1, bootstrap), SVG plots, markdown tables
 //   Training (all above)     the distributed step, pretraining, fine-tuning, scoring, checkpoints, benchmarks
@@ -32,12 +32,13 @@ let package = Package(
         // oneDNN (Debian libdnnl-dev ships no dnnl.pc: the module map links libdnnl directly).
         .systemLibrary(name: "CDNNL", path: "Sources/CDNNL", providers: [.apt(["libdnnl-dev"])]),
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
-        .target(name: "Support", swiftSettings: optimize),
+        .target(name: "Support", dependencies: ["CSystem"], swiftSettings: optimize),
         .target(name: "Config", dependencies: ["Support", .product(name: "Yams", package: "Yams")], swiftSettings: optimize),
         .target(name: "NN", dependencies: ["Support", "COpenBLAS", "CDNNL", "CKernels"], swiftSettings: optimize),
         .target(name: "Communication", dependencies: ["Support", "CMPI"], swiftSettings: optimize),
         .target(name: "TextEncoder", dependencies: ["Support", "NN"], swiftSettings: optimize),
-        // fallocate, which Swift's Glibc does not declare (a GNU extension): imported by FeatureStore.swift only.
+        // fallocate, which Swift's Glibc does not declare (a GNU extension), and the SIGBUS handler of mapped files:
+        // imported by FeatureStore.swift and Support's Files.swift only.
         .target(name: "CSystem"),
         .target(name: "TrialData", dependencies: ["Support", "NN", "TextEncoder", "Communication", "CSystem"], swiftSettings: optimize),
         .target(name: "Model", dependencies: ["Support", "NN"], swiftSettings: optimize),

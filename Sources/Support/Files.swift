@@ -1,12 +1,17 @@
+import CSystem
 import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// A read-only memory map of a whole file (MAP_SHARED: ranks on one node share the page cache).
+/// A read-only memory map of a whole file (MAP_SHARED: ranks on one node share the page cache). A file that shrinks
+/// under the map (truncated or rewritten in place by another program) would end the process with SIGBUS at the
+/// next read past its new end: the map is watched (`cs_watch_mapping`), and such a read ends the process with exit
+/// status 2 and a line naming the file (`setFaultPrefix` gives it the rank).
 public final class MappedFile {
     public let path: String
     public let bytes: UnsafeRawBufferPointer
+    private var watchSlot: Int32 = -1
 
     /// `readAs` names what the file is read as, for `FilesRead` (a feature store may be replaced by its rebuild).
     public init(path: String, readAs: String = "") throws {
@@ -33,10 +38,18 @@ public final class MappedFile {
             throw InputError(file: path, "cannot map: \(String(cString: strerror(errno)))")
         }
         bytes = UnsafeRawBufferPointer(start: p, count: size)
+        watchSlot = cs_watch_mapping(p, size, path)
     }
 
-    deinit { if let b = bytes.baseAddress { munmap(UnsafeMutableRawPointer(mutating: b), bytes.count) } }
+    deinit {
+        cs_unwatch_mapping(watchSlot)
+        if let b = bytes.baseAddress { munmap(UnsafeMutableRawPointer(mutating: b), bytes.count) }
+    }
 }
+
+/// How the line of a mapped file that shrank under its map begins (`MappedFile`): "error: ", or under mpirun
+/// "error (rank R of W): ", as the job's other errors.
+public func setFaultPrefix(_ prefix: String) { cs_set_fault_prefix(prefix) }
 
 /// JSON of a typed value with its keys sorted, so that equal values give equal bytes (checksums, hashes and diffs
 /// rely on it); `pretty` indents, `plainSlashes` writes `/` instead of `\/`. Changing a call's options changes bytes

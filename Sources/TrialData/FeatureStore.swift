@@ -164,13 +164,14 @@ public final class FeatureStore {
     public func requireSkippedRowsAllowed(of files: [String], skipBadRows: Bool) throws -> [String] {
         let rows = skippedRows(of: files)
         guard let first = rows.first else { return [] }
+        let culprits = files.filter { !skippedRows(of: [$0]).isEmpty }.joined(separator: ", ")      // not the clean ones
         guard skipBadRows else {
             throw InputError("\(first) (\(path) was featurized with data.skip_bad_rows = true and left out \(rows.count) malformed row(s) of "
-                             + "\(files.joined(separator: ", ")); mend the file and featurize it again, or set data.skip_bad_rows=true to read it without them)")
+                             + "\(culprits); mend the file and featurize it again, or set data.skip_bad_rows=true to read it without them)")
         }
         let key = path + "|" + files.joined(separator: "|")
         guard FeatureStore.announced.withLock({ $0.insert(key).inserted }) else { return [] }
-        return ["\(rows.count) malformed row(s) of \(files.joined(separator: ", ")) skipped (data.skip_bad_rows), not read from \(path):"]
+        return ["\(rows.count) malformed row(s) of \(culprits) skipped (data.skip_bad_rows), not read from \(path):"]
             + rows.prefix(20).map { "    " + $0 } + (rows.count > 20 ? ["    ... and \(rows.count - 20) more (the store lists them all)"] : [])
     }
     private static let announced = Locked(Set<String>())
@@ -204,7 +205,8 @@ public final class FeatureStore {
         file = try MappedFile(path: path, readAs: Self.readAs)
         let b = file.bytes
         func refuse(_ m: String) -> InputError { InputError(file: path, "\(m); \(hint)") }
-        guard b.count >= Self.headerBytes, Array(b[0..<8]) == Self.magic else { throw refuse("not a cladmop feature store (bad magic)") }
+        guard b.count >= 8, Array(b[0..<8]) == Self.magic else { throw refuse("not a cladmop feature store (bad magic)") }
+        guard b.count >= Self.headerBytes else { throw refuse("truncated feature store (\(b.count) bytes, shorter than its \(Self.headerBytes)-byte header)") }
         let version = b.loadUnaligned(fromByteOffset: 8, as: UInt32.self)
         guard version == Self.version else { throw refuse("feature store version \(version), this cladmop reads version \(Self.version)") }
         let levels = Int(b.loadUnaligned(fromByteOffset: 12, as: UInt32.self))

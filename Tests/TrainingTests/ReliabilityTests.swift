@@ -611,6 +611,40 @@ final class ReliabilityTests: XCTestCase {
         XCTAssertTrue(log.contains("pretrain: done, 1500 steps"), log)
     }
 
+    /// A feature store truncated by another program while a command reads it through its memory map (a stranger's
+    /// probe: `cp` over the store being scored) ended the process with SIGBUS (exit 135, a crash report). Now the read
+    /// past the new end ends the job with exit 2 and a line naming the store, on one rank and under mpirun. The
+    /// scoring rank stops itself (CLADMOP_FAULT=stop:R:scoring) after its first chunk; the store is cut to nothing
+    /// while it is stopped; zero-shot retrieval then reads the store again.
+    func testAStoreTruncatedWhileReadEndsTheJobNamingIt() throws {
+        let run = Self.work + "/shrink-run"
+        let pre = try mpirun(np: 2, executable: cladmop, arguments: args("shrink-run", steps: 4))
+        XCTAssertEqual(pre.status, 0, pre.output)
+        for np in [1, 2] {
+            let store = Self.work + "/shrink-\(np).store"
+            try? FileManager.default.removeItem(atPath: store)
+            try FileManager.default.copyItem(atPath: Self.store, toPath: store)
+            let launch = np == 1 ? "CLADMOP_FAULT=stop:0:scoring \"$CLADMOP\"" : "CLADMOP_FAULT=stop:1:scoring mpirun -np 2 --oversubscribe $ROOT -x CLADMOP_FAULT \"$CLADMOP\""
+            let script = """
+                \(launch) evaluate --checkpoint "$RUN" --data "$STORE" --set "$HIER" > "$STORE.log" 2>&1 &
+                p=$!
+                ranks() { \(np == 1 ? "echo $p" : "pgrep -P $p -x cladmop"); }     # mpirun's children: this job's ranks only
+                stopped() { for r in $(ranks); do [ "$(ps -o stat= -p $r | cut -c1)" = T ] && return 0; done; return 1; }
+                for i in $(seq 600); do stopped && break; sleep 0.1; done
+                stopped || { echo "no rank stopped"; kill $p; wait $p; exit 97; }
+                truncate -s 0 "$STORE"
+                for r in $(ranks); do kill -CONT $r; done
+                wait $p
+                """
+            let r = try runCommand("/bin/bash", ["-c", script], environment: ["CLADMOP": cladmop, "RUN": run, "STORE": store, "HIER": Self.hierarchy,
+                                                                           "ROOT": getuid() == 0 ? "--allow-run-as-root" : ""], timeout: 120)
+            let log = (try? String(contentsOfFile: store + ".log", encoding: .utf8)) ?? ""
+            XCTAssertEqual(r.status, 2, "\(np) rank(s): " + r.output + log)
+            XCTAssertTrue(log.contains("\(store): the file shrank while this process read it through its memory map"), log)
+            XCTAssertFalse(log.contains("Program crashed") || log.contains("Bus error"), log)
+        }
+    }
+
     func testFullTmpfsWhileWritingACheckpointKeepsThePreviousOne() throws {
         let first = try mpirun(np: 2, executable: cladmop, arguments: args("tmpfs-src", steps: 4))
         XCTAssertEqual(first.status, 0, first.output)

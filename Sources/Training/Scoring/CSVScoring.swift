@@ -277,7 +277,9 @@ public struct LoadedCheckpoint {
         let skipped = try store.requireSkippedRowsAllowed(of: store.sourcePaths, skipBadRows: spec.data.skipBadRows)
         if comm.isRoot { for line in skipped { log("featurize: " + line) } }
         let id = store.identity, trainedOn = meta.storeIdentity
-        let remake = "featurize its CSV again with the encoder the checkpoint was trained with (cladmop featurize --data FILE.csv --output FILE.store, encoder.model_dir and encoder.max_tokens as in its config), or give the CSV itself as --data"
+        let remake = id.encoder == "synthetic"
+            ? "give the TOP-format CSV to score as --data (featurized on the fly), or a store cladmop featurize made from it with that encoder"
+            : "featurize its CSV again with the encoder the checkpoint was trained with (cladmop featurize --data FILE.csv --output FILE.store, encoder.model_dir, encoder.precision and encoder.max_tokens as in its config), or give the CSV itself as --data"
         if trainedOn == "synthetic" {
             if comm.isRoot && id.encoder != "synthetic" { warnIfOtherEncoder(store: store, trainedOn: trainedOn, trainedMaxTokens: id.maxTokens, what: "the checkpoint") }
             return
@@ -288,7 +290,8 @@ public struct LoadedCheckpoint {
         if let trained = meta.storeEncoderWeights, let weights = id.encoderWeights, trained != weights {
             throw InputError(file: store.path, "its sentence vectors come from encoder weights with checksum \(weights), the checkpoint \(path) was trained on vectors of weights with checksum \(trained); \(remake)")
         }
-        if id.maxTokens != meta.spec.encoder.maxTokens && comm.isRoot {
+        if id.maxTokens != meta.spec.encoder.maxTokens && comm.isRoot && !warnedOtherEncoder {
+            warnedOtherEncoder = true       // once, not once per ensemble member
             standardErrorWrite(Data("warning: \(store.path): its sentence vectors were made with encoder.max_tokens \(id.maxTokens), the checkpoint was trained on vectors of \(meta.spec.encoder.maxTokens) tokens; to score as trained, \(remake)\n".utf8))
         }
     }
