@@ -61,6 +61,9 @@ public final class MPICommunicator: Communicator {
         MPI_Comm_size(world, &s)
         rank = Int(r)
         size = Int(s)
+        // A mapped input that shrinks while read (`MappedFile`): its line as this communicator's errors, then MPI_Abort.
+        setFaultPrefix("error (rank \(r) of \(s)): ")
+        setFaultAbort { code in MPI_Abort(cmpi_comm_world(), code) }
         supportsHeartbeats = provided >= cmpi_thread_multiple()
         heartbeat = world
         MPI_Comm_dup(world, &heartbeat)

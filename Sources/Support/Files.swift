@@ -38,8 +38,12 @@ public final class MappedFile {
             throw InputError(file: path, "cannot map: \(String(cString: strerror(errno)))")
         }
         bytes = UnsafeRawBufferPointer(start: p, count: size)
-        watchSlot = cs_watch_mapping(p, size, path)
+        watchSlot = cs_watch_mapping(p, size, printable(path))
+        if watchSlot < 0 && MappedFile.unwatchedSaid.withLock({ let first = !$0; $0 = true; return first }) {
+            standardErrorWrite(Data("warning: \(printable(path)): more than 1,024 files are mapped at once, or its path is longer than 4,095 bytes: if it shrinks while read, the process ends with SIGBUS, not with a message naming it\n".utf8))
+        }
     }
+    private static let unwatchedSaid = Locked(false)
 
     deinit {
         cs_unwatch_mapping(watchSlot)
@@ -47,9 +51,13 @@ public final class MappedFile {
     }
 }
 
-/// How the line of a mapped file that shrank under its map begins (`MappedFile`): "error: ", or under mpirun
-/// "error (rank R of W): ", as the job's other errors.
+/// How the line of a mapped file that shrank under its map begins (`MappedFile`): "error: " until the communicator
+/// sets "error (rank R of W): ", as the job's other errors.
 public func setFaultPrefix(_ prefix: String) { cs_set_fault_prefix(prefix) }
+
+/// What ends the job after that line, called with exit status 2 from the signal handler (MPI_Abort under mpirun:
+/// the other ranks would otherwise wait in a collective for the watchdog where no mpirun kills them, as under srun).
+public func setFaultAbort(_ abortJob: @convention(c) (Int32) -> Void) { cs_set_fault_abort(abortJob) }
 
 /// JSON of a typed value with its keys sorted, so that equal values give equal bytes (checksums, hashes and diffs
 /// rely on it); `pretty` indents, `plainSlashes` writes `/` instead of `\/`. Changing a call's options changes bytes

@@ -117,7 +117,6 @@ func argumentEncodingError() -> String? {
 /// a value of no known form ends the job with exit 2).
 func runJob(_ body: (Communicator, FaultPlan) throws -> Void) {
     let comm = makeCommunicator()
-    setFaultPrefix(comm.size > 1 ? "error (rank \(comm.rank) of \(comm.size)): " : "error: ")
     let faults: FaultPlan
     do { faults = try FaultPlan.fromEnvironment() } catch { comm.abort(message: "\(error)", code: 2) }
     Watchdog.injectedStop = faults.stop

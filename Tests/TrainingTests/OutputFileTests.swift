@@ -267,9 +267,11 @@ final class CheckpointRetentionTests: XCTestCase {
         make(Checkpoints.name(step: 20) + ".safetensors")      // the step being written (its JSON not yet renamed)
         make(Checkpoints.name(step: 40) + ".safetensors")      // later than the step just written
         make("notes.safetensors")
+        make("step-best.safetensors")                          // a user's file of a name this code never writes
+        make("step-1.safetensors")
         Checkpoints.prune(dir: dir, keep: 5, protected: nil, upTo: 20)
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).sorted(),
                        ["notes.safetensors", "step-00000010.json", "step-00000010.safetensors", "step-00000020.safetensors",
-                        "step-00000030.json", "step-00000030.safetensors", "step-00000040.safetensors"])
+                        "step-00000030.json", "step-00000030.safetensors", "step-00000040.safetensors", "step-1.safetensors", "step-best.safetensors"])
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import NN
 import Reporting
 import TestSupport
 import TrialData
@@ -128,6 +129,16 @@ final class OutcomeProtocolTests: XCTestCase {
             XCTAssertEqual(r.status, 0, r.output)
         }
         XCTAssertEqual(try String(contentsOfFile: dir + "/p-store.csv", encoding: .utf8), try String(contentsOfFile: dir + "/p-csv.csv", encoding: .utf8))
+        // embed: the same tensors (its metadata names --data), from a member of the ensemble.
+        for (data, out) in [(dir + "/valid.csv", dir + "/e-csv.safetensors"), (dir + "/valid.store", dir + "/e-store.safetensors")] {
+            let r = try mpirun(np: 2, executable: cladmop, arguments: ["embed", "--checkpoint", dir + "/run", "--data", data, "--output", out] + sets, timeout: 600)
+            XCTAssertEqual(r.status, 0, r.output)
+        }
+        let (fromCSV, fromStore) = (try SafetensorsFile(path: dir + "/e-csv.safetensors"), try SafetensorsFile(path: dir + "/e-store.safetensors"))
+        XCTAssertEqual(Set(fromStore.tensors.keys), Set(fromCSV.tensors.keys))
+        XCTAssertFalse(fromCSV.tensors.isEmpty)
+        for name in fromCSV.tensors.keys { XCTAssertEqual(try fromStore.floats(name), try fromCSV.floats(name), name) }
+        XCTAssertEqual(fromStore.metadata["nctids"], fromCSV.metadata["nctids"])
 
         // Refused, exit 2, naming the store: vectors of no encoder, and a trial held twice (a file and a subset of it).
         try writeSyntheticStore(dir: dir)

@@ -366,8 +366,11 @@ public enum Checkpoints {
         // A tensors file without its JSON is no checkpoint: what a kill between `remove`'s two unlinks, or between a
         // write's two renames, leaves. Those of earlier steps go (one of this step is its checkpoint being written).
         for file in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] where file.hasSuffix(".safetensors") {
-            let json = String(file.dropLast(".safetensors".count)) + ".json"
-            guard RunLayout.isCheckpointMetadata(json), (json.count, json) < (current.count, current),
+            let stem = file.dropLast(".safetensors".count), digits = stem.dropFirst("step-".count)
+            let json = String(stem) + ".json"
+            // Only the names this code writes (step- and 8 or more digits): a user's step-best.safetensors stays.
+            guard stem.hasPrefix("step-"), digits.count >= 8, digits.allSatisfy({ $0.isASCII && $0.isNumber }),
+                  (json.count, json) < (current.count, current),
                   !FileManager.default.fileExists(atPath: dir + "/" + json) else { continue }
             FilesRead.forget(dir + "/" + file)
             unlink(dir + "/" + file)

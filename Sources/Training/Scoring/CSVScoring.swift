@@ -143,6 +143,8 @@ func warnInSample(_ count: Int, of total: Int, csv: String, checkpoint: String, 
 public struct ScoringInputs {
     public let hierarchy: ICD10Hierarchy
     public let store: FeatureStore
+    /// Whether --data named the store itself (decided once, agreed by the ranks: every member scores it alike).
+    public let givenStore: Bool
 }
 
 /// A checkpoint's DM branch ready to run: a pretraining checkpoint's model, or a fine-tuned one with its LoRA
@@ -234,7 +236,7 @@ public struct LoadedCheckpoint {
     /// nil: read here, and kept there): the members of an ensemble read them once, each still checked against them.
     public func rows(of csv: String, spec: RunSpec, comm: Communicator, labels: LabelRequirement,
                      log: @escaping (String) -> Void, inputs: inout ScoringInputs?) throws -> ([StoredTrial], BatchBuilder) {
-        let givenStore = FeatureStore.startsWithMagic(csv)
+        let givenStore = inputs?.givenStore ?? FeatureStore.startsWithMagic(csv)
         if inputs == nil {
             // A rank that read a CSV while another read a store would wait in another collective.
             try requireAgreement([("--data \(csv)", givenStore ? "a feature store" : "a CSV")], comm: comm, what: "files to score")
@@ -251,7 +253,7 @@ public struct LoadedCheckpoint {
             try requireTrainedEncoder(spec: spec, meta: meta, checkpoint: path)
             store = try inputs?.store ?? storeContaining([csv], spec: spec, hierarchy: hierarchy, comm: comm, labels: labels, log: log)
         }
-        inputs = ScoringInputs(hierarchy: hierarchy, store: store)
+        inputs = ScoringInputs(hierarchy: hierarchy, store: store, givenStore: givenStore)
         guard store.dim == meta.model.encoderDim else {
             throw InputError(file: store.path, "sentence vectors have width \(store.dim), the checkpoint expects \(meta.model.encoderDim)")
         }
@@ -287,8 +289,13 @@ public struct LoadedCheckpoint {
         guard id.encoder == trainedOn else {
             throw InputError(file: store.path, "its sentence vectors come from \(id.encoder == "synthetic" ? "no encoder (a synthetic store, cladmop synth)" : "the encoder \(id.encoder)"), the checkpoint \(path) was trained on those of \(trainedOn); \(remake)")
         }
-        if let trained = meta.storeEncoderWeights, let weights = id.encoderWeights, trained != weights {
-            throw InputError(file: store.path, "its sentence vectors come from encoder weights with checksum \(weights), the checkpoint \(path) was trained on vectors of weights with checksum \(trained); \(remake)")
+        if let trained = meta.storeEncoderWeights, trained != id.encoderWeights {
+            throw InputError(file: store.path, (id.encoderWeights.map { "its sentence vectors come from encoder weights with checksum \($0)" }
+                                                ?? "it records no checksum of its encoder's weights (a store featurized before 2026-12-04)")
+                             + ", the checkpoint \(path) was trained on vectors of weights with checksum \(trained); \(remake)")
+        }
+        guard id.featurizerVersion == FeatureStore.featurizerVersion else {
+            throw InputError(file: store.path, "was written by featurizer version \(id.featurizerVersion), this cladmop featurizes with version \(FeatureStore.featurizerVersion); \(remake)")
         }
         if id.maxTokens != meta.spec.encoder.maxTokens && comm.isRoot && !warnedOtherEncoder {
             warnedOtherEncoder = true       // once, not once per ensemble member
@@ -331,7 +338,8 @@ public func scoreCSV(checkpoint: String, csv: String, spec: RunSpec, comm: Commu
         if comm.isRoot && count > 0 {
             standardErrorWrite(Data(("warning: \(count) of the \(scored.trials.count) trials of \(csv) were in the SCT corpus that "
                 + "\(checkpoint)'s pretraining trained or validated on (successful trials, recorded in its pretraining checkpoint): their scores are "
-                + "not out of sample (exclude the file from SCT with data.exclude_csvs to report on it)\n").utf8))
+                + "not out of sample (exclude " + (FeatureStore.startsWithMagic(csv) ? "the CSVs the store was featurized from" : "the file")
+                + " from SCT with data.exclude_csvs to report on it)\n").utf8))
         }
     }
     return scored
