@@ -81,15 +81,10 @@ final class OutcomeEndToEndTests: XCTestCase {
     /// model's computed in fp32 (CLADMOP_FORCE_NO_BF16, the fallback of a CPU without bf16), so bf16 is really used.
     func testABF16FineTunedModelIsScoredInBF16() throws {
         try XCTSkipUnless(Precision.bf16Available, "no AVX512-BF16 here: bf16 falls back to fp32")
-        let dir = try scratchDirectory("outcome-bf16")
+        let small = try SmallFinetuning("outcome-bf16", ["finetune.epochs=2", "finetune.ensemble=1", "finetune.select_latest=0"], validRows: 40)
+        let (dir, cladmop, sets) = (small.dir, small.cladmop, small.sets)
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        try writeCSVSubset(from: repoRoot + "/data/top/phase_I_train.csv", rows: 0..<24, to: dir + "/train.csv")
-        try writeCSVSubset(from: repoRoot + "/data/top/phase_I_valid.csv", rows: 0..<40, to: dir + "/valid.csv")
-        let cladmop = releaseOrDebugProduct("cladmop")
-        let sets = smallFinetuneSettings(dir: dir, ["finetune.epochs=2", "finetune.ensemble=1", "finetune.select_latest=0"])
-        let ft = try mpirun(np: 2, executable: cladmop, arguments: ["finetune", "--pretrained", "none", "--train", dir + "/train.csv",
-                                                                   "--valid", dir + "/valid.csv", "--run-dir", dir + "/run",
-                                                                   "--set", "train.precision=bf16"] + sets, timeout: 600)
+        let ft = try small.finetune(["--set", "train.precision=bf16"], "run")
         XCTAssertEqual(ft.status, 0, ft.output)
         let best = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/run/best.json"))) as! [String: Any]
         let ev = try mpirun(np: 2, executable: cladmop, arguments: ["evaluate", "--checkpoint", dir + "/run", "--data", dir + "/valid.csv",

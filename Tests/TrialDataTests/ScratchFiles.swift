@@ -61,16 +61,16 @@ func writeCSVSubset(from source: String, rows: Range<Int>, to path: String, labe
     try (lines.joined(separator: "\n") + "\n").write(toFile: path, atomically: true, encoding: .utf8)
 }
 
-/// Fine-tuning from scratch (`--pretrained none`, 2 ranks) on 24 trials of phase_I_train.csv (`dir`/train.csv) and 12 of
-/// phase_I_valid.csv (`dir`/valid.csv), written into a fresh scratch folder; `sets`: `smallFinetuneSettings` with the
-/// given settings. The caller removes `dir`.
+/// Fine-tuning from scratch (`--pretrained none`, 2 ranks) on 24 trials of phase_I_train.csv (`dir`/train.csv) and the
+/// first `validRows` of phase_I_valid.csv (`dir`/valid.csv), written into a fresh scratch folder; `sets`:
+/// `smallFinetuneSettings` with the given settings. The caller removes `dir`.
 struct SmallFinetuning {
     let dir: String, cladmop: String, sets: [String]
 
-    init(_ name: String, _ settings: [String]) throws {
+    init(_ name: String, _ settings: [String], validRows: Int = 12) throws {
         dir = try scratchDirectory(name)
         try writeCSVSubset(from: repoRoot + "/data/top/phase_I_train.csv", rows: 0..<24, to: dir + "/train.csv")
-        try writeCSVSubset(from: repoRoot + "/data/top/phase_I_valid.csv", rows: 0..<12, to: dir + "/valid.csv")
+        try writeCSVSubset(from: repoRoot + "/data/top/phase_I_valid.csv", rows: 0..<validRows, to: dir + "/valid.csv")
         cladmop = releaseOrDebugProduct("cladmop")
         sets = smallFinetuneSettings(dir: dir, settings)
     }
