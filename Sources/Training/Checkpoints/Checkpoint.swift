@@ -346,8 +346,9 @@ public enum Checkpoints {
     }
 
     /// Deletes all but the newest `keep` checkpoints up to `step` (the one just written), never the one named
-    /// `protected`, the tensors files of earlier steps left without their JSON, and the temporary files that a crash in the middle of a write left behind (once stale: their
-    /// process gone, a minute old, no writer's flock; `removeStaleTemporaries`). Checkpoints of later
+    /// `protected`, the tensors files of earlier steps left without their JSON, and the temporary files that a crash in
+    /// the middle of a write left behind (once stale: their process gone, a minute old, no writer's flock;
+    /// `removeStaleTemporaries`). Checkpoints of later
     /// steps (damaged ones that a resume skipped) neither count nor go: counted, they had pruned the checkpoint just
     /// written (keep_last 1) until the run came back to their step, and left none to resume from (a crash-consistency
     /// review); the run's own checkpoint of that step replaces each when it gets there.
