@@ -100,6 +100,15 @@ public func checkRunDirectory(_ runDir: String, comm: Communicator, resume: Bool
     // A link elsewhere (checkpoints/ on a larger disk) is the user's choice; a linked file (a `cp -rs` copy of a run)
     // is replaced by this run's own on its first write (metrics.jsonl is copied before a resumed run appends).
     let own = resolvedPath(runDir)
+    // A run folder that is a link to a folder that does not exist (a disk not mounted): named now, not when the first
+    // checkpoint is written after the training it would lose.
+    for name in ["checkpoints", "members"] where artifacts.contains(name) {
+        var lst = stat(), target = stat()
+        if lstat(runDir + "/" + name, &lst) == 0, (lst.st_mode & S_IFMT) == S_IFLNK, stat(runDir + "/" + name, &target) != 0 {
+            throw InputError(file: runDir + "/" + name, "is a link to \((try? FileManager.default.destinationOfSymbolicLink(atPath: runDir + "/" + name)) ?? "?"), "
+                             + "which does not exist (a disk not mounted?); mount or make it, or remove the link")
+        }
+    }
     for name in artifacts {
         var lst = stat(), linked = stat()
         guard lstat(runDir + "/" + name, &lst) == 0, (lst.st_mode & S_IFMT) == S_IFLNK,
@@ -121,10 +130,18 @@ public func checkRunDirectory(_ runDir: String, comm: Communicator, resume: Bool
         throw InputError(file: runDir, "holds a batch-size sweep (points.tsv, runs/); a run goes into a folder of its own: choose another --run-dir")
     }
     let present = artifacts.filter { FileManager.default.fileExists(atPath: runDir + "/" + $0) }
-    if !present.isEmpty && !resume && !overwrite && !onlyStarted(runDir) {
+    // A run writes its config.yaml first (prepareRunDirectory) and --overwrite moves it aside last: run entries without
+    // it, or beside a config.yaml that no run wrote, are not a run of ours (another program's, or the user's own files).
+    let foreignConfig = present.contains("config.yaml") && !holdsRunConfig(runDir)
+    let withoutConfig = !present.isEmpty && !present.contains("config.yaml")
+    if !present.isEmpty && !resume && !overwrite && !onlyStarted(runDir) && !foreignConfig {
+        if withoutConfig {
+            throw InputError(file: runDir, "holds \(present.joined(separator: ", ")) but no config.yaml, which every cladmop run writes first: "
+                             + "not a run this command continues or replaces; move them away or choose another --run-dir")
+        }
         throw InputError(file: runDir, "already holds a run (\(present.joined(separator: ", "))); \(hint)")
     }
-    if onlyStarted(runDir) && !resume && !overwrite {
+    if onlyConfigWritten(runDir) && !resume && !overwrite {
         // Its config.yaml is replaced: not when it is this command's --config.
         for (option, path) in inputs where !path.isEmpty && resolvedPath(path) == resolvedPath(runDir) + "/config.yaml" {
             throw InputError(file: path, "\(option) is the config.yaml of \(runDir), which this run replaces; copy it out of the run folder first")
@@ -155,6 +172,16 @@ public func checkRunDirectory(_ runDir: String, comm: Communicator, resume: Bool
             }
         }
     }
+    if foreignConfig {
+        throw InputError(file: runDir + "/config.yaml", "is not a configuration that a cladmop run wrote (its first line is not \"\(runConfigHeader.dropLast())\"): "
+                         + "\(runDir) is not a run folder, and this command would replace that file\(overwrite ? " and delete the folder's other entries" : ""); move it away or choose another --run-dir")
+    }
+    // --overwrite deletes only a run's own entries: never those of a folder that holds no run's config.yaml (a probe's
+    // checkpoints/ of another tool and its own report.md went without a word).
+    if withoutConfig && overwrite {
+        throw InputError(file: runDir, "holds \(present.joined(separator: ", ")) but no config.yaml, which every cladmop run writes first: "
+                         + "--overwrite replaces a cladmop run only and removes nothing here; move them away or choose another --run-dir")
+    }
 }
 
 /// The run folder (other than `own`) that `target` is, or is a run entry of (its checkpoints/, metrics.jsonl, ...), or lies
@@ -179,8 +206,25 @@ func runOwning(_ target: URL, except own: String) -> String? {
 /// (a bad input found later, an interruption) before training wrote anything; a new run may take the folder.
 /// (Judged by every file either kind of run writes, TensorBoard's included: not by one command's own list.)
 public func onlyStarted(_ runDir: String) -> Bool {
+    onlyConfigWritten(runDir) && holdsRunConfig(runDir)
+}
+
+/// Whether config.yaml is the only run entry of `runDir` (whoever wrote it).
+func onlyConfigWritten(_ runDir: String) -> Bool {
     let names = (try? FileManager.default.contentsOfDirectory(atPath: runDir)) ?? []
     return finetuneArtifacts.filter { names.contains($0) } == ["config.yaml"] && !names.contains { $0.hasPrefix("events.out.tfevents.") }
+}
+
+/// The first line of every config.yaml that a run writes (`Config.yaml`).
+let runConfigHeader = "# resolved cladmop configuration\n"
+
+/// Whether `runDir/config.yaml` is a regular file that a run wrote (it starts with `runConfigHeader`). A config.yaml
+/// written by hand or by another program (a probe's "my config: 1") is not: such a folder is no run to take or replace.
+public func holdsRunConfig(_ runDir: String) -> Bool {
+    let path = runDir + "/config.yaml"
+    guard let data = try? readRegularFile(path, what: "run configuration", limit: 1 << 26) else { return false }
+    FilesRead.forget(path)      // looked at to be replaced, not an input of this command
+    return data.starts(with: Data(runConfigHeader.utf8))
 }
 
 /// What shows that `dir` holds a pretraining run, finished or not: its checkpoints/best.json without a best.json of its
