@@ -271,7 +271,10 @@ public struct Config: Sendable {
             let v = values[key.path]!
             switch v {
             case .string(let s): out += "  \(parts[1]): \(yamlQuote(s))\n"
-            case .strings(let l): out += "  \(parts[1]): [\(l.map(yamlQuote).joined(separator: ", "))]\n"
+            case .strings(let l):
+                // Phases are numbers ([1, 2]: a probe saw data.sct_phases written as ["1"]); names are quoted.
+                if case .phaseList = key.kind { out += "  \(parts[1]): [\(l.joined(separator: ", "))]\n"; continue }
+                out += "  \(parts[1]): [\(l.map(yamlQuote).joined(separator: ", "))]\n"
             default: out += "  \(parts[1]): \(v)\n"
             }
         }

@@ -43,9 +43,9 @@ enum YAMLInput {
         throw InputError("\(origin): not valid UTF-8")
     }
 
-    /// Nesting depth (indentation levels, "- " sequence entries, flow brackets, counted across lines) and anchors and
-    /// aliases where a node starts, outside quoted scalars and comments. Where a node may start: a line's start, after
-    /// `key:`, a `-` entry or a `?` key (each followed by a space or tab), after a tag (`!!str`), and in flow context
+    /// Nesting depth (indentation levels, "- " sequence entries, flow brackets, counted across lines) and anchors,
+    /// aliases and tags where a node starts, outside quoted scalars and comments. Where a node may start: a line's start, after
+    /// `key:`, a `-` entry or a `?` key (each followed by a space or tab), and in flow context
     /// after `[`, `{` or `,`; elsewhere & and * are characters of a plain value (`R &D`, `my *draft* store`, `x:*y`).
     /// A quote opens a quoted scalar only where a node starts, and is closed by the end of its line here (a quoted
     /// scalar that goes on is scanned as YAML: stricter, never blinder). `value`'s node budget stops an alias that
@@ -62,7 +62,7 @@ enum YAMLInput {
                 while let last = indents.last, last >= i { indents.removeLast() }
                 indents.append(i)
             }
-            var depth = indents.count + flow, quote: Unicode.Scalar? = nil, nodeStart = true, inTag = false
+            var depth = indents.count + flow, quote: Unicode.Scalar? = nil, nodeStart = true
             var j = i
             while j < n {
                 let c = line[j]
@@ -74,10 +74,7 @@ enum YAMLInput {
                     }
                     j += 1; continue
                 }
-                if c == " " || c == "\t" {
-                    if inTag { inTag = false; nodeStart = true }    // a tag's node follows it
-                    j += 1; continue
-                }
+                if c == " " || c == "\t" { j += 1; continue }
                 if c == "#" && (j == 0 || blank(j - 1)) { break }
                 let atStart = nodeStart
                 nodeStart = false
@@ -98,7 +95,10 @@ enum YAMLInput {
                 } else if c == ":" && (blank(j + 1) || (flow > 0 && j + 1 < n && ",]}".unicodeScalars.contains(line[j + 1]))) {
                     nodeStart = true
                 } else if atStart && c == "!" {
-                    inTag = true
+                    // A tag (!!str, !!null, !!python/object, !local) would re-type or be ignored by the reader: a
+                    // probe's `seed: !!python/object:os.system 1` was read as 1, `!!null 64` as 64.
+                    throw InputError("\(origin): line \(lineNo): YAML tags (!!str, !name) are not supported in configurations"
+                                     + " (quote a value that starts with !: \"!...\")")
                 }
                 guard depth <= maxDepth else {
                     throw InputError("\(origin): line \(lineNo): nested deeper than \(maxDepth) levels; a configuration is sections of keys")

@@ -53,6 +53,7 @@ struct Cladmop: ParsableCommand {
         }
         do {
             var command = try parseAsRoot()
+            if let warning = repeatedOptionWarning(type(of: command)) { standardErrorWrite(Data(warning.utf8)) }
             MPICommunicator.command = type(of: command)._commandName
             try command.run()
             // What was printed is flushed: a result printed into a full disk (config --get X > f, compare > table.md) is
@@ -223,3 +224,45 @@ func log(_ line: String) {
     flushStandardOutput()
 }
 
+
+/// A warning for each single-valued option of `command` given more than once (`--run-dir A --run-dir B`): ArgumentParser
+/// keeps the last without a word (a probe's predict read only the second --checkpoint, --data and --output), as
+/// --config (with its own warning) and --set do. Options that take several values (--config, --set, --eval) are
+/// left out; scanning stops at `--`. Printed by one process: outside mpirun, or by its rank 0 (before MPI starts).
+func repeatedOptionWarning(_ command: ParsableCommand.Type) -> String? {
+    let env = ProcessInfo.processInfo.environment
+    guard (env["OMPI_COMM_WORLD_RANK"] ?? env["PMIX_RANK"] ?? "0") == "0" else { return nil }
+    struct Dump: Decodable {
+        struct Name: Decodable { var kind: String; var name: String }
+        struct Argument: Decodable { var kind: String; var isRepeating: Bool; var names: [Name]? }
+        struct Command: Decodable { var arguments: [Argument]? }
+        var command: Command
+    }
+    guard let dump = try? JSONDecoder().decode(Dump.self, from: Data(command._dumpHelp().utf8)) else { return nil }
+    var single: [String: String] = [:]      // spelling -> the option's first spelling
+    for argument in dump.command.arguments ?? [] where argument.kind == "option" && !argument.isRepeating {
+        let spellings = (argument.names ?? []).map { ($0.kind == "long" ? "--" : "-") + $0.name }
+        for spelling in spellings { single[spelling] = spellings.first }
+    }
+    var values: [String: [String]] = [:], order: [String] = []
+    let arguments = Array(CommandLine.arguments.dropFirst())
+    var i = 0
+    while i < arguments.count, arguments[i] != "--" {
+        let token = arguments[i]
+        let parts = token.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+        let inline = token.hasPrefix("--") && parts.count == 2
+        if let option = single[inline ? parts[0] : token] {
+            if values[option] == nil { order.append(option) }
+            values[option, default: []].append(inline ? parts[1] : (i + 1 < arguments.count ? arguments[i + 1] : ""))
+            if !inline { i += 1 }
+        }
+        i += 1
+    }
+    let repeated = order.filter { Set(values[$0]!).count > 1 }     // the same value twice changes nothing
+    guard !repeated.isEmpty else { return nil }
+    return repeated.map { option in
+        let given = values[option]!
+        return "warning: \(option) given \(given.count) times; the last applies, \(printable(given.last!)) (not "
+            + given.dropLast().map { printable($0) }.joined(separator: ", ") + ")\n"
+    }.joined()
+}

@@ -52,6 +52,18 @@ final class CLITests: XCTestCase {
                        "cladmop: checkpoint format \(CheckpointMeta.currentVersion), feature store format 1 (featurizer 1)")
     }
 
+    /// A single-valued option given twice is said (a probe, session 48: predict read only the second --checkpoint,
+    /// --data and --output without a word); options that take several values (--get, --set) are not.
+    func testASingleValuedOptionGivenTwiceIsSaid() throws {
+        let r = try cladmop(["evaluate", "--checkpoint", "/nowhere/a", "--data", "x.csv", "--checkpoint=/nowhere/b"])
+        XCTAssertEqual(r.status, 2, r.output)
+        XCTAssertTrue(r.output.contains("warning: --checkpoint given 2 times; the last applies, /nowhere/b (not /nowhere/a)"), r.output)
+        XCTAssertFalse(r.output.contains("--data given"), r.output)
+        let get = try cladmop(["config", "--get", "train.seed", "--get", "train.epochs"])
+        XCTAssertEqual(get.status, 0, get.output)
+        XCTAssertFalse(get.output.contains("given 2 times"), get.output)
+    }
+
     /// The Launch scripts pass evaluate and predict only the words after `--` that scoring reads (`scoring_args` of
     /// Launch/common.sh): a stranger's probe saw every `Launch/finetune -- --set finetune.X=...` end with evaluate's
     /// warning that the settings had no effect. The shell's list is checked against the binary's: evaluate names none

@@ -57,6 +57,19 @@ final class SpecValidationTests: XCTestCase {
         }
     }
 
+    /// The resolved YAML writes data.sct_phases as numbers (a probe saw `["1"]`, also in a run's config.yaml) and
+    /// file names quoted; both read back to the same values.
+    func testTheResolvedYAMLWritesPhasesAsNumbers() throws {
+        let c = try Config(file: nil, overrides: ["data.sct_phases=[2, 1]", "data.files=[a.csv, 010]"])
+        XCTAssertTrue(c.yaml.contains("\n  sct_phases: [2, 1]\n"), c.yaml)
+        XCTAssertTrue(c.yaml.contains("\n  files: [\"a.csv\", \"010\"]\n"), c.yaml)
+        let file = Self.work + "/resolved-phases.yaml"
+        try c.yaml.write(toFile: file, atomically: true, encoding: .utf8)
+        let again = try Config(file: file)
+        XCTAssertEqual(again.values["data.sct_phases"], .strings(["2", "1"]))
+        XCTAssertEqual(again.values["data.files"], .strings(["a.csv", "010"]))
+    }
+
     /// finetune.threshold_confidence reaches the spec, is range-checked, and is written into checkpoint metadata only
     /// when it is not the default (a checkpoint written before the key re-encodes to the same bytes).
     func testThresholdConfidenceIsValidatedAndEncodedOnlyWhenNotTheDefault() throws {
@@ -290,11 +303,18 @@ final class YAMLAliasBudgetTests: XCTestCase {
 
     func testTheScanRefusesAnchorsAfterATabInFlowContinuationLinesAndInCRLFFiles() {
         for text in ["train:\n  epochs:\t&a 3\n", "data:\n  files: [a.csv,\n    *x]\n", "data:\r\n  files: [a.csv,\r\n    *x]\r\n",
-                     "data:\n  exclude_file: {p 'q: 1, a: &a {k: 1}}\n", "data:\n  files: [!!str &a x]\n"] {
+                     "data:\n  exclude_file: {p 'q: 1, a: &a {k: 1}}\n"] {
             XCTAssertThrowsError(try YAMLInput.scan(text, origin: "c.yaml"), text.debugDescription) { error in
                 XCTAssertTrue("\(error)".contains("anchors and aliases"), "\(error)")
             }
         }
+        // A tag where a node starts (the reader had ignored or re-typed it), also before an anchor; a ! inside a value is text.
+        for text in ["data:\n  files: [!!str &a x]\n", "train:\n  seed: !!python/object:os.system 1\n", "train:\n  global_batch: !!null 64\n", "a:\n  b:\t!x 1\n"] {
+            XCTAssertThrowsError(try YAMLInput.scan(text, origin: "c.yaml"), text.debugDescription) { error in
+                XCTAssertTrue("\(error)".contains("line 2: YAML tags"), "\(error)")
+            }
+        }
+        XCTAssertNoThrow(try YAMLInput.scan("data:\n  feature_store: runs/wow!.store\n", origin: "c.yaml"))
         // Plain text with & and * is no anchor; a CRLF file of 20 list items is not 20 levels deep.
         let crlf = "data:\r\n  files:\r\n" + (0..<20).map { "    - f\($0).csv\r\n" }.joined()
         for text in ["data:\n  feature_store: my *draft* store\n  exclude_file: R &D\n", "x: run-*draft*\ny: x:*y\n", crlf] {

@@ -236,6 +236,12 @@ public enum Checkpoints {
     public static func load(jsonPath: String) throws -> (CheckpointMeta, SafetensorsFile) {
         let data = try readRegularFile(jsonPath, what: "checkpoint metadata", limit: 64 << 20)
         try refuseDuplicateJSONKeys(data, file: jsonPath)
+        // A JSON object without `format` is another file (an eval.json, a best.json, metrics): said as such.
+        if let probe = try? JSONDecoder().decode(FormatProbe.self, from: data), probe.format == nil,
+           !RunLayout.isCheckpointMetadata(URL(fileURLWithPath: jsonPath).lastPathComponent) {
+            throw InputError(file: jsonPath, "is not a checkpoint's metadata (a JSON object without the \"format\": \"cladmop-checkpoint\" of step-NNNNNNNN.json; "
+                             + "an evaluation's eval.json?): name a run folder, its best.json or a checkpoints/step-NNNNNNNN.json")
+        }
         if let probe = try? JSONDecoder().decode(FormatProbe.self, from: data),
            probe.format != "cladmop-checkpoint" || !CheckpointMeta.readableVersions.contains(probe.version ?? -1) {
             throw InputError(file: jsonPath, "unsupported checkpoint format \(probe.format ?? "-") version \(probe.version.map(String.init) ?? "-") (this cladmop reads cladmop-checkpoint versions \(CheckpointMeta.readableVersions.lowerBound)-\(CheckpointMeta.readableVersions.upperBound); retrain or use the cladmop that wrote it)")

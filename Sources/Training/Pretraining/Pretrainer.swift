@@ -106,20 +106,24 @@ public final class Pretrainer {
             throw InputError(file: checkpointDir, "none of its \(damaged.count) checkpoint(s) can be resumed (each is damaged, see above); move them away to start afresh or replace the run with --overwrite")
         }
         guard let (path, meta, tensors) = found else {
-            // A run that evaluated (at an epoch's end, where it also checkpoints) or ended wrote checkpoints: with none
-            // left (deleted, or checkpoints/ a link to a disk not mounted), starting afresh would replace its
-            // metrics.jsonl, config.yaml and report with a new run's (a probe's).
+            // A run that completed a checkpoint and lost it (deleted, or checkpoints/ a link to a disk not mounted):
+            // starting afresh would replace its metrics.jsonl, config.yaml and report with a new run's (a probe's). Its
+            // log shows one: a summary (written after the last checkpoint), or a step after an evaluation (the
+            // checkpoint at an evaluation is written before the next step). An evaluation alone does not: a kill or a
+            // full disk while the first checkpoint was written leaves one, and that run starts afresh (restarts).
             if comm.isRoot {
                 // Its own log: one linked from another run (a `cp -rs` copy) is that run's, and this run writes its own.
                 let metrics = runDir + "/metrics.jsonl"
                 var lst = stat()
                 let own = lstat(metrics, &lst) == 0 && (lst.st_mode & S_IFMT) == S_IFREG
-                struct Record: Decodable {}
-                let written = MetricsLog.records(of: "eval", in: metrics, as: Record.self).count
-                    + MetricsLog.records(of: "summary", in: metrics, as: Record.self).count
+                struct Stepped: Decodable { var step: Int? }
+                let evals = MetricsLog.records(of: "eval", in: metrics, as: Stepped.self).compactMap(\.step)
+                let ended = !MetricsLog.records(of: "summary", in: metrics, as: Stepped.self).isEmpty
+                let after = evals.min().map { first in MetricsLog.records(of: "train", in: metrics, as: Stepped.self).contains { ($0.step ?? 0) > first } } ?? false
                 FilesRead.forget(metrics)
-                if own && written > 0 {
-                    throw InputError(file: checkpointDir, "holds no checkpoint, but \(metrics) records a run that evaluated or ended (and so wrote checkpoints): "
+                if own && (ended || after) {
+                    throw InputError(file: checkpointDir, "holds no checkpoint, but \(metrics) records a run that "
+                                     + (ended ? "ended" : "trained past its first evaluation") + " (and so wrote checkpoints): "
                                      + "resuming would start afresh over it; put its checkpoints back, replace the run with --overwrite or choose another --run-dir")
                 }
                 log("resume: no valid checkpoint in \(checkpointDir); starting from scratch")
