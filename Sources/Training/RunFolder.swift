@@ -134,15 +134,13 @@ public func checkRunDirectory(_ runDir: String, comm: Communicator, resume: Bool
     // it, or beside a config.yaml that no run wrote, are not a run of ours (another program's, or the user's own files).
     let foreignConfig = present.contains("config.yaml") && !holdsRunConfig(runDir)
     let withoutConfig = !present.isEmpty && !present.contains("config.yaml")
-    // What this command would write over or delete there without a run's config.yaml: the folder's own entries (a link
-    // is the user's pointer elsewhere: a `cp -rs` copy, checkpoints/ on a larger disk) that hold something, and with
-    // --overwrite every entry it removes (TensorBoard event files too).
+    // What --resume auto would write over without a run's config.yaml: the folder's own entries (a link is the user's
+    // pointer elsewhere: a `cp -rs` copy, checkpoints/ on a larger disk) that hold something.
     let ownEntries = present.filter { name in
         var lst = stat()
         guard lstat(runDir + "/" + name, &lst) == 0, (lst.st_mode & S_IFMT) != S_IFLNK else { return false }
         return (lst.st_mode & S_IFMT) != S_IFDIR || !((try? FileManager.default.contentsOfDirectory(atPath: runDir + "/" + name)) ?? []).isEmpty
     }
-    let removed = overwrite ? overwriteRemoves(runDir, artifacts: artifacts).previous : []
     if !present.isEmpty && !resume && !overwrite && !onlyStarted(runDir) && !foreignConfig {
         if withoutConfig {
             throw InputError(file: runDir, "holds \(present.joined(separator: ", ")) but no config.yaml, which every cladmop run writes first: "
@@ -170,6 +168,12 @@ public func checkRunDirectory(_ runDir: String, comm: Communicator, resume: Bool
     // interrupted --overwrite left is removed by every command that writes a run here; the previous run by --overwrite.
     let run = resolvedPath(runDir)
     let entries = overwriteRemoves(runDir, artifacts: artifacts)
+    // --overwrite deletes only a run's own entries: never those of a folder that holds no run's config.yaml (a probe's
+    // checkpoints/ of another tool and its own report.md went without a word).
+    if overwrite && !entries.previous.isEmpty && !entries.previous.contains("config.yaml") {
+        throw InputError(file: runDir, "holds \(entries.previous.prefix(5).joined(separator: ", "))\(entries.previous.count > 5 ? ", ..." : "") but no config.yaml, which every cladmop run writes first: "
+                         + "--overwrite replaces a cladmop run only and removes nothing here; move them away or choose another --run-dir")
+    }
     for name in entries.leftovers + (overwrite ? entries.previous : []) {
         let removed = run + "/" + name
         for (option, path) in inputs where !path.isEmpty {
@@ -184,12 +188,6 @@ public func checkRunDirectory(_ runDir: String, comm: Communicator, resume: Bool
     if foreignConfig {
         throw InputError(file: runDir + "/config.yaml", "is not a configuration that a cladmop run wrote (not a regular file that starts with the line \"\(runConfigHeader.dropLast())\"): "
                          + "this command would replace it\(overwrite ? " and delete the folder's other run entries" : ""); move it away or choose another --run-dir")
-    }
-    // --overwrite deletes only a run's own entries: never those of a folder that holds no run's config.yaml (a probe's
-    // checkpoints/ of another tool and its own report.md went without a word).
-    if overwrite && !removed.isEmpty && !removed.contains("config.yaml") {
-        throw InputError(file: runDir, "holds \(removed.prefix(5).joined(separator: ", "))\(removed.count > 5 ? ", ..." : "") but no config.yaml, which every cladmop run writes first: "
-                         + "--overwrite replaces a cladmop run only and removes nothing here; move them away or choose another --run-dir")
     }
     // --resume auto into such a folder starts afresh when it holds no checkpoint of ours, writing over those entries
     // (another tool's checkpoints/ filled with this run's, the user's report.md replaced).

@@ -224,7 +224,6 @@ func log(_ line: String) {
     flushStandardOutput()
 }
 
-
 /// A warning for each single-valued option of `command` given more than once (`--run-dir A --run-dir B`): ArgumentParser
 /// keeps the last without a word (a probe's predict read only the second --checkpoint, --data and --output), as
 /// --config (with its own warning) and --set do. Options that take several values (--config, --set, --eval) are
@@ -244,7 +243,7 @@ func repeatedOptionWarning(_ command: ParsableCommand.Type) -> String? {
         let spellings = (argument.names ?? []).map { ($0.kind == "long" ? "--" : "-") + $0.name }
         for spelling in spellings { single[spelling] = spellings.first }
     }
-    var values: [String: [String]] = [:], order: [String] = []
+    var given: [(option: String, values: [String])] = []        // in the order first given
     let arguments = Array(CommandLine.arguments.dropFirst())
     var i = 0
     while i < arguments.count, arguments[i] != "--" {
@@ -252,17 +251,17 @@ func repeatedOptionWarning(_ command: ParsableCommand.Type) -> String? {
         let parts = token.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
         let inline = token.hasPrefix("--") && parts.count == 2
         if let option = single[inline ? parts[0] : token] {
-            if values[option] == nil { order.append(option) }
-            values[option, default: []].append(inline ? parts[1] : (i + 1 < arguments.count ? arguments[i + 1] : ""))
+            let value = inline ? parts[1] : (i + 1 < arguments.count ? arguments[i + 1] : "")
+            if let k = given.firstIndex(where: { $0.option == option }) { given[k].values.append(value) } else { given.append((option, [value])) }
             if !inline { i += 1 }
         }
         i += 1
     }
-    let repeated = order.filter { Set(values[$0]!).count > 1 }     // the same value twice changes nothing
-    guard !repeated.isEmpty else { return nil }
-    return repeated.map { option in
-        let given = values[option]!
-        return "warning: \(option) given \(given.count) times; the last applies, \(printable(given.last!)) (not "
-            + given.dropLast().map { printable($0) }.joined(separator: ", ") + ")\n"
-    }.joined()
+    // The same value twice changes nothing: not said.
+    let lines = given.compactMap { entry -> String? in
+        guard let last = entry.values.last, Set(entry.values).count > 1 else { return nil }
+        return "warning: \(entry.option) given \(entry.values.count) times; the last applies, \(printable(last)) (not "
+            + entry.values.dropLast().map(printable).joined(separator: ", ") + ")\n"
+    }
+    return lines.isEmpty ? nil : lines.joined()
 }
