@@ -119,6 +119,44 @@ final class OutcomeEndToEndTests: XCTestCase {
         XCTAssertTrue(mixed.output.contains("different checkpoints"), mixed.output)
     }
 
+    /// A checkpoint records the precision its model was computed in, not the one asked for: train.precision bf16 on a
+    /// CPU without AVX512-BF16 (CLADMOP_FORCE_NO_BF16, the fallback) trains in fp32, and its pretraining and fine-tuning
+    /// checkpoints say fp32, so an AVX512-BF16 machine scores them in fp32 as trained (they had said bf16, and such a
+    /// machine scored them in bf16). Where bf16 runs, a run asked for bf16 without the fallback records bf16.
+    func testACheckpointRecordsThePrecisionItWasComputedIn() throws {
+        let small = try SmallFinetuning("computed-precision", ["finetune.epochs=1", "finetune.ensemble=1", "finetune.select_latest=0",
+                                                               "train.precision=bf16"])
+        let (dir, cladmop) = (small.dir, small.cladmop)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try writeSyntheticStore(dir: dir)
+        /// `train.precision` of every checkpoint's metadata under `run` (fp32 is left out of the JSON: read as fp32).
+        func recorded(_ run: String) throws -> Set<String> {
+            let files = (FileManager.default.enumerator(atPath: run)?.allObjects as? [String] ?? [])
+                .filter { $0.hasSuffix(".json") && URL(fileURLWithPath: $0).lastPathComponent.hasPrefix("step-") }
+            XCTAssertFalse(files.isEmpty, "no checkpoint in \(run)")
+            return Set(try files.map { name in
+                let meta = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: run + "/" + name))) as? [String: Any])
+                let train = try XCTUnwrap((meta["spec"] as? [String: Any])?["train"] as? [String: Any], name)
+                return train["precision"] as? String ?? "fp32"
+            })
+        }
+        let cases: [(String, [String: String], String)] = [("fallback", ["CLADMOP_FORCE_NO_BF16": "1"], "fp32")]
+            + (Precision.bf16Available ? [("bf16", [:], "bf16")] : [])
+        for (name, environment, expected) in cases {
+            let pre = try mpirun(np: 1, executable: cladmop, arguments: syntheticPretrainArguments(dir: dir, run: dir + "/pre-" + name)
+                                 + ["--set", "train.max_steps=2", "--set", "train.precision=bf16"], environment: environment, timeout: 300)
+            XCTAssertEqual(pre.status, 0, pre.output)
+            XCTAssertEqual(try recorded(dir + "/pre-" + name + "/checkpoints"), [expected], "pretraining, \(name)")
+            let ft = try mpirun(np: 2, executable: cladmop, arguments: ["finetune", "--pretrained", "none", "--train", dir + "/train.csv",
+                                                                       "--valid", dir + "/valid.csv", "--run-dir", dir + "/ft-" + name] + small.sets,
+                                environment: environment, timeout: 600)
+            XCTAssertEqual(ft.status, 0, ft.output)
+            XCTAssertEqual(try recorded(dir + "/ft-" + name + "/checkpoints"), [expected], "fine-tuning, \(name)")
+            let config = try String(contentsOfFile: dir + "/ft-" + name + "/config.yaml", encoding: .utf8)
+            XCTAssertTrue(config.contains("precision: \"bf16\""), "config.yaml keeps what was asked: \(config)")
+        }
+    }
+
     func testFinetuneEvaluatePredictOnAnUnseenCSV() throws {
         let dir = try scratchDirectory("outcome")
         defer { try? FileManager.default.removeItem(atPath: dir) }

@@ -649,7 +649,8 @@ public final class Finetuner {
             head.trainedTrials = member.trainedTrials
             head.heldOutFold = heldOutFold
             var meta = CheckpointMeta(kind: .finetune, step: epoch, epoch: epoch, stepInEpoch: 0, worldSize: comm.size,
-                                      globalBatch: spec.finetune.batch, optimizerStep: member.optimizerSteps[epoch - 1], spec: spec,
+                                      globalBatch: spec.finetune.batch, optimizerStep: member.optimizerSteps[epoch - 1],
+                                      spec: specAsTrained(spec, computedIn: p.precision),
                                       model: outcome.model.config, features: outcome.space, storeIdentity: storeIdentity,
                                       storeEncoderWeights: storeEncoderWeights, icdHierarchy: icdHierarchy,
                                       metrics: ["valid_\(metric)": value], pretrained: pretrainedPath,

@@ -433,7 +433,8 @@ public final class Pretrainer {
         guard comm.isRoot else { comm.barrier(); return }
         let meta = CheckpointMeta(kind: .pretrain, step: stepsDone, epoch: stepsDone / stepsPerEpoch, stepInEpoch: stepsDone % stepsPerEpoch,
                                   worldSize: comm.size, globalBatch: globalBatch, optimizerStep: optimizer.step,
-                                  spec: spec, model: model.config, features: space, storeIdentity: setup.store.identity.encoder,
+                                  spec: specAsTrained(spec, computedIn: params.precision), model: model.config, features: space,
+                                  storeIdentity: setup.store.identity.encoder,
                                   storeEncoderWeights: setup.store.identity.encoderWeights, icdHierarchy: setup.hierarchy.checksum,
                                   metrics: (bestValLoss.isFinite ? ["best_val_loss": bestValLoss] : [:])
                                       .merging(["evals_without_improvement": Double(evalsWithoutImprovement)]) { a, _ in a },

@@ -30,3 +30,13 @@ public func agreedTrainingPrecision(_ requested: PrecisionSpec, comm: Communicat
     return .fp32
 }
 nonisolated(unsafe) private var trainingFallbackReported = false   // one line per process (a fine-tuning trains many members)
+
+/// `spec` as a checkpoint records it: `train.precision` is the precision the GEMMs computed in, not the one asked for
+/// (bf16 asked on a CPU without AVX512-BF16, or on a job with one such rank, computed in fp32), so that evaluate,
+/// predict and embed score the model in the precision it was trained in on any machine. The run's config.yaml keeps
+/// what was asked.
+public func specAsTrained(_ spec: RunSpec, computedIn precision: Precision) -> RunSpec {
+    var stored = spec
+    stored.train.precision = precision == .bf16 ? .bf16 : .fp32
+    return stored
+}
