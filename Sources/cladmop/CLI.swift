@@ -39,6 +39,11 @@ struct Cladmop: ParsableCommand {
             Foundation.exit(2)
         }
         Denormals.setFlushToZero(flush)
+        // Read only where MPI starts (under mpirun), checked everywhere: a bad value is said before it could matter.
+        if case .failure(let error) = MPICommunicator.startLimit() {
+            standardErrorWrite(Data("error: \(error.description)\n".utf8))
+            Foundation.exit(2)
+        }
         if let message = argumentEncodingError() {
             standardErrorWrite(Data(("error: " + message + "\n").utf8))
             Foundation.exit(2)
