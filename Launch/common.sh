@@ -288,6 +288,7 @@ run_job() {
     trap "stop_job INT 130" INT
     trap "stop_job TERM 143" TERM
     trap "stop_job HUP 129" HUP
+    JOB_START="$(date +%s)"
     "${words[@]}" {SCRIPT_STDERR}>&- 0<&0 &
     JOB_PID=$!
     local status=0
@@ -331,6 +332,16 @@ stop_job() {
             for session in "${TMPDIR:-/tmp}"/ompi."$(hostname -s 2>/dev/null || hostname)"."$(id -u)"/pid."$JOB_PID" \
                            "${TMPDIR:-/tmp}"/ompi."$(hostname)"."$(id -u)"/pid."$JOB_PID"; do
                 [ -d "$session" ] && [ ! -L "$session" ] && rm -rf -- "$session" && { rmdir -- "${session%/*}" 2>/dev/null || true; }
+            done
+            # Likewise the shared-memory segments of its ranks on this node (/dev/shm/vader_segment.*, 4 MB each: left
+            # after a Ctrl-C at the terminal, which signals the ranks and mpirun, then this script's SIGTERM cuts
+            # mpirun's cleanup short): those of this user made since the job started that no process maps any more.
+            local segment
+            for segment in /dev/shm/vader_segment.*; do
+                [ -f "$segment" ] && [ ! -L "$segment" ] && [ -O "$segment" ] || continue
+                [ "$(stat -c %Y -- "$segment" 2>/dev/null || echo 0)" -ge "${JOB_START:-0}" ] || continue
+                ! grep -qsF -- "$segment" /proc/[0-9]*/maps || continue
+                rm -f -- "$segment"
             done
         fi
     fi
@@ -485,6 +496,22 @@ refuse_repository_folder() {
 finetune_run_part() {
     local m
     for m in best.json metrics.jsonl checkpoints members folds.csv pretrained; do [ -e "$1/$m" ] && { printf '%s' "$m"; return 0; }; done
+    return 0
+}
+# holds_finetune_run DIR: whether DIR holds a fine-tuning run, finished or not: its best.json, members/, pretrained/ or
+# folds.csv at the top (a pretraining run keeps its best.json in checkpoints/), or a `finetune` record in its log.
+holds_finetune_run() {
+    local m
+    for m in best.json members pretrained folds.csv; do [ -e "$1/$m" ] && return 0; done
+    [ -f "$1/metrics.jsonl" ] && grep -q '"type":"finetune"' -- "$1/metrics.jsonl" 2>/dev/null
+}
+# run_inner_folder DIR: prints the run folder that DIR is the checkpoints/, members/ or pretrained/ folder of (its
+# parent holds the config.yaml a cladmop run writes), or nothing.
+run_inner_folder() {
+    local d parent
+    d="$(no_trailing_slash "$1")"; parent="$(dirname -- "$d")"
+    case "$(basename -- "$d")" in checkpoints|members|pretrained) ;; *) return 0 ;; esac
+    [ -f "$parent/config.yaml" ] && head -n 1 -- "$parent/config.yaml" 2>/dev/null | grep -qx '# resolved cladmop configuration' && printf '%s' "$parent"
     return 0
 }
 # no_trailing_slash PATH: PATH without the slashes that end it ("runs/main/" from tab completion; "/" stays): set_aside's

@@ -551,7 +551,11 @@ final class HostfileTests: XCTestCase {
         try Data("# cladmop-cluster agent=\(odd)/gone/agent subnet=10.213.0.0/24\ngone-n0 slots=1\ngone-n1 slots=1\n".utf8)
             .write(to: URL(fileURLWithPath: odd + "/stale.hosts"))
         try FileManager.default.createDirectory(atPath: odd + "/paper/finetune-phase1/members", withIntermediateDirectories: true)
-        try Data("finetune: {}\n".utf8).write(to: URL(fileURLWithPath: odd + "/paper/finetune-phase1/config.yaml"))
+        // A fine-tuning run that was interrupted (a run's config.yaml, its log of finetune records) with a checkpoints/.
+        try FileManager.default.createDirectory(atPath: odd + "/ftrun/checkpoints", withIntermediateDirectories: true)
+        try Data("# resolved cladmop configuration\nfinetune: {}\n".utf8).write(to: URL(fileURLWithPath: odd + "/ftrun/config.yaml"))
+        try Data("{\"type\":\"finetune\",\"epoch\":1}\n".utf8).write(to: URL(fileURLWithPath: odd + "/ftrun/metrics.jsonl"))
+        try Data("# resolved cladmop configuration\nfinetune: {}\n".utf8).write(to: URL(fileURLWithPath: odd + "/paper/finetune-phase1/config.yaml"))
         // The scripts' rank cap on this machine: 8 per core as nproc counts them (Launch/common.sh rank_cap).
         let cores = try runCommand("/usr/bin/env", ["OMP_NUM_THREADS=", "OMP_THREAD_LIMIT=", "nproc"]).output.trimmingCharacters(in: .whitespacesAndNewlines)
         let rankCap = 8 * (Int(cores) ?? 0)
@@ -658,6 +662,14 @@ final class HostfileTests: XCTestCase {
             ("finetune", ["--phase", "1", "--pretrained", "none", "--run-dir", odd + "/paper/finetune-phase1"], "already holds a run (its members)"),
             ("finetune", ["--phase", "1", "--pretrained", "none", "--run-dir", odd + "/paper/finetune-phase1/members"],
              "is the members folder of the run in \(odd)/paper/finetune-phase1"),
+            // A probe of the scripts (session 49): Launch/main moved a fine-tuning run aside (a run's finetune-phase1) and
+            // pretrained into its place; Launch/sweep-batch wrote its files into a run and into a run's checkpoints/
+            // (--check said the arguments were valid); Launch/paper refused a run's checkpoints/ only after setup.
+            ("main", ["--run-dir", odd + "/ftrun"], "holds a fine-tuning run, not an earlier main job's pretraining run"),
+            ("sweep-batch", ["--config", "configs/smoke.yaml", "--batches", "8", "--out", odd + "/ftrun", "--check"], "holds a cladmop run (its config.yaml)"),
+            ("sweep-batch", ["--config", "configs/smoke.yaml", "--batches", "8", "--out", odd + "/ftrun/checkpoints", "--check"],
+             "is the checkpoints folder of the run in \(odd)/ftrun"),
+            ("paper", ["--run-dir", odd + "/ftrun/checkpoints", "--phases", "1"], "is the checkpoints folder of the run in \(odd)/ftrun"),
         ]
         let noSwift = try pathWithoutSwiftBuild(in: odd + "/bin")
         for (script, arguments, expected) in cases {

@@ -517,6 +517,55 @@ final class ReliabilityTests: XCTestCase {
         for pid in left { kill(pid, SIGKILL) }
     }
 
+    /// Ctrl-C at a terminal signals the whole foreground process group (the Launch script, mpirun and the ranks); the
+    /// script's SIGTERM to mpirun then cut mpirun's cleanup short, and the ranks' shared-memory segments
+    /// (/dev/shm/vader_segment.*, 4 MB each) were left behind each time (a probe of the scripts). The script removes
+    /// those its job made that no process maps; another job's, running beside it, stay.
+    func testCtrlCAtTheTerminalLeavesNoSharedMemorySegments() throws {
+        try XCTSkipUnless(FileManager.default.fileExists(atPath: "/dev/shm"), "no /dev/shm here")
+        func segments() -> Set<String> { Set(((try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? []).filter { $0.hasPrefix("vader_segment.") }) }
+        let before = segments()
+        var own = Array(args("ctrl-c", steps: 1_000_000).dropFirst()) + ["--set", "train.epochs=100000"]
+        for option in ["--config", "--run-dir"] {
+            let i = own.firstIndex(of: option)!
+            own.replaceSubrange(i...(i + 1), with: [option + "=" + own[i + 1]])
+        }
+        let metrics = Self.work + "/ctrl-c/metrics.jsonl"
+        // A job control shell: the script runs in a process group of its own, which gets the SIGINT, as at a terminal.
+        let quoted = ([repositoryRoot + "/Launch/pretrain", "-np", "2", "--"] + own).map { "'" + $0 + "'" }.joined(separator: " ")
+        let driver = """
+            set -m
+            \(quoted) &
+            pid=$!
+            for _ in $(seq 600); do [ -f '\(metrics)' ] && break; sleep 0.2; done
+            sleep 1
+            ls /dev/shm | grep '^vader_segment\\.' > '\(Self.work)/ctrl-c-during.txt' || true
+            kill -INT -- -$pid
+            wait $pid
+            echo "script status $?"
+            """
+        let r = try runCommand("/bin/bash", ["-c", driver], timeout: 180)
+        XCTAssertTrue(r.output.contains("interrupted (SIGINT)") && r.output.contains("script status 130"), r.output)
+        let during = Set(((try? String(contentsOfFile: Self.work + "/ctrl-c-during.txt", encoding: .utf8)) ?? "").split(separator: "\n").map(String.init))
+        XCTAssertFalse(during.subtracting(before).isEmpty, "the job made no shared-memory segment to leave behind (OpenMPI's vader): \(during)")
+        XCTAssertEqual(segments().subtracting(before), [], "shared-memory segments left behind by the interrupted job")
+        let left = processes(naming: Self.work + "/ctrl-c")
+        XCTAssertEqual(left, [], "processes of the job still run")
+        for pid in left { kill(pid, SIGKILL) }
+    }
+
+    /// `Launch/pretrain --max-restarts` does not restart a job that failed before cladmop started the run (mpirun's
+    /// own usage error here, a node it cannot reach): each restart failed alike, up to 999 times, and each was said to
+    /// resume "from the newest valid checkpoint" of a run that did not exist (a probe of the scripts).
+    func testTheSupervisorDoesNotRestartAJobThatNeverStarted() throws {
+        let r = try runCommand(repositoryRoot + "/Launch/pretrain", ["-np", "2", "--max-restarts", "3", "--"] + Array(args("never-started").dropFirst()),
+                               environment: ["MPI_FLAGS": "--no-such-mpirun-option"], timeout: 120)
+        XCTAssertNotEqual(r.status, 0, r.output)
+        XCTAssertTrue(r.output.contains("not restarted: the job failed with status") && r.output.contains("before cladmop started the run"), r.output)
+        XCTAssertFalse(r.output.contains("restart 1 of 3"), r.output)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: Self.work + "/never-started/config.yaml"))
+    }
+
     func testFullDiskWhileWritingACheckpointKeepsThePreviousOne() throws {
         let first = try mpirun(np: 2, executable: cladmop, arguments: args("full", steps: 4))
         XCTAssertEqual(first.status, 0, first.output)
