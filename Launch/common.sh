@@ -323,6 +323,13 @@ stop_job() {
             sleep 1
         done
         for p in "${alive[@]}"; do ! still_running "$p" || kill -KILL "${p%%:*}" 2>/dev/null || true; done
+        # (Killed processes are gone a moment later: until then their mappings hold the segments removed below.)
+        for _ in 1 2 3 4 5 6 7 8 9 10; do
+            still=()
+            for p in "${alive[@]}"; do ! still_running "$p" || still+=("$p"); done
+            [ "${#still[@]}" -gt 0 ] || break
+            sleep 0.2
+        done
         # An mpirun stopped this way (a second signal while it shuts down after the terminal's) leaves its session
         # folder, about 8 MB, in TMPDIR (OpenMPI 4: ompi.NODE.UID/pid.PID); removed when no process has its pid.
         if [ "$JOB_IS_MPIRUN" = 1 ] && ! kill -0 "$JOB_PID" 2>/dev/null; then
@@ -336,11 +343,13 @@ stop_job() {
             # Likewise the shared-memory segments of its ranks on this node (/dev/shm/vader_segment.*, 4 MB each: left
             # after a Ctrl-C at the terminal, which signals the ranks and mpirun, then this script's SIGTERM cuts
             # mpirun's cleanup short): those of this user made since the job started that no process maps any more.
-            local segment
+            # (The segments every process maps, read once: grep goes on past a process that ends meanwhile.)
+            local segment mapped
+            mapped="$(grep -hoE '/dev/shm/vader_segment\.[^[:space:]]+' /proc/[0-9]*/maps 2>/dev/null | sort -u)" || true
             for segment in /dev/shm/vader_segment.*; do
                 [ -f "$segment" ] && [ ! -L "$segment" ] && [ -O "$segment" ] || continue
                 [ "$(stat -c %Y -- "$segment" 2>/dev/null || echo 0)" -ge "${JOB_START:-0}" ] || continue
-                ! grep -qsF -- "$segment" /proc/[0-9]*/maps || continue
+                ! grep -qxF -- "$segment" <<< "$mapped" || continue
                 rm -f -- "$segment"
             done
         fi
@@ -454,7 +463,7 @@ check_result_folder() {
     for m in "$@"; do
         # Names, not patterns; a config.yaml only as cladmop writes it (another project's config.yaml is no run of ours).
         if [ "$m" = config.yaml ]; then
-            [ -f "$dir/$m" ] && head -n 1 -- "$dir/$m" 2>/dev/null | grep -qx '# resolved cladmop configuration' && return 0
+            is_run_config "$dir/$m" && return 0
         elif [ -e "$dir/$m" ]; then return 0
         fi
     done
@@ -498,6 +507,9 @@ finetune_run_part() {
     for m in best.json metrics.jsonl checkpoints members folds.csv pretrained; do [ -e "$1/$m" ] && { printf '%s' "$m"; return 0; }; done
     return 0
 }
+# is_run_config FILE: whether FILE is a config.yaml as a cladmop run writes it (a regular file whose first line is
+# cladmop's header; another project's config.yaml is no run of ours).
+is_run_config() { [ -f "$1" ] && head -n 1 -- "$1" 2>/dev/null | grep -qx '# resolved cladmop configuration'; }
 # holds_finetune_run DIR: whether DIR holds a fine-tuning run, finished or not: its best.json, members/, pretrained/ or
 # folds.csv at the top (a pretraining run keeps its best.json in checkpoints/), or a `finetune` record in its log.
 holds_finetune_run() {
@@ -511,7 +523,7 @@ run_inner_folder() {
     local d parent
     d="$(no_trailing_slash "$1")"; parent="$(dirname -- "$d")"
     case "$(basename -- "$d")" in checkpoints|members|pretrained) ;; *) return 0 ;; esac
-    [ -f "$parent/config.yaml" ] && head -n 1 -- "$parent/config.yaml" 2>/dev/null | grep -qx '# resolved cladmop configuration' && printf '%s' "$parent"
+    is_run_config "$parent/config.yaml" && printf '%s' "$parent"
     return 0
 }
 # no_trailing_slash PATH: PATH without the slashes that end it ("runs/main/" from tab completion; "/" stays): set_aside's

@@ -668,7 +668,7 @@ final class HostfileTests: XCTestCase {
             ("main", ["--run-dir", odd + "/ftrun"], "holds a fine-tuning run, not an earlier main job's pretraining run"),
             ("finetune", ["--phase", "1", "--pretrained", odd + "/file", "--run-dir", dir + "/f"], "is not a checkpoint (a .json or .safetensors file)"),
             ("finetune", ["--phase", "1", "--pretrained", odd + "/inputs", "--run-dir", dir + "/f"], "is a folder without checkpoints"),
-            ("sweep-batch", ["--config", "configs/smoke.yaml", "--batches", "8", "--out", odd + "/ftrun", "--check"], "holds a cladmop run (its config.yaml)"),
+            ("sweep-batch", ["--config", "configs/smoke.yaml", "--batches", "8", "--out", odd + "/ftrun", "--check"], "holds a cladmop run (its metrics.jsonl)"),
             ("sweep-batch", ["--config", "configs/smoke.yaml", "--batches", "8", "--out", odd + "/ftrun/checkpoints", "--check"],
              "is the checkpoints folder of the run in \(odd)/ftrun"),
             ("paper", ["--run-dir", odd + "/ftrun/checkpoints", "--phases", "1"], "is the checkpoints folder of the run in \(odd)/ftrun"),
