@@ -63,5 +63,22 @@ final class HeldOutTrialsTests: XCTestCase {
         XCTAssertTrue(removed.output.contains("finetune: 1 held-out trial(s) removed from \(dir)/valid.csv"), removed.output)
         XCTAssertTrue(removed.output.contains("not added: 1 held out (data.exclude_file), 0 repeated"), removed.output)
         XCTAssertFalse(removed.output.contains("TOP test trials"), removed.output)
+
+        // Scoring removes nothing: a file of TOP test trials (what the benchmark's test split is) is scored whole by
+        // evaluate and predict, with the bundled list in force (the outcome issue's acceptance scores exactly those).
+        var testText = try String(contentsOfFile: dir + "/valid.csv", encoding: .utf8)
+        let validIDs = try readTrials(paths: [dir + "/valid.csv"], labels: .optional).0.map(\.nctid)
+        for (a, b) in zip(validIDs, heldOut.suffix(validIDs.count)) { testText = testText.replacingOccurrences(of: a, with: b) }
+        try testText.write(toFile: dir + "/top-test.csv", atomically: true, encoding: .utf8)
+        let scoring = smallFinetuneSettings(dir: dir, ["data.exclude_file=data/top/heldout_nctids.txt", "data.feature_store=\(dir)/f2.store"])
+        let ev = try runCommand(cladmop, ["evaluate", "--checkpoint", dir + "/run2", "--data", dir + "/top-test.csv", "--json", dir + "/top-test.json"] + scoring, timeout: 600)
+        XCTAssertEqual(ev.status, 0, ev.output)
+        let report = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/top-test.json"))) as? [String: Any])
+        XCTAssertEqual(report["n"] as? Int, validIDs.count, "every TOP test trial of the file is scored")
+        let pr = try runCommand(cladmop, ["predict", "--checkpoint", dir + "/run2", "--data", dir + "/top-test.csv", "--output", dir + "/top-test-p.csv"] + scoring, timeout: 600)
+        XCTAssertEqual(pr.status, 0, pr.output)
+        let predicted = try String(contentsOfFile: dir + "/top-test-p.csv", encoding: .utf8).split(separator: "\n").dropFirst().map { String($0.prefix(11)) }
+        XCTAssertEqual(predicted.count, validIDs.count, "predict writes a line per TOP test trial")
+        XCTAssertEqual(Set(predicted), Set(heldOut.suffix(validIDs.count)), "predict writes every TOP test trial")
     }
 }
