@@ -499,7 +499,8 @@ refuse_repository_folder() {
         esac
     done
 }
-# finetune_run_part DIR: prints the first part of a fine-tuning run that DIR holds (best.json, metrics.jsonl,
+# finetune_run_part DIR: prints the first part of a run (a fine-tuning run's, or a pretraining run's metrics.jsonl and
+# checkpoints/) that DIR holds (best.json, metrics.jsonl,
 # checkpoints, members, folds.csv, pretrained: what cladmop finetune refuses to write over without --overwrite), or
 # nothing; a lone config.yaml, written before training starts, is no run.
 finetune_run_part() {
