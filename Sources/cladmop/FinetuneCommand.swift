@@ -1,4 +1,5 @@
 import ArgumentParser
+import Communication
 import Config
 import Foundation
 import Reporting
@@ -49,6 +50,10 @@ struct Finetune: ParsableCommand {
                 }
             }
             let base = pretrained == "none" ? nil : try PretrainedBase(pretrained)
+            // Each rank reads its node's copy, and takes model.*, loss.* and data.max_* from it (adoptFixedKeys): ranks
+            // started from other checkpoints would build other models (or exchange buffers of other sizes).
+            try requireAgreement([("--pretrained \(pretrained)", base.map { "tensors \($0.meta.tensorsChecksum), metadata \($0.meta.metadataChecksum)" } ?? "none")],
+                                 comm: comm, what: "pretrained checkpoints (--pretrained must be the same checkpoint on every node)")
             if let base {
                 if comm.isRoot, let warning = unfinishedPretrainingWarning(pretrained) { standardErrorWrite(Data((warning + "\n").utf8)) }
                 // The checkpoint fixes the model, the loss it was pretrained with and its input space: the run records

@@ -288,6 +288,56 @@ final class OutcomeEndToEndTests: XCTestCase {
         XCTAssertTrue(pr2.output.contains(dir + "/yes.csv:2") && pr2.output.contains("column label: \"yes\" (expected 0, 1 or empty)"), pr2.output)
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/yes-predictions.csv"))
     }
+
+    /// Ranks started from other copies of their inputs under the same names (one command line in two working folders,
+    /// mpirun's MPMD form: each node its own copy) are refused before any step, naming the input: fine-tuning from
+    /// pretrained checkpoints of other model sizes (each rank took model.* from its own: a probe saw the job train on and
+    /// exit 0, and with another width end in an MPI error without a message), and pretraining on synthetic stores drawn
+    /// from other ICD trees (the same seed, size and noise, so the same identity; a probe saw it train on). The same
+    /// copies on both ranks run (the control).
+    func testRanksStartedFromOtherCopiesOfTheirInputsAreRefused() throws {
+        let dir = try scratchDirectory("apart-inputs")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let cladmop = releaseOrDebugProduct("cladmop")
+        let (a, b) = (dir + "/node-a", dir + "/node-b")
+        let fullTree = repoRoot + "/data/icd10/icd10cm_2025_hierarchy.tsv", smallTree = dir + "/small.tsv"
+        let lines = try String(contentsOfFile: fullTree, encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: false)
+        try (lines.prefix(3000).joined(separator: "\n") + "\n").write(toFile: smallTree, atomically: true, encoding: .utf8)
+        for (node, heads, tree) in [(a, 2, fullTree), (b, 4, smallTree)] {
+            try FileManager.default.createDirectory(atPath: node, withIntermediateDirectories: true)
+            let synth = try mpirun(np: 1, executable: cladmop, arguments: ["synth", "--trials", "60", "--dim", "384", "--output", node + "/s.store",
+                                                                          "--set", "data.icd_hierarchy=\(tree)"], timeout: 120)
+            XCTAssertEqual(synth.status, 0, synth.output)
+            let pre = try mpirun(np: 1, executable: cladmop, arguments: syntheticPretrainArguments(dir: a, run: node + "/pre")
+                                     + ["--set", "train.max_steps=2", "--set", "model.heads=\(heads)"], timeout: 300)
+            XCTAssertEqual(pre.status, 0, pre.output)
+        }
+        /// Both ranks run `arguments` (relative paths: each in its node's folder); `same` runs both in node a.
+        func apart(_ arguments: [String], same: Bool = false) throws -> (status: Int32, output: String, seconds: Double) {
+            try mpirun(np: same ? 2 : 1, executable: cladmop, arguments: arguments + (same ? [] : [":", "-np", "1", "-wdir", b, cladmop] + arguments),
+                       extraFlags: ["-wdir", a], timeout: 600)
+        }
+        try writeCSVSubset(from: repoRoot + "/data/top/phase_I_train.csv", rows: 0..<24, to: dir + "/train.csv")
+        try writeCSVSubset(from: repoRoot + "/data/top/phase_I_valid.csv", rows: 0..<12, to: dir + "/valid.csv")
+        let finetune = ["finetune", "--pretrained", "pre", "--train", dir + "/train.csv", "--valid", dir + "/valid.csv", "--run-dir", "ft"]
+            + smallFinetuneSettings(dir: dir, ["finetune.epochs=1", "finetune.ensemble=1", "finetune.select_latest=0"])
+        let ft = try apart(finetune)
+        XCTAssertEqual(ft.status, 2, ft.output)
+        XCTAssertTrue(ft.output.contains("ranks were started with different pretrained checkpoints"), ft.output)
+        XCTAssertTrue(ft.output.contains("--pretrained pre (here tensors "), ft.output)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: a + "/ft/config.yaml"), "no run begun")
+        let pretrain = ["pretrain", "--config", repoRoot + "/configs/smoke.yaml", "--run-dir", "run", "--set", "data.synthetic=true",
+                        "--set", "data.feature_store=s.store", "--set", "data.icd_hierarchy=\(fullTree)", "--set", "train.max_steps=2"]
+        let pt = try apart(pretrain)
+        XCTAssertEqual(pt.status, 2, pt.output)
+        XCTAssertTrue(pt.output.contains("ranks were started with different feature stores: one value differs across ranks: feature store trials"), pt.output)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: a + "/run/config.yaml"), "no run begun")
+        // The control: the same copies on both ranks.
+        let ftSame = try apart(finetune, same: true)
+        XCTAssertEqual(ftSame.status, 0, ftSame.output)
+        let ptSame = try apart(pretrain, same: true)
+        XCTAssertEqual(ptSame.status, 0, ptSame.output)
+    }
 }
 
 /// A fine-tuned run keeps its own hard link to the pretrained checkpoint (RUN/pretrained/), so it still predicts,

@@ -34,7 +34,13 @@ public struct PretrainSetup {
         let id = store.identity
         try requireAgreement([("feature store", "\(id.encoder) \(id.encoderWeights ?? "-") \(id.maxTokens) \(id.featurizerVersion) "
                                 + id.sources.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")),
-                              ("feature store rows", "\(store.trials.count) x \(store.dim)")], comm: comm, what: "feature stores")
+                              ("feature store rows", "\(store.trials.count) x \(store.dim)")]
+                              // A synthetic store's identity (seed, size, noise) does not name the ICD tree its codes
+                              // were drawn from: its trials are compared too. A CSV store's trials follow from the files
+                              // compared above (its sentence rows' order from how it was built, so not compared).
+                              + (comm.size > 1 && data.synthetic
+                                 ? [("feature store trials", checksumHex(try encodeJSON(store.trials)))] : []),
+                             comm: comm, what: "feature stores")
         let skippedNote = data.synthetic ? [] : try store.requireSkippedRowsAllowed(of: data.files, skipBadRows: data.skipBadRows)
         hierarchy = try ICD10Hierarchy(path: data.icdHierarchy, comm: comm)
         try hierarchy.requireDepth(spec.model.icdDepth)
