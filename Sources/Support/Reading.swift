@@ -29,6 +29,16 @@ public func requireRegularFile(_ path: String, what: String) throws -> Int {
     return Int(st.st_size)
 }
 
+/// Refuses `path` when it is a symbolic link that leads nowhere (a loop, or a target that does not exist), which
+/// existence checks read as "no such file": `what` says what the link stands for. Nothing for any other path.
+public func requireResolvableLink(_ path: String, what: String) throws {
+    var lst = stat(), st = stat()
+    guard lstat(path, &lst) == 0, (lst.st_mode & S_IFMT) == S_IFLNK, stat(path, &st) != 0 else { return }
+    let why = errno == ELOOP ? "a loop of symbolic links"
+        : "a symbolic link to " + ((try? FileManager.default.destinationOfSymbolicLink(atPath: path)) ?? "?") + ", which \(errno == ENOENT ? "does not exist" : String(cString: strerror(errno)))"
+    throw InputError(file: path, "is \(why); expected \(what) (restore the file, or the link's target)")
+}
+
 /// The bytes of `path`, refusing before it is opened anything that is not a regular file (a FIFO would block,
 /// a device never end, a directory is not data) and files over `limit` bytes. `what` says what the file was
 /// expected to be, for the message.

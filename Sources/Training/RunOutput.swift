@@ -56,6 +56,24 @@ public final class MetricsLog {
         }
     }
 
+    /// Refuses a metrics.jsonl with a line that is not a record cladmop writes (a JSON object with a string "type"), or
+    /// a record of one of `types` that does not decode as its struct, naming the file and line. For a reader of a
+    /// finished run's figures (sweep-report): `records` skips such lines, and a skipped evaluation changes the best one.
+    public static func requireWellFormed(_ path: String, types: [String: any Decodable.Type]) throws {
+        let data = try readRegularFile(path, what: "metrics log (metrics.jsonl)")
+        let decoder = JSONDecoder()
+        for (i, line) in data.split(separator: 0x0A, omittingEmptySubsequences: false).enumerated() where !line.isEmpty {
+            guard let probe = try? decoder.decode(RecordProbe.self, from: line), let type = probe.type else {
+                throw InputError(file: path, line: i + 1, "not a record (expected one JSON object with a string \"type\" per line, as cladmop writes)")
+            }
+            if let record = types[type] {
+                do { _ = try decoder.decode(record, from: line) } catch {
+                    throw InputError(file: path, line: i + 1, "a record of type \"\(type)\" that does not read as one (\(describeDecodingError(error, data: Data(line))))")
+                }
+            }
+        }
+    }
+
     /// What every record is asked first: its type and step (absent in some records).
     private struct RecordProbe: Decodable {
         var type: String?

@@ -98,6 +98,7 @@ struct SweepReport: ParsableCommand {
         for r in runs where r.status == 0 {
             let file = r.dir + "/metrics.jsonl"
             func bad(_ what: String) -> InputError { InputError(file: file, "\(what) (global_batch \(r.batch), \(listing):\(r.line))") }
+            try MetricsLog.requireWellFormed(file, types: ["eval": EvalRecord.self, "summary": SummaryRecord.self])
             let evals = MetricsLog.records(of: "eval", in: file, as: EvalRecord.self)
             for e in evals {
                 guard (0...9_000_000_000_000).contains(e.step) else { throw bad("an eval record's step \(e.step): expected a step count from 0 to 9e12") }

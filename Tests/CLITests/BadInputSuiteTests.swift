@@ -511,7 +511,11 @@ enum ScratchFile {
             return
         }
         if o["dir"] != nil { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true); return }
-        if let target = o["symlink"] as? String { try FileManager.default.createSymbolicLink(atPath: path, withDestinationPath: expand(target)); return }
+        if let target = o["symlink"] as? String {     // in place of a file an earlier entry copied (a run's best.json)
+            var st = stat()
+            if lstat(path, &st) == 0 { try FileManager.default.removeItem(atPath: path) }
+            try FileManager.default.createSymbolicLink(atPath: path, withDestinationPath: expand(target)); return
+        }
         if let source = o["copy"] as? String {
             let src = expand(source)
             var isDir: ObjCBool = false

@@ -20,6 +20,7 @@ public func runFolder(named path: String) -> String {
 /// (its `best.json` or `checkpoints/best.json`, whose "checkpoint" may name another run directory; `runFolder(named:)`
 /// for a run's best.json or checkpoints folder). Links are followed at most `maxLinks` times; a cycle is refused.
 public func resolveCheckpointJSON(_ path: String, maxLinks: Int = 4) throws -> String {
+    try requireResolvableLink(path, what: "a checkpoint .json or .safetensors, or a run folder")
     guard FileManager.default.fileExists(atPath: path) else {
         throw InputError(file: path, "no such file or folder (expected a checkpoint .json or .safetensors, or a run folder)")
     }
@@ -36,7 +37,9 @@ public func resolveCheckpointJSON(_ path: String, maxLinks: Int = 4) throws -> S
         }
         visited.append(key)
         var next: String?
-        for candidate in [current + "/best.json", current + "/checkpoints/best.json"] where FileManager.default.fileExists(atPath: candidate) {
+        for candidate in [current + "/best.json", current + "/checkpoints/best.json"] {
+            try requireResolvableLink(candidate, what: "the run's best.json")
+            guard FileManager.default.fileExists(atPath: candidate) else { continue }
             let c = try BestJSON.read(candidate).checkpoint
             next = c.hasPrefix("/") ? c : current + "/" + c
             break

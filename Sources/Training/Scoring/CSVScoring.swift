@@ -525,6 +525,7 @@ private func scoreCSVModels(checkpoint: String, csv: String, spec: RunSpec, comm
 public func ensembleMembers(_ path: String) throws -> (members: [String], threshold: Double, partitions: Int, foldsChecksum: String?)? {
     var isDir: ObjCBool = false
     let file = path + "/best.json"
+    try requireResolvableLink(file, what: "the run's best.json")
     guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue,
           FileManager.default.fileExists(atPath: file) else { return nil }
     let best = try BestJSON.read(file)
