@@ -143,11 +143,24 @@ public func describeDecodingError(_ error: Error, data: Data? = nil) -> String {
     case .valueNotFound(let type, let c): return "\(at(c.codingPath)): expected \(kind(type)), found null"
     case .dataCorrupted(let c):
         let underlying = (c.underlyingError as NSError?).map { " (\($0.localizedDescription))" } ?? ""
-        if c.codingPath.isEmpty, let data, (try? JSONSerialization.jsonObject(with: data)) != nil {
-            return "a value fits no type of its key, probably a number (a fraction or a number too large where a whole number is expected)\(underlying)"
+        if c.codingPath.isEmpty, let data {
+            guard let problem = jsonSyntaxProblem(data) else {
+                return "a value fits no type of its key, probably a number (a fraction or a number too large where a whole number is expected)\(underlying)"
+            }
+            return "not valid JSON (\(problem))"
         }
         return c.codingPath.isEmpty ? "not valid JSON\(underlying)" : "key \(path(c.codingPath)): \(c.debugDescription)"
     @unknown default: return "\(error)"
+    }
+}
+
+/// What is wrong with `data` as JSON text, in the parser's words with its position ("Invalid value around character
+/// 14.", "Too many nested arrays or dictionaries around character 2561.", "Number 1e400 is not representable in
+/// Swift."), or nil when it parses.
+public func jsonSyntaxProblem(_ data: Data) -> String? {
+    do { _ = try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed]); return nil } catch {
+        let e = error as NSError
+        return (e.userInfo[NSDebugDescriptionErrorKey] as? String) ?? e.localizedDescription
     }
 }
 

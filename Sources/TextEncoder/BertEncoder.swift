@@ -38,6 +38,7 @@ public final class BertEncoder {
         let files = (config: modelDir + "/config.json", vocab: modelDir + "/vocab.txt", weights: modelDir + "/model.safetensors")
         for (path, what) in [(files.config, "encoder config.json"), (files.vocab, "WordPiece vocabulary (vocab.txt)"),
                              (files.weights, "encoder weights (model.safetensors)")] {
+            try requireResolvableLink(path, what: "the \(what)")
             guard FileManager.default.fileExists(atPath: path) else {
                 throw InputError(file: path, "missing; the text encoder folder needs config.json, vocab.txt and model.safetensors (Launch/setup installs the default one into models/, Launch/setup --encoder all-mpnet-base-v2 the larger one)")
             }

@@ -44,6 +44,14 @@ public func parseCSV(data: Data, name: String) throws -> [CSVRecord] {
         throw InputError(file: name, "is a feature store (cladmop featurize's output), not CSV text: give the TOP-format CSV "
                          + "it was featurized from (a store is read through data.feature_store)")
     }
+    // A safetensors file (model weights, a checkpoint's tensors, embeddings): an 8-byte little-endian header length
+    // that fits the file, then the header's JSON object (a session 50 probe gave evaluate --data an embeddings file).
+    if bytes.count >= 10, bytes[8] == UInt8(ascii: "{"),
+       case let length = bytes[0..<8].enumerated().reduce(UInt64(0), { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }),
+       length >= 2, length <= UInt64(bytes.count - 8) {
+        throw InputError(file: name, "is a safetensors file (model weights, a checkpoint's tensors or embeddings, by its header), not CSV text; "
+                         + "expected a TOP-format CSV")
+    }
     if bytes.starts(with: [0xFF, 0xFE]) || bytes.starts(with: [0xFE, 0xFF]) || bytes.starts(with: [0, 0, 0xFE, 0xFF]) {
         throw InputError(file: name, line: 1, column: 1, "UTF-16 or UTF-32 text (its byte-order mark); expected UTF-8 CSV text: save the file as UTF-8")
     }

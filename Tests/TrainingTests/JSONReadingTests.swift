@@ -40,5 +40,8 @@ final class JSONReadingTests: XCTestCase {
         // Foundation names no key for a number that fits no Int: valid JSON is not called invalid.
         XCTAssertTrue(message(#"{"a": 1, "b": true, "c": [1e20]}"#).hasPrefix("a value fits no type of its key, probably a number"))
         XCTAssertTrue(message(#"{"a": 1, "b": true, "c": [1e20"#).hasPrefix("not valid JSON"))
+        // Text that is not JSON is said in the parser's words, with where (a session 50 probe: no position was given).
+        XCTAssertEqual(message(#"{"a": NaN, "b": true, "c": []}"#), "not valid JSON (Invalid value around character 6.)")
+        XCTAssertTrue(message(String(repeating: "[", count: 1000)).hasPrefix("not valid JSON (Too many nested arrays or dictionaries around character"))
     }
 }

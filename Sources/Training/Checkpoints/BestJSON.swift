@@ -53,7 +53,7 @@ struct BestJSON: Decodable {
             }) { throw refuse(key) }
             let isObject = data.first(where: { ![0x20, 0x09, 0x0a, 0x0d].contains($0) }) == UInt8(ascii: "{")
             throw InputError(file: file, object == nil && isObject
-                ? "is not valid JSON (a number out of range, such as 1e400?); expected a run's best.json"
+                ? "is not valid JSON (\(jsonSyntaxProblem(data) ?? "?")); expected a run's best.json"
                 : "expected a JSON object with a \"checkpoint\" path (a run's best.json)")
         }
         guard !best.checkpoint.isEmpty else { throw refuse(.checkpoint) }
