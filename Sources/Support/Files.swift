@@ -263,8 +263,8 @@ public func refuseNonRegularOutput(_ target: String, reportingAs path: String) t
 /// config.yaml, best.json and checkpoints) or `replacingFileReadAs` names what every read of it was (a feature store
 /// rebuilt over a stale or damaged one it opened, and read as nothing else).
 public func writeFileAtomically(_ path: String, replacingInput: Bool = false, replacingFileReadAs: String? = nil,
-                                _ write: (FileHandle) throws -> Void) throws {
-    let group = OutputGroup()
+                                keepingResults: Bool = false, _ write: (FileHandle) throws -> Void) throws {
+    let group = OutputGroup(keepingResults: keepingResults)
     try group.write(path, replacingInput: replacingInput, replacingFileReadAs: replacingFileReadAs, write)
     try group.commit()
 }
@@ -277,8 +277,13 @@ public func writeFileAtomically(_ path: String, replacingInput: Bool = false, re
 public final class OutputGroup {
     private struct Pending { let tmp: String, target: String, path: String, slot: Int?, fd: Int32 }
     private var pending: [Pending] = [], removals: [String] = []
+    private let keepingResults: Bool
 
-    public init() {}
+    /// `keepingResults`: the outputs of a command that refuses to replace a result (`checkOutputs`: an evaluation, a
+    /// file training wrote) do not replace one that another command wrote at their path while this one ran (two
+    /// `evaluate --json` to one path at once had both exited 0, one evaluation lost): the commit refuses, naming it,
+    /// and an output whose path was free is placed with link(2), which never replaces a file.
+    public init(keepingResults: Bool = false) { self.keepingResults = keepingResults }
 
     /// Writes `path`'s content to its temporary file (`writeFileAtomically`'s rules for links and inputs; with
     /// `followingLinks: false` a link at `path` is replaced, not its target, and an input there is still refused);
@@ -364,7 +369,20 @@ public final class OutputGroup {
     /// Called after each rename (tests: a signal between two).
     var afterRename: (() -> Void)?
 
+    /// The result another command wrote at `target` while this one ran (`keepingResults`), or nil.
+    private func resultWrittenMeanwhile(_ target: String) -> String? {
+        var st = stat()
+        guard keepingResults, lstat(target, &st) == 0 else { return nil }
+        return runFileKind(target)
+    }
+
+    private func refuseResult(_ what: String, at p: Pending) -> InputError {
+        InputError(file: p.path, "\(what) was written there by another command while this one ran; it is kept and this command's outputs are not written: choose another output path")
+    }
+
     private func renameAll() throws {
+        // Before anything is placed: a result another command wrote meanwhile at any output's path.
+        for p in pending { if let what = resultWrittenMeanwhile(p.target) { throw refuseResult(what, at: p) } }
         // First: a rename that fails must not leave an earlier PNG beside a new SVG.
         for path in removals { unlink(path) }
         removals = []
@@ -372,6 +390,16 @@ public final class OutputGroup {
             let p = pending.removeFirst()
             defer { TemporaryFiles.unregister(p.slot); close(p.fd) }
             FilesRead.forget(p.target)     // the file it replaces (its inode may be reused)
+            // A free path is taken with link(2), which fails where a file appeared since the check above; a file
+            // there (the user's own, checked at the start) is replaced by the rename below, a result is refused.
+            var st = stat()
+            if keepingResults, lstat(p.target, &st) != 0 {
+                if link(p.tmp, p.target) == 0 {
+                    unlink(p.tmp); syncFolder(of: p.target); afterRename?(); continue
+                }
+                if errno == EEXIST, let what = resultWrittenMeanwhile(p.target) { unlink(p.tmp); throw refuseResult(what, at: p) }
+                // Another error (a file system without hard links): the rename below.
+            }
             guard rename(p.tmp, p.target) == 0 else {
                 let reason = String(cString: strerror(errno))
                 unlink(p.tmp)

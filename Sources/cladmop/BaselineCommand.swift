@@ -57,7 +57,7 @@ struct Baseline: ParsableCommand {
             printMetricsTable(report, log: log, title: "logistic-regression baseline on \(data) (\(test.count) trials)")
             if let json {
                 let d = try report.json()
-                try writeFileAtomically(json) { try $0.write(contentsOf: d) }
+                try writeFileAtomically(json, keepingResults: true) { try $0.write(contentsOf: d) }
             }
         }
     }

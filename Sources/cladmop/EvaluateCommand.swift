@@ -91,7 +91,7 @@ struct Evaluate: ParsableCommand {
             try FilesRead.refuseOverwriting([json.map { ("--json", $0) }, self.report.map { ("--report", $0) }].compactMap { $0 }
                                             + (plots.map { d in RunLayout.curves.map { ("--plots", d + "/" + $0) } } ?? []))
             // The outputs as one: on a failure (a full disk) none is written and every earlier file stays.
-            let outputs = OutputGroup()
+            let outputs = OutputGroup(keepingResults: true)     // an evaluation written there meanwhile is kept
             let curves = try plots.map { try writeCurves(scores: scores, labels: labels, dir: $0, group: outputs) }
             if let reportPath = self.report {
                 // The report links the curves when they are written into its folder.

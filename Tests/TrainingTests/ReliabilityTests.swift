@@ -659,6 +659,46 @@ final class ReliabilityTests: XCTestCase {
         XCTAssertTrue(log.contains("pretrain: done, 1500 steps"), log)
     }
 
+    /// An evaluation that another command writes at `evaluate --json`'s path while evaluate runs is kept: evaluate ends
+    /// with exit 2 naming it, its own outputs not written (a session 50 probe: two `evaluate --json` to one path at
+    /// once both exited 0, the first evaluation replaced by the second; the path is checked at the start, and was free
+    /// then). Evaluate stops itself while scoring (CLADMOP_FAULT=stop:0:scoring); the other evaluation is copied in
+    /// then. The control: the same stop with nothing copied writes the evaluation (exit 0).
+    func testAnEvaluationWrittenMeanwhileAtTheSamePathIsKept() throws {
+        let run = Self.work + "/kept-run"
+        let pre = try mpirun(np: 1, executable: cladmop, arguments: args("kept-run", steps: 4))
+        XCTAssertEqual(pre.status, 0, pre.output)
+        let other = Self.work + "/kept-other.json"
+        let first = try runProduct("cladmop", ["evaluate", "--checkpoint", run, "--data", Self.store, "--set", Self.hierarchy, "--json", other])
+        XCTAssertEqual(first.status, 0, first.output)
+        let otherBytes = try Data(contentsOf: URL(fileURLWithPath: other))
+        for meanwhile in [true, false] {
+            let out = Self.work + "/kept-\(meanwhile).json"
+            let script = """
+                CLADMOP_FAULT=stop:0:scoring "$CLADMOP" evaluate --checkpoint "$RUN" --data "$STORE" --set "$HIER" --json "$OUT" > "$OUT.log" 2>&1 &
+                p=$!
+                for i in $(seq 600); do [ "$(ps -o stat= -p $p | cut -c1)" = T ] && break; sleep 0.1; done
+                [ "$(ps -o stat= -p $p | cut -c1)" = T ] || { echo "evaluate did not stop"; kill $p; wait $p; exit 97; }
+                \(meanwhile ? "cp \"$OTHER\" \"$OUT\"" : "true")
+                kill -CONT $p
+                wait $p
+                """
+            let r = try runCommand("/bin/bash", ["-c", script], environment: ["CLADMOP": cladmop, "RUN": run, "STORE": Self.store, "HIER": Self.hierarchy,
+                                                                           "OUT": out, "OTHER": other], timeout: 120)
+            let log = (try? String(contentsOfFile: out + ".log", encoding: .utf8)) ?? ""
+            if meanwhile {
+                XCTAssertEqual(r.status, 2, r.output + log)
+                XCTAssertTrue(log.contains("\(out): an evaluation (evaluate --json or baseline --json, by its keys) was written there by another command while this one ran"), log)
+                XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: out)), otherBytes, "the other command's evaluation is kept")
+            } else {
+                XCTAssertEqual(r.status, 0, r.output + log)
+                XCTAssertTrue(FileManager.default.fileExists(atPath: out), log)
+            }
+            let leftovers = try FileManager.default.contentsOfDirectory(atPath: Self.work).filter { $0.hasPrefix(".kept-") }
+            XCTAssertEqual(leftovers, [], "no temporary file is left")
+        }
+    }
+
     /// A feature store truncated by another program while a command reads it through its memory map (a stranger's
     /// probe: `cp` over the store being scored) ended the process with SIGBUS (exit 135, a crash report). Now the read
     /// past the new end ends the job with exit 2 and a line naming the store, on one rank and under mpirun. The
