@@ -487,7 +487,7 @@ public enum WrittenFolders {
 /// else would remove it. One is removed only when its process does not run on this machine, it was last written
 /// over a minute ago, and nobody holds the flock its writer takes (`createTemporary`; a writer on another node of a
 /// shared file system holds it too); where the file system has no flock, none is removed.
-func removeStaleTemporaries(of tmp: String) {
+public func removeStaleTemporaries(of tmp: String) {
     let url = URL(fileURLWithPath: tmp)
     let name = url.lastPathComponent
     guard let cut = name.range(of: ".tmp-", options: .backwards) else { return }

@@ -202,6 +202,10 @@ public final class FeatureStore {
             throw InputError(file: path, "feature store not found; \(hint)")
         }
         try requireRegularFile(path, what: "feature store")   // before MappedFile opens it: a FIFO would block
+        // A write of this store killed by SIGKILL left its temporary (the store's size); a rerun within the minute that
+        // `removeStaleTemporaries` waits wrote the store, and nothing wrote it again (a probe: it stayed for good).
+        // Every reader removes one, on the same conditions as a writer.
+        removeStaleTemporaries(of: temporaryPath(for: path))
         file = try MappedFile(path: path, readAs: Self.readAs)
         let b = file.bytes
         func refuse(_ m: String) -> InputError { InputError(file: path, "\(m); \(hint)") }

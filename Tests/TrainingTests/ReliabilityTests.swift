@@ -818,6 +818,15 @@ final class ReliabilityTests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.output)
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).sorted(),
                        [live, young].map { URL(fileURLWithPath: $0).lastPathComponent }.sorted() + ["s.store"])
+        // One left beside a store that nothing writes again (a session 50 probe: a rerun within the minute wrote the
+        // store, and every later command only read it): a command that reads the store removes it, on the same terms.
+        try FileManager.default.setAttributes([.modificationDate: Date().addingTimeInterval(-120)], ofItemAtPath: young)
+        let read = try runProduct("cladmop", ["pretrain", "--config", repositoryRoot + "/configs/smoke.yaml", "--run-dir", dir + "/run",
+                                              "--set", "data.synthetic=true", "--set", "data.feature_store=\(dir)/s.store", "--set", Self.hierarchy,
+                                              "--set", "train.max_steps=1"])
+        XCTAssertEqual(read.status, 0, read.output)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).sorted(),
+                       [URL(fileURLWithPath: live).lastPathComponent, "run", "s.store"].sorted())
     }
 
     /// Two splits at once onto the same outputs: one writes both halves, the other is refused (exit 2) and writes
