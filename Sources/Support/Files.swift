@@ -369,11 +369,17 @@ public final class OutputGroup {
     /// Called after each rename (tests: a signal between two).
     var afterRename: (() -> Void)?
 
-    /// The result another command wrote at `target` while this one ran (`keepingResults`), or nil.
-    private func resultWrittenMeanwhile(_ target: String) -> String? {
+    /// The result another command wrote at `p.target` while this one ran (`keepingResults`: the entry there changed
+    /// since this process started, and is a result), or nil. What was there before it started passed the checks at the
+    /// start (`checkOutputs`), a link that leads to a run's result that does not exist included (a review: the first
+    /// form of this check refused such a link once the whole evaluation was done).
+    private func resultWrittenMeanwhile(_ p: Pending) -> String? {
         var st = stat()
-        guard keepingResults, lstat(target, &st) == 0 else { return nil }
-        return runFileKind(target)
+        guard keepingResults, lstat(p.target, &st) == 0 else { return nil }
+        if let started = processStartSeconds, Double(st.st_ctim.tv_sec) + Double(st.st_ctim.tv_nsec) / 1e9 < started { return nil }
+        var own = stat()     // its own temporary, linked in by an earlier try (an NFS retry of link(2) says EEXIST)
+        if fstat(p.fd, &own) == 0, FilesRead.id(own) == FilesRead.id(st) { return nil }
+        return runFileKind(p.target)
     }
 
     private func refuseResult(_ what: String, at p: Pending) -> InputError {
@@ -382,7 +388,7 @@ public final class OutputGroup {
 
     private func renameAll() throws {
         // Before anything is placed: a result another command wrote meanwhile at any output's path.
-        for p in pending { if let what = resultWrittenMeanwhile(p.target) { throw refuseResult(what, at: p) } }
+        for p in pending { if let what = resultWrittenMeanwhile(p) { throw refuseResult(what, at: p) } }
         // First: a rename that fails must not leave an earlier PNG beside a new SVG.
         for path in removals { unlink(path) }
         removals = []
@@ -397,8 +403,14 @@ public final class OutputGroup {
                 if link(p.tmp, p.target) == 0 {
                     unlink(p.tmp); syncFolder(of: p.target); afterRename?(); continue
                 }
-                if errno == EEXIST, let what = resultWrittenMeanwhile(p.target) { unlink(p.tmp); throw refuseResult(what, at: p) }
-                // Another error (a file system without hard links): the rename below.
+                if errno == EEXIST {
+                    var own = stat(), now = stat()
+                    if fstat(p.fd, &own) == 0, lstat(p.target, &now) == 0, FilesRead.id(own) == FilesRead.id(now) {
+                        unlink(p.tmp); syncFolder(of: p.target); afterRename?(); continue     // linked after all (NFS)
+                    }
+                    if let what = resultWrittenMeanwhile(p) { unlink(p.tmp); throw refuseResult(what, at: p) }
+                }
+                // Another error (a file system without hard links), or a file of the user's: the rename below.
             }
             guard rename(p.tmp, p.target) == 0 else {
                 let reason = String(cString: strerror(errno))
@@ -418,6 +430,16 @@ public final class OutputGroup {
     }
 
     deinit { discard() }
+}
+
+/// When this process started (`markProcessStart`, the first step of main), in seconds since the epoch; nil until then.
+nonisolated(unsafe) private(set) var processStartSeconds: Double?
+
+/// Records now as this process's start, for `OutputGroup(keepingResults:)` (/proc's start time is to the second).
+public func markProcessStart() {
+    var now = timespec()
+    clock_gettime(CLOCK_REALTIME, &now)
+    processStartSeconds = Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
 }
 
 /// Creates the temporary file an output `path` is written under (`temporaryPath`), registered for removal on a signal
@@ -487,12 +509,12 @@ public enum WrittenFolders {
 /// else would remove it. One is removed only when its process does not run on this machine, it was last written
 /// over a minute ago, and nobody holds the flock its writer takes (`createTemporary`; a writer on another node of a
 /// shared file system holds it too); where the file system has no flock, none is removed.
-public func removeStaleTemporaries(of tmp: String) {
+public func removeStaleTemporaries(of tmp: String, olderThan seconds: Int = 60) {
     let url = URL(fileURLWithPath: tmp)
     let name = url.lastPathComponent
     guard let cut = name.range(of: ".tmp-", options: .backwards) else { return }
     let prefix = name[..<cut.upperBound]
-    removeStaleTemporaries(in: url.deletingLastPathComponent().path) { $0.hasPrefix(prefix) && $0 != name }
+    removeStaleTemporaries(in: url.deletingLastPathComponent().path, olderThan: seconds) { $0.hasPrefix(prefix) && $0 != name }
 }
 
 /// Removes every stale temporary file (".NAME.tmp-PID") of folder `dir` (a run's checkpoints/, after each checkpoint),
@@ -501,13 +523,13 @@ public func removeStaleTemporaries(inFolder dir: String) {
     removeStaleTemporaries(in: dir) { $0.hasPrefix(".") && $0.contains(".tmp-") }
 }
 
-private func removeStaleTemporaries(in dir: String, where matches: (String) -> Bool) {
+private func removeStaleTemporaries(in dir: String, olderThan seconds: Int = 60, where matches: (String) -> Bool) {
     for other in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] where matches(other) {
         guard let cut = other.range(of: ".tmp-", options: .backwards), let pid = Int32(other[cut.upperBound...]), pid > 0,
               pid != getpid(), kill(pid, 0) != 0 && errno == ESRCH else { continue }
         let path = dir + "/" + other
         var st = stat()
-        guard lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_mtim.tv_sec < time(nil) - 60 else { continue }
+        guard lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_mtim.tv_sec < time(nil) - seconds else { continue }
         let fd = open(path, O_WRONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { continue }
         if flock(fd, LOCK_EX | LOCK_NB) == 0 { unlink(path) }

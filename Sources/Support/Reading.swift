@@ -34,8 +34,10 @@ public func requireRegularFile(_ path: String, what: String) throws -> Int {
 public func requireResolvableLink(_ path: String, what: String) throws {
     var lst = stat(), st = stat()
     guard lstat(path, &lst) == 0, (lst.st_mode & S_IFMT) == S_IFLNK, stat(path, &st) != 0 else { return }
-    let why = errno == ELOOP ? "a loop of symbolic links"
-        : "a symbolic link to " + ((try? FileManager.default.destinationOfSymbolicLink(atPath: path)) ?? "?") + ", which \(errno == ENOENT ? "does not exist" : String(cString: strerror(errno)))"
+    let code = errno
+    let to = "a symbolic link to " + ((try? FileManager.default.destinationOfSymbolicLink(atPath: path)) ?? "?")
+    let why = code == ELOOP ? "a loop of symbolic links"
+        : to + (code == ENOENT ? ", which does not exist" : ", which cannot be reached (\(String(cString: strerror(code))))")
     throw InputError(file: path, "is \(why); expected \(what) (restore the file, or the link's target)")
 }
 

@@ -62,7 +62,10 @@ public final class MetricsLog {
     public static func requireWellFormed(_ path: String, types: [String: any Decodable.Type]) throws {
         let data = try readRegularFile(path, what: "metrics log (metrics.jsonl)")
         let decoder = JSONDecoder()
-        for (i, line) in data.split(separator: 0x0A, omittingEmptySubsequences: false).enumerated() where !line.isEmpty {
+        // Blank lines, carriage returns and NUL padding (a power loss can leave it) are not records, as for the Launch
+        // scripts' check of a finished run (run_finished).
+        for (i, line) in data.split(separator: 0x0A, omittingEmptySubsequences: false).enumerated()
+        where !line.allSatisfy({ [0x20, 0x09, 0x0D, 0x00].contains($0) }) {
             guard let probe = try? decoder.decode(RecordProbe.self, from: line), let type = probe.type else {
                 throw InputError(file: path, line: i + 1, "not a record (expected one JSON object with a string \"type\" per line, as cladmop writes)")
             }

@@ -150,6 +150,9 @@ public final class FeatureStore {
     public let skipped: [String]
     /// The header's checksum of the metadata and vectors: two stores with the same one hold the same trials and vectors.
     public let checksum: UInt64
+    /// `checksum64` of the metadata alone (its trials, with their codes, molecules and sentence rows; the source paths):
+    /// two synthetic stores of the same seed, size and noise drawn from other ICD trees differ here.
+    public let metadataChecksum: UInt64
 
     /// data.skip_bad_rows: the malformed rows of `files` (matched by file name, as the store keys its sources) this
     /// store left out when it was featurized, each `PATH:LINE:COLUMN: what`.
@@ -204,8 +207,10 @@ public final class FeatureStore {
         try requireRegularFile(path, what: "feature store")   // before MappedFile opens it: a FIFO would block
         // A write of this store killed by SIGKILL left its temporary (the store's size); a rerun within the minute that
         // `removeStaleTemporaries` waits wrote the store, and nothing wrote it again (a probe: it stayed for good).
-        // Every reader removes one, on the same conditions as a writer.
-        removeStaleTemporaries(of: temporaryPath(for: path))
+        // Every reader removes one, on a writer's conditions but an hour old, not a minute: readers run on every node,
+        // where a file system's flock may be local to the node, and a featurize can write its store's temporary
+        // minutes apart (one wave of sentences at a time). Beside the store a link leads to, where it is written.
+        removeStaleTemporaries(of: temporaryPath(for: resolvedPath(path)), olderThan: 3600)
         file = try MappedFile(path: path, readAs: Self.readAs)
         let b = file.bytes
         func refuse(_ m: String) -> InputError { InputError(file: path, "\(m); \(hint)") }
@@ -225,7 +230,8 @@ public final class FeatureStore {
         }
         let meta = UnsafeRawBufferPointer(rebasing: b[Self.headerBytes..<(Self.headerBytes + metaBytes)])
         let data = UnsafeRawBufferPointer(rebasing: b[payloadOffset...])
-        guard checksum64(data, seed: checksum64(meta)) == checksum else { throw refuse("corrupt feature store (checksum mismatch)") }
+        let metaChecksum = checksum64(meta)
+        guard checksum64(data, seed: metaChecksum) == checksum else { throw refuse("corrupt feature store (checksum mismatch)") }
         let decoded: StoreMeta
         if let key = duplicateJSONKey(Data(meta)) { throw refuse("corrupt feature store metadata (key \(key) appears twice in one object)") }
         do { decoded = try JSONDecoder().decode(StoreMeta.self, from: Data(meta)) }
@@ -250,6 +256,7 @@ public final class FeatureStore {
         skipped = decoded.skipped
         sentenceChecksums = decoded.sentenceChecksums
         self.checksum = checksum
+        metadataChecksum = metaChecksum
         payload = data.baseAddress!.assumingMemoryBound(to: Float.self)
     }
 

@@ -11,6 +11,8 @@ import TrialData
 struct Cladmop: ParsableCommand {
     /// Like ParsableCommand.main, but every usage or input error exits with status 2.
     static func main() {
+        // What another command writes at an output's path from now on is "written meanwhile" (OutputGroup).
+        markProcessStart()
         // A closed stdout or stderr (>&-) gets /dev/null: an output file opened later would take its number.
         openClosedStandardDescriptors()
         // A write past RLIMIT_FSIZE then fails with EFBIG, reported like a full disk, instead of killing the rank.

@@ -69,6 +69,9 @@ struct Finetune: ParsableCommand {
             // Only the ids of the report file are needed (every rank reads it; a trial without a label is fine).
             let reported = try reportTrials.map { Set(try readTrials(paths: [$0], skipBadRows: spec.data.skipBadRows, labels: .optional).0.map(\.nctid)) } ?? []
             if let reportTrials, reported.isEmpty { throw InputError(file: reportTrials, "has no trial rows; --report-trials names the trials to report") }
+            // They choose which trials select (each rank reads its node's copy).
+            try requireAgreement([("--report-trials \(reportTrials ?? "")", reportTrials == nil ? "none" : "\(reported.count) ids, checksum " + checksumHex(reported.sorted().joined(separator: ",")))],
+                                 comm: comm, what: "report trials (--report-trials must be the same file on every node)")
             let store = try storeContaining([train, valid] + aux, spec: spec, hierarchy: hierarchy, comm: comm, log: log)
             let tuner = try Finetuner(spec: spec, comm: comm, pretrained: base, trainFile: train, validFile: valid, auxFiles: aux,
                                       reportTrials: reported, reportFile: reportTrials, runDir: runDir, store: store, hierarchy: hierarchy, log: log)

@@ -98,7 +98,8 @@ struct SweepReport: ParsableCommand {
         for r in runs where r.status == 0 {
             let file = r.dir + "/metrics.jsonl"
             func bad(_ what: String) -> InputError { InputError(file: file, "\(what) (global_batch \(r.batch), \(listing):\(r.line))") }
-            try MetricsLog.requireWellFormed(file, types: ["eval": EvalRecord.self, "summary": SummaryRecord.self])
+            do { try MetricsLog.requireWellFormed(file, types: ["eval": EvalRecord.self, "summary": SummaryRecord.self]) }
+            catch let e as InputError { throw InputError(e.description + " (global_batch \(r.batch), \(listing):\(r.line)); this run's log is damaged: its point cannot be reported as it is") }
             let evals = MetricsLog.records(of: "eval", in: file, as: EvalRecord.self)
             for e in evals {
                 guard (0...9_000_000_000_000).contains(e.step) else { throw bad("an eval record's step \(e.step): expected a step count from 0 to 9e12") }

@@ -697,6 +697,15 @@ final class ReliabilityTests: XCTestCase {
             let leftovers = try FileManager.default.contentsOfDirectory(atPath: Self.work).filter { $0.hasPrefix(".kept-") }
             XCTAssertEqual(leftovers, [], "no temporary file is left")
         }
+        // What was there at the start and stays is no result written meanwhile: a link that leads to a run's eval.json
+        // that does not exist is replaced by the evaluation (the run's folder gets nothing), as before (a review saw the
+        // first form of this check refuse it once the whole evaluation was done).
+        let link = Self.work + "/kept-link.json"
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: run + "/eval.json")
+        let linked = try runProduct("cladmop", ["evaluate", "--checkpoint", run, "--data", Self.store, "--set", Self.hierarchy, "--json", link])
+        XCTAssertEqual(linked.status, 0, linked.output)
+        XCTAssertFalse(isSymbolicLink(link), "the link is replaced")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: run + "/eval.json"), "the run's folder gets nothing")
     }
 
     /// A feature store truncated by another program while a command reads it through its memory map (a stranger's
@@ -819,8 +828,16 @@ final class ReliabilityTests: XCTestCase {
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).sorted(),
                        [live, young].map { URL(fileURLWithPath: $0).lastPathComponent }.sorted() + ["s.store"])
         // One left beside a store that nothing writes again (a session 50 probe: a rerun within the minute wrote the
-        // store, and every later command only read it): a command that reads the store removes it, on the same terms.
-        try FileManager.default.setAttributes([.modificationDate: Date().addingTimeInterval(-120)], ofItemAtPath: young)
+        // store, and every later command only read it): a command that reads the store removes it, on the same terms
+        // but an hour old (a reader elsewhere must not take a featurize's temporary between two of its waves).
+        try FileManager.default.setAttributes([.modificationDate: Date().addingTimeInterval(-1800)], ofItemAtPath: young)
+        let keptRead = try runProduct("cladmop", ["pretrain", "--config", repositoryRoot + "/configs/smoke.yaml", "--run-dir", dir + "/run0",
+                                                  "--set", "data.synthetic=true", "--set", "data.feature_store=\(dir)/s.store", "--set", Self.hierarchy,
+                                                  "--set", "train.max_steps=1"])
+        XCTAssertEqual(keptRead.status, 0, keptRead.output)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: young), "half an hour old: kept by a reader")
+        XCTAssertNil(removeTree(dir + "/run0"))
+        try FileManager.default.setAttributes([.modificationDate: Date().addingTimeInterval(-7200)], ofItemAtPath: young)
         let read = try runProduct("cladmop", ["pretrain", "--config", repositoryRoot + "/configs/smoke.yaml", "--run-dir", dir + "/run",
                                               "--set", "data.synthetic=true", "--set", "data.feature_store=\(dir)/s.store", "--set", Self.hierarchy,
                                               "--set", "train.max_steps=1"])

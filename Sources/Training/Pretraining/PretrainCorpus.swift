@@ -36,10 +36,11 @@ public struct PretrainSetup {
                                 + id.sources.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")),
                               ("feature store rows", "\(store.trials.count) x \(store.dim)")]
                               // A synthetic store's identity (seed, size, noise) does not name the ICD tree its codes
-                              // were drawn from: its trials are compared too. A CSV store's trials follow from the files
-                              // compared above (its sentence rows' order from how it was built, so not compared).
-                              + (comm.size > 1 && data.synthetic
-                                 ? [("feature store trials", checksumHex(try encodeJSON(store.trials)))] : []),
+                              // were drawn from: its metadata (the trials, their codes) is compared too. (A CSV store's
+                              // metadata holds its source paths and, when it was built onto an older store, another
+                              // order of sentence rows: not compared; its codes come from the files compared above and
+                              // the ICD tree at featurization, which its identity does not name.)
+                              + (data.synthetic ? [("feature store trials (its metadata)", String(store.metadataChecksum, radix: 16))] : []),
                              comm: comm, what: "feature stores")
         let skippedNote = data.synthetic ? [] : try store.requireSkippedRowsAllowed(of: data.files, skipBadRows: data.skipBadRows)
         hierarchy = try ICD10Hierarchy(path: data.icdHierarchy, comm: comm)
