@@ -377,8 +377,6 @@ public final class OutputGroup {
         var st = stat()
         guard keepingResults, lstat(p.target, &st) == 0 else { return nil }
         if let started = processStartSeconds, Double(st.st_ctim.tv_sec) + Double(st.st_ctim.tv_nsec) / 1e9 < started { return nil }
-        var own = stat()     // its own temporary, linked in by an earlier try (an NFS retry of link(2) says EEXIST)
-        if fstat(p.fd, &own) == 0, FilesRead.id(own) == FilesRead.id(st) { return nil }
         return runFileKind(p.target)
     }
 
