@@ -1,6 +1,6 @@
 import Foundation
 
-/// Which update rule `Optimizer.step` applies.
+/// Which update rule `Optimizer.update(_:lrScale:)` applies.
 public enum OptimizerKind: String, Sendable, CaseIterable {
     /// p -= lr (g + wd p)
     case sgd
@@ -59,7 +59,8 @@ public final class Optimizer {
     }
 }
 
-/// Scales the gradients of non-frozen groups so that their global L2 norm is at most `maxNorm`.
+/// Scales the gradients of non-frozen groups so that their global L2 norm is at most `maxNorm`:
+/// g <- g * maxNorm / (||g|| + 1e-6) when ||g|| > maxNorm > 0 (PyTorch's `clip_grad_norm_`).
 /// Returns the norm before clipping.
 @discardableResult
 public func clipGradientNorm(_ params: ParameterArena, maxNorm: Float) -> Float {

@@ -12,8 +12,9 @@ public struct RetrievalMetrics {
     public var top1CtoDM: Double, top5CtoDM: Double, top1DMtoC: Double, top5DMtoC: Double
 }
 
-/// Scores z = s a_hat b_hat^T of every (criteria, DM) pair of the split; the loss is the symmetric InfoNCE
-/// over the whole split and retrieval ranks each true pair among all candidates (ties and NaN scores count against it).
+/// The symmetric InfoNCE loss over the whole split (logits z = s a_hat b_hat^T of every (criteria, DM) pair), and
+/// retrieval: each true pair ranked among all candidates by a_hat b_hat^T (the ranks of z, as s > 0; ties and NaN
+/// scores count against it).
 /// Both walk the scores in blocks of `tileRows` rows, so memory stays O(tileRows x n); `onTile` is called at every block
 /// (a long evaluation beats the stall watchdog: O(n^2 dim) work, a minute at 50,000 validation trials on one core).
 public func retrievalMetrics(fC: ConstFloatPtr, fDM: ConstFloatPtr, count n: Int, dim: Int, logScale: Float,

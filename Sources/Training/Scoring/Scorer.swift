@@ -18,8 +18,10 @@ extension OutcomeModel: TrialScorer {
     }
 }
 
-/// The pair-matching score of a pretrained model, the sigmoid of its InfoNCE logit: sigmoid(s cos(f_C, f_DM)), or
-/// sigmoid(s f_C . f_DM) for a model pretrained without normalized embeddings (`loss.normalize: false`).
+/// The pair-matching score of a pretrained model, the sigmoid of its InfoNCE logit up to rounding:
+/// sigmoid(s f_C . f_DM / max(||f_C|| ||f_DM||, 1e-12)) (the loss normalizes each row, clamping each norm at 1e-12:
+/// the same value but for all-but-zero embeddings), or sigmoid(s f_C . f_DM) for a model pretrained without normalized
+/// embeddings (`loss.normalize: false`).
 public struct ZeroShotScorer: TrialScorer {
     public let model: CLaDMoP
     /// Whether the pretraining normalized both embeddings (`loss.normalize`).

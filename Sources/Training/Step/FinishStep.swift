@@ -1,7 +1,8 @@
 import NN
 
 /// The end of every training step, pretraining and fine-tuning alike, once the gradients are all-reduced:
-/// g <- g * min(1, maxNorm / ||g||) (`clipGradientNorm`; maxNorm 0: no clipping), then the optimizer's update.
+/// g <- g * maxNorm / (||g|| + 1e-6) when ||g|| > maxNorm (`clipGradientNorm`; maxNorm 0: no clipping), then the
+/// optimizer's update.
 /// The loss and ||g|| are global values, the same on every rank, so a non-finite one throws on every rank alike,
 /// before any parameter changes (an infinite norm with a finite loss would clip the step into NaN weights).
 /// Returns ||g|| before clipping.
