@@ -2,7 +2,7 @@
 import Foundation
 import Support
 import TestSupport
-import Training
+@testable import Training
 import XCTest
 import Yams
 
@@ -72,6 +72,29 @@ final class SpecValidationTests: XCTestCase {
 
     /// finetune.threshold_confidence reaches the spec, is range-checked, and is written into checkpoint metadata only
     /// when it is not the default (a checkpoint written before the key re-encodes to the same bytes).
+    /// A checkpoint's model, loss and data sections name their differences by configuration key (`changedKeys`): each
+    /// field of the three sections, optional ones set, must map to a key of the schema.
+    func testEveryTrainingIdentityFieldIsAConfigurationKey() throws {
+        let spec = try RunSpec(Config(file: nil, overrides: ["data.exclude_file=held-out.txt"]))
+        let identity = CheckpointMeta.trainingIdentity(spec)
+        let sections = identity.sections()
+        XCTAssertEqual(Set(sections.keys), Set(CheckpointMeta.TrainingIdentity.sectionNames))
+        var count = 0
+        for (section, fields) in sections {
+            for field in fields.keys {
+                let key = CheckpointMeta.TrainingIdentity.yamlKey(section: section, field: field)
+                XCTAssertNotNil(ConfigSchema.key(key), "\(section).\(field) -> \(key) is not a configuration key")
+                count += 1
+            }
+        }
+        XCTAssertGreaterThan(count, 20)
+        XCTAssertNotNil(sections["data"]?["excludeFile"])
+        XCTAssertEqual(CheckpointMeta.TrainingIdentity.yamlKey(section: "data", field: "excludeCSVs"), "data.exclude_csvs")
+        var other = spec
+        other.data.maxCodes += 1
+        XCTAssertEqual(identity.changedKeys(from: CheckpointMeta.trainingIdentity(other)).map(\.key), ["data.max_codes"])
+    }
+
     func testThresholdConfidenceIsValidatedAndEncodedOnlyWhenNotTheDefault() throws {
         let base = try RunSpec(Config(file: nil, overrides: []))
         let set = try RunSpec(Config(file: nil, overrides: ["finetune.threshold_confidence=0.75"]))

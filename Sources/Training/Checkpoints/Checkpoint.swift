@@ -91,10 +91,10 @@ public struct CheckpointMeta: Codable {
             checksumHex((try? encodeJSON(self)) ?? Data())
         }
 
-        /// One key whose value differs: its name as in the YAML where the schema has the key (`maxCodes` ->
-        /// `data.max_codes`, `inSchema`), else `section.camelName`; each value as JSON text ("none" when absent).
+        /// One key whose value differs: its name as in the YAML (`maxCodes` -> `data.max_codes`: every field of the
+        /// three sections is a configuration key, `TrainingIdentityKeyTests`); each value as JSON text ("none" when absent).
         public struct Difference: Equatable {
-            public let key: String, inSchema: Bool, checkpoint: String, now: String
+            public let key: String, checkpoint: String, now: String
         }
 
         /// The keys whose values differ, as `section.key: A in the checkpoint, B now` (`self`: the checkpoint's).
@@ -104,33 +104,37 @@ public struct CheckpointMeta: Codable {
 
         /// The keys whose values differ (`self`: the checkpoint's), in section order (model, loss, data), then by name.
         public func changedKeys(from now: TrainingIdentity) -> [Difference] {
-            func object(_ t: TrainingIdentity) -> [String: Any] {
-                (try? encodeJSON(t)).flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] } ?? [:]
-            }
             func text(_ v: Any?) -> String {
                 guard let v, !(v is NSNull) else { return "none" }
                 if let d = try? JSONSerialization.data(withJSONObject: v, options: [.fragmentsAllowed, .sortedKeys, .withoutEscapingSlashes]) { return String(decoding: d, as: UTF8.self) }
                 return "\(v)"
             }
-            /// camelCase -> snake_case, a run of capitals kept as one word (excludeCSVs -> exclude_csvs).
-            func snake(_ name: String) -> String {
-                var out = "", previous: Character?
-                for c in name {
-                    if c.isUppercase, let p = previous, p.isLowercase || p.isNumber { out += "_" }
-                    out += c.lowercased(); previous = c
-                }
-                return out
-            }
-            let (a, b) = (object(self), object(now))
+            let (a, b) = (sections(), now.sections())
             var changed: [Difference] = []
-            for section in ["model", "loss", "data"] {
-                let (x, y) = (a[section] as? [String: Any] ?? [:], b[section] as? [String: Any] ?? [:])
+            for section in Self.sectionNames {
+                let (x, y) = (a[section] ?? [:], b[section] ?? [:])
                 for key in Set(x.keys).union(y.keys).sorted() where text(x[key]) != text(y[key]) {
-                    let yaml = "\(section).\(snake(key))", inSchema = ConfigSchema.key(yaml) != nil
-                    changed.append(Difference(key: inSchema ? yaml : section + "." + key, inSchema: inSchema, checkpoint: text(x[key]), now: text(y[key])))
+                    changed.append(Difference(key: Self.yamlKey(section: section, field: key), checkpoint: text(x[key]), now: text(y[key])))
                 }
             }
             return changed
+        }
+
+        static let sectionNames = ["model", "loss", "data"]
+        /// Each section's fields as their JSON encoding has them (camelCase names).
+        func sections() -> [String: [String: Any]] {
+            let object = (try? encodeJSON(self)).flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] } ?? [:]
+            return object.compactMapValues { $0 as? [String: Any] }
+        }
+        /// A field's configuration key: camelCase -> snake_case, a run of capitals kept as one word
+        /// (data, excludeCSVs -> data.exclude_csvs).
+        static func yamlKey(section: String, field: String) -> String {
+            var out = "", previous: Character?
+            for c in field {
+                if c.isUppercase, let p = previous, p.isLowercase || p.isNumber { out += "_" }
+                out += c.lowercased(); previous = c
+            }
+            return section + "." + out
         }
     }
     public static func trainingIdentity(_ spec: RunSpec) -> TrainingIdentity {

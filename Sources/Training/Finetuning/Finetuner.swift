@@ -34,7 +34,7 @@ public struct PretrainedBase {
     /// pretrained with; the fine-tuning run records the checkpoint's values instead (config.yaml, its checkpoints' spec).
     public func fixedKeys(differingFrom spec: RunSpec) -> [CheckpointMeta.TrainingIdentity.Difference] {
         CheckpointMeta.trainingIdentity(meta.spec).changedKeys(from: CheckpointMeta.trainingIdentity(spec))
-            .filter { $0.inSchema && Self.isFixedByCheckpoint($0.key) }
+            .filter { Self.isFixedByCheckpoint($0.key) }
     }
 
     /// `config` and `spec` with this checkpoint's values of the keys it fixes, and what to say about the values replaced:
