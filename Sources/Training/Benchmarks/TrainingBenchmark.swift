@@ -49,15 +49,8 @@ public func runTrainingBenchmark(spec: RunSpec, comm: Communicator) throws -> Tr
     let config = ModelConfig(spec.model, loss: spec.loss, encoderDim: e, molVocab: 100, maxMolecules: 8, icdTableSizes: icdSizes,
                              categoryCount: icdSizes.count >= 3 ? icdSizes[2] + 1 : 2)
     // Bounded up front, against this machine's memory.
-    let localRows = (globalBatch + comm.size - 1) / comm.size
-    try MemoryBudget.requireGatherable(globalBatch: globalBatch, width: e, widthName: "bench.encoder_dim")
-    try MemoryBudget.require(parameters: MemoryBudget.parameterCount(config),
-                             rows: spec.train.chunkSize > 0 ? min(spec.train.chunkSize, localRows) : localRows,
-                             bytesPerRow: MemoryBudget.activationBytesPerRow(config, molTokens: lmMax, codes: lcMax, sentences: lsMax),
-                             rowsKey: "train.global_batch = \(globalBatch) over \(comm.size) rank(s), train.chunk_size = \(spec.train.chunkSize)",
-                             loss: (MemoryBudget.contrastiveLossFloats(globalBatch: globalBatch, localRows: localRows, width: e, tileRows: spec.train.lossTileRows),
-                                    "train.global_batch = \(globalBatch), train.loss_tile_rows = \(spec.train.lossTileRows)"),
-                             hint: "use a smaller model, train.global_batch or train.loss_tile_rows, or set train.chunk_size", comm: comm)
+    try MemoryBudget.requireContrastiveStep(config, train: spec.train, molTokens: lmMax, codes: lcMax, sentences: lsMax, widthName: "bench.encoder_dim",
+                                            hint: "use a smaller model, train.global_batch or train.loss_tile_rows, or set train.chunk_size", comm: comm)
     let step = ContrastiveStep(config, spec: spec, comm: comm, faults: .none)
     let precision = agreedTrainingPrecision(spec.train.precision, comm: comm)
     step.params.setPrecision(precision)

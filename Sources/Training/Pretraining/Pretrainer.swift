@@ -55,16 +55,9 @@ public final class Pretrainer {
         space = FeatureSpace(trials: setup.train, data: spec.data, model: spec.model)
         builder = try BatchBuilder(store: setup.store, hierarchy: setup.hierarchy, space: space)
         let config = try ModelConfig(spec.model, loss: spec.loss, builder: builder)
-        let localRows = (globalBatch + comm.size - 1) / comm.size, data = spec.data
-        let parameters = MemoryBudget.parameterCount(config)
-        try MemoryBudget.requireGatherable(globalBatch: globalBatch, width: config.encoderDim, widthName: "the encoder's width")
-        let memory = try MemoryBudget.require(parameters: parameters,
-                                 rows: train.chunkSize > 0 ? min(train.chunkSize, localRows) : localRows,
-                                 bytesPerRow: MemoryBudget.activationBytesPerRow(config, molTokens: data.maxMolTokens, codes: data.maxCodes,
-                                                                                 sentences: data.maxSentences),
-                                 rowsKey: "train.global_batch = \(globalBatch) over \(comm.size) rank(s), train.chunk_size = \(train.chunkSize)",
-                                 loss: (MemoryBudget.contrastiveLossFloats(globalBatch: globalBatch, localRows: localRows, width: config.encoderDim, tileRows: train.lossTileRows),
-                                        "train.global_batch = \(globalBatch), train.loss_tile_rows = \(train.lossTileRows)"),
+        let data = spec.data, parameters = MemoryBudget.parameterCount(config)
+        let memory = try MemoryBudget.requireContrastiveStep(config, train: train, molTokens: data.maxMolTokens, codes: data.maxCodes, sentences: data.maxSentences,
+                                 widthName: "the encoder's width",
                                  hint: "use a smaller model (model.*), fewer sentences, codes or molecule tokens per trial (data.max_*), a smaller train.global_batch or train.loss_tile_rows, or set train.chunk_size",
                                  comm: comm)
         if comm.isRoot {

@@ -1,4 +1,5 @@
 import Communication
+import Config
 import Foundation
 import Model
 import NN
@@ -87,5 +88,23 @@ public enum MemoryBudget {
                              + "\(availableText): \(hint)")
         }
         return total
+    }
+
+    /// The bounds of one contrastive step (`ContrastiveStep`, pretraining and `cladmop bench` alike), before anything is
+    /// allocated: its all-gather (`requireGatherable`, `widthName` naming the width's key) and its memory (`require`):
+    /// the replica, ceil(B / ranks) rows of activations at once (train.chunk_size of them when set), and the gathered
+    /// global batch with the loss's logit tiles. Returns the estimate in bytes.
+    @discardableResult
+    public static func requireContrastiveStep(_ config: ModelConfig, train: TrainSpec, molTokens: Int, codes: Int, sentences: Int,
+                                              widthName: String, hint: String, comm: Communicator) throws -> Double {
+        let globalBatch = train.globalBatch, localRows = (train.globalBatch + comm.size - 1) / comm.size
+        try requireGatherable(globalBatch: globalBatch, width: config.encoderDim, widthName: widthName)
+        return try require(parameters: parameterCount(config),
+                           rows: train.chunkSize > 0 ? min(train.chunkSize, localRows) : localRows,
+                           bytesPerRow: activationBytesPerRow(config, molTokens: molTokens, codes: codes, sentences: sentences),
+                           rowsKey: "train.global_batch = \(globalBatch) over \(comm.size) rank(s), train.chunk_size = \(train.chunkSize)",
+                           loss: (contrastiveLossFloats(globalBatch: globalBatch, localRows: localRows, width: config.encoderDim, tileRows: train.lossTileRows),
+                                  "train.global_batch = \(globalBatch), train.loss_tile_rows = \(train.lossTileRows)"),
+                           hint: hint, comm: comm)
     }
 }
