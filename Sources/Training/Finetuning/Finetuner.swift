@@ -524,7 +524,7 @@ public final class Finetuner {
         p.setPrecision(agreedTrainingPrecision(spec.train.precision, comm: comm))
         let batchSize = spec.finetune.batch, epochs = spec.finetune.epochs
         let positives = train.filter { $0.label == 1 }.count
-        let (w1, w0) = classWeights(positives: positives, count: train.count)
+        let weights = classWeights(positives: positives, count: train.count)
         // What the member trained or selected on: its report trials (`reportTrials`) are neither.
         let choosing = valid.indices.filter { !reportTrials.contains(valid[$0].nctid) }
         if comm.isRoot {
@@ -551,25 +551,12 @@ public final class Finetuner {
                 let b = end - start
                 let rows = shard(b, rank: comm.rank, of: comm.size).map { train[order[start + $0]] }
                 start = end
-                arena.reset(); p.zeroGrads()
-                var loss = [0.0]
-                if !rows.isEmpty {
-                    let batch = builder.batch(rows)
-                    let (logits, backward) = outcome.forward(batch, arena: arena)
-                    let labels = rows.map { Float($0.checkedLabel) }
-                    let dz = arena.allocate(rows.count)
-                    loss[0] = Double(labels.withUnsafeBufferPointer {
-                        weightedBCE(logits: logits, labels: $0.baseAddress!, count: rows.count, positiveWeight: w1, negativeWeight: w0, dz: dz)
-                    } * Float(rows.count) / Float(b))
-                    for i in 0..<rows.count { dz[i] *= Float(rows.count) / Float(b) }   // mean over the global batch
-                    backward(dz)
-                }
-                comm.allReduceSum(p.grads + outcome.trainableOffset, count: p.count - outcome.trainableOffset)
-                loss.withUnsafeMutableBufferPointer { comm.allReduceSum($0.baseAddress!, count: 1) }
                 // Every rank stops here alike on a non-finite loss or norm (a NaN model would be selected by the
                 // share of successes its constant scores give, and predict NaN).
+                let loss: Double
                 do {
-                    _ = try finishStep(p, optimizer: optimizer, loss: loss[0], maxNorm: Float(spec.train.gradClip))
+                    loss = try outcomeStep(outcome, rows: rows, globalRows: b, weights: weights, builder: builder, arena: arena,
+                                           optimizer: optimizer, maxNorm: Float(spec.train.gradClip), comm: comm)
                 } catch let e as TrainingError {
                     // Before any update the LoRA adapters add nothing and the head is freshly drawn: the pretrained
                     // model (or the trials' features) gave the non-finite values, not the fine-tuning rates.
@@ -582,7 +569,7 @@ public final class Finetuner {
                     }
                     throw TrainingError("fine-tuning \(e) at epoch \(epoch), batch \(batches + 1) of \(runDir): the model diverged; lower finetune.head_lr or finetune.lora_lr and run again with --overwrite (or another --run-dir)", diverged: e.diverged)
                 }
-                lossSum += loss[0]; batches += 1
+                lossSum += loss; batches += 1
                 watchdog?.beat()
             }
             let allScores = predict(valid, with: outcome)
