@@ -93,11 +93,6 @@ public func requireTrainedEncoder(spec: RunSpec, meta: CheckpointMeta, checkpoin
     }
 }
 
-/// A checkpoint records its configuration's paths as given, so scoring it from another folder looks for them there.
-func requireConfiguredPath(_ path: String, key: String) throws {
-    try requireConfiguredPath(path, key: key, whose: ", also of the one the checkpoint recorded,", hint: "the folder the model was trained in")
-}
-
 /// Every row of a CSV scored by a checkpoint.
 /// Refuses a model whose outputs (`rows` of `width` values, one row per trial) are not all finite: a checkpoint of a
 /// diverged run (weights grown past Float's range, or NaN) would otherwise write NaN scores or embeddings, and metrics
@@ -240,8 +235,10 @@ public struct LoadedCheckpoint {
         if inputs == nil {
             // A rank that read a CSV while another read a store would wait in another collective.
             try requireAgreement([("--data \(csv)", givenStore ? "a feature store" : "a CSV")], comm: comm, what: "files to score")
-            try requireConfiguredPath(spec.data.icdHierarchy, key: "data.icd_hierarchy")
-            if !givenStore { try requireConfiguredPath(spec.encoder.modelDir, key: "encoder.model_dir") }
+            // A checkpoint records its configuration's paths as given, so scoring it from another folder looks for them there.
+            let (whose, hint) = (", also of the one the checkpoint recorded,", "the folder the model was trained in")
+            try requireConfiguredPath(spec.data.icdHierarchy, key: "data.icd_hierarchy", whose: whose, hint: hint)
+            if !givenStore { try requireConfiguredPath(spec.encoder.modelDir, key: "encoder.model_dir", whose: whose, hint: hint) }
         }
         let hierarchy = try inputs?.hierarchy ?? ICD10Hierarchy(path: spec.data.icdHierarchy, comm: comm)
         try hierarchy.requireTables(of: meta.model, trainedTree: meta.icdHierarchy, checkpoint: path)      // before featurizing anything
@@ -392,95 +389,112 @@ private func scoreCSVModels(checkpoint: String, csv: String, spec: RunSpec, comm
         }
     }
     if let ensemble {
-        var sum: [Double] = [], scored: [Int] = [], trials: [StoredTrial] = [], first: OutcomeHeadSpec?
-        var novel: [Bool] = [], seen = Set<String>()
-        var chose: [Bool] = []              // out of fold: whether a member that scored the trial trained or selected on it
-        var trained: Set<String>? = []      // what any member trained or selected on (nil: a member does not record it)
-        var inputs: ScoringInputs?          // the tree and the store, read for the first member
-        for (k, member) in ensemble.members.enumerated() {
-            let loaded = try LoadedCheckpoint(member, comm: comm)
-            if k == 0 { pretrainedTrials = loaded.pretrainedTrials }       // the members share their pretrained base
-            guard let outcome = loaded.outcome, let head = loaded.meta.head else {
-                throw InputError(file: checkpoint + "/best.json", "member \(member) is not a fine-tuned checkpoint")
-            }
-            if let first, first.trainFile != head.trainFile || first.validFile != head.validFile {
-                throw InputError(file: checkpoint + "/best.json", "member \(member) was fine-tuned on \(head.trainFile) / \(head.validFile), the first member on \(first.trainFile) / \(first.validFile)")
-            }
-            if outOfFold && head.validFile != "out of fold" {     // before any featurizing of --data
-                throw InputError(file: checkpoint + "/best.json", "member \(member) was not fine-tuned out of fold (it selected on \(head.validFile)); --out-of-fold needs a run fine-tuned with finetune.folds")
-            }
-            // Member k scores the trials of fold k: the member that held that fold out (recorded since version 6).
-            if outOfFold, let fold = head.heldOutFold, fold != k + 1 {
-                throw InputError(file: checkpoint + "/best.json", "member \(k + 1) of \"members\" (\(member)) held out fold \(fold) of folds.csv, not fold \(k + 1): the members' folders or the list were reordered, and --out-of-fold would score trials with members that trained on them")
-            }
-            let (rows, builder) = try loaded.rows(of: csv, spec: spec, comm: comm, labels: outOfFold ? .required : labels, log: log, inputs: &inputs)
-            if outOfFold {
-                // Only the trials member k held out (fold k + 1); every trial is in one fold of each partition.
-                if first == nil {
-                    if let missing = rows.first(where: { foldOf[$0.nctid] == nil }) {
-                        throw InputError(file: csv, "trial \(missing.nctid) is in no fold of \(checkpoint)/folds.csv; --out-of-fold scores only trials the run was fine-tuned on")
-                    }
-                    if let other = rows.first(where: { foldOf[$0.nctid]?.label != $0.label }) {
-                        throw InputError(file: csv, "trial \(other.nctid) has label \(other.label.map(String.init) ?? "(none)"), \(checkpoint)/folds.csv says \(foldOf[other.nctid]!.label): not the data the run was fine-tuned on")
-                    }
-                    sum = [Double](repeating: 0, count: rows.count); scored = [Int](repeating: 0, count: rows.count)
-                    novel = [Bool](repeating: false, count: rows.count); chose = novel
-                }
-                let held = rows.indices.filter { foldOf[rows[$0].nctid]!.folds.contains(k + 1) }
-                let scores = scoreTrials(held.map { rows[$0] }, scorer: outcome, builder: builder, comm: comm, arena: ActivationArena(), stall: stall)
-                let known = Set(head.trainingDiseaseSets)
-                // A member selected on its fold's trials but its report trials (`Finetuner.reportTrials`), which its
-                // trainedTrials leave out; a member that does not record them selected on all of them.
-                let selectedOn = head.trainedTrials.map(Set.init)
-                // New disease: in no training set of the members that scored the trial.
-                for (i, s) in zip(held, scores) {
-                    sum[i] += s; novel[i] = (scored[i] == 0 || novel[i]) && !known.contains(diseaseSet(rows[i])); scored[i] += 1
-                    chose[i] = chose[i] || (selectedOn?.contains(rows[i].nctid) ?? true)
-                }
-            } else {
-                let scores = scoreTrials(rows, scorer: outcome, builder: builder, comm: comm, arena: ActivationArena(), stall: stall)
-                if first == nil { sum = scores } else { for i in sum.indices { sum[i] += scores[i] } }
-                seen.formUnion(head.trainingDiseaseSets)     // the ensemble has seen what any member trained on
-            }
-            if first == nil { first = head; trials = rows }
-            if let ids = head.trainedTrials { trained?.formUnion(ids) } else { trained = nil }
-        }
-        if outOfFold {
-            let per = ensemble.partitions
-            if comm.isRoot {
-                log("scoring: out of fold: each of \(trials.count) trials scored by \(per == 1 ? "the one" : "the mean of the \(per)") of \(ensemble.members.count) members that did not train on it, threshold \(String(format: "%.3f", ensemble.threshold))")
-            }
-            // A trial of a fold selected the epoch of the member(s) that scored it, and with the other out-of-fold
-            // scores set the threshold: in-sample, unless the run was told to report it (finetune --report-trials).
-            let selecting = chose.filter { $0 }.count
-            if comm.isRoot && selecting > 0 {
-                standardErrorWrite(Data(("warning: \(selecting) of the \(trials.count) trials of \(csv) selected the epochs of the members of \(checkpoint) "
-                    + "that scored them and set its threshold: their out-of-fold figures are optimistic, not a held-out test (finetune --report-trials "
-                    + "keeps the trials to report out of selection)\n").utf8))
-            }
-            return ScoredCSV(trials: trials, scores: zip(sum, scored).map { $0 / Double($1) }, threshold: ensemble.threshold, newDisease: novel,
-                             inSample: selecting)
-        }
-        if comm.isRoot { log("scoring: ensemble of \(ensemble.members.count) members (mean probability), threshold \(String(format: "%.3f", ensemble.threshold))") }
-        // Scored on trials it was fine-tuned on: in-sample scores, said (by the members' records, else by folds.csv).
-        if let trained {
-            let inSample = trials.filter { trained.contains($0.nctid) }.count
-            if comm.isRoot { warnInSample(inSample, of: trials.count, csv: csv, checkpoint: checkpoint, foldHint: ensemble.foldsChecksum != nil) }
-            return ScoredCSV(trials: trials, scores: sum.map { $0 / Double(ensemble.members.count) }, threshold: ensemble.threshold,
-                             newDisease: trials.map { !seen.contains(diseaseSet($0)) }, inSample: inSample)
-        }
-        if comm.isRoot, ensemble.foldsChecksum != nil,
-           let folds = try? readFolds(checkpoint + "/folds.csv", members: ensemble.members.count, partitions: ensemble.partitions,
-                                      checksum: ensemble.foldsChecksum) {
-            let inSample = trials.filter { folds[$0.nctid] != nil }.count
-            if inSample > 0 {
-                standardErrorWrite(Data(("warning: \(inSample) of the \(trials.count) trials of \(csv) trained members of \(checkpoint) "
-                    + "(its folds.csv): the ensemble's scores of them are in-sample; --out-of-fold scores each by the members that held it out\n").utf8))
-            }
-        }
-        return ScoredCSV(trials: trials, scores: sum.map { $0 / Double(ensemble.members.count) }, threshold: ensemble.threshold,
-                         newDisease: trials.map { !seen.contains(diseaseSet($0)) })
+        return try scoreEnsemble(ensemble, checkpoint: checkpoint, csv: csv, spec: spec, comm: comm, outOfFold: outOfFold, foldOf: foldOf,
+                                 labels: labels, stall: stall, log: log, pretrainedTrials: &pretrainedTrials)
     }
+    return try scoreOneModel(checkpoint: checkpoint, csv: csv, spec: spec, comm: comm, labels: labels, retrieval: retrieval, stall: stall,
+                             log: log, pretrainedTrials: &pretrainedTrials)
+}
+
+/// `scoreCSVModels` of an ensemble run: the mean probability of its members at the ensemble's threshold or, `outOfFold`,
+/// each trial's mean over the members that held out its fold (`foldOf`: folds.csv read and checked).
+private func scoreEnsemble(_ ensemble: EnsembleMembers, checkpoint: String, csv: String, spec: RunSpec, comm: Communicator, outOfFold: Bool,
+                           foldOf: [String: (folds: [Int], label: Int)], labels: LabelRequirement, stall: StallPolicy,
+                           log: @escaping (String) -> Void, pretrainedTrials: inout [String]?) throws -> ScoredCSV {
+    var sum: [Double] = [], scored: [Int] = [], trials: [StoredTrial] = [], first: OutcomeHeadSpec?
+    var novel: [Bool] = [], seen = Set<String>()
+    var chose: [Bool] = []              // out of fold: whether a member that scored the trial trained or selected on it
+    var trained: Set<String>? = []      // what any member trained or selected on (nil: a member does not record it)
+    var inputs: ScoringInputs?          // the tree and the store, read for the first member
+    for (k, member) in ensemble.members.enumerated() {
+        let loaded = try LoadedCheckpoint(member, comm: comm)
+        if k == 0 { pretrainedTrials = loaded.pretrainedTrials }       // the members share their pretrained base
+        guard let outcome = loaded.outcome, let head = loaded.meta.head else {
+            throw InputError(file: checkpoint + "/best.json", "member \(member) is not a fine-tuned checkpoint")
+        }
+        if let first, first.trainFile != head.trainFile || first.validFile != head.validFile {
+            throw InputError(file: checkpoint + "/best.json", "member \(member) was fine-tuned on \(head.trainFile) / \(head.validFile), the first member on \(first.trainFile) / \(first.validFile)")
+        }
+        if outOfFold && head.validFile != "out of fold" {     // before any featurizing of --data
+            throw InputError(file: checkpoint + "/best.json", "member \(member) was not fine-tuned out of fold (it selected on \(head.validFile)); --out-of-fold needs a run fine-tuned with finetune.folds")
+        }
+        // Member k scores the trials of fold k: the member that held that fold out (recorded since version 6).
+        if outOfFold, let fold = head.heldOutFold, fold != k + 1 {
+            throw InputError(file: checkpoint + "/best.json", "member \(k + 1) of \"members\" (\(member)) held out fold \(fold) of folds.csv, not fold \(k + 1): the members' folders or the list were reordered, and --out-of-fold would score trials with members that trained on them")
+        }
+        let (rows, builder) = try loaded.rows(of: csv, spec: spec, comm: comm, labels: outOfFold ? .required : labels, log: log, inputs: &inputs)
+        if outOfFold {
+            // Only the trials member k held out (fold k + 1); every trial is in one fold of each partition.
+            if first == nil {
+                if let missing = rows.first(where: { foldOf[$0.nctid] == nil }) {
+                    throw InputError(file: csv, "trial \(missing.nctid) is in no fold of \(checkpoint)/folds.csv; --out-of-fold scores only trials the run was fine-tuned on")
+                }
+                if let other = rows.first(where: { foldOf[$0.nctid]?.label != $0.label }) {
+                    throw InputError(file: csv, "trial \(other.nctid) has label \(other.label.map(String.init) ?? "(none)"), \(checkpoint)/folds.csv says \(foldOf[other.nctid]!.label): not the data the run was fine-tuned on")
+                }
+                sum = [Double](repeating: 0, count: rows.count); scored = [Int](repeating: 0, count: rows.count)
+                novel = [Bool](repeating: false, count: rows.count); chose = novel
+            }
+            let held = rows.indices.filter { foldOf[rows[$0].nctid]!.folds.contains(k + 1) }
+            let scores = scoreTrials(held.map { rows[$0] }, scorer: outcome, builder: builder, comm: comm, arena: ActivationArena(), stall: stall)
+            let known = Set(head.trainingDiseaseSets)
+            // A member selected on its fold's trials but its report trials (`Finetuner.reportTrials`), which its
+            // trainedTrials leave out; a member that does not record them selected on all of them.
+            let selectedOn = head.trainedTrials.map(Set.init)
+            // New disease: in no training set of the members that scored the trial.
+            for (i, s) in zip(held, scores) {
+                sum[i] += s; novel[i] = (scored[i] == 0 || novel[i]) && !known.contains(diseaseSet(rows[i])); scored[i] += 1
+                chose[i] = chose[i] || (selectedOn?.contains(rows[i].nctid) ?? true)
+            }
+        } else {
+            let scores = scoreTrials(rows, scorer: outcome, builder: builder, comm: comm, arena: ActivationArena(), stall: stall)
+            if first == nil { sum = scores } else { for i in sum.indices { sum[i] += scores[i] } }
+            seen.formUnion(head.trainingDiseaseSets)     // the ensemble has seen what any member trained on
+        }
+        if first == nil { first = head; trials = rows }
+        if let ids = head.trainedTrials { trained?.formUnion(ids) } else { trained = nil }
+    }
+    if outOfFold {
+        let per = ensemble.partitions
+        if comm.isRoot {
+            log("scoring: out of fold: each of \(trials.count) trials scored by \(per == 1 ? "the one" : "the mean of the \(per)") of \(ensemble.members.count) members that did not train on it, threshold \(String(format: "%.3f", ensemble.threshold))")
+        }
+        // A trial of a fold selected the epoch of the member(s) that scored it, and with the other out-of-fold
+        // scores set the threshold: in-sample, unless the run was told to report it (finetune --report-trials).
+        let selecting = chose.filter { $0 }.count
+        if comm.isRoot && selecting > 0 {
+            standardErrorWrite(Data(("warning: \(selecting) of the \(trials.count) trials of \(csv) selected the epochs of the members of \(checkpoint) "
+                + "that scored them and set its threshold: their out-of-fold figures are optimistic, not a held-out test (finetune --report-trials "
+                + "keeps the trials to report out of selection)\n").utf8))
+        }
+        return ScoredCSV(trials: trials, scores: zip(sum, scored).map { $0 / Double($1) }, threshold: ensemble.threshold, newDisease: novel,
+                         inSample: selecting)
+    }
+    if comm.isRoot { log("scoring: ensemble of \(ensemble.members.count) members (mean probability), threshold \(String(format: "%.3f", ensemble.threshold))") }
+    // Scored on trials it was fine-tuned on: in-sample scores, said (by the members' records, else by folds.csv).
+    if let trained {
+        let inSample = trials.filter { trained.contains($0.nctid) }.count
+        if comm.isRoot { warnInSample(inSample, of: trials.count, csv: csv, checkpoint: checkpoint, foldHint: ensemble.foldsChecksum != nil) }
+        return ScoredCSV(trials: trials, scores: sum.map { $0 / Double(ensemble.members.count) }, threshold: ensemble.threshold,
+                         newDisease: trials.map { !seen.contains(diseaseSet($0)) }, inSample: inSample)
+    }
+    if comm.isRoot, ensemble.foldsChecksum != nil,
+       let folds = try? readFolds(checkpoint + "/folds.csv", members: ensemble.members.count, partitions: ensemble.partitions,
+                                  checksum: ensemble.foldsChecksum) {
+        let inSample = trials.filter { folds[$0.nctid] != nil }.count
+        if inSample > 0 {
+            standardErrorWrite(Data(("warning: \(inSample) of the \(trials.count) trials of \(csv) trained members of \(checkpoint) "
+                + "(its folds.csv): the ensemble's scores of them are in-sample; --out-of-fold scores each by the members that held it out\n").utf8))
+        }
+    }
+    return ScoredCSV(trials: trials, scores: sum.map { $0 / Double(ensemble.members.count) }, threshold: ensemble.threshold,
+                     newDisease: trials.map { !seen.contains(diseaseSet($0)) })
+}
+
+/// `scoreCSVModels` of one checkpoint: a fine-tuned model at its threshold, or a pretrained one zero-shot (the
+/// pair-matching score, the F1-best threshold on these trials, and retrieval among their successful trials).
+private func scoreOneModel(checkpoint: String, csv: String, spec: RunSpec, comm: Communicator, labels: LabelRequirement, retrieval: Bool,
+                           stall: StallPolicy, log: @escaping (String) -> Void, pretrainedTrials: inout [String]?) throws -> ScoredCSV {
     let loaded = try LoadedCheckpoint(checkpoint, comm: comm)
     pretrainedTrials = loaded.pretrainedTrials
     if comm.isRoot, loaded.outcome == nil, let warning = unfinishedPretrainingWarning(checkpoint) {
@@ -519,10 +533,13 @@ private func scoreCSVModels(checkpoint: String, csv: String, spec: RunSpec, comm
     return scored
 }
 
+/// A fine-tuned ensemble run's members (checkpoint paths), threshold, fold partitions and folds.csv checksum.
+public typealias EnsembleMembers = (members: [String], threshold: Double, partitions: Int, foldsChecksum: String?)
+
 /// The members of a fine-tuned ensemble run (its best.json's "members", resolved against the run folder) and the
 /// ensemble's threshold, fold partitions (1 when absent) and folds checksum; nil when `path` is not a run folder whose
 /// best.json lists members.
-public func ensembleMembers(_ path: String) throws -> (members: [String], threshold: Double, partitions: Int, foldsChecksum: String?)? {
+public func ensembleMembers(_ path: String) throws -> EnsembleMembers? {
     var isDir: ObjCBool = false
     let file = path + "/best.json"
     try requireResolvableLink(file, what: "the run's best.json")
