@@ -97,7 +97,13 @@ public struct OptimizerSpec: Codable, Equatable, Sendable {
 
 /// `finetune.*`: PEFT on a labelled phase file.
 public struct FinetuneSpec: Codable, Equatable, Sendable {
-    public enum SelectMetric: String, Codable, Sendable { case prAUC = "pr_auc", rocAUC = "roc_auc", f1 }
+    /// f1: F1 at the F1 threshold chosen on the same selecting trials (the one the model is then used at; a
+    /// record's valid_f1_at_threshold), not at 0.5 (valid_f1).
+    public enum SelectMetric: String, Codable, Sendable {
+        case prAUC = "pr_auc", rocAUC = "roc_auc", f1
+        /// Its name in logs: the F1 is the one at the threshold.
+        public var shown: String { self == .f1 ? "f1 at the threshold" : rawValue }
+    }
     public var loraRank: Int
     public var loraAlpha: Double
     public var loraCross: Bool

@@ -76,9 +76,11 @@ struct Evaluate: ParsableCommand {
                 RetrievalSummary(trials: $0.count, top1C2dm: $0.top1CtoDM, top5C2dm: $0.top5CtoDM, top1Dm2c: $0.top1DMtoC, top5Dm2c: $0.top5DMtoC)
             }
             let positives = labels.filter { $0 == 1 }.count
-            if comm.isRoot && (positives == 0 || positives == labels.count) {
+            if positives == 0 || positives == labels.count {
                 standardErrorWrite(Data(("warning: every one of the \(labels.count) trials of \(data) is \(positives == 0 ? "failed" : "successful"): "
-                    + "ROC-AUC and PR-AUC are undefined (PR-AUC would be \(positives == 0 ? "undefined" : "1") whatever the scores); the metrics need trials of both classes\n").utf8))
+                     + "ROC-AUC and PR-AUC are undefined (PR-AUC would be \(positives == 0 ? "undefined" : "1") whatever the scores)"
+                    + (positives == 0 ? ", and every F1 is 0 (no successful trial to find; scikit-learn's zero_division=0)" : "")
+                    + "; the metrics need trials of both classes\n").utf8))
             }
             if let novel = scored.newDisease {
                 let idx = trials.indices.filter { novel[$0] }

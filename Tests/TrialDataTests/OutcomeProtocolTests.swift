@@ -563,7 +563,7 @@ final class OutcomeProtocolTests: XCTestCase {
         // recomputed from its saved checkpoints, is best.json's figure and the largest logged.
         let f1Run = try finetune(["--set", "finetune.epoch_selection=pooled", "--set", "finetune.select_metric=f1"], "pooledf1")
         XCTAssertEqual(f1Run.status, 0, f1Run.output)
-        let f1Line = try XCTUnwrap(f1Run.output.split(separator: "\n").first { $0.contains("pooled epoch selection: out-of-fold f1 by epoch") }, f1Run.output)
+        let f1Line = try XCTUnwrap(f1Run.output.split(separator: "\n").first { $0.contains("pooled epoch selection: out-of-fold f1 at the threshold by epoch") }, f1Run.output)
         let f1ByEpoch = try XCTUnwrap(f1Line.components(separatedBy: "by epoch ").last?.components(separatedBy: ";").first)
             .components(separatedBy: ", ").map { Double($0)! }
         XCTAssertEqual(f1ByEpoch.count, 4, String(f1Line))

@@ -166,7 +166,10 @@ public final class Finetuner {
                 try Self.stratifiedFolds(pool, count: k, seed: spec.finetune.seed + $0, files: "\(trainFile) + \(validFile)")
             }
             if comm.isRoot {
-                log("finetune: \(k) folds over \(pool.count) trials of \(trainFile) + \(validFile) (\(partitions[0].map { String($0.count) }.joined(separator: ", "))): member k selects on fold k, trains on the others"
+                let both = trainKept.count + validKept.count - pool.count
+                log("finetune: \(k) folds over \(pool.count) trials of \(trainFile) + \(validFile)"
+                    + (both > 0 ? " (\(both) trial(s) in both files counted once)" : "")
+                    + " (\(partitions[0].map { String($0.count) }.joined(separator: ", "))): member k selects on fold k, trains on the others"
                     + (r > 1 ? "; \(r) partitions (finetune.ensemble), \(r * k) members" : ""))
             }
         } else {
@@ -453,7 +456,7 @@ public final class Finetuner {
             let chosen = byEpoch.indices.reduce(0) { byEpoch[$1] > byEpoch[$0] || byEpoch[$0].isNaN ? $1 : $0 } + 1
             if comm.isRoot {
                 log(String(format: "finetune: pooled epoch selection: %@ %@ by epoch %@; every member keeps epoch %d",
-                           partitions.isEmpty ? "mean validation" : "out-of-fold", f.selectMetric.rawValue,
+                           partitions.isEmpty ? "mean validation" : "out-of-fold", f.selectMetric.shown,
                            byEpoch.map { String(format: "%.4f", $0) }.joined(separator: ", "), chosen))
             }
             epochs = Array(repeating: chosen, count: count)
@@ -486,7 +489,7 @@ public final class Finetuner {
             try writeFileAtomically(runDir + "/metrics.jsonl") { h in for line in lines { try h.write(contentsOf: line + [0x0A]) } }
             try writeSelection(selection, dir: runDir)
             log(String(format: "finetune: ensemble of %d, %@ %@ %.4f (members %@), F1 threshold %.3f%@", count, partitions.isEmpty ? "valid" : "out-of-fold",
-                       f.selectMetric.rawValue, value,
+                       f.selectMetric.shown, value,
                        members.map { String(format: "%.4f", $0.valid ?? .nan) }.joined(separator: ", "), threshold,
                        partitions.isEmpty ? "" : String(format: zip(scores, chooses).contains { $0.1 && $0.0 < threshold }
                                                             ? " (gain over all-success in %.0f %% of resamples)"
@@ -656,7 +659,7 @@ public final class Finetuner {
             try writePlot(runDir + "/finetune.svg", svgLinePlot(title: "Fine-tuning", xLabel: "epoch", yLabel: "value",
                           series: [PlotSeries("train BCE", series(\.trainLoss)), PlotSeries("valid PR-AUC", series(\.validPrAuc)),
                                    PlotSeries("valid ROC-AUC", series(\.validRocAuc))], xBounds: 0...Double.infinity))
-            log("finetune: \(pooled ? "kept the ensemble's epoch" : "selected epoch") \(epoch) (valid \(metric) \(String(format: "%.4f", value))), \(base).safetensors")
+            log("finetune: \(pooled ? "kept the ensemble's epoch" : "selected epoch") \(epoch) (valid \(spec.finetune.selectMetric.shown) \(String(format: "%.4f", value))), \(base).safetensors")
         }
         comm.barrier()
         return selection
