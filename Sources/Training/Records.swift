@@ -2,7 +2,8 @@ import Foundation
 
 // The lines of metrics.jsonl, one JSON object each, keys as written (docs/checkpoints.md's run layout).
 // Values that can be undefined (a loss over an empty split) are optional and left out of the record when nil
-// (synthesized Codable: encodeIfPresent); a non-finite one is never written (`finite`).
+// (synthesized Codable: encodeIfPresent; the elements of an array of optionals, pooled_by_epoch, are null); a
+// non-finite one is never written (`finite`).
 
 /// A pretraining step (every train.log_every steps).
 public struct TrainRecord: Codable, Equatable {

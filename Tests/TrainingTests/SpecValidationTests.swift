@@ -70,8 +70,6 @@ final class SpecValidationTests: XCTestCase {
         XCTAssertEqual(again.values["data.files"], .strings(["a.csv", "010"]))
     }
 
-    /// finetune.threshold_confidence reaches the spec, is range-checked, and is written into checkpoint metadata only
-    /// when it is not the default (a checkpoint written before the key re-encodes to the same bytes).
     /// A checkpoint's model, loss and data sections name their differences by configuration key (`changedKeys`): each
     /// field of the three sections, optional ones set, must map to a key of the schema.
     func testEveryTrainingIdentityFieldIsAConfigurationKey() throws {
@@ -95,6 +93,8 @@ final class SpecValidationTests: XCTestCase {
         XCTAssertEqual(identity.changedKeys(from: CheckpointMeta.trainingIdentity(other)).map(\.key), ["data.max_codes"])
     }
 
+    /// finetune.threshold_confidence reaches the spec, is range-checked, and is written into checkpoint metadata only
+    /// when it is not the default (a checkpoint written before the key re-encodes to the same bytes).
     func testThresholdConfidenceIsValidatedAndEncodedOnlyWhenNotTheDefault() throws {
         let base = try RunSpec(Config(file: nil, overrides: []))
         let set = try RunSpec(Config(file: nil, overrides: ["finetune.threshold_confidence=0.75"]))

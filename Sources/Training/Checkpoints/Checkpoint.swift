@@ -92,7 +92,8 @@ public struct CheckpointMeta: Codable {
         }
 
         /// One key whose value differs: its name as in the YAML (`maxCodes` -> `data.max_codes`: every field of the
-        /// three sections is a configuration key, `TrainingIdentityKeyTests`); each value as JSON text ("none" when absent).
+        /// three sections is a configuration key:
+        /// SpecValidationTests.testEveryTrainingIdentityFieldIsAConfigurationKey); each value as JSON text ("none" when absent).
         public struct Difference: Equatable {
             public let key: String, checkpoint: String, now: String
         }

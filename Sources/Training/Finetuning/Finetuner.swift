@@ -613,7 +613,7 @@ public final class Finetuner {
     func saveMember(_ member: MemberTraining, epoch: Int, into outcome: OutcomeModel, dir runDir: String, pooled: Bool,
                     heldOutFold: Int?) throws -> FinetuneSelection {
         guard let state = member.states[epoch] else {
-            throw TrainingError("fine-tuning into \(runDir): no epoch had a finite validation \(spec.finetune.selectMetric.rawValue); nothing to keep")
+            throw TrainingError("fine-tuning into \(runDir): no epoch had a finite validation \(spec.finetune.selectMetric.shown); nothing to keep")
         }
         let p = outcome.params
         precondition(state.count == p.count - member.kept, "a member's parameters do not fit the model they are saved from")
@@ -629,7 +629,7 @@ public final class Finetuner {
             // A saturated model (rates too high) scores every trial alike: its metrics are those of a constant guess.
             let loss = member.records[epoch - 1].trainLoss.map { String(format: "%.4g", $0) } ?? "not finite"
             standardErrorWrite(Data(("warning: \(runDir): the selected epoch \(epoch) scores all \(scores.count) validation trials "
-                + "alike (\(String(format: "%.6g", first)); training loss \(loss)): the model ranks nothing, its \(spec.finetune.selectMetric.rawValue) is a "
+                + "alike (\(String(format: "%.6g", first)); training loss \(loss)): the model ranks nothing, its \(spec.finetune.selectMetric.shown) is a "
                 + "constant guess's; lower finetune.head_lr or finetune.lora_lr\n").utf8))
         }
         if comm.isRoot {
