@@ -22,6 +22,13 @@ struct Finetune: ParsableCommand {
     var reportTrials: String?
     @Option(help: "Run directory: config.yaml, best.json, checkpoints/ and metrics.jsonl (an ensemble, finetune.ensemble > 1 or finetune.folds >= 2: checkpoints/ and metrics.jsonl per member in members/k/, folds.csv when cross-fitted, and a metrics.jsonl of the run: every member's records, then the ensemble's choice); pretrained/, the pretraining checkpoint it started from.") var runDir: String
     @Flag(help: "Replace the fine-tuning run that --run-dir already holds (its files are deleted first).") var overwrite = false
+    @Option(help: "auto: continue the fine-tuning run in --run-dir that was interrupted: an ensemble's finished members (finetune.epoch_selection: member) are kept when they are what this command trains, the others trained; a single model or pooled selection starts again; an ended run (best.json) is left as it is.")
+    var resume: String?
+
+    func validate() throws {
+        if let resume, resume != "auto" { throw ValidationError("--resume takes only 'auto' (got '\(resume)')") }
+        if resume != nil && overwrite { throw ValidationError("--resume auto continues the run in --run-dir and --overwrite replaces it: choose one") }
+    }
 
     func run() throws {
         runJob { comm in
@@ -33,10 +40,23 @@ struct Finetune: ParsableCommand {
             if resolvedPath(train) == resolvedPath(valid) {
                 throw InputError(file: valid, "--valid is the same file as --train; selection needs trials of another file")
             }
-            try checkRunDirectory(runDir, comm: comm, overwrite: overwrite, artifacts: finetuneArtifacts,
+            let resuming = resume == "auto"
+            try checkRunDirectory(runDir, comm: comm, resume: resuming, overwrite: overwrite, artifacts: finetuneArtifacts,
                                   inputs: [("--train", train), ("--valid", valid)] + aux.map { ("--aux", $0) } + (reportTrials.map { [("--report-trials", $0)] } ?? [])
                                       + specInputs(spec, config: options.config),
-                                  hint: "replace it with --overwrite or choose another --run-dir")
+                                  hint: "continue it with --resume auto, replace it with --overwrite, or choose another --run-dir")
+            if resuming {
+                // What the folder holds decides on every rank alike (it must be one folder, shared by every node).
+                let sign = comm.isRoot ? pretrainingRunSign(runDir) : nil
+                if let sign { throw InputError(file: runDir, "holds a pretraining run (\(sign)); finetune --resume auto continues a fine-tuning run (pretrain --resume auto continues this one)") }
+                let ended = FileManager.default.fileExists(atPath: runDir + "/best.json")
+                try requireAgreement([("\(runDir)/best.json", ended ? "present" : "absent")], comm: comm,
+                                     what: "run folders (--resume auto: --run-dir must name one folder, shared by every node)")
+                if ended {
+                    if comm.isRoot { log("finetune: --resume auto: the fine-tuning run in \(runDir) ended (its best.json is written); nothing to do, the run is left as it is") }
+                    return
+                }
+            }
             // A run folder (or its checkpoints/ or best.json) means "its best checkpoint": not while that run is written.
             if pretrained != "none", comm.isRoot {
                 var isDir: ObjCBool = false
@@ -75,7 +95,8 @@ struct Finetune: ParsableCommand {
             let store = try storeContaining([train, valid] + aux, spec: spec, hierarchy: hierarchy, comm: comm, log: log)
             let tuner = try Finetuner(spec: spec, comm: comm, pretrained: base, trainFile: train, validFile: valid, auxFiles: aux,
                                       reportTrials: reported, reportFile: reportTrials, runDir: runDir, store: store, hierarchy: hierarchy, log: log)
-            try prepareRunDirectory(runDir, config: config, comm: comm, overwrite: overwrite, artifacts: finetuneArtifacts)
+            if resuming { try tuner.planResume() }
+            try prepareRunDirectory(runDir, config: config, comm: comm, resume: resuming, overwrite: overwrite, artifacts: finetuneArtifacts)
             try tuner.run()
         }
     }

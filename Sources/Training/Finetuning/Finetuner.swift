@@ -92,6 +92,10 @@ public final class Finetuner {
     let storeEncoderWeights: String?
     /// The ICD-10 tree's checksum (`CheckpointMeta.icdHierarchy`).
     let icdHierarchy: String
+    /// `finetune --resume auto`: set by `planResume`, which reads the interrupted run's finished members.
+    var resuming = false
+    /// Those members (0-based index), kept as they are.
+    var resumed: [Int: ResumedMember] = [:]
 
     /// `pretrained`: nil fine-tunes a randomly initialised DM branch (the ablation). `hierarchy` must give the
     /// pretrained checkpoint's ICD tables (`ICD10Hierarchy.requireTables`, checked by the caller before featurizing).
@@ -354,8 +358,11 @@ public final class Finetuner {
     /// out-of-fold or mean scores above, at that epoch) are best by `finetune.select_metric`.
     public func run() throws {
         let f = spec.finetune
-        // The run keeps its own link to the pretrained checkpoint (RUN/pretrained/), which every checkpoint names.
-        if comm.isRoot, let pretrainedPath, let pretrainedTensorsFile {
+        if resuming && comm.isRoot { try removeUnfinishedWork() }
+        // The run keeps its own link to the pretrained checkpoint (RUN/pretrained/), which every checkpoint names (a
+        // resumed run's is kept when it is this checkpoint: `removeUnfinishedWork`).
+        if comm.isRoot, let pretrainedPath, let pretrainedTensorsFile,
+           !(resuming && FileManager.default.fileExists(atPath: runDir + "/pretrained/" + URL(fileURLWithPath: pretrainedPath).lastPathComponent)) {
             _ = try Checkpoints.keepPretrained(pretrainedPath, tensorsFile: pretrainedTensorsFile, checksum: pretrainedChecksum,
                                                in: runDir + "/pretrained", log: log)
         }
@@ -374,7 +381,7 @@ public final class Finetuner {
         // (folds): member k selects on fold k, and each trial's score is the mean of the members that did not train on it
         // (one per partition), in the order of the first partition's folds.
         let foldCount = partitions.first?.count ?? 1
-        let count = partitions.isEmpty ? f.ensemble : partitions.count * foldCount
+        let count = memberCount
         let selecting = partitions.isEmpty ? valid : partitions[0].flatMap { $0 }
         let index = partitions.isEmpty ? [:] : Dictionary(uniqueKeysWithValues: selecting.enumerated().map { ($0.element.nctid, $0.offset) })
         // Which member selected on (and did not train on) each trial; a trial once per partition: RUN/folds.csv and
@@ -391,12 +398,20 @@ public final class Finetuner {
         var valids: [[StoredTrial]] = []
         var members: [FinetuneSelection] = []
         for m in 0..<count {
-            let (r, k) = partitions.isEmpty ? (0, m) : (m / foldCount, m % foldCount)
-            let seed = f.seed + r + k
+            let (r, k, seed, memberTrain, memberValid) = memberSetup(m)
+            if let done = resumed[m] {
+                // Finished before the interruption (`planResume`): its checkpoint and log stay as they are.
+                trained.append(done.training); valids.append(memberValid); members.append(done.selection)
+                continue
+            }
+            if resuming && comm.isRoot && FileManager.default.fileExists(atPath: runDir + "/members/\(m + 1)") {
+                if let left = removeTree(runDir + "/members/\(m + 1)") {
+                    throw InputError(file: left.path, "cannot remove what the interrupted run left of member \(m + 1) (\(left.reason)), which is trained again")
+                }
+                log("finetune: --resume auto: member \(m + 1) had not finished: its folder removed, trained again")
+            }
             let model = m == 0 ? outcome : try Self.member(model: outcome.model.config, space: outcome.space, spec: outcome.spec,
                                                              finetune: f, seed: seed, pretrained: pretrainedTensors)
-            let (memberTrain, memberValid) = partitions.isEmpty ? (train + auxiliary, valid)
-                : (partitions[r].enumerated().filter { $0.offset != k }.flatMap(\.element) + auxiliary, partitions[r][k])
             if comm.isRoot {
                 let what = partitions.isEmpty ? "ensemble member \(m + 1) of \(count)"
                     : partitions.count == 1 ? "fold \(k + 1) of \(foldCount)" : "partition \(r + 1) of \(partitions.count), fold \(k + 1) of \(foldCount)"
@@ -499,6 +514,25 @@ public final class Finetuner {
         comm.barrier()
     }
 
+    /// The ensemble's members: `finetune.ensemble` seeds, or partitions x folds when cross-fitted; 1 for a single model.
+    var memberCount: Int { partitions.isEmpty ? spec.finetune.ensemble : partitions.count * partitions[0].count }
+
+    /// Member m (0-based) of an ensemble: its partition r and fold k (a seed ensemble's: 0 and m), its seed, and the
+    /// trials it trains on and selects its epoch on (a seed ensemble's: every member the same).
+    func memberSetup(_ m: Int) -> (r: Int, k: Int, seed: Int, train: [StoredTrial], valid: [StoredTrial]) {
+        let foldCount = partitions.first?.count ?? 1
+        let (r, k) = partitions.isEmpty ? (0, m) : (m / foldCount, m % foldCount)
+        let (memberTrain, memberValid) = partitions.isEmpty ? (train + auxiliary, valid)
+            : (partitions[r].enumerated().filter { $0.offset != k }.flatMap(\.element) + auxiliary, partitions[r][k])
+        return (r, k, spec.finetune.seed + r + k, memberTrain, memberValid)
+    }
+
+    /// The ids a member trained or selected on (its checkpoint's `head.trainedTrials`): its training trials and the
+    /// selecting ones that are not report trials.
+    func trainedTrials(train: [StoredTrial], valid: [StoredTrial]) -> [String] {
+        Set(train.map(\.nctid) + valid.map(\.nctid).filter { !reportTrials.contains($0) }).sorted()
+    }
+
     /// One member's training: per epoch its record, its scores of the validation trials, the select_metric value and
     /// F1-best threshold there, and its trainable parameters (from `kept` on: every epoch's with `keepEveryEpoch`,
     /// else the member's own best epoch's only). The frozen parameters never change while it trains; without a
@@ -537,7 +571,7 @@ public final class Finetuner {
         }
         let metrics = comm.isRoot ? try MetricsLog(path: runDir + "/metrics.jsonl", tensorboard: spec.log.tensorboard) : nil
         var member = MemberTraining(kept: outcome.trainableOffset, trainingDiseaseSets: Set(train.map(diseaseSet)).sorted())
-        member.trainedTrials = Set(train.map(\.nctid) + choosing.map { valid[$0].nctid }).sorted()
+        member.trainedTrials = trainedTrials(train: train, valid: valid)
         // Saved from another member's model (pooled): without a pretrained model its frozen part is this member's own.
         if pretrainedPath == nil && keepEveryEpoch { member.frozen = Array(UnsafeBufferPointer(start: p.values, count: member.kept)) }
         var best = -Double.infinity

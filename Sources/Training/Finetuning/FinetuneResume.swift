@@ -1,0 +1,180 @@
+import Communication
+import Config
+import Foundation
+import NN
+import Support
+
+/// `cladmop finetune --resume auto`: an ensemble run (seeds or cross-fitted folds, `finetune.epoch_selection: member`)
+/// killed part way keeps the members that finished (their best.json written after their checkpoint) and trains the
+/// others. A member's training depends only on its seed and its trials, so the resumed run writes what an
+/// uninterrupted one writes (on as many ranks: scores round by the batches they are computed in). Pooled epoch
+/// selection keeps every epoch of every member in memory only, and a single model saves nothing before its end: both
+/// start again from the first epoch.
+extension Finetuner {
+    /// A finished member of the interrupted run: what the ensemble needs of it (its log, the epoch it kept and that
+    /// epoch's scores of its selecting trials, recomputed from its checkpoint) and its best.json.
+    struct ResumedMember {
+        var training: MemberTraining
+        var selection: FinetuneSelection
+    }
+
+    /// Whether the run's configuration keeps members before its end (an ensemble selecting each member's own epoch).
+    var keepsFinishedMembers: Bool {
+        (spec.finetune.ensemble > 1 || !partitions.isEmpty) && spec.finetune.epochSelection == .member
+    }
+
+    /// Reads and checks the finished members of the run being resumed (every rank, from the run folder: it must be the
+    /// same folder on every node). A member is kept only if it is what this command would train: the same trials
+    /// (trained or selected on), fold, pretrained checkpoint, store, ICD-10 tree and settings (finetune.*,
+    /// train.grad_clip, train.precision as computed, model.*, loss.*, data.* but the paths, whose contents the rest
+    /// compares); anything else is refused, exit 2, naming the member's checkpoint. Called before the run folder is
+    /// written (`prepareRunDirectory`).
+    public func planResume() throws {
+        resuming = true
+        guard keepsFinishedMembers else { return }
+        let f = spec.finetune
+        let dirs = (0..<memberCount).map { runDir + "/members/\($0 + 1)" }
+        let finished = dirs.indices.filter { FileManager.default.fileExists(atPath: dirs[$0] + "/best.json") }
+        let said = try finished.map { m -> String in
+            let data = try readRegularFile(dirs[m] + "/best.json", what: "best-checkpoint pointer (best.json)", limit: 1 << 20)
+            return "\(m + 1): \(checksumHex(data))"
+        }
+        try requireAgreement([("the finished members in \(runDir)/members", said.isEmpty ? "none" : said.joined(separator: ", "))], comm: comm,
+                             what: "run folders (--resume auto: --run-dir must name one folder, shared by every node, with the same members)")
+        let precision = agreedTrainingPrecision(spec.train.precision, comm: comm)
+        for m in finished {
+            let (_, _, seed, memberTrain, memberValid) = memberSetup(m)
+            let bestPath = dirs[m] + "/best.json"
+            _ = try BestJSON.read(bestPath)
+            let selection: FinetuneSelection
+            do { selection = try JSONDecoder().decode(FinetuneSelection.self, from: readRegularFile(bestPath, what: "best-checkpoint pointer (best.json)", limit: 1 << 20)) }
+            catch let error as InputError { throw error }
+            catch { throw InputError(file: bestPath, "is not a fine-tuned member's best.json (expected the keys checkpoint, epoch, select_metric, valid, threshold)") }
+            let expected = "checkpoints/" + Checkpoints.name(step: selection.epoch) + ".safetensors"
+            guard (1...f.epochs).contains(selection.epoch), selection.checkpoint == expected else {
+                throw InputError(file: bestPath, "names \(selection.checkpoint) (epoch \(selection.epoch)); a member keeps checkpoints/step-N.safetensors of an epoch N from 1 to finetune.epochs = \(f.epochs)")
+            }
+            let jsonPath = dirs[m] + "/checkpoints/" + Checkpoints.name(step: selection.epoch) + ".json"
+            let (meta, tensors) = try Checkpoints.load(jsonPath: jsonPath)
+            let model = m == 0 ? outcome : try Self.member(model: outcome.model.config, space: outcome.space, spec: outcome.spec,
+                                                             finetune: f, seed: seed, pretrained: pretrainedTensors)
+            let problems = resumeProblems(meta, member: m, trained: trainedTrials(train: memberTrain, valid: memberValid),
+                                          precision: precision, model: model)
+            guard problems.isEmpty else {
+                throw InputError(file: jsonPath, "member \(m + 1) of the interrupted run differs from the member this command trains: "
+                                 + problems.joined(separator: "; ") + "; resume with the inputs and settings the run was started with, or replace it with --overwrite")
+            }
+            let records = MetricsLog.records(of: "finetune", in: dirs[m] + "/metrics.jsonl", as: FinetuneRecord.self)
+            FilesRead.forget(dirs[m] + "/metrics.jsonl")
+            guard records.map(\.epoch) == Array(1...f.epochs) else {
+                throw InputError(file: dirs[m] + "/metrics.jsonl", "holds the records of epochs \(records.map { String($0.epoch) }.joined(separator: ", ")); "
+                                 + "a finished member's log holds epochs 1 to finetune.epochs = \(f.epochs), once each")
+            }
+            // The kept epoch's scores, which the ensemble's threshold and best.json need: from the checkpoint.
+            let p = model.params
+            try Checkpoints.restore(tensors, into: p, optimizer: nil, only: { self.pretrainedPath == nil || $0.offset >= model.trainableOffset })
+            p.setPrecision(precision)
+            p.refreshLowPrecisionCopy()
+            let scores = predict(memberValid, with: model)
+            var training = MemberTraining(kept: model.trainableOffset)
+            training.records = records
+            training.bestEpoch = selection.epoch
+            training.scores = Array(repeating: [], count: f.epochs)     // only the kept epoch's are used (member selection)
+            training.scores[selection.epoch - 1] = scores
+            resumed[m] = ResumedMember(training: training, selection: selection)
+            if comm.isRoot {
+                log("finetune: --resume auto: member \(m + 1) finished before the interruption: kept (epoch \(selection.epoch), valid "
+                    + "\(f.selectMetric.shown) \(selection.valid.map { String(format: "%.4f", $0) } ?? "undefined"), \(jsonPath))")
+            }
+        }
+        if comm.isRoot {
+            let left = memberCount - resumed.count
+            log("finetune: --resume auto: \(resumed.count) of \(memberCount) member(s) kept, \(left) to train" + (left > 0 ? " (from their first epoch)" : ""))
+        }
+    }
+
+    /// What differs between member m's checkpoint `meta` and the member this command trains (empty: it is that member).
+    func resumeProblems(_ meta: CheckpointMeta, member m: Int, trained: [String], precision: Precision, model: OutcomeModel) -> [String] {
+        var problems: [String] = []
+        guard meta.kind == .finetune, let head = meta.head else { return ["it is a \(meta.kind) checkpoint, not a fine-tuned member's"] }
+        let fold = partitions.isEmpty ? nil : m + 1
+        if head.heldOutFold != fold {
+            problems.append("its held-out fold is \(head.heldOutFold.map(String.init) ?? "none"), this member's \(fold.map(String.init) ?? "none")")
+        }
+        if head.trainedTrials != trained {
+            let then = Set(head.trainedTrials ?? []), now = Set(trained)
+            problems.append("it trained or selected on \(then.count) trial(s), this member would on \(now.count) (\(then.subtracting(now).count) only then, "
+                            + "\(now.subtracting(then).count) only now: --train, --valid, --aux, --report-trials, data.exclude_file, finetune.folds or finetune.seed changed)")
+        }
+        if meta.pretrainedChecksum != pretrainedChecksum {
+            problems.append("it was fine-tuned from \(meta.pretrained ?? "no pretrained checkpoint") (tensors \(meta.pretrainedChecksum ?? "none")), "
+                            + "this run from \(pretrainedPath ?? "none") (tensors \(pretrainedChecksum ?? "none"))")
+        }
+        if meta.storeIdentity != storeIdentity || meta.storeEncoderWeights != storeEncoderWeights {
+            problems.append("its trials' vectors came from \(meta.storeIdentity) (weights \(meta.storeEncoderWeights ?? "none")), this run's from \(storeIdentity) (weights \(storeEncoderWeights ?? "none"))")
+        }
+        if meta.icdHierarchy != icdHierarchy { problems.append("its ICD-10 tree had checksum \(meta.icdHierarchy ?? "none"), this run's \(icdHierarchy)") }
+        if meta.model != model.model.config || meta.features != model.space {
+            problems.append("its model or input space differs from this run's (vocabularies or table sizes)")
+        }
+        // Settings: the sections that shape a member's training, the data paths left out (what they give is compared above).
+        var then = CheckpointMeta.trainingIdentity(meta.spec), now = CheckpointMeta.trainingIdentity(specAsTrained(spec, computedIn: precision))
+        then.data.featureStore = now.data.featureStore; then.data.icdHierarchy = now.data.icdHierarchy
+        then.data.files = now.data.files; then.data.excludeFile = now.data.excludeFile; then.data.excludeCSVs = now.data.excludeCSVs
+        problems += then.differences(from: now)
+        problems += fieldDifferences(section: "finetune", meta.spec.finetune, spec.finetune)
+        if meta.spec.train.gradClip != spec.train.gradClip {
+            problems.append("train.grad_clip: \(meta.spec.train.gradClip) in the checkpoint, \(spec.train.gradClip) now")
+        }
+        if meta.spec.train.precision != specAsTrained(spec, computedIn: precision).train.precision {
+            problems.append("train.precision: \(meta.spec.train.precision) in the checkpoint (as computed), \(precision) now")
+        }
+        return problems
+    }
+
+    /// The keys of a section whose values differ, as `section.key: A in the checkpoint, B now` (each value as JSON text).
+    func fieldDifferences<T: Encodable>(section: String, _ then: T, _ now: T) -> [String] {
+        func fields(_ value: T) -> [String: Any] {
+            (try? encodeJSON(value)).flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] } ?? [:]
+        }
+        func text(_ v: Any?) -> String {
+            guard let v, !(v is NSNull) else { return "none" }
+            return (try? JSONSerialization.data(withJSONObject: v, options: [.fragmentsAllowed, .sortedKeys, .withoutEscapingSlashes]))
+                .map { String(decoding: $0, as: UTF8.self) } ?? "\(v)"
+        }
+        let (a, b) = (fields(then), fields(now))
+        return Set(a.keys).union(b.keys).sorted().filter { text(a[$0]) != text(b[$0]) }.map {
+            "\(CheckpointMeta.TrainingIdentity.yamlKey(section: section, field: $0)): \(text(a[$0])) in the checkpoint, \(text(b[$0])) now"
+        }
+    }
+
+    /// Rank 0, resuming: removes what the interrupted run wrote that this one writes again (a single model's log, plots
+    /// and checkpoints; a pooled run's members, none of which was kept; the kept pretrained/ checkpoint when it is not
+    /// this run's) and says so. Members that did not finish are removed as each is trained again (`run`).
+    func removeUnfinishedWork() throws {
+        var removed: [String] = []
+        func remove(_ name: String) throws {
+            var st = stat()
+            guard lstat(runDir + "/" + name, &st) == 0 else { return }
+            if let left = removeTree(runDir + "/" + name) {
+                throw InputError(file: left.path, "cannot remove what the interrupted run left (\(left.reason)), which this run writes again")
+            }
+            removed.append(name)
+        }
+        if let pretrainedPath {
+            let kept = runDir + "/pretrained/" + URL(fileURLWithPath: pretrainedPath).lastPathComponent
+            // Its own copy or link of this checkpoint stays; a partial one (killed while it was made) goes.
+            let same = FileManager.default.fileExists(atPath: kept) && (try? Checkpoints.load(jsonPath: kept).0.tensorsChecksum) == pretrainedChecksum
+            FilesRead.forget(kept)
+            if !same { try remove("pretrained") }
+        }
+        if spec.finetune.ensemble <= 1 && partitions.isEmpty {
+            let events = ((try? FileManager.default.contentsOfDirectory(atPath: runDir)) ?? []).filter { $0.hasPrefix("events.out.tfevents.") }.sorted()
+            for name in ["metrics.jsonl", "checkpoints", "finetune.svg", "finetune.png"] + events { try remove(name) }
+            if !removed.isEmpty { log("finetune: --resume auto: a single model keeps nothing before its end; removed \(removed.joined(separator: ", ")) and training from the first epoch") }
+        } else if !keepsFinishedMembers {
+            try remove("members")
+            if !removed.isEmpty { log("finetune: --resume auto: finetune.epoch_selection: pooled keeps every member's epochs in memory only; removed members/ and training every member from its first epoch") }
+        }
+    }
+}
