@@ -658,8 +658,11 @@ final class HostfileTests: XCTestCase {
             ("finetune", ["--phase", "1", "--pretrained", "none", "--run-dir", dir + "/f", "--", "--hostfile", "hostfiles/localhost"], "--hostfile after --: the script's options"),
             ("pretrain", ["-np", "2", "--run-dir", dir + "/r", "--", "--set", "train.seed=2"], "-- after cladmop pretrain's arguments"),
             ("devtest", ["--pretrained", "configs", "--pretrain-args", "--set train.seed=2", "--run-dir", dir + "/d"], "are alternatives"),
-            ("paper", ["--run-dir", odd + "/paper", "--phases", "2 1"], "\(odd)/paper/finetune-phase1 holds a fine-tuning run that did not finish"),
-            ("finetune", ["--phase", "1", "--pretrained", "none", "--run-dir", odd + "/paper/finetune-phase1"], "already holds a run (its members)"),
+            // Since session 52 Launch/paper resumes an interrupted phase (Launch/finetune --resume) instead of refusing it.
+            ("finetune", ["--phase", "1", "--pretrained", "none", "--run-dir", odd + "/paper/finetune-phase1"], "already holds a run (its members); give --resume to continue it"),
+            ("finetune", ["--phase", "1", "--pretrained", "none", "--run-dir", odd + "/paper/finetune-phase1", "--resume", "--overwrite"],
+             "--resume continues the run in --run-dir and --overwrite replaces it: choose one"),
+            ("finetune", ["--phase", "1", "--pretrained", "none", "--run-dir", dir + "/f", "--", "--resume", "auto"], "--resume after --: give --overwrite or --resume before --"),
             ("finetune", ["--phase", "1", "--pretrained", "none", "--run-dir", odd + "/paper/finetune-phase1/members"],
              "is the members folder of the run in \(odd)/paper/finetune-phase1"),
             // A probe of the scripts (session 49): Launch/main moved a fine-tuning run aside (a run's finetune-phase1) and

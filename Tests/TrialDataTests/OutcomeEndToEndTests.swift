@@ -402,6 +402,82 @@ final class PretrainedLinkTests: XCTestCase {
     }
 }
 
+final class FinetuneResumeTests: XCTestCase {
+    /// `finetune --resume auto` (session 52): a cross-fitted ensemble interrupted after its first member (the second
+    /// one's log cut after an epoch, as a kill leaves it; no third member, no best.json) keeps the finished member and
+    /// trains the others, and writes what the uninterrupted run wrote: best.json, the run's and every member's
+    /// metrics.jsonl byte for byte, every member's tensors. Refused, exit 2: the folder without --resume (saying so),
+    /// another setting than the kept member's (named with its checkpoint), a pretraining run's folder; an ended run
+    /// is left as it is.
+    func testAnInterruptedEnsembleResumesToTheFilesOfAnUninterruptedRun() throws {
+        let dir = try scratchDirectory("finetune-resume")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let cladmop = releaseOrDebugProduct("cladmop")
+        try writeSyntheticStore(dir: dir)
+        let pre = try mpirun(np: 1, executable: cladmop, arguments: syntheticPretrainArguments(dir: dir, run: dir + "/pre") + ["--set", "train.max_steps=2"],
+                             timeout: 300)
+        XCTAssertEqual(pre.status, 0, pre.output)
+        try writeCSVSubset(from: repoRoot + "/data/top/phase_I_train.csv", rows: 0..<24, to: dir + "/train.csv")
+        try writeCSVSubset(from: repoRoot + "/data/top/phase_I_valid.csv", rows: 0..<12, to: dir + "/valid.csv")
+        let sets = smallFinetuneSettings(dir: dir, ["finetune.epochs=2", "finetune.folds=3", "finetune.ensemble=1", "finetune.select_latest=0"])
+        func finetune(_ run: String, _ extra: [String] = []) throws -> (status: Int32, output: String, seconds: Double) {
+            try mpirun(np: 2, executable: cladmop, arguments: ["finetune", "--pretrained", dir + "/pre", "--train", dir + "/train.csv",
+                                                              "--valid", dir + "/valid.csv", "--run-dir", dir + "/" + run] + sets + extra, timeout: 600)
+        }
+        let whole = try finetune("whole")
+        XCTAssertEqual(whole.status, 0, whole.output)
+        // What a kill during member 2's second epoch leaves.
+        XCTAssertEqual(try runCommand("/bin/cp", ["-a", dir + "/whole", dir + "/cut"], timeout: 60).status, 0)
+        for gone in ["best.json", "metrics.jsonl", "members/3", "members/2/best.json", "members/2/checkpoints", "members/2/finetune.svg", "members/2/finetune.png"] {
+            try? FileManager.default.removeItem(atPath: dir + "/cut/" + gone)
+        }
+        let firstEpoch = try String(contentsOfFile: dir + "/whole/members/2/metrics.jsonl", encoding: .utf8).split(separator: "\n")[0]
+        try (firstEpoch + "\n").write(toFile: dir + "/cut/members/2/metrics.jsonl", atomically: true, encoding: .utf8)
+
+        let refused = try finetune("cut")
+        XCTAssertEqual(refused.status, 2, refused.output)
+        XCTAssertTrue(refused.output.contains("continue it with --resume auto"), refused.output)
+        let other = try finetune("cut", ["--set", "finetune.head_lr=0.02", "--resume", "auto"])
+        XCTAssertEqual(other.status, 2, other.output)
+        XCTAssertTrue(other.output.contains("cut/members/1/checkpoints/step-") && other.output.contains("finetune.head_lr: 0.001 in the checkpoint, 0.02 now"), other.output)
+
+        let resumed = try finetune("cut", ["--resume", "auto"])
+        XCTAssertEqual(resumed.status, 0, resumed.output)
+        XCTAssertTrue(resumed.output.contains("member 1 finished before the interruption: kept") && resumed.output.contains("1 of 3 member(s) kept, 2 to train")
+                      && resumed.output.contains("member 2 had not finished: its folder removed, trained again"), resumed.output)
+        func bytes(_ path: String) -> Data? { FileManager.default.contents(atPath: path) }
+        for file in ["best.json", "metrics.jsonl", "folds.csv"] + (1...3).flatMap { ["members/\($0)/metrics.jsonl", "members/\($0)/best.json"] } {
+            XCTAssertNotNil(bytes(dir + "/whole/" + file), file)
+            XCTAssertEqual(bytes(dir + "/cut/" + file), bytes(dir + "/whole/" + file), file)
+        }
+        for m in 1...3 {
+            let folder = "/members/\(m)/checkpoints"
+            let names = try FileManager.default.contentsOfDirectory(atPath: dir + "/whole" + folder).filter { $0.hasSuffix(".json") }.sorted()
+            XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir + "/cut" + folder).filter { $0.hasSuffix(".json") }.sorted(), names)
+            for name in names {
+                func checksum(_ run: String) throws -> String? {
+                    (try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/" + run + folder + "/" + name))) as? [String: Any])?["tensorsChecksum"] as? String
+                }
+                XCTAssertEqual(try checksum("cut"), try checksum("whole"), "member \(m) \(name)")
+            }
+        }
+        // An ended run: nothing to do, nothing written.
+        let before = bytes(dir + "/cut/best.json")
+        let ended = try finetune("cut", ["--resume", "auto"])
+        XCTAssertEqual(ended.status, 0, ended.output)
+        XCTAssertTrue(ended.output.contains("ended (its best.json is written); nothing to do"), ended.output)
+        XCTAssertEqual(bytes(dir + "/cut/best.json"), before)
+        // A new folder: a fresh run (positive control). A pretraining run's folder is no fine-tuning run to continue.
+        let fresh = try finetune("fresh", ["--resume", "auto"])
+        XCTAssertEqual(fresh.status, 0, fresh.output)
+        XCTAssertEqual(bytes(dir + "/fresh/metrics.jsonl"), bytes(dir + "/whole/metrics.jsonl"))
+        let intoPre = try mpirun(np: 1, executable: cladmop, arguments: ["finetune", "--pretrained", "none", "--train", dir + "/train.csv",
+                                                                        "--valid", dir + "/valid.csv", "--run-dir", dir + "/pre", "--resume", "auto"] + sets, timeout: 120)
+        XCTAssertEqual(intoPre.status, 2, intoPre.output)
+        XCTAssertTrue(intoPre.output.contains("holds a pretraining run") && intoPre.output.contains("pretrain --resume auto continues this one"), intoPre.output)
+    }
+}
+
 final class PretrainingCorpusTrialsTests: XCTestCase {
     /// Scoring trials of the pretraining's SCT corpus (successful trials the model was pretrained on) is said, and
     /// counted in eval.json's `sct_trials`, for the pretraining checkpoint and for a model fine-tuned from it; trials
