@@ -616,7 +616,7 @@ final class HostfileTests: XCTestCase {
             ("finetune", ["--phase", "2", "--pretrained", "none", "--run-dir", repositoryRoot + "/Tests/Fixtures/torch_loader/run", "--overwrite"],
              "holds a pretraining run; fine-tune into another folder"),
             ("finetune", ["--phase", "2", "--pretrained", "none", "--run-dir", repositoryRoot + "/Tests/Fixtures/torch_loader/run/checkpoints"],
-             "already holds a run (its best.json); give --overwrite"),
+             "already holds a run (its best.json); give --resume to continue it, --overwrite to replace it"),
             ("devtest", ["--run-dir", dir + "/d", "--", "--set", "finetune.bogus=1"], "unknown key finetune.bogus"),
             ("devtest", ["--run-dir", dir + "/d", "--pretrain-args", "--set train.bogus=1"], "unknown key train.bogus"),
             // A probe of the scripts (session 35): a FIFO hostfile or --pretrained hung (grep, python read it); a --out
