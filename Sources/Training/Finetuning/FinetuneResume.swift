@@ -34,6 +34,11 @@ extension Finetuner {
         guard keepsFinishedMembers else { return }
         let f = spec.finetune
         let dirs = (0..<memberCount).map { runDir + "/members/\($0 + 1)" }
+        // A member numbered beyond this run's (another finetune.ensemble or finetune.folds) would stay beside it.
+        let beyond = ((try? FileManager.default.contentsOfDirectory(atPath: runDir + "/members")) ?? []).compactMap(Int.init).filter { $0 > memberCount }.sorted()
+        if let first = beyond.first {
+            throw InputError(file: runDir + "/members/\(first)", "is a member of the interrupted run, which had more members than this command trains (\(memberCount): finetune.ensemble and finetune.folds); resume with the settings the run was started with, or replace it with --overwrite")
+        }
         let finished = dirs.indices.filter { FileManager.default.fileExists(atPath: dirs[$0] + "/best.json") }
         let said = try finished.map { m -> String in
             let data = try readRegularFile(dirs[m] + "/best.json", what: "best-checkpoint pointer (best.json)", limit: 1 << 20)
@@ -75,7 +80,8 @@ extension Finetuner {
             try Checkpoints.restore(tensors, into: p, optimizer: nil, only: { self.pretrainedPath == nil || $0.offset >= model.trainableOffset })
             p.setPrecision(precision)
             p.refreshLowPrecisionCopy()
-            let scores = predict(memberValid, with: model)
+            let scores = scoreTrials(memberValid, scorer: model, builder: builder, comm: comm, arena: arena,
+                                     stall: StallPolicy(stallTimeout: spec.train.stallTimeout))
             var training = MemberTraining(kept: model.trainableOffset)
             training.records = records
             training.bestEpoch = selection.epoch
