@@ -46,7 +46,10 @@ struct Finetune: ParsableCommand {
                                       + specInputs(spec, config: options.config),
                                   hint: "continue it with --resume auto, replace it with --overwrite, or choose another --run-dir")
             if resuming {
-                // What the folder holds decides on every rank alike (it must be one folder, shared by every node).
+                // Locked before the folder is read (a job still writing the run there is refused), as pretrain does;
+                // prepareRunDirectory's lock is then this one. What the folder holds decides on every rank alike (it
+                // must be one folder, shared by every node).
+                if comm.isRoot && FileManager.default.fileExists(atPath: runDir) { try lockRunForWriting(runDir) }
                 let sign = comm.isRoot ? pretrainingRunSign(runDir) : nil
                 if let sign { throw InputError(file: runDir, "holds a pretraining run (\(sign)); finetune --resume auto continues a fine-tuning run (pretrain --resume auto continues this one)") }
                 let ended = FileManager.default.fileExists(atPath: runDir + "/best.json")

@@ -403,12 +403,14 @@ final class PretrainedLinkTests: XCTestCase {
 }
 
 final class FinetuneResumeTests: XCTestCase {
-    /// `finetune --resume auto` (session 52): a cross-fitted ensemble interrupted after its first member (the second
-    /// one's log cut after an epoch, as a kill leaves it; no third member, no best.json) keeps the finished member and
-    /// trains the others, and writes what the uninterrupted run wrote: best.json, the run's and every member's
-    /// metrics.jsonl byte for byte, every member's tensors. Refused, exit 2: the folder without --resume (saying so),
-    /// another setting than the kept member's (named with its checkpoint), a pretraining run's folder; an ended run
-    /// is left as it is.
+    /// `finetune --resume auto` (session 52): a cross-fitted ensemble interrupted after its second member (the third
+    /// one's log cut after an epoch, as a kill leaves it; no best.json) keeps the two finished members (the first
+    /// restored into the run's own model, the second into a member's) and trains the third, and writes what the
+    /// uninterrupted run wrote: best.json, the run's and every member's metrics.jsonl byte for byte, every member's
+    /// tensors. A single model starts again, its attempt's log, checkpoints and TensorBoard file removed, and ends as
+    /// its uninterrupted run. Refused, exit 2: the folder without --resume (saying so), another setting than a kept
+    /// member's (named with its checkpoint), a single model's folder resumed as an ensemble, a pretraining run's
+    /// folder; an ended run is left as it is.
     func testAnInterruptedEnsembleResumesToTheFilesOfAnUninterruptedRun() throws {
         let dir = try scratchDirectory("finetune-resume")
         defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -426,13 +428,13 @@ final class FinetuneResumeTests: XCTestCase {
         }
         let whole = try finetune("whole")
         XCTAssertEqual(whole.status, 0, whole.output)
-        // What a kill during member 2's second epoch leaves.
+        // What a kill during member 3's second epoch leaves.
         XCTAssertEqual(try runCommand("/bin/cp", ["-a", dir + "/whole", dir + "/cut"], timeout: 60).status, 0)
-        for gone in ["best.json", "metrics.jsonl", "members/3", "members/2/best.json", "members/2/checkpoints", "members/2/finetune.svg", "members/2/finetune.png"] {
+        for gone in ["best.json", "metrics.jsonl", "members/3/best.json", "members/3/checkpoints", "members/3/finetune.svg", "members/3/finetune.png"] {
             try? FileManager.default.removeItem(atPath: dir + "/cut/" + gone)
         }
-        let firstEpoch = try String(contentsOfFile: dir + "/whole/members/2/metrics.jsonl", encoding: .utf8).split(separator: "\n")[0]
-        try (firstEpoch + "\n").write(toFile: dir + "/cut/members/2/metrics.jsonl", atomically: true, encoding: .utf8)
+        let firstEpoch = try String(contentsOfFile: dir + "/whole/members/3/metrics.jsonl", encoding: .utf8).split(separator: "\n")[0]
+        try (firstEpoch + "\n").write(toFile: dir + "/cut/members/3/metrics.jsonl", atomically: true, encoding: .utf8)
 
         let refused = try finetune("cut")
         XCTAssertEqual(refused.status, 2, refused.output)
@@ -443,8 +445,9 @@ final class FinetuneResumeTests: XCTestCase {
 
         let resumed = try finetune("cut", ["--resume", "auto"])
         XCTAssertEqual(resumed.status, 0, resumed.output)
-        XCTAssertTrue(resumed.output.contains("member 1 finished before the interruption: kept") && resumed.output.contains("1 of 3 member(s) kept, 2 to train")
-                      && resumed.output.contains("member 2 had not finished: its folder removed, trained again"), resumed.output)
+        XCTAssertTrue(resumed.output.contains("member 1 finished before the interruption: kept") && resumed.output.contains("member 2 finished before the interruption: kept")
+                      && resumed.output.contains("2 of 3 member(s) kept, 1 to train")
+                      && resumed.output.contains("member 3 had not finished: its folder removed, trained again"), resumed.output)
         func bytes(_ path: String) -> Data? { FileManager.default.contents(atPath: path) }
         for file in ["best.json", "metrics.jsonl", "folds.csv"] + (1...3).flatMap { ["members/\($0)/metrics.jsonl", "members/\($0)/best.json"] } {
             XCTAssertNotNil(bytes(dir + "/whole/" + file), file)
@@ -475,6 +478,21 @@ final class FinetuneResumeTests: XCTestCase {
                                                                         "--valid", dir + "/valid.csv", "--run-dir", dir + "/pre", "--resume", "auto"] + sets, timeout: 120)
         XCTAssertEqual(intoPre.status, 2, intoPre.output)
         XCTAssertTrue(intoPre.output.contains("holds a pretraining run") && intoPre.output.contains("pretrain --resume auto continues this one"), intoPre.output)
+
+        // A single model (TensorBoard on): nothing is kept; its attempt's files go, and it ends as the uninterrupted run.
+        let single = ["--set", "finetune.folds=0", "--set", "log.tensorboard=true"]
+        XCTAssertEqual(try finetune("single", single).status, 0)
+        XCTAssertEqual(try runCommand("/bin/cp", ["-a", dir + "/single", dir + "/single-cut"], timeout: 60).status, 0)
+        for gone in ["best.json", "finetune.svg", "finetune.png"] { try? FileManager.default.removeItem(atPath: dir + "/single-cut/" + gone) }
+        let asEnsemble = try finetune("single-cut", ["--resume", "auto"])
+        XCTAssertEqual(asEnsemble.status, 2, asEnsemble.output)
+        XCTAssertTrue(asEnsemble.output.contains("single-cut/checkpoints: holds a single model's checkpoints, not an ensemble's"), asEnsemble.output)
+        let again = try finetune("single-cut", single + ["--resume", "auto"])
+        XCTAssertEqual(again.status, 0, again.output)
+        XCTAssertTrue(again.output.contains("a single model keeps nothing before its end; removed metrics.jsonl, checkpoints, events.out.tfevents."), again.output)
+        for file in ["best.json", "metrics.jsonl"] { XCTAssertEqual(bytes(dir + "/single-cut/" + file), bytes(dir + "/single/" + file), file) }
+        let events = try FileManager.default.contentsOfDirectory(atPath: dir + "/single-cut").filter { $0.hasPrefix("events.out.tfevents.") }
+        XCTAssertEqual(events.count, 1, "\(events)")
     }
 }
 

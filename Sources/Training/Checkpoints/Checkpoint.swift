@@ -105,11 +105,7 @@ public struct CheckpointMeta: Codable {
 
         /// The keys whose values differ (`self`: the checkpoint's), in section order (model, loss, data), then by name.
         public func changedKeys(from now: TrainingIdentity) -> [Difference] {
-            func text(_ v: Any?) -> String {
-                guard let v, !(v is NSNull) else { return "none" }
-                if let d = try? JSONSerialization.data(withJSONObject: v, options: [.fragmentsAllowed, .sortedKeys, .withoutEscapingSlashes]) { return String(decoding: d, as: UTF8.self) }
-                return "\(v)"
-            }
+            let text = Self.jsonText
             let (a, b) = (sections(), now.sections())
             var changed: [Difference] = []
             for section in Self.sectionNames {
@@ -119,6 +115,13 @@ public struct CheckpointMeta: Codable {
                 }
             }
             return changed
+        }
+
+        /// A decoded JSON value as compact JSON text (keys sorted), "none" for an absent or null one.
+        static func jsonText(_ v: Any?) -> String {
+            guard let v, !(v is NSNull) else { return "none" }
+            if let d = try? JSONSerialization.data(withJSONObject: v, options: [.fragmentsAllowed, .sortedKeys, .withoutEscapingSlashes]) { return String(decoding: d, as: UTF8.self) }
+            return "\(v)"
         }
 
         static let sectionNames = ["model", "loss", "data"]

@@ -31,6 +31,7 @@ extension Finetuner {
     /// written (`prepareRunDirectory`).
     public func planResume() throws {
         resuming = true
+        try requireLayoutOfThisRun()
         guard keepsFinishedMembers else { return }
         let f = spec.finetune
         let dirs = (0..<memberCount).map { runDir + "/members/\($0 + 1)" }
@@ -40,19 +41,18 @@ extension Finetuner {
             throw InputError(file: runDir + "/members/\(first)", "is a member of the interrupted run, which had more members than this command trains (\(memberCount): finetune.ensemble and finetune.folds); resume with the settings the run was started with, or replace it with --overwrite")
         }
         let finished = dirs.indices.filter { FileManager.default.fileExists(atPath: dirs[$0] + "/best.json") }
-        let said = try finished.map { m -> String in
-            let data = try readRegularFile(dirs[m] + "/best.json", what: "best-checkpoint pointer (best.json)", limit: 1 << 20)
-            return "\(m + 1): \(checksumHex(data))"
-        }
+        var bests: [Int: Data] = [:]
+        for m in finished { bests[m] = try readRegularFile(dirs[m] + "/best.json", what: "best-checkpoint pointer (best.json)", limit: 1 << 20) }
+        let said = finished.map { "\($0 + 1): \(checksumHex(bests[$0]!))" }
         try requireAgreement([("the finished members in \(runDir)/members", said.isEmpty ? "none" : said.joined(separator: ", "))], comm: comm,
                              what: "run folders (--resume auto: --run-dir must name one folder, shared by every node, with the same members)")
         let precision = agreedTrainingPrecision(spec.train.precision, comm: comm)
         for m in finished {
             let (_, _, seed, memberTrain, memberValid) = memberSetup(m)
             let bestPath = dirs[m] + "/best.json"
-            _ = try BestJSON.read(bestPath)
+            _ = try BestJSON.read(bestPath)      // every key it holds checked, errors naming the key
             let selection: FinetuneSelection
-            do { selection = try JSONDecoder().decode(FinetuneSelection.self, from: readRegularFile(bestPath, what: "best-checkpoint pointer (best.json)", limit: 1 << 20)) }
+            do { selection = try JSONDecoder().decode(FinetuneSelection.self, from: bests[m]!) }
             catch let error as InputError { throw error }
             catch { throw InputError(file: bestPath, "is not a fine-tuned member's best.json (expected the keys checkpoint, epoch, select_metric, valid, threshold)") }
             let expected = "checkpoints/" + Checkpoints.name(step: selection.epoch) + ".safetensors"
@@ -69,11 +69,12 @@ extension Finetuner {
                 throw InputError(file: jsonPath, "member \(m + 1) of the interrupted run differs from the member this command trains: "
                                  + problems.joined(separator: "; ") + "; resume with the inputs and settings the run was started with, or replace it with --overwrite")
             }
-            let records = MetricsLog.records(of: "finetune", in: dirs[m] + "/metrics.jsonl", as: FinetuneRecord.self)
-            FilesRead.forget(dirs[m] + "/metrics.jsonl")
+            let logPath = dirs[m] + "/metrics.jsonl"
+            let records = MetricsLog.records(of: "finetune", in: logPath, as: FinetuneRecord.self)
+            FilesRead.forget(logPath)     // read for its records, not an input of the run (the run's own metrics.jsonl is written anew)
             guard records.map(\.epoch) == Array(1...f.epochs) else {
-                throw InputError(file: dirs[m] + "/metrics.jsonl", "holds the records of epochs \(records.map { String($0.epoch) }.joined(separator: ", ")); "
-                                 + "a finished member's log holds epochs 1 to finetune.epochs = \(f.epochs), once each")
+                throw InputError(file: logPath, (records.isEmpty ? "is missing or holds no fine-tuning record" : "holds the records of epochs \(records.map { String($0.epoch) }.joined(separator: ", "))")
+                                 + "; a finished member's log holds epochs 1 to finetune.epochs = \(f.epochs), once each (member \(m + 1) of the interrupted run is damaged: replace the run with --overwrite)")
             }
             // The kept epoch's scores, which the ensemble's threshold and best.json need: from the checkpoint.
             let p = model.params
@@ -96,6 +97,38 @@ extension Finetuner {
         if comm.isRoot {
             let left = memberCount - resumed.count
             log("finetune: --resume auto: \(resumed.count) of \(memberCount) member(s) kept, \(left) to train" + (left > 0 ? " (from their first epoch)" : ""))
+        }
+    }
+
+    /// Refuses a folder whose run this command would start over while it holds another kind's files: an ensemble's
+    /// members/ or folds.csv under a single model (or folds.csv under a seed ensemble), a single model's checkpoints/
+    /// under an ensemble, finished members of member selection under pooled selection (which trains every member again
+    /// and would delete them). Such files come from a run started with other finetune.ensemble, finetune.folds or
+    /// finetune.epoch_selection.
+    func requireLayoutOfThisRun() throws {
+        let fm = FileManager.default, f = spec.finetune
+        let ensemble = f.ensemble > 1 || !partitions.isEmpty
+        let settings = "finetune.ensemble = \(f.ensemble), finetune.folds = \(f.folds), finetune.epoch_selection = \(f.epochSelection.rawValue)"
+        func refuse(_ entry: String, _ what: String) -> InputError {
+            InputError(file: runDir + "/" + entry, "\(what), which this command (\(settings)) would leave beside its own or delete: the run was started with "
+                       + "other settings; resume with those, or replace the run with --overwrite")
+        }
+        if !ensemble, let entry = ["members", "folds.csv"].first(where: { fm.fileExists(atPath: runDir + "/" + $0) }) {
+            throw refuse(entry, "belongs to an ensemble run, not to a single model")
+        }
+        if ensemble && fm.fileExists(atPath: runDir + "/checkpoints") { throw refuse("checkpoints", "holds a single model's checkpoints, not an ensemble's") }
+        if ensemble && partitions.isEmpty && fm.fileExists(atPath: runDir + "/folds.csv") { throw refuse("folds.csv", "belongs to a cross-fitted run, not to a seed ensemble") }
+        guard ensemble && f.epochSelection == .pooled else { return }
+        // A pooled run killed while it saved its members leaves some finished: those are its own, trained again.
+        let names = ((try? fm.contentsOfDirectory(atPath: runDir + "/members")) ?? []).filter { Int($0) != nil }.sorted { Int($0)! < Int($1)! }
+        for name in names {
+            let dir = runDir + "/members/" + name
+            guard let data = try? readRegularFile(dir + "/best.json", what: "best-checkpoint pointer (best.json)", limit: 1 << 20),
+                  let selection = try? JSONDecoder().decode(FinetuneSelection.self, from: data),
+                  let meta = try? Checkpoints.load(jsonPath: dir + "/checkpoints/" + Checkpoints.name(step: selection.epoch) + ".json").0 else { continue }
+            if meta.spec.finetune.epochSelection != .pooled {
+                throw refuse("members/\(name)/best.json", "is a member that finished under finetune.epoch_selection = \(meta.spec.finetune.epochSelection.rawValue)")
+            }
         }
     }
 
@@ -128,7 +161,10 @@ extension Finetuner {
         then.data.featureStore = now.data.featureStore; then.data.icdHierarchy = now.data.icdHierarchy
         then.data.files = now.data.files; then.data.excludeFile = now.data.excludeFile; then.data.excludeCSVs = now.data.excludeCSVs
         problems += then.differences(from: now)
-        problems += fieldDifferences(section: "finetune", meta.spec.finetune, spec.finetune)
+        // finetune.threshold_confidence sets the ensemble's threshold only, never a member.
+        var thenFinetune = meta.spec.finetune
+        thenFinetune.thresholdConfidence = spec.finetune.thresholdConfidence
+        problems += fieldDifferences(section: "finetune", thenFinetune, spec.finetune)
         if meta.spec.train.gradClip != spec.train.gradClip {
             problems.append("train.grad_clip: \(meta.spec.train.gradClip) in the checkpoint, \(spec.train.gradClip) now")
         }
@@ -143,11 +179,7 @@ extension Finetuner {
         func fields(_ value: T) -> [String: Any] {
             (try? encodeJSON(value)).flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] } ?? [:]
         }
-        func text(_ v: Any?) -> String {
-            guard let v, !(v is NSNull) else { return "none" }
-            return (try? JSONSerialization.data(withJSONObject: v, options: [.fragmentsAllowed, .sortedKeys, .withoutEscapingSlashes]))
-                .map { String(decoding: $0, as: UTF8.self) } ?? "\(v)"
-        }
+        let text = CheckpointMeta.TrainingIdentity.jsonText
         let (a, b) = (fields(then), fields(now))
         return Set(a.keys).union(b.keys).sorted().filter { text(a[$0]) != text(b[$0]) }.map {
             "\(CheckpointMeta.TrainingIdentity.yamlKey(section: section, field: $0)): \(text(a[$0])) in the checkpoint, \(text(b[$0])) now"

@@ -687,12 +687,13 @@ public final class Finetuner {
             let base = try Checkpoints.save(dir: runDir + "/checkpoints", meta: meta, params: p, optimizer: nil,
                                             include: { pretrainedPath == nil || $0.offset >= offset })
             precondition(base.hasSuffix("/" + Checkpoints.name(step: epoch)), "checkpoint named \(base)")
-            try writeSelection(selection, dir: runDir)
             let records = member.records
             func series(_ value: (FinetuneRecord) -> Double?) -> [(Double, Double)] { records.map { (Double($0.epoch), value($0) ?? .nan) } }
             try writePlot(runDir + "/finetune.svg", svgLinePlot(title: "Fine-tuning", xLabel: "epoch", yLabel: "value",
                           series: [PlotSeries("train BCE", series(\.trainLoss)), PlotSeries("valid PR-AUC", series(\.validPrAuc)),
                                    PlotSeries("valid ROC-AUC", series(\.validRocAuc))], xBounds: 0...Double.infinity))
+            // Last: best.json makes the member finished (`finetune --resume auto` keeps it as it is).
+            try writeSelection(selection, dir: runDir)
             log("finetune: \(pooled ? "kept the ensemble's epoch" : "selected epoch") \(epoch) (valid \(spec.finetune.selectMetric.shown) \(String(format: "%.4f", value))), \(base).safetensors")
         }
         comm.barrier()
