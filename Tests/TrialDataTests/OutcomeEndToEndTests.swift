@@ -409,8 +409,9 @@ final class FinetuneResumeTests: XCTestCase {
     /// uninterrupted run wrote: best.json, the run's and every member's metrics.jsonl byte for byte, every member's
     /// tensors. A single model starts again, its attempt's log, checkpoints and TensorBoard file removed, and ends as
     /// its uninterrupted run. Refused, exit 2: the folder without --resume (saying so), another setting than a kept
-    /// member's (named with its checkpoint), a single model's folder resumed as an ensemble, a pretraining run's
-    /// folder; an ended run is left as it is.
+    /// member's (named with its checkpoint), the same trials from a file of another row order (their criteria encoded
+    /// again: best.json's training_checksum), a single
+    /// model's folder resumed as an ensemble, a pretraining run's folder; an ended run is left as it is.
     func testAnInterruptedEnsembleResumesToTheFilesOfAnUninterruptedRun() throws {
         let dir = try scratchDirectory("finetune-resume")
         defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -442,6 +443,18 @@ final class FinetuneResumeTests: XCTestCase {
         let other = try finetune("cut", ["--set", "finetune.head_lr=0.02", "--resume", "auto"])
         XCTAssertEqual(other.status, 2, other.output)
         XCTAssertTrue(other.output.contains("cut/members/1/checkpoints/step-") && other.output.contains("finetune.head_lr: 0.001 in the checkpoint, 0.02 now"), other.output)
+
+        // The same trials in another order: their ids are the same, but the store adds the file's criteria again, encoded
+        // in other batches, whose vectors round otherwise in their last digits (what the run would learn from differs).
+        try writeCSVSubset(from: dir + "/train.csv", rows: 12..<24, to: dir + "/later.csv")
+        try writeCSVSubset(from: dir + "/train.csv", rows: 0..<12, to: dir + "/earlier.csv")
+        let earlier = try String(contentsOfFile: dir + "/earlier.csv", encoding: .utf8)
+        let reordered = try String(contentsOfFile: dir + "/later.csv", encoding: .utf8) + earlier[earlier.index(after: earlier.firstIndex(of: "\n")!)...]
+        try reordered.write(toFile: dir + "/reordered.csv", atomically: true, encoding: .utf8)
+        let order = try mpirun(np: 2, executable: cladmop, arguments: ["finetune", "--pretrained", dir + "/pre", "--train", dir + "/reordered.csv",
+                                                                      "--valid", dir + "/valid.csv", "--run-dir", dir + "/cut", "--resume", "auto"] + sets, timeout: 600)
+        XCTAssertEqual(order.status, 2, order.output)
+        XCTAssertTrue(order.output.contains("differs in content or order (training_checksum"), order.output)
 
         let resumed = try finetune("cut", ["--resume", "auto"])
         XCTAssertEqual(resumed.status, 0, resumed.output)

@@ -63,8 +63,15 @@ extension Finetuner {
             let (meta, tensors) = try Checkpoints.load(jsonPath: jsonPath)
             let model = m == 0 ? outcome : try Self.member(model: outcome.model.config, space: outcome.space, spec: outcome.spec,
                                                              finetune: f, seed: seed, pretrained: pretrainedTensors)
-            let problems = resumeProblems(meta, member: m, trained: trainedTrials(train: memberTrain, valid: memberValid),
+            var problems = resumeProblems(meta, member: m, trained: trainedTrials(train: memberTrain, valid: memberValid),
                                           precision: precision, model: model)
+            let learnt = trainingChecksum(train: memberTrain, valid: memberValid)
+            if selection.trainingChecksum == nil {
+                problems.append("its best.json records no training_checksum (an earlier cladmop wrote it), so what it learnt from cannot be compared")
+            } else if selection.trainingChecksum != learnt, problems.isEmpty {
+                problems.append("what it trained or selected on differs in content or order (training_checksum \(selection.trainingChecksum!) in its best.json, "
+                                + "\(learnt) now: a label, a criterion, a code or a drug of --train, --valid or --aux changed, or the store's vectors of their criteria: featurized again, in other batches)")
+            }
             guard problems.isEmpty else {
                 throw InputError(file: jsonPath, "member \(m + 1) of the interrupted run differs from the member this command trains: "
                                  + problems.joined(separator: "; ") + "; resume with the inputs and settings the run was started with, or replace it with --overwrite")
@@ -72,9 +79,20 @@ extension Finetuner {
             let logPath = dirs[m] + "/metrics.jsonl"
             let records = MetricsLog.records(of: "finetune", in: logPath, as: FinetuneRecord.self)
             FilesRead.forget(logPath)     // read for its records, not an input of the run (the run's own metrics.jsonl is written anew)
-            guard records.map(\.epoch) == Array(1...f.epochs) else {
+            guard records.map(\.epoch) == Array(1...f.epochs), let kept = records.last(where: { $0.epoch == selection.epoch }) else {
                 throw InputError(file: logPath, (records.isEmpty ? "is missing or holds no fine-tuning record" : "holds the records of epochs \(records.map { String($0.epoch) }.joined(separator: ", "))")
                                  + "; a finished member's log holds epochs 1 to finetune.epochs = \(f.epochs), once each (member \(m + 1) of the interrupted run is damaged: replace the run with --overwrite)")
+            }
+            // best.json says what the log's record of its epoch says (it is written from it).
+            let logged: Double?
+            switch f.selectMetric {
+            case .prAUC: logged = kept.validPrAuc
+            case .rocAUC: logged = kept.validRocAuc
+            case .f1: logged = kept.validF1AtThreshold
+            }
+            guard selection.valid == logged, selection.threshold == kept.threshold, selection.selectMetric == f.selectMetric.rawValue else {
+                throw InputError(file: bestPath, "says valid \(selection.valid.map { "\($0)" } ?? "null"), threshold \(selection.threshold) by \(selection.selectMetric) for epoch \(selection.epoch); "
+                                 + "its log (\(logPath)) says \(logged.map { "\($0)" } ?? "null"), \(kept.threshold) by \(f.selectMetric.rawValue): member \(m + 1) of the interrupted run is damaged; replace the run with --overwrite")
             }
             // The kept epoch's scores, which the ensemble's threshold and best.json need: from the checkpoint.
             let p = model.params
@@ -153,14 +171,15 @@ extension Finetuner {
             problems.append("its trials' vectors came from \(meta.storeIdentity) (weights \(meta.storeEncoderWeights ?? "none")), this run's from \(storeIdentity) (weights \(storeEncoderWeights ?? "none"))")
         }
         if meta.icdHierarchy != icdHierarchy { problems.append("its ICD-10 tree had checksum \(meta.icdHierarchy ?? "none"), this run's \(icdHierarchy)") }
-        if meta.model != model.model.config || meta.features != model.space {
-            problems.append("its model or input space differs from this run's (vocabularies or table sizes)")
-        }
         // Settings: the sections that shape a member's training, the data paths left out (what they give is compared above).
         var then = CheckpointMeta.trainingIdentity(meta.spec), now = CheckpointMeta.trainingIdentity(specAsTrained(spec, computedIn: precision))
         then.data.featureStore = now.data.featureStore; then.data.icdHierarchy = now.data.icdHierarchy
         then.data.files = now.data.files; then.data.excludeFile = now.data.excludeFile; then.data.excludeCSVs = now.data.excludeCSVs
-        problems += then.differences(from: now)
+        let settings = then.differences(from: now)
+        problems += settings
+        if settings.isEmpty && (meta.model != model.model.config || meta.features != model.space) {
+            problems.append("its model or input space differs from this run's (vocabularies or table sizes: the trials' codes, drugs or criteria)")
+        }
         // finetune.threshold_confidence sets the ensemble's threshold only, never a member.
         var thenFinetune = meta.spec.finetune
         thenFinetune.thresholdConfidence = spec.finetune.thresholdConfidence
@@ -174,15 +193,13 @@ extension Finetuner {
         return problems
     }
 
-    /// The keys of a section whose values differ, as `section.key: A in the checkpoint, B now` (each value as JSON text).
-    func fieldDifferences<T: Encodable>(section: String, _ then: T, _ now: T) -> [String] {
-        func fields(_ value: T) -> [String: Any] {
-            (try? encodeJSON(value)).flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] } ?? [:]
-        }
-        let text = CheckpointMeta.TrainingIdentity.jsonText
-        let (a, b) = (fields(then), fields(now))
-        return Set(a.keys).union(b.keys).sorted().filter { text(a[$0]) != text(b[$0]) }.map {
-            "\(CheckpointMeta.TrainingIdentity.yamlKey(section: section, field: $0)): \(text(a[$0])) in the checkpoint, \(text(b[$0])) now"
+    /// The fields of a section whose values differ, as `section.key: A in the checkpoint, B now` (read from the decoded
+    /// values, not their encoding, which leaves some defaults out).
+    func fieldDifferences<T>(section: String, _ then: T, _ now: T) -> [String] {
+        func text(_ v: Any) -> String { (v as? any RawRepresentable).map { "\($0.rawValue)" } ?? "\(v)" }
+        let fields = { (value: T) in Mirror(reflecting: value).children.compactMap { c in c.label.map { ($0, text(c.value)) } } }
+        return zip(fields(then), fields(now)).filter { $0.0.1 != $0.1.1 }.map { a, b in
+            "\(CheckpointMeta.TrainingIdentity.yamlKey(section: section, field: a.0)): \(a.1) in the checkpoint, \(b.1) now"
         }
     }
 
@@ -205,7 +222,10 @@ extension Finetuner {
             let same = FileManager.default.fileExists(atPath: kept) && (try? Checkpoints.load(jsonPath: kept).0.tensorsChecksum) == pretrainedChecksum
             FilesRead.forget(kept)
             if !same { try remove("pretrained") }
+        } else {
+            try remove("pretrained")      // an attempt fine-tuned from a checkpoint; this one from none
         }
+        removeStaleTemporaries(inFolder: runDir)     // what a write killed with the attempt left (".NAME.tmp-PID")
         if spec.finetune.ensemble <= 1 && partitions.isEmpty {
             let events = ((try? FileManager.default.contentsOfDirectory(atPath: runDir)) ?? []).filter { $0.hasPrefix("events.out.tfevents.") }.sorted()
             for name in ["metrics.jsonl", "checkpoints", "finetune.svg", "finetune.png"] + events { try remove(name) }

@@ -96,6 +96,8 @@ public final class Finetuner {
     var resuming = false
     /// Those members (0-based index), kept as they are.
     var resumed: [Int: ResumedMember] = [:]
+    /// checksum64 of each sentence's vectors met so far (`trainingChecksum`: the members share most sentences).
+    var sentenceDigests: [Int: UInt64] = [:]
 
     /// `pretrained`: nil fine-tunes a randomly initialised DM branch (the ablation). `hierarchy` must give the
     /// pretrained checkpoint's ICD tables (`ICD10Hierarchy.requireTables`, checked by the caller before featurizing).
@@ -533,6 +535,33 @@ public final class Finetuner {
         Set(train.map(\.nctid) + valid.map(\.nctid).filter { !reportTrials.contains($0) }).sorted()
     }
 
+    /// checksum64 (hex) of what a model learns and selects from, in the order it meets them: each training trial, then
+    /// each selecting one, with its id, label, phase, ICD codes, SMILES tokens and criteria (each sentence's inclusion
+    /// tag and the checksum of its vectors, which a criterion's text, and the batch the encoder met it in, give). A label,
+    /// a criterion, a code or the store's vectors changed for --train, --valid or --aux change it (ids alone,
+    /// `trainedTrials`, do not show these).
+    func trainingChecksum(train: [StoredTrial], valid: [StoredTrial]) -> String {
+        let store = builder.store
+        var text = ""
+        func add(_ t: StoredTrial) {
+            text += t.nctid + "|\(t.label.map(String.init) ?? "-")|" + t.phase + "|" + t.icd.map { $0.joined(separator: ",") }.joined(separator: ";")
+                + "|" + t.smiles.map { $0.joined(separator: " ") }.joined(separator: ";") + "|"
+            for (s, included) in zip(t.sentences, t.inclusion) {
+                let digest = sentenceDigests[s] ?? {
+                    let d = checksum64(UnsafeRawBufferPointer(start: store.vectors(sentence: s), count: store.levelCount * store.dim * MemoryLayout<Float>.size))
+                    sentenceDigests[s] = d
+                    return d
+                }()
+                text += (included ? "+" : "-") + String(digest, radix: 16) + ","
+            }
+            text += "\n"
+        }
+        train.forEach(add)
+        text += "selecting\n"
+        valid.forEach(add)
+        return checksumHex(text)
+    }
+
     /// One member's training: per epoch its record, its scores of the validation trials, the select_metric value and
     /// F1-best threshold there, and its trainable parameters (from `kept` on: every epoch's with `keepEveryEpoch`,
     /// else the member's own best epoch's only). The frozen parameters never change while it trains; without a
@@ -551,6 +580,8 @@ public final class Finetuner {
         var optimizerSteps: [Int] = []
         var trainingDiseaseSets: [String] = []
         var trainedTrials: [String] = []
+        /// `trainingChecksum` of its trials (best.json's `training_checksum`).
+        var trainingChecksum: String? = nil
     }
 
     /// Trains one model, writing `dir`/metrics.jsonl as it goes; `saveMember` writes the epoch it keeps.
@@ -572,6 +603,7 @@ public final class Finetuner {
         let metrics = comm.isRoot ? try MetricsLog(path: runDir + "/metrics.jsonl", tensorboard: spec.log.tensorboard) : nil
         var member = MemberTraining(kept: outcome.trainableOffset, trainingDiseaseSets: Set(train.map(diseaseSet)).sorted())
         member.trainedTrials = trainedTrials(train: train, valid: valid)
+        member.trainingChecksum = trainingChecksum(train: train, valid: valid)
         // Saved from another member's model (pooled): without a pretrained model its frozen part is this member's own.
         if pretrainedPath == nil && keepEveryEpoch { member.frozen = Array(UnsafeBufferPointer(start: p.values, count: member.kept)) }
         var best = -Double.infinity
@@ -656,8 +688,9 @@ public final class Finetuner {
         p.refreshLowPrecisionCopy()     // train.precision bf16: the GEMMs' copy follows the restored values
         let metric = spec.finetune.selectMetric.rawValue
         let value = member.values[epoch - 1], threshold = member.thresholds[epoch - 1]
-        let selection = FinetuneSelection(checkpoint: "checkpoints/" + Checkpoints.name(step: epoch) + ".safetensors", epoch: epoch,
+        var selection = FinetuneSelection(checkpoint: "checkpoints/" + Checkpoints.name(step: epoch) + ".safetensors", epoch: epoch,
                                           selectMetric: metric, valid: finite(value), threshold: threshold, pretrained: pretrainedPath)
+        selection.trainingChecksum = member.trainingChecksum
         let scores = member.scores[epoch - 1]     // the epoch's state exists (above): so do its scores
         if comm.isRoot, let first = scores.first, scores.allSatisfy({ $0 == first }) {
             // A saturated model (rates too high) scores every trial alike: its metrics are those of a constant guess.
@@ -723,12 +756,16 @@ public struct FinetuneSelection: Codable {
     public var partitions: Int? = nil
     /// `foldsChecksum` of the run's folds.csv (`--out-of-fold` refuses another assignment). Absent: an older run.
     public var foldsChecksum: String? = nil
+    /// A model's (a member's) `Finetuner.trainingChecksum`: what it learnt from, which `finetune --resume auto`
+    /// compares before keeping it. Absent in an ensemble's own best.json and in runs written before session 52.
+    public var trainingChecksum: String? = nil
     public init(checkpoint: String, epoch: Int, selectMetric: String, valid: Double?, threshold: Double, pretrained: String?) {
         self.checkpoint = checkpoint; self.epoch = epoch; self.selectMetric = selectMetric; self.valid = valid
         self.threshold = threshold; self.pretrained = pretrained
     }
     enum CodingKeys: String, CodingKey {
         case checkpoint, epoch, selectMetric = "select_metric", valid, threshold, pretrained, members, memberEpochs = "member_epochs", partitions, foldsChecksum = "folds_checksum"
+        case trainingChecksum = "training_checksum"
     }
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
@@ -736,6 +773,7 @@ public struct FinetuneSelection: Codable {
         try c.encode(valid, forKey: .valid); try c.encode(threshold, forKey: .threshold); try c.encode(pretrained, forKey: .pretrained)
         try c.encodeIfPresent(members, forKey: .members); try c.encodeIfPresent(memberEpochs, forKey: .memberEpochs)
         try c.encodeIfPresent(partitions, forKey: .partitions); try c.encodeIfPresent(foldsChecksum, forKey: .foldsChecksum)
+        try c.encodeIfPresent(trainingChecksum, forKey: .trainingChecksum)
     }
 }
 
