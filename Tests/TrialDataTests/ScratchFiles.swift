@@ -36,8 +36,9 @@ func smallFinetuneSettings(dir: String, _ extra: [String]) -> [String] {
         + extra.flatMap { ["--set", $0] }
 }
 
-/// What `writeCSVSubset` does to the label column: keep it, set every row's field to a text, or leave the column out.
-enum LabelColumnEdit { case keep, set(String), drop }
+/// What `writeCSVSubset` does to the label column: keep it, set every row's field to a text, leave the column out, or
+/// flip one written data row's 0/1 label.
+enum LabelColumnEdit { case keep, set(String), drop, flip(row: Int) }
 
 /// Writes the header and the given data rows of a bundled TOP CSV to `path` (RFC 4180 quoting); `label`: only rows
 /// with that label; `labelColumn`: see `LabelColumnEdit`.
@@ -52,6 +53,7 @@ func writeCSVSubset(from source: String, rows: Range<Int>, to path: String, labe
         case .keep: break
         case .set(let text): if i > 0 { fields[column] = text }
         case .drop: fields.remove(at: column)
+        case .flip(let row): if i == row + 1 { fields[column] = fields[column] == "1" ? "0" : "1" }
         }
         return fields
     }

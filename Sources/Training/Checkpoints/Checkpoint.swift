@@ -105,7 +105,11 @@ public struct CheckpointMeta: Codable {
 
         /// The keys whose values differ (`self`: the checkpoint's), in section order (model, loss, data), then by name.
         public func changedKeys(from now: TrainingIdentity) -> [Difference] {
-            let text = Self.jsonText
+            func text(_ v: Any?) -> String {
+                guard let v, !(v is NSNull) else { return "none" }
+                if let d = try? JSONSerialization.data(withJSONObject: v, options: [.fragmentsAllowed, .sortedKeys, .withoutEscapingSlashes]) { return String(decoding: d, as: UTF8.self) }
+                return "\(v)"
+            }
             let (a, b) = (sections(), now.sections())
             var changed: [Difference] = []
             for section in Self.sectionNames {
@@ -115,13 +119,6 @@ public struct CheckpointMeta: Codable {
                 }
             }
             return changed
-        }
-
-        /// A decoded JSON value as compact JSON text (keys sorted), "none" for an absent or null one.
-        static func jsonText(_ v: Any?) -> String {
-            guard let v, !(v is NSNull) else { return "none" }
-            if let d = try? JSONSerialization.data(withJSONObject: v, options: [.fragmentsAllowed, .sortedKeys, .withoutEscapingSlashes]) { return String(decoding: d, as: UTF8.self) }
-            return "\(v)"
         }
 
         static let sectionNames = ["model", "loss", "data"]

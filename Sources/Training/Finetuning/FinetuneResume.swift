@@ -24,11 +24,13 @@ extension Finetuner {
     }
 
     /// Reads and checks the finished members of the run being resumed (every rank, from the run folder: it must be the
-    /// same folder on every node). A member is kept only if it is what this command would train: the same trials
-    /// (trained or selected on), fold, pretrained checkpoint, store, ICD-10 tree and settings (finetune.*,
+    /// same folder on every node; best.json and the checkpoint's tensors are agreed). A member is kept only if it is what
+    /// this command would train: the same trials (trained or selected on) with the same contents (best.json's
+    /// `training_checksum`) under the same file names (`head.trainFile`, `head.validFile`, which scoring compares across
+    /// members), fold, pretrained checkpoint, store, ICD-10 tree and settings (finetune.* but threshold_confidence,
     /// train.grad_clip, train.precision as computed, model.*, loss.*, data.* but the paths, whose contents the rest
-    /// compares); anything else is refused, exit 2, naming the member's checkpoint. Called before the run folder is
-    /// written (`prepareRunDirectory`).
+    /// compares), and its best.json says what its log says; anything else is refused, exit 2, naming the member's
+    /// checkpoint. Called before the run folder is written (`prepareRunDirectory`).
     public func planResume() throws {
         resuming = true
         try requireLayoutOfThisRun()
@@ -61,6 +63,8 @@ extension Finetuner {
             }
             let jsonPath = dirs[m] + "/checkpoints/" + Checkpoints.name(step: selection.epoch) + ".json"
             let (meta, tensors) = try Checkpoints.load(jsonPath: jsonPath)
+            try requireAgreement([("member \(m + 1)'s checkpoint \(jsonPath)", "tensors \(meta.tensorsChecksum)")], comm: comm,
+                                 what: "run folders (--resume auto: --run-dir must name one folder, shared by every node, with the same members)")
             let model = m == 0 ? outcome : try Self.member(model: outcome.model.config, space: outcome.space, spec: outcome.spec,
                                                              finetune: f, seed: seed, pretrained: pretrainedTensors)
             var problems = resumeProblems(meta, member: m, trained: trainedTrials(train: memberTrain, valid: memberValid),
@@ -69,7 +73,7 @@ extension Finetuner {
             if selection.trainingChecksum == nil {
                 problems.append("its best.json records no training_checksum (an earlier cladmop wrote it), so what it learnt from cannot be compared")
             } else if selection.trainingChecksum != learnt, problems.isEmpty {
-                problems.append("what it trained or selected on differs in content or order (training_checksum \(selection.trainingChecksum!) in its best.json, "
+                problems.append("what it trained or selected on differs in content (training_checksum \(selection.trainingChecksum!) in its best.json, "
                                 + "\(learnt) now: a label, a criterion, a code or a drug of --train, --valid or --aux changed, or the store's vectors of their criteria: featurized again, in other batches)")
             }
             guard problems.isEmpty else {
@@ -78,7 +82,7 @@ extension Finetuner {
             }
             let logPath = dirs[m] + "/metrics.jsonl"
             let records = MetricsLog.records(of: "finetune", in: logPath, as: FinetuneRecord.self)
-            FilesRead.forget(logPath)     // read for its records, not an input of the run (the run's own metrics.jsonl is written anew)
+            FilesRead.forget(logPath)     // looked at for its records; not an input of the run's results
             guard records.map(\.epoch) == Array(1...f.epochs), let kept = records.last(where: { $0.epoch == selection.epoch }) else {
                 throw InputError(file: logPath, (records.isEmpty ? "is missing or holds no fine-tuning record" : "holds the records of epochs \(records.map { String($0.epoch) }.joined(separator: ", "))")
                                  + "; a finished member's log holds epochs 1 to finetune.epochs = \(f.epochs), once each (member \(m + 1) of the interrupted run is damaged: replace the run with --overwrite)")
@@ -158,6 +162,10 @@ extension Finetuner {
         if head.heldOutFold != fold {
             problems.append("its held-out fold is \(head.heldOutFold.map(String.init) ?? "none"), this member's \(fold.map(String.init) ?? "none")")
         }
+        if head.trainFile != model.spec.trainFile || head.validFile != model.spec.validFile {
+            problems.append("it was fine-tuned on \(head.trainFile) / \(head.validFile), this run names \(model.spec.trainFile) / \(model.spec.validFile) "
+                            + "(the members of one run name the same files: give the paths as the run was started with)")
+        }
         if head.trainedTrials != trained {
             let then = Set(head.trainedTrials ?? []), now = Set(trained)
             problems.append("it trained or selected on \(then.count) trial(s), this member would on \(now.count) (\(then.subtracting(now).count) only then, "
@@ -195,7 +203,8 @@ extension Finetuner {
 
     /// The fields of a section whose values differ, as `section.key: A in the checkpoint, B now` (read from the decoded
     /// values, not their encoding, which leaves some defaults out).
-    func fieldDifferences<T>(section: String, _ then: T, _ now: T) -> [String] {
+    func fieldDifferences<T: Equatable>(section: String, _ then: T, _ now: T) -> [String] {
+        guard then != now else { return [] }
         func text(_ v: Any) -> String { (v as? any RawRepresentable).map { "\($0.rawValue)" } ?? "\(v)" }
         let fields = { (value: T) in Mirror(reflecting: value).children.compactMap { c in c.label.map { ($0, text(c.value)) } } }
         return zip(fields(then), fields(now)).filter { $0.0.1 != $0.1.1 }.map { a, b in
@@ -225,7 +234,7 @@ extension Finetuner {
         } else {
             try remove("pretrained")      // an attempt fine-tuned from a checkpoint; this one from none
         }
-        removeStaleTemporaries(inFolder: runDir)     // what a write killed with the attempt left (".NAME.tmp-PID")
+        removeStaleTemporaries(inFolder: runDir)     // what a write killed with the attempt left (".NAME.tmp-PID", over a minute old)
         if spec.finetune.ensemble <= 1 && partitions.isEmpty {
             let events = ((try? FileManager.default.contentsOfDirectory(atPath: runDir)) ?? []).filter { $0.hasPrefix("events.out.tfevents.") }.sorted()
             for name in ["metrics.jsonl", "checkpoints", "finetune.svg", "finetune.png"] + events { try remove(name) }

@@ -603,7 +603,7 @@ public final class Finetuner {
         let metrics = comm.isRoot ? try MetricsLog(path: runDir + "/metrics.jsonl", tensorboard: spec.log.tensorboard) : nil
         var member = MemberTraining(kept: outcome.trainableOffset, trainingDiseaseSets: Set(train.map(diseaseSet)).sorted())
         member.trainedTrials = trainedTrials(train: train, valid: valid)
-        member.trainingChecksum = trainingChecksum(train: train, valid: valid)
+        if comm.isRoot { member.trainingChecksum = trainingChecksum(train: train, valid: valid) }     // rank 0 writes best.json
         // Saved from another member's model (pooled): without a pretrained model its frozen part is this member's own.
         if pretrainedPath == nil && keepEveryEpoch { member.frozen = Array(UnsafeBufferPointer(start: p.values, count: member.kept)) }
         var best = -Double.infinity
