@@ -410,8 +410,8 @@ final class FinetuneResumeTests: XCTestCase {
     /// tensors. A single model starts again, its attempt's log, checkpoints and TensorBoard file removed, and ends as
     /// its uninterrupted run. Refused, exit 2: the folder without --resume (saying so), another setting than a kept
     /// member's (named with its checkpoint), the training file named otherwise, a flipped label under the same file name
-    /// (best.json's training_checksum), a single
-    /// model's folder resumed as an ensemble, a pretraining run's folder; an ended run is left as it is.
+    /// (best.json's training_checksum), a single model's folder resumed as an ensemble, a pretraining run's folder; an
+    /// ended run is left as it is.
     func testAnInterruptedEnsembleResumesToTheFilesOfAnUninterruptedRun() throws {
         let dir = try scratchDirectory("finetune-resume")
         defer { try? FileManager.default.removeItem(atPath: dir) }
